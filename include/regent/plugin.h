@@ -1,0 +1,412 @@
+/*
+ * regent/plugin.h - the regent plugin ABI, the one public header.
+ *
+ * A plugin is a shared object exporting one symbol, REGENT_PLUGIN_SYMBOL
+ * ("regent_plugin"), a const struct regent_plugin.  The core hands every
+ * plugin instance a const struct regent_host: the function table through
+ * which the plugin reaches the loop, logging, its configuration, the async
+ * HTTP client, metrics and the callbacks it reports through.
+ *
+ * Compatibility rules (see docs/plugin-api.md):
+ *  - The first four fields of struct regent_plugin (abi_major, abi_minor,
+ *    size, name) are frozen for every ABI major version, so any regent can
+ *    read them and refuse a plugin of another major with a clear message.
+ *  - Within one major, structs only grow by appending fields.  Every
+ *    versioned struct starts with (or carries) a `size` field set to the
+ *    sizeof() the producer was built with; the consumer never reads past it.
+ *  - The host table is append-only: a plugin built against minor N may
+ *    call any entry listed up to minor N; the core refuses a plugin whose
+ *    abi_minor is newer than its own.
+ *  - Errors are negative errno values (e.g. -EINVAL); 0 is success.
+ *
+ * Everything runs on the core's single libuv loop.  No host function may
+ * be called from another thread.
+ */
+#ifndef REGENT_PLUGIN_H
+#define REGENT_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define REGENT_ABI_MAJOR 1
+#define REGENT_ABI_MINOR 0
+
+/* The one symbol a plugin exports. */
+#define REGENT_PLUGIN_SYMBOL "regent_plugin"
+
+#if defined(__GNUC__)
+#define REGENT_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define REGENT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define REGENT_PLUGIN_EXPORT
+#define REGENT_PRINTF(f, a)
+#endif
+
+/* Returned by stop() when the plugin finishes stopping asynchronously. */
+#define REGENT_PENDING 1
+
+typedef enum regent_kind {
+	REGENT_KIND_SOURCE = 1, /* reports this host's instances       */
+	REGENT_KIND_STORE = 2,  /* registers them, reads the catalog   */
+	REGENT_KIND_SINK = 3,   /* consumes catalog snapshots          */
+} regent_kind;
+
+typedef enum regent_log_level {
+	REGENT_LOG_ERROR = 0,
+	REGENT_LOG_WARN = 1,
+	REGENT_LOG_INFO = 2,
+	REGENT_LOG_DEBUG = 3,
+} regent_log_level;
+
+typedef enum regent_proto {
+	REGENT_PROTO_TCP = 0,
+	REGENT_PROTO_UDP = 1,
+} regent_proto;
+
+/* ------------------------------------------------------------------ */
+/* The model                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct regent_kv {
+	const char *key;
+	const char *value;
+} regent_kv;
+
+/*
+ * One reachable endpoint of a service.  When a plugin hands one to the
+ * host, every pointer is borrowed for the duration of the call: the core
+ * copies what it keeps.  When the host hands one to a plugin, it stays
+ * valid until the call returns (or, inside a catalog snapshot, as long as
+ * the snapshot is referenced).
+ */
+typedef struct regent_instance {
+	const char *service;   /* validated name, see host->valid_service */
+	const char *id;        /* unique cluster-wide, stable across restarts */
+	const char *address;   /* IPv4/IPv6 literal or host name */
+	uint16_t port;         /* where clients connect */
+	regent_proto proto;
+	uint16_t service_port; /* the private port inside the container */
+	const char *const *tags;
+	size_t ntags;
+	const regent_kv *meta;
+	size_t nmeta;
+	const char *node;      /* the agent that owns it; NULL = this agent */
+} regent_instance;
+
+/* An immutable, reference-counted catalog snapshot (see host table). */
+typedef struct regent_catalog regent_catalog;
+
+/* ------------------------------------------------------------------ */
+/* Configuration keys, declared once by their owner                   */
+/* ------------------------------------------------------------------ */
+
+typedef enum regent_cfg_type {
+	REGENT_CFG_STRING = 1,
+	REGENT_CFG_INT = 2,      /* int64, checked against min/max */
+	REGENT_CFG_BOOL = 3,     /* true/false/yes/no/on/off/1/0 */
+	REGENT_CFG_DURATION = 4, /* "50ms", "15s", "1m", "2h"; bare number = seconds; min/max in ms */
+	REGENT_CFG_LIST = 5,     /* comma-separated strings, blanks trimmed */
+	REGENT_CFG_ADDRESS = 6,  /* host:port or [v6]:port; port required */
+} regent_cfg_type;
+
+typedef struct regent_config_key {
+	const char *name;
+	regent_cfg_type type;
+	const char *default_value; /* NULL: no default */
+	bool required;
+	int64_t min, max;          /* for INT/DURATION; both 0: unbounded */
+	const char *description;
+} regent_config_key;
+/* Tables end with an entry whose name is NULL. */
+
+/* ------------------------------------------------------------------ */
+/* Async HTTP client (libcurl multi on the core's loop)               */
+/* ------------------------------------------------------------------ */
+
+typedef struct regent_http_req regent_http_req;
+
+typedef struct regent_http_result {
+	size_t size;           /* sizeof(regent_http_result) of the core */
+	int error;             /* 0, or negative errno: -ETIMEDOUT, -ECONNREFUSED, -ECANCELED, -EIO... */
+	const char *error_msg; /* human text for error, "" when none */
+	long status;           /* HTTP status, 0 when no response */
+	const char *body;      /* buffered body (NUL-terminated), NULL when streamed */
+	size_t body_len;
+} regent_http_result;
+
+/* Streaming: called per chunk, or per complete line with REGENT_HTTP_LINES
+ * (without the trailing newline; a final unterminated line is delivered at
+ * the end).  Return 0 to continue, non-zero to abort the transfer (on_done
+ * then reports -ECANCELED). */
+typedef int (*regent_http_data_cb)(void *arg, const char *data, size_t len);
+/* Called exactly once per request unless it was cancelled with
+ * http_cancel().  The request handle is freed right after it returns. */
+typedef void (*regent_http_done_cb)(void *arg, const regent_http_result *res);
+
+#define REGENT_HTTP_LINES 0x1u /* on_data gets whole lines */
+
+typedef struct regent_http_opts {
+	size_t size;               /* sizeof(regent_http_opts) of the plugin */
+	const char *method;        /* NULL = GET, or with body POST */
+	const char *url;
+	const char *unix_socket;   /* connect to this socket instead of TCP */
+	const char *const *headers;/* "Name: value" */
+	size_t nheaders;
+	const void *body;          /* copied by the core */
+	size_t body_len;
+	uint64_t timeout_ms;       /* whole request, 0 = none (streams) */
+	uint64_t connect_timeout_ms; /* 0 = 5000 */
+	uint64_t idle_timeout_ms;  /* abort if no byte arrives for this long; 0 = off */
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+	unsigned flags;            /* REGENT_HTTP_* */
+	regent_http_data_cb on_data; /* NULL = buffer the body */
+	regent_http_done_cb on_done;
+	void *arg;
+	size_t max_body;           /* buffered mode limit, 0 = 16 MiB */
+} regent_http_opts;
+
+/* ------------------------------------------------------------------ */
+/* Metrics                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct regent_metric regent_metric;
+
+typedef enum regent_metric_type {
+	REGENT_METRIC_COUNTER = 1,
+	REGENT_METRIC_GAUGE = 2,
+	REGENT_METRIC_HISTOGRAM = 3, /* seconds, fixed latency buckets */
+} regent_metric_type;
+
+/* Capped exponential backoff with jitter; fields are the plugin's. */
+typedef struct regent_backoff {
+	uint64_t initial_ms; /* first delay (default 100 when 0) */
+	uint64_t max_ms;     /* cap (default 30000 when 0) */
+	uint64_t current_ms; /* state: 0 = next delay is initial_ms */
+} regent_backoff;
+
+/* ------------------------------------------------------------------ */
+/* The host table                                                     */
+/* ------------------------------------------------------------------ */
+
+/* One per plugin instance, opaque. */
+typedef struct regent_ctx regent_ctx;
+
+typedef void (*regent_write_cb)(void *arg, const char *data, size_t len);
+
+typedef struct regent_host {
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	size_t size; /* sizeof(struct regent_host) of the core */
+
+	/* --- minor 0 ---------------------------------------------------- */
+	uv_loop_t *(*loop)(regent_ctx *ctx);
+	/* Logs one line, prefixed with the level and "kind name: ". */
+	void (*log)(regent_ctx *ctx, regent_log_level level, const char *fmt, ...) REGENT_PRINTF(3, 4);
+	void (*vlog)(regent_ctx *ctx, regent_log_level level, const char *fmt, va_list ap);
+	bool (*log_enabled)(regent_ctx *ctx, regent_log_level level);
+
+	/* Identity: "etcd" or "haproxy edge"; the agent's node and host_ip
+	 * (NULL when unset). */
+	const char *(*instance_name)(regent_ctx *ctx);
+	const char *(*node)(regent_ctx *ctx);
+	const char *(*host_ip)(regent_ctx *ctx);
+
+	/* Typed lookup in the plugin instance's own section; the value is
+	 * already validated against the declared key (or is its default).
+	 * Asking for an undeclared key or the wrong type is a plugin bug:
+	 * logged, returns NULL/0/false. */
+	const char *(*cfg_string)(regent_ctx *ctx, const char *key);
+	int64_t (*cfg_int)(regent_ctx *ctx, const char *key);
+	bool (*cfg_bool)(regent_ctx *ctx, const char *key);
+	uint64_t (*cfg_duration_ms)(regent_ctx *ctx, const char *key);
+	/* Items valid until the plugin instance is destroyed. */
+	size_t (*cfg_list)(regent_ctx *ctx, const char *key, const char *const **items);
+	bool (*cfg_is_set)(regent_ctx *ctx, const char *key);
+	/* From validate(): report a semantic error for a key of the section
+	 * (key NULL = the section header), printed as FILE:LINE: sec.key: msg. */
+	void (*cfg_error)(regent_ctx *ctx, const char *key, const char *fmt, ...) REGENT_PRINTF(3, 4);
+
+	/* [service NAME] sections (keys declared by plugins' service_keys
+	 * and the core's own "port"). */
+	size_t (*services)(regent_ctx *ctx, const char *const **names);
+	const char *(*service_string)(regent_ctx *ctx, const char *service, const char *key);
+	int64_t (*service_int)(regent_ctx *ctx, const char *service, const char *key);
+	bool (*service_bool)(regent_ctx *ctx, const char *service, const char *key);
+	uint64_t (*service_duration_ms)(regent_ctx *ctx, const char *service, const char *key);
+	bool (*service_is_set)(regent_ctx *ctx, const char *service, const char *key);
+
+	/* Validation helpers shared by all plugins. */
+	bool (*valid_service)(const char *name);
+	bool (*valid_address)(const char *addr); /* IP literal or DNS name, no spaces or control chars */
+
+	/* Async HTTP.  Returns NULL with *err set (negative errno) on a
+	 * setup failure; no callback fires then. */
+	regent_http_req *(*http_request)(regent_ctx *ctx, const regent_http_opts *opts, int *err);
+	/* Cancel: no callback fires afterwards.  Safe from inside on_data. */
+	void (*http_cancel)(regent_http_req *req);
+	/* Response header lookup (case-insensitive), valid inside on_done and
+	 * on_data of that request. */
+	const char *(*http_header)(regent_http_req *req, const char *name);
+
+	/* Sources: report this host's instances.  resync_begin/end bracket a
+	 * full listing: whatever this source reported before and did not
+	 * report again between them is taken down. */
+	int (*local_up)(regent_ctx *ctx, const regent_instance *inst);
+	int (*local_down)(regent_ctx *ctx, const char *id);
+	void (*local_resync_begin)(regent_ctx *ctx);
+	void (*local_resync_end)(regent_ctx *ctx);
+
+	/* Stores: report what the registry holds.  catalog_set replaces this
+	 * store's view of one service (n may be 0: known, empty).  sync
+	 * begin/end bracket a full read: services not set between them are
+	 * removed from this store's view. */
+	int (*catalog_set)(regent_ctx *ctx, const char *service,
+	                   const regent_instance *const *insts, size_t n);
+	void (*catalog_remove)(regent_ctx *ctx, const char *service);
+	void (*catalog_sync_begin)(regent_ctx *ctx);
+	void (*catalog_sync_end)(regent_ctx *ctx);
+	/* True when this host has a sink, i.e. the store should watch. */
+	bool (*want_catalog)(regent_ctx *ctx);
+	/* The local set right now (stores re-register everything after a lost
+	 * lease or a restarted registry agent). */
+	void (*local_foreach)(regent_ctx *ctx,
+	                      void (*fn)(void *arg, const regent_instance *inst), void *arg);
+
+	/* Catalog snapshots (sinks).  Services sorted by name, instances by id. */
+	size_t (*catalog_services)(const regent_catalog *cat, const char *const **names);
+	size_t (*catalog_instances)(const regent_catalog *cat, const char *service,
+	                            const regent_instance *const **insts);
+	const regent_catalog *(*catalog_ref)(const regent_catalog *cat);
+	void (*catalog_unref)(const regent_catalog *cat);
+	/* The newest snapshot (referenced: unref it). */
+	const regent_catalog *(*catalog_current)(regent_ctx *ctx);
+
+	/* Stop: the plugin calls this after returning REGENT_PENDING from stop(). */
+	void (*stopped)(regent_ctx *ctx);
+
+	/* Health, shown by /healthz: reason is copied, NULL when healthy. */
+	void (*set_health)(regent_ctx *ctx, bool healthy, const char *reason);
+
+	/* Metrics, kept by the core.  The core adds the label
+	 * plugin="<instance name>".  labels: extra "k=\"v\",..." or NULL.
+	 * Same name+labels -> same metric. */
+	regent_metric *(*metric)(regent_ctx *ctx, regent_metric_type type, const char *name,
+	                         const char *help, const char *labels);
+	void (*metric_add)(regent_metric *m, double v);  /* counter, gauge */
+	void (*metric_set)(regent_metric *m, double v);  /* gauge */
+	void (*metric_observe)(regent_metric *m, double seconds); /* histogram */
+	/* Prometheus text exposition of every metric and the catalog gauges. */
+	void (*metrics_write)(regent_ctx *ctx, regent_write_cb out, void *arg);
+	/* Health of every plugin instance as JSON {"ok":bool,"plugins":{...}}
+	 * (malloc'd, free() it). */
+	char *(*health_json)(regent_ctx *ctx);
+
+	/* JSON helpers: an instance as the JSON value stores keep, and back.
+	 * encode returns malloc'd text.  decode fills *out with pointers into
+	 * a block that instance_free() releases. */
+	char *(*instance_encode)(const regent_instance *inst);
+	int (*instance_decode)(const char *json, size_t len, const char *service,
+	                       const char *id, regent_instance **out);
+	void (*instance_free)(regent_instance *inst);
+
+	/* Backoff: next delay in ms (with +-20% jitter), reset on success. */
+	uint64_t (*backoff_next)(regent_backoff *b);
+	void (*backoff_reset)(regent_backoff *b);
+
+	/* Monotonic milliseconds and wall-clock nanoseconds. */
+	uint64_t (*now_ms)(void);
+	uint64_t (*wall_ns)(void);
+	/* Marks when a change entered the agent (source event or registry
+	 * change, wall ns): sinks' apply latency is measured from it. */
+	void (*mark_change)(regent_ctx *ctx, uint64_t origin_wall_ns);
+	/* Sinks: report that a snapshot was applied (records the latency
+	 * histogram regent_propagation_seconds). */
+	void (*applied)(regent_ctx *ctx, const regent_catalog *cat);
+
+	/* Base64 helpers (etcd keys), malloc'd, NUL-terminated. */
+	char *(*base64_encode)(const void *data, size_t len);
+	void *(*base64_decode)(const char *text, size_t *len);
+} regent_host;
+
+/* ------------------------------------------------------------------ */
+/* The plugin descriptor and its ops tables                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Lifecycle:  validate (check-config and reload), create, start, ...,
+ * stop, destroy.  `self` is what create() stored.
+ */
+typedef struct regent_plugin_ops {
+	size_t size;
+	/* Optional: semantic checks of the section beyond the key table;
+	 * report each problem with host->cfg_error.  Must not touch the
+	 * network or files it would own.  Returns 0 or a negative errno. */
+	int (*validate)(regent_ctx *ctx, const regent_host *host);
+	/* Allocates the instance's state; keep ctx and host in it. */
+	int (*create)(regent_ctx *ctx, const regent_host *host, void **self);
+	int (*start)(void *self);
+	/* Returns 0 when stopped, REGENT_PENDING when it will call
+	 * host->stopped() later (the core waits a bounded time). */
+	int (*stop)(void *self);
+	/* Releases everything; handles closed here may still run their close
+	 * callbacks on the loop afterwards (the plugin stays loaded). */
+	void (*destroy)(void *self);
+} regent_plugin_ops;
+
+typedef struct regent_source_ops {
+	size_t size;
+	/* Optional: re-list everything now (the core calls it on demand). */
+	void (*resync)(void *self);
+} regent_source_ops;
+
+typedef struct regent_store_ops {
+	size_t size;
+	/* Register or deregister one local instance.  The store keeps
+	 * retrying on its own; the pointer is valid only during the call. */
+	void (*register_instance)(void *self, const regent_instance *inst);
+	void (*deregister_instance)(void *self, const regent_instance *inst);
+} regent_store_ops;
+
+typedef struct regent_sink_ops {
+	size_t size;
+	/* A new consistent snapshot; `changed` lists the services that differ
+	 * from the previous apply (all of them on the first).  Take a ref to
+	 * keep the snapshot past the call. */
+	void (*apply)(void *self, const regent_catalog *cat, const char *const *changed,
+	              size_t nchanged);
+} regent_sink_ops;
+
+typedef struct regent_plugin {
+	/* Frozen for every ABI major: */
+	uint32_t abi_major;  /* REGENT_ABI_MAJOR */
+	uint32_t abi_minor;  /* REGENT_ABI_MINOR the plugin was built with */
+	size_t size;         /* sizeof(struct regent_plugin) */
+	const char *name;    /* must equal the .so's base name */
+	/* Major 1: */
+	regent_kind kind;
+	const char *version;
+	const char *description;
+	const regent_config_key *config_keys;  /* its own section, NULL-name terminated */
+	const regent_config_key *service_keys; /* keys it reads from [service X], or NULL */
+	const regent_plugin_ops *ops;
+	const void *kind_ops; /* regent_source_ops / regent_store_ops / regent_sink_ops */
+} regent_plugin;
+
+/* Fills the frozen header fields. */
+#define REGENT_PLUGIN_HEADER(plugin_name) \
+	.abi_major = REGENT_ABI_MAJOR, .abi_minor = REGENT_ABI_MINOR, \
+	.size = sizeof(regent_plugin), .name = (plugin_name)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* REGENT_PLUGIN_H */
