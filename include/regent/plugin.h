@@ -1,8 +1,13 @@
 /*
  * regent/plugin.h - the regent plugin ABI, the one public header.
  *
- * A plugin is a shared object exporting one symbol, REGENT_PLUGIN_SYMBOL
- * ("regent_plugin"), a const struct regent_plugin.  The core hands every
+ * A plugin is a shared object exporting one symbol, REGENT_PLUGIN_ENTRY
+ * ("regent_plugin_entry"), a const struct regent_plugin:
+ *
+ *     REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
+ *         REGENT_PLUGIN_HEADER("myplugin"), .kind = REGENT_KIND_SINK, ...
+ *     };
+ *  The core hands every
  * plugin instance a const struct regent_host: the function table through
  * which the plugin reaches the loop, logging, its configuration, the async
  * HTTP client, metrics and the callbacks it reports through.
@@ -38,8 +43,10 @@ extern "C" {
 #define REGENT_ABI_MAJOR 1
 #define REGENT_ABI_MINOR 0
 
-/* The one symbol a plugin exports. */
-#define REGENT_PLUGIN_SYMBOL "regent_plugin"
+/* The one symbol a plugin exports (the same name for every ABI major, so
+ * a regent can read the frozen header of any plugin and say why it refuses). */
+#define REGENT_PLUGIN_ENTRY regent_plugin_entry
+#define REGENT_PLUGIN_SYMBOL "regent_plugin_entry"
 
 #if defined(__GNUC__)
 #define REGENT_PLUGIN_EXPORT __attribute__((visibility("default")))

@@ -1,0 +1,497 @@
+/* agent.c - the running agent: creates and starts plugin instances from
+ * the config, wires sources -> local set -> stores and stores -> catalog
+ * -> sinks, applies SIGHUP reloads by restarting only what changed, and
+ * shuts down in reverse order so that stores can deregister. */
+#include "build_config.h"
+#include "host.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- systemd notification (sd_notify protocol, no libsystemd) ---- */
+
+void regent_notify(const char *fmt, ...)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || !path[0])
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t plen = strlen(path);
+	if (plen >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, plen);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0'; /* abstract namespace */
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+		regent_log(REGENT_LOG_DEBUG, NULL, "sd_notify to %s failed: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* ---- local set -> stores ---- */
+
+static void for_stores(regent_agent *a, regent_inst *inst, bool up)
+{
+	for (regent_ctx *c = a->ctxs; c; c = c->next) {
+		if (c->kind != REGENT_KIND_STORE || c->state != CTX_STARTED)
+			continue;
+		const regent_store_ops *so = c->desc->kind_ops;
+		if (up)
+			so->register_instance(c->self, &inst->pub);
+		else
+			so->deregister_instance(c->self, &inst->pub);
+	}
+}
+
+static void local_on_up(void *arg, regent_inst *inst, regent_inst *old)
+{
+	regent_agent *a = arg;
+	if (old && strcmp(old->pub.service, inst->pub.service) != 0)
+		for_stores(a, old, false);
+	regent_log(REGENT_LOG_INFO, NULL, "local %s %s %s:%u/%s", old ? "changed" : "up",
+	           inst->pub.id, inst->pub.address, inst->pub.port, regent_proto_name(inst->pub.proto));
+	for_stores(a, inst, true);
+}
+
+static void local_on_down(void *arg, regent_inst *inst)
+{
+	regent_agent *a = arg;
+	regent_log(REGENT_LOG_INFO, NULL, "local down %s", inst->pub.id);
+	for_stores(a, inst, false);
+}
+
+static const regent_localset_ops local_ops = {local_on_up, local_on_down};
+
+/* ---- catalog -> sinks ---- */
+
+static void apply_sink(regent_agent *a, regent_ctx *c, const regent_catalog *snap,
+                       const char *const *changed, size_t n)
+{
+	const regent_sink_ops *so = c->desc->kind_ops;
+	so->apply(c->self, snap, changed, n);
+	regent_metric_add(regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,
+	                                     "regent_sink_applies_total",
+	                                     "Catalog snapshots handed to a sink.", NULL),
+	                  0); /* keep the family even without sinks */
+	char *l = regent_xasprintf("plugin=\"%s\"", c->sec->name);
+	regent_metric_add(regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,
+	                                     "regent_sink_applies_total",
+	                                     "Catalog snapshots handed to a sink.", l),
+	                  1);
+	free(l);
+}
+
+static void on_flush(void *arg, const regent_catalog *snap, const char *const *changed, size_t n)
+{
+	regent_agent *a = arg;
+	regent_log(REGENT_LOG_DEBUG, NULL, "catalog: %zu services, %zu instances, %zu changed",
+	           regent_catalog_services(snap, NULL), regent_catalog_total(snap), n);
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
+		if (c->kind == REGENT_KIND_SINK && c->state == CTX_STARTED)
+			apply_sink(a, c, snap, changed, n);
+	regent_notify("STATUS=%zu services, %zu instances in the catalog; %zu local",
+	              regent_catalog_services(snap, NULL), regent_catalog_total(snap),
+	              regent_localset_size(a->local));
+}
+
+static void apply_all(regent_agent *a, regent_ctx *c)
+{
+	const regent_catalog *snap = regent_cat_current(a->cat);
+	const char *const *names;
+	size_t n = regent_catalog_services(snap, &names);
+	apply_sink(a, c, snap, names, n);
+}
+
+/* ---- plugin instance lifecycle ---- */
+
+static bool has_sinks(const regent_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nsections; i++)
+		if (cfg->sections[i]->kind == REGENT_SECTION_SINK)
+			return true;
+	return false;
+}
+
+static void register_one(void *arg, regent_inst *inst)
+{
+	regent_ctx *c = arg;
+	((const regent_store_ops *)c->desc->kind_ops)->register_instance(c->self, &inst->pub);
+}
+
+static int ctx_start(regent_agent *a, regent_ctx *c)
+{
+	int rc = c->desc->ops->create(c, &regent_host_table, &c->self);
+	if (rc < 0) {
+		regent_log(REGENT_LOG_ERROR, c->who, "cannot create: %s", strerror(-rc));
+		return rc;
+	}
+	c->state = CTX_CREATED;
+	if (c->kind == REGENT_KIND_STORE)
+		c->view = regent_cat_view_new(a->cat, has_sinks(a->cfg));
+	rc = c->desc->ops->start ? c->desc->ops->start(c->self) : 0;
+	if (rc < 0) {
+		regent_log(REGENT_LOG_ERROR, c->who, "cannot start: %s", strerror(-rc));
+		c->failed_start = true;
+		return rc;
+	}
+	c->state = CTX_STARTED;
+	regent_log(REGENT_LOG_INFO, c->who, "started (%s %s)", c->desc->name,
+	           c->desc->version ? c->desc->version : "");
+	if (c->kind == REGENT_KIND_STORE)
+		regent_localset_foreach(a->local, register_one, c);
+	else if (c->kind == REGENT_KIND_SINK && regent_cat_flushed(a->cat))
+		apply_all(a, c); /* a sink added by a reload catches up */
+	return 0;
+}
+
+static void ctx_destroy(regent_agent *a, regent_ctx *c)
+{
+	(void)a;
+	if (c->stop_timer) {
+		uv_close((uv_handle_t *)c->stop_timer, (uv_close_cb)free);
+		c->stop_timer = NULL;
+	}
+	if (c->state != CTX_NEW)
+		c->desc->ops->destroy(c->self);
+	if (c->view)
+		regent_cat_view_free(c->view);
+	c->view = NULL;
+	regent_ctx_free(c);
+}
+
+static void unlink_ctx(regent_ctx **list, regent_ctx *c)
+{
+	for (regent_ctx **pp = list; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			return;
+		}
+}
+
+static void finish_shutdown(regent_agent *a);
+
+/* A context finished stopping (or ran out of time): destroy it. */
+static void ctx_stopped(regent_ctx *c)
+{
+	regent_agent *a = c->agent;
+	if (c->stop_timer)
+		uv_timer_stop(c->stop_timer);
+	unlink_ctx(&a->dying, c);
+	ctx_destroy(a, c);
+	if (a->stopping && a->pending > 0 && --a->pending == 0)
+		finish_shutdown(a);
+}
+
+static void on_stop_timeout(uv_timer_t *t)
+{
+	regent_ctx *c = t->data;
+	regent_log(REGENT_LOG_WARN, c->who, "did not stop in time; destroying it");
+	c->state = CTX_STOPPED;
+	ctx_stopped(c);
+}
+
+/* Moves c to the dying list and stops it. */
+static void ctx_stop(regent_agent *a, regent_ctx *c)
+{
+	unlink_ctx(&a->ctxs, c);
+	c->next = a->dying;
+	a->dying = c;
+	if (c->kind == REGENT_KIND_SOURCE) {
+		/* At shutdown the stores drop everything at once (lease revoke),
+		 * so only a source removed by a reload takes its instances down. */
+		if (a->stopping)
+			regent_localset_forget_owner(a->local, c);
+		else
+			regent_localset_drop_owner(a->local, c);
+	}
+	if (c->state != CTX_STARTED || !c->desc->ops->stop) {
+		c->state = CTX_STOPPED;
+		ctx_stopped(c);
+		return;
+	}
+	c->state = CTX_STOPPING;
+	c->on_stopped = ctx_stopped;
+	int rc = c->desc->ops->stop(c->self);
+	if (rc == REGENT_PENDING && c->state == CTX_STOPPING) {
+		const regent_cfg_value *v = regent_cfg_find(a->cfg->agent, "stop_timeout");
+		c->stop_timer = regent_xcalloc(1, sizeof(*c->stop_timer));
+		uv_timer_init(a->loop, c->stop_timer);
+		c->stop_timer->data = c;
+		uv_timer_start(c->stop_timer, on_stop_timeout, v ? (uint64_t)v->i : 5000, 0);
+		return;
+	}
+	if (c->state == CTX_STOPPING) {
+		c->state = CTX_STOPPED;
+		ctx_stopped(c);
+	}
+}
+
+/* ---- the agent ---- */
+
+static void apply_agent_settings(regent_agent *a)
+{
+	const regent_cfg_value *v = regent_cfg_find(a->cfg->agent, "log_level");
+	regent_log_level lvl;
+	if (v && v->raw && regent_log_level_parse(v->raw, &lvl) == 0 && !getenv("REGENT_LOG_LEVEL"))
+		regent_log_threshold = lvl;
+	const regent_cfg_value *d = regent_cfg_find(a->cfg->agent, "debounce");
+	const regent_cfg_value *m = regent_cfg_find(a->cfg->agent, "debounce_max");
+	regent_cat_set_timing(a->cat, d ? (uint64_t)d->i : 50, m ? (uint64_t)m->i : 500);
+}
+
+regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *plugin_dir_override)
+{
+	regent_agent *a = regent_xcalloc(1, sizeof(*a));
+	a->loop = loop;
+	a->cfg = regent_config_ref(cfg);
+	a->plugin_dir_override = plugin_dir_override ? regent_xstrdup(plugin_dir_override) : NULL;
+	a->start_wall_ns = regent_wall_ns();
+	a->metrics = regent_metrics_new();
+	a->local = regent_localset_new(&local_ops, a);
+	a->cat = regent_cat_new(loop, 50, 500, on_flush, a);
+	apply_agent_settings(a);
+	int rc = regent_http_init(&a->http, loop);
+	if (rc < 0)
+		regent_log(REGENT_LOG_ERROR, NULL, "HTTP client: %s", strerror(-rc));
+	a->m_reloads = regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER, "regent_reloads_total",
+	                                  "Configuration reloads applied.", NULL);
+	a->m_reload_errors = regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,
+	                                        "regent_reload_errors_total",
+	                                        "Configuration reloads refused.", NULL);
+	char *l = regent_xasprintf("version=\"%s\"", REGENT_VERSION);
+	regent_metric_set(regent_metrics_get(a->metrics, REGENT_METRIC_GAUGE, "regent_build_info",
+	                                     "regent's version.", l),
+	                  1);
+	free(l);
+	return a;
+}
+
+/* Start order: stores, sinks, sources (so reports find their consumers);
+ * stop order is the reverse. */
+static int kind_rank(int kind)
+{
+	return kind == REGENT_KIND_STORE ? 0 : kind == REGENT_KIND_SINK ? 1 : 2;
+}
+
+static void append_ctx(regent_agent *a, regent_ctx *c)
+{
+	regent_ctx **pp = &a->ctxs;
+	while (*pp && kind_rank((*pp)->kind) <= kind_rank(c->kind))
+		pp = &(*pp)->next;
+	c->next = *pp;
+	*pp = c;
+}
+
+static int start_section(regent_agent *a, const regent_cfg_section *s)
+{
+	regent_ctx *c = regent_ctx_new(a, a->cfg, s);
+	append_ctx(a, c);
+	return ctx_start(a, c);
+}
+
+int regent_agent_start(regent_agent *a)
+{
+	if (!a->http)
+		return -EIO;
+	int rank_rc = 0;
+	for (int rank = 0; rank < 3 && rank_rc == 0; rank++)
+		for (size_t i = 0; i < a->cfg->nsections && rank_rc == 0; i++) {
+			const regent_cfg_section *s = a->cfg->sections[i];
+			if (s->lp && kind_rank((int)s->kind) == rank)
+				rank_rc = start_section(a, s);
+		}
+	if (rank_rc < 0)
+		return rank_rc;
+	/* No watching store: the (empty) catalog is complete now. */
+	if (regent_cat_ready(a->cat) && !regent_cat_flushed(a->cat))
+		regent_cat_flush_now(a->cat);
+	regent_notify("READY=1\nSTATUS=started");
+	return 0;
+}
+
+static regent_ctx *find_ctx(regent_agent *a, const char *header)
+{
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
+		if (strcmp(c->sec->header, header) == 0)
+			return c;
+	return NULL;
+}
+
+static bool agent_identity_changed(const regent_config *o, const regent_config *n)
+{
+	static const char *const keys[] = {"node", "host_ip", "plugin_dir"};
+	for (size_t i = 0; i < REGENT_ARRAY_LEN(keys); i++) {
+		const regent_cfg_value *a = regent_cfg_find(o->agent, keys[i]);
+		const regent_cfg_value *b = regent_cfg_find(n->agent, keys[i]);
+		const char *x = a && a->raw ? a->raw : "", *y = b && b->raw ? b->raw : "";
+		if (strcmp(x, y) != 0)
+			return true;
+	}
+	return false;
+}
+
+static bool services_changed(const regent_config *o, const regent_config *n)
+{
+	if (o->nservice_names != n->nservice_names)
+		return true;
+	for (size_t i = 0; i < o->nservice_names; i++) {
+		const regent_cfg_section *b = regent_config_service(n, o->service_names[i]);
+		if (!regent_section_equal(regent_config_service(o, o->service_names[i]), b))
+			return true;
+	}
+	return false;
+}
+
+int regent_agent_reload(regent_agent *a)
+{
+	if (a->stopping)
+		return 0;
+	regent_notify("RELOADING=1\nSTATUS=reloading %s", a->cfg->path);
+	regent_log(REGENT_LOG_INFO, NULL, "reloading %s", a->cfg->path);
+	regent_config *n = regent_config_load(a->cfg->path, a->plugin_dir_override);
+	if (n->nerrors) {
+		for (size_t i = 0; i < n->nerrors; i++)
+			regent_log(REGENT_LOG_ERROR, NULL, "%s", n->errors[i]);
+		regent_log(REGENT_LOG_ERROR, NULL,
+		           "new configuration refused (%zu error%s); the running one stays", n->nerrors,
+		           n->nerrors == 1 ? "" : "s");
+		regent_config_unref(n);
+		regent_metric_add(a->m_reload_errors, 1);
+		regent_notify("READY=1\nSTATUS=reload refused; running the previous configuration");
+		return -EINVAL;
+	}
+	regent_config *old = a->cfg;
+	bool restart_all = agent_identity_changed(old, n) || has_sinks(old) != has_sinks(n);
+	bool svc_changed = services_changed(old, n);
+	/* Stop what changed or went away, in reverse start order. */
+	regent_ctx *stop_list[256];
+	size_t nstop = 0;
+	for (regent_ctx *c = a->ctxs; c; c = c->next) {
+		const regent_cfg_section *ns = NULL;
+		for (size_t i = 0; i < n->nsections; i++)
+			if (strcmp(n->sections[i]->header, c->sec->header) == 0)
+				ns = n->sections[i];
+		if (restart_all || !ns || !regent_section_equal(c->sec, ns) ||
+		    ns->lp->desc != c->desc)
+			if (nstop < REGENT_ARRAY_LEN(stop_list))
+				stop_list[nstop++] = c;
+	}
+	a->cfg = n;
+	apply_agent_settings(a);
+	for (size_t i = nstop; i-- > 0;) {
+		regent_log(REGENT_LOG_INFO, stop_list[i]->who, "stopping (configuration changed)");
+		ctx_stop(a, stop_list[i]);
+	}
+	/* Start what is new or changed. */
+	int failures = 0;
+	for (int rank = 0; rank < 3; rank++)
+		for (size_t i = 0; i < n->nsections; i++) {
+			const regent_cfg_section *s = n->sections[i];
+			if (!s->lp || kind_rank((int)s->kind) != rank || find_ctx(a, s->header))
+				continue;
+			if (start_section(a, s) < 0)
+				failures++;
+		}
+	if (svc_changed && !restart_all)
+		for (regent_ctx *c = a->ctxs; c; c = c->next)
+			if (c->kind == REGENT_KIND_SINK && c->state == CTX_STARTED &&
+			    regent_cat_flushed(a->cat))
+				apply_all(a, c);
+	regent_config_unref(old);
+	regent_metric_add(a->m_reloads, 1);
+	regent_log(REGENT_LOG_INFO, NULL, "configuration reloaded (%zu plugin instance%s restarted%s)",
+	           nstop, nstop == 1 ? "" : "s", failures ? ", some failed to start" : "");
+	regent_notify("READY=1\nSTATUS=configuration reloaded");
+	return 0;
+}
+
+static void finish_shutdown(regent_agent *a)
+{
+	if (a->finished)
+		return;
+	a->finished = true;
+	for (size_t i = 0; i < REGENT_ARRAY_LEN(a->sig); i++)
+		if (a->sig[i].loop && !uv_is_closing((uv_handle_t *)&a->sig[i]))
+			uv_close((uv_handle_t *)&a->sig[i], NULL);
+	if (a->http)
+		regent_http_close(a->http);
+	a->http = NULL;
+	regent_cat_free(a->cat);
+	a->cat = NULL;
+	regent_log(REGENT_LOG_INFO, NULL, "stopped");
+	if (a->on_exit)
+		a->on_exit(a);
+}
+
+void regent_agent_shutdown(regent_agent *a)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	regent_notify("STOPPING=1\nSTATUS=stopping");
+	regent_log(REGENT_LOG_INFO, NULL, "stopping");
+	/* Reverse start order: sources, sinks, then stores (deregister). */
+	regent_ctx *list[256];
+	size_t n = 0;
+	for (regent_ctx *c = a->ctxs; c && n < REGENT_ARRAY_LEN(list); c = c->next)
+		list[n++] = c;
+	a->pending = n + 1; /* +1 held until every stop() has been called */
+	for (regent_ctx *c = a->dying; c; c = c->next)
+		a->pending++;
+	for (size_t i = n; i-- > 0;)
+		ctx_stop(a, list[i]);
+	if (--a->pending == 0)
+		finish_shutdown(a);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	regent_agent *a = s->data;
+	if (signum == SIGHUP) {
+		regent_agent_reload(a);
+		return;
+	}
+	regent_log(REGENT_LOG_INFO, NULL, "received %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (a->stopping) {
+		regent_log(REGENT_LOG_WARN, NULL, "second signal: exiting without waiting");
+		a->exit_code = 1;
+		uv_stop(a->loop);
+		return;
+	}
+	regent_agent_shutdown(a);
+}
+
+void regent_agent_handle_signals(regent_agent *a)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+	for (size_t i = 0; i < REGENT_ARRAY_LEN(sigs); i++) {
+		uv_signal_init(a->loop, &a->sig[i]);
+		a->sig[i].data = a;
+		uv_signal_start(&a->sig[i], on_signal, sigs[i]);
+	}
+}
+
+void regent_agent_free(regent_agent *a)
+{
+	if (!a)
+		return;
+	regent_localset_free(a->local);
+	regent_metrics_free(a->metrics);
+	regent_config_unref(a->cfg);
+	free(a->plugin_dir_override);
+	free(a);
+}

@@ -1,0 +1,486 @@
+/* catalog.c - the catalog.  Each store reports per-service instance sets
+ * into its own view; the catalog is their union by instance id.  Changes
+ * mark services dirty; after a quiet `debounce` (or at most `max_delay`
+ * after the first change) dirty services are re-merged, and when any of
+ * them really differs a new immutable snapshot goes to the flush callback
+ * together with the list of changed services.  Snapshots share the
+ * per-service lists that did not change, so a flush costs O(services). */
+#include "catalog.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct svc_list {
+	unsigned refs;
+	char *name;
+	size_t n;
+	regent_inst **insts;            /* sorted by id */
+	const regent_instance **pubs;   /* the same, as the public type */
+} svc_list;
+
+struct regent_catalog {
+	unsigned refs;
+	size_t n;
+	svc_list **svcs;      /* sorted by name */
+	const char **names;
+	uint64_t origin_ns;
+	size_t total;
+};
+
+struct regent_catview {
+	regent_cat *cat;
+	regent_map *svcs;     /* name -> svc_list */
+	regent_map *seen;     /* during a sync: names set */
+	bool watching, in_sync, synced;
+	regent_catview *next;
+};
+
+struct regent_cat {
+	uv_loop_t *loop;
+	uv_timer_t timer;
+	uint64_t debounce_ms, max_ms;
+	uint64_t first_ms;    /* when the pending set started, 0 = none */
+	uint64_t origin_ns;
+	regent_map *dirty;    /* names, value unused */
+	regent_catview *views;
+	regent_catalog *current;
+	bool flushed_once;
+	regent_cat_flush_cb cb;
+	void *arg;
+};
+
+static svc_list *svc_new(const char *name, size_t n)
+{
+	svc_list *s = regent_xcalloc(1, sizeof(*s));
+	s->refs = 1;
+	s->name = regent_xstrdup(name);
+	s->n = n;
+	s->insts = regent_xcalloc(n + 1, sizeof(*s->insts));
+	s->pubs = regent_xcalloc(n + 1, sizeof(*s->pubs));
+	return s;
+}
+
+static void svc_unref(void *p)
+{
+	svc_list *s = p;
+	if (!s || --s->refs > 0)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		regent_inst_unref(s->insts[i]);
+	free(s->insts);
+	free(s->pubs);
+	free(s->name);
+	free(s);
+}
+
+static int cmp_inst(const void *a, const void *b)
+{
+	return strcmp((*(regent_inst *const *)a)->pub.id, (*(regent_inst *const *)b)->pub.id);
+}
+
+/* Sorts, drops duplicate ids (first wins), fills pubs. */
+static void svc_finish(svc_list *s)
+{
+	/* stable "first wins": mergesort-like via index tie-break */
+	size_t n = s->n;
+	if (n > 1) {
+		/* qsort is not stable; remember order in a parallel pass */
+		regent_inst **tmp = regent_xmalloc(sizeof(*tmp) * n);
+		memcpy(tmp, s->insts, sizeof(*tmp) * n);
+		qsort(s->insts, n, sizeof(*s->insts), cmp_inst);
+		size_t w = 0;
+		for (size_t r = 0; r < n; r++) {
+			if (w > 0 && strcmp(s->insts[w - 1]->pub.id, s->insts[r]->pub.id) == 0) {
+				/* keep whichever came first in the original order */
+				regent_inst *a = s->insts[w - 1], *b = s->insts[r];
+				size_t ia = 0, ib = 0;
+				for (size_t k = 0; k < n; k++) {
+					if (tmp[k] == a)
+						ia = k;
+					if (tmp[k] == b)
+						ib = k;
+				}
+				if (ib < ia) {
+					s->insts[w - 1] = b;
+					regent_inst_unref(a);
+				} else {
+					regent_inst_unref(b);
+				}
+				continue;
+			}
+			s->insts[w++] = s->insts[r];
+		}
+		s->n = w;
+		free(tmp);
+	}
+	for (size_t i = 0; i < s->n; i++)
+		s->pubs[i] = &s->insts[i]->pub;
+}
+
+static regent_catalog *snap_new(size_t n)
+{
+	regent_catalog *c = regent_xcalloc(1, sizeof(*c));
+	c->refs = 1;
+	c->n = n;
+	c->svcs = regent_xcalloc(n + 1, sizeof(*c->svcs));
+	c->names = regent_xcalloc(n + 1, sizeof(*c->names));
+	return c;
+}
+
+const regent_catalog *regent_catalog_ref(const regent_catalog *cat)
+{
+	((regent_catalog *)cat)->refs++;
+	return cat;
+}
+
+void regent_catalog_unref(const regent_catalog *cc)
+{
+	regent_catalog *c = (regent_catalog *)cc;
+	if (!c || --c->refs > 0)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		svc_unref(c->svcs[i]);
+	free(c->svcs);
+	free(c->names);
+	free(c);
+}
+
+static svc_list *snap_find(const regent_catalog *c, const char *name)
+{
+	size_t lo = 0, hi = c->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int r = strcmp(c->svcs[mid]->name, name);
+		if (r == 0)
+			return c->svcs[mid];
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+size_t regent_catalog_services(const regent_catalog *cat, const char *const **names)
+{
+	if (names)
+		*names = cat->names;
+	return cat->n;
+}
+
+size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
+                                const regent_instance *const **insts)
+{
+	svc_list *s = snap_find(cat, service);
+	if (insts)
+		*insts = s ? s->pubs : NULL;
+	return s ? s->n : 0;
+}
+
+uint64_t regent_catalog_origin_ns(const regent_catalog *snap)
+{
+	return snap->origin_ns;
+}
+
+size_t regent_catalog_total(const regent_catalog *snap)
+{
+	return snap->total;
+}
+
+/* ---- the catalog object ---- */
+
+static void on_timer(uv_timer_t *t);
+
+regent_cat *regent_cat_new(uv_loop_t *loop, uint64_t debounce_ms, uint64_t max_delay_ms,
+                           regent_cat_flush_cb cb, void *arg)
+{
+	regent_cat *c = regent_xcalloc(1, sizeof(*c));
+	c->loop = loop;
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	c->debounce_ms = debounce_ms;
+	c->max_ms = max_delay_ms < debounce_ms ? debounce_ms : max_delay_ms;
+	c->dirty = regent_map_new();
+	c->current = snap_new(0);
+	c->cb = cb;
+	c->arg = arg;
+	return c;
+}
+
+void regent_cat_set_timing(regent_cat *c, uint64_t debounce_ms, uint64_t max_delay_ms)
+{
+	c->debounce_ms = debounce_ms;
+	c->max_ms = max_delay_ms < debounce_ms ? debounce_ms : max_delay_ms;
+}
+
+static void on_close(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void regent_cat_free(regent_cat *c)
+{
+	if (!c)
+		return;
+	while (c->views)
+		regent_cat_view_free(c->views);
+	regent_map_free(c->dirty, NULL);
+	regent_catalog_unref(c->current);
+	uv_close((uv_handle_t *)&c->timer, on_close);
+}
+
+const regent_catalog *regent_cat_current(const regent_cat *c)
+{
+	return c->current;
+}
+
+bool regent_cat_ready(const regent_cat *c)
+{
+	for (regent_catview *v = c->views; v; v = v->next)
+		if (v->watching && !v->synced)
+			return false;
+	return true;
+}
+
+bool regent_cat_flushed(const regent_cat *c)
+{
+	return c->flushed_once;
+}
+
+void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns)
+{
+	if (!c->origin_ns || origin_wall_ns < c->origin_ns)
+		c->origin_ns = origin_wall_ns;
+}
+
+static void schedule(regent_cat *c)
+{
+	uint64_t now = regent_now_ms();
+	if (!c->first_ms)
+		c->first_ms = now;
+	uint64_t due = now + c->debounce_ms;
+	if (due > c->first_ms + c->max_ms)
+		due = c->first_ms + c->max_ms;
+	uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+static void mark_dirty(regent_cat *c, const char *service)
+{
+	if (!regent_map_get(c->dirty, service))
+		regent_map_put(c->dirty, service, (void *)1);
+	if (!c->origin_ns)
+		c->origin_ns = regent_wall_ns();
+	schedule(c);
+}
+
+/* The union, by instance id, of every view's list for a service. */
+static svc_list *merge(regent_cat *c, const char *service)
+{
+	size_t total = 0;
+	bool any = false;
+	for (regent_catview *v = c->views; v; v = v->next) {
+		svc_list *s = regent_map_get(v->svcs, service);
+		if (s) {
+			any = true;
+			total += s->n;
+		}
+	}
+	if (!any)
+		return NULL;
+	svc_list *m = svc_new(service, total);
+	size_t k = 0;
+	for (regent_catview *v = c->views; v; v = v->next) {
+		svc_list *s = regent_map_get(v->svcs, service);
+		for (size_t i = 0; s && i < s->n; i++)
+			m->insts[k++] = regent_inst_ref(s->insts[i]);
+	}
+	svc_finish(m);
+	return m;
+}
+
+static bool svc_same(const svc_list *a, const svc_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->insts[i] != b->insts[i] &&
+		    !regent_instance_equal(&a->insts[i]->pub, &b->insts[i]->pub))
+			return false;
+	return true;
+}
+
+static int cmp_svc(const void *a, const void *b)
+{
+	return strcmp((*(svc_list *const *)a)->name, (*(svc_list *const *)b)->name);
+}
+
+static void flush(regent_cat *c, bool force)
+{
+	uv_timer_stop(&c->timer);
+	if (!regent_cat_ready(c))
+		return; /* sync_end of the last view flushes */
+	bool first = !c->flushed_once;
+	c->first_ms = 0;
+	size_t ndirty;
+	const char **dirty = regent_map_sorted_keys(c->dirty, &ndirty);
+	regent_catalog *old = c->current;
+	/* New service list: old services, with dirty ones replaced/removed/added. */
+	svc_list **out = regent_xcalloc(old->n + ndirty + 1, sizeof(*out));
+	const char **changed = regent_xcalloc(ndirty + old->n + 1, sizeof(*changed));
+	size_t nout = 0, nchanged = 0;
+	for (size_t i = 0; i < old->n; i++)
+		if (!regent_map_get(c->dirty, old->svcs[i]->name))
+			out[nout++] = (old->svcs[i]->refs++, old->svcs[i]);
+	for (size_t i = 0; i < ndirty; i++) {
+		svc_list *prev = snap_find(old, dirty[i]);
+		svc_list *m = merge(c, dirty[i]);
+		if (m && prev && svc_same(m, prev)) {
+			svc_unref(m);
+			out[nout++] = (prev->refs++, prev);
+			continue;
+		}
+		if (!m && !prev)
+			continue;
+		changed[nchanged++] = m ? m->name : prev->name;
+		if (m)
+			out[nout++] = m;
+	}
+	if (nchanged == 0 && !(force || first)) {
+		for (size_t i = 0; i < nout; i++)
+			svc_unref(out[i]);
+		free(out);
+		free(changed);
+		free(dirty);
+		regent_map_free(c->dirty, NULL);
+		c->dirty = regent_map_new();
+		c->origin_ns = 0;
+		return;
+	}
+	qsort(out, nout, sizeof(*out), cmp_svc);
+	regent_catalog *snap = snap_new(nout);
+	for (size_t i = 0; i < nout; i++) {
+		snap->svcs[i] = out[i];
+		snap->names[i] = out[i]->name;
+		snap->total += out[i]->n;
+	}
+	snap->origin_ns = c->origin_ns ? c->origin_ns : regent_wall_ns();
+	free(out);
+	/* `changed` points at names owned by old or new lists: keep old alive
+	 * until the callback returns. */
+	c->current = snap;
+	c->flushed_once = true;
+	regent_map_free(c->dirty, NULL);
+	c->dirty = regent_map_new();
+	c->origin_ns = 0;
+	if (first) {
+		free(changed);
+		changed = regent_xcalloc(snap->n + 1, sizeof(*changed));
+		memcpy(changed, snap->names, sizeof(*changed) * snap->n);
+		nchanged = snap->n;
+	}
+	if (c->cb)
+		c->cb(c->arg, snap, changed, nchanged);
+	free(changed);
+	free(dirty);
+	regent_catalog_unref(old);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	flush(t->data, false);
+}
+
+void regent_cat_flush_now(regent_cat *c)
+{
+	flush(c, false);
+}
+
+/* ---- views ---- */
+
+regent_catview *regent_cat_view_new(regent_cat *c, bool watching)
+{
+	regent_catview *v = regent_xcalloc(1, sizeof(*v));
+	v->cat = c;
+	v->svcs = regent_map_new();
+	v->watching = watching;
+	v->next = c->views;
+	c->views = v;
+	return v;
+}
+
+void regent_cat_view_free(regent_catview *v)
+{
+	regent_cat *c = v->cat;
+	for (regent_catview **pp = &c->views; *pp; pp = &(*pp)->next) {
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	}
+	regent_map_iter it = {0};
+	const char *name;
+	while (regent_map_next(v->svcs, &it, &name, NULL))
+		mark_dirty(c, name);
+	regent_map_free(v->svcs, svc_unref);
+	regent_map_free(v->seen, NULL);
+	free(v);
+	if (regent_cat_ready(c) && !c->flushed_once)
+		schedule(c);
+}
+
+void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **insts, size_t n)
+{
+	svc_list *s = svc_new(service, n);
+	for (size_t i = 0; i < n; i++)
+		s->insts[i] = insts[i];
+	svc_finish(s);
+	if (v->in_sync)
+		regent_map_put(v->seen, service, (void *)1);
+	svc_list *old = regent_map_get(v->svcs, service);
+	if (old && svc_same(old, s)) {
+		svc_unref(s);
+		return;
+	}
+	regent_map_put(v->svcs, service, s);
+	svc_unref(old);
+	mark_dirty(v->cat, service);
+}
+
+void regent_cat_view_remove(regent_catview *v, const char *service)
+{
+	svc_list *old = regent_map_del(v->svcs, service);
+	if (!old)
+		return;
+	svc_unref(old);
+	mark_dirty(v->cat, service);
+}
+
+void regent_cat_view_sync_begin(regent_catview *v)
+{
+	regent_map_free(v->seen, NULL);
+	v->seen = regent_map_new();
+	v->in_sync = true;
+}
+
+void regent_cat_view_sync_end(regent_catview *v)
+{
+	if (!v->in_sync)
+		return;
+	regent_map_iter it = {0};
+	const char *name;
+	void *val;
+	while (regent_map_next(v->svcs, &it, &name, &val)) {
+		if (!regent_map_get(v->seen, name)) {
+			mark_dirty(v->cat, name);
+			regent_map_del(v->svcs, name); /* name freed: mark first */
+			svc_unref(val);
+		}
+	}
+	regent_map_free(v->seen, NULL);
+	v->seen = NULL;
+	v->in_sync = false;
+	bool was_ready = regent_cat_ready(v->cat);
+	v->synced = true;
+	if (!was_ready && regent_cat_ready(v->cat))
+		schedule(v->cat); /* the first snapshot, even when empty */
+}

@@ -1,0 +1,51 @@
+/* catalog.h - the catalog: every store's view, merged, debounced, snapshotted. */
+#ifndef REGENT_CORE_CATALOG_H
+#define REGENT_CORE_CATALOG_H
+
+#include "core.h"
+
+typedef struct regent_cat regent_cat;
+typedef struct regent_catview regent_catview;
+
+/* Called with a new snapshot and the services that changed since the
+ * previous one (all of them on the first flush). */
+typedef void (*regent_cat_flush_cb)(void *arg, const regent_catalog *snap,
+                                    const char *const *changed, size_t nchanged);
+
+regent_cat *regent_cat_new(uv_loop_t *loop, uint64_t debounce_ms, uint64_t max_delay_ms,
+                           regent_cat_flush_cb cb, void *arg);
+void regent_cat_set_timing(regent_cat *c, uint64_t debounce_ms, uint64_t max_delay_ms);
+/* Closes the timer; the object is freed once the loop runs the close. */
+void regent_cat_free(regent_cat *c);
+/* The last flushed snapshot (borrowed; never NULL). */
+const regent_catalog *regent_cat_current(const regent_cat *c);
+/* True once every view has completed a first full sync. */
+bool regent_cat_ready(const regent_cat *c);
+/* True once a first snapshot went to the flush callback. */
+bool regent_cat_flushed(const regent_cat *c);
+/* Flushes pending changes now (tests; shutdown). */
+void regent_cat_flush_now(regent_cat *c);
+/* Lowers the origin time (wall ns) of the pending change set. */
+void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns);
+uint64_t regent_catalog_origin_ns(const regent_catalog *snap);
+size_t regent_catalog_total(const regent_catalog *snap);
+
+/* One per store instance.  A view that only registers (no sink on this
+ * host) is created with watching = false and never holds up readiness. */
+regent_catview *regent_cat_view_new(regent_cat *c, bool watching);
+/* Removes the view's contribution (its services become dirty). */
+void regent_cat_view_free(regent_catview *v);
+/* Replaces the view's instances of a service; takes one reference of
+ * each inst.  Instances with the same id: the first wins. */
+void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **insts, size_t n);
+void regent_cat_view_remove(regent_catview *v, const char *service);
+void regent_cat_view_sync_begin(regent_catview *v);
+void regent_cat_view_sync_end(regent_catview *v);
+
+size_t regent_catalog_services(const regent_catalog *cat, const char *const **names);
+size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
+                                const regent_instance *const **insts);
+const regent_catalog *regent_catalog_ref(const regent_catalog *cat);
+void regent_catalog_unref(const regent_catalog *cat);
+
+#endif

@@ -1,0 +1,695 @@
+/* config.c - the INI configuration: parsing (inih), the core's key tables,
+ * typed validation of every section against the keys its owner declares,
+ * and errors reported all at once as FILE:LINE: section.key: reason. */
+#include "core.h"
+#include "host.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+const regent_config_key regent_agent_keys[] = {
+	{"node", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "this agent's name in the registry (default: the host name)"},
+	{"host_ip", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "the address other hosts reach this host's containers on"},
+	{"plugin_dir", REGENT_CFG_STRING, NULL, false, 0, 0, "where plugins are loaded from"},
+	{"log_level", REGENT_CFG_STRING, "info", false, 0, 0, "error, warn, info or debug"},
+	{"debounce", REGENT_CFG_DURATION, "50ms", false, 0, 60000,
+	 "quiet time before catalog changes reach the sinks"},
+	{"debounce_max", REGENT_CFG_DURATION, "500ms", false, 1, 600000,
+	 "longest a change may wait while changes keep coming"},
+	{"stop_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
+	 "how long plugins get to stop (deregister) on shutdown"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+const regent_config_key regent_core_service_keys[] = {
+	{"port", REGENT_CFG_INT, NULL, false, 1, 65535, "the port clients use for this service"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+const char *regent_kind_name(int kind)
+{
+	switch (kind) {
+	case REGENT_KIND_SOURCE: return "source";
+	case REGENT_KIND_STORE: return "store";
+	case REGENT_KIND_SINK: return "sink";
+	case REGENT_SECTION_SERVICE: return "service";
+	case REGENT_SECTION_AGENT: return "agent";
+	default: return "unknown";
+	}
+}
+
+void regent_config_add_error(regent_config *c, int line, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	char *full = line > 0 ? regent_xasprintf("%s:%d: %s", c->path, line, msg ? msg : "?")
+	                      : regent_xasprintf("%s: %s", c->path, msg ? msg : "?");
+	free(msg);
+	c->errors = regent_xrealloc(c->errors, sizeof(*c->errors) * (c->nerrors + 1));
+	c->errors[c->nerrors++] = full;
+}
+
+/* ---------------------------------------------------------------- */
+/* Parsing                                                           */
+/* ---------------------------------------------------------------- */
+
+typedef struct parse_state {
+	regent_config *cfg;
+	FILE *fp;
+	int line;
+	char *linebuf;
+	size_t linecap;
+	regent_cfg_section *cur;
+} parse_state;
+
+static bool valid_plugin_name(const char *s)
+{
+	if (!s[0] || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+static regent_cfg_section *find_section(const regent_config *c, const char *header)
+{
+	for (size_t i = 0; i < c->nsections; i++)
+		if (strcmp(c->sections[i]->header, header) == 0)
+			return c->sections[i];
+	return NULL;
+}
+
+/* Called by the reader for every "[...]" line: the section starts here,
+ * even when it has no keys (inih only reports sections with keys). */
+static void open_section(parse_state *ps, char *text)
+{
+	regent_config *c = ps->cfg;
+	/* Normalise runs of blanks to one space. */
+	char norm[256];
+	size_t n = 0;
+	for (char *p = regent_trim(text); *p && n < sizeof(norm) - 1; p++) {
+		if (isspace((unsigned char)*p)) {
+			if (n && norm[n - 1] != ' ')
+				norm[n++] = ' ';
+		} else {
+			norm[n++] = *p;
+		}
+	}
+	norm[n] = '\0';
+	ps->cur = NULL;
+	regent_cfg_section *dup = find_section(c, norm);
+	if (dup) {
+		regent_config_add_error(c, ps->line, "[%s]: section appears twice (first at line %d)",
+		                        norm, dup->line);
+		return;
+	}
+	char *words[4] = {0};
+	int nw = 0;
+	char tmp[256];
+	snprintf(tmp, sizeof(tmp), "%s", norm);
+	for (char *save = NULL, *w = strtok_r(tmp, " ", &save); w; w = strtok_r(NULL, " ", &save))
+		if (nw < 4)
+			words[nw++] = w;
+		else
+			nw++;
+	regent_cfg_section *s = regent_xcalloc(1, sizeof(*s));
+	s->header = regent_xstrdup(norm);
+	s->line = ps->line;
+	if (nw == 1 && strcmp(words[0], "agent") == 0) {
+		s->kind = REGENT_SECTION_AGENT;
+		s->name = regent_xstrdup("agent");
+	} else if (nw == 2 && strcmp(words[0], "service") == 0) {
+		s->kind = REGENT_SECTION_SERVICE;
+		s->plugin = regent_xstrdup(words[1]);
+		s->name = regent_xstrdup(norm);
+		if (!regent_valid_service(words[1]))
+			regent_config_add_error(c, ps->line,
+			                        "[%s]: invalid service name \"%s\" (allowed: "
+			                        "[A-Za-z0-9][A-Za-z0-9._-]{0,62})",
+			                        norm, words[1]);
+	} else if ((nw == 2 || nw == 3) && (strcmp(words[0], "source") == 0 ||
+	                                    strcmp(words[0], "store") == 0 ||
+	                                    strcmp(words[0], "sink") == 0)) {
+		s->kind = words[0][1] == 'o' ? REGENT_SECTION_SOURCE
+		          : words[0][1] == 't' ? REGENT_SECTION_STORE
+		                               : REGENT_SECTION_SINK;
+		s->plugin = regent_xstrdup(words[1]);
+		s->name = nw == 3 ? regent_xasprintf("%s %s", words[1], words[2])
+		                  : regent_xstrdup(words[1]);
+		if (!valid_plugin_name(words[1]))
+			regent_config_add_error(c, ps->line,
+			                        "[%s]: invalid plugin name \"%s\" (allowed: [a-z0-9_-])",
+			                        norm, words[1]);
+		if (nw == 3 && !regent_valid_service(words[2]))
+			regent_config_add_error(c, ps->line,
+			                        "[%s]: invalid instance label \"%s\" (allowed: "
+			                        "[A-Za-z0-9][A-Za-z0-9._-]{0,62})",
+			                        norm, words[2]);
+		/* Two instances of one kind+plugin need distinct labels: the
+		 * header check above covers it, since the header is the name. */
+	} else {
+		regent_config_add_error(c, ps->line,
+		                        "[%s]: unknown section (expected [agent], [source NAME], "
+		                        "[store NAME], [sink NAME] or [service NAME], with an "
+		                        "optional label after a plugin name)",
+		                        norm);
+		free(s->header);
+		free(s);
+		return;
+	}
+	c->sections = regent_xrealloc(c->sections, sizeof(*c->sections) * (c->nsections + 1));
+	c->sections[c->nsections++] = s;
+	ps->cur = s;
+}
+
+/* inih reader: counts lines, sees section headers, refuses long lines. */
+static char *reader(char *str, int num, void *stream)
+{
+	parse_state *ps = stream;
+	ssize_t n = getline(&ps->linebuf, &ps->linecap, ps->fp);
+	if (n < 0)
+		return NULL;
+	ps->line++;
+	char *l = ps->linebuf;
+	if (n >= num - 1) {
+		regent_config_add_error(ps->cfg, ps->line, "line too long (at most %d characters)",
+		                        num - 2);
+		snprintf(str, (size_t)num, ";\n");
+		return str;
+	}
+	memcpy(str, l, (size_t)n + 1);
+	char *t = l;
+	while (isspace((unsigned char)*t))
+		t++;
+	if (*t == '[') {
+		char *end = strchr(t, ']');
+		if (end) {
+			*end = '\0';
+			open_section(ps, t + 1);
+		}
+	}
+	return str;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	parse_state *ps = user;
+	(void)section;
+	regent_cfg_section *s = ps->cur;
+	if (!s) {
+		if (ps->cfg->nsections == 0 && !find_section(ps->cfg, "agent"))
+			regent_config_add_error(ps->cfg, ps->line,
+			                        "%s: key outside of any section", key);
+		return 1; /* the section itself was refused and reported */
+	}
+	for (size_t i = 0; i < s->nentries; i++) {
+		if (strcmp(s->entries[i].key, key) == 0) {
+			regent_config_add_error(ps->cfg, ps->line, "%s.%s: set twice (first at line %d)",
+			                        s->header, key, s->entries[i].line);
+			return 1;
+		}
+	}
+	s->entries = regent_xrealloc(s->entries, sizeof(*s->entries) * (s->nentries + 1));
+	s->entries[s->nentries].key = regent_xstrdup(key);
+	s->entries[s->nentries].value = regent_xstrdup(value);
+	s->entries[s->nentries].line = ps->line;
+	s->nentries++;
+	return 1;
+}
+
+/* ---------------------------------------------------------------- */
+/* Typed values                                                      */
+/* ---------------------------------------------------------------- */
+
+static int parse_int(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_duration(const char *s, int64_t *ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0 || !isdigit((unsigned char)s[0]))
+		return -1;
+	double mult;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		mult = 1000;
+	else if (strcmp(end, "ms") == 0)
+		mult = 1;
+	else if (strcmp(end, "m") == 0)
+		mult = 60000;
+	else if (strcmp(end, "h") == 0)
+		mult = 3600000;
+	else
+		return -1;
+	double r = v * mult;
+	if (r > (double)INT64_MAX / 2)
+		return -1;
+	*ms = (int64_t)(r + 0.5);
+	return 0;
+}
+
+static int parse_bool(const char *s, int64_t *out)
+{
+	static const char *const t[] = {"true", "yes", "on", "1"};
+	static const char *const f[] = {"false", "no", "off", "0"};
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, t[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(s, f[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int parse_address(const char *s, char *why, size_t whylen)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s) {
+		snprintf(why, whylen, "expected HOST:PORT, got \"%s\"", s);
+		return -1;
+	}
+	int64_t port;
+	if (parse_int(colon + 1, &port) != 0 || port < 1 || port > 65535) {
+		snprintf(why, whylen, "invalid port in \"%s\" (1-65535)", s);
+		return -1;
+	}
+	char host[256];
+	size_t hl = (size_t)(colon - s);
+	if (hl >= sizeof(host)) {
+		snprintf(why, whylen, "host too long in \"%s\"", s);
+		return -1;
+	}
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	char *h = host;
+	if (h[0] == '[' && hl > 2 && h[hl - 1] == ']') {
+		h[hl - 1] = '\0';
+		h++;
+	} else if (strchr(h, ':')) {
+		snprintf(why, whylen, "IPv6 addresses need brackets: \"[%s]:%lld\"", h,
+		         (long long)port);
+		return -1;
+	}
+	if (!regent_valid_address(h)) {
+		snprintf(why, whylen, "invalid host \"%s\"", h);
+		return -1;
+	}
+	return 0;
+}
+
+static void format_range(const regent_config_key *k, char *buf, size_t len)
+{
+	if (k->type == REGENT_CFG_DURATION)
+		snprintf(buf, len, "between %lldms and %lldms", (long long)k->min, (long long)k->max);
+	else
+		snprintf(buf, len, "between %lld and %lld", (long long)k->min, (long long)k->max);
+}
+
+/* Parses raw into v according to its key; returns 0 or writes why. */
+static int parse_value(regent_cfg_value *v, const char *raw, char *why, size_t whylen)
+{
+	const regent_config_key *k = v->key;
+	v->raw = regent_xstrdup(raw);
+	switch (k->type) {
+	case REGENT_CFG_STRING:
+		return 0;
+	case REGENT_CFG_INT:
+		if (parse_int(raw, &v->i) != 0) {
+			snprintf(why, whylen, "expected an integer, got \"%s\"", raw);
+			return -1;
+		}
+		break;
+	case REGENT_CFG_BOOL:
+		if (parse_bool(raw, &v->i) != 0) {
+			snprintf(why, whylen, "expected true or false, got \"%s\"", raw);
+			return -1;
+		}
+		return 0;
+	case REGENT_CFG_DURATION:
+		if (parse_duration(raw, &v->i) != 0) {
+			snprintf(why, whylen,
+			         "expected a duration such as 50ms, 15s, 1m or 2h, got \"%s\"", raw);
+			return -1;
+		}
+		break;
+	case REGENT_CFG_LIST: {
+		char *copy = regent_xstrdup(raw), *save = NULL;
+		int rc = 0;
+		if (!*regent_trim(copy)) {
+			free(copy);
+			return 0;
+		}
+		for (char *it = strtok_r(copy, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+			char *t = regent_trim(it);
+			v->list = regent_xrealloc(v->list, sizeof(*v->list) * (v->nlist + 1));
+			v->list[v->nlist++] = regent_xstrdup(t);
+			if (!*t)
+				rc = -1;
+		}
+		size_t commas = 0;
+		for (const char *p = raw; *p; p++)
+			commas += *p == ',';
+		if (rc || commas + 1 != v->nlist) {
+			snprintf(why, whylen, "empty item in list \"%s\"", raw);
+			rc = -1;
+		}
+		free(copy);
+		return rc;
+	}
+	case REGENT_CFG_ADDRESS:
+		return parse_address(raw, why, whylen);
+	default:
+		snprintf(why, whylen, "key declared with an unknown type %d", (int)k->type);
+		return -1;
+	}
+	if ((k->min || k->max) && (v->i < k->min || v->i > k->max)) {
+		char range[96];
+		format_range(k, range, sizeof(range));
+		snprintf(why, whylen, "%s is out of range (must be %s)", raw, range);
+		return -1;
+	}
+	return 0;
+}
+
+static size_t count_keys(const regent_config_key *keys)
+{
+	size_t n = 0;
+	while (keys && keys[n].name)
+		n++;
+	return n;
+}
+
+static const regent_config_key *find_key(const regent_config_key *keys, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* Validates a section's entries against its declared keys. */
+static void validate_section(regent_config *c, regent_cfg_section *s, const regent_config_key *keys,
+                             size_t nkeys, bool report_unknown)
+{
+	s->values = regent_xcalloc(nkeys + 1, sizeof(*s->values));
+	s->nvalues = nkeys;
+	for (size_t i = 0; i < nkeys; i++)
+		s->values[i].key = &keys[i];
+	for (size_t e = 0; e < s->nentries; e++) {
+		regent_cfg_entry *en = &s->entries[e];
+		const regent_config_key *k = find_key(keys, nkeys, en->key);
+		if (!k) {
+			if (report_unknown) {
+				regent_buf known = {0};
+				for (size_t i = 0; i < nkeys; i++)
+					regent_buf_printf(&known, "%s%s", i ? ", " : "", keys[i].name);
+				regent_config_add_error(c, en->line, "%s.%s: unknown key (known: %s)",
+				                        s->header, en->key,
+				                        known.data ? known.data : "none");
+				regent_buf_free(&known);
+			}
+			continue;
+		}
+		regent_cfg_value *v = &s->values[k - keys];
+		char why[512] = "";
+		v->set = true;
+		v->line = en->line;
+		if (parse_value(v, en->value, why, sizeof(why)) != 0)
+			regent_config_add_error(c, en->line, "%s.%s: %s", s->header, en->key, why);
+		else if (k->required && k->type == REGENT_CFG_STRING && !en->value[0])
+			regent_config_add_error(c, en->line, "%s.%s: must not be empty", s->header,
+			                        en->key);
+	}
+	for (size_t i = 0; i < nkeys; i++) {
+		regent_cfg_value *v = &s->values[i];
+		if (v->set)
+			continue;
+		if (keys[i].required) {
+			regent_config_add_error(c, s->line, "%s.%s: required key is missing (%s)",
+			                        s->header, keys[i].name, keys[i].description
+			                                                     ? keys[i].description
+			                                                     : "no description");
+		} else if (keys[i].default_value) {
+			char why[512] = "";
+			if (parse_value(v, keys[i].default_value, why, sizeof(why)) != 0)
+				regent_config_add_error(c, s->line, "%s.%s: bad built-in default: %s",
+				                        s->header, keys[i].name, why);
+		}
+	}
+}
+
+const regent_cfg_value *regent_cfg_find(const regent_cfg_section *s, const char *key)
+{
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < s->nvalues; i++)
+		if (strcmp(s->values[i].key->name, key) == 0)
+			return &s->values[i];
+	return NULL;
+}
+
+const regent_cfg_section *regent_config_service(const regent_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsections; i++)
+		if (c->sections[i]->kind == REGENT_SECTION_SERVICE &&
+		    strcmp(c->sections[i]->plugin, name) == 0)
+			return c->sections[i];
+	return NULL;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const regent_cfg_entry *)a)->key, ((const regent_cfg_entry *)b)->key);
+}
+
+bool regent_section_equal(const regent_cfg_section *a, const regent_cfg_section *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (strcmp(a->header, b->header) != 0 || a->nentries != b->nentries)
+		return false;
+	regent_cfg_entry *ea = regent_xmalloc(sizeof(*ea) * (a->nentries + 1));
+	regent_cfg_entry *eb = regent_xmalloc(sizeof(*eb) * (b->nentries + 1));
+	memcpy(ea, a->entries, sizeof(*ea) * a->nentries);
+	memcpy(eb, b->entries, sizeof(*eb) * b->nentries);
+	qsort(ea, a->nentries, sizeof(*ea), cmp_entry);
+	qsort(eb, b->nentries, sizeof(*eb), cmp_entry);
+	bool eq = true;
+	for (size_t i = 0; i < a->nentries && eq; i++)
+		eq = strcmp(ea[i].key, eb[i].key) == 0 && strcmp(ea[i].value, eb[i].value) == 0;
+	free(ea);
+	free(eb);
+	return eq;
+}
+
+/* ---------------------------------------------------------------- */
+/* Loading                                                           */
+/* ---------------------------------------------------------------- */
+
+static void merge_service_keys(regent_config *c, const regent_config_key *keys, const char *owner,
+                               int line)
+{
+	for (size_t i = 0; keys && keys[i].name; i++) {
+		const regent_config_key *have = find_key(c->service_keys, c->nservice_keys, keys[i].name);
+		if (have) {
+			if (have->type != keys[i].type)
+				regent_config_add_error(c, line,
+				                        "plugin %s declares service key \"%s\" with another "
+				                        "type than an earlier owner",
+				                        owner, keys[i].name);
+			continue;
+		}
+		c->service_keys = regent_xrealloc(c->service_keys,
+		                                  sizeof(*c->service_keys) * (c->nservice_keys + 2));
+		c->service_keys[c->nservice_keys++] = keys[i];
+		memset(&c->service_keys[c->nservice_keys], 0, sizeof(*c->service_keys));
+	}
+}
+
+regent_config *regent_config_load(const char *path, const char *plugin_dir_override)
+{
+	regent_config *c = regent_xcalloc(1, sizeof(*c));
+	c->path = regent_xstrdup(path);
+	c->refs = 1;
+
+	parse_state ps = {.cfg = c};
+	ps.fp = fopen(path, "r");
+	if (!ps.fp) {
+		regent_config_add_error(c, 0, "cannot open: %s", strerror(errno));
+		return c;
+	}
+	int rc = ini_parse_stream(reader, &ps, handler, &ps);
+	fclose(ps.fp);
+	free(ps.linebuf);
+	if (rc > 0)
+		regent_config_add_error(c, rc, "syntax error (expected [section], key = value, or a "
+		                               "; comment)");
+	else if (rc < 0)
+		regent_config_add_error(c, 0, "cannot read the file");
+
+	/* [agent]: present with defaults even when absent from the file. */
+	regent_cfg_section *agent = NULL;
+	for (size_t i = 0; i < c->nsections; i++)
+		if (c->sections[i]->kind == REGENT_SECTION_AGENT)
+			agent = c->sections[i];
+	if (!agent) {
+		agent = regent_xcalloc(1, sizeof(*agent));
+		agent->header = regent_xstrdup("agent");
+		agent->name = regent_xstrdup("agent");
+		agent->kind = REGENT_SECTION_AGENT;
+		c->sections = regent_xrealloc(c->sections, sizeof(*c->sections) * (c->nsections + 1));
+		c->sections[c->nsections++] = agent;
+	}
+	c->agent = agent;
+	validate_section(c, agent, regent_agent_keys, count_keys(regent_agent_keys), true);
+	const regent_cfg_value *v = regent_cfg_find(agent, "log_level");
+	regent_log_level lvl;
+	if (v && v->raw && regent_log_level_parse(v->raw, &lvl) != 0)
+		regent_config_add_error(c, v->line, "agent.log_level: expected error, warn, info or "
+		                                    "debug, got \"%s\"",
+		                        v->raw);
+	v = regent_cfg_find(agent, "host_ip");
+	if (v && v->set && !regent_valid_address(v->raw))
+		regent_config_add_error(c, v->line, "agent.host_ip: invalid address \"%s\"", v->raw);
+	v = regent_cfg_find(agent, "node");
+	if (v && v->set && (!v->raw[0] || !regent_valid_service(v->raw)))
+		regent_config_add_error(c, v->line,
+		                        "agent.node: invalid node name \"%s\" (allowed: "
+		                        "[A-Za-z0-9][A-Za-z0-9._-]{0,62})",
+		                        v->raw);
+	if (!v || !v->set) {
+		/* Default node name: the host name. */
+		regent_cfg_value *nv = (regent_cfg_value *)v;
+		char host[256] = "localhost";
+		gethostname(host, sizeof(host) - 1);
+		char *dot = strchr(host, '.');
+		if (dot)
+			*dot = '\0';
+		if (nv) {
+			free(nv->raw);
+			nv->raw = regent_xstrdup(host);
+		}
+	}
+	const regent_cfg_value *dmin = regent_cfg_find(agent, "debounce");
+	const regent_cfg_value *dmax = regent_cfg_find(agent, "debounce_max");
+	if (dmin && dmax && dmin->raw && dmax->raw && dmax->i < dmin->i)
+		regent_config_add_error(c, dmax->set ? dmax->line : dmin->line,
+		                        "agent.debounce_max: %s is shorter than agent.debounce (%s)",
+		                        dmax->raw, dmin->raw);
+
+	/* Plugins. */
+	const char *dir = plugin_dir_override;
+	v = regent_cfg_find(agent, "plugin_dir");
+	if (!dir && v && v->set)
+		dir = v->raw;
+	if (!dir)
+		dir = regent_default_plugin_dir();
+	bool load_failed = false;
+	size_t nplugins = 0;
+	c->service_keys = regent_xcalloc(1, sizeof(*c->service_keys));
+	merge_service_keys(c, regent_core_service_keys, "core", 0);
+	for (size_t i = 0; i < c->nsections; i++) {
+		regent_cfg_section *s = c->sections[i];
+		if (s->kind != REGENT_SECTION_SOURCE && s->kind != REGENT_SECTION_STORE &&
+		    s->kind != REGENT_SECTION_SINK)
+			continue;
+		nplugins++;
+		char err[1024];
+		s->lp = regent_plugin_load(dir, s->plugin, (int)s->kind, err, sizeof(err));
+		if (!s->lp) {
+			regent_config_add_error(c, s->line, "[%s]: %s", s->header, err);
+			load_failed = true;
+			continue;
+		}
+		const regent_plugin *d = s->lp->desc;
+		validate_section(c, s, d->config_keys, count_keys(d->config_keys), true);
+		merge_service_keys(c, d->service_keys, d->name, s->line);
+	}
+	if (nplugins == 0)
+		regent_config_add_error(c, 0, "no [source NAME], [store NAME] or [sink NAME] section: "
+		                              "nothing to run");
+	c->service_names = regent_xcalloc(c->nsections + 1, sizeof(*c->service_names));
+	for (size_t i = 0; i < c->nsections; i++) {
+		regent_cfg_section *s = c->sections[i];
+		if (s->kind != REGENT_SECTION_SERVICE)
+			continue;
+		validate_section(c, s, c->service_keys, c->nservice_keys, !load_failed);
+		c->service_names[c->nservice_names++] = s->plugin;
+	}
+	/* Let each plugin check its own section's meaning. */
+	if (c->nerrors == 0)
+		for (size_t i = 0; i < c->nsections; i++)
+			if (c->sections[i]->lp)
+				regent_host_validate(c, c->sections[i]);
+	return c;
+}
+
+regent_config *regent_config_ref(regent_config *c)
+{
+	c->refs++;
+	return c;
+}
+
+static void free_section(regent_cfg_section *s)
+{
+	for (size_t i = 0; i < s->nentries; i++) {
+		free(s->entries[i].key);
+		free(s->entries[i].value);
+	}
+	free(s->entries);
+	for (size_t i = 0; i < s->nvalues; i++) {
+		free(s->values[i].raw);
+		for (size_t j = 0; j < s->values[i].nlist; j++)
+			free(s->values[i].list[j]);
+		free(s->values[i].list);
+	}
+	free(s->values);
+	if (s->lp)
+		regent_plugin_unref(s->lp);
+	free(s->header);
+	free(s->plugin);
+	free(s->name);
+	free(s);
+}
+
+void regent_config_unref(regent_config *c)
+{
+	if (!c || --c->refs > 0)
+		return;
+	for (size_t i = 0; i < c->nsections; i++)
+		free_section(c->sections[i]);
+	free(c->sections);
+	for (size_t i = 0; i < c->nerrors; i++)
+		free(c->errors[i]);
+	free(c->errors);
+	free(c->service_keys);
+	free(c->service_names);
+	free(c->path);
+	free(c);
+}

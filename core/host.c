@@ -1,0 +1,600 @@
+/* host.c - the host table handed to every plugin instance: what a plugin
+ * may do with the core (loop, log, config, HTTP, reporting, catalog,
+ * metrics), each entry checking that the caller is allowed to call it. */
+#include "host.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- identity and log ---- */
+
+static uv_loop_t *h_loop(regent_ctx *ctx)
+{
+	return ctx->agent ? ctx->agent->loop : NULL;
+}
+
+static void h_vlog(regent_ctx *ctx, regent_log_level level, const char *fmt, va_list ap)
+{
+	regent_vlogf(level, ctx ? ctx->who : "plugin", fmt, ap);
+}
+
+static void h_log(regent_ctx *ctx, regent_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	h_vlog(ctx, level, fmt, ap);
+	va_end(ap);
+}
+
+static bool h_log_enabled(regent_ctx *ctx, regent_log_level level)
+{
+	(void)ctx;
+	return level <= regent_log_threshold;
+}
+
+static const char *h_instance_name(regent_ctx *ctx)
+{
+	return ctx->sec->name;
+}
+
+static const char *agent_value(regent_ctx *ctx, const char *key)
+{
+	const regent_cfg_value *v = regent_cfg_find(ctx->cfg->agent, key);
+	return v && v->raw ? v->raw : NULL;
+}
+
+static const char *h_node(regent_ctx *ctx)
+{
+	return agent_value(ctx, "node");
+}
+
+static const char *h_host_ip(regent_ctx *ctx)
+{
+	return agent_value(ctx, "host_ip");
+}
+
+/* ---- config ---- */
+
+static const regent_cfg_value *lookup(regent_ctx *ctx, const regent_cfg_section *s,
+                                      const char *key, regent_cfg_type type)
+{
+	const regent_cfg_value *v = regent_cfg_find(s, key);
+	if (!v) {
+		regent_log(REGENT_LOG_ERROR, ctx->who, "plugin bug: key \"%s\" is not declared", key);
+		return NULL;
+	}
+	if (v->key->type != type) {
+		regent_log(REGENT_LOG_ERROR, ctx->who,
+		           "plugin bug: key \"%s\" read with the wrong type", key);
+		return NULL;
+	}
+	return v;
+}
+
+static const char *h_cfg_string(regent_ctx *ctx, const char *key)
+{
+	const regent_cfg_value *v = regent_cfg_find(ctx->sec, key);
+	if (!v) {
+		regent_log(REGENT_LOG_ERROR, ctx->who, "plugin bug: key \"%s\" is not declared", key);
+		return NULL;
+	}
+	return v->raw; /* any type reads as its text */
+}
+
+static int64_t h_cfg_int(regent_ctx *ctx, const char *key)
+{
+	const regent_cfg_value *v = lookup(ctx, ctx->sec, key, REGENT_CFG_INT);
+	return v ? v->i : 0;
+}
+
+static bool h_cfg_bool(regent_ctx *ctx, const char *key)
+{
+	const regent_cfg_value *v = lookup(ctx, ctx->sec, key, REGENT_CFG_BOOL);
+	return v ? v->i != 0 : false;
+}
+
+static uint64_t h_cfg_duration_ms(regent_ctx *ctx, const char *key)
+{
+	const regent_cfg_value *v = lookup(ctx, ctx->sec, key, REGENT_CFG_DURATION);
+	return v ? (uint64_t)v->i : 0;
+}
+
+static size_t h_cfg_list(regent_ctx *ctx, const char *key, const char *const **items)
+{
+	const regent_cfg_value *v = lookup(ctx, ctx->sec, key, REGENT_CFG_LIST);
+	*items = v ? (const char *const *)v->list : NULL;
+	return v ? v->nlist : 0;
+}
+
+static bool h_cfg_is_set(regent_ctx *ctx, const char *key)
+{
+	const regent_cfg_value *v = regent_cfg_find(ctx->sec, key);
+	return v && v->set;
+}
+
+static void h_cfg_error(regent_ctx *ctx, const char *key, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const regent_cfg_value *v = key ? regent_cfg_find(ctx->sec, key) : NULL;
+	int line = v && v->set ? v->line : ctx->sec->line;
+	if (key)
+		regent_config_add_error(ctx->cfg, line, "%s.%s: %s", ctx->sec->header, key, msg);
+	else
+		regent_config_add_error(ctx->cfg, line, "[%s]: %s", ctx->sec->header, msg);
+}
+
+/* Service sections come from the running config (so a reload that only
+ * changes [service X] reaches the sinks without restarting them). */
+static const regent_config *svc_config(regent_ctx *ctx)
+{
+	return ctx->agent ? ctx->agent->cfg : ctx->cfg;
+}
+
+static size_t h_services(regent_ctx *ctx, const char *const **names)
+{
+	const regent_config *c = svc_config(ctx);
+	*names = c->service_names;
+	return c->nservice_names;
+}
+
+static const regent_cfg_value *svc_value(regent_ctx *ctx, const char *service, const char *key)
+{
+	const regent_cfg_section *s = regent_config_service(svc_config(ctx), service);
+	return s ? regent_cfg_find(s, key) : NULL;
+}
+
+static const char *h_service_string(regent_ctx *ctx, const char *service, const char *key)
+{
+	const regent_cfg_value *v = svc_value(ctx, service, key);
+	if (v)
+		return v->raw;
+	/* No section: the declared default, if any. */
+	const regent_config *c = svc_config(ctx);
+	for (size_t i = 0; i < c->nservice_keys; i++)
+		if (strcmp(c->service_keys[i].name, key) == 0)
+			return c->service_keys[i].default_value;
+	return NULL;
+}
+
+static int64_t h_service_int(regent_ctx *ctx, const char *service, const char *key)
+{
+	const regent_cfg_value *v = svc_value(ctx, service, key);
+	if (v)
+		return v->raw ? v->i : 0;
+	const char *d = h_service_string(ctx, service, key);
+	return d ? strtoll(d, NULL, 10) : 0;
+}
+
+static bool h_service_bool(regent_ctx *ctx, const char *service, const char *key)
+{
+	const regent_cfg_value *v = svc_value(ctx, service, key);
+	if (v)
+		return v->raw && v->i;
+	const char *d = h_service_string(ctx, service, key);
+	return d && (strcmp(d, "true") == 0 || strcmp(d, "1") == 0 || strcmp(d, "yes") == 0);
+}
+
+static uint64_t h_service_duration_ms(regent_ctx *ctx, const char *service, const char *key)
+{
+	const regent_cfg_value *v = svc_value(ctx, service, key);
+	if (v && v->raw)
+		return (uint64_t)v->i;
+	return 0;
+}
+
+static bool h_service_is_set(regent_ctx *ctx, const char *service, const char *key)
+{
+	const regent_cfg_value *v = svc_value(ctx, service, key);
+	return v && v->set;
+}
+
+/* ---- HTTP ---- */
+
+static regent_http_req *h_http_request(regent_ctx *ctx, const regent_http_opts *opts, int *err)
+{
+	if (!ctx->agent) {
+		if (err)
+			*err = -EPERM;
+		return NULL;
+	}
+	return regent_http_request(ctx->agent->http, opts, err);
+}
+
+/* ---- sources ---- */
+
+static bool is_kind(regent_ctx *ctx, regent_kind kind, const char *what)
+{
+	if (ctx->kind == kind && ctx->agent)
+		return true;
+	regent_log(REGENT_LOG_ERROR, ctx->who, "plugin bug: %s called by a %s plugin", what,
+	           regent_kind_name(ctx->kind));
+	return false;
+}
+
+static int h_local_up(regent_ctx *ctx, const regent_instance *inst)
+{
+	if (!is_kind(ctx, REGENT_KIND_SOURCE, "local_up"))
+		return -EPERM;
+	if (ctx->agent->stopping || ctx->state != CTX_STARTED)
+		return 0;
+	char why[256];
+	regent_inst *in = regent_inst_copy(inst, h_node(ctx), why, sizeof(why));
+	if (!in) {
+		regent_log(REGENT_LOG_WARN, ctx->who, "skipped: %s", why);
+		return -EINVAL;
+	}
+	int rc = regent_localset_up(ctx->agent->local, ctx, in);
+	if (rc == -EEXIST)
+		regent_log(REGENT_LOG_WARN, ctx->who,
+		           "instance id %s is already reported by another source; skipped", inst->id);
+	return rc;
+}
+
+static int h_local_down(regent_ctx *ctx, const char *id)
+{
+	if (!is_kind(ctx, REGENT_KIND_SOURCE, "local_down"))
+		return -EPERM;
+	if (ctx->agent->stopping || ctx->state != CTX_STARTED)
+		return 0;
+	return regent_localset_down(ctx->agent->local, ctx, id);
+}
+
+static void h_local_resync_begin(regent_ctx *ctx)
+{
+	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_begin") && !ctx->agent->stopping)
+		regent_localset_resync_begin(ctx->agent->local, ctx);
+}
+
+static void h_local_resync_end(regent_ctx *ctx)
+{
+	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_end") && !ctx->agent->stopping)
+		regent_localset_resync_end(ctx->agent->local, ctx);
+}
+
+/* ---- stores ---- */
+
+static int h_catalog_set(regent_ctx *ctx, const char *service, const regent_instance *const *insts,
+                         size_t n)
+{
+	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_set") || !ctx->view)
+		return -EPERM;
+	if (!regent_valid_service(service)) {
+		regent_log(REGENT_LOG_WARN, ctx->who,
+		           "skipped service \"%.80s\" from the registry: invalid name", service);
+		return -EINVAL;
+	}
+	regent_inst **ins = regent_xcalloc(n + 1, sizeof(*ins));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		char why[256];
+		regent_instance tmp = *insts[i];
+		tmp.service = service;
+		regent_inst *in = regent_inst_copy(&tmp, "", why, sizeof(why));
+		if (!in) {
+			regent_log(REGENT_LOG_WARN, ctx->who, "skipped an instance from the registry: %s",
+			           why);
+			continue;
+		}
+		ins[k++] = in;
+	}
+	regent_cat_view_set(ctx->view, service, ins, k);
+	free(ins);
+	return 0;
+}
+
+static void h_catalog_remove(regent_ctx *ctx, const char *service)
+{
+	if (is_kind(ctx, REGENT_KIND_STORE, "catalog_remove") && ctx->view)
+		regent_cat_view_remove(ctx->view, service);
+}
+
+static void h_catalog_sync_begin(regent_ctx *ctx)
+{
+	if (is_kind(ctx, REGENT_KIND_STORE, "catalog_sync_begin") && ctx->view)
+		regent_cat_view_sync_begin(ctx->view);
+}
+
+static void h_catalog_sync_end(regent_ctx *ctx)
+{
+	if (is_kind(ctx, REGENT_KIND_STORE, "catalog_sync_end") && ctx->view)
+		regent_cat_view_sync_end(ctx->view);
+}
+
+static bool h_want_catalog(regent_ctx *ctx)
+{
+	const regent_config *c = ctx->agent ? ctx->agent->cfg : ctx->cfg;
+	for (size_t i = 0; i < c->nsections; i++)
+		if (c->sections[i]->kind == REGENT_SECTION_SINK)
+			return true;
+	return false;
+}
+
+typedef struct foreach_arg {
+	void (*fn)(void *arg, const regent_instance *inst);
+	void *arg;
+} foreach_arg;
+
+static void foreach_tramp(void *arg, regent_inst *inst)
+{
+	foreach_arg *fa = arg;
+	fa->fn(fa->arg, &inst->pub);
+}
+
+static void h_local_foreach(regent_ctx *ctx, void (*fn)(void *arg, const regent_instance *inst),
+                            void *arg)
+{
+	if (!ctx->agent)
+		return;
+	foreach_arg fa = {fn, arg};
+	regent_localset_foreach(ctx->agent->local, foreach_tramp, &fa);
+}
+
+/* ---- sinks ---- */
+
+static const regent_catalog *h_catalog_current(regent_ctx *ctx)
+{
+	if (!ctx->agent)
+		return NULL;
+	return regent_catalog_ref(regent_cat_current(ctx->agent->cat));
+}
+
+static void h_stopped(regent_ctx *ctx)
+{
+	if (ctx->state != CTX_STOPPING)
+		return;
+	ctx->state = CTX_STOPPED;
+	if (ctx->on_stopped)
+		ctx->on_stopped(ctx);
+}
+
+static void h_set_health(regent_ctx *ctx, bool healthy, const char *reason)
+{
+	if (ctx->healthy != healthy)
+		regent_log(healthy ? REGENT_LOG_INFO : REGENT_LOG_WARN, ctx->who, "%s%s%s",
+		           healthy ? "healthy" : "unhealthy", reason ? ": " : "", reason ? reason : "");
+	ctx->healthy = healthy;
+	free(ctx->health_reason);
+	ctx->health_reason = reason && !healthy ? regent_xstrdup(reason) : NULL;
+}
+
+/* ---- metrics ---- */
+
+static char *plugin_labels(regent_ctx *ctx, const char *labels)
+{
+	return regent_xasprintf("plugin=\"%s\"%s%s", ctx->sec->name, labels && labels[0] ? "," : "",
+	                        labels ? labels : "");
+}
+
+static regent_metric *h_metric(regent_ctx *ctx, regent_metric_type type, const char *name,
+                               const char *help, const char *labels)
+{
+	if (!ctx->agent)
+		return NULL;
+	char *l = plugin_labels(ctx, labels);
+	regent_metric *m = regent_metrics_get(ctx->agent->metrics, type, name, help, l);
+	free(l);
+	return m;
+}
+
+static void h_metrics_write(regent_ctx *ctx, regent_write_cb out, void *arg)
+{
+	regent_agent *a = ctx->agent;
+	if (!a)
+		return;
+	regent_buf b = {0};
+	regent_metrics_write(a->metrics, &b);
+	const regent_catalog *cat = regent_cat_current(a->cat);
+	const char *const *names;
+	size_t n = regent_catalog_services(cat, &names);
+	regent_buf_printf(&b, "# HELP regent_catalog_instances Instances in the catalog, by "
+	                      "service.\n# TYPE regent_catalog_instances gauge\n");
+	regent_map *bynode = regent_map_new();
+	for (size_t i = 0; i < n; i++) {
+		const regent_instance *const *insts;
+		size_t k = regent_catalog_instances(cat, names[i], &insts);
+		regent_buf_printf(&b, "regent_catalog_instances{service=\"%s\"} %zu\n", names[i], k);
+		for (size_t j = 0; j < k; j++) {
+			const char *node = insts[j]->node && insts[j]->node[0] ? insts[j]->node : "";
+			uintptr_t c = (uintptr_t)regent_map_get(bynode, node);
+			regent_map_put(bynode, node, (void *)(c + 1));
+		}
+	}
+	regent_buf_printf(&b, "# HELP regent_catalog_node_instances Instances in the catalog, by "
+	                      "node.\n# TYPE regent_catalog_node_instances gauge\n");
+	size_t nn;
+	const char **nodes = regent_map_sorted_keys(bynode, &nn);
+	for (size_t i = 0; i < nn; i++)
+		regent_buf_printf(&b, "regent_catalog_node_instances{node=\"%s\"} %zu\n", nodes[i],
+		                  (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
+	free(nodes);
+	regent_map_free(bynode, NULL);
+	regent_buf_printf(&b,
+	                  "# HELP regent_catalog_services Services in the catalog.\n"
+	                  "# TYPE regent_catalog_services gauge\nregent_catalog_services %zu\n"
+	                  "# HELP regent_local_instances Instances this host's sources report.\n"
+	                  "# TYPE regent_local_instances gauge\nregent_local_instances %zu\n"
+	                  "# HELP process_start_time_seconds Start time of the process since the "
+	                  "Unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
+	                  "process_start_time_seconds %.3f\n",
+	                  n, regent_localset_size(a->local), (double)a->start_wall_ns / 1e9);
+	out(arg, b.data ? b.data : "", b.len);
+	regent_buf_free(&b);
+}
+
+static char *h_health_json(regent_ctx *ctx)
+{
+	regent_agent *a = ctx->agent;
+	regent_buf b = {0};
+	bool ok = true;
+	regent_buf_printf(&b, "{\"plugins\":{");
+	bool first = true;
+	for (regent_ctx *c = a ? a->ctxs : NULL; c; c = c->next) {
+		ok = ok && c->healthy;
+		regent_buf_printf(&b, "%s\"%s %s\":{\"healthy\":%s", first ? "" : ",",
+		                  regent_kind_name(c->kind), c->sec->name, c->healthy ? "true" : "false");
+		if (c->health_reason) {
+			/* JSON-escape the reason. */
+			regent_buf_printf(&b, ",\"reason\":\"");
+			for (const char *p = c->health_reason; *p; p++) {
+				unsigned char ch = (unsigned char)*p;
+				if (ch == '"' || ch == '\\')
+					regent_buf_printf(&b, "\\%c", ch);
+				else if (ch < 0x20)
+					regent_buf_printf(&b, "\\u%04x", ch);
+				else
+					regent_buf_add(&b, p, 1);
+			}
+			regent_buf_printf(&b, "\"");
+		}
+		regent_buf_printf(&b, "}");
+		first = false;
+	}
+	regent_buf_printf(&b, "},\"ok\":%s}", ok ? "true" : "false");
+	return b.data;
+}
+
+/* ---- latency ---- */
+
+static uint64_t h_now_ms(void)
+{
+	return regent_now_ms();
+}
+
+static uint64_t h_wall_ns(void)
+{
+	return regent_wall_ns();
+}
+
+static void h_mark_change(regent_ctx *ctx, uint64_t origin_wall_ns)
+{
+	if (ctx->agent)
+		regent_cat_mark(ctx->agent->cat, origin_wall_ns);
+}
+
+static void h_applied(regent_ctx *ctx, const regent_catalog *cat)
+{
+	if (!ctx->agent || !cat)
+		return;
+	uint64_t origin = regent_catalog_origin_ns(cat), now = regent_wall_ns();
+	regent_metric *m = h_metric(ctx, REGENT_METRIC_HISTOGRAM, "regent_propagation_seconds",
+	                            "Time from a change entering the agent to a sink applying it.",
+	                            NULL);
+	regent_metric_observe(m, now > origin ? (double)(now - origin) / 1e9 : 0);
+}
+
+const regent_host regent_host_table = {
+	.abi_major = REGENT_ABI_MAJOR,
+	.abi_minor = REGENT_ABI_MINOR,
+	.size = sizeof(regent_host),
+	.loop = h_loop,
+	.log = h_log,
+	.vlog = h_vlog,
+	.log_enabled = h_log_enabled,
+	.instance_name = h_instance_name,
+	.node = h_node,
+	.host_ip = h_host_ip,
+	.cfg_string = h_cfg_string,
+	.cfg_int = h_cfg_int,
+	.cfg_bool = h_cfg_bool,
+	.cfg_duration_ms = h_cfg_duration_ms,
+	.cfg_list = h_cfg_list,
+	.cfg_is_set = h_cfg_is_set,
+	.cfg_error = h_cfg_error,
+	.services = h_services,
+	.service_string = h_service_string,
+	.service_int = h_service_int,
+	.service_bool = h_service_bool,
+	.service_duration_ms = h_service_duration_ms,
+	.service_is_set = h_service_is_set,
+	.valid_service = regent_valid_service,
+	.valid_address = regent_valid_address,
+	.http_request = h_http_request,
+	.http_cancel = regent_http_cancel,
+	.http_header = regent_http_header,
+	.local_up = h_local_up,
+	.local_down = h_local_down,
+	.local_resync_begin = h_local_resync_begin,
+	.local_resync_end = h_local_resync_end,
+	.catalog_set = h_catalog_set,
+	.catalog_remove = h_catalog_remove,
+	.catalog_sync_begin = h_catalog_sync_begin,
+	.catalog_sync_end = h_catalog_sync_end,
+	.want_catalog = h_want_catalog,
+	.local_foreach = h_local_foreach,
+	.catalog_services = regent_catalog_services,
+	.catalog_instances = regent_catalog_instances,
+	.catalog_ref = regent_catalog_ref,
+	.catalog_unref = regent_catalog_unref,
+	.catalog_current = h_catalog_current,
+	.stopped = h_stopped,
+	.set_health = h_set_health,
+	.metric = h_metric,
+	.metric_add = regent_metric_add,
+	.metric_set = regent_metric_set,
+	.metric_observe = regent_metric_observe,
+	.metrics_write = h_metrics_write,
+	.health_json = h_health_json,
+	.instance_encode = regent_instance_encode,
+	.instance_decode = regent_instance_decode,
+	.instance_free = regent_instance_free,
+	.backoff_next = regent_backoff_next,
+	.backoff_reset = regent_backoff_reset,
+	.now_ms = h_now_ms,
+	.wall_ns = h_wall_ns,
+	.mark_change = h_mark_change,
+	.applied = h_applied,
+	.base64_encode = regent_base64_encode,
+	.base64_decode = regent_base64_decode,
+};
+
+/* ---- contexts ---- */
+
+regent_ctx *regent_ctx_new(regent_agent *a, regent_config *cfg, const regent_cfg_section *sec)
+{
+	regent_ctx *ctx = regent_xcalloc(1, sizeof(*ctx));
+	ctx->agent = a;
+	ctx->cfg = regent_config_ref(cfg);
+	ctx->sec = sec;
+	ctx->desc = sec->lp->desc;
+	ctx->kind = ctx->desc->kind;
+	ctx->who = regent_xasprintf("%s %s", regent_kind_name(ctx->kind), sec->name);
+	ctx->healthy = true;
+	return ctx;
+}
+
+void regent_ctx_free(regent_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	free(ctx->who);
+	free(ctx->health_reason);
+	regent_config_unref(ctx->cfg);
+	free(ctx);
+}
+
+void regent_host_validate(regent_config *c, regent_cfg_section *s)
+{
+	const regent_plugin_ops *ops = s->lp->desc->ops;
+	if (!ops->validate)
+		return;
+	/* A context without an agent: no loop, no HTTP, config only. */
+	regent_ctx ctx = {
+		.cfg = c,
+		.sec = s,
+		.desc = s->lp->desc,
+		.kind = s->lp->desc->kind,
+		.healthy = true,
+	};
+	ctx.who = regent_xasprintf("%s %s", regent_kind_name(ctx.kind), s->name);
+	size_t before = c->nerrors;
+	int rc = ops->validate(&ctx, &regent_host_table);
+	if (rc < 0 && c->nerrors == before)
+		regent_config_add_error(c, s->line, "[%s]: rejected by the plugin (%s)", s->header,
+		                        strerror(-rc));
+	free(ctx.who);
+}

@@ -1,0 +1,83 @@
+/* host.h - plugin instances (regent_ctx), the host table, and the agent
+ * that owns them: loop, config, local set, catalog, HTTP client, metrics. */
+#ifndef REGENT_CORE_HOST_H
+#define REGENT_CORE_HOST_H
+
+#include "catalog.h"
+#include "core.h"
+#include "http.h"
+#include "localset.h"
+
+typedef struct regent_agent regent_agent;
+
+typedef enum ctx_state {
+	CTX_NEW = 0,
+	CTX_CREATED,
+	CTX_STARTED,
+	CTX_STOPPING,
+	CTX_STOPPED,
+} ctx_state;
+
+struct regent_ctx {
+	regent_agent *agent;          /* NULL while validating */
+	regent_config *cfg;           /* the config it was created from (ref) */
+	const regent_cfg_section *sec;
+	const regent_plugin *desc;
+	regent_kind kind;
+	char *who;                    /* "store etcd": log prefix */
+	void *self;
+	ctx_state state;
+	bool failed_start;
+	/* stores */
+	regent_catview *view;
+	/* health */
+	bool healthy;
+	char *health_reason;
+	/* stop */
+	uv_timer_t *stop_timer;
+	void (*on_stopped)(regent_ctx *ctx);
+	regent_ctx *next;
+};
+
+struct regent_agent {
+	uv_loop_t *loop;
+	regent_config *cfg;           /* the running config */
+	char *plugin_dir_override;
+	regent_http *http;
+	regent_metrics *metrics;
+	regent_localset *local;
+	regent_cat *cat;
+	regent_ctx *ctxs;             /* running, in start order */
+	regent_ctx *dying;            /* stopping after a reload */
+	uv_signal_t sig[3];
+	bool stopping, finished;
+	size_t pending;               /* contexts still stopping at shutdown */
+	int exit_code;
+	uint64_t start_wall_ns;
+	regent_metric *m_reloads, *m_reload_errors, *m_sink_applies_total;
+	void (*on_exit)(regent_agent *a);
+};
+
+extern const regent_host regent_host_table;
+
+/* config.c calls this for every plugin section once the keys check out. */
+void regent_host_validate(regent_config *c, regent_cfg_section *s);
+
+/* agent.c */
+regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *plugin_dir_override);
+int regent_agent_start(regent_agent *a);
+/* Re-reads the config file: returns 0 when applied, -EINVAL when refused. */
+int regent_agent_reload(regent_agent *a);
+/* Stops every plugin (stores deregister), then closes all handles. */
+void regent_agent_shutdown(regent_agent *a);
+/* After the loop has drained. */
+void regent_agent_free(regent_agent *a);
+/* Installs SIGTERM/SIGINT (shutdown) and SIGHUP (reload) handlers. */
+void regent_agent_handle_signals(regent_agent *a);
+void regent_notify(const char *fmt, ...) REGENT_PRINTF(1, 2);
+
+/* host.c */
+regent_ctx *regent_ctx_new(regent_agent *a, regent_config *cfg, const regent_cfg_section *sec);
+void regent_ctx_free(regent_ctx *ctx);
+
+#endif

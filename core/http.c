@@ -1,0 +1,947 @@
+/*
+ * http.c - the core's asynchronous HTTP client (see http.h, and the HTTP
+ * section of regent/plugin.h for the contract plugins rely on).
+ *
+ * Owns:
+ *  - the one-time curl_global_init() of the process;
+ *  - per client (regent_http): the libcurl multi handle, the uv_timer_t that
+ *    carries curl's timeout (CURLMOPT_TIMERFUNCTION) and one uv_poll_t per
+ *    socket curl asks us to watch (CURLMOPT_SOCKETFUNCTION);
+ *  - per request (regent_http_req): the easy handle, its header list, the
+ *    captured response headers, the buffered body or partial line, and an
+ *    optional uv_timer_t for the idle timeout.
+ *
+ * Nothing here blocks: transfers only advance through
+ * curl_multi_socket_action() called from loop callbacks.
+ *
+ * Re-entrancy.  The user's callbacks run while the client is "busy"
+ * (h->busy > 0): on_data even runs inside libcurl, where adding or removing
+ * easy handles is forbidden.  So while busy, regent_http_request() only
+ * queues the new request (REQ_QUEUED), regent_http_cancel() only marks the
+ * request (REQ_ZOMBIE, no callback fires any more) and regent_http_close()
+ * only marks the client; leave() does the queued work once the outermost
+ * entry point is about to return to the loop.  A request is in REQ_DONE
+ * from the moment finish() takes it out of curl until it is freed right
+ * after its on_done returned; cancelling it then only suppresses on_done.
+ *
+ * Memory of a request with an idle timer, and of the client itself, is
+ * released from uv_close() callbacks, so run the loop after closing.
+ */
+#include "http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define HTTP_CONNECT_TIMEOUT_MS 5000u
+#define HTTP_MAX_BODY ((size_t)16 * 1024 * 1024)
+#define HTTP_MSG_SIZE 160
+
+typedef enum req_state {
+	REQ_QUEUED, /* created while busy: not yet added to the multi handle */
+	REQ_ACTIVE, /* added to the multi handle */
+	REQ_DONE,   /* out of curl: final line / on_done running, then freed */
+	REQ_ZOMBIE, /* cancelled while busy: flush() frees it */
+} req_state;
+
+typedef struct http_header {
+	char *name; /* one allocation: "name\0value\0" */
+	const char *value;
+} http_header;
+
+struct regent_http_req {
+	regent_http *h;
+	struct regent_http_req *prev, *next;
+	req_state state;
+	bool added;     /* easy is in h->multi */
+	bool cancelled; /* no user callback fires any more */
+	bool idle_inited;
+	CURL *easy;
+	struct curl_slist *hdr_list;
+	regent_http_data_cb on_data;
+	regent_http_done_cb on_done;
+	void *arg;
+	unsigned flags;
+	size_t max_body;
+	uint64_t idle_ms;
+	uv_timer_t idle;
+	int abort_err; /* set when one of our callbacks aborted the transfer */
+	char *buf;     /* buffered body, or the partial line in LINES mode */
+	size_t len, cap;
+	http_header *hdrs;
+	size_t nhdrs, caphdrs;
+	char msg[HTTP_MSG_SIZE]; /* our own error text (curl owns errbuf) */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct http_sock {
+	uv_poll_t poll;
+	regent_http *h;
+	curl_socket_t fd;
+	struct http_sock *prev, *next;
+} http_sock;
+
+struct regent_http {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;
+	regent_http_req *reqs; /* every request not yet freed */
+	http_sock *socks;
+	size_t npending;     /* requests the user still waits for */
+	size_t nqueued;      /* REQ_QUEUED requests */
+	size_t nzombies;     /* REQ_ZOMBIE requests */
+	unsigned busy;       /* nesting depth of our loop callbacks */
+	size_t open_handles; /* uv handles not yet through their close callback */
+	bool closing, torn_down;
+};
+
+static bool curl_ready;
+
+static int global_init(void)
+{
+	if (!curl_ready) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return -EIO;
+		curl_ready = true;
+	}
+	return 0;
+}
+
+static void maybe_free_client(regent_http *h)
+{
+	if (h->torn_down && h->open_handles == 0)
+		free(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests: buffers, headers, freeing                                */
+/* ------------------------------------------------------------------ */
+
+static int buf_append(regent_http_req *req, const char *data, size_t n)
+{
+	if (req->cap - req->len <= n) {
+		size_t cap = req->cap ? req->cap : 1024;
+		while (cap - req->len <= n) {
+			if (cap > SIZE_MAX / 2)
+				return -ENOMEM;
+			cap *= 2;
+		}
+		char *p = realloc(req->buf, cap);
+		if (!p)
+			return -ENOMEM;
+		req->buf = p;
+		req->cap = cap;
+	}
+	if (n)
+		memcpy(req->buf + req->len, data, n);
+	req->len += n;
+	req->buf[req->len] = '\0';
+	return 0;
+}
+
+static void clear_headers(regent_http_req *req)
+{
+	for (size_t i = 0; i < req->nhdrs; i++)
+		free(req->hdrs[i].name);
+	req->nhdrs = 0;
+}
+
+static void req_closed(uv_handle_t *handle)
+{
+	regent_http_req *req = handle->data;
+	regent_http *h = req->h;
+	free(req);
+	h->open_handles--;
+	maybe_free_client(h);
+}
+
+static void unlink_req(regent_http_req *req)
+{
+	regent_http *h = req->h;
+	if (req->prev)
+		req->prev->next = req->next;
+	else if (h->reqs == req)
+		h->reqs = req->next;
+	if (req->next)
+		req->next->prev = req->prev;
+	req->prev = req->next = NULL;
+}
+
+/* Never called from inside libcurl (h->busy == 1 in flush(), or outside
+ * curl_multi_socket_action()). */
+static void free_req(regent_http_req *req)
+{
+	regent_http *h = req->h;
+	unlink_req(req);
+	if (req->added) {
+		curl_multi_remove_handle(h->multi, req->easy);
+		req->added = false;
+	}
+	if (req->easy)
+		curl_easy_cleanup(req->easy);
+	curl_slist_free_all(req->hdr_list);
+	clear_headers(req);
+	free(req->hdrs);
+	free(req->buf);
+	if (req->idle_inited) {
+		uv_timer_stop(&req->idle);
+		uv_close((uv_handle_t *)&req->idle, req_closed);
+	} else {
+		free(req);
+	}
+}
+
+static int map_curl_error(CURLcode code)
+{
+	switch (code) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_FILESIZE_EXCEEDED:
+		return -EFBIG;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+/* Hands one line (the partial line buffer) to on_data.  Returns non-zero
+ * when the transfer must stop (cancelled or aborted by on_data). */
+static int emit_line(regent_http_req *req)
+{
+	size_t l = req->len;
+	if (l && req->buf[l - 1] == '\r')
+		l--;
+	if (req->buf)
+		req->buf[l] = '\0';
+	int rc = req->on_data(req->arg, req->buf ? req->buf : "", l);
+	req->len = 0;
+	if (req->cancelled)
+		return -1;
+	if (rc) {
+		req->abort_err = -ECANCELED;
+		snprintf(req->msg, sizeof req->msg, "transfer aborted by on_data");
+		return -1;
+	}
+	return 0;
+}
+
+/* Takes req out of curl and reports it (unless cancelled meanwhile), then
+ * frees it.  Runs with h->busy > 0, outside libcurl. */
+static void finish(regent_http_req *req, int err, const char *msg)
+{
+	regent_http *h = req->h;
+	long status = 0;
+
+	if (req->easy)
+		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (req->added) {
+		curl_multi_remove_handle(h->multi, req->easy);
+		req->added = false;
+	}
+	if (req->idle_inited)
+		uv_timer_stop(&req->idle);
+	if (req->state == REQ_QUEUED)
+		h->nqueued--;
+	req->state = REQ_DONE;
+	h->npending--;
+
+	if (err == 0 && req->on_data && (req->flags & REGENT_HTTP_LINES) && req->len > 0) {
+		if (emit_line(req) != 0) {
+			if (req->cancelled) {
+				free_req(req);
+				return;
+			}
+			err = req->abort_err;
+			msg = req->msg;
+		}
+	}
+
+	regent_http_result res = {
+		.size = sizeof res,
+		.error = err,
+		.error_msg = msg ? msg : "",
+		.status = status,
+		.body = NULL,
+		.body_len = 0,
+	};
+	if (!req->on_data) {
+		res.body = req->buf ? req->buf : "";
+		res.body_len = req->len;
+	}
+	if (!req->cancelled)
+		req->on_done(req->arg, &res);
+	free_req(req);
+}
+
+static void complete(regent_http_req *req, CURLcode code)
+{
+	if (req->abort_err) {
+		finish(req, req->abort_err, req->msg);
+	} else if (code != CURLE_OK) {
+		finish(req, map_curl_error(code),
+		       req->errbuf[0] ? req->errbuf : curl_easy_strerror(code));
+	} else {
+		finish(req, 0, "");
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Entering and leaving the client from loop callbacks                */
+/* ------------------------------------------------------------------ */
+
+static void teardown(regent_http *h);
+
+static void start_req(regent_http_req *req)
+{
+	regent_http *h = req->h;
+	CURLMcode mc = curl_multi_add_handle(h->multi, req->easy);
+	if (mc != CURLM_OK) {
+		snprintf(req->msg, sizeof req->msg, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+		finish(req, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO, req->msg);
+		return;
+	}
+	req->added = true;
+	req->state = REQ_ACTIVE;
+	h->nqueued--;
+}
+
+/* Does what callbacks deferred: frees cancelled requests, adds queued ones
+ * (an add failure reports through on_done, which may queue more). */
+static void flush(regent_http *h)
+{
+	while (h->nzombies || h->nqueued) {
+		regent_http_req *r, *next;
+		for (r = h->reqs; r && h->nzombies; r = next) {
+			next = r->next;
+			if (r->state == REQ_ZOMBIE) {
+				h->nzombies--;
+				free_req(r);
+			}
+		}
+		/* Callbacks below only mark other requests and prepend new
+		 * ones, so `next` stays valid; only r itself may be freed. */
+		for (r = h->reqs; r && h->nqueued; r = next) {
+			next = r->next;
+			if (r->state == REQ_QUEUED)
+				start_req(r);
+		}
+	}
+}
+
+static void enter(regent_http *h)
+{
+	h->busy++;
+}
+
+/* The last thing an entry point does: h may be gone afterwards. */
+static void leave(regent_http *h)
+{
+	if (h->busy == 1)
+		flush(h);
+	if (--h->busy == 0 && h->closing)
+		teardown(h);
+}
+
+static void check_multi_info(regent_http *h)
+{
+	CURLMsg *m;
+	int left;
+	while (!h->closing && (m = curl_multi_info_read(h->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		CURLcode code = m->data.result;
+		char *priv = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+		regent_http_req *req = (regent_http_req *)priv;
+		if (!req || req->cancelled || req->state != REQ_ACTIVE)
+			continue; /* a zombie: flush() removes it */
+		complete(req, code);
+	}
+}
+
+static void socket_action(regent_http *h, curl_socket_t fd, int ev)
+{
+	int running = 0;
+	if (!h->multi || h->closing)
+		return;
+	curl_multi_socket_action(h->multi, fd, ev, &running);
+	check_multi_info(h);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	regent_http *h = t->data;
+	enter(h);
+	socket_action(h, CURL_SOCKET_TIMEOUT, 0);
+	leave(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+	http_sock *s = p->data;
+	regent_http *h = s->h;
+	int ev = 0;
+	if (status < 0) {
+		ev = CURL_CSELECT_ERR;
+	} else {
+		if (events & UV_READABLE)
+			ev |= CURL_CSELECT_IN;
+		if (events & UV_WRITABLE)
+			ev |= CURL_CSELECT_OUT;
+	}
+	enter(h);
+	socket_action(h, s->fd, ev);
+	leave(h);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+	regent_http_req *req = t->data;
+	regent_http *h = req->h;
+	if (req->cancelled || (req->state != REQ_ACTIVE && req->state != REQ_QUEUED))
+		return;
+	enter(h);
+	snprintf(req->msg, sizeof req->msg, "no data received for %llu ms",
+	         (unsigned long long)req->idle_ms);
+	finish(req, -ETIMEDOUT, req->msg);
+	leave(h);
+}
+
+static void touch_idle(regent_http_req *req)
+{
+	if (req->idle_inited)
+		uv_timer_start(&req->idle, on_idle, req->idle_ms, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* libcurl callbacks (run inside curl_multi_socket_action)            */
+/* ------------------------------------------------------------------ */
+
+static void sock_closed(uv_handle_t *handle)
+{
+	http_sock *s = handle->data;
+	regent_http *h = s->h;
+	free(s);
+	h->open_handles--;
+	maybe_free_client(h);
+}
+
+static void sock_close(regent_http *h, http_sock *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		h->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	uv_poll_stop(&s->poll);
+	uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	regent_http *h = userp;
+	http_sock *s = socketp;
+	(void)easy;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s)
+			sock_close(h, s);
+		return 0;
+	}
+	if (h->torn_down)
+		return 0;
+	if (!s) {
+		s = calloc(1, sizeof *s);
+		if (!s)
+			return -1;
+		if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
+			free(s);
+			return -1;
+		}
+		s->h = h;
+		s->fd = fd;
+		s->poll.data = s;
+		s->next = h->socks;
+		if (h->socks)
+			h->socks->prev = s;
+		h->socks = s;
+		h->open_handles++;
+		if (curl_multi_assign(h->multi, fd, s) != CURLM_OK) {
+			sock_close(h, s);
+			return -1;
+		}
+	}
+	int ev = 0;
+	if (what & CURL_POLL_IN)
+		ev |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		ev |= UV_WRITABLE;
+	if (ev)
+		uv_poll_start(&s->poll, ev, on_poll);
+	else
+		uv_poll_stop(&s->poll);
+	return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	regent_http *h = userp;
+	(void)multi;
+	if (timeout_ms < 0 || h->torn_down)
+		uv_timer_stop(&h->timer);
+	else
+		uv_timer_start(&h->timer, on_timer, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+/* Lines mode: split data into lines, the partial one kept in buf. */
+static int deliver_lines(regent_http_req *req, const char *data, size_t n)
+{
+	size_t pos = 0;
+	while (pos < n) {
+		const char *nl = memchr(data + pos, '\n', n - pos);
+		size_t seg = nl ? (size_t)(nl - (data + pos)) : n - pos;
+		if (seg > req->max_body - req->len) {
+			req->abort_err = -EFBIG;
+			snprintf(req->msg, sizeof req->msg, "line longer than %zu bytes", req->max_body);
+			return -1;
+		}
+		if (buf_append(req, data + pos, seg) != 0) {
+			req->abort_err = -ENOMEM;
+			snprintf(req->msg, sizeof req->msg, "out of memory");
+			return -1;
+		}
+		pos += seg;
+		if (!nl)
+			break;
+		pos++;
+		if (emit_line(req) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	regent_http_req *req = userdata;
+	size_t n = size * nmemb;
+
+	if (req->cancelled || req->abort_err)
+		return 0;
+	touch_idle(req);
+	if (!req->on_data) {
+		if (n > req->max_body - req->len) {
+			req->abort_err = -EFBIG;
+			snprintf(req->msg, sizeof req->msg, "response body larger than %zu bytes",
+			         req->max_body);
+			return 0;
+		}
+		if (buf_append(req, ptr, n) != 0) {
+			req->abort_err = -ENOMEM;
+			snprintf(req->msg, sizeof req->msg, "out of memory");
+			return 0;
+		}
+		return n;
+	}
+	if (req->flags & REGENT_HTTP_LINES)
+		return deliver_lines(req, ptr, n) == 0 ? n : 0;
+	int rc = req->on_data(req->arg, ptr, n);
+	if (req->cancelled)
+		return 0;
+	if (rc) {
+		req->abort_err = -ECANCELED;
+		snprintf(req->msg, sizeof req->msg, "transfer aborted by on_data");
+		return 0;
+	}
+	return n;
+}
+
+static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	regent_http_req *req = userdata;
+	size_t n = size * nmemb;
+	size_t l = n;
+
+	if (req->cancelled || req->abort_err)
+		return 0;
+	touch_idle(req);
+	while (l && (ptr[l - 1] == '\n' || ptr[l - 1] == '\r'))
+		l--;
+	if (l >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+		clear_headers(req); /* a new response (after 1xx) starts */
+		return n;
+	}
+	const char *colon = memchr(ptr, ':', l);
+	if (!colon || colon == ptr)
+		return n; /* blank line, folded continuation: ignored */
+	size_t nlen = (size_t)(colon - ptr);
+	const char *v = colon + 1;
+	const char *end = ptr + l;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	size_t vlen = (size_t)(end - v);
+
+	if (req->nhdrs == req->caphdrs) {
+		size_t cap = req->caphdrs ? req->caphdrs * 2 : 16;
+		http_header *p = realloc(req->hdrs, cap * sizeof *p);
+		if (!p)
+			goto oom;
+		req->hdrs = p;
+		req->caphdrs = cap;
+	}
+	char *block = malloc(nlen + vlen + 2);
+	if (!block)
+		goto oom;
+	memcpy(block, ptr, nlen);
+	block[nlen] = '\0';
+	memcpy(block + nlen + 1, v, vlen);
+	block[nlen + 1 + vlen] = '\0';
+	req->hdrs[req->nhdrs].name = block;
+	req->hdrs[req->nhdrs].value = block + nlen + 1;
+	req->nhdrs++;
+	return n;
+oom:
+	req->abort_err = -ENOMEM;
+	snprintf(req->msg, sizeof req->msg, "out of memory");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Client                                                             */
+/* ------------------------------------------------------------------ */
+
+int regent_http_init(regent_http **out, uv_loop_t *loop)
+{
+	if (!out || !loop)
+		return -EINVAL;
+	*out = NULL;
+	int rc = global_init();
+	if (rc)
+		return rc;
+	regent_http *h = calloc(1, sizeof *h);
+	if (!h)
+		return -ENOMEM;
+	h->loop = loop;
+	h->multi = curl_multi_init();
+	if (!h->multi) {
+		free(h);
+		return -ENOMEM;
+	}
+	if (curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_cb) != CURLM_OK ||
+	    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) != CURLM_OK ||
+	    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
+	    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) != CURLM_OK) {
+		curl_multi_cleanup(h->multi);
+		free(h);
+		return -EIO;
+	}
+	rc = uv_timer_init(loop, &h->timer);
+	if (rc) {
+		curl_multi_cleanup(h->multi);
+		free(h);
+		return rc;
+	}
+	h->timer.data = h;
+	h->open_handles = 1;
+	*out = h;
+	return 0;
+}
+
+static void timer_closed(uv_handle_t *handle)
+{
+	regent_http *h = handle->data;
+	h->open_handles--;
+	maybe_free_client(h);
+}
+
+/* h->busy == 0 and h->closing: every request is already freed. */
+static void teardown(regent_http *h)
+{
+	if (h->torn_down)
+		return;
+	while (h->reqs)
+		free_req(h->reqs);
+	h->torn_down = true;
+	curl_multi_cleanup(h->multi); /* may still report CURL_POLL_REMOVE */
+	h->multi = NULL;
+	while (h->socks)
+		sock_close(h, h->socks);
+	uv_timer_stop(&h->timer);
+	uv_close((uv_handle_t *)&h->timer, timer_closed);
+}
+
+void regent_http_close(regent_http *h)
+{
+	if (!h || h->closing)
+		return;
+	h->closing = true;
+	regent_http_req *r, *next;
+	for (r = h->reqs; r; r = next) {
+		next = r->next;
+		regent_http_cancel(r);
+	}
+	if (h->busy == 0)
+		teardown(h);
+}
+
+size_t regent_http_pending(const regent_http *h)
+{
+	return h ? h->npending : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                           */
+/* ------------------------------------------------------------------ */
+
+static bool valid_method(const char *m)
+{
+	if (!*m)
+		return false;
+	for (; *m; m++) {
+		unsigned char c = (unsigned char)*m;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", c)))
+			return false;
+	}
+	return true;
+}
+
+static int setopt_error(CURLcode c)
+{
+	switch (c) {
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_UNKNOWN_OPTION:
+	case CURLE_NOT_BUILT_IN:
+		return -ENOTSUP;
+	default:
+		return -EINVAL;
+	}
+}
+
+static long clamp_ms(uint64_t ms)
+{
+	return ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
+}
+
+#define SETOPT(opt, val)                                          \
+	do {                                                          \
+		CURLcode c_ = curl_easy_setopt(req->easy, opt, val);      \
+		if (c_ != CURLE_OK) {                                     \
+			rc = setopt_error(c_);                                \
+			goto fail;                                            \
+		}                                                         \
+	} while (0)
+
+/* Configures req->easy from o.  Returns 0 or a negative errno. */
+static int setup_easy(regent_http_req *req, const regent_http_opts *o)
+{
+	int rc = 0;
+	bool has_body = o->body != NULL;
+	const char *m = o->method;
+
+	SETOPT(CURLOPT_PRIVATE, (void *)req);
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_ERRORBUFFER, req->errbuf);
+	SETOPT(CURLOPT_URL, o->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
+	SETOPT(CURLOPT_WRITEDATA, (void *)req);
+	SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
+	SETOPT(CURLOPT_HEADERDATA, (void *)req);
+	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
+	       clamp_ms(o->connect_timeout_ms ? o->connect_timeout_ms : HTTP_CONNECT_TIMEOUT_MS));
+	if (o->timeout_ms)
+		SETOPT(CURLOPT_TIMEOUT_MS, clamp_ms(o->timeout_ms));
+	if (o->unix_socket)
+		SETOPT(CURLOPT_UNIX_SOCKET_PATH, o->unix_socket);
+	if (o->ca_file)
+		SETOPT(CURLOPT_CAINFO, o->ca_file);
+	if (o->cert_file)
+		SETOPT(CURLOPT_SSLCERT, o->cert_file);
+	if (o->key_file)
+		SETOPT(CURLOPT_SSLKEY, o->key_file);
+	if (!o->on_data)
+		SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+
+	/* Methods that carry a body get Content-Length: 0 without one. */
+	if (!has_body && m &&
+	    (!strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH")))
+		has_body = true;
+	if (has_body) {
+		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+		/* COPYPOSTFIELDS: curl keeps its own copy of the body. */
+		SETOPT(CURLOPT_COPYPOSTFIELDS, o->body ? (const char *)o->body : "");
+	}
+	if (m) {
+		if (!strcmp(m, "HEAD"))
+			SETOPT(CURLOPT_NOBODY, 1L);
+		else if (!strcmp(m, "GET") && !has_body)
+			SETOPT(CURLOPT_HTTPGET, 1L);
+		else if (strcmp(m, "POST") != 0)
+			SETOPT(CURLOPT_CUSTOMREQUEST, m);
+	}
+
+	bool have_expect = false;
+	for (size_t i = 0; i < o->nheaders; i++) {
+		const char *hv = o->headers[i];
+		if (!strncasecmp(hv, "Expect:", 7))
+			have_expect = true;
+		struct curl_slist *l = curl_slist_append(req->hdr_list, hv);
+		if (!l)
+			return -ENOMEM;
+		req->hdr_list = l;
+	}
+	if (!have_expect && has_body) {
+		/* No "Expect: 100-continue" round trip for large bodies. */
+		struct curl_slist *l = curl_slist_append(req->hdr_list, "Expect:");
+		if (!l)
+			return -ENOMEM;
+		req->hdr_list = l;
+	}
+	if (req->hdr_list)
+		SETOPT(CURLOPT_HTTPHEADER, req->hdr_list);
+	return 0;
+fail:
+	return rc;
+}
+
+regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opts, int *err)
+{
+	int dummy;
+	if (!err)
+		err = &dummy;
+	*err = 0;
+	if (!h || !opts || opts->size < offsetof(regent_http_opts, on_done) + sizeof(regent_http_done_cb)) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	/* Never read past the size the caller was built with. */
+	regent_http_opts o;
+	memset(&o, 0, sizeof o);
+	memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
+	if (!o.url || !o.on_done || (o.body_len && !o.body) || (o.nheaders && !o.headers) ||
+	    (o.method && !valid_method(o.method))) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	for (size_t i = 0; i < o.nheaders; i++) {
+		if (!o.headers[i] || strpbrk(o.headers[i], "\r\n") || !strchr(o.headers[i], ':')) {
+			*err = -EINVAL;
+			return NULL;
+		}
+	}
+	if (h->closing) {
+		*err = -ESHUTDOWN;
+		return NULL;
+	}
+
+	regent_http_req *req = calloc(1, sizeof *req);
+	if (!req) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	req->h = h;
+	req->on_data = o.on_data;
+	req->on_done = o.on_done;
+	req->arg = o.arg;
+	req->flags = o.flags;
+	req->max_body = o.max_body ? o.max_body : HTTP_MAX_BODY;
+	req->idle_ms = o.idle_timeout_ms;
+	req->state = REQ_QUEUED;
+	req->next = h->reqs;
+	if (h->reqs)
+		h->reqs->prev = req;
+	h->reqs = req;
+
+	int rc;
+	req->easy = curl_easy_init();
+	if (!req->easy) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = setup_easy(req, &o);
+	if (rc)
+		goto fail;
+	if (req->idle_ms) {
+		rc = uv_timer_init(h->loop, &req->idle);
+		if (rc)
+			goto fail;
+		req->idle.data = req;
+		req->idle_inited = true;
+		h->open_handles++;
+		touch_idle(req);
+	}
+	if (h->busy == 0) {
+		CURLMcode mc = curl_multi_add_handle(h->multi, req->easy);
+		if (mc != CURLM_OK) {
+			rc = mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+			goto fail;
+		}
+		req->added = true;
+		req->state = REQ_ACTIVE;
+	} else {
+		h->nqueued++; /* added by flush() once the callback returns */
+	}
+	h->npending++;
+	return req;
+fail:
+	free_req(req);
+	*err = rc;
+	return NULL;
+}
+
+void regent_http_cancel(regent_http_req *req)
+{
+	if (!req || req->cancelled)
+		return;
+	regent_http *h = req->h;
+	req->cancelled = true;
+	if (req->state == REQ_DONE)
+		return; /* inside its final on_data / on_done: finish() frees it */
+	h->npending--;
+	if (req->idle_inited)
+		uv_timer_stop(&req->idle);
+	if (req->state == REQ_QUEUED)
+		h->nqueued--;
+	if (h->busy > 0) {
+		req->state = REQ_ZOMBIE;
+		h->nzombies++;
+		return;
+	}
+	free_req(req);
+}
+
+const char *regent_http_header(regent_http_req *req, const char *name)
+{
+	if (!req || !name)
+		return NULL;
+	for (size_t i = 0; i < req->nhdrs; i++) {
+		if (!strcasecmp(req->hdrs[i].name, name))
+			return req->hdrs[i].value;
+	}
+	return NULL;
+}

@@ -1,0 +1,227 @@
+/* loader.c - finds, opens and checks plugin shared objects.  Every
+ * refusal names the file and the reason.  Loaded plugins are cached and
+ * reference-counted; they are only unloaded once nothing (config, running
+ * instance, pending libuv callback) can still point into them. */
+#include "core.h"
+#include "build_config.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static regent_loaded_plugin *loaded;
+
+/* The smallest descriptor major 1 accepts: every field up to kind_ops. */
+#define REGENT_PLUGIN_MIN_SIZE (offsetof(regent_plugin, kind_ops) + sizeof(void *))
+
+const char *regent_default_plugin_dir(void)
+{
+	const char *env = getenv("REGENT_PLUGIN_DIR");
+	return env && env[0] ? env : REGENT_DEFAULT_PLUGIN_DIR;
+}
+
+static int check_desc(const char *path, const regent_plugin *d, const char *expect_name,
+                      int expected_kind, char *err, size_t errlen)
+{
+	if (d->abi_major != REGENT_ABI_MAJOR) {
+		snprintf(err, errlen,
+		         "%s: built for plugin ABI %u.%u, this regent supports ABI %u (rebuild the "
+		         "plugin against this regent's plugin.h)",
+		         path, d->abi_major, d->abi_minor, REGENT_ABI_MAJOR);
+		return -1;
+	}
+	if (d->abi_minor > REGENT_ABI_MINOR) {
+		snprintf(err, errlen,
+		         "%s: needs plugin ABI %u.%u but this regent provides %u.%u (upgrade regent)",
+		         path, d->abi_major, d->abi_minor, REGENT_ABI_MAJOR, REGENT_ABI_MINOR);
+		return -1;
+	}
+	if (d->size < REGENT_PLUGIN_MIN_SIZE) {
+		snprintf(err, errlen, "%s: descriptor is %zu bytes, ABI %u needs at least %zu", path,
+		         d->size, REGENT_ABI_MAJOR, (size_t)REGENT_PLUGIN_MIN_SIZE);
+		return -1;
+	}
+	if (!d->name || (expect_name && strcmp(d->name, expect_name) != 0)) {
+		snprintf(err, errlen, "%s: plugin calls itself \"%s\", expected \"%s\"", path,
+		         d->name ? d->name : "(null)", expect_name ? expect_name : "?");
+		return -1;
+	}
+	if (d->kind != REGENT_KIND_SOURCE && d->kind != REGENT_KIND_STORE &&
+	    d->kind != REGENT_KIND_SINK) {
+		snprintf(err, errlen, "%s: unknown plugin kind %d", path, (int)d->kind);
+		return -1;
+	}
+	if (expected_kind && (int)d->kind != expected_kind) {
+		snprintf(err, errlen, "%s: is a %s plugin, not a %s", path, regent_kind_name(d->kind),
+		         regent_kind_name(expected_kind));
+		return -1;
+	}
+	const regent_plugin_ops *ops = d->ops;
+	if (!ops || ops->size < offsetof(regent_plugin_ops, destroy) + sizeof(void *) ||
+	    !ops->create || !ops->destroy) {
+		snprintf(err, errlen, "%s: incomplete ops table (create and destroy are required)",
+		         path);
+		return -1;
+	}
+	size_t need = 0;
+	bool ok = false;
+	const void *ko = d->kind_ops;
+	switch (d->kind) {
+	case REGENT_KIND_SOURCE:
+		need = sizeof(size_t);
+		ok = ko && ((const regent_source_ops *)ko)->size >= need;
+		break;
+	case REGENT_KIND_STORE:
+		need = offsetof(regent_store_ops, deregister_instance) + sizeof(void *);
+		ok = ko && ((const regent_store_ops *)ko)->size >= need &&
+		     ((const regent_store_ops *)ko)->register_instance &&
+		     ((const regent_store_ops *)ko)->deregister_instance;
+		break;
+	case REGENT_KIND_SINK:
+		need = offsetof(regent_sink_ops, apply) + sizeof(void *);
+		ok = ko && ((const regent_sink_ops *)ko)->size >= need &&
+		     ((const regent_sink_ops *)ko)->apply;
+		break;
+	}
+	if (!ok) {
+		snprintf(err, errlen, "%s: missing or incomplete %s ops table", path,
+		         regent_kind_name(d->kind));
+		return -1;
+	}
+	return 0;
+}
+
+regent_loaded_plugin *regent_plugin_load_path(const char *path, const char *expect_name,
+                                              int expected_kind, char *err, size_t errlen)
+{
+	for (regent_loaded_plugin *lp = loaded; lp; lp = lp->next) {
+		if (strcmp(lp->path, path) == 0) {
+			if (check_desc(path, lp->desc, expect_name, expected_kind, err, errlen) != 0)
+				return NULL;
+			lp->refs++;
+			return lp;
+		}
+	}
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s: cannot load plugin: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: cannot load plugin: not a regular file", path);
+		return NULL;
+	}
+	dlerror();
+	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!dl) {
+		const char *e = dlerror();
+		snprintf(err, errlen, "%s: cannot load plugin: %s", path, e ? e : "dlopen failed");
+		return NULL;
+	}
+	const regent_plugin *d = dlsym(dl, REGENT_PLUGIN_SYMBOL);
+	if (!d) {
+		snprintf(err, errlen, "%s: not a regent plugin (no exported symbol \"%s\")", path,
+		         REGENT_PLUGIN_SYMBOL);
+		dlclose(dl);
+		return NULL;
+	}
+	if (check_desc(path, d, expect_name, expected_kind, err, errlen) != 0) {
+		dlclose(dl);
+		return NULL;
+	}
+	regent_loaded_plugin *lp = regent_xcalloc(1, sizeof(*lp));
+	lp->path = regent_xstrdup(path);
+	lp->dl = dl;
+	lp->desc = d;
+	lp->refs = 1;
+	lp->next = loaded;
+	loaded = lp;
+	return lp;
+}
+
+regent_loaded_plugin *regent_plugin_load(const char *dir, const char *name, int expected_kind,
+                                         char *err, size_t errlen)
+{
+	char *path = regent_xasprintf("%s/%s.so", dir, name);
+	regent_loaded_plugin *lp = regent_plugin_load_path(path, name, expected_kind, err, errlen);
+	free(path);
+	return lp;
+}
+
+void regent_plugin_unref(regent_loaded_plugin *lp)
+{
+	if (lp && lp->refs > 0)
+		lp->refs--;
+}
+
+void regent_plugins_unload_unused(void)
+{
+	regent_loaded_plugin **pp = &loaded;
+	while (*pp) {
+		regent_loaded_plugin *lp = *pp;
+		if (lp->refs == 0) {
+			*pp = lp->next;
+			/* Under ASan keep the code mapped so leak reports can still
+			 * symbolise frames from the plugin. */
+			if (!getenv("REGENT_NO_DLCLOSE"))
+				dlclose(lp->dl);
+			free(lp->path);
+			free(lp);
+		} else {
+			pp = &lp->next;
+		}
+	}
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int regent_list_plugins(const char *dir, FILE *out)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "regent: cannot list plugins in %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0) {
+			names = regent_xrealloc(names, sizeof(*names) * (n + 1));
+			names[n++] = regent_xstrdup(de->d_name);
+		}
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_str);
+	int rc = 0;
+	fprintf(out, "%-12s %-7s %-10s %s\n", "NAME", "KIND", "VERSION", "PATH");
+	for (size_t i = 0; i < n; i++) {
+		char *path = regent_xasprintf("%s/%s", dir, names[i]);
+		names[i][strlen(names[i]) - 3] = '\0';
+		char err[1024];
+		regent_loaded_plugin *lp = regent_plugin_load_path(path, names[i], 0, err, sizeof(err));
+		if (lp) {
+			fprintf(out, "%-12s %-7s %-10s %s\n", lp->desc->name,
+			        regent_kind_name(lp->desc->kind),
+			        lp->desc->version ? lp->desc->version : "-", path);
+			regent_plugin_unref(lp);
+		} else {
+			fprintf(stderr, "regent: %s\n", err);
+			rc = 1;
+		}
+		free(path);
+		free(names[i]);
+	}
+	free(names);
+	if (n == 0)
+		fprintf(stderr, "regent: no plugins (*.so) in %s\n", dir);
+	regent_plugins_unload_unused();
+	return rc;
+}

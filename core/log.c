@@ -1,0 +1,65 @@
+/* log.c - the agent's log: one line per event on stderr, with a level and
+ * the name of whoever speaks ("store etcd", "core").  journald adds its own
+ * timestamps, so lines carry one only when stderr is not the journal. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+regent_log_level regent_log_threshold = REGENT_LOG_INFO;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+const char *regent_log_level_name(regent_log_level level)
+{
+	if ((unsigned)level >= REGENT_ARRAY_LEN(level_names))
+		return "?";
+	return level_names[level];
+}
+
+int regent_log_level_parse(const char *s, regent_log_level *out)
+{
+	for (size_t i = 0; i < REGENT_ARRAY_LEN(level_names); i++) {
+		if (strcasecmp(s, level_names[i]) == 0) {
+			*out = (regent_log_level)i;
+			return 0;
+		}
+	}
+	if (strcasecmp(s, "warning") == 0) {
+		*out = REGENT_LOG_WARN;
+		return 0;
+	}
+	return -1;
+}
+
+void regent_vlogf(regent_log_level level, const char *who, const char *fmt, va_list ap)
+{
+	if (level > regent_log_threshold)
+		return;
+	char msg[2048];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* One event, one line: never let a message break the line format. */
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	char stamp[40] = "";
+	if (!getenv("JOURNAL_STREAM")) {
+		struct timespec ts;
+		struct tm tm;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(stamp + n, sizeof(stamp) - n, ".%03ld ", ts.tv_nsec / 1000000);
+	}
+	fprintf(stderr, "%s%s: %s: %s\n", stamp, level_names[level], who ? who : "core", msg);
+}
+
+void regent_log(regent_log_level level, const char *who, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	regent_vlogf(level, who, fmt, ap);
+	va_end(ap);
+}

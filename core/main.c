@@ -1,0 +1,125 @@
+/* main.c - the regent command: option parsing, --check-config,
+ * --list-plugins, --version, and the daemon's run in the foreground. */
+#include "build_config.h"
+#include "host.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: regent [-c FILE] [--plugin-dir DIR] [--log-level LEVEL]\n"
+	        "       regent --check-config [-c FILE]\n"
+	        "       regent --list-plugins [--plugin-dir DIR]\n"
+	        "       regent --version\n"
+	        "\n"
+	        "  -c, --config FILE     configuration (default /etc/regent/regent.ini)\n"
+	        "  -t, --check-config    validate the configuration, load its plugins, exit 0 or 1\n"
+	        "  -l, --list-plugins    list the plugins in the plugin directory\n"
+	        "  -p, --plugin-dir DIR  load plugins from DIR (default: [agent] plugin_dir,\n"
+	        "                        $REGENT_PLUGIN_DIR, or %s)\n"
+	        "  -L, --log-level LEVEL error, warn, info or debug (overrides the config)\n"
+	        "  -V, --version         print the version\n"
+	        "  -h, --help            this text\n",
+	        REGENT_DEFAULT_PLUGIN_DIR);
+}
+
+static void print_errors(const regent_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nerrors; i++)
+		fprintf(stderr, "%s\n", cfg->errors[i]);
+	fprintf(stderr, "regent: %zu error%s in %s\n", cfg->nerrors, cfg->nerrors == 1 ? "" : "s",
+	        cfg->path);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 't'},
+		{"list-plugins", no_argument, NULL, 'l'},
+		{"plugin-dir", required_argument, NULL, 'p'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config = "/etc/regent/regent.ini";
+	const char *plugin_dir = NULL;
+	bool check = false, list = false;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:tlp:L:Vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': config = optarg; break;
+		case 't': check = true; break;
+		case 'l': list = true; break;
+		case 'p': plugin_dir = optarg; break;
+		case 'L':
+			if (regent_log_level_parse(optarg, &regent_log_threshold) != 0) {
+				fprintf(stderr, "regent: --log-level: expected error, warn, info or debug, "
+				                "got \"%s\"\n",
+				        optarg);
+				return 2;
+			}
+			setenv("REGENT_LOG_LEVEL", optarg, 1);
+			break;
+		case 'V': printf("regent %s (plugin ABI %d.%d)\n", REGENT_VERSION, REGENT_ABI_MAJOR,
+			         REGENT_ABI_MINOR);
+			return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "regent: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	const char *env_level = getenv("REGENT_LOG_LEVEL");
+	if (env_level && regent_log_level_parse(env_level, &regent_log_threshold) != 0)
+		unsetenv("REGENT_LOG_LEVEL");
+
+	if (list)
+		return regent_list_plugins(plugin_dir ? plugin_dir : regent_default_plugin_dir(),
+		                           stdout);
+
+	regent_config *cfg = regent_config_load(config, plugin_dir);
+	if (cfg->nerrors) {
+		print_errors(cfg);
+		regent_config_unref(cfg);
+		regent_plugins_unload_unused();
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration OK\n", config);
+		regent_config_unref(cfg);
+		regent_plugins_unload_unused();
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	regent_agent *a = regent_agent_new(&loop, cfg, plugin_dir);
+	regent_config_unref(cfg);
+	regent_agent_handle_signals(a);
+	regent_log(REGENT_LOG_INFO, NULL, "regent %s starting with %s", REGENT_VERSION, config);
+	int rc = regent_agent_start(a);
+	if (rc < 0) {
+		regent_log(REGENT_LOG_ERROR, NULL, "a plugin failed to start; stopping");
+		a->exit_code = 1;
+		regent_agent_shutdown(a);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	int code = a->exit_code;
+	if (!a->finished) /* a second signal cut the shutdown short */
+		return code;
+	regent_agent_free(a);
+	if (uv_loop_close(&loop) != 0)
+		regent_log(REGENT_LOG_WARN, NULL, "the loop still had open handles at exit");
+	regent_plugins_unload_unused();
+	return code;
+}

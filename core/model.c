@@ -1,0 +1,357 @@
+/* model.c - the instance model: validation of untrusted names and values,
+ * the core's immutable copies, equality, and the JSON form stores keep. */
+#include "core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *regent_proto_name(regent_proto p)
+{
+	return p == REGENT_PROTO_UDP ? "udp" : "tcp";
+}
+
+/* [A-Za-z0-9][A-Za-z0-9._-]{0,62} */
+bool regent_valid_service(const char *name)
+{
+	if (!name || !isalnum((unsigned char)name[0]))
+		return false;
+	size_t n = 1;
+	for (; name[n]; n++) {
+		unsigned char c = (unsigned char)name[n];
+		if (!(isalnum(c) || c == '.' || c == '_' || c == '-') || n >= 63)
+			return false;
+	}
+	return true;
+}
+
+bool regent_valid_address(const char *addr)
+{
+	if (!addr || !addr[0] || strlen(addr) > 253)
+		return false;
+	for (const char *p = addr; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!(isalnum(c) || c == '.' || c == ':' || c == '-' || c == '_'))
+			return false;
+	}
+	return addr[0] != '-' && addr[0] != '.';
+}
+
+static bool valid_id(const char *id)
+{
+	if (!id || !id[0] || strlen(id) > 255)
+		return false;
+	for (const char *p = id; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!(isalnum(c) || strchr("._:/@-", c)))
+			return false;
+	}
+	return true;
+}
+
+static bool valid_tag(const char *t)
+{
+	if (!t || !t[0] || strlen(t) > 128)
+		return false;
+	for (const char *p = t; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == ',')
+			return false;
+	}
+	return true;
+}
+
+static bool valid_meta_key(const char *k)
+{
+	if (!k || !k[0] || strlen(k) > 128)
+		return false;
+	for (const char *p = k; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!(isalnum(c) || c == '_' || c == '-' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static bool valid_meta_value(const char *v)
+{
+	if (!v || strlen(v) > 512)
+		return false;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+static int instance_check(const regent_instance *i, char *why, size_t whylen)
+{
+#define FAIL(...)                                       \
+	do {                                            \
+		if (why)                                \
+			snprintf(why, whylen, __VA_ARGS__); \
+		return -EINVAL;                         \
+	} while (0)
+	if (!regent_valid_service(i->service))
+		FAIL("invalid service name \"%.80s\" (allowed: [A-Za-z0-9][A-Za-z0-9._-]{0,62})",
+		     i->service ? i->service : "");
+	if (!valid_id(i->id))
+		FAIL("service %s: invalid instance id \"%.80s\"", i->service, i->id ? i->id : "");
+	if (!regent_valid_address(i->address))
+		FAIL("instance %s: invalid address \"%.80s\"", i->id, i->address ? i->address : "");
+	if (i->port == 0)
+		FAIL("instance %s: port 0", i->id);
+	if (i->proto != REGENT_PROTO_TCP && i->proto != REGENT_PROTO_UDP)
+		FAIL("instance %s: unknown protocol %d", i->id, (int)i->proto);
+	for (size_t t = 0; t < i->ntags; t++)
+		if (!valid_tag(i->tags[t]))
+			FAIL("instance %s: invalid tag \"%.80s\"", i->id, i->tags[t] ? i->tags[t] : "");
+	for (size_t m = 0; m < i->nmeta; m++) {
+		if (!valid_meta_key(i->meta[m].key))
+			FAIL("instance %s: invalid meta key \"%.80s\"", i->id,
+			     i->meta[m].key ? i->meta[m].key : "");
+		if (!valid_meta_value(i->meta[m].value))
+			FAIL("instance %s: invalid value for meta key %s", i->id, i->meta[m].key);
+	}
+	if (i->node && i->node[0] && !valid_id(i->node))
+		FAIL("instance %s: invalid node name \"%.80s\"", i->id, i->node);
+	return 0;
+#undef FAIL
+}
+
+/* Deep copy into a single allocation that starts with `header` bytes. */
+static void *deep_copy(const regent_instance *src, const char *default_node, size_t header,
+                       regent_instance **pubp)
+{
+	const char *node = src->node && src->node[0] ? src->node : default_node ? default_node : "";
+	size_t need = header + sizeof(char *) * src->ntags + sizeof(regent_kv) * src->nmeta;
+	need += strlen(src->service) + strlen(src->id) + strlen(src->address) + strlen(node) + 4;
+	for (size_t t = 0; t < src->ntags; t++)
+		need += strlen(src->tags[t]) + 1;
+	for (size_t m = 0; m < src->nmeta; m++)
+		need += strlen(src->meta[m].key) + strlen(src->meta[m].value) + 2;
+	char *block = regent_xcalloc(1, need);
+	/* The public struct sits at the start of the block (regent_inst
+	 * begins with it too). */
+	regent_instance *pub = (regent_instance *)(void *)block;
+	char **tags = (char **)(void *)(block + header);
+	regent_kv *meta = (regent_kv *)(void *)(block + header + sizeof(char *) * src->ntags);
+	char *str = (char *)(meta + src->nmeta);
+#define PUT(dst, s)                        \
+	do {                               \
+		size_t l_ = strlen(s) + 1; \
+		memcpy(str, s, l_);        \
+		(dst) = str;               \
+		str += l_;                 \
+	} while (0)
+	*pub = *src;
+	PUT(pub->service, src->service);
+	PUT(pub->id, src->id);
+	PUT(pub->address, src->address);
+	PUT(pub->node, node);
+	for (size_t t = 0; t < src->ntags; t++)
+		PUT(tags[t], src->tags[t]);
+	for (size_t m = 0; m < src->nmeta; m++) {
+		PUT(meta[m].key, src->meta[m].key);
+		PUT(meta[m].value, src->meta[m].value);
+	}
+#undef PUT
+	pub->tags = (const char *const *)tags;
+	pub->meta = meta;
+	*pubp = pub;
+	return block;
+}
+
+regent_inst *regent_inst_copy(const regent_instance *src, const char *default_node, char *why,
+                              size_t whylen)
+{
+	if (instance_check(src, why, whylen) != 0)
+		return NULL;
+	regent_instance *pub;
+	regent_inst *in = deep_copy(src, default_node, sizeof(regent_inst), &pub);
+	in->refs = 1;
+	return in;
+}
+
+regent_inst *regent_inst_ref(regent_inst *i)
+{
+	i->refs++;
+	return i;
+}
+
+void regent_inst_unref(regent_inst *i)
+{
+	if (i && --i->refs == 0)
+		free(i);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+bool regent_instance_equal(const regent_instance *a, const regent_instance *b)
+{
+	if (!str_eq(a->service, b->service) || !str_eq(a->id, b->id) ||
+	    !str_eq(a->address, b->address) || a->port != b->port || a->proto != b->proto ||
+	    a->service_port != b->service_port || !str_eq(a->node, b->node) ||
+	    a->ntags != b->ntags || a->nmeta != b->nmeta)
+		return false;
+	for (size_t t = 0; t < a->ntags; t++)
+		if (!str_eq(a->tags[t], b->tags[t]))
+			return false;
+	for (size_t m = 0; m < a->nmeta; m++)
+		if (!str_eq(a->meta[m].key, b->meta[m].key) ||
+		    !str_eq(a->meta[m].value, b->meta[m].value))
+			return false;
+	return true;
+}
+
+char *regent_instance_encode(const regent_instance *inst)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "address", json_string(inst->address));
+	json_object_set_new(o, "port", json_integer(inst->port));
+	json_object_set_new(o, "proto", json_string(regent_proto_name(inst->proto)));
+	json_object_set_new(o, "service_port", json_integer(inst->service_port));
+	json_t *tags = json_array();
+	for (size_t t = 0; t < inst->ntags; t++)
+		json_array_append_new(tags, json_string(inst->tags[t]));
+	json_object_set_new(o, "tags", tags);
+	json_t *meta = json_object();
+	for (size_t m = 0; m < inst->nmeta; m++)
+		json_object_set_new(meta, inst->meta[m].key, json_string(inst->meta[m].value));
+	json_object_set_new(o, "meta", meta);
+	json_object_set_new(o, "node", json_string(inst->node ? inst->node : ""));
+	char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return s;
+}
+
+/* The seed's docker-register value: "ip:port" (IPv6 as "[v6]:port"). */
+static int decode_plain(const char *text, size_t len, char *addr, size_t addrlen, long *port)
+{
+	if (len == 0 || len >= addrlen)
+		return -EINVAL;
+	char buf[256];
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	char *colon = strrchr(buf, ':');
+	if (!colon)
+		return -EINVAL;
+	*colon = '\0';
+	char *end;
+	errno = 0;
+	*port = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || *port < 1 || *port > 65535)
+		return -EINVAL;
+	char *host = buf;
+	size_t hl = strlen(host);
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+		host[hl - 1] = '\0';
+		host++;
+	}
+	snprintf(addr, addrlen, "%s", host);
+	return 0;
+}
+
+int regent_instance_decode(const char *json, size_t len, const char *service, const char *id,
+                           regent_instance **out)
+{
+	*out = NULL;
+	regent_instance tmp = {.service = service, .id = id, .proto = REGENT_PROTO_TCP};
+	const char **tags = NULL;
+	regent_kv *meta = NULL;
+	json_t *root = NULL;
+	int rc = -EINVAL;
+	char addr[260];
+
+	if (len > 0 && json[0] != '{') {
+		long port;
+		if (decode_plain(json, len, addr, sizeof(addr), &port) != 0)
+			return -EINVAL;
+		tmp.address = addr;
+		tmp.port = (uint16_t)port;
+	} else {
+		json_error_t jerr;
+		root = json_loadb(json, len, 0, &jerr);
+		if (!json_is_object(root))
+			goto out;
+		json_t *v;
+		if (!json_is_string(v = json_object_get(root, "address")))
+			goto out;
+		tmp.address = json_string_value(v);
+		v = json_object_get(root, "port");
+		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
+			goto out;
+		tmp.port = (uint16_t)json_integer_value(v);
+		v = json_object_get(root, "proto");
+		if (v) {
+			if (json_is_string(v) && strcmp(json_string_value(v), "udp") == 0)
+				tmp.proto = REGENT_PROTO_UDP;
+			else if (!json_is_string(v) || strcmp(json_string_value(v), "tcp") != 0)
+				goto out;
+		}
+		v = json_object_get(root, "service_port");
+		if (v) {
+			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			    json_integer_value(v) > 65535)
+				goto out;
+			tmp.service_port = (uint16_t)json_integer_value(v);
+		}
+		v = json_object_get(root, "node");
+		if (v) {
+			if (!json_is_string(v))
+				goto out;
+			tmp.node = json_string_value(v);
+		}
+		v = json_object_get(root, "tags");
+		if (v) {
+			if (!json_is_array(v))
+				goto out;
+			tags = regent_xcalloc(json_array_size(v) + 1, sizeof(*tags));
+			size_t k;
+			json_t *t;
+			json_array_foreach(v, k, t)
+			{
+				if (!json_is_string(t))
+					goto out;
+				tags[tmp.ntags++] = json_string_value(t);
+			}
+			tmp.tags = tags;
+		}
+		v = json_object_get(root, "meta");
+		if (v) {
+			if (!json_is_object(v))
+				goto out;
+			meta = regent_xcalloc(json_object_size(v) + 1, sizeof(*meta));
+			const char *k;
+			json_t *mv;
+			json_object_foreach(v, k, mv)
+			{
+				if (!json_is_string(mv))
+					goto out;
+				meta[tmp.nmeta].key = k;
+				meta[tmp.nmeta++].value = json_string_value(mv);
+			}
+			tmp.meta = meta;
+		}
+	}
+	if (instance_check(&tmp, NULL, 0) != 0)
+		goto out;
+	deep_copy(&tmp, NULL, sizeof(regent_instance), out);
+	rc = 0;
+out:
+	free(tags);
+	free(meta);
+	json_decref(root);
+	return rc;
+}
+
+void regent_instance_free(regent_instance *inst)
+{
+	free(inst);
+}

@@ -1,0 +1,364 @@
+/* util.c - small helpers the whole core shares: checked allocation, time,
+ * backoff, base64, a string-keyed hash map and a growable buffer. */
+#include "core.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void oom(void)
+{
+	fputs("regent: out of memory\n", stderr);
+	abort();
+}
+
+void *regent_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *regent_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *regent_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+char *regent_xstrdup(const char *s)
+{
+	char *d = strdup(s ? s : "");
+	if (!d)
+		oom();
+	return d;
+}
+
+char *regent_xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	return s;
+}
+
+char *regent_trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+uint64_t regent_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t regent_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t regent_backoff_next(regent_backoff *b)
+{
+	uint64_t initial = b->initial_ms ? b->initial_ms : 100;
+	uint64_t max = b->max_ms ? b->max_ms : 30000;
+	if (b->current_ms == 0)
+		b->current_ms = initial;
+	else if (b->current_ms < max)
+		b->current_ms = b->current_ms * 2 > max ? max : b->current_ms * 2;
+	/* +-20% jitter so a fleet does not retry in lockstep. */
+	uint64_t span = b->current_ms / 5;
+	uint64_t delay = b->current_ms - span + (span ? (uint64_t)random() % (2 * span + 1) : 0);
+	return delay ? delay : 1;
+}
+
+void regent_backoff_reset(regent_backoff *b)
+{
+	b->current_ms = 0;
+}
+
+/* ---- base64 (RFC 4648, with padding) ---- */
+
+static const char b64chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *regent_base64_encode(const void *data, size_t len)
+{
+	const unsigned char *in = data;
+	char *out = regent_xmalloc((len + 2) / 3 * 4 + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		out[o++] = b64chars[(v >> 18) & 63];
+		out[o++] = b64chars[(v >> 12) & 63];
+		out[o++] = i + 1 < len ? b64chars[(v >> 6) & 63] : '=';
+		out[o++] = i + 2 < len ? b64chars[v & 63] : '=';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static int b64val(int c)
+{
+	const char *p = c ? strchr(b64chars, c) : NULL;
+	return p ? (int)(p - b64chars) : -1;
+}
+
+void *regent_base64_decode(const char *text, size_t *len)
+{
+	size_t n = strlen(text);
+	unsigned char *out = regent_xmalloc(n / 4 * 3 + 4);
+	size_t o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t i;
+	for (i = 0; i < n && text[i] != '='; i++) {
+		int v = b64val((unsigned char)text[i]);
+		if (v < 0) {
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	for (; i < n; i++)
+		if (text[i] != '=') {
+			free(out);
+			return NULL;
+		}
+	out[o] = '\0';
+	if (len)
+		*len = o;
+	return out;
+}
+
+/* ---- hash map ---- */
+
+typedef struct map_entry {
+	char *key;
+	void *value;
+	uint64_t hash;
+	struct map_entry *next;
+} map_entry;
+
+struct regent_map {
+	map_entry **buckets;
+	size_t nbuckets, size;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+regent_map *regent_map_new(void)
+{
+	regent_map *m = regent_xcalloc(1, sizeof(*m));
+	m->nbuckets = 16;
+	m->buckets = regent_xcalloc(m->nbuckets, sizeof(*m->buckets));
+	return m;
+}
+
+void regent_map_free(regent_map *m, void (*free_value)(void *))
+{
+	if (!m)
+		return;
+	for (size_t b = 0; b < m->nbuckets; b++) {
+		map_entry *e = m->buckets[b];
+		while (e) {
+			map_entry *next = e->next;
+			if (free_value)
+				free_value(e->value);
+			free(e->key);
+			free(e);
+			e = next;
+		}
+	}
+	free(m->buckets);
+	free(m);
+}
+
+static map_entry **map_slot(const regent_map *m, const char *key, uint64_t h)
+{
+	map_entry **pp = &m->buckets[h & (m->nbuckets - 1)];
+	while (*pp && ((*pp)->hash != h || strcmp((*pp)->key, key) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void *regent_map_get(const regent_map *m, const char *key)
+{
+	map_entry **pp = map_slot(m, key, hash_str(key));
+	return *pp ? (*pp)->value : NULL;
+}
+
+static void map_grow(regent_map *m)
+{
+	size_t nb = m->nbuckets * 2;
+	map_entry **nbk = regent_xcalloc(nb, sizeof(*nbk));
+	for (size_t b = 0; b < m->nbuckets; b++) {
+		map_entry *e = m->buckets[b];
+		while (e) {
+			map_entry *next = e->next;
+			e->next = nbk[e->hash & (nb - 1)];
+			nbk[e->hash & (nb - 1)] = e;
+			e = next;
+		}
+	}
+	free(m->buckets);
+	m->buckets = nbk;
+	m->nbuckets = nb;
+}
+
+void *regent_map_put(regent_map *m, const char *key, void *value)
+{
+	uint64_t h = hash_str(key);
+	map_entry **pp = map_slot(m, key, h);
+	if (*pp) {
+		void *old = (*pp)->value;
+		(*pp)->value = value;
+		return old;
+	}
+	map_entry *e = regent_xcalloc(1, sizeof(*e));
+	e->key = regent_xstrdup(key);
+	e->value = value;
+	e->hash = h;
+	*pp = e;
+	if (++m->size > m->nbuckets)
+		map_grow(m);
+	return NULL;
+}
+
+void *regent_map_del(regent_map *m, const char *key)
+{
+	map_entry **pp = map_slot(m, key, hash_str(key));
+	map_entry *e = *pp;
+	if (!e)
+		return NULL;
+	void *v = e->value;
+	*pp = e->next;
+	free(e->key);
+	free(e);
+	m->size--;
+	return v;
+}
+
+size_t regent_map_size(const regent_map *m)
+{
+	return m->size;
+}
+
+bool regent_map_next(const regent_map *m, regent_map_iter *it, const char **key, void **value)
+{
+	/* it->entry holds the entry to return next, found ahead of time so
+	 * that deleting the returned one is safe. */
+	map_entry *e = it->entry;
+	if (!e) {
+		while (it->bucket < m->nbuckets && !m->buckets[it->bucket])
+			it->bucket++;
+		if (it->bucket >= m->nbuckets)
+			return false;
+		e = m->buckets[it->bucket];
+	}
+	if (e->next) {
+		it->entry = e->next;
+	} else {
+		it->entry = NULL;
+		it->bucket++;
+	}
+	if (key)
+		*key = e->key;
+	if (value)
+		*value = e->value;
+	return true;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char **regent_map_sorted_keys(const regent_map *m, size_t *n)
+{
+	const char **keys = regent_xmalloc(sizeof(*keys) * (m->size + 1));
+	size_t k = 0;
+	regent_map_iter it = {0};
+	const char *key;
+	while (regent_map_next(m, &it, &key, NULL))
+		keys[k++] = key;
+	qsort(keys, k, sizeof(*keys), cmp_strp);
+	*n = k;
+	return keys;
+}
+
+/* ---- buffer ---- */
+
+void regent_buf_add(regent_buf *b, const void *data, size_t len)
+{
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + len + 1)
+			cap *= 2;
+		b->data = regent_xrealloc(b->data, cap);
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+}
+
+void regent_buf_printf(regent_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	regent_buf_add(b, s, (size_t)n);
+	free(s);
+}
+
+void regent_buf_free(regent_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}

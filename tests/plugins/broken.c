@@ -1,0 +1,49 @@
+/* broken.c - deliberately broken plugins for the loader's refusal tests.
+ * Built several times with one BROKEN_* define each. */
+#include <regent/plugin.h>
+
+#include <stdlib.h>
+
+static int create(regent_ctx *ctx, const regent_host *h, void **self)
+{
+	(void)ctx;
+	(void)h;
+	*self = NULL;
+	return 0;
+}
+
+static void destroy(void *self)
+{
+	(void)self;
+}
+
+static const regent_plugin_ops ops = {sizeof(ops), NULL, create, NULL, NULL, destroy};
+static const regent_sink_ops sink_ops = {sizeof(sink_ops), NULL};
+
+#ifdef BROKEN_NOSYM
+/* Exports something, but not the entry symbol. */
+REGENT_PLUGIN_EXPORT int not_a_regent_plugin = 1;
+#else
+REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
+#if defined(BROKEN_MAJOR)
+	.abi_major = REGENT_ABI_MAJOR + 1, .abi_minor = 0, .size = sizeof(regent_plugin),
+	.name = "badmajor",
+#elif defined(BROKEN_MINOR)
+	.abi_major = REGENT_ABI_MAJOR, .abi_minor = REGENT_ABI_MINOR + 5,
+	.size = sizeof(regent_plugin), .name = "futureminor",
+#elif defined(BROKEN_SIZE)
+	.abi_major = REGENT_ABI_MAJOR, .abi_minor = REGENT_ABI_MINOR, .size = 16,
+	.name = "badsize",
+#elif defined(BROKEN_NAME)
+	REGENT_PLUGIN_HEADER("someothername"),
+#elif defined(BROKEN_OPS)
+	REGENT_PLUGIN_HEADER("badops"),
+#else
+	REGENT_PLUGIN_HEADER(PLUGIN_NAME),
+#endif
+	.kind = REGENT_KIND_SINK,
+	.version = "broken",
+	.ops = &ops,
+	.kind_ops = &sink_ops, /* apply is NULL: only BROKEN_OPS gets this far */
+};
+#endif

@@ -1,0 +1,93 @@
+/* testsink.c - a test-only sink: prints every snapshot it is handed, to
+ * stdout or appended to a file, so tests and the demo can watch the
+ * catalog change. */
+#include <regent/plugin.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct state {
+	regent_ctx *ctx;
+	const regent_host *host;
+	FILE *out;
+	unsigned applies;
+} state;
+
+static const regent_config_key keys[] = {
+	{"file", REGENT_CFG_STRING, NULL, false, 0, 0, "append snapshots here (default stdout)"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+static const regent_config_key service_keys[] = {
+	{"label", REGENT_CFG_STRING, NULL, false, 0, 0, "printed beside the service"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+static void apply(void *self, const regent_catalog *cat, const char *const *changed, size_t nchanged)
+{
+	state *s = self;
+	const regent_host *h = s->host;
+	const char *const *names;
+	size_t n = h->catalog_services(cat, &names);
+	fprintf(s->out, "apply %u changed=", ++s->applies);
+	for (size_t i = 0; i < nchanged; i++)
+		fprintf(s->out, "%s%s", i ? "," : "", changed[i]);
+	fprintf(s->out, "\n");
+	for (size_t i = 0; i < n; i++) {
+		const regent_instance *const *insts;
+		size_t k = h->catalog_instances(cat, names[i], &insts);
+		const char *label = h->service_string(s->ctx, names[i], "label");
+		fprintf(s->out, "  %s%s%s%s (%zu)\n", names[i], label ? " [" : "", label ? label : "",
+		        label ? "]" : "", k);
+		for (size_t j = 0; j < k; j++)
+			fprintf(s->out, "    %s %s:%u/%s node=%s\n", insts[j]->id, insts[j]->address,
+			        insts[j]->port, insts[j]->proto == REGENT_PROTO_UDP ? "udp" : "tcp",
+			        insts[j]->node ? insts[j]->node : "");
+	}
+	fprintf(s->out, "end\n");
+	fflush(s->out);
+	h->applied(s->ctx, cat);
+}
+
+static int create(regent_ctx *ctx, const regent_host *h, void **self)
+{
+	state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ctx = ctx;
+	s->host = h;
+	const char *f = h->cfg_string(ctx, "file");
+	s->out = f ? fopen(f, "a") : stdout;
+	if (!s->out) {
+		int e = errno;
+		h->log(ctx, REGENT_LOG_ERROR, "cannot open %s: %s", f, strerror(e));
+		free(s);
+		return -e;
+	}
+	*self = s;
+	return 0;
+}
+
+static void destroy(void *self)
+{
+	state *s = self;
+	if (s->out != stdout)
+		fclose(s->out);
+	free(s);
+}
+
+static const regent_plugin_ops ops = {sizeof(ops), NULL, create, NULL, NULL, destroy};
+static const regent_sink_ops sink_ops = {sizeof(sink_ops), apply};
+
+REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
+	REGENT_PLUGIN_HEADER("testsink"),
+	.kind = REGENT_KIND_SINK,
+	.version = "test",
+	.description = "prints catalog snapshots (tests only)",
+	.config_keys = keys,
+	.service_keys = service_keys,
+	.ops = &ops,
+	.kind_ops = &sink_ops,
+};

@@ -1,0 +1,163 @@
+/* testsource.c - a test-only source: reports the instances listed in a
+ * file, re-reading it when it changes (a full resync each time).
+ * Line format:  ID SERVICE ADDRESS PORT [udp] [tag,tag] ; '#' comments. */
+#include <regent/plugin.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct state {
+	regent_ctx *ctx;
+	const regent_host *host;
+	uv_timer_t *timer;
+	char *last;
+} state;
+
+static const regent_config_key keys[] = {
+	{"file", REGENT_CFG_STRING, NULL, true, 0, 0, "file listing the instances"},
+	{"interval", REGENT_CFG_DURATION, "100ms", false, 10, 60000, "how often to re-read it"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t cap = 0, len = 0;
+	char tmp[4096];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0) {
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			buf = realloc(buf, cap);
+		}
+		memcpy(buf + len, tmp, n);
+		len += n;
+	}
+	fclose(f);
+	if (!buf)
+		buf = calloc(1, 1);
+	else
+		buf[len] = '\0';
+	return buf;
+}
+
+static void report(state *s, char *text)
+{
+	const regent_host *h = s->host;
+	h->local_resync_begin(s->ctx);
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		char id[256], svc[128], addr[128], extra1[64] = "", extra2[256] = "";
+		unsigned port;
+		int n = sscanf(line, "%255s %127s %127s %u %63s %255s", id, svc, addr, &port, extra1,
+		               extra2);
+		if (n < 4 || port > 65535) {
+			h->log(s->ctx, REGENT_LOG_WARN, "bad line: %s", line);
+			continue;
+		}
+		regent_instance in = {.service = svc, .id = id, .address = addr,
+		                      .port = (uint16_t)port, .service_port = (uint16_t)port};
+		const char *tags[16];
+		char *tagsrc = NULL;
+		if (strcmp(extra1, "udp") == 0)
+			in.proto = REGENT_PROTO_UDP;
+		else if (extra1[0])
+			tagsrc = extra1;
+		if (extra2[0])
+			tagsrc = extra2;
+		if (tagsrc) {
+			char *ts = NULL;
+			for (char *t = strtok_r(tagsrc, ",", &ts); t && in.ntags < 16;
+			     t = strtok_r(NULL, ",", &ts))
+				tags[in.ntags++] = t;
+			in.tags = tags;
+		}
+		h->local_up(s->ctx, &in);
+	}
+	h->local_resync_end(s->ctx);
+}
+
+static void tick(uv_timer_t *t)
+{
+	state *s = t->data;
+	char *text = slurp(s->host->cfg_string(s->ctx, "file"));
+	if (!text)
+		return; /* missing file: keep what we have */
+	if (s->last && strcmp(s->last, text) == 0) {
+		free(text);
+		return;
+	}
+	free(s->last);
+	s->last = strdup(text);
+	report(s, text);
+	free(text);
+}
+
+static int validate(regent_ctx *ctx, const regent_host *h)
+{
+	const char *f = h->cfg_string(ctx, "file");
+	if (f && f[0] != '/') {
+		h->cfg_error(ctx, "file", "must be an absolute path, got \"%s\"", f);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int create(regent_ctx *ctx, const regent_host *h, void **self)
+{
+	state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ctx = ctx;
+	s->host = h;
+	*self = s;
+	return 0;
+}
+
+static int start(void *self)
+{
+	state *s = self;
+	s->timer = calloc(1, sizeof(*s->timer));
+	uv_timer_init(s->host->loop(s->ctx), s->timer);
+	s->timer->data = s;
+	uint64_t iv = s->host->cfg_duration_ms(s->ctx, "interval");
+	uv_timer_start(s->timer, tick, 0, iv);
+	return 0;
+}
+
+static int stop(void *self)
+{
+	state *s = self;
+	uv_timer_stop(s->timer);
+	return 0;
+}
+
+static void destroy(void *self)
+{
+	state *s = self;
+	if (s->timer)
+		uv_close((uv_handle_t *)s->timer, (uv_close_cb)free);
+	free(s->last);
+	free(s);
+}
+
+static const regent_plugin_ops ops = {sizeof(ops), validate, create, start, stop, destroy};
+static const regent_source_ops source_ops = {sizeof(source_ops), NULL};
+
+REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
+	REGENT_PLUGIN_HEADER("testsource"),
+	.kind = REGENT_KIND_SOURCE,
+	.version = "test",
+	.description = "reports instances listed in a file (tests only)",
+	.config_keys = keys,
+	.ops = &ops,
+	.kind_ops = &source_ops,
+};
