@@ -440,8 +440,10 @@ static void validate_section(regent_config *c, regent_cfg_section *s, const rege
 		char why[512] = "";
 		v->set = true;
 		v->line = en->line;
-		if (parse_value(v, en->value, why, sizeof(why)) != 0)
+		if (parse_value(v, en->value, why, sizeof(why)) != 0) {
+			v->bad = true;
 			regent_config_add_error(c, en->line, "%s.%s: %s", s->header, en->key, why);
+		}
 		else if (k->required && k->type == REGENT_CFG_STRING && !en->value[0])
 			regent_config_add_error(c, en->line, "%s.%s: must not be empty", s->header,
 			                        en->key);
@@ -598,7 +600,7 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 	}
 	const regent_cfg_value *dmin = regent_cfg_find(agent, "debounce");
 	const regent_cfg_value *dmax = regent_cfg_find(agent, "debounce_max");
-	if (dmin && dmax && dmin->raw && dmax->raw && dmax->i < dmin->i)
+	if (dmin && dmax && dmin->raw && dmax->raw && !dmin->bad && !dmax->bad && dmax->i < dmin->i)
 		regent_config_add_error(c, dmax->set ? dmax->line : dmin->line,
 		                        "agent.debounce_max: %s is shorter than agent.debounce (%s)",
 		                        dmax->raw, dmin->raw);

@@ -88,6 +88,7 @@ typedef enum regent_section_kind {
 typedef struct regent_cfg_value {
 	const regent_config_key *key; /* declaration */
 	bool set;                     /* given in the file (else default) */
+	bool bad;                     /* given, but failed validation */
 	int line;                     /* where it was set */
 	char *raw;                    /* text as written, or the default */
 	int64_t i;                    /* INT, BOOL (0/1), DURATION (ms) */

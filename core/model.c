@@ -201,10 +201,15 @@ bool regent_instance_equal(const regent_instance *a, const regent_instance *b)
 	for (size_t t = 0; t < a->ntags; t++)
 		if (!str_eq(a->tags[t], b->tags[t]))
 			return false;
-	for (size_t m = 0; m < a->nmeta; m++)
-		if (!str_eq(a->meta[m].key, b->meta[m].key) ||
-		    !str_eq(a->meta[m].value, b->meta[m].value))
+	/* Meta is a map: order does not matter (keys are unique). */
+	for (size_t m = 0; m < a->nmeta; m++) {
+		bool found = false;
+		for (size_t k = 0; k < b->nmeta && !found; k++)
+			found = str_eq(a->meta[m].key, b->meta[k].key) &&
+			        str_eq(a->meta[m].value, b->meta[k].value);
+		if (!found)
 			return false;
+	}
 	return true;
 }
 

@@ -37,7 +37,7 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 #elif defined(BROKEN_NAME)
 	REGENT_PLUGIN_HEADER("someothername"),
 #elif defined(BROKEN_OPS)
-	REGENT_PLUGIN_HEADER("badops"),
+	REGENT_PLUGIN_HEADER("broken_ops"),
 #else
 	REGENT_PLUGIN_HEADER(PLUGIN_NAME),
 #endif

@@ -1,0 +1,258 @@
+/* test_config.c - every kind of configuration error, with its exact
+ * FILE:LINE: section.key: reason message, all reported at once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/regent-cfg-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static char path[128];
+
+static regent_config *load(const char *text)
+{
+	snprintf(path, sizeof(path), "%s/regent.ini", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return regent_config_load(path, getenv("REGENT_PLUGIN_DIR"));
+}
+
+/* The errors, each with "FILE" standing for the path, joined by '\n'. */
+static char *errors_of(const regent_config *c)
+{
+	regent_buf b = {0};
+	size_t pl = strlen(path);
+	for (size_t i = 0; i < c->nerrors; i++) {
+		const char *e = c->errors[i];
+		if (strncmp(e, path, pl) == 0) {
+			regent_buf_printf(&b, "FILE");
+			e += pl;
+		}
+		regent_buf_printf(&b, "%s\n", e);
+	}
+	return b.data ? b.data : regent_xstrdup("");
+}
+
+static void expect(const char *text, const char *want)
+{
+	regent_config *c = load(text);
+	char *got = errors_of(c);
+	if (strcmp(got, want) != 0)
+		fail_msg("errors differ.\n--- want:\n%s--- got:\n%s", want, got);
+	free(got);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+}
+
+static const char *const base = "[store teststore]\n";
+
+static void valid_config(void **state)
+{
+	(void)state;
+	regent_config *c = load("; a comment\n"
+	                        "[agent]\n"
+	                        "node = backend-1\n"
+	                        "host_ip = 127.0.0.2 ; trailing comment\n"
+	                        "debounce = 20ms\n"
+	                        "[source testsource]\n"
+	                        "file = /tmp/x\n"
+	                        "interval = 2s\n"
+	                        "[store teststore]\n"
+	                        "[sink testsink]\n"
+	                        "[sink testsink second]\n"
+	                        "[service whoami]\n"
+	                        "port = 8000\n"
+	                        "label = hello\n");
+	char *got = errors_of(c);
+	assert_string_equal(got, "");
+	free(got);
+	const regent_cfg_value *v = regent_cfg_find(c->agent, "debounce");
+	assert_int_equal(v->i, 20);
+	assert_string_equal(regent_cfg_find(c->agent, "host_ip")->raw, "127.0.0.2");
+	assert_int_equal(regent_cfg_find(c->agent, "debounce_max")->i, 500); /* default */
+	const regent_cfg_section *svc = regent_config_service(c, "whoami");
+	assert_non_null(svc);
+	assert_int_equal(regent_cfg_find(svc, "port")->i, 8000);
+	size_t sinks = 0;
+	for (size_t i = 0; i < c->nsections; i++)
+		if (c->sections[i]->kind == REGENT_SECTION_SINK)
+			sinks++;
+	assert_int_equal(sinks, 2);
+	assert_int_equal(regent_cfg_find(c->sections[1], "interval")->i, 2000);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+}
+
+static void unknown_key(void **state)
+{
+	(void)state;
+	expect("[agent]\nnode = a\nnodee = b\n[store teststore]\n",
+	       "FILE:3: agent.nodee: unknown key (known: node, host_ip, plugin_dir, log_level, "
+	       "debounce, debounce_max, stop_timeout)\n");
+	expect("[store teststore]\nlogg = /tmp/x\n",
+	       "FILE:2: store teststore.logg: unknown key (known: log, delay, stop_delay)\n");
+}
+
+static void wrong_types(void **state)
+{
+	(void)state;
+	expect("[agent]\ndebounce = fast\n[store teststore]\ndelay = 5 parsecs\n",
+	       "FILE:2: agent.debounce: expected a duration such as 50ms, 15s, 1m or 2h, got "
+	       "\"fast\"\n"
+	       "FILE:4: store teststore.delay: expected a duration such as 50ms, 15s, 1m or 2h, "
+	       "got \"5 parsecs\"\n");
+	expect("[store teststore]\n[service web]\nport = eighty\n",
+	       "FILE:3: service web.port: expected an integer, got \"eighty\"\n");
+}
+
+static void out_of_range(void **state)
+{
+	(void)state;
+	expect("[agent]\ndebounce = 2m\n[store teststore]\n[service web]\nport = 70000\n",
+	       "FILE:2: agent.debounce: 2m is out of range (must be between 0ms and 60000ms)\n"
+	       "FILE:5: service web.port: 70000 is out of range (must be between 1 and 65535)\n");
+	expect("[agent]\ndebounce = 100ms\ndebounce_max = 10ms\n[store teststore]\n",
+	       "FILE:3: agent.debounce_max: 10ms is shorter than agent.debounce (100ms)\n");
+}
+
+static void missing_required(void **state)
+{
+	(void)state;
+	expect("[store teststore]\n[source testsource]\ninterval = 1s\n",
+	       "FILE:2: source testsource.file: required key is missing (file listing the "
+	       "instances)\n");
+}
+
+static void sections(void **state)
+{
+	(void)state;
+	expect("[store teststore]\n[storage etcd]\n",
+	       "FILE:2: [storage etcd]: unknown section (expected [agent], [source NAME], [store "
+	       "NAME], [sink NAME] or [service NAME], with an optional label after a plugin "
+	       "name)\n");
+	expect("[store teststore]\n[store teststore]\n",
+	       "FILE:2: [store teststore]: section appears twice (first at line 1)\n");
+	expect("[store teststore]\nlog = /tmp/a\nlog = /tmp/b\n",
+	       "FILE:3: store teststore.log: set twice (first at line 2)\n");
+	expect("[store teststore]\n[service x/../../y]\nport = 80\n",
+	       "FILE:2: [service x/../../y]: invalid service name \"x/../../y\" (allowed: "
+	       "[A-Za-z0-9][A-Za-z0-9._-]{0,62})\n");
+	expect("[agent]\nnode = a\n", "FILE: no [source NAME], [store NAME] or [sink NAME] section: "
+	                              "nothing to run\n");
+}
+
+static void syntax(void **state)
+{
+	(void)state;
+	expect("[store teststore]\nthis line has no equals sign\n",
+	       "FILE:2: syntax error (expected [section], key = value, or a ; comment)\n");
+	char longline[400];
+	memset(longline, 'x', sizeof(longline));
+	memcpy(longline, "log = /", 7);
+	longline[sizeof(longline) - 2] = '\n';
+	longline[sizeof(longline) - 1] = '\0';
+	char text[600];
+	snprintf(text, sizeof(text), "[store teststore]\n%s", longline);
+	expect(text, "FILE:2: line too long (at most 198 characters)\n");
+}
+
+static void plugin_problems(void **state)
+{
+	(void)state;
+	regent_config *c = load("[store nosuch]\n");
+	assert_int_equal(c->nerrors, 1);
+	char *got = errors_of(c);
+	assert_non_null(strstr(got, "FILE:1: [store nosuch]: "));
+	assert_non_null(strstr(got, "/nosuch.so: cannot load plugin: No such file or directory"));
+	free(got);
+	regent_config_unref(c);
+	c = load("[store testsink]\n");
+	got = errors_of(c);
+	assert_non_null(strstr(got, "testsink.so: is a sink plugin, not a store"));
+	free(got);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+	/* the plugin's own validate() */
+	expect("[store teststore]\n[source testsource]\nfile = relative.txt\n",
+	       "FILE:3: source testsource.file: must be an absolute path, got \"relative.txt\"\n");
+}
+
+static void agent_values(void **state)
+{
+	(void)state;
+	expect("[agent]\nlog_level = chatty\nhost_ip = 1.2.3.4 x\nnode = a/b\n[store teststore]\n",
+	       "FILE:2: agent.log_level: expected error, warn, info or debug, got \"chatty\"\n"
+	       "FILE:3: agent.host_ip: invalid address \"1.2.3.4 x\"\n"
+	       "FILE:4: agent.node: invalid node name \"a/b\" (allowed: "
+	       "[A-Za-z0-9][A-Za-z0-9._-]{0,62})\n");
+}
+
+static void all_errors_at_once(void **state)
+{
+	(void)state;
+	regent_config *c = load("[agent]\nbogus = 1\ndebounce = x\n[store teststore]\ndelay = y\n"
+	                        "[sink nosuch]\n[service web]\nport = 0\n");
+	assert_int_equal(c->nerrors, 5);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+}
+
+static void missing_file(void **state)
+{
+	(void)state;
+	regent_config *c = regent_config_load("/nonexistent/regent.ini", NULL);
+	assert_int_equal(c->nerrors >= 1, 1);
+	assert_string_equal(c->errors[0], "/nonexistent/regent.ini: cannot open: No such file or "
+	                                  "directory");
+	regent_config_unref(c);
+}
+
+static void section_equality(void **state)
+{
+	(void)state;
+	regent_config *a = load("[store teststore]\nlog = /tmp/a\ndelay = 1s\n");
+	regent_config *b = load("; moved\n\n[store teststore]\ndelay = 1s\nlog = /tmp/a\n");
+	regent_config *c = load("[store teststore]\nlog = /tmp/a\ndelay = 2s\n");
+	assert_true(regent_section_equal(a->sections[0], b->sections[0]));
+	assert_false(regent_section_equal(a->sections[0], c->sections[0]));
+	regent_config_unref(a);
+	regent_config_unref(b);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+}
+
+int main(void)
+{
+	(void)base;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(valid_config),     cmocka_unit_test(unknown_key),
+		cmocka_unit_test(wrong_types),      cmocka_unit_test(out_of_range),
+		cmocka_unit_test(missing_required), cmocka_unit_test(sections),
+		cmocka_unit_test(syntax),           cmocka_unit_test(plugin_problems),
+		cmocka_unit_test(agent_values),     cmocka_unit_test(all_errors_at_once),
+		cmocka_unit_test(missing_file),     cmocka_unit_test(section_equality),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
