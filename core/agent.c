@@ -452,8 +452,10 @@ void regent_agent_shutdown(regent_agent *a)
 	a->pending = n + 1; /* +1 held until every stop() has been called */
 	for (regent_ctx *c = a->dying; c; c = c->next)
 		a->pending++;
-	for (size_t i = n; i-- > 0;)
+	for (size_t i = n; i-- > 0;) {
+		regent_log(REGENT_LOG_INFO, list[i]->who, "stopping");
 		ctx_stop(a, list[i]);
+	}
 	if (--a->pending == 0)
 		finish_shutdown(a);
 }
