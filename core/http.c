@@ -26,6 +26,14 @@
  *
  * Memory of a request with an idle timer, and of the client itself, is
  * released from uv_close() callbacks, so run the loop after closing.
+ *
+ * Details beyond plugin.h: only http and https URLs are accepted; POST,
+ * PUT and PATCH without a body send an empty one; "Expect:" is suppressed
+ * unless the caller sets it; the idle timer runs from the creation of the
+ * request (so it also bounds connecting) and restarts on every header or
+ * body byte; in LINES mode lines are NUL-terminated, a line longer than
+ * max_body fails with -EFBIG, and the final unterminated line is delivered
+ * only when the transfer succeeded.
  */
 #include "http.h"
 
