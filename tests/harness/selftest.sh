@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# tests/harness/selftest.sh: exercise tests/harness/lib.sh against the real daemons, then check
+# that nothing it started is left (processes by recorded pid, mounts, temp dir, shim sockets,
+# network links, iptables rules). Needs root. Last line: "N passed, N failed".
+#
+# The harness runs in a child (--inner) so that its EXIT-trap cleanup can be checked from outside.
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# ============================================================================================
+inner() {
+    # shellcheck source=lib.sh
+    source "$HERE/lib.sh"
+    harness_init || exit 1
+    echo "$H_TMP" > "$H_REPORT.tmpdir"
+
+    # --- basics ------------------------------------------------------------------------------
+    local p1 p2
+    p1=$(free_port); p2=$(free_port)
+    check "free_port gives two distinct ports" test -n "$p1" -a -n "$p2" -a "$p1" != "$p2"
+    check "free_port port is bindable on 127.0.0.1" \
+        "$H_PY" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p1))"
+    local t0=$SECONDS
+    check "wait_for false times out and fails" eval '! wait_for false --timeout 1 2>/dev/null'
+    check "wait_for timeout respected" test $((SECONDS - t0)) -le 3
+    check "wait_for --timeout first form succeeds" wait_for --timeout 5 true
+
+    # --- etcd: one member -----------------------------------------------------------------------
+    local ep
+    etcd_start solo >/dev/null
+    ep=$(etcd_endpoint solo)
+    check_eq "etcd_start exports ETCD_ENDPOINT_solo" "$ep" "${ETCD_ENDPOINT_solo:-}"
+    check_contains "etcd endpoint on 127.0.0.1" "$ep" "http://127.0.0.1:"
+    check "etcdctl put" h_etcdctl "$ep" put /backends/whoami/x 127.0.0.1:1
+    check_eq "etcdctl get" "127.0.0.1:1" "$(h_etcdctl "$ep" get --print-value-only /backends/whoami/x)"
+    check "etcd JSON gateway answers" \
+        curl -sf --noproxy '*' -X POST "$ep/v3/kv/range" -d '{"key":"L2JhY2tlbmRzL3dob2FtaS94"}'
+    etcd_stop solo
+    check "etcd_stop: member gone" eval '! etcd_alive solo'
+    check "etcd_restart: healthy again" etcd_restart solo
+    check_eq "etcd_restart: same ports" "$ep" "$(etcd_endpoint solo)"
+    check_eq "etcd_restart: same data dir" "127.0.0.1:1" \
+        "$(h_etcdctl "$ep" get --print-value-only /backends/whoami/x)"
+    check "etcd_enable_auth" etcd_enable_auth "$ep" regent secret
+    check "auth: user can put" h_etcdctl "$ep" --user regent:secret put /backends/a b
+    check "auth: anonymous put refused" \
+        eval "! ETCDCTL_API=3 etcdctl --endpoints=$ep --command-timeout=3s put /x y 2>/dev/null"
+    check "auth: health check still works (root creds)" etcd_healthy "$ep"
+    check_contains "auth: JSON gateway authenticate gives a token" \
+        "$(curl -s --noproxy '*' -X POST "$ep/v3/auth/authenticate" -d '{"name":"regent","password":"secret"}')" \
+        '"token":"'
+    etcd_kill solo
+    check "etcd_kill: member gone" eval '! etcd_alive solo'
+
+    # --- etcd: 3-member cluster -----------------------------------------------------------------
+    local eps leader newleader
+    eps=$(etcd_cluster_start 3 c)
+    check_eq "cluster has 3 endpoints" 3 "$(tr ',' '\n' <<<"$eps" | grep -c '^http://127.0.0.1:')"
+    check_eq "cluster members listed" 3 "$(h_etcdctl "$eps" member list | grep -c started)"
+    check "cluster put" h_etcdctl "$eps" put /k v1
+    leader=$(etcd_leader "$eps")
+    check "leader found ($leader)" test -n "$leader"
+    etcd_kill "$leader"
+    check "leader killed" eval "! etcd_alive $leader"
+    check "cluster writable after leader kill" wait_for --timeout 20 h_etcdctl "$eps" put /k v2
+    newleader=$(etcd_leader "$eps")
+    check "new leader ($newleader) differs" test -n "$newleader" -a "$newleader" != "$leader"
+    check "etcd_restart old leader" etcd_restart "$leader"
+    check_eq "restarted member has the write" v2 \
+        "$(wait_for --timeout 10 h_etcdctl "$(etcd_endpoint "$leader")" get /k >/dev/null;
+           h_etcdctl "$(etcd_endpoint "$leader")" get --print-value-only --consistency=s /k)"
+
+    # --- dockerd ---------------------------------------------------------------------------------
+    local links_before links_after ipt_before ipt_after
+    links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)
+    ipt_before=$( (iptables -S; iptables -t nat -S) 2>&1)
+    dockerd_start d1 >/dev/null
+    check "dockerd_start: docker version answers" docker_cmd d1 version
+    check_eq "dockerd_start exports DOCKER_SOCK_d1" "$H_TMP/d1/docker.sock" "${DOCKER_SOCK_d1:-}"
+    check_eq "dockerd uses vfs" vfs "$(docker_cmd d1 info -f '{{.Driver}}')"
+    check_eq "dockerd data root in H_TMP" "$H_TMP/d1/data" "$(docker_cmd d1 info -f '{{.DockerRootDir}}')"
+    check_eq "no bridge network" "host none" "$(docker_cmd d1 network ls --format '{{.Name}}' | sort | xargs)"
+    links_after=$(ip -o link | awk -F': ' '{print $2}' | sort)
+    check_eq "no new network link" "$links_before" "$links_after"
+    ipt_after=$( (iptables -S; iptables -t nat -S) 2>&1)
+    check_eq "iptables untouched" "$ipt_before" "$ipt_after"
+    check "own containerd running" daemon_alive containerd-d1
+    check "trust key kept in H_TMP, not /etc/docker" test -f "$H_TMP/d1/key.json"
+
+    check "image_build_busybox" image_build_busybox d1 rh/busybox:test
+    check_eq "busybox image runs" hi "$(docker_cmd d1 run --rm --network host rh/busybox:test echo hi)"
+    check "image_build_whoami" image_build_whoami d1 jwilder/whoami:latest
+    check "image tagged jwilder/whoami:latest" docker_cmd d1 image inspect jwilder/whoami:latest
+
+    local wp1 wp2 id1 id2 id3 wp3
+    wp1=$(free_port 127.0.0.2); wp2=$(free_port 127.0.0.3); wp3=$(free_port 127.0.0.4)
+    id1=$(whoami_run d1 jwilder/whoami w1 127.0.0.2 "$wp1")
+    id2=$(whoami_run d1 jwilder/whoami w2 127.0.0.3 "$wp2" --label regent.service=web)
+    check "two whoami containers started" test ${#id1} -eq 64 -a ${#id2} -eq 64
+    check_eq "w1 answers with its id" "I'm ${id1:0:12}" "$(http_get "http://127.0.0.2:$wp1/")"
+    check_eq "w2 answers with its id" "I'm ${id2:0:12}" "$(http_get "http://127.0.0.3:$wp2/")"
+    check_eq "whoami /health 200" 200 "$(http_code "http://127.0.0.2:$wp1/health")"
+    check_eq "w1 is host network" host "$(docker_cmd d1 inspect -f '{{.HostConfig.NetworkMode}}' w1)"
+    check_contains "w1 exposes its port" "$(docker_cmd d1 inspect -f '{{json .Config.ExposedPorts}}' w1)" \
+        "\"$wp1/tcp\""
+    check_eq "w1 image name" jwilder/whoami "$(docker_cmd d1 inspect -f '{{.Config.Image}}' w1)"
+    check_eq "whoami id inside = container id" "$id1" "$(docker_cmd d1 exec w1 whoami id)"
+    check "docker kill w1" docker_cmd d1 kill w1
+    check "w1 no longer answers" wait_for --timeout 5 eval "[[ \$(http_code http://127.0.0.2:$wp1/) == 000 ]]"
+    check_eq "w2 still answers" "I'm ${id2:0:12}" "$(http_get "http://127.0.0.3:$wp2/")"
+
+    id3=$(whoami_run d1 jwilder/whoami w3 127.0.0.4 "$wp3" "${WHOAMI_HEALTH_ARGS[@]}")
+    check "healthcheck container started" test ${#id3} -eq 64
+    check "healthcheck: healthy" container_wait_health d1 w3 healthy 20
+    docker_cmd d1 exec w3 whoami sick
+    check_eq "whoami sick: /health 404" 404 "$(http_code "http://127.0.0.4:$wp3/health")"
+    check "healthcheck: unhealthy" container_wait_health d1 w3 unhealthy 20
+    docker_cmd d1 exec w3 whoami heal
+    check "healthcheck: healthy again" container_wait_health d1 w3 healthy 20
+
+    # --- haproxy ---------------------------------------------------------------------------------
+    local hp stp cfg out
+    hp=$(free_port); stp=$(free_port)
+    cfg="$H_TMP/haproxy.cfg"
+    cat > "$cfg" <<EOF
+global
+    stats socket $H_TMP/haproxy-admin.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+listen whoami
+    bind 127.0.0.1:$hp
+    balance roundrobin
+    option httpchk GET /health
+    server w2 127.0.0.3:$wp2 check inter 500ms
+listen stats
+    bind 127.0.0.1:$stp
+    stats enable
+    stats uri /
+EOF
+    haproxy_start_master "$cfg" >/dev/null
+    check "haproxy master running" daemon_alive haproxy
+    check_eq "HAPROXY_PID is the master" "$(cat "$H_TMP/haproxy.pid" 2>/dev/null)" "${HAPROXY_PID:-}"
+    out=$(haproxy_master_cmd "show proc")
+    check_contains "show proc: master" "$out" "master"
+    check_contains "show proc: worker" "$out" "worker"
+    check_eq "proxied to w2" "I'm ${id2:0:12}" "$(http_get "http://127.0.0.1:$hp/")"
+    check "admin socket: w2 UP" wait_for --timeout 10 \
+        eval "haproxy_admin_cmd $H_TMP/haproxy-admin.sock 'show stat' | grep -q '^whoami,w2,.*,UP,'"
+    check_contains "master CLI to worker (@1 show info)" "$(haproxy_master_cmd '@1 show info')" "Version: 2.6"
+    check "haproxy_reload" haproxy_reload
+    check_eq "still proxied after reload" "I'm ${id2:0:12}" "$(http_get "http://127.0.0.1:$hp/")"
+    check_contains "show proc: 1 reload" "$(haproxy_master_cmd 'show proc')" "master          1"
+
+    # --- dockerd restart and a dirty end -------------------------------------------------------
+    check "dockerd_restart d1" dockerd_restart d1
+    check "image survives restart" docker_cmd d1 image inspect jwilder/whoami:latest
+    check "docker start w2 after restart" docker_cmd d1 start w2
+    check "w2 answers again" wait_for --timeout 10 http_get "http://127.0.0.3:$wp2/"
+    local p; p=$(docker_cmd d1 inspect -f '{{.State.Pid}}' w2)
+    echo "container-w2b $p $(h__starttime "$p")" >> "$H_PID_LOG"
+    # leave a running container behind a SIGKILLed dockerd: cleanup must still get everything
+    dockerd_kill d1
+    check "dockerd killed, w2 keeps running under its shim" http_get "http://127.0.0.3:$wp2/"
+
+    # the shim sockets (outside H_TMP, in /run/containerd/s) that cleanup must remove
+    awk '{ sub(/^unix:\/\//, ""); print }' \
+        "$H_TMP"/d1/containerd/state/io.containerd.runtime.v2.task/moby/*/address > "$H_REPORT.shims"
+    check "a shim socket is recorded" test -s "$H_REPORT.shims"
+    echo "$H_PASS $H_FAIL" > "$H_REPORT"
+    harness_summary
+    exit 0   # the EXIT trap stops everything
+}
+
+if [[ "${1:-}" == --inner ]]; then
+    inner
+    exit 1  # not reached: inner exits
+fi
+
+# ============================================================================================
+# outer: run the harness in a child, then check it left nothing behind
+[[ $EUID -eq 0 ]] || { echo "selftest.sh: needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
+OUT=$(mktemp -d /tmp/rh-selftest.XXXXXX)
+export H_PID_LOG="$OUT/pids" H_REPORT="$OUT/report"
+: > "$H_PID_LOG"
+links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)
+start=$SECONDS
+
+bash "$HERE/selftest.sh" --inner
+inner_rc=$?
+
+pass=0 fail=0
+if [[ -f "$H_REPORT" ]]; then read -r pass fail < "$H_REPORT"; else fail=1; echo "not ok - inner run did not finish"; fi
+ck() {
+    local d=$1; shift
+    if "$@"; then pass=$((pass + 1)); echo "ok - $d"; else fail=$((fail + 1)); echo "not ok - $d"; fi
+}
+ck "inner run exited 0 (rc=$inner_rc)" test "$inner_rc" -eq 0
+
+alive=""
+while read -r name pid st; do
+    [[ -n "$pid" ]] || continue
+    if [[ -r /proc/$pid/stat ]]; then
+        s=$(cat "/proc/$pid/stat" 2>/dev/null); s=${s##*) }
+        # shellcheck disable=SC2086
+        set -- $s
+        [[ "${20}" == "$st" && "$1" != Z ]] && alive+=" $name($pid)"
+    fi
+done < "$H_PID_LOG"
+ck "no recorded process left ($(wc -l < "$H_PID_LOG") recorded)${alive:+:$alive}" test -z "$alive"
+ck "at least etcd, containerd, dockerd, haproxy, containers, shims recorded" \
+    test "$(awk '{print $1}' "$H_PID_LOG" | sed 's/-.*//' | sort -u | xargs)" == \
+         "container containerd dockerd etcd haproxy shim"
+tmpdir=$(cat "$H_REPORT.tmpdir" 2>/dev/null)
+ck "H_TMP recorded ($tmpdir)" test -n "$tmpdir"
+if [[ -n "$tmpdir" ]]; then
+    ck "no mount left under H_TMP" eval "! grep -qF ' $tmpdir' /proc/self/mountinfo"
+    ck "H_TMP removed" test ! -e "$tmpdir"
+fi
+left=""
+while read -r sock; do [[ -e "$sock" ]] && left+=" $sock"; done < "$H_REPORT.shims"
+ck "no shim socket left ($(wc -l < "$H_REPORT.shims") recorded)${left:+:$left}" test -z "$left"
+ck "no network link left" test "$(ip -o link | awk -F': ' '{print $2}' | sort)" == "$links_before"
+ck "took $((SECONDS - start))s (< 180s)" test $((SECONDS - start)) -lt 180
+rm -rf "$OUT"
+echo "$pass passed, $fail failed"
+[[ "$fail" -eq 0 ]]
