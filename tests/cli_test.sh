@@ -147,6 +147,14 @@ if command -v valgrind >/dev/null && [ "${REGENT_SANITIZE:-0}" != 1 ]; then
 	kill -TERM "$VG"; wait "$VG"; rc=$?
 	check "valgrind: a short run with a reload leaks nothing and has no errors" [ $rc -eq 0 ]
 	[ $rc -eq 0 ] || tail -40 "$T/vg2.out"
+	# and the README demo's own config, as shipped
+	valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+		"$REGENT_BIN" -c "$REGENT_SOURCE_DIR/examples/demo.ini" >"$T/vg3.out" 2>&1 &
+	VG=$!; PIDS+=("$VG")
+	wait_for 20 grep -q "sink testsink: started" "$T/vg3.out"
+	sleep 0.5
+	kill -TERM "$VG"; wait "$VG"; rc=$?
+	check "valgrind: a short run of examples/demo.ini leaks nothing" [ $rc -eq 0 ]
 	unset REGENT_NO_DLCLOSE
 else
 	echo "skip - valgrind checks (sanitizer build or no valgrind)"
