@@ -1,0 +1,110 @@
+/* synthsource.c - a benchmark-only source: reports `count` synthetic
+ * instances spread over `services` services, and optionally moves one
+ * instance to a new port every `churn` interval, so the register side can
+ * be measured without Docker. */
+#include <regent/plugin.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct state {
+	regent_ctx *ctx;
+	const regent_host *host;
+	uv_timer_t *timer;
+	int64_t count, services, next;
+	unsigned gen;
+} state;
+
+static const regent_config_key keys[] = {
+	{"count", REGENT_CFG_INT, "1000", false, 1, 1000000, "instances to report"},
+	{"services", REGENT_CFG_INT, "100", false, 1, 100000, "services they spread over"},
+	{"address", REGENT_CFG_STRING, "127.0.0.1", false, 0, 0, "address of every instance"},
+	{"churn", REGENT_CFG_DURATION, "0ms", false, 0, 3600000,
+	 "move one instance to another port this often (0 = never)"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+static void report(state *s, int64_t i, unsigned gen)
+{
+	char svc[32], id[96];
+	snprintf(svc, sizeof(svc), "svc%05lld", (long long)(i % s->services));
+	snprintf(id, sizeof(id), "%s/synth%07lld/8000", s->host->node(s->ctx), (long long)i);
+	regent_instance in = {
+		.service = svc,
+		.id = id,
+		.address = s->host->cfg_string(s->ctx, "address"),
+		.port = (uint16_t)(10000 + (i + gen) % 50000),
+		.service_port = 8000,
+	};
+	s->host->local_up(s->ctx, &in);
+}
+
+static void churn(uv_timer_t *t)
+{
+	state *s = t->data;
+	s->host->mark_change(s->ctx, s->host->wall_ns());
+	report(s, s->next, ++s->gen);
+	s->next = (s->next + 1) % s->count;
+}
+
+static int create(regent_ctx *ctx, const regent_host *h, void **self)
+{
+	state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ctx = ctx;
+	s->host = h;
+	s->count = h->cfg_int(ctx, "count");
+	s->services = h->cfg_int(ctx, "services");
+	*self = s;
+	return 0;
+}
+
+static int start(void *self)
+{
+	state *s = self;
+	s->host->local_resync_begin(s->ctx);
+	for (int64_t i = 0; i < s->count; i++)
+		report(s, i, 0);
+	s->host->local_resync_end(s->ctx);
+	s->host->log(s->ctx, REGENT_LOG_INFO, "reported %lld instances in %lld services",
+	             (long long)s->count, (long long)s->services);
+	uint64_t every = s->host->cfg_duration_ms(s->ctx, "churn");
+	if (every) {
+		s->timer = calloc(1, sizeof(*s->timer));
+		uv_timer_init(s->host->loop(s->ctx), s->timer);
+		s->timer->data = s;
+		uv_timer_start(s->timer, churn, every, every);
+	}
+	return 0;
+}
+
+static int stop(void *self)
+{
+	state *s = self;
+	if (s->timer)
+		uv_timer_stop(s->timer);
+	return 0;
+}
+
+static void destroy(void *self)
+{
+	state *s = self;
+	if (s->timer)
+		uv_close((uv_handle_t *)s->timer, (uv_close_cb)free);
+	free(s);
+}
+
+static const regent_plugin_ops ops = {sizeof(ops), NULL, create, start, stop, destroy};
+static const regent_source_ops source_ops = {sizeof(source_ops), NULL};
+
+REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
+	REGENT_PLUGIN_HEADER("synthsource"),
+	.kind = REGENT_KIND_SOURCE,
+	.version = "bench",
+	.description = "synthetic instances (benchmarks only)",
+	.config_keys = keys,
+	.ops = &ops,
+	.kind_ops = &source_ops,
+};
