@@ -1,0 +1,328 @@
+/* render.c - the stats plugin's pure helpers: a growable text buffer,
+ * HTML escaping, the listen address and its loopback rule, instances as
+ * JSON and the route table.  No loop, no server: unit-tested on its own. */
+#include "render.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- buffer ---- */
+
+static bool buf_grow(stats_buf *b, size_t need)
+{
+	if (b->oom)
+		return false;
+	if (b->len + need + 1 <= b->cap)
+		return true;
+	size_t cap = b->cap ? b->cap : 1024;
+	while (cap < b->len + need + 1)
+		cap *= 2;
+	char *d = realloc(b->data, cap);
+	if (!d) {
+		b->oom = true;
+		return false;
+	}
+	b->data = d;
+	b->cap = cap;
+	return true;
+}
+
+void stats_buf_add(stats_buf *b, const char *data, size_t len)
+{
+	if (!buf_grow(b, len))
+		return;
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+}
+
+void stats_buf_puts(stats_buf *b, const char *s)
+{
+	stats_buf_add(b, s, strlen(s));
+}
+
+void stats_buf_printf(stats_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char tmp[512];
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(tmp)) {
+		stats_buf_add(b, tmp, (size_t)n);
+		return;
+	}
+	if (!buf_grow(b, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+char *stats_buf_take(stats_buf *b, size_t *len)
+{
+	char *d = b->data;
+	if (len)
+		*len = b->len;
+	if (!d)
+		d = calloc(1, 1);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->oom = false;
+	return d;
+}
+
+void stats_buf_free(stats_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->oom = false;
+}
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t n;
+	unsigned min;
+	unsigned cp;
+	if ((c & 0xE0) == 0xC0) {
+		n = 2, min = 0x80, cp = c & 0x1F;
+	} else if ((c & 0xF0) == 0xE0) {
+		n = 3, min = 0x800, cp = c & 0x0F;
+	} else if ((c & 0xF8) == 0xF0) {
+		n = 4, min = 0x10000, cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return n;
+}
+
+static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+
+void stats_buf_html(stats_buf *b, const char *text)
+{
+	const unsigned char *p = (const unsigned char *)(text ? text : "");
+	while (*p) {
+		const char *ent = NULL;
+		switch (*p) {
+		case '&': ent = "&amp;"; break;
+		case '<': ent = "&lt;"; break;
+		case '>': ent = "&gt;"; break;
+		case '"': ent = "&quot;"; break;
+		case '\'': ent = "&#39;"; break;
+		default: break;
+		}
+		if (ent) {
+			stats_buf_puts(b, ent);
+			p++;
+			continue;
+		}
+		if ((*p < 0x20 && *p != '\t' && *p != '\n') || *p == 0x7F) {
+			stats_buf_add(b, replacement, 3);
+			p++;
+			continue;
+		}
+		size_t n = utf8_len(p);
+		if (n == 0) {
+			stats_buf_add(b, replacement, 3);
+			p++;
+			continue;
+		}
+		stats_buf_add(b, (const char *)p, n);
+		p += n;
+	}
+}
+
+/* ---- listen address ---- */
+
+int stats_parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len, char *why,
+                       size_t whylen)
+{
+	memset(ss, 0, sizeof(*ss));
+	const char *colon = text ? strrchr(text, ':') : NULL;
+	if (!colon || colon == text) {
+		snprintf(why, whylen, "expected HOST:PORT, got \"%s\"", text ? text : "");
+		return -EINVAL;
+	}
+	char *end = NULL;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (errno || !end || *end || end == colon + 1 || port < 1 || port > 65535) {
+		snprintf(why, whylen, "invalid port in \"%s\" (1-65535)", text);
+		return -EINVAL;
+	}
+	char host[128];
+	size_t hl = (size_t)(colon - text);
+	if (hl >= sizeof(host)) {
+		snprintf(why, whylen, "host too long in \"%s\"", text);
+		return -EINVAL;
+	}
+	memcpy(host, text, hl);
+	host[hl] = '\0';
+	if (host[0] == '[') {
+		if (hl < 3 || host[hl - 1] != ']') {
+			snprintf(why, whylen, "unbalanced brackets in \"%s\"", text);
+			return -EINVAL;
+		}
+		host[hl - 1] = '\0';
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1) {
+			snprintf(why, whylen, "\"%s\" is not an IPv6 address", host + 1);
+			return -EINVAL;
+		}
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*s6);
+		return 0;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	const char *h = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+	if (inet_pton(AF_INET, h, &s4->sin_addr) != 1) {
+		snprintf(why, whylen,
+		         "\"%s\" is not an IP address (use an IPv4 address, [IPv6] or localhost)", host);
+		return -EINVAL;
+	}
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)port);
+	*len = sizeof(*s4);
+	return 0;
+}
+
+bool stats_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return false;
+}
+
+void stats_format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(out, outlen, "%s:%u", ip, ntohs(s4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, outlen, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, outlen, "(family %d)", sa->sa_family);
+	}
+}
+
+/* ---- JSON ---- */
+
+json_t *stats_json_string(const char *s)
+{
+	if (!s)
+		s = "";
+	json_t *j = json_string(s);
+	if (j)
+		return j;
+	/* Not valid UTF-8 (or has a NUL, impossible here): replace bad bytes. */
+	stats_buf b = {0};
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		size_t n = utf8_len(p);
+		if (n == 0) {
+			stats_buf_add(&b, replacement, 3);
+			p++;
+		} else {
+			stats_buf_add(&b, (const char *)p, n);
+			p += n;
+		}
+	}
+	j = json_string(b.data ? b.data : "");
+	stats_buf_free(&b);
+	return j ? j : json_string("");
+}
+
+json_t *stats_instance_json(const regent_instance *in, const char *default_node)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	const char *node = in->node && in->node[0] ? in->node : default_node ? default_node : "";
+	json_object_set_new(o, "id", stats_json_string(in->id));
+	json_object_set_new(o, "service", stats_json_string(in->service));
+	json_object_set_new(o, "address", stats_json_string(in->address));
+	json_object_set_new(o, "port", json_integer(in->port));
+	json_object_set_new(o, "proto", json_string(in->proto == REGENT_PROTO_UDP ? "udp" : "tcp"));
+	json_object_set_new(o, "service_port", json_integer(in->service_port));
+	json_object_set_new(o, "node", stats_json_string(node));
+	json_t *tags = json_array();
+	for (size_t i = 0; i < in->ntags; i++)
+		json_array_append_new(tags, stats_json_string(in->tags[i]));
+	json_object_set_new(o, "tags", tags);
+	json_t *meta = json_object();
+	for (size_t i = 0; i < in->nmeta; i++) {
+		json_t *v = stats_json_string(in->meta[i].value);
+		/* A key that is not valid UTF-8 cannot be a JSON key: skip it. */
+		if (json_object_set_new(meta, in->meta[i].key ? in->meta[i].key : "", v) != 0)
+			continue;
+	}
+	json_object_set_new(o, "meta", meta);
+	/* The catalog holds only instances the registries report as alive
+	 * (etcd: lease held; Consul: ?passing), so every one is passing. */
+	json_object_set_new(o, "health", json_string("passing"));
+	return o;
+}
+
+/* ---- routes ---- */
+
+static const struct {
+	const char *path;
+	stats_route route;
+} routes[] = {
+	{"/", STATS_ROUTE_INDEX},
+	{"/metrics", STATS_ROUTE_METRICS},
+	{"/v1/catalog", STATS_ROUTE_CATALOG},
+	{"/v1/local", STATS_ROUTE_LOCAL},
+	{"/healthz", STATS_ROUTE_HEALTHZ},
+};
+
+stats_route stats_route_of(const char *path)
+{
+	if (!path)
+		return STATS_ROUTE_NONE;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (strcmp(path, routes[i].path) == 0)
+			return routes[i].route;
+	return STATS_ROUTE_NONE;
+}
+
+const char *stats_route_name(stats_route r)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (routes[i].route == r)
+			return routes[i].path;
+	return "other";
+}

@@ -1,0 +1,63 @@
+/* render.h - the stats plugin's pure helpers (no libuv, no HTTP server):
+ * a growable text buffer, HTML escaping, the listen address and its
+ * loopback rule, and an instance as JSON.  Shared by stats.c and the
+ * unit test (tests/stats/test_render.c). */
+#ifndef REGENT_STATS_RENDER_H
+#define REGENT_STATS_RENDER_H
+
+#include <regent/plugin.h>
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+typedef struct stats_buf {
+	char *data;  /* NUL-terminated when not NULL */
+	size_t len, cap;
+	bool oom;    /* an allocation failed: the content is incomplete */
+} stats_buf;
+
+void stats_buf_add(stats_buf *b, const char *data, size_t len);
+void stats_buf_puts(stats_buf *b, const char *s);
+void stats_buf_printf(stats_buf *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
+/* Appends text with & < > " ' as entities and control bytes (other than
+ * tab and newline) as U+FFFD, so any string is safe in element content
+ * and in quoted attribute values. */
+void stats_buf_html(stats_buf *b, const char *text);
+/* Hands the data over (caller frees); the buffer is empty afterwards. */
+char *stats_buf_take(stats_buf *b, size_t *len);
+void stats_buf_free(stats_buf *b);
+
+/* Parses "HOST:PORT" or "[V6]:PORT" where HOST is an IP literal or
+ * "localhost" (taken as 127.0.0.1).  Port 1-65535.  Returns 0, or -EINVAL
+ * with the reason in why. */
+int stats_parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len, char *why,
+                       size_t whylen);
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+bool stats_is_loopback(const struct sockaddr *sa);
+/* "127.0.0.1:9150" / "[::1]:9150". */
+void stats_format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen);
+
+/* A JSON string of any bytes: invalid UTF-8 bytes become U+FFFD. */
+json_t *stats_json_string(const char *s);
+/* {"id","service","address","port","proto","service_port","node","tags",
+ *  "meta","health"}; node NULL/"" becomes default_node (or ""). */
+json_t *stats_instance_json(const regent_instance *in, const char *default_node);
+
+/* The route a request path maps to (a fixed set, so metric labels stay
+ * bounded). */
+typedef enum stats_route {
+	STATS_ROUTE_NONE = 0,
+	STATS_ROUTE_INDEX,
+	STATS_ROUTE_METRICS,
+	STATS_ROUTE_CATALOG,
+	STATS_ROUTE_LOCAL,
+	STATS_ROUTE_HEALTHZ,
+} stats_route;
+
+stats_route stats_route_of(const char *path);
+/* "/metrics" etc., "other" for STATS_ROUTE_NONE. */
+const char *stats_route_name(stats_route r);
+
+#endif

@@ -1,0 +1,755 @@
+/* stats.c - the stats sink: serves the agent's own metrics (/metrics),
+ * catalog (/v1/catalog), local set (/v1/local), health (/healthz) and a
+ * small HTML page (/) over HTTP.  The server is libmicrohttpd in external
+ * epoll mode, driven from the core's loop by a uv_poll_t on MHD's epoll fd
+ * and a uv_timer_t armed from MHD_get_timeout(): no thread, no blocking
+ * call.  It owns the listening socket, the MHD daemon, those two handles
+ * and a reference to the newest catalog snapshot it was handed. */
+#include "render.h"
+
+#include <regent/plugin.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STATS_VERSION "0.1.0"
+#define LOG_BURST 10          /* MHD messages logged per minute, the rest counted */
+#define LOG_WINDOW_MS 60000
+
+typedef struct stats {
+	regent_ctx *ctx;
+	const regent_host *h;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char addr_text[80];
+	struct MHD_Daemon *d;
+	uv_poll_t *poll;
+	uv_timer_t *timer;
+	const regent_catalog *cat; /* newest applied snapshot (referenced) */
+	unsigned open_conns;
+	regent_metric *m_conns, *m_conns_total;
+	uint64_t log_window_ms;
+	unsigned log_count, log_suppressed;
+} stats;
+
+static const regent_config_key keys[] = {
+	{"listen", REGENT_CFG_ADDRESS, "127.0.0.1:9150", false, 0, 0,
+	 "address:port of the HTTP listener (IP literal, [IPv6] or localhost)"},
+	{"public", REGENT_CFG_BOOL, "false", false, 0, 0,
+	 "allow a non-loopback listen address (serves the catalog to other hosts)"},
+	{"max_connections", REGENT_CFG_INT, "512", false, 1, 65536,
+	 "open HTTP connections at most; more are closed at once"},
+	{"max_connections_per_ip", REGENT_CFG_INT, "0", false, 0, 65536,
+	 "open connections per client address at most (0 = no per-client limit)"},
+	{"timeout", REGENT_CFG_DURATION, "10s", false, 1000, 3600000,
+	 "close a connection that sends or receives nothing for this long"},
+	{"max_header_size", REGENT_CFG_INT, "16384", false, 4096, 1048576,
+	 "bytes a connection may use for the request line and headers (larger: 431)"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+/* ------------------------------------------------------------------ */
+/* Config                                                             */
+/* ------------------------------------------------------------------ */
+
+static int parse_config(regent_ctx *ctx, const regent_host *h, struct sockaddr_storage *ss,
+                        socklen_t *len, bool report)
+{
+	const char *listen_at = h->cfg_string(ctx, "listen");
+	char why[256];
+	if (stats_parse_listen(listen_at, ss, len, why, sizeof(why)) < 0) {
+		if (report)
+			h->cfg_error(ctx, "listen", "%s", why);
+		else
+			h->log(ctx, REGENT_LOG_ERROR, "listen: %s", why);
+		return -EINVAL;
+	}
+	if (!stats_is_loopback((const struct sockaddr *)ss) && !h->cfg_bool(ctx, "public")) {
+		const char *msg = "is not a loopback address: the catalog and metrics would be "
+		                  "served to other hosts; set public = true to allow it";
+		if (report)
+			h->cfg_error(ctx, "listen", "%s %s", listen_at, msg);
+		else
+			h->log(ctx, REGENT_LOG_ERROR, "listen: %s %s", listen_at, msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int validate(regent_ctx *ctx, const regent_host *h)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	return parse_config(ctx, h, &ss, &len, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                          */
+/* ------------------------------------------------------------------ */
+
+static void count_request(stats *s, stats_route r, unsigned code)
+{
+	char labels[96];
+	snprintf(labels, sizeof(labels), "path=\"%s\",code=\"%u\"", stats_route_name(r), code);
+	regent_metric *m = s->h->metric(s->ctx, REGENT_METRIC_COUNTER, "regent_stats_requests_total",
+	                                "HTTP requests answered by the stats listener.", labels);
+	s->h->metric_add(m, 1);
+}
+
+/* Queues body (malloc'd; ownership passes to MHD) with status code. */
+static enum MHD_Result reply(stats *s, struct MHD_Connection *c, stats_route r, unsigned code,
+                             const char *ctype, char *body, size_t len)
+{
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s: cannot create a response: out of memory",
+		          stats_route_name(r));
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (r == STATS_ROUTE_INDEX && code == MHD_HTTP_OK) {
+		/* Self-contained page: nothing may load from anywhere, inline
+		 * style only, no script at all. */
+		MHD_add_response_header(resp, "Content-Security-Policy",
+		                        "default-src 'none'; style-src 'unsafe-inline'; "
+		                        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+		MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	}
+	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	enum MHD_Result rc = MHD_queue_response(c, code, resp);
+	MHD_destroy_response(resp);
+	count_request(s, r, code);
+	return rc;
+}
+
+static enum MHD_Result reply_text(stats *s, struct MHD_Connection *c, stats_route r, unsigned code,
+                                  const char *text)
+{
+	char *body = strdup(text);
+	if (!body)
+		return MHD_NO;
+	return reply(s, c, r, code, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+static enum MHD_Result reply_buf(stats *s, struct MHD_Connection *c, stats_route r, unsigned code,
+                                 const char *ctype, stats_buf *b)
+{
+	if (b->oom) {
+		stats_buf_free(b);
+		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s: out of memory while rendering",
+		          stats_route_name(r));
+		return reply_text(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+	}
+	size_t len;
+	char *body = stats_buf_take(b, &len);
+	return reply(s, c, r, code, ctype, body, len);
+}
+
+static int dump_cb(const char *data, size_t len, void *arg)
+{
+	stats_buf_add(arg, data, len);
+	return 0;
+}
+
+static enum MHD_Result reply_json(stats *s, struct MHD_Connection *c, stats_route r, unsigned code,
+                                  json_t *root)
+{
+	stats_buf b = {0};
+	if (!root || json_dump_callback(root, dump_cb, &b, JSON_INDENT(2)) != 0)
+		b.oom = true;
+	stats_buf_add(&b, "\n", 1);
+	json_decref(root);
+	return reply_buf(s, c, r, code, "application/json", &b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Data                                                               */
+/* ------------------------------------------------------------------ */
+
+/* The snapshot to show (referenced: unref it): the newest one applied,
+ * or the core's current one before the first apply. */
+static const regent_catalog *snapshot(stats *s)
+{
+	if (s->cat)
+		return s->h->catalog_ref(s->cat);
+	return s->h->catalog_current(s->ctx);
+}
+
+static json_t *catalog_json(stats *s)
+{
+	const regent_host *h = s->h;
+	json_t *root = json_object(), *svcs = json_object();
+	if (!root || !svcs) {
+		json_decref(root);
+		json_decref(svcs);
+		return NULL;
+	}
+	const regent_catalog *cat = snapshot(s);
+	if (cat) {
+		const char *const *names;
+		size_t n = h->catalog_services(cat, &names);
+		for (size_t i = 0; i < n; i++) {
+			const regent_instance *const *insts;
+			size_t k = h->catalog_instances(cat, names[i], &insts);
+			json_t *arr = json_array();
+			for (size_t j = 0; j < k; j++)
+				json_array_append_new(arr, stats_instance_json(insts[j], NULL));
+			json_object_set_new(svcs, names[i], arr);
+		}
+		h->catalog_unref(cat);
+	}
+	json_object_set_new(root, "services", svcs);
+	return root;
+}
+
+typedef struct local_list {
+	const regent_instance **v;
+	size_t n, cap;
+	bool oom;
+} local_list;
+
+static void local_collect(void *arg, const regent_instance *inst)
+{
+	local_list *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		const regent_instance **v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			l->oom = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = inst;
+}
+
+static int cmp_local(const void *a, const void *b)
+{
+	const regent_instance *x = *(const regent_instance *const *)a;
+	const regent_instance *y = *(const regent_instance *const *)b;
+	int c = strcmp(x->service, y->service);
+	return c ? c : strcmp(x->id, y->id);
+}
+
+static json_t *local_json(stats *s)
+{
+	const char *node = s->h->node(s->ctx);
+	local_list l = {0};
+	s->h->local_foreach(s->ctx, local_collect, &l);
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_local);
+	json_t *root = json_object(), *arr = json_array();
+	for (size_t i = 0; arr && i < l.n; i++)
+		json_array_append_new(arr, stats_instance_json(l.v[i], node));
+	free(l.v);
+	if (!root || !arr || l.oom) {
+		json_decref(root);
+		json_decref(arr);
+		return NULL;
+	}
+	json_object_set_new(root, "node", stats_json_string(node));
+	json_object_set_new(root, "instances", arr);
+	return root;
+}
+
+static void count_local(void *arg, const regent_instance *inst)
+{
+	(void)inst;
+	(*(size_t *)arg)++;
+}
+
+static void metrics_out(void *arg, const char *data, size_t len)
+{
+	stats_buf_add(arg, data, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* The HTML page                                                      */
+/* ------------------------------------------------------------------ */
+
+static const char page_style[] =
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}"
+    "h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.1em;margin:1.4em 0 .4em}"
+    "table{border-collapse:collapse;min-width:40em}"
+    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}"
+    "th{background:#f0f0f0}tbody.svc tr:first-child td{border-top:2px solid #888}"
+    ".ok{color:#176117}.bad{color:#a11;font-weight:bold}.muted{color:#777}"
+    "code{font:12px ui-monospace,monospace}";
+
+static void html_health(stats *s, stats_buf *b, bool *ok_out)
+{
+	char *text = s->h->health_json(s->ctx);
+	json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+	free(text);
+	json_t *plugins = json_object_get(root, "plugins");
+	json_t *ok = json_object_get(root, "ok");
+	*ok_out = json_is_true(ok);
+	stats_buf_puts(b, "<table id=\"plugins\"><thead><tr><th>plugin instance</th><th>health</th>"
+	                  "<th>reason</th></tr></thead><tbody>\n");
+	const char *name;
+	json_t *v;
+	json_object_foreach(plugins, name, v) {
+		bool healthy = json_is_true(json_object_get(v, "healthy"));
+		const char *reason = json_string_value(json_object_get(v, "reason"));
+		stats_buf_puts(b, "<tr><td>");
+		stats_buf_html(b, name);
+		stats_buf_printf(b, "</td><td class=\"%s\">%s</td><td>", healthy ? "ok" : "bad",
+		                 healthy ? "healthy" : "unhealthy");
+		stats_buf_html(b, reason ? reason : "");
+		stats_buf_puts(b, "</td></tr>\n");
+	}
+	if (!root)
+		stats_buf_puts(b, "<tr><td colspan=\"3\" class=\"bad\">health unavailable</td></tr>\n");
+	stats_buf_puts(b, "</tbody></table>\n");
+	json_decref(root);
+}
+
+static void html_instance_row(stats_buf *b, const regent_instance *in)
+{
+	stats_buf_puts(b, "<tr><td>");
+	stats_buf_html(b, in->service);
+	stats_buf_puts(b, "</td><td><code>");
+	stats_buf_html(b, in->id);
+	stats_buf_puts(b, "</code></td><td>");
+	stats_buf_html(b, in->address);
+	stats_buf_printf(b, "</td><td>%u</td><td>%s</td><td>", in->port,
+	                 in->proto == REGENT_PROTO_UDP ? "udp" : "tcp");
+	stats_buf_html(b, in->node ? in->node : "");
+	stats_buf_puts(b, "</td><td>");
+	for (size_t i = 0; i < in->ntags; i++) {
+		if (i)
+			stats_buf_puts(b, ", ");
+		stats_buf_html(b, in->tags[i]);
+	}
+	stats_buf_puts(b, "</td><td>");
+	for (size_t i = 0; i < in->nmeta; i++) {
+		if (i)
+			stats_buf_puts(b, "<br>");
+		stats_buf_html(b, in->meta[i].key);
+		stats_buf_puts(b, "=");
+		stats_buf_html(b, in->meta[i].value);
+	}
+	stats_buf_puts(b, "</td><td class=\"ok\">passing</td></tr>\n");
+}
+
+static void render_page(stats *s, stats_buf *b)
+{
+	const regent_host *h = s->h;
+	const char *node = h->node(s->ctx);
+	const regent_catalog *cat = snapshot(s);
+	const char *const *names = NULL;
+	size_t nsvc = cat ? h->catalog_services(cat, &names) : 0, ninst = 0;
+	for (size_t i = 0; i < nsvc; i++)
+		ninst += h->catalog_instances(cat, names[i], NULL);
+	size_t nlocal = 0;
+	h->local_foreach(s->ctx, count_local, &nlocal);
+
+	stats_buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+	                  "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+	                  "<title>regent");
+	if (node) {
+		stats_buf_puts(b, " on ");
+		stats_buf_html(b, node);
+	}
+	stats_buf_printf(b, "</title><style>%s</style></head><body>\n<h1>regent", page_style);
+	if (node) {
+		stats_buf_puts(b, " on <span id=\"node\">");
+		stats_buf_html(b, node);
+		stats_buf_puts(b, "</span>");
+	}
+	stats_buf_printf(b,
+	                 "</h1>\n<p id=\"summary\">%zu service%s, %zu instance%s in the catalog; "
+	                 "%zu local instance%s. Machine-readable: <a href=\"metrics\">metrics</a>, "
+	                 "<a href=\"v1/catalog\">catalog</a>, <a href=\"v1/local\">local</a>, "
+	                 "<a href=\"healthz\">health</a>.</p>\n",
+	                 nsvc, nsvc == 1 ? "" : "s", ninst, ninst == 1 ? "" : "s", nlocal,
+	                 nlocal == 1 ? "" : "s");
+
+	bool ok = false;
+	stats_buf_puts(b, "<h2>Plugin instances</h2>\n");
+	html_health(s, b, &ok);
+	stats_buf_printf(b, "<p id=\"overall\" class=\"%s\">%s</p>\n", ok ? "ok" : "bad",
+	                 ok ? "All plugin instances are healthy."
+	                    : "Some plugin instances are unhealthy.");
+
+	stats_buf_puts(b, "<h2>Catalog</h2>\n<table id=\"catalog\"><thead><tr><th>service</th>"
+	                  "<th>instance</th><th>address</th><th>port</th><th>proto</th>"
+	                  "<th>node</th><th>tags</th><th>meta</th><th>health</th></tr></thead>\n");
+	for (size_t i = 0; i < nsvc; i++) {
+		const regent_instance *const *insts;
+		size_t k = h->catalog_instances(cat, names[i], &insts);
+		stats_buf_puts(b, "<tbody class=\"svc\" data-service=\"");
+		stats_buf_html(b, names[i]);
+		stats_buf_puts(b, "\">\n");
+		for (size_t j = 0; j < k; j++)
+			html_instance_row(b, insts[j]);
+		if (k == 0) {
+			stats_buf_puts(b, "<tr><td>");
+			stats_buf_html(b, names[i]);
+			stats_buf_puts(b, "</td><td colspan=\"8\" class=\"muted\">no instances</td></tr>\n");
+		}
+		stats_buf_puts(b, "</tbody>\n");
+	}
+	if (nsvc == 0)
+		stats_buf_puts(b, "<tbody><tr><td colspan=\"9\" class=\"muted\">the catalog is empty"
+		                  "</td></tr></tbody>\n");
+	stats_buf_puts(b, "</table>\n");
+	if (cat)
+		h->catalog_unref(cat);
+
+	char when[64] = "";
+	time_t now = (time_t)(h->wall_ns() / 1000000000ull);
+	struct tm tm;
+	if (gmtime_r(&now, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	stats_buf_printf(b,
+	                 "<p class=\"muted\">Generated %s by the stats plugin %s. Every instance "
+	                 "in the catalog is passing: registries list only live ones.</p>\n"
+	                 "</body></html>\n",
+	                 when, STATS_VERSION);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request handling                                                   */
+/* ------------------------------------------------------------------ */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+	stats *s = cls;
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)req_cls;
+	stats_route r = stats_route_of(url);
+	if (r == STATS_ROUTE_NONE)
+		return reply_text(s, c, r, MHD_HTTP_NOT_FOUND,
+		                  "not found; try /, /metrics, /v1/catalog, /v1/local or /healthz\n");
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return reply_text(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+		                  "method not allowed; use GET or HEAD\n");
+	stats_buf b = {0};
+	switch (r) {
+	case STATS_ROUTE_METRICS:
+		s->h->metric_set(s->m_conns, s->open_conns);
+		s->h->metrics_write(s->ctx, metrics_out, &b);
+		return reply_buf(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+		                 &b);
+	case STATS_ROUTE_CATALOG:
+		return reply_json(s, c, r, MHD_HTTP_OK, catalog_json(s));
+	case STATS_ROUTE_LOCAL:
+		return reply_json(s, c, r, MHD_HTTP_OK, local_json(s));
+	case STATS_ROUTE_HEALTHZ: {
+		char *text = s->h->health_json(s->ctx);
+		if (!text)
+			return reply_text(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+		json_t *root = json_loads(text, 0, NULL);
+		bool ok = json_is_true(json_object_get(root, "ok"));
+		if (!root)
+			s->h->log(s->ctx, REGENT_LOG_ERROR, "/healthz: the core's health JSON "
+			                                    "does not parse; answering 503");
+		json_decref(root);
+		stats_buf_puts(&b, text);
+		stats_buf_add(&b, "\n", 1);
+		free(text);
+		return reply_buf(s, c, r, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+		                 "application/json", &b);
+	}
+	case STATS_ROUTE_INDEX:
+		render_page(s, &b);
+		return reply_buf(s, c, r, MHD_HTTP_OK, "text/html; charset=utf-8", &b);
+	case STATS_ROUTE_NONE:
+		break;
+	}
+	return MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	stats *s = cls;
+	(void)c;
+	(void)socket_context;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		s->open_conns++;
+		s->h->metric_add(s->m_conns_total, 1);
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && s->open_conns > 0) {
+		s->open_conns--;
+	}
+}
+
+/* MHD's own messages (bad requests, limits, socket errors): at most
+ * LOG_BURST a minute, so a flood of bad clients cannot flood the log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	stats *s = cls;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Drop the canned HTML body MHD quotes in "... code is 431 ('<html>...')". */
+	char *body = strstr(msg, " ('<");
+	char *body_end = body ? strstr(body, "')") : NULL;
+	if (body_end)
+		memmove(body, body_end + 2, strlen(body_end + 2) + 1);
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
+		msg[--n] = '\0';
+	uint64_t now = s->h->now_ms();
+	if (now - s->log_window_ms >= LOG_WINDOW_MS) {
+		if (s->log_suppressed)
+			s->h->log(s->ctx, REGENT_LOG_WARN,
+			          "HTTP listener %s: %u more messages suppressed in the last minute",
+			          s->addr_text, s->log_suppressed);
+		s->log_window_ms = now;
+		s->log_count = 0;
+		s->log_suppressed = 0;
+	}
+	if (s->log_count < LOG_BURST) {
+		s->log_count++;
+		s->h->log(s->ctx, REGENT_LOG_WARN, "HTTP listener %s: %s", s->addr_text, msg);
+	} else {
+		s->log_suppressed++;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* MHD on the loop                                                    */
+/* ------------------------------------------------------------------ */
+
+static void on_timer(uv_timer_t *t);
+
+/* Runs MHD once (it never blocks in external mode), then arms the timer
+ * with the longest wait MHD allows. */
+static void pump(stats *s)
+{
+	if (!s->d)
+		return;
+	MHD_run(s->d);
+	MHD_UNSIGNED_LONG_LONG to = 0;
+	if (MHD_get_timeout(s->d, &to) == MHD_YES) {
+		if (to > 3600000)
+			to = 3600000;
+		uv_timer_start(s->timer, on_timer, (uint64_t)to, 0);
+	} else {
+		uv_timer_stop(s->timer);
+	}
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+	stats *s = p->data;
+	(void)events;
+	if (status < 0)
+		s->h->log(s->ctx, REGENT_LOG_WARN, "HTTP listener %s: polling the server failed: %s",
+		          s->addr_text, uv_strerror(status));
+	pump(s);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static int open_listener(stats *s, int *out)
+{
+	int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (s->addr.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&s->addr, s->addrlen) < 0 || listen(fd, 128) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* Stops serving: closes the handles first (so libuv forgets the epoll fd
+ * before MHD closes it), then MHD, which closes every connection and the
+ * listening socket at once. */
+static void shutdown_server(stats *s)
+{
+	if (s->poll) {
+		uv_close((uv_handle_t *)s->poll, on_closed);
+		s->poll = NULL;
+	}
+	if (s->timer) {
+		uv_close((uv_handle_t *)s->timer, on_closed);
+		s->timer = NULL;
+	}
+	if (s->d) {
+		MHD_stop_daemon(s->d);
+		s->d = NULL;
+	}
+	s->open_conns = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle                                                          */
+/* ------------------------------------------------------------------ */
+
+static int create(regent_ctx *ctx, const regent_host *h, void **self)
+{
+	stats *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ctx = ctx;
+	s->h = h;
+	int rc = parse_config(ctx, h, &s->addr, &s->addrlen, false);
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	stats_format_sockaddr((const struct sockaddr *)&s->addr, s->addr_text, sizeof(s->addr_text));
+	s->m_conns = h->metric(ctx, REGENT_METRIC_GAUGE, "regent_stats_connections",
+	                       "Open connections to the stats listener.", NULL);
+	s->m_conns_total = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_stats_connections_total",
+	                             "Connections accepted by the stats listener.", NULL);
+	*self = s;
+	return 0;
+}
+
+static int start(void *self)
+{
+	stats *s = self;
+	const regent_host *h = s->h;
+	int fd = -1;
+	int rc = open_listener(s, &fd);
+	if (rc < 0) {
+		h->log(s->ctx, REGENT_LOG_ERROR, "cannot listen on %s: %s", s->addr_text,
+		       strerror(-rc));
+		return rc;
+	}
+	uint64_t timeout_ms = h->cfg_duration_ms(s->ctx, "timeout");
+	unsigned timeout_s = (unsigned)((timeout_ms + 999) / 1000);
+	s->d = MHD_start_daemon(
+	    MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, /* first, so MHD prints nothing itself */
+	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->cfg_int(s->ctx, "max_connections"),
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)h->cfg_int(s->ctx, "max_connections_per_ip"),
+	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->cfg_int(s->ctx, "max_header_size"),
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+	    MHD_OPTION_END);
+	if (!s->d) {
+		/* MHD may or may not have closed the socket on its failure path. */
+		if (fcntl(fd, F_GETFD) >= 0)
+			close(fd);
+		h->log(s->ctx, REGENT_LOG_ERROR,
+		       "cannot start the HTTP server on %s (libmicrohttpd refused its options)",
+		       s->addr_text);
+		return -EIO;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info || info->epoll_fd < 0) {
+		MHD_stop_daemon(s->d);
+		s->d = NULL;
+		h->log(s->ctx, REGENT_LOG_ERROR, "cannot start the HTTP server on %s: no epoll fd",
+		       s->addr_text);
+		return -EIO;
+	}
+	uv_loop_t *loop = h->loop(s->ctx);
+	s->poll = calloc(1, sizeof(*s->poll));
+	s->timer = calloc(1, sizeof(*s->timer));
+	if (!s->poll || !s->timer) {
+		free(s->poll);
+		free(s->timer);
+		s->poll = NULL;
+		s->timer = NULL;
+		MHD_stop_daemon(s->d);
+		s->d = NULL;
+		return -ENOMEM;
+	}
+	uv_timer_init(loop, s->timer);
+	s->timer->data = s;
+	int uvrc = uv_poll_init(loop, s->poll, info->epoll_fd);
+	if (uvrc == 0) {
+		s->poll->data = s;
+		uvrc = uv_poll_start(s->poll, UV_READABLE, on_poll);
+		if (uvrc < 0)
+			uv_close((uv_handle_t *)s->poll, on_closed);
+	} else {
+		free(s->poll);
+	}
+	if (uvrc < 0) {
+		s->poll = NULL;
+		h->log(s->ctx, REGENT_LOG_ERROR, "cannot watch the HTTP server on %s: %s",
+		       s->addr_text, uv_strerror(uvrc));
+		shutdown_server(s);
+		return -EIO;
+	}
+	pump(s);
+	h->log(s->ctx, REGENT_LOG_INFO, "serving /metrics, /v1/catalog, /v1/local, /healthz and / "
+	                                "on http://%s/",
+	       s->addr_text);
+	return 0;
+}
+
+static int stop(void *self)
+{
+	shutdown_server(self);
+	return 0;
+}
+
+static void destroy(void *self)
+{
+	stats *s = self;
+	shutdown_server(s);
+	if (s->cat)
+		s->h->catalog_unref(s->cat);
+	free(s);
+}
+
+static void apply(void *self, const regent_catalog *cat, const char *const *changed,
+                  size_t nchanged)
+{
+	stats *s = self;
+	(void)changed;
+	(void)nchanged;
+	const regent_catalog *old = s->cat;
+	s->cat = s->h->catalog_ref(cat);
+	if (old)
+		s->h->catalog_unref(old);
+	s->h->applied(s->ctx, cat);
+}
+
+static const regent_plugin_ops ops = {sizeof(ops), validate, create, start, stop, destroy};
+static const regent_sink_ops sink_ops = {sizeof(sink_ops), apply};
+
+REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
+	REGENT_PLUGIN_HEADER("stats"),
+	.kind = REGENT_KIND_SINK,
+	.version = STATS_VERSION,
+	.description = "the agent's metrics, catalog and health over HTTP (Prometheus, JSON, HTML)",
+	.config_keys = keys,
+	.ops = &ops,
+	.kind_ops = &sink_ops,
+};
