@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- systemd notification (sd_notify protocol, no libsystemd) ---- */
@@ -360,7 +361,16 @@ int regent_agent_reload(regent_agent *a)
 {
 	if (a->stopping)
 		return 0;
-	regent_notify("RELOADING=1\nSTATUS=reloading %s", a->cfg->path);
+	/* systemd >= 253 pairs RELOADING=1 with MONOTONIC_USEC= (the reload's
+	 * start on CLOCK_MONOTONIC) to tell this reload from an older one; it
+	 * is required for Type=notify-reload and ignored by older systemd
+	 * (Debian 12's 252 uses Type=notify + ExecReload=kill -HUP). */
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	regent_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	              (unsigned long long)now.tv_sec * 1000000ull +
+	                  (unsigned long long)now.tv_nsec / 1000ull,
+	              a->cfg->path);
 	regent_log(REGENT_LOG_INFO, NULL, "reloading %s", a->cfg->path);
 	regent_config *n = regent_config_load(a->cfg->path, a->plugin_dir_override);
 	if (n->nerrors) {
