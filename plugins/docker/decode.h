@@ -1,0 +1,144 @@
+/* decode.h - the docker plugin's internal interface to decode.c: pure
+ * functions that turn Docker Engine API JSON (container list, container
+ * inspect, one /events line) into the instances a container should have.
+ * No I/O, no loop, no host table: unit-tested on recorded JSON. */
+#ifndef REGENT_DOCKER_DECODE_H
+#define REGENT_DOCKER_DECODE_H
+
+#include <regent/plugin.h>
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DK_ID_LEN 64 /* a full container id: 64 lowercase hex digits */
+
+typedef enum dk_health {
+	DK_HEALTH_NONE = 0, /* no HEALTHCHECK */
+	DK_HEALTH_STARTING,
+	DK_HEALTH_HEALTHY,
+	DK_HEALTH_UNHEALTHY,
+} dk_health;
+
+/* A decoded GET /containers/{id}/json.  Strings point into root. */
+typedef struct dk_container {
+	json_t *root;
+	char id[DK_ID_LEN + 1];
+	char short_id[13];
+	const char *name;         /* without the leading '/', "" when absent */
+	const char *image;        /* Config.Image, "" when absent */
+	const char *network_mode; /* HostConfig.NetworkMode, "" when absent */
+	const char *stop_signal;  /* Config.StopSignal or NULL */
+	const char *started_at;   /* State.StartedAt (tells runs apart), "" when absent */
+	bool running, paused;
+	dk_health health;
+	json_t *labels;    /* Config.Labels (object) or NULL */
+	json_t *env;       /* Config.Env (array of "K=V") or NULL */
+	json_t *exposed;   /* Config.ExposedPorts (object) or NULL */
+	json_t *ports;     /* NetworkSettings.Ports (object) or NULL */
+	json_t *networks;  /* NetworkSettings.Networks (object) or NULL */
+	const char *ip;    /* NetworkSettings.IPAddress or "" */
+} dk_container;
+
+/* Decodes an inspect body.  Returns 0, or -EINVAL with why filled. */
+int dk_container_parse(const char *json, size_t len, dk_container *c, char *why, size_t whylen);
+void dk_container_free(dk_container *c);
+
+/* Whether a running container may have instances up right now: running,
+ * not paused, and healthy when it has a HEALTHCHECK.  *why (static text)
+ * says why not. */
+bool dk_container_ready(const dk_container *c, const char **why);
+
+/* How instances are made (from the plugin's and the agent's config). */
+typedef struct dk_settings {
+	const char *node;    /* instance id prefix */
+	const char *host_ip; /* may be NULL when internal */
+	bool internal;       /* container IP + private port */
+} dk_settings;
+
+/* One instance, owning its strings. */
+typedef struct dk_inst {
+	char *service;
+	char *id;
+	char *address;
+	uint16_t port;
+	uint16_t private_port;
+	regent_proto proto;
+	char **tags;
+	size_t ntags;
+	regent_kv *meta; /* key and value owned (malloc'd) */
+	size_t nmeta;
+} dk_inst;
+
+typedef struct dk_result {
+	dk_inst *insts;
+	size_t n;
+	char **warnings; /* bad labels/env: log once at warn level */
+	size_t nwarnings;
+	char **notes;    /* ports without an address etc.: debug level */
+	size_t nnotes;
+} dk_result;
+
+/* The instances of a container (regardless of its health: the caller
+ * gates with dk_container_ready).  Always fills r (maybe empty); returns
+ * 0 or -ENOMEM. */
+int dk_build(const dk_container *c, const dk_settings *s, dk_result *r);
+void dk_result_free(dk_result *r);
+/* Deep copy of one instance (for keeping what was reported). */
+int dk_inst_copy(dk_inst *dst, const dk_inst *src);
+void dk_inst_free(dk_inst *i);
+/* The borrowed view the host table takes. */
+void dk_inst_view(const dk_inst *i, regent_instance *out);
+
+/* GET /containers/json: the ids of the listed containers (malloc'd array
+ * of DK_ID_LEN+1 strings).  Entries with a malformed id are skipped and
+ * counted in *bad. */
+int dk_list_parse(const char *json, size_t len, char (**ids)[DK_ID_LEN + 1], size_t *n,
+                  size_t *bad, char *why, size_t whylen);
+
+typedef enum dk_action {
+	DK_EV_OTHER = 0,
+	DK_EV_START,
+	DK_EV_DIE,
+	DK_EV_STOP,
+	DK_EV_KILL,
+	DK_EV_DESTROY,
+	DK_EV_PAUSE,
+	DK_EV_UNPAUSE,
+	DK_EV_HEALTHY,
+	DK_EV_UNHEALTHY,
+} dk_action;
+
+typedef struct dk_event {
+	bool container;  /* Type == "container" */
+	dk_action action;
+	char action_text[48]; /* the raw Action, truncated */
+	char id[DK_ID_LEN + 1];
+	char name[128];  /* Actor.Attributes.name, sanitised, may be "" */
+	uint64_t time_ns;
+	int signal;      /* kill: the signal number, else -1 */
+} dk_event;
+
+/* Decodes one /events line.  Returns 0, or -EINVAL with why filled. */
+int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t whylen);
+
+/* The seed's rule: the image's repository name without registry,
+ * namespace, tag or digest ("jwilder/whoami:latest" -> "whoami").  False
+ * when there is none (an image id). */
+bool dk_image_service(const char *image, char *out, size_t outlen);
+
+/* A signal given as "15", "SIGTERM" or "TERM": its number, or -1. */
+int dk_signal_number(const char *s);
+
+/* Copies untrusted text for a log line: control and non-ASCII bytes as
+ * \xNN, at most outlen-1 bytes (cut with "..."). */
+void dk_escape(const char *in, char *out, size_t outlen);
+
+/* "a:b" -> whether the address is a loopback one (127/8, ::1, localhost). */
+bool dk_is_loopback(const char *addr);
+
+/* Service-name check (the core's rule, so decode.c stays host-free). */
+bool dk_valid_service(const char *name);
+
+#endif

@@ -1,0 +1,615 @@
+/* test_decode.c - cmocka unit tests of plugins/docker/decode.c on recorded
+ * and constructed Docker Engine API JSON (tests/docker/fixtures): the
+ * mapping rules, published ports and internal mode (which a host-network
+ * test daemon cannot produce live), hostile labels, malformed input. */
+#include "decode.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static char *slurp(const char *name, size_t *len)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", DOCKER_FIXTURES, name);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot open fixture %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void load(const char *name, dk_container *c)
+{
+	size_t len;
+	char *json = slurp(name, &len);
+	char why[200] = "";
+	int rc = dk_container_parse(json, len, c, why, sizeof why);
+	free(json);
+	if (rc != 0)
+		fail_msg("%s: %s", name, why);
+}
+
+static const dk_inst *find(const dk_result *r, const char *id)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->insts[i].id, id) == 0)
+			return &r->insts[i];
+	return NULL;
+}
+
+static bool has_msg(char **msgs, size_t n, const char *needle)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strstr(msgs[i], needle))
+			return true;
+	return false;
+}
+
+static void assert_inst(const dk_result *r, const char *id, const char *service,
+                        const char *address, unsigned port, regent_proto proto, unsigned private_port,
+                        const char *tags)
+{
+	const dk_inst *in = find(r, id);
+	if (!in)
+		fail_msg("no instance %s", id);
+	assert_string_equal(in->service, service);
+	assert_string_equal(in->address, address);
+	assert_int_equal(in->port, port);
+	assert_int_equal(in->proto, proto);
+	assert_int_equal(in->private_port, private_port);
+	char buf[256] = "";
+	size_t o = 0;
+	for (size_t i = 0; i < in->ntags; i++)
+		o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s", i ? "," : "", in->tags[i]);
+	assert_string_equal(buf, tags);
+}
+
+/* No message may carry a raw control character into a log line. */
+static void assert_clean(const dk_result *r)
+{
+	for (size_t i = 0; i < r->nwarnings; i++)
+		for (const char *p = r->warnings[i]; *p; p++)
+			assert_true((unsigned char)*p >= 0x20);
+	for (size_t i = 0; i < r->nnotes; i++)
+		for (const char *p = r->notes[i]; *p; p++)
+			assert_true((unsigned char)*p >= 0x20);
+}
+
+static const dk_settings host_mode = {.node = "n1", .host_ip = "10.0.0.9", .internal = false};
+static const dk_settings internal_mode = {.node = "n1", .host_ip = NULL, .internal = true};
+
+/* ------------------------------------------------------------------ */
+
+static void test_image_service(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *image, *want;
+	} cases[] = {
+		{"jwilder/whoami:latest", "whoami"},
+		{"jwilder/whoami", "whoami"},
+		{"whoami", "whoami"},
+		{"nginx:1.25-alpine", "nginx"},
+		{"registry.example.com:5000/acme/shop-web:2.1", "shop-web"},
+		{"localhost:5000/web", "web"},
+		{"quay.io/a/b/c/deep:tag@sha256:0123", "deep"},
+		{"busybox@sha256:abcdef", "busybox"},
+		{"sha256:9d61ddc1d1c3ef0e6cdbb9fee5da86f4e9514a19f66bd121a8c2cf5122100b7d", NULL},
+		{"9d61ddc1d1c3ef0e6cdbb9fee5da86f4e9514a19f66bd121a8c2cf5122100b7d", NULL},
+		{"", NULL},
+		{"repo/:tag", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[128];
+		bool ok = dk_image_service(cases[i].image, out, sizeof out);
+		if (!cases[i].want) {
+			if (ok)
+				fail_msg("%s: expected no name, got %s", cases[i].image, out);
+		} else {
+			if (!ok)
+				fail_msg("%s: expected %s, got none", cases[i].image, cases[i].want);
+			assert_string_equal(out, cases[i].want);
+		}
+	}
+}
+
+static void test_published(void **state)
+{
+	(void)state;
+	dk_container c;
+	load("published.json", &c);
+	assert_string_equal(c.name, "web1");
+	assert_string_equal(c.network_mode, "default");
+	const char *why;
+	assert_true(dk_container_ready(&c, &why));
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 2);
+	/* 0.0.0.0 and :: bindings of one port: one instance on host_ip */
+	assert_inst(&r, "n1/3f2a9c6d8e1b/8080", "shop-web", "10.0.0.9", 18080, REGENT_PROTO_TCP, 8080,
+	            "prod,eu");
+	/* a specific HostIp is kept */
+	assert_inst(&r, "n1/3f2a9c6d8e1b/9090/udp", "shop-web", "10.170.71.20", 19090,
+	            REGENT_PROTO_UDP, 9090, "prod,eu");
+	assert_null(find(&r, "n1/3f2a9c6d8e1b/7070"));
+	assert_int_equal(r.nwarnings, 0);
+	assert_true(has_msg(r.notes, r.nnotes, "port 7070/tcp is not published"));
+	assert_true(has_msg(r.notes, r.nnotes, "3868/sctp\" is neither tcp nor udp"));
+	assert_clean(&r);
+	dk_result_free(&r);
+
+	/* the same container in internal mode: container IP + private ports */
+	assert_int_equal(dk_build(&c, &internal_mode, &r), 0);
+	assert_int_equal(r.n, 3);
+	assert_inst(&r, "n1/3f2a9c6d8e1b/8080", "shop-web", "172.17.0.2", 8080, REGENT_PROTO_TCP, 8080,
+	            "prod,eu");
+	assert_inst(&r, "n1/3f2a9c6d8e1b/7070", "shop-web", "172.17.0.2", 7070, REGENT_PROTO_TCP, 7070,
+	            "prod,eu");
+	assert_inst(&r, "n1/3f2a9c6d8e1b/9090/udp", "shop-web", "172.17.0.2", 9090, REGENT_PROTO_UDP,
+	            9090, "prod,eu");
+	dk_result_free(&r);
+
+	/* no host_ip, not internal: nothing, with a note */
+	dk_settings none = {.node = "n1", .host_ip = NULL, .internal = false};
+	assert_int_equal(dk_build(&c, &none, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_true(has_msg(r.notes, r.nnotes, "no host_ip"));
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static void test_internal(void **state)
+{
+	(void)state;
+	dk_container c;
+	load("internal.json", &c);
+	assert_string_equal(c.ip, ""); /* user-defined network: IP under Networks.appnet */
+	dk_result r;
+	assert_int_equal(dk_build(&c, &internal_mode, &r), 0);
+	assert_int_equal(r.n, 3);
+	assert_inst(&r, "n1/9d8c7b6a5f4e/53", "dns", "172.20.0.5", 53, REGENT_PROTO_TCP, 53, "");
+	assert_inst(&r, "n1/9d8c7b6a5f4e/53/udp", "dns", "172.20.0.5", 53, REGENT_PROTO_UDP, 53, "");
+	assert_inst(&r, "n1/9d8c7b6a5f4e/9153", "dns-metrics", "172.20.0.5", 9153, REGENT_PROTO_TCP,
+	            9153, "");
+	dk_result_free(&r);
+
+	/* published mode: none of its ports is published */
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_true(has_msg(r.notes, r.nnotes, "port 53/udp is not published"));
+	assert_true(has_msg(r.notes, r.nnotes, "no usable port"));
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static void test_host_network(void **state)
+{
+	(void)state;
+	dk_container c;
+	load("host_health.json", &c); /* recorded live */
+	assert_string_equal(c.network_mode, "host");
+	assert_string_equal(c.name, "w1");
+	assert_int_equal(c.health, DK_HEALTH_STARTING);
+	const char *why;
+	assert_false(dk_container_ready(&c, &why));
+	assert_string_equal(why, "health check starting");
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	/* exposed ports on host_ip, service from SERVICE_NAME, tags from the label */
+	assert_int_equal(r.n, 2);
+	assert_inst(&r, "n1/f5b6e5c52817/8000", "foo", "10.0.0.9", 8000, REGENT_PROTO_TCP, 8000, "a,b");
+	assert_inst(&r, "n1/f5b6e5c52817/18001", "foo", "10.0.0.9", 18001, REGENT_PROTO_TCP, 18001,
+	            "a,b");
+	/* ids are a pure function of node, container and port: stable across restarts */
+	dk_result r2;
+	assert_int_equal(dk_build(&c, &host_mode, &r2), 0);
+	for (size_t i = 0; i < r.n; i++)
+		assert_string_equal(r.insts[i].id, r2.insts[i].id);
+	dk_result_free(&r2);
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static void test_env_naming(void **state)
+{
+	(void)state;
+	dk_container c;
+	load("env.json", &c);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 3);
+	assert_inst(&r, "n1/0123456789ab/8080", "api", "10.0.0.9", 8080, REGENT_PROTO_TCP, 8080, "v1,blue");
+	assert_inst(&r, "n1/0123456789ab/8081", "api-admin", "10.0.0.9", 8081, REGENT_PROTO_TCP, 8081,
+	            "internal");
+	assert_inst(&r, "n1/0123456789ab/8083", "api", "10.0.0.9", 8083, REGENT_PROTO_TCP, 8083, "v1,blue");
+	assert_null(find(&r, "n1/0123456789ab/8082")); /* SERVICE_8082_IGNORE */
+	assert_true(has_msg(r.notes, r.nnotes, "SERVICE_8082_IGNORE"));
+	assert_int_equal(r.nwarnings, 0);
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static void test_labels(void **state)
+{
+	(void)state;
+	dk_container c;
+	load("labels.json", &c);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 3);
+	/* per-port label > regent.service > env > image */
+	assert_inst(&r, "n1/fedcba987654/8000", "front", "10.0.0.9", 8000, REGENT_PROTO_TCP, 8000, "a,b");
+	assert_inst(&r, "n1/fedcba987654/8001", "back", "10.0.0.9", 8001, REGENT_PROTO_TCP, 8001, "z");
+	assert_inst(&r, "n1/fedcba987654/5353/udp", "back", "10.0.0.9", 5353, REGENT_PROTO_UDP, 5353,
+	            "a,b");
+	const dk_inst *in = find(&r, "n1/fedcba987654/8000");
+	assert_int_equal(in->nmeta, 2); /* sorted by key */
+	assert_string_equal(in->meta[0].key, "owner.email");
+	assert_string_equal(in->meta[0].value, "ops@example.com");
+	assert_string_equal(in->meta[1].key, "team");
+	assert_string_equal(in->meta[1].value, "core");
+	assert_int_equal(r.nwarnings, 0);
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static void test_malicious(void **state)
+{
+	(void)state;
+	dk_container c;
+	load("malicious.json", &c);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	/* only the port with a good per-port name survives */
+	assert_int_equal(r.n, 1);
+	assert_inst(&r, "n1/aaaaaaaaaaaa/9002", "good", "10.0.0.9", 9002, REGENT_PROTO_TCP, 9002, "t1,t2");
+	const dk_inst *in = &r.insts[0];
+	assert_int_equal(in->nmeta, 1);
+	assert_string_equal(in->meta[0].key, "ok");
+	/* one warning per bad label, naming the container and the label */
+	assert_true(has_msg(r.warnings, r.nwarnings,
+	                    "container evil1 (aaaaaaaaaaaa): label regent.service = \"x/../../y\" is "
+	                    "not a valid service name"));
+	assert_true(has_msg(r.warnings, r.nwarnings, "label regent.service.9001 = \"a b\""));
+	assert_true(has_msg(r.warnings, r.nwarnings, "tag \"bad\\\"tag\" is invalid"));
+	assert_true(has_msg(r.warnings, r.nwarnings, "label regent.meta.bad: invalid meta value"));
+	assert_true(has_msg(r.warnings, r.nwarnings, "label \"regent.meta.b@d\": invalid meta key"));
+	size_t n_service = 0;
+	for (size_t i = 0; i < r.nwarnings; i++)
+		if (strstr(r.warnings[i], "label regent.service ="))
+			n_service++;
+	assert_int_equal(n_service, 1); /* 9000 and 9003 both fell on it: one warning */
+	assert_int_equal(r.nwarnings, 5);
+	assert_clean(&r);
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static int parse_str(const char *json, dk_container *c)
+{
+	char why[200];
+	return dk_container_parse(json, strlen(json), c, why, sizeof why);
+}
+
+#define CID "0000000000000000000000000000000000000000000000000000000000000001"
+
+static void test_bad_env_names(void **state)
+{
+	(void)state;
+	static const char json[] =
+		"{\"Id\":\"" CID "\",\"Name\":\"/e1\",\"State\":{\"Running\":true},"
+		"\"Config\":{\"Image\":\"x/y:z\",\"Env\":[\"SERVICE_NAME=a\\nb\","
+		"\"SERVICE_8001_NAME=has space\",\"SERVICE_8002_NAME=../etc/passwd\",\"JUNK\",7],"
+		"\"ExposedPorts\":{\"8000/tcp\":{},\"8001/tcp\":{},\"8002/tcp\":{}}},"
+		"\"HostConfig\":{\"NetworkMode\":\"host\"}}";
+	dk_container c;
+	assert_int_equal(parse_str(json, &c), 0);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_true(has_msg(r.warnings, r.nwarnings, "env SERVICE_NAME = \"a\\x0ab\""));
+	assert_true(has_msg(r.warnings, r.nwarnings, "env SERVICE_8001_NAME = \"has space\""));
+	assert_true(has_msg(r.warnings, r.nwarnings, "env SERVICE_8002_NAME = \"../etc/passwd\""));
+	assert_int_equal(r.nwarnings, 3);
+	assert_clean(&r);
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static void test_ignore(void **state)
+{
+	(void)state;
+	static const char *const jsons[] = {
+		"{\"Id\":\"" CID "\",\"State\":{\"Running\":true},\"Config\":{\"Image\":\"a\","
+		"\"Labels\":{\"regent.ignore\":\"true\"},\"ExposedPorts\":{\"80/tcp\":{}}},"
+		"\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+		"{\"Id\":\"" CID "\",\"State\":{\"Running\":true},\"Config\":{\"Image\":\"a\","
+		"\"Env\":[\"SERVICE_IGNORE=1\"],\"ExposedPorts\":{\"80/tcp\":{}}},"
+		"\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+		"{\"Id\":\"" CID "\",\"State\":{\"Running\":true},\"Config\":{\"Image\":\"a\","
+		"\"Labels\":{\"regent.ignore.80\":\"yes\"},\"ExposedPorts\":{\"80/tcp\":{}}},"
+		"\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+		/* no port at all: skipped with a debug note */
+		"{\"Id\":\"" CID "\",\"State\":{\"Running\":true},\"Config\":{\"Image\":\"a\"},"
+		"\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+	};
+	for (size_t i = 0; i < sizeof jsons / sizeof jsons[0]; i++) {
+		dk_container c;
+		assert_int_equal(parse_str(jsons[i], &c), 0);
+		dk_result r;
+		assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+		assert_int_equal(r.n, 0);
+		assert_int_equal(r.nwarnings, 0);
+		assert_true(r.nnotes >= 1);
+		dk_result_free(&r);
+		dk_container_free(&c);
+	}
+}
+
+static void test_ready(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *st;
+		bool ready;
+		const char *why;
+	} cases[] = {
+		{"{\"Running\":true}", true, "ready"},
+		{"{\"Running\":false}", false, "not running"},
+		{"{\"Running\":true,\"Paused\":true}", false, "paused"},
+		{"{\"Running\":true,\"Health\":{\"Status\":\"healthy\"}}", true, "ready"},
+		{"{\"Running\":true,\"Health\":{\"Status\":\"unhealthy\"}}", false, "unhealthy"},
+		{"{\"Running\":true,\"Health\":{\"Status\":\"starting\"}}", false, "health check starting"},
+		{"{\"Running\":true,\"Health\":{\"Status\":\"weird\"}}", false, "health check starting"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char json[512];
+		snprintf(json, sizeof json, "{\"Id\":\"%s\",\"State\":%s}", CID, cases[i].st);
+		dk_container c;
+		assert_int_equal(parse_str(json, &c), 0);
+		const char *why;
+		assert_int_equal(dk_container_ready(&c, &why), cases[i].ready);
+		assert_string_equal(why, cases[i].why);
+		dk_container_free(&c);
+	}
+}
+
+static void test_malformed_inspect(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"", "{", "[]", "null", "{\"Id\":5}", "{\"Id\":\"abc\"}",
+		"{\"Id\":\"" CID "\",\"Id\":\"" CID "\"}", /* duplicate keys */
+		"{\"Id\":\"../../etc/passwd000000000000000000000000000000000000000000000000\"}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		dk_container c;
+		char why[200] = "";
+		assert_int_equal(dk_container_parse(bad[i], strlen(bad[i]), &c, why, sizeof why), -EINVAL);
+		assert_true(why[0] != '\0');
+		assert_null(c.root);
+	}
+	/* wrong types everywhere: decoded leniently, no instance, no crash */
+	static const char odd[] =
+		"{\"Id\":\"" CID "\",\"Name\":7,\"State\":[],\"Config\":{\"Image\":null,\"Labels\":[1],"
+		"\"Env\":{\"a\":1},\"ExposedPorts\":\"80/tcp\"},\"HostConfig\":\"host\","
+		"\"NetworkSettings\":{\"Ports\":{\"80/tcp\":\"x\",\"abc\":[],\"99999/tcp\":null,"
+		"\"81/tcp\":[{\"HostIp\":\"0.0.0.0\",\"HostPort\":\"x\"},{\"HostIp\":\"evil host\","
+		"\"HostPort\":\"81\"}],\"82/tcp\":[{\"HostIp\":7,\"HostPort\":\"65536\"}]}}}";
+	dk_container c;
+	assert_int_equal(parse_str(odd, &c), 0);
+	assert_false(c.running);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_clean(&r);
+	dk_result_free(&r);
+	assert_int_equal(dk_build(&c, &internal_mode, &r), 0);
+	assert_int_equal(r.n, 0);
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+static void test_list(void **state)
+{
+	(void)state;
+	size_t len;
+	char *json = slurp("list.json", &len);
+	char(*ids)[DK_ID_LEN + 1];
+	size_t n, bad;
+	char why[200];
+	assert_int_equal(dk_list_parse(json, len, &ids, &n, &bad, why, sizeof why), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(bad, 0);
+	assert_string_equal(ids[0], "f5b6e5c528172b7de05e387d2d152fcad623425d1660b490db368664647ba5e2");
+	free(ids);
+	free(json);
+
+	static const char mixed[] = "[{\"Id\":\"" CID "\"},{\"Id\":\"nope\"},{},3]";
+	assert_int_equal(dk_list_parse(mixed, strlen(mixed), &ids, &n, &bad, why, sizeof why), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(bad, 3);
+	free(ids);
+	static const char *const broken[] = {"", "{}", "[", "{\"message\":\"page not found\"}"};
+	for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++)
+		assert_int_equal(dk_list_parse(broken[i], strlen(broken[i]), &ids, &n, &bad, why,
+		                               sizeof why),
+		                 -EINVAL);
+}
+
+static void test_events(void **state)
+{
+	(void)state;
+	size_t len;
+	char *text = slurp("events.jsonl", &len);
+	size_t counts[DK_EV_UNHEALTHY + 1] = {0};
+	size_t ncontainer = 0, nother_type = 0;
+	int kill_signal = 0;
+	uint64_t last = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		dk_event ev;
+		char why[200] = "";
+		if (dk_event_parse(line, strlen(line), &ev, why, sizeof why) != 0)
+			fail_msg("recorded event did not parse: %s: %.80s", why, line);
+		assert_true(ev.time_ns > 1000000000ull * 1000000000ull);
+		if (!ev.container) {
+			nother_type++;
+			continue;
+		}
+		ncontainer++;
+		assert_string_equal(ev.id,
+		                    "f5b6e5c528172b7de05e387d2d152fcad623425d1660b490db368664647ba5e2");
+		assert_string_equal(ev.name, "w1");
+		counts[ev.action]++;
+		if (ev.action == DK_EV_KILL)
+			kill_signal = ev.signal;
+		assert_true(ev.time_ns >= last); /* recorded in order */
+		last = ev.time_ns;
+	}
+	free(text);
+	assert_int_equal(nother_type, 2);
+	assert_int_equal(counts[DK_EV_START], 1);
+	assert_int_equal(counts[DK_EV_HEALTHY], 1);
+	assert_int_equal(counts[DK_EV_UNHEALTHY], 1);
+	assert_int_equal(counts[DK_EV_KILL], 1);
+	assert_int_equal(kill_signal, 15);
+	assert_int_equal(counts[DK_EV_DIE], 1);
+	assert_int_equal(counts[DK_EV_STOP], 1);
+	assert_true(counts[DK_EV_OTHER] > 5); /* create, exec_* */
+
+	static const char *const bad[] = {
+		"", "{", "[1]", "{\"Type\":\"container\"}",
+		"{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"short\"}}",
+		"{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"" CID "/../x\"}}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		dk_event ev;
+		char why[200] = "";
+		assert_int_equal(dk_event_parse(bad[i], strlen(bad[i]), &ev, why, sizeof why), -EINVAL);
+		assert_true(why[0] != '\0');
+	}
+	/* an error body on the stream names the daemon's message */
+	static const char err[] = "{\"message\":\"client version 1.99 is too new\"}";
+	dk_event ev;
+	char why[200];
+	assert_int_equal(dk_event_parse(err, strlen(err), &ev, why, sizeof why), -EINVAL);
+	assert_non_null(strstr(why, "error from the daemon: client version 1.99 is too new"));
+	/* health_status with and without the space; time in seconds only */
+	static const char h1[] = "{\"Type\":\"container\",\"Action\":\"health_status:unhealthy\","
+	                         "\"Actor\":{\"ID\":\"" CID "\"},\"time\":1700000000}";
+	assert_int_equal(dk_event_parse(h1, strlen(h1), &ev, why, sizeof why), 0);
+	assert_int_equal(ev.action, DK_EV_UNHEALTHY);
+	assert_true(ev.time_ns == 1700000000ull * 1000000000ull);
+	static const char k9[] = "{\"Type\":\"container\",\"Action\":\"kill\",\"Actor\":{\"ID\":\"" CID
+	                         "\",\"Attributes\":{\"signal\":\"SIGKILL\",\"name\":\"a\\nb\"}}}";
+	assert_int_equal(dk_event_parse(k9, strlen(k9), &ev, why, sizeof why), 0);
+	assert_int_equal(ev.signal, 9);
+	assert_string_equal(ev.name, "a\\x0ab");
+}
+
+static void test_helpers(void **state)
+{
+	(void)state;
+	assert_int_equal(dk_signal_number("15"), 15);
+	assert_int_equal(dk_signal_number("SIGTERM"), 15);
+	assert_int_equal(dk_signal_number("quit"), 3);
+	assert_int_equal(dk_signal_number("SIGRTMIN+3"), -1);
+	assert_int_equal(dk_signal_number(NULL), -1);
+	assert_int_equal(dk_signal_number("15x"), -1);
+
+	assert_true(dk_is_loopback("127.0.0.1"));
+	assert_true(dk_is_loopback("127.1.2.3"));
+	assert_true(dk_is_loopback("::1"));
+	assert_true(dk_is_loopback("::ffff:127.0.0.1"));
+	assert_true(dk_is_loopback("localhost"));
+	assert_true(dk_is_loopback("LOCALHOST."));
+	assert_true(dk_is_loopback("app.localhost"));
+	assert_false(dk_is_loopback("10.170.71.10"));
+	assert_false(dk_is_loopback("128.0.0.1"));
+	assert_false(dk_is_loopback("::2"));
+	assert_false(dk_is_loopback("notlocalhost"));
+	assert_false(dk_is_loopback("backend-1.example.com"));
+
+	char out[16];
+	dk_escape("a\nb\"c\\", out, sizeof out);
+	assert_string_equal(out, "a\\x0ab\\\"c\\\\");
+	dk_escape("0123456789abcdefghij", out, sizeof out);
+	assert_string_equal(out, "0123456789ab...");
+	assert_true(strlen(out) < sizeof out);
+	dk_escape("\xff\x01", out, sizeof out);
+	assert_string_equal(out, "\\xff\\x01");
+
+	assert_true(dk_valid_service("whoami"));
+	assert_true(dk_valid_service("a.b_c-d9"));
+	assert_false(dk_valid_service("-a"));
+	assert_false(dk_valid_service("x/../../y"));
+	assert_false(dk_valid_service("a b"));
+	assert_false(dk_valid_service("a\nb"));
+	assert_false(dk_valid_service(""));
+	char long_name[70];
+	memset(long_name, 'a', 64);
+	long_name[64] = '\0';
+	assert_false(dk_valid_service(long_name));
+	long_name[63] = '\0';
+	assert_true(dk_valid_service(long_name));
+}
+
+static void test_inst_copy(void **state)
+{
+	(void)state;
+	dk_container c;
+	load("labels.json", &c);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	dk_inst copy;
+	assert_int_equal(dk_inst_copy(&copy, &r.insts[0]), 0);
+	regent_instance v;
+	dk_inst_view(&copy, &v);
+	assert_string_equal(v.id, r.insts[0].id);
+	assert_string_equal(v.service, r.insts[0].service);
+	assert_int_equal(v.ntags, r.insts[0].ntags);
+	assert_int_equal(v.nmeta, r.insts[0].nmeta);
+	assert_int_equal(v.service_port, r.insts[0].private_port);
+	assert_null(v.node);
+	dk_inst_free(&copy);
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_image_service),
+		cmocka_unit_test(test_published),
+		cmocka_unit_test(test_internal),
+		cmocka_unit_test(test_host_network),
+		cmocka_unit_test(test_env_naming),
+		cmocka_unit_test(test_labels),
+		cmocka_unit_test(test_malicious),
+		cmocka_unit_test(test_bad_env_names),
+		cmocka_unit_test(test_ignore),
+		cmocka_unit_test(test_ready),
+		cmocka_unit_test(test_malformed_inspect),
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_events),
+		cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_inst_copy),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
