@@ -1,0 +1,295 @@
+/* etcd_util.c - pure helpers of the etcd store plugin (see etcd_util.h):
+ * no loop, no host table, so the unit test links this file directly. */
+#include "etcd_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- string map ---- */
+
+typedef struct enode {
+	const char *key;
+	void *val;
+	uint32_t hash;
+	struct enode *next;
+} enode;
+
+struct esmap {
+	enode **b;
+	size_t nb, n;
+};
+
+static uint32_t hash_str(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+esmap *esmap_new(void)
+{
+	esmap *m = calloc(1, sizeof(*m));
+	if (!m)
+		abort();
+	m->nb = 16;
+	m->b = calloc(m->nb, sizeof(*m->b));
+	if (!m->b)
+		abort();
+	return m;
+}
+
+void esmap_free(esmap *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->nb; i++) {
+		enode *n = m->b[i];
+		while (n) {
+			enode *next = n->next;
+			free(n);
+			n = next;
+		}
+	}
+	free(m->b);
+	free(m);
+}
+
+static enode **find(const esmap *m, const char *key, uint32_t h)
+{
+	enode **pp = &m->b[h & (m->nb - 1)];
+	while (*pp && ((*pp)->hash != h || strcmp((*pp)->key, key) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void *esmap_get(const esmap *m, const char *key)
+{
+	enode *n = *find(m, key, hash_str(key));
+	return n ? n->val : NULL;
+}
+
+static void grow(esmap *m)
+{
+	size_t nb = m->nb * 2;
+	enode **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return; /* keep the longer chains */
+	for (size_t i = 0; i < m->nb; i++) {
+		enode *n = m->b[i];
+		while (n) {
+			enode *next = n->next;
+			n->next = b[n->hash & (nb - 1)];
+			b[n->hash & (nb - 1)] = n;
+			n = next;
+		}
+	}
+	free(m->b);
+	m->b = b;
+	m->nb = nb;
+}
+
+void *esmap_put(esmap *m, const char *key, void *val)
+{
+	uint32_t h = hash_str(key);
+	enode **pp = find(m, key, h);
+	if (*pp) {
+		void *old = (*pp)->val;
+		(*pp)->val = val;
+		(*pp)->key = key;
+		return old;
+	}
+	enode *n = calloc(1, sizeof(*n));
+	if (!n)
+		abort();
+	n->key = key;
+	n->val = val;
+	n->hash = h;
+	*pp = n;
+	if (++m->n > m->nb)
+		grow(m);
+	return NULL;
+}
+
+void *esmap_del(esmap *m, const char *key)
+{
+	enode **pp = find(m, key, hash_str(key));
+	enode *n = *pp;
+	if (!n)
+		return NULL;
+	*pp = n->next;
+	void *v = n->val;
+	free(n);
+	m->n--;
+	return v;
+}
+
+size_t esmap_size(const esmap *m)
+{
+	return m ? m->n : 0;
+}
+
+bool esmap_next(esmap *m, esmap_iter *it, const char **key, void **val)
+{
+	enode *n;
+	if (!it->started) {
+		it->started = true;
+		it->bucket = 0;
+		it->next = m->nb ? m->b[0] : NULL;
+	}
+	while (!(n = it->next)) {
+		if (++it->bucket >= m->nb)
+			return false;
+		it->next = m->b[it->bucket];
+	}
+	it->next = n->next;
+	if (key)
+		*key = n->key;
+	if (val)
+		*val = n->val;
+	return true;
+}
+
+/* ---- keys ---- */
+
+etcd_key_kind etcd_split_key(const char *key, size_t len, const char *prefix, char **service,
+                             char **id)
+{
+	*service = NULL;
+	*id = NULL;
+	size_t pl = strlen(prefix);
+	if (len < pl + 1 || memcmp(key, prefix, pl) != 0 || key[pl] != '/')
+		return ETCD_KEY_BAD;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f)
+			return ETCD_KEY_BAD;
+	const char *svc = key + pl + 1;
+	const char *end = key + len;
+	const char *slash = memchr(svc, '/', (size_t)(end - svc));
+	if (!slash || slash == svc || slash + 1 >= end)
+		return ETCD_KEY_BAD;
+	size_t sl = (size_t)(slash - svc), il = (size_t)(end - slash - 1);
+	char *s = malloc(sl + 1);
+	if (!s)
+		abort();
+	memcpy(s, svc, sl);
+	s[sl] = '\0';
+	if (il == 4 && memcmp(slash + 1, "port", 4) == 0) {
+		*service = s;
+		return ETCD_KEY_PORT;
+	}
+	char *i = malloc(il + 1);
+	if (!i)
+		abort();
+	memcpy(i, slash + 1, il);
+	i[il] = '\0';
+	*service = s;
+	*id = i;
+	return ETCD_KEY_INSTANCE;
+}
+
+char *etcd_prefix_end(const char *p, size_t len, size_t *outlen)
+{
+	char *out = malloc(len + 1);
+	if (!out)
+		abort();
+	memcpy(out, p, len);
+	while (len > 0 && (unsigned char)out[len - 1] == 0xff)
+		len--;
+	if (len == 0) {
+		out[0] = '\0';
+		*outlen = 1; /* "\0": every key >= the start */
+		return out;
+	}
+	out[len - 1] = (char)((unsigned char)out[len - 1] + 1);
+	out[len] = '\0';
+	*outlen = len;
+	return out;
+}
+
+char *etcd_normalize_prefix(const char *p)
+{
+	if (!p)
+		return NULL;
+	size_t n = strlen(p);
+	if (n > 512)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
+			return NULL;
+	if (n > 0 && p[0] != '/')
+		return NULL;
+	while (n > 0 && p[n - 1] == '/')
+		n--;
+	char *out = malloc(n + 1);
+	if (!out)
+		abort();
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return out;
+}
+
+bool etcd_json_int64(const json_t *v, int64_t *out)
+{
+	if (json_is_integer(v)) {
+		*out = (int64_t)json_integer_value(v);
+		return true;
+	}
+	if (!json_is_string(v))
+		return false;
+	const char *s = json_string_value(v);
+	if (!s[0] || strlen(s) > 20)
+		return false;
+	char *end;
+	errno = 0;
+	long long x = strtoll(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = (int64_t)x;
+	return true;
+}
+
+char *etcd_printable(const char *s, size_t len, size_t max)
+{
+	size_t cut = len > max ? max : len;
+	char *out = malloc(cut * 4 + 4);
+	if (!out)
+		abort();
+	size_t o = 0;
+	for (size_t i = 0; i < cut; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f || c == '\\' || c == '"')
+			o += (size_t)sprintf(out + o, "\\x%02x", c);
+		else
+			out[o++] = (char)c;
+	}
+	if (cut < len) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+int etcd_parse_port(const char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	while (len > i && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n' ||
+	                   s[len - 1] == '\r'))
+		len--;
+	if (i == len || len - i > 5)
+		return 0;
+	int port = 0;
+	for (; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		port = port * 10 + (s[i] - '0');
+	}
+	return port >= 1 && port <= 65535 ? port : 0;
+}

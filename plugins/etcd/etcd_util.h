@@ -1,0 +1,70 @@
+/* etcd_util.h - pure helpers of the etcd store plugin (no loop, no host
+ * table), shared by the plugin and its unit test: a string-keyed hash map,
+ * the key layout <prefix>/<service>/<id>, range ends, and etcd's 64-bit
+ * JSON numbers (sent as strings). */
+#ifndef REGENT_ETCD_UTIL_H
+#define REGENT_ETCD_UTIL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A chained hash map from NUL-terminated strings to pointers.  The map
+ * does not copy keys: each key must stay valid while its entry exists
+ * (usually it lives in the value). */
+typedef struct esmap esmap;
+typedef struct esmap_iter {
+	size_t bucket;
+	void *next;
+	bool started;
+} esmap_iter;
+
+esmap *esmap_new(void);
+void esmap_free(esmap *m);
+void *esmap_get(const esmap *m, const char *key);
+/* Inserts or replaces; returns the previous value (or NULL). */
+void *esmap_put(esmap *m, const char *key, void *val);
+/* Removes; returns the value (or NULL). */
+void *esmap_del(esmap *m, const char *key);
+size_t esmap_size(const esmap *m);
+/* Iteration in no particular order; the entry just returned may be
+ * deleted before the next call (others may not). */
+bool esmap_next(esmap *m, esmap_iter *it, const char **key, void **val);
+
+/* What a key under the prefix is. */
+typedef enum etcd_key_kind {
+	ETCD_KEY_INSTANCE = 0, /* <prefix>/<service>/<id>, id may contain '/' */
+	ETCD_KEY_PORT = 1,     /* <prefix>/<service>/port: the seed's listen port */
+	ETCD_KEY_BAD = -1,     /* anything else */
+} etcd_key_kind;
+
+/* Splits key (len bytes, may hold any byte) under prefix (no trailing
+ * '/').  On INSTANCE/PORT, *service and *id are malloc'd copies (id NULL
+ * for PORT).  A key with a NUL or control byte, an empty service or an
+ * empty id is BAD. */
+etcd_key_kind etcd_split_key(const char *key, size_t len, const char *prefix, char **service,
+                             char **id);
+
+/* The range end of a prefix: drop trailing 0xff bytes, increment the last
+ * byte.  malloc'd, *outlen bytes (0 and "\0" = to the end of the keyspace). */
+char *etcd_prefix_end(const char *p, size_t len, size_t *outlen);
+
+/* Normalises a configured prefix: trailing '/' dropped ("/" -> "").
+ * Returns a malloc'd copy, or NULL when it is not acceptable (must be ""
+ * or start with '/', printable ASCII without spaces). */
+char *etcd_normalize_prefix(const char *p);
+
+/* A JSON integer or a string holding a decimal int64 (etcd's encoding).
+ * Returns false when absent or malformed. */
+bool etcd_json_int64(const json_t *v, int64_t *out);
+
+/* A printable, bounded rendering of untrusted bytes for log messages
+ * (non-printable bytes as \xNN, cut at max bytes with "..."). malloc'd. */
+char *etcd_printable(const char *s, size_t len, size_t max);
+
+/* Parses the seed's listen-port value ("8000", blanks allowed around).
+ * Returns the port or 0 when malformed. */
+int etcd_parse_port(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Helpers for the etcd plugin's script tests (stdlib only).
+
+  ehelp.py last FILE            the last complete snapshot a testsink wrote to FILE
+  ehelp.py leases               `etcdctl get -w json` on stdin -> "KEY LEASE_HEX" lines
+  ehelp.py revs                 `etcdctl get -w json` on stdin -> "KEY MOD_REVISION" lines
+  ehelp.py proxy PORT TARGET    TCP proxy 127.0.0.1:PORT -> 127.0.0.1:TARGET; SIGUSR1 cuts
+                                every connection and stops listening, SIGUSR2 listens again
+"""
+import base64
+import json
+import selectors
+import signal
+import socket
+import sys
+
+
+def last(path):
+    block, done = [], []
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("apply "):
+                block = [line]
+            elif block:
+                block.append(line)
+                if line == "end":
+                    done = block
+                    block = []
+    print("\n".join(done))
+
+
+def kvs():
+    data = json.load(sys.stdin)
+    for kv in data.get("kvs", []):
+        yield base64.b64decode(kv["key"]).decode(errors="replace"), kv
+
+
+def leases():
+    for k, kv in kvs():
+        print(k, "%x" % int(kv.get("lease", 0)))
+
+
+def revs():
+    for k, kv in kvs():
+        print(k, kv.get("mod_revision", 0))
+
+
+def proxy(port, target):
+    sel = selectors.DefaultSelector()
+    state = {"lsock": None, "pairs": {}, "cut": False, "up": True}
+
+    def listen():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(64)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, "listen")
+        state["lsock"] = s
+
+    def close_pair(a):
+        b = state["pairs"].pop(a, None)
+        for s in (a, b):
+            if s is None:
+                continue
+            state["pairs"].pop(s, None)
+            try:
+                sel.unregister(s)
+            except Exception:
+                pass
+            s.close()
+
+    def cut(*_):
+        state["up"] = False
+        state["cut"] = True
+
+    def restore(*_):
+        state["up"] = True
+        state["cut"] = True
+
+    signal.signal(signal.SIGUSR1, cut)
+    signal.signal(signal.SIGUSR2, restore)
+    listen()
+    print("proxy 127.0.0.1:%d -> %d ready" % (port, target), flush=True)
+    while True:
+        if state["cut"]:
+            state["cut"] = False
+            if not state["up"]:
+                for a in list(state["pairs"].keys()):
+                    close_pair(a)
+                if state["lsock"]:
+                    sel.unregister(state["lsock"])
+                    state["lsock"].close()
+                    state["lsock"] = None
+                print("proxy cut", flush=True)
+            elif state["lsock"] is None:
+                listen()
+                print("proxy restored", flush=True)
+        for key, _ in sel.select(timeout=0.2):
+            s = key.fileobj
+            if key.data == "listen":
+                try:
+                    c, _ = s.accept()
+                except OSError:
+                    continue
+                try:
+                    u = socket.create_connection(("127.0.0.1", target), timeout=2)
+                except OSError:
+                    c.close()
+                    continue
+                c.setblocking(False)
+                u.setblocking(False)
+                state["pairs"][c] = u
+                state["pairs"][u] = c
+                sel.register(c, selectors.EVENT_READ, "conn")
+                sel.register(u, selectors.EVENT_READ, "conn")
+                continue
+            if s not in state["pairs"]:
+                continue
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                close_pair(s)
+                continue
+            try:
+                state["pairs"][s].setblocking(True)
+                state["pairs"][s].sendall(data)
+                state["pairs"][s].setblocking(False)
+            except OSError:
+                close_pair(s)
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "last":
+        last(sys.argv[2])
+    elif cmd == "leases":
+        leases()
+    elif cmd == "revs":
+        revs()
+    elif cmd == "proxy":
+        proxy(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
