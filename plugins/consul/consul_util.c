@@ -1,0 +1,618 @@
+/* consul_util.c - pure helpers of the Consul store plugin (see
+ * consul_util.h): no loop, no host table, only libc and jansson, so the
+ * unit test links them directly. */
+#include "consul_util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------ */
+/* cmap                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct cmap_ent {
+	char *key;
+	void *val;
+	struct cmap_ent *next;
+} cmap_ent;
+
+struct cmap {
+	cmap_ent **b;
+	size_t nb, n;
+};
+
+static size_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return (size_t)h;
+}
+
+cmap *cmap_new(void)
+{
+	cmap *m = calloc(1, sizeof(*m));
+	if (!m)
+		abort();
+	m->nb = 16;
+	m->b = calloc(m->nb, sizeof(*m->b));
+	if (!m->b)
+		abort();
+	return m;
+}
+
+void cmap_free(cmap *m, void (*free_value)(void *))
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->nb; i++) {
+		cmap_ent *e = m->b[i];
+		while (e) {
+			cmap_ent *next = e->next;
+			if (free_value)
+				free_value(e->val);
+			free(e->key);
+			free(e);
+			e = next;
+		}
+	}
+	free(m->b);
+	free(m);
+}
+
+static cmap_ent **slot(const cmap *m, const char *key)
+{
+	cmap_ent **pp = &m->b[hash(key) & (m->nb - 1)];
+	while (*pp && strcmp((*pp)->key, key) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void *cmap_get(const cmap *m, const char *key)
+{
+	cmap_ent *e = *slot(m, key);
+	return e ? e->val : NULL;
+}
+
+static void grow(cmap *m)
+{
+	size_t nb = m->nb * 2;
+	cmap_ent **b = calloc(nb, sizeof(*b));
+	if (!b)
+		abort();
+	for (size_t i = 0; i < m->nb; i++) {
+		cmap_ent *e = m->b[i];
+		while (e) {
+			cmap_ent *next = e->next;
+			size_t k = hash(e->key) & (nb - 1);
+			e->next = b[k];
+			b[k] = e;
+			e = next;
+		}
+	}
+	free(m->b);
+	m->b = b;
+	m->nb = nb;
+}
+
+void *cmap_put(cmap *m, const char *key, void *val)
+{
+	cmap_ent **pp = slot(m, key);
+	if (*pp) {
+		void *old = (*pp)->val;
+		(*pp)->val = val;
+		return old;
+	}
+	cmap_ent *e = calloc(1, sizeof(*e));
+	if (!e || !(e->key = strdup(key)))
+		abort();
+	e->val = val;
+	*pp = e;
+	if (++m->n > m->nb * 2)
+		grow(m);
+	return NULL;
+}
+
+void *cmap_del(cmap *m, const char *key)
+{
+	cmap_ent **pp = slot(m, key);
+	cmap_ent *e = *pp;
+	if (!e)
+		return NULL;
+	*pp = e->next;
+	void *val = e->val;
+	free(e->key);
+	free(e);
+	m->n--;
+	return val;
+}
+
+size_t cmap_size(const cmap *m)
+{
+	return m->n;
+}
+
+/* it->next is the entry to return next (found before the current one is
+ * handed out, so deleting the current one is safe). */
+bool cmap_next(const cmap *m, cmap_iter *it, const char **key, void **val)
+{
+	cmap_ent *e = it->next;
+	while (!e && it->bucket < m->nb)
+		e = m->b[it->bucket++];
+	if (!e)
+		return false;
+	it->next = e->next;
+	if (key)
+		*key = e->key;
+	if (val)
+		*val = e->val;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* addresses, escaping, durations                                     */
+/* ------------------------------------------------------------------ */
+
+#define WHY(...)                                        \
+	do {                                            \
+		if (why && whylen)                      \
+			snprintf(why, whylen, __VA_ARGS__); \
+	} while (0)
+
+static bool url_chars_ok(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#' || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
+int consul_parse_address(const char *addr, char **base, char **unix_path, char *why,
+                         size_t whylen)
+{
+	*base = NULL;
+	*unix_path = NULL;
+	if (!addr || !addr[0]) {
+		WHY("empty address");
+		return -EINVAL;
+	}
+	if (strncmp(addr, "unix://", 7) == 0) {
+		const char *p = addr + 7;
+		if (p[0] != '/' || p[1] == '\0') {
+			WHY("a unix socket address is unix:///absolute/path, got \"%s\"", addr);
+			return -EINVAL;
+		}
+		for (const char *q = p; *q; q++)
+			if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+				WHY("control character in the socket path");
+				return -EINVAL;
+			}
+		*unix_path = strdup(p);
+		*base = strdup("http://localhost");
+		return 0;
+	}
+	const char *rest;
+	bool has_scheme = true;
+	if (strncmp(addr, "http://", 7) == 0)
+		rest = addr + 7;
+	else if (strncmp(addr, "https://", 8) == 0)
+		rest = addr + 8;
+	else if (strstr(addr, "://")) {
+		WHY("unsupported scheme in \"%s\" (use http://, https:// or unix://)", addr);
+		return -EINVAL;
+	} else {
+		rest = addr;
+		has_scheme = false;
+	}
+	if (!rest[0] || rest[0] == '/' || rest[0] == ':' || !url_chars_ok(rest)) {
+		WHY("\"%s\" is not an http(s) URL (e.g. http://127.0.0.1:8500)", addr);
+		return -EINVAL;
+	}
+	char *b = has_scheme ? strdup(addr) : NULL;
+	if (!has_scheme && asprintf(&b, "http://%s", addr) < 0)
+		b = NULL;
+	if (!b)
+		abort();
+	size_t n = strlen(b);
+	while (n > 0 && b[n - 1] == '/')
+		b[--n] = '\0';
+	*base = b;
+	return 0;
+}
+
+char *consul_escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+	char *out = malloc(n * 3 + 1);
+	if (!out)
+		abort();
+	char *o = out;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+			*o++ = (char)c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+void consul_duration(uint64_t ms, char *buf, size_t len)
+{
+	if (ms % 60000 == 0 && ms > 0)
+		snprintf(buf, len, "%" PRIu64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%" PRIu64 "s", ms / 1000);
+	else
+		snprintf(buf, len, "%" PRIu64 "ms", ms);
+}
+
+char *consul_check_id(const char *id)
+{
+	char *s;
+	if (asprintf(&s, "service:%s", id) < 0)
+		abort();
+	return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* registration                                                       */
+/* ------------------------------------------------------------------ */
+
+static bool reserved_key(const char *k)
+{
+	return strcmp(k, CONSUL_META_PROTO) == 0 || strcmp(k, CONSUL_META_SERVICE_PORT) == 0 ||
+	       strcmp(k, CONSUL_META_NODE) == 0;
+}
+
+bool consul_meta_key_ok(const char *key)
+{
+	size_t n = key ? strlen(key) : 0;
+	if (n == 0 || n > 128 || strncmp(key, "consul-", 7) == 0 || reserved_key(key))
+		return false;
+	for (const char *p = key; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (!(isalnum(c) || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void add_dropped(char *dropped, size_t len, const char *key)
+{
+	if (!dropped || !len)
+		return;
+	size_t used = strlen(dropped);
+	if (used + 1 >= len)
+		return;
+	snprintf(dropped + used, len - used, "%s%s", used ? "," : "", key);
+}
+
+char *consul_register_body(const regent_instance *inst, const char *node, uint64_t ttl_ms,
+                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen)
+{
+	if (dropped && droppedlen)
+		dropped[0] = '\0';
+	json_t *o = json_object();
+	json_object_set_new(o, "ID", json_string(inst->id));
+	json_object_set_new(o, "Name", json_string(inst->service));
+	json_object_set_new(o, "Address", json_string(inst->address ? inst->address : ""));
+	json_object_set_new(o, "Port", json_integer(inst->port));
+	json_t *tags = json_array();
+	for (size_t i = 0; i < inst->ntags; i++)
+		json_array_append_new(tags, json_string(inst->tags[i]));
+	json_object_set_new(o, "Tags", tags);
+	json_t *meta = json_object();
+	char num[16];
+	json_object_set_new(meta, CONSUL_META_PROTO,
+	                    json_string(inst->proto == REGENT_PROTO_UDP ? "udp" : "tcp"));
+	snprintf(num, sizeof(num), "%u", (unsigned)inst->service_port);
+	json_object_set_new(meta, CONSUL_META_SERVICE_PORT, json_string(num));
+	const char *n = inst->node && inst->node[0] ? inst->node : node ? node : "";
+	json_object_set_new(meta, CONSUL_META_NODE, json_string(n));
+	for (size_t i = 0; i < inst->nmeta; i++) {
+		const char *k = inst->meta[i].key;
+		if (!consul_meta_key_ok(k) || json_object_size(meta) >= CONSUL_META_MAX ||
+		    !inst->meta[i].value || strlen(inst->meta[i].value) > 512) {
+			add_dropped(dropped, droppedlen, k ? k : "(null)");
+			continue;
+		}
+		json_object_set_new(meta, k, json_string(inst->meta[i].value));
+	}
+	json_object_set_new(o, "Meta", meta);
+	char ttl[32], dereg[32];
+	consul_duration(ttl_ms, ttl, sizeof(ttl));
+	consul_duration(deregister_after_ms, dereg, sizeof(dereg));
+	char *cid = consul_check_id(inst->id);
+	json_t *chk = json_object();
+	json_object_set_new(chk, "CheckID", json_string(cid));
+	json_object_set_new(chk, "Name", json_string("regent TTL"));
+	json_object_set_new(chk, "TTL", json_string(ttl));
+	json_object_set_new(chk, "Status", json_string("passing"));
+	json_object_set_new(chk, "DeregisterCriticalServiceAfter", json_string(dereg));
+	json_object_set_new(o, "Check", chk);
+	free(cid);
+	char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	if (!s)
+		abort();
+	return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* index rules                                                        */
+/* ------------------------------------------------------------------ */
+
+uint64_t consul_parse_index(const char *h)
+{
+	if (!h)
+		return 0;
+	while (*h == ' ' || *h == '\t')
+		h++;
+	if (!isdigit((unsigned char)*h))
+		return 0;
+	uint64_t v = 0;
+	for (; isdigit((unsigned char)*h); h++) {
+		unsigned d = (unsigned)(*h - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	while (*h == ' ' || *h == '\t' || *h == '\r')
+		h++;
+	return *h ? 0 : v;
+}
+
+uint64_t consul_next_index(uint64_t prev, uint64_t got, bool *reset)
+{
+	bool r = got == 0 || got < prev;
+	if (reset)
+		*reset = r;
+	return r ? 0 : got;
+}
+
+/* ------------------------------------------------------------------ */
+/* answers                                                            */
+/* ------------------------------------------------------------------ */
+
+int consul_parse_services(const char *body, size_t len, consul_services *out, char *why,
+                          size_t whylen)
+{
+	memset(out, 0, sizeof(*out));
+	json_error_t err;
+	json_t *root = json_loadb(body ? body : "", len, 0, &err);
+	if (!root) {
+		WHY("not JSON: %s (line %d)", err.text, err.line);
+		return -EINVAL;
+	}
+	if (!json_is_object(root)) {
+		WHY("not a JSON object");
+		json_decref(root);
+		return -EINVAL;
+	}
+	size_t n = json_object_size(root);
+	out->root = root;
+	out->v = calloc(n + 1, sizeof(*out->v));
+	if (!out->v)
+		abort();
+	const char *k;
+	json_t *v;
+	json_object_foreach(root, k, v)
+	{
+		consul_service_entry *e = &out->v[out->n++];
+		e->name = k;
+		size_t nt = json_is_array(v) ? json_array_size(v) : 0;
+		e->tags = calloc(nt + 1, sizeof(*e->tags));
+		if (!e->tags)
+			abort();
+		for (size_t i = 0; i < nt; i++) {
+			json_t *t = json_array_get(v, i);
+			if (json_is_string(t))
+				e->tags[e->ntags++] = json_string_value(t);
+		}
+	}
+	return 0;
+}
+
+void consul_services_free(consul_services *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i].tags);
+	free(s->v);
+	json_decref(s->root);
+	memset(s, 0, sizeof(*s));
+}
+
+bool consul_tags_match(const char *const *tags, size_t ntags, const char *const *want,
+                       size_t nwant)
+{
+	for (size_t i = 0; i < nwant; i++) {
+		bool found = false;
+		for (size_t j = 0; j < ntags && !found; j++)
+			found = strcasecmp(tags[j], want[i]) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static void *own(consul_instances *s, void *p)
+{
+	if (!p)
+		abort();
+	void **nb = realloc(s->blocks, sizeof(*nb) * (s->nblocks + 1));
+	if (!nb)
+		abort();
+	s->blocks = nb;
+	s->blocks[s->nblocks++] = p;
+	return p;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Parses a decimal port 0..65535 (the whole string). */
+static bool parse_port(const char *s, uint16_t *out)
+{
+	if (!s || !*s || strlen(s) > 5)
+		return false;
+	unsigned v = 0;
+	for (const char *p = s; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return false;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	if (v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+int consul_parse_health(const char *body, size_t len, const char *service,
+                        consul_instances *out, size_t *skipped, char *why, size_t whylen)
+{
+	memset(out, 0, sizeof(*out));
+	*skipped = 0;
+	if (why && whylen)
+		why[0] = '\0';
+	json_error_t err;
+	json_t *root = json_loadb(body ? body : "", len, 0, &err);
+	if (!root) {
+		WHY("not JSON: %s (line %d)", err.text, err.line);
+		return -EINVAL;
+	}
+	if (!json_is_array(root)) {
+		WHY("not a JSON array");
+		json_decref(root);
+		return -EINVAL;
+	}
+	size_t n = json_array_size(root);
+	out->root = root;
+	out->v = calloc(n + 1, sizeof(*out->v));
+	out->ptrs = calloc(n + 1, sizeof(*out->ptrs));
+	if (!out->v || !out->ptrs)
+		abort();
+#define SKIP(...)                                          \
+	do {                                               \
+		if (*skipped == 0)                         \
+			WHY(__VA_ARGS__);                  \
+		(*skipped)++;                              \
+		goto next;                                 \
+	} while (0)
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(root, i);
+		json_t *svc = json_object_get(e, "Service");
+		json_t *nodeo = json_object_get(e, "Node");
+		if (!json_is_object(svc))
+			SKIP("an entry without a Service object");
+		const char *id = jstr(svc, "ID");
+		if (!id || !id[0])
+			SKIP("an entry without a Service.ID");
+		const char *sname = jstr(svc, "Service");
+		if (sname && strcmp(sname, service) != 0)
+			SKIP("instance %.80s is of service \"%.80s\"", id, sname);
+		json_t *port = json_object_get(svc, "Port");
+		if (!json_is_integer(port) || json_integer_value(port) < 1 ||
+		    json_integer_value(port) > 65535)
+			SKIP("instance %.80s has no usable Port", id);
+		regent_instance *in = &out->v[out->n];
+		memset(in, 0, sizeof(*in));
+		in->service = service;
+		in->port = (uint16_t)json_integer_value(port);
+		in->service_port = in->port;
+		in->proto = REGENT_PROTO_TCP;
+		const char *addr = jstr(svc, "Address");
+		if (!addr || !addr[0])
+			addr = json_is_object(nodeo) ? jstr(nodeo, "Address") : NULL;
+		in->address = addr ? addr : "";
+		const char *cnode = json_is_object(nodeo) ? jstr(nodeo, "Node") : NULL;
+		json_t *tags = json_object_get(svc, "Tags");
+		size_t nt = json_is_array(tags) ? json_array_size(tags) : 0;
+		const char **tv = own(out, calloc(nt + 1, sizeof(*tv)));
+		for (size_t t = 0; t < nt; t++) {
+			json_t *tj = json_array_get(tags, t);
+			if (json_is_string(tj))
+				tv[in->ntags++] = json_string_value(tj);
+		}
+		in->tags = tv;
+		json_t *meta = json_object_get(svc, "Meta");
+		size_t nm = json_is_object(meta) ? json_object_size(meta) : 0;
+		regent_kv *kv = own(out, calloc(nm + 1, sizeof(*kv)));
+		bool ours = false;
+		const char *mk;
+		json_t *mv;
+		if (nm)
+			json_object_foreach(meta, mk, mv)
+			{
+				const char *val = json_is_string(mv) ? json_string_value(mv) : NULL;
+				if (!val)
+					SKIP("instance %.80s: meta %.80s is not a string", id, mk);
+				if (strcmp(mk, CONSUL_META_PROTO) == 0) {
+					if (strcmp(val, "udp") == 0)
+						in->proto = REGENT_PROTO_UDP;
+					else if (strcmp(val, "tcp") != 0)
+						SKIP("instance %.80s: unknown proto \"%.20s\"", id, val);
+				} else if (strcmp(mk, CONSUL_META_SERVICE_PORT) == 0) {
+					if (!parse_port(val, &in->service_port))
+						SKIP("instance %.80s: bad service_port \"%.20s\"", id,
+						     val);
+				} else if (strcmp(mk, CONSUL_META_NODE) == 0) {
+					in->node = val;
+					ours = true;
+				} else {
+					kv[in->nmeta].key = mk;
+					kv[in->nmeta++].value = val;
+				}
+			}
+		in->meta = kv;
+		if (ours) {
+			in->id = id;
+		} else {
+			/* Not registered by regent: Consul IDs are unique per
+			 * node only. */
+			char *full;
+			if (asprintf(&full, "%s/%s", cnode ? cnode : "", id) < 0)
+				abort();
+			in->id = own(out, full);
+			in->node = cnode;
+		}
+		out->ptrs[out->n] = in;
+		out->n++;
+	next:;
+	}
+#undef SKIP
+	return 0;
+}
+
+void consul_instances_free(consul_instances *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nblocks; i++)
+		free(s->blocks[i]);
+	free(s->blocks);
+	free(s->v);
+	free(s->ptrs);
+	json_decref(s->root);
+	memset(s, 0, sizeof(*s));
+}

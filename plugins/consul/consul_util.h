@@ -1,0 +1,126 @@
+/* consul_util.h - pure helpers of the Consul store plugin (no loop, no host
+ * table), shared by the plugin and its unit test: a string-keyed hash map,
+ * the agent address forms, URL path escaping, Go durations, the agent
+ * service registration body, the blocking-query index rules, and the
+ * decoding of /v1/catalog/services and /v1/health/service answers. */
+#ifndef REGENT_CONSUL_UTIL_H
+#define REGENT_CONSUL_UTIL_H
+
+#include <regent/plugin.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- a chained hash map: string -> pointer, keys copied ---- */
+
+typedef struct cmap cmap;
+typedef struct cmap_iter {
+	size_t bucket;
+	void *next;
+} cmap_iter;
+
+cmap *cmap_new(void);
+/* free_value (may be NULL) is called for every value left. */
+void cmap_free(cmap *m, void (*free_value)(void *));
+void *cmap_get(const cmap *m, const char *key);
+/* Inserts or replaces; returns the previous value (or NULL). */
+void *cmap_put(cmap *m, const char *key, void *val);
+/* Removes; returns the value (or NULL). */
+void *cmap_del(cmap *m, const char *key);
+size_t cmap_size(const cmap *m);
+/* Any order; the entry just returned may be deleted before the next call. */
+bool cmap_next(const cmap *m, cmap_iter *it, const char **key, void **val);
+
+/* ---- the agent's address ---- */
+
+/* "http://host:port", "https://host:port" (an optional path prefix is
+ * kept), "host:port" (= http), or "unix:///abs/path".  On success returns
+ * 0 with *base (malloc'd, no trailing '/') the URL prefix requests are
+ * built on ("http://localhost" for a socket) and *unix_path (malloc'd, or
+ * NULL).  On error returns -EINVAL and writes why. */
+int consul_parse_address(const char *addr, char **base, char **unix_path, char *why,
+                         size_t whylen);
+
+/* Percent-encodes everything but [A-Za-z0-9._~-] (so '/' in an ID becomes
+ * %2F).  malloc'd. */
+char *consul_escape(const char *s);
+
+/* A Go duration for ms: "15s", "1m", "1500ms". */
+void consul_duration(uint64_t ms, char *buf, size_t len);
+
+/* The TTL check of an instance: "service:<id>" (Consul's own default name
+ * for a service's single check).  malloc'd. */
+char *consul_check_id(const char *id);
+
+/* Meta keys the plugin itself writes (so they leave the instance's meta on
+ * the way back). */
+#define CONSUL_META_PROTO "proto"
+#define CONSUL_META_SERVICE_PORT "service_port"
+#define CONSUL_META_NODE "node"
+#define CONSUL_META_MAX 64 /* Consul's limit of pairs */
+
+/* Whether Consul accepts key as a service meta key and it is not one of
+ * ours: [A-Za-z0-9_-]{1,128}, not "consul-..." (reserved by Consul). */
+bool consul_meta_key_ok(const char *key);
+
+/* The body of PUT /v1/agent/service/register for inst (its node: inst->node,
+ * else node).  Instance meta keys Consul would refuse are left out and
+ * named in dropped (comma-separated, truncated; "" when none).  malloc'd
+ * JSON text. */
+char *consul_register_body(const regent_instance *inst, const char *node, uint64_t ttl_ms,
+                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen);
+
+/* ---- blocking queries ---- */
+
+/* The X-Consul-Index header (decimal uint64) or 0 when absent/bad. */
+uint64_t consul_parse_index(const char *header);
+
+/* The index to send with the next query after a successful read that
+ * answered `got`, the last one being `prev` (Consul's client rules: an
+ * index that went backwards, or 0, restarts from 0).  *reset says that it
+ * did. */
+uint64_t consul_next_index(uint64_t prev, uint64_t got, bool *reset);
+
+/* ---- decoding answers ---- */
+
+/* /v1/catalog/services: {"name":["tag",...],...}.  Returns the number of
+ * services (names and their tags point into *root, which the caller frees
+ * with consul_services_free), or -EINVAL with why. */
+typedef struct consul_service_entry {
+	const char *name;
+	const char **tags;
+	size_t ntags;
+} consul_service_entry;
+typedef struct consul_services {
+	void *root; /* json_t */
+	consul_service_entry *v;
+	size_t n;
+} consul_services;
+int consul_parse_services(const char *body, size_t len, consul_services *out, char *why,
+                          size_t whylen);
+void consul_services_free(consul_services *s);
+/* Whether tags holds every one of want (case-insensitive, as Consul's tag
+ * filter). */
+bool consul_tags_match(const char *const *tags, size_t ntags, const char *const *want,
+                       size_t nwant);
+
+/* /v1/health/service/<name>: the instances.  Entries that cannot become an
+ * instance (missing ID or port, bad proto or service_port meta) are
+ * skipped and counted in *skipped, the first reason in why.  Instances not
+ * registered by regent (no "node" meta) get the id "<Node>/<ID>" (Consul
+ * IDs are only unique per node) and the Consul node as node.  Returns 0 or
+ * -EINVAL (not an array: nothing usable). */
+typedef struct consul_instances {
+	void *root;          /* json_t */
+	regent_instance *v;  /* pointers into root or into the blocks below */
+	const regent_instance **ptrs;
+	size_t n;
+	void **blocks;       /* allocations owned here */
+	size_t nblocks;
+} consul_instances;
+int consul_parse_health(const char *body, size_t len, const char *service,
+                        consul_instances *out, size_t *skipped, char *why, size_t whylen);
+void consul_instances_free(consul_instances *s);
+
+#endif
