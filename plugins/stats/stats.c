@@ -37,6 +37,7 @@ typedef struct stats {
 	uv_timer_t *timer;
 	const regent_catalog *cat; /* newest applied snapshot (referenced) */
 	unsigned open_conns;
+	uint64_t closed_conns;
 	regent_metric *m_conns, *m_conns_total;
 	uint64_t log_window_ms;
 	unsigned log_count, log_suppressed;
@@ -491,8 +492,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		s->open_conns++;
 		s->h->metric_add(s->m_conns_total, 1);
-	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && s->open_conns > 0) {
-		s->open_conns--;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		s->closed_conns++;
+		if (s->open_conns > 0)
+			s->open_conns--;
 	}
 }
 
@@ -535,21 +538,30 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void on_timer(uv_timer_t *t);
 
-/* Runs MHD once (it never blocks in external mode), then arms the timer
- * with the longest wait MHD allows. */
+/* Runs MHD (it never blocks in external mode), then arms the timer with
+ * the longest wait MHD allows.
+ *
+ * At its connection limit MHD takes the listening socket out of its epoll
+ * set, and puts it back only at the start of a later MHD_run().  When the
+ * last connections close inside a run, MHD_get_timeout() may then say
+ * "no timeout" and nothing would ever run MHD again: the listener would
+ * stall for good.  So run again while connections keep closing, and when
+ * MHD wants no timer, still look again every IDLE_RUN_MS. */
+#define IDLE_RUN_MS 1000
 static void pump(stats *s)
 {
 	if (!s->d)
 		return;
-	MHD_run(s->d);
-	MHD_UNSIGNED_LONG_LONG to = 0;
-	if (MHD_get_timeout(s->d, &to) == MHD_YES) {
-		if (to > 3600000)
-			to = 3600000;
-		uv_timer_start(s->timer, on_timer, (uint64_t)to, 0);
-	} else {
-		uv_timer_stop(s->timer);
+	for (int i = 0; i < 4; i++) {
+		uint64_t closed = s->closed_conns;
+		MHD_run(s->d);
+		if (s->closed_conns == closed)
+			break;
 	}
+	MHD_UNSIGNED_LONG_LONG to = 0;
+	if (MHD_get_timeout(s->d, &to) != MHD_YES || to > IDLE_RUN_MS)
+		to = IDLE_RUN_MS;
+	uv_timer_start(s->timer, on_timer, (uint64_t)to, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -627,10 +639,13 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		return rc;
 	}
 	stats_format_sockaddr((const struct sockaddr *)&s->addr, s->addr_text, sizeof(s->addr_text));
-	s->m_conns = h->metric(ctx, REGENT_METRIC_GAUGE, "regent_stats_connections",
+	s->m_conns = h->metric(ctx, REGENT_METRIC_GAUGE, "regent_stats_open_connections",
 	                       "Open connections to the stats listener.", NULL);
 	s->m_conns_total = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_stats_connections_total",
 	                             "Connections accepted by the stats listener.", NULL);
+	/* The family shows from the first scrape on. */
+	h->metric(ctx, REGENT_METRIC_COUNTER, "regent_stats_requests_total",
+	          "HTTP requests answered by the stats listener.", "path=\"/metrics\",code=\"200\"");
 	*self = s;
 	return 0;
 }

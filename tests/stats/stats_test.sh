@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# stats_test.sh - integration test of the stats sink (plugins/stats): the
+# real regent with [source testsource] (instances from a file), [store
+# teststore], [store stats_flakystore] (health follows a file), [sink
+# testsink] and [sink stats] on a free loopback port.  Checks the listen
+# rule in --check-config, /metrics (python3-prometheus-client's parser)
+# against the known catalog, /v1/catalog and /v1/local after changes,
+# /healthz 200 -> 503 -> 200, the HTML page as rendered by headless
+# Chromium, bad requests, 200 slow clients, the connection limit, a
+# port already in use, a SIGHUP that moves the listener, and a clean stop.
+set -u
+: "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
+# shellcheck source=../harness/lib.sh
+source "$REGENT_TEST_DIR/harness/lib.sh"
+harness_init || exit 1
+
+# Debian's python3 has python3-prometheus-client; another python3 on PATH may not.
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=${PYTHON3:-python3}
+CHECK=("$PY" "$REGENT_TEST_DIR/stats/stats_check.py")
+if ! "$PY" -c 'import prometheus_client.parser' 2>/dev/null; then
+    echo "python3-prometheus-client is missing: apt-get install python3-prometheus-client" >&2
+    exit 1
+fi
+
+T=$H_TMP
+NODE=stats-node
+INST=$T/instances
+SINKOUT=$T/sink.out
+DOWN=$T/registry-down
+TIMEOUT=2 # the listener's idle timeout in the test config (seconds)
+PORT=$(free_port)
+BASE=http://127.0.0.1:$PORT
+
+cat > "$INST" <<'EOF'
+# ID SERVICE ADDRESS PORT [udp] [tags]
+web-1 web 10.0.0.1 8080 blue,canary
+web-2 web 10.0.0.2 8080
+dns-1 dns 10.0.0.3 53 udp
+xss-1 xss 10.0.0.4 80 <script>alert(1)</script>,<img/src=x>,&amp;'q
+EOF
+
+# mkcfg FILE LISTEN [EXTRA-STATS-LINES]
+mkcfg() {
+    cat > "$1" <<EOF
+[agent]
+node = $NODE
+debounce = 20ms
+
+[source testsource]
+file = $INST
+interval = 50ms
+
+[store teststore]
+
+[store stats_flakystore]
+down_file = $DOWN
+
+[sink testsink]
+file = ${SINK:-$SINKOUT}
+
+[sink stats]
+listen = $2
+timeout = ${TIMEOUT}s
+max_connections = ${MAXC:-300}
+${3:-}
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# --check-config: the listen rule, reported as FILE:LINE
+
+check_config() { "$REGENT_BIN" --check-config -c "$1" -p "$REGENT_PLUGIN_DIR"; }
+refused() { ! check_config "$1"; }
+listen_line() { grep -n '^listen' "$1" | cut -d: -f1; }
+# check_show DESC CMD...: like check, and shows CMD's output (the measured numbers).
+check_show() {
+    local desc=$1 out rc; shift
+    out=$("$@" 2>&1); rc=$?
+    printf '%s\n' "$out" | sed 's/^/  | /'
+    check "$desc" test "$rc" -eq 0
+}
+
+cfg=$T/check.ini
+mkcfg "$cfg" 10.1.2.3:9150
+out=$(check_config "$cfg" 2>&1); rc=$?
+check_eq "non-loopback listen refused by --check-config (exit 1)" 1 "$rc"
+check_contains "the refusal names FILE:LINE and the key" "$out" \
+    "$cfg:$(listen_line "$cfg"): sink stats.listen: 10.1.2.3:9150 is not a loopback address"
+check_contains "the refusal says how to allow it" "$out" "public = true"
+mkcfg "$cfg" 10.1.2.3:9150 "public = true"
+check "non-loopback listen accepted with public = true" check_config "$cfg"
+mkcfg "$cfg" 0.0.0.0:9150
+check "0.0.0.0 refused without public" refused "$cfg"
+mkcfg "$cfg" "[::]:9150"
+check "[::] refused without public" refused "$cfg"
+for ok in "[::1]:9150" "localhost:9150" "127.0.0.53:9150"; do
+    mkcfg "$cfg" "$ok"
+    check "loopback listen $ok accepted" check_config "$cfg"
+done
+mkcfg "$cfg" example.com:9150
+out=$(check_config "$cfg" 2>&1)
+check_contains "a host name is refused (no lookups in validate)" "$out" "is not an IP address"
+
+# ---------------------------------------------------------------------------------------------
+# The running agent
+
+CFG=$T/regent.ini
+mkcfg "$CFG" "127.0.0.1:$PORT"
+daemon_start regent "$REGENT_BIN" -c "$CFG" -p "$REGENT_PLUGIN_DIR"
+LOG=$(daemon_log regent)
+if ! wait_for --timeout 20 "${CHECK[@]}" health "$BASE" 200; then
+    check "regent with the stats sink starts" false
+    harness_summary
+    exit 1
+fi
+check "regent with the stats sink starts and /healthz is 200" true
+check_contains "the log says where it listens" "$(cat "$LOG")" "on http://127.0.0.1:$PORT/"
+
+check "/v1/catalog equals the known catalog" wait_for --timeout 10 "${CHECK[@]}" catalog "$BASE" "$INST" "$NODE"
+check "/v1/local equals this host's instances" "${CHECK[@]}" local "$BASE" "$INST" "$NODE"
+wait_for --timeout 10 "${CHECK[@]}" metrics "$BASE" "$INST" "$NODE"
+check_show "/metrics parses and matches the catalog" "${CHECK[@]}" metrics "$BASE" "$INST" "$NODE"
+
+# Changes: one gone, one moved, one new service, one udp instance more.
+cat > "$INST" <<'EOF'
+web-1 web 10.0.0.1 8081 blue
+dns-1 dns 10.0.0.3 53 udp
+dns-2 dns 10.0.0.5 53 udp
+xss-1 xss 10.0.0.4 80 <script>alert(1)</script>,<img/src=x>,&amp;'q
+api-1 api 10.0.0.6 9000 v2
+EOF
+check "/v1/catalog follows changes" wait_for --timeout 10 "${CHECK[@]}" catalog "$BASE" "$INST" "$NODE"
+check "/v1/local follows changes" wait_for --timeout 10 "${CHECK[@]}" local "$BASE" "$INST" "$NODE"
+check "/metrics follows changes" wait_for --timeout 10 "${CHECK[@]}" metrics "$BASE" "$INST" "$NODE"
+
+# ---------------------------------------------------------------------------------------------
+# /healthz: a store goes unhealthy (its registry is "down"), then recovers
+
+touch "$DOWN"
+check "/healthz turns 503 naming the unhealthy store" \
+    wait_for --timeout 10 "${CHECK[@]}" health "$BASE" 503 "store stats_flakystore"
+page=$(curl -s --noproxy '*' -m 5 "$BASE/")
+check_contains "the page shows the unhealthy store" "$page" '<td class="bad">unhealthy</td>'
+rm -f "$DOWN"
+check "/healthz returns to 200 when the store recovers" \
+    wait_for --timeout 10 "${CHECK[@]}" health "$BASE" 200
+
+# ---------------------------------------------------------------------------------------------
+# The HTML page, rendered by headless Chromium
+
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+if [[ -z "$CHROMIUM" ]]; then
+    echo "SKIP: the HTML page check needs Debian's chromium (apt-get install -y chromium)" >&2
+else
+    dom=$T/page.html
+    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
+        --no-proxy-server --user-data-dir="$T/chromium" --virtual-time-budget=2000 \
+        --dump-dom "$BASE/" > "$dom" 2> "$T/chromium.log"
+    check "headless Chromium renders the page" test -s "$dom"
+    check "the rendered page shows the catalog (escaped) and healthy plugins" \
+        "${CHECK[@]}" html "$dom" "$INST" "$NODE"
+    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
+        --no-proxy-server --user-data-dir="$T/chromium" --window-size=1200,800 \
+        --screenshot="$T/page.png" "$BASE/" >> "$T/chromium.log" 2>&1
+    check "Chromium takes a screenshot of the page" test -s "$T/page.png"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Bad and slow clients
+
+check_show "bad requests get the right 4xx and the listener keeps serving" "${CHECK[@]}" bad "$BASE"
+check_show "200 slow clients do not stall /healthz or catalog updates; idle ones time out" \
+    "${CHECK[@]}" slow "$BASE" 200 "$TIMEOUT" "$INST"
+check_show "at the connection limit (300) new clients wait, the loop runs, the listener recovers" \
+    "${CHECK[@]}" limit "$BASE" 300 "$TIMEOUT" "$INST" "$SINKOUT"
+# With a limit of 2 the last held connection closes in the same MHD run
+# that leaves the limit: the listener must still be re-armed (it once
+# stalled for good there).
+PORT3=$(free_port)
+SINK=$T/sink-small.out MAXC=2 mkcfg "$T/small.ini" "127.0.0.1:$PORT3"
+daemon_start regent-small "$REGENT_BIN" -c "$T/small.ini" -p "$REGENT_PLUGIN_DIR"
+wait_for --timeout 20 "${CHECK[@]}" health "http://127.0.0.1:$PORT3" 200
+check_show "at a connection limit of 2 the listener recovers once they time out" \
+    "${CHECK[@]}" limit "http://127.0.0.1:$PORT3" 2 "$TIMEOUT" "$INST" "$T/sink-small.out"
+daemon_stop regent-small
+check "/metrics still matches the catalog after all that" \
+    wait_for --timeout 10 "${CHECK[@]}" metrics "$BASE" "$INST" "$NODE"
+
+# ---------------------------------------------------------------------------------------------
+# A port already taken; a reload that moves the listener; a clean stop
+
+cfg2=$T/second.ini
+mkcfg "$cfg2" "127.0.0.1:$PORT"
+sed -i "s/^node = .*/node = other-node/" "$cfg2"
+out=$(timeout 20 "$REGENT_BIN" -c "$cfg2" -p "$REGENT_PLUGIN_DIR" 2>&1); rc=$?
+check "a second agent on the same port exits non-zero" test "$rc" -ne 0 -a "$rc" -ne 124
+check_contains "and says why" "$out" "cannot listen on 127.0.0.1:$PORT: Address already in use"
+
+PORT2=$(free_port)
+mkcfg "$CFG" "127.0.0.1:$PORT2"
+kill -HUP "$(daemon_pid regent)"
+check "after SIGHUP the listener moves to the new port" \
+    wait_for --timeout 10 "${CHECK[@]}" health "http://127.0.0.1:$PORT2" 200
+check_eq "and the old port is closed" 000 "$(http_code "$BASE/healthz")"
+check "the catalog is served on the new port" \
+    "${CHECK[@]}" catalog "http://127.0.0.1:$PORT2" "$INST" "$NODE"
+
+daemon_stop regent
+check_contains "regent stops cleanly" "$(tail -n 5 "$LOG")" "core: stopped"
+if grep -E "Sanitizer|runtime error:|loop still had open handles" "$LOG" >&2; then
+    check "no sanitizer report or leaked handle at exit" false
+else
+    check "no sanitizer report or leaked handle at exit" true
+fi
+
+harness_summary
