@@ -47,7 +47,7 @@ static const regent_config_key config_keys[] = {
 	 "key prefix: instances are <prefix>/<service>/<id>"},
 	{"ttl", REGENT_CFG_DURATION, "15s", false, 2000, 3600000,
 	 "lease TTL (whole seconds); kept alive every ttl/3"},
-	{"timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
+	{"timeout", REGENT_CFG_DURATION, "3s", false, 100, 600000,
 	 "timeout of one request (the watch stream has none)"},
 	{"backoff_initial", REGENT_CFG_DURATION, "200ms", false, 1, 600000,
 	 "first retry delay after a failure"},
