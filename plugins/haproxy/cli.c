@@ -1,0 +1,165 @@
+/* cli.c - one request on haproxy's admin socket or master CLI, without
+ * blocking the loop: uv_pipe_t connect, write the command line, shut the
+ * write side, read to EOF, with a timeout.  The request owns its handles
+ * and frees itself once both are closed. */
+#include "hx.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+struct hx_cli {
+	uv_pipe_t pipe;
+	uv_timer_t timer;
+	uv_connect_t conn;
+	uv_write_t wr;
+	uv_shutdown_t sh;
+	char *cmd;
+	hx_buf out;
+	hx_cli_cb cb;
+	void *arg;
+	bool done;
+	int open_handles;
+};
+
+static void on_close(uv_handle_t *h)
+{
+	hx_cli *c = h->data;
+	if (--c->open_handles > 0)
+		return;
+	free(c->cmd);
+	hx_buf_free(&c->out);
+	free(c);
+}
+
+static void close_all(hx_cli *c)
+{
+	if (!uv_is_closing((uv_handle_t *)&c->pipe))
+		uv_close((uv_handle_t *)&c->pipe, on_close);
+	if (!uv_is_closing((uv_handle_t *)&c->timer))
+		uv_close((uv_handle_t *)&c->timer, on_close);
+}
+
+static void finish(hx_cli *c, int status)
+{
+	if (c->done)
+		return;
+	c->done = true;
+	close_all(c); /* the buffer stays valid until the close callbacks */
+	c->cb(c->arg, status, hx_buf_str(&c->out), c->out.len);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	finish(t->data, -ETIMEDOUT);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	(void)suggested;
+	static char scratch[16384]; /* single loop thread: one read at a time */
+	buf->base = scratch;
+	buf->len = sizeof(scratch);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	hx_cli *c = s->data;
+	if (c->done)
+		return;
+	if (nread > 0) {
+		if (c->out.len + (size_t)nread > (8u << 20)) {
+			finish(c, -E2BIG);
+			return;
+		}
+		hx_buf_add(&c->out, buf->base, (size_t)nread);
+	} else if (nread == UV_EOF) {
+		finish(c, 0);
+	} else if (nread < 0) {
+		/* A reset after the answer (haproxy closing a connection whose
+		 * write side we already shut) still leaves a full answer. */
+		finish(c, nread == UV_ECONNRESET && c->out.len ? 0 : (int)nread);
+	}
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)req;
+	(void)status; /* the peer may have closed first: the read side decides */
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	hx_cli *c = req->data;
+	if (c->done)
+		return;
+	if (status < 0) {
+		finish(c, status);
+		return;
+	}
+	c->sh.data = c;
+	uv_shutdown(&c->sh, (uv_stream_t *)&c->pipe, on_shutdown);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	hx_cli *c = req->data;
+	if (c->done)
+		return;
+	if (status < 0) {
+		finish(c, status);
+		return;
+	}
+	int rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	if (rc < 0) {
+		finish(c, rc);
+		return;
+	}
+	uv_buf_t b = uv_buf_init(c->cmd, (unsigned)strlen(c->cmd));
+	c->wr.data = c;
+	rc = uv_write(&c->wr, (uv_stream_t *)&c->pipe, &b, 1, on_write);
+	if (rc < 0)
+		finish(c, rc);
+}
+
+hx_cli *hx_cli_request(uv_loop_t *loop, const char *path, const char *cmd, uint64_t timeout_ms,
+                       hx_cli_cb cb, void *arg, int *err)
+{
+	struct sockaddr_un sa;
+	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
+		*err = -ENAMETOOLONG;
+		return NULL;
+	}
+	hx_cli *c = calloc(1, sizeof(*c));
+	size_t n = strlen(cmd);
+	char *line = malloc(n + 2);
+	if (!c || !line) {
+		free(c);
+		free(line);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	memcpy(line, cmd, n);
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	c->cmd = line;
+	c->cb = cb;
+	c->arg = arg;
+	uv_pipe_init(loop, &c->pipe, 0);
+	uv_timer_init(loop, &c->timer);
+	c->pipe.data = c->timer.data = c->conn.data = c;
+	c->open_handles = 2;
+	uv_timer_start(&c->timer, on_timeout, timeout_ms ? timeout_ms : 5000, 0);
+	uv_pipe_connect(&c->conn, &c->pipe, path, on_connect);
+	return c;
+}
+
+void hx_cli_cancel(hx_cli *c)
+{
+	if (!c || c->done)
+		return;
+	c->done = true;
+	close_all(c);
+}

@@ -1,0 +1,176 @@
+/* hx.h - declarations shared by the haproxy sink's files (not installed):
+ * render.c (pure: validation, rendering, parsing haproxy's answers),
+ * cli.c (async unix-socket requests), proc.c (child processes and atomic
+ * file writes), haproxy.c (the plugin). */
+#ifndef REGENT_HX_H
+#define REGENT_HX_H
+
+#include <regent/plugin.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HX_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
+#define HX_STATS_PROXY "regent-stats"
+
+/* ---- render.c: a growable text buffer ---- */
+
+typedef struct hx_buf {
+	char *data;
+	size_t len, cap;
+} hx_buf;
+
+void hx_buf_add(hx_buf *b, const char *s, size_t n);
+void hx_buf_puts(hx_buf *b, const char *s);
+void hx_buf_printf(hx_buf *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
+/* The text (never NULL, "" when empty); the buffer keeps ownership. */
+const char *hx_buf_str(hx_buf *b);
+/* Hands the text over (malloc'd, never NULL) and empties the buffer. */
+char *hx_buf_take(hx_buf *b);
+void hx_buf_free(hx_buf *b);
+
+/* ---- render.c: validation of everything that reaches the file ---- */
+
+/* An IPv4/IPv6 literal, canonicalised into out (HX_ADDR_MAX); *v6 set. */
+bool hx_valid_ip(const char *in, char *out, bool *v6);
+/* An HTTP check path: "/" then [A-Za-z0-9._~!&()*+,;=:@%/?-]{0,200}. */
+bool hx_valid_check_path(const char *p);
+/* An absolute file path safe to write into haproxy's config unquoted. */
+bool hx_valid_file_path(const char *p);
+/* An instance id safe in a trailing comment: [A-Za-z0-9._:/@-]{1,255}. */
+bool hx_valid_comment_id(const char *id);
+/* A bind address: "*" or an IP literal; writes "ADDR:PORT" or "[V6]:PORT". */
+bool hx_format_bind(const char *addr, unsigned port, char *out, size_t outlen);
+/* Balance algorithms the plugin accepts. */
+bool hx_valid_balance(const char *b);
+
+/* Parses the server_options list against the allow-list and renders it
+ * (" opt arg opt ...") into out.  Returns 0, or -EINVAL with why. */
+int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why, size_t whylen);
+
+/* ---- render.c: the file ---- */
+
+typedef struct hx_svc_cfg {
+	const char *name;
+	const char *bind;        /* "ADDR:PORT" */
+	bool http;               /* mode http (else tcp) */
+	const char *check_path;  /* NULL: TCP connect check */
+	const char *balance;
+	int64_t maxconn;         /* 0: not written */
+	int64_t retries;
+	uint64_t t_connect, t_client, t_server, t_check, inter; /* ms */
+	const char *state_file;  /* server-state-file-name */
+} hx_svc_cfg;
+
+/* The listen block without its server lines. */
+char *hx_render_listen(const hx_svc_cfg *c);
+
+typedef struct hx_server_line {
+	bool enabled;            /* else "disabled" with 0.0.0.0:0 */
+	const char *addr;        /* canonical IP literal */
+	uint16_t port;
+	const char *id;          /* instance id for the comment, or NULL */
+} hx_server_line;
+
+void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const char *srvopts);
+
+/* The global part: the admin socket (manage mode, else NULL) and the stats
+ * listener (NULL: none). */
+char *hx_render_global(const char *admin_socket, const char *stats_bind);
+
+/* Renders a duration in ms as haproxy text ("1500ms", "2s"). */
+void hx_fmt_ms(char *out, size_t n, uint64_t ms);
+
+/* ---- render.c: reading back what regent wrote before ---- */
+
+/* Calls fn for every "server sN ADDR:PORT ... # ID" line of every listen
+ * block of a file this plugin wrote (ID NULL when absent, addr NULL for a
+ * disabled slot). */
+void hx_parse_file(const char *text,
+                   void (*fn)(void *arg, const char *proxy, size_t slot, const char *addr,
+                              unsigned port, const char *id),
+                   void *arg);
+
+/* ---- render.c: haproxy's answers ---- */
+
+typedef struct hx_proc_info {
+	long master_pid;
+	long reloads;            /* the master's reload counter */
+	long failed;             /* failed reloads ("[failed: N]"), 0 if absent */
+	long worker_pid;         /* the current worker (reloads 0), 0 if none */
+	size_t nworkers;
+} hx_proc_info;
+
+/* Parses the master CLI's "show proc".  Returns 0 or -EINVAL. */
+int hx_parse_show_proc(const char *out, hx_proc_info *pi);
+/* "Pid: N" of "show info", or 0. */
+long hx_parse_info_pid(const char *out);
+/* Calls fn for every server row of "show stat" CSV (pxname, svname, scur). */
+void hx_parse_show_stat(const char *out,
+                        void (*fn)(void *arg, const char *px, const char *sv, long scur),
+                        void *arg);
+
+/* Filters a "show servers state" dump for the state file: lines of proxies
+ * for which keep() returns false are dropped, so that haproxy takes those
+ * servers from the configuration.  keep() gets the server name, address,
+ * port and admin state.  Returns malloc'd text (the "1" and "#" header
+ * lines are kept). */
+char *hx_filter_state(const char *dump,
+                      bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
+                                   unsigned port, unsigned admin),
+                      void *arg);
+
+/* Errors in a runtime API answer ("No such server.", ...): the first bad
+ * line, or NULL when the answer looks fine. */
+const char *hx_cli_error(const char *out, size_t *len);
+
+/* ---- cli.c: one request on a unix stream socket ---- */
+
+typedef struct hx_cli hx_cli;
+/* status 0 and the whole answer (NUL-terminated), or a negative errno. */
+typedef void (*hx_cli_cb)(void *arg, int status, const char *out, size_t len);
+
+/* Connects to path, writes cmd + "\n", shuts the write side, reads to EOF.
+ * The callback runs exactly once unless hx_cli_cancel() was called.  Returns
+ * NULL with *err on a setup failure. */
+hx_cli *hx_cli_request(uv_loop_t *loop, const char *path, const char *cmd, uint64_t timeout_ms,
+                       hx_cli_cb cb, void *arg, int *err);
+void hx_cli_cancel(hx_cli *c);
+
+/* ---- proc.c: a short-lived child with its output captured ---- */
+
+typedef struct hx_run hx_run;
+/* exit_status >= 0, or a negative errno (spawn failure, -ETIMEDOUT). */
+typedef void (*hx_run_cb)(void *arg, int exit_status, const char *output);
+hx_run *hx_run_start(uv_loop_t *loop, char *const *argv, uint64_t timeout_ms, hx_run_cb cb,
+                     void *arg, int *err);
+void hx_run_cancel(hx_run *r);
+
+/* ---- proc.c: atomic file writes (temp + fsync + rename), on the threadpool ---- */
+
+typedef struct hx_write hx_write;
+typedef void (*hx_write_cb)(void *arg, int status);
+/* Writes data to path atomically: path.tmp, fsync, rename, fsync of the
+ * directory.  If keep_tmp is set it stops after the fsync: the text stays
+ * at tmp_path (for "haproxy -c") and hx_rename() installs it later. */
+hx_write *hx_write_file(uv_loop_t *loop, const char *path, const char *tmp_path, const char *data,
+                        size_t len, bool keep_tmp, hx_write_cb cb, void *arg, int *err);
+hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, hx_write_cb cb, void *arg,
+                    int *err);
+void hx_write_cancel(hx_write *w);
+
+/* ---- proc.c: the managed haproxy master ---- */
+
+typedef struct hx_master hx_master;
+typedef void (*hx_line_cb)(void *arg, const char *line);
+typedef void (*hx_exit_cb)(void *arg, int64_t status, int term_signal);
+hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, hx_line_cb on_line,
+                           hx_exit_cb on_exit, void *arg, int *err);
+int hx_master_pid(const hx_master *m);
+void hx_master_kill(hx_master *m, int sig);
+/* Forgets the callbacks and frees once the process and pipes are closed
+ * (kill it first). */
+void hx_master_release(hx_master *m);
+
+#endif
