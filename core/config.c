@@ -498,8 +498,10 @@ bool regent_section_equal(const regent_cfg_section *a, const regent_cfg_section 
 		return false;
 	regent_cfg_entry *ea = regent_xmalloc(sizeof(*ea) * (a->nentries + 1));
 	regent_cfg_entry *eb = regent_xmalloc(sizeof(*eb) * (b->nentries + 1));
-	memcpy(ea, a->entries, sizeof(*ea) * a->nentries);
-	memcpy(eb, b->entries, sizeof(*eb) * b->nentries);
+	if (a->nentries) /* entries is NULL for a section without keys */
+		memcpy(ea, a->entries, sizeof(*ea) * a->nentries);
+	if (b->nentries)
+		memcpy(eb, b->entries, sizeof(*eb) * b->nentries);
 	qsort(ea, a->nentries, sizeof(*ea), cmp_entry);
 	qsort(eb, b->nentries, sizeof(*eb), cmp_entry);
 	bool eq = true;
