@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_INFLIGHT 8              /* concurrent inspects */
 #define EVENT_LINE_MAX (4u << 20)   /* one /events line (labels included) */
@@ -115,8 +116,18 @@ static char *xstrdup(const char *s)
 }
 
 /* "HTTP 404: No such container: x" or the transport error. */
-static void describe(const regent_http_result *res, char *out, size_t outlen)
+static void describe(const state *st, const regent_http_result *res, char *out, size_t outlen)
 {
+	if (res->error == -ECONNREFUSED) {
+		/* curl names "localhost port 80" even for a unix socket */
+		struct stat sb;
+		if (stat(st->socket, &sb) != 0)
+			snprintf(out, outlen, "cannot connect: the socket does not exist (%s)",
+			         strerror(errno));
+		else
+			snprintf(out, outlen, "cannot connect to the socket (%s)", strerror(-res->error));
+		return;
+	}
 	if (res->error) {
 		snprintf(out, outlen, "%s (%s)", res->error_msg && res->error_msg[0] ? res->error_msg
 		                                                                      : "transport error",
@@ -400,7 +411,7 @@ static void on_inspect(void *arg, const regent_http_result *res)
 
 	if (res->error || res->status != 200) {
 		char d[300];
-		describe(res, d, sizeof d);
+		describe(st, res, d, sizeof d);
 		if (!res->error && res->status == 404) {
 			h->log(st->ctx, REGENT_LOG_DEBUG, "container %s (%s) is gone: %s", c->name,
 			       c->short_id, d);
@@ -531,7 +542,7 @@ static void on_list(void *arg, const regent_http_result *res)
 	st->list_req = NULL;
 	if (res->error || res->status != 200) {
 		char d[300];
-		describe(res, d, sizeof d);
+		describe(st, res, d, sizeof d);
 		fail(st, "listing containers: %s", d);
 		return;
 	}
@@ -772,7 +783,7 @@ static void on_stream_done(void *arg, const regent_http_result *res)
 	if (!res->error && res->status == 200)
 		snprintf(d, sizeof d, "the daemon closed it");
 	else
-		describe(res, d, sizeof d);
+		describe(st, res, d, sizeof d);
 	fail(st, "event stream lost: %s", d);
 }
 
@@ -785,7 +796,7 @@ static void on_ping(void *arg, const regent_http_result *res)
 	st->ping_req = NULL;
 	if (res->error || res->status != 200) {
 		char d[300];
-		describe(res, d, sizeof d);
+		describe(st, res, d, sizeof d);
 		fail(st, "the daemon did not answer /_ping within %llu ms (%s): the event stream is "
 		         "presumed dead",
 		     (unsigned long long)st->ping_timeout, d);

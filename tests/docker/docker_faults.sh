@@ -1,1 +1,107 @@
-echo "0 passed, 0 failed"
+#!/bin/bash
+# docker_faults.sh: the docker source when dockerd misbehaves (a real dockerd with
+# --live-restore, so containers outlive it):
+#  - dockerd SIGKILLed while the agent runs; a container dies while dockerd is down; after the
+#    restart one container is removed and one started: afterwards the local set matches
+#    `docker ps` exactly, and the containers that never went away were never deregistered;
+#  - dockerd restarted gracefully (the stream ends cleanly): the same;
+#  - dockerd frozen (SIGSTOP): the silent stream is detected by /_ping and reconnected, nothing
+#    is deregistered meanwhile, and events flow again after SIGCONT;
+#  - an API error (a client version the daemon refuses) is logged and retried, the agent keeps
+#    running, and a SIGHUP with a good config recovers.
+set -u
+source "$(dirname "$0")/dlib.sh"
+dl_init --live-restore
+s12() { echo "${1:0:12}"; }
+
+id_keep1=$(run_whoami keep1 18400)
+id_keep2=$(run_whoami keep2 18401 --expose 18402/udp)
+id_gone=$(run_whoami gone1 18403)
+id_rm=$(run_whoami rm1 18404)
+regent_start r1 || { check "regent synced with dockerd" false; harness_summary; exit 1; }
+LOG=$(regent_log r1)
+check_eq "initial local set matches docker ps" "$(expected_ids)" "$(local_ids r1)"
+never_down() {   # no deregister line for the containers that stayed up all along
+    ! grep -E "^deregister $NODE/($(s12 "$id_keep1")|$(s12 "$id_keep2"))/" "$H_TMP/r1.store"
+}
+resyncs() { grep -c 'resynced with docker' "$LOG"; }
+
+# ---- 1. dockerd killed, changes meanwhile --------------------------------------------------
+gone_pid=$(dk inspect -f '{{.State.Pid}}' gone1)
+n0=$(resyncs)
+t0=$(now_ns)
+dockerd_kill d1
+check "stream loss noticed" wait_for --timeout 5 grep -q 'event stream lost' "$LOG"
+lost_ms=$(latency_ms r1 'event stream lost' "$t0" 1) && echo "stream loss noticed after ${lost_ms} ms" >&2
+# a container dies while nobody is watching (its pid was started by this test)
+kill -KILL "$gone_pid"
+sleep 1.5
+check "the agent keeps retrying, still running" daemon_alive r1
+check "nothing deregistered while dockerd is down" bash -c "! grep -q '^deregister' '$H_TMP/r1.store'"
+check "retries are logged with their cause" grep -qE 'listing containers: .*(connect|Connection refused|No such file).*retrying in [0-9]+ ms' "$LOG"
+dockerd_restart d1 || { check "dockerd restarted" false; harness_summary; exit 1; }
+dl_events_start
+dk rm -f rm1 >/dev/null
+id_new1=$(run_whoami new1 18405)
+check "resynced after the dockerd restart" wait_for --timeout 10 bash -c "[[ \$(grep -c 'resynced with docker' '$LOG') -gt $n0 ]]"
+check "the new container is registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id_new1")/18405 "
+sleep 0.5
+check_eq "after dockerd kill+restart: local set matches docker ps" "$(expected_ids)" "$(local_ids r1)"
+check "the container that died meanwhile was deregistered" store_has r1 "^deregister $NODE/$(s12 "$id_gone")/18403 "
+check "the removed container was deregistered" store_has r1 "^deregister $NODE/$(s12 "$id_rm")/18404 "
+check "containers that stayed up were never deregistered" never_down
+
+# ---- 2. graceful dockerd restart (the stream ends cleanly) ---------------------------------
+n0=$(resyncs)
+nlost=$(grep -c 'event stream lost' "$LOG")
+dockerd_restart d1 || { check "dockerd restarted" false; harness_summary; exit 1; }
+dl_events_start
+check "stream end noticed" bash -c "[[ \$(grep -c 'event stream lost' '$LOG') -gt $nlost ]]"
+id_new2=$(run_whoami new2 18406)
+check "resynced after the graceful restart" wait_for --timeout 10 bash -c "[[ \$(grep -c 'resynced with docker' '$LOG') -gt $n0 ]]"
+check "a container started afterwards is registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id_new2")/18406 "
+sleep 0.5
+check_eq "after a graceful dockerd restart: local set matches docker ps" "$(expected_ids)" "$(local_ids r1)"
+check "containers that stayed up were never deregistered" never_down
+
+# ---- 3. dockerd frozen: a silent stream is normal, a daemon that stopped answering is not ---
+dpid=$(daemon_pid dockerd-d1)
+n0=$(resyncs)
+t0=$(now_ns)
+kill -STOP "$dpid"
+check "a frozen daemon is detected by /_ping" wait_for --timeout 6 grep -q 'did not answer /_ping' "$LOG"
+stall_ms=$(latency_ms r1 'did not answer /_ping' "$t0" 1) &&
+    echo "frozen daemon detected after ${stall_ms} ms (ping_interval 1s, ping_timeout 1s)" >&2
+check "frozen daemon detected within 3 s (${stall_ms:-?} ms)" test "${stall_ms:-99999}" -le 3000
+sleep 2
+check "nothing deregistered while the daemon is frozen" never_down
+check "the agent is still running" daemon_alive r1
+kill -CONT "$dpid"
+check "resynced after the daemon thawed" wait_for --timeout 10 bash -c "[[ \$(grep -c 'resynced with docker' '$LOG') -gt $n0 ]]"
+t0=$(now_ns)
+id_new3=$(run_whoami new3 18407)
+check_latency "after the freeze: start -> up" r1 "info: core: local up $NODE/$(s12 "$id_new3")/18407 " "$id_new3" '^start$' "$t0"
+dk rm -f keep2 >/dev/null
+check "after the freeze: removal -> down" wait_for --timeout 3 store_has r1 "^deregister $NODE/$(s12 "$id_keep2")/18401 "
+sleep 0.5
+check_eq "after the freeze: local set matches docker ps" "$(expected_ids)" "$(local_ids r1)"
+
+# ---- 4. API errors are logged and retried; SIGHUP with a good config recovers ---------------
+regent_ini r2 "api_version = 1.99"
+daemon_start r2 "$REGENT_BIN" -c "$H_TMP/r2.ini" --plugin-dir "$REGENT_PLUGIN_DIR" --log-level debug
+check "the daemon's refusal is logged with its message" wait_for --timeout 5 \
+    grep -qE 'warn: source docker: listing containers: HTTP 400: client version 1\.99 is too new' "$(regent_log r2)"
+check "and retried" wait_for --timeout 5 bash -c "[[ \$(grep -c 'client version 1.99 is too new' '$(regent_log r2)') -ge 2 ]]"
+check "the agent keeps running through API errors" daemon_alive r2
+check "nothing registered by the failing source" bash -c "! grep -q '^register' '$H_TMP/r2.store'"
+regent_ini r2
+kill -HUP "$(daemon_pid r2)"
+check "after SIGHUP with a good config: synced" wait_for --timeout 10 grep -q 'synced with docker' "$(regent_log r2)"
+sleep 0.3
+check_eq "and its local set matches docker ps" "$(expected_ids)" "$(local_ids r2)"
+
+check "r1 logged no error (only warnings for the faults)" bash -c "! grep -q ' error: ' '$LOG'"
+daemon_stop r2
+daemon_stop r1
+check "regent stopped cleanly" grep -q 'info: core: stopped' "$LOG"
+harness_summary
