@@ -8,6 +8,7 @@
 #                          else 127.0.0.1:8000) until SIGTERM/SIGINT:
 #                            GET /        -> 200 "I'm <container-id-12>\n"
 #                            GET /health  -> 200 "OK\n" (404 after `whoami sick`)
+#                          WHOAMI_GRACE=N keeps serving N s after SIGTERM
 #   whoami id              print the 64-hex container id (or the hostname as a fallback)
 #   whoami check           exit 0 iff GET /health answers 200 (for --health-cmd)
 #   whoami sick | heal     make /health answer 404 | 200 again (docker exec C whoami sick)
@@ -52,7 +53,9 @@ echo "whoami: $short serving on $ADDR:$PORT"
 # pid 1 (a bare httpd as pid 1 would ignore SIGTERM and make `docker stop` wait its timeout).
 httpd -f -p "$ADDR:$PORT" -h "$WWW" &
 child=$!
-trap 'kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+# WHOAMI_GRACE=N: keep serving N seconds after SIGTERM, like an app with a graceful shutdown
+# (lets a test see that clients were drained away before the container exits).
+trap 'sleep "${WHOAMI_GRACE:-0}"; kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
 wait "$child"
 rc=$?
 echo "whoami: httpd exited ($rc)" >&2
