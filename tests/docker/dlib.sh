@@ -47,15 +47,40 @@ regent_ini() {
     } > "$H_TMP/$name.ini"
 }
 
-# regent_start NAME [extra [source docker] lines...]: start regent (debug log in $H_TMP/NAME.log)
-# and wait for its first sync.
+# DL_VALGRIND=1: run regent under valgrind (report in $H_TMP/NAME.vg, see vg_clean), unless
+# this is a sanitizer build or valgrind is missing.
+dl_valgrind_ok() {
+    [[ "${DL_VALGRIND:-0}" == 1 && "${REGENT_SANITIZE:-0}" != 1 ]] && command -v valgrind >/dev/null
+}
+
+# regent_launch NAME: start regent on $H_TMP/NAME.ini (debug log in $H_TMP/NAME.log)
+regent_launch() {
+    local name=$1
+    local -a wrap=()
+    if dl_valgrind_ok; then
+        wrap=(valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect
+              --log-file="$H_TMP/$name.vg")
+    fi
+    : >> "$H_TMP/$name.store"
+    daemon_start "$name" "${wrap[@]}" "$REGENT_BIN" -c "$H_TMP/$name.ini" \
+        --plugin-dir "$REGENT_PLUGIN_DIR" --log-level debug
+}
+
+# vg_clean NAME: after regent NAME exited, its valgrind report shows no error and no leak.
+vg_clean() {
+    local f="$H_TMP/$1.vg"
+    [[ -f "$f" ]] || { echo "no valgrind report $f" >&2; return 1; }
+    grep -q 'ERROR SUMMARY: 0 errors' "$f" &&
+        { grep -q 'All heap blocks were freed' "$f" || grep -q 'definitely lost: 0 bytes' "$f"; } ||
+        { tail -n 40 "$f" >&2; return 1; }
+}
+
+# regent_start NAME [extra [source docker] lines...]: start regent and wait for its first sync.
 regent_start() {
     local name=$1; shift
     regent_ini "$name" "$@"
-    : >> "$H_TMP/$name.store"
-    daemon_start "$name" "$REGENT_BIN" -c "$H_TMP/$name.ini" --plugin-dir "$REGENT_PLUGIN_DIR" \
-        --log-level debug
-    wait_for --timeout 20 grep -q 'synced with docker' "$H_TMP/$name.log"
+    regent_launch "$name"
+    wait_for --timeout 30 grep -q 'synced with docker' "$H_TMP/$name.log"
 }
 
 regent_log() { echo "$H_TMP/$1.log"; }

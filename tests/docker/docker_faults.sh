@@ -11,6 +11,7 @@
 #    running, and a SIGHUP with a good config recovers.
 set -u
 source "$(dirname "$0")/dlib.sh"
+DL_VALGRIND=1   # every regent here runs under valgrind (not in a sanitizer build)
 dl_init --live-restore
 s12() { echo "${1:0:12}"; }
 
@@ -88,7 +89,7 @@ check_eq "after the freeze: local set matches docker ps" "$(expected_ids)" "$(lo
 
 # ---- 4. API errors are logged and retried; SIGHUP with a good config recovers ---------------
 regent_ini r2 "api_version = 1.99"
-daemon_start r2 "$REGENT_BIN" -c "$H_TMP/r2.ini" --plugin-dir "$REGENT_PLUGIN_DIR" --log-level debug
+regent_launch r2
 check "the daemon's refusal is logged with its message" wait_for --timeout 5 \
     grep -qE 'warn: source docker: listing containers: HTTP 400: client version 1\.99 is too new' "$(regent_log r2)"
 check "and retried" wait_for --timeout 5 bash -c "[[ \$(grep -c 'client version 1.99 is too new' '$(regent_log r2)') -ge 2 ]]"
@@ -104,4 +105,10 @@ check "r1 logged no error (only warnings for the faults)" bash -c "! grep -q ' e
 daemon_stop r2
 daemon_stop r1
 check "regent stopped cleanly" grep -q 'info: core: stopped' "$LOG"
+if dl_valgrind_ok; then
+    check "valgrind: no error, no leak through kills, freezes and reconnects (r1)" vg_clean r1
+    check "valgrind: no error, no leak through API errors and a reload (r2)" vg_clean r2
+else
+    echo "skip - valgrind (sanitizer build or no valgrind)"
+fi
 harness_summary
