@@ -7,7 +7,9 @@
 # against the known catalog, /v1/catalog and /v1/local after changes,
 # /healthz 200 -> 503 -> 200, the HTML page as rendered by headless
 # Chromium, bad requests, 200 slow clients, the connection limit, a
-# port already in use, a SIGHUP that moves the listener, and a clean stop.
+# port already in use, a SIGHUP that moves the listener, a clean stop; and,
+# when plugins/etcd is built, /healthz and /v1/catalog with a real etcd that
+# goes down and comes back.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -157,14 +159,14 @@ else
     timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
         --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
         --no-proxy-server --user-data-dir="$T/chromium" --virtual-time-budget=2000 \
-        --dump-dom "$BASE/" > "$dom" 2> "$T/chromium.log"
+        --dump-dom "$BASE/" > "$dom" 2> "$T/chromium.err"
     check "headless Chromium renders the page" test -s "$dom"
     check "the rendered page shows the catalog (escaped) and healthy plugins" \
         "${CHECK[@]}" html "$dom" "$INST" "$NODE"
     timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
         --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
         --no-proxy-server --user-data-dir="$T/chromium" --window-size=1200,800 \
-        --screenshot="$T/page.png" "$BASE/" >> "$T/chromium.log" 2>&1
+        --screenshot="$T/page.png" "$BASE/" >> "$T/chromium.err" 2>&1
     check "Chromium takes a screenshot of the page" test -s "$T/page.png"
 fi
 
@@ -214,6 +216,58 @@ if grep -E "Sanitizer|runtime error:|loop still had open handles" "$LOG" >&2; th
     check "no sanitizer report or leaked handle at exit" false
 else
     check "no sanitizer report or leaked handle at exit" true
+fi
+
+# ---------------------------------------------------------------------------------------------
+# With a real registry (when the etcd plugin is built): the catalog read back
+# from etcd, /healthz 503 while etcd is down (the last catalog still served),
+# 200 when it returns.
+
+if [[ ! -f "$REGENT_PLUGIN_DIR/etcd.so" ]] || ! command -v etcd >/dev/null; then
+    echo "SKIP: the etcd phase needs plugins/etcd built (-DREGENT_ONLY_PLUGINS='stats;etcd')" \
+         "and etcd-server" >&2
+else
+    EP=$(etcd_start e1)
+    PORT4=$(free_port)
+    B4=http://127.0.0.1:$PORT4
+    cat > "$T/etcd.ini" <<EOF
+[agent]
+node = $NODE
+debounce = 20ms
+
+[source testsource]
+file = $INST
+interval = 50ms
+
+[store etcd]
+endpoints = $EP
+prefix = /stats-test
+ttl = 5s
+timeout = 1s
+backoff_initial = 100ms
+backoff_max = 1s
+
+[sink stats]
+listen = 127.0.0.1:$PORT4
+EOF
+    daemon_start regent-etcd "$REGENT_BIN" -c "$T/etcd.ini" -p "$REGENT_PLUGIN_DIR"
+    check "etcd: /v1/catalog equals the catalog read back from etcd" \
+        wait_for --timeout 20 "${CHECK[@]}" catalog "$B4" "$INST" "$NODE"
+    check "etcd: /healthz is 200" "${CHECK[@]}" health "$B4" 200
+    etcd_stop e1
+    check "etcd down: /healthz turns 503 naming the etcd store" \
+        wait_for --timeout 20 "${CHECK[@]}" health "$B4" 503 "store etcd"
+    check "etcd down: the last known catalog is still served" \
+        "${CHECK[@]}" catalog "$B4" "$INST" "$NODE"
+    etcd_restart e1
+    check "etcd back: /healthz returns to 200" \
+        wait_for --timeout 30 "${CHECK[@]}" health "$B4" 200
+    check "etcd back: /v1/catalog equals the catalog" \
+        wait_for --timeout 20 "${CHECK[@]}" catalog "$B4" "$INST" "$NODE"
+    daemon_stop regent-etcd
+    if grep -E "Sanitizer|runtime error:" "$(daemon_log regent-etcd)" >&2; then
+        check "etcd: no sanitizer report" false
+    fi
 fi
 
 harness_summary
