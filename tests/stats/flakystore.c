@@ -2,9 +2,9 @@
  * nothing in any registry, but its health follows a file ("the registry
  * is down while down_file exists"), and it counts what it is asked to do
  * through the core's metrics, as a real store would:
- *   regent_store_operations_total{plugin,op="register"|"deregister"}
+ *   regent_store_ops_total{plugin,op="register"|"deregister"}
  *   regent_store_errors_total{plugin,op="read"} (one per failed check)
- *   regent_reconnects_total{plugin,stream="watch"} (one per recovery). */
+ *   regent_watch_reconnects_total{plugin} (one per recovery). */
 #include <regent/plugin.h>
 
 #include <errno.h>
@@ -65,14 +65,14 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->host = h;
 	static const char ops_help[] = "Operations a store carried out, by kind.";
 	static const char err_help[] = "Store operations that failed, by kind.";
-	s->m_reg = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_operations_total", ops_help,
+	s->m_reg = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total", ops_help,
 	                     "op=\"register\"");
-	s->m_dereg = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_operations_total",
+	s->m_dereg = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total",
 	                       ops_help, "op=\"deregister\"");
 	s->m_err = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_errors_total", err_help,
 	                     "op=\"read\"");
-	s->m_reconn = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_reconnects_total",
-	                        "Watches and event streams re-established.", "stream=\"watch\"");
+	s->m_reconn = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_watch_reconnects_total",
+	                        "Watch streams that ended and were started again.", NULL);
 	*self = s;
 	return 0;
 }

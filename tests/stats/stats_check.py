@@ -7,6 +7,7 @@ and 1 (with the reason on stderr) when it does not:
   local    BASE FILE NODE        /v1/local equals them too
   metrics  BASE FILE NODE        /metrics (parsed by prometheus_client) matches FILE
   health   BASE CODE [PLUGIN]    /healthz answers CODE; with 503, PLUGIN is the unhealthy one
+  metric   BASE NAME K=V,.. MIN  the samples of NAME with those labels add up to >= MIN
   html     DOMFILE FILE NODE     Chromium's DOM dump shows the catalog, escaped, no scripts
   bad      BASE                  unknown path, wrong method, oversized headers/URL: right 4xx
   slow     BASE N TIMEOUT FILE   N slow clients do not stall /healthz or catalog updates;
@@ -172,18 +173,34 @@ def cmd_metrics(base, path, node):
     if len(info) != 1 or samples[info[0]] != 1 or not dict(info[0][1]).get("version"):
         errors.append("regent_build_info %r" % info)
     # Another plugin's counters show through the core (the flaky test store's).
-    reg = val("regent_store_operations_total", plugin="stats_flakystore", op="register")
+    reg = val("regent_store_ops_total", plugin="stats_flakystore", op="register")
     if reg is None or reg < total:
-        errors.append("regent_store_operations_total{plugin=stats_flakystore,op=register} = %r,"
+        errors.append("regent_store_ops_total{plugin=stats_flakystore,op=register} = %r,"
                       " want >= %d" % (reg, total))
-    for fam, typ in (("regent_store_operations", "counter"), ("regent_store_errors", "counter"),
-                     ("regent_reconnects", "counter"), ("regent_stats_requests", "counter"),
+    for fam, typ in (("regent_store_ops", "counter"), ("regent_store_errors", "counter"),
+                     ("regent_watch_reconnects", "counter"), ("regent_stats_requests", "counter"),
                      ("regent_stats_open_connections", "gauge"), ("regent_stats_connections", "counter")):
         if fam not in fams or fams[fam].type != typ:
             errors.append("family %s (%s) missing" % (fam, typ))
     if errors:
         fail("/metrics:\n  " + "\n  ".join(errors))
     print("metrics ok: %d families, %d samples, %d instances" % (len(fams), len(samples), total))
+
+
+def cmd_metric(base, name, labels, minimum):
+    """The sum of NAME's samples whose labels include LABELS (k=v,k=v) is >= MIN."""
+    from prometheus_client.parser import text_string_to_metric_families
+    want = dict(kv.split("=", 1) for kv in labels.split(",") if kv)
+    body = request(base, "/metrics")[2].decode()
+    total, seen = 0.0, 0
+    for fam in text_string_to_metric_families(body):
+        for smp in fam.samples:
+            if smp.name == name and all(smp.labels.get(k) == v for k, v in want.items()):
+                total += smp.value
+                seen += 1
+    if not seen or total < float(minimum):
+        fail("%s{%s} = %g over %d samples, want >= %s" % (name, labels, total, seen, minimum))
+    print("%s{%s} = %g" % (name, labels, total))
 
 
 def cmd_health(base, code, plugin=None):
@@ -498,7 +515,7 @@ def main():
     if len(sys.argv) < 2:
         fail(__doc__)
     cmds = {"catalog": cmd_catalog, "local": cmd_local, "metrics": cmd_metrics,
-            "health": cmd_health, "html": cmd_html, "bad": cmd_bad, "slow": cmd_slow,
+            "health": cmd_health, "metric": cmd_metric, "html": cmd_html, "bad": cmd_bad, "slow": cmd_slow,
             "limit": cmd_limit}
     fn = cmds.get(sys.argv[1])
     if not fn:

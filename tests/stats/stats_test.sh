@@ -147,6 +147,9 @@ check_contains "the page shows the unhealthy store" "$page" '<td class="bad">unh
 rm -f "$DOWN"
 check "/healthz returns to 200 when the store recovers" \
     wait_for --timeout 10 "${CHECK[@]}" health "$BASE" 200
+check_show "the store's own error and reconnect counters show in /metrics" bash -c '
+    "$@" metric "$0" regent_store_errors_total plugin=stats_flakystore,op=read 1 &&
+    "$@" metric "$0" regent_watch_reconnects_total plugin=stats_flakystore 1' "$BASE" "${CHECK[@]}"
 
 # ---------------------------------------------------------------------------------------------
 # The HTML page, rendered by headless Chromium
@@ -264,6 +267,11 @@ EOF
         wait_for --timeout 30 "${CHECK[@]}" health "$B4" 200
     check "etcd back: /v1/catalog equals the catalog" \
         wait_for --timeout 20 "${CHECK[@]}" catalog "$B4" "$INST" "$NODE"
+    check_show "etcd: /metrics shows its operations, errors and watch reconnects" bash -c '
+        "$@" metric "$0" regent_store_ops_total plugin=etcd 1 &&
+        "$@" metric "$0" regent_store_errors_total plugin=etcd 1 &&
+        "$@" metric "$0" regent_watch_reconnects_total plugin=etcd 1 &&
+        "$@" metric "$0" regent_propagation_seconds_count plugin=stats 1' "$B4" "${CHECK[@]}"
     daemon_stop regent-etcd
     if grep -E "Sanitizer|runtime error:" "$(daemon_log regent-etcd)" >&2; then
         check "etcd: no sanitizer report" false
