@@ -863,19 +863,22 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 	consul *c = w->c;
 	regent_http_req *req = w->req;
 	w->req = NULL;
-	const char *what = w->name ? "health of service" : "service list";
-	const char *wname = w->name ? w->name : "";
+	char what[120];
+	if (w->name)
+		snprintf(what, sizeof(what), "the health of service %s", w->name);
+	else
+		snprintf(what, sizeof(what), "the service list");
 	if (res->error || res->status != 200) {
 		char d[300];
 		describe(res, d, sizeof(d));
 		if (res->status == 403)
 			watch_fail(w, REGENT_LOG_ERROR,
-			           "Consul refused to read the %s %s: %s (ACL: the token is unknown "
-			           "or lacks read permission)",
-			           what, wname, d);
+			           "Consul refused to read %s: %s (ACL: the token is unknown or lacks "
+			           "read permission)",
+			           what, d);
 		else
-			watch_fail(w, REGENT_LOG_WARN, "cannot read the %s %s from %s: %s", what,
-			           wname, c->base, d);
+			watch_fail(w, REGENT_LOG_WARN, "cannot read %s from %s: %s", what, c->base,
+			           d);
 		return;
 	}
 	uint64_t got = consul_parse_index(c->h->http_header(req, "X-Consul-Index"));
@@ -919,9 +922,9 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 		/* Consul answers a missing or weak token with an empty result,
 		 * not an error: that is no proof that the catalog is empty. */
 		watch_fail(w, REGENT_LOG_ERROR,
-		           "Consul filtered every result of the %s %s by ACLs (the token is missing "
-		           "or lacks service:read/node:read)",
-		           what, wname);
+		           "Consul filtered every result of %s by ACLs (the token is missing or "
+		           "lacks service:read/node:read)",
+		           what);
 		return;
 	}
 	count(c, c->m_req, w->name ? M_HEALTH : M_CATALOG);
@@ -930,8 +933,9 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 	uint64_t prev = w->index;
 	w->index = consul_next_index(prev, got, &reset);
 	if (reset && prev)
-		c->h->log(c->ctx, REGENT_LOG_DEBUG, "%s %s: index went from %" PRIu64 " to %" PRIu64
-		          ": reading afresh", what, wname, prev, got);
+		c->h->log(c->ctx, REGENT_LOG_DEBUG,
+		          "%s: index went from %" PRIu64 " to %" PRIu64 ": reading afresh", what, prev,
+		          got);
 	check_sync(c);
 	watch_next(w);
 }

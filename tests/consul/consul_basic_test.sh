@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# consul_basic_test.sh - the Consul store plugin against one Consul agent
+# (the emulator, or a real `consul agent -dev` with REGENT_CONSUL_MODE=real):
+# registration (body, TTL check kept passing), discovery by a client host,
+# a backend-only host, foreign and invalid registrations, the tag filter,
+# changes sent as changes only, a vanished service, and SIGTERM
+# deregistering at once.
+source "$REGENT_TEST_DIR/consul/consul_lib.sh"
+consul_test_init
+T=$H_TMP
+TTL=1s DEREG=2s
+agent_start || { echo "agent did not start"; harness_summary; exit 1; }
+
+# ---- a backend host with a sink (A), a backend-only host (B), a client (C)
+cat >"$T/a.txt" <<'EOF'
+backend-1/web1/80 web 127.0.0.1 8001 tcp v1,blue
+backend-1/web2/80 web 127.0.0.1 8002
+backend-1/dns/53 dns 127.0.0.2 5353 udp
+EOF
+echo "backend-2/web3/80 web 127.0.0.3 8003" >"$T/b.txt"
+common() { printf '[agent]\nnode = %s\ndebounce = 10ms\n' "$1"; }
+{ common backend-1; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
+  store_section; printf '[sink testsink]\nfile = %s\n' "$T/a.sink"; } >"$T/a.ini"
+{ common backend-2; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/b.txt"
+  store_section; } >"$T/b.ini"
+{ common client-1; store_section; printf '[sink testsink]\nfile = %s\n' "$T/c.sink"; } >"$T/c.ini"
+{ common client-2; store_section; printf 'tag = blue\n[sink testsink]\nfile = %s\n' "$T/d.sink"; } >"$T/d.ini"
+
+check "check-config accepts the [store consul] section" \
+	"$REGENT_BIN" --check-config -c "$T/a.ini" --plugin-dir "$REGENT_PLUGIN_DIR"
+regent_start a "$T/a.ini" -L debug
+regent_start b "$T/b.ini"
+regent_start c "$T/c.ini"
+
+for id in backend-1/web1/80 backend-1/web2/80 backend-1/dns/53 backend-2/web3/80; do
+	check "agent holds $id" wait_for --timeout 10 agent_has "$id"
+done
+svc=$(agent_curl GET /v1/agent/services)
+field() { "$PYTHON3" -c 'import json,sys; d=json.loads(sys.argv[1]); print(json.dumps(eval(sys.argv[2]), sort_keys=True))' "$svc" "$1"; }
+check_eq "web1: name, address, port" '["web", "127.0.0.1", 8001]' \
+	"$(field '[d["backend-1/web1/80"][k] for k in ("Service","Address","Port")]')"
+check_eq "web1: tags" '["v1", "blue"]' "$(field 'd["backend-1/web1/80"]["Tags"]')"
+check_eq "web1: meta carries proto, service_port, node" \
+	'{"node": "backend-1", "proto": "tcp", "service_port": "8001"}' \
+	"$(field 'd["backend-1/web1/80"]["Meta"]')"
+check_eq "dns: udp in meta" '"udp"' "$(field 'd["backend-1/dns/53"]["Meta"]["proto"]')"
+checks=$(agent_curl GET /v1/agent/checks)
+check_contains "a TTL check named service:<id> per instance" "$checks" '"service:backend-1/web1/80"'
+
+# ---- discovery on the client
+for want in "backend-1/web1/80 127.0.0.1:8001/tcp node=backend-1" \
+            "backend-1/dns/53 127.0.0.2:5353/udp node=backend-1" \
+            "backend-2/web3/80 127.0.0.3:8003/tcp node=backend-2"; do
+	check "client sees $want" wait_for --timeout 10 snapshot_has "$T/c.sink" "$want"
+done
+check "backend host with a sink sees the other host's instance" \
+	wait_for --timeout 10 snapshot_has "$T/a.sink" "backend-2/web3/80 127.0.0.3:8003"
+check "Consul's own service is not in the catalog" snapshot_lacks "$T/c.sink" "consul ("
+check "backend-only host registers without watching" grep -q "registering only" "$(regent_log b)"
+
+# ---- TTL checks stay passing (TTL 1s, passes every ~333 ms)
+sleep 2.5
+passing() { agent_curl GET "/v1/health/service/web?passing" | "$PYTHON3" -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+check_eq "checks still passing after 2.5 TTLs" 3 "$(passing)"
+
+# ---- foreign and invalid registrations
+agent_curl PUT /v1/agent/service/register '{"ID":"ext1","Name":"web","Address":"10.1.1.1","Port":9000}' >/dev/null
+agent_curl PUT /v1/agent/service/register '{"ID":"bad1","Name":"bad name!","Address":"10.1.1.2","Port":9001}' >/dev/null
+check "a foreign instance appears as <consul node>/<ID>" \
+	wait_for --timeout 10 snapshot_has "$T/c.sink" "/ext1 10.1.1.1:9000/tcp node="
+check "an invalid service name is skipped with a warning" \
+	wait_for --timeout 10 grep -q 'skipped Consul service "bad name!": invalid name' "$(regent_log c)"
+check "client still running" daemon_alive regent-c
+
+# ---- tag filter
+regent_start d "$T/d.ini"
+check "tag filter: web1 (blue) seen" wait_for --timeout 10 snapshot_has "$T/d.sink" "backend-1/web1/80"
+check "tag filter: web2 (untagged) not seen" snapshot_lacks "$T/d.sink" "backend-1/web2/80"
+check "tag filter: dns not seen" snapshot_lacks "$T/d.sink" "dns ("
+daemon_stop regent-d
+
+# ---- changes: web2 moves, dns goes away; only those are sent
+nreg() { grep -c "consul: registered $1 " "$(regent_log a)"; }
+before_web1=$(nreg backend-1/web1/80)
+cat >"$T/a.txt" <<'EOF'
+backend-1/web1/80 web 127.0.0.1 8001 tcp v1,blue
+backend-1/web2/80 web 127.0.0.1 8012
+EOF
+check "agent drops dns" wait_for --timeout 10 agent_lacks backend-1/dns/53
+check "client: web2 moved to 8012" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-1/web2/80 127.0.0.1:8012/tcp"
+check "client: the vanished service dns left the catalog" wait_for --timeout 10 snapshot_lacks "$T/c.sink" "dns ("
+check_eq "unchanged web1 was not registered again" "$before_web1" "$(nreg backend-1/web1/80)"
+check_eq "web2 registered twice in all (start + change)" 2 "$(nreg backend-1/web2/80)"
+
+# ---- SIGTERM deregisters at once
+t0=$(now_ms)
+daemon_stop regent-a
+t1=$(now_ms)
+check "A's services are gone right after SIGTERM" agent_lacks backend-1/web1/80
+echo "# SIGTERM to exit (deregistration included): $((t1 - t0)) ms"
+check "A logged its deregistration" grep -q "deregistered 2 services from Consul" "$(regent_log a)"
+check "client: web1 leaves" wait_for --timeout 10 snapshot_lacks "$T/c.sink" "backend-1/web1/80"
+check "client: web3 (other host) stays" snapshot_has "$T/c.sink" "backend-2/web3/80"
+check "B still registered" agent_has backend-2/web3/80
+check "no plugin turned unhealthy" bash -c "! grep -h 'unhealthy' $T/regent-*.log"
+harness_summary

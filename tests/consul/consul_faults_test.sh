@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# consul_faults_test.sh - the Consul store plugin under faults, against the
+# emulator (or a real `consul agent -dev` with REGENT_CONSUL_MODE=real):
+#  1. a backend agent killed with SIGKILL: its instances leave the catalog
+#     after the TTL, and the Consul agent deregisters them after
+#     DeregisterCriticalServiceAfter;
+#  2. the Consul agent restarted (killed, a new one on the same port): the
+#     last catalog is kept while it is down, services are registered again;
+#  3. ACL tokens: a wrong token and no token are refused with a clear error,
+#     an empty filtered answer is never taken for an empty catalog, and the
+#     token never reaches a log.
+source "$REGENT_TEST_DIR/consul/consul_lib.sh"
+consul_test_init
+T=$H_TMP
+TTL=1s DEREG=2s
+agent_start || { echo "agent did not start"; harness_summary; exit 1; }
+
+cat >"$T/a.txt" <<'EOF'
+backend-1/web1/80 web 127.0.0.1 8001
+backend-1/web2/80 web 127.0.0.1 8002
+EOF
+echo "backend-2/api1/80 api 127.0.0.3 9001" >"$T/b.txt"
+write_configs() { # [notoken]
+	{ printf '[agent]\nnode = backend-1\ndebounce = 10ms\n'
+	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"; store_section "$@"; } >"$T/a.ini"
+	{ printf '[agent]\nnode = backend-2\ndebounce = 10ms\n'
+	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/b.txt"; store_section "$@"; } >"$T/b.ini"
+	{ printf '[agent]\nnode = client-1\ndebounce = 10ms\n'; store_section "$@"
+	  printf '[sink testsink]\nfile = %s\n' "$T/c.sink"; } >"$T/c.ini"
+}
+write_configs
+
+# ---- 1. SIGKILL: TTL, then DeregisterCriticalServiceAfter
+regent_start a "$T/a.ini"
+regent_start b "$T/b.ini"
+regent_start c "$T/c.ini"
+check "client sees web1" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-1/web1/80"
+check "client sees api1" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-2/api1/80"
+t0=$(now_ms)
+daemon_kill regent-a KILL
+check "instances of the killed agent leave the client's catalog (TTL)" \
+	wait_for --timeout 10 snapshot_lacks "$T/c.sink" "backend-1/web1/80"
+t1=$(now_ms)
+check "the Consul agent deregisters them (DeregisterCriticalServiceAfter)" \
+	wait_for --timeout "$REAP_SLACK" agent_lacks backend-1/web1/80
+t2=$(now_ms)
+check "the empty service leaves the client's catalog" \
+	wait_for --timeout 10 snapshot_lacks "$T/c.sink" "web ("
+check "the other host's instance stays" snapshot_has "$T/c.sink" "backend-2/api1/80"
+echo "# SIGKILL -> out of the client's catalog: $((t1 - t0)) ms (ttl $TTL)"
+echo "# SIGKILL -> deregistered by the agent: $((t2 - t0)) ms (deregister_after $DEREG)"
+check "out of the catalog within ttl + 2 s" test $((t1 - t0)) -lt 3000
+
+# ---- 2. Consul agent restart
+regent_start a "$T/a.ini"
+check "web1 registered again by a new regent" wait_for --timeout 10 agent_has backend-1/web1/80
+check "client sees web1 again" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-1/web1/80"
+from=$(($(wc -l <"$T/c.sink") + 1))
+agent_kill
+sleep 2.5   # longer than the TTL: every regent notices
+check "regent A keeps running while Consul is down" daemon_alive regent-a
+check "client keeps running while Consul is down" daemon_alive regent-c
+check "client says it keeps the last catalog" grep -q "keeping the last catalog" "$(regent_log c)"
+check "client turned unhealthy" grep -q "unhealthy" "$(regent_log c)"
+check "backend turned unhealthy" grep -q "unhealthy" "$(regent_log a)"
+check "client's catalog never lost web1 while Consul was down" \
+	all_snapshots_have "$T/c.sink" "backend-1/web1/80" "$from"
+check "client's catalog never lost api1 while Consul was down" \
+	all_snapshots_have "$T/c.sink" "backend-2/api1/80" "$from"
+down_lines=$(wc -l <"$T/c.sink")
+agent_start || echo "agent did not restart"
+t0=$(now_ms)
+check "web1 registered again after the restart" wait_for --timeout 15 agent_has backend-1/web1/80
+check "web2 registered again after the restart" wait_for --timeout 5 agent_has backend-1/web2/80
+check "api1 registered again after the restart" wait_for --timeout 5 agent_has backend-2/api1/80
+t1=$(now_ms)
+echo "# Consul agent back -> every service registered again: $((t1 - t0)) ms"
+check "backend logged the re-registration" grep -q "registering 2 instances again" "$(regent_log a)"
+check "client sees web1 after the restart" wait_for --timeout 15 snapshot_has "$T/c.sink" "backend-1/web1/80"
+check "client sees api1 after the restart" wait_for --timeout 15 snapshot_has "$T/c.sink" "backend-2/api1/80"
+check "backend healthy again" wait_for --timeout 15 grep -q "store consul: healthy" "$(regent_log a)"
+check "client healthy again" wait_for --timeout 15 grep -q "store consul: healthy" "$(regent_log c)"
+if all_snapshots_have "$T/c.sink" "backend-1/web1/80" "$((down_lines + 1))"; then
+	echo "# the client's catalog kept web1 throughout the restart"
+else
+	echo "# note: the client read the restarted (empty) agent before the backend registered again"
+fi
+daemon_stop regent-a
+daemon_stop regent-b
+daemon_stop regent-c
+agent_stop
+
+# ---- 3. ACL tokens
+AGENT_PORT=""
+SECRET="s3cr3t-$RANDOM-token"
+WRONG="wrong-$RANDOM-token"
+agent_start "$SECRET" || echo "ACL agent did not start"
+rm -f "$T/c.sink"
+# A wrong token: 403 "ACL not found" on writes and reads.
+AGENT_TOKEN=$WRONG write_configs
+AGENT_TOKEN=$SECRET
+regent_start a "$T/a.ini"
+regent_start c "$T/c.ini"
+check "wrong token: registration refused with a clear error" wait_for --timeout 10 \
+	grep -q "Consul refused to register backend-1/web[12]/80 (service web): HTTP 403: ACL not found" "$(regent_log a)"
+check "wrong token: reading refused with a clear error" wait_for --timeout 10 \
+	grep -q "Consul refused to read the service list: HTTP 403: ACL not found" "$(regent_log c)"
+check "wrong token: backend unhealthy" grep -q "store consul: unhealthy" "$(regent_log a)"
+check "wrong token: nothing registered" agent_lacks backend-1/web1/80
+check "wrong token: the client never got a catalog" test ! -s "$T/c.sink"
+daemon_stop regent-a
+daemon_stop regent-c
+# No token: writes refused (403 permission denied), reads filtered to nothing.
+write_configs notoken
+regent_start a "$T/a.ini"
+regent_start c "$T/c.ini"
+check "no token: registration refused" wait_for --timeout 10 \
+	grep -q "Consul refused to register backend-1/web[12]/80 .*HTTP 403: Permission denied" "$(regent_log a)"
+check "no token: the filtered empty answer is flagged as an ACL problem" wait_for --timeout 10 \
+	grep -q "Consul filtered every result of the service list by ACLs" "$(regent_log c)"
+check "no token: client unhealthy" grep -q "store consul: unhealthy" "$(regent_log c)"
+check "no token: the client never took it for an empty catalog" test ! -s "$T/c.sink"
+daemon_stop regent-a
+daemon_stop regent-c
+# The right token.
+write_configs
+regent_start a "$T/a.ini"
+regent_start c "$T/c.ini"
+check "right token: registered" wait_for --timeout 10 agent_has backend-1/web1/80
+check "right token: discovered" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-1/web1/80"
+daemon_stop regent-a
+check "right token: deregistered on SIGTERM" agent_lacks backend-1/web1/80
+check "no token ever reached a log" bash -c "! grep -l -e '$SECRET' -e '$WRONG' $T/regent-*.log"
+harness_summary

@@ -1,0 +1,309 @@
+/* test_consul_util.c - unit tests of the Consul plugin's pure helpers
+ * (plugins/consul/consul_util.c): the map, addresses, escaping, durations,
+ * the registration body, the index rules and the decoding of Consul's
+ * answers, including hostile ones. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consul_util.h"
+
+static void test_map(void **st)
+{
+	(void)st;
+	cmap *m = cmap_new();
+	char key[32];
+	for (int i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		assert_null(cmap_put(m, key, (void *)(intptr_t)(i + 1)));
+	}
+	assert_int_equal(cmap_size(m), 1000);
+	assert_int_equal((intptr_t)cmap_get(m, "k500"), 501);
+	assert_int_equal((intptr_t)cmap_put(m, "k500", (void *)7), 501);
+	assert_int_equal((intptr_t)cmap_del(m, "k500"), 7);
+	assert_null(cmap_get(m, "k500"));
+	assert_null(cmap_del(m, "nope"));
+	/* Deleting while iterating. */
+	cmap_iter it = {0};
+	const char *k;
+	size_t seen = 0;
+	while (cmap_next(m, &it, &k, NULL)) {
+		seen++;
+		assert_non_null(cmap_del(m, k));
+	}
+	assert_int_equal(seen, 999);
+	assert_int_equal(cmap_size(m), 0);
+	cmap_put(m, "x", strdup("owned"));
+	cmap_free(m, free);
+}
+
+static void test_address(void **st)
+{
+	(void)st;
+	char *b, *u, why[128];
+	assert_int_equal(consul_parse_address("http://127.0.0.1:8500/", &b, &u, why, sizeof(why)), 0);
+	assert_string_equal(b, "http://127.0.0.1:8500");
+	assert_null(u);
+	free(b);
+	assert_int_equal(consul_parse_address("https://c.example:8501", &b, &u, why, sizeof(why)), 0);
+	assert_string_equal(b, "https://c.example:8501");
+	free(b);
+	assert_int_equal(consul_parse_address("127.0.0.1:8500", &b, &u, why, sizeof(why)), 0);
+	assert_string_equal(b, "http://127.0.0.1:8500");
+	free(b);
+	assert_int_equal(consul_parse_address("unix:///run/consul/http.sock", &b, &u, why,
+	                                      sizeof(why)),
+	                 0);
+	assert_string_equal(b, "http://localhost");
+	assert_string_equal(u, "/run/consul/http.sock");
+	free(b);
+	free(u);
+	const char *bad[] = {"", "ftp://x:1", "unix://rel/path", "unix:///", "http://", "http://a b",
+	                     "http://x?y", ":8500"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		assert_int_equal(consul_parse_address(bad[i], &b, &u, why, sizeof(why)), -EINVAL);
+		assert_null(b);
+		assert_null(u);
+		assert_true(why[0] != '\0');
+	}
+}
+
+static void test_escape_duration(void **st)
+{
+	(void)st;
+	char *e = consul_escape("node-1/abc.def_9:80 x%");
+	assert_string_equal(e, "node-1%2Fabc.def_9%3A80%20x%25");
+	free(e);
+	char b[32];
+	consul_duration(15000, b, sizeof(b));
+	assert_string_equal(b, "15s");
+	consul_duration(60000, b, sizeof(b));
+	assert_string_equal(b, "1m");
+	consul_duration(300000, b, sizeof(b));
+	assert_string_equal(b, "5m");
+	consul_duration(1500, b, sizeof(b));
+	assert_string_equal(b, "1500ms");
+	consul_duration(90000, b, sizeof(b));
+	assert_string_equal(b, "90s");
+	char *cid = consul_check_id("n/c/80");
+	assert_string_equal(cid, "service:n/c/80");
+	free(cid);
+}
+
+static void test_register_body(void **st)
+{
+	(void)st;
+	const char *tags[] = {"v1", "blue"};
+	regent_kv meta[] = {{"team", "a"},     {"with.dot", "x"}, {"consul-x", "y"},
+	                    {"node", "spoof"}, {"ok_key-2", "z"}};
+	regent_instance in = {.service = "web", .id = "backend-1/abc/80", .address = "10.0.0.5",
+	                      .port = 32768, .proto = REGENT_PROTO_UDP, .service_port = 80,
+	                      .tags = tags, .ntags = 2, .meta = meta, .nmeta = 5,
+	                      .node = "backend-1"};
+	char dropped[64];
+	char *body = consul_register_body(&in, "other", 15000, 60000, dropped, sizeof(dropped));
+	assert_string_equal(dropped, "with.dot,consul-x,node");
+	json_error_t err;
+	json_t *o = json_loads(body, 0, &err);
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "ID")), "backend-1/abc/80");
+	assert_string_equal(json_string_value(json_object_get(o, "Name")), "web");
+	assert_string_equal(json_string_value(json_object_get(o, "Address")), "10.0.0.5");
+	assert_int_equal(json_integer_value(json_object_get(o, "Port")), 32768);
+	assert_int_equal(json_array_size(json_object_get(o, "Tags")), 2);
+	json_t *m = json_object_get(o, "Meta");
+	assert_string_equal(json_string_value(json_object_get(m, "proto")), "udp");
+	assert_string_equal(json_string_value(json_object_get(m, "service_port")), "80");
+	assert_string_equal(json_string_value(json_object_get(m, "node")), "backend-1");
+	assert_string_equal(json_string_value(json_object_get(m, "team")), "a");
+	assert_string_equal(json_string_value(json_object_get(m, "ok_key-2")), "z");
+	assert_int_equal(json_object_size(m), 5);
+	json_t *c = json_object_get(o, "Check");
+	assert_string_equal(json_string_value(json_object_get(c, "CheckID")),
+	                    "service:backend-1/abc/80");
+	assert_string_equal(json_string_value(json_object_get(c, "TTL")), "15s");
+	assert_string_equal(json_string_value(json_object_get(c, "Status")), "passing");
+	assert_string_equal(json_string_value(json_object_get(c, "DeregisterCriticalServiceAfter")),
+	                    "1m");
+	/* No field Consul would reject inside a service's check. */
+	assert_null(json_object_get(c, "ID"));
+	json_decref(o);
+	/* Deterministic: the same instance gives the same text. */
+	char *again = consul_register_body(&in, "other", 15000, 60000, NULL, 0);
+	assert_string_equal(body, again);
+	free(again);
+	free(body);
+	/* No node on the instance: the agent's. */
+	in.node = NULL;
+	in.nmeta = 0;
+	body = consul_register_body(&in, "agent-node", 2000, 1500, dropped, sizeof(dropped));
+	assert_string_equal(dropped, "");
+	assert_non_null(strstr(body, "\"node\":\"agent-node\""));
+	assert_non_null(strstr(body, "\"DeregisterCriticalServiceAfter\":\"1500ms\""));
+	free(body);
+}
+
+static void test_meta_limit(void **st)
+{
+	(void)st;
+	regent_kv meta[70];
+	char keys[70][8];
+	for (int i = 0; i < 70; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		meta[i].key = keys[i];
+		meta[i].value = "v";
+	}
+	regent_instance in = {.service = "s", .id = "i", .address = "a", .port = 1,
+	                      .meta = meta, .nmeta = 70};
+	char dropped[256];
+	char *body = consul_register_body(&in, "n", 1000, 1000, dropped, sizeof(dropped));
+	json_t *o = json_loads(body, 0, NULL);
+	assert_int_equal(json_object_size(json_object_get(o, "Meta")), CONSUL_META_MAX);
+	assert_non_null(strstr(dropped, "k69"));
+	json_decref(o);
+	free(body);
+}
+
+static void test_index(void **st)
+{
+	(void)st;
+	assert_int_equal(consul_parse_index("42"), 42);
+	assert_int_equal(consul_parse_index(" 7 "), 7);
+	assert_int_equal(consul_parse_index("18446744073709551615"), UINT64_MAX);
+	assert_int_equal(consul_parse_index("18446744073709551616"), 0);
+	assert_int_equal(consul_parse_index("-1"), 0);
+	assert_int_equal(consul_parse_index("12abc"), 0);
+	assert_int_equal(consul_parse_index(NULL), 0);
+	bool reset;
+	assert_int_equal(consul_next_index(0, 10, &reset), 10);
+	assert_false(reset);
+	assert_int_equal(consul_next_index(10, 10, &reset), 10); /* timeout: same index */
+	assert_false(reset);
+	assert_int_equal(consul_next_index(10, 12, &reset), 12);
+	assert_int_equal(consul_next_index(12, 5, &reset), 0); /* went backwards */
+	assert_true(reset);
+	assert_int_equal(consul_next_index(12, 0, &reset), 0); /* 0: restart */
+	assert_true(reset);
+}
+
+static void test_services(void **st)
+{
+	(void)st;
+	const char *j = "{\"consul\":[],\"web\":[\"v1\",\"Blue\"],\"odd\":null,\"x\":[1,\"t\"]}";
+	consul_services s;
+	char why[128];
+	assert_int_equal(consul_parse_services(j, strlen(j), &s, why, sizeof(why)), 0);
+	assert_int_equal(s.n, 4);
+	bool found = false;
+	for (size_t i = 0; i < s.n; i++) {
+		if (strcmp(s.v[i].name, "web") == 0) {
+			found = true;
+			const char *want1[] = {"blue"};
+			const char *want2[] = {"blue", "v2"};
+			assert_true(consul_tags_match(s.v[i].tags, s.v[i].ntags, want1, 1));
+			assert_false(consul_tags_match(s.v[i].tags, s.v[i].ntags, want2, 2));
+		}
+		if (strcmp(s.v[i].name, "x") == 0)
+			assert_int_equal(s.v[i].ntags, 1);
+	}
+	assert_true(found);
+	consul_services_free(&s);
+	assert_int_equal(consul_parse_services("[]", 2, &s, why, sizeof(why)), -EINVAL);
+	assert_int_equal(consul_parse_services("{", 1, &s, why, sizeof(why)), -EINVAL);
+	assert_int_equal(consul_parse_services("", 0, &s, why, sizeof(why)), -EINVAL);
+}
+
+static const char *health_json =
+	"["
+	/* regent's own registration, address set */
+	"{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},"
+	" \"Service\":{\"ID\":\"backend-1/abc/80\",\"Service\":\"web\",\"Tags\":[\"v1\"],"
+	"  \"Address\":\"10.0.0.5\",\"Port\":32768,"
+	"  \"Meta\":{\"proto\":\"udp\",\"service_port\":\"80\",\"node\":\"backend-1\",\"team\":\"a\"}},"
+	" \"Checks\":[]},"
+	/* foreign registration: no meta, empty address -> node address */
+	"{\"Node\":{\"Node\":\"n2\",\"Address\":\"10.0.0.2\"},"
+	" \"Service\":{\"ID\":\"web\",\"Service\":\"web\",\"Tags\":[],\"Address\":\"\","
+	"  \"Port\":8080,\"Meta\":null},\"Checks\":[]},"
+	/* Port omitted (0): skipped */
+	"{\"Node\":{\"Node\":\"n2\",\"Address\":\"10.0.0.2\"},"
+	" \"Service\":{\"ID\":\"noport\",\"Service\":\"web\",\"Tags\":[],\"Address\":\"x\"}},"
+	/* bad service_port meta: skipped */
+	"{\"Node\":{\"Node\":\"n2\",\"Address\":\"10.0.0.2\"},"
+	" \"Service\":{\"ID\":\"bad\",\"Service\":\"web\",\"Port\":1,"
+	"  \"Meta\":{\"service_port\":\"99999\",\"node\":\"n\"}}},"
+	/* bad proto: skipped */
+	"{\"Service\":{\"ID\":\"bad2\",\"Service\":\"web\",\"Port\":1,\"Meta\":{\"proto\":\"sctp\"}}},"
+	/* not an object at all */
+	"17"
+	"]";
+
+static void test_health(void **st)
+{
+	(void)st;
+	consul_instances in;
+	size_t skipped;
+	char why[256];
+	assert_int_equal(consul_parse_health(health_json, strlen(health_json), "web", &in, &skipped,
+	                                     why, sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 2);
+	assert_int_equal(skipped, 4);
+	assert_non_null(strstr(why, "noport"));
+	const regent_instance *a = in.ptrs[0], *b = in.ptrs[1];
+	assert_string_equal(a->id, "backend-1/abc/80");
+	assert_string_equal(a->service, "web");
+	assert_string_equal(a->address, "10.0.0.5");
+	assert_int_equal(a->port, 32768);
+	assert_int_equal(a->proto, REGENT_PROTO_UDP);
+	assert_int_equal(a->service_port, 80);
+	assert_string_equal(a->node, "backend-1");
+	assert_int_equal(a->ntags, 1);
+	assert_string_equal(a->tags[0], "v1");
+	assert_int_equal(a->nmeta, 1);
+	assert_string_equal(a->meta[0].key, "team");
+	assert_string_equal(b->id, "n2/web");
+	assert_string_equal(b->address, "10.0.0.2");
+	assert_int_equal(b->port, 8080);
+	assert_int_equal(b->service_port, 8080);
+	assert_int_equal(b->proto, REGENT_PROTO_TCP);
+	assert_string_equal(b->node, "n2");
+	assert_int_equal(b->nmeta, 0);
+	consul_instances_free(&in);
+
+	assert_int_equal(consul_parse_health("[]", 2, "web", &in, &skipped, why, sizeof(why)), 0);
+	assert_int_equal(in.n, 0);
+	consul_instances_free(&in);
+	assert_int_equal(consul_parse_health("{}", 2, "web", &in, &skipped, why, sizeof(why)),
+	                 -EINVAL);
+	assert_int_equal(consul_parse_health("nope", 4, "web", &in, &skipped, why, sizeof(why)),
+	                 -EINVAL);
+	/* A different service's entry is not taken. */
+	const char *other = "[{\"Service\":{\"ID\":\"x\",\"Service\":\"db\",\"Port\":1}}]";
+	assert_int_equal(consul_parse_health(other, strlen(other), "web", &in, &skipped, why,
+	                                     sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 0);
+	assert_int_equal(skipped, 1);
+	consul_instances_free(&in);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_map),           cmocka_unit_test(test_address),
+		cmocka_unit_test(test_escape_duration), cmocka_unit_test(test_register_body),
+		cmocka_unit_test(test_meta_limit),    cmocka_unit_test(test_index),
+		cmocka_unit_test(test_services),      cmocka_unit_test(test_health),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
