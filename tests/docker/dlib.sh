@@ -62,6 +62,7 @@ regent_launch() {
               --log-file="$H_TMP/$name.vg")
     fi
     : >> "$H_TMP/$name.store"
+    [[ " ${DL_REGENTS:-} " == *" $name "* ]] || DL_REGENTS="${DL_REGENTS:-} $name"
     daemon_start "$name" "${wrap[@]}" "$REGENT_BIN" -c "$H_TMP/$name.ini" \
         --plugin-dir "$REGENT_PLUGIN_DIR" --log-level debug
 }
@@ -154,4 +155,16 @@ check_latency() {
     echo "$desc $ms $cmd_ms" >> "${DL_LATENCY_FILE:-/dev/null}"
     if [[ $ms -le 1000 ]]; then check "$desc within 1 s of the docker event (${ms} ms)" true
     else check "$desc within 1 s of the docker event (${ms} ms)" false; fi
+}
+
+# dl_finish: stop every regent this script started, check their logs for sanitizer reports
+# (ASan/UBSan/LSan print there; a sanitizer build aborts on the first error), print the summary.
+dl_finish() {
+    local n
+    for n in ${DL_REGENTS:-}; do
+        daemon_alive "$n" && daemon_stop "$n"
+        check "regent $n: no sanitizer report in its log" \
+            bash -c "! grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' '$H_TMP/$n.log'"
+    done
+    harness_summary
 }

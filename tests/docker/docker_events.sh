@@ -107,4 +107,4 @@ check "regent still running" daemon_alive r1
 daemon_stop r1
 echo "latencies (event -> regent, command -> regent):" >&2
 cat "$H_TMP/latency.txt" >&2
-harness_summary
+dl_finish

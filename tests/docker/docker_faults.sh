@@ -111,4 +111,4 @@ if dl_valgrind_ok; then
 else
     echo "skip - valgrind (sanitizer build or no valgrind)"
 fi
-harness_summary
+dl_finish

@@ -109,4 +109,4 @@ check_eq "after an agent restart: the same ids, services and addresses" "$before
 check_eq "and the same local set" "$expected" "$(local_ids r2)"
 daemon_stop r2
 
-harness_summary
+dl_finish
