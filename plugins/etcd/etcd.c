@@ -146,6 +146,7 @@ typedef struct etcd {
 	/* auth */
 	char *token;
 	unsigned token_gen;
+	unsigned quiet_refusals; /* token refusals retried since the last success */
 	regent_backoff auth_bo;
 	uv_timer_t *auth_timer;
 
@@ -322,6 +323,7 @@ static void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt
 
 static void comp_ok(etcd *e, int comp)
 {
+	e->quiet_refusals = 0;
 	if (e->err[comp]) {
 		e->h->log(e->ctx, REGENT_LOG_INFO, "%s works again (through %s)", comp_names[comp],
 		          cur_ep(e));
@@ -375,8 +377,10 @@ static void rotate(etcd *e, const call *c, const char *why)
 	          e->eps[e->ep]);
 }
 
-/* The token the call carried was refused: forget it (once). */
-static void token_refused(etcd *e, const call *c)
+/* The token the call carried was refused: forget it (once).  Returns
+ * true when this looks like an ordinary expiry, to be retried quietly
+ * (not more than a few times in a row without any success). */
+static bool token_refused(etcd *e, const call *c)
 {
 	if (e->user && e->token && c->token_gen == e->token_gen) {
 		e->h->log(e->ctx, REGENT_LOG_INFO, "auth token refused by %s; authenticating again",
@@ -384,6 +388,7 @@ static void token_refused(etcd *e, const call *c)
 		free(e->token);
 		e->token = NULL;
 	}
+	return e->user && ++e->quiet_refusals <= 3;
 }
 
 static void describe(const resp *r, char *buf, size_t n)
@@ -684,12 +689,12 @@ static void grant_done(etcd *e, call *c, resp *r)
 	if (fk != F_NONE) {
 		char d[512];
 		describe(r, d, sizeof(d));
-		if (fk == F_AUTH)
-			token_refused(e, c);
-		else if (fk == F_ROTATE)
+		bool quiet = fk == F_AUTH && token_refused(e, c);
+		if (fk == F_ROTATE)
 			rotate(e, c, d);
-		comp_fail(e, COMP_REG, REGENT_LOG_WARN, "cannot get a lease from %s: %s",
-		          e->eps[c->ep], d);
+		if (!quiet)
+			comp_fail(e, COMP_REG, REGENT_LOG_WARN, "cannot get a lease from %s: %s",
+			          e->eps[c->ep], d);
 		reg_retry(e);
 		return;
 	}
@@ -776,12 +781,12 @@ static void keepalive_done(etcd *e, call *c, resp *r)
 	}
 	char d[512];
 	describe(r, d, sizeof(d));
-	if (fk == F_AUTH)
-		token_refused(e, c);
-	else
+	bool quiet = fk == F_AUTH && token_refused(e, c);
+	if (fk != F_AUTH)
 		rotate(e, c, d);
-	comp_fail(e, COMP_REG, REGENT_LOG_WARN, "cannot keep lease %llx alive through %s: %s",
-	          (unsigned long long)e->lease, e->eps[c->ep], d);
+	if (!quiet)
+		comp_fail(e, COMP_REG, REGENT_LOG_WARN, "cannot keep lease %llx alive through %s: %s",
+		          (unsigned long long)e->lease, e->eps[c->ep], d);
 	uint64_t next = e->h->backoff_next(&e->reg_bo);
 	uint64_t third = (uint64_t)(e->lease_ttl > 0 ? e->lease_ttl : e->ttl_s) * 1000 / 3;
 	ka_schedule(e, next < third ? next : third);
@@ -888,11 +893,12 @@ static void txn_done(etcd *e, call *c, resp *r)
 		kick(e);
 		return;
 	}
-	if (fk == F_AUTH)
-		token_refused(e, c);
-	else if (fk == F_ROTATE)
+	bool quiet = fk == F_AUTH && token_refused(e, c);
+	if (fk == F_ROTATE)
 		rotate(e, c, d);
-	if (fk == F_OTHER) {
+	if (quiet) {
+		/* an expired token: authenticate and retry */
+	} else if (fk == F_OTHER) {
 		if (n == 1)
 			comp_fail(e, COMP_REG, REGENT_LOG_ERROR, "etcd %s refused to write key %s: %s",
 			          e->eps[c->ep], batch[0]->key, d);
@@ -1262,13 +1268,13 @@ static void range_fail(etcd *e, call *c, resp *r)
 		disc_retry(e, 1);
 		return;
 	}
-	if (fk == F_AUTH)
-		token_refused(e, c);
-	else if (fk == F_ROTATE)
+	bool quiet = fk == F_AUTH && token_refused(e, c);
+	if (fk == F_ROTATE)
 		rotate(e, c, d);
-	comp_fail(e, COMP_DISC, REGENT_LOG_WARN,
-	          "cannot read %s/ from %s: %s; the catalog keeps its last known state", e->prefix,
-	          e->eps[c->ep], d);
+	if (!quiet)
+		comp_fail(e, COMP_DISC, REGENT_LOG_WARN,
+		          "cannot read %s/ from %s: %s; the catalog keeps its last known state",
+		          e->prefix, e->eps[c->ep], d);
 	disc_retry(e, e->h->backoff_next(&e->disc_bo));
 }
 
