@@ -71,7 +71,9 @@ check "the packaged regent --version is $version" grep -q "^regent $version " <(
 check "the packaged regent's default plugin dir is where the plugins are" grep -qF "or /usr/lib/$multiarch/regent/plugins)" <("$X/usr/bin/regent" --help)
 if command -v systemd-analyze >/dev/null; then
 	mkdir -p "$T/unit"
-	sed "s#^ExecStart=/usr/bin/regent #ExecStart=$X/usr/bin/regent #" "$X/lib/systemd/system/regent.service" >"$T/unit/regent.service"
+	sed -e "s#^ExecStart=/usr/bin/regent #ExecStart=$X/usr/bin/regent #" \
+	    -e "s#^ExecReload=/usr/bin/regent #ExecReload=$X/usr/bin/regent #" \
+		"$X/lib/systemd/system/regent.service" >"$T/unit/regent.service"
 	MANPATH=$X/usr/share/man systemd-analyze verify "$T/unit/regent.service" >"$T/verify.log" 2>&1; rc=$?
 	check "systemd-analyze verify passes on the packaged unit" [ $rc -eq 0 -a ! -s "$T/verify.log" ]
 	cat "$T/verify.log"

@@ -20,6 +20,7 @@ BIN=$R$PREFIX/bin/regent
 key() { grep -qx "$1" "$UNIT"; }
 check "unit: Type=notify" key "Type=notify"
 check "unit: ExecStart runs the installed regent with /etc/regent/regent.ini" key "ExecStart=$PREFIX/bin/regent -c /etc/regent/regent.ini"
+check "unit: ExecReload checks the file first" key "ExecReload=$PREFIX/bin/regent --check-config -c /etc/regent/regent.ini"
 check "unit: ExecReload sends SIGHUP" key 'ExecReload=/bin/kill -HUP $MAINPID'
 check "unit: Restart=on-failure" key "Restart=on-failure"
 check "unit: runs as user regent" key "User=regent"
@@ -32,7 +33,8 @@ if command -v systemd-analyze >/dev/null; then
 	# The unit as installed, but ExecStart pointing into the DESTDIR (verify
 	# checks that the binary exists) and man pages from the DESTDIR.
 	mkdir -p "$T/unit"
-	sed "s#^ExecStart=$PREFIX/bin/regent #ExecStart=$BIN #" "$UNIT" >"$T/unit/regent.service"
+	sed -e "s#^ExecStart=$PREFIX/bin/regent #ExecStart=$BIN #" \
+	    -e "s#^ExecReload=$PREFIX/bin/regent #ExecReload=$BIN #" "$UNIT" >"$T/unit/regent.service"
 	man_opt=--man=yes
 	[ -f "$R$PREFIX/share/man/man8/regent.8" ] || { man_opt=--man=no; echo "skip - Documentation= man pages (not built: no scdoc)"; }
 	MANPATH=$R$PREFIX/share/man systemd-analyze verify $man_opt "$T/unit/regent.service" >"$T/verify.log" 2>&1; rc=$?
