@@ -62,6 +62,7 @@ typedef struct shape {
 
 typedef struct svc {
 	char *name;
+	unsigned pxid; /* forced proxy id, stable while the service lives */
 	shape want; /* from the latest snapshot */
 	shape cand; /* in the slow path's candidate file */
 	shape run;  /* in the installed file (what haproxy runs) */
@@ -570,6 +571,14 @@ static svc *svc_get(hx *s, const char *name)
 	if (!v)
 		abort();
 	v->name = xstrdup(name);
+	/* The smallest free proxy id. */
+	for (unsigned id = HX_FIRST_ID; !v->pxid; id++) {
+		bool used = false;
+		for (svc *o = s->svcs; o && !used; o = o->next)
+			used = o->pxid == id;
+		if (!used)
+			v->pxid = id;
+	}
 	svc **pp = &s->svcs;
 	while (*pp && strcmp((*pp)->name, name) < 0)
 		pp = &(*pp)->next;
@@ -699,6 +708,7 @@ static bool build_shape(hx *s, svc *v, long port, shape *out)
 		return false;
 	}
 	ss.c.bind = ss.bind;
+	ss.c.id = v->pxid;
 	if (ss.c.retries < 0)
 		ss.c.retries = s->retries_default;
 	ss.c.t_connect = svc_dur(s, v->name, "timeout_connect", s->t_connect);
@@ -1391,9 +1401,7 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
 {
 	hx *s = arg;
 	svc *v = svc_find(s, px);
-	if (!v)
-		return strcmp(px, HX_STATS_PROXY) != 0; /* not ours: harmless, kept */
-	if (!v->cand.listen || sv[0] != 's')
+	if (!v || !v->cand.listen || sv[0] != 's') /* only our proxies read this file */
 		return false;
 	char *end;
 	long idx = strtol(sv + 1, &end, 10);
@@ -1415,7 +1423,7 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 		          "cannot dump the server state over %s (%s); the new worker starts from the "
 		          "config",
 		          s->admin_socket, status < 0 ? uv_strerror(status) : "unexpected answer");
-		text = xstrdup("");
+		text = xstrdup("1\n");
 	} else {
 		text = hx_filter_state(out, keep_state_line, s);
 	}
@@ -1433,14 +1441,14 @@ static void start_dump(hx *s)
 {
 	s->dump_pending = false;
 	if (!haproxy_running(s)) {
-		write_state(s, "");
+		write_state(s, "1\n");
 		return;
 	}
 	int err = 0;
 	s->admin_req = hx_cli_request(s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
 	                              on_dump, s, &err);
 	if (!s->admin_req)
-		write_state(s, "");
+		write_state(s, "1\n");
 }
 
 static void log_haproxy_output(hx *s, regent_log_level lvl, const char *out)
@@ -1936,7 +1944,7 @@ static void on_state_cleared(void *arg, int status)
 static void spawn_master(hx *s)
 {
 	int err = 0;
-	s->spawn_prep = hx_write_file(s->loop, s->state_file, s->state_tmp, "", 0, false,
+	s->spawn_prep = hx_write_file(s->loop, s->state_file, s->state_tmp, "1\n", 2, false,
 	                              on_state_cleared, s, &err);
 	if (!s->spawn_prep)
 		on_state_cleared(s, err);
@@ -2034,6 +2042,17 @@ static void on_file_recovered(void *arg, const char *proxy, size_t slotno, const
 		v->want.nslots = slotno + 1; /* the slot count it had */
 }
 
+static void on_id_recovered(void *arg, const char *proxy, unsigned id)
+{
+	hx *s = arg;
+	if (!s->h->valid_service(proxy) || id < HX_FIRST_ID)
+		return;
+	for (svc *o = s->svcs; o; o = o->next)
+		if (o->pxid == id)
+			return; /* taken (a hand-edited file): keep the allocated one */
+	svc_get(s, proxy)->pxid = id;
+}
+
 /* Reads the file an earlier run wrote, so that instances keep their slots
  * (server names) and an unchanged file needs no reload.  A small local
  * file, read once at start. */
@@ -2049,7 +2068,7 @@ static void recover(hx *s)
 		hx_buf_add(&b, tmp, n);
 	fclose(f);
 	s->file_text = hx_buf_take(&b);
-	hx_parse_file(s->file_text, on_file_recovered, s);
+	hx_parse_file(s->file_text, on_file_recovered, on_id_recovered, s);
 	size_t nsvc = 0;
 	for (svc *v = s->svcs; v; v = v->next) {
 		v->in_cat = true; /* until the first snapshot says otherwise */

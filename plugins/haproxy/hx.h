@@ -51,8 +51,14 @@ int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why
 
 /* ---- render.c: the file ---- */
 
+/* Proxy IDs: forced, so that server-state lines keep matching their proxy
+ * when services come and go (haproxy matches them by ID first). */
+#define HX_STATS_ID 10000
+#define HX_FIRST_ID 10001
+
 typedef struct hx_svc_cfg {
 	const char *name;
+	unsigned id;             /* forced proxy id */
 	const char *bind;        /* "ADDR:PORT" */
 	bool http;               /* mode http (else tcp) */
 	const char *check_path;  /* NULL: TCP connect check */
@@ -86,11 +92,11 @@ void hx_fmt_ms(char *out, size_t n, uint64_t ms);
 
 /* Calls fn for every "server sN ADDR:PORT ... # ID" line of every listen
  * block of a file this plugin wrote (ID NULL when absent, addr NULL for a
- * disabled slot). */
+ * disabled slot), and idfn (if not NULL) for every listen's "id N". */
 void hx_parse_file(const char *text,
                    void (*fn)(void *arg, const char *proxy, size_t slot, const char *addr,
                               unsigned port, const char *id),
-                   void *arg);
+                   void (*idfn)(void *arg, const char *proxy, unsigned id), void *arg);
 
 /* ---- render.c: haproxy's answers ---- */
 

@@ -310,6 +310,8 @@ char *hx_render_listen(const hx_svc_cfg *c)
 	hx_buf b = {0};
 	char t1[32], t2[32], t3[32];
 	hx_buf_printf(&b, "listen %s\n", c->name);
+	if (c->id)
+		hx_buf_printf(&b, "    id %u\n", c->id);
 	hx_buf_printf(&b, "    bind %s\n", c->bind);
 	hx_buf_printf(&b, "    mode %s\n", c->http ? "http" : "tcp");
 	hx_buf_printf(&b, "    balance %s\n", c->balance);
@@ -358,6 +360,7 @@ char *hx_render_global(const char *admin_socket, const char *stats_bind)
 	if (stats_bind)
 		hx_buf_printf(&b,
 		              "listen " HX_STATS_PROXY "\n"
+		              "    id %u\n"
 		              "    bind %s\n"
 		              "    mode http\n"
 		              "    timeout connect 5s\n"
@@ -366,7 +369,7 @@ char *hx_render_global(const char *admin_socket, const char *stats_bind)
 		              "    stats enable\n"
 		              "    stats uri /\n"
 		              "    stats refresh 10s\n\n",
-		              stats_bind);
+		              (unsigned)HX_STATS_ID, stats_bind);
 	return hx_buf_take(&b);
 }
 
@@ -404,7 +407,7 @@ static bool parse_hostport(const char *tok, char *addr, unsigned *port)
 void hx_parse_file(const char *text,
                    void (*fn)(void *arg, const char *proxy, size_t slot, const char *addr,
                               unsigned port, const char *id),
-                   void *arg)
+                   void (*idfn)(void *arg, const char *proxy, unsigned id), void *arg)
 {
 	char proxy[128] = "";
 	const char *p = text;
@@ -425,6 +428,11 @@ void hx_parse_file(const char *text,
 			} else if (kw && (strcmp(kw, "global") == 0 || strcmp(kw, "defaults") == 0 ||
 			                  strcmp(kw, "frontend") == 0 || strcmp(kw, "backend") == 0)) {
 				proxy[0] = '\0';
+			} else if (kw && strcmp(kw, "id") == 0 && proxy[0] && idfn) {
+				char *v = strtok_r(NULL, " \t", &save), *end = NULL;
+				unsigned long id = v ? strtoul(v, &end, 10) : 0;
+				if (end && !*end && id > 0 && id < 1000000)
+					idfn(arg, proxy, (unsigned)id);
 			} else if (kw && strcmp(kw, "server") == 0 && proxy[0]) {
 				char *name = strtok_r(NULL, " \t", &save);
 				char *hp = name ? strtok_r(NULL, " \t", &save) : NULL;

@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# routing_test.sh - the haproxy sink (manage = true) against the real haproxy
+# 2.6 and real HTTP backends on loopback, driven by [source testsource] (a file
+# this test rewrites) + [store teststore]: round-robin; an instance added,
+# removed or moved within a service takes effect within 100 ms with no reload
+# (the master keeps its worker); draining before removal; a new service comes
+# through a reload that keeps server names and server state; a configuration
+# haproxy rejects is never installed and the old one keeps serving; injection
+# attempts through a service name, tag or address never reach the file; the
+# managed haproxy is restarted after a crash and stopped with regent.
+set -u
+: "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
+# shellcheck source=../harness/lib.sh
+source "$REGENT_TEST_DIR/harness/lib.sh"
+harness_init || exit 1
+
+PY=${PYTHON3:-python3}
+TOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
+T=$H_TMP
+INST=$T/instances
+HX=$T/hx
+mkdir -p "$HX"
+CFG=$HX/haproxy.cfg
+ADMIN=$HX/haproxy-admin.sock
+MASTER=$HX/haproxy-master.sock
+LOG=$T/regent.log
+
+P_WEB=$(free_port); P_API=$(free_port); P_TCP=$(free_port); P_SLOW=$(free_port)
+P_STATS=$(free_port)
+declare -A BP
+for b in b1 b2 b3 b4 b5 b6 b7 b8 b9; do BP[$b]=$(free_port); done
+
+start_backend() { # NAME
+    daemon_start "be-$1" "${TOOL[@]}" backend "${BP[$1]}" "$1"
+}
+for b in "${!BP[@]}"; do start_backend "$b"; done
+for b in "${!BP[@]}"; do wait_for --timeout 20 http_get "http://127.0.0.1:${BP[$b]}/" >/dev/null ||
+    { echo "backend $b did not start" >&2; exit 1; }; done
+
+# check_show DESC CMD...: like check, and shows CMD's output (the measured numbers).
+check_show() {
+    local desc=$1 out rc; shift
+    out=$("$@" 2>&1); rc=$?
+    printf '%s\n' "$out" | sed 's/^/  | /'
+    if [[ $rc -eq 0 ]]; then check "$desc" true; else check "$desc" false; fi
+}
+
+line() { echo "$1 $2 127.0.0.1 ${BP[$3]}${4:+ $4}"; } # ID SERVICE BACKEND [tags]
+INSTANCES=(
+    "$(line web-1 web b1)" "$(line web-2 web b2)" "$(line web-3 web b3)"
+    "$(line tcp-1 tcpsvc b4)"
+    "$(line slow-1 slowsvc b6)" "$(line slow-2 slowsvc b7)"
+)
+render_instances() { printf '%s\n' "${INSTANCES[@]}"; }
+render_instances > "$INST"
+
+mkcfg() { # FILE [extra tcpsvc lines]
+    cat > "$1" <<EOF
+[agent]
+node = hx-test
+debounce = 5ms
+log_level = debug
+
+[source testsource]
+file = $INST
+interval = 10ms
+
+[store teststore]
+
+[sink haproxy]
+manage = true
+config_file = $CFG
+bind_address = 127.0.0.1
+stats = 127.0.0.1:$P_STATS
+reload_interval = 200ms
+check_interval = 1s
+drain_timeout = 5s
+
+[service web]
+port = $P_WEB
+mode = http
+check = /
+
+[service api]
+port = $P_API
+mode = http
+
+[service slowsvc]
+port = $P_SLOW
+mode = http
+balance = first
+
+[service tcpsvc]
+port = $P_TCP
+mode = tcp
+${2:-}
+EOF
+}
+INI=$T/regent.ini
+mkcfg "$INI"
+
+# ---------------------------------------------------------------------------------------------
+# configuration checks (validate())
+
+check_config() { "$REGENT_BIN" --check-config -c "$1" -p "$REGENT_PLUGIN_DIR" 2>&1; }
+check "--check-config accepts the test config" check_config "$INI"
+mkcfg "$T/bad1.ini" "server_options = weight 10, bogus-option 1"
+check_contains "--check-config: server option outside the allow-list" \
+    "$(check_config "$T/bad1.ini")" "not in the allow-list"
+sed 's/^mode = tcp$/mode = udp/' "$INI" > "$T/bad2.ini"
+check_contains "--check-config: bad mode" "$(check_config "$T/bad2.ini")" "must be tcp or http"
+sed "s/^port = $P_API\$/port = $P_WEB/" "$INI" > "$T/bad3.ini"
+check_contains "--check-config: two services on one port, both named" \
+    "$(check_config "$T/bad3.ini")" "services web and api both claim port $P_WEB"
+mkcfg "$T/bad4.ini" "check = /x y#z"
+check_contains "--check-config: bad check path" "$(check_config "$T/bad4.ini")" "is not a path"
+sed 's/^manage = true$/manage = false/' "$INI" > "$T/bad5.ini"
+check_contains "--check-config: drive mode needs admin_socket" \
+    "$(check_config "$T/bad5.ini")" "admin_socket is required"
+
+# ---------------------------------------------------------------------------------------------
+# start
+
+daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
+LOG=$(daemon_log regent)
+web_ok() { http_get "http://127.0.0.1:$P_WEB/" >/dev/null; }
+check "web answers through haproxy" wait_for --timeout 20 web_ok
+
+master_cmd() { haproxy_master_cmd --sock "$MASTER" "$1"; }
+reloads() { master_cmd "show proc" | awk '$2 == "master" { print $3 }'; }
+worker() { master_cmd "show proc" | awk '/^# workers/ { w = 1; next } /^#/ { w = 0 } w && $2 == "worker" { print $1; exit }'; }
+# slot NAME of the server at backend B's address in proxy PX
+slot_of() { "${TOOL[@]}" servers "$ADMIN" "$1" | awk -v a="127.0.0.1:${BP[$2]}" '$2 == a && $4 == 0 { print $1 }'; }
+settled() { ! grep -q . <(find "$HX" -name '*.new'); }
+
+wait_for --timeout 10 eval '[[ -n "$(worker)" ]]' >/dev/null
+
+# --- round robin ---------------------------------------------------------------------------------
+rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30)
+printf '%s\n' "$rr" | sed 's/^/  | rr: /'
+check_eq "round robin: 10 requests each on b1, b2, b3" "b1 10|b2 10|b3 10|errors 0" \
+    "$(printf '%s\n' "$rr" | paste -sd'|')"
+check_contains "stats listener on 127.0.0.1:$P_STATS" \
+    "$(http_get "http://127.0.0.1:$P_STATS/;csv" | cut -d, -f1,2 | sort -u | paste -sd' ')" "web,s1"
+
+# --- fast path: add, remove, move without a reload -------------------------------------------------
+R0=$(reloads); W0=$(worker)
+INSTANCES+=("$(line web-4 web b5)")
+check_show "add web-4: up in haproxy within 100 ms (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b5]}" up 100
+rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40)
+check_contains "add web-4: requests reach it" "$(printf '%s\n' "$rr" | paste -sd' ')" "b5 10"
+
+INSTANCES=("${INSTANCES[@]/$(line web-1 web b1)}")
+check_show "remove web-1: out of rotation within 100 ms (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b1]}" down 100
+rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30)
+check "remove web-1: no request reaches b1" eval "! grep -q '^b1 ' <<<'$rr'"
+check_contains "remove web-1: the others share the load" "$(printf '%s\n' "$rr" | paste -sd' ')" \
+    "b2 10 b3 10 b5 10 errors 0"
+check "remove web-1: drained, then in maintenance" \
+    "${TOOL[@]}" wait-down "$ADMIN" web "127.0.0.1:${BP[b1]}" 3000
+
+MOVE_SLOT=$(slot_of web b3)
+INSTANCES=("${INSTANCES[@]/$(line web-3 web b3)/$(line web-3 web b8)}")
+check_show "move web-3 to another port: applied within 100 ms (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b8]}" up 100
+check_eq "move web-3: same server slot" "$MOVE_SLOT" "$(slot_of web b8)"
+rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30)
+check_contains "move web-3: requests follow it" "$(printf '%s\n' "$rr" | paste -sd' ')" "b8 10"
+check_eq "fast path: no reload (master reload count)" "$R0" "$(reloads)"
+check_eq "fast path: same worker" "$W0" "$(worker)"
+check "fast path: mirrored into the file (web-4 on b5, web-3 on b8, no web-1)" eval \
+    "grep -q '127.0.0.1:${BP[b5]} .*# web-4\$' '$CFG' && grep -q '127.0.0.1:${BP[b8]} .*# web-3\$' '$CFG' && ! grep -q 'web-1' '$CFG'"
+
+# --- drain: a request in flight on a leaving instance completes ------------------------------------
+# (balance first: every request goes to slow-1 while it is in rotation)
+"${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/slow" > "$T/slow1.out" & g1=$!
+in_flight() { [[ "$(haproxy_admin_cmd "$ADMIN" "show stat slowsvc 4 -1" | awk -F, '$2 == "s1" { print $5 }')" == 1 ]]; }
+check "drain: a slow request is in flight on slow-1" wait_for --timeout 5 in_flight
+INSTANCES=("${INSTANCES[@]/$(line slow-1 slowsvc b6)}")
+render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
+sleep 0.3
+st=$("${TOOL[@]}" servers "$ADMIN" slowsvc | awk -v a="127.0.0.1:${BP[b6]}" '$2 == a { print $4 }')
+check_eq "drain: the leaving instance is draining (admin state 8) while a request runs" "8" "$st"
+check_eq "drain: new requests go to the remaining instance" "200 b7" \
+    "$("${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/")"
+wait $g1
+check_eq "drain: the request in flight on slow-1 completed" "200 b6" "$(cat "$T/slow1.out")"
+check "drain: then in maintenance" "${TOOL[@]}" wait-down "$ADMIN" slowsvc "127.0.0.1:${BP[b6]}" 3000
+
+# --- slow path: a new service comes through a reload ------------------------------------------------
+KEEP_SLOT=$(slot_of web b2)
+haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 7" >/dev/null
+R0=$(reloads); W0=$(worker)
+INSTANCES+=("$(line api-1 api b9)")
+t0=$(date +%s%N)
+render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
+api_ok() { [[ "$(http_get "http://127.0.0.1:$P_API/")" == b9 ]]; }
+check "new service api: answers through haproxy" wait_for --timeout 10 api_ok
+echo "  | new service serving after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+check_eq "new service: exactly one reload" "$((R0 + 1))" "$(reloads)"
+check "new service: a new worker" test "$W0" != "$(worker)"
+check_eq "reload: web-2 keeps its server name" "$KEEP_SLOT" "$(slot_of web b2)"
+check_eq "reload: server state survives (weight 7 from the state file)" "7" \
+    "$(haproxy_admin_cmd "$ADMIN" "show servers state web" | awk -v s="$KEEP_SLOT" '$4 == s { print $8 }')"
+haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 1" >/dev/null
+check_eq "reload: web keeps serving all instances" "b2 10|b5 10|b8 10|errors 0" \
+    "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30 | paste -sd'|')"
+check "the state file was written" test -s "$HX/haproxy.state"
+
+# --- a configuration haproxy rejects is never installed -------------------------------------------
+wait_for --timeout 5 settled >/dev/null
+sum0=$(sha256sum < "$CFG"); R0=$(reloads); W0=$(worker)
+nrej=$(grep -c 'haproxy rejected the new configuration' "$LOG")
+mkcfg "$INI" "server_options = ssl"   # passes regent's allow-list; haproxy wants a CA file
+check "bad setting: regent's own check accepts it" check_config "$INI"
+daemon_kill regent HUP
+check "bad setting: haproxy -c rejected it (logged)" \
+    wait_for --timeout 10 eval "[[ \$(grep -c 'haproxy rejected the new configuration' '$LOG') -gt $nrej ]]"
+check_contains "bad setting: haproxy's own message is logged" "$(tail -n 30 "$LOG")" "CA file"
+check_eq "bad setting: the file is unchanged" "$sum0" "$(sha256sum < "$CFG")"
+check "bad setting: no candidate left behind" settled
+check_eq "bad setting: no reload" "$R0" "$(reloads)"
+tcp_ok() { [[ "$("${TOOL[@]}" get "http://127.0.0.1:$P_TCP/")" == "200 b4" ]]; }
+check "bad setting: the running tcpsvc keeps serving" tcp_ok
+INSTANCES+=("$(line web-5 web b1)")
+check_show "bad setting: the fast path still works (web-5 added, ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b1]}" up 1000
+check "bad setting: web-5 mirrored into the file" wait_for --timeout 5 grep -q '# web-5$' "$CFG"
+check_eq "bad setting: still no reload" "$R0" "$(reloads)"
+mkcfg "$INI"
+daemon_kill regent HUP
+sleep 0.5
+check_eq "bad setting reverted: nothing to reload" "$R0" "$(reloads)"
+
+# --- injection attempts never reach the file ----------------------------------------------------
+INSTANCES+=(
+    "evil-1 web;listen 127.0.0.1 ${BP[b1]}"
+    "evil-2 web 127.0.0.1#server ${BP[b1]}"
+    "evil-3 web evil-host.example ${BP[b1]}"
+    "evil-4 web 127.0.0.1 ${BP[b7]} tag#x,bind,{server},\${HOME}"
+    "evil-5 w\$eb 127.0.0.1 ${BP[b1]}"
+    "evil-6 web 0.0.0.0 ${BP[b1]}"
+    "ev#il-7 web 127.0.0.1 ${BP[b1]}"
+)
+render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
+check "injection: evil-4 (valid address, hostile tags) is routed" \
+    wait_for --timeout 5 grep -q '# evil-4$' "$CFG"
+check "injection: skipped with a warning naming the value" \
+    grep -q 'evil-host.example' "$LOG"
+for bad in 'web;listen' '127.0.0.1#server' 'evil-host' 'tag#x' '{server}' 'HOME' 'w$eb' '0.0.0.0:'"${BP[b1]}" 'ev#il'; do
+    check "injection: \"$bad\" is not in the file" eval "! grep -qF -- '$bad' '$CFG'"
+done
+check "injection: the file is still valid for haproxy" haproxy -c -q -f "$CFG"
+check "injection: evil-4's line is a plain server line" \
+    grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} check inter 1s  # evil-4\$" "$CFG"
+grep -E 'evil|tag' "$CFG" | sed 's/^/  | file: /'
+
+# --- the managed haproxy is restarted after a crash ---------------------------------------------
+MPID=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
+kill -KILL "$MPID" "$(worker)" 2>/dev/null
+check "crash: regent notices and restarts haproxy" \
+    wait_for --timeout 15 eval "grep -q 'haproxy (pid $MPID) was killed by signal 9' '$LOG'"
+check "crash: web answers again" wait_for --timeout 15 web_ok
+check "crash: a new master" test "$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')" != "$MPID"
+check_eq "crash: all instances back" "b1 8|b2 8|b5 8|b7 8|b8 8|errors 0" \
+    "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40 | paste -sd'|')"
+
+# --- stop: haproxy goes with regent ----------------------------------------------------------------
+MPID=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
+daemon_stop regent
+check "stop: regent exited" eval '! daemon_alive regent'
+check "stop: the managed haproxy is gone" eval "! kill -0 $MPID 2>/dev/null"
+check "stop: the web port is closed" eval "! http_get http://127.0.0.1:$P_WEB/ 2>/dev/null"
+check "stop: regent logged no error" eval "! grep -E ' error: ' '$LOG' | grep -v -e 'rejected' -e 'CA file' -e 'ALERT' -e 'killed by signal' -e 'Fatal errors'"
+grep -E ' error: ' "$LOG" | grep -v -e 'rejected' -e 'CA file' -e 'ALERT' -e 'killed by signal' -e 'Fatal errors' | head -5 | sed 's/^/  | /' >&2
+
+harness_summary
