@@ -168,6 +168,52 @@ int dk_signal_number(const char *s)
 	return -1;
 }
 
+uint64_t dk_parse_time(const char *s)
+{
+	int y, mo, d, h, mi, sec, n = 0;
+	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
+	    n != 19 || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+	    sec > 60)
+		return 0;
+	const char *p = s + n;
+	uint64_t frac = 0;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 9)
+				frac = frac * 10 + (uint64_t)(*p - '0');
+		if (digits == 0)
+			return 0;
+		for (; digits < 9; digits++)
+			frac *= 10;
+	}
+	long off = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int oh, om, m = 0;
+		if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &m) != 2 || m != 5)
+			return 0;
+		off = (oh * 60L + om) * 60L * (*p == '+' ? 1 : -1);
+		p += 6;
+	} else {
+		return 0;
+	}
+	if (*p)
+		return 0;
+	/* days from civil (proleptic Gregorian), no timegm() needed */
+	int yy = y - (mo <= 2);
+	long era = (yy >= 0 ? yy : yy - 399) / 400;
+	long yoe = yy - era * 400;
+	long doy = (153L * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	long days = era * 146097 + doe - 719468;
+	long long secs = (long long)days * 86400 + h * 3600 + mi * 60 + sec - off;
+	if (secs <= 0)
+		return 0;
+	return (uint64_t)secs * 1000000000ull + frac;
+}
+
 static const char *jstr(json_t *obj, const char *key)
 {
 	json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;

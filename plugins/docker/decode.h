@@ -128,6 +128,11 @@ int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t
  * when there is none (an image id). */
 bool dk_image_service(const char *image, char *out, size_t outlen);
 
+/* An RFC 3339 time as Docker writes it ("2026-11-24T22:28:22.751809633Z",
+ * or with a +hh:mm offset) in ns since the epoch; 0 when unset ("0001-...")
+ * or malformed. */
+uint64_t dk_parse_time(const char *s);
+
 /* A signal given as "15", "SIGTERM" or "TERM": its number, or -1. */
 int dk_signal_number(const char *s);
 

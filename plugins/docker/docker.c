@@ -38,6 +38,7 @@ typedef struct ctr {
 	bool in_sync;          /* counted in st->sync_pending */
 	bool stopping;         /* kill/stop seen: stays down until it starts again */
 	char run[40];          /* State.StartedAt of the last inspect */
+	uint64_t run_ns;       /* ... in ns (0: unknown) */
 	char stop_run[40];     /* ... when it was seen stopping */
 	bool warned;           /* its bad labels were reported once */
 	bool listed;
@@ -346,6 +347,7 @@ static void apply(state *st, ctr *c, const dk_container *dc)
 	}
 	dk_escape(dc->name, c->name, sizeof c->name);
 	snprintf(c->run, sizeof c->run, "%s", dc->started_at);
+	c->run_ns = dk_parse_time(dc->started_at);
 	if (c->stopping && strcmp(c->run, c->stop_run) != 0)
 		c->stopping = false; /* restarted since (its start event was missed) */
 	int sig = dk_signal_number(dc->stop_signal);
@@ -629,10 +631,10 @@ static void start_stream(state *st)
 		"\"destroy\",\"pause\",\"unpause\",\"health_status\"]}";
 	char enc[512], url[1024];
 	urlencode(filters, enc, sizeof enc);
-	/* Replay from the listing's start (it reflects everything before), or
-	 * from the newest event seen if that is later; since is inclusive:
-	 * on_event_line drops what it already handled. */
-	uint64_t since = st->list_start_ns > st->last_ns ? st->list_start_ns : st->last_ns;
+	/* Replay from the newest event seen (the first time: from the
+	 * listing); handle_event() skips what the listing already reflects.
+	 * since is inclusive: on_event_line drops what it already handled. */
+	uint64_t since = st->last_ns ? st->last_ns : st->list_start_ns;
 	snprintf(url, sizeof url, "%s/events?since=%llu.%09llu&filters=%s", st->base,
 	         (unsigned long long)(since / 1000000000ull),
 	         (unsigned long long)(since % 1000000000ull), enc);
@@ -692,6 +694,22 @@ static void handle_event(state *st, const dk_event *ev)
 	if (h->log_enabled(st->ctx, REGENT_LOG_DEBUG))
 		h->log(st->ctx, REGENT_LOG_DEBUG, "event %s container %s (%.12s)", ev->action_text,
 		       ev->name, ev->id);
+	bool down_ward = ev->action != DK_EV_START && ev->action != DK_EV_UNPAUSE &&
+	                 ev->action != DK_EV_HEALTHY;
+	if (c && down_ward && ev->time_ns && c->run_ns && ev->time_ns < c->run_ns) {
+		h->log(st->ctx, REGENT_LOG_DEBUG, "event %s container %s (%.12s): about an earlier "
+		       "run; ignored", ev->action_text, ev->name, ev->id);
+		return;
+	}
+	/* A replayed event older than the listing we resynced from: the
+	 * listing is newer, except that it cannot show a container inside its
+	 * stop grace period, which only its kill/stop event tells. */
+	if (ev->time_ns && ev->time_ns < st->list_start_ns && ev->action != DK_EV_STOP &&
+	    ev->action != DK_EV_KILL) {
+		h->log(st->ctx, REGENT_LOG_DEBUG, "event %s container %s (%.12s): older than the "
+		       "listing; ignored", ev->action_text, ev->name, ev->id);
+		return;
+	}
 	switch (ev->action) {
 	case DK_EV_START:
 	case DK_EV_UNPAUSE:

@@ -19,6 +19,9 @@ id_keep1=$(run_whoami keep1 18400)
 id_keep2=$(run_whoami keep2 18401 --expose 18402/udp)
 id_gone=$(run_whoami gone1 18403)
 id_rm=$(run_whoami rm1 18404)
+# ignores SIGTERM: `docker stop -t N` leaves it running N seconds after kill(15)
+id_slow=$(dk run -d --network host --name slow2 --expose 18408 --entrypoint /bin/sh "$IMG" \
+          -c 'trap "" TERM; mkdir -p /w; echo ok > /w/index.html; exec httpd -f -p 127.0.0.1:18408 -h /w')
 regent_start r1 || { check "regent synced with dockerd" false; harness_summary; exit 1; }
 LOG=$(regent_log r1)
 check_eq "initial local set matches docker ps" "$(expected_ids)" "$(local_ids r1)"
@@ -77,8 +80,27 @@ check "frozen daemon detected within 3 s (${stall_ms:-?} ms)" test "${stall_ms:-
 sleep 2
 check "nothing deregistered while the daemon is frozen" never_down
 check "the agent is still running" daemon_alive r1
+# While the agent is cut off, a container begins its stop grace period: the listing still shows
+# it running; only the replayed kill(15) event (since = the last event seen) tells.
+rpid=$(daemon_pid r1)
+kill -STOP "$rpid"
 kill -CONT "$dpid"
+t0=$(now_ns)
+dk stop -t 4 slow2 >/dev/null &
+stop_pid=$!
+event_ns '^kill$' "$id_slow" "$t0" >/dev/null
+kill -CONT "$rpid"
 check "resynced after the daemon thawed" wait_for --timeout 10 bash -c "[[ \$(grep -c 'resynced with docker' '$LOG') -gt $n0 ]]"
+check "a kill(15) missed while cut off is learnt from the replay: down" \
+    wait_for --timeout 3 store_has r1 "^deregister $NODE/$(s12 "$id_slow")/18408 "
+down_ns=$(dtool logtime "$LOG" "local down $NODE/$(s12 "$id_slow")/18408" "$t0")
+die_ns=$(event_ns '^die$' "$id_slow" "$t0")
+if [[ -n "$down_ns" && -n "$die_ns" && $down_ns -lt $die_ns ]]; then
+    check "... before it died ($(( (die_ns - down_ns) / 1000000 )) ms before)" true
+else
+    check "... before it died (down=$down_ns die=$die_ns)" false
+fi
+wait "$stop_pid"
 t0=$(now_ns)
 id_new3=$(run_whoami new3 18407)
 check_latency "after the freeze: start -> up" r1 "info: core: local up $NODE/$(s12 "$id_new3")/18407 " "$id_new3" '^start$' "$t0"

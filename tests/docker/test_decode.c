@@ -205,6 +205,7 @@ static void test_host_network(void **state)
 	assert_string_equal(c.network_mode, "host");
 	assert_string_equal(c.name, "w1");
 	assert_int_equal(c.health, DK_HEALTH_STARTING);
+	assert_true(dk_parse_time(c.started_at) == 1795559302751809633ull);
 	const char *why;
 	assert_false(dk_container_ready(&c, &why));
 	assert_string_equal(why, "health check starting");
@@ -532,6 +533,16 @@ static void test_helpers(void **state)
 	assert_int_equal(dk_signal_number("SIGRTMIN+3"), -1);
 	assert_int_equal(dk_signal_number(NULL), -1);
 	assert_int_equal(dk_signal_number("15x"), -1);
+
+	assert_true(dk_parse_time("2026-11-24T22:28:22.751809633Z") == 1795559302751809633ull);
+	assert_true(dk_parse_time("2024-02-29T00:00:00Z") == 1709164800000000000ull);
+	assert_true(dk_parse_time("2026-01-01T01:30:00.5+01:00") == 1767227400500000000ull);
+	assert_true(dk_parse_time("0001-01-01T00:00:00Z") == 0);
+	assert_true(dk_parse_time("") == 0);
+	assert_true(dk_parse_time(NULL) == 0);
+	assert_true(dk_parse_time("2026-11-24 22:28:22Z") == 0);
+	assert_true(dk_parse_time("2026-11-24T22:28:22.Z") == 0);
+	assert_true(dk_parse_time("2026-11-24T22:28:22Zjunk") == 0);
 
 	assert_true(dk_is_loopback("127.0.0.1"));
 	assert_true(dk_is_loopback("127.1.2.3"));
