@@ -137,6 +137,27 @@ check "and the sink is healthy again" wait_for 5 grep -q "sink jsonfile: healthy
 kill -TERM "$RP"; wait "$RP"; rc=$?
 check "regent stops cleanly after the retries (exit 0)" [ $rc -eq 0 ]
 
+# valgrind: the example plugin through writes, a failed write, a reload and a
+# stop (under ASan, LeakSanitizer checks the runs above at exit instead).
+if [ "${REGENT_SANITIZE:-0}" != 1 ] && command -v valgrind >/dev/null; then
+	rm -rf "$T/later"
+	printf 'n1/aaaa/80 whoami 127.0.0.2 18001\nn1/bbbb/80 whoami 127.0.0.3 18002 udp a,b\n' >"$T/instances.txt"
+	REGENT_NO_DLCLOSE=1 valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+		"$BIN" -c "$T/later.ini" --plugin-dir "$P" >"$T/vg.log" 2>&1 &
+	VG=$!; PIDS+=("$VG")
+	wait_for 30 grep -q "retrying in" "$T/vg.log"
+	mkdir "$T/later"
+	wait_for 30 grep -q n1/bbbb/80 "$T/later/catalog.json"
+	printf 'n1/aaaa/80 whoami 127.0.0.2 18001\n' >"$T/instances.txt"
+	wait_for 30 bash -c "! grep -q n1/bbbb/80 '$T/later/catalog.json'"
+	kill -HUP "$VG"; sleep 1
+	kill -TERM "$VG"; wait "$VG"; rc=$?
+	check "valgrind: the example plugin leaks nothing and has no errors" [ $rc -eq 0 ]
+	[ $rc -eq 0 ] || tail -40 "$T/vg.log"
+else
+	echo "skip - valgrind run (sanitizer build or no valgrind)"
+fi
+
 # Bad keys are reported as FILE:LINE by the plugin's validate().
 printf '[agent]\n[sink jsonfile]\nfile = relative.json\nmode = 0999\n' >"$T/bad.ini"
 "$BIN" --check-config -c "$T/bad.ini" --plugin-dir "$P" >"$T/out.txt" 2>"$T/err"; rc=$?
