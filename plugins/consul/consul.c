@@ -110,6 +110,7 @@ struct consul {
 	char disc_problem[320];
 	/* lifecycle */
 	bool started, stopping;
+	consul *next_live;  /* every instance of this plugin in the process */
 	size_t stop_pending, stop_ok, stop_failed;
 	/* metrics */
 	regent_metric *m_req[5], *m_err[5], *m_rereg, *m_registered, *m_watched;
@@ -249,6 +250,7 @@ static regent_http_req *send_req(consul *c, const char *method, const char *path
 /* ------------------------------------------------------------------ */
 
 static void pump(consul *c);
+static void kick_others(consul *c);
 
 static void reg_unlink_free(consul *c, reg *r)
 {
@@ -404,10 +406,16 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 		}
 		r->known = !(ok || res->status == 404);
 		if (c->stop_pending > 0 && --c->stop_pending == 0) {
-			c->h->log(c->ctx, REGENT_LOG_INFO,
-			          "deregistered %zu service%s from Consul%s", c->stop_ok,
-			          c->stop_ok == 1 ? "" : "s",
-			          c->stop_failed ? " (some failed: they expire by their TTL)" : "");
+			if (c->stop_failed)
+				c->h->log(c->ctx, REGENT_LOG_WARN,
+				          "deregistered %zu of %zu services from Consul; the others "
+				          "leave when their TTL check has been critical for %" PRIu64
+				          " s",
+				          c->stop_ok, c->stop_ok + c->stop_failed, c->dereg_ms / 1000);
+			else
+				c->h->log(c->ctx, REGENT_LOG_INFO, "deregistered %zu service%s from Consul",
+				          c->stop_ok, c->stop_ok == 1 ? "" : "s");
+			kick_others(c);
 			c->h->stopped(c->ctx);
 		}
 		return;
@@ -415,6 +423,9 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 
 	switch (op) {
 	case OP_REGISTER:
+		/* An HTTP error means the agent did not take it. */
+		if (!ok && !res->error)
+			r->known = r->op_was_known;
 		if (ok) {
 			reg_ok(c, r);
 			if (r->op_epoch == c->epoch && r->body && r->sent &&
@@ -541,9 +552,39 @@ static bool reg_step(consul *c, reg *r)
 	return true;
 }
 
+/* The instances of this plugin alive in the process (one loop, so no
+ * locking).  A SIGHUP reload that changes [store consul] stops the old
+ * instance (which deregisters everything) before it starts the new one
+ * (which registers everything again): the new one waits until the old
+ * one's deregistrations at the same agent are answered, so that they
+ * cannot overtake the new registrations. */
+static consul *g_live;
+
+static bool same_agent(const consul *a, const consul *b)
+{
+	return strcmp(a->base, b->base) == 0 &&
+	       strcmp(a->unix_path ? a->unix_path : "", b->unix_path ? b->unix_path : "") == 0;
+}
+
+static bool agent_busy_deregistering(const consul *c)
+{
+	for (const consul *o = g_live; o; o = o->next_live)
+		if (o != c && o->stopping && o->stop_pending > 0 && same_agent(o, c))
+			return true;
+	return false;
+}
+
+/* An instance finished deregistering: let the others go on. */
+static void kick_others(consul *c)
+{
+	for (consul *o = g_live; o; o = o->next_live)
+		if (o != c && !o->stopping && same_agent(o, c))
+			pump(o);
+}
+
 static void pump(consul *c)
 {
-	if (c->stopping || !c->started)
+	if (c->stopping || !c->started || agent_busy_deregistering(c))
 		return;
 	reg *next;
 	for (reg *r = c->head; r && c->inflight < MAX_INFLIGHT; r = next) {
@@ -1089,6 +1130,8 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	c->regs = cmap_new();
 	c->watches = cmap_new();
 	c->warned = cmap_new();
+	c->next_live = g_live;
+	g_live = c;
 	c->reg_bo.initial_ms = 200;
 	c->reg_bo.max_ms = c->ttl_ms / 3 < 10000 ? (c->ttl_ms / 3 ? c->ttl_ms / 3 : 1) : 10000;
 	*self = c;
@@ -1189,8 +1232,9 @@ static int stop(void *self)
 	if (c->stop_pending == 0) {
 		if (c->stop_failed)
 			c->h->log(c->ctx, REGENT_LOG_WARN,
-			          "could not deregister %zu service%s: they expire by their TTL",
-			          c->stop_failed, c->stop_failed == 1 ? "" : "s");
+			          "could not deregister %zu service%s: they leave when their TTL check "
+			          "has been critical for %" PRIu64 " s",
+			          c->stop_failed, c->stop_failed == 1 ? "" : "s", c->dereg_ms / 1000);
 		return 0;
 	}
 	c->h->log(c->ctx, REGENT_LOG_INFO, "deregistering %zu service%s from Consul",
@@ -1204,6 +1248,13 @@ static void destroy(void *self)
 	c->stopping = true;
 	while (c->head)
 		reg_unlink_free(c, c->head);
+	c->stop_pending = 0;
+	for (consul **pp = &g_live; *pp; pp = &(*pp)->next_live)
+		if (*pp == c) {
+			*pp = c->next_live;
+			break;
+		}
+	kick_others(c);
 	if (c->catalog)
 		watch_free(c->catalog);
 	cmap_free(c->watches, watch_free_v);

@@ -92,15 +92,32 @@ check "client: the vanished service dns left the catalog" wait_for --timeout 10 
 check_eq "unchanged web1 was not registered again" "$before_web1" "$(nreg backend-1/web1/80)"
 check_eq "web2 registered twice in all (start + change)" 2 "$(nreg backend-1/web2/80)"
 
+# ---- SIGHUP with a changed [store consul]: the old instance deregisters,
+# the new one registers again only after that (no lost registration).
+TTL=2s
+{ common backend-1; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
+  store_section; printf '[sink testsink]\nfile = %s\n' "$T/a.sink"; } >"$T/a.ini"
+daemon_kill regent-a HUP
+check "reload: the old instance deregistered" \
+	wait_for --timeout 10 grep -q "deregistered 2 services from Consul" "$(regent_log a)"
+check "reload: web1 registered by the new instance" wait_for --timeout 10 agent_has backend-1/web1/80
+check "reload: web2 registered by the new instance" wait_for --timeout 10 agent_has backend-1/web2/80
+sleep 2.5
+check "reload: still registered after a TTL" agent_has backend-1/web1/80
+check_eq "reload: checks passing (web1, web2, web3, ext1)" 4 "$(passing)"
+check "reload: no re-registration loop" bash -c "! grep -q 'no longer knows' '$(regent_log a)'"
+
 # ---- SIGTERM deregisters at once
 t0=$(now_ms)
 daemon_stop regent-a
 t1=$(now_ms)
 check "A's services are gone right after SIGTERM" agent_lacks backend-1/web1/80
 echo "# SIGTERM to exit (deregistration included): $((t1 - t0)) ms"
-check "A logged its deregistration" grep -q "deregistered 2 services from Consul" "$(regent_log a)"
+check_eq "A logged its deregistration (reload + SIGTERM)" 2 \
+	"$(grep -c "deregistered 2 services from Consul" "$(regent_log a)")"
 check "client: web1 leaves" wait_for --timeout 10 snapshot_lacks "$T/c.sink" "backend-1/web1/80"
 check "client: web3 (other host) stays" snapshot_has "$T/c.sink" "backend-2/web3/80"
 check "B still registered" agent_has backend-2/web3/80
 check "no plugin turned unhealthy" bash -c "! grep -h 'unhealthy' $T/regent-*.log"
+check_regent_logs_clean
 harness_summary

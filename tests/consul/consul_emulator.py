@@ -1679,6 +1679,13 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        # A client that went away (a cancelled blocking query, a killed
+        # process) is normal for Consul: no traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        ThreadingHTTPServer.handle_error(self, request, client_address)
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Consul HTTP API emulator (agent -dev subset)")

@@ -74,4 +74,5 @@ check "the configurations differ only in the store section" bash -c \
 	"diff <(sed '/^\[store/,\$d' $T/etcd.ini | sed 's/etcd.sink/X.sink/') \
 	      <(sed '/^\[store/,\$d' $T/consul.ini | sed 's/consul.sink/X.sink/')"
 sed 's/^/# /' "$T/consul.step2"
+check_regent_logs_clean
 harness_summary

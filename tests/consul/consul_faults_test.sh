@@ -131,4 +131,5 @@ check "right token: discovered" wait_for --timeout 10 snapshot_has "$T/c.sink" "
 daemon_stop regent-a
 check "right token: deregistered on SIGTERM" agent_lacks backend-1/web1/80
 check "no token ever reached a log" bash -c "! grep -l -e '$SECRET' -e '$WRONG' $T/regent-*.log"
+check_regent_logs_clean
 harness_summary

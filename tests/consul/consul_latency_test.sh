@@ -66,4 +66,5 @@ PY
 else
 	echo "# (request-rate checks need the emulator's request log: skipped against real Consul)"
 fi
+check_regent_logs_clean
 harness_summary

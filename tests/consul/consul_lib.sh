@@ -131,3 +131,15 @@ store_section() {
 	[[ -n "$AGENT_TOKEN" && "${1:-}" != notoken ]] && printf 'token = %s\n' "$AGENT_TOKEN"
 	printf 'ttl = %s\nderegister_after = %s\n' "${TTL:-2s}" "${DEREG:-2s}"
 }
+
+# No sanitizer report (ASan/UBSan/LSan builds: REGENT_SANITIZE=1) and no
+# crash in any regent log of this test.
+check_regent_logs_clean() {
+	local n
+	# Stop them first: LeakSanitizer reports at exit.
+	while read -r n; do
+		[[ $n == regent-* ]] && daemon_stop "$n"
+	done <"$H_TMP/.h/order"
+	check "no sanitizer report or crash in the regent logs" bash -c \
+		"! grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:|Segmentation fault|Aborted' $H_TMP/regent-*.log"
+}
