@@ -33,7 +33,7 @@
 
 #define TXN_MAX_OPS 64         /* etcd's --max-txn-ops defaults to 128 */
 #define RANGE_PAGE 1000        /* keys per range page */
-#define META_LISTEN_PORT "service_listen_port"
+#define META_LISTEN_PORT "port" /* what the haproxy sink reads as the seed's listen port */
 #define STABLE_WATCH_MS 10000u /* a watch up this long resets the backoff */
 
 /* ------------------------------------------------------------------ */
@@ -584,7 +584,7 @@ static void auth_done(etcd *e, call *c, resp *r)
 			 * operator must act; keep retrying slowly. */
 			comp_fail(e, COMP_AUTH, REGENT_LOG_ERROR,
 			          "authentication as user \"%s\" failed at %s: %s; check username and "
-			          "password in [%s]",
+			          "password in [store %s]",
 			          e->user, e->eps[c->ep], r->msg && r->msg[0] ? r->msg : d,
 			          e->h->instance_name(e->ctx));
 			if (e->auth_bo.current_ms < e->auth_bo.max_ms / 2)

@@ -4,6 +4,9 @@
   ehelp.py last FILE            the last complete snapshot a testsink wrote to FILE
   ehelp.py leases               `etcdctl get -w json` on stdin -> "KEY LEASE_HEX" lines
   ehelp.py revs                 `etcdctl get -w json` on stdin -> "KEY MOD_REVISION" lines
+  ehelp.py until-count EP PREFIX N TIMEOUT CMD...
+                                run CMD, then poll etcd's range API every 20 ms until PREFIX
+                                holds N keys; print the seconds since CMD ran; exit 1 on timeout
   ehelp.py proxy PORT TARGET    TCP proxy 127.0.0.1:PORT -> 127.0.0.1:TARGET; SIGUSR1 cuts
                                 every connection and stops listening, SIGUSR2 listens again
 """
@@ -44,6 +47,33 @@ def leases():
 def revs():
     for k, kv in kvs():
         print(k, kv.get("mod_revision", 0))
+
+
+def until_count(ep, prefix, n, timeout, cmd):
+    import subprocess
+    import time
+    import urllib.request
+    p = prefix.encode()
+    body = json.dumps({"key": base64.b64encode(p).decode(),
+                       "range_end": base64.b64encode(p[:-1] + bytes([p[-1] + 1])).decode(),
+                       "count_only": True}).encode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    t0 = time.time()
+    subprocess.run(cmd, check=False)
+    while True:
+        try:
+            with opener.open(ep + "/v3/kv/range", data=body, timeout=2) as r:
+                count = int(json.load(r).get("count", "0"))
+        except Exception:
+            count = -1
+        took = time.time() - t0
+        if count == n:
+            print("%.2f" % took)
+            return 0
+        if took > timeout:
+            print("%.2f" % took)
+            return 1
+        time.sleep(0.02)
 
 
 def proxy(port, target):
@@ -141,6 +171,9 @@ def main():
         leases()
     elif cmd == "revs":
         revs()
+    elif cmd == "until-count":
+        sys.exit(until_count(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]),
+                             sys.argv[6:]))
     elif cmd == "proxy":
         proxy(int(sys.argv[2]), int(sys.argv[3]))
     else:

@@ -61,3 +61,8 @@ nkeys_is() { [[ "$(key_count "$1" "${3:-/backends/}")" == "$2" ]]; }
 key_exists() { [[ -n "$(h_etcdctl "$1" get --keys-only "$2")" ]]; }
 key_absent() { [[ -z "$(h_etcdctl "$1" get --keys-only "$2")" ]]; }
 log_has() { grep -qE "$2" "$H_TMP/$1.log"; }
+
+# time_until_count EP PREFIX N TIMEOUT CMD...: runs CMD, then polls etcd every 20 ms (one
+# process, no etcdctl start-up per poll) until PREFIX holds N keys; prints the seconds since
+# CMD ran.
+time_until_count() { ehelp until-count "$@"; }
