@@ -74,6 +74,7 @@ typedef struct watch {
 	bool first_done;   /* a first successful read was reported */
 	bool failing;
 	bool seen;         /* marks during a catalog diff */
+	bool warned_index; /* answered without X-Consul-Index */
 } watch;
 
 struct consul {
@@ -968,7 +969,6 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 		           what);
 		return;
 	}
-	count(c, c->m_req, w->name ? M_HEALTH : M_CATALOG);
 	watch_ok(w);
 	bool reset;
 	uint64_t prev = w->index;
@@ -978,6 +978,17 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 		          "%s: index went from %" PRIu64 " to %" PRIu64 ": reading afresh", what, prev,
 		          got);
 	check_sync(c);
+	if (!got) {
+		/* No X-Consul-Index (not Consul, or a proxy dropped it): no
+		 * blocking possible, so poll gently instead of every 50 ms. */
+		if (!w->warned_index)
+			c->h->log(c->ctx, REGENT_LOG_WARN,
+			          "%s: the answer has no X-Consul-Index header; polling every second",
+			          what);
+		w->warned_index = true;
+		watch_schedule(w, 1000);
+		return;
+	}
 	watch_next(w);
 }
 
@@ -1008,7 +1019,9 @@ static void watch_issue(watch *w)
 	int err = 0;
 	w->req = send_req(c, "GET", url, NULL, timeout, on_watch_done, w, &err);
 	free(url);
-	if (!w->req)
+	if (w->req)
+		count(c, c->m_req, w->name ? M_HEALTH : M_CATALOG);
+	else
 		watch_fail(w, REGENT_LOG_ERROR, "cannot send a request to %s: %s", c->base,
 		           strerror(-err));
 }
@@ -1155,7 +1168,7 @@ static int start(void *self)
 	for (int i = 0; i < 5; i++) {
 		char *l = xasprintf("op=\"%s\"", m_names[i]);
 		c->m_req[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_consul_requests_total",
-		                        "Requests to the Consul agent that succeeded, by operation.",
+		                        "Requests sent to the Consul agent, by operation.",
 		                        l);
 		c->m_err[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_consul_errors_total",
 		                        "Requests to the Consul agent that failed, by operation.", l);
