@@ -430,9 +430,11 @@ static void on_inspect(void *arg, const regent_http_result *res)
 			return;
 		}
 		if (strcmp(dc.id, c->id) != 0) {
+			char other[13];
+			memcpy(other, dc.short_id, sizeof other);
 			dk_container_free(&dc);
 			fail(st, "inspecting container %s: the daemon answered for %s", c->short_id,
-			     dc.short_id);
+			     other);
 			return;
 		}
 		if (c->req_epoch != c->epoch && c->need_inspect) {
