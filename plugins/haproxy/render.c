@@ -330,6 +330,13 @@ char *hx_render_listen(const hx_svc_cfg *c)
 	}
 	if (c->check_path)
 		hx_buf_printf(&b, "    option httpchk GET %s\n", c->check_path);
+	if (c->http)
+		/* A backend killed mid-request (docker kill) resets the
+		 * connection after the request was sent: retry idempotent
+		 * requests on another server instead of answering 502. */
+		hx_buf_puts(&b, "    retry-on all-retryable-errors\n"
+		                "    http-request disable-l7-retry unless METH_GET || METH_HEAD || "
+		                "METH_OPTIONS\n");
 	if (c->state_file)
 		hx_buf_printf(&b,
 		              "    load-server-state-from-file local\n"
