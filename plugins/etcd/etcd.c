@@ -129,7 +129,7 @@ typedef struct etcd {
 	const regent_host *h;
 
 	/* config */
-	const char *const *eps;
+	char **eps; /* copies, trailing '/' dropped */
 	size_t neps;
 	char *prefix;     /* normalised, no trailing '/' */
 	char *kprefix;    /* prefix + "/": the range start */
@@ -756,8 +756,13 @@ static void keepalive_done(etcd *e, call *c, resp *r)
 	}
 	if (fk == F_NONE) {
 		etcd_json_int64(json_object_get(res, "ID"), &id);
-		if (id != e->lease)
-			return; /* an answer for a lease replaced meanwhile */
+		if (id != e->lease) {
+			/* An answer for a lease replaced meanwhile: keep the
+			 * current one's keepalives going. */
+			if (e->lease && !timer_active(e->ka_timer))
+				ka_schedule(e, (uint64_t)e->lease_ttl * 1000 / 3);
+			return;
+		}
 		if (!etcd_json_int64(json_object_get(res, "TTL"), &ttl) || ttl <= 0) {
 			lease_lost(e, "keepalive found no TTL: it expired");
 			kick(e);
@@ -1715,10 +1720,18 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 		const char *rest = strncmp(u, "http://", 7) == 0    ? u + 7
 		                   : strncmp(u, "https://", 8) == 0 ? u + 8
 		                                                    : NULL;
-		if (!rest || !rest[0] || strpbrk(rest, "@ \t?#")) {
+		const char *at = strrchr(u, '@');
+		if (at) {
+			/* Never echo user info: it may hold a password. */
+			h->cfg_error(ctx, "endpoints",
+			             "\"...@%s\": user info in an endpoint URL is not supported; use "
+			             "username and password",
+			             at + 1);
+			rc = -EINVAL;
+		} else if (!rest || !rest[0] || strpbrk(rest, " \t?#")) {
 			h->cfg_error(ctx, "endpoints",
 			             "\"%s\" is not an http:// or https:// URL of the form "
-			             "scheme://host:port (no user info, query or spaces)",
+			             "scheme://host:port (no query or spaces)",
 			             u);
 			rc = -EINVAL;
 		}
@@ -1753,13 +1766,24 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	etcd *e = xcalloc(1, sizeof(*e));
 	e->ctx = ctx;
 	e->h = h;
-	e->neps = h->cfg_list(ctx, "endpoints", &e->eps);
+	const char *const *eps;
+	e->neps = h->cfg_list(ctx, "endpoints", &eps);
 	if (e->neps == 0) {
 		free(e);
 		return -EINVAL;
 	}
+	e->eps = xcalloc(e->neps, sizeof(*e->eps));
+	for (size_t i = 0; i < e->neps; i++) {
+		e->eps[i] = xstrdup(eps[i]);
+		size_t l = strlen(e->eps[i]);
+		while (l > 0 && e->eps[i][l - 1] == '/')
+			e->eps[i][--l] = '\0';
+	}
 	e->prefix = etcd_normalize_prefix(h->cfg_string(ctx, "prefix"));
 	if (!e->prefix) {
+		for (size_t i = 0; i < e->neps; i++)
+			free(e->eps[i]);
+		free(e->eps);
 		free(e);
 		return -EINVAL;
 	}
@@ -1893,6 +1917,9 @@ static void destroy(void *self)
 	free(e->prefix);
 	free(e->kprefix);
 	free(e->kend);
+	for (size_t i = 0; i < e->neps; i++)
+		free(e->eps[i]);
+	free(e->eps);
 	free(e);
 }
 
