@@ -682,7 +682,9 @@ static void sync_done(state *st)
 	       st->nctrs == 1 ? "" : "s", ninst, ninst == 1 ? "" : "s");
 	st->synced_once = true;
 	st->failing = false;
-	h->backoff_reset(&st->bo);
+	/* The backoff is reset only once the stream proves itself (a valid
+	 * event or a ping answered), so a daemon whose stream keeps breaking
+	 * right after each listing is not hammered. */
 	h->set_health(st->ctx, true, NULL);
 	start_stream(st);
 }
@@ -775,6 +777,7 @@ static int on_event_line(void *arg, const char *data, size_t len)
 		fail(st, "event stream: %s", why);
 		return 0; /* fail() cancelled the stream */
 	}
+	st->h->backoff_reset(&st->bo);
 	if (!ev.container)
 		return 0;
 	/* since is inclusive, so a reconnect may replay events already
@@ -820,7 +823,9 @@ static void on_ping(void *arg, const regent_http_result *res)
 		fail(st, "the daemon did not answer /_ping within %llu ms (%s): the event stream is "
 		         "presumed dead",
 		     (unsigned long long)st->ping_timeout, d);
+		return;
 	}
+	st->h->backoff_reset(&st->bo);
 }
 
 static void on_ping_timer(uv_timer_t *t)
