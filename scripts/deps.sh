@@ -11,7 +11,7 @@ PKGS=(
 	# the real daemons the tests and the demo start
 	etcd-server etcd-client docker.io haproxy busybox-static wrk
 	# packaging and docs
-	scdoc
+	scdoc dpkg-dev debhelper lintian systemd
 )
 missing=()
 for p in "${PKGS[@]}"; do
