@@ -84,4 +84,5 @@ check "TLS without the client certificate: nothing written" eval '[[ -z "$(tctl 
 daemon_stop n
 daemon_stop t
 check "TLS: SIGTERM revoked the lease" eval '[[ -z "$(tctl get --prefix --keys-only /backends/)" ]]'
+finish_agents a w t n
 harness_summary

@@ -51,4 +51,5 @@ check "SIGTERM revokes through a survivor ($(elapsed "$t2") s)" eval '[[ -z "$(k
 wait_for --timeout 5 snap_lacks b '    a/c2/80 .*'
 check "and the other agent's catalog follows" snap_lacks b '    a/c2/80 .*'
 echo "measured: leader killed -> registration ${took_reg} s, discovery ${took_disc} s"
+finish_agents a b
 harness_summary

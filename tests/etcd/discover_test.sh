@@ -115,4 +115,5 @@ daemon_stop c
 wait_for --timeout 5 snap_lacks b '    c/c1/80 .*'
 check "stopped agent's instance leaves the other's catalog" snap_lacks b '    c/c1/80 .*'
 check "no agent crashed" daemon_alive b
+finish_agents b c
 harness_summary

@@ -66,3 +66,14 @@ log_has() { grep -qE "$2" "$H_TMP/$1.log"; }
 # process, no etcdctl start-up per poll) until PREFIX holds N keys; prints the seconds since
 # CMD ran.
 time_until_count() { ehelp until-count "$@"; }
+
+# finish_agents NAME...: stops the agents still running (SIGTERM) and checks that none of their
+# logs holds a sanitizer report (ASan/UBSan/LSan builds print them at exit) or a crash.
+finish_agents() {
+    local n
+    for n in "$@"; do daemon_stop "$n"; done
+    for n in "$@"; do
+        check "agent $n: no sanitizer report or crash in its log" \
+            bash -c "! grep -qE 'Sanitizer|runtime error:|Segmentation|Aborted' '$H_TMP/$n.log'"
+    done
+}

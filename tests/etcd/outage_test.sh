@@ -49,4 +49,5 @@ check_contains "with the 3 s TTL" "$(h_etcdctl "$EP" lease timetolive "$lease")"
 sleep 4
 check "keys stay after the restart (keepalives go on)" nkeys_is "$EP" 4
 echo "measured: etcd down ${down} s; back -> registered in ${took_reg} s, catalog complete in ${took_cat} s"
+finish_agents a
 harness_summary

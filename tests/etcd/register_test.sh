@@ -81,4 +81,5 @@ took=$(time_until_count "$EP" /backends/ 0 8 kill -KILL "$(daemon_pid a)")
 check "SIGKILL: keys gone within the 3 s TTL (+ etcd's expiry tick) (${took} s)" lt "$took" 3.8
 check "SIGKILL: etcdctl agrees" nkeys_is "$EP" 0
 echo "measured: SIGKILL -> keys gone in ${took} s (ttl 3 s)"
+finish_agents a
 harness_summary
