@@ -484,7 +484,11 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 		if (ok) {
 			reg_ok(c, r);
 			r->pass_due = false;
-		} else if (res->status == 404) {
+		} else if (res->status == 404 ||
+		           (res->status == 500 && res->body &&
+		            strstr(res->body, "does not have associated TTL"))) {
+			/* 404 Unknown check ID (Consul >= 1.11); older agents
+			 * answered an unknown check with this 500. */
 			if (r->op_epoch == c->epoch) {
 				char *why = xasprintf("the Consul agent at %s no longer knows the check "
 				                      "of %s (it restarted, or reaped the service)",

@@ -85,6 +85,24 @@ if all_snapshots_have "$T/c.sink" "backend-1/web1/80" "$((down_lines + 1))"; the
 else
 	echo "# note: the client read the restarted (empty) agent before the backend registered again"
 fi
+# A frozen agent (SIGSTOP): SIGTERM still ends regent within [agent]
+# stop_timeout (the core gives up on the hanging deregistrations).
+echo "backend-3/e1/80 web 127.0.0.7 8007" >"$T/e.txt"
+{ printf '[agent]\nnode = backend-3\nstop_timeout = 1s\n'
+  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/e.txt"; store_section; } >"$T/e.ini"
+regent_start e "$T/e.ini"
+check "e1 registered" wait_for --timeout 10 agent_has backend-3/e1/80
+daemon_kill consul STOP
+t0=$(now_ms)
+daemon_stop regent-e
+t1=$(now_ms)
+daemon_kill consul CONT
+echo "# SIGTERM with a frozen agent: regent exited after $((t1 - t0)) ms (stop_timeout 1s)"
+check "frozen agent: regent exits within stop_timeout + 1 s" test $((t1 - t0)) -lt 2500
+check "frozen agent: the core says the store did not stop in time" \
+	grep -q "store consul: did not stop in time" "$(regent_log e)"
+check "frozen agent: e1 still expires by its TTL" wait_for --timeout "$REAP_SLACK" agent_lacks backend-3/e1/80
+
 daemon_stop regent-a
 daemon_stop regent-b
 daemon_stop regent-c

@@ -68,7 +68,7 @@ agent_start() {
 		[[ -n "${AGENT_SERFW:-}" ]] || AGENT_SERFW=$(free_port)
 		[[ -n "${AGENT_SERVER:-}" ]] || AGENT_SERVER=$(free_port)
 		local hcl=""
-		[[ -n "$AGENT_TOKEN" ]] && hcl="acl { enabled = true default_policy = \"deny\" tokens { initial_management = \"$AGENT_TOKEN\" agent = \"$AGENT_TOKEN\" } }"
+		[[ -n "$AGENT_TOKEN" ]] && hcl=$(printf 'acl {\n enabled = true\n default_policy = "deny"\n tokens {\n  initial_management = "%s"\n  agent = "%s"\n }\n}\n' "$AGENT_TOKEN" "$AGENT_TOKEN")
 		daemon_start consul consul agent -dev -node regent-test -bind 127.0.0.1 \
 			-client 127.0.0.1 -http-port "$AGENT_PORT" -dns-port -1 -grpc-port -1 \
 			-serf-lan-port "$AGENT_SERF" -serf-wan-port "$AGENT_SERFW" \
