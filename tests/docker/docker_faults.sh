@@ -76,7 +76,7 @@ kill -STOP "$dpid"
 check "a frozen daemon is detected by /_ping" wait_for --timeout 6 grep -q 'did not answer /_ping' "$LOG"
 stall_ms=$(latency_ms r1 'did not answer /_ping' "$t0" 1) &&
     echo "frozen daemon detected after ${stall_ms} ms (ping_interval 1s, ping_timeout 1s)" >&2
-check "frozen daemon detected within 3 s (${stall_ms:-?} ms)" test "${stall_ms:-99999}" -le 3000
+check "frozen daemon detected within 4 s (${stall_ms:-?} ms)" test "${stall_ms:-99999}" -le 4000
 sleep 2
 check "nothing deregistered while the daemon is frozen" never_down
 check "the agent is still running" daemon_alive r1
