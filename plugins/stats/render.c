@@ -240,60 +240,76 @@ void stats_format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen)
 
 /* ---- JSON ---- */
 
-json_t *stats_json_string(const char *s)
+void stats_buf_json_string(stats_buf *b, const char *s)
 {
-	if (!s)
-		s = "";
-	json_t *j = json_string(s);
-	if (j)
-		return j;
-	/* Not valid UTF-8 (or has a NUL, impossible here): replace bad bytes. */
-	stats_buf b = {0};
-	const unsigned char *p = (const unsigned char *)s;
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	stats_buf_add(b, "\"", 1);
 	while (*p) {
-		size_t n = utf8_len(p);
-		if (n == 0) {
-			stats_buf_add(&b, replacement, 3);
+		const unsigned char *run = p;
+		/* Copy plain ASCII in one go. */
+		while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (p > run)
+			stats_buf_add(b, (const char *)run, (size_t)(p - run));
+		if (!*p)
+			break;
+		if (*p == '"' || *p == '\\') {
+			char esc[2] = {'\\', (char)*p};
+			stats_buf_add(b, esc, 2);
+			p++;
+		} else if (*p < 0x20) {
+			char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+			stats_buf_add(b, esc, 6);
 			p++;
 		} else {
-			stats_buf_add(&b, (const char *)p, n);
-			p += n;
+			size_t n = utf8_len(p);
+			if (n == 0) {
+				stats_buf_add(b, "\\ufffd", 6);
+				p++;
+			} else {
+				stats_buf_add(b, (const char *)p, n);
+				p += n;
+			}
 		}
 	}
-	j = json_string(b.data ? b.data : "");
-	stats_buf_free(&b);
-	return j ? j : json_string("");
+	stats_buf_add(b, "\"", 1);
 }
 
-json_t *stats_instance_json(const regent_instance *in, const char *default_node)
+static void json_key(stats_buf *b, const char *key)
 {
-	json_t *o = json_object();
-	if (!o)
-		return NULL;
+	stats_buf_json_string(b, key);
+	stats_buf_add(b, ":", 1);
+}
+
+void stats_buf_instance_json(stats_buf *b, const regent_instance *in, const char *default_node)
+{
 	const char *node = in->node && in->node[0] ? in->node : default_node ? default_node : "";
-	json_object_set_new(o, "id", stats_json_string(in->id));
-	json_object_set_new(o, "service", stats_json_string(in->service));
-	json_object_set_new(o, "address", stats_json_string(in->address));
-	json_object_set_new(o, "port", json_integer(in->port));
-	json_object_set_new(o, "proto", json_string(in->proto == REGENT_PROTO_UDP ? "udp" : "tcp"));
-	json_object_set_new(o, "service_port", json_integer(in->service_port));
-	json_object_set_new(o, "node", stats_json_string(node));
-	json_t *tags = json_array();
-	for (size_t i = 0; i < in->ntags; i++)
-		json_array_append_new(tags, stats_json_string(in->tags[i]));
-	json_object_set_new(o, "tags", tags);
-	json_t *meta = json_object();
-	for (size_t i = 0; i < in->nmeta; i++) {
-		json_t *v = stats_json_string(in->meta[i].value);
-		/* A key that is not valid UTF-8 cannot be a JSON key: skip it. */
-		if (json_object_set_new(meta, in->meta[i].key ? in->meta[i].key : "", v) != 0)
-			continue;
+	stats_buf_puts(b, "{\"id\":");
+	stats_buf_json_string(b, in->id);
+	stats_buf_puts(b, ",\"service\":");
+	stats_buf_json_string(b, in->service);
+	stats_buf_puts(b, ",\"address\":");
+	stats_buf_json_string(b, in->address);
+	stats_buf_printf(b, ",\"port\":%u,\"proto\":\"%s\",\"service_port\":%u,\"node\":", in->port,
+	                 in->proto == REGENT_PROTO_UDP ? "udp" : "tcp", in->service_port);
+	stats_buf_json_string(b, node);
+	stats_buf_puts(b, ",\"tags\":[");
+	for (size_t i = 0; i < in->ntags; i++) {
+		if (i)
+			stats_buf_add(b, ",", 1);
+		stats_buf_json_string(b, in->tags[i]);
 	}
-	json_object_set_new(o, "meta", meta);
+	stats_buf_puts(b, "],\"meta\":{");
+	for (size_t i = 0; i < in->nmeta; i++) {
+		if (i)
+			stats_buf_add(b, ",", 1);
+		json_key(b, in->meta[i].key);
+		stats_buf_json_string(b, in->meta[i].value);
+	}
 	/* The catalog holds only instances the registries report as alive
 	 * (etcd: lease held; Consul: ?passing), so every one is passing. */
-	json_object_set_new(o, "health", json_string("passing"));
-	return o;
+	stats_buf_puts(b, "},\"health\":\"passing\"}");
 }
 
 /* ---- routes ---- */

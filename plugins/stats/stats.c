@@ -161,23 +161,6 @@ static enum MHD_Result reply_buf(stats *s, struct MHD_Connection *c, stats_route
 	return reply(s, c, r, code, ctype, body, len);
 }
 
-static int dump_cb(const char *data, size_t len, void *arg)
-{
-	stats_buf_add(arg, data, len);
-	return 0;
-}
-
-static enum MHD_Result reply_json(stats *s, struct MHD_Connection *c, stats_route r, unsigned code,
-                                  json_t *root)
-{
-	stats_buf b = {0};
-	if (!root || json_dump_callback(root, dump_cb, &b, JSON_INDENT(2)) != 0)
-		b.oom = true;
-	stats_buf_add(&b, "\n", 1);
-	json_decref(root);
-	return reply_buf(s, c, r, code, "application/json", &b);
-}
-
 /* ------------------------------------------------------------------ */
 /* Data                                                               */
 /* ------------------------------------------------------------------ */
@@ -191,15 +174,11 @@ static const regent_catalog *snapshot(stats *s)
 	return s->h->catalog_current(s->ctx);
 }
 
-static json_t *catalog_json(stats *s)
+/* {"services":{"web":[{...},...],...}}, one instance a line. */
+static void catalog_json(stats *s, stats_buf *b)
 {
 	const regent_host *h = s->h;
-	json_t *root = json_object(), *svcs = json_object();
-	if (!root || !svcs) {
-		json_decref(root);
-		json_decref(svcs);
-		return NULL;
-	}
+	stats_buf_puts(b, "{\"services\":{");
 	const regent_catalog *cat = snapshot(s);
 	if (cat) {
 		const char *const *names;
@@ -207,15 +186,18 @@ static json_t *catalog_json(stats *s)
 		for (size_t i = 0; i < n; i++) {
 			const regent_instance *const *insts;
 			size_t k = h->catalog_instances(cat, names[i], &insts);
-			json_t *arr = json_array();
-			for (size_t j = 0; j < k; j++)
-				json_array_append_new(arr, stats_instance_json(insts[j], NULL));
-			json_object_set_new(svcs, names[i], arr);
+			stats_buf_puts(b, i ? ",\n" : "\n");
+			stats_buf_json_string(b, names[i]);
+			stats_buf_puts(b, ":[");
+			for (size_t j = 0; j < k; j++) {
+				stats_buf_puts(b, j ? ",\n" : "\n");
+				stats_buf_instance_json(b, insts[j], NULL);
+			}
+			stats_buf_puts(b, "]");
 		}
 		h->catalog_unref(cat);
 	}
-	json_object_set_new(root, "services", svcs);
-	return root;
+	stats_buf_puts(b, "\n}}\n");
 }
 
 typedef struct local_list {
@@ -248,25 +230,25 @@ static int cmp_local(const void *a, const void *b)
 	return c ? c : strcmp(x->id, y->id);
 }
 
-static json_t *local_json(stats *s)
+/* {"node":"...","instances":[{...},...]}, sorted by service and id. */
+static void local_json(stats *s, stats_buf *b)
 {
 	const char *node = s->h->node(s->ctx);
 	local_list l = {0};
 	s->h->local_foreach(s->ctx, local_collect, &l);
+	if (l.oom)
+		b->oom = true;
 	if (l.n)
 		qsort(l.v, l.n, sizeof(*l.v), cmp_local);
-	json_t *root = json_object(), *arr = json_array();
-	for (size_t i = 0; arr && i < l.n; i++)
-		json_array_append_new(arr, stats_instance_json(l.v[i], node));
-	free(l.v);
-	if (!root || !arr || l.oom) {
-		json_decref(root);
-		json_decref(arr);
-		return NULL;
+	stats_buf_puts(b, "{\"node\":");
+	stats_buf_json_string(b, node);
+	stats_buf_puts(b, ",\"instances\":[");
+	for (size_t i = 0; i < l.n; i++) {
+		stats_buf_puts(b, i ? ",\n" : "\n");
+		stats_buf_instance_json(b, l.v[i], node);
 	}
-	json_object_set_new(root, "node", stats_json_string(node));
-	json_object_set_new(root, "instances", arr);
-	return root;
+	stats_buf_puts(b, "\n]}\n");
+	free(l.v);
 }
 
 static void count_local(void *arg, const regent_instance *inst)
@@ -455,9 +437,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return reply_buf(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
 		                 &b);
 	case STATS_ROUTE_CATALOG:
-		return reply_json(s, c, r, MHD_HTTP_OK, catalog_json(s));
+		catalog_json(s, &b);
+		return reply_buf(s, c, r, MHD_HTTP_OK, "application/json", &b);
 	case STATS_ROUTE_LOCAL:
-		return reply_json(s, c, r, MHD_HTTP_OK, local_json(s));
+		local_json(s, &b);
+		return reply_buf(s, c, r, MHD_HTTP_OK, "application/json", &b);
 	case STATS_ROUTE_HEALTHZ: {
 		char *text = s->h->health_json(s->ctx);
 		if (!text)

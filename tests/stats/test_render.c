@@ -9,6 +9,8 @@
 
 #include "render.h"
 
+#include <jansson.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -129,19 +131,49 @@ static void test_buf(void **state)
 	stats_buf_free(&b);
 }
 
+static char *jstr(const char *in)
+{
+	stats_buf b = {0};
+	stats_buf_json_string(&b, in);
+	return stats_buf_take(&b, NULL);
+}
+
+/* The text parses as JSON and gives back want (when want is not NULL). */
+static void assert_json_roundtrip(const char *text, const char *want)
+{
+	json_error_t err;
+	json_t *j = json_loads(text, JSON_DECODE_ANY, &err);
+	if (!j)
+		fail_msg("not JSON (%s): %s", err.text, text);
+	if (want)
+		assert_string_equal(json_string_value(j), want);
+	json_decref(j);
+}
+
 static void test_json_string(void **state)
 {
 	(void)state;
-	json_t *j = stats_json_string("ok \xc3\xa9");
-	assert_string_equal(json_string_value(j), "ok \xc3\xa9");
-	json_decref(j);
-	j = stats_json_string("bad \xff\xfe end");
-	assert_non_null(j);
-	assert_string_equal(json_string_value(j), "bad \xef\xbf\xbd\xef\xbf\xbd end");
-	json_decref(j);
-	j = stats_json_string(NULL);
-	assert_string_equal(json_string_value(j), "");
-	json_decref(j);
+	char *s = jstr("ok \xc3\xa9 \"q\" back\\slash");
+	assert_string_equal(s, "\"ok \xc3\xa9 \\\"q\\\" back\\\\slash\"");
+	assert_json_roundtrip(s, "ok \xc3\xa9 \"q\" back\\slash");
+	free(s);
+	s = jstr("tab\tnl\n\x01\x1f del\x7f");
+	assert_string_equal(s, "\"tab\\u0009nl\\u000a\\u0001\\u001f del\x7f\"");
+	assert_json_roundtrip(s, "tab\tnl\n\x01\x1f del\x7f");
+	free(s);
+	s = jstr("bad \xff\xfe end \xed\xa0\x80"); /* invalid bytes, a surrogate */
+	assert_json_roundtrip(s, "bad \xef\xbf\xbd\xef\xbf\xbd end \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	free(s);
+	s = jstr(NULL);
+	assert_string_equal(s, "\"\"");
+	free(s);
+}
+
+static char *inst_json(const regent_instance *in, const char *default_node)
+{
+	stats_buf b = {0};
+	stats_buf_instance_json(&b, in, default_node);
+	return stats_buf_take(&b, NULL);
 }
 
 static void test_instance_json(void **state)
@@ -152,29 +184,38 @@ static void test_instance_json(void **state)
 	regent_instance in = {.service = "web", .id = "n1/abc/80", .address = "10.0.0.1",
 	                      .port = 32768, .proto = REGENT_PROTO_UDP, .service_port = 80,
 	                      .tags = tags, .ntags = 2, .meta = meta, .nmeta = 2, .node = NULL};
-	json_t *o = stats_instance_json(&in, "here");
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = inst_json(&in, "here");
 	assert_string_equal(text, "{\"id\":\"n1/abc/80\",\"service\":\"web\",\"address\":\"10.0.0.1\","
 	                          "\"port\":32768,\"proto\":\"udp\",\"service_port\":80,"
 	                          "\"node\":\"here\",\"tags\":[\"a\",\"<b>\"],"
 	                          "\"meta\":{\"zone\":\"eu-1\",\"note\":\"say \\\"hi\\\"\"},"
 	                          "\"health\":\"passing\"}");
-	free(text);
+	json_t *o = json_loads(text, 0, NULL);
+	assert_non_null(o);
+	assert_int_equal(json_integer_value(json_object_get(o, "port")), 32768);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(o, "meta"), "note")),
+	                    "say \"hi\"");
 	json_decref(o);
+	free(text);
 	in.node = "n2";
 	in.ntags = 0;
 	in.nmeta = 0;
 	in.proto = REGENT_PROTO_TCP;
-	o = stats_instance_json(&in, "here");
+	text = inst_json(&in, "here");
+	o = json_loads(text, 0, NULL);
+	assert_non_null(o);
 	assert_string_equal(json_string_value(json_object_get(o, "node")), "n2");
 	assert_string_equal(json_string_value(json_object_get(o, "proto")), "tcp");
 	assert_int_equal(json_array_size(json_object_get(o, "tags")), 0);
 	assert_int_equal(json_object_size(json_object_get(o, "meta")), 0);
 	json_decref(o);
+	free(text);
 	in.node = "";
-	o = stats_instance_json(&in, NULL);
+	text = inst_json(&in, NULL);
+	o = json_loads(text, 0, NULL);
 	assert_string_equal(json_string_value(json_object_get(o, "node")), "");
 	json_decref(o);
+	free(text);
 }
 
 static void test_routes(void **state)
