@@ -204,6 +204,12 @@ out=$(timeout 20 "$REGENT_BIN" -c "$cfg2" -p "$REGENT_PLUGIN_DIR" 2>&1); rc=$?
 check "a second agent on the same port exits non-zero" test "$rc" -ne 0 -a "$rc" -ne 124
 check_contains "and says why" "$out" "cannot listen on 127.0.0.1:$PORT: Address already in use"
 
+mkcfg "$CFG" "10.1.2.3:$PORT"
+kill -HUP "$(daemon_pid regent)"
+check "a SIGHUP to a non-loopback listen is refused" \
+    wait_for --timeout 10 grep -q "sink stats.listen: 10.1.2.3:$PORT is not a loopback" "$LOG"
+check "and the running listener keeps serving" "${CHECK[@]}" health "$BASE" 200
+
 PORT2=$(free_port)
 mkcfg "$CFG" "127.0.0.1:$PORT2"
 kill -HUP "$(daemon_pid regent)"
