@@ -115,5 +115,13 @@ daemon_stop c
 wait_for --timeout 5 snap_lacks b '    c/c1/80 .*'
 check "stopped agent's instance leaves the other's catalog" snap_lacks b '    c/c1/80 .*'
 check "no agent crashed" daemon_alive b
-finish_agents b c
+# A read larger than one page (1000 keys): 2500 instances, all of them in the catalog.
+ehelp bulk-put "$EP" bulk 2500
+agent_config d "$EP"
+agent_start d
+wait_for --timeout 20 snap_has d '  bulk \(2500\)'
+check "a 2500-key registry is read completely (paged range)" snap_has d '  bulk \(2500\)'
+check "read in pages at one revision" log_has d 'read /backends/ at revision [0-9]+ .*: [0-9]+ services, 25[0-9][0-9] keys'
+check "the watching agent followed the bulk writes" snap_has b '  bulk \(2500\)'
+finish_agents b c d
 harness_summary

@@ -7,6 +7,8 @@
   ehelp.py until-count EP PREFIX N TIMEOUT CMD...
                                 run CMD, then poll etcd's range API every 20 ms until PREFIX
                                 holds N keys; print the seconds since CMD ran; exit 1 on timeout
+  ehelp.py bulk-put EP SERVICE N
+                                put N instances /backends/SERVICE/bulk/I (txns of 100)
   ehelp.py proxy PORT TARGET    TCP proxy 127.0.0.1:PORT -> 127.0.0.1:TARGET; SIGUSR1 cuts
                                 every connection and stops listening, SIGUSR2 listens again
 """
@@ -74,6 +76,22 @@ def until_count(ep, prefix, n, timeout, cmd):
             print("%.2f" % took)
             return 1
         time.sleep(0.02)
+
+
+def bulk_put(ep, service, n):
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    b64 = lambda x: base64.b64encode(x.encode()).decode()
+    for start in range(0, n, 100):
+        ops = []
+        for i in range(start, min(n, start + 100)):
+            v = json.dumps({"address": "127.1.%d.%d" % (i // 250, i % 250 + 1), "port": 8000,
+                            "node": "bulk"})
+            ops.append({"request_put": {"key": b64("/backends/%s/bulk/%05d" % (service, i)),
+                                        "value": b64(v)}})
+        body = json.dumps({"success": ops}).encode()
+        with opener.open(ep + "/v3/kv/txn", data=body, timeout=10) as r:
+            r.read()
 
 
 def proxy(port, target):
@@ -174,6 +192,8 @@ def main():
     elif cmd == "until-count":
         sys.exit(until_count(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]),
                              sys.argv[6:]))
+    elif cmd == "bulk-put":
+        bulk_put(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "proxy":
         proxy(int(sys.argv[2]), int(sys.argv[3]))
     else:
