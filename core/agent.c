@@ -84,10 +84,6 @@ static void apply_sink(regent_agent *a, regent_ctx *c, const regent_catalog *sna
 {
 	const regent_sink_ops *so = c->desc->kind_ops;
 	so->apply(c->self, snap, changed, n);
-	regent_metric_add(regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,
-	                                     "regent_sink_applies_total",
-	                                     "Catalog snapshots handed to a sink.", NULL),
-	                  0); /* keep the family even without sinks */
 	char *l = regent_xasprintf("plugin=\"%s\"", c->sec->name);
 	regent_metric_add(regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,
 	                                     "regent_sink_applies_total",
