@@ -851,6 +851,20 @@ static void warn_name_once(consul *c, const char *name)
 	          name);
 }
 
+/* Whether an entry of /v1/catalog/services is one to watch (warns once
+ * about an invalid name when warn is set). */
+static bool usable_service(consul *c, const consul_service_entry *e, bool warn)
+{
+	if (ignored(c, e->name))
+		return false;
+	if (!c->h->valid_service(e->name)) {
+		if (warn)
+			warn_name_once(c, e->name);
+		return false;
+	}
+	return !c->ntags || consul_tags_match(e->tags, e->ntags, c->tags, c->ntags);
+}
+
 static void on_services(consul *c, const consul_services *s)
 {
 	cmap_iter it = {0};
@@ -860,13 +874,7 @@ static void on_services(consul *c, const consul_services *s)
 		((watch *)v)->seen = false;
 	for (size_t i = 0; i < s->n; i++) {
 		const consul_service_entry *e = &s->v[i];
-		if (ignored(c, e->name))
-			continue;
-		if (!c->h->valid_service(e->name)) {
-			warn_name_once(c, e->name);
-			continue;
-		}
-		if (c->ntags && !consul_tags_match(e->tags, e->ntags, c->tags, c->ntags))
+		if (!usable_service(c, e, true))
 			continue;
 		w = cmap_get(c->watches, e->name);
 		if (w) {
@@ -939,7 +947,11 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 			           c->base, why);
 			return;
 		}
-		empty = s.n == 0;
+		/* Empty for us: "consul" alone is what an anonymous token
+		 * allowed to resolve Consul's DNS name typically sees. */
+		empty = true;
+		for (size_t i = 0; i < s.n && empty; i++)
+			empty = !usable_service(c, &s.v[i], false);
 		if (!(filtered && empty)) {
 			if (!c->synced_once && !c->sync_open) {
 				c->h->catalog_sync_begin(c->ctx);
@@ -968,8 +980,8 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 		/* Consul answers a missing or weak token with an empty result,
 		 * not an error: that is no proof that the catalog is empty. */
 		watch_fail(w, REGENT_LOG_ERROR,
-		           "Consul filtered every result of %s by ACLs (the token is missing or "
-		           "lacks service:read/node:read)",
+		           "Consul filtered %s by ACLs down to nothing usable (the token is "
+		           "missing or lacks service:read/node:read)",
 		           what);
 		return;
 	}

@@ -1245,6 +1245,12 @@ class API(object):
             return "mgmt"
         raise HTTPError(403, "ACL not found")
 
+    def anon_reads(self, service):
+        """--anonymous-read: the anonymous token's policy allows reading this
+        service (service "NAME" { policy = "read" } plus node read), as
+        set up for Consul's DNS interface in its ACL guides."""
+        return service in (self.cfg.anonymous_read or ())
+
     def query_opts(self, req):
         """parseWait / parseConsistency / parseDC. Returns (min_index, wait)."""
         wait = 0.0
@@ -1543,7 +1549,7 @@ class API(object):
             out = {}
             filtered = False
             for s in emu.cat_services.values():
-                if ident == "anon":
+                if ident == "anon" and not self.anon_reads(s["Service"]):
                     filtered = True
                     continue
                 tags = out.setdefault(s["Service"], set())
@@ -1566,7 +1572,7 @@ class API(object):
             stags = [t.lower() for t in (s.get("Tags") or [])]
             if any(t.lower() not in stags for t in tags):
                 continue
-            if ident == "anon":
+            if ident == "anon" and not self.anon_reads(name):
                 filtered = True
                 continue
             entries.append(s)
@@ -1697,6 +1703,9 @@ def main(argv=None):
     p.add_argument("--datacenter", default="dc1")
     p.add_argument("--acl-token", default="",
                    help="enable ACLs (default policy deny) with this management token")
+    p.add_argument("--anonymous-read", action="append", metavar="SERVICE",
+                   help="with --acl-token: the anonymous token may read this service "
+                        "(repeatable; default: nothing)")
     p.add_argument("--reap-interval", type=parse_cli_duration, default=30.0,
                    help="how often critical services are reaped (check_reap_interval, 30s)")
     p.add_argument("--min-deregister", type=parse_cli_duration, default=60.0,

@@ -51,6 +51,8 @@ agent_start() {
 		            --min-deregister 1 --check-update-interval 0)
 		[[ -n "$AGENT_TOKEN" ]] && args+=(--acl-token "$AGENT_TOKEN")
 		[[ -n "${EMU_VERBOSE:-}" ]] && args+=(--verbose)   # one log line per request
+		# shellcheck disable=SC2206
+		[[ -n "${EMU_EXTRA:-}" ]] && args+=($EMU_EXTRA)    # more emulator options
 		local log skip=0
 		log=$(daemon_log consul)
 		[[ -f "$log" ]] && skip=$(wc -l <"$log")

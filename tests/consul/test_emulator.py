@@ -599,6 +599,24 @@ class ACLTest(EmulatorTest):
         self.assertEqual(e.put("/v1/agent/service/deregister/w1", None, good), (200, ""))
 
 
+class ACLAnonymousReadTest(EmulatorTest):
+    emulator_args = ("--acl-token", "s3cr3t", "--anonymous-read", "consul")
+
+    def test_anonymous_reads_only_what_its_policy_allows(self):
+        e = self.emu
+        good = {"X-Consul-Token": "s3cr3t"}
+        e.put("/v1/agent/service/register", {"ID": "w1", "Name": "web"}, good)
+        status, hdrs, obj = e.get("/v1/catalog/services")
+        self.assertEqual((status, obj), (200, {"consul": []}))
+        self.assertEqual(hdrs.get("x-consul-results-filtered-by-acls"), "true")
+        status, hdrs, obj = e.get("/v1/health/service/web")
+        self.assertEqual((status, obj), (200, []))
+        self.assertEqual(hdrs.get("x-consul-results-filtered-by-acls"), "true")
+        self.assertEqual(set(e.get("/v1/catalog/services", good)[2]), {"consul", "web"})
+        self.assertIsNone(e.get("/v1/catalog/services", good)[1].get(
+            "x-consul-results-filtered-by-acls"))
+
+
 class LifecycleTest(EmulatorTest):
     def test_sigterm_exits_promptly_with_blocked_query(self):
         e = self.emu
