@@ -32,6 +32,7 @@
 #define MAX_INFLIGHT 16         /* registration-side requests at once */
 #define MIN_QUERY_GAP_MS 50     /* between two starts of one blocking query */
 #define STOP_REQ_TIMEOUT_MS 3000
+#define STOP_INFLIGHT 64        /* deregistrations at once when stopping */
 #define WARNED_MAX 1024         /* invalid service names remembered */
 
 typedef struct consul consul;
@@ -53,6 +54,7 @@ typedef struct reg {
 	bool waiting;      /* failed: waits for the retry timer */
 	bool failed;       /* the last attempt failed */
 	bool rejected;     /* 400: not retried until the instance changes */
+	bool stop_todo;    /* stopping: a deregistration still to send */
 	reg_op op;         /* in flight */
 	bool op_was_known; /* a register that replaces a known service */
 	uint64_t op_epoch;
@@ -379,6 +381,45 @@ static void lost_all(consul *c, const char *why)
 	/* Re-assert the local set as the core knows it. */
 	c->h->local_foreach(c->ctx, local_again, c);
 	update_registered_gauge(c);
+	update_health(c);
+}
+
+static void on_reg_done(void *arg, const regent_http_result *res);
+
+static void stop_summary(consul *c)
+{
+	if (c->stop_failed)
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "deregistered %zu of %zu services from Consul; the others leave when "
+		          "their TTL check has been critical for %" PRIu64 " s",
+		          c->stop_ok, c->stop_ok + c->stop_failed, c->dereg_ms / 1000);
+	else if (c->stop_ok)
+		c->h->log(c->ctx, REGENT_LOG_INFO, "deregistered %zu service%s from Consul", c->stop_ok,
+		          c->stop_ok == 1 ? "" : "s");
+}
+
+/* Sends the stop-time deregistrations still queued, STOP_INFLIGHT at a
+ * time (thousands at once would exhaust file descriptors). */
+static void stop_pump(consul *c)
+{
+	for (reg *r = c->head; r && c->inflight < STOP_INFLIGHT; r = r->next) {
+		if (!r->stop_todo)
+			continue;
+		r->stop_todo = false;
+		int err = 0;
+		r->op = OP_DEREGISTER;
+		r->req = send_req(c, "PUT", r->dereg_path, NULL, STOP_REQ_TIMEOUT_MS, on_reg_done, r,
+		                  &err);
+		if (!r->req) {
+			r->op = OP_NONE;
+			c->stop_failed++;
+			c->stop_pending--;
+			c->h->log(c->ctx, REGENT_LOG_WARN, "cannot deregister %s from %s: %s", r->id,
+			          c->base, strerror(-err));
+			continue;
+		}
+		c->inflight++;
+	}
 }
 
 static void on_reg_done(void *arg, const regent_http_result *res)
@@ -406,16 +447,11 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			          c->base, what);
 		}
 		r->known = !(ok || res->status == 404);
-		if (c->stop_pending > 0 && --c->stop_pending == 0) {
-			if (c->stop_failed)
-				c->h->log(c->ctx, REGENT_LOG_WARN,
-				          "deregistered %zu of %zu services from Consul; the others "
-				          "leave when their TTL check has been critical for %" PRIu64
-				          " s",
-				          c->stop_ok, c->stop_ok + c->stop_failed, c->dereg_ms / 1000);
-			else
-				c->h->log(c->ctx, REGENT_LOG_INFO, "deregistered %zu service%s from Consul",
-				          c->stop_ok, c->stop_ok == 1 ? "" : "s");
+		if (c->stop_pending > 0)
+			c->stop_pending--;
+		stop_pump(c);
+		if (c->stop_pending == 0) {
+			stop_summary(c);
 			kick_others(c);
 			c->h->stopped(c->ctx);
 		}
@@ -900,6 +936,7 @@ static void on_services(consul *c, const consul_services *s)
 	}
 	if (c->m_watched)
 		c->h->metric_set(c->m_watched, (double)cmap_size(c->watches));
+	update_health(c); /* a failing watch may be gone */
 }
 
 static void on_health(consul *c, watch *w, const consul_instances *in, size_t skipped,
@@ -1243,31 +1280,21 @@ static int stop(void *self)
 		if (r->req) {
 			c->h->http_cancel(r->req);
 			r->req = NULL;
+			r->op = OP_NONE;
 			c->inflight--;
 		}
-		if (!r->known)
-			continue;
-		int err = 0;
-		r->op = OP_DEREGISTER;
-		r->req = send_req(c, "PUT", r->dereg_path, NULL, STOP_REQ_TIMEOUT_MS, on_reg_done, r,
-		                  &err);
-		if (!r->req) {
-			c->stop_failed++;
-			continue;
-		}
-		c->inflight++;
-		c->stop_pending++;
+		r->stop_todo = r->known;
+		c->stop_pending += r->known;
 	}
+	size_t total = c->stop_pending;
+	stop_pump(c);
 	if (c->stop_pending == 0) {
-		if (c->stop_failed)
-			c->h->log(c->ctx, REGENT_LOG_WARN,
-			          "could not deregister %zu service%s: they leave when their TTL check "
-			          "has been critical for %" PRIu64 " s",
-			          c->stop_failed, c->stop_failed == 1 ? "" : "s", c->dereg_ms / 1000);
+		/* Never call host->stopped() from inside stop(). */
+		stop_summary(c);
 		return 0;
 	}
-	c->h->log(c->ctx, REGENT_LOG_INFO, "deregistering %zu service%s from Consul",
-	          c->stop_pending, c->stop_pending == 1 ? "" : "s");
+	c->h->log(c->ctx, REGENT_LOG_INFO, "deregistering %zu service%s from Consul", total,
+	          total == 1 ? "" : "s");
 	return REGENT_PENDING;
 }
 
