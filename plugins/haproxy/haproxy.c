@@ -77,6 +77,7 @@ typedef enum {
 	P_IDLE = 0,
 	P_WRITE_CAND,
 	P_CHECK,
+	P_FINAL,
 	P_DUMP,
 	P_WRITE_STATE,
 	P_RENAME,
@@ -994,7 +995,10 @@ static bool admin_usable(hx *s)
 {
 	if (s->stopping || s->admin_blocked || s->admin_req)
 		return false;
-	if (s->ps == P_DUMP || s->ps == P_RELOAD || s->ps == P_CONFIRM)
+	/* From the final render to the new worker, haproxy's state is the
+	 * file's: the fast path waits (a change made now would reach only the
+	 * old worker). */
+	if (s->ps >= P_FINAL)
 		return false;
 	if (s->manage && !s->master_ready)
 		return false;
@@ -1467,14 +1471,57 @@ static void log_haproxy_output(hx *s, regent_log_level lvl, const char *out)
 	}
 }
 
+static void to_dump(hx *s)
+{
+	s->ps = P_DUMP;
+	s->dump_pending = true;
+	kick(s);
+}
+
+static void on_final_written(void *arg, int status)
+{
+	hx *s = arg;
+	s->write = NULL;
+	if (status < 0) {
+		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->cand_path,
+		          uv_strerror(status));
+		pipeline_done(s);
+		return;
+	}
+	to_dump(s);
+}
+
+/* The check passed.  Instances may have come and gone while it ran: render
+ * the checked shapes again with the servers as they are now (addresses are
+ * validated, the structure is the one haproxy accepted), so that the new
+ * worker starts from the latest state.  The fast path waits from here to
+ * the new worker. */
+static void final_render(hx *s)
+{
+	s->ps = P_FINAL;
+	char *text = render_file(s, R_CAND);
+	if (strcmp(text, s->cand_text) == 0) {
+		free(text);
+		to_dump(s);
+		return;
+	}
+	free(s->cand_text);
+	s->cand_text = text;
+	int err = 0;
+	s->write = hx_write_file(s->loop, s->config_file, s->cand_path, text, strlen(text), true,
+	                         on_final_written, s, &err);
+	if (!s->write) {
+		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->cand_path, strerror(-err));
+		pipeline_done(s);
+	}
+}
+
 static void on_check(void *arg, int status, const char *out)
 {
 	hx *s = arg;
 	s->run = NULL;
 	if (status == 0 || status == 2) {
-		s->ps = P_DUMP;
-		s->dump_pending = true;
-		kick(s);
+		final_render(s);
 		return;
 	}
 	s->h->metric_add(s->m_rejected, 1);

@@ -317,6 +317,8 @@ char *hx_render_listen(const hx_svc_cfg *c)
 	hx_buf_printf(&b, "    balance %s\n", c->balance);
 	if (c->maxconn > 0)
 		hx_buf_printf(&b, "    maxconn %lld\n", (long long)c->maxconn);
+	if (c->http) /* a reload closes a keep-alive connection after an answer, never while idle */
+		hx_buf_puts(&b, "    option idle-close-on-response\n");
 	hx_buf_printf(&b, "    retries %lld\n", (long long)c->retries);
 	hx_buf_puts(&b, "    option redispatch 1\n");
 	hx_fmt_ms(t1, sizeof(t1), c->t_connect);

@@ -16,7 +16,17 @@
       Waits until no server of BACKEND at ADDR:PORT is in use any more (maint).
   hxtool.py get URL
       One GET: prints "STATUS BODY".
+  hxtool.py churn FILE SOCK BACKEND DURATION_S PERIOD_MS KEEP [SVC:PORT:START_S ...]
+      Every PERIOD_MS: a new backend process (forked, listening at once) joins BACKEND as
+      instance churn-N in FILE and the oldest of the KEEP running ones leaves; the leaving
+      backend is killed (SIGKILL) only once the admin socket SOCK shows it in maintenance.
+      Each SVC:PORT:START_S adds an instance of service SVC (a backend on PORT) at START_S.
+      Then the backends in the catalog keep serving until FILE.stop exists.
+      Prints what it did; exit 1 if a backend never reached maintenance.
 """
+import random
+import signal
+import threading
 import http.client
 import http.server
 import os
@@ -64,6 +74,7 @@ def backend(port, name):
 
     class H(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def do_GET(self):
             if self.path.startswith("/slow"):
@@ -86,6 +97,144 @@ def backend(port, name):
             pass  # health checks and clients that reset: not the test's business
 
     S(("127.0.0.1", port), H).serve_forever()
+
+
+def serve_on(sock, name):
+    """Child process: serve name on an already listening socket until killed."""
+    body = (name + "\n").encode()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            pass
+
+    srv = S(("127.0.0.1", 0), H, bind_and_activate=False)
+    srv.socket.close()
+    srv.socket = sock
+    srv.server_address = sock.getsockname()
+    srv.serve_forever()
+
+
+def listen_free():
+    """A listening socket on 127.0.0.1, port in 20000-32000 (below the ephemeral range)."""
+    for _ in range(2000):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", random.randint(20000, 32000)))
+            s.listen(256)
+            return s
+        except OSError:
+            s.close()
+    raise SystemExit("no free port")
+
+
+def spawn(name):
+    sock = listen_free()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            serve_on(sock, name)
+        finally:
+            os._exit(0)
+    port = sock.getsockname()[1]
+    sock.close()
+    return pid, port
+
+
+def churn(path, sock, be, duration, period_ms, keep, extras):
+    children = {}
+
+    def cleanup(*_):
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        os._exit(3)
+
+    signal.signal(signal.SIGTERM, cleanup)
+    extra = []
+    for spec in extras:
+        svc, port, at = spec.split(":")
+        extra.append([float(at), svc, int(port), False])
+    active = []  # (n, pid, port), oldest first
+    n = 0
+    for _ in range(keep):
+        pid, port = spawn("churn-%d" % n)
+        children[pid] = port
+        active.append((n, pid, port))
+        n += 1
+
+    def write():
+        lines = ["churn-%d %s 127.0.0.1 %d" % (k, be, p) for k, _, p in active]
+        lines += ["x-%s %s 127.0.0.1 %d" % (e[1], e[1], e[2]) for e in extra if e[3]]
+        write_atomic(path, "\n".join(lines) + "\n")
+
+    write()
+    start = time.monotonic()
+    added = removed = killed = late = stuck = 0
+    waits = []
+    tick = start
+    while tick + period_ms / 1000.0 <= start + duration:
+        now = time.monotonic()
+        if tick > now:
+            time.sleep(tick - now)
+        else:
+            late += 1
+        tick += period_ms / 1000.0
+        for e in extra:
+            if not e[3] and time.monotonic() - start >= e[0]:
+                e[3] = True
+        pid, port = spawn("churn-%d" % n)
+        children[pid] = port
+        active.append((n, pid, port))
+        n += 1
+        old = active.pop(0)
+        write()
+        added += 1
+        removed += 1
+        t0 = time.monotonic()
+        while not state_ok(sock, be, "127.0.0.1", old[2], "maint"):
+            if time.monotonic() - t0 > 5:
+                stuck += 1
+                break
+            time.sleep(0.002)
+        waits.append((time.monotonic() - t0) * 1000)
+        os.kill(old[1], signal.SIGKILL)
+        os.waitpid(old[1], 0)
+        del children[old[1]]
+        killed += 1
+    # The backends still in the catalog keep serving until the test says stop.
+    stop = path + ".stop"
+    deadline = time.monotonic() + 120
+    while not os.path.exists(stop) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in list(children):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    waits.sort()
+    print("added=%d removed=%d killed=%d late=%d stuck=%d extras=%d "
+          "maint_wait_ms_median=%.1f maint_wait_ms_max=%.1f" %
+          (added, removed, killed, late, stuck, sum(1 for e in extra if e[3]),
+           waits[len(waits) // 2] if waits else 0, waits[-1] if waits else 0))
+    return 1 if stuck else 0
 
 
 def get(url, timeout=5.0):
@@ -162,6 +311,8 @@ def main(a):
         return wait_state(a[4], a[5], a[6], a[7], int(a[8]), start)
     elif a[1] == "wait-down":
         return wait_state(a[2], a[3], a[4], "maint", int(a[5]), time.monotonic())
+    elif a[1] == "churn":
+        return churn(a[2], a[3], a[4], float(a[5]), int(a[6]), int(a[7]), a[8:])
     elif a[1] == "get":
         try:
             st, body = get(a[2], 10.0)
