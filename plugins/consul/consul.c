@@ -84,6 +84,7 @@ struct consul {
 	const regent_host *h;
 	/* config */
 	char *base;
+	char *shown;       /* base without credentials, for logs */
 	char *unix_path;
 	char *token_hdr;
 	const char *headers[2];
@@ -338,7 +339,7 @@ static void reg_ok(consul *c, reg *r)
 		c->reg_failing--;
 		if (c->reg_failing == 0) {
 			c->h->log(c->ctx, REGENT_LOG_INFO, "Consul agent at %s accepts requests again",
-			          c->base);
+			          c->shown);
 			update_health(c);
 		}
 	}
@@ -415,7 +416,7 @@ static void stop_pump(consul *c)
 			c->stop_failed++;
 			c->stop_pending--;
 			c->h->log(c->ctx, REGENT_LOG_WARN, "cannot deregister %s from %s: %s", r->id,
-			          c->base, strerror(-err));
+			          c->shown, strerror(-err));
 			continue;
 		}
 		c->inflight++;
@@ -444,7 +445,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 		else {
 			c->stop_failed++;
 			c->h->log(c->ctx, REGENT_LOG_WARN, "cannot deregister %s from %s: %s", r->id,
-			          c->base, what);
+			          c->shown, what);
 		}
 		r->known = !(ok || res->status == 404);
 		if (c->stop_pending > 0)
@@ -491,7 +492,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			         r->id, r->service, what);
 		} else {
 			reg_fail(c, r, REGENT_LOG_WARN, "cannot register %s at %s: %s", r->id,
-			         c->base, what);
+			         c->shown, what);
 		}
 		free(r->sent);
 		r->sent = NULL;
@@ -513,7 +514,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			         what);
 		} else {
 			reg_fail(c, r, REGENT_LOG_WARN, "cannot deregister %s at %s: %s", r->id,
-			         c->base, what);
+			         c->shown, what);
 		}
 		break;
 	case OP_PASS:
@@ -528,7 +529,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			if (r->op_epoch == c->epoch) {
 				char *why = xasprintf("the Consul agent at %s no longer knows the check "
 				                      "of %s (it restarted, or reaped the service)",
-				                      c->base, r->id);
+				                      c->shown, r->id);
 				lost_all(c, why);
 				free(why);
 			}
@@ -538,7 +539,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			         what);
 		} else {
 			reg_fail(c, r, REGENT_LOG_WARN, "cannot pass the TTL check of %s at %s: %s",
-			         r->id, c->base, what);
+			         r->id, c->shown, what);
 		}
 		break;
 	default:
@@ -579,7 +580,7 @@ static bool reg_step(consul *c, reg *r)
 	if (!r->req) {
 		r->op = OP_NONE;
 		reg_fail(c, r, REGENT_LOG_ERROR, "cannot send a request for %s to %s: %s", r->id,
-		         c->base, strerror(-err));
+		         c->shown, strerror(-err));
 		return true;
 	}
 	c->inflight++;
@@ -861,7 +862,7 @@ static void watch_ok(watch *w)
 		c->disc_failing--;
 		if (c->disc_failing == 0) {
 			c->h->log(c->ctx, REGENT_LOG_INFO, "reading the catalog from %s again",
-			          c->base);
+			          c->shown);
 			update_health(c);
 		}
 	}
@@ -968,7 +969,7 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 			           "read permission)",
 			           what, d);
 		else
-			watch_fail(w, REGENT_LOG_WARN, "cannot read %s from %s: %s", what, c->base,
+			watch_fail(w, REGENT_LOG_WARN, "cannot read %s from %s: %s", what, c->shown,
 			           d);
 		return;
 	}
@@ -981,7 +982,7 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 		consul_services s;
 		if (consul_parse_services(res->body, res->body_len, &s, why, sizeof(why)) < 0) {
 			watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for the service list: %s",
-			           c->base, why);
+			           c->shown, why);
 			return;
 		}
 		/* Empty for us: "consul" alone is what an anonymous token
@@ -1002,7 +1003,7 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 		size_t skipped = 0;
 		if (consul_parse_health(res->body, res->body_len, w->name, &in, &skipped, why,
 		                        sizeof(why)) < 0) {
-			watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for service %s: %s", c->base,
+			watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for service %s: %s", c->shown,
 			           w->name, why);
 			return;
 		}
@@ -1075,7 +1076,7 @@ static void watch_issue(watch *w)
 	if (w->req)
 		count(c, c->m_req, w->name ? M_HEALTH : M_CATALOG);
 	else
-		watch_fail(w, REGENT_LOG_ERROR, "cannot send a request to %s: %s", c->base,
+		watch_fail(w, REGENT_LOG_ERROR, "cannot send a request to %s: %s", c->shown,
 		           strerror(-err));
 }
 
@@ -1178,6 +1179,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		free(c);
 		return -EINVAL;
 	}
+	c->shown = consul_redact_url(c->base);
 	const char *tok = h->cfg_string(ctx, "token");
 	if (tok && tok[0]) {
 		c->token_hdr = xasprintf("X-Consul-Token: %s", tok);
@@ -1243,7 +1245,7 @@ static int start(void *self)
 	consul_duration(c->ttl_ms, ttl, sizeof(ttl));
 	consul_duration(c->dereg_ms, dereg, sizeof(dereg));
 	c->watching = h->want_catalog(c->ctx);
-	h->log(c->ctx, REGENT_LOG_INFO, "agent %s%s%s, ttl %s, deregister after %s%s%s", c->base,
+	h->log(c->ctx, REGENT_LOG_INFO, "agent %s%s%s, ttl %s, deregister after %s%s%s", c->shown,
 	       c->unix_path ? " via " : "", c->unix_path ? c->unix_path : "", ttl, dereg,
 	       c->token_hdr ? ", with an ACL token" : "",
 	       c->watching ? ", watching the catalog" : ", registering only");
@@ -1321,6 +1323,7 @@ static void destroy(void *self)
 	if (c->retry_timer)
 		uv_close((uv_handle_t *)c->retry_timer, (uv_close_cb)free);
 	free(c->base);
+	free(c->shown);
 	free(c->unix_path);
 	free(c->token_hdr);
 	free(c);

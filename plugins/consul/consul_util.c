@@ -208,14 +208,18 @@ int consul_parse_address(const char *addr, char **base, char **unix_path, char *
 	else if (strncmp(addr, "https://", 8) == 0)
 		rest = addr + 8;
 	else if (strstr(addr, "://")) {
-		WHY("unsupported scheme in \"%s\" (use http://, https:// or unix://)", addr);
+		char *shown = consul_redact_url(addr);
+		WHY("unsupported scheme in \"%s\" (use http://, https:// or unix://)", shown);
+		free(shown);
 		return -EINVAL;
 	} else {
 		rest = addr;
 		has_scheme = false;
 	}
 	if (!rest[0] || rest[0] == '/' || rest[0] == ':' || !url_chars_ok(rest)) {
-		WHY("\"%s\" is not an http(s) URL (e.g. http://127.0.0.1:8500)", addr);
+		char *shown = consul_redact_url(addr);
+		WHY("\"%s\" is not an http(s) URL (e.g. http://127.0.0.1:8500)", shown);
+		free(shown);
 		return -EINVAL;
 	}
 	char *b = has_scheme ? strdup(addr) : NULL;
@@ -228,6 +232,25 @@ int consul_parse_address(const char *addr, char **base, char **unix_path, char *
 		b[--n] = '\0';
 	*base = b;
 	return 0;
+}
+
+char *consul_redact_url(const char *url)
+{
+	const char *host = strstr(url, "://");
+	host = host ? host + 3 : url;
+	const char *end = host + strcspn(host, "/?#");
+	const char *at = NULL;
+	for (const char *p = host; p < end; p++)
+		if (*p == '@')
+			at = p;
+	char *out;
+	if (!at)
+		out = strdup(url);
+	else if (asprintf(&out, "%.*s***%s", (int)(host - url), url, at) < 0)
+		out = NULL;
+	if (!out)
+		abort();
+	return out;
 }
 
 char *consul_escape(const char *s)

@@ -42,6 +42,10 @@ bool cmap_next(const cmap *m, cmap_iter *it, const char **key, void **val);
 int consul_parse_address(const char *addr, char **base, char **unix_path, char *why,
                          size_t whylen);
 
+/* url with any "user:password@" replaced by "***@", for log lines.
+ * malloc'd. */
+char *consul_redact_url(const char *url);
+
 /* Percent-encodes everything but [A-Za-z0-9._~-] (so '/' in an ID becomes
  * %2F).  malloc'd. */
 char *consul_escape(const char *s);

@@ -77,6 +77,21 @@ static void test_address(void **st)
 	}
 }
 
+static void test_redact(void **st)
+{
+	(void)st;
+	char *r = consul_redact_url("https://user:pw@c.example:8501/x@y");
+	assert_string_equal(r, "https://***@c.example:8501/x@y");
+	free(r);
+	r = consul_redact_url("http://127.0.0.1:8500");
+	assert_string_equal(r, "http://127.0.0.1:8500");
+	free(r);
+	char *b, *u, why[128];
+	assert_int_equal(consul_parse_address("ftp://u:secret@h:1", &b, &u, why, sizeof(why)),
+	                 -EINVAL);
+	assert_null(strstr(why, "secret"));
+}
+
 static void test_escape_duration(void **st)
 {
 	(void)st;
@@ -304,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_escape_duration), cmocka_unit_test(test_register_body),
 		cmocka_unit_test(test_meta_limit),    cmocka_unit_test(test_index),
 		cmocka_unit_test(test_services),      cmocka_unit_test(test_health),
+		cmocka_unit_test(test_redact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
