@@ -70,6 +70,7 @@ typedef struct svc {
 	size_t nslots; /* allocated and meaningful */
 	char *warned;  /* the last warning logged for it */
 	bool in_cat;
+	bool recovered; /* read from an earlier run's file: kept through the startup grace */
 	struct svc *next; /* sorted by name */
 } svc;
 
@@ -101,7 +102,10 @@ typedef struct hx {
 	bool stats_on;
 	char bind_addr[HX_ADDR_MAX + 2];
 	uint16_t stats_port;
-	uint64_t reload_interval, drain_timeout, check_timeout, cmd_timeout;
+	uint64_t reload_interval, drain_timeout, check_timeout, cmd_timeout, startup_grace;
+	uint64_t started_ms;
+	size_t recovered;   /* services in the file of an earlier run */
+	bool grace_over;
 	int64_t slots_default, retries_default;
 	uint64_t t_connect, t_client, t_server, t_check, inter;
 
@@ -194,6 +198,8 @@ static const regent_config_key keys[] = {
 	 "minimum time between two reloads (changes in between coalesce)"},
 	{"drain_timeout", REGENT_CFG_DURATION, "10s", false, 0, 3600000,
 	 "longest time a leaving instance is drained before maintenance"},
+	{"startup_grace", REGENT_CFG_DURATION, "5s", false, 0, 600000,
+	 "at start, how long an empty catalog waits before it may empty the routes of an earlier run"},
 	{"check_timeout", REGENT_CFG_DURATION, "30s", false, 100, 600000,
 	 "time limit of haproxy -c"},
 	{"command_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
@@ -606,7 +612,8 @@ static void svc_gc(hx *s)
 {
 	for (svc **pp = &s->svcs; *pp;) {
 		svc *v = *pp;
-		if (!v->in_cat && !v->want.listen && !v->cand.listen && !v->run.listen) {
+		if (!v->in_cat && !v->want.listen && !v->cand.listen && !v->run.listen &&
+		    !(v->recovered && !s->grace_over)) {
 			*pp = v->next;
 			svc_free(v);
 		} else {
@@ -898,6 +905,8 @@ static void update_model(hx *s, const regent_catalog *cat)
 	for (svc *v = s->svcs; v; v = v->next) {
 		if (v->in_cat && v->want.listen)
 			continue;
+		if (v->recovered && !s->grace_over && !v->in_cat)
+			continue; /* its slots wait for the catalog to fill */
 		if (!v->in_cat)
 			shape_clear(&v->want);
 		plan none = {.name = v->name};
@@ -1602,6 +1611,8 @@ static void start_pipeline(hx *s)
 		/* The file on disk is this already (written by the previous run,
 		 * or the change was undone): nothing to check or reload. */
 		bool first = !s->installed_once;
+		if (first)
+			s->h->log(s->ctx, REGENT_LOG_INFO, "%s is up to date: no reload", s->config_file);
 		install_done(s);
 		if (first)
 			ap_unknown(s); /* an existing haproxy: assume nothing, set everything */
@@ -1623,11 +1634,35 @@ static void on_slow_timer(uv_timer_t *t)
 	kick(t->data);
 }
 
+/* At start, a catalog with no routable service (a store still reading,
+ * say) does not empty the routes an earlier run left, for a while. */
+static bool startup_hold(hx *s, uint64_t now)
+{
+	if (s->grace_over || !s->recovered)
+		return false;
+	bool any = false;
+	for (svc *v = s->svcs; v && !any; v = v->next)
+		any = v->want.listen != NULL;
+	if (any || now >= s->started_ms + s->startup_grace) {
+		s->grace_over = true;
+		return false;
+	}
+	if (!uv_is_active((uv_handle_t *)s->t_slow)) {
+		s->h->log(s->ctx, REGENT_LOG_INFO,
+		          "the catalog has no service yet; keeping %s as it is for up to %llu ms",
+		          s->config_file, (unsigned long long)(s->started_ms + s->startup_grace - now));
+		uv_timer_start(s->t_slow, on_slow_timer, s->started_ms + s->startup_grace - now, 0);
+	}
+	return true;
+}
+
 static void schedule_slow(hx *s)
 {
 	if (s->ps != P_IDLE || s->mirror || s->stopping)
 		return;
 	uint64_t now = s->h->now_ms();
+	if (startup_hold(s, now))
+		return;
 	uint64_t due = s->last_pipeline_ms ? s->last_pipeline_ms + s->reload_interval : 0;
 	if (s->retry_at > due)
 		due = s->retry_at;
@@ -2118,9 +2153,10 @@ static void recover(hx *s)
 	hx_parse_file(s->file_text, on_file_recovered, on_id_recovered, s);
 	size_t nsvc = 0;
 	for (svc *v = s->svcs; v; v = v->next) {
-		v->in_cat = true; /* until the first snapshot says otherwise */
+		v->recovered = true;
 		nsvc++;
 	}
+	s->recovered = nsvc;
 	if (nsvc)
 		s->h->log(s->ctx, REGENT_LOG_INFO, "%s: kept the server slots of %zu services",
 		          s->config_file, nsvc);
@@ -2174,6 +2210,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->drain_timeout = h->cfg_duration_ms(ctx, "drain_timeout");
 	s->check_timeout = h->cfg_duration_ms(ctx, "check_timeout");
 	s->cmd_timeout = h->cfg_duration_ms(ctx, "command_timeout");
+	s->startup_grace = h->cfg_duration_ms(ctx, "startup_grace");
 	s->slots_default = h->cfg_int(ctx, "slots");
 	s->retries_default = h->cfg_int(ctx, "retries");
 	s->t_connect = h->cfg_duration_ms(ctx, "timeout_connect");
@@ -2218,10 +2255,12 @@ static int start(void *self)
 	s->t_ready = new_timer(s);
 	s->t_kill = new_timer(s);
 	recover(s);
+	s->started_ms = s->h->now_ms();
 	s->started = true;
-	s->h->log(s->ctx, REGENT_LOG_INFO, "%s haproxy; file %s, admin socket %s%s%s",
+	s->h->log(s->ctx, REGENT_LOG_INFO, "%s haproxy; file %s, admin socket %s, %s %s",
 	          s->manage ? "managing" : "driving an existing", s->config_file, s->admin_socket,
-	          s->master_socket ? ", master socket " : "", s->master_socket ? s->master_socket : "");
+	          s->master_socket ? "reloads through the master CLI" : "reloads with the command",
+	          s->master_socket ? s->master_socket : s->reload_command);
 	return 0;
 }
 
