@@ -195,6 +195,8 @@ static void master_close(hx_master *m)
 static void master_flush(hx_master *m, int i, bool all)
 {
 	hx_buf *b = &m->line[i];
+	if (!b->data)
+		return;
 	char *start = b->data;
 	size_t left = b->len;
 	char *nl;
@@ -211,12 +213,11 @@ static void master_flush(hx_master *m, int i, bool all)
 			m->on_line(m->arg, start);
 		left = 0;
 	}
-	if (left > 4096) /* an endless line: log what we have */
+	if (left > 4096) /* an endless line: drop it */
 		left = 0;
-	memmove(b->data ? b->data : start, start, left);
+	memmove(b->data, start, left);
 	b->len = left;
-	if (b->data)
-		b->data[left] = '\0';
+	b->data[left] = '\0';
 }
 
 static void master_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

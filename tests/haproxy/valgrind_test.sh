@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# valgrind_test.sh - regent with the haproxy sink (manage = true) under valgrind: start haproxy,
+# fast-path add and remove, a new service (reload), a configuration haproxy rejects, a crash of
+# haproxy (restart), then SIGTERM.  No memory error, nothing definitely or indirectly lost.
+# Skipped in a sanitizer build (valgrind and ASan do not mix).
+set -u
+: "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
+# shellcheck source=../harness/lib.sh
+source "$REGENT_TEST_DIR/harness/lib.sh"
+harness_init || exit 1
+if [[ "${REGENT_SANITIZE:-0}" == 1 ]] || ! command -v valgrind >/dev/null; then
+    echo "skip - valgrind (sanitizer build or no valgrind)"
+    harness_summary
+    exit 0
+fi
+
+PY=${PYTHON3:-python3}
+TOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
+T=$H_TMP
+INST=$T/instances
+HX=$T/hx
+mkdir -p "$HX"
+ADMIN=$HX/haproxy-admin.sock
+MASTER=$HX/haproxy-master.sock
+P_WEB=$(free_port); P_API=$(free_port); P_STATS=$(free_port)
+B1=$(free_port); B2=$(free_port)
+daemon_start be-1 "${TOOL[@]}" backend "$B1" b1
+daemon_start be-2 "${TOOL[@]}" backend "$B2" b2
+wait_for --timeout 20 http_get "http://127.0.0.1:$B1/" >/dev/null || exit 1
+wait_for --timeout 20 http_get "http://127.0.0.1:$B2/" >/dev/null || exit 1
+echo "web-1 web 127.0.0.1 $B1" > "$INST"
+
+mkcfg() {
+    cat > "$T/regent.ini" <<EOF
+[agent]
+node = vg
+debounce = 5ms
+stop_timeout = 10s
+
+[source testsource]
+file = $INST
+interval = 10ms
+
+[store teststore]
+
+[sink haproxy]
+manage = true
+config_file = $HX/haproxy.cfg
+bind_address = 127.0.0.1
+stats = 127.0.0.1:$P_STATS
+reload_interval = 100ms
+
+[service web]
+port = $P_WEB
+mode = http
+$1
+
+[service api]
+port = $P_API
+EOF
+}
+mkcfg ""
+export REGENT_NO_DLCLOSE=1   # keep the plugin's symbols for valgrind's stacks
+daemon_start regent valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect \
+    --error-exitcode=99 --log-file="$T/vg.out" "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
+LOG=$(daemon_log regent)
+web_ok() { http_get "http://127.0.0.1:$P_WEB/" >/dev/null; }
+check "web answers (regent under valgrind)" wait_for --timeout 60 web_ok
+printf 'web-1 web 127.0.0.1 %s\nweb-2 web 127.0.0.1 %s\n' "$B1" "$B2" > "$INST"
+check "fast path: web-2 added" \
+    wait_for --timeout 20 eval "'${TOOL[0]}' '${TOOL[1]}' servers '$ADMIN' web | grep -qE ':$B2 2 [04]$'"
+printf 'web-2 web 127.0.0.1 %s\napi-1 api 127.0.0.1 %s\n' "$B2" "$B1" > "$INST"
+check "slow path: api added" wait_for --timeout 30 http_get "http://127.0.0.1:$P_API/"
+mkcfg "server_options = ssl"
+daemon_kill regent HUP
+check "rejected configuration logged" \
+    wait_for --timeout 30 grep -q 'haproxy rejected the new configuration' "$LOG"
+MPID=$(haproxy_master_cmd --sock "$MASTER" "show proc" | awk '$2 == "master" { print $1 }')
+kill -KILL "$MPID"
+check "haproxy restarted after a crash" wait_for --timeout 30 eval \
+    "[[ \"\$(haproxy_master_cmd --sock '$MASTER' 'show proc' 2>/dev/null | awk '\$2 == \"master\" { print \$1 }')\" =~ ^[0-9]+\$ && \"\$(haproxy_master_cmd --sock '$MASTER' 'show proc' | awk '\$2 == \"master\" { print \$1 }')\" != $MPID ]]"
+check "web answers again" wait_for --timeout 30 web_ok
+VPID=$(daemon_pid regent)
+kill -TERM "$VPID"
+wait_for --timeout 60 eval '! daemon_alive regent' >/dev/null
+check "valgrind: the run finished" grep -q 'ERROR SUMMARY' "$T/vg.out"
+check_contains "valgrind: no memory error" "$(grep 'ERROR SUMMARY' "$T/vg.out")" "ERROR SUMMARY: 0 errors"
+check "valgrind: nothing definitely or indirectly lost" \
+    eval "! grep -E '(definitely|indirectly) lost: [1-9]' '$T/vg.out'"
+grep -E 'ERROR SUMMARY|definitely lost|indirectly lost' "$T/vg.out" | sed 's/^/  | /'
+check "the managed haproxy stopped with regent" eval "! haproxy_master_cmd --sock '$MASTER' 'show proc' >/dev/null 2>&1"
+[[ $H_FAIL -eq 0 ]] || sed -n '/ERROR SUMMARY/,$p;/Invalid\|uninitialised\|definitely/,+20p' "$T/vg.out" | head -60 >&2
+
+harness_summary
