@@ -2082,6 +2082,11 @@ static void kick(hx *s)
 		uv_timer_start(s->t_poll, on_poll_timer, 100, 0);
 	if (slow_needed(s))
 		schedule_slow(s);
+	else if (s->reject_err && s->ps == P_IDLE) {
+		/* What is wanted runs (the rejected change was undone). */
+		set_reason(&s->reject_err, NULL);
+		update_health(s);
+	}
 	maybe_mirror(s);
 	maybe_applied(s);
 }

@@ -27,6 +27,13 @@ LOG=$T/regent.log
 
 P_WEB=$(free_port); P_API=$(free_port); P_TCP=$(free_port); P_SLOW=$(free_port)
 P_STATS=$(free_port)
+# With the stats sink built too, the metrics are checked as well.
+STATS_SINK=""
+HAVE_STATS=0
+if [[ -f "$REGENT_PLUGIN_DIR/stats.so" ]]; then
+    HAVE_STATS=1; P_METRICS=$(free_port)
+    STATS_SINK=$'[sink stats]\nlisten = 127.0.0.1:'"$P_METRICS"
+fi
 declare -A BP
 for b in b1 b2 b3 b4 b5 b6 b7 b8 b9; do BP[$b]=$(free_port); done
 
@@ -75,6 +82,8 @@ stats = 127.0.0.1:$P_STATS
 reload_interval = 200ms
 check_interval = 1s
 drain_timeout = 5s
+
+$STATS_SINK
 
 [service web]
 port = $P_WEB
@@ -256,6 +265,19 @@ check "injection: the file is still valid for haproxy" haproxy -c -q -f "$CFG"
 check "injection: evil-4's line is a plain server line" \
     grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} check inter 1s  # evil-4\$" "$CFG"
 grep -E 'evil|tag' "$CFG" | sed 's/^/  | file: /'
+
+# --- metrics (with the stats sink) --------------------------------------------------------------
+metric() { http_get "http://127.0.0.1:$P_METRICS/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2 }'; }
+if [[ $HAVE_STATS == 1 ]]; then
+    check "metrics: runtime updates counted" test "$(metric 'regent_haproxy_runtime_updates_total{plugin="haproxy"}' | cut -d. -f1)" -ge 4
+    check "metrics: reloads counted" test "$(metric 'regent_haproxy_reloads_total{plugin="haproxy"}' | cut -d. -f1)" -ge 1
+    check "metrics: the rejected configuration counted" test "$(metric 'regent_haproxy_config_rejected_total{plugin="haproxy"}' | cut -d. -f1)" -ge 1
+    check "metrics: propagation latency recorded for the sink" \
+        test "$(metric 'regent_propagation_seconds_count{plugin="haproxy"}' | cut -d. -f1)" -ge 5
+    http_get "http://127.0.0.1:$P_METRICS/metrics" | grep -E '^regent_haproxy|^regent_propagation_seconds_(sum|count)\{plugin="haproxy"' | sed 's/^/  | /'
+else
+    echo "skip - metrics checks (the stats sink is not built here)"
+fi
 
 # --- the managed haproxy is restarted after a crash ---------------------------------------------
 MPID=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
