@@ -162,6 +162,12 @@ typedef struct hx {
 	uv_timer_t *t_kill;
 	hx_write *spawn_prep;
 	unsigned spawn_gen;
+	/* an haproxy left by an earlier run (regent killed) on our master socket */
+	bool orphan_checked, orphan_busy, orphan_killed;
+	long orphan_pid;
+	uint64_t orphan_deadline;
+	hx_cli *orphan_req;
+	uv_timer_t *t_orphan;
 
 	/* metrics */
 	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,
@@ -2023,13 +2029,73 @@ static void on_state_cleared(void *arg, int status)
 
 /* Empties the state file (its addresses would win over the file's), then
  * starts haproxy. */
-static void spawn_master(hx *s)
+static void spawn_prepare(hx *s)
 {
 	int err = 0;
 	s->spawn_prep = hx_write_file(s->loop, s->state_file, s->state_tmp, "1\n", 2, false,
 	                              on_state_cleared, s, &err);
 	if (!s->spawn_prep)
 		on_state_cleared(s, err);
+}
+
+/* Before the first start: an haproxy still answering on our master socket
+ * was left by an earlier run of regent (killed without stopping it).  It
+ * holds the ports, so it is stopped first (its pid as it reports it). */
+static void orphan_probe(hx *s);
+
+static void on_orphan_timer(uv_timer_t *t)
+{
+	orphan_probe(t->data);
+}
+
+static void on_orphan_proc(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->orphan_req = NULL;
+	hx_proc_info pi;
+	if (status < 0 || hx_parse_show_proc(out, &pi) < 0 || pi.master_pid <= 1) {
+		if (s->orphan_pid)
+			s->h->log(s->ctx, REGENT_LOG_INFO, "the earlier haproxy (pid %ld) is gone",
+			          s->orphan_pid);
+		s->orphan_busy = false;
+		spawn_prepare(s);
+		return;
+	}
+	uint64_t now = s->h->now_ms();
+	if (!s->orphan_pid) {
+		s->orphan_pid = pi.master_pid;
+		s->orphan_deadline = now + 5000;
+		s->h->log(s->ctx, REGENT_LOG_WARN,
+		          "an haproxy from an earlier run (master pid %ld) answers on %s: stopping it "
+		          "before starting ours",
+		          pi.master_pid, s->master_socket);
+		kill((pid_t)pi.master_pid, SIGTERM);
+	} else if (now >= s->orphan_deadline && !s->orphan_killed) {
+		s->orphan_killed = true;
+		kill((pid_t)s->orphan_pid, SIGKILL);
+	}
+	uv_timer_start(s->t_orphan, on_orphan_timer, 100, 0);
+}
+
+static void orphan_probe(hx *s)
+{
+	int err = 0;
+	s->orphan_req = hx_cli_request(s->loop, s->master_socket, "show proc", s->cmd_timeout,
+	                               on_orphan_proc, s, &err);
+	if (!s->orphan_req)
+		on_orphan_proc(s, err, "", 0);
+}
+
+static void spawn_master(hx *s)
+{
+	if (!s->orphan_checked) {
+		s->orphan_checked = true;
+		s->orphan_busy = true;
+		orphan_probe(s);
+		return;
+	}
+	spawn_prepare(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2072,7 +2138,7 @@ static void kick(hx *s)
 {
 	if (s->stopping || !s->started)
 		return;
-	if (s->manage && s->installed_once && !s->master && !s->spawn_prep &&
+	if (s->manage && s->installed_once && !s->master && !s->spawn_prep && !s->orphan_busy &&
 	    !uv_is_active((uv_handle_t *)s->t_restart) && s->ps == P_IDLE && !s->mirror)
 		spawn_master(s);
 	if (s->ps == P_DUMP && s->dump_pending && !s->admin_req)
@@ -2259,6 +2325,7 @@ static int start(void *self)
 	s->t_restart = new_timer(s);
 	s->t_ready = new_timer(s);
 	s->t_kill = new_timer(s);
+	s->t_orphan = new_timer(s);
 	recover(s);
 	s->started_ms = s->h->now_ms();
 	s->started = true;
@@ -2285,7 +2352,10 @@ static void cancel_all(hx *s)
 	s->mirror = NULL;
 	hx_write_cancel(s->spawn_prep);
 	s->spawn_prep = NULL;
-	uv_timer_t *ts[] = {s->t_poll, s->t_retry, s->t_slow, s->t_confirm, s->t_restart, s->t_ready};
+	hx_cli_cancel(s->orphan_req);
+	s->orphan_req = NULL;
+	uv_timer_t *ts[] = {s->t_poll,    s->t_retry, s->t_slow,  s->t_confirm,
+	                    s->t_restart, s->t_ready, s->t_orphan};
 	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
 		if (ts[i])
 			uv_timer_stop(ts[i]);
@@ -2332,6 +2402,7 @@ static void destroy(void *self)
 	close_timer(&s->t_restart);
 	close_timer(&s->t_ready);
 	close_timer(&s->t_kill);
+	close_timer(&s->t_orphan);
 	while (s->svcs) {
 		svc *v = s->svcs;
 		s->svcs = v->next;

@@ -289,6 +289,18 @@ check "crash: a new master" test "$(master_cmd "show proc" | awk '$2 == "master"
 check_eq "crash: all instances back" "b1 8|b2 8|b5 8|b7 8|b8 8|errors 0" \
     "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40 | paste -sd'|')"
 
+# --- regent killed with SIGKILL: the next start stops the haproxy it left ------------------------
+OLD_M=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
+kill -KILL "$(daemon_pid regent)"
+wait_for --timeout 10 eval '! daemon_alive regent' >/dev/null
+check "regent SIGKILLed: its haproxy is left running and serving" web_ok
+daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
+check "restart: the haproxy left by the killed regent is stopped" \
+    wait_for --timeout 15 eval "grep -q 'earlier run (master pid $OLD_M)' '$LOG' && ! kill -0 $OLD_M 2>/dev/null"
+check "restart: web answers from a new haproxy" wait_for --timeout 20 web_ok
+check "restart: a new master" test "$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')" != "$OLD_M"
+kill -KILL "$OLD_M" 2>/dev/null   # in case the check above failed: never leave it behind
+
 # --- stop: haproxy goes with regent ----------------------------------------------------------------
 MPID=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
 daemon_stop regent
