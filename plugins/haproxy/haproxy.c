@@ -68,7 +68,8 @@ typedef struct svc {
 	shape run;  /* in the installed file (what haproxy runs) */
 	slot *slots;
 	size_t nslots; /* allocated and meaningful */
-	char *warned;  /* the last warning logged for it */
+	char *warned;     /* warnings of the previous snapshot ("\nmsg\nmsg\n") */
+	hx_buf warn_now;  /* ... and of this one */
 	bool in_cat;
 	bool recovered; /* read from an earlier run's file: kept through the startup grace */
 	struct svc *next; /* sorted by name */
@@ -504,20 +505,42 @@ static void update_health(hx *s)
 	s->h->set_health(s->ctx, r == NULL, r);
 }
 
-/* Logs a per-service warning once (until it changes or clears). */
+/* Logs a per-service warning once: not again while every snapshot since
+ * has raised it too. */
 static void svc_warn(hx *s, svc *v, const char *fmt, ...) REGENT_PRINTF(3, 4);
 static void svc_warn(hx *s, svc *v, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[520];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	int n = vsnprintf(msg + 1, sizeof(msg) - 2, fmt, ap);
 	va_end(ap);
-	if (v->warned && strcmp(v->warned, msg) == 0)
+	if (n < 0)
 		return;
-	free(v->warned);
-	v->warned = xstrdup(msg);
-	s->h->log(s->ctx, REGENT_LOG_WARN, "%s", msg);
+	msg[0] = '\n';
+	size_t len = strlen(msg);
+	msg[len] = '\n';
+	msg[len + 1] = '\0';
+	if (!v->warned || !strstr(v->warned, msg))
+		s->h->log(s->ctx, REGENT_LOG_WARN, "%.*s", (int)(len - 1), msg + 1);
+	if (!v->warn_now.len)
+		hx_buf_puts(&v->warn_now, "\n");
+	hx_buf_puts(&v->warn_now, msg + 1);
+}
+
+static void warn_begin(hx *s)
+{
+	for (svc *v = s->svcs; v; v = v->next)
+		hx_buf_free(&v->warn_now);
+}
+
+static void warn_end(hx *s)
+{
+	for (svc *v = s->svcs; v; v = v->next) {
+		free(v->warned);
+		v->warned = v->warn_now.len ? hx_buf_take(&v->warn_now) : NULL;
+		hx_buf_free(&v->warn_now);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -563,6 +586,7 @@ static void svc_free(svc *v)
 		free(v->slots[i].id);
 	free(v->slots);
 	free(v->warned);
+	hx_buf_free(&v->warn_now);
 	free(v->name);
 	free(v);
 }
@@ -807,6 +831,7 @@ static void update_model(hx *s, const regent_catalog *cat)
 	plan *plans = calloc(n + 1, sizeof(*plans));
 	if (!plans)
 		abort();
+	warn_begin(s);
 	for (svc *v = s->svcs; v; v = v->next)
 		v->in_cat = false;
 	for (size_t i = 0; i < n; i++) {
@@ -878,8 +903,6 @@ static void update_model(hx *s, const regent_catalog *cat)
 			continue;
 		shape want = {0};
 		if (p->ok && build_shape(s, v, p->port, &want)) {
-			free(v->warned);
-			v->warned = NULL;
 			assign_slots(s, v, p);
 			/* Slots never shrink while the service lives; they grow in
 			 * steps of the configured count. */
@@ -918,6 +941,7 @@ static void update_model(hx *s, const regent_catalog *cat)
 		plan none = {.name = v->name};
 		assign_slots(s, v, &none);
 	}
+	warn_end(s);
 	svc_gc(s);
 }
 
