@@ -115,11 +115,14 @@ typedef struct hx {
 	char *g_want, *g_cand, *g_run; /* global part (admin socket, stats) */
 	char *file_text;               /* the installed file's text */
 	char *last_rejected;           /* candidate haproxy -c refused */
+	bool rejected_wait;            /* ... and no snapshot since */
 	bool installed_once;
 	const regent_catalog *pending; /* applied() not yet reported */
 
 	/* fast path */
 	hx_cli *admin_req;
+	unsigned batch_epoch; /* of the command batch in flight */
+	size_t batch_slots;
 	bool admin_polling;
 	unsigned epoch;
 	uv_timer_t *t_poll;  /* drain polling */
@@ -1123,19 +1126,11 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	return n;
 }
 
-typedef struct admin_arg {
-	hx *s;
-	unsigned epoch;
-	size_t nslots;
-} admin_arg;
-
 static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 {
-	admin_arg *aa = arg;
-	hx *s = aa->s;
-	unsigned epoch = aa->epoch;
-	size_t nchanged = aa->nslots;
-	free(aa);
+	hx *s = arg;
+	unsigned epoch = s->batch_epoch;
+	size_t nchanged = s->batch_slots;
 	(void)len;
 	s->admin_req = NULL;
 	bool same = epoch == s->epoch;
@@ -1196,19 +1191,14 @@ static bool send_cmds(hx *s)
 		hx_buf_free(&b);
 		return false;
 	}
-	admin_arg *aa = calloc(1, sizeof(*aa));
-	if (!aa)
-		abort();
-	aa->s = s;
-	aa->epoch = s->epoch;
-	aa->nslots = nslots;
+	s->batch_epoch = s->epoch;
+	s->batch_slots = nslots;
 	int err = 0;
 	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&b));
 	s->admin_req = hx_cli_request(s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
-	                              on_admin_cmds, aa, &err);
+	                              on_admin_cmds, s, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
-		free(aa);
 		for (svc *v = s->svcs; v; v = v->next)
 			for (size_t i = 0; i < v->nslots; i++)
 				v->slots[i].inflight = false;
@@ -1388,6 +1378,15 @@ static void install_done(hx *s)
 
 static void on_state_written(void *arg, int status);
 
+/* An old state file must not outlive a failed write: its addresses would
+ * win over the new file's. */
+static void unlink_state(hx *s)
+{
+	uv_fs_t req;
+	uv_fs_unlink(NULL, &req, s->state_file, NULL);
+	uv_fs_req_cleanup(&req);
+}
+
 static void on_rename(void *arg, int status)
 {
 	hx *s = arg;
@@ -1417,10 +1416,12 @@ static void on_state_written(void *arg, int status)
 {
 	hx *s = arg;
 	s->write = NULL;
-	if (status < 0)
+	if (status < 0) {
 		s->h->log(s->ctx, REGENT_LOG_WARN,
 		          "cannot write the server-state file %s: %s (servers start from the config)",
 		          s->state_file, uv_strerror(status));
+		unlink_state(s);
+	}
 	do_rename(s);
 }
 
@@ -1580,6 +1581,7 @@ static void on_check(void *arg, int status, const char *out)
 	free(s->last_rejected);
 	s->last_rejected = s->cand_text;
 	s->cand_text = NULL;
+	s->rejected_wait = true;
 	uv_fs_t req;
 	uv_fs_unlink(NULL, &req, s->cand_path, NULL);
 	uv_fs_req_cleanup(&req);
@@ -1688,7 +1690,7 @@ static bool startup_hold(hx *s, uint64_t now)
 
 static void schedule_slow(hx *s)
 {
-	if (s->ps != P_IDLE || s->mirror || s->stopping)
+	if (s->ps != P_IDLE || s->mirror || s->stopping || (s->rejected_wait && !s->force_reload))
 		return;
 	uint64_t now = s->h->now_ms();
 	if (startup_hold(s, now))
@@ -2011,7 +2013,11 @@ static void on_state_cleared(void *arg, int status)
 {
 	hx *s = arg;
 	s->spawn_prep = NULL;
-	(void)status; /* a stale state file is worse than none, but not fatal */
+	if (status < 0) {
+		s->h->log(s->ctx, REGENT_LOG_WARN, "cannot reset the server-state file %s: %s",
+		          s->state_file, uv_strerror(status));
+		unlink_state(s);
+	}
 	char *mopt = xasprintf("%s,mode,600", s->master_socket);
 	size_t n = 0;
 	char **argv = calloc(8 + 2 * s->ninclude, sizeof(*argv));
@@ -2194,6 +2200,7 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 		return;
 	drop_pending(s);
 	s->pending = s->h->catalog_ref(cat);
+	s->rejected_wait = false; /* a change: a rejected configuration may be tried again */
 	update_model(s, cat);
 	kick(s);
 }
