@@ -1576,7 +1576,9 @@ static void on_check(void *arg, int status, const char *out)
 		log_haproxy_output(s, REGENT_LOG_ERROR, out);
 	}
 	set_reason(&s->reject_err,
-	           "haproxy rejected the latest configuration (see the log); the previous one runs");
+	           status < 0 ? "cannot run haproxy -c (see the log); the new configuration waits"
+	                      : "haproxy rejected the latest configuration (see the log); the "
+	                        "previous one runs");
 	update_health(s);
 	free(s->last_rejected);
 	s->last_rejected = s->cand_text;
