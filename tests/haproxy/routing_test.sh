@@ -26,6 +26,7 @@ MASTER=$HX/haproxy-master.sock
 LOG=$T/regent.log
 
 P_WEB=$(free_port); P_API=$(free_port); P_TCP=$(free_port); P_SLOW=$(free_port)
+P_B1=$(free_port); P_B2=$(free_port); P_B3=$(free_port)
 P_STATS=$(free_port)
 # With the stats sink built too, the metrics are checked as well.
 STATS_SINK=""
@@ -98,6 +99,15 @@ mode = http
 port = $P_SLOW
 mode = http
 balance = first
+
+[service burst1]
+port = $P_B1
+
+[service burst2]
+port = $P_B2
+
+[service burst3]
+port = $P_B3
 
 [service tcpsvc]
 port = $P_TCP
@@ -201,6 +211,8 @@ check "drain: then in maintenance" "${TOOL[@]}" wait-down "$ADMIN" slowsvc "127.
 # --- slow path: a new service comes through a reload ------------------------------------------------
 KEEP_SLOT=$(slot_of web b2)
 haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 7" >/dev/null
+"${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/slow" > "$T/slow3.out" & g3=$!
+wait_for --timeout 5 eval "[[ \"\$(haproxy_admin_cmd '$ADMIN' 'show stat slowsvc 4 -1' | awk -F, '\$5 == 1')\" ]]" >/dev/null
 R0=$(reloads); W0=$(worker)
 INSTANCES+=("$(line api-1 api b9)")
 t0=$(date +%s%N)
@@ -217,6 +229,22 @@ haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 1" >/dev/null
 check_eq "reload: web keeps serving all instances" "b2 10|b5 10|b8 10|errors 0" \
     "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30 | paste -sd'|')"
 check "the state file was written" test -s "$HX/haproxy.state"
+wait $g3
+check_eq "reload: a 1.5 s request in flight across the reload completed" "200 b7" "$(cat "$T/slow3.out")"
+
+# --- reloads are rate-limited: a burst of three new services coalesces ------------------------------
+wait_for --timeout 5 settled >/dev/null
+R0=$(reloads)
+for i in 1 2 3; do
+    INSTANCES+=("$(line burst-$i burst$i b9)")
+    render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
+    sleep 0.03
+done
+burst_ok() { for p in $P_B1 $P_B2 $P_B3; do [[ "$(http_get "http://127.0.0.1:$p/")" == b9 ]] || return 1; done; }
+check "burst: the three new services are served" wait_for --timeout 10 burst_ok
+n=$(( $(reloads) - R0 ))
+echo "  | 3 new services 30 ms apart: $n reloads"
+check "burst: at most 2 reloads for 3 new services (reload_interval coalesces)" test "$n" -ge 1 -a "$n" -le 2
 
 # --- a configuration haproxy rejects is never installed -------------------------------------------
 wait_for --timeout 5 settled >/dev/null
