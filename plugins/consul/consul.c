@@ -1222,11 +1222,11 @@ static int start(void *self)
 	const regent_host *h = c->h;
 	for (int i = 0; i < 5; i++) {
 		char *l = xasprintf("op=\"%s\"", m_names[i]);
-		c->m_req[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_consul_requests_total",
-		                        "Requests sent to the Consul agent, by operation.",
+		c->m_req[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total",
+		                        "Requests a store made to its registry, by operation.",
 		                        l);
-		c->m_err[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_consul_errors_total",
-		                        "Requests to the Consul agent that failed, by operation.", l);
+		c->m_err[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_store_errors_total",
+		                        "Requests of a store that failed, by operation.", l);
 		free(l);
 	}
 	c->m_rereg = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_consul_reregistrations_total",

@@ -80,7 +80,7 @@ struct state {
 	size_t seen_next;
 	bool synced_once, failing;
 	unsigned failures;
-	regent_metric *m_events, *m_resyncs, *m_errors, *m_containers, *m_skipped;
+	regent_metric *m_events, *m_resyncs, *m_errors, *m_containers, *m_skipped, *m_reconnects;
 };
 
 static const regent_config_key keys[] = {
@@ -802,6 +802,8 @@ static void on_stream_done(void *arg, const regent_http_result *res)
 {
 	state *st = arg;
 	st->ev_req = NULL;
+	if (st->m_reconnects)
+		st->h->metric_add(st->m_reconnects, 1);
 	char d[300];
 	if (!res->error && res->status == 200)
 		snprintf(d, sizeof d, "the daemon closed it");
@@ -819,6 +821,8 @@ static void on_ping(void *arg, const regent_http_result *res)
 	st->ping_req = NULL;
 	if (res->error || res->status != 200) {
 		char d[300];
+		if (st->m_reconnects)
+			st->h->metric_add(st->m_reconnects, 1);
 		describe(st, res, d, sizeof d);
 		fail(st, "the daemon did not answer /_ping within %llu ms (%s): the event stream is "
 		         "presumed dead",
@@ -927,6 +931,9 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	st->req_timeout = h->cfg_duration_ms(ctx, "request_timeout");
 	st->bo.initial_ms = 200;
 	st->bo.max_ms = h->cfg_duration_ms(ctx, "retry_max");
+	st->m_reconnects = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_watch_reconnects_total",
+	                             "Watch or event streams that ended and were started again.",
+	                             NULL);
 	st->m_events = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_docker_events_total",
 	                         "Container events received from the Docker daemon.", NULL);
 	st->m_resyncs = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_docker_resyncs_total",
