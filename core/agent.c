@@ -384,8 +384,10 @@ int regent_agent_reload(regent_agent *a)
 	bool restart_all = agent_identity_changed(old, n) || has_sinks(old) != has_sinks(n);
 	bool svc_changed = services_changed(old, n);
 	/* Stop what changed or went away, in reverse start order. */
-	regent_ctx *stop_list[256];
-	size_t nstop = 0;
+	size_t nctx = 0, nstop = 0;
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
+		nctx++;
+	regent_ctx **stop_list = regent_xcalloc(nctx + 1, sizeof(*stop_list));
 	for (regent_ctx *c = a->ctxs; c; c = c->next) {
 		const regent_cfg_section *ns = NULL;
 		for (size_t i = 0; i < n->nsections; i++)
@@ -393,8 +395,7 @@ int regent_agent_reload(regent_agent *a)
 				ns = n->sections[i];
 		if (restart_all || !ns || !regent_section_equal(c->sec, ns) ||
 		    ns->lp->desc != c->desc)
-			if (nstop < REGENT_ARRAY_LEN(stop_list))
-				stop_list[nstop++] = c;
+			stop_list[nstop++] = c;
 	}
 	a->cfg = n;
 	apply_agent_settings(a);
@@ -402,6 +403,7 @@ int regent_agent_reload(regent_agent *a)
 		regent_log(REGENT_LOG_INFO, stop_list[i]->who, "stopping (configuration changed)");
 		ctx_stop(a, stop_list[i]);
 	}
+	free(stop_list);
 	/* Start what is new or changed. */
 	int failures = 0;
 	for (int rank = 0; rank < 3; rank++)
@@ -451,9 +453,12 @@ void regent_agent_shutdown(regent_agent *a)
 	regent_notify("STOPPING=1\nSTATUS=stopping");
 	regent_log(REGENT_LOG_INFO, NULL, "stopping");
 	/* Reverse start order: sources, sinks, then stores (deregister). */
-	regent_ctx *list[256];
 	size_t n = 0;
-	for (regent_ctx *c = a->ctxs; c && n < REGENT_ARRAY_LEN(list); c = c->next)
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
+		n++;
+	regent_ctx **list = regent_xcalloc(n + 1, sizeof(*list));
+	n = 0;
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
 		list[n++] = c;
 	a->pending = n + 1; /* +1 held until every stop() has been called */
 	for (regent_ctx *c = a->dying; c; c = c->next)
@@ -462,6 +467,7 @@ void regent_agent_shutdown(regent_agent *a)
 		regent_log(REGENT_LOG_INFO, list[i]->who, "stopping");
 		ctx_stop(a, list[i]);
 	}
+	free(list);
 	if (--a->pending == 0)
 		finish_shutdown(a);
 }

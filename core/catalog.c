@@ -73,45 +73,39 @@ static void svc_unref(void *p)
 	free(s);
 }
 
-static int cmp_inst(const void *a, const void *b)
+typedef struct ranked {
+	regent_inst *inst;
+	size_t rank; /* position in the input: the first of equal ids wins */
+} ranked;
+
+static int cmp_ranked(const void *a, const void *b)
 {
-	return strcmp((*(regent_inst *const *)a)->pub.id, (*(regent_inst *const *)b)->pub.id);
+	const ranked *x = a, *y = b;
+	int r = strcmp(x->inst->pub.id, y->inst->pub.id);
+	if (r)
+		return r;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
 }
 
-/* Sorts, drops duplicate ids (first wins), fills pubs. */
+/* Sorts by id, drops later duplicates of an id (first wins), fills pubs. */
 static void svc_finish(svc_list *s)
 {
-	/* stable "first wins": mergesort-like via index tie-break */
 	size_t n = s->n;
 	if (n > 1) {
-		/* qsort is not stable; remember order in a parallel pass */
-		regent_inst **tmp = regent_xmalloc(sizeof(*tmp) * n);
-		memcpy(tmp, s->insts, sizeof(*tmp) * n);
-		qsort(s->insts, n, sizeof(*s->insts), cmp_inst);
+		ranked *r = regent_xmalloc(sizeof(*r) * n);
+		for (size_t i = 0; i < n; i++)
+			r[i] = (ranked){s->insts[i], i};
+		qsort(r, n, sizeof(*r), cmp_ranked);
 		size_t w = 0;
-		for (size_t r = 0; r < n; r++) {
-			if (w > 0 && strcmp(s->insts[w - 1]->pub.id, s->insts[r]->pub.id) == 0) {
-				/* keep whichever came first in the original order */
-				regent_inst *a = s->insts[w - 1], *b = s->insts[r];
-				size_t ia = 0, ib = 0;
-				for (size_t k = 0; k < n; k++) {
-					if (tmp[k] == a)
-						ia = k;
-					if (tmp[k] == b)
-						ib = k;
-				}
-				if (ib < ia) {
-					s->insts[w - 1] = b;
-					regent_inst_unref(a);
-				} else {
-					regent_inst_unref(b);
-				}
+		for (size_t i = 0; i < n; i++) {
+			if (w > 0 && strcmp(s->insts[w - 1]->pub.id, r[i].inst->pub.id) == 0) {
+				regent_inst_unref(r[i].inst);
 				continue;
 			}
-			s->insts[w++] = s->insts[r];
+			s->insts[w++] = r[i].inst;
 		}
 		s->n = w;
-		free(tmp);
+		free(r);
 	}
 	for (size_t i = 0; i < s->n; i++)
 		s->pubs[i] = &s->insts[i]->pub;
