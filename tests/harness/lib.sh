@@ -240,7 +240,11 @@ daemon_kill() {
         kill -KILL -- "-$pid" 2>/dev/null || true
     fi
     kill "-$sig" "$pid" 2>/dev/null || true
-    if [[ "$sig" == KILL || "$sig" == 9 ]]; then h__wait_gone "$name" 5; fi
+    # A killed daemon with many threads (dockerd) can take a while to be gone on a loaded
+    # machine: wait for it, so that a restart right after never finds it "already running".
+    if [[ "$sig" == KILL || "$sig" == 9 ]]; then
+        h__wait_gone "$name" 30 || h_log "warning: $name (pid $pid) still there 30 s after SIGKILL"
+    fi
     return 0
 }
 
@@ -264,7 +268,7 @@ daemon_stop() {
             h_log "$name (pid $pid) ignored SIGTERM for ${t}s: SIGKILL"
             kill -KILL -- "-$pid" 2>/dev/null || true
             kill -KILL "$pid" 2>/dev/null || true
-            h__wait_gone "$name" 5 || h_log "warning: $name (pid $pid) still there"
+            h__wait_gone "$name" 30 || h_log "warning: $name (pid $pid) still there"
         fi
     fi
     # leftovers of its process group (e.g. haproxy workers of a killed master)
@@ -279,6 +283,7 @@ daemon_restart() {
     local name=$1 cmd
     cmd=$(cat "$H_TMP/.h/d/$name/cmd") || { h_die "unknown daemon $name"; return 1; }
     daemon_stop "$name"
+    h__wait_gone "$name" 30 || h_log "warning: $name still there before its restart"
     eval "daemon_start $(printf '%q' "$name") $cmd"
 }
 
