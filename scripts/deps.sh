@@ -8,6 +8,7 @@ PKGS=(
 	libuv1-dev libcurl4-openssl-dev libjansson-dev libinih-dev libmicrohttpd-dev
 	# tests
 	libcmocka-dev valgrind python3 python3-prometheus-client curl procps
+	chromium     # renders the stats page in its test
 	# the real daemons the tests and the demo start
 	etcd-server etcd-client docker.io haproxy busybox-static wrk
 	# packaging and docs
