@@ -1,7 +1,11 @@
 /* synthsource.c - a benchmark-only source: reports `count` synthetic
  * instances spread over `services` services, and optionally moves one
  * instance to a new port every `churn` interval, so the register side can
- * be measured without Docker. */
+ * be measured without Docker.
+ *
+ * The full listing is reported from a zero-delay timer, not from start():
+ * the core ignores reports a source makes before its start() has returned
+ * (core/host.c, h_local_up: ctx->state != CTX_STARTED). */
 #include <regent/plugin.h>
 
 #include <errno.h>
@@ -12,6 +16,8 @@ typedef struct state {
 	regent_ctx *ctx;
 	const regent_host *host;
 	uv_timer_t *timer;
+	uint64_t every;
+	bool listed;
 	int64_t count, services, next;
 	unsigned gen;
 } state;
@@ -40,9 +46,26 @@ static void report(state *s, int64_t i, unsigned gen)
 	s->host->local_up(s->ctx, &in);
 }
 
-static void churn(uv_timer_t *t)
+static void list_all(state *s)
+{
+	s->host->local_resync_begin(s->ctx);
+	for (int64_t i = 0; i < s->count; i++)
+		report(s, i, 0);
+	s->host->local_resync_end(s->ctx);
+	s->host->log(s->ctx, REGENT_LOG_INFO, "reported %lld instances in %lld services",
+	             (long long)s->count, (long long)s->services);
+}
+
+static void tick(uv_timer_t *t)
 {
 	state *s = t->data;
+	if (!s->listed) {
+		s->listed = true;
+		list_all(s);
+		if (s->every)
+			uv_timer_start(s->timer, tick, s->every, s->every);
+		return;
+	}
 	s->host->mark_change(s->ctx, s->host->wall_ns());
 	report(s, s->next, ++s->gen);
 	s->next = (s->next + 1) % s->count;
@@ -64,19 +87,13 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 static int start(void *self)
 {
 	state *s = self;
-	s->host->local_resync_begin(s->ctx);
-	for (int64_t i = 0; i < s->count; i++)
-		report(s, i, 0);
-	s->host->local_resync_end(s->ctx);
-	s->host->log(s->ctx, REGENT_LOG_INFO, "reported %lld instances in %lld services",
-	             (long long)s->count, (long long)s->services);
-	uint64_t every = s->host->cfg_duration_ms(s->ctx, "churn");
-	if (every) {
-		s->timer = calloc(1, sizeof(*s->timer));
-		uv_timer_init(s->host->loop(s->ctx), s->timer);
-		s->timer->data = s;
-		uv_timer_start(s->timer, churn, every, every);
-	}
+	s->every = s->host->cfg_duration_ms(s->ctx, "churn");
+	s->timer = calloc(1, sizeof(*s->timer));
+	if (!s->timer)
+		return -ENOMEM;
+	uv_timer_init(s->host->loop(s->ctx), s->timer);
+	s->timer->data = s;
+	uv_timer_start(s->timer, tick, 0, 0);
 	return 0;
 }
 

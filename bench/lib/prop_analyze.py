@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""prop_analyze.py - propagation bench: match Docker events to haproxy's runtime state.
+
+  prop_analyze.py DIR STORE TARGET_MS ROWS.jsonl LABEL DEBOUNCE_MS
+
+DIR holds plan.tsv (prop_drive.py: seq container service addr port start|kill issued_ns),
+events-*.jsonl (dockev.py), poll.jsonl (hapoll.py), floor-*.json (floors.py); per-event.csv
+is written there.
+
+For each event: start = Docker's `start` event timeNano -> the first poll in which haproxy
+routes to SERVICE ADDR:PORT; kill = Docker's `kill` event timeNano (regent takes a container
+down on `kill`, before `die`) -> the first poll in which it no longer does.  The path is
+"reload" when the worker that shows the change is not the one that ran at the time of the
+event (the change came with a reload), else "fast" (runtime API).
+"""
+import csv
+import glob
+import json
+import os
+import sys
+
+
+def pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100.0
+    f = int(k)
+    c = min(f + 1, len(xs) - 1)
+    return xs[f] + (xs[c] - xs[f]) * (k - f)
+
+
+def stats_row(xs):
+    return {"n": len(xs), "p50": pct(xs, 50), "p90": pct(xs, 90), "p99": pct(xs, 99),
+            "max": max(xs) if xs else None}
+
+
+def main():
+    d, store, target_ms, rows_f = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+    label = sys.argv[5] if len(sys.argv) > 5 else store
+    debounce = float(sys.argv[6]) if len(sys.argv) > 6 else 50.0
+    plan = []
+    with open(os.path.join(d, "plan.tsv")) as f:
+        for line in f:
+            seq, name, svc, addr, port, kind, issued = line.split()
+            plan.append((int(seq), name, svc, addr, port, kind, int(issued)))
+    evs = {}  # (name, action) -> [events sorted by time]
+    deliver = []
+    for fn in glob.glob(os.path.join(d, "events-*.jsonl")):
+        for line in open(fn):
+            e = json.loads(line)
+            if not e.get("tn"):
+                continue
+            evs.setdefault((e.get("name"), e.get("a")), []).append(e)
+            if e.get("a") in ("start", "kill"):
+                deliver.append((e["rx"] - e["tn"]) / 1e6)
+    for v in evs.values():
+        v.sort(key=lambda e: e["tn"])
+    polls = []
+    rtt = []
+    for line in open(os.path.join(d, "poll.jsonl")):
+        p = json.loads(line)
+        if "rtt" in p:
+            rtt = [x / 1e6 for x in p["rtt"]]
+        elif "pid" in p:
+            polls.append(p)
+    polls.sort(key=lambda p: p["t"])
+
+    def pid_at(t):
+        pid = None
+        for p in polls:
+            if p["t"] > t:
+                break
+            pid = p["pid"]
+        return pid
+
+    def first(key, field, after):
+        for p in polls:
+            if p["t"] >= after and key in p[field]:
+                return p
+        return None
+
+    samples = {}
+    per = []
+    lost = {"start": 0, "kill": 0}
+    for seq, name, svc, addr, port, kind, issued in plan:
+        key = "%s %s:%s" % (svc, addr, port)
+        field = "up" if kind == "start" else "down"
+        # Docker's event for this request: the first one at or after the API call
+        e = next((x for x in evs.get((name, kind), []) if x["tn"] >= issued - 1000000), None)
+        if not e:
+            lost[kind] += 1
+            per.append([seq, name, svc, kind, "", "", "", "no docker event"])
+            continue
+        tn = e["tn"]
+        p = first(key, field, tn)
+        if not p:
+            lost[kind] += 1
+            per.append([seq, name, svc, kind, tn, "", "", "never shown"])
+            continue
+        path = "reload" if pid_at(tn) != p["pid"] else "fast"
+        ms = (p["t"] - tn) / 1e6
+        samples.setdefault((kind, path), []).append(ms)
+        samples.setdefault((kind, "all"), []).append(ms)
+        per.append([seq, name, svc, kind, tn, p["t"], "%.3f" % ms, path])
+    with open(os.path.join(d, "per-event.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["seq", "container", "service", "event", "docker_time_ns", "haproxy_seen_ns", "ms", "path"])
+        w.writerows(per)
+    rows = []
+    for kind in ("start", "kill"):
+        for path in ("fast", "reload", "all"):
+            xs = samples.get((kind, path), [])
+            if not xs:
+                continue
+            r = {"bench": "propagation", "section": label,
+                 "metric": "docker %s -> haproxy (%s)" % (kind, "fast path" if path == "fast"
+                                                         else "reload" if path == "reload"
+                                                         else "all"),
+                 "unit": "ms"}
+            r.update(stats_row(xs))
+            if path == "fast":
+                r["target"] = "p99 <= %g ms" % target_ms
+                r["missed"] = "met" if r["p99"] <= target_ms else "MISSED"
+            rows.append(r)
+    fast = samples.get(("start", "fast"), []) + samples.get(("kill", "fast"), [])
+    if fast:
+        r = {"bench": "propagation", "section": label, "metric": "all events (fast path)",
+             "unit": "ms", "target": "p99 <= %g ms" % target_ms}
+        r.update(stats_row(fast))
+        r["missed"] = "met" if r["p99"] <= target_ms else "MISSED"
+        rows.append(r)
+    for kind in ("start", "kill"):
+        if lost[kind]:
+            rows.append({"bench": "propagation", "section": label,
+                         "metric": "docker %s never shown in haproxy" % kind, "value": lost[kind],
+                         "unit": "events", "target": "0", "missed": "MISSED"})
+    # floors
+    floors = [("docker /events delivery (timeNano -> event read)", deliver)]
+    for fn in sorted(glob.glob(os.path.join(d, "floor-*.json"))):
+        fl = json.load(open(fn))
+        xs = [x / 1e6 for x in fl["ns"]]
+        what = {"etcd-watch": "floor: etcd put -> watch event (v3 JSON gateway)",
+                "consul-block": "floor: consul-emulator register -> blocking query wakes",
+                "admin-rtt": "floor: one admin-socket round trip (show info;show servers state)"}[fl["what"]]
+        floors.append((what, xs))
+    floors.append(("poller: admin-socket round trip during the run", rtt))
+    for what, xs in floors:
+        if xs:
+            r = {"bench": "propagation", "section": label, "metric": what, "unit": "ms"}
+            r.update(stats_row(xs))
+            rows.append(r)
+    # regent's own share: fast-path p50 minus the pieces' p50
+    fl = {w: pct(xs, 50) for w, xs in floors if xs}
+    for kind in ("start", "kill"):
+        xs = samples.get((kind, "fast"), [])
+        if not xs:
+            continue
+        pieces = sum(v for w, v in fl.items() if w.startswith("docker /events") or
+                     w.startswith("floor: etcd") or w.startswith("floor: consul") or
+                     w.startswith("floor: one admin"))
+        rows.append({"bench": "propagation", "section": label,
+                     "metric": "regent's share: %s fast-path p50 minus the floors' p50" % kind,
+                     "value": pct(xs, 50) - pieces, "unit": "ms",
+                     "note": "of which the client agent's debounce: %g ms" % debounce})
+    with open(rows_f, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

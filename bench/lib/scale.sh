@@ -1,0 +1,495 @@
+# shellcheck shell=bash
+# bench/lib/scale.sh - `bench/run scale`: what one agent costs as the fleet grows.
+#
+# Client side: NINST instances in NSVC services written straight into etcd, then a client
+# regent (store etcd + sink haproxy, manage = true + sink stats) is started cold: time to the
+# haproxy config written and to haproxy routing to everything, RSS; then single changes at
+# that size (etcd write -> haproxy updated, and the agent's CPU for it), and new services
+# (the reload path).  Register side: a regent with the synthsource plugin (bench/synthsource.c)
+# and store etcd behind a counting proxy, for several numbers of local instances: time to
+# register all, registry requests and bytes per minute idle and per change.
+
+scale_usage() {
+	cat <<'EOF2'
+usage: bench/run scale [options]
+  --instances N      client side: instances in etcd (default 10000)
+  --services N       ... spread over N services (default 1000)
+  --cold-runs N      cold starts measured (default 3)
+  --changes N        single-instance changes at that size: N joins + N leaves (default 20)
+  --new-services N   new services added and removed at that size (reload path, default 3)
+  --reg-sizes "A B"  register side: local instance counts (default "100 1000 10000")
+  --window S         register side: seconds of each steady-state window (default 30)
+  --churn D          register side: one instance changes every D in the churn window (500ms)
+  --no-probe         do not time render_file/apply with perf uprobes
+  --profile          also record perf cpu-clock profiles (client during the changes, register
+                     side at the largest size during churn); they perturb the CPU numbers
+  --skip-client | --skip-register
+  --build DIR        regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
+  --out DIR          results dir (default bench/results)
+EOF2
+}
+
+# Targets (issue 10), checked in the row builders below: cold start <= 1 s, one change at
+# 10,000 instances <= 5 ms agent CPU and O(1) registry traffic, agent RSS <= 16 MB.
+
+sc_proxy_start() { # NAME UPSTREAM_PORT -> prints the listen port; stats in $H_TMP/NAME.json
+	local name=$1 up=$2 p
+	p=$(free_port)
+	daemon_start "$name" "$BENCH_PY" "$BENCH_DIR/lib/countproxy.py" "$p" "$up" "$H_TMP/$name.json"
+	wait_for --timeout 10 grep -q listening "$H_TMP/$name.log" >/dev/null || b_die "proxy $name"
+	echo "$p"
+}
+sc_proxy_snap() { # NAME -> "requests up_bytes down_bytes txn keepalive"
+	sleep 0.25
+	"$BENCH_PY" -c 'import json,sys; s=json.load(open(sys.argv[1])); b=s["by_path"]
+print(s["requests"], s["up_bytes"], s["down_bytes"], b.get("/v3/kv/txn",0), b.get("/v3/lease/keepalive",0))' \
+		"$H_TMP/$1.json" 2>/dev/null || echo "0 0 0 0 0"
+}
+
+# --- perf uprobes on the haproxy sink: render_file (one full render of the file) and apply
+# (the sink's handling of one catalog snapshot)
+SC_PROBES=0
+sc_probe_setup() {
+	local so=$REGENT_PLUGIN_DIR/haproxy.so a
+	command -v perf >/dev/null || return 1
+	if [[ ! -e /sys/kernel/tracing/uprobe_events ]]; then
+		mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || return 1
+		SC_TRACEFS_MOUNTED=1
+	fi
+	a=$(nm "$so" 2>/dev/null | awk '$3 == "apply" { print "0x" $1; exit }')
+	[[ -n "$a" ]] || return 1
+	perf probe -q -d 'probe_haproxy:rbench_*' >/dev/null 2>&1
+	perf probe -q -x "$so" -a 'rbench_rf=render_file' -a 'rbench_rf_ret=render_file%return' \
+		-a "rbench_ap=$a" -a "rbench_ap_ret=$a%return" >/dev/null 2>&1 || { sc_probe_clean; return 1; }
+	SC_PROBES=1
+}
+sc_probe_clean() {
+	perf probe -q -d 'probe_haproxy:rbench_*' >/dev/null 2>&1
+	if [[ -n "${SC_TRACEFS_MOUNTED:-}" ]]; then umount /sys/kernel/tracing 2>/dev/null; fi
+	SC_PROBES=0
+}
+
+sc_client_ini() { # DIR ENDPOINT STATS_PORT REGENT_STATS_PORT
+	cat > "$1/client.ini" <<EOF2
+[agent]
+node = scale-client
+
+[store etcd]
+endpoints = $2
+prefix    = /fleet
+
+[sink haproxy]
+manage          = true
+config_file     = $1/hx/regent.cfg
+bind_address    = 127.0.0.1
+stats           = 127.0.0.1:$3
+slots           = 16
+check_interval  = 24h     ; nothing listens behind the synthetic fleet: check rarely
+reload_interval = 200ms
+
+[sink stats]
+listen = 127.0.0.1:$4
+EOF2
+	mkdir -p "$1/hx"
+}
+
+# sc_profile_report DATA NAME TITLE: the profile's hot spots (regent's own threads only) as
+# text next to the results.
+sc_profile_report() {
+	local f=${B_CSV%.csv}-profile-$2.txt
+	{
+		echo "# perf cpu-clock profile: $3"
+		echo "# self time by symbol"
+		perf report -i "$1" --comm regent --no-children --sort sym --stdio --percent-limit 1 -g none 2>/dev/null |
+			grep -v '^#' | grep '%'
+		echo "# including callees"
+		perf report -i "$1" --comm regent --children --sort sym --stdio --percent-limit 3 -g none 2>/dev/null |
+			grep -v '^#' | grep '%' | grep -v '0x0000'
+	} > "$f"
+	b_log "profile: $f"
+}
+
+sc_client() {
+	local ninst=$1 nsvc=$2 runs=$3 nchg=$4 nnew=$5 probe=$6 profile=$7
+	local ep port d t0 tc ts r pid c0 cold_cfg=() cold_srv=() cold_cpu=() cold_q=() cold_qcpu=() rss hwm
+	etcd_start reg --quota-backend-bytes 4294967296 >/dev/null || b_die "etcd"
+	ep=$(etcd_endpoint reg); port=${ep##*:}
+	"$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" ports "$((nsvc + nnew))" 12000 19999 "$H_TMP/.h/ports" \
+		> "$H_TMP/svc-ports" || b_die "not enough free ports for $nsvc services"
+	# The agent's baseline: the same configuration with nothing in the registry.
+	d=$H_TMP/client0; mkdir -p "$d"
+	sc_client_ini "$d" "$ep" "$(free_port)" "$(free_port)"
+	daemon_start regent-client0 "$REGENT_BIN" -c "$d/client.ini"
+	sleep 3
+	pid=$(daemon_pid regent-client0)
+	echo "$(mem_kb "$pid" VmRSS) $(mem_kb "$pid" RssAnon) $(mem_kb "$pid" RssFile)" > "$H_TMP/rss0"
+	daemon_stop regent-client0
+	b_log "writing $ninst instances in $nsvc services into etcd"
+	r=$("$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" bulk "$ep" /fleet "$nsvc" "$ninst" "$H_TMP/svc-ports") ||
+		b_die "bulk write"
+	b_log "written in ${r}s"
+	if [[ "$probe" == 1 ]] && sc_probe_setup; then
+		daemon_start perf perf record -q -k monotonic -e 'probe_haproxy:rbench_*' -a -o "$H_TMP/probes.data"
+		sleep 1
+		"$BENCH_PY" -c 'import time; print(time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC))' \
+			> "$H_TMP/mono-offset"
+	elif [[ "$probe" == 1 ]]; then
+		b_log "perf uprobes unavailable: no render_file timing"
+	fi
+	local hsp rsp i
+	for ((i = 1; i <= runs + 1; i++)); do
+		d=$H_TMP/client$i; mkdir -p "$d"
+		hsp=$(free_port); rsp=$(free_port)
+		local cep=$ep label="cold start $i"
+		if ((i > runs)); then # the last run goes through a counting proxy, for the change phase
+			cep=http://127.0.0.1:$(sc_proxy_start proxy-client "$port"); label="through the proxy"
+		fi
+		sc_client_ini "$d" "$cep" "$hsp" "$rsp"
+		"$REGENT_BIN" --check-config -c "$d/client.ini" >/dev/null || b_die "client config"
+		t0=$(now_ns)
+		daemon_start "regent-client$i" "$REGENT_BIN" -c "$d/client.ini"
+		pid=$(daemon_pid "regent-client$i")
+		tc=$("$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" wait-config "$d/hx/regent.cfg" "$nsvc" 60) ||
+			b_die "client $i: config with $nsvc services not written within 60 s"
+		ts=$("$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" wait-serving "$d/hx/haproxy-admin.sock" "$ninst" 120) ||
+			b_log "client $i: haproxy did not route to $ninst servers within 120 s"
+		c0=$(cpu_ns "$pid")
+		echo "$t0 $tc ${ts:-0}" >> "$H_TMP/cold-windows"
+		local tq cq
+		read -r tq cq < <("$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" quiet "$pid" 10 120)
+		[[ "${tq:-0}" -gt 0 ]] || b_log "client $i: still busy 120 s after start"
+		b_log "$label: config written after $(((tc - t0) / 1000000)) ms, haproxy routing to all after $((( ${ts:-$t0} - t0) / 1000000)) ms (agent CPU $((c0 / 1000000)) ms), agent idle again after $((( ${tq:-$t0} - t0) / 1000000)) ms (CPU $((${cq:-0} / 1000000)) ms)"
+		if ((i <= runs)); then
+			cold_cfg+=("$(((tc - t0) / 1000))"); cold_srv+=("$((( ${ts:-$t0} - t0) / 1000))")
+			cold_cpu+=("$((c0 / 1000))"); cold_q+=("$((( ${tq:-$t0} - t0) / 1000))"); cold_qcpu+=("$((${cq:-0} / 1000))")
+			rss=$(mem_kb "$pid" VmRSS); hwm=$(mem_kb "$pid" VmHWM)
+			echo "$rss $hwm $(mem_kb "$pid" RssAnon) $(mem_kb "$pid" RssFile)" >> "$H_TMP/cold-rss"
+			daemon_stop "regent-client$i"
+			continue
+		fi
+		# The change phase.
+		local s0 s1
+		if ((profile)); then
+			daemon_start perf-client perf record -q -e cpu-clock -F 1000 --call-graph dwarf,16384 -p "$pid" \
+				-o "$H_TMP/prof-client.data"
+			sleep 1
+		fi
+		s0=$(sc_proxy_snap proxy-client)
+		echo "$(now_ns) start" >> "$H_TMP/change-windows"
+		b_log "$nchg joins + $nchg leaves at $ninst instances"
+		"$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" changes "$ep" /fleet "$d/hx/haproxy-admin.sock" "$pid" \
+			"$nchg" "$H_TMP/changes.json" || b_log "changes failed"
+		echo "$(now_ns) end" >> "$H_TMP/change-windows"
+		s1=$(sc_proxy_snap proxy-client)
+		if ((profile)); then
+			daemon_stop perf-client
+			sc_profile_report "$H_TMP/prof-client.data" client-changes "$nchg joins + $nchg leaves at $ninst instances"
+		fi
+		b_log "$nnew new services (reload path) at $ninst instances"
+		"$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" newsvc "$ep" /fleet "$d/hx/haproxy-admin.sock" "$pid" \
+			"$nnew" "$H_TMP/svc-ports" "$H_TMP/newsvc.json" || b_log "new services failed"
+		rss=$(mem_kb "$pid" VmRSS); hwm=$(mem_kb "$pid" VmHWM)
+		echo "$(mem_kb "$pid" RssAnon) $(mem_kb "$pid" RssFile)" > "$H_TMP/rss-end"
+		curl -s --noproxy '*' "http://127.0.0.1:$rsp/metrics" > "$H_TMP/client-metrics.txt"
+		daemon_stop "regent-client$i"
+		daemon_stop proxy-client
+		"$BENCH_PY" - "$H_TMP" "$nchg" "$s0" "$s1" "$rss" "$hwm" "$ninst" "$nsvc" <<'EOF2' > "$H_TMP/change-rows.jsonl"
+import json, sys
+d, nchg, s0, s1, rss, hwm, ninst, nsvc = sys.argv[1:9]
+nchg = int(nchg); s0 = list(map(int, s0.split())); s1 = list(map(int, s1.split()))
+def pct(xs, p):
+    xs = sorted(xs); k = (len(xs) - 1) * p / 100.0; f = int(k); c = min(f + 1, len(xs) - 1)
+    return xs[f] + (xs[c] - xs[f]) * (k - f)
+def row(**r):
+    r["bench"] = "scale"; print(json.dumps(r))
+def stat(metric, xs, unit, section="client, %s instances" % ninst, note=None):
+    if not xs:
+        return
+    r = {"section": section, "metric": metric, "n": len(xs), "p50": pct(xs, 50), "p90": pct(xs, 90),
+         "p99": pct(xs, 99), "max": max(xs), "unit": unit}
+    if note: r["note"] = note
+    row(**r)
+ch = json.load(open(d + "/changes.json"))
+for kind, what in (("join", "instance joins"), ("leave", "instance leaves")):
+    ss = [s for s in ch["samples"] if s["kind"] == kind]
+    stat("one change (%s): etcd write -> haproxy updated" % what, [s["ms"] for s in ss if s["ms"] is not None], "ms")
+cpu = [s["cpu_ms"] - s["idle_ms"] for s in ch["samples"]]
+r = {"section": "client, %s instances" % ninst, "metric": "one change: agent CPU (etcd write -> agent idle again; idle rate subtracted)",
+     "n": len(cpu), "p50": pct(cpu, 50), "p90": pct(cpu, 90), "p99": pct(cpu, 99), "max": max(cpu),
+     "unit": "ms", "target": "<= 5 ms", "missed": "met" if pct(cpu, 90) <= 5 else "MISSED",
+     "note": "p90 checked; idle agent %.3f ms CPU/s" % (ch["idle_ns_per_s"] / 1e6)}
+row(**r)
+n = 2 * nchg
+row(section="client, %s instances" % ninst, metric="one change: registry traffic to the client agent (watch)",
+    value=(s1[1] + s1[2] - s0[1] - s0[2]) / n, unit="bytes/change", target="O(1)",
+    note="requests: %.2f/change (the watch stream is one long request)" % ((s1[0] - s0[0]) / n))
+try:
+    nw = json.load(open(d + "/newsvc.json"))["samples"]
+    for kind, what in (("add", "new service (reload path): etcd write -> haproxy routes"),
+                       ("remove", "service removed (reload path): etcd delete -> listen gone")):
+        ss = [s for s in nw if s["kind"] == kind]
+        stat(what, [s["ms"] for s in ss if s["ms"] is not None], "ms")
+        stat(what.split(":")[0] + ": agent CPU", [s["cpu_ms"] - s.get("idle_ms", 0) for s in ss], "ms",
+             note="idle subtracted; haproxy -c and the new worker are other processes")
+except (OSError, ValueError):
+    pass
+an, fi = open(d + "/rss-end").read().split()
+row(section="client, %s instances" % ninst, metric="agent RSS after the changes (VmRSS)", value=int(rss) / 1024.0,
+    unit="MB", target="<= 16 MB", missed="met" if int(rss) <= 16 * 1024 else "MISSED",
+    note="anonymous %.1f MB + file-backed %.1f MB" % (int(an) / 1024.0, int(fi) / 1024.0))
+row(section="client, %s instances" % ninst, metric="agent peak RSS (VmHWM)", value=int(hwm) / 1024.0,
+    unit="MB", target="<= 16 MB", missed="met" if int(hwm) <= 16 * 1024 else "MISSED")
+EOF2
+	done
+	# cold start rows
+	"$BENCH_PY" - "$H_TMP" "$ninst" "$nsvc" "${cold_cfg[*]}" "${cold_srv[*]}" "${cold_cpu[*]}" \
+		"${cold_q[*]}" "${cold_qcpu[*]}" <<'EOF2' >> "$B_ROWS"
+import json, sys
+d, ninst, nsvc = sys.argv[1:4]
+cfg, srv, cpu, q, qcpu = ([int(x) / 1000.0 for x in a.split()] for a in sys.argv[4:9])
+rss = [tuple(int(x) for x in l.split()) for l in open(d + "/cold-rss")]
+sec = "client, %s instances" % ninst
+def row(**r):
+    r["bench"] = "scale"; r["section"] = sec; print(json.dumps(r))
+def mm(xs): return {"n": len(xs), "p50": sorted(xs)[len(xs) // 2], "max": max(xs)}
+row(metric="cold start: exec -> haproxy config written (%s listen sections)" % nsvc, unit="ms",
+    target="<= 1000 ms", missed="met" if max(cfg) <= 1000 else "MISSED", **mm(cfg))
+row(metric="cold start: exec -> haproxy routes to all %s" % ninst, unit="ms", **mm([x for x in srv if x > 0] or [0]))
+row(metric="cold start: agent CPU until then", unit="ms", **mm(cpu))
+if q and min(q) > 0:
+    row(metric="cold start: exec -> agent idle again (<= 10 ms CPU/s)", unit="ms", **mm(q))
+    row(metric="cold start: agent CPU until idle again", unit="ms", **mm(qcpu))
+r = max(rss)
+row(metric="agent RSS after cold start (VmRSS)", unit="MB", value=r[0] / 1024.0,
+    target="<= 16 MB", missed="met" if r[0] <= 16 * 1024 else "MISSED",
+    note="anonymous %.1f MB + file-backed %.1f MB" % (r[2] / 1024.0, r[3] / 1024.0))
+b = [int(x) for x in open(d + "/rss0").read().split()]
+row(metric="agent RSS with an empty registry (same config, baseline)", unit="MB", value=b[0] / 1024.0,
+    note="anonymous %.1f MB + file-backed %.1f MB" % (b[1] / 1024.0, b[2] / 1024.0))
+EOF2
+	cat "$H_TMP/change-rows.jsonl" >> "$B_ROWS" 2>/dev/null
+	if ((SC_PROBES)); then
+		daemon_stop perf
+		perf script -i "$H_TMP/probes.data" --ns -F tid,time,event > "$H_TMP/probes.txt" 2>/dev/null
+		sc_probe_clean
+		"$BENCH_PY" - "$H_TMP" "$ninst" "$nchg" <<'EOF2' >> "$B_ROWS"
+import json, sys
+d, ninst, nchg = sys.argv[1], sys.argv[2], int(sys.argv[3])
+off = int(open(d + "/mono-offset").read())
+calls = {"rf": [], "ap": []}
+open_ = {}
+for line in open(d + "/probes.txt"):
+    f = line.split()
+    if len(f) < 3: continue
+    tid, t, ev = f[0], int(round(float(f[1].rstrip(":")) * 1e9)) + off, f[2]
+    name = ev.split(":")[1]
+    base = name.replace("rbench_", "").replace("_ret__return", "").replace("_ret", "")
+    if "__return" in name:
+        s = open_.pop((tid, base), None)
+        if s is not None: calls[base].append((s, t - s))
+    else:
+        open_[(tid, base)] = t
+def pct(xs, p):
+    xs = sorted(xs); k = (len(xs) - 1) * p / 100.0; f = int(k); c = min(f + 1, len(xs) - 1)
+    return xs[f] + (xs[c] - xs[f]) * (k - f)
+win = [int(l.split()[0]) for l in open(d + "/change-windows")]
+sec = "client, %s instances" % ninst
+def row(**r):
+    r["bench"] = "scale"; r["section"] = sec; print(json.dumps(r))
+rf = [dur / 1e6 for s, dur in calls["rf"]]
+if rf:
+    row(metric="render of the full config (render_file, uprobe)", n=len(rf), p50=pct(rf, 50), p90=pct(rf, 90),
+        p99=pct(rf, 99), max=max(rf), unit="ms", note="every call renders all services")
+inwin = lambda xs: [(s, dur) for s, dur in xs if win[0] <= s <= win[1]]
+try:
+    cold = [tuple(int(x) for x in l.split()) for l in open(d + "/cold-windows")]
+except OSError:
+    cold = []
+first_ap = []
+for t0, tc, ts in cold:
+    a = sorted((s, dur) for s, dur in calls["ap"] if t0 <= s <= tc)
+    if a:
+        first_ap.append(a[0][1] / 1e6)
+if first_ap:
+    row(metric="cold start: sink apply() of the first snapshot (all %s instances)" % ninst, n=len(first_ap),
+        p50=sorted(first_ap)[len(first_ap) // 2], max=max(first_ap), unit="ms")
+n = 2 * nchg
+rfw, apw = inwin(calls["rf"]), inwin(calls["ap"])
+if rfw:
+    row(metric="one change: full renders (render_file calls) per change", value=len(rfw) / n, unit="calls",
+        note="%.2f ms of render per change" % (sum(d for s, d in rfw) / 1e6 / n))
+if apw:
+    a = [dur / 1e6 for s, dur in apw]
+    row(metric="one change: sink apply() (model update + kick), per snapshot", n=len(a), p50=pct(a, 50),
+        p90=pct(a, 90), max=max(a), unit="ms")
+EOF2
+	fi
+}
+
+sc_reg_ini() { # FILE NODE COUNT SERVICES CHURN ENDPOINT PREFIX
+	cat > "$1" <<EOF2
+[agent]
+node = $2
+
+[source synthsource]
+count    = $3
+services = $4
+churn    = $5
+
+[store etcd]
+endpoints = $6
+prefix    = $7
+EOF2
+}
+
+sc_register() {
+	local sizes=$1 window=$2 churn=$3 profile=$4 maxn
+	maxn=$(printf '%s\n' $sizes | sort -n | tail -1)
+	local ep port n mode p t0 tr s0 s1 c0 c1 pid rss
+	ep=$(etcd_endpoint reg 2>/dev/null)
+	[[ -n "$ep" ]] || { etcd_start reg >/dev/null || b_die "etcd"; ep=$(etcd_endpoint reg); }
+	port=${ep##*:}
+	: > "$H_TMP/reg.tsv"
+	for n in $sizes; do
+		for mode in idle churn; do
+			p=$(sc_proxy_start "proxy-$n-$mode" "$port")
+			local ch=0ms svcs=$(((n + 9) / 10))
+			[[ "$mode" == churn ]] && ch=$churn
+			sc_reg_ini "$H_TMP/reg-$n-$mode.ini" "reg-$n" "$n" "$svcs" "$ch" "http://127.0.0.1:$p" "/reg-$n-$mode"
+			t0=$(now_ns)
+			daemon_start "regent-reg-$n-$mode" "$REGENT_BIN" -c "$H_TMP/reg-$n-$mode.ini"
+			pid=$(daemon_pid "regent-reg-$n-$mode")
+			tr=$("$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" wait-count "$ep" "/reg-$n-$mode/" "$n" 120) ||
+				b_log "register $n ($mode): not all keys within 120 s"
+			b_log "register side, $n local instances ($mode): all registered after $((( ${tr:-$t0} - t0) / 1000000)) ms"
+			sleep 2
+			local prof=0
+			if ((profile)) && [[ "$n" == "$maxn" && "$mode" == churn ]]; then
+				prof=1
+				daemon_start perf-reg perf record -q -e cpu-clock -F 1000 --call-graph dwarf,16384 -p "$pid" \
+					-o "$H_TMP/prof-reg.data"
+			fi
+			s0=$(sc_proxy_snap "proxy-$n-$mode"); c0=$(cpu_ns "$pid")
+			sleep "$window"
+			s1=$(sc_proxy_snap "proxy-$n-$mode"); c1=$(cpu_ns "$pid")
+			if ((prof)); then
+				daemon_stop perf-reg
+				sc_profile_report "$H_TMP/prof-reg.data" register-churn "register side, $n local instances, one change every $ch"
+			fi
+			rss=$(mem_kb "$pid" VmHWM)
+			echo "$n $mode $(((${tr:-0} - t0) / 1000)) $window $ch $c0 $c1 $rss $s0 $s1" >> "$H_TMP/reg.tsv"
+			daemon_stop "regent-reg-$n-$mode"
+			daemon_stop "proxy-$n-$mode"
+		done
+	done
+	"$BENCH_PY" - "$H_TMP/reg.tsv" <<'EOF2' >> "$B_ROWS"
+import json, re, sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    n, mode, treg, win, ch = int(f[0]), f[1], int(f[2]) / 1000.0, float(f[3]), f[4]
+    c0, c1, hwm = int(f[5]), int(f[6]), int(f[7])
+    s0, s1 = list(map(int, f[8:13])), list(map(int, f[13:18]))
+    rows[(n, mode)] = dict(treg=treg, win=win, ch=ch, cpu=(c1 - c0) / 1e6, hwm=hwm,
+                           req=s1[0] - s0[0], by=(s1[1] + s1[2]) - (s0[1] + s0[2]), txn=s1[3] - s0[3],
+                           ka=s1[4] - s0[4])
+def ms(d):
+    m = re.match(r"^(\d+)(ms|s)$", d)
+    return int(m.group(1)) * (1 if m.group(2) == "ms" else 1000)
+out = []
+def row(**r):
+    r["bench"] = "scale"; out.append(r)
+per_change = {}
+per_min = {}
+for n in sorted({k[0] for k in rows}):
+    i, c = rows.get((n, "idle")), rows.get((n, "churn"))
+    sec = "register, %d local instances" % n
+    treg = [x["treg"] for x in (i, c) if x and x["treg"] > 0]
+    if treg:
+        row(section=sec, metric="time to register all (exec -> all keys in etcd)", n=len(treg),
+            p50=min(treg), max=max(treg), unit="ms")
+    if i:
+        rpm, bpm = i["req"] * 60 / i["win"], i["by"] * 60 / i["win"]
+        per_min[n] = (rpm, bpm)
+        row(section=sec, metric="steady state, idle: registry requests per minute", value=rpm, unit="req/min",
+            note="keepalive %d, txn %d in %gs" % (i["ka"], i["txn"], i["win"]))
+        row(section=sec, metric="steady state, idle: registry bytes per minute (both directions)", value=bpm, unit="B/min")
+        row(section=sec, metric="steady state, idle: agent CPU per minute", value=i["cpu"] * 60 / i["win"], unit="ms/min")
+    if i and c:
+        nch = c["win"] * 1000.0 / ms(c["ch"])
+        req = (c["req"] - i["req"] * c["win"] / i["win"]) / nch
+        by = (c["by"] - i["by"] * c["win"] / i["win"]) / nch
+        cpu = (c["cpu"] - i["cpu"] * c["win"] / i["win"]) / nch
+        per_change[n] = (req, by, cpu)
+        row(section=sec, metric="per change: registry requests", value=req, unit="req/change",
+            note="one instance moved every %s; txn %d in %gs" % (c["ch"], c["txn"], c["win"]))
+        row(section=sec, metric="per change: registry bytes (both directions)", value=by, unit="B/change")
+        row(section=sec, metric="per change: agent CPU", value=cpu, unit="ms/change")
+        row(section=sec, metric="agent peak RSS (VmHWM)", value=max(i["hwm"], c["hwm"]) / 1024.0, unit="MB")
+if len(per_change) >= 2:
+    lo, hi = min(per_change), max(per_change)
+    for j, what, unit in ((0, "requests", "req"), (1, "bytes", "B")):
+        ratio = per_change[hi][j] / per_change[lo][j] if per_change[lo][j] else float("inf")
+        row(section="register, growth", metric="per change: %s at %d vs %d instances" % (what, hi, lo),
+            value=ratio, unit="x", target="O(1) (<= 1.5x)", missed="met" if ratio <= 1.5 else "MISSED")
+    if per_change[lo][2] > 0:
+        row(section="register, growth", metric="per change: agent CPU at %d vs %d instances" % (hi, lo),
+            value=per_change[hi][2] / per_change[lo][2], unit="x", note="no target; O(1) would be ~1x")
+if len(per_min) >= 2:
+    lo, hi = min(per_min), max(per_min)
+    for j, what in ((0, "requests"), (1, "bytes")):
+        ratio = per_min[hi][j] / per_min[lo][j] if per_min[lo][j] else float("inf")
+        row(section="register, growth", metric="idle per minute: %s at %d vs %d instances" % (what, hi, lo),
+            value=ratio, unit="x", target="O(1) (<= 1.5x)", missed="met" if ratio <= 1.5 else "MISSED")
+for r in out:
+    print(json.dumps(r))
+EOF2
+}
+
+sc_on_exit() {
+	local rc=$?
+	[[ "${H_OWNER_PID:-}" == "$BASHPID" ]] || return 0
+	if ((SC_PROBES)); then
+		daemon_stop perf # the probes cannot be deleted while perf uses them
+		sc_probe_clean
+	fi
+	harness_cleanup "$rc"
+}
+
+bench_scale() {
+	local ninst=10000 nsvc=1000 runs=3 nchg=20 nnew=3 sizes="100 1000 10000" window=30 churn=500ms
+	local probe=1 client=1 reg=1 profile=0 build="" out=""
+	while [[ $# -gt 0 ]]; do
+		case $1 in
+		--instances) ninst=$2; shift 2 ;;
+		--services) nsvc=$2; shift 2 ;;
+		--cold-runs) runs=$2; shift 2 ;;
+		--changes) nchg=$2; shift 2 ;;
+		--new-services) nnew=$2; shift 2 ;;
+		--reg-sizes) sizes=$2; shift 2 ;;
+		--window) window=$2; shift 2 ;;
+		--churn) churn=$2; shift 2 ;;
+		--no-probe) probe=0; shift ;;
+		--profile) profile=1; shift ;;
+		--skip-client) client=0; shift ;;
+		--skip-register) reg=0; shift ;;
+		--build) build=$2; shift 2 ;;
+		--out) out=$2; shift 2 ;;
+		-h | --help) scale_usage; return 0 ;;
+		*) scale_usage >&2; b_die "unknown option $1" ;;
+		esac
+	done
+	[[ "$churn" =~ ^[0-9]+(ms|s)$ ]] || b_die "--churn: a duration like 500ms or 1s"
+	bench_setup_build "$build"
+	bench_need_plugins etcd haproxy stats synthsource
+	bench_results_paths scale "$out"
+	B_MACHINE=$(mktemp); bench_machine "$B_MACHINE"
+	# shellcheck source=/dev/null
+	source "$REPO_DIR/tests/harness/lib.sh"
+	harness_init
+	trap 'sc_on_exit' EXIT
+	((client)) && sc_client "$ninst" "$nsvc" "$runs" "$nchg" "$nnew" "$probe" "$profile"
+	((reg)) && sc_register "$sizes" "$window" "$churn" "$profile"
+	bench_report "scale: $ninst instances in $nsvc services (client); register side at $sizes local instances"
+	rm -f "$B_MACHINE"
+}

@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""scale_tool.py - helpers of the scale bench (etcd v3 JSON gateway, haproxy admin socket,
+/proc).  Loopback only, stdlib only.
+
+  scale_tool.py ports N LO HI RESERVED_FILE          N ports free on 127.0.0.1 in [LO, HI]
+  scale_tool.py bulk EP PREFIX NSVC NINST PORTS      write NINST instances in NSVC services
+  scale_tool.py wait-count EP PREFIX N TIMEOUT       wall ns when PREFIX holds >= N keys
+  scale_tool.py wait-config FILE N TIMEOUT           wall ns when FILE has N service listens
+  scale_tool.py wait-serving SOCK N TIMEOUT          wall ns when haproxy routes to >= N servers
+  scale_tool.py changes EP PREFIX SOCK PID M OUT     M single-instance changes (join / leave)
+  scale_tool.py newsvc EP PREFIX SOCK PID M PORTS OUT  M new services (reload path) and removals
+  scale_tool.py quiet PID MS_PER_S TIMEOUT           wall ns and CPU ns when PID's CPU over the
+                                                     last second fell to MS_PER_S ms/s or less
+  scale_tool.py cpu PID                              CPU ns of every thread of PID
+
+The fleet: service fleetNNNN (NNNN < NSVC) has instances fleet-node/iNNNNNN/8000 with
+service_port = the service's own port (from PORTS, one per line), addresses in 127.1.0.0/16
+(nothing listens there: health checks simply fail, see check_interval in the bench config;
+"routes to" therefore means: the server is enabled at its address, whatever its check says).
+"""
+import base64
+import http.client
+import json
+import os
+import socket
+import sys
+import time
+import urllib.parse
+
+MAINT_OR_DRAIN = 0x23 | 0x18
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+class Etcd:
+    def __init__(self, ep):
+        u = urllib.parse.urlsplit(ep)
+        self.c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+
+    def post(self, path, body):
+        self.c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = self.c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError("%s: %d %s" % (path, r.status, data[:200]))
+        return json.loads(data)
+
+    def count(self, prefix):
+        r = self.post("/v3/kv/range", {"key": b64(prefix), "range_end": b64(prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+                                       "count_only": True})
+        return int(r.get("count", 0))
+
+
+def inst_value(addr, port, sport):
+    return json.dumps({"address": addr, "port": port, "proto": "tcp", "service_port": sport,
+                       "node": "fleet-node", "tags": [], "meta": {}}, separators=(",", ":"))
+
+
+def addr_of(i):
+    return "127.1.%d.%d" % (i // 250, i % 250 + 1)
+
+
+def cpu_ns(pid):
+    s = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                s += int(f.read().split()[0])
+        except OSError:
+            pass
+    return s
+
+
+def admin(sock, cmd, timeout=5):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock)
+        s.sendall(cmd.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        out = []
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            out.append(b)
+        return b"".join(out).decode("utf-8", "replace")
+    finally:
+        s.close()
+
+
+def servers_up(txt):
+    """Servers haproxy has enabled at their address: admin state neither maintenance nor
+    drain.  The operational state is ignored: nothing listens behind the synthetic fleet, so
+    haproxy's own health checks fail; what regent controls is the admin state and address."""
+    up = set()
+    for line in txt.split("\n"):
+        f = line.split(" ")
+        if len(f) < 19 or line.startswith("#"):
+            continue
+        try:
+            op, adm = int(f[5]), int(f[6])
+        except ValueError:
+            continue
+        if not adm & MAINT_OR_DRAIN and f[4] != "0.0.0.0":
+            up.add("%s %s:%s" % (f[1], f[4], f[18]))
+    return up
+
+
+def cmd_ports(n, lo, hi, reserved):
+    import fcntl
+    got = []
+    with open(reserved, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        taken = {l.strip() for l in f if l.strip()}
+        for p in range(lo, hi + 1):
+            if len(got) == n:
+                break
+            if str(p) in taken:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            finally:
+                s.close()
+            got.append(p)
+        for p in got:
+            f.write("%d\n" % p)
+    if len(got) < n:
+        print("only %d free ports in %d-%d" % (len(got), lo, hi), file=sys.stderr)
+        return 1
+    print("\n".join(map(str, got)))
+    return 0
+
+
+def cmd_bulk(ep, prefix, nsvc, ninst, portsf):
+    ports = [int(l) for l in open(portsf) if l.strip()]
+    e = Etcd(ep)
+    ops = []
+    t0 = time.monotonic()
+    for i in range(ninst):
+        s = i % nsvc
+        key = "%s/fleet%04d/fleet-node/i%06d/8000" % (prefix, s, i)
+        ops.append({"request_put": {"key": b64(key), "value": b64(inst_value(addr_of(i), 10000 + i % 50000, ports[s]))}})
+        if len(ops) == 128:
+            e.post("/v3/kv/txn", {"success": ops})
+            ops = []
+    if ops:
+        e.post("/v3/kv/txn", {"success": ops})
+    print("%.3f" % (time.monotonic() - t0))
+    return 0
+
+
+def cmd_wait_count(ep, prefix, n, timeout):
+    e = Etcd(ep)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if e.count(prefix) >= n:
+            print(time.time_ns())
+            return 0
+        time.sleep(0.01)
+    return 1
+
+
+def cmd_wait_config(path, n, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with open(path) as f:
+                txt = f.read()
+            if txt.count("\nlisten fleet") >= n:
+                print(time.time_ns())
+                return 0
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return 1
+
+
+def cmd_wait_serving(sock, n, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if len(servers_up(admin(sock, "show servers state"))) >= n:
+                print(time.time_ns())
+                return 0
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return 1
+
+
+def wait_state(sock, backend, key, want_up, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            up = key in servers_up(admin(sock, "show servers state %s" % backend))
+            if up == want_up:
+                return time.time_ns()
+        except OSError:
+            pass
+        time.sleep(0.002)
+    return None
+
+
+def settle_cpu(pid, idle_ns_per_s, limit_s=5.0):
+    """CPU ns of PID once it is back to its idle rate: the CPU it used over the last 200 ms is
+    at most what idling costs in 200 ms plus 0.5 ms (or after limit_s)."""
+    end = time.monotonic() + limit_s
+    hist = [(time.monotonic(), cpu_ns(pid))]
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        hist.append((time.monotonic(), cpu_ns(pid)))
+        old = [h for h in hist if hist[-1][0] - h[0] >= 0.2]
+        if old:
+            t, c = old[-1]
+            if hist[-1][1] - c <= idle_ns_per_s * (hist[-1][0] - t) + 500000:
+                return hist[-1][1]
+    return hist[-1][1]
+
+
+def idle_rate(pid, seconds=3.0):
+    c0, t0 = cpu_ns(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_ns(pid) - c0) / (time.monotonic() - t0)  # ns of CPU per second
+
+
+def cmd_quiet(pid, max_ms_per_s, timeout):
+    """Wall ns and CPU ns when PID's CPU over the last second fell below max_ms_per_s."""
+    end = time.monotonic() + timeout
+    hist = [(time.monotonic(), cpu_ns(pid))]
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        hist.append((time.monotonic(), cpu_ns(pid)))
+        old = [h for h in hist if hist[-1][0] - h[0] >= 1.0]
+        if old:
+            t, c = old[-1]
+            if (hist[-1][1] - c) / (hist[-1][0] - t) <= max_ms_per_s * 1e6:
+                print(time.time_ns(), hist[-1][1])
+                return 0
+    print(0, hist[-1][1])
+    return 1
+
+
+def cmd_changes(ep, prefix, sock, pid, m, out):
+    e = Etcd(ep)
+    idle = idle_rate(pid)
+    samples = []
+    for j in range(m):
+        s = (j * 37) % 1000
+        svc = "fleet%04d" % s
+        i = 900000 + j
+        key = "%s/%s/fleet-node/x%06d/8000" % (prefix, svc, i)
+        # the service's port, from any existing instance
+        r = e.post("/v3/kv/range", {"key": b64("%s/%s/" % (prefix, svc)),
+                                    "range_end": b64("%s/%s0" % (prefix, svc)), "limit": 1})
+        sport = json.loads(base64.b64decode(r["kvs"][0]["value"]))["service_port"]
+        addr, port = "127.2.%d.%d" % (j // 250, j % 250 + 1), 20000 + j
+        hk = "%s %s:%d" % (svc, addr, port)
+        for kind in ("join", "leave"):
+            c0 = settle_cpu(pid, idle)
+            t0c = time.monotonic()
+            t0 = time.time_ns()
+            if kind == "join":
+                e.post("/v3/kv/put", {"key": b64(key), "value": b64(inst_value(addr, port, sport))})
+            else:
+                e.post("/v3/kv/deleterange", {"key": b64(key)})
+            t1 = wait_state(sock, svc, hk, kind == "join")
+            c1 = settle_cpu(pid, idle)
+            dt = time.monotonic() - t0c
+            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
+                            "cpu_ms": (c1 - c0) / 1e6, "idle_ms": idle * dt / 1e6,
+                            "window_ms": dt * 1000})
+    with open(out, "w") as f:
+        json.dump({"idle_ns_per_s": idle, "samples": samples}, f)
+    return 0
+
+
+def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out):
+    e = Etcd(ep)
+    idle = idle_rate(pid, 2.0)
+    ports = [int(l) for l in open(portsf) if l.strip()][-m:]  # the last M: not the fleet's
+    samples = []
+    for j in range(m):
+        svc = "fleetnew%02d" % j
+        key = "%s/%s/fleet-node/n%06d/8000" % (prefix, svc, j)
+        addr, port = "127.3.0.%d" % (j + 1), 21000 + j
+        hk = "%s %s:%d" % (svc, addr, port)
+        for kind in ("add", "remove"):
+            c0 = settle_cpu(pid, idle)
+            t0c = time.monotonic()
+            t0 = time.time_ns()
+            if kind == "add":
+                e.post("/v3/kv/put", {"key": b64(key), "value": b64(inst_value(addr, port, ports[j]))})
+                t1 = wait_state(sock, svc, hk, True, timeout=30)
+            else:
+                e.post("/v3/kv/deleterange", {"key": b64(key)})
+                t1 = None
+                end = time.monotonic() + 30
+                while time.monotonic() < end:  # the listen section is gone after the reload
+                    try:
+                        if "Can't find backend" in admin(sock, "show servers state %s" % svc):
+                            t1 = time.time_ns()
+                            break
+                    except OSError:
+                        pass
+                    time.sleep(0.005)
+            c1 = settle_cpu(pid, idle, limit_s=15)
+            dt = time.monotonic() - t0c
+            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
+                            "cpu_ms": (c1 - c0) / 1e6, "idle_ms": idle * dt / 1e6,
+                            "window_ms": dt * 1000})
+    with open(out, "w") as f:
+        json.dump({"samples": samples}, f)
+    return 0
+
+
+def main():
+    a = sys.argv[1:]
+    c = a[0]
+    if c == "ports":
+        return cmd_ports(int(a[1]), int(a[2]), int(a[3]), a[4])
+    if c == "bulk":
+        return cmd_bulk(a[1], a[2], int(a[3]), int(a[4]), a[5])
+    if c == "wait-count":
+        return cmd_wait_count(a[1], a[2], int(a[3]), float(a[4]))
+    if c == "wait-config":
+        return cmd_wait_config(a[1], int(a[2]), float(a[3]))
+    if c == "wait-serving":
+        return cmd_wait_serving(a[1], int(a[2]), float(a[3]))
+    if c == "changes":
+        return cmd_changes(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6])
+    if c == "newsvc":
+        return cmd_newsvc(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6], a[7])
+    if c == "quiet":
+        return cmd_quiet(int(a[1]), float(a[2]), float(a[3]))
+    if c == "cpu":
+        print(cpu_ns(int(a[1])))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
