@@ -47,9 +47,11 @@ bench_machine() {
 		printf -- '- machine: %s cores (nproc), CPU "%s", kernel %s, %s MB RAM\n' "$(nproc)" "$cpu" \
 			"$(uname -r)" "$(awk '/^MemTotal/ { print int($2/1024) }' /proc/meminfo)"
 		printf -- '- load average at start: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-		printf -- '- regent %s (%s), haproxy %s, etcd %s, dockerd %s\n' \
-			"$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null)" \
-			"$(grep -m1 CMAKE_BUILD_TYPE: "$BENCH_BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)" \
+		local src
+		src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BENCH_BUILD_DIR/CMakeCache.txt" 2>/dev/null)
+		printf -- '- regent %s (%s build of %s), haproxy %s, etcd %s, dockerd %s\n' \
+			"$(cat "$src/.commit" 2>/dev/null || git -C "${src:-$REPO_DIR}" describe --always --dirty 2>/dev/null)" \
+			"$(grep -m1 CMAKE_BUILD_TYPE: "$BENCH_BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)" "$src" \
 			"$(haproxy -v 2>/dev/null | awk 'NR==1 { print $3 }')" \
 			"$(etcd --version 2>/dev/null | awk 'NR==1 { print $3 }')" \
 			"$(dockerd --version 2>/dev/null | awk '{ print $3 }' | tr -d ,)"

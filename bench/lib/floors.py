@@ -108,8 +108,12 @@ def consul_block(address, n):
     host, port = host_port(address)
     c = http.client.HTTPConnection(host, port)
     name = "bench-floor"
+    # Each register changes the instance (its meta), which wakes the blocking query.  proto
+    # udp keeps it out of haproxy (the sink routes TCP only), so the client agent under test
+    # reloads nothing because of the floor measurement.
     reg = lambda i: json.dumps({"ID": "%s-%d" % (name, i % 2), "Name": name,
-                                "Address": "127.0.0.1", "Port": 10000 + i})
+                                "Address": "127.0.0.1", "Port": 10000,
+                                "Meta": {"proto": "udp", "seq": str(i)}})
     c.request("PUT", "/v1/agent/service/register", reg(0))
     c.getresponse().read()
     out = []
