@@ -216,11 +216,18 @@ static bool is_kind(regent_ctx *ctx, regent_kind kind, const char *what)
 	return false;
 }
 
+/* A source may report from inside its start() (state CREATED) and until
+ * it is told to stop. */
+static bool reporting(const regent_ctx *ctx)
+{
+	return !ctx->agent->stopping && (ctx->state == CTX_CREATED || ctx->state == CTX_STARTED);
+}
+
 static int h_local_up(regent_ctx *ctx, const regent_instance *inst)
 {
 	if (!is_kind(ctx, REGENT_KIND_SOURCE, "local_up"))
 		return -EPERM;
-	if (ctx->agent->stopping || ctx->state != CTX_STARTED)
+	if (!reporting(ctx))
 		return 0;
 	char why[256];
 	regent_inst *in = regent_inst_copy(inst, h_node(ctx), why, sizeof(why));
@@ -239,20 +246,20 @@ static int h_local_down(regent_ctx *ctx, const char *id)
 {
 	if (!is_kind(ctx, REGENT_KIND_SOURCE, "local_down"))
 		return -EPERM;
-	if (ctx->agent->stopping || ctx->state != CTX_STARTED)
+	if (!reporting(ctx))
 		return 0;
 	return regent_localset_down(ctx->agent->local, ctx, id);
 }
 
 static void h_local_resync_begin(regent_ctx *ctx)
 {
-	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_begin") && !ctx->agent->stopping)
+	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_begin") && reporting(ctx))
 		regent_localset_resync_begin(ctx->agent->local, ctx);
 }
 
 static void h_local_resync_end(regent_ctx *ctx)
 {
-	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_end") && !ctx->agent->stopping)
+	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_end") && reporting(ctx))
 		regent_localset_resync_end(ctx->agent->local, ctx);
 }
 
