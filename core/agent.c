@@ -328,6 +328,14 @@ static regent_ctx *find_ctx(regent_agent *a, const char *header)
 	return NULL;
 }
 
+static const regent_cfg_section *find_section(const regent_config *cfg, const char *header)
+{
+	for (size_t i = 0; i < cfg->nsections; i++)
+		if (strcmp(cfg->sections[i]->header, header) == 0)
+			return cfg->sections[i];
+	return NULL;
+}
+
 static bool agent_identity_changed(const regent_config *o, const regent_config *n)
 {
 	static const char *const keys[] = {"node", "host_ip", "plugin_dir"};
@@ -400,8 +408,11 @@ int regent_agent_reload(regent_agent *a)
 	a->cfg = n;
 	apply_agent_settings(a);
 	for (size_t i = nstop; i-- > 0;) {
-		regent_log(REGENT_LOG_INFO, stop_list[i]->who, "stopping (configuration changed)");
-		ctx_stop(a, stop_list[i]);
+		regent_ctx *c = stop_list[i];
+		c->stop_reason = find_section(n, c->sec->header) && !restart_all ? REGENT_STOP_REPLACED
+		                                                                 : REGENT_STOP_REMOVED;
+		regent_log(REGENT_LOG_INFO, c->who, "stopping (configuration changed)");
+		ctx_stop(a, c);
 	}
 	free(stop_list);
 	/* Start what is new or changed. */
@@ -425,6 +436,17 @@ int regent_agent_reload(regent_agent *a)
 	           nstop, nstop == 1 ? "" : "s", failures ? ", some failed to start" : "");
 	regent_notify("READY=1\nSTATUS=configuration reloaded");
 	return 0;
+}
+
+void regent_agent_started(regent_agent *a, regent_ctx *c, int status, const char *reason)
+{
+	(void)a;
+	if (status < 0) {
+		char *why = regent_xasprintf("failed to start: %s", reason ? reason : strerror(-status));
+		c->healthy = false;
+		free(c->health_reason);
+		c->health_reason = why;
+	}
 }
 
 static void finish_shutdown(regent_agent *a)
@@ -465,6 +487,7 @@ void regent_agent_shutdown(regent_agent *a)
 		a->pending++;
 	for (size_t i = n; i-- > 0;) {
 		regent_log(REGENT_LOG_INFO, list[i]->who, "stopping");
+		list[i]->stop_reason = REGENT_STOP_EXIT;
 		ctx_stop(a, list[i]);
 	}
 	free(list);

@@ -1,6 +1,7 @@
 /* config.c - the INI configuration: parsing (inih), the core's key tables,
  * typed validation of every section against the keys its owner declares,
  * and errors reported all at once as FILE:LINE: section.key: reason. */
+#include "build_config.h"
 #include "core.h"
 #include "host.h"
 
@@ -26,6 +27,8 @@ const regent_config_key regent_agent_keys[] = {
 	 "longest a change may wait while changes keep coming"},
 	{"stop_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
 	 "how long plugins get to stop (deregister) on shutdown"},
+	{"state_dir", REGENT_CFG_STRING, REGENT_STATE_DIR_DEFAULT, false, 0, 0,
+	 "where plugins keep state across restarts (lease ids, ...)"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 

@@ -1,9 +1,12 @@
 /* host.c - the host table handed to every plugin instance: what a plugin
  * may do with the core (loop, log, config, HTTP, reporting, catalog,
  * metrics), each entry checking that the caller is allowed to call it. */
+#include "build_config.h"
 #include "host.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -359,6 +362,69 @@ static void h_stopped(regent_ctx *ctx)
 		ctx->on_stopped(ctx);
 }
 
+int regent_state_dir_prepare(const char *dir, const char *who)
+{
+	if (dir[0] != '/') {
+		regent_log(REGENT_LOG_ERROR, who, "state_dir %s: not an absolute path", dir);
+		return -EINVAL;
+	}
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		int e = errno;
+		regent_log(REGENT_LOG_ERROR, who, "state_dir %s: cannot create it: %s", dir, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (lstat(dir, &st) < 0) {
+		int e = errno;
+		regent_log(REGENT_LOG_ERROR, who, "state_dir %s: %s", dir, strerror(e));
+		return -e;
+	}
+	const char *why = NULL;
+	if (!S_ISDIR(st.st_mode))
+		why = "not a directory (a symbolic link is refused too)";
+	else if (st.st_uid != geteuid())
+		why = "not owned by the user regent runs as";
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		why = "writable by group or others (chmod 0750 it)";
+	if (why) {
+		regent_log(REGENT_LOG_ERROR, who, "state_dir %s: %s", dir, why);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void h_started(regent_ctx *ctx, int status, const char *reason)
+{
+	if (status == 0) {
+		ctx->proven = true;
+		regent_log(REGENT_LOG_INFO, ctx->who, "ready");
+	} else {
+		ctx->failed_start = true;
+		regent_log(REGENT_LOG_ERROR, ctx->who, "failed to start: %s",
+		           reason ? reason : strerror(-status));
+	}
+	if (ctx->agent)
+		regent_agent_started(ctx->agent, ctx, status, reason);
+}
+
+static regent_stop_reason h_stop_reason(regent_ctx *ctx)
+{
+	return ctx->stop_reason;
+}
+
+static const char *h_state_dir(regent_ctx *ctx)
+{
+	if (ctx->state_dir)
+		return ctx->state_dir;
+	const char *dir = agent_value(ctx, "state_dir");
+	if (!dir || !dir[0])
+		dir = REGENT_STATE_DIR_DEFAULT;
+	if (regent_state_dir_prepare(dir, ctx->who) < 0)
+		return NULL;
+	ctx->state_dir = regent_xstrdup(dir);
+	return ctx->state_dir;
+}
+
 static void h_set_health(regent_ctx *ctx, bool healthy, const char *reason)
 {
 	if (ctx->healthy != healthy)
@@ -557,6 +623,9 @@ const regent_host regent_host_table = {
 	.applied = h_applied,
 	.base64_encode = regent_base64_encode,
 	.base64_decode = regent_base64_decode,
+	.started = h_started,
+	.stop_reason = h_stop_reason,
+	.state_dir = h_state_dir,
 };
 
 /* ---- contexts ---- */
@@ -580,6 +649,7 @@ void regent_ctx_free(regent_ctx *ctx)
 		return;
 	free(ctx->who);
 	free(ctx->health_reason);
+	free(ctx->state_dir);
 	regent_config_unref(ctx->cfg);
 	free(ctx);
 }

@@ -28,6 +28,9 @@ struct regent_ctx {
 	void *self;
 	ctx_state state;
 	bool failed_start;
+	regent_stop_reason stop_reason; /* set before stop() */
+	bool proven;                  /* started(ctx, 0) called, or start() returned 0 */
+	char *state_dir;              /* resolved and created on first use */
 	/* stores */
 	regent_catview *view;
 	/* health */
@@ -68,6 +71,11 @@ regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *
 int regent_agent_start(regent_agent *a);
 /* Re-reads the config file: returns 0 when applied, -EINVAL when refused. */
 int regent_agent_reload(regent_agent *a);
+/* host->started(): a plugin instance proved itself (status 0) or failed. */
+void regent_agent_started(regent_agent *a, regent_ctx *c, int status, const char *reason);
+/* Creates dir (mode 0750) if missing and checks it is a real directory
+ * owned by this user and writable by nobody else.  Logs why not as who. */
+int regent_state_dir_prepare(const char *dir, const char *who);
 /* Stops every plugin (stores deregister), then closes all handles. */
 void regent_agent_shutdown(regent_agent *a);
 /* After the loop has drained. */

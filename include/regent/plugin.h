@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 0
+#define REGENT_ABI_MINOR 1
 
 /* The one symbol a plugin exports (the same name for every ABI major, so
  * a regent can read the frozen header of any plugin and say why it refuses). */
@@ -209,6 +209,17 @@ typedef struct regent_ctx regent_ctx;
 
 typedef void (*regent_write_cb)(void *arg, const char *data, size_t len);
 
+/* Why stop() is called (host->stop_reason, ABI 1.1). */
+typedef enum regent_stop_reason {
+	REGENT_STOP_EXIT = 0, /* the agent exits (SIGTERM, restart, upgrade): keep what
+	                       * outlives the agent (registrations, a managed haproxy) */
+	REGENT_STOP_REPLACED, /* a reload's new instance of this section has proven
+	                       * itself and took over */
+	REGENT_STOP_REMOVED,  /* a reload removed the section: undo what it set up */
+	REGENT_STOP_FAILED,   /* this instance failed to start or failed its trial: the
+	                       * instance it was to replace still runs; touch nothing shared */
+} regent_stop_reason;
+
 typedef struct regent_host {
 	uint32_t abi_major;
 	uint32_t abi_minor;
@@ -342,6 +353,26 @@ typedef struct regent_host {
 	/* Base64 helpers (etcd keys), malloc'd, NUL-terminated. */
 	char *(*base64_encode)(const void *data, size_t len);
 	void *(*base64_decode)(const char *text, size_t *len);
+
+	/* ---- ABI 1.1 (appended; a 1.0 plugin never calls these) ---- */
+
+	/* Start, make-before-break: a plugin whose start() returned
+	 * REGENT_PENDING calls this exactly once, when it has proven itself
+	 * (status 0: its registry answered, its new configuration passed its
+	 * check and runs...) or failed (a negative errno; reason is copied and
+	 * shown by the log and /healthz).  While a reload's new instance is on
+	 * trial, the instance it replaces keeps working; it is retired only
+	 * after started(ctx, 0, NULL).  On failure the core stops the new one
+	 * (stop_reason() == REGENT_STOP_FAILED) and the old one stays.  A
+	 * start() that returns 0 has proven itself at once. */
+	void (*started)(regent_ctx *ctx, int status, const char *reason);
+	/* Why the instance is being stopped: valid from stop() on. */
+	regent_stop_reason (*stop_reason)(regent_ctx *ctx);
+	/* The agent's state directory ([agent] state_dir, default
+	 * /var/lib/regent), created on first use with mode 0750 and checked
+	 * to be writable by nobody else; NULL (and an error logged) when it
+	 * cannot be used.  Plugins keep files there named after themselves. */
+	const char *(*state_dir)(regent_ctx *ctx);
 } regent_host;
 
 /* ------------------------------------------------------------------ */
