@@ -8,6 +8,9 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,10 +20,27 @@ static regent_loaded_plugin *loaded;
 /* The smallest descriptor major 1 accepts: every field up to kind_ops. */
 #define REGENT_PLUGIN_MIN_SIZE (offsetof(regent_plugin, kind_ops) + sizeof(void *))
 
+/* True when this process is the regent binary of the build tree it was
+ * built in (not an installed copy): it then loads the plugins built beside
+ * it, so that the README's commands work from a build tree as written. */
+static bool running_from_build_tree(void)
+{
+	char self[PATH_MAX], build[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return false;
+	self[n] = '\0';
+	if (!realpath(REGENT_BUILD_BIN, build))
+		return false;
+	return strcmp(self, build) == 0;
+}
+
 const char *regent_default_plugin_dir(void)
 {
 	const char *env = getenv("REGENT_PLUGIN_DIR");
-	return env && env[0] ? env : REGENT_DEFAULT_PLUGIN_DIR;
+	if (env && env[0])
+		return env;
+	return running_from_build_tree() ? REGENT_BUILD_PLUGIN_DIR : REGENT_DEFAULT_PLUGIN_DIR;
 }
 
 static int check_desc(const char *path, const regent_plugin *d, const char *expect_name,

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# migration_test.sh - moves a seed fleet (docker-register + docker-discover,
+# etcd v2) to regent host by host, as docs/demo.md tells operators to, with
+# a steady load through every client host's haproxy counting failed
+# requests at every step.  Real etcd (--enable-v2), two dockerd "backend
+# hosts" (127.0.0.2, 127.0.0.3) with a whoami container each, two client
+# hosts whose listeners bind 127.0.0.10 and 127.0.0.11.  Loopback only.
+#
+#   step 0  the seed fleet: docker-register stand-ins write v2 keys, a
+#           docker-discover stand-in routes on each client
+#   step 1  backends first: a regent (source docker + store etcd) starts
+#           beside docker-register on each backend; v3 now holds every
+#           instance while v2 keeps serving the old clients
+#   step 2  client A: a regent client (store etcd + managed haproxy) starts,
+#           its haproxy binds the same port (SO_REUSEPORT); docker-discover
+#           is stopped, pausing then soft-stopping its haproxy
+#   step 3  client B, the same
+#   step 4  docker-register stopped on both backends; the v2 keys expire
+#           (15 s) and nothing changes for the regent clients
+# Every step: 0 failed requests through each client's port.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../harness/lib.sh"
+harness_init
+: "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}"
+PY=${PYTHON3:-python3}
+HOLD=${MIGRATION_HOLD:-4}     # seconds of load per step
+
+IMAGE=jwilder/whoami:latest
+ETCD=$(etcd_start registry --enable-v2) || { h_die "etcd"; harness_summary; exit 1; }
+dockerd_start b1 >/dev/null && dockerd_start b2 >/dev/null || { harness_summary; exit 1; }
+image_build_whoami b1 "$IMAGE" >/dev/null && image_build_whoami b2 "$IMAGE" >/dev/null ||
+	{ harness_summary; exit 1; }
+
+# One port, free on every address involved: the containers listen on it
+# (host network, 127.0.0.2/.3) and the clients' haproxy binds it (the seed's
+# /port key is the container's port).
+port_free_everywhere() {
+	"$PY" - "$1" <<'PY'
+import socket, sys
+p = int(sys.argv[1])
+for a in ("127.0.0.2", "127.0.0.3", "127.0.0.10", "127.0.0.11"):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try: s.bind((a, p))
+    except OSError: sys.exit(1)
+    finally: s.close()
+PY
+}
+for _ in $(seq 20); do P=$(free_port) && port_free_everywhere "$P" && break; done
+w1=$(whoami_run b1 "$IMAGE" w1 127.0.0.2 "$P") && w2=$(whoami_run b2 "$IMAGE" w2 127.0.0.3 "$P") ||
+	{ h_die "whoami containers"; harness_summary; exit 1; }
+want=$(printf '%s\n' "${w1:0:12}" "${w2:0:12}" | sort)
+
+# ---- step 0: the seed fleet
+for n in 1 2; do
+	daemon_start "seed-register-$n" "$PY" "$HERE/seed_register.py" --docker "$(docker_sock b$n)" \
+		--etcd "$ETCD" --host-ip "127.0.0.$((n + 1))" --interval "${SEED_INTERVAL:-10}"
+done
+v2_count() { curl -s --noproxy '*' "$ETCD/v2/keys/backends/whoami" | "$PY" -c \
+	'import json,sys; d=json.load(sys.stdin); print(sum(1 for n in d.get("node",{}).get("nodes",[]) if not n["key"].endswith("/port")))'; }
+v2_is() { [[ "$(v2_count)" == "$1" ]]; }
+check "step 0: docker-register stand-ins wrote both containers through v2" wait_for --timeout 20 v2_is 2
+
+declare -A BIND=([a]=127.0.0.10 [b]=127.0.0.11)
+ids_via() { # the distinct container ids answering on ADDR over 20 requests
+	local i
+	for i in $(seq 20); do curl -s --noproxy '*' -m 2 "http://$1:$P/"; echo; done |
+		sed -n "s/^I'm \([0-9a-f]\{12\}\)$/\1/p" | sort -u
+}
+both_via() { [[ "$(ids_via "$1")" == "$want" ]]; }
+for c in a b; do
+	mkdir -p "$H_TMP/seed-$c"
+	daemon_start "seed-discover-$c" "$PY" "$HERE/seed_discover.py" --etcd "$ETCD" \
+		--bind "${BIND[$c]}" --dir "$H_TMP/seed-$c" --interval "${SEED_DISCOVER_INTERVAL:-5}"
+	check "step 0: client $c's seed haproxy routes to both containers" \
+		wait_for --timeout 30 both_via "${BIND[$c]}"
+done
+
+# A steady load through each client's port for the rest of the test.
+for c in a b; do
+	daemon_start "load-$c" "$PY" "$REGENT_SOURCE_DIR/tests/e2e/loadgen.py" \
+		--url "http://${BIND[$c]}:$P/" --out "$H_TMP/load-$c.jsonl" --duration 300 \
+		--stop-file "$H_TMP/load.stop" --threads 2 --interval 0.01
+done
+MARKS=$H_TMP/marks
+mark() { printf '%s %s\n' "$(date +%s.%N)" "$1" >>"$MARKS"; }
+load_running() { [[ -s "$H_TMP/load-a.jsonl" && -s "$H_TMP/load-b.jsonl" ]]; }
+check "the load runs through both clients" wait_for --timeout 30 load_running
+mark "step 0: seed fleet"
+sleep "$HOLD"
+
+# ---- step 1: regent beside docker-register on each backend
+v3_count() { h_etcdctl "$ETCD" get --prefix /backends/whoami/ --keys-only | grep -c . ; }
+v3_is() { [[ "$(v3_count)" == "$1" ]]; }
+mark "step 1: regent beside docker-register on the backends"
+for n in 1 2; do
+	cat >"$H_TMP/backend-$n.ini" <<EOF
+[agent]
+node      = backend-$n
+host_ip   = 127.0.0.$((n + 1))
+state_dir = $H_TMP/state-backend-$n
+
+[source docker]
+socket         = $(docker_sock b$n)
+allow_loopback = true
+
+[store etcd]
+endpoints = $ETCD
+prefix    = /backends
+ttl       = 5s
+EOF
+	check "step 1: backend-$n config is valid" "$REGENT_BIN" --check-config -c "$H_TMP/backend-$n.ini"
+	daemon_start "regent-backend-$n" "$REGENT_BIN" -c "$H_TMP/backend-$n.ini"
+done
+check "step 1: v3 holds both instances (regent's keys)" wait_for --timeout 20 v3_is 2
+check "step 1: v2 still holds both instances (docker-register's keys)" v2_is 2
+sleep "$HOLD"
+
+# ---- steps 2 and 3: each client host in turn
+regent_up() { # both servers UP in regent's own haproxy (its stats CSV)
+	[[ $(curl -s --noproxy '*' -m 2 "http://127.0.0.1:$1/;csv" |
+		awk -F, '$1=="whoami" && $2!="FRONTEND" && $2!="BACKEND" && $18 ~ /^UP/' | wc -l) -ge 2 ]]
+}
+step=2
+for c in a b; do
+	mark "step $step: client $c moves to regent"
+	sp=$(free_port)
+	mkdir -p "$H_TMP/client-$c"
+	cat >"$H_TMP/client-$c.ini" <<EOF
+[agent]
+node      = client-$c
+state_dir = $H_TMP/state-client-$c
+
+[store etcd]
+endpoints = $ETCD
+prefix    = /backends
+
+[sink haproxy]
+manage          = true
+config_file     = $H_TMP/client-$c/regent.cfg
+bind_address    = ${BIND[$c]}
+stats           = 127.0.0.1:$sp
+reload_interval = 200ms
+
+[service whoami]
+port           = $P
+mode           = http
+check_interval = 500ms
+EOF
+	check "step $step: client $c config is valid" "$REGENT_BIN" --check-config -c "$H_TMP/client-$c.ini"
+	daemon_start "regent-client-$c" "$REGENT_BIN" -c "$H_TMP/client-$c.ini"
+	check "step $step: client $c's regent haproxy has both servers up" \
+		wait_for --timeout 30 regent_up "$sp"
+	check "step $step: client $c's docker-discover stopped (listeners paused, soft stop)" \
+		daemon_stop "seed-discover-$c" 30
+	check "step $step: client $c routes to both containers through regent alone" \
+		both_via "${BIND[$c]}"
+	sleep "$HOLD"
+	step=$((step + 1))
+done
+
+# ---- step 4: docker-register stopped; the v2 keys expire on their own
+mark "step 4: docker-register stopped"
+for n in 1 2; do check "step 4: docker-register stand-in $n stopped" daemon_stop "seed-register-$n"; done
+check "step 4: the v2 keys expired (15 s TTL)" wait_for --timeout 30 v2_is 0
+check "step 4: v3 still holds both instances" v3_is 2
+for c in a b; do check "step 4: client $c still routes to both containers" both_via "${BIND[$c]}"; done
+mark "end"
+touch "$H_TMP/load.stop"
+load_done() { ! daemon_alive "load-$1"; }
+for c in a b; do check "load $c finished" wait_for --timeout 15 load_done "$c"; done
+
+# ---- failed requests per step and client
+report() {
+	"$PY" - "$MARKS" "$H_TMP/load-a.jsonl" "$H_TMP/load-b.jsonl" <<'PY'
+import json, sys
+marks = [l.rstrip("\n").split(" ", 1) for l in open(sys.argv[1])]
+marks = [(float(t), name) for t, name in marks]
+bad = 0
+for client, path in zip("ab", sys.argv[2:]):
+    recs = [json.loads(l) for l in open(path) if l.strip()]
+    for i, (t0, name) in enumerate(marks[:-1]):
+        t1 = marks[i + 1][0]
+        rs = [r for r in recs if t0 <= r["t"] < t1]
+        failed = [r for r in rs if r["status"] != 200]
+        bad += len(failed)
+        print("DRILL|migration|client %s, %s|%d|%d|-|%s" % (
+            client, name, len(rs), len(failed),
+            ("first failure: %s" % (failed[0]["error"] or failed[0]["status"])) if failed else ""))
+        if not rs:
+            bad += 1
+            print("no request at all in this step: the load did not run", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+check "every step: 0 failed requests through both clients" report
+report || true
+harness_summary
