@@ -1,10 +1,16 @@
 /* metrics.c - the agent's counters, gauges and histograms, kept in one
- * place for every plugin, and their Prometheus text exposition. */
+ * place for every plugin, and their Prometheus text exposition, which
+ * ends with the standard process_* metrics read from /proc (the core
+ * writes process_start_time_seconds itself). */
 #include "core.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                  0.25,  0.5,    1,     2.5,  5,    10};
@@ -134,6 +140,8 @@ static void write_sample(regent_buf *out, const char *name, const char *suffix, 
 	regent_buf_add(out, "\n", 1);
 }
 
+static void write_process(regent_buf *out);
+
 void regent_metrics_write(regent_metrics *m, regent_buf *out)
 {
 	const char *last = NULL;
@@ -157,4 +165,57 @@ void regent_metrics_write(regent_metrics *m, regent_buf *out)
 		write_sample(out, x->name, "_sum", x->labels, NULL, x->value);
 		write_sample(out, x->name, "_count", x->labels, NULL, (double)x->count);
 	}
+	write_process(out);
+}
+
+/* ---- process_* (the names the Prometheus client libraries use) ---- */
+
+static void write_gauge(regent_buf *out, const char *name, const char *type, const char *help,
+                        double v)
+{
+	regent_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	write_sample(out, name, "", NULL, NULL, v);
+}
+
+static void write_process(regent_buf *out)
+{
+	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	FILE *f = fopen("/proc/self/stat", "re");
+	if (f) {
+		char buf[1024];
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* Fields after "(comm)": comm may hold spaces and parentheses. */
+		char *p = strrchr(buf, ')');
+		unsigned long utime = 0, stime = 0, vsize = 0;
+		long rss = 0;
+		if (p && tick > 0 &&
+		    sscanf(p + 2,
+		           "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
+		           "%*d %*u %lu %ld",
+		           &utime, &stime, &vsize, &rss) == 4) {
+			write_gauge(out, "process_cpu_seconds_total", "counter",
+			            "Total user and system CPU time spent in seconds.",
+			            (double)(utime + stime) / (double)tick);
+			write_gauge(out, "process_resident_memory_bytes", "gauge",
+			            "Resident memory size in bytes.", (double)rss * (double)page);
+			write_gauge(out, "process_virtual_memory_bytes", "gauge",
+			            "Virtual memory size in bytes.", (double)vsize);
+		}
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		size_t nfd = 0;
+		for (struct dirent *e; (e = readdir(d));)
+			if (e->d_name[0] != '.')
+				nfd++;
+		closedir(d);
+		write_gauge(out, "process_open_fds", "gauge", "Number of open file descriptors.",
+		            (double)(nfd > 0 ? nfd - 1 : 0)); /* minus the one opendir holds */
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		write_gauge(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+		            (double)rl.rlim_cur);
 }

@@ -169,6 +169,14 @@ def cmd_metrics(base, path, node):
     start = val("process_start_time_seconds")
     if start is None or not (time.time() - 3600 < start <= time.time() + 1):
         errors.append("process_start_time_seconds %r is not a recent start" % start)
+    for name, low in (("process_resident_memory_bytes", 1e6), ("process_virtual_memory_bytes", 1e6),
+                      ("process_open_fds", 3), ("process_max_fds", 64)):
+        v = val(name)
+        if v is None or v < low:
+            errors.append("%s %r, want >= %g" % (name, v, low))
+    cpu = val("process_cpu_seconds_total")
+    if cpu is None or cpu < 0 or getattr(fams.get("process_cpu_seconds"), "type", None) != "counter":
+        errors.append("process_cpu_seconds_total %r (a counter)" % cpu)
     info = [k for k in samples if k[0] == "regent_build_info"]
     if len(info) != 1 or samples[info[0]] != 1 or not dict(info[0][1]).get("version"):
         errors.append("regent_build_info %r" % info)
