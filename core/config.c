@@ -27,6 +27,8 @@ const regent_config_key regent_agent_keys[] = {
 	 "longest a change may wait while changes keep coming"},
 	{"stop_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
 	 "how long plugins get to stop (deregister) on shutdown"},
+	{"start_timeout", REGENT_CFG_DURATION, "30s", false, 100, 3600000,
+	 "how long a reload's new plugin instance may take to prove itself"},
 	{"state_dir", REGENT_CFG_STRING, REGENT_STATE_DIR_DEFAULT, false, 0, 0,
 	 "where plugins keep state across restarts (lease ids, ...)"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
