@@ -669,8 +669,12 @@ int regent_agent_reload(regent_agent *a)
 			if (k == nrun) {
 				if (start_section(a, s) < 0)
 					failures++;
-			} else if (replace[k] && !start_candidate(a, replace[k], s)) {
-				failures++;
+			} else if (replace[k]) {
+				regent_ctx *c = replace[k];
+				/* A candidate proven at once retires (frees) c. */
+				replace[k] = run[k] = NULL;
+				if (!start_candidate(a, c, s))
+					failures++;
 			}
 		}
 	/* Sinks that keep running read [service X] through the host table:
