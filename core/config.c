@@ -22,7 +22,8 @@ const regent_config_key regent_agent_keys[] = {
 	{"plugin_dir", REGENT_CFG_STRING, NULL, false, 0, 0, "where plugins are loaded from"},
 	{"log_level", REGENT_CFG_STRING, "info", false, 0, 0, "error, warn, info or debug"},
 	{"debounce", REGENT_CFG_DURATION, "50ms", false, 0, 60000,
-	 "quiet time before catalog changes reach the sinks"},
+	 "after a quiet period the first catalog change reaches the sinks at once; "
+	 "the changes that follow are batched until this long passes without one"},
 	{"debounce_max", REGENT_CFG_DURATION, "500ms", false, 1, 600000,
 	 "longest a change may wait while changes keep coming"},
 	{"stop_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
