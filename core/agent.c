@@ -1,7 +1,8 @@
 /* agent.c - the running agent: creates and starts plugin instances from
  * the config, wires sources -> local set -> stores and stores -> catalog
- * -> sinks, applies SIGHUP reloads by restarting only what changed, and
- * shuts down in reverse order so that stores can deregister. */
+ * -> sinks, applies SIGHUP reloads make-before-break (a changed section's
+ * new instance starts beside the running one and replaces it only once it
+ * has proven itself), and shuts down in reverse order. */
 #include "build_config.h"
 #include "host.h"
 
@@ -45,10 +46,18 @@ void regent_notify(const char *fmt, ...)
 
 /* ---- local set -> stores ---- */
 
+/* Running: started, or on trial (start() returned REGENT_PENDING).  An
+ * instance on trial works like a running one: a store registers, a sink
+ * applies, a source reports. */
+static bool running(const regent_ctx *c)
+{
+	return c->state == CTX_STARTED || c->state == CTX_PENDING;
+}
+
 static void for_stores(regent_agent *a, regent_inst *inst, bool up)
 {
 	for (regent_ctx *c = a->ctxs; c; c = c->next) {
-		if (c->kind != REGENT_KIND_STORE || c->state != CTX_STARTED)
+		if (c->kind != REGENT_KIND_STORE || !running(c))
 			continue;
 		const regent_store_ops *so = c->desc->kind_ops;
 		if (up)
@@ -75,7 +84,16 @@ static void local_on_down(void *arg, regent_inst *inst)
 	for_stores(a, inst, false);
 }
 
-static const regent_localset_ops local_ops = {local_on_up, local_on_down};
+/* A source on trial and the one it is to replace may report the same
+ * ids: counted once, so the swap takes down only what the new one lacks. */
+static bool local_may_share(void *arg, const void *owner, const void *other)
+{
+	(void)arg;
+	const regent_ctx *x = owner, *y = other;
+	return x->replaces == y || y->replaces == x;
+}
+
+static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_may_share};
 
 /* ---- catalog -> sinks ---- */
 
@@ -92,13 +110,16 @@ static void apply_sink(regent_agent *a, regent_ctx *c, const regent_catalog *sna
 	free(l);
 }
 
+/* A sink whose replacement is on trial gets nothing: both would drive the
+ * same thing (one haproxy).  It gets the whole snapshot again if the new
+ * one fails. */
 static void on_flush(void *arg, const regent_catalog *snap, const char *const *changed, size_t n)
 {
 	regent_agent *a = arg;
 	regent_log(REGENT_LOG_DEBUG, NULL, "catalog: %zu services, %zu instances, %zu changed",
 	           regent_catalog_services(snap, NULL), regent_catalog_total(snap), n);
 	for (regent_ctx *c = a->ctxs; c; c = c->next)
-		if (c->kind == REGENT_KIND_SINK && c->state == CTX_STARTED)
+		if (c->kind == REGENT_KIND_SINK && running(c) && !c->candidate)
 			apply_sink(a, c, snap, changed, n);
 	regent_notify("STATUS=%zu services, %zu instances in the catalog; %zu local",
 	              regent_catalog_services(snap, NULL), regent_catalog_total(snap),
@@ -129,29 +150,171 @@ static void register_one(void *arg, regent_inst *inst)
 	((const regent_store_ops *)c->desc->kind_ops)->register_instance(c->self, &inst->pub);
 }
 
+static uint64_t start_timeout_ms(const regent_agent *a)
+{
+	const regent_cfg_value *v = regent_cfg_find(a->cfg->agent, "start_timeout");
+	return v && v->raw ? (uint64_t)v->i : 30000;
+}
+
+static void set_text(char **field, char *text)
+{
+	free(*field);
+	*field = text;
+}
+
+static void ctx_stop(regent_agent *a, regent_ctx *c);
+static void on_trial_timer(uv_timer_t *t);
+
+/* The candidate c has proven itself: it takes the place of the instance
+ * it replaces, which is stopped (REPLACED). */
+static void take_over(regent_agent *a, regent_ctx *c)
+{
+	regent_ctx *old = c->replaces;
+	c->replaces = NULL;
+	old->candidate = NULL;
+	set_text(&c->who, regent_xstrdup(old->who));
+	if (c->kind == REGENT_KIND_STORE) {
+		regent_cat_view_promote(c->view, old->view);
+		old->view = NULL; /* the catalog frees it once the new view has read */
+	}
+	regent_log(REGENT_LOG_INFO, c->who, "the new configuration took over; stopping the previous "
+	                                     "instance");
+	old->stop_reason = REGENT_STOP_REPLACED;
+	ctx_stop(a, old); /* a source: ids the new one reports too stay up */
+}
+
+/* The candidate c failed (its start, its started(), or its time ran out):
+ * it is stopped (FAILED) and the instance it was to replace keeps running. */
+static void trial_failed(regent_agent *a, regent_ctx *c, const char *reason)
+{
+	regent_ctx *old = c->replaces;
+	c->replaces = NULL;
+	old->candidate = NULL;
+	regent_log(REGENT_LOG_ERROR, old->who, "new configuration refused: %s; the previous one runs",
+	           reason);
+	set_text(&old->note, regent_xasprintf("new configuration refused: %s; the previous one runs",
+	                                      reason));
+	regent_metric_add(a->m_reload_errors, 1);
+	c->stop_reason = REGENT_STOP_FAILED;
+	ctx_stop(a, c); /* a source: only ids the old one does not report go */
+	if (old->kind == REGENT_KIND_SINK && running(old) && regent_cat_flushed(a->cat))
+		apply_all(a, old); /* it got nothing during the trial */
+}
+
+/* started(ctx, 0) (or start() returned 0 from a PENDING path). */
+static void trial_passed(regent_agent *a, regent_ctx *c)
+{
+	c->state = CTX_STARTED;
+	c->proven = true;
+	if (c->trial_timer)
+		uv_timer_stop(c->trial_timer);
+	regent_log(REGENT_LOG_INFO, c->who, "ready");
+	set_text(&c->start_error, NULL);
+	if (c->replaces)
+		take_over(a, c);
+}
+
+/* A start without an instance to fall back on (the first start, or a
+ * section a reload added) that failed: it stays, unhealthy with why. */
+static void start_failed_alone(regent_ctx *c, const char *why)
+{
+	regent_log(REGENT_LOG_ERROR, c->who, "%s", why);
+	set_text(&c->start_error, regent_xstrdup(why));
+}
+
+static void on_trial_timer(uv_timer_t *t)
+{
+	regent_ctx *c = t->data;
+	regent_agent *a = c->agent;
+	if (c->state != CTX_PENDING || a->stopping)
+		return;
+	if (c->started_called) {
+		if (c->started_status >= 0) {
+			trial_passed(a, c);
+			return;
+		}
+		const char *r = c->started_reason ? c->started_reason : strerror(-c->started_status);
+		if (c->replaces) {
+			trial_failed(a, c, r);
+			return;
+		}
+		char *why = regent_xasprintf("failed to start: %s", r);
+		start_failed_alone(c, why);
+		free(why);
+		c->state = CTX_STARTED; /* it said it failed: no longer waiting */
+		return;
+	}
+	char *why = regent_xasprintf("not ready within %.1f s (start_timeout)",
+	                             (double)start_timeout_ms(a) / 1000.0);
+	if (c->replaces)
+		trial_failed(a, c, why);
+	else
+		start_failed_alone(c, why); /* a late started(ctx, 0) still clears it */
+	free(why);
+}
+
+void regent_agent_started(regent_agent *a, regent_ctx *c, int status, const char *reason)
+{
+	if (a->stopping)
+		return;
+	if (c->started_called || (c->state != CTX_CREATED && c->state != CTX_PENDING)) {
+		regent_log(c->started_called ? REGENT_LOG_WARN : REGENT_LOG_DEBUG, c->who,
+		           "started(%d) ignored: %s", status,
+		           c->started_called ? "plugin bug: called twice" : "not waiting for it");
+		return;
+	}
+	c->started_called = true;
+	c->started_status = status;
+	set_text(&c->started_reason, reason ? regent_xstrdup(reason) : NULL);
+	/* Handled from the loop, never on the plugin's stack: failing stops
+	 * the plugin, which must not happen inside its own callback.  Inside
+	 * start() (CREATED), ctx_start arms the timer once start() returns. */
+	if (c->state == CTX_PENDING && c->trial_timer)
+		uv_timer_start(c->trial_timer, on_trial_timer, 0, 0);
+}
+
 static int ctx_start(regent_agent *a, regent_ctx *c)
 {
+	c->generation = a->generation;
 	int rc = c->desc->ops->create(c, &regent_host_table, &c->self);
 	if (rc < 0) {
 		regent_log(REGENT_LOG_ERROR, c->who, "cannot create: %s", strerror(-rc));
+		set_text(&c->start_error, regent_xasprintf("cannot create: %s", strerror(-rc)));
 		return rc;
 	}
 	c->state = CTX_CREATED;
 	if (c->kind == REGENT_KIND_STORE)
-		c->view = regent_cat_view_new(a->cat, has_sinks(a->cfg));
+		c->view = c->replaces ? regent_cat_view_new_candidate(a->cat, has_sinks(a->cfg))
+		                      : regent_cat_view_new(a->cat, has_sinks(a->cfg));
 	rc = c->desc->ops->start ? c->desc->ops->start(c->self) : 0;
 	if (rc < 0) {
 		regent_log(REGENT_LOG_ERROR, c->who, "cannot start: %s", strerror(-rc));
 		c->failed_start = true;
+		set_text(&c->start_error, regent_xasprintf("cannot start: %s", strerror(-rc)));
 		return rc;
 	}
-	c->state = CTX_STARTED;
-	regent_log(REGENT_LOG_INFO, c->who, "started (%s %s)", c->desc->name,
-	           c->desc->version ? c->desc->version : "");
+	if (rc == REGENT_PENDING) {
+		c->state = CTX_PENDING;
+		c->trial_timer = regent_xcalloc(1, sizeof(*c->trial_timer));
+		uv_timer_init(a->loop, c->trial_timer);
+		c->trial_timer->data = c;
+		uv_timer_start(c->trial_timer, on_trial_timer,
+		               c->started_called ? 0 : start_timeout_ms(a), 0);
+		regent_log(REGENT_LOG_INFO, c->who, "starting (%s %s); waiting for it to confirm%s",
+		           c->desc->name, c->desc->version ? c->desc->version : "",
+		           c->replaces ? " while the previous instance keeps running" : "");
+	} else {
+		c->state = CTX_STARTED;
+		c->proven = true;
+		regent_log(REGENT_LOG_INFO, c->who, "started (%s %s)", c->desc->name,
+		           c->desc->version ? c->desc->version : "");
+	}
 	if (c->kind == REGENT_KIND_STORE)
 		regent_localset_foreach(a->local, register_one, c);
 	else if (c->kind == REGENT_KIND_SINK && regent_cat_flushed(a->cat))
-		apply_all(a, c); /* a sink added by a reload catches up */
+		apply_all(a, c); /* a sink added by a reload, or on trial, catches up */
+	if (c->state == CTX_STARTED && c->replaces)
+		take_over(a, c); /* proven at once (a plugin of ABI 1.0) */
 	return 0;
 }
 
@@ -161,6 +324,10 @@ static void ctx_destroy(regent_agent *a, regent_ctx *c)
 	if (c->stop_timer) {
 		uv_close((uv_handle_t *)c->stop_timer, (uv_close_cb)free);
 		c->stop_timer = NULL;
+	}
+	if (c->trial_timer) {
+		uv_close((uv_handle_t *)c->trial_timer, (uv_close_cb)free);
+		c->trial_timer = NULL;
 	}
 	if (c->state != CTX_NEW)
 		c->desc->ops->destroy(c->self);
@@ -201,21 +368,33 @@ static void on_stop_timeout(uv_timer_t *t)
 	ctx_stopped(c);
 }
 
-/* Moves c to the dying list and stops it. */
+/* Moves c to the dying list and stops it (c->stop_reason set by the
+ * caller).  A trial it is part of ends without a take-over. */
 static void ctx_stop(regent_agent *a, regent_ctx *c)
 {
+	if (c->candidate) {
+		c->candidate->replaces = NULL;
+		c->candidate = NULL;
+	}
+	if (c->replaces) {
+		c->replaces->candidate = NULL;
+		c->replaces = NULL;
+	}
+	if (c->trial_timer)
+		uv_timer_stop(c->trial_timer);
 	unlink_ctx(&a->ctxs, c);
 	c->next = a->dying;
 	a->dying = c;
 	if (c->kind == REGENT_KIND_SOURCE) {
 		/* At shutdown the stores drop everything at once (lease revoke),
-		 * so only a source removed by a reload takes its instances down. */
+		 * so only a source stopped by a reload takes its instances down
+		 * (those another source, its replacement, still reports stay). */
 		if (a->stopping)
 			regent_localset_forget_owner(a->local, c);
 		else
 			regent_localset_drop_owner(a->local, c);
 	}
-	if (c->state != CTX_STARTED || !c->desc->ops->stop) {
+	if (!running(c) || !c->desc->ops->stop) {
 		c->state = CTX_STOPPED;
 		ctx_stopped(c);
 		return;
@@ -300,6 +479,28 @@ static int start_section(regent_agent *a, const regent_cfg_section *s)
 	return ctx_start(a, c);
 }
 
+/* Starts the new instance of old's changed section beside it (listed
+ * right after it); old keeps working until the new one has proven itself. */
+static bool start_candidate(regent_agent *a, regent_ctx *old, const regent_cfg_section *s)
+{
+	regent_ctx *c = regent_ctx_new(a, a->cfg, s);
+	set_text(&c->who, regent_xasprintf("%s (new)", old->who));
+	c->replaces = old;
+	old->candidate = c;
+	set_text(&old->note, NULL);
+	c->next = old->next;
+	old->next = c;
+	regent_log(REGENT_LOG_INFO, old->who,
+	           "configuration changed: starting the new instance beside the running one");
+	if (ctx_start(a, c) < 0 && c->replaces) {
+		char *why = regent_xstrdup(c->start_error ? c->start_error : "cannot start");
+		trial_failed(a, c, why);
+		free(why);
+		return false;
+	}
+	return true;
+}
+
 int regent_agent_start(regent_agent *a)
 {
 	if (!a->http)
@@ -318,14 +519,6 @@ int regent_agent_start(regent_agent *a)
 		regent_cat_flush_now(a->cat);
 	regent_notify("READY=1\nSTATUS=started");
 	return 0;
-}
-
-static regent_ctx *find_ctx(regent_agent *a, const char *header)
-{
-	for (regent_ctx *c = a->ctxs; c; c = c->next)
-		if (strcmp(c->sec->header, header) == 0)
-			return c;
-	return NULL;
 }
 
 static const regent_cfg_section *find_section(const regent_config *cfg, const char *header)
@@ -361,6 +554,29 @@ static bool services_changed(const regent_config *o, const regent_config *n)
 	return false;
 }
 
+/* Would c, created from its own config, be created the same from n's
+ * section ns?  (The agent's identity and whether the host has sinks are
+ * part of every instance's setup.) */
+static bool same_setup(const regent_ctx *c, const regent_cfg_section *ns, const regent_config *n)
+{
+	return ns && ns->lp && ns->lp->desc == c->desc && regent_section_equal(c->sec, ns) &&
+	       !agent_identity_changed(c->cfg, n) && has_sinks(c->cfg) == has_sinks(n);
+}
+
+/*
+ * A reload, make-before-break.  For each running instance (not one on
+ * trial) whose section:
+ *  - is gone: stopped (REMOVED);
+ *  - changed: a new instance starts beside it; it is retired (REPLACED)
+ *    once the new one has proven itself (start() returned 0, or
+ *    started(ctx, 0)); if the new one fails (start() < 0, started(ctx, <0),
+ *    or no started() within [agent] start_timeout) the new one is stopped
+ *    (FAILED), the running one stays and /healthz notes the refusal;
+ *  - is unchanged: untouched (a refusal note from an earlier reload goes).
+ * A reload during a trial: a trial whose section this reload leaves as it
+ * is goes on; any other is abandoned (its instance stopped, FAILED) and
+ * the section is handled against the running instance as above.
+ */
 int regent_agent_reload(regent_agent *a)
 {
 	if (a->stopping)
@@ -388,65 +604,105 @@ int regent_agent_reload(regent_agent *a)
 		regent_notify("READY=1\nSTATUS=reload refused; running the previous configuration");
 		return -EINVAL;
 	}
-	regent_config *old = a->cfg;
-	bool restart_all = agent_identity_changed(old, n) || has_sinks(old) != has_sinks(n);
-	bool svc_changed = services_changed(old, n);
-	/* Stop what changed or went away, in reverse start order. */
-	size_t nctx = 0, nstop = 0;
+	regent_config *old_cfg = a->cfg;
+	bool svc_changed = services_changed(old_cfg, n);
+	a->cfg = n;
+	a->generation++;
+	apply_agent_settings(a);
+
+	/* The running instances, in start order (their candidates excluded). */
+	size_t nctx = 0;
 	for (regent_ctx *c = a->ctxs; c; c = c->next)
 		nctx++;
-	regent_ctx **stop_list = regent_xcalloc(nctx + 1, sizeof(*stop_list));
-	for (regent_ctx *c = a->ctxs; c; c = c->next) {
-		const regent_cfg_section *ns = NULL;
-		for (size_t i = 0; i < n->nsections; i++)
-			if (strcmp(n->sections[i]->header, c->sec->header) == 0)
-				ns = n->sections[i];
-		if (restart_all || !ns || !regent_section_equal(c->sec, ns) ||
-		    ns->lp->desc != c->desc)
-			stop_list[nstop++] = c;
+	regent_ctx **run = regent_xcalloc(nctx + 1, sizeof(*run));
+	regent_ctx **replace = regent_xcalloc(nctx + 1, sizeof(*replace));
+	bool *catch_up = regent_xcalloc(nctx + 1, sizeof(*catch_up));
+	size_t nrun = 0, nchanged = 0;
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
+		if (!c->replaces)
+			run[nrun++] = c;
+
+	/* Trials this reload supersedes are abandoned first. */
+	for (size_t i = nrun; i-- > 0;) {
+		regent_ctx *c = run[i], *cand = c->candidate;
+		if (!cand || same_setup(cand, find_section(n, c->sec->header), n))
+			continue;
+		regent_log(REGENT_LOG_WARN, cand->who,
+		           "abandoned: a newer reload superseded its configuration");
+		cand->stop_reason = REGENT_STOP_FAILED;
+		ctx_stop(a, cand);
+		catch_up[i] = c->kind == REGENT_KIND_SINK;
 	}
-	a->cfg = n;
-	apply_agent_settings(a);
-	for (size_t i = nstop; i-- > 0;) {
-		regent_ctx *c = stop_list[i];
-		c->stop_reason = find_section(n, c->sec->header) && !restart_all ? REGENT_STOP_REPLACED
-		                                                                 : REGENT_STOP_REMOVED;
-		regent_log(REGENT_LOG_INFO, c->who, "stopping (configuration changed)");
+	/* Removed sections stop (reverse start order); changed ones get a new
+	 * instance below.  An instance whose start failed has nothing to keep:
+	 * it is stopped and its section started afresh. */
+	for (size_t i = nrun; i-- > 0;) {
+		regent_ctx *c = run[i];
+		const regent_cfg_section *ns = find_section(n, c->sec->header);
+		if (c->candidate)
+			continue; /* its trial goes on */
+		if (same_setup(c, ns, n)) {
+			set_text(&c->note, NULL);
+			continue;
+		}
+		nchanged++;
+		if (ns && running(c) && !c->start_error) {
+			replace[i] = c;
+			continue;
+		}
+		regent_log(REGENT_LOG_INFO, c->who, "stopping (%s)",
+		           ns ? "configuration changed" : "section removed");
+		c->stop_reason = REGENT_STOP_REMOVED;
 		ctx_stop(a, c);
+		run[i] = NULL;
 	}
-	free(stop_list);
-	/* Start what is new or changed. */
-	int failures = 0;
+	/* Start what is new or changed, stores first. */
+	size_t failures = 0;
 	for (int rank = 0; rank < 3; rank++)
 		for (size_t i = 0; i < n->nsections; i++) {
 			const regent_cfg_section *s = n->sections[i];
-			if (!s->lp || kind_rank((int)s->kind) != rank || find_ctx(a, s->header))
+			if (!s->lp || kind_rank((int)s->kind) != rank)
 				continue;
-			if (start_section(a, s) < 0)
-				failures++;
+			size_t k = 0;
+			while (k < nrun && !(run[k] && strcmp(run[k]->sec->header, s->header) == 0))
+				k++;
+			if (k == nrun) {
+				if (start_section(a, s) < 0)
+					failures++;
+			} else if (replace[k]) {
+				regent_ctx *c = replace[k];
+				/* A candidate proven at once retires (frees) c. */
+				replace[k] = run[k] = NULL;
+				if (!start_candidate(a, c, s))
+					failures++;
+			}
 		}
-	if (svc_changed && !restart_all)
-		for (regent_ctx *c = a->ctxs; c; c = c->next)
-			if (c->kind == REGENT_KIND_SINK && c->state == CTX_STARTED &&
-			    regent_cat_flushed(a->cat))
+	/* Sinks that keep running read [service X] through the host table:
+	 * a change there, or a trial abandoned above, gets them a fresh apply. */
+	if (regent_cat_flushed(a->cat))
+		for (regent_ctx *c = a->ctxs; c; c = c->next) {
+			if (c->kind != REGENT_KIND_SINK || !running(c) || c->candidate ||
+			    c->generation == a->generation)
+				continue;
+			bool abandoned = false;
+			for (size_t k = 0; k < nrun; k++)
+				abandoned = abandoned || (run[k] == c && catch_up[k]);
+			if (svc_changed || abandoned)
 				apply_all(a, c);
-	regent_config_unref(old);
+		}
+	size_t trials = 0;
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
+		trials += c->replaces != NULL;
 	regent_metric_add(a->m_reloads, 1);
-	regent_log(REGENT_LOG_INFO, NULL, "configuration reloaded (%zu plugin instance%s restarted%s)",
-	           nstop, nstop == 1 ? "" : "s", failures ? ", some failed to start" : "");
+	regent_log(REGENT_LOG_INFO, NULL, "configuration reloaded (%zu plugin instance%s restarted%s%s)",
+	           nchanged, nchanged == 1 ? "" : "s", trials ? ", some on trial" : "",
+	           failures ? ", some failed to start" : "");
 	regent_notify("READY=1\nSTATUS=configuration reloaded");
+	free(replace);
+	free(catch_up);
+	free(run);
+	regent_config_unref(old_cfg);
 	return 0;
-}
-
-void regent_agent_started(regent_agent *a, regent_ctx *c, int status, const char *reason)
-{
-	(void)a;
-	if (status < 0) {
-		char *why = regent_xasprintf("failed to start: %s", reason ? reason : strerror(-status));
-		c->healthy = false;
-		free(c->health_reason);
-		c->health_reason = why;
-	}
 }
 
 static void finish_shutdown(regent_agent *a)
@@ -487,7 +743,9 @@ void regent_agent_shutdown(regent_agent *a)
 		a->pending++;
 	for (size_t i = n; i-- > 0;) {
 		regent_log(REGENT_LOG_INFO, list[i]->who, "stopping");
-		list[i]->stop_reason = REGENT_STOP_EXIT;
+		/* An instance on trial never took over: it touches nothing shared
+		 * (it is listed after the one it would replace, so it stops first). */
+		list[i]->stop_reason = list[i]->replaces ? REGENT_STOP_FAILED : REGENT_STOP_EXIT;
 		ctx_stop(a, list[i]);
 	}
 	free(list);

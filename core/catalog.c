@@ -1,10 +1,19 @@
 /* catalog.c - the catalog.  Each store reports per-service instance sets
  * into its own view; the catalog is their union by instance id.  Changes
- * mark services dirty; after a quiet `debounce` (or at most `max_delay`
- * after the first change) dirty services are re-merged, and when any of
- * them really differs a new immutable snapshot goes to the flush callback
+ * mark services dirty.  The first change after a quiet period (no flush
+ * for at least `debounce`) is flushed on the next loop iteration (leading
+ * edge); changes that follow within the debounce are batched: flushed
+ * after a quiet `debounce`, or at most `max_delay` after the first of
+ * them.  A flush re-merges the dirty services, and when any of them
+ * really differs a new immutable snapshot goes to the flush callback
  * together with the list of changed services.  Snapshots share the
- * per-service lists that did not change, so a flush costs O(services). */
+ * per-service lists that did not change, so a flush costs O(services).
+ *
+ * A reload's new store instance reports into a candidate view: kept, but
+ * neither merged nor holding up readiness, until it is promoted.  Then it
+ * replaces the old view in one change (once it has completed a full read;
+ * until then the old view's instances stay), so a store swap never
+ * flushes an empty or half-read catalog. */
 #include "catalog.h"
 
 #include <stdlib.h>
@@ -32,6 +41,10 @@ struct regent_catview {
 	regent_map *svcs;     /* name -> svc_list */
 	regent_map *seen;     /* during a sync: names set */
 	bool watching, in_sync, synced;
+	bool hidden;          /* a candidate: not merged, not awaited */
+	bool promoted;        /* replaces `replaces` at its first full read */
+	regent_catview *replaces;    /* the old view it takes over from */
+	regent_catview *replaced_by; /* set on that old view */
 	regent_catview *next;
 };
 
@@ -39,12 +52,14 @@ struct regent_cat {
 	uv_loop_t *loop;
 	uv_timer_t timer;
 	uint64_t debounce_ms, max_ms;
-	uint64_t first_ms;    /* when the pending set started, 0 = none */
+	uint64_t first_ms;    /* when the pending set started (loop clock), 0 = none */
+	uint64_t last_flush_ms; /* loop clock of the last snapshot, 0 = none yet */
 	uint64_t origin_ns;
 	regent_map *dirty;    /* names, value unused */
 	regent_catview *views;
 	regent_catalog *current;
 	bool flushed_once;
+	bool leading;         /* a leading-edge flush is scheduled */
 	regent_cat_flush_cb cb;
 	void *arg;
 };
@@ -231,7 +246,7 @@ const regent_catalog *regent_cat_current(const regent_cat *c)
 bool regent_cat_ready(const regent_cat *c)
 {
 	for (regent_catview *v = c->views; v; v = v->next)
-		if (v->watching && !v->synced)
+		if (v->watching && !v->synced && !v->hidden)
 			return false;
 	return true;
 }
@@ -249,9 +264,20 @@ void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns)
 
 static void schedule(regent_cat *c)
 {
-	uint64_t now = regent_now_ms();
-	if (!c->first_ms)
+	uint64_t now = uv_now(c->loop);
+	if (!c->first_ms) {
 		c->first_ms = now;
+		/* Leading edge: after a quiet period the first change goes out on
+		 * the next loop iteration (what the same callback changes next
+		 * still joins it). */
+		if (!c->last_flush_ms || now >= c->last_flush_ms + c->debounce_ms) {
+			c->leading = true;
+			uv_timer_start(&c->timer, on_timer, 0, 0);
+			return;
+		}
+	} else if (c->leading) {
+		return; /* a leading-edge flush is already due */
+	}
 	uint64_t due = now + c->debounce_ms;
 	if (due > c->first_ms + c->max_ms)
 		due = c->first_ms + c->max_ms;
@@ -273,6 +299,8 @@ static svc_list *merge(regent_cat *c, const char *service)
 	size_t total = 0;
 	bool any = false;
 	for (regent_catview *v = c->views; v; v = v->next) {
+		if (v->hidden)
+			continue;
 		svc_list *s = regent_map_get(v->svcs, service);
 		if (s) {
 			any = true;
@@ -284,7 +312,7 @@ static svc_list *merge(regent_cat *c, const char *service)
 	svc_list *m = svc_new(service, total);
 	size_t k = 0;
 	for (regent_catview *v = c->views; v; v = v->next) {
-		svc_list *s = regent_map_get(v->svcs, service);
+		svc_list *s = v->hidden ? NULL : regent_map_get(v->svcs, service);
 		for (size_t i = 0; s && i < s->n; i++)
 			m->insts[k++] = regent_inst_ref(s->insts[i]);
 	}
@@ -311,6 +339,7 @@ static int cmp_svc(const void *a, const void *b)
 static void flush(regent_cat *c, bool force)
 {
 	uv_timer_stop(&c->timer);
+	c->leading = false;
 	if (!regent_cat_ready(c))
 		return; /* sync_end of the last view flushes */
 	bool first = !c->flushed_once;
@@ -363,6 +392,9 @@ static void flush(regent_cat *c, bool force)
 	 * until the callback returns. */
 	c->current = snap;
 	c->flushed_once = true;
+	c->last_flush_ms = uv_now(c->loop);
+	if (!c->last_flush_ms)
+		c->last_flush_ms = 1;
 	regent_map_free(c->dirty, NULL);
 	c->dirty = regent_map_new();
 	c->origin_ns = 0;
@@ -391,15 +423,34 @@ void regent_cat_flush_now(regent_cat *c)
 
 /* ---- views ---- */
 
-regent_catview *regent_cat_view_new(regent_cat *c, bool watching)
+static regent_catview *view_new(regent_cat *c, bool watching, bool hidden)
 {
 	regent_catview *v = regent_xcalloc(1, sizeof(*v));
 	v->cat = c;
 	v->svcs = regent_map_new();
 	v->watching = watching;
+	v->hidden = hidden;
 	v->next = c->views;
 	c->views = v;
 	return v;
+}
+
+regent_catview *regent_cat_view_new(regent_cat *c, bool watching)
+{
+	return view_new(c, watching, false);
+}
+
+regent_catview *regent_cat_view_new_candidate(regent_cat *c, bool watching)
+{
+	return view_new(c, watching, true);
+}
+
+static void mark_all(regent_catview *v)
+{
+	regent_map_iter it = {0};
+	const char *name;
+	while (regent_map_next(v->svcs, &it, &name, NULL))
+		mark_dirty(v->cat, name);
 }
 
 void regent_cat_view_free(regent_catview *v)
@@ -411,15 +462,54 @@ void regent_cat_view_free(regent_catview *v)
 			break;
 		}
 	}
-	regent_map_iter it = {0};
-	const char *name;
-	while (regent_map_next(v->svcs, &it, &name, NULL))
-		mark_dirty(c, name);
+	if (v->replaced_by)
+		v->replaced_by->replaces = NULL;
+	if (v->replaces) {
+		v->replaces->replaced_by = NULL;
+		regent_cat_view_free(v->replaces);
+	}
+	if (!v->hidden)
+		mark_all(v);
 	regent_map_free(v->svcs, svc_unref);
 	regent_map_free(v->seen, NULL);
 	free(v);
 	if (regent_cat_ready(c) && !c->flushed_once)
 		schedule(c);
+}
+
+/* The promoted candidate becomes visible and the view it replaces goes,
+ * in one set of dirty services (one flush). */
+static void swap_in(regent_catview *v)
+{
+	v->hidden = false;
+	v->promoted = false;
+	mark_all(v);
+	regent_catview *old = v->replaces;
+	v->replaces = NULL;
+	if (old) {
+		old->replaced_by = NULL;
+		regent_cat_view_free(old);
+	}
+}
+
+void regent_cat_view_promote(regent_catview *v, regent_catview *old)
+{
+	if (old && old->replaced_by)
+		old->replaced_by->replaces = NULL;
+	if (v->replaces) { /* promoted twice: the older one goes now */
+		v->replaces->replaced_by = NULL;
+		regent_cat_view_free(v->replaces);
+	}
+	v->replaces = old;
+	if (old)
+		old->replaced_by = v;
+	if (!v->hidden) {
+		swap_in(v);
+		return;
+	}
+	v->promoted = true;
+	if (v->synced || !v->watching)
+		swap_in(v);
 }
 
 void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **insts, size_t n)
@@ -437,16 +527,19 @@ void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **i
 	}
 	regent_map_put(v->svcs, service, s);
 	svc_unref(old);
-	mark_dirty(v->cat, service);
+	if (!v->hidden)
+		mark_dirty(v->cat, service);
 }
 
 void regent_cat_view_remove(regent_catview *v, const char *service)
 {
-	svc_list *old = regent_map_del(v->svcs, service);
+	svc_list *old = regent_map_get(v->svcs, service);
 	if (!old)
 		return;
+	if (!v->hidden)
+		mark_dirty(v->cat, service); /* before the name goes with the list */
+	regent_map_del(v->svcs, service);
 	svc_unref(old);
-	mark_dirty(v->cat, service);
 }
 
 void regent_cat_view_sync_begin(regent_catview *v)
@@ -465,7 +558,8 @@ void regent_cat_view_sync_end(regent_catview *v)
 	void *val;
 	while (regent_map_next(v->svcs, &it, &name, &val)) {
 		if (!regent_map_get(v->seen, name)) {
-			mark_dirty(v->cat, name);
+			if (!v->hidden)
+				mark_dirty(v->cat, name);
 			regent_map_del(v->svcs, name); /* name freed: mark first */
 			svc_unref(val);
 		}
@@ -475,6 +569,8 @@ void regent_cat_view_sync_end(regent_catview *v)
 	v->in_sync = false;
 	bool was_ready = regent_cat_ready(v->cat);
 	v->synced = true;
+	if (v->hidden && v->promoted)
+		swap_in(v);
 	if (!was_ready && regent_cat_ready(v->cat))
 		schedule(v->cat); /* the first snapshot, even when empty */
 }

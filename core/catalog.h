@@ -33,7 +33,17 @@ size_t regent_catalog_total(const regent_catalog *snap);
 /* One per store instance.  A view that only registers (no sink on this
  * host) is created with watching = false and never holds up readiness. */
 regent_catview *regent_cat_view_new(regent_cat *c, bool watching);
-/* Removes the view's contribution (its services become dirty). */
+/* The view of a reload's new store instance on trial: what it reports is
+ * kept but not merged into the catalog, and it does not hold up
+ * readiness, until regent_cat_view_promote(). */
+regent_catview *regent_cat_view_new_candidate(regent_cat *c, bool watching);
+/* The candidate v takes over from old (NULL: none), which the catalog
+ * owns from now on: once v has completed a full read (at once if it has,
+ * or does not watch), v's instances replace old's in one change and old
+ * is freed.  Until then old's instances stay in the catalog. */
+void regent_cat_view_promote(regent_catview *v, regent_catview *old);
+/* Removes the view's contribution (its services become dirty), and that
+ * of a view it was promoted to replace. */
 void regent_cat_view_free(regent_catview *v);
 /* Replaces the view's instances of a service; takes one reference of
  * each inst.  Instances with the same id: the first wins. */

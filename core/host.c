@@ -223,7 +223,8 @@ static bool is_kind(regent_ctx *ctx, regent_kind kind, const char *what)
  * it is told to stop. */
 static bool reporting(const regent_ctx *ctx)
 {
-	return !ctx->agent->stopping && (ctx->state == CTX_CREATED || ctx->state == CTX_STARTED);
+	return !ctx->agent->stopping && (ctx->state == CTX_CREATED || ctx->state == CTX_PENDING ||
+	                                 ctx->state == CTX_STARTED);
 }
 
 static int h_local_up(regent_ctx *ctx, const regent_instance *inst)
@@ -395,14 +396,6 @@ int regent_state_dir_prepare(const char *dir, const char *who)
 
 static void h_started(regent_ctx *ctx, int status, const char *reason)
 {
-	if (status == 0) {
-		ctx->proven = true;
-		regent_log(REGENT_LOG_INFO, ctx->who, "ready");
-	} else {
-		ctx->failed_start = true;
-		regent_log(REGENT_LOG_ERROR, ctx->who, "failed to start: %s",
-		           reason ? reason : strerror(-status));
-	}
 	if (ctx->agent)
 		regent_agent_started(ctx->agent, ctx, status, reason);
 }
@@ -499,6 +492,23 @@ static void h_metrics_write(regent_ctx *ctx, regent_write_cb out, void *arg)
 	regent_buf_free(&b);
 }
 
+static void json_string(regent_buf *b, const char *s)
+{
+	regent_buf_add(b, "\"", 1);
+	for (const char *p = s; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '"' || ch == '\\')
+			regent_buf_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			regent_buf_printf(b, "\\u%04x", ch);
+		else
+			regent_buf_add(b, p, 1);
+	}
+	regent_buf_add(b, "\"", 1);
+}
+
+/* One entry per section: an instance on trial is not listed (the running
+ * one it is to replace speaks for the section, with a note). */
 static char *h_health_json(regent_ctx *ctx)
 {
 	regent_agent *a = ctx->agent;
@@ -507,22 +517,25 @@ static char *h_health_json(regent_ctx *ctx)
 	regent_buf_printf(&b, "{\"plugins\":{");
 	bool first = true;
 	for (regent_ctx *c = a ? a->ctxs : NULL; c; c = c->next) {
-		ok = ok && c->healthy;
+		if (c->replaces)
+			continue;
+		bool healthy = c->healthy && !c->start_error;
+		const char *reason = c->start_error ? c->start_error : c->health_reason;
+		const char *note = c->candidate ? "a new configuration is on trial"
+		                   : c->note   ? c->note
+		                   : c->state == CTX_PENDING && !c->start_error
+		                       ? "starting: not confirmed yet"
+		                       : NULL;
+		ok = ok && healthy;
 		regent_buf_printf(&b, "%s\"%s %s\":{\"healthy\":%s", first ? "" : ",",
-		                  regent_kind_name(c->kind), c->sec->name, c->healthy ? "true" : "false");
-		if (c->health_reason) {
-			/* JSON-escape the reason. */
-			regent_buf_printf(&b, ",\"reason\":\"");
-			for (const char *p = c->health_reason; *p; p++) {
-				unsigned char ch = (unsigned char)*p;
-				if (ch == '"' || ch == '\\')
-					regent_buf_printf(&b, "\\%c", ch);
-				else if (ch < 0x20)
-					regent_buf_printf(&b, "\\u%04x", ch);
-				else
-					regent_buf_add(&b, p, 1);
-			}
-			regent_buf_printf(&b, "\"");
+		                  regent_kind_name(c->kind), c->sec->name, healthy ? "true" : "false");
+		if (reason) {
+			regent_buf_printf(&b, ",\"reason\":");
+			json_string(&b, reason);
+		}
+		if (note) {
+			regent_buf_printf(&b, ",\"note\":");
+			json_string(&b, note);
 		}
 		regent_buf_printf(&b, "}");
 		first = false;
@@ -650,6 +663,9 @@ void regent_ctx_free(regent_ctx *ctx)
 	free(ctx->who);
 	free(ctx->health_reason);
 	free(ctx->state_dir);
+	free(ctx->started_reason);
+	free(ctx->start_error);
+	free(ctx->note);
 	regent_config_unref(ctx->cfg);
 	free(ctx);
 }

@@ -13,6 +13,7 @@ typedef struct regent_agent regent_agent;
 typedef enum ctx_state {
 	CTX_NEW = 0,
 	CTX_CREATED,
+	CTX_PENDING,                  /* start() returned REGENT_PENDING: awaiting started() */
 	CTX_STARTED,
 	CTX_STOPPING,
 	CTX_STOPPED,
@@ -31,6 +32,16 @@ struct regent_ctx {
 	regent_stop_reason stop_reason; /* set before stop() */
 	bool proven;                  /* started(ctx, 0) called, or start() returned 0 */
 	char *state_dir;              /* resolved and created on first use */
+	/* make-before-break (agent.c) */
+	regent_ctx *replaces;         /* on trial: the running instance it is to replace */
+	regent_ctx *candidate;        /* the new instance on trial to replace this one */
+	uv_timer_t *trial_timer;      /* start_timeout; started() is handled from it */
+	bool started_called;          /* host->started() was called (once) */
+	int started_status;
+	char *started_reason;
+	char *start_error;            /* why the start failed: unhealthy with it */
+	char *note;                   /* shown beside the health: a refused reload */
+	unsigned generation;          /* the reload that created it */
 	/* stores */
 	regent_catview *view;
 	/* health */
@@ -52,6 +63,7 @@ struct regent_agent {
 	regent_cat *cat;
 	regent_ctx *ctxs;             /* running, in start order */
 	regent_ctx *dying;            /* stopping after a reload */
+	unsigned generation;          /* reloads applied so far */
 	uv_signal_t sig[3];
 	bool stopping, finished;
 	size_t pending;               /* contexts still stopping at shutdown */

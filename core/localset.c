@@ -1,16 +1,24 @@
-/* localset.c - the local set: instance id -> (instance, owning source).
- * Reports only real changes: an identical re-report is a no-op, and a full
- * resync takes down exactly what its source no longer reports. */
+/* localset.c - the local set: instance id -> (published instance, the
+ * sources that report it).  Reports only real changes: an identical
+ * re-report is a no-op, a full resync takes down exactly what its source
+ * no longer reports, and an id reported by two sources (a reload's new
+ * source on trial beside the old one) goes down only when both let go. */
 #include "localset.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct entry {
-	regent_inst *inst;
+typedef struct claim {
 	const void *owner;
+	regent_inst *inst; /* this owner's version (one reference) */
 	bool stale;
+} claim;
+
+typedef struct entry {
+	regent_inst *pub;  /* what on_up last reported (one reference) */
+	claim *claims;     /* claims[0] is the one published */
+	size_t n;
 } entry;
 
 struct regent_localset {
@@ -31,7 +39,10 @@ regent_localset *regent_localset_new(const regent_localset_ops *ops, void *arg)
 static void free_entry(void *p)
 {
 	entry *e = p;
-	regent_inst_unref(e->inst);
+	for (size_t i = 0; i < e->n; i++)
+		regent_inst_unref(e->claims[i].inst);
+	free(e->claims);
+	regent_inst_unref(e->pub);
 	free(e);
 }
 
@@ -43,49 +54,90 @@ void regent_localset_free(regent_localset *ls)
 	free(ls);
 }
 
+static claim *find_claim(entry *e, const void *owner)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (e->claims[i].owner == owner)
+			return &e->claims[i];
+	return NULL;
+}
+
+/* Publishes claims[0]'s version if it differs from what was reported. */
+static void publish(regent_localset *ls, entry *e, bool report)
+{
+	regent_inst *cur = e->claims[0].inst;
+	if (e->pub == cur)
+		return;
+	regent_inst *old = e->pub;
+	e->pub = regent_inst_ref(cur);
+	if (old && regent_instance_equal(&old->pub, &cur->pub))
+		report = false;
+	if (report && ls->ops.on_up)
+		ls->ops.on_up(ls->arg, cur, old);
+	regent_inst_unref(old);
+}
+
 int regent_localset_up(regent_localset *ls, const void *owner, regent_inst *inst)
 {
 	entry *e = regent_map_get(ls->byid, inst->pub.id);
-	if (e && e->owner != owner) {
-		regent_inst_unref(inst);
-		return -EEXIST;
-	}
-	if (e) {
-		e->stale = false;
-		if (regent_instance_equal(&e->inst->pub, &inst->pub)) {
-			regent_inst_unref(inst);
-			return 0;
-		}
-		regent_inst *old = e->inst;
-		e->inst = inst;
+	if (!e) {
+		e = regent_xcalloc(1, sizeof(*e));
+		e->claims = regent_xcalloc(1, sizeof(*e->claims));
+		e->claims[0] = (claim){owner, inst, false};
+		e->n = 1;
+		e->pub = regent_inst_ref(inst);
+		regent_map_put(ls->byid, inst->pub.id, e);
 		if (ls->ops.on_up)
-			ls->ops.on_up(ls->arg, inst, old);
-		regent_inst_unref(old);
+			ls->ops.on_up(ls->arg, inst, NULL);
 		return 0;
 	}
-	e = regent_xcalloc(1, sizeof(*e));
-	e->inst = inst;
-	e->owner = owner;
-	regent_map_put(ls->byid, inst->pub.id, e);
-	if (ls->ops.on_up)
-		ls->ops.on_up(ls->arg, inst, NULL);
+	claim *c = find_claim(e, owner);
+	if (!c) {
+		for (size_t i = 0; i < e->n; i++)
+			if (!ls->ops.may_share || !ls->ops.may_share(ls->arg, owner, e->claims[i].owner)) {
+				regent_inst_unref(inst);
+				return -EEXIST;
+			}
+		e->claims = regent_xrealloc(e->claims, (e->n + 1) * sizeof(*e->claims));
+		e->claims[e->n++] = (claim){owner, inst, false};
+		return 0; /* a later claim is not published while the first holds */
+	}
+	c->stale = false;
+	if (regent_instance_equal(&c->inst->pub, &inst->pub)) {
+		regent_inst_unref(inst);
+		return 0;
+	}
+	regent_inst_unref(c->inst);
+	c->inst = inst;
+	if (c == &e->claims[0])
+		publish(ls, e, true);
 	return 0;
 }
 
-static void take_down(regent_localset *ls, entry *e, bool report)
+/* Removes claims[i]; the entry goes when its last claim does. */
+static void drop_claim(regent_localset *ls, entry *e, size_t i, bool report)
 {
-	regent_map_del(ls->byid, e->inst->pub.id);
+	regent_inst_unref(e->claims[i].inst);
+	memmove(&e->claims[i], &e->claims[i + 1], (e->n - i - 1) * sizeof(*e->claims));
+	e->n--;
+	if (e->n > 0) {
+		if (i == 0)
+			publish(ls, e, report);
+		return;
+	}
+	regent_map_del(ls->byid, e->pub->pub.id);
 	if (report && ls->ops.on_down)
-		ls->ops.on_down(ls->arg, e->inst);
+		ls->ops.on_down(ls->arg, e->pub);
 	free_entry(e);
 }
 
 int regent_localset_down(regent_localset *ls, const void *owner, const char *id)
 {
 	entry *e = regent_map_get(ls->byid, id);
-	if (!e || e->owner != owner)
+	claim *c = e ? find_claim(e, owner) : NULL;
+	if (!c)
 		return -ENOENT;
-	take_down(ls, e, true);
+	drop_claim(ls, e, (size_t)(c - e->claims), true);
 	return 0;
 }
 
@@ -94,9 +146,9 @@ void regent_localset_resync_begin(regent_localset *ls, const void *owner)
 	regent_map_iter it = {0};
 	void *v;
 	while (regent_map_next(ls->byid, &it, NULL, &v)) {
-		entry *e = v;
-		if (e->owner == owner)
-			e->stale = true;
+		claim *c = find_claim(v, owner);
+		if (c)
+			c->stale = true;
 	}
 }
 
@@ -106,8 +158,9 @@ static void drop_matching(regent_localset *ls, const void *owner, bool only_stal
 	void *v;
 	while (regent_map_next(ls->byid, &it, NULL, &v)) {
 		entry *e = v;
-		if (e->owner == owner && (!only_stale || e->stale))
-			take_down(ls, e, report);
+		claim *c = find_claim(e, owner);
+		if (c && (!only_stale || c->stale))
+			drop_claim(ls, e, (size_t)(c - e->claims), report);
 	}
 }
 
@@ -134,7 +187,7 @@ void regent_localset_foreach(regent_localset *ls, void (*fn)(void *arg, regent_i
 	for (size_t i = 0; i < n; i++) {
 		entry *e = regent_map_get(ls->byid, ids[i]);
 		if (e)
-			fn(arg, e->inst);
+			fn(arg, e->pub);
 	}
 	free(ids);
 }

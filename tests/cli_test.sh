@@ -3,7 +3,8 @@
 # --check-config (exit codes and FILE:LINE messages), --list-plugins, a
 # running agent with the test plugins (catalog printed as it changes),
 # SIGHUP with a good and a bad config, SIGTERM with stores that take time
-# to stop, and valgrind on --check-config and a short run.
+# to stop, and valgrind on --check-config and a short run (with reloads
+# whose new store instance proves itself, and one that fails).
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_BROKEN_DIR:?}"
 T=$(mktemp -d /tmp/regent-cli.XXXXXX)
@@ -115,7 +116,7 @@ sed -i "s|^file = $T/sink.out|file = $T/sink2.out|" "$T/good.ini"
 kill -HUP "$AGENT"
 check "good reload applied" wait_for 3 grep -q "configuration reloaded (1 plugin instance restarted)" "$T/agent.log"
 check "the restarted sink gets the current catalog" wait_for 3 grep -q "n1/cccc/80 127.0.0.4:18003/udp" "$T/sink2.out"
-check "the store was not restarted by the reload" [ "$(grep -c '^stop$' "$T/store.log")" -eq 0 ]
+check "the store was not restarted by the reload" [ "$(grep -c '^stop' "$T/store.log")" -eq 0 ]
 
 # SIGTERM: sources, sinks, then stores stop; the store's slow stop is awaited
 kill -TERM "$AGENT"
@@ -144,8 +145,15 @@ if command -v valgrind >/dev/null && [ "${REGENT_SANITIZE:-0}" != 1 ]; then
 	printf 'n1/dddd/80 whoami 127.0.0.5 18004\n' >"$T/instances.txt"
 	wait_for 10 grep -q "n1/dddd/80" "$T/sink2.out"
 	kill -HUP "$VG"; sleep 1
+	# make-before-break under valgrind: a store trial that succeeds, then one that fails
+	sed -i 's/^stop_delay = 300ms$/stop_delay = 300ms\nconfirm_after = 300ms/' "$T/good.ini"
+	kill -HUP "$VG"
+	check "valgrind run: a pending store takes over" wait_for 30 grep -q "store teststore: the new configuration took over" "$T/vg2.out"
+	sed -i 's/^confirm_after = 300ms$/confirm_after = 200ms\nconfirm_error = no lease/' "$T/good.ini"
+	kill -HUP "$VG"
+	check "valgrind run: a failing one is refused" wait_for 30 grep -q "new configuration refused: no lease; the previous one runs" "$T/vg2.out"
 	kill -TERM "$VG"; wait "$VG"; rc=$?
-	check "valgrind: a short run with a reload leaks nothing and has no errors" [ $rc -eq 0 ]
+	check "valgrind: a short run with reloads (trials that pass and fail) leaks nothing and has no errors" [ $rc -eq 0 ]
 	[ $rc -eq 0 ] || tail -40 "$T/vg2.out"
 	# and the README demo's own config, as shipped
 	valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \

@@ -1,6 +1,8 @@
-/* test_catalog.c - catalog coalescing: a burst becomes one snapshot after
+/* test_catalog.c - catalog coalescing: the first change after a quiet
+ * period goes at once, a burst right after it becomes one snapshot after
  * the debounce, a constant trickle still flushes by the maximum delay,
- * nothing reaches sinks when nothing changed, and the union of stores. */
+ * nothing reaches sinks when nothing changed, the union of stores, and a
+ * store replaced by a reload swaps views without an empty snapshot. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,9 +13,11 @@
 #include "catalog.h"
 
 typedef struct flushes {
+	uv_loop_t *loop;
 	int count;
-	uint64_t at_ms[64];
+	uint64_t at_ms[64];      /* the loop's clock, the one the catalog's timers use */
 	char changed[64][256];
+	size_t web[64];          /* instances of "web" in each snapshot */
 	const regent_catalog *last;
 } flushes;
 
@@ -21,12 +25,13 @@ static void on_flush(void *arg, const regent_catalog *snap, const char *const *c
 {
 	flushes *f = arg;
 	if (f->count < 64) {
-		f->at_ms[f->count] = regent_now_ms();
+		f->at_ms[f->count] = uv_now(f->loop);
 		f->changed[f->count][0] = '\0';
 		for (size_t i = 0; i < n; i++) {
 			strcat(f->changed[f->count], changed[i]);
 			strcat(f->changed[f->count], ";");
 		}
+		f->web[f->count] = regent_catalog_instances(snap, "web", NULL);
 	}
 	f->count++;
 	if (f->last)
@@ -46,6 +51,12 @@ static void set1(regent_catview *v, const char *svc, const char *id, uint16_t po
 	regent_cat_view_set(v, svc, &one, 1);
 }
 
+static void set2(regent_catview *v, const char *svc, const char *id1, const char *id2)
+{
+	regent_inst *two[2] = {mk(svc, id1, 1), mk(svc, id2, 2)};
+	regent_cat_view_set(v, svc, two, 2);
+}
+
 static void stop_cb(uv_timer_t *t)
 {
 	uv_stop(t->data);
@@ -62,6 +73,21 @@ static void run_ms(uv_loop_t *loop, uint64_t ms)
 	uv_run(loop, UV_RUN_NOWAIT);
 }
 
+/* Runs the loop until `count` flushes happened (at most `ms`). */
+static void run_until(uv_loop_t *loop, flushes *f, int count, uint64_t ms)
+{
+	for (uint64_t waited = 0; f->count < count && waited < ms; waited += 5)
+		run_ms(loop, 5);
+}
+
+/* The loop's clock, brought up to date (changes made outside a loop
+ * callback are timed from it, as the catalog does). */
+static uint64_t loop_now(uv_loop_t *loop)
+{
+	uv_update_time(loop);
+	return uv_now(loop);
+}
+
 static void teardown(uv_loop_t *loop, regent_cat *c, flushes *f)
 {
 	if (f->last)
@@ -71,62 +97,101 @@ static void teardown(uv_loop_t *loop, regent_cat *c, flushes *f)
 	assert_int_equal(uv_loop_close(loop), 0);
 }
 
-static void burst_coalesces(void **state)
+/* Bounds: a timer never fires early on the loop's clock, so lower bounds
+ * are exact; upper bounds only say "well before the debounce", which a
+ * loaded machine still meets (the debounce here is 300 ms). */
+static void leading_edge_then_batch(void **state)
 {
 	(void)state;
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	flushes f = {0};
-	regent_cat *c = regent_cat_new(&loop, 50, 500, on_flush, &f);
+	flushes f = {.loop = &loop};
+	const uint64_t D = 300;
+	regent_cat *c = regent_cat_new(&loop, D, 2000, on_flush, &f);
 	regent_catview *v = regent_cat_view_new(c, true);
 	/* not ready until the store's first full sync */
 	assert_false(regent_cat_ready(c));
 	regent_cat_view_sync_begin(v);
 	set1(v, "web", "w1", 1);
+	uint64_t t0 = loop_now(&loop);
 	regent_cat_view_sync_end(v);
 	assert_true(regent_cat_ready(c));
-	run_ms(&loop, 120);
+	/* the first snapshot goes at once, not after the debounce */
+	run_until(&loop, &f, 1, 2 * D);
 	assert_int_equal(f.count, 1);
 	assert_string_equal(f.changed[0], "web;");
-	/* a burst of 20 changes over 3 services within 20 ms -> one flush */
-	uint64_t t0 = regent_now_ms();
-	for (int i = 0; i < 20; i++) {
-		char id[8];
-		snprintf(id, sizeof(id), "w%d", i);
-		set1(v, i % 2 ? "api" : "db", id, (uint16_t)(100 + i));
-	}
-	run_ms(&loop, 200);
+	assert_true(f.at_ms[0] - t0 < D);
+	/* a quiet period, then a change: at once again, with whatever the
+	 * same callback changed too */
+	run_ms(&loop, D + 20);
+	uint64_t t1 = loop_now(&loop);
+	set1(v, "api", "a1", 10);
+	set1(v, "db", "d1", 20);
+	run_until(&loop, &f, 2, 2 * D);
 	assert_int_equal(f.count, 2);
 	assert_string_equal(f.changed[1], "api;db;");
-	assert_true(f.at_ms[1] - t0 >= 45);
+	assert_true(f.at_ms[1] - t1 < D);
+	/* changes right after a flush are batched: one snapshot, a debounce
+	 * after the last of them */
+	uint64_t t2 = loop_now(&loop);
+	for (int i = 0; i < 20; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "x%d", i);
+		set1(v, i % 2 ? "api" : "db", id, (uint16_t)(100 + i));
+	}
+	run_ms(&loop, D / 3);
+	assert_int_equal(f.count, 2); /* still waiting */
+	run_until(&loop, &f, 3, 3 * D);
+	assert_int_equal(f.count, 3);
+	assert_string_equal(f.changed[2], "api;db;");
+	assert_true(f.at_ms[2] - t2 >= D);
 	assert_int_equal(regent_catalog_services(f.last, NULL), 3);
+	run_ms(&loop, 50);
+	assert_int_equal(f.count, 3);
+	teardown(&loop, c, &f);
+}
+
+static void union_of_stores(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 20, 100, on_flush, &f);
+	regent_catview *v = regent_cat_view_new(c, true);
+	regent_cat_view_sync_begin(v);
+	set1(v, "web", "w1", 1);
+	set1(v, "api", "a1", 2);
+	regent_cat_view_sync_end(v);
+	run_ms(&loop, 80);
+	assert_int_equal(f.count, 1);
 	/* the same data again: nothing reaches the sink */
 	set1(v, "web", "w1", 1);
-	run_ms(&loop, 150);
-	assert_int_equal(f.count, 2);
+	run_ms(&loop, 80);
+	assert_int_equal(f.count, 1);
 	/* union of two stores by id; removing one store keeps the other's */
 	regent_catview *v2 = regent_cat_view_new(c, false);
 	set1(v2, "web", "w9", 9);
-	run_ms(&loop, 120);
-	assert_int_equal(f.count, 3);
-	assert_string_equal(f.changed[2], "web;");
+	run_ms(&loop, 80);
+	assert_int_equal(f.count, 2);
+	assert_string_equal(f.changed[1], "web;");
 	const regent_instance *const *insts;
 	assert_int_equal(regent_catalog_instances(f.last, "web", &insts), 2);
 	assert_string_equal(insts[0]->id, "w1");
 	assert_string_equal(insts[1]->id, "w9");
 	set1(v2, "web", "w1", 1); /* same id in both: counted once */
-	run_ms(&loop, 120);
+	run_ms(&loop, 80);
 	assert_int_equal(regent_catalog_instances(f.last, "web", &insts), 1);
 	regent_cat_view_free(v2);
-	run_ms(&loop, 120);
+	run_ms(&loop, 80);
 	assert_int_equal(regent_catalog_instances(f.last, "web", &insts), 1);
 	/* a full sync that omits a service removes it */
 	regent_cat_view_sync_begin(v);
 	set1(v, "web", "w1", 1);
 	regent_cat_view_sync_end(v);
-	run_ms(&loop, 120);
+	run_ms(&loop, 80);
 	assert_int_equal(regent_catalog_services(f.last, NULL), 1);
-	assert_string_equal(f.changed[f.count - 1], "api;db;");
+	assert_string_equal(f.changed[f.count - 1], "api;");
 	teardown(&loop, c, &f);
 }
 
@@ -147,21 +212,22 @@ static void trickle_flushes_by_max_delay(void **state)
 	(void)state;
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	flushes f = {0};
+	flushes f = {.loop = &loop};
 	/* debounce 50 ms, but a change every 20 ms never leaves 50 ms quiet */
 	regent_cat *c = regent_cat_new(&loop, 50, 200, on_flush, &f);
 	trickle_view = regent_cat_view_new(c, false);
 	trickle_n = 0;
 	uv_timer_t t;
 	uv_timer_init(&loop, &t);
-	uint64_t t0 = regent_now_ms();
 	uv_timer_start(&t, trickle, 20, 20);
-	run_ms(&loop, 700);
+	run_ms(&loop, 1000);
 	uv_close((uv_handle_t *)&t, NULL);
-	/* 40 changes over ~800 ms: flushed every ~200 ms, not once at the end */
-	assert_true(f.count >= 2);
-	assert_true(f.at_ms[0] - t0 <= 260);
-	assert_true(f.at_ms[1] - f.at_ms[0] <= 260);
+	/* 40 changes over ~800 ms: the first at once, then one snapshot per
+	 * max delay at most, not one per change and not one at the end */
+	assert_true(f.count >= 3);
+	assert_true(f.count <= 8);
+	for (int i = 2; i < f.count && i < 64; i++)
+		assert_true(f.at_ms[i] - f.at_ms[i - 1] >= 50);
 	teardown(&loop, c, &f);
 }
 
@@ -170,7 +236,7 @@ static void not_ready_holds_sinks(void **state)
 	(void)state;
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	flushes f = {0};
+	flushes f = {.loop = &loop};
 	regent_cat *c = regent_cat_new(&loop, 10, 50, on_flush, &f);
 	regent_catview *a = regent_cat_view_new(c, true);
 	regent_catview *b = regent_cat_view_new(c, true);
@@ -188,12 +254,88 @@ static void not_ready_holds_sinks(void **state)
 	teardown(&loop, c, &f);
 }
 
+static void candidate_views_swap(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 10, 50, on_flush, &f);
+	regent_catview *old = regent_cat_view_new(c, true);
+	regent_cat_view_sync_begin(old);
+	set2(old, "web", "w1", "w2");
+	regent_cat_view_sync_end(old);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 1);
+	assert_int_equal(f.web[0], 2);
+	/* a candidate reads w1, w3: kept aside, the catalog does not change */
+	regent_catview *cand = regent_cat_view_new_candidate(c, true);
+	assert_true(regent_cat_ready(c)); /* it does not hold the catalog up */
+	regent_cat_view_sync_begin(cand);
+	set2(cand, "web", "w1", "w3");
+	set1(cand, "api", "a1", 5);
+	regent_cat_view_sync_end(cand);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 1);
+	/* the running store's changes still flow during the trial */
+	set1(old, "db", "d1", 6);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 2);
+	assert_string_equal(f.changed[1], "db;");
+	/* promoted after its read: one snapshot with its view instead of the
+	 * old one (web w1,w3; api new; db gone), never an empty web */
+	regent_cat_view_promote(cand, old);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 3);
+	assert_string_equal(f.changed[2], "api;db;web;");
+	const regent_instance *const *insts;
+	assert_int_equal(regent_catalog_instances(f.last, "web", &insts), 2);
+	assert_string_equal(insts[1]->id, "w3");
+	/* promoted before its first read: the old view's instances stay until
+	 * the read, then one swap */
+	regent_catview *cand2 = regent_cat_view_new_candidate(c, true);
+	regent_cat_view_promote(cand2, cand);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 3);
+	assert_true(regent_cat_ready(c));
+	regent_cat_view_sync_begin(cand2);
+	set1(cand2, "web", "w4", 4);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 3); /* half a read shows nothing */
+	regent_cat_view_sync_end(cand2);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 4);
+	assert_string_equal(f.changed[3], "api;web;");
+	assert_int_equal(regent_catalog_instances(f.last, "web", &insts), 1);
+	assert_string_equal(insts[0]->id, "w4");
+	/* a candidate that fails its trial leaves no trace */
+	regent_catview *bad = regent_cat_view_new_candidate(c, true);
+	regent_cat_view_sync_begin(bad);
+	regent_cat_view_sync_end(bad); /* it read an empty registry */
+	set1(bad, "zzz", "z1", 1);
+	regent_cat_view_free(bad);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 4);
+	/* promoted, not read, then itself removed: both views go */
+	regent_catview *cand3 = regent_cat_view_new_candidate(c, true);
+	regent_cat_view_promote(cand3, cand2);
+	regent_cat_view_free(cand3);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 5);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 0);
+	for (int i = 0; i < f.count; i++)
+		assert_true(i == f.count - 1 || f.web[i] > 0);
+	teardown(&loop, c, &f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(burst_coalesces),
+		cmocka_unit_test(leading_edge_then_batch),
+		cmocka_unit_test(union_of_stores),
 		cmocka_unit_test(trickle_flushes_by_max_delay),
 		cmocka_unit_test(not_ready_holds_sinks),
+		cmocka_unit_test(candidate_views_swap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

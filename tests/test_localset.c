@@ -1,5 +1,7 @@
-/* test_localset.c - the local set reports only real changes, and a full
- * resync takes down exactly what vanished. */
+/* test_localset.c - the local set reports only real changes, a full
+ * resync takes down exactly what vanished, and an id reported by a source
+ * and its replacement on trial is counted once: retiring either one takes
+ * down only what the other does not report. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,15 +30,23 @@ static void on_down(void *arg, regent_inst *inst)
 	snprintf(r->log + l, sizeof(r->log) - l, "down %s;", inst->pub.id);
 }
 
-static const regent_localset_ops ops = {on_up, on_down};
+static const int src_a = 1, src_b = 2, src_a2 = 3;
+
+/* src_a2 is src_a's replacement (a reload's new instance); src_b is an
+ * unrelated source. */
+static bool may_share(void *arg, const void *owner, const void *other)
+{
+	(void)arg;
+	return (owner == &src_a && other == &src_a2) || (owner == &src_a2 && other == &src_a);
+}
+
+static const regent_localset_ops ops = {on_up, on_down, may_share};
 
 static regent_inst *mk(const char *id, uint16_t port)
 {
 	regent_instance i = {.service = "web", .id = id, .address = "127.0.0.1", .port = port};
 	return regent_inst_copy(&i, "n", NULL, 0);
 }
-
-static const int src_a = 1, src_b = 2;
 
 static void diffing(void **state)
 {
@@ -93,8 +103,116 @@ static void resync(void **state)
 	regent_localset_free(ls);
 }
 
+static void count(void *arg, regent_inst *inst)
+{
+	rec *r = arg;
+	size_t l = strlen(r->log);
+	snprintf(r->log + l, sizeof(r->log) - l, "%s:%u;", inst->pub.id, inst->pub.port);
+}
+
+/* A source replaced by a reload: the new one reports beside the old one. */
+static void shared_by_replacement(void **state)
+{
+	(void)state;
+	rec r = {""};
+	regent_localset *ls = regent_localset_new(&ops, &r);
+	regent_localset_up(ls, &src_a, mk("a", 1));
+	regent_localset_up(ls, &src_a, mk("b", 2));
+	regent_localset_up(ls, &src_a, mk("c", 3));
+	r.log[0] = '\0';
+	/* the new source reports a (same), b (another port) and d (new) */
+	regent_localset_resync_begin(ls, &src_a2);
+	assert_int_equal(regent_localset_up(ls, &src_a2, mk("a", 1)), 0);
+	assert_int_equal(regent_localset_up(ls, &src_a2, mk("b", 7)), 0);
+	assert_int_equal(regent_localset_up(ls, &src_a2, mk("d", 4)), 0);
+	regent_localset_resync_end(ls, &src_a2);
+	/* shared ids are counted once; the old source's version stands */
+	assert_string_equal(r.log, "up d:4;");
+	assert_int_equal(regent_localset_size(ls), 4);
+	r.log[0] = '\0';
+	regent_localset_foreach(ls, count, &r);
+	assert_string_equal(r.log, "a:1;b:2;c:3;d:4;");
+	/* an unrelated source still may not report them */
+	assert_int_equal(regent_localset_up(ls, &src_b, mk("a", 9)), -17);
+	/* the old source re-reporting its own version changes nothing */
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_up(ls, &src_a, mk("b", 2)), 0);
+	assert_string_equal(r.log, "");
+	/* the old source is retired: a stays without a blink, b changes to the
+	 * new source's version, c (only the old one saw it) goes */
+	regent_localset_drop_owner(ls, &src_a);
+	/* (in the map's order) */
+	assert_true(strcmp(r.log, "chg b:7;down c;") == 0 || strcmp(r.log, "down c;chg b:7;") == 0);
+	assert_int_equal(regent_localset_size(ls), 3);
+	/* the new one is the only owner now */
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_down(ls, &src_a2, "a"), 0);
+	assert_string_equal(r.log, "down a;");
+	regent_localset_free(ls);
+}
+
+/* The replacement fails its trial: the old source and its ids stay. */
+static void replacement_fails(void **state)
+{
+	(void)state;
+	rec r = {""};
+	regent_localset *ls = regent_localset_new(&ops, &r);
+	regent_localset_up(ls, &src_a, mk("a", 1));
+	regent_localset_up(ls, &src_a, mk("b", 2));
+	regent_localset_up(ls, &src_a2, mk("a", 5));
+	regent_localset_up(ls, &src_a2, mk("x", 6));
+	assert_string_equal(r.log, "up a:1;up b:2;up x:6;");
+	r.log[0] = '\0';
+	regent_localset_drop_owner(ls, &src_a2);
+	assert_string_equal(r.log, "down x;");
+	r.log[0] = '\0';
+	regent_localset_foreach(ls, count, &r);
+	assert_string_equal(r.log, "a:1;b:2;");
+	/* a down from the replacement alone: not its id any more */
+	assert_int_equal(regent_localset_down(ls, &src_a2, "a"), -2);
+	/* the old source's own down still works, once */
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_down(ls, &src_a, "a"), 0);
+	assert_string_equal(r.log, "down a;");
+	/* shutdown: forgotten without reports, even when shared */
+	regent_localset_up(ls, &src_a2, mk("b", 2));
+	r.log[0] = '\0';
+	regent_localset_forget_owner(ls, &src_a2);
+	regent_localset_forget_owner(ls, &src_a);
+	assert_string_equal(r.log, "");
+	assert_int_equal(regent_localset_size(ls), 0);
+	regent_localset_free(ls);
+}
+
+/* A resync of one owner leaves the other's claims alone. */
+static void resync_of_one_owner(void **state)
+{
+	(void)state;
+	rec r = {""};
+	regent_localset *ls = regent_localset_new(&ops, &r);
+	regent_localset_up(ls, &src_a, mk("a", 1));
+	regent_localset_up(ls, &src_a2, mk("a", 1));
+	regent_localset_up(ls, &src_a2, mk("n", 3));
+	r.log[0] = '\0';
+	regent_localset_resync_begin(ls, &src_a);
+	regent_localset_resync_end(ls, &src_a); /* the old one lists nothing */
+	assert_string_equal(r.log, "");       /* a: the new one still has it */
+	regent_localset_resync_begin(ls, &src_a2);
+	regent_localset_up(ls, &src_a2, mk("n", 3));
+	regent_localset_resync_end(ls, &src_a2);
+	assert_string_equal(r.log, "down a;");
+	assert_int_equal(regent_localset_size(ls), 1);
+	regent_localset_free(ls);
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {cmocka_unit_test(diffing), cmocka_unit_test(resync)};
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(diffing),
+		cmocka_unit_test(resync),
+		cmocka_unit_test(shared_by_replacement),
+		cmocka_unit_test(replacement_fails),
+		cmocka_unit_test(resync_of_one_owner),
+	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

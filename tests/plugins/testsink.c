@@ -1,6 +1,8 @@
 /* testsink.c - a test-only sink: prints every snapshot it is handed, to
  * stdout or appended to a file, so tests and the demo can watch the
- * catalog change. */
+ * catalog change.  confirm_after / confirm_error make start() pending and
+ * confirm or fail later through host->started(); stop() prints its reason
+ * (make-before-break tests). */
 #include <regent/plugin.h>
 
 #include <errno.h>
@@ -13,10 +15,16 @@ typedef struct state {
 	const regent_host *host;
 	FILE *out;
 	unsigned applies;
+	uv_timer_t *confirm;
 } state;
 
 static const regent_config_key keys[] = {
 	{"file", REGENT_CFG_STRING, NULL, false, 0, 0, "append snapshots here (default stdout)"},
+	{"confirm_after", REGENT_CFG_DURATION, "0ms", false, 0, 60000,
+	 "0: start() proves itself at once; else start() is pending and host->started() "
+	 "is called this long after"},
+	{"confirm_error", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "with confirm_after: host->started() reports this failure instead"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -70,15 +78,51 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	return 0;
 }
 
+static void on_confirm(uv_timer_t *t)
+{
+	state *s = t->data;
+	const char *err = s->host->cfg_string(s->ctx, "confirm_error");
+	fprintf(s->out, "confirm %s\n", err ? "failed" : "ok");
+	fflush(s->out);
+	s->host->started(s->ctx, err ? -EIO : 0, err);
+}
+
+static int start(void *self)
+{
+	state *s = self;
+	uint64_t after = s->host->cfg_duration_ms(s->ctx, "confirm_after");
+	if (after == 0)
+		return 0;
+	s->confirm = calloc(1, sizeof(*s->confirm));
+	uv_timer_init(s->host->loop(s->ctx), s->confirm);
+	s->confirm->data = s;
+	uv_timer_start(s->confirm, on_confirm, after, 0);
+	return REGENT_PENDING;
+}
+
+static int stop(void *self)
+{
+	state *s = self;
+	static const char *const names[] = {"exit", "replaced", "removed", "failed"};
+	regent_stop_reason r = s->host->stop_reason(s->ctx);
+	fprintf(s->out, "stop %s\n", (unsigned)r < 4 ? names[r] : "?");
+	fflush(s->out);
+	if (s->confirm)
+		uv_timer_stop(s->confirm);
+	return 0;
+}
+
 static void destroy(void *self)
 {
 	state *s = self;
+	if (s->confirm)
+		uv_close((uv_handle_t *)s->confirm, (uv_close_cb)free);
 	if (s->out != stdout)
 		fclose(s->out);
 	free(s);
 }
 
-static const regent_plugin_ops ops = {sizeof(ops), NULL, create, NULL, NULL, destroy};
+static const regent_plugin_ops ops = {sizeof(ops), NULL, create, start, stop, destroy};
 static const regent_sink_ops sink_ops = {sizeof(sink_ops), apply};
 
 REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {

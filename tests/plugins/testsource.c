@@ -1,6 +1,9 @@
 /* testsource.c - a test-only source: reports the instances listed in a
  * file, re-reading it when it changes (a full resync each time).
- * Line format:  ID SERVICE ADDRESS PORT [udp] [tag,tag] ; '#' comments. */
+ * Line format:  ID SERVICE ADDRESS PORT [udp] [tag,tag] ; '#' comments.
+ * require_file makes start() fail when the file is missing (a source that
+ * cannot start); confirm_after / confirm_error make start() pending and
+ * confirm or fail later through host->started() (make-before-break tests). */
 #include <regent/plugin.h>
 
 #include <errno.h>
@@ -13,12 +16,20 @@ typedef struct state {
 	regent_ctx *ctx;
 	const regent_host *host;
 	uv_timer_t *timer;
+	uv_timer_t *confirm;
 	char *last;
 } state;
 
 static const regent_config_key keys[] = {
 	{"file", REGENT_CFG_STRING, NULL, true, 0, 0, "file listing the instances"},
 	{"interval", REGENT_CFG_DURATION, "100ms", false, 10, 60000, "how often to re-read it"},
+	{"require_file", REGENT_CFG_BOOL, "false", false, 0, 0,
+	 "start() fails (-ENOENT) when the file does not exist"},
+	{"confirm_after", REGENT_CFG_DURATION, "0ms", false, 0, 60000,
+	 "0: start() proves itself at once; else start() is pending and host->started() "
+	 "is called this long after"},
+	{"confirm_error", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "with confirm_after: host->started() reports this failure instead"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -122,22 +133,47 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	return 0;
 }
 
+static void on_confirm(uv_timer_t *t)
+{
+	state *s = t->data;
+	const char *err = s->host->cfg_string(s->ctx, "confirm_error");
+	s->host->started(s->ctx, err ? -EIO : 0, err);
+}
+
 static int start(void *self)
 {
 	state *s = self;
+	const char *file = s->host->cfg_string(s->ctx, "file");
+	struct stat st;
+	if (s->host->cfg_bool(s->ctx, "require_file") && stat(file, &st) < 0) {
+		int e = errno;
+		s->host->log(s->ctx, REGENT_LOG_ERROR, "%s: %s", file, strerror(e));
+		return -e;
+	}
+	uv_loop_t *loop = s->host->loop(s->ctx);
 	s->timer = calloc(1, sizeof(*s->timer));
-	uv_timer_init(s->host->loop(s->ctx), s->timer);
+	uv_timer_init(loop, s->timer);
 	s->timer->data = s;
 	uint64_t iv = s->host->cfg_duration_ms(s->ctx, "interval");
 	tick(s->timer); /* the first listing from inside start(), as the ABI allows */
 	uv_timer_start(s->timer, tick, iv, iv);
-	return 0;
+	uint64_t after = s->host->cfg_duration_ms(s->ctx, "confirm_after");
+	if (after == 0)
+		return 0;
+	s->confirm = calloc(1, sizeof(*s->confirm));
+	uv_timer_init(loop, s->confirm);
+	s->confirm->data = s;
+	uv_timer_start(s->confirm, on_confirm, after, 0);
+	return REGENT_PENDING;
 }
 
 static int stop(void *self)
 {
 	state *s = self;
-	uv_timer_stop(s->timer);
+	if (s->timer)
+		uv_timer_stop(s->timer);
+	if (s->confirm)
+		uv_timer_stop(s->confirm);
 	return 0;
 }
 
@@ -146,6 +182,8 @@ static void destroy(void *self)
 	state *s = self;
 	if (s->timer)
 		uv_close((uv_handle_t *)s->timer, (uv_close_cb)free);
+	if (s->confirm)
+		uv_close((uv_handle_t *)s->confirm, (uv_close_cb)free);
 	free(s->last);
 	free(s);
 }

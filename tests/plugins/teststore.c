@@ -1,6 +1,9 @@
 /* teststore.c - a test-only store: an in-memory registry.  What is
  * registered appears in the catalog (when this host watches); every call
- * is appended to an optional log file so tests can see what reached it. */
+ * (and start, its confirmation, stop with its reason) is appended to an
+ * optional log file so tests can see what reached it.  confirm_after
+ * makes start() REGENT_PENDING and confirms (or, with confirm_error,
+ * fails) through host->started() later: make-before-break tests. */
 #include <regent/plugin.h>
 
 #include <errno.h>
@@ -19,6 +22,7 @@ typedef struct state {
 	entry *all;
 	FILE *log;
 	uv_timer_t *timer;
+	uv_timer_t *confirm;
 	bool dirty, started;
 } state;
 
@@ -26,6 +30,11 @@ static const regent_config_key keys[] = {
 	{"log", REGENT_CFG_STRING, NULL, false, 0, 0, "append register/deregister calls here"},
 	{"delay", REGENT_CFG_DURATION, "0ms", false, 0, 60000, "delay before the catalog sees a change"},
 	{"stop_delay", REGENT_CFG_DURATION, "0ms", false, 0, 60000, "how long stop() takes"},
+	{"confirm_after", REGENT_CFG_DURATION, "0ms", false, 0, 60000,
+	 "0: start() proves itself at once; else start() is pending and host->started() "
+	 "is called this long after"},
+	{"confirm_error", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "with confirm_after: host->started() reports this failure instead"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -145,15 +154,51 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	return 0;
 }
 
+static const char *reason_name(regent_stop_reason r)
+{
+	switch (r) {
+	case REGENT_STOP_EXIT: return "exit";
+	case REGENT_STOP_REPLACED: return "replaced";
+	case REGENT_STOP_REMOVED: return "removed";
+	case REGENT_STOP_FAILED: return "failed";
+	}
+	return "?";
+}
+
+static void logline(state *s, const char *line)
+{
+	if (s->log) {
+		fprintf(s->log, "%s\n", line);
+		fflush(s->log);
+	}
+}
+
+static void on_confirm(uv_timer_t *t)
+{
+	state *s = t->data;
+	const char *err = s->host->cfg_string(s->ctx, "confirm_error");
+	logline(s, err ? "confirm failed" : "confirm ok");
+	s->host->started(s->ctx, err ? -EIO : 0, err);
+}
+
 static int start(void *self)
 {
 	state *s = self;
+	uv_loop_t *loop = s->host->loop(s->ctx);
 	s->timer = calloc(1, sizeof(*s->timer));
-	uv_timer_init(s->host->loop(s->ctx), s->timer);
+	uv_timer_init(loop, s->timer);
 	s->timer->data = s;
 	s->started = true;
+	logline(s, "start");
 	publish(s); /* the first (empty) read */
-	return 0;
+	uint64_t after = s->host->cfg_duration_ms(s->ctx, "confirm_after");
+	if (after == 0)
+		return 0;
+	s->confirm = calloc(1, sizeof(*s->confirm));
+	uv_timer_init(loop, s->confirm);
+	s->confirm->data = s;
+	uv_timer_start(s->confirm, on_confirm, after, 0);
+	return REGENT_PENDING;
 }
 
 static void stop_done(uv_timer_t *t)
@@ -168,9 +213,11 @@ static int stop(void *self)
 {
 	state *s = self;
 	if (s->log) {
-		fprintf(s->log, "stop\n");
+		fprintf(s->log, "stop %s\n", reason_name(s->host->stop_reason(s->ctx)));
 		fflush(s->log);
 	}
+	if (s->confirm)
+		uv_timer_stop(s->confirm);
 	uint64_t d = s->host->cfg_duration_ms(s->ctx, "stop_delay");
 	uv_timer_stop(s->timer);
 	if (d == 0)
@@ -190,6 +237,8 @@ static void destroy(void *self)
 	}
 	if (s->timer)
 		uv_close((uv_handle_t *)s->timer, (uv_close_cb)free);
+	if (s->confirm)
+		uv_close((uv_handle_t *)s->confirm, (uv_close_cb)free);
 	if (s->log)
 		fclose(s->log);
 	free(s);
