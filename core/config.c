@@ -625,6 +625,10 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		    s->kind != REGENT_SECTION_SINK)
 			continue;
 		nplugins++;
+		if (!valid_plugin_name(s->plugin)) {
+			load_failed = true; /* reported at the header; never a path */
+			continue;
+		}
 		char err[1024];
 		s->lp = regent_plugin_load(dir, s->plugin, (int)s->kind, err, sizeof(err));
 		if (!s->lp) {

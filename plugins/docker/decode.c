@@ -238,7 +238,9 @@ int dk_container_parse(const char *json, size_t len, dk_container *c, char *why,
 	json_error_t jerr;
 	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		char etext[JSON_ERROR_TEXT_LENGTH * 4];
+		dk_escape(jerr.text, etext, sizeof etext); /* quotes the bytes near the error */
+		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, etext);
 		return -EINVAL;
 	}
 	if (!json_is_object(root)) {
@@ -1017,7 +1019,9 @@ int dk_list_parse(const char *json, size_t len, char (**ids)[DK_ID_LEN + 1], siz
 	json_error_t jerr;
 	json_t *root = json_loadb(json, len, 0, &jerr);
 	if (!root) {
-		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		char etext[JSON_ERROR_TEXT_LENGTH * 4];
+		dk_escape(jerr.text, etext, sizeof etext); /* quotes the bytes near the error */
+		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, etext);
 		return -EINVAL;
 	}
 	if (!json_is_array(root)) {
@@ -1080,7 +1084,9 @@ int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t
 	json_error_t jerr;
 	json_t *root = json_loadb(line, len, 0, &jerr);
 	if (!root) {
-		WHY("malformed JSON at column %d: %s", jerr.column, jerr.text);
+		char etext[JSON_ERROR_TEXT_LENGTH * 4];
+		dk_escape(jerr.text, etext, sizeof etext); /* quotes the bytes near the error */
+		WHY("malformed JSON at column %d: %s", jerr.column, etext);
 		return -EINVAL;
 	}
 	int rc = -EINVAL;
