@@ -60,9 +60,14 @@ void regent_config_add_error(regent_config *c, int line, const char *fmt, ...)
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	char *full = line > 0 ? regent_xasprintf("%s:%d: %s", c->path, line, msg ? msg : "?")
-	                      : regent_xasprintf("%s: %s", c->path, msg ? msg : "?");
+	/* Values quoted in messages come from the file: control bytes as \xNN. */
+	size_t mlen = msg ? strlen(msg) : 0;
+	char *esc = regent_xmalloc(mlen * 4 + 4);
+	regent_log_escape(msg ? msg : "?", msg ? mlen : 1, esc, mlen * 4 + 4);
 	free(msg);
+	char *full = line > 0 ? regent_xasprintf("%s:%d: %s", c->path, line, esc)
+	                      : regent_xasprintf("%s: %s", c->path, esc);
+	free(esc);
 	c->errors = regent_xrealloc(c->errors, sizeof(*c->errors) * (c->nerrors + 1));
 	c->errors[c->nerrors++] = full;
 }
@@ -240,40 +245,23 @@ static int handler(void *user, const char *section, const char *key, const char 
 /* Typed values                                                      */
 /* ---------------------------------------------------------------- */
 
-static int parse_int(const char *s, int64_t *out)
+/* Decimal digits only (a '-' first when the key allows negative values):
+ * no '+', blank, "0x" or trailing byte. */
+static int parse_int(const char *s, bool allow_negative, int64_t *out)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || end == s || *end)
+	bool neg = allow_negative && s[0] == '-';
+	uint64_t v;
+	if (regent_parse_uint(s + neg, strlen(s + neg), (uint64_t)INT64_MAX, &v) != 0)
 		return -1;
-	*out = v;
+	*out = neg ? -(int64_t)v : (int64_t)v;
 	return 0;
 }
 
+/* Digits and an optional unit (ms, s, m, h; bare = seconds): no fraction,
+ * sign, blank, "0x10" or "1e3". */
 static int parse_duration(const char *s, int64_t *ms)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0 || !isdigit((unsigned char)s[0]))
-		return -1;
-	double mult;
-	if (*end == '\0' || strcmp(end, "s") == 0)
-		mult = 1000;
-	else if (strcmp(end, "ms") == 0)
-		mult = 1;
-	else if (strcmp(end, "m") == 0)
-		mult = 60000;
-	else if (strcmp(end, "h") == 0)
-		mult = 3600000;
-	else
-		return -1;
-	double r = v * mult;
-	if (r > (double)INT64_MAX / 2)
-		return -1;
-	*ms = (int64_t)(r + 0.5);
-	return 0;
+	return regent_parse_duration(s, ms, NULL) == 0 ? 0 : -1;
 }
 
 static int parse_bool(const char *s, int64_t *out)
@@ -300,9 +288,9 @@ static int parse_address(const char *s, char *why, size_t whylen)
 		snprintf(why, whylen, "expected HOST:PORT, got \"%s\"", s);
 		return -1;
 	}
-	int64_t port;
-	if (parse_int(colon + 1, &port) != 0 || port < 1 || port > 65535) {
-		snprintf(why, whylen, "invalid port in \"%s\" (1-65535)", s);
+	uint16_t port;
+	if (regent_parse_port(colon + 1, strlen(colon + 1), &port) != 0) {
+		snprintf(why, whylen, "invalid port in \"%s\" (digits only, 1-65535)", s);
 		return -1;
 	}
 	char host[256];
@@ -329,11 +317,19 @@ static int parse_address(const char *s, char *why, size_t whylen)
 	return 0;
 }
 
-static void format_range(const regent_config_key *k, char *buf, size_t len)
+/* The limits of k; a duration's in whole units ("between 2s and 1h"), a
+ * limit of 0 in the unit raw was written in. */
+static void format_range(const regent_config_key *k, const char *raw, char *buf, size_t len)
 {
-	if (k->type == REGENT_CFG_DURATION)
-		snprintf(buf, len, "between %lldms and %lldms", (long long)k->min, (long long)k->max);
-	else
+	if (k->type == REGENT_CFG_DURATION) {
+		int64_t ms, unit = 1000;
+		char lo[32], hi[32];
+		if (regent_parse_duration(raw, &ms, &unit) != 0)
+			unit = 1000;
+		regent_format_duration(k->min, unit, lo, sizeof(lo));
+		regent_format_duration(k->max, unit, hi, sizeof(hi));
+		snprintf(buf, len, "between %s and %s", lo, hi);
+	} else
 		snprintf(buf, len, "between %lld and %lld", (long long)k->min, (long long)k->max);
 }
 
@@ -346,8 +342,8 @@ static int parse_value(regent_cfg_value *v, const char *raw, char *why, size_t w
 	case REGENT_CFG_STRING:
 		return 0;
 	case REGENT_CFG_INT:
-		if (parse_int(raw, &v->i) != 0) {
-			snprintf(why, whylen, "expected an integer, got \"%s\"", raw);
+		if (parse_int(raw, k->min < 0, &v->i) != 0) {
+			snprintf(why, whylen, "expected an integer (digits only), got \"%s\"", raw);
 			return -1;
 		}
 		break;
@@ -360,7 +356,9 @@ static int parse_value(regent_cfg_value *v, const char *raw, char *why, size_t w
 	case REGENT_CFG_DURATION:
 		if (parse_duration(raw, &v->i) != 0) {
 			snprintf(why, whylen,
-			         "expected a duration such as 50ms, 15s, 1m or 2h, got \"%s\"", raw);
+			         "expected a duration (digits and ms, s, m or h, such as 50ms, 15s, 1m "
+			         "or 2h), got \"%s\"",
+			         raw);
 			return -1;
 		}
 		break;
@@ -396,7 +394,7 @@ static int parse_value(regent_cfg_value *v, const char *raw, char *why, size_t w
 	}
 	if ((k->min || k->max) && (v->i < k->min || v->i > k->max)) {
 		char range[96];
-		format_range(k, range, sizeof(range));
+		format_range(k, raw, range, sizeof(range));
 		snprintf(why, whylen, "%s is out of range (must be %s)", raw, range);
 		return -1;
 	}
@@ -630,6 +628,10 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		    s->kind != REGENT_SECTION_SINK)
 			continue;
 		nplugins++;
+		if (!valid_plugin_name(s->plugin)) {
+			load_failed = true; /* reported at the header; never a path */
+			continue;
+		}
 		char err[1024];
 		s->lp = regent_plugin_load(dir, s->plugin, (int)s->kind, err, sizeof(err));
 		if (!s->lp) {

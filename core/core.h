@@ -27,6 +27,24 @@ uint64_t regent_backoff_next(regent_backoff *b);
 void regent_backoff_reset(regent_backoff *b);
 char *regent_base64_encode(const void *data, size_t len);
 void *regent_base64_decode(const char *text, size_t *len);
+/* Strict numbers (no sign, blank, base prefix, exponent or trailing byte):
+ * 1 to 19 ASCII digits; -EINVAL when not such a number, -ERANGE when over
+ * max.  len is the text's length (the text need not be NUL-terminated). */
+int regent_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out);
+/* A port: a strict number from 1 to 65535.  0 or -EINVAL. */
+int regent_parse_port(const char *s, size_t len, uint16_t *out);
+/* A duration: digits then an optional unit ms, s, m or h (bare = seconds).
+ * *ms gets the value, *unit_ms (if not NULL) the unit written (1, 1000,
+ * 60000, 3600000).  0, -EINVAL or -ERANGE. */
+int regent_parse_duration(const char *s, int64_t *ms, int64_t *unit_ms);
+/* ms as text in the largest unit it is a whole number of ("2s", "1h",
+ * "1500ms"); 0 is written in unit_ms's unit ("0s" for 1000). */
+void regent_format_duration(int64_t ms, int64_t unit_ms, char *buf, size_t len);
+/* Untrusted text made safe for one log line: control bytes (and DEL) as
+ * \xNN, bytes that are not valid UTF-8 as \xNN, everything else (quotes,
+ * backslashes, UTF-8) kept.  Writes at most outlen-1 bytes (cut with "...")
+ * and returns the length written. */
+size_t regent_log_escape(const char *in, size_t inlen, char *out, size_t outlen);
 
 /* A string-keyed hash map of void pointers (keys copied). */
 typedef struct regent_map regent_map;
@@ -61,6 +79,14 @@ typedef struct regent_inst {
 	regent_instance pub; /* every pointer points into this allocation */
 	unsigned refs;
 } regent_inst;
+
+/* Hard limits on one instance (from any source or registry): an instance
+ * over one is refused as a whole (one warning naming it), so no single
+ * registry entry can make the agent's work grow without bound.  Consul's
+ * own limits are 64 meta pairs, keys of 128 and values of 512 bytes. */
+#define REGENT_MAX_META 64          /* meta pairs per instance */
+#define REGENT_MAX_TAGS 64          /* tags per instance (128 bytes each) */
+#define REGENT_MAX_VALUE (64 * 1024) /* bytes of an encoded instance value */
 
 bool regent_valid_service(const char *name);
 bool regent_valid_address(const char *addr);

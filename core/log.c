@@ -1,6 +1,7 @@
 /* log.c - the agent's log: one line per event on stderr, with a level and
- * the name of whoever speaks ("store etcd", "core").  journald adds its own
- * timestamps, so lines carry one only when stderr is not the journal. */
+ * the name of whoever speaks ("store etcd", "core"), control bytes escaped.
+ * journald adds its own timestamps, so lines carry one only when stderr is
+ * not the journal. */
 #include "core.h"
 
 #include <stdlib.h>
@@ -38,12 +39,14 @@ void regent_vlogf(regent_log_level level, const char *who, const char *fmt, va_l
 {
 	if (level > regent_log_threshold)
 		return;
-	char msg[2048];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	/* One event, one line: never let a message break the line format. */
-	for (char *p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	char raw[2048], msg[4096];
+	int rn = vsnprintf(raw, sizeof(raw), fmt, ap);
+	size_t rlen = rn < 0 ? 0 : (size_t)rn >= sizeof(raw) ? sizeof(raw) - 1 : (size_t)rn;
+	/* One event, one line: values from containers and registries reach
+	 * messages, so every control byte (newline, CR, ESC...) and every
+	 * byte that is not UTF-8 is written as \xNN; quotes and backslashes
+	 * stay as they are (JSON values stay readable). */
+	regent_log_escape(raw, rlen, msg, sizeof(msg));
 	char stamp[40] = "";
 	if (!getenv("JOURNAL_STREAM")) {
 		struct timespec ts;

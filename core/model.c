@@ -1,5 +1,6 @@
-/* model.c - the instance model: validation of untrusted names and values,
- * the core's immutable copies, equality, and the JSON form stores keep. */
+/* model.c - the instance model: validation of untrusted names and values
+ * (with the hard limits of core.h), the core's immutable copies (meta in
+ * canonical order), equality in O(n log n), and the JSON form stores keep. */
 #include "core.h"
 
 #include <ctype.h>
@@ -104,6 +105,10 @@ static int instance_check(const regent_instance *i, char *why, size_t whylen)
 		FAIL("instance %s: port 0", i->id);
 	if (i->proto != REGENT_PROTO_TCP && i->proto != REGENT_PROTO_UDP)
 		FAIL("instance %s: unknown protocol %d", i->id, (int)i->proto);
+	if (i->ntags > REGENT_MAX_TAGS)
+		FAIL("instance %s: %zu tags (at most %d)", i->id, i->ntags, REGENT_MAX_TAGS);
+	if (i->nmeta > REGENT_MAX_META)
+		FAIL("instance %s: %zu meta pairs (at most %d)", i->id, i->nmeta, REGENT_MAX_META);
 	for (size_t t = 0; t < i->ntags; t++)
 		if (!valid_tag(i->tags[t]))
 			FAIL("instance %s: invalid tag \"%.80s\"", i->id, i->tags[t] ? i->tags[t] : "");
@@ -118,6 +123,18 @@ static int instance_check(const regent_instance *i, char *why, size_t whylen)
 		FAIL("instance %s: invalid node name \"%.80s\"", i->id, i->node);
 	return 0;
 #undef FAIL
+}
+
+static int cmp_kv(const void *a, const void *b)
+{
+	const regent_kv *x = a, *y = b;
+	int c = strcmp(x->key ? x->key : "", y->key ? y->key : "");
+	return c ? c : strcmp(x->value ? x->value : "", y->value ? y->value : "");
+}
+
+static int cmp_kvp(const void *a, const void *b)
+{
+	return cmp_kv(*(const regent_kv *const *)a, *(const regent_kv *const *)b);
 }
 
 /* Deep copy into a single allocation that starts with `header` bytes. */
@@ -157,6 +174,10 @@ static void *deep_copy(const regent_instance *src, const char *default_node, siz
 		PUT(meta[m].value, src->meta[m].value);
 	}
 #undef PUT
+	/* Meta is a map: kept in one canonical order (key, then value for
+	 * duplicate keys) so that comparing two copies is linear. */
+	if (src->nmeta > 1)
+		qsort(meta, src->nmeta, sizeof(*meta), cmp_kv);
 	pub->tags = (const char *const *)tags;
 	pub->meta = meta;
 	*pubp = pub;
@@ -191,6 +212,39 @@ static bool str_eq(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+static bool meta_sorted(const regent_kv *m, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (cmp_kv(&m[i - 1], &m[i]) > 0)
+			return false;
+	return true;
+}
+
+/* Meta as a multiset of pairs: sorted pointers unless already in order
+ * (the core's copies always are), then one linear pass. */
+static bool meta_equal(const regent_kv *a, const regent_kv *b, size_t n)
+{
+	if (meta_sorted(a, n) && meta_sorted(b, n)) {
+		for (size_t m = 0; m < n; m++)
+			if (cmp_kv(&a[m], &b[m]) != 0)
+				return false;
+		return true;
+	}
+	const regent_kv **pa = regent_xmalloc(sizeof(*pa) * n * 2);
+	const regent_kv **pb = pa + n;
+	for (size_t m = 0; m < n; m++) {
+		pa[m] = &a[m];
+		pb[m] = &b[m];
+	}
+	qsort(pa, n, sizeof(*pa), cmp_kvp);
+	qsort(pb, n, sizeof(*pb), cmp_kvp);
+	bool eq = true;
+	for (size_t m = 0; m < n && eq; m++)
+		eq = cmp_kv(pa[m], pb[m]) == 0;
+	free(pa);
+	return eq;
+}
+
 bool regent_instance_equal(const regent_instance *a, const regent_instance *b)
 {
 	if (!str_eq(a->service, b->service) || !str_eq(a->id, b->id) ||
@@ -201,16 +255,10 @@ bool regent_instance_equal(const regent_instance *a, const regent_instance *b)
 	for (size_t t = 0; t < a->ntags; t++)
 		if (!str_eq(a->tags[t], b->tags[t]))
 			return false;
-	/* Meta is a map: order does not matter (keys are unique). */
-	for (size_t m = 0; m < a->nmeta; m++) {
-		bool found = false;
-		for (size_t k = 0; k < b->nmeta && !found; k++)
-			found = str_eq(a->meta[m].key, b->meta[k].key) &&
-			        str_eq(a->meta[m].value, b->meta[k].value);
-		if (!found)
-			return false;
-	}
-	return true;
+	/* Meta is a map: order does not matter.  O(n log n) at worst. */
+	return a->nmeta < 2 ? a->nmeta == 0 || (str_eq(a->meta[0].key, b->meta[0].key) &&
+	                                        str_eq(a->meta[0].value, b->meta[0].value))
+	                    : meta_equal(a->meta, b->meta, a->nmeta);
 }
 
 char *regent_instance_encode(const regent_instance *inst)
@@ -248,11 +296,10 @@ static int decode_plain(const char *text, size_t len, char *addr, size_t addrlen
 	if (!colon)
 		return -EINVAL;
 	*colon = '\0';
-	char *end;
-	errno = 0;
-	*port = strtol(colon + 1, &end, 10);
-	if (errno || *end || end == colon + 1 || *port < 1 || *port > 65535)
-		return -EINVAL;
+	uint16_t p;
+	if (regent_parse_port(colon + 1, strlen(colon + 1), &p) != 0)
+		return -EINVAL; /* digits only: no sign, blank or trailing byte */
+	*port = p;
 	char *host = buf;
 	size_t hl = strlen(host);
 	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
@@ -274,6 +321,8 @@ int regent_instance_decode(const char *json, size_t len, const char *service, co
 	int rc = -EINVAL;
 	char addr[260];
 
+	if (len > REGENT_MAX_VALUE)
+		return -E2BIG; /* refused before parsing: bounded work per value */
 	if (len > 0 && json[0] != '{') {
 		long port;
 		if (decode_plain(json, len, addr, sizeof(addr), &port) != 0)
@@ -317,6 +366,10 @@ int regent_instance_decode(const char *json, size_t len, const char *service, co
 		if (v) {
 			if (!json_is_array(v))
 				goto out;
+			if (json_array_size(v) > REGENT_MAX_TAGS) {
+				rc = -E2BIG;
+				goto out;
+			}
 			tags = regent_xcalloc(json_array_size(v) + 1, sizeof(*tags));
 			size_t k;
 			json_t *t;
@@ -332,6 +385,10 @@ int regent_instance_decode(const char *json, size_t len, const char *service, co
 		if (v) {
 			if (!json_is_object(v))
 				goto out;
+			if (json_object_size(v) > REGENT_MAX_META) {
+				rc = -E2BIG;
+				goto out;
+			}
 			meta = regent_xcalloc(json_object_size(v) + 1, sizeof(*meta));
 			const char *k;
 			json_t *mv;

@@ -1,8 +1,10 @@
 /* util.c - small helpers the whole core shares: checked allocation, time,
- * backoff, base64, a string-keyed hash map and a growable buffer. */
+ * backoff, base64, strict number and duration parsing, escaping for log
+ * lines, a string-keyed hash map and a growable buffer. */
 #include "core.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -161,6 +163,162 @@ void *regent_base64_decode(const char *text, size_t *len)
 	if (len)
 		*len = o;
 	return out;
+}
+
+/* ---- strict numbers and durations ---- */
+
+int regent_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+	/* Digits only: strtoul would take blanks, a sign and (with base 0)
+	 * "0x".  Leading zeros are fine; the value saturates past max. */
+	if (!s || len == 0)
+		return -EINVAL;
+	uint64_t v = 0;
+	bool over = false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		uint64_t d = (uint64_t)(s[i] - '0');
+		if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
+			over = true;
+		if (!over)
+			v = v * 10 + d;
+	}
+	if (over || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int regent_parse_port(const char *s, size_t len, uint16_t *out)
+{
+	uint64_t v;
+	if (regent_parse_uint(s, len, 65535, &v) != 0 || v == 0)
+		return -EINVAL;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+int regent_parse_duration(const char *s, int64_t *ms, int64_t *unit_ms)
+{
+	if (!s)
+		return -EINVAL;
+	size_t digits = strspn(s, "0123456789");
+	const char *unit = s + digits;
+	int64_t mult;
+	if (*unit == '\0' || strcmp(unit, "s") == 0)
+		mult = 1000;
+	else if (strcmp(unit, "ms") == 0)
+		mult = 1;
+	else if (strcmp(unit, "m") == 0)
+		mult = 60000;
+	else if (strcmp(unit, "h") == 0)
+		mult = 3600000;
+	else
+		return -EINVAL;
+	uint64_t v;
+	int rc = regent_parse_uint(s, digits, (uint64_t)(INT64_MAX / 2 / mult), &v);
+	if (rc != 0)
+		return rc;
+	*ms = (int64_t)v * mult;
+	if (unit_ms)
+		*unit_ms = mult;
+	return 0;
+}
+
+void regent_format_duration(int64_t ms, int64_t unit_ms, char *buf, size_t len)
+{
+	static const struct {
+		int64_t ms;
+		const char *name;
+	} units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+	for (size_t i = 0; i < REGENT_ARRAY_LEN(units); i++) {
+		if (ms == 0 ? units[i].ms != (unit_ms > 0 ? unit_ms : 1) : ms % units[i].ms != 0)
+			continue;
+		snprintf(buf, len, "%lld%s", (long long)(ms / units[i].ms), units[i].name);
+		return;
+	}
+	snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+/* ---- escaping for log lines ---- */
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t need;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		need = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		need = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f; /* no surrogates */
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		need = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < need || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return need;
+}
+
+/* One piece of the escaped text for the bytes at p: written into tmp,
+ * returns its length and sets *consumed. */
+static size_t escape_piece(const unsigned char *p, size_t left, char tmp[5], size_t *consumed)
+{
+	*consumed = 1;
+	if (p[0] >= 0x20 && p[0] < 0x7f) {
+		tmp[0] = (char)p[0];
+		return 1;
+	}
+	size_t u = p[0] >= 0x80 ? utf8_len(p, left) : 0;
+	if (u) {
+		memcpy(tmp, p, u);
+		*consumed = u;
+		return u;
+	}
+	snprintf(tmp, 5, "\\x%02x", p[0]);
+	return 4;
+}
+
+size_t regent_log_escape(const char *in, size_t inlen, char *out, size_t outlen)
+{
+	if (!outlen)
+		return 0;
+	const unsigned char *p = (const unsigned char *)(in ? in : "");
+	if (!in)
+		inlen = 0;
+	char tmp[5];
+	size_t total = 0, c;
+	for (size_t i = 0; i < inlen; i += c)
+		total += escape_piece(p + i, inlen - i, tmp, &c);
+	bool cut = total + 1 > outlen;
+	size_t o = 0;
+	for (size_t i = 0; i < inlen; i += c) {
+		size_t n = escape_piece(p + i, inlen - i, tmp, &c);
+		/* When it is cut, keep room for "...". */
+		if (o + n + (cut ? 3 : 0) + 1 > outlen) {
+			if (o + 4 <= outlen) {
+				memcpy(out + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		memcpy(out + o, tmp, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return o;
 }
 
 /* ---- hash map ---- */

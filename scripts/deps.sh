@@ -9,6 +9,7 @@ PKGS=(
 	# tests
 	libcmocka-dev valgrind python3 python3-prometheus-client curl procps
 	chromium     # renders the stats page in its test
+	clang libclang-rt-14-dev   # the libFuzzer harnesses of tests/fuzz (fuzzer runtime)
 	# the real daemons the tests and the demo start
 	etcd-server etcd-client docker.io haproxy busybox-static wrk
 	# packaging and docs

@@ -115,26 +115,101 @@ static void unknown_key(void **state)
 	       "FILE:2: store teststore.logg: unknown key (known: log, delay, stop_delay, confirm_after, confirm_error)\n");
 }
 
+#define DUR "expected a duration (digits and ms, s, m or h, such as 50ms, 15s, 1m or 2h), "
+
 static void wrong_types(void **state)
 {
 	(void)state;
 	expect("[agent]\ndebounce = fast\n[store teststore]\ndelay = 5 parsecs\n",
-	       "FILE:2: agent.debounce: expected a duration such as 50ms, 15s, 1m or 2h, got "
-	       "\"fast\"\n"
-	       "FILE:4: store teststore.delay: expected a duration such as 50ms, 15s, 1m or 2h, "
-	       "got \"5 parsecs\"\n");
+	       "FILE:2: agent.debounce: " DUR "got \"fast\"\n"
+	       "FILE:4: store teststore.delay: " DUR "got \"5 parsecs\"\n");
 	expect("[store teststore]\n[service web]\nport = eighty\n",
-	       "FILE:3: service web.port: expected an integer, got \"eighty\"\n");
+	       "FILE:3: service web.port: expected an integer (digits only), got \"eighty\"\n");
 }
 
 static void out_of_range(void **state)
 {
 	(void)state;
 	expect("[agent]\ndebounce = 2m\n[store teststore]\n[service web]\nport = 70000\n",
-	       "FILE:2: agent.debounce: 2m is out of range (must be between 0ms and 60000ms)\n"
+	       "FILE:2: agent.debounce: 2m is out of range (must be between 0m and 1m)\n"
 	       "FILE:5: service web.port: 70000 is out of range (must be between 1 and 65535)\n");
 	expect("[agent]\ndebounce = 100ms\ndebounce_max = 10ms\n[store teststore]\n",
 	       "FILE:3: agent.debounce_max: 10ms is shorter than agent.debounce (100ms)\n");
+}
+
+/* Issue 14.4 / 17: numbers are digits only, durations digits and a unit. */
+static void strict_numbers(void **state)
+{
+	(void)state;
+	expect("[store teststore]\n[service web]\nport = +80\n",
+	       "FILE:3: service web.port: expected an integer (digits only), got \"+80\"\n");
+	expect("[store teststore]\n[service web]\nport = 8 0\n",
+	       "FILE:3: service web.port: expected an integer (digits only), got \"8 0\"\n");
+	expect("[store teststore]\n[service web]\nport = 0x50\n",
+	       "FILE:3: service web.port: expected an integer (digits only), got \"0x50\"\n");
+	expect("[store teststore]\n[service web]\nport = 80abc\n",
+	       "FILE:3: service web.port: expected an integer (digits only), got \"80abc\"\n");
+	expect("[store teststore]\n[service web]\nport = -80\n",
+	       "FILE:3: service web.port: expected an integer (digits only), got \"-80\"\n");
+	expect("[store teststore]\n[service web]\nport = 99999999999999999999999\n",
+	       "FILE:3: service web.port: expected an integer (digits only), got "
+	       "\"99999999999999999999999\"\n");
+	expect("[store teststore]\n[service web]\nport = 080\n", "");
+}
+
+static void strict_durations(void **state)
+{
+	(void)state;
+	expect("[agent]\nstop_timeout = 0x10\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"0x10\"\n");
+	expect("[agent]\nstop_timeout = 1e3\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"1e3\"\n");
+	expect("[agent]\nstop_timeout = 1.5s\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"1.5s\"\n");
+	expect("[agent]\nstop_timeout = +5s\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"+5s\"\n");
+	expect("[agent]\nstop_timeout = 5 s\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"5 s\"\n");
+	expect("[agent]\nstop_timeout = s\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"s\"\n");
+	expect("[agent]\nstop_timeout = 5sec\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"5sec\"\n");
+	/* Limits in whole units (stop_timeout: 100ms to 600000ms). */
+	expect("[agent]\nstop_timeout = 50ms\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: 50ms is out of range (must be between 100ms and 10m)\n");
+	expect("[agent]\nstop_timeout = 1h\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: 1h is out of range (must be between 100ms and 10m)\n");
+	expect("[agent]\nstop_timeout = 99999999999999999999h\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"99999999999999999999h\"\n");
+	expect("[agent]\ndebounce_max = 0\n[store teststore]\n",
+	       "FILE:2: agent.debounce_max: 0 is out of range (must be between 1ms and 10m)\n");
+	/* Accepted forms. */
+	regent_config *c = load("[agent]\nstop_timeout = 90\ndebounce = 0ms\ndebounce_max = 2m\n"
+	                        "[store teststore]\n");
+	assert_int_equal(c->nerrors, 0);
+	assert_int_equal(regent_cfg_find(c->agent, "stop_timeout")->i, 90000);
+	assert_int_equal(regent_cfg_find(c->agent, "debounce")->i, 0);
+	assert_int_equal(regent_cfg_find(c->agent, "debounce_max")->i, 120000);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+	/* The case of issue 17, with the real etcd plugin when it is built. */
+	char so[512];
+	snprintf(so, sizeof(so), "%s/etcd.so", getenv("REGENT_PLUGIN_DIR"));
+	if (access(so, R_OK) == 0)
+		expect("[store etcd]\nttl = 1s\n",
+		       "FILE:2: store etcd.ttl: 1s is out of range (must be between 2s and 1h)\n");
+	else
+		print_message("etcd plugin not built: the etcd ttl case is not checked\n");
+}
+
+/* Values from the file are quoted with their control bytes escaped. */
+static void escaped_values(void **state)
+{
+	(void)state;
+	expect("[agent]\nstop_timeout = 5\x1b[2Js\n[store teststore]\n",
+	       "FILE:2: agent.stop_timeout: " DUR "got \"5\\x1b[2Js\"\n");
+	expect("[store teststore]\n[service web]\nport = \"8\"\\\n",
+	       "FILE:3: service web.port: expected an integer (digits only), got \"\"8\"\\\"\n");
 }
 
 static void missing_required(void **state)
@@ -253,6 +328,8 @@ int main(void)
 		cmocka_unit_test(syntax),           cmocka_unit_test(plugin_problems),
 		cmocka_unit_test(agent_values),     cmocka_unit_test(all_errors_at_once),
 		cmocka_unit_test(missing_file),     cmocka_unit_test(section_equality),
+		cmocka_unit_test(strict_numbers),   cmocka_unit_test(strict_durations),
+		cmocka_unit_test(escaped_values),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

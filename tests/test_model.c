@@ -1,9 +1,12 @@
 /* test_model.c - instance validation, copies, JSON form and the seed's
- * plain ip:port values. */
+ * plain ip:port values; the limits on one instance, strict numbers and
+ * durations, and the escaping of log lines (util.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +69,9 @@ static void copy_and_equal(void **state)
 	assert_non_null(a);
 	assert_string_equal(a->pub.node, "node-a");
 	assert_string_equal(a->pub.tags[1], "blue");
-	assert_string_equal(a->pub.meta[0].value, "1.2");
+	/* meta in canonical order (by key) */
+	assert_string_equal(a->pub.meta[0].key, "team");
+	assert_string_equal(a->pub.meta[1].value, "1.2");
 	assert_ptr_not_equal(a->pub.service, src.service);
 	src.node = "node-a";
 	assert_true(regent_instance_equal(&a->pub, &src));
@@ -161,6 +166,189 @@ static void decode_refuses_garbage(void **state)
 	assert_int_equal(regent_instance_decode(ok, strlen(ok), "a b", "id", &i), -22);
 }
 
+/* Issue 14.2: one value with 60,000 meta pairs (~1 MB) re-put unchanged
+ * stalled the loop 26.8 s in a quadratic compare. */
+static void limits_and_big_meta(void **state)
+{
+	(void)state;
+	enum { N = 60000 };
+	regent_kv *m1 = calloc(N, sizeof(*m1)), *m2 = calloc(N, sizeof(*m2));
+	char *keys = calloc(N, 16);
+	assert_non_null(m1);
+	assert_non_null(m2);
+	assert_non_null(keys);
+	regent_buf json = {0};
+	regent_buf_printf(&json, "{\"address\":\"10.0.0.1\",\"port\":80,\"meta\":{");
+	for (size_t k = 0; k < N; k++) {
+		snprintf(keys + 16 * k, 16, "k%zu", k);
+		m1[k].key = keys + 16 * k;
+		m1[k].value = "value";
+		/* the same map in the reverse order */
+		m2[N - 1 - k] = m1[k];
+		regent_buf_printf(&json, "%s\"%s\":\"value\"", k ? "," : "", m1[k].key);
+	}
+	regent_buf_printf(&json, "}}");
+	assert_true(json.len > 900000);
+	/* Decoding refuses it before parsing (64 KiB at most). */
+	regent_instance *out = (regent_instance *)1;
+	assert_int_equal(regent_instance_decode(json.data, json.len, "svc", "id", &out), -E2BIG);
+	assert_null(out);
+	/* A copy refuses it with one reason naming the instance. */
+	regent_instance big = sample();
+	big.meta = m1;
+	big.nmeta = N;
+	char why[256];
+	assert_null(regent_inst_copy(&big, "n", why, sizeof(why)));
+	assert_string_equal(why, "instance n1/abcdef123456/8000: 60000 meta pairs (at most 64)");
+	/* Equality itself is O(n log n): two orders of the same 60,000 pairs
+	 * compare equal (the quadratic loop took tens of seconds here). */
+	regent_instance other = big;
+	other.meta = m2;
+	assert_true(regent_instance_equal(&big, &other));
+	m2[7].value = "w";
+	assert_false(regent_instance_equal(&big, &other));
+	regent_buf_free(&json);
+
+	/* Under the size limit but over the pair limit: refused too. */
+	regent_buf_printf(&json, "{\"address\":\"10.0.0.1\",\"port\":80,\"meta\":{");
+	for (size_t k = 0; k < REGENT_MAX_META + 1; k++)
+		regent_buf_printf(&json, "%s\"k%zu\":\"v\"", k ? "," : "", k);
+	regent_buf_printf(&json, "}}");
+	assert_int_equal(regent_instance_decode(json.data, json.len, "svc", "id", &out), -E2BIG);
+	regent_buf_free(&json);
+	regent_buf_printf(&json, "{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[");
+	for (size_t k = 0; k < REGENT_MAX_TAGS + 1; k++)
+		regent_buf_printf(&json, "%s\"t%zu\"", k ? "," : "", k);
+	regent_buf_printf(&json, "]}");
+	assert_int_equal(regent_instance_decode(json.data, json.len, "svc", "id", &out), -E2BIG);
+	regent_buf_free(&json);
+	const char **many = calloc(REGENT_MAX_TAGS + 1, sizeof(*many));
+	for (size_t k = 0; k <= REGENT_MAX_TAGS; k++)
+		many[k] = "t";
+	big = sample();
+	big.tags = many;
+	big.ntags = REGENT_MAX_TAGS + 1;
+	assert_null(regent_inst_copy(&big, "n", why, sizeof(why)));
+	assert_string_equal(why, "instance n1/abcdef123456/8000: 65 tags (at most 64)");
+	/* At the limits: accepted, meta in canonical order, equal to its
+	 * source whatever the source's order. */
+	big.ntags = REGENT_MAX_TAGS;
+	big.meta = m2 + N - REGENT_MAX_META; /* keys in descending order */
+	big.nmeta = REGENT_MAX_META;
+	regent_inst *in = regent_inst_copy(&big, "n", why, sizeof(why));
+	assert_non_null(in);
+	for (size_t k = 1; k < in->pub.nmeta; k++)
+		assert_true(strcmp(in->pub.meta[k - 1].key, in->pub.meta[k].key) < 0);
+	big.node = "n";
+	assert_true(regent_instance_equal(&in->pub, &big));
+	assert_true(regent_instance_equal(&big, &in->pub));
+	regent_inst_unref(in);
+	free(many);
+	free(m1);
+	free(m2);
+	free(keys);
+}
+
+/* Issue 14.4: a port is digits only. */
+static void decode_strict_ports(void **state)
+{
+	(void)state;
+	regent_instance *i = (regent_instance *)1;
+	const char *bad[] = {
+		"127.0.0.1:+80", "127.0.0.1: 80", "127.0.0.1:80 ", "127.0.0.1:-80", "127.0.0.1:0x50",
+		"127.0.0.1:8e1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:\t80", "127.0.0.1:80\n",
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		assert_int_equal(regent_instance_decode(bad[k], strlen(bad[k]), "svc", "id", &i), -22);
+		assert_null(i);
+	}
+	const char *ok = "127.0.0.1:080";
+	assert_int_equal(regent_instance_decode(ok, strlen(ok), "svc", "id", &i), 0);
+	assert_int_equal(i->port, 80);
+	regent_instance_free(i);
+}
+
+static void strict_number_helpers(void **state)
+{
+	(void)state;
+	uint64_t v;
+	uint16_t p;
+	assert_int_equal(regent_parse_uint("123", 3, 1000, &v), 0);
+	assert_int_equal(v, 123);
+	assert_int_equal(regent_parse_uint("1234", 4, 1000, &v), -ERANGE);
+	assert_int_equal(regent_parse_uint("99999999999999999999999", 23, UINT64_MAX, &v), -ERANGE);
+	assert_int_equal(regent_parse_uint("18446744073709551615", 20, UINT64_MAX, &v), 0);
+	assert_true(v == UINT64_MAX);
+	assert_int_equal(regent_parse_uint("18446744073709551616", 20, UINT64_MAX, &v), -ERANGE);
+	const char *bad[] = {"", "+1", "-1", " 1", "1 ", "0x1", "1e3", "1.0", "\n1", "1\r"};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+		assert_int_equal(regent_parse_uint(bad[k], strlen(bad[k]), UINT64_MAX, &v), -EINVAL);
+	/* the length bounds the text: "80" of "8080" */
+	assert_int_equal(regent_parse_port("8080", 2, &p), 0);
+	assert_int_equal(p, 80);
+	assert_int_equal(regent_parse_port("0", 1, &p), -EINVAL);
+	assert_int_equal(regent_parse_port("65536", 5, &p), -EINVAL);
+	assert_int_equal(regent_parse_port(" 27816", 6, &p), -EINVAL);
+	assert_int_equal(regent_parse_port("65535", 5, &p), 0);
+
+	int64_t ms, unit;
+	assert_int_equal(regent_parse_duration("15", &ms, &unit), 0);
+	assert_int_equal(ms, 15000);
+	assert_int_equal(unit, 1000);
+	assert_int_equal(regent_parse_duration("250ms", &ms, &unit), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(unit, 1);
+	assert_int_equal(regent_parse_duration("2m", &ms, NULL), 0);
+	assert_int_equal(ms, 120000);
+	assert_int_equal(regent_parse_duration("3h", &ms, NULL), 0);
+	assert_int_equal(ms, 10800000);
+	const char *bd[] = {"0x10", "1e3", "1.5s", "-1s", "+1s", " 1s", "1s ", "1 s", "s", "", "1S",
+	                    "1sec", "1d", "99999999999999999999h"};
+	for (size_t k = 0; k < sizeof(bd) / sizeof(bd[0]); k++)
+		assert_int_not_equal(regent_parse_duration(bd[k], &ms, NULL), 0);
+	char buf[32];
+	regent_format_duration(2000, 1, buf, sizeof(buf));
+	assert_string_equal(buf, "2s");
+	regent_format_duration(3600000, 1000, buf, sizeof(buf));
+	assert_string_equal(buf, "1h");
+	regent_format_duration(90000, 1000, buf, sizeof(buf));
+	assert_string_equal(buf, "90s");
+	regent_format_duration(1500, 1000, buf, sizeof(buf));
+	assert_string_equal(buf, "1500ms");
+	regent_format_duration(0, 60000, buf, sizeof(buf));
+	assert_string_equal(buf, "0m");
+	regent_format_duration(0, 1, buf, sizeof(buf));
+	assert_string_equal(buf, "0ms");
+}
+
+static void log_escaping(void **state)
+{
+	(void)state;
+	char out[64];
+	const char *in = "a\nb\r\x1b[31m\x7f\"q\" \\ caf\xc3\xa9 \xff\xc3";
+	size_t n = regent_log_escape(in, strlen(in), out, sizeof(out));
+	/* quotes, backslash and UTF-8 kept; control bytes, DEL and bytes that
+	 * are not UTF-8 (a lone 0xff, a cut sequence) as \xNN */
+	assert_string_equal(out, "a\\x0ab\\x0d\\x1b[31m\\x7f\"q\" \\ caf\xc3\xa9 \\xff\\xc3");
+	assert_int_equal(n, strlen(out));
+	/* a NUL inside the given length is a control byte too */
+	assert_int_equal(regent_log_escape("a\0b", 3, out, sizeof(out)), 6);
+	assert_string_equal(out, "a\\x00b");
+	/* cut with "..." and never beyond the buffer */
+	char small[8];
+	regent_log_escape("abcdefghijkl", 12, small, sizeof(small));
+	assert_string_equal(small, "abcd...");
+	regent_log_escape("\n\n\n\n", 4, small, sizeof(small));
+	assert_string_equal(small, "\\x0a...");
+	regent_log_escape("abcdefg", 7, small, sizeof(small));
+	assert_string_equal(small, "abcdefg");
+	/* surrogates and overlong forms are not UTF-8 */
+	regent_log_escape("\xed\xa0\x80\xc0\xaf", 5, out, sizeof(out));
+	assert_string_equal(out, "\\xed\\xa0\\x80\\xc0\\xaf");
+	regent_log_escape("\xf0\x9f\x98\x80", 4, out, sizeof(out));
+	assert_string_equal(out, "\xf0\x9f\x98\x80");
+}
+
 static void base64(void **state)
 {
 	(void)state;
@@ -197,7 +385,9 @@ int main(void)
 		cmocka_unit_test(copy_and_equal),  cmocka_unit_test(copy_refuses_bad_input),
 		cmocka_unit_test(json_round_trip), cmocka_unit_test(decode_seed_values),
 		cmocka_unit_test(decode_refuses_garbage), cmocka_unit_test(base64),
-		cmocka_unit_test(backoff),
+		cmocka_unit_test(backoff),         cmocka_unit_test(limits_and_big_meta),
+		cmocka_unit_test(decode_strict_ports), cmocka_unit_test(strict_number_helpers),
+		cmocka_unit_test(log_escaping),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,10 +161,21 @@ bool cmap_next(const cmap *m, cmap_iter *it, const char **key, void **val)
 /* addresses, escaping, durations                                     */
 /* ------------------------------------------------------------------ */
 
+/* Reasons quote values from Consul's answers: control bytes become '?'
+ * (they reach logs and /healthz; found by tests/fuzz). */
+static void why_printable(char *why)
+{
+	for (; *why; why++)
+		if ((unsigned char)*why < 0x20 || *why == 0x7f)
+			*why = '?';
+}
+
 #define WHY(...)                                        \
 	do {                                            \
-		if (why && whylen)                      \
+		if (why && whylen) {                    \
 			snprintf(why, whylen, __VA_ARGS__); \
+			why_printable(why);             \
+		}                                       \
 	} while (0)
 
 static bool url_chars_ok(const char *s)

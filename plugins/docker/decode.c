@@ -34,9 +34,11 @@ void dk_escape(const char *in, char *out, size_t outlen)
 	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
 		char tmp[5];
 		size_t n;
-		if (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') {
-			if (*p == '"' || *p == '\\')
-				snprintf(tmp, sizeof tmp, "\\%c", *p);
+		/* Quotes stay as they are (issue 17: JSON stays readable); a
+		 * backslash is doubled so that "\\x41" cannot pass for an escape. */
+		if (*p < 0x20 || *p >= 0x7f || *p == '\\') {
+			if (*p == '\\')
+				snprintf(tmp, sizeof tmp, "\\\\");
 			else
 				snprintf(tmp, sizeof tmp, "\\x%02x", *p);
 		} else {
@@ -236,7 +238,9 @@ int dk_container_parse(const char *json, size_t len, dk_container *c, char *why,
 	json_error_t jerr;
 	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		char etext[JSON_ERROR_TEXT_LENGTH * 4];
+		dk_escape(jerr.text, etext, sizeof etext); /* quotes the bytes near the error */
+		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, etext);
 		return -EINVAL;
 	}
 	if (!json_is_object(root)) {
@@ -641,8 +645,10 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 	if (s->internal) {
 		const char *addr = host_net ? s->host_ip : container_ip(c);
 		if (!addr || !addr[0]) {
+			char esc[64];
+			dk_escape(c->network_mode, esc, sizeof esc);
 			NOTE("container %s: no container IP address (network mode \"%s\"); skipped", who,
-			     c->network_mode);
+			     esc);
 			return 0;
 		}
 		if (!is_ip_literal(addr) && !(host_net && s->host_ip)) {
@@ -833,6 +839,13 @@ static int port_tags(const dk_container *c, const port_ent *p, dk_result *r, con
 				goto oom;
 			continue;
 		}
+		if (in->ntags >= DK_MAX_TAGS) {
+			if (add_msg(&r->warnings, &r->nwarnings,
+			            "container %s: %s: more than %d tags; the rest skipped", who,
+			            use->what, DK_MAX_TAGS) < 0)
+				goto oom;
+			break;
+		}
 		bool dup = false;
 		for (size_t i = 0; i < in->ntags; i++)
 			if (strcmp(in->tags[i], t) == 0)
@@ -892,6 +905,16 @@ static int port_meta(const dk_container *c, dk_result *r, const char *who, dk_in
 	}
 	if (in->nmeta > 1)
 		qsort(in->meta, in->nmeta, sizeof *in->meta, cmp_kv);
+	if (in->nmeta > DK_MAX_META) {
+		WARN("container %s: %zu regent.meta.* labels (at most %d); label regent.meta.%s and "
+		     "those after it (by name) skipped",
+		     who, in->nmeta, DK_MAX_META, in->meta[DK_MAX_META].key);
+		for (size_t i = DK_MAX_META; i < in->nmeta; i++) {
+			free((char *)in->meta[i].key);
+			free((char *)in->meta[i].value);
+		}
+		in->nmeta = DK_MAX_META;
+	}
 	return 0;
 }
 
@@ -996,7 +1019,9 @@ int dk_list_parse(const char *json, size_t len, char (**ids)[DK_ID_LEN + 1], siz
 	json_error_t jerr;
 	json_t *root = json_loadb(json, len, 0, &jerr);
 	if (!root) {
-		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		char etext[JSON_ERROR_TEXT_LENGTH * 4];
+		dk_escape(jerr.text, etext, sizeof etext); /* quotes the bytes near the error */
+		WHY("malformed JSON at line %d column %d: %s", jerr.line, jerr.column, etext);
 		return -EINVAL;
 	}
 	if (!json_is_array(root)) {
@@ -1059,7 +1084,9 @@ int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t
 	json_error_t jerr;
 	json_t *root = json_loadb(line, len, 0, &jerr);
 	if (!root) {
-		WHY("malformed JSON at column %d: %s", jerr.column, jerr.text);
+		char etext[JSON_ERROR_TEXT_LENGTH * 4];
+		dk_escape(jerr.text, etext, sizeof etext); /* quotes the bytes near the error */
+		WHY("malformed JSON at column %d: %s", jerr.column, etext);
 		return -EINVAL;
 	}
 	int rc = -EINVAL;
@@ -1079,7 +1106,8 @@ int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t
 			WHY("no \"Type\" or \"Action\"");
 		goto out;
 	}
-	snprintf(ev->action_text, sizeof ev->action_text, "%s", action);
+	/* Logged at debug level: escaped like every untrusted string. */
+	dk_escape(action, ev->action_text, sizeof ev->action_text);
 	json_t *tn = json_object_get(root, "timeNano");
 	json_t *ts = json_object_get(root, "time");
 	if (json_is_integer(tn) && json_integer_value(tn) > 0)

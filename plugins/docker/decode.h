@@ -13,6 +13,11 @@
 #include <stdint.h>
 
 #define DK_ID_LEN 64 /* a full container id: 64 lowercase hex digits */
+/* The core's limits on one instance (core.h): more tags or regent.meta.*
+ * labels are skipped with one warning, so the core never refuses the
+ * instance as a whole. */
+#define DK_MAX_TAGS 64
+#define DK_MAX_META 64
 
 typedef enum dk_health {
 	DK_HEALTH_NONE = 0, /* no HEALTHCHECK */
@@ -137,7 +142,8 @@ uint64_t dk_parse_time(const char *s);
 int dk_signal_number(const char *s);
 
 /* Copies untrusted text for a log line: control and non-ASCII bytes as
- * \xNN, at most outlen-1 bytes (cut with "..."). */
+ * \xNN, a backslash as two, quotes kept; at most outlen-1 bytes (cut with
+ * "..."). */
 void dk_escape(const char *in, char *out, size_t outlen);
 
 /* "a:b" -> whether the address is a loopback one (127/8, ::1, localhost). */

@@ -250,9 +250,12 @@ int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why
 			return -EINVAL;
 		}
 		snprintf(item, sizeof(item), "%s", items[i]);
-		char *name = strtok_r(item, " \t", &save);
-		char *arg = name ? strtok_r(NULL, " \t", &save) : NULL;
-		char *extra = arg ? strtok_r(NULL, " \t", &save) : NULL;
+		/* Split on every whitespace byte: "weight \r0" is two words,
+		 * and "\r0" no integer (found by tests/fuzz). */
+		static const char ws[] = " \t\n\v\f\r";
+		char *name = strtok_r(item, ws, &save);
+		char *arg = name ? strtok_r(NULL, ws, &save) : NULL;
+		char *extra = arg ? strtok_r(NULL, ws, &save) : NULL;
 		if (!name)
 			continue;
 		const srv_opt *o = allowed;
@@ -272,7 +275,8 @@ int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why
 			char *end;
 			errno = 0;
 			long v = strtol(arg, &end, 10);
-			ok = !errno && *end == '\0' && end != arg && v >= o->min && v <= o->max;
+			ok = !errno && *end == '\0' && end != arg && v >= o->min && v <= o->max &&
+			     (isdigit((unsigned char)arg[0]) || (arg[0] == '-' && o->min < 0));
 		} else if (o->kind == ARG_TIME) {
 			ok = valid_time(arg);
 		} else if (o->kind == ARG_ENUM) {

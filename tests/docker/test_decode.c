@@ -287,7 +287,7 @@ static void test_malicious(void **state)
 	                    "container evil1 (aaaaaaaaaaaa): label regent.service = \"x/../../y\" is "
 	                    "not a valid service name"));
 	assert_true(has_msg(r.warnings, r.nwarnings, "label regent.service.9001 = \"a b\""));
-	assert_true(has_msg(r.warnings, r.nwarnings, "tag \"bad\\\"tag\" is invalid"));
+	assert_true(has_msg(r.warnings, r.nwarnings, "tag \"bad\"tag\" is invalid"));
 	assert_true(has_msg(r.warnings, r.nwarnings, "label regent.meta.bad: invalid meta value"));
 	assert_true(has_msg(r.warnings, r.nwarnings, "label \"regent.meta.b@d\": invalid meta key"));
 	size_t n_service = 0;
@@ -426,6 +426,107 @@ static void test_malformed_inspect(void **state)
 	dk_container_free(&c);
 }
 
+/* Issue 14.4: NetworkMode reaches a note escaped; HostPort is digits only. */
+static void test_hostile_strings(void **state)
+{
+	(void)state;
+	static const char nm[] =
+		"{\"Id\":\"" CID "\",\"Name\":\"/e2\",\"State\":{\"Running\":true},"
+		"\"Config\":{\"Image\":\"x/y:z\",\"ExposedPorts\":{\"80/tcp\":{}}},"
+		"\"HostConfig\":{\"NetworkMode\":\"evil\\n\\u001b[2Jnet\\\\x\"},"
+		"\"NetworkSettings\":{\"Networks\":{}}}";
+	dk_container c;
+	assert_int_equal(parse_str(nm, &c), 0);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &internal_mode, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_clean(&r);
+	assert_true(has_msg(r.notes, r.nnotes,
+	                    "container e2 (000000000000): no container IP address (network mode "
+	                    "\"evil\\x0a\\x1b[2Jnet\\\\x\"); skipped"));
+	dk_result_free(&r);
+	dk_container_free(&c);
+
+	static const char *const ports[] = {"+80", " 80", "80 ", "8 0", "0x50", "-80", "8e1",
+	                                    "80\n", "0", "65536", "99999999999999999999"};
+	for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) {
+		char json[1024];
+		char hp[64];
+		/* as a JSON string */
+		size_t o = 0;
+		for (const char *p = ports[i]; *p; p++)
+			o += (size_t)snprintf(hp + o, sizeof hp - o, *p == '\n' ? "\\n" : "%c", *p);
+		snprintf(json, sizeof json,
+		         "{\"Id\":\"" CID "\",\"Name\":\"/p\",\"State\":{\"Running\":true},"
+		         "\"Config\":{\"Image\":\"x/y:z\"},\"HostConfig\":{\"NetworkMode\":\"bridge\"},"
+		         "\"NetworkSettings\":{\"Ports\":{\"80/tcp\":[{\"HostIp\":\"0.0.0.0\","
+		         "\"HostPort\":\"%s\"}]}}}",
+		         hp);
+		assert_int_equal(parse_str(json, &c), 0);
+		assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+		if (r.n != 0)
+			fail_msg("HostPort \"%s\" was accepted", ports[i]);
+		assert_clean(&r);
+		assert_true(has_msg(r.notes, r.nnotes, "has a binding with a bad HostPort"));
+		dk_result_free(&r);
+		dk_container_free(&c);
+	}
+	/* port keys: digits, then /tcp or /udp */
+	static const char *const keys[] = {"+80/tcp", " 80/tcp", "80 /tcp", "0x50/tcp", "80/tcp ",
+	                                   "-80/tcp"};
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		char json[1024];
+		snprintf(json, sizeof json,
+		         "{\"Id\":\"" CID "\",\"Name\":\"/p\",\"State\":{\"Running\":true},"
+		         "\"Config\":{\"Image\":\"x/y:z\",\"ExposedPorts\":{\"%s\":{}}},"
+		         "\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+		         keys[i]);
+		assert_int_equal(parse_str(json, &c), 0);
+		assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+		if (r.n != 0)
+			fail_msg("port key \"%s\" was accepted", keys[i]);
+		dk_result_free(&r);
+		dk_container_free(&c);
+	}
+}
+
+/* At most DK_MAX_TAGS tags and DK_MAX_META meta pairs per instance, the
+ * rest skipped with one warning (the core would refuse the instance). */
+static void test_limits(void **state)
+{
+	(void)state;
+	char *json = malloc(200000);
+	assert_non_null(json);
+	size_t o = (size_t)sprintf(json, "{\"Id\":\"" CID "\",\"Name\":\"/big\",\"State\":{\"Running\""
+	                                 ":true},\"Config\":{\"Image\":\"x/y:z\",\"ExposedPorts\":"
+	                                 "{\"80/tcp\":{}},\"Labels\":{\"regent.tags\":\"");
+	for (int i = 0; i < 5000; i++)
+		o += (size_t)sprintf(json + o, "%st%d", i ? "," : "", i);
+	o += (size_t)sprintf(json + o, "\"");
+	for (int i = 0; i < 1000; i++)
+		o += (size_t)sprintf(json + o, ",\"regent.meta.k%04d\":\"v\"", i);
+	sprintf(json + o, "}},\"HostConfig\":{\"NetworkMode\":\"host\"}}");
+	dk_container c;
+	assert_int_equal(parse_str(json, &c), 0);
+	free(json);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.insts[0].ntags, DK_MAX_TAGS);
+	assert_string_equal(r.insts[0].tags[63], "t63");
+	assert_int_equal(r.insts[0].nmeta, DK_MAX_META);
+	assert_string_equal(r.insts[0].meta[63].key, "k0063");
+	assert_int_equal(r.nwarnings, 2);
+	assert_true(has_msg(r.warnings, r.nwarnings,
+	                    "container big (000000000000): label regent.tags: more than 64 tags; the "
+	                    "rest skipped"));
+	assert_true(has_msg(r.warnings, r.nwarnings,
+	                    "container big (000000000000): 1000 regent.meta.* labels (at most 64); "
+	                    "label regent.meta.k0064 and those after it (by name) skipped"));
+	dk_result_free(&r);
+	dk_container_free(&c);
+}
+
 static void test_list(void **state)
 {
 	(void)state;
@@ -558,8 +659,11 @@ static void test_helpers(void **state)
 	assert_false(dk_is_loopback("backend-1.example.com"));
 
 	char out[16];
+	/* quotes kept (issue 17), a backslash doubled, control bytes as \xNN */
 	dk_escape("a\nb\"c\\", out, sizeof out);
-	assert_string_equal(out, "a\\x0ab\\\"c\\\\");
+	assert_string_equal(out, "a\\x0ab\"c\\\\");
+	dk_escape("{\"k\":\"v\"}", out, sizeof out);
+	assert_string_equal(out, "{\"k\":\"v\"}");
 	dk_escape("0123456789abcdefghij", out, sizeof out);
 	assert_string_equal(out, "0123456789ab...");
 	assert_true(strlen(out) < sizeof out);
@@ -618,6 +722,8 @@ int main(void)
 		cmocka_unit_test(test_ready),
 		cmocka_unit_test(test_malformed_inspect),
 		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_hostile_strings),
+		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_inst_copy),

@@ -1,0 +1,99 @@
+/* fuzz_consul.c - libFuzzer harness: plugins/consul/consul_util.c on
+ * untrusted Consul answers.  The input is decoded as /v1/health/service and
+ * /v1/catalog/services bodies; the string helpers get it as text.
+ * Checked: an instance the core accepts renders a registration body that
+ * is a JSON object; messages and escaped paths carry no control byte. */
+#include "consul_util.h"
+#include "core.h"
+#include "fuzz.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+
+static void check_health(const uint8_t *data, size_t size)
+{
+	consul_instances ins;
+	size_t skipped = 0;
+	char why[256] = "";
+	if (consul_parse_health((const char *)data, size, "web", &ins, &skipped, why, sizeof(why)) !=
+	    0) {
+		CHECK(fz_clean(why, strlen(why), ""), "why \"%s\"", why);
+		return;
+	}
+	CHECK(fz_clean(why, strlen(why), ""), "why \"%s\"", why);
+	for (size_t i = 0; i < ins.n; i++) {
+		const regent_instance *in = ins.ptrs[i];
+		CHECK(in != NULL, "NULL instance");
+		char cwhy[256];
+		regent_inst *c = regent_inst_copy(in, "", cwhy, sizeof(cwhy));
+		if (!c)
+			continue; /* the core refuses it with a warning: fine */
+		char dropped[256] = "";
+		char *body = consul_register_body(&c->pub, "node-1", 15000, 60000, dropped,
+		                                  sizeof(dropped));
+		CHECK(body != NULL, "no body");
+		json_t *j = json_loads(body, 0, NULL);
+		CHECK(json_is_object(j), "body is not a JSON object: %s", body);
+		json_t *meta = json_object_get(j, "Meta");
+		CHECK(!meta || json_object_size(meta) <= CONSUL_META_MAX, "%zu meta pairs",
+		      json_object_size(meta));
+		json_decref(j);
+		free(body);
+		regent_inst_unref(c);
+	}
+	consul_instances_free(&ins);
+}
+
+static void check_services(const uint8_t *data, size_t size)
+{
+	consul_services s;
+	char why[256] = "";
+	if (consul_parse_services((const char *)data, size, &s, why, sizeof(why)) < 0) {
+		CHECK(fz_clean(why, strlen(why), ""), "why \"%s\"", why);
+		return;
+	}
+	static const char *const want[] = {"prod"};
+	for (size_t i = 0; i < s.n; i++) {
+		CHECK(s.v[i].name != NULL, "name");
+		(void)consul_tags_match(s.v[i].tags, s.v[i].ntags, want, 1);
+	}
+	consul_services_free(&s);
+}
+
+static void check_strings(const uint8_t *data, size_t size)
+{
+	char *s = fz_strndup(data, size);
+	char *e = consul_escape(s);
+	for (const char *p = e; *p; p++)
+		CHECK(isalnum((unsigned char)*p) || strchr("._~-%", *p), "escaped \"%s\"", e);
+	free(e);
+	char *base = NULL, *unix_path = NULL, why[256] = "";
+	if (consul_parse_address(s, &base, &unix_path, why, sizeof(why)) == 0) {
+		CHECK(base != NULL, "no base");
+		char *r = consul_redact_url(base);
+		free(r);
+	}
+	free(base);
+	free(unix_path);
+	(void)consul_parse_index(s);
+	(void)consul_meta_key_ok(s);
+	char *cid = consul_check_id(s);
+	free(cid);
+	free(s);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool quiet;
+	if (!quiet) {
+		regent_log_threshold = REGENT_LOG_ERROR;
+		quiet = true;
+	}
+	if (size > 1 << 18)
+		return 0;
+	check_health(data, size);
+	check_services(data, size);
+	check_strings(data, size);
+	return 0;
+}

@@ -1,0 +1,106 @@
+/* fuzz_etcd.c - libFuzzer harness: what the etcd store decodes from etcd's
+ * untrusted keys and values.  The input is KEY NUL VALUE: the key goes
+ * through etcd_split_key (plugins/etcd/etcd_util.c) under two prefixes,
+ * the value through the core's instance decoding (regent_instance_decode,
+ * the host's instance_decode) or the seed's port parsing.  Checked: a
+ * decoded instance is one the core accepts and survives encode/decode
+ * unchanged; split parts hold no control byte; printable renderings are
+ * clean; range ends sort after the prefix. */
+#include "core.h"
+#include "etcd_util.h"
+#include "fuzz.h"
+
+#include <errno.h>
+#include <jansson.h>
+
+static void check_value(const char *svc, const char *id, const uint8_t *val, size_t vlen)
+{
+	regent_instance *inst = NULL;
+	int rc = regent_instance_decode((const char *)val, vlen, svc, id, &inst);
+	if (rc != 0) {
+		CHECK(inst == NULL, "output on failure");
+		CHECK(rc == -EINVAL || rc == -E2BIG, "rc %d", rc);
+		return;
+	}
+	CHECK(vlen <= REGENT_MAX_VALUE, "value of %zu bytes accepted", vlen);
+	char why[256] = "";
+	regent_inst *in = regent_inst_copy(inst, "", why, sizeof(why));
+	CHECK(in != NULL, "decoded but refused: %s", why);
+	CHECK(regent_instance_equal(&in->pub, inst), "copy differs");
+	char *json = regent_instance_encode(inst);
+	CHECK(json != NULL, "encode");
+	regent_instance *back = NULL;
+	CHECK(regent_instance_decode(json, strlen(json), svc, id, &back) == 0, "re-decode of %s",
+	      json);
+	CHECK(regent_instance_equal(back, inst), "round trip differs: %s", json);
+	regent_instance_free(back);
+	free(json);
+	regent_inst_unref(in);
+	regent_instance_free(inst);
+}
+
+static void check_key(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+                      const char *prefix)
+{
+	char *svc = NULL, *id = NULL;
+	etcd_key_kind k = etcd_split_key((const char *)key, klen, prefix, &svc, &id);
+	if (k == ETCD_KEY_BAD) {
+		CHECK(!svc && !id, "parts on BAD");
+		return;
+	}
+	CHECK(svc && svc[0] && fz_clean(svc, strlen(svc), ""), "service");
+	if (k == ETCD_KEY_PORT) {
+		CHECK(id == NULL, "id for a port key");
+		int port = etcd_parse_port((const char *)val, vlen);
+		CHECK(port >= 0 && port <= 65535, "port %d", port);
+	} else {
+		CHECK(id && id[0] && fz_clean(id, strlen(id), ""), "id");
+		check_value(svc, id, val, vlen);
+	}
+	free(svc);
+	free(id);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool quiet;
+	if (!quiet) {
+		regent_log_threshold = REGENT_LOG_ERROR;
+		quiet = true;
+	}
+	if (size > 1 << 18)
+		return 0;
+	const uint8_t *nul = memchr(data, 0, size);
+	size_t klen = nul ? (size_t)(nul - data) : size;
+	const uint8_t *val = nul ? nul + 1 : data;
+	size_t vlen = nul ? size - klen - 1 : size;
+	check_key(data, klen, val, vlen, "/backends");
+	check_key(data, klen, val, vlen, "");
+	if (!nul)
+		check_value("svc", "n1/abc/80", data, size);
+
+	char *p = etcd_printable((const char *)data, size, 80);
+	CHECK(fz_clean(p, strlen(p), ""), "printable \"%s\"", p);
+	CHECK(strlen(p) <= 80 * 4 + 3, "printable too long");
+	free(p);
+	size_t elen;
+	char *end = etcd_prefix_end((const char *)data, klen, &elen);
+	if (!(elen == 1 && end[0] == '\0')) { /* "\0": to the end of the keyspace */
+		size_t m = klen < elen ? klen : elen;
+		int c = memcmp(data, end, m);
+		CHECK(c < 0 || (c == 0 && klen < elen), "range end not after the prefix");
+	}
+	free(end);
+	char *k = fz_strndup(data, klen);
+	char *np = etcd_normalize_prefix(k);
+	if (np)
+		CHECK(np[0] == '\0' || (np[0] == '/' && np[strlen(np) - 1] != '/'), "prefix \"%s\"",
+		      np);
+	free(np);
+	free(k);
+	json_t *j = json_loadb((const char *)val, vlen, JSON_DECODE_ANY, NULL);
+	int64_t x;
+	(void)etcd_json_int64(j, &x);
+	json_decref(j);
+	return 0;
+}
