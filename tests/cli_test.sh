@@ -68,7 +68,7 @@ port = 99999
 EOF2
 "$REGENT_BIN" --check-config -c "$T/bad.ini" >"$T/out" 2>"$T/err"; rc=$?
 check "--check-config on a bad file exits 1" [ $rc -eq 1 ]
-check "duration error with line" grep -qx "$T/bad.ini:2: agent.debounce: expected a duration such as 50ms, 15s, 1m or 2h, got \"soon\"" "$T/err"
+check "duration error with line" grep -qx "$T/bad.ini:2: agent.debounce: expected a duration (digits and ms, s, m or h, such as 50ms, 15s, 1m or 2h), got \"soon\"" "$T/err"
 check "unknown key with line" grep -q "^$T/bad.ini:3: agent.colour: unknown key" "$T/err"
 check "plugin key error with line" grep -q "^$T/bad.ini:5: store teststore.delay: expected a duration" "$T/err"
 check "missing plugin with line" grep -q "^$T/bad.ini:6: \[sink nosuchplugin\]: .*/nosuchplugin.so: cannot load plugin: No such file or directory" "$T/err"

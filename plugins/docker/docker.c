@@ -847,12 +847,19 @@ static void on_ping_timer(uv_timer_t *t)
 /* plugin entry points                                                */
 /* ------------------------------------------------------------------ */
 
+/* "MAJOR.MINOR", digits only (sscanf's %u would take blanks and signs,
+ * which would end up in the request path), at least 1.41. */
 static bool valid_api_version(const char *v)
 {
-	unsigned maj, min;
-	char tail;
-	if (!v || sscanf(v, "%u.%u%c", &maj, &min, &tail) != 2)
+	if (!v)
 		return false;
+	size_t a = strspn(v, "0123456789");
+	if (a == 0 || a > 4 || v[a] != '.')
+		return false;
+	size_t b = strspn(v + a + 1, "0123456789");
+	if (b == 0 || b > 4 || v[a + 1 + b] != '\0')
+		return false;
+	unsigned maj = (unsigned)atoi(v), min = (unsigned)atoi(v + a + 1);
 	return maj > 1 || (maj == 1 && min >= 41);
 }
 

@@ -262,7 +262,7 @@ char *etcd_printable(const char *s, size_t len, size_t max)
 	size_t o = 0;
 	for (size_t i = 0; i < cut; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c >= 0x7f || c == '\\' || c == '"')
+		if (c < 0x20 || c >= 0x7f || c == '\\') /* quotes kept: JSON stays readable */
 			o += (size_t)sprintf(out + o, "\\x%02x", c);
 		else
 			out[o++] = (char)c;

@@ -60,7 +60,8 @@ char *etcd_normalize_prefix(const char *p);
 bool etcd_json_int64(const json_t *v, int64_t *out);
 
 /* A printable, bounded rendering of untrusted bytes for log messages
- * (non-printable bytes as \xNN, cut at max bytes with "..."). malloc'd. */
+ * (non-printable bytes and backslashes as \xNN, quotes kept, cut at max
+ * bytes with "..."). malloc'd. */
 char *etcd_printable(const char *s, size_t len, size_t max);
 
 /* Parses the seed's listen-port value ("8000", blanks allowed around).

@@ -104,6 +104,22 @@ api_version = 1.24
 EOF
 expect_err oldapi "an API version before 1.41 is refused" "oldapi\.ini:4: source docker\.api_version: expected MAJOR\.MINOR, 1\.41 or later"
 
+write signapi <<'EOF'
+[agent]
+host_ip = 10.0.0.1
+[source docker]
+api_version = 1.+41
+EOF
+expect_err signapi "an API version with a sign is refused" "signapi\.ini:4: source docker\.api_version: expected MAJOR\.MINOR, 1\.41 or later"
+
+write blankapi <<'EOF'
+[agent]
+host_ip = 10.0.0.1
+[source docker]
+api_version = 1. 41
+EOF
+expect_err blankapi "an API version with a blank is refused" "blankapi\.ini:4: source docker\.api_version: expected MAJOR\.MINOR, 1\.41 or later"
+
 write badbool <<'EOF'
 [agent]
 host_ip = 10.0.0.1

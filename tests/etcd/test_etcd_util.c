@@ -150,7 +150,7 @@ static void test_printable(void **st)
 {
 	(void)st;
 	char *p = etcd_printable("/a/b\n\"c\\", 8, 100);
-	assert_string_equal(p, "/a/b\\x0a\\x22c\\x5c");
+	assert_string_equal(p, "/a/b\\x0a\"c\\x5c");
 	free(p);
 	p = etcd_printable("abcdef", 6, 3);
 	assert_string_equal(p, "abc...");
