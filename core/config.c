@@ -29,6 +29,8 @@ const regent_config_key regent_agent_keys[] = {
 	 "how long plugins get to stop (deregister) on shutdown"},
 	{"state_dir", REGENT_CFG_STRING, REGENT_STATE_DIR_DEFAULT, false, 0, 0,
 	 "where plugins keep state across restarts (lease ids, ...)"},
+	{"control_socket", REGENT_CFG_STRING, "/run/regent/regent.sock", false, 0, 0,
+	 "the unix socket `regent ctl` talks to (mode 0660, group regent); empty: none"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
