@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #define WHO "ctl"
+/* How long a connection stays open after its answer, for the client to close. */
+#define REGENT_CTL_LINGER_MS 1000
 
 typedef struct ctl_client ctl_client;
 
@@ -40,6 +42,7 @@ struct ctl_client {
 	uv_pipe_t pipe;
 	uv_timer_t timer;
 	uv_write_t wreq;
+	uv_shutdown_t sreq;
 	regent_buf in;
 	char *answer;
 	bool answered, closing;
@@ -447,18 +450,39 @@ static void client_close(ctl_client *cl)
 	uv_close((uv_handle_t *)&cl->pipe, client_handle_closed);
 }
 
+static void on_shutdown(uv_shutdown_t *r, int status)
+{
+	(void)r;
+	(void)status; /* the client's EOF (or the linger timer) closes */
+}
+
+/* After the answer: end our side and wait (briefly) for the client to
+ * close its own, reading and dropping what it still sends, so that it
+ * reads the whole answer instead of a reset. */
 static void on_written(uv_write_t *w, int status)
 {
 	ctl_client *cl = w->data;
-	if (status < 0 && status != UV_ECANCELED)
+	if (cl->closing)
+		return;
+	if (status < 0) {
 		regent_log(REGENT_LOG_DEBUG, WHO, "writing an answer: %s", uv_strerror(status));
-	client_close(cl);
+		client_close(cl);
+		return;
+	}
+	cl->sreq.data = cl;
+	if (uv_shutdown(&cl->sreq, (uv_stream_t *)&cl->pipe, on_shutdown) < 0)
+		client_close(cl);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+	client_close(t->data);
 }
 
 static void answer(ctl_client *cl, json_t *o)
 {
 	cl->answered = true;
-	uv_read_stop((uv_stream_t *)&cl->pipe);
+	uv_timer_start(&cl->timer, on_linger_timeout, REGENT_CTL_LINGER_MS, 0);
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	cl->answer = regent_xasprintf("%s\n", text ? text : "{\"ok\":false,\"error\":\"out of memory\"}");
@@ -483,8 +507,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	ctl_client *cl = s->data;
-	if (cl->closing || cl->answered)
+	if (cl->closing)
 		return;
+	if (cl->answered) { /* dropped; the client's EOF ends the connection */
+		if (nread < 0)
+			client_close(cl);
+		return;
+	}
 	if (nread < 0) {
 		if (nread != UV_EOF)
 			regent_log(REGENT_LOG_DEBUG, WHO, "reading a request: %s", uv_strerror((int)nread));
@@ -527,10 +556,7 @@ static void on_timeout(uv_timer_t *t)
 	ctl_client *cl = t->data;
 	regent_log(REGENT_LOG_WARN, WHO, "a client sent no complete request within %d ms; closing it",
 	           REGENT_CTL_REQUEST_TIMEOUT_MS);
-	if (!cl->answered)
-		answer(cl, error_json("no complete request within %d ms", REGENT_CTL_REQUEST_TIMEOUT_MS));
-	else
-		client_close(cl);
+	answer(cl, error_json("no complete request within %d ms", REGENT_CTL_REQUEST_TIMEOUT_MS));
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -614,6 +640,23 @@ static int clear_path(const char *path)
 	return 0;
 }
 
+/* 0 when the directory that will hold path exists, else -errno. */
+static int parent_dir_exists(const char *path, char **dir_out)
+{
+	char *dir = regent_xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	struct stat st;
+	int rc = stat(dir, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	*dir_out = dir;
+	return rc;
+}
+
 static void server_closed(uv_handle_t *h)
 {
 	regent_ctl *ctl = h->data;
@@ -630,7 +673,15 @@ static int listen_on(regent_ctl *ctl)
 		           sizeof(sa.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
-	int rc = clear_path(path);
+	char *dir;
+	int rc = parent_dir_exists(path, &dir);
+	if (rc < 0)
+		regent_log(REGENT_LOG_ERROR, WHO, "control_socket %s: its directory %s: %s", path, dir,
+		           strerror(-rc));
+	free(dir);
+	if (rc < 0)
+		return rc;
+	rc = clear_path(path);
 	if (rc < 0)
 		return rc;
 	uv_pipe_init(ctl->agent->loop, &ctl->server, 0);
@@ -692,12 +743,8 @@ int regent_ctl_start(regent_agent *a, regent_ctl **out)
 	if (!explicit) {
 		/* The default lives in /run/regent, which systemd creates
 		 * (RuntimeDirectory=regent): without it, run without a socket. */
-		char *dir = regent_xstrdup(path);
-		char *slash = strrchr(dir, '/');
-		if (slash && slash != dir)
-			*slash = '\0';
-		struct stat st;
-		bool have = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+		char *dir;
+		bool have = parent_dir_exists(path, &dir) == 0;
 		if (!have)
 			regent_log(REGENT_LOG_WARN, WHO,
 			           "no control socket: %s does not exist (systemd creates it; set [agent] "
