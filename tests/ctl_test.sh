@@ -229,6 +229,23 @@ timeout 20 "$R" -c "$T/d.ini" -p "$REGENT_PLUGIN_DIR" >"$T/d.out" 2>&1; rc=$?
 check_eq "an explicit control_socket in a missing directory refuses to start" 1 "$rc"
 check "... saying why" grep -q "ctl: control_socket $T/nodir/regent.sock: its directory $T/nodir: No such file or directory" "$T/d.out"
 
+write_config f ""
+: >"$T/f.inst"
+start_agent f
+check "an empty control_socket: the agent runs without a socket" wait_for --timeout 15 grep -q "ctl: no control socket (control_socket is empty)" "$T/f.log"
+check "... and keeps running" daemon_alive f
+daemon_stop f
+if [ ! -e /run/regent ]; then
+	sed -i '/^control_socket/d' "$T/f.ini"
+	start_agent f
+	check "the default control_socket without /run/regent: a warning" wait_for --timeout 15 grep -q "ctl: no control socket: /run/regent does not exist" "$T/f.log"
+	check "... and the agent runs" wait_for --timeout 10 grep -q "source testsource: started" "$T/f.log"
+	check "... still running" daemon_alive f
+	daemon_stop f
+else
+	echo "skip - /run/regent exists here: the default path's warning is not checked"
+fi
+
 daemon_kill a KILL
 check "a killed agent leaves its socket behind" test -S "$SOCK"
 start_agent a
