@@ -56,6 +56,8 @@ static bool running(const regent_ctx *c)
 
 static void for_stores(regent_agent *a, regent_inst *inst, bool up)
 {
+	if (up && a->drained) /* core/ctl.c: drained hosts register nothing */
+		return;
 	for (regent_ctx *c = a->ctxs; c; c = c->next) {
 		if (c->kind != REGENT_KIND_STORE || !running(c))
 			continue;
@@ -309,7 +311,7 @@ static int ctx_start(regent_agent *a, regent_ctx *c)
 		regent_log(REGENT_LOG_INFO, c->who, "started (%s %s)", c->desc->name,
 		           c->desc->version ? c->desc->version : "");
 	}
-	if (c->kind == REGENT_KIND_STORE)
+	if (c->kind == REGENT_KIND_STORE && !a->drained)
 		regent_localset_foreach(a->local, register_one, c);
 	else if (c->kind == REGENT_KIND_SINK && regent_cat_flushed(a->cat))
 		apply_all(a, c); /* a sink added by a reload, or on trial, catches up */

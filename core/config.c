@@ -32,6 +32,8 @@ const regent_config_key regent_agent_keys[] = {
 	 "how long a reload's new plugin instance may take to prove itself"},
 	{"state_dir", REGENT_CFG_STRING, REGENT_STATE_DIR_DEFAULT, false, 0, 0,
 	 "where plugins keep state across restarts (lease ids, ...)"},
+	{"control_socket", REGENT_CFG_STRING, "/run/regent/regent.sock", false, 0, 0,
+	 "the unix socket `regent ctl` talks to (mode 0660, group regent); empty: none"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 

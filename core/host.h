@@ -71,6 +71,7 @@ struct regent_agent {
 	uint64_t start_wall_ns;
 	regent_metric *m_reloads, *m_reload_errors, *m_sink_applies_total;
 	void (*on_exit)(regent_agent *a);
+	bool drained;                 /* `regent ctl drain`: local instances kept out of the stores */
 };
 
 extern const regent_host regent_host_table;

@@ -1,6 +1,8 @@
 /* main.c - the regent command: option parsing, --check-config,
- * --list-plugins, --version, and the daemon's run in the foreground. */
+ * --list-plugins, --version, `regent ctl ...` (core/ctl_client.c), and the
+ * daemon's run in the foreground with its control socket (core/ctl.c). */
 #include "build_config.h"
+#include "ctl.h"
 #include "host.h"
 
 #include <getopt.h>
@@ -15,6 +17,7 @@ static void usage(FILE *out)
 	        "       regent --check-config [-c FILE]\n"
 	        "       regent --list-plugins [--plugin-dir DIR]\n"
 	        "       regent --version\n"
+	        "       regent ctl [-s SOCKET] COMMAND   (regent ctl --help)\n"
 	        "\n"
 	        "  -c, --config FILE     configuration (default /etc/regent/regent.ini)\n"
 	        "  -t, --check-config    validate the configuration, load its plugins, exit 0 or 1\n"
@@ -35,8 +38,19 @@ static void print_errors(const regent_config *cfg)
 	        cfg->path);
 }
 
+static regent_ctl *the_ctl;
+
+static void on_agent_exit(regent_agent *a)
+{
+	(void)a;
+	regent_ctl_close(the_ctl);
+	the_ctl = NULL;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return regent_ctl_main(argc - 1, argv + 1);
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"check-config", no_argument, NULL, 't'},
@@ -107,8 +121,13 @@ int main(int argc, char **argv)
 	regent_config_unref(cfg);
 	regent_agent_handle_signals(a);
 	regent_log(REGENT_LOG_INFO, NULL, "regent %s starting with %s", REGENT_VERSION, config);
-	int rc = regent_agent_start(a);
+	a->on_exit = on_agent_exit;
+	int rc = regent_ctl_start(a, &the_ctl);
 	if (rc < 0) {
+		regent_log(REGENT_LOG_ERROR, NULL, "cannot set up the control socket; stopping");
+		a->exit_code = 1;
+		regent_agent_shutdown(a);
+	} else if ((rc = regent_agent_start(a)) < 0) {
 		regent_log(REGENT_LOG_ERROR, NULL, "a plugin failed to start; stopping");
 		a->exit_code = 1;
 		regent_agent_shutdown(a);

@@ -3,13 +3,17 @@
 # regent-dev (dpkg-buildpackage -us -uc -b on a copy of the tree), lintian
 # passes (tags explained by overrides), `dpkg -c` lists the expected files
 # and no test-only plugin, the package version is `regent --version`, the
-# packaged unit verifies, and the example plugin builds against the
-# extracted regent-dev and loads into the extracted regent.
+# packaged unit verifies, the maintainer scripts do the right thing to
+# regent.service on install, upgrade (restarted, never stopped first),
+# remove (stopped) and purge (/var/lib/regent removed) (maintscripts.sh),
+# and the example plugin builds against the extracted regent-dev and loads
+# into the extracted regent.
 # Skipped (exit 77) when dpkg-buildpackage is missing, and in the sanitizer
 # build (the packages do not depend on the build dir: the normal run covers
 # them).
 set -u
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/maintscripts.sh"
 if ! command -v dpkg-buildpackage >/dev/null; then
 	echo "skip - dpkg-buildpackage not found: apt-get install dpkg-dev debhelper lintian to test the Debian packaging"
 	exit 77
@@ -71,6 +75,10 @@ for f in /usr/include/regent/plugin.h "/usr/lib/$multiarch/pkgconfig/regent-plug
 done
 check "regent-dev contains the plugin author's guide" grep -Eq '^/usr/share/doc/regent-dev/plugin-api\.md(\.gz)?$' "$T/dev.list"
 check "regent-dev depends on libuv1-dev (regent-plugin.pc requires libuv)" grep -qw libuv1-dev <(dpkg-deb -f "$DEV" Depends)
+
+# The maintainer scripts, run as dpkg would against a stand-in systemd.
+dpkg-deb -e "$DEB" "$T/ctrl"
+maint_check "$T/ctrl"
 
 # The packaged files work: extract both packages into one root.
 X=$T/x

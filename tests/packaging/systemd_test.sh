@@ -77,7 +77,9 @@ run_notify() { # NAME SOCKET: one run of regent with NOTIFY_SOCKET=SOCKET
 	local name=$1 sock=$2
 	"$PY" "$(dirname "$0")/notify_listener.py" "$sock" "$T/$name.log" &
 	local lp=$!; PIDS+=("$lp")
-	wait_for 5 test -f "$T/$name.log.ready"
+	# On a loaded machine python can take seconds to start: a regent
+	# started before the listener binds loses its first messages.
+	check "$name: the stand-in notification socket is bound" wait_for 30 test -f "$T/$name.log.ready"
 	NOTIFY_SOCKET=$sock "$BIN" -c "$T/r.ini" --plugin-dir "$REGENT_PLUGIN_DIR" >"$T/$name.run" 2>&1 &
 	RP=$!; PIDS+=("$RP")
 	check "$name: READY=1 once started" wait_for 10 has "$name" '^READY=1|STATUS=started$'
