@@ -228,6 +228,7 @@ static const char *state_name(ctx_state s)
 	switch (s) {
 	case CTX_NEW: return "new";
 	case CTX_CREATED: return "created";
+	case CTX_PENDING: return "on trial";
 	case CTX_STARTED: return "started";
 	case CTX_STOPPING: return "stopping";
 	case CTX_STOPPED: return "stopped";
