@@ -110,8 +110,7 @@ static void unknown_key(void **state)
 	(void)state;
 	expect("[agent]\nnode = a\nnodee = b\n[store teststore]\n",
 	       "FILE:3: agent.nodee: unknown key (known: node, host_ip, plugin_dir, log_level, "
-	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket)
-");
+	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket)\n");
 	expect("[store teststore]\nlogg = /tmp/x\n",
 	       "FILE:2: store teststore.logg: unknown key (known: log, delay, stop_delay, confirm_after, confirm_error)\n");
 }
