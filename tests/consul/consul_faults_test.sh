@@ -13,6 +13,10 @@ source "$REGENT_TEST_DIR/consul/consul_lib.sh"
 consul_test_init
 T=$H_TMP
 TTL=1s DEREG=2s
+# These scenarios deregister on SIGTERM (a decommissioned host); the default
+# (keep the services for a restarted regent) is tested in consul_basic and
+# consul_restart.
+DEREG_ON_STOP=true
 agent_start || { echo "agent did not start"; harness_summary; exit 1; }
 
 cat >"$T/a.txt" <<'EOF'
@@ -154,6 +158,23 @@ check "right token: registered" wait_for --timeout 10 agent_has backend-1/web1/8
 check "right token: discovered" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-1/web1/80"
 daemon_stop regent-a
 check "right token: deregistered on SIGTERM" agent_lacks backend-1/web1/80
+daemon_stop regent-c
+agent_stop
+# Default-deny without any anonymous read (what Consul's ACL bootstrap
+# gives): a token-less read gets {} and, the request having no token, no
+# X-Consul-Results-Filtered-By-ACLs header.  The missing "consul" service
+# gives it away.
+AGENT_PORT=""
+agent_start "$SECRET" || echo "ACL agent did not start"
+rm -f "$T/c.sink"
+agent_curl PUT /v1/agent/service/register '{"ID":"other1","Name":"other","Address":"127.0.0.9","Port":1}' >/dev/null
+write_configs notoken
+regent_start c "$T/c.ini"
+check "no token, default deny: the answer without \"consul\" is taken as filtered" \
+	wait_for --timeout 10 grep -q 'lacks the "consul" service, which Consul.s servers always register (no token is configured' "$(regent_log c)"
+check "no token, default deny: client unhealthy" grep -q "store consul: unhealthy" "$(regent_log c)"
+check "no token, default deny: no catalog taken" test ! -s "$T/c.sink"
+daemon_stop regent-c
 check "no token ever reached a log" bash -c "! grep -l -e '$SECRET' -e '$WRONG' $T/regent-*.log"
 check_regent_logs_clean
 harness_summary
