@@ -974,6 +974,12 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		          c->shown, what);
 		ok = true;
 		memset(&as, 0, sizeof(as));
+		if (strstr(what, "ACL not found")) {
+			/* A token the agent does not know: a misconfiguration. */
+			snprintf(c->reg_problem, sizeof(c->reg_problem),
+			         "the Consul agent at %s does not know the token (%s)", c->shown, what);
+			start_failed(c, -EACCES, c->reg_problem);
+		}
 	} else if (ok && consul_parse_agent_services(res->body, res->body_len, c->h->node(c->ctx), &as, why,
 	                                      sizeof(why)) < 0) {
 		snprintf(what, sizeof(what), "bad answer: %s", why);

@@ -132,7 +132,9 @@ regent_start c "$T/c.ini"
 check "wrong token: registration refused with a clear error" wait_for --timeout 10 \
 	grep -q "Consul refused to register backend-1/web[12]/80 (service web): HTTP 403: ACL not found" "$(regent_log a)"
 check "wrong token: reading refused with a clear error" wait_for --timeout 10 \
-	grep -q "Consul refused to read the service list: HTTP 403: ACL not found" "$(regent_log c)"
+	grep -qE "Consul refused to read (the service list|the health of every check): HTTP 403: ACL not found" "$(regent_log c)"
+check "wrong token: the start failed (a misconfiguration)" \
+	grep -q "does not know the token" "$(regent_log c)"
 check "wrong token: backend unhealthy" grep -q "store consul: unhealthy" "$(regent_log a)"
 check "wrong token: nothing registered" agent_lacks backend-1/web1/80
 check "wrong token: the client never got a catalog" test ! -s "$T/c.sink"
