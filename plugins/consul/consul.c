@@ -982,7 +982,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		}
 	} else if (ok && consul_parse_agent_services(res->body, res->body_len, c->h->node(c->ctx), &as, why,
 	                                      sizeof(why)) < 0) {
-		snprintf(what, sizeof(what), "bad answer: %s", why);
+		snprintf(what, sizeof(what), "bad answer: %.180s", why);
 		ok = false;
 	}
 	if (!ok) {

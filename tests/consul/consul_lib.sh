@@ -61,7 +61,8 @@ agent_start() {
 			# The first stdout line of this run: "listening 127.0.0.1:PORT".
 			emu_port() { tail -n +"$((skip + 1))" "$log" | sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -1; }
 			emu_has_port() { [[ -n "$(emu_port)" ]]; }
-			wait_for --timeout 10 emu_has_port || return 1
+			# (python3 may be a slow pyenv shim on a loaded machine)
+			wait_for --timeout 30 emu_has_port || return 1
 			AGENT_PORT=$(emu_port)
 		fi
 	else
