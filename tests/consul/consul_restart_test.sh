@@ -45,8 +45,12 @@ check "restarts: the new regents adopted all 3 each time" \
 check "restarts: each kept web1 as the agent held it" \
 	test "$(grep -c "kept backend-1/web1/80 (web) as the agent holds it" "$(regent_log a)")" -eq 3
 sleep 1
-check_eq "restarts: no deregistration reached the agent" "$d0" "$(deregs)"
-check_eq "restarts: no registration reached the agent" "$r0" "$(regs)"
+if [[ $CONSUL_MODE == emulator ]]; then   # counted in the emulator's request log
+	check "restarts: the emulator logged requests" test "$r0" -ge 3
+	check_eq "restarts: no deregistration reached the agent" "$d0" "$(deregs)"
+	check_eq "restarts: no registration reached the agent" "$r0" "$(regs)"
+fi
+check "restarts: the client had a catalog" test "$a0" -ge 1
 check_eq "restarts: the client saw no catalog change" "$a0" "$(applies)"
 check "restarts: every snapshot still had web1" all_snapshots_have "$T/c.sink" "backend-1/web1/80" "$from"
 echo "# 3 restarts: $(( $(deregs) - d0 )) deregistrations, $(( $(regs) - r0 )) registrations, $(( $(applies) - a0 )) catalog changes at the client"
