@@ -100,7 +100,7 @@ check_eq "web2 registered twice in all (start + change)" 2 "$(nreg backend-1/web
 # ---- SIGHUP with a changed [store consul] (same agent): the old instance
 # deregisters nothing, the new one takes the services over (the changed
 # ttl updates them in place), and the client never sees them leave.
-TTL=20s   # long enough for the restart below to find them still registered
+TTL=60s   # long enough for the restart below to find them still registered (ASan, load)
 from=$(($(wc -l <"$T/c.sink") + 1))
 { common backend-1; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
   store_section; printf '[sink testsink]\nfile = %s\n' "$T/a.sink"; } >"$T/a.ini"

@@ -9,7 +9,7 @@
 source "$REGENT_TEST_DIR/consul/consul_lib.sh"
 consul_test_init
 T=$H_TMP
-TTL=20s DEREG=1m RECONCILE_WAIT=2s
+TTL=60s DEREG=1m RECONCILE_WAIT=2s   # a slow (ASan, loaded) restart still finds them
 EMU_VERBOSE=1 agent_start || { echo "agent did not start"; harness_summary; exit 1; }
 
 cat >"$T/a.txt" <<'EOT'
