@@ -77,10 +77,10 @@ if [[ $CONSUL_MODE == emulator ]]; then
 	regent_start a "$T/a.ini"
 	check "old agent: o1 registered" wait_for --timeout 20 agent_has backend-1/o1/80
 	agent_kill
-	EMU_EXTRA="--old-agent" agent_start "$SECRET" || echo "old agent did not start"
-	check "old agent: the pass is answered 500 Unknown check" wait_for --timeout 20 \
+	EMU_VERBOSE=1 EMU_EXTRA="--old-agent" agent_start "$SECRET" || echo "old agent did not start"
+	check "old agent: the pass is answered 500 Unknown check" wait_for --timeout 60 \
 		grep -qE 'PUT /v1/agent/check/pass/service(:|%3A)backend-1(:|%3A)o1(:|%3A)80 -> 500' "$(daemon_log consul)"
-	check "old agent: o1 registered again" wait_for --timeout 20 agent_has backend-1/o1/80
+	check "old agent: o1 registered again" wait_for --timeout 30 agent_has backend-1/o1/80
 	check "old agent: the store said why" grep -q "no longer knows the check of backend-1/o1/80" "$(regent_log a)"
 	daemon_stop regent-a
 else
