@@ -19,7 +19,7 @@
  * Everything runs on the core's loop through host->http_request.  The
  * ACL token goes out only as the X-Consul-Token header and is never
  * logged. */
-#include "consul_util.h"
+#include "consul_int.h"
 
 #include <regent/plugin.h>
 
@@ -30,26 +30,27 @@
 #include <string.h>
 
 #define MAX_INFLIGHT 16         /* registration-side requests at once */
-#define MIN_QUERY_GAP_MS 50     /* between two starts of one blocking query */
 #define STOP_REQ_TIMEOUT_MS 3000
 #define STOP_INFLIGHT 64        /* deregistrations at once when stopping */
-#define WARNED_MAX 1024         /* invalid service names remembered */
-
-typedef struct consul consul;
 
 typedef enum reg_op { OP_NONE = 0, OP_REGISTER, OP_DEREGISTER, OP_PASS } reg_op;
 
-/* One local instance as the agent should (or should no longer) hold it. */
+/* One service this node's agent should (or should no longer) hold: a
+ * local instance, or one adopted from the agent on start. */
 typedef struct reg {
 	consul *c;
-	char *id;
+	char *cid;         /* Consul service id (the map's key) */
+	char *id;          /* regent instance id */
 	char *service;
 	char *body;        /* desired registration; NULL: deregister it */
 	char *sent;        /* body of the register in flight */
 	char *pass_path;   /* /v1/agent/check/pass/<escaped check id> */
 	char *dereg_path;  /* /v1/agent/service/deregister/<escaped id> */
+	char hash[CONSUL_HASH_LEN];       /* of body */
+	char agent_hash[CONSUL_HASH_LEN]; /* what the agent held on start */
 	bool synced;       /* the agent acknowledged body */
 	bool known;        /* the agent may hold the service */
+	bool adopted;      /* held by the agent on start, not claimed by a source yet */
 	bool pass_due;
 	bool waiting;      /* failed: waits for the retry timer */
 	bool failed;       /* the last attempt failed */
@@ -62,66 +63,7 @@ typedef struct reg {
 	struct reg *prev, *next;
 } reg;
 
-/* One blocking query: /v1/catalog/services (name NULL) or the health of
- * one service. */
-typedef struct watch {
-	consul *c;
-	char *name;
-	char *path;        /* path and the fixed query, ending in '?' or a param */
-	uint64_t index;
-	uint64_t last_start;
-	regent_backoff bo;
-	regent_http_req *req;
-	uv_timer_t *timer;
-	bool first_done;   /* a first successful read was reported */
-	bool failing;
-	bool seen;         /* marks during a catalog diff */
-	bool warned_index; /* answered without X-Consul-Index */
-} watch;
-
-struct consul {
-	regent_ctx *ctx;
-	const regent_host *h;
-	/* config */
-	char *base;
-	char *shown;       /* base without credentials, for logs */
-	char *unix_path;
-	char *token_hdr;
-	const char *headers[2];
-	size_t nheaders;
-	const char *ca, *cert, *key, *dc;
-	const char *const *tags;
-	size_t ntags;
-	const char *const *ignore;
-	size_t nignore;
-	uint64_t ttl_ms, dereg_ms, wait_ms, timeout_ms;
-	/* registration */
-	cmap *regs;
-	reg *head, *tail;
-	size_t inflight;
-	uint64_t epoch;
-	size_t reg_failing;
-	regent_backoff reg_bo;
-	uv_timer_t *pass_timer, *retry_timer;
-	char reg_problem[320];
-	/* discovery */
-	bool watching;
-	watch *catalog;
-	cmap *watches;     /* name -> watch */
-	cmap *warned;      /* invalid service names already warned about */
-	bool sync_open, synced_once;
-	size_t disc_failing;
-	char disc_problem[320];
-	/* lifecycle */
-	bool started, stopping;
-	consul *next_live;  /* every instance of this plugin in the process */
-	size_t stop_pending, stop_ok, stop_failed;
-	/* metrics */
-	regent_metric *m_req[5], *m_err[5], *m_rereg, *m_registered, *m_watched;
-};
-
-enum { M_REGISTER, M_DEREGISTER, M_PASS, M_CATALOG, M_HEALTH };
-static const char *const m_names[] = {"register", "deregister", "pass", "catalog", "health"};
+static const char *const m_names[] = {"register", "deregister", "pass", "catalog", "health", "list"};
 
 static const regent_config_key keys[] = {
 	{"address", REGENT_CFG_STRING, "http://127.0.0.1:8500", false, 0, 0,
@@ -140,7 +82,15 @@ static const regent_config_key keys[] = {
 	{"ttl", REGENT_CFG_DURATION, "15s", false, 1000, 3600000,
 	 "TTL of each instance's check (passed every ttl/3)"},
 	{"deregister_after", REGENT_CFG_DURATION, "1m", false, 1000, 86400000,
-	 "DeregisterCriticalServiceAfter: a dead agent's services leave after this"},
+	 "DeregisterCriticalServiceAfter (Consul floors it at 1m and reaps every 30 s)"},
+	{"health_states", REGENT_CFG_LIST, "passing", false, 0, 0,
+	 "check states that count as serving: passing, or passing, warning"},
+	{"deregister_on_stop", REGENT_CFG_BOOL, "false", false, 0, 0,
+	 "deregister every service when the agent exits (a host being decommissioned); "
+	 "default: keep them, a restarted regent takes them over"},
+	{"reconcile_wait", REGENT_CFG_DURATION, "10s", false, 0, 3600000,
+	 "on start, how long services this node registered earlier wait for a source to "
+	 "report them again before they are deregistered"},
 	{"wait", REGENT_CFG_DURATION, "5m", false, 1000, 600000,
 	 "how long a blocking query waits for a change"},
 	{"timeout", REGENT_CFG_DURATION, "10s", false, 100, 300000,
@@ -152,7 +102,7 @@ static const regent_config_key keys[] = {
 /* helpers                                                            */
 /* ------------------------------------------------------------------ */
 
-static char *xstrdup(const char *s)
+char *consul_xstrdup(const char *s)
 {
 	char *d = strdup(s ? s : "");
 	if (!d)
@@ -160,8 +110,7 @@ static char *xstrdup(const char *s)
 	return d;
 }
 
-static char *xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
-static char *xasprintf(const char *fmt, ...)
+char *consul_xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
@@ -173,7 +122,7 @@ static char *xasprintf(const char *fmt, ...)
 	return s;
 }
 
-static void count(consul *c, regent_metric **m, int op)
+void consul_count(consul *c, regent_metric **m, int op)
 {
 	if (m[op])
 		c->h->metric_add(m[op], 1);
@@ -194,7 +143,7 @@ static void body_excerpt(const regent_http_result *res, char *out, size_t len)
 }
 
 /* "HTTP 403: ACL not found" or the transport error. */
-static void describe(const regent_http_result *res, char *out, size_t len)
+void consul_describe(const regent_http_result *res, char *out, size_t len)
 {
 	if (res->error) {
 		snprintf(out, len, "%s", res->error_msg && res->error_msg[0] ? res->error_msg
@@ -206,21 +155,21 @@ static void describe(const regent_http_result *res, char *out, size_t len)
 	snprintf(out, len, "HTTP %ld%s%s", res->status, ex[0] ? ": " : "", ex);
 }
 
-static void update_health(consul *c)
+void consul_update_health(consul *c)
 {
 	const char *why = NULL;
-	if (c->reg_failing)
+	if (c->reg_failing || c->list_failing)
 		why = c->reg_problem;
 	else if (c->disc_failing)
 		why = c->disc_problem;
 	c->h->set_health(c->ctx, why == NULL, why);
 }
 
-static regent_http_req *send_req(consul *c, const char *method, const char *path,
+regent_http_req *consul_send(consul *c, const char *method, const char *path,
                                  const char *body, uint64_t timeout_ms,
                                  regent_http_done_cb cb, void *arg, int *err)
 {
-	char *url = xasprintf("%s%s", c->base, path);
+	char *url = consul_xasprintf("%s%s", c->base, path);
 	const char *hdrs[3];
 	size_t nh = 0;
 	for (size_t i = 0; i < c->nheaders; i++)
@@ -272,7 +221,8 @@ static void reg_unlink_free(consul *c, reg *r)
 		r->next->prev = r->prev;
 	else
 		c->tail = r->prev;
-	cmap_del(c->regs, r->id);
+	cmap_del(c->regs, r->cid);
+	free(r->cid);
 	free(r->id);
 	free(r->service);
 	free(r->body);
@@ -327,7 +277,7 @@ static void reg_fail(consul *c, reg *r, regent_log_level level, const char *fmt,
 	/* One line per outage; the rest at debug level. */
 	c->h->log(c->ctx, first ? level : REGENT_LOG_DEBUG, "%s; retrying", msg);
 	snprintf(c->reg_problem, sizeof(c->reg_problem), "%s", msg);
-	update_health(c);
+	consul_update_health(c);
 	schedule_retry(c);
 }
 
@@ -340,7 +290,7 @@ static void reg_ok(consul *c, reg *r)
 		if (c->reg_failing == 0) {
 			c->h->log(c->ctx, REGENT_LOG_INFO, "Consul agent at %s accepts requests again",
 			          c->shown);
-			update_health(c);
+			consul_update_health(c);
 		}
 	}
 }
@@ -362,6 +312,7 @@ static void lost_all(consul *c, const char *why)
 			c->inflight--;
 		}
 		r->pass_due = false;
+		r->adopted = false;
 		if (!r->body) {
 			if (!r->req) {
 				reg_unlink_free(c, r);
@@ -382,10 +333,41 @@ static void lost_all(consul *c, const char *why)
 	/* Re-assert the local set as the core knows it. */
 	c->h->local_foreach(c->ctx, local_again, c);
 	update_registered_gauge(c);
-	update_health(c);
+	consul_update_health(c);
 }
 
 static void on_reg_done(void *arg, const regent_http_result *res);
+
+/* start() returned REGENT_PENDING: tell the core once the agent answered
+ * the listing and every registration or refresh then due was answered. */
+static void maybe_started(consul *c)
+{
+	if (!c->start_pending || c->listing || c->stopping || c->inflight)
+		return;
+	for (reg *r = c->head; r; r = r->next)
+		if ((r->body && !r->synced && !r->rejected) || r->pass_due)
+			return;
+	c->start_pending = false;
+	size_t local = 0;
+	for (reg *r = c->head; r; r = r->next)
+		local += r->body != NULL;
+	c->h->log(c->ctx, REGENT_LOG_INFO,
+	          "ready: the agent at %s held %zu service%s this node registered before "
+	          "(adopted), %zu local instance%s in sync",
+	          c->shown, c->adopted_n, c->adopted_n == 1 ? "" : "s", local,
+	          local == 1 ? "" : "s");
+	c->h->started(c->ctx, 0, NULL);
+}
+
+/* A misconfiguration no retry can cure (a token refused): the start
+ * fails (a reload keeps the running instance). */
+static void start_failed(consul *c, int err, const char *why)
+{
+	if (!c->start_pending)
+		return;
+	c->start_pending = false;
+	c->h->started(c->ctx, err, why);
+}
 
 static void stop_summary(consul *c)
 {
@@ -409,7 +391,7 @@ static void stop_pump(consul *c)
 		r->stop_todo = false;
 		int err = 0;
 		r->op = OP_DEREGISTER;
-		r->req = send_req(c, "PUT", r->dereg_path, NULL, STOP_REQ_TIMEOUT_MS, on_reg_done, r,
+		r->req = consul_send(c, "PUT", r->dereg_path, NULL, STOP_REQ_TIMEOUT_MS, on_reg_done, r,
 		                  &err);
 		if (!r->req) {
 			r->op = OP_NONE;
@@ -423,6 +405,19 @@ static void stop_pump(consul *c)
 	}
 }
 
+/* A TTL update answered "unknown check": 404 Unknown check ID (Consul >=
+ * 1.12); 500 Unknown check "..." (<= 1.11 with ACLs); 500 ... does not
+ * have associated TTL (<= 1.11 without ACLs). */
+static bool consul_unknown_check(const regent_http_result *res)
+{
+	if (res->error)
+		return false;
+	if (res->status == 404)
+		return true;
+	return res->status == 500 && res->body &&
+	       (strstr(res->body, "Unknown check") || strstr(res->body, "does not have associated TTL"));
+}
+
 static void on_reg_done(void *arg, const regent_http_result *res)
 {
 	reg *r = arg;
@@ -432,11 +427,11 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 	r->op = OP_NONE;
 	c->inflight--;
 	char what[300];
-	describe(res, what, sizeof(what));
+	consul_describe(res, what, sizeof(what));
 	bool ok = !res->error && res->status >= 200 && res->status < 300;
 	int mop = op == OP_REGISTER ? M_REGISTER : op == OP_DEREGISTER ? M_DEREGISTER : M_PASS;
 	if (!ok)
-		count(c, c->m_err, mop);
+		consul_count(c, c->m_err, mop);
 
 	if (c->stopping) {
 		/* Only deregistrations run while stopping. */
@@ -479,7 +474,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			if (r->failed) {
 				r->failed = false;
 				c->reg_failing--;
-				update_health(c);
+				consul_update_health(c);
 			}
 			c->h->log(c->ctx, REGENT_LOG_ERROR,
 			          "Consul refused to register %s (service %s): %s; not retried until "
@@ -490,6 +485,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			         "Consul refused to register %s (service %s): %s (ACL: the token is "
 			         "missing, unknown, or lacks service:write)",
 			         r->id, r->service, what);
+			start_failed(c, -EACCES, c->reg_problem);
 		} else {
 			reg_fail(c, r, REGENT_LOG_WARN, "cannot register %s at %s: %s", r->id,
 			         c->shown, what);
@@ -521,13 +517,15 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 		if (ok) {
 			reg_ok(c, r);
 			r->pass_due = false;
-		} else if (res->status == 404 ||
-		           (res->status == 500 && res->body &&
-		            strstr(res->body, "does not have associated TTL"))) {
-			/* 404 Unknown check ID (Consul >= 1.11); older agents
-			 * answered an unknown check with this 500. */
+		} else if (consul_unknown_check(res) && r->adopted) {
+			/* Adopted on start and gone since (reaped): nothing to keep. */
+			reg_ok(c, r);
+			r->pass_due = false;
+			r->adopted = false;
+			r->known = false;
+		} else if (consul_unknown_check(res)) {
 			if (r->op_epoch == c->epoch) {
-				char *why = xasprintf("the Consul agent at %s no longer knows the check "
+				char *why = consul_xasprintf("the Consul agent at %s no longer knows the check "
 				                      "of %s (it restarted, or reaped the service)",
 				                      c->shown, r->id);
 				lost_all(c, why);
@@ -537,6 +535,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			reg_fail(c, r, REGENT_LOG_ERROR,
 			         "Consul refused the TTL pass of %s: %s (ACL: check the token)", r->id,
 			         what);
+			start_failed(c, -EACCES, c->reg_problem);
 		} else {
 			reg_fail(c, r, REGENT_LOG_WARN, "cannot pass the TTL check of %s at %s: %s",
 			         r->id, c->shown, what);
@@ -546,6 +545,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 		break;
 	}
 	pump(c);
+	maybe_started(c);
 }
 
 /* Starts the request entry r needs, if any.  Returns false when r was
@@ -560,6 +560,12 @@ static bool reg_step(consul *c, reg *r)
 		op = OP_REGISTER;
 		path = "/v1/agent/service/register";
 		body = r->body;
+	} else if (!r->body && r->adopted) {
+		/* Held on start, no source claimed it yet: keep it passing. */
+		if (!r->pass_due)
+			return true;
+		op = OP_PASS;
+		path = r->pass_path;
 	} else if (!r->body && r->known) {
 		op = OP_DEREGISTER;
 		path = r->dereg_path;
@@ -576,7 +582,7 @@ static bool reg_step(consul *c, reg *r)
 	r->op = op;
 	r->op_epoch = c->epoch;
 	r->op_was_known = r->known;
-	r->req = send_req(c, method, path, body, c->timeout_ms, on_reg_done, r, &err);
+	r->req = consul_send(c, method, path, body, c->timeout_ms, on_reg_done, r, &err);
 	if (!r->req) {
 		r->op = OP_NONE;
 		reg_fail(c, r, REGENT_LOG_ERROR, "cannot send a request for %s to %s: %s", r->id,
@@ -585,10 +591,10 @@ static bool reg_step(consul *c, reg *r)
 	}
 	c->inflight++;
 	int mop = op == OP_REGISTER ? M_REGISTER : op == OP_DEREGISTER ? M_DEREGISTER : M_PASS;
-	count(c, c->m_req, mop);
+	consul_count(c, c->m_req, mop);
 	if (op == OP_REGISTER) {
 		free(r->sent);
-		r->sent = xstrdup(r->body);
+		r->sent = consul_xstrdup(r->body);
 		r->known = true; /* the agent may hold it from now on */
 	}
 	return true;
@@ -626,7 +632,7 @@ static void kick_others(consul *c)
 
 static void pump(consul *c)
 {
-	if (c->stopping || !c->started || agent_busy_deregistering(c))
+	if (c->stopping || !c->started || c->listing || agent_busy_deregistering(c))
 		return;
 	reg *next;
 	for (reg *r = c->head; r && c->inflight < MAX_INFLIGHT; r = next) {
@@ -639,31 +645,33 @@ static void on_pass_tick(uv_timer_t *t)
 {
 	consul *c = t->data;
 	for (reg *r = c->head; r; r = r->next)
-		if (r->body && r->synced)
+		if ((r->body && r->synced) || r->adopted)
 			r->pass_due = true;
 	pump(c);
 }
 
-static reg *reg_get(consul *c, const regent_instance *inst)
+/* The entry of a Consul service id, created when missing. */
+static reg *reg_get_cid(consul *c, const char *cid, const char *rid, const char *service)
 {
-	reg *r = cmap_get(c->regs, inst->id);
+	reg *r = cmap_get(c->regs, cid);
 	if (r)
 		return r;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
 	r->c = c;
-	r->id = xstrdup(inst->id);
-	r->service = xstrdup(inst->service);
-	char *cid = consul_check_id(inst->id);
-	char *e = consul_escape(cid);
-	r->pass_path = xasprintf("/v1/agent/check/pass/%s", e);
+	r->cid = consul_xstrdup(cid);
+	r->id = consul_xstrdup(rid);
+	r->service = consul_xstrdup(service);
+	char *chk = consul_check_id(cid);
+	char *e = consul_escape(chk);
+	r->pass_path = consul_xasprintf("/v1/agent/check/pass/%s", e);
 	free(e);
-	free(cid);
-	e = consul_escape(inst->id);
-	r->dereg_path = xasprintf("/v1/agent/service/deregister/%s", e);
+	free(chk);
+	e = consul_escape(cid);
+	r->dereg_path = consul_xasprintf("/v1/agent/service/deregister/%s", e);
 	free(e);
-	cmap_put(c->regs, r->id, r);
+	cmap_put(c->regs, r->cid, r);
 	r->prev = c->tail;
 	if (c->tail)
 		c->tail->next = r;
@@ -676,10 +684,12 @@ static reg *reg_get(consul *c, const regent_instance *inst)
 /* Sets the desired registration of inst; true when it changed. */
 static bool want(consul *c, const regent_instance *inst)
 {
-	char dropped[256];
+	char dropped[256], hash[CONSUL_HASH_LEN];
 	char *body = consul_register_body(inst, c->h->node(c->ctx), c->ttl_ms, c->dereg_ms,
-	                                  dropped, sizeof(dropped));
-	reg *r = reg_get(c, inst);
+	                                  dropped, sizeof(dropped), hash);
+	char *cid = consul_service_id(inst->id);
+	reg *r = reg_get_cid(c, cid, inst->id, inst->service);
+	free(cid);
 	if (r->body && strcmp(r->body, body) == 0) {
 		free(body);
 		return false;
@@ -687,17 +697,33 @@ static bool want(consul *c, const regent_instance *inst)
 	if (dropped[0])
 		c->h->log(c->ctx, REGENT_LOG_WARN,
 		          "instance %s: meta key(s) %s left out (Consul takes [A-Za-z0-9_-] keys, "
-		          "not \"consul-...\", at most %d pairs; proto, service_port and node are "
-		          "regent's own)",
+		          "not \"consul-...\", at most %d pairs; proto, service_port, node, regent-id "
+		          "and regent-hash are regent's own)",
 		          inst->id, dropped, CONSUL_META_MAX);
 	free(r->body);
 	r->body = body;
+	memcpy(r->hash, hash, sizeof(hash));
 	if (strcmp(r->service, inst->service) != 0) {
 		free(r->service);
-		r->service = xstrdup(inst->service);
+		r->service = consul_xstrdup(inst->service);
 	}
-	r->synced = false;
 	r->rejected = false;
+	if ((r->adopted || (r->known && !r->synced && !r->req)) && r->agent_hash[0] &&
+	    strcmp(r->agent_hash, hash) == 0) {
+		/* The agent holds exactly this since before the start: keep it,
+		 * refresh its TTL at once. */
+		r->adopted = false;
+		r->synced = true;
+		r->pass_due = true;
+		r->agent_hash[0] = '\0';
+		c->kept_n++;
+		c->h->log(c->ctx, REGENT_LOG_DEBUG, "kept %s (%s) as the agent holds it", r->id,
+		          r->service);
+	} else {
+		r->adopted = false;
+		r->agent_hash[0] = '\0';
+		r->synced = false;
+	}
 	return true;
 }
 
@@ -720,7 +746,9 @@ static void deregister_instance(void *self, const regent_instance *inst)
 	consul *c = self;
 	if (c->stopping)
 		return;
-	reg *r = cmap_get(c->regs, inst->id);
+	char *cid = consul_service_id(inst->id);
+	reg *r = cmap_get(c->regs, cid);
+	free(cid);
 	if (!r)
 		return;
 	free(r->body);
@@ -732,368 +760,13 @@ static void deregister_instance(void *self, const regent_instance *inst)
 		/* Whatever failed for the registration no longer matters. */
 		r->failed = false;
 		c->reg_failing--;
-		update_health(c);
+		consul_update_health(c);
 	}
 	if (!r->known && !r->req)
 		reg_unlink_free(c, r);
 	else
 		pump(c);
 	update_registered_gauge(c);
-}
-
-/* ------------------------------------------------------------------ */
-/* discovery                                                          */
-/* ------------------------------------------------------------------ */
-
-static void watch_issue(watch *w);
-static void check_sync(consul *c);
-
-static void on_watch_timer(uv_timer_t *t)
-{
-	watch_issue(t->data);
-}
-
-static void watch_schedule(watch *w, uint64_t delay_ms)
-{
-	if (delay_ms == 0)
-		watch_issue(w);
-	else
-		uv_timer_start(w->timer, on_watch_timer, delay_ms, 0);
-}
-
-/* Next query no sooner than MIN_QUERY_GAP_MS after the last one started:
- * a fast-moving index cannot make a busy loop, and a change that lands
- * meanwhile is answered at once by the next query. */
-static void watch_next(watch *w)
-{
-	uint64_t now = w->c->h->now_ms();
-	uint64_t due = w->last_start + MIN_QUERY_GAP_MS;
-	watch_schedule(w, due > now ? due - now : 0);
-}
-
-static watch *watch_new(consul *c, const char *name)
-{
-	watch *w = calloc(1, sizeof(*w));
-	if (!w)
-		abort();
-	w->c = c;
-	w->bo.initial_ms = 100;
-	w->bo.max_ms = 10000;
-	if (name) {
-		w->name = xstrdup(name);
-		char *e = consul_escape(name);
-		char *tags = xstrdup("");
-		for (size_t i = 0; i < c->ntags; i++) {
-			char *t = consul_escape(c->tags[i]);
-			char *n = xasprintf("%s&tag=%s", tags, t);
-			free(t);
-			free(tags);
-			tags = n;
-		}
-		w->path = xasprintf("/v1/health/service/%s?passing%s", e, tags);
-		free(tags);
-		free(e);
-	} else {
-		w->path = xstrdup("/v1/catalog/services?");
-	}
-	if (c->dc) {
-		char *e = consul_escape(c->dc);
-		char *p = xasprintf("%s%sdc=%s", w->path, name ? "&" : "", e);
-		free(e);
-		free(w->path);
-		w->path = p;
-	}
-	w->timer = calloc(1, sizeof(*w->timer));
-	if (!w->timer)
-		abort();
-	uv_timer_init(c->h->loop(c->ctx), w->timer);
-	w->timer->data = w;
-	return w;
-}
-
-static void watch_free(watch *w)
-{
-	consul *c = w->c;
-	if (w->req)
-		c->h->http_cancel(w->req);
-	if (w->failing && c->disc_failing)
-		c->disc_failing--;
-	uv_close((uv_handle_t *)w->timer, (uv_close_cb)free);
-	free(w->name);
-	free(w->path);
-	free(w);
-}
-
-static void watch_free_v(void *w)
-{
-	watch_free(w);
-}
-
-static void watch_fail(watch *w, regent_log_level level, const char *fmt, ...) REGENT_PRINTF(3, 4);
-static void watch_fail(watch *w, regent_log_level level, const char *fmt, ...)
-{
-	consul *c = w->c;
-	char msg[320];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	bool first = c->disc_failing == 0;
-	if (!w->failing) {
-		w->failing = true;
-		c->disc_failing++;
-	}
-	/* The index of a restarted agent starts low again: read afresh. */
-	w->index = 0;
-	c->h->log(c->ctx, first ? level : REGENT_LOG_DEBUG, "%s; keeping the last catalog, retrying",
-	          msg);
-	snprintf(c->disc_problem, sizeof(c->disc_problem), "%s", msg);
-	update_health(c);
-	count(c, c->m_err, w->name ? M_HEALTH : M_CATALOG);
-	watch_schedule(w, c->h->backoff_next(&w->bo));
-}
-
-static void watch_ok(watch *w)
-{
-	consul *c = w->c;
-	c->h->backoff_reset(&w->bo);
-	if (w->failing) {
-		w->failing = false;
-		c->disc_failing--;
-		if (c->disc_failing == 0) {
-			c->h->log(c->ctx, REGENT_LOG_INFO, "reading the catalog from %s again",
-			          c->shown);
-			update_health(c);
-		}
-	}
-}
-
-static bool ignored(consul *c, const char *name)
-{
-	for (size_t i = 0; i < c->nignore; i++)
-		if (strcmp(c->ignore[i], name) == 0)
-			return true;
-	return false;
-}
-
-static void warn_name_once(consul *c, const char *name)
-{
-	if (cmap_get(c->warned, name))
-		return;
-	if (cmap_size(c->warned) < WARNED_MAX)
-		cmap_put(c->warned, name, (void *)1);
-	c->h->log(c->ctx, REGENT_LOG_WARN,
-	          "skipped Consul service \"%.80s\": invalid name (allowed: "
-	          "[A-Za-z0-9][A-Za-z0-9._-]{0,62})",
-	          name);
-}
-
-/* Whether an entry of /v1/catalog/services is one to watch (warns once
- * about an invalid name when warn is set). */
-static bool usable_service(consul *c, const consul_service_entry *e, bool warn)
-{
-	if (ignored(c, e->name))
-		return false;
-	if (!c->h->valid_service(e->name)) {
-		if (warn)
-			warn_name_once(c, e->name);
-		return false;
-	}
-	return !c->ntags || consul_tags_match(e->tags, e->ntags, c->tags, c->ntags);
-}
-
-static void on_services(consul *c, const consul_services *s)
-{
-	cmap_iter it = {0};
-	watch *w;
-	void *v;
-	while (cmap_next(c->watches, &it, NULL, &v))
-		((watch *)v)->seen = false;
-	for (size_t i = 0; i < s->n; i++) {
-		const consul_service_entry *e = &s->v[i];
-		if (!usable_service(c, e, true))
-			continue;
-		w = cmap_get(c->watches, e->name);
-		if (w) {
-			w->seen = true;
-			continue;
-		}
-		w = watch_new(c, e->name);
-		w->seen = true;
-		cmap_put(c->watches, e->name, w);
-		c->h->log(c->ctx, REGENT_LOG_DEBUG, "watching service %s", e->name);
-		watch_issue(w);
-	}
-	it = (cmap_iter){0};
-	const char *name;
-	while (cmap_next(c->watches, &it, &name, &v)) {
-		w = v;
-		if (w->seen)
-			continue;
-		c->h->log(c->ctx, REGENT_LOG_INFO, "service %s left the Consul catalog", w->name);
-		c->h->catalog_remove(c->ctx, w->name);
-		cmap_del(c->watches, name);
-		watch_free(w);
-	}
-	if (c->m_watched)
-		c->h->metric_set(c->m_watched, (double)cmap_size(c->watches));
-	update_health(c); /* a failing watch may be gone */
-}
-
-static void on_health(consul *c, watch *w, const consul_instances *in, size_t skipped,
-                      const char *why)
-{
-	if (skipped)
-		c->h->log(c->ctx, REGENT_LOG_WARN, "service %s: skipped %zu instance%s from Consul: %s",
-		          w->name, skipped, skipped == 1 ? "" : "s", why);
-	c->h->catalog_set(c->ctx, w->name, in->ptrs, in->n);
-}
-
-static void on_watch_done(void *arg, const regent_http_result *res)
-{
-	watch *w = arg;
-	consul *c = w->c;
-	regent_http_req *req = w->req;
-	w->req = NULL;
-	char what[120];
-	if (w->name)
-		snprintf(what, sizeof(what), "the health of service %s", w->name);
-	else
-		snprintf(what, sizeof(what), "the service list");
-	if (res->error || res->status != 200) {
-		char d[300];
-		describe(res, d, sizeof(d));
-		if (res->status == 403)
-			watch_fail(w, REGENT_LOG_ERROR,
-			           "Consul refused to read %s: %s (ACL: the token is unknown or lacks "
-			           "read permission)",
-			           what, d);
-		else
-			watch_fail(w, REGENT_LOG_WARN, "cannot read %s from %s: %s", what, c->shown,
-			           d);
-		return;
-	}
-	uint64_t got = consul_parse_index(c->h->http_header(req, "X-Consul-Index"));
-	const char *filt = c->h->http_header(req, "X-Consul-Results-Filtered-By-ACLs");
-	bool filtered = filt && strcmp(filt, "true") == 0;
-	char why[256] = "";
-	bool empty;
-	if (!w->name) {
-		consul_services s;
-		if (consul_parse_services(res->body, res->body_len, &s, why, sizeof(why)) < 0) {
-			watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for the service list: %s",
-			           c->shown, why);
-			return;
-		}
-		/* Empty for us: "consul" alone is what an anonymous token
-		 * allowed to resolve Consul's DNS name typically sees. */
-		empty = true;
-		for (size_t i = 0; i < s.n && empty; i++)
-			empty = !usable_service(c, &s.v[i], false);
-		if (!(filtered && empty)) {
-			if (!c->synced_once && !c->sync_open) {
-				c->h->catalog_sync_begin(c->ctx);
-				c->sync_open = true;
-			}
-			on_services(c, &s);
-		}
-		consul_services_free(&s);
-	} else {
-		consul_instances in;
-		size_t skipped = 0;
-		if (consul_parse_health(res->body, res->body_len, w->name, &in, &skipped, why,
-		                        sizeof(why)) < 0) {
-			watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for service %s: %s", c->shown,
-			           w->name, why);
-			return;
-		}
-		empty = in.n == 0 && skipped == 0;
-		if (!(filtered && empty)) {
-			on_health(c, w, &in, skipped, why);
-			w->first_done = true;
-		}
-		consul_instances_free(&in);
-	}
-	if (filtered && empty) {
-		/* Consul answers a missing or weak token with an empty result,
-		 * not an error: that is no proof that the catalog is empty. */
-		watch_fail(w, REGENT_LOG_ERROR,
-		           "Consul filtered %s by ACLs down to nothing usable (the token is "
-		           "missing or lacks service:read/node:read)",
-		           what);
-		return;
-	}
-	watch_ok(w);
-	bool reset;
-	uint64_t prev = w->index;
-	w->index = consul_next_index(prev, got, &reset);
-	if (reset && prev)
-		c->h->log(c->ctx, REGENT_LOG_DEBUG,
-		          "%s: index went from %" PRIu64 " to %" PRIu64 ": reading afresh", what, prev,
-		          got);
-	check_sync(c);
-	if (!got) {
-		/* No X-Consul-Index (not Consul, or a proxy dropped it): no
-		 * blocking possible, so poll gently instead of every 50 ms. */
-		if (!w->warned_index)
-			c->h->log(c->ctx, REGENT_LOG_WARN,
-			          "%s: the answer has no X-Consul-Index header; polling every second",
-			          what);
-		w->warned_index = true;
-		watch_schedule(w, 1000);
-		return;
-	}
-	watch_next(w);
-}
-
-static void watch_issue(watch *w)
-{
-	consul *c = w->c;
-	if (c->stopping || w->req)
-		return;
-	uv_timer_stop(w->timer);
-	char *url;
-	uint64_t timeout;
-	bool has_q = w->path[strlen(w->path) - 1] != '?';
-	if (w->index) {
-		char wait[32];
-		consul_duration(c->wait_ms, wait, sizeof(wait));
-		url = xasprintf("%s%sindex=%" PRIu64 "&wait=%s", w->path, has_q ? "&" : "", w->index,
-		                wait);
-		/* Consul adds up to wait/16 of jitter. */
-		timeout = c->wait_ms + c->wait_ms / 16 + c->timeout_ms;
-	} else {
-		url = xstrdup(w->path);
-		size_t n = strlen(url);
-		if (url[n - 1] == '?')
-			url[n - 1] = '\0';
-		timeout = c->timeout_ms;
-	}
-	w->last_start = c->h->now_ms();
-	int err = 0;
-	w->req = send_req(c, "GET", url, NULL, timeout, on_watch_done, w, &err);
-	free(url);
-	if (w->req)
-		count(c, c->m_req, w->name ? M_HEALTH : M_CATALOG);
-	else
-		watch_fail(w, REGENT_LOG_ERROR, "cannot send a request to %s: %s", c->shown,
-		           strerror(-err));
-}
-
-static void check_sync(consul *c)
-{
-	if (!c->sync_open)
-		return;
-	cmap_iter it = {0};
-	void *v;
-	while (cmap_next(c->watches, &it, NULL, &v))
-		if (!((watch *)v)->first_done)
-			return;
-	c->h->catalog_sync_end(c->ctx);
-	c->sync_open = false;
-	c->synced_once = true;
-	c->h->log(c->ctx, REGENT_LOG_INFO, "read the catalog: %zu service%s", cmap_size(c->watches),
-	          cmap_size(c->watches) == 1 ? "" : "s");
 }
 
 /* ------------------------------------------------------------------ */
@@ -1160,6 +833,36 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 				rc = -EINVAL;
 				break;
 			}
+	const char *const *st;
+	size_t ns = h->cfg_list(ctx, "health_states", &st);
+	bool has_passing = false;
+	for (size_t i = 0; i < ns; i++) {
+		if (strcmp(st[i], "passing") == 0)
+			has_passing = true;
+		else if (strcmp(st[i], "warning") != 0) {
+			h->cfg_error(ctx, "health_states", "\"%s\" is not passing or warning", st[i]);
+			rc = -EINVAL;
+		}
+	}
+	if (!has_passing) {
+		h->cfg_error(ctx, "health_states", "must include passing");
+		rc = -EINVAL;
+	}
+	uint64_t dereg = h->cfg_duration_ms(ctx, "deregister_after");
+	if (dereg < 60000) {
+		char d[32], t[32], lo[32], hi[32];
+		uint64_t ttl = h->cfg_duration_ms(ctx, "ttl");
+		consul_duration(dereg, d, sizeof(d));
+		consul_duration(ttl, t, sizeof(t));
+		consul_duration(ttl + 60000, lo, sizeof(lo));
+		consul_duration(ttl + 90000, hi, sizeof(hi));
+		h->log(ctx, REGENT_LOG_WARN,
+		       "deregister_after = %s: Consul raises DeregisterCriticalServiceAfter below 1m "
+		       "to 1m and reaps every 30 s, so the services of a regent that died leave "
+		       "the agent %s to %s after its last pass (they leave ?passing reads after "
+		       "ttl = %s)",
+		       d, lo, hi, t);
+	}
 	free(base);
 	free(up);
 	return rc;
@@ -1182,7 +885,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	c->shown = consul_redact_url(c->base);
 	const char *tok = h->cfg_string(ctx, "token");
 	if (tok && tok[0]) {
-		c->token_hdr = xasprintf("X-Consul-Token: %s", tok);
+		c->token_hdr = consul_xasprintf("X-Consul-Token: %s", tok);
 		c->headers[c->nheaders++] = c->token_hdr;
 	}
 	c->ca = h->cfg_string(ctx, "ca");
@@ -1195,9 +898,15 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	c->dereg_ms = h->cfg_duration_ms(ctx, "deregister_after");
 	c->wait_ms = h->cfg_duration_ms(ctx, "wait");
 	c->timeout_ms = h->cfg_duration_ms(ctx, "timeout");
+	c->reconcile_ms = h->cfg_duration_ms(ctx, "reconcile_wait");
+	c->dereg_on_stop = h->cfg_bool(ctx, "deregister_on_stop");
+	const char *const *st;
+	size_t ns = h->cfg_list(ctx, "health_states", &st);
+	for (size_t i = 0; i < ns; i++)
+		c->states |= strcmp(st[i], "warning") == 0 ? CONSUL_STATE_WARNING : CONSUL_STATE_PASSING;
+	if (!c->states)
+		c->states = CONSUL_STATE_PASSING;
 	c->regs = cmap_new();
-	c->watches = cmap_new();
-	c->warned = cmap_new();
 	c->next_live = g_live;
 	g_live = c;
 	c->reg_bo.initial_ms = 200;
@@ -1206,7 +915,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	return 0;
 }
 
-static uv_timer_t *new_timer(consul *c, void *data)
+uv_timer_t *consul_timer(consul *c, void *data)
 {
 	uv_timer_t *t = calloc(1, sizeof(*t));
 	if (!t)
@@ -1216,12 +925,143 @@ static uv_timer_t *new_timer(consul *c, void *data)
 	return t;
 }
 
+/* ---- the reconcile of a start ---- */
+
+static void list_issue(consul *c);
+
+static void on_list_timer(uv_timer_t *t)
+{
+	list_issue(t->data);
+}
+
+static void on_adopt_timer(uv_timer_t *t)
+{
+	consul *c = t->data;
+	size_t n = 0;
+	for (reg *r = c->head; r; r = r->next)
+		if (r->adopted) {
+			r->adopted = false;
+			r->pass_due = false;
+			n++;
+		}
+	if (n)
+		c->h->log(c->ctx, REGENT_LOG_INFO,
+		          "deregistering %zu service%s this node registered before the start and no "
+		          "source reports any more",
+		          n, n == 1 ? "" : "s");
+	pump(c);
+}
+
+/* The agent's services: those a regent of this node registered are
+ * adopted (kept passing; a source claims them, or they are deregistered
+ * after reconcile_wait) instead of being deregistered and registered
+ * again: a restart changes nothing in any catalog. */
+static void on_list_done(void *arg, const regent_http_result *res)
+{
+	consul *c = arg;
+	c->list_req = NULL;
+	char what[200];
+	consul_describe(res, what, sizeof(what));
+	bool ok = !res->error && res->status == 200;
+	consul_agent_services as;
+	char why[256] = "";
+	if (!res->error && res->status == 403) {
+		/* The token may not read the agent (or is unknown): nothing to
+		 * adopt; the registrations say what is wrong. */
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "cannot list the services of the Consul agent at %s: %s (ACL: the token "
+		          "is unknown or lacks service:read); registering without adopting",
+		          c->shown, what);
+		ok = true;
+		memset(&as, 0, sizeof(as));
+		if (strstr(what, "ACL not found")) {
+			/* A token the agent does not know: a misconfiguration. */
+			snprintf(c->reg_problem, sizeof(c->reg_problem),
+			         "the Consul agent at %s does not know the token (%s)", c->shown, what);
+			start_failed(c, -EACCES, c->reg_problem);
+		}
+	} else if (ok && consul_parse_agent_services(res->body, res->body_len, c->h->node(c->ctx), &as, why,
+	                                      sizeof(why)) < 0) {
+		snprintf(what, sizeof(what), "bad answer: %.180s", why);
+		ok = false;
+	}
+	if (!ok) {
+		consul_count(c, c->m_err, M_LIST);
+		snprintf(c->reg_problem, sizeof(c->reg_problem),
+		         "cannot list the services of the Consul agent at %s: %s%s", c->shown, what,
+		         res->status == 403 ? " (ACL: the token is unknown or lacks agent read)" : "");
+		c->h->log(c->ctx, c->list_failing ? REGENT_LOG_DEBUG : REGENT_LOG_WARN, "%s; retrying",
+		          c->reg_problem);
+		c->list_failing = true;
+		consul_update_health(c);
+		uv_timer_start(c->list_timer, on_list_timer, c->h->backoff_next(&c->reg_bo), 0);
+		return;
+	}
+	c->h->backoff_reset(&c->reg_bo);
+	if (c->list_failing) {
+		c->list_failing = false;
+		consul_update_health(c);
+	}
+	for (size_t i = 0; i < as.n; i++) {
+		const consul_agent_service *a = &as.v[i];
+		reg *r = cmap_get(c->regs, a->cid);
+		c->adopted_n++;
+		if (r && r->body) {
+			/* Reported by a source before the agent answered. */
+			r->known = true;
+			if (strcmp(r->hash, a->hash) == 0) {
+				r->synced = true;
+				r->pass_due = true;
+				c->kept_n++;
+				c->h->log(c->ctx, REGENT_LOG_DEBUG, "kept %s (%s) as the agent holds it",
+				          r->id, r->service);
+			}
+			continue;
+		}
+		if (r)
+			continue;
+		r = reg_get_cid(c, a->cid, a->rid, a->service);
+		r->known = true;
+		r->adopted = true;
+		r->pass_due = true; /* refresh its TTL at once */
+		snprintf(r->agent_hash, sizeof(r->agent_hash), "%s", a->hash);
+	}
+	consul_agent_services_free(&as);
+	c->listing = false;
+	if (c->adopted_n)
+		c->h->log(c->ctx, REGENT_LOG_INFO,
+		          "the agent at %s holds %zu service%s this node registered before: kept "
+		          "passing; those no source reports within %" PRIu64 " ms are deregistered",
+		          c->shown, c->adopted_n, c->adopted_n == 1 ? "" : "s", c->reconcile_ms);
+	uv_timer_start(c->adopt_timer, on_adopt_timer, c->reconcile_ms, 0);
+	pump(c);
+	maybe_started(c);
+}
+
+static void list_issue(consul *c)
+{
+	if (c->stopping)
+		return;
+	int err = 0;
+	c->list_req = consul_send(c, "GET", "/v1/agent/services", NULL, c->timeout_ms, on_list_done,
+	                          c, &err);
+	if (c->list_req) {
+		consul_count(c, c->m_req, M_LIST);
+		return;
+	}
+	snprintf(c->reg_problem, sizeof(c->reg_problem), "cannot send a request to %s: %s",
+	         c->shown, strerror(-err));
+	c->h->log(c->ctx, REGENT_LOG_ERROR, "%s", c->reg_problem);
+	start_failed(c, err, c->reg_problem);
+	uv_timer_start(c->list_timer, on_list_timer, c->h->backoff_next(&c->reg_bo), 0);
+}
+
 static int start(void *self)
 {
 	consul *c = self;
 	const regent_host *h = c->h;
-	for (int i = 0; i < 5; i++) {
-		char *l = xasprintf("op=\"%s\"", m_names[i]);
+	for (int i = 0; i < 6; i++) {
+		char *l = consul_xasprintf("op=\"%s\"", m_names[i]);
 		c->m_req[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total",
 		                        "Requests a store made to its registry, by operation.",
 		                        l);
@@ -1235,49 +1075,99 @@ static int start(void *self)
 	c->m_registered = h->metric(c->ctx, REGENT_METRIC_GAUGE, "regent_consul_registered",
 	                            "Instances the Consul agent acknowledged.", NULL);
 	c->m_watched = h->metric(c->ctx, REGENT_METRIC_GAUGE, "regent_consul_watched_services",
-	                         "Services with a blocking query on their health.", NULL);
-	c->pass_timer = new_timer(c, c);
-	c->retry_timer = new_timer(c, c);
+	                         "Services in the catalog read from Consul.", NULL);
+	c->m_reads = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_consul_service_reads_total",
+	                       "Reads of one service's health (it changed).", NULL);
+	c->pass_timer = consul_timer(c, c);
+	c->retry_timer = consul_timer(c, c);
+	c->list_timer = consul_timer(c, c);
+	c->adopt_timer = consul_timer(c, c);
 	uint64_t every = c->ttl_ms / 3 ? c->ttl_ms / 3 : 1;
 	uv_timer_start(c->pass_timer, on_pass_tick, every, every);
 	c->started = true;
+	c->listing = true;
+	c->start_pending = true;
 	char ttl[32], dereg[32];
 	consul_duration(c->ttl_ms, ttl, sizeof(ttl));
 	consul_duration(c->dereg_ms, dereg, sizeof(dereg));
 	c->watching = h->want_catalog(c->ctx);
-	h->log(c->ctx, REGENT_LOG_INFO, "agent %s%s%s, ttl %s, deregister after %s%s%s", c->shown,
-	       c->unix_path ? " via " : "", c->unix_path ? c->unix_path : "", ttl, dereg,
+	h->log(c->ctx, REGENT_LOG_INFO, "agent %s%s%s, ttl %s, deregister after %s%s%s%s",
+	       c->shown, c->unix_path ? " via " : "", c->unix_path ? c->unix_path : "", ttl, dereg,
 	       c->token_hdr ? ", with an ACL token" : "",
-	       c->watching ? ", watching the catalog" : ", registering only");
-	if (c->watching) {
-		c->catalog = watch_new(c, NULL);
-		watch_issue(c->catalog);
+	       c->watching ? ", watching the catalog" : ", registering only",
+	       c->states & CONSUL_STATE_WARNING ? " (passing and warning count)" : "");
+	if (c->watching)
+		consul_disc_start(c);
+	list_issue(c);
+	return REGENT_PENDING;
+}
+
+static const char *reason_name(regent_stop_reason r)
+{
+	switch (r) {
+	case REGENT_STOP_EXIT: return "the agent exits";
+	case REGENT_STOP_REPLACED: return "a reload replaced this section";
+	case REGENT_STOP_REMOVED: return "the section was removed";
+	case REGENT_STOP_FAILED: return "this instance failed its start";
 	}
-	pump(c); /* whatever was registered before start */
-	return 0;
+	return "?";
+}
+
+/* Another running instance of this plugin at the same agent (a reload's
+ * new instance, which adopted what this one registered). */
+static bool successor_at_same_agent(const consul *c, bool *other_agent)
+{
+	*other_agent = false;
+	for (const consul *o = g_live; o; o = o->next_live) {
+		if (o == c || o->stopping)
+			continue;
+		if (same_agent(o, c))
+			return true;
+		*other_agent = true;
+	}
+	return false;
 }
 
 static int stop(void *self)
 {
 	consul *c = self;
+	regent_stop_reason why = c->h->stop_reason(c->ctx);
 	c->stopping = true;
-	if (c->pass_timer)
-		uv_timer_stop(c->pass_timer);
-	if (c->retry_timer)
-		uv_timer_stop(c->retry_timer);
+	uv_timer_t *timers[] = {c->pass_timer, c->retry_timer, c->list_timer, c->adopt_timer};
+	for (size_t i = 0; i < 4; i++)
+		if (timers[i])
+			uv_timer_stop(timers[i]);
+	if (c->list_req) {
+		c->h->http_cancel(c->list_req);
+		c->list_req = NULL;
+	}
 	/* Discovery ends at once. */
-	if (c->catalog) {
-		watch_free(c->catalog);
-		c->catalog = NULL;
+	consul_disc_stop(c);
+	bool dereg, other_agent = false;
+	const char *because = "";
+	switch (why) {
+	case REGENT_STOP_EXIT:
+		dereg = c->dereg_on_stop;
+		because = dereg ? "deregister_on_stop = true"
+		                : "deregister_on_stop = false: a restarted regent takes them over; "
+		                  "if none comes back, they leave ?passing reads after ttl";
+		break;
+	case REGENT_STOP_REPLACED:
+		/* The new instance at the same agent holds the same ids (it
+		 * adopted them): deregistering would remove its services. */
+		dereg = !successor_at_same_agent(c, &other_agent) && other_agent;
+		because = dereg ? "the new instance registers at another agent"
+		                : "the new instance at the same agent took them over";
+		break;
+	case REGENT_STOP_REMOVED:
+		dereg = true;
+		break;
+	default: /* FAILED: the instance it was to replace still runs */
+		dereg = false;
+		because = "this instance never took over; the running one keeps them";
+		break;
 	}
-	cmap_iter it = {0};
-	void *v;
-	const char *name;
-	while (cmap_next(c->watches, &it, &name, &v)) {
-		cmap_del(c->watches, name);
-		watch_free(v);
-	}
-	/* Deregister whatever the agent may hold. */
+	size_t held = 0;
 	for (reg *r = c->head; r; r = r->next) {
 		if (r->req) {
 			c->h->http_cancel(r->req);
@@ -1285,8 +1175,16 @@ static int stop(void *self)
 			r->op = OP_NONE;
 			c->inflight--;
 		}
-		r->stop_todo = r->known;
-		c->stop_pending += r->known;
+		held += r->known;
+		r->stop_todo = dereg && r->known;
+		c->stop_pending += dereg && r->known;
+	}
+	if (!dereg) {
+		if (held)
+			c->h->log(c->ctx, REGENT_LOG_INFO,
+			          "leaving %zu service%s registered at %s (%s: %s)", held,
+			          held == 1 ? "" : "s", c->shown, reason_name(why), because);
+		return 0;
 	}
 	size_t total = c->stop_pending;
 	stop_pump(c);
@@ -1295,8 +1193,8 @@ static int stop(void *self)
 		stop_summary(c);
 		return 0;
 	}
-	c->h->log(c->ctx, REGENT_LOG_INFO, "deregistering %zu service%s from Consul", total,
-	          total == 1 ? "" : "s");
+	c->h->log(c->ctx, REGENT_LOG_INFO, "deregistering %zu service%s from Consul (%s%s%s)", total,
+	          total == 1 ? "" : "s", reason_name(why), because[0] ? ": " : "", because);
 	return REGENT_PENDING;
 }
 
@@ -1304,6 +1202,8 @@ static void destroy(void *self)
 {
 	consul *c = self;
 	c->stopping = true;
+	if (c->list_req)
+		c->h->http_cancel(c->list_req);
 	while (c->head)
 		reg_unlink_free(c, c->head);
 	c->stop_pending = 0;
@@ -1313,15 +1213,12 @@ static void destroy(void *self)
 			break;
 		}
 	kick_others(c);
-	if (c->catalog)
-		watch_free(c->catalog);
-	cmap_free(c->watches, watch_free_v);
+	consul_disc_stop(c);
 	cmap_free(c->regs, NULL);
-	cmap_free(c->warned, NULL);
-	if (c->pass_timer)
-		uv_close((uv_handle_t *)c->pass_timer, (uv_close_cb)free);
-	if (c->retry_timer)
-		uv_close((uv_handle_t *)c->retry_timer, (uv_close_cb)free);
+	uv_timer_t *timers[] = {c->pass_timer, c->retry_timer, c->list_timer, c->adopt_timer};
+	for (size_t i = 0; i < 4; i++)
+		if (timers[i])
+			uv_close((uv_handle_t *)timers[i], (uv_close_cb)free);
 	free(c->base);
 	free(c->shown);
 	free(c->unix_path);

@@ -296,13 +296,47 @@ void consul_duration(uint64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 "ms", ms);
 }
 
-char *consul_check_id(const char *id)
+char *consul_check_id(const char *cid)
 {
 	char *s;
-	if (asprintf(&s, "service:%s", id) < 0)
+	if (asprintf(&s, "service:%s", cid) < 0)
 		abort();
 	return s;
 }
+
+char *consul_service_id(const char *rid)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(rid);
+	char *out = malloc(n * 3 + 1);
+	if (!out)
+		abort();
+	size_t k = 0;
+	for (const unsigned char *p = (const unsigned char *)rid; *p; p++) {
+		if (isalnum(*p) || *p == '.' || *p == '_' || *p == '-')
+			out[k++] = (char)*p;
+		else if (*p == '/')
+			out[k++] = ':';
+		else {
+			out[k++] = '_';
+			out[k++] = hex[*p >> 4];
+			out[k++] = hex[*p & 15];
+		}
+	}
+	out[k] = '\0';
+	return out;
+}
+
+static uint64_t fnv64(const void *data, size_t len, uint64_t h)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+#define FNV_INIT 0xcbf29ce484222325ull
 
 /* ------------------------------------------------------------------ */
 /* registration                                                       */
@@ -311,7 +345,8 @@ char *consul_check_id(const char *id)
 static bool reserved_key(const char *k)
 {
 	return strcmp(k, CONSUL_META_PROTO) == 0 || strcmp(k, CONSUL_META_SERVICE_PORT) == 0 ||
-	       strcmp(k, CONSUL_META_NODE) == 0;
+	       strcmp(k, CONSUL_META_NODE) == 0 || strcmp(k, CONSUL_META_ID) == 0 ||
+	       strcmp(k, CONSUL_META_HASH) == 0;
 }
 
 bool consul_meta_key_ok(const char *key)
@@ -338,12 +373,14 @@ static void add_dropped(char *dropped, size_t len, const char *key)
 }
 
 char *consul_register_body(const regent_instance *inst, const char *node, uint64_t ttl_ms,
-                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen)
+                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen,
+                           char *hash)
 {
 	if (dropped && droppedlen)
 		dropped[0] = '\0';
 	json_t *o = json_object();
-	json_object_set_new(o, "ID", json_string(inst->id));
+	char *sid = consul_service_id(inst->id);
+	json_object_set_new(o, "ID", json_string(sid));
 	json_object_set_new(o, "Name", json_string(inst->service));
 	json_object_set_new(o, "Address", json_string(inst->address ? inst->address : ""));
 	json_object_set_new(o, "Port", json_integer(inst->port));
@@ -359,9 +396,11 @@ char *consul_register_body(const regent_instance *inst, const char *node, uint64
 	json_object_set_new(meta, CONSUL_META_SERVICE_PORT, json_string(num));
 	const char *n = inst->node && inst->node[0] ? inst->node : node ? node : "";
 	json_object_set_new(meta, CONSUL_META_NODE, json_string(n));
+	json_object_set_new(meta, CONSUL_META_ID, json_string(inst->id));
 	for (size_t i = 0; i < inst->nmeta; i++) {
 		const char *k = inst->meta[i].key;
-		if (!consul_meta_key_ok(k) || json_object_size(meta) >= CONSUL_META_MAX ||
+		/* One pair stays free for regent-hash, added last. */
+		if (!consul_meta_key_ok(k) || json_object_size(meta) >= CONSUL_META_MAX - 1 ||
 		    !inst->meta[i].value || strlen(inst->meta[i].value) > 512) {
 			add_dropped(dropped, droppedlen, k ? k : "(null)");
 			continue;
@@ -372,7 +411,8 @@ char *consul_register_body(const regent_instance *inst, const char *node, uint64
 	char ttl[32], dereg[32];
 	consul_duration(ttl_ms, ttl, sizeof(ttl));
 	consul_duration(deregister_after_ms, dereg, sizeof(dereg));
-	char *cid = consul_check_id(inst->id);
+	char *cid = consul_check_id(sid);
+	free(sid);
 	json_t *chk = json_object();
 	json_object_set_new(chk, "CheckID", json_string(cid));
 	json_object_set_new(chk, "Name", json_string("regent TTL"));
@@ -381,7 +421,19 @@ char *consul_register_body(const regent_instance *inst, const char *node, uint64
 	json_object_set_new(chk, "DeregisterCriticalServiceAfter", json_string(dereg));
 	json_object_set_new(o, "Check", chk);
 	free(cid);
+	/* The hash of everything above, then written into the body. */
 	char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!s)
+		abort();
+	char hx[CONSUL_HASH_LEN], notes[CONSUL_HASH_LEN + 8];
+	snprintf(hx, sizeof(hx), "%016" PRIx64, fnv64(s, strlen(s), FNV_INIT));
+	free(s);
+	snprintf(notes, sizeof(notes), "regent %s", hx);
+	json_object_set_new(meta, CONSUL_META_HASH, json_string(hx));
+	json_object_set_new(chk, "Notes", json_string(notes));
+	if (hash)
+		memcpy(hash, hx, CONSUL_HASH_LEN);
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	if (!s)
 		abort();
@@ -522,7 +574,23 @@ static bool parse_port(const char *s, uint16_t *out)
 	return true;
 }
 
-int consul_parse_health(const char *body, size_t len, const char *service,
+static bool checks_serving(json_t *checks, unsigned states)
+{
+	size_t n = json_is_array(checks) ? json_array_size(checks) : 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *st = jstr(json_array_get(checks, i), "Status");
+		if (!st)
+			continue;
+		if (strcmp(st, "passing") == 0 && (states & CONSUL_STATE_PASSING))
+			continue;
+		if (strcmp(st, "warning") == 0 && (states & CONSUL_STATE_WARNING))
+			continue;
+		return false;
+	}
+	return true;
+}
+
+int consul_parse_health(const char *body, size_t len, const char *service, unsigned states,
                         consul_instances *out, size_t *skipped, char *why, size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
@@ -565,6 +633,8 @@ int consul_parse_health(const char *body, size_t len, const char *service,
 		const char *sname = jstr(svc, "Service");
 		if (sname && strcmp(sname, service) != 0)
 			SKIP("instance %.80s is of service \"%.80s\"", id, sname);
+		if (!checks_serving(json_object_get(e, "Checks"), states))
+			continue; /* not serving: not an error */
 		json_t *port = json_object_get(svc, "Port");
 		if (!json_is_integer(port) || json_integer_value(port) < 1 ||
 		    json_integer_value(port) > 65535)
@@ -593,7 +663,7 @@ int consul_parse_health(const char *body, size_t len, const char *service,
 		size_t nm = json_is_object(meta) ? json_object_size(meta) : 0;
 		regent_kv *kv = own(out, calloc(nm + 1, sizeof(*kv)));
 		bool ours = false;
-		const char *mk;
+		const char *rid = NULL, *mk;
 		json_t *mv;
 		if (nm)
 			json_object_foreach(meta, mk, mv)
@@ -613,6 +683,10 @@ int consul_parse_health(const char *body, size_t len, const char *service,
 				} else if (strcmp(mk, CONSUL_META_NODE) == 0) {
 					in->node = val;
 					ours = true;
+				} else if (strcmp(mk, CONSUL_META_ID) == 0) {
+					rid = val;
+				} else if (strcmp(mk, CONSUL_META_HASH) == 0) {
+					/* regent's own bookkeeping */
 				} else {
 					kv[in->nmeta].key = mk;
 					kv[in->nmeta++].value = val;
@@ -620,7 +694,7 @@ int consul_parse_health(const char *body, size_t len, const char *service,
 			}
 		in->meta = kv;
 		if (ours) {
-			in->id = id;
+			in->id = rid && rid[0] ? rid : id;
 		} else {
 			/* Not registered by regent: Consul IDs are unique per
 			 * node only. */
@@ -636,6 +710,91 @@ int consul_parse_health(const char *body, size_t len, const char *service,
 	}
 #undef SKIP
 	return 0;
+}
+
+int consul_parse_state(const char *body, size_t len, cmap *sigs, uint64_t *node_sig,
+                       char *why, size_t whylen)
+{
+	json_error_t err;
+	*node_sig = 0;
+	json_t *root = json_loadb(body ? body : "", len, 0, &err);
+	if (!root) {
+		WHY("not JSON: %s (line %d)", err.text, err.line);
+		return -EINVAL;
+	}
+	if (!json_is_array(root)) {
+		WHY("not a JSON array");
+		json_decref(root);
+		return -EINVAL;
+	}
+	size_t n = json_array_size(root);
+	for (size_t i = 0; i < n; i++) {
+		json_t *c = json_array_get(root, i);
+		const char *node = jstr(c, "Node"), *cid = jstr(c, "CheckID");
+		const char *st = jstr(c, "Status"), *svc = jstr(c, "ServiceName");
+		json_t *mi = json_object_get(c, "ModifyIndex");
+		uint64_t h = FNV_INIT;
+		h = fnv64(node ? node : "", node ? strlen(node) + 1 : 1, h);
+		h = fnv64(cid ? cid : "", cid ? strlen(cid) + 1 : 1, h);
+		h = fnv64(st ? st : "", st ? strlen(st) + 1 : 1, h);
+		uint64_t m = json_is_integer(mi) ? (uint64_t)json_integer_value(mi) : 0;
+		h = fnv64(&m, sizeof(m), h);
+		/* Order-free: a sum of the checks' hashes. */
+		if (!svc || !svc[0]) {
+			*node_sig += h;
+			continue;
+		}
+		uint64_t prev = (uint64_t)(uintptr_t)cmap_get(sigs, svc);
+		cmap_put(sigs, svc, (void *)(uintptr_t)((prev + h) | 1));
+	}
+	json_decref(root);
+	return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+int consul_parse_agent_services(const char *body, size_t len, const char *node,
+                                consul_agent_services *out, char *why, size_t whylen)
+{
+	memset(out, 0, sizeof(*out));
+	json_error_t err;
+	json_t *root = json_loadb(body ? body : "", len, 0, &err);
+	if (!root) {
+		WHY("not JSON: %s (line %d)", err.text, err.line);
+		return -EINVAL;
+	}
+	if (!json_is_object(root)) {
+		WHY("not a JSON object");
+		json_decref(root);
+		return -EINVAL;
+	}
+	out->root = root;
+	out->v = calloc(json_object_size(root) + 1, sizeof(*out->v));
+	if (!out->v)
+		abort();
+	const char *k;
+	json_t *v;
+	json_object_foreach(root, k, v)
+	{
+		json_t *meta = json_object_get(v, "Meta");
+		const char *mn = jstr(meta, CONSUL_META_NODE);
+		if (!mn || !node || strcmp(mn, node) != 0 || !jstr(meta, CONSUL_META_PROTO))
+			continue;
+		const char *id = jstr(v, "ID");
+		consul_agent_service *a = &out->v[out->n++];
+		a->cid = id ? id : k;
+		a->rid = jstr(meta, CONSUL_META_ID) ? jstr(meta, CONSUL_META_ID) : a->cid;
+		a->hash = jstr(meta, CONSUL_META_HASH) ? jstr(meta, CONSUL_META_HASH) : "";
+		a->service = jstr(v, "Service") ? jstr(v, "Service") : "";
+	}
+	return 0;
+}
+
+void consul_agent_services_free(consul_agent_services *s)
+{
+	if (!s)
+		return;
+	free(s->v);
+	json_decref(s->root);
+	memset(s, 0, sizeof(*s));
 }
 
 void consul_instances_free(consul_instances *s)

@@ -53,15 +53,26 @@ char *consul_escape(const char *s);
 /* A Go duration for ms: "15s", "1m", "1500ms". */
 void consul_duration(uint64_t ms, char *buf, size_t len);
 
-/* The TTL check of an instance: "service:<id>" (Consul's own default name
- * for a service's single check).  malloc'd. */
-char *consul_check_id(const char *id);
+/* The TTL check of a Consul service id: "service:<cid>" (Consul's own
+ * default name for a service's single check).  malloc'd. */
+char *consul_check_id(const char *cid);
+
+/* The Consul service id of a regent instance id: characters Consul
+ * handles everywhere (URL paths, CLI, UI, DNS-less tools): [A-Za-z0-9._-]
+ * kept, '/' -> ':', anything else -> '_' and two hex digits.  So
+ * "backend-1/0123456789ab/80" -> "backend-1:0123456789ab:80" (registrator's
+ * host:container:port), stable across restarts.  The regent id itself
+ * travels in the meta "regent-id".  malloc'd. */
+char *consul_service_id(const char *regent_id);
 
 /* Meta keys the plugin itself writes (so they leave the instance's meta on
  * the way back). */
 #define CONSUL_META_PROTO "proto"
 #define CONSUL_META_SERVICE_PORT "service_port"
 #define CONSUL_META_NODE "node"
+#define CONSUL_META_ID "regent-id"     /* the regent instance id */
+#define CONSUL_META_HASH "regent-hash" /* hash of the registration (also the check's Notes) */
+#define CONSUL_HASH_LEN 17             /* 16 hex digits + NUL */
 #define CONSUL_META_MAX 64 /* Consul's limit of pairs */
 
 /* Whether Consul accepts key as a service meta key and it is not one of
@@ -72,8 +83,14 @@ bool consul_meta_key_ok(const char *key);
  * else node).  Instance meta keys Consul would refuse are left out and
  * named in dropped (comma-separated, truncated; "" when none).  malloc'd
  * JSON text. */
+/* hash (CONSUL_HASH_LEN, may be NULL) gets the registration's hash, also
+ * written to Meta "regent-hash" and to the check's Notes ("regent <hash>"),
+ * so that any change of the registration changes the check and shows in
+ * /v1/health/state/any, and a restarted regent can tell whether the agent
+ * holds exactly what it would register. */
 char *consul_register_body(const regent_instance *inst, const char *node, uint64_t ttl_ms,
-                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen);
+                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen,
+                           char *hash);
 
 /* ---- blocking queries ---- */
 
@@ -123,8 +140,37 @@ typedef struct consul_instances {
 	void **blocks;       /* allocations owned here */
 	size_t nblocks;
 } consul_instances;
-int consul_parse_health(const char *body, size_t len, const char *service,
+#define CONSUL_STATE_PASSING 0x1u
+#define CONSUL_STATE_WARNING 0x2u
+/* states: which check statuses count as serving (an entry is taken only
+ * when every one of its checks is in them).  Entries with the meta
+ * "regent-id" get that id. */
+int consul_parse_health(const char *body, size_t len, const char *service, unsigned states,
                         consul_instances *out, size_t *skipped, char *why, size_t whylen);
 void consul_instances_free(consul_instances *s);
+
+/* /v1/health/state/any: one signature per service name (an order-free
+ * hash of its checks' node, id, status and ModifyIndex; never 0) put into
+ * sigs (name -> (void *)(uintptr_t)sig, keys copied), and *node_sig the
+ * same over node-level checks (serfHealth...).  Returns the number of
+ * checks or -EINVAL with why. */
+int consul_parse_state(const char *body, size_t len, cmap *sigs, uint64_t *node_sig,
+                       char *why, size_t whylen);
+
+/* /v1/agent/services: the services a regent of `node` registered (Meta
+ * "node" == node and a "proto" meta).  Each: the Consul id, the regent id
+ * (Meta "regent-id", else the Consul id: registrations of regent < 0.2),
+ * the hash (Meta "regent-hash", "" when none).  Strings point into root. */
+typedef struct consul_agent_service {
+	const char *cid, *rid, *hash, *service;
+} consul_agent_service;
+typedef struct consul_agent_services {
+	void *root;
+	consul_agent_service *v;
+	size_t n;
+} consul_agent_services;
+int consul_parse_agent_services(const char *body, size_t len, const char *node,
+                                consul_agent_services *out, char *why, size_t whylen);
+void consul_agent_services_free(consul_agent_services *s);
 
 #endif

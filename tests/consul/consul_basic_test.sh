@@ -37,15 +37,18 @@ for id in backend-1/web1/80 backend-1/web2/80 backend-1/dns/53 backend-2/web3/80
 done
 svc=$(agent_curl GET /v1/agent/services)
 field() { "$PYTHON3" -c 'import json,sys; d=json.loads(sys.argv[1]); print(json.dumps(eval(sys.argv[2]), sort_keys=True))' "$svc" "$1"; }
+check_eq "Consul service ids: node:container:port, no '/'" \
+	"$(printf '%s\n' backend-1:dns:53 backend-1:web1:80 backend-1:web2:80 backend-2:web3:80)" \
+	"$(agent_raw_ids)"
 check_eq "web1: name, address, port" '["web", "127.0.0.1", 8001]' \
-	"$(field '[d["backend-1/web1/80"][k] for k in ("Service","Address","Port")]')"
-check_eq "web1: tags" '["v1", "blue"]' "$(field 'd["backend-1/web1/80"]["Tags"]')"
-check_eq "web1: meta carries proto, service_port, node" \
-	'{"node": "backend-1", "proto": "tcp", "service_port": "8001"}' \
-	"$(field 'd["backend-1/web1/80"]["Meta"]')"
-check_eq "dns: udp in meta" '"udp"' "$(field 'd["backend-1/dns/53"]["Meta"]["proto"]')"
+	"$(field '[d["backend-1:web1:80"][k] for k in ("Service","Address","Port")]')"
+check_eq "web1: tags" '["v1", "blue"]' "$(field 'd["backend-1:web1:80"]["Tags"]')"
+check_eq "web1: meta carries proto, service_port, node, regent-id" \
+	'{"node": "backend-1", "proto": "tcp", "regent-id": "backend-1/web1/80", "service_port": "8001"}' \
+	"$(field '{k: v for k, v in d["backend-1:web1:80"]["Meta"].items() if k != "regent-hash"}')"
+check_eq "dns: udp in meta" '"udp"' "$(field 'd["backend-1:dns:53"]["Meta"]["proto"]')"
 checks=$(agent_curl GET /v1/agent/checks)
-check_contains "a TTL check named service:<id> per instance" "$checks" '"service:backend-1/web1/80"'
+check_contains "a TTL check named service:<Consul id> per instance" "$checks" '"service:backend-1:web1:80"'
 
 # ---- discovery on the client
 for want in "backend-1/web1/80 127.0.0.1:8001/tcp node=backend-1" \
@@ -82,39 +85,60 @@ daemon_stop regent-d
 # ---- changes: web2 moves, dns goes away; only those are sent
 nreg() { grep -c "consul: registered $1 " "$(regent_log a)"; }
 before_web1=$(nreg backend-1/web1/80)
-cat >"$T/a.txt" <<'EOF'
+# (written aside and renamed: the test source must never read half a file)
+cat >"$T/a.txt.new" <<'EOF'
 backend-1/web1/80 web 127.0.0.1 8001 tcp v1,blue
 backend-1/web2/80 web 127.0.0.1 8012
 EOF
+mv "$T/a.txt.new" "$T/a.txt"
 check "agent drops dns" wait_for --timeout 10 agent_lacks backend-1/dns/53
 check "client: web2 moved to 8012" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-1/web2/80 127.0.0.1:8012/tcp"
 check "client: the vanished service dns left the catalog" wait_for --timeout 10 snapshot_lacks "$T/c.sink" "dns ("
 check_eq "unchanged web1 was not registered again" "$before_web1" "$(nreg backend-1/web1/80)"
 check_eq "web2 registered twice in all (start + change)" 2 "$(nreg backend-1/web2/80)"
 
-# ---- SIGHUP with a changed [store consul]: the old instance deregisters,
-# the new one registers again only after that (no lost registration).
-TTL=2s
+# ---- SIGHUP with a changed [store consul] (same agent): the old instance
+# deregisters nothing, the new one takes the services over (the changed
+# ttl updates them in place), and the client never sees them leave.
+TTL=60s   # long enough for the restart below to find them still registered (ASan, load)
+from=$(($(wc -l <"$T/c.sink") + 1))
 { common backend-1; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
   store_section; printf '[sink testsink]\nfile = %s\n' "$T/a.sink"; } >"$T/a.ini"
 daemon_kill regent-a HUP
-check "reload: the old instance deregistered" \
-	wait_for --timeout 10 grep -q "deregistered 2 services from Consul" "$(regent_log a)"
+check "reload: the old instance left them to the new one" \
+	wait_for --timeout 10 grep -q "leaving 2 services registered at .*a reload replaced this section" "$(regent_log a)"
+nstarted() { [[ $(grep -c "consul: ready: the agent at" "$(regent_log a)") -ge $1 ]]; }
+check "reload: the new instance answered (started)" wait_for --timeout 10 nstarted 2
 check "reload: web1 registered by the new instance" wait_for --timeout 10 agent_has backend-1/web1/80
 check "reload: web2 registered by the new instance" wait_for --timeout 10 agent_has backend-1/web2/80
 sleep 2.5
-check "reload: still registered after a TTL" agent_has backend-1/web1/80
+check "reload: still registered 2.5 s later" agent_has backend-1/web1/80
 check_eq "reload: checks passing (web1, web2, web3, ext1)" 4 "$(passing)"
 check "reload: no re-registration loop" bash -c "! grep -q 'no longer knows' '$(regent_log a)'"
+check "reload: the client's catalog kept web1 throughout" \
+	all_snapshots_have "$T/c.sink" "backend-1/web1/80" "$from"
 
-# ---- SIGTERM deregisters at once
+# ---- SIGTERM keeps the services (deregister_on_stop = false)
+daemon_stop regent-a
+check "SIGTERM (default): A's services stay registered" agent_has backend-1/web1/80
+check "SIGTERM (default): A said why" grep -q "leaving 2 services registered at .*the agent exits: deregister_on_stop = false" "$(regent_log a)"
+
+# ---- a decommissioned host: deregister_on_stop = true deregisters at once
+{ common backend-1; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
+  DEREG_ON_STOP=true store_section; printf '[sink testsink]\nfile = %s\n' "$T/a.sink"; } >"$T/a.ini"
+before_web1=$(nreg backend-1/web1/80)
+regent_start a "$T/a.ini" -L debug
+check "decommission: the restarted A answered" wait_for --timeout 10 nstarted 3
+check "restart: A adopted both services" grep -q "held 2 services this node registered before" "$(regent_log a)"
+check "restart: web1 kept as the agent held it" \
+	wait_for --timeout 5 grep -q "kept backend-1/web1/80 (web) as the agent holds it" "$(regent_log a)"
+check_eq "restart: web1 not registered again" "$before_web1" "$(nreg backend-1/web1/80)"
 t0=$(now_ms)
 daemon_stop regent-a
 t1=$(now_ms)
 check "A's services are gone right after SIGTERM" agent_lacks backend-1/web1/80
 echo "# SIGTERM to exit (deregistration included): $((t1 - t0)) ms"
-check_eq "A logged its deregistration (reload + SIGTERM)" 2 \
-	"$(grep -c "deregistered 2 services from Consul" "$(regent_log a)")"
+check "A logged its deregistration" grep -q "deregistered 2 services from Consul" "$(regent_log a)"
 check "client: web1 leaves" wait_for --timeout 10 snapshot_lacks "$T/c.sink" "backend-1/web1/80"
 check "client: web3 (other host) stays" snapshot_has "$T/c.sink" "backend-2/web3/80"
 check "B still registered" agent_has backend-2/web3/80

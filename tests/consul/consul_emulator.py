@@ -1207,6 +1207,7 @@ class API(object):
             ("/v1/catalog/datacenters", False, ("GET",), self.catalog_datacenters),
             ("/v1/catalog/nodes", False, ("GET",), self.catalog_nodes),
             ("/v1/health/service/", True, ("GET",), self.health_service),
+            ("/v1/health/state/", True, ("GET",), self.health_state),
             ("/v1/status/leader", False, ("GET",), self.status_leader),
             ("/v1/status/peers", False, ("GET",), self.status_peers),
         ]
@@ -1244,6 +1245,13 @@ class API(object):
         if tok == self.cfg.acl_token:
             return "mgmt"
         raise HTTPError(403, "ACL not found")
+
+    def carried_token(self, req):
+        """Consul's maskResultsFilteredByACLs: a request that carried no
+        token never learns that results were filtered (the header is
+        stripped), so a token-less client of a default-deny cluster sees
+        an empty, unflagged answer."""
+        return req.token() != ""
 
     def anon_reads(self, service):
         """--anonymous-read: the anonymous token's policy allows reading this
@@ -1299,7 +1307,7 @@ class API(object):
                    "X-Consul-Effective-Consistency":
                        "stale" if req.has("stale") else
                        ("consistent" if req.has("consistent") else "leader")}
-        if filtered:
+        if filtered and self.carried_token(req):
             headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
         return self.json(obj, 200, headers)
 
@@ -1393,6 +1401,13 @@ class API(object):
 
     def _vet_check(self, ident, cid):
         st = self.emu.checks.get(cid)
+        if st is None and self.cfg.old_agent:
+            # Consul <= 1.11: vetCheckUpdate (ACLs on) answered
+            # fmt.Errorf("Unknown check %q") and updateTTLCheck (ACLs off)
+            # "CheckID %q does not have associated TTL", both as 500.
+            if self.cfg.acl_token:
+                raise HTTPError(500, "Unknown check %s" % goquote(cid))
+            raise HTTPError(500, "CheckID %s does not have associated TTL" % goquote(cid))
         if st is None:
             raise HTTPError(404, "Unknown check ID %s. Ensure that the check ID is passed, "
                                  "not the check name." % goquote(cid))
@@ -1495,7 +1510,8 @@ class API(object):
                     filtered = True
                     continue
                 out[sid] = render_agent_service(emu.services[sid], self.cfg.datacenter)
-        hdr = {"X-Consul-Results-Filtered-By-ACLs": "true"} if filtered else None
+        hdr = ({"X-Consul-Results-Filtered-By-ACLs": "true"}
+               if filtered and self.carried_token(req) else None)
         return self.json(out, 200, hdr)
 
     def agent_checks(self, req):
@@ -1509,7 +1525,8 @@ class API(object):
                     filtered = True
                     continue
                 out[cid] = render_check(emu.checks[cid].hc, with_index=False)
-        hdr = {"X-Consul-Results-Filtered-By-ACLs": "true"} if filtered else None
+        hdr = ({"X-Consul-Results-Filtered-By-ACLs": "true"}
+               if filtered and self.carried_token(req) else None)
         return self.json(out, 200, hdr)
 
     def agent_self(self, req):
@@ -1624,6 +1641,34 @@ class API(object):
 
         return self.blocking(req, min_index, wait, compute)
 
+    def health_state(self, req, state):
+        """GET /v1/health/state/<state>: every check in that state (any =
+        all), indexed by the checks table (any check change wakes it)."""
+        if state not in ("any", PASSING, WARNING, CRITICAL):
+            raise HTTPError(400, "Invalid check state: %s" % state)
+        min_index, wait = self.query_opts(req)
+        ident = self.identity(req)
+        emu = self.emu
+
+        def compute():
+            obj = []
+            filtered = False
+            for cid in sorted(emu.cat_checks):
+                c = emu.cat_checks[cid]
+                if state != "any" and c["Status"] != state:
+                    continue
+                if ident == "anon":
+                    svc = c.get("ServiceName") or ""
+                    # node checks need node:read, which the DNS policy
+                    # of --anonymous-read grants with its service reads
+                    if not (self.anon_reads(svc) if svc else self.cfg.anonymous_read):
+                        filtered = True
+                        continue
+                obj.append(render_check(c))
+            return max(emu.checks_index, 1), obj, filtered
+
+        return self.blocking(req, min_index, wait, compute)
+
     def catalog_datacenters(self, req):
         return self.json([self.cfg.datacenter])
 
@@ -1680,10 +1725,55 @@ def validate_meta(meta):
     return None
 
 
+TOO_MANY = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
 class Server(ThreadingHTTPServer):
+    """One thread per connection.  limits.http_max_conns_per_client: a
+    client IP holding that many connections gets 429 on the next one,
+    which is then closed (Consul's connlimit on its HTTP listener)."""
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 512
+    max_conns_per_client = 200
+    conns = None
+    conns_lock = None
+    refused = 0
+
+    def process_request(self, request, client_address):
+        ip = client_address[0] if isinstance(client_address, tuple) else "unix"
+        with self.conns_lock:
+            n = self.conns.get(ip, 0)
+            if self.max_conns_per_client and n >= self.max_conns_per_client:
+                self.refused += 1
+                refuse = True
+            else:
+                self.conns[ip] = n + 1
+                refuse = False
+        if refuse:
+            if self.refused == 1 or self.emu.cfg.verbose:
+                log("%s: more than %d connections from one client: 429"
+                    % (ip, self.max_conns_per_client))
+            try:
+                request.sendall(TOO_MANY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        ThreadingHTTPServer.process_request(self, request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            ThreadingHTTPServer.process_request_thread(self, request, client_address)
+        finally:
+            ip = client_address[0] if isinstance(client_address, tuple) else "unix"
+            with self.conns_lock:
+                n = self.conns.get(ip, 1) - 1
+                if n <= 0:
+                    self.conns.pop(ip, None)
+                else:
+                    self.conns[ip] = n
 
     def handle_error(self, request, client_address):
         # A client that went away (a cancelled blocking query, a killed
@@ -1706,6 +1796,17 @@ def main(argv=None):
     p.add_argument("--anonymous-read", action="append", metavar="SERVICE",
                    help="with --acl-token: the anonymous token may read this service "
                         "(repeatable; default: nothing)")
+    p.add_argument("--http-max-conns-per-client", type=int, default=200, metavar="N",
+                   help="limits.http_max_conns_per_client (200 in Consul): the next "
+                        "connection from that IP gets 429 and is closed; 0 = no limit")
+    p.add_argument("--old-agent", action="store_true",
+                   help="answer a TTL update for an unknown check as Consul <= 1.11 did: "
+                        "500 'Unknown check \"ID\"' with ACLs, 500 'CheckID \"ID\" does not "
+                        "have associated TTL' without (default: 404 'Unknown check ID', 1.12+)")
+    p.add_argument("--reap-mode", choices=("real", "fast"), default=None,
+                   help="real: DeregisterCriticalServiceAfter floored at 1m and reaped every "
+                        "30s (Consul's fixed values, also the default); fast: 1s and 0.3s "
+                        "(what the plugin's script tests use); overrides the two options below")
     p.add_argument("--reap-interval", type=parse_cli_duration, default=30.0,
                    help="how often critical services are reaped (check_reap_interval, 30s)")
     p.add_argument("--min-deregister", type=parse_cli_duration, default=60.0,
@@ -1720,12 +1821,24 @@ def main(argv=None):
                    help="compact JSON (a non-dev agent); default is -dev's pretty JSON")
     p.add_argument("--verbose", action="store_true")
     cfg = p.parse_args(argv)
+    if cfg.reap_mode == "real":
+        cfg.reap_interval, cfg.min_deregister = 30.0, 60.0
+    elif cfg.reap_mode == "fast":
+        cfg.reap_interval, cfg.min_deregister = 0.3, 1.0
     if cfg.reap_interval <= 0:
         p.error("--reap-interval must be > 0")
+    if cfg.http_max_conns_per_client < 0:
+        p.error("--http-max-conns-per-client must be >= 0")
+    log("reaper every %s, DeregisterCriticalServiceAfter floor %s, %s connections per client"
+        % (go_duration_string(cfg.reap_interval), go_duration_string(cfg.min_deregister),
+           cfg.http_max_conns_per_client or "unlimited"))
 
     emu = Emulator(cfg)
     server = Server((cfg.http_addr, cfg.port), Handler)
     server.emu = emu
+    server.max_conns_per_client = cfg.http_max_conns_per_client
+    server.conns = {}
+    server.conns_lock = threading.Lock()
     server.api = API(emu)
     host, port = server.server_address[:2]
     sys.stdout.write("listening %s:%d\n" % (host, port))

@@ -13,6 +13,10 @@ source "$REGENT_TEST_DIR/consul/consul_lib.sh"
 consul_test_init
 T=$H_TMP
 TTL=1s DEREG=2s
+# These scenarios deregister on SIGTERM (a decommissioned host); the default
+# (keep the services for a restarted regent) is tested in consul_basic and
+# consul_restart.
+DEREG_ON_STOP=true
 agent_start || { echo "agent did not start"; harness_summary; exit 1; }
 
 cat >"$T/a.txt" <<'EOF'
@@ -98,7 +102,8 @@ daemon_stop regent-e
 t1=$(now_ms)
 daemon_kill consul CONT
 echo "# SIGTERM with a frozen agent: regent exited after $((t1 - t0)) ms (stop_timeout 1s)"
-check "frozen agent: regent exits within stop_timeout + 1 s" test $((t1 - t0)) -lt 2500
+# (a generous bound: the machine may be loaded; the line below proves the core gave up)
+check "frozen agent: regent exits within stop_timeout + 4 s" test $((t1 - t0)) -lt 5000
 check "frozen agent: the core says the store did not stop in time" \
 	grep -q "store consul: did not stop in time" "$(regent_log e)"
 check "frozen agent: e1 still expires by its TTL" wait_for --timeout "$REAP_SLACK" agent_lacks backend-3/e1/80
@@ -128,7 +133,9 @@ regent_start c "$T/c.ini"
 check "wrong token: registration refused with a clear error" wait_for --timeout 10 \
 	grep -q "Consul refused to register backend-1/web[12]/80 (service web): HTTP 403: ACL not found" "$(regent_log a)"
 check "wrong token: reading refused with a clear error" wait_for --timeout 10 \
-	grep -q "Consul refused to read the service list: HTTP 403: ACL not found" "$(regent_log c)"
+	grep -qE "Consul refused to read (the service list|the health of every check): HTTP 403: ACL not found" "$(regent_log c)"
+check "wrong token: the start failed (a misconfiguration)" \
+	grep -q "does not know the token" "$(regent_log c)"
 check "wrong token: backend unhealthy" grep -q "store consul: unhealthy" "$(regent_log a)"
 check "wrong token: nothing registered" agent_lacks backend-1/web1/80
 check "wrong token: the client never got a catalog" test ! -s "$T/c.sink"
@@ -154,6 +161,23 @@ check "right token: registered" wait_for --timeout 10 agent_has backend-1/web1/8
 check "right token: discovered" wait_for --timeout 10 snapshot_has "$T/c.sink" "backend-1/web1/80"
 daemon_stop regent-a
 check "right token: deregistered on SIGTERM" agent_lacks backend-1/web1/80
+daemon_stop regent-c
+agent_stop
+# Default-deny without any anonymous read (what Consul's ACL bootstrap
+# gives): a token-less read gets {} and, the request having no token, no
+# X-Consul-Results-Filtered-By-ACLs header.  The missing "consul" service
+# gives it away.
+AGENT_PORT=""
+agent_start "$SECRET" || echo "ACL agent did not start"
+rm -f "$T/c.sink"
+agent_curl PUT /v1/agent/service/register '{"ID":"other1","Name":"other","Address":"127.0.0.9","Port":1}' >/dev/null
+write_configs notoken
+regent_start c "$T/c.ini"
+check "no token, default deny: the answer without \"consul\" is taken as filtered" \
+	wait_for --timeout 10 grep -q 'lacks the "consul" service, which Consul.s servers always register (no token is configured' "$(regent_log c)"
+check "no token, default deny: client unhealthy" grep -q "store consul: unhealthy" "$(regent_log c)"
+check "no token, default deny: no catalog taken" test ! -s "$T/c.sink"
+daemon_stop regent-c
 check "no token ever reached a log" bash -c "! grep -l -e '$SECRET' -e '$WRONG' $T/regent-*.log"
 check_regent_logs_clean
 harness_summary

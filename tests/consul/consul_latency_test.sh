@@ -24,7 +24,9 @@ med_s=$(sed -n 's/^service .*median=\([0-9.]*\).*/\1/p' <<<"$out_s")
 max_s=$(sed -n 's/^service .*max=\([0-9.a-z]*\).*/\1/p' <<<"$out_s")
 lt() { "$PYTHON3" -c "import sys; sys.exit(0 if float('$1') < $2 else 1)"; }
 check "new instance of a watched service: median ${med_i} ms < 100 ms" lt "${med_i:-inf}" 100
-check "new instance of a watched service: max ${max_i} ms < 250 ms" lt "${max_i:-inf}" 250
+# (a foreign instance without a check moves only the service list: one plain
+# read of the checks tells that no check moved, then the services are read)
+check "new instance of a watched service: max ${max_i} ms < 500 ms" lt "${max_i:-inf}" 500
 check "new service: median ${med_s} ms < 100 ms" lt "${med_s:-inf}" 100
 check "no sample timed out" bash -c "! grep -q timeout <<<'$out_i $out_s'"
 

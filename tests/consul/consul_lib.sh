@@ -61,7 +61,8 @@ agent_start() {
 			# The first stdout line of this run: "listening 127.0.0.1:PORT".
 			emu_port() { tail -n +"$((skip + 1))" "$log" | sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -1; }
 			emu_has_port() { [[ -n "$(emu_port)" ]]; }
-			wait_for --timeout 10 emu_has_port || return 1
+			# (python3 may be a slow pyenv shim on a loaded machine)
+			wait_for --timeout 30 emu_has_port || return 1
 			AGENT_PORT=$(emu_port)
 		fi
 	else
@@ -91,8 +92,14 @@ agent_curl() {
 	[[ -n "$b" ]] && a+=(--data "$b")
 	curl "${a[@]}" "$AGENT_URL$p"
 }
-# IDs of the agent's services, sorted, one a line.
+# The agent's services by regent id (Meta "regent-id", else the Consul ID),
+# sorted, one a line.
 agent_service_ids() {
+	agent_curl GET /v1/agent/services | "$PYTHON3" -c \
+		'import json,sys; d=json.load(sys.stdin); print("\n".join(sorted((v.get("Meta") or {}).get("regent-id", k) for k, v in d.items())))'
+}
+# The Consul service IDs themselves.
+agent_raw_ids() {
 	agent_curl GET /v1/agent/services | "$PYTHON3" -c \
 		'import json,sys; print("\n".join(sorted(json.load(sys.stdin))))'
 }
@@ -132,6 +139,10 @@ store_section() {
 	printf '[store consul]\naddress = %s\n' "$AGENT_URL"
 	[[ -n "$AGENT_TOKEN" && "${1:-}" != notoken ]] && printf 'token = %s\n' "$AGENT_TOKEN"
 	printf 'ttl = %s\nderegister_after = %s\n' "${TTL:-2s}" "${DEREG:-2s}"
+	# SIGTERM keeps the services by default; tests of deregistration ask.
+	[[ -n "${DEREG_ON_STOP:-}" ]] && printf 'deregister_on_stop = %s\n' "$DEREG_ON_STOP"
+	[[ -n "${RECONCILE_WAIT:-}" ]] && printf 'reconcile_wait = %s\n' "$RECONCILE_WAIT"
+	return 0
 }
 
 # No sanitizer report (ASan/UBSan/LSan builds: REGENT_SANITIZE=1) and no

@@ -36,7 +36,8 @@ host_config() { # NAME ID PORT [store lines...]
 	echo "$id svc-$n 127.0.0.1 $port" >"$T/$n.txt"
 	{ printf '[agent]\nnode = %s\ndebounce = 10ms\n' "$n"
 	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/$n.txt"
-	  printf '[store consul]\nttl = 2s\nderegister_after = 2s\n'; printf '%s\n' "$@"
+	  printf '[store consul]\nttl = 2s\nderegister_after = 2s\nderegister_on_stop = true\n'
+	  printf '%s\n' "$@"
 	  printf '[sink testsink]\nfile = %s\n' "$T/$n.sink"; } >"$T/$n.ini"
 }
 
@@ -79,7 +80,7 @@ regent_start n "$T/n.ini"
 check "https without a client certificate: refused by the agent" \
 	wait_for --timeout 10 grep -q "TLS handshake refused" "$(daemon_log tproxy)"
 check "https without a client certificate: the error names the agent" \
-	wait_for --timeout 10 grep -q "cannot register n1/c/80 at https://127.0.0.1:$TP" "$(regent_log n)"
+	wait_for --timeout 10 grep -q "cannot list the services of the Consul agent at https://127.0.0.1:$TP" "$(regent_log n)"
 check "https without a client certificate: unhealthy" grep -q "store consul: unhealthy" "$(regent_log n)"
 check "https without a client certificate: nothing registered" agent_lacks n1/c/80
 daemon_stop regent-n
@@ -88,7 +89,7 @@ host_config w w1/c/80 7004 "address = https://127.0.0.1:$TP" "ca = $T/other.pem"
 	"cert = $T/client.pem" "key = $T/client.key"
 regent_start w "$T/w.ini"
 check "https with the wrong CA: certificate error logged" \
-	wait_for --timeout 10 grep -qi "cannot register w1/c/80 at https://127.0.0.1:$TP: .*certificate" "$(regent_log w)"
+	wait_for --timeout 10 grep -qi "cannot list the services of the Consul agent at https://127.0.0.1:$TP: .*certificate" "$(regent_log w)"
 check "https with the wrong CA: nothing registered" agent_lacks w1/c/80
 daemon_stop regent-w
 

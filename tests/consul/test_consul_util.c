@@ -109,9 +109,20 @@ static void test_escape_duration(void **st)
 	assert_string_equal(b, "1500ms");
 	consul_duration(90000, b, sizeof(b));
 	assert_string_equal(b, "90s");
-	char *cid = consul_check_id("n/c/80");
-	assert_string_equal(cid, "service:n/c/80");
+	char *cid = consul_check_id("n:c:80");
+	assert_string_equal(cid, "service:n:c:80");
 	free(cid);
+	/* Consul service ids: no '/', stable, injective enough. */
+	char *sid = consul_service_id("backend-1/0123456789ab/80");
+	assert_string_equal(sid, "backend-1:0123456789ab:80");
+	free(sid);
+	sid = consul_service_id("n_1/c.d/53/udp");
+	assert_string_equal(sid, "n_1:c.d:53:udp");
+	free(sid);
+	sid = consul_service_id("a b:%/?#");
+	assert_string_equal(sid, "a_20b_3A_25:_3F_23");
+	assert_null(strchr(sid, '/'));
+	free(sid);
 }
 
 static void test_register_body(void **st)
@@ -124,13 +135,13 @@ static void test_register_body(void **st)
 	                      .port = 32768, .proto = REGENT_PROTO_UDP, .service_port = 80,
 	                      .tags = tags, .ntags = 2, .meta = meta, .nmeta = 5,
 	                      .node = "backend-1"};
-	char dropped[64];
-	char *body = consul_register_body(&in, "other", 15000, 60000, dropped, sizeof(dropped));
+	char dropped[64], hash[CONSUL_HASH_LEN];
+	char *body = consul_register_body(&in, "other", 15000, 60000, dropped, sizeof(dropped), hash);
 	assert_string_equal(dropped, "with.dot,consul-x,node");
 	json_error_t err;
 	json_t *o = json_loads(body, 0, &err);
 	assert_non_null(o);
-	assert_string_equal(json_string_value(json_object_get(o, "ID")), "backend-1/abc/80");
+	assert_string_equal(json_string_value(json_object_get(o, "ID")), "backend-1:abc:80");
 	assert_string_equal(json_string_value(json_object_get(o, "Name")), "web");
 	assert_string_equal(json_string_value(json_object_get(o, "Address")), "10.0.0.5");
 	assert_int_equal(json_integer_value(json_object_get(o, "Port")), 32768);
@@ -141,10 +152,16 @@ static void test_register_body(void **st)
 	assert_string_equal(json_string_value(json_object_get(m, "node")), "backend-1");
 	assert_string_equal(json_string_value(json_object_get(m, "team")), "a");
 	assert_string_equal(json_string_value(json_object_get(m, "ok_key-2")), "z");
-	assert_int_equal(json_object_size(m), 5);
+	assert_string_equal(json_string_value(json_object_get(m, "regent-id")), "backend-1/abc/80");
+	assert_string_equal(json_string_value(json_object_get(m, "regent-hash")), hash);
+	assert_int_equal(strlen(hash), 16);
+	assert_int_equal(json_object_size(m), 7);
 	json_t *c = json_object_get(o, "Check");
 	assert_string_equal(json_string_value(json_object_get(c, "CheckID")),
-	                    "service:backend-1/abc/80");
+	                    "service:backend-1:abc:80");
+	char notes[32];
+	snprintf(notes, sizeof(notes), "regent %s", hash);
+	assert_string_equal(json_string_value(json_object_get(c, "Notes")), notes);
 	assert_string_equal(json_string_value(json_object_get(c, "TTL")), "15s");
 	assert_string_equal(json_string_value(json_object_get(c, "Status")), "passing");
 	assert_string_equal(json_string_value(json_object_get(c, "DeregisterCriticalServiceAfter")),
@@ -153,18 +170,26 @@ static void test_register_body(void **st)
 	assert_null(json_object_get(c, "ID"));
 	json_decref(o);
 	/* Deterministic: the same instance gives the same text. */
-	char *again = consul_register_body(&in, "other", 15000, 60000, NULL, 0);
+	char *again = consul_register_body(&in, "other", 15000, 60000, NULL, 0, NULL);
 	assert_string_equal(body, again);
 	free(again);
 	free(body);
 	/* No node on the instance: the agent's. */
 	in.node = NULL;
 	in.nmeta = 0;
-	body = consul_register_body(&in, "agent-node", 2000, 1500, dropped, sizeof(dropped));
+	body = consul_register_body(&in, "agent-node", 2000, 1500, dropped, sizeof(dropped), NULL);
 	assert_string_equal(dropped, "");
 	assert_non_null(strstr(body, "\"node\":\"agent-node\""));
 	assert_non_null(strstr(body, "\"DeregisterCriticalServiceAfter\":\"1500ms\""));
 	free(body);
+	/* Any change of the registration changes the hash. */
+	char h2[CONSUL_HASH_LEN];
+	in.port = 32769;
+	free(consul_register_body(&in, "agent-node", 2000, 1500, NULL, 0, h2));
+	char h3[CONSUL_HASH_LEN];
+	in.port = 32768;
+	free(consul_register_body(&in, "agent-node", 2000, 1500, NULL, 0, h3));
+	assert_string_not_equal(h2, h3);
 }
 
 static void test_meta_limit(void **st)
@@ -180,7 +205,7 @@ static void test_meta_limit(void **st)
 	regent_instance in = {.service = "s", .id = "i", .address = "a", .port = 1,
 	                      .meta = meta, .nmeta = 70};
 	char dropped[256];
-	char *body = consul_register_body(&in, "n", 1000, 1000, dropped, sizeof(dropped));
+	char *body = consul_register_body(&in, "n", 1000, 1000, dropped, sizeof(dropped), NULL);
 	json_t *o = json_loads(body, 0, NULL);
 	assert_int_equal(json_object_size(json_object_get(o, "Meta")), CONSUL_META_MAX);
 	assert_non_null(strstr(dropped, "k69"));
@@ -268,7 +293,7 @@ static void test_health(void **st)
 	consul_instances in;
 	size_t skipped;
 	char why[256];
-	assert_int_equal(consul_parse_health(health_json, strlen(health_json), "web", &in, &skipped,
+	assert_int_equal(consul_parse_health(health_json, strlen(health_json), "web", CONSUL_STATE_PASSING, &in, &skipped,
 	                                     why, sizeof(why)),
 	                 0);
 	assert_int_equal(in.n, 2);
@@ -295,21 +320,104 @@ static void test_health(void **st)
 	assert_int_equal(b->nmeta, 0);
 	consul_instances_free(&in);
 
-	assert_int_equal(consul_parse_health("[]", 2, "web", &in, &skipped, why, sizeof(why)), 0);
+	assert_int_equal(consul_parse_health("[]", 2, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)), 0);
 	assert_int_equal(in.n, 0);
 	consul_instances_free(&in);
-	assert_int_equal(consul_parse_health("{}", 2, "web", &in, &skipped, why, sizeof(why)),
+	assert_int_equal(consul_parse_health("{}", 2, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)),
 	                 -EINVAL);
-	assert_int_equal(consul_parse_health("nope", 4, "web", &in, &skipped, why, sizeof(why)),
+	assert_int_equal(consul_parse_health("nope", 4, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)),
 	                 -EINVAL);
 	/* A different service's entry is not taken. */
 	const char *other = "[{\"Service\":{\"ID\":\"x\",\"Service\":\"db\",\"Port\":1}}]";
-	assert_int_equal(consul_parse_health(other, strlen(other), "web", &in, &skipped, why,
+	assert_int_equal(consul_parse_health(other, strlen(other), "web", CONSUL_STATE_PASSING, &in, &skipped, why,
 	                                     sizeof(why)),
 	                 0);
 	assert_int_equal(in.n, 0);
 	assert_int_equal(skipped, 1);
 	consul_instances_free(&in);
+}
+
+static void test_health_states_and_rid(void **st)
+{
+	(void)st;
+	const char *j =
+		"[{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},"
+		" \"Service\":{\"ID\":\"b:c:80\",\"Service\":\"web\",\"Port\":1,"
+		"  \"Meta\":{\"node\":\"b\",\"regent-id\":\"b/c/80\",\"regent-hash\":\"x\"}},"
+		" \"Checks\":[{\"CheckID\":\"serfHealth\",\"Status\":\"passing\"},"
+		"            {\"CheckID\":\"service:b:c:80\",\"Status\":\"warning\"}]},"
+		"{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},"
+		" \"Service\":{\"ID\":\"d\",\"Service\":\"web\",\"Port\":2},"
+		" \"Checks\":[{\"CheckID\":\"x\",\"Status\":\"critical\"}]}]";
+	consul_instances in;
+	size_t skipped;
+	char why[128];
+	assert_int_equal(consul_parse_health(j, strlen(j), "web", CONSUL_STATE_PASSING, &in,
+	                                     &skipped, why, sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 0); /* warning and critical: not serving */
+	assert_int_equal(skipped, 0);
+	consul_instances_free(&in);
+	assert_int_equal(consul_parse_health(j, strlen(j), "web",
+	                                     CONSUL_STATE_PASSING | CONSUL_STATE_WARNING, &in,
+	                                     &skipped, why, sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 1);
+	assert_string_equal(in.ptrs[0]->id, "b/c/80"); /* back to the regent id */
+	assert_int_equal(in.ptrs[0]->nmeta, 0);       /* regent-* meta is not the instance's */
+	consul_instances_free(&in);
+}
+
+static void test_state_and_agent_services(void **st)
+{
+	(void)st;
+	const char *a = "[{\"Node\":\"n\",\"CheckID\":\"serfHealth\",\"Status\":\"passing\","
+	                "\"ServiceName\":\"\",\"ModifyIndex\":5},"
+	                "{\"Node\":\"n\",\"CheckID\":\"service:a\",\"Status\":\"passing\","
+	                "\"ServiceName\":\"web\",\"ModifyIndex\":7},"
+	                "{\"Node\":\"n\",\"CheckID\":\"service:b\",\"Status\":\"passing\","
+	                "\"ServiceName\":\"db\",\"ModifyIndex\":8}]";
+	const char *b = "[{\"Node\":\"n\",\"CheckID\":\"service:b\",\"Status\":\"passing\","
+	                "\"ServiceName\":\"db\",\"ModifyIndex\":8},"
+	                "{\"Node\":\"n\",\"CheckID\":\"serfHealth\",\"Status\":\"passing\","
+	                "\"ServiceName\":\"\",\"ModifyIndex\":5},"
+	                "{\"Node\":\"n\",\"CheckID\":\"service:a\",\"Status\":\"critical\","
+	                "\"ServiceName\":\"web\",\"ModifyIndex\":9}]";
+	cmap *m1 = cmap_new(), *m2 = cmap_new();
+	uint64_t n1, n2;
+	char why[64];
+	assert_int_equal(consul_parse_state(a, strlen(a), m1, &n1, why, sizeof(why)), 3);
+	assert_int_equal(consul_parse_state(b, strlen(b), m2, &n2, why, sizeof(why)), 3);
+	assert_int_equal(n1, n2);
+	assert_true(cmap_get(m1, "db") == cmap_get(m2, "db")); /* order does not matter */
+	assert_true(cmap_get(m1, "web") != cmap_get(m2, "web"));
+	assert_non_null(cmap_get(m1, "web"));
+	assert_int_equal(consul_parse_state("{}", 2, m1, &n1, why, sizeof(why)), -EINVAL);
+	cmap_free(m1, NULL);
+	cmap_free(m2, NULL);
+
+	const char *svcs = "{\"b:c:80\":{\"ID\":\"b:c:80\",\"Service\":\"web\","
+	                   "\"Meta\":{\"node\":\"b\",\"proto\":\"tcp\",\"regent-id\":\"b/c/80\","
+	                   "\"regent-hash\":\"h\"}},"
+	                   "\"b/old/80\":{\"ID\":\"b/old/80\",\"Service\":\"web\","
+	                   "\"Meta\":{\"node\":\"b\",\"proto\":\"tcp\"}},"
+	                   "\"other\":{\"ID\":\"other\",\"Service\":\"web\","
+	                   "\"Meta\":{\"node\":\"c\",\"proto\":\"tcp\"}},"
+	                   "\"foreign\":{\"ID\":\"foreign\",\"Service\":\"x\",\"Meta\":{}}}";
+	consul_agent_services as;
+	assert_int_equal(consul_parse_agent_services(svcs, strlen(svcs), "b", &as, why, sizeof(why)), 0);
+	assert_int_equal(as.n, 2);
+	for (size_t i = 0; i < as.n; i++) {
+		if (strcmp(as.v[i].cid, "b:c:80") == 0) {
+			assert_string_equal(as.v[i].rid, "b/c/80");
+			assert_string_equal(as.v[i].hash, "h");
+		} else {
+			assert_string_equal(as.v[i].cid, "b/old/80");
+			assert_string_equal(as.v[i].rid, "b/old/80");
+			assert_string_equal(as.v[i].hash, "");
+		}
+	}
+	consul_agent_services_free(&as);
 }
 
 int main(void)
@@ -319,7 +427,8 @@ int main(void)
 		cmocka_unit_test(test_escape_duration), cmocka_unit_test(test_register_body),
 		cmocka_unit_test(test_meta_limit),    cmocka_unit_test(test_index),
 		cmocka_unit_test(test_services),      cmocka_unit_test(test_health),
-		cmocka_unit_test(test_redact),
+		cmocka_unit_test(test_redact),        cmocka_unit_test(test_health_states_and_rid),
+		cmocka_unit_test(test_state_and_agent_services),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -586,13 +586,18 @@ class ACLTest(EmulatorTest):
             self.assertEqual(e.get(path, {"Authorization": "Bearer s3cr3t"})[0], 200, path)
         self.assertIn("web", e.get("/v1/catalog/services", good)[2])
         self.assertEqual(len(e.get("/v1/health/service/web", bearer)[2]), 1)
-        # anonymous reads are filtered, not refused (default policy deny)
-        status, hdrs, obj = e.get("/v1/catalog/services")
-        self.assertEqual((status, obj), (200, {}))
-        self.assertEqual(hdrs.get("x-consul-results-filtered-by-acls"), "true")
-        status, hdrs, obj = e.get("/v1/health/service/web")
-        self.assertEqual((status, obj), (200, []))
-        self.assertEqual(hdrs.get("x-consul-results-filtered-by-acls"), "true")
+        # anonymous reads are filtered, not refused (default policy deny);
+        # a request without a token is not told (maskResultsFilteredByACLs),
+        # one that names the anonymous token is
+        anon = {"X-Consul-Token": "anonymous"}
+        for path, empty in (("/v1/catalog/services", {}), ("/v1/health/service/web", []),
+                            ("/v1/health/state/any", []), ("/v1/agent/services", {})):
+            status, hdrs, obj = e.get(path)
+            self.assertEqual((status, obj), (200, empty), path)
+            self.assertIsNone(hdrs.get("x-consul-results-filtered-by-acls"), path)
+            status, hdrs, obj = e.get(path, anon)
+            self.assertEqual((status, obj), (200, empty), path)
+            self.assertEqual(hdrs.get("x-consul-results-filtered-by-acls"), "true", path)
         self.assertEqual(e.get("/v1/agent/self")[0], 403)
         self.assertEqual(e.get("/v1/status/leader")[0], 200)
         self.assertEqual(e.put("/v1/agent/service/deregister/w1")[0], 403)
@@ -608,13 +613,119 @@ class ACLAnonymousReadTest(EmulatorTest):
         e.put("/v1/agent/service/register", {"ID": "w1", "Name": "web"}, good)
         status, hdrs, obj = e.get("/v1/catalog/services")
         self.assertEqual((status, obj), (200, {"consul": []}))
+        self.assertIsNone(hdrs.get("x-consul-results-filtered-by-acls"))
+        anon = {"X-Consul-Token": "anonymous"}
+        status, hdrs, obj = e.get("/v1/catalog/services", anon)
+        self.assertEqual((status, obj), (200, {"consul": []}))
         self.assertEqual(hdrs.get("x-consul-results-filtered-by-acls"), "true")
-        status, hdrs, obj = e.get("/v1/health/service/web")
+        status, hdrs, obj = e.get("/v1/health/service/web", anon)
         self.assertEqual((status, obj), (200, []))
         self.assertEqual(hdrs.get("x-consul-results-filtered-by-acls"), "true")
         self.assertEqual(set(e.get("/v1/catalog/services", good)[2]), {"consul", "web"})
         self.assertIsNone(e.get("/v1/catalog/services", good)[1].get(
             "x-consul-results-filtered-by-acls"))
+
+
+class HealthStateTest(EmulatorTest):
+    def test_state_any_lists_every_check_and_wakes_on_status(self):
+        e = self.emu
+        e.register({"ID": "s1", "Name": "web", "Check": {"TTL": "30s", "Status": "passing"}})
+        idx, obj = None, None
+        status, hdrs, obj = e.get("/v1/health/state/any")
+        self.assertEqual(status, 200)
+        idx = int(hdrs["x-consul-index"])
+        self.assertEqual(sorted(c["CheckID"] for c in obj), ["serfHealth", "service:s1"])
+        self.assertEqual([c["CheckID"] for c in e.get("/v1/health/state/critical")[2]], [])
+        self.assertEqual(e.get("/v1/health/state/bogus")[0], 400)
+        got = {}
+
+        def run():
+            got["r"] = e.get("/v1/health/state/any?index=%d&wait=10s" % idx)
+
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        time.sleep(0.2)
+        e.put("/v1/agent/check/fail/service:s1")
+        th.join(5)
+        self.assertFalse(th.is_alive())
+        self.assertGreater(int(got["r"][1]["x-consul-index"]), idx)
+        self.assertEqual([c["CheckID"] for c in e.get("/v1/health/state/critical")[2]],
+                         ["service:s1"])
+
+
+class ConnLimitTest(EmulatorTest):
+    emulator_args = ("--http-max-conns-per-client", "4")
+
+    def test_default_limit_is_200(self):
+        other = self.start_other()
+        time.sleep(0.1)
+        self.assertIn("200 connections per client", other.stderr())
+
+    def test_over_the_limit_429_and_closed(self):
+        import socket
+        e = self.emu
+        held = []
+        for _ in range(4):
+            # idle keep-alive connections count as much as blocking queries
+            s = socket.create_connection(("127.0.0.1", e.port), timeout=5)
+            s.sendall(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200 "))
+            held.append(s)
+        s = socket.create_connection(("127.0.0.1", e.port), timeout=5)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 429 "), data)
+        # closing one held connection frees a slot
+        held.pop().close()
+        self.assertTrue(self.wait_for(lambda: e.get("/v1/status/leader")[0] == 200, 3))
+        for h in held:
+            h.close()
+
+
+class OldAgentTest(EmulatorTest):
+    emulator_args = ("--old-agent", "--acl-token", "s3cr3t")
+
+    def test_unknown_check_is_500_unknown_check(self):
+        good = {"X-Consul-Token": "s3cr3t"}
+        self.assertEqual(self.emu.put("/v1/agent/check/pass/service:gone", None, good),
+                         (500, 'Unknown check "service:gone"'))
+        other = self.start_other("--old-agent")
+        self.assertEqual(other.put("/v1/agent/check/pass/service:gone"),
+                         (500, 'CheckID "service:gone" does not have associated TTL'))
+        # 1.12+ (the default): 404
+        now = self.start_other()
+        self.assertEqual(now.put("/v1/agent/check/pass/service:gone"),
+                         (404, UNKNOWN_CHECK % "service:gone"))
+
+
+class RealReapFloorsTest(EmulatorTest):
+    """Default (and --reap-mode real): Consul's fixed floors, 1m and 30s."""
+
+    def test_floors_by_default(self):
+        e = self.emu
+        self.assertIn("reaper every 30s, DeregisterCriticalServiceAfter floor 1m0s",
+                      e.stderr())
+        e.register({"ID": "r1", "Name": "reap", "Check": {
+            "TTL": "200ms", "Status": "passing", "DeregisterCriticalServiceAfter": "1s"}})
+        self.assertIn("deregister interval below minimum of 1m0s", e.stderr())
+        self.assertTrue(self.wait_for(
+            lambda: e.get("/v1/agent/checks")[2]["service:r1"]["Status"] == "critical", 2))
+        time.sleep(1.5)
+        # critical for > 1 s, still held: floored at 1 m
+        self.assertIn("r1", e.get("/v1/agent/services")[2])
+
+    def test_modes(self):
+        fast = self.start_other("--reap-mode", "fast")
+        self.assertIn("reaper every 300ms, DeregisterCriticalServiceAfter floor 1s",
+                      fast.stderr())
+        real = self.start_other("--reap-mode", "real", "--reap-interval", "1")
+        self.assertIn("reaper every 30s, DeregisterCriticalServiceAfter floor 1m0s",
+                      real.stderr())
 
 
 class LifecycleTest(EmulatorTest):

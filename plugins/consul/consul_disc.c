@@ -1,0 +1,784 @@
+/* consul_disc.c - discovery of the Consul store plugin: the catalog read
+ * back with a bounded number of connections, whatever the number of
+ * services.
+ *
+ * Owns, per plugin instance (only when the host has a sink):
+ *  - two blocking queries: /v1/catalog/services (which services exist,
+ *    their tags) and /v1/health/state/any (every check: node, id, status,
+ *    ModifyIndex).  A service whose checks changed (a signature per
+ *    service), that appeared, or whose tags changed is marked dirty.
+ *    Every registration regent makes carries its hash in the check's
+ *    Notes, so any change of a regent instance changes its check.  A
+ *    registration change that moves neither (a foreign service without
+ *    checks changing its address) is caught by the service list's index
+ *    moving while no check did (one plain read of the checks tells):
+ *    every service is read again then (see sweep_all).
+ *  - a queue of dirty services read with /v1/health/service/<name>
+ *    (non-blocking), at most CONSUL_READ_CAP at a time, each replacing
+ *    that service in the catalog (catalog_set).
+ *  - the rate limit of the blocking queries (Consul's guidance): two
+ *    starts of one query at least GAP_MIN_MS apart; when answers keep
+ *    coming back at once with a new index (churn), the gap doubles up to
+ *    GAP_MAX_MS (15 s); one answer that blocked resets it.
+ *  - ACL filtering: a service list without the "consul" service (which
+ *    Consul's servers always register) is a filtered one, whether or not
+ *    the header says so (Consul strips it when the request had no token):
+ *    the last catalog is kept and the store reports unhealthy.
+ * So the agent sees at most 2 + CONSUL_READ_CAP connections from discovery
+ * (Consul allows 200 per client IP by default). */
+#include "consul_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GAP_MIN_MS 50      /* between two starts of one blocking query */
+#define GAP_MAX_MS 15000   /* under sustained churn (Consul's guidance) */
+#define CHURN_FREE 4       /* fast answers in a row before slowing down */
+#define FAST_MS 1000       /* an answer with a new index sooner than this is churn */
+#define WARNED_MAX 1024    /* invalid service names remembered */
+
+static void watch_issue(consul_watch *w);
+static void check_sync(consul *c);
+static void pump_reads(consul *c);
+
+/* ------------------------------------------------------------------ */
+/* failures                                                           */
+/* ------------------------------------------------------------------ */
+
+static void disc_problem(consul *c, bool *failing, regent_log_level level, const char *msg)
+{
+	bool first = c->disc_failing == 0;
+	if (!*failing) {
+		*failing = true;
+		c->disc_failing++;
+	}
+	c->h->log(c->ctx, first ? level : REGENT_LOG_DEBUG, "%s; keeping the last catalog, retrying",
+	          msg);
+	snprintf(c->disc_problem, sizeof(c->disc_problem), "%s", msg);
+	consul_update_health(c);
+}
+
+static void disc_ok(consul *c, bool *failing)
+{
+	if (!*failing)
+		return;
+	*failing = false;
+	c->disc_failing--;
+	if (c->disc_failing == 0) {
+		c->h->log(c->ctx, REGENT_LOG_INFO, "reading the catalog from %s again", c->shown);
+		consul_update_health(c);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* blocking queries                                                   */
+/* ------------------------------------------------------------------ */
+
+static void on_watch_timer(uv_timer_t *t)
+{
+	watch_issue(t->data);
+}
+
+static void watch_schedule(consul_watch *w, uint64_t delay_ms)
+{
+	if (delay_ms == 0)
+		watch_issue(w);
+	else
+		uv_timer_start(w->timer, on_watch_timer, delay_ms, 0);
+}
+
+static uint64_t watch_gap(const consul_watch *w)
+{
+	if (w->churn <= CHURN_FREE)
+		return GAP_MIN_MS;
+	unsigned k = w->churn - CHURN_FREE;
+	return k >= 9 ? GAP_MAX_MS
+	              : (GAP_MIN_MS << k) < GAP_MAX_MS ? (GAP_MIN_MS << k) : GAP_MAX_MS;
+}
+
+static void watch_fail(consul_watch *w, regent_log_level level, const char *fmt, ...)
+	REGENT_PRINTF(3, 4);
+static void watch_fail(consul_watch *w, regent_log_level level, const char *fmt, ...)
+{
+	consul *c = w->c;
+	char msg[320];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* The index of a restarted agent starts low again: read afresh. */
+	w->index = 0;
+	w->churn = 0;
+	disc_problem(c, &w->failing, level, msg);
+	consul_count(c, c->m_err, w == c->catalog ? M_CATALOG : M_HEALTH);
+	watch_schedule(w, c->h->backoff_next(&w->bo));
+}
+
+static void on_watch_done(void *arg, const regent_http_result *res)
+{
+	consul_watch *w = arg;
+	consul *c = w->c;
+	regent_http_req *req = w->req;
+	w->req = NULL;
+	if (res->error || res->status != 200) {
+		char d[300];
+		consul_describe(res, d, sizeof(d));
+		if (res->status == 403)
+			watch_fail(w, REGENT_LOG_ERROR,
+			           "Consul refused to read %s: %s (ACL: the token is unknown or lacks "
+			           "read permission)",
+			           w->what, d);
+		else
+			watch_fail(w, REGENT_LOG_WARN, "cannot read %s from %s: %s", w->what, c->shown,
+			           d);
+		return;
+	}
+	uint64_t got = consul_parse_index(c->h->http_header(req, "X-Consul-Index"));
+	const char *filt = c->h->http_header(req, "X-Consul-Results-Filtered-By-ACLs");
+	bool filtered = filt && strcmp(filt, "true") == 0;
+	uint64_t prev = w->index;
+	if (!w->on_answer(w, req, res, got, filtered))
+		return;
+	if (c->stopping)
+		return;
+	w->done_once = true;
+	c->h->backoff_reset(&w->bo);
+	disc_ok(c, &w->failing);
+	bool reset;
+	w->index = consul_next_index(prev, got, &reset);
+	if (reset && prev)
+		c->h->log(c->ctx, REGENT_LOG_DEBUG,
+		          "%s: index went from %" PRIu64 " to %" PRIu64 ": reading afresh", w->what,
+		          prev, got);
+	uint64_t now = c->h->now_ms();
+	if (prev && got != prev && now - w->last_start < FAST_MS)
+		w->churn++;
+	else
+		w->churn = 0;
+	check_sync(c);
+	pump_reads(c);
+	if (w->oneshot)
+		return;
+	if (!got) {
+		/* No X-Consul-Index (not Consul, or a proxy dropped it): no
+		 * blocking possible, so poll gently instead. */
+		if (!w->warned_index)
+			c->h->log(c->ctx, REGENT_LOG_WARN,
+			          "%s: the answer has no X-Consul-Index header; polling every second",
+			          w->what);
+		w->warned_index = true;
+		watch_schedule(w, 1000);
+		return;
+	}
+	/* Next query no sooner than the gap after the last one started: a
+	 * change that lands meanwhile is answered at once by the next one. */
+	uint64_t due = w->last_start + watch_gap(w);
+	watch_schedule(w, due > now ? due - now : 0);
+}
+
+static void watch_issue(consul_watch *w)
+{
+	consul *c = w->c;
+	if (c->stopping || w->req)
+		return;
+	uv_timer_stop(w->timer);
+	char *url;
+	uint64_t timeout;
+	bool has_q = w->path[strlen(w->path) - 1] != '?';
+	if (w->index) {
+		char wait[32];
+		consul_duration(c->wait_ms, wait, sizeof(wait));
+		url = consul_xasprintf("%s%sindex=%" PRIu64 "&wait=%s", w->path, has_q ? "&" : "",
+		                       w->index, wait);
+		/* Consul adds up to wait/16 of jitter. */
+		timeout = c->wait_ms + c->wait_ms / 16 + c->timeout_ms;
+	} else {
+		url = consul_xstrdup(w->path);
+		size_t n = strlen(url);
+		if (url[n - 1] == '?')
+			url[n - 1] = '\0';
+		timeout = c->timeout_ms;
+	}
+	w->last_start = c->h->now_ms();
+	int err = 0;
+	w->req = consul_send(c, "GET", url, NULL, timeout, on_watch_done, w, &err);
+	free(url);
+	if (w->req)
+		consul_count(c, c->m_req, w == c->catalog ? M_CATALOG : M_HEALTH);
+	else
+		watch_fail(w, REGENT_LOG_ERROR, "cannot send a request to %s: %s", c->shown,
+		           strerror(-err));
+}
+
+static consul_watch *watch_new(consul *c, const char *what, const char *path,
+                               bool (*on_answer)(consul_watch *, regent_http_req *,
+                                                 const regent_http_result *, uint64_t, bool))
+{
+	consul_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		abort();
+	w->c = c;
+	w->what = what;
+	w->on_answer = on_answer;
+	w->bo.initial_ms = 100;
+	w->bo.max_ms = 10000;
+	if (c->dc) {
+		char *e = consul_escape(c->dc);
+		w->path = consul_xasprintf("%s?dc=%s", path, e);
+		free(e);
+	} else {
+		w->path = consul_xasprintf("%s?", path);
+	}
+	w->timer = consul_timer(c, w);
+	return w;
+}
+
+static void watch_free(consul_watch *w)
+{
+	consul *c = w->c;
+	if (w->req)
+		c->h->http_cancel(w->req);
+	if (w->failing && c->disc_failing)
+		c->disc_failing--;
+	uv_close((uv_handle_t *)w->timer, (uv_close_cb)free);
+	free(w->path);
+	free(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* services and their reads                                           */
+/* ------------------------------------------------------------------ */
+
+static void queue_push(consul *c, consul_svc *s)
+{
+	if (s->queued || s->req)
+		return;
+	s->queued = true;
+	s->qnext = NULL;
+	s->qprev = c->qtail;
+	if (c->qtail)
+		c->qtail->qnext = s;
+	else
+		c->qhead = s;
+	c->qtail = s;
+}
+
+static void queue_unlink(consul *c, consul_svc *s)
+{
+	if (!s->queued)
+		return;
+	if (s->qprev)
+		s->qprev->qnext = s->qnext;
+	else
+		c->qhead = s->qnext;
+	if (s->qnext)
+		s->qnext->qprev = s->qprev;
+	else
+		c->qtail = s->qprev;
+	s->queued = false;
+	s->qprev = s->qnext = NULL;
+}
+
+static void mark_dirty(consul_svc *s)
+{
+	s->dirty = true;
+	queue_push(s->c, s);
+}
+
+static consul_svc *svc_new(consul *c, const char *name)
+{
+	consul_svc *s = calloc(1, sizeof(*s));
+	if (!s)
+		abort();
+	s->c = c;
+	s->name = consul_xstrdup(name);
+	char *e = consul_escape(name);
+	char *q = consul_xstrdup(c->states == CONSUL_STATE_PASSING ? "?passing" : "?");
+	for (size_t i = 0; i < c->ntags; i++) {
+		char *t = consul_escape(c->tags[i]);
+		char *n = consul_xasprintf("%s%stag=%s", q, q[1] ? "&" : "", t);
+		free(t);
+		free(q);
+		q = n;
+	}
+	if (c->dc) {
+		char *d = consul_escape(c->dc);
+		char *n = consul_xasprintf("%s%sdc=%s", q, q[1] ? "&" : "", d);
+		free(d);
+		free(q);
+		q = n;
+	}
+	if (!q[1])
+		q[0] = '\0';
+	s->path = consul_xasprintf("/v1/health/service/%s%s", e, q);
+	free(q);
+	free(e);
+	s->sig = c->sigs ? (uint64_t)(uintptr_t)cmap_get(c->sigs, name) : 0;
+	return s;
+}
+
+static void svc_free(consul_svc *s)
+{
+	consul *c = s->c;
+	queue_unlink(c, s);
+	if (s->req) {
+		c->h->http_cancel(s->req);
+		c->reads--;
+	}
+	if (s->failing && c->disc_failing)
+		c->disc_failing--;
+	free(s->name);
+	free(s->path);
+	free(s);
+}
+
+static void svc_free_v(void *s)
+{
+	svc_free(s);
+}
+
+static void on_read_timer(uv_timer_t *t)
+{
+	consul *c = t->data;
+	cmap_iter it = {0};
+	void *v;
+	while (cmap_next(c->svcs, &it, NULL, &v)) {
+		consul_svc *s = v;
+		if (s->dirty && s->failing)
+			queue_push(c, s);
+	}
+	pump_reads(c);
+}
+
+static void read_fail(consul_svc *s, regent_log_level level, const char *fmt, ...)
+	REGENT_PRINTF(3, 4);
+static void read_fail(consul_svc *s, regent_log_level level, const char *fmt, ...)
+{
+	consul *c = s->c;
+	char msg[320];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->dirty = true; /* read it again after the backoff */
+	disc_problem(c, &s->failing, level, msg);
+	consul_count(c, c->m_err, M_HEALTH);
+	if (!uv_is_active((uv_handle_t *)c->read_timer))
+		uv_timer_start(c->read_timer, on_read_timer, c->h->backoff_next(&c->read_bo), 0);
+}
+
+static void on_read_done(void *arg, const regent_http_result *res)
+{
+	consul_svc *s = arg;
+	consul *c = s->c;
+	regent_http_req *req = s->req;
+	s->req = NULL;
+	c->reads--;
+	if (res->error || res->status != 200) {
+		char d[300];
+		consul_describe(res, d, sizeof(d));
+		if (res->status == 403)
+			read_fail(s, REGENT_LOG_ERROR,
+			          "Consul refused to read the health of service %s: %s (ACL: the token is "
+			          "unknown or lacks read permission)",
+			          s->name, d);
+		else
+			read_fail(s, REGENT_LOG_WARN, "cannot read the health of service %s from %s: %s",
+			          s->name, c->shown, d);
+		pump_reads(c);
+		return;
+	}
+	const char *filt = c->h->http_header(req, "X-Consul-Results-Filtered-By-ACLs");
+	bool filtered = filt && strcmp(filt, "true") == 0;
+	consul_instances in;
+	size_t skipped = 0;
+	char why[256] = "";
+	if (consul_parse_health(res->body, res->body_len, s->name, c->states, &in, &skipped, why,
+	                        sizeof(why)) < 0) {
+		read_fail(s, REGENT_LOG_WARN, "bad answer from %s for service %s: %s", c->shown,
+		          s->name, why);
+		pump_reads(c);
+		return;
+	}
+	if (filtered && in.n == 0 && skipped == 0) {
+		consul_instances_free(&in);
+		/* No proof that the service is empty. */
+		read_fail(s, REGENT_LOG_ERROR,
+		          "Consul filtered the health of service %s by ACLs down to nothing (the "
+		          "token lacks service:read/node:read)",
+		          s->name);
+		pump_reads(c);
+		return;
+	}
+	if (skipped)
+		c->h->log(c->ctx, REGENT_LOG_WARN, "service %s: skipped %zu instance%s from Consul: %s",
+		          s->name, skipped, skipped == 1 ? "" : "s", why);
+	c->h->catalog_set(c->ctx, s->name, in.ptrs, in.n);
+	consul_instances_free(&in);
+	s->first_done = true;
+	c->h->backoff_reset(&c->read_bo);
+	disc_ok(c, &s->failing);
+	if (s->dirty)
+		queue_push(c, s); /* changed again while it was read */
+	check_sync(c);
+	pump_reads(c);
+}
+
+static void read_issue(consul_svc *s)
+{
+	consul *c = s->c;
+	s->dirty = false;
+	int err = 0;
+	s->req = consul_send(c, "GET", s->path, NULL, c->timeout_ms, on_read_done, s, &err);
+	if (!s->req) {
+		read_fail(s, REGENT_LOG_ERROR, "cannot send a request to %s: %s", c->shown,
+		          strerror(-err));
+		return;
+	}
+	c->reads++;
+	consul_count(c, c->m_req, M_HEALTH);
+	if (c->m_reads)
+		c->h->metric_add(c->m_reads, 1);
+}
+
+static void pump_reads(consul *c)
+{
+	if (c->stopping)
+		return;
+	while (c->reads < CONSUL_READ_CAP && c->qhead) {
+		consul_svc *s = c->qhead;
+		queue_unlink(c, s);
+		read_issue(s);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* the service list                                                   */
+/* ------------------------------------------------------------------ */
+
+static bool ignored(consul *c, const char *name)
+{
+	for (size_t i = 0; i < c->nignore; i++)
+		if (strcmp(c->ignore[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void warn_name_once(consul *c, const char *name)
+{
+	if (cmap_get(c->warned, name))
+		return;
+	if (cmap_size(c->warned) < WARNED_MAX)
+		cmap_put(c->warned, name, (void *)1);
+	c->h->log(c->ctx, REGENT_LOG_WARN,
+	          "skipped Consul service \"%.80s\": invalid name (allowed: "
+	          "[A-Za-z0-9][A-Za-z0-9._-]{0,62})",
+	          name);
+}
+
+static bool usable_service(consul *c, const consul_service_entry *e, bool warn)
+{
+	if (ignored(c, e->name))
+		return false;
+	if (!c->h->valid_service(e->name)) {
+		if (warn)
+			warn_name_once(c, e->name);
+		return false;
+	}
+	return !c->ntags || consul_tags_match(e->tags, e->ntags, c->tags, c->ntags);
+}
+
+static uint64_t tags_sig(const consul_service_entry *e)
+{
+	uint64_t h = 0;
+	for (size_t i = 0; i < e->ntags; i++) {
+		uint64_t x = 0xcbf29ce484222325ull;
+		for (const char *p = e->tags[i]; *p; p++) {
+			x ^= (unsigned char)*p;
+			x *= 0x100000001b3ull;
+		}
+		h += x;
+	}
+	return h | 1;
+}
+
+/* The service list moved and no check did at or after that index: a
+ * registration without a check changed somewhere.  Read everything. */
+static void sweep_all(consul *c)
+{
+	c->h->log(c->ctx, REGENT_LOG_DEBUG,
+	          "the service list moved without any check changing (a registration without "
+	          "a check): reading all %zu services again",
+	          cmap_size(c->svcs));
+	cmap_iter it = {0};
+	void *v;
+	while (cmap_next(c->svcs, &it, NULL, &v))
+		mark_dirty(v);
+}
+
+static bool on_services(consul_watch *w, regent_http_req *req, const regent_http_result *res,
+                        uint64_t got, bool filtered)
+{
+	(void)req;
+	consul *c = w->c;
+	consul_services s;
+	char why[256] = "";
+	if (consul_parse_services(res->body, res->body_len, &s, why, sizeof(why)) < 0) {
+		watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for the service list: %s",
+		           c->shown, why);
+		return false;
+	}
+	bool has_consul = false, empty = true;
+	for (size_t i = 0; i < s.n; i++) {
+		has_consul |= strcmp(s.v[i].name, "consul") == 0;
+		if (empty)
+			empty = !usable_service(c, &s.v[i], false);
+	}
+	if (!c->token_hdr && c->acls_on && empty)
+		filtered = true; /* Consul stripped the header: no token was sent */
+	if (!has_consul || (filtered && empty)) {
+		consul_services_free(&s);
+		/* Consul answers a missing or weak token with a filtered result,
+		 * not an error (and without the header when no token was sent):
+		 * no proof that the catalog is empty. */
+		if (!has_consul)
+			watch_fail(w, REGENT_LOG_ERROR,
+			           "Consul filtered the service list by ACLs: the answer lacks the "
+			           "\"consul\" service, which Consul's servers always register (%s)",
+			           c->token_hdr ? "the token lacks service:read on \"consul\"; give it "
+			                          "service_prefix \"\" and node_prefix \"\" read"
+			                        : "no token is configured: set [store consul] token to one "
+			                          "with service:read and node:read");
+		else
+			watch_fail(w, REGENT_LOG_ERROR,
+			           "Consul filtered the service list by ACLs down to nothing usable (%s)",
+			           c->token_hdr ? "the token lacks service:read/node:read"
+			                        : "no token is configured and the agent enforces ACLs: "
+			                          "set [store consul] token");
+		return false;
+	}
+	if (!c->synced_once && !c->sync_open) {
+		c->h->catalog_sync_begin(c->ctx);
+		c->sync_open = true;
+	}
+	bool explained = false;
+	cmap_iter it = {0};
+	void *v;
+	while (cmap_next(c->svcs, &it, NULL, &v))
+		((consul_svc *)v)->seen = false;
+	for (size_t i = 0; i < s.n; i++) {
+		const consul_service_entry *e = &s.v[i];
+		if (!usable_service(c, e, true))
+			continue;
+		uint64_t ts = tags_sig(e);
+		consul_svc *sv = cmap_get(c->svcs, e->name);
+		if (!sv) {
+			sv = svc_new(c, e->name);
+			cmap_put(c->svcs, e->name, sv);
+			c->h->log(c->ctx, REGENT_LOG_DEBUG, "service %s is in the catalog", e->name);
+			mark_dirty(sv);
+			explained = true;
+		} else if (sv->tags_sig != ts) {
+			mark_dirty(sv);
+			explained = true;
+		}
+		sv->tags_sig = ts;
+		sv->seen = true;
+	}
+	consul_services_free(&s);
+	it = (cmap_iter){0};
+	const char *name;
+	while (cmap_next(c->svcs, &it, &name, &v)) {
+		consul_svc *sv = v;
+		if (sv->seen)
+			continue;
+		c->h->log(c->ctx, REGENT_LOG_INFO, "service %s left the Consul catalog", sv->name);
+		c->h->catalog_remove(c->ctx, sv->name);
+		cmap_del(c->svcs, name);
+		svc_free(sv);
+		explained = true;
+	}
+	/* The list moved and nothing above says why.  A registration and its
+	 * checks are written at one raft index, so the checks explain it when
+	 * their index reaches this one: one plain read of them tells.  If it
+	 * stays below, a registration changed without touching any check
+	 * (only foreign registrations do that): every service is read again. */
+	if (w->index && got > w->index && !explained && c->state->index < got) {
+		if (got > c->pending_move)
+			c->pending_move = got;
+		if (!c->state_now->req && !uv_is_active((uv_handle_t *)c->state_now->timer)) {
+			c->state_now->index = 0;
+			watch_issue(c->state_now);
+		}
+	}
+	if (c->m_watched)
+		c->h->metric_set(c->m_watched, (double)cmap_size(c->svcs));
+	consul_update_health(c); /* a failing service may be gone */
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* the health of every check                                          */
+/* ------------------------------------------------------------------ */
+
+static bool on_state(consul_watch *w, regent_http_req *req, const regent_http_result *res,
+                     uint64_t got, bool filtered)
+{
+	(void)req;
+	consul *c = w->c;
+	cmap *sigs = cmap_new();
+	uint64_t node_sig = 0;
+	char why[256] = "";
+	int n = consul_parse_state(res->body, res->body_len, sigs, &node_sig, why, sizeof(why));
+	if (n < 0) {
+		cmap_free(sigs, NULL);
+		watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for the health of every check: %s",
+		           c->shown, why);
+		return false;
+	}
+	if (n == 0) {
+		/* Every node has its serfHealth check: an empty list is a
+		 * filtered one. */
+		cmap_free(sigs, NULL);
+		watch_fail(w, REGENT_LOG_ERROR,
+		           "Consul filtered the health of every check by ACLs down to nothing%s (the "
+		           "token is missing or lacks node:read/service:read)",
+		           filtered ? "" : " (no serfHealth check)");
+		return false;
+	}
+	bool first = !c->sigs;
+	cmap_iter it = {0};
+	void *v;
+	while (cmap_next(c->svcs, &it, NULL, &v)) {
+		consul_svc *s = v;
+		uint64_t sg = (uint64_t)(uintptr_t)cmap_get(sigs, s->name);
+		/* On the first answer, a service read before it may have changed
+		 * in between. */
+		if (first ? s->first_done : (sg != s->sig || node_sig != c->node_sig))
+			mark_dirty(s);
+		s->sig = sg;
+	}
+	c->node_sig = node_sig;
+	if (c->pending_move && got >= c->pending_move)
+		c->pending_move = 0; /* explained */
+	else if (c->pending_move && w->oneshot) {
+		c->pending_move = 0;
+		sweep_all(c);
+	}
+	if (c->sigs)
+		cmap_free(c->sigs, NULL);
+	c->sigs = sigs;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* sync and lifecycle                                                 */
+/* ------------------------------------------------------------------ */
+
+static void check_sync(consul *c)
+{
+	if (!c->sync_open || !c->state || !c->state->done_once)
+		return;
+	cmap_iter it = {0};
+	void *v;
+	while (cmap_next(c->svcs, &it, NULL, &v))
+		if (!((consul_svc *)v)->first_done)
+			return;
+	c->h->catalog_sync_end(c->ctx);
+	c->sync_open = false;
+	c->synced_once = true;
+	c->h->log(c->ctx, REGENT_LOG_INFO, "read the catalog: %zu service%s", cmap_size(c->svcs),
+	          cmap_size(c->svcs) == 1 ? "" : "s");
+}
+
+static void probe_issue(consul *c);
+
+static void on_probe_timer(uv_timer_t *t)
+{
+	probe_issue(t->data);
+}
+
+static void on_probe_done(void *arg, const regent_http_result *res)
+{
+	consul *c = arg;
+	c->probe_req = NULL;
+	if (res->error) {
+		/* The agent is not there yet: ask again before reading. */
+		uv_timer_start(c->probe_timer, on_probe_timer, c->h->backoff_next(&c->read_bo), 0);
+		return;
+	}
+	c->h->backoff_reset(&c->read_bo);
+	c->acls_on = res->status == 403;
+	if (c->acls_on)
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "no token is configured and the Consul agent at %s enforces ACLs: reads "
+		          "see only what the anonymous token may (an answer with nothing usable is "
+		          "taken as filtered, never as an empty catalog)",
+		          c->shown);
+	watch_issue(c->state);
+	watch_issue(c->catalog);
+}
+
+static void probe_issue(consul *c)
+{
+	int err = 0;
+	c->probe_req = consul_send(c, "GET", "/v1/agent/self", NULL, c->timeout_ms, on_probe_done,
+	                           c, &err);
+	if (!c->probe_req)
+		uv_timer_start(c->probe_timer, on_probe_timer, c->h->backoff_next(&c->read_bo), 0);
+}
+
+void consul_disc_start(consul *c)
+{
+	c->svcs = cmap_new();
+	c->warned = cmap_new();
+	c->read_timer = consul_timer(c, c);
+	c->read_bo.initial_ms = 100;
+	c->read_bo.max_ms = 10000;
+	c->catalog = watch_new(c, "the service list", "/v1/catalog/services", on_services);
+	c->state = watch_new(c, "the health of every check", "/v1/health/state/any", on_state);
+	c->state_now = watch_new(c, "the health of every check", "/v1/health/state/any", on_state);
+	c->state_now->oneshot = true;
+	c->probe_timer = consul_timer(c, c);
+	if (c->token_hdr) {
+		watch_issue(c->state);
+		watch_issue(c->catalog);
+	} else {
+		/* Without a token, Consul never says that it filtered (it strips
+		 * X-Consul-Results-Filtered-By-ACLs): ask whether it enforces
+		 * ACLs before taking any answer. */
+		probe_issue(c);
+	}
+}
+
+void consul_disc_stop(consul *c)
+{
+	if (c->catalog)
+		watch_free(c->catalog);
+	if (c->state)
+		watch_free(c->state);
+	if (c->state_now)
+		watch_free(c->state_now);
+	c->catalog = c->state = c->state_now = NULL;
+	if (c->svcs)
+		cmap_free(c->svcs, svc_free_v);
+	c->svcs = NULL;
+	c->qhead = c->qtail = NULL;
+	if (c->sigs)
+		cmap_free(c->sigs, NULL);
+	c->sigs = NULL;
+	if (c->warned)
+		cmap_free(c->warned, NULL);
+	c->warned = NULL;
+	if (c->read_timer)
+		uv_close((uv_handle_t *)c->read_timer, (uv_close_cb)free);
+	c->read_timer = NULL;
+	if (c->probe_req)
+		c->h->http_cancel(c->probe_req);
+	c->probe_req = NULL;
+	if (c->probe_timer)
+		uv_close((uv_handle_t *)c->probe_timer, (uv_close_cb)free);
+	c->probe_timer = NULL;
+}

@@ -1,0 +1,132 @@
+/* consul_int.h - the Consul store plugin's state, shared by its two
+ * files: consul.c (configuration, lifecycle, registration and the
+ * reconcile of a restart) and consul_disc.c (discovery).  Not installed;
+ * every name here is hidden in the plugin's .so. */
+#ifndef REGENT_CONSUL_INT_H
+#define REGENT_CONSUL_INT_H
+
+#include "consul_util.h"
+
+#include <regent/plugin.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct consul consul;
+
+/* One blocking query (discovery): /v1/catalog/services or
+ * /v1/health/state/any. */
+typedef struct consul_watch {
+	consul *c;
+	const char *what;  /* "the service list", "the health of every check" */
+	char *path;        /* path and the fixed query, ending in '?' or a param */
+	uint64_t index;
+	uint64_t last_start;
+	unsigned churn;    /* answers in a row with a new index, each soon after its start */
+	regent_backoff bo;
+	regent_http_req *req;
+	uv_timer_t *timer;
+	bool failing;
+	bool warned_index; /* answered without X-Consul-Index */
+	bool done_once;    /* a first successful answer was handled */
+	bool oneshot;      /* a plain read, not repeated (c->state_now) */
+	/* handles a 200 answer; returns false when it called consul_watch_fail */
+	bool (*on_answer)(struct consul_watch *w, regent_http_req *req,
+	                  const regent_http_result *res, uint64_t got, bool filtered);
+} consul_watch;
+
+/* One service of the catalog: read with /v1/health/service/<name> when it
+ * changed (at most CONSUL_READ_CAP reads at a time). */
+typedef struct consul_svc {
+	consul *c;
+	char *name;
+	char *path;
+	uint64_t sig;      /* signature of its checks in /v1/health/state/any */
+	uint64_t tags_sig; /* of its tags in /v1/catalog/services */
+	bool first_done, dirty, queued, failing, seen;
+	regent_http_req *req;
+	struct consul_svc *qprev, *qnext;
+} consul_svc;
+
+struct consul {
+	regent_ctx *ctx;
+	const regent_host *h;
+	/* config */
+	char *base;
+	char *shown;       /* base without credentials, for logs */
+	char *unix_path;
+	char *token_hdr;
+	const char *headers[2];
+	size_t nheaders;
+	const char *ca, *cert, *key, *dc;
+	const char *const *tags;
+	size_t ntags;
+	const char *const *ignore;
+	size_t nignore;
+	uint64_t ttl_ms, dereg_ms, wait_ms, timeout_ms, reconcile_ms;
+	unsigned states;   /* CONSUL_STATE_* that count as serving */
+	bool dereg_on_stop;
+	/* registration (consul.c) */
+	cmap *regs;        /* Consul service id -> struct reg */
+	struct reg *head, *tail;
+	size_t inflight;
+	uint64_t epoch;
+	size_t reg_failing;
+	regent_backoff reg_bo;
+	uv_timer_t *pass_timer, *retry_timer, *list_timer, *adopt_timer;
+	char reg_problem[320];
+	/* the reconcile of a start (consul.c) */
+	bool listing;      /* GET /v1/agent/services not answered yet */
+	bool list_failing;
+	regent_http_req *list_req;
+	bool start_pending;/* host->started() not called yet */
+	size_t adopted_n, kept_n;
+	/* discovery (consul_disc.c) */
+	bool watching;
+	consul_watch *catalog, *state;
+	consul_watch *state_now; /* one plain read of the checks: explains a moved list */
+	cmap *svcs;        /* name -> consul_svc */
+	cmap *sigs;        /* the last /v1/health/state/any: name -> signature */
+	uint64_t node_sig;
+	consul_svc *qhead, *qtail;
+	size_t reads;
+	uv_timer_t *read_timer;
+	uint64_t pending_move; /* service list index not (yet) explained by a check change */
+	/* no token configured: whether the agent enforces ACLs (GET
+	 * /v1/agent/self answered 403), so that an answer holding nothing
+	 * usable is a filtered one */
+	bool acls_on;
+	regent_http_req *probe_req;
+	uv_timer_t *probe_timer;
+	regent_backoff read_bo;
+	cmap *warned;      /* invalid service names already warned about */
+	bool sync_open, synced_once;
+	size_t disc_failing;
+	char disc_problem[320];
+	/* lifecycle */
+	bool started, stopping;
+	consul *next_live;  /* every instance of this plugin in the process */
+	size_t stop_pending, stop_ok, stop_failed;
+	/* metrics */
+	regent_metric *m_req[6], *m_err[6], *m_rereg, *m_registered, *m_watched, *m_reads;
+};
+
+enum { M_REGISTER, M_DEREGISTER, M_PASS, M_CATALOG, M_HEALTH, M_LIST };
+
+#define CONSUL_READ_CAP 16 /* /v1/health/service reads at once */
+
+/* consul.c */
+char *consul_xstrdup(const char *s);
+char *consul_xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
+void consul_count(consul *c, regent_metric **m, int op);
+void consul_describe(const regent_http_result *res, char *out, size_t len);
+void consul_update_health(consul *c);
+regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
+                             uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
+uv_timer_t *consul_timer(consul *c, void *data);
+
+/* consul_disc.c */
+void consul_disc_start(consul *c);
+void consul_disc_stop(consul *c); /* cancels everything; idempotent */
+
+#endif

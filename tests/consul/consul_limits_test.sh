@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# consul_limits_test.sh - the Consul store against real Consul's limits
+# (issue #21), on the emulator (or a real `consul agent -dev`):
+#  1. 250 services with the agent's limit of 200 connections per client IP:
+#     the client gets every service, nothing is refused with 429;
+#  2. an old agent (Consul <= 1.11, ACLs on) answering a TTL pass for an
+#     unknown check with 500 `Unknown check "..."`: registered again;
+#  3. deregister_after under 1m: --check-config warns with the effective time;
+#  4. health_states: a `warning` instance is served only with
+#     `health_states = passing, warning`.
+source "$REGENT_TEST_DIR/consul/consul_lib.sh"
+consul_test_init
+T=$H_TMP
+TTL=2s DEREG=2s
+SECRET="s3cr3t-$RANDOM-token"
+EMU_VERBOSE=1 agent_start "$SECRET" || { echo "agent did not start"; harness_summary; exit 1; }
+
+# ---- 1. 250 services, 200 connections per client IP
+"$PYTHON3" - "$AGENT_URL" "$SECRET" <<'PY' || echo "registering 250 services failed"
+import json, sys, urllib.request
+base, tok = sys.argv[1], sys.argv[2]
+op = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for i in range(250):
+    body = json.dumps({"ID": "m%d" % i, "Name": "many%d" % i, "Address": "127.0.0.5",
+                       "Port": 10000 + i, "Check": {"TTL": "1h", "Status": "passing"}}).encode()
+    req = urllib.request.Request(base + "/v1/agent/service/register", data=body, method="PUT",
+                                 headers={"X-Consul-Token": tok})
+    op.open(req, timeout=10).read()
+PY
+{ printf '[agent]\nnode = client-1\ndebounce = 10ms\n'; store_section
+  printf '[sink testsink]\nfile = %s\n' "$T/c.sink"; } >"$T/c.ini"
+regent_start c "$T/c.ini"
+nsvc() { last_snapshot "$T/c.sink" | grep -c '^  many[0-9]* '; }
+has250() { [[ $(nsvc) -eq 250 ]]; }
+check "250 services: the client's first snapshot has all of them" wait_for --timeout 60 has250
+if [[ $CONSUL_MODE == emulator ]]; then
+	check "250 services: the agent refused no connection (429)" \
+		bash -c "! grep -q 'connections from one client: 429' '$(daemon_log consul)'"
+	n=$(grep -c 'GET /v1/health/service/.* -> 200' "$(daemon_log consul)")
+	echo "# 250 services: $n service reads for the first snapshot"
+	check "250 services: one read per service, no blocking query per service" \
+		test "$n" -le 300
+fi
+check "250 services: the client is healthy" bash -c "! grep -q 'store consul: unhealthy' '$(regent_log c)'"
+daemon_stop regent-c
+
+# ---- 3. the deregister_after floor, at --check-config
+{ printf '[agent]\nnode = x\n'; store_section; } >"$T/w.ini"
+out=$("$REGENT_BIN" --check-config -c "$T/w.ini" --plugin-dir "$REGENT_PLUGIN_DIR" 2>&1)
+check_contains "deregister_after = 2s: warned with the effective removal time" "$out" \
+	"Consul raises DeregisterCriticalServiceAfter below 1m to 1m and reaps every 30 s, so the services of a regent that died leave the agent 62s to 92s after its last pass"
+
+# ---- 4. health_states
+agent_curl PUT /v1/agent/service/register \
+	'{"ID":"w1","Name":"warm","Address":"127.0.0.6","Port":7001,"Check":{"CheckID":"service:w1","TTL":"1h","Status":"warning"}}' >/dev/null
+agent_curl PUT /v1/agent/service/register \
+	'{"ID":"w2","Name":"warm","Address":"127.0.0.6","Port":7002,"Check":{"CheckID":"service:w2","TTL":"1h","Status":"passing"}}' >/dev/null
+{ printf '[agent]\nnode = client-2\ndebounce = 10ms\n'; store_section
+  printf 'health_states = passing, warning\n[sink testsink]\nfile = %s\n' "$T/w.sink"; } >"$T/w.ini"
+{ printf '[agent]\nnode = client-3\ndebounce = 10ms\n'; store_section
+  printf '[sink testsink]\nfile = %s\n' "$T/p.sink"; } >"$T/p.ini"
+regent_start w "$T/w.ini"
+regent_start p "$T/p.ini"
+check "passing, warning: the warning instance is served" wait_for --timeout 20 snapshot_has "$T/w.sink" "/w1 127.0.0.6:7001"
+check "passing (default): the passing one is served" wait_for --timeout 20 snapshot_has "$T/p.sink" "/w2 127.0.0.6:7002"
+check "passing (default): the warning one is not" snapshot_lacks "$T/p.sink" "/w1 127.0.0.6:7001"
+agent_curl PUT /v1/agent/check/fail/service:w1 >/dev/null
+check "passing, warning: a critical instance leaves" wait_for --timeout 20 snapshot_lacks "$T/w.sink" "/w1 127.0.0.6:7001"
+daemon_stop regent-w
+daemon_stop regent-p
+
+# ---- 2. an old agent: 500 Unknown check "..." means "register again"
+if [[ $CONSUL_MODE == emulator ]]; then
+	echo "backend-1/o1/80 old 127.0.0.7 8007" >"$T/a.txt"
+	{ printf '[agent]\nnode = backend-1\ndebounce = 10ms\n'
+	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"; store_section; } >"$T/a.ini"
+	regent_start a "$T/a.ini"
+	check "old agent: o1 registered" wait_for --timeout 20 agent_has backend-1/o1/80
+	agent_kill
+	EMU_VERBOSE=1 EMU_EXTRA="--old-agent" agent_start "$SECRET" || echo "old agent did not start"
+	check "old agent: the pass is answered 500 Unknown check" wait_for --timeout 60 \
+		grep -qE 'PUT /v1/agent/check/pass/service(:|%3A)backend-1(:|%3A)o1(:|%3A)80 -> 500' "$(daemon_log consul)"
+	check "old agent: o1 registered again" wait_for --timeout 30 agent_has backend-1/o1/80
+	check "old agent: the store said why" grep -q "no longer knows the check of backend-1/o1/80" "$(regent_log a)"
+	daemon_stop regent-a
+else
+	echo "# (the old-agent case needs the emulator's --old-agent: skipped against a real consul)"
+fi
+check_regent_logs_clean
+harness_summary
