@@ -1889,7 +1889,11 @@ static void model_setup(hx *s)
 	m->t_check = s->t_check;
 	m->inter = s->inter;
 	m->empty_grace = s->h->cfg_duration_ms(s->ctx, "empty_grace");
-	m->state_global = true;
+	/* Managed: the state file is declared once in regent's global (haproxy
+	 * parses it once, not once per proxy).  Driving the user's haproxy,
+	 * whose global is theirs: each listen names the file. */
+	m->state_global = s->manage;
+	m->state_file = s->state_file;
 	s->m_excluded = s->h->metric(s->ctx, REGENT_METRIC_GAUGE, "regent_haproxy_services_excluded",
 	                             "Services left out of haproxy's configuration (port cannot be "
 	                             "bound, or haproxy refused their section); retried.",
@@ -1972,7 +1976,8 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->reload_backoff = (regent_backoff){.initial_ms = 1000, .max_ms = 30000};
 	s->restart_backoff = (regent_backoff){.initial_ms = 500, .max_ms = 30000};
 	model_setup(s);
-	s->g_want = hx_render_global(s->manage ? s->admin_socket : NULL, s->state_file,
+	s->g_want = hx_render_global(s->manage ? s->admin_socket : NULL,
+	                             s->manage ? s->state_file : NULL,
 	                             s->stats_on ? s->stats_bind : NULL);
 	s->m_runtime = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_haproxy_runtime_updates_total",
 	                         "Server changes applied over haproxy's runtime API (no reload).",

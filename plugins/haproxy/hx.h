@@ -71,7 +71,8 @@ typedef struct hx_svc_cfg {
 	int64_t maxconn;         /* 0: not written */
 	int64_t retries;
 	uint64_t t_connect, t_client, t_server, t_check, inter; /* ms */
-	bool state_global;       /* load-server-state-from-file global */
+	bool state_global;       /* load-server-state-from-file global (manage mode) */
+	const char *state_file;  /* else: local, server-state-file-name (drive mode) */
 } hx_svc_cfg;
 
 /* The listen block without its server lines. */

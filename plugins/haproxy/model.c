@@ -545,6 +545,7 @@ static bool build_shape(hx_model *m, svc *v, long port, shape *out)
 	ss.c.t_check = svc_dur(m, v->name, "timeout_check", m->t_check);
 	uint64_t inter = svc_dur(m, v->name, "check_interval", m->inter);
 	ss.c.state_global = m->state_global;
+	ss.c.state_file = m->state_file;
 	char t[32];
 	hx_fmt_ms(t, sizeof(t), inter);
 	out->listen = hx_render_listen(&ss.c);

@@ -94,7 +94,8 @@ typedef struct hx_model {
 	uint16_t stats_port;
 	int64_t slots_default, retries_default;
 	uint64_t t_connect, t_client, t_server, t_check, inter, empty_grace;
-	bool state_global; /* listens load the global server-state file */
+	bool state_global; /* listens load the global server-state file (manage) */
+	const char *state_file; /* else each loads this one (drive mode) */
 	bool bind_check;   /* test a new listener's port before including it */
 	bool grace_over;   /* the startup grace (recovered services) is over */
 

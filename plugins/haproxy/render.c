@@ -374,6 +374,11 @@ char *hx_render_listen(const hx_svc_cfg *c)
 		                "METH_OPTIONS\n");
 	if (c->state_global) /* the file global's server-state-file names, parsed once */
 		hx_buf_puts(&b, "    load-server-state-from-file global\n");
+	else if (c->state_file) /* the user's global is theirs: one file per proxy */
+		hx_buf_printf(&b,
+		              "    load-server-state-from-file local\n"
+		              "    server-state-file-name %s\n",
+		              c->state_file);
 	return hx_buf_take(&b);
 }
 

@@ -146,6 +146,12 @@ static void test_render(void **st)
 	assert_non_null(strstr(l, "    load-server-state-from-file global\n"));
 	assert_null(strstr(l, "server-state-file-name")); /* declared once, in global */
 	free(l);
+	c.state_global = false; /* drive mode: the user's global is theirs */
+	c.state_file = "/s/state";
+	l = hx_render_listen(&c);
+	assert_non_null(strstr(l, "    load-server-state-from-file local\n"
+	                          "    server-state-file-name /s/state\n"));
+	free(l);
 	hx_buf b = {0};
 	hx_server_line a = {.enabled = true, .addr = "10.0.0.1", .port = 80, .id = "n/1/80"};
 	hx_server_line d = {.enabled = false};
