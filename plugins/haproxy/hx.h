@@ -1,8 +1,8 @@
 /* hx.h - declarations shared by the haproxy sink's files (not installed):
  * render.c (pure: validation, rendering, parsing haproxy's answers),
  * cli.c (async unix-socket requests), proc.c (child processes and atomic
- * file writes), model.c (services, slots, ids: see model.h), haproxy.c
- * (the plugin). */
+ * file writes), model.c (services, slots, ids: see model.h), svcconf.c
+ * ([service] settings, the bind check), haproxy.c (the plugin). */
 #ifndef REGENT_HX_H
 #define REGENT_HX_H
 

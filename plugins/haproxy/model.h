@@ -158,8 +158,8 @@ char *hx_model_excluded_note(hx_model *m);
  * has raised it too. */
 void hx_svc_warn(hx_model *m, svc *v, const char *fmt, ...) REGENT_PRINTF(3, 4);
 
-/* A [service] section's settings (or the defaults), for validate() and the
- * model. */
+/* svcconf.c: a [service] section's settings (or the defaults), for
+ * validate() and the model. */
 typedef struct svc_settings {
 	hx_svc_cfg c;
 	char bind[80];
@@ -169,7 +169,7 @@ typedef struct svc_settings {
 int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, svc_settings *st,
                      char *why, size_t whylen);
 
-/* Can a listener bind ADDR:PORT as haproxy does (SO_REUSEADDR and
+/* svcconf.c: can a listener bind ADDR:PORT as haproxy does (SO_REUSEADDR and
  * SO_REUSEPORT)?  The socket is closed at once.  0 or a negative errno. */
 int hx_bind_test(const char *bind_addr, unsigned port);
 
