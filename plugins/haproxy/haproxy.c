@@ -597,8 +597,13 @@ static srv_view slot_target(slot *sl)
  * how many. */
 static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 {
-	srv_view t = slot_target(sl);
 	const srv_view *a = &sl->ap;
+	/* The common case, a slot haproxy already has right, costs no text. */
+	if (sl->st == ST_FREE ? a->st == AP_MAINT
+	    : sl->st == ST_DRAIN ? a->st == AP_DRAIN
+	    : a->st == AP_READY && a->port == sl->port && strcmp(a->addr, sl->addr) == 0)
+		return 0;
+	srv_view t = slot_target(sl);
 	char srv[160];
 	snprintf(srv, sizeof(srv), "%s/s%zu", v->name, i + 1);
 	int n = 0;
@@ -1712,23 +1717,19 @@ static void spawn_master(hx *s)
 /* The scheduler                                                      */
 /* ------------------------------------------------------------------ */
 
-static bool view_eq(const srv_view *a, const srv_view *b)
-{
-	if (a->st != b->st)
-		return false;
-	if (a->st == AP_MAINT || a->st == AP_UNKNOWN)
-		return true;
-	return strcmp(a->addr, b->addr) == 0 && a->port == b->port;
-}
-
 static bool runtime_settled(hx *s)
 {
 	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
 			if (!hx_slot_live(v, i))
 				continue;
-			srv_view t = slot_target(&v->slots[i]);
-			if (!view_eq(&t, &v->slots[i].ap))
+			const slot *sl = &v->slots[i];
+			const srv_view *a = &sl->ap;
+			/* view_eq(slot_target(sl), ap) without building the target */
+			bool eq = sl->st == ST_FREE ? a->st == AP_MAINT
+			          : a->st == (sl->st == ST_READY ? AP_READY : AP_DRAIN) &&
+			                    a->port == sl->port && strcmp(a->addr, sl->addr) == 0;
+			if (!eq)
 				return false;
 		}
 	return true;
