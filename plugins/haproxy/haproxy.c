@@ -17,7 +17,7 @@
  * Everything is asynchronous on the core's loop: sockets through
  * uv_pipe_t (cli.c), children through uv_spawn and file writes through the
  * threadpool (proc.c).  Pure rendering and parsing live in render.c. */
-#include "hx.h"
+#include "model.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -25,55 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
-
-/* ------------------------------------------------------------------ */
-/* Model                                                              */
-/* ------------------------------------------------------------------ */
-
-typedef enum { ST_FREE = 0, ST_READY, ST_DRAIN } slot_state;
-typedef enum { AP_UNKNOWN = 0, AP_MAINT, AP_READY, AP_DRAIN } ap_state;
-
-/* A server as one party knows it (haproxy, the file on disk...). */
-typedef struct srv_view {
-	ap_state st;
-	char addr[HX_ADDR_MAX];
-	uint16_t port;
-} srv_view;
-
-typedef struct slot {
-	char *id; /* the instance in this slot; NULL when free */
-	char addr[HX_ADDR_MAX];
-	uint16_t port;
-	slot_state st;
-	uint64_t drain_since;
-	srv_view ap;   /* what haproxy has, as last confirmed */
-	srv_view sent; /* in the admin request in flight */
-	srv_view file; /* what the installed file says */
-	srv_view pend; /* what the file being written says */
-	bool inflight, seen;
-} slot;
-
-/* The part of a service that only a reload can change. */
-typedef struct shape {
-	char *listen;  /* the listen block without servers; NULL: absent */
-	char *srvopts; /* appended to every server line */
-	size_t nslots;
-} shape;
-
-typedef struct svc {
-	char *name;
-	unsigned pxid; /* forced proxy id, stable while the service lives */
-	shape want; /* from the latest snapshot */
-	shape cand; /* in the slow path's candidate file */
-	shape run;  /* in the installed file (what haproxy runs) */
-	slot *slots;
-	size_t nslots; /* allocated and meaningful */
-	char *warned;     /* warnings of the previous snapshot ("\nmsg\nmsg\n") */
-	hx_buf warn_now;  /* ... and of this one */
-	bool in_cat;
-	bool recovered; /* read from an earlier run's file: kept through the startup grace */
-	struct svc *next; /* sorted by name */
-} svc;
 
 typedef enum {
 	P_IDLE = 0,
@@ -106,12 +57,18 @@ typedef struct hx {
 	uint64_t reload_interval, drain_timeout, check_timeout, cmd_timeout, startup_grace;
 	uint64_t started_ms;
 	size_t recovered;   /* services in the file of an earlier run */
-	bool grace_over;
 	int64_t slots_default, retries_default;
 	uint64_t t_connect, t_client, t_server, t_check, inter;
 
-	/* model */
-	svc *svcs;
+	/* model (model.c) */
+	hx_model m;
+	const regent_catalog *cat;     /* the latest snapshot (referenced) */
+	uv_timer_t *t_model;           /* empty grace ends, exclusions retried */
+	unsigned mirror_gen;           /* m.gen the file was last rendered from */
+	bool mirror_force;             /* render again even if m.gen did not move */
+	unsigned excl_gen;             /* m.excl_gen reported */
+	char *excl_note;               /* the excluded services, for /healthz */
+	regent_metric *m_excluded;
 	char *g_want, *g_cand, *g_run; /* global part (admin socket, stats) */
 	char *file_text;               /* the installed file's text */
 	char *last_rejected;           /* candidate haproxy -c refused */
@@ -203,7 +160,11 @@ static const regent_config_key keys[] = {
 	{"bind_address", REGENT_CFG_STRING, "*", false, 0, 0,
 	 "address the service listeners bind (* or an IP literal)"},
 	{"stats", REGENT_CFG_STRING, "127.0.0.1:1936", false, 0, 0,
-	 "stats listener ADDR:PORT, or off"},
+	 "stats listener ADDR:PORT, or off (loopback only unless stats_public = true)"},
+	{"stats_public", REGENT_CFG_BOOL, "false", false, 0, 0,
+	 "allow the stats listener on a non-loopback address (like the stats sink's public)"},
+	{"empty_grace", REGENT_CFG_DURATION, "60s", false, 0, 86400000,
+	 "how long a service whose instances all left keeps its listener (503/close meanwhile)"},
 	{"reload_interval", REGENT_CFG_DURATION, "1s", false, 0, 3600000,
 	 "minimum time between two reloads (changes in between coalesce)"},
 	{"drain_timeout", REGENT_CFG_DURATION, "10s", false, 0, 3600000,
@@ -242,6 +203,8 @@ static const regent_config_key service_keys[] = {
 	{"server_options", REGENT_CFG_LIST, NULL, false, 0, 0,
 	 "haproxy: extra server options from the allow-list"},
 	{"slots", REGENT_CFG_INT, NULL, false, 1, 4096, "haproxy: server slots"},
+	{"empty_grace", REGENT_CFG_DURATION, NULL, false, 0, 86400000,
+	 "haproxy: how long the listener stays once every instance left (default: the sink's)"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -286,8 +249,9 @@ static bool socket_path_ok(const char *p)
 	return hx_valid_file_path(p) && strlen(p) < sizeof(sa.sun_path);
 }
 
-/* "ADDR:PORT" / "[V6]:PORT" / "*:PORT" -> haproxy bind text and port. */
-static bool parse_stats(const char *v, char *out, size_t outlen, uint16_t *port)
+/* "ADDR:PORT" / "[V6]:PORT" / "*:PORT" -> haproxy bind text and port;
+ * *loopback says whether ADDR is 127.0.0.0/8 or ::1. */
+static bool parse_stats(const char *v, char *out, size_t outlen, uint16_t *port, bool *loopback)
 {
 	char addr[64];
 	const char *colon = strrchr(v, ':');
@@ -300,97 +264,15 @@ static bool parse_stats(const char *v, char *out, size_t outlen, uint16_t *port)
 		memmove(addr, addr + 1, al - 2);
 		addr[al - 2] = '\0';
 	}
-	char *end;
-	long p = strtol(colon + 1, &end, 10);
-	if (*end || end == colon + 1 || p < 1 || p > 65535)
+	uint16_t p;
+	if (!hx_parse_port(colon + 1, &p)) /* digits only: "+80", " 80", "80x" are refused */
 		return false;
-	*port = (uint16_t)p;
+	*port = p;
+	char canon[HX_ADDR_MAX];
+	bool v6 = false;
+	*loopback = hx_valid_ip(addr, canon, &v6) &&
+	            (v6 ? strcmp(canon, "::1") == 0 : strncmp(canon, "127.", 4) == 0);
 	return hx_format_bind(addr, (unsigned)p, out, outlen);
-}
-
-typedef struct svc_settings {
-	hx_svc_cfg c;
-	char bind[80];
-	hx_buf srvopts;
-	int64_t slots;
-} svc_settings;
-
-/* Reads a [service NAME] section (or the defaults) into st; returns 0 or
- * -EINVAL with why.  Used by validate() and at runtime. */
-static int read_settings(regent_ctx *ctx, const regent_host *h, const char *name, svc_settings *st,
-                         char *why, size_t whylen)
-{
-	memset(st, 0, sizeof(*st));
-	const char *mode = h->service_string(ctx, name, "mode");
-	if (mode && strcmp(mode, "tcp") != 0 && strcmp(mode, "http") != 0) {
-		snprintf(why, whylen, "[service %s] mode: must be tcp or http, got \"%.40s\"", name, mode);
-		return -EINVAL;
-	}
-	st->c.name = name;
-	st->c.http = mode && strcmp(mode, "http") == 0;
-	const char *check = h->service_string(ctx, name, "check");
-	if (check && check[0]) {
-		if (!hx_valid_check_path(check)) {
-			snprintf(why, whylen,
-			         "[service %s] check: \"%.60s\" is not a path (/ then letters, digits and "
-			         "._~!&()*+,;=:@%%/?-)",
-			         name, check);
-			return -EINVAL;
-		}
-		st->c.check_path = check;
-	}
-	const char *bal = h->service_string(ctx, name, "balance");
-	if (bal && !hx_valid_balance(bal)) {
-		snprintf(why, whylen,
-		         "[service %s] balance: \"%.40s\" is not one of roundrobin, static-rr, leastconn, "
-		         "first, source, random",
-		         name, bal);
-		return -EINVAL;
-	}
-	st->c.balance = bal ? bal : "roundrobin";
-	if (h->service_is_set(ctx, name, "maxconn"))
-		st->c.maxconn = h->service_int(ctx, name, "maxconn");
-	st->slots = h->service_is_set(ctx, name, "slots") ? h->service_int(ctx, name, "slots") : 0;
-	st->c.retries = h->service_is_set(ctx, name, "retries") ? h->service_int(ctx, name, "retries")
-	                                                        : -1;
-	const char *const *opts = NULL;
-	size_t nopts = 0;
-	if (h->service_is_set(ctx, name, "server_options")) {
-		/* LIST values read as text: split on commas like the core does. */
-		const char *raw = h->service_string(ctx, name, "server_options");
-		char *copy = xstrdup(raw ? raw : ""), *save = NULL;
-		const char *items[64];
-		for (char *t = strtok_r(copy, ",", &save); t && nopts < 64; t = strtok_r(NULL, ",", &save)) {
-			while (*t == ' ' || *t == '\t')
-				t++;
-			char *e = t + strlen(t);
-			while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
-				*--e = '\0';
-			if (*t)
-				items[nopts++] = t;
-		}
-		opts = items;
-		hx_buf tmp = {0};
-		int rc = hx_server_options(opts, nopts, &tmp, why, whylen);
-		if (rc == 0)
-			hx_buf_puts(&st->srvopts, hx_buf_str(&tmp));
-		hx_buf_free(&tmp);
-		free(copy);
-		if (rc < 0) {
-			char inner[256];
-			snprintf(inner, sizeof(inner), "%s", why);
-			snprintf(why, whylen, "[service %s] server_options: %s", name, inner);
-			hx_buf_free(&st->srvopts);
-			return rc;
-		}
-	}
-	return 0;
-}
-
-static uint64_t svc_dur(hx *s, const char *name, const char *key, uint64_t dflt)
-{
-	return s->h->service_is_set(s->ctx, name, key) ? s->h->service_duration_ms(s->ctx, name, key)
-	                                               : dflt;
 }
 
 static int validate(regent_ctx *ctx, const regent_host *h)
@@ -453,8 +335,15 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 	}
 	const char *st = h->cfg_string(ctx, "stats");
 	uint16_t sport = 0;
-	if (st && strcmp(st, "off") != 0 && !parse_stats(st, tmp, sizeof(tmp), &sport)) {
+	bool lo = false;
+	if (st && strcmp(st, "off") != 0 && !parse_stats(st, tmp, sizeof(tmp), &sport, &lo)) {
 		h->cfg_error(ctx, "stats", "must be ADDR:PORT (ADDR: * or an IP literal) or off (got \"%s\")",
+		             st);
+		bad = -EINVAL;
+	} else if (st && strcmp(st, "off") != 0 && !lo && !h->cfg_bool(ctx, "stats_public")) {
+		h->cfg_error(ctx, "stats",
+		             "%s is not a loopback address: haproxy's stats page would be reachable "
+		             "from other hosts; set stats_public = true if that is meant",
 		             st);
 		bad = -EINVAL;
 	}
@@ -464,7 +353,7 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 	for (size_t i = 0; i < n; i++) {
 		svc_settings ss;
 		char why[512];
-		if (read_settings(ctx, h, names[i], &ss, why, sizeof(why)) < 0) {
+		if (hx_read_settings(ctx, h, names[i], &ss, why, sizeof(why)) < 0) {
 			h->cfg_error(ctx, NULL, "%s", why);
 			bad = -EINVAL;
 		}
@@ -504,50 +393,26 @@ static void update_health(hx *s)
 	const char *r = s->master_err ? s->master_err
 	                : s->admin_err ? s->admin_err
 	                : s->reload_err ? s->reload_err
-	                                : s->reject_err;
+	                : s->reject_err ? s->reject_err
+	                                : s->excl_note;
 	s->h->set_health(s->ctx, r == NULL, r);
 }
 
-/* Logs a per-service warning once: not again while every snapshot since
- * has raised it too. */
-static void svc_warn(hx *s, svc *v, const char *fmt, ...) REGENT_PRINTF(3, 4);
-static void svc_warn(hx *s, svc *v, const char *fmt, ...)
+/* Services left out of the configuration: the metric, and a /healthz note
+ * naming each with its cause (the others keep being routed). */
+static void report_exclusions(hx *s)
 {
-	char msg[520];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(msg + 1, sizeof(msg) - 2, fmt, ap);
-	va_end(ap);
-	if (n < 0)
+	if (s->excl_gen == s->m.excl_gen)
 		return;
-	msg[0] = '\n';
-	size_t len = strlen(msg);
-	msg[len] = '\n';
-	msg[len + 1] = '\0';
-	if (!v->warned || !strstr(v->warned, msg))
-		s->h->log(s->ctx, REGENT_LOG_WARN, "%.*s", (int)(len - 1), msg + 1);
-	if (!v->warn_now.len)
-		hx_buf_puts(&v->warn_now, "\n");
-	hx_buf_puts(&v->warn_now, msg + 1);
-}
-
-static void warn_begin(hx *s)
-{
-	for (svc *v = s->svcs; v; v = v->next)
-		hx_buf_free(&v->warn_now);
-}
-
-static void warn_end(hx *s)
-{
-	for (svc *v = s->svcs; v; v = v->next) {
-		free(v->warned);
-		v->warned = v->warn_now.len ? hx_buf_take(&v->warn_now) : NULL;
-		hx_buf_free(&v->warn_now);
-	}
+	s->excl_gen = s->m.excl_gen;
+	s->h->metric_set(s->m_excluded, (double)s->m.nexcluded);
+	free(s->excl_note);
+	s->excl_note = hx_model_excluded_note(&s->m);
+	update_health(s);
 }
 
 /* ------------------------------------------------------------------ */
-/* Services and slots                                                 */
+/* Shapes (the model is in model.c)                                   */
 /* ------------------------------------------------------------------ */
 
 static void shape_clear(shape *p)
@@ -563,6 +428,7 @@ static void shape_copy(shape *dst, const shape *src)
 	dst->listen = xstrdup(src->listen);
 	dst->srvopts = xstrdup(src->srvopts);
 	dst->nslots = src->listen ? src->nslots : 0;
+	dst->port = src->port;
 }
 
 static bool shape_eq(const shape *a, const shape *b)
@@ -571,381 +437,6 @@ static bool shape_eq(const shape *a, const shape *b)
 		return !a->listen && !b->listen;
 	return strcmp(a->listen, b->listen) == 0 && streq(a->srvopts, b->srvopts) &&
 	       a->nslots == b->nslots;
-}
-
-static void slot_free_id(slot *sl)
-{
-	free(sl->id);
-	sl->id = NULL;
-	sl->st = ST_FREE;
-}
-
-static void svc_free(svc *v)
-{
-	shape_clear(&v->want);
-	shape_clear(&v->cand);
-	shape_clear(&v->run);
-	for (size_t i = 0; i < v->nslots; i++)
-		free(v->slots[i].id);
-	free(v->slots);
-	free(v->warned);
-	hx_buf_free(&v->warn_now);
-	free(v->name);
-	free(v);
-}
-
-static svc *svc_find(hx *s, const char *name)
-{
-	for (svc *v = s->svcs; v; v = v->next)
-		if (strcmp(v->name, name) == 0)
-			return v;
-	return NULL;
-}
-
-static svc *svc_get(hx *s, const char *name)
-{
-	svc *v = svc_find(s, name);
-	if (v)
-		return v;
-	v = calloc(1, sizeof(*v));
-	if (!v)
-		abort();
-	v->name = xstrdup(name);
-	/* The smallest free proxy id. */
-	for (unsigned id = HX_FIRST_ID; !v->pxid; id++) {
-		bool used = false;
-		for (svc *o = s->svcs; o && !used; o = o->next)
-			used = o->pxid == id;
-		if (!used)
-			v->pxid = id;
-	}
-	svc **pp = &s->svcs;
-	while (*pp && strcmp((*pp)->name, name) < 0)
-		pp = &(*pp)->next;
-	v->next = *pp;
-	*pp = v;
-	return v;
-}
-
-static void svc_grow(svc *v, size_t n)
-{
-	if (n <= v->nslots)
-		return;
-	slot *p = realloc(v->slots, n * sizeof(*p));
-	if (!p)
-		abort();
-	memset(p + v->nslots, 0, (n - v->nslots) * sizeof(*p));
-	v->slots = p;
-	v->nslots = n;
-}
-
-/* Drops services that nobody wants, nobody is installing and haproxy does
- * not run. */
-static void svc_gc(hx *s)
-{
-	for (svc **pp = &s->svcs; *pp;) {
-		svc *v = *pp;
-		if (!v->in_cat && !v->want.listen && !v->cand.listen && !v->run.listen &&
-		    !(v->recovered && !s->grace_over)) {
-			*pp = v->next;
-			svc_free(v);
-		} else {
-			pp = &v->next;
-		}
-	}
-}
-
-/* Whether the runtime API can reach this slot now. */
-static bool slot_live(const svc *v, size_t i)
-{
-	return v->run.listen && i < v->run.nslots;
-}
-
-/* ------------------------------------------------------------------ */
-/* Snapshot -> model                                                  */
-/* ------------------------------------------------------------------ */
-
-typedef struct cand_inst {
-	const regent_instance *in;
-	char addr[HX_ADDR_MAX];
-} cand_inst;
-
-typedef struct plan {
-	const char *name;
-	cand_inst *insts;
-	size_t n;
-	long port;
-	bool explicit_port;
-	bool ok;
-} plan;
-
-static int plan_cmp(const void *a, const void *b)
-{
-	const plan *x = a, *y = b;
-	if (x->explicit_port != y->explicit_port)
-		return x->explicit_port ? -1 : 1;
-	return strcmp(x->name, y->name);
-}
-
-/* Effective listen port: [service] port, else the instances' service_port
- * (the most common one), else their meta "port" (the seed's /port key). */
-static long pick_port(hx *s, svc *v, plan *p)
-{
-	if (s->h->service_is_set(s->ctx, p->name, "port")) {
-		p->explicit_port = true;
-		return (long)s->h->service_int(s->ctx, p->name, "port");
-	}
-	long best = 0;
-	size_t best_n = 0, distinct = 0;
-	for (size_t i = 0; i < p->n; i++) {
-		long sp = p->insts[i].in->service_port;
-		if (!sp)
-			continue;
-		size_t cnt = 0;
-		bool first = true;
-		for (size_t j = 0; j < p->n; j++) {
-			if (p->insts[j].in->service_port == sp)
-				cnt++;
-			if (j < i && p->insts[j].in->service_port == sp)
-				first = false;
-		}
-		if (first)
-			distinct++;
-		if (cnt > best_n || (cnt == best_n && sp < best)) {
-			best = sp;
-			best_n = cnt;
-		}
-	}
-	if (distinct > 1)
-		svc_warn(s, v,
-		         "service %s: instances disagree on service_port; listening on %ld (the most "
-		         "common); set [service %s] port to choose",
-		         p->name, best, p->name);
-	if (best)
-		return best;
-	for (size_t i = 0; i < p->n; i++)
-		for (size_t m = 0; m < p->insts[i].in->nmeta; m++)
-			if (strcmp(p->insts[i].in->meta[m].key, "port") == 0) {
-				char *end;
-				long mp = strtol(p->insts[i].in->meta[m].value, &end, 10);
-				if (!*end && mp >= 1 && mp <= 65535)
-					return mp;
-			}
-	return 0;
-}
-
-/* Builds the shape a service wants; false (with a warning) when its
- * settings cannot be rendered. */
-static bool build_shape(hx *s, svc *v, long port, shape *out)
-{
-	svc_settings ss;
-	char why[512];
-	if (read_settings(s->ctx, s->h, v->name, &ss, why, sizeof(why)) < 0) {
-		svc_warn(s, v, "service %s is not routed: %s", v->name, why);
-		return false;
-	}
-	if (!hx_format_bind(s->bind_addr, (unsigned)port, ss.bind, sizeof(ss.bind))) {
-		hx_buf_free(&ss.srvopts);
-		return false;
-	}
-	ss.c.bind = ss.bind;
-	ss.c.id = v->pxid;
-	if (ss.c.retries < 0)
-		ss.c.retries = s->retries_default;
-	ss.c.t_connect = svc_dur(s, v->name, "timeout_connect", s->t_connect);
-	ss.c.t_client = svc_dur(s, v->name, "timeout_client", s->t_client);
-	ss.c.t_server = svc_dur(s, v->name, "timeout_server", s->t_server);
-	ss.c.t_check = svc_dur(s, v->name, "timeout_check", s->t_check);
-	uint64_t inter = svc_dur(s, v->name, "check_interval", s->inter);
-	ss.c.state_file = s->state_file;
-	char t[32];
-	hx_fmt_ms(t, sizeof(t), inter);
-	out->listen = hx_render_listen(&ss.c);
-	out->srvopts = xasprintf(" check inter %s%s", t, hx_buf_str(&ss.srvopts));
-	out->nslots = (size_t)(ss.slots > 0 ? ss.slots : s->slots_default);
-	hx_buf_free(&ss.srvopts);
-	return true;
-}
-
-/* Places the service's instances into slots. */
-static void assign_slots(hx *s, svc *v, plan *p)
-{
-	uint64_t now = s->h->now_ms();
-	for (size_t i = 0; i < v->nslots; i++)
-		v->slots[i].seen = false;
-	cand_inst **fresh = calloc(p->n + 1, sizeof(*fresh));
-	size_t nfresh = 0;
-	if (!fresh)
-		abort();
-	for (size_t k = 0; k < p->n; k++) {
-		cand_inst *ci = &p->insts[k];
-		slot *hit = NULL;
-		for (size_t i = 0; i < v->nslots && !hit; i++)
-			if (v->slots[i].id && strcmp(v->slots[i].id, ci->in->id) == 0)
-				hit = &v->slots[i];
-		if (!hit) {
-			fresh[nfresh++] = ci;
-			continue;
-		}
-		hit->seen = true;
-		snprintf(hit->addr, sizeof(hit->addr), "%s", ci->addr); /* a move, or the same */
-		hit->port = ci->in->port;
-		hit->st = ST_READY;
-	}
-	/* Leaving instances: drain where haproxy runs them, else free at once. */
-	for (size_t i = 0; i < v->nslots; i++) {
-		slot *sl = &v->slots[i];
-		if (!sl->id || sl->seen)
-			continue;
-		if (slot_live(v, i) && sl->ap.st != AP_MAINT) {
-			if (sl->st != ST_DRAIN) {
-				sl->st = ST_DRAIN;
-				sl->drain_since = now;
-			}
-		} else {
-			slot_free_id(sl);
-		}
-	}
-	/* Joining instances: a free live slot first, then any free slot, then
-	 * a new one (which takes a reload). */
-	for (size_t k = 0; k < nfresh; k++) {
-		slot *got = NULL;
-		for (int pass = 0; pass < 2 && !got; pass++)
-			for (size_t i = 0; i < v->nslots && !got; i++)
-				if (v->slots[i].st == ST_FREE && (pass == 1 || slot_live(v, i)))
-					got = &v->slots[i];
-		if (!got) {
-			svc_grow(v, v->nslots + 1);
-			got = &v->slots[v->nslots - 1];
-		}
-		got->id = xstrdup(fresh[k]->in->id);
-		snprintf(got->addr, sizeof(got->addr), "%s", fresh[k]->addr);
-		got->port = fresh[k]->in->port;
-		got->st = ST_READY;
-	}
-	free(fresh);
-}
-
-static void update_model(hx *s, const regent_catalog *cat)
-{
-	const regent_host *h = s->h;
-	const char *const *names;
-	size_t n = h->catalog_services(cat, &names);
-	plan *plans = calloc(n + 1, sizeof(*plans));
-	if (!plans)
-		abort();
-	warn_begin(s);
-	for (svc *v = s->svcs; v; v = v->next)
-		v->in_cat = false;
-	for (size_t i = 0; i < n; i++) {
-		plan *p = &plans[i];
-		p->name = names[i];
-		if (!h->valid_service(names[i]))
-			continue;
-		svc *v = svc_get(s, names[i]);
-		v->in_cat = true;
-		if (strcmp(names[i], HX_STATS_PROXY) == 0) {
-			svc_warn(s, v, "service %s is not routed: the name is taken by the stats listener",
-			         names[i]);
-			continue;
-		}
-		const regent_instance *const *insts;
-		size_t k = h->catalog_instances(cat, names[i], &insts);
-		p->insts = calloc(k + 1, sizeof(*p->insts));
-		if (!p->insts)
-			abort();
-		for (size_t j = 0; j < k; j++) {
-			const regent_instance *in = insts[j];
-			bool v6;
-			if (in->proto != REGENT_PROTO_TCP)
-				continue; /* haproxy proxies TCP only */
-			if (!hx_valid_ip(in->address, p->insts[p->n].addr, &v6) || in->port == 0) {
-				svc_warn(s, v,
-				         "service %s: instance %s skipped: address \"%.80s\" port %u is not an "
-				         "IP literal and port (haproxy needs both)",
-				         names[i], in->id, in->address ? in->address : "", in->port);
-				continue;
-			}
-			p->insts[p->n++].in = in;
-		}
-		p->port = pick_port(s, v, p);
-		if (!p->port) {
-			svc_warn(s, v,
-			         "service %s is not routed: no port (set [service %s] port, or register "
-			         "instances with a service_port)",
-			         names[i], names[i]);
-			continue;
-		}
-		p->ok = true;
-	}
-	/* Ports: explicit ones first, then by name; the stats port is taken. */
-	qsort(plans, n, sizeof(*plans), plan_cmp);
-	for (size_t i = 0; i < n; i++) {
-		plan *p = &plans[i];
-		if (!p->ok)
-			continue;
-		svc *v = svc_find(s, p->name);
-		if (s->stats_on && p->port == s->stats_port) {
-			svc_warn(s, v, "service %s is not routed: port %ld is the stats listener's", p->name,
-			         p->port);
-			p->ok = false;
-			continue;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (plans[j].ok && plans[j].port == p->port) {
-				svc_warn(s, v, "services %s and %s both claim port %ld; %s is not routed",
-				         plans[j].name, p->name, p->port, p->name);
-				p->ok = false;
-				break;
-			}
-	}
-	for (size_t i = 0; i < n; i++) {
-		plan *p = &plans[i];
-		svc *v = p->name ? svc_find(s, p->name) : NULL;
-		if (!v)
-			continue;
-		shape want = {0};
-		if (p->ok && build_shape(s, v, p->port, &want)) {
-			assign_slots(s, v, p);
-			/* Slots never shrink while the service lives; they grow in
-			 * steps of the configured count. */
-			size_t need = v->want.listen ? v->want.nslots : 0;
-			if (v->run.listen && v->run.nslots > need)
-				need = v->run.nslots;
-			if (want.nslots > need)
-				need = want.nslots;
-			size_t used = 0;
-			for (size_t j = 0; j < v->nslots; j++)
-				if (v->slots[j].st != ST_FREE)
-					used = j + 1;
-			size_t step = want.nslots;
-			while (need < used)
-				need += step;
-			want.nslots = need;
-			svc_grow(v, need);
-			shape_clear(&v->want);
-			v->want = want;
-		} else {
-			shape_clear(&want);
-			shape_clear(&v->want);
-			v->in_cat = true;
-		}
-		free(p->insts);
-	}
-	free(plans);
-	/* Services that left the catalog: their instances leave with them. */
-	for (svc *v = s->svcs; v; v = v->next) {
-		if (v->in_cat && v->want.listen)
-			continue;
-		if (v->recovered && !s->grace_over && !v->in_cat)
-			continue; /* its slots wait for the catalog to fill */
-		if (!v->in_cat)
-			shape_clear(&v->want);
-		plan none = {.name = v->name};
-		assign_slots(s, v, &none);
-	}
-	warn_end(s);
-	svc_gc(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -981,11 +472,20 @@ static char *render_file(hx *s, which w)
 	const char *g = w == R_RUN ? s->g_run : s->g_cand;
 	if (g)
 		hx_buf_puts(&b, g);
-	for (svc *v = s->svcs; v; v = v->next) {
+	/* Lines of the candidate, so that an error haproxy -c reports at a
+	 * line can be pinned on its service. */
+	size_t line = 1;
+	for (const char *c = hx_buf_str(&b); *c; c++)
+		line += *c == '\n';
+	for (svc *v = s->m.svcs; v; v = v->next) {
 		const shape *p = shape_of(v, w);
 		if (!p->listen)
 			continue;
+		if (w == R_CAND)
+			v->line0 = line;
 		hx_buf_puts(&b, p->listen);
+		for (const char *c = p->listen; *c; c++)
+			line += *c == '\n';
 		for (size_t i = 0; i < p->nslots && i < v->nslots; i++) {
 			slot *sl = &v->slots[i];
 			sl->pend = slot_as_file(sl);
@@ -994,6 +494,10 @@ static char *render_file(hx *s, which w)
 			hx_render_server(&b, i, &l, p->srvopts);
 		}
 		hx_buf_puts(&b, "\n");
+		line += p->nslots < v->nslots ? p->nslots : v->nslots;
+		line++;
+		if (w == R_CAND)
+			v->line1 = line;
 	}
 	return hx_buf_take(&b);
 }
@@ -1001,7 +505,7 @@ static char *render_file(hx *s, which w)
 /* The written file is on disk: it is what haproxy loads next. */
 static void pend_to_file(hx *s, which w)
 {
-	for (svc *v = s->svcs; v; v = v->next) {
+	for (svc *v = s->m.svcs; v; v = v->next) {
 		const shape *p = shape_of(v, w);
 		for (size_t i = 0; p->listen && i < p->nslots && i < v->nslots; i++)
 			v->slots[i].file = v->slots[i].pend;
@@ -1012,7 +516,7 @@ static void pend_to_file(hx *s, which w)
 static void ap_from_file(hx *s)
 {
 	s->epoch++;
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap = v->slots[i].file;
 			v->slots[i].inflight = false;
@@ -1022,7 +526,7 @@ static void ap_from_file(hx *s)
 static void ap_unknown(hx *s)
 {
 	s->epoch++;
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap.st = AP_UNKNOWN;
 			v->slots[i].inflight = false;
@@ -1093,8 +597,13 @@ static srv_view slot_target(slot *sl)
  * how many. */
 static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 {
-	srv_view t = slot_target(sl);
 	const srv_view *a = &sl->ap;
+	/* The common case, a slot haproxy already has right, costs no text. */
+	if (sl->st == ST_FREE ? a->st == AP_MAINT
+	    : sl->st == ST_DRAIN ? a->st == AP_DRAIN
+	    : a->st == AP_READY && a->port == sl->port && strcmp(a->addr, sl->addr) == 0)
+		return 0;
+	srv_view t = slot_target(sl);
 	char srv[160];
 	snprintf(srv, sizeof(srv), "%s/s%zu", v->name, i + 1);
 	int n = 0;
@@ -1135,7 +644,7 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 	s->admin_req = NULL;
 	bool same = epoch == s->epoch;
 	if (status < 0) {
-		for (svc *v = s->svcs; v; v = v->next)
+		for (svc *v = s->m.svcs; v; v = v->next)
 			for (size_t i = 0; i < v->nslots; i++)
 				v->slots[i].inflight = false;
 		admin_failed(s, uv_strerror(status));
@@ -1143,7 +652,7 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 	}
 	size_t elen = 0;
 	const char *err = hx_cli_error(out, &elen);
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
 			slot *sl = &v->slots[i];
 			if (!sl->inflight)
@@ -1175,15 +684,15 @@ static bool send_cmds(hx *s)
 {
 	hx_buf b = {0};
 	size_t nslots = 0;
-	for (svc *v = s->svcs; v && b.len < 8000; v = v->next)
+	for (svc *v = s->m.svcs; v && b.len < 8000; v = v->next)
 		for (size_t i = 0; i < v->nslots && b.len < 8000; i++) {
-			if (!slot_live(v, i))
+			if (!hx_slot_live(v, i))
 				continue;
 			slot *sl = &v->slots[i];
 			/* A draining slot haproxy already has in maintenance
 			 * (a reload, or it never got there) is simply free. */
 			if (sl->st == ST_DRAIN && sl->ap.st == AP_MAINT)
-				slot_free_id(sl);
+				hx_slot_free_id(&s->m, sl);
 			if (slot_cmds(&b, v, i, sl))
 				nslots++;
 		}
@@ -1199,7 +708,7 @@ static bool send_cmds(hx *s)
 	                              on_admin_cmds, s, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
-		for (svc *v = s->svcs; v; v = v->next)
+		for (svc *v = s->m.svcs; v; v = v->next)
 			for (size_t i = 0; i < v->nslots; i++)
 				v->slots[i].inflight = false;
 		admin_failed(s, strerror(-err));
@@ -1212,9 +721,9 @@ static bool send_cmds(hx *s)
  * timeout) goes to maintenance and is free again. */
 static bool any_draining(hx *s)
 {
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++)
-			if (slot_live(v, i) && v->slots[i].st == ST_DRAIN && v->slots[i].ap.st == AP_DRAIN)
+			if (hx_slot_live(v, i) && v->slots[i].st == ST_DRAIN && v->slots[i].ap.st == AP_DRAIN)
 				return true;
 	return false;
 }
@@ -1222,12 +731,12 @@ static bool any_draining(hx *s)
 static void on_stat_row(void *arg, const char *px, const char *sv, long scur)
 {
 	hx *s = arg;
-	svc *v = svc_find(s, px);
+	svc *v = hx_svc_find(&s->m, px);
 	if (!v || sv[0] != 's')
 		return;
 	char *end;
 	long idx = strtol(sv + 1, &end, 10);
-	if (*end || idx < 1 || (size_t)idx > v->nslots || !slot_live(v, (size_t)idx - 1))
+	if (*end || idx < 1 || (size_t)idx > v->nslots || !hx_slot_live(v, (size_t)idx - 1))
 		return;
 	slot *sl = &v->slots[idx - 1];
 	if (sl->st != ST_DRAIN || sl->ap.st != AP_DRAIN)
@@ -1238,7 +747,7 @@ static void on_stat_row(void *arg, const char *px, const char *sv, long scur)
 		s->h->log(s->ctx, timed_out && scur ? REGENT_LOG_WARN : REGENT_LOG_DEBUG,
 		          "%s/s%ld: instance %s drained%s (%ld sessions left)", v->name, idx, sl->id,
 		          timed_out && scur ? " by timeout" : "", scur);
-		slot_free_id(sl);
+		hx_slot_free_id(&s->m, sl);
 	}
 }
 
@@ -1262,10 +771,10 @@ static void on_poll_timer(uv_timer_t *t)
 	if (!admin_usable(s) || !any_draining(s))
 		return;
 	hx_buf b = {0};
-	for (svc *v = s->svcs; v; v = v->next) {
+	for (svc *v = s->m.svcs; v; v = v->next) {
 		bool d = false;
 		for (size_t i = 0; i < v->nslots && !d; i++)
-			d = slot_live(v, i) && v->slots[i].st == ST_DRAIN;
+			d = hx_slot_live(v, i) && v->slots[i].st == ST_DRAIN;
 		if (d)
 			hx_buf_printf(&b, "%sshow stat %s 4 -1", b.len ? ";" : "", v->name);
 	}
@@ -1293,6 +802,7 @@ static void on_mirror_written(void *arg, int status)
 		          uv_strerror(status));
 		free(s->file_text);
 		s->file_text = NULL; /* unknown now: the next change writes it again */
+		s->mirror_force = true;
 		return;
 	}
 	pend_to_file(s, R_RUN);
@@ -1303,6 +813,11 @@ static void maybe_mirror(hx *s)
 {
 	if (s->mirror || s->ps != P_IDLE || !s->installed_once)
 		return;
+	/* Rendered once per change of the model, never per kick. */
+	if (s->m.gen == s->mirror_gen && !s->mirror_force)
+		return;
+	s->mirror_gen = s->m.gen;
+	s->mirror_force = false;
 	char *text = render_file(s, R_RUN);
 	if (s->file_text && strcmp(text, s->file_text) == 0) {
 		free(text);
@@ -1314,6 +829,7 @@ static void maybe_mirror(hx *s)
 	if (!s->mirror) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->config_file, strerror(-err));
 		free(text);
+		s->mirror_force = true;
 		return;
 	}
 	free(s->file_text);
@@ -1328,7 +844,7 @@ static bool slow_needed(hx *s)
 {
 	if (s->force_reload || !streq(s->g_want, s->g_run) || !s->installed_once)
 		return true;
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		if (!shape_eq(&v->want, &v->run))
 			return true;
 	return false;
@@ -1339,11 +855,11 @@ static void pipeline_done(hx *s)
 	s->ps = P_IDLE;
 	free(s->cand_text);
 	s->cand_text = NULL;
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		shape_clear(&v->cand);
 	free(s->g_cand);
 	s->g_cand = NULL;
-	svc_gc(s);
+	hx_model_gc(&s->m);
 	kick(s);
 }
 
@@ -1364,12 +880,13 @@ static void install_done(hx *s)
 	s->file_text = s->cand_text;
 	s->cand_text = NULL;
 	pend_to_file(s, R_CAND);
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		shape_copy(&v->run, &v->cand);
 	free(s->g_run);
 	s->g_run = xstrdup(s->g_cand);
 	s->installed_once = true;
 	s->file_gen++;
+	s->m.gen++; /* the installed shapes are rendered by the mirror now */
 	if (s->reject_err) {
 		set_reason(&s->reject_err, NULL);
 		update_health(s);
@@ -1444,7 +961,7 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
                             unsigned port, unsigned admin)
 {
 	hx *s = arg;
-	svc *v = svc_find(s, px);
+	svc *v = hx_svc_find(&s->m, px);
 	if (!v || !v->cand.listen || sv[0] != 's') /* only our proxies read this file */
 		return false;
 	char *end;
@@ -1556,6 +1073,58 @@ static void final_render(hx *s)
 	}
 }
 
+static void arm_model_timer(hx *s, uint64_t at);
+
+/* haproxy -c refused the candidate: the services whose lines (or proxy
+ * names) its ALERTs name are left out of the next one.  Returns whether
+ * any was. */
+static bool exclude_rejected(hx *s, const char *out)
+{
+	size_t n = 0;
+	size_t plen = strlen(s->cand_path);
+	for (const char *p = out; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		char line[400];
+		snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) - 1 ? len : sizeof(line) - 1),
+		         p);
+		p = nl ? nl + 1 : NULL;
+		if (!strstr(line, "[ALERT]"))
+			continue;
+		svc *v = NULL;
+		const char *at = strstr(line, s->cand_path);
+		if (at && at[plen] == ':') {
+			char *end;
+			unsigned long ln = strtoul(at + plen + 1, &end, 10);
+			if (end != at + plen + 1)
+				v = hx_model_svc_at_line(&s->m, (size_t)ln);
+		}
+		for (const char *q = line; !v && (q = strstr(q, "proxy '")) != NULL; q += 7) {
+			const char *e = strchr(q + 7, '\'');
+			if (e && e - (q + 7) < 200) {
+				char name[201];
+				snprintf(name, sizeof(name), "%.*s", (int)(e - (q + 7)), q + 7);
+				svc *c = hx_svc_find(&s->m, name);
+				if (c && c->cand.listen)
+					v = c;
+			}
+		}
+		if (!v || v->excluded)
+			continue;
+		const char *msg = strstr(line, "] : ");
+		char why[300];
+		snprintf(why, sizeof(why), "haproxy -c refused its section (%.200s)",
+		         msg ? msg + 4 : line);
+		hx_model_exclude(&s->m, v, why);
+		n++;
+	}
+	if (!n)
+		return false;
+	report_exclusions(s);
+	arm_model_timer(s, hx_model_tick(&s->m, s->cat));
+	return true;
+}
+
 static void on_check(void *arg, int status, const char *out)
 {
 	hx *s = arg;
@@ -1574,6 +1143,17 @@ static void on_check(void *arg, int status, const char *out)
 		          "running one stays; retried on the next change. haproxy said:",
 		          status);
 		log_haproxy_output(s, REGENT_LOG_ERROR, out);
+	}
+	if (status > 0 && exclude_rejected(s, out)) {
+		/* Pinned on services: those are left out (or keep the section
+		 * haproxy runs), every other change goes on at once. */
+		uv_fs_t req;
+		uv_fs_unlink(NULL, &req, s->cand_path, NULL);
+		uv_fs_req_cleanup(&req);
+		free(s->cand_text);
+		s->cand_text = NULL;
+		pipeline_done(s);
+		return;
 	}
 	set_reason(&s->reject_err,
 	           status < 0 ? "cannot run haproxy -c (see the log); the new configuration waits"
@@ -1624,14 +1204,14 @@ static void on_cand_written(void *arg, int status)
 
 static void start_pipeline(hx *s)
 {
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		shape_copy(&v->cand, &v->want);
 	free(s->g_cand);
 	s->g_cand = xstrdup(s->g_want);
 	char *text = render_file(s, R_CAND);
 	if (s->last_rejected && strcmp(text, s->last_rejected) == 0 && !s->force_reload) {
 		free(text); /* haproxy said no to exactly this: wait for a change */
-		for (svc *v = s->svcs; v; v = v->next)
+		for (svc *v = s->m.svcs; v; v = v->next)
 			shape_clear(&v->cand);
 		free(s->g_cand);
 		s->g_cand = NULL;
@@ -1672,13 +1252,16 @@ static void on_slow_timer(uv_timer_t *t)
  * say) does not empty the routes an earlier run left, for a while. */
 static bool startup_hold(hx *s, uint64_t now)
 {
-	if (s->grace_over || !s->recovered)
+	if (s->m.grace_over || !s->recovered)
 		return false;
 	bool any = false;
-	for (svc *v = s->svcs; v && !any; v = v->next)
+	for (svc *v = s->m.svcs; v && !any; v = v->next)
 		any = v->want.listen != NULL;
 	if (any || now >= s->started_ms + s->startup_grace) {
-		s->grace_over = true;
+		s->m.grace_over = true;
+		/* The earlier run's services the catalog does not list go now. */
+		hx_model_update(&s->m, s->cat, NULL, 0, true);
+		report_exclusions(s);
 		return false;
 	}
 	if (!uv_is_active((uv_handle_t *)s->t_slow)) {
@@ -2134,23 +1717,19 @@ static void spawn_master(hx *s)
 /* The scheduler                                                      */
 /* ------------------------------------------------------------------ */
 
-static bool view_eq(const srv_view *a, const srv_view *b)
-{
-	if (a->st != b->st)
-		return false;
-	if (a->st == AP_MAINT || a->st == AP_UNKNOWN)
-		return true;
-	return strcmp(a->addr, b->addr) == 0 && a->port == b->port;
-}
-
 static bool runtime_settled(hx *s)
 {
-	for (svc *v = s->svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
-			if (!slot_live(v, i))
+			if (!hx_slot_live(v, i))
 				continue;
-			srv_view t = slot_target(&v->slots[i]);
-			if (!view_eq(&t, &v->slots[i].ap))
+			const slot *sl = &v->slots[i];
+			const srv_view *a = &sl->ap;
+			/* view_eq(slot_target(sl), ap) without building the target */
+			bool eq = sl->st == ST_FREE ? a->st == AP_MAINT
+			          : a->st == (sl->st == ST_READY ? AP_READY : AP_DRAIN) &&
+			                    a->port == sl->port && strcmp(a->addr, sl->addr) == 0;
+			if (!eq)
 				return false;
 		}
 	return true;
@@ -2196,25 +1775,55 @@ static void kick(hx *s)
 static void apply(void *self, const regent_catalog *cat, const char *const *changed, size_t n)
 {
 	hx *s = self;
-	(void)changed;
-	(void)n;
 	if (s->stopping)
 		return;
 	drop_pending(s);
 	s->pending = s->h->catalog_ref(cat);
 	s->rejected_wait = false; /* a change: a rejected configuration may be tried again */
-	update_model(s, cat);
+	/* Only the services that changed are computed again; the first
+	 * snapshot computes every one (and those of an earlier run's file). */
+	bool all = s->cat == NULL;
+	if (s->cat)
+		s->h->catalog_unref(s->cat);
+	s->cat = s->h->catalog_ref(cat);
+	hx_model_update(&s->m, cat, changed, n, all);
+	report_exclusions(s);
+	arm_model_timer(s, hx_model_tick(&s->m, s->cat));
 	kick(s);
+}
+
+static void on_model_timer(uv_timer_t *t)
+{
+	hx *s = t->data;
+	if (s->stopping)
+		return;
+	arm_model_timer(s, hx_model_tick(&s->m, s->cat));
+	report_exclusions(s);
+	kick(s);
+}
+
+/* The next empty grace end or exclusion retry (0: none). */
+static void arm_model_timer(hx *s, uint64_t at)
+{
+	if (!s->t_model)
+		return;
+	if (!at) {
+		uv_timer_stop(s->t_model);
+		return;
+	}
+	uint64_t now = s->h->now_ms();
+	uv_timer_start(s->t_model, on_model_timer, at > now ? at - now : 0, 0);
 }
 
 static void on_file_recovered(void *arg, const char *proxy, size_t slotno, const char *addr,
                               unsigned port, const char *id)
 {
 	hx *s = arg;
-	if (!s->h->valid_service(proxy) || slotno >= 4096)
+	if (!s->h->valid_service(proxy) || slotno >= HX_MAX_SLOTS)
 		return;
-	svc *v = svc_get(s, proxy);
-	svc_grow(v, slotno + 1);
+	svc *v = hx_svc_get(&s->m, proxy);
+	hx_svc_grow(v, slotno + 1);
+	s->m.gen++;
 	slot *sl = &v->slots[slotno];
 	char canon[HX_ADDR_MAX];
 	bool v6;
@@ -2233,10 +1842,8 @@ static void on_id_recovered(void *arg, const char *proxy, unsigned id)
 	hx *s = arg;
 	if (!s->h->valid_service(proxy) || id < HX_FIRST_ID)
 		return;
-	for (svc *o = s->svcs; o; o = o->next)
-		if (o->pxid == id)
-			return; /* taken (a hand-edited file): keep the allocated one */
-	svc_get(s, proxy)->pxid = id;
+	/* taken (a hand-edited file): keep the allocated one */
+	hx_svc_set_id(&s->m, hx_svc_get(&s->m, proxy), id);
 }
 
 /* Reads the file an earlier run wrote, so that instances keep their slots
@@ -2255,8 +1862,9 @@ static void recover(hx *s)
 	fclose(f);
 	s->file_text = hx_buf_take(&b);
 	hx_parse_file(s->file_text, on_file_recovered, on_id_recovered, s);
+	hx_model_sort(&s->m);
 	size_t nsvc = 0;
-	for (svc *v = s->svcs; v; v = v->next) {
+	for (svc *v = s->m.svcs; v; v = v->next) {
 		v->recovered = true;
 		nsvc++;
 	}
@@ -2264,6 +1872,47 @@ static void recover(hx *s)
 	if (nsvc)
 		s->h->log(s->ctx, REGENT_LOG_INFO, "%s: kept the server slots of %zu services",
 		          s->config_file, nsvc);
+}
+
+/* The model's settings, read once (create). */
+static void model_setup(hx *s)
+{
+	hx_model *m = &s->m;
+	hx_model_init(m, s->ctx, s->h);
+	snprintf(m->bind_addr, sizeof(m->bind_addr), "%s", s->bind_addr);
+	m->stats_on = s->stats_on;
+	m->stats_port = s->stats_port;
+	m->slots_default = s->slots_default;
+	m->retries_default = s->retries_default;
+	m->t_connect = s->t_connect;
+	m->t_client = s->t_client;
+	m->t_server = s->t_server;
+	m->t_check = s->t_check;
+	m->inter = s->inter;
+	m->empty_grace = s->h->cfg_duration_ms(s->ctx, "empty_grace");
+	/* Managed: the state file is declared once in regent's global (haproxy
+	 * parses it once, not once per proxy).  Driving the user's haproxy,
+	 * whose global is theirs: each listen names the file. */
+	m->state_global = s->manage;
+	m->state_file = s->state_file;
+	s->m_excluded = s->h->metric(s->ctx, REGENT_METRIC_GAUGE, "regent_haproxy_services_excluded",
+	                             "Services left out of haproxy's configuration (port cannot be "
+	                             "bound, or haproxy refused their section); retried.",
+	                             NULL);
+}
+
+static void model_teardown(hx *s)
+{
+	if (s->t_model) {
+		uv_close((uv_handle_t *)s->t_model, (uv_close_cb)free);
+		s->t_model = NULL;
+	}
+	if (s->cat)
+		s->h->catalog_unref(s->cat);
+	s->cat = NULL;
+	hx_model_free(&s->m);
+	free(s->excl_note);
+	s->excl_note = NULL;
 }
 
 static uv_timer_t *new_timer(hx *s)
@@ -2308,8 +1957,10 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	const char *ba = h->cfg_string(ctx, "bind_address");
 	snprintf(s->bind_addr, sizeof(s->bind_addr), "%s", ba ? ba : "*");
 	const char *st = h->cfg_string(ctx, "stats");
+	bool lo = false;
 	s->stats_on = st && strcmp(st, "off") != 0 &&
-	              parse_stats(st, s->stats_bind, sizeof(s->stats_bind), &s->stats_port);
+	              parse_stats(st, s->stats_bind, sizeof(s->stats_bind), &s->stats_port, &lo) &&
+	              (lo || h->cfg_bool(ctx, "stats_public"));
 	s->reload_interval = h->cfg_duration_ms(ctx, "reload_interval");
 	s->drain_timeout = h->cfg_duration_ms(ctx, "drain_timeout");
 	s->check_timeout = h->cfg_duration_ms(ctx, "check_timeout");
@@ -2325,7 +1976,9 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->admin_backoff = (regent_backoff){.initial_ms = 200, .max_ms = 10000};
 	s->reload_backoff = (regent_backoff){.initial_ms = 1000, .max_ms = 30000};
 	s->restart_backoff = (regent_backoff){.initial_ms = 500, .max_ms = 30000};
+	model_setup(s);
 	s->g_want = hx_render_global(s->manage ? s->admin_socket : NULL,
+	                             s->manage ? s->state_file : NULL,
 	                             s->stats_on ? s->stats_bind : NULL);
 	s->m_runtime = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_haproxy_runtime_updates_total",
 	                         "Server changes applied over haproxy's runtime API (no reload).",
@@ -2359,6 +2012,7 @@ static int start(void *self)
 	s->t_ready = new_timer(s);
 	s->t_kill = new_timer(s);
 	s->t_orphan = new_timer(s);
+	s->t_model = new_timer(s);
 	recover(s);
 	s->started_ms = s->h->now_ms();
 	s->started = true;
@@ -2436,11 +2090,7 @@ static void destroy(void *self)
 	close_timer(&s->t_ready);
 	close_timer(&s->t_kill);
 	close_timer(&s->t_orphan);
-	while (s->svcs) {
-		svc *v = s->svcs;
-		s->svcs = v->next;
-		svc_free(v);
-	}
+	model_teardown(s);
 	free(s->g_want);
 	free(s->g_cand);
 	free(s->g_run);

@@ -1,7 +1,8 @@
 /* hx.h - declarations shared by the haproxy sink's files (not installed):
  * render.c (pure: validation, rendering, parsing haproxy's answers),
  * cli.c (async unix-socket requests), proc.c (child processes and atomic
- * file writes), haproxy.c (the plugin). */
+ * file writes), model.c (services, slots, ids: see model.h), svcconf.c
+ * ([service] settings, the bind check), haproxy.c (the plugin). */
 #ifndef REGENT_HX_H
 #define REGENT_HX_H
 
@@ -42,11 +43,15 @@ bool hx_valid_file_path(const char *p);
 bool hx_valid_comment_id(const char *id);
 /* A bind address: "*" or an IP literal; writes "ADDR:PORT" or "[V6]:PORT". */
 bool hx_format_bind(const char *addr, unsigned port, char *out, size_t outlen);
+/* A decimal port 1..65535: digits only (no sign, blank or trailing byte). */
+bool hx_parse_port(const char *s, uint16_t *port);
 /* Balance algorithms the plugin accepts. */
 bool hx_valid_balance(const char *b);
 
 /* Parses the server_options list against the allow-list and renders it
- * (" opt arg opt ...") into out.  Returns 0, or -EINVAL with why. */
+ * (" opt arg opt ...") into out.  Each item is split on every whitespace
+ * byte; a control byte anywhere is refused.  Returns 0, or -EINVAL with
+ * why. */
 int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why, size_t whylen);
 
 /* ---- render.c: the file ---- */
@@ -66,7 +71,8 @@ typedef struct hx_svc_cfg {
 	int64_t maxconn;         /* 0: not written */
 	int64_t retries;
 	uint64_t t_connect, t_client, t_server, t_check, inter; /* ms */
-	const char *state_file;  /* server-state-file-name */
+	bool state_global;       /* load-server-state-from-file global (manage mode) */
+	const char *state_file;  /* else: local, server-state-file-name (drive mode) */
 } hx_svc_cfg;
 
 /* The listen block without its server lines. */
@@ -81,9 +87,11 @@ typedef struct hx_server_line {
 
 void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const char *srvopts);
 
-/* The global part: the admin socket (manage mode, else NULL) and the stats
- * listener (NULL: none). */
-char *hx_render_global(const char *admin_socket, const char *stats_bind);
+/* The global part: the admin socket (manage mode, else NULL), the
+ * server-state file every listen loads (declared once here: haproxy reads
+ * it once, not once per proxy; NULL: none) and the stats listener (NULL:
+ * none). */
+char *hx_render_global(const char *admin_socket, const char *state_file, const char *stats_bind);
 
 /* Renders a duration in ms as haproxy text ("1500ms", "2s"). */
 void hx_fmt_ms(char *out, size_t n, uint64_t ms);

@@ -244,18 +244,31 @@ static bool in_enum(const char *v, const char *values)
 int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why, size_t whylen)
 {
 	for (size_t i = 0; i < n; i++) {
-		char item[128], *save = NULL;
+		char item[128];
 		if (strlen(items[i]) >= sizeof(item)) {
 			snprintf(why, whylen, "server option \"%.40s...\" is too long", items[i]);
 			return -EINVAL;
 		}
+		for (const unsigned char *c = (const unsigned char *)items[i]; *c; c++)
+			if ((*c < 0x20 && *c != '\t') || *c == 0x7f) { /* CR, LF, VT, FF...: never */
+				snprintf(why, whylen, "server option item %zu holds a control byte (0x%02x)",
+				         i + 1, *c);
+				return -EINVAL;
+			}
 		snprintf(item, sizeof(item), "%s", items[i]);
-		/* Split on every whitespace byte: "weight \r0" is two words,
-		 * and "\r0" no integer (found by tests/fuzz). */
-		static const char ws[] = " \t\n\v\f\r";
-		char *name = strtok_r(item, ws, &save);
-		char *arg = name ? strtok_r(NULL, ws, &save) : NULL;
-		char *extra = arg ? strtok_r(NULL, ws, &save) : NULL;
+		/* Split on every whitespace byte (isspace: space, \t\n\v\f\r). */
+		char *tok[3] = {NULL, NULL, NULL};
+		size_t ntok = 0;
+		for (char *p = item; *p && ntok < 3;) {
+			while (*p && isspace((unsigned char)*p))
+				*p++ = '\0';
+			if (!*p)
+				break;
+			tok[ntok++] = p;
+			while (*p && !isspace((unsigned char)*p))
+				p++;
+		}
+		char *name = tok[0], *arg = tok[1], *extra = tok[2];
 		if (!name)
 			continue;
 		const srv_opt *o = allowed;
@@ -275,8 +288,8 @@ int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why
 			char *end;
 			errno = 0;
 			long v = strtol(arg, &end, 10);
-			ok = !errno && *end == '\0' && end != arg && v >= o->min && v <= o->max &&
-			     (isdigit((unsigned char)arg[0]) || (arg[0] == '-' && o->min < 0));
+			ok = isdigit((unsigned char)arg[0]) && !errno && *end == '\0' && v >= o->min &&
+			     v <= o->max; /* digits only: no sign */
 		} else if (o->kind == ARG_TIME) {
 			ok = valid_time(arg);
 		} else if (o->kind == ARG_ENUM) {
@@ -297,6 +310,22 @@ int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why
 		hx_buf_printf(out, " %s%s%s", o->name, arg ? " " : "", arg ? arg : "");
 	}
 	return 0;
+}
+
+bool hx_parse_port(const char *s, uint16_t *port)
+{
+	if (!s || !s[0] || strlen(s) > 5)
+		return false;
+	unsigned v = 0;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	if (v < 1 || v > 65535)
+		return false;
+	*port = (uint16_t)v;
+	return true;
 }
 
 /* ---- rendering ---- */
@@ -343,7 +372,9 @@ char *hx_render_listen(const hx_svc_cfg *c)
 		hx_buf_puts(&b, "    retry-on all-retryable-errors\n"
 		                "    http-request disable-l7-retry unless METH_GET || METH_HEAD || "
 		                "METH_OPTIONS\n");
-	if (c->state_file)
+	if (c->state_global) /* the file global's server-state-file names, parsed once */
+		hx_buf_puts(&b, "    load-server-state-from-file global\n");
+	else if (c->state_file) /* the user's global is theirs: one file per proxy */
 		hx_buf_printf(&b,
 		              "    load-server-state-from-file local\n"
 		              "    server-state-file-name %s\n",
@@ -365,11 +396,17 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 	hx_buf_puts(b, "\n");
 }
 
-char *hx_render_global(const char *admin_socket, const char *stats_bind)
+char *hx_render_global(const char *admin_socket, const char *state_file, const char *stats_bind)
 {
 	hx_buf b = {0};
-	if (admin_socket)
-		hx_buf_printf(&b, "global\n    stats socket %s mode 600 level admin\n\n", admin_socket);
+	if (admin_socket || state_file) {
+		hx_buf_puts(&b, "global\n");
+		if (admin_socket)
+			hx_buf_printf(&b, "    stats socket %s mode 600 level admin\n", admin_socket);
+		if (state_file)
+			hx_buf_printf(&b, "    server-state-file %s\n", state_file);
+		hx_buf_puts(&b, "\n");
+	}
 	if (stats_bind)
 		hx_buf_printf(&b,
 		              "listen " HX_STATS_PROXY "\n"

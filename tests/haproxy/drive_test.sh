@@ -69,6 +69,8 @@ include = $T/user.cfg
 bind_address = 127.0.0.1
 stats = 127.0.0.1:$P_STATS
 reload_interval = 200ms
+# a service that leaves the catalog goes at once (the empty grace is tested in isolation_test.sh)
+empty_grace = 0
 
 [service web]
 port = $P_WEB

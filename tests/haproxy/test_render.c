@@ -96,7 +96,8 @@ static void test_server_options(void **st)
 	static const char *const bad[] = {
 		"bogus",        "weight",        "weight 300",       "weight 1 2",   "send-proxy yes",
 		"slowstart 1y", "observe layer9", "weight 10\nlisten", "track x/y",  "addr 1.2.3.4",
-		"maxconn -1",   "inter 1s",      NULL,
+		"maxconn -1",   "inter 1s",      "weight \r0",      "weight\v10", "weight 1\r",
+		"weight +10",   "weight\f1",     "ssl\x7f",           NULL,
 	};
 	for (size_t i = 0; bad[i]; i++) {
 		const char *one[] = {bad[i]};
@@ -105,18 +106,51 @@ static void test_server_options(void **st)
 	}
 }
 
+static void test_server_options_split(void **st)
+{
+	(void)st;
+	char out[256];
+	/* tabs and runs of blanks separate the name from its value */
+	const char *tabbed[] = {"weight\t10", "  maxconn   5 "};
+	assert_int_equal(opts(tabbed, 2, out, sizeof(out)), 0);
+	assert_string_equal(out, " weight 10 maxconn 5");
+	const char *cr[] = {"weight \r0"};
+	assert_int_equal(opts(cr, 1, out, sizeof(out)), -EINVAL);
+	assert_non_null(strstr(out, "control byte"));
+}
+
+static void test_parse_port(void **st)
+{
+	(void)st;
+	uint16_t p = 0;
+	assert_true(hx_parse_port("80", &p));
+	assert_int_equal(p, 80);
+	assert_true(hx_parse_port("65535", &p));
+	static const char *const bad[] = {"+80", " 80", "80 ", "80x", "0", "65536", "-1", "",
+	                                  "0x50", "8\n0", " 27816", "000080", NULL};
+	for (size_t i = 0; bad[i]; i++)
+		assert_false(hx_parse_port(bad[i], &p));
+}
+
 static void test_render(void **st)
 {
 	(void)st;
 	hx_svc_cfg c = {.name = "web", .id = 10001, .bind = "127.0.0.1:8000", .http = true, .check_path = "/h",
 	                .balance = "roundrobin", .maxconn = 100, .retries = 3, .t_connect = 5000,
-	                .t_client = 60000, .t_server = 1500, .state_file = "/s/state"};
+	                .t_client = 60000, .t_server = 1500, .state_global = true};
 	char *l = hx_render_listen(&c);
 	assert_non_null(strstr(l, "listen web\n    id 10001\n    bind 127.0.0.1:8000\n    mode http\n"));
 	assert_non_null(strstr(l, "    timeout server 1500ms\n"));
 	assert_non_null(strstr(l, "    option httpchk GET /h\n"));
 	assert_non_null(strstr(l, "    option redispatch 1\n"));
-	assert_non_null(strstr(l, "    server-state-file-name /s/state\n"));
+	assert_non_null(strstr(l, "    load-server-state-from-file global\n"));
+	assert_null(strstr(l, "server-state-file-name")); /* declared once, in global */
+	free(l);
+	c.state_global = false; /* drive mode: the user's global is theirs */
+	c.state_file = "/s/state";
+	l = hx_render_listen(&c);
+	assert_non_null(strstr(l, "    load-server-state-from-file local\n"
+	                          "    server-state-file-name /s/state\n"));
 	free(l);
 	hx_buf b = {0};
 	hx_server_line a = {.enabled = true, .addr = "10.0.0.1", .port = 80, .id = "n/1/80"};
@@ -129,12 +163,16 @@ static void test_render(void **st)
 	                                    "    server s2 0.0.0.0:0 check disabled\n"
 	                                    "    server s3 [::1]:81 check\n");
 	hx_buf_free(&b);
-	char *g = hx_render_global("/run/a.sock", "127.0.0.1:1936");
-	assert_non_null(strstr(g, "global\n    stats socket /run/a.sock mode 600 level admin\n"));
+	char *g = hx_render_global("/run/a.sock", "/s/state", "127.0.0.1:1936");
+	assert_non_null(strstr(g, "global\n    stats socket /run/a.sock mode 600 level admin\n"
+	                          "    server-state-file /s/state\n"));
 	assert_non_null(strstr(g, "listen " HX_STATS_PROXY "\n    id 10000\n    bind 127.0.0.1:1936\n"));
 	free(g);
-	g = hx_render_global(NULL, NULL);
+	g = hx_render_global(NULL, NULL, NULL);
 	assert_string_equal(g, "");
+	free(g);
+	g = hx_render_global(NULL, "/s/state", NULL);
+	assert_string_equal(g, "global\n    server-state-file /s/state\n\n");
 	free(g);
 }
 
@@ -275,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_valid_ip),      cmocka_unit_test(test_check_path),
 		cmocka_unit_test(test_paths_ids),     cmocka_unit_test(test_bind),
 		cmocka_unit_test(test_server_options), cmocka_unit_test(test_render),
+		cmocka_unit_test(test_server_options_split), cmocka_unit_test(test_parse_port),
 		cmocka_unit_test(test_parse_file),    cmocka_unit_test(test_show_proc),
 		cmocka_unit_test(test_show_stat),     cmocka_unit_test(test_filter_state),
 		cmocka_unit_test(test_cli_error),     cmocka_unit_test(test_fmt_ms),

@@ -1,0 +1,941 @@
+/* model.c - the haproxy sink's model: services (a sorted list plus a table
+ * by name), their server slots, forced proxy ids, and the step from a
+ * catalog snapshot to what each service wants.  Work is proportional to
+ * what changed: only the services named by the core's `changed` list are
+ * recomputed (plus those whose port assignment flips), instances find
+ * their slot through a table, the listen port is the mode of a sorted
+ * array, proxy ids come from a free stack, slot arrays grow geometrically.
+ *
+ * It also owns two availability rules: a service whose instances all left
+ * keeps its listen for [service] empty_grace (haproxy answers 503 / closes
+ * meanwhile, returning instances come back over the runtime API), and a
+ * service whose listener cannot be bound, or whose section haproxy
+ * refused, is left out of the configuration and tried again later while
+ * every other service goes on. */
+#include "model.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *xstrdup(const char *s)
+{
+	if (!s)
+		return NULL;
+	char *p = strdup(s);
+	if (!p)
+		abort();
+	return p;
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+	void *p = calloc(n ? n : 1, sz);
+	if (!p)
+		abort();
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Settings                                                           */
+/* ------------------------------------------------------------------ */
+
+static uint64_t svc_dur(hx_model *m, const char *name, const char *key, uint64_t dflt)
+{
+	return m->h->service_is_set(m->ctx, name, key) ? m->h->service_duration_ms(m->ctx, name, key)
+	                                               : dflt;
+}
+
+/* ------------------------------------------------------------------ */
+/* Warnings                                                           */
+/* ------------------------------------------------------------------ */
+
+void hx_svc_warn(hx_model *m, svc *v, const char *fmt, ...)
+{
+	char msg[520];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg + 1, sizeof(msg) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	msg[0] = '\n';
+	size_t len = strlen(msg);
+	msg[len] = '\n';
+	msg[len + 1] = '\0';
+	if (!v->warned || !strstr(v->warned, msg))
+		m->h->log(m->ctx, REGENT_LOG_WARN, "%.*s", (int)(len - 1), msg + 1);
+	if (!v->warn_now.len)
+		hx_buf_puts(&v->warn_now, "\n");
+	hx_buf_puts(&v->warn_now, msg + 1);
+}
+
+static void warn_begin(svc *v)
+{
+	hx_buf_free(&v->warn_now);
+}
+
+static void warn_end(svc *v)
+{
+	free(v->warned);
+	v->warned = v->warn_now.len ? hx_buf_take(&v->warn_now) : NULL;
+	hx_buf_free(&v->warn_now);
+}
+
+/* ------------------------------------------------------------------ */
+/* Services, the name table and proxy ids                             */
+/* ------------------------------------------------------------------ */
+
+void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h)
+{
+	memset(m, 0, sizeof(*m));
+	m->ctx = ctx;
+	m->h = h;
+	m->next_id = HX_FIRST_ID;
+	m->bind_check = true;
+	snprintf(m->bind_addr, sizeof(m->bind_addr), "*");
+}
+
+static void shape_clear(shape *p)
+{
+	free(p->listen);
+	free(p->srvopts);
+	memset(p, 0, sizeof(*p));
+}
+
+static size_t name_hash(const char *s)
+{
+	uint64_t x = 1469598103934665603ull;
+	for (; *s; s++)
+		x = (x ^ (unsigned char)*s) * 1099511628211ull;
+	return (size_t)x;
+}
+
+static void tab_put(svc **tab, size_t cap, svc *v)
+{
+	size_t i = name_hash(v->name) & (cap - 1);
+	while (tab[i])
+		i = (i + 1) & (cap - 1);
+	tab[i] = v;
+}
+
+static void tab_rebuild(hx_model *m, size_t cap)
+{
+	free(m->tab);
+	m->tab = xcalloc(cap, sizeof(*m->tab));
+	m->tabcap = cap;
+	for (svc *v = m->svcs; v; v = v->next)
+		tab_put(m->tab, cap, v);
+}
+
+svc *hx_svc_find(hx_model *m, const char *name)
+{
+	if (!m->tabcap)
+		return NULL;
+	for (size_t i = name_hash(name) & (m->tabcap - 1); m->tab[i]; i = (i + 1) & (m->tabcap - 1))
+		if (strcmp(m->tab[i]->name, name) == 0)
+			return m->tab[i];
+	return NULL;
+}
+
+static bool id_used(const hx_model *m, unsigned id)
+{
+	size_t k = id - HX_FIRST_ID;
+	return id >= HX_FIRST_ID && k / 8 < m->idcap && (m->idused[k / 8] >> (k % 8)) & 1;
+}
+
+static void id_mark(hx_model *m, unsigned id, bool used)
+{
+	size_t k = id - HX_FIRST_ID;
+	if (k / 8 >= m->idcap) {
+		size_t cap = m->idcap ? m->idcap : 64;
+		while (cap <= k / 8)
+			cap *= 2;
+		uint8_t *p = realloc(m->idused, cap);
+		if (!p)
+			abort();
+		memset(p + m->idcap, 0, cap - m->idcap);
+		m->idused = p;
+		m->idcap = cap;
+	}
+	if (used)
+		m->idused[k / 8] |= (uint8_t)(1u << (k % 8));
+	else
+		m->idused[k / 8] &= (uint8_t)~(1u << (k % 8));
+}
+
+/* O(1) amortised: a released id first, else the next never used one. */
+static unsigned id_alloc(hx_model *m)
+{
+	while (m->nidfree) {
+		unsigned id = m->idfree[--m->nidfree];
+		if (!id_used(m, id)) {
+			id_mark(m, id, true);
+			return id;
+		}
+	}
+	while (id_used(m, m->next_id))
+		m->next_id++;
+	id_mark(m, m->next_id, true);
+	return m->next_id++;
+}
+
+static void id_release(hx_model *m, unsigned id)
+{
+	if (!id_used(m, id))
+		return;
+	id_mark(m, id, false);
+	if (m->nidfree == m->idfreecap) {
+		m->idfreecap = m->idfreecap ? 2 * m->idfreecap : 64;
+		unsigned *p = realloc(m->idfree, m->idfreecap * sizeof(*p));
+		if (!p)
+			abort();
+		m->idfree = p;
+	}
+	m->idfree[m->nidfree++] = id;
+}
+
+bool hx_svc_set_id(hx_model *m, svc *v, unsigned id)
+{
+	if (id < HX_FIRST_ID || id == v->pxid || id_used(m, id) || id - HX_FIRST_ID > 100000000u)
+		return id == v->pxid;
+	id_release(m, v->pxid);
+	id_mark(m, id, true);
+	v->pxid = id;
+	return true;
+}
+
+svc *hx_svc_get(hx_model *m, const char *name)
+{
+	svc *v = hx_svc_find(m, name);
+	if (v)
+		return v;
+	v = xcalloc(1, sizeof(*v));
+	v->name = xstrdup(name);
+	v->pxid = id_alloc(m);
+	v->next = m->svcs; /* sorted again by hx_model_sort() */
+	m->svcs = v;
+	m->unsorted = true;
+	m->count++;
+	if (2 * m->count > m->tabcap)
+		tab_rebuild(m, m->tabcap ? 2 * m->tabcap : 64);
+	else
+		tab_put(m->tab, m->tabcap, v);
+	return v;
+}
+
+/* Merge sort of the list by name. */
+static svc *merge_sort(svc *l, size_t n)
+{
+	if (n < 2)
+		return l;
+	svc *mid = l;
+	for (size_t i = 1; i < n / 2; i++)
+		mid = mid->next;
+	svc *r = mid->next;
+	mid->next = NULL;
+	l = merge_sort(l, n / 2);
+	r = merge_sort(r, n - n / 2);
+	svc head = {0}, *t = &head;
+	while (l && r) {
+		if (strcmp(l->name, r->name) <= 0) {
+			t->next = l;
+			l = l->next;
+		} else {
+			t->next = r;
+			r = r->next;
+		}
+		t = t->next;
+	}
+	t->next = l ? l : r;
+	return head.next;
+}
+
+void hx_model_sort(hx_model *m)
+{
+	if (!m->unsorted)
+		return;
+	m->svcs = merge_sort(m->svcs, m->count);
+	m->unsorted = false;
+}
+
+void hx_svc_grow(svc *v, size_t n)
+{
+	if (n <= v->nslots)
+		return;
+	if (n > v->cap) {
+		size_t cap = v->cap ? v->cap : 8;
+		while (cap < n)
+			cap *= 2;
+		slot *p = realloc(v->slots, cap * sizeof(*p));
+		if (!p)
+			abort();
+		v->slots = p;
+		v->cap = cap;
+	}
+	memset(v->slots + v->nslots, 0, (n - v->nslots) * sizeof(*v->slots));
+	v->nslots = n;
+}
+
+void hx_slot_free_id(hx_model *m, slot *sl)
+{
+	free(sl->id);
+	sl->id = NULL;
+	sl->st = ST_FREE;
+	m->gen++;
+}
+
+static void svc_free(hx_model *m, svc *v)
+{
+	id_release(m, v->pxid);
+	shape_clear(&v->want);
+	shape_clear(&v->cand);
+	shape_clear(&v->run);
+	for (size_t i = 0; i < v->nslots; i++)
+		free(v->slots[i].id);
+	free(v->slots);
+	free(v->warned);
+	free(v->excluded);
+	hx_buf_free(&v->warn_now);
+	free(v->name);
+	free(v);
+}
+
+void hx_model_gc(hx_model *m)
+{
+	size_t dropped = 0;
+	for (svc **pp = &m->svcs; *pp;) {
+		svc *v = *pp;
+		if (!v->in_cat && !v->want.listen && !v->cand.listen && !v->run.listen && !v->todo &&
+		    !(v->recovered && !m->grace_over)) {
+			*pp = v->next;
+			if (v->excluded) {
+				m->nexcluded--;
+				m->excl_gen++;
+			}
+			svc_free(m, v);
+			m->count--;
+			dropped++;
+		} else {
+			pp = &v->next;
+		}
+	}
+	if (dropped)
+		tab_rebuild(m, m->tabcap);
+}
+
+void hx_model_free(hx_model *m)
+{
+	while (m->svcs) {
+		svc *v = m->svcs;
+		m->svcs = v->next;
+		svc_free(m, v);
+	}
+	free(m->tab);
+	free(m->idused);
+	free(m->idfree);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshot -> model                                                  */
+/* ------------------------------------------------------------------ */
+
+typedef struct cand_inst {
+	const regent_instance *in;
+	char addr[HX_ADDR_MAX];
+} cand_inst;
+
+typedef struct hx_plan {
+	cand_inst *insts;
+	size_t n;
+} hx_plan;
+
+static int long_cmp(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Effective listen port: [service] port, else the instances' service_port
+ * (the most common one; ties: the lowest), else their meta "port" (the
+ * seed's /port key).  O(n log n). */
+static long pick_port(hx_model *m, svc *v, const hx_plan *p, bool *explicit_port)
+{
+	*explicit_port = false;
+	if (m->h->service_is_set(m->ctx, v->name, "port")) {
+		*explicit_port = true;
+		return (long)m->h->service_int(m->ctx, v->name, "port");
+	}
+	long *ports = xcalloc(p->n, sizeof(*ports));
+	size_t np = 0;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->insts[i].in->service_port)
+			ports[np++] = p->insts[i].in->service_port;
+	qsort(ports, np, sizeof(*ports), long_cmp);
+	long best = 0;
+	size_t best_n = 0, distinct = 0;
+	for (size_t i = 0; i < np;) {
+		size_t j = i;
+		while (j < np && ports[j] == ports[i])
+			j++;
+		distinct++;
+		if (j - i > best_n) { /* ascending: the first of a tie is the lowest */
+			best = ports[i];
+			best_n = j - i;
+		}
+		i = j;
+	}
+	free(ports);
+	if (distinct > 1)
+		hx_svc_warn(m, v,
+		            "service %s: instances disagree on service_port; listening on %ld (the most "
+		            "common); set [service %s] port to choose",
+		            v->name, best, v->name);
+	if (best)
+		return best;
+	for (size_t i = 0; i < p->n; i++)
+		for (size_t k = 0; k < p->insts[i].in->nmeta; k++)
+			if (strcmp(p->insts[i].in->meta[k].key, "port") == 0) {
+				uint16_t mp;
+				if (hx_parse_port(p->insts[i].in->meta[k].value, &mp))
+					return mp;
+			}
+	return 0;
+}
+
+/* Builds the shape a service wants; false (with a warning) when its
+ * settings cannot be rendered. */
+static bool build_shape(hx_model *m, svc *v, long port, shape *out)
+{
+	svc_settings ss;
+	char why[512];
+	if (hx_read_settings(m->ctx, m->h, v->name, &ss, why, sizeof(why)) < 0) {
+		hx_svc_warn(m, v, "service %s is not routed: %s", v->name, why);
+		return false;
+	}
+	if (!hx_format_bind(m->bind_addr, (unsigned)port, ss.bind, sizeof(ss.bind))) {
+		hx_buf_free(&ss.srvopts);
+		return false;
+	}
+	ss.c.bind = ss.bind;
+	ss.c.id = v->pxid;
+	if (ss.c.retries < 0)
+		ss.c.retries = m->retries_default;
+	ss.c.t_connect = svc_dur(m, v->name, "timeout_connect", m->t_connect);
+	ss.c.t_client = svc_dur(m, v->name, "timeout_client", m->t_client);
+	ss.c.t_server = svc_dur(m, v->name, "timeout_server", m->t_server);
+	ss.c.t_check = svc_dur(m, v->name, "timeout_check", m->t_check);
+	uint64_t inter = svc_dur(m, v->name, "check_interval", m->inter);
+	ss.c.state_global = m->state_global;
+	ss.c.state_file = m->state_file;
+	char t[32];
+	hx_fmt_ms(t, sizeof(t), inter);
+	out->listen = hx_render_listen(&ss.c);
+	hx_buf o = {0};
+	hx_buf_printf(&o, " check inter %s%s", t, hx_buf_str(&ss.srvopts));
+	out->srvopts = hx_buf_take(&o);
+	out->nslots = (size_t)(ss.slots > 0 ? ss.slots : m->slots_default);
+	out->port = (uint16_t)port;
+	hx_buf_free(&ss.srvopts);
+	return true;
+}
+
+/* A table from instance id to slot index, for one assign_slots(). */
+typedef struct id_tab {
+	size_t *idx; /* slot index + 1; 0 empty */
+	size_t cap;
+} id_tab;
+
+static void id_tab_build(id_tab *t, const svc *v)
+{
+	size_t used = 0;
+	for (size_t i = 0; i < v->nslots; i++)
+		used += v->slots[i].id != NULL;
+	t->cap = 16;
+	while (t->cap < 2 * used)
+		t->cap *= 2;
+	t->idx = xcalloc(t->cap, sizeof(*t->idx));
+	for (size_t i = 0; i < v->nslots; i++) {
+		if (!v->slots[i].id)
+			continue;
+		size_t h = name_hash(v->slots[i].id) & (t->cap - 1);
+		while (t->idx[h])
+			h = (h + 1) & (t->cap - 1);
+		t->idx[h] = i + 1;
+	}
+}
+
+static slot *id_tab_find(const id_tab *t, svc *v, const char *id)
+{
+	for (size_t h = name_hash(id) & (t->cap - 1); t->idx[h]; h = (h + 1) & (t->cap - 1)) {
+		slot *sl = &v->slots[t->idx[h] - 1];
+		if (sl->id && strcmp(sl->id, id) == 0)
+			return sl;
+	}
+	return NULL;
+}
+
+/* Places the service's instances into slots.  O(slots + instances). */
+static void assign_slots(hx_model *m, svc *v, const hx_plan *p)
+{
+	uint64_t now = m->h->now_ms();
+	for (size_t i = 0; i < v->nslots; i++)
+		v->slots[i].seen = false;
+	cand_inst **fresh = xcalloc(p->n + 1, sizeof(*fresh));
+	size_t nfresh = 0;
+	id_tab t;
+	id_tab_build(&t, v);
+	for (size_t k = 0; k < p->n; k++) {
+		cand_inst *ci = &p->insts[k];
+		slot *hit = id_tab_find(&t, v, ci->in->id);
+		if (!hit || hit->seen) {
+			if (!hit)
+				fresh[nfresh++] = ci;
+			continue;
+		}
+		hit->seen = true;
+		snprintf(hit->addr, sizeof(hit->addr), "%s", ci->addr); /* a move, or the same */
+		hit->port = ci->in->port;
+		hit->st = ST_READY;
+	}
+	free(t.idx);
+	/* Leaving instances: drain where haproxy runs them, else free at once. */
+	for (size_t i = 0; i < v->nslots; i++) {
+		slot *sl = &v->slots[i];
+		if (!sl->id || sl->seen)
+			continue;
+		if (hx_slot_live(v, i) && sl->ap.st != AP_MAINT) {
+			if (sl->st != ST_DRAIN) {
+				sl->st = ST_DRAIN;
+				sl->drain_since = now;
+			}
+		} else {
+			free(sl->id);
+			sl->id = NULL;
+			sl->st = ST_FREE;
+		}
+	}
+	/* Joining instances: the free live slots first, then the other free
+	 * ones, then new slots (which take a reload), all in one pass. */
+	size_t *freel = xcalloc(v->nslots + 1, sizeof(*freel));
+	size_t nfree = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < v->nslots && nfree < nfresh; i++)
+			if (v->slots[i].st == ST_FREE && !v->slots[i].id &&
+			    (pass == 0) == hx_slot_live(v, i))
+				freel[nfree++] = i;
+	if (nfresh > nfree) {
+		size_t want = v->nslots + (nfresh - nfree);
+		if (want > HX_MAX_SLOTS) {
+			hx_svc_warn(m, v,
+			            "service %s: %zu joining instances find no server slot (at most %d "
+			            "slots per service); they wait for draining ones",
+			            v->name, want - HX_MAX_SLOTS, HX_MAX_SLOTS);
+			want = HX_MAX_SLOTS;
+		}
+		size_t old = v->nslots;
+		hx_svc_grow(v, want);
+		size_t *p2 = realloc(freel, (nfree + (want - old) + 1) * sizeof(*freel));
+		if (!p2)
+			abort();
+		freel = p2;
+		for (size_t i = old; i < want; i++)
+			freel[nfree++] = i;
+	}
+	for (size_t k = 0; k < nfresh && k < nfree; k++) {
+		slot *got = &v->slots[freel[k]];
+		got->id = xstrdup(fresh[k]->in->id);
+		snprintf(got->addr, sizeof(got->addr), "%s", fresh[k]->addr);
+		got->port = fresh[k]->in->port;
+		got->st = ST_READY;
+	}
+	free(freel);
+	free(fresh);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Step 1 of a service: its instances and its port (warnings restart). */
+static void compute(hx_model *m, const regent_catalog *cat, const char *const *names, size_t nnames,
+                    svc *v)
+{
+	const regent_host *h = m->h;
+	uint64_t now = h->now_ms();
+	warn_begin(v);
+	v->todo = true;
+	v->plan = xcalloc(1, sizeof(*v->plan));
+	const char *key = v->name;
+	bool listed = cat && bsearch(&key, names, nnames, sizeof(*names), name_cmp) != NULL;
+	const regent_instance *const *insts = NULL;
+	size_t k = listed ? h->catalog_instances(cat, v->name, &insts) : 0;
+	v->in_cat = listed;
+	v->has_port = false;
+	v->in_grace = false;
+	if (listed && strcmp(v->name, HX_STATS_PROXY) == 0) {
+		hx_svc_warn(m, v, "service %s is not routed: the name is taken by the stats listener",
+		            v->name);
+		return;
+	}
+	hx_plan *p = v->plan;
+	p->insts = xcalloc(k + 1, sizeof(*p->insts));
+	size_t over = 0;
+	for (size_t j = 0; j < k; j++) {
+		const regent_instance *in = insts[j];
+		bool v6;
+		if (in->proto != REGENT_PROTO_TCP)
+			continue; /* haproxy proxies TCP only */
+		if (p->n == HX_MAX_INSTANCES) {
+			over++;
+			continue;
+		}
+		if (!hx_valid_ip(in->address, p->insts[p->n].addr, &v6) || in->port == 0) {
+			hx_svc_warn(m, v,
+			            "service %s: instance %s skipped: address \"%.80s\" port %u is not an "
+			            "IP literal and port (haproxy needs both)",
+			            v->name, in->id, in->address ? in->address : "", in->port);
+			continue;
+		}
+		p->insts[p->n++].in = in;
+	}
+	if (over)
+		hx_svc_warn(m, v,
+		            "service %s: %zu instances over the limit of %d per service are not routed "
+		            "(the first %d by instance id are)",
+		            v->name, over, HX_MAX_INSTANCES, HX_MAX_INSTANCES);
+	if (p->n == 0 && (v->want.listen || v->run.listen) && v->port > 0) {
+		/* Briefly empty?  Its listen stays for the grace period: haproxy
+		 * answers 503 (http) or closes (tcp) meanwhile, and returning
+		 * instances get their slots over the runtime API. */
+		uint64_t grace = svc_dur(m, v->name, "empty_grace", m->empty_grace);
+		if (!v->empty_since)
+			v->empty_since = now;
+		if (grace && now < v->empty_since + grace) {
+			v->in_grace = true;
+			v->grace_until = v->empty_since + grace;
+			v->has_port = true; /* the port it had */
+			return;
+		}
+	} else if (p->n) {
+		v->empty_since = 0;
+	}
+	if (!listed)
+		return;
+	bool expl;
+	long port = pick_port(m, v, p, &expl);
+	if (!port) {
+		hx_svc_warn(m, v,
+		            "service %s is not routed: no port (set [service %s] port, or register "
+		            "instances with a service_port)",
+		            v->name, v->name);
+		v->port = 0;
+		return;
+	}
+	v->port = port;
+	v->explicit_port = expl;
+	v->has_port = true;
+}
+
+/* Ports: explicit ones first, then by name; the stats port is taken.
+ * Every service with a port, O(S log S).  Sets v->conflict. */
+typedef struct port_ent {
+	svc *v;
+} port_ent;
+
+static int port_ent_cmp(const void *a, const void *b)
+{
+	const svc *x = ((const port_ent *)a)->v, *y = ((const port_ent *)b)->v;
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	if (x->explicit_port != y->explicit_port)
+		return x->explicit_port ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static void resolve_ports(hx_model *m, const regent_catalog *cat, const char *const *names,
+                          size_t nnames)
+{
+	port_ent *ents = xcalloc(m->count, sizeof(*ents));
+	size_t n = 0;
+	for (svc *v = m->svcs; v; v = v->next)
+		if (v->has_port)
+			ents[n++].v = v;
+		else if (v->conflict) {
+			v->conflict = false;
+		}
+	qsort(ents, n, sizeof(*ents), port_ent_cmp);
+	for (size_t i = 0; i < n; i++) {
+		svc *v = ents[i].v;
+		bool c = (i > 0 && ents[i - 1].v->port == v->port) ||
+		         (m->stats_on && v->port == m->stats_port);
+		if (c != v->conflict) {
+			v->conflict = c;
+			if (!v->todo)
+				compute(m, cat, names, nnames, v); /* finalized below with its warnings */
+		}
+	}
+	free(ents);
+}
+
+static void set_excluded(hx_model *m, svc *v, const char *why, uint64_t now)
+{
+	if (!v->excluded) {
+		m->nexcluded++;
+		m->excl_gen++;
+	} else if (strcmp(v->excluded, why) != 0) {
+		m->excl_gen++;
+	}
+	free(v->excluded);
+	v->excluded = xstrdup(why);
+	uint64_t d = HX_EXCLUDE_RETRY_MS;
+	for (unsigned i = 0; i < v->nexcl && d < HX_EXCLUDE_RETRY_MAX_MS; i++)
+		d *= 2;
+	if (d > HX_EXCLUDE_RETRY_MAX_MS)
+		d = HX_EXCLUDE_RETRY_MAX_MS;
+	v->nexcl++;
+	v->retry_at = now + d;
+}
+
+static void clear_excluded(hx_model *m, svc *v)
+{
+	if (!v->excluded)
+		return;
+	free(v->excluded);
+	v->excluded = NULL;
+	m->nexcluded--;
+	m->excl_gen++;
+}
+
+/* An excluded service that haproxy runs keeps the section it runs (its
+ * instances still change over the runtime API); a new one stays out. */
+static void keep_running(svc *v)
+{
+	shape_clear(&v->want);
+	if (!v->run.listen)
+		return;
+	v->want.listen = xstrdup(v->run.listen);
+	v->want.srvopts = xstrdup(v->run.srvopts);
+	v->want.nslots = v->run.nslots;
+	v->want.port = v->run.port;
+}
+
+/* The port of a new listener (or a listener that moves) must be free as
+ * haproxy binds it, or the whole reload fails. */
+static bool bind_ok(hx_model *m, svc *v, const shape *want, uint64_t now)
+{
+	if (v->excluded && now < v->retry_at)
+		return false; /* not yet: the reason stays */
+	if (!m->bind_check || v->recovered || (v->run.listen && v->run.port == want->port)) {
+		clear_excluded(m, v);
+		return true;
+	}
+	int rc = hx_bind_test(strcmp(m->bind_addr, "*") == 0 ? NULL : m->bind_addr, want->port);
+	if (rc < 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "service %s is not routed: its listener %s:%u cannot be bound "
+		         "(%s); retried later",
+		         v->name, m->bind_addr, (unsigned)want->port, strerror(-rc));
+		set_excluded(m, v, why, now);
+		return false;
+	}
+	if (v->excluded && strstr(v->excluded, "cannot be bound")) {
+		m->h->log(m->ctx, REGENT_LOG_INFO, "service %s: port %u can be bound again; included",
+		          v->name, (unsigned)want->port);
+		v->nexcl = 0;
+	}
+	clear_excluded(m, v);
+	return true;
+}
+
+/* Step 2 of a service: what it wants, and its slots. */
+static void finalize(hx_model *m, svc *v)
+{
+	uint64_t now = m->h->now_ms();
+	hx_plan none = {0};
+	hx_plan *p = v->plan ? v->plan : &none;
+	bool ok = v->has_port;
+	if (ok && v->conflict) {
+		if (m->stats_on && v->port == m->stats_port)
+			hx_svc_warn(m, v, "service %s is not routed: port %ld is the stats listener's",
+			            v->name, v->port);
+		else
+			hx_svc_warn(m, v, "service %s is not routed: another service claims port %ld",
+			            v->name, v->port);
+		ok = false;
+	}
+	shape want = {0};
+	if (ok)
+		ok = build_shape(m, v, v->port, &want);
+	if (ok && !bind_ok(m, v, &want, now)) {
+		hx_svc_warn(m, v, "%s", v->excluded);
+		shape_clear(&want);
+		keep_running(v);
+		if (v->want.listen) {
+			want = v->want; /* the running section, with the latest instances */
+			memset(&v->want, 0, sizeof(v->want));
+		} else {
+			ok = false;
+		}
+	}
+	if (!ok && !(v->excluded && v->has_port))
+		clear_excluded(m, v);
+	if (ok) {
+		assign_slots(m, v, p);
+		/* Slots never shrink while the service lives.  When the instances
+		 * outgrow them they grow in one step, geometrically with
+		 * headroom: a burst of joining instances costs one reload, a
+		 * steady climb a logarithmic number. */
+		size_t step = want.nslots;
+		size_t need = v->want.listen ? v->want.nslots : 0;
+		if (v->run.listen && v->run.nslots > need)
+			need = v->run.nslots;
+		if (want.nslots > need)
+			need = want.nslots;
+		size_t used = 0;
+		for (size_t j = v->nslots; j > 0; j--)
+			if (v->slots[j - 1].st != ST_FREE) {
+				used = j;
+				break;
+			}
+		if (need < used) {
+			size_t g = used + used / 2 > 2 * need ? used + used / 2 : 2 * need;
+			need = (g + step - 1) / step * step;
+			if (need > HX_MAX_SLOTS)
+				need = HX_MAX_SLOTS > used ? HX_MAX_SLOTS : used;
+		}
+		want.nslots = need;
+		hx_svc_grow(v, need);
+		shape_clear(&v->want);
+		v->want = want;
+	} else {
+		shape_clear(&want);
+		shape_clear(&v->want);
+		/* A recovered service the catalog does not list yet keeps its
+		 * slots through the startup grace. */
+		if (!(v->recovered && !m->grace_over && !v->in_cat))
+			assign_slots(m, v, &none);
+	}
+	if (v->plan) {
+		free(v->plan->insts);
+		free(v->plan);
+		v->plan = NULL;
+	}
+	v->todo = false;
+	warn_end(v);
+}
+
+void hx_model_update(hx_model *m, const regent_catalog *cat, const char *const *names_in, size_t n,
+                     bool all)
+{
+	const regent_host *h = m->h;
+	const char *const *names = NULL;
+	size_t nnames = cat ? h->catalog_services(cat, &names) : 0;
+	if (all) {
+		for (size_t i = 0; i < nnames; i++)
+			if (h->valid_service(names[i]))
+				hx_svc_get(m, names[i]);
+		for (svc *v = m->svcs; v; v = v->next)
+			if (!v->todo)
+				compute(m, cat, names, nnames, v);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			if (!h->valid_service(names_in[i]))
+				continue;
+			svc *v = hx_svc_find(m, names_in[i]);
+			if (!v) {
+				const char *key = names_in[i];
+				if (!bsearch(&key, names, nnames, sizeof(*names), name_cmp))
+					continue; /* gone, and never known */
+				v = hx_svc_get(m, names_in[i]);
+			}
+			if (v->todo)
+				continue;
+			compute(m, cat, names, nnames, v);
+		}
+	}
+	resolve_ports(m, cat, names, nnames);
+	for (svc *v = m->svcs; v; v = v->next)
+		if (v->todo)
+			finalize(m, v);
+	m->gen++;
+	hx_model_sort(m);
+	hx_model_gc(m);
+}
+
+uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat)
+{
+	uint64_t now = m->h->now_ms(), next = 0;
+	const char **due = NULL;
+	size_t ndue = 0;
+	for (svc *v = m->svcs; v; v = v->next) {
+		uint64_t at = v->in_grace ? v->grace_until : v->excluded ? v->retry_at : 0;
+		if (!at)
+			continue;
+		if (at <= now) {
+			const char **p = realloc(due, (ndue + 1) * sizeof(*due));
+			if (!p)
+				abort();
+			due = p;
+			due[ndue++] = v->name;
+		} else if (!next || at < next) {
+			next = at;
+		}
+	}
+	if (ndue) {
+		/* names point into the services: copy them, an update may free one */
+		char **copy = xcalloc(ndue, sizeof(*copy));
+		for (size_t i = 0; i < ndue; i++)
+			copy[i] = xstrdup(due[i]);
+		hx_model_update(m, cat, (const char *const *)copy, ndue, false);
+		for (size_t i = 0; i < ndue; i++)
+			free(copy[i]);
+		free(copy);
+		free(due);
+		return hx_model_tick(m, cat); /* the next deadline, after the update */
+	}
+	free(due);
+	return next;
+}
+
+void hx_model_exclude(hx_model *m, svc *v, const char *why)
+{
+	char msg[400];
+	snprintf(msg, sizeof(msg), "service %s %s: %s; retried later", v->name,
+	         v->run.listen ? "keeps the section haproxy runs" : "is not routed", why);
+	m->h->log(m->ctx, REGENT_LOG_WARN, "%s", msg);
+	set_excluded(m, v, msg, m->h->now_ms());
+	keep_running(v);
+	m->gen++;
+}
+
+svc *hx_model_svc_at_line(hx_model *m, size_t line)
+{
+	for (svc *v = m->svcs; v; v = v->next)
+		if (v->cand.listen && line >= v->line0 && line < v->line1)
+			return v;
+	return NULL;
+}
+
+char *hx_model_excluded_note(hx_model *m)
+{
+	if (!m->nexcluded)
+		return NULL;
+	hx_buf b = {0};
+	size_t shown = 0;
+	for (svc *v = m->svcs; v; v = v->next) {
+		if (!v->excluded)
+			continue;
+		if (shown == 3) {
+			hx_buf_printf(&b, " (and %zu more)", m->nexcluded - shown);
+			break;
+		}
+		hx_buf_printf(&b, "%s%s", shown ? "; " : "", v->excluded);
+		shown++;
+	}
+	return hx_buf_take(&b);
+}

@@ -1,0 +1,176 @@
+/* model.h - the haproxy sink's model (model.c), private to plugins/haproxy:
+ * the services, their server slots and proxy ids, and the step from a
+ * catalog snapshot to what each service wants (its listen block and which
+ * instance sits in which slot).  No I/O and no loop: the plugin (haproxy.c)
+ * turns the model into a file, runtime commands and reloads, and the unit
+ * test tests/haproxy/test_model.c drives it with a fake host. */
+#ifndef REGENT_HX_MODEL_H
+#define REGENT_HX_MODEL_H
+
+#include "hx.h"
+
+/* Hard limits, documented in docs/haproxy.md: instances routed per service
+ * (the excess, by instance id order, is dropped with one warning naming
+ * the service) and server slots per service (draining + joining). */
+#define HX_MAX_INSTANCES 10000
+#define HX_MAX_SLOTS (2 * HX_MAX_INSTANCES)
+/* An excluded service (its port cannot be bound, or haproxy refused its
+ * section) is tried again after this, doubling per consecutive failure up
+ * to HX_EXCLUDE_RETRY_MAX. */
+#define HX_EXCLUDE_RETRY_MS 3000
+#define HX_EXCLUDE_RETRY_MAX_MS 300000
+
+typedef enum { ST_FREE = 0, ST_READY, ST_DRAIN } slot_state;
+typedef enum { AP_UNKNOWN = 0, AP_MAINT, AP_READY, AP_DRAIN } ap_state;
+
+/* A server as one party knows it (haproxy, the file on disk...). */
+typedef struct srv_view {
+	ap_state st;
+	char addr[HX_ADDR_MAX];
+	uint16_t port;
+} srv_view;
+
+typedef struct slot {
+	char *id; /* the instance in this slot; NULL when free */
+	char addr[HX_ADDR_MAX];
+	uint16_t port;
+	slot_state st;
+	uint64_t drain_since;
+	srv_view ap;   /* what haproxy has, as last confirmed */
+	srv_view sent; /* in the admin request in flight */
+	srv_view file; /* what the installed file says */
+	srv_view pend; /* what the file being written says */
+	bool inflight, seen;
+} slot;
+
+/* The part of a service that only a reload can change. */
+typedef struct shape {
+	char *listen;  /* the listen block without servers; NULL: absent */
+	char *srvopts; /* appended to every server line */
+	size_t nslots;
+	uint16_t port; /* its listener's port */
+} shape;
+
+struct hx_plan;
+
+typedef struct svc {
+	char *name;
+	unsigned pxid; /* forced proxy id, stable while the service lives */
+	shape want; /* from the latest snapshot */
+	shape cand; /* in the slow path's candidate file */
+	shape run;  /* in the installed file (what haproxy runs) */
+	slot *slots;
+	size_t nslots; /* meaningful */
+	size_t cap;    /* allocated */
+	char *warned;     /* warnings of the previous snapshot ("\nmsg\nmsg\n") */
+	hx_buf warn_now;  /* ... and of this one */
+	bool in_cat;
+	bool recovered; /* read from an earlier run's file: kept through the startup grace */
+	/* port planning (valid once the service was computed) */
+	long port;
+	bool explicit_port, has_port, conflict;
+	uint64_t empty_since; /* had a listen and no instance since then; 0: not empty */
+	bool in_grace;        /* ... and keeps its listen for [service] empty_grace */
+	uint64_t grace_until;
+	/* excluded from the configuration: why (NULL: included) and when it is
+	 * tried again */
+	char *excluded;
+	uint64_t retry_at;
+	unsigned nexcl; /* consecutive exclusions (backoff) */
+	/* the file being checked: lines [line0, line1) of the candidate are its */
+	size_t line0, line1;
+	/* during hx_model_update */
+	bool todo;
+	struct hx_plan *plan;
+	struct svc *next; /* sorted by name */
+} svc;
+
+typedef struct hx_model {
+	regent_ctx *ctx;
+	const regent_host *h;
+	/* settings the plugin reads once */
+	char bind_addr[HX_ADDR_MAX + 2];
+	bool stats_on;
+	uint16_t stats_port;
+	int64_t slots_default, retries_default;
+	uint64_t t_connect, t_client, t_server, t_check, inter, empty_grace;
+	bool state_global; /* listens load the global server-state file (manage) */
+	const char *state_file; /* else each loads this one (drive mode) */
+	bool bind_check;   /* test a new listener's port before including it */
+	bool grace_over;   /* the startup grace (recovered services) is over */
+
+	/* services: a sorted list, and an open-addressing table by name */
+	svc *svcs;
+	svc **tab;
+	size_t tabcap, count;
+	bool unsorted;
+	/* proxy ids: used bitmap from HX_FIRST_ID, free stack, next fresh */
+	uint8_t *idused;
+	size_t idcap;
+	unsigned *idfree;
+	size_t nidfree, idfreecap;
+	unsigned next_id;
+
+	unsigned gen;      /* bumped by every change of what the file says */
+	unsigned excl_gen; /* bumped when the set of excluded services changes */
+	size_t nexcluded;
+} hx_model;
+
+void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h);
+void hx_model_free(hx_model *m);
+
+svc *hx_svc_find(hx_model *m, const char *name);
+/* Finds or creates (with a fresh proxy id). */
+svc *hx_svc_get(hx_model *m, const char *name);
+/* Gives the service this proxy id (one read back from an earlier file),
+ * unless another service has it.  Returns whether it took it. */
+bool hx_svc_set_id(hx_model *m, svc *v, unsigned id);
+/* At least n slots (new ones free). */
+void hx_svc_grow(svc *v, size_t n);
+void hx_slot_free_id(hx_model *m, slot *sl);
+/* Drops services nobody wants, nobody installs and haproxy does not run. */
+void hx_model_gc(hx_model *m);
+/* Keeps the list sorted by name after services were added. */
+void hx_model_sort(hx_model *m);
+
+/* Whether the runtime API can reach this slot now. */
+static inline bool hx_slot_live(const svc *v, size_t i)
+{
+	return v->run.listen && i < v->run.nslots;
+}
+
+/* The catalog changed: recomputes the services named (all of them, and
+ * every service of the model, when `all`), then the port assignment of
+ * every service, and every service whose outcome that changed. */
+void hx_model_update(hx_model *m, const regent_catalog *cat, const char *const *names, size_t n,
+                     bool all);
+/* Services whose empty grace ended or whose exclusion is due for a retry
+ * are recomputed from cat.  Returns the next such deadline (0: none). */
+uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat);
+/* Leaves a service out of the configuration (haproxy refused its part). */
+void hx_model_exclude(hx_model *m, svc *v, const char *why);
+/* The service whose section holds line `line` of the candidate, or NULL. */
+svc *hx_model_svc_at_line(hx_model *m, size_t line);
+/* One line naming the excluded services and why (malloc'd), or NULL. */
+char *hx_model_excluded_note(hx_model *m);
+
+/* Logs a per-service warning once: not again while every snapshot since
+ * has raised it too. */
+void hx_svc_warn(hx_model *m, svc *v, const char *fmt, ...) REGENT_PRINTF(3, 4);
+
+/* svcconf.c: a [service] section's settings (or the defaults), for
+ * validate() and the model. */
+typedef struct svc_settings {
+	hx_svc_cfg c;
+	char bind[80];
+	hx_buf srvopts;
+	int64_t slots;
+} svc_settings;
+int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, svc_settings *st,
+                     char *why, size_t whylen);
+
+/* svcconf.c: can a listener bind ADDR:PORT as haproxy does (SO_REUSEADDR and
+ * SO_REUSEPORT)?  The socket is closed at once.  0 or a negative errno. */
+int hx_bind_test(const char *bind_addr, unsigned port);
+
+#endif

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# isolation_test.sh - the haproxy sink (manage = true) against the real haproxy 2.6:
+#  - empty grace (#13.3): a service whose instances all leave keeps its listener (http: 503
+#    at once) and gets its instances back over the runtime API, with no reload; a service
+#    with a short empty_grace loses its listen section after it, through one reload;
+#  - per-service isolation (#14.1): a service whose port is already bound on this host is
+#    left out (logged, /healthz names it, regent_haproxy_services_excluded = 1) while a new
+#    good service added with it is routed; once the port is free it is added.
+set -u
+: "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
+# shellcheck source=../harness/lib.sh
+source "$REGENT_TEST_DIR/harness/lib.sh"
+harness_init || exit 1
+
+PY=${PYTHON3:-python3}
+TOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
+T=$H_TMP
+INST=$T/instances
+HX=$T/hx
+mkdir -p "$HX"
+CFG=$HX/haproxy.cfg
+ADMIN=$HX/haproxy-admin.sock
+MASTER=$HX/haproxy-master.sock
+
+P_G=$(free_port); P_S=$(free_port); P_W=$(free_port); P_C=$(free_port); P_F=$(free_port)
+P_STATS=$(free_port)
+STATS_SINK=""
+HAVE_STATS=0
+if [[ -f "$REGENT_PLUGIN_DIR/stats.so" ]]; then
+    HAVE_STATS=1; P_METRICS=$(free_port)
+    STATS_SINK=$'[sink stats]\nlisten = 127.0.0.1:'"$P_METRICS"
+fi
+declare -A BP
+for b in b1 b2 b3; do BP[$b]=$(free_port); done
+for b in "${!BP[@]}"; do daemon_start "be-$b" "${TOOL[@]}" backend "${BP[$b]}" "$b"; done
+for b in "${!BP[@]}"; do wait_for --timeout 20 http_get "http://127.0.0.1:${BP[$b]}/" >/dev/null ||
+    { echo "backend $b did not start" >&2; exit 1; }; done
+
+line() { echo "$1 $2 127.0.0.1 ${BP[$3]}"; } # ID SERVICE BACKEND
+write_inst() { printf '%s\n' "$@" > "$INST.tmp" && mv "$INST.tmp" "$INST"; }
+write_inst "$(line g-1 grace b1)" "$(line s-1 short b2)" "$(line w-1 web b3)"
+
+INI=$T/regent.ini
+cat > "$INI" <<EOF
+[agent]
+node = hx-iso
+debounce = 5ms
+log_level = debug
+
+[source testsource]
+file = $INST
+interval = 10ms
+
+[store teststore]
+
+[sink haproxy]
+manage = true
+config_file = $CFG
+bind_address = 127.0.0.1
+stats = 127.0.0.1:$P_STATS
+reload_interval = 200ms
+check_interval = 1s
+drain_timeout = 1s
+
+$STATS_SINK
+
+[service grace]
+port = $P_G
+mode = http
+
+[service short]
+port = $P_S
+mode = tcp
+empty_grace = 1500ms
+
+[service web]
+port = $P_W
+mode = http
+
+[service clash]
+port = $P_C
+mode = http
+
+[service fresh]
+port = $P_F
+mode = http
+EOF
+
+check_config() { "$REGENT_BIN" --check-config -c "$1" -p "$REGENT_PLUGIN_DIR" 2>&1; }
+check "--check-config accepts empty_grace" check_config "$INI"
+sed "s/^stats = 127.0.0.1:$P_STATS\$/stats = 0.0.0.0:$P_STATS/" "$INI" > "$T/pub.ini"
+check_contains "--check-config: stats beyond loopback refused without stats_public" \
+    "$(check_config "$T/pub.ini")" "stats_public = true"
+sed "s/^stats = 0.0.0.0:$P_STATS\$/stats = 0.0.0.0:$P_STATS\nstats_public = true/" "$T/pub.ini" \
+    > "$T/pub2.ini"
+check "--check-config: stats beyond loopback accepted with stats_public = true" \
+    check_config "$T/pub2.ini"
+sed "s/^stats = 127.0.0.1:$P_STATS\$/stats = 127.0.0.1:+$P_STATS/" "$INI" > "$T/sign.ini"
+check_contains "--check-config: a signed stats port is refused" "$(check_config "$T/sign.ini")" \
+    "must be ADDR:PORT"
+printf 'server_options = weight \r0\n' > "$T/cr.txt"
+sed "/^\[service web\]\$/r $T/cr.txt" "$INI" > "$T/cr.ini"
+check_contains "--check-config: a CR inside server_options is refused" \
+    "$(check_config "$T/cr.ini")" "control byte"
+
+daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
+LOG=$(daemon_log regent)
+get() { "${TOOL[@]}" get "http://127.0.0.1:$1/" 2>/dev/null; }
+answers() { [[ "$(get "$1")" == "200 $2" ]]; }
+check "web answers through haproxy" wait_for --timeout 20 answers "$P_W" b3
+check "grace answers through haproxy" wait_for --timeout 10 answers "$P_G" b1
+check "short answers through haproxy" wait_for --timeout 10 answers "$P_S" b2
+
+master_cmd() { haproxy_master_cmd --sock "$MASTER" "$1"; }
+reloads() { master_cmd "show proc" | awk '$2 == "master" { print $3 }'; }
+settled() { ! grep -q . <(find "$HX" -name '*.new'); }
+accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for --timeout 5 settled >/dev/null
+
+# --- empty grace: all instances leave, then come back, within the grace ----------------------
+R0=$(reloads)
+write_inst "$(line s-1 short b2)" "$(line w-1 web b3)"
+check "grace: g-1 leaves haproxy's rotation (drained to maintenance)" \
+    "${TOOL[@]}" wait-down "$ADMIN" grace "127.0.0.1:${BP[b1]}" 5000
+check "grace: the listen section stays in the file" grep -q '^listen grace$' "$CFG"
+check "grace: its port keeps accepting connections" accepts "$P_G"
+check_eq "grace: http answers 503 meanwhile (no server up)" "503" "$(get "$P_G" | head -n 1 | cut -d' ' -f1)"
+check_show() { local desc=$1 out rc; shift; out=$("$@" 2>&1); rc=$?
+    printf '%s\n' "$out" | sed 's/^/  | /'; if [[ $rc -eq 0 ]]; then check "$desc" true; else check "$desc" false; fi; }
+check_show "grace: g-1 back, up over the runtime API (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(printf '%s\n' "$(line g-1 grace b1)" "$(line s-1 short b2)" "$(line w-1 web b3)")" \
+    "$ADMIN" grace "127.0.0.1:${BP[b1]}" up 5000
+check "grace: answers from b1 again" wait_for --timeout 5 answers "$P_G" b1
+check_eq "grace: no reload happened (master reload count)" "$R0" "$(reloads)"
+
+# --- a short empty_grace ends: the section goes through one reload ----------------------------
+write_inst "$(line g-1 grace b1)" "$(line w-1 web b3)"
+check "short: still listening right after its instance left" accepts "$P_S"
+check "short: its listen section leaves the file after empty_grace" \
+    wait_for --timeout 15 eval "! grep -q '^listen short\$' '$CFG'"
+check "short: the port is closed once haproxy reloaded" wait_for --timeout 10 eval "! accepts $P_S"
+check_eq "short: exactly one reload" "$((R0 + 1))" "$(reloads)"
+
+# --- isolation: a clashing port next to a new good service ------------------------------------
+daemon_start squatter "$PY" -c "
+import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', $P_C)); s.listen(8)
+time.sleep(3600)"
+check "squatter holds the clash port" wait_for --timeout 10 accepts "$P_C"
+wait_for --timeout 5 settled >/dev/null
+R1=$(reloads); F1=$(master_cmd "show proc" | awk '$2 == "master" { n = 0; if (match($0, /failed: [0-9]+/)) n = substr($0, RSTART + 8, RLENGTH - 8); print n + 0 }')
+write_inst "$(line g-1 grace b1)" "$(line w-1 web b3)" "$(line c-1 clash b2)" "$(line f-1 fresh b1)"
+check "isolation: the new good service is routed" wait_for --timeout 15 answers "$P_F" b1
+check_contains "isolation: the clash is logged, naming the service and the cause" \
+    "$(grep 'service clash is not routed' "$LOG" | head -n 1)" "cannot be bound"
+check "isolation: clash is not in the file" eval "! grep -q '^listen clash\$' '$CFG'"
+check "isolation: the other services keep serving" answers "$P_W" b3
+failed() { master_cmd "show proc" | awk '$2 == "master" { n = 0; if (match($0, /failed: [0-9]+/)) n = substr($0, RSTART + 8, RLENGTH - 8); print n + 0 }'; }
+check_eq "isolation: no failed reload (show proc)" "$F1" "$(failed)"
+check "isolation: no bind error from haproxy" eval "! grep -q 'cannot bind socket' '$LOG'"
+if [[ $HAVE_STATS == 1 ]]; then
+    hz=$(curl -s --noproxy '*' -m 5 "http://127.0.0.1:$P_METRICS/healthz")
+    printf '%s\n' "$hz" | head -c 400 | sed 's/^/  | healthz: /'; echo
+    check_contains "isolation: /healthz names the excluded service and the cause" "$hz" \
+        "service clash is not routed"
+    metric() { http_get "http://127.0.0.1:$P_METRICS/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2 }'; }
+    check_eq "isolation: regent_haproxy_services_excluded is 1" "1" \
+        "$(metric 'regent_haproxy_services_excluded{plugin="haproxy"}')"
+fi
+# a change of another service while clash is out: still applied
+write_inst "$(line g-1 grace b1)" "$(line w-1 web b3)" "$(line c-1 clash b2)" "$(line f-1 fresh b1)" \
+    "$(line w-2 web b2)"
+check "isolation: another service's change is applied meanwhile" \
+    wait_for --timeout 10 eval "grep -q '# w-2\$' '$CFG'"
+daemon_stop squatter
+check "isolation: once the port is free, clash is added" wait_for --timeout 30 answers "$P_C" b2
+check "isolation: clash is in the file" grep -q '^listen clash$' "$CFG"
+if [[ $HAVE_STATS == 1 ]]; then
+    check_eq "isolation: regent_haproxy_services_excluded back to 0" "0" \
+        "$(metric 'regent_haproxy_services_excluded{plugin="haproxy"}')"
+    check_eq "isolation: /healthz is 200 again" "200" \
+        "$(http_code "http://127.0.0.1:$P_METRICS/healthz")"
+fi
+echo "  | reloads during the isolation part: $(( $(reloads) - R1 ))"
+
+daemon_stop regent
+harness_summary

@@ -1,0 +1,532 @@
+/* test_model.c - unit tests of the haproxy sink's model (plugins/haproxy/
+ * model.c) with a fake host and a fake catalog: bounded work (100,000
+ * instances in one service, the per-service limit), slot growth in one step,
+ * proxy ids, port conflicts, the empty grace and the port-clash exclusion. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "model.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- a fake catalog: services sorted by name, instances by id ---- */
+
+typedef struct fsvc {
+	char name[64];
+	regent_instance *insts;
+	const regent_instance **ptrs;
+	size_t n;
+	long port; /* [service] port, 0: none */
+	int64_t slots;
+	uint64_t grace; /* [service] empty_grace, 0: not set */
+} fsvc;
+
+struct regent_catalog {
+	fsvc svcs[64];
+	const char *names[64];
+	size_t n;
+};
+
+static struct regent_catalog cat;
+static uint64_t clock_ms = 1000;
+static int nwarn;
+static char last_warn[600];
+static char all_warn[4096];
+
+static uint64_t f_now(void)
+{
+	return clock_ms;
+}
+
+static void f_log(regent_ctx *ctx, regent_log_level lvl, const char *fmt, ...)
+{
+	(void)ctx;
+	va_list ap;
+	va_start(ap, fmt);
+	if (lvl == REGENT_LOG_WARN) {
+		nwarn++;
+		vsnprintf(last_warn, sizeof(last_warn), fmt, ap);
+		size_t l = strlen(all_warn);
+		snprintf(all_warn + l, sizeof(all_warn) - l, "%s\n", last_warn);
+	}
+	va_end(ap);
+}
+
+static fsvc *fs(const char *name)
+{
+	for (size_t i = 0; i < cat.n; i++)
+		if (strcmp(cat.svcs[i].name, name) == 0)
+			return &cat.svcs[i];
+	return NULL;
+}
+
+static bool f_is_set(regent_ctx *ctx, const char *sname, const char *key)
+{
+	(void)ctx;
+	fsvc *f = fs(sname);
+	if (!f)
+		return false;
+	if (strcmp(key, "port") == 0)
+		return f->port != 0;
+	if (strcmp(key, "slots") == 0)
+		return f->slots != 0;
+	if (strcmp(key, "empty_grace") == 0)
+		return f->grace != 0;
+	return false;
+}
+
+static int64_t f_int(regent_ctx *ctx, const char *sname, const char *key)
+{
+	(void)ctx;
+	fsvc *f = fs(sname);
+	if (!f)
+		return 0;
+	return strcmp(key, "port") == 0 ? f->port : strcmp(key, "slots") == 0 ? f->slots : 0;
+}
+
+static uint64_t f_dur(regent_ctx *ctx, const char *sname, const char *key)
+{
+	(void)ctx;
+	fsvc *f = fs(sname);
+	return f && strcmp(key, "empty_grace") == 0 ? f->grace : 0;
+}
+
+static const char *f_str(regent_ctx *ctx, const char *sname, const char *key)
+{
+	(void)ctx;
+	(void)sname;
+	(void)key;
+	return NULL;
+}
+
+static bool f_valid(const char *name)
+{
+	return name && name[0];
+}
+
+static size_t f_services(const regent_catalog *c, const char *const **names)
+{
+	*names = c->names;
+	return c->n;
+}
+
+static size_t f_instances(const regent_catalog *c, const char *name,
+                          const regent_instance *const **insts)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(c->svcs[i].name, name) == 0) {
+			*insts = c->svcs[i].ptrs;
+			return c->svcs[i].n;
+		}
+	*insts = NULL;
+	return 0;
+}
+
+static regent_host host;
+
+static void setup_host(void)
+{
+	memset(&host, 0, sizeof(host));
+	host.log = f_log;
+	host.now_ms = f_now;
+	host.service_is_set = f_is_set;
+	host.service_int = f_int;
+	host.service_duration_ms = f_dur;
+	host.service_string = f_str;
+	host.valid_service = f_valid;
+	host.catalog_services = f_services;
+	host.catalog_instances = f_instances;
+}
+
+static void cat_clear(void)
+{
+	for (size_t i = 0; i < cat.n; i++) {
+		for (size_t k = 0; k < cat.svcs[i].n; k++)
+			free((char *)cat.svcs[i].insts[k].id);
+		free(cat.svcs[i].insts);
+		free(cat.svcs[i].ptrs);
+	}
+	memset(&cat, 0, sizeof(cat));
+}
+
+static int fsvc_cmp(const void *a, const void *b)
+{
+	return strcmp(((const fsvc *)a)->name, ((const fsvc *)b)->name);
+}
+
+/* Sets service NAME to n instances "NAME-%07zu" (ids sorted), the k-th on
+ * 10.x.y.z:(1000 + k % 50000) with service_port sp(k). */
+static void cat_set(const char *name, size_t n, long port, uint16_t (*sp)(size_t))
+{
+	fsvc *f = fs(name);
+	if (!f) {
+		f = &cat.svcs[cat.n++];
+		snprintf(f->name, sizeof(f->name), "%s", name);
+	} else {
+		for (size_t k = 0; k < f->n; k++)
+			free((char *)f->insts[k].id);
+		free(f->insts);
+		free(f->ptrs);
+	}
+	f->port = port;
+	f->n = n;
+	f->insts = calloc(n + 1, sizeof(*f->insts));
+	f->ptrs = calloc(n + 1, sizeof(*f->ptrs));
+	static char addrs[256][16];
+	for (size_t i = 0; i < 256; i++)
+		snprintf(addrs[i], sizeof(addrs[i]), "10.0.0.%zu", i % 250 + 1);
+	for (size_t k = 0; k < n; k++) {
+		char id[80];
+		snprintf(id, sizeof(id), "%s-%07zu", name, k);
+		f->insts[k].id = strdup(id);
+		f->insts[k].service = f->name;
+		f->insts[k].address = addrs[k % 256];
+		f->insts[k].port = (uint16_t)(1000 + k % 50000);
+		f->insts[k].proto = REGENT_PROTO_TCP;
+		f->insts[k].service_port = sp ? sp(k) : 0;
+		f->ptrs[k] = &f->insts[k];
+	}
+	/* keep sorted, names pointing at the (moved) entries */
+	qsort(cat.svcs, cat.n, sizeof(cat.svcs[0]), fsvc_cmp);
+	for (size_t i = 0; i < cat.n; i++) {
+		cat.names[i] = cat.svcs[i].name;
+		for (size_t k = 0; k < cat.svcs[i].n; k++) {
+			cat.svcs[i].insts[k].service = cat.svcs[i].name;
+			cat.svcs[i].ptrs[k] = &cat.svcs[i].insts[k];
+		}
+	}
+}
+
+static void cat_drop(const char *name)
+{
+	fsvc *f = fs(name);
+	if (!f)
+		return;
+	for (size_t k = 0; k < f->n; k++)
+		free((char *)f->insts[k].id);
+	free(f->insts);
+	free(f->ptrs);
+	size_t i = (size_t)(f - cat.svcs);
+	memmove(&cat.svcs[i], &cat.svcs[i + 1], (cat.n - i - 1) * sizeof(cat.svcs[0]));
+	cat.n--;
+	for (size_t j = 0; j < cat.n; j++) {
+		cat.names[j] = cat.svcs[j].name;
+		for (size_t k = 0; k < cat.svcs[j].n; k++) {
+			cat.svcs[j].insts[k].service = cat.svcs[j].name;
+			cat.svcs[j].ptrs[k] = &cat.svcs[j].insts[k];
+		}
+	}
+}
+
+static void model_new(hx_model *m)
+{
+	setup_host();
+	hx_model_init(m, NULL, &host);
+	m->slots_default = 8;
+	m->retries_default = 3;
+	m->t_connect = m->t_client = m->t_server = 5000;
+	m->inter = 2000;
+	m->empty_grace = 60000;
+	m->bind_check = false;
+	m->grace_over = true;
+	snprintf(m->bind_addr, sizeof(m->bind_addr), "127.0.0.1");
+}
+
+static void update(hx_model *m, const char *name)
+{
+	const char *names[] = {name};
+	hx_model_update(m, &cat, names, 1, false);
+}
+
+/* What haproxy.c does after a reload: the wanted shapes run. */
+static void install(hx_model *m)
+{
+	for (svc *v = m->svcs; v; v = v->next) {
+		free(v->run.listen);
+		free(v->run.srvopts);
+		v->run = (shape){0};
+		if (v->want.listen) {
+			v->run.listen = strdup(v->want.listen);
+			v->run.srvopts = strdup(v->want.srvopts);
+			v->run.nslots = v->want.nslots;
+			v->run.port = v->want.port;
+			for (size_t i = 0; i < v->nslots; i++)
+				v->slots[i].ap.st = v->slots[i].st == ST_READY ? AP_READY : AP_MAINT;
+		}
+	}
+}
+
+static size_t used_slots(const svc *v)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < v->nslots; i++)
+		n += v->slots[i].id != NULL;
+	return n;
+}
+
+static double secs(struct timespec a, struct timespec b)
+{
+	return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+static uint16_t sp_mixed(size_t k)
+{
+	return k % 3 == 0 ? 9090 : 8080; /* 8080 is the most common */
+}
+
+/* 100,000 instances in one service: the first 10,000 (by id) are routed,
+ * one warning names the service; the whole update is O(n log n) (printed:
+ * the quadratic code took minutes here; the bound asserted is generous for
+ * a loaded machine and sanitizers). */
+static void test_big_service(void **st)
+{
+	(void)st;
+	hx_model m;
+	model_new(&m);
+	cat_set("big", 100000, 0, sp_mixed);
+	nwarn = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	update(&m, "big");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double first = secs(t0, t1);
+	svc *v = hx_svc_find(&m, "big");
+	assert_non_null(v);
+	assert_non_null(v->want.listen);
+	assert_int_equal(v->want.port, 8080);
+	assert_int_equal(used_slots(v), HX_MAX_INSTANCES);
+	assert_true(v->want.nslots >= HX_MAX_INSTANCES && v->want.nslots <= HX_MAX_SLOTS);
+	assert_int_equal(nwarn, 2); /* the port disagreement and the limit */
+	assert_non_null(strstr(all_warn, "service big: 90000 instances over the limit of 10000"));
+	assert_non_null(strstr(all_warn, "service big: instances disagree on service_port"));
+	/* the same again: no new warning (logged once), same slots */
+	install(&m);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	update(&m, "big");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double again = secs(t0, t1);
+	assert_int_equal(nwarn, 2);
+	assert_int_equal(used_slots(v), HX_MAX_INSTANCES);
+	print_message("100,000 instances: first update %.3f s, unchanged again %.3f s\n", first, again);
+	assert_true(first < 10.0 && again < 10.0);
+	hx_model_free(&m);
+	cat_clear();
+}
+
+/* A burst of 200 instances: one growth step (one reload); a climb one by
+ * one from 8 to 200: a logarithmic number of steps, not 25. */
+static void test_slot_growth(void **st)
+{
+	(void)st;
+	hx_model m;
+	model_new(&m);
+	cat_set("burst", 1, 8000, NULL);
+	update(&m, "burst");
+	install(&m);
+	svc *v = hx_svc_find(&m, "burst");
+	assert_int_equal(v->want.nslots, 8);
+	cat_set("burst", 200, 8000, NULL);
+	update(&m, "burst");
+	assert_true(v->want.nslots >= 200);
+	assert_int_equal(used_slots(v), 200);
+	hx_model_free(&m);
+	cat_clear();
+
+	model_new(&m);
+	size_t steps = 0, last = 0;
+	for (size_t n = 1; n <= 200; n++) {
+		cat_set("climb", n, 8001, NULL);
+		update(&m, "climb");
+		v = hx_svc_find(&m, "climb");
+		if (v->want.nslots != last) {
+			steps++;
+			last = v->want.nslots;
+			install(&m); /* a reload */
+		}
+	}
+	print_message("climb 1..200 one at a time: %zu slot sizes (reloads), final %zu slots\n",
+	              steps, last);
+	assert_true(steps <= 7);
+	assert_int_equal(used_slots(v), 200);
+	hx_model_free(&m);
+	cat_clear();
+}
+
+/* Proxy ids stay unique and are reused. */
+static void test_proxy_ids(void **st)
+{
+	(void)st;
+	hx_model m;
+	model_new(&m);
+	char name[32];
+	for (int i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "s%04d", i);
+		hx_svc_get(&m, name)->recovered = false;
+	}
+	unsigned maxid = 0;
+	for (svc *v = m.svcs; v; v = v->next)
+		maxid = v->pxid > maxid ? v->pxid : maxid;
+	assert_int_equal(maxid, HX_FIRST_ID + 1999);
+	hx_model_gc(&m); /* nobody wants them: all go */
+	assert_null(m.svcs);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "t%04d", i);
+		hx_svc_get(&m, name);
+	}
+	hx_model_sort(&m);
+	unsigned prev = 0;
+	maxid = 0;
+	const char *pname = "";
+	for (svc *v = m.svcs; v; v = v->next) {
+		assert_true(strcmp(pname, v->name) < 0); /* sorted */
+		pname = v->name;
+		maxid = v->pxid > maxid ? v->pxid : maxid;
+		(void)prev;
+	}
+	assert_int_equal(maxid, HX_FIRST_ID + 1999); /* released ids were reused */
+	/* an id read back from a file: taken only when free */
+	svc *a = hx_svc_find(&m, "t0000"), *b = hx_svc_find(&m, "t0001");
+	assert_false(hx_svc_set_id(&m, a, b->pxid));
+	assert_true(hx_svc_set_id(&m, a, HX_FIRST_ID + 5000));
+	assert_int_equal(a->pxid, HX_FIRST_ID + 5000);
+	hx_model_free(&m);
+}
+
+/* Two services deriving the same port: the first by name is routed; when
+ * it leaves, the other one is (its outcome flips without its own change). */
+static uint16_t sp_7000(size_t k)
+{
+	(void)k;
+	return 7000;
+}
+
+static void test_port_conflict(void **st)
+{
+	(void)st;
+	hx_model m;
+	model_new(&m);
+	m.empty_grace = 0;
+	cat_set("alpha", 2, 0, sp_7000);
+	cat_set("beta", 2, 0, sp_7000);
+	hx_model_update(&m, &cat, NULL, 0, true);
+	assert_non_null(hx_svc_find(&m, "alpha")->want.listen);
+	assert_null(hx_svc_find(&m, "beta")->want.listen);
+	cat_drop("alpha");
+	update(&m, "alpha");
+	assert_null(hx_svc_find(&m, "alpha") ? hx_svc_find(&m, "alpha")->want.listen : NULL);
+	svc *b = hx_svc_find(&m, "beta");
+	assert_non_null(b->want.listen);
+	assert_int_equal(used_slots(b), 2);
+	hx_model_free(&m);
+	cat_clear();
+}
+
+/* A service whose instances all leave keeps its listen for empty_grace;
+ * back within it: same listen, slots filled; after it: gone. */
+static void test_empty_grace(void **st)
+{
+	(void)st;
+	hx_model m;
+	model_new(&m);
+	m.empty_grace = 5000; /* the [service] key is read the same way (svc_dur) */
+	cat_set("web", 3, 0, sp_7000);
+	update(&m, "web");
+	install(&m);
+	svc *v = hx_svc_find(&m, "web");
+	char *listen = strdup(v->want.listen);
+	cat_set("web", 0, 0, NULL);
+	cat_drop("web"); /* the catalog no longer lists it */
+	update(&m, "web");
+	v = hx_svc_find(&m, "web");
+	assert_non_null(v);
+	assert_non_null(v->want.listen);
+	assert_string_equal(v->want.listen, listen);
+	for (size_t i = 0; i < v->nslots; i++)
+		assert_true(v->slots[i].st != ST_READY); /* draining or free */
+	clock_ms += 2000;
+	assert_int_equal(hx_model_tick(&m, &cat), v->empty_since + 5000);
+	cat_set("web", 2, 0, sp_7000);
+	update(&m, "web");
+	assert_string_equal(v->want.listen, listen);
+	assert_int_equal(v->empty_since, 0);
+	assert_false(v->in_grace);
+	/* empty again, and the grace runs out */
+	cat_drop("web");
+	update(&m, "web");
+	assert_non_null(v->want.listen);
+	clock_ms += 5001;
+	assert_int_equal(hx_model_tick(&m, &cat), 0);
+	v = hx_svc_find(&m, "web");
+	assert_non_null(v); /* haproxy still runs it until the reload */
+	assert_null(v->want.listen);
+	free(listen);
+	hx_model_free(&m);
+	cat_clear();
+}
+
+/* A port already bound on this host: the service is excluded (reported),
+ * the others are not; once the port is free, it is included at the retry. */
+static void test_bind_exclusion(void **st)
+{
+	(void)st;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	socklen_t al = sizeof(a);
+	getsockname(fd, (struct sockaddr *)&a, &al);
+	long port = ntohs(a.sin_port);
+	assert_true(hx_bind_test("127.0.0.1", (unsigned)port) < 0);
+
+	hx_model m;
+	model_new(&m);
+	m.bind_check = true;
+	cat_set("clash", 1, port, NULL);
+	cat_set("good", 1, port == 65000 ? 65001 : 65000, NULL);
+	hx_model_update(&m, &cat, NULL, 0, true);
+	svc *c = hx_svc_find(&m, "clash"), *g = hx_svc_find(&m, "good");
+	if (hx_bind_test("127.0.0.1", (unsigned)g->port) == 0)
+		assert_non_null(g->want.listen);
+	assert_null(c->want.listen);
+	assert_non_null(c->excluded);
+	assert_int_equal(m.nexcluded, 1);
+	char *note = hx_model_excluded_note(&m);
+	assert_non_null(strstr(note, "service clash"));
+	assert_non_null(strstr(note, "cannot be bound"));
+	free(note);
+	/* still held at the retry: still out, retried later again */
+	clock_ms += HX_EXCLUDE_RETRY_MS;
+	uint64_t next = hx_model_tick(&m, &cat);
+	assert_true(next > clock_ms);
+	assert_null(c->want.listen);
+	close(fd);
+	clock_ms = next;
+	assert_int_equal(hx_model_tick(&m, &cat), 0);
+	assert_non_null(c->want.listen);
+	assert_null(c->excluded);
+	assert_int_equal(m.nexcluded, 0);
+	hx_model_free(&m);
+	cat_clear();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_big_service),   cmocka_unit_test(test_slot_growth),
+		cmocka_unit_test(test_proxy_ids),     cmocka_unit_test(test_port_conflict),
+		cmocka_unit_test(test_empty_grace),   cmocka_unit_test(test_bind_exclusion),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
