@@ -28,6 +28,24 @@ write_config() { # NAME SOCKET [store lines...]
 	} >"$T/$name.ini"
 }
 start_agent() { daemon_start "$1" "$R" -c "$T/$1.ini" -p "$REGENT_PLUGIN_DIR" -L debug; }
+# pid_gone PID: the process has exited (left /proc, or a zombie: this
+# machine's init reaps late).  An ASan build's exit can take a while on a
+# loaded machine.
+pid_gone() {
+	local st
+	st=$(cut -d')' -f2 "/proc/$1/stat" 2>/dev/null | awk '{print $1}') || return 0
+	[ -z "$st" ] || [ "$st" = Z ]
+}
+not_running() { ! daemon_alive "$1"; }
+# restart_agent NAME: SIGTERM, wait until the process has exited, start again.
+restart_agent() {
+	local pid
+	pid=$(daemon_pid "$1")
+	daemon_stop "$1"
+	wait_for --timeout 60 pid_gone "$pid" || echo "warning: pid $pid of $1 has not exited"
+	wait_for --timeout 60 not_running "$1" || echo "warning: the harness still sees $1 running"
+	start_agent "$1"
+}
 ctl() { "$R" ctl -s "$SOCK" "$@"; }
 answers() { "$R" ctl -s "${1:-$SOCK}" status >/dev/null 2>&1; }
 # store_lines NAME FROM: the teststore log from line FROM on
@@ -122,7 +140,7 @@ sleep 0.3
 check_eq "... and is not registered" "" "$(store_since a "$from")"
 
 # ---- the drain survives a restart ----
-daemon_restart a
+restart_agent a
 check "the restarted agent answers" wait_for --timeout 30 answers
 check "... has read its source (4 local instances)" wait_for --timeout 20 eval '"$R" ctl -s "$SOCK" status | grep -qx "local instances: 4"'
 check "... starts drained (logged)" grep -q "ctl: drained (.*/drained exists)" "$T/a.log"
@@ -250,7 +268,10 @@ else
 	echo "skip - /run/regent exists here: the default path's warning is not checked"
 fi
 
+pid=$(daemon_pid a)
 daemon_kill a KILL
+wait_for --timeout 60 pid_gone "$pid"
+wait_for --timeout 60 not_running a
 check "a killed agent leaves its socket behind" test -S "$SOCK"
 start_agent a
 check "a new agent replaces the stale socket" wait_for --timeout 30 answers
@@ -276,7 +297,7 @@ check_eq "etcd: drain exits 0" 0 "$rc"
 check "etcd: drain reports 3 instances and 1 store" grep -q "^drained: 3 local instances deregistered from 1 store" <<<"$out"
 check "etcd: every key is gone" wait_for --timeout 20 nkeys 0
 check "etcd: ... while the agent still runs" daemon_alive e
-daemon_restart e
+restart_agent e
 check "etcd: the restarted agent answers" wait_for --timeout 30 answers
 check "etcd: ... has its 3 local instances" wait_for --timeout 20 eval '"$R" ctl -s "$SOCK" status | grep -qx "local instances: 3"'
 check "etcd: ... and its store's catalog read" wait_for --timeout 20 eval '"$R" ctl -s "$SOCK" status --json | grep -q "\"complete\": true"'
