@@ -5,6 +5,7 @@
  * and a uv_timer_t armed from MHD_get_timeout(): no thread, no blocking
  * call.  It owns the listening socket, the MHD daemon, those two handles
  * and a reference to the newest catalog snapshot it was handed. */
+#include "listener.h"
 #include "render.h"
 
 #include <regent/plugin.h>
@@ -570,20 +571,7 @@ static void on_closed(uv_handle_t *h)
 
 static int open_listener(stats *s, int *out)
 {
-	int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (s->addr.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&s->addr, s->addrlen) < 0 || listen(fd, 128) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	*out = fd;
-	return 0;
+	return regent_stats_listen(&s->addr, s->addrlen, out);
 }
 
 /* Stops serving: closes the handles first (so libuv forgets the epoll fd

@@ -219,6 +219,28 @@ check_eq "and the old port is closed" 000 "$(http_code "$BASE/healthz")"
 check "the catalog is served on the new port" \
     "${CHECK[@]}" catalog "http://127.0.0.1:$PORT2" "$INST" "$NODE"
 
+# A reload that changes the sink but keeps its address: make-before-break,
+# the new instance joins the running listener (SO_REUSEPORT, this process
+# only), serves, and the old one is retired; requests meanwhile all answer.
+nreq_fail() { # COUNT requests to /healthz, one at a time: prints how many failed
+    local i bad=0
+    for ((i = 0; i < $1; i++)); do
+        [[ "$(http_code "http://127.0.0.1:$PORT2/healthz")" == 200 ]] || bad=$((bad + 1))
+    done
+    echo "$bad"
+}
+MAXC=250 mkcfg "$CFG" "127.0.0.1:$PORT2"
+nreq_fail 150 >"$T/swap.fail" &
+loadpid=$!
+sleep 0.2
+kill -HUP "$(daemon_pid regent)"
+check "a stats change on the same address: the old instance is replaced" \
+    wait_for --timeout 15 grep -q "sink stats: the new configuration took over" "$LOG"
+wait "$loadpid"
+check_eq "... and no request failed while they swapped" 0 "$(cat "$T/swap.fail")"
+check "... the new instance serves" "${CHECK[@]}" health "http://127.0.0.1:$PORT2" 200
+check "... and was not refused" bash -c "! grep -q 'sink stats.*refused' '$LOG'"
+
 daemon_stop regent
 check_contains "regent stops cleanly" "$(tail -n 5 "$LOG")" "core: stopped"
 if grep -E "Sanitizer|runtime error:|loop still had open handles" "$LOG" >&2; then
