@@ -147,7 +147,7 @@ typedef struct hx {
 	long before_admin_pid;
 	long want_worker;
 	uint64_t confirm_deadline;
-	uv_timer_t *t_confirm;
+	hx_poll *confirm;
 	char *cand_text;
 	regent_backoff reload_backoff;
 	char *reload_err, *reject_err;
@@ -1941,73 +1941,53 @@ static void reload_fail(hx *s, const char *why)
 		trial_fail(s, -EIO, why);
 }
 
-static void confirm_poll(hx *s);
-
-static void on_confirm_timer(uv_timer_t *t)
-{
-	confirm_poll(t->data);
-}
-
-static void confirm_again(hx *s)
-{
-	if (s->h->now_ms() >= s->confirm_deadline) {
-		reload_fail(s, "the new worker did not show up in time");
-		return;
-	}
-	uv_timer_start(s->t_confirm, on_confirm_timer, 50, 0);
-}
-
-static void on_confirm_info(void *arg, int status, const char *out, size_t len)
+/* Confirmation: the master's reload counter moves (a higher failed count:
+ * refused), then the admin socket answers from the new worker. */
+static int confirm_info(void *arg, int status, const char *out)
 {
 	hx *s = arg;
-	(void)len;
-	s->master_req = NULL;
+	if (status == -ETIMEDOUT) {
+		s->confirm = NULL;
+		reload_fail(s, "the new worker did not show up in time");
+		return 1;
+	}
 	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
 	if (pid && (s->want_worker ? pid == s->want_worker : pid != s->before_admin_pid)) {
+		s->confirm = NULL;
 		reload_ok(s, pid);
-		return;
+		return 1;
 	}
-	confirm_again(s);
+	return 0;
 }
 
-static void on_confirm_proc(void *arg, int status, const char *out, size_t len)
+static int confirm_proc(void *arg, int status, const char *out)
 {
 	hx *s = arg;
-	(void)len;
-	s->master_req = NULL;
+	if (status == -ETIMEDOUT) {
+		s->confirm = NULL;
+		reload_fail(s, "the new worker did not show up in time");
+		return 1;
+	}
 	hx_proc_info pi;
 	if (status == 0 && hx_parse_show_proc(out, &pi) == 0 && pi.reloads > s->before.reloads) {
 		if (pi.failed > s->before.failed) {
+			s->confirm = NULL;
 			reload_fail(s, "haproxy refused the new configuration (its log says why); the old "
 			               "worker keeps serving");
-			return;
+			return 1;
 		}
 		if (pi.worker_pid) {
 			/* The master has its new worker; wait until the admin socket is
 			 * that worker's. */
 			s->want_worker = pi.worker_pid;
-			int err = 0;
-			s->master_req = hx_cli_request(s->loop, s->admin_socket, "show info", s->cmd_timeout,
-			                               on_confirm_info, s, &err);
-			if (!s->master_req)
-				confirm_again(s);
-			return;
+			uint64_t now = s->h->now_ms();
+			s->confirm = hx_poll_start(s->loop, s->admin_socket, "show info", 0, 50,
+			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
+			                           s->cmd_timeout, confirm_info, s);
+			return 1;
 		}
 	}
-	confirm_again(s);
-}
-
-static void confirm_poll(hx *s)
-{
-	int err = 0;
-	if (s->master_socket && !s->want_worker)
-		s->master_req = hx_cli_request(s->loop, s->master_socket, "show proc", s->cmd_timeout,
-		                               on_confirm_proc, s, &err);
-	else
-		s->master_req = hx_cli_request(s->loop, s->admin_socket, "show info", s->cmd_timeout,
-		                               on_confirm_info, s, &err);
-	if (!s->master_req)
-		confirm_again(s);
+	return 0;
 }
 
 static void enter_confirm(hx *s)
@@ -2015,7 +1995,10 @@ static void enter_confirm(hx *s)
 	s->ps = P_CONFIRM;
 	s->confirm_deadline = s->h->now_ms() + 15000;
 	s->want_worker = 0;
-	uv_timer_start(s->t_confirm, on_confirm_timer, 20, 0);
+	bool proc = s->master_socket != NULL;
+	s->confirm = hx_poll_start(s->loop, proc ? s->master_socket : s->admin_socket,
+	                           proc ? "show proc" : "show info", 20, 50, 15000, s->cmd_timeout,
+	                           proc ? confirm_proc : confirm_info, s);
 }
 
 static void on_reload_sent(void *arg, int status, const char *out, size_t len)
@@ -2161,7 +2144,8 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 		if (s->ps == P_RELOAD || s->ps == P_CONFIRM) {
 			hx_cli_cancel(s->master_req);
 			s->master_req = NULL;
-			uv_timer_stop(s->t_confirm);
+			hx_poll_cancel(s->confirm);
+			s->confirm = NULL;
 			pipeline_done(s);
 		}
 		if (ev == HX_SUP_FAILED && !s->proven)
@@ -2416,7 +2400,6 @@ static int start(void *self)
 	s->t_poll = new_timer(s);
 	s->t_retry = new_timer(s);
 	s->t_slow = new_timer(s);
-	s->t_confirm = new_timer(s);
 	s->t_wretry = new_timer(s);
 	recover(s);
 	s->started_ms = s->h->now_ms();
@@ -2471,7 +2454,9 @@ static void cancel_all(hx *s)
 	s->write = NULL;
 	hx_write_cancel(s->mirror);
 	s->mirror = NULL;
-	uv_timer_t *ts[] = {s->t_poll, s->t_retry, s->t_slow, s->t_confirm, s->t_wretry};
+	hx_poll_cancel(s->confirm);
+	s->confirm = NULL;
+	uv_timer_t *ts[] = {s->t_poll, s->t_retry, s->t_slow, s->t_wretry};
 	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
 		if (ts[i])
 			uv_timer_stop(ts[i]);
@@ -2504,7 +2489,6 @@ static void destroy(void *self)
 	close_timer(&s->t_poll);
 	close_timer(&s->t_retry);
 	close_timer(&s->t_slow);
-	close_timer(&s->t_confirm);
 	close_timer(&s->t_wretry);
 	while (s->svcs) {
 		svc *v = s->svcs;

@@ -58,13 +58,18 @@ static void poll_answer(void *arg, int status, const char *out, size_t len)
 	hx_poll *p = arg;
 	(void)len;
 	p->req = NULL;
+	/* fn may cancel p itself (p stays allocated until its close). */
 	if (p->fn(p->arg, status, status == 0 ? out : "") != 0) {
-		poll_finish(p);
+		if (!p->done)
+			poll_finish(p);
 		return;
 	}
+	if (p->done)
+		return;
 	if (p->deadline && uv_now(p->loop) >= p->deadline) {
 		p->fn(p->arg, -ETIMEDOUT, "");
-		poll_finish(p);
+		if (!p->done)
+			poll_finish(p);
 		return;
 	}
 	uv_timer_start(&p->timer, poll_send, p->interval, 0);
