@@ -1814,8 +1814,10 @@ static void install_unchanged(hx *s)
 	if (first)
 		s->h->log(s->ctx, REGENT_LOG_INFO, "%s is up to date: no reload", s->config_file);
 	install_done(s);
-	if (first)
+	if (first) {
 		ap_unknown(s); /* an existing haproxy: assume nothing, set everything */
+		s->spawn_gen = s->file_gen; /* an adopted master runs this text already */
+	}
 	pipeline_done(s);
 }
 
@@ -2167,9 +2169,10 @@ static void on_adopted(void *arg, int result, const char *why)
 		trial_fail(s, result, why);
 		return;
 	}
-	/* Adopted: it runs some file; the first pipeline checks ours and
-	 * reloads only if it differs.  None: started once the file is in. */
-	s->spawn_gen = s->file_gen;
+	/* Adopted: it runs the file on disk as it was (spawn_gen stays 0
+	 * unless install_unchanged() found ours the same): a file installed
+	 * since makes its READY force one reload.  None: started once the
+	 * file is in. */
 	kick(s);
 }
 
