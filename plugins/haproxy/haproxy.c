@@ -24,11 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* Model                                                              */
@@ -397,11 +393,10 @@ static uint64_t svc_dur(hx *s, const char *name, const char *key, uint64_t dflt)
 
 /* --check-config (and a reload's validation): the haproxy binary runs and
  * accepts the user's includes with the part regent writes first in its
- * file.  Synchronous and outside the loop's hot path: fork/exec with a
- * time limit.  Returns 0, or a negative errno with the reason in why. */
+ * file (hx_check_binary, master.c).  Returns 0, or a negative errno with
+ * the reason in why. */
 static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t whylen)
 {
-	const char *bin = h->cfg_string(ctx, "haproxy");
 	bool manage = h->cfg_bool(ctx, "manage");
 	const char *st = h->cfg_string(ctx, "stats");
 	char sb[80];
@@ -409,112 +404,11 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
 	bool stats_on = st && strcmp(st, "off") != 0 && parse_stats(st, sb, sizeof(sb), &sport);
 	char *global = hx_render_global(manage ? "/nonexistent/regent-check.sock" : NULL,
 	                                stats_on ? sb : NULL);
-	const char *td = getenv("TMPDIR");
-	char *tmp = xasprintf("%s/regent-haproxy-check-XXXXXX", td && *td ? td : "/tmp");
-	int fd = mkstemp(tmp);
-	if (fd < 0 || write(fd, global, strlen(global)) != (ssize_t)strlen(global)) {
-		snprintf(why, whylen, "cannot write a temporary file %s: %s", tmp, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-			unlink(tmp);
-		}
-		free(tmp);
-		free(global);
-		return 0; /* not haproxy's fault: the real check runs at start */
-	}
-	close(fd);
-	free(global);
 	const char *const *inc;
 	size_t ninc = h->cfg_list(ctx, "include", &inc);
-	char **argv = calloc(6 + 2 * ninc, sizeof(*argv));
-	if (!argv)
-		abort();
-	size_t n = 0;
-	argv[n++] = (char *)bin;
-	argv[n++] = "-c";
-	for (size_t i = 0; i < ninc; i++) {
-		argv[n++] = "-f";
-		argv[n++] = (char *)inc[i];
-	}
-	argv[n++] = "-f";
-	argv[n++] = tmp;
-	int pfd[2];
-	int rc = 0;
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "pipe: %s", strerror(errno));
-		goto out;
-	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "fork: %s", strerror(errno));
-		close(pfd[0]);
-		close(pfd[1]);
-		goto out;
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		int dn = open("/dev/null", O_RDONLY);
-		if (dn >= 0)
-			dup2(dn, 0);
-		execvp(argv[0], argv);
-		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	char out[2048];
-	size_t olen = 0;
-	uint64_t deadline = h->now_ms() + h->cfg_duration_ms(ctx, "check_timeout");
-	for (;;) {
-		uint64_t now = h->now_ms();
-		if (now >= deadline) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
-		int pr = poll(&pf, 1, (int)(deadline - now));
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			continue;
-		ssize_t r = read(pfd[0], out + olen, sizeof(out) - 1 - olen);
-		if (r <= 0)
-			break;
-		olen += (size_t)r;
-		if (olen >= sizeof(out) - 1)
-			olen = sizeof(out) - 1; /* keep reading to EOF, keep the start */
-	}
-	out[olen] = '\0';
-	close(pfd[0]);
-	int wst = 0;
-	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
-		;
-	int code = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
-	if (code == 0 || code == 2)
-		goto out;
-	/* The first line that says something (not the NOTICE banner). */
-	char *line = out, *best = NULL;
-	while (line && *line) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		if (!best && *line && !strstr(line, "[NOTICE]"))
-			best = line;
-		line = nl ? nl + 1 : NULL;
-	}
-	if (code == 127)
-		rc = -ENOENT;
-	else
-		rc = -EINVAL;
-	snprintf(why, whylen, "%s -c with the includes%s: %.300s", bin,
-	         code == 127 ? "" : " refused the configuration",
-	         best ? best : (code == 137 ? "timed out" : "no output"));
-out:
-	unlink(tmp);
-	free(tmp);
-	free(argv);
+	int rc = hx_check_binary(h->cfg_string(ctx, "haproxy"), inc, ninc, global,
+	                         h->cfg_duration_ms(ctx, "check_timeout"), why, whylen);
+	free(global);
 	return rc;
 }
 
@@ -613,8 +507,9 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 	}
 	if (!bad) {
 		char why[1024];
-		if (check_binary(ctx, h, why, sizeof(why)) < 0) {
-			h->cfg_error(ctx, "haproxy", "%s", why);
+		int rc = check_binary(ctx, h, why, sizeof(why));
+		if (rc < 0) {
+			h->cfg_error(ctx, rc == -ENOENT ? "haproxy" : "include", "%s", why);
 			bad = -EINVAL;
 		}
 	}

@@ -233,4 +233,12 @@ bool hx_sup_stop(hx_sup *s, bool kill);
 /* Frees (a running haproxy is left running). */
 void hx_sup_free(hx_sup *s);
 
+/* ---- master.c: --check-config ---- */
+
+/* Blocking (validate runs outside the loop): `bin -c -f <inc>... -f
+ * <a temporary file holding global>` with a time limit.  Returns 0, or a
+ * negative errno with haproxy's first message (or why it cannot run). */
+int hx_check_binary(const char *bin, const char *const *inc, size_t ninc, const char *global,
+                    uint64_t timeout_ms, char *why, size_t whylen);
+
 #endif

@@ -4,7 +4,8 @@
  * when it dies and stopping it when asked.  haproxy outlives regent: it
  * runs in its own session, writes its output to a file and is watched
  * through a pidfd when it is not regent's child.  Also the one "poll the
- * master CLI until" helper (hx_poll) the sink uses.
+ * master CLI until" helper (hx_poll) the sink uses, and --check-config's
+ * blocking `haproxy -c` (hx_check_binary).
  *
  * Identity of an haproxy found on the master socket (never adopt or kill
  * a stranger): it answers `show proc`, the pid file (if there is one)
@@ -19,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -578,3 +581,119 @@ void hx_sup_free(hx_sup *s)
 	else
 		free(s);
 }
+
+/* ------------------------------------------------------------------ */
+/* --check-config: haproxy -c, blocking (validate runs off the loop)   */
+/* ------------------------------------------------------------------ */
+
+int hx_check_binary(const char *bin, const char *const *inc, size_t ninc, const char *global,
+                    uint64_t timeout_ms, char *why, size_t whylen)
+{
+	const char *td = getenv("TMPDIR");
+	char *tmp = malloc(strlen(td && *td ? td : "/tmp") + 40);
+	if (!tmp)
+		abort();
+	sprintf(tmp, "%s/regent-haproxy-check-XXXXXX", td && *td ? td : "/tmp");
+	int fd = mkstemp(tmp);
+	if (fd < 0 || write(fd, global, strlen(global)) != (ssize_t)strlen(global)) {
+		snprintf(why, whylen, "cannot write a temporary file %s: %s", tmp, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
+		free(tmp);
+		return 0; /* not haproxy's fault: the real check runs at start */
+	}
+	close(fd);
+	char **argv = calloc(6 + 2 * ninc, sizeof(*argv));
+	if (!argv)
+		abort();
+	size_t n = 0;
+	argv[n++] = (char *)bin;
+	argv[n++] = "-c";
+	for (size_t i = 0; i < ninc; i++) {
+		argv[n++] = "-f";
+		argv[n++] = (char *)inc[i];
+	}
+	argv[n++] = "-f";
+	argv[n++] = tmp;
+	int pfd[2];
+	int rc = 0;
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		goto out;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		int dn = open("/dev/null", O_RDONLY);
+		if (dn >= 0)
+			dup2(dn, 0);
+		execvp(argv[0], argv);
+		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	char out[2048];
+	size_t olen = 0;
+	uint64_t deadline = uv_hrtime() / 1000000 + timeout_ms;
+	for (;;) {
+		uint64_t now = uv_hrtime() / 1000000;
+		if (now >= deadline) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+		int pr = poll(&pf, 1, (int)(deadline - now));
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			continue;
+		ssize_t r = read(pfd[0], out + olen, sizeof(out) - 1 - olen);
+		if (r <= 0)
+			break;
+		olen += (size_t)r;
+		if (olen >= sizeof(out) - 1)
+			olen = sizeof(out) - 1; /* keep reading to EOF, keep the start */
+	}
+	out[olen] = '\0';
+	close(pfd[0]);
+	int wst = 0;
+	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
+		;
+	int code = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+	if (code == 0 || code == 2)
+		goto out;
+	/* The first line that says something (not the NOTICE banner). */
+	char *line = out, *best = NULL;
+	while (line && *line) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (!best && *line && !strstr(line, "[NOTICE]"))
+			best = line;
+		line = nl ? nl + 1 : NULL;
+	}
+	if (code == 127)
+		rc = -ENOENT;
+	else
+		rc = -EINVAL;
+	snprintf(why, whylen, "%s -c with the includes%s: %.300s", bin,
+	         code == 127 ? "" : " refused the configuration",
+	         best ? best : (code == 137 ? "timed out" : "no output"));
+out:
+	unlink(tmp);
+	free(tmp);
+	free(argv);
+	return rc;
+}
+
