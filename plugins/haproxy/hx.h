@@ -176,8 +176,8 @@ hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, int out_fd, hx_ex
                            void *arg, int *err);
 int hx_master_pid(const hx_master *m);
 void hx_master_kill(hx_master *m, int sig);
-/* Forgets the callback; the process keeps running if it runs (libuv reaps
- * it when it exits) and the object frees itself once it is gone. */
+/* Forgets the callback and closes the handle; a running process keeps
+ * running (an adopter reaps it through a pidfd). */
 void hx_master_release(hx_master *m);
 
 /* ---- master.c: poll a CLI socket until an answer says so ---- */

@@ -259,7 +259,19 @@ static void on_pidfd(uv_poll_t *p, int status, int events)
 {
 	(void)status;
 	(void)events;
-	gone(p->data, 0, 0, false);
+	hx_sup *s = p->data;
+#ifdef P_PIDFD
+	/* Our own child left by the instance this one replaced: reap it
+	 * (ECHILD for one an earlier regent started). */
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
+		bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+		gone(s, sig ? 0 : si.si_status, sig ? si.si_status : 0, true);
+		return;
+	}
+#endif
+	gone(s, 0, 0, false);
 }
 
 /* Without pidfd_open (kernel < 5.3): kill(pid, 0) every 100 ms. */

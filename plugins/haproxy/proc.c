@@ -242,11 +242,10 @@ void hx_master_release(hx_master *m)
 	if (!m || m->released)
 		return;
 	m->released = true;
-	/* A running master is left running: libuv reaps it when it exits
-	 * (master_exit then closes the handle); it does not keep the loop
-	 * (and regent's exit) waiting. */
-	uv_unref((uv_handle_t *)&m->proc);
-	if (m->exited && !m->closed) {
+	/* A running master is left running: the handle is closed at once so
+	 * that nothing keeps the loop (and regent's exit) waiting; whoever
+	 * adopts it reaps it through its pidfd (master.c). */
+	if (!m->closed) {
 		m->closed = true;
 		uv_close((uv_handle_t *)&m->proc, master_on_close);
 	}
