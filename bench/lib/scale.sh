@@ -80,6 +80,7 @@ prefix    = /fleet
 
 [sink haproxy]
 manage          = true
+keep_running    = false ; the bench stops haproxy with regent
 config_file     = $1/hx/regent.cfg
 bind_address    = 127.0.0.1
 stats           = 127.0.0.1:$3

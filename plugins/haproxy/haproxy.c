@@ -100,7 +100,7 @@ typedef struct hx {
 	long before_admin_pid;
 	long want_worker;
 	uint64_t confirm_deadline;
-	uv_timer_t *t_confirm;
+	hx_poll *confirm;
 	char *cand_text;
 	regent_backoff reload_backoff;
 	char *reload_err, *reject_err;
@@ -111,24 +111,19 @@ typedef struct hx {
 	bool dump_pending;
 	uint64_t retry_at;
 
-	/* managed master */
-	hx_master *master;
-	bool master_ready, master_starting;
-	uint64_t master_started_ms;
-	uv_timer_t *t_restart;
-	uv_timer_t *t_ready;
-	regent_backoff restart_backoff;
-	char *master_err;
-	hx_cli *ready_req;
-	uv_timer_t *t_kill;
-	hx_write *spawn_prep;
+	/* managed master (master.c) */
+	hx_sup *sup;
+	bool master_ready, adopting, keep_running;
+	char *master_err, *pid_file, *log_file;
 	unsigned spawn_gen;
-	/* an haproxy left by an earlier run (regent killed) on our master socket */
-	bool orphan_checked, orphan_busy, orphan_killed;
-	long orphan_pid;
-	uint64_t orphan_deadline;
-	hx_cli *orphan_req;
-	uv_timer_t *t_orphan;
+
+	/* make-before-break start: proven once a configuration passed
+	 * haproxy -c and runs */
+	bool proven, failed, checked_once, verify_only;
+
+	/* failed writes of config_file: retried on a timer */
+	char *write_err;
+	uv_timer_t *t_wretry;
 
 	/* metrics */
 	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,
@@ -146,6 +141,9 @@ static const regent_config_key keys[] = {
 	 "the file regent generates (haproxy loads it beside the user's files)"},
 	{"manage", REGENT_CFG_BOOL, "false", false, 0, 0,
 	 "start and supervise haproxy in master-worker mode"},
+	{"keep_running", REGENT_CFG_BOOL, "true", false, 0, 0,
+	 "manage: haproxy keeps serving when regent stops (the next start adopts it); false: "
+	 "stopped with regent"},
 	{"haproxy", REGENT_CFG_STRING, "haproxy", false, 0, 0, "the haproxy binary"},
 	{"include", REGENT_CFG_LIST, NULL, false, 0, 0,
 	 "the user's own config files/dirs, loaded before config_file (manage) and used by "
@@ -275,6 +273,28 @@ static bool parse_stats(const char *v, char *out, size_t outlen, uint16_t *port,
 	return hx_format_bind(addr, (unsigned)p, out, outlen);
 }
 
+/* --check-config (and a reload's validation): the haproxy binary runs and
+ * accepts the user's includes with the part regent writes first in its
+ * file (hx_check_binary, master.c).  Returns 0, or a negative errno with
+ * the reason in why. */
+static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t whylen)
+{
+	bool manage = h->cfg_bool(ctx, "manage");
+	const char *st = h->cfg_string(ctx, "stats");
+	char sb[80];
+	bool lb = false;
+	uint16_t sport = 0;
+	bool stats_on = st && strcmp(st, "off") != 0 && parse_stats(st, sb, sizeof(sb), &sport, &lb);
+	char *global = hx_render_global(manage ? "/nonexistent/regent-check.sock" : NULL, NULL,
+	                                stats_on ? sb : NULL);
+	const char *const *inc;
+	size_t ninc = h->cfg_list(ctx, "include", &inc);
+	int rc = hx_check_binary(h->cfg_string(ctx, "haproxy"), inc, ninc, global,
+	                         h->cfg_duration_ms(ctx, "check_timeout"), why, whylen);
+	free(global);
+	return rc;
+}
+
 static int validate(regent_ctx *ctx, const regent_host *h)
 {
 	int bad = 0;
@@ -375,6 +395,14 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 				bad = -EINVAL;
 			}
 	}
+	if (!bad) {
+		char why[1024];
+		int rc = check_binary(ctx, h, why, sizeof(why));
+		if (rc < 0) {
+			h->cfg_error(ctx, rc == -ENOENT ? "haproxy" : "include", "%s", why);
+			bad = -EINVAL;
+		}
+	}
 	return bad;
 }
 
@@ -391,6 +419,7 @@ static void set_reason(char **slotp, const char *reason)
 static void update_health(hx *s)
 {
 	const char *r = s->master_err ? s->master_err
+	                : s->write_err ? s->write_err
 	                : s->admin_err ? s->admin_err
 	                : s->reload_err ? s->reload_err
 	                : s->reject_err ? s->reject_err
@@ -793,18 +822,48 @@ static void on_poll_timer(uv_timer_t *t)
 /* Mirror: every runtime change is written into the file too          */
 /* ------------------------------------------------------------------ */
 
+static void on_wretry(uv_timer_t *t)
+{
+	kick(t->data);
+}
+
+/* A write of config_file (or of its candidate) failed: unhealthy with the
+ * cause, and tried again every second until it works, with no new change
+ * needed. */
+static void write_failed(hx *s, const char *path, int err)
+{
+	char *msg = xasprintf("cannot write %s: %s; retrying every second", path, uv_strerror(err));
+	if (!streq(msg, s->write_err)) {
+		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
+		set_reason(&s->write_err, msg);
+		update_health(s);
+	}
+	free(msg);
+	if (!s->stopping && s->t_wretry)
+		uv_timer_start(s->t_wretry, on_wretry, 1000, 0);
+}
+
+static void write_ok(hx *s)
+{
+	if (!s->write_err)
+		return;
+	s->h->log(s->ctx, REGENT_LOG_INFO, "%s written again", s->config_file);
+	set_reason(&s->write_err, NULL);
+	update_health(s);
+}
+
 static void on_mirror_written(void *arg, int status)
 {
 	hx *s = arg;
 	s->mirror = NULL;
 	if (status < 0) {
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->config_file,
-		          uv_strerror(status));
 		free(s->file_text);
-		s->file_text = NULL; /* unknown now: the next change writes it again */
+		s->file_text = NULL; /* unknown now: written again by the retry */
 		s->mirror_force = true;
+		write_failed(s, s->config_file, status);
 		return;
 	}
+	write_ok(s);
 	pend_to_file(s, R_RUN);
 	kick(s);
 }
@@ -827,9 +886,9 @@ static void maybe_mirror(hx *s)
 	s->mirror = hx_write_file(s->loop, s->config_file, s->tmp_path, text, strlen(text), false,
 	                          on_mirror_written, s, &err);
 	if (!s->mirror) {
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->config_file, strerror(-err));
 		free(text);
 		s->mirror_force = true;
+		write_failed(s, s->config_file, err);
 		return;
 	}
 	free(s->file_text);
@@ -870,7 +929,6 @@ static void drop_pending(hx *s)
 	s->pending = NULL;
 }
 
-static void spawn_master(hx *s);
 static void reload_start(hx *s);
 
 static void install_done(hx *s)
@@ -887,6 +945,7 @@ static void install_done(hx *s)
 	s->installed_once = true;
 	s->file_gen++;
 	s->m.gen++; /* the installed shapes are rendered by the mirror now */
+	write_ok(s);
 	if (s->reject_err) {
 		set_reason(&s->reject_err, NULL);
 		update_health(s);
@@ -909,8 +968,7 @@ static void on_rename(void *arg, int status)
 	hx *s = arg;
 	s->write = NULL;
 	if (status < 0) {
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot rename %s to %s: %s", s->cand_path,
-		          s->config_file, uv_strerror(status));
+		write_failed(s, s->config_file, status);
 		pipeline_done(s);
 		return;
 	}
@@ -924,7 +982,7 @@ static void do_rename(hx *s)
 	int err = 0;
 	s->write = hx_rename(s->loop, s->cand_path, s->config_file, on_rename, s, &err);
 	if (!s->write) {
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot rename %s: %s", s->cand_path, strerror(-err));
+		write_failed(s, s->config_file, err);
 		pipeline_done(s);
 	}
 }
@@ -1040,8 +1098,7 @@ static void on_final_written(void *arg, int status)
 	hx *s = arg;
 	s->write = NULL;
 	if (status < 0) {
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->cand_path,
-		          uv_strerror(status));
+		write_failed(s, s->cand_path, status);
 		pipeline_done(s);
 		return;
 	}
@@ -1068,7 +1125,7 @@ static void final_render(hx *s)
 	s->write = hx_write_file(s->loop, s->config_file, s->cand_path, text, strlen(text), true,
 	                         on_final_written, s, &err);
 	if (!s->write) {
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->cand_path, strerror(-err));
+		write_failed(s, s->cand_path, err);
 		pipeline_done(s);
 	}
 }
@@ -1124,13 +1181,21 @@ static bool exclude_rejected(hx *s, const char *out)
 	arm_model_timer(s, hx_model_tick(&s->m, s->cat));
 	return true;
 }
+static void trial_fail(hx *s, int err, const char *why);
+static void install_unchanged(hx *s);
 
 static void on_check(void *arg, int status, const char *out)
 {
 	hx *s = arg;
 	s->run = NULL;
+	bool verify = s->verify_only;
+	s->verify_only = false;
 	if (status == 0 || status == 2) {
-		final_render(s);
+		s->checked_once = true;
+		if (verify)
+			install_unchanged(s);
+		else
+			final_render(s);
 		return;
 	}
 	s->h->metric_add(s->m_rejected, 1);
@@ -1169,18 +1234,20 @@ static void on_check(void *arg, int status, const char *out)
 	uv_fs_req_cleanup(&req);
 	drop_pending(s);
 	pipeline_done(s);
+	if (!s->proven) {
+		char *why = status < 0 ? xasprintf("cannot run %s -c: %s", s->haproxy_bin,
+		                                   uv_strerror(status))
+		                       : xasprintf("haproxy -c rejected the configuration (exit %d, see "
+		                                   "the log)",
+		                                   status);
+		trial_fail(s, status < 0 ? status : -EINVAL, why);
+		free(why);
+	}
 }
 
-static void on_cand_written(void *arg, int status)
+/* haproxy -c on path with the user's includes before it. */
+static void run_check(hx *s, const char *path)
 {
-	hx *s = arg;
-	s->write = NULL;
-	if (status < 0) {
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->cand_path,
-		          uv_strerror(status));
-		pipeline_done(s);
-		return;
-	}
 	s->ps = P_CHECK;
 	size_t n = 0;
 	char **argv = calloc(6 + 2 * s->ninclude, sizeof(*argv));
@@ -1193,13 +1260,40 @@ static void on_cand_written(void *arg, int status)
 		argv[n++] = (char *)s->include[i];
 	}
 	argv[n++] = "-f";
-	argv[n++] = s->cand_path;
+	argv[n++] = (char *)path;
 	argv[n] = NULL;
 	int err = 0;
 	s->run = hx_run_start(s->loop, argv, s->check_timeout, on_check, s, &err);
 	free(argv);
 	if (!s->run)
 		on_check(s, err, "");
+}
+
+static void on_cand_written(void *arg, int status)
+{
+	hx *s = arg;
+	s->write = NULL;
+	if (status < 0) {
+		write_failed(s, s->cand_path, status);
+		pipeline_done(s);
+		return;
+	}
+	run_check(s, s->cand_path);
+}
+
+/* The file on disk is the candidate already (written by the previous run,
+ * or the change was undone): nothing to reload. */
+static void install_unchanged(hx *s)
+{
+	bool first = !s->installed_once;
+	if (first)
+		s->h->log(s->ctx, REGENT_LOG_INFO, "%s is up to date: no reload", s->config_file);
+	install_done(s);
+	if (first) {
+		ap_unknown(s); /* an existing haproxy: assume nothing, set everything */
+		s->spawn_gen = s->file_gen; /* an adopted master runs this text already */
+	}
+	pipeline_done(s);
 }
 
 static void start_pipeline(hx *s)
@@ -1221,16 +1315,15 @@ static void start_pipeline(hx *s)
 	s->last_pipeline_ms = s->h->now_ms();
 	s->cand_text = text;
 	bool same = s->file_text && strcmp(text, s->file_text) == 0;
-	if (same && !s->force_reload && (s->installed_once || !s->manage)) {
-		/* The file on disk is this already (written by the previous run,
-		 * or the change was undone): nothing to check or reload. */
-		bool first = !s->installed_once;
-		if (first)
-			s->h->log(s->ctx, REGENT_LOG_INFO, "%s is up to date: no reload", s->config_file);
-		install_done(s);
-		if (first)
-			ap_unknown(s); /* an existing haproxy: assume nothing, set everything */
-		pipeline_done(s);
+	if (same && !s->force_reload) {
+		if (!s->checked_once) {
+			/* This instance has not proven this binary and these
+			 * includes yet: haproxy -c on the file as it is. */
+			s->verify_only = true;
+			run_check(s, s->config_file);
+			return;
+		}
+		install_unchanged(s);
 		return;
 	}
 	s->ps = P_WRITE_CAND;
@@ -1324,75 +1417,57 @@ static void reload_fail(hx *s, const char *why)
 	ap_unknown(s);
 	drop_pending(s);
 	pipeline_done(s);
+	if (!s->proven && !s->manage)
+		trial_fail(s, -EIO, why);
 }
 
-static void confirm_poll(hx *s);
-
-static void on_confirm_timer(uv_timer_t *t)
-{
-	confirm_poll(t->data);
-}
-
-static void confirm_again(hx *s)
-{
-	if (s->h->now_ms() >= s->confirm_deadline) {
-		reload_fail(s, "the new worker did not show up in time");
-		return;
-	}
-	uv_timer_start(s->t_confirm, on_confirm_timer, 50, 0);
-}
-
-static void on_confirm_info(void *arg, int status, const char *out, size_t len)
+/* Confirmation: the master's reload counter moves (a higher failed count:
+ * refused), then the admin socket answers from the new worker. */
+static int confirm_info(void *arg, int status, const char *out)
 {
 	hx *s = arg;
-	(void)len;
-	s->master_req = NULL;
+	if (status == -ETIMEDOUT) {
+		s->confirm = NULL;
+		reload_fail(s, "the new worker did not show up in time");
+		return 1;
+	}
 	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
 	if (pid && (s->want_worker ? pid == s->want_worker : pid != s->before_admin_pid)) {
+		s->confirm = NULL;
 		reload_ok(s, pid);
-		return;
+		return 1;
 	}
-	confirm_again(s);
+	return 0;
 }
 
-static void on_confirm_proc(void *arg, int status, const char *out, size_t len)
+static int confirm_proc(void *arg, int status, const char *out)
 {
 	hx *s = arg;
-	(void)len;
-	s->master_req = NULL;
+	if (status == -ETIMEDOUT) {
+		s->confirm = NULL;
+		reload_fail(s, "the new worker did not show up in time");
+		return 1;
+	}
 	hx_proc_info pi;
 	if (status == 0 && hx_parse_show_proc(out, &pi) == 0 && pi.reloads > s->before.reloads) {
 		if (pi.failed > s->before.failed) {
+			s->confirm = NULL;
 			reload_fail(s, "haproxy refused the new configuration (its log says why); the old "
 			               "worker keeps serving");
-			return;
+			return 1;
 		}
 		if (pi.worker_pid) {
 			/* The master has its new worker; wait until the admin socket is
 			 * that worker's. */
 			s->want_worker = pi.worker_pid;
-			int err = 0;
-			s->master_req = hx_cli_request(s->loop, s->admin_socket, "show info", s->cmd_timeout,
-			                               on_confirm_info, s, &err);
-			if (!s->master_req)
-				confirm_again(s);
-			return;
+			uint64_t now = s->h->now_ms();
+			s->confirm = hx_poll_start(s->loop, s->admin_socket, "show info", 0, 50,
+			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
+			                           s->cmd_timeout, confirm_info, s);
+			return 1;
 		}
 	}
-	confirm_again(s);
-}
-
-static void confirm_poll(hx *s)
-{
-	int err = 0;
-	if (s->master_socket && !s->want_worker)
-		s->master_req = hx_cli_request(s->loop, s->master_socket, "show proc", s->cmd_timeout,
-		                               on_confirm_proc, s, &err);
-	else
-		s->master_req = hx_cli_request(s->loop, s->admin_socket, "show info", s->cmd_timeout,
-		                               on_confirm_info, s, &err);
-	if (!s->master_req)
-		confirm_again(s);
+	return 0;
 }
 
 static void enter_confirm(hx *s)
@@ -1400,7 +1475,10 @@ static void enter_confirm(hx *s)
 	s->ps = P_CONFIRM;
 	s->confirm_deadline = s->h->now_ms() + 15000;
 	s->want_worker = 0;
-	uv_timer_start(s->t_confirm, on_confirm_timer, 20, 0);
+	bool proc = s->master_socket != NULL;
+	s->confirm = hx_poll_start(s->loop, proc ? s->master_socket : s->admin_socket,
+	                           proc ? "show proc" : "show info", 20, 50, 15000, s->cmd_timeout,
+	                           proc ? confirm_proc : confirm_info, s);
 }
 
 static void on_reload_sent(void *arg, int status, const char *out, size_t len)
@@ -1489,87 +1567,42 @@ static void reload_start(hx *s)
 }
 
 /* ------------------------------------------------------------------ */
-/* The managed master                                                 */
+/* The managed master (master.c) and the start on trial               */
 /* ------------------------------------------------------------------ */
 
-static void on_master_line(void *arg, const char *line)
-{
-	hx *s = arg;
-	regent_log_level lvl = strstr(line, "[ALERT]")     ? REGENT_LOG_ERROR
-	                       : strstr(line, "[WARNING]") ? REGENT_LOG_WARN
-	                                                   : REGENT_LOG_INFO;
-	/* Routine reload chatter haproxy files under WARNING. */
-	if (lvl == REGENT_LOG_WARN &&
-	    (strstr(line, " stopped (cumulated conns") || strstr(line, "exited with code 0") ||
-	     strstr(line, "enters drain state") || strstr(line, "is going DOWN for maintenance") ||
-	     strstr(line, "is UP/READY (leaving forced maintenance)") ||
-	     strstr(line, "is UP/READY (leaving forced drain)")))
-		lvl = REGENT_LOG_INFO;
-	if (line[0])
-		s->h->log(s->ctx, lvl, "haproxy: %s", line);
-}
+/* This instance failed its trial: say so once and touch nothing more (the
+ * haproxy that runs keeps its configuration). */
+static void cancel_all(hx *s);
 
-static void on_restart_timer(uv_timer_t *t)
+static void trial_fail(hx *s, int err, const char *why)
 {
-	kick(t->data);
-}
-
-static void on_master_exit(void *arg, int64_t status, int sig)
-{
-	hx *s = arg;
-	int pid = hx_master_pid(s->master);
-	hx_master_release(s->master);
-	s->master = NULL;
-	s->master_ready = s->master_starting = false;
-	uv_timer_stop(s->t_ready);
-	hx_cli_cancel(s->ready_req);
-	s->ready_req = NULL;
-	if (s->stopping) {
-		uv_timer_stop(s->t_kill);
-		s->h->log(s->ctx, REGENT_LOG_INFO, "haproxy (pid %d) stopped", pid);
-		s->h->stopped(s->ctx);
+	if (s->proven || s->failed)
 		return;
-	}
-	s->h->metric_add(s->m_restarts, 1);
-	if (s->h->now_ms() - s->master_started_ms > 30000)
-		s->h->backoff_reset(&s->restart_backoff);
-	uint64_t d = s->h->backoff_next(&s->restart_backoff);
-	char *msg = sig ? xasprintf("haproxy (pid %d) was killed by signal %d; restarting in %llu ms",
-	                            pid, sig, (unsigned long long)d)
-	                : xasprintf("haproxy (pid %d) exited with status %lld; restarting in %llu ms",
-	                            pid, (long long)status, (unsigned long long)d);
-	s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
-	set_reason(&s->master_err, msg);
-	free(msg);
-	update_health(s);
-	/* A reload in progress has nobody to talk to any more. */
-	if (s->ps == P_RELOAD || s->ps == P_CONFIRM) {
-		hx_cli_cancel(s->master_req);
-		s->master_req = NULL;
-		uv_timer_stop(s->t_confirm);
-		pipeline_done(s);
-	}
-	uv_timer_start(s->t_restart, on_restart_timer, d, 0);
+	s->failed = true;
+	cancel_all(s);
+	drop_pending(s);
+	if (s->sup)
+		hx_sup_stop(s->sup, false);
+	s->h->started(s->ctx, err, why);
 }
 
-static void ready_poll(hx *s);
-
-static void on_ready_timer(uv_timer_t *t)
+/* Proven: a configuration passed haproxy -c (with this binary and these
+ * includes) and runs (the worker answers, the runtime state is set). */
+static void maybe_proven(hx *s)
 {
-	ready_poll(t->data);
+	if (s->proven || s->failed || !s->checked_once || !s->installed_once || s->ps != P_IDLE ||
+	    s->force_reload || (s->manage && !s->master_ready))
+		return;
+	s->proven = true;
+	s->h->started(s->ctx, 0, NULL);
 }
 
-static void on_ready_proc(void *arg, int status, const char *out, size_t len)
+static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 {
 	hx *s = arg;
-	(void)len;
-	s->ready_req = NULL;
-	hx_proc_info pi;
-	if (status == 0 && hx_parse_show_proc(out, &pi) == 0 && pi.worker_pid) {
+	switch (ev) {
+	case HX_SUP_READY:
 		s->master_ready = true;
-		s->master_starting = false;
-		s->h->log(s->ctx, REGENT_LOG_INFO, "haproxy running: master %ld, worker %ld",
-		          pi.master_pid, pi.worker_pid);
 		if (s->master_err) {
 			set_reason(&s->master_err, NULL);
 			update_health(s);
@@ -1579,138 +1612,46 @@ static void on_ready_proc(void *arg, int status, const char *out, size_t len)
 			s->force_reload = true; /* it may have read an older file */
 		kick(s);
 		return;
-	}
-	uv_timer_start(s->t_ready, on_ready_timer, 100, 0);
-}
-
-static void ready_poll(hx *s)
-{
-	if (!s->master || s->ready_req)
-		return;
-	int err = 0;
-	s->ready_req = hx_cli_request(s->loop, s->master_socket, "show proc", s->cmd_timeout,
-	                              on_ready_proc, s, &err);
-	if (!s->ready_req)
-		uv_timer_start(s->t_ready, on_ready_timer, 100, 0);
-}
-
-static void on_state_cleared(void *arg, int status)
-{
-	hx *s = arg;
-	s->spawn_prep = NULL;
-	if (status < 0) {
-		s->h->log(s->ctx, REGENT_LOG_WARN, "cannot reset the server-state file %s: %s",
-		          s->state_file, uv_strerror(status));
-		unlink_state(s);
-	}
-	char *mopt = xasprintf("%s,mode,600", s->master_socket);
-	size_t n = 0;
-	char **argv = calloc(8 + 2 * s->ninclude, sizeof(*argv));
-	if (!argv)
-		abort();
-	argv[n++] = s->haproxy_bin;
-	argv[n++] = "-W";
-	argv[n++] = "-S";
-	argv[n++] = mopt;
-	for (size_t i = 0; i < s->ninclude; i++) {
-		argv[n++] = "-f";
-		argv[n++] = (char *)s->include[i];
-	}
-	argv[n++] = "-f";
-	argv[n++] = s->config_file;
-	argv[n] = NULL;
-	int err = 0;
-	s->spawn_gen = s->file_gen;
-	s->master_started_ms = s->h->now_ms();
-	s->master = hx_master_spawn(s->loop, argv, on_master_line, on_master_exit, s, &err);
-	free(argv);
-	free(mopt);
-	if (!s->master) {
-		uint64_t d = s->h->backoff_next(&s->restart_backoff);
-		char *msg = xasprintf("cannot start %s: %s; retrying in %llu ms", s->haproxy_bin,
-		                      uv_strerror(err), (unsigned long long)d);
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
-		set_reason(&s->master_err, msg);
-		free(msg);
+	case HX_SUP_DOWN:
+	case HX_SUP_FAILED:
+		s->master_ready = false;
+		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
+		if (ev == HX_SUP_DOWN)
+			s->h->metric_add(s->m_restarts, 1);
+		set_reason(&s->master_err, why);
 		update_health(s);
-		uv_timer_start(s->t_restart, on_restart_timer, d, 0);
+		/* A reload in progress has nobody to talk to any more. */
+		if (s->ps == P_RELOAD || s->ps == P_CONFIRM) {
+			hx_cli_cancel(s->master_req);
+			s->master_req = NULL;
+			hx_poll_cancel(s->confirm);
+			s->confirm = NULL;
+			pipeline_done(s);
+		}
+		if (ev == HX_SUP_FAILED && !s->proven)
+			trial_fail(s, err, why);
+		return;
+	case HX_SUP_STOPPED:
+		s->h->stopped(s->ctx);
 		return;
 	}
-	s->master_starting = true;
-	s->h->log(s->ctx, REGENT_LOG_INFO, "started haproxy (master pid %d) with %s",
-	          hx_master_pid(s->master), s->config_file);
-	uv_timer_start(s->t_ready, on_ready_timer, 50, 0);
 }
 
-/* Empties the state file (its addresses would win over the file's), then
- * starts haproxy. */
-static void spawn_prepare(hx *s)
-{
-	int err = 0;
-	s->spawn_prep = hx_write_file(s->loop, s->state_file, s->state_tmp, "1\n", 2, false,
-	                              on_state_cleared, s, &err);
-	if (!s->spawn_prep)
-		on_state_cleared(s, err);
-}
-
-/* Before the first start: an haproxy still answering on our master socket
- * was left by an earlier run of regent (killed without stopping it).  It
- * holds the ports, so it is stopped first (its pid as it reports it). */
-static void orphan_probe(hx *s);
-
-static void on_orphan_timer(uv_timer_t *t)
-{
-	orphan_probe(t->data);
-}
-
-static void on_orphan_proc(void *arg, int status, const char *out, size_t len)
+static void on_adopted(void *arg, int result, const char *why)
 {
 	hx *s = arg;
-	(void)len;
-	s->orphan_req = NULL;
-	hx_proc_info pi;
-	if (status < 0 || hx_parse_show_proc(out, &pi) < 0 || pi.master_pid <= 1) {
-		if (s->orphan_pid)
-			s->h->log(s->ctx, REGENT_LOG_INFO, "the earlier haproxy (pid %ld) is gone",
-			          s->orphan_pid);
-		s->orphan_busy = false;
-		spawn_prepare(s);
+	s->adopting = false;
+	if (result < 0) {
+		set_reason(&s->master_err, why);
+		update_health(s);
+		trial_fail(s, result, why);
 		return;
 	}
-	uint64_t now = s->h->now_ms();
-	if (!s->orphan_pid) {
-		s->orphan_pid = pi.master_pid;
-		s->orphan_deadline = now + 5000;
-		s->h->log(s->ctx, REGENT_LOG_WARN,
-		          "an haproxy from an earlier run (master pid %ld) answers on %s: stopping it "
-		          "before starting ours",
-		          pi.master_pid, s->master_socket);
-		kill((pid_t)pi.master_pid, SIGTERM);
-	} else if (now >= s->orphan_deadline && !s->orphan_killed) {
-		s->orphan_killed = true;
-		kill((pid_t)s->orphan_pid, SIGKILL);
-	}
-	uv_timer_start(s->t_orphan, on_orphan_timer, 100, 0);
-}
-
-static void orphan_probe(hx *s)
-{
-	int err = 0;
-	s->orphan_req = hx_cli_request(s->loop, s->master_socket, "show proc", s->cmd_timeout,
-	                               on_orphan_proc, s, &err);
-	if (!s->orphan_req)
-		on_orphan_proc(s, err, "", 0);
-}
-
-static void spawn_master(hx *s)
-{
-	if (!s->orphan_checked) {
-		s->orphan_checked = true;
-		s->orphan_busy = true;
-		orphan_probe(s);
-		return;
-	}
-	spawn_prepare(s);
+	/* Adopted: it runs the file on disk as it was (spawn_gen stays 0
+	 * unless install_unchanged() found ours the same): a file installed
+	 * since makes its READY force one reload.  None: started once the
+	 * file is in. */
+	kick(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1747,11 +1688,13 @@ static void maybe_applied(hx *s)
 
 static void kick(hx *s)
 {
-	if (s->stopping || !s->started)
+	if (s->stopping || !s->started || s->failed)
 		return;
-	if (s->manage && s->installed_once && !s->master && !s->spawn_prep && !s->orphan_busy &&
-	    !uv_is_active((uv_handle_t *)s->t_restart) && s->ps == P_IDLE && !s->mirror)
-		spawn_master(s);
+	if (s->manage && s->installed_once && !s->adopting && !hx_sup_busy(s->sup) &&
+	    s->ps == P_IDLE && !s->mirror) {
+		s->spawn_gen = s->file_gen;
+		hx_sup_spawn(s->sup);
+	}
 	if (s->ps == P_DUMP && s->dump_pending && !s->admin_req)
 		start_dump(s);
 	if (admin_usable(s) && !send_cmds(s) && !s->admin_req && any_draining(s) &&
@@ -1766,6 +1709,7 @@ static void kick(hx *s)
 	}
 	maybe_mirror(s);
 	maybe_applied(s);
+	maybe_proven(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1776,6 +1720,9 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 {
 	hx *s = self;
 	if (s->stopping)
+	(void)changed;
+	(void)n;
+	if (s->stopping || s->failed)
 		return;
 	drop_pending(s);
 	s->pending = s->h->catalog_ref(cat);
@@ -1975,8 +1922,8 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->inter = h->cfg_duration_ms(ctx, "check_interval");
 	s->admin_backoff = (regent_backoff){.initial_ms = 200, .max_ms = 10000};
 	s->reload_backoff = (regent_backoff){.initial_ms = 1000, .max_ms = 30000};
-	s->restart_backoff = (regent_backoff){.initial_ms = 500, .max_ms = 30000};
 	model_setup(s);
+	s->keep_running = h->cfg_bool(ctx, "keep_running");
 	s->g_want = hx_render_global(s->manage ? s->admin_socket : NULL,
 	                             s->manage ? s->state_file : NULL,
 	                             s->stats_on ? s->stats_bind : NULL);
@@ -2007,12 +1954,8 @@ static int start(void *self)
 	s->t_poll = new_timer(s);
 	s->t_retry = new_timer(s);
 	s->t_slow = new_timer(s);
-	s->t_confirm = new_timer(s);
-	s->t_restart = new_timer(s);
-	s->t_ready = new_timer(s);
-	s->t_kill = new_timer(s);
-	s->t_orphan = new_timer(s);
 	s->t_model = new_timer(s);
+	s->t_wretry = new_timer(s);
 	recover(s);
 	s->started_ms = s->h->now_ms();
 	s->started = true;
@@ -2020,7 +1963,38 @@ static int start(void *self)
 	          s->manage ? "managing" : "driving an existing", s->config_file, s->admin_socket,
 	          s->master_socket ? "reloads through the master CLI" : "reloads with the command",
 	          s->master_socket ? s->master_socket : s->reload_command);
-	return 0;
+	if (s->manage) {
+		/* The pid file and haproxy's output in the state directory: not
+		 * in the config directory, which may fill up or turn read-only. */
+		const char *sd = s->h->state_dir(s->ctx);
+		const char *base = strrchr(s->config_file, '/') + 1;
+		s->pid_file = sd ? xasprintf("%s/%s.pid", sd, base) : xasprintf("%s.pid", s->config_file);
+		s->log_file = sd ? xasprintf("%s/%s.log", sd, base) : xasprintf("%s.log", s->config_file);
+		hx_sup_cfg c = {
+			.ctx = s->ctx,
+			.h = s->h,
+			.loop = s->loop,
+			.bin = s->haproxy_bin,
+			.config_file = s->config_file,
+			.master_socket = s->master_socket,
+			.pid_file = s->pid_file,
+			.log_file = s->log_file,
+			.state_file = s->state_file,
+			.state_tmp = s->state_tmp,
+			.include = s->include,
+			.ninclude = s->ninclude,
+			.cmd_timeout = s->cmd_timeout,
+			.crash_window = 10000,
+		};
+		s->sup = hx_sup_new(&c, on_sup, s);
+		/* An haproxy an earlier run left (or the instance this one
+		 * replaces runs) is adopted, never stopped and restarted. */
+		s->adopting = true;
+		hx_sup_adopt(s->sup, on_adopted, s);
+	}
+	/* Proven once the first configuration passed haproxy -c and runs:
+	 * until then the instance it replaces keeps working. */
+	return REGENT_PENDING;
 }
 
 static void cancel_all(hx *s)
@@ -2029,45 +2003,33 @@ static void cancel_all(hx *s)
 	s->admin_req = NULL;
 	hx_cli_cancel(s->master_req);
 	s->master_req = NULL;
-	hx_cli_cancel(s->ready_req);
-	s->ready_req = NULL;
 	hx_run_cancel(s->run);
 	s->run = NULL;
 	hx_write_cancel(s->write);
 	s->write = NULL;
 	hx_write_cancel(s->mirror);
 	s->mirror = NULL;
-	hx_write_cancel(s->spawn_prep);
-	s->spawn_prep = NULL;
-	hx_cli_cancel(s->orphan_req);
-	s->orphan_req = NULL;
-	uv_timer_t *ts[] = {s->t_poll,    s->t_retry, s->t_slow,  s->t_confirm,
-	                    s->t_restart, s->t_ready, s->t_orphan};
+	hx_poll_cancel(s->confirm);
+	s->confirm = NULL;
+	uv_timer_t *ts[] = {s->t_poll, s->t_retry, s->t_slow, s->t_wretry};
 	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
 		if (ts[i])
 			uv_timer_stop(ts[i]);
 }
 
-static void on_kill_timer(uv_timer_t *t)
-{
-	hx *s = t->data;
-	s->h->log(s->ctx, REGENT_LOG_WARN, "haproxy (pid %d) ignored SIGTERM: SIGKILL",
-	          hx_master_pid(s->master));
-	hx_master_kill(s->master, SIGKILL);
-}
-
+/* EXIT (regent stops), REPLACED (the new instance adopted it) and FAILED
+ * (a trial instance touches nothing) leave haproxy serving the last good
+ * configuration; REMOVED, or EXIT with keep_running = false, stops it. */
 static int stop(void *self)
 {
 	hx *s = self;
+	regent_stop_reason why = s->h->stop_reason(s->ctx);
 	s->stopping = true;
 	cancel_all(s);
 	drop_pending(s);
-	if (s->master) {
-		s->h->log(s->ctx, REGENT_LOG_INFO, "stopping haproxy (pid %d)", hx_master_pid(s->master));
-		hx_master_kill(s->master, SIGTERM);
-		uv_timer_start(s->t_kill, on_kill_timer, 3000, 0);
+	bool kill = why == REGENT_STOP_REMOVED || (why == REGENT_STOP_EXIT && !s->keep_running);
+	if (s->sup && hx_sup_stop(s->sup, kill))
 		return REGENT_PENDING;
-	}
 	return 0;
 }
 
@@ -2077,20 +2039,13 @@ static void destroy(void *self)
 	s->stopping = true;
 	cancel_all(s);
 	drop_pending(s);
-	if (s->master) {
-		hx_master_kill(s->master, SIGKILL);
-		hx_master_release(s->master);
-		s->master = NULL;
-	}
+	hx_sup_free(s->sup); /* never kills: stop() decided */
+	s->sup = NULL;
 	close_timer(&s->t_poll);
 	close_timer(&s->t_retry);
 	close_timer(&s->t_slow);
-	close_timer(&s->t_confirm);
-	close_timer(&s->t_restart);
-	close_timer(&s->t_ready);
-	close_timer(&s->t_kill);
-	close_timer(&s->t_orphan);
 	model_teardown(s);
+	close_timer(&s->t_wretry);
 	free(s->g_want);
 	free(s->g_cand);
 	free(s->g_run);
@@ -2101,6 +2056,9 @@ static void destroy(void *self)
 	free(s->reload_err);
 	free(s->reject_err);
 	free(s->master_err);
+	free(s->write_err);
+	free(s->pid_file);
+	free(s->log_file);
 	free(s->config_file);
 	free(s->cand_path);
 	free(s->tmp_path);

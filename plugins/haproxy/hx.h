@@ -174,17 +174,79 @@ hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, hx_write_
                     int *err);
 void hx_write_cancel(hx_write *w);
 
-/* ---- proc.c: the managed haproxy master ---- */
+/* ---- proc.c: the managed haproxy master process ---- */
 
 typedef struct hx_master hx_master;
-typedef void (*hx_line_cb)(void *arg, const char *line);
 typedef void (*hx_exit_cb)(void *arg, int64_t status, int term_signal);
-hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, hx_line_cb on_line,
-                           hx_exit_cb on_exit, void *arg, int *err);
+/* Starts argv in its own session, stdout and stderr on out_fd (-1: none),
+ * so that it outlives regent. */
+hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, int out_fd, hx_exit_cb on_exit,
+                           void *arg, int *err);
 int hx_master_pid(const hx_master *m);
 void hx_master_kill(hx_master *m, int sig);
-/* Forgets the callbacks and frees once the process and pipes are closed
- * (kill it first). */
+/* Forgets the callback and closes the handle; a running process keeps
+ * running (an adopter reaps it through a pidfd). */
 void hx_master_release(hx_master *m);
+
+/* ---- master.c: poll a CLI socket until an answer says so ---- */
+
+typedef struct hx_poll hx_poll;
+/* Called with each answer (status 0) or failure (negative errno): return 0
+ * to ask again after the interval, anything else to finish with it.  At
+ * the deadline it is called once more with -ETIMEDOUT (result ignored). */
+typedef int (*hx_poll_fn)(void *arg, int status, const char *out);
+hx_poll *hx_poll_start(uv_loop_t *loop, const char *path, const char *cmd, uint64_t first_ms,
+                       uint64_t interval_ms, uint64_t timeout_ms, uint64_t cmd_timeout_ms,
+                       hx_poll_fn fn, void *arg);
+void hx_poll_cancel(hx_poll *p);
+
+/* ---- master.c: the managed haproxy (spawn, adopt, restart, stop) ---- */
+
+typedef struct hx_sup hx_sup;
+typedef struct hx_sup_cfg {
+	regent_ctx *ctx;
+	const regent_host *h;
+	uv_loop_t *loop;
+	const char *bin, *config_file, *master_socket, *pid_file, *log_file;
+	const char *state_file, *state_tmp;
+	const char *const *include;
+	size_t ninclude;
+	uint64_t cmd_timeout;
+	uint64_t crash_window; /* a crash this soon after a start waits a backoff */
+} hx_sup_cfg;
+
+typedef enum {
+	HX_SUP_READY,    /* master and worker answer (spawned or adopted) */
+	HX_SUP_DOWN,     /* it died; a restart is scheduled (why says when) */
+	HX_SUP_FAILED,   /* cannot start it (err); retried (why says when) */
+	HX_SUP_STOPPED,  /* stopped on request (hx_sup_stop with kill) */
+} hx_sup_event;
+typedef void (*hx_sup_cb)(void *arg, hx_sup_event ev, int err, const char *why);
+
+hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg);
+/* Looks for the haproxy an earlier run (or the instance this one replaces)
+ * left on the master socket.  done(arg, 1) adopted (READY follows),
+ * done(arg, 0) none, done(arg, -EEXIST) an haproxy that is not ours
+ * answers there (why says which): it is left alone. */
+void hx_sup_adopt(hx_sup *s, void (*done)(void *arg, int result, const char *why), void *arg);
+/* Starts one (the config file is in place). */
+void hx_sup_spawn(hx_sup *s);
+/* A master exists, is starting or restarting (no spawn needed). */
+bool hx_sup_busy(const hx_sup *s);
+bool hx_sup_ready(const hx_sup *s);
+long hx_sup_pid(const hx_sup *s);
+/* kill: SIGTERM (SIGKILL after 3 s), HX_SUP_STOPPED once gone; returns
+ * true when that is pending.  !kill: leaves haproxy running. */
+bool hx_sup_stop(hx_sup *s, bool kill);
+/* Frees (a running haproxy is left running). */
+void hx_sup_free(hx_sup *s);
+
+/* ---- master.c: --check-config ---- */
+
+/* Blocking (validate runs outside the loop): `bin -c -f <inc>... -f
+ * <a temporary file holding global>` with a time limit.  Returns 0, or a
+ * negative errno with haproxy's first message (or why it cannot run). */
+int hx_check_binary(const char *bin, const char *const *inc, size_t ninc, const char *global,
+                    uint64_t timeout_ms, char *why, size_t whylen);
 
 #endif

@@ -12,6 +12,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* A short command with its output captured                           */
@@ -161,110 +163,49 @@ void hx_run_cancel(hx_run *r)
 /* The managed master                                                 */
 /* ------------------------------------------------------------------ */
 
+/* haproxy must outlive regent: it runs in its own session (no signal of
+ * regent's terminal or process group reaches it) and writes its output to
+ * a file, never to a pipe that would break when regent exits. */
 struct hx_master {
 	uv_process_t proc;
-	uv_pipe_t out[2];
-	hx_buf line[2];
-	hx_line_cb on_line;
 	hx_exit_cb on_exit;
 	void *arg;
-	int open_handles;
-	bool exited, released;
+	bool exited, released, closed;
 	int pid;
 };
 
 static void master_on_close(uv_handle_t *h)
 {
-	hx_master *m = h->data;
-	if (--m->open_handles > 0)
-		return;
-	hx_buf_free(&m->line[0]);
-	hx_buf_free(&m->line[1]);
-	free(m);
-}
-
-static void master_close(hx_master *m)
-{
-	uv_handle_t *hs[] = {(uv_handle_t *)&m->out[0], (uv_handle_t *)&m->out[1],
-	                     (uv_handle_t *)&m->proc};
-	for (size_t i = 0; i < 3; i++)
-		if (!uv_is_closing(hs[i]))
-			uv_close(hs[i], master_on_close);
-}
-
-static void master_flush(hx_master *m, int i, bool all)
-{
-	hx_buf *b = &m->line[i];
-	if (!b->data)
-		return;
-	char *start = b->data;
-	size_t left = b->len;
-	char *nl;
-	while (left && (nl = memchr(start, '\n', left))) {
-		*nl = '\0';
-		if (m->on_line && !m->released)
-			m->on_line(m->arg, start);
-		left -= (size_t)(nl + 1 - start);
-		start = nl + 1;
-	}
-	if (all && left) {
-		start[left] = '\0';
-		if (m->on_line && !m->released)
-			m->on_line(m->arg, start);
-		left = 0;
-	}
-	if (left > 4096) /* an endless line: drop it */
-		left = 0;
-	memmove(b->data, start, left);
-	b->len = left;
-	b->data[left] = '\0';
-}
-
-static void master_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-	hx_master *m = s->data;
-	int i = s == (uv_stream_t *)&m->out[0] ? 0 : 1;
-	if (nread > 0) {
-		hx_buf_add(&m->line[i], buf->base, (size_t)nread);
-		master_flush(m, i, false);
-	} else if (nread < 0) {
-		master_flush(m, i, true);
-		uv_read_stop(s);
-	}
+	free(h->data);
 }
 
 static void master_exit(uv_process_t *p, int64_t status, int sig)
 {
 	hx_master *m = p->data;
 	m->exited = true;
-	/* Drain what is already in the pipes, then report. */
-	for (int i = 0; i < 2; i++)
-		master_flush(m, i, true);
 	if (!m->released && m->on_exit)
 		m->on_exit(m->arg, status, sig);
-	if (m->released)
-		master_close(m);
+	else if (m->released && !m->closed) {
+		m->closed = true;
+		uv_close((uv_handle_t *)&m->proc, master_on_close);
+	}
 }
 
-hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, hx_line_cb on_line,
-                           hx_exit_cb on_exit, void *arg, int *err)
+hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, int out_fd, hx_exit_cb on_exit,
+                           void *arg, int *err)
 {
 	hx_master *m = calloc(1, sizeof(*m));
 	if (!m) {
 		*err = -ENOMEM;
 		return NULL;
 	}
-	m->on_line = on_line;
 	m->on_exit = on_exit;
 	m->arg = arg;
-	uv_pipe_init(loop, &m->out[0], 0);
-	uv_pipe_init(loop, &m->out[1], 0);
-	m->proc.data = m->out[0].data = m->out[1].data = m;
-	m->open_handles = 3;
+	m->proc.data = m;
 	uv_stdio_container_t stdio[3] = {
 		{.flags = UV_IGNORE},
-		{.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&m->out[0]},
-		{.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&m->out[1]},
+		{.flags = out_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE, .data.fd = out_fd},
+		{.flags = out_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE, .data.fd = out_fd},
 	};
 	uv_process_options_t o = {
 		.exit_cb = master_exit,
@@ -272,17 +213,16 @@ hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, hx_line_cb on_lin
 		.args = (char **)argv,
 		.stdio_count = 3,
 		.stdio = stdio,
+		.flags = UV_PROCESS_DETACHED,
 	};
 	int rc = uv_spawn(loop, &m->proc, &o);
 	if (rc < 0) {
 		*err = rc;
-		m->released = true;
-		master_close(m);
+		m->closed = true;
+		uv_close((uv_handle_t *)&m->proc, master_on_close);
 		return NULL;
 	}
 	m->pid = m->proc.pid;
-	uv_read_start((uv_stream_t *)&m->out[0], run_alloc, master_read);
-	uv_read_start((uv_stream_t *)&m->out[1], run_alloc, master_read);
 	return m;
 }
 
@@ -302,9 +242,13 @@ void hx_master_release(hx_master *m)
 	if (!m || m->released)
 		return;
 	m->released = true;
-	if (m->exited)
-		master_close(m);
-	/* else: master_exit closes everything once the process is gone */
+	/* A running master is left running: the handle is closed at once so
+	 * that nothing keeps the loop (and regent's exit) waiting; whoever
+	 * adopts it reaps it through its pidfd (master.c). */
+	if (!m->closed) {
+		m->closed = true;
+		uv_close((uv_handle_t *)&m->proc, master_on_close);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -312,6 +256,8 @@ void hx_master_release(hx_master *m)
 /* ------------------------------------------------------------------ */
 
 typedef enum {
+	W_LSTAT, /* a stale temp file is in the way */
+	W_UNLINK,
 	W_OPEN,
 	W_WRITE,
 	W_FSYNC,
@@ -329,12 +275,31 @@ struct hx_write {
 	char *path, *tmp, *dir;
 	char *data;
 	size_t len, off;
-	bool keep_tmp;
+	bool keep_tmp, stale_done;
 	uv_file fd;
 	int status; /* first error */
 	hx_write_cb cb;
 	void *arg;
+	uv_stat_t st;
 };
+
+static void w_next(uv_fs_t *req);
+
+/* Temp files: created, never opened through a link or over a file that
+ * is there already; 0640 (haproxy's group may read, nobody else). */
+static int w_open(hx_write *w)
+{
+	return uv_fs_open(w->loop, &w->req, w->tmp,
+	                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640, w_next);
+}
+
+static void w_lstat_done(uv_fs_t *req)
+{
+	hx_write *w = req->data;
+	if (req->result == 0)
+		w->st = req->statbuf;
+	w_next(req);
+}
 
 static void w_done(hx_write *w)
 {
@@ -360,7 +325,33 @@ static void w_next(uv_fs_t *req)
 	uv_fs_req_cleanup(req);
 	int rc = 0;
 	switch (w->step) {
+	case W_LSTAT:
+		/* Removed only when it is a regular file of ours (a symlink or
+		 * somebody else's file planted there is left alone: EEXIST). */
+		if (res < 0 || !S_ISREG(w->st.st_mode) || w->st.st_uid != geteuid()) {
+			w_fail(w, res < 0 ? (int)res : UV_EEXIST);
+			w_done(w);
+			return;
+		}
+		w->step = W_UNLINK;
+		rc = uv_fs_unlink(w->loop, req, w->tmp, w_next);
+		break;
+	case W_UNLINK:
+		if (res < 0 && res != UV_ENOENT) {
+			w_fail(w, (int)res);
+			w_done(w);
+			return;
+		}
+		w->step = W_OPEN;
+		rc = w_open(w);
+		break;
 	case W_OPEN:
+		if (res == UV_EEXIST && !w->stale_done) {
+			w->stale_done = true;
+			w->step = W_LSTAT;
+			rc = uv_fs_lstat(w->loop, req, w->tmp, w_lstat_done);
+			break;
+		}
 		if (res < 0) {
 			w_fail(w, (int)res);
 			w_done(w);
@@ -479,8 +470,7 @@ hx_write *hx_write_file(uv_loop_t *loop, const char *path, const char *tmp_path,
 	w->arg = arg;
 	w->req.data = w;
 	w->step = W_OPEN;
-	int rc = uv_fs_open(loop, &w->req, w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644,
-	                    w_next);
+	int rc = w_open(w);
 	if (rc < 0) {
 		*err = rc;
 		w->cb = NULL;

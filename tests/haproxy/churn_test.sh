@@ -9,6 +9,8 @@ set -u
 # shellcheck source=../harness/lib.sh
 source "$REGENT_TEST_DIR/harness/lib.sh"
 harness_init || exit 1
+# shellcheck source=hxlib.sh
+source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 
 PY=${PYTHON3:-python3}
@@ -37,6 +39,7 @@ fi
     cat <<END
 [agent]
 node = churn
+state_dir = $T/state
 debounce = 5ms
 
 [source testsource]
@@ -47,6 +50,7 @@ interval = 10ms
 
 [sink haproxy]
 manage = true
+keep_running = false
 config_file = $HX/haproxy.cfg
 bind_address = 127.0.0.1
 stats = 127.0.0.1:$P_STATS
@@ -70,6 +74,7 @@ daemon_start regent "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
 LOG=$(daemon_log regent)
 reloads() { haproxy_master_cmd --sock "$MASTER" "show proc" | awk '$2 == "master" { print $3 }'; }
 wait_for --timeout 20 eval '[[ -n "$(reloads)" ]]' >/dev/null || { echo "haproxy did not start" >&2; exit 1; }
+hx_track_master "$MASTER"
 
 # The churn driver (hxtool.py churn) forks the web backends itself: each listens before it joins
 # the catalog and gets SIGKILL once haproxy has it in maintenance.  It keeps 3 running, swaps one

@@ -8,6 +8,8 @@ set -u
 # shellcheck source=../harness/lib.sh
 source "$REGENT_TEST_DIR/harness/lib.sh"
 harness_init || exit 1
+# shellcheck source=hxlib.sh
+source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
 if [[ "${REGENT_SANITIZE:-0}" == 1 ]] || ! command -v valgrind >/dev/null; then
     echo "skip - valgrind (sanitizer build or no valgrind)"
     harness_summary
@@ -34,6 +36,7 @@ mkcfg() {
     cat > "$T/regent.ini" <<EOF
 [agent]
 node = vg
+state_dir = $T/state
 debounce = 5ms
 stop_timeout = 10s
 
@@ -45,6 +48,7 @@ interval = 10ms
 
 [sink haproxy]
 manage = true
+keep_running = false
 config_file = $HX/haproxy.cfg
 bind_address = 127.0.0.1
 stats = 127.0.0.1:$P_STATS
@@ -66,6 +70,7 @@ daemon_start regent valgrind --leak-check=full --errors-for-leak-kinds=definite,
 LOG=$(daemon_log regent)
 web_ok() { http_get "http://127.0.0.1:$P_WEB/" >/dev/null; }
 check "web answers (regent under valgrind)" wait_for --timeout 60 web_ok
+hx_track_master "$MASTER"
 printf 'web-1 web 127.0.0.1 %s\nweb-2 web 127.0.0.1 %s\n' "$B1" "$B2" > "$INST"
 check "fast path: web-2 added" \
     wait_for --timeout 20 eval "'${TOOL[0]}' '${TOOL[1]}' servers '$ADMIN' web | grep -qE ':$B2 2 [04]$'"
@@ -80,6 +85,7 @@ kill -KILL "$MPID"
 check "haproxy restarted after a crash" wait_for --timeout 30 eval \
     "[[ \"\$(haproxy_master_cmd --sock '$MASTER' 'show proc' 2>/dev/null | awk '\$2 == \"master\" { print \$1 }')\" =~ ^[0-9]+\$ && \"\$(haproxy_master_cmd --sock '$MASTER' 'show proc' | awk '\$2 == \"master\" { print \$1 }')\" != $MPID ]]"
 check "web answers again" wait_for --timeout 30 web_ok
+hx_track_master "$MASTER"
 VPID=$(daemon_pid regent)
 kill -TERM "$VPID"
 wait_for --timeout 60 eval '! daemon_alive regent' >/dev/null
@@ -88,7 +94,7 @@ check_contains "valgrind: no memory error" "$(grep 'ERROR SUMMARY' "$T/vg.out")"
 check "valgrind: nothing definitely or indirectly lost" \
     eval "! grep -E '(definitely|indirectly) lost: [1-9]' '$T/vg.out'"
 grep -E 'ERROR SUMMARY|definitely lost|indirectly lost' "$T/vg.out" | sed 's/^/  | /'
-check "the managed haproxy stopped with regent" eval "! haproxy_master_cmd --sock '$MASTER' 'show proc' >/dev/null 2>&1"
+check "the managed haproxy stopped with regent (keep_running = false)" eval "! haproxy_master_cmd --sock '$MASTER' 'show proc' >/dev/null 2>&1"
 [[ $H_FAIL -eq 0 ]] || sed -n '/ERROR SUMMARY/,$p;/Invalid\|uninitialised\|definitely/,+20p' "$T/vg.out" | head -60 >&2
 
 harness_summary

@@ -1,0 +1,711 @@
+/* master.c - the managed haproxy (manage = true): starting it in
+ * master-worker mode, adopting the one an earlier run of regent left (or
+ * the one the instance this one replaces runs), watching it, restarting it
+ * when it dies and stopping it when asked.  haproxy outlives regent: it
+ * runs in its own session, writes its output to a file and is watched
+ * through a pidfd when it is not regent's child.  Also the one "poll the
+ * master CLI until" helper (hx_poll) the sink uses, and --check-config's
+ * blocking `haproxy -c` (hx_check_binary).
+ *
+ * Identity of an haproxy found on the master socket (never adopt or kill
+ * a stranger): it answers `show proc`, the pid file (if there is one)
+ * names the same master, and /proc/PID/cmdline has `-S <master socket>`
+ * and `-f <config_file>`. */
+#include "hx.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* Poll a CLI until                                                   */
+/* ------------------------------------------------------------------ */
+
+struct hx_poll {
+	uv_loop_t *loop;
+	char *path, *cmd;
+	uint64_t interval, deadline, cmd_timeout;
+	hx_poll_fn fn;
+	void *arg;
+	hx_cli *req;
+	uv_timer_t timer;
+	bool done;
+};
+
+static void poll_free(uv_handle_t *h)
+{
+	hx_poll *p = h->data;
+	free(p->path);
+	free(p->cmd);
+	free(p);
+}
+
+static void poll_finish(hx_poll *p)
+{
+	p->done = true;
+	uv_close((uv_handle_t *)&p->timer, poll_free);
+}
+
+static void poll_send(uv_timer_t *t);
+
+static void poll_answer(void *arg, int status, const char *out, size_t len)
+{
+	hx_poll *p = arg;
+	(void)len;
+	p->req = NULL;
+	/* fn may cancel p itself (p stays allocated until its close). */
+	if (p->fn(p->arg, status, status == 0 ? out : "") != 0) {
+		if (!p->done)
+			poll_finish(p);
+		return;
+	}
+	if (p->done)
+		return;
+	if (p->deadline && uv_now(p->loop) >= p->deadline) {
+		p->fn(p->arg, -ETIMEDOUT, "");
+		if (!p->done)
+			poll_finish(p);
+		return;
+	}
+	uv_timer_start(&p->timer, poll_send, p->interval, 0);
+}
+
+static void poll_send(uv_timer_t *t)
+{
+	hx_poll *p = t->data;
+	int err = 0;
+	p->req = hx_cli_request(p->loop, p->path, p->cmd, p->cmd_timeout, poll_answer, p, &err);
+	if (!p->req)
+		poll_answer(p, err, "", 0);
+}
+
+hx_poll *hx_poll_start(uv_loop_t *loop, const char *path, const char *cmd, uint64_t first_ms,
+                       uint64_t interval_ms, uint64_t timeout_ms, uint64_t cmd_timeout_ms,
+                       hx_poll_fn fn, void *arg)
+{
+	hx_poll *p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(path)) || !(p->cmd = strdup(cmd)))
+		abort();
+	p->loop = loop;
+	p->interval = interval_ms;
+	p->deadline = timeout_ms ? uv_now(loop) + timeout_ms : 0;
+	p->cmd_timeout = cmd_timeout_ms;
+	p->fn = fn;
+	p->arg = arg;
+	uv_timer_init(loop, &p->timer);
+	p->timer.data = p;
+	uv_timer_start(&p->timer, poll_send, first_ms, 0);
+	return p;
+}
+
+void hx_poll_cancel(hx_poll *p)
+{
+	if (!p || p->done)
+		return;
+	hx_cli_cancel(p->req);
+	p->req = NULL;
+	poll_finish(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* The supervisor                                                     */
+/* ------------------------------------------------------------------ */
+
+struct hx_sup {
+	hx_sup_cfg c;
+	char *bin, *config_file, *master_socket, *pid_file, *log_file, *state_file, *state_tmp;
+	hx_sup_cb cb;
+	void *arg;
+	hx_master *child; /* spawned by this instance */
+	long pid;         /* the master (child or adopted), 0: none */
+	int pidfd;        /* adopted: exit notice */
+	uv_poll_t *pidwatch;
+	uv_timer_t *t_restart, *t_kill, *t_alive;
+	hx_poll *ready, *probe;
+	uv_fs_t *prep; /* the state file's removal before a start */
+	bool prep_cancelled; /* freed: the removal's callback frees */
+	regent_backoff backoff;
+	uint64_t started_ms;
+	bool is_ready, stopping, killing;
+	void (*adopt_done)(void *arg, int result, const char *why);
+	void *adopt_arg;
+};
+
+static void sup_log(hx_sup *s, regent_log_level lvl, const char *fmt, ...) REGENT_PRINTF(3, 4);
+static void sup_log(hx_sup *s, regent_log_level lvl, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->c.h->log(s->c.ctx, lvl, "%s", msg);
+}
+
+static char *dup_or_null(const char *p)
+{
+	char *d = p ? strdup(p) : NULL;
+	if (p && !d)
+		abort();
+	return d;
+}
+
+static uv_timer_t *sup_timer(hx_sup *s)
+{
+	uv_timer_t *t = calloc(1, sizeof(*t));
+	if (!t)
+		abort();
+	uv_timer_init(s->c.loop, t);
+	t->data = s;
+	return t;
+}
+
+hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
+{
+	hx_sup *s = calloc(1, sizeof(*s));
+	if (!s)
+		abort();
+	s->c = *cfg;
+	s->bin = dup_or_null(cfg->bin);
+	s->config_file = dup_or_null(cfg->config_file);
+	s->master_socket = dup_or_null(cfg->master_socket);
+	s->pid_file = dup_or_null(cfg->pid_file);
+	s->log_file = dup_or_null(cfg->log_file);
+	s->state_file = dup_or_null(cfg->state_file);
+	s->state_tmp = dup_or_null(cfg->state_tmp);
+	s->cb = cb;
+	s->arg = arg;
+	s->pidfd = -1;
+	s->backoff = (regent_backoff){.initial_ms = 500, .max_ms = 30000};
+	s->t_restart = sup_timer(s);
+	s->t_kill = sup_timer(s);
+	s->t_alive = sup_timer(s);
+	return s;
+}
+
+static void unwatch(hx_sup *s)
+{
+	if (s->pidwatch) {
+		uv_poll_stop(s->pidwatch);
+		uv_close((uv_handle_t *)s->pidwatch, (uv_close_cb)free);
+		s->pidwatch = NULL;
+	}
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	s->pidfd = -1;
+	uv_timer_stop(s->t_alive);
+}
+
+static void restart_now(uv_timer_t *t);
+
+/* The master is gone (exit status known for a child only). */
+static void gone(hx_sup *s, int64_t status, int sig, bool known)
+{
+	long pid = s->pid;
+	s->pid = 0;
+	s->is_ready = false;
+	hx_poll_cancel(s->ready);
+	s->ready = NULL;
+	unwatch(s);
+	if (s->child) {
+		hx_master_release(s->child);
+		s->child = NULL;
+	}
+	if (s->killing || s->stopping) {
+		uv_timer_stop(s->t_kill);
+		if (s->killing) {
+			s->killing = false;
+			sup_log(s, REGENT_LOG_INFO, "haproxy (pid %ld) stopped", pid);
+			s->cb(s->arg, HX_SUP_STOPPED, 0, NULL);
+		}
+		return;
+	}
+	/* The first crash restarts at once; only crashes in a row back off. */
+	uint64_t now = s->c.h->now_ms();
+	uint64_t d = 0;
+	if (now - s->started_ms < s->c.crash_window)
+		d = s->c.h->backoff_next(&s->backoff);
+	else
+		s->c.h->backoff_reset(&s->backoff);
+	char why[256];
+	if (!known)
+		snprintf(why, sizeof(why), "haproxy (pid %ld) exited; restarting in %llu ms", pid,
+		         (unsigned long long)d);
+	else if (sig)
+		snprintf(why, sizeof(why), "haproxy (pid %ld) was killed by signal %d; restarting in %llu ms",
+		         pid, sig, (unsigned long long)d);
+	else
+		snprintf(why, sizeof(why), "haproxy (pid %ld) exited with status %lld; restarting in %llu ms",
+		         pid, (long long)status, (unsigned long long)d);
+	sup_log(s, REGENT_LOG_ERROR, "%s", why);
+	uv_timer_start(s->t_restart, restart_now, d, 0);
+	s->cb(s->arg, HX_SUP_DOWN, 0, why);
+}
+
+static void on_child_exit(void *arg, int64_t status, int sig)
+{
+	gone(arg, status, sig, true);
+}
+
+static void on_pidfd(uv_poll_t *p, int status, int events)
+{
+	(void)status;
+	(void)events;
+	hx_sup *s = p->data;
+#ifdef P_PIDFD
+	/* Our own child left by the instance this one replaced: reap it
+	 * (ECHILD for one an earlier regent started). */
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
+		bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+		gone(s, sig ? 0 : si.si_status, sig ? si.si_status : 0, true);
+		return;
+	}
+#endif
+	gone(s, 0, 0, false);
+}
+
+/* Without pidfd_open (kernel < 5.3): kill(pid, 0) every 100 ms. */
+static void on_alive_timer(uv_timer_t *t)
+{
+	hx_sup *s = t->data;
+	if (s->pid && kill((pid_t)s->pid, 0) < 0 && errno == ESRCH)
+		gone(s, 0, 0, false);
+}
+
+static void watch(hx_sup *s)
+{
+	int fd = (int)syscall(SYS_pidfd_open, (pid_t)s->pid, 0);
+	if (fd >= 0) {
+		s->pidfd = fd;
+		s->pidwatch = calloc(1, sizeof(*s->pidwatch));
+		if (!s->pidwatch)
+			abort();
+		uv_poll_init(s->c.loop, s->pidwatch, fd);
+		s->pidwatch->data = s;
+		uv_poll_start(s->pidwatch, UV_READABLE, on_pidfd);
+		return;
+	}
+	uv_timer_start(s->t_alive, on_alive_timer, 100, 100);
+}
+
+static void send_signal(hx_sup *s, int sig)
+{
+	if (s->child)
+		hx_master_kill(s->child, sig);
+	else if (s->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, s->pidfd, sig, NULL, 0);
+	else if (s->pid > 1)
+		kill((pid_t)s->pid, sig);
+}
+
+/* ---- ready: the master has a worker ---- */
+
+static int ready_answer(void *arg, int status, const char *out)
+{
+	hx_sup *s = arg;
+	hx_proc_info pi;
+	if (status == -ETIMEDOUT || status != 0 || hx_parse_show_proc(out, &pi) < 0 || !pi.worker_pid ||
+	    pi.master_pid != s->pid)
+		return 0;
+	s->ready = NULL;
+	s->is_ready = true;
+	sup_log(s, REGENT_LOG_INFO, "haproxy running: master %ld, worker %ld", pi.master_pid,
+	        pi.worker_pid);
+	s->cb(s->arg, HX_SUP_READY, 0, NULL);
+	return 1;
+}
+
+static void ready_poll(hx_sup *s, uint64_t first_ms)
+{
+	hx_poll_cancel(s->ready);
+	s->ready = hx_poll_start(s->c.loop, s->master_socket, "show proc", first_ms, 50, 0,
+	                         s->c.cmd_timeout, ready_answer, s);
+}
+
+/* ---- spawn ---- */
+
+static void spawn_now(hx_sup *s)
+{
+	char *mopt = malloc(strlen(s->master_socket) + 16);
+	char **argv = calloc(10 + 2 * s->c.ninclude, sizeof(*argv));
+	if (!mopt || !argv)
+		abort();
+	sprintf(mopt, "%s,mode,600", s->master_socket);
+	size_t n = 0;
+	argv[n++] = s->bin;
+	argv[n++] = "-W";
+	argv[n++] = "-S";
+	argv[n++] = mopt;
+	argv[n++] = "-p";
+	argv[n++] = s->pid_file;
+	for (size_t i = 0; i < s->c.ninclude; i++) {
+		argv[n++] = "-f";
+		argv[n++] = (char *)s->c.include[i];
+	}
+	argv[n++] = "-f";
+	argv[n++] = s->config_file;
+	argv[n] = NULL;
+	/* Small local file, opened once per start. */
+	int fd = open(s->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		sup_log(s, REGENT_LOG_WARN, "cannot open %s for haproxy's output: %s", s->log_file,
+		        strerror(errno));
+	int err = 0;
+	s->started_ms = s->c.h->now_ms();
+	s->child = hx_master_spawn(s->c.loop, argv, fd, on_child_exit, s, &err);
+	if (fd >= 0)
+		close(fd);
+	free(argv);
+	free(mopt);
+	if (!s->child) {
+		uint64_t d = s->c.h->backoff_next(&s->backoff);
+		char why[512];
+		snprintf(why, sizeof(why), "cannot start %s: %s; retrying in %llu ms", s->bin,
+		         uv_strerror(err), (unsigned long long)d);
+		sup_log(s, REGENT_LOG_ERROR, "%s", why);
+		uv_timer_start(s->t_restart, restart_now, d, 0);
+		s->cb(s->arg, HX_SUP_FAILED, err, why);
+		return;
+	}
+	s->pid = hx_master_pid(s->child);
+	sup_log(s, REGENT_LOG_INFO, "started haproxy (master pid %ld) with %s; its output goes to %s",
+	        s->pid, s->config_file, s->log_file);
+	ready_poll(s, 20);
+}
+
+static void on_state_cleared(uv_fs_t *req)
+{
+	hx_sup *s = req->data;
+	int status = (int)req->result;
+	uv_fs_req_cleanup(req);
+	free(req);
+	if (s->prep_cancelled) {
+		free(s);
+		return;
+	}
+	s->prep = NULL;
+	if (s->stopping)
+		return;
+	if (status < 0 && status != UV_ENOENT)
+		sup_log(s, REGENT_LOG_WARN, "cannot remove the server-state file %s: %s", s->state_file,
+		        uv_strerror(status));
+	spawn_now(s);
+}
+
+void hx_sup_spawn(hx_sup *s)
+{
+	if (hx_sup_busy(s) || s->stopping)
+		return;
+	/* No state file first: its addresses would win over the file's (no
+	 * fsync'd write on the way of a restart: haproxy only warns). */
+	s->prep = calloc(1, sizeof(*s->prep));
+	if (!s->prep)
+		abort();
+	s->prep->data = s;
+	if (uv_fs_unlink(s->c.loop, s->prep, s->state_file, on_state_cleared) < 0) {
+		free(s->prep);
+		s->prep = NULL;
+		spawn_now(s);
+	}
+}
+
+static void restart_now(uv_timer_t *t)
+{
+	hx_sup_spawn(t->data);
+}
+
+/* ---- adoption ---- */
+
+static long read_pid_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	long pid = 0;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	return pid;
+}
+
+/* argv of pid has "-S" "<sock>[,...]" and "-f" "<config_file>", and the
+ * pid file it names with "-p" (if any) says pid. */
+static bool cmdline_ours(hx_sup *s, long pid, char *why, size_t whylen)
+{
+	char path[64], buf[8192];
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+		return false;
+	}
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0) {
+		snprintf(why, whylen, "%s is empty", path);
+		return false;
+	}
+	buf[n] = '\0';
+	bool sock = false, file = false;
+	size_t sl = strlen(s->master_socket);
+	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		char *next = a + strlen(a) + 1;
+		if (next >= buf + n)
+			break;
+		if (strcmp(a, "-S") == 0 && strncmp(next, s->master_socket, sl) == 0 &&
+		    (next[sl] == '\0' || next[sl] == ','))
+			sock = true;
+		if (strcmp(a, "-f") == 0 && strcmp(next, s->config_file) == 0)
+			file = true;
+		if (strcmp(a, "-p") == 0) {
+			long fpid = read_pid_file(next);
+			if (fpid >= 0 && fpid != pid) {
+				snprintf(why, whylen, "its pid file %s names %ld", next, fpid);
+				return false;
+			}
+		}
+	}
+	if (!sock || !file)
+		snprintf(why, whylen, "its command line has no %s", !file ? "-f <config_file>" : "-S <master_socket>");
+	return sock && file;
+}
+
+static int probe_answer(void *arg, int status, const char *out)
+{
+	hx_sup *s = arg;
+	s->probe = NULL;
+	hx_proc_info pi;
+	void (*done)(void *, int, const char *) = s->adopt_done;
+	s->adopt_done = NULL;
+	if (status < 0 || hx_parse_show_proc(out, &pi) < 0 || pi.master_pid <= 1) {
+		done(s->adopt_arg, 0, NULL);
+		return 1;
+	}
+	char why[512] = "";
+	cmdline_ours(s, pi.master_pid, why, sizeof(why));
+	if (why[0]) {
+		char msg[800];
+		snprintf(msg, sizeof(msg),
+		         "an haproxy that is not ours (master pid %ld) answers on %s (%s); it is left "
+		         "alone",
+		         pi.master_pid, s->master_socket, why);
+		sup_log(s, REGENT_LOG_ERROR, "%s", msg);
+		done(s->adopt_arg, -EEXIST, msg);
+		return 1;
+	}
+	s->pid = pi.master_pid;
+	s->started_ms = s->c.h->now_ms();
+	watch(s);
+	sup_log(s, REGENT_LOG_INFO, "adopted the running haproxy (master pid %ld, worker %ld) on %s",
+	        pi.master_pid, pi.worker_pid, s->master_socket);
+	done(s->adopt_arg, 1, NULL);
+	ready_poll(s, 0);
+	return 1;
+}
+
+void hx_sup_adopt(hx_sup *s, void (*done)(void *arg, int result, const char *why), void *arg)
+{
+	s->adopt_done = done;
+	s->adopt_arg = arg;
+	s->probe = hx_poll_start(s->c.loop, s->master_socket, "show proc", 0, 0, 0, s->c.cmd_timeout,
+	                         probe_answer, s);
+}
+
+bool hx_sup_busy(const hx_sup *s)
+{
+	return s->pid || s->prep || s->probe || uv_is_active((uv_handle_t *)s->t_restart);
+}
+
+bool hx_sup_ready(const hx_sup *s)
+{
+	return s->is_ready;
+}
+
+long hx_sup_pid(const hx_sup *s)
+{
+	return s->pid;
+}
+
+static void on_kill_timer(uv_timer_t *t)
+{
+	hx_sup *s = t->data;
+	sup_log(s, REGENT_LOG_WARN, "haproxy (pid %ld) ignored SIGTERM: SIGKILL", s->pid);
+	send_signal(s, SIGKILL);
+}
+
+static void quiesce(hx_sup *s)
+{
+	hx_poll_cancel(s->ready);
+	s->ready = NULL;
+	hx_poll_cancel(s->probe);
+	s->probe = NULL;
+	uv_timer_stop(s->t_restart);
+}
+
+bool hx_sup_stop(hx_sup *s, bool kill)
+{
+	s->stopping = true;
+	quiesce(s);
+	if (!kill || !s->pid) {
+		if (s->pid)
+			sup_log(s, REGENT_LOG_INFO, "leaving haproxy (master pid %ld) running with %s",
+			        s->pid, s->config_file);
+		return false;
+	}
+	sup_log(s, REGENT_LOG_INFO, "stopping haproxy (pid %ld)", s->pid);
+	s->killing = true;
+	send_signal(s, SIGTERM);
+	uv_timer_start(s->t_kill, on_kill_timer, 3000, 0);
+	return true;
+}
+
+void hx_sup_free(hx_sup *s)
+{
+	if (!s)
+		return;
+	s->stopping = true;
+	s->killing = false;
+	quiesce(s);
+	unwatch(s);
+	hx_master_release(s->child); /* left running */
+	uv_close((uv_handle_t *)s->t_restart, (uv_close_cb)free);
+	uv_close((uv_handle_t *)s->t_kill, (uv_close_cb)free);
+	uv_close((uv_handle_t *)s->t_alive, (uv_close_cb)free);
+	free(s->bin);
+	free(s->config_file);
+	free(s->master_socket);
+	free(s->pid_file);
+	free(s->log_file);
+	free(s->state_file);
+	free(s->state_tmp);
+	if (s->prep)
+		s->prep_cancelled = true; /* on_state_cleared frees it */
+	else
+		free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* --check-config: haproxy -c, blocking (validate runs off the loop)   */
+/* ------------------------------------------------------------------ */
+
+int hx_check_binary(const char *bin, const char *const *inc, size_t ninc, const char *global,
+                    uint64_t timeout_ms, char *why, size_t whylen)
+{
+	const char *td = getenv("TMPDIR");
+	char *tmp = malloc(strlen(td && *td ? td : "/tmp") + 40);
+	if (!tmp)
+		abort();
+	sprintf(tmp, "%s/regent-haproxy-check-XXXXXX", td && *td ? td : "/tmp");
+	int fd = mkstemp(tmp);
+	if (fd < 0 || write(fd, global, strlen(global)) != (ssize_t)strlen(global)) {
+		snprintf(why, whylen, "cannot write a temporary file %s: %s", tmp, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
+		free(tmp);
+		return 0; /* not haproxy's fault: the real check runs at start */
+	}
+	close(fd);
+	char **argv = calloc(6 + 2 * ninc, sizeof(*argv));
+	if (!argv)
+		abort();
+	size_t n = 0;
+	argv[n++] = (char *)bin;
+	argv[n++] = "-c";
+	for (size_t i = 0; i < ninc; i++) {
+		argv[n++] = "-f";
+		argv[n++] = (char *)inc[i];
+	}
+	argv[n++] = "-f";
+	argv[n++] = tmp;
+	int pfd[2];
+	int rc = 0;
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		goto out;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		int dn = open("/dev/null", O_RDONLY);
+		if (dn >= 0)
+			dup2(dn, 0);
+		execvp(argv[0], argv);
+		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	char out[2048];
+	size_t olen = 0;
+	uint64_t deadline = uv_hrtime() / 1000000 + timeout_ms;
+	for (;;) {
+		uint64_t now = uv_hrtime() / 1000000;
+		if (now >= deadline) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+		int pr = poll(&pf, 1, (int)(deadline - now));
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			continue;
+		ssize_t r = read(pfd[0], out + olen, sizeof(out) - 1 - olen);
+		if (r <= 0)
+			break;
+		olen += (size_t)r;
+		if (olen >= sizeof(out) - 1)
+			olen = sizeof(out) - 1; /* keep reading to EOF, keep the start */
+	}
+	out[olen] = '\0';
+	close(pfd[0]);
+	int wst = 0;
+	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
+		;
+	int code = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+	if (code == 0 || code == 2)
+		goto out;
+	/* The first line that says something (not the NOTICE banner). */
+	char *line = out, *best = NULL;
+	while (line && *line) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (!best && *line && !strstr(line, "[NOTICE]"))
+			best = line;
+		line = nl ? nl + 1 : NULL;
+	}
+	if (code == 127)
+		rc = -ENOENT;
+	else
+		rc = -EINVAL;
+	snprintf(why, whylen, "%s -c with the includes%s: %.300s", bin,
+	         code == 127 ? "" : " refused the configuration",
+	         best ? best : (code == 137 ? "timed out" : "no output"));
+out:
+	unlink(tmp);
+	free(tmp);
+	free(argv);
+	return rc;
+}
+

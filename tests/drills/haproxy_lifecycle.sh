@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# haproxy_lifecycle.sh - the managed haproxy through regent's own lifecycle, under a bounded
+# load (~150 requests/s, tests/e2e/loadgen.py, a new connection per request) through haproxy
+# to two HTTP backends registered in a real etcd.  The client agent runs [store etcd],
+# [sink haproxy] (manage = true, keep_running default) and [sink stats] (/healthz).
+#   a. client agent SIGTERM + start: 0 failed requests, the haproxy master pid unchanged
+#   b. client agent SIGKILL + start: 0 failed, the haproxy adopted (same master)
+#   c. SIGHUP with a [sink haproxy] change that cannot run (haproxy = /nonexistent/haproxy,
+#      then an include file haproxy rejects): 0 failed, the running haproxy untouched (same
+#      master, same reload count), the log names the refusal
+#   d. the haproxy master SIGKILLed: recovery = from regent noticing it to the new master
+#      answering (from regent's log timestamps; the bar is 0.2 s)
+#   e. the config directory (a tmpfs) read-only, a catalog change, then writable again:
+#      /healthz 503 naming the write meanwhile, the file up to date soon after with no other
+#      change, 0 failed requests
+# Rows: DRILL|haproxy_lifecycle|<case>|<requests>|<failed>|<recovery>|<note>.  Root (tmpfs).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+REGENT_TEST_DIR=${REGENT_TEST_DIR:-$(cd "$here/.." && pwd)}
+B=${REGENT_BUILD:-$(cd "$here/../.." && pwd)/build}
+REGENT_BIN=${REGENT_BIN:-$B/core/regent}
+REGENT_PLUGIN_DIR=${REGENT_PLUGIN_DIR:-$B/plugins}
+# shellcheck source=../harness/lib.sh
+source "$REGENT_TEST_DIR/harness/lib.sh"
+harness_init || exit 1
+# shellcheck source=../haproxy/hxlib.sh
+source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
+
+SMOKE=${DRILL_SMOKE:-0}
+HOLD=$([[ $SMOKE == 1 ]] && echo 1.5 || echo 5)   # load seconds around each fault
+PY=${PYTHON3:-python3}
+T=$H_TMP
+HX=$T/hx
+RUN=$T/run
+mkdir -p "$HX" "$RUN" "$T/state"
+# (e) needs a directory that can turn read-only under root: a small tmpfs of its own.
+mount -t tmpfs -o size=8m,mode=0750 regent-drill "$HX" || { echo "cannot mount a tmpfs" >&2; exit 1; }
+CFG=$HX/haproxy.cfg
+MASTER=$RUN/master.sock
+ADMIN=$RUN/admin.sock
+
+EP=$(etcd_start d1) || exit 1
+P_WEB=$(free_port); P_STATS=$(free_port); P_M=$(free_port)
+P_B1=$(free_port); P_B2=$(free_port); P_B3=$(free_port)
+for b in 1 2 3; do
+    p=P_B$b
+    daemon_start "be$b" "$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py" backend "${!p}" "b$b"
+done
+for b in 1 2 3; do p=P_B$b; wait_for --timeout 20 http_get "http://127.0.0.1:${!p}/" >/dev/null || exit 1; done
+put() { h_etcdctl "$EP" put "$1" "$2" >/dev/null; }
+reg() { put "/backends/web/n$1/c$1/80" "{\"address\":\"127.0.0.1\",\"port\":$2,\"node\":\"n$1\"}"; }
+reg 1 "$P_B1"
+reg 2 "$P_B2"
+
+INI=$T/client.ini
+mkini() { # extra lines for [sink haproxy]
+    cat > "$INI" <<EOF
+[agent]
+node = client
+debounce = 20ms
+state_dir = $T/state
+
+[store etcd]
+endpoints = $EP
+ttl = 5
+backoff_initial = 100ms
+backoff_max = 1s
+
+[sink haproxy]
+manage = true
+config_file = $CFG
+master_socket = $MASTER
+admin_socket = $ADMIN
+bind_address = 127.0.0.1
+stats = 127.0.0.1:$P_STATS
+reload_interval = 200ms
+check_interval = 1s
+$*
+
+[sink stats]
+listen = 127.0.0.1:$P_M
+
+[service web]
+port = $P_WEB
+mode = http
+EOF
+}
+mkini
+LOG=$(daemon_log client)
+start_client() { daemon_start client "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR" -L debug; }
+nready() { grep -c 'info: sink haproxy: ready' "$LOG" 2>/dev/null || echo 0; }
+web_ok() { http_get "http://127.0.0.1:$P_WEB/" >/dev/null 2>&1; }
+both_ok() { local o; o=$("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py" rr "http://127.0.0.1:$P_WEB/" 10 | paste -sd' '); [[ "$o" == *b1* && "$o" == *b2* && "$o" == *"errors 0"* ]]; }
+master() { hx_master_pid "$MASTER"; }
+reloads() { haproxy_master_cmd --sock "$MASTER" "show proc" 2>/dev/null | awk '$2 == "master" { print $3 }'; }
+healthz() { curl -s --noproxy '*' -m 5 "http://127.0.0.1:$P_M/healthz"; }
+healthz_code() { http_code "http://127.0.0.1:$P_M/healthz"; }
+
+start_client
+check "client: haproxy routes web to b1 and b2" wait_for --timeout 30 both_ok
+hx_track_master "$MASTER"
+check "client: the sink proved itself" wait_for --timeout 10 grep -q 'info: sink haproxy: ready' "$LOG"
+
+# load_start NAME / load_stop NAME -> "requests failed" on stdout
+load_start() {
+    rm -f "$T/$1.stop"
+    "$PY" "$REGENT_TEST_DIR/e2e/loadgen.py" --url "http://127.0.0.1:$P_WEB/" --out "$T/$1.jsonl" \
+        --duration 120 --stop-file "$T/$1.stop" --threads 2 --interval 0.01 &
+    echo $! > "$T/$1.pid"
+    sleep 0.5
+}
+load_stop() {
+    touch "$T/$1.stop"
+    wait "$(cat "$T/$1.pid")" 2>/dev/null
+    "$PY" -c '
+import json, sys
+n = f = 0
+errs = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line); n += 1
+    if r["status"] != 200:
+        f += 1; errs[r["error"][:60]] = errs.get(r["error"][:60], 0) + 1
+print(n, f)
+for e, c in sorted(errs.items()): print("  | %d x %s" % (c, e), file=sys.stderr)
+' "$T/$1.jsonl"
+}
+row() { echo "DRILL|haproxy_lifecycle|$1|$2|$3|$4|$5"; }
+
+# ---- a. SIGTERM + start ------------------------------------------------------------------------
+M0=$(master); n0=$(nready)
+load_start a
+sleep "$HOLD"
+daemon_stop client
+check "a: regent left haproxy running" grep -q "leaving haproxy (master pid $M0) running" "$LOG"
+sleep 0.5
+start_client
+check "a: the new regent proved itself" wait_for --timeout 30 eval '[[ $(nready) -gt $n0 ]]'
+sleep "$HOLD"
+read -r n f < <(load_stop a)
+check_eq "a: SIGTERM + start: 0 failed requests (of $n)" 0 "$f"
+check_eq "a: the haproxy master pid unchanged" "$M0" "$(master)"
+check "a: adopted, not restarted" grep -q "adopted the running haproxy (master pid $M0" "$LOG"
+row "a. client SIGTERM + start" "$n" "$f" - "master pid unchanged ($M0)"
+
+# ---- b. SIGKILL + start ------------------------------------------------------------------------
+M0=$(master); n0=$(nready)
+load_start b
+sleep "$HOLD"
+daemon_kill client KILL
+sleep 0.5
+check "b: haproxy alive after regent's SIGKILL" kill -0 "$M0"
+start_client
+check "b: the new regent proved itself" wait_for --timeout 30 eval '[[ $(nready) -gt $n0 ]]'
+sleep "$HOLD"
+read -r n f < <(load_stop b)
+check_eq "b: SIGKILL + start: 0 failed requests (of $n)" 0 "$f"
+check_eq "b: adopted (same master pid)" "$M0" "$(master)"
+row "b. client SIGKILL + start" "$n" "$f" - "adopted master $M0"
+
+# ---- c. SIGHUP with a change that cannot run ------------------------------------------------------
+M0=$(master); R0=$(reloads)
+printf 'global\n    this-is-not-a-keyword 1\n' > "$T/bad-include.cfg"
+load_start c
+sleep "$HOLD"
+nref=$(grep -c 'refused\|failed to start' "$LOG")
+mkini "haproxy = /nonexistent/haproxy"
+daemon_kill client HUP
+check "c: the change with haproxy = /nonexistent/haproxy is refused (logged)" \
+    wait_for --timeout 15 eval "[[ \$(grep -c 'refused\|failed to start' '$LOG') -gt $nref ]]"
+check "c: the log names the binary" grep -q '/nonexistent/haproxy' "$LOG"
+sleep "$HOLD"
+nref=$(grep -c 'refused\|failed to start' "$LOG")
+mkini "include = $T/bad-include.cfg"
+daemon_kill client HUP
+check "c: the change with a bad include is refused (logged)" \
+    wait_for --timeout 15 eval "[[ \$(grep -c 'refused\|failed to start' '$LOG') -gt $nref ]]"
+check "c: the log names the include's problem" grep -q 'this-is-not-a-keyword' "$LOG"
+echo "  | /healthz after the refused reloads: $(healthz_code) $(healthz | head -c 400)"
+sleep "$HOLD"
+read -r n f < <(load_stop c)
+check_eq "c: unrunnable change: 0 failed requests (of $n)" 0 "$f"
+check_eq "c: the running haproxy untouched (same master)" "$M0" "$(master)"
+check_eq "c: ... and not reloaded" "$R0" "$(reloads)"
+check "c: still routing to b1 and b2" both_ok
+mkini
+daemon_kill client HUP
+sleep 1
+row "c. SIGHUP, unrunnable [sink haproxy]" "$n" "$f" - "refused; master $M0 not reloaded"
+
+# ---- d. haproxy master SIGKILL -------------------------------------------------------------------
+wait_for --timeout 10 both_ok >/dev/null
+M0=$(master)
+ndown=$(grep -c 'restarting in' "$LOG")
+load_start d
+sleep "$HOLD"
+kill -KILL "$M0"
+check "d: regent noticed the dead master" wait_for --timeout 10 eval "[[ \$(grep -c 'restarting in' '$LOG') -gt $ndown ]]"
+check "d: a new master answers" wait_for --timeout 10 eval '[[ -n "$(master)" && "$(master)" != '"$M0"' ]]'
+hx_track_master "$MASTER"
+check "d: web answers again" wait_for --timeout 10 web_ok
+sleep "$HOLD"
+read -r n f < <(load_stop d)
+# From regent's log: the line noticing it -> "started haproxy" (regent's part) -> "haproxy
+# running: master N" (haproxy's own start: parsing, forking its worker).
+read -r react rec < <(awk -v m="$M0" '
+    function ms(ts) { split(substr(ts, 12), p, ":"); return (p[1] * 3600 + p[2] * 60 + p[3]) * 1000 }
+    index($0, "haproxy (pid " m ")") && /restarting in/ { t0 = ms($1) }
+    t0 && !t1 && /started haproxy \(master pid/ { t1 = ms($1) }
+    t1 && /haproxy running: master/ { printf "%d %d\n", t1 - t0, ms($1) - t0; exit }' "$LOG")
+echo "  | master $M0 SIGKILLed: regent spawned the new one ${react:-?} ms after noticing; it answered ${rec:-?} ms after; $f of $n requests failed (the old worker serves until it notices)"
+check "d: restart at once (the log says restarting in 0 ms)" grep -q "haproxy (pid $M0) .*restarting in 0 ms" "$LOG"
+check "d: regent spawned it at once (measured ${react:-?} ms; generous bound 1000 ms on this shared machine)" \
+    test "${react:-99999}" -le 1000
+row "d. haproxy master SIGKILL" "$n" "$f" "${react:-?} ms / ${rec:-?} ms" "noticed -> spawned / -> new master answering"
+
+# ---- e. config directory read-only, then writable ----------------------------------------------
+wait_for --timeout 10 both_ok >/dev/null
+load_start e
+sleep 1
+mount -o remount,ro "$HX"
+reg 3 "$P_B3"
+unhealthy() { [[ "$(healthz_code)" == 503 ]] && healthz | grep -q 'cannot write'; }
+check "e: /healthz 503 naming the failed write" wait_for --timeout 15 unhealthy
+echo "  | /healthz: $(healthz | head -c 300)"
+check "e: the file does not have b3 yet (read-only)" eval "! grep -q ':$P_B3 ' '$CFG'"
+sleep "$HOLD"
+mount -o remount,rw "$HX"
+t0=$(date +%s%N)
+check "e: the file catches up with no other change" wait_for --timeout 15 grep -q ":$P_B3 " "$CFG"
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "e: /healthz ok again" wait_for --timeout 10 eval '[[ "$(healthz_code)" == 200 ]]'
+sleep 1
+read -r n f < <(load_stop e)
+check_eq "e: read-only config dir: 0 failed requests (of $n)" 0 "$f"
+echo "  | file up to date $took ms after the directory turned writable"
+row "e. config dir read-only, then writable" "$n" "$f" "$took ms" "file rewritten by the retry timer"
+
+# The harness stops the tracked haproxy masters; regent first, so that it does not restart one.
+daemon_stop client
+harness_summary

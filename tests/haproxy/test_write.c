@@ -1,0 +1,151 @@
+/* test_write.c - the haproxy sink's atomic file writes (plugins/haproxy/
+ * proc.c) on a real loop and a temporary directory: the file lands with
+ * mode 0640; a stale temp file of ours left by a killed run is replaced;
+ * a symlink or a directory planted at the temp path is never followed or
+ * removed (the write fails with EEXIST and the link's target is intact);
+ * a write into a directory that refuses it reports the error. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "hx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static int setup(void **st)
+{
+	(void)st;
+	const char *td = getenv("TMPDIR");
+	snprintf(dir, sizeof(dir), "%s/hxwrite-XXXXXX", td && *td ? td : "/tmp");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+	(void)st;
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void on_done(void *arg, int status)
+{
+	*(int *)arg = status;
+}
+
+/* Writes text to dir/name through dir/name.tmp; returns the status. */
+static int write_one(const char *name, const char *text)
+{
+	char path[300], tmp[310];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	int status = 1, err = 0;
+	hx_write *w = hx_write_file(&loop, path, tmp, text, strlen(text), false, on_done, &status, &err);
+	if (!w)
+		status = err;
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	return status;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	static char buf[4096];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void test_mode_0640(void **st)
+{
+	(void)st;
+	mode_t old = umask(0);
+	assert_int_equal(write_one("a.cfg", "hello\n"), 0);
+	umask(old);
+	char p[300];
+	snprintf(p, sizeof(p), "%s/a.cfg", dir);
+	struct stat sb;
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0640);
+	assert_string_equal(slurp(p), "hello\n");
+}
+
+static void test_stale_tmp_replaced(void **st)
+{
+	(void)st;
+	char tmp[310], p[300];
+	snprintf(p, sizeof(p), "%s/b.cfg", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+	FILE *f = fopen(tmp, "w");
+	assert_non_null(f);
+	fputs("stale half-written text", f);
+	fclose(f);
+	assert_int_equal(write_one("b.cfg", "fresh\n"), 0);
+	assert_string_equal(slurp(p), "fresh\n");
+	assert_int_equal(access(tmp, F_OK), -1);
+}
+
+static void test_symlink_not_followed(void **st)
+{
+	(void)st;
+	char tmp[310], target[300], p[300];
+	snprintf(p, sizeof(p), "%s/c.cfg", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+	snprintf(target, sizeof(target), "%s/victim", dir);
+	FILE *f = fopen(target, "w");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+	assert_int_equal(symlink(target, tmp), 0);
+	assert_int_equal(write_one("c.cfg", "evil\n"), UV_EEXIST);
+	assert_string_equal(slurp(target), "precious\n");
+	struct stat sb;
+	assert_int_equal(lstat(tmp, &sb), 0);
+	assert_true(S_ISLNK(sb.st_mode)); /* left alone */
+	assert_int_equal(access(p, F_OK), -1);
+}
+
+static void test_directory_in_the_way(void **st)
+{
+	(void)st;
+	char tmp[310];
+	snprintf(tmp, sizeof(tmp), "%s/d.cfg.tmp", dir);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	assert_int_equal(write_one("d.cfg", "x\n"), UV_EEXIST);
+	struct stat sb;
+	assert_int_equal(stat(tmp, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+}
+
+static void test_missing_dir_reports(void **st)
+{
+	(void)st;
+	assert_int_equal(write_one("no/such/dir.cfg", "x\n"), UV_ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mode_0640),
+		cmocka_unit_test(test_stale_tmp_replaced),
+		cmocka_unit_test(test_symlink_not_followed),
+		cmocka_unit_test(test_directory_in_the_way),
+		cmocka_unit_test(test_missing_dir_reports),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
