@@ -47,6 +47,9 @@ static const regent_config_key config_keys[] = {
 	 "bytes: a registry value larger than this is skipped with a warning"},
 	{"max_response_size", REGENT_CFG_INT, "16777216", false, 65536, 1073741824,
 	 "bytes: the largest answer (range page, watch line) read; pages shrink to fit"},
+	{"check_interval", REGENT_CFG_DURATION, "1s", false, 0, 60000,
+	 "while a watch or write is open, check its member this often (status, require-leader) "
+	 "and leave one that does not answer within it; 0 = off"},
 	{"username", REGENT_CFG_STRING, NULL, false, 0, 0, "etcd user (enables auth)"},
 	{"password", REGENT_CFG_STRING, NULL, false, 0, 0, "the user's password (never logged)"},
 	{"ca", REGENT_CFG_STRING, NULL, false, 0, 0, "CA bundle to verify https endpoints"},
@@ -161,6 +164,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	e->revoke_ms = h->cfg_duration_ms(ctx, "revoke_timeout");
 	e->watch_idle_ms = h->cfg_duration_ms(ctx, "watch_idle_timeout");
 	e->grace_ms = h->cfg_duration_ms(ctx, "reconcile_grace");
+	e->check_ms = h->cfg_duration_ms(ctx, "check_interval");
 	e->dereg_on_stop = h->cfg_bool(ctx, "deregister_on_stop");
 	e->max_value = (size_t)h->cfg_int(ctx, "max_value_size");
 	e->max_body = (size_t)h->cfg_int(ctx, "max_response_size");
@@ -240,6 +244,7 @@ static int start(void *self)
 	    call_start(e, OP_PROBE, "/v3/maintenance/status", json_object(), NULL) < 0)
 		fail_start(e, -EIO, "cannot start a request to etcd");
 	reg_kick_soon(e);
+	probe_want(e);
 	return REGENT_PENDING;
 }
 

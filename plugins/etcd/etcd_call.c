@@ -257,8 +257,6 @@ static void answered(etcd *e)
 		return;
 	reg_recovered(e);
 	disc_recovered(e);
-	if (!disc_waiting(e) && !timer_active(e->reg_timer))
-		uv_timer_stop(e->probe_timer);
 }
 
 static void on_call_done(void *arg, const regent_http_result *res)
@@ -351,6 +349,9 @@ int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
 	} else if (op == OP_RANGE || op == OP_RECON) {
 		o.timeout_ms = to * 3;
 		o.max_body = e->max_body;
+	} else if (op == OP_PROBE && e->check_ms) {
+		o.timeout_ms = e->check_ms < to ? e->check_ms : to;
+		o.connect_timeout_ms = o.timeout_ms;
 	} else if (op == OP_REVOKE) {
 		uint64_t now = e->h->now_ms();
 		uint64_t left = e->stop_deadline > now ? e->stop_deadline - now : 1;
@@ -480,43 +481,111 @@ void auth_done(etcd *e, call *c, resp *r)
 /* Recovery probe                                                     */
 /* ------------------------------------------------------------------ */
 
-/* While the watch or the registration waits out a backoff, a cheap
- * request every PROBE_MS tells when the registry answers again; any
- * answer (this one or another call's) resumes them at once. */
+/* Every check_interval, one cheap request (maintenance status, with the
+ * require-leader metadata) to the current endpoint:
+ *  - while the watch or the registration waits out a backoff, its answer
+ *    resumes them at once (answered());
+ *  - while a watch or a write is open there, a member that froze (no
+ *    answer within check_interval) or lost its leader is left at once:
+ *    the calls waiting on it move to the next endpoint instead of
+ *    waiting for their timeout (a watch has none). */
+/* A write (txn, keepalive) at the current endpoint older than this is
+ * suspect: it may have been forwarded to a leader that is gone. */
+#define STUCK_MS 250u
+
+static bool write_stuck(const etcd *e, uint64_t now)
+{
+	const call *k = &e->calls[OP_KEEPALIVE];
+	if (k->req && now - k->t0 >= STUCK_MS)
+		return true;
+	for (size_t i = 0; i < TXN_PIPE; i++)
+		if (e->txns[i].req && now - e->txns[i].t0 >= STUCK_MS)
+			return true;
+	return false;
+}
+
 static void on_probe_timer(uv_timer_t *t)
 {
 	etcd *e = t->data;
 	if (e->stopping || busy(e, OP_PROBE))
 		return;
-	if (!disc_waiting(e) && !timer_active(e->reg_timer)) {
-		uv_timer_stop(e->probe_timer);
+	uint64_t now = e->h->now_ms();
+	uint64_t since = now - e->last_check;
+	bool recovering = disc_waiting(e) || timer_active(e->reg_timer);
+	bool due = (recovering && since >= PROBE_MS) ||
+	           (e->check_ms && write_stuck(e, now) && since >= STUCK_MS) ||
+	           (e->check_ms && busy(e, OP_WATCH) && since >= e->check_ms);
+	if (!due)
 		return;
-	}
 	if (e->user && !e->token)
 		return; /* the authentication is the probe */
-	if (call_start(e, OP_PROBE, "/v3/maintenance/status", json_object(), NULL) < 0)
-		uv_timer_stop(e->probe_timer);
+	e->last_check = now;
+	call_start(e, OP_PROBE, "/v3/maintenance/status", json_object(), NULL);
 }
 
 void probe_want(etcd *e)
 {
 	if (!e->stopping && e->probe_timer && !timer_active(e->probe_timer))
-		uv_timer_start(e->probe_timer, on_probe_timer, PROBE_MS, PROBE_MS);
+		uv_timer_start(e->probe_timer, on_probe_timer, STUCK_MS, STUCK_MS);
+}
+
+/* Moves the calls waiting at endpoint bad (all of them, or only the
+ * writes started before `before`) to the current endpoint. */
+static bool move_calls(etcd *e, size_t bad, bool watch_too, uint64_t before)
+{
+	bool moved = false;
+	if (watch_too && busy(e, OP_WATCH) && e->calls[OP_WATCH].ep == bad) {
+		call_cancel(e, &e->calls[OP_WATCH]);
+		watch_moved(e, "its member failed a check");
+		moved = true;
+	}
+	if (txns_move(e, bad, before))
+		moved = true;
+	call *k = &e->calls[OP_KEEPALIVE];
+	if (k->req && k->ep == bad && k->t0 < before) {
+		call_cancel(e, k);
+		keepalive_moved(e);
+		moved = true;
+	}
+	return moved;
 }
 
 void probe_done(etcd *e, call *c, resp *r)
 {
-	if (failure_kind(r) == F_NONE) {
-		e->h->log(e->ctx, REGENT_LOG_DEBUG, "%s answers", e->eps[c->ep]);
+	int fk = failure_kind(r);
+	if (fk == F_NONE) {
+		/* A new raft term: writes sent before it may have gone to the old
+		 * leader and been dropped; send them again (puts and deletes are
+		 * idempotent) instead of waiting for their timeout. */
+		int64_t term = 0;
+		etcd_json_int64(json_object_get(r->json, "raftTerm"), &term);
+		if (term > e->seen_term && e->seen_term &&
+		    move_calls(e, c->ep, false, c->t0))
+			e->h->log(e->ctx, REGENT_LOG_INFO,
+			          "raft term %lld at %s (was %lld): writes sent before the election "
+			          "sent again",
+			          (long long)term, e->eps[c->ep], (long long)e->seen_term);
+		if (term > e->seen_term)
+			e->seen_term = term;
 		check_started(e); /* answered() resumed what waited */
 		return;
 	}
 	char d[512];
 	describe(r, d, sizeof(d));
-	if (failure_kind(r) == F_AUTH)
+	if (fk == F_AUTH) {
 		token_refused(e, c);
-	else
-		rotate(e, c, d);
+		return;
+	}
+	if (fk != F_ROTATE)
+		return;
+	size_t bad = c->ep;
+	rotate(e, c, d);
+	if (e->ep == bad)
+		return; /* one endpoint: nowhere to go */
+	/* Calls still waiting on the failed member go elsewhere now. */
+	if (move_calls(e, bad, true, UINT64_MAX))
+		e->h->log(e->ctx, REGENT_LOG_WARN, "%s did not pass its check (%s): its calls moved to %s",
+		          e->eps[bad], d, cur_ep(e));
 }
 
 /* ------------------------------------------------------------------ */

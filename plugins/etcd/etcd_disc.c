@@ -485,6 +485,18 @@ void watch_done(etcd *e, call *c, resp *r)
 	disc_retry(e, delay);
 }
 
+/* The watch was cancelled because its member failed a check: resume
+ * from the last revision seen on the current endpoint, at once. */
+void watch_moved(etcd *e, const char *why)
+{
+	e->h->metric_add(e->m_reconnects, 1);
+	comp_fail(e, COMP_DISC, REGENT_LOG_WARN,
+	          "watch of %s/ left its member (%s); resuming from revision %lld on %s", e->prefix,
+	          why, (long long)e->wrev + 1, cur_ep(e));
+	e->dstate = D_WATCH;
+	disc_retry(e, 1);
+}
+
 void disc_kick(etcd *e)
 {
 	if (!e->want || e->stopping || timer_active(e->disc_timer))

@@ -128,7 +128,7 @@ typedef struct etcd {
 	char *kend;    /* range end */
 	size_t kend_len;
 	int64_t ttl_s;
-	uint64_t timeout_ms, revoke_ms, watch_idle_ms, grace_ms;
+	uint64_t timeout_ms, revoke_ms, watch_idle_ms, grace_ms, check_ms;
 	size_t max_value, max_body;
 	bool dereg_on_stop;
 	const char *user, *password, *ca, *cert, *key;
@@ -175,6 +175,8 @@ typedef struct etcd {
 	char *watch_err;
 	regent_backoff disc_bo;
 	uv_timer_t *disc_timer, *probe_timer;
+	uint64_t last_check;
+	int64_t seen_term; /* highest raft term a check saw */
 
 	/* stop */
 	uv_timer_t *stop_timer;
@@ -255,6 +257,9 @@ void revoke_done(etcd *e, call *c, resp *r);
 void ttl_done(etcd *e, call *c, resp *r);
 void recon_done(etcd *e, call *c, resp *r);
 void reg_live_forget(etcd *e);
+size_t txns_busy(const etcd *e);
+bool txns_move(etcd *e, size_t bad_ep, uint64_t before);
+void keepalive_moved(etcd *e);
 
 /* ---- etcd_disc.c ---- */
 json_t *pager_body(etcd *e, const pager *p);
@@ -272,6 +277,7 @@ bool disc_waiting(const etcd *e);
 void range_done(etcd *e, call *c, resp *r);
 void watch_done(etcd *e, call *c, resp *r);
 void watch_start(etcd *e);
+void watch_moved(etcd *e, const char *why);
 
 /* ---- etcd_view.c ---- */
 void view_init(view *v);

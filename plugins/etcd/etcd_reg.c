@@ -265,7 +265,7 @@ static void reg_update(etcd *e, reg *g)
 	reg_mark(e, g);
 }
 
-static size_t txns_busy(const etcd *e)
+size_t txns_busy(const etcd *e)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < TXN_PIPE; i++)
@@ -756,6 +756,35 @@ void txns_abandon(etcd *e)
 			batch_release(e, b, n);
 		}
 	}
+}
+
+/* The txns in flight at endpoint bad_ep (started before `before`) are
+ * cancelled and sent again to the current endpoint.  Returns true when
+ * there were some. */
+bool txns_move(etcd *e, size_t bad_ep, uint64_t before)
+{
+	bool any = false;
+	for (size_t i = 0; i < TXN_PIPE; i++) {
+		call *c = &e->txns[i];
+		if (!c->req || c->ep != bad_ep || c->t0 >= before)
+			continue;
+		call_cancel(e, c);
+		reg **b = c->batch;
+		size_t n = c->nbatch;
+		c->batch = NULL;
+		c->nbatch = 0;
+		batch_release(e, b, n);
+		any = true;
+	}
+	if (any)
+		reg_kick(e);
+	return any;
+}
+
+void keepalive_moved(etcd *e)
+{
+	if (e->lease)
+		ka_schedule(e, 1);
 }
 
 static void grant_start(etcd *e)
