@@ -24,7 +24,7 @@
 
 #define TXN_MAX_OPS 128          /* etcd's --max-txn-ops default */
 #define TXN_MAX_BYTES (1u << 20) /* body of one txn; etcd's --max-request-bytes is 1.5 MiB */
-#define TXN_PIPE 4               /* txns in flight at once */
+#define TXN_PIPE 16              /* txns in flight at once */
 #define RANGE_PAGE 1000          /* keys per range page (halved on a too-large answer) */
 #define META_LISTEN_PORT "port"  /* what the haproxy sink reads as the seed's listen port */
 #define STABLE_WATCH_MS 10000u   /* a watch up this long resets the backoff */
