@@ -137,7 +137,7 @@ typedef struct etcd {
 	size_t fast_left; /* immediate retries left on other endpoints */
 	call calls[OP_N];
 	call txns[TXN_PIPE];
-	bool started, stopping, stop_done, proven, start_told, answered;
+	bool started, stopping, stop_done, proven, start_told, answered, stop_keep;
 
 	/* auth */
 	char *token;

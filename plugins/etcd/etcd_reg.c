@@ -348,6 +348,7 @@ static void lease_lost(etcd *e, const char *why)
 /* ------------------------------------------------------------------ */
 
 static void ka_schedule(etcd *e, uint64_t ms);
+static void finish_stop(etcd *e);
 
 void grant_done(etcd *e, call *c, resp *r)
 {
@@ -558,6 +559,14 @@ static void keepalive_start(etcd *e)
 void keepalive_done(etcd *e, call *c, resp *r)
 {
 	int fk = failure_kind(r);
+	if (e->stopping) {
+		/* The refresh on the way out (a stop that keeps the lease). */
+		e->h->log(e->ctx, fk == F_NONE ? REGENT_LOG_DEBUG : REGENT_LOG_INFO,
+		          "lease %llx %s before exiting", (unsigned long long)e->lease,
+		          fk == F_NONE ? "refreshed" : "could not be refreshed");
+		finish_stop(e);
+		return;
+	}
 	json_t *res = json_object_get(r->json, "result");
 	int64_t id = 0, ttl = 0;
 	if (fk == F_NONE && !json_is_object(res)) {
@@ -902,6 +911,7 @@ static void finish_stop(etcd *e)
 	e->stop_done = true;
 	call_cancel(e, &e->calls[OP_REVOKE]);
 	call_cancel(e, &e->calls[OP_AUTH]);
+	call_cancel(e, &e->calls[OP_KEEPALIVE]);
 	uv_timer_stop(e->stop_timer);
 	uv_timer_stop(e->auth_timer);
 	e->h->stopped(e->ctx); /* the core may destroy us right here */
@@ -912,6 +922,10 @@ static void on_stop_timer(uv_timer_t *t)
 	etcd *e = t->data;
 	if (e->stop_done)
 		return;
+	if (e->stop_keep) {
+		finish_stop(e); /* the refresh did not answer in time: the lease stays anyway */
+		return;
+	}
 	if (e->h->now_ms() + 5 >= e->stop_deadline) {
 		e->h->log(e->ctx, REGENT_LOG_WARN,
 		          "could not revoke lease %llx in time; its %zu keys expire within %lld s",
@@ -1000,15 +1014,27 @@ int reg_stop(etcd *e)
 	bool revoke = why != REGENT_STOP_EXIT || e->dereg_on_stop;
 	lease_file_on_stop(e, why, revoke);
 	if (!e->lease || !revoke) {
-		if (e->lease)
-			e->h->log(e->ctx, REGENT_LOG_INFO,
-			          "keeping lease %llx and its %zu keys (the containers still run): a "
-			          "restart within %lld s re-attaches to it, else they expire",
-			          (unsigned long long)e->lease, e->nhave, (long long)e->lease_ttl);
 		call_cancel(e, &e->calls[OP_AUTH]);
 		uv_timer_stop(e->auth_timer);
-		e->stop_done = true;
-		return 0;
+		if (!e->lease) {
+			e->stop_done = true;
+			return 0;
+		}
+		e->h->log(e->ctx, REGENT_LOG_INFO,
+		          "keeping lease %llx and its %zu keys (the containers still run): a "
+		          "restart within %lld s re-attaches to it, else they expire",
+		          (unsigned long long)e->lease, e->nhave, (long long)e->lease_ttl);
+		/* One last keepalive, so a restart has the whole TTL. */
+		e->stop_keep = true;
+		e->stop_deadline = e->h->now_ms() + e->revoke_ms;
+		json_t *b = json_pack("{s:o}", "ID", jint64(e->lease));
+		if ((e->user && !e->token) ||
+		    call_start(e, OP_KEEPALIVE, "/v3/lease/keepalive", b, NULL) < 0) {
+			e->stop_done = true;
+			return 0;
+		}
+		uv_timer_start(e->stop_timer, on_stop_timer, e->revoke_ms, 0);
+		return REGENT_PENDING;
 	}
 	e->stop_deadline = e->h->now_ms() + e->revoke_ms;
 	uv_timer_start(e->stop_timer, on_stop_timer, e->revoke_ms, 0);
