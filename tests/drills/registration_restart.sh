@@ -81,8 +81,7 @@ sleep 1
 done_n=0
 for ((i = 1; i <= RESTARTS; i++)); do
 	before=$(grep -c 'store etcd: ready' "$H_TMP/b.log")
-	daemon_stop b
-	agent_start b
+	agent_restart b
 	if ! wait_for --timeout 20 bash -c "[[ \$(grep -c 'store etcd: ready' '$H_TMP/b.log') -gt $before ]]"; then
 		echo "drill: restart $i: the backend's store did not become ready" >&2
 		fail=1

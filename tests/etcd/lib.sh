@@ -50,6 +50,16 @@ agent_start() {
 
 agent_log() { cat "$H_TMP/$1.log"; }
 
+agent_gone() { ! daemon_alive "$1"; }
+# agent_restart NAME [regent args...]: SIGTERM, wait until the process is really gone (a loaded
+# machine can take seconds), start it again.
+agent_restart() {
+    local name=$1; shift
+    daemon_stop "$name"
+    wait_for --timeout 30 agent_gone "$name" || return 1
+    agent_start "$name" "$@"
+}
+
 # snapshot NAME: the agent's last catalog snapshot (testsink format)
 snapshot() { [[ -f "$H_TMP/$1.sink" ]] && ehelp last "$H_TMP/$1.sink"; }
 # has_line NAME REGEX: the last snapshot has a line matching REGEX (grep -E, whole line)

@@ -31,8 +31,7 @@ worst=0
 for ((i = 1; i <= N; i++)); do
     before=$(ready_count)
     t0=$(now)
-    daemon_stop b
-    agent_start b
+    agent_restart b
     if ! wait_for --timeout 10 bash -c "[[ \$(grep -c 'store etcd: ready' '$H_TMP/b.log') -gt $before ]]"; then
         check "restart $i: the store became ready" false
         break
