@@ -7,7 +7,8 @@
  *   etcd_call.c  HTTP calls, failure kinds, endpoint rotation, auth, the
  *                recovery probe, health
  *   etcd_reg.c   registration: the table, lease (grant, re-attach,
- *                keepalive, the lease file), batched txns, revoke
+ *                keepalive), batched txns, stop (keep or revoke)
+ *   etcd_lease.c the lease file and the live-instance table
  *   etcd_disc.c  discovery: the paged range read and the watch stream
  *   etcd_view.c  the discovery view and what is reported to the core
  */
@@ -260,6 +261,11 @@ void reg_live_forget(etcd *e);
 size_t txns_busy(const etcd *e);
 bool txns_move(etcd *e, size_t bad_ep, uint64_t before);
 void keepalive_moved(etcd *e);
+
+/* ---- etcd_lease.c ---- */
+void lease_file_write(etcd *e, int64_t id);
+int64_t lease_file_read(etcd *e, const char *path, bool quiet);
+void lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke);
 
 /* ---- etcd_disc.c ---- */
 json_t *pager_body(etcd *e, const pager *p);
