@@ -263,7 +263,6 @@ static void on_call_done(void *arg, const regent_http_result *res)
 {
 	call *c = arg;
 	etcd *e = c->e;
-	c->req = NULL;
 	uint64_t took = e->h->now_ms() - c->t0;
 	e->h->metric_add(e->m_ops[c->op], 1);
 	e->h->metric_observe(e->m_lat[c->op], (double)took / 1000.0);
@@ -294,7 +293,8 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	if (failure_kind(&r) != F_NONE)
 		e->h->metric_add(e->m_errs[c->op], 1);
 	else if (c->op != OP_WATCH)
-		answered(e);
+		answered(e); /* c->req still set: nothing restarts this very call */
+	c->req = NULL;
 	json_t *j = r.json;
 	handlers[c->op](e, c, &r); /* may free e (stop finished) */
 	json_decref(j);
