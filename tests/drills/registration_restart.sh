@@ -79,10 +79,13 @@ daemon_start load "$PY" "$src/tests/e2e/loadgen.py" --url "http://127.0.0.1:$HP/
 	--out "$H_TMP/load.jsonl" --duration 600 --stop-file "$H_TMP/load.stop" --threads 2 --interval 0.01
 sleep 1
 done_n=0
+cur=b
 for ((i = 1; i <= RESTARTS; i++)); do
-	before=$(grep -c 'store etcd: ready' "$H_TMP/b.log")
-	agent_restart b
-	if ! wait_for --timeout 20 bash -c "[[ \$(grep -c 'store etcd: ready' '$H_TMP/b.log') -gt $before ]]"; then
+	daemon_stop "$cur"
+	wait_for --timeout 30 agent_gone "$cur" || { echo "drill: restart $i: the old agent did not exit" >&2; fail=1; break; }
+	cur=b$i # each run under its own daemon name and log
+	agent_start_as "$cur" b
+	if ! wait_for --timeout 20 log_has "$cur" 'store etcd: ready'; then
 		echo "drill: restart $i: the backend's store did not become ready" >&2
 		fail=1
 		break
@@ -107,10 +110,10 @@ changes=$((applies1 - applies0))
 events=$((events1 - events0))
 same=yes
 [[ "$cat0" == "$cat1" && -n "$cat0" ]] || same=no
-reattached=$(grep -c 're-attached to lease' "$H_TMP/b.log")
+reattached=$(cat "$H_TMP"/b*.log | grep -c 're-attached to lease')
 echo "drill: $done_n restarts, $total requests, $failed failed; client: catalog unchanged=$same, sink applies +$changes, watch events +$events; backend re-attached $reattached times" >&2
 echo "DRILL|registration_restart|backend agent restarted ${done_n}x (SIGTERM, start)|$total|$failed|-|client catalog unchanged=$same, sink applies +$changes, watch events +$events"
 [[ $done_n -eq $RESTARTS && $failed -eq 0 && $total -gt 0 && $same == yes && $changes -eq 0 && $events -eq 0 ]] || fail=1
 daemon_stop c
-daemon_stop b
+daemon_stop "$cur"
 exit $fail

@@ -50,25 +50,20 @@ agent_start() {
 
 agent_log() { cat "$H_TMP/$1.log"; }
 
+# agent_start_as NAME CONFIG [regent args...]: runs regent on $H_TMP/CONFIG.ini as daemon NAME
+# (log $H_TMP/NAME.log): a restarted agent under a new daemon name.
+agent_start_as() {
+    local name=$1 cfg=$2; shift 2
+    daemon_start "$name" "${AGENT_WRAP[@]}" "$REGENT_BIN" -c "$H_TMP/$cfg.ini" \
+        -p "$REGENT_PLUGIN_DIR" -L "${AGENT_LOG_LEVEL:-debug}" "$@"
+}
+
 # agent_gone NAME: not running, seen three times in a row 0.2 s apart (a process exiting on a
 # loaded machine can look gone for a moment).
 agent_gone() {
-    local i
-    for i in 1 2 3; do daemon_alive "$1" && return 1; sleep 0.2; done
+    local _
+    for _ in 1 2 3; do daemon_alive "$1" && return 1; sleep 0.2; done
     return 0
-}
-# agent_restart NAME [regent args...]: SIGTERM, wait until the process is really gone (a loaded
-# machine can take seconds), start it again.
-agent_restart() {
-    local name=$1 try; shift
-    daemon_stop "$name"
-    for try in 1 2 3; do
-        wait_for --timeout 30 agent_gone "$name" || return 1
-        daemon_alive "$name" && continue
-        agent_start "$name" "$@"
-        return
-    done
-    return 1
 }
 
 # snapshot NAME: the agent's last catalog snapshot (testsink format)

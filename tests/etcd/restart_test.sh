@@ -26,13 +26,15 @@ check "the lease id is kept in state_dir (mode 0640)" \
 # Watch the prefix during the restarts: every event is printed.
 daemon_start w etcdctl --endpoints "$EP" watch --prefix /backends/
 sleep 0.5
-ready_count() { grep -c 'store etcd: ready' "$H_TMP/b.log"; }
 worst=0
+cur=b
 for ((i = 1; i <= N; i++)); do
-    before=$(ready_count)
     t0=$(now)
-    agent_restart b
-    if ! wait_for --timeout 10 bash -c "[[ \$(grep -c 'store etcd: ready' '$H_TMP/b.log') -gt $before ]]"; then
+    daemon_stop "$cur"
+    wait_for --timeout 30 agent_gone "$cur" || { check "restart $i: the old process exited" false; break; }
+    cur=b$i # each run under its own daemon name and log
+    agent_start_as "$cur" b
+    if ! wait_for --timeout 15 log_has "$cur" 'store etcd: ready'; then
         check "restart $i: the store became ready" false
         break
     fi
@@ -46,20 +48,24 @@ check "$N restarts: no key rewritten (no PUT event)" bash -c "! grep -q PUT '$H_
 check "$N restarts: still 3 keys" nkeys_is "$EP" 3
 check_eq "$N restarts: the lease is the same" "$lease0" "$(leases)"
 check "every restart re-attached to the lease" \
-    test "$(grep -c "re-attached to lease $lease0" "$H_TMP/b.log")" -ge "$N"
+    test "$(cat "$H_TMP"/b*.log | grep -c "re-attached to lease $lease0")" -ge "$N"
 check "stop logged that the lease is kept" log_has b "keeping lease $lease0"
 echo "measured: stop + start + re-attach, slowest of $N: ${worst} s"
 
 # An instance that went away while the agent was down: deleted after reconcile_grace (1 s).
-daemon_stop b
+daemon_stop "$cur"
+wait_for --timeout 30 agent_gone "$cur"
 sed -i '/c3/d' "$H_TMP/b.inst"
 t0=$(now)
-agent_start b
+cur=bx
+agent_start_as "$cur" b
 check "a vanished instance's key is deleted after the grace" \
     wait_for --timeout 10 key_absent "$EP" /backends/dns/b/c3/53
 echo "measured: restart -> vanished key deleted in $(elapsed "$t0") s (reconcile_grace 1 s)"
 check "the other keys stay" nkeys_is "$EP" 2
 check_eq "still the same lease" "$lease0" "$(leases)"
 
-finish_agents b
+check "no sanitizer report or crash in any run's log" \
+    bash -c "! cat '$H_TMP'/b*.log | grep -qE 'Sanitizer|runtime error:|Segmentation|Aborted'"
+finish_agents "$cur"
 harness_summary
