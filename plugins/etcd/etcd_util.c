@@ -256,16 +256,27 @@ bool etcd_json_int64(const json_t *v, int64_t *out)
 char *etcd_printable(const char *s, size_t len, size_t max)
 {
 	size_t cut = len > max ? max : len;
-	char *out = malloc(cut * 4 + 4);
+	/* Exact size first: a sane key costs its own length, not 4x. */
+	size_t need = cut < len ? 4 : 1;
+	for (size_t i = 0; i < cut; i++) {
+		unsigned char c = (unsigned char)s[i];
+		need += (c < 0x20 || c >= 0x7f || c == '\\') ? 4 : 1;
+	}
+	char *out = malloc(need);
 	if (!out)
 		abort();
 	size_t o = 0;
+	static const char hex[] = "0123456789abcdef";
 	for (size_t i = 0; i < cut; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c >= 0x7f || c == '\\') /* quotes kept: JSON stays readable */
-			o += (size_t)sprintf(out + o, "\\x%02x", c);
-		else
+		if (c < 0x20 || c >= 0x7f || c == '\\') { /* quotes kept: JSON stays readable */
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else {
 			out[o++] = (char)c;
+		}
 	}
 	if (cut < len) {
 		memcpy(out + o, "...", 3);

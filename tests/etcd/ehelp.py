@@ -7,6 +7,12 @@
   ehelp.py until-count EP PREFIX N TIMEOUT CMD...
                                 run CMD, then poll etcd's range API every 20 ms until PREFIX
                                 holds N keys; print the seconds since CMD ran; exit 1 on timeout
+  ehelp.py until-snap FILE LINE TIMEOUT CMD...
+                                run CMD, then poll the testsink FILE every 10 ms until its last
+                                snapshot holds LINE (exactly); print the seconds since CMD ran;
+                                exit 1 on timeout
+  ehelp.py big-put EP KEY SIZE PORT
+                                put an instance whose JSON value is SIZE bytes at KEY
   ehelp.py bulk-put EP SERVICE N
                                 put N instances /backends/SERVICE/bulk/I (txns of 100)
   ehelp.py proxy PORT TARGET    TCP proxy 127.0.0.1:PORT -> 127.0.0.1:TARGET; SIGUSR1 cuts
@@ -76,6 +82,23 @@ def until_count(ep, prefix, n, timeout, cmd):
             print("%.2f" % took)
             return 1
         time.sleep(0.02)
+
+
+def big_put(ep, key, size, port):
+    """put one instance whose JSON value is SIZE bytes (padded meta) at KEY"""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    v = {"address": "127.0.0.5", "port": int(port), "node": "big", "meta": {"pad": ""}}
+    pad = int(size) - len(json.dumps(v))
+    v["meta"]["pad"] = "x" * max(0, pad)
+    b64 = lambda x: base64.b64encode(x.encode()).decode()
+    body = json.dumps({"key": b64(key), "value": b64(json.dumps(v))}).encode()
+    with opener.open(ep + "/v3/kv/put", data=body, timeout=30) as r:
+        out = json.loads(r.read())
+    if "header" not in out:
+        print(out, file=sys.stderr)
+        return 1
+    return 0
 
 
 def bulk_put(ep, service, n):
@@ -181,6 +204,33 @@ def proxy(port, target):
                 close_pair(s)
 
 
+def until_snap(path, line, timeout, cmd):
+    import subprocess
+    import time
+    subprocess.run(cmd, check=True)
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            with open(path, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        block, done = [], []
+        for ln in text.split("\n"):
+            if ln.startswith("apply "):
+                block = [ln]
+            elif block:
+                block.append(ln)
+                if ln == "end":
+                    done, block = block, []
+        if line in done:
+            print("%.2f" % (time.time() - t0))
+            return 0
+        time.sleep(0.01)
+    print("timeout")
+    return 1
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "last":
@@ -192,6 +242,10 @@ def main():
     elif cmd == "until-count":
         sys.exit(until_count(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]),
                              sys.argv[6:]))
+    elif cmd == "until-snap":
+        sys.exit(until_snap(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:]))
+    elif cmd == "big-put":
+        sys.exit(big_put(*sys.argv[2:6]))
     elif cmd == "bulk-put":
         bulk_put(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "proxy":

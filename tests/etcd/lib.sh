@@ -18,17 +18,21 @@ lt() { "$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2
 
 # agent_config NAME ENDPOINTS [extra lines for [store etcd]...]: writes $H_TMP/NAME.ini for an
 # agent with node NAME, testsource reading $H_TMP/NAME.inst (if it exists at the time),
-# store etcd and a testsink writing $H_TMP/NAME.sink (unless AGENT_NO_SINK=1).
+# store etcd and a testsink writing $H_TMP/NAME.sink (unless AGENT_NO_SINK=1).  The agent's
+# state_dir is $H_TMP/NAME.state.  SIGTERM revokes the lease (deregister_on_stop = true) unless
+# AGENT_KEEP=1 (the default behaviour: the lease and its keys outlive a stop).
 agent_config() {
     local name=$1 eps=$2; shift 2
     local f="$H_TMP/$name.ini" line
     {
-        printf '[agent]\nnode = %s\ndebounce = 20ms\nstop_timeout = 4s\n\n' "$name"
+        printf '[agent]\nnode = %s\ndebounce = 20ms\nstop_timeout = 4s\nstate_dir = %s\n\n' \
+            "$name" "$H_TMP/$name.state"
         if [[ -f "$H_TMP/$name.inst" ]]; then
             printf '[source testsource]\nfile = %s\ninterval = 50ms\n\n' "$H_TMP/$name.inst"
         fi
         printf '[store etcd]\nendpoints = %s\nttl = %s\nbackoff_initial = 100ms\nbackoff_max = 1s\n' \
             "$eps" "${AGENT_TTL:-3}"
+        if [[ "${AGENT_KEEP:-0}" != 1 ]]; then printf 'deregister_on_stop = true\n'; fi
         for line in "$@"; do printf '%s\n' "$line"; done
         if [[ "${AGENT_NO_SINK:-0}" != 1 ]]; then
             printf '\n[sink testsink]\nfile = %s\n' "$H_TMP/$name.sink"
@@ -45,6 +49,22 @@ agent_start() {
 }
 
 agent_log() { cat "$H_TMP/$1.log"; }
+
+# agent_start_as NAME CONFIG [regent args...]: runs regent on $H_TMP/CONFIG.ini as daemon NAME
+# (log $H_TMP/NAME.log): a restarted agent under a new daemon name.
+agent_start_as() {
+    local name=$1 cfg=$2; shift 2
+    daemon_start "$name" "${AGENT_WRAP[@]}" "$REGENT_BIN" -c "$H_TMP/$cfg.ini" \
+        -p "$REGENT_PLUGIN_DIR" -L "${AGENT_LOG_LEVEL:-debug}" "$@"
+}
+
+# agent_gone NAME: not running, seen three times in a row 0.2 s apart (a process exiting on a
+# loaded machine can look gone for a moment).
+agent_gone() {
+    local _
+    for _ in 1 2 3; do daemon_alive "$1" && return 1; sleep 0.2; done
+    return 0
+}
 
 # snapshot NAME: the agent's last catalog snapshot (testsink format)
 snapshot() { [[ -f "$H_TMP/$1.sink" ]] && ehelp last "$H_TMP/$1.sink"; }

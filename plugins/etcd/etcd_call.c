@@ -1,0 +1,617 @@
+/*
+ * etcd_call.c - the etcd store's HTTP calls: starting one (headers,
+ * timeouts, the require-leader metadata on every request), decoding the
+ * answer and its failure kind, endpoint rotation (at once on "no leader"
+ * and transport errors, once around the endpoints, then backoff),
+ * authentication (user/password -> token, refused tokens), the recovery
+ * probe that notices a registry answering again, health, and the start
+ * handshake (host->started).
+ *
+ * Owns: the token, the endpoint index, the per-op call slots' requests.
+ */
+#include "etcd_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const etcd_op_names[OP_N] = {"auth",  "grant", "keepalive", "txn",   "revoke",
+                                         "range", "watch", "timetolive", "reconcile", "probe"};
+
+void *xcalloc(size_t n, size_t s)
+{
+	void *p = calloc(n ? n : 1, s ? s : 1);
+	if (!p)
+		abort();
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	char *d = strdup(s ? s : "");
+	if (!d)
+		abort();
+	return d;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	return s;
+}
+
+const char *cur_ep(const etcd *e)
+{
+	return e->eps[e->ep];
+}
+
+uv_timer_t *timer_new(etcd *e)
+{
+	uv_timer_t *t = xcalloc(1, sizeof(*t));
+	uv_timer_init(e->h->loop(e->ctx), t);
+	t->data = e;
+	return t;
+}
+
+void timer_close(uv_timer_t **t)
+{
+	if (*t) {
+		uv_timer_stop(*t);
+		uv_close((uv_handle_t *)*t, (uv_close_cb)free);
+		*t = NULL;
+	}
+}
+
+bool timer_active(uv_timer_t *t)
+{
+	return t && uv_is_active((uv_handle_t *)t);
+}
+
+bool busy(const etcd *e, int op)
+{
+	return e->calls[op].req != NULL;
+}
+
+/* base64 of bytes into a JSON string. */
+json_t *b64(const etcd *e, const void *data, size_t len)
+{
+	char *s = e->h->base64_encode(data, len);
+	json_t *j = json_string(s);
+	free(s);
+	return j;
+}
+
+json_t *b64s(const etcd *e, const char *s)
+{
+	return b64(e, s, strlen(s));
+}
+
+/* An int64 as etcd wants it in requests (decimal string). */
+json_t *jint64(int64_t v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	return json_string(buf);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Health and failure reporting                                       */
+/* ------------------------------------------------------------------ */
+
+static const char *const comp_names[COMP_N] = {"authentication", "registration", "discovery"};
+
+static void update_health(etcd *e)
+{
+	const char *reason = NULL;
+	for (int i = 0; i < COMP_N && !reason; i++)
+		reason = e->err[i];
+	bool ok = reason == NULL;
+	if (e->health_known && ok == e->healthy_reported && ok)
+		return;
+	e->health_known = true;
+	e->healthy_reported = ok;
+	e->h->set_health(e->ctx, ok, reason);
+}
+
+/* A part of the plugin failed: log once per distinct cause (repeats at
+ * debug level), mark unhealthy. */
+void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	bool repeat = e->err[comp] && strcmp(e->err[comp], msg) == 0;
+	e->h->log(e->ctx, repeat ? REGENT_LOG_DEBUG : level, "%s", msg);
+	if (!repeat) {
+		free(e->err[comp]);
+		e->err[comp] = xstrdup(msg);
+	}
+	update_health(e);
+}
+
+void comp_ok(etcd *e, int comp)
+{
+	e->quiet_refusals = 0;
+	if (e->err[comp]) {
+		e->h->log(e->ctx, REGENT_LOG_INFO, "%s works again (through %s)", comp_names[comp],
+		          cur_ep(e));
+		free(e->err[comp]);
+		e->err[comp] = NULL;
+	}
+	update_health(e);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* HTTP calls                                                         */
+/* ------------------------------------------------------------------ */
+
+int failure_kind(const resp *r)
+{
+	if (r->err)
+		return F_ROTATE;
+	if (r->status == 200 && r->code < 0)
+		return F_NONE;
+	if (r->status == 401 || r->code == 16)
+		return F_AUTH;
+	if (r->code == 5)
+		return F_LEASE;
+	if (r->code == 11)
+		return F_COMPACTED;
+	/* unavailable, deadline exceeded, unknown/internal: another member
+	 * may do better (the Go client's rule: transport error, 500, 503). */
+	if (r->status >= 500 || r->code == 14 || r->code == 4 || r->code == 2 || r->code == 13)
+		return F_ROTATE;
+	return F_OTHER;
+}
+
+/* etcd's "no leader" answer (the member refuses at once because the
+ * request carried the require-leader metadata). */
+bool no_leader(const resp *r)
+{
+	return !r->err && (r->code == 14 || r->status == 503);
+}
+
+/* Moves to the next endpoint if the failed call used the current one.
+ * Returns true when a retry now goes to another endpoint than the one
+ * that failed. */
+bool rotate(etcd *e, const call *c, const char *why)
+{
+	if (e->neps < 2)
+		return false;
+	if (c->ep != e->ep)
+		return true; /* another call moved on already */
+	size_t old = e->ep;
+	e->ep = (e->ep + 1) % e->neps;
+	e->h->log(e->ctx, REGENT_LOG_INFO, "switching from %s (%s) to %s", e->eps[old], why,
+	          e->eps[e->ep]);
+	return true;
+}
+
+/* The delay before retrying a failed call: at once on another endpoint
+ * (twice around the endpoints since the last success), a short fixed
+ * delay while the cluster has no leader (an election takes about a
+ * second: no need to back off), else the capped exponential backoff. */
+uint64_t retry_delay(etcd *e, regent_backoff *bo, const resp *r, bool moved)
+{
+	if (moved && e->fast_left > 0) {
+		e->fast_left--;
+		return 1;
+	}
+	if (r && no_leader(r))
+		return NO_LEADER_RETRY_MS;
+	return e->h->backoff_next(bo);
+}
+
+/* The token the call carried was refused: forget it (once).  Returns
+ * true when this looks like an ordinary expiry, to be retried quietly
+ * (not more than a few times in a row without any success). */
+bool token_refused(etcd *e, const call *c)
+{
+	if (e->user && e->token && c->token_gen == e->token_gen) {
+		e->h->log(e->ctx, REGENT_LOG_INFO, "auth token refused by %s; authenticating again",
+		          e->eps[c->ep]);
+		free(e->token);
+		e->token = NULL;
+	}
+	return e->user && ++e->quiet_refusals <= 3;
+}
+
+void describe(const resp *r, char *buf, size_t n)
+{
+	if (r->err)
+		snprintf(buf, n, "%s", r->msg && r->msg[0] ? r->msg : strerror(-r->err));
+	else if (r->code >= 0)
+		snprintf(buf, n, "HTTP %ld: %s (code %lld)", r->status, r->msg ? r->msg : "",
+		         (long long)r->code);
+	else
+		snprintf(buf, n, "HTTP %ld%s%s", r->status, r->msg && r->msg[0] ? ": " : "",
+		         r->msg ? r->msg : "");
+}
+
+static const call_handler handlers[OP_N] = {
+	[OP_AUTH] = auth_done,       [OP_GRANT] = grant_done,   [OP_KEEPALIVE] = keepalive_done,
+	[OP_TXN] = txn_done,         [OP_REVOKE] = revoke_done, [OP_RANGE] = range_done,
+	[OP_WATCH] = watch_done,     [OP_TTL] = ttl_done,       [OP_RECON] = recon_done,
+	[OP_PROBE] = probe_done,
+};
+
+/* Any answer proves the registry is back: whatever waits for a retry
+ * goes now instead of after its backoff. */
+static void answered(etcd *e)
+{
+	e->answered = true;
+	e->fast_left = 2 * e->neps;
+	if (e->stopping || !e->started)
+		return;
+	reg_recovered(e);
+	disc_recovered(e);
+}
+
+static void on_call_done(void *arg, const regent_http_result *res)
+{
+	call *c = arg;
+	etcd *e = c->e;
+	uint64_t took = e->h->now_ms() - c->t0;
+	e->h->metric_add(e->m_ops[c->op], 1);
+	e->h->metric_observe(e->m_lat[c->op], (double)took / 1000.0);
+	resp r = {.err = res->error, .status = res->status, .code = -1, .msg = res->error_msg};
+	if (!r.err && res->body && res->body_len) {
+		json_error_t jerr;
+		r.json = json_loadb(res->body, res->body_len, JSON_DISABLE_EOF_CHECK, &jerr);
+	}
+	/* Errors: {"error":m,"message":m,"code":N} (unary) or, from streams,
+	 * {"error":{"grpc_code":N,"http_code":N,"message":m}}. */
+	json_t *err = json_object_get(r.json, "error");
+	if (json_is_object(err)) {
+		etcd_json_int64(json_object_get(err, "grpc_code"), &r.code);
+		r.msg = json_string_value(json_object_get(err, "message"));
+	} else if (err || (r.json && r.status != 200)) {
+		if (!etcd_json_int64(json_object_get(r.json, "code"), &r.code))
+			r.code = -1;
+		r.msg = json_string_value(json_object_get(r.json, "message"));
+		if (!r.msg)
+			r.msg = json_string_value(err);
+	}
+	if (!r.err && r.status == 200 && c->op != OP_WATCH && !json_is_object(r.json)) {
+		r.err = -EPROTO;
+		r.msg = "response is not a JSON object";
+	}
+	if (!r.msg)
+		r.msg = "";
+	if (failure_kind(&r) != F_NONE)
+		e->h->metric_add(e->m_errs[c->op], 1);
+	else if (c->op != OP_WATCH)
+		answered(e); /* c->req still set: nothing restarts this very call */
+	c->req = NULL;
+	json_t *j = r.json;
+	handlers[c->op](e, c, &r); /* may free e (stop finished) */
+	json_decref(j);
+}
+
+/* Starts call `op` in its slot (body is stolen).  Returns 0 or a
+ * negative errno (nothing started then). */
+int call_start(etcd *e, int op, const char *path, json_t *body, regent_http_data_cb on_data)
+{
+	return call_start_on(e, &e->calls[op], op, path, body, on_data);
+}
+
+/* The same in the slot c (txns have several). */
+int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
+                  regent_http_data_cb on_data)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!text)
+		return -ENOMEM;
+	char *url = xasprintf("%s%s", cur_ep(e), path);
+	char *auth = e->token && e->token[0] ? xasprintf("Authorization: %s", e->token) : NULL;
+	const char *headers[4];
+	size_t nh = 0;
+	headers[nh++] = "Content-Type: application/json";
+	if (auth)
+		headers[nh++] = auth;
+	/* Refuse at once on a member without a leader (instead of waiting
+	 * for an election or the timeout): we move to the next member. */
+	headers[nh++] = "Grpc-Metadata-hasleader: true";
+	regent_http_opts o = {
+		.size = sizeof(o),
+		.method = "POST",
+		.url = url,
+		.headers = headers,
+		.nheaders = nh,
+		.body = text,
+		.body_len = strlen(text),
+		.ca_file = e->ca,
+		.cert_file = e->cert,
+		.key_file = e->key,
+		.on_data = on_data,
+		.on_done = on_call_done,
+		.arg = c,
+	};
+	uint64_t to = e->timeout_ms;
+	o.connect_timeout_ms = to < 3000 ? to : 3000;
+	if (op == OP_WATCH) {
+		o.flags = REGENT_HTTP_LINES;
+		o.idle_timeout_ms = e->watch_idle_ms;
+		o.max_body = e->max_body; /* the longest line */
+	} else if (op == OP_RANGE || op == OP_RECON) {
+		o.timeout_ms = to * 3;
+		o.max_body = e->max_body;
+	} else if (op == OP_PROBE && e->check_ms) {
+		o.timeout_ms = e->check_ms < to ? e->check_ms : to;
+		o.connect_timeout_ms = o.timeout_ms;
+	} else if (op == OP_REVOKE) {
+		uint64_t now = e->h->now_ms();
+		uint64_t left = e->stop_deadline > now ? e->stop_deadline - now : 1;
+		o.timeout_ms = left < to ? left : to;
+		if (o.connect_timeout_ms > o.timeout_ms)
+			o.connect_timeout_ms = o.timeout_ms;
+	} else {
+		o.timeout_ms = to;
+	}
+	c->e = e;
+	c->op = op;
+	c->ep = e->ep;
+	c->token_gen = e->token_gen;
+	c->t0 = e->h->now_ms();
+	int err = 0;
+	c->req = e->h->http_request(e->ctx, &o, &err);
+	free(url);
+	free(auth); /* the token is in the core's copy only */
+	free(text);
+	if (!c->req) {
+		e->h->log(e->ctx, REGENT_LOG_ERROR, "cannot start %s request to %s%s: %s",
+		          etcd_op_names[op], cur_ep(e), path, strerror(err ? -err : EIO));
+		return err ? err : -EIO;
+	}
+	return 0;
+}
+
+void call_cancel(etcd *e, call *c)
+{
+	if (c->req) {
+		e->h->http_cancel(c->req);
+		c->req = NULL;
+	}
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Authentication                                                     */
+/* ------------------------------------------------------------------ */
+
+static void on_auth_timer(uv_timer_t *t)
+{
+	etcd *e = t->data;
+	if (e->stopping)
+		stop_continue(e);
+	else
+		kick(e);
+}
+
+void auth_start(etcd *e)
+{
+	json_t *b = json_pack("{s:s,s:s}", "name", e->user, "password", e->password);
+	if (call_start(e, OP_AUTH, "/v3/auth/authenticate", b, NULL) < 0)
+		uv_timer_start(e->auth_timer, on_auth_timer, e->h->backoff_next(&e->auth_bo), 0);
+}
+
+/* True when calls may go out now (no auth, or a token in hand); else
+ * makes sure an authentication is under way. */
+bool have_token(etcd *e)
+{
+	if (!e->user || e->token)
+		return true;
+	if (!busy(e, OP_AUTH) && !timer_active(e->auth_timer))
+		auth_start(e);
+	return false;
+}
+
+void auth_done(etcd *e, call *c, resp *r)
+{
+	int fk = failure_kind(r);
+	const char *tok = json_string_value(json_object_get(r->json, "token"));
+	if (fk == F_NONE && tok) {
+		free(e->token);
+		e->token = xstrdup(tok);
+		e->token_gen++;
+		e->h->backoff_reset(&e->auth_bo);
+		e->h->log(e->ctx, REGENT_LOG_DEBUG, "authenticated as \"%s\" on %s", e->user,
+		          e->eps[c->ep]);
+		comp_ok(e, COMP_AUTH);
+	} else if (fk == F_NONE || (r->msg && strstr(r->msg, "authentication is not enabled"))) {
+		/* A server without auth: go on without a token. */
+		e->h->log(e->ctx, REGENT_LOG_WARN,
+		          "%s does not have authentication enabled; username \"%s\" is not used",
+		          e->eps[c->ep], e->user);
+		free(e->token);
+		e->token = xstrdup("");
+		e->token_gen++;
+		comp_ok(e, COMP_AUTH);
+	} else {
+		char d[512];
+		describe(r, d, sizeof(d));
+		uint64_t delay;
+		if (fk == F_ROTATE) {
+			bool moved = rotate(e, c, d);
+			comp_fail(e, COMP_AUTH, REGENT_LOG_WARN, "cannot authenticate at %s: %s",
+			          e->eps[c->ep], d);
+			delay = retry_delay(e, &e->auth_bo, r, moved);
+		} else {
+			/* Wrong user or password, or the user lacks a role: the
+			 * operator must act; keep retrying slowly. */
+			comp_fail(e, COMP_AUTH, REGENT_LOG_ERROR,
+			          "authentication as user \"%s\" failed at %s: %s; check username and "
+			          "password in [store %s]",
+			          e->user, e->eps[c->ep], r->msg && r->msg[0] ? r->msg : d,
+			          e->h->instance_name(e->ctx));
+			if (e->auth_bo.current_ms < e->auth_bo.max_ms / 2)
+				e->auth_bo.current_ms = e->auth_bo.max_ms / 2;
+			delay = e->h->backoff_next(&e->auth_bo);
+			/* A first start with wrong credentials is a misconfiguration:
+			 * a reload's new instance fails its trial. */
+			char why[600];
+			snprintf(why, sizeof(why), "authentication as user \"%s\" refused: %s", e->user,
+			         r->msg && r->msg[0] ? r->msg : d);
+			fail_start(e, -EACCES, why);
+		}
+		uv_timer_start(e->auth_timer, on_auth_timer, delay, 0);
+		return;
+	}
+	if (e->stopping)
+		stop_continue(e);
+	else
+		kick(e);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Recovery probe                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Every check_interval, one cheap request (maintenance status, with the
+ * require-leader metadata) to the current endpoint:
+ *  - while the watch or the registration waits out a backoff, its answer
+ *    resumes them at once (answered());
+ *  - while a watch or a write is open there, a member that froze (no
+ *    answer within check_interval) or lost its leader is left at once:
+ *    the calls waiting on it move to the next endpoint instead of
+ *    waiting for their timeout (a watch has none). */
+/* A write (txn, keepalive) at the current endpoint older than this is
+ * suspect: it may have been forwarded to a leader that is gone. */
+#define STUCK_MS 250u
+
+static bool write_stuck(const etcd *e, uint64_t now)
+{
+	const call *k = &e->calls[OP_KEEPALIVE];
+	if (k->req && now - k->t0 >= STUCK_MS)
+		return true;
+	for (size_t i = 0; i < TXN_PIPE; i++)
+		if (e->txns[i].req && now - e->txns[i].t0 >= STUCK_MS)
+			return true;
+	return false;
+}
+
+static void on_probe_timer(uv_timer_t *t)
+{
+	etcd *e = t->data;
+	if (e->stopping || busy(e, OP_PROBE))
+		return;
+	uint64_t now = e->h->now_ms();
+	uint64_t since = now - e->last_check;
+	bool recovering = disc_waiting(e) || timer_active(e->reg_timer);
+	bool due = (recovering && since >= PROBE_MS) ||
+	           (e->check_ms && write_stuck(e, now) && since >= STUCK_MS) ||
+	           (e->check_ms && busy(e, OP_WATCH) && since >= e->check_ms);
+	if (!due)
+		return;
+	if (e->user && !e->token)
+		return; /* the authentication is the probe */
+	e->last_check = now;
+	call_start(e, OP_PROBE, "/v3/maintenance/status", json_object(), NULL);
+}
+
+void probe_want(etcd *e)
+{
+	if (!e->stopping && e->probe_timer && !timer_active(e->probe_timer))
+		uv_timer_start(e->probe_timer, on_probe_timer, STUCK_MS, STUCK_MS);
+}
+
+/* Moves the calls waiting at endpoint bad (all of them, or only the
+ * writes started before `before`) to the current endpoint. */
+static bool move_calls(etcd *e, size_t bad, bool watch_too, uint64_t before)
+{
+	bool moved = false;
+	if (watch_too && busy(e, OP_WATCH) && e->calls[OP_WATCH].ep == bad) {
+		call_cancel(e, &e->calls[OP_WATCH]);
+		watch_moved(e, "its member failed a check");
+		moved = true;
+	}
+	if (txns_move(e, bad, before))
+		moved = true;
+	call *k = &e->calls[OP_KEEPALIVE];
+	if (k->req && k->ep == bad && k->t0 < before) {
+		call_cancel(e, k);
+		keepalive_moved(e);
+		moved = true;
+	}
+	return moved;
+}
+
+void probe_done(etcd *e, call *c, resp *r)
+{
+	int fk = failure_kind(r);
+	if (fk == F_NONE) {
+		/* A new raft term: writes sent before it may have gone to the old
+		 * leader and been dropped; send them again (puts and deletes are
+		 * idempotent) instead of waiting for their timeout. */
+		int64_t term = 0;
+		etcd_json_int64(json_object_get(r->json, "raftTerm"), &term);
+		if (term > e->seen_term && e->seen_term &&
+		    move_calls(e, c->ep, false, c->t0))
+			e->h->log(e->ctx, REGENT_LOG_INFO,
+			          "raft term %lld at %s (was %lld): writes sent before the election "
+			          "sent again",
+			          (long long)term, e->eps[c->ep], (long long)e->seen_term);
+		if (term > e->seen_term)
+			e->seen_term = term;
+		check_started(e); /* answered() resumed what waited */
+		return;
+	}
+	char d[512];
+	describe(r, d, sizeof(d));
+	if (fk == F_AUTH) {
+		token_refused(e, c);
+		return;
+	}
+	if (fk != F_ROTATE)
+		return;
+	size_t bad = c->ep;
+	rotate(e, c, d);
+	if (e->ep == bad)
+		return; /* one endpoint: nowhere to go */
+	/* Calls still waiting on the failed member go elsewhere now. */
+	if (move_calls(e, bad, true, UINT64_MAX))
+		e->h->log(e->ctx, REGENT_LOG_WARN, "%s did not pass its check (%s): its calls moved to %s",
+		          e->eps[bad], d, cur_ep(e));
+}
+
+/* ------------------------------------------------------------------ */
+/* The start handshake                                                */
+/* ------------------------------------------------------------------ */
+
+/* Tells the core this instance works once the registry answered, the
+ * registration holds its lease with nothing left to write (when it has
+ * anything to register) and the first read is complete (when it
+ * watches). */
+void check_started(etcd *e)
+{
+	if (e->proven || e->start_told || e->stopping || !e->answered)
+		return;
+	if (!reg_settled(e))
+		return;
+	if (e->want && !e->have_view)
+		return;
+	e->proven = e->start_told = true;
+	e->h->started(e->ctx, 0, NULL);
+}
+
+void fail_start(etcd *e, int err, const char *reason)
+{
+	if (e->proven || e->start_told)
+		return;
+	e->start_told = true;
+	e->h->started(e->ctx, err, reason);
+}

@@ -1,0 +1,510 @@
+/*
+ * etcd_disc.c - the etcd store's discovery: a paged range read of the
+ * prefix at one revision (pages limited by count; a page whose answer
+ * exceeds the body limit is asked again at half the count, down to one
+ * key; a single value that does not fit is looked up by name and skipped
+ * with a warning), then one watch stream from the next revision.  A lost
+ * stream resumes from the last revision seen on the next endpoint; a
+ * compaction, a cancel or an event too large re-reads.  Retries wait a
+ * backoff, cut short as soon as the registry answers anything (the
+ * recovery probe runs meanwhile).
+ *
+ * Owns: the pager of the discovery read, the watch's state, disc_timer.
+ */
+#include "etcd_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Paged range reads (shared with the registration's reconcile)       */
+/* ------------------------------------------------------------------ */
+
+void pager_reset(pager *p)
+{
+	free(p->next);
+	*p = (pager){.limit = RANGE_PAGE};
+}
+
+json_t *pager_body(etcd *e, const pager *p)
+{
+	json_t *b = json_object();
+	if (p->next)
+		json_object_set_new(b, "key", b64(e, p->next, p->next_len));
+	else
+		json_object_set_new(b, "key", b64s(e, e->kprefix));
+	json_object_set_new(b, "range_end", b64(e, e->kend, e->kend_len));
+	json_object_set_new(b, "limit", json_integer(p->find_key ? 1 : p->limit));
+	if (p->find_key)
+		json_object_set_new(b, "keys_only", json_true());
+	if (p->rev)
+		json_object_set_new(b, "revision", jint64(p->rev));
+	return b;
+}
+
+bool pager_too_large(etcd *e, pager *p, const resp *r, const char *what)
+{
+	if (r->err != -EFBIG || p->find_key)
+		return false;
+	if (p->limit > 1) {
+		p->limit /= 2;
+		e->h->log(e->ctx, REGENT_LOG_INFO,
+		          "%s of %s/: an answer was larger than %zu bytes; asking %lld keys a page",
+		          what, e->prefix, e->max_body, (long long)p->limit);
+	} else {
+		p->find_key = true; /* one value alone is too large: find its key */
+	}
+	return true;
+}
+
+static void pager_set_next(pager *p, char *key, size_t klen)
+{
+	free(p->next);
+	p->next = realloc(key, klen + 1);
+	if (!p->next)
+		abort();
+	p->next[klen] = '\0'; /* right after key */
+	p->next_len = klen + 1;
+}
+
+bool pager_after(etcd *e, pager *p, json_t *json, int *skipped)
+{
+	json_t *kvs = json_object_get(json, "kvs");
+	size_t n = json_array_size(kvs);
+	const char *k64 = n ? json_string_value(json_object_get(json_array_get(kvs, n - 1), "key"))
+	                    : NULL;
+	size_t klen = 0;
+	char *key = k64 ? e->h->base64_decode(k64, &klen) : NULL;
+	if (p->find_key) {
+		p->find_key = false;
+		if (!key)
+			return false;
+		char *kp = etcd_printable(key, klen, 300);
+		e->h->log(e->ctx, REGENT_LOG_WARN,
+		          "skipped key %s (revision %lld): its value does not fit in an answer of %zu "
+		          "bytes",
+		          kp, (long long)p->rev, e->max_body);
+		free(kp);
+		e->h->metric_add(e->m_skipped, 1);
+		if (skipped)
+			(*skipped)++;
+		pager_set_next(p, key, klen);
+		return true;
+	}
+	if (json_is_true(json_object_get(json, "more")) && key) {
+		pager_set_next(p, key, klen);
+		return true;
+	}
+	free(key);
+	return false;
+}
+
+bool decode_kv(etcd *e, json_t *kv, char **key, size_t *klen, char **val, size_t *vlen,
+               int64_t *mod_rev)
+{
+	const char *k = json_string_value(json_object_get(kv, "key"));
+	const char *v = json_string_value(json_object_get(kv, "value"));
+	*key = *val = NULL;
+	*mod_rev = 0;
+	etcd_json_int64(json_object_get(kv, "mod_revision"), mod_rev);
+	if (!k)
+		return false;
+	*key = e->h->base64_decode(k, klen);
+	if (!*key)
+		return false;
+	if (v) {
+		*val = e->h->base64_decode(v, vlen);
+		if (!*val) {
+			free(*key);
+			*key = NULL;
+			return false;
+		}
+	} else {
+		*val = xstrdup("");
+		*vlen = 0;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Discovery: range read                                              */
+/* ------------------------------------------------------------------ */
+
+static void on_disc_timer(uv_timer_t *t)
+{
+	etcd *e = t->data;
+	if (e->dstate == D_IDLE)
+		disc_kick(e);
+	else if (e->dstate == D_WATCH && !busy(e, OP_WATCH))
+		watch_start(e);
+}
+
+static void disc_retry(etcd *e, uint64_t ms)
+{
+	uv_timer_start(e->disc_timer, on_disc_timer, ms ? ms : 1, 0);
+	if (ms > PROBE_MS)
+		probe_want(e);
+}
+
+bool disc_waiting(const etcd *e)
+{
+	return e->want && timer_active(e->disc_timer);
+}
+
+/* The registry answered something: a read or watch waiting out its
+ * backoff goes now. */
+void disc_recovered(etcd *e)
+{
+	if (!disc_waiting(e))
+		return;
+	uint64_t due = uv_timer_get_due_in(e->disc_timer);
+	if (due <= NO_LEADER_RETRY_MS)
+		return;
+	e->h->backoff_reset(&e->disc_bo);
+	uv_timer_stop(e->disc_timer);
+	e->h->log(e->ctx, REGENT_LOG_INFO, "%s answers again: resuming discovery now", cur_ep(e));
+	on_disc_timer(e->disc_timer);
+}
+
+static void range_page(etcd *e)
+{
+	if (call_start(e, OP_RANGE, "/v3/kv/range", pager_body(e, &e->range), NULL) < 0) {
+		view_clear(e, &e->pending);
+		e->dstate = D_IDLE;
+		disc_retry(e, e->h->backoff_next(&e->disc_bo));
+	}
+}
+
+static void range_start(etcd *e)
+{
+	view_clear(e, &e->pending);
+	view_init(&e->pending);
+	pager_reset(&e->range);
+	e->dstate = D_RANGE;
+	range_page(e);
+}
+
+static void range_fail(etcd *e, call *c, resp *r)
+{
+	int fk = failure_kind(r);
+	char d[512];
+	describe(r, d, sizeof(d));
+	view_clear(e, &e->pending);
+	e->dstate = D_IDLE;
+	if (fk == F_COMPACTED) {
+		/* A later page's revision was compacted meanwhile: start over. */
+		e->h->log(e->ctx, REGENT_LOG_INFO, "read of %s/ at revision %lld: %s; reading again",
+		          e->prefix, (long long)e->range.rev, d);
+		disc_retry(e, 1);
+		return;
+	}
+	bool quiet = fk == F_AUTH && token_refused(e, c);
+	bool moved = false;
+	if (fk == F_ROTATE)
+		moved = rotate(e, c, d);
+	if (!quiet)
+		comp_fail(e, COMP_DISC, REGENT_LOG_WARN,
+		          "cannot read %s/ from %s: %s; the catalog keeps its last known state",
+		          e->prefix, e->eps[c->ep], d);
+	disc_retry(e, retry_delay(e, &e->disc_bo, r, moved));
+}
+
+void range_done(etcd *e, call *c, resp *r)
+{
+	if (failure_kind(r) != F_NONE) {
+		if (pager_too_large(e, &e->range, r, "read")) {
+			range_page(e);
+			return;
+		}
+		range_fail(e, c, r);
+		return;
+	}
+	json_t *hdr = json_object_get(r->json, "header");
+	int64_t rev = 0;
+	if (!etcd_json_int64(json_object_get(hdr, "revision"), &rev) || rev <= 0) {
+		r->err = -EPROTO;
+		r->msg = "range answer without header.revision";
+		range_fail(e, c, r);
+		return;
+	}
+	if (!e->range.rev)
+		e->range.rev = rev;
+	const char *cid = json_string_value(json_object_get(hdr, "cluster_id"));
+	json_t *kvs = json_object_get(r->json, "kvs");
+	size_t i;
+	json_t *kv;
+	if (!e->range.find_key)
+		json_array_foreach(kvs, i, kv)
+		{
+			char *key, *val;
+			size_t klen = 0, vlen = 0;
+			int64_t mr;
+			if (!decode_kv(e, kv, &key, &klen, &val, &vlen, &mr)) {
+				e->h->log(e->ctx, REGENT_LOG_WARN,
+				          "skipped an undecodable entry of %s/ from %s", e->prefix,
+				          e->eps[c->ep]);
+				continue;
+			}
+			free(view_put(e, &e->pending, e->have_view ? &e->cur : NULL, key, klen, val,
+			              vlen, mr));
+			free(key);
+			free(val);
+		}
+	if (pager_after(e, &e->range, r->json, NULL)) {
+		range_page(e);
+		return;
+	}
+	/* Complete: this read replaces the view. */
+	view_clear(e, &e->cur);
+	e->cur = e->pending;
+	e->pending = (view){0};
+	e->have_view = true;
+	e->wrev = e->range.rev;
+	pager_reset(&e->range);
+	free(e->cluster_id);
+	e->cluster_id = cid ? xstrdup(cid) : NULL;
+	e->h->log(e->ctx, REGENT_LOG_INFO, "read %s/ at revision %lld from %s: %zu services, %zu keys",
+	          e->prefix, (long long)e->wrev, e->eps[c->ep], esmap_size(e->cur.svcs),
+	          esmap_size(e->cur.keys));
+	e->h->mark_change(e->ctx, e->h->wall_ns());
+	publish_all(e);
+	comp_ok(e, COMP_DISC);
+	e->dstate = D_WATCH;
+	watch_start(e);
+	check_started(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Discovery: the watch stream                                        */
+/* ------------------------------------------------------------------ */
+
+/* Ends the stream from inside on_data: 1 aborts the transfer. */
+static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...) REGENT_PRINTF(4, 5);
+static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e->watch_reread = e->watch_reread || reread;
+	e->watch_rotate = e->watch_rotate || rot;
+	free(e->watch_err);
+	e->watch_err = xstrdup(msg);
+	return 1;
+}
+
+static void apply_events(etcd *e, json_t *events)
+{
+	size_t i, cap = json_array_size(events), nt = 0;
+	char **touched = xcalloc(cap, sizeof(*touched));
+	json_t *ev;
+	json_array_foreach(events, i, ev)
+	{
+		json_t *kv = json_object_get(ev, "kv");
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		char *key, *val;
+		size_t klen = 0, vlen = 0;
+		int64_t mr;
+		if (!decode_kv(e, kv, &key, &klen, &val, &vlen, &mr)) {
+			e->h->log(e->ctx, REGENT_LOG_WARN, "skipped an undecodable watch event");
+			continue;
+		}
+		if (mr > e->wrev)
+			e->wrev = mr;
+		bool del = type && strcmp(type, "DELETE") == 0;
+		if (del)
+			own_key_deleted(e, key, klen, mr);
+		char *t = del
+			? view_del(e, &e->cur, key, klen)
+			: view_put(e, &e->cur, NULL, key, klen, val, vlen, mr);
+		free(key);
+		free(val);
+		if (!t)
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < nt && !dup; j++)
+			dup = strcmp(touched[j], t) == 0;
+		if (dup)
+			free(t);
+		else
+			touched[nt++] = t;
+	}
+	e->h->metric_add(e->m_events, (double)json_array_size(events));
+	if (nt)
+		e->h->mark_change(e->ctx, e->h->wall_ns());
+	for (size_t j = 0; j < nt; j++) {
+		publish_service(e, touched[j]);
+		free(touched[j]);
+	}
+	free(touched);
+}
+
+static int watch_line(void *arg, const char *data, size_t len)
+{
+	call *c = arg;
+	etcd *e = c->e;
+	if (len == 0)
+		return 0;
+	json_error_t jerr;
+	json_t *j = json_loadb(data, len, 0, &jerr);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return watch_abort(e, false, true, "unparseable watch line from %s", e->eps[c->ep]);
+	}
+	int rc = 0;
+	json_t *res = json_object_get(j, "result");
+	json_t *err = json_object_get(j, "error");
+	if (!json_is_object(res)) {
+		int64_t code = -1;
+		const char *msg = NULL;
+		if (json_is_object(err)) {
+			etcd_json_int64(json_object_get(err, "grpc_code"), &code);
+			msg = json_string_value(json_object_get(err, "message"));
+		} else {
+			etcd_json_int64(json_object_get(j, "code"), &code);
+			msg = json_string_value(json_object_get(j, "message"));
+		}
+		if (code == 16)
+			token_refused(e, c);
+		if (code == 14)
+			e->watch_noleader = true;
+		rc = watch_abort(e, false, code != 16, "watch stream error from %s: %s (code %lld)",
+		                 e->eps[c->ep], msg ? msg : "unknown", (long long)code);
+		json_decref(j);
+		return rc;
+	}
+	json_t *hdr = json_object_get(res, "header");
+	int64_t hrev = 0;
+	etcd_json_int64(json_object_get(hdr, "revision"), &hrev);
+	if (json_is_true(json_object_get(res, "canceled"))) {
+		int64_t crev = 0;
+		const char *why = json_string_value(json_object_get(res, "cancel_reason"));
+		if (etcd_json_int64(json_object_get(res, "compact_revision"), &crev) && crev > 0) {
+			e->h->metric_add(e->m_resyncs, 1);
+			rc = watch_abort(e, true, false,
+			                 "watch from revision %lld canceled: compacted up to %lld; "
+			                 "reading %s/ again",
+			                 (long long)e->wrev + 1, (long long)crev, e->prefix);
+		} else {
+			if (why && (strstr(why, "auth") || strstr(why, "Unauthenticated") ||
+			            strstr(why, "permission")))
+				token_refused(e, c);
+			rc = watch_abort(e, true, false, "watch canceled by %s: %s; reading %s/ again",
+			                 e->eps[c->ep], why ? why : "no reason given", e->prefix);
+		}
+		json_decref(j);
+		return rc;
+	}
+	if (json_is_true(json_object_get(res, "created"))) {
+		const char *cid = json_string_value(json_object_get(hdr, "cluster_id"));
+		if (cid && e->cluster_id && strcmp(cid, e->cluster_id) != 0) {
+			rc = watch_abort(e, true, false, "%s belongs to another cluster (%s, was %s)",
+			                 e->eps[c->ep], cid, e->cluster_id);
+		} else if (hrev && hrev < e->wrev) {
+			/* The store went back in time (restored from a backup?). */
+			rc = watch_abort(e, true, false,
+			                 "%s is at revision %lld, behind the %lld already seen",
+			                 e->eps[c->ep], (long long)hrev, (long long)e->wrev);
+		} else {
+			e->watch_created = true;
+			e->h->log(e->ctx, REGENT_LOG_INFO, "watching %s/ from revision %lld on %s",
+			          e->prefix, (long long)e->wrev + 1, e->eps[c->ep]);
+			e->answered = true;
+			comp_ok(e, COMP_DISC);
+		}
+		json_decref(j);
+		return rc;
+	}
+	json_t *events = json_object_get(res, "events");
+	if (json_array_size(events) > 0)
+		apply_events(e, events);
+	else if (hrev > e->wrev)
+		e->wrev = hrev; /* progress notification */
+	json_decref(j);
+	return 0;
+}
+
+void watch_start(etcd *e)
+{
+	if (!have_token(e))
+		return; /* kick() comes back */
+	e->watch_created = e->watch_reread = e->watch_rotate = e->watch_noleader = false;
+	free(e->watch_err);
+	e->watch_err = NULL;
+	json_t *b = json_pack("{s:{s:o,s:o,s:o,s:b}}", "create_request", "key", b64s(e, e->kprefix),
+	                      "range_end", b64(e, e->kend, e->kend_len), "start_revision",
+	                      jint64(e->wrev + 1), "progress_notify", 1);
+	e->watch_t0 = e->h->now_ms();
+	if (call_start(e, OP_WATCH, "/v3/watch", b, watch_line) < 0)
+		disc_retry(e, e->h->backoff_next(&e->disc_bo));
+}
+
+void watch_done(etcd *e, call *c, resp *r)
+{
+	uint64_t up = e->h->now_ms() - e->watch_t0;
+	e->h->metric_add(e->m_reconnects, 1);
+	if (up >= STABLE_WATCH_MS)
+		e->h->backoff_reset(&e->disc_bo);
+	char d[512];
+	if (e->watch_err)
+		snprintf(d, sizeof(d), "%s", e->watch_err);
+	else if (r->err || r->status != 200)
+		describe(r, d, sizeof(d));
+	else
+		snprintf(d, sizeof(d), "%s closed the stream", e->eps[c->ep]);
+	int fk = failure_kind(r);
+	if (!e->watch_err && fk == F_AUTH)
+		token_refused(e, c);
+	if (r->err == -EFBIG && !e->watch_err) {
+		/* An event too large for one line: a full read skips that key. */
+		snprintf(d, sizeof(d), "a watch event from %s is larger than %zu bytes", e->eps[c->ep],
+		         e->max_body);
+		e->watch_reread = true;
+	}
+	if (e->watch_reread) {
+		/* Compaction or cancel: the only way on is a full read. */
+		e->h->log(e->ctx, REGENT_LOG_WARN, "%s", d);
+		e->dstate = D_IDLE;
+		disc_retry(e, e->watch_created ? 1 : e->h->backoff_next(&e->disc_bo));
+		return;
+	}
+	bool moved = false;
+	if (e->watch_rotate || !e->watch_err)
+		moved = rotate(e, c, d);
+	resp nl = {.code = e->watch_noleader ? 14 : -1, .status = 200};
+	uint64_t delay = retry_delay(e, &e->disc_bo, e->watch_noleader ? &nl : r, moved);
+	comp_fail(e, COMP_DISC, REGENT_LOG_WARN,
+	          "watch of %s/ lost (%s); resuming from revision %lld on %s", e->prefix, d,
+	          (long long)e->wrev + 1, cur_ep(e));
+	/* Stream loss: resume from the last revision seen. */
+	e->dstate = D_WATCH;
+	disc_retry(e, delay);
+}
+
+/* The watch was cancelled because its member failed a check: resume
+ * from the last revision seen on the current endpoint, at once. */
+void watch_moved(etcd *e, const char *why)
+{
+	e->h->metric_add(e->m_reconnects, 1);
+	comp_fail(e, COMP_DISC, REGENT_LOG_WARN,
+	          "watch of %s/ left its member (%s); resuming from revision %lld on %s", e->prefix,
+	          why, (long long)e->wrev + 1, cur_ep(e));
+	e->dstate = D_WATCH;
+	disc_retry(e, 1);
+}
+
+void disc_kick(etcd *e)
+{
+	if (!e->want || e->stopping || timer_active(e->disc_timer))
+		return;
+	if (e->dstate == D_IDLE) {
+		if (have_token(e))
+			range_start(e);
+	} else if (e->dstate == D_WATCH && !busy(e, OP_WATCH)) {
+		watch_start(e);
+	}
+}

@@ -1,0 +1,300 @@
+/*
+ * etcd_int.h - what the files of the etcd store plugin share: the plugin
+ * state (struct etcd), the registration table entry, the discovery view,
+ * one HTTP call, and the functions each file offers the others.
+ *
+ *   etcd.c       configuration keys, create/start/stop/destroy, kick()
+ *   etcd_call.c  HTTP calls, failure kinds, endpoint rotation, auth, the
+ *                recovery probe, health
+ *   etcd_reg.c   registration: the table, lease (grant, re-attach,
+ *                keepalive), batched txns, stop (keep or revoke)
+ *   etcd_lease.c the lease file and the live-instance table
+ *   etcd_disc.c  discovery: the paged range read and the watch stream
+ *   etcd_view.c  the discovery view and what is reported to the core
+ */
+#ifndef REGENT_ETCD_INT_H
+#define REGENT_ETCD_INT_H
+
+#include <regent/plugin.h>
+
+#include "etcd_util.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TXN_MAX_OPS 128          /* etcd's --max-txn-ops default */
+#define TXN_MAX_BYTES (1u << 20) /* body of one txn; etcd's --max-request-bytes is 1.5 MiB */
+#define TXN_PIPE 16              /* txns in flight at once */
+#define RANGE_PAGE 1000          /* keys per range page (halved on a too-large answer) */
+#define META_LISTEN_PORT "port"  /* what the haproxy sink reads as the seed's listen port */
+#define STABLE_WATCH_MS 10000u   /* a watch up this long resets the backoff */
+#define PROBE_MS 500u            /* recovery probe interval while something waits */
+#define NO_LEADER_RETRY_MS 100u  /* retry delay while the cluster elects a leader */
+
+enum op {
+	OP_AUTH,
+	OP_GRANT,
+	OP_KEEPALIVE,
+	OP_TXN,
+	OP_REVOKE,
+	OP_RANGE,
+	OP_WATCH,
+	OP_TTL,   /* lease timetolive (re-attach) */
+	OP_RECON, /* range of this agent's keys (re-attach) */
+	OP_PROBE, /* maintenance status (recovery probe) */
+	OP_N
+};
+extern const char *const etcd_op_names[OP_N];
+
+/* Which part of the plugin a failure belongs to (health, log dedup). */
+enum comp { COMP_AUTH, COMP_REG, COMP_DISC, COMP_N };
+
+struct etcd;
+struct reg;
+
+typedef struct call {
+	struct etcd *e;
+	int op;
+	regent_http_req *req;
+	size_t ep;          /* endpoint index it went to */
+	unsigned token_gen; /* which token it carried */
+	uint64_t t0;
+	/* txn calls: the batch */
+	struct reg **batch;
+	size_t nbatch;
+	int64_t lease;
+} call;
+
+/* One registration: an etcd key this agent owns. */
+typedef struct reg {
+	char *key;
+	char *want;    /* value wanted; NULL = the key should not exist */
+	char *written; /* value written under the current lease (when have) */
+	char *sending; /* value in the txn in flight (NULL there = delete) */
+	int64_t rev;   /* revision of our last put */
+	bool have;     /* the key exists under the current lease */
+	bool in_txn;
+	bool orphan;   /* found under a re-attached lease, not (yet) local */
+	bool on_dirty;
+	struct reg *dprev, *dnext; /* the dirty list */
+} reg;
+
+/* One key of the discovery view. */
+typedef struct kent {
+	char *key;
+	int64_t mod_rev;
+	struct ksvc *svc;       /* NULL for a bad key */
+	char *id;               /* instance keys */
+	regent_instance *inst;  /* decoded; NULL when bad or a port key */
+	bool is_port, bad;
+	struct kent *prev, *next; /* within the service */
+} kent;
+
+typedef struct ksvc {
+	char *name;
+	kent *head;
+	size_t nkeys;
+	int port; /* from <prefix>/<svc>/port, 0 when none */
+} ksvc;
+
+typedef struct view {
+	esmap *keys; /* key -> kent */
+	esmap *svcs; /* name -> ksvc */
+} view;
+
+/* A paged range read: count-limited pages, the limit halved when an
+ * answer exceeds the body limit; at 1, the key is looked up (keys only)
+ * and skipped. */
+typedef struct pager {
+	int64_t rev;   /* revision of the read (0 until the first page) */
+	char *next;    /* next page's start key, raw bytes; NULL = the prefix */
+	size_t next_len;
+	int64_t limit;
+	bool find_key; /* the next request asks for the too-large key's name */
+} pager;
+
+enum dstate { D_OFF, D_IDLE, D_RANGE, D_WATCH };
+enum rstate { R_IDLE, R_ATTACH, R_RECON };
+
+typedef struct etcd {
+	regent_ctx *ctx;
+	const regent_host *h;
+
+	/* config */
+	char **eps; /* copies, trailing '/' dropped */
+	size_t neps;
+	char *prefix;  /* normalised, no trailing '/' */
+	char *kprefix; /* prefix + "/": the range start */
+	char *kend;    /* range end */
+	size_t kend_len;
+	int64_t ttl_s;
+	uint64_t timeout_ms, revoke_ms, watch_idle_ms, grace_ms, check_ms;
+	size_t max_value, max_body;
+	bool dereg_on_stop;
+	const char *user, *password, *ca, *cert, *key;
+
+	size_t ep; /* current endpoint */
+	size_t fast_left; /* immediate retries left on other endpoints */
+	call calls[OP_N];
+	call txns[TXN_PIPE];
+	bool started, stopping, stop_done, proven, start_told, answered, stop_keep;
+
+	/* auth */
+	char *token;
+	unsigned token_gen;
+	unsigned quiet_refusals; /* token refusals retried since the last success */
+	regent_backoff auth_bo;
+	uv_timer_t *auth_timer;
+
+	/* registration */
+	esmap *regs;   /* key -> reg */
+	reg *dirty_head, *dirty_tail;
+	size_t nwant, nhave, norphan;
+	int64_t lease;
+	int64_t lease_ttl;
+	int64_t adopt;  /* lease id from the lease file, to re-attach */
+	enum rstate rstate;
+	pager recon;
+	char *lease_file;
+	bool first_txn_done;
+	size_t txn_limit;
+	regent_backoff reg_bo;
+	uv_timer_t *reg_timer, *ka_timer, *kick_timer, *grace_timer;
+
+	/* discovery */
+	bool want;
+	enum dstate dstate;
+	view cur;     /* what was last reported */
+	view pending; /* a complete read in progress */
+	bool have_view;
+	pager range;
+	int64_t wrev; /* last revision the view reflects */
+	char *cluster_id;
+	bool watch_created, watch_reread, watch_rotate, watch_noleader;
+	uint64_t watch_t0;
+	char *watch_err;
+	regent_backoff disc_bo;
+	uv_timer_t *disc_timer, *probe_timer;
+	uint64_t last_check;
+	int64_t seen_term; /* highest raft term a check saw */
+
+	/* stop */
+	uv_timer_t *stop_timer;
+	uint64_t stop_deadline;
+
+	/* health */
+	char *err[COMP_N];
+	bool healthy_reported, health_known;
+
+	/* metrics */
+	regent_metric *m_ops[OP_N], *m_errs[OP_N], *m_lat[OP_N];
+	regent_metric *m_put, *m_del, *m_reconnects, *m_events, *m_resyncs, *m_keys, *m_leases,
+		*m_skipped;
+} etcd;
+
+/* An answer, decoded. */
+typedef struct resp {
+	int err;         /* transport error (negative errno), 0 when answered */
+	long status;
+	int64_t code;    /* gRPC code from an error body, -1 when none */
+	const char *msg; /* error text */
+	json_t *json;    /* parsed body (buffered calls) */
+} resp;
+
+enum fkind { F_NONE, F_ROTATE, F_AUTH, F_LEASE, F_COMPACTED, F_OTHER };
+
+/* ---- etcd_call.c ---- */
+void *xcalloc(size_t n, size_t s);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
+const char *cur_ep(const etcd *e);
+uv_timer_t *timer_new(etcd *e);
+void timer_close(uv_timer_t **t);
+bool timer_active(uv_timer_t *t);
+bool busy(const etcd *e, int op);
+json_t *b64(const etcd *e, const void *data, size_t len);
+json_t *b64s(const etcd *e, const char *s);
+json_t *jint64(int64_t v);
+void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
+	REGENT_PRINTF(4, 5);
+void comp_ok(etcd *e, int comp);
+int failure_kind(const resp *r);
+bool no_leader(const resp *r);
+bool rotate(etcd *e, const call *c, const char *why);
+uint64_t retry_delay(etcd *e, regent_backoff *bo, const resp *r, bool moved);
+bool token_refused(etcd *e, const call *c);
+void describe(const resp *r, char *buf, size_t n);
+typedef void (*call_handler)(etcd *e, call *c, resp *r);
+int call_start(etcd *e, int op, const char *path, json_t *body, regent_http_data_cb on_data);
+int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
+                  regent_http_data_cb on_data);
+void call_cancel(etcd *e, call *c);
+void auth_start(etcd *e);
+bool have_token(etcd *e);
+void auth_done(etcd *e, call *c, resp *r);
+void probe_want(etcd *e);
+void probe_done(etcd *e, call *c, resp *r);
+void check_started(etcd *e);
+void fail_start(etcd *e, int err, const char *reason);
+
+/* ---- etcd_reg.c ---- */
+void reg_free(reg *g);
+void reg_kick(etcd *e);
+void reg_kick_soon(etcd *e);
+void reg_recovered(etcd *e);
+bool reg_settled(const etcd *e);
+void lease_file_load(etcd *e);
+void register_instance(void *self, const regent_instance *inst);
+void deregister_instance(void *self, const regent_instance *inst);
+void own_key_deleted(etcd *e, const char *key, size_t klen, int64_t mod_rev);
+void txns_abandon(etcd *e);
+int reg_stop(etcd *e);
+void stop_continue(etcd *e);
+void grant_done(etcd *e, call *c, resp *r);
+void keepalive_done(etcd *e, call *c, resp *r);
+void txn_done(etcd *e, call *c, resp *r);
+void revoke_done(etcd *e, call *c, resp *r);
+void ttl_done(etcd *e, call *c, resp *r);
+void recon_done(etcd *e, call *c, resp *r);
+void reg_live_forget(etcd *e);
+size_t txns_busy(const etcd *e);
+bool txns_move(etcd *e, size_t bad_ep, uint64_t before);
+void keepalive_moved(etcd *e);
+
+/* ---- etcd_lease.c ---- */
+void lease_file_write(etcd *e, int64_t id);
+int64_t lease_file_read(etcd *e, const char *path, bool quiet);
+void lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke);
+
+/* ---- etcd_disc.c ---- */
+json_t *pager_body(etcd *e, const pager *p);
+void pager_reset(pager *p);
+/* Handles a failed page; returns true when the pager adapted and the
+ * page should simply be requested again. */
+bool pager_too_large(etcd *e, pager *p, const resp *r, const char *what);
+/* After a page: returns true when more pages follow (p->next set). */
+bool pager_after(etcd *e, pager *p, json_t *json, int *skipped);
+bool decode_kv(etcd *e, json_t *kv, char **key, size_t *klen, char **val, size_t *vlen,
+               int64_t *mod_rev);
+void disc_kick(etcd *e);
+void disc_recovered(etcd *e);
+bool disc_waiting(const etcd *e);
+void range_done(etcd *e, call *c, resp *r);
+void watch_done(etcd *e, call *c, resp *r);
+void watch_start(etcd *e);
+void watch_moved(etcd *e, const char *why);
+
+/* ---- etcd_view.c ---- */
+void view_init(view *v);
+void view_clear(etcd *e, view *v);
+char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
+               size_t vlen, int64_t mod_rev);
+char *view_del(etcd *e, view *v, const char *key, size_t klen);
+void publish_service(etcd *e, const char *name);
+void publish_all(etcd *e);
+
+/* ---- etcd.c ---- */
+void kick(etcd *e);
+
+#endif
