@@ -53,7 +53,9 @@ check "the empty service leaves the client's catalog" \
 check "the other host's instance stays" snapshot_has "$T/c.sink" "backend-2/api1/80"
 echo "# SIGKILL -> out of the client's catalog: $((t1 - t0)) ms (ttl $TTL)"
 echo "# SIGKILL -> deregistered by the agent: $((t2 - t0)) ms (deregister_after $DEREG)"
-check "out of the catalog within ttl + 2 s" test $((t1 - t0)) -lt 3000
+# (generous: the machine may be loaded; a TTL expiry is seen through the check
+# watch, then one read of the service)
+check "out of the catalog within ttl + 5 s" test $((t1 - t0)) -lt 6000
 
 # ---- 2. Consul agent restart
 regent_start a "$T/a.ini"
