@@ -70,9 +70,11 @@ daemon_stop regent-a
 { printf '[agent]\nnode = backend-1\ndebounce = 10ms\n'
   printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
   DEREG_ON_STOP=true store_section; } >"$T/a.ini"
-regent_start a "$T/a.ini" -L debug
-check "decommission: started" wait_for --timeout 15 ready_ge 6
-daemon_stop regent-a
+# (another daemon name: a fresh harness record for the new process)
+regent_start d "$T/a.ini" -L debug
+d_ready() { grep -q "store consul: ready: the agent at" "$(regent_log d)"; }
+check "decommission: started" wait_for --timeout 30 d_ready
+daemon_stop regent-d
 check "decommission: web1 deregistered on SIGTERM" agent_lacks backend-1/web1/80
 check "decommission: the client drops web1" wait_for --timeout 15 snapshot_lacks "$T/c.sink" "backend-1/web1/80"
 check_regent_logs_clean
