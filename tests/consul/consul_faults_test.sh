@@ -105,7 +105,7 @@ t1=$(now_ms)
 daemon_kill consul CONT
 echo "# SIGTERM with a frozen agent: regent exited after $((t1 - t0)) ms (stop_timeout 1s)"
 # (a generous bound: the machine may be loaded; the line below proves the core gave up)
-check "frozen agent: regent exits within stop_timeout + 4 s" test $((t1 - t0)) -lt 5000
+check "frozen agent: regent exits, not hanging on the agent (< 15 s)" test $((t1 - t0)) -lt 15000
 check "frozen agent: the core says the store did not stop in time" \
 	grep -q "store consul: did not stop in time" "$(regent_log e)"
 check "frozen agent: e1 still expires by its TTL" wait_for --timeout "$REAP_SLACK" agent_lacks backend-3/e1/80
