@@ -73,6 +73,7 @@ sc_client_ini() { # DIR ENDPOINT STATS_PORT REGENT_STATS_PORT
 	cat > "$1/client.ini" <<EOF2
 [agent]
 node = scale-client
+state_dir = $H_TMP/state-scale-client
 
 [store etcd]
 endpoints = $2
@@ -331,6 +332,7 @@ sc_reg_ini() { # FILE NODE COUNT SERVICES CHURN ENDPOINT PREFIX
 	cat > "$1" <<EOF2
 [agent]
 node = $2
+state_dir = $H_TMP/state-$2
 
 [source synthsource]
 count    = $3

@@ -18,7 +18,7 @@ backend-1/web2/80 web 127.0.0.1 8002
 backend-1/dns/53 dns 127.0.0.2 5353 udp
 EOF
 echo "backend-2/web3/80 web 127.0.0.3 8003" >"$T/b.txt"
-common() { printf '[agent]\nnode = %s\ndebounce = 10ms\n' "$1"; }
+common() { printf '[agent]\nnode = %s\ndebounce = 10ms\nstate_dir = %s\n' "$1" "$H_TMP/state-$1"; }
 { common backend-1; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
   store_section; printf '[sink testsink]\nfile = %s\n' "$T/a.sink"; } >"$T/a.ini"
 { common backend-2; printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/b.txt"

@@ -13,7 +13,7 @@ PROXY="$REGENT_TEST_DIR/consul/agent_proxy.py"
 # ---- --check-config refuses bad sections with FILE:LINE
 bad_config() { # NAME LINES...
 	local n=$1; shift
-	{ printf '[agent]\nnode = x\n[store consul]\n'; printf '%s\n' "$@"; } >"$T/$n.ini"
+	{ printf '[agent]\nnode = x\nstate_dir = %s\n[store consul]\n' "$H_TMP/state-x-$n"; printf '%s\n' "$@"; } >"$T/$n.ini"
 	"$REGENT_BIN" --check-config -c "$T/$n.ini" --plugin-dir "$REGENT_PLUGIN_DIR" 2>&1
 }
 out=$(bad_config b1 'address = ftp://127.0.0.1:8500')
@@ -34,7 +34,7 @@ check_contains "relative unix socket refused" "$out" "unix:///absolute/path"
 host_config() { # NAME ID PORT [store lines...]
 	local n=$1 id=$2 port=$3; shift 3
 	echo "$id svc-$n 127.0.0.1 $port" >"$T/$n.txt"
-	{ printf '[agent]\nnode = %s\ndebounce = 10ms\n' "$n"
+	{ printf '[agent]\nnode = %s\ndebounce = 10ms\nstate_dir = %s\n' "$n" "$H_TMP/state-$n"
 	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/$n.txt"
 	  printf '[store consul]\nttl = 2s\nderegister_after = 2s\nderegister_on_stop = true\n'
 	  printf '%s\n' "$@"

@@ -36,8 +36,9 @@ write_configs() {
 		cat >"$H_TMP/backend-$n.ini" <<EOF
 ; backend host $n: registers its containers
 [agent]
-node    = backend-$n
-host_ip = 127.0.0.$((n + 1))
+node      = backend-$n
+host_ip   = 127.0.0.$((n + 1))
+state_dir = $H_TMP/state-backend-$n
 
 [source docker]
 socket         = $(docker_sock "b$n")
@@ -50,7 +51,8 @@ EOF
 	cat >"$H_TMP/client.ini" <<EOF
 ; client host: watches the registry, routes through haproxy
 [agent]
-node = client-1
+node      = client-1
+state_dir = $H_TMP/state-client-1
 
 $(store_section)
 

@@ -53,6 +53,7 @@ mkcfg() { # FILE RELOAD-LINE
 [agent]
 node = drive
 debounce = 5ms
+state_dir = $H_TMP/state-drive
 log_level = debug
 
 [source testsource]

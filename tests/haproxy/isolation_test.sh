@@ -45,6 +45,7 @@ cat > "$INI" <<EOF
 [agent]
 node = hx-iso
 debounce = 5ms
+state_dir = $H_TMP/state-hx-iso
 log_level = debug
 
 [source testsource]

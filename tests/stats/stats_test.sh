@@ -48,6 +48,7 @@ mkcfg() {
 [agent]
 node = $NODE
 debounce = 20ms
+state_dir = $T/state-$NODE
 
 [source testsource]
 file = $INST
@@ -265,6 +266,7 @@ else
 [agent]
 node = $NODE
 debounce = 20ms
+state_dir = $T/state-$NODE
 
 [source testsource]
 file = $INST
