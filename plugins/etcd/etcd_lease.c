@@ -86,9 +86,16 @@ void lease_file_write(etcd *e, int64_t id)
 	if (!e->lease_file)
 		return;
 	char *tmp = xasprintf("%s.new", e->lease_file);
-	char buf[600];
-	int n = snprintf(buf, sizeof(buf), "lease=%llx\nttl=%lld\nprefix=%s\n",
-	                 (unsigned long long)id, (long long)e->ttl_s, e->prefix);
+	char buf[900];
+	const char *node = e->h->node(e->ctx);
+	int n = snprintf(buf, sizeof(buf), "lease=%llx\nttl=%lld\nnode=%.200s\nprefix=%s\n",
+	                 (unsigned long long)id, (long long)e->ttl_s, node ? node : "", e->prefix);
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		e->h->log(e->ctx, REGENT_LOG_WARN, "%s: prefix too long to record; a restart will "
+		          "register under a new lease", e->lease_file);
+		free(tmp);
+		return;
+	}
 	unlink(tmp);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 	bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
@@ -114,7 +121,7 @@ int64_t lease_file_read(etcd *e, const char *path, bool quiet)
 			e->h->log(e->ctx, REGENT_LOG_WARN, "cannot read %s: %s", path, strerror(errno));
 		return 0;
 	}
-	char buf[700];
+	char buf[1000];
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
@@ -133,6 +140,18 @@ int64_t lease_file_read(etcd *e, const char *path, bool quiet)
 		prefix[0] = '\0';
 	if (quiet)
 		return (int64_t)id;
+	/* Another agent's file (two agents given one state_dir): never
+	 * re-attach to a lease whose keys are someone else's. */
+	const char *nd = strstr(buf, "\nnode=");
+	const char *me = e->h->node(e->ctx);
+	size_t ml = me ? strlen(me) : 0;
+	if (!nd || strncmp(nd + 6, me ? me : "", ml) != 0 || nd[6 + ml] != '\n') {
+		e->h->log(e->ctx, REGENT_LOG_WARN,
+		          "%s names lease %llx of another node (or has no node): not re-attaching; give "
+		          "each agent its own [agent] state_dir",
+		          path, id);
+		return 0;
+	}
 	if (ttl != e->ttl_s || strcmp(prefix, e->prefix) != 0) {
 		e->h->log(e->ctx, REGENT_LOG_INFO,
 		          "%s names lease %llx for ttl %lld s and prefix \"%s\"; the configuration "
