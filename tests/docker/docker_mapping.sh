@@ -72,7 +72,7 @@ check "no line of the log was broken by a hostile value" bash -c "! grep -qE '^n
 
 # Re-inspections (pause/unpause) of a hostile container do not repeat its warning.
 dk pause evil1 >/dev/null && dk unpause evil1 >/dev/null
-wait_for --timeout 5 grep -q "event unpause container evil1" "$LOG"
+check "waited for: grep -q event unpause container evil1 LOG" wait_for --timeout 5 grep -q "event unpause container evil1" "$LOG"
 sleep 0.3
 check_eq "still one warning for evil1 after unpause" 1 "$(warns evil1 "$id_evil1" '"x/\.\./\.\./y"')"
 
@@ -94,7 +94,7 @@ expected=$(printf '%s\n' \
     "$NODE/$(s12 "$id_portign")/18210" "$NODE/$(s12 "$id_evil4")/18216" \
     "$NODE/$(s12 "$id_good")/18218" | LC_ALL=C sort)
 check_eq "the local set is exactly what the rules give" "$expected" "$(local_ids r1)"
-wait_for --timeout 5 bash -c "[[ \"\$(\"$PY\" \"$DL_DIR/dtool.py\" sinkset \"$H_TMP/r1.sink\")\" == \"$expected\" ]]"
+check "waited for: bash -c [[ (PY DL_DIR/dtool.py sinkset H_TMP/r1.sink) == expected ]]" wait_for --timeout 5 bash -c "[[ \"\$(\"$PY\" \"$DL_DIR/dtool.py\" sinkset \"$H_TMP/r1.sink\")\" == \"$expected\" ]]"
 check_eq "the catalog (sink) holds the same set" "$expected" "$(dtool sinkset "$H_TMP/r1.sink")"
 check "every service in the catalog has a valid name" bash -c \
     "! grep -E '^  [^ ]' '$H_TMP/r1.sink' | grep -vE '^  [A-Za-z0-9][A-Za-z0-9._-]{0,62} \(' | grep -q ."

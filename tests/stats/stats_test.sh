@@ -156,7 +156,7 @@ check_show "the store's own error and reconnect counters show in /metrics" bash 
 
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 if [[ -z "$CHROMIUM" ]]; then
-    echo "SKIP: the HTML page check needs Debian's chromium (apt-get install -y chromium)" >&2
+    harness_skip "the HTML page check needs Debian's chromium (apt-get install -y chromium)"
 else
     dom=$T/page.html
     timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
@@ -187,7 +187,7 @@ check_show "at the connection limit (300) new clients wait, the loop runs, the l
 PORT3=$(free_port)
 SINK=$T/sink-small.out MAXC=2 mkcfg "$T/small.ini" "127.0.0.1:$PORT3"
 daemon_start regent-small "$REGENT_BIN" -c "$T/small.ini" -p "$REGENT_PLUGIN_DIR"
-wait_for --timeout 20 "${CHECK[@]}" health "http://127.0.0.1:$PORT3" 200
+check "waited for: {CHECK[@]} health http://127.0.0.1:PORT3 200" wait_for --timeout 20 "${CHECK[@]}" health "http://127.0.0.1:$PORT3" 200
 check_show "at a connection limit of 2 the listener recovers once they time out" \
     "${CHECK[@]}" limit "http://127.0.0.1:$PORT3" 2 "$TIMEOUT" "$INST" "$T/sink-small.out"
 daemon_stop regent-small
@@ -233,8 +233,8 @@ fi
 # 200 when it returns.
 
 if [[ ! -f "$REGENT_PLUGIN_DIR/etcd.so" ]] || ! command -v etcd >/dev/null; then
-    echo "SKIP: the etcd phase needs plugins/etcd built (-DREGENT_ONLY_PLUGINS='stats;etcd')" \
-         "and etcd-server" >&2
+    harness_skip "the etcd phase needs plugins/etcd built (-DREGENT_ONLY_PLUGINS='stats;etcd')" \
+         "and etcd-server"
 else
     EP=$(etcd_start e1)
     PORT4=$(free_port)
