@@ -330,8 +330,9 @@ check_eq "crash: all instances back" "b1 8|b2 8|b5 8|b7 8|b8 8|errors 0" \
 # --- regent killed with SIGKILL: the next start stops the haproxy it left ------------------------
 OLD_M=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
 OLD_M_START=$(h__starttime "$OLD_M")
-daemon_kill regent KILL
-check "regent SIGKILLed: it is gone" eval '! daemon_alive regent'
+# SIGKILL to regent alone (daemon_kill KILL would take its process group, haproxy included)
+daemon_alive regent && kill -KILL "$(daemon_pid regent)"
+check "regent SIGKILLed: it is gone" wait_for --timeout 10 eval '! daemon_alive regent'
 check "regent SIGKILLed: its haproxy is left running and serving" web_ok
 daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
 check "restart: the haproxy left by the killed regent is stopped" \

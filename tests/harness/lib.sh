@@ -803,9 +803,13 @@ whoami_run() {
         local p; p=$(docker_cmd "$s" inspect -f '{{.State.Pid}}' "$id" 2>/dev/null)
         [[ -n "$p" && "$p" != 0 ]] && echo "container-$cname $p $(h__starttime "$p")" >> "$H_PID_LOG"
     fi
-    wait_for --timeout 20 http_get "http://$addr:$port/" || { h_die "whoami $cname not answering"; return 1; }
+    # Ready when *this* container answers (its id in the body): a foreign listener on the port
+    # would answer too, and must not pass for it.
+    wait_for --timeout 20 h__whoami_is "$addr" "$port" "${id:0:12}" ||
+        { h_die "whoami $cname not answering on $addr:$port (or another listener holds it)"; return 1; }
     echo "$id"
 }
+h__whoami_is() { [[ "$(http_get "http://$1:$2/")" == "I'm $3" ]]; }
 
 # container_health NAME|SOCKET CONTAINER: healthy|unhealthy|starting (empty: no healthcheck)
 container_health() {
