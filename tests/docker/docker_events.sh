@@ -9,9 +9,9 @@ dl_init
 # The test's ports come from the harness's allocator (never fixed numbers): P<n> keeps the
 # number the test was written with as a name; allocated in ascending order so that the
 # ports of one container keep their relative order.
-mapfile -t _ports < <(for _ in 18300 18301 18302 18303 18304 18305; do free_port; done | sort -n)
-_i=0; for _n in 18300 18301 18302 18303 18304 18305; do printf -v "P$_n" '%s' "${_ports[_i]}"; _i=$((_i + 1)); done
-[[ ${#_ports[@]} -eq 6 ]] || { check "free ports allocated" false; harness_summary; exit 1; }
+mapfile -t _ports < <(for _ in 18300 18301 18302 18303 18304 18305 18306; do free_port; done | sort -n)
+_i=0; for _n in 18300 18301 18302 18303 18304 18305 18306; do printf -v "P$_n" '%s' "${_ports[_i]}"; _i=$((_i + 1)); done
+[[ ${#_ports[@]} -eq 7 ]] || { check "free ports allocated" false; harness_summary; exit 1; }
 regent_start r1 || { check "regent synced with dockerd" false; harness_summary; exit 1; }
 LOG=$(regent_log r1)
 s12() { echo "${1:0:12}"; }
@@ -53,16 +53,33 @@ else
     check "down at kill(15), before die (down=$down_ns die=$die_ns)" false
 fi
 
+# A container with its own StopSignal (HUP) that it ignores: `docker stop` sends HUP, then
+# SIGKILL 3 s later.  The kill(HUP) is its stop: down at once, seconds before it dies (while a
+# kill -s HUP of a container without that StopSignal changed nothing, above).
+id7=$(dk run -d --network host --name hupstop --stop-signal SIGHUP --expose ${P18306} \
+      --entrypoint /bin/sh "$IMG" \
+      -c 'trap "" TERM HUP; mkdir -p /w; echo ok > /w/index.html; exec httpd -f -p 127.0.0.1:'"$P18306"' -h /w')
+check "StopSignal=HUP container registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id7")/${P18306} "
+t0=$(now_ns)
+dk stop -t 3 hupstop >/dev/null &
+stop_pid=$!
+check_latency "stop of a container with StopSignal HUP -> down" r1 "$(down_re "$id7" ${P18306})" "$id7" '^kill$' "$t0"
+wait "$stop_pid"
+down_ns=$(dtool logtime "$LOG" "$(down_re "$id7" ${P18306})" "$t0")
+die_ns=$(event_ns '^die$' "$id7" "$t0")
+check "StopSignal HUP: down at kill(1), before die (down=$down_ns die=$die_ns)" \
+    test -n "$down_ns" -a -n "$die_ns" -a "${down_ns:-0}" -lt "$(( ${die_ns:-0} - 2000000000 ))"
+
 # ---- kill ----------------------------------------------------------------------------------
 id3=$(run_whoami k1 ${P18302})
-wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id3")/${P18302} "
+check "id3 registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id3")/${P18302} "
 t0=$(now_ns)
 dk kill k1 >/dev/null
 check_latency "docker kill (9) -> down" r1 "$(down_re "$id3" ${P18302})" "$id3" '^kill$' "$t0"
 
 # ---- pause / unpause -----------------------------------------------------------------------
 id4=$(run_whoami p1 ${P18303})
-wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id4")/${P18303} "
+check "id4 registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id4")/${P18303} "
 t0=$(now_ns)
 dk pause p1 >/dev/null
 check_latency "pause -> down" r1 "$(down_re "$id4" ${P18303})" "$id4" '^pause$' "$t0"
@@ -91,7 +108,7 @@ check_latency "health: healthy again -> up" r1 "$(up_re "$id5" ${P18304})" "$id5
 
 # ---- restart, remove -----------------------------------------------------------------------
 id6=$(run_whoami r1c ${P18305})
-wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id6")/${P18305} "
+check "id6 registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id6")/${P18305} "
 n_before=$(store_count r1 "^register $NODE/$(s12 "$id6")/${P18305} ")
 t0=$(now_ns)
 dk restart -t 2 r1c >/dev/null

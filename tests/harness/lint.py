@@ -64,13 +64,17 @@ def logical_lines(text):
 
 
 def tokens(line):
-    lex = shlex.shlex(line, posix=False, punctuation_chars=";&|()<>")
-    lex.whitespace_split = True
-    lex.commenters = "#"
-    try:
-        return list(lex)
-    except ValueError:
-        return None
+    # non-POSIX keeps the quotes in the words; it refuses a quote inside a word
+    # ("a/$(f "$x")/b"), which POSIX mode reads (quotes dropped, still one word)
+    for posix in (False, True):
+        lex = shlex.shlex(line, posix=posix, punctuation_chars=";&|()<>")
+        lex.whitespace_split = True
+        lex.commenters = "#"
+        try:
+            return list(lex)
+        except ValueError:
+            continue
+    return None
 
 
 def subst_bodies(tok):
@@ -233,6 +237,7 @@ SELF_TESTS = [
     ('check "x" test -f a &&\n    check "y" test -f b\n', ["check-chain"]),
     ('echo "wait_for 5 foo; check a && b"\n', []),
     ('wait_for() {\n    x\n}\n', []),
+    ('wait_for 5 store_has r1 "^register $N/$(s12 "$id3")/80 "\nt0=$(now_ns)\n', ["dropped-wait"]),
     ('wait_for --timeout 5 snap_has a "x y"\ncheck "d" snap_has a "x y"\n', []),
     ('wait_for --timeout 5 snap_has a "x y"\ncheck "d" snap_has a "x z"\n', ["dropped-wait"]),
 ]
