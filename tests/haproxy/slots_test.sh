@@ -124,5 +124,6 @@ check_eq "shrinking took no reload" "$R1" "$(reloads)"
 
 daemon_stop regent
 check "regent stopped cleanly (logged)" grep -q 'info: core: stopped' "$LOG"
-check "regent logged no error" eval "! grep -E ' error: ' '$LOG'"
+# (haproxy's own ALERT that its worker was terminated, relayed at the stop, is not regent's error)
+check "regent logged no error" eval "! grep -E ' error: ' '$LOG' | grep -v 'ALERT'"
 harness_summary

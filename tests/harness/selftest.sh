@@ -261,7 +261,9 @@ left=""
 while read -r sock; do [[ -e "$sock" ]] && left+=" $sock"; done < "$H_REPORT.shims"
 ck "no shim socket left ($(wc -l < "$H_REPORT.shims") recorded)${left:+:$left}" test -z "$left"
 ck "no network link left" test "$(ip -o link | awk -F': ' '{print $2}' | sort)" == "$links_before"
-ck "took $((SECONDS - start))s (< 180s)" test $((SECONDS - start)) -lt 180
+# about 60-110 s on an idle 2-core machine, 460 s measured under a load of 25: the bound only
+# catches a cleanup that hangs (ctest's own timeout is 600 s)
+ck "took $((SECONDS - start))s (< 540s)" test $((SECONDS - start)) -lt 540
 rm -rf "$OUT"
 echo "$pass passed, $fail failed"
 [[ "$fail" -eq 0 ]]
