@@ -9,10 +9,21 @@ set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_BROKEN_DIR:?}"
 T=$(mktemp -d /tmp/regent-cli.XXXXXX)
 PIDS=()
+# PIDS holds the agents started with & and not waited for yet: an unwaited child's pid cannot be
+# reused (it stays a zombie until waited), so killing those at exit never hits a stranger.
 cleanup() {
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null; done
 	rm -rf "$T"
 }
+# wait_pid PID: wait for our child PID, forget it (its pid may be reused from now on)
+wait_pid() {
+	local p=$1 rc q keep=()
+	wait "$p"; rc=$?
+	for q in "${PIDS[@]}"; do [ "$q" != "$p" ] && keep+=("$q"); done
+	PIDS=("${keep[@]}")
+	return $rc
+}
+SKIPPED=""
 trap cleanup EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }
@@ -90,7 +101,9 @@ check "--list-plugins names the refused file and why" grep -q "broken_major.so: 
 printf 'n1/aaaa/80 whoami 127.0.0.2 18001\nn1/bbbb/80 whoami 127.0.0.3 18002\n' >"$T/instances.txt"
 "$REGENT_BIN" -c "$T/good.ini" 2>"$T/agent.log" &
 AGENT=$!; PIDS+=("$AGENT")
-check "agent prints the catalog with both instances" wait_for 5 test -f "$T/sink.out" && wait_for 5 grep -q "n1/bbbb/80 127.0.0.3:18002/tcp node=cli-test" "$T/sink.out"
+check "agent prints the catalog" wait_for 5 test -f "$T/sink.out"
+check "the catalog has both instances, with the node" wait_for 5 grep -q "n1/bbbb/80 127.0.0.3:18002/tcp node=cli-test" "$T/sink.out"
+check "the catalog's first instance has the node" grep -q "n1/aaaa/80 127.0.0.2:18001/tcp node=cli-test" "$T/sink.out"
 check "store saw two registrations" wait_for 2 bash -c "[ \$(grep -c '^register' '$T/store.log') -eq 2 ]"
 applies=$(grep -c '^apply' "$T/sink.out")
 printf 'n1/aaaa/80 whoami 127.0.0.2 18001\nn1/cccc/80 api 127.0.0.4 18003 udp\n' >"$T/instances.txt"
@@ -121,7 +134,7 @@ check "the store was not restarted by the reload" [ "$(grep -c '^stop' "$T/store
 # SIGTERM: sources, sinks, then stores stop; the store's slow stop is awaited
 kill -TERM "$AGENT"
 start=$(date +%s%N)
-wait "$AGENT"; rc=$?
+wait_pid "$AGENT"; rc=$?
 elapsed=$((($(date +%s%N) - start) / 1000000))
 check "SIGTERM exits 0" [ $rc -eq 0 ]
 check "the store's pending stop was awaited (>= 250 ms)" [ "$elapsed" -ge 250 ]
@@ -140,10 +153,10 @@ if command -v valgrind >/dev/null && [ "${REGENT_SANITIZE:-0}" != 1 ]; then
 	valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 		"$REGENT_BIN" -c "$T/good.ini" >"$T/vg2.out" 2>&1 &
 	VG=$!; PIDS+=("$VG")
-	wait_for 20 grep -q "n1/cccc/80" "$T/sink2.out"
+	check "valgrind: the agent publishes the catalog" wait_for 20 grep -q "n1/cccc/80" "$T/sink2.out"
 	sleep 1
 	printf 'n1/dddd/80 whoami 127.0.0.5 18004\n' >"$T/instances.txt"
-	wait_for 10 grep -q "n1/dddd/80" "$T/sink2.out"
+	check "valgrind: a change reaches the sink" wait_for 10 grep -q "n1/dddd/80" "$T/sink2.out"
 	kill -HUP "$VG"; sleep 1
 	# make-before-break under valgrind: a store trial that succeeds, then one that fails
 	sed -i 's/^stop_delay = 300ms$/stop_delay = 300ms\nconfirm_after = 300ms/' "$T/good.ini"
@@ -152,21 +165,26 @@ if command -v valgrind >/dev/null && [ "${REGENT_SANITIZE:-0}" != 1 ]; then
 	sed -i 's/^confirm_after = 300ms$/confirm_after = 200ms\nconfirm_error = no lease/' "$T/good.ini"
 	kill -HUP "$VG"
 	check "valgrind run: a failing one is refused" wait_for 30 grep -q "new configuration refused: no lease; the previous one runs" "$T/vg2.out"
-	kill -TERM "$VG"; wait "$VG"; rc=$?
+	kill -TERM "$VG"; wait_pid "$VG"; rc=$?
 	check "valgrind: a short run with reloads (trials that pass and fail) leaks nothing and has no errors" [ $rc -eq 0 ]
 	[ $rc -eq 0 ] || tail -40 "$T/vg2.out"
 	# and the README demo's own config, as shipped
 	valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 		"$REGENT_BIN" -c "$REGENT_SOURCE_DIR/examples/demo.ini" >"$T/vg3.out" 2>&1 &
 	VG=$!; PIDS+=("$VG")
-	wait_for 20 grep -q "sink testsink: started" "$T/vg3.out"
+	check "valgrind: examples/demo.ini starts its sink" wait_for 20 grep -q "sink testsink: started" "$T/vg3.out"
 	sleep 0.5
-	kill -TERM "$VG"; wait "$VG"; rc=$?
+	kill -TERM "$VG"; wait_pid "$VG"; rc=$?
 	check "valgrind: a short run of examples/demo.ini leaks nothing" [ $rc -eq 0 ]
 	unset REGENT_NO_DLCLOSE
+elif [ "${REGENT_SANITIZE:-0}" = 1 ]; then
+	echo "# valgrind checks not run: sanitizer build (ASan replaces them)"
 else
-	echo "skip - valgrind checks (sanitizer build or no valgrind)"
+	SKIPPED="valgrind not installed"
 fi
 
 echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+[ "$fail" -eq 0 ] || exit 1
+# A part skipped for a missing tool is a skip, not a pass (ctest: SKIP_RETURN_CODE 77).
+if [ -n "$SKIPPED" ]; then echo "SKIPPED: valgrind checks: $SKIPPED"; exit 77; fi
+exit 0

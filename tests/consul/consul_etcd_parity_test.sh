@@ -55,7 +55,7 @@ run() { # STORE  -> $T/STORE.step1, $T/STORE.step2
 	printf '%s\n' "$step2" >"$T/inst.txt"
 	check "[$store] the change reaches the sink" \
 		wait_for --timeout 15 snapshot_has "$T/$store.sink" "backend-1/dns2/53"
-	wait_for --timeout 5 snapshot_lacks "$T/$store.sink" "api.v2 (" >/dev/null
+	check "waited for: snapshot_lacks T/store.sink api.v2 (" wait_for --timeout 5 snapshot_lacks "$T/$store.sink" "api.v2 ("
 	sleep 0.3
 	last_snapshot "$T/$store.sink" >"$T/$store.step2"
 	daemon_stop "regent-$store"

@@ -43,7 +43,7 @@ host_config() { # NAME ID PORT [store lines...]
 
 # ---- unix socket (and a datacenter that exists)
 daemon_start uproxy "$PYTHON3" "$PROXY" unix "$T/consul.sock" "$AGENT_PORT"
-wait_for --timeout 10 grep -q ready "$(daemon_log uproxy)"
+check "waited for: grep -q ready (daemon_log uproxy)" wait_for --timeout 10 grep -q ready "$(daemon_log uproxy)"
 host_config u u1/c/80 7001 "address = unix://$T/consul.sock" "datacenter = dc1"
 regent_start u "$T/u.ini"
 check "unix socket: registered" wait_for --timeout 10 agent_has u1/c/80
@@ -65,7 +65,7 @@ cd - >/dev/null || exit 1
 check "test certificates made" test -s "$T/client.pem" -a -s "$T/server.pem"
 TP=$(free_port)
 daemon_start tproxy "$PYTHON3" "$PROXY" tls "$TP" "$AGENT_PORT" "$T/server.pem" "$T/server.key" "$T/ca.pem"
-wait_for --timeout 10 grep -q ready "$(daemon_log tproxy)"
+check "waited for: grep -q ready (daemon_log tproxy)" wait_for --timeout 10 grep -q ready "$(daemon_log tproxy)"
 host_config s s1/c/80 7002 "address = https://127.0.0.1:$TP" "ca = $T/ca.pem" \
 	"cert = $T/client.pem" "key = $T/client.key"
 regent_start s "$T/s.ini"

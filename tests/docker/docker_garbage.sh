@@ -6,7 +6,9 @@
 #    other path answers HTTP 500: each is logged with its cause and retried with backoff,
 #    nothing is registered, the agent keeps running and stops cleanly;
 #  - "noisy": listing and inspect are fine but /events answers a garbage line and ends: the
-#    instance is registered once and never flaps while the stream keeps failing and resyncing.
+#    instance is registered once and never flaps while the stream keeps failing and resyncing;
+#  - "gone": the listing has a container whose inspect answers 404 (it went away between the
+#    listing and the inspect): dropped quietly, not a failure; the other one is registered.
 set -u
 source "$(dirname "$0")/dlib.sh"
 harness_init || exit 1
@@ -19,6 +21,9 @@ printf '{"Id":"%s","Name":"/fake1","State":{"Running":true,"StartedAt":"2026-01-
     "$ID" > "$B/inspect.json"
 printf 'this is not json\n{"Type":"container","Action":"start","Actor":{"ID":"short"}}\n' > "$B/events.txt"
 printf '{"message":"boom"}' > "$B/error.json"
+ID2=9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d
+printf '[{"Id":"%s","Names":["/fake1"]},{"Id":"%s","Names":["/fake2"]}]' "$ID" "$ID2" > "$B/list2.json"
+printf '{"message":"No such container: %s"}' "$ID2" > "$B/nosuch.json"
 
 cat > "$H_TMP/fake.cfg" <<EOF
 global
@@ -38,6 +43,13 @@ frontend noisy
     http-request return status 200 content-type application/json file $B/list.json if { path /v1.41/containers/json }
     http-request return status 200 content-type application/json file $B/inspect.json if { path_reg ^/v1\.41/containers/[0-9a-f]{64}/json\$ }
     http-request return status 200 content-type application/json file $B/events.txt if { path_beg /v1.41/events }
+    http-request return status 200 content-type text/plain string OK if { path /v1.41/_ping }
+    http-request return status 500 content-type application/json file $B/error.json
+frontend gone
+    bind unix@$H_TMP/gone.sock mode 600
+    http-request return status 200 content-type application/json file $B/list2.json if { path /v1.41/containers/json }
+    http-request return status 404 content-type application/json file $B/nosuch.json if { path /v1.41/containers/$ID2/json }
+    http-request return status 200 content-type application/json file $B/inspect.json if { path_reg ^/v1\.41/containers/[0-9a-f]{64}/json\$ }
     http-request return status 200 content-type text/plain string OK if { path /v1.41/_ping }
     http-request return status 500 content-type application/json file $B/error.json
 EOF
@@ -76,5 +88,35 @@ check "the instance never flaps while the stream keeps failing" bash -c \
 check "the agent keeps running" daemon_alive rn
 check "no crash: rb still running" daemon_alive rb
 
-DL_REGENTS=" rb rn"
+# ---- gone: 404 between the listing and the inspect ------------------------------------------------
+DK_SOCK=$H_TMP/gone.sock
+regent_ini rg
+# with the stats sink: the docker source's metrics are asserted too
+PM=$(free_port)
+[[ -f "$REGENT_PLUGIN_DIR/stats.so" ]] && printf '\n[sink stats]\nlisten = 127.0.0.1:%s\n' "$PM" >> "$H_TMP/rg.ini"
+regent_launch rg
+L=$(regent_log rg)
+check "404: the other container is registered" \
+    wait_for --timeout 5 store_has rg "^register $NODE/${ID:0:12}/9999 fake 127\.0\.0\.1:9999$"
+check "404: the container gone since the listing is dropped (logged at debug, naming its id)" \
+    wait_for --timeout 5 grep -qE "debug: source docker: container .*\(${ID2:0:12}\) is gone: HTTP 404" "$L"
+check "404: not treated as a failure (no 'inspecting container' warning for it)" \
+    bash -c "! grep -qE 'warn: source docker: inspecting container .*\(${ID2:0:12}\)' '$L'"
+check "404: the gone container is never registered" bash -c "! grep -q '/${ID2:0:12}/' '$H_TMP/rg.store'"
+check "the agent keeps running" daemon_alive rg
+# metric NAME: the value of the sample NAME{plugin="docker"} (or NAME{...,plugin="docker",...})
+metric() { http_get "http://127.0.0.1:$PM/metrics" | awk -v m="$1" 'index($1, m "{") == 1 && $1 ~ /plugin="docker"/ { s += $2; n++ } END { if (n) print s + 0 }'; }
+metric_ge() { local v; v=$(metric "$1"); [[ -n "$v" ]] && awk -v v="$v" -v m="$2" 'BEGIN { exit !(v >= m) }'; }
+if [[ -f "$REGENT_PLUGIN_DIR/stats.so" ]]; then
+    check_eq "metrics: regent_docker_containers is 1 (the gone one not counted)" 1 \
+        "$(wait_for --timeout 5 metric_ge regent_docker_containers 1 >/dev/null 2>&1; metric regent_docker_containers)"  # lint: ok (the check_eq asserts the value)
+    check "metrics: regent_docker_resyncs_total counts the listings" metric_ge regent_docker_resyncs_total 1
+    check "metrics: regent_docker_errors_total counts the failing event stream (HTTP 500)" \
+        wait_for --timeout 10 metric_ge regent_docker_errors_total 1
+    check "metrics: regent_docker_events_total is exported" metric_ge regent_docker_events_total 0
+else
+    harness_skip "docker metrics: the stats sink is not built"
+fi
+
+DL_REGENTS=" rb rn rg"
 dl_finish

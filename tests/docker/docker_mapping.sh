@@ -6,26 +6,32 @@
 set -u
 source "$(dirname "$0")/dlib.sh"
 dl_init
+# The test's ports come from the harness's allocator (never fixed numbers): P<n> keeps the
+# number the test was written with as a name; allocated in ascending order so that the
+# ports of one container keep their relative order.
+mapfile -t _ports < <(for _ in 18200 18201 18202 18203 18204 18205 18206 18207 18208 18209 18210 18211 18212 18213 18214 18215 18216 18217 18218; do free_port; done | sort -n)
+_i=0; for _n in 18200 18201 18202 18203 18204 18205 18206 18207 18208 18209 18210 18211 18212 18213 18214 18215 18216 18217 18218; do printf -v "P$_n" '%s' "${_ports[_i]}"; _i=$((_i + 1)); done
+[[ ${#_ports[@]} -eq 19 ]] || { check "free ports allocated" false; harness_summary; exit 1; }
 
 # ---- containers that exist before the agent starts ----------------------------------------
-id_plain=$(run_whoami plain 18200)
-id_lbl=$(run_whoami lbl 18201 -l regent.service=front -l regent.tags=a,b -l regent.meta.team=core \
+id_plain=$(run_whoami plain ${P18200})
+id_lbl=$(run_whoami lbl ${P18201} -l regent.service=front -l regent.tags=a,b -l regent.meta.team=core \
          -l regent.meta.owner=ops)
-id_pp=$(run_whoami pp 18202 --expose 18203/tcp --expose 18204/udp -l regent.service=main \
-        -l regent.service.18203=admin)
-id_env=$(run_whoami envc 18205 --expose 18206 -e SERVICE_NAME=envsvc -e SERVICE_18206_NAME=envport \
+id_pp=$(run_whoami pp ${P18202} --expose ${P18203}/tcp --expose ${P18204}/udp -l regent.service=main \
+        -l regent.service.${P18203}=admin)
+id_env=$(run_whoami envc ${P18205} --expose ${P18206} -e SERVICE_NAME=envsvc -e SERVICE_${P18206}_NAME=envport \
          -e SERVICE_TAGS=x,y)
 dk tag "$IMG" example.com:5000/acme/shop-api:2
-id_img=$(whoami_run d1 example.com:5000/acme/shop-api:2 img 127.0.0.1 18207)
-id_ign=$(run_whoami ign 18208 -l regent.ignore=true)
-id_envign=$(run_whoami envign 18209 -e SERVICE_IGNORE=1)
-id_portign=$(run_whoami portign 18210 --expose 18211 -l regent.ignore.18211=true)
-id_noport=$(dk run -d --network host --name noport -e WHOAMI_PORT=18212 "$IMG")
-id_evil1=$(run_whoami evil1 18213 -l 'regent.service=x/../../y')
-id_evil2=$(run_whoami evil2 18214 -l "regent.service=bad
+id_img=$(whoami_run d1 example.com:5000/acme/shop-api:2 img 127.0.0.1 ${P18207})
+id_ign=$(run_whoami ign ${P18208} -l regent.ignore=true)
+id_envign=$(run_whoami envign ${P18209} -e SERVICE_IGNORE=1)
+id_portign=$(run_whoami portign ${P18210} --expose ${P18211} -l regent.ignore.${P18211}=true)
+id_noport=$(dk run -d --network host --name noport -e WHOAMI_PORT=${P18212} "$IMG")
+id_evil1=$(run_whoami evil1 ${P18213} -l 'regent.service=x/../../y')
+id_evil2=$(run_whoami evil2 ${P18214} -l "regent.service=bad
 name")
-id_evil3=$(run_whoami evil3 18215 -l 'regent.service=a b' -e SERVICE_NAME=fallback)
-id_evil4=$(run_whoami evil4 18216 -l 'regent.tags=ok,"quoted",sp ace' -l $'regent.meta.note=a\tb' \
+id_evil3=$(run_whoami evil3 ${P18215} -l 'regent.service=a b' -e SERVICE_NAME=fallback)
+id_evil4=$(run_whoami evil4 ${P18216} -l 'regent.tags=ok,"quoted",sp ace' -l $'regent.meta.note=a\tb' \
            -l 'regent.meta.fine=yes')
 
 regent_start r1 || { check "regent synced with dockerd" false; harness_summary; exit 1; }
@@ -34,23 +40,23 @@ s12() { echo "${1:0:12}"; }
 
 # ---- each rule ---------------------------------------------------------------------------
 check "image name rule: $IMG -> whoami" \
-    store_has r1 "^register $NODE/$(s12 "$id_plain")/18200 whoami 127\.0\.0\.1:18200$"
-check "label regent.service" store_has r1 "^register $NODE/$(s12 "$id_lbl")/18201 front 127\.0\.0\.1:18201$"
+    store_has r1 "^register $NODE/$(s12 "$id_plain")/${P18200} whoami 127\.0\.0\.1:${P18200}$"
+check "label regent.service" store_has r1 "^register $NODE/$(s12 "$id_lbl")/${P18201} front 127\.0\.0\.1:${P18201}$"
 check "label regent.tags and regent.meta.*" grep -qE \
-    "instance $NODE/$(s12 "$id_lbl")/18201 service=front address=127\.0\.0\.1:18201/tcp private_port=18201 tags=\[a,b\] meta=\{owner=ops,team=core\}" "$LOG"
-check "several ports: the first on regent.service" store_has r1 "^register $NODE/$(s12 "$id_pp")/18202 main 127\.0\.0\.1:18202$"
-check "per-port label regent.service.18203" store_has r1 "^register $NODE/$(s12 "$id_pp")/18203 admin 127\.0\.0\.1:18203$"
-check "udp port is its own instance" store_has r1 "^register $NODE/$(s12 "$id_pp")/18204/udp main 127\.0\.0\.1:18204$"
-check "udp instance has proto udp" grep -qE "instance $NODE/$(s12 "$id_pp")/18204/udp service=main address=127\.0\.0\.1:18204/udp" "$LOG"
-check "env SERVICE_NAME" store_has r1 "^register $NODE/$(s12 "$id_env")/18205 envsvc 127\.0\.0\.1:18205$"
-check "env SERVICE_<port>_NAME" store_has r1 "^register $NODE/$(s12 "$id_env")/18206 envport 127\.0\.0\.1:18206$"
-check "env SERVICE_TAGS" grep -qE "instance $NODE/$(s12 "$id_env")/18205 service=envsvc .* tags=\[x,y\]" "$LOG"
+    "instance $NODE/$(s12 "$id_lbl")/${P18201} service=front address=127\.0\.0\.1:${P18201}/tcp private_port=${P18201} tags=\[a,b\] meta=\{owner=ops,team=core\}" "$LOG"
+check "several ports: the first on regent.service" store_has r1 "^register $NODE/$(s12 "$id_pp")/${P18202} main 127\.0\.0\.1:${P18202}$"
+check "per-port label regent.service.${P18203}" store_has r1 "^register $NODE/$(s12 "$id_pp")/${P18203} admin 127\.0\.0\.1:${P18203}$"
+check "udp port is its own instance" store_has r1 "^register $NODE/$(s12 "$id_pp")/${P18204}/udp main 127\.0\.0\.1:${P18204}$"
+check "udp instance has proto udp" grep -qE "instance $NODE/$(s12 "$id_pp")/${P18204}/udp service=main address=127\.0\.0\.1:${P18204}/udp" "$LOG"
+check "env SERVICE_NAME" store_has r1 "^register $NODE/$(s12 "$id_env")/${P18205} envsvc 127\.0\.0\.1:${P18205}$"
+check "env SERVICE_<port>_NAME" store_has r1 "^register $NODE/$(s12 "$id_env")/${P18206} envport 127\.0\.0\.1:${P18206}$"
+check "env SERVICE_TAGS" grep -qE "instance $NODE/$(s12 "$id_env")/${P18205} service=envsvc .* tags=\[x,y\]" "$LOG"
 check "image name without registry, namespace or tag (shop-api)" \
-    store_has r1 "^register $NODE/$(s12 "$id_img")/18207 shop-api 127\.0\.0\.1:18207$"
+    store_has r1 "^register $NODE/$(s12 "$id_img")/${P18207} shop-api 127\.0\.0\.1:${P18207}$"
 check "label regent.ignore=true skips the container" bash -c "! grep -q '$(s12 "$id_ign")' '$H_TMP/r1.store'"
 check "env SERVICE_IGNORE skips the container" bash -c "! grep -q '$(s12 "$id_envign")' '$H_TMP/r1.store'"
 check "label regent.ignore.<port> skips that port only" bash -c \
-    "grep -q '^register $NODE/$(s12 "$id_portign")/18210 ' '$H_TMP/r1.store' && ! grep -q '/$(s12 "$id_portign")/18211' '$H_TMP/r1.store'"
+    "grep -q '^register $NODE/$(s12 "$id_portign")/${P18210} ' '$H_TMP/r1.store' && ! grep -q '/$(s12 "$id_portign")/${P18211}' '$H_TMP/r1.store'"
 check "a container without a port is skipped, logged at debug" \
     grep -qE "debug: source docker: container noport \($(s12 "$id_noport")\): no usable port" "$LOG"
 check "no instance for the portless container" bash -c "! grep -q '$(s12 "$id_noport")' '$H_TMP/r1.store'"
@@ -64,7 +70,7 @@ for i in "$id_evil1" "$id_evil2" "$id_evil3"; do
     check "hostile container $(s12 "$i") not registered" bash -c "! grep -q '$(s12 "$i")' '$H_TMP/r1.store'"
 done
 check "bad tags dropped, good tag and good meta kept" grep -qE \
-    "instance $NODE/$(s12 "$id_evil4")/18216 service=whoami .* tags=\[ok\] meta=\{fine=yes\}" "$LOG"
+    "instance $NODE/$(s12 "$id_evil4")/${P18216} service=whoami .* tags=\[ok\] meta=\{fine=yes\}" "$LOG"
 check "a bad tag is warned about" grep -qE "container evil4 .*tag \"\"quoted\"\" is invalid" "$LOG"
 check "a bad meta value is warned about" grep -qE "container evil4 .*label regent.meta.note: invalid meta value" "$LOG"
 check "no raw control character reached the log" bash -c "! grep -qP '[\x00-\x08\x0b-\x1f]' '$LOG'"
@@ -72,29 +78,29 @@ check "no line of the log was broken by a hostile value" bash -c "! grep -qE '^n
 
 # Re-inspections (pause/unpause) of a hostile container do not repeat its warning.
 dk pause evil1 >/dev/null && dk unpause evil1 >/dev/null
-wait_for --timeout 5 grep -q "event unpause container evil1" "$LOG"
+check "waited for: grep -q event unpause container evil1 LOG" wait_for --timeout 5 grep -q "event unpause container evil1" "$LOG"
 sleep 0.3
 check_eq "still one warning for evil1 after unpause" 1 "$(warns evil1 "$id_evil1" '"x/\.\./\.\./y"')"
 
 # A hostile container started while the agent runs, next to a good one: only the good one.
 t0=$(now_ns)
-id_evil5=$(run_whoami evil5 18217 -l 'regent.service=../../etc')
-id_good=$(run_whoami good 18218 -l regent.service=good)
+id_evil5=$(run_whoami evil5 ${P18217} -l 'regent.service=../../etc')
+id_good=$(run_whoami good ${P18218} -l regent.service=good)
 check "a good container started beside a hostile one is registered" \
-    wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id_good")/18218 good 127\.0\.0\.1:18218$"
+    wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id_good")/${P18218} good 127\.0\.0\.1:${P18218}$"
 check_eq "the hostile one started later: one warning" 1 "$(warns evil5 "$id_evil5" '"\.\./\.\./etc"')"
 check "the hostile one started later: not registered" bash -c "! grep -q '$(s12 "$id_evil5")' '$H_TMP/r1.store'"
 check "the agent is still running" daemon_alive r1
 
 # ---- the whole local set -------------------------------------------------------------------
 expected=$(printf '%s\n' \
-    "$NODE/$(s12 "$id_plain")/18200" "$NODE/$(s12 "$id_lbl")/18201" \
-    "$NODE/$(s12 "$id_pp")/18202" "$NODE/$(s12 "$id_pp")/18203" "$NODE/$(s12 "$id_pp")/18204/udp" \
-    "$NODE/$(s12 "$id_env")/18205" "$NODE/$(s12 "$id_env")/18206" "$NODE/$(s12 "$id_img")/18207" \
-    "$NODE/$(s12 "$id_portign")/18210" "$NODE/$(s12 "$id_evil4")/18216" \
-    "$NODE/$(s12 "$id_good")/18218" | LC_ALL=C sort)
+    "$NODE/$(s12 "$id_plain")/${P18200}" "$NODE/$(s12 "$id_lbl")/${P18201}" \
+    "$NODE/$(s12 "$id_pp")/${P18202}" "$NODE/$(s12 "$id_pp")/${P18203}" "$NODE/$(s12 "$id_pp")/${P18204}/udp" \
+    "$NODE/$(s12 "$id_env")/${P18205}" "$NODE/$(s12 "$id_env")/${P18206}" "$NODE/$(s12 "$id_img")/${P18207}" \
+    "$NODE/$(s12 "$id_portign")/${P18210}" "$NODE/$(s12 "$id_evil4")/${P18216}" \
+    "$NODE/$(s12 "$id_good")/${P18218}" | LC_ALL=C sort)
 check_eq "the local set is exactly what the rules give" "$expected" "$(local_ids r1)"
-wait_for --timeout 5 bash -c "[[ \"\$(\"$PY\" \"$DL_DIR/dtool.py\" sinkset \"$H_TMP/r1.sink\")\" == \"$expected\" ]]"
+check "waited for: bash -c [[ (PY DL_DIR/dtool.py sinkset H_TMP/r1.sink) == expected ]]" wait_for --timeout 5 bash -c "[[ \"\$(\"$PY\" \"$DL_DIR/dtool.py\" sinkset \"$H_TMP/r1.sink\")\" == \"$expected\" ]]"
 check_eq "the catalog (sink) holds the same set" "$expected" "$(dtool sinkset "$H_TMP/r1.sink")"
 check "every service in the catalog has a valid name" bash -c \
     "! grep -E '^  [^ ]' '$H_TMP/r1.sink' | grep -vE '^  [A-Za-z0-9][A-Za-z0-9._-]{0,62} \(' | grep -q ."

@@ -3,7 +3,9 @@
 test's questions.  Subcommands:
   failures FILE                      requests that did not get a 200 (count, then examples)
   first-seen FILE ID12 SINCE         seconds from SINCE to the first answer from ID12
-  last-seen FILE ID12                unix time of the last answer from ID12 (0 if never)
+  last-seen FILE ID12                unix time of the last answer from ID12 ("never" and
+                                     exit 1 if it never answered: a gap computed from it would
+                                     be hugely negative and pass any upper bound)
   count FILE                         number of requests
 """
 import json
@@ -32,7 +34,10 @@ def main():
     elif cmd == "last-seen":
         ident = sys.argv[3]
         ts = [r["t"] for r in recs if r["body"] == "I'm " + ident]
-        print("%.3f" % max(ts) if ts else "0")
+        if not ts:
+            print("never")
+            raise SystemExit(1)
+        print("%.3f" % max(ts))
     else:
         raise SystemExit("analyze.py: unknown command " + cmd)
 

@@ -11,7 +11,7 @@ ETCD_PORT=${EP##*:}
 # Agent b watches through a proxy the test can cut (to lose the stream while etcd runs on).
 PP=$(free_port)
 daemon_start proxy "$PY" "$E_DIR/ehelp.py" proxy "$PP" "$ETCD_PORT"
-wait_for --timeout 10 grep -q ready "$H_TMP/proxy.log"
+check "waited for: grep -q ready H_TMP/proxy.log" wait_for --timeout 10 grep -q ready "$H_TMP/proxy.log"
 agent_config b "http://127.0.0.1:$PP"
 agent_start b
 wait_for --timeout 10 grep -q '^end$' "$H_TMP/b.sink"
@@ -22,21 +22,21 @@ del() { h_etcdctl "$EP" del "$1" >/dev/null; }
 
 t0=$(now)
 put /backends/web/x/c1/80 '{"address":"127.0.0.5","port":8000,"proto":"tcp","node":"x","tags":["a"]}'
-wait_for --timeout 5 snap_has b '    x/c1/80 127.0.0.5:8000/tcp node=x'
+check "waited for: snap_has b ' x/c1/80 127.0.0.5:8000/tcp node=x'" wait_for --timeout 5 snap_has b '    x/c1/80 127.0.0.5:8000/tcp node=x'
 check "a JSON value put with etcdctl reaches the catalog ($(elapsed "$t0") s)" \
     snap_has b '    x/c1/80 127.0.0.5:8000/tcp node=x'
 put /backends/web/x/c1/80 '{"address":"127.0.0.5","port":8002,"node":"x"}'
 wait_for --timeout 5 snap_has b '    x/c1/80 127.0.0.5:8002/tcp node=x'
 check "a changed value updates the instance" snap_has b '    x/c1/80 127.0.0.5:8002/tcp node=x'
 put /backends/web/y/c2/80 '{"address":"127.0.0.6","port":8000,"proto":"udp","node":"y"}'
-wait_for --timeout 5 snap_has b '  web \(2\)'
+check "waited for: snap_has b ' web (2)'" wait_for --timeout 5 snap_has b '  web \(2\)'
 check "a second instance joins the service" snap_has b '    y/c2/80 127.0.0.6:8000/udp node=y'
 
 # The seed's layout: <prefix>/<svc>/<container> = ip:port, <prefix>/<svc>/port = listen port.
 put /backends/whoami/0123456789ab 127.0.0.7:32768
 put /backends/whoami/port 8000
 put /backends/whoami/fedcba987654 '[::1]:32769'
-wait_for --timeout 5 snap_has b '  whoami \(2\)'
+check "waited for: snap_has b ' whoami (2)'" wait_for --timeout 5 snap_has b '  whoami \(2\)'
 check "seed ip:port values reach the catalog" snap_has b '    0123456789ab 127.0.0.7:32768/tcp node='
 check "seed [v6]:port values too" snap_has b '    fedcba987654 ::1:32769/tcp node='
 check "<prefix>/<svc>/port is not an instance" snap_lacks b '    port .*'
@@ -49,12 +49,12 @@ put /backends/web/z/c3/80 'not-an-address'
 put '/backends/bad!name/x' 127.0.0.8:80
 put /backends/noinstance x
 put /backends/web/z/c4/80 '{"address":"127.0.0.9","port":70000}'
-wait_for --timeout 5 log_has b 'skipped key /backends/web/z/c4/80'
+check "waited for: log_has b 'skipped key /backends/web/z/c4/80'" wait_for --timeout 5 log_has b 'skipped key /backends/web/z/c4/80'
 sleep 0.3
 check_eq "malformed keys changed nothing downstream (no snapshot sent)" \
     "$applies" "$(grep -c '^apply' "$H_TMP/b.sink")"
 put /backends/whoami/port eighty
-wait_for --timeout 5 log_has b 'skipped key /backends/whoami/port'
+check "waited for: log_has b 'skipped key /backends/whoami/port'" wait_for --timeout 5 log_has b 'skipped key /backends/whoami/port'
 check "warning names a malformed value's key" log_has b 'warn: store etcd: skipped key /backends/web/z/c3/80 .*neither'
 check "warning names a key with an invalid service" log_has b 'skipped key /backends/bad!name/x .*invalid service name'
 check "warning names a key without an id" log_has b 'skipped key /backends/noinstance .*not of the form'
@@ -65,10 +65,10 @@ sleep 0.3
 check "the catalog keeps its valid instances" snap_has b '  web \(2\)'
 check "agent alive after malformed input" daemon_alive b
 put /backends/whoami/port 8000
-wait_for --timeout 5 eval '[[ $(grep -c "service whoami: 2 instances, listen port 8000" "$H_TMP/b.log") -ge 2 ]]'
+check "waited for: '[[ (grep -c service whoami: 2 instances, listen port 8000 H_TMP/b...." wait_for --timeout 5 eval '[[ $(grep -c "service whoami: 2 instances, listen port 8000" "$H_TMP/b.log") -ge 2 ]]'
 
 del /backends/web/y/c2/80
-wait_for --timeout 5 snap_has b '  web \(1\)'
+check "waited for: snap_has b ' web (1)'" wait_for --timeout 5 snap_has b '  web \(1\)'
 check "a delete done with etcdctl leaves the catalog" snap_lacks b '    y/c2/80 .*'
 del /backends/web/x/c1/80
 wait_for --timeout 5 snap_lacks b '  web .*'
@@ -87,7 +87,7 @@ check "while the registry is unreachable the catalog keeps its last state" \
     snap_has b '    0123456789ab 127.0.0.7:32768/tcp node='
 kill -USR2 "$(daemon_pid proxy)"
 t0=$(now)
-wait_for --timeout 15 snap_has b '    w/c5/80 127.0.0.10:8000/tcp node=w'
+check "waited for: snap_has b ' w/c5/80 127.0.0.10:8000/tcp node=w'" wait_for --timeout 15 snap_has b '    w/c5/80 127.0.0.10:8000/tcp node=w'
 check "after the compaction the catalog is complete again ($(elapsed "$t0") s)" \
     snap_has b '    w/c5/80 127.0.0.10:8000/tcp node=w'
 check "and the deletion made meanwhile is seen" snap_lacks b '    0123456789ab .*'
@@ -102,7 +102,7 @@ check "events flow after the re-read" snap_has b '    v/c6/80 127.0.0.11:8000/tc
 echo "c/c1/80 own 127.0.0.12 8080" > "$H_TMP/c.inst"
 agent_config c "$EP"
 agent_start c
-wait_for --timeout 10 key_exists "$EP" /backends/own/c/c1/80
+check "waited for: key_exists EP /backends/own/c/c1/80" wait_for --timeout 10 key_exists "$EP" /backends/own/c/c1/80
 wait_for --timeout 10 snap_has c '    c/c1/80 127.0.0.12:8080/tcp node=c'
 check "an agent sees its own instance in its catalog" snap_has c '    c/c1/80 127.0.0.12:8080/tcp node=c'
 check "and the others'" snap_has c '    w/c5/80 127.0.0.10:8000/tcp node=w'

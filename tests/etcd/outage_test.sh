@@ -12,7 +12,7 @@ h_etcdctl "$EP" put /backends/web/other/c9/80 '{"address":"127.0.0.9","port":800
 printf '%s\n' "a/c1/80 web 127.0.0.2 8080" "a/c2/80 web 127.0.0.3 8080" > "$H_TMP/a.inst"
 AGENT_TTL=$TTL agent_config a "$EP"
 agent_start a
-wait_for --timeout 10 nkeys_is "$EP" 3
+check "waited for: nkeys_is EP 3" wait_for --timeout 10 nkeys_is "$EP" 3
 wait_for --timeout 10 snap_has a '  web \(3\)'
 check "registered and discovered before the outage" snap_has a '  web \(3\)'
 
@@ -32,11 +32,11 @@ check "retries are spaced by the backoff (not a busy loop)" \
 down=$(elapsed "$t_down")
 etcd_restart o1
 t_up=$(now)
-wait_for --timeout 15 nkeys_is "$EP" 4
+check "waited for: nkeys_is EP 4" wait_for --timeout 15 nkeys_is "$EP" 4
 took_reg=$(elapsed "$t_up")
 check "after the restart everything is registered again, the change included (${took_reg} s)" \
     nkeys_is "$EP" 4
-wait_for --timeout 15 snap_has a '  web \(4\)'
+check "waited for: snap_has a ' web (4)'" wait_for --timeout 15 snap_has a '  web \(4\)'
 took_cat=$(elapsed "$t_up")
 check "and the catalog is complete again (${took_cat} s)" snap_has a '  web \(4\)'
 check "other agents' instances kept" snap_has a '    other/c9/80 127.0.0.9:8000/tcp node=other'

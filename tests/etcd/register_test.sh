@@ -13,7 +13,7 @@ a/c3/53 dns 127.0.0.4 53 udp
 EOT
 AGENT_NO_SINK=1 agent_config a "$EP"
 agent_start a
-wait_for --timeout 10 nkeys_is "$EP" 3
+check "waited for: nkeys_is EP 3" wait_for --timeout 10 nkeys_is "$EP" 3
 check_eq "keys are <prefix>/<service>/<id>, the id keeping its slashes" \
     "$(printf '%s\n' /backends/dns/a/c3/53 /backends/web/a/c1/80 /backends/web/a/c2/80)" "$(keys "$EP")"
 check_eq "value is the instance's JSON (address, port, proto, service_port, tags, meta, node)" \
@@ -44,7 +44,7 @@ check "keepalives sent about every ttl/3 (saw $ka in 4 s)" test "$ka" -ge 2 -a "
 
 # One change -> one key written; a removal -> one delete.
 sed -i 's/127.0.0.3 8081/127.0.0.3 8082/' "$H_TMP/a.inst"
-wait_for --timeout 5 eval '[[ "$(value "$EP" /backends/web/a/c2/80)" == *8082* ]]'
+check "waited for: '[[ (value EP /backends/web/a/c2/80) == *8082* ]]'" wait_for --timeout 5 eval '[[ "$(value "$EP" /backends/web/a/c2/80)" == *8082* ]]'
 revs3=$(h_etcdctl "$EP" get --prefix /backends/ -w json | ehelp revs)
 check_eq "a changed instance rewrites only its key" \
     "$(grep -v c2 <<<"$revs2")" "$(grep -v c2 <<<"$revs3")"
@@ -58,7 +58,7 @@ check_eq "the others are untouched" "$(grep -v c3 <<<"$revs3")" "$revs4"
 # A lost lease (revoked behind the agent's back) is replaced and everything written again.
 h_etcdctl "$EP" lease revoke "$lease" >/dev/null
 t0=$(now)
-wait_for --timeout 8 nkeys_is "$EP" 2
+check "waited for: nkeys_is EP 2" wait_for --timeout 8 nkeys_is "$EP" 2
 took=$(elapsed "$t0")
 check "keys re-registered after the lease was revoked (${took} s)" nkeys_is "$EP" 2
 lease2=$(leases | awk '{print $2}' | sort -u)
@@ -76,7 +76,7 @@ echo "measured: SIGTERM -> keys gone in ${took} s"
 
 # SIGKILL: nothing is revoked; the lease expires within the TTL.
 agent_start a
-wait_for --timeout 10 nkeys_is "$EP" 2
+check "waited for: nkeys_is EP 2" wait_for --timeout 10 nkeys_is "$EP" 2
 sleep 1.2 # a keepalive or two: the lease has its full TTL again
 took=$(time_until_count "$EP" /backends/ 0 8 kill -KILL "$(daemon_pid a)")
 # etcd expires leases on a 500 ms tick, then deletes through raft: allow that on top of the TTL

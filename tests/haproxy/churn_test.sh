@@ -90,7 +90,7 @@ R0=$(reloads)
 wrk -t2 -c12 -d"${DURATION}s" --timeout 5s -s "$REGENT_TEST_DIR/haproxy/count.lua" \
     "http://127.0.0.1:$P_WEB/" > "$T/wrk.out" 2>&1
 touch "$INST.stop"   # wrk is done: the driver may kill its last backends
-wait_for --timeout 20 eval '! daemon_alive churn' >/dev/null
+check "churn: the driver ended once wrk was done" wait_for --timeout 20 eval '! daemon_alive churn'
 R1=$(reloads)
 
 sed 's/^/  | wrk: /' "$T/wrk.out"
@@ -109,7 +109,11 @@ check_eq "wrk: zero socket errors (connect+read+write+timeout)" 0 "$errs"
 check_eq "wrk: zero non-2xx answers" 0 "$(val non2xx "$res")"
 check "churn: the driver finished" test -n "$drv"
 check "churn: an instance added and one removed every 500 ms" \
-    test "$(val added "$drv")" -ge $(( DURATION * 2 - 4 )) -a "$(val late "$drv")" -le 3
+    test "$(val added "$drv")" -ge $(( DURATION * 2 - 4 ))
+# `late` counts the driver's own ticks that started behind schedule (its own timing on a loaded
+# machine, not regent's): most of the churn must still run on time (measured 1-3 of ~60).
+check "churn: the driver kept its schedule (late ticks <= 1 in 5: $(val late "$drv"))" \
+    test "$(val late "$drv")" -le $(( $(val added "$drv") / 5 ))
 check_eq "churn: every removed backend was in maintenance before it was killed" 0 "$(val stuck "$drv")"
 check_eq "churn: haproxy reloaded 5 times (the new services)" 5 "$((R1 - R0))"
 for i in 1 2 3 4 5; do

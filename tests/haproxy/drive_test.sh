@@ -125,7 +125,7 @@ check "the state file was written beside the file" test -s "$T/haproxy.state"
 
 # --- restart regent: the file is up to date, nothing to reload, same server names -----------------
 SLOT=$("${TOOL[@]}" servers "$ADMIN" web | awk -v a="127.0.0.1:${BP[b3]}" '$2 == a { print $1 }')
-wait_for --timeout 5 eval "! ls '$T'/*.new >/dev/null 2>&1" >/dev/null
+check "no candidate file pending before the restart" wait_for --timeout 5 eval "! ls '$T'/*.new >/dev/null 2>&1"
 SUM=$(sha256sum < "$RCFG")
 daemon_stop regent
 check "regent stopped: haproxy (not managed) keeps running" daemon_alive haproxy

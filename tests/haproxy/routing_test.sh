@@ -155,7 +155,7 @@ worker() { master_cmd "show proc" | awk '/^# workers/ { w = 1; next } /^#/ { w =
 slot_of() { "${TOOL[@]}" servers "$ADMIN" "$1" | awk -v a="127.0.0.1:${BP[$2]}" '$2 == a && $4 == 0 { print $1 }'; }
 settled() { ! grep -q . <(find "$HX" -name '*.new'); }
 
-wait_for --timeout 10 eval '[[ -n "$(worker)" ]]' >/dev/null
+check "haproxy has a worker" wait_for --timeout 10 eval '[[ -n "$(worker)" ]]'
 hx_track_master "$MASTER"
 
 # --- round robin ---------------------------------------------------------------------------------
@@ -203,9 +203,11 @@ in_flight() { [[ "$(haproxy_admin_cmd "$ADMIN" "show stat slowsvc 4 -1" | awk -F
 check "drain: a slow request is in flight on slow-1" wait_for --timeout 5 in_flight
 INSTANCES=("${INSTANCES[@]/$(line slow-1 slowsvc b6)}")
 render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
-sleep 0.3
-st=$("${TOOL[@]}" servers "$ADMIN" slowsvc | awk -v a="127.0.0.1:${BP[b6]}" '$2 == a { print $4 }')
-check_eq "drain: the leaving instance is draining (admin state 8) while a request runs" "8" "$st"
+# no fixed sleep: poll the admin state while the 1.5 s request runs (if the request ended
+# first, the server would be in maintenance already and the check fails, as it should)
+slow1_state() { "${TOOL[@]}" servers "$ADMIN" slowsvc | awk -v a="127.0.0.1:${BP[b6]}" '$2 == a { print $4 }'; }
+check "drain: the leaving instance is draining (admin state 8) while a request runs" \
+    wait_for --timeout 3 eval '[[ "$(slow1_state)" == 8 ]] && kill -0 '"$g1"
 check_eq "drain: new requests go to the remaining instance" "200 b7" \
     "$("${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/")"
 wait $g1
@@ -216,7 +218,8 @@ check "drain: then in maintenance" "${TOOL[@]}" wait-down "$ADMIN" slowsvc "127.
 KEEP_SLOT=$(slot_of web b2)
 haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 7" >/dev/null
 "${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/slow" > "$T/slow3.out" & g3=$!
-wait_for --timeout 5 eval "[[ \"\$(haproxy_admin_cmd '$ADMIN' 'show stat slowsvc 4 -1' | awk -F, '\$5 == 1')\" ]]" >/dev/null
+check "reload: a slow request is in flight" \
+    wait_for --timeout 5 eval "[[ \"\$(haproxy_admin_cmd '$ADMIN' 'show stat slowsvc 4 -1' | awk -F, '\$5 == 1')\" ]]"
 R0=$(reloads); W0=$(worker)
 INSTANCES+=("$(line api-1 api b9)")
 t0=$(date +%s%N)
@@ -237,21 +240,27 @@ wait $g3
 check_eq "reload: a 1.5 s request in flight across the reload completed" "200 b7" "$(cat "$T/slow3.out")"
 
 # --- reloads are rate-limited: a burst of three new services coalesces ------------------------------
-wait_for --timeout 5 settled >/dev/null
+check "burst: no pipeline running before it" wait_for --timeout 5 settled
 R0=$(reloads)
+tb0=$(date +%s%N)
 for i in 1 2 3; do
     INSTANCES+=("$(line burst-$i burst$i b9)")
     render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
-    sleep 0.03
+    [[ $i == 3 ]] || sleep 0.03
 done
+span=$(( ($(date +%s%N) - tb0) / 1000000 ))
 burst_ok() { for p in $P_B1 $P_B2 $P_B3; do [[ "$(http_get "http://127.0.0.1:$p/")" == b9 ]] || return 1; done; }
 check "burst: the three new services are served" wait_for --timeout 10 burst_ok
 n=$(( $(reloads) - R0 ))
-echo "  | 3 new services 30 ms apart: $n reloads"
-check "burst: at most 2 reloads for 3 new services (reload_interval coalesces)" test "$n" -ge 1 -a "$n" -le 2
+# reload_interval is 200 ms: one reload at once, then at most one per 200 ms of the writes' own
+# span (measured: a loaded machine may spread the three writes over more than 200 ms).
+max=$(( 2 + span / 200 )); (( max > 3 )) && max=3
+echo "  | 3 new services written over $span ms: $n reloads (at most $max allowed)"
+check "burst: at most $max reloads for 3 new services written over $span ms (reload_interval coalesces)" \
+    test "$n" -ge 1 -a "$n" -le "$max"
 
 # --- a configuration haproxy rejects is never installed -------------------------------------------
-wait_for --timeout 5 settled >/dev/null
+check "bad setting: no pipeline running before it" wait_for --timeout 5 settled
 sum0=$(sha256sum < "$CFG"); R0=$(reloads); W0=$(worker)
 nrej=$(grep -c 'haproxy rejected the new configuration' "$LOG")
 mkcfg "$INI" "server_options = ssl"   # passes regent's allow-list; haproxy wants a CA file
@@ -288,8 +297,9 @@ INSTANCES+=(
 render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
 check "injection: evil-4 (valid address, hostile tags) is routed" \
     wait_for --timeout 5 grep -q '# evil-4$' "$CFG"
+# the haproxy sink's own warning (the core's "local up" line names the address too)
 check "injection: skipped with a warning naming the value" \
-    grep -q 'evil-host.example' "$LOG"
+    grep -qE 'warn: sink haproxy: service web: instance [^ ]*evil-3 skipped: address "evil-host\.example"' "$LOG"
 for bad in 'web;listen' '127.0.0.1#server' 'evil-host' 'tag#x' '{server}' 'HOME' 'w$eb' '0.0.0.0:'"${BP[b1]}" 'ev#il'; do
     check "injection: \"$bad\" is not in the file" eval "! grep -qF -- '$bad' '$CFG'"
 done
@@ -324,8 +334,10 @@ check_eq "crash: all instances back" "b1 8|b2 8|b5 8|b7 8|b8 8|errors 0" \
 
 # --- regent killed with SIGKILL: the next start adopts the haproxy it left ----------------------
 OLD_M=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
-kill -KILL "$(daemon_pid regent)"
-wait_for --timeout 10 eval '! daemon_alive regent' >/dev/null
+OLD_M_START=$(h__starttime "$OLD_M")
+# SIGKILL to regent alone (daemon_kill KILL would take its process group, haproxy included)
+daemon_alive regent && kill -KILL "$(daemon_pid regent)"
+check "regent SIGKILLed: it is gone" wait_for --timeout 10 eval '! daemon_alive regent'
 check "regent SIGKILLed: its haproxy is left running and serving" web_ok
 daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
 check "restart: the haproxy left by the killed regent is adopted" \

@@ -65,10 +65,22 @@ check_contains() {
     else printf '  %q does not contain %q\n' "$2" "$3" >&2; check "$1" false; fi
 }
 
-# harness_summary: print "N passed, N failed"; returns 1 if anything failed.
+# harness_skip REASON: a part of the test could not run (a missing tool...). The test is then
+# reported as skipped, not passed: harness_summary returns 77 (ctest's SKIP_RETURN_CODE) when
+# nothing failed. Not for what does not apply to this build (say so with a plain echo).
+H_SKIPPED=${H_SKIPPED:-}
+harness_skip() {
+    printf 'SKIPPED: %s\n' "$*"
+    H_SKIPPED+="${H_SKIPPED:+; }$*"
+}
+
+# harness_summary: print "N passed, N failed"; returns 1 if anything failed, 77 if something
+# was skipped (harness_skip), else 0.
 harness_summary() {
     printf '%d passed, %d failed\n' "$H_PASS" "$H_FAIL"
-    [[ "$H_FAIL" -eq 0 ]]
+    [[ "$H_FAIL" -eq 0 ]] || return 1
+    if [[ -n "$H_SKIPPED" ]]; then printf 'skipped: %s\n' "$H_SKIPPED"; return 77; fi
+    return 0
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +118,16 @@ harness_init() {
 h__on_exit() {
     local rc=$?
     [[ "${H_OWNER_PID:-}" == "$BASHPID" ]] || return 0
-    harness_cleanup "$rc"
+    local keep c=""
+    keep=$(mktemp "${H_TMPDIR:-/tmp}/rh-crashes.XXXXXX")
+    harness_cleanup "$rc" "$keep"
+    [[ -s "$keep" ]] && c=$(cat "$keep")
+    rm -f "$keep"
+    if [[ -n "$c" ]]; then
+        printf 'not ok - a daemon the test started crashed:\n%s\n' "$c" | sed '2,$s/^/  | /'
+        [[ "$rc" -eq 0 || "$rc" -eq 77 ]] && exit 1
+    fi
+    return 0
 }
 
 # harness_dump_logs [LINES]: tail of every daemon log to stderr.
@@ -121,10 +142,11 @@ harness_dump_logs() {
     printf '%s\n' '----- end of logs -----' >&2
 }
 
-# harness_cleanup [RC]: stop every daemon (reverse start order), remove mounts and $H_TMP.
-# Runs from the EXIT trap; may also be called by hand (idempotent).
+# harness_cleanup [RC [CRASHFILE]]: stop every daemon (reverse start order), remove mounts and
+# $H_TMP. Runs from the EXIT trap; may also be called by hand (idempotent). The crashes
+# recorded (daemons that died of a crash signal) are copied to CRASHFILE before $H_TMP goes.
 harness_cleanup() {
-    local rc=${1:-0} name
+    local rc=${1:-0} keep=${2:-} name
     [[ -n "${H_TMP:-}" && -d "$H_TMP/.h" ]] || return 0
     local had_e=0
     [[ $- == *e* ]] && had_e=1
@@ -144,6 +166,11 @@ harness_cleanup() {
             *)          daemon_stop "$name" ;;
         esac
     done
+    for name in "${names[@]}"; do [[ -n "$name" ]] && h__collect "$name" 2; done
+    if [[ -s "$H_TMP/.h/crashes" ]]; then
+        h_log "crashed: $(paste -sd';' "$H_TMP/.h/crashes")"
+        [[ -n "$keep" ]] && cp "$H_TMP/.h/crashes" "$keep"
+    fi
     h__umount_all "$H_TMP"
     if [[ -n "${H_KEEP:-}" ]]; then
         h_log "H_KEEP set: keeping $H_TMP"
@@ -201,6 +228,9 @@ h__proc_alive() {
 
 # daemon_start NAME CMD...: start CMD in the background in its own process group, stdin
 # /dev/null, stdout+stderr appended to $H_TMP/NAME.log. Prints nothing; see daemon_pid.
+# A small perl parent stays behind it: it waits for CMD and writes how it ended ("exit N" or
+# "signal N") to $H_TMP/.h/d/NAME/status (see daemon_status); a death by a crash signal
+# (SEGV, ABRT, BUS, FPE, ILL, TRAP, SYS) fails the test (h__collect).
 daemon_start() {
     h__need_init || return 1
     local name=$1; shift
@@ -208,18 +238,84 @@ daemon_start() {
     [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || { h_die "bad daemon name '$name'"; return 1; }
     if daemon_alive "$name"; then h_die "daemon $name already running"; return 1; fi
     mkdir -p "$d"
+    h__collect "$name" 2   # the previous run's end, if not collected yet
+    rm -f "$d/status" "$d/last_status"
     [[ -f "$d/kind" ]] || echo "${H_KIND:-plain}" > "$d/kind"
     printf '%q ' "$@" > "$d/cmd"
     grep -qxF "$name" "$H_TMP/.h/order" || echo "$name" >> "$H_TMP/.h/order"
     printf '===== harness: %(%F %T)T starting: %s\n' -1 "$*" >> "$log"
-    # The subshell makes the daemon a child of init (no job-control noise, reaped for us);
-    # perl's setpgrp gives it its own process group (pgid = pid) whatever the caller's job control.
-    pid=$( ( perl -e 'setpgrp(0,0); exec {$ARGV[0]} @ARGV or die "exec $ARGV[0]: $!\n"' \
-                "$@" >>"$log" 2>&1 </dev/null & echo $! ) )
+    # The subshell makes the perl parent a child of init (no job-control noise). perl forks:
+    # the child gets its own process group (pgid = its pid, set on both sides of the fork so
+    # that a group kill right after start cannot miss it) and execs CMD; the parent prints the
+    # child's pid on fd 3 (the $(...) pipe), closes it, and waits to record the exit status.
+    pid=$( ( perl -MPOSIX -e '
+        my $st = shift @ARGV;
+        $SIG{INT} = $SIG{HUP} = $SIG{PIPE} = "IGNORE";
+        my $pid = fork();
+        die "fork: $!\n" unless defined $pid;
+        if ($pid == 0) {
+            POSIX::close(3);
+            $SIG{INT} = $SIG{HUP} = $SIG{PIPE} = "DEFAULT";
+            setpgrp(0, 0);
+            exec {$ARGV[0]} @ARGV or die "exec $ARGV[0]: $!\n";
+        }
+        setpgid($pid, $pid);
+        open(my $out, ">&=3") or die "fd 3: $!\n";
+        print $out "$pid\n"; close($out); POSIX::close(3);
+        waitpid($pid, 0);
+        my $s = $?;
+        open(my $f, ">", "$st.tmp") or exit 1;
+        print $f (($s & 127) ? "signal " . ($s & 127) : "exit " . ($s >> 8)), "\n";
+        close($f); rename("$st.tmp", $st);' "$d/status" \
+                "$@" 3>&1 >>"$log" 2>&1 </dev/null & ) )
+    [[ "$pid" =~ ^[0-9]+$ ]] || { h_die "daemon_start $name: no pid"; return 1; }
     st=$(h__starttime "$pid") || st=""
     echo "$pid" > "$d/pid"
     echo "$st" > "$d/start"
     [[ -n "${H_PID_LOG:-}" ]] && echo "$name $pid $st" >> "$H_PID_LOG"
+    return 0
+}
+
+# daemon_status NAME: how its last run ended, "exit N" or "signal N" (empty while it runs or
+# when it was never started by daemon_start).
+daemon_status() {
+    local d="$H_TMP/.h/d/$1"
+    if [[ -f "$d/status" ]]; then cat "$d/status"; elif [[ -f "$d/last_status" ]]; then cat "$d/last_status"; fi
+}
+
+# daemon_wait_exit NAME [TIMEOUT]: wait (default 30 s) until NAME has ended and its status is
+# recorded; prints the status ("exit N" / "signal N"); returns 1 on timeout.
+daemon_wait_exit() {
+    local d="$H_TMP/.h/d/$1" t=${2:-30} i
+    for ((i = 0; i < t * 10; i++)); do
+        if [[ -f "$d/status" ]]; then cat "$d/status"; return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# crash signals: a daemon that ends by one of these crashed (SIGKILL/SIGTERM are sent by tests)
+H_CRASH_SIGNALS=" 4 5 6 7 8 11 31 "
+
+# h__collect NAME [WAIT]: if NAME is gone, wait up to WAIT s (default 5) for its status, keep it
+# as last_status; a crash signal is reported as a failed check and recorded in .h/crashes
+# (harness_cleanup then fails the test even if the report was made inside a subshell).
+h__collect() {
+    local name=$1 w=${2:-5} d="$H_TMP/.h/d/$1" s sig i
+    [[ -f "$d/pid" ]] || return 0
+    daemon_alive "$name" && return 0
+    [[ ! -f "$d/status" && -f "$d/last_status" ]] && return 0   # collected already
+    for ((i = 0; i < w * 10; i++)); do [[ -f "$d/status" ]] && break; sleep 0.1; done
+    [[ -f "$d/status" ]] || return 0
+    s=$(cat "$d/status"); mv -f "$d/status" "$d/last_status"
+    if [[ "$s" == "signal "* ]]; then
+        sig=${s#signal }
+        if [[ "$H_CRASH_SIGNALS" == *" $sig "* ]]; then
+            echo "$name (pid $(cat "$d/pid")) died of signal $sig ($(kill -l "$sig" 2>/dev/null))" >> "$H_TMP/.h/crashes"
+            H_FAIL=$((H_FAIL + 1)); H_FAILED=1
+            printf 'not ok - daemon %s died of SIG%s (a crash)\n' "$name" "$(kill -l "$sig" 2>/dev/null)"
+        fi
+    fi
     return 0
 }
 
@@ -244,6 +340,7 @@ daemon_kill() {
     # machine: wait for it, so that a restart right after never finds it "already running".
     if [[ "$sig" == KILL || "$sig" == 9 ]]; then
         h__wait_gone "$name" 30 || h_log "warning: $name (pid $pid) still there 30 s after SIGKILL"
+        h__collect "$name"
     fi
     return 0
 }
@@ -258,9 +355,10 @@ h__wait_gone() {
 }
 
 # daemon_stop NAME [TIMEOUT]: SIGTERM, wait up to TIMEOUT s (default 10), then SIGKILL the
-# process group and the pid. Also kills what is left of its process group.
+# process group and the pid. Also kills what is left of its process group. Collects how it
+# ended (daemon_status); a death by a crash signal fails the test.
 daemon_stop() {
-    local name=$1 t=${2:-$H_STOP_TIMEOUT} pid
+    local name=$1 t=${2:-$H_STOP_TIMEOUT} pid st cur
     pid=$(daemon_pid "$name") || return 0
     if daemon_alive "$name"; then
         kill -TERM "$pid" 2>/dev/null || true
@@ -271,10 +369,17 @@ daemon_stop() {
             h__wait_gone "$name" 30 || h_log "warning: $name (pid $pid) still there"
         fi
     fi
-    # leftovers of its process group (e.g. haproxy workers of a killed master)
+    # Leftovers of its process group (e.g. haproxy workers of a killed master). The group is
+    # ours only while no other process holds the pid (the kernel does not reuse a pid that is
+    # still a process group id; a stranger that got the pid after the group emptied has another
+    # start time): check the start time before the group kill.
     if [[ -n "$pid" ]] && kill -0 -- "-$pid" 2>/dev/null; then
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        st=$(cat "$H_TMP/.h/d/$name/start" 2>/dev/null)
+        if ! cur=$(h__starttime "$pid") || [[ -z "$st" || "$cur" == "$st" ]]; then
+            kill -KILL -- "-$pid" 2>/dev/null || true
+        fi
     fi
+    h__collect "$name"
     return 0
 }
 
@@ -698,9 +803,13 @@ whoami_run() {
         local p; p=$(docker_cmd "$s" inspect -f '{{.State.Pid}}' "$id" 2>/dev/null)
         [[ -n "$p" && "$p" != 0 ]] && echo "container-$cname $p $(h__starttime "$p")" >> "$H_PID_LOG"
     fi
-    wait_for --timeout 20 http_get "http://$addr:$port/" || { h_die "whoami $cname not answering"; return 1; }
+    # Ready when *this* container answers (its id in the body): a foreign listener on the port
+    # would answer too, and must not pass for it.
+    wait_for --timeout 20 h__whoami_is "$addr" "$port" "${id:0:12}" ||
+        { h_die "whoami $cname not answering on $addr:$port (or another listener holds it)"; return 1; }
     echo "$id"
 }
+h__whoami_is() { [[ "$(http_get "http://$1:$2/")" == "I'm $3" ]]; }
 
 # container_health NAME|SOCKET CONTAINER: healthy|unhealthy|starting (empty: no healthcheck)
 container_health() {

@@ -66,9 +66,9 @@ inner() {
     newleader=$(etcd_leader "$eps")
     check "new leader ($newleader) differs" test -n "$newleader" -a "$newleader" != "$leader"
     check "etcd_restart old leader" etcd_restart "$leader"
+    check "restarted member answers" wait_for --timeout 10 h_etcdctl "$(etcd_endpoint "$leader")" get /k
     check_eq "restarted member has the write" v2 \
-        "$(wait_for --timeout 10 h_etcdctl "$(etcd_endpoint "$leader")" get /k >/dev/null;
-           h_etcdctl "$(etcd_endpoint "$leader")" get --print-value-only --consistency=s /k)"
+        "$(h_etcdctl "$(etcd_endpoint "$leader")" get --print-value-only --consistency=s /k)"
 
     # --- dockerd ---------------------------------------------------------------------------------
     local links_before links_after ipt_before ipt_after
@@ -169,14 +169,43 @@ EOF
     awk '{ sub(/^unix:\/\//, ""); print }' \
         "$H_TMP"/d1/containerd/state/io.containerd.runtime.v2.task/moby/*/address > "$H_REPORT.shims"
     check "a shim socket is recorded" test -s "$H_REPORT.shims"
+    # --- exit statuses ----------------------------------------------------------------------------
+    daemon_start st-exit bash -c 'exit 3'
+    check_eq "daemon_status: exit code collected" "exit 3" "$(daemon_wait_exit st-exit 10)"
+    daemon_start st-term sleep 100
+    daemon_stop st-term
+    check_eq "daemon_status: SIGTERM collected by daemon_stop" "signal 15" "$(daemon_status st-term)"
+    daemon_start st-kill sleep 100
+    local kpid; kpid=$(daemon_pid st-kill)
+    check "daemon_pid is the command itself (its own process group leader)" \
+        test "$(ps -o pgid= -p "$kpid" | tr -d ' ')" == "$kpid" -a "$(ps -o comm= -p "$kpid")" == sleep
+    daemon_kill st-kill
+    check_eq "daemon_status: SIGKILL collected by daemon_kill" "signal 9" "$(daemon_status st-kill)"
+    check "no crash recorded for exit, SIGTERM, SIGKILL" test ! -s "$H_TMP/.h/crashes"
+
     echo "$H_PASS $H_FAIL" > "$H_REPORT"
     harness_summary
-    exit 0   # the EXIT trap stops everything
+    exit   # with harness_summary's status; the EXIT trap stops everything
+}
+
+# A harness run whose daemon dies of SIGSEGV (or SIGABRT) while every check passes: it must fail.
+crashing() {
+    # shellcheck source=lib.sh
+    source "$HERE/lib.sh"
+    harness_init || exit 1
+    daemon_start crasher bash -c "sleep 0.3; kill -$1 \$\$"
+    check "a check that passes" true
+    sleep 1
+    harness_summary
 }
 
 if [[ "${1:-}" == --inner ]]; then
     inner
     exit 1  # not reached: inner exits
+fi
+if [[ "${1:-}" == --crash ]]; then
+    crashing "$2"
+    exit
 fi
 
 # ============================================================================================
@@ -197,7 +226,16 @@ ck() {
     local d=$1; shift
     if "$@"; then pass=$((pass + 1)); echo "ok - $d"; else fail=$((fail + 1)); echo "not ok - $d"; fi
 }
+# inner ends with harness_summary's status: 0 only if none of its checks failed and no daemon
+# crashed (its failed checks are counted above as well).
 ck "inner run exited 0 (rc=$inner_rc)" test "$inner_rc" -eq 0
+for sig in SEGV ABRT; do
+    out=$(bash "$HERE/selftest.sh" --crash "$sig" 2>&1); rc=$?
+    ck "a daemon dying of SIG$sig fails a run whose checks all passed (rc=$rc)" test "$rc" -eq 1
+    ck "... and the harness names the daemon and the signal" grep -q "crasher (pid [0-9]*) died of signal [0-9]* ($sig)" <<<"$out"
+done
+out=$(bash "$HERE/selftest.sh" --crash TERM 2>&1); rc=$?
+ck "a daemon dying of SIGTERM is not a crash (rc=$rc)" test "$rc" -eq 0
 
 alive=""
 while read -r name pid st; do
@@ -210,9 +248,9 @@ while read -r name pid st; do
     fi
 done < "$H_PID_LOG"
 ck "no recorded process left ($(wc -l < "$H_PID_LOG") recorded)${alive:+:$alive}" test -z "$alive"
-ck "at least etcd, containerd, dockerd, haproxy, containers, shims recorded" \
-    test "$(awk '{print $1}' "$H_PID_LOG" | sed 's/-.*//' | sort -u | xargs)" == \
-         "container containerd dockerd etcd haproxy shim"
+kinds=$(awk '{print $1}' "$H_PID_LOG" | sed 's/-.*//' | sort -u | xargs)
+ck "at least etcd, containerd, dockerd, haproxy, containers, shims recorded ($kinds)" \
+    test -z "$(comm -13 <(tr ' ' '\n' <<<"$kinds") <(printf '%s\n' container containerd dockerd etcd haproxy shim))"
 tmpdir=$(cat "$H_REPORT.tmpdir" 2>/dev/null)
 ck "H_TMP recorded ($tmpdir)" test -n "$tmpdir"
 if [[ -n "$tmpdir" ]]; then
@@ -223,7 +261,9 @@ left=""
 while read -r sock; do [[ -e "$sock" ]] && left+=" $sock"; done < "$H_REPORT.shims"
 ck "no shim socket left ($(wc -l < "$H_REPORT.shims") recorded)${left:+:$left}" test -z "$left"
 ck "no network link left" test "$(ip -o link | awk -F': ' '{print $2}' | sort)" == "$links_before"
-ck "took $((SECONDS - start))s (< 180s)" test $((SECONDS - start)) -lt 180
+# about 60-110 s on an idle 2-core machine, 460 s measured under a load of 25: the bound only
+# catches a cleanup that hangs (ctest's own timeout is 600 s)
+ck "took $((SECONDS - start))s (< 540s)" test $((SECONDS - start)) -lt 540
 rm -rf "$OUT"
 echo "$pass passed, $fail failed"
 [[ "$fail" -eq 0 ]]

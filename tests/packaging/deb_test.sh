@@ -36,7 +36,7 @@ done
 
 version=$("$REGENT_BIN" --version | cut -d' ' -f2)
 lint=--lintian
-command -v lintian >/dev/null || { lint=; echo "skip - lintian not installed (apt-get install lintian)"; }
+command -v lintian >/dev/null || { lint=; skip "lintian not installed (apt-get install lintian)"; }
 start=$(date +%s)
 bash "$S/packaging/build-deb.sh" $lint "$T/out" >"$T/build.log" 2>&1; rc=$?
 echo "build-deb.sh took $(($(date +%s) - start)) s"

@@ -45,7 +45,7 @@ if command -v systemd-analyze >/dev/null; then
 	echo "systemd-analyze security: exposure ${level:-?} (0 = locked down, 10 = unprotected)"
 	check "systemd-analyze security rates the unit OK or better (< 4.0)" awk -v l="${level:-99}" 'BEGIN { exit !(l < 4.0) }'
 else
-	echo "skip - systemd-analyze not installed (apt-get install systemd)"
+	skip "systemd-analyze not installed (apt-get install systemd)"
 fi
 if command -v systemd-sysusers >/dev/null; then
 	mkdir -p "$T/sysroot/etc"
@@ -54,7 +54,7 @@ if command -v systemd-sysusers >/dev/null; then
 	check "... creates the system user regent with home /var/lib/regent" grep -q "^regent:x:[0-9]*:[0-9]*:.*:/var/lib/regent:" "$T/sysroot/etc/passwd"
 	check "... and the group docker" grep -q "^docker:x:" "$T/sysroot/etc/group"
 else
-	echo "skip - systemd-sysusers not installed"
+	skip "systemd-sysusers not installed (apt-get install systemd)"
 fi
 
 # ---- the notification protocol ----
@@ -104,10 +104,10 @@ run_notify() { # NAME SOCKET: one run of regent with NOTIFY_SOCKET=SOCKET
 	kill -HUP "$RP"
 	check "$name: a refused reload ends with READY=1 and says so" wait_for 10 has "$name" '^READY=1|STATUS=reload refused; running the previous configuration$'
 	cp "$T/r.ini.good" "$T/r.ini"
-	kill -TERM "$RP"; wait "$RP"; local rc=$?
+	kill -TERM "$RP"; wait_pid "$RP"; local rc=$?
 	check "$name: STOPPING=1 on SIGTERM" has "$name" '^STOPPING=1|STATUS=stopping$'
 	check "$name: regent exits 0" [ $rc -eq 0 ]
-	kill "$lp" 2>/dev/null; wait "$lp" 2>/dev/null
+	kill "$lp" 2>/dev/null; wait_pid "$lp" 2>/dev/null
 }
 run_notify path "$T/notify.sock"
 run_notify abstract "@regent-test-$$-$RANDOM"
@@ -115,8 +115,8 @@ run_notify abstract "@regent-test-$$-$RANDOM"
 # Without NOTIFY_SOCKET nothing is sent and nothing breaks.
 "$BIN" -c "$T/r.ini" --plugin-dir "$REGENT_PLUGIN_DIR" >"$T/plain.run" 2>&1 &
 RP=$!; PIDS+=("$RP")
-wait_for 10 grep -q "source testsource: started" "$T/plain.run"
-kill -TERM "$RP"; wait "$RP"; rc=$?
+check "without NOTIFY_SOCKET regent starts" wait_for 10 grep -q "source testsource: started" "$T/plain.run"
+kill -TERM "$RP"; wait_pid "$RP"; rc=$?
 check "without NOTIFY_SOCKET regent runs and stops normally" [ $rc -eq 0 ]
 
 summary

@@ -157,7 +157,7 @@ check_show "the store's own error and reconnect counters show in /metrics" bash 
 
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 if [[ -z "$CHROMIUM" ]]; then
-    echo "SKIP: the HTML page check needs Debian's chromium (apt-get install -y chromium)" >&2
+    harness_skip "the HTML page check needs Debian's chromium (apt-get install -y chromium)"
 else
     dom=$T/page.html
     timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
@@ -188,10 +188,58 @@ check_show "at the connection limit (300) new clients wait, the loop runs, the l
 PORT3=$(free_port)
 SINK=$T/sink-small.out MAXC=2 mkcfg "$T/small.ini" "127.0.0.1:$PORT3"
 daemon_start regent-small "$REGENT_BIN" -c "$T/small.ini" -p "$REGENT_PLUGIN_DIR"
-wait_for --timeout 20 "${CHECK[@]}" health "http://127.0.0.1:$PORT3" 200
+check "waited for: {CHECK[@]} health http://127.0.0.1:PORT3 200" wait_for --timeout 20 "${CHECK[@]}" health "http://127.0.0.1:$PORT3" 200
 check_show "at a connection limit of 2 the listener recovers once they time out" \
     "${CHECK[@]}" limit "http://127.0.0.1:$PORT3" 2 "$TIMEOUT" "$INST" "$T/sink-small.out"
 daemon_stop regent-small
+
+# max_connections_per_ip and max_header_size: 2 connections held from 127.0.0.1, a third from
+# the same address is refused while 127.0.0.2 still gets in; a header over 4096 bytes is
+# refused, a small one served.
+PORT5=$(free_port)
+SINK=$T/sink-lim.out mkcfg "$T/lim.ini" "127.0.0.1:$PORT5" $'max_connections_per_ip = 2\nmax_header_size = 4096'
+daemon_start regent-lim "$REGENT_BIN" -c "$T/lim.ini" -p "$REGENT_PLUGIN_DIR"
+check "limits: the listener answers" wait_for --timeout 20 "${CHECK[@]}" health "http://127.0.0.1:$PORT5" 200
+limits_probe() { # prints: third-from-same-ip other-ip big-header small-header (ok|refused|STATUS)
+    "$PY" - "$PORT5" <<'PYEOF'
+import socket, sys, time
+port = int(sys.argv[1])
+def get(src, extra=""):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+        s.sendall(("GET /healthz HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n" % extra).encode())
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        s.close()
+        if not data:
+            return "refused"
+        return "ok" if data.startswith(b"HTTP/1.1 200") else data.split(b"\r\n")[0].decode()
+    except OSError:
+        return "refused"
+held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+time.sleep(0.5)
+third = get("127.0.0.1")
+other = get("127.0.0.2")
+for h in held:
+    h.close()
+time.sleep(0.5)
+big = get("127.0.0.1", "X-Big: %s\r\n" % ("a" * 8000))
+small = get("127.0.0.1", "X-Small: %s\r\n" % ("a" * 500))
+print("|".join((third, other, big, small)))
+PYEOF
+}
+lim=$(limits_probe)
+echo "  | limits probe (third from 127.0.0.1, from 127.0.0.2, 8 KB header, 500 B header): $lim"
+IFS='|' read -r l_third l_other l_big l_small <<<"$lim"
+check_eq "max_connections_per_ip = 2: a third connection from the same address is refused" refused "$l_third"
+check_eq "max_connections_per_ip = 2: another address still gets in" ok "$l_other"
+check "max_header_size = 4096: an 8 KB header is refused ($l_big)" eval '[[ "$l_big" == refused || "$l_big" == *" 431 "* ]]'
+check_eq "max_header_size = 4096: a small header is served" ok "$l_small"
+daemon_stop regent-lim
 check "/metrics still matches the catalog after all that" \
     wait_for --timeout 10 "${CHECK[@]}" metrics "$BASE" "$INST" "$NODE"
 
@@ -256,8 +304,8 @@ fi
 # 200 when it returns.
 
 if [[ ! -f "$REGENT_PLUGIN_DIR/etcd.so" ]] || ! command -v etcd >/dev/null; then
-    echo "SKIP: the etcd phase needs plugins/etcd built (-DREGENT_ONLY_PLUGINS='stats;etcd')" \
-         "and etcd-server" >&2
+    harness_skip "the etcd phase needs plugins/etcd built (-DREGENT_ONLY_PLUGINS='stats;etcd')" \
+         "and etcd-server"
 else
     EP=$(etcd_start e1)
     PORT4=$(free_port)
@@ -302,6 +350,9 @@ EOF
         "$@" metric "$0" regent_store_errors_total plugin=etcd 1 &&
         "$@" metric "$0" regent_watch_reconnects_total plugin=etcd 1 &&
         "$@" metric "$0" regent_propagation_seconds_count plugin=stats 1' "$B4" "${CHECK[@]}"
+    check_show "etcd: /metrics shows its registered keys and the leases it was granted" bash -c '
+        "$@" metric "$0" regent_store_registered_keys plugin=etcd 1 &&
+        "$@" metric "$0" regent_store_leases_granted_total plugin=etcd 1' "$B4" "${CHECK[@]}"
     daemon_stop regent-etcd
     if grep -E "Sanitizer|runtime error:" "$(daemon_log regent-etcd)" >&2; then
         check "etcd: no sanitizer report" false

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# slots_test.sh - the haproxy sink's server slots grow past the first shape (8 instances in a
+# service) through one reload that keeps the existing servers' names and serves every
+# instance; and the sink's timeout keys (timeout_connect/client/server/check, the [sink] defaults
+# and a per-service override), check_timeout, command_timeout and startup_grace are accepted
+# and rendered.  Real haproxy 2.6, real HTTP backends on loopback.
+set -u
+: "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
+# shellcheck source=../harness/lib.sh
+source "$REGENT_TEST_DIR/harness/lib.sh"
+harness_init || exit 1
+
+PY=${PYTHON3:-python3}
+TOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
+T=$H_TMP
+INST=$T/instances
+HX=$T/hx
+mkdir -p "$HX"
+CFG=$HX/haproxy.cfg
+ADMIN=$HX/haproxy-admin.sock
+MASTER=$HX/haproxy-master.sock
+P_WEB=$(free_port); P_TCP=$(free_port)
+N=12
+declare -A BP
+for ((i = 1; i <= N; i++)); do BP[b$i]=$(free_port); done
+for ((i = 1; i <= N; i++)); do daemon_start "be-b$i" "${TOOL[@]}" backend "${BP[b$i]}" "b$i"; done
+# ready when it answers its own name (a foreign listener on the port would not)
+backend_is() { [[ "$(http_get "http://127.0.0.1:$1/")" == "$2" ]]; }
+for ((i = 1; i <= N; i++)); do
+    check "backend b$i answers" wait_for --timeout 20 backend_is "${BP[b$i]}" "b$i"
+done
+
+line() { echo "web-$1 web 127.0.0.1 ${BP[b$1]}"; }
+write_instances() { # N: web-1..web-N, and one tcp instance
+    local i
+    { for ((i = 1; i <= $1; i++)); do line "$i"; done
+      echo "tcp-1 tcpsvc 127.0.0.1 ${BP[b1]}"; } > "$INST.tmp" && mv "$INST.tmp" "$INST"
+}
+write_instances 8
+
+cat > "$T/regent.ini" <<EOF
+[agent]
+node = slots-test
+debounce = 5ms
+log_level = debug
+
+[source testsource]
+file = $INST
+interval = 10ms
+
+[store teststore]
+
+[sink haproxy]
+manage = true
+config_file = $CFG
+bind_address = 127.0.0.1
+reload_interval = 200ms
+check_interval = 1s
+startup_grace = 2s
+check_timeout = 20s
+command_timeout = 4s
+timeout_connect = 3s
+timeout_client = 45s
+timeout_server = 50s
+timeout_check = 1500ms
+
+[service web]
+port = $P_WEB
+mode = http
+check = /
+
+[service tcpsvc]
+port = $P_TCP
+mode = tcp
+timeout_connect = 2s
+timeout_server = 7s
+EOF
+check "--check-config accepts the timeout keys" "$REGENT_BIN" --check-config -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
+
+daemon_start regent "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
+LOG=$(daemon_log regent)
+reloads() { haproxy_master_cmd --sock "$MASTER" "show proc" | awk '$2 == "master" { print $3 }'; }
+names_of() { "${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" "$1" | awk '$1 ~ /^b[0-9]+$/ { print $1 }' | sort -V | paste -sd' '; }
+want_names() { local i; for ((i = 1; i <= $1; i++)); do printf 'b%d\n' "$i"; done | paste -sd' '; }
+serves_all() { [[ "$(names_of $(( $1 * 3 )))" == "$(want_names "$1")" ]]; }
+check "8 instances: every one serves through haproxy" wait_for --timeout 30 serves_all 8
+check "haproxy reports its reload count" wait_for --timeout 10 eval '[[ -n "$(reloads)" ]]'
+
+# --- the keys are rendered ---------------------------------------------------------------------
+section() { awk -v s="listen $1" '$0 == s { on = 1; print; next } /^[^ ]/ { on = 0 } on' "$CFG"; }
+web=$(section web); tcp=$(section tcpsvc)
+check_contains "timeout_connect from [sink haproxy]" "$web" "timeout connect 3s"
+check_contains "timeout_client from [sink haproxy]" "$web" "timeout client 45s"
+check_contains "timeout_server from [sink haproxy]" "$web" "timeout server 50s"
+check_contains "timeout_check from [sink haproxy] (ms kept)" "$web" "timeout check 1500ms"
+check_contains "per-service timeout_connect overrides the default" "$tcp" "timeout connect 2s"
+check_contains "per-service timeout_server overrides the default" "$tcp" "timeout server 7s"
+check_contains "a service without an override keeps the default client timeout" "$tcp" "timeout client 45s"
+
+# --- growth past the first shape ----------------------------------------------------------------
+slots0=$(section web | grep -c '^    server ')
+echo "  | web has $slots0 server slots for 8 instances"
+check "the first shape has room for the 8 instances, not for 12" test "$slots0" -ge 8 -a "$slots0" -lt "$N"
+# server name -> address of the 8 first instances, before the growth
+map0=$("${TOOL[@]}" servers "$ADMIN" web | awk '$2 != "" && $4 == 0 { print $1, $2 }' | sort)
+R0=$(reloads)
+check "no pipeline pending before the growth" wait_for --timeout 5 eval "! ls '$HX'/*.new >/dev/null 2>&1"
+write_instances "$N"
+check "12 instances: every one serves through haproxy" wait_for --timeout 20 serves_all "$N"
+slots1=$(section web | grep -c '^    server ')
+echo "  | web has $slots1 server slots for $N instances after $(( $(reloads) - R0 )) reload(s)"
+check "the service grew to at least $N server slots" test "$slots1" -ge "$N"
+check_eq "the growth took exactly one reload" "$((R0 + 1))" "$(reloads)"
+map1=$("${TOOL[@]}" servers "$ADMIN" web | awk '$2 != "" && $4 == 0 { print $1, $2 }' | sort)
+check "the first 8 instances kept their server names" \
+    bash -c 'comm -23 <(printf "%s\n" "$1") <(printf "%s\n" "$2") | grep -q . && exit 1; exit 0' _ "$map0" "$map1"
+check "the haproxy file passes haproxy -c" haproxy -c -q -f "$CFG"
+
+# --- and back: shrinking needs no reload ---------------------------------------------------------
+R1=$(reloads)
+write_instances 8
+check "back to 8: the 4 last are out of rotation" wait_for --timeout 20 serves_all 8
+check_eq "shrinking took no reload" "$R1" "$(reloads)"
+
+daemon_stop regent
+check "regent stopped cleanly (logged)" grep -q 'info: core: stopped' "$LOG"
+# (haproxy's own ALERT that its worker was terminated, relayed at the stop, is not regent's error)
+check "regent logged no error" eval "! grep -E ' error: ' '$LOG' | grep -v 'ALERT'"
+harness_summary
