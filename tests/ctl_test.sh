@@ -270,8 +270,8 @@ fi
 
 pid=$(daemon_pid a)
 daemon_kill a KILL
-wait_for --timeout 60 pid_gone "$pid"
-wait_for --timeout 60 not_running a
+check "the killed agent is gone" wait_for --timeout 60 pid_gone "$pid"
+check "... and the harness knows it" wait_for --timeout 60 not_running a
 check "a killed agent leaves its socket behind" test -S "$SOCK"
 start_agent a
 check "a new agent replaces the stale socket" wait_for --timeout 30 answers

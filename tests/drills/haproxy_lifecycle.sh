@@ -188,7 +188,7 @@ sleep 1
 row "c. SIGHUP, unrunnable [sink haproxy]" "$n" "$f" - "refused; master $M0 not reloaded"
 
 # ---- d. haproxy master SIGKILL -------------------------------------------------------------------
-wait_for --timeout 10 both_ok >/dev/null
+check "d: both services answer before the kill" wait_for --timeout 10 both_ok
 M0=$(master)
 ndown=$(grep -c 'restarting in' "$LOG")
 load_start d
@@ -214,7 +214,7 @@ check "d: regent spawned it at once (measured ${react:-?} ms; generous bound 100
 row "d. haproxy master SIGKILL" "$n" "$f" "${react:-?} ms / ${rec:-?} ms" "noticed -> spawned / -> new master answering"
 
 # ---- e. config directory read-only, then writable ----------------------------------------------
-wait_for --timeout 10 both_ok >/dev/null
+check "e: both services answer before the read-only spell" wait_for --timeout 10 both_ok
 load_start e
 sleep 1
 mount -o remount,ro "$HX"

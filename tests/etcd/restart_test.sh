@@ -54,7 +54,7 @@ echo "measured: stop + start + re-attach, slowest of $N: ${worst} s"
 
 # An instance that went away while the agent was down: deleted after reconcile_grace (1 s).
 daemon_stop "$cur"
-wait_for --timeout 30 agent_gone "$cur"
+check "the agent $cur is gone" wait_for --timeout 30 agent_gone "$cur"
 sed -i '/c3/d' "$H_TMP/b.inst"
 t0=$(now)
 cur=bx

@@ -116,7 +116,7 @@ master_cmd() { haproxy_master_cmd --sock "$MASTER" "$1"; }
 reloads() { master_cmd "show proc" | awk '$2 == "master" { print $3 }'; }
 settled() { ! grep -q . <(find "$HX" -name '*.new'); }
 accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_for --timeout 5 settled >/dev/null
+check "the sink settled" wait_for --timeout 5 settled
 
 # --- empty grace: all instances leave, then come back, within the grace ----------------------
 R0=$(reloads)
@@ -148,7 +148,7 @@ import socket, time
 s = socket.socket(); s.bind(('127.0.0.1', $P_C)); s.listen(8)
 time.sleep(3600)"
 check "squatter holds the clash port" wait_for --timeout 10 accepts "$P_C"
-wait_for --timeout 5 settled >/dev/null
+check "the sink settled" wait_for --timeout 5 settled
 R1=$(reloads); F1=$(master_cmd "show proc" | awk '$2 == "master" { n = 0; if (match($0, /failed: [0-9]+/)) n = substr($0, RSTART + 8, RLENGTH - 8); print n + 0 }')
 write_inst "$(line g-1 grace b1)" "$(line w-1 web b3)" "$(line c-1 clash b2)" "$(line f-1 fresh b1)"
 check "isolation: the new good service is routed" wait_for --timeout 15 answers "$P_F" b1
