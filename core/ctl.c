@@ -747,7 +747,7 @@ int regent_ctl_start(regent_agent *a, regent_ctl **out)
 		char *dir;
 		bool have = parent_dir_exists(path, &dir) == 0;
 		if (!have)
-			regent_log(REGENT_LOG_WARN, WHO,
+			regent_log(REGENT_LOG_INFO, WHO,
 			           "no control socket: %s does not exist (systemd creates it; set [agent] "
 			           "control_socket to choose another path)",
 			           dir);

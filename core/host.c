@@ -426,6 +426,9 @@ static void h_set_health(regent_ctx *ctx, bool healthy, const char *reason)
 	ctx->healthy = healthy;
 	free(ctx->health_reason);
 	ctx->health_reason = reason && !healthy ? regent_xstrdup(reason) : NULL;
+	/* Healthy with a reason: a note worth showing (/healthz "note"). */
+	free(ctx->health_note);
+	ctx->health_note = reason && healthy ? regent_xstrdup(reason) : NULL;
 }
 
 /* ---- metrics ---- */
@@ -523,6 +526,7 @@ static char *h_health_json(regent_ctx *ctx)
 		const char *reason = c->start_error ? c->start_error : c->health_reason;
 		const char *note = c->candidate ? "a new configuration is on trial"
 		                   : c->note   ? c->note
+		                   : c->health_note ? c->health_note
 		                   : c->state == CTX_PENDING && !c->start_error
 		                       ? "starting: not confirmed yet"
 		                       : NULL;
@@ -666,6 +670,7 @@ void regent_ctx_free(regent_ctx *ctx)
 	free(ctx->started_reason);
 	free(ctx->start_error);
 	free(ctx->note);
+	free(ctx->health_note);
 	regent_config_unref(ctx->cfg);
 	free(ctx);
 }

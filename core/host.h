@@ -47,6 +47,7 @@ struct regent_ctx {
 	/* health */
 	bool healthy;
 	char *health_reason;
+	char *health_note;            /* set_health(ctx, true, note) */
 	/* stop */
 	uv_timer_t *stop_timer;
 	void (*on_stopped)(regent_ctx *ctx);

@@ -260,7 +260,7 @@ daemon_stop f
 if [ ! -e /run/regent ]; then
 	sed -i '/^control_socket/d' "$T/f.ini"
 	start_agent f
-	check "the default control_socket without /run/regent: a warning" wait_for --timeout 30 grep -q "ctl: no control socket: /run/regent does not exist" "$T/f.log"
+	check "the default control_socket without /run/regent: said at info level" wait_for --timeout 30 grep -q "info: ctl: no control socket: /run/regent does not exist" "$T/f.log"
 	check "... and the agent runs" wait_for --timeout 20 grep -q "source testsource: started" "$T/f.log"
 	check "... still running" daemon_alive f
 	daemon_stop f

@@ -311,7 +311,9 @@ typedef struct regent_host {
 	/* Stop: the plugin calls this after returning REGENT_PENDING from stop(). */
 	void (*stopped)(regent_ctx *ctx);
 
-	/* Health, shown by /healthz: reason is copied, NULL when healthy. */
+	/* Health, shown by /healthz: reason is copied.  A reason given with
+	 * healthy = true is shown as a note (something worth saying that is
+	 * not a failure, e.g. an empty registry prefix); NULL clears it. */
 	void (*set_health)(regent_ctx *ctx, bool healthy, const char *reason);
 
 	/* Metrics, kept by the core.  The core adds the label

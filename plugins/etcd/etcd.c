@@ -257,6 +257,7 @@ static int stop(void *self)
 			call_cancel(e, &e->calls[i]);
 	uv_timer_stop(e->disc_timer);
 	uv_timer_stop(e->probe_timer);
+	disc_empty_cancel(e);
 	return reg_stop(e);
 }
 
@@ -266,6 +267,9 @@ static void destroy(void *self)
 	for (int i = 0; i < OP_N; i++)
 		call_cancel(e, &e->calls[i]);
 	txns_abandon(e);
+	disc_empty_cancel(e);
+	free(e->note);
+	free(e->note_reported);
 	reg_live_forget(e);
 	timer_close(&e->auth_timer);
 	timer_close(&e->reg_timer);

@@ -115,11 +115,22 @@ static void update_health(etcd *e)
 	for (int i = 0; i < COMP_N && !reason; i++)
 		reason = e->err[i];
 	bool ok = reason == NULL;
-	if (e->health_known && ok == e->healthy_reported && ok)
+	if (ok)
+		reason = e->note;
+	bool same_note = (!reason && !e->note_reported) ||
+	                 (reason && e->note_reported && strcmp(reason, e->note_reported) == 0);
+	if (e->health_known && ok == e->healthy_reported && ok && same_note)
 		return;
 	e->health_known = true;
 	e->healthy_reported = ok;
+	free(e->note_reported);
+	e->note_reported = ok && reason ? xstrdup(reason) : NULL;
 	e->h->set_health(e->ctx, ok, reason);
+}
+
+void health_refresh(etcd *e)
+{
+	update_health(e);
 }
 
 /* A part of the plugin failed: log once per distinct cause (repeats at

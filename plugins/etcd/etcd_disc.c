@@ -271,6 +271,7 @@ void range_done(etcd *e, call *c, resp *r)
 	          esmap_size(e->cur.keys));
 	e->h->mark_change(e->ctx, e->h->wall_ns());
 	publish_all(e);
+	disc_empty_check(e);
 	comp_ok(e, COMP_DISC);
 	e->dstate = D_WATCH;
 	watch_start(e);
@@ -420,9 +421,11 @@ static int watch_line(void *arg, const char *data, size_t len)
 		return rc;
 	}
 	json_t *events = json_object_get(res, "events");
-	if (json_array_size(events) > 0)
+	if (json_array_size(events) > 0) {
 		apply_events(e, events);
-	else if (hrev > e->wrev)
+		if (e->note)
+			disc_empty_check(e); /* keys came: the note goes */
+	} else if (hrev > e->wrev)
 		e->wrev = hrev; /* progress notification */
 	json_decref(j);
 	return 0;
@@ -507,4 +510,98 @@ void disc_kick(etcd *e)
 	} else if (e->dstate == D_WATCH && !busy(e, OP_WATCH)) {
 		watch_start(e);
 	}
+}
+
+
+/* ------------------------------------------------------------------ */
+/* An empty prefix: a note, and a look for the seed's v2 keys          */
+/* ------------------------------------------------------------------ */
+
+static void set_note(etcd *e, char *note)
+{
+	free(e->note);
+	e->note = note;
+	health_refresh(e);
+}
+
+/* Leaves (keys, not directories) of a v2 listing, depth-first. */
+static size_t v2_leaves(json_t *node)
+{
+	json_t *nodes = json_object_get(node, "nodes");
+	if (!json_is_array(nodes))
+		return json_is_true(json_object_get(node, "dir")) ? 0 : 1;
+	size_t n = 0, i;
+	json_t *c;
+	json_array_foreach(nodes, i, c)
+		n += v2_leaves(c);
+	return n;
+}
+
+static void on_v2(void *arg, const regent_http_result *res)
+{
+	etcd *e = arg;
+	e->v2req = NULL;
+	if (e->stopping || !e->note || res->error || res->status != 200 || !res->body)
+		return; /* no v2 (etcd 3.6, or 3.4 without --enable-v2): nothing to hint */
+	json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
+	json_t *top = json_object_get(j, "node");
+	size_t n = json_is_object(top) ? v2_leaves(top) : 0;
+	json_decref(j);
+	if (!n)
+		return;
+	e->h->log(e->ctx, REGENT_LOG_WARN,
+	          "%s/ is empty in etcd's v3 keyspace, but the same etcd holds %zu entr%s under it "
+	          "in the v2 keyspace: they were written through the v2 API (the seed's "
+	          "docker-register does), which v3 never sees; run a regent with [source docker] "
+	          "on the backends first (docs/demo.md, moving from docker-register)",
+	          e->prefix, n, n == 1 ? "y" : "ies");
+	set_note(e, xasprintf("%s/ holds no key: nothing to route; the same etcd holds %zu v2 "
+	                      "entr%s under it (written through the v2 API, which v3 never sees: "
+	                      "see docs/demo.md)",
+	                      e->prefix, n, n == 1 ? "y" : "ies"));
+}
+
+void disc_empty_cancel(etcd *e)
+{
+	if (e->v2req) {
+		e->h->http_cancel(e->v2req);
+		e->v2req = NULL;
+	}
+}
+
+void disc_empty_check(etcd *e)
+{
+	bool empty = esmap_size(e->cur.keys) == 0;
+	if (!empty) {
+		if (e->note) {
+			e->h->log(e->ctx, REGENT_LOG_INFO, "%s/ holds keys again", e->prefix);
+			disc_empty_cancel(e);
+			set_note(e, NULL);
+		}
+		return;
+	}
+	if (e->note)
+		return; /* said already */
+	e->h->log(e->ctx, REGENT_LOG_WARN,
+	          "%s/ holds no key at revision %lld: nothing to route (an empty fleet is legal; "
+	          "check the prefix and that the backends run a regent writing to this etcd)",
+	          e->prefix, (long long)e->wrev);
+	set_note(e, xasprintf("%s/ holds no key: nothing to route", e->prefix));
+	/* The seed wrote through v2: a GET of the prefix there tells.  A v2
+	 * key is a path, so the prefix is used as it is (validated at load). */
+	char *url = xasprintf("%s/v2/keys%s?recursive=true", cur_ep(e), e->prefix);
+	regent_http_opts o = {
+		.size = sizeof(o),
+		.url = url,
+		.ca_file = e->ca,
+		.cert_file = e->cert,
+		.key_file = e->key,
+		.timeout_ms = e->timeout_ms,
+		.on_done = on_v2,
+		.arg = e,
+		.max_body = 1 << 20,
+	};
+	int err = 0;
+	e->v2req = e->h->http_request(e->ctx, &o, &err);
+	free(url);
 }

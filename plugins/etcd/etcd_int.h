@@ -186,6 +186,9 @@ typedef struct etcd {
 	/* health */
 	char *err[COMP_N];
 	bool healthy_reported, health_known;
+	char *note;             /* healthy, but worth saying (an empty prefix) */
+	char *note_reported;    /* the note last handed to set_health */
+	regent_http_req *v2req; /* the v2 look-up behind the empty-prefix note */
 
 	/* metrics */
 	regent_metric *m_ops[OP_N], *m_errs[OP_N], *m_lat[OP_N];
@@ -193,6 +196,13 @@ typedef struct etcd {
 		*m_skipped;
 } etcd;
 
+/* etcd_disc.c: after a complete read, says when the prefix holds nothing
+ * (a note, not unhealthy: an empty fleet is legal) and looks for keys the
+ * seed wrote through the v2 API under it; clears the note once keys come. */
+void disc_empty_check(etcd *e);
+void disc_empty_cancel(etcd *e);
+/* etcd_call.c: recomputes health (errors first, else the note). */
+void health_refresh(etcd *e);
 /* An answer, decoded. */
 typedef struct resp {
 	int err;         /* transport error (negative errno), 0 when answered */

@@ -291,6 +291,8 @@ static void html_health(stats *s, stats_buf *b, bool *ok_out)
 	json_object_foreach(plugins, name, v) {
 		bool healthy = json_is_true(json_object_get(v, "healthy"));
 		const char *reason = json_string_value(json_object_get(v, "reason"));
+		if (!reason) /* healthy, with something worth saying */
+			reason = json_string_value(json_object_get(v, "note"));
 		stats_buf_puts(b, "<tr><td>");
 		stats_buf_html(b, name);
 		stats_buf_printf(b, "</td><td class=\"%s\">%s</td><td>", healthy ? "ok" : "bad",

@@ -76,6 +76,21 @@ for c in a b; do
 		wait_for --timeout 30 both_via "${BIND[$c]}"
 done
 
+# A regent client pointed at the seed fleet's etcd before any backend runs
+# regent: v3 is empty, so it routes nothing; it says so (a note, not
+# unhealthy: an empty fleet is legal) and hints at the v2 keys.
+probe_port=$(free_port)
+printf '[agent]\nnode = probe\nstate_dir = %s\n\n[store etcd]\nendpoints = %s\nprefix = /backends\n\n[sink stats]\nlisten = 127.0.0.1:%s\n' \
+	"$H_TMP/state-probe" "$ETCD" "$probe_port" >"$H_TMP/probe.ini"
+daemon_start regent-probe "$REGENT_BIN" -c "$H_TMP/probe.ini"
+probe_hz() { curl -s --noproxy '*' -m 2 "http://127.0.0.1:$probe_port/healthz"; }
+probe_noted() { probe_hz | grep -q 'holds no key: nothing to route; the same etcd holds 3 v2 entries'; }
+check "an empty v3 prefix: /healthz notes it, with the v2 hint" wait_for --timeout 20 probe_noted
+check_eq "... and stays 200 (an empty fleet is legal)" 200 \
+	"$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -m 2 "http://127.0.0.1:$probe_port/healthz")"
+check "... the log warns, naming the v2 API" \
+	grep -q "written through the v2 API (the seed's docker-register does)" "$(daemon_log regent-probe)"
+
 # A steady load through each client's port for the rest of the test.
 for c in a b; do
 	daemon_start "load-$c" "$PY" "$REGENT_SOURCE_DIR/tests/e2e/loadgen.py" \
@@ -114,6 +129,10 @@ EOF
 done
 check "step 1: v3 holds both instances (regent's keys)" wait_for --timeout 20 v3_is 2
 check "step 1: v2 still holds both instances (docker-register's keys)" v2_is 2
+probe_clear() { ! probe_hz | grep -q 'holds no key'; }
+check "step 1: the probe client's note is gone once v3 holds keys" wait_for --timeout 20 probe_clear
+check "step 1: ... logged" grep -q "/backends/ holds keys again" "$(daemon_log regent-probe)"
+check "the probe client stops" daemon_stop regent-probe
 sleep "$HOLD"
 
 # ---- steps 2 and 3: each client host in turn
