@@ -873,6 +873,17 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 	} else if (strlen(sock) >= 108) {
 		h->cfg_error(ctx, "socket", "path longer than a unix socket path may be (107 bytes)");
 		rc = -EINVAL;
+	} else {
+		/* A warning only: Docker may start after regent (the source
+		 * waits for it).  Also seen by a reload's validation. */
+		struct stat sb;
+		if (stat(sock, &sb) != 0)
+			h->log(ctx, REGENT_LOG_WARN,
+			       "socket %s: %s (Docker not started yet? the source waits for it; check the "
+			       "path)",
+			       sock, strerror(errno));
+		else if (!S_ISSOCK(sb.st_mode))
+			h->log(ctx, REGENT_LOG_WARN, "socket %s exists but is not a socket", sock);
 	}
 	if (!valid_api_version(h->cfg_string(ctx, "api_version"))) {
 		h->cfg_error(ctx, "api_version", "expected MAJOR.MINOR, 1.41 or later, got \"%s\"",

@@ -137,5 +137,19 @@ sokcet = /run/docker.sock
 EOF
 expect_err unknown "an unknown key is refused" "unknown\.ini:4: .*sokcet"
 
+# A socket that does not exist: a warning, not an error (Docker may start later).
+write nosock <<'EOF'
+[agent]
+host_ip = 10.0.0.1
+[source docker]
+socket = /nonexistent/regent-test/docker.sock
+EOF
+if out=$("$REGENT_BIN" --check-config -c "$T/nosock.ini" --plugin-dir "$REGENT_PLUGIN_DIR" 2>&1); then
+    ok "a missing docker socket passes --check-config"
+else bad "a missing docker socket passes --check-config" "$out"; fi
+if grep -q "warn: source docker: socket /nonexistent/regent-test/docker.sock: No such file or directory (Docker not started yet?" <<<"$out"; then
+    ok "... with a warning naming the socket and the cause"
+else bad "... with a warning naming the socket and the cause" "$out"; fi
+
 printf '%d passed, %d failed\n' "$PASS" "$FAIL"
 [[ $FAIL -eq 0 ]]
