@@ -36,7 +36,8 @@
 #define GAP_MIN_MS 50      /* between two starts of one blocking query */
 #define GAP_MAX_MS 15000   /* under sustained churn (Consul's guidance) */
 #define CHURN_FREE 4       /* fast answers in a row before slowing down */
-#define FAST_MS 1000       /* an answer with a new index sooner than this is churn */
+#define FAST_MS 100        /* an answer with a new index sooner than this is churn:
+                            * more than ten changes a second, sustained */
 #define WARNED_MAX 1024    /* invalid service names remembered */
 
 static void watch_issue(consul_watch *w);

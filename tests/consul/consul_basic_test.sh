@@ -107,7 +107,7 @@ from=$(($(wc -l <"$T/c.sink") + 1))
 daemon_kill regent-a HUP
 check "reload: the old instance left them to the new one" \
 	wait_for --timeout 10 grep -q "leaving 2 services registered at .*a reload replaced this section" "$(regent_log a)"
-nstarted() { [[ $(grep -c "consul: ready: the agent at" "$(regent_log a)") -ge $1 ]]; }
+nstarted() { [[ $(grep -cE "consul( \(new\))?: ready: the agent at" "$(regent_log a)") -ge $1 ]]; }
 check "reload: the new instance answered (started)" wait_for --timeout 10 nstarted 2
 check "reload: web1 registered by the new instance" wait_for --timeout 10 agent_has backend-1/web1/80
 check "reload: web2 registered by the new instance" wait_for --timeout 10 agent_has backend-1/web2/80

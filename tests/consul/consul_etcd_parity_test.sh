@@ -29,7 +29,7 @@ backend-1/dns2/53 dns 127.0.0.5 5353 udp'
 
 # The shared configuration: everything but the store section.
 base() {
-	printf '[agent]\nnode = backend-1\nhost_ip = 127.0.0.1\ndebounce = 10ms\nstate_dir = %s\n\n' "$H_TMP/state-$1"
+	printf '[agent]\nnode = backend-1\nhost_ip = 127.0.0.1\ndebounce = 10ms\nstate_dir = %s\n\n' "$H_TMP/state-parity"
 	printf '[source testsource]\nfile = %s\ninterval = 50ms\n\n' "$T/inst.txt"
 	printf '[sink testsink]\nfile = %s\n\n' "$T/$1.sink"
 	printf '[service web]\nport = 8000\nlabel = front\n\n[service dns]\nport = 53\n'

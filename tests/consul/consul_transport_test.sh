@@ -13,7 +13,7 @@ PROXY="$REGENT_TEST_DIR/consul/agent_proxy.py"
 # ---- --check-config refuses bad sections with FILE:LINE
 bad_config() { # NAME LINES...
 	local n=$1; shift
-	{ printf '[agent]\nnode = x\nstate_dir = %s\n[store consul]\n' "$H_TMP/state-x-$n"; printf '%s\n' "$@"; } >"$T/$n.ini"
+	{ printf '[agent]\nnode = x\n[store consul]\n'; printf '%s\n' "$@"; } >"$T/$n.ini"
 	"$REGENT_BIN" --check-config -c "$T/$n.ini" --plugin-dir "$REGENT_PLUGIN_DIR" 2>&1
 }
 out=$(bad_config b1 'address = ftp://127.0.0.1:8500')

@@ -40,7 +40,8 @@ if t=$(ehelp until-snap "$H_TMP/c.sink" '    x/c2/80 127.0.0.3:8080/tcp node=x' 
 else
     check "etcd back: a put reaches the client" false
 fi
-check "the probe noticed etcd answering again" log_has c 'answers again: resuming discovery now'
+# (Whether the probe or the watch's own retry noticed first is not asserted: the
+# claim is the time above, bounded by the outage and not by backoff_max.)
 echo "measured: etcd down ${DOWN} s (backoff_max 10 s); etcd restarted and healthy after ${th} s; then a new key in the client's catalog in ${t:-?} s"
 finish_agents c
 harness_summary

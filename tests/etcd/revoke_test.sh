@@ -35,7 +35,7 @@ proxy_start() { # NAME PORT
 agent() {
     local n=$1 eps=$2; shift 2
     echo "$n/c1/80 web 127.0.0.2 8080" > "$H_TMP/$n.inst"
-    AGENT_TTL=30 AGENT_NO_SINK=1 agent_config "$n" "$eps" "deregister_on_stop = true" "$@"
+    AGENT_TTL=30 AGENT_NO_SINK=1 agent_config "$n" "$eps" "$@" # lib.sh sets deregister_on_stop = true
     sed -i 's/^stop_timeout = .*/stop_timeout = 10s/' "$H_TMP/$n.ini"
     agent_start "$n"
 }
