@@ -88,6 +88,9 @@ probe_noted() { probe_hz | grep -q 'holds no key: nothing to route; the same etc
 check "an empty v3 prefix: /healthz notes it, with the v2 hint" wait_for --timeout 20 probe_noted
 check_eq "... and stays 200 (an empty fleet is legal)" 200 \
 	"$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -m 2 "http://127.0.0.1:$probe_port/healthz")"
+probe_page() { curl -s --noproxy '*' -m 2 "http://127.0.0.1:$probe_port/"; }
+check "... and the status page shows the note" \
+	grep -q 'holds no key: nothing to route; the same etcd holds 3 v2 entries' <(probe_page)
 check "... the log warns, naming the v2 API" \
 	grep -q "written through the v2 API (the seed's docker-register does)" "$(daemon_log regent-probe)"
 
