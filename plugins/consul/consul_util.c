@@ -476,21 +476,32 @@ uint64_t consul_next_index(uint64_t prev, uint64_t got, bool *reset)
 /* answers                                                            */
 /* ------------------------------------------------------------------ */
 
-int consul_parse_services(const char *body, size_t len, consul_services *out, char *why,
-                          size_t whylen)
+/* An answer's JSON, of the type wanted: the root (the caller owns it), or
+ * NULL with why ("not JSON: ..." / "not a JSON object|array"). */
+static json_t *load_answer(const char *body, size_t len, json_type want, char *why,
+                           size_t whylen)
 {
-	memset(out, 0, sizeof(*out));
 	json_error_t err;
 	json_t *root = json_loadb(body ? body : "", len, 0, &err);
 	if (!root) {
 		WHY("not JSON: %s (line %d)", err.text, err.line);
-		return -EINVAL;
+		return NULL;
 	}
-	if (!json_is_object(root)) {
-		WHY("not a JSON object");
+	if (json_typeof(root) != want) {
+		WHY("not a JSON %s", want == JSON_OBJECT ? "object" : "array");
 		json_decref(root);
-		return -EINVAL;
+		return NULL;
 	}
+	return root;
+}
+
+int consul_parse_services(const char *body, size_t len, consul_services *out, char *why,
+                          size_t whylen)
+{
+	memset(out, 0, sizeof(*out));
+	json_t *root = load_answer(body, len, JSON_OBJECT, why, whylen);
+	if (!root)
+		return -EINVAL;
 	size_t n = json_object_size(root);
 	out->root = root;
 	out->v = calloc(n + 1, sizeof(*out->v));
@@ -597,17 +608,9 @@ int consul_parse_health(const char *body, size_t len, const char *service, unsig
 	*skipped = 0;
 	if (why && whylen)
 		why[0] = '\0';
-	json_error_t err;
-	json_t *root = json_loadb(body ? body : "", len, 0, &err);
-	if (!root) {
-		WHY("not JSON: %s (line %d)", err.text, err.line);
+	json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
+	if (!root)
 		return -EINVAL;
-	}
-	if (!json_is_array(root)) {
-		WHY("not a JSON array");
-		json_decref(root);
-		return -EINVAL;
-	}
 	size_t n = json_array_size(root);
 	out->root = root;
 	out->v = calloc(n + 1, sizeof(*out->v));
@@ -715,18 +718,10 @@ int consul_parse_health(const char *body, size_t len, const char *service, unsig
 int consul_parse_state(const char *body, size_t len, cmap *sigs, uint64_t *node_sig,
                        char *why, size_t whylen)
 {
-	json_error_t err;
 	*node_sig = 0;
-	json_t *root = json_loadb(body ? body : "", len, 0, &err);
-	if (!root) {
-		WHY("not JSON: %s (line %d)", err.text, err.line);
+	json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
+	if (!root)
 		return -EINVAL;
-	}
-	if (!json_is_array(root)) {
-		WHY("not a JSON array");
-		json_decref(root);
-		return -EINVAL;
-	}
 	size_t n = json_array_size(root);
 	for (size_t i = 0; i < n; i++) {
 		json_t *c = json_array_get(root, i);
@@ -755,17 +750,9 @@ int consul_parse_agent_services(const char *body, size_t len, const char *node,
                                 consul_agent_services *out, char *why, size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
-	json_error_t err;
-	json_t *root = json_loadb(body ? body : "", len, 0, &err);
-	if (!root) {
-		WHY("not JSON: %s (line %d)", err.text, err.line);
+	json_t *root = load_answer(body, len, JSON_OBJECT, why, whylen);
+	if (!root)
 		return -EINVAL;
-	}
-	if (!json_is_object(root)) {
-		WHY("not a JSON object");
-		json_decref(root);
-		return -EINVAL;
-	}
 	out->root = root;
 	out->v = calloc(json_object_size(root) + 1, sizeof(*out->v));
 	if (!out->v)
