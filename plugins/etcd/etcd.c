@@ -270,7 +270,6 @@ static void destroy(void *self)
 	disc_empty_cancel(e);
 	free(e->note);
 	free(e->note_reported);
-	reg_live_forget(e);
 	timer_close(&e->auth_timer);
 	timer_close(&e->reg_timer);
 	timer_close(&e->ka_timer);
@@ -291,6 +290,7 @@ static void destroy(void *self)
 	pager_reset(&e->range);
 	pager_reset(&e->recon);
 	free(e->lease_file);
+	free(e->file_prev);
 	free(e->cluster_id);
 	free(e->watch_err);
 	free(e->token);

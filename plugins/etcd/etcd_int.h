@@ -8,7 +8,8 @@
  *                recovery probe, health
  *   etcd_reg.c   registration: the table, lease (grant, re-attach,
  *                keepalive), batched txns, stop (keep or revoke)
- *   etcd_lease.c the lease file and the live-instance table
+ *   etcd_lease.c the lease file: kept across restarts, handed from a reload's
+ *                old instance to its replacement
  *   etcd_disc.c  discovery: the paged range read and the watch stream
  *   etcd_view.c  the discovery view and what is reported to the core
  */
@@ -154,6 +155,8 @@ typedef struct etcd {
 	int64_t lease;
 	int64_t lease_ttl;
 	int64_t adopt;  /* lease id from the lease file, to re-attach */
+	int64_t adopted; /* the lease this instance re-attached to (0: granted its own) */
+	char *file_prev; /* the lease file as this instance found it (NULL: none) */
 	enum rstate rstate;
 	pager recon;
 	char *lease_file;
@@ -267,7 +270,6 @@ void txn_done(etcd *e, call *c, resp *r);
 void revoke_done(etcd *e, call *c, resp *r);
 void ttl_done(etcd *e, call *c, resp *r);
 void recon_done(etcd *e, call *c, resp *r);
-void reg_live_forget(etcd *e);
 size_t txns_busy(const etcd *e);
 bool txns_move(etcd *e, size_t bad_ep, uint64_t before);
 void keepalive_moved(etcd *e);
@@ -275,7 +277,10 @@ void keepalive_moved(etcd *e);
 /* ---- etcd_lease.c ---- */
 void lease_file_write(etcd *e, int64_t id);
 int64_t lease_file_read(etcd *e, const char *path, bool quiet);
-void lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke);
+/* At stop: true when the lease this instance holds must be kept (a
+ * reload's new instance re-attached to it, or a failed trial shares it
+ * with the instance it was to replace); fixes the file up as needed. */
+bool lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke);
 
 /* ---- etcd_disc.c ---- */
 json_t *pager_body(etcd *e, const pager *p);
