@@ -183,6 +183,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	e->regs = esmap_new();
 	e->lease_ttl = e->ttl_s;
 	e->fast_left = 2 * e->neps;
+	e->suspect_until = xcalloc(e->neps, sizeof(*e->suspect_until));
 	pager_reset(&e->range);
 	pager_reset(&e->recon);
 
@@ -229,6 +230,7 @@ static int start(void *self)
 	e->kick_timer = timer_new(e);
 	e->grace_timer = timer_new(e);
 	e->probe_timer = timer_new(e);
+	e->hedge_timer = timer_new(e);
 	e->want = e->h->want_catalog(e->ctx);
 	lease_file_load(e);
 	e->dstate = e->want ? D_IDLE : D_OFF;
@@ -257,6 +259,7 @@ static int stop(void *self)
 			call_cancel(e, &e->calls[i]);
 	uv_timer_stop(e->disc_timer);
 	uv_timer_stop(e->probe_timer);
+	probe_cancel(e);
 	disc_empty_cancel(e);
 	return reg_stop(e);
 }
@@ -278,6 +281,9 @@ static void destroy(void *self)
 	timer_close(&e->kick_timer);
 	timer_close(&e->grace_timer);
 	timer_close(&e->probe_timer);
+	probe_cancel(e);
+	timer_close(&e->hedge_timer);
+	free(e->suspect_until);
 	esmap_iter it = {0};
 	void *v;
 	while (esmap_next(e->regs, &it, NULL, &v))

@@ -32,6 +32,8 @@
 #define STABLE_WATCH_MS 10000u   /* a watch up this long resets the backoff */
 #define PROBE_MS 500u            /* recovery probe interval while something waits */
 #define NO_LEADER_RETRY_MS 100u  /* retry delay while the cluster elects a leader */
+#define HEDGE_MS 200u            /* a check unanswered this long is also sent to the next member */
+#define SUSPECT_MS 5000u         /* a member left for not answering is skipped this long */
 
 enum op {
 	OP_AUTH,
@@ -136,6 +138,7 @@ typedef struct etcd {
 	const char *user, *password, *ca, *cert, *key;
 
 	size_t ep; /* current endpoint */
+	uint64_t *suspect_until; /* per endpoint: skipped by rotate() until then */
 	size_t fast_left; /* immediate retries left on other endpoints */
 	call calls[OP_N];
 	call txns[TXN_PIPE];
@@ -178,7 +181,8 @@ typedef struct etcd {
 	uint64_t watch_t0;
 	char *watch_err;
 	regent_backoff disc_bo;
-	uv_timer_t *disc_timer, *probe_timer;
+	uv_timer_t *disc_timer, *probe_timer, *hedge_timer;
+	call hedge; /* the check sent to the next member while the current one is silent */
 	uint64_t last_check;
 	int64_t seen_term; /* highest raft term a check saw */
 
@@ -248,6 +252,7 @@ bool have_token(etcd *e);
 void auth_done(etcd *e, call *c, resp *r);
 void probe_want(etcd *e);
 void probe_done(etcd *e, call *c, resp *r);
+void probe_cancel(etcd *e);
 void check_started(etcd *e);
 void fail_start(etcd *e, int err, const char *reason);
 
