@@ -7,7 +7,7 @@
  * list (O(1)), and only dirty entries are sent, in txns of up to
  * TXN_MAX_OPS operations (and TXN_MAX_BYTES), TXN_PIPE of them in flight.
  *
- * Restarts: the lease id is kept in <state_dir>/etcd-<instance>.lease.
+ * Restarts: the lease id is kept in <state_dir>/<instance>.lease.
  * A starting instance re-attaches to that lease while it lives (lease
  * timetolive), reads which keys are attached to it (reconcile) and
  * writes only what differs; keys of the lease that no source reports
