@@ -156,22 +156,35 @@ check_show "the store's own error and reconnect counters show in /metrics" bash 
 # The HTML page, rendered by headless Chromium
 
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+# screenshot URL NAME: Chromium's picture of the page, kept beside the test's build directory
+# (the harness removes $T at exit) and its path printed.
+screenshot() {
+    local out="$PWD/$2"
+    rm -f "$out"
+    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
+        --no-proxy-server --user-data-dir="$T/chromium" --window-size=1280,1400 \
+        --screenshot="$out" "$1" >> "$T/chromium.err" 2>&1
+    check "Chromium takes a screenshot of the page" test -s "$out"
+    echo "  | screenshot: $out"
+}
+# dump_dom URL FILE: the DOM as headless Chromium renders it (no script runs: there is none).
+dump_dom() {
+    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
+        --no-proxy-server --user-data-dir="$T/chromium" --virtual-time-budget=2000 \
+        --dump-dom "$1" > "$2" 2>> "$T/chromium.err"
+}
 if [[ -z "$CHROMIUM" ]]; then
     harness_skip "the HTML page check needs Debian's chromium (apt-get install -y chromium)"
 else
     dom=$T/page.html
-    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
-        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
-        --no-proxy-server --user-data-dir="$T/chromium" --virtual-time-budget=2000 \
-        --dump-dom "$BASE/" > "$dom" 2> "$T/chromium.err"
+    dump_dom "$BASE/" "$dom"
     check "headless Chromium renders the page" test -s "$dom"
     check "the rendered page shows the catalog (escaped) and healthy plugins" \
         "${CHECK[@]}" html "$dom" "$INST" "$NODE"
-    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
-        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
-        --no-proxy-server --user-data-dir="$T/chromium" --window-size=1200,800 \
-        --screenshot="$T/page.png" "$BASE/" >> "$T/chromium.err" 2>&1
-    check "Chromium takes a screenshot of the page" test -s "$T/page.png"
+    check_show "the rendered page has the latency and catalog-size charts" "${CHECK[@]}" plots "$dom"
+    screenshot "$BASE/" stats-page.png
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -358,5 +371,6 @@ EOF
         check "etcd: no sanitizer report" false
     fi
 fi
+
 
 harness_summary
