@@ -9,6 +9,7 @@
 #ifndef REGENT_HX_SINK_H
 #define REGENT_HX_SINK_H
 
+#include "annot.h"
 #include "model.h"
 
 #include <stdarg.h>
@@ -115,6 +116,9 @@ typedef struct hx {
 	/* failed writes of config_file: retried on a timer */
 	char *write_err;
 	uv_timer_t *t_wretry;
+
+	/* server states for the rest of the agent (annot.c) */
+	hx_annot *annot;
 
 	/* metrics */
 	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,
