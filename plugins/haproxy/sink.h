@@ -4,7 +4,8 @@
  * settings.c (configuration keys, validate, reading the settings),
  * runtime.c (the runtime-API fast path: admin socket, drain polling),
  * pipeline.c (rendering, the mirror, write/check/install),
- * reload.c (reload through the master CLI or a command, confirmation).
+ * reload.c (reload through the master CLI or a command, confirmation),
+ * annot.c (each server's state published for the stats page, annot.h).
  * The model is model.h, the helpers below it hx.h. */
 #ifndef REGENT_HX_SINK_H
 #define REGENT_HX_SINK_H
