@@ -120,6 +120,14 @@ static void on_flush(void *arg, const regent_catalog *snap, const char *const *c
 	regent_agent *a = arg;
 	regent_log(REGENT_LOG_DEBUG, NULL, "catalog: %zu services, %zu instances, %zu changed",
 	           regent_catalog_services(snap, NULL), regent_catalog_total(snap), n);
+	const char *sinks[REGENT_HISTORY_SINKS];
+	size_t nsinks = 0;
+	for (regent_ctx *c = a->ctxs; c; c = c->next)
+		if (c->kind == REGENT_KIND_SINK && running(c) && !c->candidate &&
+		    nsinks < REGENT_HISTORY_SINKS)
+			sinks[nsinks++] = c->sec->name;
+	regent_history_flush(a->history, snap, changed, n, sinks, nsinks, regent_now_ms(),
+	                     regent_wall_ns());
 	for (regent_ctx *c = a->ctxs; c; c = c->next)
 		if (c->kind == REGENT_KIND_SINK && running(c) && !c->candidate)
 			apply_sink(a, c, snap, changed, n);
@@ -440,6 +448,7 @@ regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *
 	a->start_wall_ns = regent_wall_ns();
 	a->metrics = regent_metrics_new();
 	a->local = regent_localset_new(&local_ops, a);
+	a->history = regent_history_new();
 	a->cat = regent_cat_new(loop, 50, 500, on_flush, a);
 	apply_agent_settings(a);
 	int rc = regent_http_init(&a->http, loop);
@@ -720,6 +729,8 @@ static void finish_shutdown(regent_agent *a)
 	a->http = NULL;
 	regent_cat_free(a->cat);
 	a->cat = NULL;
+	regent_history_free(a->history);
+	a->history = NULL;
 	regent_log(REGENT_LOG_INFO, NULL, "stopped");
 	if (a->on_exit)
 		a->on_exit(a);

@@ -34,6 +34,7 @@ struct regent_catalog {
 	const char **names;
 	uint64_t origin_ns;
 	size_t total;
+	uint64_t seq;         /* 1, 2, ... per flush; 0 for the initial empty one */
 };
 
 struct regent_catview {
@@ -59,6 +60,7 @@ struct regent_cat {
 	regent_catview *views;
 	regent_catalog *current;
 	bool flushed_once;
+	uint64_t seq;         /* of the newest snapshot */
 	bool leading;         /* a leading-edge flush is scheduled */
 	regent_cat_flush_cb cb;
 	void *arg;
@@ -194,6 +196,11 @@ uint64_t regent_catalog_origin_ns(const regent_catalog *snap)
 size_t regent_catalog_total(const regent_catalog *snap)
 {
 	return snap->total;
+}
+
+uint64_t regent_catalog_seq(const regent_catalog *snap)
+{
+	return snap->seq;
 }
 
 /* ---- the catalog object ---- */
@@ -387,6 +394,7 @@ static void flush(regent_cat *c, bool force)
 		snap->total += out[i]->n;
 	}
 	snap->origin_ns = c->origin_ns ? c->origin_ns : regent_wall_ns();
+	snap->seq = ++c->seq;
 	free(out);
 	/* `changed` points at names owned by old or new lists: keep old alive
 	 * until the callback returns. */

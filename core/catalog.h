@@ -29,6 +29,8 @@ void regent_cat_flush_now(regent_cat *c);
 void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns);
 uint64_t regent_catalog_origin_ns(const regent_catalog *snap);
 size_t regent_catalog_total(const regent_catalog *snap);
+/* 1, 2, ... in flush order (0: the empty catalog before the first flush). */
+uint64_t regent_catalog_seq(const regent_catalog *snap);
 
 /* One per store instance.  A view that only registers (no sink on this
  * host) is created with watching = false and never holds up readiness. */

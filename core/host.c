@@ -575,6 +575,39 @@ static void h_applied(regent_ctx *ctx, const regent_catalog *cat)
 	                            "Time from a change entering the agent to a sink applying it.",
 	                            NULL);
 	regent_metric_observe(m, now > origin ? (double)(now - origin) / 1e9 : 0);
+	if (ctx->agent->history)
+		regent_history_applied(ctx->agent->history, ctx->sec->name, cat, regent_now_ms(), now);
+}
+
+/* ---- ABI 1.2: annotations and the recent past ---- */
+
+static int h_annotations_set(regent_ctx *ctx, const regent_annotation *const *items, size_t n)
+{
+	if (!ctx->agent)
+		return -EPERM;
+	return regent_annotations_set(ctx, items, n);
+}
+
+static void h_annotations_foreach(regent_ctx *ctx,
+                                  void (*fn)(void *arg, const char *publisher,
+                                             const regent_annotation *a),
+                                  void *arg)
+{
+	regent_annotations_foreach(ctx->agent, fn, arg);
+}
+
+static void h_changes_foreach(regent_ctx *ctx, void (*fn)(void *arg, const regent_change *c),
+                              void *arg)
+{
+	if (ctx->agent && ctx->agent->history)
+		regent_history_changes(ctx->agent->history, fn, arg);
+}
+
+static void h_history_foreach(regent_ctx *ctx,
+                              void (*fn)(void *arg, const regent_history_point *p), void *arg)
+{
+	if (ctx->agent && ctx->agent->history)
+		regent_history_points(ctx->agent->history, regent_now_ms(), regent_wall_ns(), fn, arg);
 }
 
 const regent_host regent_host_table = {
@@ -643,6 +676,10 @@ const regent_host regent_host_table = {
 	.started = h_started,
 	.stop_reason = h_stop_reason,
 	.state_dir = h_state_dir,
+	.annotations_set = h_annotations_set,
+	.annotations_foreach = h_annotations_foreach,
+	.changes_foreach = h_changes_foreach,
+	.history_foreach = h_history_foreach,
 };
 
 /* ---- contexts ---- */
@@ -671,6 +708,7 @@ void regent_ctx_free(regent_ctx *ctx)
 	free(ctx->start_error);
 	free(ctx->note);
 	free(ctx->health_note);
+	regent_annotations_clear(ctx);
 	regent_config_unref(ctx->cfg);
 	free(ctx);
 }

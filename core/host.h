@@ -5,6 +5,7 @@
 
 #include "catalog.h"
 #include "core.h"
+#include "history.h"
 #include "http.h"
 #include "localset.h"
 
@@ -48,6 +49,9 @@ struct regent_ctx {
 	bool healthy;
 	char *health_reason;
 	char *health_note;            /* set_health(ctx, true, note) */
+	/* annotations.c: what it published (host->annotations_set) */
+	struct regent_annot **annots;
+	size_t nannots;
 	/* stop */
 	uv_timer_t *stop_timer;
 	void (*on_stopped)(regent_ctx *ctx);
@@ -62,6 +66,7 @@ struct regent_agent {
 	regent_metrics *metrics;
 	regent_localset *local;
 	regent_cat *cat;
+	regent_history *history;      /* recent changes and the last hour (status page) */
 	regent_ctx *ctxs;             /* running, in start order */
 	regent_ctx *dying;            /* stopping after a reload */
 	unsigned generation;          /* reloads applied so far */
@@ -97,6 +102,14 @@ void regent_agent_free(regent_agent *a);
 /* Installs SIGTERM/SIGINT (shutdown) and SIGHUP (reload) handlers. */
 void regent_agent_handle_signals(regent_agent *a);
 void regent_notify(const char *fmt, ...) REGENT_PRINTF(1, 2);
+
+/* annotations.c */
+int regent_annotations_set(regent_ctx *ctx, const regent_annotation *const *items, size_t n);
+void regent_annotations_clear(regent_ctx *ctx);
+void regent_annotations_foreach(regent_agent *a,
+                                void (*fn)(void *arg, const char *publisher,
+                                           const regent_annotation *an),
+                                void *arg);
 
 /* host.c */
 regent_ctx *regent_ctx_new(regent_agent *a, regent_config *cfg, const regent_cfg_section *sec);

@@ -58,7 +58,7 @@ static void other_major(void **state)
 static void newer_minor(void **state)
 {
 	(void)state;
-	refused(broken_dir(), "broken_minor", 0, "needs plugin ABI 1.6 but this regent provides 1.1");
+	refused(broken_dir(), "broken_minor", 0, "needs plugin ABI 1.7 but this regent provides 1.2");
 }
 
 static void small_descriptor(void **state)

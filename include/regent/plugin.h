@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 1
+#define REGENT_ABI_MINOR 2
 
 /* The one symbol a plugin exports (the same name for every ABI major, so
  * a regent can read the frozen header of any plugin and say why it refuses). */
@@ -209,6 +209,46 @@ typedef struct regent_ctx regent_ctx;
 
 typedef void (*regent_write_cb)(void *arg, const char *data, size_t len);
 
+/* What one plugin says about one instance of the catalog, for another plugin
+ * (or a person) to see (host->annotations_set, ABI 1.2): the haproxy sink's
+ * view of each server, for example.  Keyed by service and instance id; the
+ * instance may have left the catalog (a server still draining). */
+typedef struct regent_annotation {
+	size_t size;          /* sizeof(regent_annotation) of the producer */
+	const char *service;
+	const char *id;       /* instance id */
+	const char *label;    /* the publisher's own name for it ("web/s3"), or NULL */
+	const char *state;    /* one short word: "up", "down", "drain", "maint"... */
+	const char *detail;   /* why, in a few words (a check result), or NULL */
+} regent_annotation;
+
+/* One change of the catalog, instance by instance (host->changes_foreach,
+ * ABI 1.2). */
+typedef struct regent_change {
+	size_t size;          /* sizeof(regent_change) of the core */
+	uint64_t wall_ns;     /* when the catalog changed (the snapshot was made) */
+	uint64_t origin_ns;   /* when the change entered the agent */
+	const char *service;
+	const char *id;       /* "" for a line that sums up several changes */
+	const char *what;     /* "added", "removed", "moved", "changed", "loaded", "more" */
+	const char *detail;   /* "10.0.0.1:8080/tcp -> 10.0.0.1:8081/tcp", ... */
+	size_t nsinks;        /* the sinks that ran when it happened */
+	const char *const *sinks;
+	const uint64_t *applied_ns; /* when each applied it (wall ns); 0: not yet */
+} regent_change;
+
+/* One interval of the agent's recent history (host->history_foreach, ABI 1.2). */
+typedef struct regent_history_point {
+	size_t size;          /* sizeof(regent_history_point) of the core */
+	uint64_t wall_ns;     /* start of the interval */
+	uint64_t interval_ms;
+	uint32_t applies;     /* new snapshots applied by sinks in the interval */
+	double latency_max;   /* propagation seconds over those applies (0: none) */
+	double latency_mean;
+	size_t services;      /* catalog size at the end of the interval */
+	size_t instances;
+} regent_history_point;
+
 /* Why stop() is called (host->stop_reason, ABI 1.1). */
 typedef enum regent_stop_reason {
 	REGENT_STOP_EXIT = 0, /* the agent exits (SIGTERM, restart, upgrade): keep what
@@ -375,6 +415,31 @@ typedef struct regent_host {
 	 * to be writable by nobody else; NULL (and an error logged) when it
 	 * cannot be used.  Plugins keep files there named after themselves. */
 	const char *(*state_dir)(regent_ctx *ctx);
+
+	/* ---- ABI 1.2 (appended; check host->size before calling) ---- */
+
+	/* Replaces everything this plugin instance published with these n
+	 * annotations (copied; n = 0 clears).  Call it when something changed,
+	 * not per request.  Refused (-EINVAL, logged) when a service name is
+	 * invalid, an id is empty or a text is over 256 bytes; -E2BIG over
+	 * 1,000,000 items.  The core drops them when the instance stops. */
+	int (*annotations_set)(regent_ctx *ctx, const regent_annotation *const *items, size_t n);
+	/* Every running plugin instance's annotations: fn gets the publisher's
+	 * instance name ("haproxy", "haproxy edge"); per publisher sorted by
+	 * service then id.  Pointers are valid until control returns to the
+	 * loop. */
+	void (*annotations_foreach)(regent_ctx *ctx,
+	                            void (*fn)(void *arg, const char *publisher,
+	                                       const regent_annotation *a),
+	                            void *arg);
+	/* The last catalog changes (at most 50), newest first, with each
+	 * sink's apply time.  Pointers valid during the call. */
+	void (*changes_foreach)(regent_ctx *ctx, void (*fn)(void *arg, const regent_change *c),
+	                        void *arg);
+	/* The last hour in fixed intervals (10 s), oldest first, the current
+	 * one last; intervals before the agent started are left out. */
+	void (*history_foreach)(regent_ctx *ctx,
+	                        void (*fn)(void *arg, const regent_history_point *p), void *arg);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

@@ -418,6 +418,9 @@ static int start(void *self)
 	s->t_model = new_timer(s);
 	s->t_wretry = new_timer(s);
 	recover(s);
+	s->annot = hx_annot_new(s->ctx, s->h, s->loop, &s->m, s->admin_socket,
+	                        s->h->cfg_duration_ms(s->ctx, "server_state_interval"),
+	                        s->cmd_timeout);
 	s->started_ms = s->h->now_ms();
 	s->started = true;
 	s->h->log(s->ctx, REGENT_LOG_INFO, "%s haproxy; file %s, admin socket %s, %s %s",
@@ -488,6 +491,8 @@ static int stop(void *self)
 	s->stopping = true;
 	cancel_all(s);
 	hx_drop_pending(s);
+	hx_annot_free(s->annot);
+	s->annot = NULL;
 	bool kill = why == REGENT_STOP_REMOVED || (why == REGENT_STOP_EXIT && !s->keep_running);
 	if (s->sup && hx_sup_stop(s->sup, kill))
 		return REGENT_PENDING;
@@ -505,6 +510,8 @@ static void destroy(void *self)
 	close_timer(&s->t_poll);
 	close_timer(&s->t_retry);
 	close_timer(&s->t_slow);
+	hx_annot_free(s->annot); /* before the model it reads */
+	s->annot = NULL;
 	model_teardown(s);
 	close_timer(&s->t_wretry);
 	free(s->g_want);

@@ -170,6 +170,7 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 		return;
 	}
 	admin_ok(s);
+	hx_annot_poke(s->annot); /* the page shows the new states soon */
 	s->h->metric_add(s->m_runtime, (double)nchanged);
 	hx_kick(s);
 }

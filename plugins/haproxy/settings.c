@@ -41,6 +41,9 @@ const regent_config_key hx_keys[] = {
 	 "minimum time between two reloads (changes in between coalesce)"},
 	{"drain_timeout", REGENT_CFG_DURATION, "10s", false, 0, 3600000,
 	 "longest time a leaving instance is drained before maintenance"},
+	{"server_state_interval", REGENT_CFG_DURATION, "5s", false, 0, 3600000,
+	 "how often to ask haproxy for each server's state and last check (shown by the stats "
+	 "sink's page); 0: never"},
 	{"startup_grace", REGENT_CFG_DURATION, "5s", false, 0, 600000,
 	 "at start, how long an empty catalog waits before it may empty the routes of an earlier run"},
 	{"check_timeout", REGENT_CFG_DURATION, "30s", false, 100, 600000,

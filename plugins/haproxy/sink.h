@@ -4,11 +4,13 @@
  * settings.c (configuration keys, validate, reading the settings),
  * runtime.c (the runtime-API fast path: admin socket, drain polling),
  * pipeline.c (rendering, the mirror, write/check/install),
- * reload.c (reload through the master CLI or a command, confirmation).
+ * reload.c (reload through the master CLI or a command, confirmation),
+ * annot.c (each server's state published for the stats page, annot.h).
  * The model is model.h, the helpers below it hx.h. */
 #ifndef REGENT_HX_SINK_H
 #define REGENT_HX_SINK_H
 
+#include "annot.h"
 #include "model.h"
 
 #include <stdarg.h>
@@ -115,6 +117,9 @@ typedef struct hx {
 	/* failed writes of config_file: retried on a timer */
 	char *write_err;
 	uv_timer_t *t_wretry;
+
+	/* server states for the rest of the agent (annot.c) */
+	hx_annot *annot;
 
 	/* metrics */
 	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,

@@ -1,11 +1,12 @@
 /* stats.c - the stats sink: serves the agent's own metrics (/metrics),
  * catalog (/v1/catalog), local set (/v1/local), health (/healthz) and a
- * small HTML page (/) over HTTP.  The server is libmicrohttpd in external
+ * status page (/, page.c) over HTTP.  The server is libmicrohttpd in external
  * epoll mode, driven from the core's loop by a uv_poll_t on MHD's epoll fd
  * and a uv_timer_t armed from MHD_get_timeout(): no thread, no blocking
  * call.  It owns the listening socket, the MHD daemon, those two handles
  * and a reference to the newest catalog snapshot it was handed. */
 #include "listener.h"
+#include "page.h"
 #include "render.h"
 
 #include <regent/plugin.h>
@@ -252,163 +253,17 @@ static void local_json(stats *s, stats_buf *b)
 	free(l.v);
 }
 
-static void count_local(void *arg, const regent_instance *inst)
-{
-	(void)inst;
-	(*(size_t *)arg)++;
-}
-
 static void metrics_out(void *arg, const char *data, size_t len)
 {
 	stats_buf_add(arg, data, len);
 }
 
-/* ------------------------------------------------------------------ */
-/* The HTML page                                                      */
-/* ------------------------------------------------------------------ */
-
-static const char page_style[] =
-    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}"
-    "h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.1em;margin:1.4em 0 .4em}"
-    "table{border-collapse:collapse;min-width:40em}"
-    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}"
-    "th{background:#f0f0f0}tbody.svc tr:first-child td{border-top:2px solid #888}"
-    ".ok{color:#176117}.bad{color:#a11;font-weight:bold}.muted{color:#777}"
-    "code{font:12px ui-monospace,monospace}";
-
-static void html_health(stats *s, stats_buf *b, bool *ok_out)
-{
-	char *text = s->h->health_json(s->ctx);
-	json_t *root = text ? json_loads(text, 0, NULL) : NULL;
-	free(text);
-	json_t *plugins = json_object_get(root, "plugins");
-	json_t *ok = json_object_get(root, "ok");
-	*ok_out = json_is_true(ok);
-	stats_buf_puts(b, "<table id=\"plugins\"><thead><tr><th>plugin instance</th><th>health</th>"
-	                  "<th>reason</th></tr></thead><tbody>\n");
-	const char *name;
-	json_t *v;
-	json_object_foreach(plugins, name, v) {
-		bool healthy = json_is_true(json_object_get(v, "healthy"));
-		const char *reason = json_string_value(json_object_get(v, "reason"));
-		if (!reason) /* healthy, with something worth saying */
-			reason = json_string_value(json_object_get(v, "note"));
-		stats_buf_puts(b, "<tr><td>");
-		stats_buf_html(b, name);
-		stats_buf_printf(b, "</td><td class=\"%s\">%s</td><td>", healthy ? "ok" : "bad",
-		                 healthy ? "healthy" : "unhealthy");
-		stats_buf_html(b, reason ? reason : "");
-		stats_buf_puts(b, "</td></tr>\n");
-	}
-	if (!root)
-		stats_buf_puts(b, "<tr><td colspan=\"3\" class=\"bad\">health unavailable</td></tr>\n");
-	stats_buf_puts(b, "</tbody></table>\n");
-	json_decref(root);
-}
-
-static void html_instance_row(stats_buf *b, const regent_instance *in)
-{
-	stats_buf_puts(b, "<tr><td>");
-	stats_buf_html(b, in->service);
-	stats_buf_puts(b, "</td><td><code>");
-	stats_buf_html(b, in->id);
-	stats_buf_puts(b, "</code></td><td>");
-	stats_buf_html(b, in->address);
-	stats_buf_printf(b, "</td><td>%u</td><td>%s</td><td>", in->port,
-	                 in->proto == REGENT_PROTO_UDP ? "udp" : "tcp");
-	stats_buf_html(b, in->node ? in->node : "");
-	stats_buf_puts(b, "</td><td>");
-	for (size_t i = 0; i < in->ntags; i++) {
-		if (i)
-			stats_buf_puts(b, ", ");
-		stats_buf_html(b, in->tags[i]);
-	}
-	stats_buf_puts(b, "</td><td>");
-	for (size_t i = 0; i < in->nmeta; i++) {
-		if (i)
-			stats_buf_puts(b, "<br>");
-		stats_buf_html(b, in->meta[i].key);
-		stats_buf_puts(b, "=");
-		stats_buf_html(b, in->meta[i].value);
-	}
-	stats_buf_puts(b, "</td><td class=\"ok\">passing</td></tr>\n");
-}
-
 static void render_page(stats *s, stats_buf *b)
 {
-	const regent_host *h = s->h;
-	const char *node = h->node(s->ctx);
 	const regent_catalog *cat = snapshot(s);
-	const char *const *names = NULL;
-	size_t nsvc = cat ? h->catalog_services(cat, &names) : 0, ninst = 0;
-	for (size_t i = 0; i < nsvc; i++)
-		ninst += h->catalog_instances(cat, names[i], NULL);
-	size_t nlocal = 0;
-	h->local_foreach(s->ctx, count_local, &nlocal);
-
-	stats_buf_puts(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-	                  "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-	                  "<title>regent");
-	if (node) {
-		stats_buf_puts(b, " on ");
-		stats_buf_html(b, node);
-	}
-	stats_buf_printf(b, "</title><style>%s</style></head><body>\n<h1>regent", page_style);
-	if (node) {
-		stats_buf_puts(b, " on <span id=\"node\">");
-		stats_buf_html(b, node);
-		stats_buf_puts(b, "</span>");
-	}
-	stats_buf_printf(b,
-	                 "</h1>\n<p id=\"summary\">%zu service%s, %zu instance%s in the catalog; "
-	                 "%zu local instance%s. Machine-readable: <a href=\"metrics\">metrics</a>, "
-	                 "<a href=\"v1/catalog\">catalog</a>, <a href=\"v1/local\">local</a>, "
-	                 "<a href=\"healthz\">health</a>.</p>\n",
-	                 nsvc, nsvc == 1 ? "" : "s", ninst, ninst == 1 ? "" : "s", nlocal,
-	                 nlocal == 1 ? "" : "s");
-
-	bool ok = false;
-	stats_buf_puts(b, "<h2>Plugin instances</h2>\n");
-	html_health(s, b, &ok);
-	stats_buf_printf(b, "<p id=\"overall\" class=\"%s\">%s</p>\n", ok ? "ok" : "bad",
-	                 ok ? "All plugin instances are healthy."
-	                    : "Some plugin instances are unhealthy.");
-
-	stats_buf_puts(b, "<h2>Catalog</h2>\n<table id=\"catalog\"><thead><tr><th>service</th>"
-	                  "<th>instance</th><th>address</th><th>port</th><th>proto</th>"
-	                  "<th>node</th><th>tags</th><th>meta</th><th>health</th></tr></thead>\n");
-	for (size_t i = 0; i < nsvc; i++) {
-		const regent_instance *const *insts;
-		size_t k = h->catalog_instances(cat, names[i], &insts);
-		stats_buf_puts(b, "<tbody class=\"svc\" data-service=\"");
-		stats_buf_html(b, names[i]);
-		stats_buf_puts(b, "\">\n");
-		for (size_t j = 0; j < k; j++)
-			html_instance_row(b, insts[j]);
-		if (k == 0) {
-			stats_buf_puts(b, "<tr><td>");
-			stats_buf_html(b, names[i]);
-			stats_buf_puts(b, "</td><td colspan=\"8\" class=\"muted\">no instances</td></tr>\n");
-		}
-		stats_buf_puts(b, "</tbody>\n");
-	}
-	if (nsvc == 0)
-		stats_buf_puts(b, "<tbody><tr><td colspan=\"9\" class=\"muted\">the catalog is empty"
-		                  "</td></tr></tbody>\n");
-	stats_buf_puts(b, "</table>\n");
+	stats_render_page(s->h, s->ctx, cat, STATS_VERSION, b);
 	if (cat)
-		h->catalog_unref(cat);
-
-	char when[64] = "";
-	time_t now = (time_t)(h->wall_ns() / 1000000000ull);
-	struct tm tm;
-	if (gmtime_r(&now, &tm))
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-	stats_buf_printf(b,
-	                 "<p class=\"muted\">Generated %s by the stats plugin %s. Every instance "
-	                 "in the catalog is passing: registries list only live ones.</p>\n"
-	                 "</body></html>\n",
-	                 when, STATS_VERSION);
+		s->h->catalog_unref(cat);
 }
 
 /* ------------------------------------------------------------------ */

@@ -8,7 +8,13 @@ and 1 (with the reason on stderr) when it does not:
   metrics  BASE FILE NODE        /metrics (parsed by prometheus_client) matches FILE
   health   BASE CODE [PLUGIN]    /healthz answers CODE; with 503, PLUGIN is the unhealthy one
   metric   BASE NAME K=V,.. MIN  the samples of NAME with those labels add up to >= MIN
-  html     DOMFILE FILE NODE     Chromium's DOM dump shows the catalog, escaped, no scripts
+  html     DOMFILE FILE NODE     Chromium's DOM dump shows the catalog, escaped, no scripts,
+                                 the recent changes and the two charts
+  state    SRC SVC ID PUB WANT   the page (SRC: a URL base, or a DOM dump file) shows
+                                 instance ID of SVC with state WANT in publisher PUB's column
+  change   SRC SVC ID WHAT SINK  the page's recent changes list WHAT for ID of SVC, applied
+                                 by SINK with a latency (not pending)
+  plots    SRC                   the latency chart has bars and the size chart a line
   bad      BASE                  unknown path, wrong method, oversized headers/URL: right 4xx
   slow     BASE N TIMEOUT FILE   N slow clients do not stall /healthz or catalog updates;
                                  idle ones are closed after TIMEOUT seconds
@@ -234,7 +240,7 @@ class DomScan(html.parser.HTMLParser):
         super().__init__()
         self.tags = []
         self.table = None
-        self.rows = {"catalog": [], "plugins": []}
+        self.rows = {"catalog": [], "plugins": [], "changes": []}
         self.row = None
         self.cell = None
 
@@ -263,16 +269,34 @@ class DomScan(html.parser.HTMLParser):
             self.cell += data
 
 
-def cmd_html(domfile, path, node):
-    with open(domfile, encoding="utf-8") as f:
-        dom = f.read()
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "span", "a",
+                "table", "thead", "tbody", "tr", "th", "td", "code", "br", "small", "figure",
+                "figcaption", "svg", "rect", "text", "g", "path"}
+
+
+def page_source(src):
+    """The page as text: SRC is a file (a DOM dump) or a URL base (fetched)."""
+    if src.startswith("http://"):
+        status, _, body = request(src, "/")
+        if status != 200:
+            fail("/: status %d" % status)
+        return body.decode("utf-8")
+    with open(src, encoding="utf-8") as f:
+        return f.read()
+
+
+def scan(text):
     p = DomScan()
-    p.feed(dom)
+    p.feed(text)
+    return p
+
+
+def cmd_html(domfile, path, node):
+    dom = page_source(domfile)
+    p = scan(dom)
     errors = []
-    allowed = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "span", "a",
-               "table", "thead", "tbody", "tr", "th", "td", "code", "br"}
     for tag, attrs in p.tags:
-        if tag not in allowed:
+        if tag not in ALLOWED_TAGS:
             errors.append("unexpected element <%s %r> (injected?)" % (tag, attrs))
         for k, v in attrs.items():
             if k.startswith("on") or k in ("src", "srcset"):
@@ -280,17 +304,77 @@ def cmd_html(domfile, path, node):
             if k == "href" and urllib.parse.urlsplit(v).netloc:
                 errors.append("link to elsewhere: %r" % v)
     cat = expected(path, node)
-    rows = [r for r in p.rows["catalog"] if r and r[0] != "service"]
+    head = p.rows["catalog"][0] if p.rows["catalog"] else []
+    rows = [r for r in p.rows["catalog"][1:]]
     want = [[svc, i["id"], i["address"], str(i["port"]), i["proto"], node, ", ".join(i["tags"]),
-             "", "passing"] for svc, insts in cat.items() for i in insts]
+             ""] for svc, insts in cat.items() for i in insts]
     if rows != want:
         errors.append("catalog table rows:\n   got  %r\n   want %r" % (rows, want))
+    # No plugin publishes a state here: no column that cannot change, and a note saying so.
+    if head != ["service", "instance", "address", "port", "proto", "node", "tags", "meta"]:
+        errors.append("catalog table header %r" % head)
+    if 'id="no-state"' not in dom:
+        errors.append("no note that no plugin reports a state per instance")
     plugins = {r[0]: r[1] for r in p.rows["plugins"][1:]}
     if not plugins or any(v != "healthy" for v in plugins.values()):
         errors.append("plugin health rows %r" % plugins)
+    changes = p.rows["changes"][1:]
+    kinds = {r[3] for r in changes if len(r) == 6}
+    if not {"loaded", "added", "removed"} <= kinds:
+        errors.append("recent changes %r lack loaded/added/removed" % changes[:5])
+    for ident in ("latency-plot", "size-plot", "latency-caption", "size-caption"):
+        if 'id="%s"' % ident not in dom:
+            errors.append("no element #%s" % ident)
     if errors:
         fail("rendered page:\n  " + "\n  ".join(errors))
-    print("page ok: %d services, %d rows, plugins %s" % (len(cat), len(rows), sorted(plugins)))
+    print("page ok: %d services, %d rows, %d recent changes, plugins %s"
+          % (len(cat), len(rows), len(changes), sorted(plugins)))
+
+
+def cmd_state(src, svc, iid, publisher, want):
+    p = scan(page_source(src))
+    rows = p.rows["catalog"]
+    if not rows or publisher not in rows[0]:
+        fail("no column %r in the catalog table (header %r)" % (publisher, rows[:1]))
+    col = rows[0].index(publisher)
+    for r in rows[1:]:
+        if len(r) > col and r[0] == svc and r[1] == iid:
+            got = r[col].split()
+            if not got or got[0] != want:
+                fail("%s %s: %s says %r, want %r" % (svc, iid, publisher, r[col], want))
+            print("%s %s: %s: %s" % (svc, iid, publisher, r[col]))
+            return
+    fail("no row for %s %s in the catalog table" % (svc, iid))
+
+
+def cmd_change(src, svc, iid, what, sink):
+    p = scan(page_source(src))
+    for r in p.rows["changes"][1:]:
+        if len(r) == 6 and r[1] == svc and r[2] == iid and r[3] == what:
+            applied = r[5]
+            if sink not in applied or "%s pending" % sink in applied:
+                fail("%s %s %s: applied by %r, want %s with a latency" % (what, svc, iid,
+                                                                          applied, sink))
+            print("recent change: %s" % " | ".join(r))
+            return
+    fail("no recent change %s %s %s in %r" % (what, svc, iid, p.rows["changes"][:8]))
+
+
+def cmd_plots(src):
+    import re
+    text = page_source(src)
+    lat = re.search(r'<svg[^>]*id="latency-plot".*?</svg>', text, re.S)
+    size = re.search(r'<svg[^>]*id="size-plot".*?</svg>', text, re.S)
+    if not lat or not size:
+        fail("charts missing")
+    bars = len(re.findall(r"<rect ", lat.group(0))) - 1  # the frame
+    line = re.search(r'class="line"[^>]*d="(M[^"]+)"', size.group(0)) or \
+        re.search(r'd="(M[^"]+)"[^>]*class="line"', size.group(0))
+    if bars < 1 or not line:
+        fail("latency bars %d, size line %r" % (bars, line and line.group(1)))
+    title = re.search(r"<title>(.*?)</title>", lat.group(0)).group(1)
+    cap = re.search(r'id="latency-caption">(.*?)</figcaption>', text, re.S)
+    print("charts: %d latency bars (%s); %s" % (bars, title, cap.group(1) if cap else "?"))
 
 
 def raw_exchange(base, data, timeout=5):
@@ -524,7 +608,7 @@ def main():
         fail(__doc__)
     cmds = {"catalog": cmd_catalog, "local": cmd_local, "metrics": cmd_metrics,
             "health": cmd_health, "metric": cmd_metric, "html": cmd_html, "bad": cmd_bad, "slow": cmd_slow,
-            "limit": cmd_limit}
+            "limit": cmd_limit, "state": cmd_state, "change": cmd_change, "plots": cmd_plots}
     fn = cmds.get(sys.argv[1])
     if not fn:
         fail("unknown subcommand %s" % sys.argv[1])

@@ -156,22 +156,35 @@ check_show "the store's own error and reconnect counters show in /metrics" bash 
 # The HTML page, rendered by headless Chromium
 
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+# screenshot URL NAME: Chromium's picture of the page, kept beside the test's build directory
+# (the harness removes $T at exit) and its path printed.
+screenshot() {
+    local out="$PWD/$2"
+    rm -f "$out"
+    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
+        --no-proxy-server --user-data-dir="$T/chromium" --window-size=1280,1400 \
+        --screenshot="$out" "$1" >> "$T/chromium.err" 2>&1
+    check "Chromium takes a screenshot of the page" test -s "$out"
+    echo "  | screenshot: $out"
+}
+# dump_dom URL FILE: the DOM as headless Chromium renders it (no script runs: there is none).
+dump_dom() {
+    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
+        --no-proxy-server --user-data-dir="$T/chromium" --virtual-time-budget=2000 \
+        --dump-dom "$1" > "$2" 2>> "$T/chromium.err"
+}
 if [[ -z "$CHROMIUM" ]]; then
     harness_skip "the HTML page check needs Debian's chromium (apt-get install -y chromium)"
 else
     dom=$T/page.html
-    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
-        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
-        --no-proxy-server --user-data-dir="$T/chromium" --virtual-time-budget=2000 \
-        --dump-dom "$BASE/" > "$dom" 2> "$T/chromium.err"
+    dump_dom "$BASE/" "$dom"
     check "headless Chromium renders the page" test -s "$dom"
     check "the rendered page shows the catalog (escaped) and healthy plugins" \
         "${CHECK[@]}" html "$dom" "$INST" "$NODE"
-    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
-        --disable-component-update --disable-sync --no-first-run --no-default-browser-check \
-        --no-proxy-server --user-data-dir="$T/chromium" --window-size=1200,800 \
-        --screenshot="$T/page.png" "$BASE/" >> "$T/chromium.err" 2>&1
-    check "Chromium takes a screenshot of the page" test -s "$T/page.png"
+    check_show "the rendered page has the latency and catalog-size charts" "${CHECK[@]}" plots "$dom"
+    screenshot "$BASE/" stats-page.png
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +369,106 @@ EOF
     daemon_stop regent-etcd
     if grep -E "Sanitizer|runtime error:" "$(daemon_log regent-etcd)" >&2; then
         check "etcd: no sanitizer report" false
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# With a haproxy sink in the same agent (when plugins/haproxy is built): each server's state in
+# haproxy shows on the page (up; down with the check's reason; drain once an operator drains it
+# over the runtime API), changes list the haproxy sink's propagation latency, in Chromium.
+
+if [[ ! -f "$REGENT_PLUGIN_DIR/haproxy.so" ]] || ! command -v haproxy >/dev/null ||
+   [[ -z "$CHROMIUM" ]]; then
+    harness_skip "the haproxy phase needs plugins/haproxy built, haproxy and chromium"
+else
+    # shellcheck source=../haproxy/hxlib.sh
+    source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
+    HXD=$T/hx
+    mkdir -p "$HXD"
+    HXINST=$T/hx-instances
+    P_WEB=$(free_port); P_B1=$(free_port); P_B2=$(free_port); P_DEAD=$(free_port)
+    PORT6=$(free_port)
+    B6=http://127.0.0.1:$PORT6
+    HXTOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
+    daemon_start be-1 "${HXTOOL[@]}" backend "$P_B1" b1
+    daemon_start be-2 "${HXTOOL[@]}" backend "$P_B2" b2
+    check "backend 1 answers" wait_for --timeout 20 http_get "http://127.0.0.1:$P_B1/"
+    check "backend 2 answers" wait_for --timeout 20 http_get "http://127.0.0.1:$P_B2/"
+    printf '%s\n' "web-1 web 127.0.0.1 $P_B1" "web-2 web 127.0.0.1 $P_B2" \
+        "web-3 web 127.0.0.1 $P_DEAD" > "$HXINST"
+    cat > "$T/hx.ini" <<EOF
+[agent]
+node = $NODE
+debounce = 20ms
+state_dir = $T/state-hx
+
+[source testsource]
+file = $HXINST
+interval = 50ms
+
+[store teststore]
+
+[sink haproxy]
+manage = true
+keep_running = false
+config_file = $HXD/haproxy.cfg
+bind_address = 127.0.0.1
+stats = off
+reload_interval = 200ms
+check_interval = 300ms
+server_state_interval = 1s
+
+[sink stats]
+listen = 127.0.0.1:$PORT6
+
+[service web]
+port = $P_WEB
+mode = http
+check = /
+EOF
+    daemon_start regent-hx "$REGENT_BIN" -c "$T/hx.ini" -p "$REGENT_PLUGIN_DIR"
+    check "haproxy: the managed haproxy routes web" \
+        wait_for --timeout 30 http_get "http://127.0.0.1:$P_WEB/"
+    # Tracked as a harness daemon: stopped at exit even if this test fails half-way.
+    hx_track_master "$HXD/haproxy-master.sock"
+    hx_master=$(hx_master_pid "$HXD/haproxy-master.sock")
+    echo "  | managed haproxy master: ${hx_master:-?}"
+    check_show "haproxy: the page shows web-1 up in haproxy" \
+        wait_for --timeout 20 "${CHECK[@]}" state "$B6" web web-1 haproxy up
+    check_show "haproxy: web-3 (nothing listens) is down" \
+        wait_for --timeout 20 "${CHECK[@]}" state "$B6" web web-3 haproxy down
+    check_contains "haproxy: ... with the check's reason" \
+        "$("${CHECK[@]}" state "$B6" web web-3 haproxy down 2>&1)" "Connection refused"
+    # An operator drains web-2 over the runtime API (regent did not do it).
+    slot=$(awk '/# web-2$/ { print $2; exit }' "$HXD/haproxy.cfg")
+    check "haproxy: web-2 has a server slot in the file ($slot)" test -n "$slot"
+    out=$(haproxy_admin_cmd "$HXD/haproxy-admin.sock" "set server web/$slot state drain")
+    check_eq "haproxy: the runtime API drains web/$slot" "" "$(echo "$out" | tr -d '[:space:]')"
+    t0=$(date +%s%N)
+    check_show "haproxy: the page shows web-2 drain" \
+        wait_for --timeout 20 "${CHECK[@]}" state "$B6" web web-2 haproxy drain
+    echo "  | drain seen on the page after $(( ($(date +%s%N) - t0) / 1000000 )) ms (server_state_interval = 1s)"
+    # A change through regent: web-1 leaves; the recent changes say when haproxy applied it.
+    printf '%s\n' "web-2 web 127.0.0.1 $P_B2" "web-3 web 127.0.0.1 $P_DEAD" > "$HXINST"
+    check_show "haproxy: the recent changes list web-1 removed, applied by haproxy with a latency" \
+        wait_for --timeout 20 "${CHECK[@]}" change "$B6" web web-1 removed haproxy
+    check_show "haproxy: the latency chart has bars" "${CHECK[@]}" plots "$B6"
+    hdom=$T/page-hx.html
+    dump_dom "$B6/" "$hdom"
+    check_show "haproxy: in Chromium, web-2 is drain" "${CHECK[@]}" state "$hdom" web web-2 haproxy drain
+    check_show "haproxy: in Chromium, web-3 is down" "${CHECK[@]}" state "$hdom" web web-3 haproxy down
+    screenshot "$B6/" stats-page-haproxy.png
+    daemon_stop regent-hx
+    hlog=$(daemon_log regent-hx)
+    if grep -E "Sanitizer|runtime error:|loop still had open handles" "$hlog" >&2; then
+        check "haproxy: no sanitizer report or leaked handle at exit" false
+    else
+        check "haproxy: no sanitizer report or leaked handle at exit" true
+    fi
+    # keep_running = false: regent stopped its haproxy with it.
+    if [[ -n "$hx_master" ]]; then
+        check "haproxy: the managed haproxy stopped with regent" \
+            wait_for --timeout 15 bash -c "! kill -0 $hx_master 2>/dev/null"
     fi
 fi
 

@@ -1,12 +1,15 @@
 /* test_render.c - unit tests of the stats plugin's pure helpers
  * (plugins/stats/render.c): listen address and loopback rule, HTML
- * escaping, JSON of instances and odd bytes, the route table. */
+ * escaping, JSON of instances and odd bytes, the route table; and the
+ * status page's charts (plugins/stats/plot.c): bars and step lines scaled
+ * to the largest value, gaps, no data, escaping, durations for people. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "plot.h"
 #include "render.h"
 
 #include <jansson.h>
@@ -14,6 +17,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,13 +238,121 @@ static void test_routes(void **state)
 	assert_string_equal(stats_route_name(STATS_ROUTE_NONE), "other");
 }
 
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+static char *plot(const stats_plot *p)
+{
+	stats_buf b = {0};
+	stats_svg_plot(&b, p);
+	assert_false(b.oom);
+	char *out = stats_buf_take(&b, NULL);
+	/* Well formed enough: one svg, closed; no script, nothing loaded. */
+	assert_int_equal(count(out, "<svg"), 1);
+	assert_non_null(strstr(out, "</svg>"));
+	assert_null(strstr(out, "<script"));
+	assert_null(strstr(out, "href"));
+	return out;
+}
+
+static void test_plot_bars(void **state)
+{
+	(void)state;
+	/* An hour of 10 s slots, three intervals known: none, 10 ms, 40 ms. */
+	double v[3] = {-1, 0.010, 0.040};
+	stats_plot p = {"lat", "latency <b>&", STATS_PLOT_BARS, true, v, 3, 360, "-1 h", "now"};
+	char *out = plot(&p);
+	assert_non_null(strstr(out, "<title>latency &lt;b&gt;&amp;: largest 40.0 ms, latest 40.0 "
+	                            "ms</title>"));
+	assert_int_equal(count(out, "<g class=\"bars\""), 1);
+	/* Two bars at the right edge (slots 358 and 359 of 360), scaled to the
+	 * largest: 40 ms fills the 80 units, 10 ms a quarter. */
+	assert_non_null(strstr(out, "<rect x=\"415.0\" y=\"6.0\" width=\"1.0\" height=\"80.0\"/>"));
+	assert_non_null(strstr(out, "<rect x=\"414.0\" y=\"66.0\" width=\"1.0\" height=\"20.0\"/>"));
+	assert_int_equal(count(out, "<rect"), 3); /* the frame and two bars */
+	assert_non_null(strstr(out, "class=\"ymax\">40.0 ms</text>"));
+	assert_non_null(strstr(out, ">-1 h</text>"));
+	free(out);
+}
+
+static void test_plot_line(void **state)
+{
+	(void)state;
+	/* Five slots of 72 units; a gap in the fourth. */
+	double v[5] = {1, 1, 3, -1, 2};
+	stats_plot p = {"size", "instances", STATS_PLOT_LINE, false, v, 5, 5, "a", "b"};
+	char *out = plot(&p);
+	assert_non_null(strstr(out, " d=\"M56.0 59.3H128.0V59.3H200.0V6.0H272.0M344.0 32.7H416.0\""));
+	assert_non_null(strstr(out, "class=\"ymax\">3</text>"));
+	assert_non_null(strstr(out, ": largest 3, latest 2</title>"));
+	free(out);
+
+	/* More values than slots: the axis holds them all, nothing drawn
+	 * past the right edge (416). */
+	double many[720];
+	for (size_t i = 0; i < 720; i++)
+		many[i] = (double)i;
+	stats_plot q = {"size", "instances", STATS_PLOT_LINE, false, many, 720, 360, "", ""};
+	out = plot(&q);
+	assert_non_null(strstr(out, "H416.0\"/>"));
+	assert_null(strstr(out, "H416.5"));
+	assert_null(strstr(out, "H417"));
+	free(out);
+
+	/* All zero: a flat line on the axis, no division by zero. */
+	double zero[2] = {0, 0};
+	stats_plot z = {"size", "instances", STATS_PLOT_LINE, false, zero, 2, 2, "", ""};
+	out = plot(&z);
+	assert_non_null(strstr(out, " d=\"M56.0 86.0H236.0V86.0H416.0\""));
+	free(out);
+}
+
+static void test_plot_empty(void **state)
+{
+	(void)state;
+	double v[4] = {-1, -1, -1, -1};
+	stats_plot p = {"lat", "latency", STATS_PLOT_BARS, true, v, 4, 360, "-1 h", "now"};
+	char *out = plot(&p);
+	assert_int_equal(count(out, "no data yet"), 2); /* title and picture */
+	assert_null(strstr(out, "class=\"bars\""));
+	free(out);
+	stats_plot none = {"lat", "latency", STATS_PLOT_BARS, true, NULL, 0, 0, NULL, NULL};
+	out = plot(&none);
+	assert_int_equal(count(out, "no data yet"), 2);
+	free(out);
+}
+
+static void test_fmt_seconds(void **state)
+{
+	(void)state;
+	char out[48];
+	const struct {
+		double s;
+		const char *want;
+	} cases[] = {
+		{0.00085, "850 µs"}, {0.005, "5.00 ms"}, {0.0123, "12.3 ms"}, {1.25, "1.25 s"},
+		{125, "2 min 5 s"},  {-1, "?"},          {NAN, "?"},          {INFINITY, "?"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		stats_fmt_seconds(cases[i].s, out, sizeof(out));
+		assert_string_equal(out, cases[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_listen), cmocka_unit_test(test_loopback),
 		cmocka_unit_test(test_html_escape),  cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_json_string),  cmocka_unit_test(test_instance_json),
-		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_routes),       cmocka_unit_test(test_plot_bars),
+		cmocka_unit_test(test_plot_line),    cmocka_unit_test(test_plot_empty),
+		cmocka_unit_test(test_fmt_seconds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

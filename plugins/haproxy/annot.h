@@ -1,0 +1,26 @@
+/* annot.h - the haproxy sink's view of each server, published for the
+ * rest of the agent (annot.c, host->annotations_set, ABI 1.2). */
+#ifndef REGENT_HX_ANNOT_H
+#define REGENT_HX_ANNOT_H
+
+#include "model.h"
+
+typedef struct hx_annot hx_annot;
+
+/* NULL when interval_ms is 0 or the core lacks annotations (ABI < 1.2):
+ * every other call then does nothing.  m must outlive it. */
+hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, hx_model *m,
+                       const char *admin_socket, uint64_t interval_ms, uint64_t cmd_timeout_ms);
+/* Ask haproxy again soon (the sink just changed servers). */
+void hx_annot_poke(hx_annot *a);
+/* Stops asking and withdraws what it published. */
+void hx_annot_free(hx_annot *a);
+
+/* Pure, for the unit test: one row of "show stat" as a state word
+ * ("up", "down", "drain", "maint", "nolb"...) and a detail ("L4CON
+ * Connection refused, for 12 s"). */
+void hx_annot_describe(const char *status, const char *check_status, const char *check_desc,
+                       const char *last_chk, const char *lastchg, char *state, size_t statelen,
+                       char *detail, size_t detaillen);
+
+#endif
