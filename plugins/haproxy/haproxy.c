@@ -418,6 +418,7 @@ static int start(void *self)
 	s->t_model = new_timer(s);
 	s->t_wretry = new_timer(s);
 	recover(s);
+	hx_clean_temps(s);
 	s->started_ms = s->h->now_ms();
 	s->started = true;
 	s->h->log(s->ctx, REGENT_LOG_INFO, "%s haproxy; file %s, admin socket %s, %s %s",
