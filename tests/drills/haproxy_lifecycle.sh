@@ -29,14 +29,17 @@ source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
 SMOKE=${DRILL_SMOKE:-0}
 CASES=${DRILL_CASES:-abcde}   # a subset, e.g. DRILL_CASES=ad
 want() { [[ "$CASES" == *"$1"* ]]; }
-HOLD=$([[ $SMOKE == 1 ]] && echo 1.5 || echo 5)   # load seconds around each fault
+HOLD=$([[ $SMOKE == 1 ]] && echo 1 || echo 5)   # load seconds around each fault
 PY=${PYTHON3:-python3}
 T=$H_TMP
 HX=$T/hx
 RUN=$T/run
 mkdir -p "$HX" "$RUN" "$T/state"
 # (e) needs a directory that can turn read-only under root: a small tmpfs of its own.
-mount -t tmpfs -o size=8m,mode=0750 regent-drill "$HX" || { echo "cannot mount a tmpfs" >&2; exit 1; }
+if want e; then
+    [[ $(id -u) == 0 ]] || { echo "case e needs root (a tmpfs); DRILL_CASES=abcd runs the others" >&2; exit 77; }
+    mount -t tmpfs -o size=8m,mode=0750 regent-drill "$HX" || { echo "cannot mount a tmpfs" >&2; exit 1; }
+fi
 CFG=$HX/haproxy.cfg
 MASTER=$RUN/master.sock
 ADMIN=$RUN/admin.sock
