@@ -239,6 +239,7 @@ PYEOF
 )
     react=$(( ${spawn/-/99999} - ${notice/-/0} ))
     echo "  | master $M0 SIGKILLed at 0 ms: noticed at ${notice} ms, new master spawned at ${spawn} ms (${react} ms after noticing), answering with a worker at ${ready} ms; last failed request at ${lastfail} ms, the next answered at ${back} ms; $f of $n requests failed"
+    grep 'spawn timing' "$LOG" | tail -1 | sed 's/^/  | regent: /'
     check "d: restart at once (the log says restarting in 0 ms)" grep -q "haproxy (pid $M0) .*restarting in 0 ms" "$LOG"
     check "d: regent spawned it at once (measured ${react} ms; generous bound 1000 ms on this shared machine)" \
         test "$react" -le 1000
