@@ -100,6 +100,7 @@ master() { hx_master_pid "$MASTER"; }
 reloads() { haproxy_master_cmd --sock "$MASTER" "show proc" 2>/dev/null | awk '$2 == "master" { print $3 }'; }
 healthz() { curl -s --noproxy '*' -m 5 "http://127.0.0.1:$P_M/healthz"; }
 healthz_code() { http_code "http://127.0.0.1:$P_M/healthz"; }
+metric() { curl -s --noproxy '*' -m 5 "http://127.0.0.1:$P_M/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
 
 start_client
 check "client: haproxy routes web to b1 and b2" wait_for --timeout 30 both_ok
@@ -173,6 +174,7 @@ if want c; then
     load_start c
     sleep "$HOLD"
     nref=$(grep -c 'refused\|failed to start' "$LOG")
+    RE0=$(metric regent_reload_errors_total)
     mkini "haproxy = /nonexistent/haproxy"
     daemon_kill client HUP
     check "c: the change with haproxy = /nonexistent/haproxy is refused (logged)" \
@@ -186,6 +188,10 @@ if want c; then
         wait_for --timeout 15 eval "[[ \$(grep -c 'refused\|failed to start' '$LOG') -gt $nref ]]"
     check "c: the log names the include's problem" grep -q 'this-is-not-a-keyword' "$LOG"
     echo "  | /healthz after the refused reloads: $(healthz_code) $(healthz | head -c 400)"
+    # Refused at validation: the log says so (above) and the reload-error counter moved; /healthz
+    # carries no note for it (the core only notes refusals of a trial, docs/drills.md).
+    check "c: regent_reload_errors_total counts both refusals" \
+        eval "[[ \$(metric regent_reload_errors_total) -ge \$(( RE0 + 2 )) ]]"
     sleep "$HOLD"
     read -r n f < <(load_stop c)
     check_eq "c: unrunnable change: 0 failed requests (of $n)" 0 "$f"
