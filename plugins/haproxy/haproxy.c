@@ -418,6 +418,7 @@ static int start(void *self)
 	s->t_model = new_timer(s);
 	s->t_wretry = new_timer(s);
 	recover(s);
+	hx_clean_temps(s);
 	s->annot = hx_annot_new(s->ctx, s->h, s->loop, &s->m, s->admin_socket,
 	                        s->h->cfg_duration_ms(s->ctx, "server_state_interval"),
 	                        s->cmd_timeout);

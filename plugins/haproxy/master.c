@@ -43,6 +43,7 @@ struct hx_sup {
 	bool prep_cancelled; /* freed: the removal's callback frees */
 	regent_backoff backoff;
 	uint64_t started_ms;
+	uint64_t spawn_req_ns; /* hx_sup_spawn() called (uv_hrtime), for the log */
 	bool is_ready, stopping, killing;
 	void (*adopt_done)(void *arg, int result, const char *why);
 	void *adopt_arg;
@@ -271,7 +272,9 @@ static void spawn_now(hx_sup *s)
 		        strerror(errno));
 	int err = 0;
 	s->started_ms = s->c.h->now_ms();
+	uint64_t t0 = uv_hrtime();
 	s->child = hx_master_spawn(s->c.loop, argv, fd, on_child_exit, s, &err);
+	uint64_t t1 = uv_hrtime();
 	if (fd >= 0)
 		close(fd);
 	free(argv);
@@ -289,6 +292,10 @@ static void spawn_now(hx_sup *s)
 	s->pid = hx_master_pid(s->child);
 	sup_log(s, REGENT_LOG_INFO, "started haproxy (master pid %ld) with %s; its output goes to %s",
 	        s->pid, s->config_file, s->log_file);
+	/* Where a (re)start's time goes: clearing the state file (threadpool)
+	 * and the fork/exec itself (uv_spawn waits for the exec). */
+	sup_log(s, REGENT_LOG_DEBUG, "spawn timing: state file cleared after %.1f ms, fork+exec %.1f ms",
+	        s->spawn_req_ns ? (double)(t0 - s->spawn_req_ns) / 1e6 : 0.0, (double)(t1 - t0) / 1e6);
 	ready_poll(s, 20);
 }
 
@@ -317,6 +324,7 @@ void hx_sup_spawn(hx_sup *s)
 		return;
 	/* No state file first: its addresses would win over the file's (no
 	 * fsync'd write on the way of a restart: haproxy only warns). */
+	s->spawn_req_ns = uv_hrtime();
 	s->prep = calloc(1, sizeof(*s->prep));
 	if (!s->prep)
 		abort();

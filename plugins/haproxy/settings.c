@@ -4,7 +4,9 @@
 #include "sink.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                      */
@@ -145,6 +147,30 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
 	return rc;
 }
 
+/* The directory a generated file (and its temporary files) lives in must
+ * not be writable by others: anyone could plant or swap files there.  A
+ * directory that does not exist yet is not refused here (the writes fail
+ * and are retried, with the cause on /healthz). */
+static int check_dir(regent_ctx *ctx, const regent_host *h, const char *key, const char *file)
+{
+	char *d = beside(file, "");
+	size_t dl = strlen(d);
+	if (dl > 1)
+		d[dl - 1] = '\0'; /* "DIR/" -> "DIR" ("/" stays) */
+	struct stat st;
+	int rc = 0;
+	if (stat(d, &st) == 0 && (st.st_mode & S_IWOTH)) {
+		h->cfg_error(ctx, key,
+		             "the directory %s of %s is writable by others (mode %04o): regent writes its "
+		             "temporary and generated files there; use a directory only regent's user "
+		             "(and group) can write",
+		             d, file, (unsigned)(st.st_mode & 07777));
+		rc = -EINVAL;
+	}
+	free(d);
+	return rc;
+}
+
 int hx_validate(regent_ctx *ctx, const regent_host *h)
 {
 	int bad = 0;
@@ -152,6 +178,8 @@ int hx_validate(regent_ctx *ctx, const regent_host *h)
 	if (!hx_valid_file_path(cf)) {
 		h->cfg_error(ctx, "config_file",
 		             "must be an absolute path of letters, digits and ._/+@=,- (got \"%s\")", cf);
+		bad = -EINVAL;
+	} else if (check_dir(ctx, h, "config_file", cf) < 0) {
 		bad = -EINVAL;
 	}
 	bool manage = h->cfg_bool(ctx, "manage");
@@ -170,6 +198,8 @@ int hx_validate(regent_ctx *ctx, const regent_host *h)
 	if (sf && !hx_valid_file_path(sf)) {
 		h->cfg_error(ctx, "state_file",
 		             "must be an absolute path of letters, digits and ._/+@=,- (got \"%s\")", sf);
+		bad = -EINVAL;
+	} else if (sf && check_dir(ctx, h, "state_file", sf) < 0) {
 		bad = -EINVAL;
 	}
 	if (!manage) {
@@ -262,11 +292,17 @@ void hx_sink_configure(hx *s)
 	const regent_host *h = s->h;
 	s->manage = h->cfg_bool(ctx, "manage");
 	s->config_file = xstrdup(h->cfg_string(ctx, "config_file"));
-	s->cand_path = xasprintf("%s.new", s->config_file);
-	s->tmp_path = xasprintf("%s.tmp", s->config_file);
+	/* Temporary files per instance (pid and a sequence number): during a
+	 * make-before-break trial the old and the new instance both write
+	 * candidates and state files, side by side. */
+	static unsigned seq;
+	unsigned n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+	long pid = (long)getpid();
+	s->cand_path = xasprintf("%s.%ld-%u.new", s->config_file, pid, n);
+	s->tmp_path = xasprintf("%s.%ld-%u.tmp", s->config_file, pid, n);
 	const char *sf = h->cfg_string(ctx, "state_file");
 	s->state_file = sf ? xstrdup(sf) : beside(s->config_file, "haproxy.state");
-	s->state_tmp = xasprintf("%s.tmp", s->state_file);
+	s->state_tmp = xasprintf("%s.%ld-%u.tmp", s->state_file, pid, n);
 	const char *as = h->cfg_string(ctx, "admin_socket");
 	const char *ms = h->cfg_string(ctx, "master_socket");
 	s->admin_socket = as ? xstrdup(as) : beside(s->config_file, "haproxy-admin.sock");

@@ -192,6 +192,8 @@ void hx_pipeline_done(hx *s);
 void hx_drop_pending(hx *s);
 void hx_start_dump(hx *s);
 void hx_log_output(hx *s, regent_log_level lvl, const char *out);
+/* Removes the temporary files of runs that are gone (start). */
+void hx_clean_temps(hx *s);
 
 /* ---- reload.c ---- */
 

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# files_test.sh - the haproxy sink's files (#14.3, #15.2), against the real haproxy 2.6:
+#  - config_file (or state_file) in a directory others can write is refused by --check-config,
+#    naming the directory and its mode (0777 and 1777 alike); 0750 is accepted;
+#  - temporary files are per instance (CONFIG.PID-N.new/.tmp): during a make-before-break
+#    trial (a SIGHUP that changes [sink haproxy]) the old and the new instance use different
+#    names, and none is left once the new one has proven itself;
+#  - at start, temporary files of a process that is gone are removed (regular files of ours
+#    only: a symlink, or one of a live pid, stays);
+#  - the generated files (config_file, the state file) are mode 0640.
+set -u
+: "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
+# shellcheck source=../harness/lib.sh
+source "$REGENT_TEST_DIR/harness/lib.sh"
+harness_init || exit 1
+# shellcheck source=hxlib.sh
+source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
+
+PY=${PYTHON3:-python3}
+TOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
+T=$H_TMP
+INST=$T/instances
+HX=$T/hx
+mkdir -p "$HX"
+chmod 0750 "$HX"
+CFG=$HX/haproxy.cfg
+MASTER=$HX/haproxy-master.sock
+P_W=$(free_port); P_STATS=$(free_port); P_B=$(free_port)
+daemon_start be "${TOOL[@]}" backend "$P_B" b1
+wait_for --timeout 20 http_get "http://127.0.0.1:$P_B/" >/dev/null || { echo "backend did not start" >&2; exit 1; }
+echo "w-1 web 127.0.0.1 $P_B" > "$INST"
+
+INI=$T/regent.ini
+mkini() { # mkini FILE CONFIG_FILE [extra [sink haproxy] lines]
+    cat > "$1" <<EOF
+[agent]
+node = hx-files
+debounce = 5ms
+state_dir = $T/state
+log_level = debug
+
+[source testsource]
+file = $INST
+interval = 10ms
+
+[store teststore]
+
+[sink haproxy]
+manage = true
+config_file = $2
+bind_address = 127.0.0.1
+stats = 127.0.0.1:$P_STATS
+reload_interval = 200ms
+check_interval = 1s
+${3:-}
+
+[service web]
+port = $P_W
+mode = http
+EOF
+}
+check_config() { "$REGENT_BIN" --check-config -c "$1" -p "$REGENT_PLUGIN_DIR" 2>&1; }
+
+# --- a directory others can write is refused -------------------------------------------------
+for mode in 0777 1777; do
+    d=$T/open-$mode
+    mkdir -p "$d" && chmod "$mode" "$d"
+    mkini "$T/open.ini" "$d/haproxy.cfg"
+    out=$(check_config "$T/open.ini"); rc=$?
+    check "dir mode $mode: --check-config fails" test "$rc" -ne 0
+    check_contains "dir mode $mode: the error names the directory and its mode" "$out" \
+        "the directory $d of $d/haproxy.cfg is writable by others (mode $mode)"
+done
+mkini "$T/st.ini" "$CFG" "state_file = $T/open-0777/haproxy.state"
+check_contains "state_file in a directory others can write: refused, named" \
+    "$(check_config "$T/st.ini")" "the directory $T/open-0777 of $T/open-0777/haproxy.state is writable by others"
+mkini "$INI" "$CFG"
+check "dir mode 0750: --check-config accepts it" check_config "$INI"
+
+# --- leftovers of a run that is gone -----------------------------------------------------------
+echo stale > "$CFG.new"                       # the older fixed name
+echo stale > "$CFG.999999999-3.new"           # a pid that cannot exist
+echo stale > "$HX/haproxy.state.999999999-3.tmp"
+echo live > "$CFG.1-1.tmp"                    # pid 1 lives: not ours to remove
+echo victim > "$T/victim"
+ln -s "$T/victim" "$CFG.999999998-1.tmp"      # a link is never followed nor removed
+
+LOG=$(daemon_log regent)
+daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
+check "regent routes web" wait_for --timeout 30 http_get "http://127.0.0.1:$P_W/"
+hx_track_master "$MASTER"
+check "ready (the sink proved itself)" wait_for --timeout 15 grep -q 'info: sink haproxy: ready' "$LOG"
+for f in "$CFG.new" "$CFG.999999999-3.new" "$HX/haproxy.state.999999999-3.tmp"; do
+    check "start: the leftover $(basename "$f") is removed" test ! -e "$f"
+done
+check "start: the removal is logged" grep -q "removed $CFG.999999999-3.new, a temporary file of a run that is gone" "$LOG"
+check "start: a live pid's file stays" test -f "$CFG.1-1.tmp"
+check "start: the symlink stays" test -L "$CFG.999999998-1.tmp"
+check_eq "start: its target untouched" victim "$(cat "$T/victim")"
+rm -f "$CFG.1-1.tmp" "$CFG.999999998-1.tmp"
+
+# --- modes -----------------------------------------------------------------------------------
+check_eq "config_file is mode 640" 640 "$(stat -c %a "$CFG")"
+
+# --- make-before-break: per-instance temporary files --------------------------------------------
+tmpnames() { grep -o 'temporary files of this instance: [^,]*' "$LOG" | awk '{ print $NF }'; }
+check_eq "one instance so far" 1 "$(tmpnames | wc -l)"
+mkini "$INI" "$CFG" "slots = 4"   # another file: the trial instance writes a candidate
+daemon_kill regent HUP
+check "the new instance proved itself and took over" \
+    wait_for --timeout 20 grep -q 'sink haproxy: the new configuration took over' "$LOG"
+mapfile -t names < <(tmpnames)
+check_eq "two instances" 2 "${#names[@]}"
+check "their candidate files differ (${names[0]:-?} / ${names[1]:-?})" test "${names[0]:-x}" != "${names[1]:-x}"
+check_contains "the candidate name carries the pid" "${names[1]:-}" "$CFG.$(daemon_pid regent)-"
+check "the new file (4 slots) is installed" wait_for --timeout 10 grep -q 'server s4 ' "$CFG"
+check "web still routed" http_get "http://127.0.0.1:$P_W/"
+settled() { ! grep -q . <(find "$HX" -name '*.new' -o -name '*.tmp'); }
+check "no temporary file left" wait_for --timeout 10 settled
+check_eq "config_file still mode 640 after the reload" 640 "$(stat -c %a "$CFG")"
+if [[ -f "$HX/haproxy.state" ]]; then
+    check_eq "the state file is mode 640" 640 "$(stat -c %a "$HX/haproxy.state")"
+fi
+
+daemon_stop regent
+harness_summary
