@@ -610,11 +610,20 @@ int regent_agent_reload(regent_agent *a)
 		regent_log(REGENT_LOG_ERROR, NULL,
 		           "new configuration refused (%zu error%s); the running one stays", n->nerrors,
 		           n->nerrors == 1 ? "" : "s");
+		/* /healthz says so until a reload is accepted: the log alone is easy to miss. */
+		set_text(&a->reload_note,
+		         n->nerrors == 1
+		             ? regent_xasprintf("new configuration refused: %s; the previous one runs",
+		                                n->errors[0])
+		             : regent_xasprintf("new configuration refused: %s (and %zu more errors); "
+		                                "the previous one runs",
+		                                n->errors[0], n->nerrors - 1));
 		regent_config_unref(n);
 		regent_metric_add(a->m_reload_errors, 1);
 		regent_notify("READY=1\nSTATUS=reload refused; running the previous configuration");
 		return -EINVAL;
 	}
+	set_text(&a->reload_note, NULL);
 	regent_config *old_cfg = a->cfg;
 	bool svc_changed = services_changed(old_cfg, n);
 	a->cfg = n;
@@ -801,5 +810,6 @@ void regent_agent_free(regent_agent *a)
 	regent_metrics_free(a->metrics);
 	regent_config_unref(a->cfg);
 	free(a->plugin_dir_override);
+	free(a->reload_note);
 	free(a);
 }

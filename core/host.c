@@ -544,7 +544,14 @@ static char *h_health_json(regent_ctx *ctx)
 		regent_buf_printf(&b, "}");
 		first = false;
 	}
-	regent_buf_printf(&b, "},\"ok\":%s}", ok ? "true" : "false");
+	regent_buf_printf(&b, "},\"ok\":%s", ok ? "true" : "false");
+	if (a && a->reload_note) {
+		/* The file of the last reload was refused: the sections above still run the
+		 * previous configuration (a refusal does not make the agent unhealthy). */
+		regent_buf_printf(&b, ",\"note\":");
+		json_string(&b, a->reload_note);
+	}
+	regent_buf_printf(&b, "}");
 	return b.data;
 }
 

@@ -70,6 +70,7 @@ struct regent_agent {
 	regent_ctx *ctxs;             /* running, in start order */
 	regent_ctx *dying;            /* stopping after a reload */
 	unsigned generation;          /* reloads applied so far */
+	char *reload_note;            /* why the last reload's file was refused, or NULL */
 	uv_signal_t sig[3];
 	bool stopping, finished;
 	size_t pending;               /* contexts still stopping at shutdown */

@@ -206,6 +206,19 @@ printf 'n/b2 web 127.0.0.1 18012\n' >> "$T/src-b"
 check "source cannot start: the old source keeps reporting" wait_for --timeout 10 bash -c "tail -n +$((m + 1)) '$STORE' | grep -q '^register n/b2'"
 check "source cannot start: nothing was deregistered" bash -c "! tail -n +$((m + 1)) '$STORE' | grep -q '^deregister'"
 
+# ---- 6b. a file refused as a whole (a key no plugin knows): /healthz says so until it is fixed
+hz_top_note() { curl -s --noproxy '*' -m 5 "$BASE/healthz" | "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("note"))'; }
+hz_top_note_has() { hz_top_note | grep -qF "$1"; }
+SINK_X_KEEP=$SINK_X; SINK_X=$'no_such_key = 1'; reload
+check "file refused: the log says so" wait_for --timeout 10 grep -q "new configuration refused (1 error); the running one stays" "$LOG"
+check "file refused: /healthz notes it with the error and its line" \
+    wait_for --timeout 5 hz_top_note_has "new configuration refused: $CFG:"
+check "file refused: ... naming the key and that the previous one runs" \
+    bash -c "hz_top_note() { $(declare -f hz_top_note | tail -n +2); }; BASE='$BASE' PY='$PY'; hz_top_note | grep -q 'no_such_key.*the previous one runs'"
+check "file refused: /healthz stays ok (the previous configuration runs)" hz_is "store teststore" ok true
+SINK_X=$SINK_X_KEEP; reload
+check "file fixed: the note is gone after the next reload" wait_for --timeout 10 bash -c "hz_top_note() { $(declare -f hz_top_note | tail -n +2); }; BASE='$BASE' PY='$PY'; [ \"\$(hz_top_note)\" = None ]"
+
 # ---- 7. a section added by a reload, then SIGTERM during a trial ------------------------------
 STORELOG=$T/s8.log STORE_X="confirm_after = 30s"; reload
 check "SIGTERM during a trial: the trial is on" wait_for --timeout 10 grep -q '^start$' "$T/s8.log"
