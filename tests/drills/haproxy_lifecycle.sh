@@ -188,8 +188,10 @@ if want c; then
         wait_for --timeout 15 eval "[[ \$(grep -c 'refused\|failed to start' '$LOG') -gt $nref ]]"
     check "c: the log names the include's problem" grep -q 'this-is-not-a-keyword' "$LOG"
     echo "  | /healthz after the refused reloads: $(healthz_code) $(healthz | head -c 400)"
-    # Refused at validation: the log says so (above) and the reload-error counter moved; /healthz
-    # carries no note for it (the core only notes refusals of a trial, docs/drills.md).
+    # Refused at validation: the log says so (above), the reload-error counter moved and /healthz
+    # carries a top-level note naming the include's problem (the last refusal).
+    check "c: /healthz notes the refusal and that the previous configuration runs" \
+        eval "healthz | grep -q 'new configuration refused: .*this-is-not-a-keyword.*the previous one runs'"
     check "c: regent_reload_errors_total counts both refusals" \
         eval "[[ \$(metric regent_reload_errors_total) -ge \$(( RE0 + 2 )) ]]"
     sleep "$HOLD"
