@@ -17,9 +17,12 @@ the agent's /healthz, /proc).  Loopback only, stdlib only.
   hostile_tool.py wait-log FILE REGEX N TIMEOUT      wall ns when FILE holds >= N lines matching
   hostile_tool.py wait-metric URL SAMPLE N TIMEOUT  wall ns when /metrics SAMPLE >= N (-0: gone)
   hostile_tool.py cpu PID                            CPU ns of every thread of PID
-  hostile_tool.py termstall PID URL STALL_MS WINDOW  SIGTERM PID at the first /healthz request
-                                                     open for STALL_MS (or after WINDOW s); JSON:
-                                                     trigger, at_ms (after the call), exit_ms
+  hostile_tool.py termstall PID URL STALL_MS WINDOW [LOG REGEX]
+                                                     SIGTERM PID at the first /healthz request
+                                                     open for STALL_MS (or after WINDOW s), or
+                                                     as soon as LOG has a line matching REGEX;
+                                                     JSON: trigger, at_ms (after the call), exit_ms
+  hostile_tool.py delbulk EP PREFIX SVC N            delete what bulk wrote, 10,000 keys a request
 """
 import base64
 import http.client
@@ -268,8 +271,35 @@ def gone(pid):
         return True
 
 
-def cmd_termstall(pid, url, stall_ms, window):
+def cmd_delbulk(ep, prefix, svc, n):
+    """delete what `bulk` wrote, 10,000 keys a request (one request for all 100,000 exceeds
+    etcd's own request timeout on a loaded machine)"""
+    e = Etcd(ep)
+    deleted = 0
+    for lo in range(0, n, 10000):
+        k0 = "%s/%s/hostile-node/i%06d" % (prefix, svc, lo)
+        k1 = "%s/%s/hostile-node/i%06d" % (prefix, svc, min(n, lo + 10000))
+        r = e.post("/v3/kv/deleterange", {"key": b64(k0), "range_end": b64(k1)})
+        deleted += int(r.get("deleted", 0))
+    print(time.time_ns(), deleted)
+    return 0
+
+
+def cmd_termstall(pid, url, stall_ms, window, log=None, regex=None):
     t_call = time.monotonic()
+    if log:
+        # the worst moment: right after the agent logged REGEX (its first read is complete:
+        # the whole registry is being reported to the sinks), at once
+        rx = re.compile(regex)
+        while time.monotonic() - t_call < window:
+            try:
+                with open(log, errors="replace") as f:
+                    if any(rx.search(l) for l in f):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        stall_ms = 0
     state = {"open_since": None}
     stop = threading.Event()
 
@@ -286,6 +316,9 @@ def cmd_termstall(pid, url, stall_ms, window):
     th.start()
     trigger = "window"
     while time.monotonic() - t_call < window:
+        if log:
+            trigger = "log"
+            break
         o = state["open_since"]
         if o is not None and time.monotonic() - o >= stall_ms / 1000.0:
             trigger = "stall"
@@ -330,11 +363,13 @@ def main():
         return cmd_wait_log(a[1], a[2], int(a[3]), float(a[4]))
     if c == "wait-metric":
         return cmd_wait_metric(a[1], a[2], a[3], float(a[4]))
+    if c == "delbulk":
+        return cmd_delbulk(a[1], a[2], a[3], int(a[4]))
     if c == "cpu":
         print(cpu_ns(int(a[1])))
         return 0
     if c == "termstall":
-        return cmd_termstall(int(a[1]), a[2], float(a[3]), float(a[4]))
+        return cmd_termstall(int(a[1]), a[2], float(a[3]), float(a[4]), *a[5:7])
     print(__doc__, file=sys.stderr)
     return 2
 
