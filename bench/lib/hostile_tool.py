@@ -259,7 +259,7 @@ def cmd_wait_metric(url, name, n, timeout):
                 return 0
         except (OSError, ValueError):
             pass
-        time.sleep(0.02)
+        time.sleep(0.1)  # a scrape is work for the agent: 10 a second
     return 1
 
 

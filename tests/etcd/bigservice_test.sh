@@ -2,7 +2,7 @@
 # tests/etcd/bigservice_test.sh: bounded work per registry input (issue 14 point 2), scaled down
 # from `bench/run hostile` so it runs in seconds.  A running agent (store etcd + sink stats)
 # whose /healthz is sampled every 50 ms while 20,000 instances of one service are written (txns
-# of 100) and a value with 60,000 meta pairs is put twice: /healthz answers throughout, within
+# of 500: 40 watch responses, each of which used to re-report the whole service) and a value with 60,000 meta pairs is put twice: /healthz answers throughout, within
 # a generous bound (the quadratic paths this guards against stalled for minutes at 100,000);
 # the catalog holds every instance; the big value is skipped with a warning naming its key and
 # the limit.  A fresh agent started with all of it in etcd is sent SIGTERM while it reads and
@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 harness_init
 N=20000
-EP=$(etcd_start v1) || exit 1
+EP=$(etcd_start v1 --max-txn-ops 1000) || exit 1
 STATS=$(free_port)
 AGENT_NO_SINK=1 agent_config a "$EP"
 printf '\n[sink stats]\nlisten = 127.0.0.1:%s\n' "$STATS" >> "$H_TMP/a.ini"
@@ -21,7 +21,7 @@ daemon_start sampler "$PY" "$E_DIR/ehelp.py" sample "http://127.0.0.1:$STATS/hea
 catalog_has() { # SERVICE N: /metrics says the catalog holds N instances of SERVICE
     http_get "http://127.0.0.1:$STATS/metrics" | grep -qxF "regent_catalog_instances{service=\"$1\"} $2"
 }
-ehelp bulk-put "$EP" big "$N"
+ehelp bulk-put "$EP" big "$N" 500
 check "the catalog holds all $N instances of one service" \
     wait_for --timeout 120 catalog_has big "$N"
 ehelp meta-put "$EP" /backends/meta/n/m1 60000
@@ -47,5 +47,7 @@ kill -TERM "$(daemon_pid b)"
 check "agent b: SIGTERM during its first read honoured within stop_timeout (4 s) + 2 s" \
     wait_for --timeout 6 agent_gone b
 h_log "agent b exited $(elapsed "$T0") s after SIGTERM ($(daemon_status b))"
+check "agent b: every plugin stopped by itself (none 'did not stop in time')" \
+    bash -c "! grep -q 'did not stop in time' '$H_TMP/b.log'"
 finish_agents a b
 harness_summary

@@ -13,8 +13,9 @@
                                 exit 1 on timeout
   ehelp.py big-put EP KEY SIZE PORT
                                 put an instance whose JSON value is SIZE bytes at KEY
-  ehelp.py bulk-put EP SERVICE N
-                                put N instances /backends/SERVICE/bulk/I (txns of 100)
+  ehelp.py bulk-put EP SERVICE N [BATCH]
+                                put N instances /backends/SERVICE/bulk/I (txns of BATCH,
+                                default 100)
   ehelp.py meta-put EP KEY NPAIRS
                                 put an instance with NPAIRS meta pairs at KEY
   ehelp.py sample URL OUT       GET URL every 50 ms for ever, one line per request to OUT:
@@ -106,19 +107,19 @@ def big_put(ep, key, size, port):
     return 0
 
 
-def bulk_put(ep, service, n):
+def bulk_put(ep, service, n, batch=100):
     import urllib.request
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     b64 = lambda x: base64.b64encode(x.encode()).decode()
-    for start in range(0, n, 100):
+    for start in range(0, n, batch):
         ops = []
-        for i in range(start, min(n, start + 100)):
+        for i in range(start, min(n, start + batch)):
             v = json.dumps({"address": "127.1.%d.%d" % (i // 250, i % 250 + 1), "port": 8000,
                             "node": "bulk"})
             ops.append({"request_put": {"key": b64("/backends/%s/bulk/%05d" % (service, i)),
                                         "value": b64(v)}})
         body = json.dumps({"success": ops}).encode()
-        with opener.open(ep + "/v3/kv/txn", data=body, timeout=10) as r:
+        with opener.open(ep + "/v3/kv/txn", data=body, timeout=60) as r:
             r.read()
 
 
@@ -299,7 +300,7 @@ def main():
     elif cmd == "big-put":
         sys.exit(big_put(*sys.argv[2:6]))
     elif cmd == "bulk-put":
-        bulk_put(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        bulk_put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:6]))
     elif cmd == "meta-put":
         meta_put(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "sample":
