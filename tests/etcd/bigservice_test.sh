@@ -3,8 +3,8 @@
 # from `bench/run hostile` so it runs in seconds.  A running agent (store etcd + sink stats)
 # whose /healthz is sampled every 50 ms while 10,000 instances of one service are written (txns
 # of 500: 20 watch responses, each of which used to re-report the whole service) and a value
-# with 60,000 meta pairs is put twice: /healthz answers throughout, within a generous bound (the quadratic paths this guards against stalled for minutes at 100,000);
-# the catalog holds every instance; the big value is skipped with a warning naming its key and
+# with 60,000 meta pairs is put twice: /healthz answers throughout, within a generous bound
+# (the paths this guards against stalled for minutes at 100,000); the catalog holds every instance; the big value is skipped with a warning naming its key and
 # the limit.  A fresh agent started with all of it in etcd is sent SIGTERM while it reads and
 # exits within stop_timeout.
 source "$(dirname "$0")/lib.sh"
