@@ -415,5 +415,5 @@ bench_hostile() {
 	hs_rows "$ninst" "$nmeta" "$nbig" "$bigb"
 	cp "$H_TMP/facts" "${B_CSV%.csv}.facts"
 	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR"))"
-	rm -f "$B_MACHINE"
+	rm -f "$B_MACHINE" "$B_ROWS"
 }
