@@ -807,6 +807,9 @@ void regent_agent_free(regent_agent *a)
 	if (!a)
 		return;
 	regent_localset_free(a->local);
+	if (a->counts_of)
+		regent_catalog_unref(a->counts_of);
+	free(a->counts_text);
 	regent_metrics_free(a->metrics);
 	regent_config_unref(a->cfg);
 	free(a->plugin_dir_override);

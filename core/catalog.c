@@ -303,19 +303,24 @@ static void mark_dirty(regent_cat *c, const char *service)
 /* The union, by instance id, of every view's list for a service. */
 static svc_list *merge(regent_cat *c, const char *service)
 {
-	size_t total = 0;
-	bool any = false;
+	size_t total = 0, nlists = 0;
+	svc_list *only = NULL;
 	for (regent_catview *v = c->views; v; v = v->next) {
 		if (v->hidden)
 			continue;
 		svc_list *s = regent_map_get(v->svcs, service);
 		if (s) {
-			any = true;
+			nlists++;
+			only = s;
 			total += s->n;
 		}
 	}
-	if (!any)
+	if (nlists == 0)
 		return NULL;
+	if (nlists == 1) { /* one view has it: its list (sorted, unique) is the union */
+		only->refs++;
+		return only;
+	}
 	svc_list *m = svc_new(service, total);
 	size_t k = 0;
 	for (regent_catview *v = c->views; v; v = v->next) {
@@ -329,6 +334,8 @@ static svc_list *merge(regent_cat *c, const char *service)
 
 static bool svc_same(const svc_list *a, const svc_list *b)
 {
+	if (a == b)
+		return true;
 	if (a->n != b->n)
 		return false;
 	for (size_t i = 0; i < a->n; i++)

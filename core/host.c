@@ -460,28 +460,38 @@ static void h_metrics_write(regent_ctx *ctx, regent_write_cb out, void *arg)
 	const regent_catalog *cat = regent_cat_current(a->cat);
 	const char *const *names;
 	size_t n = regent_catalog_services(cat, &names);
-	regent_buf_printf(&b, "# HELP regent_catalog_instances Instances in the catalog, by "
-	                      "service.\n# TYPE regent_catalog_instances gauge\n");
-	regent_map *bynode = regent_map_new();
-	for (size_t i = 0; i < n; i++) {
-		const regent_instance *const *insts;
-		size_t k = regent_catalog_instances(cat, names[i], &insts);
-		regent_buf_printf(&b, "regent_catalog_instances{service=\"%s\"} %zu\n", names[i], k);
-		for (size_t j = 0; j < k; j++) {
-			const char *node = insts[j]->node && insts[j]->node[0] ? insts[j]->node : "";
-			uintptr_t c = (uintptr_t)regent_map_get(bynode, node);
-			regent_map_put(bynode, node, (void *)(c + 1));
+	if (a->counts_of != cat || !a->counts_text) {
+		regent_buf c = {0};
+		regent_buf_printf(&c, "# HELP regent_catalog_instances Instances in the catalog, by "
+		                      "service.\n# TYPE regent_catalog_instances gauge\n");
+		regent_map *bynode = regent_map_new();
+		for (size_t i = 0; i < n; i++) {
+			const regent_instance *const *insts;
+			size_t k = regent_catalog_instances(cat, names[i], &insts);
+			regent_buf_printf(&c, "regent_catalog_instances{service=\"%s\"} %zu\n", names[i], k);
+			for (size_t j = 0; j < k; j++) {
+				const char *node = insts[j]->node && insts[j]->node[0] ? insts[j]->node : "";
+				uintptr_t cnt = (uintptr_t)regent_map_get(bynode, node);
+				regent_map_put(bynode, node, (void *)(cnt + 1));
+			}
 		}
+		regent_buf_printf(&c, "# HELP regent_catalog_node_instances Instances in the catalog, "
+		                      "by node.\n# TYPE regent_catalog_node_instances gauge\n");
+		size_t nn;
+		const char **nodes = regent_map_sorted_keys(bynode, &nn);
+		for (size_t i = 0; i < nn; i++)
+			regent_buf_printf(&c, "regent_catalog_node_instances{node=\"%s\"} %zu\n", nodes[i],
+			                  (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
+		free(nodes);
+		regent_map_free(bynode, NULL);
+		regent_buf_add(&c, "", 1);
+		if (a->counts_of)
+			regent_catalog_unref(a->counts_of);
+		free(a->counts_text);
+		a->counts_of = regent_catalog_ref(cat);
+		a->counts_text = c.data;
 	}
-	regent_buf_printf(&b, "# HELP regent_catalog_node_instances Instances in the catalog, by "
-	                      "node.\n# TYPE regent_catalog_node_instances gauge\n");
-	size_t nn;
-	const char **nodes = regent_map_sorted_keys(bynode, &nn);
-	for (size_t i = 0; i < nn; i++)
-		regent_buf_printf(&b, "regent_catalog_node_instances{node=\"%s\"} %zu\n", nodes[i],
-		                  (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
-	free(nodes);
-	regent_map_free(bynode, NULL);
+	regent_buf_printf(&b, "%s", a->counts_text);
 	regent_buf_printf(&b,
 	                  "# HELP regent_catalog_services Services in the catalog.\n"
 	                  "# TYPE regent_catalog_services gauge\nregent_catalog_services %zu\n"

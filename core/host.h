@@ -67,6 +67,11 @@ struct regent_agent {
 	regent_localset *local;
 	regent_cat *cat;
 	regent_history *history;      /* recent changes and the last hour (status page) */
+	/* /metrics: the per-service and per-node instance counts of one catalog
+	 * snapshot (held), rendered once: a scrape costs O(services), not
+	 * O(instances) */
+	const regent_catalog *counts_of;
+	char *counts_text;
 	regent_ctx *ctxs;             /* running, in start order */
 	regent_ctx *dying;            /* stopping after a reload */
 	unsigned generation;          /* reloads applied so far */

@@ -298,10 +298,12 @@ static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
 	return 1;
 }
 
+/* Applies one watch response to the view; the services it touched are
+ * reported on the next loop turn (view_touch). */
 static void apply_events(etcd *e, json_t *events)
 {
-	size_t i, cap = json_array_size(events), nt = 0;
-	char **touched = xcalloc(cap, sizeof(*touched));
+	size_t i;
+	bool any = false;
 	json_t *ev;
 	json_array_foreach(events, i, ev)
 	{
@@ -326,22 +328,12 @@ static void apply_events(etcd *e, json_t *events)
 		free(val);
 		if (!t)
 			continue;
-		bool dup = false;
-		for (size_t j = 0; j < nt && !dup; j++)
-			dup = strcmp(touched[j], t) == 0;
-		if (dup)
-			free(t);
-		else
-			touched[nt++] = t;
+		if (!any)
+			e->h->mark_change(e->ctx, e->h->wall_ns());
+		any = true;
+		view_touch(e, t);
 	}
 	e->h->metric_add(e->m_events, (double)json_array_size(events));
-	if (nt)
-		e->h->mark_change(e->ctx, e->h->wall_ns());
-	for (size_t j = 0; j < nt; j++) {
-		publish_service(e, touched[j]);
-		free(touched[j]);
-	}
-	free(touched);
 }
 
 static int watch_line(void *arg, const char *data, size_t len)

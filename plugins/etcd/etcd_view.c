@@ -7,10 +7,19 @@
  * that is not an instance, or larger than max_value_size, is kept as a
  * bad key (warned once per revision) and never reported.
  *
+ * Watch events only mark services touched; the touched services are
+ * reported together on the next loop turn (every event already read
+ * joins them).  Reporting a service costs O(its instances), so a burst of
+ * events into one huge service would cost O(events x instances): after a
+ * report that took C, the next one waits PUB_DUTY x C, so reporting takes
+ * at most 1/(PUB_DUTY+1) of the loop's time, whatever the burst (a small
+ * service's report costs microseconds: no visible delay).
+ *
  * Owns: the views' keys, services and decoded instances.
  */
 #include "etcd_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +39,23 @@ static void kent_free(etcd *e, kent *k)
 	free(k);
 }
 
+static void dirty_free(view *v)
+{
+	if (!v->dirty)
+		return;
+	esmap_iter it = {0};
+	void *val;
+	while (esmap_next(v->dirty, &it, NULL, &val))
+		free(val);
+	esmap_free(v->dirty);
+	v->dirty = NULL;
+}
+
 void view_clear(etcd *e, view *v)
 {
+	dirty_free(v);
+	timer_close(&v->pub_timer);
+	v->pub_next_ns = 0;
 	if (!v->keys)
 		return;
 	esmap_iter it = {0};
@@ -105,9 +129,14 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 		port = etcd_parse_port(val, vlen);
 		if (!port)
 			why = "the listen port is not a number in 1..65535";
-	} else if (e->h->instance_decode(val, vlen, svc, id, &k->inst) != 0 || !k->inst) {
-		k->inst = NULL;
-		why = "the value is neither an instance's JSON nor ip:port (or has an invalid field)";
+	} else {
+		int rc = e->h->instance_decode(val, vlen, svc, id, &k->inst);
+		if (rc != 0 || !k->inst) {
+			k->inst = NULL;
+			why = rc == -E2BIG ? "over a per-instance limit (64 KiB of JSON, 64 tags, 64 meta pairs)"
+			                   : "the value is neither an instance's JSON nor ip:port (or has an "
+			                     "invalid field)";
+		}
 	}
 	if (why) {
 		k->bad = true;
@@ -208,6 +237,47 @@ void publish_service(etcd *e, const char *name)
 	free(metas);
 	free(list);
 	free(copies);
+}
+
+#define PUB_DUTY 10
+
+static void on_pub_timer(uv_timer_t *t)
+{
+	etcd *e = t->data;
+	view *v = &e->cur;
+	esmap *d = v->dirty;
+	v->dirty = NULL;
+	if (!d)
+		return;
+	uint64_t t0 = uv_hrtime();
+	esmap_iter it = {0};
+	void *val;
+	while (esmap_next(d, &it, NULL, &val)) {
+		if (!e->stopping)
+			publish_service(e, val);
+		free(val);
+	}
+	esmap_free(d);
+	uint64_t t1 = uv_hrtime();
+	v->pub_next_ns = t1 + PUB_DUTY * (t1 - t0);
+}
+
+void view_touch(etcd *e, char *name)
+{
+	view *v = &e->cur;
+	if (!v->dirty)
+		v->dirty = esmap_new();
+	if (esmap_get(v->dirty, name))
+		free(name);
+	else
+		esmap_put(v->dirty, name, name);
+	if (!v->pub_timer)
+		v->pub_timer = timer_new(e);
+	if (timer_active(v->pub_timer))
+		return;
+	uint64_t now = uv_hrtime();
+	uint64_t wait_ms = v->pub_next_ns > now ? (v->pub_next_ns - now) / 1000000 : 0;
+	uv_timer_start(v->pub_timer, on_pub_timer, wait_ms, 0);
 }
 
 void publish_all(etcd *e)

@@ -13,8 +13,14 @@
                                 exit 1 on timeout
   ehelp.py big-put EP KEY SIZE PORT
                                 put an instance whose JSON value is SIZE bytes at KEY
-  ehelp.py bulk-put EP SERVICE N
-                                put N instances /backends/SERVICE/bulk/I (txns of 100)
+  ehelp.py bulk-put EP SERVICE N [BATCH]
+                                put N instances /backends/SERVICE/bulk/I (txns of BATCH,
+                                default 100)
+  ehelp.py meta-put EP KEY NPAIRS
+                                put an instance with NPAIRS meta pairs at KEY
+  ehelp.py sample URL OUT       GET URL every 50 ms for ever, one line per request to OUT:
+                                "latency_ms code" (code 0: no answer)
+  ehelp.py stall OUT            "max_ms failed n" of OUT's samples since the first answer
   ehelp.py proxy PORT TARGET    TCP proxy 127.0.0.1:PORT -> 127.0.0.1:TARGET; SIGUSR1 cuts
                                 every connection and stops listening, SIGUSR2 listens again
 """
@@ -101,20 +107,67 @@ def big_put(ep, key, size, port):
     return 0
 
 
-def bulk_put(ep, service, n):
+def bulk_put(ep, service, n, batch=100):
     import urllib.request
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     b64 = lambda x: base64.b64encode(x.encode()).decode()
-    for start in range(0, n, 100):
+    for start in range(0, n, batch):
         ops = []
-        for i in range(start, min(n, start + 100)):
+        for i in range(start, min(n, start + batch)):
             v = json.dumps({"address": "127.1.%d.%d" % (i // 250, i % 250 + 1), "port": 8000,
                             "node": "bulk"})
             ops.append({"request_put": {"key": b64("/backends/%s/bulk/%05d" % (service, i)),
                                         "value": b64(v)}})
         body = json.dumps({"success": ops}).encode()
-        with opener.open(ep + "/v3/kv/txn", data=body, timeout=10) as r:
+        with opener.open(ep + "/v3/kv/txn", data=body, timeout=60) as r:
             r.read()
+
+
+def meta_put(ep, key, npairs):
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    v = {"address": "127.0.0.6", "port": 8000, "node": "meta",
+         "meta": {"k%05d" % j: "v%05d" % j for j in range(npairs)}}
+    b64 = lambda x: base64.b64encode(x.encode()).decode()
+    body = json.dumps({"key": b64(key), "value": b64(json.dumps(v))}).encode()
+    with opener.open(ep + "/v3/kv/put", data=body, timeout=30) as r:
+        r.read()
+
+
+def sample(url, out):
+    import http.client
+    import time
+    import urllib.parse
+    u = urllib.parse.urlsplit(url)
+    with open(out, "a", buffering=1) as f:
+        while True:
+            t0 = time.monotonic()
+            code = 0
+            try:
+                c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+                c.request("GET", u.path)
+                r = c.getresponse()
+                r.read()
+                code = r.status
+                c.close()
+            except OSError:
+                pass
+            lat = time.monotonic() - t0
+            f.write("%.1f %d\n" % (lat * 1000, code))
+            time.sleep(max(0.0, 0.05 - lat))
+
+
+def stall(out):
+    xs, failed, up = [], 0, False
+    for line in open(out):
+        f = line.split()
+        if len(f) != 2:
+            continue
+        up = up or f[1] != "0"
+        if up:
+            xs.append(float(f[0]))
+            failed += f[1] == "0"
+    print("%.0f %d %d" % (max(xs) if xs else -1, failed, len(xs)))
 
 
 def proxy(port, target):
@@ -247,7 +300,13 @@ def main():
     elif cmd == "big-put":
         sys.exit(big_put(*sys.argv[2:6]))
     elif cmd == "bulk-put":
-        bulk_put(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        bulk_put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:6]))
+    elif cmd == "meta-put":
+        meta_put(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "sample":
+        sample(sys.argv[2], sys.argv[3])
+    elif cmd == "stall":
+        stall(sys.argv[2])
     elif cmd == "proxy":
         proxy(int(sys.argv[2]), int(sys.argv[3]))
     else:

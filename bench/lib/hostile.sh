@@ -1,0 +1,419 @@
+# shellcheck shell=bash
+# bench/lib/hostile.sh - `bench/run hostile`: bounded work per registry input (issue 14 point 2).
+#
+# One etcd (--max-request-bytes 2 MiB, so 1.4 MB values can be written) and a client regent
+# (store etcd + sink haproxy, manage = true + sink stats) that runs throughout ("live"), its
+# /healthz sampled every 50 ms by a separate process.  Three hostile inputs, one after the other:
+#   a) 100,000 instances in one service (txns of 128 puts), later deleted 10,000 keys a request
+#   b) one value with 60,000 meta pairs, put, re-put unchanged, re-put changed
+#   c) 15 values of 1.4 MB next to normal entries
+# For each: the live agent's loop stall (max /healthz latency, failed samples), its CPU for the
+# input, the time until haproxy (or the log) reflects it; then a fresh agent started with the
+# input in etcd ("cold": time to the first complete read reflected in haproxy, its stall), and
+# another fresh agent sent SIGTERM at the worst moment: as soon as it logs its first read
+# complete (everything is then being reported to the sinks), timed to its exit against
+# stop_timeout.
+
+hostile_usage() {
+	cat <<'EOF2'
+usage: bench/run hostile [options]
+  --instances N   instances in the one big service (default 100000)
+  --meta N        meta pairs in the one big value (default 60000)
+  --big N         number of big values (default 15)
+  --big-bytes B   size of each (default 1400000)
+  --repeats N     re-puts of the meta value, unchanged and changed, N each (default 3)
+  --only LIST     scenarios to run, e.g. "a c" (default "a b c")
+  --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
+  --out DIR       results dir (default bench/results)
+EOF2
+}
+
+# Targets, from issue 14 point 2 ("a 100,000-instance service and a 60,000-pair value each cost
+# the agent well under a second, /healthz answers throughout, SIGTERM is honoured within
+# stop_timeout"), read as: agent CPU for the input <= 500 ms; loop stall (max /healthz latency)
+# <= 500 ms; no /healthz sample failed; exit within stop_timeout (5 s, the default) after
+# SIGTERM; a live change reflected in haproxy within 1 s of the last write; one warning per
+# oversized key, naming it.
+
+HS_TOOL() { "$BENCH_PY" "$BENCH_DIR/lib/hostile_tool.py" "$@"; }
+hs_fact() { echo "$1 $2" >> "$H_TMP/facts"; } # NAME VALUE (VALUE may be JSON without blanks)
+
+hs_ini() { # NAME: writes $H_TMP/NAME/client.ini; ports in $H_TMP/NAME/{hsp,rsp}
+	local d=$H_TMP/$1 hsp rsp
+	mkdir -p "$d/hx"
+	hsp=$(free_port); rsp=$(free_port)
+	echo "$rsp" > "$d/rsp"
+	cat > "$d/client.ini" <<EOF2
+[agent]
+node = hostile-$1
+state_dir = $H_TMP/state-$1
+
+[store etcd]
+endpoints = $HS_EP
+prefix    = /fleet
+
+[sink haproxy]
+manage          = true
+keep_running    = false ; the bench stops haproxy with regent
+config_file     = $d/hx/regent.cfg
+bind_address    = 127.0.0.1
+stats           = 127.0.0.1:$hsp
+slots           = 16
+check_interval  = 24h     ; nothing listens behind the synthetic instances: check rarely
+reload_interval = 200ms
+
+[sink stats]
+listen = 127.0.0.1:$rsp
+EOF2
+	"$REGENT_BIN" --check-config -c "$d/client.ini" >/dev/null || b_die "agent $1: config refused"
+}
+
+hs_start() { # NAME: start agent NAME with a /healthz sampler; prints its pid
+	local d=$H_TMP/$1
+	hs_ini "$1"
+	daemon_start "regent-$1" "$REGENT_BIN" -c "$d/client.ini"
+	daemon_start "sample-$1" "$BENCH_PY" "$BENCH_DIR/lib/hostile_tool.py" sample \
+		"http://127.0.0.1:$(cat "$d/rsp")/healthz" "$d/samples.txt"
+	daemon_pid "regent-$1"
+}
+
+hs_stop() { # NAME
+	daemon_stop "sample-$1"
+	daemon_stop "regent-$1" 30
+}
+
+hs_stall() { HS_TOOL stall "$H_TMP/$1/samples.txt" "$2" "$3"; } # NAME T0 T1 -> JSON
+hs_sock() { echo "$H_TMP/$1/hx/haproxy-admin.sock"; }
+hs_log() { daemon_log "regent-$1"; }
+hs_ms() { echo $((($2 - $1) / 1000000)); } # T0_NS T1_NS
+
+# hs_cold TAG WAITCMD...: a fresh agent started with the input in etcd: WAITCMD (run with the
+# agent's name appended... see callers) must print the wall ns when the input is reflected.
+hs_cold() {
+	local tag=$1 name=cold-$1 t0 tr pid c
+	shift
+	t0=$(now_ns)
+	pid=$(hs_start "$name")
+	if tr=$("$@" "$name"); then
+		c=$(cpu_ns "$pid")
+		sleep 1
+		hs_fact "$tag.cold.ms" "$(hs_ms "$t0" "$tr")"
+		[[ -f "$H_TMP/$name/cat_ns" ]] && hs_fact "$tag.cold.cat_ms" "$(hs_ms "$t0" "$(cat "$H_TMP/$name/cat_ns")")"
+		hs_fact "$tag.cold.reloads" "$(hs_reloads "$name" 0)"
+		hs_fact "$tag.cold.cpu_ms" "$((c / 1000000))"
+		hs_fact "$tag.cold.stall" "$(hs_stall "$name" "$t0" "$(now_ns)")"
+		b_log "$tag cold: reflected after $(hs_ms "$t0" "$tr") ms, agent CPU $((c / 1000000)) ms"
+	else
+		hs_fact "$tag.cold.ms" timeout
+		b_log "$tag cold: not reflected in time"
+	fi
+	daemon_stop "sample-$name"
+	t0=$(now_ns)
+	daemon_stop "regent-$name" 30
+	hs_fact "$tag.cold.stop_ms" "$(hs_ms "$t0" "$(now_ns)")"
+	# SIGTERM at the worst moment
+	name=term-$tag
+	pid=$(hs_start "$name")
+	local r
+	r=$(HS_TOOL termstall "$pid" "http://127.0.0.1:$(cat "$H_TMP/$name/rsp")/healthz" 100 120 \
+		"$(hs_log "$name")" 'store etcd: read /fleet/')
+	b_log "$tag SIGTERM: $r ($(daemon_status "regent-$name"))"
+	hs_stop "$name"
+	hs_fact "$tag.term" "$r"
+	hs_fact "$tag.term.status" "$(daemon_status "regent-$name" | tr ' ' _)"
+}
+
+# callers' WAITCMDs: print the wall ns when agent $last-arg shows the input
+hs_wait_backend() { HS_TOOL wait-backend "$(hs_sock "$3")" "$1" "$2" 300; } # BACKEND N NAME
+hs_wait_cat() { # SERVICE N NAME: the catalog (/metrics) holds N instances of SERVICE (-0: none)
+	HS_TOOL wait-metric "http://127.0.0.1:$(cat "$H_TMP/$3/rsp")/metrics" \
+		"regent_catalog_instances{service=\"$1\"}" "$2" 300
+}
+hs_wait_cat_backend() { # N EXP NAME: the catalog holds N of huge, then haproxy routes EXP
+	local t
+	t=$(hs_wait_cat huge "$1" "$3") || return 1
+	echo "$t" > "$H_TMP/$3/cat_ns"
+	hs_wait_backend huge "$2" "$3"
+}
+# hs_reloads NAME FROMLINE: haproxy reloads logged since line FROMLINE: "count max_ms"
+hs_reloads() {
+	tail -n +"$(($2 + 1))" "$(hs_log "$1")" |
+		sed -n 's/.*haproxy reloaded (worker [0-9]*), \([0-9]*\) ms after the change.*/\1/p' |
+		awk 'BEGIN { m = 0 } { n++; if ($1 > m) m = $1 } END { printf "%d_%d\n", n, m }'
+}
+hs_wait_skipped() { HS_TOOL wait-log "$(hs_log "$3")" "skipped key /fleet/$1" "$2" 120; } # KEYRX N NAME
+hs_wait_normal_skipped() { # N NAME: the normal service routed and N big keys skipped
+	hs_wait_backend normal 3 "$2" >/dev/null && hs_wait_skipped 'big[0-9]+/x' "$1" "$2"
+}
+
+hs_scn_a() { # 100,000 instances in one service
+	local n=$1 t0 t1 tr td tg c0 c1 exp
+	exp=$((n < 10000 ? n : 10000)) # the haproxy sink routes at most 10,000 per service
+	b_log "a) $n instances in service huge (live agent)"
+	c0=$(cpu_ns "$HS_PID"); HS_L0=$(wc -l < "$(hs_log live)")
+	read -r t0 t1 < <(HS_TOOL bulk "$HS_EP" /fleet huge "$n" "$HS_PORT_HUGE") || b_die "bulk write"
+	b_log "a) written in $(hs_ms "$t0" "$t1") ms"
+	local tcat
+	if tcat=$(hs_wait_cat huge "$n" live); then
+		hs_fact a.live.cat_ms "$(hs_ms "$t1" "$tcat")"
+		b_log "a) the catalog holds $n instances of huge $(hs_ms "$t1" "$tcat") ms after the last write"
+	else
+		hs_fact a.live.cat_ms timeout
+	fi
+	if tr=$(HS_TOOL wait-backend "$(hs_sock live)" huge "$exp" 300); then
+		sleep 1; c1=$(cpu_ns "$HS_PID")
+		hs_fact a.write_ms "$(hs_ms "$t0" "$t1")"
+		hs_fact a.live.ms "$(hs_ms "$t1" "$tr")"
+		hs_fact a.live.cpu_ms "$(((c1 - c0) / 1000000 - 1000 * HS_IDLE_NS / 1000000000))"
+		hs_fact a.live.stall "$(hs_stall live "$t0" "$(now_ns)")"
+		b_log "a) haproxy routes $exp of huge $(hs_ms "$t1" "$tr") ms after the last write"
+	else
+		hs_fact a.live.ms timeout
+	fi
+	if HS_TOOL wait-log "$(hs_log live)" "service huge: [0-9]+ instances over the limit" 1 10 >/dev/null; then
+		hs_fact a.cap_warned 1
+	else
+		hs_fact a.cap_warned 0
+	fi
+	hs_fact a.live.reloads "$(hs_reloads live "$HS_L0")"
+	hs_cold a hs_wait_cat_backend "$n" "$exp"
+	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
+	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)")
+	read -r t1 _ < <(HS_TOOL delbulk "$HS_EP" /fleet huge "$n") || b_die "delete"
+	# the listen itself stays for empty_grace (a service briefly empty keeps its port): the
+	# input is reflected when haproxy routes to none of them any more
+	if tcat=$(hs_wait_cat huge -0 live); then hs_fact a.del.cat_ms "$(hs_ms "$t1" "$tcat")"; fi
+	tg=$(HS_TOOL wait-backend "$(hs_sock live)" huge -0 300) || tg=""
+	sleep 1; c1=$(cpu_ns "$HS_PID")
+	if [[ -n "$tg" ]]; then
+		hs_fact a.del.ms "$(hs_ms "$t1" "$tg")"
+		hs_fact a.del.cpu_ms "$(((c1 - c0) / 1000000 - 1000 * HS_IDLE_NS / 1000000000))"
+		hs_fact a.del.stall "$(hs_stall live "$td" "$(now_ns)")"
+		hs_fact a.del.reloads "$(hs_reloads live "$HS_L0")"
+	else
+		hs_fact a.del.ms timeout
+	fi
+}
+
+hs_scn_b() { # one value with 60,000 meta pairs
+	local n=$1 reps=$2 key=/fleet/metasvc/hostile-node/m1 t0 tp tw c0 c1 k kind seed sz cnt=0 ms=()
+	b_log "b) one value with $n meta pairs: put, $reps re-puts unchanged, $reps changed (live agent)"
+	c0=$(cpu_ns "$HS_PID"); t0=$(now_ns)
+	for ((k = 0; k <= 2 * reps; k++)); do
+		if ((k == 0)); then kind=put; seed=s0; elif ((k <= reps)); then kind=same; seed=s0; else kind=changed; seed=s$k; fi
+		read -r tp sz < <(HS_TOOL meta "$HS_EP" "$key" "$n" "$seed") || b_die "meta put"
+		cnt=$((cnt + 1))
+		if tw=$(HS_TOOL wait-log "$(hs_log live)" "skipped key ${key} " "$cnt" 60); then
+			ms+=("$kind:$(hs_ms "$tp" "$tw")")
+		else
+			ms+=("$kind:timeout")
+		fi
+	done
+	sleep 1; c1=$(cpu_ns "$HS_PID")
+	hs_fact b.bytes "$sz"
+	hs_fact b.live.ms "${ms[*]}"
+	hs_fact b.live.cpu_ms "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * HS_IDLE_NS / 1000000000))"
+	hs_fact b.live.puts "$cnt"
+	hs_fact b.live.stall "$(hs_stall live "$t0" "$(now_ns)")"
+	hs_fact b.warnings "$(grep -c "skipped key ${key}" "$(hs_log live)")"
+	b_log "b) put -> warning: ${ms[*]} ms"
+	hs_cold b hs_wait_skipped "metasvc/hostile-node/m1" 1
+}
+
+hs_scn_c() { # 15 values of 1.4 MB next to normal entries
+	local n=$1 bytes=$2 t0 t1 tw c0 c1
+	b_log "c) $n values of $bytes bytes (live agent)"
+	c0=$(cpu_ns "$HS_PID")
+	read -r t0 t1 < <(HS_TOOL big "$HS_EP" /fleet "$n" "$bytes") || b_die "big puts"
+	if tw=$(HS_TOOL wait-log "$(hs_log live)" 'skipped key /fleet/big[0-9]+/x' "$n" 120); then
+		sleep 1; c1=$(cpu_ns "$HS_PID")
+		hs_fact c.live.ms "$(hs_ms "$t1" "$tw")"
+		hs_fact c.live.cpu_ms "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * HS_IDLE_NS / 1000000000))"
+		hs_fact c.live.stall "$(hs_stall live "$t0" "$(now_ns)")"
+	else
+		hs_fact c.live.ms timeout
+	fi
+	hs_fact c.warnings "$(grep -cE 'skipped key /fleet/big[0-9]+/x' "$(hs_log live)")"
+	hs_cold c hs_wait_normal_skipped "$n"
+	hs_fact c.cold.warnings "$(grep -cE 'skipped key /fleet/big[0-9]+/x' "$(hs_log cold-c)")"
+	hs_fact c.cold.named "$(grep -oE 'skipped key /fleet/big[0-9]+/x' "$(hs_log cold-c)" | sort -u | wc -l)"
+}
+
+hs_rows() {
+	"$BENCH_PY" - "$H_TMP/facts" "$1" "$2" "$3" "$4" <<'EOF2' >> "$B_ROWS"
+import json, sys
+facts = {}
+for l in open(sys.argv[1]):
+    k, _, v = l.rstrip("\n").partition(" ")
+    facts[k] = v
+ninst, nmeta, nbig, bigb = sys.argv[2:6]
+def row(section, metric, value, unit, target=None, ok=None, note=None):
+    r = {"bench": "hostile", "section": section, "metric": metric, "value": value, "unit": unit}
+    if target:
+        r["target"] = target
+        r["missed"] = "met" if ok else "MISSED"
+    if note:
+        r["note"] = note
+    print(json.dumps(r))
+def num(k):
+    v = facts.get(k)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+def js(k):
+    try:
+        return json.loads(facts[k])
+    except (KeyError, ValueError):
+        return None
+def stall_rows(sec, k, what):
+    s = js(k)
+    if not s:
+        return
+    row(sec, "%s: loop stall, max /healthz latency (50 ms sampling)" % what, s["max_ms"], "ms",
+        "<= 500 ms", s["max_ms"] is not None and s["max_ms"] <= 500,
+        "p99 %.1f ms over %d samples" % (s["p99_ms"] or 0, s["n"]))
+    row(sec, "%s: /healthz samples unanswered" % what, s["failed"], "", "0", s["failed"] == 0)
+def cpu_row(sec, k, what):
+    v = num(k)
+    if v is not None:
+        row(sec, "%s: agent CPU for the input" % what, v, "ms", "<= 500 ms (well under 1 s)", v <= 500,
+            "idle rate subtracted")
+def term_rows(sec, tag):
+    t = js(tag + ".term")
+    if not t:
+        return
+    e = t.get("exit_ms")
+    row(sec, "SIGTERM at the worst moment -> exit (fresh agent)", e, "ms", "<= 5000 ms (stop_timeout)",
+        e is not None and e <= 5000,
+        "sent %s %.0f ms after start (%s); %s" % ({"stall": "at a /healthz request open 100 ms",
+                                                   "log": "as soon as the first read was logged complete"}.get(
+                                                      t["trigger"], "at the window's end"),
+                                                  t["at_ms"] or 0, t["trigger"],
+                                                  facts.get(tag + ".term.status", "").replace("_", " ")))
+def reloads(k):
+    v = facts.get(k)
+    if not v:
+        return None
+    n, m = v.split("_")
+    return "%s haproxy reloads, the longest %s ms after its change (haproxy's time)" % (n, m) if n != "0" else "no haproxy reload"
+def cold_rows(sec, tag, what):
+    v = num(tag + ".cold.ms")
+    if v is None:
+        row(sec, "fresh agent: exec -> %s" % what, facts.get(tag + ".cold.ms"), "", note="not reflected")
+        return
+    if num(tag + ".cold.cat_ms") is not None:
+        row(sec, "fresh agent: exec -> the catalog holds all %s (/metrics)" % ninst, num(tag + ".cold.cat_ms"), "ms")
+    row(sec, "fresh agent: exec -> %s" % what, v, "ms", note="agent CPU %s ms until then; %s" % (
+        facts.get(tag + ".cold.cpu_ms"), reloads(tag + ".cold.reloads")))
+    stall_rows(sec, tag + ".cold.stall", "fresh agent")
+    v = num(tag + ".cold.stop_ms")
+    if v is not None:
+        row(sec, "SIGTERM to that agent once reflected -> exit", v, "ms", "<= 5000 ms (stop_timeout)", v <= 5000,
+            "includes stopping its haproxy")
+
+if "a.live.ms" in facts or "a.cold.ms" in facts:
+    sec = "a) %s instances in one service" % ninst
+    exp = min(int(ninst), 10000)
+    row(sec, "write: %s keys, txns of 128 puts" % ninst, num("a.write_ms"), "ms", note="the writer's time, for scale")
+    v = num("a.live.cat_ms")
+    row(sec, "live agent: last write -> the catalog holds all %s (/metrics)" % ninst, v if v is not None else facts.get("a.live.cat_ms"),
+        "ms", "<= 1000 ms", v is not None and v <= 1000)
+    v = num("a.live.ms")
+    row(sec, "live agent: last write -> haproxy routes %d (the per-service limit)" % exp, v if v is not None else facts.get("a.live.ms"),
+        "ms", note=reloads("a.live.reloads"))
+    if int(ninst) > exp:
+        row(sec, "live agent: the over-limit warning names the service", int(num("a.cap_warned") or 0), "", "1",
+            num("a.cap_warned") == 1)
+    cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
+    stall_rows(sec, "a.live.stall", "live agent, whole write")
+    cold_rows(sec, "a", "haproxy routes %d" % exp)
+    term_rows(sec, "a")
+    v = num("a.del.cat_ms")
+    row(sec, "live agent: delete of all %s (10,000 a request) -> gone from the catalog" % ninst,
+        v if v is not None else facts.get("a.del.cat_ms"), "ms", "<= 1000 ms", v is not None and v <= 1000)
+    v = num("a.del.ms")
+    row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
+        "ms", note=reloads("a.del.reloads"))
+    cpu_row(sec, "a.del.cpu_ms", "live agent, the delete")
+    stall_rows(sec, "a.del.stall", "live agent, the delete")
+if "b.live.ms" in facts:
+    sec = "b) one value with %s meta pairs (%s bytes)" % (nmeta, facts.get("b.bytes"))
+    lat = [x.split(":") for x in facts["b.live.ms"].split()]
+    ok = all(v != "timeout" and int(v) <= 1000 for _, v in lat)
+    mx = max((int(v) for _, v in lat if v != "timeout"), default=None)
+    row(sec, "live agent: put -> warning naming the key (put, re-puts unchanged, changed)", mx, "ms", "<= 1000 ms",
+        ok, "each: " + " ".join("%s %s" % (k, v) for k, v in lat))
+    row(sec, "warnings naming the key, one per put", int(num("b.warnings") or 0), "", facts.get("b.live.puts"),
+        facts.get("b.warnings") == facts.get("b.live.puts"))
+    cpu_row(sec, "b.live.cpu_ms", "live agent, all %s puts" % facts.get("b.live.puts"))
+    stall_rows(sec, "b.live.stall", "live agent, all puts")
+    cold_rows(sec, "b", "the warning for the key")
+    term_rows(sec, "b")
+if "c.live.ms" in facts:
+    sec = "c) %s values of %s bytes next to normal entries" % (nbig, bigb)
+    v = num("c.live.ms")
+    row(sec, "live agent: last put -> all %s warned" % nbig, v if v is not None else facts.get("c.live.ms"), "ms",
+        "<= 1000 ms", v is not None and v <= 1000)
+    row(sec, "live agent: warnings naming a big key", int(num("c.warnings") or 0), "", nbig, facts.get("c.warnings") == nbig)
+    cpu_row(sec, "c.live.cpu_ms", "live agent, all puts")
+    stall_rows(sec, "c.live.stall", "live agent, all puts")
+    cold_rows(sec, "c", "first read complete (normal service routed, %s keys warned)" % nbig)
+    row(sec, "fresh agent: distinct big keys named in warnings", int(num("c.cold.named") or 0), "", nbig,
+        facts.get("c.cold.named") == nbig, "%s warning lines" % facts.get("c.cold.warnings"))
+    term_rows(sec, "c")
+EOF2
+}
+
+bench_hostile() {
+	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
+	while [[ $# -gt 0 ]]; do
+		case $1 in
+		--instances) ninst=$2; shift 2 ;;
+		--meta) nmeta=$2; shift 2 ;;
+		--big) nbig=$2; shift 2 ;;
+		--big-bytes) bigb=$2; shift 2 ;;
+		--repeats) reps=$2; shift 2 ;;
+		--only) only=$2; shift 2 ;;
+		--build) build=$2; shift 2 ;;
+		--out) out=$2; shift 2 ;;
+		-h | --help) hostile_usage; return 0 ;;
+		*) hostile_usage >&2; b_die "unknown option $1" ;;
+		esac
+	done
+	bench_setup_build "$build"
+	bench_need_plugins etcd haproxy stats
+	local tag=hostile
+	[[ "$(grep -m1 '^REGENT_SANITIZE:' "$BENCH_BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)" == ON ]] &&
+		tag=hostile-asan
+	bench_results_paths "$tag" "$out"
+	B_MACHINE=$(mktemp); bench_machine "$B_MACHINE"
+	# shellcheck source=/dev/null
+	source "$REPO_DIR/tests/harness/lib.sh"
+	harness_init
+	trap 'harness_cleanup $?' EXIT
+	: > "$H_TMP/facts"
+	HS_EP=$(etcd_start reg --max-request-bytes 2097152 --quota-backend-bytes 8589934592) || b_die "etcd"
+	HS_PORT_HUGE=$(free_port)
+	local pn
+	pn=$(free_port)
+	for i in 1 2 3; do
+		HS_TOOL put "$HS_EP" "/fleet/normal/hostile-node/n$i/8000" \
+			"{\"address\":\"127.6.0.$i\",\"port\":8000,\"service_port\":$pn}" >/dev/null || b_die "put"
+	done
+	HS_PID=$(hs_start live)
+	HS_TOOL wait-backend "$(hs_sock live)" normal 3 60 >/dev/null || b_die "live agent: normal service not routed"
+	sleep 2
+	local c0
+	c0=$(cpu_ns "$HS_PID"); sleep 3
+	HS_IDLE_NS=$((($(cpu_ns "$HS_PID") - c0) / 3)) # CPU ns per second while idle
+	b_log "live agent pid $HS_PID, idle $((HS_IDLE_NS / 1000)) us CPU/s"
+	[[ " $only " == *" a "* ]] && hs_scn_a "$ninst"
+	[[ " $only " == *" b "* ]] && hs_scn_b "$nmeta" "$reps"
+	[[ " $only " == *" c "* ]] && hs_scn_c "$nbig" "$bigb"
+	hs_stop live
+	hs_rows "$ninst" "$nmeta" "$nbig" "$bigb"
+	cp "$H_TMP/facts" "${B_CSV%.csv}.facts"
+	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR"))"
+	rm -f "$B_MACHINE" "$B_ROWS"
+}

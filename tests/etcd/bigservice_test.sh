@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# tests/etcd/bigservice_test.sh: bounded work per registry input (issue 14 point 2), scaled down
+# from `bench/run hostile` so it runs in seconds.  A running agent (store etcd + sink stats)
+# whose /healthz is sampled every 50 ms while 10,000 instances of one service are written (txns
+# of 500: 20 watch responses, each of which used to re-report the whole service) and a value
+# with 60,000 meta pairs is put twice: /healthz answers throughout, within a generous bound
+# (the paths this guards against stalled for minutes at 100,000); the catalog holds every instance; the big value is skipped with a warning naming its key and
+# the limit.  A fresh agent started with all of it in etcd is sent SIGTERM while it reads and
+# exits within stop_timeout.
+source "$(dirname "$0")/lib.sh"
+harness_init
+N=10000
+EP=$(etcd_start v1 --max-txn-ops 1000) || exit 1
+STATS=$(free_port)
+AGENT_NO_SINK=1 agent_config a "$EP"
+printf '\n[sink stats]\nlisten = 127.0.0.1:%s\n' "$STATS" >> "$H_TMP/a.ini"
+agent_start a -L info
+check "agent a: /healthz answers" wait_for --timeout 30 http_get "http://127.0.0.1:$STATS/healthz"
+daemon_start sampler "$PY" "$E_DIR/ehelp.py" sample "http://127.0.0.1:$STATS/healthz" "$H_TMP/samples"
+
+catalog_has() { # SERVICE N: /metrics says the catalog holds N instances of SERVICE
+    http_get "http://127.0.0.1:$STATS/metrics" | grep -qxF "regent_catalog_instances{service=\"$1\"} $2"
+}
+ehelp bulk-put "$EP" big "$N" 500
+check "the catalog holds all $N instances of one service" \
+    wait_for --timeout 120 catalog_has big "$N"
+ehelp meta-put "$EP" /backends/meta/n/m1 60000
+ehelp meta-put "$EP" /backends/meta/n/m1 60000
+check "a value with 60,000 meta pairs: skipped twice (once per revision) with a warning naming its key and the limit" \
+    wait_for --timeout 30 eval "[[ \$(grep -cE 'skipped key /backends/meta/n/m1 .*over a per-instance limit' '$H_TMP/a.log') -eq 2 ]]"
+sleep 1
+daemon_stop sampler
+read -r MAXMS FAILED NS < <(ehelp stall "$H_TMP/samples")
+h_log "/healthz during the writes: $NS samples, max ${MAXMS} ms, $FAILED unanswered"
+check "/healthz was sampled throughout ($NS samples)" test "$NS" -ge 20
+check "/healthz answered every sample ($FAILED unanswered)" test "$FAILED" -eq 0
+check "/healthz answered within 5 s throughout (max ${MAXMS} ms)" test "$MAXMS" -lt 5000
+
+# A fresh agent reading all of it, stopped at the first sign of its read.
+STATS_B=$(free_port)
+AGENT_NO_SINK=1 agent_config b "$EP"
+printf '\n[sink stats]\nlisten = 127.0.0.1:%s\n' "$STATS_B" >> "$H_TMP/b.ini"
+agent_start b -L debug
+check "agent b starts reading" wait_for --timeout 30 log_has b 'store etcd: (starting|read)'
+T0=$(now)
+kill -TERM "$(daemon_pid b)"
+check "agent b: SIGTERM during its first read honoured within stop_timeout (4 s) + 2 s" \
+    wait_for --timeout 6 agent_gone b
+h_log "agent b exited $(elapsed "$T0") s after SIGTERM ($(daemon_status b))"
+check "agent b: every plugin stopped by itself (none 'did not stop in time')" \
+    bash -c "! grep -q 'did not stop in time' '$H_TMP/b.log'"
+finish_agents a b
+harness_summary
