@@ -19,6 +19,18 @@ static uv_loop_t *h_loop(regent_ctx *ctx)
 
 static void h_vlog(regent_ctx *ctx, regent_log_level level, const char *fmt, va_list ap)
 {
+	if (ctx && level <= REGENT_LOG_WARN && level <= regent_log_threshold) {
+		/* Kept so that set_health() does not warn a second time about
+		 * the cause the plugin has just logged. */
+		va_list copy;
+		va_copy(copy, ap);
+		char *msg;
+		if (vasprintf(&msg, fmt, copy) < 0)
+			msg = NULL;
+		va_end(copy);
+		free(ctx->last_warning);
+		ctx->last_warning = msg;
+	}
 	regent_vlogf(level, ctx ? ctx->who : "plugin", fmt, ap);
 }
 
@@ -420,7 +432,14 @@ static const char *h_state_dir(regent_ctx *ctx)
 
 static void h_set_health(regent_ctx *ctx, bool healthy, const char *reason)
 {
-	if (ctx->healthy != healthy)
+	/* One warning per cause: when the plugin has just logged this very
+	 * reason as a warning or error, the transition is logged at info
+	 * without repeating it. */
+	bool said = !healthy && reason && ctx->last_warning &&
+	            strcmp(ctx->last_warning, reason) == 0;
+	if (ctx->healthy != healthy && said)
+		regent_log(REGENT_LOG_INFO, ctx->who, "unhealthy (the warning above)");
+	else if (ctx->healthy != healthy)
 		regent_log(healthy ? REGENT_LOG_INFO : REGENT_LOG_WARN, ctx->who, "%s%s%s",
 		           healthy ? "healthy" : "unhealthy", reason ? ": " : "", reason ? reason : "");
 	ctx->healthy = healthy;
@@ -671,6 +690,7 @@ void regent_ctx_free(regent_ctx *ctx)
 	free(ctx->start_error);
 	free(ctx->note);
 	free(ctx->health_note);
+	free(ctx->last_warning);
 	regent_config_unref(ctx->cfg);
 	free(ctx);
 }

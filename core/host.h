@@ -48,6 +48,7 @@ struct regent_ctx {
 	bool healthy;
 	char *health_reason;
 	char *health_note;            /* set_health(ctx, true, note) */
+	char *last_warning;           /* the last line it logged at warn or error */
 	/* stop */
 	uv_timer_t *stop_timer;
 	void (*on_stopped)(regent_ctx *ctx);

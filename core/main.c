@@ -49,6 +49,7 @@ static void on_agent_exit(regent_agent *a)
 
 int main(int argc, char **argv)
 {
+	regent_log_init(); /* stderr is the journal or not: decided once */
 	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
 		return regent_ctl_main(argc - 1, argv + 1);
 	static const struct option opts[] = {
