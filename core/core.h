@@ -146,6 +146,7 @@ typedef struct regent_cfg_section {
 	regent_cfg_value *values;     /* one per declared key */
 	size_t nvalues;
 	struct regent_loaded_plugin *lp; /* plugin sections */
+	bool blocked;                 /* a value unreadable or a required key missing */
 } regent_cfg_section;
 
 typedef struct regent_config {
@@ -158,7 +159,8 @@ typedef struct regent_config {
 	size_t nservice_names;
 	regent_config_key *service_keys; /* merged declarations */
 	size_t nservice_keys;
-	char **errors;
+	char **errors;                /* in the order of their lines once loaded */
+	int *error_lines;             /* 0: the file as a whole */
 	size_t nerrors;
 } regent_config;
 

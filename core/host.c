@@ -143,6 +143,25 @@ static void h_cfg_error(regent_ctx *ctx, const char *key, const char *fmt, ...)
 		regent_config_add_error(ctx->cfg, line, "[%s]: %s", ctx->sec->header, msg);
 }
 
+static void h_cfg_service_error(regent_ctx *ctx, const char *service, const char *key,
+                                const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* validate() runs on the config being checked (ctx->cfg). */
+	const regent_cfg_section *s = service ? regent_config_service(ctx->cfg, service) : NULL;
+	const regent_cfg_value *v = s && key ? regent_cfg_find(s, key) : NULL;
+	int line = v && v->set ? v->line : s ? s->line : ctx->sec->line;
+	const char *name = service ? service : "?";
+	if (key)
+		regent_config_add_error(ctx->cfg, line, "service %s.%s: %s", name, key, msg);
+	else
+		regent_config_add_error(ctx->cfg, line, "[service %s]: %s", name, msg);
+}
+
 /* Service sections come from the running config (so a reload that only
  * changes [service X] reaches the sinks without restarting them). */
 static const regent_config *svc_config(regent_ctx *ctx)
@@ -160,7 +179,10 @@ static size_t h_services(regent_ctx *ctx, const char *const **names)
 static const regent_cfg_value *svc_value(regent_ctx *ctx, const char *service, const char *key)
 {
 	const regent_cfg_section *s = regent_config_service(svc_config(ctx), service);
-	return s ? regent_cfg_find(s, key) : NULL;
+	const regent_cfg_value *v = s ? regent_cfg_find(s, key) : NULL;
+	/* A value that failed its type check (already reported) reads as
+	 * unset: a plugin's checks never see it. */
+	return v && v->bad ? NULL : v;
 }
 
 static const char *h_service_string(regent_ctx *ctx, const char *service, const char *key)
@@ -662,6 +684,7 @@ const regent_host regent_host_table = {
 	.started = h_started,
 	.stop_reason = h_stop_reason,
 	.state_dir = h_state_dir,
+	.cfg_service_error = h_cfg_service_error,
 };
 
 /* ---- contexts ---- */

@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 1
+#define REGENT_ABI_MINOR 2
 
 /* The one symbol a plugin exports (the same name for every ABI major, so
  * a regent can read the frozen header of any plugin and say why it refuses). */
@@ -375,6 +375,16 @@ typedef struct regent_host {
 	 * to be writable by nobody else; NULL (and an error logged) when it
 	 * cannot be used.  Plugins keep files there named after themselves. */
 	const char *(*state_dir)(regent_ctx *ctx);
+
+	/* ---- ABI 1.2 (appended; an older plugin never calls these) ---- */
+
+	/* From validate(): report a semantic error in a [service NAME]
+	 * section, for a service key this plugin declares (key NULL = the
+	 * section itself).  Printed as FILE:LINE: service NAME.key: msg at the
+	 * key's own line (the section's header line when the key is not set
+	 * there, this plugin's header line when there is no such section). */
+	void (*cfg_service_error)(regent_ctx *ctx, const char *service, const char *key,
+	                          const char *fmt, ...) REGENT_PRINTF(4, 5);
 } regent_host;
 
 /* ------------------------------------------------------------------ */
