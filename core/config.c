@@ -35,6 +35,9 @@ const regent_config_key regent_agent_keys[] = {
 	 "where plugins keep state across restarts (lease ids, ...)"},
 	{"control_socket", REGENT_CFG_STRING, "/run/regent/regent.sock", false, 0, 0,
 	 "the unix socket `regent ctl` talks to (mode 0660, group regent); empty: none"},
+	{"metrics_per_service", REGENT_CFG_BOOL, "false", false, 0, 0,
+	 "/metrics also has regent_catalog_instances by service and by node: one series per "
+	 "service and per host of the fleet, on every agent"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 

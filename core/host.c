@@ -499,39 +499,15 @@ static void h_metrics_write(regent_ctx *ctx, regent_write_cb out, void *arg)
 	regent_buf b = {0};
 	regent_metrics_write(a->metrics, &b);
 	const regent_catalog *cat = regent_cat_current(a->cat);
-	const char *const *names;
-	size_t n = regent_catalog_services(cat, &names);
-	regent_buf_printf(&b, "# HELP regent_catalog_instances Instances in the catalog, by "
-	                      "service.\n# TYPE regent_catalog_instances gauge\n");
-	regent_map *bynode = regent_map_new();
-	for (size_t i = 0; i < n; i++) {
-		const regent_instance *const *insts;
-		size_t k = regent_catalog_instances(cat, names[i], &insts);
-		regent_buf_printf(&b, "regent_catalog_instances{service=\"%s\"} %zu\n", names[i], k);
-		for (size_t j = 0; j < k; j++) {
-			const char *node = insts[j]->node && insts[j]->node[0] ? insts[j]->node : "";
-			uintptr_t c = (uintptr_t)regent_map_get(bynode, node);
-			regent_map_put(bynode, node, (void *)(c + 1));
-		}
-	}
-	regent_buf_printf(&b, "# HELP regent_catalog_node_instances Instances in the catalog, by "
-	                      "node.\n# TYPE regent_catalog_node_instances gauge\n");
-	size_t nn;
-	const char **nodes = regent_map_sorted_keys(bynode, &nn);
-	for (size_t i = 0; i < nn; i++)
-		regent_buf_printf(&b, "regent_catalog_node_instances{node=\"%s\"} %zu\n", nodes[i],
-		                  (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
-	free(nodes);
-	regent_map_free(bynode, NULL);
+	const regent_cfg_value *per = regent_cfg_find(a->cfg->agent, "metrics_per_service");
+	regent_catalog_metrics_write(cat, per && per->i, &b);
 	regent_buf_printf(&b,
-	                  "# HELP regent_catalog_services Services in the catalog.\n"
-	                  "# TYPE regent_catalog_services gauge\nregent_catalog_services %zu\n"
 	                  "# HELP regent_local_instances Instances this host's sources report.\n"
 	                  "# TYPE regent_local_instances gauge\nregent_local_instances %zu\n"
 	                  "# HELP process_start_time_seconds Start time of the process since the "
 	                  "Unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
 	                  "process_start_time_seconds %.3f\n",
-	                  n, regent_localset_size(a->local), (double)a->start_wall_ns / 1e9);
+	                  regent_localset_size(a->local), (double)a->start_wall_ns / 1e9);
 	out(arg, b.data ? b.data : "", b.len);
 	regent_buf_free(&b);
 }

@@ -72,6 +72,7 @@ struct regent_agent {
 	int exit_code;
 	uint64_t start_wall_ns;
 	regent_metric *m_reloads, *m_reload_errors, *m_sink_applies_total;
+	regent_metric *m_reload_ok, *m_reload_ts; /* regent_config_last_reload_* */
 	void (*on_exit)(regent_agent *a);
 	bool drained;                 /* `regent ctl drain`: local instances kept out of the stores */
 };

@@ -113,7 +113,8 @@ static void unknown_key(void **state)
 	(void)state;
 	expect("[agent]\nnode = a\nnodee = b\n[store teststore]\n",
 	       "FILE:3: agent.nodee: unknown key (known: node, host_ip, plugin_dir, log_level, "
-	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket)\n");
+	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket, "
+	       "metrics_per_service)\n");
 	expect("[store teststore]\nlogg = /tmp/x\n",
 	       "FILE:2: store teststore.logg: unknown key (known: log, delay, stop_delay, confirm_after, confirm_error)\n");
 }
@@ -313,7 +314,8 @@ static void issue17_every_error_at_its_line(void **state)
 	}
 	char *want = regent_xasprintf(
 	       "FILE:2: agent.bogus: unknown key (known: node, host_ip, plugin_dir, log_level, "
-	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket)\n"
+	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket, "
+	       "metrics_per_service)\n"
 	       "FILE:4: source testsource.file: must be an absolute path, got \"relative.txt\"\n"
 	       "FILE:5: [sink stat]: %s/stat.so: cannot load plugin: No such file or "
 	       "directory (did you mean [sink stats]?)\n"

@@ -201,6 +201,12 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	e->m_del = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total",
 	                     "Requests a store made to its registry, by operation.",
 	                     "op=\"delete\"");
+	/* The same ops in both: keys a failed txn did not write. */
+	e->m_put_err = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_errors_total",
+	                         "Requests of a store that failed, by operation.", "op=\"put\"");
+	e->m_del_err = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_errors_total",
+	                         "Requests of a store that failed, by operation.",
+	                         "op=\"delete\"");
 	e->m_reconnects = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_watch_reconnects_total",
 	                            "Watch streams that ended and were started again.", NULL);
 	e->m_events = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_watch_events_total",
