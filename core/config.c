@@ -611,6 +611,8 @@ static void suggest_plugin(const char *dir, const char *name, char *out, size_t 
 			continue;
 		size_t dist = name_distance(name, cand);
 		/* closest first; equal distances: the first name in order */
+		if (dist == 0)
+			continue; /* the plugin itself, refused for another reason */
 		if (dist < best && dist < strlen(name) && dist < n - 3) {
 			best = dist;
 			snprintf(out, len, "%s", cand);
@@ -737,8 +739,10 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		char err[1024];
 		s->lp = regent_plugin_load(dir, s->plugin, (int)s->kind, err, sizeof(err));
 		if (!s->lp) {
-			char near[65];
-			suggest_plugin(dir, s->plugin, near, sizeof(near));
+			char near[65] = "", *so = regent_xasprintf("%s/%s.so", dir, s->plugin);
+			if (access(so, F_OK) != 0) /* a name that is not there: a typo? */
+				suggest_plugin(dir, s->plugin, near, sizeof(near));
+			free(so);
 			if (near[0])
 				regent_config_add_error(c, s->line, "[%s]: %s (did you mean [%s %s]?)",
 				                        s->header, err, regent_kind_name((int)s->kind),

@@ -316,7 +316,7 @@ static const regent_store_ops store_ops = {sizeof(store_ops), register_instance,
 REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	REGENT_PLUGIN_HEADER("etcd"),
 	.kind = REGENT_KIND_STORE,
-	.version = "0.1.0",
+	.version = REGENT_PLUGIN_VERSION, /* regent's own (CMakeLists.txt) */
 	.description = "etcd v3 store: one lease per agent, range read + watch",
 	.config_keys = config_keys,
 	.ops = &ops,
