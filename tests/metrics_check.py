@@ -3,6 +3,7 @@
 parsed by Debian's python3-prometheus-client.
 
   metrics_check.py BASE MODE SERVICES NODE [MIN_RELOAD_TS]
+  metrics_check.py BASE store-ops PLUGIN SEED_ADDRESS
 
 MODE bounded: no per-service or per-node series (the default), a bounded
 number of samples whatever SERVICES is; MODE per-service: one
@@ -10,7 +11,11 @@ regent_catalog_instances{service} per service and a
 regent_catalog_node_instances{node=NODE}, never node="".  Both: the process_*
 metrics, regent_config_last_reload_successful == 1 and its timestamp at or
 after MIN_RELOAD_TS, regent_catalog_services == SERVICES.  Mode
-reload-failed: only regent_config_last_reload_successful == 0.  Prints what
+reload-failed: only regent_config_last_reload_successful == 0.  Mode store-ops
+(a store with a watch open, metrics_per_service on): regent_store_ops_total
+and regent_store_errors_total of PLUGIN list the same ops, op="watch" is
+counted (the stream is open), and an entry that names no node (the seed's
+ip:port) is counted under SEED_ADDRESS, never node="".  Prints what
 it saw; exits 1 with the reasons otherwise."""
 import sys
 import urllib.request
@@ -22,7 +27,36 @@ from prometheus_client.parser import text_string_to_metric_families
 BOUNDED_SAMPLES = 400
 
 
+def store_ops(samples, plugin, seed_addr):
+    def ops(name):
+        return {s.labels.get("op"): s.value for s in samples
+                if s.name == name and s.labels.get("plugin") == plugin}
+    # the parser names a counter's samples name_total
+    req, err = ops("regent_store_ops_total"), ops("regent_store_errors_total")
+    errors = []
+    if not req or set(req) != set(err):
+        errors.append("ops %s vs errors %s" % (sorted(req), sorted(err)))
+    if req.get("watch", 0) < 1:
+        errors.append("regent_store_ops_total{op=watch} = %r with the watch open" % req.get("watch"))
+    nodes = {s.labels.get("node"): s.value for s in samples
+             if s.name == "regent_catalog_node_instances"}
+    if "" in nodes or nodes.get(seed_addr, 0) < 1:
+        errors.append("regent_catalog_node_instances %r, want %s counted, no node=\"\""
+                      % (nodes, seed_addr))
+    print("store-ops: %d ops listed in both; watch %r; nodes %r" % (len(req), req.get("watch"), nodes))
+    return errors
+
+
 def main():
+    if sys.argv[2] == "store-ops":
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        text = opener.open(sys.argv[1] + "/metrics", timeout=10).read().decode("utf-8")
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+        errors = store_ops(samples, sys.argv[3], sys.argv[4])
+        if errors:
+            print("\n".join(errors))
+            sys.exit(1)
+        return
     base, mode, nsvc, node = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     min_ts = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
