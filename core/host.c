@@ -714,4 +714,5 @@ void regent_host_validate(regent_config *c, regent_cfg_section *s)
 		regent_config_add_error(c, s->line, "[%s]: rejected by the plugin (%s)", s->header,
 		                        strerror(-rc));
 	free(ctx.who);
+	free(ctx.last_warning); /* a warning logged from validate() */
 }
