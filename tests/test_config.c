@@ -343,6 +343,47 @@ static void issue17_every_error_at_its_line(void **state)
 	       "bogus = 1\n",                /* 14 unknown key */
 	       want);
 	free(want);
+	/* The issue's own file, with the haproxy sink checking [service web]. */
+	snprintf(so, sizeof(so), "%s/haproxy.so", getenv("REGENT_PLUGIN_DIR"));
+	if (access(so, R_OK) != 0) {
+		print_message("haproxy plugin not built: its [service] check is not checked\n");
+		return;
+	}
+	char *text = regent_xasprintf("[agent]\n"                     /* 1 */
+	                              "bogus = 1\n"                   /* 2 */
+	                              "[sink stat]\n"                 /* 3 */
+	                              "[sink stats]\n"                /* 4 */
+	                              "listen = 10.1.2.3:9150\n"      /* 5 */
+	                              "[sink haproxy]\n"              /* 6 */
+	                              "manage = true\n"               /* 7 */
+	                              "config_file = %s/haproxy.cfg\n" /* 8 */
+	                              "[service web]\n"               /* 9 */
+	                              "port = 18000\n"                /* 10 */
+	                              "mode = htp\n"                  /* 11 */
+	                              "bogus = 1\n",                  /* 12 */
+	                              dir);
+	regent_config *c = load(text);
+	free(text);
+	char *got = errors_of(c);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+	const char *const lines[] = {
+		"FILE:2: agent.bogus: unknown key",
+		"FILE:3: [sink stat]: ",
+		"(did you mean [sink stats]?)\n",
+		"FILE:5: sink stats.listen: 10.1.2.3:9150 is not a loopback address",
+		"FILE:11: service web.mode: must be tcp or http, got \"htp\"\n",
+		"FILE:12: service web.bogus: unknown key (known: port, mode, ",
+	};
+	for (size_t i = 0; i < REGENT_ARRAY_LEN(lines); i++)
+		if (!strstr(got, lines[i]))
+			fail_msg("\"%s\" missing from:\n%s", lines[i], got);
+	size_t n = 0;
+	for (const char *p = got; (p = strchr(p, '\n')); p++)
+		n++;
+	if (n != 5)
+		fail_msg("%zu errors, want 5:\n%s", n, got);
+	free(got);
 }
 
 static void missing_file(void **state)
