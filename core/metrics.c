@@ -124,8 +124,15 @@ static void write_num(regent_buf *out, double v)
 		regent_buf_printf(out, v > 0 ? "+Inf" : "-Inf");
 	else if (v == floor(v) && fabs(v) < 1e15)
 		regent_buf_printf(out, "%.0f", v);
-	else
-		regent_buf_printf(out, "%.9g", v);
+	else {
+		/* The shortest text that reads back as v: "%.9g" would round a
+		 * Unix time such as 1796031870.5 to tens of seconds. */
+		char t[40];
+		snprintf(t, sizeof(t), "%.15g", v);
+		if (strtod(t, NULL) != v)
+			snprintf(t, sizeof(t), "%.17g", v);
+		regent_buf_printf(out, "%s", t);
+	}
 }
 
 static void write_sample(regent_buf *out, const char *name, const char *suffix, const char *labels,

@@ -245,6 +245,14 @@ static void catalog_metrics(void **state)
 	assert_non_null(strstr(b.data, "regent_catalog_node_instances{node=\"n\"} 1000\n"));
 	assert_null(strstr(b.data, "node=\"\""));
 	regent_buf_free(&b);
+	/* A Unix time keeps its seconds (not rounded to 9 digits). */
+	regent_metrics *m = regent_metrics_new();
+	regent_metric_set(regent_metrics_get(m, REGENT_METRIC_GAUGE, "t", "a time", NULL),
+	                  1796031870.5);
+	regent_metrics_write(m, &b);
+	assert_non_null(strstr(b.data, "\nt 1796031870.5\n"));
+	regent_buf_free(&b);
+	regent_metrics_free(m);
 	teardown(&loop, c, &f);
 }
 
