@@ -205,6 +205,7 @@ static void trial_failed(regent_agent *a, regent_ctx *c, const char *reason)
 	set_text(&old->note, regent_xasprintf("new configuration refused: %s; the previous one runs",
 	                                      reason));
 	regent_metric_add(a->m_reload_errors, 1);
+	regent_metric_set(a->m_reload_ok, 0);
 	c->stop_reason = REGENT_STOP_FAILED;
 	ctx_stop(a, c); /* a source: only ids the old one does not report go */
 	if (old->kind == REGENT_KIND_SINK && running(old) && regent_cat_flushed(a->cat))
@@ -459,6 +460,19 @@ regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *
 	a->m_reload_errors = regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,
 	                                        "regent_reload_errors_total",
 	                                        "Configuration reloads refused.", NULL);
+	/* The names Prometheus itself uses for its own configuration. */
+	a->m_reload_ok = regent_metrics_get(a->metrics, REGENT_METRIC_GAUGE,
+	                                    "regent_config_last_reload_successful",
+	                                    "Whether the last configuration reload attempt (or the "
+	                                    "start) succeeded.",
+	                                    NULL);
+	a->m_reload_ts = regent_metrics_get(a->metrics, REGENT_METRIC_GAUGE,
+	                                    "regent_config_last_reload_success_timestamp_seconds",
+	                                    "Timestamp of the last successful configuration load "
+	                                    "(start or reload).",
+	                                    NULL);
+	regent_metric_set(a->m_reload_ok, 1);
+	regent_metric_set(a->m_reload_ts, (double)a->start_wall_ns / 1e9);
 	char *l = regent_xasprintf("version=\"%s\"", REGENT_VERSION);
 	regent_metric_set(regent_metrics_get(a->metrics, REGENT_METRIC_GAUGE, "regent_build_info",
 	                                     "regent's version.", l),
@@ -620,6 +634,7 @@ int regent_agent_reload(regent_agent *a)
 		                                n->errors[0], n->nerrors - 1));
 		regent_config_unref(n);
 		regent_metric_add(a->m_reload_errors, 1);
+		regent_metric_set(a->m_reload_ok, 0);
 		regent_notify("READY=1\nSTATUS=reload refused; running the previous configuration");
 		return -EINVAL;
 	}
@@ -714,6 +729,9 @@ int regent_agent_reload(regent_agent *a)
 	for (regent_ctx *c = a->ctxs; c; c = c->next)
 		trials += c->replaces != NULL;
 	regent_metric_add(a->m_reloads, 1);
+	/* Plugin instances on trial may still be refused (trial_failed()). */
+	regent_metric_set(a->m_reload_ok, 1);
+	regent_metric_set(a->m_reload_ts, (double)regent_wall_ns() / 1e9);
 	regent_log(REGENT_LOG_INFO, NULL, "configuration reloaded (%zu plugin instance%s restarted%s%s)",
 	           nchanged, nchanged == 1 ? "" : "s", trials ? ", some on trial" : "",
 	           failures ? ", some failed to start" : "");

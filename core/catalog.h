@@ -60,4 +60,9 @@ size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
 const regent_catalog *regent_catalog_ref(const regent_catalog *cat);
 void regent_catalog_unref(const regent_catalog *cat);
 
+/* metrics.c: the catalog's gauges in the Prometheus text format.  By
+ * default a fixed number of series (services, instances, nodes); with
+ * per_service one series per service and one per owning node. */
+void regent_catalog_metrics_write(const regent_catalog *cat, bool per_service, regent_buf *out);
+
 #endif

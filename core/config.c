@@ -6,6 +6,7 @@
 #include "host.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -34,6 +35,9 @@ const regent_config_key regent_agent_keys[] = {
 	 "where plugins keep state across restarts (lease ids, ...)"},
 	{"control_socket", REGENT_CFG_STRING, "/run/regent/regent.sock", false, 0, 0,
 	 "the unix socket `regent ctl` talks to (mode 0660, group regent); empty: none"},
+	{"metrics_per_service", REGENT_CFG_BOOL, "false", false, 0, 0,
+	 "/metrics also has regent_catalog_instances by service and by node: one series per "
+	 "service and per host of the fleet, on every agent"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -71,7 +75,43 @@ void regent_config_add_error(regent_config *c, int line, const char *fmt, ...)
 	                      : regent_xasprintf("%s: %s", c->path, esc);
 	free(esc);
 	c->errors = regent_xrealloc(c->errors, sizeof(*c->errors) * (c->nerrors + 1));
+	c->error_lines = regent_xrealloc(c->error_lines, sizeof(*c->error_lines) * (c->nerrors + 1));
+	c->error_lines[c->nerrors] = line;
 	c->errors[c->nerrors++] = full;
+}
+
+typedef struct numbered_error {
+	int line;
+	size_t seq;
+	char *text;
+} numbered_error;
+
+static int cmp_error(const void *a, const void *b)
+{
+	const numbered_error *x = a, *y = b;
+	/* errors without a line (the file as a whole) last */
+	unsigned lx = x->line > 0 ? (unsigned)x->line : UINT_MAX;
+	unsigned ly = y->line > 0 ? (unsigned)y->line : UINT_MAX;
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The errors in the order of the file's lines (checks run section by
+ * section and plugin by plugin, a person reads top to bottom). */
+static void sort_errors(regent_config *c)
+{
+	if (c->nerrors < 2)
+		return;
+	numbered_error *e = regent_xmalloc(sizeof(*e) * c->nerrors);
+	for (size_t i = 0; i < c->nerrors; i++)
+		e[i] = (numbered_error){c->error_lines[i], i, c->errors[i]};
+	qsort(e, c->nerrors, sizeof(*e), cmp_error);
+	for (size_t i = 0; i < c->nerrors; i++) {
+		c->errors[i] = e[i].text;
+		c->error_lines[i] = e[i].line;
+	}
+	free(e);
 }
 
 /* ---------------------------------------------------------------- */
@@ -421,7 +461,7 @@ static const regent_config_key *find_key(const regent_config_key *keys, size_t n
 
 /* Validates a section's entries against its declared keys. */
 static void validate_section(regent_config *c, regent_cfg_section *s, const regent_config_key *keys,
-                             size_t nkeys, bool report_unknown)
+                             size_t nkeys, const char *unloaded)
 {
 	s->values = regent_xcalloc(nkeys + 1, sizeof(*s->values));
 	s->nvalues = nkeys;
@@ -431,15 +471,16 @@ static void validate_section(regent_config *c, regent_cfg_section *s, const rege
 		regent_cfg_entry *en = &s->entries[e];
 		const regent_config_key *k = find_key(keys, nkeys, en->key);
 		if (!k) {
-			if (report_unknown) {
-				regent_buf known = {0};
-				for (size_t i = 0; i < nkeys; i++)
-					regent_buf_printf(&known, "%s%s", i ? ", " : "", keys[i].name);
-				regent_config_add_error(c, en->line, "%s.%s: unknown key (known: %s)",
-				                        s->header, en->key,
-				                        known.data ? known.data : "none");
-				regent_buf_free(&known);
-			}
+			/* unloaded: the plugin sections that could not be
+			 * loaded (a [service] key may be theirs). */
+			regent_buf known = {0};
+			for (size_t i = 0; i < nkeys; i++)
+				regent_buf_printf(&known, "%s%s", i ? ", " : "", keys[i].name);
+			regent_config_add_error(c, en->line, "%s.%s: unknown key (known: %s%s%s%s)",
+			                        s->header, en->key, known.data ? known.data : "none",
+			                        unloaded ? "; unless " : "", unloaded ? unloaded : "",
+			                        unloaded ? ", not loaded, declares it" : "");
+			regent_buf_free(&known);
 			continue;
 		}
 		regent_cfg_value *v = &s->values[k - keys];
@@ -448,6 +489,7 @@ static void validate_section(regent_config *c, regent_cfg_section *s, const rege
 		v->line = en->line;
 		if (parse_value(v, en->value, why, sizeof(why)) != 0) {
 			v->bad = true;
+			s->blocked = true;
 			regent_config_add_error(c, en->line, "%s.%s: %s", s->header, en->key, why);
 		}
 		else if (k->required && k->type == REGENT_CFG_STRING && !en->value[0])
@@ -459,6 +501,7 @@ static void validate_section(regent_config *c, regent_cfg_section *s, const rege
 		if (v->set)
 			continue;
 		if (keys[i].required) {
+			s->blocked = true;
 			regent_config_add_error(c, s->line, "%s.%s: required key is missing (%s)",
 			                        s->header, keys[i].name, keys[i].description
 			                                                     ? keys[i].description
@@ -522,6 +565,64 @@ bool regent_section_equal(const regent_cfg_section *a, const regent_cfg_section 
 /* Loading                                                           */
 /* ---------------------------------------------------------------- */
 
+/* Edit distance (insertions, deletions, substitutions, transpositions of
+ * neighbours) between two short names. */
+static size_t name_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	size_t d[65][65];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	return d[la][lb];
+}
+
+/* The plugin in dir whose name is closest to name (at most 2 edits, and
+ * fewer than its length), or "" when none is. */
+static void suggest_plugin(const char *dir, const char *name, char *out, size_t len)
+{
+	out[0] = '\0';
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	size_t best = 3;
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t n = strlen(e->d_name);
+		if (n <= 3 || n > 67 || strcmp(e->d_name + n - 3, ".so") != 0)
+			continue;
+		char cand[65];
+		snprintf(cand, sizeof(cand), "%.*s", (int)(n - 3), e->d_name);
+		if (!valid_plugin_name(cand))
+			continue;
+		size_t dist = name_distance(name, cand);
+		/* closest first; equal distances: the first name in order */
+		if (dist == 0)
+			continue; /* the plugin itself, refused for another reason */
+		if (dist < best && dist < strlen(name) && dist < n - 3) {
+			best = dist;
+			snprintf(out, len, "%s", cand);
+		} else if (dist == best && out[0] && strcmp(cand, out) < 0) {
+			snprintf(out, len, "%s", cand);
+		}
+	}
+	closedir(d);
+}
+
 static void merge_service_keys(regent_config *c, const regent_config_key *keys, const char *owner,
                                int line)
 {
@@ -577,7 +678,7 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		c->sections[c->nsections++] = agent;
 	}
 	c->agent = agent;
-	validate_section(c, agent, regent_agent_keys, count_keys(regent_agent_keys), true);
+	validate_section(c, agent, regent_agent_keys, count_keys(regent_agent_keys), NULL);
 	const regent_cfg_value *v = regent_cfg_find(agent, "log_level");
 	regent_log_level lvl;
 	if (v && v->raw && regent_log_level_parse(v->raw, &lvl) != 0)
@@ -620,7 +721,7 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		dir = v->raw;
 	if (!dir)
 		dir = regent_default_plugin_dir();
-	bool load_failed = false;
+	regent_buf unloaded = {0}; /* "[sink stat]", ... */
 	size_t nplugins = 0;
 	c->service_keys = regent_xcalloc(1, sizeof(*c->service_keys));
 	merge_service_keys(c, regent_core_service_keys, "core", 0);
@@ -631,18 +732,28 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 			continue;
 		nplugins++;
 		if (!valid_plugin_name(s->plugin)) {
-			load_failed = true; /* reported at the header; never a path */
+			/* reported at the header; never a path */
+			regent_buf_printf(&unloaded, "%s[%s]", unloaded.len ? " or " : "", s->header);
 			continue;
 		}
 		char err[1024];
 		s->lp = regent_plugin_load(dir, s->plugin, (int)s->kind, err, sizeof(err));
 		if (!s->lp) {
-			regent_config_add_error(c, s->line, "[%s]: %s", s->header, err);
-			load_failed = true;
+			char near[65] = "", *so = regent_xasprintf("%s/%s.so", dir, s->plugin);
+			if (access(so, F_OK) != 0) /* a name that is not there: a typo? */
+				suggest_plugin(dir, s->plugin, near, sizeof(near));
+			free(so);
+			if (near[0])
+				regent_config_add_error(c, s->line, "[%s]: %s (did you mean [%s %s]?)",
+				                        s->header, err, regent_kind_name((int)s->kind),
+				                        near);
+			else
+				regent_config_add_error(c, s->line, "[%s]: %s", s->header, err);
+			regent_buf_printf(&unloaded, "%s[%s]", unloaded.len ? " or " : "", s->header);
 			continue;
 		}
 		const regent_plugin *d = s->lp->desc;
-		validate_section(c, s, d->config_keys, count_keys(d->config_keys), true);
+		validate_section(c, s, d->config_keys, count_keys(d->config_keys), NULL);
 		merge_service_keys(c, d->service_keys, d->name, s->line);
 	}
 	if (nplugins == 0)
@@ -653,14 +764,18 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		regent_cfg_section *s = c->sections[i];
 		if (s->kind != REGENT_SECTION_SERVICE)
 			continue;
-		validate_section(c, s, c->service_keys, c->nservice_keys, !load_failed);
+		validate_section(c, s, c->service_keys, c->nservice_keys, unloaded.data);
 		c->service_names[c->nservice_names++] = s->plugin;
 	}
-	/* Let each plugin check its own section's meaning. */
-	if (c->nerrors == 0)
-		for (size_t i = 0; i < c->nsections; i++)
-			if (c->sections[i]->lp)
-				regent_host_validate(c, c->sections[i]);
+	regent_buf_free(&unloaded);
+	/* Let each plugin check its own section's meaning, whatever went
+	 * wrong elsewhere (every error of the file in one run), unless one of
+	 * the section's own values could not be read: its checks would run
+	 * on a value that is not there. */
+	for (size_t i = 0; i < c->nsections; i++)
+		if (c->sections[i]->lp && !c->sections[i]->blocked)
+			regent_host_validate(c, c->sections[i]);
+	sort_errors(c);
 	return c;
 }
 
@@ -702,6 +817,7 @@ void regent_config_unref(regent_config *c)
 	for (size_t i = 0; i < c->nerrors; i++)
 		free(c->errors[i]);
 	free(c->errors);
+	free(c->error_lines);
 	free(c->service_keys);
 	free(c->service_names);
 	free(c->path);

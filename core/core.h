@@ -13,6 +13,12 @@ void regent_log(regent_log_level level, const char *who, const char *fmt, ...) R
 void regent_vlogf(regent_log_level level, const char *who, const char *fmt, va_list ap);
 int regent_log_level_parse(const char *s, regent_log_level *out);
 const char *regent_log_level_name(regent_log_level level);
+/* True when stderr is the journal's stream: JOURNAL_STREAM ("DEV:INODE",
+ * set by systemd) matches fstat(2) of stderr. */
+bool regent_log_stderr_is_journal(void);
+/* Decides, once, between "<N>" priority prefixes (stderr is the journal)
+ * and timestamps; called again after stderr or JOURNAL_STREAM changed. */
+void regent_log_init(void);
 
 /* ---- util.c ---- */
 void *regent_xmalloc(size_t n);
@@ -140,6 +146,7 @@ typedef struct regent_cfg_section {
 	regent_cfg_value *values;     /* one per declared key */
 	size_t nvalues;
 	struct regent_loaded_plugin *lp; /* plugin sections */
+	bool blocked;                 /* a value unreadable or a required key missing */
 } regent_cfg_section;
 
 typedef struct regent_config {
@@ -152,7 +159,8 @@ typedef struct regent_config {
 	size_t nservice_names;
 	regent_config_key *service_keys; /* merged declarations */
 	size_t nservice_keys;
-	char **errors;
+	char **errors;                /* in the order of their lines once loaded */
+	int *error_lines;             /* 0: the file as a whole */
 	size_t nerrors;
 } regent_config;
 

@@ -2,6 +2,7 @@
  * socket (core/ctl.c), sends one request line, and prints the JSON answer
  * as text (or as it is with --json).  A short-lived command: blocking I/O,
  * no loop. */
+#include "build_config.h"
 #include "ctl.h"
 
 #include <errno.h>
@@ -36,7 +37,7 @@ static void ctl_usage(FILE *out)
 	        "  reload             re-read the configuration (as SIGHUP) and report the result\n"
 	        "\n"
 	        "  -s, --socket PATH  the agent's control socket (default: [agent] control_socket\n"
-	        "                     of the -c file or of /etc/regent/regent.ini, else %s)\n"
+	        "                     of the -c file or of " REGENT_CONFIG_FILE_DEFAULT ", else %s)\n"
 	        "  -c, --config FILE  read the socket path from FILE\n"
 	        "  -j, --json         print the agent's JSON answer\n"
 	        "  -w, --wait D       with drain: wait D after the deregistration (50ms, 10s, 1m)\n"
@@ -423,7 +424,7 @@ int regent_ctl_main(int argc, char **argv)
 
 	char *from_cfg = NULL;
 	if (!sock) {
-		from_cfg = socket_from_config(config ? config : "/etc/regent/regent.ini");
+		from_cfg = socket_from_config(config ? config : REGENT_CONFIG_FILE_DEFAULT);
 		if (config && !from_cfg && access(config, R_OK) != 0) {
 			fprintf(stderr, "regent ctl: cannot read %s: %s\n", config, strerror(errno));
 			return 1;
@@ -431,7 +432,7 @@ int regent_ctl_main(int argc, char **argv)
 		if (from_cfg && !from_cfg[0]) {
 			fprintf(stderr, "regent ctl: %s disables the control socket (control_socket is "
 			                "empty)\n",
-			        config ? config : "/etc/regent/regent.ini");
+			        config ? config : REGENT_CONFIG_FILE_DEFAULT);
 			free(from_cfg);
 			return 1;
 		}

@@ -19,6 +19,18 @@ static uv_loop_t *h_loop(regent_ctx *ctx)
 
 static void h_vlog(regent_ctx *ctx, regent_log_level level, const char *fmt, va_list ap)
 {
+	if (ctx && level <= REGENT_LOG_WARN && level <= regent_log_threshold) {
+		/* Kept so that set_health() does not warn a second time about
+		 * the cause the plugin has just logged. */
+		va_list copy;
+		va_copy(copy, ap);
+		char *msg;
+		if (vasprintf(&msg, fmt, copy) < 0)
+			msg = NULL;
+		va_end(copy);
+		free(ctx->last_warning);
+		ctx->last_warning = msg;
+	}
 	regent_vlogf(level, ctx ? ctx->who : "plugin", fmt, ap);
 }
 
@@ -131,6 +143,25 @@ static void h_cfg_error(regent_ctx *ctx, const char *key, const char *fmt, ...)
 		regent_config_add_error(ctx->cfg, line, "[%s]: %s", ctx->sec->header, msg);
 }
 
+static void h_cfg_service_error(regent_ctx *ctx, const char *service, const char *key,
+                                const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* validate() runs on the config being checked (ctx->cfg). */
+	const regent_cfg_section *s = service ? regent_config_service(ctx->cfg, service) : NULL;
+	const regent_cfg_value *v = s && key ? regent_cfg_find(s, key) : NULL;
+	int line = v && v->set ? v->line : s ? s->line : ctx->sec->line;
+	const char *name = service ? service : "?";
+	if (key)
+		regent_config_add_error(ctx->cfg, line, "service %s.%s: %s", name, key, msg);
+	else
+		regent_config_add_error(ctx->cfg, line, "[service %s]: %s", name, msg);
+}
+
 /* Service sections come from the running config (so a reload that only
  * changes [service X] reaches the sinks without restarting them). */
 static const regent_config *svc_config(regent_ctx *ctx)
@@ -148,7 +179,10 @@ static size_t h_services(regent_ctx *ctx, const char *const **names)
 static const regent_cfg_value *svc_value(regent_ctx *ctx, const char *service, const char *key)
 {
 	const regent_cfg_section *s = regent_config_service(svc_config(ctx), service);
-	return s ? regent_cfg_find(s, key) : NULL;
+	const regent_cfg_value *v = s ? regent_cfg_find(s, key) : NULL;
+	/* A value that failed its type check (already reported) reads as
+	 * unset: a plugin's checks never see it. */
+	return v && v->bad ? NULL : v;
 }
 
 static const char *h_service_string(regent_ctx *ctx, const char *service, const char *key)
@@ -420,7 +454,14 @@ static const char *h_state_dir(regent_ctx *ctx)
 
 static void h_set_health(regent_ctx *ctx, bool healthy, const char *reason)
 {
-	if (ctx->healthy != healthy)
+	/* One warning per cause: when the plugin has just logged this very
+	 * reason as a warning or error, the transition is logged at info
+	 * without repeating it. */
+	bool said = !healthy && reason && ctx->last_warning &&
+	            strcmp(ctx->last_warning, reason) == 0;
+	if (ctx->healthy != healthy && said)
+		regent_log(REGENT_LOG_INFO, ctx->who, "unhealthy (the warning above)");
+	else if (ctx->healthy != healthy)
 		regent_log(healthy ? REGENT_LOG_INFO : REGENT_LOG_WARN, ctx->who, "%s%s%s",
 		           healthy ? "healthy" : "unhealthy", reason ? ": " : "", reason ? reason : "");
 	ctx->healthy = healthy;
@@ -458,49 +499,28 @@ static void h_metrics_write(regent_ctx *ctx, regent_write_cb out, void *arg)
 	regent_buf b = {0};
 	regent_metrics_write(a->metrics, &b);
 	const regent_catalog *cat = regent_cat_current(a->cat);
-	const char *const *names;
-	size_t n = regent_catalog_services(cat, &names);
-	if (a->counts_of != cat || !a->counts_text) {
+	const regent_cfg_value *per = regent_cfg_find(a->cfg->agent, "metrics_per_service");
+	bool per_service = per && per->i;
+	/* Rendered once per catalog snapshot: a scrape costs O(services), not O(instances). */
+	if (a->counts_of != cat || !a->counts_text || a->counts_per != per_service) {
 		regent_buf c = {0};
-		regent_buf_printf(&c, "# HELP regent_catalog_instances Instances in the catalog, by "
-		                      "service.\n# TYPE regent_catalog_instances gauge\n");
-		regent_map *bynode = regent_map_new();
-		for (size_t i = 0; i < n; i++) {
-			const regent_instance *const *insts;
-			size_t k = regent_catalog_instances(cat, names[i], &insts);
-			regent_buf_printf(&c, "regent_catalog_instances{service=\"%s\"} %zu\n", names[i], k);
-			for (size_t j = 0; j < k; j++) {
-				const char *node = insts[j]->node && insts[j]->node[0] ? insts[j]->node : "";
-				uintptr_t cnt = (uintptr_t)regent_map_get(bynode, node);
-				regent_map_put(bynode, node, (void *)(cnt + 1));
-			}
-		}
-		regent_buf_printf(&c, "# HELP regent_catalog_node_instances Instances in the catalog, "
-		                      "by node.\n# TYPE regent_catalog_node_instances gauge\n");
-		size_t nn;
-		const char **nodes = regent_map_sorted_keys(bynode, &nn);
-		for (size_t i = 0; i < nn; i++)
-			regent_buf_printf(&c, "regent_catalog_node_instances{node=\"%s\"} %zu\n", nodes[i],
-			                  (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
-		free(nodes);
-		regent_map_free(bynode, NULL);
+		regent_catalog_metrics_write(cat, per_service, &c);
 		regent_buf_add(&c, "", 1);
 		if (a->counts_of)
 			regent_catalog_unref(a->counts_of);
 		free(a->counts_text);
 		a->counts_of = regent_catalog_ref(cat);
 		a->counts_text = c.data;
+		a->counts_per = per_service;
 	}
 	regent_buf_printf(&b, "%s", a->counts_text);
 	regent_buf_printf(&b,
-	                  "# HELP regent_catalog_services Services in the catalog.\n"
-	                  "# TYPE regent_catalog_services gauge\nregent_catalog_services %zu\n"
 	                  "# HELP regent_local_instances Instances this host's sources report.\n"
 	                  "# TYPE regent_local_instances gauge\nregent_local_instances %zu\n"
 	                  "# HELP process_start_time_seconds Start time of the process since the "
 	                  "Unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
 	                  "process_start_time_seconds %.3f\n",
-	                  n, regent_localset_size(a->local), (double)a->start_wall_ns / 1e9);
+	                  regent_localset_size(a->local), (double)a->start_wall_ns / 1e9);
 	out(arg, b.data ? b.data : "", b.len);
 	regent_buf_free(&b);
 }
@@ -697,6 +717,7 @@ const regent_host regent_host_table = {
 	.annotations_foreach = h_annotations_foreach,
 	.changes_foreach = h_changes_foreach,
 	.history_foreach = h_history_foreach,
+	.cfg_service_error = h_cfg_service_error,
 };
 
 /* ---- contexts ---- */
@@ -726,6 +747,7 @@ void regent_ctx_free(regent_ctx *ctx)
 	free(ctx->note);
 	free(ctx->health_note);
 	regent_annotations_clear(ctx);
+	free(ctx->last_warning);
 	regent_config_unref(ctx->cfg);
 	free(ctx);
 }
@@ -750,4 +772,5 @@ void regent_host_validate(regent_config *c, regent_cfg_section *s)
 		regent_config_add_error(c, s->line, "[%s]: rejected by the plugin (%s)", s->header,
 		                        strerror(-rc));
 	free(ctx.who);
+	free(ctx.last_warning); /* a warning logged from validate() */
 }

@@ -52,6 +52,7 @@ struct regent_ctx {
 	/* annotations.c: what it published (host->annotations_set) */
 	struct regent_annot **annots;
 	size_t nannots;
+	char *last_warning;           /* the last line it logged at warn or error */
 	/* stop */
 	uv_timer_t *stop_timer;
 	void (*on_stopped)(regent_ctx *ctx);
@@ -72,6 +73,7 @@ struct regent_agent {
 	 * O(instances) */
 	const regent_catalog *counts_of;
 	char *counts_text;
+	bool counts_per;              /* counts_text has the per-service/per-node series */
 	regent_ctx *ctxs;             /* running, in start order */
 	regent_ctx *dying;            /* stopping after a reload */
 	unsigned generation;          /* reloads applied so far */
@@ -82,6 +84,7 @@ struct regent_agent {
 	int exit_code;
 	uint64_t start_wall_ns;
 	regent_metric *m_reloads, *m_reload_errors, *m_sink_applies_total;
+	regent_metric *m_reload_ok, *m_reload_ts; /* regent_config_last_reload_* */
 	void (*on_exit)(regent_agent *a);
 	bool drained;                 /* `regent ctl drain`: local instances kept out of the stores */
 };

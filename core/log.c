@@ -1,13 +1,19 @@
 /* log.c - the agent's log: one line per event on stderr, with a level and
  * the name of whoever speaks ("store etcd", "core"), control bytes escaped.
- * journald adds its own timestamps, so lines carry one only when stderr is
- * not the journal. */
+ * When stderr is the journal's stream (JOURNAL_STREAM names the device and
+ * inode of stderr itself, not merely set in the environment) each line
+ * starts with the sd-daemon priority prefix "<N>" so journald files it at
+ * that priority (journalctl -p warning) and carries no timestamp, since
+ * journald adds its own; anywhere else a line starts with a timestamp. */
 #include "core.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 regent_log_level regent_log_threshold = REGENT_LOG_INFO;
 
@@ -35,6 +41,31 @@ int regent_log_level_parse(const char *s, regent_log_level *out)
 	return -1;
 }
 
+/* sd-daemon(3) priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const int level_prio[] = {3, 4, 6, 7};
+
+static int journal_mode = -1; /* -1: not decided yet */
+
+bool regent_log_stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	if (!js || !js[0])
+		return false;
+	uintmax_t dev, ino;
+	char tail;
+	if (sscanf(js, "%ju:%ju%c", &dev, &ino, &tail) != 2)
+		return false;
+	struct stat st;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return false;
+	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
+
+void regent_log_init(void)
+{
+	journal_mode = regent_log_stderr_is_journal();
+}
+
 void regent_vlogf(regent_log_level level, const char *who, const char *fmt, va_list ap)
 {
 	if (level > regent_log_threshold)
@@ -47,8 +78,12 @@ void regent_vlogf(regent_log_level level, const char *who, const char *fmt, va_l
 	 * byte that is not UTF-8 is written as \xNN; quotes and backslashes
 	 * stay as they are (JSON values stay readable). */
 	regent_log_escape(raw, rlen, msg, sizeof(msg));
+	if (journal_mode < 0)
+		regent_log_init();
 	char stamp[40] = "";
-	if (!getenv("JOURNAL_STREAM")) {
+	if (journal_mode) {
+		snprintf(stamp, sizeof(stamp), "<%d>", level_prio[level]);
+	} else {
 		struct timespec ts;
 		struct tm tm;
 		clock_gettime(CLOCK_REALTIME, &ts);

@@ -19,7 +19,7 @@ static void usage(FILE *out)
 	        "       regent --version\n"
 	        "       regent ctl [-s SOCKET] COMMAND   (regent ctl --help)\n"
 	        "\n"
-	        "  -c, --config FILE     configuration (default /etc/regent/regent.ini)\n"
+	        "  -c, --config FILE     configuration (default " REGENT_CONFIG_FILE_DEFAULT ")\n"
 	        "  -t, --check-config    validate the configuration, load its plugins, exit 0 or 1\n"
 	        "  -l, --list-plugins    list the plugins in the plugin directory\n"
 	        "  -p, --plugin-dir DIR  load plugins from DIR (default: [agent] plugin_dir,\n"
@@ -49,6 +49,7 @@ static void on_agent_exit(regent_agent *a)
 
 int main(int argc, char **argv)
 {
+	regent_log_init(); /* stderr is the journal or not: decided once */
 	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
 		return regent_ctl_main(argc - 1, argv + 1);
 	static const struct option opts[] = {
@@ -61,7 +62,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *config = "/etc/regent/regent.ini";
+	const char *config = REGENT_CONFIG_FILE_DEFAULT;
 	const char *plugin_dir = NULL;
 	bool check = false, list = false;
 	int ch;

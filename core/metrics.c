@@ -1,8 +1,9 @@
 /* metrics.c - the agent's counters, gauges and histograms, kept in one
  * place for every plugin, and their Prometheus text exposition, which
  * ends with the standard process_* metrics read from /proc (the core
- * writes process_start_time_seconds itself). */
-#include "core.h"
+ * writes process_start_time_seconds itself); and the catalog's gauges,
+ * bounded by default whatever the fleet's size. */
+#include "catalog.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -28,12 +29,14 @@ struct regent_metric {
 struct regent_metrics {
 	regent_metric *head, *tail;
 	regent_map *index;            /* "name{labels}" -> metric */
+	regent_map *last;             /* name -> the last metric of that name in the list */
 };
 
 regent_metrics *regent_metrics_new(void)
 {
 	regent_metrics *m = regent_xcalloc(1, sizeof(*m));
 	m->index = regent_map_new();
+	m->last = regent_map_new();
 	return m;
 }
 
@@ -51,6 +54,7 @@ void regent_metrics_free(regent_metrics *m)
 		x = n;
 	}
 	regent_map_free(m->index, NULL);
+	regent_map_free(m->last, NULL);
 	free(m);
 }
 
@@ -66,10 +70,8 @@ regent_metric *regent_metrics_get(regent_metrics *m, regent_metric_type type, co
 		x->help = regent_xstrdup(help ? help : "");
 		x->labels = regent_xstrdup(labels ? labels : "");
 		/* Keep metrics of one name together for the exposition. */
-		regent_metric *after = NULL;
-		for (regent_metric *p = m->head; p; p = p->next)
-			if (strcmp(p->name, name) == 0)
-				after = p;
+		regent_metric *after = regent_map_get(m->last, name);
+		regent_map_put(m->last, name, x);
 		if (after) {
 			x->next = after->next;
 			after->next = x;
@@ -122,8 +124,15 @@ static void write_num(regent_buf *out, double v)
 		regent_buf_printf(out, v > 0 ? "+Inf" : "-Inf");
 	else if (v == floor(v) && fabs(v) < 1e15)
 		regent_buf_printf(out, "%.0f", v);
-	else
-		regent_buf_printf(out, "%.9g", v);
+	else {
+		/* The shortest text that reads back as v: "%.9g" would round a
+		 * Unix time such as 1796031870.5 to tens of seconds. */
+		char t[40];
+		snprintf(t, sizeof(t), "%.15g", v);
+		if (strtod(t, NULL) != v)
+			snprintf(t, sizeof(t), "%.17g", v);
+		regent_buf_printf(out, "%s", t);
+	}
 }
 
 static void write_sample(regent_buf *out, const char *name, const char *suffix, const char *labels,
@@ -166,6 +175,82 @@ void regent_metrics_write(regent_metrics *m, regent_buf *out)
 		write_sample(out, x->name, "_count", x->labels, NULL, (double)x->count);
 	}
 	write_process(out);
+}
+
+/* ---- the catalog's gauges ---- */
+
+/* A label value: backslash, quote and newline escaped as the text format
+ * wants (names and addresses are validated, this is a second guard). */
+static void write_label(regent_buf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			regent_buf_printf(out, "\\%c", *v);
+		else if (*v == '\n')
+			regent_buf_add(out, "\\n", 2);
+		else
+			regent_buf_add(out, v, 1);
+	}
+}
+
+/* Who owns an instance: its node, or for an entry that names none (the
+ * seed's "ip:port" values) the address it was registered with, which is
+ * the host's. */
+static const char *owner_of(const regent_instance *inst)
+{
+	return inst->node && inst->node[0] ? inst->node : inst->address;
+}
+
+void regent_catalog_metrics_write(const regent_catalog *cat, bool per_service, regent_buf *out)
+{
+	const char *const *names;
+	size_t n = regent_catalog_services(cat, &names), total = 0;
+	regent_map *bynode = regent_map_new();
+	if (per_service)
+		regent_buf_printf(out, "# HELP regent_catalog_instances Instances in the catalog, by "
+		                       "service.\n# TYPE regent_catalog_instances gauge\n");
+	for (size_t i = 0; i < n; i++) {
+		const regent_instance *const *insts;
+		size_t k = regent_catalog_instances(cat, names[i], &insts);
+		total += k;
+		if (per_service) {
+			regent_buf_printf(out, "regent_catalog_instances{service=\"");
+			write_label(out, names[i]);
+			regent_buf_printf(out, "\"} %zu\n", k);
+		}
+		for (size_t j = 0; j < k; j++) {
+			const char *node = owner_of(insts[j]);
+			uintptr_t c = (uintptr_t)regent_map_get(bynode, node);
+			regent_map_put(bynode, node, (void *)(c + 1));
+		}
+	}
+	if (!per_service)
+		regent_buf_printf(out,
+		                  "# HELP regent_catalog_instances Instances in the catalog (by service "
+		                  "with [agent] metrics_per_service = true).\n"
+		                  "# TYPE regent_catalog_instances gauge\nregent_catalog_instances %zu\n",
+		                  total);
+	regent_buf_printf(out,
+	                  "# HELP regent_catalog_services Services in the catalog.\n"
+	                  "# TYPE regent_catalog_services gauge\nregent_catalog_services %zu\n"
+	                  "# HELP regent_catalog_nodes Hosts owning instances in the catalog.\n"
+	                  "# TYPE regent_catalog_nodes gauge\nregent_catalog_nodes %zu\n",
+	                  n, regent_map_size(bynode));
+	if (per_service) {
+		regent_buf_printf(out, "# HELP regent_catalog_node_instances Instances in the catalog, "
+		                       "by owning node (the address for entries that name no node)."
+		                       "\n# TYPE regent_catalog_node_instances gauge\n");
+		size_t nn;
+		const char **nodes = regent_map_sorted_keys(bynode, &nn);
+		for (size_t i = 0; i < nn; i++) {
+			regent_buf_printf(out, "regent_catalog_node_instances{node=\"");
+			write_label(out, nodes[i]);
+			regent_buf_printf(out, "\"} %zu\n",
+			                  (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
+		}
+		free(nodes);
+	}
+	regent_map_free(bynode, NULL);
 }
 
 /* ---- process_* (the names the Prometheus client libraries use) ---- */

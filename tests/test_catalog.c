@@ -195,6 +195,67 @@ static void union_of_stores(void **state)
 	teardown(&loop, c, &f);
 }
 
+/* The catalog's gauges (issue 17): a fixed set of series by default,
+ * whatever the number of services; by service and node on request; an
+ * entry that names no node (the seed's "ip:port" values) counted under its
+ * address, never under node="". */
+static void catalog_metrics(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 10, 50, on_flush, &f);
+	regent_catview *v = regent_cat_view_new(c, true);
+	regent_cat_view_sync_begin(v);
+	char svc[32], id[32];
+	for (int i = 0; i < 1000; i++) {
+		snprintf(svc, sizeof(svc), "svc%04d", i);
+		snprintf(id, sizeof(id), "i%d", i);
+		set1(v, svc, id, (uint16_t)(1000 + i));
+	}
+	regent_instance seed = {.service = "whoami", .id = "3f2a9c1d0b7e", .address = "10.1.2.3",
+	                        .port = 32768};
+	regent_inst *nodeless = regent_inst_copy(&seed, NULL, NULL, 0);
+	assert_string_equal(nodeless->pub.node, "");
+	regent_cat_view_set(v, "whoami", &nodeless, 1);
+	regent_cat_view_sync_end(v);
+	run_ms(&loop, 80);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 1001);
+
+	regent_buf b = {0};
+	regent_catalog_metrics_write(f.last, false, &b);
+	assert_string_equal(b.data,
+	                    "# HELP regent_catalog_instances Instances in the catalog (by service "
+	                    "with [agent] metrics_per_service = true).\n"
+	                    "# TYPE regent_catalog_instances gauge\nregent_catalog_instances 1001\n"
+	                    "# HELP regent_catalog_services Services in the catalog.\n"
+	                    "# TYPE regent_catalog_services gauge\nregent_catalog_services 1001\n"
+	                    "# HELP regent_catalog_nodes Hosts owning instances in the catalog.\n"
+	                    "# TYPE regent_catalog_nodes gauge\nregent_catalog_nodes 2\n");
+	regent_buf_free(&b);
+
+	regent_catalog_metrics_write(f.last, true, &b);
+	size_t per_svc = 0;
+	for (const char *p = b.data; (p = strstr(p, "regent_catalog_instances{service=\"")); p++)
+		per_svc++;
+	assert_int_equal(per_svc, 1001);
+	assert_non_null(strstr(b.data, "regent_catalog_instances{service=\"whoami\"} 1\n"));
+	assert_non_null(strstr(b.data, "regent_catalog_node_instances{node=\"10.1.2.3\"} 1\n"));
+	assert_non_null(strstr(b.data, "regent_catalog_node_instances{node=\"n\"} 1000\n"));
+	assert_null(strstr(b.data, "node=\"\""));
+	regent_buf_free(&b);
+	/* A Unix time keeps its seconds (not rounded to 9 digits). */
+	regent_metrics *m = regent_metrics_new();
+	regent_metric_set(regent_metrics_get(m, REGENT_METRIC_GAUGE, "t", "a time", NULL),
+	                  1796031870.5);
+	regent_metrics_write(m, &b);
+	assert_non_null(strstr(b.data, "\nt 1796031870.5\n"));
+	regent_buf_free(&b);
+	regent_metrics_free(m);
+	teardown(&loop, c, &f);
+}
+
 static int trickle_n;
 static regent_catview *trickle_view;
 
@@ -336,6 +397,7 @@ int main(void)
 		cmocka_unit_test(trickle_flushes_by_max_delay),
 		cmocka_unit_test(not_ready_holds_sinks),
 		cmocka_unit_test(candidate_views_swap),
+		cmocka_unit_test(catalog_metrics),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,8 +59,11 @@ static void expect(const char *text, const char *want)
 {
 	regent_config *c = load(text);
 	char *got = errors_of(c);
-	if (strcmp(got, want) != 0)
-		fail_msg("errors differ.\n--- want:\n%s--- got:\n%s", want, got);
+	if (strcmp(got, want) != 0) {
+		/* cmocka cuts long messages: the whole text on stderr */
+		fprintf(stderr, "errors differ.\n--- want:\n%s--- got:\n%s", want, got);
+		fail_msg("errors differ (see above)");
+	}
 	free(got);
 	regent_config_unref(c);
 	regent_plugins_unload_unused();
@@ -110,7 +113,8 @@ static void unknown_key(void **state)
 	(void)state;
 	expect("[agent]\nnode = a\nnodee = b\n[store teststore]\n",
 	       "FILE:3: agent.nodee: unknown key (known: node, host_ip, plugin_dir, log_level, "
-	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket)\n");
+	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket, "
+	       "metrics_per_service)\n");
 	expect("[store teststore]\nlogg = /tmp/x\n",
 	       "FILE:2: store teststore.logg: unknown key (known: log, delay, stop_delay, confirm_after, confirm_error)\n");
 }
@@ -294,6 +298,94 @@ static void all_errors_at_once(void **state)
 	regent_plugins_unload_unused();
 }
 
+/* Issue 17: the error set of the issue in one file, every error in one
+ * run at its own line: an unknown key, a plugin's semantic error (a
+ * non-loopback listen), a [service] key's semantic error at the key's
+ * line (not the checking plugin's header), a range error, and a typo'd
+ * plugin name that gets "did you mean" and hides no other plugin's checks. */
+static void issue17_every_error_at_its_line(void **state)
+{
+	(void)state;
+	char so[512];
+	snprintf(so, sizeof(so), "%s/stats.so", getenv("REGENT_PLUGIN_DIR"));
+	if (access(so, R_OK) != 0) {
+		print_message("stats plugin not built: the issue 17 set is not checked\n");
+		skip();
+	}
+	char *want = regent_xasprintf(
+	       "FILE:2: agent.bogus: unknown key (known: node, host_ip, plugin_dir, log_level, "
+	       "debounce, debounce_max, stop_timeout, start_timeout, state_dir, control_socket, "
+	       "metrics_per_service)\n"
+	       "FILE:4: source testsource.file: must be an absolute path, got \"relative.txt\"\n"
+	       "FILE:5: [sink stat]: %s/stat.so: cannot load plugin: No such file or "
+	       "directory (did you mean [sink stats]?)\n"
+	       "FILE:7: sink stats.listen: 10.1.2.3:9150 is not a loopback address: the catalog and "
+	       "metrics would be served to other hosts; set public = true to allow it\n"
+	       "FILE:10: store teststore.delay: " DUR "got \"soon\"\n"
+	       "FILE:12: service web.port: 70000 is out of range (must be between 1 and 65535)\n"
+	       "FILE:13: service web.label: must not start with '-', got \"-x\"\n"
+	       "FILE:14: service web.bogus: unknown key (known: port, label; unless "
+	       "[sink stat], not loaded, declares it)\n",
+	       getenv("REGENT_PLUGIN_DIR"));
+	expect("[agent]\n"                   /* 1 */
+	       "bogus = 1\n"                 /* 2 unknown key */
+	       "[source testsource]\n"       /* 3 */
+	       "file = relative.txt\n"       /* 4 a plugin's own check */
+	       "[sink stat]\n"               /* 5 typo */
+	       "[sink stats]\n"              /* 6 */
+	       "listen = 10.1.2.3:9150\n"    /* 7 not loopback */
+	       "[sink testsink]\n"           /* 8 checks [service] label */
+	       "[store teststore]\n"         /* 9 */
+	       "delay = soon\n"              /* 10 type error: its own check is skipped */
+	       "[service web]\n"             /* 11 */
+	       "port = 70000\n"              /* 12 range */
+	       "label = -x\n"                /* 13 a service key's semantic error */
+	       "bogus = 1\n",                /* 14 unknown key */
+	       want);
+	free(want);
+	/* The issue's own file, with the haproxy sink checking [service web]. */
+	snprintf(so, sizeof(so), "%s/haproxy.so", getenv("REGENT_PLUGIN_DIR"));
+	if (access(so, R_OK) != 0) {
+		print_message("haproxy plugin not built: its [service] check is not checked\n");
+		return;
+	}
+	char *text = regent_xasprintf("[agent]\n"                     /* 1 */
+	                              "bogus = 1\n"                   /* 2 */
+	                              "[sink stat]\n"                 /* 3 */
+	                              "[sink stats]\n"                /* 4 */
+	                              "listen = 10.1.2.3:9150\n"      /* 5 */
+	                              "[sink haproxy]\n"              /* 6 */
+	                              "manage = true\n"               /* 7 */
+	                              "config_file = %s/haproxy.cfg\n" /* 8 */
+	                              "[service web]\n"               /* 9 */
+	                              "port = 18000\n"                /* 10 */
+	                              "mode = htp\n"                  /* 11 */
+	                              "bogus = 1\n",                  /* 12 */
+	                              dir);
+	regent_config *c = load(text);
+	free(text);
+	char *got = errors_of(c);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+	const char *const lines[] = {
+		"FILE:2: agent.bogus: unknown key",
+		"FILE:3: [sink stat]: ",
+		"(did you mean [sink stats]?)\n",
+		"FILE:5: sink stats.listen: 10.1.2.3:9150 is not a loopback address",
+		"FILE:11: service web.mode: must be tcp or http, got \"htp\"\n",
+		"FILE:12: service web.bogus: unknown key (known: port, mode, ",
+	};
+	for (size_t i = 0; i < REGENT_ARRAY_LEN(lines); i++)
+		if (!strstr(got, lines[i]))
+			fail_msg("\"%s\" missing from:\n%s", lines[i], got);
+	size_t n = 0;
+	for (const char *p = got; (p = strchr(p, '\n')); p++)
+		n++;
+	if (n != 5)
+		fail_msg("%zu errors, want 5:\n%s", n, got);
+	free(got);
+}
+
 static void missing_file(void **state)
 {
 	(void)state;
@@ -329,7 +421,7 @@ int main(void)
 		cmocka_unit_test(agent_values),     cmocka_unit_test(all_errors_at_once),
 		cmocka_unit_test(missing_file),     cmocka_unit_test(section_equality),
 		cmocka_unit_test(strict_numbers),   cmocka_unit_test(strict_durations),
-		cmocka_unit_test(escaped_values),
+		cmocka_unit_test(escaped_values),   cmocka_unit_test(issue17_every_error_at_its_line),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

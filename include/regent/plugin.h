@@ -440,6 +440,14 @@ typedef struct regent_host {
 	 * one last; intervals before the agent started are left out. */
 	void (*history_foreach)(regent_ctx *ctx,
 	                        void (*fn)(void *arg, const regent_history_point *p), void *arg);
+
+	/* From validate(): report a semantic error in a [service NAME]
+	 * section, for a service key this plugin declares (key NULL = the
+	 * section itself).  Printed as FILE:LINE: service NAME.key: msg at the
+	 * key's own line (the section's header line when the key is not set
+	 * there, this plugin's header line when there is no such section). */
+	void (*cfg_service_error)(regent_ctx *ctx, const char *service, const char *key,
+	                          const char *fmt, ...) REGENT_PRINTF(4, 5);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

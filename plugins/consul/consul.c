@@ -1233,7 +1233,7 @@ static const regent_store_ops store_ops = {sizeof(store_ops), register_instance,
 REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	REGENT_PLUGIN_HEADER("consul"),
 	.kind = REGENT_KIND_STORE,
-	.version = "0.1.0",
+	.version = REGENT_PLUGIN_VERSION, /* regent's own (CMakeLists.txt) */
 	.description = "Consul: agent services with TTL checks, blocking-query discovery",
 	.config_keys = keys,
 	.ops = &ops,

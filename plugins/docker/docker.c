@@ -1036,7 +1036,7 @@ static const regent_source_ops source_ops = {sizeof(source_ops), resync};
 REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	REGENT_PLUGIN_HEADER("docker"),
 	.kind = REGENT_KIND_SOURCE,
-	.version = "1.0",
+	.version = REGENT_PLUGIN_VERSION, /* regent's own (CMakeLists.txt) */
 	.description = "Docker Engine API: running containers and their ports, followed through "
 	               "/events",
 	.config_keys = keys,

@@ -202,6 +202,12 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	e->m_del = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total",
 	                     "Requests a store made to its registry, by operation.",
 	                     "op=\"delete\"");
+	/* The same ops in both: keys a failed txn did not write. */
+	e->m_put_err = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_errors_total",
+	                         "Requests of a store that failed, by operation.", "op=\"put\"");
+	e->m_del_err = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_errors_total",
+	                         "Requests of a store that failed, by operation.",
+	                         "op=\"delete\"");
 	e->m_reconnects = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_watch_reconnects_total",
 	                            "Watch streams that ended and were started again.", NULL);
 	e->m_events = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_watch_events_total",
@@ -316,7 +322,7 @@ static const regent_store_ops store_ops = {sizeof(store_ops), register_instance,
 REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	REGENT_PLUGIN_HEADER("etcd"),
 	.kind = REGENT_KIND_STORE,
-	.version = "0.1.0",
+	.version = REGENT_PLUGIN_VERSION, /* regent's own (CMakeLists.txt) */
 	.description = "etcd v3 store: one lease per agent, range read + watch",
 	.config_keys = config_keys,
 	.ops = &ops,

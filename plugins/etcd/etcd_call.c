@@ -289,7 +289,6 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	call *c = arg;
 	etcd *e = c->e;
 	uint64_t took = e->h->now_ms() - c->t0;
-	e->h->metric_add(e->m_ops[c->op], 1);
 	e->h->metric_observe(e->m_lat[c->op], (double)took / 1000.0);
 	resp r = {.err = res->error, .status = res->status, .code = -1, .msg = res->error_msg};
 	if (!r.err && res->body && res->body_len) {
@@ -401,6 +400,9 @@ int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
 		          etcd_op_names[op], cur_ep(e), path, strerror(err ? -err : EIO));
 		return err ? err : -EIO;
 	}
+	/* Counted when sent: a watch stream is counted while it is open,
+	 * not when it ends. */
+	e->h->metric_add(e->m_ops[op], 1);
 	return 0;
 }
 

@@ -205,6 +205,7 @@ typedef struct etcd {
 
 	/* metrics */
 	regent_metric *m_ops[OP_N], *m_errs[OP_N], *m_lat[OP_N];
+	regent_metric *m_put_err, *m_del_err; /* keys of a failed txn */
 	regent_metric *m_put, *m_del, *m_reconnects, *m_events, *m_resyncs, *m_keys, *m_leases,
 		*m_skipped;
 } etcd;

@@ -544,7 +544,9 @@ void txn_done(etcd *e, call *c, resp *r)
 	c->batch = NULL;
 	c->nbatch = 0;
 	bool current = c->lease == e->lease && e->lease != 0;
-	size_t puts = 0, dels = 0;
+	size_t puts = 0, dels = 0, tried_puts = 0;
+	for (size_t i = 0; i < n; i++)
+		tried_puts += batch[i]->sending != NULL;
 	int64_t rev = 0;
 	etcd_json_int64(json_object_get(json_object_get(r->json, "header"), "revision"), &rev);
 	bool debug = e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG);
@@ -579,6 +581,8 @@ void txn_done(etcd *e, call *c, resp *r)
 		check_started(e);
 		return;
 	}
+	e->h->metric_add(e->m_put_err, (double)tried_puts);
+	e->h->metric_add(e->m_del_err, (double)(n - tried_puts));
 	char d[512];
 	describe(r, d, sizeof(d));
 	if (fk == F_LEASE && c->lease == e->lease && e->lease) {

@@ -546,7 +546,7 @@ static const regent_sink_ops sink_ops = {sizeof(sink_ops), apply};
 REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	REGENT_PLUGIN_HEADER("haproxy"),
 	.kind = REGENT_KIND_SINK,
-	.version = "0.1.0",
+	.version = REGENT_PLUGIN_VERSION, /* regent's own (CMakeLists.txt) */
 	.description = "routes every catalog service through a local haproxy (runtime API + reload)",
 	.config_keys = hx_keys,
 	.service_keys = hx_service_keys,

@@ -165,6 +165,7 @@ typedef struct svc_settings {
 	char bind[80];
 	hx_buf srvopts;
 	int64_t slots;
+	const char *bad_key; /* on failure: the [service] key at fault ("mode"...) */
 } svc_settings;
 int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, svc_settings *st,
                      char *why, size_t whylen);

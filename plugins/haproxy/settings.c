@@ -254,7 +254,14 @@ int hx_validate(regent_ctx *ctx, const regent_host *h)
 		svc_settings ss;
 		char why[512];
 		if (hx_read_settings(ctx, h, names[i], &ss, why, sizeof(why)) < 0) {
-			h->cfg_error(ctx, NULL, "%s", why);
+			/* at the key's own line: "service web.mode: must be ..." */
+			char prefix[160];
+			int pl = snprintf(prefix, sizeof(prefix), "[service %s] %s: ", names[i],
+			                  ss.bad_key ? ss.bad_key : "");
+			const char *detail = ss.bad_key && pl > 0 && strncmp(why, prefix, (size_t)pl) == 0
+			                         ? why + pl
+			                         : why;
+			h->cfg_service_error(ctx, names[i], ss.bad_key, "%s", detail);
 			bad = -EINVAL;
 		}
 		hx_buf_free(&ss.srvopts);
@@ -263,15 +270,16 @@ int hx_validate(regent_ctx *ctx, const regent_host *h)
 		if (!p)
 			continue;
 		if (p == sport) {
-			h->cfg_error(ctx, NULL, "[service %s] port %lld is the stats listener's port",
-			             names[i], (long long)p);
+			h->cfg_service_error(ctx, names[i], "port", "%lld is the stats listener's port",
+			                     (long long)p);
 			bad = -EINVAL;
 		}
 		for (size_t j = 0; j < i; j++)
 			if (h->service_is_set(ctx, names[j], "port") &&
 			    h->service_int(ctx, names[j], "port") == p) {
-				h->cfg_error(ctx, NULL, "services %s and %s both claim port %lld", names[j],
-				             names[i], (long long)p);
+				h->cfg_service_error(ctx, names[i], "port",
+				                     "services %s and %s both claim port %lld", names[j],
+				                     names[i], (long long)p);
 				bad = -EINVAL;
 			}
 	}

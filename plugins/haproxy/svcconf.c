@@ -20,6 +20,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
 	const char *mode = h->service_string(ctx, name, "mode");
 	if (mode && strcmp(mode, "tcp") != 0 && strcmp(mode, "http") != 0) {
 		snprintf(why, whylen, "[service %s] mode: must be tcp or http, got \"%.40s\"", name, mode);
+		st->bad_key = "mode";
 		return -EINVAL;
 	}
 	st->c.name = name;
@@ -31,6 +32,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
 			         "[service %s] check: \"%.60s\" is not a path (/ then letters, digits and "
 			         "._~!&()*+,;=:@%%/?-)",
 			         name, check);
+			st->bad_key = "check";
 			return -EINVAL;
 		}
 		st->c.check_path = check;
@@ -41,6 +43,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
 		         "[service %s] balance: \"%.40s\" is not one of roundrobin, static-rr, leastconn, "
 		         "first, source, random",
 		         name, bal);
+		st->bad_key = "balance";
 		return -EINVAL;
 	}
 	st->c.balance = bal ? bal : "roundrobin";
@@ -79,6 +82,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
 			char inner[256];
 			snprintf(inner, sizeof(inner), "%s", why);
 			snprintf(why, whylen, "[service %s] server_options: %s", name, inner);
+			st->bad_key = "server_options";
 			hx_buf_free(&st->srvopts);
 			return rc;
 		}

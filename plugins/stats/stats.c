@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STATS_VERSION "0.1.0"
+#define STATS_VERSION REGENT_PLUGIN_VERSION /* regent's own (CMakeLists.txt) */
 #define LOG_BURST 10          /* MHD messages logged per minute, the rest counted */
 #define LOG_WINDOW_MS 60000
 

@@ -33,7 +33,7 @@ agent_start w
 check "waited for: log_has w 'authentication as user reg failed'" wait_for --timeout 10 log_has w 'authentication as user "reg" failed'
 check "wrong password: clear error naming the user" \
     log_has w 'error: store etcd: authentication as user "reg" failed at .*invalid user ID or password; check username and password'
-check "wrong password: the plugin is unhealthy" log_has w 'warn: store etcd: unhealthy: authentication as user "reg" failed'
+check "wrong password: the plugin is unhealthy, the cause warned once (logged above)" log_has w 'info: store etcd: unhealthy \(the warning above\)'
 check "wrong password: the agent keeps running" daemon_alive w
 check "wrong password: nothing registered" key_absent "$EP" /backends/web/w/c1/80
 check_eq "the error is not repeated at every retry" 1 \
@@ -85,7 +85,7 @@ echo "n/c1/80 tls 127.0.0.7 8443" > "$H_TMP/n.inst"
 agent_config n "$TEP" "ca = $T/ca.crt"
 agent_start n
 check "waited for: log_has n 'unhealthy'" wait_for --timeout 10 log_has n 'unhealthy'
-check "TLS without the client certificate: refused, reported, unhealthy" log_has n 'warn: store etcd: unhealthy'
+check "TLS without the client certificate: refused, reported, unhealthy" log_has n 'store etcd: unhealthy'
 check "TLS without the client certificate: nothing written" eval '[[ -z "$(tctl get --keys-only /backends/tls/n/c1/80)" ]]'
 daemon_stop n
 daemon_kill t TERM

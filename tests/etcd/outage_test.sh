@@ -25,7 +25,7 @@ check "etcd down for 3*ttl: the agent keeps running" daemon_alive a
 check "the catalog keeps its last known state (no service emptied)" snap_has a '  web \(3\)'
 check "the sink was not handed a shrunken service meanwhile" \
     bash -c "! tail -n +$((sink_lines + 1)) '$H_TMP/a.sink' | grep -qE '^  web \((0|1|2)\)'"
-check "the plugin reports itself unhealthy" log_has a 'warn: store etcd: unhealthy'
+check "the plugin reports itself unhealthy" log_has a 'store etcd: unhealthy'
 check "retries are spaced by the backoff (not a busy loop)" \
     test "$(grep -c 'lost\|cannot' "$H_TMP/a.log")" -lt 80
 

@@ -131,6 +131,9 @@ check_contains "--check-config: server option outside the allow-list" \
     "$(check_config "$T/bad1.ini")" "not in the allow-list"
 sed 's/^mode = tcp$/mode = udp/' "$INI" > "$T/bad2.ini"
 check_contains "--check-config: bad mode" "$(check_config "$T/bad2.ini")" "must be tcp or http"
+L=$(grep -n '^mode = udp$' "$T/bad2.ini" | cut -d: -f1)
+check_contains "--check-config: the bad mode reported at its own line, not [sink haproxy]'s" \
+    "$(check_config "$T/bad2.ini")" "$T/bad2.ini:$L: service tcpsvc.mode: must be tcp or http"
 sed "s/^port = $P_API\$/port = $P_WEB/" "$INI" > "$T/bad3.ini"
 check_contains "--check-config: two services on one port, both named" \
     "$(check_config "$T/bad3.ini")" "services web and api both claim port $P_WEB"

@@ -56,7 +56,7 @@ multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-mul
 dpkg -c "$DEB" | awk '{print $6}' | sed 's#^\./#/#' >"$T/regent.list"
 dpkg -c "$DEV" | awk '{print $6}' | sed 's#^\./#/#' >"$T/dev.list"
 lists() { grep -qx "$2" "$T/$1.list"; }
-for f in /usr/bin/regent /etc/regent/regent.ini /lib/systemd/system/regent.service \
+for f in /usr/sbin/regent /etc/regent/regent.ini /lib/systemd/system/regent.service \
 	/usr/lib/sysusers.d/regent.conf /usr/share/man/man8/regent.8.gz /usr/share/man/man5/regent.ini.5.gz \
 	/usr/share/doc/regent/copyright /usr/share/doc/regent/README.Debian; do
 	check "regent contains $f" lists regent "$f"
@@ -74,6 +74,22 @@ for f in /usr/include/regent/plugin.h "/usr/lib/$multiarch/pkgconfig/regent-plug
 	check "regent-dev contains $f" lists dev "$f"
 done
 check "regent-dev contains the plugin author's guide" grep -Eq '^/usr/share/doc/regent-dev/plugin-api\.md(\.gz)?$' "$T/dev.list"
+check "the plugin author's guide ships once (not in regent)" bash -c "! grep -Eq '/plugin-api\.md(\.gz)?$' '$T/regent.list'"
+check "regent has no /usr/bin/regent (the daemon is in /usr/sbin, beside regent(8))" bash -c "! grep -qx /usr/bin/regent '$T/regent.list'"
+# The docs the shipped regent.ini points to are in the package, under the
+# name it gives (NAME.md, or NAME.md.gz which it mentions too).
+dpkg-deb --fsys-tarfile "$DEB" | tar -xOf - ./etc/regent/regent.ini >"$T/shipped.ini"
+check "the shipped regent.ini points to /usr/share/doc/regent/NAME.md (or .md.gz)" \
+	grep -qF "/usr/share/doc/regent/NAME.md" "$T/shipped.ini"
+for p in $(ls "$S"/plugins/*/CMakeLists.txt 2>/dev/null | sed 's#.*/plugins/\([^/]*\)/CMakeLists.txt#\1#'); do
+	check "the $p plugin's doc is where regent.ini says" grep -Eqx "/usr/share/doc/regent/$p\.md(\.gz)?" "$T/regent.list"
+done
+# The maintainer is a real address, said in debian/copyright.
+maint=$(dpkg-deb -f "$DEB" Maintainer)
+check "Maintainer is not on an example domain ($maint)" bash -c "! grep -Eq '\.(example|invalid|test)>|example\.(com|org|net)>' <<<'$maint'"
+addr=$(sed -n 's/.*<\(.*\)>.*/\1/p' <<<"$maint")
+check "debian/copyright names the maintainer address ($addr)" grep -qF "$addr" "$S/packaging/debian/copyright"
+check "debian/copyright declares the MIT (Expat) license of LICENSE" bash -c "grep -qx 'License: Expat' '$S/packaging/debian/copyright' && grep -q 'MIT' '$S/LICENSE'"
 check "regent-dev depends on libuv1-dev (regent-plugin.pc requires libuv)" grep -qw libuv1-dev <(dpkg-deb -f "$DEV" Depends)
 
 # The maintainer scripts, run as dpkg would against a stand-in systemd.
@@ -83,12 +99,12 @@ maint_check "$T/ctrl"
 # The packaged files work: extract both packages into one root.
 X=$T/x
 dpkg-deb -x "$DEB" "$X" && dpkg-deb -x "$DEV" "$X"
-check "the packaged regent --version is $version" grep -q "^regent $version " <("$X/usr/bin/regent" --version)
-check "the packaged regent's default plugin dir is where the plugins are" grep -qF "or /usr/lib/$multiarch/regent/plugins)" <("$X/usr/bin/regent" --help)
+check "the packaged regent --version is $version" grep -q "^regent $version " <("$X/usr/sbin/regent" --version)
+check "the packaged regent's default plugin dir is where the plugins are" grep -qF "or /usr/lib/$multiarch/regent/plugins)" <("$X/usr/sbin/regent" --help)
 if command -v systemd-analyze >/dev/null; then
 	mkdir -p "$T/unit"
-	sed -e "s#^ExecStart=/usr/bin/regent #ExecStart=$X/usr/bin/regent #" \
-	    -e "s#^ExecReload=/usr/bin/regent #ExecReload=$X/usr/bin/regent #" \
+	sed -e "s#^ExecStart=/usr/sbin/regent #ExecStart=$X/usr/sbin/regent #" \
+	    -e "s#^ExecReload=/usr/sbin/regent #ExecReload=$X/usr/sbin/regent #" \
 		"$X/lib/systemd/system/regent.service" >"$T/unit/regent.service"
 	MANPATH=$X/usr/share/man systemd-analyze verify "$T/unit/regent.service" >"$T/verify.log" 2>&1; rc=$?
 	check "systemd-analyze verify passes on the packaged unit" [ $rc -eq 0 -a ! -s "$T/verify.log" ]
@@ -101,6 +117,6 @@ check "the example builds against the extracted regent-dev" [ $rc -eq 0 ]
 [ $rc -eq 0 ] || cat "$T/make.log"
 check "... using its plugin.h" grep -qF "$X/usr/include/regent/plugin.h" "$T/jsonfile.d"
 mkdir -p "$T/plugins" && cp "$T/jsonfile/jsonfile.so" "$T/plugins/" 2>/dev/null
-check "the packaged regent loads it" grep -Eq "^jsonfile +sink " <(env -u REGENT_PLUGIN_DIR "$X/usr/bin/regent" --list-plugins --plugin-dir "$T/plugins")
+check "the packaged regent loads it" grep -Eq "^jsonfile +sink " <(env -u REGENT_PLUGIN_DIR "$X/usr/sbin/regent" --list-plugins --plugin-dir "$T/plugins")
 
 summary

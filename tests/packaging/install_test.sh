@@ -15,16 +15,30 @@ R=$T/root
 install_destdir "$R"; rc=$?
 check "cmake --install into a DESTDIR" [ $rc -eq 0 ]
 [ $rc -eq 0 ] || { cat "$T/install.log"; summary; exit 1; }
-BIN=$R$PREFIX/bin/regent
+BIN=$R$PREFIX/sbin/regent
 SYSCONF=$PREFIX/etc; [ "$PREFIX" = /usr ] && SYSCONF=/etc
+# REGENT_CONFIG_FILE: SYSCONF/regent/regent.ini unless the build set another
+CONFIG=$(cache_get REGENT_CONFIG_FILE)
+UNIT=$(cache_get REGENT_SYSTEMD_UNIT_DIR | sed "s#^#$R#")/regent.service
 
 # ---- the layout ----
-check "regent binary installed" [ -x "$BIN" ]
+check "regent binary installed in sbin (a daemon)" [ -x "$BIN" ]
+check "no regent in bin" [ ! -e "$R$PREFIX/bin/regent" ]
+# One configuration path: where the example is installed, the binary's
+# default -c and the unit's -c (issue 17: /usr/local/etc vs /etc/regent).
+check "the binary's default -c is the installed regent.ini ($CONFIG)" \
+	grep -qF -- "-c, --config FILE     configuration (default $CONFIG)" <("$BIN" --help)
+check "the unit runs the installed binary with the installed regent.ini" \
+	grep -qx "ExecStart=$PREFIX/sbin/regent -c $CONFIG" "$UNIT"
+check "the unit's reload checks the same file" \
+	grep -qx "ExecReload=$PREFIX/sbin/regent --check-config -c $CONFIG" "$UNIT"
+check "the shipped regent.ini names itself and the installed docs" \
+	bash -c "head -1 '$R$CONFIG' | grep -qxF '; $CONFIG - regent'\''s configuration (regent.ini(5)).' && grep -qF '$PREFIX/share/doc/regent/NAME.md' '$R$CONFIG'"
 check "plugin.h installed, identical to the source" cmp -s "$R$PREFIX/include/regent/plugin.h" "$REGENT_SOURCE_DIR/include/regent/plugin.h"
 check "regent-plugin.pc installed" [ -f "$R$PREFIX/$LIBDIR/pkgconfig/regent-plugin.pc" ]
 check "CMake package config installed" [ -f "$R$PREFIX/$LIBDIR/cmake/regent/regentConfig.cmake" -a -f "$R$PREFIX/$LIBDIR/cmake/regent/regentConfigVersion.cmake" ]
-check "regent.ini installed in sysconfdir" [ -f "$R$SYSCONF/regent/regent.ini" ]
-check "systemd unit installed" [ -f "$(cache_get REGENT_SYSTEMD_UNIT_DIR | sed "s#^#$R#")/regent.service" ]
+check "regent.ini installed in sysconfdir" [ -f "$R$CONFIG" ]
+check "systemd unit installed" [ -f "$UNIT" ]
 check "sysusers.d entry installed" [ -f "$(cache_get REGENT_SYSUSERS_DIR | sed "s#^#$R#")/regent.conf" ]
 check "docs installed" [ -f "$R$PREFIX/share/doc/regent/README.md" -a -f "$R$PREFIX/share/doc/regent/plugin-api.md" ]
 check "example plugin source installed" [ -f "$R$PREFIX/share/doc/regent/examples/jsonfile/jsonfile.c" -a -f "$R$PREFIX/share/doc/regent/examples/jsonfile/Makefile" ]
@@ -45,11 +59,11 @@ check "installed regent runs" grep -Eq '^regent [0-9]+\.[0-9]+\.[0-9]+ \(plugin 
 
 # The shipped regent.ini: all comments (regent refuses to run on it with one
 # clear error), and its [agent] keys, once uncommented, are valid.
-"$BIN" --check-config -c "$R$SYSCONF/regent/regent.ini" >"$T/stdout" 2>"$T/err"; rc=$?
+"$BIN" --check-config -c "$R$CONFIG" >"$T/stdout" 2>"$T/err"; rc=$?
 check "shipped regent.ini alone is refused (nothing to run)" [ $rc -eq 1 ]
-check "... with exactly that one error" grep -qx "regent: 1 error in $R$SYSCONF/regent/regent.ini" "$T/err"
+check "... with exactly that one error" grep -qx "regent: 1 error in $R$CONFIG" "$T/err"
 sed -E 's/^; ((node|host_ip|log_level|debounce|debounce_max|stop_timeout|plugin_dir) +=)/\1/' \
-	"$R$SYSCONF/regent/regent.ini" >"$T/agent.ini"
+	"$R$CONFIG" >"$T/agent.ini"
 printf '[store teststore]\n' >>"$T/agent.ini"
 "$BIN" --check-config -c "$T/agent.ini" --plugin-dir "$TESTPLUGINS" >"$T/stdout" 2>"$T/err"; rc=$?
 check "shipped [agent] keys, uncommented, are valid" [ $rc -eq 0 ]

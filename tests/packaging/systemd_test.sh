@@ -14,13 +14,14 @@ check "cmake --install into a DESTDIR" [ $rc -eq 0 ]
 [ $rc -eq 0 ] || { cat "$T/install.log"; summary; exit 1; }
 UNIT=$R$(cache_get REGENT_SYSTEMD_UNIT_DIR)/regent.service
 SYSUSERS=$R$(cache_get REGENT_SYSUSERS_DIR)/regent.conf
-BIN=$R$PREFIX/bin/regent
+BIN=$R$PREFIX/sbin/regent
+CONFIG=$(cache_get REGENT_CONFIG_FILE)
 
 # ---- the unit ----
 key() { grep -qx "$1" "$UNIT"; }
 check "unit: Type=notify" key "Type=notify"
-check "unit: ExecStart runs the installed regent with /etc/regent/regent.ini" key "ExecStart=$PREFIX/bin/regent -c /etc/regent/regent.ini"
-check "unit: ExecReload checks the file first" key "ExecReload=$PREFIX/bin/regent --check-config -c /etc/regent/regent.ini"
+check "unit: ExecStart runs the installed regent (sbin) with $CONFIG" key "ExecStart=$PREFIX/sbin/regent -c $CONFIG"
+check "unit: ExecReload checks the file first" key "ExecReload=$PREFIX/sbin/regent --check-config -c $CONFIG"
 check "unit: ExecReload sends SIGHUP" key 'ExecReload=/bin/kill -HUP $MAINPID'
 check "unit: Restart=on-failure" key "Restart=on-failure"
 check "unit: runs as user regent" key "User=regent"
@@ -35,8 +36,8 @@ if command -v systemd-analyze >/dev/null; then
 	# The unit as installed, but ExecStart pointing into the DESTDIR (verify
 	# checks that the binary exists) and man pages from the DESTDIR.
 	mkdir -p "$T/unit"
-	sed -e "s#^ExecStart=$PREFIX/bin/regent #ExecStart=$BIN #" \
-	    -e "s#^ExecReload=$PREFIX/bin/regent #ExecReload=$BIN #" "$UNIT" >"$T/unit/regent.service"
+	sed -e "s#^ExecStart=$PREFIX/sbin/regent #ExecStart=$BIN #" \
+	    -e "s#^ExecReload=$PREFIX/sbin/regent #ExecReload=$BIN #" "$UNIT" >"$T/unit/regent.service"
 	man_opt=--man=yes
 	[ -f "$R$PREFIX/share/man/man8/regent.8" ] || { man_opt=--man=no; echo "skip - Documentation= man pages (not built: no scdoc)"; }
 	MANPATH=$R$PREFIX/share/man systemd-analyze verify $man_opt "$T/unit/regent.service" >"$T/verify.log" 2>&1; rc=$?

@@ -122,7 +122,24 @@ static void destroy(void *self)
 	free(s);
 }
 
-static const regent_plugin_ops ops = {sizeof(ops), NULL, create, start, stop, destroy};
+/* A semantic check of a service key: a label may not start with '-'. */
+static int validate(regent_ctx *ctx, const regent_host *h)
+{
+	const char *const *names;
+	size_t n = h->services(ctx, &names);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *label = h->service_string(ctx, names[i], "label");
+		if (label && label[0] == '-') {
+			h->cfg_service_error(ctx, names[i], "label", "must not start with '-', got \"%s\"",
+			                     label);
+			rc = -EINVAL;
+		}
+	}
+	return rc;
+}
+
+static const regent_plugin_ops ops = {sizeof(ops), validate, create, start, stop, destroy};
 static const regent_sink_ops sink_ops = {sizeof(sink_ops), apply};
 
 REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {

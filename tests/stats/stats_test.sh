@@ -49,6 +49,7 @@ mkcfg() {
 node = $NODE
 debounce = 20ms
 state_dir = $T/state-$NODE
+metrics_per_service = true
 
 [source testsource]
 file = $INST
