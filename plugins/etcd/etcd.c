@@ -183,6 +183,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	e->regs = esmap_new();
 	e->lease_ttl = e->ttl_s;
 	e->fast_left = 2 * e->neps;
+	e->suspect_until = xcalloc(e->neps, sizeof(*e->suspect_until));
 	pager_reset(&e->range);
 	pager_reset(&e->recon);
 
@@ -229,6 +230,7 @@ static int start(void *self)
 	e->kick_timer = timer_new(e);
 	e->grace_timer = timer_new(e);
 	e->probe_timer = timer_new(e);
+	e->hedge_timer = timer_new(e);
 	e->want = e->h->want_catalog(e->ctx);
 	lease_file_load(e);
 	e->dstate = e->want ? D_IDLE : D_OFF;
@@ -257,6 +259,7 @@ static int stop(void *self)
 			call_cancel(e, &e->calls[i]);
 	uv_timer_stop(e->disc_timer);
 	uv_timer_stop(e->probe_timer);
+	probe_cancel(e);
 	disc_empty_cancel(e);
 	return reg_stop(e);
 }
@@ -270,7 +273,6 @@ static void destroy(void *self)
 	disc_empty_cancel(e);
 	free(e->note);
 	free(e->note_reported);
-	reg_live_forget(e);
 	timer_close(&e->auth_timer);
 	timer_close(&e->reg_timer);
 	timer_close(&e->ka_timer);
@@ -279,6 +281,9 @@ static void destroy(void *self)
 	timer_close(&e->kick_timer);
 	timer_close(&e->grace_timer);
 	timer_close(&e->probe_timer);
+	probe_cancel(e);
+	timer_close(&e->hedge_timer);
+	free(e->suspect_until);
 	esmap_iter it = {0};
 	void *v;
 	while (esmap_next(e->regs, &it, NULL, &v))
@@ -291,6 +296,7 @@ static void destroy(void *self)
 	pager_reset(&e->range);
 	pager_reset(&e->recon);
 	free(e->lease_file);
+	free(e->file_prev);
 	free(e->cluster_id);
 	free(e->watch_err);
 	free(e->token);

@@ -194,6 +194,20 @@ bool no_leader(const resp *r)
 	return !r->err && (r->code == 14 || r->status == 503);
 }
 
+/* The endpoint after `from`, skipping members recently left for not
+ * answering (a frozen member accepts connections and never answers: going
+ * back to it costs another check) unless every other one is skipped too. */
+static size_t next_ep(const etcd *e, size_t from)
+{
+	uint64_t now = e->h->now_ms();
+	for (size_t i = 1; i < e->neps; i++) {
+		size_t k = (from + i) % e->neps;
+		if (e->suspect_until[k] <= now)
+			return k;
+	}
+	return (from + 1) % e->neps;
+}
+
 /* Moves to the next endpoint if the failed call used the current one.
  * Returns true when a retry now goes to another endpoint than the one
  * that failed. */
@@ -204,7 +218,7 @@ bool rotate(etcd *e, const call *c, const char *why)
 	if (c->ep != e->ep)
 		return true; /* another call moved on already */
 	size_t old = e->ep;
-	e->ep = (e->ep + 1) % e->neps;
+	e->ep = next_ep(e, old);
 	e->h->log(e->ctx, REGENT_LOG_INFO, "switching from %s (%s) to %s", e->eps[old], why,
 	          e->eps[e->ep]);
 	return true;
@@ -515,6 +529,61 @@ static bool write_stuck(const etcd *e, uint64_t now)
 	return false;
 }
 
+static bool move_calls(etcd *e, size_t bad, bool watch_too, uint64_t before);
+
+/* The check has not been answered within HEDGE_MS: the same check goes to
+ * the next member.  If that one answers first (even "no leader"), the
+ * current member accepts connections without answering (frozen, or its
+ * loop stuck) and is left at once instead of after check_interval; if the
+ * current one answers first, the hedge is dropped. */
+static void on_hedge_timer(uv_timer_t *t)
+{
+	etcd *e = t->data;
+	call *p = &e->calls[OP_PROBE];
+	if (e->stopping || !p->req || p->ep != e->ep || e->hedge.req)
+		return;
+	size_t cur = e->ep, to = next_ep(e, cur);
+	if (to == cur)
+		return;
+	e->ep = to; /* call_start_on sends to the current endpoint */
+	call_start_on(e, &e->hedge, OP_PROBE, "/v3/maintenance/status", json_object(), NULL);
+	e->ep = cur;
+}
+
+void probe_cancel(etcd *e)
+{
+	if (e->hedge_timer)
+		uv_timer_stop(e->hedge_timer);
+	call_cancel(e, &e->hedge);
+}
+
+/* The hedge answered while the check at the current member had not. */
+static void hedge_done(etcd *e, call *c, resp *r)
+{
+	call *p = &e->calls[OP_PROBE];
+	int64_t term = 0;
+	/* The raft term before the election: a write moved to this member
+	 * may yet be forwarded to the frozen leader and lost; the next check
+	 * that sees a newer term sends it again (probe_done). */
+	if (failure_kind(r) == F_NONE &&
+	    etcd_json_int64(json_object_get(r->json, "raftTerm"), &term) && term > e->seen_term)
+		e->seen_term = term;
+	if (r->err || !p->req || p->ep != e->ep || c->ep == e->ep)
+		return; /* it learned nothing, or the check was answered meanwhile */
+	size_t bad = p->ep;
+	uint64_t silent = e->h->now_ms() - p->t0;
+	call_cancel(e, p);
+	e->suspect_until[bad] = e->h->now_ms() + SUSPECT_MS;
+	e->ep = c->ep;
+	e->h->log(e->ctx, REGENT_LOG_INFO,
+	          "switching from %s (no answer to its check within %llu ms, while %s answered) to "
+	          "%s",
+	          e->eps[bad], (unsigned long long)silent, e->eps[c->ep], e->eps[c->ep]);
+	if (move_calls(e, bad, true, UINT64_MAX))
+		e->h->log(e->ctx, REGENT_LOG_WARN, "%s did not answer its check: its calls moved to %s",
+		          e->eps[bad], cur_ep(e));
+}
+
 static void on_probe_timer(uv_timer_t *t)
 {
 	etcd *e = t->data;
@@ -531,7 +600,9 @@ static void on_probe_timer(uv_timer_t *t)
 	if (e->user && !e->token)
 		return; /* the authentication is the probe */
 	e->last_check = now;
-	call_start(e, OP_PROBE, "/v3/maintenance/status", json_object(), NULL);
+	if (call_start(e, OP_PROBE, "/v3/maintenance/status", json_object(), NULL) == 0 &&
+	    e->neps > 1 && e->check_ms > HEDGE_MS)
+		uv_timer_start(e->hedge_timer, on_hedge_timer, HEDGE_MS, 0);
 }
 
 void probe_want(etcd *e)
@@ -563,6 +634,11 @@ static bool move_calls(etcd *e, size_t bad, bool watch_too, uint64_t before)
 
 void probe_done(etcd *e, call *c, resp *r)
 {
+	if (c == &e->hedge) {
+		hedge_done(e, c, r);
+		return;
+	}
+	probe_cancel(e); /* the current member answered (or failed) first */
 	int fk = failure_kind(r);
 	if (fk == F_NONE) {
 		/* A new raft term: writes sent before it may have gone to the old
@@ -590,6 +666,8 @@ void probe_done(etcd *e, call *c, resp *r)
 	if (fk != F_ROTATE)
 		return;
 	size_t bad = c->ep;
+	if (r->err) /* no answer at all: skip it for a while */
+		e->suspect_until[bad] = e->h->now_ms() + SUSPECT_MS;
 	rotate(e, c, d);
 	if (e->ep == bad)
 		return; /* one endpoint: nowhere to go */

@@ -8,7 +8,8 @@
  *                recovery probe, health
  *   etcd_reg.c   registration: the table, lease (grant, re-attach,
  *                keepalive), batched txns, stop (keep or revoke)
- *   etcd_lease.c the lease file and the live-instance table
+ *   etcd_lease.c the lease file: kept across restarts, handed from a reload's
+ *                old instance to its replacement
  *   etcd_disc.c  discovery: the paged range read and the watch stream
  *   etcd_view.c  the discovery view and what is reported to the core
  */
@@ -31,6 +32,8 @@
 #define STABLE_WATCH_MS 10000u   /* a watch up this long resets the backoff */
 #define PROBE_MS 500u            /* recovery probe interval while something waits */
 #define NO_LEADER_RETRY_MS 100u  /* retry delay while the cluster elects a leader */
+#define HEDGE_MS 200u            /* a check unanswered this long is also sent to the next member */
+#define SUSPECT_MS 5000u         /* a member left for not answering is skipped this long */
 
 enum op {
 	OP_AUTH,
@@ -135,6 +138,7 @@ typedef struct etcd {
 	const char *user, *password, *ca, *cert, *key;
 
 	size_t ep; /* current endpoint */
+	uint64_t *suspect_until; /* per endpoint: skipped by rotate() until then */
 	size_t fast_left; /* immediate retries left on other endpoints */
 	call calls[OP_N];
 	call txns[TXN_PIPE];
@@ -154,6 +158,8 @@ typedef struct etcd {
 	int64_t lease;
 	int64_t lease_ttl;
 	int64_t adopt;  /* lease id from the lease file, to re-attach */
+	int64_t adopted; /* the lease this instance re-attached to (0: granted its own) */
+	char *file_prev; /* the lease file as this instance found it (NULL: none) */
 	enum rstate rstate;
 	pager recon;
 	char *lease_file;
@@ -175,7 +181,8 @@ typedef struct etcd {
 	uint64_t watch_t0;
 	char *watch_err;
 	regent_backoff disc_bo;
-	uv_timer_t *disc_timer, *probe_timer;
+	uv_timer_t *disc_timer, *probe_timer, *hedge_timer;
+	call hedge; /* the check sent to the next member while the current one is silent */
 	uint64_t last_check;
 	int64_t seen_term; /* highest raft term a check saw */
 
@@ -245,6 +252,7 @@ bool have_token(etcd *e);
 void auth_done(etcd *e, call *c, resp *r);
 void probe_want(etcd *e);
 void probe_done(etcd *e, call *c, resp *r);
+void probe_cancel(etcd *e);
 void check_started(etcd *e);
 void fail_start(etcd *e, int err, const char *reason);
 
@@ -267,7 +275,6 @@ void txn_done(etcd *e, call *c, resp *r);
 void revoke_done(etcd *e, call *c, resp *r);
 void ttl_done(etcd *e, call *c, resp *r);
 void recon_done(etcd *e, call *c, resp *r);
-void reg_live_forget(etcd *e);
 size_t txns_busy(const etcd *e);
 bool txns_move(etcd *e, size_t bad_ep, uint64_t before);
 void keepalive_moved(etcd *e);
@@ -275,7 +282,10 @@ void keepalive_moved(etcd *e);
 /* ---- etcd_lease.c ---- */
 void lease_file_write(etcd *e, int64_t id);
 int64_t lease_file_read(etcd *e, const char *path, bool quiet);
-void lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke);
+/* At stop: true when the lease this instance holds must be kept (a
+ * reload's new instance re-attached to it, or a failed trial shares it
+ * with the instance it was to replace); fixes the file up as needed. */
+bool lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke);
 
 /* ---- etcd_disc.c ---- */
 json_t *pager_body(etcd *e, const pager *p);

@@ -1,12 +1,24 @@
 /*
- * etcd_lease.c - the etcd store's lease across restarts: the file
- * <state_dir>/<instance>.lease naming the lease (with the ttl and prefix
- * it was granted for), written atomically (O_EXCL|O_NOFOLLOW, mode 0640,
- * rename), read at start to re-attach; and the table of this plugin's
- * live instances in the process, so that a reload's new instance never
- * re-attaches to the lease its predecessor still holds.
+ * etcd_lease.c - the etcd store's lease across restarts and reloads: the
+ * file <state_dir>/<instance>.lease naming the lease (with the ttl, node
+ * and prefix it was granted for), written atomically (O_EXCL|O_NOFOLLOW,
+ * mode 0640, rename), read at start to re-attach.
  *
- * Owns: the lease file and the live-instance table.
+ * A reload that replaces [store etcd] hands the lease over through this
+ * file, make-before-break, with no list of live instances: the new
+ * instance starts while the old one still runs and keeps the lease
+ * alive; when the file's settings match its own and the lease lives, it
+ * re-attaches to it (both keeping it alive meanwhile is harmless),
+ * reconciles and rewrites the file as its owner; only once it has proven
+ * itself is the old one stopped (REPLACED), and the old one reads the
+ * file: if it names the old one's own lease, the new one holds it and
+ * nothing is revoked; otherwise (ttl or prefix changed, so the new one
+ * granted its own lease and has already written its keys) the old lease
+ * is revoked.  A failed trial that re-attached leaves the lease to the
+ * instance it was to replace; one that granted its own lease puts the
+ * file back as it found it and revokes its lease.
+ *
+ * Owns: the lease file.
  */
 #include "etcd_int.h"
 
@@ -17,48 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------------ */
-/* Live instances of this plugin in the process                       */
-/* ------------------------------------------------------------------ */
-
-/* A reload's new instance runs next to the one it replaces: it must not
- * re-attach to the lease the old one still holds (revoking it would take
- * the new one's keys).  One loop, so no lock. */
-#define MAX_LIVE 64
-static etcd *live[MAX_LIVE];
-
-static void live_add(etcd *e)
-{
-	for (size_t i = 0; i < MAX_LIVE; i++)
-		if (!live[i]) {
-			live[i] = e;
-			return;
-		}
-}
-
-void reg_live_forget(etcd *e)
-{
-	for (size_t i = 0; i < MAX_LIVE; i++)
-		if (live[i] == e)
-			live[i] = NULL;
-}
-
-static bool lease_held_elsewhere(const etcd *e, int64_t id)
-{
-	for (size_t i = 0; i < MAX_LIVE; i++)
-		if (live[i] && live[i] != e && !live[i]->stop_done && live[i]->lease == id)
-			return true;
-	return false;
-}
-
-static etcd *live_sibling(const etcd *e)
-{
-	for (size_t i = 0; i < MAX_LIVE; i++)
-		if (live[i] && live[i] != e && !live[i]->stopping && live[i]->lease &&
-		    strcmp(e->h->instance_name(live[i]->ctx), e->h->instance_name(e->ctx)) == 0)
-			return live[i];
-	return NULL;
-}
+#define FILE_MAX 1000
 
 /* ------------------------------------------------------------------ */
 /* The lease file                                                     */
@@ -80,12 +51,30 @@ static char *lease_path(etcd *e)
 	return path;
 }
 
-/* Writes the file naming lease id (atomically: a new file, then rename). */
+/* Replaces the file with buf (atomically: a new file, then rename). */
+static bool file_put(etcd *e, const char *buf, size_t n)
+{
+	char *tmp = xasprintf("%s.new", e->lease_file);
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	bool ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n;
+	if (fd >= 0 && close(fd) != 0)
+		ok = false;
+	if (ok && rename(tmp, e->lease_file) != 0)
+		ok = false;
+	int err = errno;
+	if (!ok)
+		unlink(tmp);
+	free(tmp);
+	errno = err;
+	return ok;
+}
+
+/* Writes the file naming lease id. */
 void lease_file_write(etcd *e, int64_t id)
 {
 	if (!e->lease_file)
 		return;
-	char *tmp = xasprintf("%s.new", e->lease_file);
 	char buf[900];
 	const char *node = e->h->node(e->ctx);
 	int n = snprintf(buf, sizeof(buf), "lease=%llx\nttl=%lld\nnode=%.200s\nprefix=%s\n",
@@ -93,40 +82,40 @@ void lease_file_write(etcd *e, int64_t id)
 	if (n < 0 || (size_t)n >= sizeof(buf)) {
 		e->h->log(e->ctx, REGENT_LOG_WARN, "%s: prefix too long to record; a restart will "
 		          "register under a new lease", e->lease_file);
-		free(tmp);
 		return;
 	}
-	unlink(tmp);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-	bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n;
-	if (fd >= 0 && close(fd) != 0)
-		ok = false;
-	if (ok && rename(tmp, e->lease_file) != 0)
-		ok = false;
-	if (!ok) {
+	if (!file_put(e, buf, (size_t)n))
 		e->h->log(e->ctx, REGENT_LOG_WARN,
 		          "cannot write %s: %s; a restart will register under a new lease",
 		          e->lease_file, strerror(errno));
-		unlink(tmp);
-	}
-	free(tmp);
 }
 
-/* The lease id the file names, 0 when none (or for another prefix/ttl). */
-int64_t lease_file_read(etcd *e, const char *path, bool quiet)
+/* The file's text (NUL-terminated, malloc'd), NULL when absent or empty. */
+static char *file_get(etcd *e, const char *path, bool quiet)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno != ENOENT && !quiet)
 			e->h->log(e->ctx, REGENT_LOG_WARN, "cannot read %s: %s", path, strerror(errno));
-		return 0;
+		return NULL;
 	}
-	char buf[1000];
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	char *buf = xcalloc(1, FILE_MAX);
+	ssize_t n = read(fd, buf, FILE_MAX - 1);
 	close(fd);
-	if (n <= 0)
-		return 0;
+	if (n <= 0) {
+		free(buf);
+		return NULL;
+	}
 	buf[n] = '\0';
+	return buf;
+}
+
+/* The lease id buf names, 0 when none (or, unless quiet, for another
+ * node, prefix or ttl). */
+static int64_t parse(etcd *e, const char *path, const char *buf, bool quiet)
+{
+	if (!buf)
+		return 0;
 	unsigned long long id = 0;
 	long long ttl = 0;
 	char prefix[600] = "";
@@ -155,50 +144,65 @@ int64_t lease_file_read(etcd *e, const char *path, bool quiet)
 	if (ttl != e->ttl_s || strcmp(prefix, e->prefix) != 0) {
 		e->h->log(e->ctx, REGENT_LOG_INFO,
 		          "%s names lease %llx for ttl %lld s and prefix \"%s\"; the configuration "
-		          "changed: not re-attaching (its keys expire with it)",
+		          "changed: granting a new lease (the old one is revoked by the instance this "
+		          "one replaces, or expires)",
 		          path, id, ttl, prefix);
 		return 0;
 	}
 	return (int64_t)id;
 }
 
+int64_t lease_file_read(etcd *e, const char *path, bool quiet)
+{
+	char *buf = file_get(e, path, quiet);
+	int64_t id = parse(e, path, buf, quiet);
+	free(buf);
+	return id;
+}
+
 void lease_file_load(etcd *e)
 {
 	free(e->lease_file);
 	e->lease_file = lease_path(e);
-	live_add(e);
 	if (!e->lease_file) {
 		e->h->log(e->ctx, REGENT_LOG_WARN,
 		          "no usable state_dir: the lease cannot be kept across restarts");
 		return;
 	}
-	int64_t id = lease_file_read(e, e->lease_file, false);
-	if (id && lease_held_elsewhere(e, id)) {
-		e->h->log(e->ctx, REGENT_LOG_DEBUG,
-		          "lease %llx is held by the instance this one replaces; granting a new one",
-		          (unsigned long long)id);
-		id = 0;
-	}
-	e->adopt = id;
+	free(e->file_prev);
+	e->file_prev = file_get(e, e->lease_file, false);
+	/* A reload's new instance re-attaches to the lease the running one
+	 * holds, as a restart does: the lease is shared until the old one
+	 * is stopped (lease_file_on_stop). */
+	e->adopt = parse(e, e->lease_file, e->file_prev, false);
 }
 
-/* The lease file after this instance: kept for a restart, handed back to
- * the instance a failed trial was to replace, or removed. */
-void lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke)
+/* The lease file after this instance; true when the lease must be kept
+ * without a last keepalive (another instance holds it). */
+bool lease_file_on_stop(etcd *e, regent_stop_reason why, bool revoke)
 {
 	if (!e->lease_file)
-		return;
-	if (why == REGENT_STOP_FAILED) {
-		etcd *old = live_sibling(e);
-		if (old)
-			lease_file_write(e, old->lease);
-		else if (e->lease && lease_file_read(e, e->lease_file, true) == e->lease)
-			unlink(e->lease_file);
-		return;
-	}
+		return false;
+	int64_t named = e->lease ? lease_file_read(e, e->lease_file, true) : 0;
 	if (why == REGENT_STOP_REPLACED)
-		return; /* the new instance wrote its own */
-	if (revoke && e->lease && lease_file_read(e, e->lease_file, true) == e->lease)
+		/* The new instance re-attached to our lease (and rewrote the
+		 * file): it is its lease now.  Otherwise it has its own. */
+		return e->lease && named == e->lease;
+	if (why == REGENT_STOP_FAILED) {
+		if (e->lease && e->lease == e->adopted)
+			return true; /* the instance it was to replace holds it */
+		if (e->lease && named == e->lease) {
+			/* We wrote the file for a lease of our own: put back what the
+			 * running instance relies on. */
+			bool ok = e->file_prev ? file_put(e, e->file_prev, strlen(e->file_prev))
+			                       : unlink(e->lease_file) == 0;
+			if (!ok)
+				e->h->log(e->ctx, REGENT_LOG_WARN, "cannot restore %s: %s", e->lease_file,
+				          strerror(errno));
+		}
+		return false;
+	}
+	if (revoke && e->lease && named == e->lease)
 		unlink(e->lease_file);
+	return false;
 }
-

@@ -7,13 +7,16 @@
  * list (O(1)), and only dirty entries are sent, in txns of up to
  * TXN_MAX_OPS operations (and TXN_MAX_BYTES), TXN_PIPE of them in flight.
  *
- * Restarts: the lease id is kept in <state_dir>/etcd-<instance>.lease.
+ * Restarts: the lease id is kept in <state_dir>/<instance>.lease.
  * A starting instance re-attaches to that lease while it lives (lease
  * timetolive), reads which keys are attached to it (reconcile) and
  * writes only what differs; keys of the lease that no source reports
  * within reconcile_grace are deleted.  Stopping for an exit keeps the
- * lease (the containers still run) unless deregister_on_stop; a reload
- * that replaced or removed the section, or a failed trial, revokes it.
+ * lease (the containers still run) unless deregister_on_stop; a reload's
+ * new instance re-attaches to the running one's lease the same way, and
+ * the old one then stops without revoking (etcd_lease.c); a reload that
+ * removed the section, or replaced it with another ttl or prefix, revokes
+ * it once the new instance holds its keys.
  *
  * Owns: the registration table and dirty list, the lease, the txn
  * slots' batches, reg/ka/kick/grace timers, the stop sequence (the lease
@@ -275,7 +278,7 @@ void ttl_done(etcd *e, call *c, resp *r)
 		reg_retry(e, retry_delay(e, &e->reg_bo, r, moved));
 		return;
 	}
-	e->lease = e->adopt;
+	e->lease = e->adopted = e->adopt;
 	e->adopt = 0;
 	e->lease_ttl = granted > 0 ? granted : e->ttl_s;
 	e->h->log(e->ctx, REGENT_LOG_INFO,
@@ -845,7 +848,20 @@ int reg_stop(etcd *e)
 	uv_timer_stop(e->kick_timer);
 	uv_timer_stop(e->grace_timer);
 	bool revoke = why != REGENT_STOP_EXIT || e->dereg_on_stop;
-	lease_file_on_stop(e, why, revoke);
+	if (lease_file_on_stop(e, why, revoke)) {
+		/* Shared with the instance that goes on (lease_file_on_stop):
+		 * it keeps the lease alive; nothing is revoked or deleted. */
+		e->h->log(e->ctx, REGENT_LOG_INFO,
+		          why == REGENT_STOP_REPLACED
+		              ? "lease %llx and its %zu keys are the new instance's now (it re-attached): "
+		                "not revoked"
+		              : "lease %llx and its %zu keys stay with the running instance",
+		          (unsigned long long)e->lease, e->nhave);
+		call_cancel(e, &e->calls[OP_AUTH]);
+		uv_timer_stop(e->auth_timer);
+		e->stop_done = true;
+		return 0;
+	}
 	if (!e->lease || !revoke) {
 		call_cancel(e, &e->calls[OP_AUTH]);
 		uv_timer_stop(e->auth_timer);
