@@ -105,7 +105,6 @@ check "agent prints the catalog" wait_for 5 test -f "$T/sink.out"
 check "the catalog has both instances, with the node" wait_for 5 grep -q "n1/bbbb/80 127.0.0.3:18002/tcp node=cli-test" "$T/sink.out"
 check "the catalog's first instance has the node" grep -q "n1/aaaa/80 127.0.0.2:18001/tcp node=cli-test" "$T/sink.out"
 check "store saw two registrations" wait_for 2 bash -c "[ \$(grep -c '^register' '$T/store.log') -eq 2 ]"
-applies=$(grep -c '^apply' "$T/sink.out")
 printf 'n1/aaaa/80 whoami 127.0.0.2 18001\nn1/cccc/80 api 127.0.0.4 18003 udp\n' >"$T/instances.txt"
 check "a change reaches the sink" wait_for 3 grep -q "n1/cccc/80 127.0.0.4:18003/udp" "$T/sink.out"
 check "only what vanished is deregistered" wait_for 2 bash -c "grep -q '^deregister n1/bbbb/80' '$T/store.log' && ! grep -q '^deregister n1/aaaa' '$T/store.log'"
@@ -114,7 +113,8 @@ n1=$(grep -c '^apply' "$T/sink.out")
 sleep 0.5
 n2=$(grep -c '^apply' "$T/sink.out")
 check "nothing reaches the sink when nothing changes" [ "$n1" -eq "$n2" ]
-check "one snapshot for the change (coalesced)" [ $((n1 - applies)) -le 2 ]
+# (No count of snapshots here: the change is two instances, so "at most two" could not fail;
+# the debounce's batching is asserted on the loop's clock by test_catalog.)
 
 # SIGHUP with a bad config: refused, old keeps running
 cp "$T/good.ini" "$T/good.ini.bak"

@@ -62,7 +62,7 @@ check_eq "the socket is mode 0660" 660 "$(stat -c %a "$SOCK")"
 if getent group regent >/dev/null; then
 	check_eq "... group regent" regent "$(stat -c %G "$SOCK")"
 else
-	echo "skip - no group regent on this machine: the socket keeps the agent's group"
+	echo "# not applicable here: no group regent on this machine (the socket keeps the agent's group)"
 fi
 
 # ---- status ----
@@ -209,7 +209,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	check_eq "a non-root user (nobody) cannot connect" 1 "$rc"
 	check_eq "... told why" "regent ctl: cannot connect to $SOCK: Permission denied (run as root or as a member of the group regent)" "$(cat "$T/err")"
 else
-	echo "skip - not root (or no setpriv): cannot run the CLI as another user"
+	harness_skip "not root (or no setpriv, apt-get install util-linux): cannot run the CLI as another user"
 fi
 
 # ---- requests are bounded in size and time ----
@@ -265,7 +265,7 @@ if [ ! -e /run/regent ]; then
 	check "... still running" daemon_alive f
 	daemon_stop f
 else
-	echo "skip - /run/regent exists here: the default path's warning is not checked"
+	echo "# not applicable here: /run/regent exists (the default path's warning cannot be seen)"
 fi
 
 pid=$(daemon_pid a)
@@ -282,7 +282,7 @@ check "no sanitizer report or crash in the agent's log" bash -c "! grep -qE 'San
 
 # ---- with a real etcd: drain takes the keys away while the agent runs ----
 if [ ! -f "$REGENT_PLUGIN_DIR/etcd.so" ]; then
-	echo "skip - the etcd plugin is not built: no drain test against etcd"
+	harness_skip "the etcd plugin is not built: no drain test against etcd"
 	harness_summary; exit
 fi
 EP=$(etcd_start ctl1) || { harness_summary; exit 1; }

@@ -75,12 +75,18 @@ check "an invalid service name is skipped with a warning" \
 	wait_for --timeout 10 grep -q 'skipped Consul service "bad name!": invalid name' "$(regent_log c)"
 check "client still running" daemon_alive regent-c
 
-# ---- tag filter
+# ---- tag filter; ignore_services set (it replaces the default list, "consul")
+{ common client-3; store_section; printf 'ignore_services = dns\n[sink testsink]\nfile = %s\n' "$T/e.sink"; } >"$T/e.ini"
 regent_start d "$T/d.ini"
+regent_start e "$T/e.ini"
 check "tag filter: web1 (blue) seen" wait_for --timeout 10 snapshot_has "$T/d.sink" "backend-1/web1/80"
 check "tag filter: web2 (untagged) not seen" snapshot_lacks "$T/d.sink" "backend-1/web2/80"
 check "tag filter: dns not seen" snapshot_lacks "$T/d.sink" "dns ("
 daemon_stop regent-d
+check "ignore_services = dns: web is seen" wait_for --timeout 10 snapshot_has "$T/e.sink" "backend-1/web1/80"
+check "ignore_services = dns: dns is not (the client without the key sees it)" snapshot_lacks "$T/e.sink" "dns ("
+check "ignore_services = dns replaces the default: Consul's own service is seen" snapshot_has "$T/e.sink" "consul ("
+daemon_stop regent-e
 
 # ---- changes: web2 moves, dns goes away; only those are sent
 nreg() { grep -c "consul: registered $1 " "$(regent_log a)"; }

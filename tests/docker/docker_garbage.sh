@@ -21,6 +21,10 @@ printf '{"Id":"%s","Name":"/fake1","State":{"Running":true,"StartedAt":"2026-01-
     "$ID" > "$B/inspect.json"
 printf 'this is not json\n{"Type":"container","Action":"start","Actor":{"ID":"short"}}\n' > "$B/events.txt"
 printf '{"message":"boom"}' > "$B/error.json"
+# (the gone daemon's fake1 carries a label with an invalid meta key: refused, counted in
+# regent_docker_rejected_total, the container still registered)
+printf '{"Id":"%s","Name":"/fake1","State":{"Running":true,"StartedAt":"2026-01-01T00:00:00Z"},"Config":{"Image":"acme/fake:1","ExposedPorts":{"9999/tcp":{}},"Labels":{"regent.meta.bad key!":"x"}},"HostConfig":{"NetworkMode":"host"}}' \
+    "$ID" > "$B/inspect_meta.json"
 ID2=9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d
 printf '[{"Id":"%s","Names":["/fake1"]},{"Id":"%s","Names":["/fake2"]}]' "$ID" "$ID2" > "$B/list2.json"
 printf '{"message":"No such container: %s"}' "$ID2" > "$B/nosuch.json"
@@ -49,7 +53,7 @@ frontend gone
     bind unix@$H_TMP/gone.sock mode 600
     http-request return status 200 content-type application/json file $B/list2.json if { path /v1.41/containers/json }
     http-request return status 404 content-type application/json file $B/nosuch.json if { path /v1.41/containers/$ID2/json }
-    http-request return status 200 content-type application/json file $B/inspect.json if { path_reg ^/v1\.41/containers/[0-9a-f]{64}/json\$ }
+    http-request return status 200 content-type application/json file $B/inspect_meta.json if { path_reg ^/v1\.41/containers/[0-9a-f]{64}/json\$ }
     http-request return status 200 content-type text/plain string OK if { path /v1.41/_ping }
     http-request return status 500 content-type application/json file $B/error.json
 EOF
@@ -102,6 +106,8 @@ check "404: the container gone since the listing is dropped (logged at debug, na
     wait_for --timeout 5 grep -qE "debug: source docker: container .*\(${ID2:0:12}\) is gone: HTTP 404" "$L"
 check "404: not treated as a failure (no 'inspecting container' warning for it)" \
     bash -c "! grep -qE 'warn: source docker: inspecting container .*\(${ID2:0:12}\)' '$L'"
+check "a label with an invalid meta key is refused with a warning naming it" \
+    grep -qE "warn: source docker: container .*: label \"regent.meta.bad key!\": invalid meta key" "$L"
 check "404: the gone container is never registered" bash -c "! grep -q '/${ID2:0:12}/' '$H_TMP/rg.store'"
 check "the agent keeps running" daemon_alive rg
 # metric NAME: the value of the sample NAME{plugin="docker"} (or NAME{...,plugin="docker",...})
@@ -113,7 +119,8 @@ if [[ -f "$REGENT_PLUGIN_DIR/stats.so" ]]; then
     check "metrics: regent_docker_resyncs_total counts the listings" metric_ge regent_docker_resyncs_total 1
     check "metrics: regent_docker_errors_total counts the failing event stream (HTTP 500)" \
         wait_for --timeout 10 metric_ge regent_docker_errors_total 1
-    check "metrics: regent_docker_events_total is exported" metric_ge regent_docker_events_total 0
+    check "metrics: regent_docker_events_total is exported (no event flows here: existence only)" metric_ge regent_docker_events_total 0
+    check "metrics: regent_docker_rejected_total counts the refused label" metric_ge regent_docker_rejected_total 1
 else
     harness_skip "docker metrics: the stats sink is not built"
 fi

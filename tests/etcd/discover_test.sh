@@ -12,7 +12,14 @@ ETCD_PORT=${EP##*:}
 PP=$(free_port)
 daemon_start proxy "$PY" "$E_DIR/ehelp.py" proxy "$PP" "$ETCD_PORT"
 check "waited for: grep -q ready H_TMP/proxy.log" wait_for --timeout 10 grep -q ready "$H_TMP/proxy.log"
-agent_config b "http://127.0.0.1:$PP"
+# ... with a stats sink when it is built: regent_store_compactions_total is asserted below
+SP=""
+if [[ -f "$REGENT_PLUGIN_DIR/stats.so" ]]; then
+    SP=$(free_port)
+    agent_config b "http://127.0.0.1:$PP" "" "[sink stats]" "listen = 127.0.0.1:$SP"
+else
+    agent_config b "http://127.0.0.1:$PP"
+fi
 agent_start b
 wait_for --timeout 10 grep -q '^end$' "$H_TMP/b.sink"
 check "first snapshot (empty registry) reaches the sink" grep -q '^end$' "$H_TMP/b.sink"
@@ -94,6 +101,13 @@ check "and the deletion made meanwhile is seen" snap_lacks b '    0123456789ab .
 check "the watch was canceled by the compaction and the prefix read again" \
     log_has b 'canceled: compacted up to'
 check "watching again afterwards" bash -c "grep -A8 'canceled: compacted' '$H_TMP/b.log' | grep -q 'watching /backends/'"
+if [[ -n "$SP" ]]; then
+    compactions() { http_get "http://127.0.0.1:$SP/metrics" | awk '$1 ~ /^regent_store_compactions_total\{.*plugin="etcd"/ { print $2 }'; }
+    check "metrics: regent_store_compactions_total counts the watch canceled by the compaction ($(compactions))" \
+        eval '[[ "$(compactions)" =~ ^[1-9][0-9]*(\.0+)?$ ]]'
+else
+    harness_skip "regent_store_compactions_total: the stats sink is not built here"
+fi
 put /backends/web/v/c6/80 '{"address":"127.0.0.11","port":8000,"node":"v"}'
 wait_for --timeout 5 snap_has b '    v/c6/80 127.0.0.11:8000/tcp node=v'
 check "events flow after the re-read" snap_has b '    v/c6/80 127.0.0.11:8000/tcp node=v'

@@ -321,7 +321,7 @@ if [[ $HAVE_STATS == 1 ]]; then
         test "$(metric 'regent_propagation_seconds_count{plugin="haproxy"}' | cut -d. -f1)" -ge 5
     http_get "http://127.0.0.1:$P_METRICS/metrics" | grep -E '^regent_haproxy|^regent_propagation_seconds_(sum|count)\{plugin="haproxy"' | sed 's/^/  | /'
 else
-    echo "skip - metrics checks (the stats sink is not built here)"
+    harness_skip "metrics checks: the stats sink is not built here"
 fi
 
 # --- the managed haproxy is restarted after a crash ---------------------------------------------

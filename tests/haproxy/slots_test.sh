@@ -3,7 +3,7 @@
 # service) through one reload that keeps the existing servers' names and serves every
 # instance; and the sink's timeout keys (timeout_connect/client/server/check, the [sink] defaults
 # and a per-service override), check_timeout, command_timeout and startup_grace are accepted
-# and rendered.  Real haproxy 2.6, real HTTP backends on loopback.
+# and rendered; check_timeout gives up a `haproxy -c` that hangs.  Real haproxy 2.6, real HTTP backends on loopback.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -76,6 +76,18 @@ timeout_connect = 2s
 timeout_server = 7s
 EOF
 check "--check-config accepts the timeout keys" "$REGENT_BIN" --check-config -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
+
+# check_timeout bounds `haproxy -c`: a haproxy binary that hangs (sleeps 30 s) is given up after
+# check_timeout = 500ms, and the configuration is refused naming the cause.
+printf '#!/bin/sh\nexec sleep 30\n' > "$T/hang-haproxy"; chmod +x "$T/hang-haproxy"
+sed -e "s|^manage = true|haproxy = $T/hang-haproxy\nadmin_socket = $T/none.sock\nreload_command = /bin/true|" \
+    -e 's|^check_timeout = 20s|check_timeout = 500ms|' "$T/regent.ini" > "$T/hang.ini"
+t0=$(date +%s%N)
+"$REGENT_BIN" --check-config -c "$T/hang.ini" -p "$REGENT_PLUGIN_DIR" > "$T/hang.out" 2>&1; rc=$?
+hang_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check_eq "check_timeout: a hanging haproxy -c fails the configuration" 1 "$rc"
+check "check_timeout: ... naming the timeout ($(tail -n 2 "$T/hang.out" | head -n 1))" grep -q 'hang-haproxy -c .*refused the configuration: timed out' "$T/hang.out"
+check "check_timeout: ... after check_timeout, not the 30 s haproxy would take ($hang_ms ms)" test "$hang_ms" -lt 15000
 
 daemon_start regent "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
 LOG=$(daemon_log regent)

@@ -12,6 +12,9 @@ It reports, as FILE:LINE: MESSAGE, and exits 1 if there is any:
                 if/while/until condition or after `!`, not followed by `||` or `&&`, not the
                 last command of a function (its return value) nor `return`ed.  Also inside
                 "$(...)": `$(wait_for X; cmd)` drops the wait.
+  silent-skip   `echo "skip ..."` (or printf) that neither records the skip (harness_skip /
+                skip, so the test ends 77) nor exits 77 on this or the next line: a part that
+                did not run would count as passed.
 A line may opt out with a trailing `# lint: ok (REASON)`; the reason is required.
 
 It is a token-level check, not a shell parser: heredoc bodies are skipped, a line continued
@@ -178,6 +181,16 @@ def lint_tokens(toks, next_line_closes, report, inner=False, next_stmt=None):
                    "(`|| h_die ...`), or make it a condition")
 
 
+SILENT_SKIP = re.compile(r"""\b(echo|printf)\s+(-\S+\s+)*["']?(#\s*)?skip(ped)?\b""", re.I)
+
+
+def lint_skip(line, nxt_line, report):
+    if SILENT_SKIP.search(line) and not re.search(r"\b(exit|return)\s+77\b|SKIPPED\+?=",
+                                                  line + "\n" + nxt_line):
+        report("silent-skip", "a skip printed but not recorded: call harness_skip (or the "
+               "packaging tests' skip) so the test ends 77, or exit 77")
+
+
 def lint_file(path, out):
     try:
         text = open(path, encoding="utf-8", errors="replace").read()
@@ -203,6 +216,7 @@ def lint_file(path, out):
         def report(kind, msg, lineno=lineno):
             out.append("%s:%d: %s: %s" % (path, lineno, kind, msg))
         lint_tokens(toks, closes, report, next_stmt=nt)
+        lint_skip(line, nxt_line, report)
 
 
 def files_of(args):
@@ -240,6 +254,12 @@ SELF_TESTS = [
     ('wait_for 5 store_has r1 "^register $N/$(s12 "$id3")/80 "\nt0=$(now_ns)\n', ["dropped-wait"]),
     ('wait_for --timeout 5 snap_has a "x y"\ncheck "d" snap_has a "x y"\n', []),
     ('wait_for --timeout 5 snap_has a "x y"\ncheck "d" snap_has a "x z"\n', ["dropped-wait"]),
+    ('echo "skip - no tool"\n', ["silent-skip"]),
+    ("[ -x t ] || echo 'SKIPPED: no tool'\n", ["silent-skip"]),
+    ('echo "skip - no tool"\nexit 77\n', []),
+    ('harness_skip "no tool"\n', []),
+    ('skip() { echo "SKIPPED: $*"; SKIPPED="$SKIPPED $*"; }\n', []),
+    ('echo "# not applicable here: /run/x exists"\n', []),
 ]
 
 
@@ -259,6 +279,7 @@ def self_test():
             def report(kind, msg):
                 out.append(kind)
             lint_tokens(toks, nxt.startswith("}"), report, next_stmt=tokens(nxt) if nxt else None)
+            lint_skip(line, nxt, report)
         if out != want:
             bad += 1
             print("self-test: %r: got %r, want %r" % (text, out, want))

@@ -39,7 +39,7 @@ if command -v systemd-analyze >/dev/null; then
 	sed -e "s#^ExecStart=$PREFIX/sbin/regent #ExecStart=$BIN #" \
 	    -e "s#^ExecReload=$PREFIX/sbin/regent #ExecReload=$BIN #" "$UNIT" >"$T/unit/regent.service"
 	man_opt=--man=yes
-	[ -f "$R$PREFIX/share/man/man8/regent.8" ] || { man_opt=--man=no; echo "skip - Documentation= man pages (not built: no scdoc)"; }
+	[ -f "$R$PREFIX/share/man/man8/regent.8" ] || { man_opt=--man=no; skip "Documentation= man pages: not built (scdoc was not found when this build was configured; apt-get install scdoc)"; }
 	MANPATH=$R$PREFIX/share/man systemd-analyze verify $man_opt "$T/unit/regent.service" >"$T/verify.log" 2>&1; rc=$?
 	check "systemd-analyze verify passes on the unit" [ $rc -eq 0 -a ! -s "$T/verify.log" ]
 	cat "$T/verify.log"
