@@ -192,12 +192,12 @@ static bool taken_over(consul *c)
 	return other;
 }
 
-static void write_now(consul *c)
+static void write_now(consul *c, bool claim)
 {
 	c->state_dirty = false;
 	if (!c->owns || !c->state_path || c->stopping)
 		return;
-	if (taken_over(c)) {
+	if (!claim && taken_over(c)) {
 		c->owns = false;
 		c->h->log(c->ctx, REGENT_LOG_DEBUG, "%s: the new instance owns it now", c->state_path);
 		return;
@@ -209,7 +209,7 @@ static void write_now(consul *c)
 
 static void on_state_timer(uv_timer_t *t)
 {
-	write_now(t->data);
+	write_now(t->data, false);
 }
 
 void consul_state_open(consul *c)
@@ -239,7 +239,7 @@ void consul_state_claim(consul *c)
 		return;
 	c->owns = true;
 	uv_timer_stop(c->state_timer);
-	write_now(c);
+	write_now(c, true);
 }
 
 void consul_state_changed(consul *c)
