@@ -9,7 +9,7 @@
  * (O_EXCL|O_NOFOLLOW, mode 0640, then rename) by its owner only: the
  * instance that became ready last (consul_state_claim), then again,
  * debounced, whenever the set it holds changes; an owner that finds the
- * file claimed by another instance of its process stops writing.
+ * file claimed by another instance of its process leaves it alone.
  *
  * A reload that replaces [store consul] starts the new instance while the
  * old one runs.  The new one lists the agent's services, adopts those of
@@ -198,7 +198,7 @@ static void write_now(consul *c, bool claim)
 	if (!c->owns || !c->state_path || c->stopping)
 		return;
 	if (!claim && taken_over(c)) {
-		c->owns = false;
+		/* A new instance claimed it (a failed trial puts it back). */
 		c->h->log(c->ctx, REGENT_LOG_DEBUG, "%s: the new instance owns it now", c->state_path);
 		return;
 	}
@@ -284,6 +284,9 @@ static size_t mark(consul *c, const cmap *keep, bool keep_sourced)
 
 size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **because)
 {
+	*because = "";
+	if (!c->agent_id)
+		return 0; /* never started: holds nothing */
 	uv_timer_stop(c->state_timer);
 	consul_state_file f;
 	size_t n = 0;
