@@ -152,4 +152,26 @@ bool dk_is_loopback(const char *addr);
 /* Service-name check (the core's rule, so decode.c stays host-free). */
 bool dk_valid_service(const char *name);
 
+/* ---- between decode.c and labels.c only ---- */
+
+/* Object member as a string, or NULL. */
+const char *dk_jstr(json_t *obj, const char *key);
+/* Appends s (malloc'd, taken even on failure) to an array: 0 or -ENOMEM. */
+int dk_push_str(char ***arr, size_t *n, char *s);
+/* Adds a formatted message once (identical text is not repeated). */
+int dk_add_msg(char ***arr, size_t *n, const char *fmt, ...) REGENT_PRINTF(3, 4);
+char *dk_asprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
+
+/* labels.c: whether label regent.ignore skips the whole container. */
+bool dk_container_ignored(const dk_container *c);
+/* labels.c: everything the labels and env say about one port -- whether
+ * it is skipped (*skip), its service name, instance id, tags and meta --
+ * filled into in (service, id, tags, meta; the caller sets the rest).
+ * nports is the number of usable ports of the container (registrator's
+ * <name>-<port> rule); r collects warnings and notes and holds the
+ * instances built so far (an id is never used twice).  0 or -ENOMEM. */
+int dk_port_labels(const dk_container *c, const dk_settings *s, uint16_t port,
+                   regent_proto proto, size_t nports, dk_result *r, const char *who,
+                   dk_inst *in, bool *skip);
+
 #endif
