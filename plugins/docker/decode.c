@@ -352,7 +352,23 @@ void dk_inst_free(dk_inst *i)
 		free((char *)i->meta[m].value);
 	}
 	free(i->meta);
+	dk_check_free(&i->check);
 	memset(i, 0, sizeof *i);
+}
+
+bool dk_inst_equal(const dk_inst *a, const dk_inst *b)
+{
+	if (strcmp(a->id, b->id) || strcmp(a->service, b->service) || strcmp(a->address, b->address) ||
+	    a->port != b->port || a->proto != b->proto || a->private_port != b->private_port ||
+	    a->ntags != b->ntags || a->nmeta != b->nmeta || !dk_check_equal(&a->check, &b->check))
+		return false;
+	for (size_t i = 0; i < a->ntags; i++)
+		if (strcmp(a->tags[i], b->tags[i]))
+			return false;
+	for (size_t i = 0; i < a->nmeta; i++)
+		if (strcmp(a->meta[i].key, b->meta[i].key) || strcmp(a->meta[i].value, b->meta[i].value))
+			return false;
+	return true;
 }
 
 int dk_inst_copy(dk_inst *d, const dk_inst *s)
@@ -365,6 +381,10 @@ int dk_inst_copy(dk_inst *d, const dk_inst *s)
 	d->id = strdup(s->id);
 	d->address = strdup(s->address);
 	if (!d->service || !d->id || !d->address)
+		goto oom;
+	d->check = s->check;
+	d->check.arg = NULL;
+	if (s->check.arg && !(d->check.arg = strdup(s->check.arg)))
 		goto oom;
 	if (s->ntags) {
 		d->tags = calloc(s->ntags, sizeof *d->tags);

@@ -477,6 +477,50 @@ static int port_meta(const dk_container *c, uint16_t port, const vars *vs, dk_re
 	return 0;
 }
 
+/* ---- agent-run check: regent.<port>.check over regent.check, and each
+ * parameter regent.<port>.check.<p> over regent.check.<p> ---- */
+
+static int port_check(const dk_container *c, uint16_t port, dk_result *r, const char *who,
+                      dk_inst *in, bool *ok)
+{
+	static const char *const params[] = {"interval", "timeout", "rise", "fall", "method",
+	                                     "status"};
+	char k[80], what[96], why[200], esc[96];
+	*ok = true;
+	snprintf(k, sizeof k, "regent.%u.check", port);
+	const char *spec = label(c, k);
+	if (!spec) {
+		snprintf(k, sizeof k, "regent.check");
+		spec = label(c, k);
+	}
+	if (!spec)
+		return 0;
+	snprintf(what, sizeof what, "label %s", k);
+	int rc = dk_check_parse(spec, &in->check, why, sizeof why);
+	if (rc == -ENOMEM)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < sizeof params / sizeof params[0]; i++) {
+		snprintf(k, sizeof k, "regent.%u.check.%s", port, params[i]);
+		const char *v = label(c, k);
+		if (!v) {
+			snprintf(k, sizeof k, "regent.check.%s", params[i]);
+			v = label(c, k);
+		}
+		if (v && (rc = dk_check_param(&in->check, params[i], v, why, sizeof why)) < 0)
+			snprintf(what, sizeof what, "label %s", k);
+	}
+	if (rc == 0 && (rc = dk_check_validate(&in->check, why, sizeof why)) < 0)
+		snprintf(what, sizeof what, "the check's labels");
+	if (rc < 0) {
+		dk_escape(why, esc, sizeof esc);
+		dk_check_free(&in->check);
+		*ok = false;
+		WARN("container %s: %s: %s; port %u not registered (its owner asked for a check)", who,
+		     what, esc, port);
+	}
+	return 0;
+}
+
 /* ---- one port ---- */
 
 static int port_id(const dk_container *c, const dk_settings *s, uint16_t port,
@@ -535,6 +579,12 @@ int dk_port_labels(const dk_container *c, const dk_settings *s, uint16_t port,
 	char svc[128];
 	bool ok;
 	if (port_service(c, port, &vs, nports, r, who, svc, sizeof svc, &ok) < 0)
+		goto out;
+	if (!ok) {
+		rc = 0;
+		goto out;
+	}
+	if (port_check(c, port, r, who, in, &ok) < 0)
 		goto out;
 	if (!ok) {
 		rc = 0;
