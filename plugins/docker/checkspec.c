@@ -136,10 +136,15 @@ int dk_check_param(dk_check *c, const char *name, const char *value, char *why, 
 			    value ? value : "", (unsigned long long)min);
 			return -EINVAL;
 		}
-		if (interval)
+		if (interval) {
 			c->interval_ms = (uint32_t)ms;
-		else
+			/* a default timeout follows a shorter interval */
+			if (!c->timeout_set && c->timeout_ms > ms)
+				c->timeout_ms = (uint32_t)ms;
+		} else {
 			c->timeout_ms = (uint32_t)ms;
+			c->timeout_set = true;
+		}
 		return 0;
 	}
 	if (strcmp(name, "rise") == 0 || strcmp(name, "fall") == 0) {

@@ -126,7 +126,7 @@ static void report_set(state *st, ctr *c, const dk_inst *want, size_t n, uint64_
 	if (n && k != n)
 		h->log(st->ctx, REGENT_LOG_ERROR, "container %s: out of memory keeping its instances",
 		       c->short_id);
-	dk_ctr_free_up(c);
+	free_insts(&c->up, &c->nup);
 	c->up = copy;
 	c->nup = k;
 }

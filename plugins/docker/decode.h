@@ -78,6 +78,7 @@ typedef struct dk_check {
 	int status;      /* http: the status expected, 0 = any 2xx or 3xx */
 	uint32_t interval_ms, timeout_ms;
 	uint16_t rise, fall;
+	bool timeout_set; /* given, not the default (which follows a short interval) */
 } dk_check;
 
 #define DK_CHECK_INTERVAL_MS 2000
