@@ -241,7 +241,7 @@ static void exec_send(dk_checker *k)
 	if (k->exec_step == 1) {
 		snprintf(url, sizeof url, "%s/containers/%s/exec", k->st->base, k->c->id);
 		json_t *b = json_pack("{s:[s,s,s],s:b,s:b}", "Cmd", "sh", "-c", k->in.check.arg,
-		                      "AttachStdout", 0, "AttachStderr", 0);
+		                      "AttachStdout", 1, "AttachStderr", 1); /* start waits for its end */
 		body = b ? json_dumps(b, JSON_COMPACT) : NULL;
 		json_decref(b);
 	} else if (k->exec_step == 2) {

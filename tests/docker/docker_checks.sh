@@ -77,8 +77,9 @@ check "the flap container registered after one pass (its label beats the INI's c
     wait_for --timeout 10 store_has r1 "^register $NODE/$(s12 "$id_flap")/$P_FLAP web "
 check "its label check is the one used" grep -qE "instance $NODE/$(s12 "$id_flap")/$P_FLAP check http GET /health passed 1 time in a row: up" "$LOG"
 check "the flap container answers through haproxy" wait_for --timeout 10 grep -q "I'm $(s12 "$id_flap")" "$LOAD"
-t_sick=$(now_ns)
 dk exec flap /usr/local/bin/whoami sick
+t_sick=$(now_ns) # /health answers 404 from here (the docker CLI itself may take seconds under load)
+check_eq "/health of the flap container now answers 404" 404 "$(http_code "http://127.0.0.1:$P_FLAP/health")"
 ms=$(latency_ms r1 "instance $NODE/$(s12 "$id_flap")/$P_FLAP check http GET /health failed 3 times in a row \(last: HTTP 404\): down" "$t_sick" 10) || ms=99999
 echo "# failing check: down ${ms} ms after /health turned 404 (interval 500 ms x fall 3 = 1500 ms)" >&2
 check "a failing check takes it out within interval x fall + one timeout + 500 ms (${ms} ms)" test "$ms" -le 2300
