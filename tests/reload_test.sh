@@ -85,16 +85,17 @@ fi
 check "the sink gets the three instances" wait_for --timeout 10 bash -c "last_snapshot() { $(declare -f last_snapshot | tail -n +2); }; [ \$(last_snapshot '$SINKOUT' | grep -c n/a) -eq 3 ]"
 check "/healthz is ok" hz_is "store teststore" ok true
 
-# ---- 1. a store whose new section proves itself after 2 s --------------------------------
+# ---- 1. a store whose new section proves itself after 6 s --------------------------------
+# (a trial long enough for the checks below to see it on a loaded machine)
 a0=$(applies "$SINKOUT")
-STORELOG=$T/s1.log STORE_X="confirm_after = 2s"; reload
+STORELOG=$T/s1.log STORE_X="confirm_after = 6s"; reload
 check "store: the new instance starts" wait_for --timeout 10 grep -q '^start$' "$T/s1.log"
 check "store: the new one registers every local instance while on trial" \
     wait_for --timeout 5 bash -c "[ \$(grep -c '^register' '$T/s1.log') -eq 3 ]"
 check "store: the old one keeps running during the trial" bash -c "! grep -q '^stop' '$T/s0.log'"
-check "/healthz notes the trial" hz_is "store teststore" note '"a new configuration is on trial"'
+check "/healthz notes the trial" wait_for --timeout 4 hz_is "store teststore" note '"a new configuration is on trial"'
 check "store: the old one is stopped (replaced) once the new one confirmed" \
-    wait_for --timeout 10 grep -qx 'stop replaced' "$T/s0.log"
+    wait_for --timeout 20 grep -qx 'stop replaced' "$T/s0.log"
 check "store: confirmation came before the old one's stop (agent log order)" bash -c "
     grep -nE 'store teststore \(new\): ready|the new configuration took over' '$LOG' | head -1 | grep -q 'ready'"
 check "store: the old one never deregistered anything" bash -c "! grep -q '^deregister' '$T/s0.log'"
@@ -146,7 +147,7 @@ check "revert: the running store is untouched" bash -c "! grep -q '^stop' '$T/s6
 STORE=$T/s6.log
 
 # ---- 5. sinks ------------------------------------------------------------------------------
-SINKOUT=$T/k1.out SINK_X="confirm_after = 3s"; reload
+SINKOUT=$T/k1.out SINK_X="confirm_after = 8s"; reload  # long enough to see on a loaded machine
 check "sink: the new one gets the current snapshot while on trial" \
     wait_for --timeout 10 grep -q 'n/a4 127.0.0.1:18004' "$T/k1.out"
 k0=$(applies "$T/k0.out")
@@ -155,7 +156,7 @@ check "sink: a change during the trial reaches the new one" wait_for --timeout 5
 check "sink: ... and not the old one (they would fight)" bash -c "! grep -q '^confirm' '$T/k1.out' && ! grep -q 'n/a5' '$T/k0.out'"
 check_eq "sink: the old one got no apply during the trial" "$k0" "$(applies "$T/k0.out")"
 check "sink: the old one is stopped (replaced) after the confirmation" \
-    wait_for --timeout 10 grep -qx 'stop replaced' "$T/k0.out"
+    wait_for --timeout 15 grep -qx 'stop replaced' "$T/k0.out"
 SINKOUT=$T/k2.out SINK_X=$'confirm_after = 1s\nconfirm_error = bad include'; reload
 check "sink fail: the new one is on trial" wait_for --timeout 10 grep -q '^apply' "$T/k2.out"
 k1=$(applies "$T/k1.out")
@@ -169,7 +170,7 @@ check "sink fail: ... and no longer what went during the trial" bash -c '! grep 
 check "sink fail: /healthz says so" hz_is "sink testsink" note \
     '"new configuration refused: bad include; the previous one runs"'
 check "sink fail: the old one was not stopped" bash -c "! grep -q '^stop' '$T/k1.out'"
-SINKOUT=$T/k1.out SINK_X="confirm_after = 3s"; reload # back to the running one
+SINKOUT=$T/k1.out SINK_X="confirm_after = 8s"; reload # back to the running one
 check "sink: going back to the running section clears the note" wait_for --timeout 5 hz_is "sink testsink" note null
 
 # ---- 6. sources ----------------------------------------------------------------------------

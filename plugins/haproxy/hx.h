@@ -2,7 +2,9 @@
  * render.c (pure: validation, rendering, parsing haproxy's answers),
  * cli.c (async unix-socket requests), proc.c (child processes and atomic
  * file writes), model.c (services, slots, ids: see model.h), svcconf.c
- * ([service] settings, the bind check), haproxy.c (the plugin). */
+ * ([service] settings, the bind check), master.c (the managed haproxy);
+ * the plugin itself is haproxy.c, settings.c, runtime.c, pipeline.c and
+ * reload.c (see sink.h). */
 #ifndef REGENT_HX_H
 #define REGENT_HX_H
 
@@ -188,7 +190,7 @@ void hx_master_kill(hx_master *m, int sig);
  * running (an adopter reaps it through a pidfd). */
 void hx_master_release(hx_master *m);
 
-/* ---- master.c: poll a CLI socket until an answer says so ---- */
+/* ---- cli.c: poll a CLI socket until an answer says so ---- */
 
 typedef struct hx_poll hx_poll;
 /* Called with each answer (status 0) or failure (negative errno): return 0

@@ -2,6 +2,7 @@
 """Small stdlib-only helpers for tests/harness/lib.sh (no socat needed).
 
   hutil.py free-port ADDR RESERVED_FILE   print a TCP port free on ADDR, not yet in RESERVED_FILE
+                                          nor handed to another test in the last hour
                                           (one port per line; the chosen port is appended)
   hutil.py unix-cmd PATH CMD [TIMEOUT]    send CMD + "\\n" to a unix stream socket, shut the write
                                           side, print everything read until EOF (haproxy admin
@@ -15,19 +16,36 @@ import os
 import random
 import socket
 import sys
+import time
+
+
+# Ports handed out by any test on this machine, so that test entries run side by side
+# (ctest -j) never pick the same one between choosing it and binding it: "PORT EPOCH" lines,
+# entries older than SHARED_TTL seconds forgotten.  REGENT_PORTS_FILE overrides the path.
+SHARED_FILE = os.environ.get("REGENT_PORTS_FILE", "/tmp/regent-test-ports")
+SHARED_TTL = 3600
 
 
 def free_port(addr, reserved_file):
     # Ports below the ephemeral range (32768-60999 on Linux) so that an outgoing connection's
     # source port cannot take a port the test is about to bind.
-    with open(reserved_file, "a+") as f:
+    with open(reserved_file, "a+") as f, open(SHARED_FILE, "a+") as g:
         fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(g, fcntl.LOCK_EX)
         f.seek(0)
         reserved = {line.strip() for line in f if line.strip()}
+        now = int(time.time())
+        g.seek(0)
+        shared = {}
+        for line in g:
+            parts = line.split()
+            if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit() \
+                    and now - int(parts[1]) < SHARED_TTL:
+                shared[parts[0]] = parts[1]
         rnd = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little"))
         for _ in range(2000):
             port = rnd.randint(20000, 32000)
-            if str(port) in reserved:
+            if str(port) in reserved or str(port) in shared:
                 continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
@@ -38,6 +56,11 @@ def free_port(addr, reserved_file):
                 s.close()
             f.write("%d\n" % port)
             f.flush()
+            shared[str(port)] = str(now)
+            g.seek(0)
+            g.truncate()
+            g.writelines("%s %s\n" % kv for kv in shared.items())
+            g.flush()
             print(port)
             return 0
     print("free-port: no free port found on %s" % addr, file=sys.stderr)

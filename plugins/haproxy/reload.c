@@ -1,0 +1,189 @@
+/* reload.c - the haproxy sink's reload: through the master CLI (show proc
+ * before, reload, then the reload counter and the new worker on the admin
+ * socket) or through reload_command (then the admin socket's pid), with
+ * backoff on failure. */
+#include "sink.h"
+
+#include <errno.h>
+
+/* ---- reload: master CLI or a command, then confirmation ---- */
+
+static void reload_ok(hx *s, long worker)
+{
+	uint64_t took = s->h->now_ms() - s->last_pipeline_ms;
+	s->h->metric_add(s->m_reloads, 1);
+	s->h->backoff_reset(&s->reload_backoff);
+	s->retry_at = 0;
+	if (s->reload_err) {
+		hx_set_reason(&s->reload_err, NULL);
+		hx_update_health(s);
+	}
+	s->h->log(s->ctx, REGENT_LOG_INFO, "haproxy reloaded (worker %ld), %llu ms after the change",
+	          worker, (unsigned long long)took);
+	hx_ap_from_file(s);
+	hx_pipeline_done(s);
+}
+
+static void reload_fail(hx *s, const char *why)
+{
+	s->h->metric_add(s->m_reload_fail, 1);
+	uint64_t d = s->h->backoff_next(&s->reload_backoff);
+	s->retry_at = s->h->now_ms() + d;
+	char *msg = xasprintf("haproxy reload failed: %s; retrying in %llu ms", why,
+	                      (unsigned long long)d);
+	s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
+	hx_set_reason(&s->reload_err, msg);
+	free(msg);
+	hx_update_health(s);
+	s->force_reload = true;
+	hx_ap_unknown(s);
+	hx_drop_pending(s);
+	hx_pipeline_done(s);
+	if (!s->proven && !s->manage)
+		hx_trial_fail(s, -EIO, why);
+}
+
+/* Confirmation: the master's reload counter moves (a higher failed count:
+ * refused), then the admin socket answers from the new worker. */
+static int confirm_info(void *arg, int status, const char *out)
+{
+	hx *s = arg;
+	if (status == -ETIMEDOUT) {
+		s->confirm = NULL;
+		reload_fail(s, "the new worker did not show up in time");
+		return 1;
+	}
+	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
+	if (pid && (s->want_worker ? pid == s->want_worker : pid != s->before_admin_pid)) {
+		s->confirm = NULL;
+		reload_ok(s, pid);
+		return 1;
+	}
+	return 0;
+}
+
+static int confirm_proc(void *arg, int status, const char *out)
+{
+	hx *s = arg;
+	if (status == -ETIMEDOUT) {
+		s->confirm = NULL;
+		reload_fail(s, "the new worker did not show up in time");
+		return 1;
+	}
+	hx_proc_info pi;
+	if (status == 0 && hx_parse_show_proc(out, &pi) == 0 && pi.reloads > s->before.reloads) {
+		if (pi.failed > s->before.failed) {
+			s->confirm = NULL;
+			reload_fail(s, "haproxy refused the new configuration (its log says why); the old "
+			               "worker keeps serving");
+			return 1;
+		}
+		if (pi.worker_pid) {
+			/* The master has its new worker; wait until the admin socket is
+			 * that worker's. */
+			s->want_worker = pi.worker_pid;
+			uint64_t now = s->h->now_ms();
+			s->confirm = hx_poll_start(s->loop, s->admin_socket, "show info", 0, 50,
+			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
+			                           s->cmd_timeout, confirm_info, s);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void enter_confirm(hx *s)
+{
+	s->ps = P_CONFIRM;
+	s->confirm_deadline = s->h->now_ms() + 15000;
+	s->want_worker = 0;
+	bool proc = s->master_socket != NULL;
+	s->confirm = hx_poll_start(s->loop, proc ? s->master_socket : s->admin_socket,
+	                           proc ? "show proc" : "show info", 20, 50, 15000, s->cmd_timeout,
+	                           proc ? confirm_proc : confirm_info, s);
+}
+
+static void on_reload_sent(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->master_req = NULL;
+	/* The master re-executes itself and closes the connection: an EOF or a
+	 * reset is the normal answer.  Only "could not connect" is an error. */
+	if (status == UV_ENOENT || status == UV_ECONNREFUSED || status == UV_ETIMEDOUT) {
+		char why[256];
+		snprintf(why, sizeof(why), "master socket %s: %s", s->master_socket, uv_strerror(status));
+		reload_fail(s, why);
+		return;
+	}
+	if (out[0])
+		hx_log_output(s, REGENT_LOG_WARN, out);
+	enter_confirm(s);
+}
+
+static void on_before_proc(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->master_req = NULL;
+	if (status < 0 || hx_parse_show_proc(out, &s->before) < 0) {
+		char why[256];
+		snprintf(why, sizeof(why), "master socket %s: %s", s->master_socket,
+		         status < 0 ? uv_strerror(status) : "unexpected answer to show proc");
+		reload_fail(s, why);
+		return;
+	}
+	int err = 0;
+	s->master_req = hx_cli_request(s->loop, s->master_socket, "reload", s->cmd_timeout,
+	                               on_reload_sent, s, &err);
+	if (!s->master_req)
+		reload_fail(s, strerror(-err));
+}
+
+static void on_reload_command(void *arg, int status, const char *out)
+{
+	hx *s = arg;
+	s->run = NULL;
+	if (status != 0) {
+		hx_log_output(s, REGENT_LOG_ERROR, out);
+		char why[300];
+		snprintf(why, sizeof(why), "reload_command exited with %d", status);
+		reload_fail(s, why);
+		return;
+	}
+	enter_confirm(s);
+}
+
+static void on_before_info(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->master_req = NULL;
+	s->before_admin_pid = status == 0 ? hx_parse_info_pid(out) : 0;
+	char *argv[] = {"/bin/sh", "-c", s->reload_command, NULL};
+	int err = 0;
+	s->run = hx_run_start(s->loop, argv, s->check_timeout, on_reload_command, s, &err);
+	if (!s->run)
+		on_reload_command(s, err, "");
+}
+
+void hx_reload_start(hx *s)
+{
+	s->force_reload = false;
+	if (s->manage && !s->master_ready) {
+		/* Not running (yet): the (re)start loads the new file; one
+		 * starting right now may have read the old one. */
+		hx_pipeline_done(s);
+		return;
+	}
+	s->ps = P_RELOAD;
+	int err = 0;
+	if (s->master_socket)
+		s->master_req = hx_cli_request(s->loop, s->master_socket, "show proc", s->cmd_timeout,
+		                               on_before_proc, s, &err);
+	else
+		s->master_req = hx_cli_request(s->loop, s->admin_socket, "show info", s->cmd_timeout,
+		                               on_before_info, s, &err);
+	if (!s->master_req)
+		reload_fail(s, strerror(-err));
+}

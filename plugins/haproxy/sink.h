@@ -1,0 +1,196 @@
+/* sink.h - the haproxy sink's private state (the hx struct) and the
+ * functions its files share, private to plugins/haproxy:
+ * haproxy.c (plugin entry and lifecycle, health, the scheduler),
+ * settings.c (configuration keys, validate, reading the settings),
+ * runtime.c (the runtime-API fast path: admin socket, drain polling),
+ * pipeline.c (rendering, the mirror, write/check/install),
+ * reload.c (reload through the master CLI or a command, confirmation).
+ * The model is model.h, the helpers below it hx.h. */
+#ifndef REGENT_HX_SINK_H
+#define REGENT_HX_SINK_H
+
+#include "model.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+typedef enum {
+	P_IDLE = 0,
+	P_WRITE_CAND,
+	P_CHECK,
+	P_FINAL,
+	P_DUMP,
+	P_WRITE_STATE,
+	P_RENAME,
+	P_RELOAD,
+	P_CONFIRM,
+} pstate;
+
+typedef struct hx {
+	regent_ctx *ctx;
+	const regent_host *h;
+	uv_loop_t *loop;
+	bool started, stopping;
+
+	/* configuration */
+	char *config_file, *cand_path, *tmp_path, *state_file, *state_tmp;
+	char *admin_socket, *master_socket, *reload_command, *haproxy_bin;
+	const char *const *include;
+	size_t ninclude;
+	bool manage;
+	char stats_bind[80];
+	bool stats_on;
+	char bind_addr[HX_ADDR_MAX + 2];
+	uint16_t stats_port;
+	uint64_t reload_interval, drain_timeout, check_timeout, cmd_timeout, startup_grace;
+	uint64_t started_ms;
+	size_t recovered;   /* services in the file of an earlier run */
+	int64_t slots_default, retries_default;
+	uint64_t t_connect, t_client, t_server, t_check, inter;
+
+	/* model (model.c) */
+	hx_model m;
+	const regent_catalog *cat;     /* the latest snapshot (referenced) */
+	uv_timer_t *t_model;           /* empty grace ends, exclusions retried */
+	unsigned mirror_gen;           /* m.gen the file was last rendered from */
+	bool mirror_force;             /* render again even if m.gen did not move */
+	unsigned excl_gen;             /* m.excl_gen reported */
+	char *excl_note;               /* the excluded services, for /healthz */
+	regent_metric *m_excluded;
+	char *g_want, *g_cand, *g_run; /* global part (admin socket, stats) */
+	char *file_text;               /* the installed file's text */
+	char *last_rejected;           /* candidate haproxy -c refused */
+	bool rejected_wait;            /* ... and no snapshot since */
+	bool installed_once;
+	const regent_catalog *pending; /* applied() not yet reported */
+
+	/* fast path */
+	hx_cli *admin_req;
+	unsigned batch_epoch; /* of the command batch in flight */
+	size_t batch_slots;
+	bool admin_polling;
+	unsigned epoch;
+	uv_timer_t *t_poll;  /* drain polling */
+	uv_timer_t *t_retry; /* admin backoff */
+	regent_backoff admin_backoff;
+	bool admin_blocked;
+	char *admin_err;
+
+	/* slow path */
+	pstate ps;
+	bool force_reload;
+	uint64_t last_pipeline_ms;
+	uv_timer_t *t_slow;
+	hx_run *run;
+	hx_write *write; /* candidate, state file or rename */
+	hx_cli *master_req;
+	hx_proc_info before;
+	long before_admin_pid;
+	long want_worker;
+	uint64_t confirm_deadline;
+	hx_poll *confirm;
+	char *cand_text;
+	regent_backoff reload_backoff;
+	char *reload_err, *reject_err;
+
+	/* mirror */
+	hx_write *mirror;
+	unsigned file_gen; /* bumped by every install */
+	bool dump_pending;
+	uint64_t retry_at;
+
+	/* managed master (master.c) */
+	hx_sup *sup;
+	bool master_ready, adopting, keep_running;
+	char *master_err, *pid_file, *log_file;
+	unsigned spawn_gen;
+
+	/* make-before-break start: proven once a configuration passed
+	 * haproxy -c and runs */
+	bool proven, failed, checked_once, verify_only;
+
+	/* failed writes of config_file: retried on a timer */
+	char *write_err;
+	uv_timer_t *t_wretry;
+
+	/* metrics */
+	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,
+		*m_runtime_err;
+} hx;
+
+static inline char *xstrdup(const char *s)
+{
+	if (!s)
+		return NULL;
+	char *p = strdup(s);
+	if (!p)
+		abort();
+	return p;
+}
+
+static inline char *xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
+static inline char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *p = NULL;
+	if (vasprintf(&p, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return p;
+}
+
+static inline bool streq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* ---- settings.c ---- */
+
+extern const regent_config_key hx_keys[];
+extern const regent_config_key hx_service_keys[];
+/* The plugin's validate (also --check-config). */
+int hx_validate(regent_ctx *ctx, const regent_host *h);
+/* Reads the [sink] settings into s (create; s->ctx and s->h are set). */
+void hx_sink_configure(hx *s);
+
+/* ---- haproxy.c: health, trial and scheduling ---- */
+
+void hx_set_reason(char **slotp, const char *reason);
+void hx_update_health(hx *s);
+void hx_report_exclusions(hx *s);
+/* The start on trial failed: said once, nothing more is touched. */
+void hx_trial_fail(hx *s, int err, const char *why);
+/* Runs whatever is due now (every event ends with it). */
+void hx_kick(hx *s);
+/* The next empty grace end or exclusion retry (0: none). */
+void hx_arm_model_timer(hx *s, uint64_t at);
+
+/* ---- runtime.c: the fast path ---- */
+
+void hx_ap_from_file(hx *s);
+void hx_ap_unknown(hx *s);
+bool hx_admin_usable(hx *s);
+bool hx_send_cmds(hx *s);
+bool hx_any_draining(hx *s);
+void hx_on_drain_poll(uv_timer_t *t);
+
+/* ---- pipeline.c: the file and the slow path ---- */
+
+void hx_maybe_mirror(hx *s);
+bool hx_slow_needed(hx *s);
+void hx_schedule_slow(hx *s);
+void hx_pipeline_done(hx *s);
+void hx_drop_pending(hx *s);
+void hx_start_dump(hx *s);
+void hx_log_output(hx *s, regent_log_level lvl, const char *out);
+
+/* ---- reload.c ---- */
+
+/* The file is installed: reload haproxy and confirm the new worker. */
+void hx_reload_start(hx *s);
+
+#endif
