@@ -7,7 +7,12 @@
 # - a container whose http check (label regent.check=http:/health) starts failing leaves the
 #   registry within interval x fall (plus one probe's timeout), while the load sees no failure;
 # - exec (inside the container, through the Docker API) and tcp checks by label; a tcp check on
-#   a port nothing listens on never registers; a bad check label refuses the port.
+#   a port nothing listens on never registers; a bad check label refuses the port;
+# - weights by label (haproxy sink): a canary at regent.weight=10 next to one at 90 gets ~10 %
+#   of the requests through haproxy, one at 0 gets none; the weight goes over the runtime API
+#   (no reload);
+# - client side: an instance joining a service with a haproxy `check` starts with its health
+#   check pending (health down), not forced up: no request reaches it before haproxy's check.
 set -u
 source "$(dirname "$0")/dlib.sh"
 dl_init
@@ -18,6 +23,8 @@ E2E=$DL_DIR/../e2e
 P_SVC=$(free_port); P_STATS=$(free_port)
 P_STEADY=$(free_port); P_SLOW=$(free_port); P_FLAP=$(free_port); P_EXEC=$(free_port)
 P_TCP=$(free_port); P_DEAD=$(free_port); P_BAD=$(free_port)
+P_CAN=$(free_port); P_W90=$(free_port); P_W10=$(free_port); P_W0=$(free_port)
+P_PEND=$(free_port); P_PBE=$(free_port); P_PBE2=$(free_port)
 HX=$H_TMP/hx; mkdir -p "$HX"
 s12() { echo "${1:0:12}"; }
 
@@ -27,7 +34,9 @@ regent_start r1 "" "[sink haproxy]" "manage = true" "config_file = $HX/haproxy.c
     "bind_address = 127.0.0.1" "stats = 127.0.0.1:$P_STATS" "reload_interval = 200ms" \
     "check_interval = 500ms" "" "[service web]" "port = $P_SVC" "mode = tcp" \
     "agent_check = http:/" "agent_check_interval = 300ms" "agent_check_timeout = 250ms" \
-    "agent_check_rise = 2" "agent_check_fall = 2" ||
+    "agent_check_rise = 2" "agent_check_fall = 2" "" "[service canary]" "port = $P_CAN" "mode = http" \
+    "slots = 4" "" "[service pend]" "port = $P_PEND" "mode = http" "check = /nothere" \
+    "check_interval = 500ms" ||
     { check "regent synced with dockerd" false; dl_finish; exit 1; }
 LOG=$(regent_log r1)
 web_get() { curl -s --noproxy '*' --max-time 2 "http://127.0.0.1:$P_SVC/"; }
@@ -102,6 +111,43 @@ check "a bad check label: the port is refused with a warning" \
     grep -qE "warn: source docker: container badc \($(s12 "$id_bad")\): label regent.check: expected http:<path>, tcp or exec:<command>; port $P_BAD not registered" "$LOG"
 dk exec execc /usr/local/bin/whoami sick
 check "exec check failing: deregistered" wait_for --timeout 10 store_has r1 "^deregister $NODE/$(s12 "$id_exec")/$P_EXEC "
+
+# ---- weights: a canary at 10 next to 90, one at 0 (haproxy sink, runtime API) -------------
+master() { haproxy_master_cmd --sock "$HX/haproxy-master.sock" "$1"; }
+reloads() { master "show proc" | awk '$2 == "master" { print $3 }'; }
+id_w90=$(run_whoami w90 "$P_W90" -l regent.service=canary -l regent.weight=90)
+can_get() { curl -s --noproxy '*' --max-time 2 "http://127.0.0.1:$P_CAN/"; }
+check "the canary service answers through haproxy" \
+    wait_for --timeout 20 bash -c "[[ \"\$(curl -s --noproxy '*' --max-time 2 http://127.0.0.1:$P_CAN/)\" == \"I'm $(s12 "$id_w90")\" ]]"
+r0=$(reloads)
+id_w10=$(run_whoami w10 "$P_W10" -l regent.service=canary -l regent.weight=10)
+id_w0=$(run_whoami w0 "$P_W0" -l regent.service=canary -l regent.weight=0)
+check "weight 10 set over the runtime API" wait_for --timeout 10 grep -qE "runtime: .*set server canary/s[0-9]+ weight 10;set server canary/s[0-9]+ state ready" "$LOG"
+check "weight 0 set over the runtime API before the server is ready" wait_for --timeout 10 grep -qE "runtime: .*set server canary/s[0-9]+ weight 0;set server canary/s[0-9]+ state ready" "$LOG"
+sleep 0.5
+check_eq "no reload for the two joins with their weights" "$r0" "$(reloads)"
+for ((i = 0; i < 400; i++)); do can_get; echo; done > "$H_TMP/canary.txt"
+n90=$(grep -c "I'm $(s12 "$id_w90")" "$H_TMP/canary.txt"); n10=$(grep -c "I'm $(s12 "$id_w10")" "$H_TMP/canary.txt")
+n0=$(grep -c "I'm $(s12 "$id_w0")" "$H_TMP/canary.txt")
+echo "# weights 90/10/0 over 400 requests through haproxy: $n90 / $n10 / $n0" >&2
+check_eq "all 400 requests answered by the 90 and the 10" 400 "$((n90 + n10))"
+check "the canary at weight 10 got ~10 % (between 5 and 17 %: $n10 of 400)" test "$n10" -ge 20 -a "$n10" -le 68
+check_eq "weight 0 drains: no request" 0 "$n0"
+
+# ---- client side: a joining instance of a service with a haproxy check is pending ----------
+# The first instance creates the service (a reload; haproxy starts it up until its checks fail:
+# /nothere answers 404); the second joins over the runtime API while the first is down.
+pend_code() { curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 2 "http://127.0.0.1:$P_PEND/"; }
+run_whoami pbe1 "$P_PBE" -l regent.service=pend >/dev/null
+check "the pend service exists and its first instance failed haproxy's check (503)" \
+    wait_for --timeout 20 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 2 http://127.0.0.1:$P_PEND/) == 503 ]]"
+run_whoami pbe2 "$P_PBE2" -l regent.service=pend >/dev/null
+check "the second instance joined with its health check pending (health down, not up)" \
+    wait_for --timeout 10 grep -qE "runtime: .*set server pend/s[0-9]+ state ready;set server pend/s[0-9]+ health down" "$LOG"
+codes=$(for ((i = 0; i < 20; i++)); do pend_code; echo; sleep 0.1; done | sort | uniq -c | paste -sd' ')
+echo "# pend (check /nothere always fails): answers over 2 s after the join: $codes" >&2
+check_eq "no request reached the joining instance before its haproxy check passed (all 503)" \
+    "20 503" "$(echo "$codes" | xargs)"
 
 # ---- the load ------------------------------------------------------------------------------------
 touch "$H_TMP/load.stop"; wait "$LOADPID"
