@@ -1,14 +1,15 @@
 # shellcheck shell=bash
 # bench/lib/checks.sh - `bench/run checks`: the register-side agent's CPU for 1,000 checked
-# instances (agent-run http checks, plugins/docker/checks.c) at a 2 s interval.  One private
+# instances (agent-run checks, plugins/docker/checks.c; tcp by default, --check http for http)
+# at a 2 s interval.  One private
 # dockerd (host networking, loopback): C containers of P ports each (busybox httpd on every
-# port), every port an instance with `regent.check=http:/`; one regent with [source docker] and
+# port), every port an instance with `regent.check=tcp` (or http:/); one regent with [source docker] and
 # [store teststore].  Measured once every instance passed its check and was registered: the
 # agent's CPU over a window, as a share of one core, against the same agent with the same
 # containers and no check (its idle baseline).
 
 bench_checks() {
-	local build="" containers=20 ports=50 interval=2s window=60
+	local build="" containers=20 ports=50 interval=2s window=60 kind=tcp
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--build) build=$2; shift 2 ;;
@@ -16,8 +17,9 @@ bench_checks() {
 		--ports) ports=$2; shift 2 ;;
 		--interval) interval=$2; shift 2 ;;
 		--window) window=$2; shift 2 ;;
+		--check) kind=$2; shift 2 ;;
 		-h | --help)
-			echo "bench/run checks [--build DIR] [--containers C (20)] [--ports P (50)] [--interval 2s] [--window S (60)]"
+			echo "bench/run checks [--build DIR] [--containers C (20)] [--ports P (50)] [--interval 2s] [--window S (60)] [--check tcp|http (tcp)]"
 			return 0 ;;
 		*) b_die "unknown option $1" ;;
 		esac
@@ -51,7 +53,7 @@ for _ in range(int(sys.argv[3])):
 		done
 		cmd+=" exec sleep 100000"
 		docker_cmd d1 run -d --network host --name "c$c" "${args[@]}" -l regent.service=bench \
-			-l regent.check=http:/ -l "regent.check.interval=$interval" --entrypoint /bin/sh "$img" \
+			-l "regent.check=$([[ $kind == http ]] && echo http:/ || echo tcp)" -l "regent.check.interval=$interval" --entrypoint /bin/sh "$img" \
 			-c "$cmd" >/dev/null || b_die "container c$c did not start"
 	done
 	local ini=$H_TMP/r.ini store=$H_TMP/r.store
@@ -72,12 +74,12 @@ for _ in range(int(sys.argv[3])):
 	c1=$(cpu_ns "$pid"); w1=$(date +%s%N)
 	fails=$(grep -c '^deregister ' "$store")
 	local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
-	"$BENCH_PY" - "$c0" "$c1" "$w0" "$w1" "$n" "$interval" "$up" "$fails" "$load" <<'EOF' >> "$B_ROWS"
+	"$BENCH_PY" - "$c0" "$c1" "$w0" "$w1" "$n" "$interval" "$up" "$fails" "$load" "$kind" <<'EOF' >> "$B_ROWS"
 import json, sys
 c0, c1, w0, w1, n = (int(x) for x in sys.argv[1:6])
-interval, up, fails, load = sys.argv[6], int(sys.argv[7]), int(sys.argv[8]), sys.argv[9]
+interval, up, fails, load, kind = sys.argv[6], int(sys.argv[7]), int(sys.argv[8]), sys.argv[9], sys.argv[10]
 share = 100.0 * (c1 - c0) / (w1 - w0)
-sec = "%d checked instances (http), interval %s" % (n, interval)
+sec = "%d checked instances (%s), interval %s" % (n, kind, interval)
 def row(**r):
     r["bench"] = "checks"; r["section"] = sec; print(json.dumps(r))
 row(metric="agent CPU, steady state (share of one core)", value=share, unit="%",
