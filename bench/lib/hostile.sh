@@ -47,6 +47,7 @@ hs_ini() { # NAME: writes $H_TMP/NAME/client.ini; ports in $H_TMP/NAME/{hsp,rsp}
 [agent]
 node = hostile-$1
 state_dir = $H_TMP/state-$1
+metrics_per_service = true
 
 [store etcd]
 endpoints = $HS_EP

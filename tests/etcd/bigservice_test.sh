@@ -14,6 +14,8 @@ EP=$(etcd_start v1 --max-txn-ops 1000) || exit 1
 STATS=$(free_port)
 AGENT_NO_SINK=1 agent_config a "$EP"
 printf '\n[sink stats]\nlisten = 127.0.0.1:%s\n' "$STATS" >> "$H_TMP/a.ini"
+# The per-service count below is opt-in (bounded /metrics by default).
+sed -i 's/^\[agent\]$/[agent]\nmetrics_per_service = true/' "$H_TMP/a.ini"
 agent_start a -L info
 check "agent a: /healthz answers" wait_for --timeout 30 http_get "http://127.0.0.1:$STATS/healthz"
 daemon_start sampler "$PY" "$E_DIR/ehelp.py" sample "http://127.0.0.1:$STATS/healthz" "$H_TMP/samples"
