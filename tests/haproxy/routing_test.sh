@@ -262,7 +262,7 @@ check_eq "reload: a 1.5 s request in flight across the reload completed" "200 $S
 # reload starts 3 s after burst1's; without the limit it would start as soon as regent sees them
 # (burst1's reload time + the test's reaction, shown). Each reload's start is read from regent's
 # log (the line's time less its "N ms after the change"), so a slow writer cannot excuse a short
-# gap; 1 s of the 3 s is left for the log line's own delay on a loaded machine.
+# gap; 500 ms of the 3 s is left for the log line's own delay on a loaded machine.
 check "burst: no pipeline running before it" wait_for --timeout 5 settled
 R0=$(reloads); nl0=$(wc -l < "$LOG")
 INSTANCES+=("$(line burst-1 burst1 b9)")
@@ -285,8 +285,8 @@ printf '%s\n' "$starts" | sed 's/^/  | reload started at ms, took ms: /'
 gap=$(printf '%s\n' "$starts" | awk 'NR > 1 { g = $1 - prev; if (min == "" || g < min) min = g } { prev = $1 } END { print min }')
 echo "  | 3 new services: $n reloads, smallest gap between their starts ${gap:-none} ms (reload_interval 3000 ms)"
 check "burst: burst2 and burst3 took another reload (at least 2)" test "$n" -ge 2
-check "burst: reloads started at least 2000 ms apart on regent's clock (reload_interval 3 s)" \
-    test "${gap:-0}" -ge 2000
+check "burst: reloads started at least 2500 ms apart on regent's clock (reload_interval 3 s)" \
+    test "${gap:-0}" -ge 2500
 
 # --- a configuration haproxy rejects is never installed -------------------------------------------
 check "bad setting: no pipeline running before it" wait_for --timeout 5 settled
