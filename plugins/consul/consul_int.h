@@ -1,7 +1,13 @@
-/* consul_int.h - the Consul store plugin's state, shared by its two
- * files: consul.c (configuration, lifecycle, registration and the
- * reconcile of a restart) and consul_disc.c (discovery).  Not installed;
- * every name here is hidden in the plugin's .so. */
+/* consul_int.h - the Consul store plugin's state, shared by its files:
+ *   consul.c       configuration, lifecycle (create, start, stop, destroy),
+ *                  HTTP helpers, health
+ *   consul_reg.c   registration: the table of services, register / pass /
+ *                  deregister, the reconcile of a start, the stop-time
+ *                  deregistrations
+ *   consul_state.c the state file that hands the registered services from
+ *                  a reload's old instance to its replacement
+ *   consul_disc.c  discovery
+ * Not installed; every name here is hidden in the plugin's .so. */
 #ifndef REGENT_CONSUL_INT_H
 #define REGENT_CONSUL_INT_H
 
@@ -47,6 +53,46 @@ typedef struct consul_svc {
 	regent_http_req *req;
 	struct consul_svc *qprev, *qnext;
 } consul_svc;
+
+typedef enum reg_op { OP_NONE = 0, OP_REGISTER, OP_DEREGISTER, OP_PASS } reg_op;
+
+/* One service this node's agent should (or should no longer) hold: a
+ * local instance, or one adopted from the agent on start. */
+typedef struct reg {
+	consul *c;
+	char *cid;         /* Consul service id (the map's key) */
+	char *id;          /* regent instance id */
+	char *service;
+	char *body;        /* desired registration; NULL: deregister it */
+	char *sent;        /* body of the register in flight */
+	char *pass_path;   /* /v1/agent/check/pass/<escaped check id> */
+	char *dereg_path;  /* /v1/agent/service/deregister/<escaped id> */
+	char hash[CONSUL_HASH_LEN];       /* of body */
+	char agent_hash[CONSUL_HASH_LEN]; /* what the agent held on start */
+	bool synced;       /* the agent acknowledged body */
+	bool known;        /* the agent may hold the service */
+	bool adopted;      /* held by the agent on start, not claimed by a source yet */
+	bool pass_due;
+	bool waiting;      /* failed: waits for the retry timer */
+	bool failed;       /* the last attempt failed */
+	bool rejected;     /* 400: not retried until the instance changes */
+	bool stop_todo;    /* stopping: a deregistration still to send */
+	reg_op op;         /* in flight */
+	bool op_was_known; /* a register that replaces a known service */
+	uint64_t op_epoch;
+	regent_http_req *req;
+	struct reg *prev, *next;
+} reg;
+
+/* The state file as read (consul_state.c). */
+typedef struct consul_state_file {
+	bool ours_pid;     /* written by this process */
+	bool deregistering;/* its owner is stopping and deregistering */
+	char *owner;       /* the writing instance's token */
+	char *agent;       /* the agent its owner registers at */
+	char *node;        /* the node its owner registers for */
+	cmap *ids;         /* Consul service ids its owner holds (values: (void *)1) */
+} consul_state_file;
 
 struct consul {
 	regent_ctx *ctx;
@@ -103,9 +149,18 @@ struct consul {
 	bool sync_open, synced_once;
 	size_t disc_failing;
 	char disc_problem[320];
+	/* the state file (consul_state.c) */
+	char *state_path;  /* NULL: no usable state_dir */
+	char *state_prev;  /* the file as this instance found it at start */
+	char token[48];    /* this instance's owner token */
+	char *agent_id;    /* "<address>[ via <socket>]" without credentials */
+	bool owns;         /* this instance writes the file */
+	bool state_dirty;
+	bool state_removing; /* marked "deregistering" by this instance */
+	uv_timer_t *state_timer, *gate_timer;
+	uint64_t gate_since;
 	/* lifecycle */
 	bool started, stopping;
-	consul *next_live;  /* every instance of this plugin in the process */
 	size_t stop_pending, stop_ok, stop_failed;
 	/* metrics */
 	regent_metric *m_req[6], *m_err[6], *m_rereg, *m_registered, *m_watched, *m_reads;
@@ -124,6 +179,28 @@ void consul_update_health(consul *c);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
 uv_timer_t *consul_timer(consul *c, void *data);
+
+/* consul_reg.c */
+void consul_reg_start(consul *c);   /* timers, then the listing of the agent's services */
+int consul_reg_stop(consul *c, regent_stop_reason why); /* 0 or REGENT_PENDING */
+void consul_reg_destroy(consul *c);
+void consul_register_instance(void *self, const regent_instance *inst);
+void consul_deregister_instance(void *self, const regent_instance *inst);
+
+/* consul_state.c */
+void consul_state_open(consul *c);    /* at start: path, the file as found */
+void consul_state_claim(consul *c);   /* ready: this instance owns the file now */
+void consul_state_changed(consul *c); /* the set of held services changed */
+/* A stopping instance of this section deregisters at the same agent: the
+ * start waits (re-reads the file) so its requests cannot overtake those. */
+bool consul_state_gate(consul *c);
+/* At stop: marks r->stop_todo on the services to deregister and returns
+ * why in *because; the file is handed over, restored or removed. */
+size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **because);
+void consul_state_stopped(consul *c); /* the stop's deregistrations are answered */
+void consul_state_close(consul *c);
+bool consul_state_read(consul *c, const char *text, consul_state_file *f);
+void consul_state_file_free(consul_state_file *f);
 
 /* consul_disc.c */
 void consul_disc_start(consul *c);

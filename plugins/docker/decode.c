@@ -75,36 +75,6 @@ bool dk_valid_service(const char *name)
 	return true;
 }
 
-static bool valid_tag(const char *t)
-{
-	if (!t || !t[0] || strlen(t) > 128)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)t; *p; p++)
-		if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\' || *p == ',')
-			return false;
-	return true;
-}
-
-static bool valid_meta_key(const char *k)
-{
-	if (!k || !k[0] || strlen(k) > 128)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)k; *p; p++)
-		if (!(isalnum(*p) || *p == '_' || *p == '-' || *p == '.'))
-			return false;
-	return true;
-}
-
-static bool valid_meta_value(const char *v)
-{
-	if (!v || strlen(v) > 512)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			return false;
-	return true;
-}
-
 static bool is_hex_id(const char *s, size_t n)
 {
 	if (!s || strlen(s) != n)
@@ -216,7 +186,7 @@ uint64_t dk_parse_time(const char *s)
 	return (uint64_t)secs * 1000000000ull + frac;
 }
 
-static const char *jstr(json_t *obj, const char *key)
+const char *dk_jstr(json_t *obj, const char *key)
 {
 	json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
 	return json_is_string(v) ? json_string_value(v) : NULL;
@@ -248,7 +218,7 @@ int dk_container_parse(const char *json, size_t len, dk_container *c, char *why,
 		WHY("expected a JSON object");
 		return -EINVAL;
 	}
-	const char *id = jstr(root, "Id");
+	const char *id = dk_jstr(root, "Id");
 	if (!is_hex_id(id, DK_ID_LEN)) {
 		json_decref(root);
 		WHY("no valid \"Id\" (64 hex digits)");
@@ -258,15 +228,15 @@ int dk_container_parse(const char *json, size_t len, dk_container *c, char *why,
 	memcpy(c->id, id, DK_ID_LEN + 1);
 	memcpy(c->short_id, id, 12);
 	c->short_id[12] = '\0';
-	const char *name = jstr(root, "Name");
+	const char *name = dk_jstr(root, "Name");
 	c->name = name ? (name[0] == '/' ? name + 1 : name) : "";
 
 	json_t *state = jobj(root, "State");
 	c->running = json_is_true(json_object_get(state, "Running"));
 	c->paused = json_is_true(json_object_get(state, "Paused"));
-	const char *sa = jstr(state, "StartedAt");
+	const char *sa = dk_jstr(state, "StartedAt");
 	c->started_at = sa ? sa : "";
-	const char *hs = jstr(jobj(state, "Health"), "Status");
+	const char *hs = dk_jstr(jobj(state, "Health"), "Status");
 	if (!hs)
 		c->health = DK_HEALTH_NONE;
 	else if (strcmp(hs, "healthy") == 0)
@@ -277,21 +247,21 @@ int dk_container_parse(const char *json, size_t len, dk_container *c, char *why,
 		c->health = DK_HEALTH_STARTING; /* "starting", or anything unknown */
 
 	json_t *config = jobj(root, "Config");
-	const char *image = jstr(config, "Image");
+	const char *image = dk_jstr(config, "Image");
 	c->image = image ? image : "";
-	c->stop_signal = jstr(config, "StopSignal");
+	c->stop_signal = dk_jstr(config, "StopSignal");
 	c->labels = jobj(config, "Labels");
 	json_t *env = config ? json_object_get(config, "Env") : NULL;
 	c->env = json_is_array(env) ? env : NULL;
 	c->exposed = jobj(config, "ExposedPorts");
 
-	const char *nm = jstr(jobj(root, "HostConfig"), "NetworkMode");
+	const char *nm = dk_jstr(jobj(root, "HostConfig"), "NetworkMode");
 	c->network_mode = nm ? nm : "";
 
 	json_t *ns = jobj(root, "NetworkSettings");
 	c->ports = jobj(ns, "Ports");
 	c->networks = jobj(ns, "Networks");
-	const char *ip = jstr(ns, "IPAddress");
+	const char *ip = dk_jstr(ns, "IPAddress");
 	c->ip = ip ? ip : "";
 	return 0;
 }
@@ -323,7 +293,7 @@ bool dk_container_ready(const dk_container *c, const char **why)
 /* result building                                                    */
 /* ------------------------------------------------------------------ */
 
-static int push_str(char ***arr, size_t *n, char *s)
+int dk_push_str(char ***arr, size_t *n, char *s)
 {
 	if (!s)
 		return -ENOMEM;
@@ -351,9 +321,7 @@ static char *vfmt(const char *fmt, va_list ap)
 	return s;
 }
 
-/* Adds a message once (identical text is not repeated). */
-static int add_msg(char ***arr, size_t *n, const char *fmt, ...) REGENT_PRINTF(3, 4);
-static int add_msg(char ***arr, size_t *n, const char *fmt, ...)
+int dk_add_msg(char ***arr, size_t *n, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -366,7 +334,7 @@ static int add_msg(char ***arr, size_t *n, const char *fmt, ...)
 			free(s);
 			return 0;
 		}
-	return push_str(arr, n, s);
+	return dk_push_str(arr, n, s);
 }
 
 void dk_inst_free(dk_inst *i)
@@ -384,7 +352,23 @@ void dk_inst_free(dk_inst *i)
 		free((char *)i->meta[m].value);
 	}
 	free(i->meta);
+	dk_check_free(&i->check);
 	memset(i, 0, sizeof *i);
+}
+
+bool dk_inst_equal(const dk_inst *a, const dk_inst *b)
+{
+	if (strcmp(a->id, b->id) || strcmp(a->service, b->service) || strcmp(a->address, b->address) ||
+	    a->port != b->port || a->proto != b->proto || a->private_port != b->private_port ||
+	    a->ntags != b->ntags || a->nmeta != b->nmeta || !dk_check_equal(&a->check, &b->check))
+		return false;
+	for (size_t i = 0; i < a->ntags; i++)
+		if (strcmp(a->tags[i], b->tags[i]))
+			return false;
+	for (size_t i = 0; i < a->nmeta; i++)
+		if (strcmp(a->meta[i].key, b->meta[i].key) || strcmp(a->meta[i].value, b->meta[i].value))
+			return false;
+	return true;
 }
 
 int dk_inst_copy(dk_inst *d, const dk_inst *s)
@@ -397,6 +381,10 @@ int dk_inst_copy(dk_inst *d, const dk_inst *s)
 	d->id = strdup(s->id);
 	d->address = strdup(s->address);
 	if (!d->service || !d->id || !d->address)
+		goto oom;
+	d->check = s->check;
+	d->check.arg = NULL;
+	if (s->check.arg && !(d->check.arg = strdup(s->check.arg)))
 		goto oom;
 	if (s->ntags) {
 		d->tags = calloc(s->ntags, sizeof *d->tags);
@@ -453,40 +441,6 @@ void dk_result_free(dk_result *r)
 		free(r->notes[i]);
 	free(r->notes);
 	memset(r, 0, sizeof *r);
-}
-
-/* ---- label and env lookup ---- */
-
-static const char *label(const dk_container *c, const char *key)
-{
-	const char *v = jstr(c->labels, key);
-	return v && v[0] ? v : NULL;
-}
-
-static const char *env(const dk_container *c, const char *key)
-{
-	size_t kl = strlen(key);
-	size_t i;
-	json_t *e;
-	const char *found = NULL;
-	json_array_foreach(c->env, i, e) {
-		const char *s = json_string_value(e);
-		if (s && strncmp(s, key, kl) == 0 && s[kl] == '=')
-			found = s + kl + 1; /* the last one wins, like a shell */
-	}
-	return found && found[0] ? found : NULL;
-}
-
-static bool truthy(const char *v)
-{
-	return v && (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
-	             strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0);
-}
-
-/* registrator: SERVICE_IGNORE with any value but false/0 ignores */
-static bool env_ignore(const char *v)
-{
-	return v && strcasecmp(v, "false") != 0 && strcmp(v, "0") != 0 && strcasecmp(v, "no") != 0;
 }
 
 bool dk_image_service(const char *image, char *out, size_t outlen)
@@ -587,12 +541,12 @@ static int cmp_port(const void *a, const void *b)
 
 #define NOTE(...)                                                  \
 	do {                                                       \
-		if (add_msg(&r->notes, &r->nnotes, __VA_ARGS__) < 0) \
+		if (dk_add_msg(&r->notes, &r->nnotes, __VA_ARGS__) < 0) \
 			return -ENOMEM;                            \
 	} while (0)
 #define WARN(...)                                                        \
 	do {                                                             \
-		if (add_msg(&r->warnings, &r->nwarnings, __VA_ARGS__) < 0) \
+		if (dk_add_msg(&r->warnings, &r->nwarnings, __VA_ARGS__) < 0) \
 			return -ENOMEM;                                  \
 	} while (0)
 
@@ -625,13 +579,13 @@ static const char *container_ip(const dk_container *c)
 {
 	if (c->ip[0])
 		return c->ip;
-	const char *ip = jstr(jobj(c->networks, c->network_mode), "IPAddress");
+	const char *ip = dk_jstr(jobj(c->networks, c->network_mode), "IPAddress");
 	if (ip && ip[0])
 		return ip;
 	const char *key;
 	json_t *v;
 	json_object_foreach(c->networks, key, v) {
-		ip = jstr(v, "IPAddress");
+		ip = dk_jstr(v, "IPAddress");
 		if (ip && ip[0])
 			return ip;
 	}
@@ -696,8 +650,8 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 		json_t *b;
 		bool done = false;
 		json_array_foreach(v, i, b) {
-			const char *hip = jstr(b, "HostIp");
-			const char *hport = jstr(b, "HostPort");
+			const char *hip = dk_jstr(b, "HostIp");
+			const char *hport = dk_jstr(b, "HostPort");
 			char *end;
 			long hp = hport ? strtol(hport, &end, 10) : 0;
 			if (!hport || !isdigit((unsigned char)hport[0]) || *end || hp < 1 || hp > 65535) {
@@ -735,191 +689,7 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 	return 0;
 }
 
-/* ---- naming, tags, meta ---- */
-
-typedef struct src {
-	const char *value;
-	char what[96]; /* "label regent.service.8000" */
-} src;
-
-/* The service name of one port; NULL when there is none or it is bad
- * (then a warning or note was added and *ok is false). */
-static int port_service(const dk_container *c, const port_ent *p, dk_result *r, const char *who,
-                        char *out, size_t outlen, bool *ok)
-{
-	char k[64];
-	src cand[4];
-	size_t nc = 0;
-	*ok = false;
-	snprintf(k, sizeof k, "regent.service.%u", p->port);
-	cand[nc].value = label(c, k);
-	snprintf(cand[nc++].what, sizeof cand[0].what, "label %s", k);
-	cand[nc].value = label(c, "regent.service");
-	snprintf(cand[nc++].what, sizeof cand[0].what, "label regent.service");
-	snprintf(k, sizeof k, "SERVICE_%u_NAME", p->port);
-	cand[nc].value = env(c, k);
-	snprintf(cand[nc++].what, sizeof cand[0].what, "env %s", k);
-	cand[nc].value = env(c, "SERVICE_NAME");
-	snprintf(cand[nc++].what, sizeof cand[0].what, "env SERVICE_NAME");
-	for (size_t i = 0; i < nc; i++) {
-		if (!cand[i].value)
-			continue;
-		if (!dk_valid_service(cand[i].value)) {
-			char esc[96];
-			dk_escape(cand[i].value, esc, sizeof esc);
-			WARN("container %s: %s = \"%s\" is not a valid service name (allowed: "
-			     "[A-Za-z0-9][A-Za-z0-9._-]{0,62}); not registered", who, cand[i].what, esc);
-			return 0;
-		}
-		snprintf(out, outlen, "%s", cand[i].value);
-		*ok = true;
-		return 0;
-	}
-	char img[128];
-	if (!dk_image_service(c->image, img, sizeof img)) {
-		char esc[96];
-		dk_escape(c->image, esc, sizeof esc);
-		NOTE("container %s: no service name (no regent.service label, no SERVICE_NAME, image "
-		     "\"%s\" has no repository name); skipped", who, esc);
-		return 0;
-	}
-	if (!dk_valid_service(img)) {
-		char esc[96];
-		dk_escape(img, esc, sizeof esc);
-		WARN("container %s: the image name \"%s\" is not a valid service name; set label "
-		     "regent.service; skipped", who, esc);
-		return 0;
-	}
-	snprintf(out, outlen, "%s", img);
-	*ok = true;
-	return 0;
-}
-
-static int port_tags(const dk_container *c, const port_ent *p, dk_result *r, const char *who,
-                     dk_inst *in)
-{
-	char k1[64], k2[64];
-	src cand[4];
-	size_t nc = 0;
-	snprintf(k1, sizeof k1, "regent.tags.%u", p->port);
-	cand[nc].value = label(c, k1);
-	snprintf(cand[nc++].what, sizeof cand[0].what, "label %s", k1);
-	cand[nc].value = label(c, "regent.tags");
-	snprintf(cand[nc++].what, sizeof cand[0].what, "label regent.tags");
-	snprintf(k2, sizeof k2, "SERVICE_%u_TAGS", p->port);
-	cand[nc].value = env(c, k2);
-	snprintf(cand[nc++].what, sizeof cand[0].what, "env %s", k2);
-	cand[nc].value = env(c, "SERVICE_TAGS");
-	snprintf(cand[nc++].what, sizeof cand[0].what, "env SERVICE_TAGS");
-	const src *use = NULL;
-	for (size_t i = 0; i < nc && !use; i++)
-		if (cand[i].value)
-			use = &cand[i];
-	if (!use)
-		return 0;
-	char *copy = strdup(use->value);
-	if (!copy)
-		return -ENOMEM;
-	char *save = NULL;
-	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		while (*t == ' ' || *t == '\t')
-			t++;
-		size_t l = strlen(t);
-		while (l && (t[l - 1] == ' ' || t[l - 1] == '\t'))
-			t[--l] = '\0';
-		if (!l)
-			continue;
-		if (!valid_tag(t)) {
-			char esc[96];
-			dk_escape(t, esc, sizeof esc);
-			if (add_msg(&r->warnings, &r->nwarnings,
-			            "container %s: %s: tag \"%s\" is invalid (printable, no spaces, "
-			            "quotes or backslashes, at most 128 bytes); tag skipped",
-			            who, use->what, esc) < 0)
-				goto oom;
-			continue;
-		}
-		if (in->ntags >= DK_MAX_TAGS) {
-			if (add_msg(&r->warnings, &r->nwarnings,
-			            "container %s: %s: more than %d tags; the rest skipped", who,
-			            use->what, DK_MAX_TAGS) < 0)
-				goto oom;
-			break;
-		}
-		bool dup = false;
-		for (size_t i = 0; i < in->ntags; i++)
-			if (strcmp(in->tags[i], t) == 0)
-				dup = true;
-		if (dup)
-			continue;
-		if (push_str(&in->tags, &in->ntags, strdup(t)) < 0)
-			goto oom;
-	}
-	free(copy);
-	return 0;
-oom:
-	free(copy);
-	return -ENOMEM;
-}
-
-static int cmp_kv(const void *a, const void *b)
-{
-	return strcmp(((const regent_kv *)a)->key, ((const regent_kv *)b)->key);
-}
-
-static int port_meta(const dk_container *c, dk_result *r, const char *who, dk_inst *in)
-{
-	const char *key;
-	json_t *v;
-	static const char prefix[] = "regent.meta.";
-	json_object_foreach(c->labels, key, v) {
-		if (strncmp(key, prefix, sizeof prefix - 1) != 0)
-			continue;
-		const char *mk = key + sizeof prefix - 1;
-		const char *mv = json_string_value(v);
-		char esc[96];
-		if (!valid_meta_key(mk)) {
-			dk_escape(key, esc, sizeof esc);
-			WARN("container %s: label \"%s\": invalid meta key (allowed: [A-Za-z0-9_.-], at "
-			     "most 128 bytes); skipped", who, esc);
-			continue;
-		}
-		if (!mv || !valid_meta_value(mv)) {
-			WARN("container %s: label %s: invalid meta value (control characters, or longer "
-			     "than 512 bytes); skipped", who, key);
-			continue;
-		}
-		regent_kv *p = realloc(in->meta, (in->nmeta + 1) * sizeof *p);
-		if (!p)
-			return -ENOMEM;
-		in->meta = p;
-		char *ks = strdup(mk), *vs = strdup(mv);
-		if (!ks || !vs) {
-			free(ks);
-			free(vs);
-			return -ENOMEM;
-		}
-		p[in->nmeta].key = ks;
-		p[in->nmeta].value = vs;
-		in->nmeta++;
-	}
-	if (in->nmeta > 1)
-		qsort(in->meta, in->nmeta, sizeof *in->meta, cmp_kv);
-	if (in->nmeta > DK_MAX_META) {
-		WARN("container %s: %zu regent.meta.* labels (at most %d); label regent.meta.%s and "
-		     "those after it (by name) skipped",
-		     who, in->nmeta, DK_MAX_META, in->meta[DK_MAX_META].key);
-		for (size_t i = DK_MAX_META; i < in->nmeta; i++) {
-			free((char *)in->meta[i].key);
-			free((char *)in->meta[i].value);
-		}
-		in->nmeta = DK_MAX_META;
-	}
-	return 0;
-}
-
-static char *xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
-static char *xasprintf(const char *fmt, ...)
+char *dk_asprintf(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -935,12 +705,8 @@ static int build(const dk_container *c, const dk_settings *s, dk_result *r, port
 	dk_escape(c->name, ename, sizeof ename);
 	snprintf(who, sizeof who, "%s (%s)", ename[0] ? ename : "?", c->short_id);
 
-	if (truthy(label(c, "regent.ignore"))) {
+	if (dk_container_ignored(c)) {
 		NOTE("container %s: label regent.ignore=true; skipped", who);
-		return 0;
-	}
-	if (env_ignore(env(c, "SERVICE_IGNORE"))) {
-		NOTE("container %s: env SERVICE_IGNORE is set; skipped", who);
 		return 0;
 	}
 	int rc = collect_ports(c, s, pl, r, who);
@@ -953,39 +719,21 @@ static int build(const dk_container *c, const dk_settings *s, dk_result *r, port
 	qsort(pl->v, pl->n, sizeof *pl->v, cmp_port);
 	for (size_t i = 0; i < pl->n; i++) {
 		const port_ent *p = &pl->v[i];
-		const char *pname = p->proto == REGENT_PROTO_UDP ? "udp" : "tcp";
-		char k[64];
-		snprintf(k, sizeof k, "regent.ignore.%u", p->port);
-		if (truthy(label(c, k))) {
-			NOTE("container %s: label %s=true; port %u/%s skipped", who, k, p->port, pname);
-			continue;
-		}
-		snprintf(k, sizeof k, "SERVICE_%u_IGNORE", p->port);
-		if (env_ignore(env(c, k))) {
-			NOTE("container %s: env %s is set; port %u/%s skipped", who, k, p->port, pname);
-			continue;
-		}
-		char svc[128];
-		bool ok;
-		if (port_service(c, p, r, who, svc, sizeof svc, &ok) < 0)
-			return -ENOMEM;
-		if (!ok)
-			continue;
 		dk_inst in;
+		bool skip;
 		memset(&in, 0, sizeof in);
-		in.port = p->public_port;
-		in.private_port = p->port;
-		in.proto = p->proto;
-		in.service = strdup(svc);
-		in.address = strdup(p->address);
-		in.id = p->proto == REGENT_PROTO_UDP
-		                ? xasprintf("%s/%s/%u/udp", s->node, c->short_id, p->port)
-		                : xasprintf("%s/%s/%u", s->node, c->short_id, p->port);
-		if (!in.service || !in.address || !in.id || port_tags(c, p, r, who, &in) < 0 ||
-		    port_meta(c, r, who, &in) < 0) {
+		if (dk_port_labels(c, s, p->port, p->proto, pl->n, r, who, &in, &skip) < 0 ||
+		    (!skip && !(in.address = strdup(p->address)))) {
 			dk_inst_free(&in);
 			return -ENOMEM;
 		}
+		if (skip) {
+			dk_inst_free(&in);
+			continue;
+		}
+		in.port = p->public_port;
+		in.private_port = p->port;
+		in.proto = p->proto;
 		dk_inst *arr = realloc(r->insts, (r->n + 1) * sizeof *arr);
 		if (!arr) {
 			dk_inst_free(&in);
@@ -1038,7 +786,7 @@ int dk_list_parse(const char *json, size_t len, char (**ids)[DK_ID_LEN + 1], siz
 	size_t i;
 	json_t *e;
 	json_array_foreach(root, i, e) {
-		const char *id = jstr(e, "Id");
+		const char *id = dk_jstr(e, "Id");
 		if (!is_hex_id(id, DK_ID_LEN)) {
 			(*bad)++;
 			continue;
@@ -1094,10 +842,10 @@ int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t
 		WHY("expected a JSON object");
 		goto out;
 	}
-	const char *type = jstr(root, "Type");
-	const char *action = jstr(root, "Action");
+	const char *type = dk_jstr(root, "Type");
+	const char *action = dk_jstr(root, "Action");
 	if (!type || !action) {
-		const char *msg = jstr(root, "message");
+		const char *msg = dk_jstr(root, "message");
 		char esc[200];
 		dk_escape(msg ? msg : "", esc, sizeof esc);
 		if (msg)
@@ -1120,9 +868,9 @@ int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t
 		goto out;
 	}
 	json_t *actor = jobj(root, "Actor");
-	const char *id = jstr(actor, "ID");
+	const char *id = dk_jstr(actor, "ID");
 	if (!id)
-		id = jstr(root, "id");
+		id = dk_jstr(root, "id");
 	if (!is_hex_id(id, DK_ID_LEN)) {
 		WHY("container event without a valid id");
 		goto out;
@@ -1130,10 +878,10 @@ int dk_event_parse(const char *line, size_t len, dk_event *ev, char *why, size_t
 	memcpy(ev->id, id, DK_ID_LEN + 1);
 	ev->action = classify(action);
 	json_t *attrs = jobj(actor, "Attributes");
-	const char *name = jstr(attrs, "name");
+	const char *name = dk_jstr(attrs, "name");
 	dk_escape(name ? name : "", ev->name, sizeof ev->name);
 	if (ev->action == DK_EV_KILL)
-		ev->signal = dk_signal_number(jstr(attrs, "signal"));
+		ev->signal = dk_signal_number(dk_jstr(attrs, "signal"));
 	rc = 0;
 out:
 	json_decref(root);

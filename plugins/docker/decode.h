@@ -62,6 +62,43 @@ typedef struct dk_settings {
 	bool internal;       /* container IP + private port */
 } dk_settings;
 
+/* An agent-run check of one instance (labels regent.check*, or the
+ * service's agent_check* keys): DK_CHECK_NONE when it has none. */
+typedef enum dk_check_type {
+	DK_CHECK_NONE = 0,
+	DK_CHECK_HTTP, /* GET (or method) http://address:port<path>, status expected */
+	DK_CHECK_TCP,  /* a TCP connect to address:port */
+	DK_CHECK_EXEC, /* sh -c <command> inside the container (Docker exec), exit 0 */
+} dk_check_type;
+
+typedef struct dk_check {
+	dk_check_type type;
+	char *arg;       /* http: the path; exec: the command; NULL for tcp (owned) */
+	char method[16]; /* http */
+	int status;      /* http: the status expected, 0 = any 2xx or 3xx */
+	uint32_t interval_ms, timeout_ms;
+	uint16_t rise, fall;
+	bool timeout_set; /* given, not the default (which follows a short interval) */
+} dk_check;
+
+#define DK_CHECK_INTERVAL_MS 2000
+#define DK_CHECK_TIMEOUT_MS 1000
+#define DK_CHECK_RISE 2
+#define DK_CHECK_FALL 3
+
+/* "http:/path", "tcp" or "exec:command" into c (defaults for the rest).
+ * 0, or -EINVAL with why filled, or -ENOMEM. */
+int dk_check_parse(const char *spec, dk_check *c, char *why, size_t whylen);
+/* One parameter: interval, timeout (durations: "500ms", "2s", "1m", a bare
+ * number is seconds), rise, fall (1-100), method (http), status (100-599). */
+int dk_check_param(dk_check *c, const char *name, const char *value, char *why, size_t whylen);
+/* timeout below interval etc.: 0 or -EINVAL with why. */
+int dk_check_validate(const dk_check *c, char *why, size_t whylen);
+void dk_check_free(dk_check *c);
+bool dk_check_equal(const dk_check *a, const dk_check *b);
+/* "http GET /health" etc., for logs. */
+void dk_check_describe(const dk_check *c, char *out, size_t outlen);
+
 /* One instance, owning its strings. */
 typedef struct dk_inst {
 	char *service;
@@ -74,6 +111,7 @@ typedef struct dk_inst {
 	size_t ntags;
 	regent_kv *meta; /* key and value owned (malloc'd) */
 	size_t nmeta;
+	dk_check check;  /* agent-run check, type NONE when none */
 } dk_inst;
 
 typedef struct dk_result {
@@ -92,6 +130,8 @@ int dk_build(const dk_container *c, const dk_settings *s, dk_result *r);
 void dk_result_free(dk_result *r);
 /* Deep copy of one instance (for keeping what was reported). */
 int dk_inst_copy(dk_inst *dst, const dk_inst *src);
+/* Same id, service, address, ports, tags, meta and check. */
+bool dk_inst_equal(const dk_inst *a, const dk_inst *b);
 void dk_inst_free(dk_inst *i);
 /* The borrowed view the host table takes. */
 void dk_inst_view(const dk_inst *i, regent_instance *out);
@@ -151,5 +191,27 @@ bool dk_is_loopback(const char *addr);
 
 /* Service-name check (the core's rule, so decode.c stays host-free). */
 bool dk_valid_service(const char *name);
+
+/* ---- between decode.c and labels.c only ---- */
+
+/* Object member as a string, or NULL. */
+const char *dk_jstr(json_t *obj, const char *key);
+/* Appends s (malloc'd, taken even on failure) to an array: 0 or -ENOMEM. */
+int dk_push_str(char ***arr, size_t *n, char *s);
+/* Adds a formatted message once (identical text is not repeated). */
+int dk_add_msg(char ***arr, size_t *n, const char *fmt, ...) REGENT_PRINTF(3, 4);
+char *dk_asprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
+
+/* labels.c: whether label regent.ignore skips the whole container. */
+bool dk_container_ignored(const dk_container *c);
+/* labels.c: everything the labels and env say about one port -- whether
+ * it is skipped (*skip), its service name, instance id, tags and meta --
+ * filled into in (service, id, tags, meta; the caller sets the rest).
+ * nports is the number of usable ports of the container (registrator's
+ * <name>-<port> rule); r collects warnings and notes and holds the
+ * instances built so far (an id is never used twice).  0 or -ENOMEM. */
+int dk_port_labels(const dk_container *c, const dk_settings *s, uint16_t port,
+                   regent_proto proto, size_t nports, dk_result *r, const char *who,
+                   dk_inst *in, bool *skip);
 
 #endif

@@ -3,9 +3,10 @@
  * container list, one inspect per container, the /events stream and the
  * /_ping liveness probe), the table of running containers with what was
  * reported for each, and the cycle list -> inspect -> full resync -> follow
- * events -> (stream lost) backoff -> list again.  The JSON decoding and the
- * mapping rules live in decode.c. */
-#include "decode.h"
+ * events -> (stream lost) backoff -> list again.  The container table and
+ * what is reported live in ctrs.c, the JSON decoding in decode.c, the
+ * mapping rules in labels.c, agent-run checks in checks.c. */
+#include "docker.h"
 
 #include <regent/plugin.h>
 
@@ -15,73 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define MAX_INFLIGHT 8              /* concurrent inspects */
-#define EVENT_LINE_MAX (4u << 20)   /* one /events line (labels included) */
-#define SEEN_MAX 64                 /* recent events remembered to drop replays */
-
-typedef struct state state;
-
-/* One running container we know of. */
-typedef struct ctr {
-	state *st;
-	struct ctr *next, *prev;
-	char id[DK_ID_LEN + 1];
-	char short_id[13];
-	char name[128];        /* sanitised, for logs */
-	regent_http_req *req;  /* inspect in flight */
-	uint64_t epoch;        /* bumped by every event about it */
-	uint64_t req_epoch;    /* epoch when the inspect was sent */
-	uint64_t origin_ns;    /* time of the event that triggered the inspect */
-	bool need_inspect;     /* an up-ward event wants a fresh inspect */
-	bool queued;           /* waiting for an inspect slot */
-	bool in_sync;          /* counted in st->sync_pending */
-	bool stopping;         /* kill/stop seen: stays down until it starts again */
-	char run[40];          /* State.StartedAt of the last inspect */
-	uint64_t run_ns;       /* ... in ns (0: unknown) */
-	char stop_run[40];     /* ... when it was seen stopping */
-	bool warned;           /* its bad labels were reported once */
-	bool listed;
-	int stop_signal;
-	dk_inst *up;           /* what is reported up for it */
-	size_t nup;
-} ctr;
-
-typedef enum phase {
-	PH_IDLE = 0, /* created, not started */
-	PH_WAIT,     /* backoff before the next attempt */
-	PH_LIST,     /* GET /containers/json */
-	PH_INSPECT,  /* inspecting every listed container */
-	PH_STREAM,   /* following /events */
-	PH_STOPPED,
-} phase;
-
-struct state {
-	regent_ctx *ctx;
-	const regent_host *h;
-	char *socket;
-	char *base;    /* http://localhost/v1.41 */
-	char *node;
-	char *host_ip; /* NULL when unset */
-	bool internal;
-	uint64_t ping_interval, ping_timeout, req_timeout;
-	phase ph;
-	regent_http_req *list_req, *ev_req, *ping_req;
-	uv_timer_t *retry_timer, *ping_timer;
-	regent_backoff bo;
-	ctr *ctrs;
-	size_t nctrs, inflight, nqueued, sync_pending;
-	uint64_t list_start_ns;
-	uint64_t last_ns; /* newest event time seen */
-	struct seen {
-		uint64_t time_ns;
-		char key[DK_ID_LEN + 48];
-	} seen[SEEN_MAX]; /* ring of recent events: since is inclusive */
-	size_t seen_next;
-	bool synced_once, failing;
-	unsigned failures;
-	regent_metric *m_events, *m_resyncs, *m_errors, *m_containers, *m_skipped, *m_reconnects;
-};
 
 static const regent_config_key keys[] = {
 	{"socket", REGENT_CFG_STRING, "/var/run/docker.sock", false, 0, 0,
@@ -100,6 +34,26 @@ static const regent_config_key keys[] = {
 	 "timeout of the list and inspect requests"},
 	{"retry_max", REGENT_CFG_DURATION, "30s", false, 100, 3600000,
 	 "longest wait between reconnection attempts (capped exponential backoff)"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+/* [service NAME] keys: an agent-run check for every instance of the
+ * service that has no regent.check label (docs/docker.md). */
+static const regent_config_key service_keys[] = {
+	{"agent_check", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "agent-run check of the docker source's instances: http:<path>, tcp or exec:<command>"},
+	{"agent_check_interval", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "agent_check interval (default 2s)"},
+	{"agent_check_timeout", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "agent_check timeout (default 1s, at most the interval)"},
+	{"agent_check_rise", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "passes in a row before an instance is registered (default 2)"},
+	{"agent_check_fall", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "failures in a row before it is removed (default 3)"},
+	{"agent_check_method", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "http check method (default GET)"},
+	{"agent_check_status", REGENT_CFG_STRING, NULL, false, 0, 0,
+	 "http status expected (default any 2xx or 3xx)"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -163,226 +117,9 @@ static regent_http_req *get(state *st, const char *path, uint64_t timeout_ms,
 	return st->h->http_request(st->ctx, &o, err);
 }
 
-static bool inst_equal(const dk_inst *a, const dk_inst *b)
-{
-	if (strcmp(a->id, b->id) || strcmp(a->service, b->service) || strcmp(a->address, b->address) ||
-	    a->port != b->port || a->proto != b->proto || a->private_port != b->private_port ||
-	    a->ntags != b->ntags || a->nmeta != b->nmeta)
-		return false;
-	for (size_t i = 0; i < a->ntags; i++)
-		if (strcmp(a->tags[i], b->tags[i]))
-			return false;
-	for (size_t i = 0; i < a->nmeta; i++)
-		if (strcmp(a->meta[i].key, b->meta[i].key) || strcmp(a->meta[i].value, b->meta[i].value))
-			return false;
-	return true;
-}
-
-static void update_gauge(state *st)
-{
-	if (st->m_containers)
-		st->h->metric_set(st->m_containers, (double)st->nctrs);
-}
-
-/* ------------------------------------------------------------------ */
-/* the container table and what is reported                           */
-/* ------------------------------------------------------------------ */
-
-static ctr *ctr_find(state *st, const char *id)
-{
-	for (ctr *c = st->ctrs; c; c = c->next)
-		if (strcmp(c->id, id) == 0)
-			return c;
-	return NULL;
-}
-
-static ctr *ctr_new(state *st, const char *id, const char *name)
-{
-	ctr *c = calloc(1, sizeof *c);
-	if (!c) {
-		st->h->log(st->ctx, REGENT_LOG_ERROR, "container %.12s: out of memory", id);
-		return NULL;
-	}
-	c->st = st;
-	snprintf(c->id, sizeof c->id, "%s", id);
-	memcpy(c->short_id, id, 12);
-	snprintf(c->name, sizeof c->name, "%s", name ? name : "");
-	c->stop_signal = 15;
-	c->next = st->ctrs;
-	if (st->ctrs)
-		st->ctrs->prev = c;
-	st->ctrs = c;
-	st->nctrs++;
-	update_gauge(st);
-	return c;
-}
-
-static void free_up(ctr *c)
-{
-	for (size_t i = 0; i < c->nup; i++)
-		dk_inst_free(&c->up[i]);
-	free(c->up);
-	c->up = NULL;
-	c->nup = 0;
-}
-
-/* Debug: the whole instance (every field is validated by then). */
-static void log_inst(state *st, const ctr *c, const dk_inst *in)
-{
-	char tags[512] = "", meta[1024] = "";
-	size_t o = 0;
-	for (size_t i = 0; i < in->ntags && o < sizeof tags; i++)
-		o += (size_t)snprintf(tags + o, sizeof tags - o, "%s%s", i ? "," : "", in->tags[i]);
-	o = 0;
-	for (size_t i = 0; i < in->nmeta && o < sizeof meta; i++)
-		o += (size_t)snprintf(meta + o, sizeof meta - o, "%s%s=%s", i ? "," : "",
-		                      in->meta[i].key, in->meta[i].value);
-	st->h->log(st->ctx, REGENT_LOG_DEBUG,
-	           "container %s (%s): instance %s service=%s address=%s:%u/%s private_port=%u "
-	           "tags=[%s] meta={%s}",
-	           c->name, c->short_id, in->id, in->service, in->address, in->port,
-	           in->proto == REGENT_PROTO_UDP ? "udp" : "tcp", in->private_port, tags, meta);
-}
-
-/* Makes `want` what is reported for c: downs what left, ups the rest
- * (the core ignores an identical re-report). */
-static void report_set(state *st, ctr *c, const dk_inst *want, size_t n, uint64_t origin_ns)
-{
-	const regent_host *h = st->h;
-	bool changed = n != c->nup;
-	for (size_t i = 0; i < n && !changed; i++)
-		if (!inst_equal(&want[i], &c->up[i]))
-			changed = true;
-	if (!changed)
-		return;
-	h->mark_change(st->ctx, origin_ns ? origin_ns : h->wall_ns());
-	for (size_t i = 0; i < c->nup; i++) {
-		bool keep = false;
-		for (size_t j = 0; j < n && !keep; j++)
-			keep = strcmp(c->up[i].id, want[j].id) == 0;
-		if (!keep)
-			h->local_down(st->ctx, c->up[i].id);
-	}
-	dk_inst *copy = n ? calloc(n, sizeof *copy) : NULL;
-	size_t k = 0;
-	bool debug = h->log_enabled(st->ctx, REGENT_LOG_DEBUG);
-	for (size_t j = 0; j < n; j++) {
-		regent_instance v;
-		dk_inst_view(&want[j], &v);
-		if (debug)
-			log_inst(st, c, &want[j]);
-		h->local_up(st->ctx, &v);
-		if (copy && dk_inst_copy(&copy[k], &want[j]) == 0)
-			k++;
-	}
-	if (n && k != n)
-		h->log(st->ctx, REGENT_LOG_ERROR, "container %s: out of memory keeping its instances",
-		       c->short_id);
-	free_up(c);
-	c->up = copy;
-	c->nup = k;
-}
-
-static void ctr_down(state *st, ctr *c, const char *why, uint64_t origin_ns)
-{
-	if (c->nup)
-		st->h->log(st->ctx, REGENT_LOG_INFO, "container %s (%s) %s: %zu instance%s down",
-		           c->name, c->short_id, why, c->nup, c->nup == 1 ? "" : "s");
-	report_set(st, c, NULL, 0, origin_ns);
-}
-
-static void unqueue(state *st, ctr *c)
-{
-	if (c->req) {
-		st->h->http_cancel(c->req);
-		c->req = NULL;
-		st->inflight--;
-	}
-	if (c->queued) {
-		c->queued = false;
-		st->nqueued--;
-	}
-}
-
-/* Forgets c, taking its instances down first when report is set. */
-static void ctr_remove(state *st, ctr *c, bool report, const char *why, uint64_t origin_ns)
-{
-	if (report)
-		ctr_down(st, c, why, origin_ns);
-	unqueue(st, c);
-	if (c->in_sync) {
-		c->in_sync = false;
-		st->sync_pending--;
-	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		st->ctrs = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	st->nctrs--;
-	update_gauge(st);
-	free_up(c);
-	free(c);
-}
-
-static bool stop_signal(const ctr *c, int sig)
-{
-	return sig == 15 || sig == 9 || sig == 2 || sig == 3 ||
-	       (c->stop_signal > 0 && sig == c->stop_signal);
-}
-
 /* ------------------------------------------------------------------ */
 /* inspect                                                            */
 /* ------------------------------------------------------------------ */
-
-static void apply(state *st, ctr *c, const dk_container *dc)
-{
-	const regent_host *h = st->h;
-	if (!dc->running) {
-		h->log(st->ctx, REGENT_LOG_DEBUG, "container %s (%s) is not running", c->name,
-		       c->short_id);
-		ctr_remove(st, c, true, "is not running", c->origin_ns);
-		return;
-	}
-	dk_escape(dc->name, c->name, sizeof c->name);
-	snprintf(c->run, sizeof c->run, "%s", dc->started_at);
-	c->run_ns = dk_parse_time(dc->started_at);
-	if (c->stopping && strcmp(c->run, c->stop_run) != 0)
-		c->stopping = false; /* restarted since (its start event was missed) */
-	int sig = dk_signal_number(dc->stop_signal);
-	c->stop_signal = sig > 0 ? sig : 15;
-
-	dk_settings s = {.node = st->node, .host_ip = st->host_ip, .internal = st->internal};
-	dk_result r;
-	if (dk_build(dc, &s, &r) < 0) {
-		dk_result_free(&r);
-		h->log(st->ctx, REGENT_LOG_ERROR, "container %s (%s): out of memory", c->name,
-		       c->short_id);
-		return;
-	}
-	if (!c->warned) {
-		for (size_t i = 0; i < r.nwarnings; i++)
-			h->log(st->ctx, REGENT_LOG_WARN, "%s", r.warnings[i]);
-		for (size_t i = 0; i < r.nnotes; i++)
-			h->log(st->ctx, REGENT_LOG_DEBUG, "%s", r.notes[i]);
-		if (r.nwarnings && st->m_skipped)
-			h->metric_add(st->m_skipped, (double)r.nwarnings);
-		c->warned = true;
-	}
-	const char *why;
-	bool ready = dk_container_ready(dc, &why);
-	if (c->stopping) {
-		ready = false;
-		why = "stopping";
-	}
-	if (!ready) {
-		ctr_down(st, c, why, c->origin_ns);
-	} else {
-		report_set(st, c, r.insts, r.n, c->origin_ns);
-	}
-	dk_result_free(&r);
-}
 
 static void sync_done(state *st);
 
@@ -417,7 +154,7 @@ static void on_inspect(void *arg, const regent_http_result *res)
 		if (!res->error && res->status == 404) {
 			h->log(st->ctx, REGENT_LOG_DEBUG, "container %s (%s) is gone: %s", c->name,
 			       c->short_id, d);
-			ctr_remove(st, c, true, "is gone", c->origin_ns);
+			dk_ctr_remove(st, c, true, "is gone", c->origin_ns);
 		} else {
 			fail(st, "inspecting container %s (%s): %s", c->name, c->short_id, d);
 			return;
@@ -452,7 +189,7 @@ static void on_inspect(void *arg, const regent_http_result *res)
 				c->in_sync = false;
 				st->sync_pending--;
 			}
-			apply(st, c, &dc); /* may free c */
+			dk_ctr_apply(st, c, &dc); /* may free c */
 		}
 		dk_container_free(&dc);
 	}
@@ -498,7 +235,7 @@ static void cancel_all(state *st)
 		h->http_cancel(st->ping_req);
 	st->list_req = st->ev_req = st->ping_req = NULL;
 	for (ctr *c = st->ctrs; c; c = c->next) {
-		unqueue(st, c);
+		dk_ctr_unqueue(st, c);
 		c->in_sync = false;
 	}
 	st->sync_pending = 0;
@@ -564,9 +301,9 @@ static void on_list(void *arg, const regent_http_result *res)
 	for (ctr *c = st->ctrs; c; c = c->next)
 		c->listed = false;
 	for (size_t i = 0; i < n; i++) {
-		ctr *c = ctr_find(st, ids[i]);
+		ctr *c = dk_ctr_find(st, ids[i]);
 		if (!c)
-			c = ctr_new(st, ids[i], NULL);
+			c = dk_ctr_new(st, ids[i], NULL);
 		if (c)
 			c->listed = true;
 	}
@@ -575,7 +312,7 @@ static void on_list(void *arg, const regent_http_result *res)
 	for (ctr *c = st->ctrs, *next; c; c = next) {
 		next = c->next;
 		if (!c->listed)
-			ctr_remove(st, c, true, "vanished while the event stream was down", 0);
+			dk_ctr_remove(st, c, true, "vanished while the event stream was down", 0);
 	}
 	st->ph = PH_INSPECT;
 	st->sync_pending = 0;
@@ -694,7 +431,7 @@ static void sync_done(state *st)
 static void handle_event(state *st, const dk_event *ev)
 {
 	const regent_host *h = st->h;
-	ctr *c = ctr_find(st, ev->id);
+	ctr *c = dk_ctr_find(st, ev->id);
 	if (h->log_enabled(st->ctx, REGENT_LOG_DEBUG))
 		h->log(st->ctx, REGENT_LOG_DEBUG, "event %s container %s (%.12s)", ev->action_text,
 		       ev->name, ev->id);
@@ -719,7 +456,7 @@ static void handle_event(state *st, const dk_event *ev)
 	case DK_EV_UNPAUSE:
 	case DK_EV_HEALTHY:
 		if (!c)
-			c = ctr_new(st, ev->id, ev->name);
+			c = dk_ctr_new(st, ev->id, ev->name);
 		if (!c)
 			return;
 		if (ev->action == DK_EV_START)
@@ -737,11 +474,11 @@ static void handle_event(state *st, const dk_event *ev)
 			return;
 		c->epoch++;
 		c->need_inspect = false;
-		ctr_down(st, c, ev->action == DK_EV_PAUSE ? "paused" : "unhealthy", ev->time_ns);
+		dk_ctr_down(st, c, ev->action == DK_EV_PAUSE ? "paused" : "unhealthy", ev->time_ns);
 		return;
 	case DK_EV_KILL:
 	case DK_EV_STOP:
-		if (!c || (ev->action == DK_EV_KILL && !stop_signal(c, ev->signal)))
+		if (!c || (ev->action == DK_EV_KILL && !dk_stop_signal(c, ev->signal)))
 			return;
 		c->stopping = true;
 		memcpy(c->stop_run, c->run, sizeof c->stop_run);
@@ -750,15 +487,15 @@ static void handle_event(state *st, const dk_event *ev)
 		if (ev->action == DK_EV_KILL) {
 			char why[48];
 			snprintf(why, sizeof why, "is stopping (signal %d)", ev->signal);
-			ctr_down(st, c, why, ev->time_ns);
+			dk_ctr_down(st, c, why, ev->time_ns);
 		} else {
-			ctr_down(st, c, "was stopped", ev->time_ns);
+			dk_ctr_down(st, c, "was stopped", ev->time_ns);
 		}
 		return;
 	case DK_EV_DIE:
 	case DK_EV_DESTROY:
 		if (c)
-			ctr_remove(st, c, true, ev->action == DK_EV_DIE ? "died" : "was removed",
+			dk_ctr_remove(st, c, true, ev->action == DK_EV_DIE ? "died" : "was removed",
 			           ev->time_ns);
 		return;
 	case DK_EV_OTHER:
@@ -863,6 +600,46 @@ static bool valid_api_version(const char *v)
 	return maj > 1 || (maj == 1 && min >= 41);
 }
 
+/* Every [service NAME] agent_check* set parses (the same rules as labels). */
+static int validate_service_checks(regent_ctx *ctx, const regent_host *h)
+{
+	static const char *const params[] = {"interval", "timeout", "rise", "fall", "method",
+	                                     "status"};
+	const char *const *names = NULL;
+	size_t n = h->services(ctx, &names);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *spec = h->service_string(ctx, names[i], "agent_check");
+		bool any = spec && spec[0];
+		char why[200], key[40];
+		for (size_t p = 0; p < sizeof params / sizeof params[0] && !any; p++) {
+			snprintf(key, sizeof key, "agent_check_%s", params[p]);
+			any = h->service_is_set(ctx, names[i], key);
+		}
+		if (!any)
+			continue;
+		dk_check c;
+		int r = dk_check_parse(spec, &c, why, sizeof why);
+		const char *bad = "agent_check";
+		for (size_t p = 0; r == 0 && p < sizeof params / sizeof params[0]; p++) {
+			snprintf(key, sizeof key, "agent_check_%s", params[p]);
+			const char *v = h->service_string(ctx, names[i], key);
+			if (v && v[0] && (r = dk_check_param(&c, params[p], v, why, sizeof why)) < 0)
+				bad = params[p];
+		}
+		if (r == 0)
+			r = dk_check_validate(&c, why, sizeof why);
+		dk_check_free(&c);
+		if (r < 0) {
+			h->cfg_error(ctx, NULL, "[service %s] agent_check%s%s: %s", names[i],
+			             strcmp(bad, "agent_check") ? "_" : "",
+			             strcmp(bad, "agent_check") ? bad : "", why);
+			rc = -EINVAL;
+		}
+	}
+	return rc;
+}
+
 static int validate(regent_ctx *ctx, const regent_host *h)
 {
 	int rc = 0;
@@ -907,6 +684,7 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 		             hip);
 		rc = -EINVAL;
 	}
+	rc = validate_service_checks(ctx, h) < 0 ? -EINVAL : rc;
 	if (h->cfg_duration_ms(ctx, "ping_timeout") > h->cfg_duration_ms(ctx, "ping_interval") * 10) {
 		h->cfg_error(ctx, "ping_timeout", "must not exceed 10 x ping_interval");
 		rc = -EINVAL;
@@ -964,6 +742,10 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	                          "value ignored).", NULL);
 	st->m_containers = h->metric(ctx, REGENT_METRIC_GAUGE, "regent_docker_containers",
 	                             "Running containers the docker source knows of.", NULL);
+	st->m_checks = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_docker_checks_total",
+	                         "Agent-run check probes started.", NULL);
+	st->m_check_fail = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_docker_check_failures_total",
+	                             "Agent-run check probes that failed.", NULL);
 	*self = st;
 	return 0;
 }
@@ -1020,7 +802,7 @@ static void destroy(void *self)
 	while (st->ctrs) {
 		ctr *c = st->ctrs;
 		st->ctrs = c->next;
-		free_up(c);
+		dk_ctr_free_up(c);
 		free(c);
 	}
 	if (st->retry_timer)
@@ -1040,6 +822,7 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.description = "Docker Engine API: running containers and their ports, followed through "
 	               "/events",
 	.config_keys = keys,
+	.service_keys = service_keys,
 	.ops = &ops,
 	.kind_ops = &source_ops,
 };

@@ -343,6 +343,21 @@ void hx_model_free(hx_model *m)
 /* Snapshot -> model                                                  */
 /* ------------------------------------------------------------------ */
 
+/* The instance's meta "weight" (0-256, e.g. from the docker label
+ * regent.weight) + 1, or 0 when it has none or it is not such a number. */
+static uint16_t meta_weight(const regent_instance *in)
+{
+	for (size_t i = 0; i < in->nmeta; i++) {
+		if (strcmp(in->meta[i].key, "weight") != 0)
+			continue;
+		const char *v = in->meta[i].value;
+		char *end;
+		long w = v && v[0] >= '0' && v[0] <= '9' ? strtol(v, &end, 10) : -1;
+		return w >= 0 && w <= 256 && *end == '\0' ? (uint16_t)(w + 1) : 0;
+	}
+	return 0;
+}
+
 typedef struct cand_inst {
 	const regent_instance *in;
 	char addr[HX_ADDR_MAX];
@@ -499,6 +514,7 @@ static void assign_slots(hx_model *m, svc *v, const hx_plan *p)
 		hit->seen = true;
 		snprintf(hit->addr, sizeof(hit->addr), "%s", ci->addr); /* a move, or the same */
 		hit->port = ci->in->port;
+		hit->weight = meta_weight(ci->in);
 		hit->st = ST_READY;
 	}
 	free(t.idx);
@@ -550,6 +566,7 @@ static void assign_slots(hx_model *m, svc *v, const hx_plan *p)
 		got->id = xstrdup(fresh[k]->in->id);
 		snprintf(got->addr, sizeof(got->addr), "%s", fresh[k]->addr);
 		got->port = fresh[k]->in->port;
+		got->weight = meta_weight(fresh[k]->in);
 		got->st = ST_READY;
 	}
 	free(freel);

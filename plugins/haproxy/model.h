@@ -28,6 +28,7 @@ typedef struct srv_view {
 	ap_state st;
 	char addr[HX_ADDR_MAX];
 	uint16_t port;
+	uint16_t weight; /* weight + 1 set over the runtime API; 0: the file's */
 } srv_view;
 
 typedef struct slot {
@@ -35,6 +36,7 @@ typedef struct slot {
 	char addr[HX_ADDR_MAX];
 	uint16_t port;
 	slot_state st;
+	uint16_t weight; /* the instance's meta weight + 1 (0-256); 0: none */
 	uint64_t drain_since;
 	srv_view ap;   /* what haproxy has, as last confirmed */
 	srv_view sent; /* in the admin request in flight */

@@ -24,6 +24,7 @@ void hx_ap_unknown(hx *s)
 	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap.st = AP_UNKNOWN;
+			v->slots[i].ap.weight = 0;
 			v->slots[i].inflight = false;
 		}
 }
@@ -84,8 +85,17 @@ static srv_view slot_target(slot *sl)
 		t.st = sl->st == ST_READY ? AP_READY : AP_DRAIN;
 		snprintf(t.addr, sizeof(t.addr), "%s", sl->addr);
 		t.port = sl->port;
+		t.weight = sl->weight;
 	}
 	return t;
+}
+
+/* The weight the file gives a service's servers (server_options weight N,
+ * else haproxy's 1): what a slot goes back to when its weight meta goes. */
+static unsigned file_weight(const svc *v)
+{
+	const char *w = v->run.srvopts ? strstr(v->run.srvopts, "weight ") : NULL;
+	return w ? (unsigned)strtoul(w + 7, NULL, 10) : 1;
 }
 
 /* Appends the commands that bring one slot from ap to its target; returns
@@ -96,7 +106,8 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	/* The common case, a slot haproxy already has right, costs no text. */
 	if (sl->st == ST_FREE ? a->st == AP_MAINT
 	    : sl->st == ST_DRAIN ? a->st == AP_DRAIN
-	    : a->st == AP_READY && a->port == sl->port && strcmp(a->addr, sl->addr) == 0)
+	    : a->st == AP_READY && a->port == sl->port && strcmp(a->addr, sl->addr) == 0 &&
+	          a->weight == sl->weight)
 		return 0;
 	srv_view t = slot_target(sl);
 	char srv[160];
@@ -108,11 +119,24 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 			              (unsigned)t.port);
 			n++;
 		}
+		/* The weight before the state: a joining instance at weight 0
+		 * (drained by its owner) never takes a request. */
+		if (a->weight != t.weight) {
+			hx_buf_printf(b, "%sset server %s weight %u", b->len ? ";" : "", srv,
+			              t.weight ? t.weight - 1u : file_weight(v));
+			n++;
+		}
 		if (a->st != AP_READY) {
 			hx_buf_printf(b, "%sset server %s state ready", b->len ? ";" : "", srv);
 			n++;
-			if (a->st == AP_MAINT) /* a joining instance counts as up until checked */
-				hx_buf_printf(b, ";set server %s health up", srv), n++;
+			/* A joining instance: without an http check it counts as up at
+			 * once; with one (the service's check), its health check is
+			 * pending: it takes traffic only after `rise` passes. */
+			if (a->st == AP_MAINT) {
+				bool checked = v->run.listen && strstr(v->run.listen, "option httpchk");
+				hx_buf_printf(b, ";set server %s health %s", srv, checked ? "down" : "up");
+				n++;
+			}
 		}
 	} else if (t.st == AP_DRAIN) {
 		if (a->st != AP_DRAIN) {

@@ -31,7 +31,7 @@ const regent_config_key hx_keys[] = {
 	 "reload command run with /bin/sh -c instead of the master CLI"},
 	{"state_file", REGENT_CFG_STRING, NULL, false, 0, 0,
 	 "server-state file (default: config_file's directory/haproxy.state)"},
-	{"bind_address", REGENT_CFG_STRING, "*", false, 0, 0,
+	{"bind_address", REGENT_CFG_STRING, "127.0.0.1", false, 0, 0,
 	 "address the service listeners bind (* or an IP literal)"},
 	{"stats", REGENT_CFG_STRING, "127.0.0.1:1936", false, 0, 0,
 	 "stats listener ADDR:PORT, or off (loopback only unless stats_public = true)"},

@@ -25,11 +25,11 @@ backend-1/web2/80 web 127.0.0.1 8002
 EOF
 echo "backend-2/api1/80 api 127.0.0.3 9001" >"$T/b.txt"
 write_configs() { # [notoken]
-	{ printf '[agent]\nnode = backend-1\ndebounce = 10ms\n'
+	{ printf '[agent]\nnode = backend-1\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-backend-1"
 	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"; store_section "$@"; } >"$T/a.ini"
-	{ printf '[agent]\nnode = backend-2\ndebounce = 10ms\n'
+	{ printf '[agent]\nnode = backend-2\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-backend-2"
 	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/b.txt"; store_section "$@"; } >"$T/b.ini"
-	{ printf '[agent]\nnode = client-1\ndebounce = 10ms\n'; store_section "$@"
+	{ printf '[agent]\nnode = client-1\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-1"; store_section "$@"
 	  printf '[sink testsink]\nfile = %s\n' "$T/c.sink"; } >"$T/c.ini"
 }
 write_configs
@@ -94,7 +94,7 @@ fi
 # A frozen agent (SIGSTOP): SIGTERM still ends regent within [agent]
 # stop_timeout (the core gives up on the hanging deregistrations).
 echo "backend-3/e1/80 web 127.0.0.7 8007" >"$T/e.txt"
-{ printf '[agent]\nnode = backend-3\nstop_timeout = 1s\n'
+{ printf '[agent]\nnode = backend-3\nstate_dir = %s\nstop_timeout = 1s\n' "$H_TMP/state-backend-3"
   printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/e.txt"; store_section; } >"$T/e.ini"
 regent_start e "$T/e.ini"
 check "e1 registered" wait_for --timeout 10 agent_has backend-3/e1/80

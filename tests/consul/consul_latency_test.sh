@@ -9,7 +9,7 @@ consul_test_init
 T=$H_TMP
 EMU_VERBOSE=1 agent_start || { echo "agent did not start"; harness_summary; exit 1; }
 agent_curl PUT /v1/agent/service/register '{"ID":"lat0","Name":"lat","Address":"127.0.0.9","Port":19999}' >/dev/null
-{ printf '[agent]\nnode = client-1\ndebounce = 0\n'; store_section
+{ printf '[agent]\nnode = client-1\nstate_dir = %s\ndebounce = 0\n' "$H_TMP/state-client-1"; store_section
   printf '[sink testsink]\nfile = %s\n' "$T/c.sink"; } >"$T/c.ini"
 regent_start c "$T/c.ini"
 check "client sees the first instance" wait_for --timeout 10 snapshot_has "$T/c.sink" "/lat0 127.0.0.9:19999"

@@ -27,7 +27,7 @@ for i in range(250):
                                  headers={"X-Consul-Token": tok})
     op.open(req, timeout=10).read()
 PY
-{ printf '[agent]\nnode = client-1\ndebounce = 10ms\n'; store_section
+{ printf '[agent]\nnode = client-1\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-1"; store_section
   printf '[sink testsink]\nfile = %s\n' "$T/c.sink"; } >"$T/c.ini"
 regent_start c "$T/c.ini"
 nsvc() { last_snapshot "$T/c.sink" | grep -c '^  many[0-9]* '; }
@@ -45,7 +45,7 @@ check "250 services: the client is healthy" bash -c "! grep -q 'store consul: un
 daemon_stop regent-c
 
 # ---- 3. the deregister_after floor, at --check-config
-{ printf '[agent]\nnode = x\n'; store_section; } >"$T/w.ini"
+{ printf '[agent]\nnode = x\nstate_dir = %s\n' "$H_TMP/state-x"; store_section; } >"$T/w.ini"
 out=$("$REGENT_BIN" --check-config -c "$T/w.ini" --plugin-dir "$REGENT_PLUGIN_DIR" 2>&1)
 check_contains "deregister_after = 2s: warned with the effective removal time" "$out" \
 	"Consul raises DeregisterCriticalServiceAfter below 1m to 1m and reaps every 30 s, so the services of a regent that died leave the agent 62s to 92s after its last pass"
@@ -55,9 +55,9 @@ agent_curl PUT /v1/agent/service/register \
 	'{"ID":"w1","Name":"warm","Address":"127.0.0.6","Port":7001,"Check":{"CheckID":"service:w1","TTL":"1h","Status":"warning"}}' >/dev/null
 agent_curl PUT /v1/agent/service/register \
 	'{"ID":"w2","Name":"warm","Address":"127.0.0.6","Port":7002,"Check":{"CheckID":"service:w2","TTL":"1h","Status":"passing"}}' >/dev/null
-{ printf '[agent]\nnode = client-2\ndebounce = 10ms\n'; store_section
+{ printf '[agent]\nnode = client-2\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-2"; store_section
   printf 'health_states = passing, warning\n[sink testsink]\nfile = %s\n' "$T/w.sink"; } >"$T/w.ini"
-{ printf '[agent]\nnode = client-3\ndebounce = 10ms\n'; store_section
+{ printf '[agent]\nnode = client-3\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-3"; store_section
   printf '[sink testsink]\nfile = %s\n' "$T/p.sink"; } >"$T/p.ini"
 regent_start w "$T/w.ini"
 regent_start p "$T/p.ini"
@@ -72,7 +72,7 @@ daemon_stop regent-p
 # ---- 2. an old agent: 500 Unknown check "..." means "register again"
 if [[ $CONSUL_MODE == emulator ]]; then
 	echo "backend-1/o1/80 old 127.0.0.7 8007" >"$T/a.txt"
-	{ printf '[agent]\nnode = backend-1\ndebounce = 10ms\n'
+	{ printf '[agent]\nnode = backend-1\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-backend-1"
 	  printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"; store_section; } >"$T/a.ini"
 	regent_start a "$T/a.ini"
 	check "old agent: o1 registered" wait_for --timeout 20 agent_has backend-1/o1/80

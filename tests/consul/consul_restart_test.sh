@@ -17,9 +17,9 @@ backend-1/web1/80 web 127.0.0.1 8001
 backend-1/web2/80 web 127.0.0.1 8002
 backend-1/api1/90 api 127.0.0.1 9001
 EOT
-{ printf '[agent]\nnode = backend-1\ndebounce = 10ms\n'
+{ printf '[agent]\nnode = backend-1\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-backend-1"
   printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"; store_section; } >"$T/a.ini"
-{ printf '[agent]\nnode = client-1\ndebounce = 10ms\n'; store_section
+{ printf '[agent]\nnode = client-1\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-1"; store_section
   printf '[sink testsink]\nfile = %s\n' "$T/c.sink"; } >"$T/c.ini"
 # Each start of the backend gets its own daemon name (a0, a1...): a fresh
 # harness record per process; alogs reads them all.
@@ -70,7 +70,7 @@ check "gone while down: the client drops api" wait_for --timeout 15 snapshot_lac
 
 # Decommission: deregister_on_stop = true.
 daemon_stop regent-a4
-{ printf '[agent]\nnode = backend-1\ndebounce = 10ms\n'
+{ printf '[agent]\nnode = backend-1\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-backend-1"
   printf '[source testsource]\nfile = %s\ninterval = 50ms\n' "$T/a.txt"
   DEREG_ON_STOP=true store_section; } >"$T/a.ini"
 # (another daemon name: a fresh harness record for the new process)

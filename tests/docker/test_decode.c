@@ -140,11 +140,12 @@ static void test_published(void **state)
 	dk_result r;
 	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
 	assert_int_equal(r.n, 2);
-	/* 0.0.0.0 and :: bindings of one port: one instance on host_ip */
-	assert_inst(&r, "n1/3f2a9c6d8e1b/8080", "shop-web", "10.0.0.9", 18080, REGENT_PROTO_TCP, 8080,
+	/* 0.0.0.0 and :: bindings of one port: one instance on host_ip; the image
+	 * names the service, with the port as the container has several */
+	assert_inst(&r, "n1/3f2a9c6d8e1b/8080", "shop-web-8080", "10.0.0.9", 18080, REGENT_PROTO_TCP, 8080,
 	            "prod,eu");
 	/* a specific HostIp is kept */
-	assert_inst(&r, "n1/3f2a9c6d8e1b/9090/udp", "shop-web", "10.170.71.20", 19090,
+	assert_inst(&r, "n1/3f2a9c6d8e1b/9090/udp", "shop-web-9090", "10.170.71.20", 19090,
 	            REGENT_PROTO_UDP, 9090, "prod,eu");
 	assert_null(find(&r, "n1/3f2a9c6d8e1b/7070"));
 	assert_int_equal(r.nwarnings, 0);
@@ -156,11 +157,11 @@ static void test_published(void **state)
 	/* the same container in internal mode: container IP + private ports */
 	assert_int_equal(dk_build(&c, &internal_mode, &r), 0);
 	assert_int_equal(r.n, 3);
-	assert_inst(&r, "n1/3f2a9c6d8e1b/8080", "shop-web", "172.17.0.2", 8080, REGENT_PROTO_TCP, 8080,
+	assert_inst(&r, "n1/3f2a9c6d8e1b/8080", "shop-web-8080", "172.17.0.2", 8080, REGENT_PROTO_TCP, 8080,
 	            "prod,eu");
-	assert_inst(&r, "n1/3f2a9c6d8e1b/7070", "shop-web", "172.17.0.2", 7070, REGENT_PROTO_TCP, 7070,
+	assert_inst(&r, "n1/3f2a9c6d8e1b/7070", "shop-web-7070", "172.17.0.2", 7070, REGENT_PROTO_TCP, 7070,
 	            "prod,eu");
-	assert_inst(&r, "n1/3f2a9c6d8e1b/9090/udp", "shop-web", "172.17.0.2", 9090, REGENT_PROTO_UDP,
+	assert_inst(&r, "n1/3f2a9c6d8e1b/9090/udp", "shop-web-9090", "172.17.0.2", 9090, REGENT_PROTO_UDP,
 	            9090, "prod,eu");
 	dk_result_free(&r);
 
@@ -211,10 +212,11 @@ static void test_host_network(void **state)
 	assert_string_equal(why, "health check starting");
 	dk_result r;
 	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
-	/* exposed ports on host_ip, service from SERVICE_NAME, tags from the label */
+	/* exposed ports on host_ip, service from SERVICE_NAME (with the port: several
+	 * ports, registrator's rule), tags from the label */
 	assert_int_equal(r.n, 2);
-	assert_inst(&r, "n1/f5b6e5c52817/8000", "foo", "10.0.0.9", 8000, REGENT_PROTO_TCP, 8000, "a,b");
-	assert_inst(&r, "n1/f5b6e5c52817/18001", "foo", "10.0.0.9", 18001, REGENT_PROTO_TCP, 18001,
+	assert_inst(&r, "n1/f5b6e5c52817/8000", "foo-8000", "10.0.0.9", 8000, REGENT_PROTO_TCP, 8000, "a,b");
+	assert_inst(&r, "n1/f5b6e5c52817/18001", "foo-18001", "10.0.0.9", 18001, REGENT_PROTO_TCP, 18001,
 	            "a,b");
 	/* ids are a pure function of node, container and port: stable across restarts */
 	dk_result r2;
@@ -234,10 +236,10 @@ static void test_env_naming(void **state)
 	dk_result r;
 	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
 	assert_int_equal(r.n, 3);
-	assert_inst(&r, "n1/0123456789ab/8080", "api", "10.0.0.9", 8080, REGENT_PROTO_TCP, 8080, "v1,blue");
+	assert_inst(&r, "n1/0123456789ab/8080", "api-8080", "10.0.0.9", 8080, REGENT_PROTO_TCP, 8080, "v1,blue");
 	assert_inst(&r, "n1/0123456789ab/8081", "api-admin", "10.0.0.9", 8081, REGENT_PROTO_TCP, 8081,
 	            "internal");
-	assert_inst(&r, "n1/0123456789ab/8083", "api", "10.0.0.9", 8083, REGENT_PROTO_TCP, 8083, "v1,blue");
+	assert_inst(&r, "n1/0123456789ab/8083", "api-8083", "10.0.0.9", 8083, REGENT_PROTO_TCP, 8083, "v1,blue");
 	assert_null(find(&r, "n1/0123456789ab/8082")); /* SERVICE_8082_IGNORE */
 	assert_true(has_msg(r.notes, r.nnotes, "SERVICE_8082_IGNORE"));
 	assert_int_equal(r.nwarnings, 0);
@@ -360,6 +362,103 @@ static void test_ignore(void **state)
 		dk_result_free(&r);
 		dk_container_free(&c);
 	}
+}
+
+static const char *meta_of(const dk_inst *in, const char *key)
+{
+	for (size_t i = 0; i < in->nmeta; i++)
+		if (strcmp(in->meta[i].key, key) == 0)
+			return in->meta[i].value;
+	return NULL;
+}
+
+/* registrator's conventions (labels.c): SERVICE_* from labels and env, a
+ * label winning; SERVICE_<port>_* over SERVICE_*; attributes as meta;
+ * SERVICE_ID; SERVICE_IGNORE from a label; <name>-<port>; regent.weight. */
+static void test_registrator(void **state)
+{
+	(void)state;
+	static const char json[] =
+		"{\"Id\":\"" CID "\",\"Name\":\"/reg\",\"State\":{\"Running\":true},\"Config\":{"
+		"\"Image\":\"acme/shop:1\",\"Env\":[\"SERVICE_NAME=fromenv\",\"SERVICE_TAGS=e1\","
+		"\"SERVICE_REGION=envregion\",\"SERVICE_81_REGION=port81\",\"SERVICE_82_IGNORE=true\","
+		"\"SERVICE_83_ID=custom:83\",\"SERVICE_ZONE=z1\",\"SERVICE_84_NAME=envport\"],"
+		"\"Labels\":{\"SERVICE_NAME\":\"fromlabel\",\"SERVICE_REGION\":\"labelregion\","
+		"\"SERVICE_84_NAME\":\"labelport\",\"SERVICE_BAD KEY\":\"x\",\"regent.meta.zone\":\"z2\","
+		"\"regent.weight\":\"10\",\"regent.weight.81\":\"0\",\"SERVICE_WEIGHT\":\"99\"},"
+		"\"ExposedPorts\":{\"80/tcp\":{},\"81/tcp\":{},\"82/tcp\":{},\"83/tcp\":{},"
+		"\"84/tcp\":{}}},\"HostConfig\":{\"NetworkMode\":\"host\"}}";
+	dk_container c;
+	assert_int_equal(parse_str(json, &c), 0);
+	dk_result r;
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 4);
+	/* label SERVICE_NAME beats env; several ports: <name>-<port> */
+	assert_inst(&r, "n1/000000000000/80", "fromlabel-80", "10.0.0.9", 80, REGENT_PROTO_TCP, 80,
+	            "e1");
+	const dk_inst *i80 = find(&r, "n1/000000000000/80");
+	assert_string_equal(meta_of(i80, "region"), "labelregion"); /* label beats env */
+	assert_string_equal(meta_of(i80, "zone"), "z2");            /* regent.meta.* beats SERVICE_ */
+	assert_string_equal(meta_of(i80, "weight"), "10");          /* regent.weight beats SERVICE_ */
+	assert_null(meta_of(i80, "name"));
+	assert_null(meta_of(i80, "tags"));
+	const dk_inst *i81 = find(&r, "n1/000000000000/81");
+	assert_non_null(i81);
+	assert_string_equal(i81->service, "fromlabel-81");
+	assert_string_equal(meta_of(i81, "region"), "port81"); /* SERVICE_81_* beats a label */
+	assert_string_equal(meta_of(i81, "weight"), "0");      /* regent.weight.81 */
+	assert_null(find(&r, "n1/000000000000/82"));           /* SERVICE_82_IGNORE */
+	assert_true(has_msg(r.notes, r.nnotes, "env SERVICE_82_IGNORE is set; port 82/tcp skipped"));
+	const dk_inst *i83 = find(&r, "custom:83"); /* SERVICE_83_ID */
+	assert_non_null(i83);
+	assert_string_equal(i83->service, "fromlabel-83");
+	/* a per-port name: no suffix; the label wins over env */
+	assert_inst(&r, "n1/000000000000/84", "labelport", "10.0.0.9", 84, REGENT_PROTO_TCP, 84, "e1");
+	assert_true(has_msg(r.warnings, r.nwarnings,
+	                    "label SERVICE_BAD KEY: not usable as a meta key"));
+	dk_result_free(&r);
+	dk_container_free(&c);
+
+	/* SERVICE_IGNORE as a label (beats env SERVICE_IGNORE=false); one port: no suffix;
+	 * SERVICE_ID; a bad weight is refused with a warning */
+	static const char *const more[] = {
+		"{\"Id\":\"" CID "\",\"State\":{\"Running\":true},\"Config\":{\"Image\":\"a\","
+		"\"Env\":[\"SERVICE_IGNORE=false\"],\"Labels\":{\"SERVICE_IGNORE\":\"true\"},"
+		"\"ExposedPorts\":{\"80/tcp\":{}}},\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+		"{\"Id\":\"" CID "\",\"State\":{\"Running\":true},\"Config\":{\"Image\":\"a\","
+		"\"Labels\":{\"SERVICE_NAME\":\"one\",\"SERVICE_ID\":\"my-id\",\"regent.weight\":\"300\"},"
+		"\"ExposedPorts\":{\"80/tcp\":{}}},\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+		"{\"Id\":\"" CID "\",\"State\":{\"Running\":true},\"Config\":{\"Image\":\"a\","
+		"\"Labels\":{\"SERVICE_ID\":\"same\",\"regent.service\":\"svc\"},"
+		"\"ExposedPorts\":{\"80/tcp\":{},\"81/tcp\":{}}},\"HostConfig\":{\"NetworkMode\":\"host\"}}",
+	};
+	assert_int_equal(parse_str(more[0], &c), 0);
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_true(has_msg(r.notes, r.nnotes, "label SERVICE_IGNORE is set; port 80/tcp skipped"));
+	dk_result_free(&r);
+	dk_container_free(&c);
+
+	assert_int_equal(parse_str(more[1], &c), 0);
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.insts[0].id, "my-id");
+	assert_string_equal(r.insts[0].service, "one");
+	assert_null(meta_of(&r.insts[0], "weight"));
+	assert_true(has_msg(r.warnings, r.nwarnings,
+	                    "label regent.weight = \"300\": a weight is an integer from 0 to 256"));
+	dk_result_free(&r);
+	dk_container_free(&c);
+
+	/* regent.service keeps both ports in one service; a shared SERVICE_ID is used once */
+	assert_int_equal(parse_str(more[2], &c), 0);
+	assert_int_equal(dk_build(&c, &host_mode, &r), 0);
+	assert_int_equal(r.n, 2);
+	assert_inst(&r, "same", "svc", "10.0.0.9", 80, REGENT_PROTO_TCP, 80, "");
+	assert_inst(&r, "n1/000000000000/81", "svc", "10.0.0.9", 81, REGENT_PROTO_TCP, 81, "");
+	assert_true(has_msg(r.warnings, r.nwarnings, "is already the id of another port"));
+	dk_result_free(&r);
+	dk_container_free(&c);
 }
 
 static void test_ready(void **state)
@@ -521,8 +620,8 @@ static void test_limits(void **state)
 	                    "container big (000000000000): label regent.tags: more than 64 tags; the "
 	                    "rest skipped"));
 	assert_true(has_msg(r.warnings, r.nwarnings,
-	                    "container big (000000000000): 1000 regent.meta.* labels (at most 64); "
-	                    "label regent.meta.k0064 and those after it (by name) skipped"));
+	                    "container big (000000000000): 1000 meta entries (at most 64); meta "
+	                    "k0064 and those after it (by name) skipped"));
 	dk_result_free(&r);
 	dk_container_free(&c);
 }
@@ -719,6 +818,7 @@ int main(void)
 		cmocka_unit_test(test_malicious),
 		cmocka_unit_test(test_bad_env_names),
 		cmocka_unit_test(test_ignore),
+		cmocka_unit_test(test_registrator),
 		cmocka_unit_test(test_ready),
 		cmocka_unit_test(test_malformed_inspect),
 		cmocka_unit_test(test_list),

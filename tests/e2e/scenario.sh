@@ -71,6 +71,8 @@ port           = $SC_HAPROXY_PORT
 mode           = http
 check          = /health
 check_interval = 500ms
+; a joining server's check is pending (not forced up): one pass, checked every 100 ms while down
+server_options = rise 1, downinter 100ms
 EOF
 }
 

@@ -278,6 +278,8 @@ def state_ok(sock, be, addr, port, want):
     here = [s for s in sv if s[1] == addr and s[2] == port]
     if want == "up":
         return any(s[3] == 2 and (s[4] & 0x2b) == 0 for s in here)
+    if want == "ready":  # admin ready (its health check may still be pending)
+        return any((s[4] & 0x2b) == 0 for s in here)
     if want == "down":  # neither ready nor draining: no new request reaches it
         return not any((s[4] & 0x2b) == 0 for s in here)
     if want == "maint":  # in maintenance (drained) or gone
@@ -319,6 +321,8 @@ def main(a):
         return wait_state(a[4], a[5], a[6], a[7], int(a[8]), start)
     elif a[1] == "wait-down":
         return wait_state(a[2], a[3], a[4], "maint", int(a[5]), time.monotonic())
+    elif a[1] == "wait-up":
+        return wait_state(a[2], a[3], a[4], "up", int(a[5]), time.monotonic())
     elif a[1] == "churn":
         return churn(a[2], a[3], a[4], float(a[5]), int(a[6]), int(a[7]), a[8:])
     elif a[1] == "get":

@@ -172,8 +172,11 @@ check_contains "stats listener on 127.0.0.1:$P_STATS" \
 # --- fast path: add, remove, move without a reload -------------------------------------------------
 R0=$(reloads); W0=$(worker)
 INSTANCES+=("$(line web-4 web b5)")
-check_show "add web-4: up in haproxy within 100 ms (ms shown)" \
-    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b5]}" up 100
+# web has a check: a joining server is ready at once, its health check pending (not forced up).
+check_show "add web-4: ready in haproxy within 100 ms, its check pending (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b5]}" ready 100
+check_show "add web-4: up once its check passed (rise 2 x 1 s; ms shown)" \
+    "${TOOL[@]}" wait-up "$ADMIN" web "127.0.0.1:${BP[b5]}" 5000
 rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40)
 check_contains "add web-4: requests reach it" "$(printf '%s\n' "$rr" | paste -sd' ')" "b5 10"
 
@@ -305,7 +308,7 @@ tcp_ok() { [[ "$("${TOOL[@]}" get "http://127.0.0.1:$P_TCP/")" == "200 b4" ]]; }
 check "bad setting: the running tcpsvc keeps serving" tcp_ok
 INSTANCES+=("$(line web-5 web b1)")
 check_show "bad setting: the fast path still works (web-5 added, ms shown)" \
-    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b1]}" up 1000
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b1]}" ready 1000
 check "bad setting: web-5 mirrored into the file" wait_for --timeout 5 grep -q '# web-5$' "$CFG"
 check_eq "bad setting: still no reload" "$R0" "$(reloads)"
 mkcfg "$INI"
