@@ -2,7 +2,8 @@
 """Helpers for the haproxy sink's tests (stdlib only).
 
   hxtool.py backend PORT NAME
-      HTTP/1.1 server on 127.0.0.1:PORT answering NAME (GET /slow waits 1.5 s first).
+      HTTP/1.1 server on 127.0.0.1:PORT answering NAME (GET /slow waits 1.5 s first;
+      GET /hold?PATH waits until the file PATH exists, at most 50 s).
   hxtool.py rr URL N
       N GETs (new connection each); prints "NAME COUNT" per answer, sorted, and
       "errors N".
@@ -14,8 +15,8 @@
       there is ready or draining); prints the milliseconds that took, exit 1 on timeout.
   hxtool.py wait-down SOCK BACKEND ADDR:PORT TIMEOUT_MS
       Waits until no server of BACKEND at ADDR:PORT is in use any more (maint).
-  hxtool.py get URL
-      One GET: prints "STATUS BODY".
+  hxtool.py get URL [TIMEOUT_S]
+      One GET (socket timeout TIMEOUT_S, default 10): prints "STATUS BODY".
   hxtool.py churn FILE SOCK BACKEND DURATION_S PERIOD_MS KEEP [SVC:PORT:START_S ...]
       Every PERIOD_MS: a new backend process (forked, listening at once) joins BACKEND as
       instance churn-N in FILE and the oldest of the KEEP running ones leaves; the leaving
@@ -34,6 +35,7 @@ import socket
 import socketserver
 import sys
 import time
+import urllib.parse
 
 
 def unix_cmd(path, cmd, timeout=5.0):
@@ -79,6 +81,12 @@ def backend(port, name):
         def do_GET(self):
             if self.path.startswith("/slow"):
                 time.sleep(1.5)
+            elif self.path.startswith("/hold?"):
+                # held until the test creates the gate file (at most 50 s)
+                gate = urllib.parse.unquote(self.path[len("/hold?"):])
+                end = time.monotonic() + 50
+                while not os.path.exists(gate) and time.monotonic() < end:
+                    time.sleep(0.02)
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
@@ -223,7 +231,7 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
         killed += 1
     # The backends still in the catalog keep serving until the test says stop.
     stop = path + ".stop"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 50
     while not os.path.exists(stop) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in list(children):
@@ -319,7 +327,7 @@ def main(a):
         return churn(a[2], a[3], a[4], float(a[5]), int(a[6]), int(a[7]), a[8:])
     elif a[1] == "get":
         try:
-            st, body = get(a[2], 10.0)
+            st, body = get(a[2], float(a[3]) if len(a) > 3 else 10.0)
             print(st, body)
         except OSError as e:
             print("error", e)
