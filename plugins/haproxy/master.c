@@ -43,6 +43,10 @@ struct hx_sup {
 	bool prep_cancelled; /* freed: the removal's callback frees */
 	regent_backoff backoff;
 	uint64_t started_ms;
+	/* The running master was started to replace one that died (not a first
+	 * start, a reload's or an adoption): only its death counts as a crash in
+	 * a row.  crash_pending: the next spawn is such a restart. */
+	bool crash_start, crash_pending;
 	uint64_t spawn_req_ns; /* hx_sup_spawn() called (uv_hrtime), for the log */
 	bool is_ready, stopping, killing;
 	void (*adopt_done)(void *arg, int result, const char *why);
@@ -138,13 +142,16 @@ static void gone(hx_sup *s, int64_t status, int sig, bool known)
 		}
 		return;
 	}
-	/* The first crash restarts at once; only crashes in a row back off. */
+	/* The first crash restarts at once; only crashes in a row (a restarted
+	 * master dying again within crash_window) back off.  A master regent has
+	 * just started for another reason, or adopted, is not a restart. */
 	uint64_t now = s->c.h->now_ms();
 	uint64_t d = 0;
-	if (now - s->started_ms < s->c.crash_window)
+	if (s->crash_start && now - s->started_ms < s->c.crash_window)
 		d = s->c.h->backoff_next(&s->backoff);
 	else
 		s->c.h->backoff_reset(&s->backoff);
+	s->crash_pending = true;
 	char why[256];
 	if (!known)
 		snprintf(why, sizeof(why), "haproxy (pid %ld) exited; restarting in %llu ms", pid,
@@ -272,6 +279,8 @@ static void spawn_now(hx_sup *s)
 		        strerror(errno));
 	int err = 0;
 	s->started_ms = s->c.h->now_ms();
+	s->crash_start = s->crash_pending;
+	s->crash_pending = false;
 	uint64_t t0 = uv_hrtime();
 	s->child = hx_master_spawn(s->c.loop, argv, fd, on_child_exit, s, &err);
 	uint64_t t1 = uv_hrtime();
@@ -422,6 +431,7 @@ static int probe_answer(void *arg, int status, const char *out)
 	}
 	s->pid = pi.master_pid;
 	s->started_ms = s->c.h->now_ms();
+	s->crash_start = s->crash_pending = false;
 	watch(s);
 	sup_log(s, REGENT_LOG_INFO, "adopted the running haproxy (master pid %ld, worker %ld) on %s",
 	        pi.master_pid, pi.worker_pid, s->master_socket);
