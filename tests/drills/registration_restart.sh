@@ -47,6 +47,7 @@ ttl = 10
 
 [sink haproxy]
 manage          = true
+keep_running    = false
 config_file     = $H_TMP/haproxy/regent.cfg
 bind_address    = 127.0.0.1
 stats           = 127.0.0.1:$HS

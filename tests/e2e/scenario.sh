@@ -58,6 +58,7 @@ $(store_section)
 
 [sink haproxy]
 manage          = true
+keep_running    = false
 config_file     = $H_TMP/haproxy/regent.cfg
 bind_address    = 127.0.0.1
 stats           = 127.0.0.1:$SC_STATS_PORT

@@ -56,6 +56,7 @@ interval = 10ms
 
 [sink haproxy]
 manage = true
+keep_running = false
 config_file = $CFG
 bind_address = 127.0.0.1
 stats = 127.0.0.1:$P_STATS

@@ -52,6 +52,7 @@ interval = 10ms
 
 [sink haproxy]
 manage = true
+keep_running = false
 config_file = $CFG
 bind_address = 127.0.0.1
 reload_interval = 200ms

@@ -159,6 +159,7 @@ prefix    = /backends
 
 [sink haproxy]
 manage          = true
+keep_running    = false
 config_file     = $H_TMP/client-$c/regent.cfg
 bind_address    = ${BIND[$c]}
 stats           = 127.0.0.1:$sp
