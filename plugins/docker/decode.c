@@ -539,16 +539,6 @@ static int cmp_port(const void *a, const void *b)
 	return (int)x->proto - (int)y->proto;
 }
 
-#define NOTE(...)                                                  \
-	do {                                                       \
-		if (dk_add_msg(&r->notes, &r->nnotes, __VA_ARGS__) < 0) \
-			return -ENOMEM;                            \
-	} while (0)
-#define WARN(...)                                                        \
-	do {                                                             \
-		if (dk_add_msg(&r->warnings, &r->nwarnings, __VA_ARGS__) < 0) \
-			return -ENOMEM;                                  \
-	} while (0)
 
 /* Every key of an object of "port/proto" keys, at one address. */
 static int ports_from_keys(const dk_container *c, json_t *obj, const char *address,
@@ -564,7 +554,7 @@ static int ports_from_keys(const dk_container *c, json_t *obj, const char *addre
 		char esc[64];
 		if (k <= 0) {
 			dk_escape(key, esc, sizeof esc);
-			NOTE("container %s: port \"%s\" %s; skipped", who, esc,
+			DK_NOTE("container %s: port \"%s\" %s; skipped", who, esc,
 			     k == 0 ? "is neither tcp nor udp" : "is malformed");
 			continue;
 		}
@@ -601,14 +591,14 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 		if (!addr || !addr[0]) {
 			char esc[64];
 			dk_escape(c->network_mode, esc, sizeof esc);
-			NOTE("container %s: no container IP address (network mode \"%s\"); skipped", who,
+			DK_NOTE("container %s: no container IP address (network mode \"%s\"); skipped", who,
 			     esc);
 			return 0;
 		}
 		if (!is_ip_literal(addr) && !(host_net && s->host_ip)) {
 			char esc[64];
 			dk_escape(addr, esc, sizeof esc);
-			WARN("container %s: container IP address \"%s\" is not an IP address; skipped", who,
+			DK_WARN("container %s: container IP address \"%s\" is not an IP address; skipped", who,
 			     esc);
 			return 0;
 		}
@@ -618,7 +608,7 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 		return 0;
 	}
 	if (!s->host_ip || !s->host_ip[0]) {
-		NOTE("container %s: no host_ip for its ports; skipped", who);
+		DK_NOTE("container %s: no host_ip for its ports; skipped", who);
 		return 0;
 	}
 	if (host_net) {
@@ -638,12 +628,12 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 		int k = parse_port_key(key, &port, &proto);
 		if (k <= 0) {
 			dk_escape(key, esc, sizeof esc);
-			NOTE("container %s: port \"%s\" %s; skipped", who, esc,
+			DK_NOTE("container %s: port \"%s\" %s; skipped", who, esc,
 			     k == 0 ? "is neither tcp nor udp" : "is malformed");
 			continue;
 		}
 		if (!json_is_array(v) || json_array_size(v) == 0) {
-			NOTE("container %s: port %s is not published; skipped", who, key);
+			DK_NOTE("container %s: port %s is not published; skipped", who, key);
 			continue;
 		}
 		size_t i;
@@ -656,7 +646,7 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 			long hp = hport ? strtol(hport, &end, 10) : 0;
 			if (!hport || !isdigit((unsigned char)hport[0]) || *end || hp < 1 || hp > 65535) {
 				dk_escape(hport ? hport : "", esc, sizeof esc);
-				NOTE("container %s: port %s has a binding with a bad HostPort \"%s\"", who,
+				DK_NOTE("container %s: port %s has a binding with a bad HostPort \"%s\"", who,
 				     key, esc);
 				continue;
 			}
@@ -667,7 +657,7 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 				addr = hip;
 			else {
 				dk_escape(hip, esc, sizeof esc);
-				NOTE("container %s: port %s has a binding with a bad HostIp \"%s\"", who, key,
+				DK_NOTE("container %s: port %s has a binding with a bad HostIp \"%s\"", who, key,
 				     esc);
 				continue;
 			}
@@ -677,14 +667,14 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 			break; /* one instance per private port: the first binding */
 		}
 		if (!done)
-			NOTE("container %s: port %s has no usable binding; skipped", who, key);
+			DK_NOTE("container %s: port %s has no usable binding; skipped", who, key);
 	}
 	/* Exposed but not in NetworkSettings.Ports at all. */
 	json_object_foreach(c->exposed, key, v) {
 		uint16_t port;
 		regent_proto proto;
 		if (parse_port_key(key, &port, &proto) == 1 && !json_object_get(c->ports, key))
-			NOTE("container %s: port %s is not published; skipped", who, key);
+			DK_NOTE("container %s: port %s is not published; skipped", who, key);
 	}
 	return 0;
 }
@@ -706,14 +696,14 @@ static int build(const dk_container *c, const dk_settings *s, dk_result *r, port
 	snprintf(who, sizeof who, "%s (%s)", ename[0] ? ename : "?", c->short_id);
 
 	if (dk_container_ignored(c)) {
-		NOTE("container %s: label regent.ignore=true; skipped", who);
+		DK_NOTE("container %s: label regent.ignore=true; skipped", who);
 		return 0;
 	}
 	int rc = collect_ports(c, s, pl, r, who);
 	if (rc < 0)
 		return rc;
 	if (pl->n == 0) {
-		NOTE("container %s: no usable port; skipped", who);
+		DK_NOTE("container %s: no usable port; skipped", who);
 		return 0;
 	}
 	qsort(pl->v, pl->n, sizeof *pl->v, cmp_port);

@@ -200,6 +200,18 @@ const char *dk_jstr(json_t *obj, const char *key);
 int dk_push_str(char ***arr, size_t *n, char *s);
 /* Adds a formatted message once (identical text is not repeated). */
 int dk_add_msg(char ***arr, size_t *n, const char *fmt, ...) REGENT_PRINTF(3, 4);
+/* In a function with a result `r` (notes/warnings arrays) returning an int:
+ * add a note or a warning, or return -ENOMEM. */
+#define DK_NOTE(...)                                                    \
+	do {                                                            \
+		if (dk_add_msg(&r->notes, &r->nnotes, __VA_ARGS__) < 0) \
+			return -ENOMEM;                                 \
+	} while (0)
+#define DK_WARN(...)                                                          \
+	do {                                                                  \
+		if (dk_add_msg(&r->warnings, &r->nwarnings, __VA_ARGS__) < 0) \
+			return -ENOMEM;                                       \
+	} while (0)
 char *dk_asprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
 
 /* labels.c: whether label regent.ignore skips the whole container. */

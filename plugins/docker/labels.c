@@ -17,16 +17,6 @@
 
 #define KEY_MAX 128
 
-#define NOTE(...)                                                       \
-	do {                                                            \
-		if (dk_add_msg(&r->notes, &r->nnotes, __VA_ARGS__) < 0) \
-			return -ENOMEM;                                 \
-	} while (0)
-#define WARN(...)                                                             \
-	do {                                                                  \
-		if (dk_add_msg(&r->warnings, &r->nwarnings, __VA_ARGS__) < 0) \
-			return -ENOMEM;                                       \
-	} while (0)
 
 /* ---- validation (the core's rules, model.c) ---- */
 
@@ -158,7 +148,7 @@ static int vars_add(vars *vs, const char *name, const char *value, bool is_label
 	if (strlen(k) > KEY_MAX) {
 		char esc[64];
 		dk_escape(name, esc, sizeof esc);
-		WARN("container %s: %s %s: name longer than %d bytes; ignored", who,
+		DK_WARN("container %s: %s %s: name longer than %d bytes; ignored", who,
 		     is_label ? "label" : "env", esc, KEY_MAX);
 		return 0;
 	}
@@ -241,7 +231,7 @@ static int port_service(const dk_container *c, uint16_t port, const vars *vs, si
 		if (!dk_valid_service(value)) {
 			char esc[96];
 			dk_escape(value, esc, sizeof esc);
-			WARN("container %s: %s = \"%s\" is not a valid service name (allowed: "
+			DK_WARN("container %s: %s = \"%s\" is not a valid service name (allowed: "
 			     "[A-Za-z0-9][A-Za-z0-9._-]{0,62}); not registered", who, what, esc);
 			return 0;
 		}
@@ -250,14 +240,14 @@ static int port_service(const dk_container *c, uint16_t port, const vars *vs, si
 		if (!dk_image_service(c->image, img, sizeof img)) {
 			char esc[96];
 			dk_escape(c->image, esc, sizeof esc);
-			NOTE("container %s: no service name (no regent.service label, no SERVICE_NAME, "
+			DK_NOTE("container %s: no service name (no regent.service label, no SERVICE_NAME, "
 			     "image \"%s\" has no repository name); skipped", who, esc);
 			return 0;
 		}
 		if (!dk_valid_service(img)) {
 			char esc[96];
 			dk_escape(img, esc, sizeof esc);
-			WARN("container %s: the image name \"%s\" is not a valid service name; set label "
+			DK_WARN("container %s: the image name \"%s\" is not a valid service name; set label "
 			     "regent.service; skipped", who, esc);
 			return 0;
 		}
@@ -271,7 +261,7 @@ static int port_service(const dk_container *c, uint16_t port, const vars *vs, si
 		size_t l = strlen(out);
 		snprintf(out + l, outlen - l, "-%u", port);
 		if (!dk_valid_service(out)) {
-			WARN("container %s: %s with its port (several ports: <name>-<port>) gives \"%s\", "
+			DK_WARN("container %s: %s with its port (several ports: <name>-<port>) gives \"%s\", "
 			     "longer than 63 bytes; port %u not registered", who, what, out, port);
 			return 0;
 		}
@@ -394,12 +384,12 @@ static int port_meta(const dk_container *c, uint16_t port, const vars *vs, dk_re
 		char esc[96];
 		if (!valid_meta_key(mk)) {
 			dk_escape(key, esc, sizeof esc);
-			WARN("container %s: label \"%s\": invalid meta key (allowed: [A-Za-z0-9_.-], at "
+			DK_WARN("container %s: label \"%s\": invalid meta key (allowed: [A-Za-z0-9_.-], at "
 			     "most 128 bytes); skipped", who, esc);
 			continue;
 		}
 		if (!mv || !valid_meta_value(mv)) {
-			WARN("container %s: label %s: invalid meta value (control characters, or longer "
+			DK_WARN("container %s: label %s: invalid meta value (control characters, or longer "
 			     "than 512 bytes); skipped", who, key);
 			continue;
 		}
@@ -416,12 +406,12 @@ static int port_meta(const dk_container *c, uint16_t port, const vars *vs, dk_re
 		if (reserved_var(a->key))
 			continue;
 		if (!valid_meta_key(a->key)) {
-			WARN("container %s: %s: not usable as a meta key (allowed after SERVICE_: "
+			DK_WARN("container %s: %s: not usable as a meta key (allowed after SERVICE_: "
 			     "[A-Za-z0-9_.-]); skipped", who, a->what);
 			continue;
 		}
 		if (!valid_meta_value(a->value)) {
-			WARN("container %s: %s: invalid meta value (control characters, or longer than "
+			DK_WARN("container %s: %s: invalid meta value (control characters, or longer than "
 			     "512 bytes); skipped", who, a->what);
 			continue;
 		}
@@ -443,7 +433,7 @@ static int port_meta(const dk_container *c, uint16_t port, const vars *vs, dk_re
 		if (!isdigit((unsigned char)w[0]) || *end || n < 0 || n > 256) {
 			char esc[64];
 			dk_escape(w, esc, sizeof esc);
-			WARN("container %s: %s = \"%s\": a weight is an integer from 0 to 256; ignored",
+			DK_WARN("container %s: %s = \"%s\": a weight is an integer from 0 to 256; ignored",
 			     who, what, esc);
 		} else {
 			char num[8];
@@ -465,7 +455,7 @@ static int port_meta(const dk_container *c, uint16_t port, const vars *vs, dk_re
 	if (in->nmeta > 1)
 		qsort(in->meta, in->nmeta, sizeof *in->meta, cmp_kv);
 	if (in->nmeta > DK_MAX_META) {
-		WARN("container %s: %zu meta entries (at most %d); meta %s and those after it (by "
+		DK_WARN("container %s: %zu meta entries (at most %d); meta %s and those after it (by "
 		     "name) skipped",
 		     who, in->nmeta, DK_MAX_META, in->meta[DK_MAX_META].key);
 		for (size_t i = DK_MAX_META; i < in->nmeta; i++) {
@@ -515,7 +505,7 @@ static int port_check(const dk_container *c, uint16_t port, dk_result *r, const 
 		dk_escape(why, esc, sizeof esc);
 		dk_check_free(&in->check);
 		*ok = false;
-		WARN("container %s: %s: %s; port %u not registered (its owner asked for a check)", who,
+		DK_WARN("container %s: %s: %s; port %u not registered (its owner asked for a check)", who,
 		     what, esc, port);
 	}
 	return 0;
@@ -535,11 +525,11 @@ static int port_id(const dk_container *c, const dk_settings *s, uint16_t port,
 		for (size_t i = 0; i < r->n && !used; i++)
 			used = strcmp(r->insts[i].id, iv->value) == 0;
 		if (!valid_id(iv->value))
-			WARN("container %s: %s = \"%s\" is not a valid instance id (allowed: "
+			DK_WARN("container %s: %s = \"%s\" is not a valid instance id (allowed: "
 			     "[A-Za-z0-9._:/@-], at most 255 bytes); port %u keeps its default id", who,
 			     iv->what, esc, port);
 		else if (used)
-			WARN("container %s: %s = \"%s\" is already the id of another port of the "
+			DK_WARN("container %s: %s = \"%s\" is already the id of another port of the "
 			     "container; port %u keeps its default id (use SERVICE_<port>_ID)", who,
 			     iv->what, esc, port);
 		else
