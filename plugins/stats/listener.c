@@ -1,13 +1,18 @@
 /* listener.c - the stats sink's listening socket, made so that a reload's
- * new instance can bind the address the running instance still serves
- * (make-before-break): every listener sets SO_REUSEPORT, and before it
- * binds, the kernel's socket tables tell whether someone already listens
- * there; a listener of this very process (the instance being replaced) is
- * joined, anyone else's is refused as "in use", as a plain bind would. */
+ * new instance can serve the address the running instance still serves
+ * (make-before-break): before it binds, the kernel's socket tables tell
+ * whether someone already listens there; a listener of this very process
+ * (the instance being replaced) is shared - the new instance gets a dup of
+ * the same socket, so one accept queue serves both and nothing queued is
+ * lost when the old instance closes its descriptor (two SO_REUSEPORT
+ * sockets would each have their own queue, and closing the old one resets
+ * the connections waiting in it).  Anyone else's listener makes a plain
+ * bind fail with EADDRINUSE. */
 #include "listener.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,22 +62,24 @@ static size_t listening_inodes(const char *table, const char *want, unsigned lon
 	return n;
 }
 
-static bool ours(unsigned long inode)
+/* The descriptor of this process that is the socket inode, or -1. */
+static int ours(unsigned long inode)
 {
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
-		return false;
+		return -1;
 	char want[48];
 	snprintf(want, sizeof(want), "socket:[%lu]", inode);
-	bool found = false;
-	for (struct dirent *e; !found && (e = readdir(d));) {
+	int found = -1;
+	for (struct dirent *e; found < 0 && (e = readdir(d));) {
 		char path[300], target[64];
 		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
 		ssize_t k = readlink(path, target, sizeof(target) - 1);
 		if (k <= 0)
 			continue;
 		target[k] = '\0';
-		found = strcmp(target, want) == 0;
+		if (strcmp(target, want) == 0)
+			found = atoi(e->d_name);
 	}
 	closedir(d);
 	return found;
@@ -85,15 +92,21 @@ int regent_stats_listen(const struct sockaddr_storage *addr, socklen_t len, int 
 	unsigned long ino[16];
 	size_t n = listening_inodes(addr->ss_family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6",
 	                            want, ino, 16);
-	for (size_t i = 0; i < n; i++)
-		if (!ours(ino[i]))
+	for (size_t i = 0; i < n; i++) {
+		int mine = ours(ino[i]);
+		if (mine < 0)
 			return -EADDRINUSE; /* another process listens there */
+		int fd = fcntl(mine, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		*out = fd;
+		return 0;
+	}
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (addr->ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, 128) < 0) {
