@@ -306,7 +306,7 @@ static int parse_duration(const char *s, int64_t *ms)
 	return regent_parse_duration(s, ms, NULL) == 0 ? 0 : -1;
 }
 
-static int parse_bool(const char *s, int64_t *out)
+int regent_config_parse_bool(const char *s, int64_t *out)
 {
 	static const char *const t[] = {"true", "yes", "on", "1"};
 	static const char *const f[] = {"false", "no", "off", "0"};
@@ -390,7 +390,7 @@ static int parse_value(regent_cfg_value *v, const char *raw, char *why, size_t w
 		}
 		break;
 	case REGENT_CFG_BOOL:
-		if (parse_bool(raw, &v->i) != 0) {
+		if (regent_config_parse_bool(raw, &v->i) != 0) {
 			snprintf(why, whylen, "expected true or false, got \"%s\"", raw);
 			return -1;
 		}

@@ -172,6 +172,9 @@ regent_config *regent_config_ref(regent_config *c);
 void regent_config_unref(regent_config *c);
 void regent_config_add_error(regent_config *c, int line, const char *fmt, ...) REGENT_PRINTF(3, 4);
 const regent_cfg_value *regent_cfg_find(const regent_cfg_section *s, const char *key);
+/* A boolean as the config parser reads it (true/yes/on/1, false/no/off/0,
+ * any case) into *out as 1 or 0; -1 for anything else. */
+int regent_config_parse_bool(const char *s, int64_t *out);
 const regent_cfg_section *regent_config_service(const regent_config *c, const char *name);
 /* Same header and the same key=value entries (order and lines ignored). */
 bool regent_section_equal(const regent_cfg_section *a, const regent_cfg_section *b);

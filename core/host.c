@@ -212,16 +212,21 @@ static bool h_service_bool(regent_ctx *ctx, const char *service, const char *key
 	const regent_cfg_value *v = svc_value(ctx, service, key);
 	if (v)
 		return v->raw && v->i;
+	/* No section: the declared default, read as the parser reads values. */
 	const char *d = h_service_string(ctx, service, key);
-	return d && (strcmp(d, "true") == 0 || strcmp(d, "1") == 0 || strcmp(d, "yes") == 0);
+	int64_t b = 0;
+	return d && regent_config_parse_bool(d, &b) == 0 && b;
 }
 
 static uint64_t h_service_duration_ms(regent_ctx *ctx, const char *service, const char *key)
 {
 	const regent_cfg_value *v = svc_value(ctx, service, key);
-	if (v && v->raw)
-		return (uint64_t)v->i;
-	return 0;
+	if (v)
+		return v->raw ? (uint64_t)v->i : 0;
+	/* No section: the declared default, as service_int and service_bool. */
+	const char *d = h_service_string(ctx, service, key);
+	int64_t ms = 0;
+	return d && regent_parse_duration(d, &ms, NULL) == 0 ? (uint64_t)ms : 0;
 }
 
 static bool h_service_is_set(regent_ctx *ctx, const char *service, const char *key)

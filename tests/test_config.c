@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "host.h"
 
 static char dir[64];
 
@@ -324,7 +325,7 @@ static void issue17_every_error_at_its_line(void **state)
 	       "FILE:10: store teststore.delay: " DUR "got \"soon\"\n"
 	       "FILE:12: service web.port: 70000 is out of range (must be between 1 and 65535)\n"
 	       "FILE:13: service web.label: must not start with '-', got \"-x\"\n"
-	       "FILE:14: service web.bogus: unknown key (known: port, label; unless "
+	       "FILE:14: service web.bogus: unknown key (known: port, label, probe_every, probe_on, probe_count; unless "
 	       "[sink stat], not loaded, declares it)\n",
 	       getenv("REGENT_PLUGIN_DIR"));
 	expect("[agent]\n"                   /* 1 */
@@ -410,6 +411,44 @@ static void section_equality(void **state)
 	regent_plugins_unload_unused();
 }
 
+/* A service key not set (no section, or a section without it) reads as its
+ * declared default, parsed as the parser reads values, for every type
+ * (issue 18: service_duration_ms ignored the default, service_bool read
+ * fewer spellings than the parser). */
+static void service_key_defaults(void **state)
+{
+	(void)state;
+	regent_config *c = load("[sink testsink]\n"
+	                        "[service web]\n"
+	                        "port = 8000\n"
+	                        "probe_every = 250ms\n"
+	                        "probe_on = off\n"
+	                        "[service api]\n"
+	                        "port = 8001\n");
+	char *got = errors_of(c);
+	assert_string_equal(got, "");
+	free(got);
+	const regent_cfg_section *sink = NULL;
+	for (size_t i = 0; i < c->nsections; i++)
+		if (strcmp(c->sections[i]->header, "sink testsink") == 0)
+			sink = c->sections[i];
+	assert_non_null(sink);
+	regent_ctx *ctx = regent_ctx_new(NULL, c, sink);
+	const regent_host *h = &regent_host_table;
+	/* set in the section */
+	assert_int_equal(h->service_duration_ms(ctx, "web", "probe_every"), 250);
+	assert_false(h->service_bool(ctx, "web", "probe_on"));
+	/* a section without the key, and no section at all: the defaults */
+	const char *svcs[] = {"api", "nosection"};
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(h->service_duration_ms(ctx, svcs[i], "probe_every"), 3000);
+		assert_true(h->service_bool(ctx, svcs[i], "probe_on")); /* "On" */
+		assert_int_equal(h->service_int(ctx, svcs[i], "probe_count"), 7);
+	}
+	regent_ctx_free(ctx);
+	regent_config_unref(c);
+}
+
 int main(void)
 {
 	(void)base;
@@ -421,7 +460,7 @@ int main(void)
 		cmocka_unit_test(agent_values),     cmocka_unit_test(all_errors_at_once),
 		cmocka_unit_test(missing_file),     cmocka_unit_test(section_equality),
 		cmocka_unit_test(strict_numbers),   cmocka_unit_test(strict_durations),
-		cmocka_unit_test(escaped_values),   cmocka_unit_test(issue17_every_error_at_its_line),
+		cmocka_unit_test(escaped_values),   cmocka_unit_test(service_key_defaults),   cmocka_unit_test(issue17_every_error_at_its_line),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

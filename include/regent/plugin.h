@@ -104,8 +104,19 @@ typedef struct regent_instance {
 	size_t ntags;
 	const regent_kv *meta;
 	size_t nmeta;
-	const char *node;      /* the agent that owns it; NULL = this agent */
+	/* The agent that owns it.  Handed to the host by a source: NULL (or
+	 * "") means this agent.  Handed to a plugin by the host (catalog
+	 * snapshots, local_foreach): never NULL; "" when the registry entry
+	 * names no owner (e.g. entries in the seed's format). */
+	const char *node;
 } regent_instance;
+
+/* Meta keys with a meaning shared between plugins.  REGENT_META_PORT: the
+ * service's listen port as the registry declares it (decimal text), set by
+ * the etcd store from a service's `<prefix>/<service>/port` key (the seed's
+ * layout); the haproxy sink listens there when [service NAME] sets no
+ * port. */
+#define REGENT_META_PORT "port"
 
 /* An immutable, reference-counted catalog snapshot (see host table). */
 typedef struct regent_catalog regent_catalog;
@@ -260,6 +271,12 @@ typedef enum regent_stop_reason {
 	                       * instance it was to replace still runs; touch nothing shared */
 } regent_stop_reason;
 
+/* True when the host table has `entry` (a core of an older minor has a
+ * shorter table): check it before calling an entry newer than 1.0, e.g.
+ * if (REGENT_HOST_HAS(h, annotations_set)) h->annotations_set(...). */
+#define REGENT_HOST_HAS(host, entry) \
+	((host)->size >= offsetof(struct regent_host, entry) + sizeof((host)->entry))
+
 typedef struct regent_host {
 	uint32_t abi_major;
 	uint32_t abi_minor;
@@ -294,7 +311,9 @@ typedef struct regent_host {
 	void (*cfg_error)(regent_ctx *ctx, const char *key, const char *fmt, ...) REGENT_PRINTF(3, 4);
 
 	/* [service NAME] sections (keys declared by plugins' service_keys
-	 * and the core's own "port"). */
+	 * and the core's own "port").  A key not set there (or a service
+	 * with no section) reads as its declared default, parsed as the
+	 * parser reads values (every type alike); no default: NULL/0/false. */
 	size_t (*services)(regent_ctx *ctx, const char *const **names);
 	const char *(*service_string)(regent_ctx *ctx, const char *service, const char *key);
 	int64_t (*service_int)(regent_ctx *ctx, const char *service, const char *key);
@@ -389,7 +408,12 @@ typedef struct regent_host {
 	 * change, wall ns): sinks' apply latency is measured from it. */
 	void (*mark_change)(regent_ctx *ctx, uint64_t origin_wall_ns);
 	/* Sinks: report that a snapshot was applied (records the latency
-	 * histogram regent_propagation_seconds). */
+	 * histogram regent_propagation_seconds and the change history).  Any
+	 * snapshot the sink was given may be reported, also one a newer
+	 * snapshot has superseded meanwhile (the sink applied it late): each
+	 * call records that snapshot's own latency.  Report each at most
+	 * once; a sink that skips a superseded snapshot just never reports
+	 * it. */
 	void (*applied)(regent_ctx *ctx, const regent_catalog *cat);
 
 	/* Base64 helpers (etcd keys), malloc'd, NUL-terminated. */
@@ -492,8 +516,11 @@ typedef struct regent_store_ops {
 typedef struct regent_sink_ops {
 	size_t size;
 	/* A new consistent snapshot; `changed` lists the services that differ
-	 * from the previous apply (all of them on the first).  Take a ref to
-	 * keep the snapshot past the call. */
+	 * from the previous apply (all of them on the first), sorted by name,
+	 * including services that were removed (they are absent from cat).
+	 * The `changed` array and its strings are valid only during the call
+	 * (the core frees them right after): copy what you keep.  Take a ref
+	 * (catalog_ref) to keep the snapshot past the call. */
 	void (*apply)(void *self, const regent_catalog *cat, const char *const *changed,
 	              size_t nchanged);
 } regent_sink_ops;

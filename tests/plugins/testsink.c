@@ -30,6 +30,10 @@ static const regent_config_key keys[] = {
 
 static const regent_config_key service_keys[] = {
 	{"label", REGENT_CFG_STRING, NULL, false, 0, 0, "printed beside the service"},
+	/* Only read by test_config (defaults of every type through the host table). */
+	{"probe_every", REGENT_CFG_DURATION, "3s", false, 0, 0, "a duration with a default"},
+	{"probe_on", REGENT_CFG_BOOL, "On", false, 0, 0, "a boolean with a default"},
+	{"probe_count", REGENT_CFG_INT, "7", false, 0, 0, "an integer with a default"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
