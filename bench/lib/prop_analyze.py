@@ -162,7 +162,7 @@ def main():
         rows.append({"bench": "propagation", "section": label,
                      "metric": "regent's share: %s fast-path p50 minus the floors' p50" % kind,
                      "value": pct(xs, 50) - pieces, "unit": "ms",
-                     "note": "of which the client agent's debounce: %g ms" % debounce})
+                     "note": "client agent debounce %g ms (leading edge: a change after a quiet period does not wait it)" % debounce})
     with open(rows_f, "a") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")

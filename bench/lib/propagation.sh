@@ -18,14 +18,14 @@ usage: bench/run propagation [options]
   --poll-ms MS       admin-socket poll interval (default 2)
   --debounce D       set [agent] debounce on the client agent (default: the agent's, 50ms)
   --floor-n N        samples for each floor measurement (default 100)
-  --target-ms MS     fast-path p99 target (default 50)
+  --target-ms MS     fast-path p99 target (default 15, issue 15)
   --build DIR        regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR          results dir (default bench/results)
 EOF2
 }
 
 bench_propagation() {
-	local n=200 store=both every=5 poll=2 debounce="" floor_n=100 target=50 build="" out="" rows=""
+	local n=200 store=both every=5 poll=2 debounce="" floor_n=100 target=15 build="" out="" rows=""
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		-n) n=$2; shift 2 ;;

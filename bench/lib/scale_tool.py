@@ -5,6 +5,8 @@
   scale_tool.py ports N LO HI RESERVED_FILE          N ports free on 127.0.0.1 in [LO, HI]
   scale_tool.py bulk EP PREFIX NSVC NINST PORTS      write NINST instances in NSVC services
   scale_tool.py wait-count EP PREFIX N TIMEOUT       wall ns when PREFIX holds >= N keys
+  scale_tool.py rawreg EP PREFIX N                   the register side's floor: N keys under one
+                                                     lease in 128-op txns, 16 in flight; seconds
   scale_tool.py wait-config FILE N TIMEOUT           wall ns when FILE has N service listens
   scale_tool.py wait-serving SOCK N TIMEOUT          wall ns when haproxy routes to >= N servers
   scale_tool.py changes EP PREFIX SOCK PID M OUT     M single-instance changes (join / leave)
@@ -153,6 +155,55 @@ def cmd_bulk(ep, prefix, nsvc, ninst, portsf):
     if ops:
         e.post("/v3/kv/txn", {"success": ops})
     print("%.3f" % (time.monotonic() - t0))
+    return 0
+
+
+def cmd_rawreg(ep, prefix, n):
+    """What etcd itself needs for the register side's work: a plain client (no agent) grants a
+    lease and writes n instance keys attached to it, in txns of 128 puts (etcd's
+    --max-txn-ops default), 16 txns in flight (the etcd store's pipeline)."""
+    import threading
+    lease = Etcd(ep).post("/v3/lease/grant", {"TTL": 60})["ID"]
+    bodies = []
+    for s in range(0, n, 128):
+        ops = []
+        for i in range(s, min(n, s + 128)):
+            key = "%s/svc%05d/raw/synth%07d/8000" % (prefix, i % max(1, n // 10), i)
+            ops.append({"request_put": {"key": b64(key), "value": b64(inst_value("127.0.0.1", 10000 + i % 50000, 0)),
+                                        "lease": lease}})
+        bodies.append(json.dumps({"success": ops}))
+    todo = list(range(len(bodies)))
+    lock = threading.Lock()
+    errs = []
+
+    def worker():
+        e = Etcd(ep)
+        while True:
+            with lock:
+                if not todo:
+                    return
+                k = todo.pop()
+            try:
+                e.c.request("POST", "/v3/kv/txn", bodies[k], {"Content-Type": "application/json"})
+                r = e.c.getresponse()
+                r.read()
+                if r.status != 200:
+                    errs.append(r.status)
+            except OSError as x:
+                errs.append(str(x))
+
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=worker) for _ in range(16)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    dt = time.monotonic() - t0
+    Etcd(ep).post("/v3/lease/revoke", {"ID": lease})
+    if errs:
+        print("rawreg: %d txns failed: %s" % (len(errs), errs[:3]), file=sys.stderr)
+        return 1
+    print("%.3f" % dt)
     return 0
 
 
@@ -327,6 +378,8 @@ def main():
         return cmd_ports(int(a[1]), int(a[2]), int(a[3]), a[4])
     if c == "bulk":
         return cmd_bulk(a[1], a[2], int(a[3]), int(a[4]), a[5])
+    if c == "rawreg":
+        return cmd_rawreg(a[1], a[2], int(a[3]))
     if c == "wait-count":
         return cmd_wait_count(a[1], a[2], int(a[3]), float(a[4]))
     if c == "wait-config":

@@ -339,6 +339,13 @@ int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
 	json_decref(body);
 	if (!text)
 		return -ENOMEM;
+	return call_start_text(e, c, op, path, text, on_data);
+}
+
+/* The same with the body already rendered (text: malloc'd, taken). */
+int call_start_text(etcd *e, call *c, int op, const char *path, char *text,
+                    regent_http_data_cb on_data)
+{
 	char *url = xasprintf("%s%s", cur_ep(e), path);
 	char *auth = e->token && e->token[0] ? xasprintf("Authorization: %s", e->token) : NULL;
 	const char *headers[4];

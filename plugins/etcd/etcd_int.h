@@ -253,6 +253,8 @@ typedef void (*call_handler)(etcd *e, call *c, resp *r);
 int call_start(etcd *e, int op, const char *path, json_t *body, regent_http_data_cb on_data);
 int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
                   regent_http_data_cb on_data);
+int call_start_text(etcd *e, call *c, int op, const char *path, char *text,
+                    regent_http_data_cb on_data);
 void call_cancel(etcd *e, call *c);
 void auth_start(etcd *e);
 bool have_token(etcd *e);

@@ -490,27 +490,73 @@ static void batch_release(etcd *e, reg **batch, size_t n)
 	free(batch);
 }
 
+/* The txn body is rendered straight into one buffer (no JSON tree: base64
+ * text needs no escaping), one append per field. */
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			abort();
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void sb_b64(const etcd *e, sbuf *b, const char *s, size_t n)
+{
+	char *t = e->h->base64_encode(s, n);
+	sb_str(b, t);
+	free(t);
+}
+
 /* Sends the head of the dirty list in slot c.  Returns false when
- * nothing was started. */
+ * nothing was started.  O(entries sent). */
 static bool txn_start(etcd *e, call *c)
 {
 	size_t cap = e->txn_limit ? e->txn_limit : TXN_MAX_OPS;
 	reg **batch = xcalloc(cap, sizeof(*batch));
 	size_t n = 0, bytes = 0;
-	json_t *ops = json_array();
+	char lease[40];
+	snprintf(lease, sizeof(lease), "\",\"lease\":\"%lld\"}}", (long long)e->lease);
+	sbuf b = {0};
+	sb_str(&b, "{\"success\":[");
 	while (n < cap && e->dirty_head) {
 		reg *g = e->dirty_head;
-		size_t cost = (strlen(g->key) + (g->want ? strlen(g->want) : 0)) * 4 / 3 + 128;
+		size_t klen = strlen(g->key), vlen = g->want ? strlen(g->want) : 0;
+		size_t cost = (klen + vlen) * 4 / 3 + 128;
 		if (n > 0 && bytes + cost > TXN_MAX_BYTES)
 			break;
 		bytes += cost;
-		json_t *op;
-		if (g->want)
-			op = json_pack("{s:{s:o,s:o,s:o}}", "request_put", "key", b64s(e, g->key), "value",
-			               b64s(e, g->want), "lease", jint64(e->lease));
-		else
-			op = json_pack("{s:{s:o}}", "request_delete_range", "key", b64s(e, g->key));
-		json_array_append_new(ops, op);
+		if (n > 0)
+			sb_add(&b, ",", 1);
+		if (g->want) {
+			sb_str(&b, "{\"request_put\":{\"key\":\"");
+			sb_b64(e, &b, g->key, klen);
+			sb_str(&b, "\",\"value\":\"");
+			sb_b64(e, &b, g->want, vlen);
+			sb_str(&b, lease);
+		} else {
+			sb_str(&b, "{\"request_delete_range\":{\"key\":\"");
+			sb_b64(e, &b, g->key, klen);
+			sb_str(&b, "\"}}");
+		}
 		dirty_unlink(e, g);
 		g->in_txn = true;
 		free(g->sending);
@@ -518,15 +564,15 @@ static bool txn_start(etcd *e, call *c)
 		batch[n++] = g;
 	}
 	if (n == 0) {
-		json_decref(ops);
+		free(b.p);
 		free(batch);
 		return false;
 	}
+	sb_str(&b, "]}");
 	c->batch = batch;
 	c->nbatch = n;
 	c->lease = e->lease;
-	json_t *b = json_pack("{s:o}", "success", ops);
-	if (call_start_on(e, c, OP_TXN, "/v3/kv/txn", b, NULL) < 0) {
+	if (call_start_text(e, c, OP_TXN, "/v3/kv/txn", b.p, NULL) < 0) {
 		c->batch = NULL;
 		c->nbatch = 0;
 		batch_release(e, batch, n);
