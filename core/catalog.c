@@ -9,6 +9,13 @@
  * together with the list of changed services.  Snapshots share the
  * per-service lists that did not change, so a flush costs O(services).
  *
+ * A store reports a service either whole (regent_cat_view_set: O(its
+ * instances)) or instance by instance (regent_cat_view_put/_del, ABI 1.3:
+ * O(log n) each).  Single changes wait in the view's per-service pending
+ * map and are settled into a new sorted list when the service is merged:
+ * O(k log n) comparisons for k changes, plus one copy of the n pointers
+ * (the ABI hands sinks one sorted array per service).
+ *
  * A reload's new store instance reports into a candidate view: kept, but
  * neither merged nor holding up readiness, until it is promoted.  Then it
  * replaces the old view in one change (once it has completed a full read;
@@ -37,9 +44,18 @@ struct regent_catalog {
 	uint64_t seq;         /* 1, 2, ... per flush; 0 for the initial empty one */
 };
 
+/* A view's service: its sorted list and the single changes not settled
+ * into it yet. */
+typedef struct vsvc {
+	svc_list *list;       /* sorted by id, unique; shared with snapshots */
+	regent_map *pend;     /* id -> regent_inst * (added or replaced) or &pend_removed */
+} vsvc;
+
+static char pend_removed; /* the value of a pending removal */
+
 struct regent_catview {
 	regent_cat *cat;
-	regent_map *svcs;     /* name -> svc_list */
+	regent_map *svcs;     /* name -> vsvc */
 	regent_map *seen;     /* during a sync: names set */
 	bool watching, in_sync, synced;
 	bool hidden;          /* a candidate: not merged, not awaited */
@@ -126,6 +142,90 @@ static void svc_finish(svc_list *s)
 	}
 	for (size_t i = 0; i < s->n; i++)
 		s->pubs[i] = &s->insts[i]->pub;
+}
+
+/* The first index in [from, s->n) whose id is >= id. */
+static size_t svc_lower(const svc_list *s, size_t from, const char *id)
+{
+	size_t lo = from, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(s->insts[mid]->pub.id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static regent_inst *svc_find(const svc_list *s, const char *id)
+{
+	size_t i = svc_lower(s, 0, id);
+	return i < s->n && strcmp(s->insts[i]->pub.id, id) == 0 ? s->insts[i] : NULL;
+}
+
+static void pend_unref(void *p)
+{
+	if (p != &pend_removed)
+		regent_inst_unref(p);
+}
+
+static vsvc *vsvc_new(svc_list *list)
+{
+	vsvc *vs = regent_xcalloc(1, sizeof(*vs));
+	vs->list = list;
+	return vs;
+}
+
+static void vsvc_free(void *p)
+{
+	vsvc *vs = p;
+	if (!vs)
+		return;
+	regent_map_free(vs->pend, pend_unref);
+	svc_unref(vs->list);
+	free(vs);
+}
+
+/* Settles the pending changes into a new sorted list: O(k log k + k log n)
+ * comparisons and one pass copying the n pointers (taking a reference of
+ * each only when the old list is shared). */
+static svc_list *vsvc_list(vsvc *vs)
+{
+	if (!vs->pend)
+		return vs->list;
+	size_t k;
+	const char **ids = regent_map_sorted_keys(vs->pend, &k);
+	svc_list *o = vs->list;
+	bool steal = o->refs == 1; /* nobody else holds it: move the pointers */
+	svc_list *s = svc_new(o->name, o->n + k);
+	size_t w = 0, r = 0;
+	for (size_t i = 0; i < k; i++) {
+		size_t pos = svc_lower(o, r, ids[i]);
+		for (; r < pos; r++)
+			s->insts[w++] = steal ? o->insts[r] : regent_inst_ref(o->insts[r]);
+		if (r < o->n && strcmp(o->insts[r]->pub.id, ids[i]) == 0) {
+			if (steal) /* replaced or removed: not carried over */
+				regent_inst_unref(o->insts[r]);
+			r++;
+		}
+		void *val = regent_map_get(vs->pend, ids[i]);
+		if (val != &pend_removed)
+			s->insts[w++] = val; /* the pending map's reference moves */
+	}
+	for (; r < o->n; r++)
+		s->insts[w++] = steal ? o->insts[r] : regent_inst_ref(o->insts[r]);
+	s->n = w;
+	for (size_t i = 0; i < w; i++)
+		s->pubs[i] = &s->insts[i]->pub;
+	free(ids);
+	regent_map_free(vs->pend, NULL);
+	vs->pend = NULL;
+	if (steal)
+		o->n = 0; /* its instances moved or were released above */
+	svc_unref(o);
+	vs->list = s;
+	return s;
 }
 
 static regent_catalog *snap_new(size_t n)
@@ -308,7 +408,8 @@ static svc_list *merge(regent_cat *c, const char *service)
 	for (regent_catview *v = c->views; v; v = v->next) {
 		if (v->hidden)
 			continue;
-		svc_list *s = regent_map_get(v->svcs, service);
+		vsvc *vs = regent_map_get(v->svcs, service);
+		svc_list *s = vs ? vsvc_list(vs) : NULL;
 		if (s) {
 			nlists++;
 			only = s;
@@ -324,7 +425,8 @@ static svc_list *merge(regent_cat *c, const char *service)
 	svc_list *m = svc_new(service, total);
 	size_t k = 0;
 	for (regent_catview *v = c->views; v; v = v->next) {
-		svc_list *s = v->hidden ? NULL : regent_map_get(v->svcs, service);
+		vsvc *vs = v->hidden ? NULL : regent_map_get(v->svcs, service);
+		svc_list *s = vs ? vsvc_list(vs) : NULL;
 		for (size_t i = 0; s && i < s->n; i++)
 			m->insts[k++] = regent_inst_ref(s->insts[i]);
 	}
@@ -485,7 +587,7 @@ void regent_cat_view_free(regent_catview *v)
 	}
 	if (!v->hidden)
 		mark_all(v);
-	regent_map_free(v->svcs, svc_unref);
+	regent_map_free(v->svcs, vsvc_free);
 	regent_map_free(v->seen, NULL);
 	free(v);
 	if (regent_cat_ready(c) && !c->flushed_once)
@@ -535,26 +637,96 @@ void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **i
 	svc_finish(s);
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);
-	svc_list *old = regent_map_get(v->svcs, service);
-	if (old && svc_same(old, s)) {
+	vsvc *vs = regent_map_get(v->svcs, service);
+	if (vs && svc_same(vsvc_list(vs), s)) {
 		svc_unref(s);
 		return;
 	}
-	regent_map_put(v->svcs, service, s);
-	svc_unref(old);
+	if (vs) {
+		svc_unref(vs->list);
+		vs->list = s;
+	} else {
+		regent_map_put(v->svcs, service, vsvc_new(s));
+	}
 	if (!v->hidden)
 		mark_dirty(v->cat, service);
 }
 
+/* The view's service, created (known, empty) when missing. */
+static vsvc *view_svc(regent_catview *v, const char *service, bool *created)
+{
+	if (v->in_sync)
+		regent_map_put(v->seen, service, (void *)1);
+	vsvc *vs = regent_map_get(v->svcs, service);
+	*created = !vs;
+	if (!vs) {
+		vs = vsvc_new(svc_new(service, 0));
+		regent_map_put(v->svcs, service, vs);
+	}
+	return vs;
+}
+
+/* The instance the view holds for an id, pending changes included. */
+static const regent_inst *vsvc_get(const vsvc *vs, const char *id, void **pending)
+{
+	void *pv = vs->pend ? regent_map_get(vs->pend, id) : NULL;
+	*pending = pv;
+	if (pv)
+		return pv == &pend_removed ? NULL : pv;
+	return svc_find(vs->list, id);
+}
+
+void regent_cat_view_put(regent_catview *v, regent_inst *in)
+{
+	bool created;
+	vsvc *vs = view_svc(v, in->pub.service, &created);
+	void *pv;
+	const regent_inst *cur = vsvc_get(vs, in->pub.id, &pv);
+	if (cur && (cur == in || regent_instance_equal(&cur->pub, &in->pub))) {
+		regent_inst_unref(in);
+		if (created && !v->hidden)
+			mark_dirty(v->cat, vs->list->name);
+		return;
+	}
+	if (!vs->pend)
+		vs->pend = regent_map_new();
+	pend_unref(regent_map_put(vs->pend, in->pub.id, in));
+	if (!v->hidden)
+		mark_dirty(v->cat, vs->list->name);
+}
+
+void regent_cat_view_del(regent_catview *v, const char *service, const char *id)
+{
+	vsvc *vs = regent_map_get(v->svcs, service);
+	if (!vs)
+		return; /* an unknown service stays unknown */
+	if (v->in_sync)
+		regent_map_put(v->seen, service, (void *)1);
+	void *pv;
+	const regent_inst *cur = vsvc_get(vs, id, &pv);
+	if (!cur)
+		return;
+	if (pv && !svc_find(vs->list, id)) { /* only pending: forget it */
+		regent_map_del(vs->pend, id);
+		pend_unref(pv);
+	} else {
+		if (!vs->pend)
+			vs->pend = regent_map_new();
+		pend_unref(regent_map_put(vs->pend, id, &pend_removed));
+	}
+	if (!v->hidden)
+		mark_dirty(v->cat, vs->list->name);
+}
+
 void regent_cat_view_remove(regent_catview *v, const char *service)
 {
-	svc_list *old = regent_map_get(v->svcs, service);
+	vsvc *old = regent_map_get(v->svcs, service);
 	if (!old)
 		return;
 	if (!v->hidden)
 		mark_dirty(v->cat, service); /* before the name goes with the list */
 	regent_map_del(v->svcs, service);
-	svc_unref(old);
+	vsvc_free(old);
 }
 
 void regent_cat_view_sync_begin(regent_catview *v)
@@ -576,7 +748,7 @@ void regent_cat_view_sync_end(regent_catview *v)
 			if (!v->hidden)
 				mark_dirty(v->cat, name);
 			regent_map_del(v->svcs, name); /* name freed: mark first */
-			svc_unref(val);
+			vsvc_free(val);
 		}
 	}
 	regent_map_free(v->seen, NULL);

@@ -51,6 +51,13 @@ void regent_cat_view_free(regent_catview *v);
  * each inst.  Instances with the same id: the first wins. */
 void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **insts, size_t n);
 void regent_cat_view_remove(regent_catview *v, const char *service);
+/* One instance added to or replaced in the view's service (by id; the
+ * service is created, known, when missing); takes one reference of inst.
+ * O(log n) plus, when it differs, one comparison. */
+void regent_cat_view_put(regent_catview *v, regent_inst *inst);
+/* One instance removed by id (the service stays known, maybe empty; an
+ * unknown service is left alone). */
+void regent_cat_view_del(regent_catview *v, const char *service, const char *id);
 void regent_cat_view_sync_begin(regent_catview *v);
 void regent_cat_view_sync_end(regent_catview *v);
 

@@ -23,6 +23,8 @@ usage: bench/run hostile [options]
   --big-bytes B   size of each (default 1400000)
   --repeats N     re-puts of the meta value, unchanged and changed, N each (default 3)
   --only LIST     scenarios to run, e.g. "a c" (default "a b c")
+  --no-fresh      skip the fresh agents (cold start, SIGTERM at the worst moment) and, in a),
+                  the delete of everything: only the live agent's figures
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR       results dir (default bench/results)
 EOF2
@@ -177,6 +179,10 @@ hs_scn_a() { # 100,000 instances in one service
 		hs_fact a.cap_warned 0
 	fi
 	hs_fact a.live.reloads "$(hs_reloads live "$HS_L0")"
+	hs_one a "$n" put
+	hs_one a "$n" change
+	hs_one a "$n" del
+	[[ -n "$HS_NO_FRESH" ]] && return 0
 	hs_cold a hs_wait_cat_backend "$n" "$exp"
 	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
 	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)")
@@ -194,6 +200,36 @@ hs_scn_a() { # 100,000 instances in one service
 	else
 		hs_fact a.del.ms timeout
 	fi
+}
+
+# hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
+# new instance), change (a new address for that one), del (that one deleted).  Facts: the time
+# to the catalog (/metrics), the agent's CPU and the loop stall over the change.
+hs_one() {
+	local tag=$1 n=$2 what=$3 key=/fleet/huge/hostile-node/one/8000 c0 c1 t0 tw want
+	sleep 2 # whatever the previous step left running settles
+	c0=$(cpu_ns "$HS_PID"); t0=$(now_ns)
+	case $what in
+	put) HS_TOOL put "$HS_EP" "$key" "{\"address\":\"127.7.0.1\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}" >/dev/null
+		want=$((n + 1)) ;;
+	change) HS_TOOL put "$HS_EP" "$key" "{\"address\":\"127.7.0.2\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}" >/dev/null
+		want="" ;;
+	del) HS_TOOL del "$HS_EP" "$key" >/dev/null; want="" ;;
+	esac || b_die "one $what"
+	if [[ $what == put ]]; then
+		tw=$(hs_wait_cat huge "$want" live) || tw=""
+	elif [[ $what == change ]]; then
+		tw="" # not visible in /metrics; its CPU and stall are measured over the same window
+		sleep 2
+	else
+		tw=$(HS_TOOL wait-metric-below "http://127.0.0.1:$(cat "$H_TMP/live/rsp")/metrics" \
+			'regent_catalog_instances{service="huge"}' "$((n + 1))" 60) || tw=""
+	fi
+	sleep 1; c1=$(cpu_ns "$HS_PID")
+	hs_fact "$tag.one_$what.ms" "${tw:+$(hs_ms "$t0" "$tw")}"
+	hs_fact "$tag.one_$what.cpu_ms" "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * HS_IDLE_NS / 1000000000))"
+	hs_fact "$tag.one_$what.stall" "$(hs_stall live "$t0" "$(now_ns)")"
+	b_log "a) one $what in huge: reflected after ${tw:+$(hs_ms "$t0" "$tw")} ms"
 }
 
 hs_scn_b() { # one value with 60,000 meta pairs
@@ -299,6 +335,8 @@ def reloads(k):
     n, m = v.split("_")
     return "%s haproxy reloads, the longest %s ms after its change (haproxy's time)" % (n, m) if n != "0" else "no haproxy reload"
 def cold_rows(sec, tag, what):
+    if tag + ".cold.ms" not in facts:
+        return  # --no-fresh
     v = num(tag + ".cold.ms")
     if v is None:
         row(sec, "fresh agent: exec -> %s" % what, facts.get(tag + ".cold.ms"), "", note="not reflected")
@@ -328,13 +366,32 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
             num("a.cap_warned") == 1)
     cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
     stall_rows(sec, "a.live.stall", "live agent, whole write")
+    for what, label in (("put", "one instance added"), ("change", "one instance changed"),
+                        ("del", "one instance deleted")):
+        k = "a.one_%s" % what
+        if k + ".stall" not in facts:
+            continue
+        v = num(k + ".ms")
+        if what != "change":
+            row(sec, "live agent, %s (service of %s): write -> catalog (/metrics)" % (label, ninst),
+                v if v is not None else "timeout", "ms", "<= 1000 ms", v is not None and v <= 1000)
+        cpu = num(k + ".cpu_ms")
+        row(sec, "live agent, %s: agent CPU" % label, cpu, "ms", "<= 50 ms (O(change), not O(service))",
+            cpu is not None and cpu <= 50, "idle rate subtracted")
+        st = js(k + ".stall")
+        if st:
+            row(sec, "live agent, %s: loop stall, max /healthz latency (50 ms sampling)" % label, st["max_ms"], "ms",
+                "<= 100 ms", st["max_ms"] is not None and st["max_ms"] <= 100,
+                "p99 %.1f ms over %d samples; %d unanswered" % (st["p99_ms"] or 0, st["n"], st["failed"]))
     cold_rows(sec, "a", "haproxy routes %d" % exp)
     term_rows(sec, "a")
     v = num("a.del.cat_ms")
-    row(sec, "live agent: delete of all %s (10,000 a request) -> gone from the catalog" % ninst,
+    if "a.del.ms" in facts:
+      row(sec, "live agent: delete of all %s (10,000 a request) -> gone from the catalog" % ninst,
         v if v is not None else facts.get("a.del.cat_ms"), "ms", "<= 1000 ms", v is not None and v <= 1000)
     v = num("a.del.ms")
-    row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
+    if "a.del.ms" in facts:
+      row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
         "ms", note=reloads("a.del.reloads"))
     cpu_row(sec, "a.del.cpu_ms", "live agent, the delete")
     stall_rows(sec, "a.del.stall", "live agent, the delete")
@@ -368,6 +425,7 @@ EOF2
 
 bench_hostile() {
 	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
+	HS_NO_FRESH=""
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--instances) ninst=$2; shift 2 ;;
@@ -376,6 +434,7 @@ bench_hostile() {
 		--big-bytes) bigb=$2; shift 2 ;;
 		--repeats) reps=$2; shift 2 ;;
 		--only) only=$2; shift 2 ;;
+		--no-fresh) HS_NO_FRESH=1; shift ;;
 		--build) build=$2; shift 2 ;;
 		--out) out=$2; shift 2 ;;
 		-h | --help) hostile_usage; return 0 ;;
