@@ -26,12 +26,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A service's instances, immutable once built (snapshots share it).  A
+ * list holds one reference of each of its instances, until a newer list
+ * is settled from it: the newer one then takes over the references of the
+ * instances both have, and the older one keeps a reference to the newer
+ * one (`next`) plus its own references of the instances the newer one
+ * dropped (`own`).  So settling a change never touches the instances kept
+ * (no write into n instances, which a fork, haproxy's, has made
+ * copy-on-write), and each instance is freed once no list holds it. */
 typedef struct svc_list {
 	unsigned refs;
 	char *name;
 	size_t n;
 	regent_inst **insts;            /* sorted by id */
 	const regent_instance **pubs;   /* the same, as the public type */
+	regent_map *owners;             /* owner -> count (uintptr_t), NULL until asked */
+	struct svc_list *next;          /* settled into this one: holds what both have */
+	regent_inst **own;              /* then: the instances only this one holds */
+	size_t nown;
 } svc_list;
 
 struct regent_catalog {
@@ -96,14 +108,40 @@ static svc_list *svc_new(const char *name, size_t n)
 static void svc_unref(void *p)
 {
 	svc_list *s = p;
-	if (!s || --s->refs > 0)
-		return;
-	for (size_t i = 0; i < s->n; i++)
-		regent_inst_unref(s->insts[i]);
-	free(s->insts);
-	free(s->pubs);
-	free(s->name);
-	free(s);
+	while (s && --s->refs == 0) { /* a loop, not recursion: chains may be long */
+		svc_list *next = s->next;
+		if (next) {
+			for (size_t i = 0; i < s->nown; i++)
+				regent_inst_unref(s->own[i]);
+		} else {
+			for (size_t i = 0; i < s->n; i++)
+				regent_inst_unref(s->insts[i]);
+		}
+		free(s->own);
+		free(s->insts);
+		free(s->pubs);
+		free(s->name);
+		regent_map_free(s->owners, NULL);
+		free(s);
+		s = next;
+	}
+}
+
+/* Who owns an instance, for the by-node counts: its node, or (the seed's
+ * "ip:port" values) the address it was registered with, the host's. */
+static const char *owner_of(const regent_instance *inst)
+{
+	return inst->node && inst->node[0] ? inst->node : inst->address;
+}
+
+static void owners_add(regent_map *m, const regent_inst *in, int d)
+{
+	const char *o = owner_of(&in->pub);
+	uintptr_t c = (uintptr_t)regent_map_get(m, o) + (uintptr_t)(intptr_t)d;
+	if (c)
+		regent_map_put(m, o, (void *)c);
+	else
+		regent_map_del(m, o);
 }
 
 typedef struct ranked {
@@ -188,8 +226,8 @@ static void vsvc_free(void *p)
 }
 
 /* Settles the pending changes into a new sorted list: O(k log k + k log n)
- * comparisons and one pass copying the n pointers (taking a reference of
- * each only when the old list is shared). */
+ * comparisons and one copy of the n pointers; the old list hands its
+ * references over (see svc_list). */
 static svc_list *vsvc_list(vsvc *vs)
 {
 	if (!vs->pend)
@@ -197,32 +235,45 @@ static svc_list *vsvc_list(vsvc *vs)
 	size_t k;
 	const char **ids = regent_map_sorted_keys(vs->pend, &k);
 	svc_list *o = vs->list;
-	bool steal = o->refs == 1; /* nobody else holds it: move the pointers */
 	svc_list *s = svc_new(o->name, o->n + k);
+	o->own = regent_xcalloc(k + 1, sizeof(*o->own));
+	if (o->owners) { /* carried over with the changes: O(owners + k) */
+		s->owners = regent_map_new();
+		regent_map_iter it = {0};
+		const char *key;
+		void *val;
+		while (regent_map_next(o->owners, &it, &key, &val))
+			regent_map_put(s->owners, key, val);
+	}
 	size_t w = 0, r = 0;
 	for (size_t i = 0; i < k; i++) {
 		size_t pos = svc_lower(o, r, ids[i]);
-		for (; r < pos; r++)
-			s->insts[w++] = steal ? o->insts[r] : regent_inst_ref(o->insts[r]);
+		memcpy(s->insts + w, o->insts + r, (pos - r) * sizeof(*s->insts));
+		w += pos - r;
+		r = pos;
 		if (r < o->n && strcmp(o->insts[r]->pub.id, ids[i]) == 0) {
-			if (steal) /* replaced or removed: not carried over */
-				regent_inst_unref(o->insts[r]);
+			if (s->owners)
+				owners_add(s->owners, o->insts[r], -1);
+			o->own[o->nown++] = o->insts[r]; /* replaced or removed: stays o's */
 			r++;
 		}
 		void *val = regent_map_get(vs->pend, ids[i]);
-		if (val != &pend_removed)
+		if (val != &pend_removed) {
 			s->insts[w++] = val; /* the pending map's reference moves */
+			if (s->owners)
+				owners_add(s->owners, val, +1);
+		}
 	}
-	for (; r < o->n; r++)
-		s->insts[w++] = steal ? o->insts[r] : regent_inst_ref(o->insts[r]);
+	memcpy(s->insts + w, o->insts + r, (o->n - r) * sizeof(*s->insts));
+	w += o->n - r;
 	s->n = w;
 	for (size_t i = 0; i < w; i++)
-		s->pubs[i] = &s->insts[i]->pub;
+		s->pubs[i] = &s->insts[i]->pub; /* pub is the first member: no read */
 	free(ids);
 	regent_map_free(vs->pend, NULL);
 	vs->pend = NULL;
-	if (steal)
-		o->n = 0; /* its instances moved or were released above */
+	o->next = s; /* o keeps what both have alive through s */
+	s->refs++;
 	svc_unref(o);
 	vs->list = s;
 	return s;
@@ -286,6 +337,24 @@ size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
 	if (insts)
 		*insts = s ? s->pubs : NULL;
 	return s ? s->n : 0;
+}
+
+void regent_catalog_owners(const regent_catalog *cat, const char *service,
+                           void (*fn)(void *arg, const char *owner, size_t count), void *arg)
+{
+	svc_list *s = snap_find(cat, service);
+	if (!s)
+		return;
+	if (!s->owners) { /* once per list; lists are shared by snapshots */
+		s->owners = regent_map_new();
+		for (size_t i = 0; i < s->n; i++)
+			owners_add(s->owners, s->insts[i], +1);
+	}
+	regent_map_iter it = {0};
+	const char *key;
+	void *val;
+	while (regent_map_next(s->owners, &it, &key, &val))
+		fn(arg, key, (size_t)(uintptr_t)val);
 }
 
 uint64_t regent_catalog_origin_ns(const regent_catalog *snap)

@@ -28,6 +28,12 @@ void regent_cat_flush_now(regent_cat *c);
 /* Lowers the origin time (wall ns) of the pending change set. */
 void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns);
 uint64_t regent_catalog_origin_ns(const regent_catalog *snap);
+/* A service's instances counted by owner (the node, else the address):
+ * fn once per owner, in no order.  Counted once per service list and
+ * carried over through single-instance changes, so O(owners) per call
+ * after the first. */
+void regent_catalog_owners(const regent_catalog *cat, const char *service,
+                           void (*fn)(void *arg, const char *owner, size_t count), void *arg);
 size_t regent_catalog_total(const regent_catalog *snap);
 /* 1, 2, ... in flush order (0: the empty catalog before the first flush). */
 uint64_t regent_catalog_seq(const regent_catalog *snap);

@@ -27,6 +27,16 @@
  * Memory of a request with an idle timer, and of the client itself, is
  * released from uv_close() callbacks, so run the loop after closing.
  *
+ * Pacing (LINES mode).  A stream that fell behind (a watch's backlog:
+ * megabytes arriving in one read) must not hold the loop: lines are handed
+ * to on_data for at most PACE_NS per loop callback (checked after each
+ * line); what arrived beyond that waits in the request's backlog, and
+ * while it does, curl is paused (CURL_WRITEFUNC_PAUSE: the data stays in
+ * curl, the socket is not read, the sender is held back by TCP).  The
+ * `pace` timer (0 ms: the next loop turn, after the I/O that waited)
+ * hands over the next PACE_NS worth, and unpauses curl once the backlog
+ * is gone.  A transfer that ends with a backlog delivers it at once.
+ *
  * Details beyond plugin.h: only http and https URLs are accepted; POST,
  * PUT and PATCH without a body send an empty one; "Expect:" is suppressed
  * unless the caller sets it; the idle timer runs from the creation of the
@@ -50,6 +60,7 @@
 #define HTTP_CONNECT_TIMEOUT_MS 5000u
 #define HTTP_MAX_BODY ((size_t)16 * 1024 * 1024)
 #define HTTP_MSG_SIZE 160
+#define PACE_NS (10u * 1000000u) /* line delivery per loop callback, see Pacing */
 
 typedef enum req_state {
 	REQ_QUEUED, /* created while busy: not yet added to the multi handle */
@@ -82,6 +93,9 @@ struct regent_http_req {
 	int abort_err; /* set when one of our callbacks aborted the transfer */
 	char *buf;     /* buffered body, or the partial line in LINES mode */
 	size_t len, cap;
+	char *back;    /* LINES mode: bytes received, not yet split (see Pacing) */
+	size_t boff, blen, bcap; /* back[boff..blen) is pending */
+	bool paused;   /* write_cb returned CURL_WRITEFUNC_PAUSE */
 	http_header *hdrs;
 	size_t nhdrs, caphdrs;
 	char msg[HTTP_MSG_SIZE]; /* our own error text (curl owns errbuf) */
@@ -99,6 +113,8 @@ struct regent_http {
 	uv_loop_t *loop;
 	CURLM *multi;
 	uv_timer_t timer;
+	uv_timer_t pace;     /* backlog delivery on the next loop turn */
+	uint64_t turn_t0;    /* uv_hrtime() when the outermost callback started */
 	regent_http_req *reqs; /* every request not yet freed */
 	http_sock *socks;
 	size_t npending;     /* requests the user still waits for */
@@ -197,6 +213,7 @@ static void free_req(regent_http_req *req)
 	clear_headers(req);
 	free(req->hdrs);
 	free(req->buf);
+	free(req->back);
 	if (req->idle_inited) {
 		uv_timer_stop(&req->idle);
 		uv_close((uv_handle_t *)&req->idle, req_closed);
@@ -247,6 +264,8 @@ static int emit_line(regent_http_req *req)
 	return 0;
 }
 
+static int deliver_backlog(regent_http_req *req, bool paced);
+
 /* Takes req out of curl and reports it (unless cancelled meanwhile), then
  * frees it.  Runs with h->busy > 0, outside libcurl. */
 static void finish(regent_http_req *req, int err, const char *msg)
@@ -267,6 +286,15 @@ static void finish(regent_http_req *req, int err, const char *msg)
 	req->state = REQ_DONE;
 	h->npending--;
 
+	if (req->blen > req->boff && !req->abort_err && !req->cancelled &&
+	    deliver_backlog(req, false) != 0) {
+		if (req->cancelled) {
+			free_req(req);
+			return;
+		}
+		err = req->abort_err;
+		msg = req->msg;
+	}
 	if (err == 0 && req->on_data && (req->flags & REGENT_HTTP_LINES) && req->len > 0) {
 		if (emit_line(req) != 0) {
 			if (req->cancelled) {
@@ -352,7 +380,8 @@ static void flush(regent_http *h)
 
 static void enter(regent_http *h)
 {
-	h->busy++;
+	if (h->busy++ == 0)
+		h->turn_t0 = uv_hrtime();
 }
 
 /* The last thing an entry point does: h may be gone afterwards. */
@@ -518,11 +547,24 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* Lines mode: split data into lines, the partial one kept in buf. */
-static int deliver_lines(regent_http_req *req, const char *data, size_t n)
+static bool turn_spent(const regent_http *h)
+{
+	return uv_hrtime() - h->turn_t0 > PACE_NS;
+}
+
+/* Lines mode: split data into lines, the partial one kept in buf.  With
+ * `paced`, stops once this loop callback's time is spent: *used says how
+ * far it got (everything when it did not stop). */
+static int deliver_lines(regent_http_req *req, const char *data, size_t n, bool paced,
+                         size_t *used)
 {
 	size_t pos = 0;
+	*used = n;
 	while (pos < n) {
+		if (paced && turn_spent(req->h)) {
+			*used = pos;
+			return 0;
+		}
 		const char *nl = memchr(data + pos, '\n', n - pos);
 		size_t seg = nl ? (size_t)(nl - (data + pos)) : n - pos;
 		if (seg > req->max_body - req->len) {
@@ -543,6 +585,79 @@ static int deliver_lines(regent_http_req *req, const char *data, size_t n)
 			return -1;
 	}
 	return 0;
+}
+
+/* Hands over backlogged lines (paced: within this callback's time).
+ * Returns non-zero when the transfer must stop. */
+static int deliver_backlog(regent_http_req *req, bool paced)
+{
+	size_t used;
+	int rc = deliver_lines(req, req->back + req->boff, req->blen - req->boff, paced, &used);
+	req->boff += used;
+	if (req->boff == req->blen)
+		req->boff = req->blen = 0;
+	return rc;
+}
+
+static void on_pace(uv_timer_t *t);
+
+static void pace_later(regent_http *h)
+{
+	if (!uv_is_active((uv_handle_t *)&h->pace))
+		uv_timer_start(&h->pace, on_pace, 0, 0);
+}
+
+/* Keeps data[0..n) for later (see Pacing). */
+static int backlog_add(regent_http_req *req, const char *data, size_t n)
+{
+	if (req->boff > 0 && req->boff == req->blen)
+		req->boff = req->blen = 0;
+	if (req->blen + n > req->bcap) {
+		size_t cap = req->bcap ? req->bcap : 65536;
+		while (cap < req->blen + n)
+			cap *= 2;
+		char *p = realloc(req->back, cap);
+		if (!p)
+			return -1;
+		req->back = p;
+		req->bcap = cap;
+	}
+	memcpy(req->back + req->blen, data, n);
+	req->blen += n;
+	pace_later(req->h);
+	return 0;
+}
+
+/* The next loop turn's share of every backlog. */
+static void on_pace(uv_timer_t *t)
+{
+	regent_http *h = t->data;
+	enter(h);
+	bool more = false;
+	regent_http_req *r, *next;
+	for (r = h->reqs; r; r = next) {
+		next = r->next;
+		if (r->state != REQ_ACTIVE || r->cancelled || r->abort_err)
+			continue;
+		if (r->blen > r->boff) {
+			touch_idle(r); /* the data is there: not idle */
+			if (deliver_backlog(r, true) != 0) {
+				if (!r->cancelled) /* aborted by on_data: not inside curl here */
+					finish(r, r->abort_err, r->msg);
+				continue;
+			}
+		}
+		if (r->blen > r->boff) {
+			more = true;
+		} else if (r->paused) {
+			r->paused = false;
+			curl_easy_pause(r->easy, CURLPAUSE_CONT); /* may call write_cb at once */
+			more = more || r->blen > r->boff;
+		}
+	}
+	if (more)
+		pace_later(h);
+	leave(h);
 }
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -567,8 +682,22 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		}
 		return n;
 	}
-	if (req->flags & REGENT_HTTP_LINES)
-		return deliver_lines(req, ptr, n) == 0 ? n : 0;
+	if (req->flags & REGENT_HTTP_LINES) {
+		if (req->blen > req->boff) { /* a backlog is waiting: keep this in curl */
+			req->paused = true;
+			pace_later(req->h);
+			return CURL_WRITEFUNC_PAUSE;
+		}
+		size_t used;
+		if (deliver_lines(req, ptr, n, true, &used) != 0)
+			return 0;
+		if (used < n && backlog_add(req, ptr + used, n - used) != 0) {
+			req->abort_err = -ENOMEM;
+			snprintf(req->msg, sizeof req->msg, "out of memory");
+			return 0;
+		}
+		return n;
+	}
 	int rc = req->on_data(req->arg, ptr, n);
 	if (req->cancelled)
 		return 0;
@@ -668,7 +797,9 @@ int regent_http_init(regent_http **out, uv_loop_t *loop)
 		return rc;
 	}
 	h->timer.data = h;
-	h->open_handles = 1;
+	uv_timer_init(loop, &h->pace);
+	h->pace.data = h;
+	h->open_handles = 2;
 	*out = h;
 	return 0;
 }
@@ -694,6 +825,8 @@ static void teardown(regent_http *h)
 		sock_close(h, h->socks);
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, timer_closed);
+	uv_timer_stop(&h->pace);
+	uv_close((uv_handle_t *)&h->pace, timer_closed);
 }
 
 void regent_http_close(regent_http *h)
