@@ -33,9 +33,10 @@
  * line); what arrived beyond that waits in the request's backlog, and
  * while it does, curl is paused (CURL_WRITEFUNC_PAUSE: the data stays in
  * curl, the socket is not read, the sender is held back by TCP).  The
- * `pace` timer (0 ms: the next loop turn, after the I/O that waited)
+ * `pace` idle handle (the next loop turn, after the I/O that waited)
  * hands over the next PACE_NS worth, and unpauses curl once the backlog
- * is gone.  A transfer that ends with a backlog delivers it at once.
+ * is gone.  A transfer that ends with a backlog is finished (the final
+ * line, on_done) once the backlog is delivered.
  *
  * Details beyond plugin.h: only http and https URLs are accepted; POST,
  * PUT and PATCH without a body send an empty one; "Expect:" is suppressed
@@ -96,6 +97,9 @@ struct regent_http_req {
 	char *back;    /* LINES mode: bytes received, not yet split (see Pacing) */
 	size_t boff, blen, bcap; /* back[boff..blen) is pending */
 	bool paused;   /* write_cb returned CURL_WRITEFUNC_PAUSE */
+	bool fin_pending;     /* the transfer ended with a backlog: finish after it */
+	int fin_err;
+	const char *fin_msg;  /* errbuf, msg or a static curl string */
 	http_header *hdrs;
 	size_t nhdrs, caphdrs;
 	char msg[HTTP_MSG_SIZE]; /* our own error text (curl owns errbuf) */
@@ -113,7 +117,7 @@ struct regent_http {
 	uv_loop_t *loop;
 	CURLM *multi;
 	uv_timer_t timer;
-	uv_timer_t pace;     /* backlog delivery on the next loop turn */
+	uv_idle_t pace;      /* backlog delivery on the next loop turns */
 	uint64_t turn_t0;    /* uv_hrtime() when the outermost callback started */
 	regent_http_req *reqs; /* every request not yet freed */
 	http_sock *socks;
@@ -265,6 +269,7 @@ static int emit_line(regent_http_req *req)
 }
 
 static int deliver_backlog(regent_http_req *req, bool paced);
+static void pace_later(regent_http *h);
 
 /* Takes req out of curl and reports it (unless cancelled meanwhile), then
  * frees it.  Runs with h->busy > 0, outside libcurl. */
@@ -325,6 +330,14 @@ static void finish(regent_http_req *req, int err, const char *msg)
 
 static void complete(regent_http_req *req, CURLcode code)
 {
+	if (req->blen > req->boff && !req->abort_err) { /* lines still to hand over, paced */
+		req->fin_pending = true;
+		req->fin_err = code == CURLE_OK ? 0 : map_curl_error(code);
+		req->fin_msg = code == CURLE_OK ? ""
+		               : req->errbuf[0] ? req->errbuf : curl_easy_strerror(code);
+		pace_later(req->h);
+		return;
+	}
 	if (req->abort_err) {
 		finish(req, req->abort_err, req->msg);
 	} else if (code != CURLE_OK) {
@@ -599,12 +612,15 @@ static int deliver_backlog(regent_http_req *req, bool paced)
 	return rc;
 }
 
-static void on_pace(uv_timer_t *t);
+static void on_pace(uv_idle_t *t);
 
+/* An idle handle, not a 0 ms timer: it runs once per loop iteration, after
+ * the I/O (a timer re-armed from its own callback may run again in the
+ * same iteration). */
 static void pace_later(regent_http *h)
 {
 	if (!uv_is_active((uv_handle_t *)&h->pace))
-		uv_timer_start(&h->pace, on_pace, 0, 0);
+		uv_idle_start(&h->pace, on_pace);
 }
 
 /* Keeps data[0..n) for later (see Pacing). */
@@ -629,9 +645,10 @@ static int backlog_add(regent_http_req *req, const char *data, size_t n)
 }
 
 /* The next loop turn's share of every backlog. */
-static void on_pace(uv_timer_t *t)
+static void on_pace(uv_idle_t *t)
 {
 	regent_http *h = t->data;
+	uv_idle_stop(&h->pace);
 	enter(h);
 	bool more = false;
 	regent_http_req *r, *next;
@@ -649,6 +666,8 @@ static void on_pace(uv_timer_t *t)
 		}
 		if (r->blen > r->boff) {
 			more = true;
+		} else if (r->fin_pending) {
+			finish(r, r->fin_err, r->fin_msg);
 		} else if (r->paused) {
 			r->paused = false;
 			curl_easy_pause(r->easy, CURLPAUSE_CONT); /* may call write_cb at once */
@@ -797,7 +816,7 @@ int regent_http_init(regent_http **out, uv_loop_t *loop)
 		return rc;
 	}
 	h->timer.data = h;
-	uv_timer_init(loop, &h->pace);
+	uv_idle_init(loop, &h->pace);
 	h->pace.data = h;
 	h->open_handles = 2;
 	*out = h;
@@ -825,7 +844,7 @@ static void teardown(regent_http *h)
 		sock_close(h, h->socks);
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, timer_closed);
-	uv_timer_stop(&h->pace);
+	uv_idle_stop(&h->pace);
 	uv_close((uv_handle_t *)&h->pace, timer_closed);
 }
 
