@@ -287,8 +287,9 @@ static void publish_keys(etcd *e, const dsvc *d)
 		removed++;
 	}
 	if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
-		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed",
-		          d->name, set, set == 1 ? "" : "s", removed);
+		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed%s%s",
+		          d->name, set, set == 1 ? "" : "s", removed, s->port ? ", listen port " : "",
+		          s->port ? portbuf : "");
 }
 
 /* Reports one service of the current view to the core. */
