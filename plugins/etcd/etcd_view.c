@@ -12,10 +12,12 @@
  * read joins them), one instance at a time (host->catalog_instance_set /
  * _remove, ABI 1.3: O(log n) each in the core), so a change costs
  * O(change), not O(service).  A service's port key, or a core older than
- * 1.3, reports the whole service (catalog_set, O(its instances)).  After
- * a report that took C, the next one waits PUB_DUTY x C, so reporting
- * takes at most 1/(PUB_DUTY+1) of the loop's time, whatever the burst (a
- * small report costs microseconds: no visible delay).
+ * 1.3, reports the whole service (catalog_set, O(its instances)).  One
+ * turn reports single instances for about PUB_SLICE_NS (the rest waits in
+ * the dirty set), and after a turn that took C the next one waits
+ * PUB_DUTY x C, so reporting takes at most 1/(PUB_DUTY+1) of the loop's
+ * time, whatever the burst (a small report costs microseconds: no visible
+ * delay).
  *
  * Owns: the views' keys, services and decoded instances.
  */
@@ -256,40 +258,52 @@ static bool has_instance_ops(const etcd *e)
 	                         sizeof(e->h->catalog_instance_remove);
 }
 
-/* Reports the touched keys of one service, instance by instance. */
-static void publish_keys(etcd *e, const dsvc *d)
+/* Reports the touched keys of one service, instance by instance, until
+ * `deadline` (uv_hrtime): returns false when keys are left (they stay in
+ * d), true when d is done. */
+static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 {
 	ksvc *s = esmap_get(e->cur.svcs, d->name);
 	if (!s || d->all || !has_instance_ops(e)) {
 		publish_service(e, d->name);
-		return;
+		return true;
 	}
 	char portbuf[8];
 	snprintf(portbuf, sizeof(portbuf), "%d", s->port);
 	size_t set = 0, removed = 0;
 	esmap_iter it = {0};
 	void *val;
+	bool done = true;
 	while (esmap_next(d->keys, &it, NULL, &val)) {
-		const dkey *dk = val;
+		if (uv_hrtime() > deadline) {
+			done = false;
+			break;
+		}
+		dkey *dk = val;
 		const kent *k = esmap_get(e->cur.keys, dk->key);
+		int rc = -1;
 		if (k && k->svc == s && k->inst) {
 			regent_instance one;
 			regent_kv *meta = decorate(s, k, portbuf, &one);
-			int rc = e->h->catalog_instance_set(e->ctx, &one);
+			rc = e->h->catalog_instance_set(e->ctx, &one);
 			free(meta);
-			if (rc == 0) {
-				set++;
-				continue;
-			}
 		}
-		/* gone, bad now, or refused by the core: not in the catalog */
-		e->h->catalog_instance_remove(e->ctx, d->name, dk->id);
-		removed++;
+		if (rc == 0) {
+			set++;
+		} else { /* gone, bad now, or refused by the core: not in the catalog */
+			e->h->catalog_instance_remove(e->ctx, d->name, dk->id);
+			removed++;
+		}
+		esmap_del(d->keys, dk->key);
+		free(dk->key);
+		free(dk->id);
+		free(dk);
 	}
 	if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed%s%s",
 		          d->name, set, set == 1 ? "" : "s", removed, s->port ? ", listen port " : "",
 		          s->port ? portbuf : "");
+	return done;
 }
 
 /* Reports one service of the current view to the core. */
@@ -328,27 +342,36 @@ void publish_service(etcd *e, const char *name)
 	free(copies);
 }
 
-#define PUB_DUTY 10
+#define PUB_DUTY 2                /* reporting takes at most 1/3 of the loop's time */
+#define PUB_SLICE_NS 10000000ull  /* single-instance reports per turn: about 10 ms */
 
 static void on_pub_timer(uv_timer_t *t)
 {
 	etcd *e = t->data;
 	view *v = &e->cur;
 	esmap *d = v->dirty;
-	v->dirty = NULL;
 	if (!d)
 		return;
 	uint64_t t0 = uv_hrtime();
 	esmap_iter it = {0};
 	void *val;
 	while (esmap_next(d, &it, NULL, &val)) {
-		if (!e->stopping)
-			publish_keys(e, val);
-		dsvc_free(val);
+		dsvc *ds = val;
+		if (!e->stopping && !publish_keys(e, ds, t0 + PUB_SLICE_NS))
+			break; /* the slice is spent: the rest on a later turn */
+		esmap_del(d, ds->name);
+		dsvc_free(ds);
+		if (uv_hrtime() > t0 + PUB_SLICE_NS)
+			break;
 	}
-	esmap_free(d);
 	uint64_t t1 = uv_hrtime();
 	v->pub_next_ns = t1 + PUB_DUTY * (t1 - t0);
+	if (esmap_size(d) == 0) {
+		esmap_free(d);
+		v->dirty = NULL;
+	} else {
+		uv_timer_start(v->pub_timer, on_pub_timer, PUB_DUTY * (t1 - t0) / 1000000, 0);
+	}
 }
 
 /* Marks a key of a service of the current view touched (all: the whole
