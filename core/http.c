@@ -11,6 +11,9 @@
  *    captured response headers, the buffered body or partial line, and an
  *    optional uv_timer_t for the idle timeout.
  *
+ * Setting up a request's easy handle from its options is in http_setup.c;
+ * the structs both files use are in http_int.h.
+ *
  * Nothing here blocks: transfers only advance through
  * curl_multi_socket_action() called from loop callbacks.
  *
@@ -46,7 +49,7 @@
  * max_body fails with -EFBIG, and the final unterminated line is delivered
  * only when the transfer succeeded.
  */
-#include "http.h"
+#include "http_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -57,77 +60,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define HTTP_CONNECT_TIMEOUT_MS 5000u
-#define HTTP_MAX_BODY ((size_t)16 * 1024 * 1024)
-#define HTTP_MSG_SIZE 160
-#define PACE_NS (10u * 1000000u) /* line delivery per loop callback, see Pacing */
-
-typedef enum req_state {
-	REQ_QUEUED, /* created while busy: not yet added to the multi handle */
-	REQ_ACTIVE, /* added to the multi handle */
-	REQ_DONE,   /* out of curl: final line / on_done running, then freed */
-	REQ_ZOMBIE, /* cancelled while busy: flush() frees it */
-} req_state;
-
-typedef struct http_header {
-	char *name; /* one allocation: "name\0value\0" */
-	const char *value;
-} http_header;
-
-struct regent_http_req {
-	regent_http *h;
-	struct regent_http_req *prev, *next;
-	req_state state;
-	bool added;     /* easy is in h->multi */
-	bool cancelled; /* no user callback fires any more */
-	bool idle_inited;
-	CURL *easy;
-	struct curl_slist *hdr_list;
-	regent_http_data_cb on_data;
-	regent_http_done_cb on_done;
-	void *arg;
-	unsigned flags;
-	size_t max_body;
-	uint64_t idle_ms;
-	uv_timer_t idle;
-	int abort_err; /* set when one of our callbacks aborted the transfer */
-	char *buf;     /* buffered body, or the partial line in LINES mode */
-	size_t len, cap;
-	char *back;    /* LINES mode: bytes received, not yet split (see Pacing) */
-	size_t boff, blen, bcap; /* back[boff..blen) is pending */
-	bool paused;   /* write_cb returned CURL_WRITEFUNC_PAUSE */
-	bool fin_pending;     /* the transfer ended with a backlog: finish after it */
-	int fin_err;
-	const char *fin_msg;  /* errbuf, msg or a static curl string */
-	http_header *hdrs;
-	size_t nhdrs, caphdrs;
-	char msg[HTTP_MSG_SIZE]; /* our own error text (curl owns errbuf) */
-	char errbuf[CURL_ERROR_SIZE];
-};
-
-typedef struct http_sock {
-	uv_poll_t poll;
-	regent_http *h;
-	curl_socket_t fd;
-	struct http_sock *prev, *next;
-} http_sock;
-
-struct regent_http {
-	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t timer;
-	uv_idle_t pace;      /* backlog delivery on the next loop turns */
-	uint64_t turn_t0;    /* uv_hrtime() when the outermost callback started */
-	regent_http_req *reqs; /* every request not yet freed */
-	http_sock *socks;
-	size_t npending;     /* requests the user still waits for */
-	size_t nqueued;      /* REQ_QUEUED requests */
-	size_t nzombies;     /* REQ_ZOMBIE requests */
-	unsigned busy;       /* nesting depth of our loop callbacks */
-	size_t open_handles; /* uv handles not yet through their close callback */
-	bool closing, torn_down;
-};
 
 static bool curl_ready;
 
@@ -679,7 +611,7 @@ static void on_pace(uv_idle_t *t)
 	leave(h);
 }
 
-static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	regent_http_req *req = userdata;
 	size_t n = size * nmemb;
@@ -728,7 +660,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	regent_http_req *req = userdata;
 	size_t n = size * nmemb;
@@ -871,124 +803,6 @@ size_t regent_http_pending(const regent_http *h)
 /* Requests                                                           */
 /* ------------------------------------------------------------------ */
 
-static bool valid_method(const char *m)
-{
-	if (!*m)
-		return false;
-	for (; *m; m++) {
-		unsigned char c = (unsigned char)*m;
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      strchr("!#$%&'*+-.^_`|~", c)))
-			return false;
-	}
-	return true;
-}
-
-static int setopt_error(CURLcode c)
-{
-	switch (c) {
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_UNKNOWN_OPTION:
-	case CURLE_NOT_BUILT_IN:
-		return -ENOTSUP;
-	default:
-		return -EINVAL;
-	}
-}
-
-static long clamp_ms(uint64_t ms)
-{
-	return ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
-}
-
-#define SETOPT(opt, val)                                          \
-	do {                                                          \
-		CURLcode c_ = curl_easy_setopt(req->easy, opt, val);      \
-		if (c_ != CURLE_OK) {                                     \
-			rc = setopt_error(c_);                                \
-			goto fail;                                            \
-		}                                                         \
-	} while (0)
-
-/* Configures req->easy from o.  Returns 0 or a negative errno. */
-static int setup_easy(regent_http_req *req, const regent_http_opts *o)
-{
-	int rc = 0;
-	bool has_body = o->body != NULL;
-	const char *m = o->method;
-
-	SETOPT(CURLOPT_PRIVATE, (void *)req);
-	SETOPT(CURLOPT_NOSIGNAL, 1L);
-	SETOPT(CURLOPT_ERRORBUFFER, req->errbuf);
-	SETOPT(CURLOPT_URL, o->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(CURLOPT_WRITEDATA, (void *)req);
-	SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
-	SETOPT(CURLOPT_HEADERDATA, (void *)req);
-	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
-	       clamp_ms(o->connect_timeout_ms ? o->connect_timeout_ms : HTTP_CONNECT_TIMEOUT_MS));
-	if (o->timeout_ms)
-		SETOPT(CURLOPT_TIMEOUT_MS, clamp_ms(o->timeout_ms));
-	if (o->unix_socket)
-		SETOPT(CURLOPT_UNIX_SOCKET_PATH, o->unix_socket);
-	if (o->ca_file)
-		SETOPT(CURLOPT_CAINFO, o->ca_file);
-	if (o->cert_file)
-		SETOPT(CURLOPT_SSLCERT, o->cert_file);
-	if (o->key_file)
-		SETOPT(CURLOPT_SSLKEY, o->key_file);
-	if (!o->on_data)
-		SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
-
-	/* Methods that carry a body get Content-Length: 0 without one. */
-	if (!has_body && m &&
-	    (!strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH")))
-		has_body = true;
-	if (has_body) {
-		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-		/* COPYPOSTFIELDS: curl keeps its own copy of the body. */
-		SETOPT(CURLOPT_COPYPOSTFIELDS, o->body ? (const char *)o->body : "");
-	}
-	if (m) {
-		if (!strcmp(m, "HEAD"))
-			SETOPT(CURLOPT_NOBODY, 1L);
-		else if (!strcmp(m, "GET") && !has_body)
-			SETOPT(CURLOPT_HTTPGET, 1L);
-		else if (strcmp(m, "POST") != 0)
-			SETOPT(CURLOPT_CUSTOMREQUEST, m);
-	}
-
-	bool have_expect = false;
-	for (size_t i = 0; i < o->nheaders; i++) {
-		const char *hv = o->headers[i];
-		if (!strncasecmp(hv, "Expect:", 7))
-			have_expect = true;
-		struct curl_slist *l = curl_slist_append(req->hdr_list, hv);
-		if (!l)
-			return -ENOMEM;
-		req->hdr_list = l;
-	}
-	if (!have_expect && has_body) {
-		/* No "Expect: 100-continue" round trip for large bodies. */
-		struct curl_slist *l = curl_slist_append(req->hdr_list, "Expect:");
-		if (!l)
-			return -ENOMEM;
-		req->hdr_list = l;
-	}
-	if (req->hdr_list)
-		SETOPT(CURLOPT_HTTPHEADER, req->hdr_list);
-	return 0;
-fail:
-	return rc;
-}
-
 regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opts, int *err)
 {
 	int dummy;
@@ -1004,7 +818,7 @@ regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opt
 	memset(&o, 0, sizeof o);
 	memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
 	if (!o.url || !o.on_done || (o.body_len && !o.body) || (o.nheaders && !o.headers) ||
-	    (o.method && !valid_method(o.method))) {
+	    (o.method && !regent_http_valid_method(o.method))) {
 		*err = -EINVAL;
 		return NULL;
 	}
@@ -1043,7 +857,7 @@ regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opt
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = setup_easy(req, &o);
+	rc = regent_http_setup_easy(req, &o);
 	if (rc)
 		goto fail;
 	if (req->idle_ms) {
