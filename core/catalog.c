@@ -9,6 +9,13 @@
  * together with the list of changed services.  Snapshots share the
  * per-service lists that did not change, so a flush costs O(services).
  *
+ * A store reports a service either whole (regent_cat_view_set: O(its
+ * instances)) or instance by instance (regent_cat_view_put/_del, ABI 1.3:
+ * O(log n) each).  Single changes wait in the view's per-service pending
+ * map and are settled into a new sorted list when the service is merged:
+ * O(k log n) comparisons for k changes, plus one copy of the n pointers
+ * (the ABI hands sinks one sorted array per service).
+ *
  * A reload's new store instance reports into a candidate view: kept, but
  * neither merged nor holding up readiness, until it is promoted.  Then it
  * replaces the old view in one change (once it has completed a full read;
@@ -19,12 +26,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A service's instances, immutable once built (snapshots share it).  A
+ * list holds one reference of each of its instances, until a newer list
+ * is settled from it: the newer one then takes over the references of the
+ * instances both have, and the older one keeps a reference to the newer
+ * one (`next`) plus its own references of the instances the newer one
+ * dropped (`own`).  So settling a change never touches the instances kept
+ * (no write into n instances, which a fork, haproxy's, has made
+ * copy-on-write), and each instance is freed once no list holds it. */
 typedef struct svc_list {
 	unsigned refs;
 	char *name;
 	size_t n;
 	regent_inst **insts;            /* sorted by id */
 	const regent_instance **pubs;   /* the same, as the public type */
+	regent_map *owners;             /* owner -> count (uintptr_t), NULL until asked */
+	struct svc_list *next;          /* settled into this one: holds what both have */
+	regent_inst **own;              /* then: the instances only this one holds */
+	size_t nown;
 } svc_list;
 
 struct regent_catalog {
@@ -37,9 +56,18 @@ struct regent_catalog {
 	uint64_t seq;         /* 1, 2, ... per flush; 0 for the initial empty one */
 };
 
+/* A view's service: its sorted list and the single changes not settled
+ * into it yet. */
+typedef struct vsvc {
+	svc_list *list;       /* sorted by id, unique; shared with snapshots */
+	regent_map *pend;     /* id -> regent_inst * (added or replaced) or &pend_removed */
+} vsvc;
+
+static char pend_removed; /* the value of a pending removal */
+
 struct regent_catview {
 	regent_cat *cat;
-	regent_map *svcs;     /* name -> svc_list */
+	regent_map *svcs;     /* name -> vsvc */
 	regent_map *seen;     /* during a sync: names set */
 	bool watching, in_sync, synced;
 	bool hidden;          /* a candidate: not merged, not awaited */
@@ -80,14 +108,40 @@ static svc_list *svc_new(const char *name, size_t n)
 static void svc_unref(void *p)
 {
 	svc_list *s = p;
-	if (!s || --s->refs > 0)
-		return;
-	for (size_t i = 0; i < s->n; i++)
-		regent_inst_unref(s->insts[i]);
-	free(s->insts);
-	free(s->pubs);
-	free(s->name);
-	free(s);
+	while (s && --s->refs == 0) { /* a loop, not recursion: chains may be long */
+		svc_list *next = s->next;
+		if (next) {
+			for (size_t i = 0; i < s->nown; i++)
+				regent_inst_unref(s->own[i]);
+		} else {
+			for (size_t i = 0; i < s->n; i++)
+				regent_inst_unref(s->insts[i]);
+		}
+		free(s->own);
+		free(s->insts);
+		free(s->pubs);
+		free(s->name);
+		regent_map_free(s->owners, NULL);
+		free(s);
+		s = next;
+	}
+}
+
+/* Who owns an instance, for the by-node counts: its node, or (the seed's
+ * "ip:port" values) the address it was registered with, the host's. */
+static const char *owner_of(const regent_instance *inst)
+{
+	return inst->node && inst->node[0] ? inst->node : inst->address;
+}
+
+static void owners_add(regent_map *m, const regent_inst *in, int d)
+{
+	const char *o = owner_of(&in->pub);
+	uintptr_t c = (uintptr_t)regent_map_get(m, o) + (uintptr_t)(intptr_t)d;
+	if (c)
+		regent_map_put(m, o, (void *)c);
+	else
+		regent_map_del(m, o);
 }
 
 typedef struct ranked {
@@ -126,6 +180,103 @@ static void svc_finish(svc_list *s)
 	}
 	for (size_t i = 0; i < s->n; i++)
 		s->pubs[i] = &s->insts[i]->pub;
+}
+
+/* The first index in [from, s->n) whose id is >= id. */
+static size_t svc_lower(const svc_list *s, size_t from, const char *id)
+{
+	size_t lo = from, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(s->insts[mid]->pub.id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static regent_inst *svc_find(const svc_list *s, const char *id)
+{
+	size_t i = svc_lower(s, 0, id);
+	return i < s->n && strcmp(s->insts[i]->pub.id, id) == 0 ? s->insts[i] : NULL;
+}
+
+static void pend_unref(void *p)
+{
+	if (p != &pend_removed)
+		regent_inst_unref(p);
+}
+
+static vsvc *vsvc_new(svc_list *list)
+{
+	vsvc *vs = regent_xcalloc(1, sizeof(*vs));
+	vs->list = list;
+	return vs;
+}
+
+static void vsvc_free(void *p)
+{
+	vsvc *vs = p;
+	if (!vs)
+		return;
+	regent_map_free(vs->pend, pend_unref);
+	svc_unref(vs->list);
+	free(vs);
+}
+
+/* Settles the pending changes into a new sorted list: O(k log k + k log n)
+ * comparisons and one copy of the n pointers; the old list hands its
+ * references over (see svc_list). */
+static svc_list *vsvc_list(vsvc *vs)
+{
+	if (!vs->pend)
+		return vs->list;
+	size_t k;
+	const char **ids = regent_map_sorted_keys(vs->pend, &k);
+	svc_list *o = vs->list;
+	svc_list *s = svc_new(o->name, o->n + k);
+	o->own = regent_xcalloc(k + 1, sizeof(*o->own));
+	if (o->owners) { /* carried over with the changes: O(owners + k) */
+		s->owners = regent_map_new();
+		regent_map_iter it = {0};
+		const char *key;
+		void *val;
+		while (regent_map_next(o->owners, &it, &key, &val))
+			regent_map_put(s->owners, key, val);
+	}
+	size_t w = 0, r = 0;
+	for (size_t i = 0; i < k; i++) {
+		size_t pos = svc_lower(o, r, ids[i]);
+		memcpy(s->insts + w, o->insts + r, (pos - r) * sizeof(*s->insts));
+		w += pos - r;
+		r = pos;
+		if (r < o->n && strcmp(o->insts[r]->pub.id, ids[i]) == 0) {
+			if (s->owners)
+				owners_add(s->owners, o->insts[r], -1);
+			o->own[o->nown++] = o->insts[r]; /* replaced or removed: stays o's */
+			r++;
+		}
+		void *val = regent_map_get(vs->pend, ids[i]);
+		if (val != &pend_removed) {
+			s->insts[w++] = val; /* the pending map's reference moves */
+			if (s->owners)
+				owners_add(s->owners, val, +1);
+		}
+	}
+	memcpy(s->insts + w, o->insts + r, (o->n - r) * sizeof(*s->insts));
+	w += o->n - r;
+	s->n = w;
+	for (size_t i = 0; i < w; i++)
+		s->pubs[i] = &s->insts[i]->pub; /* pub is the first member: no read */
+	free(ids);
+	regent_map_free(vs->pend, NULL);
+	vs->pend = NULL;
+	o->next = s; /* o keeps what both have alive through s */
+	s->refs++;
+	svc_unref(o);
+	vs->list = s;
+	return s;
 }
 
 static regent_catalog *snap_new(size_t n)
@@ -186,6 +337,24 @@ size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
 	if (insts)
 		*insts = s ? s->pubs : NULL;
 	return s ? s->n : 0;
+}
+
+void regent_catalog_owners(const regent_catalog *cat, const char *service,
+                           void (*fn)(void *arg, const char *owner, size_t count), void *arg)
+{
+	svc_list *s = snap_find(cat, service);
+	if (!s)
+		return;
+	if (!s->owners) { /* once per list; lists are shared by snapshots */
+		s->owners = regent_map_new();
+		for (size_t i = 0; i < s->n; i++)
+			owners_add(s->owners, s->insts[i], +1);
+	}
+	regent_map_iter it = {0};
+	const char *key;
+	void *val;
+	while (regent_map_next(s->owners, &it, &key, &val))
+		fn(arg, key, (size_t)(uintptr_t)val);
 }
 
 uint64_t regent_catalog_origin_ns(const regent_catalog *snap)
@@ -308,7 +477,8 @@ static svc_list *merge(regent_cat *c, const char *service)
 	for (regent_catview *v = c->views; v; v = v->next) {
 		if (v->hidden)
 			continue;
-		svc_list *s = regent_map_get(v->svcs, service);
+		vsvc *vs = regent_map_get(v->svcs, service);
+		svc_list *s = vs ? vsvc_list(vs) : NULL;
 		if (s) {
 			nlists++;
 			only = s;
@@ -324,7 +494,8 @@ static svc_list *merge(regent_cat *c, const char *service)
 	svc_list *m = svc_new(service, total);
 	size_t k = 0;
 	for (regent_catview *v = c->views; v; v = v->next) {
-		svc_list *s = v->hidden ? NULL : regent_map_get(v->svcs, service);
+		vsvc *vs = v->hidden ? NULL : regent_map_get(v->svcs, service);
+		svc_list *s = vs ? vsvc_list(vs) : NULL;
 		for (size_t i = 0; s && i < s->n; i++)
 			m->insts[k++] = regent_inst_ref(s->insts[i]);
 	}
@@ -485,7 +656,7 @@ void regent_cat_view_free(regent_catview *v)
 	}
 	if (!v->hidden)
 		mark_all(v);
-	regent_map_free(v->svcs, svc_unref);
+	regent_map_free(v->svcs, vsvc_free);
 	regent_map_free(v->seen, NULL);
 	free(v);
 	if (regent_cat_ready(c) && !c->flushed_once)
@@ -535,26 +706,96 @@ void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **i
 	svc_finish(s);
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);
-	svc_list *old = regent_map_get(v->svcs, service);
-	if (old && svc_same(old, s)) {
+	vsvc *vs = regent_map_get(v->svcs, service);
+	if (vs && svc_same(vsvc_list(vs), s)) {
 		svc_unref(s);
 		return;
 	}
-	regent_map_put(v->svcs, service, s);
-	svc_unref(old);
+	if (vs) {
+		svc_unref(vs->list);
+		vs->list = s;
+	} else {
+		regent_map_put(v->svcs, service, vsvc_new(s));
+	}
 	if (!v->hidden)
 		mark_dirty(v->cat, service);
 }
 
+/* The view's service, created (known, empty) when missing. */
+static vsvc *view_svc(regent_catview *v, const char *service, bool *created)
+{
+	if (v->in_sync)
+		regent_map_put(v->seen, service, (void *)1);
+	vsvc *vs = regent_map_get(v->svcs, service);
+	*created = !vs;
+	if (!vs) {
+		vs = vsvc_new(svc_new(service, 0));
+		regent_map_put(v->svcs, service, vs);
+	}
+	return vs;
+}
+
+/* The instance the view holds for an id, pending changes included. */
+static const regent_inst *vsvc_get(const vsvc *vs, const char *id, void **pending)
+{
+	void *pv = vs->pend ? regent_map_get(vs->pend, id) : NULL;
+	*pending = pv;
+	if (pv)
+		return pv == &pend_removed ? NULL : pv;
+	return svc_find(vs->list, id);
+}
+
+void regent_cat_view_put(regent_catview *v, regent_inst *in)
+{
+	bool created;
+	vsvc *vs = view_svc(v, in->pub.service, &created);
+	void *pv;
+	const regent_inst *cur = vsvc_get(vs, in->pub.id, &pv);
+	if (cur && (cur == in || regent_instance_equal(&cur->pub, &in->pub))) {
+		regent_inst_unref(in);
+		if (created && !v->hidden)
+			mark_dirty(v->cat, vs->list->name);
+		return;
+	}
+	if (!vs->pend)
+		vs->pend = regent_map_new();
+	pend_unref(regent_map_put(vs->pend, in->pub.id, in));
+	if (!v->hidden)
+		mark_dirty(v->cat, vs->list->name);
+}
+
+void regent_cat_view_del(regent_catview *v, const char *service, const char *id)
+{
+	vsvc *vs = regent_map_get(v->svcs, service);
+	if (!vs)
+		return; /* an unknown service stays unknown */
+	if (v->in_sync)
+		regent_map_put(v->seen, service, (void *)1);
+	void *pv;
+	const regent_inst *cur = vsvc_get(vs, id, &pv);
+	if (!cur)
+		return;
+	if (pv && !svc_find(vs->list, id)) { /* only pending: forget it */
+		regent_map_del(vs->pend, id);
+		pend_unref(pv);
+	} else {
+		if (!vs->pend)
+			vs->pend = regent_map_new();
+		pend_unref(regent_map_put(vs->pend, id, &pend_removed));
+	}
+	if (!v->hidden)
+		mark_dirty(v->cat, vs->list->name);
+}
+
 void regent_cat_view_remove(regent_catview *v, const char *service)
 {
-	svc_list *old = regent_map_get(v->svcs, service);
+	vsvc *old = regent_map_get(v->svcs, service);
 	if (!old)
 		return;
 	if (!v->hidden)
 		mark_dirty(v->cat, service); /* before the name goes with the list */
 	regent_map_del(v->svcs, service);
-	svc_unref(old);
+	vsvc_free(old);
 }
 
 void regent_cat_view_sync_begin(regent_catview *v)
@@ -576,7 +817,7 @@ void regent_cat_view_sync_end(regent_catview *v)
 			if (!v->hidden)
 				mark_dirty(v->cat, name);
 			regent_map_del(v->svcs, name); /* name freed: mark first */
-			svc_unref(val);
+			vsvc_free(val);
 		}
 	}
 	regent_map_free(v->seen, NULL);

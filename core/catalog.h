@@ -28,6 +28,12 @@ void regent_cat_flush_now(regent_cat *c);
 /* Lowers the origin time (wall ns) of the pending change set. */
 void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns);
 uint64_t regent_catalog_origin_ns(const regent_catalog *snap);
+/* A service's instances counted by owner (the node, else the address):
+ * fn once per owner, in no order.  Counted once per service list and
+ * carried over through single-instance changes, so O(owners) per call
+ * after the first. */
+void regent_catalog_owners(const regent_catalog *cat, const char *service,
+                           void (*fn)(void *arg, const char *owner, size_t count), void *arg);
 size_t regent_catalog_total(const regent_catalog *snap);
 /* 1, 2, ... in flush order (0: the empty catalog before the first flush). */
 uint64_t regent_catalog_seq(const regent_catalog *snap);
@@ -51,6 +57,13 @@ void regent_cat_view_free(regent_catview *v);
  * each inst.  Instances with the same id: the first wins. */
 void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **insts, size_t n);
 void regent_cat_view_remove(regent_catview *v, const char *service);
+/* One instance added to or replaced in the view's service (by id; the
+ * service is created, known, when missing); takes one reference of inst.
+ * O(log n) plus, when it differs, one comparison. */
+void regent_cat_view_put(regent_catview *v, regent_inst *inst);
+/* One instance removed by id (the service stays known, maybe empty; an
+ * unknown service is left alone). */
+void regent_cat_view_del(regent_catview *v, const char *service, const char *id);
 void regent_cat_view_sync_begin(regent_catview *v);
 void regent_cat_view_sync_end(regent_catview *v);
 

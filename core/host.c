@@ -337,6 +337,36 @@ static int h_catalog_set(regent_ctx *ctx, const char *service, const regent_inst
 	return 0;
 }
 
+static int h_catalog_instance_set(regent_ctx *ctx, const regent_instance *inst)
+{
+	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_instance_set") || !ctx->view)
+		return -EPERM;
+	if (!inst || !regent_valid_service(inst->service)) {
+		regent_log(REGENT_LOG_WARN, ctx->who,
+		           "skipped service \"%.80s\" from the registry: invalid name",
+		           inst && inst->service ? inst->service : "");
+		return -EINVAL;
+	}
+	char why[256];
+	regent_inst *in = regent_inst_copy(inst, "", why, sizeof(why));
+	if (!in) {
+		regent_log(REGENT_LOG_WARN, ctx->who, "skipped an instance from the registry: %s", why);
+		return -EINVAL;
+	}
+	regent_cat_view_put(ctx->view, in);
+	return 0;
+}
+
+static int h_catalog_instance_remove(regent_ctx *ctx, const char *service, const char *id)
+{
+	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_instance_remove") || !ctx->view)
+		return -EPERM;
+	if (!regent_valid_service(service) || !id || !id[0])
+		return -EINVAL; /* never reported, so nothing to remove */
+	regent_cat_view_del(ctx->view, service, id);
+	return 0;
+}
+
 static void h_catalog_remove(regent_ctx *ctx, const char *service)
 {
 	if (is_kind(ctx, REGENT_KIND_STORE, "catalog_remove") && ctx->view)
@@ -723,6 +753,8 @@ const regent_host regent_host_table = {
 	.changes_foreach = h_changes_foreach,
 	.history_foreach = h_history_foreach,
 	.cfg_service_error = h_cfg_service_error,
+	.catalog_instance_set = h_catalog_instance_set,
+	.catalog_instance_remove = h_catalog_instance_remove,
 };
 
 /* ---- contexts ---- */

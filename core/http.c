@@ -11,6 +11,9 @@
  *    captured response headers, the buffered body or partial line, and an
  *    optional uv_timer_t for the idle timeout.
  *
+ * Setting up a request's easy handle from its options is in http_setup.c;
+ * the structs both files use are in http_int.h.
+ *
  * Nothing here blocks: transfers only advance through
  * curl_multi_socket_action() called from loop callbacks.
  *
@@ -27,6 +30,17 @@
  * Memory of a request with an idle timer, and of the client itself, is
  * released from uv_close() callbacks, so run the loop after closing.
  *
+ * Pacing (LINES mode).  A stream that fell behind (a watch's backlog:
+ * megabytes arriving in one read) must not hold the loop: lines are handed
+ * to on_data for at most PACE_NS per loop callback (checked after each
+ * line); what arrived beyond that waits in the request's backlog, and
+ * while it does, curl is paused (CURL_WRITEFUNC_PAUSE: the data stays in
+ * curl, the socket is not read, the sender is held back by TCP).  The
+ * `pace` idle handle (the next loop turn, after the I/O that waited)
+ * hands over the next PACE_NS worth, and unpauses curl once the backlog
+ * is gone.  A transfer that ends with a backlog is finished (the final
+ * line, on_done) once the backlog is delivered.
+ *
  * Details beyond plugin.h: only http and https URLs are accepted; POST,
  * PUT and PATCH without a body send an empty one; "Expect:" is suppressed
  * unless the caller sets it; the idle timer runs from the creation of the
@@ -35,7 +49,7 @@
  * max_body fails with -EFBIG, and the final unterminated line is delivered
  * only when the transfer succeeded.
  */
-#include "http.h"
+#include "http_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -46,68 +60,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define HTTP_CONNECT_TIMEOUT_MS 5000u
-#define HTTP_MAX_BODY ((size_t)16 * 1024 * 1024)
-#define HTTP_MSG_SIZE 160
-
-typedef enum req_state {
-	REQ_QUEUED, /* created while busy: not yet added to the multi handle */
-	REQ_ACTIVE, /* added to the multi handle */
-	REQ_DONE,   /* out of curl: final line / on_done running, then freed */
-	REQ_ZOMBIE, /* cancelled while busy: flush() frees it */
-} req_state;
-
-typedef struct http_header {
-	char *name; /* one allocation: "name\0value\0" */
-	const char *value;
-} http_header;
-
-struct regent_http_req {
-	regent_http *h;
-	struct regent_http_req *prev, *next;
-	req_state state;
-	bool added;     /* easy is in h->multi */
-	bool cancelled; /* no user callback fires any more */
-	bool idle_inited;
-	CURL *easy;
-	struct curl_slist *hdr_list;
-	regent_http_data_cb on_data;
-	regent_http_done_cb on_done;
-	void *arg;
-	unsigned flags;
-	size_t max_body;
-	uint64_t idle_ms;
-	uv_timer_t idle;
-	int abort_err; /* set when one of our callbacks aborted the transfer */
-	char *buf;     /* buffered body, or the partial line in LINES mode */
-	size_t len, cap;
-	http_header *hdrs;
-	size_t nhdrs, caphdrs;
-	char msg[HTTP_MSG_SIZE]; /* our own error text (curl owns errbuf) */
-	char errbuf[CURL_ERROR_SIZE];
-};
-
-typedef struct http_sock {
-	uv_poll_t poll;
-	regent_http *h;
-	curl_socket_t fd;
-	struct http_sock *prev, *next;
-} http_sock;
-
-struct regent_http {
-	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t timer;
-	regent_http_req *reqs; /* every request not yet freed */
-	http_sock *socks;
-	size_t npending;     /* requests the user still waits for */
-	size_t nqueued;      /* REQ_QUEUED requests */
-	size_t nzombies;     /* REQ_ZOMBIE requests */
-	unsigned busy;       /* nesting depth of our loop callbacks */
-	size_t open_handles; /* uv handles not yet through their close callback */
-	bool closing, torn_down;
-};
 
 static bool curl_ready;
 
@@ -197,6 +149,7 @@ static void free_req(regent_http_req *req)
 	clear_headers(req);
 	free(req->hdrs);
 	free(req->buf);
+	free(req->back);
 	if (req->idle_inited) {
 		uv_timer_stop(&req->idle);
 		uv_close((uv_handle_t *)&req->idle, req_closed);
@@ -247,6 +200,9 @@ static int emit_line(regent_http_req *req)
 	return 0;
 }
 
+static int deliver_backlog(regent_http_req *req, bool paced);
+static void pace_later(regent_http *h);
+
 /* Takes req out of curl and reports it (unless cancelled meanwhile), then
  * frees it.  Runs with h->busy > 0, outside libcurl. */
 static void finish(regent_http_req *req, int err, const char *msg)
@@ -267,6 +223,15 @@ static void finish(regent_http_req *req, int err, const char *msg)
 	req->state = REQ_DONE;
 	h->npending--;
 
+	if (req->blen > req->boff && !req->abort_err && !req->cancelled &&
+	    deliver_backlog(req, false) != 0) {
+		if (req->cancelled) {
+			free_req(req);
+			return;
+		}
+		err = req->abort_err;
+		msg = req->msg;
+	}
 	if (err == 0 && req->on_data && (req->flags & REGENT_HTTP_LINES) && req->len > 0) {
 		if (emit_line(req) != 0) {
 			if (req->cancelled) {
@@ -297,6 +262,14 @@ static void finish(regent_http_req *req, int err, const char *msg)
 
 static void complete(regent_http_req *req, CURLcode code)
 {
+	if (req->blen > req->boff && !req->abort_err) { /* lines still to hand over, paced */
+		req->fin_pending = true;
+		req->fin_err = code == CURLE_OK ? 0 : map_curl_error(code);
+		req->fin_msg = code == CURLE_OK ? ""
+		               : req->errbuf[0] ? req->errbuf : curl_easy_strerror(code);
+		pace_later(req->h);
+		return;
+	}
 	if (req->abort_err) {
 		finish(req, req->abort_err, req->msg);
 	} else if (code != CURLE_OK) {
@@ -352,7 +325,8 @@ static void flush(regent_http *h)
 
 static void enter(regent_http *h)
 {
-	h->busy++;
+	if (h->busy++ == 0)
+		h->turn_t0 = uv_hrtime();
 }
 
 /* The last thing an entry point does: h may be gone afterwards. */
@@ -518,11 +492,24 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* Lines mode: split data into lines, the partial one kept in buf. */
-static int deliver_lines(regent_http_req *req, const char *data, size_t n)
+static bool turn_spent(const regent_http *h)
+{
+	return uv_hrtime() - h->turn_t0 > PACE_NS;
+}
+
+/* Lines mode: split data into lines, the partial one kept in buf.  With
+ * `paced`, stops once this loop callback's time is spent: *used says how
+ * far it got (everything when it did not stop). */
+static int deliver_lines(regent_http_req *req, const char *data, size_t n, bool paced,
+                         size_t *used)
 {
 	size_t pos = 0;
+	*used = n;
 	while (pos < n) {
+		if (paced && turn_spent(req->h)) {
+			*used = pos;
+			return 0;
+		}
 		const char *nl = memchr(data + pos, '\n', n - pos);
 		size_t seg = nl ? (size_t)(nl - (data + pos)) : n - pos;
 		if (seg > req->max_body - req->len) {
@@ -545,7 +532,86 @@ static int deliver_lines(regent_http_req *req, const char *data, size_t n)
 	return 0;
 }
 
-static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+/* Hands over backlogged lines (paced: within this callback's time).
+ * Returns non-zero when the transfer must stop. */
+static int deliver_backlog(regent_http_req *req, bool paced)
+{
+	size_t used;
+	int rc = deliver_lines(req, req->back + req->boff, req->blen - req->boff, paced, &used);
+	req->boff += used;
+	if (req->boff == req->blen)
+		req->boff = req->blen = 0;
+	return rc;
+}
+
+static void on_pace(uv_idle_t *t);
+
+/* An idle handle, not a 0 ms timer: it runs once per loop iteration, after
+ * the I/O (a timer re-armed from its own callback may run again in the
+ * same iteration). */
+static void pace_later(regent_http *h)
+{
+	if (!uv_is_active((uv_handle_t *)&h->pace))
+		uv_idle_start(&h->pace, on_pace);
+}
+
+/* Keeps data[0..n) for later (see Pacing). */
+static int backlog_add(regent_http_req *req, const char *data, size_t n)
+{
+	if (req->boff > 0 && req->boff == req->blen)
+		req->boff = req->blen = 0;
+	if (req->blen + n > req->bcap) {
+		size_t cap = req->bcap ? req->bcap : 65536;
+		while (cap < req->blen + n)
+			cap *= 2;
+		char *p = realloc(req->back, cap);
+		if (!p)
+			return -1;
+		req->back = p;
+		req->bcap = cap;
+	}
+	memcpy(req->back + req->blen, data, n);
+	req->blen += n;
+	pace_later(req->h);
+	return 0;
+}
+
+/* The next loop turn's share of every backlog. */
+static void on_pace(uv_idle_t *t)
+{
+	regent_http *h = t->data;
+	uv_idle_stop(&h->pace);
+	enter(h);
+	bool more = false;
+	regent_http_req *r, *next;
+	for (r = h->reqs; r; r = next) {
+		next = r->next;
+		if (r->state != REQ_ACTIVE || r->cancelled || r->abort_err)
+			continue;
+		if (r->blen > r->boff) {
+			touch_idle(r); /* the data is there: not idle */
+			if (deliver_backlog(r, true) != 0) {
+				if (!r->cancelled) /* aborted by on_data: not inside curl here */
+					finish(r, r->abort_err, r->msg);
+				continue;
+			}
+		}
+		if (r->blen > r->boff) {
+			more = true;
+		} else if (r->fin_pending) {
+			finish(r, r->fin_err, r->fin_msg);
+		} else if (r->paused) {
+			r->paused = false;
+			curl_easy_pause(r->easy, CURLPAUSE_CONT); /* may call write_cb at once */
+			more = more || r->blen > r->boff;
+		}
+	}
+	if (more)
+		pace_later(h);
+	leave(h);
+}
+
+size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	regent_http_req *req = userdata;
 	size_t n = size * nmemb;
@@ -567,8 +633,22 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		}
 		return n;
 	}
-	if (req->flags & REGENT_HTTP_LINES)
-		return deliver_lines(req, ptr, n) == 0 ? n : 0;
+	if (req->flags & REGENT_HTTP_LINES) {
+		if (req->blen > req->boff) { /* a backlog is waiting: keep this in curl */
+			req->paused = true;
+			pace_later(req->h);
+			return CURL_WRITEFUNC_PAUSE;
+		}
+		size_t used;
+		if (deliver_lines(req, ptr, n, true, &used) != 0)
+			return 0;
+		if (used < n && backlog_add(req, ptr + used, n - used) != 0) {
+			req->abort_err = -ENOMEM;
+			snprintf(req->msg, sizeof req->msg, "out of memory");
+			return 0;
+		}
+		return n;
+	}
 	int rc = req->on_data(req->arg, ptr, n);
 	if (req->cancelled)
 		return 0;
@@ -580,7 +660,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	regent_http_req *req = userdata;
 	size_t n = size * nmemb;
@@ -668,7 +748,9 @@ int regent_http_init(regent_http **out, uv_loop_t *loop)
 		return rc;
 	}
 	h->timer.data = h;
-	h->open_handles = 1;
+	uv_idle_init(loop, &h->pace);
+	h->pace.data = h;
+	h->open_handles = 2;
 	*out = h;
 	return 0;
 }
@@ -694,6 +776,8 @@ static void teardown(regent_http *h)
 		sock_close(h, h->socks);
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, timer_closed);
+	uv_idle_stop(&h->pace);
+	uv_close((uv_handle_t *)&h->pace, timer_closed);
 }
 
 void regent_http_close(regent_http *h)
@@ -719,124 +803,6 @@ size_t regent_http_pending(const regent_http *h)
 /* Requests                                                           */
 /* ------------------------------------------------------------------ */
 
-static bool valid_method(const char *m)
-{
-	if (!*m)
-		return false;
-	for (; *m; m++) {
-		unsigned char c = (unsigned char)*m;
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      strchr("!#$%&'*+-.^_`|~", c)))
-			return false;
-	}
-	return true;
-}
-
-static int setopt_error(CURLcode c)
-{
-	switch (c) {
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_UNKNOWN_OPTION:
-	case CURLE_NOT_BUILT_IN:
-		return -ENOTSUP;
-	default:
-		return -EINVAL;
-	}
-}
-
-static long clamp_ms(uint64_t ms)
-{
-	return ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
-}
-
-#define SETOPT(opt, val)                                          \
-	do {                                                          \
-		CURLcode c_ = curl_easy_setopt(req->easy, opt, val);      \
-		if (c_ != CURLE_OK) {                                     \
-			rc = setopt_error(c_);                                \
-			goto fail;                                            \
-		}                                                         \
-	} while (0)
-
-/* Configures req->easy from o.  Returns 0 or a negative errno. */
-static int setup_easy(regent_http_req *req, const regent_http_opts *o)
-{
-	int rc = 0;
-	bool has_body = o->body != NULL;
-	const char *m = o->method;
-
-	SETOPT(CURLOPT_PRIVATE, (void *)req);
-	SETOPT(CURLOPT_NOSIGNAL, 1L);
-	SETOPT(CURLOPT_ERRORBUFFER, req->errbuf);
-	SETOPT(CURLOPT_URL, o->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(CURLOPT_WRITEDATA, (void *)req);
-	SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
-	SETOPT(CURLOPT_HEADERDATA, (void *)req);
-	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
-	       clamp_ms(o->connect_timeout_ms ? o->connect_timeout_ms : HTTP_CONNECT_TIMEOUT_MS));
-	if (o->timeout_ms)
-		SETOPT(CURLOPT_TIMEOUT_MS, clamp_ms(o->timeout_ms));
-	if (o->unix_socket)
-		SETOPT(CURLOPT_UNIX_SOCKET_PATH, o->unix_socket);
-	if (o->ca_file)
-		SETOPT(CURLOPT_CAINFO, o->ca_file);
-	if (o->cert_file)
-		SETOPT(CURLOPT_SSLCERT, o->cert_file);
-	if (o->key_file)
-		SETOPT(CURLOPT_SSLKEY, o->key_file);
-	if (!o->on_data)
-		SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
-
-	/* Methods that carry a body get Content-Length: 0 without one. */
-	if (!has_body && m &&
-	    (!strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH")))
-		has_body = true;
-	if (has_body) {
-		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-		/* COPYPOSTFIELDS: curl keeps its own copy of the body. */
-		SETOPT(CURLOPT_COPYPOSTFIELDS, o->body ? (const char *)o->body : "");
-	}
-	if (m) {
-		if (!strcmp(m, "HEAD"))
-			SETOPT(CURLOPT_NOBODY, 1L);
-		else if (!strcmp(m, "GET") && !has_body)
-			SETOPT(CURLOPT_HTTPGET, 1L);
-		else if (strcmp(m, "POST") != 0)
-			SETOPT(CURLOPT_CUSTOMREQUEST, m);
-	}
-
-	bool have_expect = false;
-	for (size_t i = 0; i < o->nheaders; i++) {
-		const char *hv = o->headers[i];
-		if (!strncasecmp(hv, "Expect:", 7))
-			have_expect = true;
-		struct curl_slist *l = curl_slist_append(req->hdr_list, hv);
-		if (!l)
-			return -ENOMEM;
-		req->hdr_list = l;
-	}
-	if (!have_expect && has_body) {
-		/* No "Expect: 100-continue" round trip for large bodies. */
-		struct curl_slist *l = curl_slist_append(req->hdr_list, "Expect:");
-		if (!l)
-			return -ENOMEM;
-		req->hdr_list = l;
-	}
-	if (req->hdr_list)
-		SETOPT(CURLOPT_HTTPHEADER, req->hdr_list);
-	return 0;
-fail:
-	return rc;
-}
-
 regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opts, int *err)
 {
 	int dummy;
@@ -852,7 +818,7 @@ regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opt
 	memset(&o, 0, sizeof o);
 	memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
 	if (!o.url || !o.on_done || (o.body_len && !o.body) || (o.nheaders && !o.headers) ||
-	    (o.method && !valid_method(o.method))) {
+	    (o.method && !regent_http_valid_method(o.method))) {
 		*err = -EINVAL;
 		return NULL;
 	}
@@ -891,7 +857,7 @@ regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opt
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = setup_easy(req, &o);
+	rc = regent_http_setup_easy(req, &o);
 	if (rc)
 		goto fail;
 	if (req->idle_ms) {

@@ -193,12 +193,13 @@ static void write_label(regent_buf *out, const char *v)
 	}
 }
 
-/* Who owns an instance: its node, or for an entry that names none (the
- * seed's "ip:port" values) the address it was registered with, which is
- * the host's. */
-static const char *owner_of(const regent_instance *inst)
+/* Adds one service's by-owner counts (see regent_catalog_owners) into the
+ * whole catalog's. */
+static void count_owner(void *arg, const char *owner, size_t count)
 {
-	return inst->node && inst->node[0] ? inst->node : inst->address;
+	regent_map *bynode = arg;
+	uintptr_t c = (uintptr_t)regent_map_get(bynode, owner);
+	regent_map_put(bynode, owner, (void *)(c + count));
 }
 
 void regent_catalog_metrics_write(const regent_catalog *cat, bool per_service, regent_buf *out)
@@ -210,19 +211,14 @@ void regent_catalog_metrics_write(const regent_catalog *cat, bool per_service, r
 		regent_buf_printf(out, "# HELP regent_catalog_instances Instances in the catalog, by "
 		                       "service.\n# TYPE regent_catalog_instances gauge\n");
 	for (size_t i = 0; i < n; i++) {
-		const regent_instance *const *insts;
-		size_t k = regent_catalog_instances(cat, names[i], &insts);
+		size_t k = regent_catalog_instances(cat, names[i], NULL);
 		total += k;
 		if (per_service) {
 			regent_buf_printf(out, "regent_catalog_instances{service=\"");
 			write_label(out, names[i]);
 			regent_buf_printf(out, "\"} %zu\n", k);
 		}
-		for (size_t j = 0; j < k; j++) {
-			const char *node = owner_of(insts[j]);
-			uintptr_t c = (uintptr_t)regent_map_get(bynode, node);
-			regent_map_put(bynode, node, (void *)(c + 1));
-		}
+		regent_catalog_owners(cat, names[i], count_owner, bynode);
 	}
 	if (!per_service)
 		regent_buf_printf(out,

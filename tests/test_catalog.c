@@ -2,7 +2,8 @@
  * period goes at once, a burst right after it becomes one snapshot after
  * the debounce, a constant trickle still flushes by the maximum delay,
  * nothing reaches sinks when nothing changed, the union of stores, and a
- * store replaced by a reload swaps views without an empty snapshot. */
+ * store replaced by a reload swaps views without an empty snapshot, and
+ * single-instance changes (put, del) merged in id order. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -389,6 +390,105 @@ static void candidate_views_swap(void **state)
 	teardown(&loop, c, &f);
 }
 
+static void expect_ids(const regent_catalog *cat, const char *svc, const char *want)
+{
+	const regent_instance *const *insts;
+	size_t n = regent_catalog_instances(cat, svc, &insts);
+	char got[512] = "";
+	for (size_t i = 0; i < n; i++) {
+		strcat(got, insts[i]->id);
+		strcat(got, ";");
+	}
+	assert_string_equal(got, want);
+}
+
+/* ABI 1.3: a store reports single instances (put, del); they land in the
+ * snapshots sorted by id, mixed with whole-service sets, one flush per
+ * batch, nothing when nothing changed, and a sync keeps a service that was
+ * only reported instance by instance. */
+static void single_instance_changes(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 20, 100, on_flush, &f);
+	regent_catview *v = regent_cat_view_new(c, true);
+	regent_cat_view_sync_begin(v);
+	set2(v, "web", "w2", "w4");
+	regent_cat_view_sync_end(v);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 1);
+	expect_ids(f.last, "web", "w2;w4;");
+	/* added around and between the existing ones, and a new service */
+	regent_cat_view_put(v, mk("web", "w3", 3));
+	regent_cat_view_put(v, mk("web", "w1", 1));
+	regent_cat_view_put(v, mk("web", "w5", 5));
+	regent_cat_view_put(v, mk("api", "a1", 1));
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 2);
+	assert_string_equal(f.changed[1], "api;web;");
+	expect_ids(f.last, "web", "w1;w2;w3;w4;w5;");
+	expect_ids(f.last, "api", "a1;");
+	assert_int_equal(regent_catalog_total(f.last), 6);
+	/* the same instance again, and removals of unknown ids or services:
+	 * no snapshot */
+	regent_cat_view_put(v, mk("web", "w3", 3));
+	regent_cat_view_del(v, "web", "w9");
+	regent_cat_view_del(v, "nosuch", "x");
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 2);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 2);
+	/* replaced (new port), removed, removed then added again, added then
+	 * removed before any flush */
+	regent_cat_view_put(v, mk("web", "w2", 22));
+	regent_cat_view_del(v, "web", "w1");
+	regent_cat_view_del(v, "web", "w5");
+	regent_cat_view_put(v, mk("web", "w5", 55));
+	regent_cat_view_put(v, mk("web", "w6", 6));
+	regent_cat_view_del(v, "web", "w6");
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 3);
+	assert_string_equal(f.changed[2], "web;");
+	expect_ids(f.last, "web", "w2;w3;w4;w5;");
+	const regent_instance *const *insts;
+	assert_int_equal(regent_catalog_instances(f.last, "web", &insts), 4);
+	assert_int_equal(insts[0]->port, 22);
+	assert_int_equal(insts[3]->port, 55);
+	/* an older snapshot keeps what it had */
+	const regent_catalog *old = regent_catalog_ref(f.last);
+	regent_cat_view_del(v, "web", "w2");
+	regent_cat_view_del(v, "web", "w3");
+	regent_cat_view_del(v, "web", "w4");
+	regent_cat_view_del(v, "web", "w5");
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 4);
+	expect_ids(old, "web", "w2;w3;w4;w5;");
+	regent_catalog_unref(old);
+	/* emptied: the service stays known, empty */
+	assert_int_equal(regent_catalog_services(f.last, NULL), 2);
+	expect_ids(f.last, "web", "");
+	/* a whole-service set after single changes replaces them */
+	regent_cat_view_put(v, mk("web", "w7", 7));
+	set2(v, "web", "w8", "w9");
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 5);
+	expect_ids(f.last, "web", "w8;w9;");
+	/* a full read that reports api instance by instance keeps it, and
+	 * drops web (not reported) */
+	regent_cat_view_sync_begin(v);
+	regent_cat_view_put(v, mk("api", "a2", 2));
+	regent_cat_view_sync_end(v);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 6);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 1);
+	expect_ids(f.last, "api", "a1;a2;");
+	regent_cat_view_free(v);
+	run_ms(&loop, 60);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 0);
+	teardown(&loop, c, &f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +498,7 @@ int main(void)
 		cmocka_unit_test(not_ready_holds_sinks),
 		cmocka_unit_test(candidate_views_swap),
 		cmocka_unit_test(catalog_metrics),
+		cmocka_unit_test(single_instance_changes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

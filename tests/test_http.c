@@ -267,6 +267,9 @@ typedef struct call {
 	struct call *start_from_done;    /* ... or from on_done */
 	const char *chain_url;
 	uint64_t t_start, t_done;
+	int spin_ms;       /* on_data busy for this long per call (a slow consumer) */
+	int *ticks;        /* with spin_ms: the ticker's count, recorded per line */
+	int ticks_at[MAX_LINES];
 } call;
 
 static void call_free(call *c)
@@ -339,8 +342,15 @@ static int on_data(void *arg, const char *data, size_t len)
 	call *c = arg;
 	c->data_calls++;
 	uv_stop(&c->f->loop);
+	if (c->spin_ms) {
+		uint64_t until = now_ms() + (uint64_t)c->spin_ms;
+		while (now_ms() < until)
+			;
+	}
 	if (c->flags & REGENT_HTTP_LINES) {
 		assert_true(c->nlines < MAX_LINES);
+		if (c->ticks)
+			c->ticks_at[c->nlines] = *c->ticks;
 		if (memchr(data, '\n', len))
 			c->line_had_newline = true;
 		char *l = malloc(len + 1);
@@ -618,6 +628,39 @@ static void test_timeout_loop_responsive(void **state)
 	assert_string_not_equal(c.error_msg, "");
 	assert_in_range(elapsed, 250, 2000);
 	assert_true(ticks >= 5);
+	call_free(&c);
+}
+
+/* Pacing: 50 lines arriving in one read, to a consumer that takes 2 ms a
+ * line, are handed over across several loop turns (a timer runs between
+ * them), all of them, in order. */
+static void test_lines_paced(void **state)
+{
+	fixture *f = *state;
+	int ticks = 0;
+	uv_timer_t *ticker = malloc(sizeof *ticker);
+	assert_non_null(ticker);
+	assert_int_equal(uv_timer_init(&f->loop, ticker), 0);
+	ticker->data = &ticks;
+	assert_int_equal(uv_timer_start(ticker, tick, 1, 1), 0);
+	call c = {.f = f, .flags = REGENT_HTTP_LINES, .spin_ms = 2, .ticks = &ticks};
+	regent_http_opts o = {.size = sizeof o, .url = url(0, "/stream?n=50&burst=1")};
+	int err = 0;
+	assert_non_null(start(&c, &o, &err));
+	bool done = run_until(&f->loop, &c.done, 1, 10000);
+	uv_close((uv_handle_t *)ticker, free_handle);
+	assert_true(done);
+	assert_int_equal(c.error, 0);
+	assert_int_equal(c.nlines, 51);
+	for (int i = 0; i < 50; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "{\"i\":%d}", i);
+		assert_string_equal(c.lines[i], want);
+	}
+	assert_string_equal(c.lines[50], "{\"done\":true}");
+	/* 100 ms of work, at most ~10 ms per loop callback: the ticker ran
+	 * in between, several times */
+	assert_true(c.ticks_at[49] - c.ticks_at[0] >= 3);
 	call_free(&c);
 }
 
@@ -1035,6 +1078,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stream_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lines_paced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_loop_responsive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),

@@ -23,6 +23,10 @@ usage: bench/run hostile [options]
   --big-bytes B   size of each (default 1400000)
   --repeats N     re-puts of the meta value, unchanged and changed, N each (default 3)
   --only LIST     scenarios to run, e.g. "a c" (default "a b c")
+  --no-haproxy    the agents run without the haproxy sink (store etcd + sink stats): the cost
+                  of the core and the store alone; "routed" then means "in the catalog"
+  --no-fresh      skip the fresh agents (cold start, SIGTERM at the worst moment) and, in a),
+                  the delete of everything: only the live agent's figures
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR       results dir (default bench/results)
 EOF2
@@ -53,6 +57,11 @@ metrics_per_service = true
 endpoints = $HS_EP
 prefix    = /fleet
 
+[sink stats]
+listen = 127.0.0.1:$rsp
+EOF2
+	[[ -n "$HS_NO_HAPROXY" ]] || cat >> "$d/client.ini" <<EOF2
+
 [sink haproxy]
 manage          = true
 keep_running    = false ; the bench stops haproxy with regent
@@ -62,9 +71,6 @@ stats           = 127.0.0.1:$hsp
 slots           = 16
 check_interval  = 24h     ; nothing listens behind the synthetic instances: check rarely
 reload_interval = 200ms
-
-[sink stats]
-listen = 127.0.0.1:$rsp
 EOF2
 	"$REGENT_BIN" --check-config -c "$d/client.ini" >/dev/null || b_die "agent $1: config refused"
 }
@@ -161,7 +167,12 @@ hs_scn_a() { # 100,000 instances in one service
 	else
 		hs_fact a.live.cat_ms timeout
 	fi
-	if tr=$(HS_TOOL wait-backend "$(hs_sock live)" huge "$exp" 300); then
+	if [[ -n "$HS_NO_HAPROXY" ]]; then
+		tr=$tcat
+	else
+		tr=$(HS_TOOL wait-backend "$(hs_sock live)" huge "$exp" 300) || tr=""
+	fi
+	if [[ -n "$tr" ]]; then
 		sleep 1; c1=$(cpu_ns "$HS_PID")
 		hs_fact a.write_ms "$(hs_ms "$t0" "$t1")"
 		hs_fact a.live.ms "$(hs_ms "$t1" "$tr")"
@@ -177,6 +188,10 @@ hs_scn_a() { # 100,000 instances in one service
 		hs_fact a.cap_warned 0
 	fi
 	hs_fact a.live.reloads "$(hs_reloads live "$HS_L0")"
+	hs_one a "$n" put
+	hs_one a "$n" change
+	hs_one a "$n" del
+	[[ -n "$HS_NO_FRESH" ]] && return 0
 	hs_cold a hs_wait_cat_backend "$n" "$exp"
 	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
 	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)")
@@ -194,6 +209,30 @@ hs_scn_a() { # 100,000 instances in one service
 	else
 		hs_fact a.del.ms timeout
 	fi
+}
+
+# hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
+# new instance), change (a new address for that one), del (that one deleted).  Facts: the time
+# from the write to the catalog (/metrics, polled every 10 ms by the writing process), the
+# agent's CPU and the loop stall over the change (the CPU window includes the writer's
+# polling: /metrics ~100 times a second).
+hs_one() {
+	local tag=$1 n=$2 what=$3 key=/fleet/huge/hostile-node/one/8000 c0 c1 t0 lat want value
+	local url="http://127.0.0.1:$(cat "$H_TMP/live/rsp")/metrics"
+	sleep 2 # whatever the previous step left running settles
+	case $what in
+	put) value="{\"address\":\"127.7.0.1\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
+	change) value="{\"address\":\"127.7.0.2\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
+	del) value=-; want=$n ;;
+	esac
+	c0=$(cpu_ns "$HS_PID"); t0=$(now_ns)
+	lat=$(HS_TOOL change-wait "$HS_EP" "$key" "$value" "$url" 'regent_catalog_instances{service="huge"}' "$want" 60) || lat=""
+	[[ $what == change ]] && { lat=""; sleep 1; } # a change keeps the count: not visible in /metrics
+	sleep 1; c1=$(cpu_ns "$HS_PID")
+	hs_fact "$tag.one_$what.ms" "$lat"
+	hs_fact "$tag.one_$what.cpu_ms" "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * HS_IDLE_NS / 1000000000))"
+	hs_fact "$tag.one_$what.stall" "$(hs_stall live "$t0" "$(now_ns)")"
+	b_log "a) one $what in huge: in the catalog ${lat:-?} ms after the write"
 }
 
 hs_scn_b() { # one value with 60,000 meta pairs
@@ -241,13 +280,14 @@ hs_scn_c() { # 15 values of 1.4 MB next to normal entries
 }
 
 hs_rows() {
-	"$BENCH_PY" - "$H_TMP/facts" "$1" "$2" "$3" "$4" <<'EOF2' >> "$B_ROWS"
+	"$BENCH_PY" - "$H_TMP/facts" "$1" "$2" "$3" "$4" "${HS_NO_HAPROXY:-0}" <<'EOF2' >> "$B_ROWS"
 import json, sys
 facts = {}
 for l in open(sys.argv[1]):
     k, _, v = l.rstrip("\n").partition(" ")
     facts[k] = v
 ninst, nmeta, nbig, bigb = sys.argv[2:6]
+nohaproxy = sys.argv[6] == "1"
 def row(section, metric, value, unit, target=None, ok=None, note=None):
     r = {"bench": "hostile", "section": section, "metric": metric, "value": value, "unit": unit}
     if target:
@@ -299,6 +339,8 @@ def reloads(k):
     n, m = v.split("_")
     return "%s haproxy reloads, the longest %s ms after its change (haproxy's time)" % (n, m) if n != "0" else "no haproxy reload"
 def cold_rows(sec, tag, what):
+    if tag + ".cold.ms" not in facts:
+        return  # --no-fresh
     v = num(tag + ".cold.ms")
     if v is None:
         row(sec, "fresh agent: exec -> %s" % what, facts.get(tag + ".cold.ms"), "", note="not reflected")
@@ -321,20 +363,41 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
     row(sec, "live agent: last write -> the catalog holds all %s (/metrics)" % ninst, v if v is not None else facts.get("a.live.cat_ms"),
         "ms", "<= 1000 ms", v is not None and v <= 1000)
     v = num("a.live.ms")
-    row(sec, "live agent: last write -> haproxy routes %d (the per-service limit)" % exp, v if v is not None else facts.get("a.live.ms"),
-        "ms", note=reloads("a.live.reloads"))
-    if int(ninst) > exp:
+    if not nohaproxy:
+        row(sec, "live agent: last write -> haproxy routes %d (the per-service limit)" % exp, v if v is not None else facts.get("a.live.ms"),
+            "ms", note=reloads("a.live.reloads"))
+    if int(ninst) > exp and not nohaproxy:
         row(sec, "live agent: the over-limit warning names the service", int(num("a.cap_warned") or 0), "", "1",
             num("a.cap_warned") == 1)
     cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
     stall_rows(sec, "a.live.stall", "live agent, whole write")
+    for what, label in (("put", "one instance added"), ("change", "one instance changed"),
+                        ("del", "one instance deleted")):
+        k = "a.one_%s" % what
+        if k + ".stall" not in facts:
+            continue
+        v = num(k + ".ms")
+        if what != "change":
+            row(sec, "live agent, %s (service of %s): write -> catalog (/metrics)" % (label, ninst),
+                v if v is not None else "timeout", "ms", "<= 1000 ms", v is not None and v <= 1000,
+                "the writing process polls /metrics every 10 ms")
+        cpu = num(k + ".cpu_ms")
+        row(sec, "live agent, %s: agent CPU" % label, cpu, "ms", "<= 50 ms (O(change), not O(service))",
+            cpu is not None and cpu <= 50, "idle rate subtracted")
+        st = js(k + ".stall")
+        if st:
+            row(sec, "live agent, %s: loop stall, max /healthz latency (50 ms sampling)" % label, st["max_ms"], "ms",
+                "<= 100 ms", st["max_ms"] is not None and st["max_ms"] <= 100,
+                "p99 %.1f ms over %d samples; %d unanswered" % (st["p99_ms"] or 0, st["n"], st["failed"]))
     cold_rows(sec, "a", "haproxy routes %d" % exp)
     term_rows(sec, "a")
     v = num("a.del.cat_ms")
-    row(sec, "live agent: delete of all %s (10,000 a request) -> gone from the catalog" % ninst,
+    if "a.del.ms" in facts:
+      row(sec, "live agent: delete of all %s (10,000 a request) -> gone from the catalog" % ninst,
         v if v is not None else facts.get("a.del.cat_ms"), "ms", "<= 1000 ms", v is not None and v <= 1000)
     v = num("a.del.ms")
-    row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
+    if "a.del.ms" in facts:
+      row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
         "ms", note=reloads("a.del.reloads"))
     cpu_row(sec, "a.del.cpu_ms", "live agent, the delete")
     stall_rows(sec, "a.del.stall", "live agent, the delete")
@@ -368,6 +431,7 @@ EOF2
 
 bench_hostile() {
 	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
+	HS_NO_FRESH="" HS_NO_HAPROXY=""
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--instances) ninst=$2; shift 2 ;;
@@ -376,6 +440,8 @@ bench_hostile() {
 		--big-bytes) bigb=$2; shift 2 ;;
 		--repeats) reps=$2; shift 2 ;;
 		--only) only=$2; shift 2 ;;
+		--no-fresh) HS_NO_FRESH=1; shift ;;
+		--no-haproxy) HS_NO_HAPROXY=1; HS_NO_FRESH=1; shift ;;
 		--build) build=$2; shift 2 ;;
 		--out) out=$2; shift 2 ;;
 		-h | --help) hostile_usage; return 0 ;;
@@ -387,6 +453,7 @@ bench_hostile() {
 	local tag=hostile
 	[[ "$(grep -m1 '^REGENT_SANITIZE:' "$BENCH_BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)" == ON ]] &&
 		tag=hostile-asan
+	[[ -n "$HS_NO_HAPROXY" ]] && tag=$tag-nohaproxy
 	bench_results_paths "$tag" "$out"
 	B_MACHINE=$(mktemp); bench_machine "$B_MACHINE"
 	# shellcheck source=/dev/null
@@ -403,7 +470,11 @@ bench_hostile() {
 			"{\"address\":\"127.6.0.$i\",\"port\":8000,\"service_port\":$pn}" >/dev/null || b_die "put"
 	done
 	HS_PID=$(hs_start live)
-	HS_TOOL wait-backend "$(hs_sock live)" normal 3 60 >/dev/null || b_die "live agent: normal service not routed"
+	if [[ -n "$HS_NO_HAPROXY" ]]; then
+		hs_wait_cat normal 3 live >/dev/null || b_die "live agent: normal service not in the catalog"
+	else
+		HS_TOOL wait-backend "$(hs_sock live)" normal 3 60 >/dev/null || b_die "live agent: normal service not routed"
+	fi
 	sleep 2
 	local c0
 	c0=$(cpu_ns "$HS_PID"); sleep 3
@@ -415,6 +486,6 @@ bench_hostile() {
 	hs_stop live
 	hs_rows "$ninst" "$nmeta" "$nbig" "$bigb"
 	cp "$H_TMP/facts" "${B_CSV%.csv}.facts"
-	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR"))"
+	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR")${HS_NO_HAPROXY:+, no haproxy sink})"
 	rm -f "$B_MACHINE" "$B_ROWS"
 }

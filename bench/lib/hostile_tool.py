@@ -13,6 +13,10 @@ the agent's /healthz, /proc).  Loopback only, stdlib only.
   hostile_tool.py big EP PREFIX N BYTES              N values of BYTES under PREFIX/bigNN/x;
                                                      prints start_ns end_ns
   hostile_tool.py put EP KEY VALUE                   one put; prints end_ns
+  hostile_tool.py del EP KEY                         delete one key; prints end_ns
+  hostile_tool.py change-wait EP KEY VALUE URL NAME N T  put KEY (VALUE - : delete), then poll
+                                                     /metrics until NAME == N; prints the ms
+                                                     from the write to the first poll seeing it
   hostile_tool.py wait-backend SOCK BACKEND N TIMEOUT  wall ns when BACKEND has >= N servers up (-0: none)
   hostile_tool.py wait-log FILE REGEX N TIMEOUT      wall ns when FILE holds >= N lines matching
   hostile_tool.py wait-metric URL SAMPLE N TIMEOUT  wall ns when /metrics SAMPLE >= N (-0: gone)
@@ -168,6 +172,48 @@ def cmd_big(ep, prefix, n, nbytes):
 
 def cmd_put(ep, key, value):
     Etcd(ep).put(key, value)
+    print(time.time_ns())
+    return 0
+
+
+def metric_value(url, name):
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        c.request("GET", u.path)
+        txt = c.getresponse().read().decode("utf-8", "replace")
+    finally:
+        c.close()
+    for line in txt.split("\n"):
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def cmd_change_wait(ep, key, value, url, name, want, timeout):
+    """one put (value "-": a delete) of KEY, then /metrics polled every 10 ms from the same
+    process until sample NAME == want; prints the ms from the end of the write to the first
+    poll that saw it (no process start-up in between)"""
+    e = Etcd(ep)
+    if value == "-":
+        e.post("/v3/kv/deleterange", {"key": b64(key)})
+    else:
+        e.put(key, value)
+    t1 = time.monotonic()
+    end = t1 + timeout
+    while time.monotonic() < end:
+        try:
+            if metric_value(url, name) == want:
+                print("%.1f" % ((time.monotonic() - t1) * 1000))
+                return 0
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    return 1
+
+
+def cmd_del(ep, key):
+    Etcd(ep).post("/v3/kv/deleterange", {"key": b64(key)})
     print(time.time_ns())
     return 0
 
@@ -363,6 +409,10 @@ def main():
         return cmd_wait_log(a[1], a[2], int(a[3]), float(a[4]))
     if c == "wait-metric":
         return cmd_wait_metric(a[1], a[2], a[3], float(a[4]))
+    if c == "change-wait":
+        return cmd_change_wait(a[1], a[2], a[3], a[4], a[5], float(a[6]), float(a[7]))
+    if c == "del":
+        return cmd_del(a[1], a[2])
     if c == "delbulk":
         return cmd_delbulk(a[1], a[2], a[3], int(a[4]))
     if c == "cpu":

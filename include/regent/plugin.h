@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 2
+#define REGENT_ABI_MINOR 3
 
 /* The one symbol a plugin exports (the same name for every ABI major, so
  * a regent can read the frozen header of any plugin and say why it refuses). */
@@ -472,6 +472,32 @@ typedef struct regent_host {
 	 * there, this plugin's header line when there is no such section). */
 	void (*cfg_service_error)(regent_ctx *ctx, const char *service, const char *key,
 	                          const char *fmt, ...) REGENT_PRINTF(4, 5);
+
+	/* ---- ABI 1.3 (appended; check host->size before calling) ---- */
+
+	/* Stores: one change to this store's view, costing the core O(log n)
+	 * in the service's size instead of catalog_set's O(n) (a store that
+	 * hears of changes key by key, as etcd's watch does, reports them
+	 * with these).
+	 *
+	 * catalog_instance_set adds inst to its service (inst->service, which
+	 * becomes known if it was not) or replaces the instance of the same
+	 * id there; an instance equal to the one held changes nothing.  The
+	 * instance is checked and copied like catalog_set's (pointers are
+	 * borrowed for the call).  Returns 0, -EINVAL (logged: an invalid
+	 * service name or field; the view is unchanged), -EPERM (not a store).
+	 *
+	 * catalog_instance_remove removes the instance of that id from the
+	 * service; the service stays known, even when left empty (use
+	 * catalog_remove when the service itself is gone).  An unknown
+	 * service or id changes nothing.  Returns 0, -EINVAL (invalid name or
+	 * empty id), -EPERM.
+	 *
+	 * Both may be mixed with catalog_set and catalog_remove; between
+	 * catalog_sync_begin and _end they count as reporting the service.
+	 * Changes are batched into snapshots exactly like catalog_set's. */
+	int (*catalog_instance_set)(regent_ctx *ctx, const regent_instance *inst);
+	int (*catalog_instance_remove)(regent_ctx *ctx, const char *service, const char *id);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

@@ -298,8 +298,8 @@ static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
 	return 1;
 }
 
-/* Applies one watch response to the view; the services it touched are
- * reported on the next loop turn (view_touch). */
+/* Applies one watch response to the view; the keys it touched are
+ * reported on the next loop turn (see etcd_view.c). */
 static void apply_events(etcd *e, json_t *events)
 {
 	size_t i;
@@ -328,10 +328,10 @@ static void apply_events(etcd *e, json_t *events)
 		free(val);
 		if (!t)
 			continue;
+		free(t);
 		if (!any)
 			e->h->mark_change(e->ctx, e->h->wall_ns());
 		any = true;
-		view_touch(e, t);
 	}
 	e->h->metric_add(e->m_events, (double)json_array_size(events));
 }

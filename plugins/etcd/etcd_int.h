@@ -104,9 +104,10 @@ typedef struct ksvc {
 typedef struct view {
 	esmap *keys; /* key -> kent */
 	esmap *svcs; /* name -> ksvc */
-	/* watch events: services touched and not reported yet (name -> the
-	 * malloc'd name), reported together on pub_timer; pub_next_ns keeps
-	 * the time spent reporting a bounded share of the loop */
+	/* watch events: services touched and not reported yet (name -> dsvc:
+	 * the whole service, or the keys touched in it), reported together on
+	 * pub_timer; pub_next_ns keeps the time spent reporting a bounded
+	 * share of the loop */
 	esmap *dirty;
 	uv_timer_t *pub_timer;
 	uint64_t pub_next_ns;
@@ -322,10 +323,7 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, 
 char *view_del(etcd *e, view *v, const char *key, size_t klen);
 void publish_service(etcd *e, const char *name);
 void publish_all(etcd *e);
-/* Marks a service of the current view touched (takes `name`); it is
- * reported on the next loop turn, or later for a service whose last
- * report was costly (see etcd_view.c). */
-void view_touch(etcd *e, char *name);
+
 
 /* ---- etcd.c ---- */
 void kick(etcd *e);

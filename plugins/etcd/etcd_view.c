@@ -7,19 +7,24 @@
  * that is not an instance, or larger than max_value_size, is kept as a
  * bad key (warned once per revision) and never reported.
  *
- * Watch events only mark services touched; the touched services are
- * reported together on the next loop turn (every event already read
- * joins them).  Reporting a service costs O(its instances), so a burst of
- * events into one huge service would cost O(events x instances): after a
- * report that took C, the next one waits PUB_DUTY x C, so reporting takes
- * at most 1/(PUB_DUTY+1) of the loop's time, whatever the burst (a small
- * service's report costs microseconds: no visible delay).
+ * Watch events only mark the keys they touched (per service); the touched
+ * keys are reported together on the next loop turn (every event already
+ * read joins them), one instance at a time (host->catalog_instance_set /
+ * _remove, ABI 1.3: O(log n) each in the core), so a change costs
+ * O(change), not O(service).  A service's port key, or a core older than
+ * 1.3, reports the whole service (catalog_set, O(its instances)).  One
+ * turn reports single instances for about PUB_SLICE_NS (the rest waits in
+ * the dirty set), and after a turn that took C the next one waits
+ * PUB_DUTY x C, so reporting takes at most 1/(PUB_DUTY+1) of the loop's
+ * time, whatever the burst (a small report costs microseconds: no visible
+ * delay).
  *
  * Owns: the views' keys, services and decoded instances.
  */
 #include "etcd_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +44,33 @@ static void kent_free(etcd *e, kent *k)
 	free(k);
 }
 
+/* A service touched by watch events and not reported yet. */
+typedef struct dsvc {
+	char *name;
+	bool all;    /* report the whole service (its port key changed) */
+	esmap *keys; /* printable key -> dkey: the keys touched */
+} dsvc;
+
+typedef struct dkey {
+	char *key;
+	char *id; /* the instance id the key stands for */
+} dkey;
+
+static void dsvc_free(dsvc *d)
+{
+	esmap_iter it = {0};
+	void *val;
+	while (esmap_next(d->keys, &it, NULL, &val)) {
+		dkey *k = val;
+		free(k->key);
+		free(k->id);
+		free(k);
+	}
+	esmap_free(d->keys);
+	free(d->name);
+	free(d);
+}
+
 static void dirty_free(view *v)
 {
 	if (!v->dirty)
@@ -46,10 +78,12 @@ static void dirty_free(view *v)
 	esmap_iter it = {0};
 	void *val;
 	while (esmap_next(v->dirty, &it, NULL, &val))
-		free(val);
+		dsvc_free(val);
 	esmap_free(v->dirty);
 	v->dirty = NULL;
 }
+
+static void touch(etcd *e, const char *svc, const char *key, const char *id, bool all);
 
 void view_clear(etcd *e, view *v)
 {
@@ -107,6 +141,8 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 	char *kp = etcd_printable(key, klen, klen);
 	kent *prevk = esmap_get(v->keys, kp);
 	char *touched = prevk && prevk->svc ? xstrdup(prevk->svc->name) : NULL;
+	if (prevk && prevk->svc && v == &e->cur)
+		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
 	if (prevk)
 		view_drop(e, v, prevk);
 	const kent *seen = old && old->keys ? esmap_get(old->keys, kp) : NULL;
@@ -170,6 +206,8 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 		s->head->prev = k;
 	s->head = k;
 	s->nkeys++;
+	if (v == &e->cur)
+		touch(e, s->name, k->key, k->id, k->is_port);
 	free(touched); /* the key names its service: the same one */
 	return xstrdup(s->name);
 }
@@ -183,8 +221,89 @@ char *view_del(etcd *e, view *v, const char *key, size_t klen)
 	if (!k)
 		return NULL;
 	char *touched = k->svc ? xstrdup(k->svc->name) : NULL;
+	if (k->svc && v == &e->cur)
+		touch(e, k->svc->name, k->key, k->id, k->is_port);
 	view_drop(e, v, k);
 	return touched;
+}
+
+/* The instance of key k as reported, in *out (borrowing k's strings): the
+ * seed's <prefix>/<svc>/port as meta on every instance, unless the
+ * instance says otherwise itself.  Returns the meta array to free (or
+ * NULL). */
+static regent_kv *decorate(const ksvc *s, const kent *k, const char *portbuf,
+                           regent_instance *out)
+{
+	*out = *k->inst;
+	out->service = s->name;
+	if (!s->port)
+		return NULL;
+	for (size_t m = 0; m < k->inst->nmeta; m++)
+		if (strcmp(k->inst->meta[m].key, META_LISTEN_PORT) == 0)
+			return NULL;
+	regent_kv *meta = xcalloc(k->inst->nmeta + 1, sizeof(regent_kv));
+	if (k->inst->nmeta)
+		memcpy(meta, k->inst->meta, k->inst->nmeta * sizeof(regent_kv));
+	meta[k->inst->nmeta].key = META_LISTEN_PORT;
+	meta[k->inst->nmeta].value = portbuf;
+	out->meta = meta;
+	out->nmeta = k->inst->nmeta + 1;
+	return meta;
+}
+
+/* Whether the core has the ABI 1.3 entries (instance by instance). */
+static bool has_instance_ops(const etcd *e)
+{
+	return e->h->size >= offsetof(regent_host, catalog_instance_remove) +
+	                         sizeof(e->h->catalog_instance_remove);
+}
+
+/* Reports the touched keys of one service, instance by instance, until
+ * `deadline` (uv_hrtime): returns false when keys are left (they stay in
+ * d), true when d is done. */
+static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
+{
+	ksvc *s = esmap_get(e->cur.svcs, d->name);
+	if (!s || d->all || !has_instance_ops(e)) {
+		publish_service(e, d->name);
+		return true;
+	}
+	char portbuf[8];
+	snprintf(portbuf, sizeof(portbuf), "%d", s->port);
+	size_t set = 0, removed = 0;
+	esmap_iter it = {0};
+	void *val;
+	bool done = true;
+	while (esmap_next(d->keys, &it, NULL, &val)) {
+		if (uv_hrtime() > deadline) {
+			done = false;
+			break;
+		}
+		dkey *dk = val;
+		const kent *k = esmap_get(e->cur.keys, dk->key);
+		int rc = -1;
+		if (k && k->svc == s && k->inst) {
+			regent_instance one;
+			regent_kv *meta = decorate(s, k, portbuf, &one);
+			rc = e->h->catalog_instance_set(e->ctx, &one);
+			free(meta);
+		}
+		if (rc == 0) {
+			set++;
+		} else { /* gone, bad now, or refused by the core: not in the catalog */
+			e->h->catalog_instance_remove(e->ctx, d->name, dk->id);
+			removed++;
+		}
+		esmap_del(d->keys, dk->key);
+		free(dk->key);
+		free(dk->id);
+		free(dk);
+	}
+	if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
+		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed%s%s",
+		          d->name, set, set == 1 ? "" : "s", removed, s->port ? ", listen port " : "",
+		          s->port ? portbuf : "");
+	return done;
 }
 
 /* Reports one service of the current view to the core. */
@@ -208,23 +327,7 @@ void publish_service(etcd *e, const char *name)
 	for (kent *k = s->head; k; k = k->next) {
 		if (!k->inst)
 			continue;
-		copies[i] = *k->inst;
-		if (s->port) {
-			/* The seed's <prefix>/<svc>/port, as meta on every instance
-			 * (unless the instance says otherwise itself). */
-			bool own = false;
-			for (size_t m = 0; m < k->inst->nmeta; m++)
-				own = own || strcmp(k->inst->meta[m].key, META_LISTEN_PORT) == 0;
-			if (!own) {
-				metas[i] = xcalloc(k->inst->nmeta + 1, sizeof(regent_kv));
-				if (k->inst->nmeta)
-					memcpy(metas[i], k->inst->meta, k->inst->nmeta * sizeof(regent_kv));
-				metas[i][k->inst->nmeta].key = META_LISTEN_PORT;
-				metas[i][k->inst->nmeta].value = portbuf;
-				copies[i].meta = metas[i];
-				copies[i].nmeta = k->inst->nmeta + 1;
-			}
-		}
+		metas[i] = decorate(s, k, portbuf, &copies[i]);
 		list[i] = &copies[i];
 		i++;
 	}
@@ -239,38 +342,61 @@ void publish_service(etcd *e, const char *name)
 	free(copies);
 }
 
-#define PUB_DUTY 10
+#define PUB_DUTY 2                /* reporting takes at most 1/3 of the loop's time */
+#define PUB_SLICE_NS 10000000ull  /* single-instance reports per turn: about 10 ms */
 
 static void on_pub_timer(uv_timer_t *t)
 {
 	etcd *e = t->data;
 	view *v = &e->cur;
 	esmap *d = v->dirty;
-	v->dirty = NULL;
 	if (!d)
 		return;
 	uint64_t t0 = uv_hrtime();
 	esmap_iter it = {0};
 	void *val;
 	while (esmap_next(d, &it, NULL, &val)) {
-		if (!e->stopping)
-			publish_service(e, val);
-		free(val);
+		dsvc *ds = val;
+		if (!e->stopping && !publish_keys(e, ds, t0 + PUB_SLICE_NS))
+			break; /* the slice is spent: the rest on a later turn */
+		esmap_del(d, ds->name);
+		dsvc_free(ds);
+		if (uv_hrtime() > t0 + PUB_SLICE_NS)
+			break;
 	}
-	esmap_free(d);
 	uint64_t t1 = uv_hrtime();
 	v->pub_next_ns = t1 + PUB_DUTY * (t1 - t0);
+	if (esmap_size(d) == 0) {
+		esmap_free(d);
+		v->dirty = NULL;
+	} else {
+		uv_timer_start(v->pub_timer, on_pub_timer, PUB_DUTY * (t1 - t0) / 1000000, 0);
+	}
 }
 
-void view_touch(etcd *e, char *name)
+/* Marks a key of a service of the current view touched (all: the whole
+ * service); reported on the next loop turn, or later when the last report
+ * was costly. */
+static void touch(etcd *e, const char *svc, const char *key, const char *id, bool all)
 {
 	view *v = &e->cur;
 	if (!v->dirty)
 		v->dirty = esmap_new();
-	if (esmap_get(v->dirty, name))
-		free(name);
-	else
-		esmap_put(v->dirty, name, name);
+	dsvc *d = esmap_get(v->dirty, svc);
+	if (!d) {
+		d = xcalloc(1, sizeof(*d));
+		d->name = xstrdup(svc);
+		d->keys = esmap_new();
+		esmap_put(v->dirty, d->name, d);
+	}
+	if (all) {
+		d->all = true;
+	} else if (!d->all && id && !esmap_get(d->keys, key)) {
+		dkey *k = xcalloc(1, sizeof(*k));
+		k->key = xstrdup(key);
+		k->id = xstrdup(id);
+		esmap_put(d->keys, k->key, k);
+	}
 	if (!v->pub_timer)
 		v->pub_timer = timer_new(e);
 	if (timer_active(v->pub_timer))

@@ -47,8 +47,11 @@ check "waited for: snap_has b ' whoami (2)'" wait_for --timeout 5 snap_has b '  
 check "seed ip:port values reach the catalog" snap_has b '    0123456789ab 127.0.0.7:32768/tcp node='
 check "seed [v6]:port values too" snap_has b '    fedcba987654 ::1:32769/tcp node='
 check "<prefix>/<svc>/port is not an instance" snap_lacks b '    port .*'
+# (reported whole when the port key came, then the next instance alone, ABI 1.3)
 check "the seed's listen port is attached to the service's instances" \
-    log_has b 'service whoami: 2 instances, listen port 8000'
+    log_has b 'service whoami: (1 instance|2 instances), listen port 8000'
+check "and to an instance that came after it" \
+    log_has b 'service whoami: (1 instance set, 0 removed|2 instances), listen port 8000'
 
 # Malformed keys and values: one warning naming the key, nothing else changes.
 applies=$(grep -c '^apply' "$H_TMP/b.sink")
@@ -71,8 +74,10 @@ check_eq "each bad key warned once" 1 "$(grep -c 'skipped key /backends/web/z/c3
 sleep 0.3
 check "the catalog keeps its valid instances" snap_has b '  web \(2\)'
 check "agent alive after malformed input" daemon_alive b
+whole=$(grep -c 'service whoami: 2 instances, listen port 8000' "$H_TMP/b.log")
 put /backends/whoami/port 8000
-check "waited for: '[[ (grep -c service whoami: 2 instances, listen port 8000 H_TMP/b...." wait_for --timeout 5 eval '[[ $(grep -c "service whoami: 2 instances, listen port 8000" "$H_TMP/b.log") -ge 2 ]]'
+check "the listen port restored is attached to the whole service again" \
+    wait_for --timeout 5 eval '[[ $(grep -c "service whoami: 2 instances, listen port 8000" "$H_TMP/b.log") -gt $whole ]]'
 
 del /backends/web/y/c2/80
 check "waited for: snap_has b ' web (1)'" wait_for --timeout 5 snap_has b '  web \(1\)'

@@ -1,0 +1,93 @@
+/* http_int.h - what the files of the core's HTTP client share (http.c:
+ * the client, its loop callbacks and line pacing; http_setup.c: setting up
+ * a request's easy handle): the request and client structs and the few
+ * functions one calls in the other.  Not for plugins (see http.h). */
+#ifndef REGENT_CORE_HTTP_INT_H
+#define REGENT_CORE_HTTP_INT_H
+
+#include "http.h"
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define HTTP_CONNECT_TIMEOUT_MS 5000u
+#define HTTP_MAX_BODY ((size_t)16 * 1024 * 1024)
+#define HTTP_MSG_SIZE 160
+#define PACE_NS (10u * 1000000u) /* line delivery per loop callback, see Pacing */
+
+typedef enum req_state {
+	REQ_QUEUED, /* created while busy: not yet added to the multi handle */
+	REQ_ACTIVE, /* added to the multi handle */
+	REQ_DONE,   /* out of curl: final line / on_done running, then freed */
+	REQ_ZOMBIE, /* cancelled while busy: flush() frees it */
+} req_state;
+
+typedef struct http_header {
+	char *name; /* one allocation: "name\0value\0" */
+	const char *value;
+} http_header;
+
+struct regent_http_req {
+	regent_http *h;
+	struct regent_http_req *prev, *next;
+	req_state state;
+	bool added;     /* easy is in h->multi */
+	bool cancelled; /* no user callback fires any more */
+	bool idle_inited;
+	CURL *easy;
+	struct curl_slist *hdr_list;
+	regent_http_data_cb on_data;
+	regent_http_done_cb on_done;
+	void *arg;
+	unsigned flags;
+	size_t max_body;
+	uint64_t idle_ms;
+	uv_timer_t idle;
+	int abort_err; /* set when one of our callbacks aborted the transfer */
+	char *buf;     /* buffered body, or the partial line in LINES mode */
+	size_t len, cap;
+	char *back;    /* LINES mode: bytes received, not yet split (see Pacing) */
+	size_t boff, blen, bcap; /* back[boff..blen) is pending */
+	bool paused;   /* write_cb returned CURL_WRITEFUNC_PAUSE */
+	bool fin_pending;     /* the transfer ended with a backlog: finish after it */
+	int fin_err;
+	const char *fin_msg;  /* errbuf, msg or a static curl string */
+	http_header *hdrs;
+	size_t nhdrs, caphdrs;
+	char msg[HTTP_MSG_SIZE]; /* our own error text (curl owns errbuf) */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct http_sock {
+	uv_poll_t poll;
+	regent_http *h;
+	curl_socket_t fd;
+	struct http_sock *prev, *next;
+} http_sock;
+
+struct regent_http {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;
+	uv_idle_t pace;      /* backlog delivery on the next loop turns */
+	uint64_t turn_t0;    /* uv_hrtime() when the outermost callback started */
+	regent_http_req *reqs; /* every request not yet freed */
+	http_sock *socks;
+	size_t npending;     /* requests the user still waits for */
+	size_t nqueued;      /* REQ_QUEUED requests */
+	size_t nzombies;     /* REQ_ZOMBIE requests */
+	unsigned busy;       /* nesting depth of our loop callbacks */
+	size_t open_handles; /* uv handles not yet through their close callback */
+	bool closing, torn_down;
+};
+
+/* http.c: libcurl's write and header callbacks (userdata: the request). */
+size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+/* http_setup.c */
+bool regent_http_valid_method(const char *m);
+/* Sets up req->easy from o; returns 0 or a negative errno. */
+int regent_http_setup_easy(regent_http_req *req, const regent_http_opts *o);
+
+#endif

@@ -1,0 +1,131 @@
+/* http_setup.c - the core's HTTP client (http.c): one request's libcurl
+ * easy handle set up from the plugin's regent_http_opts (method, URL
+ * scheme, headers, body, timeouts, TLS files, unix socket), and the
+ * method check.  Owns nothing past the call: what it allocates (the header
+ * list) belongs to the request, freed by http.c. */
+#include "http_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+bool regent_http_valid_method(const char *m)
+{
+	if (!*m)
+		return false;
+	for (; *m; m++) {
+		unsigned char c = (unsigned char)*m;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", c)))
+			return false;
+	}
+	return true;
+}
+
+static int setopt_error(CURLcode c)
+{
+	switch (c) {
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_UNKNOWN_OPTION:
+	case CURLE_NOT_BUILT_IN:
+		return -ENOTSUP;
+	default:
+		return -EINVAL;
+	}
+}
+
+static long clamp_ms(uint64_t ms)
+{
+	return ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
+}
+
+#define SETOPT(opt, val)                                          \
+	do {                                                          \
+		CURLcode c_ = curl_easy_setopt(req->easy, opt, val);      \
+		if (c_ != CURLE_OK) {                                     \
+			rc = setopt_error(c_);                                \
+			goto fail;                                            \
+		}                                                         \
+	} while (0)
+
+/* Configures req->easy from o.  Returns 0 or a negative errno. */
+int regent_http_setup_easy(regent_http_req *req, const regent_http_opts *o)
+{
+	int rc = 0;
+	bool has_body = o->body != NULL;
+	const char *m = o->method;
+
+	SETOPT(CURLOPT_PRIVATE, (void *)req);
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_ERRORBUFFER, req->errbuf);
+	SETOPT(CURLOPT_URL, o->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	SETOPT(CURLOPT_WRITEFUNCTION, regent_http_write_cb);
+	SETOPT(CURLOPT_WRITEDATA, (void *)req);
+	SETOPT(CURLOPT_HEADERFUNCTION, regent_http_header_cb);
+	SETOPT(CURLOPT_HEADERDATA, (void *)req);
+	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
+	       clamp_ms(o->connect_timeout_ms ? o->connect_timeout_ms : HTTP_CONNECT_TIMEOUT_MS));
+	if (o->timeout_ms)
+		SETOPT(CURLOPT_TIMEOUT_MS, clamp_ms(o->timeout_ms));
+	if (o->unix_socket)
+		SETOPT(CURLOPT_UNIX_SOCKET_PATH, o->unix_socket);
+	if (o->ca_file)
+		SETOPT(CURLOPT_CAINFO, o->ca_file);
+	if (o->cert_file)
+		SETOPT(CURLOPT_SSLCERT, o->cert_file);
+	if (o->key_file)
+		SETOPT(CURLOPT_SSLKEY, o->key_file);
+	if (!o->on_data)
+		SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+
+	/* Methods that carry a body get Content-Length: 0 without one. */
+	if (!has_body && m &&
+	    (!strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH")))
+		has_body = true;
+	if (has_body) {
+		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+		/* COPYPOSTFIELDS: curl keeps its own copy of the body. */
+		SETOPT(CURLOPT_COPYPOSTFIELDS, o->body ? (const char *)o->body : "");
+	}
+	if (m) {
+		if (!strcmp(m, "HEAD"))
+			SETOPT(CURLOPT_NOBODY, 1L);
+		else if (!strcmp(m, "GET") && !has_body)
+			SETOPT(CURLOPT_HTTPGET, 1L);
+		else if (strcmp(m, "POST") != 0)
+			SETOPT(CURLOPT_CUSTOMREQUEST, m);
+	}
+
+	bool have_expect = false;
+	for (size_t i = 0; i < o->nheaders; i++) {
+		const char *hv = o->headers[i];
+		if (!strncasecmp(hv, "Expect:", 7))
+			have_expect = true;
+		struct curl_slist *l = curl_slist_append(req->hdr_list, hv);
+		if (!l)
+			return -ENOMEM;
+		req->hdr_list = l;
+	}
+	if (!have_expect && has_body) {
+		/* No "Expect: 100-continue" round trip for large bodies. */
+		struct curl_slist *l = curl_slist_append(req->hdr_list, "Expect:");
+		if (!l)
+			return -ENOMEM;
+		req->hdr_list = l;
+	}
+	if (req->hdr_list)
+		SETOPT(CURLOPT_HTTPHEADER, req->hdr_list);
+	return 0;
+fail:
+	return rc;
+}
