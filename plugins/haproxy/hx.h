@@ -137,6 +137,13 @@ char *hx_filter_state(const char *dump,
                                    unsigned port, unsigned admin),
                       void *arg);
 
+/* Appends to a server-state file (haproxy 2.6's 25 fields) the line of a
+ * server that has not passed its check yet: stopped, health 0, so that the
+ * worker that loads it waits for `rise` passing checks before the first
+ * request.  pxid 0: the proxy's id is not forced. */
+void hx_state_pending_line(hx_buf *b, unsigned pxid, const char *px, size_t slot,
+                           const char *addr, unsigned port, unsigned weight, bool ssl);
+
 /* Errors in a runtime API answer ("No such server.", ...): the first bad
  * line, or NULL when the answer looks fine. */
 const char *hx_cli_error(const char *out, size_t *len);

@@ -282,6 +282,24 @@ static void test_filter_state(void **st)
 	free(f);
 }
 
+/* A pending server's state line: haproxy 2.6's 25 fields, stopped with
+ * health 0 (what "show servers state" prints for such a server). */
+static void test_state_pending_line(void **st)
+{
+	(void)st;
+	hx_buf b = {0};
+	hx_state_pending_line(&b, 7, "web", 2, "10.0.0.3", 8080, 1, false);
+	hx_state_pending_line(&b, 0, "api", 0, "::1", 443, 5, true);
+	assert_string_equal(hx_buf_str(&b),
+	                    "7 web 3 s3 10.0.0.3 0 0 1 1 0 1 0 0 6 0 1 0 - 8080 - 0 0 - - 0\n"
+	                    "0 api 1 s1 ::1 0 0 5 5 0 1 0 0 6 0 0 0 - 443 - 1 0 - - 0\n");
+	size_t nf = 0;
+	for (const char *c = hx_buf_str(&b); *c != '\n'; c++)
+		nf += *c == ' ';
+	assert_int_equal(nf + 1, 25);
+	hx_buf_free(&b);
+}
+
 static void test_cli_error(void **st)
 {
 	(void)st;
@@ -316,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_server_options_split), cmocka_unit_test(test_parse_port),
 		cmocka_unit_test(test_parse_file),    cmocka_unit_test(test_show_proc),
 		cmocka_unit_test(test_show_stat),     cmocka_unit_test(test_filter_state),
+		cmocka_unit_test(test_state_pending_line),
 		cmocka_unit_test(test_cli_error),     cmocka_unit_test(test_fmt_ms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
