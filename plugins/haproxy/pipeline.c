@@ -313,7 +313,7 @@ static void write_state(hx *s, const char *text)
  * runtime API filled), which the new file undoes; any other admin flag
  * (maintenance, drain) drops it. */
 static bool keep_state_line(void *arg, const char *px, const char *sv, const char *addr,
-                            unsigned port, unsigned admin)
+                            unsigned port, unsigned op, unsigned admin)
 {
 	hx *s = arg;
 	svc *v = hx_svc_find(&s->m, px);
@@ -328,6 +328,7 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
 	bool keep = f->st == AP_READY && strcmp(f->addr, addr) == 0 && f->port == port &&
 	            (admin & ~0x04u) == 0;
 	sl->state_kept = keep;
+	sl->state_up = keep && op == 2;
 	return keep;
 }
 
@@ -341,15 +342,18 @@ static bool srvopts_ssl(const char *o)
 
 /* The state file the new worker loads carries each server's verdict: the
  * old worker's line where it has one (a server that passed its check comes
- * up, one that did not stays down), and for a service with a check, a
- * pending line (down until `rise` passing checks) for every server the old
- * worker did not run: a new instance, or the first ones of a new service.
- * Without a check, such a server starts up, as haproxy starts it. */
+ * up, one that did not stays down), and for a service with a check that
+ * keeps at least one server the old worker had up, a pending line (down
+ * until `rise` passing checks) for every server the old worker did not run
+ * (an instance that joined during the reload).  Without a check, or when
+ * no server of the service is proven (a new service, every instance
+ * replaced while the reload ran), such a server starts up, as haproxy
+ * starts it: pending, the service would answer 503 until the checks pass. */
 static char *state_text(hx *s, const char *dump)
 {
 	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++)
-			v->slots[i].state_kept = false;
+			v->slots[i].state_kept = v->slots[i].state_up = false;
 	char *kept = hx_filter_state(dump, keep_state_line, s);
 	hx_buf b = {0};
 	hx_buf_puts(&b, kept);
@@ -357,6 +361,11 @@ static char *state_text(hx *s, const char *dump)
 	size_t npending = 0;
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		if (!hx_shape_checked(&v->cand))
+			continue;
+		bool proven = false;
+		for (size_t i = 0; i < v->cand.nslots && i < v->nslots && !proven; i++)
+			proven = v->slots[i].pend.st == AP_READY && v->slots[i].state_up;
+		if (!proven)
 			continue;
 		unsigned w = hx_shape_weight(&v->cand);
 		bool ssl = srvopts_ssl(v->cand.srvopts);

@@ -592,7 +592,7 @@ void hx_parse_show_stat(const char *out,
 
 char *hx_filter_state(const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
-                                   unsigned port, unsigned admin),
+                                   unsigned port, unsigned op, unsigned admin),
                       void *arg)
 {
 	hx_buf b = {0};
@@ -618,6 +618,7 @@ char *hx_filter_state(const char *dump,
 					f[nf++] = t;
 				if (nf >= 19)
 					ok = keep(arg, f[1], f[3], f[4], (unsigned)strtoul(f[18], NULL, 10),
+					          (unsigned)strtoul(f[5], NULL, 10),
 					          (unsigned)strtoul(f[6], NULL, 10));
 			}
 		}

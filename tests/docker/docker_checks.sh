@@ -136,8 +136,9 @@ check "the canary at weight 10 got ~10 % (between 5 and 17 %: $n10 of 400)" test
 check_eq "weight 0 drains: no request" 0 "$n0"
 
 # ---- client side: a joining instance of a service with a haproxy check is pending ----------
-# The first instance creates the service (a reload; the server-state file starts it pending:
-# /nothere answers 404, so it never comes up); the second joins over the runtime API pending too.
+# The first instance creates the service (a reload; no server of a new service is proven, so
+# haproxy starts it up until its checks fail: /nothere answers 404); the second joins over the
+# runtime API with its check pending.
 pend_code() { curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 2 "http://127.0.0.1:$P_PEND/"; }
 run_whoami pbe1 "$P_PBE" -l regent.service=pend >/dev/null
 check "the pend service exists and its first instance failed haproxy's check (503)" \

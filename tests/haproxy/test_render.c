@@ -259,9 +259,10 @@ static void test_show_stat(void **st)
 }
 
 static bool keep_s1(void *arg, const char *px, const char *sv, const char *addr, unsigned port,
-                    unsigned admin)
+                    unsigned op, unsigned admin)
 {
 	(void)arg;
+	assert_int_equal(op, 2);
 	return strcmp(px, "web") != 0 ||
 	       (strcmp(sv, "s1") == 0 && strcmp(addr, "10.0.0.1") == 0 && port == 80 && admin == 0);
 }
