@@ -22,7 +22,9 @@
       One GET (socket timeout TIMEOUT_S, default 10): prints "STATUS BODY".
   hxtool.py churn FILE SOCK BACKEND DURATION_S PERIOD_MS KEEP [SVC:PORT:START_S ...]
       Every PERIOD_MS: a new backend process (forked, listening at once) joins BACKEND as
-      instance churn-N in FILE and the oldest of the KEEP running ones leaves; the leaving
+      instance churn-N in FILE and, once the admin socket shows the previous tick's newcomer
+      up (at most 3 s: start first, as a rolling update with health checks), the oldest of
+      the KEEP running ones leaves; the leaving
       backend is killed (SIGKILL) only once the admin socket SOCK shows it in maintenance.
       Each SVC:PORT:START_S adds an instance of service SVC (a backend on PORT) at START_S.
       Then the backends in the catalog keep serving until FILE.stop exists.
@@ -212,8 +214,9 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
 
     write()
     start = time.monotonic()
-    added = removed = killed = late = stuck = 0
-    waits = []
+    added = removed = killed = late = stuck = notup = 0
+    waits, upwaits = [], []
+    prev = 0  # the previous tick's newcomer
     tick = start
     while tick + period_ms / 1000.0 <= start + duration:
         now = time.monotonic()
@@ -229,9 +232,21 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
         children[pid] = port
         active.append((n, pid, port))
         n += 1
-        old = active.pop(0)
         write()
         added += 1
+        # Start first, as a rolling update with health checks does: the oldest leaves once the
+        # previous tick's newcomer is up in haproxy (a joining server of a service with a check
+        # is pending until its check passed), waiting at most 3 s for it.
+        t0 = time.monotonic()
+        while prev and not state_ok(sock, be, "127.0.0.1", prev, "up"):
+            if time.monotonic() - t0 > 3:
+                notup += 1
+                break
+            time.sleep(0.002)
+        upwaits.append((time.monotonic() - t0) * 1000)
+        prev = port
+        old = active.pop(0)
+        write()
         removed += 1
         t0 = time.monotonic()
         while not state_ok(sock, be, "127.0.0.1", old[2], "maint"):
@@ -253,10 +268,13 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     waits.sort()
-    print("added=%d removed=%d killed=%d late=%d stuck=%d extras=%d "
-          "maint_wait_ms_median=%.1f maint_wait_ms_max=%.1f" %
-          (added, removed, killed, late, stuck, sum(1 for e in extra if e[3]),
-           waits[len(waits) // 2] if waits else 0, waits[-1] if waits else 0))
+    upwaits.sort()
+    print("added=%d removed=%d killed=%d late=%d stuck=%d notup=%d extras=%d "
+          "maint_wait_ms_median=%.1f maint_wait_ms_max=%.1f "
+          "up_wait_ms_median=%.1f up_wait_ms_max=%.1f" %
+          (added, removed, killed, late, stuck, notup, sum(1 for e in extra if e[3]),
+           waits[len(waits) // 2] if waits else 0, waits[-1] if waits else 0,
+           upwaits[len(upwaits) // 2] if upwaits else 0, upwaits[-1] if upwaits else 0))
     return 1 if stuck else 0
 
 
