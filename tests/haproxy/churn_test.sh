@@ -119,6 +119,8 @@ check_eq "wrk: zero non-2xx answers" 0 "$(val non2xx "$res")"
 check "churn: the driver finished" test -n "$drv"
 check "churn: an instance added and one removed every 500 ms" \
     test "$(val added "$drv")" -ge $(( DURATION * 2 - 4 ))
+check "churn: the removals kept up (removed >= added - 5: start first lets at most 4 wait)" \
+    test "$(val removed "$drv")" -ge $(( $(val added "$drv") - 5 ))
 # `late` counts the driver's own ticks that started behind schedule (its own timing on a loaded
 # machine, not regent's): most of the churn must still run on time (measured 1-3 of ~60).
 check "churn: the driver kept its schedule (late ticks <= 1 in 5: $(val late "$drv"))" \

@@ -22,9 +22,10 @@
       One GET (socket timeout TIMEOUT_S, default 10): prints "STATUS BODY".
   hxtool.py churn FILE SOCK BACKEND DURATION_S PERIOD_MS KEEP [SVC:PORT:START_S ...]
       Every PERIOD_MS: a new backend process (forked, listening at once) joins BACKEND as
-      instance churn-N in FILE and, once the admin socket shows the previous tick's newcomer
-      up (at most 3 s: start first, as a rolling update with health checks), the oldest of
-      the KEEP running ones leaves; the leaving
+      instance churn-N in FILE and, if the admin socket shows the previous newcomer up (start
+      first, as a rolling update with health checks; never waited for: the oldest stay until a
+      later tick, a newcomer not up within 3 s counts as notup), the oldest beyond KEEP
+      leaves; the leaving
       backend is killed (SIGKILL) only once the admin socket SOCK shows it in maintenance.
       Each SVC:PORT:START_S adds an instance of service SVC (a backend on PORT) at START_S.
       Then the backends in the catalog keep serving until FILE.stop exists.
@@ -216,7 +217,7 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
     start = time.monotonic()
     added = removed = killed = late = stuck = notup = 0
     waits, upwaits = [], []
-    prev = 0  # the previous tick's newcomer
+    prev = None  # (port, joined at) of the newcomer not seen up yet
     tick = start
     while tick + period_ms / 1000.0 <= start + duration:
         now = time.monotonic()
@@ -236,29 +237,34 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
         added += 1
         # Start first, as a rolling update with health checks does: the oldest leaves once the
         # previous tick's newcomer is up in haproxy (a joining server of a service with a check
-        # is pending until its check passed), waiting at most 3 s for it.
-        t0 = time.monotonic()
-        while prev and not state_ok(sock, be, "127.0.0.1", prev, "up"):
-            if time.monotonic() - t0 > 3:
+        # is pending until its check passed).  Never waited for: while it is not up (a reload
+        # under way), the oldest stay and leave at a later tick; after 3 s it counts as notup.
+        if prev:
+            if state_ok(sock, be, "127.0.0.1", prev[0], "up"):
+                upwaits.append((time.monotonic() - prev[1]) * 1000)
+                prev = None
+            elif time.monotonic() - prev[1] > 3:
                 notup += 1
-                break
-            time.sleep(0.002)
-        upwaits.append((time.monotonic() - t0) * 1000)
-        prev = port
-        old = active.pop(0)
-        write()
-        removed += 1
-        t0 = time.monotonic()
-        while not state_ok(sock, be, "127.0.0.1", old[2], "maint"):
-            if time.monotonic() - t0 > 5:
-                stuck += 1
-                break
-            time.sleep(0.002)
-        waits.append((time.monotonic() - t0) * 1000)
-        os.kill(old[1], signal.SIGKILL)
-        os.waitpid(old[1], 0)
-        del children[old[1]]
-        killed += 1
+                prev = None
+        if not prev:
+            prev = (port, time.monotonic())
+        up = prev[0] == port  # every earlier newcomer was seen up
+        # at most 4 extra instances wait for it; beyond, the oldest leave anyway
+        while len(active) > keep and (up or len(active) > keep + 4):
+            old = active.pop(0)
+            write()
+            removed += 1
+            t0 = time.monotonic()
+            while not state_ok(sock, be, "127.0.0.1", old[2], "maint"):
+                if time.monotonic() - t0 > 5:
+                    stuck += 1
+                    break
+                time.sleep(0.002)
+            waits.append((time.monotonic() - t0) * 1000)
+            os.kill(old[1], signal.SIGKILL)
+            os.waitpid(old[1], 0)
+            del children[old[1]]
+            killed += 1
     # The backends still in the catalog keep serving until the test says stop.
     stop = path + ".stop"
     deadline = time.monotonic() + 50
