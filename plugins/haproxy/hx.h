@@ -130,12 +130,19 @@ void hx_parse_show_stat(const char *out,
 /* Filters a "show servers state" dump for the state file: lines of proxies
  * for which keep() returns false are dropped, so that haproxy takes those
  * servers from the configuration.  keep() gets the server name, address,
- * port and admin state.  Returns malloc'd text (the "1" and "#" header
- * lines are kept). */
+ * port, operational state (2: up) and admin state.  Returns malloc'd text
+ * (the "1" and "#" header lines are kept). */
 char *hx_filter_state(const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
-                                   unsigned port, unsigned admin),
+                                   unsigned port, unsigned op, unsigned admin),
                       void *arg);
+
+/* Appends to a server-state file (haproxy 2.6's 25 fields) the line of a
+ * server that has not passed its check yet: stopped, health 0, so that the
+ * worker that loads it waits for `rise` passing checks before the first
+ * request.  pxid 0: the proxy's id is not forced. */
+void hx_state_pending_line(hx_buf *b, unsigned pxid, const char *px, size_t slot,
+                           const char *addr, unsigned port, unsigned weight, bool ssl);
 
 /* Errors in a runtime API answer ("No such server.", ...): the first bad
  * line, or NULL when the answer looks fine. */

@@ -43,6 +43,8 @@ typedef struct slot {
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
 	bool inflight, seen;
+	bool state_kept; /* the old worker's state line is in the state file */
+	bool state_up;   /* ... and says up */
 } slot;
 
 /* The part of a service that only a reload can change. */

@@ -308,9 +308,12 @@ static void write_state(hx *s, const char *text)
 
 /* A state line survives only where the candidate has the same server
  * ready at the same address: haproxy prefers the state file's address over
- * the configuration's, so anything else must come from the file. */
+ * the configuration's, so anything else must come from the file.  Its
+ * admin state may say "disabled by the configuration" (0x04: a slot the
+ * runtime API filled), which the new file undoes; any other admin flag
+ * (maintenance, drain) drops it. */
 static bool keep_state_line(void *arg, const char *px, const char *sv, const char *addr,
-                            unsigned port, unsigned admin)
+                            unsigned port, unsigned op, unsigned admin)
 {
 	hx *s = arg;
 	svc *v = hx_svc_find(&s->m, px);
@@ -320,9 +323,64 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
 	long idx = strtol(sv + 1, &end, 10);
 	if (*end || idx < 1 || (size_t)idx > v->cand.nslots || (size_t)idx > v->nslots)
 		return false;
-	const srv_view *f = &v->slots[idx - 1].pend;
-	return f->st == AP_READY && strcmp(f->addr, addr) == 0 && f->port == port &&
-	       (admin & 0x2f) == 0;
+	slot *sl = &v->slots[idx - 1];
+	const srv_view *f = &sl->pend;
+	bool keep = f->st == AP_READY && strcmp(f->addr, addr) == 0 && f->port == port &&
+	            (admin & ~0x04u) == 0;
+	sl->state_kept = keep;
+	sl->state_up = keep && op == 2;
+	return keep;
+}
+
+static bool srvopts_ssl(const char *o)
+{
+	for (const char *p = o; p && (p = strstr(p, " ssl")) != NULL; p += 4)
+		if (p[4] == ' ' || p[4] == '\0')
+			return true;
+	return false;
+}
+
+/* The state file the new worker loads carries each server's verdict: the
+ * old worker's line where it has one (a server that passed its check comes
+ * up, one that did not stays down), and for a service with a check that
+ * keeps at least one server the old worker had up, a pending line (down
+ * until `rise` passing checks) for every server the old worker did not run
+ * (an instance that joined during the reload).  Without a check, or when
+ * no server of the service is proven (a new service, every instance
+ * replaced while the reload ran), such a server starts up, as haproxy
+ * starts it: pending, the service would answer 503 until the checks pass. */
+static char *state_text(hx *s, const char *dump)
+{
+	for (svc *v = s->m.svcs; v; v = v->next)
+		for (size_t i = 0; i < v->nslots; i++)
+			v->slots[i].state_kept = v->slots[i].state_up = false;
+	char *kept = hx_filter_state(dump, keep_state_line, s);
+	hx_buf b = {0};
+	hx_buf_puts(&b, kept);
+	free(kept);
+	size_t npending = 0;
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		if (!hx_shape_checked(&v->cand))
+			continue;
+		bool proven = false;
+		for (size_t i = 0; i < v->cand.nslots && i < v->nslots && !proven; i++)
+			proven = v->slots[i].pend.st == AP_READY && v->slots[i].state_up;
+		if (!proven)
+			continue;
+		unsigned w = hx_shape_weight(&v->cand);
+		bool ssl = srvopts_ssl(v->cand.srvopts);
+		for (size_t i = 0; i < v->cand.nslots && i < v->nslots; i++) {
+			const slot *sl = &v->slots[i];
+			if (sl->pend.st != AP_READY || sl->state_kept)
+				continue;
+			hx_state_pending_line(&b, v->pxid, v->name, i, sl->pend.addr, sl->pend.port, w, ssl);
+			npending++;
+		}
+	}
+	if (npending)
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "server-state file: %zu server(s) of checked services start pending", npending);
+	return hx_buf_take(&b);
 }
 
 static void on_dump(void *arg, int status, const char *out, size_t len)
@@ -338,7 +396,7 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 		          s->admin_socket, status < 0 ? uv_strerror(status) : "unexpected answer");
 		text = xstrdup("1\n");
 	} else {
-		text = hx_filter_state(out, keep_state_line, s);
+		text = state_text(s, out);
 	}
 	write_state(s, text);
 	free(text);

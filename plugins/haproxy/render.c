@@ -592,7 +592,7 @@ void hx_parse_show_stat(const char *out,
 
 char *hx_filter_state(const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
-                                   unsigned port, unsigned admin),
+                                   unsigned port, unsigned op, unsigned admin),
                       void *arg)
 {
 	hx_buf b = {0};
@@ -618,6 +618,7 @@ char *hx_filter_state(const char *dump,
 					f[nf++] = t;
 				if (nf >= 19)
 					ok = keep(arg, f[1], f[3], f[4], (unsigned)strtoul(f[18], NULL, 10),
+					          (unsigned)strtoul(f[5], NULL, 10),
 					          (unsigned)strtoul(f[6], NULL, 10));
 			}
 		}
@@ -628,6 +629,20 @@ char *hx_filter_state(const char *dump,
 		p = nl ? nl + 1 : NULL;
 	}
 	return hx_buf_take(&b);
+}
+
+void hx_state_pending_line(hx_buf *b, unsigned pxid, const char *px, size_t slot,
+                           const char *addr, unsigned port, unsigned weight, bool ssl)
+{
+	/* be_id be_name srv_id srv_name srv_addr srv_op_state(0: stopped)
+	 * srv_admin_state srv_uweight srv_iweight srv_time_since_last_change
+	 * srv_check_status(1: init) srv_check_result srv_check_health(0)
+	 * srv_check_state(6: configured, enabled) srv_agent_state
+	 * bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord
+	 * srv_use_ssl srv_check_port srv_check_addr srv_agent_addr
+	 * srv_agent_port */
+	hx_buf_printf(b, "%u %s %zu s%zu %s 0 0 %u %u 0 1 0 0 6 0 %d 0 - %u - %d 0 - - 0\n", pxid, px,
+	              slot + 1, slot + 1, addr, weight, weight, pxid ? 1 : 0, port, ssl ? 1 : 0);
 }
 
 const char *hx_cli_error(const char *out, size_t *len)

@@ -90,14 +90,6 @@ static srv_view slot_target(slot *sl)
 	return t;
 }
 
-/* The weight the file gives a service's servers (server_options weight N,
- * else haproxy's 1): what a slot goes back to when its weight meta goes. */
-static unsigned file_weight(const svc *v)
-{
-	const char *w = v->run.srvopts ? strstr(v->run.srvopts, "weight ") : NULL;
-	return w ? (unsigned)strtoul(w + 7, NULL, 10) : 1;
-}
-
 /* Appends the commands that bring one slot from ap to its target; returns
  * how many. */
 static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
@@ -119,24 +111,34 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 			              (unsigned)t.port);
 			n++;
 		}
-		/* The weight before the state: a joining instance at weight 0
-		 * (drained by its owner) never takes a request. */
-		if (a->weight != t.weight) {
-			hx_buf_printf(b, "%sset server %s weight %u", b->len ? ";" : "", srv,
-			              t.weight ? t.weight - 1u : file_weight(v));
-			n++;
-		}
-		if (a->st != AP_READY) {
-			hx_buf_printf(b, "%sset server %s state ready", b->len ? ";" : "", srv);
-			n++;
-			/* A joining instance counts as up at once; haproxy's own checks
-			 * take it out if it fails them.  Starting it pending ("health
-			 * down") until its check passes was tried (issue 16 point 2) and
-			 * reverted: after each reload the new worker had those servers
-			 * pending again, and haproxy_churn lost 13-21 % of its requests. */
-			if (a->st == AP_MAINT) {
-				hx_buf_printf(b, ";set server %s health up", srv);
+		unsigned w = t.weight ? t.weight - 1u : hx_shape_weight(&v->run);
+		if (a->st == AP_MAINT && hx_shape_checked(&v->run)) {
+			/* A joining instance of a service with a check: its check is
+			 * pending ("health down") and it takes requests only once it
+			 * passed `rise` checks.  Leaving maintenance puts a server up
+			 * for an instant before "health down" lands, so it leaves at
+			 * weight 0 (never picked) and gets its weight back after. */
+			hx_buf_printf(b,
+			              "%sset server %s weight 0;set server %s state ready;set server %s "
+			              "health down;set server %s weight %u",
+			              b->len ? ";" : "", srv, srv, srv, srv, w);
+			n += 4;
+		} else {
+			/* The weight before the state: a joining instance at weight 0
+			 * (drained by its owner) never takes a request. */
+			if (a->weight != t.weight) {
+				hx_buf_printf(b, "%sset server %s weight %u", b->len ? ";" : "", srv, w);
 				n++;
+			}
+			if (a->st != AP_READY) {
+				hx_buf_printf(b, "%sset server %s state ready", b->len ? ";" : "", srv);
+				n++;
+				/* Without a check, a joining instance counts as up at once;
+				 * haproxy's connect checks take it out if it fails them. */
+				if (a->st == AP_MAINT) {
+					hx_buf_printf(b, ";set server %s health up", srv);
+					n++;
+				}
 			}
 		}
 	} else if (t.st == AP_DRAIN) {

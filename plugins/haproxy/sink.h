@@ -153,6 +153,22 @@ static inline bool streq(const char *a, const char *b)
 	return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* Whether a service's servers have an HTTP check (its `check` path, in
+ * mode http or tcp): a joining server then waits for it (runtime.c) and a
+ * reload carries each server's verdict (pipeline.c). */
+static inline bool hx_shape_checked(const shape *p)
+{
+	return p->listen && strstr(p->listen, "\n    option httpchk ") != NULL;
+}
+
+/* The weight the file gives a service's servers (server_options weight N,
+ * else haproxy's 1). */
+static inline unsigned hx_shape_weight(const shape *p)
+{
+	const char *w = p->srvopts ? strstr(p->srvopts, " weight ") : NULL;
+	return w ? (unsigned)strtoul(w + 8, NULL, 10) : 1;
+}
+
 /* ---- settings.c ---- */
 
 extern const regent_config_key hx_keys[];

@@ -66,6 +66,10 @@ check = /
 ; 100 ms, so each churn backend (swapped every 500 ms) is up within ~0.1-0.2 s of joining
 check_interval = 100ms
 server_options = rise 1
+; a server that just came up through its check is one failed check from down (haproxy's health
+; = rise); on a loaded machine a busy python backend answers a check in more than the default
+; timeout (= inter, 100 ms): give it 1 s so that only a dead backend fails its check
+timeout_check = 1s
 END
     for i in 1 2 3 4 5; do printf '\n[service extra%d]\nport = %s\nmode = http\n' "$i" "${P_EXTRA[$i]}"; done
 } > "$T/regent.ini"
@@ -82,7 +86,8 @@ hx_track_master "$MASTER"
 
 # The churn driver (hxtool.py churn) forks the web backends itself: each listens before it joins
 # the catalog and gets SIGKILL once haproxy has it in maintenance.  It keeps 3 running, swaps one
-# every 500 ms, and adds a new service (a reload) at 3, 9, 15, 21 and 27 s.  Its churn covers
+# every 500 ms (start first: the oldest leaves once the previous newcomer is up in haproxy, as a
+# rolling update with health checks does; web's joins are pending until their check passed), and adds a new service (a reload) at 3, 9, 15, 21 and 27 s.  Its churn covers
 # the whole wrk run; its last backends stay up until wrk is done.
 EXTRA=()
 for i in 1 2 3 4 5; do EXTRA+=("extra$i:$P_STATIC:$((3 + (i - 1) * 6))"); done
@@ -114,11 +119,14 @@ check_eq "wrk: zero non-2xx answers" 0 "$(val non2xx "$res")"
 check "churn: the driver finished" test -n "$drv"
 check "churn: an instance added and one removed every 500 ms" \
     test "$(val added "$drv")" -ge $(( DURATION * 2 - 4 ))
+check "churn: the removals kept up (removed >= added - 5: start first lets at most 4 wait)" \
+    test "$(val removed "$drv")" -ge $(( $(val added "$drv") - 5 ))
 # `late` counts the driver's own ticks that started behind schedule (its own timing on a loaded
 # machine, not regent's): most of the churn must still run on time (measured 1-3 of ~60).
 check "churn: the driver kept its schedule (late ticks <= 1 in 5: $(val late "$drv"))" \
     test "$(val late "$drv")" -le $(( $(val added "$drv") / 5 ))
 check_eq "churn: every removed backend was in maintenance before it was killed" 0 "$(val stuck "$drv")"
+check_eq "churn: every new backend was up within 3 s (its check passed)" 0 "$(val notup "$drv")"
 check_eq "churn: haproxy reloaded 5 times (the new services)" 5 "$((R1 - R0))"
 for i in 1 2 3 4 5; do
     check "churn: new service extra$i is served" http_get "http://127.0.0.1:${P_EXTRA[$i]}/"

@@ -112,10 +112,10 @@ check_show() {
     printf '%s\n' "$out" | sed 's/^/  | /'
     if [[ $rc -eq 0 ]]; then check "$desc" true; else check "$desc" false; fi
 }
-# web has a check: the joining server is ready at once and forced up.
-check_show "add web-3: ready within 100 ms over the admin socket (ms shown)" \
+# web has a check: the joining server is ready at once, its health check pending.
+check_show "add web-3: ready within 100 ms over the admin socket, check pending (ms shown)" \
     "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b3]}" ready 100
-check_show "add web-3: up (ms shown)" \
+check_show "add web-3: up once its check passed (ms shown)" \
     "${TOOL[@]}" wait-up "$ADMIN" web "127.0.0.1:${BP[b3]}" 8000
 check_eq "add web-3: no reload" "$R0" "$(reloads)"
 

@@ -15,15 +15,33 @@
       there is ready or draining); prints the milliseconds that took, exit 1 on timeout.
   hxtool.py wait-down SOCK BACKEND ADDR:PORT TIMEOUT_MS
       Waits until no server of BACKEND at ADDR:PORT is in use any more (maint).
+  hxtool.py wait-ready SOCK BACKEND ADDR:PORT TIMEOUT_MS
+      Waits until a server of BACKEND at ADDR:PORT is ready (admin state; its check may be
+      pending).
   hxtool.py get URL [TIMEOUT_S]
       One GET (socket timeout TIMEOUT_S, default 10): prints "STATUS BODY".
   hxtool.py churn FILE SOCK BACKEND DURATION_S PERIOD_MS KEEP [SVC:PORT:START_S ...]
       Every PERIOD_MS: a new backend process (forked, listening at once) joins BACKEND as
-      instance churn-N in FILE and the oldest of the KEEP running ones leaves; the leaving
+      instance churn-N in FILE and, if the admin socket shows the previous newcomer up (start
+      first, as a rolling update with health checks; never waited for: the oldest stay until a
+      later tick, a newcomer not up within 3 s counts as notup), the oldest beyond KEEP
+      leaves; the leaving
       backend is killed (SIGKILL) only once the admin socket SOCK shows it in maintenance.
       Each SVC:PORT:START_S adds an instance of service SVC (a backend on PORT) at START_S.
       Then the backends in the catalog keep serving until FILE.stop exists.
       Prints what it did; exit 1 if a backend never reached maintenance.
+  hxtool.py late-backend PORT NAME GATE STAMP
+      Holds 127.0.0.1:PORT bound but not listening (a connection is refused) until the file
+      GATE exists (at most 60 s), then listens, writes the wall-clock time it started
+      listening to STAMP and serves NAME like `backend`.
+  hxtool.py pid SOCK
+      The pid of the worker answering on the admin socket SOCK ("show info").
+  hxtool.py watch SOCK MAX_S OUT URL...
+      Until OUT.stop exists (at most MAX_S): one client per URL sends GETs one after the other (new connection each,
+      timeout 5 s), and every 50 ms the admin socket SOCK is asked "show info; show servers
+      state; show stat": OUT gets one line per server, "TIME PID PROXY SERVER ADDR:PORT LBTOT
+      STATUS" (wall clock; PID the worker that answered; STATUS as show stat words it).
+      Prints per URL "load URL ok=N fail=M" then one "body URL NAME COUNT" per answer.
 """
 import random
 import signal
@@ -197,8 +215,9 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
 
     write()
     start = time.monotonic()
-    added = removed = killed = late = stuck = 0
-    waits = []
+    added = removed = killed = late = stuck = notup = 0
+    waits, upwaits = [], []
+    prev = None  # (port, joined at) of the newcomer not seen up yet
     tick = start
     while tick + period_ms / 1000.0 <= start + duration:
         now = time.monotonic()
@@ -214,21 +233,38 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
         children[pid] = port
         active.append((n, pid, port))
         n += 1
-        old = active.pop(0)
         write()
         added += 1
-        removed += 1
-        t0 = time.monotonic()
-        while not state_ok(sock, be, "127.0.0.1", old[2], "maint"):
-            if time.monotonic() - t0 > 5:
-                stuck += 1
-                break
-            time.sleep(0.002)
-        waits.append((time.monotonic() - t0) * 1000)
-        os.kill(old[1], signal.SIGKILL)
-        os.waitpid(old[1], 0)
-        del children[old[1]]
-        killed += 1
+        # Start first, as a rolling update with health checks does: the oldest leaves once the
+        # previous tick's newcomer is up in haproxy (a joining server of a service with a check
+        # is pending until its check passed).  Never waited for: while it is not up (a reload
+        # under way), the oldest stay and leave at a later tick; after 3 s it counts as notup.
+        if prev:
+            if state_ok(sock, be, "127.0.0.1", prev[0], "up"):
+                upwaits.append((time.monotonic() - prev[1]) * 1000)
+                prev = None
+            elif time.monotonic() - prev[1] > 3:
+                notup += 1
+                prev = None
+        if not prev:
+            prev = (port, time.monotonic())
+        up = prev[0] == port  # every earlier newcomer was seen up
+        # at most 4 extra instances wait for it; beyond, the oldest leave anyway
+        while len(active) > keep and (up or len(active) > keep + 4):
+            old = active.pop(0)
+            write()
+            removed += 1
+            t0 = time.monotonic()
+            while not state_ok(sock, be, "127.0.0.1", old[2], "maint"):
+                if time.monotonic() - t0 > 5:
+                    stuck += 1
+                    break
+                time.sleep(0.002)
+            waits.append((time.monotonic() - t0) * 1000)
+            os.kill(old[1], signal.SIGKILL)
+            os.waitpid(old[1], 0)
+            del children[old[1]]
+            killed += 1
     # The backends still in the catalog keep serving until the test says stop.
     stop = path + ".stop"
     deadline = time.monotonic() + 50
@@ -238,10 +274,13 @@ def churn(path, sock, be, duration, period_ms, keep, extras):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     waits.sort()
-    print("added=%d removed=%d killed=%d late=%d stuck=%d extras=%d "
-          "maint_wait_ms_median=%.1f maint_wait_ms_max=%.1f" %
-          (added, removed, killed, late, stuck, sum(1 for e in extra if e[3]),
-           waits[len(waits) // 2] if waits else 0, waits[-1] if waits else 0))
+    upwaits.sort()
+    print("added=%d removed=%d killed=%d late=%d stuck=%d notup=%d extras=%d "
+          "maint_wait_ms_median=%.1f maint_wait_ms_max=%.1f "
+          "up_wait_ms_median=%.1f up_wait_ms_max=%.1f" %
+          (added, removed, killed, late, stuck, notup, sum(1 for e in extra if e[3]),
+           waits[len(waits) // 2] if waits else 0, waits[-1] if waits else 0,
+           upwaits[len(upwaits) // 2] if upwaits else 0, upwaits[-1] if upwaits else 0))
     return 1 if stuck else 0
 
 
@@ -300,6 +339,77 @@ def wait_state(sock, be, hostport, want, timeout_ms, start):
         time.sleep(0.002)
 
 
+def late_backend(port, name, gate, stamp):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))  # bound, not listening: a connection is refused
+    end = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < end:
+        time.sleep(0.01)
+    s.listen(256)
+    write_atomic(stamp, "%.3f\n" % time.time())
+    serve_on(s, name)
+
+
+def stat_sample(sock):
+    """[(pid, px, sv, "addr:port", lbtot, status)] from one admin-socket request."""
+    out = unix_cmd(sock, "show info;show servers state;show stat", timeout=2.0)
+    pid, where, rows = 0, {}, []
+    for line in out.splitlines():
+        if line.startswith("Pid: "):
+            pid = int(line[5:])
+            continue
+        f = line.split()
+        if len(f) >= 19 and f[0].isdigit():
+            where[(f[1], f[3])] = "%s:%s" % (f[4], f[18])
+            continue
+        c = line.split(",")
+        if len(c) > 30 and not line.startswith("#") and c[1] not in ("FRONTEND", "BACKEND"):
+            rows.append((c[0], c[1], c[30] or "0", c[17]))
+    return [(pid, px, sv, where.get((px, sv), "-"), lb, st) for px, sv, lb, st in rows]
+
+
+def watch(sock, duration, out, urls):
+    end = time.monotonic() + duration
+    res = {u: [0, 0, {}] for u in urls}
+
+    def going():
+        return time.monotonic() < end and not os.path.exists(out + ".stop")
+
+    def load(u):
+        r = res[u]
+        while going():
+            try:
+                st, body = get(u, 5.0)
+                if st == 200:
+                    r[0] += 1
+                    r[2][body] = r[2].get(body, 0) + 1
+                else:
+                    r[1] += 1
+            except OSError:
+                r[1] += 1
+
+    threads = [threading.Thread(target=load, args=(u,)) for u in urls]
+    for t in threads:
+        t.start()
+    with open(out, "w") as f:
+        while going():
+            t0 = time.time()
+            try:
+                for row in stat_sample(sock):
+                    f.write("%.3f %d %s %s %s %s %s\n" % ((t0,) + row))
+            except OSError:
+                pass
+            time.sleep(0.05)
+    for t in threads:
+        t.join()
+    for u in urls:
+        print("load %s ok=%d fail=%d" % (u, res[u][0], res[u][1]))
+    for u in urls:
+        for b, n in sorted(res[u][2].items()):
+            print("body %s %s %d" % (u, b, n))
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -321,10 +431,26 @@ def main(a):
         return wait_state(a[4], a[5], a[6], a[7], int(a[8]), start)
     elif a[1] == "wait-down":
         return wait_state(a[2], a[3], a[4], "maint", int(a[5]), time.monotonic())
+    elif a[1] == "wait-ready":
+        return wait_state(a[2], a[3], a[4], "ready", int(a[5]), time.monotonic())
     elif a[1] == "wait-up":
         return wait_state(a[2], a[3], a[4], "up", int(a[5]), time.monotonic())
     elif a[1] == "churn":
         return churn(a[2], a[3], a[4], float(a[5]), int(a[6]), int(a[7]), a[8:])
+    elif a[1] == "late-backend":
+        late_backend(int(a[2]), a[3], a[4], a[5])
+    elif a[1] == "pid":
+        try:
+            out = unix_cmd(a[2], "show info")
+        except OSError as e:
+            print("error", e)
+            return 1
+        pid = [l[5:] for l in out.splitlines() if l.startswith("Pid: ")]
+        if not pid:
+            return 1
+        print(pid[0])
+    elif a[1] == "watch":
+        watch(a[2], float(a[3]), a[4], a[5:])
     elif a[1] == "get":
         try:
             st, body = get(a[2], float(a[3]) if len(a) > 3 else 10.0)

@@ -172,10 +172,10 @@ check_contains "stats listener on 127.0.0.1:$P_STATS" \
 # --- fast path: add, remove, move without a reload -------------------------------------------------
 R0=$(reloads); W0=$(worker)
 INSTANCES+=("$(line web-4 web b5)")
-# web has a check: a joining server is ready at once and forced up (docs/haproxy.md: joins).
-check_show "add web-4: ready in haproxy within 100 ms (ms shown)" \
+# web has a check: a joining server is ready at once, its health check pending (not forced up).
+check_show "add web-4: ready in haproxy within 100 ms, its check pending (ms shown)" \
     "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b5]}" ready 100
-check_show "add web-4: up (ms shown)" \
+check_show "add web-4: up once its check passed (rise 2 x 1 s; ms shown)" \
     "${TOOL[@]}" wait-up "$ADMIN" web "127.0.0.1:${BP[b5]}" 5000
 rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40)
 check_contains "add web-4: requests reach it" "$(printf '%s\n' "$rr" | paste -sd' ')" "b5 10"

@@ -259,9 +259,10 @@ static void test_show_stat(void **st)
 }
 
 static bool keep_s1(void *arg, const char *px, const char *sv, const char *addr, unsigned port,
-                    unsigned admin)
+                    unsigned op, unsigned admin)
 {
 	(void)arg;
+	assert_int_equal(op, 2);
 	return strcmp(px, "web") != 0 ||
 	       (strcmp(sv, "s1") == 0 && strcmp(addr, "10.0.0.1") == 0 && port == 80 && admin == 0);
 }
@@ -280,6 +281,24 @@ static void test_filter_state(void **st)
 	                       "2 web 1 s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
 	                       "3 other 1 a 10.9.9.9 2 0 1 1 2 6 3 4 6 0 0 0 - 99 - 0 0 - - 0\n");
 	free(f);
+}
+
+/* A pending server's state line: haproxy 2.6's 25 fields, stopped with
+ * health 0 (what "show servers state" prints for such a server). */
+static void test_state_pending_line(void **st)
+{
+	(void)st;
+	hx_buf b = {0};
+	hx_state_pending_line(&b, 7, "web", 2, "10.0.0.3", 8080, 1, false);
+	hx_state_pending_line(&b, 0, "api", 0, "::1", 443, 5, true);
+	assert_string_equal(hx_buf_str(&b),
+	                    "7 web 3 s3 10.0.0.3 0 0 1 1 0 1 0 0 6 0 1 0 - 8080 - 0 0 - - 0\n"
+	                    "0 api 1 s1 ::1 0 0 5 5 0 1 0 0 6 0 0 0 - 443 - 1 0 - - 0\n");
+	size_t nf = 0;
+	for (const char *c = hx_buf_str(&b); *c != '\n'; c++)
+		nf += *c == ' ';
+	assert_int_equal(nf + 1, 25);
+	hx_buf_free(&b);
 }
 
 static void test_cli_error(void **st)
@@ -316,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_server_options_split), cmocka_unit_test(test_parse_port),
 		cmocka_unit_test(test_parse_file),    cmocka_unit_test(test_show_proc),
 		cmocka_unit_test(test_show_stat),     cmocka_unit_test(test_filter_state),
+		cmocka_unit_test(test_state_pending_line),
 		cmocka_unit_test(test_cli_error),     cmocka_unit_test(test_fmt_ms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
