@@ -24,6 +24,9 @@
       Each SVC:PORT:START_S adds an instance of service SVC (a backend on PORT) at START_S.
       Then the backends in the catalog keep serving until FILE.stop exists.
       Prints what it did; exit 1 if a backend never reached maintenance.
+  hxtool.py silent SOCK
+      A unix socket at SOCK that accepts every connection and never answers nor closes it
+      (an admin socket that hangs).
 """
 import random
 import signal
@@ -300,6 +303,16 @@ def wait_state(sock, be, hostport, want, timeout_ms, start):
         time.sleep(0.002)
 
 
+def silent(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(64)
+    held = []
+    while True:
+        c, _ = s.accept()
+        held.append(c)  # kept open, never read from
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -325,6 +338,8 @@ def main(a):
         return wait_state(a[2], a[3], a[4], "up", int(a[5]), time.monotonic())
     elif a[1] == "churn":
         return churn(a[2], a[3], a[4], float(a[5]), int(a[6]), int(a[7]), a[8:])
+    elif a[1] == "silent":
+        silent(a[2])
     elif a[1] == "get":
         try:
             st, body = get(a[2], float(a[3]) if len(a) > 3 else 10.0)
