@@ -108,19 +108,21 @@ static void test_changes(void **state)
 	regent_inst *b[3] = {mk("w1", "10.0.0.1", 81, NULL), mk("w3", "10.0.0.3", 80, NULL),
 	                     mk("w4", "::1", 80, "blue")};
 	set_web(f, b, 3);
-	regent_inst *c[3] = {mk("w1", "10.0.0.1", 81, NULL), mk("w3", "10.0.0.3", 80, NULL),
+	/* w3 moves to another address on the same port: moved, not a meta change */
+	regent_inst *c[3] = {mk("w1", "10.0.0.1", 81, NULL), mk("w3", "10.0.0.9", 80, NULL),
 	                     mk("w4", "::1", 80, "green")};
 	set_web(f, c, 3);
 
 	seen s = {0};
 	regent_history_changes(f->h, collect, &s);
-	assert_int_equal(s.n, 6);
+	assert_int_equal(s.n, 7);
 	assert_string_equal(s.line[0], "changed web w4: tags");
-	assert_string_equal(s.line[1], "added web w4: [::1]:80/tcp on n1");
-	assert_string_equal(s.line[2], "added web w3: 10.0.0.3:80/tcp on n1");
-	assert_string_equal(s.line[3], "removed web w2: was 10.0.0.2:80/tcp");
-	assert_string_equal(s.line[4], "moved web w1: 10.0.0.1:80/tcp -> 10.0.0.1:81/tcp");
-	assert_string_equal(s.line[5], "loaded  : 1 service, 2 instances");
+	assert_string_equal(s.line[1], "moved web w3: 10.0.0.3:80/tcp -> 10.0.0.9:80/tcp");
+	assert_string_equal(s.line[2], "added web w4: [::1]:80/tcp on n1");
+	assert_string_equal(s.line[3], "added web w3: 10.0.0.3:80/tcp on n1");
+	assert_string_equal(s.line[4], "removed web w2: was 10.0.0.2:80/tcp");
+	assert_string_equal(s.line[5], "moved web w1: 10.0.0.1:80/tcp -> 10.0.0.1:81/tcp");
+	assert_string_equal(s.line[6], "loaded  : 1 service, 2 instances");
 
 	/* haproxy applies the newest snapshot: every change gets its time;
 	 * stats has applied nothing; a sink that did not run gets nothing. */
@@ -129,8 +131,8 @@ static void test_changes(void **state)
 	regent_history_applied(f->h, "late", f->last, f->now_ms + 7, t);
 	memset(&s, 0, sizeof(s));
 	regent_history_changes(f->h, collect, &s);
-	assert_int_equal(s.n, 6);
-	for (size_t i = 0; i < 6; i++) {
+	assert_int_equal(s.n, 7);
+	for (size_t i = 0; i < 7; i++) {
 		assert_int_equal(s.nsinks[i], 2);
 		assert_int_equal(s.applied[i][0], t);
 		assert_int_equal(s.applied[i][1], 0);

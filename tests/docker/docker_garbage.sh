@@ -8,7 +8,9 @@
 #  - "noisy": listing and inspect are fine but /events answers a garbage line and ends: the
 #    instance is registered once and never flaps while the stream keeps failing and resyncing;
 #  - "gone": the listing has a container whose inspect answers 404 (it went away between the
-#    listing and the inspect): dropped quietly, not a failure; the other one is registered.
+#    listing and the inspect): dropped quietly, not a failure; the other one is registered; its
+#    event stream sends two events (one twice) and ends, and every reconnect replays them:
+#    regent_docker_events_total counts 2.
 set -u
 source "$(dirname "$0")/dlib.sh"
 harness_init || exit 1
@@ -28,6 +30,11 @@ printf '{"Id":"%s","Name":"/fake1","State":{"Running":true,"StartedAt":"2026-01-
 ID2=9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d
 printf '[{"Id":"%s","Names":["/fake1"]},{"Id":"%s","Names":["/fake2"]}]' "$ID" "$ID2" > "$B/list2.json"
 printf '{"message":"No such container: %s"}' "$ID2" > "$B/nosuch.json"
+# the gone daemon's event stream: two events about fake1 (the first one twice), then it ends; the
+# reconnect (since is inclusive) gets the same three lines again, every time
+ev() { printf '{"Type":"container","Action":"%s","Actor":{"ID":"%s","Attributes":{"name":"fake1"}},"time":1767225600,"timeNano":%s}\n' "$1" "$ID" "$2"; }
+{ ev "exec_create: sh -c true" 1767225600000000001; ev "exec_create: sh -c true" 1767225600000000001
+  ev "exec_start: sh -c true" 1767225600000000002; } > "$B/events_gone.txt"
 
 cat > "$H_TMP/fake.cfg" <<EOF
 global
@@ -54,6 +61,7 @@ frontend gone
     http-request return status 200 content-type application/json file $B/list2.json if { path /v1.41/containers/json }
     http-request return status 404 content-type application/json file $B/nosuch.json if { path /v1.41/containers/$ID2/json }
     http-request return status 200 content-type application/json file $B/inspect_meta.json if { path_reg ^/v1\.41/containers/[0-9a-f]{64}/json\$ }
+    http-request return status 200 content-type application/json file $B/events_gone.txt if { path_beg /v1.41/events }
     http-request return status 200 content-type text/plain string OK if { path /v1.41/_ping }
     http-request return status 500 content-type application/json file $B/error.json
 EOF
@@ -117,9 +125,14 @@ if [[ -f "$REGENT_PLUGIN_DIR/stats.so" ]]; then
     check_eq "metrics: regent_docker_containers is 1 (the gone one not counted)" 1 \
         "$(wait_for --timeout 5 metric_ge regent_docker_containers 1 >/dev/null 2>&1; metric regent_docker_containers)"  # lint: ok (the check_eq asserts the value)
     check "metrics: regent_docker_resyncs_total counts the listings" metric_ge regent_docker_resyncs_total 1
-    check "metrics: regent_docker_errors_total counts the failing event stream (HTTP 500)" \
+    check "metrics: regent_docker_errors_total counts the event stream the daemon closes" \
         wait_for --timeout 10 metric_ge regent_docker_errors_total 1
-    check "metrics: regent_docker_events_total is exported (no event flows here: existence only)" metric_ge regent_docker_events_total 0
+    # each reconnect replays the same three lines: once at least 3 listings (2 replays) are in,
+    # the events counted are the 2 distinct ones (the repeats dropped, never handled twice)
+    check "metrics: the event stream was replayed at least twice (resyncs >= 3)" \
+        wait_for --timeout 10 metric_ge regent_docker_resyncs_total 3
+    check_eq "metrics: regent_docker_events_total counts the 2 distinct events, not their repeats" 2 \
+        "$(metric regent_docker_events_total)"
     check "metrics: regent_docker_rejected_total counts the refused label" metric_ge regent_docker_rejected_total 1
 else
     harness_skip "docker metrics: the stats sink is not built"

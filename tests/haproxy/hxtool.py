@@ -42,6 +42,9 @@
       state; show stat": OUT gets one line per server, "TIME PID PROXY SERVER ADDR:PORT LBTOT
       STATUS" (wall clock; PID the worker that answered; STATUS as show stat words it).
       Prints per URL "load URL ok=N fail=M" then one "body URL NAME COUNT" per answer.
+  hxtool.py silent SOCK
+      A unix socket at SOCK that accepts every connection and never answers nor closes it
+      (an admin socket that hangs).
 """
 import random
 import signal
@@ -410,6 +413,16 @@ def watch(sock, duration, out, urls):
             print("body %s %s %d" % (u, b, n))
 
 
+def silent(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(64)
+    held = []
+    while True:
+        c, _ = s.accept()
+        held.append(c)  # kept open, never read from
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -451,6 +464,8 @@ def main(a):
         print(pid[0])
     elif a[1] == "watch":
         watch(a[2], float(a[3]), a[4], a[5:])
+    elif a[1] == "silent":
+        silent(a[2])
     elif a[1] == "get":
         try:
             st, body = get(a[2], float(a[3]) if len(a) > 3 else 10.0)

@@ -3,7 +3,9 @@
 # service) through one reload that keeps the existing servers' names and serves every
 # instance; and the sink's timeout keys (timeout_connect/client/server/check, the [sink] defaults
 # and a per-service override), check_timeout, command_timeout and startup_grace are accepted
-# and rendered; check_timeout gives up a `haproxy -c` that hangs.  Real haproxy 2.6, real HTTP backends on loopback.
+# and rendered; check_timeout gives up a `haproxy -c` that hangs; startup_grace keeps the routes
+# of the run before while the catalog is empty at start, then empties them; command_timeout gives
+# up a request on an admin socket that never answers.  Real haproxy 2.6, real HTTP backends on loopback.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -42,6 +44,7 @@ cat > "$T/regent.ini" <<EOF
 [agent]
 node = slots-test
 debounce = 5ms
+state_dir = $T/state
 log_level = debug
 
 [source testsource]
@@ -139,4 +142,56 @@ daemon_stop regent
 check "regent stopped cleanly (logged)" grep -q 'info: core: stopped' "$LOG"
 # (haproxy's own ALERT that its worker was terminated, relayed at the stop, is not regent's error)
 check "regent logged no error" eval "! grep -E ' error: ' '$LOG' | grep -v 'ALERT'"
+
+# --- startup_grace: at start, an empty catalog keeps the routes of the run before for that long --
+# log_ms LOG REGEX: the time of day (ms) of LOG's first line matching REGEX
+log_ms() { awk -v re="$2" '$0 ~ re { split(substr($1, 12), t, ":"); printf "%d\n", (t[1] * 3600 + t[2] * 60 + t[3]) * 1000; exit }' "$1"; }
+# (the file the run above left lists web and tcpsvc; its haproxy stopped with it)
+check "the file of the run before lists web" grep -qx 'listen web' "$CFG"
+: > "$INST"
+t0=$(date +%s%N)
+daemon_start regent-grace "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
+GLOG=$(daemon_log regent-grace)
+check "startup_grace: the empty catalog keeps the file of the run before (logged)" \
+    wait_for --timeout 10 grep -qE "the catalog has no service yet; keeping $CFG as it is for up to [0-9]+ ms" "$GLOG"
+check "startup_grace: ... web is still in the file meanwhile" grep -qx 'listen web' "$CFG"
+check "startup_grace: then the routes of the run before are emptied" \
+    wait_for --timeout 30 eval "! grep -qx 'listen web' '$CFG'"
+gone_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "startup_grace: ... not before startup_grace = 2s ($gone_ms ms after the start)" test "$gone_ms" -ge 2000
+# on regent's own clock (the test's wait for the log line above can outlast the grace)
+t_start=$(log_ms "$GLOG" 'info: sink haproxy: starting')
+# (haproxy is started only once the hold is over, with the emptied file)
+t_run=$(log_ms "$GLOG" 'info: sink haproxy: started haproxy \(master pid')
+check "startup_grace: haproxy started with the emptied file (logged)" test -n "$t_run"
+gap=-1
+[[ -n "$t_run" && -n "$t_start" ]] && gap=$(( (t_run - t_start + 86400000) % 86400000 ))
+check "startup_grace: ... no sooner than 2 s after the sink started ($gap ms on regent's clock)" \
+    test "$gap" -ge 2000
+daemon_stop regent-grace
+
+# --- command_timeout: a request on an admin socket that never answers is given up after it -------
+# An existing haproxy (manage = false) whose admin socket accepts and never answers: the first
+# server-state poll (sent 300 ms after the sink starts) and the state dump before the reload time
+# out after command_timeout = 1s (the default would be 5s).  Timed on regent's own log clock.
+daemon_start silent "${TOOL[@]}" silent "$T/silent.sock"
+check "the silent admin socket listens" wait_for --timeout 10 test -S "$T/silent.sock"
+sed -e "s|^manage = true|admin_socket = $T/silent.sock\nreload_command = /bin/true|" \
+    -e 's|^command_timeout = 4s|command_timeout = 1s|' \
+    -e "s|^config_file = .*|config_file = $T/silent-haproxy.cfg|" "$T/regent.ini" > "$T/silent.ini"
+write_instances 2
+daemon_start regent-silent "$REGENT_BIN" -c "$T/silent.ini" -p "$REGENT_PLUGIN_DIR"
+SLOG=$(daemon_log regent-silent)
+check "command_timeout: the dump over the silent socket is given up, naming the socket and the cause" \
+    wait_for --timeout 30 grep -qF "cannot dump the server state over $T/silent.sock (connection timed out)" "$SLOG"
+check "command_timeout: the first server-state poll timed out too (logged)" \
+    wait_for --timeout 30 grep -qE "debug: sink haproxy: server states: .*silent.sock: connection timed out" "$SLOG"
+t_start=$(log_ms "$SLOG" 'info: sink haproxy: starting')
+t_out=$(log_ms "$SLOG" "debug: sink haproxy: server states: .*silent.sock: connection timed out")
+gap=-1
+[[ -n "$t_out" && -n "$t_start" ]] && gap=$(( (t_out - t_start + 86400000) % 86400000 ))
+check "command_timeout: ... 1-3 s after the sink started, not the default 5 s ($gap ms on regent's clock)" \
+    test "$gap" -ge 1000 -a "$gap" -le 3000
+daemon_stop regent-silent
+daemon_stop silent
 harness_summary

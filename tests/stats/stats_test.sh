@@ -417,6 +417,9 @@ bind_address = 127.0.0.1
 stats = off
 reload_interval = 200ms
 check_interval = 300ms
+# the check's read timeout: without it, it is the 300 ms interval, which the Python backends miss
+# under load (web-2 then shows DOWN L7TOUT, which wins over the operator's DRAIN)
+timeout_check = 2s
 server_state_interval = 1s
 
 [sink stats]
