@@ -52,10 +52,10 @@ static void on_noop_server(void *arg, const char *proxy, size_t slot, const char
 }
 
 static bool keep_all(void *arg, const char *px, const char *sv, const char *addr, unsigned port,
-                     unsigned admin)
+                     unsigned op, unsigned admin)
 {
 	(void)arg, (void)px, (void)sv, (void)addr, (void)port;
-	return admin % 2 == 0;
+	return (admin + op) % 2 == 0;
 }
 
 static void on_stat(void *arg, const char *px, const char *sv, long scur)
