@@ -308,29 +308,41 @@ static void h_local_resync_end(regent_ctx *ctx)
 
 /* ---- stores ---- */
 
+/* A service name from the registry, checked once for both report paths. */
+static bool store_service_ok(regent_ctx *ctx, const char *service)
+{
+	if (service && regent_valid_service(service))
+		return true;
+	regent_log(REGENT_LOG_WARN, ctx->who, "skipped service \"%.80s\" from the registry: invalid name",
+	           service ? service : "");
+	return false;
+}
+
+/* The core's copy of a reported instance of service, or NULL (logged). */
+static regent_inst *store_copy(regent_ctx *ctx, const regent_instance *inst, const char *service)
+{
+	char why[256];
+	regent_instance tmp = *inst;
+	tmp.service = service;
+	regent_inst *in = regent_inst_copy(&tmp, "", why, sizeof(why));
+	if (!in)
+		regent_log(REGENT_LOG_WARN, ctx->who, "skipped an instance from the registry: %s", why);
+	return in;
+}
+
 static int h_catalog_set(regent_ctx *ctx, const char *service, const regent_instance *const *insts,
                          size_t n)
 {
 	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_set") || !ctx->view)
 		return -EPERM;
-	if (!regent_valid_service(service)) {
-		regent_log(REGENT_LOG_WARN, ctx->who,
-		           "skipped service \"%.80s\" from the registry: invalid name", service);
+	if (!store_service_ok(ctx, service))
 		return -EINVAL;
-	}
 	regent_inst **ins = regent_xcalloc(n + 1, sizeof(*ins));
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		char why[256];
-		regent_instance tmp = *insts[i];
-		tmp.service = service;
-		regent_inst *in = regent_inst_copy(&tmp, "", why, sizeof(why));
-		if (!in) {
-			regent_log(REGENT_LOG_WARN, ctx->who, "skipped an instance from the registry: %s",
-			           why);
-			continue;
-		}
-		ins[k++] = in;
+		regent_inst *in = store_copy(ctx, insts[i], service);
+		if (in)
+			ins[k++] = in;
 	}
 	regent_cat_view_set(ctx->view, service, ins, k);
 	free(ins);
@@ -341,18 +353,11 @@ static int h_catalog_instance_set(regent_ctx *ctx, const regent_instance *inst)
 {
 	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_instance_set") || !ctx->view)
 		return -EPERM;
-	if (!inst || !regent_valid_service(inst->service)) {
-		regent_log(REGENT_LOG_WARN, ctx->who,
-		           "skipped service \"%.80s\" from the registry: invalid name",
-		           inst && inst->service ? inst->service : "");
+	if (!store_service_ok(ctx, inst ? inst->service : NULL))
 		return -EINVAL;
-	}
-	char why[256];
-	regent_inst *in = regent_inst_copy(inst, "", why, sizeof(why));
-	if (!in) {
-		regent_log(REGENT_LOG_WARN, ctx->who, "skipped an instance from the registry: %s", why);
+	regent_inst *in = store_copy(ctx, inst, inst->service);
+	if (!in)
 		return -EINVAL;
-	}
 	regent_cat_view_put(ctx->view, in);
 	return 0;
 }
