@@ -449,6 +449,28 @@ static void service_key_defaults(void **state)
 	regent_config_unref(c);
 }
 
+/* Two plugins declaring one service key: refused at the second's header,
+ * naming both; two instances of one plugin share their own keys. */
+static void service_key_clash(void **state)
+{
+	(void)state;
+	expect("[sink testsink]\n"
+	       "[sink testsink second]\n"
+	       "[sink futuresink]\n"
+	       "file = /tmp/regent-never-written\n"
+	       "[service web]\n"
+	       "label = a\n"
+	       "weight = 2\n",
+	       "FILE:3: [sink futuresink]: plugin futuresink declares the service key \"label\", "
+	       "already declared by plugin testsink ([sink testsink] at line 1): two plugins "
+	       "cannot share a [service] key\n");
+	/* Either one alone: its keys, no clash. */
+	expect("[sink testsink]\n[sink testsink second]\n[service web]\nlabel = a\n", "");
+	expect("[sink futuresink]\nfile = /tmp/regent-never-written\n[service web]\nlabel = a\n"
+	       "weight = 2\n",
+	       "");
+}
+
 int main(void)
 {
 	(void)base;
@@ -460,7 +482,8 @@ int main(void)
 		cmocka_unit_test(agent_values),     cmocka_unit_test(all_errors_at_once),
 		cmocka_unit_test(missing_file),     cmocka_unit_test(section_equality),
 		cmocka_unit_test(strict_numbers),   cmocka_unit_test(strict_durations),
-		cmocka_unit_test(escaped_values),   cmocka_unit_test(service_key_defaults),   cmocka_unit_test(issue17_every_error_at_its_line),
+		cmocka_unit_test(escaped_values),   cmocka_unit_test(service_key_defaults),
+		cmocka_unit_test(service_key_clash),   cmocka_unit_test(issue17_every_error_at_its_line),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
