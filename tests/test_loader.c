@@ -144,7 +144,7 @@ static void older_and_newer_headers(void **state)
 	                                             sizeof(err));
 	if (!f)
 		fail_msg("futuresink refused: %s", err);
-	assert_int_equal(f->desc->abi_minor, 0);
+	assert_int_equal(f->desc->abi_minor, 4);
 	assert_true(f->desc->size > sizeof(regent_plugin));
 	assert_int_equal(f->header_minor, REGENT_ABI_MINOR + 1);
 	assert_true(f->desc->key_size > sizeof(regent_config_key));

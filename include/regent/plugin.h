@@ -173,7 +173,10 @@ typedef enum regent_cfg_type {
  * key_size (ABI 1.4, filled by REGENT_PLUGIN_HEADER; absent: 1.0's size),
  * so it may grow at the end: the core walks a plugin's tables with the
  * plugin's stride and reads each entry up to the fields both know.  Keys
- * only go from plugin to core, never back as an array.
+ * only go from plugin to core, never back as an array.  Cores before 1.4
+ * ignore key_size: the header that first makes this struct longer must
+ * refuse REGENT_PLUGIN_MIN_MINOR < 4 (#error), so such a plugin is never
+ * walked with 1.0's stride.
  */
 typedef struct regent_config_key {
 	const char *name;

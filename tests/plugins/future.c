@@ -1,12 +1,13 @@
 /* future.c - the fixture of a plugin built against a newer header than
  * the core's (ABI 1.<core's minor + 1>) that uses no entry of it: it
- * declares it needs only 1.0, its descriptor is longer than the core's
+ * declares it needs only 1.4 (the first minor whose core reads key_size:
+ * its keys are longer than 1.0's), its descriptor is longer than the core's
  * (a field the core does not know follows key_size) and its key tables
  * have a longer stride (each key carries a field the core does not know).
  * The core must load it, walk its tables with its key_size and run it.
  * Its service key "label" is also testsink's: test_config loads both to
  * see the clash refused. */
-#define REGENT_PLUGIN_MIN_MINOR 0
+#define REGENT_PLUGIN_MIN_MINOR 4
 #include <regent/plugin.h>
 
 #include <errno.h>
