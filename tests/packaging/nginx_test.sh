@@ -7,6 +7,8 @@
 # instance appears -> nginx proxies to it; a second -> to both; removed ->
 # gone; a failed check puts the previous file back and nginx keeps serving;
 # a bad [service] key is refused at its line.
+# NGINX_TEST_VALGRIND=1 runs the agent under valgrind (leaks and errors fail
+# the clean-stop check); not in ctest, to keep the entry short.
 set -u
 source "$(dirname "$0")/../harness/lib.sh"
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_SOURCE_DIR:?}" "${REGENT_BUILD_DIR:?}"
@@ -105,7 +107,10 @@ check "... at its own line, by the sink's validate()" grep -qxF "$T/bad.ini:16: 
 "$BIN" --check-config -c "$T/r.ini" --plugin-dir "$P" >"$T/out" 2>"$T/err"; rc=$?
 check_eq "--check-config accepts [sink nginx]" 0 "$rc"
 
-daemon_start regent "$BIN" -c "$T/r.ini" --plugin-dir "$P"
+RUN=()
+[ "${NGINX_TEST_VALGRIND:-0}" = 1 ] && RUN=(env REGENT_NO_DLCLOSE=1 valgrind --leak-check=full
+	--errors-for-leak-kinds=definite,indirect --error-exitcode=99)
+daemon_start regent "${RUN[@]}" "$BIN" -c "$T/r.ini" --plugin-dir "$P"
 LOG=$(daemon_log regent)
 check "the first snapshot is written, checked and nginx reloaded" \
 	wait_for --timeout 15 grep -q "sink nginx: $N/upstreams.conf written, checked and nginx reloaded" "$LOG"
@@ -143,8 +148,11 @@ check "every instance removed: the placeholder again, nginx answers 502" \
 	wait_for --timeout 15 bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -m 2 http://127.0.0.1:$PN/who)\" = 502 ]"
 check "... with the service's upstream kept" grep -q "server 127.0.0.1:9 down;  # no instance" "$N/upstreams.conf"
 
-daemon_stop regent 10
+daemon_stop regent 30
 check_eq "regent stops cleanly (exit 0)" "exit 0" "$(daemon_status regent)"
+if [ "${NGINX_TEST_VALGRIND:-0}" = 1 ]; then
+	check "... under valgrind, with no error and no leak" grep -q "ERROR SUMMARY: 0 errors" "$LOG"
+fi
 check "no temporary file is left behind" test ! -e "$N/upstreams.conf.tmp"
 daemon_stop nginx 10
 daemon_stop web-a
