@@ -73,9 +73,13 @@ extern "C" {
 #if defined(__GNUC__)
 #define REGENT_PLUGIN_EXPORT __attribute__((visibility("default")))
 #define REGENT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+/* The descriptor's anonymous union is C11 (and C++); this keeps
+ * -std=c99 -pedantic builds of older plugins quiet. */
+#define REGENT_ANON_UNION __extension__ union
 #else
 #define REGENT_PLUGIN_EXPORT
 #define REGENT_PRINTF(f, a)
+#define REGENT_ANON_UNION union
 #endif
 
 /* Returned by stop() when the plugin finishes stopping asynchronously. */
@@ -616,7 +620,7 @@ typedef struct regent_plugin {
 	/* The kind's ops table, typed (ABI 1.4; the same pointer as 1.0's
 	 * `const void *kind_ops`, which stays as the untyped spelling): set
 	 * the one of your kind, e.g. .sink_ops = &my_sink_ops. */
-	union {
+	REGENT_ANON_UNION {
 		const void *kind_ops;
 		const regent_source_ops *source_ops;
 		const regent_store_ops *store_ops;
