@@ -236,7 +236,7 @@ typedef struct cmd_run {
 	size_t outlen;
 	int64_t exit_status;
 	int term_signal;
-	bool exited, eof, timed_out;
+	bool exited, eof, timed_out, finished;
 	int open;             /* handles not closed yet */
 } cmd_run;
 
@@ -254,8 +254,9 @@ static void cmd_closed(uv_handle_t *hd)
 /* Both the exit and the end of the output are in: report, close. */
 static void cmd_finish(cmd_run *r)
 {
-	if (!r->exited || !r->eof)
+	if (!r->exited || !r->eof || r->finished)
 		return;
+	r->finished = true;
 	nginx *s = r->s;
 	uv_timer_stop(&r->timer);
 	if (!s->destroyed) {
@@ -285,12 +286,22 @@ static void cmd_finish(cmd_run *r)
 	uv_close((uv_handle_t *)&r->timer, cmd_closed);
 }
 
+/* The output is not waited for any longer (a killed command's children
+ * may still hold the pipe). */
+static void cmd_stop_reading(cmd_run *r)
+{
+	uv_read_stop((uv_stream_t *)&r->out);
+	r->eof = true;
+}
+
 static void cmd_exit(uv_process_t *p, int64_t exit_status, int term_signal)
 {
 	cmd_run *r = p->data;
 	r->exited = true;
 	r->exit_status = exit_status;
 	r->term_signal = term_signal;
+	if (r->timed_out)
+		cmd_stop_reading(r);
 	cmd_finish(r);
 }
 
@@ -319,8 +330,13 @@ static void cmd_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 static void cmd_timeout(uv_timer_t *t)
 {
 	cmd_run *r = t->data;
+	if (r->exited) { /* it exited, something it started still holds its output */
+		cmd_stop_reading(r);
+		cmd_finish(r);
+		return;
+	}
 	r->timed_out = true;
-	uv_process_kill(&r->proc, SIGKILL);
+	uv_kill(-r->proc.pid, SIGKILL); /* its process group: the shell and its children */
 }
 
 static int run_command(nginx *s, const char *what, const char *cmd, step_done done)
@@ -349,6 +365,7 @@ static int run_command(nginx *s, const char *what, const char *cmd, step_done do
 	};
 	uv_process_options_t o = {
 		.exit_cb = cmd_exit, .file = args[0], .args = args, .stdio = stdio, .stdio_count = 2,
+		.flags = UV_PROCESS_DETACHED, /* its own process group, killed as one */
 	};
 	int rc = uv_spawn(loop, &r->proc, &o);
 	free(script);
@@ -461,9 +478,14 @@ static void finish(nginx *s, int status, const char *why)
 	} else {
 		free(s->text);
 		s->text = NULL;
-		uint64_t delay = s->h->backoff_next(&s->backoff);
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot apply the catalog to %s: %s; retrying in %llu ms",
-		          s->file, why, (unsigned long long)delay);
+		uint64_t delay = s->stopping ? 0 : s->h->backoff_next(&s->backoff);
+		if (s->stopping)
+			s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot apply the catalog to %s: %s; stopping",
+			          s->file, why);
+		else
+			s->h->log(s->ctx, REGENT_LOG_ERROR,
+			          "cannot apply the catalog to %s: %s; retrying in %llu ms", s->file, why,
+			          (unsigned long long)delay);
 		s->h->set_health(s->ctx, false, why);
 		s->h->metric_add(s->errors, 1);
 		if (!s->pending) /* retry this snapshot unless a newer one came */
@@ -515,7 +537,8 @@ static void checked(nginx *s, int status, const char *why)
 		return;
 	}
 	/* nginx -t refused the new file: put the last good one back so that a
-	 * later reload (by anyone) does not pick up a file nginx refuses. */
+	 * later reload (by anyone) does not pick up a file nginx refuses.
+	 * (None yet: the file stays as written, nginx runs what it runs.) */
 	if (s->good && (s->check_why = strdup(why)) && write_file(s, s->good, restored) == 0)
 		return;
 	free(s->check_why);

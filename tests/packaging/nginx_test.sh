@@ -154,6 +154,30 @@ if [ "${NGINX_TEST_VALGRIND:-0}" = 1 ]; then
 	check "... under valgrind, with no error and no leak" grep -q "ERROR SUMMARY: 0 errors" "$LOG"
 fi
 check "no temporary file is left behind" test ! -e "$N/upstreams.conf.tmp"
+
+# A command that hangs is killed at command_timeout (with what it started),
+# and a stop while one runs waits for it: regent exits once it is killed.
+sed -e "s#^check_command = .*#check_command = touch $T/running; sleep 30#" -e "s#^command_timeout = .*#command_timeout = 1s#" \
+	"$T/r.ini" >"$T/hang.ini"
+daemon_start hang "${RUN[@]}" "$BIN" -c "$T/hang.ini" --plugin-dir "$P"
+HLOG=$(daemon_log hang)
+check "a hanging check command is killed at command_timeout" \
+	wait_for --timeout 15 grep -q "sink nginx: cannot apply the catalog to $N/upstreams.conf: check command timed out after 1000 ms; retrying in" "$HLOG"
+rm -f "$T/running"
+check "... and started again at the retry" wait_for --timeout 10 test -e "$T/running"
+kill -TERM "$(daemon_pid hang)" # within ~0.2 s of the command's start: it runs for 1 s
+check "a stop waits for the command in flight (killed at its timeout), then regent exits" \
+	wait_for --timeout 20 grep -q "core: stopped" "$HLOG"
+check "... the cycle ended after the stop began" \
+	grep -q "sink nginx: cannot apply the catalog to $N/upstreams.conf: check command timed out after 1000 ms; stopping" "$HLOG"
+check "... within the stop_timeout (5 s), not by the core giving up" \
+	bash -c "! grep -q 'did not stop' '$HLOG'"
+daemon_stop hang 30
+check_eq "... exit 0" "exit 0" "$(daemon_status hang)"
+if [ "${NGINX_TEST_VALGRIND:-0}" = 1 ]; then
+	check "... under valgrind, with no error and no leak" grep -q "ERROR SUMMARY: 0 errors" "$HLOG"
+fi
+
 daemon_stop nginx 10
 daemon_stop web-a
 daemon_stop web-b
