@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # abi_test.sh - plugin ABI compatibility within major 1 (issue 18): the 1.0
 # fixtures (tests/plugins/abi10.c: a 1.0 descriptor, 1.0's key stride, only
-# 1.0 host entries) and a plugin built as against a newer header that needs
-# only 1.0 (tests/plugins/future.c: a longer descriptor and key stride) are
-# loaded by this regent and run: the 1.0 source reports an instance, both
-# sinks get it in an apply, everything stops cleanly; their keys are
+# 1.0 host entries) and a plugin built as against a newer header
+# (tests/plugins/future.c: a longer descriptor and key stride) are loaded by
+# this regent and run: the 1.0 source reports an instance, the 1.0 store gets
+# it registered and reports it back, both sinks get it in an apply,
+# everything stops cleanly; their keys are
 # checked with the plugins' own strides.
 set -u
 source "$(dirname "$0")/harness/lib.sh"
@@ -17,6 +18,7 @@ P=$REGENT_PLUGIN_DIR
 "$REGENT_BIN" --list-plugins --plugin-dir "$P" >"$T/list" 2>"$T/list.err"
 check "--list-plugins shows the 1.0 sink fixture" grep -Eq "^abi10sink +sink +1\.0\.0 +$P/abi10sink.so$" "$T/list"
 check "--list-plugins shows the 1.0 source fixture" grep -Eq "^abi10source +source +1\.0\.0 +$P/abi10source.so$" "$T/list"
+check "--list-plugins shows the 1.0 store fixture" grep -Eq "^abi10store +store +1\.0\.0 +$P/abi10store.so$" "$T/list"
 check "--list-plugins shows the newer-header sink" grep -Eq "^futuresink +sink +future +$P/futuresink.so$" "$T/list"
 
 cat >"$T/bad.ini" <<EOF
@@ -57,7 +59,8 @@ service = web
 id = abi-1/web/1
 address = 127.0.0.7
 port = 18080
-[store teststore]
+[store abi10store]
+log = $T/store.log
 [sink abi10sink]
 file = $T/abi10.out
 [sink futuresink]
@@ -74,6 +77,9 @@ LOG=$(daemon_log regent)
 check "the 1.0 source starts and reports its instance" \
 	wait_for --timeout 10 grep -q "source abi10source: abi10 source reported abi-1/web/1 (0)" "$LOG"
 check "the 1.0 sink starts" grep -q "sink abi10sink: abi10 sink started" "$LOG"
+check "the 1.0 store starts" grep -q "store abi10store: abi10 store started" "$LOG"
+check "the 1.0 store gets the instance registered" \
+	wait_for --timeout 10 grep -qx "register abi-1/web/1 127.0.0.7:18080" "$T/store.log"
 check "the 1.0 sink gets the instance in an apply" \
 	wait_for --timeout 10 grep -qx "  web abi-1/web/1 127.0.0.7:18080" "$T/abi10.out"
 check "the newer-header sink runs with its keys (default and set)" grep -qx "hi count=3" "$T/future.out"
@@ -83,6 +89,7 @@ daemon_stop regent 10
 check_eq "regent stops cleanly (exit 0)" "exit 0" "$(daemon_status regent)"
 check "the 1.0 sink was stopped" grep -q "sink abi10sink: abi10 abi10sink stopped" "$LOG"
 check "the 1.0 source was stopped" grep -q "source abi10source: abi10 abi10source stopped" "$LOG"
+check "the 1.0 store was stopped" grep -q "store abi10store: abi10 abi10store stopped" "$LOG"
 check "no warning or error in the log" bash -c "! grep -E '(^|[] ])(warn|error): ' '$LOG'"
 
 harness_summary

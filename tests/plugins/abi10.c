@@ -4,8 +4,10 @@
  * through the untyped `kind_ops`), no key_size (1.0's key stride), and
  * only host entries of 1.0, called through a copy of the host table cut
  * to 1.0's entries (an entry of 1.1 or later would be a NULL call).
- * Built twice: ABI10_SINK (abi10sink, writes each snapshot to a file) and
- * ABI10_SOURCE (abi10source, reports one instance from its section). */
+ * Built three times: ABI10_SINK (abi10sink, writes each snapshot to a
+ * file), ABI10_SOURCE (abi10source, reports one instance from its section)
+ * and ABI10_STORE (abi10store, an in-memory registry that logs what it is
+ * given and reports it back as the catalog). */
 #define REGENT_PLUGIN_MIN_MINOR 0
 #include <regent/plugin.h>
 
@@ -17,11 +19,15 @@
 /* The host table of ABI 1.0: every entry before `started` (1.1). */
 #define HOST_1_0_SIZE offsetof(regent_host, started)
 
+#define MAX_INSTS 64
+
 typedef struct state {
 	regent_ctx *ctx;
 	regent_host h; /* the first HOST_1_0_SIZE bytes of the core's, the rest zero */
 	FILE *out;
 	unsigned applies;
+	regent_instance *insts[MAX_INSTS]; /* the store's registry (owned copies) */
+	size_t ninsts;
 } state;
 
 static int create(regent_ctx *ctx, const regent_host *host, void **self)
@@ -84,6 +90,87 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 static const regent_sink_ops kind_ops = {sizeof(kind_ops), apply};
 #define KIND REGENT_KIND_SINK
 #define NAME "abi10sink"
+#elif defined(ABI10_STORE)
+static const regent_config_key keys[] = {
+	{"log", REGENT_CFG_STRING, NULL, true, 0, 0, "append register/deregister calls here"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+
+static int start(void *self)
+{
+	state *s = self;
+	const char *file = s->h.cfg_string(s->ctx, "log");
+	s->out = fopen(file, "a");
+	if (!s->out)
+		return -errno;
+	setvbuf(s->out, NULL, _IOLBF, 0);
+	if (s->h.want_catalog(s->ctx)) { /* a first full read: empty */
+		s->h.catalog_sync_begin(s->ctx);
+		s->h.catalog_sync_end(s->ctx);
+	}
+	s->h.log(s->ctx, REGENT_LOG_INFO, "abi10 store started (header %d.%d, needs 1.0)",
+	         REGENT_ABI_MAJOR, REGENT_ABI_MINOR);
+	return 0;
+}
+
+/* Reports the service of name back (every instance of it held). */
+static void report(state *s, const char *service)
+{
+	if (!s->h.want_catalog(s->ctx))
+		return;
+	const regent_instance *list[MAX_INSTS];
+	size_t n = 0;
+	for (size_t i = 0; i < s->ninsts; i++)
+		if (strcmp(s->insts[i]->service, service) == 0)
+			list[n++] = s->insts[i];
+	s->h.catalog_set(s->ctx, service, list, n);
+}
+
+static void deregister_instance(void *self, const regent_instance *inst)
+{
+	state *s = self;
+	fprintf(s->out, "deregister %s\n", inst->id);
+	for (size_t i = 0; i < s->ninsts; i++) {
+		if (strcmp(s->insts[i]->id, inst->id) != 0)
+			continue;
+		s->h.instance_free(s->insts[i]);
+		s->insts[i] = s->insts[--s->ninsts];
+		break;
+	}
+	report(s, inst->service);
+}
+
+static void register_instance(void *self, const regent_instance *inst)
+{
+	state *s = self;
+	fprintf(s->out, "register %s %s:%u\n", inst->id, inst->address, inst->port);
+	/* a copy through the 1.0 JSON helpers: inst is borrowed for the call */
+	char *json = s->h.instance_encode(inst);
+	regent_instance *copy = NULL;
+	if (!json || s->h.instance_decode(json, strlen(json), inst->service, inst->id, &copy) != 0) {
+		free(json);
+		s->h.log(s->ctx, REGENT_LOG_ERROR, "cannot copy %s", inst->id);
+		return;
+	}
+	free(json);
+	for (size_t i = 0; i < s->ninsts; i++) {
+		if (strcmp(s->insts[i]->id, inst->id) == 0) {
+			s->h.instance_free(s->insts[i]);
+			s->insts[i] = copy;
+			copy = NULL;
+		}
+	}
+	if (copy && s->ninsts < MAX_INSTS)
+		s->insts[s->ninsts++] = copy;
+	else if (copy)
+		s->h.instance_free(copy);
+	report(s, inst->service);
+}
+
+static const regent_store_ops kind_ops = {sizeof(kind_ops), register_instance,
+                                          deregister_instance};
+#define KIND REGENT_KIND_STORE
+#define NAME "abi10store"
 #else /* ABI10_SOURCE */
 static const regent_config_key keys[] = {
 	{"service", REGENT_CFG_STRING, NULL, true, 0, 0, "the instance's service"},
@@ -128,6 +215,8 @@ static void destroy(void *self)
 	state *s = self;
 	if (s->out)
 		fclose(s->out);
+	for (size_t i = 0; i < s->ninsts; i++)
+		s->h.instance_free(s->insts[i]);
 	free(s);
 }
 
