@@ -9,8 +9,10 @@
                                                      lease in 128-op txns, 16 in flight; seconds
   scale_tool.py wait-config FILE N TIMEOUT           wall ns when FILE has N service listens
   scale_tool.py wait-serving SOCK N TIMEOUT          wall ns when haproxy routes to >= N servers
-  scale_tool.py changes EP PREFIX SOCK PID M OUT     M single-instance changes (join / leave)
-  scale_tool.py newsvc EP PREFIX SOCK PID M PORTS OUT  M new services (reload path) and removals
+  scale_tool.py changes EP PREFIX SOCK PID M OUT [NSVC]  M single-instance changes (join / leave)
+                                                     in services fleet0000..NSVC-1 (1000)
+  scale_tool.py newsvc EP PREFIX SOCK PID M PORTS OUT [LIMIT]  M new services (reload path) and
+                                                     removals, each waited for LIMIT s (30)
   scale_tool.py quiet PID MS_PER_S TIMEOUT           wall ns and CPU ns when PID's CPU over the
                                                      last second fell to MS_PER_S ms/s or less
   scale_tool.py cpu PID                              CPU ns of every thread of PID
@@ -298,12 +300,12 @@ def cmd_quiet(pid, max_ms_per_s, timeout):
     return 1
 
 
-def cmd_changes(ep, prefix, sock, pid, m, out):
+def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
     e = Etcd(ep)
     idle = idle_rate(pid)
     samples = []
     for j in range(m):
-        s = (j * 37) % 1000
+        s = (j * 37) % nsvc
         svc = "fleet%04d" % s
         i = 900000 + j
         key = "%s/%s/fleet-node/x%06d/8000" % (prefix, svc, i)
@@ -332,7 +334,7 @@ def cmd_changes(ep, prefix, sock, pid, m, out):
     return 0
 
 
-def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out):
+def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out, limit=30.0):
     e = Etcd(ep)
     idle = idle_rate(pid, 2.0)
     ports = [int(l) for l in open(portsf) if l.strip()][-m:]  # the last M: not the fleet's
@@ -348,11 +350,11 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out):
             t0 = time.time_ns()
             if kind == "add":
                 e.post("/v3/kv/put", {"key": b64(key), "value": b64(inst_value(addr, port, ports[j]))})
-                t1 = wait_state(sock, svc, hk, True, timeout=30)
+                t1 = wait_state(sock, svc, hk, True, timeout=limit)
             else:
                 e.post("/v3/kv/deleterange", {"key": b64(key)})
                 t1 = None
-                end = time.monotonic() + 30
+                end = time.monotonic() + limit
                 while time.monotonic() < end:  # the listen section is gone after the reload
                     try:
                         if "Can't find backend" in admin(sock, "show servers state %s" % svc):
@@ -361,7 +363,7 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out):
                     except OSError:
                         pass
                     time.sleep(0.005)
-            c1 = settle_cpu(pid, idle, limit_s=15)
+            c1 = settle_cpu(pid, idle, limit_s=max(15.0, limit / 2))
             dt = time.monotonic() - t0c
             samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
                             "cpu_ms": (c1 - c0) / 1e6, "idle_ms": idle * dt / 1e6,
@@ -387,9 +389,9 @@ def main():
     if c == "wait-serving":
         return cmd_wait_serving(a[1], int(a[2]), float(a[3]))
     if c == "changes":
-        return cmd_changes(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6])
+        return cmd_changes(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6], *(int(x) for x in a[7:8]))
     if c == "newsvc":
-        return cmd_newsvc(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6], a[7])
+        return cmd_newsvc(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6], a[7], *(float(x) for x in a[8:9]))
     if c == "quiet":
         return cmd_quiet(int(a[1]), float(a[2]), float(a[3]))
     if c == "cpu":
