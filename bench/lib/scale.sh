@@ -539,15 +539,19 @@ for m in order:
     any_r = next(r for r in rs if r)
     lines.append("| " + " | ".join([m] + [fig(r) for r in rs] + [any_r.get("unit", ""), any_r.get("target", "")]) + " |")
 out = []
+def span(m):  # the smallest and the largest size that measured m
+    have = [n for n in sizes if (m, n) in by]
+    return (have[0], have[-1]) if len(have) >= 2 else (None, None)
 if len(sizes) >= 2:
-    lo, hi = sizes[0], sizes[-1]
     m = "one change: agent CPU (etcd write -> agent idle again; idle rate subtracted)"
+    lo, hi = span(m)
     a, b = by.get((m, lo)), by.get((m, hi))
     if a and b and a.get("p90"):
         ratio = b["p90"] / a["p90"] if a["p90"] > 0 else float("inf")
         out.append(dict(bench="scale", section="client, growth", metric="one change: agent CPU (p90) at %d vs %d instances" % (hi, lo),
                         value=ratio, unit="x", target="flat (<= 1.5x)", missed="met" if ratio <= 1.5 else "MISSED"))
     for m in ("agent RSS after cold start (VmRSS)", "cold start: exec -> haproxy config written (every listen section)"):
+        lo, hi = span(m)
         a, b = by.get((m, lo)), by.get((m, hi))
         key = "value" if a and a.get("value") not in (None, "") else "max"
         if a and b and a.get(key):
@@ -610,12 +614,23 @@ bench_scale() {
 	trap 'sc_on_exit' EXIT
 	local ninst title=""
 	if ((client)); then
-		# The managed haproxy asks for ~1.7 descriptors per server slot (85,240 at 50,000
-		# instances; it refuses to start below that): above the usual 20,000 limit.
-		ulimit -n 262144 2>/dev/null || b_log "cannot raise the open-file limit to 262144 (now $(ulimit -n)): haproxy refuses more than ~11,000 slots"
+		# The managed haproxy asks for a descriptor per server slot and listener (85,240 at
+		# 50,000 instances; it refuses to load below that): above the usual 20,000 limit.
+		ulimit -n 262144 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null ||
+			b_log "cannot raise the open-file limit (now $(ulimit -n))"
 		for ninst in $csizes; do
 			[[ "$ninst" =~ ^[0-9]+$ && "$ninst" -ge 10 ]] || b_die "--client-sizes: instance counts of at least 10"
-			b_log "client side: $ninst instances in ${nsvc:-$((ninst / 10))} services"
+			# haproxy refuses to load unless it may open ~one descriptor per slot and listener
+			# (16 slots per service) plus ~240: a size beyond the hard limit is not run.
+			local svcs=${nsvc:-$((ninst / 10))} need hard
+			need=$((svcs * 17 + 240)) hard=$(ulimit -Hn)
+			if [[ "$hard" != unlimited ]] && ((need > hard)); then
+				b_log "client side: $ninst instances NOT RUN: haproxy needs ~$need open files, the hard limit is $hard"
+				printf '{"bench":"scale","section":"client, %d instances","metric":"not run: haproxy needs ~%d open files for %d slots and listeners; the hard limit is %d (raising it needs CAP_SYS_RESOURCE)","missed":"MISSED","target":"measured"}\n' \
+					"$ninst" "$need" "$((svcs * 17))" "$hard" >> "$B_ROWS"
+				continue
+			fi
+			b_log "client side: $ninst instances in $svcs services"
 			sc_client "$ninst" "${nsvc:-$((ninst / 10))}" "$runs" "$nchg" "$nnew" "$probe" "$profile"
 		done
 		sc_growth
