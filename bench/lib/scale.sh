@@ -529,7 +529,7 @@ def fig(r):
     elif r.get("p99") not in (None, "") and "p99" in (r.get("target") or ""): v, what = r["p99"], " (p99)"
     elif r.get("target", "").startswith("<=") and r.get("max") not in (None, ""): v, what = r["max"], " (max)"
     else: v, what = r.get("p50"), " (p50)"
-    if v is None: return ""
+    if v is None: return r.get("missed", "")
     s = ("%.0f" % v) if abs(v) >= 100 else ("%.1f" % v) if abs(v) >= 10 else ("%.2f" % v)
     return s + what + ("" if not r.get("missed") else " " + r["missed"])
 hdr = ["metric"] + ["%d instances" % n for n in sizes] + ["unit", "target"]
