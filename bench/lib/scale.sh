@@ -13,7 +13,7 @@
 scale_usage() {
 	cat <<'EOF2'
 usage: bench/run scale [options]
-  --client-sizes "A B"  client side: instance counts, one after another (default
+  --client-sizes "A B" client side: instance counts, one after another (default
                      "1000 10000 50000"), each in N/10 services; --instances N: one size
   --services N       client side: every size in N services instead of N/10
   --cold-runs N      cold starts measured (default 3)
