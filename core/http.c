@@ -7,7 +7,8 @@
  *  - per client (regent_http): the libcurl multi handle, the uv_timer_t that
  *    carries curl's timeout (CURLMOPT_TIMERFUNCTION) and one uv_poll_t per
  *    socket curl asks us to watch (CURLMOPT_SOCKETFUNCTION);
- *  - per request (regent_http_req): the easy handle, its header list, the
+ *  - per request (regent_http_req): the easy handle (from the client's
+ *    pool of reset handles, given back to it: http_setup.c), its header list, the
  *    captured response headers, the buffered body or partial line, and an
  *    optional uv_timer_t for the idle timeout.
  *
@@ -143,8 +144,10 @@ static void free_req(regent_http_req *req)
 		curl_multi_remove_handle(h->multi, req->easy);
 		req->added = false;
 	}
-	if (req->easy)
-		curl_easy_cleanup(req->easy);
+	/* Reset or cleaned up while its header list still exists. */
+	CURL *easy = req->easy;
+	req->easy = NULL;
+	regent_http_easy_put(h, easy, !req->was_paused);
 	curl_slist_free_all(req->hdr_list);
 	clear_headers(req);
 	free(req->hdrs);
@@ -635,7 +638,7 @@ size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata
 	}
 	if (req->flags & REGENT_HTTP_LINES) {
 		if (req->blen > req->boff) { /* a backlog is waiting: keep this in curl */
-			req->paused = true;
+			req->paused = req->was_paused = true;
 			pace_later(req->h);
 			return CURL_WRITEFUNC_PAUSE;
 		}
@@ -769,6 +772,7 @@ static void teardown(regent_http *h)
 		return;
 	while (h->reqs)
 		free_req(h->reqs);
+	regent_http_pool_free(h);
 	h->torn_down = true;
 	curl_multi_cleanup(h->multi); /* may still report CURL_POLL_REMOVE */
 	h->multi = NULL;
@@ -852,7 +856,7 @@ regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opt
 	h->reqs = req;
 
 	int rc;
-	req->easy = curl_easy_init();
+	req->easy = regent_http_easy_get(h);
 	if (!req->easy) {
 		rc = -ENOMEM;
 		goto fail;

@@ -17,5 +17,7 @@ void regent_http_cancel(regent_http_req *req);
 const char *regent_http_header(regent_http_req *req, const char *name);
 /* Number of requests in flight (tests, shutdown). */
 size_t regent_http_pending(const regent_http *h);
+/* Easy handles created so far and idle in the pool (tests). */
+void regent_http_easy_stats(const regent_http *h, size_t *created, size_t *pooled);
 
 #endif

@@ -1,6 +1,7 @@
 /* http_int.h - what the files of the core's HTTP client share (http.c:
- * the client, its loop callbacks and line pacing; http_setup.c: setting up
- * a request's easy handle): the request and client structs and the few
+ * the client, its loop callbacks and line pacing; http_setup.c: the pool
+ * of easy handles and setting one up for a request): the request and
+ * client structs and the few
  * functions one calls in the other.  Not for plugins (see http.h). */
 #ifndef REGENT_CORE_HTTP_INT_H
 #define REGENT_CORE_HTTP_INT_H
@@ -15,6 +16,7 @@
 #define HTTP_MAX_BODY ((size_t)16 * 1024 * 1024)
 #define HTTP_MSG_SIZE 160
 #define PACE_NS (10u * 1000000u) /* line delivery per loop callback, see Pacing */
+#define HTTP_POOL_MAX 8u /* idle easy handles kept for reuse (http_setup.c) */
 
 typedef enum req_state {
 	REQ_QUEUED, /* created while busy: not yet added to the multi handle */
@@ -50,6 +52,7 @@ struct regent_http_req {
 	char *back;    /* LINES mode: bytes received, not yet split (see Pacing) */
 	size_t boff, blen, bcap; /* back[boff..blen) is pending */
 	bool paused;   /* write_cb returned CURL_WRITEFUNC_PAUSE */
+	bool was_paused; /* ever paused: its easy handle is not reused */
 	bool fin_pending;     /* the transfer ended with a backlog: finish after it */
 	int fin_err;
 	const char *fin_msg;  /* errbuf, msg or a static curl string */
@@ -80,6 +83,9 @@ struct regent_http {
 	unsigned busy;       /* nesting depth of our loop callbacks */
 	size_t open_handles; /* uv handles not yet through their close callback */
 	bool closing, torn_down;
+	CURL *pool[HTTP_POOL_MAX]; /* idle easy handles, reset, ready for reuse */
+	size_t npool;
+	size_t easy_created; /* curl_easy_init() calls (tests) */
 };
 
 /* http.c: libcurl's write and header callbacks (userdata: the request). */
@@ -87,6 +93,14 @@ size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata
 size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
 /* http_setup.c */
 bool regent_http_valid_method(const char *m);
+/* An easy handle for a new request: a pooled one or a new one (NULL when
+ * out of memory). */
+CURL *regent_http_easy_get(regent_http *h);
+/* Gives back a request's easy handle (out of the multi handle): reset and
+ * pooled when `reuse` and the pool has room, else cleaned up. */
+void regent_http_easy_put(regent_http *h, CURL *easy, bool reuse);
+/* Cleans up every pooled handle (teardown). */
+void regent_http_pool_free(regent_http *h);
 /* Sets up req->easy from o; returns 0 or a negative errno. */
 int regent_http_setup_easy(regent_http_req *req, const regent_http_opts *o);
 

@@ -1,8 +1,21 @@
-/* http_setup.c - the core's HTTP client (http.c): one request's libcurl
- * easy handle set up from the plugin's regent_http_opts (method, URL
- * scheme, headers, body, timeouts, TLS files, unix socket), and the
- * method check.  Owns nothing past the call: what it allocates (the header
- * list) belongs to the request, freed by http.c. */
+/* http_setup.c - the core's HTTP client (http.c): the client's pool of
+ * idle easy handles, one request's easy handle set up from the plugin's
+ * regent_http_opts (method, URL scheme, headers, body, timeouts, TLS
+ * files, unix socket), and the method check.
+ *
+ * Reuse.  A finished request's easy handle goes back to the client's pool
+ * (at most HTTP_POOL_MAX) after curl_easy_reset(), which returns every
+ * option to its default; the next request takes it and sets every option
+ * it needs from scratch, exactly as on a new handle, so nothing of an
+ * earlier request (headers, body, method, timeouts, unix socket, TLS
+ * files, callbacks, private pointer) carries over.  What reuse keeps is
+ * what the multi handle owns anyway (its connection and DNS caches) and
+ * the handle's own buffers: no curl_easy_init() and its allocations per
+ * request.  A handle that was ever paused (line pacing) is not reused.
+ *
+ * Owns the pooled handles (freed by regent_http_pool_free at teardown);
+ * what setup allocates (the header list) belongs to the request, freed by
+ * http.c. */
 #include "http_int.h"
 
 #include <errno.h>
@@ -23,6 +36,42 @@ bool regent_http_valid_method(const char *m)
 			return false;
 	}
 	return true;
+}
+
+CURL *regent_http_easy_get(regent_http *h)
+{
+	if (h->npool > 0)
+		return h->pool[--h->npool];
+	CURL *easy = curl_easy_init();
+	if (easy)
+		h->easy_created++;
+	return easy;
+}
+
+void regent_http_easy_put(regent_http *h, CURL *easy, bool reuse)
+{
+	if (!easy)
+		return;
+	if (reuse && !h->closing && !h->torn_down && h->npool < HTTP_POOL_MAX) {
+		curl_easy_reset(easy);
+		h->pool[h->npool++] = easy;
+		return;
+	}
+	curl_easy_cleanup(easy);
+}
+
+void regent_http_pool_free(regent_http *h)
+{
+	while (h->npool > 0)
+		curl_easy_cleanup(h->pool[--h->npool]);
+}
+
+void regent_http_easy_stats(const regent_http *h, size_t *created, size_t *pooled)
+{
+	if (created)
+		*created = h ? h->easy_created : 0;
+	if (pooled)
+		*pooled = h ? h->npool : 0;
 }
 
 static int setopt_error(CURLcode c)

@@ -105,6 +105,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, body, {
                 "X-Echo": self.headers.get("X-Test", ""),
                 "X-Method": self.command,
+                "X-Transport": "unix" if isinstance(self.server, UnixServer) else "tcp",
             })
         elif path.startswith("/status/"):
             self._body()

@@ -248,7 +248,7 @@ typedef struct call {
 	char *body;
 	size_t body_len;
 	char error_msg[512];
-	char x_echo[64], x_method[16], ctype[64];
+	char x_echo[64], x_method[16], ctype[64], x_transport[16];
 	bool have_x_echo, missing_is_null;
 	int data_calls;
 	char *lines[MAX_LINES];
@@ -318,6 +318,7 @@ static void on_done(void *arg, const regent_http_result *res)
 	}
 	copy_header(c, "x-echo", c->x_echo, sizeof c->x_echo, &c->have_x_echo);
 	copy_header(c, "X-METHOD", c->x_method, sizeof c->x_method, NULL);
+	copy_header(c, "X-Transport", c->x_transport, sizeof c->x_transport, NULL);
 	copy_header(c, "Content-Type", c->ctype, sizeof c->ctype, NULL);
 	c->missing_is_null = regent_http_header(c->req, "X-Not-There") == NULL;
 
@@ -1027,6 +1028,195 @@ static void test_close_with_pending(void **state)
 		call_free(&c[i]);
 }
 
+/* ------------------------------------------------------------------ */
+/* Easy handle reuse (http_setup.c's pool)                            */
+/* ------------------------------------------------------------------ */
+
+static size_t easy_created(fixture *f)
+{
+	size_t created = 0;
+	regent_http_easy_stats(f->h, &created, NULL);
+	return created;
+}
+
+/* Starts one request and runs it to its on_done. */
+static void run_one(fixture *f, call *c, regent_http_opts *o)
+{
+	int err = 1;
+	assert_non_null(start(c, o, &err));
+	assert_int_equal(err, 0);
+	assert_true(run_until(&f->loop, &c->done, 1, 5000));
+	assert_int_equal(c->done, 1);
+}
+
+/* Requests one after another share one easy handle, and each one's
+ * options are its own: nothing of the one before (headers, body, method,
+ * unix socket, timeout, max_body, HEAD, streaming callbacks) carries over,
+ * also after a stream, a timeout, an error and a cancel. */
+static void test_reuse_options(void **state)
+{
+	fixture *f = *state;
+	int err = 0;
+
+	/* POST with a header and a body, over the unix socket. */
+	call a = {.f = f};
+	const char *hdr[] = {"X-Test: one"};
+	regent_http_opts oa = {.size = sizeof oa, .url = "http://localhost/echo", .method = "POST",
+	                       .headers = hdr, .nheaders = 1, .body = "abc", .body_len = 3,
+	                       .unix_socket = sock_path, .timeout_ms = 5000};
+	run_one(f, &a, &oa);
+	assert_int_equal(a.error, 0);
+	assert_string_equal(a.x_echo, "one");
+	assert_string_equal(a.x_method, "POST");
+	assert_string_equal(a.x_transport, "unix");
+	assert_string_equal(a.body, "abc");
+	call_free(&a);
+	assert_int_equal(easy_created(f), 1);
+
+	/* A plain GET over TCP on the same handle: no header, body, method or
+	 * socket of the POST. */
+	call b = {.f = f};
+	regent_http_opts ob = {.size = sizeof ob, .url = url(0, "/echo")};
+	run_one(f, &b, &ob);
+	assert_int_equal(b.error, 0);
+	assert_int_equal(b.status, 200);
+	assert_string_equal(b.x_echo, "");
+	assert_string_equal(b.x_method, "GET");
+	assert_string_equal(b.x_transport, "tcp");
+	assert_int_equal(b.body_len, 0);
+	call_free(&b);
+	assert_int_equal(easy_created(f), 1);
+
+	/* A stream, then a buffered request: the body is buffered again and
+	 * the stream's on_data is not called. */
+	call s = {.f = f, .flags = REGENT_HTTP_LINES};
+	regent_http_opts os = {.size = sizeof os, .url = url(0, "/stream?n=3&delay_ms=10")};
+	run_one(f, &s, &os);
+	assert_int_equal(s.error, 0);
+	assert_int_equal(s.nlines, 4);
+	call g = {.f = f};
+	regent_http_opts og = {.size = sizeof og, .url = url(0, "/hello")};
+	run_one(f, &g, &og);
+	assert_int_equal(g.error, 0);
+	assert_int_equal(g.data_calls, 0);
+	assert_false(g.body_null);
+	assert_string_equal(g.body, "hello world");
+	assert_int_equal(s.nlines, 4);
+	assert_int_equal(s.data_calls, 4);
+	call_free(&s);
+	call_free(&g);
+
+	/* A timeout, then a slower request without one: it is not cut at the
+	 * earlier 200 ms. */
+	call t = {.f = f};
+	regent_http_opts ot = {.size = sizeof ot, .url = url(0, "/hang"), .timeout_ms = 200};
+	run_one(f, &t, &ot);
+	assert_int_equal(t.error, -ETIMEDOUT);
+	call w = {.f = f};
+	regent_http_opts ow = {.size = sizeof ow, .url = url(0, "/stream?n=4&delay_ms=100")};
+	run_one(f, &w, &ow);
+	assert_int_equal(w.error, 0);
+	assert_true(w.t_done - w.t_start >= 300);
+	assert_non_null(strstr(w.body, "{\"done\":true}"));
+	call_free(&t);
+	call_free(&w);
+
+	/* An error (a unix socket nobody listens on), then a PUT without a
+	 * body over TCP. */
+	call e = {.f = f};
+	char missing[160];
+	snprintf(missing, sizeof missing, "%s/none.sock", tmp_dir);
+	regent_http_opts oe = {.size = sizeof oe, .url = "http://localhost/hello",
+	                       .unix_socket = missing};
+	run_one(f, &e, &oe);
+	assert_int_equal(e.error, -ECONNREFUSED);
+	call p = {.f = f};
+	regent_http_opts op = {.size = sizeof op, .url = url(0, "/echo"), .method = "PUT"};
+	run_one(f, &p, &op);
+	assert_int_equal(p.error, 0);
+	assert_string_equal(p.x_method, "PUT");
+	assert_string_equal(p.x_transport, "tcp");
+	assert_int_equal(p.body_len, 0);
+	call_free(&e);
+	call_free(&p);
+
+	/* max_body, HEAD and a custom method do not stay. */
+	call m = {.f = f};
+	regent_http_opts om = {.size = sizeof om, .url = url(0, "/big?bytes=5000"), .max_body = 1000};
+	run_one(f, &m, &om);
+	assert_int_equal(m.error, -EFBIG);
+	call hd = {.f = f};
+	regent_http_opts ohd = {.size = sizeof ohd, .url = url(0, "/hello"), .method = "HEAD"};
+	run_one(f, &hd, &ohd);
+	assert_int_equal(hd.error, 0);
+	assert_int_equal(hd.body_len, 0);
+	call dl = {.f = f};
+	regent_http_opts odl = {.size = sizeof odl, .url = url(0, "/echo"), .method = "DELETE"};
+	run_one(f, &dl, &odl);
+	assert_string_equal(dl.x_method, "DELETE");
+	call big = {.f = f};
+	regent_http_opts obig = {.size = sizeof obig, .url = url(0, "/big?bytes=5000")};
+	run_one(f, &big, &obig);
+	assert_int_equal(big.error, 0);
+	assert_string_equal(big.x_method, "");
+	assert_int_equal(big.body_len, 5000);
+	call_free(&m);
+	call_free(&hd);
+	call_free(&dl);
+	call_free(&big);
+
+	/* A stream cancelled from its on_data, then a POST. */
+	call k = {.f = f, .flags = REGENT_HTTP_LINES, .cancel_at_line = 1};
+	regent_http_opts ok = {.size = sizeof ok, .url = url(0, "/stream?n=20&delay_ms=20")};
+	assert_non_null(start(&k, &ok, &err));
+	assert_false(run_until(&f->loop, &k.done, 1, 300));
+	assert_int_equal(k.nlines, 1);
+	call q = {.f = f};
+	const char *hq[] = {"X-Test: two"};
+	regent_http_opts oq = {.size = sizeof oq, .url = url(0, "/echo"), .method = "POST",
+	                       .headers = hq, .nheaders = 1, .body = "xyz", .body_len = 3};
+	run_one(f, &q, &oq);
+	assert_int_equal(q.error, 0);
+	assert_string_equal(q.x_echo, "two");
+	assert_string_equal(q.body, "xyz");
+	assert_int_equal(k.nlines, 1);
+	call_free(&k);
+	call_free(&q);
+	/* Every request above ran on the first handle. */
+	assert_int_equal(easy_created(f), 1);
+}
+
+/* The pool is bounded: 20 requests at once need 20 handles; 8 of them
+ * (HTTP_POOL_MAX) are kept, the rest cleaned up. */
+static void test_reuse_pool_bounded(void **state)
+{
+	fixture *f = *state;
+	enum { N = 20 };
+	call c[N];
+	int total = 0;
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++) {
+			memset(&c[i], 0, sizeof c[i]);
+			c[i].f = f;
+			c[i].total = &total;
+			regent_http_opts o = {.size = sizeof o, .url = url(0, "/hello"), .timeout_ms = 5000};
+			int err = 0;
+			assert_non_null(start(&c[i], &o, &err));
+		}
+		assert_true(run_until(&f->loop, &total, N * (round + 1), 10000));
+		for (int i = 0; i < N; i++) {
+			assert_int_equal(c[i].error, 0);
+			assert_string_equal(c[i].body, "hello world");
+			call_free(&c[i]);
+		}
+		size_t created = 0, pooled = 0;
+		regent_http_easy_stats(f->h, &created, &pooled);
+		assert_int_equal(pooled, 8);
+		/* round 2 took the 8 pooled handles and created 12 more */
+		assert_int_equal(created, round == 0 ? N : N + N - 8);
+	}
+}
+
 static void test_invalid_args(void **state)
 {
 	fixture *f = *state;
@@ -1092,6 +1282,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_from_on_done, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_args, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reuse_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reuse_pool_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -7,10 +7,14 @@
   scale_tool.py wait-count EP PREFIX N TIMEOUT       wall ns when PREFIX holds >= N keys
   scale_tool.py rawreg EP PREFIX N                   the register side's floor: N keys under one
                                                      lease in 128-op txns, 16 in flight; seconds
+  scale_tool.py watch-count EP PREFIX N TIMEOUT READY  wall ns when a watch saw N keys put under
+                                                     PREFIX (touches READY once watching)
   scale_tool.py wait-config FILE N TIMEOUT           wall ns when FILE has N service listens
   scale_tool.py wait-serving SOCK N TIMEOUT          wall ns when haproxy routes to >= N servers
-  scale_tool.py changes EP PREFIX SOCK PID M OUT     M single-instance changes (join / leave)
-  scale_tool.py newsvc EP PREFIX SOCK PID M PORTS OUT  M new services (reload path) and removals
+  scale_tool.py changes EP PREFIX SOCK PID M OUT [NSVC]  M single-instance changes (join / leave)
+                                                     in services fleet0000..NSVC-1 (1000)
+  scale_tool.py newsvc EP PREFIX SOCK PID M PORTS OUT [LIMIT]  M new services (reload path) and
+                                                     removals, each waited for LIMIT s (30)
   scale_tool.py quiet PID MS_PER_S TIMEOUT           wall ns and CPU ns when PID's CPU over the
                                                      last second fell to MS_PER_S ms/s or less
   scale_tool.py cpu PID                              CPU ns of every thread of PID
@@ -218,6 +222,40 @@ def cmd_wait_count(ep, prefix, n, timeout):
     return 1
 
 
+def prefix_end(prefix):
+    b = bytearray(prefix.encode())
+    b[-1] += 1
+    return bytes(b)
+
+
+def cmd_watch_count(ep, prefix, n, timeout, ready):
+    """Wall ns when a watch on PREFIX has seen puts of N distinct keys.  Unlike polling a count
+    (a range over every key, 100 times a second), a watch costs etcd almost nothing while the
+    agent writes.  Touches READY once the watch is in place."""
+    u = urllib.parse.urlsplit(ep)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    body = {"create_request": {"key": b64(prefix),
+                               "range_end": base64.b64encode(prefix_end(prefix)).decode()}}
+    c.request("POST", "/v3/watch", json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    end = time.monotonic() + timeout
+    seen = set()
+    while time.monotonic() < end:
+        line = r.readline()
+        if not line:
+            break
+        m = json.loads(line).get("result", {})
+        if m.get("created"):
+            open(ready, "w").close()
+        for ev in m.get("events", []):
+            if ev.get("type", "PUT") == "PUT":
+                seen.add(ev["kv"]["key"])
+        if len(seen) >= n:
+            print(time.time_ns())
+            return 0
+    return 1
+
+
 def cmd_wait_config(path, n, timeout):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -298,12 +336,12 @@ def cmd_quiet(pid, max_ms_per_s, timeout):
     return 1
 
 
-def cmd_changes(ep, prefix, sock, pid, m, out):
+def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
     e = Etcd(ep)
     idle = idle_rate(pid)
     samples = []
     for j in range(m):
-        s = (j * 37) % 1000
+        s = (j * 37) % nsvc
         svc = "fleet%04d" % s
         i = 900000 + j
         key = "%s/%s/fleet-node/x%06d/8000" % (prefix, svc, i)
@@ -332,7 +370,7 @@ def cmd_changes(ep, prefix, sock, pid, m, out):
     return 0
 
 
-def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out):
+def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out, limit=30.0):
     e = Etcd(ep)
     idle = idle_rate(pid, 2.0)
     ports = [int(l) for l in open(portsf) if l.strip()][-m:]  # the last M: not the fleet's
@@ -348,11 +386,11 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out):
             t0 = time.time_ns()
             if kind == "add":
                 e.post("/v3/kv/put", {"key": b64(key), "value": b64(inst_value(addr, port, ports[j]))})
-                t1 = wait_state(sock, svc, hk, True, timeout=30)
+                t1 = wait_state(sock, svc, hk, True, timeout=limit)
             else:
                 e.post("/v3/kv/deleterange", {"key": b64(key)})
                 t1 = None
-                end = time.monotonic() + 30
+                end = time.monotonic() + limit
                 while time.monotonic() < end:  # the listen section is gone after the reload
                     try:
                         if "Can't find backend" in admin(sock, "show servers state %s" % svc):
@@ -361,7 +399,7 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out):
                     except OSError:
                         pass
                     time.sleep(0.005)
-            c1 = settle_cpu(pid, idle, limit_s=15)
+            c1 = settle_cpu(pid, idle, limit_s=max(15.0, limit / 2))
             dt = time.monotonic() - t0c
             samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
                             "cpu_ms": (c1 - c0) / 1e6, "idle_ms": idle * dt / 1e6,
@@ -382,14 +420,16 @@ def main():
         return cmd_rawreg(a[1], a[2], int(a[3]))
     if c == "wait-count":
         return cmd_wait_count(a[1], a[2], int(a[3]), float(a[4]))
+    if c == "watch-count":
+        return cmd_watch_count(a[1], a[2], int(a[3]), float(a[4]), a[5])
     if c == "wait-config":
         return cmd_wait_config(a[1], int(a[2]), float(a[3]))
     if c == "wait-serving":
         return cmd_wait_serving(a[1], int(a[2]), float(a[3]))
     if c == "changes":
-        return cmd_changes(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6])
+        return cmd_changes(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6], *(int(x) for x in a[7:8]))
     if c == "newsvc":
-        return cmd_newsvc(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6], a[7])
+        return cmd_newsvc(a[1], a[2], a[3], int(a[4]), int(a[5]), a[6], a[7], *(float(x) for x in a[8:9]))
     if c == "quiet":
         return cmd_quiet(int(a[1]), float(a[2]), float(a[3]))
     if c == "cpu":

@@ -76,6 +76,9 @@ typedef struct reg {
 	char *written; /* value written under the current lease (when have) */
 	char *sending; /* value in the txn in flight (NULL there = delete) */
 	int64_t rev;   /* revision of our last put */
+	/* written and sending usually are want's own buffer (no copy per key):
+	 * they own their buffer only when want changed meanwhile (etcd_reg.c) */
+	bool written_own, sending_own;
 	bool have;     /* the key exists under the current lease */
 	bool in_txn;
 	bool orphan;   /* found under a re-attached lease, not (yet) local */

@@ -34,12 +34,18 @@
 /* The registration table                                             */
 /* ------------------------------------------------------------------ */
 
+/* Values.  One buffer per value wanted: `sending` (the txn in flight) and
+ * `written` (what etcd holds) point to want's buffer while they hold the
+ * same value, and own a buffer (sending_own, written_own) only once want
+ * changed under them (reg_set_want hands the old buffer over). */
 void reg_free(reg *g)
 {
 	free(g->key);
+	if (g->written_own)
+		free(g->written);
+	if (g->sending_own)
+		free(g->sending);
 	free(g->want);
-	free(g->written);
-	free(g->sending);
 	free(g);
 }
 
@@ -48,7 +54,7 @@ static bool reg_is_dirty(const reg *g)
 	if (g->in_txn || g->orphan)
 		return false;
 	if (g->want)
-		return !g->have || strcmp(g->want, g->written) != 0;
+		return !g->have || (g->written != g->want && strcmp(g->want, g->written) != 0);
 	return g->have;
 }
 
@@ -86,20 +92,45 @@ static void reg_mark(etcd *e, reg *g)
 	}
 }
 
+/* v is stolen.  The old buffer goes to written or sending when they use
+ * it (to one of them; a copy for the other, which cannot happen: a value
+ * equal to the written one is never sent). */
 static void reg_set_want(etcd *e, reg *g, char *v)
 {
 	e->nwant += (v != NULL) - (g->want != NULL);
-	free(g->want);
+	char *old = g->want;
 	g->want = v;
+	if (!old)
+		return;
+	bool kept = false;
+	if (g->written == old && !g->written_own) {
+		g->written_own = kept = true;
+	}
+	if (g->sending == old && !g->sending_own) {
+		if (kept)
+			g->sending = xstrdup(old);
+		g->sending_own = true;
+		kept = true;
+	}
+	if (!kept)
+		free(old);
 }
 
-/* written is stolen (NULL with have false). */
-static void reg_set_have(etcd *e, reg *g, bool have, char *written)
+/* written is stolen when own, else it is want's buffer (NULL with have
+ * false). */
+static void reg_set_have(etcd *e, reg *g, bool have, char *written, bool own)
 {
 	e->nhave += (size_t)have - (size_t)g->have;
 	g->have = have;
-	free(g->written);
+	if (own && written && g->want && written != g->want && strcmp(written, g->want) == 0) {
+		free(written); /* the value wanted: share its buffer */
+		written = g->want;
+		own = false;
+	}
+	if (g->written_own && g->written != written)
+		free(g->written);
 	g->written = written;
+	g->written_own = written && own;
 }
 
 static void reg_set_orphan(etcd *e, reg *g, bool orphan)
@@ -183,7 +214,7 @@ static void lease_lost(etcd *e, const char *why)
 	void *v;
 	while (esmap_next(e->regs, &it, NULL, &v)) {
 		reg *g = v;
-		reg_set_have(e, g, false, NULL);
+		reg_set_have(e, g, false, NULL, false);
 		reg_set_orphan(e, g, false);
 		reg_update(e, g);
 	}
@@ -359,7 +390,7 @@ void recon_done(etcd *e, call *c, resp *r)
 			} else {
 				free(kt);
 			}
-			reg_set_have(e, g, true, val);
+			reg_set_have(e, g, true, val, true);
 			g->rev = mr;
 			reg_update(e, g);
 		}
@@ -483,8 +514,10 @@ static void batch_release(etcd *e, reg **batch, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		reg *g = batch[i];
 		g->in_txn = false;
-		free(g->sending);
+		if (g->sending_own)
+			free(g->sending);
 		g->sending = NULL;
+		g->sending_own = false;
 		reg_update(e, g);
 	}
 	free(batch);
@@ -497,7 +530,7 @@ typedef struct sbuf {
 	size_t len, cap;
 } sbuf;
 
-static void sb_add(sbuf *b, const char *s, size_t n)
+static void sb_reserve(sbuf *b, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
@@ -509,6 +542,11 @@ static void sb_add(sbuf *b, const char *s, size_t n)
 		b->p = p;
 		b->cap = cap;
 	}
+}
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+	sb_reserve(b, n);
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';
@@ -519,11 +557,30 @@ static void sb_str(sbuf *b, const char *s)
 	sb_add(b, s, strlen(s));
 }
 
-static void sb_b64(const etcd *e, sbuf *b, const char *s, size_t n)
+/* Standard base64 (with padding), encoded in place: no copy per field. */
+static void sb_b64(sbuf *b, const char *s, size_t n)
 {
-	char *t = e->h->base64_encode(s, n);
-	sb_str(b, t);
-	free(t);
+	static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *u = (const unsigned char *)s;
+	sb_reserve(b, (n + 2) / 3 * 4);
+	char *o = b->p + b->len;
+	size_t i = 0;
+	for (; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)u[i] << 16 | (uint32_t)u[i + 1] << 8 | u[i + 2];
+		*o++ = tb[v >> 18];
+		*o++ = tb[(v >> 12) & 63];
+		*o++ = tb[(v >> 6) & 63];
+		*o++ = tb[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0);
+		*o++ = tb[v >> 18];
+		*o++ = tb[(v >> 12) & 63];
+		*o++ = i + 1 < n ? tb[(v >> 6) & 63] : '=';
+		*o++ = '=';
+	}
+	b->len = (size_t)(o - b->p);
+	b->p[b->len] = '\0';
 }
 
 /* Sends the head of the dirty list in slot c.  Returns false when
@@ -548,19 +605,19 @@ static bool txn_start(etcd *e, call *c)
 			sb_add(&b, ",", 1);
 		if (g->want) {
 			sb_str(&b, "{\"request_put\":{\"key\":\"");
-			sb_b64(e, &b, g->key, klen);
+			sb_b64(&b, g->key, klen);
 			sb_str(&b, "\",\"value\":\"");
-			sb_b64(e, &b, g->want, vlen);
+			sb_b64(&b, g->want, vlen);
 			sb_str(&b, lease);
 		} else {
 			sb_str(&b, "{\"request_delete_range\":{\"key\":\"");
-			sb_b64(e, &b, g->key, klen);
+			sb_b64(&b, g->key, klen);
 			sb_str(&b, "\"}}");
 		}
 		dirty_unlink(e, g);
 		g->in_txn = true;
-		free(g->sending);
-		g->sending = g->want ? xstrdup(g->want) : NULL;
+		g->sending = g->want; /* want's buffer: no copy (see Values) */
+		g->sending_own = false;
 		batch[n++] = g;
 	}
 	if (n == 0) {
@@ -599,14 +656,15 @@ void txn_done(etcd *e, call *c, resp *r)
 	for (size_t i = 0; i < n && fk == F_NONE && current; i++) {
 		reg *g = batch[i];
 		if (g->sending) {
-			reg_set_have(e, g, true, g->sending);
+			reg_set_have(e, g, true, g->sending, g->sending_own);
 			g->sending = NULL;
+			g->sending_own = false;
 			g->rev = rev;
 			puts++;
 			if (debug)
 				e->h->log(e->ctx, REGENT_LOG_DEBUG, "put %s", g->key);
 		} else {
-			reg_set_have(e, g, false, NULL);
+			reg_set_have(e, g, false, NULL, false);
 			dels++;
 			if (debug)
 				e->h->log(e->ctx, REGENT_LOG_DEBUG, "deleted %s", g->key);
@@ -800,7 +858,7 @@ void own_key_deleted(etcd *e, const char *key, size_t klen, int64_t mod_rev)
 		e->h->log(e->ctx, REGENT_LOG_WARN,
 		          "key %s of this agent was deleted at revision %lld; writing it again", g->key,
 		          (long long)mod_rev);
-	reg_set_have(e, g, false, NULL);
+	reg_set_have(e, g, false, NULL, false);
 	reg_set_orphan(e, g, false);
 	reg_update(e, g);
 	reg_kick_soon(e);
