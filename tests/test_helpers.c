@@ -89,6 +89,36 @@ static void test_abi(void **state)
 	assert_false(REGENT_HOST_HAS(&old, health_part));
 }
 
+/* A sink built against the ABI 1.3 header loads and runs on this core; a
+ * plugin declaring a newer minor than the core's is still refused. */
+static void test_older_plugin(void **state)
+{
+	fixture *f = *state;
+	const char *dir = getenv("REGENT_BROKEN_DIR");
+	assert_non_null(dir);
+	char err[1024] = "";
+	regent_loaded_plugin *lp = regent_plugin_load(dir, "abi13sink", REGENT_KIND_SINK, err,
+	                                              sizeof(err));
+	if (!lp)
+		fail_msg("abi13sink refused: %s", err);
+	assert_int_equal(lp->desc->abi_minor, 3);
+	void *self = NULL;
+	assert_int_equal(lp->desc->ops->create(&f->ctx, H, &self), 0); /* -ENOTSUP: table too short */
+	assert_non_null(self);
+	assert_int_equal(lp->desc->ops->start(self), 0);
+	assert_int_equal(lp->desc->ops->stop(self), 0);
+	lp->desc->ops->destroy(self);
+	regent_plugin_unref(lp);
+	regent_plugins_unload_unused();
+	lp = regent_plugin_load(dir, "broken_minor", 0, err, sizeof(err));
+	assert_null(lp);
+	char want[96];
+	snprintf(want, sizeof(want), "needs plugin ABI 1.%d but this regent provides 1.%d",
+	         REGENT_ABI_MINOR + 5, REGENT_ABI_MINOR);
+	if (!strstr(err, want))
+		fail_msg("\"%s\" lacks \"%s\"", err, want);
+}
+
 static void test_strings(void **state)
 {
 	(void)state;
@@ -554,6 +584,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_abi),
+		cmocka_unit_test_setup_teardown(test_older_plugin, setup, teardown),
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_buffer),
 		cmocka_unit_test(test_map),
