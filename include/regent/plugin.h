@@ -665,7 +665,7 @@ typedef struct regent_host {
 	 * temporary file it created is removed and the old file is untouched.
 	 * on_done is called once, on the loop, unless file_write_cancel was
 	 * called (a write already under way still completes or fails
-	 * cleanly).  Returns NULL with *err (-EINVAL: no path, relative path,
+	 * cleanly; file_write_cancel(NULL) does nothing).  Returns NULL with *err (-EINVAL: no path, relative path,
 	 * no on_done) when it cannot start; no callback then. */
 	regent_file_write *(*file_write)(regent_ctx *ctx, const regent_file_write_opts *opts,
 	                                 int *err);
@@ -677,7 +677,8 @@ typedef struct regent_host {
 	 * once, when the command has exited and its output is read (or, after
 	 * an exit, when the timeout passes while a descendant still holds the
 	 * output open), unless spawn_cancel was called: that kills the process
-	 * group (SIGKILL) and no callback follows.  At the timeout the process
+	 * group (SIGKILL) and no callback follows (spawn_cancel(NULL) does
+	 * nothing).  At the timeout the process
 	 * group is killed with SIGKILL and error is -ETIMEDOUT.  Returns NULL
 	 * with *err when it cannot start (-ENOENT: no such command in PATH,
 	 * -EACCES, -EINVAL: no argv or on_done); no callback then. */
