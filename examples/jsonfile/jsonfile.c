@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if REGENT_ABI_MAJOR != 1 || REGENT_ABI_MINOR < 4
+#if REGENT_ABI_MAJOR == 1 && REGENT_ABI_MINOR < 4
 #error "jsonfile needs regent's plugin ABI 1.4 or newer (host->file_write, host->buf_*)"
 #endif
 
