@@ -81,7 +81,17 @@ void regent_buf_json(regent_buf *b, const char *s)
 		regent_buf_add(b, "null", 4);
 		return;
 	}
-	size_t n = strlen(s);
+	size_t n = 0;
+	/* Plain printable ASCII (most names, ids and addresses) as it is. */
+	while (s[n] >= 0x20 && s[n] < 0x7f && s[n] != '"' && s[n] != '\\')
+		n++;
+	if (!s[n]) {
+		regent_buf_add(b, "\"", 1);
+		regent_buf_add(b, s, n);
+		regent_buf_add(b, "\"", 1);
+		return;
+	}
+	n += strlen(s + n);
 	char *fixed = utf8_fixed(s, n);
 	const char *text = fixed ? fixed : s;
 	json_t *j = json_stringn_nocheck(text, fixed ? strlen(fixed) : n);

@@ -789,6 +789,7 @@ const regent_host regent_host_table = {
 	.buf_add = regent_buf_add,
 	.buf_puts = regent_h_buf_puts,
 	.buf_printf = regent_buf_printf,
+	.buf_vprintf = regent_buf_vprintf,
 	.buf_json = regent_buf_json,
 	.buf_free = regent_buf_free,
 	.map_new = regent_map_new,

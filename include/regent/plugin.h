@@ -588,7 +588,7 @@ typedef struct regent_host {
 
 	/* Growable buffer (struct regent_buffer above).  buf_add appends len
 	 * bytes (which may hold NULs), buf_puts a string (NULL appends
-	 * nothing), buf_printf formatted text.  buf_json appends s as one JSON
+	 * nothing), buf_printf/buf_vprintf formatted text.  buf_json appends s as one JSON
 	 * string literal, quotes included, encoded by jansson: quotes,
 	 * backslashes and control characters escaped, bytes that are not
 	 * UTF-8 replaced by U+FFFD (so the result is always valid JSON and
@@ -598,6 +598,7 @@ typedef struct regent_host {
 	void (*buf_add)(regent_buffer *b, const void *data, size_t len);
 	void (*buf_puts)(regent_buffer *b, const char *s);
 	void (*buf_printf)(regent_buffer *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
+	void (*buf_vprintf)(regent_buffer *b, const char *fmt, va_list ap);
 	void (*buf_json)(regent_buffer *b, const char *s);
 	void (*buf_free)(regent_buffer *b);
 
