@@ -252,7 +252,7 @@ void regent_timer_close(uv_timer_t **t)
 
 typedef struct health_part {
 	char *name;
-	char *reason; /* NULL when healthy */
+	char *reason; /* why it fails, or its note (NULL: none) */
 	bool healthy;
 } health_part;
 
@@ -280,13 +280,20 @@ void regent_health_part(regent_ctx *ctx, const char *part, bool healthy, const c
 	}
 	free(hp->reason);
 	hp->healthy = healthy;
-	hp->reason = healthy ? NULL : regent_xstrdup(reason && reason[0] ? reason : "failing");
+	if (healthy) /* a note, or nothing */
+		hp->reason = reason && reason[0] ? regent_xstrdup(reason) : NULL;
+	else
+		hp->reason = regent_xstrdup(reason && reason[0] ? reason : "failing");
+	/* Unhealthy: the failing parts.  Healthy: the parts' notes, if any. */
+	bool ok = true;
+	for (size_t i = 0; i < ps->n; i++)
+		ok = ok && ps->v[i].healthy;
 	regent_buf why = {0};
 	for (size_t i = 0; i < ps->n; i++)
-		if (!ps->v[i].healthy)
+		if (ps->v[i].healthy == ok && ps->v[i].reason)
 			regent_buf_printf(&why, "%s%s: %s", why.len ? "; " : "", ps->v[i].name,
 			                  ps->v[i].reason);
-	regent_host_table.set_health(ctx, why.len == 0, why.len ? why.data : NULL);
+	regent_host_table.set_health(ctx, ok, why.len ? why.data : NULL);
 	regent_buf_free(&why);
 }
 

@@ -577,6 +577,18 @@ static void test_health_parts(void **state)
 	H->health_part(c, "registration", true, NULL);
 	assert_true(c->healthy);
 	assert_null(c->health_reason);
+	assert_null(c->health_note);
+	/* A healthy part's reason is a note, shown only while all are healthy. */
+	H->health_part(c, "discovery", true, "the prefix is empty");
+	assert_true(c->healthy);
+	assert_string_equal(c->health_note, "discovery: the prefix is empty");
+	H->health_part(c, "registration", false, "HTTP 503");
+	assert_false(c->healthy);
+	assert_string_equal(c->health_reason, "registration: HTTP 503");
+	H->health_part(c, "registration", true, NULL);
+	assert_string_equal(c->health_note, "discovery: the prefix is empty");
+	H->health_part(c, "discovery", true, NULL);
+	assert_null(c->health_note);
 }
 
 int main(void)

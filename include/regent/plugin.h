@@ -687,13 +687,14 @@ typedef struct regent_host {
 	void (*spawn_cancel)(regent_spawn *s);
 
 	/* Health of a plugin made of several parts (a store's registration
-	 * and discovery, say).  Records the part's state (reason copied; NULL
-	 * with healthy = true) and sets the instance's health from all parts
-	 * reported so far: healthy when every part is, else unhealthy with
-	 * "<part>: <reason>" of each failing part, joined by "; ", in the
-	 * order the parts were first reported.  Parts are named by the plugin
-	 * ("registration", "discovery"); a plugin uses either this or
-	 * set_health, not both. */
+	 * and discovery, say).  Records the part's state (reason copied; with
+	 * healthy = true a reason is a note, NULL none) and sets the
+	 * instance's health (set_health) from all parts reported so far:
+	 * healthy when every part is, else unhealthy with "<part>: <reason>"
+	 * of each failing part, joined by "; ", in the order the parts were
+	 * first reported; when healthy, the parts' notes the same way (shown
+	 * as the note).  Parts are named by the plugin ("registration",
+	 * "discovery"); a plugin uses either this or set_health, not both. */
 	void (*health_part)(regent_ctx *ctx, const char *part, bool healthy, const char *reason);
 } regent_host;
 
