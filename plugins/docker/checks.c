@@ -75,8 +75,7 @@ static void on_http(void *arg, const regent_http_result *res)
 	char why[200];
 	bool ok;
 	if (res->error) {
-		snprintf(why, sizeof why, "%s", res->error_msg && res->error_msg[0] ? res->error_msg
-		                                                                      : strerror(-res->error));
+		k->st->h->http_describe(res, why, sizeof why);
 		ok = false;
 	} else {
 		ok = k->in.check.status ? res->status == k->in.check.status
@@ -177,10 +176,10 @@ static void on_exec(void *arg, const regent_http_result *res)
 	k->req = NULL;
 	char why[200];
 	if (res->error || (k->exec_step == 1 ? res->status != 201 : res->status != 200)) {
+		char d[160];
 		if (res->error)
 			snprintf(why, sizeof why, "docker exec: %s",
-			         res->error_msg && res->error_msg[0] ? res->error_msg
-			                                             : strerror(-res->error));
+			         k->st->h->http_describe(res, d, sizeof d));
 		else
 			snprintf(why, sizeof why, "docker exec: HTTP %ld at step %d", res->status,
 			         k->exec_step);
