@@ -156,7 +156,7 @@ regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_wr
 	if (o->len)
 		memcpy(w->data, o->data, o->len);
 	w->len = o->len;
-	w->mode = o->mode;
+	w->mode = o->mode ? o->mode : 0644;
 	w->cb = o->on_done;
 	w->arg = o->arg;
 	w->work.data = w;

@@ -445,6 +445,15 @@ static void test_file_write(void **state)
 	assert_false(w.done);
 	assert_int_not_equal(access(tmp, F_OK), 0);
 
+	/* mode 0: 0644, not an unreadable file. */
+	memset(&w, 0, sizeof(w));
+	o.mode = 0;
+	assert_non_null(H->file_write(&f->ctx, &o, &err));
+	assert_true(run_until(f, &w.done, 10000));
+	assert_int_equal(w.status, 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+
 	/* Refused up front. */
 	o.path = "relative/out.json";
 	assert_null(H->file_write(&f->ctx, &o, &err));

@@ -313,7 +313,7 @@ typedef struct regent_file_write_opts {
 	const char *tmp_path;     /* NULL: path + ".tmp" (same directory: rename is atomic) */
 	const void *data;         /* copied by the core */
 	size_t len;
-	unsigned mode;            /* permissions of the new file, e.g. 0644 (umask not applied) */
+	unsigned mode;            /* permissions of the new file (umask not applied); 0 = 0644 */
 	regent_file_write_cb on_done;
 	void *arg;
 } regent_file_write_opts;
