@@ -61,7 +61,7 @@ static void for_stores(regent_agent *a, regent_inst *inst, bool up)
 	for (regent_ctx *c = a->ctxs; c; c = c->next) {
 		if (c->kind != REGENT_KIND_STORE || !running(c))
 			continue;
-		const regent_store_ops *so = c->desc->kind_ops;
+		const regent_store_ops *so = c->desc->store_ops;
 		if (up)
 			so->register_instance(c->self, &inst->pub);
 		else
@@ -102,7 +102,7 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
 static void apply_sink(regent_agent *a, regent_ctx *c, const regent_catalog *snap,
                        const char *const *changed, size_t n)
 {
-	const regent_sink_ops *so = c->desc->kind_ops;
+	const regent_sink_ops *so = c->desc->sink_ops;
 	so->apply(c->self, snap, changed, n);
 	char *l = regent_xasprintf("plugin=\"%s\"", c->sec->name);
 	regent_metric_add(regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,
@@ -157,7 +157,7 @@ static bool has_sinks(const regent_config *cfg)
 static void register_one(void *arg, regent_inst *inst)
 {
 	regent_ctx *c = arg;
-	((const regent_store_ops *)c->desc->kind_ops)->register_instance(c->self, &inst->pub);
+	c->desc->store_ops->register_instance(c->self, &inst->pub);
 }
 
 static uint64_t start_timeout_ms(const regent_agent *a)

@@ -623,21 +623,39 @@ static void suggest_plugin(const char *dir, const char *name, char *out, size_t 
 	closedir(d);
 }
 
-static void merge_service_keys(regent_config *c, const regent_config_key *keys, const char *owner,
-                               int line)
+/* Adds the service keys of owner (NULL: the core).  Service keys share
+ * one namespace, [service NAME], so a key another plugin (or the core)
+ * already declares is refused at this plugin's header line, naming both;
+ * two instances of one plugin declare the same table and share it. */
+static void merge_service_keys(regent_config *c, const regent_config_key *keys,
+                               const char *plugin, const regent_cfg_section *owner)
 {
 	for (size_t i = 0; keys && keys[i].name; i++) {
 		const regent_config_key *have = find_key(c->service_keys, c->nservice_keys, keys[i].name);
 		if (have) {
-			if (have->type != keys[i].type)
-				regent_config_add_error(c, line,
-				                        "plugin %s declares service key \"%s\" with another "
-				                        "type than an earlier owner",
-				                        owner, keys[i].name);
+			const regent_cfg_section *o = c->service_key_owners[have - c->service_keys];
+			if (o && owner && strcmp(o->lp->desc->name, plugin) == 0)
+				continue; /* another instance of the same plugin */
+			if (!o)
+				regent_config_add_error(c, owner ? owner->line : 0,
+				                        "[%s]: plugin %s declares the service key \"%s\", "
+				                        "which is the core's own: two owners cannot share "
+				                        "a [service] key",
+				                        owner ? owner->header : "?", plugin, keys[i].name);
+			else
+				regent_config_add_error(c, owner ? owner->line : 0,
+				                        "[%s]: plugin %s declares the service key \"%s\", "
+				                        "already declared by plugin %s ([%s] at line %d): "
+				                        "two plugins cannot share a [service] key",
+				                        owner ? owner->header : "?", plugin, keys[i].name,
+				                        o->lp->desc->name, o->header, o->line);
 			continue;
 		}
 		c->service_keys = regent_xrealloc(c->service_keys,
 		                                  sizeof(*c->service_keys) * (c->nservice_keys + 2));
+		c->service_key_owners = regent_xrealloc(
+		        c->service_key_owners, sizeof(*c->service_key_owners) * (c->nservice_keys + 1));
+		c->service_key_owners[c->nservice_keys] = owner;
 		c->service_keys[c->nservice_keys++] = keys[i];
 		memset(&c->service_keys[c->nservice_keys], 0, sizeof(*c->service_keys));
 	}
@@ -724,7 +742,7 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 	regent_buf unloaded = {0}; /* "[sink stat]", ... */
 	size_t nplugins = 0;
 	c->service_keys = regent_xcalloc(1, sizeof(*c->service_keys));
-	merge_service_keys(c, regent_core_service_keys, "core", 0);
+	merge_service_keys(c, regent_core_service_keys, "core", NULL);
 	for (size_t i = 0; i < c->nsections; i++) {
 		regent_cfg_section *s = c->sections[i];
 		if (s->kind != REGENT_SECTION_SOURCE && s->kind != REGENT_SECTION_STORE &&
@@ -752,9 +770,8 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 			regent_buf_printf(&unloaded, "%s[%s]", unloaded.len ? " or " : "", s->header);
 			continue;
 		}
-		const regent_plugin *d = s->lp->desc;
-		validate_section(c, s, d->config_keys, count_keys(d->config_keys), NULL);
-		merge_service_keys(c, d->service_keys, d->name, s->line);
+		validate_section(c, s, s->lp->config_keys, count_keys(s->lp->config_keys), NULL);
+		merge_service_keys(c, s->lp->service_keys, s->lp->desc->name, s);
 	}
 	if (nplugins == 0)
 		regent_config_add_error(c, 0, "no [source NAME], [store NAME] or [sink NAME] section: "
@@ -819,6 +836,7 @@ void regent_config_unref(regent_config *c)
 	free(c->errors);
 	free(c->error_lines);
 	free(c->service_keys);
+	free(c->service_key_owners);
 	free(c->service_names);
 	free(c->path);
 	free(c);

@@ -155,6 +155,8 @@ typedef struct regent_config {
 	const char **service_names;   /* [service X] names, in file order */
 	size_t nservice_names;
 	regent_config_key *service_keys; /* merged declarations */
+	const regent_cfg_section **service_key_owners; /* the section that declared each
+	                                                * (NULL: the core's) */
 	size_t nservice_keys;
 	char **errors;                /* in the order of their lines once loaded */
 	int *error_lines;             /* 0: the file as a whole */
@@ -183,7 +185,14 @@ extern const regent_config_key regent_core_service_keys[];
 typedef struct regent_loaded_plugin {
 	char *path;
 	void *dl;
+	/* The plugin's descriptor: read no field past desc->size (header_minor
+	 * and key_size are absent from 1.0-1.3 plugins); use the copies below. */
 	const regent_plugin *desc;
+	uint32_t header_minor;        /* the minor of the header it was built with */
+	/* Its key tables in this core's layout (walked with the plugin's
+	 * key_size), NULL-name terminated, never NULL. */
+	regent_config_key *config_keys;
+	regent_config_key *service_keys;
 	unsigned refs;
 	struct regent_loaded_plugin *next;
 } regent_loaded_plugin;

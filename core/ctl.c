@@ -119,7 +119,7 @@ static void for_each_store(regent_agent *a, regent_inst *inst, bool up)
 	for (regent_ctx *c = a->ctxs; c; c = c->next) {
 		if (c->kind != REGENT_KIND_STORE || c->state != CTX_STARTED)
 			continue;
-		const regent_store_ops *so = c->desc->kind_ops;
+		const regent_store_ops *so = c->desc->store_ops;
 		if (up)
 			so->register_instance(c->self, &inst->pub);
 		else

@@ -17,8 +17,23 @@
 
 static regent_loaded_plugin *loaded;
 
-/* The smallest descriptor major 1 accepts: every field up to kind_ops. */
-#define REGENT_PLUGIN_MIN_SIZE (offsetof(regent_plugin, kind_ops) + sizeof(void *))
+/* The smallest descriptor major 1 accepts: 1.0's, every field up to kind_ops. */
+#define REGENT_PLUGIN_MIN_SIZE REGENT_PLUGIN_SIZE_1_0
+/* 1.0's regent_config_key: every field up to description. */
+#define REGENT_KEY_MIN_SIZE (offsetof(regent_config_key, description) + sizeof(const char *))
+
+/* True when the descriptor (of d->size bytes) has the field at off of len. */
+static bool desc_has(const regent_plugin *d, size_t off, size_t len)
+{
+	return d->size >= off + len;
+}
+#define DESC_HAS(d, f) desc_has((d), offsetof(regent_plugin, f), sizeof((d)->f))
+
+/* The plugin's key stride: its key_size (ABI 1.4), else 1.0's. */
+static size_t key_stride(const regent_plugin *d)
+{
+	return DESC_HAS(d, key_size) ? d->key_size : sizeof(regent_config_key);
+}
 
 /* True when this process is the regent binary of the build tree it was
  * built in (not an installed copy): it then loads the plugins built beside
@@ -64,6 +79,11 @@ static int check_desc(const char *path, const regent_plugin *d, const char *expe
 		         d->size, REGENT_ABI_MAJOR, (size_t)REGENT_PLUGIN_MIN_SIZE);
 		return -1;
 	}
+	if (DESC_HAS(d, key_size) && d->key_size < REGENT_KEY_MIN_SIZE) {
+		snprintf(err, errlen, "%s: key_size is %zu bytes, ABI %u needs at least %zu", path,
+		         d->key_size, REGENT_ABI_MAJOR, (size_t)REGENT_KEY_MIN_SIZE);
+		return -1;
+	}
 	if (!d->name || (expect_name && strcmp(d->name, expect_name) != 0)) {
 		snprintf(err, errlen, "%s: plugin calls itself \"%s\", expected \"%s\"", path,
 		         d->name ? d->name : "(null)", expect_name ? expect_name : "?");
@@ -86,24 +106,21 @@ static int check_desc(const char *path, const regent_plugin *d, const char *expe
 		         path);
 		return -1;
 	}
-	size_t need = 0;
 	bool ok = false;
-	const void *ko = d->kind_ops;
 	switch (d->kind) {
 	case REGENT_KIND_SOURCE:
-		need = sizeof(size_t);
-		ok = ko && ((const regent_source_ops *)ko)->size >= need;
+		ok = d->source_ops && d->source_ops->size >= sizeof(size_t);
 		break;
 	case REGENT_KIND_STORE:
-		need = offsetof(regent_store_ops, deregister_instance) + sizeof(void *);
-		ok = ko && ((const regent_store_ops *)ko)->size >= need &&
-		     ((const regent_store_ops *)ko)->register_instance &&
-		     ((const regent_store_ops *)ko)->deregister_instance;
+		ok = d->store_ops &&
+		     d->store_ops->size >=
+		             offsetof(regent_store_ops, deregister_instance) + sizeof(void *) &&
+		     d->store_ops->register_instance && d->store_ops->deregister_instance;
 		break;
 	case REGENT_KIND_SINK:
-		need = offsetof(regent_sink_ops, apply) + sizeof(void *);
-		ok = ko && ((const regent_sink_ops *)ko)->size >= need &&
-		     ((const regent_sink_ops *)ko)->apply;
+		ok = d->sink_ops &&
+		     d->sink_ops->size >= offsetof(regent_sink_ops, apply) + sizeof(void *) &&
+		     d->sink_ops->apply;
 		break;
 	}
 	if (!ok) {
@@ -112,6 +129,22 @@ static int check_desc(const char *path, const regent_plugin *d, const char *expe
 		return -1;
 	}
 	return 0;
+}
+
+/* A copy of a plugin's key table in this core's layout: entries are
+ * `stride` bytes apart in the plugin (its key_size), each copied up to the
+ * fields both know (the rest zero).  NULL table: an empty one. */
+static regent_config_key *copy_keys(const regent_config_key *table, size_t stride)
+{
+	const char *p = (const char *)table;
+	size_t n = 0;
+	while (table && ((const regent_config_key *)(p + n * stride))->name)
+		n++;
+	regent_config_key *out = regent_xcalloc(n + 1, sizeof(*out));
+	size_t len = stride < sizeof(*out) ? stride : sizeof(*out);
+	for (size_t i = 0; i < n; i++)
+		memcpy(&out[i], p + i * stride, len);
+	return out;
 }
 
 regent_loaded_plugin *regent_plugin_load_path(const char *path, const char *expect_name,
@@ -156,6 +189,9 @@ regent_loaded_plugin *regent_plugin_load_path(const char *path, const char *expe
 	lp->path = regent_xstrdup(path);
 	lp->dl = dl;
 	lp->desc = d;
+	lp->header_minor = DESC_HAS(d, header_minor) ? d->header_minor : d->abi_minor;
+	lp->config_keys = copy_keys(d->config_keys, key_stride(d));
+	lp->service_keys = copy_keys(d->service_keys, key_stride(d));
 	lp->refs = 1;
 	lp->next = loaded;
 	loaded = lp;
@@ -188,6 +224,8 @@ void regent_plugins_unload_unused(void)
 			 * symbolise frames from the plugin. */
 			if (!getenv("REGENT_NO_DLCLOSE"))
 				dlclose(lp->dl);
+			free(lp->config_keys);
+			free(lp->service_keys);
 			free(lp->path);
 			free(lp);
 		} else {

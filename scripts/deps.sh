@@ -12,6 +12,7 @@ PKGS=(
 	clang libclang-rt-14-dev   # the libFuzzer harnesses of tests/fuzz (fuzzer runtime)
 	# the real daemons the tests and the demo start
 	etcd-server etcd-client docker.io haproxy busybox-static wrk
+	nginx        # the plugin guide's example sink runs against it (example_nginx)
 	# packaging and docs
 	scdoc dpkg-dev debhelper lintian systemd
 )
@@ -30,7 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# Installing docker.io/etcd-server/haproxy must not start their system
+# Installing docker.io/etcd-server/haproxy/nginx must not start their system
 # services: the tests start private instances on loopback themselves.
 policy=/usr/sbin/policy-rc.d
 created_policy=0

@@ -449,6 +449,45 @@ static void service_key_defaults(void **state)
 	regent_config_unref(c);
 }
 
+/* Two plugins declaring one service key: refused at the second's header,
+ * naming both; two instances of one plugin share their own keys. */
+static void service_key_clash(void **state)
+{
+	(void)state;
+	expect("[sink testsink]\n"
+	       "[sink testsink second]\n"
+	       "[sink futuresink]\n"
+	       "file = /tmp/regent-never-written\n"
+	       "[service web]\n"
+	       "label = a\n"
+	       "weight = 2\n",
+	       "FILE:3: [sink futuresink]: plugin futuresink declares the service key \"label\", "
+	       "already declared by plugin testsink ([sink testsink] at line 1): two plugins "
+	       "cannot share a [service] key\n");
+	/* A plugin declaring the core's own key. */
+	snprintf(path, sizeof(path), "%s/regent.ini", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("[store teststore]\n[sink broken_portkey]\n", f);
+	fclose(f);
+	regent_config *c = regent_config_load(path, getenv("REGENT_BROKEN_DIR"));
+	char *got = errors_of(c);
+	/* teststore is not in the broken dir: only the refusal of interest is compared */
+	const char *want = "FILE:2: [sink broken_portkey]: plugin broken_portkey declares the "
+	                   "service key \"port\", which is the core's own: two owners cannot share "
+	                   "a [service] key\n";
+	if (!strstr(got, want))
+		fail_msg("errors lack the port clash:\n%s", got);
+	free(got);
+	regent_config_unref(c);
+	regent_plugins_unload_unused();
+	/* Either one alone: its keys, no clash. */
+	expect("[sink testsink]\n[sink testsink second]\n[service web]\nlabel = a\n", "");
+	expect("[sink futuresink]\nfile = /tmp/regent-never-written\n[service web]\nlabel = a\n"
+	       "weight = 2\n",
+	       "");
+}
+
 int main(void)
 {
 	(void)base;
@@ -460,7 +499,8 @@ int main(void)
 		cmocka_unit_test(agent_values),     cmocka_unit_test(all_errors_at_once),
 		cmocka_unit_test(missing_file),     cmocka_unit_test(section_equality),
 		cmocka_unit_test(strict_numbers),   cmocka_unit_test(strict_durations),
-		cmocka_unit_test(escaped_values),   cmocka_unit_test(service_key_defaults),   cmocka_unit_test(issue17_every_error_at_its_line),
+		cmocka_unit_test(escaped_values),   cmocka_unit_test(service_key_defaults),
+		cmocka_unit_test(service_key_clash),   cmocka_unit_test(issue17_every_error_at_its_line),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -121,6 +121,56 @@ static void loads_and_caches(void **state)
 	regent_plugins_unload_unused();
 }
 
+/* The 1.0 fixture (a 1.0 descriptor: no header_minor, no key_size) and a
+ * plugin built as against a newer header (longer descriptor and keys). */
+static void older_and_newer_headers(void **state)
+{
+	(void)state;
+	char err[1024] = "";
+	regent_loaded_plugin *a = regent_plugin_load(plugin_dir(), "abi10sink", REGENT_KIND_SINK, err,
+	                                             sizeof(err));
+	if (!a)
+		fail_msg("abi10sink refused: %s", err);
+	assert_int_equal(a->desc->abi_minor, 0);
+	assert_int_equal(a->desc->size, REGENT_PLUGIN_SIZE_1_0);
+	assert_int_equal(a->header_minor, 0);
+	assert_string_equal(a->config_keys[0].name, "file");
+	assert_true(a->config_keys[0].required);
+	assert_null(a->config_keys[1].name);
+	assert_null(a->service_keys[0].name);
+	assert_non_null(a->desc->sink_ops->apply);
+
+	regent_loaded_plugin *f = regent_plugin_load(plugin_dir(), "futuresink", REGENT_KIND_SINK, err,
+	                                             sizeof(err));
+	if (!f)
+		fail_msg("futuresink refused: %s", err);
+	assert_int_equal(f->desc->abi_minor, 4);
+	assert_true(f->desc->size > sizeof(regent_plugin));
+	assert_int_equal(f->header_minor, REGENT_ABI_MINOR + 1);
+	assert_true(f->desc->key_size > sizeof(regent_config_key));
+	const char *want[] = {"file", "greeting", "count"};
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(f->config_keys[i].name, want[i]);
+	assert_null(f->config_keys[3].name);
+	assert_int_equal(f->config_keys[2].type, REGENT_CFG_INT);
+	assert_int_equal(f->config_keys[2].max, 10);
+	assert_string_equal(f->config_keys[1].default_value, "hello");
+	assert_string_equal(f->service_keys[1].name, "weight");
+	assert_int_equal(f->service_keys[1].max, 256);
+	assert_null(f->service_keys[2].name);
+
+	/* A plugin of the current header: header_minor and key_size filled. */
+	regent_loaded_plugin *t = regent_plugin_load(plugin_dir(), "testsink", REGENT_KIND_SINK, err,
+	                                             sizeof(err));
+	assert_non_null(t);
+	assert_int_equal(t->header_minor, REGENT_ABI_MINOR);
+	assert_int_equal(t->desc->key_size, sizeof(regent_config_key));
+	regent_plugin_unref(a);
+	regent_plugin_unref(f);
+	regent_plugin_unref(t);
+	regent_plugins_unload_unused();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -129,6 +179,7 @@ int main(void)
 		cmocka_unit_test(small_descriptor), cmocka_unit_test(wrong_name),
 		cmocka_unit_test(incomplete_ops),  cmocka_unit_test(kind_mismatch),
 		cmocka_unit_test(not_a_shared_object), cmocka_unit_test(loads_and_caches),
+		cmocka_unit_test(older_and_newer_headers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@
  * ("regent_plugin_entry"), a const struct regent_plugin:
  *
  *     REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
- *         REGENT_PLUGIN_HEADER("myplugin"), .kind = REGENT_KIND_SINK, ...
+ *         REGENT_PLUGIN_HEADER("myplugin"), .kind = REGENT_KIND_SINK,
+ *         .ops = &ops, .sink_ops = &sink_ops, ...
  *     };
  *  The core hands every
  * plugin instance a const struct regent_host: the function table through
@@ -16,12 +17,21 @@
  *  - The first four fields of struct regent_plugin (abi_major, abi_minor,
  *    size, name) are frozen for every ABI major version, so any regent can
  *    read them and refuse a plugin of another major with a clear message.
- *  - Within one major, structs only grow by appending fields.  Every
- *    versioned struct starts with (or carries) a `size` field set to the
- *    sizeof() the producer was built with; the consumer never reads past it.
- *  - The host table is append-only: a plugin built against minor N may
- *    call any entry listed up to minor N; the core refuses a plugin whose
- *    abi_minor is newer than its own.
+ *  - abi_minor is the oldest minor the plugin needs (since 1.4: define
+ *    REGENT_PLUGIN_MIN_MINOR before including this header; default: the
+ *    header's minor).  The core refuses a plugin whose abi_minor is newer
+ *    than its own, and loads one that needs no more than it has, whatever
+ *    header it was built with.  A plugin needing minor N calls an entry
+ *    newer than N only after REGENT_HOST_HAS(host, entry).
+ *  - Within one major, structs only grow by appending fields.  A struct
+ *    that carries a `size` field is read up to that size and no further.
+ *    The descriptor says which header it was built with (header_minor,
+ *    since 1.4; abi_minor before), and the core reads the structs a plugin
+ *    hands it with that header's layout (instances, key tables).  Which
+ *    struct may grow, and how, is said on each one.
+ *  - The host table is append-only: it carries its size, a plugin checks
+ *    an entry with REGENT_HOST_HAS before calling it when the entry is
+ *    newer than the minor the plugin declares it needs.
  *  - Errors are negative errno values (e.g. -EINVAL); 0 is success.
  *
  * Everything runs on the core's single libuv loop.  No host function may
@@ -43,6 +53,18 @@ extern "C" {
 #define REGENT_ABI_MAJOR 1
 #define REGENT_ABI_MINOR 4
 
+/* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
+ * it before including this header to load into older cores too, e.g.
+ *     #define REGENT_PLUGIN_MIN_MINOR 0   (only 1.0 host entries without a
+ *                                          REGENT_HOST_HAS check)
+ * REGENT_PLUGIN_HEADER puts it in the descriptor's abi_minor. */
+#ifndef REGENT_PLUGIN_MIN_MINOR
+#define REGENT_PLUGIN_MIN_MINOR REGENT_ABI_MINOR
+#endif
+#if REGENT_PLUGIN_MIN_MINOR > REGENT_ABI_MINOR || REGENT_PLUGIN_MIN_MINOR < 0
+#error "REGENT_PLUGIN_MIN_MINOR must be between 0 and REGENT_ABI_MINOR of this header"
+#endif
+
 /* The one symbol a plugin exports (the same name for every ABI major, so
  * a regent can read the frozen header of any plugin and say why it refuses). */
 #define REGENT_PLUGIN_ENTRY regent_plugin_entry
@@ -51,9 +73,13 @@ extern "C" {
 #if defined(__GNUC__)
 #define REGENT_PLUGIN_EXPORT __attribute__((visibility("default")))
 #define REGENT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+/* The descriptor's anonymous union is C11 (and C++); this keeps
+ * -std=c99 -pedantic builds of older plugins quiet. */
+#define REGENT_ANON_UNION __extension__ union
 #else
 #define REGENT_PLUGIN_EXPORT
 #define REGENT_PRINTF(f, a)
+#define REGENT_ANON_UNION union
 #endif
 
 /* Returned by stop() when the plugin finishes stopping asynchronously. */
@@ -81,6 +107,10 @@ typedef enum regent_proto {
 /* The model                                                          */
 /* ------------------------------------------------------------------ */
 
+/* Frozen for major 1 (no size, never grows): meta is handed both ways as
+ * an array of these, and a plugin built against an older header walks it
+ * with its own stride.  Data per pair would come as a new array appended
+ * to regent_instance. */
 typedef struct regent_kv {
 	const char *key;
 	const char *value;
@@ -92,6 +122,12 @@ typedef struct regent_kv {
  * copies what it keeps.  When the host hands one to a plugin, it stays
  * valid until the call returns (or, inside a catalog snapshot, as long as
  * the snapshot is referenced).
+ *
+ * It has no size field (1.0 plugins fill it from its first field) and may
+ * grow only at the end: it is always passed by pointer (alone or in an
+ * array of pointers, never in an array of structs), the core reads one a
+ * plugin hands it only up to the fields of the plugin's header_minor, and a
+ * plugin reads one the core hands it only up to the fields it knows.
  */
 typedef struct regent_instance {
 	const char *service;   /* validated name, see host->valid_service */
@@ -134,6 +170,18 @@ typedef enum regent_cfg_type {
 	REGENT_CFG_ADDRESS = 6,  /* host:port or [v6]:port; port required */
 } regent_cfg_type;
 
+/*
+ * One key of a plugin's config_keys or service_keys table (an array: its
+ * stride matters, and a size in each entry would be a field 1.0 tables
+ * lack).  Its size is given once, for both tables, by the descriptor's
+ * key_size (ABI 1.4, filled by REGENT_PLUGIN_HEADER; absent: 1.0's size),
+ * so it may grow at the end: the core walks a plugin's tables with the
+ * plugin's stride and reads each entry up to the fields both know.  Keys
+ * only go from plugin to core, never back as an array.  Cores before 1.4
+ * ignore key_size: the header that first makes this struct longer must
+ * refuse REGENT_PLUGIN_MIN_MINOR < 4 (#error), so such a plugin is never
+ * walked with 1.0's stride.
+ */
 typedef struct regent_config_key {
 	const char *name;
 	regent_cfg_type type;
@@ -752,23 +800,48 @@ typedef struct regent_sink_ops {
 typedef struct regent_plugin {
 	/* Frozen for every ABI major: */
 	uint32_t abi_major;  /* REGENT_ABI_MAJOR */
-	uint32_t abi_minor;  /* REGENT_ABI_MINOR the plugin was built with */
-	size_t size;         /* sizeof(struct regent_plugin) */
+	uint32_t abi_minor;  /* the oldest minor the plugin needs (REGENT_PLUGIN_MIN_MINOR;
+	                      * before 1.4: the minor of its header) */
+	size_t size;         /* sizeof(struct regent_plugin) of the plugin's header: the
+	                      * core reads no field past it (1.0-1.3: up to kind_ops) */
 	const char *name;    /* must equal the .so's base name */
 	/* Major 1: */
 	regent_kind kind;
 	const char *version;
 	const char *description;
 	const regent_config_key *config_keys;  /* its own section, NULL-name terminated */
-	const regent_config_key *service_keys; /* keys it reads from [service X], or NULL */
+	/* Keys it reads from [service X], or NULL.  One plugin's service keys
+	 * are its own: a key that another loaded plugin (or the core: "port")
+	 * declares too is refused at load, FILE:LINE naming both plugins. */
+	const regent_config_key *service_keys;
 	const regent_plugin_ops *ops;
-	const void *kind_ops; /* regent_source_ops / regent_store_ops / regent_sink_ops */
+	/* The kind's ops table, typed (ABI 1.4; the same pointer as 1.0's
+	 * `const void *kind_ops`, which stays as the untyped spelling): set
+	 * the one of your kind, e.g. .sink_ops = &my_sink_ops. */
+	REGENT_ANON_UNION {
+		const void *kind_ops;
+		const regent_source_ops *source_ops;
+		const regent_store_ops *store_ops;
+		const regent_sink_ops *sink_ops;
+	};
+	/* --- 1.4 (read only when size covers it) --- */
+	/* REGENT_ABI_MINOR of the header the plugin was built with: the layout
+	 * of the structs it hands the core.  Absent (a descriptor of 1.0-1.3):
+	 * abi_minor, which then was that header's minor. */
+	uint32_t header_minor;
+	/* sizeof(regent_config_key) of that header: the stride the core walks
+	 * config_keys and service_keys with.  Absent: 1.0's. */
+	size_t key_size;
 } regent_plugin;
 
-/* Fills the frozen header fields. */
+/* The size of the descriptor of ABI 1.0 to 1.3 (every field up to kind_ops). */
+#define REGENT_PLUGIN_SIZE_1_0 (offsetof(regent_plugin, kind_ops) + sizeof(const void *))
+
+/* Fills the frozen header fields, header_minor and key_size. */
 #define REGENT_PLUGIN_HEADER(plugin_name) \
-	.abi_major = REGENT_ABI_MAJOR, .abi_minor = REGENT_ABI_MINOR, \
-	.size = sizeof(regent_plugin), .name = (plugin_name)
+	.abi_major = REGENT_ABI_MAJOR, .abi_minor = REGENT_PLUGIN_MIN_MINOR, \
+	.size = sizeof(regent_plugin), .name = (plugin_name), .header_minor = REGENT_ABI_MINOR, \
+	.key_size = sizeof(regent_config_key)
 
 #ifdef __cplusplus
 }

@@ -70,7 +70,9 @@ check "regent.ini is a conffile" grep -qx /etc/regent/regent.ini <(dpkg-deb -f "
 for f in /usr/include/regent/plugin.h "/usr/lib/$multiarch/pkgconfig/regent-plugin.pc" \
 	"/usr/lib/$multiarch/cmake/regent/regentConfig.cmake" "/usr/lib/$multiarch/cmake/regent/regentConfigVersion.cmake" \
 	/usr/share/doc/regent-dev/examples/jsonfile/jsonfile.c /usr/share/doc/regent-dev/examples/jsonfile/Makefile \
-	/usr/share/doc/regent-dev/examples/jsonfile/CMakeLists.txt; do
+	/usr/share/doc/regent-dev/examples/jsonfile/CMakeLists.txt \
+	/usr/share/doc/regent-dev/examples/nginx/nginx.c /usr/share/doc/regent-dev/examples/nginx/Makefile \
+	/usr/share/doc/regent-dev/examples/nginx/CMakeLists.txt; do
 	check "regent-dev contains $f" lists dev "$f"
 done
 check "regent-dev contains the plugin author's guide" grep -Eq '^/usr/share/doc/regent-dev/plugin-api\.md(\.gz)?$' "$T/dev.list"

@@ -184,7 +184,7 @@ check "--check-config exits 1 on them" [ $rc -eq 1 ]
 # ---- a plugin built for another ABI is refused ----
 MAJ=$(sed -n 's/^#define REGENT_ABI_MAJOR //p' "$R$PREFIX/include/regent/plugin.h")
 MIN=$(sed -n 's/^#define REGENT_ABI_MINOR //p' "$R$PREFIX/include/regent/plugin.h")
-abi_build() { # NAME MAJOR MINOR: the example built against a patched copy of the installed header
+abi_build() { # NAME MAJOR MINOR [CPPFLAGS]: the example built against a patched copy of the installed header
 	local d=$T/abi-$1
 	mkdir -p "$d/include/regent" "$d/src" "$d/plugins"
 	sed -e "s/^#define REGENT_ABI_MAJOR .*/#define REGENT_ABI_MAJOR $2/" \
@@ -192,7 +192,7 @@ abi_build() { # NAME MAJOR MINOR: the example built against a patched copy of th
 		"$R$PREFIX/include/regent/plugin.h" >"$d/include/regent/plugin.h"
 	grep -q "^#define REGENT_ABI_MAJOR $2\$" "$d/include/regent/plugin.h" || return 1
 	cp "$T/jsonfile/jsonfile.c" "$T/jsonfile/Makefile" "$d/src/"
-	make -C "$d/src" CPPFLAGS="-I$d/include" >"$d/make.log" 2>&1 || { cat "$d/make.log"; return 1; }
+	make -C "$d/src" CPPFLAGS="-I$d/include ${4:-}" >"$d/make.log" 2>&1 || { cat "$d/make.log"; return 1; }
 	cp "$d/src/jsonfile.so" "$TESTPLUGINS/testsource.so" "$TESTPLUGINS/teststore.so" "$d/plugins/"
 }
 check "the example builds against a header patched to ABI $((MAJ + 1)).0" abi_build major $((MAJ + 1)) 0
@@ -210,5 +210,20 @@ check "the example builds against a header patched to ABI $MAJ.$((MIN + 1))" abi
 D=$T/abi-minor/plugins
 "$BIN" --check-config -c "$T/r.ini" --plugin-dir "$D" >"$T/out.txt" 2>"$T/err"; rc=$?
 check "a plugin needing a newer ABI minor is refused" grep -qx "$T/r.ini:8: \[sink jsonfile\]: $D/jsonfile.so: needs plugin ABI $MAJ.$((MIN + 1)) but this regent provides $MAJ.$MIN (upgrade regent)" "$T/err"
+# The same newer header, but the plugin declares the minor it needs (ABI 1.4):
+# it uses no entry of the newer minor, so this (older) regent loads and runs it.
+check "the example builds against ABI $MAJ.$((MIN + 1)) declaring it needs $MAJ.$MIN" \
+	abi_build needs "$MAJ" $((MIN + 1)) "-DREGENT_PLUGIN_MIN_MINOR=$MIN"
+D=$T/abi-needs/plugins
+"$BIN" --check-config -c "$T/r.ini" --plugin-dir "$D" >"$T/out.txt" 2>"$T/err"; rc=$?
+check "... and this regent ($MAJ.$MIN) accepts it" [ $rc -eq 0 ]
+[ $rc -eq 0 ] || cat "$T/err"
+rm -rf "$T/out"; mkdir "$T/out"
+printf 'n1/aaaa/80 whoami 127.0.0.2 18001\n' >"$T/instances.txt"
+"$BIN" -c "$T/r.ini" --plugin-dir "$D" >"$T/needs.log" 2>&1 &
+RP=$!; PIDS+=("$RP")
+check "... and runs it: the catalog reaches the file" wait_for 10 "$PYTHON3" "$(dirname "$0")/check_catalog.py" "$T/out/catalog.json" "$want2"
+kill -TERM "$RP"; wait_pid "$RP"; rc=$?
+check "... and stops cleanly (exit 0)" [ $rc -eq 0 ]
 
 summary

@@ -18,7 +18,22 @@ static void destroy(void *self)
 }
 
 static const regent_plugin_ops ops = {sizeof(ops), NULL, create, NULL, NULL, destroy};
+#ifdef BROKEN_PORTKEY
+/* A complete sink whose service key "port" is the core's own: its
+ * configuration is refused (test_config). */
+static void apply(void *self, const regent_catalog *cat, const char *const *changed, size_t n)
+{
+	(void)self, (void)cat, (void)changed, (void)n;
+}
+static const regent_sink_ops sink_ops = {sizeof(sink_ops), apply};
+static const regent_config_key PLUGIN_SERVICE_KEYS[] = {
+	{"port", REGENT_CFG_INT, NULL, false, 1, 65535, "the core's key, declared again"},
+	{NULL, 0, NULL, false, 0, 0, NULL},
+};
+#else
 static const regent_sink_ops sink_ops = {sizeof(sink_ops), NULL};
+#define PLUGIN_SERVICE_KEYS NULL
+#endif
 
 #ifdef BROKEN_NOSYM
 /* Exports something, but not the entry symbol. */
@@ -44,6 +59,7 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.kind = REGENT_KIND_SINK,
 	.version = "broken",
 	.ops = &ops,
-	.kind_ops = &sink_ops, /* apply is NULL: only BROKEN_OPS gets this far */
+	.service_keys = PLUGIN_SERVICE_KEYS,
+	.kind_ops = &sink_ops, /* apply is NULL: only BROKEN_OPS (and PORTKEY) get this far */
 };
 #endif
