@@ -26,6 +26,7 @@ void *regent_xcalloc(size_t n, size_t size);
 void *regent_xrealloc(void *p, size_t n);
 char *regent_xstrdup(const char *s);
 char *regent_xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
+char *regent_xvasprintf(const char *fmt, va_list ap);
 char *regent_trim(char *s);
 uint64_t regent_now_ms(void);
 uint64_t regent_wall_ns(void);
@@ -52,12 +53,8 @@ void regent_format_duration(int64_t ms, int64_t unit_ms, char *buf, size_t len);
  * and returns the length written. */
 size_t regent_log_escape(const char *in, size_t inlen, char *out, size_t outlen);
 
-/* A string-keyed hash map of void pointers (keys copied). */
-typedef struct regent_map regent_map;
-typedef struct regent_map_iter {
-	size_t bucket;
-	void *entry;
-} regent_map_iter;
+/* A string-keyed hash map of void pointers (keys copied); regent_map and
+ * regent_map_iter are declared in plugin.h (host->map_*, ABI 1.4). */
 regent_map *regent_map_new(void);
 void regent_map_free(regent_map *m, void (*free_value)(void *));
 void *regent_map_get(const regent_map *m, const char *key);
@@ -70,14 +67,14 @@ bool regent_map_next(const regent_map *m, regent_map_iter *it, const char **key,
 /* Keys sorted (malloc'd array of borrowed pointers). */
 const char **regent_map_sorted_keys(const regent_map *m, size_t *n);
 
-/* A growable byte buffer. */
-typedef struct regent_buf {
-	char *data;
-	size_t len, cap;
-} regent_buf;
+/* A growable byte buffer: plugin.h's regent_buffer (host->buf_*, ABI 1.4). */
+typedef regent_buffer regent_buf;
 void regent_buf_add(regent_buf *b, const void *data, size_t len);
 void regent_buf_printf(regent_buf *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
+void regent_buf_vprintf(regent_buf *b, const char *fmt, va_list ap);
 void regent_buf_free(regent_buf *b);
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
+size_t regent_utf8_len(const unsigned char *p, size_t n);
 
 /* ---- model.c ---- */
 /* The core's own immutable, reference-counted copy of an instance. */

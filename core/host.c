@@ -3,6 +3,7 @@
  * metrics), each entry checking that the caller is allowed to call it. */
 #include "build_config.h"
 #include "host.h"
+#include "helpers.h"
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -687,6 +688,23 @@ static void h_history_foreach(regent_ctx *ctx,
 		regent_history_points(ctx->agent->history, regent_now_ms(), regent_wall_ns(), fn, arg);
 }
 
+/* ---- ABI 1.4 helpers that need the instance's loop ---- */
+
+static uv_timer_t *h_timer_new(regent_ctx *ctx, void *data)
+{
+	return regent_timer_new(h_loop(ctx), data);
+}
+
+static regent_file_write *h_file_write(regent_ctx *ctx, const regent_file_write_opts *opts, int *err)
+{
+	return regent_file_write_start(h_loop(ctx), opts, err);
+}
+
+static regent_spawn *h_spawn(regent_ctx *ctx, const regent_spawn_opts *opts, int *err)
+{
+	return regent_spawn_start(h_loop(ctx), opts, err);
+}
+
 const regent_host regent_host_table = {
 	.abi_major = REGENT_ABI_MAJOR,
 	.abi_minor = REGENT_ABI_MINOR,
@@ -760,6 +778,37 @@ const regent_host regent_host_table = {
 	.cfg_service_error = h_cfg_service_error,
 	.catalog_instance_set = h_catalog_instance_set,
 	.catalog_instance_remove = h_catalog_instance_remove,
+	/* ABI 1.4: helpers.c, filewrite.c, spawn.c, util.c */
+	.xmalloc = regent_xmalloc,
+	.xcalloc = regent_xcalloc,
+	.xrealloc = regent_xrealloc,
+	.xstrdup = regent_h_strdup,
+	.xstrndup = regent_h_strndup,
+	.xasprintf = regent_xasprintf,
+	.xvasprintf = regent_xvasprintf,
+	.buf_add = regent_buf_add,
+	.buf_puts = regent_h_buf_puts,
+	.buf_printf = regent_buf_printf,
+	.buf_vprintf = regent_buf_vprintf,
+	.buf_json = regent_buf_json,
+	.buf_free = regent_buf_free,
+	.map_new = regent_map_new,
+	.map_free = regent_map_free,
+	.map_get = regent_map_get,
+	.map_put = regent_map_put,
+	.map_del = regent_map_del,
+	.map_size = regent_map_size,
+	.map_next = regent_map_next,
+	.map_sorted_keys = regent_map_sorted_keys,
+	.url_escape = regent_url_escape,
+	.http_describe = regent_http_describe,
+	.timer_new = h_timer_new,
+	.timer_close = regent_timer_close,
+	.file_write = h_file_write,
+	.file_write_cancel = regent_file_write_cancel,
+	.spawn = h_spawn,
+	.spawn_cancel = regent_spawn_cancel,
+	.health_part = regent_health_part,
 };
 
 /* ---- contexts ---- */
@@ -788,6 +837,7 @@ void regent_ctx_free(regent_ctx *ctx)
 	free(ctx->start_error);
 	free(ctx->note);
 	free(ctx->health_note);
+	regent_health_parts_free(ctx);
 	regent_annotations_clear(ctx);
 	free(ctx->last_warning);
 	regent_config_unref(ctx->cfg);

@@ -49,6 +49,7 @@ struct regent_ctx {
 	bool healthy;
 	char *health_reason;
 	char *health_note;            /* set_health(ctx, true, note) */
+	struct regent_health_parts *health_parts; /* host->health_part (helpers.c) */
 	/* annotations.c: what it published (host->annotations_set) */
 	struct regent_annot **annots;
 	size_t nannots;

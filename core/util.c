@@ -47,15 +47,20 @@ char *regent_xstrdup(const char *s)
 	return d;
 }
 
+char *regent_xvasprintf(const char *fmt, va_list ap)
+{
+	char *s;
+	if (vasprintf(&s, fmt, ap) < 0)
+		oom();
+	return s;
+}
+
 char *regent_xasprintf(const char *fmt, ...)
 {
 	va_list ap;
-	char *s;
 	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
+	char *s = regent_xvasprintf(fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		oom();
 	return s;
 }
 
@@ -243,8 +248,7 @@ void regent_format_duration(int64_t ms, int64_t unit_ms, char *buf, size_t len)
 
 /* ---- escaping for log lines ---- */
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
+size_t regent_utf8_len(const unsigned char *p, size_t n)
 {
 	size_t need;
 	unsigned char lo = 0x80, hi = 0xbf;
@@ -281,7 +285,7 @@ static size_t escape_piece(const unsigned char *p, size_t left, char tmp[5], siz
 		tmp[0] = (char)p[0];
 		return 1;
 	}
-	size_t u = p[0] >= 0x80 ? utf8_len(p, left) : 0;
+	size_t u = p[0] >= 0x80 ? regent_utf8_len(p, left) : 0;
 	if (u) {
 		memcpy(tmp, p, u);
 		*consumed = u;
@@ -487,31 +491,54 @@ const char **regent_map_sorted_keys(const regent_map *m, size_t *n)
 
 /* ---- buffer ---- */
 
+/* Room for extra more bytes and the NUL. */
+static void buf_reserve(regent_buf *b, size_t extra)
+{
+	if (b->len + extra + 1 <= b->cap)
+		return;
+	if (extra > SIZE_MAX / 2 - b->len)
+		oom();
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + extra + 1)
+		cap *= 2;
+	b->data = regent_xrealloc(b->data, cap);
+	b->cap = cap;
+}
+
 void regent_buf_add(regent_buf *b, const void *data, size_t len)
 {
-	if (b->len + len + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + len + 1)
-			cap *= 2;
-		b->data = regent_xrealloc(b->data, cap);
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
+	buf_reserve(b, len);
+	if (len)
+		memcpy(b->data + b->len, data, len);
 	b->len += len;
 	b->data[b->len] = '\0';
+}
+
+void regent_buf_vprintf(regent_buf *b, const char *fmt, va_list ap)
+{
+	/* Straight into the buffer when it fits, else grow once. */
+	char small[256];
+	va_list ap2;
+	va_copy(ap2, ap);
+	int n = vsnprintf(small, sizeof(small), fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		oom();
+	if ((size_t)n < sizeof(small)) {
+		regent_buf_add(b, small, (size_t)n);
+		return;
+	}
+	buf_reserve(b, (size_t)n);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
 }
 
 void regent_buf_printf(regent_buf *b, const char *fmt, ...)
 {
 	va_list ap;
-	char *s;
 	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
+	regent_buf_vprintf(b, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		oom();
-	regent_buf_add(b, s, (size_t)n);
-	free(s);
 }
 
 void regent_buf_free(regent_buf *b)

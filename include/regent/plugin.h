@@ -325,6 +325,71 @@ typedef enum regent_stop_reason {
 #define REGENT_HOST_HAS(host, entry) \
 	((host)->size >= offsetof(struct regent_host, entry) + sizeof((host)->entry))
 
+/* ---- Types of the ABI 1.4 host helpers (see the entries at the end of
+ * struct regent_host). ---- */
+
+/* A growable byte buffer (host->buf_*, ABI 1.4).  The plugin owns the
+ * struct; start it zeroed ({0}).  data is NUL-terminated once anything was
+ * added (NULL before); len excludes the NUL.  The plugin may read data and
+ * len, may set len to 0 (or any smaller value, then data[len] = '\0') to
+ * reuse the memory, and may take data over (then zero the struct); the
+ * rest belongs to the buf_* entries.  Release it with host->buf_free (or
+ * free(data) once taken over). */
+typedef struct regent_buffer {
+	char *data;
+	size_t len, cap;
+} regent_buffer;
+
+/* A string-keyed hash map of void pointers (host->map_*, ABI 1.4), opaque. */
+typedef struct regent_map regent_map;
+/* Iteration state for host->map_next: start it zeroed; fields are the
+ * host's. */
+typedef struct regent_map_iter {
+	size_t bucket;
+	void *entry;
+} regent_map_iter;
+
+/* Atomic file write (host->file_write, ABI 1.4). */
+typedef struct regent_file_write regent_file_write;
+/* status 0, or a negative errno with why ("cannot create the temporary
+ * file /etc/x.tmp: File exists (not a regular file of this user: left
+ * alone)"); why is valid during the call. */
+typedef void (*regent_file_write_cb)(void *arg, int status, const char *why);
+typedef struct regent_file_write_opts {
+	size_t size;              /* sizeof(regent_file_write_opts) of the plugin */
+	const char *path;         /* absolute path of the file to replace */
+	const char *tmp_path;     /* NULL: path + ".tmp" (same directory: rename is atomic) */
+	const void *data;         /* copied by the core */
+	size_t len;
+	unsigned mode;            /* permissions of the new file (umask not applied); 0 = 0644 */
+	regent_file_write_cb on_done;
+	void *arg;
+} regent_file_write_opts;
+
+/* Spawning a command (host->spawn, ABI 1.4). */
+typedef struct regent_spawn regent_spawn;
+typedef struct regent_spawn_result {
+	size_t size;           /* sizeof(regent_spawn_result) of the core */
+	int error;             /* 0 (it ran and exited), -ETIMEDOUT (killed at the timeout) */
+	int exit_status;       /* exit code; -1 when a signal ended it */
+	int term_signal;       /* the signal that ended it (SIGKILL after a timeout), or 0 */
+	const char *output;    /* stdout and stderr as they came, NUL-terminated */
+	size_t output_len;
+	size_t output_dropped; /* bytes past max_output not kept (0: output is whole) */
+	uint64_t elapsed_ms;
+} regent_spawn_result;
+typedef void (*regent_spawn_cb)(void *arg, const regent_spawn_result *res);
+typedef struct regent_spawn_opts {
+	size_t size;              /* sizeof(regent_spawn_opts) of the plugin */
+	const char *const *argv;  /* NULL-terminated; argv[0] is looked up in PATH */
+	const char *const *env;   /* NULL-terminated "K=V", or NULL: the agent's environment */
+	const char *cwd;          /* NULL: the agent's */
+	uint64_t timeout_ms;      /* 0: none; else the command's process group is killed then */
+	size_t max_output;        /* bytes of output kept, 0 = 64 KiB; the rest is counted */
+	regent_spawn_cb on_done;
+	void *arg;
+} regent_spawn_opts;
+
 typedef struct regent_host {
 	uint32_t abi_major;
 	uint32_t abi_minor;
@@ -546,6 +611,139 @@ typedef struct regent_host {
 	 * Changes are batched into snapshots exactly like catalog_set's. */
 	int (*catalog_instance_set)(regent_ctx *ctx, const regent_instance *inst);
 	int (*catalog_instance_remove)(regent_ctx *ctx, const char *service, const char *id);
+
+	/* ---- ABI 1.4 (appended; check REGENT_HOST_HAS before calling) ----
+	 * The helpers every plugin used to write again, once.  Out of memory:
+	 * every entry below that allocates writes "regent: out of memory" to
+	 * stderr and aborts the agent, as the core itself does (a registry
+	 * agent that cannot allocate cannot keep its promises; a plugin never
+	 * checks for NULL after these).  Strings handed in are only read during
+	 * the call unless an entry says otherwise. */
+
+	/* Memory: malloc/calloc/realloc that never return NULL (size 0 gives a
+	 * unique pointer).  free() releases. */
+	void *(*xmalloc)(size_t n);
+	void *(*xcalloc)(size_t n, size_t size);
+	void *(*xrealloc)(void *p, size_t n);
+	/* Strings, malloc'd (free() them).  xstrdup(NULL) and xstrndup(NULL, n)
+	 * return NULL (an unset value stays unset), never "".  xstrndup copies
+	 * at most n bytes and always terminates.  xasprintf/xvasprintf: the
+	 * formatted text (never NULL: a format error aborts like OOM). */
+	char *(*xstrdup)(const char *s);
+	char *(*xstrndup)(const char *s, size_t n);
+	char *(*xasprintf)(const char *fmt, ...) REGENT_PRINTF(1, 2);
+	char *(*xvasprintf)(const char *fmt, va_list ap);
+
+	/* Growable buffer (struct regent_buffer above).  buf_add appends len
+	 * bytes (which may hold NULs), buf_puts a string (NULL appends
+	 * nothing), buf_printf/buf_vprintf formatted text.  buf_json appends s as one JSON
+	 * string literal, quotes included, encoded by jansson: quotes,
+	 * backslashes and control characters escaped, bytes that are not
+	 * UTF-8 replaced by U+FFFD (so the result is always valid JSON and
+	 * never loses the rest of the string); NULL appends null.  buf_free
+	 * releases data and zeroes the struct (NULL or an unused buffer is
+	 * fine). */
+	void (*buf_add)(regent_buffer *b, const void *data, size_t len);
+	void (*buf_puts)(regent_buffer *b, const char *s);
+	void (*buf_printf)(regent_buffer *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
+	void (*buf_vprintf)(regent_buffer *b, const char *fmt, va_list ap);
+	void (*buf_json)(regent_buffer *b, const char *s);
+	void (*buf_free)(regent_buffer *b);
+
+	/* String map (the core's own, O(1) average per operation).  Keys are
+	 * copied on insert (the caller's key may be freed right after);
+	 * replacing a key's value keeps the first copy.  The key pointers that
+	 * map_next and map_sorted_keys give are the map's: valid until that
+	 * entry is deleted or the map freed.  Values are the caller's:
+	 * map_put returns the value it replaced (or NULL), map_del the value
+	 * it removed (or NULL), and map_free calls free_value (may be NULL)
+	 * on each value left.  map_next visits every entry once in no
+	 * particular order; deleting the entry it just returned is safe,
+	 * inserting during an iteration is not.  map_sorted_keys returns a
+	 * malloc'd array of the n keys in strcmp order (free() the array, not
+	 * the keys).  NULL keys are a plugin bug (crash). */
+	regent_map *(*map_new)(void);
+	void (*map_free)(regent_map *m, void (*free_value)(void *));
+	void *(*map_get)(const regent_map *m, const char *key);
+	void *(*map_put)(regent_map *m, const char *key, void *value);
+	void *(*map_del)(regent_map *m, const char *key);
+	size_t (*map_size)(const regent_map *m);
+	bool (*map_next)(const regent_map *m, regent_map_iter *it, const char **key, void **value);
+	const char **(*map_sorted_keys)(const regent_map *m, size_t *n);
+
+	/* URL escaping by libcurl (curl_easy_escape): every byte but
+	 * [A-Za-z0-9._~-] becomes %XX (so '/' in an id is %2F, UTF-8 bytes are
+	 * escaped one by one).  len 0 means strlen(s).  Returns the whole
+	 * escaped text, malloc'd (free() it), never cut short; NULL only when
+	 * s is NULL or longer than libcurl takes (INT_MAX bytes). */
+	char *(*url_escape)(const char *s, size_t len);
+
+	/* One line about the result of a host->http_request, for logs and
+	 * health reasons, written into out (always terminated; returns out):
+	 *  - a transport error: "timeout" (-ETIMEDOUT), "connection refused"
+	 *    (-ECONNREFUSED) or strerror's text, then the transport's own
+	 *    error_msg in parentheses when there is one, e.g. "timeout
+	 *    (Operation timed out after 5001 milliseconds with 0 bytes
+	 *    received)";
+	 *  - an answer: "HTTP 503", then ": " and the body's message (the
+	 *    "message" or "error" string of a JSON object body, else the body),
+	 *    control characters and invalid UTF-8 as '?', blanks folded, at
+	 *    most 200 bytes; a longer message ends with "..." (never cut
+	 *    silently).
+	 * outlen 256 is always enough for an answer's line (a transport
+	 * error_msg longer than that is cut by outlen). */
+	const char *(*http_describe)(const regent_http_result *res, char *out, size_t outlen);
+
+	/* Timers that close themselves.  timer_new returns an initialised
+	 * uv_timer_t on the instance's loop with ->data = data (never NULL);
+	 * start and stop it with uv_timer_start / uv_timer_stop.  timer_close
+	 * stops *t, closes it, sets *t = NULL (NULL or *t NULL: nothing) and
+	 * frees it once libuv is done with it; its callback never runs again.
+	 * The close callback is the core's, so it is safe from destroy().
+	 * From create() on (validate() has no loop). */
+	uv_timer_t *(*timer_new)(regent_ctx *ctx, void *data);
+	void (*timer_close)(uv_timer_t **t);
+
+	/* Atomic file replacement, on libuv's threadpool (the loop never
+	 * waits on the disk): writes opts->data to the temporary path, created
+	 * with O_CREAT|O_EXCL|O_NOFOLLOW and opts->mode, fsyncs it, renames it
+	 * over opts->path and fsyncs the directory.  A temporary file left by
+	 * a crash is removed first only when it is a regular file of this
+	 * user; anything else there (a symlink, another user's file) is left
+	 * alone and the write fails with -EEXIST.  On any failure the
+	 * temporary file it created is removed and the old file is untouched.
+	 * on_done is called once, on the loop, unless file_write_cancel was
+	 * called (a write already under way still completes or fails
+	 * cleanly; file_write_cancel(NULL) does nothing).  Returns NULL with *err (-EINVAL: no path, relative path,
+	 * no on_done) when it cannot start; no callback then. */
+	regent_file_write *(*file_write)(regent_ctx *ctx, const regent_file_write_opts *opts,
+	                                 int *err);
+	void (*file_write_cancel)(regent_file_write *w);
+
+	/* Runs a command on the loop (uv_spawn, in its own process group,
+	 * stdin /dev/null) and captures stdout and stderr into one text, the
+	 * first max_output bytes kept and the rest counted.  on_done is called
+	 * once, when the command has exited and its output is read (or, after
+	 * an exit, when the timeout passes while a descendant still holds the
+	 * output open), unless spawn_cancel was called: that kills the process
+	 * group (SIGKILL) and no callback follows (spawn_cancel(NULL) does
+	 * nothing).  At the timeout the process
+	 * group is killed with SIGKILL and error is -ETIMEDOUT.  Returns NULL
+	 * with *err when it cannot start (-ENOENT: no such command in PATH,
+	 * -EACCES, -EINVAL: no argv or on_done); no callback then. */
+	regent_spawn *(*spawn)(regent_ctx *ctx, const regent_spawn_opts *opts, int *err);
+	void (*spawn_cancel)(regent_spawn *s);
+
+	/* Health of a plugin made of several parts (a store's registration
+	 * and discovery, say).  Records the part's state (reason copied; with
+	 * healthy = true a reason is a note, NULL none) and sets the
+	 * instance's health (set_health) from all parts reported so far:
+	 * healthy when every part is, else unhealthy with "<part>: <reason>"
+	 * of each failing part, joined by "; ", in the order the parts were
+	 * first reported; when healthy, the parts' notes the same way (shown
+	 * as the note).  Parts are named by the plugin ("registration",
+	 * "discovery"); a plugin uses either this or set_health, not both. */
+	void (*health_part)(regent_ctx *ctx, const char *part, bool healthy, const char *reason);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

@@ -61,74 +61,26 @@ static const regent_config_key keys[] = {
 /* helpers                                                            */
 /* ------------------------------------------------------------------ */
 
-char *consul_xstrdup(const char *s)
-{
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort();
-	return d;
-}
-
-char *consul_xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	return s;
-}
-
 void consul_count(consul *c, regent_metric **m, int op)
 {
 	if (m[op])
 		c->h->metric_add(m[op], 1);
 }
 
-/* A short, printable copy of an HTTP error body for a log line. */
-static void body_excerpt(const regent_http_result *res, char *out, size_t len)
-{
-	size_t k = 0;
-	if (res->body)
-		for (size_t i = 0; i < res->body_len && k + 1 < len && i < 200; i++) {
-			unsigned char ch = (unsigned char)res->body[i];
-			out[k++] = (ch < 0x20 || ch >= 0x7f) ? ' ' : (char)ch;
-		}
-	while (k > 0 && out[k - 1] == ' ')
-		k--;
-	out[k] = '\0';
-}
-
-/* "HTTP 403: ACL not found" or the transport error. */
-void consul_describe(const regent_http_result *res, char *out, size_t len)
-{
-	if (res->error) {
-		snprintf(out, len, "%s", res->error_msg && res->error_msg[0] ? res->error_msg
-		                                                             : strerror(-res->error));
-		return;
-	}
-	char ex[208];
-	body_excerpt(res, ex, sizeof(ex));
-	snprintf(out, len, "HTTP %ld%s%s", res->status, ex[0] ? ": " : "", ex);
-}
-
+/* Two parts: registration (with the listing of what the agent holds) and
+ * discovery; the host joins them. */
 void consul_update_health(consul *c)
 {
-	const char *why = NULL;
-	if (c->reg_failing || c->list_failing)
-		why = c->reg_problem;
-	else if (c->disc_failing)
-		why = c->disc_problem;
-	c->h->set_health(c->ctx, why == NULL, why);
+	c->h->health_part(c->ctx, "registration", !(c->reg_failing || c->list_failing),
+	                  c->reg_problem);
+	c->h->health_part(c->ctx, "discovery", !c->disc_failing, c->disc_problem);
 }
 
 regent_http_req *consul_send(consul *c, const char *method, const char *path,
                                  const char *body, uint64_t timeout_ms,
                                  regent_http_done_cb cb, void *arg, int *err)
 {
-	char *url = consul_xasprintf("%s%s", c->base, path);
+	char *url = c->h->xasprintf("%s%s", c->base, path);
 	const char *hdrs[3];
 	size_t nh = 0;
 	for (size_t i = 0; i < c->nheaders; i++)
@@ -273,7 +225,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	c->shown = consul_redact_url(c->base);
 	const char *tok = h->cfg_string(ctx, "token");
 	if (tok && tok[0]) {
-		c->token_hdr = consul_xasprintf("X-Consul-Token: %s", tok);
+		c->token_hdr = c->h->xasprintf("X-Consul-Token: %s", tok);
 		c->headers[c->nheaders++] = c->token_hdr;
 	}
 	c->ca = h->cfg_string(ctx, "ca");
@@ -294,21 +246,11 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		c->states |= strcmp(st[i], "warning") == 0 ? CONSUL_STATE_WARNING : CONSUL_STATE_PASSING;
 	if (!c->states)
 		c->states = CONSUL_STATE_PASSING;
-	c->regs = cmap_new();
+	c->regs = c->h->map_new();
 	c->reg_bo.initial_ms = 200;
 	c->reg_bo.max_ms = c->ttl_ms / 3 < 10000 ? (c->ttl_ms / 3 ? c->ttl_ms / 3 : 1) : 10000;
 	*self = c;
 	return 0;
-}
-
-uv_timer_t *consul_timer(consul *c, void *data)
-{
-	uv_timer_t *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
-	uv_timer_init(c->h->loop(c->ctx), t);
-	t->data = data;
-	return t;
 }
 
 static int start(void *self)
@@ -316,7 +258,7 @@ static int start(void *self)
 	consul *c = self;
 	const regent_host *h = c->h;
 	for (int i = 0; i < 6; i++) {
-		char *l = consul_xasprintf("op=\"%s\"", m_names[i]);
+		char *l = c->h->xasprintf("op=\"%s\"", m_names[i]);
 		c->m_req[i] = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total",
 		                        "Requests a store made to its registry, by operation.",
 		                        l);
@@ -367,7 +309,7 @@ static void destroy(void *self)
 	consul_reg_destroy(c);
 	consul_disc_stop(c);
 	consul_state_close(c);
-	cmap_free(c->regs, NULL);
+	c->h->map_free(c->regs, NULL);
 	free(c->base);
 	free(c->shown);
 	free(c->unix_path);

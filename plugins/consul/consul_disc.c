@@ -125,7 +125,7 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 	w->req = NULL;
 	if (res->error || res->status != 200) {
 		char d[300];
-		consul_describe(res, d, sizeof(d));
+		c->h->http_describe(res, d, sizeof(d));
 		if (res->status == 403)
 			watch_fail(w, REGENT_LOG_ERROR,
 			           "Consul refused to read %s: %s (ACL: the token is unknown or lacks "
@@ -191,12 +191,12 @@ static void watch_issue(consul_watch *w)
 	if (w->index) {
 		char wait[32];
 		consul_duration(c->wait_ms, wait, sizeof(wait));
-		url = consul_xasprintf("%s%sindex=%" PRIu64 "&wait=%s", w->path, has_q ? "&" : "",
+		url = c->h->xasprintf("%s%sindex=%" PRIu64 "&wait=%s", w->path, has_q ? "&" : "",
 		                       w->index, wait);
 		/* Consul adds up to wait/16 of jitter. */
 		timeout = c->wait_ms + c->wait_ms / 16 + c->timeout_ms;
 	} else {
-		url = consul_xstrdup(w->path);
+		url = c->h->xstrdup(w->path);
 		size_t n = strlen(url);
 		if (url[n - 1] == '?')
 			url[n - 1] = '\0';
@@ -226,13 +226,13 @@ static consul_watch *watch_new(consul *c, const char *what, const char *path,
 	w->bo.initial_ms = 100;
 	w->bo.max_ms = 10000;
 	if (c->dc) {
-		char *e = consul_escape(c->dc);
-		w->path = consul_xasprintf("%s?dc=%s", path, e);
+		char *e = c->h->url_escape(c->dc, 0);
+		w->path = c->h->xasprintf("%s?dc=%s", path, e);
 		free(e);
 	} else {
-		w->path = consul_xasprintf("%s?", path);
+		w->path = c->h->xasprintf("%s?", path);
 	}
-	w->timer = consul_timer(c, w);
+	w->timer = c->h->timer_new(c->ctx, w);
 	return w;
 }
 
@@ -243,7 +243,7 @@ static void watch_free(consul_watch *w)
 		c->h->http_cancel(w->req);
 	if (w->failing && c->disc_failing)
 		c->disc_failing--;
-	uv_close((uv_handle_t *)w->timer, (uv_close_cb)free);
+	c->h->timer_close(&w->timer);
 	free(w->path);
 	free(w);
 }
@@ -294,29 +294,29 @@ static consul_svc *svc_new(consul *c, const char *name)
 	if (!s)
 		abort();
 	s->c = c;
-	s->name = consul_xstrdup(name);
-	char *e = consul_escape(name);
-	char *q = consul_xstrdup(c->states == CONSUL_STATE_PASSING ? "?passing" : "?");
+	s->name = c->h->xstrdup(name);
+	char *e = c->h->url_escape(name, 0);
+	char *q = c->h->xstrdup(c->states == CONSUL_STATE_PASSING ? "?passing" : "?");
 	for (size_t i = 0; i < c->ntags; i++) {
-		char *t = consul_escape(c->tags[i]);
-		char *n = consul_xasprintf("%s%stag=%s", q, q[1] ? "&" : "", t);
+		char *t = c->h->url_escape(c->tags[i], 0);
+		char *n = c->h->xasprintf("%s%stag=%s", q, q[1] ? "&" : "", t);
 		free(t);
 		free(q);
 		q = n;
 	}
 	if (c->dc) {
-		char *d = consul_escape(c->dc);
-		char *n = consul_xasprintf("%s%sdc=%s", q, q[1] ? "&" : "", d);
+		char *d = c->h->url_escape(c->dc, 0);
+		char *n = c->h->xasprintf("%s%sdc=%s", q, q[1] ? "&" : "", d);
 		free(d);
 		free(q);
 		q = n;
 	}
 	if (!q[1])
 		q[0] = '\0';
-	s->path = consul_xasprintf("/v1/health/service/%s%s", e, q);
+	s->path = c->h->xasprintf("/v1/health/service/%s%s", e, q);
 	free(q);
 	free(e);
-	s->sig = c->sigs ? (uint64_t)(uintptr_t)cmap_get(c->sigs, name) : 0;
+	s->sig = c->sigs ? (uint64_t)(uintptr_t)c->h->map_get(c->sigs, name) : 0;
 	return s;
 }
 
@@ -343,9 +343,9 @@ static void svc_free_v(void *s)
 static void on_read_timer(uv_timer_t *t)
 {
 	consul *c = t->data;
-	cmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *v;
-	while (cmap_next(c->svcs, &it, NULL, &v)) {
+	while (c->h->map_next(c->svcs, &it, NULL, &v)) {
 		consul_svc *s = v;
 		if (s->dirty && s->failing)
 			queue_push(c, s);
@@ -379,7 +379,7 @@ static void on_read_done(void *arg, const regent_http_result *res)
 	c->reads--;
 	if (res->error || res->status != 200) {
 		char d[300];
-		consul_describe(res, d, sizeof(d));
+		c->h->http_describe(res, d, sizeof(d));
 		if (res->status == 403)
 			read_fail(s, REGENT_LOG_ERROR,
 			          "Consul refused to read the health of service %s: %s (ACL: the token is "
@@ -469,10 +469,10 @@ static bool ignored(consul *c, const char *name)
 
 static void warn_name_once(consul *c, const char *name)
 {
-	if (cmap_get(c->warned, name))
+	if (c->h->map_get(c->warned, name))
 		return;
-	if (cmap_size(c->warned) < WARNED_MAX)
-		cmap_put(c->warned, name, (void *)1);
+	if (c->h->map_size(c->warned) < WARNED_MAX)
+		c->h->map_put(c->warned, name, (void *)1);
 	c->h->log(c->ctx, REGENT_LOG_WARN,
 	          "skipped Consul service \"%.80s\": invalid name (allowed: "
 	          "[A-Za-z0-9][A-Za-z0-9._-]{0,62})",
@@ -512,10 +512,10 @@ static void sweep_all(consul *c)
 	c->h->log(c->ctx, REGENT_LOG_DEBUG,
 	          "the service list moved without any check changing (a registration without "
 	          "a check): reading all %zu services again",
-	          cmap_size(c->svcs));
-	cmap_iter it = {0};
+	          c->h->map_size(c->svcs));
+	regent_map_iter it = {0};
 	void *v;
-	while (cmap_next(c->svcs, &it, NULL, &v))
+	while (c->h->map_next(c->svcs, &it, NULL, &v))
 		mark_dirty(v);
 }
 
@@ -565,19 +565,19 @@ static bool on_services(consul_watch *w, regent_http_req *req, const regent_http
 		c->sync_open = true;
 	}
 	bool explained = false;
-	cmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *v;
-	while (cmap_next(c->svcs, &it, NULL, &v))
+	while (c->h->map_next(c->svcs, &it, NULL, &v))
 		((consul_svc *)v)->seen = false;
 	for (size_t i = 0; i < s.n; i++) {
 		const consul_service_entry *e = &s.v[i];
 		if (!usable_service(c, e, true))
 			continue;
 		uint64_t ts = tags_sig(e);
-		consul_svc *sv = cmap_get(c->svcs, e->name);
+		consul_svc *sv = c->h->map_get(c->svcs, e->name);
 		if (!sv) {
 			sv = svc_new(c, e->name);
-			cmap_put(c->svcs, e->name, sv);
+			c->h->map_put(c->svcs, e->name, sv);
 			c->h->log(c->ctx, REGENT_LOG_DEBUG, "service %s is in the catalog", e->name);
 			mark_dirty(sv);
 			explained = true;
@@ -589,15 +589,15 @@ static bool on_services(consul_watch *w, regent_http_req *req, const regent_http
 		sv->seen = true;
 	}
 	consul_services_free(&s);
-	it = (cmap_iter){0};
+	it = (regent_map_iter){0};
 	const char *name;
-	while (cmap_next(c->svcs, &it, &name, &v)) {
+	while (c->h->map_next(c->svcs, &it, &name, &v)) {
 		consul_svc *sv = v;
 		if (sv->seen)
 			continue;
 		c->h->log(c->ctx, REGENT_LOG_INFO, "service %s left the Consul catalog", sv->name);
 		c->h->catalog_remove(c->ctx, sv->name);
-		cmap_del(c->svcs, name);
+		c->h->map_del(c->svcs, name);
 		svc_free(sv);
 		explained = true;
 	}
@@ -615,7 +615,7 @@ static bool on_services(consul_watch *w, regent_http_req *req, const regent_http
 		}
 	}
 	if (c->m_watched)
-		c->h->metric_set(c->m_watched, (double)cmap_size(c->svcs));
+		c->h->metric_set(c->m_watched, (double)c->h->map_size(c->svcs));
 	consul_update_health(c); /* a failing service may be gone */
 	return true;
 }
@@ -629,12 +629,12 @@ static bool on_state(consul_watch *w, regent_http_req *req, const regent_http_re
 {
 	(void)req;
 	consul *c = w->c;
-	cmap *sigs = cmap_new();
+	regent_map *sigs = c->h->map_new();
 	uint64_t node_sig = 0;
 	char why[256] = "";
-	int n = consul_parse_state(res->body, res->body_len, sigs, &node_sig, why, sizeof(why));
+	int n = consul_parse_state(c->h, res->body, res->body_len, sigs, &node_sig, why, sizeof(why));
 	if (n < 0) {
-		cmap_free(sigs, NULL);
+		c->h->map_free(sigs, NULL);
 		watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for the health of every check: %s",
 		           c->shown, why);
 		return false;
@@ -642,7 +642,7 @@ static bool on_state(consul_watch *w, regent_http_req *req, const regent_http_re
 	if (n == 0) {
 		/* Every node has its serfHealth check: an empty list is a
 		 * filtered one. */
-		cmap_free(sigs, NULL);
+		c->h->map_free(sigs, NULL);
 		watch_fail(w, REGENT_LOG_ERROR,
 		           "Consul filtered the health of every check by ACLs down to nothing%s (the "
 		           "token is missing or lacks node:read/service:read)",
@@ -650,11 +650,11 @@ static bool on_state(consul_watch *w, regent_http_req *req, const regent_http_re
 		return false;
 	}
 	bool first = !c->sigs;
-	cmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *v;
-	while (cmap_next(c->svcs, &it, NULL, &v)) {
+	while (c->h->map_next(c->svcs, &it, NULL, &v)) {
 		consul_svc *s = v;
-		uint64_t sg = (uint64_t)(uintptr_t)cmap_get(sigs, s->name);
+		uint64_t sg = (uint64_t)(uintptr_t)c->h->map_get(sigs, s->name);
 		/* On the first answer, a service read before it may have changed
 		 * in between. */
 		if (first ? s->first_done : (sg != s->sig || node_sig != c->node_sig))
@@ -669,7 +669,7 @@ static bool on_state(consul_watch *w, regent_http_req *req, const regent_http_re
 		sweep_all(c);
 	}
 	if (c->sigs)
-		cmap_free(c->sigs, NULL);
+		c->h->map_free(c->sigs, NULL);
 	c->sigs = sigs;
 	return true;
 }
@@ -682,16 +682,16 @@ static void check_sync(consul *c)
 {
 	if (!c->sync_open || !c->state || !c->state->done_once)
 		return;
-	cmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *v;
-	while (cmap_next(c->svcs, &it, NULL, &v))
+	while (c->h->map_next(c->svcs, &it, NULL, &v))
 		if (!((consul_svc *)v)->first_done)
 			return;
 	c->h->catalog_sync_end(c->ctx);
 	c->sync_open = false;
 	c->synced_once = true;
-	c->h->log(c->ctx, REGENT_LOG_INFO, "read the catalog: %zu service%s", cmap_size(c->svcs),
-	          cmap_size(c->svcs) == 1 ? "" : "s");
+	c->h->log(c->ctx, REGENT_LOG_INFO, "read the catalog: %zu service%s", c->h->map_size(c->svcs),
+	          c->h->map_size(c->svcs) == 1 ? "" : "s");
 }
 
 static void probe_issue(consul *c);
@@ -733,16 +733,16 @@ static void probe_issue(consul *c)
 
 void consul_disc_start(consul *c)
 {
-	c->svcs = cmap_new();
-	c->warned = cmap_new();
-	c->read_timer = consul_timer(c, c);
+	c->svcs = c->h->map_new();
+	c->warned = c->h->map_new();
+	c->read_timer = c->h->timer_new(c->ctx, c);
 	c->read_bo.initial_ms = 100;
 	c->read_bo.max_ms = 10000;
 	c->catalog = watch_new(c, "the service list", "/v1/catalog/services", on_services);
 	c->state = watch_new(c, "the health of every check", "/v1/health/state/any", on_state);
 	c->state_now = watch_new(c, "the health of every check", "/v1/health/state/any", on_state);
 	c->state_now->oneshot = true;
-	c->probe_timer = consul_timer(c, c);
+	c->probe_timer = c->h->timer_new(c->ctx, c);
 	if (c->token_hdr) {
 		watch_issue(c->state);
 		watch_issue(c->catalog);
@@ -764,22 +764,18 @@ void consul_disc_stop(consul *c)
 		watch_free(c->state_now);
 	c->catalog = c->state = c->state_now = NULL;
 	if (c->svcs)
-		cmap_free(c->svcs, svc_free_v);
+		c->h->map_free(c->svcs, svc_free_v);
 	c->svcs = NULL;
 	c->qhead = c->qtail = NULL;
 	if (c->sigs)
-		cmap_free(c->sigs, NULL);
+		c->h->map_free(c->sigs, NULL);
 	c->sigs = NULL;
 	if (c->warned)
-		cmap_free(c->warned, NULL);
+		c->h->map_free(c->warned, NULL);
 	c->warned = NULL;
-	if (c->read_timer)
-		uv_close((uv_handle_t *)c->read_timer, (uv_close_cb)free);
-	c->read_timer = NULL;
+	c->h->timer_close(&c->read_timer);
 	if (c->probe_req)
 		c->h->http_cancel(c->probe_req);
 	c->probe_req = NULL;
-	if (c->probe_timer)
-		uv_close((uv_handle_t *)c->probe_timer, (uv_close_cb)free);
-	c->probe_timer = NULL;
+	c->h->timer_close(&c->probe_timer);
 }

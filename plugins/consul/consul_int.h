@@ -91,7 +91,7 @@ typedef struct consul_state_file {
 	char *owner;       /* the writing instance's token */
 	char *agent;       /* the agent its owner registers at */
 	char *node;        /* the node its owner registers for */
-	cmap *ids;         /* Consul service ids its owner holds (values: (void *)1) */
+	regent_map *ids;         /* Consul service ids its owner holds (values: (void *)1) */
 } consul_state_file;
 
 struct consul {
@@ -113,7 +113,7 @@ struct consul {
 	unsigned states;   /* CONSUL_STATE_* that count as serving */
 	bool dereg_on_stop;
 	/* registration (consul.c) */
-	cmap *regs;        /* Consul service id -> struct reg */
+	regent_map *regs;        /* Consul service id -> struct reg */
 	struct reg *head, *tail;
 	size_t inflight;
 	uint64_t epoch;
@@ -131,8 +131,8 @@ struct consul {
 	bool watching;
 	consul_watch *catalog, *state;
 	consul_watch *state_now; /* one plain read of the checks: explains a moved list */
-	cmap *svcs;        /* name -> consul_svc */
-	cmap *sigs;        /* the last /v1/health/state/any: name -> signature */
+	regent_map *svcs;        /* name -> consul_svc */
+	regent_map *sigs;        /* the last /v1/health/state/any: name -> signature */
 	uint64_t node_sig;
 	consul_svc *qhead, *qtail;
 	size_t reads;
@@ -145,7 +145,7 @@ struct consul {
 	regent_http_req *probe_req;
 	uv_timer_t *probe_timer;
 	regent_backoff read_bo;
-	cmap *warned;      /* invalid service names already warned about */
+	regent_map *warned;      /* invalid service names already warned about */
 	bool sync_open, synced_once;
 	size_t disc_failing;
 	char disc_problem[320];
@@ -171,14 +171,10 @@ enum { M_REGISTER, M_DEREGISTER, M_PASS, M_CATALOG, M_HEALTH, M_LIST };
 #define CONSUL_READ_CAP 16 /* /v1/health/service reads at once */
 
 /* consul.c */
-char *consul_xstrdup(const char *s);
-char *consul_xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
 void consul_count(consul *c, regent_metric **m, int op);
-void consul_describe(const regent_http_result *res, char *out, size_t len);
 void consul_update_health(consul *c);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
-uv_timer_t *consul_timer(consul *c, void *data);
 
 /* consul_reg.c */
 void consul_reg_start(consul *c);   /* timers, then the listing of the agent's services */
@@ -200,7 +196,7 @@ size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **beca
 void consul_state_stopped(consul *c); /* the stop's deregistrations are answered */
 void consul_state_close(consul *c);
 bool consul_state_read(consul *c, const char *text, consul_state_file *f);
-void consul_state_file_free(consul_state_file *f);
+void consul_state_file_free(consul *c, consul_state_file *f);
 
 /* consul_disc.c */
 void consul_disc_start(consul *c);

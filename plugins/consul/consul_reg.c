@@ -48,7 +48,7 @@ static void reg_unlink_free(consul *c, reg *r)
 		r->next->prev = r->prev;
 	else
 		c->tail = r->prev;
-	cmap_del(c->regs, r->cid);
+	c->h->map_del(c->regs, r->cid);
 	free(r->cid);
 	free(r->id);
 	free(r->service);
@@ -255,7 +255,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 	r->op = OP_NONE;
 	c->inflight--;
 	char what[300];
-	consul_describe(res, what, sizeof(what));
+	c->h->http_describe(res, what, sizeof(what));
 	bool ok = !res->error && res->status >= 200 && res->status < 300;
 	int mop = op == OP_REGISTER ? M_REGISTER : op == OP_DEREGISTER ? M_DEREGISTER : M_PASS;
 	if (!ok)
@@ -353,7 +353,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			r->known = false;
 		} else if (consul_unknown_check(res)) {
 			if (r->op_epoch == c->epoch) {
-				char *why = consul_xasprintf("the Consul agent at %s no longer knows the check "
+				char *why = c->h->xasprintf("the Consul agent at %s no longer knows the check "
 				                      "of %s (it restarted, or reaped the service)",
 				                      c->shown, r->id);
 				lost_all(c, why);
@@ -422,7 +422,7 @@ static bool reg_step(consul *c, reg *r)
 	consul_count(c, c->m_req, mop);
 	if (op == OP_REGISTER) {
 		free(r->sent);
-		r->sent = consul_xstrdup(r->body);
+		r->sent = c->h->xstrdup(r->body);
 		r->known = true; /* the agent may hold it from now on */
 	}
 	return true;
@@ -452,25 +452,25 @@ static void on_pass_tick(uv_timer_t *t)
 /* The entry of a Consul service id, created when missing. */
 static reg *reg_get_cid(consul *c, const char *cid, const char *rid, const char *service)
 {
-	reg *r = cmap_get(c->regs, cid);
+	reg *r = c->h->map_get(c->regs, cid);
 	if (r)
 		return r;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
 	r->c = c;
-	r->cid = consul_xstrdup(cid);
-	r->id = consul_xstrdup(rid);
-	r->service = consul_xstrdup(service);
+	r->cid = c->h->xstrdup(cid);
+	r->id = c->h->xstrdup(rid);
+	r->service = c->h->xstrdup(service);
 	char *chk = consul_check_id(cid);
-	char *e = consul_escape(chk);
-	r->pass_path = consul_xasprintf("/v1/agent/check/pass/%s", e);
+	char *e = c->h->url_escape(chk, 0);
+	r->pass_path = c->h->xasprintf("/v1/agent/check/pass/%s", e);
 	free(e);
 	free(chk);
-	e = consul_escape(cid);
-	r->dereg_path = consul_xasprintf("/v1/agent/service/deregister/%s", e);
+	e = c->h->url_escape(cid, 0);
+	r->dereg_path = c->h->xasprintf("/v1/agent/service/deregister/%s", e);
 	free(e);
-	cmap_put(c->regs, r->cid, r);
+	c->h->map_put(c->regs, r->cid, r);
 	r->prev = c->tail;
 	if (c->tail)
 		c->tail->next = r;
@@ -504,7 +504,7 @@ static bool want(consul *c, const regent_instance *inst)
 	memcpy(r->hash, hash, sizeof(hash));
 	if (strcmp(r->service, inst->service) != 0) {
 		free(r->service);
-		r->service = consul_xstrdup(inst->service);
+		r->service = c->h->xstrdup(inst->service);
 	}
 	r->rejected = false;
 	if ((r->adopted || (r->known && !r->synced && !r->req)) && r->agent_hash[0] &&
@@ -546,7 +546,7 @@ void consul_deregister_instance(void *self, const regent_instance *inst)
 	if (c->stopping)
 		return;
 	char *cid = consul_service_id(inst->id);
-	reg *r = cmap_get(c->regs, cid);
+	reg *r = c->h->map_get(c->regs, cid);
 	free(cid);
 	if (!r)
 		return;
@@ -604,7 +604,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 	consul *c = arg;
 	c->list_req = NULL;
 	char what[200];
-	consul_describe(res, what, sizeof(what));
+	c->h->http_describe(res, what, sizeof(what));
 	bool ok = !res->error && res->status == 200;
 	consul_agent_services as;
 	char why[256] = "";
@@ -647,7 +647,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 	}
 	for (size_t i = 0; i < as.n; i++) {
 		const consul_agent_service *a = &as.v[i];
-		reg *r = cmap_get(c->regs, a->cid);
+		reg *r = c->h->map_get(c->regs, a->cid);
 		c->adopted_n++;
 		if (r && r->body) {
 			/* Reported by a source before the agent answered. */
@@ -709,10 +709,10 @@ static void list_issue(consul *c)
 
 void consul_reg_start(consul *c)
 {
-	c->pass_timer = consul_timer(c, c);
-	c->retry_timer = consul_timer(c, c);
-	c->list_timer = consul_timer(c, c);
-	c->adopt_timer = consul_timer(c, c);
+	c->pass_timer = c->h->timer_new(c->ctx, c);
+	c->retry_timer = c->h->timer_new(c->ctx, c);
+	c->list_timer = c->h->timer_new(c->ctx, c);
+	c->adopt_timer = c->h->timer_new(c->ctx, c);
 	uint64_t every = c->ttl_ms / 3 ? c->ttl_ms / 3 : 1;
 	uv_timer_start(c->pass_timer, on_pass_tick, every, every);
 	c->listing = true;
@@ -781,8 +781,8 @@ void consul_reg_destroy(consul *c)
 	while (c->head)
 		reg_unlink_free(c, c->head);
 	c->stop_pending = 0;
-	uv_timer_t *timers[] = {c->pass_timer, c->retry_timer, c->list_timer, c->adopt_timer};
-	for (size_t i = 0; i < 4; i++)
-		if (timers[i])
-			uv_close((uv_handle_t *)timers[i], (uv_close_cb)free);
+	c->h->timer_close(&c->pass_timer);
+	c->h->timer_close(&c->retry_timer);
+	c->h->timer_close(&c->list_timer);
+	c->h->timer_close(&c->adopt_timer);
 }

@@ -48,12 +48,12 @@ static char *state_path(consul *c)
 	const char *dir = c->h->state_dir(c->ctx);
 	if (!dir)
 		return NULL;
-	char *safe = consul_xstrdup(c->h->instance_name(c->ctx));
+	char *safe = c->h->xstrdup(c->h->instance_name(c->ctx));
 	for (char *p = safe; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_'))
 			*p = '_';
-	char *path = consul_xasprintf("%s/%s.consul", dir, safe);
+	char *path = c->h->xasprintf("%s/%s.consul", dir, safe);
 	free(safe);
 	return path;
 }
@@ -87,7 +87,7 @@ static char *file_get(consul *c, const char *path)
 /* Replaces the file with text (atomically: a new file, then rename). */
 static bool file_put(consul *c, const char *text)
 {
-	char *tmp = consul_xasprintf("%s.new", c->state_path);
+	char *tmp = c->h->xasprintf("%s.new", c->state_path);
 	unlink(tmp);
 	size_t len = strlen(text);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
@@ -117,32 +117,29 @@ static bool file_put(consul *c, const char *text)
 
 bool consul_state_read(consul *c, const char *text, consul_state_file *f)
 {
-	(void)c;
 	memset(f, 0, sizeof(*f));
 	if (!text)
 		return false;
-	f->ids = cmap_new();
+	f->ids = c->h->map_new();
 	long pid = -1;
 	for (const char *p = text; *p;) {
 		const char *nl = strchr(p, '\n');
 		if (!nl)
 			break; /* a line without its newline was not written whole */
 		size_t len = (size_t)(nl - p);
-		char *line = strndup(p, len);
-		if (!line)
-			abort();
+		char *line = c->h->xstrndup(p, len);
 		if (strncmp(line, "pid=", 4) == 0)
 			pid = strtol(line + 4, NULL, 10);
 		else if (strncmp(line, "owner=", 6) == 0 && !f->owner)
-			f->owner = consul_xstrdup(line + 6);
+			f->owner = c->h->xstrdup(line + 6);
 		else if (strncmp(line, "agent=", 6) == 0 && !f->agent)
-			f->agent = consul_xstrdup(line + 6);
+			f->agent = c->h->xstrdup(line + 6);
 		else if (strncmp(line, "node=", 5) == 0 && !f->node)
-			f->node = consul_xstrdup(line + 5);
+			f->node = c->h->xstrdup(line + 5);
 		else if (strcmp(line, "deregistering=1") == 0)
 			f->deregistering = true;
 		else if (strncmp(line, "id=", 3) == 0 && line[3])
-			cmap_put(f->ids, line + 3, (void *)1);
+			c->h->map_put(f->ids, line + 3, (void *)1);
 		free(line);
 		p = nl + 1;
 	}
@@ -150,13 +147,13 @@ bool consul_state_read(consul *c, const char *text, consul_state_file *f)
 	return f->owner && f->agent;
 }
 
-void consul_state_file_free(consul_state_file *f)
+void consul_state_file_free(consul *c, consul_state_file *f)
 {
 	free(f->owner);
 	free(f->agent);
 	free(f->node);
 	if (f->ids)
-		cmap_free(f->ids, NULL);
+		c->h->map_free(f->ids, NULL);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -187,7 +184,7 @@ static bool taken_over(consul *c)
 	char *text = file_get(c, c->state_path);
 	consul_state_file f;
 	bool other = consul_state_read(c, text, &f) && f.ours_pid && strcmp(f.owner, c->token) != 0;
-	consul_state_file_free(&f);
+	consul_state_file_free(c, &f);
 	free(text);
 	return other;
 }
@@ -216,13 +213,13 @@ void consul_state_open(consul *c)
 {
 	snprintf(c->token, sizeof(c->token), "%llx-%lx", (unsigned long long)uv_hrtime(),
 	         (unsigned long)(uintptr_t)c);
-	c->agent_id = consul_xasprintf("%s%s%s", c->shown, c->unix_path ? " via " : "",
+	c->agent_id = c->h->xasprintf("%s%s%s", c->shown, c->unix_path ? " via " : "",
 	                               c->unix_path ? c->unix_path : "");
 	for (char *p = c->agent_id; *p; p++)
 		if (*p == '\n')
 			*p = ' ';
-	c->state_timer = consul_timer(c, c);
-	c->gate_timer = consul_timer(c, c);
+	c->state_timer = c->h->timer_new(c->ctx, c);
+	c->gate_timer = c->h->timer_new(c->ctx, c);
 	c->state_path = state_path(c);
 	if (!c->state_path) {
 		c->h->log(c->ctx, REGENT_LOG_WARN,
@@ -260,7 +257,7 @@ bool consul_state_gate(consul *c)
 	consul_state_file f;
 	bool busy = consul_state_read(c, text, &f) && f.ours_pid && f.deregistering &&
 	            strcmp(f.owner, c->token) != 0 && strcmp(f.agent, c->agent_id) == 0;
-	consul_state_file_free(&f);
+	consul_state_file_free(c, &f);
 	free(text);
 	if (busy && uv_now(c->h->loop(c->ctx)) - c->gate_since >= GATE_MAX_MS) {
 		c->h->log(c->ctx, REGENT_LOG_WARN,
@@ -272,11 +269,11 @@ bool consul_state_gate(consul *c)
 }
 
 /* Marks every service the agent may hold for deregistration. */
-static size_t mark(consul *c, const cmap *keep, bool keep_sourced)
+static size_t mark(consul *c, const regent_map *keep, bool keep_sourced)
 {
 	size_t n = 0;
 	for (reg *r = c->head; r; r = r->next) {
-		r->stop_todo = r->known && !(keep && cmap_get(keep, r->cid)) && !(keep_sourced && r->body);
+		r->stop_todo = r->known && !(keep && c->h->map_get(keep, r->cid)) && !(keep_sourced && r->body);
 		n += r->stop_todo;
 	}
 	return n;
@@ -326,7 +323,7 @@ size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **beca
 			*because = "the new instance registers at another agent";
 			n = mark(c, NULL, false);
 		}
-		consul_state_file_free(&f);
+		consul_state_file_free(c, &f);
 		free(text);
 		return n;
 	default: /* FAILED: the instance it was to replace still runs */
@@ -347,7 +344,7 @@ size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **beca
 			*because = "this instance never took over; the running one keeps them";
 			n = mark(c, c->regs, false);
 		}
-		consul_state_file_free(&f);
+		consul_state_file_free(c, &f);
 		return n;
 	}
 }
@@ -361,17 +358,15 @@ void consul_state_stopped(consul *c)
 	consul_state_file f;
 	if (consul_state_read(c, text, &f) && strcmp(f.owner, c->token) == 0)
 		unlink(c->state_path);
-	consul_state_file_free(&f);
+	consul_state_file_free(c, &f);
 	free(text);
 }
 
 void consul_state_close(consul *c)
 {
 	consul_state_stopped(c);
-	uv_timer_t *timers[] = {c->state_timer, c->gate_timer};
-	for (size_t i = 0; i < 2; i++)
-		if (timers[i])
-			uv_close((uv_handle_t *)timers[i], (uv_close_cb)free);
+	c->h->timer_close(&c->state_timer);
+	c->h->timer_close(&c->gate_timer);
 	free(c->state_path);
 	free(c->state_prev);
 	free(c->agent_id);

@@ -1,6 +1,7 @@
 /* consul_util.c - pure helpers of the Consul store plugin (see
- * consul_util.h): no loop, no host table, only libc and jansson, so the
- * unit test links them directly. */
+ * consul_util.h): no loop, only libc, jansson and (for the map of
+ * consul_parse_state) the host table handed in, so the unit test links
+ * them directly with the core's. */
 #include "consul_util.h"
 
 #include <ctype.h>
@@ -11,151 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* ------------------------------------------------------------------ */
-/* cmap                                                               */
-/* ------------------------------------------------------------------ */
-
-typedef struct cmap_ent {
-	char *key;
-	void *val;
-	struct cmap_ent *next;
-} cmap_ent;
-
-struct cmap {
-	cmap_ent **b;
-	size_t nb, n;
-};
-
-static size_t hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return (size_t)h;
-}
-
-cmap *cmap_new(void)
-{
-	cmap *m = calloc(1, sizeof(*m));
-	if (!m)
-		abort();
-	m->nb = 16;
-	m->b = calloc(m->nb, sizeof(*m->b));
-	if (!m->b)
-		abort();
-	return m;
-}
-
-void cmap_free(cmap *m, void (*free_value)(void *))
-{
-	if (!m)
-		return;
-	for (size_t i = 0; i < m->nb; i++) {
-		cmap_ent *e = m->b[i];
-		while (e) {
-			cmap_ent *next = e->next;
-			if (free_value)
-				free_value(e->val);
-			free(e->key);
-			free(e);
-			e = next;
-		}
-	}
-	free(m->b);
-	free(m);
-}
-
-static cmap_ent **slot(const cmap *m, const char *key)
-{
-	cmap_ent **pp = &m->b[hash(key) & (m->nb - 1)];
-	while (*pp && strcmp((*pp)->key, key) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-void *cmap_get(const cmap *m, const char *key)
-{
-	cmap_ent *e = *slot(m, key);
-	return e ? e->val : NULL;
-}
-
-static void grow(cmap *m)
-{
-	size_t nb = m->nb * 2;
-	cmap_ent **b = calloc(nb, sizeof(*b));
-	if (!b)
-		abort();
-	for (size_t i = 0; i < m->nb; i++) {
-		cmap_ent *e = m->b[i];
-		while (e) {
-			cmap_ent *next = e->next;
-			size_t k = hash(e->key) & (nb - 1);
-			e->next = b[k];
-			b[k] = e;
-			e = next;
-		}
-	}
-	free(m->b);
-	m->b = b;
-	m->nb = nb;
-}
-
-void *cmap_put(cmap *m, const char *key, void *val)
-{
-	cmap_ent **pp = slot(m, key);
-	if (*pp) {
-		void *old = (*pp)->val;
-		(*pp)->val = val;
-		return old;
-	}
-	cmap_ent *e = calloc(1, sizeof(*e));
-	if (!e || !(e->key = strdup(key)))
-		abort();
-	e->val = val;
-	*pp = e;
-	if (++m->n > m->nb * 2)
-		grow(m);
-	return NULL;
-}
-
-void *cmap_del(cmap *m, const char *key)
-{
-	cmap_ent **pp = slot(m, key);
-	cmap_ent *e = *pp;
-	if (!e)
-		return NULL;
-	*pp = e->next;
-	void *val = e->val;
-	free(e->key);
-	free(e);
-	m->n--;
-	return val;
-}
-
-size_t cmap_size(const cmap *m)
-{
-	return m->n;
-}
-
-/* it->next is the entry to return next (found before the current one is
- * handed out, so deleting the current one is safe). */
-bool cmap_next(const cmap *m, cmap_iter *it, const char **key, void **val)
-{
-	cmap_ent *e = it->next;
-	while (!e && it->bucket < m->nb)
-		e = m->b[it->bucket++];
-	if (!e)
-		return false;
-	it->next = e->next;
-	if (key)
-		*key = e->key;
-	if (val)
-		*val = e->val;
-	return true;
-}
 
 /* ------------------------------------------------------------------ */
 /* addresses, escaping, durations                                     */
@@ -261,28 +117,6 @@ char *consul_redact_url(const char *url)
 		out = NULL;
 	if (!out)
 		abort();
-	return out;
-}
-
-char *consul_escape(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(s);
-	char *out = malloc(n * 3 + 1);
-	if (!out)
-		abort();
-	char *o = out;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-			*o++ = (char)c;
-		} else {
-			*o++ = '%';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
-	}
-	*o = '\0';
 	return out;
 }
 
@@ -715,8 +549,8 @@ int consul_parse_health(const char *body, size_t len, const char *service, unsig
 	return 0;
 }
 
-int consul_parse_state(const char *body, size_t len, cmap *sigs, uint64_t *node_sig,
-                       char *why, size_t whylen)
+int consul_parse_state(const regent_host *host, const char *body, size_t len, regent_map *sigs,
+                       uint64_t *node_sig, char *why, size_t whylen)
 {
 	*node_sig = 0;
 	json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
@@ -739,8 +573,8 @@ int consul_parse_state(const char *body, size_t len, cmap *sigs, uint64_t *node_
 			*node_sig += h;
 			continue;
 		}
-		uint64_t prev = (uint64_t)(uintptr_t)cmap_get(sigs, svc);
-		cmap_put(sigs, svc, (void *)(uintptr_t)((prev + h) | 1));
+		uint64_t prev = (uint64_t)(uintptr_t)host->map_get(sigs, svc);
+		host->map_put(sigs, svc, (void *)(uintptr_t)((prev + h) | 1));
 	}
 	json_decref(root);
 	return (int)(n > INT32_MAX ? INT32_MAX : n);

@@ -1,6 +1,6 @@
-/* consul_util.h - pure helpers of the Consul store plugin (no loop, no host
- * table), shared by the plugin and its unit test: a string-keyed hash map,
- * the agent address forms, URL path escaping, Go durations, the agent
+/* consul_util.h - pure helpers of the Consul store plugin (no loop; the
+ * string map and URL escaping are the host table's, ABI 1.4), shared by the
+ * plugin and its unit test: the agent address forms, Go durations, the agent
  * service registration body, the blocking-query index rules, and the
  * decoding of /v1/catalog/services and /v1/health/service answers. */
 #ifndef REGENT_CONSUL_UTIL_H
@@ -11,26 +11,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- a chained hash map: string -> pointer, keys copied ---- */
-
-typedef struct cmap cmap;
-typedef struct cmap_iter {
-	size_t bucket;
-	void *next;
-} cmap_iter;
-
-cmap *cmap_new(void);
-/* free_value (may be NULL) is called for every value left. */
-void cmap_free(cmap *m, void (*free_value)(void *));
-void *cmap_get(const cmap *m, const char *key);
-/* Inserts or replaces; returns the previous value (or NULL). */
-void *cmap_put(cmap *m, const char *key, void *val);
-/* Removes; returns the value (or NULL). */
-void *cmap_del(cmap *m, const char *key);
-size_t cmap_size(const cmap *m);
-/* Any order; the entry just returned may be deleted before the next call. */
-bool cmap_next(const cmap *m, cmap_iter *it, const char **key, void **val);
 
 /* ---- the agent's address ---- */
 
@@ -45,10 +25,6 @@ int consul_parse_address(const char *addr, char **base, char **unix_path, char *
 /* url with any "user:password@" replaced by "***@", for log lines.
  * malloc'd. */
 char *consul_redact_url(const char *url);
-
-/* Percent-encodes everything but [A-Za-z0-9._~-] (so '/' in an ID becomes
- * %2F).  malloc'd. */
-char *consul_escape(const char *s);
 
 /* A Go duration for ms: "15s", "1m", "1500ms". */
 void consul_duration(uint64_t ms, char *buf, size_t len);
@@ -151,11 +127,11 @@ void consul_instances_free(consul_instances *s);
 
 /* /v1/health/state/any: one signature per service name (an order-free
  * hash of its checks' node, id, status and ModifyIndex; never 0) put into
- * sigs (name -> (void *)(uintptr_t)sig, keys copied), and *node_sig the
+ * sigs (host->map_put: name -> (void *)(uintptr_t)sig), and *node_sig the
  * same over node-level checks (serfHealth...).  Returns the number of
  * checks or -EINVAL with why. */
-int consul_parse_state(const char *body, size_t len, cmap *sigs, uint64_t *node_sig,
-                       char *why, size_t whylen);
+int consul_parse_state(const regent_host *host, const char *body, size_t len, regent_map *sigs,
+                       uint64_t *node_sig, char *why, size_t whylen);
 
 /* /v1/agent/services: the services a regent of `node` registered (Meta
  * "node" == node and a "proto" meta).  Each: the Consul id, the regent id

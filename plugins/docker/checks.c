@@ -29,7 +29,6 @@ struct dk_checker {
 	char what[480];      /* "container NAME (ID): instance X check http GET /health" */
 	uv_timer_t *tick;    /* every interval */
 	uv_timer_t *tmo;     /* the probe's deadline */
-	int closing;         /* timers still to close before the free */
 	bool busy;           /* a probe in flight */
 	regent_http_req *req;
 	tcp_probe *tp;
@@ -76,8 +75,7 @@ static void on_http(void *arg, const regent_http_result *res)
 	char why[200];
 	bool ok;
 	if (res->error) {
-		snprintf(why, sizeof why, "%s", res->error_msg && res->error_msg[0] ? res->error_msg
-		                                                                      : strerror(-res->error));
+		k->st->h->http_describe(res, why, sizeof why);
 		ok = false;
 	} else {
 		ok = k->in.check.status ? res->status == k->in.check.status
@@ -178,10 +176,10 @@ static void on_exec(void *arg, const regent_http_result *res)
 	k->req = NULL;
 	char why[200];
 	if (res->error || (k->exec_step == 1 ? res->status != 201 : res->status != 200)) {
+		char d[160];
 		if (res->error)
 			snprintf(why, sizeof why, "docker exec: %s",
-			         res->error_msg && res->error_msg[0] ? res->error_msg
-			                                             : strerror(-res->error));
+			         k->st->h->http_describe(res, d, sizeof d));
 		else
 			snprintf(why, sizeof why, "docker exec: HTTP %ld at step %d", res->status,
 			         k->exec_step);
@@ -368,18 +366,12 @@ dk_checker *dk_checker_new(state *st, ctr *c, const dk_inst *in, dk_checker_cb c
 	k->st = st;
 	k->c = c;
 	k->cb = cb;
-	k->tick = calloc(1, sizeof *k->tick);
-	k->tmo = calloc(1, sizeof *k->tmo);
-	if (!k->tick || !k->tmo || dk_inst_copy(&k->in, in) < 0) {
-		free(k->tick);
-		free(k->tmo);
+	if (dk_inst_copy(&k->in, in) < 0) {
 		free(k);
 		return NULL;
 	}
-	uv_loop_t *loop = st->h->loop(st->ctx);
-	uv_timer_init(loop, k->tick);
-	uv_timer_init(loop, k->tmo);
-	k->tick->data = k->tmo->data = k;
+	k->tick = st->h->timer_new(st->ctx, k);
+	k->tmo = st->h->timer_new(st->ctx, k);
 	char d[128];
 	dk_check_describe(&in->check, d, sizeof d);
 	snprintf(k->what, sizeof k->what, "container %s (%s): instance %s check %s", c->name,
@@ -413,23 +405,14 @@ bool dk_checker_same(const dk_checker *k, const dk_inst *in)
 	       k->in.port == in->port && dk_check_equal(&k->in.check, &in->check);
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-	dk_checker *k = h->data;
-	free(h);
-	if (--k->closing == 0) {
-		dk_inst_free(&k->in);
-		free(k);
-	}
-}
-
 void dk_checker_free(dk_checker *k)
 {
 	if (!k)
 		return;
 	cancel_probe(k);
 	k->st->nchecks--;
-	k->closing = 2;
-	uv_close((uv_handle_t *)k->tick, on_timer_closed);
-	uv_close((uv_handle_t *)k->tmo, on_timer_closed);
+	k->st->h->timer_close(&k->tick);
+	k->st->h->timer_close(&k->tmo);
+	dk_inst_free(&k->in);
+	free(k);
 }

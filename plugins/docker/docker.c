@@ -65,16 +65,12 @@ static void inspect(state *st, ctr *c);
 /* helpers                                                            */
 /* ------------------------------------------------------------------ */
 
-static char *xstrdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-/* "HTTP 404: No such container: x" or the transport error. */
+/* "HTTP 404: No such container: x" or the transport error; a refused
+ * connection says whether the socket exists (curl names "localhost port
+ * 80" even for a unix socket). */
 static void describe(const state *st, const regent_http_result *res, char *out, size_t outlen)
 {
 	if (res->error == -ECONNREFUSED) {
-		/* curl names "localhost port 80" even for a unix socket */
 		struct stat sb;
 		if (stat(st->socket, &sb) != 0)
 			snprintf(out, outlen, "cannot connect: the socket does not exist (%s)",
@@ -83,21 +79,7 @@ static void describe(const state *st, const regent_http_result *res, char *out, 
 			snprintf(out, outlen, "cannot connect to the socket (%s)", strerror(-res->error));
 		return;
 	}
-	if (res->error) {
-		snprintf(out, outlen, "%s (%s)", res->error_msg && res->error_msg[0] ? res->error_msg
-		                                                                      : "transport error",
-		         strerror(-res->error));
-		return;
-	}
-	char msg[200] = "";
-	if (res->body && res->body_len) {
-		json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
-		json_t *m = json_is_object(j) ? json_object_get(j, "message") : NULL;
-		if (json_is_string(m))
-			dk_escape(json_string_value(m), msg, sizeof msg);
-		json_decref(j);
-	}
-	snprintf(out, outlen, "HTTP %ld%s%s", res->status, msg[0] ? ": " : "", msg);
+	st->h->http_describe(res, out, outlen);
 }
 
 static regent_http_req *get(state *st, const char *path, uint64_t timeout_ms,
@@ -346,37 +328,20 @@ static int on_event_line(void *arg, const char *data, size_t len);
 static void on_stream_done(void *arg, const regent_http_result *res);
 static void on_ping_timer(uv_timer_t *t);
 
-static void urlencode(const char *in, char *out, size_t outlen)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-	for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < outlen; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-			out[o++] = (char)*p;
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[*p >> 4];
-			out[o++] = hex[*p & 15];
-		}
-	}
-	out[o] = '\0';
-}
-
 static void start_stream(state *st)
 {
 	static const char filters[] =
 		"{\"type\":[\"container\"],\"event\":[\"start\",\"die\",\"stop\",\"kill\","
 		"\"destroy\",\"pause\",\"unpause\",\"health_status\"]}";
-	char enc[512], url[1024];
-	urlencode(filters, enc, sizeof enc);
+	char *enc = st->h->url_escape(filters, 0);
 	/* Replay from the newest event seen (the first time: from the
 	 * listing); handle_event() skips what the listing already reflects.
 	 * since is inclusive: on_event_line drops what it already handled. */
 	uint64_t since = st->last_ns ? st->last_ns : st->list_start_ns;
-	snprintf(url, sizeof url, "%s/events?since=%llu.%09llu&filters=%s", st->base,
-	         (unsigned long long)(since / 1000000000ull),
-	         (unsigned long long)(since % 1000000000ull), enc);
+	char *url = st->h->xasprintf("%s/events?since=%llu.%09llu&filters=%s", st->base,
+	                             (unsigned long long)(since / 1000000000ull),
+	                             (unsigned long long)(since % 1000000000ull), enc);
+	free(enc);
 	regent_http_opts o;
 	memset(&o, 0, sizeof o);
 	o.size = sizeof o;
@@ -391,6 +356,7 @@ static void start_stream(state *st)
 	int err = 0;
 	st->ph = PH_STREAM;
 	st->ev_req = st->h->http_request(st->ctx, &o, &err);
+	free(url);
 	if (!st->ev_req) {
 		fail(st, "following events: cannot send the request: %s", strerror(-err));
 		return;
@@ -708,19 +674,11 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		return -ENOMEM;
 	st->ctx = ctx;
 	st->h = h;
-	st->socket = xstrdup(h->cfg_string(ctx, "socket"));
-	const char *api = h->cfg_string(ctx, "api_version");
-	size_t blen = strlen(api) + 32;
-	st->base = malloc(blen);
-	if (st->base)
-		snprintf(st->base, blen, "http://localhost/v%s", api);
+	st->socket = h->xstrdup(h->cfg_string(ctx, "socket"));
+	st->base = h->xasprintf("http://localhost/v%s", h->cfg_string(ctx, "api_version"));
 	const char *node = h->node(ctx);
-	st->node = xstrdup(node ? node : "localhost");
-	st->host_ip = xstrdup(h->host_ip(ctx));
-	if (!st->socket || !st->base || !st->node || (h->host_ip(ctx) && !st->host_ip)) {
-		free_state(st);
-		return -ENOMEM;
-	}
+	st->node = h->xstrdup(node ? node : "localhost");
+	st->host_ip = h->xstrdup(h->host_ip(ctx)); /* NULL when unset */
 	st->internal = h->cfg_bool(ctx, "internal");
 	st->ping_interval = h->cfg_duration_ms(ctx, "ping_interval");
 	st->ping_timeout = h->cfg_duration_ms(ctx, "ping_timeout");
@@ -750,26 +708,11 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	return 0;
 }
 
-static uv_timer_t *new_timer(state *st)
-{
-	uv_timer_t *t = calloc(1, sizeof *t);
-	if (!t)
-		return NULL;
-	if (uv_timer_init(st->h->loop(st->ctx), t) != 0) {
-		free(t);
-		return NULL;
-	}
-	t->data = st;
-	return t;
-}
-
 static int start(void *self)
 {
 	state *st = self;
-	st->retry_timer = new_timer(st);
-	st->ping_timer = new_timer(st);
-	if (!st->retry_timer || !st->ping_timer)
-		return -ENOMEM;
+	st->retry_timer = st->h->timer_new(st->ctx, st);
+	st->ping_timer = st->h->timer_new(st->ctx, st);
 	st->h->log(st->ctx, REGENT_LOG_INFO, "following docker at %s (API %s, %s addresses)",
 	           st->socket, st->base + strlen("http://localhost/"),
 	           st->internal ? "container" : "host");
@@ -805,10 +748,8 @@ static void destroy(void *self)
 		dk_ctr_free_up(c);
 		free(c);
 	}
-	if (st->retry_timer)
-		uv_close((uv_handle_t *)st->retry_timer, (uv_close_cb)free);
-	if (st->ping_timer)
-		uv_close((uv_handle_t *)st->ping_timer, (uv_close_cb)free);
+	st->h->timer_close(&st->retry_timer);
+	st->h->timer_close(&st->ping_timer);
 	free_state(st);
 }
 

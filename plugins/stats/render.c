@@ -1,5 +1,5 @@
-/* render.c - the stats plugin's pure helpers: a growable text buffer,
- * HTML escaping, the listen address and its loopback rule, instances as
+/* render.c - the stats plugin's pure helpers: its text buffer over the
+ * host's, HTML escaping, the listen address and its loopback rule, instances as
  * JSON and the route table.  No loop, no server: unit-tested on its own. */
 #include "render.h"
 
@@ -11,80 +11,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- buffer ---- */
-
-static bool buf_grow(stats_buf *b, size_t need)
-{
-	if (b->oom)
-		return false;
-	if (b->len + need + 1 <= b->cap)
-		return true;
-	size_t cap = b->cap ? b->cap : 1024;
-	while (cap < b->len + need + 1)
-		cap *= 2;
-	char *d = realloc(b->data, cap);
-	if (!d) {
-		b->oom = true;
-		return false;
-	}
-	b->data = d;
-	b->cap = cap;
-	return true;
-}
+/* ---- buffer: the host's ---- */
 
 void stats_buf_add(stats_buf *b, const char *data, size_t len)
 {
-	if (!buf_grow(b, len))
-		return;
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	b->data[b->len] = '\0';
+	b->h->buf_add(&b->b, data, len);
 }
 
 void stats_buf_puts(stats_buf *b, const char *s)
 {
-	stats_buf_add(b, s, strlen(s));
+	b->h->buf_puts(&b->b, s);
 }
 
 void stats_buf_printf(stats_buf *b, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	char tmp[512];
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	b->h->buf_vprintf(&b->b, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n < sizeof(tmp)) {
-		stats_buf_add(b, tmp, (size_t)n);
-		return;
-	}
-	if (!buf_grow(b, (size_t)n))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
 }
 
 char *stats_buf_take(stats_buf *b, size_t *len)
 {
-	char *d = b->data;
+	char *d = b->b.data ? b->b.data : b->h->xstrdup("");
 	if (len)
-		*len = b->len;
-	if (!d)
-		d = calloc(1, 1);
-	b->data = NULL;
-	b->len = b->cap = 0;
+		*len = b->b.len;
+	b->b = (regent_buffer){0};
 	b->oom = false;
 	return d;
 }
 
 void stats_buf_free(stats_buf *b)
 {
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
+	b->h->buf_free(&b->b);
 	b->oom = false;
 }
 
@@ -242,38 +201,7 @@ void stats_format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen)
 
 void stats_buf_json_string(stats_buf *b, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	stats_buf_add(b, "\"", 1);
-	while (*p) {
-		const unsigned char *run = p;
-		/* Copy plain ASCII in one go. */
-		while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-			p++;
-		if (p > run)
-			stats_buf_add(b, (const char *)run, (size_t)(p - run));
-		if (!*p)
-			break;
-		if (*p == '"' || *p == '\\') {
-			char esc[2] = {'\\', (char)*p};
-			stats_buf_add(b, esc, 2);
-			p++;
-		} else if (*p < 0x20) {
-			char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-			stats_buf_add(b, esc, 6);
-			p++;
-		} else {
-			size_t n = utf8_len(p);
-			if (n == 0) {
-				stats_buf_add(b, "\\ufffd", 6);
-				p++;
-			} else {
-				stats_buf_add(b, (const char *)p, n);
-				p += n;
-			}
-		}
-	}
-	stats_buf_add(b, "\"", 1);
+	b->h->buf_json(&b->b, s ? s : "");
 }
 
 static void json_key(stats_buf *b, const char *key)

@@ -1,5 +1,5 @@
 /* render.h - the stats plugin's pure helpers (no libuv, no HTTP server):
- * a growable text buffer, HTML escaping, the listen address and its
+ * its text buffer over the host's, HTML escaping, the listen address and its
  * loopback rule, and an instance as JSON (written directly: a catalog of
  * thousands of instances renders in milliseconds).  Shared by stats.c and the
  * unit test (tests/stats/test_render.c). */
@@ -12,10 +12,14 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+/* The host's growable buffer (ABI 1.4: host->buf_*, out-of-memory
+ * aborts), with the host it was made with: set h before the first use
+ * ({.h = host}).  oom: something else the page needed could not be
+ * allocated, so the content is incomplete (the request fails with 500). */
 typedef struct stats_buf {
-	char *data;  /* NUL-terminated when not NULL */
-	size_t len, cap;
-	bool oom;    /* an allocation failed: the content is incomplete */
+	regent_buffer b;
+	const regent_host *h;
+	bool oom;
 } stats_buf;
 
 void stats_buf_add(stats_buf *b, const char *data, size_t len);
@@ -25,7 +29,8 @@ void stats_buf_printf(stats_buf *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
  * tab and newline) as U+FFFD, so any string is safe in element content
  * and in quoted attribute values. */
 void stats_buf_html(stats_buf *b, const char *text);
-/* Hands the data over (caller frees); the buffer is empty afterwards. */
+/* Hands the data over (caller frees; "" when empty); the buffer is empty
+ * afterwards. */
 char *stats_buf_take(stats_buf *b, size_t *len);
 void stats_buf_free(stats_buf *b);
 
@@ -39,8 +44,8 @@ bool stats_is_loopback(const struct sockaddr *sa);
 /* "127.0.0.1:9150" / "[::1]:9150". */
 void stats_format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen);
 
-/* Appends s as a JSON string (quoted, escaped); invalid UTF-8 bytes become
- * U+FFFD, so the output is always valid JSON.  NULL is "". */
+/* Appends s as a JSON string (host->buf_json: quoted, escaped, invalid
+ * UTF-8 bytes as U+FFFD, so the output is always valid JSON).  NULL is "". */
 void stats_buf_json_string(stats_buf *b, const char *s);
 /* Appends one instance as a compact JSON object:
  * {"id","service","address","port","proto","service_port","node","tags",

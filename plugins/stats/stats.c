@@ -287,7 +287,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return reply_text(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED,
 		                  "method not allowed; use GET or HEAD\n");
-	stats_buf b = {0};
+	stats_buf b = {.h = s->h};
 	switch (r) {
 	case STATS_ROUTE_METRICS:
 		s->h->metric_set(s->m_conns, s->open_conns);
@@ -440,10 +440,7 @@ static void shutdown_server(stats *s)
 		uv_close((uv_handle_t *)s->poll, on_closed);
 		s->poll = NULL;
 	}
-	if (s->timer) {
-		uv_close((uv_handle_t *)s->timer, on_closed);
-		s->timer = NULL;
-	}
+	s->h->timer_close(&s->timer);
 	if (s->d) {
 		MHD_stop_daemon(s->d);
 		s->d = NULL;
@@ -521,19 +518,8 @@ static int start(void *self)
 		return -EIO;
 	}
 	uv_loop_t *loop = h->loop(s->ctx);
-	s->poll = calloc(1, sizeof(*s->poll));
-	s->timer = calloc(1, sizeof(*s->timer));
-	if (!s->poll || !s->timer) {
-		free(s->poll);
-		free(s->timer);
-		s->poll = NULL;
-		s->timer = NULL;
-		MHD_stop_daemon(s->d);
-		s->d = NULL;
-		return -ENOMEM;
-	}
-	uv_timer_init(loop, s->timer);
-	s->timer->data = s;
+	s->poll = h->xcalloc(1, sizeof(*s->poll));
+	s->timer = h->timer_new(s->ctx, s);
 	int uvrc = uv_poll_init(loop, s->poll, info->epoll_fd);
 	if (uvrc == 0) {
 		s->poll->data = s;

@@ -1,5 +1,5 @@
 /* test_consul_util.c - unit tests of the Consul plugin's pure helpers
- * (plugins/consul/consul_util.c): the map, addresses, escaping, durations,
+ * (plugins/consul/consul_util.c): addresses, the escaping it relies on, durations,
  * the registration body, the index rules and the decoding of Consul's
  * answers, including hostile ones. */
 #include <setjmp.h>
@@ -15,35 +15,9 @@
 #include <string.h>
 
 #include "consul_util.h"
+#include "host.h" /* the core's host table: its map and URL escaping */
 
-static void test_map(void **st)
-{
-	(void)st;
-	cmap *m = cmap_new();
-	char key[32];
-	for (int i = 0; i < 1000; i++) {
-		snprintf(key, sizeof(key), "k%d", i);
-		assert_null(cmap_put(m, key, (void *)(intptr_t)(i + 1)));
-	}
-	assert_int_equal(cmap_size(m), 1000);
-	assert_int_equal((intptr_t)cmap_get(m, "k500"), 501);
-	assert_int_equal((intptr_t)cmap_put(m, "k500", (void *)7), 501);
-	assert_int_equal((intptr_t)cmap_del(m, "k500"), 7);
-	assert_null(cmap_get(m, "k500"));
-	assert_null(cmap_del(m, "nope"));
-	/* Deleting while iterating. */
-	cmap_iter it = {0};
-	const char *k;
-	size_t seen = 0;
-	while (cmap_next(m, &it, &k, NULL)) {
-		seen++;
-		assert_non_null(cmap_del(m, k));
-	}
-	assert_int_equal(seen, 999);
-	assert_int_equal(cmap_size(m), 0);
-	cmap_put(m, "x", strdup("owned"));
-	cmap_free(m, free);
-}
+static const regent_host *H = &regent_host_table;
 
 static void test_address(void **st)
 {
@@ -95,7 +69,8 @@ static void test_redact(void **st)
 static void test_escape_duration(void **st)
 {
 	(void)st;
-	char *e = consul_escape("node-1/abc.def_9:80 x%");
+	/* The plugin escapes path parts with the host's url_escape. */
+	char *e = H->url_escape("node-1/abc.def_9:80 x%", 0);
 	assert_string_equal(e, "node-1%2Fabc.def_9%3A80%20x%25");
 	free(e);
 	char b[32];
@@ -383,18 +358,18 @@ static void test_state_and_agent_services(void **st)
 	                "\"ServiceName\":\"\",\"ModifyIndex\":5},"
 	                "{\"Node\":\"n\",\"CheckID\":\"service:a\",\"Status\":\"critical\","
 	                "\"ServiceName\":\"web\",\"ModifyIndex\":9}]";
-	cmap *m1 = cmap_new(), *m2 = cmap_new();
+	regent_map *m1 = H->map_new(), *m2 = H->map_new();
 	uint64_t n1, n2;
 	char why[64];
-	assert_int_equal(consul_parse_state(a, strlen(a), m1, &n1, why, sizeof(why)), 3);
-	assert_int_equal(consul_parse_state(b, strlen(b), m2, &n2, why, sizeof(why)), 3);
+	assert_int_equal(consul_parse_state(H, a, strlen(a), m1, &n1, why, sizeof(why)), 3);
+	assert_int_equal(consul_parse_state(H, b, strlen(b), m2, &n2, why, sizeof(why)), 3);
 	assert_int_equal(n1, n2);
-	assert_true(cmap_get(m1, "db") == cmap_get(m2, "db")); /* order does not matter */
-	assert_true(cmap_get(m1, "web") != cmap_get(m2, "web"));
-	assert_non_null(cmap_get(m1, "web"));
-	assert_int_equal(consul_parse_state("{}", 2, m1, &n1, why, sizeof(why)), -EINVAL);
-	cmap_free(m1, NULL);
-	cmap_free(m2, NULL);
+	assert_true(H->map_get(m1, "db") == H->map_get(m2, "db")); /* order does not matter */
+	assert_true(H->map_get(m1, "web") != H->map_get(m2, "web"));
+	assert_non_null(H->map_get(m1, "web"));
+	assert_int_equal(consul_parse_state(H, "{}", 2, m1, &n1, why, sizeof(why)), -EINVAL);
+	H->map_free(m1, NULL);
+	H->map_free(m2, NULL);
 
 	const char *svcs = "{\"b:c:80\":{\"ID\":\"b:c:80\",\"Service\":\"web\","
 	                   "\"Meta\":{\"node\":\"b\",\"proto\":\"tcp\",\"regent-id\":\"b/c/80\","
@@ -423,7 +398,7 @@ static void test_state_and_agent_services(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_map),           cmocka_unit_test(test_address),
+		cmocka_unit_test(test_address),
 		cmocka_unit_test(test_escape_duration), cmocka_unit_test(test_register_body),
 		cmocka_unit_test(test_meta_limit),    cmocka_unit_test(test_index),
 		cmocka_unit_test(test_services),      cmocka_unit_test(test_health),

@@ -144,7 +144,7 @@ check "the log names the sink and the file" grep -q "sink jsonfile: writing the 
 sed "s#$T/out/catalog.json#$T/later/catalog.json#" "$T/r.ini" >"$T/later.ini"
 "$BIN" -c "$T/later.ini" --plugin-dir "$P" >"$T/later.log" 2>&1 &
 RP=$!; PIDS+=("$RP")
-check "a failed write is logged with the file and the cause, and retried" wait_for 10 grep -q "sink jsonfile: cannot write $T/later/catalog.json: cannot create the temporary file: no such file or directory; retrying in" "$T/later.log"
+check "a failed write is logged with the file and the cause, and retried" wait_for 10 grep -qF "sink jsonfile: cannot write $T/later/catalog.json: cannot create the temporary file $T/later/catalog.json.tmp: No such file or directory; retrying in" "$T/later.log"
 mkdir "$T/later"
 check "the retry writes the file once it can" wait_for 10 "$PYTHON3" "$(dirname "$0")/check_catalog.py" "$T/later/catalog.json" "$want2"
 check "and the sink is healthy again" wait_for 5 grep -q "sink jsonfile: healthy" "$T/later.log"

@@ -97,9 +97,7 @@ static int start(void *self)
 	uint64_t after = s->host->cfg_duration_ms(s->ctx, "confirm_after");
 	if (after == 0)
 		return 0;
-	s->confirm = calloc(1, sizeof(*s->confirm));
-	uv_timer_init(s->host->loop(s->ctx), s->confirm);
-	s->confirm->data = s;
+	s->confirm = s->host->timer_new(s->ctx, s);
 	uv_timer_start(s->confirm, on_confirm, after, 0);
 	return REGENT_PENDING;
 }
@@ -119,8 +117,7 @@ static int stop(void *self)
 static void destroy(void *self)
 {
 	state *s = self;
-	if (s->confirm)
-		uv_close((uv_handle_t *)s->confirm, (uv_close_cb)free);
+	s->host->timer_close(&s->confirm);
 	if (s->out != stdout)
 		fclose(s->out);
 	free(s);

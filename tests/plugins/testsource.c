@@ -33,29 +33,19 @@ static const regent_config_key keys[] = {
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
-static char *slurp(const char *path)
+static char *slurp(const regent_host *h, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return NULL;
-	char *buf = NULL;
-	size_t cap = 0, len = 0;
+	regent_buffer b = {0};
 	char tmp[4096];
 	size_t n;
-	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0) {
-		if (len + n + 1 > cap) {
-			cap = (len + n + 1) * 2;
-			buf = realloc(buf, cap);
-		}
-		memcpy(buf + len, tmp, n);
-		len += n;
-	}
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		h->buf_add(&b, tmp, n);
 	fclose(f);
-	if (!buf)
-		buf = calloc(1, 1);
-	else
-		buf[len] = '\0';
-	return buf;
+	h->buf_add(&b, "", 0); /* an empty file: "" */
+	return b.data;
 }
 
 static void report(state *s, char *text)
@@ -99,7 +89,7 @@ static void report(state *s, char *text)
 static void tick(uv_timer_t *t)
 {
 	state *s = t->data;
-	char *text = slurp(s->host->cfg_string(s->ctx, "file"));
+	char *text = slurp(s->host, s->host->cfg_string(s->ctx, "file"));
 	if (!text)
 		return; /* missing file: keep what we have */
 	if (s->last && strcmp(s->last, text) == 0) {
@@ -107,7 +97,7 @@ static void tick(uv_timer_t *t)
 		return;
 	}
 	free(s->last);
-	s->last = strdup(text);
+	s->last = s->host->xstrdup(text);
 	report(s, text);
 	free(text);
 }
@@ -150,19 +140,14 @@ static int start(void *self)
 		s->host->log(s->ctx, REGENT_LOG_ERROR, "%s: %s", file, strerror(e));
 		return -e;
 	}
-	uv_loop_t *loop = s->host->loop(s->ctx);
-	s->timer = calloc(1, sizeof(*s->timer));
-	uv_timer_init(loop, s->timer);
-	s->timer->data = s;
+	s->timer = s->host->timer_new(s->ctx, s);
 	uint64_t iv = s->host->cfg_duration_ms(s->ctx, "interval");
 	tick(s->timer); /* the first listing from inside start(), as the ABI allows */
 	uv_timer_start(s->timer, tick, iv, iv);
 	uint64_t after = s->host->cfg_duration_ms(s->ctx, "confirm_after");
 	if (after == 0)
 		return 0;
-	s->confirm = calloc(1, sizeof(*s->confirm));
-	uv_timer_init(loop, s->confirm);
-	s->confirm->data = s;
+	s->confirm = s->host->timer_new(s->ctx, s);
 	uv_timer_start(s->confirm, on_confirm, after, 0);
 	return REGENT_PENDING;
 }
@@ -180,10 +165,8 @@ static int stop(void *self)
 static void destroy(void *self)
 {
 	state *s = self;
-	if (s->timer)
-		uv_close((uv_handle_t *)s->timer, (uv_close_cb)free);
-	if (s->confirm)
-		uv_close((uv_handle_t *)s->confirm, (uv_close_cb)free);
+	s->host->timer_close(&s->timer);
+	s->host->timer_close(&s->confirm);
 	free(s->last);
 	free(s);
 }

@@ -184,19 +184,14 @@ static void on_confirm(uv_timer_t *t)
 static int start(void *self)
 {
 	state *s = self;
-	uv_loop_t *loop = s->host->loop(s->ctx);
-	s->timer = calloc(1, sizeof(*s->timer));
-	uv_timer_init(loop, s->timer);
-	s->timer->data = s;
+	s->timer = s->host->timer_new(s->ctx, s);
 	s->started = true;
 	logline(s, "start");
 	publish(s); /* the first (empty) read */
 	uint64_t after = s->host->cfg_duration_ms(s->ctx, "confirm_after");
 	if (after == 0)
 		return 0;
-	s->confirm = calloc(1, sizeof(*s->confirm));
-	uv_timer_init(loop, s->confirm);
-	s->confirm->data = s;
+	s->confirm = s->host->timer_new(s->ctx, s);
 	uv_timer_start(s->confirm, on_confirm, after, 0);
 	return REGENT_PENDING;
 }
@@ -235,10 +230,8 @@ static void destroy(void *self)
 		s->host->instance_free(e->inst);
 		free(e);
 	}
-	if (s->timer)
-		uv_close((uv_handle_t *)s->timer, (uv_close_cb)free);
-	if (s->confirm)
-		uv_close((uv_handle_t *)s->confirm, (uv_close_cb)free);
+	s->host->timer_close(&s->timer);
+	s->host->timer_close(&s->confirm);
 	if (s->log)
 		fclose(s->log);
 	free(s);

@@ -1,0 +1,177 @@
+/* filewrite.c - host->file_write (ABI 1.4): a file replaced atomically
+ * (temporary file created with O_EXCL|O_NOFOLLOW, written, fsynced, renamed
+ * over the file, directory fsynced), the blocking steps on libuv's
+ * threadpool and the result reported on the loop.  Each write owns a copy
+ * of its data and frees itself after its callback. */
+#include "helpers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct regent_file_write {
+	uv_work_t work;
+	char *path, *tmp, *dir;
+	char *data;
+	size_t len;
+	unsigned mode;
+	regent_file_write_cb cb;
+	void *arg;
+	bool cancelled;
+	int status;
+	char why[768];
+};
+
+static int fail(regent_file_write *w, int err, const char *what, const char *name)
+{
+	w->status = -err;
+	snprintf(w->why, sizeof(w->why), "%s %s: %s", what, name, strerror(err));
+	return -err;
+}
+
+/* Creates the temporary file; one left by a crash is removed first when it
+ * is a regular file of ours, anything else there is refused. */
+static int create_tmp(regent_file_write *w)
+{
+	int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	for (int attempt = 0;; attempt++) {
+		int fd = open(w->tmp, flags, (mode_t)(w->mode & 07777));
+		if (fd >= 0)
+			return fd;
+		int err = errno;
+		if (err == EINTR)
+			continue;
+		if (err != EEXIST || attempt > 0)
+			return fail(w, err, "cannot create the temporary file", w->tmp);
+		struct stat st;
+		if (lstat(w->tmp, &st) != 0)
+			continue; /* gone meanwhile: try again */
+		if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
+			w->status = -EEXIST;
+			snprintf(w->why, sizeof(w->why),
+			         "cannot create the temporary file %s: it exists and is %s: left alone",
+			         w->tmp,
+			         S_ISLNK(st.st_mode)  ? "a symbolic link"
+			         : !S_ISREG(st.st_mode) ? "not a regular file"
+			         : st.st_uid != geteuid() ? "another user's file"
+			                                  : "a file with several links");
+			return -EEXIST;
+		}
+		if (unlink(w->tmp) != 0 && errno != ENOENT)
+			return fail(w, errno, "cannot remove the stale temporary file", w->tmp);
+	}
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void work(uv_work_t *req)
+{
+	regent_file_write *w = req->data;
+	int fd = create_tmp(w);
+	if (fd < 0)
+		return;
+	int err;
+	if (fchmod(fd, (mode_t)(w->mode & 07777)) != 0) /* the umask is not ours to apply */
+		fail(w, errno, "cannot set the mode of", w->tmp);
+	else if ((err = write_all(fd, w->data, w->len)) != 0)
+		fail(w, err, "cannot write", w->tmp);
+	else if (fsync(fd) != 0)
+		fail(w, errno, "cannot fsync", w->tmp);
+	if (close(fd) != 0 && !w->status)
+		fail(w, errno, "cannot close", w->tmp);
+	if (!w->status && rename(w->tmp, w->path) != 0)
+		fail(w, errno, "cannot rename the temporary file over", w->path);
+	if (w->status) {
+		unlink(w->tmp); /* ours: created above */
+		return;
+	}
+	/* The new file is in place; the directory's fsync makes the rename
+	 * durable (a failure there weakens only that). */
+	int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+}
+
+static void write_free(regent_file_write *w)
+{
+	free(w->path);
+	free(w->tmp);
+	free(w->dir);
+	free(w->data);
+	free(w);
+}
+
+static void after(uv_work_t *req, int status)
+{
+	regent_file_write *w = req->data;
+	if (status == UV_ECANCELED && !w->status) {
+		w->status = -ECANCELED;
+		snprintf(w->why, sizeof(w->why), "writing %s: cancelled", w->path);
+	}
+	if (!w->cancelled)
+		w->cb(w->arg, w->status, w->status ? w->why : "");
+	write_free(w);
+}
+
+regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_write_opts *o,
+                                           int *err)
+{
+	int dummy;
+	if (!err)
+		err = &dummy;
+	if (!loop || !o || o->size < sizeof(regent_file_write_opts) || !o->path ||
+	    o->path[0] != '/' || !o->on_done || (o->len && !o->data) ||
+	    (o->tmp_path && o->tmp_path[0] != '/')) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	const char *slash = strrchr(o->path, '/');
+	if (!slash[1]) { /* a directory path */
+		*err = -EINVAL;
+		return NULL;
+	}
+	regent_file_write *w = regent_xcalloc(1, sizeof(*w));
+	w->path = regent_xstrdup(o->path);
+	w->tmp = o->tmp_path ? regent_xstrdup(o->tmp_path) : regent_xasprintf("%s.tmp", o->path);
+	w->dir = slash == o->path ? regent_xstrdup("/")
+	                          : regent_xasprintf("%.*s", (int)(slash - o->path), o->path);
+	w->data = regent_xmalloc(o->len);
+	if (o->len)
+		memcpy(w->data, o->data, o->len);
+	w->len = o->len;
+	w->mode = o->mode ? o->mode : 0644;
+	w->cb = o->on_done;
+	w->arg = o->arg;
+	w->work.data = w;
+	int rc = uv_queue_work(loop, &w->work, work, after);
+	if (rc != 0) {
+		write_free(w);
+		*err = rc;
+		return NULL;
+	}
+	*err = 0;
+	return w;
+}
+
+void regent_file_write_cancel(regent_file_write *w)
+{
+	if (w)
+		w->cancelled = true; /* a write under way finishes; after() frees it */
+}

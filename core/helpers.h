@@ -1,0 +1,31 @@
+/* helpers.h - the ABI 1.4 host helpers (helpers.c, spawn.c, filewrite.c),
+ * callable by the core and its unit tests without a plugin context where
+ * they need only a loop.  The host table (host.c) binds them. */
+#ifndef REGENT_CORE_HELPERS_H
+#define REGENT_CORE_HELPERS_H
+
+#include "core.h"
+
+/* helpers.c */
+char *regent_h_strdup(const char *s);           /* NULL -> NULL */
+char *regent_h_strndup(const char *s, size_t n); /* NULL -> NULL */
+void regent_h_buf_puts(regent_buf *b, const char *s);
+void regent_buf_json(regent_buf *b, const char *s);
+char *regent_url_escape(const char *s, size_t len);
+const char *regent_http_describe(const regent_http_result *res, char *out, size_t outlen);
+uv_timer_t *regent_timer_new(uv_loop_t *loop, void *data);
+void regent_timer_close(uv_timer_t **t);
+typedef struct regent_health_parts regent_health_parts;
+void regent_health_part(regent_ctx *ctx, const char *part, bool healthy, const char *reason);
+void regent_health_parts_free(regent_ctx *ctx);
+
+/* filewrite.c */
+regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_write_opts *o,
+                                           int *err);
+void regent_file_write_cancel(regent_file_write *w);
+
+/* spawn.c */
+regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, int *err);
+void regent_spawn_cancel(regent_spawn *s);
+
+#endif

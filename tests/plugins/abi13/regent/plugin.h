@@ -1,0 +1,578 @@
+/*
+ * regent/plugin.h - the regent plugin ABI, the one public header.
+ *
+ * A plugin is a shared object exporting one symbol, REGENT_PLUGIN_ENTRY
+ * ("regent_plugin_entry"), a const struct regent_plugin:
+ *
+ *     REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
+ *         REGENT_PLUGIN_HEADER("myplugin"), .kind = REGENT_KIND_SINK, ...
+ *     };
+ *  The core hands every
+ * plugin instance a const struct regent_host: the function table through
+ * which the plugin reaches the loop, logging, its configuration, the async
+ * HTTP client, metrics and the callbacks it reports through.
+ *
+ * Compatibility rules (see docs/plugin-api.md):
+ *  - The first four fields of struct regent_plugin (abi_major, abi_minor,
+ *    size, name) are frozen for every ABI major version, so any regent can
+ *    read them and refuse a plugin of another major with a clear message.
+ *  - Within one major, structs only grow by appending fields.  Every
+ *    versioned struct starts with (or carries) a `size` field set to the
+ *    sizeof() the producer was built with; the consumer never reads past it.
+ *  - The host table is append-only: a plugin built against minor N may
+ *    call any entry listed up to minor N; the core refuses a plugin whose
+ *    abi_minor is newer than its own.
+ *  - Errors are negative errno values (e.g. -EINVAL); 0 is success.
+ *
+ * Everything runs on the core's single libuv loop.  No host function may
+ * be called from another thread.
+ */
+#ifndef REGENT_PLUGIN_H
+#define REGENT_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define REGENT_ABI_MAJOR 1
+#define REGENT_ABI_MINOR 3
+
+/* The one symbol a plugin exports (the same name for every ABI major, so
+ * a regent can read the frozen header of any plugin and say why it refuses). */
+#define REGENT_PLUGIN_ENTRY regent_plugin_entry
+#define REGENT_PLUGIN_SYMBOL "regent_plugin_entry"
+
+#if defined(__GNUC__)
+#define REGENT_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define REGENT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define REGENT_PLUGIN_EXPORT
+#define REGENT_PRINTF(f, a)
+#endif
+
+/* Returned by stop() when the plugin finishes stopping asynchronously. */
+#define REGENT_PENDING 1
+
+typedef enum regent_kind {
+	REGENT_KIND_SOURCE = 1, /* reports this host's instances       */
+	REGENT_KIND_STORE = 2,  /* registers them, reads the catalog   */
+	REGENT_KIND_SINK = 3,   /* consumes catalog snapshots          */
+} regent_kind;
+
+typedef enum regent_log_level {
+	REGENT_LOG_ERROR = 0,
+	REGENT_LOG_WARN = 1,
+	REGENT_LOG_INFO = 2,
+	REGENT_LOG_DEBUG = 3,
+} regent_log_level;
+
+typedef enum regent_proto {
+	REGENT_PROTO_TCP = 0,
+	REGENT_PROTO_UDP = 1,
+} regent_proto;
+
+/* ------------------------------------------------------------------ */
+/* The model                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct regent_kv {
+	const char *key;
+	const char *value;
+} regent_kv;
+
+/*
+ * One reachable endpoint of a service.  When a plugin hands one to the
+ * host, every pointer is borrowed for the duration of the call: the core
+ * copies what it keeps.  When the host hands one to a plugin, it stays
+ * valid until the call returns (or, inside a catalog snapshot, as long as
+ * the snapshot is referenced).
+ */
+typedef struct regent_instance {
+	const char *service;   /* validated name, see host->valid_service */
+	const char *id;        /* unique cluster-wide, stable across restarts */
+	const char *address;   /* IPv4/IPv6 literal or host name */
+	uint16_t port;         /* where clients connect */
+	regent_proto proto;
+	uint16_t service_port; /* the private port inside the container */
+	const char *const *tags;
+	size_t ntags;
+	const regent_kv *meta;
+	size_t nmeta;
+	/* The agent that owns it.  Handed to the host by a source: NULL (or
+	 * "") means this agent.  Handed to a plugin by the host (catalog
+	 * snapshots, local_foreach): never NULL; "" when the registry entry
+	 * names no owner (e.g. entries in the seed's format). */
+	const char *node;
+} regent_instance;
+
+/* Meta keys with a meaning shared between plugins.  REGENT_META_PORT: the
+ * service's listen port as the registry declares it (decimal text), set by
+ * the etcd store from a service's `<prefix>/<service>/port` key (the seed's
+ * layout); the haproxy sink listens there when [service NAME] sets no
+ * port. */
+#define REGENT_META_PORT "port"
+
+/* An immutable, reference-counted catalog snapshot (see host table). */
+typedef struct regent_catalog regent_catalog;
+
+/* ------------------------------------------------------------------ */
+/* Configuration keys, declared once by their owner                   */
+/* ------------------------------------------------------------------ */
+
+typedef enum regent_cfg_type {
+	REGENT_CFG_STRING = 1,
+	REGENT_CFG_INT = 2,      /* int64, checked against min/max */
+	REGENT_CFG_BOOL = 3,     /* true/false/yes/no/on/off/1/0 */
+	REGENT_CFG_DURATION = 4, /* "50ms", "15s", "1m", "2h"; bare number = seconds; min/max in ms */
+	REGENT_CFG_LIST = 5,     /* comma-separated strings, blanks trimmed */
+	REGENT_CFG_ADDRESS = 6,  /* host:port or [v6]:port; port required */
+} regent_cfg_type;
+
+typedef struct regent_config_key {
+	const char *name;
+	regent_cfg_type type;
+	const char *default_value; /* NULL: no default */
+	bool required;
+	int64_t min, max;          /* for INT/DURATION; both 0: unbounded */
+	const char *description;
+} regent_config_key;
+/* Tables end with an entry whose name is NULL. */
+
+/* ------------------------------------------------------------------ */
+/* Async HTTP client (libcurl multi on the core's loop)               */
+/* ------------------------------------------------------------------ */
+
+typedef struct regent_http_req regent_http_req;
+
+typedef struct regent_http_result {
+	size_t size;           /* sizeof(regent_http_result) of the core */
+	int error;             /* 0, or negative errno: -ETIMEDOUT, -ECONNREFUSED, -ECANCELED, -EIO... */
+	const char *error_msg; /* human text for error, "" when none */
+	long status;           /* HTTP status, 0 when no response */
+	const char *body;      /* buffered body (NUL-terminated), NULL when streamed */
+	size_t body_len;
+} regent_http_result;
+
+/* Streaming: called per chunk, or per complete line with REGENT_HTTP_LINES
+ * (without the trailing newline; a final unterminated line is delivered at
+ * the end).  Return 0 to continue, non-zero to abort the transfer (on_done
+ * then reports -ECANCELED). */
+typedef int (*regent_http_data_cb)(void *arg, const char *data, size_t len);
+/* Called exactly once per request unless it was cancelled with
+ * http_cancel().  The request handle is freed right after it returns. */
+typedef void (*regent_http_done_cb)(void *arg, const regent_http_result *res);
+
+#define REGENT_HTTP_LINES 0x1u /* on_data gets whole lines */
+
+typedef struct regent_http_opts {
+	size_t size;               /* sizeof(regent_http_opts) of the plugin */
+	const char *method;        /* NULL = GET, or with body POST */
+	const char *url;
+	const char *unix_socket;   /* connect to this socket instead of TCP */
+	const char *const *headers;/* "Name: value" */
+	size_t nheaders;
+	const void *body;          /* copied by the core */
+	size_t body_len;
+	uint64_t timeout_ms;       /* whole request, 0 = none (streams) */
+	uint64_t connect_timeout_ms; /* 0 = 5000 */
+	uint64_t idle_timeout_ms;  /* abort if no byte arrives for this long; 0 = off */
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+	unsigned flags;            /* REGENT_HTTP_* */
+	regent_http_data_cb on_data; /* NULL = buffer the body */
+	regent_http_done_cb on_done;
+	void *arg;
+	size_t max_body;           /* buffered mode limit, 0 = 16 MiB */
+} regent_http_opts;
+
+/* ------------------------------------------------------------------ */
+/* Metrics                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct regent_metric regent_metric;
+
+typedef enum regent_metric_type {
+	REGENT_METRIC_COUNTER = 1,
+	REGENT_METRIC_GAUGE = 2,
+	REGENT_METRIC_HISTOGRAM = 3, /* seconds, fixed latency buckets */
+} regent_metric_type;
+
+/* Capped exponential backoff with jitter; fields are the plugin's. */
+typedef struct regent_backoff {
+	uint64_t initial_ms; /* first delay (default 100 when 0) */
+	uint64_t max_ms;     /* cap (default 30000 when 0) */
+	uint64_t current_ms; /* state: 0 = next delay is initial_ms */
+} regent_backoff;
+
+/* ------------------------------------------------------------------ */
+/* The host table                                                     */
+/* ------------------------------------------------------------------ */
+
+/* One per plugin instance, opaque. */
+typedef struct regent_ctx regent_ctx;
+
+typedef void (*regent_write_cb)(void *arg, const char *data, size_t len);
+
+/* What one plugin says about one instance of the catalog, for another plugin
+ * (or a person) to see (host->annotations_set, ABI 1.2): the haproxy sink's
+ * view of each server, for example.  Keyed by service and instance id; the
+ * instance may have left the catalog (a server still draining). */
+typedef struct regent_annotation {
+	size_t size;          /* sizeof(regent_annotation) of the producer */
+	const char *service;
+	const char *id;       /* instance id */
+	const char *label;    /* the publisher's own name for it ("web/s3"), or NULL */
+	const char *state;    /* one short word: "up", "down", "drain", "maint"... */
+	const char *detail;   /* why, in a few words (a check result), or NULL */
+} regent_annotation;
+
+/* One change of the catalog, instance by instance (host->changes_foreach,
+ * ABI 1.2). */
+typedef struct regent_change {
+	size_t size;          /* sizeof(regent_change) of the core */
+	uint64_t wall_ns;     /* when the catalog changed (the snapshot was made) */
+	uint64_t origin_ns;   /* when the change entered the agent */
+	const char *service;
+	const char *id;       /* "" for a line that sums up several changes */
+	const char *what;     /* "added", "removed", "moved", "changed", "loaded", "more" */
+	const char *detail;   /* "10.0.0.1:8080/tcp -> 10.0.0.1:8081/tcp", ... */
+	size_t nsinks;        /* the sinks that ran when it happened */
+	const char *const *sinks;
+	const uint64_t *applied_ns; /* when each applied it (wall ns); 0: not yet */
+} regent_change;
+
+/* One interval of the agent's recent history (host->history_foreach, ABI 1.2). */
+typedef struct regent_history_point {
+	size_t size;          /* sizeof(regent_history_point) of the core */
+	uint64_t wall_ns;     /* start of the interval */
+	uint64_t interval_ms;
+	uint32_t applies;     /* new snapshots applied by sinks in the interval */
+	double latency_max;   /* propagation seconds over those applies (0: none) */
+	double latency_mean;
+	size_t services;      /* catalog size at the end of the interval */
+	size_t instances;
+} regent_history_point;
+
+/* Why stop() is called (host->stop_reason, ABI 1.1). */
+typedef enum regent_stop_reason {
+	REGENT_STOP_EXIT = 0, /* the agent exits (SIGTERM, restart, upgrade): keep what
+	                       * outlives the agent (registrations, a managed haproxy) */
+	REGENT_STOP_REPLACED, /* a reload's new instance of this section has proven
+	                       * itself and took over */
+	REGENT_STOP_REMOVED,  /* a reload removed the section: undo what it set up */
+	REGENT_STOP_FAILED,   /* this instance failed to start or failed its trial: the
+	                       * instance it was to replace still runs; touch nothing shared */
+} regent_stop_reason;
+
+/* True when the host table has `entry` (a core of an older minor has a
+ * shorter table): check it before calling an entry newer than 1.0, e.g.
+ * if (REGENT_HOST_HAS(h, annotations_set)) h->annotations_set(...). */
+#define REGENT_HOST_HAS(host, entry) \
+	((host)->size >= offsetof(struct regent_host, entry) + sizeof((host)->entry))
+
+typedef struct regent_host {
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	size_t size; /* sizeof(struct regent_host) of the core */
+
+	/* --- minor 0 ---------------------------------------------------- */
+	uv_loop_t *(*loop)(regent_ctx *ctx);
+	/* Logs one line, prefixed with the level and "kind name: ". */
+	void (*log)(regent_ctx *ctx, regent_log_level level, const char *fmt, ...) REGENT_PRINTF(3, 4);
+	void (*vlog)(regent_ctx *ctx, regent_log_level level, const char *fmt, va_list ap);
+	bool (*log_enabled)(regent_ctx *ctx, regent_log_level level);
+
+	/* Identity: "etcd" or "haproxy edge"; the agent's node and host_ip
+	 * (NULL when unset). */
+	const char *(*instance_name)(regent_ctx *ctx);
+	const char *(*node)(regent_ctx *ctx);
+	const char *(*host_ip)(regent_ctx *ctx);
+
+	/* Typed lookup in the plugin instance's own section; the value is
+	 * already validated against the declared key (or is its default).
+	 * Asking for an undeclared key or the wrong type is a plugin bug:
+	 * logged, returns NULL/0/false. */
+	const char *(*cfg_string)(regent_ctx *ctx, const char *key);
+	int64_t (*cfg_int)(regent_ctx *ctx, const char *key);
+	bool (*cfg_bool)(regent_ctx *ctx, const char *key);
+	uint64_t (*cfg_duration_ms)(regent_ctx *ctx, const char *key);
+	/* Items valid until the plugin instance is destroyed. */
+	size_t (*cfg_list)(regent_ctx *ctx, const char *key, const char *const **items);
+	bool (*cfg_is_set)(regent_ctx *ctx, const char *key);
+	/* From validate(): report a semantic error for a key of the section
+	 * (key NULL = the section header), printed as FILE:LINE: sec.key: msg. */
+	void (*cfg_error)(regent_ctx *ctx, const char *key, const char *fmt, ...) REGENT_PRINTF(3, 4);
+
+	/* [service NAME] sections (keys declared by plugins' service_keys
+	 * and the core's own "port").  A key not set there (or a service
+	 * with no section) reads as its declared default, parsed as the
+	 * parser reads values (every type alike); no default: NULL/0/false. */
+	size_t (*services)(regent_ctx *ctx, const char *const **names);
+	const char *(*service_string)(regent_ctx *ctx, const char *service, const char *key);
+	int64_t (*service_int)(regent_ctx *ctx, const char *service, const char *key);
+	bool (*service_bool)(regent_ctx *ctx, const char *service, const char *key);
+	uint64_t (*service_duration_ms)(regent_ctx *ctx, const char *service, const char *key);
+	bool (*service_is_set)(regent_ctx *ctx, const char *service, const char *key);
+
+	/* Validation helpers shared by all plugins. */
+	bool (*valid_service)(const char *name);
+	bool (*valid_address)(const char *addr); /* IP literal or DNS name, no spaces or control chars */
+
+	/* Async HTTP.  Returns NULL with *err set (negative errno) on a
+	 * setup failure; no callback fires then. */
+	regent_http_req *(*http_request)(regent_ctx *ctx, const regent_http_opts *opts, int *err);
+	/* Cancel: no callback fires afterwards.  Safe from inside on_data. */
+	void (*http_cancel)(regent_http_req *req);
+	/* Response header lookup (case-insensitive), valid inside on_done and
+	 * on_data of that request. */
+	const char *(*http_header)(regent_http_req *req, const char *name);
+
+	/* Sources: report this host's instances.  resync_begin/end bracket a
+	 * full listing: whatever this source reported before and did not
+	 * report again between them is taken down. */
+	int (*local_up)(regent_ctx *ctx, const regent_instance *inst);
+	int (*local_down)(regent_ctx *ctx, const char *id);
+	void (*local_resync_begin)(regent_ctx *ctx);
+	void (*local_resync_end)(regent_ctx *ctx);
+
+	/* Stores: report what the registry holds.  catalog_set replaces this
+	 * store's view of one service (n may be 0: known, empty).  sync
+	 * begin/end bracket a full read: services not set between them are
+	 * removed from this store's view. */
+	int (*catalog_set)(regent_ctx *ctx, const char *service,
+	                   const regent_instance *const *insts, size_t n);
+	void (*catalog_remove)(regent_ctx *ctx, const char *service);
+	void (*catalog_sync_begin)(regent_ctx *ctx);
+	void (*catalog_sync_end)(regent_ctx *ctx);
+	/* True when this host has a sink, i.e. the store should watch. */
+	bool (*want_catalog)(regent_ctx *ctx);
+	/* The local set right now (stores re-register everything after a lost
+	 * lease or a restarted registry agent). */
+	void (*local_foreach)(regent_ctx *ctx,
+	                      void (*fn)(void *arg, const regent_instance *inst), void *arg);
+
+	/* Catalog snapshots (sinks).  Services sorted by name, instances by id. */
+	size_t (*catalog_services)(const regent_catalog *cat, const char *const **names);
+	size_t (*catalog_instances)(const regent_catalog *cat, const char *service,
+	                            const regent_instance *const **insts);
+	const regent_catalog *(*catalog_ref)(const regent_catalog *cat);
+	void (*catalog_unref)(const regent_catalog *cat);
+	/* The newest snapshot (referenced: unref it). */
+	const regent_catalog *(*catalog_current)(regent_ctx *ctx);
+
+	/* Stop: the plugin calls this after returning REGENT_PENDING from stop(). */
+	void (*stopped)(regent_ctx *ctx);
+
+	/* Health, shown by /healthz: reason is copied.  A reason given with
+	 * healthy = true is shown as a note (something worth saying that is
+	 * not a failure, e.g. an empty registry prefix); NULL clears it. */
+	void (*set_health)(regent_ctx *ctx, bool healthy, const char *reason);
+
+	/* Metrics, kept by the core.  The core adds the label
+	 * plugin="<instance name>".  labels: extra "k=\"v\",..." or NULL.
+	 * Same name+labels -> same metric. */
+	regent_metric *(*metric)(regent_ctx *ctx, regent_metric_type type, const char *name,
+	                         const char *help, const char *labels);
+	void (*metric_add)(regent_metric *m, double v);  /* counter, gauge */
+	void (*metric_set)(regent_metric *m, double v);  /* gauge */
+	void (*metric_observe)(regent_metric *m, double seconds); /* histogram */
+	/* Prometheus text exposition of every metric and the catalog gauges. */
+	void (*metrics_write)(regent_ctx *ctx, regent_write_cb out, void *arg);
+	/* Health of every plugin instance as JSON {"ok":bool,"plugins":{...}}
+	 * (malloc'd, free() it). */
+	char *(*health_json)(regent_ctx *ctx);
+
+	/* JSON helpers: an instance as the JSON value stores keep, and back.
+	 * encode returns malloc'd text.  decode fills *out with pointers into
+	 * a block that instance_free() releases. */
+	char *(*instance_encode)(const regent_instance *inst);
+	int (*instance_decode)(const char *json, size_t len, const char *service,
+	                       const char *id, regent_instance **out);
+	void (*instance_free)(regent_instance *inst);
+
+	/* Backoff: next delay in ms (with +-20% jitter), reset on success. */
+	uint64_t (*backoff_next)(regent_backoff *b);
+	void (*backoff_reset)(regent_backoff *b);
+
+	/* Monotonic milliseconds and wall-clock nanoseconds. */
+	uint64_t (*now_ms)(void);
+	uint64_t (*wall_ns)(void);
+	/* Marks when a change entered the agent (source event or registry
+	 * change, wall ns): sinks' apply latency is measured from it. */
+	void (*mark_change)(regent_ctx *ctx, uint64_t origin_wall_ns);
+	/* Sinks: report that a snapshot was applied (records the latency
+	 * histogram regent_propagation_seconds and the change history).  Any
+	 * snapshot the sink was given may be reported, also one a newer
+	 * snapshot has superseded meanwhile (the sink applied it late): each
+	 * call records that snapshot's own latency.  Report each at most
+	 * once; a sink that skips a superseded snapshot just never reports
+	 * it. */
+	void (*applied)(regent_ctx *ctx, const regent_catalog *cat);
+
+	/* Base64 helpers (etcd keys), malloc'd, NUL-terminated. */
+	char *(*base64_encode)(const void *data, size_t len);
+	void *(*base64_decode)(const char *text, size_t *len);
+
+	/* ---- ABI 1.1 (appended; a 1.0 plugin never calls these) ---- */
+
+	/* Start, make-before-break: a plugin whose start() returned
+	 * REGENT_PENDING calls this exactly once, when it has proven itself
+	 * (status 0: its registry answered, its new configuration passed its
+	 * check and runs...) or failed (a negative errno; reason is copied and
+	 * shown by the log and /healthz).  While a reload's new instance is on
+	 * trial, the instance it replaces keeps working; it is retired only
+	 * after started(ctx, 0, NULL).  On failure the core stops the new one
+	 * (stop_reason() == REGENT_STOP_FAILED) and the old one stays.  A
+	 * start() that returns 0 has proven itself at once. */
+	void (*started)(regent_ctx *ctx, int status, const char *reason);
+	/* Why the instance is being stopped: valid from stop() on. */
+	regent_stop_reason (*stop_reason)(regent_ctx *ctx);
+	/* The agent's state directory ([agent] state_dir, default
+	 * /var/lib/regent), created on first use with mode 0750 and checked
+	 * to be writable by nobody else; NULL (and an error logged) when it
+	 * cannot be used.  Plugins keep files there named after themselves. */
+	const char *(*state_dir)(regent_ctx *ctx);
+
+	/* ---- ABI 1.2 (appended; check host->size before calling) ---- */
+
+	/* Replaces everything this plugin instance published with these n
+	 * annotations (copied; n = 0 clears).  Call it when something changed,
+	 * not per request.  Refused (-EINVAL, logged) when a service name is
+	 * invalid, an id is empty or a text is over 256 bytes; -E2BIG over
+	 * 1,000,000 items.  The core drops them when the instance stops. */
+	int (*annotations_set)(regent_ctx *ctx, const regent_annotation *const *items, size_t n);
+	/* Every running plugin instance's annotations: fn gets the publisher's
+	 * instance name ("haproxy", "haproxy edge"); per publisher sorted by
+	 * service then id.  Pointers are valid until control returns to the
+	 * loop. */
+	void (*annotations_foreach)(regent_ctx *ctx,
+	                            void (*fn)(void *arg, const char *publisher,
+	                                       const regent_annotation *a),
+	                            void *arg);
+	/* The last catalog changes (at most 50), newest first, with each
+	 * sink's apply time.  Pointers valid during the call. */
+	void (*changes_foreach)(regent_ctx *ctx, void (*fn)(void *arg, const regent_change *c),
+	                        void *arg);
+	/* The last hour in fixed intervals (10 s), oldest first, the current
+	 * one last; intervals before the agent started are left out. */
+	void (*history_foreach)(regent_ctx *ctx,
+	                        void (*fn)(void *arg, const regent_history_point *p), void *arg);
+
+	/* From validate(): report a semantic error in a [service NAME]
+	 * section, for a service key this plugin declares (key NULL = the
+	 * section itself).  Printed as FILE:LINE: service NAME.key: msg at the
+	 * key's own line (the section's header line when the key is not set
+	 * there, this plugin's header line when there is no such section). */
+	void (*cfg_service_error)(regent_ctx *ctx, const char *service, const char *key,
+	                          const char *fmt, ...) REGENT_PRINTF(4, 5);
+
+	/* ---- ABI 1.3 (appended; check host->size before calling) ---- */
+
+	/* Stores: one change to this store's view, costing the core O(log n)
+	 * in the service's size instead of catalog_set's O(n) (a store that
+	 * hears of changes key by key, as etcd's watch does, reports them
+	 * with these).
+	 *
+	 * catalog_instance_set adds inst to its service (inst->service, which
+	 * becomes known if it was not) or replaces the instance of the same
+	 * id there; an instance equal to the one held changes nothing.  The
+	 * instance is checked and copied like catalog_set's (pointers are
+	 * borrowed for the call).  Returns 0, -EINVAL (logged: an invalid
+	 * service name or field; the view is unchanged), -EPERM (not a store).
+	 *
+	 * catalog_instance_remove removes the instance of that id from the
+	 * service; the service stays known, even when left empty (use
+	 * catalog_remove when the service itself is gone).  An unknown
+	 * service or id changes nothing.  Returns 0, -EINVAL (invalid name or
+	 * empty id), -EPERM.
+	 *
+	 * Both may be mixed with catalog_set and catalog_remove; between
+	 * catalog_sync_begin and _end they count as reporting the service.
+	 * Changes are batched into snapshots exactly like catalog_set's. */
+	int (*catalog_instance_set)(regent_ctx *ctx, const regent_instance *inst);
+	int (*catalog_instance_remove)(regent_ctx *ctx, const char *service, const char *id);
+} regent_host;
+
+/* ------------------------------------------------------------------ */
+/* The plugin descriptor and its ops tables                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Lifecycle:  validate (check-config and reload), create, start, ...,
+ * stop, destroy.  `self` is what create() stored.
+ */
+typedef struct regent_plugin_ops {
+	size_t size;
+	/* Optional: semantic checks of the section beyond the key table;
+	 * report each problem with host->cfg_error.  Must not touch the
+	 * network or files it would own.  Returns 0 or a negative errno. */
+	int (*validate)(regent_ctx *ctx, const regent_host *host);
+	/* Allocates the instance's state; keep ctx and host in it. */
+	int (*create)(regent_ctx *ctx, const regent_host *host, void **self);
+	int (*start)(void *self);
+	/* Returns 0 when stopped, REGENT_PENDING when it will call
+	 * host->stopped() later (the core waits a bounded time). */
+	int (*stop)(void *self);
+	/* Releases everything; handles closed here may still run their close
+	 * callbacks on the loop afterwards (the plugin stays loaded). */
+	void (*destroy)(void *self);
+} regent_plugin_ops;
+
+typedef struct regent_source_ops {
+	size_t size;
+	/* Optional: re-list everything now (the core calls it on demand). */
+	void (*resync)(void *self);
+} regent_source_ops;
+
+typedef struct regent_store_ops {
+	size_t size;
+	/* Register or deregister one local instance.  The store keeps
+	 * retrying on its own; the pointer is valid only during the call. */
+	void (*register_instance)(void *self, const regent_instance *inst);
+	void (*deregister_instance)(void *self, const regent_instance *inst);
+} regent_store_ops;
+
+typedef struct regent_sink_ops {
+	size_t size;
+	/* A new consistent snapshot; `changed` lists the services that differ
+	 * from the previous apply (all of them on the first), sorted by name,
+	 * including services that were removed (they are absent from cat).
+	 * The `changed` array and its strings are valid only during the call
+	 * (the core frees them right after): copy what you keep.  Take a ref
+	 * (catalog_ref) to keep the snapshot past the call. */
+	void (*apply)(void *self, const regent_catalog *cat, const char *const *changed,
+	              size_t nchanged);
+} regent_sink_ops;
+
+typedef struct regent_plugin {
+	/* Frozen for every ABI major: */
+	uint32_t abi_major;  /* REGENT_ABI_MAJOR */
+	uint32_t abi_minor;  /* REGENT_ABI_MINOR the plugin was built with */
+	size_t size;         /* sizeof(struct regent_plugin) */
+	const char *name;    /* must equal the .so's base name */
+	/* Major 1: */
+	regent_kind kind;
+	const char *version;
+	const char *description;
+	const regent_config_key *config_keys;  /* its own section, NULL-name terminated */
+	const regent_config_key *service_keys; /* keys it reads from [service X], or NULL */
+	const regent_plugin_ops *ops;
+	const void *kind_ops; /* regent_source_ops / regent_store_ops / regent_sink_ops */
+} regent_plugin;
+
+/* Fills the frozen header fields. */
+#define REGENT_PLUGIN_HEADER(plugin_name) \
+	.abi_major = REGENT_ABI_MAJOR, .abi_minor = REGENT_ABI_MINOR, \
+	.size = sizeof(regent_plugin), .name = (plugin_name)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* REGENT_PLUGIN_H */

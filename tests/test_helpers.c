@@ -1,0 +1,620 @@
+/* test_helpers.c - the ABI 1.4 host helpers, called through the host table
+ * (core/helpers.c, core/filewrite.c, core/spawn.c, util.c's map and
+ * buffer): the NULL rules of the strings, the buffer's JSON strings (always
+ * valid JSON), the map's key-copy rule, URL escaping (UTF-8 bytes, nothing
+ * cut), the HTTP-result describer, timers closed from their own callback,
+ * the atomic write (content, mode, a stale temporary file, a symlink at
+ * the temporary path refused, a missing directory, cancel), spawn (output,
+ * exit status, the bound on output, a timeout that kills the process group,
+ * cancel, a missing command) and per-part health. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "host.h"
+
+static const regent_host *H = &regent_host_table;
+
+typedef struct fixture {
+	uv_loop_t loop;
+	regent_agent agent;
+	regent_ctx ctx;
+	char dir[64];
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof(*f));
+	uv_loop_init(&f->loop);
+	f->agent.loop = &f->loop;
+	f->ctx.agent = &f->agent;
+	f->ctx.who = "sink test";
+	f->ctx.healthy = true;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/regent-helpers-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	regent_health_parts_free(&f->ctx);
+	free(f->ctx.health_reason);
+	free(f->ctx.health_note);
+	free(f->ctx.last_warning);
+	uv_run(&f->loop, UV_RUN_DEFAULT); /* closes what the test left closing */
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	free(f);
+	return 0;
+}
+
+/* Runs the loop until *flag is set or ms pass; returns the flag. */
+static bool run_until(fixture *f, const bool *flag, uint64_t ms)
+{
+	uint64_t end = regent_now_ms() + ms;
+	while (!*flag && regent_now_ms() < end) {
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		if (!*flag)
+			usleep(2000);
+	}
+	return *flag;
+}
+
+static void test_abi(void **state)
+{
+	(void)state;
+	assert_int_equal(H->abi_minor, 4);
+	assert_true(REGENT_HOST_HAS(H, health_part));
+	assert_true(REGENT_HOST_HAS(H, xstrdup));
+	/* A 1.3 core's table ends at catalog_instance_remove. */
+	regent_host old = *H;
+	old.size = offsetof(regent_host, catalog_instance_remove) + sizeof(old.catalog_instance_remove);
+	assert_true(REGENT_HOST_HAS(&old, catalog_instance_remove));
+	assert_false(REGENT_HOST_HAS(&old, xmalloc));
+	assert_false(REGENT_HOST_HAS(&old, health_part));
+}
+
+/* A sink built against the ABI 1.3 header loads and runs on this core; a
+ * plugin declaring a newer minor than the core's is still refused. */
+static void test_older_plugin(void **state)
+{
+	fixture *f = *state;
+	const char *dir = getenv("REGENT_BROKEN_DIR");
+	assert_non_null(dir);
+	char err[1024] = "";
+	regent_loaded_plugin *lp = regent_plugin_load(dir, "abi13sink", REGENT_KIND_SINK, err,
+	                                              sizeof(err));
+	if (!lp)
+		fail_msg("abi13sink refused: %s", err);
+	assert_int_equal(lp->desc->abi_minor, 3);
+	void *self = NULL;
+	assert_int_equal(lp->desc->ops->create(&f->ctx, H, &self), 0); /* -ENOTSUP: table too short */
+	assert_non_null(self);
+	assert_int_equal(lp->desc->ops->start(self), 0);
+	assert_int_equal(lp->desc->ops->stop(self), 0);
+	lp->desc->ops->destroy(self);
+	regent_plugin_unref(lp);
+	regent_plugins_unload_unused();
+	lp = regent_plugin_load(dir, "broken_minor", 0, err, sizeof(err));
+	assert_null(lp);
+	char want[96];
+	snprintf(want, sizeof(want), "needs plugin ABI 1.%d but this regent provides 1.%d",
+	         REGENT_ABI_MINOR + 5, REGENT_ABI_MINOR);
+	if (!strstr(err, want))
+		fail_msg("\"%s\" lacks \"%s\"", err, want);
+}
+
+static void test_strings(void **state)
+{
+	(void)state;
+	assert_null(H->xstrdup(NULL));
+	assert_null(H->xstrndup(NULL, 3));
+	char *s = H->xstrdup("");
+	assert_string_equal(s, "");
+	free(s);
+	s = H->xstrndup("abcdef", 3);
+	assert_string_equal(s, "abc");
+	free(s);
+	s = H->xstrndup("ab", 10);
+	assert_string_equal(s, "ab");
+	free(s);
+	s = H->xasprintf("%s/%d", "web", 42);
+	assert_string_equal(s, "web/42");
+	free(s);
+	void *p = H->xmalloc(0); /* a unique pointer, not NULL */
+	assert_non_null(p);
+	p = H->xrealloc(p, 100);
+	memset(p, 1, 100);
+	free(p);
+	int *z = H->xcalloc(4, sizeof(int));
+	assert_int_equal(z[0] | z[1] | z[2] | z[3], 0);
+	free(z);
+}
+
+static void test_buffer(void **state)
+{
+	(void)state;
+	regent_buffer b = {0};
+	H->buf_puts(&b, NULL);
+	assert_null(b.data);
+	H->buf_add(&b, "ab\0c", 4);
+	assert_int_equal(b.len, 4);
+	assert_int_equal(b.data[4], '\0');
+	char big[1000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	H->buf_printf(&b, "[%s]%d", big, 7); /* past the small-format path */
+	assert_int_equal(b.len, 4 + 1 + 999 + 1 + 1);
+	assert_string_equal(b.data + 4 + 1 + 999, "]7");
+	b.len = 0;
+	b.data[0] = '\0';
+	H->buf_json(&b, "q\"b\\s\n\x01 \xc3\xa9 \xff end");
+	H->buf_puts(&b, ",");
+	H->buf_json(&b, NULL);
+	/* Valid JSON, the invalid byte replaced, nothing after it lost. */
+	char *doc = H->xasprintf("[%s]", b.data);
+	json_error_t err;
+	json_t *j = json_loads(doc, 0, &err);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_array_get(j, 0)),
+	                    "q\"b\\s\n\x01 \xc3\xa9 \xef\xbf\xbd end");
+	assert_true(json_is_null(json_array_get(j, 1)));
+	assert_non_null(strstr(b.data, "\\u0001"));
+	json_decref(j);
+	free(doc);
+	H->buf_free(&b);
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	H->buf_free(&b); /* twice: fine */
+}
+
+static void test_map(void **state)
+{
+	(void)state;
+	regent_map *m = H->map_new();
+	char *key = H->xstrdup("web");
+	int one = 1, two = 2, three = 3;
+	assert_null(H->map_put(m, key, &one));
+	free(key); /* copied on insert */
+	assert_ptr_equal(H->map_get(m, "web"), &one);
+	assert_ptr_equal(H->map_put(m, "web", &two), &one); /* replaced: the old value back */
+	assert_null(H->map_put(m, "api", &three));
+	char name[16];
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "s%03d", i);
+		H->map_put(m, name, H->xstrdup(name));
+	}
+	assert_int_equal(H->map_size(m), 102);
+	size_t n;
+	const char **keys = H->map_sorted_keys(m, &n);
+	assert_int_equal(n, 102);
+	assert_string_equal(keys[0], "api");
+	assert_string_equal(keys[1], "s000");
+	assert_string_equal(keys[101], "web");
+	free(keys);
+	/* Deleting the entry just returned is safe. */
+	regent_map_iter it = {0};
+	const char *k;
+	void *v;
+	size_t seen = 0;
+	while (H->map_next(m, &it, &k, &v)) {
+		seen++;
+		if (k[0] == 's')
+			free(H->map_del(m, k));
+	}
+	assert_int_equal(seen, 102);
+	assert_int_equal(H->map_size(m), 2);
+	assert_ptr_equal(H->map_del(m, "api"), &three);
+	assert_null(H->map_del(m, "api"));
+	H->map_free(m, NULL);
+	m = H->map_new();
+	H->map_put(m, "a", H->xstrdup("x"));
+	H->map_free(m, free); /* free_value on what is left (ASan: no leak) */
+}
+
+static void test_url_escape(void **state)
+{
+	(void)state;
+	char *e = H->url_escape("backend-1/abc def", 0);
+	assert_string_equal(e, "backend-1%2Fabc%20def");
+	free(e);
+	e = H->url_escape("\xc3\xa9\xff~._-", 0); /* bytes >= 0x80 one by one */
+	assert_string_equal(e, "%C3%A9%FF~._-");
+	free(e);
+	e = H->url_escape("a\0b", 3); /* an explicit length: the NUL too */
+	assert_string_equal(e, "a%00b");
+	free(e);
+	char longs[3001];
+	memset(longs, '/', 3000);
+	longs[3000] = '\0';
+	e = H->url_escape(longs, 0); /* never cut: 3x as long */
+	assert_int_equal(strlen(e), 9000);
+	assert_string_equal(e + 8997, "%2F");
+	free(e);
+	e = H->url_escape("", 0);
+	assert_string_equal(e, "");
+	free(e);
+	assert_null(H->url_escape(NULL, 0));
+}
+
+static void test_http_describe(void **state)
+{
+	(void)state;
+	char out[256];
+	regent_http_result r = {.size = sizeof(r), .error = -ETIMEDOUT,
+	                        .error_msg = "Operation timed out after 5001 milliseconds"};
+	assert_string_equal(H->http_describe(&r, out, sizeof(out)),
+	                    "timeout (Operation timed out after 5001 milliseconds)");
+	r.error = -ECONNREFUSED;
+	r.error_msg = "";
+	assert_string_equal(H->http_describe(&r, out, sizeof(out)), "connection refused");
+	r.error = -EIO;
+	r.error_msg = NULL;
+	assert_string_equal(H->http_describe(&r, out, sizeof(out)), strerror(EIO));
+	regent_http_result a = {.size = sizeof(a), .status = 503, .error_msg = "",
+	                        .body = "  no\r\nleader\x01 \xff!\n"};
+	a.body_len = strlen(a.body);
+	assert_string_equal(H->http_describe(&a, out, sizeof(out)), "HTTP 503: no leader? ?!");
+	a.body = "{\"message\":\"No such container: x\"}";
+	a.body_len = strlen(a.body);
+	a.status = 404;
+	assert_string_equal(H->http_describe(&a, out, sizeof(out)), "HTTP 404: No such container: x");
+	a.body = "{\"error\":\"etcdserver: no leader\",\"code\":14}";
+	a.body_len = strlen(a.body);
+	assert_string_equal(H->http_describe(&a, out, sizeof(out)), "HTTP 404: etcdserver: no leader");
+	a.body = NULL;
+	a.body_len = 0;
+	a.status = 204;
+	assert_string_equal(H->http_describe(&a, out, sizeof(out)), "HTTP 204");
+	char body[1000];
+	memset(body, 'e', sizeof(body));
+	a.body = body;
+	a.body_len = sizeof(body);
+	a.status = 500;
+	H->http_describe(&a, out, sizeof(out)); /* a long body: cut, and it says so */
+	assert_int_equal(strlen(out), strlen("HTTP 500: ") + 200 + 3);
+	assert_string_equal(out + strlen(out) - 4, "e...");
+	char small[8];
+	assert_string_equal(H->http_describe(&a, small, sizeof(small)), "HTTP 50");
+}
+
+typedef struct tstate {
+	int fired;
+	uv_timer_t *t;
+	bool done;
+} tstate;
+
+static void on_tick(uv_timer_t *t)
+{
+	tstate *s = t->data;
+	if (++s->fired == 3) {
+		H->timer_close(&s->t); /* from its own callback */
+		assert_null(s->t);
+		s->done = true;
+	}
+}
+
+static void on_never(uv_timer_t *t)
+{
+	tstate *s = t->data;
+	s->fired = -100;
+}
+
+static void test_timers(void **state)
+{
+	fixture *f = *state;
+	tstate s = {0};
+	s.t = H->timer_new(&f->ctx, &s);
+	assert_ptr_equal(s.t->data, &s);
+	uv_timer_start(s.t, on_tick, 1, 1);
+	assert_true(run_until(f, &s.done, 5000));
+	assert_int_equal(s.fired, 3);
+	tstate n = {0};
+	n.t = H->timer_new(&f->ctx, &n);
+	uv_timer_start(n.t, on_never, 1, 0);
+	H->timer_close(&n.t); /* before it fires: its callback never runs */
+	H->timer_close(&n.t); /* NULL now: nothing */
+	H->timer_close(NULL);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(n.fired, 0);
+}
+
+typedef struct wstate {
+	bool done;
+	int status;
+	char why[512];
+} wstate;
+
+static void on_written(void *arg, int status, const char *why)
+{
+	wstate *w = arg;
+	w->done = true;
+	w->status = status;
+	snprintf(w->why, sizeof(w->why), "%s", why);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return NULL;
+	char *d = calloc(1, 4096);
+	size_t n = fread(d, 1, 4095, fp);
+	d[n] = '\0';
+	fclose(fp);
+	return d;
+}
+
+static void test_file_write(void **state)
+{
+	fixture *f = *state;
+	char path[128], tmp[140], target[140];
+	snprintf(path, sizeof(path), "%s/out.json", f->dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	wstate w = {0};
+	regent_file_write_opts o = {.size = sizeof(o), .path = path, .data = "{\"a\":1}\n", .len = 8,
+	                            .mode = 0640, .on_done = on_written, .arg = &w};
+	int err = 1;
+	assert_non_null(H->file_write(&f->ctx, &o, &err));
+	assert_int_equal(err, 0);
+	assert_true(run_until(f, &w.done, 10000));
+	assert_int_equal(w.status, 0);
+	char *got = slurp(path);
+	assert_string_equal(got, "{\"a\":1}\n");
+	free(got);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_not_equal(access(tmp, F_OK), 0); /* no temporary file left */
+
+	/* A stale temporary file of ours (a crash) is replaced. */
+	FILE *fp = fopen(tmp, "w");
+	fputs("stale", fp);
+	fclose(fp);
+	memset(&w, 0, sizeof(w));
+	o.data = "second";
+	o.len = 6;
+	o.mode = 0600;
+	assert_non_null(H->file_write(&f->ctx, &o, &err));
+	assert_true(run_until(f, &w.done, 10000));
+	assert_int_equal(w.status, 0);
+	got = slurp(path);
+	assert_string_equal(got, "second");
+	free(got);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+
+	/* A symlink at the temporary path is refused and its target untouched. */
+	snprintf(target, sizeof(target), "%s/target", f->dir);
+	fp = fopen(target, "w");
+	fputs("precious", fp);
+	fclose(fp);
+	assert_int_equal(symlink(target, tmp), 0);
+	memset(&w, 0, sizeof(w));
+	o.data = "evil";
+	o.len = 4;
+	assert_non_null(H->file_write(&f->ctx, &o, &err));
+	assert_true(run_until(f, &w.done, 10000));
+	assert_int_equal(w.status, -EEXIST);
+	assert_non_null(strstr(w.why, "a symbolic link"));
+	assert_non_null(strstr(w.why, tmp));
+	got = slurp(target);
+	assert_string_equal(got, "precious");
+	free(got);
+	got = slurp(path);
+	assert_string_equal(got, "second"); /* the old file stays */
+	free(got);
+	assert_int_equal(lstat(tmp, &st), 0);
+	assert_true(S_ISLNK(st.st_mode)); /* left alone */
+	unlink(tmp);
+
+	/* A missing directory: the error names the file, nothing is left. */
+	char missing[160];
+	snprintf(missing, sizeof(missing), "%s/nodir/out.json", f->dir);
+	memset(&w, 0, sizeof(w));
+	o.path = missing;
+	assert_non_null(H->file_write(&f->ctx, &o, &err));
+	assert_true(run_until(f, &w.done, 10000));
+	assert_int_equal(w.status, -ENOENT);
+	assert_non_null(strstr(w.why, "nodir/out.json.tmp"));
+
+	/* Cancelled: no callback, the write itself still completes cleanly. */
+	memset(&w, 0, sizeof(w));
+	o.path = path;
+	o.data = "third";
+	o.len = 5;
+	regent_file_write *fw = H->file_write(&f->ctx, &o, &err);
+	assert_non_null(fw);
+	H->file_write_cancel(fw);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_false(w.done);
+	assert_int_not_equal(access(tmp, F_OK), 0);
+
+	/* mode 0: 0644, not an unreadable file. */
+	memset(&w, 0, sizeof(w));
+	o.mode = 0;
+	assert_non_null(H->file_write(&f->ctx, &o, &err));
+	assert_true(run_until(f, &w.done, 10000));
+	assert_int_equal(w.status, 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+
+	/* Refused up front. */
+	o.path = "relative/out.json";
+	assert_null(H->file_write(&f->ctx, &o, &err));
+	assert_int_equal(err, -EINVAL);
+	o.path = path;
+	o.on_done = NULL;
+	assert_null(H->file_write(&f->ctx, &o, &err));
+	assert_int_equal(err, -EINVAL);
+}
+
+typedef struct sstate {
+	bool done;
+	regent_spawn_result r;
+	char out[70000];
+} sstate;
+
+static void on_spawned(void *arg, const regent_spawn_result *r)
+{
+	sstate *s = arg;
+	s->done = true;
+	s->r = *r;
+	assert_int_equal(strlen(r->output), r->output_len);
+	memcpy(s->out, r->output, r->output_len + 1);
+	s->r.output = s->out;
+}
+
+static sstate *spawn_run(fixture *f, const char *script, uint64_t timeout_ms, size_t max_output)
+{
+	sstate *s = calloc(1, sizeof(*s));
+	const char *argv[] = {"sh", "-c", script, NULL};
+	regent_spawn_opts o = {.size = sizeof(o), .argv = argv, .timeout_ms = timeout_ms,
+	                       .max_output = max_output, .on_done = on_spawned, .arg = s};
+	int err = 1;
+	assert_non_null(H->spawn(&f->ctx, &o, &err));
+	assert_int_equal(err, 0);
+	assert_true(run_until(f, &s->done, 20000));
+	return s;
+}
+
+static void test_spawn(void **state)
+{
+	fixture *f = *state;
+	sstate *s = spawn_run(f, "echo out; echo err >&2; exit 3", 10000, 0);
+	assert_int_equal(s->r.error, 0);
+	assert_int_equal(s->r.exit_status, 3);
+	assert_int_equal(s->r.term_signal, 0);
+	assert_non_null(strstr(s->out, "out\n"));
+	assert_non_null(strstr(s->out, "err\n"));
+	assert_int_equal(s->r.output_dropped, 0);
+	free(s);
+
+	/* Output past max_output: kept up to it, the rest counted. */
+	s = spawn_run(f, "head -c 5000 /dev/zero | tr '\\0' x", 10000, 1000);
+	assert_int_equal(s->r.exit_status, 0);
+	assert_int_equal(s->r.output_len, 1000);
+	assert_int_equal(s->r.output_dropped, 4000);
+	free(s);
+
+	/* The timeout kills the command and what it started (its process
+	 * group): a grandchild holding the output open does not keep it. */
+	char pidfile[128], cmd[256];
+	snprintf(pidfile, sizeof(pidfile), "%s/grandchild.pid", f->dir);
+	snprintf(cmd, sizeof(cmd), "sleep 60 & echo $! > '%s'; echo started; wait", pidfile);
+	s = spawn_run(f, cmd, 300, 0);
+	assert_int_equal(s->r.error, -ETIMEDOUT);
+	assert_int_equal(s->r.term_signal, SIGKILL);
+	assert_int_equal(s->r.exit_status, -1);
+	assert_non_null(strstr(s->out, "started"));
+	assert_true(s->r.elapsed_ms >= 300 && s->r.elapsed_ms < 10000);
+	char *pid = slurp(pidfile);
+	assert_non_null(pid);
+	pid_t gp = (pid_t)atoi(pid);
+	free(pid);
+	bool gone = false; /* killed, then reaped by init */
+	for (int i = 0; i < 500 && !gone; i++) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/%d/stat", (int)gp);
+		char *st = slurp(proc);
+		gone = !st || strstr(st, ") Z ") != NULL;
+		free(st);
+		if (!gone)
+			usleep(10000);
+	}
+	assert_true(gone);
+	free(s);
+
+	/* Cancelled: killed, no callback. */
+	char marker[128];
+	snprintf(marker, sizeof(marker), "%s/marker", f->dir);
+	snprintf(cmd, sizeof(cmd), "sleep 0.5; touch '%s'", marker);
+	sstate c = {0};
+	const char *argv[] = {"sh", "-c", cmd, NULL};
+	regent_spawn_opts o = {.size = sizeof(o), .argv = argv, .on_done = on_spawned, .arg = &c};
+	int err;
+	regent_spawn *sp = H->spawn(&f->ctx, &o, &err);
+	assert_non_null(sp);
+	H->spawn_cancel(sp);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	usleep(800000);
+	assert_false(c.done);
+	assert_int_not_equal(access(marker, F_OK), 0);
+
+	/* A missing command: refused at once, no callback. */
+	const char *nope[] = {"regent-no-such-command", NULL};
+	o.argv = nope;
+	assert_null(H->spawn(&f->ctx, &o, &err));
+	assert_int_equal(err, -ENOENT);
+	o.argv = NULL;
+	assert_null(H->spawn(&f->ctx, &o, &err));
+	assert_int_equal(err, -EINVAL);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_false(c.done);
+}
+
+static void test_health_parts(void **state)
+{
+	fixture *f = *state;
+	regent_ctx *c = &f->ctx;
+	H->health_part(c, "registration", true, NULL);
+	assert_true(c->healthy);
+	H->health_part(c, "discovery", false, "HTTP 500: boom");
+	assert_false(c->healthy);
+	assert_string_equal(c->health_reason, "discovery: HTTP 500: boom");
+	H->health_part(c, "registration", false, "connection refused");
+	assert_string_equal(c->health_reason,
+	                    "registration: connection refused; discovery: HTTP 500: boom");
+	H->health_part(c, "discovery", true, NULL);
+	assert_false(c->healthy); /* ok only when every part is */
+	assert_string_equal(c->health_reason, "registration: connection refused");
+	H->health_part(c, "registration", true, NULL);
+	assert_true(c->healthy);
+	assert_null(c->health_reason);
+	assert_null(c->health_note);
+	/* A healthy part's reason is a note, shown only while all are healthy. */
+	H->health_part(c, "discovery", true, "the prefix is empty");
+	assert_true(c->healthy);
+	assert_string_equal(c->health_note, "discovery: the prefix is empty");
+	H->health_part(c, "registration", false, "HTTP 503");
+	assert_false(c->healthy);
+	assert_string_equal(c->health_reason, "registration: HTTP 503");
+	H->health_part(c, "registration", true, NULL);
+	assert_string_equal(c->health_note, "discovery: the prefix is empty");
+	H->health_part(c, "discovery", true, NULL);
+	assert_null(c->health_note);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_abi),
+		cmocka_unit_test_setup_teardown(test_older_plugin, setup, teardown),
+		cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_buffer),
+		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_url_escape),
+		cmocka_unit_test(test_http_describe),
+		cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spawn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_health_parts, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
