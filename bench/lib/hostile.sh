@@ -191,6 +191,11 @@ hs_scn_a() { # 100,000 instances in one service
 	hs_one a "$n" put
 	hs_one a "$n" change
 	hs_one a "$n" del
+	if [[ -z "$HS_NO_HAPROXY" ]]; then
+		hs_one a "$n" rput
+		hs_one a "$n" rchange
+		hs_one a "$n" rdel
+	fi
 	[[ -n "$HS_NO_FRESH" ]] && return 0
 	hs_cold a hs_wait_cat_backend "$n" "$exp"
 	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
@@ -212,7 +217,10 @@ hs_scn_a() { # 100,000 instances in one service
 }
 
 # hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
-# new instance), change (a new address for that one), del (that one deleted).  Facts: the time
+# new instance), change (a new address for that one), del (that one deleted); rput, rchange,
+# rdel the same with an instance id that sorts before the bulk's (hostile-node/a-one), so that
+# the haproxy sink routes it (it takes the place of the 10,000th, which comes back on its
+# delete): a runtime change of haproxy, the mirrored file and the server states published.  Facts: the time
 # from the write to the catalog (/metrics, polled every 10 ms by the writing process), the
 # agent's CPU and the loop stall over the change (the CPU window includes the writer's
 # polling: /metrics ~100 times a second).
@@ -220,14 +228,15 @@ hs_one() {
 	local tag=$1 n=$2 what=$3 key=/fleet/huge/hostile-node/one/8000 c0 c1 t0 lat want value
 	local url="http://127.0.0.1:$(cat "$H_TMP/live/rsp")/metrics"
 	sleep 2 # whatever the previous step left running settles
+	[[ $what == r* ]] && key=/fleet/huge/hostile-node/a-one/8000
 	case $what in
-	put) value="{\"address\":\"127.7.0.1\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
-	change) value="{\"address\":\"127.7.0.2\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
-	del) value=-; want=$n ;;
+	put | rput) value="{\"address\":\"127.7.0.1\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
+	change | rchange) value="{\"address\":\"127.7.0.2\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
+	del | rdel) value=-; want=$n ;;
 	esac
 	c0=$(cpu_ns "$HS_PID"); t0=$(now_ns)
 	lat=$(HS_TOOL change-wait "$HS_EP" "$key" "$value" "$url" 'regent_catalog_instances{service="huge"}' "$want" 60) || lat=""
-	[[ $what == change ]] && { lat=""; sleep 1; } # a change keeps the count: not visible in /metrics
+	[[ $what == *change ]] && { lat=""; sleep 1; } # a change keeps the count: not visible in /metrics
 	sleep 1; c1=$(cpu_ns "$HS_PID")
 	hs_fact "$tag.one_$what.ms" "$lat"
 	hs_fact "$tag.one_$what.cpu_ms" "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * HS_IDLE_NS / 1000000000))"
@@ -372,12 +381,15 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
     cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
     stall_rows(sec, "a.live.stall", "live agent, whole write")
     for what, label in (("put", "one instance added"), ("change", "one instance changed"),
-                        ("del", "one instance deleted")):
+                        ("del", "one instance deleted"),
+                        ("rput", "one routed instance added (takes the 10,000th's place)"),
+                        ("rchange", "one routed instance changed (new address)"),
+                        ("rdel", "one routed instance deleted (the 10,000th comes back)")):
         k = "a.one_%s" % what
         if k + ".stall" not in facts:
             continue
         v = num(k + ".ms")
-        if what != "change":
+        if not what.endswith("change"):
             row(sec, "live agent, %s (service of %s): write -> catalog (/metrics)" % (label, ninst),
                 v if v is not None else "timeout", "ms", "<= 1000 ms", v is not None and v <= 1000,
                 "the writing process polls /metrics every 10 ms")

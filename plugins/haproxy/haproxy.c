@@ -224,10 +224,11 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 	/* Only the services that changed are computed again; the first
 	 * snapshot computes every one (and those of an earlier run's file). */
 	bool all = s->cat == NULL;
-	if (s->cat)
-		s->h->catalog_unref(s->cat);
+	const regent_catalog *prev = s->cat; /* read by the update: unref'd after it */
 	s->cat = s->h->catalog_ref(cat);
-	hx_model_update(&s->m, cat, changed, n, all);
+	hx_model_update(&s->m, prev, cat, changed, n, all);
+	if (prev)
+		s->h->catalog_unref(prev);
 	hx_report_exclusions(s);
 	hx_arm_model_timer(s, hx_model_tick(&s->m, s->cat));
 	hx_kick(s);
@@ -269,7 +270,7 @@ static void on_file_recovered(void *arg, const char *proxy, size_t slotno, const
 	char canon[HX_ADDR_MAX];
 	bool v6;
 	if (addr && id && port && hx_valid_ip(addr, canon, &v6) && !sl->id) {
-		sl->id = xstrdup(id);
+		hx_slot_take(&s->m, v, slotno, id);
 		snprintf(sl->addr, sizeof(sl->addr), "%s", canon);
 		sl->port = (uint16_t)port;
 		sl->st = ST_READY;

@@ -55,6 +55,15 @@ bool hx_valid_balance(const char *b);
  * byte; a control byte anywhere is refused.  Returns 0, or -EINVAL with
  * why. */
 int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why, size_t whylen);
+/* The same, with what the sink needs to know of them (not searched in the
+ * rendered text): the servers' weight (the last `weight N`, else 1) and
+ * whether they speak TLS (`ssl`). */
+typedef struct hx_srvopt_info {
+	unsigned weight;
+	bool ssl;
+} hx_srvopt_info;
+int hx_server_options_info(const char *const *items, size_t n, hx_buf *out, hx_srvopt_info *info,
+                           char *why, size_t whylen);
 
 /* ---- render.c: the file ---- */
 

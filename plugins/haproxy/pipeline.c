@@ -31,6 +31,9 @@ static void shape_copy(shape *dst, const shape *src)
 	dst->srvopts = xstrdup(src->srvopts);
 	dst->nslots = src->listen ? src->nslots : 0;
 	dst->port = src->port;
+	dst->checked = src->checked;
+	dst->ssl = src->ssl;
+	dst->weight = src->weight;
 }
 
 static bool shape_eq(const shape *a, const shape *b)
@@ -332,14 +335,6 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
 	return keep;
 }
 
-static bool srvopts_ssl(const char *o)
-{
-	for (const char *p = o; p && (p = strstr(p, " ssl")) != NULL; p += 4)
-		if (p[4] == ' ' || p[4] == '\0')
-			return true;
-	return false;
-}
-
 /* The state file the new worker loads carries each server's verdict: the
  * old worker's line where it has one (a server that passed its check comes
  * up, one that did not stays down), and for a service with a check that
@@ -368,7 +363,7 @@ static char *state_text(hx *s, const char *dump)
 		if (!proven)
 			continue;
 		unsigned w = hx_shape_weight(&v->cand);
-		bool ssl = srvopts_ssl(v->cand.srvopts);
+		bool ssl = v->cand.ssl;
 		for (size_t i = 0; i < v->cand.nslots && i < v->nslots; i++) {
 			const slot *sl = &v->slots[i];
 			if (sl->pend.st != AP_READY || sl->state_kept)
@@ -702,7 +697,7 @@ static bool startup_hold(hx *s, uint64_t now)
 	if (any || now >= s->started_ms + s->startup_grace) {
 		s->m.grace_over = true;
 		/* The earlier run's services the catalog does not list go now. */
-		hx_model_update(&s->m, s->cat, NULL, 0, true);
+		hx_model_update(&s->m, s->cat, s->cat, NULL, 0, true);
 		hx_report_exclusions(s);
 		return false;
 	}

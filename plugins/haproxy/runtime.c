@@ -215,7 +215,7 @@ bool hx_send_cmds(hx *s)
 			/* A draining slot haproxy already has in maintenance
 			 * (a reload, or it never got there) is simply free. */
 			if (sl->st == ST_DRAIN && sl->ap.st == AP_MAINT)
-				hx_slot_free_id(&s->m, sl);
+				hx_slot_free_id(&s->m, v, i);
 			if (slot_cmds(&b, v, i, sl))
 				nslots++;
 		}
@@ -270,7 +270,7 @@ static void on_stat_row(void *arg, const char *px, const char *sv, long scur)
 		s->h->log(s->ctx, timed_out && scur ? REGENT_LOG_WARN : REGENT_LOG_DEBUG,
 		          "%s/s%ld: instance %s drained%s (%ld sessions left)", v->name, idx, sl->id,
 		          timed_out && scur ? " by timeout" : "", scur);
-		hx_slot_free_id(&s->m, sl);
+		hx_slot_free_id(&s->m, v, (size_t)(idx - 1));
 	}
 }
 

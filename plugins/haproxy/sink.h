@@ -158,15 +158,14 @@ static inline bool streq(const char *a, const char *b)
  * reload carries each server's verdict (pipeline.c). */
 static inline bool hx_shape_checked(const shape *p)
 {
-	return p->listen && strstr(p->listen, "\n    option httpchk ") != NULL;
+	return p->listen && p->checked;
 }
 
 /* The weight the file gives a service's servers (server_options weight N,
- * else haproxy's 1). */
+ * else haproxy's 1): from the parsed settings (model.c build_shape). */
 static inline unsigned hx_shape_weight(const shape *p)
 {
-	const char *w = p->srvopts ? strstr(p->srvopts, " weight ") : NULL;
-	return w ? (unsigned)strtoul(w + 8, NULL, 10) : 1;
+	return p->weight;
 }
 
 /* ---- settings.c ---- */
