@@ -227,7 +227,7 @@ hs_scn_a() { # 100,000 instances in one service
 hs_one() {
 	local tag=$1 n=$2 what=$3 key=/fleet/huge/hostile-node/one/8000 c0 c1 t0 lat want value
 	local url="http://127.0.0.1:$(cat "$H_TMP/live/rsp")/metrics"
-	sleep 2 # whatever the previous step left running settles
+	sleep 5 # whatever the previous step left running settles (reloads, the state poll)
 	[[ $what == r* ]] && key=/fleet/huge/hostile-node/a-one/8000
 	case $what in
 	put | rput) value="{\"address\":\"127.7.0.1\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;

@@ -269,6 +269,7 @@ static void svc_free(hx_model *m, svc *v)
 	shape_clear(&v->run);
 	hx_plan_free(v);
 	hx_svc_slots_free(v);
+	free(v->mtext);
 	free(v->warned);
 	free(v->excluded);
 	hx_buf_free(&v->warn_now);

@@ -138,6 +138,15 @@ typedef struct svc {
 	size_t nfh, fhcap;
 	size_t hi;       /* 1 + the highest slot that held an instance */
 	unsigned sgen;   /* bumped by every change of how its slots render */
+
+	/* Its part of the installed file as the mirror rendered it last
+	 * (pipeline.c): rendered again only when sgen moved or the shape
+	 * haproxy runs changed (mcached cleared). */
+	char *mtext;
+	size_t mlen;
+	unsigned mgen;
+	bool mcached;
+	bool mpend; /* its slots' pend views are in the mirror write in flight */
 } svc;
 
 typedef struct hx_model {

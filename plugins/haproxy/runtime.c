@@ -182,6 +182,8 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 			sl->inflight = false;
 			if (same)
 				sl->ap = err ? (srv_view){.st = AP_UNKNOWN} : sl->sent;
+			if (!err)
+				hx_annot_touch(s->annot, v->name, i);
 		}
 	if (err) {
 		s->h->metric_add(s->m_runtime_err, 1);
