@@ -173,6 +173,7 @@ typedef struct arow {
 	size_t slot;
 	char state[24];
 	char *detail;
+	bool seen; /* in the answer being read */
 } arow;
 
 static size_t key_hash(const char *sname, size_t sn)
@@ -256,7 +257,7 @@ static int read_rows(hx_annot *a, char *out)
 {
 	char *save = NULL;
 	char *hdr[MAX_FIELDS], *f[MAX_FIELDS];
-	size_t nh = 0;
+	size_t nh = 0, need = 0;
 	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
 	bool any = false;
 	for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -267,12 +268,18 @@ static int read_rows(hx_annot *a, char *out)
 			c_cd = col(hdr, nh, "check_desc"), c_lc = col(hdr, nh, "last_chk");
 			c_ch = col(hdr, nh, "lastchg");
 			any = true;
+			/* a row is split only as far as the last column read */
+			int last = c_px;
+			int cs[] = {c_sv, c_st, c_cs, c_cd, c_lc, c_ch};
+			for (size_t k = 0; k < sizeof(cs) / sizeof(cs[0]); k++)
+				last = cs[k] > last ? cs[k] : last;
+			need = (size_t)last + 1;
 			continue;
 		}
 		if (c_px < 0 || c_sv < 0 || c_st < 0)
 			continue;
-		size_t nf = csv_split(line, f, MAX_FIELDS);
-		if (nf < nh || f[c_px][0] == '#')
+		size_t nf = csv_split(line, f, need);
+		if (nf < need || f[c_px][0] == '#')
 			continue;
 		svc *v = hx_svc_find(a->m, f[c_px]);
 		const char *sv = f[c_sv];
@@ -288,19 +295,54 @@ static int read_rows(hx_annot *a, char *out)
 			continue;
 		if (!r && !(r = row_add(a, v->name, sn)))
 			return -ENOMEM;
-		free(r->id);
-		r->id = NULL;
-		if (sn < v->nslots && v->slots[sn].id && !(r->id = strdup(v->slots[sn].id)))
-			return -ENOMEM;
+		r->seen = true;
+		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
+		if (!id || !r->id || strcmp(id, r->id) != 0) { /* copied only when it changed */
+			free(r->id);
+			r->id = NULL;
+			if (id && !(r->id = strdup(id)))
+				return -ENOMEM;
+		}
 		char detail[200];
 		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
 		                  c_lc >= 0 ? f[c_lc] : NULL, c_ch >= 0 ? f[c_ch] : NULL, r->state,
 		                  sizeof(r->state), detail, sizeof(detail));
-		free(r->detail);
-		if (!(r->detail = strdup(detail)))
-			return -ENOMEM;
+		if (!r->detail || strcmp(detail, r->detail) != 0) {
+			free(r->detail);
+			if (!(r->detail = strdup(detail)))
+				return -ENOMEM;
+		}
 	}
 	return any ? 0 : -EPROTO;
+}
+
+/* Before a full answer is read: nothing seen yet. */
+static void rows_unsee(hx_annot *a)
+{
+	for (size_t i = 0; i < a->nrows; i++)
+		a->rows[i].seen = false;
+}
+
+/* After it: the rows it did not have go (the table is rebuilt). */
+static void rows_sweep(hx_annot *a)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < a->nrows; i++) {
+		arow *r = &a->rows[i];
+		if (!r->seen || !r->id) {
+			free(r->service);
+			free(r->id);
+			free(r->detail);
+			continue;
+		}
+		a->rows[n++] = *r;
+	}
+	if (n == a->nrows)
+		return;
+	a->nrows = n;
+	memset(a->map, 0, a->mapcap * sizeof(*a->map));
+	for (size_t i = 0; i < n; i++)
+		map_put(a->map, a->mapcap, &a->rows[i], i);
 }
 
 /* Everything known, to the core (which copies it). */
@@ -403,20 +445,18 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 	touch_free(a->asked, a->nasked);
 	a->asked = NULL;
 	a->nasked = 0;
-	if (rc == 0) {
-		char *copy = malloc(len + 1);
-		if (!copy) {
-			rc = -ENOMEM;
-		} else {
-			memcpy(copy, out, len);
-			copy[len] = '\0';
-			if (all)
-				rows_clear(a);
-			rc = read_rows(a, copy);
-			free(copy);
-			if (rc == 0)
-				rc = publish(a);
-		}
+	if (rc == 0 && !len) {
+		rc = -EPROTO;
+	} else if (rc == 0) {
+		/* Read in place: the answer is the request's own buffer, freed
+		 * once this returns (several MB at 10,000 servers: no copy). */
+		if (all)
+			rows_unsee(a);
+		rc = read_rows(a, (char *)out);
+		if (all && rc == 0)
+			rows_sweep(a);
+		if (rc == 0)
+			rc = publish(a);
 	}
 	if (rc < 0 && rc != a->last_err)
 		/* haproxy not up yet, restarting, or reloading: the page keeps

@@ -192,6 +192,8 @@ void hx_kick(hx *s)
 	}
 	if (s->ps == P_DUMP && s->dump_pending && !s->admin_req)
 		hx_start_dump(s);
+	if (s->learn_pending && hx_admin_usable(s))
+		hx_learn(s);
 	if (hx_admin_usable(s) && !hx_send_cmds(s) && !s->admin_req && hx_any_draining(s) &&
 	    !uv_is_active((uv_handle_t *)s->t_poll))
 		uv_timer_start(s->t_poll, hx_on_drain_poll, 100, 0);

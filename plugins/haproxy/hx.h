@@ -160,7 +160,9 @@ const char *hx_cli_error(const char *out, size_t *len);
 /* ---- cli.c: one request on a unix stream socket ---- */
 
 typedef struct hx_cli hx_cli;
-/* status 0 and the whole answer (NUL-terminated), or a negative errno. */
+/* status 0 and the whole answer (NUL-terminated), or a negative errno.
+ * The answer is the request's own buffer, freed after the callback: the
+ * callback may modify it in place (len > 0). */
 typedef void (*hx_cli_cb)(void *arg, int status, const char *out, size_t len);
 
 /* Connects to path, writes cmd + "\n", shuts the write side, reads to EOF.

@@ -270,6 +270,7 @@ static void svc_free(hx_model *m, svc *v)
 	hx_plan_free(v);
 	hx_svc_slots_free(v);
 	free(v->mtext);
+	free(v->mloff);
 	free(v->warned);
 	free(v->excluded);
 	hx_buf_free(&v->warn_now);

@@ -43,6 +43,7 @@ typedef struct slot {
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
 	bool inflight, seen;
+	bool rdirty;     /* how the file writes it changed since the mirror's render */
 	bool state_kept; /* the old worker's state line is in the state file */
 	bool state_up;   /* ... and says up */
 } slot;
@@ -144,6 +145,8 @@ typedef struct svc {
 	 * haproxy runs changed (mcached cleared). */
 	char *mtext;
 	size_t mlen;
+	size_t *mloff; /* where each server line starts in mtext (mnr + 1) */
+	size_t mnr;
 	unsigned mgen;
 	bool mcached;
 	bool mpend; /* its slots' pend views are in the mirror write in flight */

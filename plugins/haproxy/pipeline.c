@@ -92,10 +92,54 @@ static void file_header(hx *s, hx_buf *b, const char *g)
 		hx_buf_puts(b, g);
 }
 
-/* The installed file as it should read now, for the mirror: each
- * service's part is rendered again only when its slots changed since
- * (v->sgen) or a reload installed another shape; the others are copied.
- * O(file length) in copies plus O(changed services' slots) in rendering. */
+/* One service's part for the mirror, with where each server line starts:
+ * the lines of slots that did not change since the last one (rdirty
+ * clear) are copied from it, the others rendered.  O(its text) in copies
+ * plus O(changed slots) in rendering. */
+static void mirror_service(svc *v)
+{
+	const shape *p = &v->run;
+	size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
+	bool patch = v->mcached && v->mnr == nr && v->mtext;
+	size_t *off = calloc(nr + 1, sizeof(*off));
+	if (!off)
+		abort();
+	hx_buf t = {0};
+	if (patch)
+		hx_buf_add(&t, v->mtext, v->mloff[0]);
+	else
+		hx_buf_puts(&t, p->listen);
+	for (size_t i = 0; i < nr; i++) {
+		slot *sl = &v->slots[i];
+		off[i] = t.len;
+		if (patch && !sl->rdirty) {
+			hx_buf_add(&t, v->mtext + v->mloff[i], v->mloff[i + 1] - v->mloff[i]);
+			continue;
+		}
+		sl->rdirty = false;
+		sl->pend = slot_as_file(sl);
+		hx_server_line l = {.enabled = sl->pend.st == AP_READY, .addr = sl->addr,
+		                    .port = sl->port, .id = sl->id};
+		hx_render_server(&t, i, &l, p->srvopts);
+	}
+	off[nr] = t.len;
+	hx_buf_puts(&t, "\n");
+	free(v->mtext);
+	free(v->mloff);
+	v->mlen = t.len;
+	v->mtext = hx_buf_take(&t);
+	v->mloff = off;
+	v->mnr = nr;
+	v->mgen = v->sgen;
+	v->mcached = true;
+	v->mpend = true;
+}
+
+/* The installed file as it should read now, for the mirror: a service's
+ * part is rendered again only when its slots changed since (v->sgen), and
+ * then only their lines, or a reload installed another shape; the others
+ * are copied.  O(file length) in copies plus O(changed slots) in
+ * rendering. */
 static char *render_mirror(hx *s)
 {
 	hx_buf b = {0};
@@ -103,16 +147,8 @@ static char *render_mirror(hx *s)
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		if (!v->run.listen)
 			continue;
-		if (!v->mcached || v->mgen != v->sgen) {
-			hx_buf t = {0};
-			render_service(&t, v, &v->run);
-			free(v->mtext);
-			v->mlen = t.len;
-			v->mtext = hx_buf_take(&t);
-			v->mgen = v->sgen;
-			v->mcached = true;
-			v->mpend = true;
-		}
+		if (!v->mcached || v->mgen != v->sgen)
+			mirror_service(v);
 		hx_buf_add(&b, v->mtext, v->mlen);
 	}
 	return hx_buf_take(&b);
@@ -122,8 +158,10 @@ static void mirror_invalidate(hx *s)
 {
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		free(v->mtext);
+		free(v->mloff);
 		v->mtext = NULL;
-		v->mlen = 0;
+		v->mloff = NULL;
+		v->mlen = v->mnr = 0;
 		v->mcached = false;
 	}
 }

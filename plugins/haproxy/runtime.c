@@ -11,6 +11,7 @@
 void hx_ap_from_file(hx *s)
 {
 	s->epoch++;
+	s->learn_pending = false;
 	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap = v->slots[i].file;
@@ -27,6 +28,95 @@ void hx_ap_unknown(hx *s)
 			v->slots[i].ap.weight = 0;
 			v->slots[i].inflight = false;
 		}
+	/* Learnt from haproxy before anything is sent: an adopted or
+	 * restarted haproxy then gets only the differences. */
+	s->learn_pending = true;
+}
+
+/* ---- learning what haproxy has: one `show servers state` ---- */
+
+/* One line of the dump (be_id be_name srv_id srv_name srv_addr
+ * srv_op_state srv_admin_state srv_uweight ... srv_port (field 18)): the
+ * server's view, for a live slot of ours. */
+static void learn_line(hx *s, char *line)
+{
+	char *f[20] = {0}, *save = NULL;
+	size_t nf = 0;
+	for (char *t = strtok_r(line, " ", &save); t && nf < 20; t = strtok_r(NULL, " ", &save))
+		f[nf++] = t;
+	if (nf < 19)
+		return;
+	svc *v = hx_svc_find(&s->m, f[1]);
+	if (!v || f[3][0] != 's')
+		return;
+	char *end;
+	unsigned long idx = strtoul(f[3] + 1, &end, 10);
+	if (*end || idx < 1 || idx > v->nslots || !hx_slot_live(v, idx - 1))
+		return;
+	slot *sl = &v->slots[idx - 1];
+	unsigned admin = (unsigned)strtoul(f[6], NULL, 10);
+	unsigned long uw = strtoul(f[7], NULL, 10), port = strtoul(f[18], NULL, 10);
+	srv_view a = {.st = AP_READY};
+	if (admin & 0x27) /* forced, inherited, configured or resolution maintenance */
+		a.st = AP_MAINT;
+	else if (admin & 0x18) /* forced or inherited drain */
+		a.st = AP_DRAIN;
+	bool v6;
+	if (a.st != AP_MAINT && (!hx_valid_ip(f[4], a.addr, &v6) || !port || port > 65535))
+		return; /* unknown: set from scratch */
+	a.port = (uint16_t)port;
+	a.weight = uw == hx_shape_weight(&v->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
+	sl->ap = a;
+}
+
+static void on_learn(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->admin_req = NULL;
+	if (s->batch_epoch != s->epoch) { /* haproxy changed since: learnt again if unknown */
+		hx_kick(s);
+		return;
+	}
+	s->learn_pending = false;
+	if (status < 0 || strncmp(out, "1\n", 2) != 0) {
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "cannot read the server states over %s (%s): every server is set", s->admin_socket,
+		          status < 0 ? uv_strerror(status) : "unexpected answer");
+		hx_kick(s);
+		return;
+	}
+	size_t n = 0;
+	for (const char *p = out; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+		char line[2048];
+		if (l && l < sizeof(line) && p[0] != '#') {
+			memcpy(line, p, l);
+			line[l] = '\0';
+			learn_line(s, line);
+			n++;
+		}
+		p = nl ? nl + 1 : p + l;
+	}
+	s->h->log(s->ctx, REGENT_LOG_DEBUG, "read %zu server states from haproxy: only differences are set",
+	          n);
+	hx_kick(s);
+}
+
+/* Asks haproxy for every server's state once (the admin channel is
+ * free); true if the request went out. */
+bool hx_learn(hx *s)
+{
+	int err = 0;
+	s->batch_epoch = s->epoch;
+	s->admin_req = hx_cli_request(s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
+	                              on_learn, s, &err);
+	if (!s->admin_req) {
+		s->learn_pending = false;
+		return false;
+	}
+	return true;
 }
 
 /* ------------------------------------------------------------------ */

@@ -74,6 +74,7 @@ typedef struct hx {
 	unsigned batch_epoch; /* of the command batch in flight */
 	size_t batch_slots;
 	bool admin_polling;
+	bool learn_pending; /* read haproxy's server states before sending */
 	unsigned epoch;
 	uv_timer_t *t_poll;  /* drain polling */
 	uv_timer_t *t_retry; /* admin backoff */
@@ -192,7 +193,10 @@ void hx_arm_model_timer(hx *s, uint64_t at);
 /* ---- runtime.c: the fast path ---- */
 
 void hx_ap_from_file(hx *s);
+/* haproxy's state is unknown (adopted, restarted, a failed reload):
+ * learnt with one `show servers state` before anything is sent. */
 void hx_ap_unknown(hx *s);
+bool hx_learn(hx *s);
 bool hx_admin_usable(hx *s);
 bool hx_send_cmds(hx *s);
 bool hx_any_draining(hx *s);

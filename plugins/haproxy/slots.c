@@ -207,6 +207,7 @@ void hx_svc_grow(svc *v, size_t n)
 static void slot_set_id(svc *v, size_t i, const char *id)
 {
 	v->slots[i].id = xstrdup(id);
+	v->slots[i].rdirty = true;
 	idt_add(v, i);
 	if (i + 1 > v->hi)
 		v->hi = i + 1;
@@ -230,6 +231,7 @@ void hx_slot_free_id(hx_model *m, svc *v, size_t i)
 		sl->id = NULL;
 	}
 	sl->st = ST_FREE;
+	sl->rdirty = true;
 	fh_push(v, i);
 	v->sgen++;
 	m->gen++;
@@ -258,6 +260,7 @@ static void leave(hx_model *m, svc *v, size_t i, uint64_t now)
 		if (sl->st != ST_DRAIN) {
 			sl->st = ST_DRAIN;
 			sl->drain_since = now;
+			sl->rdirty = true;
 			v->sgen++;
 		}
 	} else {
@@ -662,6 +665,7 @@ static bool route(svc *v, const plan_op *o)
 		sl->port = o->in->port;
 		sl->weight = w;
 		sl->st = ST_READY;
+		sl->rdirty = true;
 		v->sgen++;
 	}
 	return true;
