@@ -385,13 +385,25 @@ void hx_on_drain_poll(uv_timer_t *t)
 	hx *s = t->data;
 	if (!hx_admin_usable(s) || !hx_any_draining(s))
 		return;
+	/* Only the draining servers (`show stat PROXY 4 SID`, the server ids
+	 * being the slots' order), so that a poll costs O(draining) in
+	 * haproxy's answer, not O(servers of the service); a service with
+	 * many draining at once is asked whole. */
 	hx_buf b = {0};
 	for (svc *v = s->m.svcs; v; v = v->next) {
-		bool d = false;
-		for (size_t i = 0; i < v->nslots && !d; i++)
-			d = hx_slot_live(v, i) && v->slots[i].st == ST_DRAIN;
-		if (d)
+		size_t nd = 0, mark = b.len;
+		for (size_t i = 0; i < v->nslots; i++) {
+			if (!hx_slot_live(v, i) || v->slots[i].st != ST_DRAIN)
+				continue;
+			if (++nd > 64)
+				break;
+			hx_buf_printf(&b, "%sshow stat %s 4 %zu", b.len ? ";" : "", v->name, i + 1);
+		}
+		if (nd > 64) {
+			b.len = mark;
+			b.data[mark] = '\0';
 			hx_buf_printf(&b, "%sshow stat %s 4 -1", b.len ? ";" : "", v->name);
+		}
 	}
 	int err = 0;
 	s->admin_polling = true;
