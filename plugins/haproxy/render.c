@@ -69,6 +69,11 @@ char *hx_buf_take(hx_buf *b)
 		b->data[0] = '\0';
 	}
 	char *p = b->data;
+	if (b->cap > b->len + 1 + b->len / 8) { /* kept texts hold no doubling slack */
+		char *q = realloc(p, b->len + 1);
+		if (q)
+			p = q;
+	}
 	b->data = NULL;
 	b->len = b->cap = 0;
 	return p;
