@@ -2,9 +2,10 @@
  * by name), their server slots, forced proxy ids, and the step from a
  * catalog snapshot to what each service wants.  Work is proportional to
  * what changed: only the services named by the core's `changed` list are
- * recomputed (plus those whose port assignment flips), instances find
- * their slot through a table, the listen port is the mode of a sorted
- * array, proxy ids come from a free stack, slot arrays grow geometrically.
+ * recomputed (plus those whose port assignment flips), and within one
+ * only its changed instances (slots.c: the routed set, the port counts
+ * and the slots are kept per change), proxy ids come from a free stack,
+ * slot arrays grow geometrically with headroom.
  *
  * It also owns two availability rules: a service whose instances all left
  * keeps its listen for [service] empty_grace (haproxy answers 503 / closes
