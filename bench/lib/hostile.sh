@@ -25,6 +25,8 @@ usage: bench/run hostile [options]
   --only LIST     scenarios to run, e.g. "a c" (default "a b c")
   --no-haproxy    the agents run without the haproxy sink (store etcd + sink stats): the cost
                   of the core and the store alone; "routed" then means "in the catalog"
+  --state-interval D  the haproxy sink's server_state_interval (default: its default, 5s); e.g.
+                  1h to see single changes without the periodic poll of every server in them
   --no-fresh      skip the fresh agents (cold start, SIGTERM at the worst moment) and, in a),
                   the delete of everything: only the live agent's figures
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
@@ -71,6 +73,7 @@ stats           = 127.0.0.1:$hsp
 slots           = 16
 check_interval  = 24h     ; nothing listens behind the synthetic instances: check rarely
 reload_interval = 200ms
+${HS_STATE_INTERVAL:+server_state_interval = $HS_STATE_INTERVAL}
 EOF2
 	"$REGENT_BIN" --check-config -c "$d/client.ini" >/dev/null || b_die "agent $1: config refused"
 }
@@ -188,9 +191,28 @@ hs_scn_a() { # 100,000 instances in one service
 		hs_fact a.cap_warned 0
 	fi
 	hs_fact a.live.reloads "$(hs_reloads live "$HS_L0")"
+	# the agent's idle rate now that it holds the big service (the haproxy sink asks haproxy for
+	# every server's state every server_state_interval, 5 s): the single changes below subtract
+	# this rate, not the one measured before the write
+	# (measured once the write's aftermath is over: reloads, state dumps; at most 60 s of 2 s
+	# windows until one costs under 25 ms of CPU per second, then 20 s)
+	local ci k
+	for ((k = 0; k < 30; k++)); do
+		ci=$(cpu_ns "$HS_PID"); sleep 2
+		(($(cpu_ns "$HS_PID") - ci < 50000000)) && break
+	done
+	ci=$(cpu_ns "$HS_PID"); sleep 20
+	HS_IDLE_BIG_NS=$((($(cpu_ns "$HS_PID") - ci) / 20))
+	hs_fact a.idle_big_ms_s "$((HS_IDLE_BIG_NS / 1000))e-3"
+	b_log "a) idle with the big service: $((HS_IDLE_BIG_NS / 1000)) us CPU/s"
 	hs_one a "$n" put
 	hs_one a "$n" change
 	hs_one a "$n" del
+	if [[ -z "$HS_NO_HAPROXY" ]]; then
+		hs_one a "$n" rput
+		hs_one a "$n" rchange
+		hs_one a "$n" rdel
+	fi
 	[[ -n "$HS_NO_FRESH" ]] && return 0
 	hs_cold a hs_wait_cat_backend "$n" "$exp"
 	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
@@ -212,25 +234,29 @@ hs_scn_a() { # 100,000 instances in one service
 }
 
 # hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
-# new instance), change (a new address for that one), del (that one deleted).  Facts: the time
+# new instance), change (a new address for that one), del (that one deleted); rput, rchange,
+# rdel the same with an instance id that sorts before the bulk's (hostile-node/a-one), so that
+# the haproxy sink routes it (it takes the place of the 10,000th, which comes back on its
+# delete): a runtime change of haproxy, the mirrored file and the server states published.  Facts: the time
 # from the write to the catalog (/metrics, polled every 10 ms by the writing process), the
 # agent's CPU and the loop stall over the change (the CPU window includes the writer's
 # polling: /metrics ~100 times a second).
 hs_one() {
 	local tag=$1 n=$2 what=$3 key=/fleet/huge/hostile-node/one/8000 c0 c1 t0 lat want value
 	local url="http://127.0.0.1:$(cat "$H_TMP/live/rsp")/metrics"
-	sleep 2 # whatever the previous step left running settles
+	sleep 5 # whatever the previous step left running settles (reloads, the state poll)
+	[[ $what == r* ]] && key=/fleet/huge/hostile-node/a-one/8000
 	case $what in
-	put) value="{\"address\":\"127.7.0.1\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
-	change) value="{\"address\":\"127.7.0.2\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
-	del) value=-; want=$n ;;
+	put | rput) value="{\"address\":\"127.7.0.1\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
+	change | rchange) value="{\"address\":\"127.7.0.2\",\"port\":9001,\"service_port\":$HS_PORT_HUGE}"; want=$((n + 1)) ;;
+	del | rdel) value=-; want=$n ;;
 	esac
 	c0=$(cpu_ns "$HS_PID"); t0=$(now_ns)
 	lat=$(HS_TOOL change-wait "$HS_EP" "$key" "$value" "$url" 'regent_catalog_instances{service="huge"}' "$want" 60) || lat=""
-	[[ $what == change ]] && { lat=""; sleep 1; } # a change keeps the count: not visible in /metrics
+	[[ $what == *change ]] && { lat=""; sleep 1; } # a change keeps the count: not visible in /metrics
 	sleep 1; c1=$(cpu_ns "$HS_PID")
 	hs_fact "$tag.one_$what.ms" "$lat"
-	hs_fact "$tag.one_$what.cpu_ms" "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * HS_IDLE_NS / 1000000000))"
+	hs_fact "$tag.one_$what.cpu_ms" "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * ${HS_IDLE_BIG_NS:-$HS_IDLE_NS} / 1000000000))"
 	hs_fact "$tag.one_$what.stall" "$(hs_stall live "$t0" "$(now_ns)")"
 	b_log "a) one $what in huge: in the catalog ${lat:-?} ms after the write"
 }
@@ -371,19 +397,27 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
             num("a.cap_warned") == 1)
     cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
     stall_rows(sec, "a.live.stall", "live agent, whole write")
+    v = num("a.idle_big_ms_s")
+    if v is not None:
+        row(sec, "live agent idle, holding the %s: agent CPU per second" % ninst, v, "ms/s",
+            note="subtracted from the single changes below (the haproxy sink's state poll of "
+                 "every routed server runs every server_state_interval)")
     for what, label in (("put", "one instance added"), ("change", "one instance changed"),
-                        ("del", "one instance deleted")):
+                        ("del", "one instance deleted"),
+                        ("rput", "one routed instance added (takes the 10,000th's place)"),
+                        ("rchange", "one routed instance changed (new address)"),
+                        ("rdel", "one routed instance deleted (the 10,000th comes back)")):
         k = "a.one_%s" % what
         if k + ".stall" not in facts:
             continue
         v = num(k + ".ms")
-        if what != "change":
+        if not what.endswith("change"):
             row(sec, "live agent, %s (service of %s): write -> catalog (/metrics)" % (label, ninst),
                 v if v is not None else "timeout", "ms", "<= 1000 ms", v is not None and v <= 1000,
                 "the writing process polls /metrics every 10 ms")
         cpu = num(k + ".cpu_ms")
         row(sec, "live agent, %s: agent CPU" % label, cpu, "ms", "<= 50 ms (O(change), not O(service))",
-            cpu is not None and cpu <= 50, "idle rate subtracted")
+            cpu is not None and cpu <= 50, "idle rate (with the big service) subtracted")
         st = js(k + ".stall")
         if st:
             row(sec, "live agent, %s: loop stall, max /healthz latency (50 ms sampling)" % label, st["max_ms"], "ms",
@@ -431,7 +465,7 @@ EOF2
 
 bench_hostile() {
 	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
-	HS_NO_FRESH="" HS_NO_HAPROXY=""
+	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL=""
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--instances) ninst=$2; shift 2 ;;
@@ -441,6 +475,7 @@ bench_hostile() {
 		--repeats) reps=$2; shift 2 ;;
 		--only) only=$2; shift 2 ;;
 		--no-fresh) HS_NO_FRESH=1; shift ;;
+		--state-interval) HS_STATE_INTERVAL=$2; shift 2 ;;
 		--no-haproxy) HS_NO_HAPROXY=1; HS_NO_FRESH=1; shift ;;
 		--build) build=$2; shift 2 ;;
 		--out) out=$2; shift 2 ;;
@@ -486,6 +521,6 @@ bench_hostile() {
 	hs_stop live
 	hs_rows "$ninst" "$nmeta" "$nbig" "$bigb"
 	cp "$H_TMP/facts" "${B_CSV%.csv}.facts"
-	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR")${HS_NO_HAPROXY:+, no haproxy sink})"
+	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR")${HS_NO_HAPROXY:+, no haproxy sink}${HS_STATE_INTERVAL:+, server_state_interval $HS_STATE_INTERVAL})"
 	rm -f "$B_MACHINE" "$B_ROWS"
 }

@@ -3,11 +3,14 @@
  * in haproxy (up, down, drain, maint...) and its last check, keyed by
  * service and instance id, for the stats sink's page.  It asks haproxy's
  * admin socket `show stat -1 4 -1` (server rows only) every interval, and
- * soon after the sink changed servers (hx_annot_poke): never per page
- * request.  Rows map to instances through the model's slots (sN of
- * service X is slot N-1); free slots are left out, a slot still draining
- * an instance that left the catalog is kept.  It owns one timer, at most
- * one request, and what it published. */
+ * soon after the sink changed servers (hx_annot_touch, hx_annot_poke) only
+ * those servers (`show stat PROXY 4 SID`), keeping every server's last row
+ * in between: never per page request, and a change costs O(changed
+ * servers) here (the core still copies the whole list it is given).  Rows
+ * map to instances through the model's slots (sN of service X is slot
+ * N-1); free slots are left out, a slot still draining an instance that
+ * left the catalog is kept.  It owns one timer, at most one request, the
+ * rows and what it published. */
 #include "annot.h"
 
 #include <errno.h>
@@ -28,7 +31,23 @@ struct hx_annot {
 	hx_cli *req;
 	bool poked;
 	int last_err; /* logged once per kind of failure */
+	/* every server's last state (arow, below), and a table by slot */
+	struct arow *rows;
+	size_t nrows, rowcap;
+	size_t *map;
+	size_t mapcap;
+	uint64_t next_full; /* when all of them are asked again */
+	/* servers the sink changed since the last answer: asked alone */
+	struct touch {
+		char *service;
+		size_t slot;
+	} *touched, *asked;
+	size_t ntouched, nasked;
+	bool asked_all;
 };
+
+/* More changed servers than this in one poll: ask for all of them. */
+#define MAX_TOUCHED 64
 
 static bool host_has_annotations(const regent_host *h)
 {
@@ -144,33 +163,123 @@ static int col(char **hdr, size_t nh, const char *name)
 	return -1;
 }
 
-typedef struct row {
-	regent_annotation a;
-	char label[160];
-	char state[24];
-	char detail[200];
-} row;
+/* ---- the rows: the last state of every server, kept between polls ---- */
 
-static int publish(hx_annot *a, char *out)
+/* One server row as last read: the service and slot, the instance in it
+ * (from the model when read), its state and detail. */
+typedef struct arow {
+	char *service;
+	char *id; /* NULL: dropped (the slot is free now) */
+	size_t slot;
+	char state[24];
+	char *detail;
+	bool seen; /* in the answer being read */
+} arow;
+
+static size_t key_hash(const char *sname, size_t sn)
+{
+	uint64_t x = 1469598103934665603ull;
+	for (const char *c = sname; *c; c++)
+		x = (x ^ (unsigned char)*c) * 1099511628211ull;
+	return (size_t)((x ^ sn) * 1099511628211ull);
+}
+
+static void rows_clear(hx_annot *a)
+{
+	for (size_t i = 0; i < a->nrows; i++) {
+		free(a->rows[i].service);
+		free(a->rows[i].id);
+		free(a->rows[i].detail);
+	}
+	a->nrows = 0;
+	free(a->map);
+	a->map = NULL;
+	a->mapcap = 0;
+}
+
+static void map_put(size_t *map, size_t cap, const arow *r, size_t idx)
+{
+	size_t h = key_hash(r->service, r->slot) & (cap - 1);
+	while (map[h])
+		h = (h + 1) & (cap - 1);
+	map[h] = idx + 1;
+}
+
+static arow *row_find(hx_annot *a, const char *sname, size_t sn)
+{
+	if (!a->mapcap)
+		return NULL;
+	for (size_t h = key_hash(sname, sn) & (a->mapcap - 1); a->map[h];
+	     h = (h + 1) & (a->mapcap - 1)) {
+		arow *r = &a->rows[a->map[h] - 1];
+		if (r->slot == sn && strcmp(r->service, sname) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+static arow *row_add(hx_annot *a, const char *sname, size_t sn)
+{
+	if (a->nrows == a->rowcap) {
+		size_t nc = a->rowcap ? 2 * a->rowcap : 64;
+		arow *r = realloc(a->rows, nc * sizeof(*r));
+		if (!r)
+			return NULL;
+		a->rows = r;
+		a->rowcap = nc;
+	}
+	if (2 * (a->nrows + 1) > a->mapcap) {
+		size_t cap = a->mapcap ? 2 * a->mapcap : 128;
+		size_t *m = calloc(cap, sizeof(*m));
+		if (!m)
+			return NULL;
+		for (size_t i = 0; i < a->nrows; i++)
+			map_put(m, cap, &a->rows[i], i);
+		free(a->map);
+		a->map = m;
+		a->mapcap = cap;
+	}
+	arow *r = &a->rows[a->nrows];
+	memset(r, 0, sizeof(*r));
+	r->service = strdup(sname);
+	if (!r->service)
+		return NULL;
+	r->slot = sn;
+	map_put(a->map, a->mapcap, r, a->nrows);
+	a->nrows++;
+	return r;
+}
+
+/* The rows of one "show stat" answer (one or several commands, each with
+ * its header line), each mapped to the instance in its slot now (sN of
+ * service X is slot N-1); free slots are left out. */
+static int read_rows(hx_annot *a, char *out)
 {
 	char *save = NULL;
-	char *line = strtok_r(out, "\n", &save);
-	if (!line || strncmp(line, "# ", 2) != 0)
-		return -EPROTO;
-	char *hdr[MAX_FIELDS];
-	size_t nh = csv_split(line + 2, hdr, MAX_FIELDS);
-	int c_px = col(hdr, nh, "pxname"), c_sv = col(hdr, nh, "svname");
-	int c_st = col(hdr, nh, "status"), c_cs = col(hdr, nh, "check_status");
-	int c_cd = col(hdr, nh, "check_desc"), c_lc = col(hdr, nh, "last_chk");
-	int c_ch = col(hdr, nh, "lastchg");
-	if (c_px < 0 || c_sv < 0 || c_st < 0)
-		return -EPROTO;
-	row *rows = NULL;
-	size_t nrows = 0, cap = 0;
-	char *f[MAX_FIELDS];
-	while ((line = strtok_r(NULL, "\n", &save))) {
-		size_t nf = csv_split(line, f, MAX_FIELDS);
-		if (nf < nh || f[c_px][0] == '#')
+	char *hdr[MAX_FIELDS], *f[MAX_FIELDS];
+	size_t nh = 0, need = 0;
+	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
+	bool any = false;
+	for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "# ", 2) == 0) {
+			nh = csv_split(line + 2, hdr, MAX_FIELDS);
+			c_px = col(hdr, nh, "pxname"), c_sv = col(hdr, nh, "svname");
+			c_st = col(hdr, nh, "status"), c_cs = col(hdr, nh, "check_status");
+			c_cd = col(hdr, nh, "check_desc"), c_lc = col(hdr, nh, "last_chk");
+			c_ch = col(hdr, nh, "lastchg");
+			any = true;
+			/* a row is split only as far as the last column read */
+			int last = c_px;
+			int cs[] = {c_sv, c_st, c_cs, c_cd, c_lc, c_ch};
+			for (size_t k = 0; k < sizeof(cs) / sizeof(cs[0]); k++)
+				last = cs[k] > last ? cs[k] : last;
+			need = (size_t)last + 1;
+			continue;
+		}
+		if (c_px < 0 || c_sv < 0 || c_st < 0)
+			continue;
+		size_t nf = csv_split(line, f, need);
+		if (nf < need || f[c_px][0] == '#')
 			continue;
 		svc *v = hx_svc_find(a->m, f[c_px]);
 		const char *sv = f[c_sv];
@@ -178,47 +287,98 @@ static int publish(hx_annot *a, char *out)
 			continue;
 		char *end;
 		long idx = strtol(sv + 1, &end, 10);
-		if (*end || idx < 1 || (size_t)idx > v->nslots || !v->slots[idx - 1].id)
+		if (*end || idx < 1)
 			continue;
-		if (nrows == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			row *r = realloc(rows, nc * sizeof(*r));
-			if (!r) {
-				free(rows);
+		size_t sn = (size_t)idx - 1;
+		arow *r = row_find(a, v->name, sn);
+		if (!r && (sn >= v->nslots || !v->slots[sn].id))
+			continue;
+		if (!r && !(r = row_add(a, v->name, sn)))
+			return -ENOMEM;
+		r->seen = true;
+		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
+		if (!id || !r->id || strcmp(id, r->id) != 0) { /* copied only when it changed */
+			free(r->id);
+			r->id = NULL;
+			if (id && !(r->id = strdup(id)))
 				return -ENOMEM;
-			}
-			rows = r;
-			cap = nc;
 		}
-		row *r = &rows[nrows++];
-		memset(r, 0, sizeof(*r));
-		snprintf(r->label, sizeof(r->label), "%s/%s", v->name, sv);
+		char detail[200];
 		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
 		                  c_lc >= 0 ? f[c_lc] : NULL, c_ch >= 0 ? f[c_ch] : NULL, r->state,
-		                  sizeof(r->state), r->detail, sizeof(r->detail));
-		r->a = (regent_annotation){
-			.size = sizeof(r->a),
-			.service = v->name,
-			.id = v->slots[idx - 1].id,
-			.label = NULL, /* set below: rows may still move */
-			.state = NULL,
-			.detail = NULL,
-		};
+		                  sizeof(r->state), detail, sizeof(detail));
+		if (!r->detail || strcmp(detail, r->detail) != 0) {
+			free(r->detail);
+			if (!(r->detail = strdup(detail)))
+				return -ENOMEM;
+		}
 	}
-	const regent_annotation **list = calloc(nrows + 1, sizeof(*list));
-	if (!list) {
-		free(rows);
+	return any ? 0 : -EPROTO;
+}
+
+/* Before a full answer is read: nothing seen yet. */
+static void rows_unsee(hx_annot *a)
+{
+	for (size_t i = 0; i < a->nrows; i++)
+		a->rows[i].seen = false;
+}
+
+/* After it: the rows it did not have go (the table is rebuilt). */
+static void rows_sweep(hx_annot *a)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < a->nrows; i++) {
+		arow *r = &a->rows[i];
+		if (!r->seen || !r->id) {
+			free(r->service);
+			free(r->id);
+			free(r->detail);
+			continue;
+		}
+		a->rows[n++] = *r;
+	}
+	if (n == a->nrows)
+		return;
+	a->nrows = n;
+	memset(a->map, 0, a->mapcap * sizeof(*a->map));
+	for (size_t i = 0; i < n; i++)
+		map_put(a->map, a->mapcap, &a->rows[i], i);
+}
+
+/* Everything known, to the core (which copies it). */
+static int publish(hx_annot *a)
+{
+	const regent_annotation **list = calloc(a->nrows + 1, sizeof(*list));
+	regent_annotation *items = calloc(a->nrows + 1, sizeof(*items));
+	char *labels = calloc(a->nrows + 1, 160);
+	if (!list || !items || !labels) {
+		free(list);
+		free(items);
+		free(labels);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < nrows; i++) {
-		rows[i].a.label = rows[i].label;
-		rows[i].a.state = rows[i].state;
-		rows[i].a.detail = rows[i].detail;
-		list[i] = &rows[i].a;
+	size_t n = 0;
+	for (size_t i = 0; i < a->nrows; i++) {
+		const arow *r = &a->rows[i];
+		if (!r->id)
+			continue;
+		char *label = labels + 160 * n;
+		snprintf(label, 160, "%s/s%zu", r->service, r->slot + 1);
+		items[n] = (regent_annotation){
+			.size = sizeof(items[n]),
+			.service = r->service,
+			.id = r->id,
+			.label = label,
+			.state = r->state,
+			.detail = r->detail,
+		};
+		list[n] = &items[n];
+		n++;
 	}
-	int rc = a->h->annotations_set(a->ctx, list, nrows);
+	int rc = a->h->annotations_set(a->ctx, list, n);
 	free(list);
-	free(rows);
+	free(items);
+	free(labels);
 	return rc;
 }
 
@@ -226,20 +386,52 @@ static int publish(hx_annot *a, char *out)
 
 static void on_answer(void *arg, int status, const char *out, size_t len);
 
+static void touch_free(struct touch *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(t[i].service);
+	free(t);
+}
+
+/* Every interval all servers are asked (`show stat -1 4 -1`); soon after
+ * the sink changed servers, only those (`show stat PROXY 4 SID`: the
+ * server ids are the slots' order, s1 = 1), so that a change costs
+ * O(changed servers) here, not O(all servers). */
 static void ask(uv_timer_t *t)
 {
 	hx_annot *a = t->data;
 	if (a->req)
 		return;
 	a->poked = false;
+	uint64_t now = a->h->now_ms();
+	bool all = !a->nrows || a->ntouched > MAX_TOUCHED || now >= a->next_full;
+	hx_buf cmd = {0};
+	if (all) {
+		hx_buf_puts(&cmd, "show stat -1 4 -1");
+		touch_free(a->touched, a->ntouched);
+	} else {
+		for (size_t i = 0; i < a->ntouched; i++)
+			hx_buf_printf(&cmd, "%sshow stat %s 4 %zu", i ? ";" : "", a->touched[i].service,
+			              a->touched[i].slot + 1);
+		a->asked = a->touched;
+		a->nasked = a->ntouched;
+	}
+	a->touched = NULL;
+	a->ntouched = 0;
+	a->asked_all = all;
 	int err = 0;
-	a->req = hx_cli_request(uv_handle_get_loop((uv_handle_t *)t), a->socket, "show stat -1 4 -1",
+	a->req = hx_cli_request(uv_handle_get_loop((uv_handle_t *)t), a->socket, hx_buf_str(&cmd),
 	                        a->cmd_timeout, on_answer, a, &err);
+	hx_buf_free(&cmd);
 	if (!a->req) {
 		if (err != a->last_err)
 			a->h->log(a->ctx, REGENT_LOG_WARN, "server states: cannot ask %s: %s", a->socket,
 			          strerror(-err));
 		a->last_err = err;
+		touch_free(a->asked, a->nasked);
+		a->asked = NULL;
+		a->nasked = 0;
+		a->next_full = 0; /* all of them, next time */
 		uv_timer_start(a->timer, ask, a->interval, 0);
 	}
 }
@@ -249,16 +441,22 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 	hx_annot *a = arg;
 	a->req = NULL;
 	int rc = status;
-	if (rc == 0) {
-		char *copy = malloc(len + 1);
-		if (!copy) {
-			rc = -ENOMEM;
-		} else {
-			memcpy(copy, out, len);
-			copy[len] = '\0';
-			rc = publish(a, copy);
-			free(copy);
-		}
+	bool all = a->asked_all;
+	touch_free(a->asked, a->nasked);
+	a->asked = NULL;
+	a->nasked = 0;
+	if (rc == 0 && !len) {
+		rc = -EPROTO;
+	} else if (rc == 0) {
+		/* Read in place: the answer is the request's own buffer, freed
+		 * once this returns (several MB at 10,000 servers: no copy). */
+		if (all)
+			rows_unsee(a);
+		rc = read_rows(a, (char *)out);
+		if (all && rc == 0)
+			rows_sweep(a);
+		if (rc == 0)
+			rc = publish(a);
 	}
 	if (rc < 0 && rc != a->last_err)
 		/* haproxy not up yet, restarting, or reloading: the page keeps
@@ -266,7 +464,13 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 		a->h->log(a->ctx, REGENT_LOG_DEBUG, "server states: %s: %s", a->socket,
 		          rc == -EPROTO ? "not a show stat answer" : uv_strerror(rc));
 	a->last_err = rc < 0 ? rc : 0;
-	uv_timer_start(a->timer, ask, a->poked ? POKE_MS : a->interval, 0);
+	uint64_t now = a->h->now_ms();
+	if (all || rc < 0)
+		a->next_full = rc < 0 ? 0 : now + a->interval;
+	uint64_t next = a->next_full > now ? a->next_full - now : 0;
+	if (rc < 0)
+		next = a->interval;
+	uv_timer_start(a->timer, ask, a->poked && next > POKE_MS ? POKE_MS : next, 0);
 }
 
 hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, hx_model *m,
@@ -291,6 +495,22 @@ hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, h
 	return a;
 }
 
+void hx_annot_touch(hx_annot *a, const char *service, size_t sn)
+{
+	if (!a)
+		return;
+	if (a->ntouched > MAX_TOUCHED) /* all of them will be asked */
+		return;
+	struct touch *t = realloc(a->touched, (a->ntouched + 1) * sizeof(*t));
+	if (!t)
+		return;
+	a->touched = t;
+	t[a->ntouched].service = strdup(service);
+	t[a->ntouched].slot = sn;
+	if (t[a->ntouched].service)
+		a->ntouched++;
+}
+
 void hx_annot_poke(hx_annot *a)
 {
 	if (!a)
@@ -310,6 +530,10 @@ void hx_annot_free(hx_annot *a)
 	hx_cli_cancel(a->req);
 	uv_close((uv_handle_t *)a->timer, (uv_close_cb)free);
 	a->h->annotations_set(a->ctx, NULL, 0);
+	rows_clear(a);
+	free(a->rows);
+	touch_free(a->touched, a->ntouched);
+	touch_free(a->asked, a->nasked);
 	free(a->socket);
 	free(a);
 }

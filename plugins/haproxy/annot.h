@@ -11,6 +11,8 @@ typedef struct hx_annot hx_annot;
  * every other call then does nothing.  m must outlive it. */
 hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, hx_model *m,
                        const char *admin_socket, uint64_t interval_ms, uint64_t cmd_timeout_ms);
+/* The sink changed this server (slot of service): asked alone soon. */
+void hx_annot_touch(hx_annot *a, const char *service, size_t sn);
 /* Ask haproxy again soon (the sink just changed servers). */
 void hx_annot_poke(hx_annot *a);
 /* Stops asking and withdraws what it published. */

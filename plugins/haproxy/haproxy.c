@@ -192,6 +192,8 @@ void hx_kick(hx *s)
 	}
 	if (s->ps == P_DUMP && s->dump_pending && !s->admin_req)
 		hx_start_dump(s);
+	if (s->learn_pending && hx_admin_usable(s))
+		hx_learn(s);
 	if (hx_admin_usable(s) && !hx_send_cmds(s) && !s->admin_req && hx_any_draining(s) &&
 	    !uv_is_active((uv_handle_t *)s->t_poll))
 		uv_timer_start(s->t_poll, hx_on_drain_poll, 100, 0);
@@ -224,10 +226,11 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 	/* Only the services that changed are computed again; the first
 	 * snapshot computes every one (and those of an earlier run's file). */
 	bool all = s->cat == NULL;
-	if (s->cat)
-		s->h->catalog_unref(s->cat);
+	const regent_catalog *prev = s->cat; /* read by the update: unref'd after it */
 	s->cat = s->h->catalog_ref(cat);
-	hx_model_update(&s->m, cat, changed, n, all);
+	hx_model_update(&s->m, prev, cat, changed, n, all);
+	if (prev)
+		s->h->catalog_unref(prev);
 	hx_report_exclusions(s);
 	hx_arm_model_timer(s, hx_model_tick(&s->m, s->cat));
 	hx_kick(s);
@@ -269,7 +272,7 @@ static void on_file_recovered(void *arg, const char *proxy, size_t slotno, const
 	char canon[HX_ADDR_MAX];
 	bool v6;
 	if (addr && id && port && hx_valid_ip(addr, canon, &v6) && !sl->id) {
-		sl->id = xstrdup(id);
+		hx_slot_take(&s->m, v, slotno, id);
 		snprintf(sl->addr, sizeof(sl->addr), "%s", canon);
 		sl->port = (uint16_t)port;
 		sl->st = ST_READY;

@@ -55,6 +55,15 @@ bool hx_valid_balance(const char *b);
  * byte; a control byte anywhere is refused.  Returns 0, or -EINVAL with
  * why. */
 int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why, size_t whylen);
+/* The same, with what the sink needs to know of them (not searched in the
+ * rendered text): the servers' weight (the last `weight N`, else 1) and
+ * whether they speak TLS (`ssl`). */
+typedef struct hx_srvopt_info {
+	unsigned weight;
+	bool ssl;
+} hx_srvopt_info;
+int hx_server_options_info(const char *const *items, size_t n, hx_buf *out, hx_srvopt_info *info,
+                           char *why, size_t whylen);
 
 /* ---- render.c: the file ---- */
 
@@ -151,7 +160,9 @@ const char *hx_cli_error(const char *out, size_t *len);
 /* ---- cli.c: one request on a unix stream socket ---- */
 
 typedef struct hx_cli hx_cli;
-/* status 0 and the whole answer (NUL-terminated), or a negative errno. */
+/* status 0 and the whole answer (NUL-terminated), or a negative errno.
+ * The answer is the request's own buffer, freed after the callback: the
+ * callback may modify it in place (len > 0). */
 typedef void (*hx_cli_cb)(void *arg, int status, const char *out, size_t len);
 
 /* Connects to path, writes cmd + "\n", shuts the write side, reads to EOF.

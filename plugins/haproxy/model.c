@@ -2,9 +2,10 @@
  * by name), their server slots, forced proxy ids, and the step from a
  * catalog snapshot to what each service wants.  Work is proportional to
  * what changed: only the services named by the core's `changed` list are
- * recomputed (plus those whose port assignment flips), instances find
- * their slot through a table, the listen port is the mode of a sorted
- * array, proxy ids come from a free stack, slot arrays grow geometrically.
+ * recomputed (plus those whose port assignment flips), and within one
+ * only its changed instances (slots.c: the routed set, the port counts
+ * and the slots are kept per change), proxy ids come from a free stack,
+ * slot arrays grow geometrically with headroom.
  *
  * It also owns two availability rules: a service whose instances all left
  * keeps its listen for [service] empty_grace (haproxy answers 503 / closes
@@ -261,41 +262,16 @@ void hx_model_sort(hx_model *m)
 	m->unsorted = false;
 }
 
-void hx_svc_grow(svc *v, size_t n)
-{
-	if (n <= v->nslots)
-		return;
-	if (n > v->cap) {
-		size_t cap = v->cap ? v->cap : 8;
-		while (cap < n)
-			cap *= 2;
-		slot *p = realloc(v->slots, cap * sizeof(*p));
-		if (!p)
-			abort();
-		v->slots = p;
-		v->cap = cap;
-	}
-	memset(v->slots + v->nslots, 0, (n - v->nslots) * sizeof(*v->slots));
-	v->nslots = n;
-}
-
-void hx_slot_free_id(hx_model *m, slot *sl)
-{
-	free(sl->id);
-	sl->id = NULL;
-	sl->st = ST_FREE;
-	m->gen++;
-}
-
 static void svc_free(hx_model *m, svc *v)
 {
 	id_release(m, v->pxid);
 	shape_clear(&v->want);
 	shape_clear(&v->cand);
 	shape_clear(&v->run);
-	for (size_t i = 0; i < v->nslots; i++)
-		free(v->slots[i].id);
-	free(v->slots);
+	hx_plan_free(v);
+	hx_svc_slots_free(v);
+	free(v->mtext);
+	free(v->mloff);
 	free(v->warned);
 	free(v->excluded);
 	hx_buf_free(&v->warn_now);
@@ -343,84 +319,6 @@ void hx_model_free(hx_model *m)
 /* Snapshot -> model                                                  */
 /* ------------------------------------------------------------------ */
 
-/* The instance's meta "weight" (0-256, e.g. from the docker label
- * regent.weight) + 1, or 0 when it has none or it is not such a number. */
-static uint16_t meta_weight(const regent_instance *in)
-{
-	for (size_t i = 0; i < in->nmeta; i++) {
-		if (strcmp(in->meta[i].key, "weight") != 0)
-			continue;
-		const char *v = in->meta[i].value;
-		char *end;
-		long w = v && v[0] >= '0' && v[0] <= '9' ? strtol(v, &end, 10) : -1;
-		return w >= 0 && w <= 256 && *end == '\0' ? (uint16_t)(w + 1) : 0;
-	}
-	return 0;
-}
-
-typedef struct cand_inst {
-	const regent_instance *in;
-	char addr[HX_ADDR_MAX];
-} cand_inst;
-
-typedef struct hx_plan {
-	cand_inst *insts;
-	size_t n;
-} hx_plan;
-
-static int long_cmp(const void *a, const void *b)
-{
-	long x = *(const long *)a, y = *(const long *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Effective listen port: [service] port, else the instances' service_port
- * (the most common one; ties: the lowest), else their meta "port" (the
- * seed's /port key).  O(n log n). */
-static long pick_port(hx_model *m, svc *v, const hx_plan *p, bool *explicit_port)
-{
-	*explicit_port = false;
-	if (m->h->service_is_set(m->ctx, v->name, "port")) {
-		*explicit_port = true;
-		return (long)m->h->service_int(m->ctx, v->name, "port");
-	}
-	long *ports = xcalloc(p->n, sizeof(*ports));
-	size_t np = 0;
-	for (size_t i = 0; i < p->n; i++)
-		if (p->insts[i].in->service_port)
-			ports[np++] = p->insts[i].in->service_port;
-	qsort(ports, np, sizeof(*ports), long_cmp);
-	long best = 0;
-	size_t best_n = 0, distinct = 0;
-	for (size_t i = 0; i < np;) {
-		size_t j = i;
-		while (j < np && ports[j] == ports[i])
-			j++;
-		distinct++;
-		if (j - i > best_n) { /* ascending: the first of a tie is the lowest */
-			best = ports[i];
-			best_n = j - i;
-		}
-		i = j;
-	}
-	free(ports);
-	if (distinct > 1)
-		hx_svc_warn(m, v,
-		            "service %s: instances disagree on service_port; listening on %ld (the most "
-		            "common); set [service %s] port to choose",
-		            v->name, best, v->name);
-	if (best)
-		return best;
-	for (size_t i = 0; i < p->n; i++)
-		for (size_t k = 0; k < p->insts[i].in->nmeta; k++)
-			if (strcmp(p->insts[i].in->meta[k].key, "port") == 0) {
-				uint16_t mp;
-				if (hx_parse_port(p->insts[i].in->meta[k].value, &mp))
-					return mp;
-			}
-	return 0;
-}
-
 /* Builds the shape a service wants; false (with a warning) when its
  * settings cannot be rendered. */
 static bool build_shape(hx_model *m, svc *v, long port, shape *out)
@@ -454,123 +352,30 @@ static bool build_shape(hx_model *m, svc *v, long port, shape *out)
 	out->srvopts = hx_buf_take(&o);
 	out->nslots = (size_t)(ss.slots > 0 ? ss.slots : m->slots_default);
 	out->port = (uint16_t)port;
+	out->checked = ss.c.check_path != NULL;
+	out->ssl = ss.opts.ssl;
+	out->weight = ss.opts.weight;
 	hx_buf_free(&ss.srvopts);
 	return true;
 }
 
-/* A table from instance id to slot index, for one assign_slots(). */
-typedef struct id_tab {
-	size_t *idx; /* slot index + 1; 0 empty */
-	size_t cap;
-} id_tab;
-
-static void id_tab_build(id_tab *t, const svc *v)
+/* Effective listen port: [service] port, else the routed instances'
+ * service_port (the most common one; ties: the lowest), else their meta
+ * "port" (the seed's /port key; the most common likewise).  O(1): the
+ * counts are kept per change (slots.c). */
+static long pick_port(hx_model *m, svc *v, bool *explicit_port)
 {
-	size_t used = 0;
-	for (size_t i = 0; i < v->nslots; i++)
-		used += v->slots[i].id != NULL;
-	t->cap = 16;
-	while (t->cap < 2 * used)
-		t->cap *= 2;
-	t->idx = xcalloc(t->cap, sizeof(*t->idx));
-	for (size_t i = 0; i < v->nslots; i++) {
-		if (!v->slots[i].id)
-			continue;
-		size_t h = name_hash(v->slots[i].id) & (t->cap - 1);
-		while (t->idx[h])
-			h = (h + 1) & (t->cap - 1);
-		t->idx[h] = i + 1;
+	*explicit_port = false;
+	if (m->h->service_is_set(m->ctx, v->name, "port")) {
+		*explicit_port = true;
+		return (long)m->h->service_int(m->ctx, v->name, "port");
 	}
-}
-
-static slot *id_tab_find(const id_tab *t, svc *v, const char *id)
-{
-	for (size_t h = name_hash(id) & (t->cap - 1); t->idx[h]; h = (h + 1) & (t->cap - 1)) {
-		slot *sl = &v->slots[t->idx[h] - 1];
-		if (sl->id && strcmp(sl->id, id) == 0)
-			return sl;
-	}
-	return NULL;
-}
-
-/* Places the service's instances into slots.  O(slots + instances). */
-static void assign_slots(hx_model *m, svc *v, const hx_plan *p)
-{
-	uint64_t now = m->h->now_ms();
-	for (size_t i = 0; i < v->nslots; i++)
-		v->slots[i].seen = false;
-	cand_inst **fresh = xcalloc(p->n + 1, sizeof(*fresh));
-	size_t nfresh = 0;
-	id_tab t;
-	id_tab_build(&t, v);
-	for (size_t k = 0; k < p->n; k++) {
-		cand_inst *ci = &p->insts[k];
-		slot *hit = id_tab_find(&t, v, ci->in->id);
-		if (!hit || hit->seen) {
-			if (!hit)
-				fresh[nfresh++] = ci;
-			continue;
-		}
-		hit->seen = true;
-		snprintf(hit->addr, sizeof(hit->addr), "%s", ci->addr); /* a move, or the same */
-		hit->port = ci->in->port;
-		hit->weight = meta_weight(ci->in);
-		hit->st = ST_READY;
-	}
-	free(t.idx);
-	/* Leaving instances: drain where haproxy runs them, else free at once. */
-	for (size_t i = 0; i < v->nslots; i++) {
-		slot *sl = &v->slots[i];
-		if (!sl->id || sl->seen)
-			continue;
-		if (hx_slot_live(v, i) && sl->ap.st != AP_MAINT) {
-			if (sl->st != ST_DRAIN) {
-				sl->st = ST_DRAIN;
-				sl->drain_since = now;
-			}
-		} else {
-			free(sl->id);
-			sl->id = NULL;
-			sl->st = ST_FREE;
-		}
-	}
-	/* Joining instances: the free live slots first, then the other free
-	 * ones, then new slots (which take a reload), all in one pass. */
-	size_t *freel = xcalloc(v->nslots + 1, sizeof(*freel));
-	size_t nfree = 0;
-	for (int pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < v->nslots && nfree < nfresh; i++)
-			if (v->slots[i].st == ST_FREE && !v->slots[i].id &&
-			    (pass == 0) == hx_slot_live(v, i))
-				freel[nfree++] = i;
-	if (nfresh > nfree) {
-		size_t want = v->nslots + (nfresh - nfree);
-		if (want > HX_MAX_SLOTS) {
-			hx_svc_warn(m, v,
-			            "service %s: %zu joining instances find no server slot (at most %d "
-			            "slots per service); they wait for draining ones",
-			            v->name, want - HX_MAX_SLOTS, HX_MAX_SLOTS);
-			want = HX_MAX_SLOTS;
-		}
-		size_t old = v->nslots;
-		hx_svc_grow(v, want);
-		size_t *p2 = realloc(freel, (nfree + (want - old) + 1) * sizeof(*freel));
-		if (!p2)
-			abort();
-		freel = p2;
-		for (size_t i = old; i < want; i++)
-			freel[nfree++] = i;
-	}
-	for (size_t k = 0; k < nfresh && k < nfree; k++) {
-		slot *got = &v->slots[freel[k]];
-		got->id = xstrdup(fresh[k]->in->id);
-		snprintf(got->addr, sizeof(got->addr), "%s", fresh[k]->addr);
-		got->port = fresh[k]->in->port;
-		got->weight = meta_weight(fresh[k]->in);
-		got->st = ST_READY;
-	}
-	free(freel);
-	free(fresh);
+	if (v->sport.distinct > 1)
+		hx_svc_warn(m, v,
+		            "service %s: instances disagree on service_port; listening on %ld (the most "
+		            "common); set [service %s] port to choose",
+		            v->name, v->sport.best, v->name);
+	return v->sport.best ? v->sport.best : v->mport.best;
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -578,9 +383,10 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Step 1 of a service: its instances and its port (warnings restart). */
-static void compute(hx_model *m, const regent_catalog *cat, const char *const *names, size_t nnames,
-                    svc *v)
+/* Step 1 of a service: its instances (from prev's list to cat's, only
+ * what changed unless `full`) and its port (warnings restart). */
+static void compute(hx_model *m, const regent_catalog *prev, const regent_catalog *cat,
+                    const char *const *names, size_t nnames, svc *v, bool full)
 {
 	const regent_host *h = m->h;
 	uint64_t now = h->now_ms();
@@ -589,8 +395,10 @@ static void compute(hx_model *m, const regent_catalog *cat, const char *const *n
 	v->plan = xcalloc(1, sizeof(*v->plan));
 	const char *key = v->name;
 	bool listed = cat && bsearch(&key, names, nnames, sizeof(*names), name_cmp) != NULL;
-	const regent_instance *const *insts = NULL;
+	const regent_instance *const *insts = NULL, *const *old = NULL;
 	size_t k = listed ? h->catalog_instances(cat, v->name, &insts) : 0;
+	size_t nold = !full && prev && v->synced ? h->catalog_instances(prev, v->name, &old) : 0;
+	hx_plan_compute(m, v, old, nold, insts, k, full);
 	v->in_cat = listed;
 	v->has_port = false;
 	v->in_grace = false;
@@ -599,33 +407,12 @@ static void compute(hx_model *m, const regent_catalog *cat, const char *const *n
 		            v->name);
 		return;
 	}
-	hx_plan *p = v->plan;
-	p->insts = xcalloc(k + 1, sizeof(*p->insts));
-	size_t over = 0;
-	for (size_t j = 0; j < k; j++) {
-		const regent_instance *in = insts[j];
-		bool v6;
-		if (in->proto != REGENT_PROTO_TCP)
-			continue; /* haproxy proxies TCP only */
-		if (p->n == HX_MAX_INSTANCES) {
-			over++;
-			continue;
-		}
-		if (!hx_valid_ip(in->address, p->insts[p->n].addr, &v6) || in->port == 0) {
-			hx_svc_warn(m, v,
-			            "service %s: instance %s skipped: address \"%.80s\" port %u is not an "
-			            "IP literal and port (haproxy needs both)",
-			            v->name, in->id, in->address ? in->address : "", in->port);
-			continue;
-		}
-		p->insts[p->n++].in = in;
-	}
-	if (over)
+	if (v->nvalid > v->nin)
 		hx_svc_warn(m, v,
 		            "service %s: %zu instances over the limit of %d per service are not routed "
 		            "(the first %d by instance id are)",
-		            v->name, over, HX_MAX_INSTANCES, HX_MAX_INSTANCES);
-	if (p->n == 0 && (v->want.listen || v->run.listen) && v->port > 0) {
+		            v->name, v->nvalid - v->nin, HX_MAX_INSTANCES, HX_MAX_INSTANCES);
+	if (v->nin == 0 && (v->want.listen || v->run.listen) && v->port > 0) {
 		/* Briefly empty?  Its listen stays for the grace period: haproxy
 		 * answers 503 (http) or closes (tcp) meanwhile, and returning
 		 * instances get their slots over the runtime API. */
@@ -638,13 +425,13 @@ static void compute(hx_model *m, const regent_catalog *cat, const char *const *n
 			v->has_port = true; /* the port it had */
 			return;
 		}
-	} else if (p->n) {
+	} else if (v->nin) {
 		v->empty_since = 0;
 	}
 	if (!listed)
 		return;
 	bool expl;
-	long port = pick_port(m, v, p, &expl);
+	long port = pick_port(m, v, &expl);
 	if (!port) {
 		hx_svc_warn(m, v,
 		            "service %s is not routed: no port (set [service %s] port, or register "
@@ -692,8 +479,8 @@ static void resolve_ports(hx_model *m, const regent_catalog *cat, const char *co
 		         (m->stats_on && v->port == m->stats_port);
 		if (c != v->conflict) {
 			v->conflict = c;
-			if (!v->todo)
-				compute(m, cat, names, nnames, v); /* finalized below with its warnings */
+			if (!v->todo) /* unchanged: cat is its previous catalog too */
+				compute(m, cat, cat, names, nnames, v, false); /* finalized below */
 		}
 	}
 	free(ents);
@@ -739,6 +526,9 @@ static void keep_running(svc *v)
 	v->want.srvopts = xstrdup(v->run.srvopts);
 	v->want.nslots = v->run.nslots;
 	v->want.port = v->run.port;
+	v->want.checked = v->run.checked;
+	v->want.ssl = v->run.ssl;
+	v->want.weight = v->run.weight;
 }
 
 /* The port of a new listener (or a listener that moves) must be free as
@@ -773,8 +563,6 @@ static bool bind_ok(hx_model *m, svc *v, const shape *want, uint64_t now)
 static void finalize(hx_model *m, svc *v)
 {
 	uint64_t now = m->h->now_ms();
-	hx_plan none = {0};
-	hx_plan *p = v->plan ? v->plan : &none;
 	bool ok = v->has_port;
 	if (ok && v->conflict) {
 		if (m->stats_on && v->port == m->stats_port)
@@ -802,7 +590,7 @@ static void finalize(hx_model *m, svc *v)
 	if (!ok && !(v->excluded && v->has_port))
 		clear_excluded(m, v);
 	if (ok) {
-		assign_slots(m, v, p);
+		hx_plan_apply(m, v);
 		/* Slots never shrink while the service lives.  When the instances
 		 * outgrow them they grow in one step, geometrically with
 		 * headroom: a burst of joining instances costs one reload, a
@@ -813,12 +601,9 @@ static void finalize(hx_model *m, svc *v)
 			need = v->run.nslots;
 		if (want.nslots > need)
 			need = want.nslots;
-		size_t used = 0;
-		for (size_t j = v->nslots; j > 0; j--)
-			if (v->slots[j - 1].st != ST_FREE) {
-				used = j;
-				break;
-			}
+		while (v->hi && v->slots[v->hi - 1].st == ST_FREE) /* amortised O(1) */
+			v->hi--;
+		size_t used = v->hi;
 		if (need < used) {
 			size_t g = used + used / 2 > 2 * need ? used + used / 2 : 2 * need;
 			need = (g + step - 1) / step * step;
@@ -835,19 +620,15 @@ static void finalize(hx_model *m, svc *v)
 		/* A recovered service the catalog does not list yet keeps its
 		 * slots through the startup grace. */
 		if (!(v->recovered && !m->grace_over && !v->in_cat))
-			assign_slots(m, v, &none);
+			hx_plan_unroute_all(m, v);
 	}
-	if (v->plan) {
-		free(v->plan->insts);
-		free(v->plan);
-		v->plan = NULL;
-	}
+	hx_plan_free(v);
 	v->todo = false;
 	warn_end(v);
 }
 
-void hx_model_update(hx_model *m, const regent_catalog *cat, const char *const *names_in, size_t n,
-                     bool all)
+void hx_model_update(hx_model *m, const regent_catalog *prev, const regent_catalog *cat,
+                     const char *const *names_in, size_t n, bool all)
 {
 	const regent_host *h = m->h;
 	const char *const *names = NULL;
@@ -858,7 +639,7 @@ void hx_model_update(hx_model *m, const regent_catalog *cat, const char *const *
 				hx_svc_get(m, names[i]);
 		for (svc *v = m->svcs; v; v = v->next)
 			if (!v->todo)
-				compute(m, cat, names, nnames, v);
+				compute(m, NULL, cat, names, nnames, v, true);
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			if (!h->valid_service(names_in[i]))
@@ -872,7 +653,7 @@ void hx_model_update(hx_model *m, const regent_catalog *cat, const char *const *
 			}
 			if (v->todo)
 				continue;
-			compute(m, cat, names, nnames, v);
+			compute(m, prev, cat, names, nnames, v, false);
 		}
 	}
 	resolve_ports(m, cat, names, nnames);
@@ -908,7 +689,7 @@ uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat)
 		char **copy = xcalloc(ndue, sizeof(*copy));
 		for (size_t i = 0; i < ndue; i++)
 			copy[i] = xstrdup(due[i]);
-		hx_model_update(m, cat, (const char *const *)copy, ndue, false);
+		hx_model_update(m, cat, cat, (const char *const *)copy, ndue, false);
 		for (size_t i = 0; i < ndue; i++)
 			free(copy[i]);
 		free(copy);

@@ -43,6 +43,7 @@ typedef struct slot {
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
 	bool inflight, seen;
+	bool rdirty;     /* how the file writes it changed since the mirror's render */
 	bool state_kept; /* the old worker's state line is in the state file */
 	bool state_up;   /* ... and says up */
 } slot;
@@ -53,9 +54,41 @@ typedef struct shape {
 	char *srvopts; /* appended to every server line */
 	size_t nslots;
 	uint16_t port; /* its listener's port */
+	/* from the parsed settings (not searched in the text): */
+	bool checked;    /* an HTTP check (option httpchk) */
+	bool ssl;        /* server_options has ssl */
+	unsigned weight; /* server_options weight N, else haproxy's 1 */
 } shape;
 
-struct hx_plan;
+/* A port -> count table (the listen port is the most common one). */
+typedef struct port_count {
+	uint32_t *keys; /* port + 1; 0 empty */
+	uint32_t *cnt;
+	size_t cap, used, distinct;
+	long best;      /* the most common (ties: the lowest); 0 none */
+	size_t best_n;
+} port_count;
+
+/* What one snapshot changes in a service's routed instances (slots.c):
+ * ROUTE ops (an instance takes or keeps a slot, at its address) and
+ * UNROUTE ops (it leaves), valid during hx_model_update. */
+typedef struct plan_op {
+	bool route;
+	const regent_instance *in; /* ROUTE: the instance */
+	const char *id;
+	char addr[HX_ADDR_MAX];    /* ROUTE: canonical */
+} plan_op;
+
+typedef struct hx_plan {
+	plan_op *ops;
+	size_t nops, cap;
+	size_t *rix; /* ROUTE ops by instance pointer (op index + 1) */
+	size_t rixcap, nrix;
+	bool full;   /* the ops hold every routed instance */
+	const regent_instance *const *insts; /* the new list */
+	size_t n, P; /* its length, and the routed prefix's */
+	size_t nwarned;
+} hx_plan;
 
 typedef struct svc {
 	char *name;
@@ -87,6 +120,36 @@ typedef struct svc {
 	bool todo;
 	struct hx_plan *plan;
 	struct svc *next; /* sorted by name */
+
+	/* The routed instances (slots.c), kept up to date per change: the
+	 * prefix of the catalog's list (sorted by id) up to and including
+	 * `bound` holds `nin` valid instances, at most HX_MAX_INSTANCES; the
+	 * whole list holds `nvalid`.  Their service_port and meta port counts
+	 * give the listen port. */
+	bool synced;     /* the above matches the last catalog the model saw */
+	bool routing;    /* the slots hold the routed instances (else none) */
+	char *bound;
+	size_t nin, nvalid;
+	port_count sport, mport;
+	/* instance id -> slot index + 1 (linear probing, no tombstones) */
+	size_t *idt;
+	size_t idtcap, nids;
+	/* free slot indices, a min-heap (lazy: checked when taken) */
+	size_t *fh;
+	size_t nfh, fhcap;
+	size_t hi;       /* 1 + the highest slot that held an instance */
+	unsigned sgen;   /* bumped by every change of how its slots render */
+
+	/* Its part of the installed file as the mirror rendered it last
+	 * (pipeline.c): rendered again only when sgen moved or the shape
+	 * haproxy runs changed (mcached cleared). */
+	char *mtext;
+	size_t mlen;
+	size_t *mloff; /* where each server line starts in mtext (mnr + 1) */
+	size_t mnr;
+	unsigned mgen;
+	bool mcached;
+	bool mpend; /* its slots' pend views are in the mirror write in flight */
 } svc;
 
 typedef struct hx_model {
@@ -129,9 +192,27 @@ svc *hx_svc_get(hx_model *m, const char *name);
 /* Gives the service this proxy id (one read back from an earlier file),
  * unless another service has it.  Returns whether it took it. */
 bool hx_svc_set_id(hx_model *m, svc *v, unsigned id);
+/* ---- slots.c: which instance sits in which slot ---- */
+
 /* At least n slots (new ones free). */
 void hx_svc_grow(svc *v, size_t n);
-void hx_slot_free_id(hx_model *m, slot *sl);
+/* Slot i takes instance id (recovered from a file; the slot is free). */
+void hx_slot_take(hx_model *m, svc *v, size_t i, const char *id);
+/* Slot i is free again (its instance left or drained). */
+void hx_slot_free_id(hx_model *m, svc *v, size_t i);
+/* The slot holding instance id, or NULL.  O(1). */
+slot *hx_slot_find(svc *v, const char *id);
+void hx_svc_slots_free(svc *v);
+/* The plan of a service (v->plan, allocated) from its previous list (old)
+ * and the new one (l): only the changed instances, unless `full` or the
+ * service's routed set was never computed (then every instance). */
+void hx_plan_compute(hx_model *m, svc *v, const regent_instance *const *old, size_t nold,
+                     const regent_instance *const *l, size_t n, bool full);
+/* The plan into the slots (the service is routed). */
+void hx_plan_apply(hx_model *m, svc *v);
+/* The service is not routed: every instance leaves its slot. */
+void hx_plan_unroute_all(hx_model *m, svc *v);
+void hx_plan_free(svc *v);
 /* Drops services nobody wants, nobody installs and haproxy does not run. */
 void hx_model_gc(hx_model *m);
 /* Keeps the list sorted by name after services were added. */
@@ -143,11 +224,16 @@ static inline bool hx_slot_live(const svc *v, size_t i)
 	return v->run.listen && i < v->run.nslots;
 }
 
-/* The catalog changed: recomputes the services named (all of them, and
- * every service of the model, when `all`), then the port assignment of
- * every service, and every service whose outcome that changed. */
-void hx_model_update(hx_model *m, const regent_catalog *cat, const char *const *names, size_t n,
-                     bool all);
+/* The catalog changed from prev (the catalog of the previous update,
+ * still referenced: its instances are read) to cat: recomputes the
+ * services named (all of them, and every service of the model, when
+ * `all`; prev is then ignored), then the port assignment of every
+ * service, and every service whose outcome that changed.  A named service
+ * costs O(k log n) for k changed instances of n (plus one pass over the
+ * two lists' pointers, instances unchanged between snapshots being the
+ * same pointers), not O(n). */
+void hx_model_update(hx_model *m, const regent_catalog *prev, const regent_catalog *cat,
+                     const char *const *names, size_t n, bool all);
 /* Services whose empty grace ended or whose exclusion is due for a retry
  * are recomputed from cat.  Returns the next such deadline (0: none). */
 uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat);
@@ -168,6 +254,7 @@ typedef struct svc_settings {
 	hx_svc_cfg c;
 	char bind[80];
 	hx_buf srvopts;
+	hx_srvopt_info opts; /* weight and ssl, from server_options */
 	int64_t slots;
 	const char *bad_key; /* on failure: the [service] key at fault ("mode"...) */
 } svc_settings;

@@ -69,6 +69,11 @@ char *hx_buf_take(hx_buf *b)
 		b->data[0] = '\0';
 	}
 	char *p = b->data;
+	if (b->cap > b->len + 1 + b->len / 8) { /* kept texts hold no doubling slack */
+		char *q = realloc(p, b->len + 1);
+		if (q)
+			p = q;
+	}
 	b->data = NULL;
 	b->len = b->cap = 0;
 	return p;
@@ -243,6 +248,14 @@ static bool in_enum(const char *v, const char *values)
 
 int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why, size_t whylen)
 {
+	return hx_server_options_info(items, n, out, NULL, why, whylen);
+}
+
+int hx_server_options_info(const char *const *items, size_t n, hx_buf *out, hx_srvopt_info *info,
+                           char *why, size_t whylen)
+{
+	if (info)
+		*info = (hx_srvopt_info){.weight = 1};
 	for (size_t i = 0; i < n; i++) {
 		char item[128];
 		if (strlen(items[i]) >= sizeof(item)) {
@@ -308,6 +321,10 @@ int hx_server_options(const char *const *items, size_t n, hx_buf *out, char *why
 			return -EINVAL;
 		}
 		hx_buf_printf(out, " %s%s%s", o->name, arg ? " " : "", arg ? arg : "");
+		if (info && strcmp(o->name, "weight") == 0)
+			info->weight = (unsigned)strtoul(arg, NULL, 10); /* the last one, as haproxy */
+		else if (info && strcmp(o->name, "ssl") == 0)
+			info->ssl = true;
 	}
 	return 0;
 }

@@ -11,6 +11,7 @@
 void hx_ap_from_file(hx *s)
 {
 	s->epoch++;
+	s->learn_pending = false;
 	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap = v->slots[i].file;
@@ -27,6 +28,95 @@ void hx_ap_unknown(hx *s)
 			v->slots[i].ap.weight = 0;
 			v->slots[i].inflight = false;
 		}
+	/* Learnt from haproxy before anything is sent: an adopted or
+	 * restarted haproxy then gets only the differences. */
+	s->learn_pending = true;
+}
+
+/* ---- learning what haproxy has: one `show servers state` ---- */
+
+/* One line of the dump (be_id be_name srv_id srv_name srv_addr
+ * srv_op_state srv_admin_state srv_uweight ... srv_port (field 18)): the
+ * server's view, for a live slot of ours. */
+static void learn_line(hx *s, char *line)
+{
+	char *f[20] = {0}, *save = NULL;
+	size_t nf = 0;
+	for (char *t = strtok_r(line, " ", &save); t && nf < 20; t = strtok_r(NULL, " ", &save))
+		f[nf++] = t;
+	if (nf < 19)
+		return;
+	svc *v = hx_svc_find(&s->m, f[1]);
+	if (!v || f[3][0] != 's')
+		return;
+	char *end;
+	unsigned long idx = strtoul(f[3] + 1, &end, 10);
+	if (*end || idx < 1 || idx > v->nslots || !hx_slot_live(v, idx - 1))
+		return;
+	slot *sl = &v->slots[idx - 1];
+	unsigned admin = (unsigned)strtoul(f[6], NULL, 10);
+	unsigned long uw = strtoul(f[7], NULL, 10), port = strtoul(f[18], NULL, 10);
+	srv_view a = {.st = AP_READY};
+	if (admin & 0x27) /* forced, inherited, configured or resolution maintenance */
+		a.st = AP_MAINT;
+	else if (admin & 0x18) /* forced or inherited drain */
+		a.st = AP_DRAIN;
+	bool v6;
+	if (a.st != AP_MAINT && (!hx_valid_ip(f[4], a.addr, &v6) || !port || port > 65535))
+		return; /* unknown: set from scratch */
+	a.port = (uint16_t)port;
+	a.weight = uw == hx_shape_weight(&v->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
+	sl->ap = a;
+}
+
+static void on_learn(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->admin_req = NULL;
+	if (s->batch_epoch != s->epoch) { /* haproxy changed since: learnt again if unknown */
+		hx_kick(s);
+		return;
+	}
+	s->learn_pending = false;
+	if (status < 0 || strncmp(out, "1\n", 2) != 0) {
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "cannot read the server states over %s (%s): every server is set", s->admin_socket,
+		          status < 0 ? uv_strerror(status) : "unexpected answer");
+		hx_kick(s);
+		return;
+	}
+	size_t n = 0;
+	for (const char *p = out; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+		char line[2048];
+		if (l && l < sizeof(line) && p[0] != '#') {
+			memcpy(line, p, l);
+			line[l] = '\0';
+			learn_line(s, line);
+			n++;
+		}
+		p = nl ? nl + 1 : p + l;
+	}
+	s->h->log(s->ctx, REGENT_LOG_DEBUG, "read %zu server states from haproxy: only differences are set",
+	          n);
+	hx_kick(s);
+}
+
+/* Asks haproxy for every server's state once (the admin channel is
+ * free); true if the request went out. */
+bool hx_learn(hx *s)
+{
+	int err = 0;
+	s->batch_epoch = s->epoch;
+	s->admin_req = hx_cli_request(s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
+	                              on_learn, s, &err);
+	if (!s->admin_req) {
+		s->learn_pending = false;
+		return false;
+	}
+	return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -182,6 +272,8 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 			sl->inflight = false;
 			if (same)
 				sl->ap = err ? (srv_view){.st = AP_UNKNOWN} : sl->sent;
+			if (!err)
+				hx_annot_touch(s->annot, v->name, i);
 		}
 	if (err) {
 		s->h->metric_add(s->m_runtime_err, 1);
@@ -215,7 +307,7 @@ bool hx_send_cmds(hx *s)
 			/* A draining slot haproxy already has in maintenance
 			 * (a reload, or it never got there) is simply free. */
 			if (sl->st == ST_DRAIN && sl->ap.st == AP_MAINT)
-				hx_slot_free_id(&s->m, sl);
+				hx_slot_free_id(&s->m, v, i);
 			if (slot_cmds(&b, v, i, sl))
 				nslots++;
 		}
@@ -270,7 +362,7 @@ static void on_stat_row(void *arg, const char *px, const char *sv, long scur)
 		s->h->log(s->ctx, timed_out && scur ? REGENT_LOG_WARN : REGENT_LOG_DEBUG,
 		          "%s/s%ld: instance %s drained%s (%ld sessions left)", v->name, idx, sl->id,
 		          timed_out && scur ? " by timeout" : "", scur);
-		hx_slot_free_id(&s->m, sl);
+		hx_slot_free_id(&s->m, v, (size_t)(idx - 1));
 	}
 }
 
@@ -293,13 +385,25 @@ void hx_on_drain_poll(uv_timer_t *t)
 	hx *s = t->data;
 	if (!hx_admin_usable(s) || !hx_any_draining(s))
 		return;
+	/* Only the draining servers (`show stat PROXY 4 SID`, the server ids
+	 * being the slots' order), so that a poll costs O(draining) in
+	 * haproxy's answer, not O(servers of the service); a service with
+	 * many draining at once is asked whole. */
 	hx_buf b = {0};
 	for (svc *v = s->m.svcs; v; v = v->next) {
-		bool d = false;
-		for (size_t i = 0; i < v->nslots && !d; i++)
-			d = hx_slot_live(v, i) && v->slots[i].st == ST_DRAIN;
-		if (d)
+		size_t nd = 0, mark = b.len;
+		for (size_t i = 0; i < v->nslots; i++) {
+			if (!hx_slot_live(v, i) || v->slots[i].st != ST_DRAIN)
+				continue;
+			if (++nd > 64)
+				break;
+			hx_buf_printf(&b, "%sshow stat %s 4 %zu", b.len ? ";" : "", v->name, i + 1);
+		}
+		if (nd > 64) {
+			b.len = mark;
+			b.data[mark] = '\0';
 			hx_buf_printf(&b, "%sshow stat %s 4 -1", b.len ? ";" : "", v->name);
+		}
 	}
 	int err = 0;
 	s->admin_polling = true;

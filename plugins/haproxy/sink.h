@@ -74,6 +74,7 @@ typedef struct hx {
 	unsigned batch_epoch; /* of the command batch in flight */
 	size_t batch_slots;
 	bool admin_polling;
+	bool learn_pending; /* read haproxy's server states before sending */
 	unsigned epoch;
 	uv_timer_t *t_poll;  /* drain polling */
 	uv_timer_t *t_retry; /* admin backoff */
@@ -158,15 +159,14 @@ static inline bool streq(const char *a, const char *b)
  * reload carries each server's verdict (pipeline.c). */
 static inline bool hx_shape_checked(const shape *p)
 {
-	return p->listen && strstr(p->listen, "\n    option httpchk ") != NULL;
+	return p->listen && p->checked;
 }
 
 /* The weight the file gives a service's servers (server_options weight N,
- * else haproxy's 1). */
+ * else haproxy's 1): from the parsed settings (model.c build_shape). */
 static inline unsigned hx_shape_weight(const shape *p)
 {
-	const char *w = p->srvopts ? strstr(p->srvopts, " weight ") : NULL;
-	return w ? (unsigned)strtoul(w + 8, NULL, 10) : 1;
+	return p->weight;
 }
 
 /* ---- settings.c ---- */
@@ -193,7 +193,10 @@ void hx_arm_model_timer(hx *s, uint64_t at);
 /* ---- runtime.c: the fast path ---- */
 
 void hx_ap_from_file(hx *s);
+/* haproxy's state is unknown (adopted, restarted, a failed reload):
+ * learnt with one `show servers state` before anything is sent. */
 void hx_ap_unknown(hx *s);
+bool hx_learn(hx *s);
 bool hx_admin_usable(hx *s);
 bool hx_send_cmds(hx *s);
 bool hx_any_draining(hx *s);

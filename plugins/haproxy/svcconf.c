@@ -17,6 +17,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
                      char *why, size_t whylen)
 {
 	memset(st, 0, sizeof(*st));
+	st->opts.weight = 1;
 	const char *mode = h->service_string(ctx, name, "mode");
 	if (mode && strcmp(mode, "tcp") != 0 && strcmp(mode, "http") != 0) {
 		snprintf(why, whylen, "[service %s] mode: must be tcp or http, got \"%.40s\"", name, mode);
@@ -73,7 +74,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
 		}
 		hx_buf tmp = {0};
 		if (rc == 0)
-			rc = hx_server_options(items, nopts, &tmp, why, whylen);
+			rc = hx_server_options_info(items, nopts, &tmp, &st->opts, why, whylen);
 		if (rc == 0)
 			hx_buf_puts(&st->srvopts, hx_buf_str(&tmp));
 		hx_buf_free(&tmp);

@@ -371,12 +371,18 @@ OLD_M_START=$(h__starttime "$OLD_M")
 daemon_alive regent && kill -KILL "$(daemon_pid regent)"
 check "regent SIGKILLed: it is gone" wait_for --timeout 10 eval '! daemon_alive regent'
 check "regent SIGKILLed: its haproxy is left running and serving" web_ok
+L0=$(wc -l < "$LOG")
 daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
 check "restart: the haproxy left by the killed regent is adopted" \
     wait_for --timeout 15 grep -q "adopted the running haproxy (master pid $OLD_M" "$LOG"
 check "restart: web answers" wait_for --timeout 20 web_ok
 check_eq "restart: the same master" "$OLD_M" "$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')"
 check "restart: the sink proved itself (ready)" wait_for --timeout 15 grep -q "haproxy: ready" "$LOG"
+# the adopted haproxy's server states are read once; nothing changed, so nothing is sent
+check "restart: the adopted haproxy's server states are read" \
+    wait_for --timeout 10 eval "tail -n +$((L0 + 1)) '$LOG' | grep -q 'server states from haproxy: only differences are set'"
+check_eq "restart: no runtime command re-sends what haproxy has" 0 \
+    "$(tail -n +$((L0 + 1)) "$LOG" | grep -c 'runtime: set server')"
 
 # --- stop: haproxy outlives regent (keep_running defaults to true) --------------------------------
 MPID=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')
