@@ -267,6 +267,7 @@ void dk_pid_watch_start(state *st)
 		}
 		pw->timer->data = st;
 	}
+	bool was = pw->active;
 	pw->active = true;
 	size_t watched = 0, polled = 0;
 	for (ctr *c = st->ctrs, *next; c; c = next) {
@@ -285,7 +286,7 @@ void dk_pid_watch_start(state *st)
 	}
 	if (polled)
 		uv_timer_start(pw->timer, on_tick, POLL_MS, POLL_MS);
-	if (watched + polled)
+	if (watched + polled && !was)
 		st->h->log(st->ctx, REGENT_LOG_DEBUG, "docker at %s unreachable: watching the "
 		           "processes of %zu container%s (%zu by pidfd, %zu in /proc)", st->socket,
 		           watched + polled, watched + polled == 1 ? "" : "s", watched, polled);

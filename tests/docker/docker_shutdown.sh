@@ -136,7 +136,7 @@ check "4: regent saw the stream end" wait_for --timeout 15 \
 sleep 2
 check "4: w2's process still runs without dockerd" h__proc_alive "$pid2" "$start2"
 check "4: the 3 keys are kept while dockerd is down (the containers still run)" nkeys_is 3
-t0=$(now)
+t0=$(now) t0ns=$(now_ns)
 if h__proc_alive "$pid2" "$start2" && grep -q "${ID[2]}" "/proc/$pid2/cgroup"; then
     kill -KILL "$pid2"
 fi
@@ -146,6 +146,10 @@ if wait_for --timeout 15 no_key 2; then
     check "4: w2's key deleted ${took} s after its process was killed (bound 10 s)" lt "$took" 10
 else
     check "4: w2's key deleted while dockerd is down" false
+fi
+echo "regent: $(grep -o 'watching the processes of .*' "$(regent_log r2)" | tail -n 1)"
+if ms=$(latency_ms r2 "is gone: its process $pid2 exited" "$t0ns"); then
+    echo "measured: w2's process killed -> regent's deregistration logged in $ms ms"
 fi
 check "4: regent logged why" grep -q "its process $pid2 exited while the docker daemon was unreachable" \
     "$(regent_log r2)"
