@@ -51,6 +51,7 @@ check "the agent keeps retrying, still running" daemon_alive r1
 # its process is watched while dockerd is down (pidwatch.c): it goes now, and only it
 check "while dockerd is down: the container whose process died is deregistered" \
     wait_for --timeout 10 store_has r1 "^deregister $NODE/$(s12 "$id_gone")/${P18403} "
+echo "regent: $(grep -o 'watching the processes of .*' "$LOG" | head -n 1)" >&2
 check "while dockerd is down: nothing else deregistered" \
     bash -c "! grep '^deregister' '$H_TMP/r1.store' | grep -v '/$(s12 "$id_gone")/'"
 check "retries are logged with their cause" grep -qE 'listing containers: .*(connect|Connection refused|No such file).*retrying in [0-9]+ ms' "$LOG"
