@@ -72,6 +72,7 @@ void dk_ctr_free_up(ctr *c)
 	free_insts(&c->up, &c->nup);
 	free_insts(&c->want, &c->nwant);
 	free_checkers(c);
+	dk_pid_forget(c);
 }
 
 /* Debug: the whole instance (every field is validated by then). */
@@ -293,6 +294,7 @@ void dk_ctr_apply(state *st, ctr *c, const dk_container *dc)
 	dk_escape(dc->name, c->name, sizeof c->name);
 	snprintf(c->run, sizeof c->run, "%s", dc->started_at);
 	c->run_ns = dk_parse_time(dc->started_at);
+	dk_pid_record(st, c, dc->pid);
 	if (c->stopping && strcmp(c->run, c->stop_run) != 0)
 		c->stopping = false; /* restarted since (its start event was missed) */
 	int sig = dk_signal_number(dc->stop_signal);

@@ -236,6 +236,11 @@ int dk_container_parse(const char *json, size_t len, dk_container *c, char *why,
 	c->paused = json_is_true(json_object_get(state, "Paused"));
 	const char *sa = dk_jstr(state, "StartedAt");
 	c->started_at = sa ? sa : "";
+	json_t *pid = json_object_get(state, "Pid");
+	c->pid = json_is_integer(pid) && json_integer_value(pid) > 0 &&
+	                 json_integer_value(pid) <= 0x7fffffff
+	             ? (long)json_integer_value(pid)
+	             : 0;
 	const char *hs = dk_jstr(jobj(state, "Health"), "Status");
 	if (!hs)
 		c->health = DK_HEALTH_NONE;

@@ -36,6 +36,7 @@ typedef struct dk_container {
 	const char *network_mode; /* HostConfig.NetworkMode, "" when absent */
 	const char *stop_signal;  /* Config.StopSignal or NULL */
 	const char *started_at;   /* State.StartedAt (tells runs apart), "" when absent */
+	long pid;                 /* State.Pid: its main process (daemon's view), 0 when absent */
 	bool running, paused;
 	dk_health health;
 	json_t *labels;    /* Config.Labels (object) or NULL */

@@ -257,6 +257,7 @@ static void fail(state *st, const char *fmt, ...)
 		st->h->metric_add(st->m_errors, 1);
 	st->failing = true;
 	uv_timer_start(st->retry_timer, on_retry, delay, 0);
+	dk_pid_watch_start(st); /* a container whose process exits meanwhile goes (pidwatch.c) */
 }
 
 static void on_list(void *arg, const regent_http_result *res)
@@ -385,6 +386,7 @@ static void sync_done(state *st)
 	       st->nctrs == 1 ? "" : "s", ninst, ninst == 1 ? "" : "s");
 	st->synced_once = true;
 	st->failing = false;
+	dk_pid_watch_stop(st);
 	/* The backoff is reset only once the stream proves itself (a valid
 	 * event or a ping answered), so a daemon whose stream keeps breaking
 	 * right after each listing is not hammered. */
@@ -725,6 +727,7 @@ static int stop(void *self)
 {
 	state *st = self;
 	cancel_all(st);
+	dk_pid_watch_stop(st);
 	st->ph = PH_STOPPED;
 	return 0;
 }
@@ -742,6 +745,7 @@ static void destroy(void *self)
 	if (st->ph != PH_STOPPED && st->ph != PH_IDLE)
 		cancel_all(st);
 	st->ph = PH_STOPPED;
+	dk_pid_free(st);
 	while (st->ctrs) {
 		ctr *c = st->ctrs;
 		st->ctrs = c->next;

@@ -38,6 +38,9 @@ typedef struct ctr {
 	bool warned;           /* its bad labels were reported once */
 	bool listed;
 	int stop_signal;
+	long pid;              /* its main process (State.Pid), 0: unknown or not visible (pidwatch.c) */
+	unsigned long long pid_start; /* ... its start time, so a reused pid is not taken for it */
+	struct dk_pw *pw;      /* ... watched while the daemon is unreachable */
 	dk_inst *up;           /* what is reported up for it */
 	size_t nup;
 	dk_inst *want;         /* what it should have while ready (checks not applied) */
@@ -82,13 +85,15 @@ struct state {
 	regent_metric *m_events, *m_resyncs, *m_errors, *m_containers, *m_skipped, *m_reconnects;
 	regent_metric *m_checks, *m_check_fail;
 	size_t nchecks; /* checkers alive */
+	struct dk_pidwatch *pidwatch; /* pidwatch.c */
 };
 
 
 /* ctrs.c */
 ctr *dk_ctr_find(state *st, const char *id);
 ctr *dk_ctr_new(state *st, const char *id, const char *name);
-/* Frees what is reported, the wanted set and the checkers (no report). */
+/* Frees what is reported, the wanted set, the checkers and the process
+ * watch (no report). */
 void dk_ctr_free_up(ctr *c);
 void dk_ctr_down(state *st, ctr *c, const char *why, uint64_t origin_ns);
 void dk_ctr_unqueue(state *st, ctr *c);
@@ -97,6 +102,17 @@ void dk_ctr_remove(state *st, ctr *c, bool report, const char *why, uint64_t ori
 bool dk_stop_signal(const ctr *c, int sig);
 /* An inspect answer: what c should have now (may free c). */
 void dk_ctr_apply(state *st, ctr *c, const dk_container *dc);
+
+/* pidwatch.c: containers' main processes, watched while the daemon is
+ * unreachable (their exit deregisters them). */
+/* An inspect of running c: its State.Pid (checked and recorded with its start time). */
+void dk_pid_record(state *st, ctr *c, long pid);
+/* The event stream is lost: watch every known container's process. */
+void dk_pid_watch_start(state *st);
+/* The daemon answered (or the source stops): the listing takes over. */
+void dk_pid_watch_stop(state *st);
+void dk_pid_forget(ctr *c);
+void dk_pid_free(state *st);
 
 /* checks.c: one agent-run check of one instance, on the loop. */
 typedef struct dk_checker dk_checker;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # docker_faults.sh: the docker source when dockerd misbehaves (a real dockerd with
 # --live-restore, so containers outlive it):
-#  - dockerd SIGKILLed while the agent runs; a container dies while dockerd is down; after the
+#  - dockerd SIGKILLed while the agent runs; a container dies while dockerd is down (it is
+#    deregistered then: its process is watched, the others are kept); after the
 #    restart one container is removed and one started: afterwards the local set matches
 #    `docker ps` exactly, and the containers that never went away were never deregistered;
 #  - dockerd restarted gracefully (the stream ends cleanly): the same;
@@ -47,7 +48,12 @@ lost_ms=$(latency_ms r1 'event stream lost' "$t0" 1) && echo "stream loss notice
 kill -KILL "$gone_pid"
 sleep 1.5
 check "the agent keeps retrying, still running" daemon_alive r1
-check "nothing deregistered while dockerd is down" bash -c "! grep -q '^deregister' '$H_TMP/r1.store'"
+# its process is watched while dockerd is down (pidwatch.c): it goes now, and only it
+check "while dockerd is down: the container whose process died is deregistered" \
+    wait_for --timeout 10 store_has r1 "^deregister $NODE/$(s12 "$id_gone")/${P18403} "
+echo "regent: $(grep -o 'watching the processes of .*' "$LOG" | head -n 1)" >&2
+check "while dockerd is down: nothing else deregistered" \
+    bash -c "! grep '^deregister' '$H_TMP/r1.store' | grep -v '/$(s12 "$id_gone")/'"
 check "retries are logged with their cause" grep -qE 'listing containers: .*(connect|Connection refused|No such file).*retrying in [0-9]+ ms' "$LOG"
 dockerd_restart d1 || { check "dockerd restarted" false; harness_summary; exit 1; }
 dl_events_start

@@ -9,7 +9,11 @@
 #     expired or revoked);
 #  2. dockerd started again: its containers (--restart always) come back; the docker source
 #     reconnects on its own and registers them again;
-#  3. boot order: Docker down, regent started first, then Docker: the containers registered.
+#  3. boot order: Docker down, regent started first, then Docker: the containers registered;
+#  4. dockerd SIGKILLed (its containers keep running under their shims: keys kept), then w2's
+#     main process killed while dockerd is down: its key is deleted (the docker source watches
+#     the processes of the containers it knows while the daemon is unreachable, pidwatch.c),
+#     w1's and w3's are kept; dockerd started again: the normal listing takes over.
 source "$(dirname "$0")/dlib.sh"
 dl_init
 EP=$(etcd_start e1) || { dl_finish; exit 1; }
@@ -115,4 +119,48 @@ if ! dockerd_restart d1; then
     dl_finish; exit 1
 fi
 check "3: Docker started after regent: the containers are registered" wait_for --timeout 60 nkeys_is 3
+
+# ---- 4. dockerd killed: containers that keep running stay, one whose process ends goes -------
+key_of() { h_etcdctl "$EP" get --prefix /backends/ --keys-only | grep -c "/${ID[$1]:0:12}/"; }
+has_key() { [[ "$(key_of "$1")" -ge 1 ]]; }
+no_key() { [[ "$(key_of "$1")" == 0 ]]; }
+check "4: w2 registered before the fault" wait_for --timeout 30 has_key 2
+pid2=$(dk inspect -f '{{.State.Pid}}' "${ID[2]}")
+check "4: w2's process $pid2 is in w2's cgroup" grep -q "${ID[2]}" "/proc/$pid2/cgroup"
+start2=$(h__starttime "$pid2")
+nlost=$(grep -c 'event stream lost' "$(regent_log r2)")
+dockerd_kill d1
+check "4: dockerd killed" dead dockerd-d1
+check "4: regent saw the stream end" wait_for --timeout 15 \
+    bash -c "[[ \$(grep -c 'event stream lost' '$(regent_log r2)') -gt $nlost ]]"
+sleep 2
+check "4: w2's process still runs without dockerd" h__proc_alive "$pid2" "$start2"
+check "4: the 3 keys are kept while dockerd is down (the containers still run)" nkeys_is 3
+t0=$(now) t0ns=$(now_ns)
+if h__proc_alive "$pid2" "$start2" && grep -q "${ID[2]}" "/proc/$pid2/cgroup"; then
+    kill -KILL "$pid2"
+fi
+if wait_for --timeout 15 no_key 2; then
+    took=$(elapsed "$t0")
+    echo "measured: w2's process killed -> its key deleted in $took s (dockerd down)"
+    check "4: w2's key deleted ${took} s after its process was killed (bound 10 s)" lt "$took" 10
+else
+    check "4: w2's key deleted while dockerd is down" false
+fi
+echo "regent: $(grep -o 'watching the processes of .*' "$(regent_log r2)" | tail -n 1)"
+if ms=$(latency_ms r2 "is gone: its process $pid2 exited" "$t0ns"); then
+    echo "measured: w2's process killed -> regent's deregistration logged in $ms ms"
+fi
+check "4: regent logged why" grep -q "its process $pid2 exited while the docker daemon was unreachable" \
+    "$(regent_log r2)"
+check "4: w1's key kept" has_key 1
+check "4: w3's key kept" has_key 3
+nsync=$(grep -c 'resynced with docker' "$(regent_log r2)")
+if ! dockerd_restart d1; then
+    check "4: dockerd restarted" false
+    dl_finish; exit 1
+fi
+check "4: dockerd back: the listing takes over (resynced)" wait_for --timeout 60 \
+    bash -c "[[ \$(grep -c 'resynced with docker' '$(regent_log r2)') -gt $nsync ]]"
+check "4: dockerd back: w2 (--restart always) registered again, 3 keys" wait_for --timeout 60 nkeys_is 3
 dl_finish

@@ -207,6 +207,7 @@ static void test_host_network(void **state)
 	assert_string_equal(c.name, "w1");
 	assert_int_equal(c.health, DK_HEALTH_STARTING);
 	assert_true(dk_parse_time(c.started_at) == 1795559302751809633ull);
+	assert_int_equal(c.pid, 22697); /* State.Pid (pidwatch.c) */
 	const char *why;
 	assert_false(dk_container_ready(&c, &why));
 	assert_string_equal(why, "health check starting");
