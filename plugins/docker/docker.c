@@ -248,7 +248,8 @@ static void fail(state *st, const char *fmt, ...)
 	st->failures++;
 	uint64_t delay = st->h->backoff_next(&st->bo);
 	st->h->log(st->ctx, REGENT_LOG_WARN, "%s; docker at %s: retrying in %llu ms (keeping %zu "
-	           "known containers until the next full listing)", msg, st->socket,
+	           "known containers until the next full listing, except those whose "
+	           "process exits meanwhile)", msg, st->socket,
 	           (unsigned long long)delay, st->nctrs);
 	char reason[600];
 	snprintf(reason, sizeof reason, "docker at %s: %s", st->socket, msg);
