@@ -72,7 +72,7 @@ n0=$(resyncs)
 nlost=$(grep -c 'event stream lost' "$LOG")
 dockerd_restart d1 || { check "dockerd restarted" false; harness_summary; exit 1; }
 dl_events_start
-check "stream end noticed" bash -c "[[ \$(grep -c 'event stream lost' '$LOG') -gt $nlost ]]"
+check "stream end noticed" wait_for --timeout 10 bash -c "[[ \$(grep -c 'event stream lost' '$LOG') -gt $nlost ]]"
 id_new2=$(run_whoami new2 ${P18406})
 check "resynced after the graceful restart" wait_for --timeout 10 bash -c "[[ \$(grep -c 'resynced with docker' '$LOG') -gt $n0 ]]"
 check "a container started afterwards is registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id_new2")/${P18406} "
@@ -124,9 +124,11 @@ check_eq "after the freeze: local set matches docker ps" "$(expected_ids)" "$(lo
 # ---- 4. API errors are logged and retried; SIGHUP with a good config recovers ---------------
 regent_ini r2 "api_version = 1.99"
 regent_launch r2
-check "the daemon's refusal is logged with its message" wait_for --timeout 5 \
+# r2 runs under valgrind, whose start alone took 10 s at load average 11: generous bounds, no
+# timing claim here
+check "the daemon's refusal is logged with its message" wait_for --timeout 30 \
     grep -qE 'warn: source docker: listing containers: HTTP 400: client version 1\.99 is too new' "$(regent_log r2)"
-check "and retried" wait_for --timeout 5 bash -c "[[ \$(grep -c 'client version 1.99 is too new' '$(regent_log r2)') -ge 2 ]]"
+check "and retried" wait_for --timeout 15 bash -c "[[ \$(grep -c 'client version 1.99 is too new' '$(regent_log r2)') -ge 2 ]]"
 check "the agent keeps running through API errors" daemon_alive r2
 check "nothing registered by the failing source" bash -c "! grep -q '^register' '$H_TMP/r2.store'"
 regent_ini r2
