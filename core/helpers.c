@@ -1,16 +1,19 @@
 /* helpers.c - the host-table helpers of ABI 1.4 that plugins used to write
  * again each (strings, the buffer's JSON strings, URL escaping, the
- * HTTP-result describer, self-closing timers, per-part health).  Memory,
+ * HTTP-result describer, self-closing timers, per-part health, ADDRESS
+ * values parsed).  Memory,
  * the map and the buffer themselves are util.c's; spawning is spawn.c's,
  * the atomic file write filewrite.c's. */
 #include "helpers.h"
 
 #include "host.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -309,4 +312,89 @@ void regent_health_parts_free(regent_ctx *ctx)
 	free(ps->v);
 	free(ps);
 	ctx->health_parts = NULL;
+}
+
+/* ---- ADDRESS values, parsed ---- */
+
+int regent_address_parse(const char *s, regent_address *a, char *why, size_t whylen)
+{
+	memset(a, 0, sizeof(*a));
+	a->size = sizeof(*a);
+	const char *colon = s ? strrchr(s, ':') : NULL;
+	if (!colon || colon == s) {
+		snprintf(why, whylen, "expected HOST:PORT, got \"%s\"", s ? s : "");
+		return -EINVAL;
+	}
+	if (regent_parse_port(colon + 1, strlen(colon + 1), &a->port) != 0) {
+		snprintf(why, whylen, "invalid port in \"%s\" (digits only, 1-65535)", s);
+		return -EINVAL;
+	}
+	size_t hl = (size_t)(colon - s);
+	bool bracketed = s[0] == '[' && hl > 2 && s[hl - 1] == ']';
+	const char *h = bracketed ? s + 1 : s;
+	size_t n = bracketed ? hl - 2 : hl;
+	if (!bracketed && memchr(s, ':', hl)) {
+		snprintf(why, whylen, "IPv6 addresses need brackets: \"[%.*s]:%u\"", (int)hl, s,
+		         (unsigned)a->port);
+		return -EINVAL;
+	}
+	if (n >= sizeof(a->host)) {
+		snprintf(why, whylen, "host too long in \"%s\"", s);
+		return -EINVAL;
+	}
+	memcpy(a->host, h, n);
+	a->host[n] = '\0';
+	if (!regent_valid_address(a->host)) {
+		snprintf(why, whylen, "invalid host \"%s\"", a->host);
+		return -EINVAL;
+	}
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->sa;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&a->sa;
+	if (bracketed) {
+		if (inet_pton(AF_INET6, a->host, &s6->sin6_addr) != 1) {
+			snprintf(why, whylen, "\"%s\" in brackets is not an IPv6 address", a->host);
+			return -EINVAL;
+		}
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(a->port);
+		a->family = AF_INET6;
+		a->salen = sizeof(*s6);
+	} else if (inet_pton(AF_INET, a->host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(a->port);
+		a->family = AF_INET;
+		a->salen = sizeof(*s4);
+	} else {
+		a->family = AF_UNSPEC; /* a DNS name */
+	}
+	return 0;
+}
+
+int regent_cfg_address(regent_ctx *ctx, const char *key, regent_address *out)
+{
+	const regent_cfg_value *v = ctx && key ? regent_cfg_find(ctx->sec, key) : NULL;
+	const char *who = ctx ? ctx->who : "plugin";
+	if (!v || v->key->type != REGENT_CFG_ADDRESS) {
+		regent_log(REGENT_LOG_ERROR, who, "plugin bug: key \"%s\" is not declared as an ADDRESS",
+		           key ? key : "(null)");
+		return -EINVAL;
+	}
+	if (!out || out->size < REGENT_ADDRESS_SIZE_1_4) {
+		regent_log(REGENT_LOG_ERROR, who, "plugin bug: cfg_address(\"%s\") without out->size",
+		           key);
+		return -EINVAL;
+	}
+	if (!v->raw)
+		return -ENOENT;
+	regent_address a;
+	char why[320];
+	if (regent_address_parse(v->raw, &a, why, sizeof(why)) != 0) {
+		/* the config parser refused it already; a stricter rule here */
+		regent_log(REGENT_LOG_ERROR, who, "%s: %s", key, why);
+		return -EINVAL;
+	}
+	size_t size = out->size < sizeof(a) ? out->size : sizeof(a);
+	memcpy(out, &a, size);
+	out->size = size;
+	return 0;
 }

@@ -18,6 +18,10 @@ void regent_timer_close(uv_timer_t **t);
 typedef struct regent_health_parts regent_health_parts;
 void regent_health_part(regent_ctx *ctx, const char *part, bool healthy, const char *reason);
 void regent_health_parts_free(regent_ctx *ctx);
+/* "host:port" or "[v6]:port" into *a (whole struct; a->size set to its
+ * sizeof); 0, or -EINVAL with why.  The host entry cfg_address uses it. */
+int regent_address_parse(const char *s, regent_address *a, char *why, size_t whylen);
+int regent_cfg_address(regent_ctx *ctx, const char *key, regent_address *out);
 
 /* filewrite.c */
 regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_write_opts *o,

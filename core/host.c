@@ -809,6 +809,7 @@ const regent_host regent_host_table = {
 	.spawn = h_spawn,
 	.spawn_cancel = regent_spawn_cancel,
 	.health_part = regent_health_part,
+	.cfg_address = regent_cfg_address,
 };
 
 /* ---- contexts ---- */

@@ -6,7 +6,8 @@
  * the atomic write (content, mode, a stale temporary file, a symlink at
  * the temporary path refused, a missing directory, cancel), spawn (output,
  * exit status, the bound on output, a timeout that kills the process group,
- * cancel, a missing command) and per-part health. */
+ * cancel, a missing command), per-part health and ADDRESS values handed
+ * over parsed (cfg_address: families, socket address, the size rule). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "helpers.h"
 #include "host.h"
@@ -568,6 +570,88 @@ static void test_spawn(void **state)
 	assert_false(c.done);
 }
 
+static void addr_ok(const char *text, int family, const char *host, unsigned port)
+{
+	regent_address a;
+	char why[320] = "";
+	assert_int_equal(regent_address_parse(text, &a, why, sizeof(why)), 0);
+	assert_int_equal(a.family, family);
+	assert_string_equal(a.host, host);
+	assert_int_equal(a.port, port);
+	if (family == AF_UNSPEC) {
+		assert_int_equal(a.salen, 0);
+		return;
+	}
+	char back[64];
+	const void *ip = family == AF_INET ? (const void *)&((struct sockaddr_in *)&a.sa)->sin_addr
+	                                   : (const void *)&((struct sockaddr_in6 *)&a.sa)->sin6_addr;
+	assert_non_null(inet_ntop(family, ip, back, sizeof(back)));
+	assert_string_equal(back, host);
+	assert_int_equal(a.sa.ss_family, family);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&a.sa)->sin_port), port); /* same offset in v6 */
+	assert_int_equal(a.salen, family == AF_INET ? sizeof(struct sockaddr_in)
+	                                            : sizeof(struct sockaddr_in6));
+}
+
+static void test_address(void **state)
+{
+	(void)state;
+	addr_ok("127.0.0.1:9150", AF_INET, "127.0.0.1", 9150);
+	addr_ok("[::1]:80", AF_INET6, "::1", 80);
+	addr_ok("[fd00::2]:65535", AF_INET6, "fd00::2", 65535);
+	addr_ok("localhost:1", AF_UNSPEC, "localhost", 1);
+	addr_ok("etcd-1.example.com:2379", AF_UNSPEC, "etcd-1.example.com", 2379);
+	const char *bad[] = {"127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+	                     "127.0.0.1:12x", ":9150", "::1:9150", "[::1:9150", "[]:9150",
+	                     "[127.0.0.1]:9150", "bad host:80", "", NULL};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		regent_address a;
+		char why[320] = "";
+		assert_int_equal(regent_address_parse(bad[i], &a, why, sizeof(why)), -EINVAL);
+		assert_true(why[0] != '\0');
+	}
+}
+
+/* The host entry: the section's value or default, ENOENT when unset, a
+ * key of another type refused, and no byte written past out->size. */
+static void test_cfg_address(void **state)
+{
+	fixture *f = *state;
+	regent_config_key keys[] = {
+		{"listen", REGENT_CFG_ADDRESS, "127.0.0.1:9150", false, 0, 0, "x"},
+		{"peer", REGENT_CFG_ADDRESS, NULL, false, 0, 0, "x"},
+		{"name", REGENT_CFG_STRING, "x:1", false, 0, 0, "x"},
+	};
+	regent_cfg_value vals[] = {
+		{.key = &keys[0], .raw = (char *)"[::1]:9150", .set = true},
+		{.key = &keys[1], .raw = NULL},
+		{.key = &keys[2], .raw = (char *)"x:1"},
+	};
+	regent_cfg_section sec = {.values = vals, .nvalues = 3};
+	f->ctx.sec = &sec;
+	struct {
+		regent_address a;
+		unsigned char guard[16];
+	} big;
+	memset(&big, 0xa5, sizeof(big));
+	big.a.size = sizeof(big.a);
+	assert_int_equal(H->cfg_address(&f->ctx, "listen", &big.a), 0);
+	assert_int_equal(big.a.family, AF_INET6);
+	assert_int_equal(big.a.port, 9150);
+	assert_string_equal(big.a.host, "::1");
+	assert_int_equal(big.a.size, sizeof(regent_address));
+	for (size_t i = 0; i < sizeof(big.guard); i++)
+		assert_int_equal(big.guard[i], 0xa5);
+	regent_address a = {.size = sizeof(a), .port = 7};
+	assert_int_equal(H->cfg_address(&f->ctx, "peer", &a), -ENOENT);
+	assert_int_equal(a.port, 7); /* untouched */
+	assert_int_equal(H->cfg_address(&f->ctx, "name", &a), -EINVAL); /* a STRING key */
+	assert_int_equal(H->cfg_address(&f->ctx, "nope", &a), -EINVAL);
+	a.size = sizeof(size_t); /* smaller than 1.4's struct */
+	assert_int_equal(H->cfg_address(&f->ctx, "listen", &a), -EINVAL);
+	f->ctx.sec = NULL;
+}
+
 static void test_health_parts(void **state)
 {
 	fixture *f = *state;
@@ -615,6 +699,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_parts, setup, teardown),
+		cmocka_unit_test(test_address),
+		cmocka_unit_test_setup_teardown(test_cfg_address, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -389,6 +390,24 @@ typedef struct regent_spawn_opts {
 	regent_spawn_cb on_done;
 	void *arg;
 } regent_spawn_opts;
+
+/* An ADDRESS key's value, parsed (host->cfg_address, ABI 1.4).  The
+ * plugin sets size to sizeof(regent_address) of its header; the core
+ * writes no byte past it, so the struct may grow at its end. */
+typedef struct regent_address {
+	size_t size;
+	/* AF_INET or AF_INET6: the host is an IP literal, and sa/salen hold
+	 * it with the port, ready for bind() or connect().  AF_UNSPEC: the
+	 * host is a DNS name ("localhost" included), sa is zeroed and salen 0:
+	 * resolve it off the loop (uv_getaddrinfo), or refuse it. */
+	int family;
+	uint16_t port;   /* 1-65535 */
+	char host[256];  /* as written, without the brackets of "[v6]:port" */
+	struct sockaddr_storage sa;
+	socklen_t salen;
+} regent_address;
+/* The size of 1.4's regent_address: cfg_address refuses a smaller one. */
+#define REGENT_ADDRESS_SIZE_1_4 (offsetof(regent_address, salen) + sizeof(socklen_t))
 
 typedef struct regent_host {
 	uint32_t abi_major;
@@ -744,6 +763,17 @@ typedef struct regent_host {
 	 * as the note).  Parts are named by the plugin ("registration",
 	 * "discovery"); a plugin uses either this or set_health, not both. */
 	void (*health_part)(regent_ctx *ctx, const char *part, bool healthy, const char *reason);
+
+	/* An ADDRESS key of the instance's own section, parsed: "host:port" or
+	 * "[v6]:port" (the core checked the text when it read the file, so
+	 * the plugin never splits it again; cfg_string still gives the text).
+	 * Fills *out up to out->size (set it first; see regent_address): the
+	 * value given, else the key's default.  Returns 0; -ENOENT when the
+	 * key has no value (optional, no default, not set; *out untouched);
+	 * -EINVAL when key is not declared as REGENT_CFG_ADDRESS (logged as a
+	 * plugin bug) or out->size is smaller than 1.4's struct.  From
+	 * validate() on. */
+	int (*cfg_address)(regent_ctx *ctx, const char *key, regent_address *out);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

@@ -133,7 +133,7 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 
 static int create(regent_ctx *ctx, const regent_host *h, void **self)
 {
-	etcd *e = xcalloc(1, sizeof(*e));
+	etcd *e = h->xcalloc(1, sizeof(*e));
 	e->ctx = ctx;
 	e->h = h;
 	const char *const *eps;
@@ -142,9 +142,9 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		free(e);
 		return -EINVAL;
 	}
-	e->eps = xcalloc(e->neps, sizeof(*e->eps));
+	e->eps = e->h->xcalloc(e->neps, sizeof(*e->eps));
 	for (size_t i = 0; i < e->neps; i++) {
-		e->eps[i] = xstrdup(eps[i]);
+		e->eps[i] = e->h->xstrdup(eps[i]);
 		size_t l = strlen(e->eps[i]);
 		while (l > 0 && e->eps[i][l - 1] == '/')
 			e->eps[i][--l] = '\0';
@@ -157,7 +157,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		free(e);
 		return -EINVAL;
 	}
-	e->kprefix = xasprintf("%s/", e->prefix);
+	e->kprefix = e->h->xasprintf("%s/", e->prefix);
 	e->kend = etcd_prefix_end(e->kprefix, strlen(e->kprefix), &e->kend_len);
 	e->ttl_s = (int64_t)((h->cfg_duration_ms(ctx, "ttl") + 999) / 1000);
 	e->timeout_ms = h->cfg_duration_ms(ctx, "timeout");
@@ -180,15 +180,15 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	if (bo.max_ms < bo.initial_ms)
 		bo.max_ms = bo.initial_ms;
 	e->auth_bo = e->reg_bo = e->disc_bo = bo;
-	e->regs = esmap_new();
+	e->regs = e->h->map_new();
 	e->lease_ttl = e->ttl_s;
 	e->fast_left = 2 * e->neps;
-	e->suspect_until = xcalloc(e->neps, sizeof(*e->suspect_until));
+	e->suspect_until = e->h->xcalloc(e->neps, sizeof(*e->suspect_until));
 	pager_reset(&e->range);
 	pager_reset(&e->recon);
 
 	for (int i = 0; i < OP_N; i++) {
-		char *l = xasprintf("op=\"%s\"", etcd_op_names[i]);
+		char *l = e->h->xasprintf("op=\"%s\"", etcd_op_names[i]);
 		e->m_ops[i] = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_ops_total",
 		                        "Requests a store made to its registry, by operation.", l);
 		e->m_errs[i] = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_store_errors_total",
@@ -228,15 +228,15 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 static int start(void *self)
 {
 	etcd *e = self;
-	e->auth_timer = timer_new(e);
-	e->reg_timer = timer_new(e);
-	e->ka_timer = timer_new(e);
-	e->disc_timer = timer_new(e);
-	e->stop_timer = timer_new(e);
-	e->kick_timer = timer_new(e);
-	e->grace_timer = timer_new(e);
-	e->probe_timer = timer_new(e);
-	e->hedge_timer = timer_new(e);
+	e->auth_timer = e->h->timer_new(e->ctx, e);
+	e->reg_timer = e->h->timer_new(e->ctx, e);
+	e->ka_timer = e->h->timer_new(e->ctx, e);
+	e->disc_timer = e->h->timer_new(e->ctx, e);
+	e->stop_timer = e->h->timer_new(e->ctx, e);
+	e->kick_timer = e->h->timer_new(e->ctx, e);
+	e->grace_timer = e->h->timer_new(e->ctx, e);
+	e->probe_timer = e->h->timer_new(e->ctx, e);
+	e->hedge_timer = e->h->timer_new(e->ctx, e);
 	e->want = e->h->want_catalog(e->ctx);
 	lease_file_load(e);
 	e->dstate = e->want ? D_IDLE : D_OFF;
@@ -278,23 +278,22 @@ static void destroy(void *self)
 	txns_abandon(e);
 	disc_empty_cancel(e);
 	free(e->note);
-	free(e->note_reported);
-	timer_close(&e->auth_timer);
-	timer_close(&e->reg_timer);
-	timer_close(&e->ka_timer);
-	timer_close(&e->disc_timer);
-	timer_close(&e->stop_timer);
-	timer_close(&e->kick_timer);
-	timer_close(&e->grace_timer);
-	timer_close(&e->probe_timer);
+	e->h->timer_close(&e->auth_timer);
+	e->h->timer_close(&e->reg_timer);
+	e->h->timer_close(&e->ka_timer);
+	e->h->timer_close(&e->disc_timer);
+	e->h->timer_close(&e->stop_timer);
+	e->h->timer_close(&e->kick_timer);
+	e->h->timer_close(&e->grace_timer);
+	e->h->timer_close(&e->probe_timer);
 	probe_cancel(e);
-	timer_close(&e->hedge_timer);
+	e->h->timer_close(&e->hedge_timer);
 	free(e->suspect_until);
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *v;
-	while (esmap_next(e->regs, &it, NULL, &v))
+	while (e->h->map_next(e->regs, &it, NULL, &v))
 		reg_free(v);
-	esmap_free(e->regs);
+	e->h->map_free(e->regs, NULL);
 	view_clear(e, &e->cur);
 	view_clear(e, &e->pending);
 	for (int i = 0; i < COMP_N; i++)

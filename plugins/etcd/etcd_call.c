@@ -20,59 +20,9 @@
 const char *const etcd_op_names[OP_N] = {"auth",  "grant", "keepalive", "txn",   "revoke",
                                          "range", "watch", "timetolive", "reconcile", "probe"};
 
-void *xcalloc(size_t n, size_t s)
-{
-	void *p = calloc(n ? n : 1, s ? s : 1);
-	if (!p)
-		abort();
-	return p;
-}
-
-char *xstrdup(const char *s)
-{
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort();
-	return d;
-}
-
-char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	return s;
-}
-
 const char *cur_ep(const etcd *e)
 {
 	return e->eps[e->ep];
-}
-
-uv_timer_t *timer_new(etcd *e)
-{
-	uv_timer_t *t = xcalloc(1, sizeof(*t));
-	uv_timer_init(e->h->loop(e->ctx), t);
-	t->data = e;
-	return t;
-}
-
-void timer_close(uv_timer_t **t)
-{
-	if (*t) {
-		uv_timer_stop(*t);
-		uv_close((uv_handle_t *)*t, (uv_close_cb)free);
-		*t = NULL;
-	}
-}
-
-bool timer_active(uv_timer_t *t)
-{
-	return t && uv_is_active((uv_handle_t *)t);
 }
 
 bool busy(const etcd *e, int op)
@@ -109,28 +59,19 @@ json_t *jint64(int64_t v)
 
 static const char *const comp_names[COMP_N] = {"authentication", "registration", "discovery"};
 
-static void update_health(etcd *e)
+/* Health: one part per component (health_part names it in the reason);
+ * discovery carries the note (an empty prefix) while it works. */
+static void report(etcd *e, int comp)
 {
-	const char *reason = NULL;
-	for (int i = 0; i < COMP_N && !reason; i++)
-		reason = e->err[i];
-	bool ok = reason == NULL;
-	if (ok)
-		reason = e->note;
-	bool same_note = (!reason && !e->note_reported) ||
-	                 (reason && e->note_reported && strcmp(reason, e->note_reported) == 0);
-	if (e->health_known && ok == e->healthy_reported && ok && same_note)
-		return;
-	e->health_known = true;
-	e->healthy_reported = ok;
-	free(e->note_reported);
-	e->note_reported = ok && reason ? xstrdup(reason) : NULL;
-	e->h->set_health(e->ctx, ok, reason);
+	const char *why = e->err[comp];
+	if (!why && comp == COMP_DISC)
+		why = e->note;
+	e->h->health_part(e->ctx, comp_names[comp], !e->err[comp], why);
 }
 
 void health_refresh(etcd *e)
 {
-	update_health(e);
+	report(e, COMP_DISC);
 }
 
 /* A part of the plugin failed: log once per distinct cause (repeats at
@@ -143,12 +84,14 @@ void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	bool repeat = e->err[comp] && strcmp(e->err[comp], msg) == 0;
-	e->h->log(e->ctx, repeat ? REGENT_LOG_DEBUG : level, "%s", msg);
+	/* logged as the health reason reads ("<component>: <msg>"), so the
+	 * core says "unhealthy (the warning above)" instead of repeating it */
+	e->h->log(e->ctx, repeat ? REGENT_LOG_DEBUG : level, "%s: %s", comp_names[comp], msg);
 	if (!repeat) {
 		free(e->err[comp]);
-		e->err[comp] = xstrdup(msg);
+		e->err[comp] = e->h->xstrdup(msg);
 	}
-	update_health(e);
+	report(e, comp);
 }
 
 void comp_ok(etcd *e, int comp)
@@ -160,7 +103,7 @@ void comp_ok(etcd *e, int comp)
 		free(e->err[comp]);
 		e->err[comp] = NULL;
 	}
-	update_health(e);
+	report(e, comp);
 }
 
 
@@ -253,16 +196,18 @@ bool token_refused(etcd *e, const call *c)
 	return e->user && ++e->quiet_refusals <= 3;
 }
 
-void describe(const resp *r, char *buf, size_t n)
+/* The host's line about the result, with etcd's gRPC code when the
+ * error body carried one; a 200 answer that is not JSON says so. */
+void describe(const etcd *e, const resp *r, char *buf, size_t n)
 {
-	if (r->err)
+	if (r->err && (!r->res || !r->res->error)) {
 		snprintf(buf, n, "%s", r->msg && r->msg[0] ? r->msg : strerror(-r->err));
-	else if (r->code >= 0)
-		snprintf(buf, n, "HTTP %ld: %s (code %lld)", r->status, r->msg ? r->msg : "",
-		         (long long)r->code);
-	else
-		snprintf(buf, n, "HTTP %ld%s%s", r->status, r->msg && r->msg[0] ? ": " : "",
-		         r->msg ? r->msg : "");
+		return;
+	}
+	e->h->http_describe(r->res, buf, n);
+	size_t len = strlen(buf);
+	if (!r->err && r->code >= 0 && len < n)
+		snprintf(buf + len, n - len, " (code %lld)", (long long)r->code);
 }
 
 static const call_handler handlers[OP_N] = {
@@ -290,7 +235,11 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	etcd *e = c->e;
 	uint64_t took = e->h->now_ms() - c->t0;
 	e->h->metric_observe(e->m_lat[c->op], (double)took / 1000.0);
-	resp r = {.err = res->error, .status = res->status, .code = -1, .msg = res->error_msg};
+	resp r = {.err = res->error,
+	          .status = res->status,
+	          .code = -1,
+	          .msg = res->error_msg,
+	          .res = res};
 	if (!r.err && res->body && res->body_len) {
 		json_error_t jerr;
 		r.json = json_loadb(res->body, res->body_len, JSON_DISABLE_EOF_CHECK, &jerr);
@@ -346,8 +295,8 @@ int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
 int call_start_text(etcd *e, call *c, int op, const char *path, char *text,
                     regent_http_data_cb on_data)
 {
-	char *url = xasprintf("%s%s", cur_ep(e), path);
-	char *auth = e->token && e->token[0] ? xasprintf("Authorization: %s", e->token) : NULL;
+	char *url = e->h->xasprintf("%s%s", cur_ep(e), path);
+	char *auth = e->token && e->token[0] ? e->h->xasprintf("Authorization: %s", e->token) : NULL;
 	const char *headers[4];
 	size_t nh = 0;
 	headers[nh++] = "Content-Type: application/json";
@@ -448,7 +397,7 @@ bool have_token(etcd *e)
 {
 	if (!e->user || e->token)
 		return true;
-	if (!busy(e, OP_AUTH) && !timer_active(e->auth_timer))
+	if (!busy(e, OP_AUTH) && !uv_is_active((uv_handle_t *)e->auth_timer))
 		auth_start(e);
 	return false;
 }
@@ -459,7 +408,7 @@ void auth_done(etcd *e, call *c, resp *r)
 	const char *tok = json_string_value(json_object_get(r->json, "token"));
 	if (fk == F_NONE && tok) {
 		free(e->token);
-		e->token = xstrdup(tok);
+		e->token = e->h->xstrdup(tok);
 		e->token_gen++;
 		e->h->backoff_reset(&e->auth_bo);
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "authenticated as \"%s\" on %s", e->user,
@@ -471,12 +420,12 @@ void auth_done(etcd *e, call *c, resp *r)
 		          "%s does not have authentication enabled; username \"%s\" is not used",
 		          e->eps[c->ep], e->user);
 		free(e->token);
-		e->token = xstrdup("");
+		e->token = e->h->xstrdup("");
 		e->token_gen++;
 		comp_ok(e, COMP_AUTH);
 	} else {
 		char d[512];
-		describe(r, d, sizeof(d));
+		describe(e, r, d, sizeof(d));
 		uint64_t delay;
 		if (fk == F_ROTATE) {
 			bool moved = rotate(e, c, d);
@@ -487,7 +436,7 @@ void auth_done(etcd *e, call *c, resp *r)
 			/* Wrong user or password, or the user lacks a role: the
 			 * operator must act; keep retrying slowly. */
 			comp_fail(e, COMP_AUTH, REGENT_LOG_ERROR,
-			          "authentication as user \"%s\" failed at %s: %s; check username and "
+			          "user \"%s\" refused by %s: %s; check username and "
 			          "password in [store %s]",
 			          e->user, e->eps[c->ep], r->msg && r->msg[0] ? r->msg : d,
 			          e->h->instance_name(e->ctx));
@@ -600,7 +549,7 @@ static void on_probe_timer(uv_timer_t *t)
 		return;
 	uint64_t now = e->h->now_ms();
 	uint64_t since = now - e->last_check;
-	bool recovering = disc_waiting(e) || timer_active(e->reg_timer);
+	bool recovering = disc_waiting(e) || uv_is_active((uv_handle_t *)e->reg_timer);
 	bool due = (recovering && since >= PROBE_MS) ||
 	           (e->check_ms && write_stuck(e, now) && since >= STUCK_MS) ||
 	           (e->check_ms && busy(e, OP_WATCH) && since >= e->check_ms);
@@ -616,7 +565,7 @@ static void on_probe_timer(uv_timer_t *t)
 
 void probe_want(etcd *e)
 {
-	if (!e->stopping && e->probe_timer && !timer_active(e->probe_timer))
+	if (!e->stopping && e->probe_timer && !uv_is_active((uv_handle_t *)e->probe_timer))
 		uv_timer_start(e->probe_timer, on_probe_timer, STUCK_MS, STUCK_MS);
 }
 
@@ -667,7 +616,7 @@ void probe_done(etcd *e, call *c, resp *r)
 		return;
 	}
 	char d[512];
-	describe(r, d, sizeof(d));
+	describe(e, r, d, sizeof(d));
 	if (fk == F_AUTH) {
 		token_refused(e, c);
 		return;

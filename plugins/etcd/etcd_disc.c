@@ -123,7 +123,7 @@ bool decode_kv(etcd *e, json_t *kv, char **key, size_t *klen, char **val, size_t
 			return false;
 		}
 	} else {
-		*val = xstrdup("");
+		*val = e->h->xstrdup("");
 		*vlen = 0;
 	}
 	return true;
@@ -151,7 +151,7 @@ static void disc_retry(etcd *e, uint64_t ms)
 
 bool disc_waiting(const etcd *e)
 {
-	return e->want && timer_active(e->disc_timer);
+	return e->want && uv_is_active((uv_handle_t *)e->disc_timer);
 }
 
 /* The registry answered something: a read or watch waiting out its
@@ -181,7 +181,7 @@ static void range_page(etcd *e)
 static void range_start(etcd *e)
 {
 	view_clear(e, &e->pending);
-	view_init(&e->pending);
+	view_init(e, &e->pending);
 	pager_reset(&e->range);
 	e->dstate = D_RANGE;
 	range_page(e);
@@ -191,7 +191,7 @@ static void range_fail(etcd *e, call *c, resp *r)
 {
 	int fk = failure_kind(r);
 	char d[512];
-	describe(r, d, sizeof(d));
+	describe(e, r, d, sizeof(d));
 	view_clear(e, &e->pending);
 	e->dstate = D_IDLE;
 	if (fk == F_COMPACTED) {
@@ -265,10 +265,10 @@ void range_done(etcd *e, call *c, resp *r)
 	e->wrev = e->range.rev;
 	pager_reset(&e->range);
 	free(e->cluster_id);
-	e->cluster_id = cid ? xstrdup(cid) : NULL;
+	e->cluster_id = cid ? e->h->xstrdup(cid) : NULL;
 	e->h->log(e->ctx, REGENT_LOG_INFO, "read %s/ at revision %lld from %s: %zu services, %zu keys",
-	          e->prefix, (long long)e->wrev, e->eps[c->ep], esmap_size(e->cur.svcs),
-	          esmap_size(e->cur.keys));
+	          e->prefix, (long long)e->wrev, e->eps[c->ep], e->h->map_size(e->cur.svcs),
+	          e->h->map_size(e->cur.keys));
 	e->h->mark_change(e->ctx, e->h->wall_ns());
 	publish_all(e);
 	disc_empty_check(e);
@@ -294,7 +294,7 @@ static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
 	e->watch_reread = e->watch_reread || reread;
 	e->watch_rotate = e->watch_rotate || rot;
 	free(e->watch_err);
-	e->watch_err = xstrdup(msg);
+	e->watch_err = e->h->xstrdup(msg);
 	return 1;
 }
 
@@ -448,7 +448,7 @@ void watch_done(etcd *e, call *c, resp *r)
 	if (e->watch_err)
 		snprintf(d, sizeof(d), "%s", e->watch_err);
 	else if (r->err || r->status != 200)
-		describe(r, d, sizeof(d));
+		describe(e, r, d, sizeof(d));
 	else
 		snprintf(d, sizeof(d), "%s closed the stream", e->eps[c->ep]);
 	int fk = failure_kind(r);
@@ -494,7 +494,7 @@ void watch_moved(etcd *e, const char *why)
 
 void disc_kick(etcd *e)
 {
-	if (!e->want || e->stopping || timer_active(e->disc_timer))
+	if (!e->want || e->stopping || uv_is_active((uv_handle_t *)e->disc_timer))
 		return;
 	if (e->dstate == D_IDLE) {
 		if (have_token(e))
@@ -547,7 +547,7 @@ static void on_v2(void *arg, const regent_http_result *res)
 	          "docker-register does), which v3 never sees; run a regent with [source docker] "
 	          "on the backends first (docs/demo.md, moving from docker-register)",
 	          e->prefix, n, n == 1 ? "y" : "ies");
-	set_note(e, xasprintf("%s/ holds no key: nothing to route; the same etcd holds %zu v2 "
+	set_note(e, e->h->xasprintf("%s/ holds no key: nothing to route; the same etcd holds %zu v2 "
 	                      "entr%s under it (written through the v2 API, which v3 never sees: "
 	                      "see docs/demo.md)",
 	                      e->prefix, n, n == 1 ? "y" : "ies"));
@@ -563,7 +563,7 @@ void disc_empty_cancel(etcd *e)
 
 void disc_empty_check(etcd *e)
 {
-	bool empty = esmap_size(e->cur.keys) == 0;
+	bool empty = e->h->map_size(e->cur.keys) == 0;
 	if (!empty) {
 		if (e->note) {
 			e->h->log(e->ctx, REGENT_LOG_INFO, "%s/ holds keys again", e->prefix);
@@ -578,10 +578,10 @@ void disc_empty_check(etcd *e)
 	          "%s/ holds no key at revision %lld: nothing to route (an empty fleet is legal; "
 	          "check the prefix and that the backends run a regent writing to this etcd)",
 	          e->prefix, (long long)e->wrev);
-	set_note(e, xasprintf("%s/ holds no key: nothing to route", e->prefix));
+	set_note(e, e->h->xasprintf("%s/ holds no key: nothing to route", e->prefix));
 	/* The seed wrote through v2: a GET of the prefix there tells.  A v2
 	 * key is a path, so the prefix is used as it is (validated at load). */
-	char *url = xasprintf("%s/v2/keys%s?recursive=true", cur_ep(e), e->prefix);
+	char *url = e->h->xasprintf("%s/v2/keys%s?recursive=true", cur_ep(e), e->prefix);
 	regent_http_opts o = {
 		.size = sizeof(o),
 		.url = url,

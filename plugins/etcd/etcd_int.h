@@ -105,13 +105,13 @@ typedef struct ksvc {
 } ksvc;
 
 typedef struct view {
-	esmap *keys; /* key -> kent */
-	esmap *svcs; /* name -> ksvc */
+	regent_map *keys; /* key -> kent */
+	regent_map *svcs; /* name -> ksvc */
 	/* watch events: services touched and not reported yet (name -> dsvc:
 	 * the whole service, or the keys touched in it), reported together on
 	 * pub_timer; pub_next_ns keeps the time spent reporting a bounded
 	 * share of the loop */
-	esmap *dirty;
+	regent_map *dirty;
 	uv_timer_t *pub_timer;
 	uint64_t pub_next_ns;
 } view;
@@ -162,7 +162,7 @@ typedef struct etcd {
 	uv_timer_t *auth_timer;
 
 	/* registration */
-	esmap *regs;   /* key -> reg */
+	regent_map *regs;   /* key -> reg */
 	reg *dirty_head, *dirty_tail;
 	size_t nwant, nhave, norphan;
 	int64_t lease;
@@ -202,9 +202,7 @@ typedef struct etcd {
 
 	/* health */
 	char *err[COMP_N];
-	bool healthy_reported, health_known;
 	char *note;             /* healthy, but worth saying (an empty prefix) */
-	char *note_reported;    /* the note last handed to set_health */
 	regent_http_req *v2req; /* the v2 look-up behind the empty-prefix note */
 
 	/* metrics */
@@ -219,7 +217,7 @@ typedef struct etcd {
  * seed wrote through the v2 API under it; clears the note once keys come. */
 void disc_empty_check(etcd *e);
 void disc_empty_cancel(etcd *e);
-/* etcd_call.c: recomputes health (errors first, else the note). */
+/* etcd_call.c: reports the discovery part again (its note changed). */
 void health_refresh(etcd *e);
 /* An answer, decoded. */
 typedef struct resp {
@@ -228,18 +226,13 @@ typedef struct resp {
 	int64_t code;    /* gRPC code from an error body, -1 when none */
 	const char *msg; /* error text */
 	json_t *json;    /* parsed body (buffered calls) */
+	const regent_http_result *res; /* the answer (NULL in a made-up resp) */
 } resp;
 
 enum fkind { F_NONE, F_ROTATE, F_AUTH, F_LEASE, F_COMPACTED, F_OTHER };
 
 /* ---- etcd_call.c ---- */
-void *xcalloc(size_t n, size_t s);
-char *xstrdup(const char *s);
-char *xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
 const char *cur_ep(const etcd *e);
-uv_timer_t *timer_new(etcd *e);
-void timer_close(uv_timer_t **t);
-bool timer_active(uv_timer_t *t);
 bool busy(const etcd *e, int op);
 json_t *b64(const etcd *e, const void *data, size_t len);
 json_t *b64s(const etcd *e, const char *s);
@@ -252,7 +245,7 @@ bool no_leader(const resp *r);
 bool rotate(etcd *e, const call *c, const char *why);
 uint64_t retry_delay(etcd *e, regent_backoff *bo, const resp *r, bool moved);
 bool token_refused(etcd *e, const call *c);
-void describe(const resp *r, char *buf, size_t n);
+void describe(const etcd *e, const resp *r, char *buf, size_t n);
 typedef void (*call_handler)(etcd *e, call *c, resp *r);
 int call_start(etcd *e, int op, const char *path, json_t *body, regent_http_data_cb on_data);
 int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
@@ -319,7 +312,7 @@ void watch_start(etcd *e);
 void watch_moved(etcd *e, const char *why);
 
 /* ---- etcd_view.c ---- */
-void view_init(view *v);
+void view_init(etcd *e, view *v);
 void view_clear(etcd *e, view *v);
 char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
                size_t vlen, int64_t mod_rev);

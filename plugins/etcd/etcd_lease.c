@@ -41,12 +41,12 @@ static char *lease_path(etcd *e)
 	if (!dir)
 		return NULL;
 	const char *name = e->h->instance_name(e->ctx);
-	char *safe = xstrdup(name);
+	char *safe = e->h->xstrdup(name);
 	for (char *p = safe; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_'))
 			*p = '_';
-	char *path = xasprintf("%s/%s.lease", dir, safe);
+	char *path = e->h->xasprintf("%s/%s.lease", dir, safe);
 	free(safe);
 	return path;
 }
@@ -54,7 +54,7 @@ static char *lease_path(etcd *e)
 /* Replaces the file with buf (atomically: a new file, then rename). */
 static bool file_put(etcd *e, const char *buf, size_t n)
 {
-	char *tmp = xasprintf("%s.new", e->lease_file);
+	char *tmp = e->h->xasprintf("%s.new", e->lease_file);
 	unlink(tmp);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 	bool ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n;
@@ -99,7 +99,7 @@ static char *file_get(etcd *e, const char *path, bool quiet)
 			e->h->log(e->ctx, REGENT_LOG_WARN, "cannot read %s: %s", path, strerror(errno));
 		return NULL;
 	}
-	char *buf = xcalloc(1, FILE_MAX);
+	char *buf = e->h->xcalloc(1, FILE_MAX);
 	ssize_t n = read(fd, buf, FILE_MAX - 1);
 	close(fd);
 	if (n <= 0) {

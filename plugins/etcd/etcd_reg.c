@@ -108,7 +108,7 @@ static void reg_set_want(etcd *e, reg *g, char *v)
 	}
 	if (g->sending == old && !g->sending_own) {
 		if (kept)
-			g->sending = xstrdup(old);
+			g->sending = e->h->xstrdup(old);
 		g->sending_own = true;
 		kept = true;
 	}
@@ -145,7 +145,7 @@ static void reg_update(etcd *e, reg *g)
 	if (!g->want && !g->have && !g->in_txn) {
 		dirty_unlink(e, g);
 		reg_set_orphan(e, g, false);
-		esmap_del(e->regs, g->key);
+		e->h->map_del(e->regs, g->key);
 		reg_free(g);
 		return;
 	}
@@ -185,7 +185,7 @@ static void reg_retry(etcd *e, uint64_t ms)
 /* The registry answered: a write waiting out its backoff goes now. */
 void reg_recovered(etcd *e)
 {
-	if (!timer_active(e->reg_timer) || uv_timer_get_due_in(e->reg_timer) <= NO_LEADER_RETRY_MS)
+	if (!uv_is_active((uv_handle_t *)e->reg_timer) || uv_timer_get_due_in(e->reg_timer) <= NO_LEADER_RETRY_MS)
 		return;
 	uv_timer_stop(e->reg_timer);
 	e->h->backoff_reset(&e->reg_bo);
@@ -202,7 +202,7 @@ static void on_kick_timer(uv_timer_t *t)
 /* A change: batch everything reported in this loop turn, then write. */
 void reg_kick_soon(etcd *e)
 {
-	if (!e->stopping && e->started && !timer_active(e->kick_timer))
+	if (!e->stopping && e->started && !uv_is_active((uv_handle_t *)e->kick_timer))
 		uv_timer_start(e->kick_timer, on_kick_timer, 0, 0);
 }
 
@@ -210,9 +210,9 @@ void reg_kick_soon(etcd *e)
  * again under a new one.  O(n), once per lost lease. */
 static void lease_lost(etcd *e, const char *why)
 {
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *v;
-	while (esmap_next(e->regs, &it, NULL, &v)) {
+	while (e->h->map_next(e->regs, &it, NULL, &v)) {
 		reg *g = v;
 		reg_set_have(e, g, false, NULL, false);
 		reg_set_orphan(e, g, false);
@@ -249,7 +249,7 @@ void grant_done(etcd *e, call *c, resp *r)
 	}
 	if (fk != F_NONE) {
 		char d[512];
-		describe(r, d, sizeof(d));
+		describe(e, r, d, sizeof(d));
 		bool quiet = fk == F_AUTH && token_refused(e, c);
 		bool moved = fk == F_ROTATE && rotate(e, c, d);
 		if (!quiet)
@@ -300,7 +300,7 @@ void ttl_done(etcd *e, call *c, resp *r)
 	}
 	if (fk != F_NONE) {
 		char d[512];
-		describe(r, d, sizeof(d));
+		describe(e, r, d, sizeof(d));
 		bool quiet = fk == F_AUTH && token_refused(e, c);
 		bool moved = fk == F_ROTATE && rotate(e, c, d);
 		if (!quiet)
@@ -327,9 +327,9 @@ static void on_grace_timer(uv_timer_t *t)
 	if (!e->norphan)
 		return;
 	size_t n = 0;
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *v;
-	while (esmap_next(e->regs, &it, NULL, &v)) {
+	while (e->h->map_next(e->regs, &it, NULL, &v)) {
 		reg *g = v;
 		if (!g->orphan)
 			continue;
@@ -352,7 +352,7 @@ void recon_done(etcd *e, call *c, resp *r)
 			return;
 		}
 		char d[512];
-		describe(r, d, sizeof(d));
+		describe(e, r, d, sizeof(d));
 		bool quiet = fk == F_AUTH && token_refused(e, c);
 		bool moved = fk == F_ROTATE && rotate(e, c, d);
 		if (!quiet)
@@ -381,11 +381,11 @@ void recon_done(etcd *e, call *c, resp *r)
 				continue;
 			char *kt = etcd_printable(key, klen, klen);
 			free(key);
-			reg *g = esmap_get(e->regs, kt);
+			reg *g = e->h->map_get(e->regs, kt);
 			if (!g) {
-				g = xcalloc(1, sizeof(*g));
+				g = e->h->xcalloc(1, sizeof(*g));
 				g->key = kt;
-				esmap_put(e->regs, g->key, g);
+				e->h->map_put(e->regs, g->key, g);
 				reg_set_orphan(e, g, true);
 			} else {
 				free(kt);
@@ -466,7 +466,7 @@ void keepalive_done(etcd *e, call *c, resp *r)
 		if (id != e->lease) {
 			/* An answer for a lease replaced meanwhile: keep the
 			 * current one's keepalives going. */
-			if (e->lease && !timer_active(e->ka_timer))
+			if (e->lease && !uv_is_active((uv_handle_t *)e->ka_timer))
 				ka_schedule(e, (uint64_t)e->lease_ttl * 1000 / 3);
 			return;
 		}
@@ -478,10 +478,10 @@ void keepalive_done(etcd *e, call *c, resp *r)
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "lease %llx kept alive (TTL %lld s)",
 		          (unsigned long long)id, (long long)ttl);
 		e->lease_ttl = ttl;
-		if (txns_busy(e) == 0 && !timer_active(e->reg_timer))
+		if (txns_busy(e) == 0 && !uv_is_active((uv_handle_t *)e->reg_timer))
 			e->h->backoff_reset(&e->reg_bo);
 		/* The lease lives: registration works unless a txn is failing. */
-		if (!timer_active(e->reg_timer))
+		if (!uv_is_active((uv_handle_t *)e->reg_timer))
 			comp_ok(e, COMP_REG);
 		ka_schedule(e, (uint64_t)ttl * 1000 / 3);
 		return;
@@ -492,7 +492,7 @@ void keepalive_done(etcd *e, call *c, resp *r)
 		return;
 	}
 	char d[512];
-	describe(r, d, sizeof(d));
+	describe(e, r, d, sizeof(d));
 	bool quiet = fk == F_AUTH && token_refused(e, c);
 	bool moved = fk != F_AUTH && rotate(e, c, d);
 	if (!quiet)
@@ -588,7 +588,7 @@ static void sb_b64(sbuf *b, const char *s, size_t n)
 static bool txn_start(etcd *e, call *c)
 {
 	size_t cap = e->txn_limit ? e->txn_limit : TXN_MAX_OPS;
-	reg **batch = xcalloc(cap, sizeof(*batch));
+	reg **batch = e->h->xcalloc(cap, sizeof(*batch));
 	size_t n = 0, bytes = 0;
 	char lease[40];
 	snprintf(lease, sizeof(lease), "\",\"lease\":\"%lld\"}}", (long long)e->lease);
@@ -688,7 +688,7 @@ void txn_done(etcd *e, call *c, resp *r)
 	e->h->metric_add(e->m_put_err, (double)tried_puts);
 	e->h->metric_add(e->m_del_err, (double)(n - tried_puts));
 	char d[512];
-	describe(r, d, sizeof(d));
+	describe(e, r, d, sizeof(d));
 	if (fk == F_LEASE && c->lease == e->lease && e->lease) {
 		lease_lost(e, "a put was refused: lease not found");
 		reg_kick(e);
@@ -711,7 +711,7 @@ void txn_done(etcd *e, call *c, resp *r)
 		comp_fail(e, COMP_REG, REGENT_LOG_WARN, "cannot write %zu key%s through %s: %s", n,
 		          n == 1 ? "" : "s", e->eps[c->ep], d);
 	}
-	if (!timer_active(e->reg_timer))
+	if (!uv_is_active((uv_handle_t *)e->reg_timer))
 		reg_retry(e, retry_delay(e, &e->reg_bo, r, moved));
 }
 
@@ -769,7 +769,7 @@ static void grant_start(etcd *e)
 
 void reg_kick(etcd *e)
 {
-	if (e->stopping || !e->started || timer_active(e->reg_timer) || busy(e, OP_GRANT) ||
+	if (e->stopping || !e->started || uv_is_active((uv_handle_t *)e->reg_timer) || busy(e, OP_GRANT) ||
 	    busy(e, OP_TTL) || busy(e, OP_RECON))
 		return;
 	if (!e->lease && !e->adopt && e->nwant == 0)
@@ -798,7 +798,7 @@ void reg_kick(etcd *e)
 
 static char *reg_key(etcd *e, const regent_instance *inst)
 {
-	return xasprintf("%s/%s/%s", e->prefix, inst->service, inst->id);
+	return e->h->xasprintf("%s/%s/%s", e->prefix, inst->service, inst->id);
 }
 
 void register_instance(void *self, const regent_instance *inst)
@@ -815,11 +815,11 @@ void register_instance(void *self, const regent_instance *inst)
 		return;
 	}
 	char *key = reg_key(e, inst);
-	reg *g = esmap_get(e->regs, key);
+	reg *g = e->h->map_get(e->regs, key);
 	if (!g) {
-		g = xcalloc(1, sizeof(*g));
+		g = e->h->xcalloc(1, sizeof(*g));
 		g->key = key;
-		esmap_put(e->regs, g->key, g);
+		e->h->map_put(e->regs, g->key, g);
 	} else {
 		free(key);
 	}
@@ -836,7 +836,7 @@ void deregister_instance(void *self, const regent_instance *inst)
 {
 	etcd *e = self;
 	char *key = reg_key(e, inst);
-	reg *g = esmap_get(e->regs, key);
+	reg *g = e->h->map_get(e->regs, key);
 	free(key);
 	if (!g)
 		return;
@@ -850,7 +850,7 @@ void deregister_instance(void *self, const regent_instance *inst)
 void own_key_deleted(etcd *e, const char *key, size_t klen, int64_t mod_rev)
 {
 	char *k = etcd_printable(key, klen, klen);
-	reg *g = esmap_get(e->regs, k);
+	reg *g = e->h->map_get(e->regs, k);
 	free(k);
 	if (!g || !g->have || g->in_txn || mod_rev <= g->rev)
 		return;
@@ -911,7 +911,7 @@ void revoke_done(etcd *e, call *c, resp *r)
 		return;
 	}
 	char d[512];
-	describe(r, d, sizeof(d));
+	describe(e, r, d, sizeof(d));
 	e->h->log(e->ctx, REGENT_LOG_WARN, "cannot revoke lease %llx at %s: %s",
 	          (unsigned long long)e->lease, e->eps[c->ep], d);
 	if (fk == F_AUTH)

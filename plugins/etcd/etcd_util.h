@@ -1,7 +1,7 @@
 /* etcd_util.h - pure helpers of the etcd store plugin (no loop, no host
- * table), shared by the plugin and its unit test: a string-keyed hash map,
- * the key layout <prefix>/<service>/<id>, range ends, and etcd's 64-bit
- * JSON numbers (sent as strings). */
+ * table), shared by the plugin and its unit test: the key layout
+ * <prefix>/<service>/<id>, range ends, and etcd's 64-bit JSON numbers
+ * (sent as strings). */
 #ifndef REGENT_ETCD_UTIL_H
 #define REGENT_ETCD_UTIL_H
 
@@ -9,28 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* A chained hash map from NUL-terminated strings to pointers.  The map
- * does not copy keys: each key must stay valid while its entry exists
- * (usually it lives in the value). */
-typedef struct esmap esmap;
-typedef struct esmap_iter {
-	size_t bucket;
-	void *next;
-	bool started;
-} esmap_iter;
-
-esmap *esmap_new(void);
-void esmap_free(esmap *m);
-void *esmap_get(const esmap *m, const char *key);
-/* Inserts or replaces; returns the previous value (or NULL). */
-void *esmap_put(esmap *m, const char *key, void *val);
-/* Removes; returns the value (or NULL). */
-void *esmap_del(esmap *m, const char *key);
-size_t esmap_size(const esmap *m);
-/* Iteration in no particular order; the entry just returned may be
- * deleted before the next call (others may not). */
-bool esmap_next(esmap *m, esmap_iter *it, const char **key, void **val);
 
 /* What a key under the prefix is. */
 typedef enum etcd_key_kind {

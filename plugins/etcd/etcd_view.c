@@ -29,10 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void view_init(view *v)
+void view_init(etcd *e, view *v)
 {
-	v->keys = esmap_new();
-	v->svcs = esmap_new();
+	v->keys = e->h->map_new();
+	v->svcs = e->h->map_new();
 }
 
 static void kent_free(etcd *e, kent *k)
@@ -48,7 +48,7 @@ static void kent_free(etcd *e, kent *k)
 typedef struct dsvc {
 	char *name;
 	bool all;    /* report the whole service (its port key changed) */
-	esmap *keys; /* printable key -> dkey: the keys touched */
+	regent_map *keys; /* printable key -> dkey: the keys touched */
 } dsvc;
 
 typedef struct dkey {
@@ -56,30 +56,30 @@ typedef struct dkey {
 	char *id; /* the instance id the key stands for */
 } dkey;
 
-static void dsvc_free(dsvc *d)
+static void dsvc_free(etcd *e, dsvc *d)
 {
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *val;
-	while (esmap_next(d->keys, &it, NULL, &val)) {
+	while (e->h->map_next(d->keys, &it, NULL, &val)) {
 		dkey *k = val;
 		free(k->key);
 		free(k->id);
 		free(k);
 	}
-	esmap_free(d->keys);
+	e->h->map_free(d->keys, NULL);
 	free(d->name);
 	free(d);
 }
 
-static void dirty_free(view *v)
+static void dirty_free(etcd *e, view *v)
 {
 	if (!v->dirty)
 		return;
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *val;
-	while (esmap_next(v->dirty, &it, NULL, &val))
-		dsvc_free(val);
-	esmap_free(v->dirty);
+	while (e->h->map_next(v->dirty, &it, NULL, &val))
+		dsvc_free(e, val);
+	e->h->map_free(v->dirty, NULL);
 	v->dirty = NULL;
 }
 
@@ -87,30 +87,30 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 
 void view_clear(etcd *e, view *v)
 {
-	dirty_free(v);
-	timer_close(&v->pub_timer);
+	dirty_free(e, v);
+	e->h->timer_close(&v->pub_timer);
 	v->pub_next_ns = 0;
 	if (!v->keys)
 		return;
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *val;
-	while (esmap_next(v->keys, &it, NULL, &val))
+	while (e->h->map_next(v->keys, &it, NULL, &val))
 		kent_free(e, val);
-	it = (esmap_iter){0};
-	while (esmap_next(v->svcs, &it, NULL, &val)) {
+	it = (regent_map_iter){0};
+	while (e->h->map_next(v->svcs, &it, NULL, &val)) {
 		ksvc *s = val;
 		free(s->name);
 		free(s);
 	}
-	esmap_free(v->keys);
-	esmap_free(v->svcs);
+	e->h->map_free(v->keys, NULL);
+	e->h->map_free(v->svcs, NULL);
 	v->keys = v->svcs = NULL;
 }
 
 /* Unlinks and frees one key (and its service when that was its last). */
 static void view_drop(etcd *e, view *v, kent *k)
 {
-	esmap_del(v->keys, k->key);
+	e->h->map_del(v->keys, k->key);
 	ksvc *s = k->svc;
 	if (s) {
 		if (k->prev)
@@ -122,7 +122,7 @@ static void view_drop(etcd *e, view *v, kent *k)
 		if (k->is_port)
 			s->port = 0;
 		if (--s->nkeys == 0) {
-			esmap_del(v->svcs, s->name);
+			e->h->map_del(v->svcs, s->name);
 			free(s->name);
 			free(s);
 		}
@@ -139,18 +139,18 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
                       const char *val, size_t vlen, int64_t mod_rev)
 {
 	char *kp = etcd_printable(key, klen, klen);
-	kent *prevk = esmap_get(v->keys, kp);
-	char *touched = prevk && prevk->svc ? xstrdup(prevk->svc->name) : NULL;
+	kent *prevk = e->h->map_get(v->keys, kp);
+	char *touched = prevk && prevk->svc ? e->h->xstrdup(prevk->svc->name) : NULL;
 	if (prevk && prevk->svc && v == &e->cur)
 		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
 	if (prevk)
 		view_drop(e, v, prevk);
-	const kent *seen = old && old->keys ? esmap_get(old->keys, kp) : NULL;
+	const kent *seen = old && old->keys ? e->h->map_get(old->keys, kp) : NULL;
 	bool quiet = seen && seen->bad && seen->mod_rev == mod_rev;
-	kent *k = xcalloc(1, sizeof(*k));
+	kent *k = e->h->xcalloc(1, sizeof(*k));
 	k->key = kp;
 	k->mod_rev = mod_rev;
-	esmap_put(v->keys, k->key, k);
+	e->h->map_put(v->keys, k->key, k);
 	char *svc = NULL, *id = NULL;
 	etcd_key_kind kind = etcd_split_key(key, klen, e->prefix, &svc, &id);
 	const char *why = NULL;
@@ -188,11 +188,11 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 		free(id);
 		return touched;
 	}
-	ksvc *s = esmap_get(v->svcs, svc);
+	ksvc *s = e->h->map_get(v->svcs, svc);
 	if (!s) {
-		s = xcalloc(1, sizeof(*s));
+		s = e->h->xcalloc(1, sizeof(*s));
 		s->name = svc;
-		esmap_put(v->svcs, s->name, s);
+		e->h->map_put(v->svcs, s->name, s);
 	} else {
 		free(svc);
 	}
@@ -209,18 +209,18 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 	if (v == &e->cur)
 		touch(e, s->name, k->key, k->id, k->is_port);
 	free(touched); /* the key names its service: the same one */
-	return xstrdup(s->name);
+	return e->h->xstrdup(s->name);
 }
 
 /* Removes a key; returns the service touched (malloc'd) or NULL. */
 char *view_del(etcd *e, view *v, const char *key, size_t klen)
 {
 	char *kp = etcd_printable(key, klen, klen);
-	kent *k = esmap_get(v->keys, kp);
+	kent *k = e->h->map_get(v->keys, kp);
 	free(kp);
 	if (!k)
 		return NULL;
-	char *touched = k->svc ? xstrdup(k->svc->name) : NULL;
+	char *touched = k->svc ? e->h->xstrdup(k->svc->name) : NULL;
 	if (k->svc && v == &e->cur)
 		touch(e, k->svc->name, k->key, k->id, k->is_port);
 	view_drop(e, v, k);
@@ -231,7 +231,7 @@ char *view_del(etcd *e, view *v, const char *key, size_t klen)
  * seed's <prefix>/<svc>/port as meta on every instance, unless the
  * instance says otherwise itself.  Returns the meta array to free (or
  * NULL). */
-static regent_kv *decorate(const ksvc *s, const kent *k, const char *portbuf,
+static regent_kv *decorate(const etcd *e, const ksvc *s, const kent *k, const char *portbuf,
                            regent_instance *out)
 {
 	*out = *k->inst;
@@ -241,7 +241,7 @@ static regent_kv *decorate(const ksvc *s, const kent *k, const char *portbuf,
 	for (size_t m = 0; m < k->inst->nmeta; m++)
 		if (strcmp(k->inst->meta[m].key, META_LISTEN_PORT) == 0)
 			return NULL;
-	regent_kv *meta = xcalloc(k->inst->nmeta + 1, sizeof(regent_kv));
+	regent_kv *meta = e->h->xcalloc(k->inst->nmeta + 1, sizeof(regent_kv));
 	if (k->inst->nmeta)
 		memcpy(meta, k->inst->meta, k->inst->nmeta * sizeof(regent_kv));
 	meta[k->inst->nmeta].key = META_LISTEN_PORT;
@@ -263,7 +263,7 @@ static bool has_instance_ops(const etcd *e)
  * d), true when d is done. */
 static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 {
-	ksvc *s = esmap_get(e->cur.svcs, d->name);
+	ksvc *s = e->h->map_get(e->cur.svcs, d->name);
 	if (!s || d->all || !has_instance_ops(e)) {
 		publish_service(e, d->name);
 		return true;
@@ -271,20 +271,20 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 	char portbuf[8];
 	snprintf(portbuf, sizeof(portbuf), "%d", s->port);
 	size_t set = 0, removed = 0;
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *val;
 	bool done = true;
-	while (esmap_next(d->keys, &it, NULL, &val)) {
+	while (e->h->map_next(d->keys, &it, NULL, &val)) {
 		if (uv_hrtime() > deadline) {
 			done = false;
 			break;
 		}
 		dkey *dk = val;
-		const kent *k = esmap_get(e->cur.keys, dk->key);
+		const kent *k = e->h->map_get(e->cur.keys, dk->key);
 		int rc = -1;
 		if (k && k->svc == s && k->inst) {
 			regent_instance one;
-			regent_kv *meta = decorate(s, k, portbuf, &one);
+			regent_kv *meta = decorate(e, s, k, portbuf, &one);
 			rc = e->h->catalog_instance_set(e->ctx, &one);
 			free(meta);
 		}
@@ -294,7 +294,7 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 			e->h->catalog_instance_remove(e->ctx, d->name, dk->id);
 			removed++;
 		}
-		esmap_del(d->keys, dk->key);
+		e->h->map_del(d->keys, dk->key);
 		free(dk->key);
 		free(dk->id);
 		free(dk);
@@ -309,7 +309,7 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 /* Reports one service of the current view to the core. */
 void publish_service(etcd *e, const char *name)
 {
-	ksvc *s = esmap_get(e->cur.svcs, name);
+	ksvc *s = e->h->map_get(e->cur.svcs, name);
 	if (!s) {
 		e->h->catalog_remove(e->ctx, name);
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: gone from %s/", name, e->prefix);
@@ -318,16 +318,16 @@ void publish_service(etcd *e, const char *name)
 	size_t n = 0;
 	for (kent *k = s->head; k; k = k->next)
 		n += k->inst != NULL;
-	regent_instance *copies = xcalloc(n, sizeof(*copies));
-	const regent_instance **list = xcalloc(n, sizeof(*list));
-	regent_kv **metas = xcalloc(n, sizeof(*metas));
+	regent_instance *copies = e->h->xcalloc(n, sizeof(*copies));
+	const regent_instance **list = e->h->xcalloc(n, sizeof(*list));
+	regent_kv **metas = e->h->xcalloc(n, sizeof(*metas));
 	char portbuf[8];
 	snprintf(portbuf, sizeof(portbuf), "%d", s->port);
 	size_t i = 0;
 	for (kent *k = s->head; k; k = k->next) {
 		if (!k->inst)
 			continue;
-		metas[i] = decorate(s, k, portbuf, &copies[i]);
+		metas[i] = decorate(e, s, k, portbuf, &copies[i]);
 		list[i] = &copies[i];
 		i++;
 	}
@@ -349,25 +349,25 @@ static void on_pub_timer(uv_timer_t *t)
 {
 	etcd *e = t->data;
 	view *v = &e->cur;
-	esmap *d = v->dirty;
+	regent_map *d = v->dirty;
 	if (!d)
 		return;
 	uint64_t t0 = uv_hrtime();
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	void *val;
-	while (esmap_next(d, &it, NULL, &val)) {
+	while (e->h->map_next(d, &it, NULL, &val)) {
 		dsvc *ds = val;
 		if (!e->stopping && !publish_keys(e, ds, t0 + PUB_SLICE_NS))
 			break; /* the slice is spent: the rest on a later turn */
-		esmap_del(d, ds->name);
-		dsvc_free(ds);
+		e->h->map_del(d, ds->name);
+		dsvc_free(e, ds);
 		if (uv_hrtime() > t0 + PUB_SLICE_NS)
 			break;
 	}
 	uint64_t t1 = uv_hrtime();
 	v->pub_next_ns = t1 + PUB_DUTY * (t1 - t0);
-	if (esmap_size(d) == 0) {
-		esmap_free(d);
+	if (e->h->map_size(d) == 0) {
+		e->h->map_free(d, NULL);
 		v->dirty = NULL;
 	} else {
 		uv_timer_start(v->pub_timer, on_pub_timer, PUB_DUTY * (t1 - t0) / 1000000, 0);
@@ -381,25 +381,25 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 {
 	view *v = &e->cur;
 	if (!v->dirty)
-		v->dirty = esmap_new();
-	dsvc *d = esmap_get(v->dirty, svc);
+		v->dirty = e->h->map_new();
+	dsvc *d = e->h->map_get(v->dirty, svc);
 	if (!d) {
-		d = xcalloc(1, sizeof(*d));
-		d->name = xstrdup(svc);
-		d->keys = esmap_new();
-		esmap_put(v->dirty, d->name, d);
+		d = e->h->xcalloc(1, sizeof(*d));
+		d->name = e->h->xstrdup(svc);
+		d->keys = e->h->map_new();
+		e->h->map_put(v->dirty, d->name, d);
 	}
 	if (all) {
 		d->all = true;
-	} else if (!d->all && id && !esmap_get(d->keys, key)) {
-		dkey *k = xcalloc(1, sizeof(*k));
-		k->key = xstrdup(key);
-		k->id = xstrdup(id);
-		esmap_put(d->keys, k->key, k);
+	} else if (!d->all && id && !e->h->map_get(d->keys, key)) {
+		dkey *k = e->h->xcalloc(1, sizeof(*k));
+		k->key = e->h->xstrdup(key);
+		k->id = e->h->xstrdup(id);
+		e->h->map_put(d->keys, k->key, k);
 	}
 	if (!v->pub_timer)
-		v->pub_timer = timer_new(e);
-	if (timer_active(v->pub_timer))
+		v->pub_timer = e->h->timer_new(e->ctx, e);
+	if (uv_is_active((uv_handle_t *)v->pub_timer))
 		return;
 	uint64_t now = uv_hrtime();
 	uint64_t wait_ms = v->pub_next_ns > now ? (v->pub_next_ns - now) / 1000000 : 0;
@@ -409,9 +409,9 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 void publish_all(etcd *e)
 {
 	e->h->catalog_sync_begin(e->ctx);
-	esmap_iter it = {0};
+	regent_map_iter it = {0};
 	const char *name;
-	while (esmap_next(e->cur.svcs, &it, &name, NULL))
+	while (e->h->map_next(e->cur.svcs, &it, &name, NULL))
 		publish_service(e, name);
 	e->h->catalog_sync_end(e->ctx);
 }

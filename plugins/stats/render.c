@@ -113,55 +113,25 @@ void stats_buf_html(stats_buf *b, const char *text)
 
 /* ---- listen address ---- */
 
-int stats_parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len, char *why,
-                       size_t whylen)
+int stats_listen_addr(const regent_address *a, struct sockaddr_storage *ss, socklen_t *len,
+                      char *why, size_t whylen)
 {
 	memset(ss, 0, sizeof(*ss));
-	const char *colon = text ? strrchr(text, ':') : NULL;
-	if (!colon || colon == text) {
-		snprintf(why, whylen, "expected HOST:PORT, got \"%s\"", text ? text : "");
-		return -EINVAL;
-	}
-	char *end = NULL;
-	errno = 0;
-	long port = strtol(colon + 1, &end, 10);
-	if (errno || !end || *end || end == colon + 1 || port < 1 || port > 65535) {
-		snprintf(why, whylen, "invalid port in \"%s\" (1-65535)", text);
-		return -EINVAL;
-	}
-	char host[128];
-	size_t hl = (size_t)(colon - text);
-	if (hl >= sizeof(host)) {
-		snprintf(why, whylen, "host too long in \"%s\"", text);
-		return -EINVAL;
-	}
-	memcpy(host, text, hl);
-	host[hl] = '\0';
-	if (host[0] == '[') {
-		if (hl < 3 || host[hl - 1] != ']') {
-			snprintf(why, whylen, "unbalanced brackets in \"%s\"", text);
-			return -EINVAL;
-		}
-		host[hl - 1] = '\0';
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1) {
-			snprintf(why, whylen, "\"%s\" is not an IPv6 address", host + 1);
-			return -EINVAL;
-		}
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*s6);
+	if (a->family == AF_INET || a->family == AF_INET6) {
+		memcpy(ss, &a->sa, a->salen);
+		*len = a->salen;
 		return 0;
 	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	const char *h = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
-	if (inet_pton(AF_INET, h, &s4->sin_addr) != 1) {
+	if (strcmp(a->host, "localhost") != 0) {
 		snprintf(why, whylen,
-		         "\"%s\" is not an IP address (use an IPv4 address, [IPv6] or localhost)", host);
+		         "\"%s\" is not an IP address (use an IPv4 address, [IPv6] or localhost)",
+		         a->host);
 		return -EINVAL;
 	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
 	s4->sin_family = AF_INET;
-	s4->sin_port = htons((uint16_t)port);
+	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s4->sin_port = htons(a->port);
 	*len = sizeof(*s4);
 	return 0;
 }

@@ -34,11 +34,12 @@ void stats_buf_html(stats_buf *b, const char *text);
 char *stats_buf_take(stats_buf *b, size_t *len);
 void stats_buf_free(stats_buf *b);
 
-/* Parses "HOST:PORT" or "[V6]:PORT" where HOST is an IP literal or
- * "localhost" (taken as 127.0.0.1).  Port 1-65535.  Returns 0, or -EINVAL
- * with the reason in why. */
-int stats_parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len, char *why,
-                       size_t whylen);
+/* The socket address to listen on for a parsed ADDRESS value
+ * (host->cfg_address): an IP literal as it is, "localhost" as 127.0.0.1;
+ * any other name is refused (the listener binds one address).  Returns 0,
+ * or -EINVAL with the reason in why. */
+int stats_listen_addr(const regent_address *a, struct sockaddr_storage *ss, socklen_t *len,
+                      char *why, size_t whylen);
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 bool stats_is_loopback(const struct sockaddr *sa);
 /* "127.0.0.1:9150" / "[::1]:9150". */

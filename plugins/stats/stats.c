@@ -69,8 +69,10 @@ static int parse_config(regent_ctx *ctx, const regent_host *h, struct sockaddr_s
                         socklen_t *len, bool report)
 {
 	const char *listen_at = h->cfg_string(ctx, "listen");
-	char why[256];
-	if (stats_parse_listen(listen_at, ss, len, why, sizeof(why)) < 0) {
+	char why[320] = "cannot be read (logged above)";
+	regent_address a = {.size = sizeof(a)};
+	if (h->cfg_address(ctx, "listen", &a) != 0 ||
+	    stats_listen_addr(&a, ss, len, why, sizeof(why)) < 0) {
 		if (report)
 			h->cfg_error(ctx, "listen", "%s", why);
 		else

@@ -30,14 +30,14 @@ check "keys still there after several token lifetimes" key_exists "$EP" /backend
 echo "w/c1/80 web 127.0.0.5 8080" > "$H_TMP/w.inst"
 agent_config w "$EP" "username = reg" "password = Wr0ng-pw"
 agent_start w
-check "waited for: log_has w 'authentication as user reg failed'" wait_for --timeout 10 log_has w 'authentication as user "reg" failed'
+check "waited for: log_has w 'authentication: user reg refused'" wait_for --timeout 10 log_has w 'authentication: user "reg" refused'
 check "wrong password: clear error naming the user" \
-    log_has w 'error: store etcd: authentication as user "reg" failed at .*invalid user ID or password; check username and password'
+    log_has w 'error: store etcd: authentication: user "reg" refused by .*invalid user ID or password; check username and password'
 check "wrong password: the plugin is unhealthy, the cause warned once (logged above)" log_has w 'info: store etcd: unhealthy \(the warning above\)'
 check "wrong password: the agent keeps running" daemon_alive w
 check "wrong password: nothing registered" key_absent "$EP" /backends/web/w/c1/80
 check_eq "the error is not repeated at every retry" 1 \
-    "$(grep -c 'error: store etcd: authentication as user' "$H_TMP/w.log")"
+    "$(grep -c 'error: store etcd: authentication: user' "$H_TMP/w.log")"
 check "no password in any log" bash -c "! grep -qE 'S3cret-pw|Wr0ng-pw' '$H_TMP/a.log' '$H_TMP/w.log'"
 # etcd's simple tokens look like "yeAZDdBAarRnRFTq.22"
 check "no token in the logs" bash -c "! grep -qE '[A-Za-z]{16}\\.[0-9]+' '$H_TMP/a.log' '$H_TMP/w.log'"

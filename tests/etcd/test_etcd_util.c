@@ -1,5 +1,5 @@
 /* test_etcd_util.c - unit tests of the etcd plugin's pure helpers
- * (plugins/etcd/etcd_util.c): the map, key layout, range end, numbers. */
+ * (plugins/etcd/etcd_util.c): key layout, range end, numbers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,38 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void test_map(void **st)
-{
-	(void)st;
-	esmap *m = esmap_new();
-	char keys[2000][16];
-	for (int i = 0; i < 2000; i++) {
-		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
-		assert_null(esmap_put(m, keys[i], (void *)(intptr_t)(i + 1)));
-	}
-	assert_int_equal(esmap_size(m), 2000);
-	for (int i = 0; i < 2000; i++)
-		assert_int_equal((intptr_t)esmap_get(m, keys[i]), i + 1);
-	assert_null(esmap_get(m, "nope"));
-	assert_int_equal((intptr_t)esmap_put(m, keys[5], (void *)7), 6);
-	/* Delete every other entry while iterating. */
-	esmap_iter it = {0};
-	const char *k;
-	void *v;
-	size_t seen = 0;
-	while (esmap_next(m, &it, &k, &v)) {
-		seen++;
-		if (atoi(k + 1) % 2 == 0)
-			assert_non_null(esmap_del(m, k));
-	}
-	assert_int_equal(seen, 2000);
-	assert_int_equal(esmap_size(m), 1000);
-	assert_null(esmap_get(m, "k4"));
-	assert_int_equal((intptr_t)esmap_get(m, "k5"), 7);
-	assert_null(esmap_del(m, "k4"));
-	esmap_free(m);
-}
 
 static void split_ok(const char *key, const char *prefix, etcd_key_kind kind, const char *svc,
                      const char *id)
@@ -163,7 +131,6 @@ static void test_printable(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_numbers),

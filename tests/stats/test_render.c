@@ -11,7 +11,8 @@
 
 #include "plot.h"
 #include "render.h"
-#include "host.h" /* the core's host table: the buffer under stats_buf */
+#include "helpers.h" /* the ADDRESS parser behind host->cfg_address */
+#include "host.h"    /* the core's host table: the buffer under stats_buf */
 
 #include <jansson.h>
 
@@ -28,8 +29,11 @@ static const regent_host *H = &regent_host_table;
 static int parse(const char *text, struct sockaddr_storage *ss)
 {
 	socklen_t len = 0;
-	char why[256] = "";
-	int rc = stats_parse_listen(text, ss, &len, why, sizeof(why));
+	char why[320] = "";
+	regent_address a;
+	int rc = regent_address_parse(text, &a, why, sizeof(why)); /* host->cfg_address's */
+	if (rc == 0)
+		rc = stats_listen_addr(&a, ss, &len, why, sizeof(why));
 	if (rc == 0)
 		assert_int_equal(len, ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 		                                                : sizeof(struct sockaddr_in6));
