@@ -2,7 +2,11 @@
  * typed validation of every section against the keys its owner declares,
  * and errors reported all at once as FILE:LINE: section.key: reason. */
 #include "build_config.h"
-#include "core.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "model.h"
+#include "util.h"
 #include "host.h"
 
 #include <ctype.h>

@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include "host.h"
+#include "util.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -4,6 +4,12 @@
 #include "build_config.h"
 #include "host.h"
 #include "helpers.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "metrics.h"
+#include "model.h"
+#include "util.h"
 
 #include <errno.h>
 #include <sys/stat.h>

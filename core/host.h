@@ -4,7 +4,8 @@
 #define REGENT_CORE_HOST_H
 
 #include "catalog.h"
-#include "core.h"
+#include "config.h"
+#include "metrics.h"
 #include "history.h"
 #include "http.h"
 #include "localset.h"

@@ -23,6 +23,10 @@
 
 #include "helpers.h"
 #include "host.h"
+#include "loader.h"
+#include "log.h"
+#include "model.h"
+#include "util.h"
 
 static const regent_host *H = &regent_host_table;
 
