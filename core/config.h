@@ -62,11 +62,23 @@ typedef struct regent_config {
 	char **errors;                /* in the order of their lines once loaded */
 	int *error_lines;             /* 0: the file as a whole */
 	size_t nerrors;
+	/* Set by regent_config_bind: drops what binding took (the plugins'
+	 * references) when the config is freed.  NULL: not bound. */
+	void (*unbind)(struct regent_config *c);
 } regent_config;
 
-/* Parses and validates FILE, loading the plugins it names from
- * plugin_dir_override (or [agent] plugin_dir, or the default).  Returns
- * the config; check ->nerrors (every error, formatted FILE:LINE: ...). */
+/* Parses FILE and validates [agent] (config.c): sections and their
+ * key = value entries, no plugin loaded.  Never NULL; check ->nerrors
+ * (each formatted FILE:LINE: ...). */
+regent_config *regent_config_parse(const char *path);
+/* Binds a parsed config to its plugins (config_setup.c): loads the plugin
+ * of every plugin section from plugin_dir_override (or [agent]
+ * plugin_dir, or the default), validates the sections against the keys
+ * the plugins declare, the [service] sections against the merged service
+ * keys, then runs each plugin's validate().  Errors join c->errors, in
+ * the file's order.  Does nothing if the file could not be read. */
+void regent_config_bind(regent_config *c, const char *plugin_dir_override);
+/* Both: what the agent runs from. */
 regent_config *regent_config_load(const char *path, const char *plugin_dir_override);
 regent_config *regent_config_ref(regent_config *c);
 void regent_config_unref(regent_config *c);
@@ -80,6 +92,20 @@ const regent_cfg_section *regent_config_service(const regent_config *c, const ch
 bool regent_section_equal(const regent_cfg_section *a, const regent_cfg_section *b);
 const char *regent_kind_name(int kind);
 extern const regent_config_key regent_agent_keys[];
+
+/* For config_setup.c: the parser's own steps. */
+bool regent_config_has_plugin_section(const regent_config *c);
+/* Validates a section's entries against keys (unloaded: the plugin
+ * sections not loaded, named when a key is unknown), filling s->values. */
+void regent_config_validate_section(regent_config *c, regent_cfg_section *s,
+                                    const regent_config_key *keys, size_t nkeys,
+                                    const char *unloaded);
+size_t regent_config_keys_count(const regent_config_key *keys);
+const regent_config_key *regent_config_key_find(const regent_config_key *keys, size_t n,
+                                                const char *name);
+bool regent_plugin_name_valid(const char *s);
+/* Orders the errors by line (those of the whole file last). */
+void regent_config_sort_errors(regent_config *c);
 extern const regent_config_key regent_core_service_keys[];
 
 #endif

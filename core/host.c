@@ -849,26 +849,3 @@ void regent_ctx_free(regent_ctx *ctx)
 	regent_config_unref(ctx->cfg);
 	free(ctx);
 }
-
-void regent_host_validate(regent_config *c, regent_cfg_section *s)
-{
-	const regent_plugin_ops *ops = s->lp->desc->ops;
-	if (!ops->validate)
-		return;
-	/* A context without an agent: no loop, no HTTP, config only. */
-	regent_ctx ctx = {
-		.cfg = c,
-		.sec = s,
-		.desc = s->lp->desc,
-		.kind = s->lp->desc->kind,
-		.healthy = true,
-	};
-	ctx.who = regent_xasprintf("%s %s", regent_kind_name(ctx.kind), s->name);
-	size_t before = c->nerrors;
-	int rc = ops->validate(&ctx, &regent_host_table);
-	if (rc < 0 && c->nerrors == before)
-		regent_config_add_error(c, s->line, "[%s]: rejected by the plugin (%s)", s->header,
-		                        strerror(-rc));
-	free(ctx.who);
-	free(ctx.last_warning); /* a warning logged from validate() */
-}
