@@ -5,6 +5,12 @@
  * has proven itself), and shuts down in reverse order. */
 #include "build_config.h"
 #include "host.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "metrics.h"
+#include "model.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -5,6 +5,9 @@
  * replaced whole by every publish and freed with the context.  The core
  * does not interpret them. */
 #include "host.h"
+#include "log.h"
+#include "model.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -22,6 +22,8 @@
  * until then the old view's instances stay), so a store swap never
  * flushes an empty or half-read catalog. */
 #include "catalog.h"
+#include "model.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>

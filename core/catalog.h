@@ -2,7 +2,8 @@
 #ifndef REGENT_CORE_CATALOG_H
 #define REGENT_CORE_CATALOG_H
 
-#include "core.h"
+#include "model.h"
+#include "util.h"
 
 typedef struct regent_cat regent_cat;
 typedef struct regent_catview regent_catview;

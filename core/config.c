@@ -1,12 +1,15 @@
 /* config.c - the INI configuration: parsing (inih), the core's key tables,
- * typed validation of every section against the keys its owner declares,
- * and errors reported all at once as FILE:LINE: section.key: reason. */
+ * typed validation of a section against the keys its owner declares, and
+ * errors reported all at once as FILE:LINE: section.key: reason.  Parsing
+ * loads nothing: config_setup.c binds the plugin sections to their plugins
+ * and validates them afterwards. */
 #include "build_config.h"
-#include "core.h"
-#include "host.h"
+#include "config.h"
+#include "log.h"
+#include "model.h"
+#include "util.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -99,7 +102,7 @@ static int cmp_error(const void *a, const void *b)
 
 /* The errors in the order of the file's lines (checks run section by
  * section and plugin by plugin, a person reads top to bottom). */
-static void sort_errors(regent_config *c)
+void regent_config_sort_errors(regent_config *c)
 {
 	if (c->nerrors < 2)
 		return;
@@ -127,7 +130,7 @@ typedef struct parse_state {
 	regent_cfg_section *cur;
 } parse_state;
 
-static bool valid_plugin_name(const char *s)
+bool regent_plugin_name_valid(const char *s)
 {
 	if (!s[0] || strlen(s) > 64)
 		return false;
@@ -202,7 +205,7 @@ static void open_section(parse_state *ps, char *text)
 		s->plugin = regent_xstrdup(words[1]);
 		s->name = nw == 3 ? regent_xasprintf("%s %s", words[1], words[2])
 		                  : regent_xstrdup(words[1]);
-		if (!valid_plugin_name(words[1]))
+		if (!regent_plugin_name_valid(words[1]))
 			regent_config_add_error(c, ps->line,
 			                        "[%s]: invalid plugin name \"%s\" (allowed: [a-z0-9_-])",
 			                        norm, words[1]);
@@ -443,7 +446,7 @@ static int parse_value(regent_cfg_value *v, const char *raw, char *why, size_t w
 	return 0;
 }
 
-static size_t count_keys(const regent_config_key *keys)
+size_t regent_config_keys_count(const regent_config_key *keys)
 {
 	size_t n = 0;
 	while (keys && keys[n].name)
@@ -451,7 +454,8 @@ static size_t count_keys(const regent_config_key *keys)
 	return n;
 }
 
-static const regent_config_key *find_key(const regent_config_key *keys, size_t n, const char *name)
+const regent_config_key *regent_config_key_find(const regent_config_key *keys, size_t n,
+                                                const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(keys[i].name, name) == 0)
@@ -460,8 +464,9 @@ static const regent_config_key *find_key(const regent_config_key *keys, size_t n
 }
 
 /* Validates a section's entries against its declared keys. */
-static void validate_section(regent_config *c, regent_cfg_section *s, const regent_config_key *keys,
-                             size_t nkeys, const char *unloaded)
+void regent_config_validate_section(regent_config *c, regent_cfg_section *s,
+                                    const regent_config_key *keys, size_t nkeys,
+                                    const char *unloaded)
 {
 	s->values = regent_xcalloc(nkeys + 1, sizeof(*s->values));
 	s->nvalues = nkeys;
@@ -469,7 +474,7 @@ static void validate_section(regent_config *c, regent_cfg_section *s, const rege
 		s->values[i].key = &keys[i];
 	for (size_t e = 0; e < s->nentries; e++) {
 		regent_cfg_entry *en = &s->entries[e];
-		const regent_config_key *k = find_key(keys, nkeys, en->key);
+		const regent_config_key *k = regent_config_key_find(keys, nkeys, en->key);
 		if (!k) {
 			/* unloaded: the plugin sections that could not be
 			 * loaded (a [service] key may be theirs). */
@@ -561,107 +566,17 @@ bool regent_section_equal(const regent_cfg_section *a, const regent_cfg_section 
 	return eq;
 }
 
-/* ---------------------------------------------------------------- */
-/* Loading                                                           */
-/* ---------------------------------------------------------------- */
-
-/* Edit distance (insertions, deletions, substitutions, transpositions of
- * neighbours) between two short names. */
-static size_t name_distance(const char *a, const char *b)
+bool regent_config_has_plugin_section(const regent_config *c)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	if (la > 64 || lb > 64)
-		return SIZE_MAX;
-	size_t d[65][65];
-	for (size_t i = 0; i <= la; i++)
-		d[i][0] = i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = j;
-	for (size_t i = 1; i <= la; i++)
-		for (size_t j = 1; j <= lb; j++) {
-			size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-			if (d[i - 1][j] + 1 < best)
-				best = d[i - 1][j] + 1;
-			if (d[i][j - 1] + 1 < best)
-				best = d[i][j - 1] + 1;
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    d[i - 2][j - 2] + 1 < best)
-				best = d[i - 2][j - 2] + 1;
-			d[i][j] = best;
-		}
-	return d[la][lb];
+	for (size_t i = 0; i < c->nsections; i++)
+		if (c->sections[i]->kind == REGENT_SECTION_SOURCE ||
+		    c->sections[i]->kind == REGENT_SECTION_STORE ||
+		    c->sections[i]->kind == REGENT_SECTION_SINK)
+			return true;
+	return false;
 }
 
-/* The plugin in dir whose name is closest to name (at most 2 edits, and
- * fewer than its length), or "" when none is. */
-static void suggest_plugin(const char *dir, const char *name, char *out, size_t len)
-{
-	out[0] = '\0';
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	size_t best = 3;
-	for (struct dirent *e; (e = readdir(d));) {
-		size_t n = strlen(e->d_name);
-		if (n <= 3 || n > 67 || strcmp(e->d_name + n - 3, ".so") != 0)
-			continue;
-		char cand[65];
-		snprintf(cand, sizeof(cand), "%.*s", (int)(n - 3), e->d_name);
-		if (!valid_plugin_name(cand))
-			continue;
-		size_t dist = name_distance(name, cand);
-		/* closest first; equal distances: the first name in order */
-		if (dist == 0)
-			continue; /* the plugin itself, refused for another reason */
-		if (dist < best && dist < strlen(name) && dist < n - 3) {
-			best = dist;
-			snprintf(out, len, "%s", cand);
-		} else if (dist == best && out[0] && strcmp(cand, out) < 0) {
-			snprintf(out, len, "%s", cand);
-		}
-	}
-	closedir(d);
-}
-
-/* Adds the service keys of owner (NULL: the core).  Service keys share
- * one namespace, [service NAME], so a key another plugin (or the core)
- * already declares is refused at this plugin's header line, naming both;
- * two instances of one plugin declare the same table and share it. */
-static void merge_service_keys(regent_config *c, const regent_config_key *keys,
-                               const char *plugin, const regent_cfg_section *owner)
-{
-	for (size_t i = 0; keys && keys[i].name; i++) {
-		const regent_config_key *have = find_key(c->service_keys, c->nservice_keys, keys[i].name);
-		if (have) {
-			const regent_cfg_section *o = c->service_key_owners[have - c->service_keys];
-			if (o && owner && strcmp(o->lp->desc->name, plugin) == 0)
-				continue; /* another instance of the same plugin */
-			if (!o)
-				regent_config_add_error(c, owner ? owner->line : 0,
-				                        "[%s]: plugin %s declares the service key \"%s\", "
-				                        "which is the core's own: two owners cannot share "
-				                        "a [service] key",
-				                        owner ? owner->header : "?", plugin, keys[i].name);
-			else
-				regent_config_add_error(c, owner ? owner->line : 0,
-				                        "[%s]: plugin %s declares the service key \"%s\", "
-				                        "already declared by plugin %s ([%s] at line %d): "
-				                        "two plugins cannot share a [service] key",
-				                        owner ? owner->header : "?", plugin, keys[i].name,
-				                        o->lp->desc->name, o->header, o->line);
-			continue;
-		}
-		c->service_keys = regent_xrealloc(c->service_keys,
-		                                  sizeof(*c->service_keys) * (c->nservice_keys + 2));
-		c->service_key_owners = regent_xrealloc(
-		        c->service_key_owners, sizeof(*c->service_key_owners) * (c->nservice_keys + 1));
-		c->service_key_owners[c->nservice_keys] = owner;
-		c->service_keys[c->nservice_keys++] = keys[i];
-		memset(&c->service_keys[c->nservice_keys], 0, sizeof(*c->service_keys));
-	}
-}
-
-regent_config *regent_config_load(const char *path, const char *plugin_dir_override)
+regent_config *regent_config_parse(const char *path)
 {
 	regent_config *c = regent_xcalloc(1, sizeof(*c));
 	c->path = regent_xstrdup(path);
@@ -696,7 +611,8 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		c->sections[c->nsections++] = agent;
 	}
 	c->agent = agent;
-	validate_section(c, agent, regent_agent_keys, count_keys(regent_agent_keys), NULL);
+	regent_config_validate_section(c, agent, regent_agent_keys,
+	                               regent_config_keys_count(regent_agent_keys), NULL);
 	const regent_cfg_value *v = regent_cfg_find(agent, "log_level");
 	regent_log_level lvl;
 	if (v && v->raw && regent_log_level_parse(v->raw, &lvl) != 0)
@@ -732,67 +648,14 @@ regent_config *regent_config_load(const char *path, const char *plugin_dir_overr
 		                        "agent.debounce_max: %s is shorter than agent.debounce (%s)",
 		                        dmax->raw, dmin->raw);
 
-	/* Plugins. */
-	const char *dir = plugin_dir_override;
-	v = regent_cfg_find(agent, "plugin_dir");
-	if (!dir && v && v->set)
-		dir = v->raw;
-	if (!dir)
-		dir = regent_default_plugin_dir();
-	regent_buf unloaded = {0}; /* "[sink stat]", ... */
-	size_t nplugins = 0;
-	c->service_keys = regent_xcalloc(1, sizeof(*c->service_keys));
-	merge_service_keys(c, regent_core_service_keys, "core", NULL);
-	for (size_t i = 0; i < c->nsections; i++) {
-		regent_cfg_section *s = c->sections[i];
-		if (s->kind != REGENT_SECTION_SOURCE && s->kind != REGENT_SECTION_STORE &&
-		    s->kind != REGENT_SECTION_SINK)
-			continue;
-		nplugins++;
-		if (!valid_plugin_name(s->plugin)) {
-			/* reported at the header; never a path */
-			regent_buf_printf(&unloaded, "%s[%s]", unloaded.len ? " or " : "", s->header);
-			continue;
-		}
-		char err[1024];
-		s->lp = regent_plugin_load(dir, s->plugin, (int)s->kind, err, sizeof(err));
-		if (!s->lp) {
-			char near[65] = "", *so = regent_xasprintf("%s/%s.so", dir, s->plugin);
-			if (access(so, F_OK) != 0) /* a name that is not there: a typo? */
-				suggest_plugin(dir, s->plugin, near, sizeof(near));
-			free(so);
-			if (near[0])
-				regent_config_add_error(c, s->line, "[%s]: %s (did you mean [%s %s]?)",
-				                        s->header, err, regent_kind_name((int)s->kind),
-				                        near);
-			else
-				regent_config_add_error(c, s->line, "[%s]: %s", s->header, err);
-			regent_buf_printf(&unloaded, "%s[%s]", unloaded.len ? " or " : "", s->header);
-			continue;
-		}
-		validate_section(c, s, s->lp->config_keys, count_keys(s->lp->config_keys), NULL);
-		merge_service_keys(c, s->lp->service_keys, s->lp->desc->name, s);
-	}
-	if (nplugins == 0)
+	c->service_names = regent_xcalloc(c->nsections + 1, sizeof(*c->service_names));
+	for (size_t i = 0; i < c->nsections; i++)
+		if (c->sections[i]->kind == REGENT_SECTION_SERVICE)
+			c->service_names[c->nservice_names++] = c->sections[i]->plugin;
+	if (!regent_config_has_plugin_section(c))
 		regent_config_add_error(c, 0, "no [source NAME], [store NAME] or [sink NAME] section: "
 		                              "nothing to run");
-	c->service_names = regent_xcalloc(c->nsections + 1, sizeof(*c->service_names));
-	for (size_t i = 0; i < c->nsections; i++) {
-		regent_cfg_section *s = c->sections[i];
-		if (s->kind != REGENT_SECTION_SERVICE)
-			continue;
-		validate_section(c, s, c->service_keys, c->nservice_keys, unloaded.data);
-		c->service_names[c->nservice_names++] = s->plugin;
-	}
-	regent_buf_free(&unloaded);
-	/* Let each plugin check its own section's meaning, whatever went
-	 * wrong elsewhere (every error of the file in one run), unless one of
-	 * the section's own values could not be read: its checks would run
-	 * on a value that is not there. */
-	for (size_t i = 0; i < c->nsections; i++)
-		if (c->sections[i]->lp && !c->sections[i]->blocked)
-			regent_host_validate(c, c->sections[i]);
-	sort_errors(c);
+	regent_config_sort_errors(c);
 	return c;
 }
 
@@ -816,8 +679,6 @@ static void free_section(regent_cfg_section *s)
 		free(s->values[i].list);
 	}
 	free(s->values);
-	if (s->lp)
-		regent_plugin_unref(s->lp);
 	free(s->header);
 	free(s->plugin);
 	free(s->name);
@@ -828,6 +689,8 @@ void regent_config_unref(regent_config *c)
 {
 	if (!c || --c->refs > 0)
 		return;
+	if (c->unbind)
+		c->unbind(c); /* what binding took: the plugins' references */
 	for (size_t i = 0; i < c->nsections; i++)
 		free_section(c->sections[i]);
 	free(c->sections);

@@ -6,6 +6,10 @@
  * across restarts until `regent ctl undrain`. */
 #include "ctl.h"
 #include "build_config.h"
+#include "config.h"
+#include "log.h"
+#include "model.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,6 +4,7 @@
  * no loop. */
 #include "build_config.h"
 #include "ctl.h"
+#include "util.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -4,6 +4,7 @@
  * threadpool and the result reported on the loop.  Each write owns a copy
  * of its data and frees itself after its callback. */
 #include "helpers.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

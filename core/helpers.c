@@ -7,6 +7,7 @@
 #include "helpers.h"
 
 #include "host.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

@@ -4,7 +4,7 @@
 #ifndef REGENT_CORE_HELPERS_H
 #define REGENT_CORE_HELPERS_H
 
-#include "core.h"
+#include "util.h"
 
 /* helpers.c */
 char *regent_h_strdup(const char *s);           /* NULL -> NULL */

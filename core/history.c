@@ -7,6 +7,8 @@
  * their entries, a small table of the sinks it follows and a reference to
  * the last snapshot.  Fixed memory whatever the fleet does. */
 #include "history.h"
+#include "model.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,6 +4,13 @@
 #include "build_config.h"
 #include "host.h"
 #include "helpers.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "metrics.h"
+#include "model.h"
+#include "report.h"
+#include "util.h"
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -534,96 +541,17 @@ static regent_metric *h_metric(regent_ctx *ctx, regent_metric_type type, const c
 
 static void h_metrics_write(regent_ctx *ctx, regent_write_cb out, void *arg)
 {
-	regent_agent *a = ctx->agent;
-	if (!a)
+	if (!ctx->agent)
 		return;
 	regent_buf b = {0};
-	regent_metrics_write(a->metrics, &b);
-	const regent_catalog *cat = regent_cat_current(a->cat);
-	const regent_cfg_value *per = regent_cfg_find(a->cfg->agent, "metrics_per_service");
-	bool per_service = per && per->i;
-	/* Rendered once per catalog snapshot: a scrape costs O(services), not O(instances). */
-	if (a->counts_of != cat || !a->counts_text || a->counts_per != per_service) {
-		regent_buf c = {0};
-		regent_catalog_metrics_write(cat, per_service, &c);
-		regent_buf_add(&c, "", 1);
-		if (a->counts_of)
-			regent_catalog_unref(a->counts_of);
-		free(a->counts_text);
-		a->counts_of = regent_catalog_ref(cat);
-		a->counts_text = c.data;
-		a->counts_per = per_service;
-	}
-	regent_buf_printf(&b, "%s", a->counts_text);
-	regent_buf_printf(&b,
-	                  "# HELP regent_local_instances Instances this host's sources report.\n"
-	                  "# TYPE regent_local_instances gauge\nregent_local_instances %zu\n"
-	                  "# HELP process_start_time_seconds Start time of the process since the "
-	                  "Unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
-	                  "process_start_time_seconds %.3f\n",
-	                  regent_localset_size(a->local), (double)a->start_wall_ns / 1e9);
+	regent_report_metrics(ctx->agent, &b);
 	out(arg, b.data ? b.data : "", b.len);
 	regent_buf_free(&b);
 }
 
-static void json_string(regent_buf *b, const char *s)
-{
-	regent_buf_add(b, "\"", 1);
-	for (const char *p = s; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if (ch == '"' || ch == '\\')
-			regent_buf_printf(b, "\\%c", ch);
-		else if (ch < 0x20)
-			regent_buf_printf(b, "\\u%04x", ch);
-		else
-			regent_buf_add(b, p, 1);
-	}
-	regent_buf_add(b, "\"", 1);
-}
-
-/* One entry per section: an instance on trial is not listed (the running
- * one it is to replace speaks for the section, with a note). */
 static char *h_health_json(regent_ctx *ctx)
 {
-	regent_agent *a = ctx->agent;
-	regent_buf b = {0};
-	bool ok = true;
-	regent_buf_printf(&b, "{\"plugins\":{");
-	bool first = true;
-	for (regent_ctx *c = a ? a->ctxs : NULL; c; c = c->next) {
-		if (c->replaces)
-			continue;
-		bool healthy = c->healthy && !c->start_error;
-		const char *reason = c->start_error ? c->start_error : c->health_reason;
-		const char *note = c->candidate ? "a new configuration is on trial"
-		                   : c->note   ? c->note
-		                   : c->health_note ? c->health_note
-		                   : c->state == CTX_PENDING && !c->start_error
-		                       ? "starting: not confirmed yet"
-		                       : NULL;
-		ok = ok && healthy;
-		regent_buf_printf(&b, "%s\"%s %s\":{\"healthy\":%s", first ? "" : ",",
-		                  regent_kind_name(c->kind), c->sec->name, healthy ? "true" : "false");
-		if (reason) {
-			regent_buf_printf(&b, ",\"reason\":");
-			json_string(&b, reason);
-		}
-		if (note) {
-			regent_buf_printf(&b, ",\"note\":");
-			json_string(&b, note);
-		}
-		regent_buf_printf(&b, "}");
-		first = false;
-	}
-	regent_buf_printf(&b, "},\"ok\":%s", ok ? "true" : "false");
-	if (a && a->reload_note) {
-		/* The file of the last reload was refused: the sections above still run the
-		 * previous configuration (a refusal does not make the agent unhealthy). */
-		regent_buf_printf(&b, ",\"note\":");
-		json_string(&b, a->reload_note);
-	}
-	regent_buf_printf(&b, "}");
-	return b.data;
+	return regent_report_health(ctx->agent);
 }
 
 /* ---- latency ---- */
@@ -843,27 +771,4 @@ void regent_ctx_free(regent_ctx *ctx)
 	free(ctx->last_warning);
 	regent_config_unref(ctx->cfg);
 	free(ctx);
-}
-
-void regent_host_validate(regent_config *c, regent_cfg_section *s)
-{
-	const regent_plugin_ops *ops = s->lp->desc->ops;
-	if (!ops->validate)
-		return;
-	/* A context without an agent: no loop, no HTTP, config only. */
-	regent_ctx ctx = {
-		.cfg = c,
-		.sec = s,
-		.desc = s->lp->desc,
-		.kind = s->lp->desc->kind,
-		.healthy = true,
-	};
-	ctx.who = regent_xasprintf("%s %s", regent_kind_name(ctx.kind), s->name);
-	size_t before = c->nerrors;
-	int rc = ops->validate(&ctx, &regent_host_table);
-	if (rc < 0 && c->nerrors == before)
-		regent_config_add_error(c, s->line, "[%s]: rejected by the plugin (%s)", s->header,
-		                        strerror(-rc));
-	free(ctx.who);
-	free(ctx.last_warning); /* a warning logged from validate() */
 }

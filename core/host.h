@@ -4,7 +4,8 @@
 #define REGENT_CORE_HOST_H
 
 #include "catalog.h"
-#include "core.h"
+#include "config.h"
+#include "metrics.h"
 #include "history.h"
 #include "http.h"
 #include "localset.h"
@@ -91,9 +92,6 @@ struct regent_agent {
 };
 
 extern const regent_host regent_host_table;
-
-/* config.c calls this for every plugin section once the keys check out. */
-void regent_host_validate(regent_config *c, regent_cfg_section *s);
 
 /* agent.c */
 regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *plugin_dir_override);

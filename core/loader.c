@@ -2,7 +2,9 @@
  * refusal names the file and the reason.  Loaded plugins are cached and
  * reference-counted; they are only unloaded once nothing (config, running
  * instance, pending libuv callback) can still point into them. */
-#include "core.h"
+#include "loader.h"
+#include "config.h"
+#include "util.h"
 #include "build_config.h"
 
 #include <dirent.h>

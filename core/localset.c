@@ -4,6 +4,8 @@
  * no longer reports, and an id reported by two sources (a reload's new
  * source on trial beside the old one) goes down only when both let go. */
 #include "localset.h"
+#include "model.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>

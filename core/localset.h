@@ -2,7 +2,7 @@
 #ifndef REGENT_CORE_LOCALSET_H
 #define REGENT_CORE_LOCALSET_H
 
-#include "core.h"
+#include "model.h"
 
 typedef struct regent_localset regent_localset;
 

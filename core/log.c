@@ -5,7 +5,8 @@
  * starts with the sd-daemon priority prefix "<N>" so journald files it at
  * that priority (journalctl -p warning) and carries no timestamp, since
  * journald adds its own; anywhere else a line starts with a timestamp. */
-#include "core.h"
+#include "log.h"
+#include "util.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

@@ -4,6 +4,9 @@
 #include "build_config.h"
 #include "ctl.h"
 #include "host.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
 
 #include <getopt.h>
 #include <signal.h>

@@ -4,6 +4,8 @@
  * writes process_start_time_seconds itself); and the catalog's gauges,
  * bounded by default whatever the fleet's size. */
 #include "catalog.h"
+#include "metrics.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <math.h>

@@ -1,7 +1,8 @@
 /* model.c - the instance model: validation of untrusted names and values
- * (with the hard limits of core.h), the core's immutable copies (meta in
+ * (with the hard limits of model.h), the core's immutable copies (meta in
  * canonical order), equality in O(n log n), and the JSON form stores keep. */
-#include "core.h"
+#include "model.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>

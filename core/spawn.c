@@ -4,6 +4,7 @@
  * spawn owns its process, pipes and timer and frees itself once they are
  * all closed. */
 #include "helpers.h"
+#include "util.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -1,7 +1,7 @@
 /* util.c - small helpers the whole core shares: checked allocation, time,
  * backoff, base64, strict number and duration parsing, escaping for log
  * lines, a string-keyed hash map and a growable buffer. */
-#include "core.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -12,6 +12,9 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "metrics.h"
+#include "model.h"
+#include "util.h"
 
 typedef struct flushes {
 	uv_loop_t *loop;

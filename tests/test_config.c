@@ -8,7 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "model.h"
+#include "util.h"
 #include "host.h"
 
 static char dir[64];

@@ -25,6 +25,11 @@
 
 #include "helpers.h"
 #include "host.h"
+#include "loader.h"
+#include "log.h"
+#include "model.h"
+#include "report.h"
+#include "util.h"
 
 static const regent_host *H = &regent_host_table;
 
@@ -684,6 +689,31 @@ static void test_health_parts(void **state)
 	assert_null(c->health_note);
 }
 
+/* /healthz (report.c, jansson): one entry per section, reasons and notes
+ * escaped as JSON, text that is not UTF-8 written \xNN, "ok" false when
+ * one plugin is unhealthy, the refused reload's note at the top. */
+static void test_health_report(void **state)
+{
+	(void)state;
+	char *empty = regent_report_health(NULL);
+	assert_string_equal(empty, "{\"plugins\":{},\"ok\":true}");
+	free(empty);
+	regent_cfg_section s1 = {.name = "etcd"}, s2 = {.name = "stats"}, s3 = {.name = "stats"};
+	regent_ctx trial = {.sec = &s3, .kind = REGENT_KIND_SINK, .replaces = NULL};
+	regent_ctx c2 = {.sec = &s2, .kind = REGENT_KIND_SINK, .healthy = true,
+	                 .state = CTX_PENDING, .next = &trial};
+	regent_ctx c1 = {.sec = &s1, .kind = REGENT_KIND_STORE, .healthy = false,
+	                 .health_reason = "no \"leader\"\n", .next = &c2};
+	trial.replaces = &c2; /* on trial: not listed */
+	regent_agent a = {.ctxs = &c1, .reload_note = "bad \xff byte"};
+	char *h = regent_report_health(&a);
+	assert_string_equal(h, "{\"plugins\":{\"store etcd\":{\"healthy\":false,\"reason\":"
+	                       "\"no \\\"leader\\\"\\n\"},\"sink stats\":{\"healthy\":true,"
+	                       "\"note\":\"starting: not confirmed yet\"}},\"ok\":false,"
+	                       "\"note\":\"bad \\\\xff byte\"}");
+	free(h);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -701,6 +731,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_health_parts, setup, teardown),
 		cmocka_unit_test(test_address),
 		cmocka_unit_test_setup_teardown(test_cfg_address, setup, teardown),
+		cmocka_unit_test(test_health_report),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "model.h"
+#include "util.h"
 
 static const char *broken_dir(void)
 {

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "log.h"
+#include "util.h"
 
 static int saved_stderr = -1;
 static int rd = -1; /* read end of what stderr writes to */

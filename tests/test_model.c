@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "model.h"
+#include "util.h"
 
 static void service_names(void **state)
 {

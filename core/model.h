@@ -1,0 +1,38 @@
+/* model.h - the instance model (model.c): validation of names and values,
+ * the hard limits, the core's immutable reference-counted copies and the
+ * JSON form stores keep. */
+#ifndef REGENT_CORE_MODEL_H
+#define REGENT_CORE_MODEL_H
+
+#include <regent/plugin.h>
+#include <stddef.h>
+
+/* The core's own immutable, reference-counted copy of an instance. */
+typedef struct regent_inst {
+	regent_instance pub; /* every pointer points into this allocation */
+	unsigned refs;
+} regent_inst;
+
+/* Hard limits on one instance (from any source or registry): an instance
+ * over one is refused as a whole (one warning naming it), so no single
+ * registry entry can make the agent's work grow without bound.  Consul's
+ * own limits are 64 meta pairs, keys of 128 and values of 512 bytes. */
+#define REGENT_MAX_META 64          /* meta pairs per instance */
+#define REGENT_MAX_TAGS 64          /* tags per instance (128 bytes each) */
+#define REGENT_MAX_VALUE (64 * 1024) /* bytes of an encoded instance value */
+
+bool regent_valid_service(const char *name);
+bool regent_valid_address(const char *addr);
+/* Validates and deep-copies; on failure returns NULL and writes why. */
+regent_inst *regent_inst_copy(const regent_instance *src, const char *default_node, char *why,
+                              size_t whylen);
+regent_inst *regent_inst_ref(regent_inst *i);
+void regent_inst_unref(regent_inst *i);
+bool regent_instance_equal(const regent_instance *a, const regent_instance *b);
+char *regent_instance_encode(const regent_instance *inst);
+int regent_instance_decode(const char *json, size_t len, const char *service, const char *id,
+                           regent_instance **out);
+void regent_instance_free(regent_instance *inst);
+const char *regent_proto_name(regent_proto p);
+
+#endif
