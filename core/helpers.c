@@ -6,7 +6,9 @@
  * the atomic file write filewrite.c's. */
 #include "helpers.h"
 
+#include "config.h"
 #include "host.h"
+#include "log.h"
 #include "util.h"
 
 #include <arpa/inet.h>
