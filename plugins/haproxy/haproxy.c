@@ -31,10 +31,10 @@
 /* Health and logging                                                 */
 /* ------------------------------------------------------------------ */
 
-void hx_set_reason(char **slotp, const char *reason)
+void hx_set_reason(hx *s, char **slotp, const char *reason)
 {
 	free(*slotp);
-	*slotp = reason ? xstrdup(reason) : NULL;
+	*slotp = s->h->xstrdup(reason);
 }
 
 void hx_update_health(hx *s)
@@ -99,7 +99,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 	case HX_SUP_READY:
 		s->master_ready = true;
 		if (s->master_err) {
-			hx_set_reason(&s->master_err, NULL);
+			hx_set_reason(s, &s->master_err, NULL);
 			hx_update_health(s);
 		}
 		hx_ap_unknown(s); /* set every server from scratch */
@@ -113,7 +113,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
 		if (ev == HX_SUP_DOWN)
 			s->h->metric_add(s->m_restarts, 1);
-		hx_set_reason(&s->master_err, why);
+		hx_set_reason(s, &s->master_err, why);
 		hx_update_health(s);
 		/* A reload in progress has nobody to talk to any more. */
 		if (s->ps == P_RELOAD || s->ps == P_CONFIRM) {
@@ -137,7 +137,7 @@ static void on_adopted(void *arg, int result, const char *why)
 	hx *s = arg;
 	s->adopting = false;
 	if (result < 0) {
-		hx_set_reason(&s->master_err, why);
+		hx_set_reason(s, &s->master_err, why);
 		hx_update_health(s);
 		hx_trial_fail(s, result, why);
 		return;
@@ -201,7 +201,7 @@ void hx_kick(hx *s)
 		hx_schedule_slow(s);
 	else if (s->reject_err && s->ps == P_IDLE) {
 		/* What is wanted runs (the rejected change was undone). */
-		hx_set_reason(&s->reject_err, NULL);
+		hx_set_reason(s, &s->reject_err, NULL);
 		hx_update_health(s);
 	}
 	hx_maybe_mirror(s);
@@ -347,33 +347,13 @@ static void model_setup(hx *s)
 
 static void model_teardown(hx *s)
 {
-	if (s->t_model) {
-		uv_close((uv_handle_t *)s->t_model, (uv_close_cb)free);
-		s->t_model = NULL;
-	}
+	s->h->timer_close(&s->t_model);
 	if (s->cat)
 		s->h->catalog_unref(s->cat);
 	s->cat = NULL;
 	hx_model_free(&s->m);
 	free(s->excl_note);
 	s->excl_note = NULL;
-}
-
-static uv_timer_t *new_timer(hx *s)
-{
-	uv_timer_t *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
-	uv_timer_init(s->loop, t);
-	t->data = s;
-	return t;
-}
-
-static void close_timer(uv_timer_t **t)
-{
-	if (*t)
-		uv_close((uv_handle_t *)*t, (uv_close_cb)free);
-	*t = NULL;
 }
 
 static int create(regent_ctx *ctx, const regent_host *h, void **self)
@@ -415,11 +395,11 @@ static int start(void *self)
 {
 	hx *s = self;
 	s->loop = s->h->loop(s->ctx);
-	s->t_poll = new_timer(s);
-	s->t_retry = new_timer(s);
-	s->t_slow = new_timer(s);
-	s->t_model = new_timer(s);
-	s->t_wretry = new_timer(s);
+	s->t_poll = s->h->timer_new(s->ctx, s);
+	s->t_retry = s->h->timer_new(s->ctx, s);
+	s->t_slow = s->h->timer_new(s->ctx, s);
+	s->t_model = s->h->timer_new(s->ctx, s);
+	s->t_wretry = s->h->timer_new(s->ctx, s);
 	recover(s);
 	hx_clean_temps(s);
 	s->annot = hx_annot_new(s->ctx, s->h, s->loop, &s->m, s->admin_socket,
@@ -436,8 +416,10 @@ static int start(void *self)
 		 * in the config directory, which may fill up or turn read-only. */
 		const char *sd = s->h->state_dir(s->ctx);
 		const char *base = strrchr(s->config_file, '/') + 1;
-		s->pid_file = sd ? xasprintf("%s/%s.pid", sd, base) : xasprintf("%s.pid", s->config_file);
-		s->log_file = sd ? xasprintf("%s/%s.log", sd, base) : xasprintf("%s.log", s->config_file);
+		s->pid_file = sd ? s->h->xasprintf("%s/%s.pid", sd, base)
+		                 : s->h->xasprintf("%s.pid", s->config_file);
+		s->log_file = sd ? s->h->xasprintf("%s/%s.log", sd, base)
+		                 : s->h->xasprintf("%s.log", s->config_file);
 		hx_sup_cfg c = {
 			.ctx = s->ctx,
 			.h = s->h,
@@ -511,13 +493,13 @@ static void destroy(void *self)
 	hx_drop_pending(s);
 	hx_sup_free(s->sup); /* never kills: stop() decided */
 	s->sup = NULL;
-	close_timer(&s->t_poll);
-	close_timer(&s->t_retry);
-	close_timer(&s->t_slow);
+	s->h->timer_close(&s->t_poll);
+	s->h->timer_close(&s->t_retry);
+	s->h->timer_close(&s->t_slow);
 	hx_annot_free(s->annot); /* before the model it reads */
 	s->annot = NULL;
 	model_teardown(s);
-	close_timer(&s->t_wretry);
+	s->h->timer_close(&s->t_wretry);
 	free(s->g_want);
 	free(s->g_cand);
 	free(s->g_run);

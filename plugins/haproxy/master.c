@@ -64,44 +64,26 @@ static void sup_log(hx_sup *s, regent_log_level lvl, const char *fmt, ...)
 	s->c.h->log(s->c.ctx, lvl, "%s", msg);
 }
 
-static char *dup_or_null(const char *p)
-{
-	char *d = p ? strdup(p) : NULL;
-	if (p && !d)
-		abort();
-	return d;
-}
-
-static uv_timer_t *sup_timer(hx_sup *s)
-{
-	uv_timer_t *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
-	uv_timer_init(s->c.loop, t);
-	t->data = s;
-	return t;
-}
-
 hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
 {
 	hx_sup *s = calloc(1, sizeof(*s));
 	if (!s)
 		abort();
 	s->c = *cfg;
-	s->bin = dup_or_null(cfg->bin);
-	s->config_file = dup_or_null(cfg->config_file);
-	s->master_socket = dup_or_null(cfg->master_socket);
-	s->pid_file = dup_or_null(cfg->pid_file);
-	s->log_file = dup_or_null(cfg->log_file);
-	s->state_file = dup_or_null(cfg->state_file);
-	s->state_tmp = dup_or_null(cfg->state_tmp);
+	s->bin = cfg->h->xstrdup(cfg->bin);
+	s->config_file = cfg->h->xstrdup(cfg->config_file);
+	s->master_socket = cfg->h->xstrdup(cfg->master_socket);
+	s->pid_file = cfg->h->xstrdup(cfg->pid_file);
+	s->log_file = cfg->h->xstrdup(cfg->log_file);
+	s->state_file = cfg->h->xstrdup(cfg->state_file);
+	s->state_tmp = cfg->h->xstrdup(cfg->state_tmp);
 	s->cb = cb;
 	s->arg = arg;
 	s->pidfd = -1;
 	s->backoff = (regent_backoff){.initial_ms = 500, .max_ms = 30000};
-	s->t_restart = sup_timer(s);
-	s->t_kill = sup_timer(s);
-	s->t_alive = sup_timer(s);
+	s->t_restart = s->c.h->timer_new(s->c.ctx, s);
+	s->t_kill = s->c.h->timer_new(s->c.ctx, s);
+	s->t_alive = s->c.h->timer_new(s->c.ctx, s);
 	return s;
 }
 
@@ -505,9 +487,9 @@ void hx_sup_free(hx_sup *s)
 	quiesce(s);
 	unwatch(s);
 	hx_master_release(s->child); /* left running */
-	uv_close((uv_handle_t *)s->t_restart, (uv_close_cb)free);
-	uv_close((uv_handle_t *)s->t_kill, (uv_close_cb)free);
-	uv_close((uv_handle_t *)s->t_alive, (uv_close_cb)free);
+	s->c.h->timer_close(&s->t_restart);
+	s->c.h->timer_close(&s->t_kill);
+	s->c.h->timer_close(&s->t_alive);
 	free(s->bin);
 	free(s->config_file);
 	free(s->master_socket);

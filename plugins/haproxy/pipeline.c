@@ -24,11 +24,11 @@ static void shape_clear(shape *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static void shape_copy(shape *dst, const shape *src)
+static void shape_copy(const regent_host *h, shape *dst, const shape *src)
 {
 	shape_clear(dst);
-	dst->listen = xstrdup(src->listen);
-	dst->srvopts = xstrdup(src->srvopts);
+	dst->listen = h->xstrdup(src->listen);
+	dst->srvopts = h->xstrdup(src->srvopts);
 	dst->nslots = src->listen ? src->nslots : 0;
 	dst->port = src->port;
 	dst->checked = src->checked;
@@ -220,10 +220,11 @@ static void on_wretry(uv_timer_t *t)
  * needed. */
 static void write_failed(hx *s, const char *path, int err)
 {
-	char *msg = xasprintf("cannot write %s: %s; retrying every second", path, uv_strerror(err));
+	char *msg = s->h->xasprintf("cannot write %s: %s; retrying every second", path,
+	                            uv_strerror(err));
 	if (!streq(msg, s->write_err)) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
-		hx_set_reason(&s->write_err, msg);
+		hx_set_reason(s, &s->write_err, msg);
 		hx_update_health(s);
 	}
 	free(msg);
@@ -236,7 +237,7 @@ static void write_ok(hx *s)
 	if (!s->write_err)
 		return;
 	s->h->log(s->ctx, REGENT_LOG_INFO, "%s written again", s->config_file);
-	hx_set_reason(&s->write_err, NULL);
+	hx_set_reason(s, &s->write_err, NULL);
 	hx_update_health(s);
 }
 
@@ -325,16 +326,16 @@ static void install_done(hx *s)
 	s->cand_text = NULL;
 	pend_to_file(s, R_CAND);
 	for (svc *v = s->m.svcs; v; v = v->next)
-		shape_copy(&v->run, &v->cand);
+		shape_copy(s->h, &v->run, &v->cand);
 	mirror_invalidate(s); /* the shapes haproxy runs changed */
 	free(s->g_run);
-	s->g_run = xstrdup(s->g_cand);
+	s->g_run = s->h->xstrdup(s->g_cand);
 	s->installed_once = true;
 	s->file_gen++;
 	s->m.gen++; /* the installed shapes are rendered by the mirror now */
 	write_ok(s);
 	if (s->reject_err) {
-		hx_set_reason(&s->reject_err, NULL);
+		hx_set_reason(s, &s->reject_err, NULL);
 		hx_update_health(s);
 	}
 }
@@ -479,7 +480,7 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 		          "cannot dump the server state over %s (%s); the new worker starts from the "
 		          "config",
 		          s->admin_socket, status < 0 ? uv_strerror(status) : "unexpected answer");
-		text = xstrdup("1\n");
+		text = s->h->xstrdup("1\n");
 	} else {
 		text = state_text(s, out);
 	}
@@ -654,7 +655,7 @@ static void on_check(void *arg, int status, const char *out)
 		hx_pipeline_done(s);
 		return;
 	}
-	hx_set_reason(&s->reject_err,
+	hx_set_reason(s, &s->reject_err,
 	           status < 0 ? "cannot run haproxy -c (see the log); the new configuration waits"
 	                      : "haproxy rejected the latest configuration (see the log); the "
 	                        "previous one runs");
@@ -669,9 +670,9 @@ static void on_check(void *arg, int status, const char *out)
 	hx_drop_pending(s);
 	hx_pipeline_done(s);
 	if (!s->proven) {
-		char *why = status < 0 ? xasprintf("cannot run %s -c: %s", s->haproxy_bin,
+		char *why = status < 0 ? s->h->xasprintf("cannot run %s -c: %s", s->haproxy_bin,
 		                                   uv_strerror(status))
-		                       : xasprintf("haproxy -c rejected the configuration (exit %d, see "
+		                       : s->h->xasprintf("haproxy -c rejected the configuration (exit %d, see "
 		                                   "the log)",
 		                                   status);
 		hx_trial_fail(s, status < 0 ? status : -EINVAL, why);
@@ -733,9 +734,9 @@ static void install_unchanged(hx *s)
 static void start_pipeline(hx *s)
 {
 	for (svc *v = s->m.svcs; v; v = v->next)
-		shape_copy(&v->cand, &v->want);
+		shape_copy(s->h, &v->cand, &v->want);
 	free(s->g_cand);
-	s->g_cand = xstrdup(s->g_want);
+	s->g_cand = s->h->xstrdup(s->g_want);
 	char *text = render_file(s, R_CAND);
 	if (s->last_rejected && strcmp(text, s->last_rejected) == 0 && !s->force_reload) {
 		free(text); /* haproxy said no to exactly this: wait for a change */
@@ -847,7 +848,7 @@ static bool stale_temp(const char *name, const char *base)
 static void clean_dir_of(hx *s, const char *file)
 {
 	const char *slash = strrchr(file, '/');
-	char *dir = xasprintf("%.*s", slash == file ? 1 : (int)(slash - file), file);
+	char *dir = s->h->xasprintf("%.*s", slash == file ? 1 : (int)(slash - file), file);
 	const char *base = slash + 1;
 	DIR *d = opendir(dir);
 	if (!d) {

@@ -15,7 +15,7 @@ static void reload_ok(hx *s, long worker)
 	s->h->backoff_reset(&s->reload_backoff);
 	s->retry_at = 0;
 	if (s->reload_err) {
-		hx_set_reason(&s->reload_err, NULL);
+		hx_set_reason(s, &s->reload_err, NULL);
 		hx_update_health(s);
 	}
 	s->h->log(s->ctx, REGENT_LOG_INFO, "haproxy reloaded (worker %ld), %llu ms after the change",
@@ -29,10 +29,10 @@ static void reload_fail(hx *s, const char *why)
 	s->h->metric_add(s->m_reload_fail, 1);
 	uint64_t d = s->h->backoff_next(&s->reload_backoff);
 	s->retry_at = s->h->now_ms() + d;
-	char *msg = xasprintf("haproxy reload failed: %s; retrying in %llu ms", why,
+	char *msg = s->h->xasprintf("haproxy reload failed: %s; retrying in %llu ms", why,
 	                      (unsigned long long)d);
 	s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
-	hx_set_reason(&s->reload_err, msg);
+	hx_set_reason(s, &s->reload_err, msg);
 	free(msg);
 	hx_update_health(s);
 	s->force_reload = true;

@@ -127,28 +127,6 @@ typedef struct hx {
 		*m_runtime_err;
 } hx;
 
-static inline char *xstrdup(const char *s)
-{
-	if (!s)
-		return NULL;
-	char *p = strdup(s);
-	if (!p)
-		abort();
-	return p;
-}
-
-static inline char *xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
-static inline char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *p = NULL;
-	if (vasprintf(&p, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return p;
-}
-
 static inline bool streq(const char *a, const char *b)
 {
 	return a == b || (a && b && strcmp(a, b) == 0);
@@ -180,7 +158,7 @@ void hx_sink_configure(hx *s);
 
 /* ---- haproxy.c: health, trial and scheduling ---- */
 
-void hx_set_reason(char **slotp, const char *reason);
+void hx_set_reason(hx *s, char **slotp, const char *reason);
 void hx_update_health(hx *s);
 void hx_report_exclusions(hx *s);
 /* The start on trial failed: said once, nothing more is touched. */
