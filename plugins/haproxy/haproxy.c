@@ -37,15 +37,20 @@ void hx_set_reason(hx *s, char **slotp, const char *reason)
 	*slotp = s->h->xstrdup(reason);
 }
 
+/* One part per cause (host->health_part): /healthz names every failing
+ * one, "<part>: <reason>".  Services left out make the plugin unhealthy
+ * too (the others keep being routed). */
 void hx_update_health(hx *s)
 {
-	const char *r = s->master_err ? s->master_err
-	                : s->write_err ? s->write_err
-	                : s->admin_err ? s->admin_err
-	                : s->reload_err ? s->reload_err
-	                : s->reject_err ? s->reject_err
-	                                : s->excl_note;
-	s->h->set_health(s->ctx, r == NULL, r);
+	const struct {
+		const char *part, *reason;
+	} parts[] = {
+		{"haproxy", s->master_err},     {"file", s->write_err},
+		{"admin socket", s->admin_err}, {"reload", s->reload_err},
+		{"check", s->reject_err},       {"services", s->excl_note},
+	};
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		s->h->health_part(s->ctx, parts[i].part, parts[i].reason == NULL, parts[i].reason);
 }
 
 /* Services left out of the configuration: the metric, and a /healthz note
@@ -386,7 +391,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->m_runtime_err = h->metric(ctx, REGENT_METRIC_COUNTER,
 	                             "regent_haproxy_runtime_errors_total",
 	                             "Runtime API batches haproxy refused.", NULL);
-	s->h->set_health(ctx, true, NULL);
+	hx_update_health(s);
 	*self = s;
 	return 0;
 }
@@ -453,11 +458,13 @@ static void cancel_all(hx *s)
 	s->admin_req = NULL;
 	hx_cli_cancel(s->master_req);
 	s->master_req = NULL;
-	hx_run_cancel(s->run);
+	s->h->spawn_cancel(s->run);
 	s->run = NULL;
-	hx_write_cancel(s->write);
+	s->h->file_write_cancel(s->write);
 	s->write = NULL;
-	hx_write_cancel(s->mirror);
+	hx_write_cancel(s->swap);
+	s->swap = NULL;
+	s->h->file_write_cancel(s->mirror);
 	s->mirror = NULL;
 	hx_poll_cancel(s->confirm);
 	s->confirm = NULL;

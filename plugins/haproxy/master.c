@@ -66,9 +66,7 @@ static void sup_log(hx_sup *s, regent_log_level lvl, const char *fmt, ...)
 
 hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
 {
-	hx_sup *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
+	hx_sup *s = cfg->h->xcalloc(1, sizeof(*s));
 	s->c = *cfg;
 	s->bin = cfg->h->xstrdup(cfg->bin);
 	s->config_file = cfg->h->xstrdup(cfg->config_file);
@@ -186,9 +184,7 @@ static void watch(hx_sup *s)
 	int fd = (int)syscall(SYS_pidfd_open, (pid_t)s->pid, 0);
 	if (fd >= 0) {
 		s->pidfd = fd;
-		s->pidwatch = calloc(1, sizeof(*s->pidwatch));
-		if (!s->pidwatch)
-			abort();
+		s->pidwatch = s->c.h->xcalloc(1, sizeof(*s->pidwatch));
 		uv_poll_init(s->c.loop, s->pidwatch, fd);
 		s->pidwatch->data = s;
 		uv_poll_start(s->pidwatch, UV_READABLE, on_pidfd);
@@ -235,11 +231,8 @@ static void ready_poll(hx_sup *s, uint64_t first_ms)
 
 static void spawn_now(hx_sup *s)
 {
-	char *mopt = malloc(strlen(s->master_socket) + 16);
-	char **argv = calloc(10 + 2 * s->c.ninclude, sizeof(*argv));
-	if (!mopt || !argv)
-		abort();
-	sprintf(mopt, "%s,mode,600", s->master_socket);
+	char *mopt = s->c.h->xasprintf("%s,mode,600", s->master_socket);
+	char **argv = s->c.h->xcalloc(10 + 2 * s->c.ninclude, sizeof(*argv));
 	size_t n = 0;
 	argv[n++] = s->bin;
 	argv[n++] = "-W";
@@ -316,9 +309,7 @@ void hx_sup_spawn(hx_sup *s)
 	/* No state file first: its addresses would win over the file's (no
 	 * fsync'd write on the way of a restart: haproxy only warns). */
 	s->spawn_req_ns = uv_hrtime();
-	s->prep = calloc(1, sizeof(*s->prep));
-	if (!s->prep)
-		abort();
+	s->prep = s->c.h->xcalloc(1, sizeof(*s->prep));
 	s->prep->data = s;
 	if (uv_fs_unlink(s->c.loop, s->prep, s->state_file, on_state_cleared) < 0) {
 		free(s->prep);
