@@ -31,21 +31,26 @@
 /* Health and logging                                                 */
 /* ------------------------------------------------------------------ */
 
-void hx_set_reason(char **slotp, const char *reason)
+void hx_set_reason(hx *s, char **slotp, const char *reason)
 {
 	free(*slotp);
-	*slotp = reason ? xstrdup(reason) : NULL;
+	*slotp = s->h->xstrdup(reason);
 }
 
+/* One part per cause (host->health_part): /healthz names every failing
+ * one, "<part>: <reason>".  Services left out make the plugin unhealthy
+ * too (the others keep being routed). */
 void hx_update_health(hx *s)
 {
-	const char *r = s->master_err ? s->master_err
-	                : s->write_err ? s->write_err
-	                : s->admin_err ? s->admin_err
-	                : s->reload_err ? s->reload_err
-	                : s->reject_err ? s->reject_err
-	                                : s->excl_note;
-	s->h->set_health(s->ctx, r == NULL, r);
+	const struct {
+		const char *part, *reason;
+	} parts[] = {
+		{"haproxy", s->master_err},     {"file", s->write_err},
+		{"admin socket", s->admin_err}, {"reload", s->reload_err},
+		{"check", s->reject_err},       {"services", s->excl_note},
+	};
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		s->h->health_part(s->ctx, parts[i].part, parts[i].reason == NULL, parts[i].reason);
 }
 
 /* Services left out of the configuration: the metric, and a /healthz note
@@ -99,7 +104,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 	case HX_SUP_READY:
 		s->master_ready = true;
 		if (s->master_err) {
-			hx_set_reason(&s->master_err, NULL);
+			hx_set_reason(s, &s->master_err, NULL);
 			hx_update_health(s);
 		}
 		hx_ap_unknown(s); /* set every server from scratch */
@@ -113,7 +118,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
 		if (ev == HX_SUP_DOWN)
 			s->h->metric_add(s->m_restarts, 1);
-		hx_set_reason(&s->master_err, why);
+		hx_set_reason(s, &s->master_err, why);
 		hx_update_health(s);
 		/* A reload in progress has nobody to talk to any more. */
 		if (s->ps == P_RELOAD || s->ps == P_CONFIRM) {
@@ -137,7 +142,7 @@ static void on_adopted(void *arg, int result, const char *why)
 	hx *s = arg;
 	s->adopting = false;
 	if (result < 0) {
-		hx_set_reason(&s->master_err, why);
+		hx_set_reason(s, &s->master_err, why);
 		hx_update_health(s);
 		hx_trial_fail(s, result, why);
 		return;
@@ -201,7 +206,7 @@ void hx_kick(hx *s)
 		hx_schedule_slow(s);
 	else if (s->reject_err && s->ps == P_IDLE) {
 		/* What is wanted runs (the rejected change was undone). */
-		hx_set_reason(&s->reject_err, NULL);
+		hx_set_reason(s, &s->reject_err, NULL);
 		hx_update_health(s);
 	}
 	hx_maybe_mirror(s);
@@ -347,33 +352,13 @@ static void model_setup(hx *s)
 
 static void model_teardown(hx *s)
 {
-	if (s->t_model) {
-		uv_close((uv_handle_t *)s->t_model, (uv_close_cb)free);
-		s->t_model = NULL;
-	}
+	s->h->timer_close(&s->t_model);
 	if (s->cat)
 		s->h->catalog_unref(s->cat);
 	s->cat = NULL;
 	hx_model_free(&s->m);
 	free(s->excl_note);
 	s->excl_note = NULL;
-}
-
-static uv_timer_t *new_timer(hx *s)
-{
-	uv_timer_t *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
-	uv_timer_init(s->loop, t);
-	t->data = s;
-	return t;
-}
-
-static void close_timer(uv_timer_t **t)
-{
-	if (*t)
-		uv_close((uv_handle_t *)*t, (uv_close_cb)free);
-	*t = NULL;
 }
 
 static int create(regent_ctx *ctx, const regent_host *h, void **self)
@@ -406,7 +391,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->m_runtime_err = h->metric(ctx, REGENT_METRIC_COUNTER,
 	                             "regent_haproxy_runtime_errors_total",
 	                             "Runtime API batches haproxy refused.", NULL);
-	s->h->set_health(ctx, true, NULL);
+	hx_update_health(s);
 	*self = s;
 	return 0;
 }
@@ -415,11 +400,11 @@ static int start(void *self)
 {
 	hx *s = self;
 	s->loop = s->h->loop(s->ctx);
-	s->t_poll = new_timer(s);
-	s->t_retry = new_timer(s);
-	s->t_slow = new_timer(s);
-	s->t_model = new_timer(s);
-	s->t_wretry = new_timer(s);
+	s->t_poll = s->h->timer_new(s->ctx, s);
+	s->t_retry = s->h->timer_new(s->ctx, s);
+	s->t_slow = s->h->timer_new(s->ctx, s);
+	s->t_model = s->h->timer_new(s->ctx, s);
+	s->t_wretry = s->h->timer_new(s->ctx, s);
 	recover(s);
 	hx_clean_temps(s);
 	s->annot = hx_annot_new(s->ctx, s->h, s->loop, &s->m, s->admin_socket,
@@ -436,8 +421,10 @@ static int start(void *self)
 		 * in the config directory, which may fill up or turn read-only. */
 		const char *sd = s->h->state_dir(s->ctx);
 		const char *base = strrchr(s->config_file, '/') + 1;
-		s->pid_file = sd ? xasprintf("%s/%s.pid", sd, base) : xasprintf("%s.pid", s->config_file);
-		s->log_file = sd ? xasprintf("%s/%s.log", sd, base) : xasprintf("%s.log", s->config_file);
+		s->pid_file = sd ? s->h->xasprintf("%s/%s.pid", sd, base)
+		                 : s->h->xasprintf("%s.pid", s->config_file);
+		s->log_file = sd ? s->h->xasprintf("%s/%s.log", sd, base)
+		                 : s->h->xasprintf("%s.log", s->config_file);
 		hx_sup_cfg c = {
 			.ctx = s->ctx,
 			.h = s->h,
@@ -471,11 +458,13 @@ static void cancel_all(hx *s)
 	s->admin_req = NULL;
 	hx_cli_cancel(s->master_req);
 	s->master_req = NULL;
-	hx_run_cancel(s->run);
+	s->h->spawn_cancel(s->run);
 	s->run = NULL;
-	hx_write_cancel(s->write);
+	s->h->file_write_cancel(s->write);
 	s->write = NULL;
-	hx_write_cancel(s->mirror);
+	hx_write_cancel(s->swap);
+	s->swap = NULL;
+	s->h->file_write_cancel(s->mirror);
 	s->mirror = NULL;
 	hx_poll_cancel(s->confirm);
 	s->confirm = NULL;
@@ -511,13 +500,13 @@ static void destroy(void *self)
 	hx_drop_pending(s);
 	hx_sup_free(s->sup); /* never kills: stop() decided */
 	s->sup = NULL;
-	close_timer(&s->t_poll);
-	close_timer(&s->t_retry);
-	close_timer(&s->t_slow);
+	s->h->timer_close(&s->t_poll);
+	s->h->timer_close(&s->t_retry);
+	s->h->timer_close(&s->t_slow);
 	hx_annot_free(s->annot); /* before the model it reads */
 	s->annot = NULL;
 	model_teardown(s);
-	close_timer(&s->t_wretry);
+	s->h->timer_close(&s->t_wretry);
 	free(s->g_want);
 	free(s->g_cand);
 	free(s->g_run);

@@ -1,7 +1,7 @@
 /* hx.h - declarations shared by the haproxy sink's files (not installed):
  * render.c (pure: validation, rendering, parsing haproxy's answers),
- * cli.c (async unix-socket requests), proc.c (child processes and atomic
- * file writes), model.c (services, slots, ids: see model.h), svcconf.c
+ * cli.c (async unix-socket requests), proc.c (the managed master process,
+ * the checked candidate's rename), model.c (services, slots, ids: see model.h), svcconf.c
  * ([service] settings, the bind check), master.c (the managed haproxy);
  * the plugin itself is haproxy.c, settings.c, runtime.c, pipeline.c and
  * reload.c (see sink.h). */
@@ -17,12 +17,15 @@
 #define HX_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
 #define HX_STATS_PROXY "regent-stats"
 
-/* ---- render.c: a growable text buffer ---- */
+/* ---- render.c: a growable text buffer ----
+ * The host's regent_buffer (plugin.h): the same struct, so a buffer may
+ * go to host->buf_* too.  render.c keeps these few functions because it
+ * stays host-free: the fuzz harness (tests/fuzz/fuzz_haproxy.c) and the
+ * unit tests compile it without a host table, and the renderers run on
+ * the hot path without one (hx_buf_take also trims the slack of a text
+ * that is kept). */
 
-typedef struct hx_buf {
-	char *data;
-	size_t len, cap;
-} hx_buf;
+typedef regent_buffer hx_buf;
 
 void hx_buf_add(hx_buf *b, const char *s, size_t n);
 void hx_buf_puts(hx_buf *b, const char *s);
@@ -172,24 +175,14 @@ hx_cli *hx_cli_request(uv_loop_t *loop, const char *path, const char *cmd, uint6
                        hx_cli_cb cb, void *arg, int *err);
 void hx_cli_cancel(hx_cli *c);
 
-/* ---- proc.c: a short-lived child with its output captured ---- */
-
-typedef struct hx_run hx_run;
-/* exit_status >= 0, or a negative errno (spawn failure, -ETIMEDOUT). */
-typedef void (*hx_run_cb)(void *arg, int exit_status, const char *output);
-hx_run *hx_run_start(uv_loop_t *loop, char *const *argv, uint64_t timeout_ms, hx_run_cb cb,
-                     void *arg, int *err);
-void hx_run_cancel(hx_run *r);
-
-/* ---- proc.c: atomic file writes (temp + fsync + rename), on the threadpool ---- */
+/* ---- proc.c: the checked candidate renamed over the file ---- */
 
 typedef struct hx_write hx_write;
 typedef void (*hx_write_cb)(void *arg, int status);
-/* Writes data to path atomically: path.tmp, fsync, rename, fsync of the
- * directory.  If keep_tmp is set it stops after the fsync: the text stays
- * at tmp_path (for "haproxy -c") and hx_rename() installs it later. */
-hx_write *hx_write_file(uv_loop_t *loop, const char *path, const char *tmp_path, const char *data,
-                        size_t len, bool keep_tmp, hx_write_cb cb, void *arg, int *err);
+/* Renames from over to, then fsyncs to's directory, on the threadpool
+ * (the files themselves are written with host->file_write).  The callback
+ * runs once unless hx_write_cancel() was called; NULL with *err when it
+ * cannot start. */
 hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, hx_write_cb cb, void *arg,
                     int *err);
 void hx_write_cancel(hx_write *w);

@@ -64,44 +64,24 @@ static void sup_log(hx_sup *s, regent_log_level lvl, const char *fmt, ...)
 	s->c.h->log(s->c.ctx, lvl, "%s", msg);
 }
 
-static char *dup_or_null(const char *p)
-{
-	char *d = p ? strdup(p) : NULL;
-	if (p && !d)
-		abort();
-	return d;
-}
-
-static uv_timer_t *sup_timer(hx_sup *s)
-{
-	uv_timer_t *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
-	uv_timer_init(s->c.loop, t);
-	t->data = s;
-	return t;
-}
-
 hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
 {
-	hx_sup *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
+	hx_sup *s = cfg->h->xcalloc(1, sizeof(*s));
 	s->c = *cfg;
-	s->bin = dup_or_null(cfg->bin);
-	s->config_file = dup_or_null(cfg->config_file);
-	s->master_socket = dup_or_null(cfg->master_socket);
-	s->pid_file = dup_or_null(cfg->pid_file);
-	s->log_file = dup_or_null(cfg->log_file);
-	s->state_file = dup_or_null(cfg->state_file);
-	s->state_tmp = dup_or_null(cfg->state_tmp);
+	s->bin = cfg->h->xstrdup(cfg->bin);
+	s->config_file = cfg->h->xstrdup(cfg->config_file);
+	s->master_socket = cfg->h->xstrdup(cfg->master_socket);
+	s->pid_file = cfg->h->xstrdup(cfg->pid_file);
+	s->log_file = cfg->h->xstrdup(cfg->log_file);
+	s->state_file = cfg->h->xstrdup(cfg->state_file);
+	s->state_tmp = cfg->h->xstrdup(cfg->state_tmp);
 	s->cb = cb;
 	s->arg = arg;
 	s->pidfd = -1;
 	s->backoff = (regent_backoff){.initial_ms = 500, .max_ms = 30000};
-	s->t_restart = sup_timer(s);
-	s->t_kill = sup_timer(s);
-	s->t_alive = sup_timer(s);
+	s->t_restart = s->c.h->timer_new(s->c.ctx, s);
+	s->t_kill = s->c.h->timer_new(s->c.ctx, s);
+	s->t_alive = s->c.h->timer_new(s->c.ctx, s);
 	return s;
 }
 
@@ -204,9 +184,7 @@ static void watch(hx_sup *s)
 	int fd = (int)syscall(SYS_pidfd_open, (pid_t)s->pid, 0);
 	if (fd >= 0) {
 		s->pidfd = fd;
-		s->pidwatch = calloc(1, sizeof(*s->pidwatch));
-		if (!s->pidwatch)
-			abort();
+		s->pidwatch = s->c.h->xcalloc(1, sizeof(*s->pidwatch));
 		uv_poll_init(s->c.loop, s->pidwatch, fd);
 		s->pidwatch->data = s;
 		uv_poll_start(s->pidwatch, UV_READABLE, on_pidfd);
@@ -253,11 +231,8 @@ static void ready_poll(hx_sup *s, uint64_t first_ms)
 
 static void spawn_now(hx_sup *s)
 {
-	char *mopt = malloc(strlen(s->master_socket) + 16);
-	char **argv = calloc(10 + 2 * s->c.ninclude, sizeof(*argv));
-	if (!mopt || !argv)
-		abort();
-	sprintf(mopt, "%s,mode,600", s->master_socket);
+	char *mopt = s->c.h->xasprintf("%s,mode,600", s->master_socket);
+	char **argv = s->c.h->xcalloc(10 + 2 * s->c.ninclude, sizeof(*argv));
 	size_t n = 0;
 	argv[n++] = s->bin;
 	argv[n++] = "-W";
@@ -334,9 +309,7 @@ void hx_sup_spawn(hx_sup *s)
 	/* No state file first: its addresses would win over the file's (no
 	 * fsync'd write on the way of a restart: haproxy only warns). */
 	s->spawn_req_ns = uv_hrtime();
-	s->prep = calloc(1, sizeof(*s->prep));
-	if (!s->prep)
-		abort();
+	s->prep = s->c.h->xcalloc(1, sizeof(*s->prep));
 	s->prep->data = s;
 	if (uv_fs_unlink(s->c.loop, s->prep, s->state_file, on_state_cleared) < 0) {
 		free(s->prep);
@@ -505,9 +478,9 @@ void hx_sup_free(hx_sup *s)
 	quiesce(s);
 	unwatch(s);
 	hx_master_release(s->child); /* left running */
-	uv_close((uv_handle_t *)s->t_restart, (uv_close_cb)free);
-	uv_close((uv_handle_t *)s->t_kill, (uv_close_cb)free);
-	uv_close((uv_handle_t *)s->t_alive, (uv_close_cb)free);
+	s->c.h->timer_close(&s->t_restart);
+	s->c.h->timer_close(&s->t_kill);
+	s->c.h->timer_close(&s->t_alive);
 	free(s->bin);
 	free(s->config_file);
 	free(s->master_socket);

@@ -21,24 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *xstrdup(const char *s)
-{
-	if (!s)
-		return NULL;
-	char *p = strdup(s);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n ? n : 1, sz);
-	if (!p)
-		abort();
-	return p;
-}
-
 /* ------------------------------------------------------------------ */
 /* Settings                                                           */
 /* ------------------------------------------------------------------ */
@@ -125,7 +107,7 @@ static void tab_put(svc **tab, size_t cap, svc *v)
 static void tab_rebuild(hx_model *m, size_t cap)
 {
 	free(m->tab);
-	m->tab = xcalloc(cap, sizeof(*m->tab));
+	m->tab = m->h->xcalloc(cap, sizeof(*m->tab));
 	m->tabcap = cap;
 	for (svc *v = m->svcs; v; v = v->next)
 		tab_put(m->tab, cap, v);
@@ -154,9 +136,7 @@ static void id_mark(hx_model *m, unsigned id, bool used)
 		size_t cap = m->idcap ? m->idcap : 64;
 		while (cap <= k / 8)
 			cap *= 2;
-		uint8_t *p = realloc(m->idused, cap);
-		if (!p)
-			abort();
+		uint8_t *p = m->h->xrealloc(m->idused, cap);
 		memset(p + m->idcap, 0, cap - m->idcap);
 		m->idused = p;
 		m->idcap = cap;
@@ -190,9 +170,7 @@ static void id_release(hx_model *m, unsigned id)
 	id_mark(m, id, false);
 	if (m->nidfree == m->idfreecap) {
 		m->idfreecap = m->idfreecap ? 2 * m->idfreecap : 64;
-		unsigned *p = realloc(m->idfree, m->idfreecap * sizeof(*p));
-		if (!p)
-			abort();
+		unsigned *p = m->h->xrealloc(m->idfree, m->idfreecap * sizeof(*p));
 		m->idfree = p;
 	}
 	m->idfree[m->nidfree++] = id;
@@ -213,8 +191,8 @@ svc *hx_svc_get(hx_model *m, const char *name)
 	svc *v = hx_svc_find(m, name);
 	if (v)
 		return v;
-	v = xcalloc(1, sizeof(*v));
-	v->name = xstrdup(name);
+	v = m->h->xcalloc(1, sizeof(*v));
+	v->name = m->h->xstrdup(name);
 	v->pxid = id_alloc(m);
 	v->next = m->svcs; /* sorted again by hx_model_sort() */
 	m->svcs = v;
@@ -392,7 +370,7 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	uint64_t now = h->now_ms();
 	warn_begin(v);
 	v->todo = true;
-	v->plan = xcalloc(1, sizeof(*v->plan));
+	v->plan = m->h->xcalloc(1, sizeof(*v->plan));
 	const char *key = v->name;
 	bool listed = cat && bsearch(&key, names, nnames, sizeof(*names), name_cmp) != NULL;
 	const regent_instance *const *insts = NULL, *const *old = NULL;
@@ -464,7 +442,7 @@ static int port_ent_cmp(const void *a, const void *b)
 static void resolve_ports(hx_model *m, const regent_catalog *cat, const char *const *names,
                           size_t nnames)
 {
-	port_ent *ents = xcalloc(m->count, sizeof(*ents));
+	port_ent *ents = m->h->xcalloc(m->count, sizeof(*ents));
 	size_t n = 0;
 	for (svc *v = m->svcs; v; v = v->next)
 		if (v->has_port)
@@ -495,7 +473,7 @@ static void set_excluded(hx_model *m, svc *v, const char *why, uint64_t now)
 		m->excl_gen++;
 	}
 	free(v->excluded);
-	v->excluded = xstrdup(why);
+	v->excluded = m->h->xstrdup(why);
 	uint64_t d = HX_EXCLUDE_RETRY_MS;
 	for (unsigned i = 0; i < v->nexcl && d < HX_EXCLUDE_RETRY_MAX_MS; i++)
 		d *= 2;
@@ -517,13 +495,13 @@ static void clear_excluded(hx_model *m, svc *v)
 
 /* An excluded service that haproxy runs keeps the section it runs (its
  * instances still change over the runtime API); a new one stays out. */
-static void keep_running(svc *v)
+static void keep_running(hx_model *m, svc *v)
 {
 	shape_clear(&v->want);
 	if (!v->run.listen)
 		return;
-	v->want.listen = xstrdup(v->run.listen);
-	v->want.srvopts = xstrdup(v->run.srvopts);
+	v->want.listen = m->h->xstrdup(v->run.listen);
+	v->want.srvopts = m->h->xstrdup(v->run.srvopts);
 	v->want.nslots = v->run.nslots;
 	v->want.port = v->run.port;
 	v->want.checked = v->run.checked;
@@ -579,7 +557,7 @@ static void finalize(hx_model *m, svc *v)
 	if (ok && !bind_ok(m, v, &want, now)) {
 		hx_svc_warn(m, v, "%s", v->excluded);
 		shape_clear(&want);
-		keep_running(v);
+		keep_running(m, v);
 		if (v->want.listen) {
 			want = v->want; /* the running section, with the latest instances */
 			memset(&v->want, 0, sizeof(v->want));
@@ -675,9 +653,7 @@ uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat)
 		if (!at)
 			continue;
 		if (at <= now) {
-			const char **p = realloc(due, (ndue + 1) * sizeof(*due));
-			if (!p)
-				abort();
+			const char **p = m->h->xrealloc(due, (ndue + 1) * sizeof(*due));
 			due = p;
 			due[ndue++] = v->name;
 		} else if (!next || at < next) {
@@ -686,9 +662,9 @@ uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat)
 	}
 	if (ndue) {
 		/* names point into the services: copy them, an update may free one */
-		char **copy = xcalloc(ndue, sizeof(*copy));
+		char **copy = m->h->xcalloc(ndue, sizeof(*copy));
 		for (size_t i = 0; i < ndue; i++)
-			copy[i] = xstrdup(due[i]);
+			copy[i] = m->h->xstrdup(due[i]);
 		hx_model_update(m, cat, cat, (const char *const *)copy, ndue, false);
 		for (size_t i = 0; i < ndue; i++)
 			free(copy[i]);
@@ -707,7 +683,7 @@ void hx_model_exclude(hx_model *m, svc *v, const char *why)
 	         v->run.listen ? "keeps the section haproxy runs" : "is not routed", why);
 	m->h->log(m->ctx, REGENT_LOG_WARN, "%s", msg);
 	set_excluded(m, v, msg, m->h->now_ms());
-	keep_running(v);
+	keep_running(m, v);
 	m->gen++;
 }
 

@@ -24,11 +24,11 @@ static void shape_clear(shape *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static void shape_copy(shape *dst, const shape *src)
+static void shape_copy(const regent_host *h, shape *dst, const shape *src)
 {
 	shape_clear(dst);
-	dst->listen = xstrdup(src->listen);
-	dst->srvopts = xstrdup(src->srvopts);
+	dst->listen = h->xstrdup(src->listen);
+	dst->srvopts = h->xstrdup(src->srvopts);
 	dst->nslots = src->listen ? src->nslots : 0;
 	dst->port = src->port;
 	dst->checked = src->checked;
@@ -96,14 +96,12 @@ static void file_header(hx *s, hx_buf *b, const char *g)
  * the lines of slots that did not change since the last one (rdirty
  * clear) are copied from it, the others rendered.  O(its text) in copies
  * plus O(changed slots) in rendering. */
-static void mirror_service(svc *v)
+static void mirror_service(hx *s, svc *v)
 {
 	const shape *p = &v->run;
 	size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
 	bool patch = v->mcached && v->mnr == nr && v->mtext;
-	size_t *off = calloc(nr + 1, sizeof(*off));
-	if (!off)
-		abort();
+	size_t *off = s->h->xcalloc(nr + 1, sizeof(*off));
 	hx_buf t = {0};
 	if (patch)
 		hx_buf_add(&t, v->mtext, v->mloff[0]);
@@ -148,7 +146,7 @@ static char *render_mirror(hx *s)
 		if (!v->run.listen)
 			continue;
 		if (!v->mcached || v->mgen != v->sgen)
-			mirror_service(v);
+			mirror_service(s, v);
 		hx_buf_add(&b, v->mtext, v->mlen);
 	}
 	return hx_buf_take(&b);
@@ -218,12 +216,14 @@ static void on_wretry(uv_timer_t *t)
 /* A write of config_file (or of its candidate) failed: unhealthy with the
  * cause, and tried again every second until it works, with no new change
  * needed. */
-static void write_failed(hx *s, const char *path, int err)
+static void write_failed(hx *s, const char *path, int err, const char *why)
 {
-	char *msg = xasprintf("cannot write %s: %s; retrying every second", path, uv_strerror(err));
+	char *msg = why && *why ? s->h->xasprintf("%s; retrying every second", why)
+	                        : s->h->xasprintf("cannot write %s: %s; retrying every second", path,
+	                                          uv_strerror(err));
 	if (!streq(msg, s->write_err)) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
-		hx_set_reason(&s->write_err, msg);
+		hx_set_reason(s, &s->write_err, msg);
 		hx_update_health(s);
 	}
 	free(msg);
@@ -236,11 +236,30 @@ static void write_ok(hx *s)
 	if (!s->write_err)
 		return;
 	s->h->log(s->ctx, REGENT_LOG_INFO, "%s written again", s->config_file);
-	hx_set_reason(&s->write_err, NULL);
+	hx_set_reason(s, &s->write_err, NULL);
 	hx_update_health(s);
 }
 
-static void on_mirror_written(void *arg, int status)
+/* Writes text to path through tmp (host->file_write: O_EXCL|O_NOFOLLOW,
+ * fsync, rename, directory fsync), mode 0640: haproxy's group may read,
+ * nobody else. */
+static regent_file_write *write_file(hx *s, const char *path, const char *tmp, const char *text,
+                                     regent_file_write_cb cb, int *err)
+{
+	regent_file_write_opts o = {
+		.size = sizeof(o),
+		.path = path,
+		.tmp_path = tmp,
+		.data = text,
+		.len = strlen(text),
+		.mode = 0640,
+		.on_done = cb,
+		.arg = s,
+	};
+	return s->h->file_write(s->ctx, &o, err);
+}
+
+static void on_mirror_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->mirror = NULL;
@@ -248,7 +267,7 @@ static void on_mirror_written(void *arg, int status)
 		free(s->file_text);
 		s->file_text = NULL; /* unknown now: written again by the retry */
 		s->mirror_force = true;
-		write_failed(s, s->config_file, status);
+		write_failed(s, s->config_file, status, why);
 		return;
 	}
 	write_ok(s);
@@ -271,12 +290,11 @@ void hx_maybe_mirror(hx *s)
 		return;
 	}
 	int err = 0;
-	s->mirror = hx_write_file(s->loop, s->config_file, s->tmp_path, text, strlen(text), false,
-	                          on_mirror_written, s, &err);
+	s->mirror = write_file(s, s->config_file, s->tmp_path, text, on_mirror_written, &err);
 	if (!s->mirror) {
 		free(text);
 		s->mirror_force = true;
-		write_failed(s, s->config_file, err);
+		write_failed(s, s->config_file, err, NULL);
 		return;
 	}
 	free(s->file_text);
@@ -325,21 +343,21 @@ static void install_done(hx *s)
 	s->cand_text = NULL;
 	pend_to_file(s, R_CAND);
 	for (svc *v = s->m.svcs; v; v = v->next)
-		shape_copy(&v->run, &v->cand);
+		shape_copy(s->h, &v->run, &v->cand);
 	mirror_invalidate(s); /* the shapes haproxy runs changed */
 	free(s->g_run);
-	s->g_run = xstrdup(s->g_cand);
+	s->g_run = s->h->xstrdup(s->g_cand);
 	s->installed_once = true;
 	s->file_gen++;
 	s->m.gen++; /* the installed shapes are rendered by the mirror now */
 	write_ok(s);
 	if (s->reject_err) {
-		hx_set_reason(&s->reject_err, NULL);
+		hx_set_reason(s, &s->reject_err, NULL);
 		hx_update_health(s);
 	}
 }
 
-static void on_state_written(void *arg, int status);
+static void on_state_written(void *arg, int status, const char *why);
 
 /* An old state file must not outlive a failed write: its addresses would
  * win over the new file's. */
@@ -353,9 +371,9 @@ static void unlink_state(hx *s)
 static void on_rename(void *arg, int status)
 {
 	hx *s = arg;
-	s->write = NULL;
+	s->swap = NULL;
 	if (status < 0) {
-		write_failed(s, s->config_file, status);
+		write_failed(s, s->config_file, status, NULL);
 		hx_pipeline_done(s);
 		return;
 	}
@@ -367,21 +385,21 @@ static void do_rename(hx *s)
 {
 	s->ps = P_RENAME;
 	int err = 0;
-	s->write = hx_rename(s->loop, s->cand_path, s->config_file, on_rename, s, &err);
-	if (!s->write) {
-		write_failed(s, s->config_file, err);
+	s->swap = hx_rename(s->loop, s->cand_path, s->config_file, on_rename, s, &err);
+	if (!s->swap) {
+		write_failed(s, s->config_file, err, NULL);
 		hx_pipeline_done(s);
 	}
 }
 
-static void on_state_written(void *arg, int status)
+static void on_state_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->write = NULL;
 	if (status < 0) {
 		s->h->log(s->ctx, REGENT_LOG_WARN,
 		          "cannot write the server-state file %s: %s (servers start from the config)",
-		          s->state_file, uv_strerror(status));
+		          s->state_file, why);
 		unlink_state(s);
 	}
 	do_rename(s);
@@ -391,8 +409,7 @@ static void write_state(hx *s, const char *text)
 {
 	s->ps = P_WRITE_STATE;
 	int err = 0;
-	s->write = hx_write_file(s->loop, s->state_file, s->state_tmp, text, strlen(text), false,
-	                         on_state_written, s, &err);
+	s->write = write_file(s, s->state_file, s->state_tmp, text, on_state_written, &err);
 	if (!s->write) {
 		s->h->log(s->ctx, REGENT_LOG_WARN, "cannot write %s: %s", s->state_file, strerror(-err));
 		do_rename(s);
@@ -479,7 +496,7 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 		          "cannot dump the server state over %s (%s); the new worker starts from the "
 		          "config",
 		          s->admin_socket, status < 0 ? uv_strerror(status) : "unexpected answer");
-		text = xstrdup("1\n");
+		text = s->h->xstrdup("1\n");
 	} else {
 		text = state_text(s, out);
 	}
@@ -530,12 +547,12 @@ static void to_dump(hx *s)
 	hx_kick(s);
 }
 
-static void on_final_written(void *arg, int status)
+static void on_final_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->write = NULL;
 	if (status < 0) {
-		write_failed(s, s->cand_path, status);
+		write_failed(s, s->cand_path, status, why);
 		hx_pipeline_done(s);
 		return;
 	}
@@ -559,10 +576,9 @@ static void final_render(hx *s)
 	free(s->cand_text);
 	s->cand_text = text;
 	int err = 0;
-	s->write = hx_write_file(s->loop, s->config_file, s->cand_path, text, strlen(text), true,
-	                         on_final_written, s, &err);
+	s->write = write_file(s, s->cand_path, s->tmp_path, text, on_final_written, &err);
 	if (!s->write) {
-		write_failed(s, s->cand_path, err);
+		write_failed(s, s->cand_path, err, NULL);
 		hx_pipeline_done(s);
 	}
 }
@@ -618,10 +634,50 @@ static bool exclude_rejected(hx *s, const char *out)
 }
 static void install_unchanged(hx *s);
 
-static void on_check(void *arg, int status, const char *out)
+const char *hx_spawn_cause(const regent_spawn_result *r, char *out, size_t n)
+{
+	if (r->error == -ETIMEDOUT)
+		snprintf(out, n, "timed out after %llu ms (killed)", (unsigned long long)r->elapsed_ms);
+	else if (r->error)
+		snprintf(out, n, "%s", uv_strerror(r->error));
+	else if (r->term_signal)
+		snprintf(out, n, "killed by signal %d (%s)", r->term_signal, strsignal(r->term_signal));
+	else
+		snprintf(out, n, "exit %d", r->exit_status);
+	return out;
+}
+
+void hx_spawn(hx *s, const char *const *argv, regent_spawn_cb cb)
+{
+	regent_spawn_opts o = {
+		.size = sizeof(o),
+		.argv = argv,
+		.timeout_ms = s->check_timeout ? s->check_timeout : 30000,
+		.max_output = 256u << 10,
+		.on_done = cb,
+		.arg = s,
+	};
+	int err = 0;
+	s->run = s->h->spawn(s->ctx, &o, &err);
+	if (!s->run) {
+		/* Not started: the callback says so, with the cause. */
+		regent_spawn_result res = {.size = sizeof(res), .error = err, .exit_status = -1,
+		                           .output = ""};
+		cb(s, &res);
+	}
+}
+
+static void on_check(void *arg, const regent_spawn_result *res)
 {
 	hx *s = arg;
 	s->run = NULL;
+	/* The exit code when haproxy -c ran and exited, else -1 (not run,
+	 * timed out, killed by a signal: res->error, res->term_signal). */
+	int status = res->error || res->term_signal ? -1 : res->exit_status;
+	const char *out = res->output;
+	char cause[160];
+	hx_spawn_cause(res, cause, sizeof(cause));
+	bool ran = !res->error;
 	bool verify = s->verify_only;
 	s->verify_only = false;
 	if (status == 0 || status == 2) {
@@ -633,14 +689,13 @@ static void on_check(void *arg, int status, const char *out)
 		return;
 	}
 	s->h->metric_add(s->m_rejected, 1);
-	if (status < 0)
-		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot run %s -c: %s", s->haproxy_bin,
-		          uv_strerror(status));
+	if (!ran)
+		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot run %s -c: %s", s->haproxy_bin, cause);
 	else {
 		s->h->log(s->ctx, REGENT_LOG_ERROR,
-		          "haproxy rejected the new configuration (exit %d); it is not installed and the "
+		          "haproxy rejected the new configuration (%s); it is not installed and the "
 		          "running one stays; retried on the next change. haproxy said:",
-		          status);
+		          cause);
 		hx_log_output(s, REGENT_LOG_ERROR, out);
 	}
 	if (status > 0 && exclude_rejected(s, out)) {
@@ -654,10 +709,10 @@ static void on_check(void *arg, int status, const char *out)
 		hx_pipeline_done(s);
 		return;
 	}
-	hx_set_reason(&s->reject_err,
-	           status < 0 ? "cannot run haproxy -c (see the log); the new configuration waits"
-	                      : "haproxy rejected the latest configuration (see the log); the "
-	                        "previous one runs");
+	hx_set_reason(s, &s->reject_err,
+	              !ran ? "cannot run haproxy -c (see the log); the new configuration waits"
+	                   : "haproxy rejected the latest configuration (see the log); the "
+	                     "previous one runs");
 	hx_update_health(s);
 	free(s->last_rejected);
 	s->last_rejected = s->cand_text;
@@ -669,12 +724,11 @@ static void on_check(void *arg, int status, const char *out)
 	hx_drop_pending(s);
 	hx_pipeline_done(s);
 	if (!s->proven) {
-		char *why = status < 0 ? xasprintf("cannot run %s -c: %s", s->haproxy_bin,
-		                                   uv_strerror(status))
-		                       : xasprintf("haproxy -c rejected the configuration (exit %d, see "
+		char *why = !ran ? s->h->xasprintf("cannot run %s -c: %s", s->haproxy_bin, cause)
+		                 : s->h->xasprintf("haproxy -c rejected the configuration (%s, see "
 		                                   "the log)",
-		                                   status);
-		hx_trial_fail(s, status < 0 ? status : -EINVAL, why);
+		                                   cause);
+		hx_trial_fail(s, !ran ? res->error : -EINVAL, why);
 		free(why);
 	}
 }
@@ -684,31 +738,26 @@ static void run_check(hx *s, const char *path)
 {
 	s->ps = P_CHECK;
 	size_t n = 0;
-	char **argv = calloc(6 + 2 * s->ninclude, sizeof(*argv));
-	if (!argv)
-		abort();
+	const char **argv = s->h->xcalloc(6 + 2 * s->ninclude, sizeof(*argv));
 	argv[n++] = s->haproxy_bin;
 	argv[n++] = "-c";
 	for (size_t i = 0; i < s->ninclude; i++) {
 		argv[n++] = "-f";
-		argv[n++] = (char *)s->include[i];
+		argv[n++] = s->include[i];
 	}
 	argv[n++] = "-f";
-	argv[n++] = (char *)path;
+	argv[n++] = path;
 	argv[n] = NULL;
-	int err = 0;
-	s->run = hx_run_start(s->loop, argv, s->check_timeout, on_check, s, &err);
+	hx_spawn(s, argv, on_check);
 	free(argv);
-	if (!s->run)
-		on_check(s, err, "");
 }
 
-static void on_cand_written(void *arg, int status)
+static void on_cand_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->write = NULL;
 	if (status < 0) {
-		write_failed(s, s->cand_path, status);
+		write_failed(s, s->cand_path, status, why);
 		hx_pipeline_done(s);
 		return;
 	}
@@ -733,9 +782,9 @@ static void install_unchanged(hx *s)
 static void start_pipeline(hx *s)
 {
 	for (svc *v = s->m.svcs; v; v = v->next)
-		shape_copy(&v->cand, &v->want);
+		shape_copy(s->h, &v->cand, &v->want);
 	free(s->g_cand);
-	s->g_cand = xstrdup(s->g_want);
+	s->g_cand = s->h->xstrdup(s->g_want);
 	char *text = render_file(s, R_CAND);
 	if (s->last_rejected && strcmp(text, s->last_rejected) == 0 && !s->force_reload) {
 		free(text); /* haproxy said no to exactly this: wait for a change */
@@ -762,8 +811,7 @@ static void start_pipeline(hx *s)
 	}
 	s->ps = P_WRITE_CAND;
 	int err = 0;
-	s->write = hx_write_file(s->loop, s->config_file, s->cand_path, text, strlen(text), true,
-	                         on_cand_written, s, &err);
+	s->write = write_file(s, s->cand_path, s->tmp_path, text, on_cand_written, &err);
 	if (!s->write) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->cand_path, strerror(-err));
 		hx_pipeline_done(s);
@@ -847,7 +895,7 @@ static bool stale_temp(const char *name, const char *base)
 static void clean_dir_of(hx *s, const char *file)
 {
 	const char *slash = strrchr(file, '/');
-	char *dir = xasprintf("%.*s", slash == file ? 1 : (int)(slash - file), file);
+	char *dir = s->h->xasprintf("%.*s", slash == file ? 1 : (int)(slash - file), file);
 	const char *base = slash + 1;
 	DIR *d = opendir(dir);
 	if (!d) {

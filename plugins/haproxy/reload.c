@@ -15,7 +15,7 @@ static void reload_ok(hx *s, long worker)
 	s->h->backoff_reset(&s->reload_backoff);
 	s->retry_at = 0;
 	if (s->reload_err) {
-		hx_set_reason(&s->reload_err, NULL);
+		hx_set_reason(s, &s->reload_err, NULL);
 		hx_update_health(s);
 	}
 	s->h->log(s->ctx, REGENT_LOG_INFO, "haproxy reloaded (worker %ld), %llu ms after the change",
@@ -29,10 +29,10 @@ static void reload_fail(hx *s, const char *why)
 	s->h->metric_add(s->m_reload_fail, 1);
 	uint64_t d = s->h->backoff_next(&s->reload_backoff);
 	s->retry_at = s->h->now_ms() + d;
-	char *msg = xasprintf("haproxy reload failed: %s; retrying in %llu ms", why,
+	char *msg = s->h->xasprintf("haproxy reload failed: %s; retrying in %llu ms", why,
 	                      (unsigned long long)d);
 	s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
-	hx_set_reason(&s->reload_err, msg);
+	hx_set_reason(s, &s->reload_err, msg);
 	free(msg);
 	hx_update_health(s);
 	s->force_reload = true;
@@ -140,14 +140,16 @@ static void on_before_proc(void *arg, int status, const char *out, size_t len)
 		reload_fail(s, strerror(-err));
 }
 
-static void on_reload_command(void *arg, int status, const char *out)
+static void on_reload_command(void *arg, const regent_spawn_result *res)
 {
 	hx *s = arg;
 	s->run = NULL;
-	if (status != 0) {
-		hx_log_output(s, REGENT_LOG_ERROR, out);
-		char why[300];
-		snprintf(why, sizeof(why), "reload_command exited with %d", status);
+	if (res->error || res->term_signal || res->exit_status != 0) {
+		hx_log_output(s, REGENT_LOG_ERROR, res->output);
+		char cause[160], why[300];
+		snprintf(why, sizeof(why), "reload_command %s: %s",
+		         res->error ? "did not finish" : "failed",
+		         hx_spawn_cause(res, cause, sizeof(cause)));
 		reload_fail(s, why);
 		return;
 	}
@@ -160,11 +162,8 @@ static void on_before_info(void *arg, int status, const char *out, size_t len)
 	(void)len;
 	s->master_req = NULL;
 	s->before_admin_pid = status == 0 ? hx_parse_info_pid(out) : 0;
-	char *argv[] = {"/bin/sh", "-c", s->reload_command, NULL};
-	int err = 0;
-	s->run = hx_run_start(s->loop, argv, s->check_timeout, on_reload_command, s, &err);
-	if (!s->run)
-		on_reload_command(s, err, "");
+	const char *argv[] = {"/bin/sh", "-c", s->reload_command, NULL};
+	hx_spawn(s, argv, on_reload_command);
 }
 
 void hx_reload_start(hx *s)

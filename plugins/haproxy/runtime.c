@@ -147,11 +147,11 @@ static void on_retry(uv_timer_t *t)
 static void admin_failed(hx *s, const char *what)
 {
 	uint64_t d = s->h->backoff_next(&s->admin_backoff);
-	char *msg = xasprintf("admin socket %s: %s; retrying in %llu ms", s->admin_socket, what,
+	char *msg = s->h->xasprintf("admin socket %s: %s; retrying in %llu ms", s->admin_socket, what,
 	                      (unsigned long long)d);
 	if (!streq(msg, s->admin_err))
 		s->h->log(s->ctx, REGENT_LOG_WARN, "%s", msg);
-	hx_set_reason(&s->admin_err, msg);
+	hx_set_reason(s, &s->admin_err, msg);
 	free(msg);
 	hx_update_health(s);
 	s->admin_blocked = true;
@@ -162,7 +162,7 @@ static void admin_ok(hx *s)
 {
 	s->h->backoff_reset(&s->admin_backoff);
 	if (s->admin_err) {
-		hx_set_reason(&s->admin_err, NULL);
+		hx_set_reason(s, &s->admin_err, NULL);
 		hx_update_health(s);
 	}
 }

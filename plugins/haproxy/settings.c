@@ -86,11 +86,11 @@ const regent_config_key hx_service_keys[] = {
 };
 
 /* Default paths beside config_file. */
-static char *beside(const char *file, const char *name)
+static char *beside(const regent_host *h, const char *file, const char *name)
 {
 	const char *slash = strrchr(file, '/');
 	int dirlen = slash ? (int)(slash - file) : 0;
-	return xasprintf("%.*s/%s", dirlen, file, name);
+	return h->xasprintf("%.*s/%s", dirlen, file, name);
 }
 
 static bool socket_path_ok(const char *p)
@@ -153,7 +153,7 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
  * and are retried, with the cause on /healthz). */
 static int check_dir(regent_ctx *ctx, const regent_host *h, const char *key, const char *file)
 {
-	char *d = beside(file, "");
+	char *d = beside(h, file, "");
 	size_t dl = strlen(d);
 	if (dl > 1)
 		d[dl - 1] = '\0'; /* "DIR/" -> "DIR" ("/" stays) */
@@ -299,25 +299,25 @@ void hx_sink_configure(hx *s)
 	regent_ctx *ctx = s->ctx;
 	const regent_host *h = s->h;
 	s->manage = h->cfg_bool(ctx, "manage");
-	s->config_file = xstrdup(h->cfg_string(ctx, "config_file"));
+	s->config_file = h->xstrdup(h->cfg_string(ctx, "config_file"));
 	/* Temporary files per instance (pid and a sequence number): during a
 	 * make-before-break trial the old and the new instance both write
 	 * candidates and state files, side by side. */
 	static unsigned seq;
 	unsigned n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
 	long pid = (long)getpid();
-	s->cand_path = xasprintf("%s.%ld-%u.new", s->config_file, pid, n);
-	s->tmp_path = xasprintf("%s.%ld-%u.tmp", s->config_file, pid, n);
+	s->cand_path = h->xasprintf("%s.%ld-%u.new", s->config_file, pid, n);
+	s->tmp_path = h->xasprintf("%s.%ld-%u.tmp", s->config_file, pid, n);
 	const char *sf = h->cfg_string(ctx, "state_file");
-	s->state_file = sf ? xstrdup(sf) : beside(s->config_file, "haproxy.state");
-	s->state_tmp = xasprintf("%s.%ld-%u.tmp", s->state_file, pid, n);
+	s->state_file = sf ? h->xstrdup(sf) : beside(h, s->config_file, "haproxy.state");
+	s->state_tmp = h->xasprintf("%s.%ld-%u.tmp", s->state_file, pid, n);
 	const char *as = h->cfg_string(ctx, "admin_socket");
 	const char *ms = h->cfg_string(ctx, "master_socket");
-	s->admin_socket = as ? xstrdup(as) : beside(s->config_file, "haproxy-admin.sock");
-	s->master_socket = ms ? xstrdup(ms)
-	                      : s->manage ? beside(s->config_file, "haproxy-master.sock") : NULL;
-	s->reload_command = xstrdup(h->cfg_string(ctx, "reload_command"));
-	s->haproxy_bin = xstrdup(h->cfg_string(ctx, "haproxy"));
+	s->admin_socket = as ? h->xstrdup(as) : beside(h, s->config_file, "haproxy-admin.sock");
+	s->master_socket = ms ? h->xstrdup(ms)
+	                      : s->manage ? beside(h, s->config_file, "haproxy-master.sock") : NULL;
+	s->reload_command = h->xstrdup(h->cfg_string(ctx, "reload_command"));
+	s->haproxy_bin = h->xstrdup(h->cfg_string(ctx, "haproxy"));
 	s->ninclude = h->cfg_list(ctx, "include", &s->include);
 	const char *ba = h->cfg_string(ctx, "bind_address");
 	snprintf(s->bind_addr, sizeof(s->bind_addr), "%s", ba ? ba : "*");

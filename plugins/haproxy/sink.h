@@ -87,8 +87,9 @@ typedef struct hx {
 	bool force_reload;
 	uint64_t last_pipeline_ms;
 	uv_timer_t *t_slow;
-	hx_run *run;
-	hx_write *write; /* candidate, state file or rename */
+	regent_spawn *run; /* haproxy -c or the reload_command */
+	regent_file_write *write; /* candidate or state file (host->file_write) */
+	hx_write *swap;           /* the candidate renamed over config_file */
 	hx_cli *master_req;
 	hx_proc_info before;
 	long before_admin_pid;
@@ -100,7 +101,7 @@ typedef struct hx {
 	char *reload_err, *reject_err;
 
 	/* mirror */
-	hx_write *mirror;
+	regent_file_write *mirror;
 	unsigned file_gen; /* bumped by every install */
 	bool dump_pending;
 	uint64_t retry_at;
@@ -126,28 +127,6 @@ typedef struct hx {
 	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,
 		*m_runtime_err;
 } hx;
-
-static inline char *xstrdup(const char *s)
-{
-	if (!s)
-		return NULL;
-	char *p = strdup(s);
-	if (!p)
-		abort();
-	return p;
-}
-
-static inline char *xasprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
-static inline char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *p = NULL;
-	if (vasprintf(&p, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return p;
-}
 
 static inline bool streq(const char *a, const char *b)
 {
@@ -180,7 +159,7 @@ void hx_sink_configure(hx *s);
 
 /* ---- haproxy.c: health, trial and scheduling ---- */
 
-void hx_set_reason(char **slotp, const char *reason);
+void hx_set_reason(hx *s, char **slotp, const char *reason);
 void hx_update_health(hx *s);
 void hx_report_exclusions(hx *s);
 /* The start on trial failed: said once, nothing more is touched. */
@@ -211,6 +190,14 @@ void hx_pipeline_done(hx *s);
 void hx_drop_pending(hx *s);
 void hx_start_dump(hx *s);
 void hx_log_output(hx *s, regent_log_level lvl, const char *out);
+/* Runs argv with host->spawn into s->run (check_timeout, output up to
+ * 256 KiB kept); a command that cannot start calls cb at once with
+ * res->error set. */
+void hx_spawn(hx *s, const char *const *argv, regent_spawn_cb cb);
+/* Why a command did not succeed, for logs and reasons: "exit 1", "killed
+ * by signal 9 (Killed)", "timed out after 5000 ms (killed)" or the
+ * error's text.  Returns out. */
+const char *hx_spawn_cause(const regent_spawn_result *r, char *out, size_t n);
 /* Removes the temporary files of runs that are gone (start). */
 void hx_clean_temps(hx *s);
 

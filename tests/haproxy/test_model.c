@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core.h"    /* regent_xcalloc */
+#include "helpers.h" /* regent_h_strdup */
 #include "model.h"
 
 #include <arpa/inet.h>
@@ -164,6 +166,9 @@ static void setup_host(void)
 	host.valid_service = f_valid;
 	host.catalog_services = f_services;
 	host.catalog_instances = f_instances;
+	host.xcalloc = regent_xcalloc; /* the core's ABI 1.4 helpers (regent_core) */
+	host.xrealloc = regent_xrealloc;
+	host.xstrdup = regent_h_strdup;
 }
 
 static void bury_svc(fsvc *f)

@@ -1,15 +1,19 @@
-/* test_write.c - the haproxy sink's atomic file writes (plugins/haproxy/
- * proc.c) on a real loop and a temporary directory: the file lands with
- * mode 0640; a stale temp file of ours left by a killed run is replaced;
- * a symlink or a directory planted at the temp path is never followed or
- * removed (the write fails with EEXIST and the link's target is intact);
- * a write into a directory that refuses it reports the error. */
+/* test_write.c - the haproxy sink's file writes on a real loop and a
+ * temporary directory: host->file_write with the options the sink gives it
+ * (pipeline.c write_file: mode 0640, a per-instance temporary path) lands
+ * the file with mode 0640; a stale temp file of ours left by a killed run
+ * is replaced; a symlink or a directory planted at the temp path is never
+ * followed or removed (the write fails with EEXIST and the link's target
+ * is intact); a write into a directory that is not there reports the
+ * error.  The checked candidate's swap (proc.c hx_rename) replaces the
+ * file and reports a missing candidate. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "host.h" /* the core's host table and ctx (regent_core) */
 #include "hx.h"
 
 #include <errno.h>
@@ -37,12 +41,15 @@ static int teardown(void **st)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static void on_done(void *arg, int status)
+static void on_done(void *arg, int status, const char *why)
 {
 	*(int *)arg = status;
+	if (status < 0)
+		assert_non_null(strstr(why, dir)); /* the cause names the file */
 }
 
-/* Writes text to dir/name through dir/name.tmp; returns the status. */
+/* Writes text to dir/name through dir/name.tmp as the sink does; returns
+ * the status. */
 static int write_one(const char *name, const char *text)
 {
 	char path[300], tmp[310];
@@ -50,9 +57,33 @@ static int write_one(const char *name, const char *text)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	uv_loop_t loop;
 	uv_loop_init(&loop);
+	regent_agent agent = {.loop = &loop};
+	regent_ctx ctx = {.agent = &agent, .who = "haproxy test", .healthy = true};
 	int status = 1, err = 0;
-	hx_write *w = hx_write_file(&loop, path, tmp, text, strlen(text), false, on_done, &status, &err);
-	if (!w)
+	regent_file_write_opts o = {.size = sizeof(o), .path = path, .tmp_path = tmp, .data = text,
+	                            .len = strlen(text), .mode = 0640, .on_done = on_done,
+	                            .arg = &status};
+	if (!regent_host_table.file_write(&ctx, &o, &err))
+		status = err;
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	return status;
+}
+
+static void on_renamed(void *arg, int status)
+{
+	*(int *)arg = status;
+}
+
+static int rename_one(const char *from, const char *to)
+{
+	char f[300], t[300];
+	snprintf(f, sizeof(f), "%s/%s", dir, from);
+	snprintf(t, sizeof(t), "%s/%s", dir, to);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	int status = 1, err = 0;
+	if (!hx_rename(&loop, f, t, on_renamed, &status, &err))
 		status = err;
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
@@ -112,7 +143,7 @@ static void test_symlink_not_followed(void **st)
 	fputs("precious\n", f);
 	fclose(f);
 	assert_int_equal(symlink(target, tmp), 0);
-	assert_int_equal(write_one("c.cfg", "evil\n"), UV_EEXIST);
+	assert_int_equal(write_one("c.cfg", "evil\n"), -EEXIST);
 	assert_string_equal(slurp(target), "precious\n");
 	struct stat sb;
 	assert_int_equal(lstat(tmp, &sb), 0);
@@ -126,7 +157,7 @@ static void test_directory_in_the_way(void **st)
 	char tmp[310];
 	snprintf(tmp, sizeof(tmp), "%s/d.cfg.tmp", dir);
 	assert_int_equal(mkdir(tmp, 0700), 0);
-	assert_int_equal(write_one("d.cfg", "x\n"), UV_EEXIST);
+	assert_int_equal(write_one("d.cfg", "x\n"), -EEXIST);
 	struct stat sb;
 	assert_int_equal(stat(tmp, &sb), 0);
 	assert_true(S_ISDIR(sb.st_mode));
@@ -135,7 +166,21 @@ static void test_directory_in_the_way(void **st)
 static void test_missing_dir_reports(void **st)
 {
 	(void)st;
-	assert_int_equal(write_one("no/such/dir.cfg", "x\n"), UV_ENOENT);
+	assert_int_equal(write_one("no/such/dir.cfg", "x\n"), -ENOENT);
+}
+
+static void test_swap(void **st)
+{
+	(void)st;
+	assert_int_equal(write_one("e.cfg", "old\n"), 0);
+	assert_int_equal(write_one("e.cfg.new", "checked\n"), 0);
+	assert_int_equal(rename_one("e.cfg.new", "e.cfg"), 0);
+	char p[300];
+	snprintf(p, sizeof(p), "%s/e.cfg", dir);
+	assert_string_equal(slurp(p), "checked\n");
+	snprintf(p, sizeof(p), "%s/e.cfg.new", dir);
+	assert_int_equal(access(p, F_OK), -1);
+	assert_int_equal(rename_one("e.cfg.new", "e.cfg"), UV_ENOENT); /* no candidate */
 }
 
 int main(void)
@@ -146,6 +191,7 @@ int main(void)
 		cmocka_unit_test(test_symlink_not_followed),
 		cmocka_unit_test(test_directory_in_the_way),
 		cmocka_unit_test(test_missing_dir_reports),
+		cmocka_unit_test(test_swap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
