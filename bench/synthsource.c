@@ -123,5 +123,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.description = "synthetic instances (benchmarks only)",
 	.config_keys = keys,
 	.ops = &ops,
-	.kind_ops = &source_ops,
+	.source_ops = &source_ops,
 };

@@ -302,5 +302,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.config_keys = keys,
 	.service_keys = NULL,
 	.ops = &ops,
-	.kind_ops = &sink_ops,
+	.sink_ops = &sink_ops,
 };

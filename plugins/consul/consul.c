@@ -328,5 +328,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.description = "Consul: agent services with TTL checks, blocking-query discovery",
 	.config_keys = keys,
 	.ops = &ops,
-	.kind_ops = &store_ops,
+	.store_ops = &store_ops,
 };

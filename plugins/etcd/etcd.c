@@ -325,5 +325,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.description = "etcd v3 store: one lease per agent, range read + watch",
 	.config_keys = config_keys,
 	.ops = &ops,
-	.kind_ops = &store_ops,
+	.store_ops = &store_ops,
 };

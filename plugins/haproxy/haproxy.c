@@ -543,5 +543,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.config_keys = hx_keys,
 	.service_keys = hx_service_keys,
 	.ops = &ops,
-	.kind_ops = &sink_ops,
+	.sink_ops = &sink_ops,
 };

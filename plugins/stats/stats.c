@@ -583,5 +583,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.description = "the agent's metrics, catalog and health over HTTP (Prometheus, JSON, HTML)",
 	.config_keys = keys,
 	.ops = &ops,
-	.kind_ops = &sink_ops,
+	.sink_ops = &sink_ops,
 };

@@ -151,5 +151,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.config_keys = keys,
 	.service_keys = service_keys,
 	.ops = &ops,
-	.kind_ops = &sink_ops,
+	.sink_ops = &sink_ops,
 };

@@ -181,5 +181,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.description = "reports instances listed in a file (tests only)",
 	.config_keys = keys,
 	.ops = &ops,
-	.kind_ops = &source_ops,
+	.source_ops = &source_ops,
 };

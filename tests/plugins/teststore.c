@@ -247,5 +247,5 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.description = "in-memory registry (tests only)",
 	.config_keys = keys,
 	.ops = &ops,
-	.kind_ops = &store_ops,
+	.store_ops = &store_ops,
 };
