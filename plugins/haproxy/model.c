@@ -192,6 +192,7 @@ svc *hx_svc_get(hx_model *m, const char *name)
 	if (v)
 		return v;
 	v = m->h->xcalloc(1, sizeof(*v));
+	v->h = m->h;
 	v->name = m->h->xstrdup(name);
 	v->pxid = id_alloc(m);
 	v->next = m->svcs; /* sorted again by hx_model_sort() */
@@ -371,6 +372,7 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	warn_begin(v);
 	v->todo = true;
 	v->plan = m->h->xcalloc(1, sizeof(*v->plan));
+	v->plan->h = m->h;
 	const char *key = v->name;
 	bool listed = cat && bsearch(&key, names, nnames, sizeof(*names), name_cmp) != NULL;
 	const regent_instance *const *insts = NULL, *const *old = NULL;

@@ -80,6 +80,7 @@ typedef struct plan_op {
 } plan_op;
 
 typedef struct hx_plan {
+	const regent_host *h; /* the host's allocators (ABI 1.4) */
 	plan_op *ops;
 	size_t nops, cap;
 	size_t *rix; /* ROUTE ops by instance pointer (op index + 1) */
@@ -91,6 +92,7 @@ typedef struct hx_plan {
 } hx_plan;
 
 typedef struct svc {
+	const regent_host *h; /* the host's allocators (ABI 1.4): the model's */
 	char *name;
 	unsigned pxid; /* forced proxy id, stable while the service lives */
 	shape want; /* from the latest snapshot */

@@ -18,30 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n ? n : 1, sz);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void *xrealloc(void *p, size_t sz)
-{
-	p = realloc(p, sz ? sz : 1);
-	if (!p)
-		abort();
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (!p)
-		abort();
-	return p;
-}
-
 static size_t id_hash(const char *s)
 {
 	uint64_t x = 1469598103934665603ull;
@@ -68,7 +44,7 @@ static void idt_rebuild(svc *v)
 	while (cap < 2 * v->nids + 2)
 		cap *= 2;
 	free(v->idt);
-	v->idt = xcalloc(cap, sizeof(*v->idt));
+	v->idt = v->h->xcalloc(cap, sizeof(*v->idt));
 	v->idtcap = cap;
 	for (size_t i = 0; i < v->nslots; i++)
 		if (v->slots[i].id)
@@ -134,7 +110,7 @@ static void fh_push(svc *v, size_t i)
 {
 	if (v->nfh == v->fhcap) {
 		v->fhcap = v->fhcap ? 2 * v->fhcap : 16;
-		v->fh = xrealloc(v->fh, v->fhcap * sizeof(*v->fh));
+		v->fh = v->h->xrealloc(v->fh, v->fhcap * sizeof(*v->fh));
 	}
 	size_t k = v->nfh++;
 	while (k && v->fh[(k - 1) / 2] > i) {
@@ -193,7 +169,7 @@ void hx_svc_grow(svc *v, size_t n)
 		size_t cap = v->cap ? v->cap : 8;
 		while (cap < n)
 			cap *= 2;
-		v->slots = xrealloc(v->slots, cap * sizeof(*v->slots));
+		v->slots = v->h->xrealloc(v->slots, cap * sizeof(*v->slots));
 		v->cap = cap;
 	}
 	memset(v->slots + v->nslots, 0, (n - v->nslots) * sizeof(*v->slots));
@@ -206,7 +182,7 @@ void hx_svc_grow(svc *v, size_t n)
 
 static void slot_set_id(svc *v, size_t i, const char *id)
 {
-	v->slots[i].id = xstrdup(id);
+	v->slots[i].id = v->h->xstrdup(id);
 	v->slots[i].rdirty = true;
 	idt_add(v, i);
 	if (i + 1 > v->hi)
@@ -310,13 +286,13 @@ static void pc_rescan(port_count *pc)
 
 /* Adds d (+1 or -1) to port's count (0: not counted).  O(1), except when
  * the most common port loses one: O(distinct ports). */
-static void pc_add(port_count *pc, long port, int d)
+static void pc_add(const regent_host *host, port_count *pc, long port, int d)
 {
 	if (port <= 0 || port > 65535)
 		return;
 	if (2 * (pc->used + 1) > pc->cap) {
 		size_t cap = pc->cap ? 2 * pc->cap : 8;
-		uint32_t *k = xcalloc(cap, sizeof(*k)), *c = xcalloc(cap, sizeof(*c));
+		uint32_t *k = host->xcalloc(cap, sizeof(*k)), *c = host->xcalloc(cap, sizeof(*c));
 		for (size_t i = 0; i < pc->cap; i++) {
 			if (!pc->keys[i])
 				continue;
@@ -370,9 +346,9 @@ static long meta_port(const regent_instance *in)
 
 static void count_ports(svc *v, const regent_instance *in, int d)
 {
-	pc_add(&v->sport, in->service_port, d);
+	pc_add(v->h, &v->sport, in->service_port, d);
 	if (!in->service_port)
-		pc_add(&v->mport, meta_port(in), d);
+		pc_add(v->h, &v->mport, meta_port(in), d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -405,7 +381,7 @@ static plan_op *op_push(hx_plan *p, bool route, const regent_instance *in, const
 {
 	if (p->nops == p->cap) {
 		p->cap = p->cap ? 2 * p->cap : 16;
-		p->ops = xrealloc(p->ops, p->cap * sizeof(*p->ops));
+		p->ops = p->h->xrealloc(p->ops, p->cap * sizeof(*p->ops));
 	}
 	plan_op *o = &p->ops[p->nops++];
 	o->route = route;
@@ -428,7 +404,7 @@ static void rix_put(hx_plan *p, const regent_instance *in, size_t op)
 {
 	if (2 * (p->nrix + 1) > p->rixcap) {
 		size_t cap = p->rixcap ? 2 * p->rixcap : 16;
-		size_t *t = xcalloc(cap, sizeof(*t));
+		size_t *t = p->h->xcalloc(cap, sizeof(*t));
 		for (size_t i = 0; i < p->rixcap; i++) {
 			if (!p->rix[i])
 				continue;
@@ -503,7 +479,7 @@ static size_t upper_bound(const regent_instance *const *l, size_t n, const char 
 static void set_bound(svc *v, const regent_instance *const *l, size_t P)
 {
 	free(v->bound);
-	v->bound = P ? xstrdup(l[P - 1]->id) : NULL;
+	v->bound = P ? v->h->xstrdup(l[P - 1]->id) : NULL;
 }
 
 /* The whole list: the first HX_MAX_INSTANCES valid instances are routed. */
