@@ -217,9 +217,7 @@ static consul_watch *watch_new(consul *c, const char *what, const char *path,
                                bool (*on_answer)(consul_watch *, regent_http_req *,
                                                  const regent_http_result *, uint64_t, bool))
 {
-	consul_watch *w = calloc(1, sizeof(*w));
-	if (!w)
-		abort();
+	consul_watch *w = c->h->xcalloc(1, sizeof(*w));
 	w->c = c;
 	w->what = what;
 	w->on_answer = on_answer;

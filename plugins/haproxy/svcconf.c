@@ -58,9 +58,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
 		 * hx_server_options() splits each item on every whitespace byte
 		 * and refuses control bytes. */
 		const char *raw = h->service_string(ctx, name, "server_options");
-		char *copy = strdup(raw ? raw : ""), *save = NULL;
-		if (!copy)
-			abort();
+		char *copy = h->xstrdup(raw ? raw : ""), *save = NULL;
 		const char *items[64];
 		size_t nopts = 0;
 		int rc = 0;
