@@ -5,7 +5,8 @@
 # The machine that runs the tests has no systemd as PID 1, so this boots one: systemd 252 as
 # PID 1 of a systemd-nspawn container (`-D / --volatile=yes`: the host's /usr read-only, a
 # tmpfs root, a prepared copy of /etc) sharing the host's network namespace (loopback only;
-# no veth, no bridge).  Inside it, as on a Debian host: docker.socket, containerd.service and
+# no veth, no bridge; the units that would touch the shared kernel, sysctl, modules, binfmt,
+# timesyncd, masked).  Inside it, as on a Debian host: docker.socket, containerd.service and
 # docker.service (a drop-in only adds --iptables=false --bridge=none --storage-driver=vfs and
 # a second socket the drill drives it through), and regent.service exactly as the build
 # renders and installs it (Before=docker.service), enabled, with [source docker] and
@@ -14,21 +15,23 @@
 #  1. boot, 3 host-network containers (--restart always), their keys in etcd;
 #  2. power the container's systemd off (SIGRTMIN+4 to its PID 1: machinectl needs
 #     systemd-machined, which needs a systemd host); etcd watched from the host: each key must
-#     be deleted within BOUND s (default 10) of its container's stop (Docker's FinishedAt)
-#     and before the TTL; the order systemd stopped the units in, from the container's
-#     persistent journal;
+#     be deleted no earlier than Docker's `kill` of its container (the stop begins), within
+#     BOUND s (default 10) of its `die`, and before the TTL; the order systemd stopped the
+#     units in, from the container's persistent journal;
 #  3. boot again (regent ordered before Docker; Docker starts the containers by their restart
-#     policy): the 3 containers registered once Docker is up;
+#     policy): regent started before docker.service began starting (journal), the 3
+#     containers registered within 30 s of Docker's start;
 #  4. power off again: deregistered again.
 #
-#   tests/packaging/systemd_shutdown.sh        (root; the build in build/, REGENT_BUILD overrides)
+#   tests/packaging/systemd_shutdown.sh        (root; the build in build/, REGENT_BUILD overrides;
+#                                               ctest: packaging_systemd_shutdown)
 #
 # Prints a table per shutdown; exits 0 if every check passed, 1 if one failed, 77 when this
 # machine cannot boot systemd in a container (with the reason), 2 without a build.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-build=${REGENT_BUILD:-$root/build}
+build=${REGENT_BUILD:-${REGENT_BUILD_DIR:-$root/build}}
 BOUND=${BOUND:-10}
 TTL=60
 source "$root/tests/harness/lib.sh"
@@ -138,6 +141,7 @@ booted() { [[ "$(in_ct "$1" systemctl is-system-running 2>/dev/null)" =~ ^(runni
 
 boot() {
     local n=$1
+    h_log "booting container $n"
     daemon_start "$n" "${NSPAWN[@]}" || return 1
     if ! wait_for --timeout 120 booted "$n"; then
         # The first boot failing with nspawn gone: this machine cannot boot systemd in a
@@ -157,9 +161,11 @@ poweroff() {
     l=$(leader "$n") || { echo "no leader for $n" >&2; return 1; }
     st=$(h__starttime "$l")
     [[ "$(ps -o ppid= -p "$l" | tr -d ' ')" == "$(daemon_pid "$n")" ]] || return 1
+    h_log "powering off container $n (PID 1 is $l on the host)"
     date +%s%N
     h__proc_alive "$l" "$st" && kill -s SIGRTMIN+4 "$l"
     daemon_wait_exit "$n" 120 >/dev/null || { echo "$n did not power off in 120 s" >&2; return 1; }
+    h_log "container $n powered off"
     ! h__proc_alive "$l" "$st"
 }
 
@@ -251,7 +257,7 @@ check "shutdown 1: docker.service stopped before regent.service began stopping" 
 check "shutdown 1: regent logged the 3 deletions" test "$(journalctl -D "$T/journal" -b 0 -u regent.service --no-pager 2>/dev/null | grep -c 'deleted /backends/')" -ge 3
 
 # ---- 3. boot again: regent before Docker, the containers come back and register ----------------
-t1=$SECONDS
+t1=$SECONDS t1ns=$(date +%s%N)
 if ! boot c2; then
     check "boot 2: systemd reached running in the container" false; harness_summary; exit 1
 fi
@@ -271,6 +277,23 @@ echo "boot 2: unit start order (container journal):"
 units 0 | sed -n '/Starting\|Started\|Listening/p' | sed 's/^/  /'
 check "boot 2: regent.service started before docker.service began starting" \
     before 0 'Started .*regent' 'Starting .*Docker Application'
+dstart=$(units 0 | grep -m1 'Starting docker.service' | cut -d' ' -f1)
+if [[ -n "$dstart" ]] && dns=$(date -d "$dstart" +%s%N); then
+    echo
+    echo "boot 2: docker.service began starting (journal) at $(hms "$dns"); keys put (etcd watch):"
+    for i in 1 2 3; do
+        put=$(awk -v id="/${ID[i]:0:12}/" -v t0="$t1ns" '$2 == "PUT" && index($3, id) && $1 >= t0 { print $1; exit }' \
+              "$(daemon_log watch)")
+        if [[ -n "$put" ]]; then
+            echo "  w$i ${ID[i]:0:12}: $(hms "$put") ($(( (put - dns) / 1000000 )) ms after docker.service began starting)"
+            check "boot 2: w$i registered within 30 s of docker.service beginning to start" test $(( (put - dns) / 1000000 )) -le 30000
+        else
+            check "boot 2: w$i's key put after the boot" false
+        fi
+    done
+else
+    check "boot 2: docker.service's start in the container journal" false
+fi
 
 # ---- 4. power off again ------------------------------------------------------------------------
 t0=$(poweroff c2) || { check "shutdown 2: the container powered off" false; harness_summary; exit 1; }
