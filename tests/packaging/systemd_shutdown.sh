@@ -59,6 +59,8 @@ R=$T/root              # R/etc: the container's /etc
 DEST=$T/dest           # cmake --install DESTDIR; DEST$PREFIX is bound on $PREFIX
 SOCK=$T/sock/docker.sock
 MACHINE=regent-sd-$$
+# nspawn leaves its (empty) propagation directory behind when the host's /run is not a tmpfs
+trap 'rc=$?; (exit $rc); h__on_exit; rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null' EXIT
 mkdir -p "$R" "$T/sock" "$T/docker" "$T/containerd" "$T/journal"
 
 # ---- the container's /etc: the host's, with only what a Docker host with regent runs ---------
@@ -138,12 +140,13 @@ leader() {
 # in_ct NSPAWN-DAEMON CMD...: run CMD inside the container (its namespaces)
 in_ct() { local l; l=$(leader "$1") || return 1; shift; nsenter -t "$l" -m -u -i -p -- "$@"; }
 booted() { [[ "$(in_ct "$1" systemctl is-system-running 2>/dev/null)" =~ ^(running|degraded)$ ]]; }
+booted_or_gone() { booted "$1" || ! daemon_alive "$1"; }
 
 boot() {
     local n=$1
     h_log "booting container $n"
     daemon_start "$n" "${NSPAWN[@]}" || return 1
-    if ! wait_for --timeout 120 booted "$n"; then
+    if ! wait_for --timeout 120 booted_or_gone "$n" || ! booted "$n"; then
         # The first boot failing with nspawn gone: this machine cannot boot systemd in a
         # container (its error is printed); a later boot failing is a failure.
         if [[ "$n" == c1 ]] && ! daemon_alive "$n"; then
@@ -300,6 +303,5 @@ t0=$(poweroff c2) || { check "shutdown 2: the container powered off" false; harn
 check "shutdown 2: the container powered off ($(daemon_status c2))" test "$(daemon_status c2)" == "exit 0"
 report 2 "$t0"
 check "shutdown 2: no key left" nkeys_is 0
-rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null
 echo "drill took $((SECONDS - t_start)) s"
 harness_summary
