@@ -59,8 +59,23 @@ R=$T/root              # R/etc: the container's /etc
 DEST=$T/dest           # cmake --install DESTDIR; DEST$PREFIX is bound on $PREFIX
 SOCK=$T/sock/docker.sock
 MACHINE=regent-sd-$$
-# nspawn leaves its (empty) propagation directory behind when the host's /run is not a tmpfs
-trap 'rc=$?; (exit $rc); h__on_exit; rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null' EXIT
+# nspawn runs in a cgroup of its own, CG, in each hierarchy it uses (with --keep-unit it makes
+# "supervisor" and "payload" beside itself: without CG they would land in the root cgroup here).
+CG=$MACHINE CGH=()
+if [[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]]; then CGH=(/sys/fs/cgroup)
+else
+    for h in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do mountpoint -q "$h" && CGH+=("$h"); done
+fi
+# On every exit: the harness's cleanup (stops nspawn if still running), then the empty cgroups
+# and nspawn's (empty) propagation directory, which it leaves when the host's /run is no tmpfs.
+cg_cleanup() {
+    local h
+    for h in "${CGH[@]}"; do find "$h/$CG" -depth -type d -exec rmdir {} + 2>/dev/null; done
+    rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null
+    return 0
+}
+trap 'rc=$?; (exit $rc); h__on_exit; cg_cleanup' EXIT
+for h in "${CGH[@]}"; do mkdir "$h/$CG" || { echo "cannot create cgroup $h/$CG" >&2; exit 1; }; done
 mkdir -p "$R" "$T/sock" "$T/docker" "$T/containerd" "$T/journal"
 
 # ---- the container's /etc: the host's, with only what a Docker host with regent runs ---------
@@ -82,6 +97,10 @@ systemd-id128 new > "$R/etc/machine-id"
 rm -f "$R/etc/resolv.conf"
 systemd-sysusers --root="$R" "$root/packaging/regent.sysusers" >/dev/null 2>&1
 check "sysusers: user regent in the container's /etc/passwd" grep -q '^regent:' "$R/etc/passwd"
+# containerd without its CRI plugin (Kubernetes' API: not used by Docker), as the harness runs it
+printf '%s\n' 'version = 2' \
+    'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]' \
+    > "$R/etc/containerd/config.toml"
 cat > "$E/docker.service.d/drill.conf" <<EOF
 # systemd_shutdown.sh: Debian's docker.service, without bridge or iptables, on vfs, and also
 # on $SOCK (bound from the host) for the drill to drive it.
@@ -119,7 +138,9 @@ check "etcd watch from the host" wait_for --timeout 20 grep -q WATCHING "$(daemo
 # controllers read-only, and runc cannot create the containers' cgroups); nspawn's default
 # capabilities (no CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_TIME); /proc/sys and /sys read-only;
 # runc's keyctl and bpf (device filter) allowed.
-NSPAWN=(env SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D / --volatile=yes
+NSPAWN=(sh -c 'for h in "$@"; do [ "$h" = -- ] && break; echo $$ > "$h/cgroup.procs" || exit 1; done
+                while [ "$1" != -- ]; do shift; done; shift; exec "$@"' sh "${CGH[@]/%//$CG}" --
+        env SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D / --volatile=yes
         --machine="$MACHINE" --register=no --keep-unit --console=pipe
         --capability=CAP_NET_ADMIN --system-call-filter='add_key keyctl bpf'
         --bind="$R/etc:/etc" --bind-ro="$DEST$PREFIX:$PREFIX"
