@@ -98,6 +98,7 @@ rm -f "$R/etc/resolv.conf"
 systemd-sysusers --root="$R" "$root/packaging/regent.sysusers" >/dev/null 2>&1
 check "sysusers: user regent in the container's /etc/passwd" grep -q '^regent:' "$R/etc/passwd"
 # containerd without its CRI plugin (Kubernetes' API: not used by Docker), as the harness runs it
+mkdir -p "$R/etc/containerd"
 printf '%s\n' 'version = 2' \
     'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]' \
     > "$R/etc/containerd/config.toml"
@@ -136,8 +137,9 @@ check "etcd watch from the host" wait_for --timeout 20 grep -q WATCHING "$(daemo
 
 # A unified cgroup hierarchy for the container (on this host's hybrid one nspawn mounts the v1
 # controllers read-only, and runc cannot create the containers' cgroups); nspawn's default
-# capabilities (no CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_TIME); /proc/sys and /sys read-only;
-# runc's keyctl and bpf (device filter) allowed.
+# capabilities plus CAP_NET_ADMIN (dockerd's default sandbox for host networking needs it, as
+# the harness's dockerd on the host has it), still no CAP_SYS_MODULE or CAP_SYS_TIME; /proc/sys
+# and /sys read-only; runc's keyctl and bpf (device filter) allowed.
 NSPAWN=(sh -c 'for h in "$@"; do [ "$h" = -- ] && break; echo $$ > "$h/cgroup.procs" || exit 1; done
                 while [ "$1" != -- ]; do shift; done; shift; exec "$@"' sh "${CGH[@]/%//$CG}" --
         env SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D / --volatile=yes
