@@ -15,6 +15,7 @@ PKGS=(
 	nginx        # the plugin guide's example sink runs against it (example_nginx)
 	# packaging and docs
 	scdoc dpkg-dev debhelper lintian systemd
+	systemd-container   # systemd-nspawn: the unit's shutdown/boot order under a real systemd (packaging_systemd_shutdown)
 )
 missing=()
 for p in "${PKGS[@]}"; do

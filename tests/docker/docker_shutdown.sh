@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/docker/docker_shutdown.sh: a host shutting down leaves clients' catalogs promptly.
 # The unit is ordered Before=docker.service, so systemd stops Docker first while regent still
-# runs (no systemd PID 1 here: that ordering is checked by tests/packaging/systemd_test.sh;
-# this test plays what it leads to).  A real dockerd and etcd; regent with [source docker] and
+# runs (the unit's lines are checked by tests/packaging/systemd_test.sh, a real shutdown and boot
+# under systemd by tests/packaging/systemd_shutdown.sh; this test plays the same sequence without
+# systemd).  A real dockerd and etcd; regent with [source docker] and
 # [store etcd] (the default stop: keep the lease; ttl 60 s):
 #  1. dockerd SIGTERMed: it stops its 3 containers; each instance's key is deleted while
 #     regent still runs, well before the TTL, and the lease is still alive (deregistered, not
