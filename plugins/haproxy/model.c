@@ -244,6 +244,12 @@ void hx_model_sort(hx_model *m)
 static void svc_free(hx_model *m, svc *v)
 {
 	id_release(m, v->pxid);
+	hx_svc_unqueue(m, v);
+	for (size_t i = 0; i < v->nslots; i++)
+		if (v->slots[i].st == ST_DRAIN)
+			m->ndrain--;
+	if (v->sdiff)
+		m->nsdiff--;
 	shape_clear(&v->want);
 	shape_clear(&v->cand);
 	shape_clear(&v->run);
@@ -603,6 +609,7 @@ static void finalize(hx_model *m, svc *v)
 			hx_plan_unroute_all(m, v);
 	}
 	hx_plan_free(v);
+	hx_svc_shape_sync(m, v);
 	v->todo = false;
 	warn_end(v);
 }
@@ -686,6 +693,7 @@ void hx_model_exclude(hx_model *m, svc *v, const char *why)
 	m->h->log(m->ctx, REGENT_LOG_WARN, "%s", msg);
 	set_excluded(m, v, msg, m->h->now_ms());
 	keep_running(m, v);
+	hx_svc_shape_sync(m, v);
 	m->gen++;
 }
 

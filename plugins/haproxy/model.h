@@ -43,6 +43,8 @@ typedef struct slot {
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
 	bool inflight, seen;
+	bool rq;         /* in its service's runtime queue (v->rq) */
+	bool dq;         /* in its service's drain list (v->dq) */
 	bool rdirty;     /* how the file writes it changed since the mirror's render */
 	bool state_kept; /* the old worker's state line is in the state file */
 	bool state_up;   /* ... and says up */
@@ -142,6 +144,18 @@ typedef struct svc {
 	size_t hi;       /* 1 + the highest slot that held an instance */
 	unsigned sgen;   /* bumped by every change of how its slots render */
 
+	/* Dirty lists (slots.c), so that the runtime path works in proportion
+	 * to what changed: rq holds the slots whose target or haproxy view
+	 * changed since the runtime path last found them in step (each once,
+	 * slot.rq), dq the slots that went draining (lazily: checked when
+	 * read, slot.dq).  A service with either non-empty is on the model's
+	 * active list (qprev/qnext). */
+	size_t *rq, nrq, rqcap;
+	size_t *dq, ndq, dqcap;
+	bool qlinked;
+	struct svc *qprev, *qnext;
+	bool sdiff; /* want and run differ (counted in hx_model.nsdiff) */
+
 	/* Its part of the installed file as the mirror rendered it last
 	 * (pipeline.c): rendered again only when sgen moved or the shape
 	 * haproxy runs changed (mcached cleared). */
@@ -181,6 +195,10 @@ typedef struct hx_model {
 	unsigned next_id;
 
 	unsigned gen;      /* bumped by every change of what the file says */
+	/* services with queued or draining slots (slots.c), counters */
+	svc *qhead;
+	size_t ndrain;     /* slots draining (st == ST_DRAIN), every service */
+	size_t nsdiff;     /* services whose wanted shape is not the one installed */
 	unsigned excl_gen; /* bumped when the set of excluded services changes */
 	size_t nexcluded;
 } hx_model;
@@ -219,6 +237,28 @@ void hx_plan_free(svc *v);
 void hx_model_gc(hx_model *m);
 /* Keeps the list sorted by name after services were added. */
 void hx_model_sort(hx_model *m);
+
+/* ---- slots.c: dirty lists ---- */
+
+/* Slot i of v may no longer be what haproxy has (its target, haproxy's
+ * view or its liveness changed): queued for the runtime path.  O(1). */
+void hx_slot_dirty(hx_model *m, svc *v, size_t i);
+/* Every slot of v (a reload, an unknown haproxy).  O(its slots). */
+void hx_svc_dirty_all(hx_model *m, svc *v);
+/* Moves a slot to a state (keeps the draining count and list). */
+void hx_slot_set_st(hx_model *m, svc *v, size_t i, slot_state st);
+/* Drops a service from the active list (it is freed). */
+void hx_svc_unqueue(hx_model *m, svc *v);
+/* Removes the entries of v's runtime queue for which keep() returns false
+ * (their flag cleared); unlinks v once both lists are empty. */
+void hx_rq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg);
+/* The same for the drain list (entries no longer draining are dropped
+ * first). */
+void hx_dq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg);
+/* Recounts whether v's wanted shape differs from the installed one
+ * (hx_model.nsdiff); call after either changed. */
+void hx_svc_shape_sync(hx_model *m, svc *v);
+bool hx_shape_eq(const shape *a, const shape *b);
 
 /* Whether the runtime API can reach this slot now. */
 static inline bool hx_slot_live(const svc *v, size_t i)

@@ -36,14 +36,6 @@ static void shape_copy(const regent_host *h, shape *dst, const shape *src)
 	dst->weight = src->weight;
 }
 
-static bool shape_eq(const shape *a, const shape *b)
-{
-	if (!a->listen || !b->listen)
-		return !a->listen && !b->listen;
-	return strcmp(a->listen, b->listen) == 0 && streq(a->srvopts, b->srvopts) &&
-	       a->nslots == b->nslots;
-}
-
 /* ------------------------------------------------------------------ */
 /* Rendering the file                                                 */
 /* ------------------------------------------------------------------ */
@@ -307,12 +299,9 @@ void hx_maybe_mirror(hx *s)
 
 bool hx_slow_needed(hx *s)
 {
-	if (s->force_reload || !streq(s->g_want, s->g_run) || !s->installed_once)
-		return true;
-	for (svc *v = s->m.svcs; v; v = v->next)
-		if (!shape_eq(&v->want, &v->run))
-			return true;
-	return false;
+	/* m.nsdiff counts the services whose wanted shape is not installed
+	 * (kept where either changes): O(1). */
+	return s->force_reload || !streq(s->g_want, s->g_run) || !s->installed_once || s->m.nsdiff;
 }
 
 void hx_pipeline_done(hx *s)
@@ -342,8 +331,13 @@ static void install_done(hx *s)
 	s->file_text = s->cand_text;
 	s->cand_text = NULL;
 	pend_to_file(s, R_CAND);
-	for (svc *v = s->m.svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		bool moved = !hx_shape_eq(&v->run, &v->cand);
 		shape_copy(s->h, &v->run, &v->cand);
+		if (moved) /* slots haproxy can reach (or no longer) */
+			hx_svc_dirty_all(&s->m, v);
+		hx_svc_shape_sync(&s->m, v);
+	}
 	mirror_invalidate(s); /* the shapes haproxy runs changed */
 	free(s->g_run);
 	s->g_run = s->h->xstrdup(s->g_cand);
