@@ -122,6 +122,10 @@ typedef struct svc {
 	size_t line0, line1;
 	/* during hx_model_update */
 	bool todo;
+	/* its claim in the port table (model.c): port (0: none), explicit */
+	long pclaim;
+	bool pclaim_expl;
+	struct svc *pnext; /* the next claimant of that port (explicit first, then by name) */
 	struct hx_plan *plan;
 	struct svc *next; /* sorted by name */
 
@@ -198,6 +202,16 @@ typedef struct hx_model {
 	/* services with queued or draining slots (slots.c), counters */
 	svc *qhead;
 	size_t ndrain;     /* slots draining (st == ST_DRAIN), every service */
+	size_t ngrace;     /* services in their empty grace (in_grace) */
+	/* port -> its claimants (open addressing; a port keeps its cell) */
+	struct port_cell {
+		uint32_t port; /* 0: empty cell */
+		svc *head;
+	} *ports;
+	size_t portcap, nports;
+	/* the services computed by the update under way */
+	svc **todo;
+	size_t ntodo, todocap;
 	size_t nsdiff;     /* services whose wanted shape is not the one installed */
 	unsigned excl_gen; /* bumped when the set of excluded services changes */
 	size_t nexcluded;
