@@ -259,7 +259,7 @@ static void on_file_recovered(void *arg, const char *proxy, size_t slotno, const
 	bool v6;
 	if (addr && id && port && hx_valid_ip(addr, canon, &v6) && !sl->id) {
 		hx_slot_take(&s->m, v, slotno, id);
-		snprintf(sl->addr, sizeof(sl->addr), "%s", canon);
+		hx_ip_parse(canon, &sl->addr);
 		sl->port = (uint16_t)port;
 		hx_slot_set_st(&s->m, v, slotno, ST_READY);
 	}

@@ -9,6 +9,8 @@
 
 #include "hx.h"
 
+#include <string.h>
+
 /* Hard limits, documented in docs/haproxy.md: instances routed per service
  * (the excess, by instance id order, is dropped with one warning naming
  * the service) and server slots per service (draining + joining). */
@@ -23,31 +25,48 @@
 typedef enum { ST_FREE = 0, ST_READY, ST_DRAIN } slot_state;
 typedef enum { AP_UNKNOWN = 0, AP_MAINT, AP_READY, AP_DRAIN } ap_state;
 
+/* An IP address as bytes (the canonical literal's, inet_pton): 17 bytes
+ * where the text took 46, compared with memcmp. */
+typedef struct hx_ip {
+	uint8_t b[16];
+	bool v6;
+} hx_ip;
+
+/* A literal (any form inet_pton takes) into ip; false if it is not one. */
+bool hx_ip_parse(const char *text, hx_ip *ip);
+/* The canonical literal (inet_ntop) into buf (HX_ADDR_MAX); returns buf. */
+const char *hx_ip_str(const hx_ip *ip, char *buf);
+static inline bool hx_ip_eq(const hx_ip *a, const hx_ip *b)
+{
+	return a->v6 == b->v6 && memcmp(a->b, b->b, sizeof(a->b)) == 0;
+}
+
 /* A server as one party knows it (haproxy, the file on disk...). */
 typedef struct srv_view {
-	ap_state st;
-	char addr[HX_ADDR_MAX];
+	uint8_t st; /* ap_state */
+	hx_ip addr;
 	uint16_t port;
 	uint16_t weight; /* weight + 1 set over the runtime API; 0: the file's */
 } srv_view;
 
+/* A server slot: ~140 bytes (a service has at least `slots` of them). */
 typedef struct slot {
 	char *id; /* the instance in this slot; NULL when free */
-	char addr[HX_ADDR_MAX];
-	uint16_t port;
-	slot_state st;
-	uint16_t weight; /* the instance's meta weight + 1 (0-256); 0: none */
 	uint64_t drain_since;
 	srv_view ap;   /* what haproxy has, as last confirmed */
 	srv_view sent; /* in the admin request in flight */
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
-	bool inflight, seen;
-	bool rq;         /* in its service's runtime queue (v->rq) */
-	bool dq;         /* in its service's drain list (v->dq) */
-	bool rdirty;     /* how the file writes it changed since the mirror's render */
-	bool state_kept; /* the old worker's state line is in the state file */
-	bool state_up;   /* ... and says up */
+	hx_ip addr;
+	uint16_t port;
+	uint16_t weight; /* the instance's meta weight + 1 (0-256); 0: none */
+	uint8_t st;      /* slot_state */
+	bool inflight : 1, seen : 1;
+	bool rq : 1;         /* in its service's runtime queue (v->rq) */
+	bool dq : 1;         /* in its service's drain list (v->dq) */
+	bool rdirty : 1;     /* how the file writes it changed since the mirror's render */
+	bool state_kept : 1; /* the old worker's state line is in the state file */
+	bool state_up : 1;   /* ... and says up */
 } slot;
 
 /* The part of a service that only a reload can change. */

@@ -53,7 +53,7 @@ static srv_view slot_as_file(const slot *sl)
 	srv_view f = {.st = AP_MAINT};
 	if (sl->st == ST_READY) {
 		f.st = AP_READY;
-		snprintf(f.addr, sizeof(f.addr), "%s", sl->addr);
+		f.addr = sl->addr;
 		f.port = sl->port;
 	}
 	return f;
@@ -67,7 +67,9 @@ static void render_service(hx_buf *b, svc *v, const shape *p)
 	for (size_t i = 0; i < p->nslots && i < v->nslots; i++) {
 		slot *sl = &v->slots[i];
 		sl->pend = slot_as_file(sl);
-		hx_server_line l = {.enabled = sl->pend.st == AP_READY, .addr = sl->addr,
+		char ab[HX_ADDR_MAX];
+		hx_server_line l = {.enabled = sl->pend.st == AP_READY,
+		                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
 		                    .port = sl->port, .id = sl->id};
 		hx_render_server(b, i, &l, p->srvopts);
 	}
@@ -108,7 +110,9 @@ static void mirror_service(hx *s, svc *v)
 		}
 		sl->rdirty = false;
 		sl->pend = slot_as_file(sl);
-		hx_server_line l = {.enabled = sl->pend.st == AP_READY, .addr = sl->addr,
+		char ab[HX_ADDR_MAX];
+		hx_server_line l = {.enabled = sl->pend.st == AP_READY,
+		                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
 		                    .port = sl->port, .id = sl->id};
 		hx_render_server(&t, i, &l, p->srvopts);
 	}
@@ -429,7 +433,9 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
 		return false;
 	slot *sl = &v->slots[idx - 1];
 	const srv_view *f = &sl->pend;
-	bool keep = f->st == AP_READY && strcmp(f->addr, addr) == 0 && f->port == port &&
+	hx_ip ip;
+	bool keep = f->st == AP_READY && hx_ip_parse(addr, &ip) && hx_ip_eq(&f->addr, &ip) &&
+	            f->port == port &&
 	            (admin & ~0x04u) == 0;
 	sl->state_kept = keep;
 	sl->state_up = keep && op == 2;
@@ -469,7 +475,9 @@ static char *state_text(hx *s, const char *dump)
 			const slot *sl = &v->slots[i];
 			if (sl->pend.st != AP_READY || sl->state_kept)
 				continue;
-			hx_state_pending_line(&b, v->pxid, v->name, i, sl->pend.addr, sl->pend.port, w, ssl);
+			char ab[HX_ADDR_MAX];
+			hx_state_pending_line(&b, v->pxid, v->name, i, hx_ip_str(&sl->pend.addr, ab),
+			                      sl->pend.port, w, ssl);
 			npending++;
 		}
 	}

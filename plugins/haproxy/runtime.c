@@ -70,8 +70,7 @@ static void learn_line(hx *s, char *line)
 		a.st = AP_MAINT;
 	else if (admin & 0x18) /* forced or inherited drain */
 		a.st = AP_DRAIN;
-	bool v6;
-	if (a.st != AP_MAINT && (!hx_valid_ip(f[4], a.addr, &v6) || !port || port > 65535))
+	if (a.st != AP_MAINT && (!hx_ip_parse(f[4], &a.addr) || !port || port > 65535))
 		return; /* unknown: set from scratch */
 	a.port = (uint16_t)port;
 	a.weight = uw == hx_shape_weight(&v->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
@@ -183,7 +182,7 @@ static srv_view slot_target(slot *sl)
 	srv_view t = {.st = AP_MAINT};
 	if (sl->st == ST_READY || sl->st == ST_DRAIN) {
 		t.st = sl->st == ST_READY ? AP_READY : AP_DRAIN;
-		snprintf(t.addr, sizeof(t.addr), "%s", sl->addr);
+		t.addr = sl->addr;
 		t.port = sl->port;
 		t.weight = sl->weight;
 	}
@@ -198,7 +197,7 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	/* The common case, a slot haproxy already has right, costs no text. */
 	if (sl->st == ST_FREE ? a->st == AP_MAINT
 	    : sl->st == ST_DRAIN ? a->st == AP_DRAIN
-	    : a->st == AP_READY && a->port == sl->port && strcmp(a->addr, sl->addr) == 0 &&
+	    : a->st == AP_READY && a->port == sl->port && hx_ip_eq(&a->addr, &sl->addr) &&
 	          a->weight == sl->weight)
 		return 0;
 	srv_view t = slot_target(sl);
@@ -206,9 +205,10 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	snprintf(srv, sizeof(srv), "%s/s%zu", v->name, i + 1);
 	int n = 0;
 	if (t.st == AP_READY) {
-		if (a->st == AP_UNKNOWN || strcmp(a->addr, t.addr) != 0 || a->port != t.port) {
-			hx_buf_printf(b, "%sset server %s addr %s port %u", b->len ? ";" : "", srv, t.addr,
-			              (unsigned)t.port);
+		if (a->st == AP_UNKNOWN || !hx_ip_eq(&a->addr, &t.addr) || a->port != t.port) {
+			char ab[HX_ADDR_MAX];
+			hx_buf_printf(b, "%sset server %s addr %s port %u", b->len ? ";" : "", srv,
+			              hx_ip_str(&t.addr, ab), (unsigned)t.port);
 			n++;
 		}
 		unsigned w = t.weight ? t.weight - 1u : hx_shape_weight(&v->run);
@@ -396,7 +396,7 @@ bool hx_runtime_settled(hx *s)
 			const srv_view *a = &sl->ap;
 			bool eq = sl->st == ST_FREE ? a->st == AP_MAINT
 			          : a->st == (sl->st == ST_READY ? AP_READY : AP_DRAIN) &&
-			                    a->port == sl->port && strcmp(a->addr, sl->addr) == 0;
+			                    a->port == sl->port && hx_ip_eq(&a->addr, &sl->addr);
 			if (!eq)
 				return false;
 		}

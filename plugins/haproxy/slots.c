@@ -19,9 +19,28 @@
  * (model.h). */
 #include "model.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+bool hx_ip_parse(const char *text, hx_ip *ip)
+{
+	memset(ip, 0, sizeof(*ip));
+	if (!text)
+		return false;
+	if (inet_pton(AF_INET, text, ip->b) == 1)
+		return true;
+	ip->v6 = true;
+	return inet_pton(AF_INET6, text, ip->b) == 1;
+}
+
+const char *hx_ip_str(const hx_ip *ip, char *buf)
+{
+	if (!inet_ntop(ip->v6 ? AF_INET6 : AF_INET, ip->b, buf, HX_ADDR_MAX))
+		buf[0] = '\0';
+	return buf;
+}
 
 static size_t id_hash(const char *s)
 {
@@ -774,9 +793,11 @@ static bool route(hx_model *m, svc *v, const plan_op *o)
 	}
 	sl->seen = true;
 	uint16_t w = meta_weight(o->in);
+	hx_ip ip;
+	hx_ip_parse(o->addr, &ip); /* canonical already (inst_valid) */
 	if (sl->st != ST_READY || sl->port != o->in->port || sl->weight != w ||
-	    strcmp(sl->addr, o->addr) != 0) {
-		snprintf(sl->addr, sizeof(sl->addr), "%s", o->addr); /* a move, or the same */
+	    !hx_ip_eq(&sl->addr, &ip)) {
+		sl->addr = ip; /* a move, or the same */
 		sl->port = o->in->port;
 		sl->weight = w;
 		hx_slot_set_st(m, v, (size_t)(sl - v->slots), ST_READY);

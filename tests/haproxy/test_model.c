@@ -494,7 +494,8 @@ static void test_incremental(void **st)
 	TIMED(update(&m, "big"));
 	slot *sl = slot_of(v, "big-0000000a");
 	assert_non_null(sl);
-	assert_string_equal(sl->addr, "10.9.0.1");
+	char ab[HX_ADDR_MAX];
+	assert_string_equal(hx_ip_str(&sl->addr, ab), "10.9.0.1");
 	size_t idx = (size_t)(sl - v->slots);
 	slot *out = slot_of(v, "big-0009999");
 	assert_true(out == NULL || out->st == ST_DRAIN);
@@ -504,7 +505,7 @@ static void test_incremental(void **st)
 	sl = slot_of(v, "big-0000000a");
 	assert_non_null(sl);
 	assert_int_equal((size_t)(sl - v->slots), idx);
-	assert_string_equal(sl->addr, "10.9.0.2");
+	assert_string_equal(hx_ip_str(&sl->addr, ab), "10.9.0.2");
 	assert_int_equal(sl->port, 9002);
 	assert_int_equal(sl->st, ST_READY);
 	/* deleted: the 10,000th is routed again */
@@ -753,7 +754,7 @@ static srv_view target_of(const slot *sl)
 	srv_view t = {.st = AP_MAINT};
 	if (sl->st != ST_FREE) {
 		t.st = sl->st == ST_READY ? AP_READY : AP_DRAIN;
-		snprintf(t.addr, sizeof(t.addr), "%s", sl->addr);
+		t.addr = sl->addr;
 		t.port = sl->port;
 		t.weight = sl->weight;
 	}
@@ -763,7 +764,7 @@ static srv_view target_of(const slot *sl)
 static bool view_eq(const srv_view *a, const srv_view *b)
 {
 	return a->st == b->st && (a->st == AP_MAINT || (a->port == b->port && a->weight == b->weight &&
-	                                                strcmp(a->addr, b->addr) == 0));
+	                                                hx_ip_eq(&a->addr, &b->addr)));
 }
 
 /* The runtime path, as runtime.c runs it: only the queued slots are set
