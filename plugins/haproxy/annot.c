@@ -345,25 +345,32 @@ static void rows_sweep(hx_annot *a)
 		map_put(a->map, a->mapcap, &a->rows[i], i);
 }
 
-/* Everything known, to the core (which copies it). */
+/* Everything known, to the core (which copies it).  The labels
+ * ("service/sN") in one buffer of their exact size (the core copies them:
+ * no 160 bytes per server kept or touched). */
 static int publish(hx_annot *a)
 {
+	size_t need = 1;
+	for (size_t i = 0; i < a->nrows; i++)
+		if (a->rows[i].id)
+			need += strlen(a->rows[i].service) + 24; /* "/s" + a size_t + NUL */
 	const regent_annotation **list = calloc(a->nrows + 1, sizeof(*list));
 	regent_annotation *items = calloc(a->nrows + 1, sizeof(*items));
-	char *labels = calloc(a->nrows + 1, 160);
+	char *labels = malloc(need);
 	if (!list || !items || !labels) {
 		free(list);
 		free(items);
 		free(labels);
 		return -ENOMEM;
 	}
-	size_t n = 0;
+	size_t n = 0, at = 0;
 	for (size_t i = 0; i < a->nrows; i++) {
 		const arow *r = &a->rows[i];
 		if (!r->id)
 			continue;
-		char *label = labels + 160 * n;
-		snprintf(label, 160, "%s/s%zu", r->service, r->slot + 1);
+		char *label = labels + at;
+		int k = snprintf(label, need - at, "%s/s%zu", r->service, r->slot + 1);
+		at += k > 0 ? (size_t)k + 1 : 1;
 		items[n] = (regent_annotation){
 			.size = sizeof(items[n]),
 			.service = r->service,

@@ -260,7 +260,6 @@ static void svc_free(hx_model *m, svc *v)
 	shape_clear(&v->run);
 	hx_plan_free(v);
 	hx_svc_slots_free(v);
-	free(v->mtext);
 	free(v->mloff);
 	free(v->warned);
 	free(v->excluded);
