@@ -144,6 +144,13 @@ static bool mirror_service(hx *s, svc *v, hx_buf *b)
 static char *render_mirror(hx *s, bool *changed)
 {
 	hx_buf b = {0};
+	if (s->file_text) {
+		/* About the last text's size: no doubling and copying on the way
+		 * (a few MB at 10,000 servers). */
+		b.cap = strlen(s->file_text) + 64 * 1024;
+		b.data = s->h->xrealloc(NULL, b.cap);
+		b.data[0] = '\0';
+	}
 	file_header(s, &b, s->g_run);
 	bool diff = false, whole = !s->file_text;
 	for (svc *v = s->m.svcs; v; v = v->next) {
