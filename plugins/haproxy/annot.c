@@ -36,18 +36,66 @@ struct hx_annot {
 	size_t nrows, rowcap;
 	size_t *map;
 	size_t mapcap;
-	uint64_t next_full; /* when all of them are asked again */
+	uint64_t next_full; /* when the next full cycle (or its next chunk) is due */
+	/* A fleet of more than CHUNK_SERVERS servers is asked in chunks of
+	 * services spread over the interval (a cycle), so that no single poll
+	 * parses every server: the cycle's position (the last service asked;
+	 * NULL: a cycle starts), and when it started. */
+	char *cursor;
+	bool in_cycle, chunk_last;
+	uint64_t cycle_start;
+	bool material; /* a row came, went, or changed instance or state: publish */
 	/* servers the sink changed since the last answer: asked alone */
 	struct touch {
 		char *service;
 		size_t slot;
 	} *touched, *asked;
 	size_t ntouched, nasked;
-	bool asked_all;
+	enum { ASK_TOUCHED, ASK_ALL, ASK_CHUNK } asked_kind;
 };
+
+/* A cycle's chunk: at most this many servers, and a command line haproxy
+ * takes (its CLI reads a line into one buffer). */
+#define CHUNK_SERVERS 1000
+#define CHUNK_BYTES 8000
 
 /* More changed servers than this in one poll: ask for all of them. */
 #define MAX_TOUCHED 64
+
+/* The model's services after `after` (NULL: from the first) that haproxy
+ * runs, as `show stat NAME 4 -1` commands appended to cmd: at least one,
+ * then as many as keep within max_servers slots and max_bytes of
+ * command.  Returns the last one's name (the model's string), or NULL
+ * when none is left; *last tells whether none follows it. */
+const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
+                           hx_buf *cmd, bool *last)
+{
+	svc *v = m->svcs;
+	if (after) {
+		svc *at = hx_svc_find(m, after);
+		if (at)
+			v = at->next;
+		else /* it went: the first one after its name */
+			while (v && strcmp(v->name, after) <= 0)
+				v = v->next;
+	}
+	const char *name = NULL;
+	size_t nserv = 0;
+	for (; v; v = v->next) {
+		if (!v->run.listen)
+			continue;
+		size_t add = strlen(v->name) + 16;
+		if (name && (nserv + v->run.nslots > max_servers || cmd->len + add > max_bytes))
+			break;
+		hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
+		nserv += v->run.nslots;
+		name = v->name;
+	}
+	while (v && !v->run.listen)
+		v = v->next;
+	*last = v == NULL;
+	return name;
+}
 
 static bool host_has_annotations(const regent_host *h)
 {
@@ -298,15 +346,19 @@ static int read_rows(hx_annot *a, char *out)
 		r->seen = true;
 		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
 		if (!id || !r->id || strcmp(id, r->id) != 0) { /* copied only when it changed */
+			a->material = true;
 			free(r->id);
 			r->id = NULL;
 			if (id && !(r->id = strdup(id)))
 				return -ENOMEM;
 		}
-		char detail[200];
+		char detail[200], was[sizeof(r->state)];
+		memcpy(was, r->state, sizeof(was));
 		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
 		                  c_lc >= 0 ? f[c_lc] : NULL, c_ch >= 0 ? f[c_ch] : NULL, r->state,
 		                  sizeof(r->state), detail, sizeof(detail));
+		if (strcmp(was, r->state) != 0)
+			a->material = true;
 		if (!r->detail || strcmp(detail, r->detail) != 0) {
 			free(r->detail);
 			if (!(r->detail = strdup(detail)))
@@ -330,6 +382,7 @@ static void rows_sweep(hx_annot *a)
 	for (size_t i = 0; i < a->nrows; i++) {
 		arow *r = &a->rows[i];
 		if (!r->seen || !r->id) {
+			a->material = true;
 			free(r->service);
 			free(r->id);
 			free(r->detail);
@@ -345,25 +398,32 @@ static void rows_sweep(hx_annot *a)
 		map_put(a->map, a->mapcap, &a->rows[i], i);
 }
 
-/* Everything known, to the core (which copies it). */
+/* Everything known, to the core (which copies it).  The labels
+ * ("service/sN") in one buffer of their exact size (the core copies them:
+ * no 160 bytes per server kept or touched). */
 static int publish(hx_annot *a)
 {
+	size_t need = 1;
+	for (size_t i = 0; i < a->nrows; i++)
+		if (a->rows[i].id)
+			need += strlen(a->rows[i].service) + 24; /* "/s" + a size_t + NUL */
 	const regent_annotation **list = calloc(a->nrows + 1, sizeof(*list));
 	regent_annotation *items = calloc(a->nrows + 1, sizeof(*items));
-	char *labels = calloc(a->nrows + 1, 160);
+	char *labels = malloc(need);
 	if (!list || !items || !labels) {
 		free(list);
 		free(items);
 		free(labels);
 		return -ENOMEM;
 	}
-	size_t n = 0;
+	size_t n = 0, at = 0;
 	for (size_t i = 0; i < a->nrows; i++) {
 		const arow *r = &a->rows[i];
 		if (!r->id)
 			continue;
-		char *label = labels + 160 * n;
-		snprintf(label, 160, "%s/s%zu", r->service, r->slot + 1);
+		char *label = labels + at;
+		int k = snprintf(label, need - at, "%s/s%zu", r->service, r->slot + 1);
+		at += k > 0 ? (size_t)k + 1 : 1;
 		items[n] = (regent_annotation){
 			.size = sizeof(items[n]),
 			.service = r->service,
@@ -393,7 +453,16 @@ static void touch_free(struct touch *t, size_t n)
 	free(t);
 }
 
-/* Every interval all servers are asked (`show stat -1 4 -1`); soon after
+static void cycle_reset(hx_annot *a)
+{
+	free(a->cursor);
+	a->cursor = NULL;
+	a->in_cycle = false;
+}
+
+/* Every interval all servers are asked: at once (`show stat -1 4 -1`) up
+ * to CHUNK_SERVERS of them, else in chunks of services spread over the
+ * interval, so that a poll parses at most ~CHUNK_SERVERS rows; soon after
  * the sink changed servers, only those (`show stat PROXY 4 SID`: the
  * server ids are the slots' order, s1 = 1), so that a change costs
  * O(changed servers) here, not O(all servers). */
@@ -404,21 +473,48 @@ static void ask(uv_timer_t *t)
 		return;
 	a->poked = false;
 	uint64_t now = a->h->now_ms();
-	bool all = !a->nrows || a->ntouched > MAX_TOUCHED || now >= a->next_full;
+	bool due = now >= a->next_full;
 	hx_buf cmd = {0};
-	if (all) {
+	if (!a->nrows || a->ntouched > MAX_TOUCHED || (due && a->nrows <= CHUNK_SERVERS)) {
+		a->asked_kind = ASK_ALL;
+		cycle_reset(a);
 		hx_buf_puts(&cmd, "show stat -1 4 -1");
 		touch_free(a->touched, a->ntouched);
-	} else {
+	} else if (a->ntouched || !due) {
+		a->asked_kind = ASK_TOUCHED;
 		for (size_t i = 0; i < a->ntouched; i++)
 			hx_buf_printf(&cmd, "%sshow stat %s 4 %zu", i ? ";" : "", a->touched[i].service,
 			              a->touched[i].slot + 1);
 		a->asked = a->touched;
 		a->nasked = a->ntouched;
+	} else {
+		a->asked_kind = ASK_CHUNK;
+		if (!a->in_cycle) {
+			a->in_cycle = true;
+			a->cycle_start = now;
+			rows_unsee(a);
+		}
+		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES, &cmd,
+		                                  &a->chunk_last);
+		char *c = last ? strdup(last) : NULL;
+		free(a->cursor);
+		a->cursor = c;
+		if (!last) { /* nothing left that haproxy runs: all of them, the cycle ends */
+			hx_buf_puts(&cmd, "show stat -1 4 -1");
+			a->asked_kind = ASK_ALL;
+			cycle_reset(a);
+		}
 	}
 	a->touched = NULL;
 	a->ntouched = 0;
-	a->asked_all = all;
+	if (!cmd.len) { /* nothing to ask yet */
+		hx_buf_free(&cmd);
+		touch_free(a->asked, a->nasked);
+		a->asked = NULL;
+		a->nasked = 0;
+		uv_timer_start(a->timer, ask, a->next_full > now ? a->next_full - now : 0, 0);
+		return;
+	}
 	int err = 0;
 	a->req = hx_cli_request(uv_handle_get_loop((uv_handle_t *)t), a->socket, hx_buf_str(&cmd),
 	                        a->cmd_timeout, on_answer, a, &err);
@@ -432,6 +528,7 @@ static void ask(uv_timer_t *t)
 		a->asked = NULL;
 		a->nasked = 0;
 		a->next_full = 0; /* all of them, next time */
+		cycle_reset(a);
 		uv_timer_start(a->timer, ask, a->interval, 0);
 	}
 }
@@ -441,22 +538,28 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 	hx_annot *a = arg;
 	a->req = NULL;
 	int rc = status;
-	bool all = a->asked_all;
+	int kind = a->asked_kind;
 	touch_free(a->asked, a->nasked);
 	a->asked = NULL;
 	a->nasked = 0;
+	bool ends = kind == ASK_ALL || (kind == ASK_CHUNK && a->chunk_last);
 	if (rc == 0 && !len) {
 		rc = -EPROTO;
 	} else if (rc == 0) {
 		/* Read in place: the answer is the request's own buffer, freed
 		 * once this returns (several MB at 10,000 servers: no copy). */
-		if (all)
+		if (kind == ASK_ALL)
 			rows_unsee(a);
 		rc = read_rows(a, (char *)out);
-		if (all && rc == 0)
+		if (ends && rc == 0)
 			rows_sweep(a);
-		if (rc == 0)
+		/* The whole list goes to the core on every publish: only when a
+		 * server came, went or changed state, and once per cycle (the
+		 * details' "changed N s ago"). */
+		if (rc == 0 && (ends || a->material)) {
+			a->material = false;
 			rc = publish(a);
+		}
 	}
 	if (rc < 0 && rc != a->last_err)
 		/* haproxy not up yet, restarting, or reloading: the page keeps
@@ -465,8 +568,19 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 		          rc == -EPROTO ? "not a show stat answer" : uv_strerror(rc));
 	a->last_err = rc < 0 ? rc : 0;
 	uint64_t now = a->h->now_ms();
-	if (all || rc < 0)
-		a->next_full = rc < 0 ? 0 : now + a->interval;
+	if (rc < 0) {
+		a->next_full = 0;
+		cycle_reset(a);
+	} else if (kind == ASK_ALL) {
+		a->next_full = now + a->interval;
+	} else if (kind == ASK_CHUNK && ends) {
+		a->next_full = a->cycle_start + a->interval > now ? a->cycle_start + a->interval : now;
+		cycle_reset(a);
+	} else if (kind == ASK_CHUNK) {
+		/* the cycle's chunks spread over the interval */
+		uint64_t gap = a->interval * CHUNK_SERVERS / (a->nrows ? a->nrows : 1);
+		a->next_full = now + (gap < 50 ? 50 : gap);
+	}
 	uint64_t next = a->next_full > now ? a->next_full - now : 0;
 	if (rc < 0)
 		next = a->interval;
@@ -534,6 +648,7 @@ void hx_annot_free(hx_annot *a)
 	free(a->rows);
 	touch_free(a->touched, a->ntouched);
 	touch_free(a->asked, a->nasked);
+	free(a->cursor);
 	free(a->socket);
 	free(a);
 }

@@ -25,4 +25,11 @@ void hx_annot_describe(const char *status, const char *check_status, const char 
                        const char *last_chk, const char *lastchg, char *state, size_t statelen,
                        char *detail, size_t detaillen);
 
+/* For the unit test: the next chunk of a polling cycle (annot.c): the
+ * services after `after` that haproxy runs, as `show stat NAME 4 -1`
+ * commands in cmd, within max_servers slots and max_bytes; returns the
+ * last one's name or NULL, *last when none follows. */
+const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
+                           hx_buf *cmd, bool *last);
+
 #endif

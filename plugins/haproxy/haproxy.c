@@ -158,29 +158,10 @@ static void on_adopted(void *arg, int result, const char *why)
 /* The scheduler                                                      */
 /* ------------------------------------------------------------------ */
 
-static bool runtime_settled(hx *s)
-{
-	for (svc *v = s->m.svcs; v; v = v->next)
-		for (size_t i = 0; i < v->nslots; i++) {
-			if (!hx_slot_live(v, i))
-				continue;
-			const slot *sl = &v->slots[i];
-			const srv_view *a = &sl->ap;
-			/* view_eq(slot_target(sl), ap) without building the target */
-			bool eq = sl->st == ST_FREE ? a->st == AP_MAINT
-			          : a->st == (sl->st == ST_READY ? AP_READY : AP_DRAIN) &&
-			                    a->port == sl->port && strcmp(a->addr, sl->addr) == 0;
-			if (!eq)
-				return false;
-		}
-	return true;
-}
-
 static void maybe_applied(hx *s)
 {
-	if (!s->pending || s->ps != P_IDLE || s->admin_req || hx_slow_needed(s) || !runtime_settled(s))
-		return;
-	if (s->manage && !s->master_ready)
+	if (!s->pending || s->ps != P_IDLE || s->admin_req || (s->manage && !s->master_ready) ||
+	    hx_slow_needed(s) || !hx_runtime_settled(s))
 		return;
 	s->h->applied(s->ctx, s->pending);
 	hx_drop_pending(s);
@@ -278,9 +259,9 @@ static void on_file_recovered(void *arg, const char *proxy, size_t slotno, const
 	bool v6;
 	if (addr && id && port && hx_valid_ip(addr, canon, &v6) && !sl->id) {
 		hx_slot_take(&s->m, v, slotno, id);
-		snprintf(sl->addr, sizeof(sl->addr), "%s", canon);
+		hx_ip_parse(canon, &sl->addr);
 		sl->port = (uint16_t)port;
-		sl->st = ST_READY;
+		hx_slot_set_st(&s->m, v, slotno, ST_READY);
 	}
 	if (!v->want.listen && v->want.nslots < slotno + 1)
 		v->want.nslots = slotno + 1; /* the slot count it had */

@@ -241,15 +241,25 @@ void hx_model_sort(hx_model *m)
 	m->unsorted = false;
 }
 
+static void port_unclaim(hx_model *m, svc *v);
+static void set_grace(hx_model *m, svc *v, bool on);
+
 static void svc_free(hx_model *m, svc *v)
 {
 	id_release(m, v->pxid);
+	hx_svc_unqueue(m, v);
+	port_unclaim(m, v);
+	set_grace(m, v, false);
+	for (size_t i = 0; i < v->nslots; i++)
+		if (v->slots[i].st == ST_DRAIN)
+			m->ndrain--;
+	if (v->sdiff)
+		m->nsdiff--;
 	shape_clear(&v->want);
 	shape_clear(&v->cand);
 	shape_clear(&v->run);
 	hx_plan_free(v);
 	hx_svc_slots_free(v);
-	free(v->mtext);
 	free(v->mloff);
 	free(v->warned);
 	free(v->excluded);
@@ -258,13 +268,18 @@ static void svc_free(hx_model *m, svc *v)
 	free(v);
 }
 
+static bool collectible(const hx_model *m, const svc *v)
+{
+	return !v->in_cat && !v->want.listen && !v->cand.listen && !v->run.listen && !v->todo &&
+	       !(v->recovered && !m->grace_over);
+}
+
 void hx_model_gc(hx_model *m)
 {
 	size_t dropped = 0;
 	for (svc **pp = &m->svcs; *pp;) {
 		svc *v = *pp;
-		if (!v->in_cat && !v->want.listen && !v->cand.listen && !v->run.listen && !v->todo &&
-		    !(v->recovered && !m->grace_over)) {
+		if (collectible(m, v)) {
 			*pp = v->next;
 			if (v->excluded) {
 				m->nexcluded--;
@@ -289,6 +304,8 @@ void hx_model_free(hx_model *m)
 		svc_free(m, v);
 	}
 	free(m->tab);
+	free(m->ports);
+	free(m->todo);
 	free(m->idused);
 	free(m->idfree);
 	memset(m, 0, sizeof(*m));
@@ -357,6 +374,13 @@ static long pick_port(hx_model *m, svc *v, bool *explicit_port)
 	return v->sport.best ? v->sport.best : v->mport.best;
 }
 
+static void set_grace(hx_model *m, svc *v, bool on)
+{
+	if (v->in_grace != on)
+		m->ngrace += on ? 1 : (size_t)-1;
+	v->in_grace = on;
+}
+
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -371,6 +395,11 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	uint64_t now = h->now_ms();
 	warn_begin(v);
 	v->todo = true;
+	if (m->ntodo == m->todocap) {
+		m->todocap = m->todocap ? 2 * m->todocap : 16;
+		m->todo = m->h->xrealloc(m->todo, m->todocap * sizeof(*m->todo));
+	}
+	m->todo[m->ntodo++] = v;
 	v->plan = m->h->xcalloc(1, sizeof(*v->plan));
 	v->plan->h = m->h;
 	const char *key = v->name;
@@ -381,7 +410,7 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	hx_plan_compute(m, v, old, nold, insts, k, full);
 	v->in_cat = listed;
 	v->has_port = false;
-	v->in_grace = false;
+	set_grace(m, v, false);
 	if (listed && strcmp(v->name, HX_STATS_PROXY) == 0) {
 		hx_svc_warn(m, v, "service %s is not routed: the name is taken by the stats listener",
 		            v->name);
@@ -400,7 +429,7 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 		if (!v->empty_since)
 			v->empty_since = now;
 		if (grace && now < v->empty_since + grace) {
-			v->in_grace = true;
+			set_grace(m, v, true);
 			v->grace_until = v->empty_since + grace;
 			v->has_port = true; /* the port it had */
 			return;
@@ -425,45 +454,116 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	v->has_port = true;
 }
 
-/* Ports: explicit ones first, then by name; the stats port is taken.
- * Every service with a port, O(S log S).  Sets v->conflict. */
-typedef struct port_ent {
-	svc *v;
-} port_ent;
-
-static int port_ent_cmp(const void *a, const void *b)
+/* Ports: each port's claimants in a list, explicit ones first, then by
+ * name; the first holds it, the others conflict, and the stats port is
+ * taken.  A table by port, so that an update touches only the ports of
+ * the services it computed (O(claimants of those ports)), never every
+ * service. */
+static struct port_cell *port_cell(hx_model *m, long port, bool add)
 {
-	const svc *x = ((const port_ent *)a)->v, *y = ((const port_ent *)b)->v;
-	if (x->port != y->port)
-		return x->port < y->port ? -1 : 1;
-	if (x->explicit_port != y->explicit_port)
-		return x->explicit_port ? -1 : 1;
-	return strcmp(x->name, y->name);
+	if (add && 2 * (m->nports + 1) > m->portcap) {
+		size_t cap = m->portcap ? 2 * m->portcap : 64;
+		struct port_cell *t = m->h->xcalloc(cap, sizeof(*t));
+		for (size_t i = 0; i < m->portcap; i++) {
+			if (!m->ports[i].port)
+				continue;
+			size_t h = (m->ports[i].port * 2654435761u) & (cap - 1);
+			while (t[h].port)
+				h = (h + 1) & (cap - 1);
+			t[h] = m->ports[i];
+		}
+		free(m->ports);
+		m->ports = t;
+		m->portcap = cap;
+	}
+	if (!m->portcap)
+		return NULL;
+	uint32_t key = (uint32_t)port;
+	size_t h = (key * 2654435761u) & (m->portcap - 1);
+	while (m->ports[h].port && m->ports[h].port != key)
+		h = (h + 1) & (m->portcap - 1);
+	if (!m->ports[h].port) {
+		if (!add)
+			return NULL;
+		m->ports[h].port = key;
+		m->nports++;
+	}
+	return &m->ports[h];
+}
+
+static bool claim_before(const svc *x, const svc *y)
+{
+	if (x->pclaim_expl != y->pclaim_expl)
+		return x->pclaim_expl;
+	return strcmp(x->name, y->name) < 0;
+}
+
+static void port_unclaim(hx_model *m, svc *v)
+{
+	if (!v->pclaim)
+		return;
+	struct port_cell *c = port_cell(m, v->pclaim, false);
+	for (svc **pp = c ? &c->head : NULL; pp && *pp; pp = &(*pp)->pnext)
+		if (*pp == v) {
+			*pp = v->pnext;
+			break;
+		}
+	v->pnext = NULL;
+	v->pclaim = 0;
+}
+
+static void port_claim(hx_model *m, svc *v, long port, bool expl)
+{
+	v->pclaim = port;
+	v->pclaim_expl = expl;
+	struct port_cell *c = port_cell(m, port, true);
+	svc **pp = &c->head;
+	while (*pp && claim_before(*pp, v))
+		pp = &(*pp)->pnext;
+	v->pnext = *pp;
+	*pp = v;
+}
+
+/* Every claimant of a port: conflict unless first (or the stats port);
+ * one whose outcome flips is computed again (finalized below). */
+static void port_settle(hx_model *m, const regent_catalog *cat, const char *const *names,
+                        size_t nnames, long port)
+{
+	struct port_cell *c = port_cell(m, port, false);
+	for (svc *v = c ? c->head : NULL; v; v = v->pnext) {
+		bool conflict = v != c->head || (m->stats_on && port == m->stats_port);
+		if (conflict != v->conflict) {
+			v->conflict = conflict;
+			if (!v->todo) /* unchanged: cat is its previous catalog too */
+				compute(m, cat, cat, names, nnames, v, false);
+		}
+	}
 }
 
 static void resolve_ports(hx_model *m, const regent_catalog *cat, const char *const *names,
                           size_t nnames)
 {
-	port_ent *ents = m->h->xcalloc(m->count, sizeof(*ents));
-	size_t n = 0;
-	for (svc *v = m->svcs; v; v = v->next)
-		if (v->has_port)
-			ents[n++].v = v;
-		else if (v->conflict) {
+	size_t n0 = m->ntodo;
+	long *touched = m->h->xcalloc(2 * n0 + 1, sizeof(*touched));
+	size_t nt = 0;
+	for (size_t k = 0; k < n0; k++) {
+		svc *v = m->todo[k];
+		long p = v->has_port ? v->port : 0;
+		if (p != v->pclaim || (p && v->explicit_port != v->pclaim_expl)) {
+			if (v->pclaim)
+				touched[nt++] = v->pclaim;
+			port_unclaim(m, v);
+			if (p)
+				port_claim(m, v, p, v->explicit_port);
+		}
+		if (p)
+			touched[nt++] = p;
+		else
 			v->conflict = false;
-		}
-	qsort(ents, n, sizeof(*ents), port_ent_cmp);
-	for (size_t i = 0; i < n; i++) {
-		svc *v = ents[i].v;
-		bool c = (i > 0 && ents[i - 1].v->port == v->port) ||
-		         (m->stats_on && v->port == m->stats_port);
-		if (c != v->conflict) {
-			v->conflict = c;
-			if (!v->todo) /* unchanged: cat is its previous catalog too */
-				compute(m, cat, cat, names, nnames, v, false); /* finalized below */
-		}
 	}
-	free(ents);
+	for (size_t k = 0; k < nt; k++)
+		port_settle(m, cat, names, nnames, touched[k]);
+	free(touched);
 }
 
 static void set_excluded(hx_model *m, svc *v, const char *why, uint64_t now)
@@ -603,6 +703,7 @@ static void finalize(hx_model *m, svc *v)
 			hx_plan_unroute_all(m, v);
 	}
 	hx_plan_free(v);
+	hx_svc_shape_sync(m, v);
 	v->todo = false;
 	warn_end(v);
 }
@@ -637,16 +738,24 @@ void hx_model_update(hx_model *m, const regent_catalog *prev, const regent_catal
 		}
 	}
 	resolve_ports(m, cat, names, nnames);
-	for (svc *v = m->svcs; v; v = v->next)
-		if (v->todo)
-			finalize(m, v);
+	/* Only the services computed (a flip of a port's outcome adds one
+	 * while this runs), never a walk of every service. */
+	for (size_t k = 0; k < m->ntodo; k++)
+		finalize(m, m->todo[k]);
+	bool gc = false;
+	for (size_t k = 0; k < m->ntodo && !gc; k++)
+		gc = collectible(m, m->todo[k]);
+	m->ntodo = 0;
 	m->gen++;
 	hx_model_sort(m);
-	hx_model_gc(m);
+	if (gc) /* a service goes: the whole list (a reload follows anyway) */
+		hx_model_gc(m);
 }
 
 uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat)
 {
+	if (!m->ngrace && !m->nexcluded)
+		return 0; /* no deadline (the common case): O(1) */
 	uint64_t now = m->h->now_ms(), next = 0;
 	const char **due = NULL;
 	size_t ndue = 0;
@@ -686,6 +795,7 @@ void hx_model_exclude(hx_model *m, svc *v, const char *why)
 	m->h->log(m->ctx, REGENT_LOG_WARN, "%s", msg);
 	set_excluded(m, v, msg, m->h->now_ms());
 	keep_running(m, v);
+	hx_svc_shape_sync(m, v);
 	m->gen++;
 }
 

@@ -9,6 +9,8 @@
 
 #include "hx.h"
 
+#include <string.h>
+
 /* Hard limits, documented in docs/haproxy.md: instances routed per service
  * (the excess, by instance id order, is dropped with one warning naming
  * the service) and server slots per service (draining + joining). */
@@ -23,29 +25,48 @@
 typedef enum { ST_FREE = 0, ST_READY, ST_DRAIN } slot_state;
 typedef enum { AP_UNKNOWN = 0, AP_MAINT, AP_READY, AP_DRAIN } ap_state;
 
+/* An IP address as bytes (the canonical literal's, inet_pton): 17 bytes
+ * where the text took 46, compared with memcmp. */
+typedef struct hx_ip {
+	uint8_t b[16];
+	bool v6;
+} hx_ip;
+
+/* A literal (any form inet_pton takes) into ip; false if it is not one. */
+bool hx_ip_parse(const char *text, hx_ip *ip);
+/* The canonical literal (inet_ntop) into buf (HX_ADDR_MAX); returns buf. */
+const char *hx_ip_str(const hx_ip *ip, char *buf);
+static inline bool hx_ip_eq(const hx_ip *a, const hx_ip *b)
+{
+	return a->v6 == b->v6 && memcmp(a->b, b->b, sizeof(a->b)) == 0;
+}
+
 /* A server as one party knows it (haproxy, the file on disk...). */
 typedef struct srv_view {
-	ap_state st;
-	char addr[HX_ADDR_MAX];
+	uint8_t st; /* ap_state */
+	hx_ip addr;
 	uint16_t port;
 	uint16_t weight; /* weight + 1 set over the runtime API; 0: the file's */
 } srv_view;
 
+/* A server slot: ~140 bytes (a service has at least `slots` of them). */
 typedef struct slot {
 	char *id; /* the instance in this slot; NULL when free */
-	char addr[HX_ADDR_MAX];
-	uint16_t port;
-	slot_state st;
-	uint16_t weight; /* the instance's meta weight + 1 (0-256); 0: none */
 	uint64_t drain_since;
 	srv_view ap;   /* what haproxy has, as last confirmed */
 	srv_view sent; /* in the admin request in flight */
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
-	bool inflight, seen;
-	bool rdirty;     /* how the file writes it changed since the mirror's render */
-	bool state_kept; /* the old worker's state line is in the state file */
-	bool state_up;   /* ... and says up */
+	hx_ip addr;
+	uint16_t port;
+	uint16_t weight; /* the instance's meta weight + 1 (0-256); 0: none */
+	uint8_t st;      /* slot_state */
+	bool inflight : 1, seen : 1;
+	bool rq : 1;         /* in its service's runtime queue (v->rq) */
+	bool dq : 1;         /* in its service's drain list (v->dq) */
+	bool rdirty : 1;     /* how the file writes it changed since the mirror's render */
+	bool state_kept : 1; /* the old worker's state line is in the state file */
+	bool state_up : 1;   /* ... and says up */
 } slot;
 
 /* The part of a service that only a reload can change. */
@@ -120,6 +141,10 @@ typedef struct svc {
 	size_t line0, line1;
 	/* during hx_model_update */
 	bool todo;
+	/* its claim in the port table (model.c): port (0: none), explicit */
+	long pclaim;
+	bool pclaim_expl;
+	struct svc *pnext; /* the next claimant of that port (explicit first, then by name) */
 	struct hx_plan *plan;
 	struct svc *next; /* sorted by name */
 
@@ -142,12 +167,25 @@ typedef struct svc {
 	size_t hi;       /* 1 + the highest slot that held an instance */
 	unsigned sgen;   /* bumped by every change of how its slots render */
 
+	/* Dirty lists (slots.c), so that the runtime path works in proportion
+	 * to what changed: rq holds the slots whose target or haproxy view
+	 * changed since the runtime path last found them in step (each once,
+	 * slot.rq), dq the slots that went draining (lazily: checked when
+	 * read, slot.dq).  A service with either non-empty is on the model's
+	 * active list (qprev/qnext). */
+	size_t *rq, nrq, rqcap;
+	size_t *dq, ndq, dqcap;
+	bool qlinked;
+	struct svc *qprev, *qnext;
+	bool sdiff; /* want and run differ (counted in hx_model.nsdiff) */
+
 	/* Its part of the installed file as the mirror rendered it last
 	 * (pipeline.c): rendered again only when sgen moved or the shape
-	 * haproxy runs changed (mcached cleared). */
-	char *mtext;
+	 * haproxy runs changed (mcached cleared).  The text is not kept apart:
+	 * it is bytes [moff, moff + mlen) of the plugin's file_text. */
+	size_t moff;
 	size_t mlen;
-	size_t *mloff; /* where each server line starts in mtext (mnr + 1) */
+	size_t *mloff; /* where each server line starts in its part (mnr + 1) */
 	size_t mnr;
 	unsigned mgen;
 	bool mcached;
@@ -181,6 +219,20 @@ typedef struct hx_model {
 	unsigned next_id;
 
 	unsigned gen;      /* bumped by every change of what the file says */
+	/* services with queued or draining slots (slots.c), counters */
+	svc *qhead;
+	size_t ndrain;     /* slots draining (st == ST_DRAIN), every service */
+	size_t ngrace;     /* services in their empty grace (in_grace) */
+	/* port -> its claimants (open addressing; a port keeps its cell) */
+	struct port_cell {
+		uint32_t port; /* 0: empty cell */
+		svc *head;
+	} *ports;
+	size_t portcap, nports;
+	/* the services computed by the update under way */
+	svc **todo;
+	size_t ntodo, todocap;
+	size_t nsdiff;     /* services whose wanted shape is not the one installed */
 	unsigned excl_gen; /* bumped when the set of excluded services changes */
 	size_t nexcluded;
 } hx_model;
@@ -219,6 +271,28 @@ void hx_plan_free(svc *v);
 void hx_model_gc(hx_model *m);
 /* Keeps the list sorted by name after services were added. */
 void hx_model_sort(hx_model *m);
+
+/* ---- slots.c: dirty lists ---- */
+
+/* Slot i of v may no longer be what haproxy has (its target, haproxy's
+ * view or its liveness changed): queued for the runtime path.  O(1). */
+void hx_slot_dirty(hx_model *m, svc *v, size_t i);
+/* Every slot of v (a reload, an unknown haproxy).  O(its slots). */
+void hx_svc_dirty_all(hx_model *m, svc *v);
+/* Moves a slot to a state (keeps the draining count and list). */
+void hx_slot_set_st(hx_model *m, svc *v, size_t i, slot_state st);
+/* Drops a service from the active list (it is freed). */
+void hx_svc_unqueue(hx_model *m, svc *v);
+/* Removes the entries of v's runtime queue for which keep() returns false
+ * (their flag cleared); unlinks v once both lists are empty. */
+void hx_rq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg);
+/* The same for the drain list (entries no longer draining are dropped
+ * first). */
+void hx_dq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg);
+/* Recounts whether v's wanted shape differs from the installed one
+ * (hx_model.nsdiff); call after either changed. */
+void hx_svc_shape_sync(hx_model *m, svc *v);
+bool hx_shape_eq(const shape *a, const shape *b);
 
 /* Whether the runtime API can reach this slot now. */
 static inline bool hx_slot_live(const svc *v, size_t i)

@@ -36,14 +36,6 @@ static void shape_copy(const regent_host *h, shape *dst, const shape *src)
 	dst->weight = src->weight;
 }
 
-static bool shape_eq(const shape *a, const shape *b)
-{
-	if (!a->listen || !b->listen)
-		return !a->listen && !b->listen;
-	return strcmp(a->listen, b->listen) == 0 && streq(a->srvopts, b->srvopts) &&
-	       a->nslots == b->nslots;
-}
-
 /* ------------------------------------------------------------------ */
 /* Rendering the file                                                 */
 /* ------------------------------------------------------------------ */
@@ -61,7 +53,7 @@ static srv_view slot_as_file(const slot *sl)
 	srv_view f = {.st = AP_MAINT};
 	if (sl->st == ST_READY) {
 		f.st = AP_READY;
-		snprintf(f.addr, sizeof(f.addr), "%s", sl->addr);
+		f.addr = sl->addr;
 		f.port = sl->port;
 	}
 	return f;
@@ -75,7 +67,9 @@ static void render_service(hx_buf *b, svc *v, const shape *p)
 	for (size_t i = 0; i < p->nslots && i < v->nslots; i++) {
 		slot *sl = &v->slots[i];
 		sl->pend = slot_as_file(sl);
-		hx_server_line l = {.enabled = sl->pend.st == AP_READY, .addr = sl->addr,
+		char ab[HX_ADDR_MAX];
+		hx_server_line l = {.enabled = sl->pend.st == AP_READY,
+		                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
 		                    .port = sl->port, .id = sl->id};
 		hx_render_server(b, i, &l, p->srvopts);
 	}
@@ -92,74 +86,97 @@ static void file_header(hx *s, hx_buf *b, const char *g)
 		hx_buf_puts(b, g);
 }
 
-/* One service's part for the mirror, with where each server line starts:
- * the lines of slots that did not change since the last one (rdirty
- * clear) are copied from it, the others rendered.  O(its text) in copies
- * plus O(changed slots) in rendering. */
-static void mirror_service(hx *s, svc *v)
+/* One service's part for the mirror, appended to b, with where each
+ * server line starts: the lines of slots that did not change since the
+ * last one (rdirty clear) are copied from the file as last rendered
+ * (s->file_text), the others rendered.  O(its text) in copies plus
+ * O(changed slots) in rendering.  Returns whether its part changed. */
+static bool mirror_service(hx *s, svc *v, hx_buf *b)
 {
 	const shape *p = &v->run;
 	size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
-	bool patch = v->mcached && v->mnr == nr && v->mtext;
-	size_t *off = s->h->xcalloc(nr + 1, sizeof(*off));
-	hx_buf t = {0};
+	const char *old = v->mcached && s->file_text ? s->file_text + v->moff : NULL;
+	size_t oldlen = old ? v->mlen : 0;
+	bool patch = old && v->mnr == nr && v->mloff;
+	if (!patch) {
+		free(v->mloff);
+		v->mloff = s->h->xcalloc(nr + 1, sizeof(*v->mloff));
+	}
+	size_t *off = v->mloff, start = b->len;
 	if (patch)
-		hx_buf_add(&t, v->mtext, v->mloff[0]);
+		hx_buf_add(b, old, off[0]);
 	else
-		hx_buf_puts(&t, p->listen);
+		hx_buf_puts(b, p->listen);
 	for (size_t i = 0; i < nr; i++) {
 		slot *sl = &v->slots[i];
-		off[i] = t.len;
+		size_t o0 = off[i], o1 = off[i + 1]; /* the old offsets, read before they move */
+		off[i] = b->len - start;
 		if (patch && !sl->rdirty) {
-			hx_buf_add(&t, v->mtext + v->mloff[i], v->mloff[i + 1] - v->mloff[i]);
+			hx_buf_add(b, old + o0, o1 - o0);
 			continue;
 		}
 		sl->rdirty = false;
 		sl->pend = slot_as_file(sl);
-		hx_server_line l = {.enabled = sl->pend.st == AP_READY, .addr = sl->addr,
+		char ab[HX_ADDR_MAX];
+		hx_server_line l = {.enabled = sl->pend.st == AP_READY,
+		                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
 		                    .port = sl->port, .id = sl->id};
-		hx_render_server(&t, i, &l, p->srvopts);
+		hx_render_server(b, i, &l, p->srvopts);
 	}
-	off[nr] = t.len;
-	hx_buf_puts(&t, "\n");
-	free(v->mtext);
-	free(v->mloff);
-	v->mlen = t.len;
-	v->mtext = hx_buf_take(&t);
-	v->mloff = off;
+	off[nr] = b->len - start;
+	hx_buf_puts(b, "\n");
+	v->moff = start;
+	v->mlen = b->len - start;
 	v->mnr = nr;
 	v->mgen = v->sgen;
 	v->mcached = true;
 	v->mpend = true;
+	return !old || oldlen != v->mlen || memcmp(old, b->data + start, oldlen) != 0;
 }
 
 /* The installed file as it should read now, for the mirror: a service's
  * part is rendered again only when its slots changed since (v->sgen), and
  * then only their lines, or a reload installed another shape; the others
- * are copied.  O(file length) in copies plus O(changed slots) in
- * rendering. */
-static char *render_mirror(hx *s)
+ * are copied from the file as last rendered.  O(file length) in copies
+ * plus O(changed slots) in rendering, and no second copy of the text kept
+ * (each service's part is a range of s->file_text).  *changed: whether the
+ * text differs from s->file_text. */
+static char *render_mirror(hx *s, bool *changed)
 {
 	hx_buf b = {0};
+	if (s->file_text) {
+		/* About the last text's size: no doubling and copying on the way
+		 * (a few MB at 10,000 servers). */
+		b.cap = strlen(s->file_text) + 64 * 1024;
+		b.data = s->h->xrealloc(NULL, b.cap);
+		b.data[0] = '\0';
+	}
 	file_header(s, &b, s->g_run);
+	bool diff = false, whole = !s->file_text;
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		if (!v->run.listen)
 			continue;
-		if (!v->mcached || v->mgen != v->sgen)
-			mirror_service(s, v);
-		hx_buf_add(&b, v->mtext, v->mlen);
+		if (!v->mcached)
+			whole = true; /* no part to compare with: the whole text is */
+		if (!v->mcached || v->mgen != v->sgen) {
+			diff |= mirror_service(s, v, &b);
+			continue;
+		}
+		size_t at = b.len;
+		hx_buf_add(&b, s->file_text + v->moff, v->mlen);
+		v->moff = at;
 	}
-	return hx_buf_take(&b);
+	char *text = hx_buf_take(&b);
+	*changed = whole ? !s->file_text || strcmp(text, s->file_text) != 0 : diff;
+	return text;
 }
 
 static void mirror_invalidate(hx *s)
 {
 	for (svc *v = s->m.svcs; v; v = v->next) {
-		free(v->mtext);
 		free(v->mloff);
-		v->mtext = NULL;
 		v->mloff = NULL;
-		v->mlen = v->mnr = 0;
+		v->moff = v->mlen = v->mnr = 0;
 		v->mcached = false;
 	}
 }
@@ -266,6 +283,7 @@ static void on_mirror_written(void *arg, int status, const char *why)
 	if (status < 0) {
 		free(s->file_text);
 		s->file_text = NULL; /* unknown now: written again by the retry */
+		mirror_invalidate(s); /* its parts were ranges of that text */
 		s->mirror_force = true;
 		write_failed(s, s->config_file, status, why);
 		return;
@@ -284,21 +302,22 @@ void hx_maybe_mirror(hx *s)
 		return;
 	s->mirror_gen = s->m.gen;
 	s->mirror_force = false;
-	char *text = render_mirror(s);
-	if (s->file_text && strcmp(text, s->file_text) == 0) {
-		free(text);
+	bool changed;
+	char *text = render_mirror(s, &changed);
+	/* The services' parts are ranges of the new text now. */
+	free(s->file_text);
+	s->file_text = text;
+	if (!changed)
 		return;
-	}
 	int err = 0;
 	s->mirror = write_file(s, s->config_file, s->tmp_path, text, on_mirror_written, &err);
 	if (!s->mirror) {
-		free(text);
+		free(s->file_text);
+		s->file_text = NULL; /* not on disk: unknown */
+		mirror_invalidate(s);
 		s->mirror_force = true;
 		write_failed(s, s->config_file, err, NULL);
-		return;
 	}
-	free(s->file_text);
-	s->file_text = text;
 }
 
 /* ------------------------------------------------------------------ */
@@ -307,12 +326,9 @@ void hx_maybe_mirror(hx *s)
 
 bool hx_slow_needed(hx *s)
 {
-	if (s->force_reload || !streq(s->g_want, s->g_run) || !s->installed_once)
-		return true;
-	for (svc *v = s->m.svcs; v; v = v->next)
-		if (!shape_eq(&v->want, &v->run))
-			return true;
-	return false;
+	/* m.nsdiff counts the services whose wanted shape is not installed
+	 * (kept where either changes): O(1). */
+	return s->force_reload || !streq(s->g_want, s->g_run) || !s->installed_once || s->m.nsdiff;
 }
 
 void hx_pipeline_done(hx *s)
@@ -342,8 +358,13 @@ static void install_done(hx *s)
 	s->file_text = s->cand_text;
 	s->cand_text = NULL;
 	pend_to_file(s, R_CAND);
-	for (svc *v = s->m.svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		bool moved = !hx_shape_eq(&v->run, &v->cand);
 		shape_copy(s->h, &v->run, &v->cand);
+		if (moved) /* slots haproxy can reach (or no longer) */
+			hx_svc_dirty_all(&s->m, v);
+		hx_svc_shape_sync(&s->m, v);
+	}
 	mirror_invalidate(s); /* the shapes haproxy runs changed */
 	free(s->g_run);
 	s->g_run = s->h->xstrdup(s->g_cand);
@@ -435,7 +456,9 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
 		return false;
 	slot *sl = &v->slots[idx - 1];
 	const srv_view *f = &sl->pend;
-	bool keep = f->st == AP_READY && strcmp(f->addr, addr) == 0 && f->port == port &&
+	hx_ip ip;
+	bool keep = f->st == AP_READY && hx_ip_parse(addr, &ip) && hx_ip_eq(&f->addr, &ip) &&
+	            f->port == port &&
 	            (admin & ~0x04u) == 0;
 	sl->state_kept = keep;
 	sl->state_up = keep && op == 2;
@@ -475,7 +498,9 @@ static char *state_text(hx *s, const char *dump)
 			const slot *sl = &v->slots[i];
 			if (sl->pend.st != AP_READY || sl->state_kept)
 				continue;
-			hx_state_pending_line(&b, v->pxid, v->name, i, sl->pend.addr, sl->pend.port, w, ssl);
+			char ab[HX_ADDR_MAX];
+			hx_state_pending_line(&b, v->pxid, v->name, i, hx_ip_str(&sl->pend.addr, ab),
+			                      sl->pend.port, w, ssl);
 			npending++;
 		}
 	}

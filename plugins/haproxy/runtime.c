@@ -1,7 +1,10 @@
 /* runtime.c - the haproxy sink's fast path: what haproxy has for each
  * server slot, the `set server` batches over the admin socket that bring
  * it to what the model wants (no reload), and drain polling (a leaving
- * instance goes to maintenance once its sessions are done). */
+ * instance goes to maintenance once its sessions are done).  Per event it
+ * reads the model's dirty lists (slots.c: the slots whose target or
+ * haproxy's view changed, the slots draining), never every slot; only a
+ * reload or an unknown haproxy queues every slot once. */
 #include "sink.h"
 
 #include <errno.h>
@@ -12,22 +15,28 @@ void hx_ap_from_file(hx *s)
 {
 	s->epoch++;
 	s->learn_pending = false;
-	for (svc *v = s->m.svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap = v->slots[i].file;
 			v->slots[i].inflight = false;
 		}
+		if (v->run.listen)
+			hx_svc_dirty_all(&s->m, v);
+	}
 }
 
 void hx_ap_unknown(hx *s)
 {
 	s->epoch++;
-	for (svc *v = s->m.svcs; v; v = v->next)
+	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap.st = AP_UNKNOWN;
 			v->slots[i].ap.weight = 0;
 			v->slots[i].inflight = false;
 		}
+		if (v->run.listen)
+			hx_svc_dirty_all(&s->m, v);
+	}
 	/* Learnt from haproxy before anything is sent: an adopted or
 	 * restarted haproxy then gets only the differences. */
 	s->learn_pending = true;
@@ -61,12 +70,12 @@ static void learn_line(hx *s, char *line)
 		a.st = AP_MAINT;
 	else if (admin & 0x18) /* forced or inherited drain */
 		a.st = AP_DRAIN;
-	bool v6;
-	if (a.st != AP_MAINT && (!hx_valid_ip(f[4], a.addr, &v6) || !port || port > 65535))
+	if (a.st != AP_MAINT && (!hx_ip_parse(f[4], &a.addr) || !port || port > 65535))
 		return; /* unknown: set from scratch */
 	a.port = (uint16_t)port;
 	a.weight = uw == hx_shape_weight(&v->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
 	sl->ap = a;
+	hx_slot_dirty(&s->m, v, idx - 1);
 }
 
 static void on_learn(void *arg, int status, const char *out, size_t len)
@@ -173,7 +182,7 @@ static srv_view slot_target(slot *sl)
 	srv_view t = {.st = AP_MAINT};
 	if (sl->st == ST_READY || sl->st == ST_DRAIN) {
 		t.st = sl->st == ST_READY ? AP_READY : AP_DRAIN;
-		snprintf(t.addr, sizeof(t.addr), "%s", sl->addr);
+		t.addr = sl->addr;
 		t.port = sl->port;
 		t.weight = sl->weight;
 	}
@@ -188,7 +197,7 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	/* The common case, a slot haproxy already has right, costs no text. */
 	if (sl->st == ST_FREE ? a->st == AP_MAINT
 	    : sl->st == ST_DRAIN ? a->st == AP_DRAIN
-	    : a->st == AP_READY && a->port == sl->port && strcmp(a->addr, sl->addr) == 0 &&
+	    : a->st == AP_READY && a->port == sl->port && hx_ip_eq(&a->addr, &sl->addr) &&
 	          a->weight == sl->weight)
 		return 0;
 	srv_view t = slot_target(sl);
@@ -196,9 +205,10 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	snprintf(srv, sizeof(srv), "%s/s%zu", v->name, i + 1);
 	int n = 0;
 	if (t.st == AP_READY) {
-		if (a->st == AP_UNKNOWN || strcmp(a->addr, t.addr) != 0 || a->port != t.port) {
-			hx_buf_printf(b, "%sset server %s addr %s port %u", b->len ? ";" : "", srv, t.addr,
-			              (unsigned)t.port);
+		if (a->st == AP_UNKNOWN || !hx_ip_eq(&a->addr, &t.addr) || a->port != t.port) {
+			char ab[HX_ADDR_MAX];
+			hx_buf_printf(b, "%sset server %s addr %s port %u", b->len ? ";" : "", srv,
+			              hx_ip_str(&t.addr, ab), (unsigned)t.port);
 			n++;
 		}
 		unsigned w = t.weight ? t.weight - 1u : hx_shape_weight(&v->run);
@@ -247,6 +257,37 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	return n;
 }
 
+/* Every queued slot: the batch's answer (err: refused, all unknown) for
+ * those in flight.  They stay queued: the next batch drops those in step. */
+typedef struct batch_done {
+	hx *s;
+	bool same, err, failed;
+} batch_done;
+
+static bool on_batch_slot(void *arg, svc *v, size_t i)
+{
+	batch_done *d = arg;
+	slot *sl = &v->slots[i];
+	if (!sl->inflight)
+		return true;
+	sl->inflight = false;
+	if (d->failed)
+		return true;
+	if (d->same)
+		sl->ap = d->err ? (srv_view){.st = AP_UNKNOWN} : sl->sent;
+	if (!d->err)
+		hx_annot_touch(d->s->annot, v->name, i);
+	return true;
+}
+
+static void batch_finish(hx *s, batch_done *d)
+{
+	for (svc *v = s->m.qhead, *next; v; v = next) {
+		next = v->qnext;
+		hx_rq_filter(&s->m, v, on_batch_slot, d);
+	}
+}
+
 static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
@@ -254,27 +295,17 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 	size_t nchanged = s->batch_slots;
 	(void)len;
 	s->admin_req = NULL;
-	bool same = epoch == s->epoch;
+	batch_done d = {.s = s, .same = epoch == s->epoch};
 	if (status < 0) {
-		for (svc *v = s->m.svcs; v; v = v->next)
-			for (size_t i = 0; i < v->nslots; i++)
-				v->slots[i].inflight = false;
+		d.failed = true;
+		batch_finish(s, &d);
 		admin_failed(s, uv_strerror(status));
 		return;
 	}
 	size_t elen = 0;
 	const char *err = hx_cli_error(out, &elen);
-	for (svc *v = s->m.svcs; v; v = v->next)
-		for (size_t i = 0; i < v->nslots; i++) {
-			slot *sl = &v->slots[i];
-			if (!sl->inflight)
-				continue;
-			sl->inflight = false;
-			if (same)
-				sl->ap = err ? (srv_view){.st = AP_UNKNOWN} : sl->sent;
-			if (!err)
-				hx_annot_touch(s->annot, v->name, i);
-		}
+	d.err = err != NULL;
+	batch_finish(s, &d);
 	if (err) {
 		s->h->metric_add(s->m_runtime_err, 1);
 		char what[300];
@@ -294,52 +325,96 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 	hx_kick(s);
 }
 
-/* Sends the next batch of runtime commands; true if one went out. */
+/* One queued slot: dropped when haproxy cannot reach it or has it right,
+ * else its commands go into the batch (kept queued until the answer; a
+ * full batch leaves the rest for the next one). */
+typedef struct batch {
+	hx *s;
+	hx_buf b;
+	size_t nslots;
+} batch;
+
+static bool batch_slot(void *arg, svc *v, size_t i)
+{
+	batch *c = arg;
+	if (!hx_slot_live(v, i))
+		return false; /* queued again when a reload makes it live */
+	slot *sl = &v->slots[i];
+	if (sl->inflight || c->b.len >= 8000)
+		return true;
+	/* A draining slot haproxy already has in maintenance (a reload, or
+	 * it never got there) is simply free. */
+	if (sl->st == ST_DRAIN && sl->ap.st == AP_MAINT)
+		hx_slot_free_id(&c->s->m, v, i);
+	if (slot_cmds(&c->b, v, i, sl)) {
+		c->nslots++;
+		return true;
+	}
+	return false; /* in step */
+}
+
+/* Sends the next batch of runtime commands; true if one went out.
+ * O(queued slots). */
 bool hx_send_cmds(hx *s)
 {
-	hx_buf b = {0};
-	size_t nslots = 0;
-	for (svc *v = s->m.svcs; v && b.len < 8000; v = v->next)
-		for (size_t i = 0; i < v->nslots && b.len < 8000; i++) {
-			if (!hx_slot_live(v, i))
-				continue;
-			slot *sl = &v->slots[i];
-			/* A draining slot haproxy already has in maintenance
-			 * (a reload, or it never got there) is simply free. */
-			if (sl->st == ST_DRAIN && sl->ap.st == AP_MAINT)
-				hx_slot_free_id(&s->m, v, i);
-			if (slot_cmds(&b, v, i, sl))
-				nslots++;
-		}
-	if (!b.len) {
-		hx_buf_free(&b);
+	batch c = {.s = s};
+	for (svc *v = s->m.qhead, *next; v; v = next) {
+		next = v->qnext;
+		if (v->nrq)
+			hx_rq_filter(&s->m, v, batch_slot, &c);
+	}
+	if (!c.b.len) {
+		hx_buf_free(&c.b);
 		return false;
 	}
 	s->batch_epoch = s->epoch;
-	s->batch_slots = nslots;
+	s->batch_slots = c.nslots;
 	int err = 0;
-	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&b));
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
+	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&c.b));
+	s->admin_req = hx_cli_request(s->loop, s->admin_socket, hx_buf_str(&c.b), s->cmd_timeout,
 	                              on_admin_cmds, s, &err);
-	hx_buf_free(&b);
+	hx_buf_free(&c.b);
 	if (!s->admin_req) {
-		for (svc *v = s->m.svcs; v; v = v->next)
-			for (size_t i = 0; i < v->nslots; i++)
-				v->slots[i].inflight = false;
+		batch_done d = {.s = s, .failed = true};
+		batch_finish(s, &d);
 		admin_failed(s, strerror(-err));
 		return false;
 	}
 	return true;
 }
 
+/* Whether every slot haproxy can reach has its state and address (the
+ * weight aside): only queued slots can differ.  O(queued slots). */
+bool hx_runtime_settled(hx *s)
+{
+	for (svc *v = s->m.qhead; v; v = v->qnext)
+		for (size_t k = 0; k < v->nrq; k++) {
+			size_t i = v->rq[k];
+			if (!hx_slot_live(v, i))
+				continue;
+			const slot *sl = &v->slots[i];
+			const srv_view *a = &sl->ap;
+			bool eq = sl->st == ST_FREE ? a->st == AP_MAINT
+			          : a->st == (sl->st == ST_READY ? AP_READY : AP_DRAIN) &&
+			                    a->port == sl->port && hx_ip_eq(&a->addr, &sl->addr);
+			if (!eq)
+				return false;
+		}
+	return true;
+}
+
 /* Drain polling: a draining slot with no session left (or past the drain
- * timeout) goes to maintenance and is free again. */
+ * timeout) goes to maintenance and is free again.  O(draining slots). */
 bool hx_any_draining(hx *s)
 {
-	for (svc *v = s->m.svcs; v; v = v->next)
-		for (size_t i = 0; i < v->nslots; i++)
-			if (hx_slot_live(v, i) && v->slots[i].st == ST_DRAIN && v->slots[i].ap.st == AP_DRAIN)
+	if (!s->m.ndrain)
+		return false;
+	for (svc *v = s->m.qhead; v; v = v->qnext)
+		for (size_t k = 0; k < v->ndq; k++) {
+			const slot *sl = &v->slots[v->dq[k]];
+			if (hx_slot_live(v, v->dq[k]) && sl->st == ST_DRAIN && sl->ap.st == AP_DRAIN)
 				return true;
+		}
 	return false;
 }
 
@@ -390,10 +465,15 @@ void hx_on_drain_poll(uv_timer_t *t)
 	 * haproxy's answer, not O(servers of the service); a service with
 	 * many draining at once is asked whole. */
 	hx_buf b = {0};
-	for (svc *v = s->m.svcs; v; v = v->next) {
+	for (svc *v = s->m.qhead, *next; v; v = next) {
+		next = v->qnext;
+		if (!v->ndq)
+			continue;
+		hx_dq_filter(&s->m, v, NULL, NULL); /* those no longer draining go */
 		size_t nd = 0, mark = b.len;
-		for (size_t i = 0; i < v->nslots; i++) {
-			if (!hx_slot_live(v, i) || v->slots[i].st != ST_DRAIN)
+		for (size_t k = 0; k < v->ndq; k++) {
+			size_t i = v->dq[k];
+			if (!hx_slot_live(v, i))
 				continue;
 			if (++nd > 64)
 				break;

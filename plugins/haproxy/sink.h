@@ -179,6 +179,9 @@ bool hx_learn(hx *s);
 bool hx_admin_usable(hx *s);
 bool hx_send_cmds(hx *s);
 bool hx_any_draining(hx *s);
+/* Every slot haproxy can reach has its state and address (weights
+ * aside): a snapshot is applied. */
+bool hx_runtime_settled(hx *s);
 void hx_on_drain_poll(uv_timer_t *t);
 
 /* ---- pipeline.c: the file and the slow path ---- */

@@ -11,12 +11,36 @@
  * equal pointers skipped with memcmp; only the changed instances are
  * decoded, the prefix's bound moves by binary search, slots are found by
  * id in O(1).  The first computation of a service (or after its state was
- * lost) walks its list once. */
+ * lost) walks its list once.
+ *
+ * It also keeps the dirty lists the runtime path reads instead of walking
+ * every slot: a queue of slots that may differ from what haproxy has, the
+ * slots draining, and the services whose wanted shape is not installed
+ * (model.h). */
 #include "model.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+bool hx_ip_parse(const char *text, hx_ip *ip)
+{
+	memset(ip, 0, sizeof(*ip));
+	if (!text)
+		return false;
+	if (inet_pton(AF_INET, text, ip->b) == 1)
+		return true;
+	ip->v6 = true;
+	return inet_pton(AF_INET6, text, ip->b) == 1;
+}
+
+const char *hx_ip_str(const hx_ip *ip, char *buf)
+{
+	if (!inet_ntop(ip->v6 ? AF_INET6 : AF_INET, ip->b, buf, HX_ADDR_MAX))
+		buf[0] = '\0';
+	return buf;
+}
 
 static size_t id_hash(const char *s)
 {
@@ -158,6 +182,136 @@ static size_t fh_take(svc *v)
 }
 
 /* ------------------------------------------------------------------ */
+/* Dirty lists                                                        */
+/* ------------------------------------------------------------------ */
+
+static void q_link(hx_model *m, svc *v)
+{
+	if (v->qlinked)
+		return;
+	v->qlinked = true;
+	v->qprev = NULL;
+	v->qnext = m->qhead;
+	if (m->qhead)
+		m->qhead->qprev = v;
+	m->qhead = v;
+}
+
+void hx_svc_unqueue(hx_model *m, svc *v)
+{
+	if (!v->qlinked)
+		return;
+	if (v->qprev)
+		v->qprev->qnext = v->qnext;
+	else
+		m->qhead = v->qnext;
+	if (v->qnext)
+		v->qnext->qprev = v->qprev;
+	v->qprev = v->qnext = NULL;
+	v->qlinked = false;
+}
+
+static void q_push(const regent_host *h, size_t **a, size_t *n, size_t *cap, size_t i)
+{
+	if (*n == *cap) {
+		*cap = *cap ? 2 * *cap : 8;
+		*a = h->xrealloc(*a, *cap * sizeof(**a));
+	}
+	(*a)[(*n)++] = i;
+}
+
+void hx_slot_dirty(hx_model *m, svc *v, size_t i)
+{
+	if (i >= v->nslots || v->slots[i].rq)
+		return;
+	v->slots[i].rq = true;
+	q_push(v->h, &v->rq, &v->nrq, &v->rqcap, i);
+	q_link(m, v);
+}
+
+void hx_svc_dirty_all(hx_model *m, svc *v)
+{
+	for (size_t i = 0; i < v->nslots; i++)
+		hx_slot_dirty(m, v, i);
+}
+
+void hx_slot_set_st(hx_model *m, svc *v, size_t i, slot_state st)
+{
+	slot *sl = &v->slots[i];
+	if (sl->st == st)
+		return;
+	if (sl->st == ST_DRAIN)
+		m->ndrain--;
+	if (st == ST_DRAIN) {
+		m->ndrain++;
+		if (!sl->dq) {
+			sl->dq = true;
+			q_push(v->h, &v->dq, &v->ndq, &v->dqcap, i);
+			q_link(m, v);
+		}
+	}
+	sl->st = st;
+	hx_slot_dirty(m, v, i);
+}
+
+static void q_maybe_unlink(hx_model *m, svc *v)
+{
+	if (!v->nrq && !v->ndq)
+		hx_svc_unqueue(m, v);
+}
+
+void hx_rq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg)
+{
+	size_t n = 0;
+	for (size_t k = 0; k < v->nrq; k++) {
+		size_t i = v->rq[k];
+		if (i < v->nslots && v->slots[i].rq && keep(arg, v, i))
+			v->rq[n++] = i;
+		else if (i < v->nslots)
+			v->slots[i].rq = false;
+	}
+	v->nrq = n;
+	q_maybe_unlink(m, v);
+}
+
+void hx_dq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg)
+{
+	size_t n = 0;
+	for (size_t k = 0; k < v->ndq; k++) {
+		size_t i = v->dq[k];
+		if (i < v->nslots && v->slots[i].dq && v->slots[i].st == ST_DRAIN &&
+		    (!keep || keep(arg, v, i)))
+			v->dq[n++] = i;
+		else if (i < v->nslots)
+			v->slots[i].dq = false;
+	}
+	v->ndq = n;
+	q_maybe_unlink(m, v);
+}
+
+bool hx_shape_eq(const shape *a, const shape *b)
+{
+	if (!a->listen || !b->listen)
+		return !a->listen && !b->listen;
+	return strcmp(a->listen, b->listen) == 0 &&
+	       (a->srvopts == b->srvopts ||
+	        (a->srvopts && b->srvopts && strcmp(a->srvopts, b->srvopts) == 0)) &&
+	       a->nslots == b->nslots;
+}
+
+void hx_svc_shape_sync(hx_model *m, svc *v)
+{
+	bool d = !hx_shape_eq(&v->want, &v->run);
+	if (d == v->sdiff)
+		return;
+	v->sdiff = d;
+	if (d)
+		m->nsdiff++;
+	else
+		m->nsdiff--;
+}
+
+/* ------------------------------------------------------------------ */
 /* Slots                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -195,6 +349,7 @@ void hx_slot_take(hx_model *m, svc *v, size_t i, const char *id)
 	if (i >= v->nslots || v->slots[i].id)
 		return;
 	slot_set_id(v, i, id);
+	hx_slot_dirty(m, v, i);
 	m->gen++;
 }
 
@@ -206,7 +361,8 @@ void hx_slot_free_id(hx_model *m, svc *v, size_t i)
 		free(sl->id);
 		sl->id = NULL;
 	}
-	sl->st = ST_FREE;
+	hx_slot_set_st(m, v, i, ST_FREE);
+	hx_slot_dirty(m, v, i);
 	sl->rdirty = true;
 	fh_push(v, i);
 	v->sgen++;
@@ -218,6 +374,8 @@ void hx_svc_slots_free(svc *v)
 	for (size_t i = 0; i < v->nslots; i++)
 		free(v->slots[i].id);
 	free(v->slots);
+	free(v->rq);
+	free(v->dq);
 	free(v->idt);
 	free(v->fh);
 	free(v->bound);
@@ -234,7 +392,7 @@ static void leave(hx_model *m, svc *v, size_t i, uint64_t now)
 	slot *sl = &v->slots[i];
 	if (hx_slot_live(v, i) && sl->ap.st != AP_MAINT) {
 		if (sl->st != ST_DRAIN) {
-			sl->st = ST_DRAIN;
+			hx_slot_set_st(m, v, i, ST_DRAIN);
 			sl->drain_since = now;
 			sl->rdirty = true;
 			v->sgen++;
@@ -619,7 +777,7 @@ void hx_plan_compute(hx_model *m, svc *v, const regent_instance *const *old, siz
 
 /* Puts the instance of a ROUTE op in its slot (the one it has, else the
  * lowest free one, else a new one).  False when no slot is left. */
-static bool route(svc *v, const plan_op *o)
+static bool route(hx_model *m, svc *v, const plan_op *o)
 {
 	slot *sl = hx_slot_find(v, o->id);
 	if (!sl) {
@@ -635,12 +793,15 @@ static bool route(svc *v, const plan_op *o)
 	}
 	sl->seen = true;
 	uint16_t w = meta_weight(o->in);
+	hx_ip ip;
+	hx_ip_parse(o->addr, &ip); /* canonical already (inst_valid) */
 	if (sl->st != ST_READY || sl->port != o->in->port || sl->weight != w ||
-	    strcmp(sl->addr, o->addr) != 0) {
-		snprintf(sl->addr, sizeof(sl->addr), "%s", o->addr); /* a move, or the same */
+	    !hx_ip_eq(&sl->addr, &ip)) {
+		sl->addr = ip; /* a move, or the same */
 		sl->port = o->in->port;
 		sl->weight = w;
-		sl->st = ST_READY;
+		hx_slot_set_st(m, v, (size_t)(sl - v->slots), ST_READY);
+		hx_slot_dirty(m, v, (size_t)(sl - v->slots)); /* a move at the same state */
 		sl->rdirty = true;
 		v->sgen++;
 	}
@@ -682,7 +843,7 @@ static void apply_full(hx_model *m, svc *v)
 		if (!o->route)
 			continue;
 		if (hx_slot_find(v, o->id))
-			route(v, o);
+			route(m, v, o);
 		else
 			p->ops[nfresh++] = *o; /* k >= nfresh: compacted in place */
 	}
@@ -690,7 +851,7 @@ static void apply_full(hx_model *m, svc *v)
 		if (v->slots[i].id && !v->slots[i].seen)
 			leave(m, v, i, now);
 	for (size_t k = 0; k < nfresh; k++)
-		if (!route(v, &p->ops[k]))
+		if (!route(m, v, &p->ops[k]))
 			nofree++;
 	warn_no_slot(m, v, nofree);
 }
@@ -714,7 +875,7 @@ void hx_plan_apply(hx_model *m, svc *v)
 	}
 	size_t nofree = 0;
 	for (size_t k = 0; k < p->nops; k++)
-		if (p->ops[k].route && !route(v, &p->ops[k]))
+		if (p->ops[k].route && !route(m, v, &p->ops[k]))
 			nofree++;
 	warn_no_slot(m, v, nofree);
 }

@@ -1,7 +1,8 @@
 /* test_annot.c - unit test of how the haproxy sink words a server's state
  * for the status page (plugins/haproxy/annot.c, hx_annot_describe): each
  * `show stat` status haproxy 2.6 writes, the check result and its reason,
- * since when, a transition in progress, and haproxy's text kept on one line. */
+ * since when, a transition in progress, and haproxy's text kept on one line;
+ * and how a big fleet's poll is cut into chunks of services (hx_annot_chunk). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,8 @@
 #include <cmocka.h>
 
 #include "annot.h"
+#include "core.h"    /* regent_xcalloc */
+#include "helpers.h" /* regent_h_strdup */
 
 #include <string.h>
 
@@ -55,11 +58,63 @@ static void test_one_line(void **state)
 	assert_string_equal(st, "down");
 }
 
+/* A cycle over the services haproxy runs, in name order, in chunks within
+ * the server and command-length limits; a service that went is passed by
+ * name; one bigger than a chunk goes alone. */
+static void test_chunks(void **state)
+{
+	(void)state;
+	regent_host h = {0};
+	h.xcalloc = regent_xcalloc;
+	h.xrealloc = regent_xrealloc;
+	h.xstrdup = regent_h_strdup;
+	hx_model m;
+	hx_model_init(&m, NULL, &h);
+	const char *names[] = {"s5", "s1", "s3", "s2", "s4"};
+	for (size_t i = 0; i < 5; i++) {
+		svc *v = hx_svc_get(&m, names[i]);
+		if (strcmp(names[i], "s3") != 0) { /* s3: not in haproxy's file */
+			v->run.listen = strdup("listen x\n");
+			v->run.nslots = 400;
+		}
+	}
+	hx_model_sort(&m);
+	hx_buf cmd = {0};
+	bool last = false;
+	const char *c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last);
+	assert_string_equal(c, "s2");
+	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1;show stat s2 4 -1");
+	assert_false(last);
+	hx_buf_free(&cmd);
+	c = hx_annot_chunk(&m, "s2", 1000, 8000, &cmd, &last);
+	assert_string_equal(c, "s5");
+	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
+	assert_true(last);
+	hx_buf_free(&cmd);
+	c = hx_annot_chunk(&m, "s25", 1000, 8000, &cmd, &last); /* went: the next by name */
+	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
+	hx_buf_free(&cmd);
+	c = hx_annot_chunk(&m, "s5", 1000, 8000, &cmd, &last);
+	assert_null(c);
+	assert_int_equal(cmd.len, 0);
+	assert_true(last);
+	hx_svc_find(&m, "s1")->run.nslots = 5000; /* bigger than a chunk: alone */
+	c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last);
+	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1");
+	hx_buf_free(&cmd);
+	c = hx_annot_chunk(&m, "s1", 1000, 20, &cmd, &last); /* the command line's limit */
+	assert_string_equal(hx_buf_str(&cmd), "show stat s2 4 -1");
+	assert_false(last);
+	hx_buf_free(&cmd);
+	hx_model_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_states),
 		cmocka_unit_test(test_one_line),
+		cmocka_unit_test(test_chunks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
