@@ -7,7 +7,10 @@
  * stream resumes from the last revision seen on the next endpoint; a
  * compaction, a cancel or an event too large re-reads.  Retries wait a
  * backoff, cut short as soon as the registry answers anything (the
- * recovery probe runs meanwhile).
+ * recovery probe runs meanwhile).  A watch line of the usual shape (events
+ * or a progress notification) is read by etcd_scan_watch without a JSON
+ * tree; any other line (created, canceled, an error, anything unusual)
+ * by jansson, into the same event array.
  *
  * Owns: the pager of the discovery read, the watch's state, disc_timer.
  */
