@@ -40,8 +40,7 @@ typedef struct svc_list {
 	unsigned refs;
 	char *name;
 	size_t n;
-	regent_inst **insts;            /* sorted by id */
-	const regent_instance **pubs;   /* the same, as the public type */
+	const regent_instance **pubs;   /* sorted by id; each the `pub` of a regent_inst (AT) */
 	regent_map *owners;             /* owner -> count (uintptr_t), NULL until asked */
 	struct svc_list *next;          /* settled into this one: holds what both have */
 	regent_inst **own;              /* then: the instances only this one holds */
@@ -96,14 +95,20 @@ struct regent_cat {
 	void *arg;
 };
 
+/* The core's instance behind the i-th entry: `pub` is regent_inst's first
+ * member, so the public pointer converts back (one array serves both). */
+static regent_inst *AT(const svc_list *s, size_t i)
+{
+	return (regent_inst *)s->pubs[i];
+}
+
 static svc_list *svc_new(const char *name, size_t n)
 {
 	svc_list *s = regent_xcalloc(1, sizeof(*s));
 	s->refs = 1;
 	s->name = regent_xstrdup(name);
 	s->n = n;
-	s->insts = regent_xcalloc(n + 1, sizeof(*s->insts));
-	s->pubs = regent_xcalloc(n + 1, sizeof(*s->pubs));
+	s->pubs = regent_xmalloc((n + 1) * sizeof(*s->pubs)); /* filled by the caller */
 	return s;
 }
 
@@ -117,10 +122,9 @@ static void svc_unref(void *p)
 				regent_inst_unref(s->own[i]);
 		} else {
 			for (size_t i = 0; i < s->n; i++)
-				regent_inst_unref(s->insts[i]);
+				regent_inst_unref(AT(s, i));
 		}
 		free(s->own);
-		free(s->insts);
 		free(s->pubs);
 		free(s->name);
 		regent_map_free(s->owners, NULL);
@@ -160,28 +164,26 @@ static int cmp_ranked(const void *a, const void *b)
 	return x->rank < y->rank ? -1 : x->rank > y->rank;
 }
 
-/* Sorts by id, drops later duplicates of an id (first wins), fills pubs. */
+/* Sorts by id, drops later duplicates of an id (first wins). */
 static void svc_finish(svc_list *s)
 {
 	size_t n = s->n;
 	if (n > 1) {
 		ranked *r = regent_xmalloc(sizeof(*r) * n);
 		for (size_t i = 0; i < n; i++)
-			r[i] = (ranked){s->insts[i], i};
+			r[i] = (ranked){AT(s, i), i};
 		qsort(r, n, sizeof(*r), cmp_ranked);
 		size_t w = 0;
 		for (size_t i = 0; i < n; i++) {
-			if (w > 0 && strcmp(s->insts[w - 1]->pub.id, r[i].inst->pub.id) == 0) {
+			if (w > 0 && strcmp(s->pubs[w - 1]->id, r[i].inst->pub.id) == 0) {
 				regent_inst_unref(r[i].inst);
 				continue;
 			}
-			s->insts[w++] = r[i].inst;
+			s->pubs[w++] = &r[i].inst->pub;
 		}
 		s->n = w;
 		free(r);
 	}
-	for (size_t i = 0; i < s->n; i++)
-		s->pubs[i] = &s->insts[i]->pub;
 }
 
 /* The first index in [from, s->n) whose id is >= id. */
@@ -190,7 +192,7 @@ static size_t svc_lower(const svc_list *s, size_t from, const char *id)
 	size_t lo = from, hi = s->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(s->insts[mid]->pub.id, id) < 0)
+		if (strcmp(s->pubs[mid]->id, id) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -201,7 +203,7 @@ static size_t svc_lower(const svc_list *s, size_t from, const char *id)
 static regent_inst *svc_find(const svc_list *s, const char *id)
 {
 	size_t i = svc_lower(s, 0, id);
-	return i < s->n && strcmp(s->insts[i]->pub.id, id) == 0 ? s->insts[i] : NULL;
+	return i < s->n && strcmp(s->pubs[i]->id, id) == 0 ? AT(s, i) : NULL;
 }
 
 static void pend_unref(void *p)
@@ -250,27 +252,25 @@ static svc_list *vsvc_list(vsvc *vs)
 	size_t w = 0, r = 0;
 	for (size_t i = 0; i < k; i++) {
 		size_t pos = svc_lower(o, r, ids[i]);
-		memcpy(s->insts + w, o->insts + r, (pos - r) * sizeof(*s->insts));
+		memcpy(s->pubs + w, o->pubs + r, (pos - r) * sizeof(*s->pubs));
 		w += pos - r;
 		r = pos;
-		if (r < o->n && strcmp(o->insts[r]->pub.id, ids[i]) == 0) {
+		if (r < o->n && strcmp(o->pubs[r]->id, ids[i]) == 0) {
 			if (s->owners)
-				owners_add(s->owners, o->insts[r], -1);
-			o->own[o->nown++] = o->insts[r]; /* replaced or removed: stays o's */
+				owners_add(s->owners, AT(o, r), -1);
+			o->own[o->nown++] = AT(o, r); /* replaced or removed: stays o's */
 			r++;
 		}
 		void *val = regent_map_get(vs->pend, ids[i]);
 		if (val != &pend_removed) {
-			s->insts[w++] = val; /* the pending map's reference moves */
+			s->pubs[w++] = &((regent_inst *)val)->pub; /* the pending map's reference moves */
 			if (s->owners)
 				owners_add(s->owners, val, +1);
 		}
 	}
-	memcpy(s->insts + w, o->insts + r, (o->n - r) * sizeof(*s->insts));
+	memcpy(s->pubs + w, o->pubs + r, (o->n - r) * sizeof(*s->pubs));
 	w += o->n - r;
 	s->n = w;
-	for (size_t i = 0; i < w; i++)
-		s->pubs[i] = &s->insts[i]->pub; /* pub is the first member: no read */
 	free(ids);
 	regent_map_free(vs->pend, NULL);
 	vs->pend = NULL;
@@ -350,7 +350,7 @@ void regent_catalog_owners(const regent_catalog *cat, const char *service,
 	if (!s->owners) { /* once per list; lists are shared by snapshots */
 		s->owners = regent_map_new();
 		for (size_t i = 0; i < s->n; i++)
-			owners_add(s->owners, s->insts[i], +1);
+			owners_add(s->owners, AT(s, i), +1);
 	}
 	regent_map_iter it = {0};
 	const char *key;
@@ -499,7 +499,7 @@ static svc_list *merge(regent_cat *c, const char *service)
 		vsvc *vs = v->hidden ? NULL : regent_map_get(v->svcs, service);
 		svc_list *s = vs ? vsvc_list(vs) : NULL;
 		for (size_t i = 0; s && i < s->n; i++)
-			m->insts[k++] = regent_inst_ref(s->insts[i]);
+			m->pubs[k++] = &regent_inst_ref(AT(s, i))->pub;
 	}
 	svc_finish(m);
 	return m;
@@ -512,8 +512,7 @@ static bool svc_same(const svc_list *a, const svc_list *b)
 	if (a->n != b->n)
 		return false;
 	for (size_t i = 0; i < a->n; i++)
-		if (a->insts[i] != b->insts[i] &&
-		    !regent_instance_equal(&a->insts[i]->pub, &b->insts[i]->pub))
+		if (a->pubs[i] != b->pubs[i] && !regent_instance_equal(a->pubs[i], b->pubs[i]))
 			return false;
 	return true;
 }
@@ -704,7 +703,7 @@ void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **i
 {
 	svc_list *s = svc_new(service, n);
 	for (size_t i = 0; i < n; i++)
-		s->insts[i] = insts[i];
+		s->pubs[i] = &insts[i]->pub;
 	svc_finish(s);
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);

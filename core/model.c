@@ -311,8 +311,177 @@ static int decode_plain(const char *text, size_t len, char *addr, size_t addrlen
 	return 0;
 }
 
+/* ---- the common value without a JSON tree ---- */
+
+/* A strict reader of a subset of JSON over a writable copy of the value:
+ * strings of printable ASCII without escapes (NUL-terminated in place),
+ * integers without sign, fraction or exponent.  Anything else declines. */
+typedef struct vscan {
+	char *p, *end;
+} vscan;
+
+static void vs_ws(vscan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+static bool vs_char(vscan *s, char c)
+{
+	vs_ws(s);
+	if (s->p < s->end && *s->p == c) {
+		s->p++;
+		return true;
+	}
+	return false;
+}
+
+static bool vs_string(vscan *s, const char **out)
+{
+	if (!vs_char(s, '"'))
+		return false;
+	char *b = s->p;
+	while (s->p < s->end && *s->p != '"') {
+		unsigned char c = (unsigned char)*s->p;
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			return false; /* escapes, control bytes, UTF-8: jansson's */
+		s->p++;
+	}
+	if (s->p >= s->end)
+		return false;
+	*s->p++ = '\0'; /* the closing quote: read already */
+	*out = b;
+	return true;
+}
+
+static bool vs_uint(vscan *s, long *out)
+{
+	vs_ws(s);
+	const char *b = s->p;
+	long v = 0;
+	while (s->p < s->end && *s->p >= '0' && *s->p <= '9' && s->p - b < 9)
+		v = v * 10 + (*s->p++ - '0');
+	size_t n = (size_t)(s->p - b);
+	if (n == 0 || (n > 1 && b[0] == '0') ||
+	    (s->p < s->end && ((*s->p >= '0' && *s->p <= '9') || *s->p == '.' || *s->p == 'e' ||
+	                       *s->p == 'E')))
+		return false;
+	*out = v;
+	return true;
+}
+
+/* The value's fields, as the jansson path reads them; returns 0 with *out
+ * set, or 1 when it declines (the caller parses with jansson, which also
+ * gives every error its code). */
+static int decode_fast(char *text, size_t len, const char *service, const char *id,
+                       regent_instance **out)
+{
+	const char *tags[REGENT_MAX_TAGS];
+	regent_kv meta[REGENT_MAX_META];
+	regent_instance tmp = {.service = service, .id = id, .proto = REGENT_PROTO_TCP};
+	vscan sc = {text, text + len}, *s = &sc;
+	unsigned seen = 0;
+	long port = 0, sport = 0;
+	if (!vs_char(s, '{'))
+		return 1;
+	if (!vs_char(s, '}')) {
+		do {
+			const char *k, *str;
+			unsigned bit;
+			bool ok;
+			if (!vs_string(s, &k) || !vs_char(s, ':'))
+				return 1;
+			if (strcmp(k, "address") == 0) {
+				bit = 1;
+				ok = vs_string(s, &tmp.address);
+			} else if (strcmp(k, "port") == 0) {
+				bit = 2;
+				ok = vs_uint(s, &port);
+			} else if (strcmp(k, "proto") == 0) {
+				bit = 4;
+				ok = vs_string(s, &str);
+				if (ok && strcmp(str, "udp") == 0)
+					tmp.proto = REGENT_PROTO_UDP;
+				else if (ok && strcmp(str, "tcp") != 0)
+					ok = false;
+			} else if (strcmp(k, "service_port") == 0) {
+				bit = 8;
+				ok = vs_uint(s, &sport);
+			} else if (strcmp(k, "node") == 0) {
+				bit = 16;
+				ok = vs_string(s, &tmp.node);
+			} else if (strcmp(k, "tags") == 0) {
+				bit = 32;
+				ok = vs_char(s, '[');
+				if (ok && !vs_char(s, ']')) {
+					do {
+						ok = tmp.ntags < REGENT_MAX_TAGS &&
+						     vs_string(s, &tags[tmp.ntags]);
+						tmp.ntags++;
+					} while (ok && vs_char(s, ','));
+					ok = ok && vs_char(s, ']');
+				}
+				tmp.tags = tags;
+			} else if (strcmp(k, "meta") == 0) {
+				bit = 64;
+				ok = vs_char(s, '{');
+				if (ok && !vs_char(s, '}')) {
+					do {
+						regent_kv *kv = &meta[tmp.nmeta];
+						ok = tmp.nmeta < REGENT_MAX_META && vs_string(s, &kv->key) &&
+						     vs_char(s, ':') && vs_string(s, &kv->value);
+						for (size_t m = 0; ok && m < tmp.nmeta; m++)
+							ok = strcmp(meta[m].key, kv->key) != 0; /* duplicate */
+						tmp.nmeta++;
+					} while (ok && vs_char(s, ','));
+					ok = ok && vs_char(s, '}');
+				}
+				tmp.meta = meta;
+			} else {
+				return 1; /* a field it does not know */
+			}
+			if (!ok || (seen & bit))
+				return 1;
+			seen |= bit;
+		} while (vs_char(s, ','));
+		if (!vs_char(s, '}'))
+			return 1;
+	}
+	vs_ws(s);
+	if (s->p != s->end || !(seen & 1) || port < 1 || port > 65535 || sport > 65535)
+		return 1;
+	tmp.port = (uint16_t)port;
+	tmp.service_port = (uint16_t)sport;
+	if (instance_check(&tmp, NULL, 0) != 0)
+		return 1;
+	deep_copy(&tmp, NULL, sizeof(regent_instance), out);
+	return 0;
+}
+
+int regent_instance_decode_fast(const char *json, size_t len, const char *service,
+                                const char *id, regent_instance **out)
+{
+	char stack[2048];
+	*out = NULL;
+	if (len > 16384)
+		return 1;
+	char *text = len < sizeof(stack) ? stack : regent_xmalloc(len + 1);
+	memcpy(text, json, len);
+	text[len] = '\0';
+	int rc = decode_fast(text, len, service, id, out);
+	if (text != stack)
+		free(text);
+	return rc;
+}
+
 int regent_instance_decode(const char *json, size_t len, const char *service, const char *id,
                            regent_instance **out)
+{
+	return regent_instance_decode_ex(json, len, service, id, out, true);
+}
+
+int regent_instance_decode_ex(const char *json, size_t len, const char *service, const char *id,
+                              regent_instance **out, bool fast)
 {
 	*out = NULL;
 	regent_instance tmp = {.service = service, .id = id, .proto = REGENT_PROTO_TCP};
@@ -330,6 +499,8 @@ int regent_instance_decode(const char *json, size_t len, const char *service, co
 			return -EINVAL;
 		tmp.address = addr;
 		tmp.port = (uint16_t)port;
+	} else if (fast && regent_instance_decode_fast(json, len, service, id, out) == 0) {
+		return 0;
 	} else {
 		json_error_t jerr;
 		root = json_loadb(json, len, 0, &jerr);

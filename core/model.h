@@ -32,6 +32,18 @@ bool regent_instance_equal(const regent_instance *a, const regent_instance *b);
 char *regent_instance_encode(const regent_instance *inst);
 int regent_instance_decode(const char *json, size_t len, const char *service, const char *id,
                            regent_instance **out);
+/* regent_instance_decode with (fast) or without the reader of the common
+ * shape (regent_instance_decode_fast, tried first), for the tests that
+ * compare both. */
+int regent_instance_decode_ex(const char *json, size_t len, const char *service, const char *id,
+                              regent_instance **out, bool fast);
+/* The common shape of an instance's JSON (the fields regent writes, strings
+ * of printable ASCII without escapes, unsigned integers, no duplicate key,
+ * at most REGENT_MAX_TAGS / _META, up to 16 KiB) read without a JSON tree:
+ * 0 with *out set (what the jansson path decodes), or 1 (*out NULL) when
+ * the value is anything else, valid or not: then the jansson path decides. */
+int regent_instance_decode_fast(const char *json, size_t len, const char *service,
+                                const char *id, regent_instance **out);
 void regent_instance_free(regent_instance *inst);
 const char *regent_proto_name(regent_proto p);
 

@@ -328,10 +328,10 @@ size_t regent_log_escape(const char *in, size_t inlen, char *out, size_t outlen)
 /* ---- hash map ---- */
 
 typedef struct map_entry {
-	char *key;
 	void *value;
 	uint64_t hash;
 	struct map_entry *next;
+	char key[]; /* the entry and its key: one allocation */
 } map_entry;
 
 struct regent_map {
@@ -367,7 +367,6 @@ void regent_map_free(regent_map *m, void (*free_value)(void *))
 			map_entry *next = e->next;
 			if (free_value)
 				free_value(e->value);
-			free(e->key);
 			free(e);
 			e = next;
 		}
@@ -417,8 +416,10 @@ void *regent_map_put(regent_map *m, const char *key, void *value)
 		(*pp)->value = value;
 		return old;
 	}
-	map_entry *e = regent_xcalloc(1, sizeof(*e));
-	e->key = regent_xstrdup(key);
+	size_t kl = strlen(key) + 1;
+	map_entry *e = regent_xmalloc(sizeof(*e) + kl);
+	memcpy(e->key, key, kl);
+	e->next = NULL;
 	e->value = value;
 	e->hash = h;
 	*pp = e;
@@ -435,7 +436,6 @@ void *regent_map_del(regent_map *m, const char *key)
 		return NULL;
 	void *v = e->value;
 	*pp = e->next;
-	free(e->key);
 	free(e);
 	m->size--;
 	return v;

@@ -379,6 +379,75 @@ static void backoff(void **state)
 	assert_in_range(regent_backoff_next(&b), 80, 120);
 }
 
+/* The reader of the common shape must decode exactly what jansson's path
+ * decodes, and leave everything else to it. */
+static void fast_same(const char *v, bool fast_accepts)
+{
+	regent_instance *a = NULL, *b = NULL, *f = NULL;
+	int ra = regent_instance_decode_ex(v, strlen(v), "web", "n/1", &a, true);
+	int rb = regent_instance_decode_ex(v, strlen(v), "web", "n/1", &b, false);
+	assert_int_equal(ra, rb);
+	if (ra == 0)
+		assert_true(regent_instance_equal(a, b));
+	else
+		assert_true(a == NULL && b == NULL);
+	int rf = regent_instance_decode_fast(v, strlen(v), "web", "n/1", &f);
+	assert_int_equal(rf, fast_accepts ? 0 : 1);
+	if (fast_accepts)
+		assert_true(regent_instance_equal(f, b));
+	else
+		assert_null(f);
+	regent_instance_free(a);
+	regent_instance_free(b);
+	regent_instance_free(f);
+}
+
+static void decode_fast_path(void **st)
+{
+	(void)st;
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":8080}", true);
+	fast_same("{\"address\":\"127.3.0.1\",\"port\":10000,\"proto\":\"tcp\",\"service_port\":9000,"
+	          "\"node\":\"hostile-node\",\"tags\":[],\"meta\":{}}", true);
+	fast_same("{\n \"address\" : \"::1\" , \"port\" : 1, \"proto\":\"udp\", \"tags\" : [\"a\", "
+	          "\"b=c\"], \"meta\" : {\"z\":\"1\", \"a\":\"x y\", \"m\":\"\"}, \"node\":\"\"} ", true);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":65535,\"service_port\":0}", true);
+	/* left to jansson: the same answer, valid or not */
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"extra\":{\"a\":[1,2]}}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"node\":\"n\\u0041\"}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"meta\":{\"k\":\"\xc3\xa9\"}}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"port\":81}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"meta\":{\"k\":\"1\",\"k\":\"2\"}}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80.0}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":080}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":0}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":65536}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":1234567890123}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":-1}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"service_port\":70000}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"proto\":\"sctp\"}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"node\":null}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[1]}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"meta\":{\"k\":1}}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[\"a b\"]}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80} x", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,}", false);
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80", false);
+	fast_same("{\"port\":80}", false);
+	fast_same("{}", false);
+	fast_same("{\"address\":\"bad address!\",\"port\":80}", false);
+	char big[4096];
+	size_t o = (size_t)snprintf(big, sizeof(big), "{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[");
+	for (int t = 0; t < REGENT_MAX_TAGS + 1; t++)
+		o += (size_t)snprintf(big + o, sizeof(big) - o, "%s\"t%d\"", t ? "," : "", t);
+	snprintf(big + o, sizeof(big) - o, "]}");
+	fast_same(big, false); /* over the limit: jansson's -E2BIG */
+	o = (size_t)snprintf(big, sizeof(big), "{\"address\":\"10.0.0.1\",\"port\":80,\"meta\":{");
+	for (int m = 0; m < REGENT_MAX_META; m++)
+		o += (size_t)snprintf(big + o, sizeof(big) - o, "%s\"k%d\":\"v\"", m ? "," : "", m);
+	snprintf(big + o, sizeof(big) - o, "}}");
+	fast_same(big, true); /* at the limit */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,7 +457,7 @@ int main(void)
 		cmocka_unit_test(decode_refuses_garbage), cmocka_unit_test(base64),
 		cmocka_unit_test(backoff),         cmocka_unit_test(limits_and_big_meta),
 		cmocka_unit_test(decode_strict_ports), cmocka_unit_test(strict_number_helpers),
-		cmocka_unit_test(log_escaping),
+		cmocka_unit_test(log_escaping),    cmocka_unit_test(decode_fast_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

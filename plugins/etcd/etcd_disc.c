@@ -7,7 +7,10 @@
  * stream resumes from the last revision seen on the next endpoint; a
  * compaction, a cancel or an event too large re-reads.  Retries wait a
  * backoff, cut short as soon as the registry answers anything (the
- * recovery probe runs meanwhile).
+ * recovery probe runs meanwhile).  A watch line of the usual shape (events
+ * or a progress notification) is read by etcd_scan_watch without a JSON
+ * tree; any other line (created, canceled, an error, anything unusual)
+ * by jansson, into the same event array.
  *
  * Owns: the pager of the discovery read, the watch's state, disc_timer.
  */
@@ -298,34 +301,38 @@ static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
 	return 1;
 }
 
-/* Applies one watch response to the view; the keys it touched are
- * reported on the next loop turn (see etcd_view.c). */
-static void apply_events(etcd *e, json_t *events)
+/* Applies one watch response's events to the view; the keys they touched
+ * are reported on the next loop turn (see etcd_view.c).  Keys and values
+ * are decoded into one buffer reused for every event. */
+static void apply_events(etcd *e, const etcd_wev *evs, size_t n)
 {
-	size_t i;
+	size_t kmax = 0, vmax = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (evs[i].key_len > kmax)
+			kmax = evs[i].key_len;
+		if (evs[i].value_len > vmax)
+			vmax = evs[i].value_len;
+	}
+	size_t kroom = kmax / 4 * 3 + 4;
+	char *buf = e->h->xmalloc(kroom + vmax / 4 * 3 + 4);
+	char *key = buf, *val = buf + kroom;
 	bool any = false;
-	json_t *ev;
-	json_array_foreach(events, i, ev)
-	{
-		json_t *kv = json_object_get(ev, "kv");
-		const char *type = json_string_value(json_object_get(ev, "type"));
-		char *key, *val;
+	for (size_t i = 0; i < n; i++) {
+		const etcd_wev *ev = &evs[i];
 		size_t klen = 0, vlen = 0;
-		int64_t mr;
-		if (!decode_kv(e, kv, &key, &klen, &val, &vlen, &mr)) {
+		if (!ev->key || !etcd_b64_decode(ev->key, ev->key_len, key, &klen) ||
+		    (ev->value && !etcd_b64_decode(ev->value, ev->value_len, val, &vlen))) {
 			e->h->log(e->ctx, REGENT_LOG_WARN, "skipped an undecodable watch event");
 			continue;
 		}
-		if (mr > e->wrev)
-			e->wrev = mr;
-		bool del = type && strcmp(type, "DELETE") == 0;
-		if (del)
-			own_key_deleted(e, key, klen, mr);
-		char *t = del
-			? view_del(e, &e->cur, key, klen)
-			: view_put(e, &e->cur, NULL, key, klen, val, vlen, mr);
-		free(key);
-		free(val);
+		if (!ev->value)
+			val[0] = '\0';
+		if (ev->mod_rev > e->wrev)
+			e->wrev = ev->mod_rev;
+		if (ev->del)
+			own_key_deleted(e, key, klen, ev->mod_rev);
+		char *t = ev->del ? view_del(e, &e->cur, key, klen)
+		                  : view_put(e, &e->cur, NULL, key, klen, val, vlen, ev->mod_rev);
 		if (!t)
 			continue;
 		free(t);
@@ -333,7 +340,31 @@ static void apply_events(etcd *e, json_t *events)
 			e->h->mark_change(e->ctx, e->h->wall_ns());
 		any = true;
 	}
-	e->h->metric_add(e->m_events, (double)json_array_size(events));
+	free(buf);
+	e->h->metric_add(e->m_events, (double)n);
+}
+
+/* The events of a response parsed by jansson, as etcd_scan_watch gives
+ * them (pointing into the tree). */
+static void apply_json_events(etcd *e, json_t *events)
+{
+	size_t n = json_array_size(events), i;
+	etcd_wev *evs = e->h->xcalloc(n + 1, sizeof(*evs));
+	json_t *ev;
+	json_array_foreach(events, i, ev)
+	{
+		json_t *kv = json_object_get(ev, "kv");
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		etcd_wev *w = &evs[i];
+		w->key = json_string_value(json_object_get(kv, "key"));
+		w->key_len = w->key ? strlen(w->key) : 0;
+		w->value = json_string_value(json_object_get(kv, "value"));
+		w->value_len = w->value ? strlen(w->value) : 0;
+		etcd_json_int64(json_object_get(kv, "mod_revision"), &w->mod_rev);
+		w->del = type && strcmp(type, "DELETE") == 0;
+	}
+	apply_events(e, evs, n);
+	free(evs);
 }
 
 static int watch_line(void *arg, const char *data, size_t len)
@@ -342,6 +373,20 @@ static int watch_line(void *arg, const char *data, size_t len)
 	etcd *e = c->e;
 	if (len == 0)
 		return 0;
+	etcd_wev *evs;
+	size_t nev;
+	int64_t frev;
+	if (etcd_scan_watch(data, len, &evs, &nev, &frev)) { /* the common case, no tree */
+		if (nev > 0) {
+			apply_events(e, evs, nev);
+			if (e->note)
+				disc_empty_check(e); /* keys came: the note goes */
+		} else if (frev > e->wrev) {
+			e->wrev = frev; /* progress notification */
+		}
+		free(evs);
+		return 0;
+	}
 	json_error_t jerr;
 	json_t *j = json_loadb(data, len, 0, &jerr);
 	if (!json_is_object(j)) {
@@ -414,7 +459,7 @@ static int watch_line(void *arg, const char *data, size_t len)
 	}
 	json_t *events = json_object_get(res, "events");
 	if (json_array_size(events) > 0) {
-		apply_events(e, events);
+		apply_json_events(e, events);
 		if (e->note)
 			disc_empty_check(e); /* keys came: the note goes */
 	} else if (hrev > e->wrev)

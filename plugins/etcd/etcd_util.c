@@ -158,3 +158,309 @@ int etcd_parse_port(const char *s, size_t len)
 	}
 	return port >= 1 && port <= 65535 ? port : 0;
 }
+
+/* ---- watch responses: the common case without a JSON tree ---- */
+
+/* A strict reader of a subset of JSON: strings of printable ASCII without
+ * escapes, integers without fraction or exponent, objects and arrays.
+ * Anything else makes the whole scan decline (jansson then parses the
+ * line), so the subset never accepts what JSON refuses. */
+typedef struct scan {
+	const char *p, *end;
+} scan;
+
+static void sc_ws(scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+static bool sc_char(scan *s, char c)
+{
+	sc_ws(s);
+	if (s->p < s->end && *s->p == c) {
+		s->p++;
+		return true;
+	}
+	return false;
+}
+
+static bool sc_string(scan *s, const char **str, size_t *len)
+{
+	if (!sc_char(s, '"'))
+		return false;
+	const char *b = s->p;
+	while (s->p < s->end && *s->p != '"') {
+		unsigned char c = (unsigned char)*s->p;
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			return false; /* escapes, control bytes, UTF-8: jansson's */
+		s->p++;
+	}
+	if (s->p >= s->end)
+		return false;
+	*str = b;
+	*len = (size_t)(s->p - b);
+	s->p++;
+	return true;
+}
+
+/* A decimal int64 as etcd sends it: a JSON integer or a string of digits
+ * (what etcd_json_int64 accepts, minus the cases it would refuse). */
+static bool sc_int64(scan *s, int64_t *out)
+{
+	sc_ws(s);
+	const char *b;
+	size_t n;
+	bool quoted = s->p < s->end && *s->p == '"';
+	if (quoted) {
+		if (!sc_string(s, &b, &n))
+			return false;
+	} else {
+		b = s->p;
+		if (s->p < s->end && *s->p == '-')
+			s->p++;
+		while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+			s->p++;
+		n = (size_t)(s->p - b);
+		if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))
+			return false;
+	}
+	size_t i = n && b[0] == '-' ? 1 : 0;
+	if (n == i || n - i > 18 || (!quoted && n - i > 1 && b[i] == '0'))
+		return false; /* 18 digits at most: no overflow below */
+	int64_t v = 0;
+	for (size_t k = i; k < n; k++) {
+		if (b[k] < '0' || b[k] > '9')
+			return false;
+		v = v * 10 + (b[k] - '0');
+	}
+	*out = i ? -v : v;
+	return true;
+}
+
+/* Matches a key string against a literal. */
+static bool sc_is(const char *k, size_t n, const char *lit)
+{
+	return strlen(lit) == n && memcmp(k, lit, n) == 0;
+}
+
+/* Skips a scalar of the subset (string or integer). */
+static bool sc_skip_scalar(scan *s)
+{
+	int64_t v;
+	sc_ws(s);
+	if (s->p < s->end && *s->p == '"') {
+		const char *b;
+		size_t n;
+		return sc_string(s, &b, &n);
+	}
+	return sc_int64(s, &v);
+}
+
+/* {"key": "..", "value": "..", "mod_revision": N, create_revision, version,
+ * lease} */
+static bool sc_kv(scan *s, etcd_wev *ev)
+{
+	unsigned seen = 0;
+	if (!sc_char(s, '{'))
+		return false;
+	if (sc_char(s, '}'))
+		return false; /* no key: jansson's path reports it */
+	do {
+		const char *k;
+		size_t kn;
+		unsigned bit;
+		if (!sc_string(s, &k, &kn) || !sc_char(s, ':'))
+			return false;
+		bool ok;
+		if (sc_is(k, kn, "key")) {
+			bit = 1;
+			ok = sc_string(s, &ev->key, &ev->key_len);
+		} else if (sc_is(k, kn, "value")) {
+			bit = 2;
+			ok = sc_string(s, &ev->value, &ev->value_len);
+		} else if (sc_is(k, kn, "mod_revision")) {
+			bit = 4;
+			ok = sc_int64(s, &ev->mod_rev);
+		} else if (sc_is(k, kn, "create_revision")) {
+			bit = 8;
+			ok = sc_skip_scalar(s);
+		} else if (sc_is(k, kn, "version")) {
+			bit = 16;
+			ok = sc_skip_scalar(s);
+		} else if (sc_is(k, kn, "lease")) {
+			bit = 32;
+			ok = sc_skip_scalar(s);
+		} else {
+			return false;
+		}
+		if (!ok || (seen & bit))
+			return false; /* malformed, or a duplicate key */
+		seen |= bit;
+	} while (sc_char(s, ','));
+	return (seen & 1) && sc_char(s, '}');
+}
+
+/* {"type": "PUT"|"DELETE", "kv": {...}} */
+static bool sc_event(scan *s, etcd_wev *ev)
+{
+	unsigned seen = 0;
+	*ev = (etcd_wev){0};
+	if (!sc_char(s, '{') || sc_char(s, '}'))
+		return false;
+	do {
+		const char *k, *t;
+		size_t kn, tn;
+		if (!sc_string(s, &k, &kn) || !sc_char(s, ':'))
+			return false;
+		if (sc_is(k, kn, "type") && !(seen & 1)) {
+			seen |= 1;
+			if (!sc_string(s, &t, &tn))
+				return false;
+			if (sc_is(t, tn, "DELETE"))
+				ev->del = true;
+			else if (!sc_is(t, tn, "PUT"))
+				return false;
+		} else if (sc_is(k, kn, "kv") && !(seen & 2)) {
+			seen |= 2;
+			if (!sc_kv(s, ev))
+				return false;
+		} else {
+			return false; /* prev_kv, a duplicate, anything new */
+		}
+	} while (sc_char(s, ','));
+	return (seen & 2) && sc_char(s, '}');
+}
+
+/* "header": {"revision": N, other scalars} */
+static bool sc_header(scan *s, int64_t *rev)
+{
+	bool seen = false;
+	if (!sc_char(s, '{'))
+		return false;
+	if (sc_char(s, '}'))
+		return true;
+	do {
+		const char *k;
+		size_t kn;
+		if (!sc_string(s, &k, &kn) || !sc_char(s, ':'))
+			return false;
+		if (sc_is(k, kn, "revision")) {
+			if (seen || !sc_int64(s, rev))
+				return false;
+			seen = true;
+		} else if (!sc_skip_scalar(s)) {
+			return false;
+		}
+	} while (sc_char(s, ','));
+	return sc_char(s, '}');
+}
+
+static bool sc_events(scan *s, etcd_wev **evs, size_t *n)
+{
+	size_t cap = 0;
+	if (!sc_char(s, '['))
+		return false;
+	if (sc_char(s, ']'))
+		return true;
+	do {
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 64;
+			etcd_wev *grown = realloc(*evs, cap * sizeof(**evs));
+			if (!grown)
+				abort();
+			*evs = grown;
+		}
+		if (!sc_event(s, &(*evs)[*n]))
+			return false;
+		(*n)++;
+	} while (sc_char(s, ','));
+	return sc_char(s, ']');
+}
+
+bool etcd_scan_watch(const char *line, size_t len, etcd_wev **evs, size_t *n, int64_t *rev)
+{
+	scan s = {line, line + len};
+	unsigned seen = 0;
+	*evs = NULL;
+	*n = 0;
+	*rev = 0;
+	bool ok = sc_char(&s, '{');
+	ok = ok && !sc_char(&s, '}');
+	if (ok) {
+		const char *k;
+		size_t kn;
+		ok = sc_string(&s, &k, &kn) && sc_is(k, kn, "result") && sc_char(&s, ':') &&
+		     sc_char(&s, '{') && !sc_char(&s, '}');
+	}
+	while (ok) {
+		const char *k;
+		size_t kn;
+		ok = sc_string(&s, &k, &kn) && sc_char(&s, ':');
+		if (!ok)
+			break;
+		if (sc_is(k, kn, "header") && !(seen & 1)) {
+			seen |= 1;
+			ok = sc_header(&s, rev);
+		} else if (sc_is(k, kn, "events") && !(seen & 2)) {
+			seen |= 2;
+			ok = sc_events(&s, evs, n);
+		} else if (sc_is(k, kn, "watch_id") && !(seen & 4)) {
+			seen |= 4;
+			ok = sc_skip_scalar(&s);
+		} else {
+			ok = false; /* created, canceled, a duplicate, anything new */
+		}
+		if (ok && !sc_char(&s, ','))
+			break;
+	}
+	ok = ok && sc_char(&s, '}') && sc_char(&s, '}');
+	if (ok) {
+		sc_ws(&s);
+		ok = s.p == s.end;
+	}
+	if (!ok) {
+		free(*evs);
+		*evs = NULL;
+		*n = 0;
+		*rev = 0;
+	}
+	return ok;
+}
+
+static const signed char b64_rev[256] = {
+	['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,
+	['H'] = 8,  ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14,
+	['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21,
+	['V'] = 22, ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28,
+	['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35,
+	['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
+	['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49,
+	['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+	['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63,
+	['/'] = 64,
+};
+
+bool etcd_b64_decode(const char *s, size_t n, char *out, size_t *outlen)
+{
+	size_t o = 0, i;
+	uint32_t acc = 0;
+	int bits = 0;
+	for (i = 0; i < n && s[i] != '='; i++) {
+		int v = b64_rev[(unsigned char)s[i]] - 1;
+		if (v < 0)
+			return false;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)(acc >> bits);
+		}
+	}
+	for (; i < n; i++)
+		if (s[i] != '=')
+			return false;
+	out[o] = '\0';
+	*outlen = o;
+	return true;
+}

@@ -46,4 +46,31 @@ char *etcd_printable(const char *s, size_t len, size_t max);
  * Returns the port or 0 when malformed. */
 int etcd_parse_port(const char *s, size_t len);
 
+/* One event of a watch response, pointing into the line: key and value
+ * are etcd's base64 text (value NULL when absent). */
+typedef struct etcd_wev {
+	const char *key, *value;
+	size_t key_len, value_len;
+	int64_t mod_rev; /* 0 when absent */
+	bool del;
+} etcd_wev;
+
+/* Reads a watch response line of the common shape, {"result": {"header":
+ * {..}, "events": [{"type", "kv": {"key", "value", "mod_revision",
+ * "create_revision", "version", "lease"}}, ..], "watch_id"}}, without
+ * building a JSON tree (O(line), one allocation: the event array).  Only
+ * a strict subset of JSON is read (strings of printable ASCII without
+ * escapes, integers, int64 strings of at most 18 digits, no duplicate
+ * key); anything else (created, canceled, an error, prev_kv, an escape, a
+ * field it does not know) returns false with nothing to free, and the
+ * caller parses the line with jansson: for every line it accepts, the
+ * result is what the jansson path reads.  On true, *evs (malloc'd, may be
+ * NULL when *n is 0) and *rev (the header's revision, 0 when absent). */
+bool etcd_scan_watch(const char *line, size_t len, etcd_wev **evs, size_t *n, int64_t *rev);
+
+/* Decodes n bytes of base64 text (as the host's base64_decode: the
+ * alphabet up to the first '=', then only '=') into out, which has room
+ * for n / 4 * 3 + 3 bytes plus a NUL.  Returns false on a foreign byte. */
+bool etcd_b64_decode(const char *s, size_t n, char *out, size_t *outlen);
+
 #endif

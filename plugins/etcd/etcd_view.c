@@ -48,25 +48,13 @@ static void kent_free(etcd *e, kent *k)
 typedef struct dsvc {
 	char *name;
 	bool all;    /* report the whole service (its port key changed) */
-	regent_map *keys; /* printable key -> dkey: the keys touched */
+	regent_map *keys; /* printable key -> the instance id it stands for (malloc'd): the keys
+	                     touched */
 } dsvc;
-
-typedef struct dkey {
-	char *key;
-	char *id; /* the instance id the key stands for */
-} dkey;
 
 static void dsvc_free(etcd *e, dsvc *d)
 {
-	regent_map_iter it = {0};
-	void *val;
-	while (e->h->map_next(d->keys, &it, NULL, &val)) {
-		dkey *k = val;
-		free(k->key);
-		free(k->id);
-		free(k);
-	}
-	e->h->map_free(d->keys, NULL);
+	e->h->map_free(d->keys, free);
 	free(d->name);
 	free(d);
 }
@@ -272,15 +260,16 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 	snprintf(portbuf, sizeof(portbuf), "%d", s->port);
 	size_t set = 0, removed = 0;
 	regent_map_iter it = {0};
+	const char *key;
 	void *val;
 	bool done = true;
-	while (e->h->map_next(d->keys, &it, NULL, &val)) {
+	while (e->h->map_next(d->keys, &it, &key, &val)) {
 		if (uv_hrtime() > deadline) {
 			done = false;
 			break;
 		}
-		dkey *dk = val;
-		const kent *k = e->h->map_get(e->cur.keys, dk->key);
+		char *id = val;
+		const kent *k = e->h->map_get(e->cur.keys, key);
 		int rc = -1;
 		if (k && k->svc == s && k->inst) {
 			regent_instance one;
@@ -291,13 +280,11 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 		if (rc == 0) {
 			set++;
 		} else { /* gone, bad now, or refused by the core: not in the catalog */
-			e->h->catalog_instance_remove(e->ctx, d->name, dk->id);
+			e->h->catalog_instance_remove(e->ctx, d->name, id);
 			removed++;
 		}
-		e->h->map_del(d->keys, dk->key);
-		free(dk->key);
-		free(dk->id);
-		free(dk);
+		e->h->map_del(d->keys, key); /* frees key (the map's copy) */
+		free(id);
 	}
 	if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed%s%s",
@@ -392,10 +379,7 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 	if (all) {
 		d->all = true;
 	} else if (!d->all && id && !e->h->map_get(d->keys, key)) {
-		dkey *k = e->h->xcalloc(1, sizeof(*k));
-		k->key = e->h->xstrdup(key);
-		k->id = e->h->xstrdup(id);
-		e->h->map_put(d->keys, k->key, k);
+		e->h->map_put(d->keys, key, e->h->xstrdup(id));
 	}
 	if (!v->pub_timer)
 		v->pub_timer = e->h->timer_new(e->ctx, e);

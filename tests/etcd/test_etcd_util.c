@@ -1,5 +1,6 @@
 /* test_etcd_util.c - unit tests of the etcd plugin's pure helpers
- * (plugins/etcd/etcd_util.c): key layout, range end, numbers. */
+ * (plugins/etcd/etcd_util.c): key layout, range end, numbers, the watch
+ * response scanner (against jansson's reading) and base64. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,6 +129,129 @@ static void test_printable(void **st)
 	free(p);
 }
 
+/* What the jansson path reads from a line (etcd_disc.c apply_json_events)
+ * must be what the scanner reads, for every line the scanner accepts. */
+static void scan_same_as_jansson(const char *line, size_t want_n, int64_t want_rev)
+{
+	etcd_wev *evs;
+	size_t n;
+	int64_t rev;
+	assert_true(etcd_scan_watch(line, strlen(line), &evs, &n, &rev));
+	assert_int_equal(n, want_n);
+	assert_int_equal(rev, want_rev);
+	json_error_t jerr;
+	json_t *j = json_loads(line, 0, &jerr);
+	assert_non_null(j);
+	json_t *res = json_object_get(j, "result");
+	int64_t jrev = 0;
+	etcd_json_int64(json_object_get(json_object_get(res, "header"), "revision"), &jrev);
+	assert_int_equal(rev, jrev);
+	json_t *events = json_object_get(res, "events");
+	assert_int_equal(json_array_size(events), n);
+	for (size_t i = 0; i < n; i++) {
+		json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		const char *k = json_string_value(json_object_get(kv, "key"));
+		const char *v = json_string_value(json_object_get(kv, "value"));
+		int64_t mr = 0;
+		etcd_json_int64(json_object_get(kv, "mod_revision"), &mr);
+		assert_int_equal(evs[i].key_len, strlen(k));
+		assert_memory_equal(evs[i].key, k, strlen(k));
+		if (v) {
+			assert_int_equal(evs[i].value_len, strlen(v));
+			assert_memory_equal(evs[i].value, v, strlen(v));
+		} else {
+			assert_null(evs[i].value);
+		}
+		assert_int_equal(evs[i].mod_rev, mr);
+		assert_int_equal(evs[i].del, type && strcmp(type, "DELETE") == 0);
+	}
+	json_decref(j);
+	free(evs);
+}
+
+static void scan_declines(const char *line)
+{
+	etcd_wev *evs = (etcd_wev *)1;
+	size_t n = 7;
+	int64_t rev = 7;
+	assert_false(etcd_scan_watch(line, strlen(line), &evs, &n, &rev));
+	assert_null(evs);
+	assert_int_equal(n, 0);
+	assert_int_equal(rev, 0);
+}
+
+#define HDR "\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":\"10276657743932975437\"," \
+            "\"revision\":\"2000\",\"raft_term\":\"2\"}"
+#define PUT1 "{\"kv\":{\"key\":\"L2EvYi9j\",\"create_revision\":\"1999\",\"mod_revision\":\"1999\"," \
+             "\"version\":\"1\",\"value\":\"eyJhIjoxfQ==\"}}"
+#define DEL1 "{\"type\":\"DELETE\",\"kv\":{\"key\":\"L2EvYi9k\",\"mod_revision\":\"2000\"}}"
+
+static void test_scan_watch(void **st)
+{
+	(void)st;
+	scan_same_as_jansson("{\"result\":{" HDR ",\"events\":[" PUT1 "," DEL1 "]}}", 2, 2000);
+	scan_same_as_jansson(" { \"result\" : { \"events\" : [ " PUT1 " ] , " HDR " } } \n", 1, 2000);
+	scan_same_as_jansson("{\"result\":{" HDR "}}", 0, 2000); /* progress notification */
+	scan_same_as_jansson("{\"result\":{" HDR ",\"events\":[],\"watch_id\":\"3\"}}", 0, 2000);
+	scan_same_as_jansson("{\"result\":{\"header\":{\"revision\":17},\"events\":[{\"type\":\"PUT\","
+	                     "\"kv\":{\"key\":\"eA==\",\"mod_revision\":-5,\"lease\":12}}]}}",
+	                     1, 17);
+	scan_same_as_jansson("{\"result\":{\"header\":{\"revision\":\"999999999999999999\"}}}", 0,
+	                     999999999999999999LL);
+	/* what the jansson path handles */
+	scan_declines("{\"result\":{" HDR ",\"created\":true}}");
+	scan_declines("{\"result\":{" HDR ",\"canceled\":true,\"compact_revision\":\"5\"}}");
+	scan_declines("{\"error\":{\"grpc_code\":14,\"message\":\"no leader\"}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[" PUT1 "]},\"error\":{}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\"L2Ev\\u0041\"}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\"\xc3\xa9\"}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\"a\",\"key\":\"b\"}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\"a\"},\"prev_kv\":{}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\"a\",\"x\":1}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"value\":\"a\"}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"type\":\"PUT\"}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"type\":\"NOPE\",\"kv\":{\"key\":\"a\"}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\"a\",\"mod_revision\":1.5}}]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\"a\",\"mod_revision\":01}}]}}");
+	scan_declines("{\"result\":{\"header\":{\"revision\":\"9999999999999999999\"}}}");
+	scan_declines("{\"result\":{\"header\":{\"revision\":\" 12\"}}}");
+	scan_declines("{\"result\":{\"header\":{\"revision\":\"1\",\"revision\":\"2\"}}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[" PUT1 "]}} x");
+	scan_declines("{\"result\":{" HDR ",\"events\":[" PUT1 ",]}}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[" PUT1 "]}");
+	scan_declines("{\"result\":{" HDR ",\"events\":[" PUT1);
+	scan_declines("{\"result\":{}}");
+	scan_declines("{}");
+	scan_declines("");
+	scan_declines("{\"result\":{" HDR ",\"fragment\":true}}");
+}
+
+static void test_b64(void **st)
+{
+	(void)st;
+	char out[16];
+	size_t n = 99;
+	assert_true(etcd_b64_decode("L2EvYi9j", 8, out, &n));
+	assert_int_equal(n, 6);
+	assert_string_equal(out, "/a/b/c");
+	assert_true(etcd_b64_decode("eyJhIjoxfQ==", 12, out, &n));
+	assert_int_equal(n, 7);
+	assert_string_equal(out, "{\"a\":1}");
+	assert_true(etcd_b64_decode("AP8=", 4, out, &n));
+	assert_int_equal(n, 2);
+	assert_int_equal((unsigned char)out[0], 0);
+	assert_int_equal((unsigned char)out[1], 0xff);
+	assert_true(etcd_b64_decode("", 0, out, &n));
+	assert_int_equal(n, 0);
+	assert_true(etcd_b64_decode("+/+/", 4, out, &n));
+	assert_int_equal(n, 3);
+	assert_memory_equal(out, "\xfb\xff\xbf", 3);
+	assert_false(etcd_b64_decode("L2E*", 4, out, &n));
+	assert_false(etcd_b64_decode("L2E=x", 5, out, &n));
+	assert_false(etcd_b64_decode("L2\0E", 4, out, &n));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -135,6 +259,8 @@ int main(void)
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_printable),
+		cmocka_unit_test(test_scan_watch),
+		cmocka_unit_test(test_b64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

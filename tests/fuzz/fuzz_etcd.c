@@ -5,7 +5,9 @@
  * the host's instance_decode) or the seed's port parsing.  Checked: a
  * decoded instance is one the core accepts and survives encode/decode
  * unchanged; split parts hold no control byte; printable renderings are
- * clean; range ends sort after the prefix. */
+ * clean; range ends sort after the prefix; the readers of the common
+ * shapes (an instance value, a watch response line) answer as jansson's
+ * path does. */
 #include "core.h"
 #include "etcd_util.h"
 #include "fuzz.h"
@@ -15,8 +17,13 @@
 
 static void check_value(const char *svc, const char *id, const uint8_t *val, size_t vlen)
 {
-	regent_instance *inst = NULL;
+	regent_instance *inst = NULL, *slow = NULL;
 	int rc = regent_instance_decode((const char *)val, vlen, svc, id, &inst);
+	/* the reader of the common shape answers as the jansson path would */
+	int rs = regent_instance_decode_ex((const char *)val, vlen, svc, id, &slow, false);
+	CHECK(rs == rc, "fast path rc %d, jansson path %d", rc, rs);
+	CHECK(rc != 0 || regent_instance_equal(inst, slow), "fast and jansson paths differ");
+	regent_instance_free(slow);
 	if (rc != 0) {
 		CHECK(inst == NULL, "output on failure");
 		CHECK(rc == -EINVAL || rc == -E2BIG, "rc %d", rc);
@@ -61,6 +68,45 @@ static void check_key(const uint8_t *key, size_t klen, const uint8_t *val, size_
 	free(id);
 }
 
+/* A watch line the scanner accepts is valid JSON, and jansson reads the
+ * same events from it (etcd_disc.c's two paths). */
+static void check_watch_line(const uint8_t *data, size_t size)
+{
+	etcd_wev *evs;
+	size_t n;
+	int64_t rev;
+	if (!etcd_scan_watch((const char *)data, size, &evs, &n, &rev)) {
+		CHECK(evs == NULL && n == 0, "output on decline");
+		return;
+	}
+	json_t *j = json_loadb((const char *)data, size, 0, NULL);
+	CHECK(j != NULL, "scanner accepted what jansson refuses");
+	json_t *res = json_object_get(j, "result");
+	int64_t jrev = 0;
+	etcd_json_int64(json_object_get(json_object_get(res, "header"), "revision"), &jrev);
+	CHECK(jrev == rev, "revision %lld, jansson %lld", (long long)rev, (long long)jrev);
+	json_t *events = json_object_get(res, "events");
+	CHECK(json_array_size(events) == n, "%zu events, jansson %zu", n, json_array_size(events));
+	for (size_t i = 0; i < n; i++) {
+		json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		const char *k = json_string_value(json_object_get(kv, "key"));
+		const char *v = json_string_value(json_object_get(kv, "value"));
+		int64_t mr = 0;
+		etcd_json_int64(json_object_get(kv, "mod_revision"), &mr);
+		CHECK(k && strlen(k) == evs[i].key_len && memcmp(k, evs[i].key, evs[i].key_len) == 0,
+		      "event %zu: key", i);
+		CHECK(v ? (evs[i].value && strlen(v) == evs[i].value_len &&
+		           memcmp(v, evs[i].value, evs[i].value_len) == 0)
+		        : evs[i].value == NULL,
+		      "event %zu: value", i);
+		CHECK(mr == evs[i].mod_rev, "event %zu: mod_revision", i);
+		CHECK(evs[i].del == (type && strcmp(type, "DELETE") == 0), "event %zu: type", i);
+	}
+	json_decref(j);
+	free(evs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool quiet;
@@ -78,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_key(data, klen, val, vlen, "");
 	if (!nul)
 		check_value("svc", "n1/abc/80", data, size);
+	check_watch_line(data, size);
 
 	char *p = etcd_printable((const char *)data, size, 80);
 	CHECK(fz_clean(p, strlen(p), ""), "printable \"%s\"", p);
