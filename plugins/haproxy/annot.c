@@ -405,7 +405,7 @@ static void ask(uv_timer_t *t)
 	a->poked = false;
 	uint64_t now = a->h->now_ms();
 	bool all = !a->nrows || a->ntouched > MAX_TOUCHED || now >= a->next_full;
-	hx_buf cmd = {0};
+	hx_buf cmd = {.h = a->h};
 	if (all) {
 		hx_buf_puts(&cmd, "show stat -1 4 -1");
 		touch_free(a->touched, a->ntouched);
@@ -420,7 +420,7 @@ static void ask(uv_timer_t *t)
 	a->ntouched = 0;
 	a->asked_all = all;
 	int err = 0;
-	a->req = hx_cli_request(uv_handle_get_loop((uv_handle_t *)t), a->socket, hx_buf_str(&cmd),
+	a->req = hx_cli_request(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket, hx_buf_str(&cmd),
 	                        a->cmd_timeout, on_answer, a, &err);
 	hx_buf_free(&cmd);
 	if (!a->req) {

@@ -110,7 +110,7 @@ bool hx_learn(hx *s)
 {
 	int err = 0;
 	s->batch_epoch = s->epoch;
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
 	                              on_learn, s, &err);
 	if (!s->admin_req) {
 		s->learn_pending = false;
@@ -297,7 +297,7 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 /* Sends the next batch of runtime commands; true if one went out. */
 bool hx_send_cmds(hx *s)
 {
-	hx_buf b = {0};
+	hx_buf b = {.h = s->h};
 	size_t nslots = 0;
 	for (svc *v = s->m.svcs; v && b.len < 8000; v = v->next)
 		for (size_t i = 0; i < v->nslots && b.len < 8000; i++) {
@@ -319,7 +319,7 @@ bool hx_send_cmds(hx *s)
 	s->batch_slots = nslots;
 	int err = 0;
 	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&b));
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
 	                              on_admin_cmds, s, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
@@ -389,7 +389,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 	 * being the slots' order), so that a poll costs O(draining) in
 	 * haproxy's answer, not O(servers of the service); a service with
 	 * many draining at once is asked whole. */
-	hx_buf b = {0};
+	hx_buf b = {.h = s->h};
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		size_t nd = 0, mark = b.len;
 		for (size_t i = 0; i < v->nslots; i++) {
@@ -407,7 +407,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 	}
 	int err = 0;
 	s->admin_polling = true;
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
 	                              on_admin_poll, s, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
