@@ -36,9 +36,10 @@ typedef struct hx_buf {
 	const regent_host *h;
 } hx_buf;
 
-void hx_buf_add(hx_buf *b, const char *s, size_t n);
-void hx_buf_puts(hx_buf *b, const char *s);
-void hx_buf_printf(hx_buf *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
+/* Appends: the host's entries themselves (b is evaluated more than once). */
+#define hx_buf_add(b, s, n) ((b)->h->buf_add(&(b)->rb, (s), (n)))
+#define hx_buf_puts(b, s) ((b)->h->buf_puts(&(b)->rb, (s)))
+#define hx_buf_printf(b, ...) ((b)->h->buf_printf(&(b)->rb, __VA_ARGS__))
 /* The text (never NULL, "" when empty); the buffer keeps ownership. */
 const char *hx_buf_str(hx_buf *b);
 /* Hands the text over (malloc'd, never NULL, no doubling slack: a text

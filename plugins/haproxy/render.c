@@ -17,24 +17,6 @@
 
 /* ---- buffer: the host's (hx.h) ---- */
 
-void hx_buf_add(hx_buf *b, const char *s, size_t n)
-{
-	b->h->buf_add(&b->rb, s, n);
-}
-
-void hx_buf_puts(hx_buf *b, const char *s)
-{
-	b->h->buf_puts(&b->rb, s);
-}
-
-void hx_buf_printf(hx_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	b->h->buf_vprintf(&b->rb, fmt, ap);
-	va_end(ap);
-}
-
 const char *hx_buf_str(hx_buf *b)
 {
 	return b->data ? b->data : "";
