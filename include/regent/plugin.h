@@ -199,6 +199,8 @@ typedef struct regent_config_key {
 
 typedef struct regent_http_req regent_http_req;
 
+/* The result of one request.  Grows at the end (ABI rule): size is the
+ * core's sizeof; read a field only when size covers it. */
 typedef struct regent_http_result {
 	size_t size;           /* sizeof(regent_http_result) of the core */
 	int error;             /* 0, or negative errno: -ETIMEDOUT, -ECONNREFUSED, -ECANCELED, -EIO... */
@@ -219,6 +221,8 @@ typedef void (*regent_http_done_cb)(void *arg, const regent_http_result *res);
 
 #define REGENT_HTTP_LINES 0x1u /* on_data gets whole lines */
 
+/* One request (host->http_request).  Grows at the end (ABI rule): size is
+ * the plugin's sizeof; the core reads no field past it. */
 typedef struct regent_http_opts {
 	size_t size;               /* sizeof(regent_http_opts) of the plugin */
 	const char *method;        /* NULL = GET, or with body POST */
@@ -253,7 +257,9 @@ typedef enum regent_metric_type {
 	REGENT_METRIC_HISTOGRAM = 3, /* seconds, fixed latency buckets */
 } regent_metric_type;
 
-/* Capped exponential backoff with jitter; fields are the plugin's. */
+/* Capped exponential backoff with jitter; fields are the plugin's.  Frozen
+ * for major 1 (no size, never grows): the plugin allocates it and
+ * backoff_next reads and writes all three fields. */
 typedef struct regent_backoff {
 	uint64_t initial_ms; /* first delay (default 100 when 0) */
 	uint64_t max_ms;     /* cap (default 30000 when 0) */
@@ -272,7 +278,10 @@ typedef void (*regent_write_cb)(void *arg, const char *data, size_t len);
 /* What one plugin says about one instance of the catalog, for another plugin
  * (or a person) to see (host->annotations_set, ABI 1.2): the haproxy sink's
  * view of each server, for example.  Keyed by service and instance id; the
- * instance may have left the catalog (a server still draining). */
+ * instance may have left the catalog (a server still draining).  Grows at
+ * the end (ABI rule): size is the producer's sizeof; the core reads no
+ * field past it, and a reader of annotations_foreach reads a field only
+ * when size covers it. */
 typedef struct regent_annotation {
 	size_t size;          /* sizeof(regent_annotation) of the producer */
 	const char *service;
@@ -283,7 +292,8 @@ typedef struct regent_annotation {
 } regent_annotation;
 
 /* One change of the catalog, instance by instance (host->changes_foreach,
- * ABI 1.2). */
+ * ABI 1.2).  Grows at the end (ABI rule): size is the core's sizeof; read
+ * a field only when size covers it. */
 typedef struct regent_change {
 	size_t size;          /* sizeof(regent_change) of the core */
 	uint64_t wall_ns;     /* when the catalog changed (the snapshot was made) */
@@ -297,7 +307,9 @@ typedef struct regent_change {
 	const uint64_t *applied_ns; /* when each applied it (wall ns); 0: not yet */
 } regent_change;
 
-/* One interval of the agent's recent history (host->history_foreach, ABI 1.2). */
+/* One interval of the agent's recent history (host->history_foreach, ABI
+ * 1.2).  Grows at the end (ABI rule): size is the core's sizeof; read a
+ * field only when size covers it. */
 typedef struct regent_history_point {
 	size_t size;          /* sizeof(regent_history_point) of the core */
 	uint64_t wall_ns;     /* start of the interval */
@@ -335,7 +347,8 @@ typedef enum regent_stop_reason {
  * len, may set len to 0 (or any smaller value, then data[len] = '\0') to
  * reuse the memory, and may take data over (then zero the struct); the
  * rest belongs to the buf_* entries.  Release it with host->buf_free (or
- * free(data) once taken over). */
+ * free(data) once taken over).  Frozen for major 1 (no size, never
+ * grows): the plugin allocates it, and its three fields are the contract. */
 typedef struct regent_buffer {
 	char *data;
 	size_t len, cap;
@@ -344,7 +357,8 @@ typedef struct regent_buffer {
 /* A string-keyed hash map of void pointers (host->map_*, ABI 1.4), opaque. */
 typedef struct regent_map regent_map;
 /* Iteration state for host->map_next: start it zeroed; fields are the
- * host's. */
+ * host's.  Frozen for major 1 (no size, never grows): the plugin allocates
+ * it. */
 typedef struct regent_map_iter {
 	size_t bucket;
 	void *entry;
@@ -356,6 +370,8 @@ typedef struct regent_file_write regent_file_write;
  * file /etc/x.tmp: File exists (not a regular file of this user: left
  * alone)"); why is valid during the call. */
 typedef void (*regent_file_write_cb)(void *arg, int status, const char *why);
+/* Grows at the end (ABI rule): size is the plugin's sizeof; the core reads
+ * no field past it. */
 typedef struct regent_file_write_opts {
 	size_t size;              /* sizeof(regent_file_write_opts) of the plugin */
 	const char *path;         /* absolute path of the file to replace */
@@ -369,6 +385,8 @@ typedef struct regent_file_write_opts {
 
 /* Spawning a command (host->spawn, ABI 1.4). */
 typedef struct regent_spawn regent_spawn;
+/* Grows at the end (ABI rule): size is the core's sizeof; read a field
+ * only when size covers it. */
 typedef struct regent_spawn_result {
 	size_t size;           /* sizeof(regent_spawn_result) of the core */
 	int error;             /* 0 (it ran and exited), -ETIMEDOUT (killed at the timeout) */
@@ -380,6 +398,8 @@ typedef struct regent_spawn_result {
 	uint64_t elapsed_ms;
 } regent_spawn_result;
 typedef void (*regent_spawn_cb)(void *arg, const regent_spawn_result *res);
+/* Grows at the end (ABI rule): size is the plugin's sizeof; the core reads
+ * no field past it. */
 typedef struct regent_spawn_opts {
 	size_t size;              /* sizeof(regent_spawn_opts) of the plugin */
 	const char *const *argv;  /* NULL-terminated; argv[0] is looked up in PATH */
@@ -409,6 +429,9 @@ typedef struct regent_address {
 /* The size of 1.4's regent_address: cfg_address refuses a smaller one. */
 #define REGENT_ADDRESS_SIZE_1_4 (offsetof(regent_address, salen) + sizeof(socklen_t))
 
+/* The host table.  Grows at the end only (append-only, ABI rule): size is
+ * the core's sizeof; an entry newer than the minor the plugin declares it
+ * needs is called only after REGENT_HOST_HAS(host, entry). */
 typedef struct regent_host {
 	uint32_t abi_major;
 	uint32_t abi_minor;
@@ -783,6 +806,9 @@ typedef struct regent_host {
 /*
  * Lifecycle:  validate (check-config and reload), create, start, ...,
  * stop, destroy.  `self` is what create() stored.
+ *
+ * This table and the kind ops tables below grow at the end (ABI rule):
+ * size is the plugin's sizeof; the core calls no entry past it.
  */
 typedef struct regent_plugin_ops {
 	size_t size;
@@ -827,6 +853,10 @@ typedef struct regent_sink_ops {
 	              size_t nchanged);
 } regent_sink_ops;
 
+/* The descriptor.  Its first four fields are frozen for every major; the
+ * rest grows at the end (ABI rule): size is the plugin's sizeof, and the
+ * core reads no field past it (header_minor and key_size, of 1.4, are
+ * read only when size covers them). */
 typedef struct regent_plugin {
 	/* Frozen for every ABI major: */
 	uint32_t abi_major;  /* REGENT_ABI_MAJOR */

@@ -159,6 +159,8 @@ struct consul {
 	bool state_removing; /* marked "deregistering" by this instance */
 	uv_timer_t *state_timer, *gate_timer;
 	uint64_t gate_since;
+	struct consul_state_q *state_q; /* the path's queue of changes, shared with the
+	                                  * other instances of this process */
 	/* lifecycle */
 	bool started, stopping;
 	size_t stop_pending, stop_ok, stop_failed;

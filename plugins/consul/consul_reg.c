@@ -455,9 +455,7 @@ static reg *reg_get_cid(consul *c, const char *cid, const char *rid, const char 
 	reg *r = c->h->map_get(c->regs, cid);
 	if (r)
 		return r;
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		abort();
+	r = c->h->xcalloc(1, sizeof(*r));
 	r->c = c;
 	r->cid = c->h->xstrdup(cid);
 	r->id = c->h->xstrdup(rid);

@@ -5,11 +5,24 @@
  * The file <state_dir>/<instance>.consul names the process (pid), the
  * instance that owns it (a token), the agent it registers at (address
  * without credentials, socket) and the Consul service ids that instance
- * holds at the agent, one "id=" line each.  It is written atomically
- * (O_EXCL|O_NOFOLLOW, mode 0640, then rename) by its owner only: the
+ * holds at the agent, one "id=" line each.  It is written atomically by
+ * the host (host->file_write, on the threadpool: O_EXCL|O_NOFOLLOW
+ * temporary file, mode 0640, fsync, rename) by its owner only: the
  * instance that became ready last (consul_state_claim), then again,
  * debounced, whenever the set it holds changes; an owner that finds the
  * file claimed by another instance of its process leaves it alone.
+ *
+ * Writes finish later than they are decided, and the old and the new
+ * instance of a reload decide on the same file.  So every change of the
+ * file (a write, a removal) goes through one queue per path, shared by
+ * the instances of this process (state_q): one operation at a time on the
+ * disk, in the order they were decided, the newest waiting one replacing
+ * an older waiting one (the file only ever needs its latest text).  While
+ * one is pending, a read gets the text the file will hold once the queue
+ * has run (the latest decided), not the disk's: a read-check-write (the
+ * old owner's "taken over?", the stop's hand-over, the start's gate) sees
+ * exactly what it saw when writes were synchronous, and a write decided
+ * earlier can never land after one decided later.
  *
  * A reload that replaces [store consul] starts the new instance while the
  * old one runs.  The new one lists the agent's services, adopts those of
@@ -26,7 +39,7 @@
  * "deregistering" until its deregistrations are answered, and a start of
  * the same section at the same agent waits for that (consul_state_gate).
  *
- * Owns: the state file, its debounce and gate timers.
+ * Owns: the state file, its queue of changes, its debounce and gate timers.
  */
 #include "consul_int.h"
 
@@ -43,6 +56,140 @@
 #define GATE_POLL_MS 50
 #define GATE_MAX_MS 8000        /* a predecessor's deregistrations: 3 s each, at most */
 
+/* The changes of one state file, in the order they were decided (see the
+ * top).  Lives while an instance of this process uses the path or a
+ * change is pending; the loop's single thread is the only one to touch
+ * it. */
+struct consul_state_q {
+	struct consul_state_q *next;
+	char *path;
+	consul **users;           /* live instances with this path (their ctx starts writes) */
+	size_t nusers;
+	regent_file_write *w;     /* the write on the disk now, or NULL */
+	bool pending;             /* a change waits for w (or is w): latest is what it holds */
+	bool waiting;             /* a change decided after w started, not started yet */
+	char *latest;             /* the file's text once all is done; NULL: no file */
+};
+
+static struct consul_state_q *queues; /* this process's, one per path */
+
+static void q_start(struct consul_state_q *q);
+
+static void q_maybe_free(struct consul_state_q *q)
+{
+	if (q->nusers || q->w)
+		return;
+	for (struct consul_state_q **p = &queues; *p; p = &(*p)->next)
+		if (*p == q) {
+			*p = q->next;
+			break;
+		}
+	free(q->path);
+	free(q->users);
+	free(q->latest);
+	free(q);
+}
+
+static void q_written(void *arg, int status, const char *why)
+{
+	struct consul_state_q *q = arg;
+	q->w = NULL;
+	if (status < 0 && q->nusers) {
+		consul *c = q->users[0];
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "%s; a reload will leave services registered that the new instance does not "
+		          "hold (they leave after ttl + deregister_after)",
+		          why);
+	}
+	if (q->waiting) {
+		q->waiting = false;
+		q_start(q);
+		return;
+	}
+	q->pending = false; /* the disk holds latest (or the failure left the old file) */
+	q_maybe_free(q);
+}
+
+/* Puts latest on the disk (the queue is idle). */
+static void q_start(struct consul_state_q *q)
+{
+	if (!q->latest) { /* a removal: metadata only, done at once */
+		if (unlink(q->path) != 0 && errno != ENOENT && q->nusers)
+			q->users[0]->h->log(q->users[0]->ctx, REGENT_LOG_WARN, "cannot remove %s: %s",
+			                    q->path, strerror(errno));
+		q->pending = false;
+		q_maybe_free(q);
+		return;
+	}
+	if (!q->nusers) {
+		/* Nobody of this process uses the file any more: its readers are
+		 * instances of this process (pid=), so there is no one to tell. */
+		q->pending = false;
+		q_maybe_free(q);
+		return;
+	}
+	consul *c = q->users[0];
+	regent_file_write_opts o = {
+		.size = sizeof(o),
+		.path = q->path,
+		.data = q->latest,
+		.len = strlen(q->latest),
+		.mode = 0640,
+		.on_done = q_written,
+		.arg = q,
+	};
+	int err = 0;
+	q->w = c->h->file_write(c->ctx, &o, &err);
+	if (!q->w) {
+		c->h->log(c->ctx, REGENT_LOG_WARN, "cannot write %s: %s", q->path, strerror(-err));
+		q->pending = false;
+		q_maybe_free(q);
+	}
+}
+
+/* Decides the file's next text (NULL: remove it). */
+static void file_put(consul *c, const char *text)
+{
+	struct consul_state_q *q = c->state_q;
+	free(q->latest);
+	q->latest = text ? c->h->xstrdup(text) : NULL;
+	q->pending = true;
+	if (q->w)
+		q->waiting = true;
+	else
+		q_start(q);
+}
+
+static void q_join(consul *c)
+{
+	struct consul_state_q *q = queues;
+	while (q && strcmp(q->path, c->state_path) != 0)
+		q = q->next;
+	if (!q) {
+		q = c->h->xcalloc(1, sizeof(*q));
+		q->path = c->h->xstrdup(c->state_path);
+		q->next = queues;
+		queues = q;
+	}
+	q->users = c->h->xrealloc(q->users, (q->nusers + 1) * sizeof(*q->users));
+	q->users[q->nusers++] = c;
+	c->state_q = q;
+}
+
+static void q_leave(consul *c)
+{
+	struct consul_state_q *q = c->state_q;
+	if (!q)
+		return;
+	for (size_t i = 0; i < q->nusers; i++)
+		if (q->users[i] == c) {
+			q->users[i] = q->users[--q->nusers];
+			break;
+		}
+	c->state_q = NULL;
+	q_maybe_free(q);
+}
+
 static char *state_path(consul *c)
 {
 	const char *dir = c->h->state_dir(c->ctx);
@@ -58,9 +205,12 @@ static char *state_path(consul *c)
 	return path;
 }
 
-/* The whole file, NUL-terminated and malloc'd; NULL when absent. */
+/* The whole file, NUL-terminated and malloc'd; NULL when absent.  With a
+ * change pending, the text it will hold once the queue has run. */
 static char *file_get(consul *c, const char *path)
 {
+	if (c->state_q && c->state_q->pending)
+		return c->state_q->latest ? c->h->xstrdup(c->state_q->latest) : NULL;
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno != ENOENT)
@@ -73,46 +223,13 @@ static char *file_get(consul *c, const char *path)
 		return NULL;
 	}
 	size_t cap = (size_t)st.st_size + 1, n = 0;
-	char *buf = malloc(cap);
-	if (!buf)
-		abort();
+	char *buf = c->h->xmalloc(cap);
 	ssize_t k;
 	while (n + 1 < cap && (k = read(fd, buf + n, cap - 1 - n)) > 0)
 		n += (size_t)k;
 	close(fd);
 	buf[n] = '\0';
 	return buf;
-}
-
-/* Replaces the file with text (atomically: a new file, then rename). */
-static bool file_put(consul *c, const char *text)
-{
-	char *tmp = c->h->xasprintf("%s.new", c->state_path);
-	unlink(tmp);
-	size_t len = strlen(text);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-	bool ok = fd >= 0;
-	for (size_t off = 0; ok && off < len;) {
-		ssize_t k = write(fd, text + off, len - off);
-		if (k <= 0)
-			ok = false;
-		else
-			off += (size_t)k;
-	}
-	if (fd >= 0 && close(fd) != 0)
-		ok = false;
-	if (ok && rename(tmp, c->state_path) != 0)
-		ok = false;
-	int err = errno;
-	if (!ok) {
-		unlink(tmp);
-		c->h->log(c->ctx, REGENT_LOG_WARN,
-		          "cannot write %s: %s; a reload will leave services registered that the new "
-		          "instance does not hold (they leave after ttl + deregister_after)",
-		          c->state_path, strerror(err));
-	}
-	free(tmp);
-	return ok;
 }
 
 bool consul_state_read(consul *c, const char *text, consul_state_file *f)
@@ -167,9 +284,7 @@ static char *render(consul *c, bool deregistering)
 	if (strchr(node, '\n'))
 		node = "";
 	cap += strlen(node) + strlen(c->agent_id) + strlen(c->token);
-	char *buf = malloc(cap);
-	if (!buf)
-		abort();
+	char *buf = c->h->xmalloc(cap);
 	n = (size_t)snprintf(buf, cap, "pid=%ld\nowner=%s\nagent=%s\nnode=%s\n%s", (long)getpid(),
 	                     c->token, c->agent_id, node, deregistering ? "deregistering=1\n" : "");
 	for (reg *r = c->head; r && n < cap; r = r->next)
@@ -227,6 +342,7 @@ void consul_state_open(consul *c)
 		          "(the old instance then leaves them all registered)");
 		return;
 	}
+	q_join(c);
 	c->state_prev = file_get(c, c->state_path);
 }
 
@@ -303,7 +419,8 @@ size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **beca
 		if (n && c->state_path) {
 			/* A start of this section at this agent waits for these. */
 			char *t = render(c, true);
-			c->state_removing = file_put(c, t);
+			file_put(c, t);
+			c->state_removing = true;
 			free(t);
 		}
 		return n;
@@ -328,12 +445,9 @@ size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **beca
 		return n;
 	default: /* FAILED: the instance it was to replace still runs */
 		if (c->owns && c->state_path) {
-			/* Put back what the running instance relies on. */
-			bool ok = c->state_prev ? file_put(c, c->state_prev)
-			                        : unlink(c->state_path) == 0 || errno == ENOENT;
-			if (!ok)
-				c->h->log(c->ctx, REGENT_LOG_WARN, "cannot restore %s: %s", c->state_path,
-				          strerror(errno));
+			/* Put back what the running instance relies on (NULL:
+			 * there was no file). */
+			file_put(c, c->state_prev);
 			c->owns = false;
 		}
 		if (consul_state_read(c, c->state_prev, &f) && f.ours_pid &&
@@ -357,7 +471,7 @@ void consul_state_stopped(consul *c)
 	char *text = file_get(c, c->state_path);
 	consul_state_file f;
 	if (consul_state_read(c, text, &f) && strcmp(f.owner, c->token) == 0)
-		unlink(c->state_path);
+		file_put(c, NULL);
 	consul_state_file_free(c, &f);
 	free(text);
 }
@@ -365,6 +479,7 @@ void consul_state_stopped(consul *c)
 void consul_state_close(consul *c)
 {
 	consul_state_stopped(c);
+	q_leave(c);
 	c->h->timer_close(&c->state_timer);
 	c->h->timer_close(&c->gate_timer);
 	free(c->state_path);

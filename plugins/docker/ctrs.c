@@ -300,7 +300,8 @@ void dk_ctr_apply(state *st, ctr *c, const dk_container *dc)
 	int sig = dk_signal_number(dc->stop_signal);
 	c->stop_signal = sig > 0 ? sig : 15;
 
-	dk_settings s = {.node = st->node, .host_ip = st->host_ip, .internal = st->internal};
+	dk_settings s = {
+		.h = st->h, .node = st->node, .host_ip = st->host_ip, .internal = st->internal};
 	dk_result r;
 	if (dk_build(dc, &s, &r) < 0) {
 		dk_result_free(&r);

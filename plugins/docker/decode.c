@@ -61,20 +61,6 @@ void dk_escape(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-/* [A-Za-z0-9][A-Za-z0-9._-]{0,62}, the core's rule */
-bool dk_valid_service(const char *name)
-{
-	if (!name || !isalnum((unsigned char)name[0]))
-		return false;
-	size_t n = 1;
-	for (; name[n]; n++) {
-		unsigned char ch = (unsigned char)name[n];
-		if (!(isalnum(ch) || ch == '.' || ch == '_' || ch == '-') || n >= 63)
-			return false;
-	}
-	return true;
-}
-
 static bool is_hex_id(const char *s, size_t n)
 {
 	if (!s || strlen(s) != n)
@@ -298,48 +284,27 @@ bool dk_container_ready(const dk_container *c, const char **why)
 /* result building                                                    */
 /* ------------------------------------------------------------------ */
 
-int dk_push_str(char ***arr, size_t *n, char *s)
+int dk_push_str(const regent_host *h, char ***arr, size_t *n, char *s)
 {
 	if (!s)
 		return -ENOMEM;
-	char **p = realloc(*arr, (*n + 1) * sizeof **arr);
-	if (!p) {
-		free(s);
-		return -ENOMEM;
-	}
-	*arr = p;
-	p[(*n)++] = s;
+	*arr = h->xrealloc(*arr, (*n + 1) * sizeof **arr);
+	(*arr)[(*n)++] = s;
 	return 0;
 }
 
-static char *vfmt(const char *fmt, va_list ap)
-{
-	va_list ap2;
-	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap2);
-	va_end(ap2);
-	if (n < 0)
-		return NULL;
-	char *s = malloc((size_t)n + 1);
-	if (s)
-		vsnprintf(s, (size_t)n + 1, fmt, ap);
-	return s;
-}
-
-int dk_add_msg(char ***arr, size_t *n, const char *fmt, ...)
+int dk_add_msg(const regent_host *h, char ***arr, size_t *n, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	char *s = vfmt(fmt, ap);
+	char *s = h->xvasprintf(fmt, ap);
 	va_end(ap);
-	if (!s)
-		return -ENOMEM;
 	for (size_t i = 0; i < *n; i++)
 		if (strcmp((*arr)[i], s) == 0) {
 			free(s);
 			return 0;
 		}
-	return dk_push_str(arr, n, s);
+	return dk_push_str(h, arr, n, s);
 }
 
 void dk_inst_free(dk_inst *i)
@@ -684,15 +649,6 @@ static int collect_ports(const dk_container *c, const dk_settings *s, port_list 
 	return 0;
 }
 
-char *dk_asprintf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = vfmt(fmt, ap);
-	va_end(ap);
-	return s;
-}
-
 static int build(const dk_container *c, const dk_settings *s, dk_result *r, port_list *pl)
 {
 	char who[200];
@@ -743,6 +699,7 @@ static int build(const dk_container *c, const dk_settings *s, dk_result *r, port
 int dk_build(const dk_container *c, const dk_settings *s, dk_result *r)
 {
 	memset(r, 0, sizeof *r);
+	r->h = s->h;
 	port_list pl = {NULL, 0};
 	int rc = build(c, s, r, &pl);
 	free(pl.v);

@@ -1,7 +1,9 @@
 /* decode.h - the docker plugin's internal interface to decode.c: pure
  * functions that turn Docker Engine API JSON (container list, container
  * inspect, one /events line) into the instances a container should have.
- * No I/O, no loop, no host table: unit-tested on recorded JSON. */
+ * No I/O, no loop: the messages and ids it builds are allocated through
+ * the host table it is given (dk_settings.h: the core's own in the unit
+ * tests and the fuzzer).  Unit-tested on recorded JSON. */
 #ifndef REGENT_DOCKER_DECODE_H
 #define REGENT_DOCKER_DECODE_H
 
@@ -58,6 +60,7 @@ bool dk_container_ready(const dk_container *c, const char **why);
 
 /* How instances are made (from the plugin's and the agent's config). */
 typedef struct dk_settings {
+	const regent_host *h; /* xasprintf, xrealloc, valid_service (ABI 1.4) */
 	const char *node;    /* instance id prefix */
 	const char *host_ip; /* may be NULL when internal */
 	bool internal;       /* container IP + private port */
@@ -116,6 +119,7 @@ typedef struct dk_inst {
 } dk_inst;
 
 typedef struct dk_result {
+	const regent_host *h; /* the settings' host (dk_build sets it) */
 	dk_inst *insts;
 	size_t n;
 	char **warnings; /* bad labels/env: log once at warn level */
@@ -190,30 +194,29 @@ void dk_escape(const char *in, char *out, size_t outlen);
 /* "a:b" -> whether the address is a loopback one (127/8, ::1, localhost). */
 bool dk_is_loopback(const char *addr);
 
-/* Service-name check (the core's rule, so decode.c stays host-free). */
-bool dk_valid_service(const char *name);
-
 /* ---- between decode.c and labels.c only ---- */
 
 /* Object member as a string, or NULL. */
 const char *dk_jstr(json_t *obj, const char *key);
-/* Appends s (malloc'd, taken even on failure) to an array: 0 or -ENOMEM. */
-int dk_push_str(char ***arr, size_t *n, char *s);
-/* Adds a formatted message once (identical text is not repeated). */
-int dk_add_msg(char ***arr, size_t *n, const char *fmt, ...) REGENT_PRINTF(3, 4);
+/* Appends s (malloc'd, taken even on failure) to an array (grown with
+ * h->xrealloc): 0, or -ENOMEM when s is NULL (a failed strdup). */
+int dk_push_str(const regent_host *h, char ***arr, size_t *n, char *s);
+/* Adds a formatted message (h->xvasprintf) once (identical text is not
+ * repeated).  0. */
+int dk_add_msg(const regent_host *h, char ***arr, size_t *n, const char *fmt, ...)
+	REGENT_PRINTF(4, 5);
 /* In a function with a result `r` (notes/warnings arrays) returning an int:
  * add a note or a warning, or return -ENOMEM. */
 #define DK_NOTE(...)                                                    \
 	do {                                                            \
-		if (dk_add_msg(&r->notes, &r->nnotes, __VA_ARGS__) < 0) \
+		if (dk_add_msg(r->h, &r->notes, &r->nnotes, __VA_ARGS__) < 0) \
 			return -ENOMEM;                                 \
 	} while (0)
 #define DK_WARN(...)                                                          \
 	do {                                                                  \
-		if (dk_add_msg(&r->warnings, &r->nwarnings, __VA_ARGS__) < 0) \
+		if (dk_add_msg(r->h, &r->warnings, &r->nwarnings, __VA_ARGS__) < 0) \
 			return -ENOMEM;                                       \
 	} while (0)
-char *dk_asprintf(const char *fmt, ...) REGENT_PRINTF(1, 2);
 
 /* labels.c: whether label regent.ignore skips the whole container. */
 bool dk_container_ignored(const dk_container *c);

@@ -228,7 +228,7 @@ static int port_service(const dk_container *c, uint16_t port, const vars *vs, si
 		group_rule = !nv->port;
 	}
 	if (value) {
-		if (!dk_valid_service(value)) {
+		if (!r->h->valid_service(value)) {
 			char esc[96];
 			dk_escape(value, esc, sizeof esc);
 			DK_WARN("container %s: %s = \"%s\" is not a valid service name (allowed: "
@@ -244,7 +244,7 @@ static int port_service(const dk_container *c, uint16_t port, const vars *vs, si
 			     "image \"%s\" has no repository name); skipped", who, esc);
 			return 0;
 		}
-		if (!dk_valid_service(img)) {
+		if (!r->h->valid_service(img)) {
 			char esc[96];
 			dk_escape(img, esc, sizeof esc);
 			DK_WARN("container %s: the image name \"%s\" is not a valid service name; set label "
@@ -260,7 +260,7 @@ static int port_service(const dk_container *c, uint16_t port, const vars *vs, si
 	if (group_rule && nports > 1) {
 		size_t l = strlen(out);
 		snprintf(out + l, outlen - l, "-%u", port);
-		if (!dk_valid_service(out)) {
+		if (!r->h->valid_service(out)) {
 			DK_WARN("container %s: %s with its port (several ports: <name>-<port>) gives \"%s\", "
 			     "longer than 63 bytes; port %u not registered", who, what, out, port);
 			return 0;
@@ -302,7 +302,7 @@ static int port_tags(const dk_container *c, uint16_t port, const vars *vs, dk_re
 		if (!valid_tag(t)) {
 			char esc[96];
 			dk_escape(t, esc, sizeof esc);
-			if (dk_add_msg(&r->warnings, &r->nwarnings,
+			if (dk_add_msg(r->h, &r->warnings, &r->nwarnings,
 			               "container %s: %s: tag \"%s\" is invalid (printable, no spaces, "
 			               "quotes or backslashes, at most 128 bytes); tag skipped",
 			               who, what, esc) < 0)
@@ -310,7 +310,7 @@ static int port_tags(const dk_container *c, uint16_t port, const vars *vs, dk_re
 			continue;
 		}
 		if (in->ntags >= DK_MAX_TAGS) {
-			if (dk_add_msg(&r->warnings, &r->nwarnings,
+			if (dk_add_msg(r->h, &r->warnings, &r->nwarnings,
 			               "container %s: %s: more than %d tags; the rest skipped", who, what,
 			               DK_MAX_TAGS) < 0)
 				goto oom;
@@ -322,7 +322,7 @@ static int port_tags(const dk_container *c, uint16_t port, const vars *vs, dk_re
 				dup = true;
 		if (dup)
 			continue;
-		if (dk_push_str(&in->tags, &in->ntags, strdup(t)) < 0)
+		if (dk_push_str(r->h, &in->tags, &in->ntags, r->h->xstrdup(t)) < 0)
 			goto oom;
 	}
 	free(copy);
@@ -535,9 +535,10 @@ static int port_id(const dk_container *c, const dk_settings *s, uint16_t port,
 		else
 			return (in->id = strdup(iv->value)) ? 0 : -ENOMEM;
 	}
-	in->id = proto == REGENT_PROTO_UDP ? dk_asprintf("%s/%s/%u/udp", s->node, c->short_id, port)
-	                                   : dk_asprintf("%s/%s/%u", s->node, c->short_id, port);
-	return in->id ? 0 : -ENOMEM;
+	in->id = proto == REGENT_PROTO_UDP
+	                 ? s->h->xasprintf("%s/%s/%u/udp", s->node, c->short_id, port)
+	                 : s->h->xasprintf("%s/%s/%u", s->node, c->short_id, port);
+	return 0;
 }
 
 int dk_port_labels(const dk_container *c, const dk_settings *s, uint16_t port,
@@ -551,7 +552,8 @@ int dk_port_labels(const dk_container *c, const dk_settings *s, uint16_t port,
 	char k[64];
 	snprintf(k, sizeof k, "regent.ignore.%u", port);
 	if (truthy(label(c, k))) {
-		if (dk_add_msg(&r->notes, &r->nnotes, "container %s: label %s=true; port %u/%s skipped",
+		if (dk_add_msg(r->h, &r->notes, &r->nnotes,
+		               "container %s: label %s=true; port %u/%s skipped",
 		               who, k, port, pname) < 0)
 			return -ENOMEM;
 		return 0;
@@ -560,7 +562,8 @@ int dk_port_labels(const dk_container *c, const dk_settings *s, uint16_t port,
 		goto out;
 	const var *ig = vars_get(&vs, "ignore");
 	if (ig && ignore_value(ig->value)) {
-		if (dk_add_msg(&r->notes, &r->nnotes, "container %s: %s is set; port %u/%s skipped",
+		if (dk_add_msg(r->h, &r->notes, &r->nnotes,
+		               "container %s: %s is set; port %u/%s skipped",
 		               who, ig->what, port, pname) < 0)
 			goto out;
 		rc = 0;

@@ -63,12 +63,10 @@ bool pager_too_large(etcd *e, pager *p, const resp *r, const char *what)
 	return true;
 }
 
-static void pager_set_next(pager *p, char *key, size_t klen)
+static void pager_set_next(etcd *e, pager *p, char *key, size_t klen)
 {
 	free(p->next);
-	p->next = realloc(key, klen + 1);
-	if (!p->next)
-		abort();
+	p->next = e->h->xrealloc(key, klen + 1);
 	p->next[klen] = '\0'; /* right after key */
 	p->next_len = klen + 1;
 }
@@ -94,11 +92,11 @@ bool pager_after(etcd *e, pager *p, json_t *json, int *skipped)
 		e->h->metric_add(e->m_skipped, 1);
 		if (skipped)
 			(*skipped)++;
-		pager_set_next(p, key, klen);
+		pager_set_next(e, p, key, klen);
 		return true;
 	}
 	if (json_is_true(json_object_get(json, "more")) && key) {
-		pager_set_next(p, key, klen);
+		pager_set_next(e, p, key, klen);
 		return true;
 	}
 	free(key);

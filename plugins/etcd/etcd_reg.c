@@ -523,64 +523,36 @@ static void batch_release(etcd *e, reg **batch, size_t n)
 	free(batch);
 }
 
-/* The txn body is rendered straight into one buffer (no JSON tree: base64
- * text needs no escaping), one append per field. */
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
+/* The txn body is rendered straight into one host buffer (no JSON tree:
+ * base64 text needs no escaping), one append per field. */
 
-static void sb_reserve(sbuf *b, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p)
-			abort();
-		b->p = p;
-		b->cap = cap;
-	}
-}
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-	sb_reserve(b, n);
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-/* Standard base64 (with padding), encoded in place: no copy per field. */
-static void sb_b64(sbuf *b, const char *s, size_t n)
+/* Standard base64 (with padding) of s, appended in chunks: no copy per
+ * field. */
+static void sb_b64(etcd *e, regent_buffer *b, const char *s, size_t n)
 {
 	static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	const unsigned char *u = (const unsigned char *)s;
-	sb_reserve(b, (n + 2) / 3 * 4);
-	char *o = b->p + b->len;
-	size_t i = 0;
+	char chunk[256];
+	size_t o = 0, i = 0;
 	for (; i + 2 < n; i += 3) {
 		uint32_t v = (uint32_t)u[i] << 16 | (uint32_t)u[i + 1] << 8 | u[i + 2];
-		*o++ = tb[v >> 18];
-		*o++ = tb[(v >> 12) & 63];
-		*o++ = tb[(v >> 6) & 63];
-		*o++ = tb[v & 63];
+		chunk[o++] = tb[v >> 18];
+		chunk[o++] = tb[(v >> 12) & 63];
+		chunk[o++] = tb[(v >> 6) & 63];
+		chunk[o++] = tb[v & 63];
+		if (o + 4 > sizeof(chunk)) {
+			e->h->buf_add(b, chunk, o);
+			o = 0;
+		}
 	}
 	if (i < n) {
 		uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0);
-		*o++ = tb[v >> 18];
-		*o++ = tb[(v >> 12) & 63];
-		*o++ = i + 1 < n ? tb[(v >> 6) & 63] : '=';
-		*o++ = '=';
+		chunk[o++] = tb[v >> 18];
+		chunk[o++] = tb[(v >> 12) & 63];
+		chunk[o++] = i + 1 < n ? tb[(v >> 6) & 63] : '=';
+		chunk[o++] = '=';
 	}
-	b->len = (size_t)(o - b->p);
-	b->p[b->len] = '\0';
+	e->h->buf_add(b, chunk, o);
 }
 
 /* Sends the head of the dirty list in slot c.  Returns false when
@@ -592,8 +564,9 @@ static bool txn_start(etcd *e, call *c)
 	size_t n = 0, bytes = 0;
 	char lease[40];
 	snprintf(lease, sizeof(lease), "\",\"lease\":\"%lld\"}}", (long long)e->lease);
-	sbuf b = {0};
-	sb_str(&b, "{\"success\":[");
+	const regent_host *h = e->h;
+	regent_buffer b = {0};
+	h->buf_puts(&b, "{\"success\":[");
 	while (n < cap && e->dirty_head) {
 		reg *g = e->dirty_head;
 		size_t klen = strlen(g->key), vlen = g->want ? strlen(g->want) : 0;
@@ -602,17 +575,17 @@ static bool txn_start(etcd *e, call *c)
 			break;
 		bytes += cost;
 		if (n > 0)
-			sb_add(&b, ",", 1);
+			h->buf_add(&b, ",", 1);
 		if (g->want) {
-			sb_str(&b, "{\"request_put\":{\"key\":\"");
-			sb_b64(&b, g->key, klen);
-			sb_str(&b, "\",\"value\":\"");
-			sb_b64(&b, g->want, vlen);
-			sb_str(&b, lease);
+			h->buf_puts(&b, "{\"request_put\":{\"key\":\"");
+			sb_b64(e, &b, g->key, klen);
+			h->buf_puts(&b, "\",\"value\":\"");
+			sb_b64(e, &b, g->want, vlen);
+			h->buf_puts(&b, lease);
 		} else {
-			sb_str(&b, "{\"request_delete_range\":{\"key\":\"");
-			sb_b64(&b, g->key, klen);
-			sb_str(&b, "\"}}");
+			h->buf_puts(&b, "{\"request_delete_range\":{\"key\":\"");
+			sb_b64(e, &b, g->key, klen);
+			h->buf_puts(&b, "\"}}");
 		}
 		dirty_unlink(e, g);
 		g->in_txn = true;
@@ -621,15 +594,15 @@ static bool txn_start(etcd *e, call *c)
 		batch[n++] = g;
 	}
 	if (n == 0) {
-		free(b.p);
+		h->buf_free(&b);
 		free(batch);
 		return false;
 	}
-	sb_str(&b, "]}");
+	h->buf_puts(&b, "]}");
 	c->batch = batch;
 	c->nbatch = n;
 	c->lease = e->lease;
-	if (call_start_text(e, c, OP_TXN, "/v3/kv/txn", b.p, NULL) < 0) {
+	if (call_start_text(e, c, OP_TXN, "/v3/kv/txn", b.data, NULL) < 0) {
 		c->batch = NULL;
 		c->nbatch = 0;
 		batch_release(e, batch, n);

@@ -474,7 +474,7 @@ static void ask(uv_timer_t *t)
 	a->poked = false;
 	uint64_t now = a->h->now_ms();
 	bool due = now >= a->next_full;
-	hx_buf cmd = {0};
+	hx_buf cmd = {.h = a->h};
 	if (!a->nrows || a->ntouched > MAX_TOUCHED || (due && a->nrows <= CHUNK_SERVERS)) {
 		a->asked_kind = ASK_ALL;
 		cycle_reset(a);
@@ -516,7 +516,7 @@ static void ask(uv_timer_t *t)
 		return;
 	}
 	int err = 0;
-	a->req = hx_cli_request(uv_handle_get_loop((uv_handle_t *)t), a->socket, hx_buf_str(&cmd),
+	a->req = hx_cli_request(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket, hx_buf_str(&cmd),
 	                        a->cmd_timeout, on_answer, a, &err);
 	hx_buf_free(&cmd);
 	if (!a->req) {

@@ -126,27 +126,17 @@ static void on_connect(uv_connect_t *req, int status)
 		finish(c, rc);
 }
 
-hx_cli *hx_cli_request(uv_loop_t *loop, const char *path, const char *cmd, uint64_t timeout_ms,
-                       hx_cli_cb cb, void *arg, int *err)
+hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
+                       uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err)
 {
 	struct sockaddr_un sa;
 	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
 		*err = -ENAMETOOLONG;
 		return NULL;
 	}
-	hx_cli *c = calloc(1, sizeof(*c));
-	size_t n = strlen(cmd);
-	char *line = malloc(n + 2);
-	if (!c || !line) {
-		free(c);
-		free(line);
-		*err = -ENOMEM;
-		return NULL;
-	}
-	memcpy(line, cmd, n);
-	line[n] = '\n';
-	line[n + 1] = '\0';
-	c->cmd = line;
+	hx_cli *c = h->xcalloc(1, sizeof(*c));
+	c->cmd = h->xasprintf("%s\n", cmd);
+	c->out.h = h;
 	c->cb = cb;
 	c->arg = arg;
 	uv_pipe_init(loop, &c->pipe, 0);
@@ -171,6 +161,7 @@ void hx_cli_cancel(hx_cli *c)
 /* ------------------------------------------------------------------ */
 
 struct hx_poll {
+	const regent_host *h;
 	uv_loop_t *loop;
 	char *path, *cmd;
 	uint64_t interval, deadline, cmd_timeout;
@@ -223,18 +214,19 @@ static void poll_send(uv_timer_t *t)
 {
 	hx_poll *p = t->data;
 	int err = 0;
-	p->req = hx_cli_request(p->loop, p->path, p->cmd, p->cmd_timeout, poll_answer, p, &err);
+	p->req = hx_cli_request(p->h, p->loop, p->path, p->cmd, p->cmd_timeout, poll_answer, p, &err);
 	if (!p->req)
 		poll_answer(p, err, "", 0);
 }
 
-hx_poll *hx_poll_start(uv_loop_t *loop, const char *path, const char *cmd, uint64_t first_ms,
-                       uint64_t interval_ms, uint64_t timeout_ms, uint64_t cmd_timeout_ms,
-                       hx_poll_fn fn, void *arg)
+hx_poll *hx_poll_start(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
+                       uint64_t first_ms, uint64_t interval_ms, uint64_t timeout_ms,
+                       uint64_t cmd_timeout_ms, hx_poll_fn fn, void *arg)
 {
-	hx_poll *p = calloc(1, sizeof(*p));
-	if (!p || !(p->path = strdup(path)) || !(p->cmd = strdup(cmd)))
-		abort();
+	hx_poll *p = h->xcalloc(1, sizeof(*p));
+	p->h = h;
+	p->path = h->xstrdup(path);
+	p->cmd = h->xstrdup(cmd);
 	p->loop = loop;
 	p->interval = interval_ms;
 	p->deadline = timeout_ms ? uv_now(loop) + timeout_ms : 0;

@@ -284,7 +284,7 @@ static void recover(hx *s)
 	FILE *f = fopen(s->config_file, "r");
 	if (!f)
 		return;
-	hx_buf b = {0};
+	hx_buf b = {.h = s->h};
 	char tmp[8192];
 	size_t n;
 	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0 && b.len < (64u << 20))
@@ -354,7 +354,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->reload_backoff = (regent_backoff){.initial_ms = 1000, .max_ms = 30000};
 	model_setup(s);
 	s->keep_running = h->cfg_bool(ctx, "keep_running");
-	s->g_want = hx_render_global(s->manage ? s->admin_socket : NULL,
+	s->g_want = hx_render_global(s->h, s->manage ? s->admin_socket : NULL,
 	                             s->manage ? s->state_file : NULL,
 	                             s->stats_on ? s->stats_bind : NULL);
 	s->m_runtime = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_haproxy_runtime_updates_total",

@@ -18,22 +18,34 @@
 #define HX_STATS_PROXY "regent-stats"
 
 /* ---- render.c: a growable text buffer ----
- * The host's regent_buffer (plugin.h): the same struct, so a buffer may
- * go to host->buf_* too.  render.c keeps these few functions because it
- * stays host-free: the fuzz harness (tests/fuzz/fuzz_haproxy.c) and the
- * unit tests compile it without a host table, and the renderers run on
- * the hot path without one (hx_buf_take also trims the slack of a text
- * that is kept). */
+ * The host's regent_buffer (plugin.h) with the host it grows through:
+ * every append is host->buf_* (out of memory aborts, as the host says).
+ * Set h before the first use: hx_buf b = {.h = host}.  data, len and cap
+ * are the regent_buffer's own fields (rb is the same struct as a whole,
+ * for the host's entries): read data and len, or shorten len, as plugin.h
+ * allows. */
 
-typedef regent_buffer hx_buf;
+typedef struct hx_buf {
+	union {
+		regent_buffer rb;
+		struct {
+			char *data;
+			size_t len, cap;
+		};
+	};
+	const regent_host *h;
+} hx_buf;
 
-void hx_buf_add(hx_buf *b, const char *s, size_t n);
-void hx_buf_puts(hx_buf *b, const char *s);
-void hx_buf_printf(hx_buf *b, const char *fmt, ...) REGENT_PRINTF(2, 3);
+/* Appends: the host's entries themselves (b is evaluated more than once). */
+#define hx_buf_add(b, s, n) ((b)->h->buf_add(&(b)->rb, (s), (n)))
+#define hx_buf_puts(b, s) ((b)->h->buf_puts(&(b)->rb, (s)))
+#define hx_buf_printf(b, ...) ((b)->h->buf_printf(&(b)->rb, __VA_ARGS__))
 /* The text (never NULL, "" when empty); the buffer keeps ownership. */
 const char *hx_buf_str(hx_buf *b);
-/* Hands the text over (malloc'd, never NULL) and empties the buffer. */
+/* Hands the text over (malloc'd, never NULL, no doubling slack: a text
+ * that is kept is trimmed) and empties the buffer (h stays). */
 char *hx_buf_take(hx_buf *b);
+/* Releases the text (h stays: the buffer may be used again). */
 void hx_buf_free(hx_buf *b);
 
 /* ---- render.c: validation of everything that reaches the file ---- */
@@ -89,8 +101,8 @@ typedef struct hx_svc_cfg {
 	const char *state_file;  /* else: local, server-state-file-name (drive mode) */
 } hx_svc_cfg;
 
-/* The listen block without its server lines. */
-char *hx_render_listen(const hx_svc_cfg *c);
+/* The listen block without its server lines (malloc'd). */
+char *hx_render_listen(const regent_host *h, const hx_svc_cfg *c);
 
 typedef struct hx_server_line {
 	bool enabled;            /* else "disabled" with 0.0.0.0:0 */
@@ -105,7 +117,8 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
  * server-state file every listen loads (declared once here: haproxy reads
  * it once, not once per proxy; NULL: none) and the stats listener (NULL:
  * none). */
-char *hx_render_global(const char *admin_socket, const char *state_file, const char *stats_bind);
+char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
+                       const char *stats_bind);
 
 /* Renders a duration in ms as haproxy text ("1500ms", "2s"). */
 void hx_fmt_ms(char *out, size_t n, uint64_t ms);
@@ -144,7 +157,7 @@ void hx_parse_show_stat(const char *out,
  * servers from the configuration.  keep() gets the server name, address,
  * port, operational state (2: up) and admin state.  Returns malloc'd text
  * (the "1" and "#" header lines are kept). */
-char *hx_filter_state(const char *dump,
+char *hx_filter_state(const regent_host *h, const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
                                    unsigned port, unsigned op, unsigned admin),
                       void *arg);
@@ -171,8 +184,8 @@ typedef void (*hx_cli_cb)(void *arg, int status, const char *out, size_t len);
 /* Connects to path, writes cmd + "\n", shuts the write side, reads to EOF.
  * The callback runs exactly once unless hx_cli_cancel() was called.  Returns
  * NULL with *err on a setup failure. */
-hx_cli *hx_cli_request(uv_loop_t *loop, const char *path, const char *cmd, uint64_t timeout_ms,
-                       hx_cli_cb cb, void *arg, int *err);
+hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
+                       uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err);
 void hx_cli_cancel(hx_cli *c);
 
 /* ---- proc.c: the checked candidate renamed over the file ---- */
@@ -208,9 +221,9 @@ typedef struct hx_poll hx_poll;
  * to ask again after the interval, anything else to finish with it.  At
  * the deadline it is called once more with -ETIMEDOUT (result ignored). */
 typedef int (*hx_poll_fn)(void *arg, int status, const char *out);
-hx_poll *hx_poll_start(uv_loop_t *loop, const char *path, const char *cmd, uint64_t first_ms,
-                       uint64_t interval_ms, uint64_t timeout_ms, uint64_t cmd_timeout_ms,
-                       hx_poll_fn fn, void *arg);
+hx_poll *hx_poll_start(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
+                       uint64_t first_ms, uint64_t interval_ms, uint64_t timeout_ms,
+                       uint64_t cmd_timeout_ms, hx_poll_fn fn, void *arg);
 void hx_poll_cancel(hx_poll *p);
 
 /* ---- master.c: the managed haproxy (spawn, adopt, restart, stop) ---- */
@@ -259,7 +272,7 @@ void hx_sup_free(hx_sup *s);
 /* Blocking (validate runs outside the loop): `bin -c -f <inc>... -f
  * <a temporary file holding global>` with a time limit.  Returns 0, or a
  * negative errno with haproxy's first message (or why it cannot run). */
-int hx_check_binary(const char *bin, const char *const *inc, size_t ninc, const char *global,
-                    uint64_t timeout_ms, char *why, size_t whylen);
+int hx_check_binary(const regent_host *h, const char *bin, const char *const *inc, size_t ninc,
+                    const char *global, uint64_t timeout_ms, char *why, size_t whylen);
 
 #endif

@@ -223,7 +223,7 @@ static int ready_answer(void *arg, int status, const char *out)
 static void ready_poll(hx_sup *s, uint64_t first_ms)
 {
 	hx_poll_cancel(s->ready);
-	s->ready = hx_poll_start(s->c.loop, s->master_socket, "show proc", first_ms, 50, 0,
+	s->ready = hx_poll_start(s->c.h, s->c.loop, s->master_socket, "show proc", first_ms, 50, 0,
 	                         s->c.cmd_timeout, ready_answer, s);
 }
 
@@ -417,8 +417,8 @@ void hx_sup_adopt(hx_sup *s, void (*done)(void *arg, int result, const char *why
 {
 	s->adopt_done = done;
 	s->adopt_arg = arg;
-	s->probe = hx_poll_start(s->c.loop, s->master_socket, "show proc", 0, 0, 0, s->c.cmd_timeout,
-	                         probe_answer, s);
+	s->probe = hx_poll_start(s->c.h, s->c.loop, s->master_socket, "show proc", 0, 0, 0,
+	                         s->c.cmd_timeout, probe_answer, s);
 }
 
 bool hx_sup_busy(const hx_sup *s)
@@ -498,14 +498,11 @@ void hx_sup_free(hx_sup *s)
 /* --check-config: haproxy -c, blocking (validate runs off the loop)   */
 /* ------------------------------------------------------------------ */
 
-int hx_check_binary(const char *bin, const char *const *inc, size_t ninc, const char *global,
-                    uint64_t timeout_ms, char *why, size_t whylen)
+int hx_check_binary(const regent_host *h, const char *bin, const char *const *inc, size_t ninc,
+                    const char *global, uint64_t timeout_ms, char *why, size_t whylen)
 {
 	const char *td = getenv("TMPDIR");
-	char *tmp = malloc(strlen(td && *td ? td : "/tmp") + 40);
-	if (!tmp)
-		abort();
-	sprintf(tmp, "%s/regent-haproxy-check-XXXXXX", td && *td ? td : "/tmp");
+	char *tmp = h->xasprintf("%s/regent-haproxy-check-XXXXXX", td && *td ? td : "/tmp");
 	int fd = mkstemp(tmp);
 	if (fd < 0 || write(fd, global, strlen(global)) != (ssize_t)strlen(global)) {
 		snprintf(why, whylen, "cannot write a temporary file %s: %s", tmp, strerror(errno));
@@ -517,9 +514,7 @@ int hx_check_binary(const char *bin, const char *const *inc, size_t ninc, const 
 		return 0; /* not haproxy's fault: the real check runs at start */
 	}
 	close(fd);
-	char **argv = calloc(6 + 2 * ninc, sizeof(*argv));
-	if (!argv)
-		abort();
+	char **argv = h->xcalloc(6 + 2 * ninc, sizeof(*argv));
 	size_t n = 0;
 	argv[n++] = (char *)bin;
 	argv[n++] = "-c";

@@ -193,6 +193,7 @@ svc *hx_svc_get(hx_model *m, const char *name)
 		return v;
 	v = m->h->xcalloc(1, sizeof(*v));
 	v->h = m->h;
+	v->warn_now.h = m->h;
 	v->name = m->h->xstrdup(name);
 	v->pxid = id_alloc(m);
 	v->next = m->svcs; /* sorted again by hx_model_sort() */
@@ -342,8 +343,8 @@ static bool build_shape(hx_model *m, svc *v, long port, shape *out)
 	ss.c.state_file = m->state_file;
 	char t[32];
 	hx_fmt_ms(t, sizeof(t), inter);
-	out->listen = hx_render_listen(&ss.c);
-	hx_buf o = {0};
+	out->listen = hx_render_listen(m->h, &ss.c);
+	hx_buf o = {.h = m->h};
 	hx_buf_printf(&o, " check inter %s%s", t, hx_buf_str(&ss.srvopts));
 	out->srvopts = hx_buf_take(&o);
 	out->nslots = (size_t)(ss.slots > 0 ? ss.slots : m->slots_default);
@@ -811,7 +812,7 @@ char *hx_model_excluded_note(hx_model *m)
 {
 	if (!m->nexcluded)
 		return NULL;
-	hx_buf b = {0};
+	hx_buf b = {.h = m->h};
 	size_t shown = 0;
 	for (svc *v = m->svcs; v; v = v->next) {
 		if (!v->excluded)

@@ -143,7 +143,7 @@ static bool mirror_service(hx *s, svc *v, hx_buf *b)
  * text differs from s->file_text. */
 static char *render_mirror(hx *s, bool *changed)
 {
-	hx_buf b = {0};
+	hx_buf b = {.h = s->h};
 	if (s->file_text) {
 		/* About the last text's size: no doubling and copying on the way
 		 * (a few MB at 10,000 servers). */
@@ -183,7 +183,7 @@ static void mirror_invalidate(hx *s)
 
 static char *render_file(hx *s, which w)
 {
-	hx_buf b = {0};
+	hx_buf b = {.h = s->h};
 	file_header(s, &b, w == R_RUN ? s->g_run : s->g_cand);
 	/* Lines of the candidate, so that an error haproxy -c reports at a
 	 * line can be pinned on its service. */
@@ -479,8 +479,8 @@ static char *state_text(hx *s, const char *dump)
 	for (svc *v = s->m.svcs; v; v = v->next)
 		for (size_t i = 0; i < v->nslots; i++)
 			v->slots[i].state_kept = v->slots[i].state_up = false;
-	char *kept = hx_filter_state(dump, keep_state_line, s);
-	hx_buf b = {0};
+	char *kept = hx_filter_state(s->h, dump, keep_state_line, s);
+	hx_buf b = {.h = s->h};
 	hx_buf_puts(&b, kept);
 	free(kept);
 	size_t npending = 0;
@@ -543,7 +543,7 @@ void hx_start_dump(hx *s)
 		return;
 	}
 	int err = 0;
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
 	                              on_dump, s, &err);
 	if (!s->admin_req)
 		write_state(s, "1\n");

@@ -83,7 +83,7 @@ static int confirm_proc(void *arg, int status, const char *out)
 			 * that worker's. */
 			s->want_worker = pi.worker_pid;
 			uint64_t now = s->h->now_ms();
-			s->confirm = hx_poll_start(s->loop, s->admin_socket, "show info", 0, 50,
+			s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50,
 			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
 			                           s->cmd_timeout, confirm_info, s);
 			return 1;
@@ -98,7 +98,7 @@ static void enter_confirm(hx *s)
 	s->confirm_deadline = s->h->now_ms() + 15000;
 	s->want_worker = 0;
 	bool proc = s->master_socket != NULL;
-	s->confirm = hx_poll_start(s->loop, proc ? s->master_socket : s->admin_socket,
+	s->confirm = hx_poll_start(s->h, s->loop, proc ? s->master_socket : s->admin_socket,
 	                           proc ? "show proc" : "show info", 20, 50, 15000, s->cmd_timeout,
 	                           proc ? confirm_proc : confirm_info, s);
 }
@@ -134,7 +134,7 @@ static void on_before_proc(void *arg, int status, const char *out, size_t len)
 		return;
 	}
 	int err = 0;
-	s->master_req = hx_cli_request(s->loop, s->master_socket, "reload", s->cmd_timeout,
+	s->master_req = hx_cli_request(s->h, s->loop, s->master_socket, "reload", s->cmd_timeout,
 	                               on_reload_sent, s, &err);
 	if (!s->master_req)
 		reload_fail(s, strerror(-err));
@@ -178,10 +178,10 @@ void hx_reload_start(hx *s)
 	s->ps = P_RELOAD;
 	int err = 0;
 	if (s->master_socket)
-		s->master_req = hx_cli_request(s->loop, s->master_socket, "show proc", s->cmd_timeout,
+		s->master_req = hx_cli_request(s->h, s->loop, s->master_socket, "show proc", s->cmd_timeout,
 		                               on_before_proc, s, &err);
 	else
-		s->master_req = hx_cli_request(s->loop, s->admin_socket, "show info", s->cmd_timeout,
+		s->master_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show info", s->cmd_timeout,
 		                               on_before_info, s, &err);
 	if (!s->master_req)
 		reload_fail(s, strerror(-err));

@@ -1,8 +1,10 @@
 /* render.c - the haproxy sink's pure helpers: validation of every value
  * that reaches the generated file, rendering of that file, and parsing of
  * what haproxy answers (show proc, show stat, show info, show servers
- * state) and of a file written by an earlier run.  No I/O, no loop: unit
- * tested on its own (tests/haproxy/test_render.c). */
+ * state) and of a file written by an earlier run.  No I/O, no loop: its
+ * text grows through the host's buffer (hx_buf carries the host); unit
+ * tested with the core's host table (tests/haproxy/test_render.c) and
+ * fuzzed (tests/fuzz/fuzz_haproxy.c). */
 #include "hx.h"
 
 #include <arpa/inet.h>
@@ -13,49 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- buffer ---- */
-
-static void buf_grow(hx_buf *b, size_t extra)
-{
-	if (b->len + extra + 1 <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + extra + 1)
-		cap *= 2;
-	char *p = realloc(b->data, cap);
-	if (!p)
-		abort(); /* out of memory: nothing sensible left to do */
-	b->data = p;
-	b->cap = cap;
-}
-
-void hx_buf_add(hx_buf *b, const char *s, size_t n)
-{
-	buf_grow(b, n);
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void hx_buf_puts(hx_buf *b, const char *s)
-{
-	hx_buf_add(b, s, strlen(s));
-}
-
-void hx_buf_printf(hx_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	buf_grow(b, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
+/* ---- buffer: the host's (hx.h) ---- */
 
 const char *hx_buf_str(hx_buf *b)
 {
@@ -64,26 +24,19 @@ const char *hx_buf_str(hx_buf *b)
 
 char *hx_buf_take(hx_buf *b)
 {
-	if (!b->data) {
-		buf_grow(b, 0);
-		b->data[0] = '\0';
-	}
 	char *p = b->data;
-	if (b->cap > b->len + 1 + b->len / 8) { /* kept texts hold no doubling slack */
-		char *q = realloc(p, b->len + 1);
-		if (q)
-			p = q;
-	}
-	b->data = NULL;
-	b->len = b->cap = 0;
+	if (!p) /* nothing was added */
+		p = b->h->xstrdup("");
+	else if (b->cap > b->len + 1 + b->len / 8) /* kept texts hold no doubling slack */
+		p = b->h->xrealloc(p, b->len + 1);
+	b->rb = (regent_buffer){0};
 	return p;
 }
 
 void hx_buf_free(hx_buf *b)
 {
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
+	if (b->data)
+		b->h->buf_free(&b->rb);
 }
 
 /* ---- validation ---- */
@@ -355,9 +308,9 @@ void hx_fmt_ms(char *out, size_t n, uint64_t ms)
 		snprintf(out, n, "%llums", (unsigned long long)ms);
 }
 
-char *hx_render_listen(const hx_svc_cfg *c)
+char *hx_render_listen(const regent_host *h, const hx_svc_cfg *c)
 {
-	hx_buf b = {0};
+	hx_buf b = {.h = h};
 	char t1[32], t2[32], t3[32];
 	hx_buf_printf(&b, "listen %s\n", c->name);
 	if (c->id)
@@ -413,9 +366,10 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 	hx_buf_puts(b, "\n");
 }
 
-char *hx_render_global(const char *admin_socket, const char *state_file, const char *stats_bind)
+char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
+                       const char *stats_bind)
 {
-	hx_buf b = {0};
+	hx_buf b = {.h = h};
 	if (admin_socket || state_file) {
 		hx_buf_puts(&b, "global\n");
 		if (admin_socket)
@@ -607,12 +561,12 @@ void hx_parse_show_stat(const char *out,
 	}
 }
 
-char *hx_filter_state(const char *dump,
+char *hx_filter_state(const regent_host *h, const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
                                    unsigned port, unsigned op, unsigned admin),
                       void *arg)
 {
-	hx_buf b = {0};
+	hx_buf b = {.h = h};
 	for (const char *p = dump; p && *p;) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);

@@ -119,7 +119,7 @@ bool hx_learn(hx *s)
 {
 	int err = 0;
 	s->batch_epoch = s->epoch;
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
 	                              on_learn, s, &err);
 	if (!s->admin_req) {
 		s->learn_pending = false;
@@ -357,7 +357,7 @@ static bool batch_slot(void *arg, svc *v, size_t i)
  * O(queued slots). */
 bool hx_send_cmds(hx *s)
 {
-	batch c = {.s = s};
+	batch c = {.s = s, .b = {.h = s->h}};
 	for (svc *v = s->m.qhead, *next; v; v = next) {
 		next = v->qnext;
 		if (v->nrq)
@@ -371,7 +371,7 @@ bool hx_send_cmds(hx *s)
 	s->batch_slots = c.nslots;
 	int err = 0;
 	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&c.b));
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, hx_buf_str(&c.b), s->cmd_timeout,
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&c.b), s->cmd_timeout,
 	                              on_admin_cmds, s, &err);
 	hx_buf_free(&c.b);
 	if (!s->admin_req) {
@@ -464,7 +464,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 	 * being the slots' order), so that a poll costs O(draining) in
 	 * haproxy's answer, not O(servers of the service); a service with
 	 * many draining at once is asked whole. */
-	hx_buf b = {0};
+	hx_buf b = {.h = s->h};
 	for (svc *v = s->m.qhead, *next; v; v = next) {
 		next = v->qnext;
 		if (!v->ndq)
@@ -487,7 +487,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 	}
 	int err = 0;
 	s->admin_polling = true;
-	s->admin_req = hx_cli_request(s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
 	                              on_admin_poll, s, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {

@@ -137,11 +137,11 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
 	bool lb = false;
 	uint16_t sport = 0;
 	bool stats_on = st && strcmp(st, "off") != 0 && parse_stats(st, sb, sizeof(sb), &sport, &lb);
-	char *global = hx_render_global(manage ? "/nonexistent/regent-check.sock" : NULL, NULL,
+	char *global = hx_render_global(h, manage ? "/nonexistent/regent-check.sock" : NULL, NULL,
 	                                stats_on ? sb : NULL);
 	const char *const *inc;
 	size_t ninc = h->cfg_list(ctx, "include", &inc);
-	int rc = hx_check_binary(h->cfg_string(ctx, "haproxy"), inc, ninc, global,
+	int rc = hx_check_binary(h, h->cfg_string(ctx, "haproxy"), inc, ninc, global,
 	                         h->cfg_duration_ms(ctx, "check_timeout"), why, whylen);
 	free(global);
 	return rc;

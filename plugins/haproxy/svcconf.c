@@ -17,6 +17,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
                      char *why, size_t whylen)
 {
 	memset(st, 0, sizeof(*st));
+	st->srvopts.h = h;
 	st->opts.weight = 1;
 	const char *mode = h->service_string(ctx, name, "mode");
 	if (mode && strcmp(mode, "tcp") != 0 && strcmp(mode, "http") != 0) {
@@ -70,7 +71,7 @@ int hx_read_settings(regent_ctx *ctx, const regent_host *h, const char *name, sv
 			}
 			items[nopts++] = t;
 		}
-		hx_buf tmp = {0};
+		hx_buf tmp = {.h = h};
 		if (rc == 0)
 			rc = hx_server_options_info(items, nopts, &tmp, &st->opts, why, whylen);
 		if (rc == 0)

@@ -3,6 +3,7 @@
  * mapping rules, published ports and internal mode (which a host-network
  * test daemon cannot produce live), hostile labels, malformed input. */
 #include "decode.h"
+#include "host.h" /* the core's host table (regent_core): decode.c allocates through it */
 
 #include <errno.h>
 #include <setjmp.h>
@@ -90,8 +91,10 @@ static void assert_clean(const dk_result *r)
 			assert_true((unsigned char)*p >= 0x20);
 }
 
-static const dk_settings host_mode = {.node = "n1", .host_ip = "10.0.0.9", .internal = false};
-static const dk_settings internal_mode = {.node = "n1", .host_ip = NULL, .internal = true};
+static const dk_settings host_mode = {
+	.h = &regent_host_table, .node = "n1", .host_ip = "10.0.0.9", .internal = false};
+static const dk_settings internal_mode = {
+	.h = &regent_host_table, .node = "n1", .host_ip = NULL, .internal = true};
 
 /* ------------------------------------------------------------------ */
 
@@ -166,7 +169,7 @@ static void test_published(void **state)
 	dk_result_free(&r);
 
 	/* no host_ip, not internal: nothing, with a note */
-	dk_settings none = {.node = "n1", .host_ip = NULL, .internal = false};
+	dk_settings none = {.h = &regent_host_table, .node = "n1", .host_ip = NULL, .internal = false};
 	assert_int_equal(dk_build(&c, &none, &r), 0);
 	assert_int_equal(r.n, 0);
 	assert_true(has_msg(r.notes, r.nnotes, "no host_ip"));
@@ -770,19 +773,20 @@ static void test_helpers(void **state)
 	dk_escape("\xff\x01", out, sizeof out);
 	assert_string_equal(out, "\\xff\\x01");
 
-	assert_true(dk_valid_service("whoami"));
-	assert_true(dk_valid_service("a.b_c-d9"));
-	assert_false(dk_valid_service("-a"));
-	assert_false(dk_valid_service("x/../../y"));
-	assert_false(dk_valid_service("a b"));
-	assert_false(dk_valid_service("a\nb"));
-	assert_false(dk_valid_service(""));
+	/* the service-name rule the labels are checked with: the host's */
+	assert_true(regent_host_table.valid_service("whoami"));
+	assert_true(regent_host_table.valid_service("a.b_c-d9"));
+	assert_false(regent_host_table.valid_service("-a"));
+	assert_false(regent_host_table.valid_service("x/../../y"));
+	assert_false(regent_host_table.valid_service("a b"));
+	assert_false(regent_host_table.valid_service("a\nb"));
+	assert_false(regent_host_table.valid_service(""));
 	char long_name[70];
 	memset(long_name, 'a', 64);
 	long_name[64] = '\0';
-	assert_false(dk_valid_service(long_name));
+	assert_false(regent_host_table.valid_service(long_name));
 	long_name[63] = '\0';
-	assert_true(dk_valid_service(long_name));
+	assert_true(regent_host_table.valid_service(long_name));
 }
 
 static void test_inst_copy(void **state)

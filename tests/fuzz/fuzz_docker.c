@@ -8,14 +8,15 @@
 #include "core.h"
 #include "decode.h"
 #include "fuzz.h"
+#include "host.h" /* the core's host table: decode.c allocates through it */
 
 #include <errno.h>
 
 static const dk_settings modes[] = {
-	{.node = "n1", .host_ip = "10.0.0.9", .internal = false},
-	{.node = "n1", .host_ip = NULL, .internal = true},
-	{.node = "node-2", .host_ip = "fd00::9", .internal = true},
-	{.node = "n1", .host_ip = NULL, .internal = false},
+	{.h = &regent_host_table, .node = "n1", .host_ip = "10.0.0.9", .internal = false},
+	{.h = &regent_host_table, .node = "n1", .host_ip = NULL, .internal = true},
+	{.h = &regent_host_table, .node = "node-2", .host_ip = "fd00::9", .internal = true},
+	{.h = &regent_host_table, .node = "n1", .host_ip = NULL, .internal = false},
 };
 
 static void check_msgs(char **m, size_t n)
@@ -120,7 +121,7 @@ static void check_strings(const uint8_t *data, size_t size)
 	CHECK(sig == -1 || (sig > 0 && sig < 65), "signal %d", sig);
 	(void)dk_parse_time(s);
 	(void)dk_is_loopback(s);
-	(void)dk_valid_service(s);
+	(void)regent_host_table.valid_service(s);
 	free(s);
 }
 

@@ -8,9 +8,11 @@
  * hx_parse_file as rendered; no control byte but the newlines; the
  * runtime API command for each server is a single command on one line.
  * haproxy's answers (show proc/info/stat/servers state) are parsed from
- * the raw input too. */
+ * the raw input too.  The text grows through the core's own host table
+ * (core/helpers.c, linked from regent_core), as in the plugin. */
 #include "core.h"
 #include "fuzz.h"
+#include "host.h"
 #include "hx.h"
 
 #include <errno.h>
@@ -24,6 +26,8 @@ typedef struct seen {
 	char id[256];
 	bool has_id, enabled;
 } seen;
+
+static const regent_host *H = &regent_host_table;
 
 static seen got[MAX_SERVERS];
 static size_t extra;
@@ -70,7 +74,7 @@ static void answers(const uint8_t *data, size_t size)
 	(void)hx_parse_show_proc(s, &pi);
 	(void)hx_parse_info_pid(s);
 	hx_parse_show_stat(s, on_stat, NULL);
-	char *f = hx_filter_state(s, keep_all, NULL);
+	char *f = hx_filter_state(H, s, keep_all, NULL);
 	free(f);
 	size_t len = 0;
 	(void)hx_cli_error(s, &len);
@@ -86,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	char *f[7 + 3 * MAX_SERVERS] = {0};
 	size_t nf = fz_split(data, size, 0, f, sizeof(f) / sizeof(f[0]));
-	hx_buf out = {0}, opts = {0};
+	hx_buf out = {.h = H}, opts = {.h = H};
 	char *listen = NULL;
 	if (nf < 7)
 		goto done;
@@ -125,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.t_check = 0,
 		.state_file = hx_valid_file_path(f[6]) ? f[6] : NULL,
 	};
-	listen = hx_render_listen(&cfg);
+	listen = hx_render_listen(H, &cfg);
 	hx_buf_puts(&out, listen);
 	size_t nslots = (nf - 7) / 3;
 	char canon[MAX_SERVERS][HX_ADDR_MAX];
@@ -192,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(got[i].has_id == has && (!has || strcmp(got[i].id, id) == 0),
 		      "slot %zu id \"%s\" read back as \"%s\"", i + 1, id, got[i].id);
 	}
-	char *g = hx_render_global(NULL, NULL, bind);
+	char *g = hx_render_global(H, NULL, NULL, bind);
 	CHECK(fz_clean(g, strlen(g), "\n"), "global");
 	free(g);
 done:

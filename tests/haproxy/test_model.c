@@ -169,6 +169,12 @@ static void setup_host(void)
 	host.xcalloc = regent_xcalloc; /* the core's ABI 1.4 helpers (regent_core) */
 	host.xrealloc = regent_xrealloc;
 	host.xstrdup = regent_h_strdup;
+	host.xasprintf = regent_xasprintf;
+	host.buf_add = regent_buf_add; /* hx_buf: the host's buffer */
+	host.buf_puts = regent_h_buf_puts;
+	host.buf_printf = regent_buf_printf;
+	host.buf_vprintf = regent_buf_vprintf;
+	host.buf_free = regent_buf_free;
 }
 
 static void bury_svc(fsvc *f)

@@ -1,17 +1,21 @@
 /* test_render.c - unit tests of the haproxy sink's pure helpers
  * (plugins/haproxy/render.c): validation of everything that reaches the
  * generated file (hostile values included, bypassing the core's own
- * checks), rendering, and parsing of haproxy's answers. */
+ * checks), rendering, and parsing of haproxy's answers.  The text grows
+ * through the core's own host table (regent_core), as in the plugin. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "host.h" /* the core's host table (regent_core) */
 #include "hx.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+static const regent_host *H = &regent_host_table;
 
 static void test_valid_ip(void **st)
 {
@@ -76,7 +80,7 @@ static void test_bind(void **st)
 
 static int opts(const char *const *items, size_t n, char *out, size_t outlen)
 {
-	hx_buf b = {0};
+	hx_buf b = {.h = H};
 	char why[256] = "";
 	int rc = hx_server_options(items, n, &b, why, sizeof(why));
 	snprintf(out, outlen, "%s", rc == 0 ? hx_buf_str(&b) : why);
@@ -138,7 +142,7 @@ static void test_render(void **st)
 	hx_svc_cfg c = {.name = "web", .id = 10001, .bind = "127.0.0.1:8000", .http = true, .check_path = "/h",
 	                .balance = "roundrobin", .maxconn = 100, .retries = 3, .t_connect = 5000,
 	                .t_client = 60000, .t_server = 1500, .state_global = true};
-	char *l = hx_render_listen(&c);
+	char *l = hx_render_listen(H, &c);
 	assert_non_null(strstr(l, "listen web\n    id 10001\n    bind 127.0.0.1:8000\n    mode http\n"));
 	assert_non_null(strstr(l, "    timeout server 1500ms\n"));
 	assert_non_null(strstr(l, "    option httpchk GET /h\n"));
@@ -148,11 +152,11 @@ static void test_render(void **st)
 	free(l);
 	c.state_global = false; /* drive mode: the user's global is theirs */
 	c.state_file = "/s/state";
-	l = hx_render_listen(&c);
+	l = hx_render_listen(H, &c);
 	assert_non_null(strstr(l, "    load-server-state-from-file local\n"
 	                          "    server-state-file-name /s/state\n"));
 	free(l);
-	hx_buf b = {0};
+	hx_buf b = {.h = H};
 	hx_server_line a = {.enabled = true, .addr = "10.0.0.1", .port = 80, .id = "n/1/80"};
 	hx_server_line d = {.enabled = false};
 	hx_server_line v6 = {.enabled = true, .addr = "::1", .port = 81, .id = "x\nlisten evil"};
@@ -163,15 +167,15 @@ static void test_render(void **st)
 	                                    "    server s2 0.0.0.0:0 check disabled\n"
 	                                    "    server s3 [::1]:81 check\n");
 	hx_buf_free(&b);
-	char *g = hx_render_global("/run/a.sock", "/s/state", "127.0.0.1:1936");
+	char *g = hx_render_global(H, "/run/a.sock", "/s/state", "127.0.0.1:1936");
 	assert_non_null(strstr(g, "global\n    stats socket /run/a.sock mode 600 level admin\n"
 	                          "    server-state-file /s/state\n"));
 	assert_non_null(strstr(g, "listen " HX_STATS_PROXY "\n    id 10000\n    bind 127.0.0.1:1936\n"));
 	free(g);
-	g = hx_render_global(NULL, NULL, NULL);
+	g = hx_render_global(H, NULL, NULL, NULL);
 	assert_string_equal(g, "");
 	free(g);
-	g = hx_render_global(NULL, "/s/state", NULL);
+	g = hx_render_global(H, NULL, "/s/state", NULL);
 	assert_string_equal(g, "global\n    server-state-file /s/state\n\n");
 	free(g);
 }
@@ -275,7 +279,7 @@ static void test_filter_state(void **st)
 		"2 web 1 s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
 		"2 web 2 s2 10.0.0.2 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
 		"3 other 1 a 10.9.9.9 2 0 1 1 2 6 3 4 6 0 0 0 - 99 - 0 0 - - 0\n\n";
-	char *f = hx_filter_state(dump, keep_s1, NULL);
+	char *f = hx_filter_state(H, dump, keep_s1, NULL);
 	assert_string_equal(f, "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state "
 	                       "srv_admin_state ...\n"
 	                       "2 web 1 s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
@@ -288,7 +292,7 @@ static void test_filter_state(void **st)
 static void test_state_pending_line(void **st)
 {
 	(void)st;
-	hx_buf b = {0};
+	hx_buf b = {.h = H};
 	hx_state_pending_line(&b, 7, "web", 2, "10.0.0.3", 8080, 1, false);
 	hx_state_pending_line(&b, 0, "api", 0, "::1", 443, 5, true);
 	assert_string_equal(hx_buf_str(&b),
