@@ -4,8 +4,9 @@
  * answer and its failure kind, endpoint rotation (at once on "no leader"
  * and transport errors, once around the endpoints, then backoff),
  * authentication (user/password -> token, refused tokens), the recovery
- * probe that notices a registry answering again, health, and the start
- * handshake (host->started).
+ * probe that notices a registry answering again, the raft term of every
+ * answer (a new leader: writes sent again, retries resumed), health, and
+ * the start handshake (host->started).
  *
  * Owns: the token, the endpoint index, the per-op call slots' requests.
  */
@@ -526,7 +527,13 @@ void auth_done(etcd *e, call *c, resp *r)
  *  - while a watch or a write is open there, a member that froze (no
  *    answer within check_interval) or lost its leader is left at once:
  *    the calls waiting on it move to the next endpoint instead of
- *    waiting for their timeout (a watch has none). */
+ *    waiting for their timeout (a watch has none; an open watch stays on
+ *    a live member without a leader);
+ *  - while an election may be under way (a member failed or had no
+ *    leader) and a write or a read waits, every ELECTION_PROBE_MS: the
+ *    first answer with a new raft term (saw_term) sends the waiting
+ *    writes again and resumes the waiting retries, so regent adds about
+ *    one check interval to etcd's own election. */
 /* A write (txn, keepalive) at the current endpoint older than this is
  * suspect: it may have been forwarded to a leader that is gone. */
 #define STUCK_MS 250u

@@ -5,8 +5,13 @@
 # agents move to the next member instead of waiting for the request timeout; a member that
 # accepts connections but never answers (frozen) is left when its check is not answered within
 # 200 ms while the next member's is.  Measured: the time from the fault to a new instance of a
-# in b's catalog, with the leader SIGKILLed and, separately, SIGSTOPped (frozen).  Target
-# < 1.5 s; the checks use generous bounds (a loaded test machine) and the figures are printed.
+# in b's catalog, with the leader SIGKILLed and, separately, SIGSTOPped (frozen), broken down
+# from the logs into etcd's own election (the signal -> the first "became leader" after it in
+# an etcd log) and regent's part (the new leader -> a's "put" answered -> b's catalog change ->
+# seen by this test in b's sink, polled every 10 ms).  Target < 1.5 s in all, regent's part
+# < 0.1 s (docs/etcd.md); the checks use generous bounds (a loaded test machine: 10 s in all,
+# 1 s for regent's part) and the figures are printed.  etcd runs with its default
+# heartbeat-interval (100 ms) and election-timeout (1000 ms, randomised in [1x, 2x)).
 # RUNS=N (default 1) repeats both faults N times (the agents restarted before each run with
 # the new leader listed first) and prints min/median/max.
 source "$(dirname "$0")/lib.sh"
