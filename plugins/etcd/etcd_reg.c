@@ -662,7 +662,8 @@ void txn_done(etcd *e, call *c, resp *r)
 			g->rev = rev;
 			puts++;
 			if (debug)
-				e->h->log(e->ctx, REGENT_LOG_DEBUG, "put %s", g->key);
+				e->h->log(e->ctx, REGENT_LOG_DEBUG, "put %s (txn answered %llu ms after it was sent)",
+				          g->key, (unsigned long long)(e->h->now_ms() - c->t0));
 		} else {
 			reg_set_have(e, g, false, NULL, false);
 			dels++;

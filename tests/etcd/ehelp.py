@@ -17,10 +17,11 @@
   ehelp.py failover-times FAULT SEEN KEY AGENT_LOG CLIENT_LOG ETCD_LOG...
                                 the failover's parts, from the logs: FAULT and SEEN are epoch
                                 seconds (signal sent, line seen in the client's sink); prints
-                                "etcd register discover seen" in seconds: fault -> first
-                                "became leader" after it in an etcd log, -> the backend agent's
-                                "put KEY" answer, -> the client's first catalog change after
-                                the fault, -> SEEN; exit 1 when a log line is missing
+                                "election sent commit discover seen" in seconds: fault -> first
+                                "became leader" after it in an etcd log, -> the backend agent
+                                sent the txn that put KEY, -> its answer, -> the client's first
+                                catalog change after the fault, -> SEEN; exit 1 when a log line
+                                is missing
   ehelp.py big-put EP KEY SIZE PORT
                                 put an instance whose JSON value is SIZE bytes at KEY
   ehelp.py bulk-put EP SERVICE N [BATCH]
@@ -334,13 +335,14 @@ def failover_times(fault, seen, key, agent_log, client_log, etcd_logs):
                     int(m.group(2)) / 1000
                 if t > fault and (leader is None or t < leader):
                     leader = t
-    put = None
+    put = sent = None
     with open(agent_log, errors="replace") as f:
         for line in f:
-            if line.rstrip("\n").endswith(": put " + key):
+            m = re.search(r": put " + re.escape(key) + r" \(txn answered (\d+) ms after", line)
+            if m:
                 t = regent_ts(line)
                 if t is not None and t > fault:
-                    put = t
+                    put, sent = t, t - int(m.group(1)) / 1000
                     break
     cat = None
     with open(client_log, errors="replace") as f:
@@ -353,7 +355,8 @@ def failover_times(fault, seen, key, agent_log, client_log, etcd_logs):
     if None in (leader, put, cat):
         print("missing: leader %s put %s catalog %s" % (leader, put, cat), file=sys.stderr)
         return 1
-    print("%.3f %.3f %.3f %.3f" % (leader - fault, put - leader, cat - put, seen - cat))
+    print("%.3f %.3f %.3f %.3f %.3f" % (leader - fault, sent - leader, put - sent, cat - put,
+                                        seen - cat))
     return 0
 
 
