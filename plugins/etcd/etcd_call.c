@@ -163,8 +163,14 @@ bool rotate(etcd *e, const call *c, const char *why)
 		return true; /* another call moved on already */
 	size_t old = e->ep;
 	e->ep = next_ep(e, old);
-	e->h->log(e->ctx, REGENT_LOG_INFO, "switching from %s (%s) to %s", e->eps[old], why,
-	          e->eps[e->ep]);
+	/* During an election the members say "no leader" one after the
+	 * other, many times a second: the first switch is logged at info,
+	 * the others until a new leader at debug. */
+	bool repeat = e->in_no_leader && e->no_leader_said;
+	if (e->in_no_leader)
+		e->no_leader_said = true;
+	e->h->log(e->ctx, repeat ? REGENT_LOG_DEBUG : REGENT_LOG_INFO, "switching from %s (%s) to %s",
+	          e->eps[old], why, e->eps[e->ep]);
 	return true;
 }
 
@@ -259,6 +265,7 @@ static void saw_term(etcd *e, call *c, int64_t term)
 	if (!was)
 		return;
 	e->electing_until = 0;
+	e->no_leader_said = false;
 	if (e->stopping || !e->started)
 		return;
 	if (c->ep != e->ep) {
@@ -310,6 +317,8 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	}
 	if (!r.msg)
 		r.msg = "";
+	if (!r.err)
+		e->last_answer = e->h->now_ms();
 	if (failure_kind(&r) != F_NONE) {
 		e->h->metric_add(e->m_errs[c->op], 1);
 		if ((r.err || no_leader(&r)) && !e->stopping)
@@ -325,6 +334,8 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	}
 	c->req = NULL;
 	json_t *j = r.json;
+	/* (the watch learns "no leader" from its stream: watch_noleader) */
+	e->in_no_leader = no_leader(&r) || (c->op == OP_WATCH && e->watch_noleader);
 	handlers[c->op](e, c, &r); /* may free e (stop finished) */
 	json_decref(j);
 }
@@ -626,9 +637,10 @@ static void on_probe_timer(uv_timer_t *t)
 	uint64_t since = now - e->last_check;
 	bool recovering = disc_waiting(e) || uv_is_active((uv_handle_t *)e->reg_timer);
 	/* (a few ms of slack: the timer fires about every ELECTION_PROBE_MS) */
-	/* (no fast checks while the members do not answer at all: an outage,
-	 * not an election; PROBE_MS then) */
-	bool due = (fast && !e->probe_silent && something_waits(e) &&
+	/* (no fast checks while no member answers at all: an outage, not an
+	 * election; PROBE_MS then) */
+	bool answering = e->last_answer && now - e->last_answer < 1000;
+	bool due = (fast && answering && something_waits(e) &&
 	            since + 5 >= ELECTION_PROBE_MS) ||
 	           (recovering && since >= PROBE_MS) ||
 	           (e->check_ms && write_stuck(e, now) && since >= STUCK_MS) ||
@@ -686,7 +698,6 @@ void probe_done(etcd *e, call *c, resp *r)
 		return;
 	}
 	probe_cancel(e); /* the current member answered (or failed) first */
-	e->probe_silent = r->err != 0;
 	int fk = failure_kind(r);
 	if (fk == F_NONE) {
 		/* (a new raft term: saw_term sent the writes again) */

@@ -199,7 +199,9 @@ typedef struct etcd {
 	int64_t seen_term; /* highest raft term an answer carried */
 	uint64_t electing_until; /* a member failed or had no leader: a new term is awaited */
 	bool leader_back; /* a new term was just seen: what waits goes now, however soon due */
-	bool probe_silent; /* the last check got no answer at all (the fast checks pause) */
+	uint64_t last_answer; /* when a member last answered anything (even an error) */
+	bool in_no_leader; /* the answer being handled is "no leader" */
+	bool no_leader_said; /* a switch for "no leader" was logged since the last new term */
 
 	/* stop */
 	uv_timer_t *stop_timer;
