@@ -4,8 +4,9 @@
  * answer and its failure kind, endpoint rotation (at once on "no leader"
  * and transport errors, once around the endpoints, then backoff),
  * authentication (user/password -> token, refused tokens), the recovery
- * probe that notices a registry answering again, health, and the start
- * handshake (host->started).
+ * probe that notices a registry answering again, the raft term of every
+ * answer (a new leader: writes sent again, retries resumed), health, and
+ * the start handshake (host->started).
  *
  * Owns: the token, the endpoint index, the per-op call slots' requests.
  */
@@ -162,8 +163,14 @@ bool rotate(etcd *e, const call *c, const char *why)
 		return true; /* another call moved on already */
 	size_t old = e->ep;
 	e->ep = next_ep(e, old);
-	e->h->log(e->ctx, REGENT_LOG_INFO, "switching from %s (%s) to %s", e->eps[old], why,
-	          e->eps[e->ep]);
+	/* During an election the members say "no leader" one after the
+	 * other, many times a second: the first switch is logged at info,
+	 * the others until a new leader at debug. */
+	bool repeat = e->in_no_leader && e->no_leader_said;
+	if (e->in_no_leader)
+		e->no_leader_said = true;
+	e->h->log(e->ctx, repeat ? REGENT_LOG_DEBUG : REGENT_LOG_INFO, "switching from %s (%s) to %s",
+	          e->eps[old], why, e->eps[e->ep]);
 	return true;
 }
 
@@ -218,7 +225,8 @@ static const call_handler handlers[OP_N] = {
 };
 
 /* Any answer proves the registry is back: whatever waits for a retry
- * goes now instead of after its backoff. */
+ * goes now instead of after its backoff (even a retry due within
+ * NO_LEADER_RETRY_MS when the answer showed a new leader). */
 static void answered(etcd *e)
 {
 	e->answered = true;
@@ -227,6 +235,52 @@ static void answered(etcd *e)
 		return;
 	reg_recovered(e);
 	disc_recovered(e);
+}
+
+static bool move_calls(etcd *e, size_t bad, bool watch_too, uint64_t before);
+static void probe_fast(etcd *e);
+
+/* A member failed (no answer, refused connection) or had no leader: an
+ * election may be under way.  Until a new term is seen (or for
+ * ELECTION_WINDOW_MS), what waits for the registry is checked for every
+ * ELECTION_PROBE_MS instead of every STUCK_MS. */
+static void election_suspected(etcd *e)
+{
+	e->electing_until = e->h->now_ms() + ELECTION_WINDOW_MS;
+	probe_fast(e);
+}
+
+/* Every answer's header carries the raft term.  A newer one than seen
+ * before means a new leader: a write sent before (its member may have
+ * forwarded it to the old leader, who never answers) is sent again at
+ * once to the member that answered (puts and deletes are idempotent),
+ * and the retries waiting out a "no leader" go now.  The watch stays
+ * where it is: a live member's stream carries on under the new leader. */
+static void saw_term(etcd *e, call *c, int64_t term)
+{
+	if (term <= e->seen_term)
+		return;
+	int64_t was = e->seen_term;
+	e->seen_term = term;
+	if (!was)
+		return;
+	e->electing_until = 0;
+	e->no_leader_said = false;
+	if (e->stopping || !e->started)
+		return;
+	if (c->ep != e->ep) {
+		e->h->log(e->ctx, REGENT_LOG_INFO, "switching from %s to %s (it has the new leader)",
+		          cur_ep(e), e->eps[c->ep]);
+		e->ep = c->ep;
+	}
+	bool moved = false;
+	for (size_t k = 0; k < e->neps; k++)
+		if (move_calls(e, k, false, k == c->ep ? c->t0 : UINT64_MAX))
+			moved = true;
+	e->h->log(e->ctx, REGENT_LOG_INFO, "raft term %lld at %s (was %lld): a new leader%s",
+	          (long long)term, e->eps[c->ep], (long long)was,
+	          moved ? "; writes sent before it sent again" : "");
+	e->leader_back = true; /* answered() resumes what waits, however soon due */
 }
 
 static void on_call_done(void *arg, const regent_http_result *res)
@@ -263,12 +317,25 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	}
 	if (!r.msg)
 		r.msg = "";
-	if (failure_kind(&r) != F_NONE)
+	if (!r.err)
+		e->last_answer = e->h->now_ms();
+	if (failure_kind(&r) != F_NONE) {
 		e->h->metric_add(e->m_errs[c->op], 1);
-	else if (c->op != OP_WATCH)
-		answered(e); /* c->req still set: nothing restarts this very call */
+		if ((r.err || no_leader(&r)) && !e->stopping)
+			election_suspected(e);
+	} else if (c->op != OP_WATCH) {
+		/* c->req still set: nothing restarts this very call */
+		int64_t term = 0;
+		if (etcd_json_int64(json_object_get(json_object_get(r.json, "header"), "raft_term"),
+		                    &term))
+			saw_term(e, c, term);
+		answered(e);
+		e->leader_back = false;
+	}
 	c->req = NULL;
 	json_t *j = r.json;
+	/* (the watch learns "no leader" from its stream: watch_noleader) */
+	e->in_no_leader = no_leader(&r) || (c->op == OP_WATCH && e->watch_noleader);
 	handlers[c->op](e, c, &r); /* may free e (stop finished) */
 	json_decref(j);
 }
@@ -471,7 +538,13 @@ void auth_done(etcd *e, call *c, resp *r)
  *  - while a watch or a write is open there, a member that froze (no
  *    answer within check_interval) or lost its leader is left at once:
  *    the calls waiting on it move to the next endpoint instead of
- *    waiting for their timeout (a watch has none). */
+ *    waiting for their timeout (a watch has none; an open watch stays on
+ *    a live member without a leader);
+ *  - while an election may be under way (a member failed or had no
+ *    leader) and a write or a read waits, every ELECTION_PROBE_MS: the
+ *    first answer with a new raft term (saw_term) sends the waiting
+ *    writes again and resumes the waiting retries, so regent adds about
+ *    one check interval to etcd's own election. */
 /* A write (txn, keepalive) at the current endpoint older than this is
  * suspect: it may have been forwarded to a leader that is gone. */
 #define STUCK_MS 250u
@@ -519,20 +592,17 @@ void probe_cancel(etcd *e)
 static void hedge_done(etcd *e, call *c, resp *r)
 {
 	call *p = &e->calls[OP_PROBE];
-	int64_t term = 0;
-	/* The raft term before the election: a write moved to this member
-	 * may yet be forwarded to the frozen leader and lost; the next check
-	 * that sees a newer term sends it again (probe_done). */
-	if (failure_kind(r) == F_NONE &&
-	    etcd_json_int64(json_object_get(r->json, "raftTerm"), &term) && term > e->seen_term)
-		e->seen_term = term;
-	if (r->err || !p->req || p->ep != e->ep || c->ep == e->ep)
+	/* (The raft term it carried was noted by saw_term: a write moved to
+	 * this member may yet be forwarded to the frozen leader and lost; the
+	 * first answer with a newer term sends it again.) */
+	if (r->err || !p->req || p->ep == c->ep)
 		return; /* it learned nothing, or the check was answered meanwhile */
 	size_t bad = p->ep;
 	uint64_t silent = e->h->now_ms() - p->t0;
 	call_cancel(e, p);
 	e->suspect_until[bad] = e->h->now_ms() + SUSPECT_MS;
 	e->ep = c->ep;
+	election_suspected(e); /* a silent member may be the leader */
 	e->h->log(e->ctx, REGENT_LOG_INFO,
 	          "switching from %s (no answer to its check within %llu ms, while %s answered) to "
 	          "%s",
@@ -542,15 +612,37 @@ static void hedge_done(etcd *e, call *c, resp *r)
 		          e->eps[bad], cur_ep(e));
 }
 
+/* A write or a read waits for the registry (not the keepalive: the
+ * lease has TTL/3 to spare, and a new leader extends every lease). */
+static bool something_waits(const etcd *e)
+{
+	return txns_busy(e) > 0 || uv_is_active((uv_handle_t *)e->reg_timer) || disc_waiting(e);
+}
+
+static bool electing(const etcd *e, uint64_t now)
+{
+	return e->electing_until > now;
+}
+
 static void on_probe_timer(uv_timer_t *t)
 {
 	etcd *e = t->data;
-	if (e->stopping || busy(e, OP_PROBE))
+	if (e->stopping)
 		return;
 	uint64_t now = e->h->now_ms();
+	bool fast = electing(e, now);
+	uv_timer_set_repeat(t, fast ? ELECTION_PROBE_MS : STUCK_MS);
+	if (busy(e, OP_PROBE))
+		return;
 	uint64_t since = now - e->last_check;
 	bool recovering = disc_waiting(e) || uv_is_active((uv_handle_t *)e->reg_timer);
-	bool due = (recovering && since >= PROBE_MS) ||
+	/* (a few ms of slack: the timer fires about every ELECTION_PROBE_MS) */
+	/* (no fast checks while no member answers at all: an outage, not an
+	 * election; PROBE_MS then) */
+	bool answering = e->last_answer && now - e->last_answer < 1000;
+	bool due = (fast && answering && something_waits(e) &&
+	            since + 5 >= ELECTION_PROBE_MS) ||
+	           (recovering && since >= PROBE_MS) ||
 	           (e->check_ms && write_stuck(e, now) && since >= STUCK_MS) ||
 	           (e->check_ms && busy(e, OP_WATCH) && since >= e->check_ms);
 	if (!due)
@@ -567,6 +659,15 @@ void probe_want(etcd *e)
 {
 	if (!e->stopping && e->probe_timer && !uv_is_active((uv_handle_t *)e->probe_timer))
 		uv_timer_start(e->probe_timer, on_probe_timer, STUCK_MS, STUCK_MS);
+}
+
+/* The checks go every ELECTION_PROBE_MS from now on (while electing). */
+static void probe_fast(etcd *e)
+{
+	if (e->stopping || !e->started || !e->probe_timer)
+		return;
+	if (uv_timer_get_repeat(e->probe_timer) != ELECTION_PROBE_MS)
+		uv_timer_start(e->probe_timer, on_probe_timer, ELECTION_PROBE_MS, ELECTION_PROBE_MS);
 }
 
 /* Moves the calls waiting at endpoint bad (all of them, or only the
@@ -599,19 +700,7 @@ void probe_done(etcd *e, call *c, resp *r)
 	probe_cancel(e); /* the current member answered (or failed) first */
 	int fk = failure_kind(r);
 	if (fk == F_NONE) {
-		/* A new raft term: writes sent before it may have gone to the old
-		 * leader and been dropped; send them again (puts and deletes are
-		 * idempotent) instead of waiting for their timeout. */
-		int64_t term = 0;
-		etcd_json_int64(json_object_get(r->json, "raftTerm"), &term);
-		if (term > e->seen_term && e->seen_term &&
-		    move_calls(e, c->ep, false, c->t0))
-			e->h->log(e->ctx, REGENT_LOG_INFO,
-			          "raft term %lld at %s (was %lld): writes sent before the election "
-			          "sent again",
-			          (long long)term, e->eps[c->ep], (long long)e->seen_term);
-		if (term > e->seen_term)
-			e->seen_term = term;
+		/* (a new raft term: saw_term sent the writes again) */
 		check_started(e); /* answered() resumed what waited */
 		return;
 	}
@@ -629,8 +718,14 @@ void probe_done(etcd *e, call *c, resp *r)
 	rotate(e, c, d);
 	if (e->ep == bad)
 		return; /* one endpoint: nowhere to go */
-	/* Calls still waiting on the failed member go elsewhere now. */
-	if (move_calls(e, bad, true, UINT64_MAX))
+	/* Calls still waiting on the failed member go elsewhere now; an open
+	 * watch stays on a member that answered "no leader": its stream
+	 * carries on once a leader is elected (and etcd ends it with "no
+	 * leader" if the member stays without one for three election
+	 * timeouts), while moving it during an election would only meet
+	 * another member without a leader. */
+	bool watch_too = !no_leader(r) || !e->watch_created;
+	if (move_calls(e, bad, watch_too, UINT64_MAX))
 		e->h->log(e->ctx, REGENT_LOG_WARN, "%s did not pass its check (%s): its calls moved to %s",
 		          e->eps[bad], d, cur_ep(e));
 }

@@ -162,7 +162,7 @@ void disc_recovered(etcd *e)
 	if (!disc_waiting(e))
 		return;
 	uint64_t due = uv_timer_get_due_in(e->disc_timer);
-	if (due <= NO_LEADER_RETRY_MS)
+	if (due <= recover_slack(e))
 		return;
 	e->h->backoff_reset(&e->disc_bo);
 	uv_timer_stop(e->disc_timer);

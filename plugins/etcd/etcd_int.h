@@ -34,6 +34,8 @@
 #define NO_LEADER_RETRY_MS 100u  /* retry delay while the cluster elects a leader */
 #define HEDGE_MS 200u            /* a check unanswered this long is also sent to the next member */
 #define SUSPECT_MS 5000u         /* a member left for not answering is skipped this long */
+#define ELECTION_PROBE_MS 25u    /* check interval while a write or read waits out an election */
+#define ELECTION_WINDOW_MS 5000u /* how long a lost member or "no leader" counts as an election */
 
 enum op {
 	OP_AUTH,
@@ -194,7 +196,12 @@ typedef struct etcd {
 	uv_timer_t *disc_timer, *probe_timer, *hedge_timer;
 	call hedge; /* the check sent to the next member while the current one is silent */
 	uint64_t last_check;
-	int64_t seen_term; /* highest raft term a check saw */
+	int64_t seen_term; /* highest raft term an answer carried */
+	uint64_t electing_until; /* a member failed or had no leader: a new term is awaited */
+	bool leader_back; /* a new term was just seen: what waits goes now, however soon due */
+	uint64_t last_answer; /* when a member last answered anything (even an error) */
+	bool in_no_leader; /* the answer being handled is "no leader" */
+	bool no_leader_said; /* a switch for "no leader" was logged since the last new term */
 
 	/* stop */
 	uv_timer_t *stop_timer;
@@ -232,6 +239,12 @@ typedef struct resp {
 enum fkind { F_NONE, F_ROTATE, F_AUTH, F_LEASE, F_COMPACTED, F_OTHER };
 
 /* ---- etcd_call.c ---- */
+/* A retry due within this is left alone when the registry answers again
+ * (it goes soon anyway), unless the answer shows a new leader. */
+static inline uint64_t recover_slack(const struct etcd *e)
+{
+	return e->leader_back ? 0 : NO_LEADER_RETRY_MS;
+}
 const char *cur_ep(const etcd *e);
 bool busy(const etcd *e, int op);
 json_t *b64(const etcd *e, const void *data, size_t len);

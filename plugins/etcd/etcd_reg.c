@@ -185,7 +185,7 @@ static void reg_retry(etcd *e, uint64_t ms)
 /* The registry answered: a write waiting out its backoff goes now. */
 void reg_recovered(etcd *e)
 {
-	if (!uv_is_active((uv_handle_t *)e->reg_timer) || uv_timer_get_due_in(e->reg_timer) <= NO_LEADER_RETRY_MS)
+	if (!uv_is_active((uv_handle_t *)e->reg_timer) || uv_timer_get_due_in(e->reg_timer) <= recover_slack(e))
 		return;
 	uv_timer_stop(e->reg_timer);
 	e->h->backoff_reset(&e->reg_bo);
@@ -635,7 +635,8 @@ void txn_done(etcd *e, call *c, resp *r)
 			g->rev = rev;
 			puts++;
 			if (debug)
-				e->h->log(e->ctx, REGENT_LOG_DEBUG, "put %s", g->key);
+				e->h->log(e->ctx, REGENT_LOG_DEBUG, "put %s (txn answered %llu ms after it was sent)",
+				          g->key, (unsigned long long)(e->h->now_ms() - c->t0));
 		} else {
 			reg_set_have(e, g, false, NULL, false);
 			dels++;

@@ -11,6 +11,17 @@
                                 run CMD, then poll the testsink FILE every 10 ms until its last
                                 snapshot holds LINE (exactly); print the seconds since CMD ran;
                                 exit 1 on timeout
+  ehelp.py until-snap-at FILE LINE TIMEOUT CMD...
+                                the same, printing the time (seconds since the epoch) it
+                                saw LINE
+  ehelp.py failover-times FAULT SEEN KEY AGENT_LOG CLIENT_LOG ETCD_LOG...
+                                the failover's parts, from the logs: FAULT and SEEN are epoch
+                                seconds (signal sent, line seen in the client's sink); prints
+                                "election sent commit discover seen" in seconds: fault -> first
+                                "became leader" after it in an etcd log, -> the backend agent
+                                sent the txn that put KEY, -> its answer, -> the client's first
+                                catalog change after the fault, -> SEEN; exit 1 when a log line
+                                is missing
   ehelp.py big-put EP KEY SIZE PORT
                                 put an instance whose JSON value is SIZE bytes at KEY
   ehelp.py bulk-put EP SERVICE N [BATCH]
@@ -284,6 +295,71 @@ def until_snap(path, line, timeout, cmd):
     return 1
 
 
+def until_snap_at(path, line, timeout, cmd):
+    import contextlib
+    import io
+    import time
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = until_snap(path, line, timeout, cmd)
+    print("%.3f" % time.time() if rc == 0 else "timeout")
+    return rc
+
+
+def failover_times(fault, seen, key, agent_log, client_log, etcd_logs):
+    """fault -> leader (etcd) -> put answered (backend agent) -> catalog (client) -> seen"""
+    import calendar
+    import re
+    import time
+
+    def regent_ts(line):  # "2026-11-30T18:11:54.493 debug: ..." (local time)
+        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3}) ", line)
+        if not m:
+            return None
+        return time.mktime(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) + int(m.group(2)) / 1000
+
+    leader = None
+    for path in etcd_logs:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if "became leader at term" not in line:
+                    continue
+                try:
+                    ts = json.loads(line)["ts"]
+                except (ValueError, KeyError):
+                    continue
+                m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z", ts)
+                if not m:
+                    continue
+                t = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) + \
+                    int(m.group(2)) / 1000
+                if t > fault and (leader is None or t < leader):
+                    leader = t
+    put = sent = None
+    with open(agent_log, errors="replace") as f:
+        for line in f:
+            m = re.search(r": put " + re.escape(key) + r" \(txn answered (\d+) ms after", line)
+            if m:
+                t = regent_ts(line)
+                if t is not None and t > fault:
+                    put, sent = t, t - int(m.group(1)) / 1000
+                    break
+    cat = None
+    with open(client_log, errors="replace") as f:
+        for line in f:
+            if " core: catalog: " in line:
+                t = regent_ts(line)
+                if t is not None and t > fault:
+                    cat = t
+                    break
+    if None in (leader, put, cat):
+        print("missing: leader %s put %s catalog %s" % (leader, put, cat), file=sys.stderr)
+        return 1
+    print("%.3f %.3f %.3f %.3f %.3f" % (leader - fault, sent - leader, put - sent, cat - put,
+                                        seen - cat))
+    return 0
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "last":
@@ -297,6 +373,11 @@ def main():
                              sys.argv[6:]))
     elif cmd == "until-snap":
         sys.exit(until_snap(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:]))
+    elif cmd == "until-snap-at":
+        sys.exit(until_snap_at(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:]))
+    elif cmd == "failover-times":
+        sys.exit(failover_times(float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5],
+                                sys.argv[6], sys.argv[7:]))
     elif cmd == "big-put":
         sys.exit(big_put(*sys.argv[2:6]))
     elif cmd == "bulk-put":
