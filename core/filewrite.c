@@ -13,6 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The 1.4 opts end at `arg`: a plugin built against 1.4 passes that size,
+ * and a core whose opts grew must read a later field only when o->size
+ * covers it (never refuse the 1.4 size). */
+#define FILE_WRITE_OPTS_SIZE_1_4 (offsetof(regent_file_write_opts, arg) + sizeof(void *))
+
 struct regent_file_write {
 	uv_work_t work;
 	char *path, *tmp, *dir;
@@ -137,7 +142,7 @@ regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_wr
 	int dummy;
 	if (!err)
 		err = &dummy;
-	if (!loop || !o || o->size < sizeof(regent_file_write_opts) || !o->path ||
+	if (!loop || !o || o->size < FILE_WRITE_OPTS_SIZE_1_4 || !o->path ||
 	    o->path[0] != '/' || !o->on_done || (o->len && !o->data) ||
 	    (o->tmp_path && o->tmp_path[0] != '/')) {
 		*err = -EINVAL;

@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The 1.4 opts end at `arg`: a plugin built against 1.4 passes that size,
+ * and a core whose opts grew must read a later field only when o->size
+ * covers it (never refuse the 1.4 size). */
+#define SPAWN_OPTS_SIZE_1_4 (offsetof(regent_spawn_opts, arg) + sizeof(void *))
+
 #define SPAWN_OUTPUT_DEFAULT (64u << 10)
 #define SPAWN_EOF_GRACE_MS 1000 /* after the exit, for a descendant holding the output */
 
@@ -149,7 +154,7 @@ regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, in
 	int dummy;
 	if (!err)
 		err = &dummy;
-	if (!loop || !o || o->size < sizeof(regent_spawn_opts) || !o->argv || !o->argv[0] ||
+	if (!loop || !o || o->size < SPAWN_OPTS_SIZE_1_4 || !o->argv || !o->argv[0] ||
 	    !o->on_done) {
 		*err = -EINVAL;
 		return NULL;
