@@ -201,6 +201,11 @@ static void fetch_done(uv_work_t *w, int status)
 		          "connections until its successor binds",
 		          k->admin_socket, f->err);
 		free(f->fds);
+		/* Old copies may name listeners this worker no longer has: better
+		 * refused than queued where nobody accepts. */
+		close_fds(k->fds, k->nfds);
+		k->fds = NULL;
+		k->nfds = 0;
 	} else {
 		close_fds(k->fds, k->nfds);
 		k->fds = f->fds;
