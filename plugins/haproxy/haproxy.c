@@ -406,6 +406,8 @@ static int start(void *self)
 		                 : s->h->xasprintf("%s.pid", s->config_file);
 		s->log_file = sd ? s->h->xasprintf("%s/%s.log", sd, base)
 		                 : s->h->xasprintf("%s.log", s->config_file);
+		s->fd_socket = sd ? s->h->xasprintf("%s/%s.fds.sock", sd, base)
+		                  : s->h->xasprintf("%s.fds.sock", s->config_file);
 		hx_sup_cfg c = {
 			.ctx = s->ctx,
 			.h = s->h,
@@ -417,6 +419,8 @@ static int start(void *self)
 			.log_file = s->log_file,
 			.state_file = s->state_file,
 			.state_tmp = s->state_tmp,
+			.admin_socket = s->admin_socket,
+			.fd_socket = s->fd_socket,
 			.include = s->include,
 			.ninclude = s->ninclude,
 			.cmd_timeout = s->cmd_timeout,
@@ -501,6 +505,7 @@ static void destroy(void *self)
 	free(s->write_err);
 	free(s->pid_file);
 	free(s->log_file);
+	free(s->fd_socket);
 	free(s->config_file);
 	free(s->cand_path);
 	free(s->tmp_path);

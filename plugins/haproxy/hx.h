@@ -235,6 +235,10 @@ typedef struct hx_sup_cfg {
 	uv_loop_t *loop;
 	const char *bin, *config_file, *master_socket, *pid_file, *log_file;
 	const char *state_file, *state_tmp;
+	/* fdkeep.c: the worker's admin socket (`expose-fd listeners`) and where
+	 * regent hands the copies of its listeners to a restarted master (NULL:
+	 * no copies kept). */
+	const char *admin_socket, *fd_socket;
 	const char *const *include;
 	size_t ninclude;
 	uint64_t cmd_timeout;
@@ -266,6 +270,26 @@ long hx_sup_pid(const hx_sup *s);
 bool hx_sup_stop(hx_sup *s, bool kill);
 /* Frees (a running haproxy is left running). */
 void hx_sup_free(hx_sup *s);
+/* A new worker answers (a reload went through): copy its listeners anew. */
+void hx_sup_listeners_changed(hx_sup *s);
+
+/* ---- fdkeep.c: copies of the listening sockets across a master crash ---- */
+
+typedef struct hx_fdkeep hx_fdkeep;
+hx_fdkeep *hx_fdkeep_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop,
+                         const char *admin_socket, const char *serve_path);
+/* Replaces the copies with the running worker's (`_getsocks` on the admin
+ * socket, on the threadpool). */
+void hx_fdkeep_fetch(hx_fdkeep *k);
+size_t hx_fdkeep_count(const hx_fdkeep *k);
+const char *hx_fdkeep_path(const hx_fdkeep *k);
+/* Closes the copies (a fetch in flight is discarded). */
+void hx_fdkeep_drop(hx_fdkeep *k);
+/* Answers `_getsocks` on the serve path with the copies (0, or -errno);
+ * unserve stops and removes the socket. */
+int hx_fdkeep_serve(hx_fdkeep *k);
+void hx_fdkeep_unserve(hx_fdkeep *k);
+void hx_fdkeep_free(hx_fdkeep *k);
 
 /* ---- master.c: --check-config ---- */
 

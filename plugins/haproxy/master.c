@@ -9,7 +9,11 @@
  * Identity of an haproxy found on the master socket (never adopt or kill
  * a stranger): it answers `show proc`, the pid file (if there is one)
  * names the same master, and /proc/PID/cmdline has `-S <master socket>`
- * and `-f <config_file>`. */
+ * and `-f <config_file>`.
+ *
+ * A master SIGKILL takes its worker and the listeners with it at once;
+ * fdkeep.c holds copies of the listening sockets and the restart after a
+ * crash gets them with `-x`, so connections queue instead of being refused. */
 #include "hx.h"
 
 #include <errno.h>
@@ -39,6 +43,7 @@ struct hx_sup {
 	uv_poll_t *pidwatch;
 	uv_timer_t *t_restart, *t_kill, *t_alive;
 	hx_poll *ready, *probe;
+	hx_fdkeep *keep; /* copies of the listeners (NULL: none kept) */
 	uv_fs_t *prep; /* the state file's removal before a start */
 	bool prep_cancelled; /* freed: the removal's callback frees */
 	regent_backoff backoff;
@@ -82,6 +87,9 @@ hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
 	s->t_restart = s->c.h->timer_new(s->c.ctx, s);
 	s->t_kill = s->c.h->timer_new(s->c.ctx, s);
 	s->t_alive = s->c.h->timer_new(s->c.ctx, s);
+	if (cfg->admin_socket && cfg->fd_socket)
+		s->keep = hx_fdkeep_new(cfg->ctx, cfg->h, cfg->loop, cfg->admin_socket, cfg->fd_socket);
+	s->c.admin_socket = s->c.fd_socket = NULL; /* the keeper has its copies */
 	return s;
 }
 
@@ -114,6 +122,8 @@ static void gone(hx_sup *s, int64_t status, int sig, bool known)
 		s->child = NULL;
 	}
 	if (s->killing || s->stopping) {
+		hx_fdkeep_unserve(s->keep);
+		hx_fdkeep_drop(s->keep);
 		uv_timer_stop(s->t_kill);
 		if (s->killing) {
 			s->killing = false;
@@ -132,6 +142,15 @@ static void gone(hx_sup *s, int64_t status, int sig, bool known)
 	else
 		s->c.h->backoff_reset(&s->backoff);
 	s->crash_pending = true;
+	if (d && hx_fdkeep_count(s->keep)) {
+		/* Sockets no process serves would hold connections for the whole
+		 * backoff: refused is the better answer meanwhile. */
+		sup_log(s, REGENT_LOG_INFO,
+		        "closing the copies of haproxy's listening sockets: a crash in a row waits %llu ms",
+		        (unsigned long long)d);
+		hx_fdkeep_unserve(s->keep);
+		hx_fdkeep_drop(s->keep);
+	}
 	char why[256];
 	if (!known)
 		snprintf(why, sizeof(why), "haproxy (pid %ld) exited; restarting in %llu ms", pid,
@@ -214,6 +233,9 @@ static int ready_answer(void *arg, int status, const char *out)
 		return 0;
 	s->ready = NULL;
 	s->is_ready = true;
+	/* The new master has taken what it needed: copy this worker's. */
+	hx_fdkeep_unserve(s->keep);
+	hx_fdkeep_fetch(s->keep);
 	sup_log(s, REGENT_LOG_INFO, "haproxy running: master %ld, worker %ld", pi.master_pid,
 	        pi.worker_pid);
 	s->cb(s->arg, HX_SUP_READY, 0, NULL);
@@ -232,7 +254,7 @@ static void ready_poll(hx_sup *s, uint64_t first_ms)
 static void spawn_now(hx_sup *s)
 {
 	char *mopt = s->c.h->xasprintf("%s,mode,600", s->master_socket);
-	char **argv = s->c.h->xcalloc(10 + 2 * s->c.ninclude, sizeof(*argv));
+	char **argv = s->c.h->xcalloc(12 + 2 * s->c.ninclude, sizeof(*argv));
 	size_t n = 0;
 	argv[n++] = s->bin;
 	argv[n++] = "-W";
@@ -240,6 +262,20 @@ static void spawn_now(hx_sup *s)
 	argv[n++] = mopt;
 	argv[n++] = "-p";
 	argv[n++] = s->pid_file;
+	/* After a crash: the listening sockets from regent's copies (haproxy
+	 * only warns and binds anew if that fails). */
+	size_t nkeep = s->crash_pending ? hx_fdkeep_count(s->keep) : 0;
+	if (nkeep) {
+		int kerr = hx_fdkeep_serve(s->keep);
+		if (kerr == 0) {
+			argv[n++] = "-x";
+			argv[n++] = (char *)hx_fdkeep_path(s->keep);
+		} else {
+			sup_log(s, REGENT_LOG_WARN, "cannot serve the listening sockets on %s: %s",
+			        hx_fdkeep_path(s->keep), strerror(-kerr));
+			nkeep = 0;
+		}
+	}
 	for (size_t i = 0; i < s->c.ninclude; i++) {
 		argv[n++] = "-f";
 		argv[n++] = (char *)s->c.include[i];
@@ -264,6 +300,8 @@ static void spawn_now(hx_sup *s)
 	free(argv);
 	free(mopt);
 	if (!s->child) {
+		hx_fdkeep_unserve(s->keep);
+		hx_fdkeep_drop(s->keep);
 		uint64_t d = s->c.h->backoff_next(&s->backoff);
 		char why[512];
 		snprintf(why, sizeof(why), "cannot start %s: %s; retrying in %llu ms", s->bin,
@@ -274,8 +312,9 @@ static void spawn_now(hx_sup *s)
 		return;
 	}
 	s->pid = hx_master_pid(s->child);
-	sup_log(s, REGENT_LOG_INFO, "started haproxy (master pid %ld) with %s; its output goes to %s",
-	        s->pid, s->config_file, s->log_file);
+	sup_log(s, REGENT_LOG_INFO, "started haproxy (master pid %ld) with %s%s; its output goes to %s",
+	        s->pid, s->config_file, nkeep ? " and the copies of its listening sockets" : "",
+	        s->log_file);
 	/* Where a (re)start's time goes: clearing the state file (threadpool)
 	 * and the fork/exec itself (uv_spawn waits for the exec). */
 	sup_log(s, REGENT_LOG_DEBUG, "spawn timing: state file cleared after %.1f ms, fork+exec %.1f ms",
@@ -421,6 +460,12 @@ void hx_sup_adopt(hx_sup *s, void (*done)(void *arg, int result, const char *why
 	                         s->c.cmd_timeout, probe_answer, s);
 }
 
+void hx_sup_listeners_changed(hx_sup *s)
+{
+	if (s->pid && !s->stopping)
+		hx_fdkeep_fetch(s->keep);
+}
+
 bool hx_sup_busy(const hx_sup *s)
 {
 	return s->pid || s->prep || s->probe || uv_is_active((uv_handle_t *)s->t_restart);
@@ -456,6 +501,9 @@ bool hx_sup_stop(hx_sup *s, bool kill)
 {
 	s->stopping = true;
 	quiesce(s);
+	hx_fdkeep_unserve(s->keep);
+	if (kill)
+		hx_fdkeep_drop(s->keep);
 	if (!kill || !s->pid) {
 		if (s->pid)
 			sup_log(s, REGENT_LOG_INFO, "leaving haproxy (master pid %ld) running with %s",
@@ -478,6 +526,7 @@ void hx_sup_free(hx_sup *s)
 	quiesce(s);
 	unwatch(s);
 	hx_master_release(s->child); /* left running */
+	hx_fdkeep_free(s->keep);
 	s->c.h->timer_close(&s->t_restart);
 	s->c.h->timer_close(&s->t_kill);
 	s->c.h->timer_close(&s->t_alive);

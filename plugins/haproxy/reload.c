@@ -20,6 +20,8 @@ static void reload_ok(hx *s, long worker)
 	}
 	s->h->log(s->ctx, REGENT_LOG_INFO, "haproxy reloaded (worker %ld), %llu ms after the change",
 	          worker, (unsigned long long)took);
+	if (s->sup)
+		hx_sup_listeners_changed(s->sup); /* its copies of the listeners, anew */
 	hx_ap_from_file(s);
 	hx_pipeline_done(s);
 }

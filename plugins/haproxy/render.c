@@ -373,7 +373,8 @@ char *hx_render_global(const regent_host *h, const char *admin_socket, const cha
 	if (admin_socket || state_file) {
 		hx_buf_puts(&b, "global\n");
 		if (admin_socket)
-			hx_buf_printf(&b, "    stats socket %s mode 600 level admin\n", admin_socket);
+			hx_buf_printf(&b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
+			              admin_socket);
 		if (state_file)
 			hx_buf_printf(&b, "    server-state-file %s\n", state_file);
 		hx_buf_puts(&b, "\n");

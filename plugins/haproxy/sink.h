@@ -109,7 +109,7 @@ typedef struct hx {
 	/* managed master (master.c) */
 	hx_sup *sup;
 	bool master_ready, adopting, keep_running;
-	char *master_err, *pid_file, *log_file;
+	char *master_err, *pid_file, *log_file, *fd_socket;
 	unsigned spawn_gen;
 
 	/* make-before-break start: proven once a configuration passed

@@ -168,7 +168,7 @@ static void test_render(void **st)
 	                                    "    server s3 [::1]:81 check\n");
 	hx_buf_free(&b);
 	char *g = hx_render_global(H, "/run/a.sock", "/s/state", "127.0.0.1:1936");
-	assert_non_null(strstr(g, "global\n    stats socket /run/a.sock mode 600 level admin\n"
+	assert_non_null(strstr(g, "global\n    stats socket /run/a.sock mode 600 level admin expose-fd listeners\n"
 	                          "    server-state-file /s/state\n"));
 	assert_non_null(strstr(g, "listen " HX_STATS_PROXY "\n    id 10000\n    bind 127.0.0.1:1936\n"));
 	free(g);
@@ -204,7 +204,7 @@ static void test_parse_file(void **st)
 {
 	(void)st;
 	const char *file = "# comment\n"
-	                   "global\n    stats socket /x mode 600 level admin\n"
+	                   "global\n    stats socket /x mode 600 level admin expose-fd listeners\n"
 	                   "listen regent-stats\n    bind 127.0.0.1:1936\n"
 	                   "listen web\n    id 10003\n    bind *:80\n"
 	                   "    server s1 10.0.0.1:80 check  # n/1/80\n"
