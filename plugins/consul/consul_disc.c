@@ -288,9 +288,7 @@ static void mark_dirty(consul_svc *s)
 
 static consul_svc *svc_new(consul *c, const char *name)
 {
-	consul_svc *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
+	consul_svc *s = c->h->xcalloc(1, sizeof(*s));
 	s->c = c;
 	s->name = c->h->xstrdup(name);
 	char *e = c->h->url_escape(name, 0);
