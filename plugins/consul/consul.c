@@ -210,9 +210,7 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 
 static int create(regent_ctx *ctx, const regent_host *h, void **self)
 {
-	consul *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
+	consul *c = h->xcalloc(1, sizeof(*c));
 	c->ctx = ctx;
 	c->h = h;
 	char why[256];
