@@ -119,7 +119,7 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 	char why[256];
 	char *base = NULL, *up = NULL;
 	const char *addr = h->cfg_string(ctx, "address");
-	if (consul_parse_address(addr, &base, &up, why, sizeof(why)) < 0) {
+	if (consul_parse_address(h, addr, &base, &up, why, sizeof(why)) < 0) {
 		h->cfg_error(ctx, "address", "%s", why);
 		rc = -EINVAL;
 	}
@@ -210,19 +210,17 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 
 static int create(regent_ctx *ctx, const regent_host *h, void **self)
 {
-	consul *c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
+	consul *c = h->xcalloc(1, sizeof(*c));
 	c->ctx = ctx;
 	c->h = h;
 	char why[256];
-	if (consul_parse_address(h->cfg_string(ctx, "address"), &c->base, &c->unix_path, why,
+	if (consul_parse_address(h, h->cfg_string(ctx, "address"), &c->base, &c->unix_path, why,
 	                         sizeof(why)) < 0) {
 		h->log(ctx, REGENT_LOG_ERROR, "address: %s", why);
 		free(c);
 		return -EINVAL;
 	}
-	c->shown = consul_redact_url(c->base);
+	c->shown = consul_redact_url(h, c->base);
 	const char *tok = h->cfg_string(ctx, "token");
 	if (tok && tok[0]) {
 		c->token_hdr = c->h->xasprintf("X-Consul-Token: %s", tok);

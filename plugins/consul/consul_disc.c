@@ -288,9 +288,7 @@ static void mark_dirty(consul_svc *s)
 
 static consul_svc *svc_new(consul *c, const char *name)
 {
-	consul_svc *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
+	consul_svc *s = c->h->xcalloc(1, sizeof(*s));
 	s->c = c;
 	s->name = c->h->xstrdup(name);
 	char *e = c->h->url_escape(name, 0);
@@ -394,7 +392,7 @@ static void on_read_done(void *arg, const regent_http_result *res)
 	consul_instances in;
 	size_t skipped = 0;
 	char why[256] = "";
-	if (consul_parse_health(res->body, res->body_len, s->name, c->states, &in, &skipped, why,
+	if (consul_parse_health(c->h, res->body, res->body_len, s->name, c->states, &in, &skipped, why,
 	                        sizeof(why)) < 0) {
 		read_fail(s, REGENT_LOG_WARN, "bad answer from %s for service %s: %s", c->shown,
 		          s->name, why);
@@ -524,7 +522,7 @@ static bool on_services(consul_watch *w, regent_http_req *req, const regent_http
 	consul *c = w->c;
 	consul_services s;
 	char why[256] = "";
-	if (consul_parse_services(res->body, res->body_len, &s, why, sizeof(why)) < 0) {
+	if (consul_parse_services(c->h, res->body, res->body_len, &s, why, sizeof(why)) < 0) {
 		watch_fail(w, REGENT_LOG_WARN, "bad answer from %s for the service list: %s",
 		           c->shown, why);
 		return false;

@@ -460,7 +460,7 @@ static reg *reg_get_cid(consul *c, const char *cid, const char *rid, const char 
 	r->cid = c->h->xstrdup(cid);
 	r->id = c->h->xstrdup(rid);
 	r->service = c->h->xstrdup(service);
-	char *chk = consul_check_id(cid);
+	char *chk = consul_check_id(c->h, cid);
 	char *e = c->h->url_escape(chk, 0);
 	r->pass_path = c->h->xasprintf("/v1/agent/check/pass/%s", e);
 	free(e);
@@ -482,9 +482,9 @@ static reg *reg_get_cid(consul *c, const char *cid, const char *rid, const char 
 static bool want(consul *c, const regent_instance *inst)
 {
 	char dropped[256], hash[CONSUL_HASH_LEN];
-	char *body = consul_register_body(inst, c->h->node(c->ctx), c->ttl_ms, c->dereg_ms,
+	char *body = consul_register_body(c->h, inst, c->h->node(c->ctx), c->ttl_ms, c->dereg_ms,
 	                                  dropped, sizeof(dropped), hash);
-	char *cid = consul_service_id(inst->id);
+	char *cid = consul_service_id(c->h, inst->id);
 	reg *r = reg_get_cid(c, cid, inst->id, inst->service);
 	free(cid);
 	if (r->body && strcmp(r->body, body) == 0) {
@@ -543,7 +543,7 @@ void consul_deregister_instance(void *self, const regent_instance *inst)
 	consul *c = self;
 	if (c->stopping)
 		return;
-	char *cid = consul_service_id(inst->id);
+	char *cid = consul_service_id(c->h, inst->id);
 	reg *r = c->h->map_get(c->regs, cid);
 	free(cid);
 	if (!r)
@@ -621,8 +621,8 @@ static void on_list_done(void *arg, const regent_http_result *res)
 			         "the Consul agent at %s does not know the token (%s)", c->shown, what);
 			start_failed(c, -EACCES, c->reg_problem);
 		}
-	} else if (ok && consul_parse_agent_services(res->body, res->body_len, c->h->node(c->ctx), &as, why,
-	                                      sizeof(why)) < 0) {
+	} else if (ok && consul_parse_agent_services(c->h, res->body, res->body_len,
+	                                      c->h->node(c->ctx), &as, why, sizeof(why)) < 0) {
 		snprintf(what, sizeof(what), "bad answer: %.180s", why);
 		ok = false;
 	}

@@ -1,7 +1,7 @@
 /* consul_util.c - pure helpers of the Consul store plugin (see
- * consul_util.h): no loop, only libc, jansson and (for the map of
- * consul_parse_state) the host table handed in, so the unit test links
- * them directly with the core's. */
+ * consul_util.h): no loop, only libc, jansson and the host table handed in
+ * (memory through h->x*, the map of consul_parse_state), so the unit test
+ * and the fuzzer link them directly with the core's. */
 #include "consul_util.h"
 
 #include <ctype.h>
@@ -44,8 +44,8 @@ static bool url_chars_ok(const char *s)
 	return true;
 }
 
-int consul_parse_address(const char *addr, char **base, char **unix_path, char *why,
-                         size_t whylen)
+int consul_parse_address(const regent_host *h, const char *addr, char **base, char **unix_path,
+                         char *why, size_t whylen)
 {
 	*base = NULL;
 	*unix_path = NULL;
@@ -64,8 +64,8 @@ int consul_parse_address(const char *addr, char **base, char **unix_path, char *
 				WHY("control character in the socket path");
 				return -EINVAL;
 			}
-		*unix_path = strdup(p);
-		*base = strdup("http://localhost");
+		*unix_path = h->xstrdup(p);
+		*base = h->xstrdup("http://localhost");
 		return 0;
 	}
 	const char *rest;
@@ -75,7 +75,7 @@ int consul_parse_address(const char *addr, char **base, char **unix_path, char *
 	else if (strncmp(addr, "https://", 8) == 0)
 		rest = addr + 8;
 	else if (strstr(addr, "://")) {
-		char *shown = consul_redact_url(addr);
+		char *shown = consul_redact_url(h, addr);
 		WHY("unsupported scheme in \"%s\" (use http://, https:// or unix://)", shown);
 		free(shown);
 		return -EINVAL;
@@ -84,16 +84,12 @@ int consul_parse_address(const char *addr, char **base, char **unix_path, char *
 		has_scheme = false;
 	}
 	if (!rest[0] || rest[0] == '/' || rest[0] == ':' || !url_chars_ok(rest)) {
-		char *shown = consul_redact_url(addr);
+		char *shown = consul_redact_url(h, addr);
 		WHY("\"%s\" is not an http(s) URL (e.g. http://127.0.0.1:8500)", shown);
 		free(shown);
 		return -EINVAL;
 	}
-	char *b = has_scheme ? strdup(addr) : NULL;
-	if (!has_scheme && asprintf(&b, "http://%s", addr) < 0)
-		b = NULL;
-	if (!b)
-		abort();
+	char *b = has_scheme ? h->xstrdup(addr) : h->xasprintf("http://%s", addr);
 	size_t n = strlen(b);
 	while (n > 0 && b[n - 1] == '/')
 		b[--n] = '\0';
@@ -101,7 +97,7 @@ int consul_parse_address(const char *addr, char **base, char **unix_path, char *
 	return 0;
 }
 
-char *consul_redact_url(const char *url)
+char *consul_redact_url(const regent_host *h, const char *url)
 {
 	const char *host = strstr(url, "://");
 	host = host ? host + 3 : url;
@@ -110,14 +106,9 @@ char *consul_redact_url(const char *url)
 	for (const char *p = host; p < end; p++)
 		if (*p == '@')
 			at = p;
-	char *out;
 	if (!at)
-		out = strdup(url);
-	else if (asprintf(&out, "%.*s***%s", (int)(host - url), url, at) < 0)
-		out = NULL;
-	if (!out)
-		abort();
-	return out;
+		return h->xstrdup(url);
+	return h->xasprintf("%.*s***%s", (int)(host - url), url, at);
 }
 
 void consul_duration(uint64_t ms, char *buf, size_t len)
@@ -130,21 +121,16 @@ void consul_duration(uint64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 "ms", ms);
 }
 
-char *consul_check_id(const char *cid)
+char *consul_check_id(const regent_host *h, const char *cid)
 {
-	char *s;
-	if (asprintf(&s, "service:%s", cid) < 0)
-		abort();
-	return s;
+	return h->xasprintf("service:%s", cid);
 }
 
-char *consul_service_id(const char *rid)
+char *consul_service_id(const regent_host *h, const char *rid)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = strlen(rid);
-	char *out = malloc(n * 3 + 1);
-	if (!out)
-		abort();
+	char *out = h->xmalloc(n * 3 + 1);
 	size_t k = 0;
 	for (const unsigned char *p = (const unsigned char *)rid; *p; p++) {
 		if (isalnum(*p) || *p == '.' || *p == '_' || *p == '-')
@@ -206,14 +192,14 @@ static void add_dropped(char *dropped, size_t len, const char *key)
 	snprintf(dropped + used, len - used, "%s%s", used ? "," : "", key);
 }
 
-char *consul_register_body(const regent_instance *inst, const char *node, uint64_t ttl_ms,
-                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen,
-                           char *hash)
+char *consul_register_body(const regent_host *h, const regent_instance *inst, const char *node,
+                           uint64_t ttl_ms, uint64_t deregister_after_ms, char *dropped,
+                           size_t droppedlen, char *hash)
 {
 	if (dropped && droppedlen)
 		dropped[0] = '\0';
 	json_t *o = json_object();
-	char *sid = consul_service_id(inst->id);
+	char *sid = consul_service_id(h, inst->id);
 	json_object_set_new(o, "ID", json_string(sid));
 	json_object_set_new(o, "Name", json_string(inst->service));
 	json_object_set_new(o, "Address", json_string(inst->address ? inst->address : ""));
@@ -245,7 +231,7 @@ char *consul_register_body(const regent_instance *inst, const char *node, uint64
 	char ttl[32], dereg[32];
 	consul_duration(ttl_ms, ttl, sizeof(ttl));
 	consul_duration(deregister_after_ms, dereg, sizeof(dereg));
-	char *cid = consul_check_id(sid);
+	char *cid = consul_check_id(h, sid);
 	free(sid);
 	json_t *chk = json_object();
 	json_object_set_new(chk, "CheckID", json_string(cid));
@@ -329,8 +315,8 @@ static json_t *load_answer(const char *body, size_t len, json_type want, char *w
 	return root;
 }
 
-int consul_parse_services(const char *body, size_t len, consul_services *out, char *why,
-                          size_t whylen)
+int consul_parse_services(const regent_host *h, const char *body, size_t len, consul_services *out,
+                          char *why, size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
 	json_t *root = load_answer(body, len, JSON_OBJECT, why, whylen);
@@ -338,9 +324,7 @@ int consul_parse_services(const char *body, size_t len, consul_services *out, ch
 		return -EINVAL;
 	size_t n = json_object_size(root);
 	out->root = root;
-	out->v = calloc(n + 1, sizeof(*out->v));
-	if (!out->v)
-		abort();
+	out->v = h->xcalloc(n + 1, sizeof(*out->v));
 	const char *k;
 	json_t *v;
 	json_object_foreach(root, k, v)
@@ -348,9 +332,7 @@ int consul_parse_services(const char *body, size_t len, consul_services *out, ch
 		consul_service_entry *e = &out->v[out->n++];
 		e->name = k;
 		size_t nt = json_is_array(v) ? json_array_size(v) : 0;
-		e->tags = calloc(nt + 1, sizeof(*e->tags));
-		if (!e->tags)
-			abort();
+		e->tags = h->xcalloc(nt + 1, sizeof(*e->tags));
 		for (size_t i = 0; i < nt; i++) {
 			json_t *t = json_array_get(v, i);
 			if (json_is_string(t))
@@ -384,14 +366,10 @@ bool consul_tags_match(const char *const *tags, size_t ntags, const char *const 
 	return true;
 }
 
-static void *own(consul_instances *s, void *p)
+/* Records p (an h->x* allocation) as owned by s. */
+static void *own(const regent_host *h, consul_instances *s, void *p)
 {
-	if (!p)
-		abort();
-	void **nb = realloc(s->blocks, sizeof(*nb) * (s->nblocks + 1));
-	if (!nb)
-		abort();
-	s->blocks = nb;
+	s->blocks = h->xrealloc(s->blocks, sizeof(*s->blocks) * (s->nblocks + 1));
 	s->blocks[s->nblocks++] = p;
 	return p;
 }
@@ -435,8 +413,9 @@ static bool checks_serving(json_t *checks, unsigned states)
 	return true;
 }
 
-int consul_parse_health(const char *body, size_t len, const char *service, unsigned states,
-                        consul_instances *out, size_t *skipped, char *why, size_t whylen)
+int consul_parse_health(const regent_host *h, const char *body, size_t len, const char *service,
+                        unsigned states, consul_instances *out, size_t *skipped, char *why,
+                        size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
 	*skipped = 0;
@@ -447,10 +426,8 @@ int consul_parse_health(const char *body, size_t len, const char *service, unsig
 		return -EINVAL;
 	size_t n = json_array_size(root);
 	out->root = root;
-	out->v = calloc(n + 1, sizeof(*out->v));
-	out->ptrs = calloc(n + 1, sizeof(*out->ptrs));
-	if (!out->v || !out->ptrs)
-		abort();
+	out->v = h->xcalloc(n + 1, sizeof(*out->v));
+	out->ptrs = h->xcalloc(n + 1, sizeof(*out->ptrs));
 #define SKIP(...)                                          \
 	do {                                               \
 		if (*skipped == 0)                         \
@@ -489,7 +466,7 @@ int consul_parse_health(const char *body, size_t len, const char *service, unsig
 		const char *cnode = json_is_object(nodeo) ? jstr(nodeo, "Node") : NULL;
 		json_t *tags = json_object_get(svc, "Tags");
 		size_t nt = json_is_array(tags) ? json_array_size(tags) : 0;
-		const char **tv = own(out, calloc(nt + 1, sizeof(*tv)));
+		const char **tv = own(h, out, h->xcalloc(nt + 1, sizeof(*tv)));
 		for (size_t t = 0; t < nt; t++) {
 			json_t *tj = json_array_get(tags, t);
 			if (json_is_string(tj))
@@ -498,7 +475,7 @@ int consul_parse_health(const char *body, size_t len, const char *service, unsig
 		in->tags = tv;
 		json_t *meta = json_object_get(svc, "Meta");
 		size_t nm = json_is_object(meta) ? json_object_size(meta) : 0;
-		regent_kv *kv = own(out, calloc(nm + 1, sizeof(*kv)));
+		regent_kv *kv = own(h, out, h->xcalloc(nm + 1, sizeof(*kv)));
 		bool ours = false;
 		const char *rid = NULL, *mk;
 		json_t *mv;
@@ -535,10 +512,7 @@ int consul_parse_health(const char *body, size_t len, const char *service, unsig
 		} else {
 			/* Not registered by regent: Consul IDs are unique per
 			 * node only. */
-			char *full;
-			if (asprintf(&full, "%s/%s", cnode ? cnode : "", id) < 0)
-				abort();
-			in->id = own(out, full);
+			in->id = own(h, out, h->xasprintf("%s/%s", cnode ? cnode : "", id));
 			in->node = cnode;
 		}
 		out->ptrs[out->n] = in;
@@ -580,17 +554,16 @@ int consul_parse_state(const regent_host *host, const char *body, size_t len, re
 	return (int)(n > INT32_MAX ? INT32_MAX : n);
 }
 
-int consul_parse_agent_services(const char *body, size_t len, const char *node,
-                                consul_agent_services *out, char *why, size_t whylen)
+int consul_parse_agent_services(const regent_host *h, const char *body, size_t len,
+                                const char *node, consul_agent_services *out, char *why,
+                                size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
 	json_t *root = load_answer(body, len, JSON_OBJECT, why, whylen);
 	if (!root)
 		return -EINVAL;
 	out->root = root;
-	out->v = calloc(json_object_size(root) + 1, sizeof(*out->v));
-	if (!out->v)
-		abort();
+	out->v = h->xcalloc(json_object_size(root) + 1, sizeof(*out->v));
 	const char *k;
 	json_t *v;
 	json_object_foreach(root, k, v)

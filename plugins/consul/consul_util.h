@@ -1,4 +1,4 @@
-/* consul_util.h - pure helpers of the Consul store plugin (no loop; the
+/* consul_util.h - pure helpers of the Consul store plugin (no loop; memory,
  * string map and URL escaping are the host table's, ABI 1.4), shared by the
  * plugin and its unit test: the agent address forms, Go durations, the agent
  * service registration body, the blocking-query index rules, and the
@@ -19,19 +19,19 @@
  * 0 with *base (malloc'd, no trailing '/') the URL prefix requests are
  * built on ("http://localhost" for a socket) and *unix_path (malloc'd, or
  * NULL).  On error returns -EINVAL and writes why. */
-int consul_parse_address(const char *addr, char **base, char **unix_path, char *why,
-                         size_t whylen);
+int consul_parse_address(const regent_host *h, const char *addr, char **base, char **unix_path,
+                         char *why, size_t whylen);
 
 /* url with any "user:password@" replaced by "***@", for log lines.
  * malloc'd. */
-char *consul_redact_url(const char *url);
+char *consul_redact_url(const regent_host *h, const char *url);
 
 /* A Go duration for ms: "15s", "1m", "1500ms". */
 void consul_duration(uint64_t ms, char *buf, size_t len);
 
 /* The TTL check of a Consul service id: "service:<cid>" (Consul's own
  * default name for a service's single check).  malloc'd. */
-char *consul_check_id(const char *cid);
+char *consul_check_id(const regent_host *h, const char *cid);
 
 /* The Consul service id of a regent instance id: characters Consul
  * handles everywhere (URL paths, CLI, UI, DNS-less tools): [A-Za-z0-9._-]
@@ -39,7 +39,7 @@ char *consul_check_id(const char *cid);
  * "backend-1/0123456789ab/80" -> "backend-1:0123456789ab:80" (registrator's
  * host:container:port), stable across restarts.  The regent id itself
  * travels in the meta "regent-id".  malloc'd. */
-char *consul_service_id(const char *regent_id);
+char *consul_service_id(const regent_host *h, const char *regent_id);
 
 /* Meta keys the plugin itself writes (so they leave the instance's meta on
  * the way back). */
@@ -64,9 +64,9 @@ bool consul_meta_key_ok(const char *key);
  * so that any change of the registration changes the check and shows in
  * /v1/health/state/any, and a restarted regent can tell whether the agent
  * holds exactly what it would register. */
-char *consul_register_body(const regent_instance *inst, const char *node, uint64_t ttl_ms,
-                           uint64_t deregister_after_ms, char *dropped, size_t droppedlen,
-                           char *hash);
+char *consul_register_body(const regent_host *h, const regent_instance *inst, const char *node,
+                           uint64_t ttl_ms, uint64_t deregister_after_ms, char *dropped,
+                           size_t droppedlen, char *hash);
 
 /* ---- blocking queries ---- */
 
@@ -94,8 +94,8 @@ typedef struct consul_services {
 	consul_service_entry *v;
 	size_t n;
 } consul_services;
-int consul_parse_services(const char *body, size_t len, consul_services *out, char *why,
-                          size_t whylen);
+int consul_parse_services(const regent_host *h, const char *body, size_t len, consul_services *out,
+                          char *why, size_t whylen);
 void consul_services_free(consul_services *s);
 /* Whether tags holds every one of want (case-insensitive, as Consul's tag
  * filter). */
@@ -121,8 +121,9 @@ typedef struct consul_instances {
 /* states: which check statuses count as serving (an entry is taken only
  * when every one of its checks is in them).  Entries with the meta
  * "regent-id" get that id. */
-int consul_parse_health(const char *body, size_t len, const char *service, unsigned states,
-                        consul_instances *out, size_t *skipped, char *why, size_t whylen);
+int consul_parse_health(const regent_host *h, const char *body, size_t len, const char *service,
+                        unsigned states, consul_instances *out, size_t *skipped, char *why,
+                        size_t whylen);
 void consul_instances_free(consul_instances *s);
 
 /* /v1/health/state/any: one signature per service name (an order-free
@@ -145,8 +146,9 @@ typedef struct consul_agent_services {
 	consul_agent_service *v;
 	size_t n;
 } consul_agent_services;
-int consul_parse_agent_services(const char *body, size_t len, const char *node,
-                                consul_agent_services *out, char *why, size_t whylen);
+int consul_parse_agent_services(const regent_host *h, const char *body, size_t len,
+                                const char *node, consul_agent_services *out, char *why,
+                                size_t whylen);
 void consul_agent_services_free(consul_agent_services *s);
 
 #endif

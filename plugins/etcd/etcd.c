@@ -106,7 +106,7 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 			rc = -EINVAL;
 		}
 	}
-	char *p = etcd_normalize_prefix(h->cfg_string(ctx, "prefix"));
+	char *p = etcd_normalize_prefix(h, h->cfg_string(ctx, "prefix"));
 	if (!p) {
 		h->cfg_error(ctx, "prefix", "must be empty or start with '/', printable, no spaces");
 		rc = -EINVAL;
@@ -149,7 +149,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		while (l > 0 && e->eps[i][l - 1] == '/')
 			e->eps[i][--l] = '\0';
 	}
-	e->prefix = etcd_normalize_prefix(h->cfg_string(ctx, "prefix"));
+	e->prefix = etcd_normalize_prefix(h, h->cfg_string(ctx, "prefix"));
 	if (!e->prefix) {
 		for (size_t i = 0; i < e->neps; i++)
 			free(e->eps[i]);
@@ -158,7 +158,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		return -EINVAL;
 	}
 	e->kprefix = e->h->xasprintf("%s/", e->prefix);
-	e->kend = etcd_prefix_end(e->kprefix, strlen(e->kprefix), &e->kend_len);
+	e->kend = etcd_prefix_end(h, e->kprefix, strlen(e->kprefix), &e->kend_len);
 	e->ttl_s = (int64_t)((h->cfg_duration_ms(ctx, "ttl") + 999) / 1000);
 	e->timeout_ms = h->cfg_duration_ms(ctx, "timeout");
 	e->revoke_ms = h->cfg_duration_ms(ctx, "revoke_timeout");

@@ -83,7 +83,7 @@ bool pager_after(etcd *e, pager *p, json_t *json, int *skipped)
 		p->find_key = false;
 		if (!key)
 			return false;
-		char *kp = etcd_printable(key, klen, 300);
+		char *kp = etcd_printable(e->h, key, klen, 300);
 		e->h->log(e->ctx, REGENT_LOG_WARN,
 		          "skipped key %s (revision %lld): its value does not fit in an answer of %zu "
 		          "bytes",
@@ -374,7 +374,7 @@ static int watch_line(void *arg, const char *data, size_t len)
 	etcd_wev *evs;
 	size_t nev;
 	int64_t frev;
-	if (etcd_scan_watch(data, len, &evs, &nev, &frev)) { /* the common case, no tree */
+	if (etcd_scan_watch(e->h, data, len, &evs, &nev, &frev)) { /* the common case, no tree */
 		if (nev > 0) {
 			apply_events(e, evs, nev);
 			if (e->note)

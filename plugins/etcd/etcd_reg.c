@@ -379,7 +379,7 @@ void recon_done(etcd *e, call *c, resp *r)
 			int64_t mr;
 			if (!decode_kv(e, kv, &key, &klen, &val, &vlen, &mr))
 				continue;
-			char *kt = etcd_printable(key, klen, klen);
+			char *kt = etcd_printable(e->h, key, klen, klen);
 			free(key);
 			reg *g = e->h->map_get(e->regs, kt);
 			if (!g) {
@@ -823,7 +823,7 @@ void deregister_instance(void *self, const regent_instance *inst)
 /* Someone else deleted a key this agent holds: write it again. */
 void own_key_deleted(etcd *e, const char *key, size_t klen, int64_t mod_rev)
 {
-	char *k = etcd_printable(key, klen, klen);
+	char *k = etcd_printable(e->h, key, klen, klen);
 	reg *g = e->h->map_get(e->regs, k);
 	free(k);
 	if (!g || !g->have || g->in_txn || mod_rev <= g->rev)

@@ -1,6 +1,7 @@
 /* etcd_util.c - pure helpers of the etcd store plugin (see etcd_util.h):
- * no loop, no host table, so the unit test links this file directly.  The
- * plugin's maps are the host's (host->map_*). */
+ * no loop; memory only through the host table handed in (h->x*), so the
+ * unit test and the fuzzer link this file directly with the core's table.
+ * The plugin's maps are the host's (host->map_*). */
 #include "etcd_util.h"
 
 #include <errno.h>
@@ -10,8 +11,8 @@
 
 /* ---- keys ---- */
 
-etcd_key_kind etcd_split_key(const char *key, size_t len, const char *prefix, char **service,
-                             char **id)
+etcd_key_kind etcd_split_key(const regent_host *h, const char *key, size_t len,
+                             const char *prefix, char **service, char **id)
 {
 	*service = NULL;
 	*id = NULL;
@@ -27,30 +28,20 @@ etcd_key_kind etcd_split_key(const char *key, size_t len, const char *prefix, ch
 	if (!slash || slash == svc || slash + 1 >= end)
 		return ETCD_KEY_BAD;
 	size_t sl = (size_t)(slash - svc), il = (size_t)(end - slash - 1);
-	char *s = malloc(sl + 1);
-	if (!s)
-		abort();
-	memcpy(s, svc, sl);
-	s[sl] = '\0';
+	char *s = h->xstrndup(svc, sl); /* no NUL inside: checked above */
 	if (il == 4 && memcmp(slash + 1, "port", 4) == 0) {
 		*service = s;
 		return ETCD_KEY_PORT;
 	}
-	char *i = malloc(il + 1);
-	if (!i)
-		abort();
-	memcpy(i, slash + 1, il);
-	i[il] = '\0';
+	char *i = h->xstrndup(slash + 1, il);
 	*service = s;
 	*id = i;
 	return ETCD_KEY_INSTANCE;
 }
 
-char *etcd_prefix_end(const char *p, size_t len, size_t *outlen)
+char *etcd_prefix_end(const regent_host *h, const char *p, size_t len, size_t *outlen)
 {
-	char *out = malloc(len + 1);
-	if (!out)
-		abort();
+	char *out = h->xmalloc(len + 1);
 	memcpy(out, p, len);
 	while (len > 0 && (unsigned char)out[len - 1] == 0xff)
 		len--;
@@ -65,7 +56,7 @@ char *etcd_prefix_end(const char *p, size_t len, size_t *outlen)
 	return out;
 }
 
-char *etcd_normalize_prefix(const char *p)
+char *etcd_normalize_prefix(const regent_host *h, const char *p)
 {
 	if (!p)
 		return NULL;
@@ -79,12 +70,7 @@ char *etcd_normalize_prefix(const char *p)
 		return NULL;
 	while (n > 0 && p[n - 1] == '/')
 		n--;
-	char *out = malloc(n + 1);
-	if (!out)
-		abort();
-	memcpy(out, p, n);
-	out[n] = '\0';
-	return out;
+	return h->xstrndup(p, n);
 }
 
 bool etcd_json_int64(const json_t *v, int64_t *out)
@@ -107,7 +93,7 @@ bool etcd_json_int64(const json_t *v, int64_t *out)
 	return true;
 }
 
-char *etcd_printable(const char *s, size_t len, size_t max)
+char *etcd_printable(const regent_host *h, const char *s, size_t len, size_t max)
 {
 	size_t cut = len > max ? max : len;
 	/* Exact size first: a sane key costs its own length, not 4x. */
@@ -116,9 +102,7 @@ char *etcd_printable(const char *s, size_t len, size_t max)
 		unsigned char c = (unsigned char)s[i];
 		need += (c < 0x20 || c >= 0x7f || c == '\\') ? 4 : 1;
 	}
-	char *out = malloc(need);
-	if (!out)
-		abort();
+	char *out = h->xmalloc(need);
 	size_t o = 0;
 	static const char hex[] = "0123456789abcdef";
 	for (size_t i = 0; i < cut; i++) {
@@ -356,7 +340,7 @@ static bool sc_header(scan *s, int64_t *rev)
 	return sc_char(s, '}');
 }
 
-static bool sc_events(scan *s, etcd_wev **evs, size_t *n)
+static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *n)
 {
 	size_t cap = 0;
 	if (!sc_char(s, '['))
@@ -366,10 +350,7 @@ static bool sc_events(scan *s, etcd_wev **evs, size_t *n)
 	do {
 		if (*n == cap) {
 			cap = cap ? 2 * cap : 64;
-			etcd_wev *grown = realloc(*evs, cap * sizeof(**evs));
-			if (!grown)
-				abort();
-			*evs = grown;
+			*evs = h->xrealloc(*evs, cap * sizeof(**evs));
 		}
 		if (!sc_event(s, &(*evs)[*n]))
 			return false;
@@ -378,7 +359,8 @@ static bool sc_events(scan *s, etcd_wev **evs, size_t *n)
 	return sc_char(s, ']');
 }
 
-bool etcd_scan_watch(const char *line, size_t len, etcd_wev **evs, size_t *n, int64_t *rev)
+bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
+                     size_t *n, int64_t *rev)
 {
 	scan s = {line, line + len};
 	unsigned seen = 0;
@@ -404,7 +386,7 @@ bool etcd_scan_watch(const char *line, size_t len, etcd_wev **evs, size_t *n, in
 			ok = sc_header(&s, rev);
 		} else if (sc_is(k, kn, "events") && !(seen & 2)) {
 			seen |= 2;
-			ok = sc_events(&s, evs, n);
+			ok = sc_events(h, &s, evs, n);
 		} else if (sc_is(k, kn, "watch_id") && !(seen & 4)) {
 			seen |= 4;
 			ok = sc_skip_scalar(&s);

@@ -1,11 +1,14 @@
-/* etcd_util.h - pure helpers of the etcd store plugin (no loop, no host
- * table), shared by the plugin and its unit test: the key layout
+/* etcd_util.h - pure helpers of the etcd store plugin (no loop; memory
+ * through the host table handed in, ABI 1.4 x* entries, which abort on
+ * OOM), shared by the plugin and its unit test: the key layout
  * <prefix>/<service>/<id>, range ends, and etcd's 64-bit JSON numbers
- * (sent as strings). */
+ * (sent as strings).  Every string or array returned is released with
+ * free(). */
 #ifndef REGENT_ETCD_UTIL_H
 #define REGENT_ETCD_UTIL_H
 
 #include <jansson.h>
+#include <regent/plugin.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,17 +24,17 @@ typedef enum etcd_key_kind {
  * '/').  On INSTANCE/PORT, *service and *id are malloc'd copies (id NULL
  * for PORT).  A key with a NUL or control byte, an empty service or an
  * empty id is BAD. */
-etcd_key_kind etcd_split_key(const char *key, size_t len, const char *prefix, char **service,
-                             char **id);
+etcd_key_kind etcd_split_key(const regent_host *h, const char *key, size_t len,
+                             const char *prefix, char **service, char **id);
 
 /* The range end of a prefix: drop trailing 0xff bytes, increment the last
  * byte.  malloc'd, *outlen bytes (0 and "\0" = to the end of the keyspace). */
-char *etcd_prefix_end(const char *p, size_t len, size_t *outlen);
+char *etcd_prefix_end(const regent_host *h, const char *p, size_t len, size_t *outlen);
 
 /* Normalises a configured prefix: trailing '/' dropped ("/" -> "").
  * Returns a malloc'd copy, or NULL when it is not acceptable (must be ""
  * or start with '/', printable ASCII without spaces). */
-char *etcd_normalize_prefix(const char *p);
+char *etcd_normalize_prefix(const regent_host *h, const char *p);
 
 /* A JSON integer or a string holding a decimal int64 (etcd's encoding).
  * Returns false when absent or malformed. */
@@ -40,7 +43,7 @@ bool etcd_json_int64(const json_t *v, int64_t *out);
 /* A printable, bounded rendering of untrusted bytes for log messages
  * (non-printable bytes and backslashes as \xNN, quotes kept, cut at max
  * bytes with "..."). malloc'd. */
-char *etcd_printable(const char *s, size_t len, size_t max);
+char *etcd_printable(const regent_host *h, const char *s, size_t len, size_t max);
 
 /* Parses the seed's listen-port value ("8000", blanks allowed around).
  * Returns the port or 0 when malformed. */
@@ -66,7 +69,8 @@ typedef struct etcd_wev {
  * caller parses the line with jansson: for every line it accepts, the
  * result is what the jansson path reads.  On true, *evs (malloc'd, may be
  * NULL when *n is 0) and *rev (the header's revision, 0 when absent). */
-bool etcd_scan_watch(const char *line, size_t len, etcd_wev **evs, size_t *n, int64_t *rev);
+bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
+                     size_t *n, int64_t *rev);
 
 /* Decodes n bytes of base64 text (as the host's base64_decode: the
  * alphabet up to the first '=', then only '=') into out, which has room

@@ -126,7 +126,7 @@ static void view_drop(etcd *e, view *v, kent *k)
 char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
                       const char *val, size_t vlen, int64_t mod_rev)
 {
-	char *kp = etcd_printable(key, klen, klen);
+	char *kp = etcd_printable(e->h, key, klen, klen);
 	kent *prevk = e->h->map_get(v->keys, kp);
 	char *touched = prevk && prevk->svc ? e->h->xstrdup(prevk->svc->name) : NULL;
 	if (prevk && prevk->svc && v == &e->cur)
@@ -140,7 +140,7 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 	k->mod_rev = mod_rev;
 	e->h->map_put(v->keys, k->key, k);
 	char *svc = NULL, *id = NULL;
-	etcd_key_kind kind = etcd_split_key(key, klen, e->prefix, &svc, &id);
+	etcd_key_kind kind = etcd_split_key(e->h, key, klen, e->prefix, &svc, &id);
 	const char *why = NULL;
 	int port = 0;
 	if (kind == ETCD_KEY_BAD) {
@@ -166,7 +166,7 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 		k->bad = true;
 		if (!quiet) {
 			e->h->metric_add(e->m_skipped, 1);
-			char *vp = etcd_printable(val, vlen, 80);
+			char *vp = etcd_printable(e->h, val, vlen, 80);
 			e->h->log(e->ctx, REGENT_LOG_WARN,
 			          "skipped key %.300s (mod revision %lld): %s; value (%zu bytes): \"%s\"",
 			          kp, (long long)mod_rev, why, vlen, vp);
@@ -203,7 +203,7 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 /* Removes a key; returns the service touched (malloc'd) or NULL. */
 char *view_del(etcd *e, view *v, const char *key, size_t klen)
 {
-	char *kp = etcd_printable(key, klen, klen);
+	char *kp = etcd_printable(e->h, key, klen, klen);
 	kent *k = e->h->map_get(v->keys, kp);
 	free(kp);
 	if (!k)

@@ -23,17 +23,17 @@ static void test_address(void **st)
 {
 	(void)st;
 	char *b, *u, why[128];
-	assert_int_equal(consul_parse_address("http://127.0.0.1:8500/", &b, &u, why, sizeof(why)), 0);
+	assert_int_equal(consul_parse_address(H, "http://127.0.0.1:8500/", &b, &u, why, sizeof(why)), 0);
 	assert_string_equal(b, "http://127.0.0.1:8500");
 	assert_null(u);
 	free(b);
-	assert_int_equal(consul_parse_address("https://c.example:8501", &b, &u, why, sizeof(why)), 0);
+	assert_int_equal(consul_parse_address(H, "https://c.example:8501", &b, &u, why, sizeof(why)), 0);
 	assert_string_equal(b, "https://c.example:8501");
 	free(b);
-	assert_int_equal(consul_parse_address("127.0.0.1:8500", &b, &u, why, sizeof(why)), 0);
+	assert_int_equal(consul_parse_address(H, "127.0.0.1:8500", &b, &u, why, sizeof(why)), 0);
 	assert_string_equal(b, "http://127.0.0.1:8500");
 	free(b);
-	assert_int_equal(consul_parse_address("unix:///run/consul/http.sock", &b, &u, why,
+	assert_int_equal(consul_parse_address(H, "unix:///run/consul/http.sock", &b, &u, why,
 	                                      sizeof(why)),
 	                 0);
 	assert_string_equal(b, "http://localhost");
@@ -44,7 +44,7 @@ static void test_address(void **st)
 	                     "http://x?y", ":8500"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		why[0] = '\0';
-		assert_int_equal(consul_parse_address(bad[i], &b, &u, why, sizeof(why)), -EINVAL);
+		assert_int_equal(consul_parse_address(H, bad[i], &b, &u, why, sizeof(why)), -EINVAL);
 		assert_null(b);
 		assert_null(u);
 		assert_true(why[0] != '\0');
@@ -54,14 +54,14 @@ static void test_address(void **st)
 static void test_redact(void **st)
 {
 	(void)st;
-	char *r = consul_redact_url("https://user:pw@c.example:8501/x@y");
+	char *r = consul_redact_url(H, "https://user:pw@c.example:8501/x@y");
 	assert_string_equal(r, "https://***@c.example:8501/x@y");
 	free(r);
-	r = consul_redact_url("http://127.0.0.1:8500");
+	r = consul_redact_url(H, "http://127.0.0.1:8500");
 	assert_string_equal(r, "http://127.0.0.1:8500");
 	free(r);
 	char *b, *u, why[128];
-	assert_int_equal(consul_parse_address("ftp://u:secret@h:1", &b, &u, why, sizeof(why)),
+	assert_int_equal(consul_parse_address(H, "ftp://u:secret@h:1", &b, &u, why, sizeof(why)),
 	                 -EINVAL);
 	assert_null(strstr(why, "secret"));
 }
@@ -84,17 +84,17 @@ static void test_escape_duration(void **st)
 	assert_string_equal(b, "1500ms");
 	consul_duration(90000, b, sizeof(b));
 	assert_string_equal(b, "90s");
-	char *cid = consul_check_id("n:c:80");
+	char *cid = consul_check_id(H, "n:c:80");
 	assert_string_equal(cid, "service:n:c:80");
 	free(cid);
 	/* Consul service ids: no '/', stable, injective enough. */
-	char *sid = consul_service_id("backend-1/0123456789ab/80");
+	char *sid = consul_service_id(H, "backend-1/0123456789ab/80");
 	assert_string_equal(sid, "backend-1:0123456789ab:80");
 	free(sid);
-	sid = consul_service_id("n_1/c.d/53/udp");
+	sid = consul_service_id(H, "n_1/c.d/53/udp");
 	assert_string_equal(sid, "n_1:c.d:53:udp");
 	free(sid);
-	sid = consul_service_id("a b:%/?#");
+	sid = consul_service_id(H, "a b:%/?#");
 	assert_string_equal(sid, "a_20b_3A_25:_3F_23");
 	assert_null(strchr(sid, '/'));
 	free(sid);
@@ -111,7 +111,7 @@ static void test_register_body(void **st)
 	                      .tags = tags, .ntags = 2, .meta = meta, .nmeta = 5,
 	                      .node = "backend-1"};
 	char dropped[64], hash[CONSUL_HASH_LEN];
-	char *body = consul_register_body(&in, "other", 15000, 60000, dropped, sizeof(dropped), hash);
+	char *body = consul_register_body(H, &in, "other", 15000, 60000, dropped, sizeof(dropped), hash);
 	assert_string_equal(dropped, "with.dot,consul-x,node");
 	json_error_t err;
 	json_t *o = json_loads(body, 0, &err);
@@ -145,14 +145,14 @@ static void test_register_body(void **st)
 	assert_null(json_object_get(c, "ID"));
 	json_decref(o);
 	/* Deterministic: the same instance gives the same text. */
-	char *again = consul_register_body(&in, "other", 15000, 60000, NULL, 0, NULL);
+	char *again = consul_register_body(H, &in, "other", 15000, 60000, NULL, 0, NULL);
 	assert_string_equal(body, again);
 	free(again);
 	free(body);
 	/* No node on the instance: the agent's. */
 	in.node = NULL;
 	in.nmeta = 0;
-	body = consul_register_body(&in, "agent-node", 2000, 1500, dropped, sizeof(dropped), NULL);
+	body = consul_register_body(H, &in, "agent-node", 2000, 1500, dropped, sizeof(dropped), NULL);
 	assert_string_equal(dropped, "");
 	assert_non_null(strstr(body, "\"node\":\"agent-node\""));
 	assert_non_null(strstr(body, "\"DeregisterCriticalServiceAfter\":\"1500ms\""));
@@ -160,10 +160,10 @@ static void test_register_body(void **st)
 	/* Any change of the registration changes the hash. */
 	char h2[CONSUL_HASH_LEN];
 	in.port = 32769;
-	free(consul_register_body(&in, "agent-node", 2000, 1500, NULL, 0, h2));
+	free(consul_register_body(H, &in, "agent-node", 2000, 1500, NULL, 0, h2));
 	char h3[CONSUL_HASH_LEN];
 	in.port = 32768;
-	free(consul_register_body(&in, "agent-node", 2000, 1500, NULL, 0, h3));
+	free(consul_register_body(H, &in, "agent-node", 2000, 1500, NULL, 0, h3));
 	assert_string_not_equal(h2, h3);
 }
 
@@ -180,7 +180,7 @@ static void test_meta_limit(void **st)
 	regent_instance in = {.service = "s", .id = "i", .address = "a", .port = 1,
 	                      .meta = meta, .nmeta = 70};
 	char dropped[256];
-	char *body = consul_register_body(&in, "n", 1000, 1000, dropped, sizeof(dropped), NULL);
+	char *body = consul_register_body(H, &in, "n", 1000, 1000, dropped, sizeof(dropped), NULL);
 	json_t *o = json_loads(body, 0, NULL);
 	assert_int_equal(json_object_size(json_object_get(o, "Meta")), CONSUL_META_MAX);
 	assert_non_null(strstr(dropped, "k69"));
@@ -216,7 +216,7 @@ static void test_services(void **st)
 	const char *j = "{\"consul\":[],\"web\":[\"v1\",\"Blue\"],\"odd\":null,\"x\":[1,\"t\"]}";
 	consul_services s;
 	char why[128];
-	assert_int_equal(consul_parse_services(j, strlen(j), &s, why, sizeof(why)), 0);
+	assert_int_equal(consul_parse_services(H, j, strlen(j), &s, why, sizeof(why)), 0);
 	assert_int_equal(s.n, 4);
 	bool found = false;
 	for (size_t i = 0; i < s.n; i++) {
@@ -232,9 +232,9 @@ static void test_services(void **st)
 	}
 	assert_true(found);
 	consul_services_free(&s);
-	assert_int_equal(consul_parse_services("[]", 2, &s, why, sizeof(why)), -EINVAL);
-	assert_int_equal(consul_parse_services("{", 1, &s, why, sizeof(why)), -EINVAL);
-	assert_int_equal(consul_parse_services("", 0, &s, why, sizeof(why)), -EINVAL);
+	assert_int_equal(consul_parse_services(H, "[]", 2, &s, why, sizeof(why)), -EINVAL);
+	assert_int_equal(consul_parse_services(H, "{", 1, &s, why, sizeof(why)), -EINVAL);
+	assert_int_equal(consul_parse_services(H, "", 0, &s, why, sizeof(why)), -EINVAL);
 }
 
 static const char *health_json =
@@ -268,7 +268,7 @@ static void test_health(void **st)
 	consul_instances in;
 	size_t skipped;
 	char why[256];
-	assert_int_equal(consul_parse_health(health_json, strlen(health_json), "web", CONSUL_STATE_PASSING, &in, &skipped,
+	assert_int_equal(consul_parse_health(H, health_json, strlen(health_json), "web", CONSUL_STATE_PASSING, &in, &skipped,
 	                                     why, sizeof(why)),
 	                 0);
 	assert_int_equal(in.n, 2);
@@ -295,16 +295,16 @@ static void test_health(void **st)
 	assert_int_equal(b->nmeta, 0);
 	consul_instances_free(&in);
 
-	assert_int_equal(consul_parse_health("[]", 2, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)), 0);
+	assert_int_equal(consul_parse_health(H, "[]", 2, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)), 0);
 	assert_int_equal(in.n, 0);
 	consul_instances_free(&in);
-	assert_int_equal(consul_parse_health("{}", 2, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)),
+	assert_int_equal(consul_parse_health(H, "{}", 2, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)),
 	                 -EINVAL);
-	assert_int_equal(consul_parse_health("nope", 4, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)),
+	assert_int_equal(consul_parse_health(H, "nope", 4, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)),
 	                 -EINVAL);
 	/* A different service's entry is not taken. */
 	const char *other = "[{\"Service\":{\"ID\":\"x\",\"Service\":\"db\",\"Port\":1}}]";
-	assert_int_equal(consul_parse_health(other, strlen(other), "web", CONSUL_STATE_PASSING, &in, &skipped, why,
+	assert_int_equal(consul_parse_health(H, other, strlen(other), "web", CONSUL_STATE_PASSING, &in, &skipped, why,
 	                                     sizeof(why)),
 	                 0);
 	assert_int_equal(in.n, 0);
@@ -327,13 +327,13 @@ static void test_health_states_and_rid(void **st)
 	consul_instances in;
 	size_t skipped;
 	char why[128];
-	assert_int_equal(consul_parse_health(j, strlen(j), "web", CONSUL_STATE_PASSING, &in,
+	assert_int_equal(consul_parse_health(H, j, strlen(j), "web", CONSUL_STATE_PASSING, &in,
 	                                     &skipped, why, sizeof(why)),
 	                 0);
 	assert_int_equal(in.n, 0); /* warning and critical: not serving */
 	assert_int_equal(skipped, 0);
 	consul_instances_free(&in);
-	assert_int_equal(consul_parse_health(j, strlen(j), "web",
+	assert_int_equal(consul_parse_health(H, j, strlen(j), "web",
 	                                     CONSUL_STATE_PASSING | CONSUL_STATE_WARNING, &in,
 	                                     &skipped, why, sizeof(why)),
 	                 0);
@@ -380,7 +380,7 @@ static void test_state_and_agent_services(void **st)
 	                   "\"Meta\":{\"node\":\"c\",\"proto\":\"tcp\"}},"
 	                   "\"foreign\":{\"ID\":\"foreign\",\"Service\":\"x\",\"Meta\":{}}}";
 	consul_agent_services as;
-	assert_int_equal(consul_parse_agent_services(svcs, strlen(svcs), "b", &as, why, sizeof(why)), 0);
+	assert_int_equal(consul_parse_agent_services(H, svcs, strlen(svcs), "b", &as, why, sizeof(why)), 0);
 	assert_int_equal(as.n, 2);
 	for (size_t i = 0; i < as.n; i++) {
 		if (strcmp(as.v[i].cid, "b:c:80") == 0) {

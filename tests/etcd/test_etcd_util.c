@@ -8,6 +8,9 @@
 #include <cmocka.h>
 
 #include "etcd_util.h"
+#include "host.h" /* the core's host table: etcd_util.c allocates through it */
+
+static const regent_host *H = &regent_host_table;
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +20,7 @@ static void split_ok(const char *key, const char *prefix, etcd_key_kind kind, co
                      const char *id)
 {
 	char *s, *i;
-	assert_int_equal(etcd_split_key(key, strlen(key), prefix, &s, &i), kind);
+	assert_int_equal(etcd_split_key(H, key, strlen(key), prefix, &s, &i), kind);
 	assert_string_equal(s, svc);
 	if (id)
 		assert_string_equal(i, id);
@@ -30,7 +33,7 @@ static void split_ok(const char *key, const char *prefix, etcd_key_kind kind, co
 static void split_bad(const char *key, size_t len, const char *prefix)
 {
 	char *s, *i;
-	assert_int_equal(etcd_split_key(key, len, prefix, &s, &i), ETCD_KEY_BAD);
+	assert_int_equal(etcd_split_key(H, key, len, prefix, &s, &i), ETCD_KEY_BAD);
 	assert_null(s);
 	assert_null(i);
 }
@@ -57,31 +60,31 @@ static void test_prefix(void **st)
 {
 	(void)st;
 	size_t n;
-	char *end = etcd_prefix_end("/backends/", 10, &n);
+	char *end = etcd_prefix_end(H, "/backends/", 10, &n);
 	assert_int_equal(n, 10);
 	assert_memory_equal(end, "/backends0", 10);
 	free(end);
-	end = etcd_prefix_end("a\xff\xff", 3, &n);
+	end = etcd_prefix_end(H, "a\xff\xff", 3, &n);
 	assert_int_equal(n, 1);
 	assert_memory_equal(end, "b", 1);
 	free(end);
-	end = etcd_prefix_end("\xff", 1, &n);
+	end = etcd_prefix_end(H, "\xff", 1, &n);
 	assert_int_equal(n, 1);
 	assert_int_equal(end[0], 0);
 	free(end);
 
-	char *p = etcd_normalize_prefix("/backends/");
+	char *p = etcd_normalize_prefix(H, "/backends/");
 	assert_string_equal(p, "/backends");
 	free(p);
-	p = etcd_normalize_prefix("/");
+	p = etcd_normalize_prefix(H, "/");
 	assert_string_equal(p, "");
 	free(p);
-	p = etcd_normalize_prefix("");
+	p = etcd_normalize_prefix(H, "");
 	assert_string_equal(p, "");
 	free(p);
-	assert_null(etcd_normalize_prefix("backends"));
-	assert_null(etcd_normalize_prefix("/a b"));
-	assert_null(etcd_normalize_prefix(NULL));
+	assert_null(etcd_normalize_prefix(H, "backends"));
+	assert_null(etcd_normalize_prefix(H, "/a b"));
+	assert_null(etcd_normalize_prefix(H, NULL));
 }
 
 static void test_numbers(void **st)
@@ -118,13 +121,13 @@ static void test_numbers(void **st)
 static void test_printable(void **st)
 {
 	(void)st;
-	char *p = etcd_printable("/a/b\n\"c\\", 8, 100);
+	char *p = etcd_printable(H, "/a/b\n\"c\\", 8, 100);
 	assert_string_equal(p, "/a/b\\x0a\"c\\x5c");
 	free(p);
-	p = etcd_printable("abcdef", 6, 3);
+	p = etcd_printable(H, "abcdef", 6, 3);
 	assert_string_equal(p, "abc...");
 	free(p);
-	p = etcd_printable("a\0b", 3, 3);
+	p = etcd_printable(H, "a\0b", 3, 3);
 	assert_string_equal(p, "a\\x00b");
 	free(p);
 }
@@ -136,7 +139,7 @@ static void scan_same_as_jansson(const char *line, size_t want_n, int64_t want_r
 	etcd_wev *evs;
 	size_t n;
 	int64_t rev;
-	assert_true(etcd_scan_watch(line, strlen(line), &evs, &n, &rev));
+	assert_true(etcd_scan_watch(H, line, strlen(line), &evs, &n, &rev));
 	assert_int_equal(n, want_n);
 	assert_int_equal(rev, want_rev);
 	json_error_t jerr;
@@ -175,7 +178,7 @@ static void scan_declines(const char *line)
 	etcd_wev *evs = (etcd_wev *)1;
 	size_t n = 7;
 	int64_t rev = 7;
-	assert_false(etcd_scan_watch(line, strlen(line), &evs, &n, &rev));
+	assert_false(etcd_scan_watch(H, line, strlen(line), &evs, &n, &rev));
 	assert_null(evs);
 	assert_int_equal(n, 0);
 	assert_int_equal(rev, 0);

@@ -7,17 +7,20 @@
 #include "core.h"
 #include "helpers.h"
 #include "fuzz.h"
+#include "host.h" /* the core's host table: consul_util.c allocates through it */
 
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+
+static const regent_host *H = &regent_host_table;
 
 static void check_health(const uint8_t *data, size_t size)
 {
 	consul_instances ins;
 	size_t skipped = 0;
 	char why[256] = "";
-	if (consul_parse_health((const char *)data, size, "web",
+	if (consul_parse_health(H, (const char *)data, size, "web",
 	                        CONSUL_STATE_PASSING | CONSUL_STATE_WARNING, &ins, &skipped, why, sizeof(why)) !=
 	    0) {
 		CHECK(fz_clean(why, strlen(why), ""), "why \"%s\"", why);
@@ -32,7 +35,7 @@ static void check_health(const uint8_t *data, size_t size)
 		if (!c)
 			continue; /* the core refuses it with a warning: fine */
 		char dropped[256] = "";
-		char *body = consul_register_body(&c->pub, "node-1", 15000, 60000, dropped,
+		char *body = consul_register_body(H, &c->pub, "node-1", 15000, 60000, dropped,
 		                                  sizeof(dropped), NULL);
 		CHECK(body != NULL, "no body");
 		json_t *j = json_loads(body, 0, NULL);
@@ -51,7 +54,7 @@ static void check_services(const uint8_t *data, size_t size)
 {
 	consul_services s;
 	char why[256] = "";
-	if (consul_parse_services((const char *)data, size, &s, why, sizeof(why)) < 0) {
+	if (consul_parse_services(H, (const char *)data, size, &s, why, sizeof(why)) < 0) {
 		CHECK(fz_clean(why, strlen(why), ""), "why \"%s\"", why);
 		return;
 	}
@@ -73,16 +76,16 @@ static void check_strings(const uint8_t *data, size_t size)
 		CHECK(isalnum((unsigned char)*p) || strchr("._~-%", *p), "escaped \"%s\"", e);
 	free(e);
 	char *base = NULL, *unix_path = NULL, why[256] = "";
-	if (consul_parse_address(s, &base, &unix_path, why, sizeof(why)) == 0) {
+	if (consul_parse_address(H, s, &base, &unix_path, why, sizeof(why)) == 0) {
 		CHECK(base != NULL, "no base");
-		char *r = consul_redact_url(base);
+		char *r = consul_redact_url(H, base);
 		free(r);
 	}
 	free(base);
 	free(unix_path);
 	(void)consul_parse_index(s);
 	(void)consul_meta_key_ok(s);
-	char *cid = consul_check_id(s);
+	char *cid = consul_check_id(H, s);
 	free(cid);
 	free(s);
 }

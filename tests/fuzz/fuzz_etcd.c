@@ -11,9 +11,12 @@
 #include "core.h"
 #include "etcd_util.h"
 #include "fuzz.h"
+#include "host.h" /* the core's host table: etcd_util.c allocates through it */
 
 #include <errno.h>
 #include <jansson.h>
+
+static const regent_host *H = &regent_host_table;
 
 static void check_value(const char *svc, const char *id, const uint8_t *val, size_t vlen)
 {
@@ -50,7 +53,7 @@ static void check_key(const uint8_t *key, size_t klen, const uint8_t *val, size_
                       const char *prefix)
 {
 	char *svc = NULL, *id = NULL;
-	etcd_key_kind k = etcd_split_key((const char *)key, klen, prefix, &svc, &id);
+	etcd_key_kind k = etcd_split_key(H, (const char *)key, klen, prefix, &svc, &id);
 	if (k == ETCD_KEY_BAD) {
 		CHECK(!svc && !id, "parts on BAD");
 		return;
@@ -75,7 +78,7 @@ static void check_watch_line(const uint8_t *data, size_t size)
 	etcd_wev *evs;
 	size_t n;
 	int64_t rev;
-	if (!etcd_scan_watch((const char *)data, size, &evs, &n, &rev)) {
+	if (!etcd_scan_watch(H, (const char *)data, size, &evs, &n, &rev)) {
 		CHECK(evs == NULL && n == 0, "output on decline");
 		return;
 	}
@@ -126,12 +129,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_value("svc", "n1/abc/80", data, size);
 	check_watch_line(data, size);
 
-	char *p = etcd_printable((const char *)data, size, 80);
+	char *p = etcd_printable(H, (const char *)data, size, 80);
 	CHECK(fz_clean(p, strlen(p), ""), "printable \"%s\"", p);
 	CHECK(strlen(p) <= 80 * 4 + 3, "printable too long");
 	free(p);
 	size_t elen;
-	char *end = etcd_prefix_end((const char *)data, klen, &elen);
+	char *end = etcd_prefix_end(H, (const char *)data, klen, &elen);
 	if (!(elen == 1 && end[0] == '\0')) { /* "\0": to the end of the keyspace */
 		size_t m = klen < elen ? klen : elen;
 		int c = memcmp(data, end, m);
@@ -139,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(end);
 	char *k = fz_strndup(data, klen);
-	char *np = etcd_normalize_prefix(k);
+	char *np = etcd_normalize_prefix(H, k);
 	if (np)
 		CHECK(np[0] == '\0' || (np[0] == '/' && np[strlen(np) - 1] != '/'), "prefix \"%s\"",
 		      np);
