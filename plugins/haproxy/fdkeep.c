@@ -47,6 +47,7 @@ struct keep_conn {
 typedef struct keep_fetch {
 	uv_work_t work;
 	hx_fdkeep *k; /* NULL: the keeper was freed */
+	const regent_host *h; /* the work thread allocates through it (k may go) */
 	unsigned gen;
 	char *path;
 	int *fds;
@@ -140,11 +141,9 @@ static void fetch_work(uv_work_t *w)
 		snprintf(f->err, sizeof(f->err), "_getsocks announced %d sockets", count);
 		goto out;
 	}
-	f->fds = malloc((size_t)count * sizeof(int));
-	char *cbuf = malloc(CMSG_SPACE(KEEP_BATCH * sizeof(int)));
-	char *pbuf = malloc(KEEP_BATCH * (1 + 256 + 1 + 16 + 4));
-	if (!f->fds || !cbuf || !pbuf)
-		abort();
+	f->fds = f->h->xmalloc((size_t)count * sizeof(int));
+	char *cbuf = f->h->xmalloc(CMSG_SPACE(KEEP_BATCH * sizeof(int)));
+	char *pbuf = f->h->xmalloc(KEEP_BATCH * (1 + 256 + 1 + 16 + 4));
 	while (f->nfds < (size_t)count) {
 		struct iovec iov = {.iov_base = pbuf, .iov_len = KEEP_BATCH * (1 + 256 + 1 + 16 + 4)};
 		struct msghdr mh = {.msg_iov = &iov,
@@ -225,6 +224,7 @@ static void start_fetch(hx_fdkeep *k)
 {
 	keep_fetch *f = k->h->xcalloc(1, sizeof(*f));
 	f->k = k;
+	f->h = k->h;
 	f->gen = k->gen;
 	f->path = k->h->xstrdup(k->admin_socket);
 	f->work.data = f;
