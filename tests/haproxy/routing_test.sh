@@ -237,9 +237,14 @@ check "drain: then in maintenance" "${TOOL[@]}" wait-down "$ADMIN" slowsvc "127.
 # --- slow path: a new service comes through a reload ------------------------------------------------
 KEEP_SLOT=$(slot_of web b2)
 haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 7" >/dev/null
-"${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/slow" > "$T/slow3.out" & g3=$!
-check "reload: a slow request is in flight" \
-    wait_for --timeout 5 eval "[[ \"\$(haproxy_admin_cmd '$ADMIN' 'show stat slowsvc 4 -1' | awk -F, '\$5 == 1')\" ]]"
+# The request is held by its backend until the test opens a gate after the reload (as in the
+# drain case above): a fixed 1.5 s request raced the poll below on a loaded machine (python's
+# start alone can take most of it), failing "in flight" now and then, and could end before the
+# reload began, proving nothing about the reload.
+GATE3=$T/reload.gate
+"${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/hold?$GATE3" 60 > "$T/slow3.out" & g3=$!
+check "reload: a held request is in flight" \
+    wait_for --timeout 30 eval "[[ \"\$(haproxy_admin_cmd '$ADMIN' 'show stat slowsvc 4 -1' | awk -F, '\$5 == 1')\" ]]"
 R0=$(reloads); W0=$(worker)
 INSTANCES+=("$(line api-1 api b9)")
 t0=$(date +%s%N)
@@ -256,8 +261,10 @@ haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 1" >/dev/null
 check_eq "reload: web keeps serving all instances" "b2 10|b5 10|b8 10|errors 0" \
     "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30 | paste -sd'|')"
 check "the state file was written" test -s "$HX/haproxy.state"
+check "reload: the held request is still in flight after the reload" kill -0 "$g3"
+touch "$GATE3"
 wait $g3
-check_eq "reload: a 1.5 s request in flight across the reload completed" "200 $STAY" "$(cat "$T/slow3.out")"
+check_eq "reload: the request held across the reload completed" "200 $STAY" "$(cat "$T/slow3.out")"
 
 # --- reloads are rate-limited: a burst of new services coalesces ----------------------------------
 # reload_interval is 3 s: a pipeline starts at most once per 3 s of regent's own clock. burst1 comes
