@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Helpers for the haproxy sink's tests (stdlib only).
 
-  hxtool.py backend PORT NAME
+  hxtool.py backend PORT NAME [PORT NAME ...]
       HTTP/1.1 server on 127.0.0.1:PORT answering NAME (GET /slow waits 1.5 s first;
-      GET /hold?PATH waits until the file PATH exists, at most 50 s).
+      GET /hold?PATH waits until the file PATH exists, at most 50 s); several in one process.
   hxtool.py rr URL N
       N GETs (new connection each); prints "NAME COUNT" per answer, sorted, and
       "errors N".
@@ -126,7 +126,17 @@ def backend(port, name):
         def handle_error(self, request, client_address):
             pass  # health checks and clients that reset: not the test's business
 
-    S(("127.0.0.1", port), H).serve_forever()
+    return S(("127.0.0.1", port), H)
+
+
+def backends(pairs):
+    """Several backends in one process (one python start instead of one each: 0.1 s of CPU
+    each quiet, seconds on a loaded machine); each listens before any serves."""
+    servers_ = [backend(int(port), name) for port, name in pairs]
+    threads = [threading.Thread(target=srv.serve_forever, daemon=True) for srv in servers_[1:]]
+    for t in threads:
+        t.start()
+    servers_[0].serve_forever()
 
 
 def serve_on(sock, name):
@@ -460,7 +470,7 @@ def write_atomic(path, text):
 
 def main(a):
     if a[1] == "backend":
-        backend(int(a[2]), a[3])
+        backends(list(zip(a[2::2], a[3::2])))
     elif a[1] == "rr":
         rr(a[2], int(a[3]))
     elif a[1] == "servers":

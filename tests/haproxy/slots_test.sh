@@ -25,7 +25,10 @@ P_WEB=$(free_port); P_TCP=$(free_port)
 N=12
 declare -A BP
 for ((i = 1; i <= N; i++)); do BP[b$i]=$(free_port); done
-for ((i = 1; i <= N; i++)); do daemon_start "be-b$i" "${TOOL[@]}" backend "${BP[b$i]}" "b$i"; done
+# all N backends in one python process (one start instead of N)
+BE_ARGS=()
+for ((i = 1; i <= N; i++)); do BE_ARGS+=("${BP[b$i]}" "b$i"); done
+daemon_start backends "${TOOL[@]}" backend "${BE_ARGS[@]}"
 # ready when it answers its own name (a foreign listener on the port would not)
 backend_is() { [[ "$(http_get "http://127.0.0.1:$1/")" == "$2" ]]; }
 for ((i = 1; i <= N; i++)); do
