@@ -13,6 +13,9 @@
 #include "util.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -103,6 +106,40 @@ static bool local_may_share(void *arg, const void *owner, const void *other)
 
 static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_may_share};
 
+/* ---- memory ---- */
+
+/* glibc keeps what is freed for reuse; after a burst (the cold start's
+ * full read, a reload's render) much of the heap is free but resident.
+ * Once the agent has been quiet for TRIM_QUIET_MS after a snapshot or a
+ * reload, malloc_trim(0) gives the free pages back, and once more
+ * TRIM_LATE_MS later for what the sinks freed after their own delayed work
+ * (a haproxy reload).  Off the hot path: at most two per quiet period. */
+#define TRIM_QUIET_MS 1000
+#define TRIM_LATE_MS 30000
+
+static void on_trim(uv_timer_t *t)
+{
+	regent_agent *a = t->data;
+#ifdef __GLIBC__
+	uint64_t t0 = uv_hrtime();
+	malloc_trim(0);
+	regent_log(REGENT_LOG_DEBUG, NULL, "memory: free heap pages returned to the system (%.2f ms)",
+	           (double)(uv_hrtime() - t0) / 1e6);
+#endif
+	if (!a->trim_late) {
+		a->trim_late = true;
+		uv_timer_start(t, on_trim, TRIM_LATE_MS, 0);
+	}
+}
+
+static void trim_when_quiet(regent_agent *a)
+{
+	if (!a->trim_timer || a->stopping)
+		return;
+	a->trim_late = false;
+	uv_timer_start(a->trim_timer, on_trim, TRIM_QUIET_MS, 0);
+}
+
 /* ---- catalog -> sinks ---- */
 
 static void apply_sink(regent_agent *a, regent_ctx *c, const regent_catalog *snap,
@@ -140,6 +177,7 @@ static void on_flush(void *arg, const regent_catalog *snap, const char *const *c
 	regent_notify("STATUS=%zu services, %zu instances in the catalog; %zu local",
 	              regent_catalog_services(snap, NULL), regent_catalog_total(snap),
 	              regent_localset_size(a->local));
+	trim_when_quiet(a);
 }
 
 static void apply_all(regent_agent *a, regent_ctx *c)
@@ -457,6 +495,9 @@ regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *
 	a->local = regent_localset_new(&local_ops, a);
 	a->history = regent_history_new();
 	a->cat = regent_cat_new(loop, 50, 500, on_flush, a);
+	a->trim_timer = regent_xcalloc(1, sizeof(*a->trim_timer));
+	uv_timer_init(loop, a->trim_timer);
+	a->trim_timer->data = a;
 	apply_agent_settings(a);
 	int rc = regent_http_init(&a->http, loop);
 	if (rc < 0)
@@ -742,6 +783,7 @@ int regent_agent_reload(regent_agent *a)
 	           nchanged, nchanged == 1 ? "" : "s", trials ? ", some on trial" : "",
 	           failures ? ", some failed to start" : "");
 	regent_notify("READY=1\nSTATUS=configuration reloaded");
+	trim_when_quiet(a);
 	free(replace);
 	free(catch_up);
 	free(run);
@@ -760,6 +802,9 @@ static void finish_shutdown(regent_agent *a)
 	if (a->http)
 		regent_http_close(a->http);
 	a->http = NULL;
+	if (a->trim_timer)
+		uv_close((uv_handle_t *)a->trim_timer, (uv_close_cb)free);
+	a->trim_timer = NULL;
 	regent_cat_free(a->cat);
 	a->cat = NULL;
 	regent_history_free(a->history);

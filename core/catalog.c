@@ -7,7 +7,9 @@
  * them.  A flush re-merges the dirty services, and when any of them
  * really differs a new immutable snapshot goes to the flush callback
  * together with the list of changed services.  Snapshots share the
- * per-service lists that did not change, so a flush costs O(services).
+ * per-service lists that did not change, so a flush of k dirty services
+ * costs O(k log services) comparisons plus one copy of the service
+ * pointers (the ABI hands sinks one sorted array of names).
  *
  * A store reports a service either whole (regent_cat_view_set: O(its
  * instances)) or instance by instance (regent_cat_view_put/_del, ABI 1.3:
@@ -517,12 +519,38 @@ static bool svc_same(const svc_list *a, const svc_list *b)
 	return true;
 }
 
-static int cmp_svc(const void *a, const void *b)
+/* The first index in [from, c->n) whose service name is >= name. */
+static size_t snap_lower(const regent_catalog *c, size_t from, const char *name)
 {
-	return strcmp((*(svc_list *const *)a)->name, (*(svc_list *const *)b)->name);
+	size_t lo = from, hi = c->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(c->svcs[mid]->name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
-static void flush(regent_cat *c, bool force)
+/* Appends old's services [from, to) to snap, sharing their lists: pointer
+ * copies and reference counts, no string compared. */
+static void snap_take(regent_catalog *snap, const regent_catalog *old, size_t from, size_t to)
+{
+	size_t n = to - from;
+	memcpy(snap->svcs + snap->n, old->svcs + from, n * sizeof(*snap->svcs));
+	memcpy(snap->names + snap->n, old->names + from, n * sizeof(*snap->names));
+	for (size_t i = from; i < to; i++)
+		old->svcs[i]->refs++;
+	snap->n += n;
+}
+
+/* Re-merges the dirty services; when any really changed, the new snapshot
+ * is the old one's sorted list with the dirty ones replaced, removed or
+ * inserted: one merge walk of two sorted lists (the dirty names, sorted,
+ * each placed by a binary search from the previous one), so a change of
+ * k services costs O(k log S) comparisons plus S pointer copies. */
+static void flush(regent_cat *c)
 {
 	uv_timer_stop(&c->timer);
 	c->leading = false;
@@ -533,48 +561,56 @@ static void flush(regent_cat *c, bool force)
 	size_t ndirty;
 	const char **dirty = regent_map_sorted_keys(c->dirty, &ndirty);
 	regent_catalog *old = c->current;
-	/* New service list: old services, with dirty ones replaced/removed/added. */
-	svc_list **out = regent_xcalloc(old->n + ndirty + 1, sizeof(*out));
-	const char **changed = regent_xcalloc(ndirty + old->n + 1, sizeof(*changed));
-	size_t nout = 0, nchanged = 0;
-	for (size_t i = 0; i < old->n; i++)
-		if (!regent_map_get(c->dirty, old->svcs[i]->name))
-			out[nout++] = (old->svcs[i]->refs++, old->svcs[i]);
+	/* Per dirty name: its list in the new snapshot (NULL: none). */
+	svc_list **next = regent_xcalloc(ndirty + 1, sizeof(*next));
+	const char **changed = regent_xcalloc(ndirty + 1, sizeof(*changed));
+	size_t nchanged = 0;
 	for (size_t i = 0; i < ndirty; i++) {
 		svc_list *prev = snap_find(old, dirty[i]);
 		svc_list *m = merge(c, dirty[i]);
 		if (m && prev && svc_same(m, prev)) {
 			svc_unref(m);
-			out[nout++] = (prev->refs++, prev);
+			next[i] = (prev->refs++, prev);
 			continue;
 		}
-		if (!m && !prev)
-			continue;
-		changed[nchanged++] = m ? m->name : prev->name;
-		if (m)
-			out[nout++] = m;
+		next[i] = m;
+		if (m || prev)
+			changed[nchanged++] = m ? m->name : prev->name;
 	}
-	if (nchanged == 0 && !(force || first)) {
-		for (size_t i = 0; i < nout; i++)
-			svc_unref(out[i]);
-		free(out);
+	regent_map *dmap = c->dirty; /* owns the strings of dirty[] */
+	c->dirty = regent_map_new();
+	if (nchanged == 0 && !first) {
+		for (size_t i = 0; i < ndirty; i++)
+			svc_unref(next[i]);
+		free(next);
 		free(changed);
 		free(dirty);
-		regent_map_free(c->dirty, NULL);
-		c->dirty = regent_map_new();
+		regent_map_free(dmap, NULL);
 		c->origin_ns = 0;
 		return;
 	}
-	qsort(out, nout, sizeof(*out), cmp_svc);
-	regent_catalog *snap = snap_new(nout);
-	for (size_t i = 0; i < nout; i++) {
-		snap->svcs[i] = out[i];
-		snap->names[i] = out[i]->name;
-		snap->total += out[i]->n;
+	regent_catalog *snap = snap_new(old->n + ndirty);
+	snap->n = 0;
+	snap->total = old->total;
+	size_t r = 0; /* old's services before r are placed */
+	for (size_t i = 0; i < ndirty; i++) {
+		size_t pos = snap_lower(old, r, dirty[i]);
+		snap_take(snap, old, r, pos);
+		r = pos;
+		if (r < old->n && strcmp(old->svcs[r]->name, dirty[i]) == 0)
+			snap->total -= old->svcs[r++]->n; /* replaced by next[i], or gone */
+		if (next[i]) {
+			snap->svcs[snap->n] = next[i];
+			snap->names[snap->n++] = next[i]->name;
+			snap->total += next[i]->n;
+		}
 	}
+	snap_take(snap, old, r, old->n);
 	snap->origin_ns = c->origin_ns ? c->origin_ns : regent_wall_ns();
 	snap->seq = ++c->seq;
-	free(out);
+	free(next);
+	free(dirty);
+	regent_map_free(dmap, NULL);
 	/* `changed` points at names owned by old or new lists: keep old alive
 	 * until the callback returns. */
 	c->current = snap;
@@ -582,8 +618,6 @@ static void flush(regent_cat *c, bool force)
 	c->last_flush_ms = uv_now(c->loop);
 	if (!c->last_flush_ms)
 		c->last_flush_ms = 1;
-	regent_map_free(c->dirty, NULL);
-	c->dirty = regent_map_new();
 	c->origin_ns = 0;
 	if (first) {
 		free(changed);
@@ -594,18 +628,17 @@ static void flush(regent_cat *c, bool force)
 	if (c->cb)
 		c->cb(c->arg, snap, changed, nchanged);
 	free(changed);
-	free(dirty);
 	regent_catalog_unref(old);
 }
 
 static void on_timer(uv_timer_t *t)
 {
-	flush(t->data, false);
+	flush(t->data);
 }
 
 void regent_cat_flush_now(regent_cat *c)
 {
-	flush(c, false);
+	flush(c);
 }
 
 /* ---- views ---- */

@@ -89,6 +89,8 @@ struct regent_agent {
 	regent_metric *m_reload_ok, *m_reload_ts; /* regent_config_last_reload_* */
 	void (*on_exit)(regent_agent *a);
 	bool drained;                 /* `regent ctl drain`: local instances kept out of the stores */
+	uv_timer_t *trim_timer;       /* agent.c: free heap pages back to the system once quiet */
+	bool trim_late;               /* the first trim of this quiet period is done */
 };
 
 extern const regent_host regent_host_table;

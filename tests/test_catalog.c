@@ -3,11 +3,13 @@
  * the debounce, a constant trickle still flushes by the maximum delay,
  * nothing reaches sinks when nothing changed, the union of stores, and a
  * store replaced by a reload swaps views without an empty snapshot, and
- * single-instance changes (put, del) merged in id order. */
+ * single-instance changes (put, del) merged in id order, and dirty
+ * services merged into the sorted service list of the last snapshot. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +34,9 @@ static void on_flush(void *arg, const regent_catalog *snap, const char *const *c
 		f->at_ms[f->count] = uv_now(f->loop);
 		f->changed[f->count][0] = '\0';
 		for (size_t i = 0; i < n; i++) {
+			size_t used = strlen(f->changed[f->count]);
+			if (used + strlen(changed[i]) + 2 > sizeof(f->changed[0]))
+				break; /* a big first snapshot: only its start */
 			strcat(f->changed[f->count], changed[i]);
 			strcat(f->changed[f->count], ";");
 		}
@@ -492,6 +497,81 @@ static void single_instance_changes(void **state)
 	teardown(&loop, c, &f);
 }
 
+/* A flush places the dirty services into the previous snapshot's sorted
+ * list in one merge walk: added before, between and after the others,
+ * removed, replaced; the services that did not change keep their lists
+ * (shared with the older snapshot) and the total follows. */
+static void flush_merges_into_sorted_list(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 20, 100, on_flush, &f);
+	regent_catview *v = regent_cat_view_new(c, true);
+	char name[32];
+	regent_cat_view_sync_begin(v);
+	for (int i = 0; i < 400; i += 2) { /* s000, s002, ... s398 */
+		snprintf(name, sizeof(name), "s%03d", i);
+		set1(v, name, "i1", (uint16_t)(i + 1));
+	}
+	regent_cat_view_sync_end(v);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 1);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 200);
+	const regent_catalog *old = regent_catalog_ref(f.last);
+	set1(v, "a", "i1", 1);       /* before all */
+	set1(v, "s001", "i1", 1);    /* between */
+	set1(v, "s201", "i1", 1);
+	set1(v, "z", "i1", 1);       /* after all */
+	regent_cat_view_remove(v, "s000");
+	regent_cat_view_remove(v, "s200");
+	regent_cat_view_remove(v, "s398");
+	set2(v, "s100", "i1", "i2"); /* replaced */
+	set1(v, "s300", "i1", 301);  /* the same again: no change */
+	regent_cat_view_remove(v, "nosuch");
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 2);
+	assert_string_equal(f.changed[1], "a;s000;s001;s100;s200;s201;s398;z;");
+	const char *const *names;
+	size_t n = regent_catalog_services(f.last, &names);
+	assert_int_equal(n, 200 + 4 - 3);
+	assert_null(names[n]);
+	for (size_t i = 1; i < n; i++)
+		assert_true(strcmp(names[i - 1], names[i]) < 0);
+	assert_string_equal(names[0], "a");
+	assert_string_equal(names[1], "s001");
+	assert_string_equal(names[2], "s002");
+	assert_string_equal(names[n - 1], "z");
+	assert_string_equal(names[n - 2], "s396");
+	assert_int_equal(regent_catalog_instances(f.last, "s000", NULL), 0);
+	assert_int_equal(regent_catalog_instances(f.last, "s200", NULL), 0);
+	expect_ids(f.last, "s100", "i1;i2;");
+	expect_ids(f.last, "s201", "i1;");
+	assert_int_equal(regent_catalog_total(f.last), 200 + 4 - 3 + 1);
+	/* unchanged services: the same list, shared with the older snapshot */
+	const regent_instance *const *a, *const *b;
+	regent_catalog_instances(old, "s300", &a);
+	regent_catalog_instances(f.last, "s300", &b);
+	assert_ptr_equal(a, b);
+	regent_catalog_instances(old, "s002", &a);
+	regent_catalog_instances(f.last, "s002", &b);
+	assert_ptr_equal(a, b);
+	expect_ids(old, "s000", "i1;");
+	assert_int_equal(regent_catalog_total(old), 200);
+	regent_catalog_unref(old);
+	/* only changes that are no change: no snapshot */
+	set1(v, "a", "i1", 1);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 2);
+	regent_cat_view_free(v);
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 3);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 0);
+	assert_int_equal(regent_catalog_total(f.last), 0);
+	teardown(&loop, c, &f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -502,6 +582,7 @@ int main(void)
 		cmocka_unit_test(candidate_views_swap),
 		cmocka_unit_test(catalog_metrics),
 		cmocka_unit_test(single_instance_changes),
+		cmocka_unit_test(flush_merges_into_sorted_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
