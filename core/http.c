@@ -6,7 +6,8 @@
  *  - the one-time curl_global_init() of the process;
  *  - per client (regent_http): the libcurl multi handle, the uv_timer_t that
  *    carries curl's timeout (CURLMOPT_TIMERFUNCTION) and one uv_poll_t per
- *    socket curl asks us to watch (CURLMOPT_SOCKETFUNCTION);
+ *    socket curl asks us to watch (CURLMOPT_SOCKETFUNCTION), kept while
+ *    the connection lives (see Sockets);
  *  - per request (regent_http_req): the easy handle (from the client's
  *    pool of reset handles, given back to it: http_setup.c), its header list, the
  *    captured response headers, the buffered body or partial line, and an
@@ -61,6 +62,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static bool curl_ready;
 
@@ -76,8 +79,10 @@ static int global_init(void)
 
 static void maybe_free_client(regent_http *h)
 {
-	if (h->torn_down && h->open_handles == 0)
+	if (h->torn_down && h->open_handles == 0) {
+		free(h->ours);
 		free(h);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -416,6 +421,17 @@ static void touch_idle(regent_http_req *req)
 /* libcurl callbacks (run inside curl_multi_socket_action)            */
 /* ------------------------------------------------------------------ */
 
+/* Sockets.  curl says CURL_POLL_REMOVE when a transfer on a kept-alive
+ * connection ends, and asks again for the same socket on the next
+ * transfer: initialising and closing a uv_poll_t each time costs seven
+ * syscalls per request (libuv's epoll probe, FIONBIO, stop/close), where
+ * stopping it and starting it again costs three.  So the handle of a
+ * connection socket (one opened by open_cb: curl closes it through
+ * close_cb, which closes the handle first) is parked on REMOVE and taken
+ * up again by the next transfer on that socket; other sockets curl may
+ * watch (the resolver's) are closed on REMOVE as before, since their fd
+ * may be closed and reused without us knowing. */
+
 static void sock_closed(uv_handle_t *handle)
 {
 	http_sock *s = handle->data;
@@ -438,6 +454,52 @@ static void sock_close(regent_http *h, http_sock *s)
 	uv_close((uv_handle_t *)&s->poll, sock_closed);
 }
 
+static bool is_ours(const regent_http *h, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < h->nours && h->ours[fd];
+}
+
+/* The handle kept for fd, parked or not (a few connections: a short walk). */
+static http_sock *sock_find(const regent_http *h, curl_socket_t fd)
+{
+	for (http_sock *s = h->socks; s; s = s->next)
+		if (s->fd == fd)
+			return s;
+	return NULL;
+}
+
+curl_socket_t regent_http_open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	regent_http *h = clientp;
+	(void)purpose;
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	if (fd == CURL_SOCKET_BAD || h->torn_down)
+		return fd;
+	if ((size_t)fd >= h->nours) {
+		size_t n = (size_t)fd + 16;
+		unsigned char *o = realloc(h->ours, n);
+		if (!o)
+			return fd; /* not parked then: closed on REMOVE as before */
+		memset(o + h->nours, 0, n - h->nours);
+		h->ours = o;
+		h->nours = n;
+	}
+	h->ours[fd] = 1;
+	return fd;
+}
+
+int regent_http_close_cb(void *clientp, curl_socket_t fd)
+{
+	regent_http *h = clientp;
+	if (is_ours(h, fd)) {
+		h->ours[fd] = 0;
+		http_sock *s = sock_find(h, fd);
+		if (s)
+			sock_close(h, s); /* before the fd can be reused */
+	}
+	return close(fd);
+}
+
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	regent_http *h = userp;
@@ -445,13 +507,23 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
 	(void)easy;
 
 	if (what == CURL_POLL_REMOVE) {
-		if (s)
+		if (s && is_ours(h, fd) && !h->torn_down) {
+			uv_poll_stop(&s->poll);
+			s->parked = true;
+		} else if (s) {
 			sock_close(h, s);
+		}
 		return 0;
 	}
 	if (h->torn_down)
 		return 0;
-	if (!s) {
+	if (!s && is_ours(h, fd) && (s = sock_find(h, fd)) != NULL && s->parked) {
+		s->parked = false;
+		if (curl_multi_assign(h->multi, fd, s) != CURLM_OK) {
+			sock_close(h, s);
+			return -1;
+		}
+	} else if (!s) {
 		s = calloc(1, sizeof *s);
 		if (!s)
 			return -1;

@@ -66,6 +66,7 @@ typedef struct http_sock {
 	uv_poll_t poll;
 	regent_http *h;
 	curl_socket_t fd;
+	bool parked; /* curl stopped watching it; kept for the socket's next transfer */
 	struct http_sock *prev, *next;
 } http_sock;
 
@@ -77,6 +78,8 @@ struct regent_http {
 	uint64_t turn_t0;    /* uv_hrtime() when the outermost callback started */
 	regent_http_req *reqs; /* every request not yet freed */
 	http_sock *socks;
+	unsigned char *ours; /* per fd: a connection socket opened by open_cb, not yet closed */
+	size_t nours;
 	size_t npending;     /* requests the user still waits for */
 	size_t nqueued;      /* REQ_QUEUED requests */
 	size_t nzombies;     /* REQ_ZOMBIE requests */
@@ -91,6 +94,9 @@ struct regent_http {
 /* http.c: libcurl's write and header callbacks (userdata: the request). */
 size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
 size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+/* http.c: libcurl's open/close socket callbacks (clientp: the client). */
+curl_socket_t regent_http_open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a);
+int regent_http_close_cb(void *clientp, curl_socket_t fd);
 /* http_setup.c */
 bool regent_http_valid_method(const char *m);
 /* An easy handle for a new request: a pooled one or a new one (NULL when

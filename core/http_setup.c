@@ -122,6 +122,10 @@ int regent_http_setup_easy(regent_http_req *req, const regent_http_opts *o)
 	SETOPT(CURLOPT_HEADERFUNCTION, regent_http_header_cb);
 	SETOPT(CURLOPT_HEADERDATA, (void *)req);
 	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(CURLOPT_OPENSOCKETFUNCTION, regent_http_open_cb);
+	SETOPT(CURLOPT_OPENSOCKETDATA, (void *)req->h);
+	SETOPT(CURLOPT_CLOSESOCKETFUNCTION, regent_http_close_cb);
+	SETOPT(CURLOPT_CLOSESOCKETDATA, (void *)req->h);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
 	       clamp_ms(o->connect_timeout_ms ? o->connect_timeout_ms : HTTP_CONNECT_TIMEOUT_MS));
 	if (o->timeout_ms)

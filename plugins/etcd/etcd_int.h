@@ -166,6 +166,7 @@ typedef struct etcd {
 	/* registration */
 	regent_map *regs;   /* key -> reg */
 	reg *dirty_head, *dirty_tail;
+	size_t ndirty; /* entries on the dirty list */
 	size_t nwant, nhave, norphan;
 	int64_t lease;
 	int64_t lease_ttl;

@@ -72,6 +72,7 @@ static void dirty_unlink(etcd *e, reg *g)
 		e->dirty_tail = g->dprev;
 	g->dprev = g->dnext = NULL;
 	g->on_dirty = false;
+	e->ndirty--;
 }
 
 /* Puts g on the dirty list or takes it off, as its state says: O(1). */
@@ -87,6 +88,7 @@ static void reg_mark(etcd *e, reg *g)
 			e->dirty_head = g;
 		e->dirty_tail = g;
 		g->on_dirty = true;
+		e->ndirty++;
 	} else if (!d) {
 		dirty_unlink(e, g);
 	}
@@ -400,9 +402,7 @@ void recon_done(etcd *e, call *c, resp *r)
 	}
 	pager_reset(&e->recon);
 	e->rstate = R_IDLE;
-	size_t todo = 0;
-	for (reg *g = e->dirty_head; g; g = g->dnext)
-		todo++;
+	size_t todo = e->ndirty;
 	e->h->log(e->ctx, REGENT_LOG_INFO,
 	          "lease %llx holds %zu keys: %zu to write now, %zu not reported (yet) by a source "
 	          "(deleted after %llu ms unless reported)",
@@ -560,6 +560,10 @@ static void sb_b64(etcd *e, regent_buffer *b, const char *s, size_t n)
 static bool txn_start(etcd *e, call *c)
 {
 	size_t cap = e->txn_limit ? e->txn_limit : TXN_MAX_OPS;
+	if (cap > e->ndirty)
+		cap = e->ndirty; /* one change: one slot, not TXN_MAX_OPS zeroed */
+	if (cap == 0)
+		return false;
 	reg **batch = e->h->xcalloc(cap, sizeof(*batch));
 	size_t n = 0, bytes = 0;
 	char lease[40];
