@@ -281,12 +281,16 @@ struct hx_annot_del {
 	char *service, *id;
 };
 
+/* FNV-1a of the name, the slot mixed in, then the high bits folded into
+ * the low ones the table uses (else the slots of services whose hashes
+ * share their low bits land on the same cells: long probes). */
 static size_t key_hash(const char *sname, size_t sn)
 {
 	uint64_t x = 1469598103934665603ull;
 	for (const char *c = sname; *c; c++)
 		x = (x ^ (unsigned char)*c) * 1099511628211ull;
-	return (size_t)((x ^ sn) * 1099511628211ull);
+	x = (x ^ sn) * 0x9e3779b97f4a7c15ull;
+	return (size_t)(x ^ (x >> 29) ^ (x >> 47));
 }
 
 static void dels_clear(hx_annot *a)
