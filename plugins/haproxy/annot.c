@@ -422,6 +422,7 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
 	bool any = false;
 	svc *v = NULL; /* the last row's service: rows come by service */
+	size_t hint = 0;
 	char *stop = out + len, *next;
 	for (char *line = out; line < stop; line = next) {
 		char *nl = memchr(line, '\n', (size_t)(stop - line));
@@ -460,12 +461,17 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		if (*end || idx < 1)
 			continue;
 		size_t sn = (size_t)idx - 1;
-		arow *r = row_find(a, v->name, sn);
+		/* haproxy answers in the same order every time: the row after the
+		 * last one is tried first (no hash, memory read in order) */
+		arow *r = hint < a->nrows ? &a->rows[hint] : NULL;
+		if (!r || r->slot != sn || strcmp(r->service, v->name) != 0)
+			r = row_find(a, v->name, sn);
 		if (!r && (sn >= v->nslots || !v->slots[sn].id))
 			continue;
 		if (!r)
 			r = row_add(a, v->name, sn);
 		r->seen = true;
+		hint = (size_t)(r - a->rows) + 1;
 		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
 		if (!id != !r->id || (id && strcmp(id, r->id) != 0)) /* copied only when it changed */
 			row_set_id(a, r, id);
