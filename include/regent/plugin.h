@@ -817,11 +817,12 @@ typedef struct regent_host {
 	 * up put, a key put twice ends with the last.  Either array may be
 	 * NULL when its count is 0; both 0 changes nothing.
 	 *
-	 * Returns 0, or (nothing changed, logged):
+	 * Returns 0, or, with nothing changed:
 	 *   -EINVAL  an item is NULL, has an invalid service name or an empty
-	 *            id, a put has an empty state, or a text is over 256 bytes;
+	 *            id, a put has an empty state, or a text is over 256 bytes
+	 *            (logged, naming the item);
 	 *   -E2BIG   nput or ndel over 1,000,000, or the instance would then
-	 *            hold more than 1,000,000 annotations;
+	 *            hold more than 1,000,000 annotations (logged);
 	 *   -EPERM   called from validate() (no agent).
 	 * Cost: O(k) on average for k = nput + ndel items (a hash table by
 	 * key), whatever the instance holds: publish what changed, not
