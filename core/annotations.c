@@ -1,9 +1,14 @@
 /* annotations.c - what plugin instances publish about catalog instances
- * (host->annotations_set) and read back (host->annotations_foreach).
- * Each plugin instance's set lives in its context: one allocation per
- * annotation (the struct and its strings), sorted by service then id,
- * replaced by every publish (an unchanged annotation keeps its copy) and
- * freed with the context.  The core does not interpret them. */
+ * (host->annotations_set, ABI 1.2; host->annotations_update, ABI 1.5) and
+ * read back (host->annotations_foreach).  Each plugin instance's
+ * annotations live in its context (struct regent_annots): one allocation
+ * per annotation (the struct and its strings) in a hash table by service
+ * and id, so that publishing k of them costs O(k) on average whatever the
+ * instance holds; an annotation published again unchanged keeps its copy.
+ * The order foreach gives (service, then id) is an array of pointers
+ * sorted again only when foreach runs after a change (a status page
+ * request, not every publish).  Freed with the context (or by an empty
+ * set).  The core does not interpret them. */
 #include "host.h"
 #include "log.h"
 #include "model.h"
@@ -16,9 +21,33 @@
 #define ANNOT_TEXT_MAX 256
 #define ANNOT_MAX 1000000
 
+/* The most one instance holds (and gives in one call): ANNOT_MAX, lower
+ * only in the unit test. */
+static size_t annot_max = ANNOT_MAX;
+
+void regent_annotations_set_max(size_t max)
+{
+	annot_max = max ? max : ANNOT_MAX;
+}
+
 typedef struct regent_annot {
 	regent_annotation pub; /* every pointer points into this allocation */
+	size_t hash;           /* of service and id */
+	unsigned gen;          /* the annotations_set that last gave it */
+	bool mark;             /* counted (annotations_update near the limit) */
 } regent_annot;
+
+/* One plugin instance's annotations. */
+struct regent_annots {
+	regent_annot **tab; /* by service and id: open addressing, linear probing,
+	                     * no tombstones (removal shifts back); NULL: empty */
+	size_t cap, n;      /* cap 0 or a power of two, n <= cap / 2 */
+	unsigned gen;
+	/* foreach's order: the n annotations sorted by service then id, valid
+	 * while !stale (a change frees or adds copies: stale) */
+	regent_annot **sorted;
+	bool stale;
+};
 
 /* Reads a field of a producer's struct only if its size covers it. */
 #define FIELD(a, f) \
@@ -28,11 +57,23 @@ static bool text_ok(const char *s, bool required)
 {
 	if (!s)
 		return !required;
-	size_t n = strlen(s);
+	size_t n = strnlen(s, ANNOT_TEXT_MAX + 1);
 	return (n > 0 || !required) && n <= ANNOT_TEXT_MAX;
 }
 
-static regent_annot *annot_copy(const regent_annotation *a)
+/* FNV-1a over the service, a NUL, the id (a service holds no NUL). */
+static size_t key_hash(const char *service, const char *id)
+{
+	uint64_t x = 1469598103934665603ull;
+	for (const char *c = service; *c; c++)
+		x = (x ^ (unsigned char)*c) * 1099511628211ull;
+	x *= 1099511628211ull;
+	for (const char *c = id; *c; c++)
+		x = (x ^ (unsigned char)*c) * 1099511628211ull;
+	return (size_t)(x ^ (x >> 29));
+}
+
+static regent_annot *annot_copy(const regent_annotation *a, size_t hash)
 {
 	const char *f[5] = {FIELD(a, service), FIELD(a, id), FIELD(a, label), FIELD(a, state),
 	                    FIELD(a, detail)};
@@ -53,6 +94,7 @@ static regent_annot *annot_copy(const regent_annotation *a)
 		p += len[i];
 	}
 	c->pub.size = sizeof(c->pub);
+	c->hash = hash;
 	return c;
 }
 
@@ -75,74 +117,284 @@ static bool text_eq(const char *a, const char *b)
 	return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-/* Whether a kept copy says what a producer's item says. */
+/* Whether a kept copy says what a producer's item says (same key). */
 static bool same_annot(const regent_annot *c, const regent_annotation *a)
 {
-	return text_eq(c->pub.service, FIELD(a, service)) && text_eq(c->pub.id, FIELD(a, id)) &&
-	       text_eq(c->pub.label, FIELD(a, label)) && text_eq(c->pub.state, FIELD(a, state)) &&
+	return text_eq(c->pub.label, FIELD(a, label)) && text_eq(c->pub.state, FIELD(a, state)) &&
 	       text_eq(c->pub.detail, FIELD(a, detail));
+}
+
+/* ---- the table ---- */
+
+/* The cell holding service/id, or the empty cell where it would go. */
+static size_t tab_find(const struct regent_annots *s, const char *service, const char *id,
+                       size_t hash)
+{
+	size_t mask = s->cap - 1;
+	for (size_t i = hash & mask;; i = (i + 1) & mask) {
+		const regent_annot *c = s->tab[i];
+		if (!c || (c->hash == hash && strcmp(c->pub.id, id) == 0 &&
+		           strcmp(c->pub.service, service) == 0))
+			return i;
+	}
+}
+
+/* Room for one more (load at most 1/2). */
+static void tab_reserve(struct regent_annots *s)
+{
+	if (2 * (s->n + 1) <= s->cap)
+		return;
+	size_t cap = s->cap ? 2 * s->cap : 16;
+	regent_annot **t = regent_xcalloc(cap, sizeof(*t));
+	for (size_t i = 0; i < s->cap; i++) {
+		regent_annot *c = s->tab[i];
+		if (!c)
+			continue;
+		size_t j = c->hash & (cap - 1);
+		while (t[j])
+			j = (j + 1) & (cap - 1);
+		t[j] = c;
+	}
+	free(s->tab);
+	s->tab = t;
+	s->cap = cap;
+}
+
+/* Empties cell i, shifting back the entries of its cluster that probed
+ * past it (no tombstones).  The caller frees what was there. */
+static void tab_remove_at(struct regent_annots *s, size_t i)
+{
+	size_t mask = s->cap - 1;
+	s->tab[i] = NULL;
+	s->n--;
+	for (size_t j = (i + 1) & mask; s->tab[j]; j = (j + 1) & mask) {
+		size_t home = s->tab[j]->hash & mask;
+		/* it stays when its home lies cyclically in (i, j] */
+		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			s->tab[i] = s->tab[j];
+			s->tab[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+/* Puts one checked item: O(1) average. */
+static void put_one(struct regent_annots *s, const regent_annotation *a)
+{
+	const char *service = FIELD(a, service), *id = FIELD(a, id);
+	size_t h = key_hash(service, id);
+	tab_reserve(s);
+	size_t i = tab_find(s, service, id, h);
+	regent_annot *c = s->tab[i];
+	if (c && same_annot(c, a)) {
+		c->gen = s->gen; /* unchanged: the copy stays */
+		return;
+	}
+	regent_annot *copy = annot_copy(a, h);
+	copy->gen = s->gen;
+	if (c)
+		free(c);
+	else
+		s->n++;
+	s->tab[i] = copy;
+	s->stale = true;
+}
+
+static bool del_one(struct regent_annots *s, const regent_annotation *a)
+{
+	if (!s->n)
+		return false;
+	const char *service = FIELD(a, service), *id = FIELD(a, id);
+	size_t i = tab_find(s, service, id, key_hash(service, id));
+	regent_annot *c = s->tab[i];
+	if (!c)
+		return false;
+	tab_remove_at(s, i);
+	free(c);
+	s->stale = true;
+	return true;
+}
+
+static struct regent_annots *annots_of(regent_ctx *ctx)
+{
+	if (!ctx->annots)
+		ctx->annots = regent_xcalloc(1, sizeof(*ctx->annots));
+	return ctx->annots;
 }
 
 void regent_annotations_clear(regent_ctx *ctx)
 {
-	for (size_t i = 0; i < ctx->nannots; i++)
-		free(ctx->annots[i]);
-	free(ctx->annots);
+	struct regent_annots *s = ctx->annots;
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->tab[i]);
+	free(s->tab);
+	free(s->sorted);
+	free(s);
 	ctx->annots = NULL;
-	ctx->nannots = 0;
 }
 
-/* Replaces the set in one pass over the old and the new (both sorted by
- * service, id): an annotation published again unchanged keeps its copy,
- * so a publish costs O(n) comparisons plus one allocation per changed
- * annotation (O(n log n) only when the producer's items are not sorted). */
+size_t regent_annotations_count(const regent_ctx *ctx)
+{
+	return ctx->annots ? ctx->annots->n : 0;
+}
+
+/* ---- checks ---- */
+
+/* An item to publish: a valid service, an id and a state, texts within
+ * the limit. */
+static bool put_ok(const regent_annotation *a)
+{
+	const char *service = a ? FIELD(a, service) : NULL;
+	return a && service && regent_valid_service(service) && text_ok(FIELD(a, id), true) &&
+	       text_ok(FIELD(a, state), true) && text_ok(FIELD(a, label), false) &&
+	       text_ok(FIELD(a, detail), false);
+}
+
+/* An item to withdraw: only its service and id are read. */
+static bool del_ok(const regent_annotation *a)
+{
+	const char *service = a ? FIELD(a, service) : NULL;
+	return a && service && regent_valid_service(service) && text_ok(FIELD(a, id), true);
+}
+
+static int refuse(regent_ctx *ctx, const char *what, size_t i, size_t n)
+{
+	regent_log(REGENT_LOG_ERROR, ctx->who,
+	           "plugin bug: annotation %s %zu of %zu refused (invalid service name, empty id%s, "
+	           "or a text over %d bytes); nothing changed",
+	           what, i + 1, n, strcmp(what, "to withdraw") ? " or state" : "", ANNOT_TEXT_MAX);
+	return -EINVAL;
+}
+
+/* ---- the entries ---- */
+
+/* Every item is put (unchanged ones keep their copy, a key given twice
+ * ends with the last), then whatever this set did not give is dropped:
+ * O(n + held) on average, no sort. */
 int regent_annotations_set(regent_ctx *ctx, const regent_annotation *const *items, size_t n)
 {
-	if (n > ANNOT_MAX) {
+	if (n > annot_max) {
 		regent_log(REGENT_LOG_ERROR, ctx->who,
-		           "annotations refused: %zu items, at most %d", n, ANNOT_MAX);
+		           "annotations refused: %zu items, at most %zu", n, annot_max);
 		return -E2BIG;
 	}
-	bool sorted = true;
-	for (size_t i = 0; i < n; i++) {
-		const regent_annotation *a = items[i];
-		const char *service = a ? FIELD(a, service) : NULL;
-		if (!a || !service || !regent_valid_service(service) || !text_ok(FIELD(a, id), true) ||
-		    !text_ok(FIELD(a, state), true) || !text_ok(FIELD(a, label), false) ||
-		    !text_ok(FIELD(a, detail), false)) {
-			regent_log(REGENT_LOG_ERROR, ctx->who,
-			           "plugin bug: annotation %zu of %zu refused (invalid service name, empty "
-			           "id or state, or a text over %d bytes); none published",
-			           i + 1, n, ANNOT_TEXT_MAX);
-			return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!put_ok(items[i]))
+			return refuse(ctx, "item", i, n);
+	if (!n) {
+		regent_annotations_clear(ctx);
+		return 0;
+	}
+	struct regent_annots *s = annots_of(ctx);
+	s->gen++;
+	for (size_t i = 0; i < n; i++)
+		put_one(s, items[i]);
+	/* Sweep what this set did not give.  A removal shifts later entries of
+	 * the cluster back into cell i: look at it again.  One shifted from
+	 * the table's start to its end was already kept (seen) on the way. */
+	for (size_t i = 0; i < s->cap;) {
+		regent_annot *c = s->tab[i];
+		if (c && c->gen != s->gen) {
+			tab_remove_at(s, i);
+			free(c);
+			s->stale = true;
+			continue;
 		}
-		if (i > 0 && sorted && cmp_key(items[i - 1], a) > 0)
-			sorted = false;
+		i++;
 	}
-	const regent_annotation **in = NULL;
-	if (!sorted) {
-		in = regent_xmalloc((n + 1) * sizeof(*in));
-		memcpy(in, items, n * sizeof(*in));
-		qsort(in, n, sizeof(*in), cmp_item);
-		items = in;
-	}
-	regent_annot **v = regent_xcalloc(n + 1, sizeof(*v));
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		while (o < ctx->nannots && cmp_key(&ctx->annots[o]->pub, items[i]) < 0)
-			o++; /* not published again: freed below */
-		if (o < ctx->nannots && ctx->annots[o] && same_annot(ctx->annots[o], items[i])) {
-			v[i] = ctx->annots[o]; /* unchanged: the copy moves over */
-			ctx->annots[o++] = NULL;
-		} else {
-			v[i] = annot_copy(items[i]);
-		}
-	}
-	free(in);
-	regent_annotations_clear(ctx); /* what did not move over */
-	ctx->annots = v;
-	ctx->nannots = n;
 	return 0;
+}
+
+/* Near the limit only: how many the instance would hold after the call
+ * (deletions of held keys, puts of keys not held or deleted, each key
+ * once).  O(k log k). */
+static size_t count_after(struct regent_annots *s, const regent_annotation *const *put,
+                          size_t nput, const regent_annotation *const *del, size_t ndel)
+{
+	size_t count = s->n;
+	regent_annot **marked = regent_xmalloc((ndel + 1) * sizeof(*marked));
+	size_t nmarked = 0;
+	for (size_t i = 0; i < ndel && s->n; i++) {
+		const char *service = FIELD(del[i], service), *id = FIELD(del[i], id);
+		regent_annot *c = s->tab[tab_find(s, service, id, key_hash(service, id))];
+		if (c && !c->mark) {
+			c->mark = true;
+			marked[nmarked++] = c;
+			count--;
+		}
+	}
+	const regent_annotation **fresh = regent_xmalloc((nput + 1) * sizeof(*fresh));
+	size_t nfresh = 0;
+	for (size_t i = 0; i < nput; i++) {
+		const char *service = FIELD(put[i], service), *id = FIELD(put[i], id);
+		regent_annot *c =
+			s->cap ? s->tab[tab_find(s, service, id, key_hash(service, id))] : NULL;
+		if (!c || c->mark)
+			fresh[nfresh++] = put[i];
+	}
+	qsort(fresh, nfresh, sizeof(*fresh), cmp_item);
+	for (size_t i = 0; i < nfresh; i++)
+		if (i == 0 || cmp_key(fresh[i - 1], fresh[i]) != 0)
+			count++;
+	for (size_t i = 0; i < nmarked; i++)
+		marked[i]->mark = false;
+	free(marked);
+	free(fresh);
+	return count;
+}
+
+int regent_annotations_update(regent_ctx *ctx, const regent_annotation *const *put, size_t nput,
+                              const regent_annotation *const *del, size_t ndel)
+{
+	if (nput > annot_max || ndel > annot_max) {
+		regent_log(REGENT_LOG_ERROR, ctx->who,
+		           "annotations refused: %zu to publish and %zu to withdraw, at most %zu each",
+		           nput, ndel, annot_max);
+		return -E2BIG;
+	}
+	for (size_t i = 0; i < ndel; i++)
+		if (!del_ok(del[i]))
+			return refuse(ctx, "to withdraw", i, ndel);
+	for (size_t i = 0; i < nput; i++)
+		if (!put_ok(put[i]))
+			return refuse(ctx, "to publish", i, nput);
+	if (!nput && !ndel)
+		return 0;
+	struct regent_annots *s = annots_of(ctx);
+	if (s->n + nput > annot_max) {
+		size_t after = count_after(s, put, nput, del, ndel);
+		if (after > annot_max) {
+			regent_log(REGENT_LOG_ERROR, ctx->who,
+			           "annotations refused: %zu would be held, at most %zu; nothing changed",
+			           after, annot_max);
+			return -E2BIG;
+		}
+	}
+	for (size_t i = 0; i < ndel; i++)
+		del_one(s, del[i]);
+	for (size_t i = 0; i < nput; i++)
+		put_one(s, put[i]);
+	return 0;
+}
+
+/* The instance's annotations in foreach's order: sorted again only after
+ * a change (O(n log n) then, O(1) otherwise). */
+static regent_annot **sorted_of(struct regent_annots *s)
+{
+	if (!s->stale && s->sorted)
+		return s->sorted;
+	free(s->sorted);
+	s->sorted = regent_xmalloc((s->n + 1) * sizeof(*s->sorted));
+	size_t k = 0;
+	for (size_t i = 0; i < s->cap; i++)
+		if (s->tab[i])
+			s->sorted[k++] = s->tab[i];
+	qsort(s->sorted, k, sizeof(*s->sorted), cmp_item); /* pub is each one's first member */
+	s->stale = false;
+	return s->sorted;
 }
 
 void regent_annotations_foreach(regent_agent *a,
@@ -151,11 +403,14 @@ void regent_annotations_foreach(regent_agent *a,
                                 void *arg)
 {
 	/* An instance on trial is not listed (the running one it is to
-	 * replace speaks for the section, as in /healthz). */
+	 * replace speaks for the section, as in /healthz); one stopping is no
+	 * longer on the list. */
 	for (regent_ctx *c = a ? a->ctxs : NULL; c; c = c->next) {
-		if (c->replaces)
+		struct regent_annots *s = c->annots;
+		if (c->replaces || !s || !s->n)
 			continue;
-		for (size_t i = 0; i < c->nannots; i++)
-			fn(arg, c->sec->name, &c->annots[i]->pub);
+		regent_annot **v = sorted_of(s);
+		for (size_t i = 0, n = s->n; i < n; i++)
+			fn(arg, c->sec->name, &v[i]->pub);
 	}
 }

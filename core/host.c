@@ -594,6 +594,14 @@ static int h_annotations_set(regent_ctx *ctx, const regent_annotation *const *it
 	return regent_annotations_set(ctx, items, n);
 }
 
+static int h_annotations_update(regent_ctx *ctx, const regent_annotation *const *put,
+                                size_t nput, const regent_annotation *const *del, size_t ndel)
+{
+	if (!ctx->agent)
+		return -EPERM;
+	return regent_annotations_update(ctx, put, nput, del, ndel);
+}
+
 static void h_annotations_foreach(regent_ctx *ctx,
                                   void (*fn)(void *arg, const char *publisher,
                                              const regent_annotation *a),
@@ -738,6 +746,8 @@ const regent_host regent_host_table = {
 	.spawn_cancel = regent_spawn_cancel,
 	.health_part = regent_health_part,
 	.cfg_address = regent_cfg_address,
+	/* ABI 1.5 */
+	.annotations_update = h_annotations_update,
 };
 
 /* ---- contexts ---- */

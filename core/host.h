@@ -51,9 +51,8 @@ struct regent_ctx {
 	char *health_reason;
 	char *health_note;            /* set_health(ctx, true, note) */
 	struct regent_health_parts *health_parts; /* host->health_part (helpers.c) */
-	/* annotations.c: what it published (host->annotations_set) */
-	struct regent_annot **annots;
-	size_t nannots;
+	/* annotations.c: what it published (host->annotations_set, _update) */
+	struct regent_annots *annots;
 	char *last_warning;           /* the last line it logged at warn or error */
 	/* stop */
 	uv_timer_t *stop_timer;
@@ -115,7 +114,14 @@ void regent_notify(const char *fmt, ...) REGENT_PRINTF(1, 2);
 
 /* annotations.c */
 int regent_annotations_set(regent_ctx *ctx, const regent_annotation *const *items, size_t n);
+int regent_annotations_update(regent_ctx *ctx, const regent_annotation *const *put, size_t nput,
+                              const regent_annotation *const *del, size_t ndel);
+/* Drops everything the instance published (regent_ctx_free). */
 void regent_annotations_clear(regent_ctx *ctx);
+/* How many annotations the instance holds. */
+size_t regent_annotations_count(const regent_ctx *ctx);
+/* For the unit test: the limit (0: the real one, 1,000,000). */
+void regent_annotations_set_max(size_t max);
 void regent_annotations_foreach(regent_agent *a,
                                 void (*fn)(void *arg, const char *publisher,
                                            const regent_annotation *an),

@@ -85,9 +85,16 @@ static bool run_until(fixture *f, const bool *flag, uint64_t ms)
 static void test_abi(void **state)
 {
 	(void)state;
-	assert_int_equal(H->abi_minor, 4);
+	assert_int_equal(H->abi_minor, 5);
 	assert_true(REGENT_HOST_HAS(H, health_part));
 	assert_true(REGENT_HOST_HAS(H, xstrdup));
+	assert_true(REGENT_HOST_HAS(H, annotations_update));
+	assert_non_null(H->annotations_update);
+	/* A 1.4 core's table ends at cfg_address. */
+	regent_host v14 = *H;
+	v14.size = offsetof(regent_host, cfg_address) + sizeof(v14.cfg_address);
+	assert_true(REGENT_HOST_HAS(&v14, cfg_address));
+	assert_false(REGENT_HOST_HAS(&v14, annotations_update));
 	/* A 1.3 core's table ends at catalog_instance_remove. */
 	regent_host old = *H;
 	old.size = offsetof(regent_host, catalog_instance_remove) + sizeof(old.catalog_instance_remove);

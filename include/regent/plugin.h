@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 4
+#define REGENT_ABI_MINOR 5
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.
@@ -601,7 +601,9 @@ typedef struct regent_host {
 	 * annotations (copied; n = 0 clears).  Call it when something changed,
 	 * not per request.  Refused (-EINVAL, logged) when a service name is
 	 * invalid, an id is empty or a text is over 256 bytes; -E2BIG over
-	 * 1,000,000 items.  The core drops them when the instance stops. */
+	 * 1,000,000 items.  The core drops them when the instance stops.  A
+	 * key (service, id) given twice keeps the last.  O(n) on average;
+	 * publishing a few changes among many: annotations_update (1.5). */
 	int (*annotations_set)(regent_ctx *ctx, const regent_annotation *const *items, size_t n);
 	/* Every running plugin instance's annotations: fn gets the publisher's
 	 * instance name ("haproxy", "haproxy edge"); per publisher sorted by
@@ -797,6 +799,39 @@ typedef struct regent_host {
 	 * plugin bug) or out->size is smaller than 1.4's struct.  From
 	 * validate() on. */
 	int (*cfg_address)(regent_ctx *ctx, const char *key, regent_address *out);
+
+	/* ---- ABI 1.5 ---- (appended; check REGENT_HOST_HAS before calling) */
+
+	/* Annotations, incrementally: changes only some of what this plugin
+	 * instance published, where annotations_set replaces all of it.
+	 *
+	 * put, nput: the annotations to publish, checked and copied like
+	 * annotations_set's items (pointers borrowed for the call): each adds
+	 * its key (service, id) or replaces the annotation held under it; one
+	 * equal to the one held keeps the core's copy.
+	 * del, ndel: the annotations to withdraw, by key: only size, service
+	 * and id of each are read (the other fields may be anything: an
+	 * annotation put earlier will do).  A key this instance does not hold
+	 * changes nothing.
+	 * Deletions are applied first, then puts in order: a key in both ends
+	 * up put, a key put twice ends with the last.  Either array may be
+	 * NULL when its count is 0; both 0 changes nothing.
+	 *
+	 * Returns 0, or, with nothing changed:
+	 *   -EINVAL  an item is NULL, has an invalid service name or an empty
+	 *            id, a put has an empty state, or a text is over 256 bytes
+	 *            (logged, naming the item);
+	 *   -E2BIG   nput or ndel over 1,000,000, or the instance would then
+	 *            hold more than 1,000,000 annotations (logged);
+	 *   -EPERM   called from validate() (no agent).
+	 * Cost: O(k) on average for k = nput + ndel items (a hash table by
+	 * key), whatever the instance holds: publish what changed, not
+	 * everything.  annotations_foreach sorts again, O(n log n), the first
+	 * time it runs after a change.  May be mixed with annotations_set
+	 * (which still replaces the whole set, O(n + held)); the core drops
+	 * everything when the instance stops. */
+	int (*annotations_update)(regent_ctx *ctx, const regent_annotation *const *put, size_t nput,
+	                          const regent_annotation *const *del, size_t ndel);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

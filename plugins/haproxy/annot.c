@@ -1,16 +1,19 @@
 /* annot.c - what the haproxy sink tells the rest of the agent about each
- * server it routes to (host->annotations_set, ABI 1.2): the server's state
- * in haproxy (up, down, drain, maint...) and its last check, keyed by
- * service and instance id, for the stats sink's page.  It asks haproxy's
- * admin socket `show stat -1 4 -1` (server rows only) every interval, and
- * soon after the sink changed servers (hx_annot_touch, hx_annot_poke) only
- * those servers (`show stat PROXY 4 SID`), keeping every server's last row
- * in between: never per page request, and a change costs O(changed
- * servers) here (the core still copies the whole list it is given).  Rows
- * map to instances through the model's slots (sN of service X is slot
- * N-1); free slots are left out, a slot still draining an instance that
- * left the catalog is kept.  It owns one timer, at most one request, the
- * rows and what it published. */
+ * server it routes to (host->annotations_update, ABI 1.5; the whole list
+ * with annotations_set on an older core): the server's state in haproxy
+ * (up, down, drain, maint...) and its last check, keyed by service and
+ * instance id, for the stats sink's page.  It asks haproxy's admin socket
+ * `show stat -1 4 -1` (server rows only) every interval (in chunks of
+ * services past 1,000 servers), and soon after the sink changed servers
+ * (hx_annot_touch, hx_annot_poke) only those servers (`show stat PROXY 4
+ * SID`), keeping every server's last row in between: never per page
+ * request.  Only what changed goes to the core: the rows whose state or
+ * detail differ from what was published, and the keys of rows that went
+ * or hold another instance now; a poll that finds every server as it was
+ * costs its parse and publishes nothing.  Rows map to instances through
+ * the model's slots (sN of service X is slot N-1); free slots are left
+ * out, a slot still draining an instance that left the catalog is kept.
+ * It owns one timer, at most one request, the rows and what it published. */
 #include "annot.h"
 
 #include <errno.h>
@@ -44,7 +47,11 @@ struct hx_annot {
 	char *cursor;
 	bool in_cycle, chunk_last;
 	uint64_t cycle_start;
-	bool material; /* a row came, went, or changed instance or state: publish */
+	bool incremental; /* the core has annotations_update (ABI 1.5) */
+	size_t *dirty;    /* rows to publish (arow.dirty), by index */
+	size_t ndirty, dirtycap;
+	struct hx_annot_del *dels; /* published keys to withdraw */
+	size_t ndels, delcap;
 	/* servers the sink changed since the last answer: asked alone */
 	struct touch {
 		char *service;
@@ -105,6 +112,43 @@ static bool host_has_annotations(const regent_host *h)
 
 /* ---- pure: a row as a state and a detail ---- */
 
+/* Text appended within a fixed buffer (cut at its size, always
+ * terminated): what snprintf did, without its format parsing per row. */
+typedef struct sbuf {
+	char *p;
+	size_t n, cap; /* n: bytes written (< cap) */
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t len)
+{
+	if (b->n + 1 >= b->cap)
+		return;
+	if (len > b->cap - 1 - b->n)
+		len = b->cap - 1 - b->n;
+	memcpy(b->p + b->n, s, len);
+	b->n += len;
+	b->p[b->n] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void sb_num(sbuf *b, long v)
+{
+	char d[24];
+	size_t i = sizeof(d);
+	unsigned long u = v < 0 ? 0 - (unsigned long)v : (unsigned long)v;
+	do {
+		d[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		d[--i] = '-';
+	sb_add(b, d + i, sizeof(d) - i);
+}
+
 void hx_annot_describe(const char *status, const char *check_status, const char *check_desc,
                        const char *last_chk, const char *lastchg, char *state, size_t statelen,
                        char *detail, size_t detaillen)
@@ -114,16 +158,18 @@ void hx_annot_describe(const char *status, const char *check_status, const char 
 	 * "DOWN 1/2" (going up). */
 	size_t w = strcspn(status, " ");
 	char trans[32] = "";
+	sbuf st = {state, 0, statelen};
+	state[0] = '\0';
 	if (!strncmp(status, "no check", 8)) {
-		snprintf(state, statelen, "up");
-		snprintf(trans, sizeof(trans), "not checked");
+		sb_str(&st, "up");
+		sb_str(&(sbuf){trans, 0, sizeof(trans)}, "not checked");
 	} else {
-		snprintf(state, statelen, "%.*s", (int)(w < 16 ? w : 16), status);
+		sb_add(&st, status, w < 16 ? w : 16);
 		for (char *p = state; *p; p++)
 			if (*p >= 'A' && *p <= 'Z')
 				*p = (char)(*p - 'A' + 'a');
 		if (!state[0])
-			snprintf(state, statelen, "unknown");
+			sb_str(&st, "unknown");
 		const char *rest = status + w + (status[w] == ' ');
 		if (rest[0] >= '0' && rest[0] <= '9')
 			snprintf(trans, sizeof(trans), "going %s %s", !strcmp(state, "up") ? "down" : "up",
@@ -136,30 +182,27 @@ void hx_annot_describe(const char *status, const char *check_status, const char 
 		chk++;
 	const char *why = last_chk && last_chk[0] ? last_chk : check_desc ? check_desc : "";
 	long since = lastchg && lastchg[0] ? strtol(lastchg, NULL, 10) : -1;
-	size_t n = 0;
+	sbuf d = {detail, 0, detaillen};
 	detail[0] = '\0';
-#define ADD(...)                                                                            \
-	do {                                                                                \
-		if (n < detaillen) {                                                        \
-			int k = snprintf(detail + n, detaillen - n, __VA_ARGS__);           \
-			n = k < 0 ? detaillen : n + (size_t)k;                              \
-		}                                                                           \
-	} while (0)
 	if (trans[0])
-		ADD("%s", trans);
-	if (chk[0])
-		ADD("%s%s", n ? "; " : "", chk);
-	if (why[0])
-		ADD("%s%.120s", n ? " " : "", why);
-	if (since >= 0) {
-		if (since < 120)
-			ADD("%schanged %ld s ago", n ? ", " : "", since);
-		else if (since < 7200)
-			ADD("%schanged %ld min ago", n ? ", " : "", since / 60);
-		else
-			ADD("%schanged %ld h ago", n ? ", " : "", since / 3600);
+		sb_str(&d, trans);
+	if (chk[0]) {
+		if (d.n)
+			sb_str(&d, "; ");
+		sb_str(&d, chk);
 	}
-#undef ADD
+	if (why[0]) {
+		if (d.n)
+			sb_str(&d, " ");
+		sb_add(&d, why, strnlen(why, 120));
+	}
+	if (since >= 0) {
+		if (d.n)
+			sb_str(&d, ", ");
+		sb_str(&d, "changed ");
+		sb_num(&d, since < 120 ? since : since < 7200 ? since / 60 : since / 3600);
+		sb_str(&d, since < 120 ? " s ago" : since < 7200 ? " min ago" : " h ago");
+	}
 	/* Control bytes from haproxy's text never reach the page. */
 	for (char *p = detail; *p; p++)
 		if ((unsigned char)*p < 0x20)
@@ -168,8 +211,10 @@ void hx_annot_describe(const char *status, const char *check_status, const char 
 
 /* ---- CSV ---- */
 
-/* Splits one CSV line in place (haproxy quotes a field holding a comma or
- * a quote, doubling the quotes).  Returns the number of fields. */
+/* Splits one CSV line in place into at most max fields (haproxy quotes a
+ * field holding a comma or a quote, doubling the quotes).  Returns the
+ * number of fields.  A byte loop: most of haproxy's fields are empty or a
+ * few digits, where a library call per field costs more than the bytes. */
 static size_t csv_split(char *line, char **f, size_t max)
 {
 	size_t n = 0;
@@ -195,9 +240,12 @@ static size_t csv_split(char *line, char **f, size_t max)
 			p = next ? next + 1 : NULL;
 		} else {
 			f[n++] = p;
-			p = strchr(p, ',');
-			if (p)
+			while (*p && *p != ',')
+				p++;
+			if (*p)
 				*p++ = '\0';
+			else
+				p = NULL;
 		}
 	}
 	return n;
@@ -214,22 +262,44 @@ static int col(char **hdr, size_t nh, const char *name)
 /* ---- the rows: the last state of every server, kept between polls ---- */
 
 /* One server row as last read: the service and slot, the instance in it
- * (from the model when read), its state and detail. */
+ * (from the model when read), its state and detail, and whether the core
+ * has it as it is. */
 typedef struct arow {
-	char *service;
-	char *id; /* NULL: dropped (the slot is free now) */
+	char *service;     /* one allocation: "NAME\0NAME/sN\0" */
+	const char *label; /* the second string of it: "NAME/sN" */
+	char *id;          /* NULL: dropped (the slot is free now) */
 	size_t slot;
 	char state[24];
 	char *detail;
-	bool seen; /* in the answer being read */
+	bool seen;  /* in the answer being read */
+	bool dirty; /* changed since published: in hx_annot.dirty */
+	bool pub;   /* the core holds (service, id) as this row published it */
 } arow;
 
+/* A published key to withdraw (both strings owned). */
+struct hx_annot_del {
+	char *service, *id;
+};
+
+/* FNV-1a of the name, the slot mixed in, then the high bits folded into
+ * the low ones the table uses (else the slots of services whose hashes
+ * share their low bits land on the same cells: long probes). */
 static size_t key_hash(const char *sname, size_t sn)
 {
 	uint64_t x = 1469598103934665603ull;
 	for (const char *c = sname; *c; c++)
 		x = (x ^ (unsigned char)*c) * 1099511628211ull;
-	return (size_t)((x ^ sn) * 1099511628211ull);
+	x = (x ^ sn) * 0x9e3779b97f4a7c15ull;
+	return (size_t)(x ^ (x >> 29) ^ (x >> 47));
+}
+
+static void dels_clear(hx_annot *a)
+{
+	for (size_t i = 0; i < a->ndels; i++) {
+		free(a->dels[i].service);
+		free(a->dels[i].id);
+	}
+	a->ndels = 0;
 }
 
 static void rows_clear(hx_annot *a)
@@ -240,6 +310,7 @@ static void rows_clear(hx_annot *a)
 		free(a->rows[i].detail);
 	}
 	a->nrows = 0;
+	a->ndirty = 0;
 	free(a->map);
 	a->map = NULL;
 	a->mapcap = 0;
@@ -268,19 +339,14 @@ static arow *row_find(hx_annot *a, const char *sname, size_t sn)
 
 static arow *row_add(hx_annot *a, const char *sname, size_t sn)
 {
+	const regent_host *h = a->h;
 	if (a->nrows == a->rowcap) {
-		size_t nc = a->rowcap ? 2 * a->rowcap : 64;
-		arow *r = realloc(a->rows, nc * sizeof(*r));
-		if (!r)
-			return NULL;
-		a->rows = r;
-		a->rowcap = nc;
+		a->rowcap = a->rowcap ? 2 * a->rowcap : 64;
+		a->rows = h->xrealloc(a->rows, a->rowcap * sizeof(*a->rows));
 	}
 	if (2 * (a->nrows + 1) > a->mapcap) {
 		size_t cap = a->mapcap ? 2 * a->mapcap : 128;
-		size_t *m = calloc(cap, sizeof(*m));
-		if (!m)
-			return NULL;
+		size_t *m = h->xcalloc(cap, sizeof(*m));
 		for (size_t i = 0; i < a->nrows; i++)
 			map_put(m, cap, &a->rows[i], i);
 		free(a->map);
@@ -289,26 +355,82 @@ static arow *row_add(hx_annot *a, const char *sname, size_t sn)
 	}
 	arow *r = &a->rows[a->nrows];
 	memset(r, 0, sizeof(*r));
-	r->service = strdup(sname);
-	if (!r->service)
-		return NULL;
+	/* the label is made once per row, not per publish */
+	size_t len = strlen(sname);
+	char num[24];
+	sbuf nb = {num, 0, sizeof(num)};
+	sb_num(&nb, (long)sn + 1);
+	r->service = h->xmalloc(2 * len + nb.n + 4);
+	memcpy(r->service, sname, len + 1);
+	char *label = r->service + len + 1;
+	memcpy(label, sname, len);
+	memcpy(label + len, "/s", 2);
+	memcpy(label + len + 2, num, nb.n + 1);
+	r->label = label;
 	r->slot = sn;
 	map_put(a->map, a->mapcap, r, a->nrows);
 	a->nrows++;
 	return r;
 }
 
+/* The row has something the core does not: published with the next
+ * answer.  O(1). */
+static void row_dirty(hx_annot *a, arow *r)
+{
+	if (r->dirty)
+		return;
+	r->dirty = true;
+	if (a->ndirty == a->dirtycap) {
+		a->dirtycap = a->dirtycap ? 2 * a->dirtycap : 64;
+		a->dirty = a->h->xrealloc(a->dirty, a->dirtycap * sizeof(*a->dirty));
+	}
+	a->dirty[a->ndirty++] = (size_t)(r - a->rows);
+}
+
+/* What the row published goes (its id changed, or the row did): the key
+ * is withdrawn with the next publish.  Takes the strings. */
+static void row_withdraw(hx_annot *a, char *service, char *id)
+{
+	if (a->ndels == a->delcap) {
+		a->delcap = a->delcap ? 2 * a->delcap : 16;
+		a->dels = a->h->xrealloc(a->dels, a->delcap * sizeof(*a->dels));
+	}
+	a->dels[a->ndels++] = (struct hx_annot_del){service, id};
+}
+
+/* The row now holds instance id (NULL: its slot is free). */
+static void row_set_id(hx_annot *a, arow *r, const char *id)
+{
+	if (r->pub)
+		row_withdraw(a, a->h->xstrdup(r->service), r->id);
+	else
+		free(r->id);
+	r->pub = false;
+	r->id = a->h->xstrdup(id);
+	if (r->id)
+		row_dirty(a, r);
+}
+
 /* The rows of one "show stat" answer (one or several commands, each with
  * its header line), each mapped to the instance in its slot now (sN of
- * service X is slot N-1); free slots are left out. */
-static int read_rows(hx_annot *a, char *out)
+ * service X is slot N-1); free slots are left out.  A row whose state or
+ * detail did not change costs its parse only. */
+static int read_rows(hx_annot *a, char *out, size_t len)
 {
-	char *save = NULL;
 	char *hdr[MAX_FIELDS], *f[MAX_FIELDS];
 	size_t nh = 0, need = 0;
 	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
 	bool any = false;
-	for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	svc *v = NULL; /* the last row's service: rows come by service */
+	size_t hint = 0;
+	char *stop = out + len, *next;
+	for (char *line = out; line < stop; line = next) {
+		char *nl = memchr(line, '\n', (size_t)(stop - line));
+		next = nl ? nl + 1 : stop;
+		if (nl)
+			*nl = '\0';
+		if (line[0] == '\0')
+			continue;
 		if (strncmp(line, "# ", 2) == 0) {
 			nh = csv_split(line + 2, hdr, MAX_FIELDS);
 			c_px = col(hdr, nh, "pxname"), c_sv = col(hdr, nh, "svname");
@@ -329,7 +451,8 @@ static int read_rows(hx_annot *a, char *out)
 		size_t nf = csv_split(line, f, need);
 		if (nf < need || f[c_px][0] == '#')
 			continue;
-		svc *v = hx_svc_find(a->m, f[c_px]);
+		if (!v || strcmp(v->name, f[c_px]) != 0)
+			v = hx_svc_find(a->m, f[c_px]);
 		const char *sv = f[c_sv];
 		if (!v || sv[0] != 's')
 			continue;
@@ -338,32 +461,33 @@ static int read_rows(hx_annot *a, char *out)
 		if (*end || idx < 1)
 			continue;
 		size_t sn = (size_t)idx - 1;
-		arow *r = row_find(a, v->name, sn);
+		/* haproxy answers in the same order every time: the row after the
+		 * last one is tried first (no hash, memory read in order) */
+		arow *r = hint < a->nrows ? &a->rows[hint] : NULL;
+		if (!r || r->slot != sn || strcmp(r->service, v->name) != 0)
+			r = row_find(a, v->name, sn);
 		if (!r && (sn >= v->nslots || !v->slots[sn].id))
 			continue;
-		if (!r && !(r = row_add(a, v->name, sn)))
-			return -ENOMEM;
+		if (!r)
+			r = row_add(a, v->name, sn);
 		r->seen = true;
+		hint = (size_t)(r - a->rows) + 1;
 		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
-		if (!id || !r->id || strcmp(id, r->id) != 0) { /* copied only when it changed */
-			a->material = true;
-			free(r->id);
-			r->id = NULL;
-			if (id && !(r->id = strdup(id)))
-				return -ENOMEM;
-		}
+		if (!id != !r->id || (id && strcmp(id, r->id) != 0)) /* copied only when it changed */
+			row_set_id(a, r, id);
 		char detail[200], was[sizeof(r->state)];
 		memcpy(was, r->state, sizeof(was));
 		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
 		                  c_lc >= 0 ? f[c_lc] : NULL, c_ch >= 0 ? f[c_ch] : NULL, r->state,
 		                  sizeof(r->state), detail, sizeof(detail));
-		if (strcmp(was, r->state) != 0)
-			a->material = true;
+		bool changed = strcmp(was, r->state) != 0;
 		if (!r->detail || strcmp(detail, r->detail) != 0) {
 			free(r->detail);
-			if (!(r->detail = strdup(detail)))
-				return -ENOMEM;
+			r->detail = a->h->xstrdup(detail);
+			changed = true;
 		}
+		if (changed && r->id)
+			row_dirty(a, r);
 	}
 	return any ? 0 : -EPROTO;
 }
@@ -375,16 +499,20 @@ static void rows_unsee(hx_annot *a)
 		a->rows[i].seen = false;
 }
 
-/* After it: the rows it did not have go (the table is rebuilt). */
+/* After it: the rows it did not have go, what they published is withdrawn
+ * (the table and the dirty list are rebuilt). */
 static void rows_sweep(hx_annot *a)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < a->nrows; i++) {
 		arow *r = &a->rows[i];
 		if (!r->seen || !r->id) {
-			a->material = true;
-			free(r->service);
-			free(r->id);
+			if (r->pub) {
+				row_withdraw(a, r->service, r->id); /* "NAME\0...": the service */
+			} else {
+				free(r->service);
+				free(r->id);
+			}
 			free(r->detail);
 			continue;
 		}
@@ -393,53 +521,135 @@ static void rows_sweep(hx_annot *a)
 	if (n == a->nrows)
 		return;
 	a->nrows = n;
+	a->ndirty = 0;
 	memset(a->map, 0, a->mapcap * sizeof(*a->map));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		map_put(a->map, a->mapcap, &a->rows[i], i);
+		if (a->rows[i].dirty) {
+			a->rows[i].dirty = false;
+			row_dirty(a, &a->rows[i]);
+		}
+	}
 }
 
-/* Everything known, to the core (which copies it).  The labels
- * ("service/sN") in one buffer of their exact size (the core copies them:
- * no 160 bytes per server kept or touched). */
-static int publish(hx_annot *a)
+static regent_annotation row_annotation(const arow *r)
 {
-	size_t need = 1;
-	for (size_t i = 0; i < a->nrows; i++)
-		if (a->rows[i].id)
-			need += strlen(a->rows[i].service) + 24; /* "/s" + a size_t + NUL */
-	const regent_annotation **list = calloc(a->nrows + 1, sizeof(*list));
-	regent_annotation *items = calloc(a->nrows + 1, sizeof(*items));
-	char *labels = malloc(need);
-	if (!list || !items || !labels) {
-		free(list);
-		free(items);
-		free(labels);
-		return -ENOMEM;
+	return (regent_annotation){
+		.size = sizeof(regent_annotation),
+		.service = r->service,
+		.id = r->id,
+		.label = r->label,
+		.state = r->state,
+		.detail = r->detail,
+	};
+}
+
+/* Whether another row holds this key now (the instance moved to another
+ * slot of its service, and that row was read): then the key stays, and
+ * that row publishes it again (it may have been overwritten meanwhile by
+ * the row that withdraws it). */
+static bool key_held(hx_annot *a, const char *service, const char *id)
+{
+	svc *v = hx_svc_find(a->m, service);
+	slot *sl = v ? hx_slot_find(v, id) : NULL;
+	arow *r = sl ? row_find(a, v->name, (size_t)(sl - v->slots)) : NULL;
+	if (!r || !r->id || strcmp(r->id, id) != 0)
+		return false;
+	row_dirty(a, r);
+	return true;
+}
+
+/* What changed since the last publish, to the core: the dirty rows and
+ * the withdrawn keys (host->annotations_update, ABI 1.5: O(changed)). */
+static int publish_changes(hx_annot *a)
+{
+	const regent_host *h = a->h;
+	size_t nd = 0, np = 0;
+	const regent_annotation **del = h->xmalloc((a->ndels + 1) * sizeof(*del));
+	regent_annotation *dk = h->xmalloc((a->ndels + 1) * sizeof(*dk));
+	for (size_t i = 0; i < a->ndels; i++) {
+		if (key_held(a, a->dels[i].service, a->dels[i].id))
+			continue;
+		dk[nd] = (regent_annotation){.size = sizeof(regent_annotation),
+		                             .service = a->dels[i].service, .id = a->dels[i].id};
+		del[nd] = &dk[nd];
+		nd++;
 	}
-	size_t n = 0, at = 0;
+	const regent_annotation **put = h->xmalloc((a->ndirty + 1) * sizeof(*put));
+	regent_annotation *pk = h->xmalloc((a->ndirty + 1) * sizeof(*pk));
+	for (size_t i = 0; i < a->ndirty; i++) {
+		const arow *r = &a->rows[a->dirty[i]];
+		if (!r->id)
+			continue;
+		pk[np] = row_annotation(r);
+		put[np] = &pk[np];
+		np++;
+	}
+	int rc = h->annotations_update(a->ctx, put, np, del, nd);
+	free(del);
+	free(dk);
+	free(put);
+	free(pk);
+	return rc;
+}
+
+/* Everything known, to a core without annotations_update (ABI < 1.5). */
+static int publish_all(hx_annot *a)
+{
+	const regent_host *h = a->h;
+	const regent_annotation **list = h->xmalloc((a->nrows + 1) * sizeof(*list));
+	regent_annotation *items = h->xmalloc((a->nrows + 1) * sizeof(*items));
+	size_t n = 0;
 	for (size_t i = 0; i < a->nrows; i++) {
 		const arow *r = &a->rows[i];
 		if (!r->id)
 			continue;
-		char *label = labels + at;
-		int k = snprintf(label, need - at, "%s/s%zu", r->service, r->slot + 1);
-		at += k > 0 ? (size_t)k + 1 : 1;
-		items[n] = (regent_annotation){
-			.size = sizeof(items[n]),
-			.service = r->service,
-			.id = r->id,
-			.label = label,
-			.state = r->state,
-			.detail = r->detail,
-		};
+		items[n] = row_annotation(r);
 		list[n] = &items[n];
 		n++;
 	}
-	int rc = a->h->annotations_set(a->ctx, list, n);
+	int rc = h->annotations_set(a->ctx, list, n);
 	free(list);
 	free(items);
-	free(labels);
 	return rc;
+}
+
+/* To the core, when anything changed since the last publish: a poll that
+ * found every server as it was publishes nothing. */
+static int publish(hx_annot *a)
+{
+	if (!a->ndirty && !a->ndels)
+		return 0;
+	int rc = a->incremental ? publish_changes(a) : publish_all(a);
+	if (rc < 0)
+		return rc; /* kept: tried again with the next answer */
+	if (!a->incremental)
+		for (size_t i = 0; i < a->nrows; i++)
+			a->rows[i].pub = a->rows[i].id != NULL;
+	for (size_t i = 0; i < a->ndirty; i++) {
+		arow *r = &a->rows[a->dirty[i]];
+		r->dirty = false;
+		r->pub = r->id != NULL;
+	}
+	a->ndirty = 0;
+	dels_clear(a);
+	return 0;
+}
+
+/* The part of an answer's handling that needs no loop (hx_annot_feed). */
+static int take_answer(hx_annot *a, char *out, size_t len, bool full, bool ends)
+{
+	if (full)
+		rows_unsee(a);
+	int rc = read_rows(a, out, len);
+	if (ends && rc == 0)
+		rows_sweep(a);
+	return rc == 0 ? publish(a) : rc;
+}
+
+int hx_annot_feed(hx_annot *a, char *answer, bool full)
+{
+	return take_answer(a, answer, strlen(answer), full, full);
 }
 
 /* ---- the loop ---- */
@@ -543,24 +753,12 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 	a->asked = NULL;
 	a->nasked = 0;
 	bool ends = kind == ASK_ALL || (kind == ASK_CHUNK && a->chunk_last);
-	if (rc == 0 && !len) {
+	if (rc == 0 && !len)
 		rc = -EPROTO;
-	} else if (rc == 0) {
+	else if (rc == 0)
 		/* Read in place: the answer is the request's own buffer, freed
 		 * once this returns (several MB at 10,000 servers: no copy). */
-		if (kind == ASK_ALL)
-			rows_unsee(a);
-		rc = read_rows(a, (char *)out);
-		if (ends && rc == 0)
-			rows_sweep(a);
-		/* The whole list goes to the core on every publish: only when a
-		 * server came, went or changed state, and once per cycle (the
-		 * details' "changed N s ago"). */
-		if (rc == 0 && (ends || a->material)) {
-			a->material = false;
-			rc = publish(a);
-		}
-	}
+		rc = take_answer(a, (char *)out, len, kind == ASK_ALL, ends);
 	if (rc < 0 && rc != a->last_err)
 		/* haproxy not up yet, restarting, or reloading: the page keeps
 		 * the last states until it answers again. */
@@ -592,17 +790,12 @@ hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, h
 {
 	if (!interval_ms || !admin_socket || !host_has_annotations(h))
 		return NULL;
-	hx_annot *a = calloc(1, sizeof(*a));
-	uv_timer_t *t = calloc(1, sizeof(*t));
-	char *sock = strdup(admin_socket);
-	if (!a || !t || !sock) {
-		free(a);
-		free(t);
-		free(sock);
-		return NULL;
-	}
-	*a = (hx_annot){.ctx = ctx, .h = h, .m = m, .socket = sock, .interval = interval_ms,
-	                .cmd_timeout = cmd_timeout_ms, .timer = t};
+	hx_annot *a = h->xcalloc(1, sizeof(*a));
+	uv_timer_t *t = h->xcalloc(1, sizeof(*t));
+	*a = (hx_annot){.ctx = ctx, .h = h, .m = m, .socket = h->xstrdup(admin_socket),
+	                .interval = interval_ms, .cmd_timeout = cmd_timeout_ms, .timer = t,
+	                .incremental = REGENT_HOST_HAS(h, annotations_update) &&
+	                               h->annotations_update != NULL};
 	uv_timer_init(loop, t);
 	t->data = a;
 	uv_timer_start(t, ask, POKE_MS, 0);
@@ -646,6 +839,9 @@ void hx_annot_free(hx_annot *a)
 	a->h->annotations_set(a->ctx, NULL, 0);
 	rows_clear(a);
 	free(a->rows);
+	free(a->dirty);
+	dels_clear(a);
+	free(a->dels);
 	touch_free(a->touched, a->ntouched);
 	touch_free(a->asked, a->nasked);
 	free(a->cursor);

@@ -1,5 +1,6 @@
 /* annot.h - the haproxy sink's view of each server, published for the
- * rest of the agent (annot.c, host->annotations_set, ABI 1.2). */
+ * rest of the agent (annot.c, host->annotations_update, ABI 1.5, or
+ * annotations_set, ABI 1.2). */
 #ifndef REGENT_HX_ANNOT_H
 #define REGENT_HX_ANNOT_H
 
@@ -17,6 +18,12 @@ void hx_annot_touch(hx_annot *a, const char *service, size_t sn);
 void hx_annot_poke(hx_annot *a);
 /* Stops asking and withdraws what it published. */
 void hx_annot_free(hx_annot *a);
+
+/* For the unit test: one answer of haproxy (NUL-terminated, read in
+ * place) as if asked for every server (full: the rows it lacks go) or for
+ * some (the rows it has are updated), and what changed published.
+ * Returns 0 or the error that the publish or the parse met. */
+int hx_annot_feed(hx_annot *a, char *answer, bool full);
 
 /* Pure, for the unit test: one row of "show stat" as a state word
  * ("up", "down", "drain", "maint", "nolb"...) and a detail ("L4CON

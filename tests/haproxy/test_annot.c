@@ -2,7 +2,12 @@
  * for the status page (plugins/haproxy/annot.c, hx_annot_describe): each
  * `show stat` status haproxy 2.6 writes, the check result and its reason,
  * since when, a transition in progress, and haproxy's text kept on one line;
- * and how a big fleet's poll is cut into chunks of services (hx_annot_chunk). */
+ * how a big fleet's poll is cut into chunks of services (hx_annot_chunk);
+ * and what goes to the core (hx_annot_feed): only the rows that changed
+ * (annotations_update, ABI 1.5), nothing for a poll that found every
+ * server as it was, the key of a row that went or holds another instance
+ * withdrawn (unless the instance moved to a row read since), and the whole
+ * list with annotations_set on a core of ABI 1.4. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +19,8 @@
 #include "host.h" /* regent_host_table */    /* regent_xcalloc */
 #include "helpers.h" /* regent_h_strdup */
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void describe(const char *status, const char *chk, const char *desc, const char *last,
@@ -107,12 +114,238 @@ static void test_chunks(void **state)
 	hx_model_free(&m);
 }
 
+/* ---- what goes to the core ---- */
+
+/* A plugin instance in a fake agent: the core's own annotations behind the
+ * host's entries, counted. */
+static regent_agent fake_agent;
+static regent_cfg_section fake_sec = {.name = "haproxy"};
+static regent_ctx fake_ctx = {.agent = &fake_agent, .sec = &fake_sec, .who = "sink haproxy"};
+static size_t n_update, n_set, last_nput, last_ndel, last_nset;
+
+static int count_update(regent_ctx *c, const regent_annotation *const *put, size_t nput,
+                        const regent_annotation *const *del, size_t ndel)
+{
+	n_update++;
+	last_nput = nput;
+	last_ndel = ndel;
+	return regent_host_table.annotations_update(c, put, nput, del, ndel);
+}
+
+static int count_set(regent_ctx *c, const regent_annotation *const *items, size_t n)
+{
+	n_set++;
+	last_nset = n;
+	return regent_host_table.annotations_set(c, items, n);
+}
+
+typedef struct listed {
+	size_t n;
+	const regent_annotation *a[8];
+} listed;
+
+static void collect(void *arg, const char *publisher, const regent_annotation *an)
+{
+	listed *l = arg;
+	assert_string_equal(publisher, "haproxy");
+	assert_true(l->n < 8);
+	l->a[l->n++] = an;
+}
+
+static listed held(void)
+{
+	listed l = {0};
+	fake_agent.ctxs = &fake_ctx;
+	regent_annotations_foreach(&fake_agent, collect, &l);
+	return l;
+}
+
+static void held_is(const listed *l, size_t i, const char *id, const char *label,
+                    const char *state, const char *detail)
+{
+	assert_true(i < l->n);
+	assert_string_equal(l->a[i]->service, "web");
+	assert_string_equal(l->a[i]->id, id);
+	assert_string_equal(l->a[i]->label, label);
+	assert_string_equal(l->a[i]->state, state);
+	if (detail)
+		assert_string_equal(l->a[i]->detail, detail);
+}
+
+#define HDR "# pxname,svname,status,lastchg,check_status,last_chk,check_desc\n"
+
+static int feed(hx_annot *a, const char *text, bool full)
+{
+	char *copy = strdup(text); /* read in place, as the request's buffer is */
+	int rc = hx_annot_feed(a, copy, full);
+	free(copy);
+	return rc;
+}
+
+typedef struct annot_fixture {
+	uv_loop_t loop;
+	regent_host h;
+	hx_model m;
+	svc *v;
+	hx_annot *a;
+} annot_fixture;
+
+/* Service web with 4 slots: a in s1, b in s2, s3 and s4 free. */
+static void annot_setup(annot_fixture *f, size_t host_size)
+{
+	memset(f, 0, sizeof(*f));
+	n_update = n_set = 0;
+	assert_int_equal(uv_loop_init(&f->loop), 0);
+	f->h = regent_host_table;
+	f->h.annotations_update = count_update;
+	f->h.annotations_set = count_set;
+	f->h.size = host_size;
+	hx_model_init(&f->m, &fake_ctx, &f->h);
+	f->v = hx_svc_get(&f->m, "web");
+	hx_svc_grow(f->v, 4);
+	hx_slot_take(&f->m, f->v, 0, "a");
+	hx_slot_take(&f->m, f->v, 1, "b");
+	f->a = hx_annot_new(&fake_ctx, &f->h, &f->loop, &f->m, "/nonexistent/admin.sock", 5000,
+	                    1000);
+	assert_non_null(f->a);
+}
+
+static void annot_teardown(annot_fixture *f)
+{
+	hx_annot_free(f->a); /* withdraws everything */
+	assert_int_equal(held().n, 0);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	hx_model_free(&f->m);
+	regent_annotations_clear(&fake_ctx);
+}
+
+static void test_publish_changes(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, sizeof(regent_host));
+	const char *all = HDR "web,s1,UP,5,L4OK,,Layer4 check passed\n"
+	                      "web,s2,DOWN,7,L4CON,Connection refused,Layer4 connection problem\n"
+	                      "web,s3,MAINT,9,,,\n"; /* a free slot: left out */
+	assert_int_equal(feed(f.a, all, true), 0);
+	assert_int_equal(n_update, 1);
+	assert_int_equal(last_nput, 2);
+	assert_int_equal(last_ndel, 0);
+	listed l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 0, "a", "web/s1", "up", "L4OK Layer4 check passed, changed 5 s ago");
+	held_is(&l, 1, "b", "web/s2", "down", "L4CON Connection refused, changed 7 s ago");
+	const regent_annotation *was_a = l.a[0];
+
+	/* every server as it was: nothing published */
+	assert_int_equal(feed(f.a, all, true), 0);
+	assert_int_equal(n_update, 1);
+
+	/* one server changed, asked alone: that one */
+	assert_int_equal(feed(f.a, HDR "web,s2,UP,0,L4OK,,Layer4 check passed\n", false), 0);
+	assert_int_equal(n_update, 2);
+	assert_int_equal(last_nput, 1);
+	assert_int_equal(last_ndel, 0);
+	l = held();
+	assert_ptr_equal(l.a[0], was_a); /* untouched in the core */
+	held_is(&l, 1, "b", "web/s2", "up", "L4OK Layer4 check passed, changed 0 s ago");
+
+	/* the detail alone changed (since when): published */
+	assert_int_equal(feed(f.a, HDR "web,s2,UP,1,L4OK,,Layer4 check passed\n", false), 0);
+	assert_int_equal(n_update, 3);
+	assert_int_equal(last_nput, 1);
+
+	/* b left its slot, c took it: b withdrawn, c published */
+	hx_slot_free_id(&f.m, f.v, 1);
+	hx_slot_take(&f.m, f.v, 1, "c");
+	assert_int_equal(feed(f.a, HDR "web,s2,UP,1,L4OK,,Layer4 check passed\n", false), 0);
+	assert_int_equal(n_update, 4);
+	assert_int_equal(last_nput, 1);
+	assert_int_equal(last_ndel, 1);
+	l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 0, "a", "web/s1", "up", NULL);
+	held_is(&l, 1, "c", "web/s2", "up", NULL);
+
+	/* a full answer without s1 (haproxy no longer has it): a withdrawn */
+	assert_int_equal(feed(f.a, HDR "web,s2,UP,1,L4OK,,Layer4 check passed\n", true), 0);
+	assert_int_equal(n_update, 5);
+	assert_int_equal(last_nput, 0);
+	assert_int_equal(last_ndel, 1);
+	l = held();
+	assert_int_equal(l.n, 1);
+	held_is(&l, 0, "c", "web/s2", "up", NULL);
+
+	/* s2's slot freed: its row is dropped, c withdrawn */
+	hx_slot_free_id(&f.m, f.v, 1);
+	assert_int_equal(feed(f.a, HDR "web,s2,UP,2,L4OK,,Layer4 check passed\n", true), 0);
+	assert_int_equal(n_update, 6);
+	assert_int_equal(last_ndel, 1);
+	assert_int_equal(held().n, 0);
+	/* not a show stat answer: an error, nothing published */
+	assert_int_equal(feed(f.a, "Unknown command\n", false), -EPROTO);
+	assert_int_equal(n_update, 6);
+	annot_teardown(&f);
+}
+
+/* An instance moves to another slot of its service, and the row that held
+ * it is read after the row that holds it now: the key stays published
+ * (the row that holds it publishes it again), not withdrawn. */
+static void test_key_moved(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, sizeof(regent_host));
+	assert_int_equal(feed(f.a, HDR "web,s1,UP,5,L4OK,,ok\nweb,s2,UP,5,L4OK,,ok\n", true), 0);
+	hx_slot_free_id(&f.m, f.v, 1);
+	hx_slot_take(&f.m, f.v, 2, "b");
+	assert_int_equal(feed(f.a, HDR "web,s3,UP,0,L4OK,,ok\n", false), 0);
+	listed l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 1, "b", "web/s3", "up", "L4OK ok, changed 0 s ago");
+	assert_int_equal(feed(f.a, HDR "web,s2,MAINT,0,,,\n", false), 0);
+	assert_int_equal(last_ndel, 0);
+	l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 0, "a", "web/s1", "up", NULL);
+	held_is(&l, 1, "b", "web/s3", "up", "L4OK ok, changed 0 s ago");
+	annot_teardown(&f);
+}
+
+/* A core of ABI 1.4 (no annotations_update): the whole list with
+ * annotations_set, only when something changed. */
+static void test_older_core(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, offsetof(regent_host, annotations_update));
+	const char *all = HDR "web,s1,UP,5,L4OK,,ok\nweb,s2,UP,5,L4OK,,ok\n";
+	assert_int_equal(feed(f.a, all, true), 0);
+	assert_int_equal(n_set, 1);
+	assert_int_equal(last_nset, 2);
+	assert_int_equal(feed(f.a, all, true), 0);
+	assert_int_equal(n_set, 1);
+	assert_int_equal(feed(f.a, HDR "web,s1,DOWN,0,L4CON,,refused\n", false), 0);
+	assert_int_equal(n_set, 2);
+	assert_int_equal(last_nset, 2);
+	assert_int_equal(n_update, 0);
+	listed l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 0, "a", "web/s1", "down", "L4CON refused, changed 0 s ago");
+	held_is(&l, 1, "b", "web/s2", "up", NULL);
+	annot_teardown(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_states),
 		cmocka_unit_test(test_one_line),
 		cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_publish_changes),
+		cmocka_unit_test(test_key_moved),
+		cmocka_unit_test(test_older_core),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
