@@ -29,6 +29,10 @@ usage: bench/run hostile [options]
                   1h to see single changes without the periodic poll of every server in them
   --no-fresh      skip the fresh agents (cold start, SIGTERM at the worst moment) and, in a),
                   the delete of everything: only the live agent's figures
+  --perf DIR      record the live agent with perf (DWARF call graphs, wall-clock timestamps)
+                  during a)'s whole write (DIR/write.data) and whole delete (DIR/delete.data),
+                  with the /healthz samples so far (DIR/PHASE.samples: start_ns latency_ns code)
+  --write-delete  in a), only the live agent's whole write and whole delete (for profiling)
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR       results dir (default bench/results)
 EOF2
@@ -90,6 +94,20 @@ hs_start() { # NAME: start agent NAME with a /healthz sampler; prints its pid
 hs_stop() { # NAME
 	daemon_stop "sample-$1"
 	daemon_stop "regent-$1" 30
+}
+
+# hs_perf_start PHASE / hs_perf_stop PHASE: with --perf DIR, perf records the live agent over a
+# phase into DIR/PHASE.data (its own CPU is not the agent's: cpu_ns reads the agent's threads)
+hs_perf_start() {
+	[[ -n "$HS_PERF" ]] || return 0
+	daemon_start "perf-$1" perf record -q -k CLOCK_REALTIME --call-graph dwarf,16384 -F 499 -o "$HS_PERF/$1.data" \
+		-p "$HS_PID"
+	sleep 1 # perf attached
+}
+hs_perf_stop() {
+	[[ -n "$HS_PERF" ]] || return 0
+	daemon_stop "perf-$1" 30
+	cp "$H_TMP/live/samples.txt" "$HS_PERF/$1.samples" # /healthz latencies, to align stalls
 }
 
 hs_stall() { HS_TOOL stall "$H_TMP/$1/samples.txt" "$2" "$3"; } # NAME T0 T1 -> JSON
@@ -160,6 +178,7 @@ hs_scn_a() { # 100,000 instances in one service
 	local n=$1 t0 t1 tr td tg c0 c1 exp
 	exp=$((n < 10000 ? n : 10000)) # the haproxy sink routes at most 10,000 per service
 	b_log "a) $n instances in service huge (live agent)"
+	hs_perf_start write
 	c0=$(cpu_ns "$HS_PID"); HS_L0=$(wc -l < "$(hs_log live)")
 	read -r t0 t1 < <(HS_TOOL bulk "$HS_EP" /fleet huge "$n" "$HS_PORT_HUGE") || b_die "bulk write"
 	b_log "a) written in $(hs_ms "$t0" "$t1") ms"
@@ -185,6 +204,7 @@ hs_scn_a() { # 100,000 instances in one service
 	else
 		hs_fact a.live.ms timeout
 	fi
+	hs_perf_stop write
 	if HS_TOOL wait-log "$(hs_log live)" "service huge: [0-9]+ instances over the limit" 1 10 >/dev/null; then
 		hs_fact a.cap_warned 1
 	else
@@ -197,25 +217,26 @@ hs_scn_a() { # 100,000 instances in one service
 	# (measured once the write's aftermath is over: reloads, state dumps; at most 60 s of 2 s
 	# windows until one costs under 25 ms of CPU per second, then 20 s)
 	local ci k
-	for ((k = 0; k < 30; k++)); do
+	for ((k = 0; k < 30 && !HS_WD; k++)); do
 		ci=$(cpu_ns "$HS_PID"); sleep 2
 		(($(cpu_ns "$HS_PID") - ci < 50000000)) && break
 	done
-	ci=$(cpu_ns "$HS_PID"); sleep 20
-	HS_IDLE_BIG_NS=$((($(cpu_ns "$HS_PID") - ci) / 20))
+	ci=$(cpu_ns "$HS_PID"); sleep $((HS_WD ? 2 : 20))
+	HS_IDLE_BIG_NS=$((($(cpu_ns "$HS_PID") - ci) / (HS_WD ? 2 : 20)))
 	hs_fact a.idle_big_ms_s "$((HS_IDLE_BIG_NS / 1000))e-3"
 	b_log "a) idle with the big service: $((HS_IDLE_BIG_NS / 1000)) us CPU/s"
-	hs_one a "$n" put
-	hs_one a "$n" change
-	hs_one a "$n" del
-	if [[ -z "$HS_NO_HAPROXY" ]]; then
+	[[ -n "$HS_WD" ]] || hs_one a "$n" put
+	[[ -n "$HS_WD" ]] || hs_one a "$n" change
+	[[ -n "$HS_WD" ]] || hs_one a "$n" del
+	if [[ -z "$HS_NO_HAPROXY$HS_WD" ]]; then
 		hs_one a "$n" rput
 		hs_one a "$n" rchange
 		hs_one a "$n" rdel
 	fi
 	[[ -n "$HS_NO_FRESH" ]] && return 0
-	hs_cold a hs_wait_cat_backend "$n" "$exp"
+	[[ -n "$HS_WD" ]] || hs_cold a hs_wait_cat_backend "$n" "$exp"
 	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
+	hs_perf_start delete
 	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)")
 	read -r t1 _ < <(HS_TOOL delbulk "$HS_EP" /fleet huge "$n") || b_die "delete"
 	# the listen itself stays for empty_grace (a service briefly empty keeps its port): the
@@ -231,6 +252,7 @@ hs_scn_a() { # 100,000 instances in one service
 	else
 		hs_fact a.del.ms timeout
 	fi
+	hs_perf_stop delete
 }
 
 # hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
@@ -465,7 +487,7 @@ EOF2
 
 bench_hostile() {
 	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
-	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL=""
+	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL="" HS_PERF="" HS_WD=""
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--instances) ninst=$2; shift 2 ;;
@@ -477,6 +499,8 @@ bench_hostile() {
 		--no-fresh) HS_NO_FRESH=1; shift ;;
 		--state-interval) HS_STATE_INTERVAL=$2; shift 2 ;;
 		--no-haproxy) HS_NO_HAPROXY=1; HS_NO_FRESH=1; shift ;;
+		--write-delete) HS_WD=1; shift ;;
+		--perf) HS_PERF=$(mkdir -p "$2" && cd "$2" && pwd) || b_die "--perf $2"; shift 2 ;;
 		--build) build=$2; shift 2 ;;
 		--out) out=$2; shift 2 ;;
 		-h | --help) hostile_usage; return 0 ;;

@@ -75,6 +75,7 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 
 void view_clear(etcd *e, view *v)
 {
+	evq_clear(e, v);
 	dirty_free(e, v);
 	e->h->timer_close(&v->pub_timer);
 	v->pub_next_ns = 0;
@@ -122,13 +123,13 @@ static void view_drop(etcd *e, view *v, kent *k)
  * reported before, so a bad value seen unchanged is not warned again.
  * Keys are held in a printable form (\xNN escapes), which is the key
  * itself for every sane key and still one-to-one for the others.
- * Returns the service name touched (malloc'd) or NULL. */
-char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
-                      const char *val, size_t vlen, int64_t mod_rev)
+ * Returns whether a service was touched. */
+bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
+              size_t vlen, int64_t mod_rev)
 {
 	char *kp = etcd_printable(e->h, key, klen, klen);
 	kent *prevk = e->h->map_get(v->keys, kp);
-	char *touched = prevk && prevk->svc ? e->h->xstrdup(prevk->svc->name) : NULL;
+	bool touched = prevk && prevk->svc;
 	if (prevk && prevk->svc && v == &e->cur)
 		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
 	if (prevk)
@@ -196,19 +197,18 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 	s->nkeys++;
 	if (v == &e->cur)
 		touch(e, s->name, k->key, k->id, k->is_port);
-	free(touched); /* the key names its service: the same one */
-	return e->h->xstrdup(s->name);
+	return true;
 }
 
-/* Removes a key; returns the service touched (malloc'd) or NULL. */
-char *view_del(etcd *e, view *v, const char *key, size_t klen)
+/* Removes a key; returns whether a service was touched. */
+bool view_del(etcd *e, view *v, const char *key, size_t klen)
 {
 	char *kp = etcd_printable(e->h, key, klen, klen);
 	kent *k = e->h->map_get(v->keys, kp);
 	free(kp);
 	if (!k)
-		return NULL;
-	char *touched = k->svc ? e->h->xstrdup(k->svc->name) : NULL;
+		return false;
+	bool touched = k->svc != NULL;
 	if (k->svc && v == &e->cur)
 		touch(e, k->svc->name, k->key, k->id, k->is_port);
 	view_drop(e, v, k);
