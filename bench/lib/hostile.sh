@@ -249,6 +249,10 @@ hs_scn_a() { # 100,000 instances in one service
 		hs_fact a.del.cpu_ms "$(((c1 - c0) / 1000000 - 1000 * HS_IDLE_NS / 1000000000))"
 		hs_fact a.del.stall "$(hs_stall live "$td" "$(now_ns)")"
 		hs_fact a.del.reloads "$(hs_reloads live "$HS_L0")"
+		# reloads haproxy refused meanwhile, and how many of its refusals were its FD limit
+		# (a configuration of ~20,000 server slots needs more descriptors than RLIMIT_NOFILE)
+		hs_fact a.del.refused "$(tail -n +"$((HS_L0 + 1))" "$(hs_log live)" | grep -c 'haproxy reload failed')"
+		hs_fact a.del.fdlimit "$(grep -c 'Cannot raise FD limit' "$H_TMP/state-live/regent.cfg.log" 2>/dev/null)"
 	else
 		hs_fact a.del.ms timeout
 	fi
@@ -453,8 +457,14 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
         v if v is not None else facts.get("a.del.cat_ms"), "ms", "<= 1000 ms", v is not None and v <= 1000)
     v = num("a.del.ms")
     if "a.del.ms" in facts:
+      note = reloads("a.del.reloads") or ""
+      if facts.get("a.del.refused", "0") not in ("0", ""):
+          note += "; %s reloads refused by haproxy (its log: 'Cannot raise FD limit' %s times over the run): " \
+                  "the runtime changes after it are refused too ('No such server') until a reload passes" % (facts["a.del.refused"], facts.get("a.del.fdlimit", "?"))
+      note += "; the emptied service keeps its listener for empty_grace (60 s), so a reload refused until then " \
+              "passes only once the service is gone"
       row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
-        "ms", note=reloads("a.del.reloads"))
+        "ms", note=note)
     cpu_row(sec, "a.del.cpu_ms", "live agent, the delete")
     stall_rows(sec, "a.del.stall", "live agent, the delete")
 if "b.live.ms" in facts:

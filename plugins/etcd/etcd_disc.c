@@ -299,9 +299,13 @@ static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
 	return 1;
 }
 
+#define EV_SLICE_NS 10000000ull /* 10 ms */
+#define EV_SLICE_MAX 4096        /* events */
+
 /* Applies events to the view, in order, until `deadline` (uv_hrtime; at
- * least one event): returns how many.  The keys they touched are reported
- * on a later loop turn (see etcd_view.c); `origin_ns` is when they came.
+ * least one event, at most EV_SLICE_MAX): returns how many.  The keys
+ * they touched are reported on a later loop turn (see etcd_view.c);
+ * `origin_ns` is when they came.
  * Keys and values are decoded into one buffer reused for every event. */
 static size_t apply_events(etcd *e, const etcd_wev *evs, size_t n, uint64_t origin_ns,
                            uint64_t deadline)
@@ -319,7 +323,7 @@ static size_t apply_events(etcd *e, const etcd_wev *evs, size_t n, uint64_t orig
 	bool any = false;
 	size_t i;
 	for (i = 0; i < n; i++) {
-		if (i > 0 && i % 16 == 0 && uv_hrtime() > deadline)
+		if (i == EV_SLICE_MAX || (i > 0 && i % 16 == 0 && uv_hrtime() > deadline))
 			break;
 		const etcd_wev *ev = &evs[i];
 		size_t klen = 0, vlen = 0;
@@ -344,13 +348,12 @@ static size_t apply_events(etcd *e, const etcd_wev *evs, size_t n, uint64_t orig
 
 /* ---- Watch events not applied yet ----
  * A watch response of thousands of events (a delete of 10,000 keys in one
- * request) is applied EV_SLICE_NS at a time, one slice a loop turn, so
+ * request) is applied a slice a loop turn (EV_SLICE_NS or EV_SLICE_MAX
+ * events, whichever comes first), so
  * /healthz and everything else keep being served: the rest waits in the
  * view's queue (keys and values copied out of the line), later responses
  * behind it, so events keep their order.  The revision already counts
  * them: a stream resumed meanwhile does not ask them again. */
-#define EV_SLICE_NS 10000000ull /* 10 ms */
-
 typedef struct evbatch {
 	struct evbatch *next;
 	etcd_wev *evs; /* point into text */
@@ -377,9 +380,13 @@ static void on_ev_timer(uv_timer_t *t)
 	etcd *e = t->data;
 	view *v = &e->cur;
 	uint64_t deadline = uv_hrtime() + EV_SLICE_NS;
-	while (v->evq && uv_hrtime() <= deadline) {
+	size_t budget = EV_SLICE_MAX;
+	while (v->evq && budget && uv_hrtime() <= deadline) {
 		evbatch *b = v->evq;
-		b->done += apply_events(e, b->evs + b->done, b->n - b->done, b->origin_ns, deadline);
+		size_t k = b->n - b->done < budget ? b->n - b->done : budget;
+		size_t did = apply_events(e, b->evs + b->done, k, b->origin_ns, deadline);
+		b->done += did;
+		budget -= did;
 		if (b->done < b->n)
 			break;
 		v->evq = b->next;

@@ -334,6 +334,7 @@ void view_init(etcd *e, view *v);
 void view_clear(etcd *e, view *v);
 bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
               size_t vlen, int64_t mod_rev);
+/* key: klen bytes, then a NUL (as etcd_b64_decode leaves it) */
 bool view_del(etcd *e, view *v, const char *key, size_t klen);
 void publish_service(etcd *e, const char *name);
 void publish_all(etcd *e);

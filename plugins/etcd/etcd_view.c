@@ -48,15 +48,29 @@ static void kent_free(etcd *e, kent *k)
 typedef struct dsvc {
 	char *name;
 	bool all;    /* report the whole service (its port key changed) */
-	regent_map *keys; /* printable key -> the instance id it stands for (malloc'd): the keys
-	                     touched */
+	regent_map *keys; /* printable key -> the instance id it stands for (malloc'd), or
+	                     &id_in_key when the key ends with it unescaped: the keys touched */
 } dsvc;
+
+static char id_in_key; /* the id is the key's tail: <prefix>/<service>/<id> */
+
+static void id_free(void *id)
+{
+	if (id != &id_in_key)
+		free(id);
+}
 
 static void dsvc_free(etcd *e, dsvc *d)
 {
-	e->h->map_free(d->keys, free);
+	e->h->map_free(d->keys, id_free);
 	free(d->name);
 	free(d);
+}
+
+/* The id a touched key stands for (see dsvc). */
+static const char *dsvc_id(const etcd *e, const dsvc *d, const char *key, const void *val)
+{
+	return val == &id_in_key ? key + strlen(e->prefix) + strlen(d->name) + 2 : val;
 }
 
 static void dirty_free(etcd *e, view *v)
@@ -203,8 +217,15 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 /* Removes a key; returns whether a service was touched. */
 bool view_del(etcd *e, view *v, const char *key, size_t klen)
 {
-	char *kp = etcd_printable(e->h, key, klen, klen);
-	kent *k = e->h->map_get(v->keys, kp);
+	/* The key as held (printable): the decoded key itself, NUL-terminated,
+	 * unless a byte needs an escape. */
+	char *kp = NULL;
+	for (size_t i = 0; i < klen && !kp; i++) {
+		unsigned char c = (unsigned char)key[i];
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			kp = etcd_printable(e->h, key, klen, klen);
+	}
+	kent *k = e->h->map_get(v->keys, kp ? kp : key);
 	free(kp);
 	if (!k)
 		return false;
@@ -268,7 +289,7 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 			done = false;
 			break;
 		}
-		char *id = val;
+		const char *id = dsvc_id(e, d, key, val);
 		const kent *k = e->h->map_get(e->cur.keys, key);
 		int rc = -1;
 		if (k && k->svc == s && k->inst) {
@@ -283,8 +304,8 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 			e->h->catalog_instance_remove(e->ctx, d->name, id);
 			removed++;
 		}
-		e->h->map_del(d->keys, key); /* frees key (the map's copy) */
-		free(id);
+		e->h->map_del(d->keys, key); /* frees key (the map's copy): id goes last */
+		id_free(val);
 	}
 	if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed%s%s",
@@ -379,7 +400,10 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 	if (all) {
 		d->all = true;
 	} else if (!d->all && id && !e->h->map_get(d->keys, key)) {
-		e->h->map_put(d->keys, key, e->h->xstrdup(id));
+		size_t pl = strlen(e->prefix), sl = strlen(svc);
+		bool tail = !strchr(key, '\\') && strlen(key) > pl + sl + 2 &&
+		            strcmp(key + pl + sl + 2, id) == 0;
+		e->h->map_put(d->keys, key, tail ? (void *)&id_in_key : e->h->xstrdup(id));
 	}
 	if (!v->pub_timer)
 		v->pub_timer = e->h->timer_new(e->ctx, e);
