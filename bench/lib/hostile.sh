@@ -229,9 +229,21 @@ hs_scn_a() { # 100,000 instances in one service
 	[[ -n "$HS_WD" ]] || hs_one a "$n" change
 	[[ -n "$HS_WD" ]] || hs_one a "$n" del
 	if [[ -z "$HS_NO_HAPROXY$HS_WD" ]]; then
-		hs_one a "$n" rput
-		hs_one a "$n" rchange
-		hs_one a "$n" rdel
+		# three rounds: one window of ~2 s may or may not hold one of the sink's state polls
+		# (every 5 s, tens of ms with 10,000 routed servers), so one sample is noise; the row
+		# gives the median and every sample
+		local r w cpu_rput="" cpu_rchange="" cpu_rdel="" all
+		for ((r = 0; r < 3; r++)); do
+			for w in rput rchange rdel; do
+				hs_one a "$n" "$w"
+				printf -v "cpu_$w" '%s %s' "$(eval echo "\$cpu_$w")" "$HS_LAST_CPU"
+			done
+		done
+		for w in rput rchange rdel; do
+			all=$(eval echo "\$cpu_$w")
+			hs_fact "a.one_$w.cpu_ms" "$(tr ' ' '\n' <<< "$all" | sed '/^$/d' | sort -n | sed -n 2p)"
+			hs_fact "a.one_$w.cpu_all" "$(tr ' ' '/' <<< "$all" | sed 's|^/||')"
+		done
 	fi
 	[[ -n "$HS_NO_FRESH" ]] && return 0
 	[[ -n "$HS_WD" ]] || hs_cold a hs_wait_cat_backend "$n" "$exp"
@@ -241,7 +253,12 @@ hs_scn_a() { # 100,000 instances in one service
 	read -r t1 _ < <(HS_TOOL delbulk "$HS_EP" /fleet huge "$n") || b_die "delete"
 	# the listen itself stays for empty_grace (a service briefly empty keeps its port): the
 	# input is reflected when haproxy routes to none of them any more
-	if tcat=$(hs_wait_cat huge -0 live); then hs_fact a.del.cat_ms "$(hs_ms "$t1" "$tcat")"; fi
+	if tcat=$(hs_wait_cat huge -0 live); then
+		hs_fact a.del.cat_ms "$(hs_ms "$t1" "$tcat")"
+		# the store's and the core's share: CPU until the catalog is empty (the haproxy sink
+		# has done part of its work by then, not all of it)
+		hs_fact a.del.cat_cpu_ms "$((($(cpu_ns "$HS_PID") - c0) / 1000000 - ($(now_ns) - td) / 1000000 * HS_IDLE_NS / 1000000000))"
+	fi
 	tg=$(HS_TOOL wait-backend "$(hs_sock live)" huge -0 300) || tg=""
 	sleep 1; c1=$(cpu_ns "$HS_PID")
 	if [[ -n "$tg" ]]; then
@@ -282,7 +299,8 @@ hs_one() {
 	[[ $what == *change ]] && { lat=""; sleep 1; } # a change keeps the count: not visible in /metrics
 	sleep 1; c1=$(cpu_ns "$HS_PID")
 	hs_fact "$tag.one_$what.ms" "$lat"
-	hs_fact "$tag.one_$what.cpu_ms" "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * ${HS_IDLE_BIG_NS:-$HS_IDLE_NS} / 1000000000))"
+	HS_LAST_CPU=$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * ${HS_IDLE_BIG_NS:-$HS_IDLE_NS} / 1000000000))
+	hs_fact "$tag.one_$what.cpu_ms" "$HS_LAST_CPU"
 	hs_fact "$tag.one_$what.stall" "$(hs_stall live "$t0" "$(now_ns)")"
 	b_log "a) one $what in huge: in the catalog ${lat:-?} ms after the write"
 }
@@ -443,7 +461,8 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
                 "the writing process polls /metrics every 10 ms")
         cpu = num(k + ".cpu_ms")
         row(sec, "live agent, %s: agent CPU" % label, cpu, "ms", "<= 50 ms (O(change), not O(service))",
-            cpu is not None and cpu <= 50, "idle rate (with the big service) subtracted")
+            cpu is not None and cpu <= 50, "idle rate (with the big service) subtracted" +
+            ("; median of 3 rounds: %s ms" % facts[k + ".cpu_all"] if k + ".cpu_all" in facts else ""))
         st = js(k + ".stall")
         if st:
             row(sec, "live agent, %s: loop stall, max /healthz latency (50 ms sampling)" % label, st["max_ms"], "ms",
@@ -466,6 +485,10 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
       row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
         "ms", note=note)
     cpu_row(sec, "a.del.cpu_ms", "live agent, the delete")
+    v = num("a.del.cat_cpu_ms")
+    if v is not None:
+        row(sec, "live agent, the delete: agent CPU until gone from the catalog", v, "ms",
+            note="idle rate subtracted; the store and the core, and the haproxy sink's work so far")
     stall_rows(sec, "a.del.stall", "live agent, the delete")
 if "b.live.ms" in facts:
     sec = "b) one value with %s meta pairs (%s bytes)" % (nmeta, facts.get("b.bytes"))

@@ -10,9 +10,11 @@
  * recovery probe runs meanwhile).  A watch line of the usual shape (events
  * or a progress notification) is read by etcd_scan_watch without a JSON
  * tree; any other line (created, canceled, an error, anything unusual)
- * by jansson, into the same event array.
+ * by jansson, into the same event array.  A response's events are
+ * applied a bounded slice a loop turn; the rest waits in the view's queue.
  *
- * Owns: the pager of the discovery read, the watch's state, disc_timer.
+ * Owns: the pager of the discovery read, the watch's state, disc_timer,
+ * the queue of watch events not applied yet (view.evq, ev_timer).
  */
 #include "etcd_int.h"
 
