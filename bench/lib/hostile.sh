@@ -110,6 +110,12 @@ hs_perf_stop() {
 	cp "$H_TMP/live/samples.txt" "$HS_PERF/$1.samples" # /healthz latencies, to align stalls
 }
 
+# hs_applies NAME: catalog snapshots handed to agent NAME's haproxy sink so far (/metrics)
+hs_applies() {
+	curl -s "http://127.0.0.1:$(cat "$H_TMP/$1/rsp")/metrics" |
+		awk '$1 == "regent_sink_applies_total{plugin=\"haproxy\"}" { print $2 }'
+}
+
 hs_stall() { HS_TOOL stall "$H_TMP/$1/samples.txt" "$2" "$3"; } # NAME T0 T1 -> JSON
 hs_sock() { echo "$H_TMP/$1/hx/haproxy-admin.sock"; }
 hs_log() { daemon_log "regent-$1"; }
@@ -179,7 +185,7 @@ hs_scn_a() { # 100,000 instances in one service
 	exp=$((n < 10000 ? n : 10000)) # the haproxy sink routes at most 10,000 per service
 	b_log "a) $n instances in service huge (live agent)"
 	hs_perf_start write
-	c0=$(cpu_ns "$HS_PID"); HS_L0=$(wc -l < "$(hs_log live)")
+	c0=$(cpu_ns "$HS_PID"); HS_L0=$(wc -l < "$(hs_log live)"); HS_AP0=$(hs_applies live)
 	read -r t0 t1 < <(HS_TOOL bulk "$HS_EP" /fleet huge "$n" "$HS_PORT_HUGE") || b_die "bulk write"
 	b_log "a) written in $(hs_ms "$t0" "$t1") ms"
 	local tcat
@@ -199,6 +205,7 @@ hs_scn_a() { # 100,000 instances in one service
 		hs_fact a.write_ms "$(hs_ms "$t0" "$t1")"
 		hs_fact a.live.ms "$(hs_ms "$t1" "$tr")"
 		hs_fact a.live.cpu_ms "$(((c1 - c0) / 1000000 - 1000 * HS_IDLE_NS / 1000000000))"
+		hs_fact a.live.applies "$(($(hs_applies live) - ${HS_AP0:-0}))"
 		hs_fact a.live.stall "$(hs_stall live "$t0" "$(now_ns)")"
 		b_log "a) haproxy routes $exp of huge $(hs_ms "$t1" "$tr") ms after the last write"
 	else
@@ -249,7 +256,7 @@ hs_scn_a() { # 100,000 instances in one service
 	[[ -n "$HS_WD" ]] || hs_cold a hs_wait_cat_backend "$n" "$exp"
 	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
 	hs_perf_start delete
-	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)")
+	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)"); HS_AP0=$(hs_applies live)
 	read -r t1 _ < <(HS_TOOL delbulk "$HS_EP" /fleet huge "$n") || b_die "delete"
 	# the listen itself stays for empty_grace (a service briefly empty keeps its port): the
 	# input is reflected when haproxy routes to none of them any more
@@ -258,6 +265,7 @@ hs_scn_a() { # 100,000 instances in one service
 		# the store's and the core's share: CPU until the catalog is empty (the haproxy sink
 		# has done part of its work by then, not all of it)
 		hs_fact a.del.cat_cpu_ms "$((($(cpu_ns "$HS_PID") - c0) / 1000000 - ($(now_ns) - td) / 1000000 * HS_IDLE_NS / 1000000000))"
+		hs_fact a.del.cat_applies "$(($(hs_applies live) - ${HS_AP0:-0}))"
 	fi
 	tg=$(HS_TOOL wait-backend "$(hs_sock live)" huge -0 300) || tg=""
 	sleep 1; c1=$(cpu_ns "$HS_PID")
@@ -440,6 +448,9 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
         row(sec, "live agent: the over-limit warning names the service", int(num("a.cap_warned") or 0), "", "1",
             num("a.cap_warned") == 1)
     cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
+    if num("a.live.applies") is not None:
+        row(sec, "live agent, whole write: catalog snapshots handed to the haproxy sink", int(num("a.live.applies")), "",
+            note="each settles the service's list and is diffed by the sink: O(its instances)")
     stall_rows(sec, "a.live.stall", "live agent, whole write")
     v = num("a.idle_big_ms_s")
     if v is not None:
@@ -489,6 +500,9 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
     if v is not None:
         row(sec, "live agent, the delete: agent CPU until gone from the catalog", v, "ms",
             note="idle rate subtracted; the store and the core, and the haproxy sink's work so far")
+    if num("a.del.cat_applies") is not None:
+        row(sec, "live agent, the delete: catalog snapshots handed to the haproxy sink until gone from the catalog",
+            int(num("a.del.cat_applies")), "", note="each O(the service's instances) in the core and the sink")
     stall_rows(sec, "a.del.stall", "live agent, the delete")
 if "b.live.ms" in facts:
     sec = "b) one value with %s meta pairs (%s bytes)" % (nmeta, facts.get("b.bytes"))
