@@ -301,7 +301,7 @@ static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
 	return 1;
 }
 
-#define EV_SLICE_NS 10000000ull /* 10 ms */
+#define EV_SLICE_NS 50000000ull /* 50 ms */
 #define EV_SLICE_MAX 4096        /* events */
 
 /* Applies events to the view, in order, until `deadline` (uv_hrtime; at
