@@ -29,6 +29,10 @@ usage: bench/run hostile [options]
                   1h to see single changes without the periodic poll of every server in them
   --no-fresh      skip the fresh agents (cold start, SIGTERM at the worst moment) and, in a),
                   the delete of everything: only the live agent's figures
+  --perf DIR      record the live agent with perf (DWARF call graphs, wall-clock timestamps)
+                  during a)'s whole write (DIR/write.data) and whole delete (DIR/delete.data),
+                  with the /healthz samples so far (DIR/PHASE.samples: start_ns latency_ns code)
+  --write-delete  in a), only the live agent's whole write and whole delete (for profiling)
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR       results dir (default bench/results)
 EOF2
@@ -90,6 +94,26 @@ hs_start() { # NAME: start agent NAME with a /healthz sampler; prints its pid
 hs_stop() { # NAME
 	daemon_stop "sample-$1"
 	daemon_stop "regent-$1" 30
+}
+
+# hs_perf_start PHASE / hs_perf_stop PHASE: with --perf DIR, perf records the live agent over a
+# phase into DIR/PHASE.data (its own CPU is not the agent's: cpu_ns reads the agent's threads)
+hs_perf_start() {
+	[[ -n "$HS_PERF" ]] || return 0
+	daemon_start "perf-$1" perf record -q -k CLOCK_REALTIME --call-graph dwarf,16384 -F 499 -o "$HS_PERF/$1.data" \
+		-p "$HS_PID"
+	sleep 1 # perf attached
+}
+hs_perf_stop() {
+	[[ -n "$HS_PERF" ]] || return 0
+	daemon_stop "perf-$1" 30
+	cp "$H_TMP/live/samples.txt" "$HS_PERF/$1.samples" # /healthz latencies, to align stalls
+}
+
+# hs_applies NAME: catalog snapshots handed to agent NAME's haproxy sink so far (/metrics)
+hs_applies() {
+	curl -s "http://127.0.0.1:$(cat "$H_TMP/$1/rsp")/metrics" |
+		awk '$1 == "regent_sink_applies_total{plugin=\"haproxy\"}" { print $2 }'
 }
 
 hs_stall() { HS_TOOL stall "$H_TMP/$1/samples.txt" "$2" "$3"; } # NAME T0 T1 -> JSON
@@ -160,7 +184,8 @@ hs_scn_a() { # 100,000 instances in one service
 	local n=$1 t0 t1 tr td tg c0 c1 exp
 	exp=$((n < 10000 ? n : 10000)) # the haproxy sink routes at most 10,000 per service
 	b_log "a) $n instances in service huge (live agent)"
-	c0=$(cpu_ns "$HS_PID"); HS_L0=$(wc -l < "$(hs_log live)")
+	hs_perf_start write
+	c0=$(cpu_ns "$HS_PID"); HS_L0=$(wc -l < "$(hs_log live)"); HS_AP0=$(hs_applies live)
 	read -r t0 t1 < <(HS_TOOL bulk "$HS_EP" /fleet huge "$n" "$HS_PORT_HUGE") || b_die "bulk write"
 	b_log "a) written in $(hs_ms "$t0" "$t1") ms"
 	local tcat
@@ -180,11 +205,13 @@ hs_scn_a() { # 100,000 instances in one service
 		hs_fact a.write_ms "$(hs_ms "$t0" "$t1")"
 		hs_fact a.live.ms "$(hs_ms "$t1" "$tr")"
 		hs_fact a.live.cpu_ms "$(((c1 - c0) / 1000000 - 1000 * HS_IDLE_NS / 1000000000))"
+		hs_fact a.live.applies "$(($(hs_applies live) - ${HS_AP0:-0}))"
 		hs_fact a.live.stall "$(hs_stall live "$t0" "$(now_ns)")"
 		b_log "a) haproxy routes $exp of huge $(hs_ms "$t1" "$tr") ms after the last write"
 	else
 		hs_fact a.live.ms timeout
 	fi
+	hs_perf_stop write
 	if HS_TOOL wait-log "$(hs_log live)" "service huge: [0-9]+ instances over the limit" 1 10 >/dev/null; then
 		hs_fact a.cap_warned 1
 	else
@@ -197,30 +224,49 @@ hs_scn_a() { # 100,000 instances in one service
 	# (measured once the write's aftermath is over: reloads, state dumps; at most 60 s of 2 s
 	# windows until one costs under 25 ms of CPU per second, then 20 s)
 	local ci k
-	for ((k = 0; k < 30; k++)); do
+	for ((k = 0; k < 30 && !HS_WD; k++)); do
 		ci=$(cpu_ns "$HS_PID"); sleep 2
 		(($(cpu_ns "$HS_PID") - ci < 50000000)) && break
 	done
-	ci=$(cpu_ns "$HS_PID"); sleep 20
-	HS_IDLE_BIG_NS=$((($(cpu_ns "$HS_PID") - ci) / 20))
+	ci=$(cpu_ns "$HS_PID"); sleep $((HS_WD ? 2 : 20))
+	HS_IDLE_BIG_NS=$((($(cpu_ns "$HS_PID") - ci) / (HS_WD ? 2 : 20)))
 	hs_fact a.idle_big_ms_s "$((HS_IDLE_BIG_NS / 1000))e-3"
 	b_log "a) idle with the big service: $((HS_IDLE_BIG_NS / 1000)) us CPU/s"
-	hs_one a "$n" put
-	hs_one a "$n" change
-	hs_one a "$n" del
-	if [[ -z "$HS_NO_HAPROXY" ]]; then
-		hs_one a "$n" rput
-		hs_one a "$n" rchange
-		hs_one a "$n" rdel
+	[[ -n "$HS_WD" ]] || hs_one a "$n" put
+	[[ -n "$HS_WD" ]] || hs_one a "$n" change
+	[[ -n "$HS_WD" ]] || hs_one a "$n" del
+	if [[ -z "$HS_NO_HAPROXY$HS_WD" ]]; then
+		# three rounds: one window of ~2 s may or may not hold one of the sink's state polls
+		# (every 5 s, tens of ms with 10,000 routed servers), so one sample is noise; the row
+		# gives the median and every sample
+		local r w cpu_rput="" cpu_rchange="" cpu_rdel="" all
+		for ((r = 0; r < 3; r++)); do
+			for w in rput rchange rdel; do
+				hs_one a "$n" "$w"
+				printf -v "cpu_$w" '%s %s' "$(eval echo "\$cpu_$w")" "$HS_LAST_CPU"
+			done
+		done
+		for w in rput rchange rdel; do
+			all=$(eval echo "\$cpu_$w")
+			hs_fact "a.one_$w.cpu_ms" "$(tr ' ' '\n' <<< "$all" | sed '/^$/d' | sort -n | sed -n 2p)"
+			hs_fact "a.one_$w.cpu_all" "$(tr ' ' '/' <<< "$all" | sed 's|^/||')"
+		done
 	fi
 	[[ -n "$HS_NO_FRESH" ]] && return 0
-	hs_cold a hs_wait_cat_backend "$n" "$exp"
+	[[ -n "$HS_WD" ]] || hs_cold a hs_wait_cat_backend "$n" "$exp"
 	b_log "a) delete of the $n keys, 10,000 a request (live agent)"
-	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)")
+	hs_perf_start delete
+	c0=$(cpu_ns "$HS_PID"); td=$(now_ns); HS_L0=$(wc -l < "$(hs_log live)"); HS_AP0=$(hs_applies live)
 	read -r t1 _ < <(HS_TOOL delbulk "$HS_EP" /fleet huge "$n") || b_die "delete"
 	# the listen itself stays for empty_grace (a service briefly empty keeps its port): the
 	# input is reflected when haproxy routes to none of them any more
-	if tcat=$(hs_wait_cat huge -0 live); then hs_fact a.del.cat_ms "$(hs_ms "$t1" "$tcat")"; fi
+	if tcat=$(hs_wait_cat huge -0 live); then
+		hs_fact a.del.cat_ms "$(hs_ms "$t1" "$tcat")"
+		# the store's and the core's share: CPU until the catalog is empty (the haproxy sink
+		# has done part of its work by then, not all of it)
+		hs_fact a.del.cat_cpu_ms "$((($(cpu_ns "$HS_PID") - c0) / 1000000 - ($(now_ns) - td) / 1000000 * HS_IDLE_NS / 1000000000))"
+		hs_fact a.del.cat_applies "$(($(hs_applies live) - ${HS_AP0:-0}))"
+	fi
 	tg=$(HS_TOOL wait-backend "$(hs_sock live)" huge -0 300) || tg=""
 	sleep 1; c1=$(cpu_ns "$HS_PID")
 	if [[ -n "$tg" ]]; then
@@ -228,9 +274,14 @@ hs_scn_a() { # 100,000 instances in one service
 		hs_fact a.del.cpu_ms "$(((c1 - c0) / 1000000 - 1000 * HS_IDLE_NS / 1000000000))"
 		hs_fact a.del.stall "$(hs_stall live "$td" "$(now_ns)")"
 		hs_fact a.del.reloads "$(hs_reloads live "$HS_L0")"
+		# reloads haproxy refused meanwhile, and how many of its refusals were its FD limit
+		# (a configuration of ~20,000 server slots needs more descriptors than RLIMIT_NOFILE)
+		hs_fact a.del.refused "$(tail -n +"$((HS_L0 + 1))" "$(hs_log live)" | grep -c 'haproxy reload failed')"
+		hs_fact a.del.fdlimit "$(grep -c 'Cannot raise FD limit' "$H_TMP/state-live/regent.cfg.log" 2>/dev/null)"
 	else
 		hs_fact a.del.ms timeout
 	fi
+	hs_perf_stop delete
 }
 
 # hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
@@ -256,7 +307,8 @@ hs_one() {
 	[[ $what == *change ]] && { lat=""; sleep 1; } # a change keeps the count: not visible in /metrics
 	sleep 1; c1=$(cpu_ns "$HS_PID")
 	hs_fact "$tag.one_$what.ms" "$lat"
-	hs_fact "$tag.one_$what.cpu_ms" "$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * ${HS_IDLE_BIG_NS:-$HS_IDLE_NS} / 1000000000))"
+	HS_LAST_CPU=$(((c1 - c0) / 1000000 - (($(now_ns) - t0) / 1000000) * ${HS_IDLE_BIG_NS:-$HS_IDLE_NS} / 1000000000))
+	hs_fact "$tag.one_$what.cpu_ms" "$HS_LAST_CPU"
 	hs_fact "$tag.one_$what.stall" "$(hs_stall live "$t0" "$(now_ns)")"
 	b_log "a) one $what in huge: in the catalog ${lat:-?} ms after the write"
 }
@@ -396,6 +448,9 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
         row(sec, "live agent: the over-limit warning names the service", int(num("a.cap_warned") or 0), "", "1",
             num("a.cap_warned") == 1)
     cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
+    if num("a.live.applies") is not None:
+        row(sec, "live agent, whole write: catalog snapshots handed to the haproxy sink", int(num("a.live.applies")), "",
+            note="each settles the service's list and is diffed by the sink: O(its instances)")
     stall_rows(sec, "a.live.stall", "live agent, whole write")
     v = num("a.idle_big_ms_s")
     if v is not None:
@@ -417,7 +472,8 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
                 "the writing process polls /metrics every 10 ms")
         cpu = num(k + ".cpu_ms")
         row(sec, "live agent, %s: agent CPU" % label, cpu, "ms", "<= 50 ms (O(change), not O(service))",
-            cpu is not None and cpu <= 50, "idle rate (with the big service) subtracted")
+            cpu is not None and cpu <= 50, "idle rate (with the big service) subtracted" +
+            ("; median of 3 rounds: %s ms" % facts[k + ".cpu_all"] if k + ".cpu_all" in facts else ""))
         st = js(k + ".stall")
         if st:
             row(sec, "live agent, %s: loop stall, max /healthz latency (50 ms sampling)" % label, st["max_ms"], "ms",
@@ -431,9 +487,22 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
         v if v is not None else facts.get("a.del.cat_ms"), "ms", "<= 1000 ms", v is not None and v <= 1000)
     v = num("a.del.ms")
     if "a.del.ms" in facts:
+      note = reloads("a.del.reloads") or ""
+      if facts.get("a.del.refused", "0") not in ("0", ""):
+          note += "; %s reloads refused by haproxy (its log: 'Cannot raise FD limit' %s times over the run): " \
+                  "the runtime changes after it are refused too ('No such server') until a reload passes" % (facts["a.del.refused"], facts.get("a.del.fdlimit", "?"))
+      note += "; the emptied service keeps its listener for empty_grace (60 s), so a reload refused until then " \
+              "passes only once the service is gone"
       row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
-        "ms", note=reloads("a.del.reloads"))
+        "ms", note=note)
     cpu_row(sec, "a.del.cpu_ms", "live agent, the delete")
+    v = num("a.del.cat_cpu_ms")
+    if v is not None:
+        row(sec, "live agent, the delete: agent CPU until gone from the catalog", v, "ms",
+            note="idle rate subtracted; the store and the core, and the haproxy sink's work so far")
+    if num("a.del.cat_applies") is not None:
+        row(sec, "live agent, the delete: catalog snapshots handed to the haproxy sink until gone from the catalog",
+            int(num("a.del.cat_applies")), "", note="each O(the service's instances) in the core and the sink")
     stall_rows(sec, "a.del.stall", "live agent, the delete")
 if "b.live.ms" in facts:
     sec = "b) one value with %s meta pairs (%s bytes)" % (nmeta, facts.get("b.bytes"))
@@ -465,7 +534,7 @@ EOF2
 
 bench_hostile() {
 	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
-	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL=""
+	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL="" HS_PERF="" HS_WD=""
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--instances) ninst=$2; shift 2 ;;
@@ -477,6 +546,8 @@ bench_hostile() {
 		--no-fresh) HS_NO_FRESH=1; shift ;;
 		--state-interval) HS_STATE_INTERVAL=$2; shift 2 ;;
 		--no-haproxy) HS_NO_HAPROXY=1; HS_NO_FRESH=1; shift ;;
+		--write-delete) HS_WD=1; shift ;;
+		--perf) HS_PERF=$(mkdir -p "$2" && cd "$2" && pwd) || b_die "--perf $2"; shift 2 ;;
 		--build) build=$2; shift 2 ;;
 		--out) out=$2; shift 2 ;;
 		-h | --help) hostile_usage; return 0 ;;

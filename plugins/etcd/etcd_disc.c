@@ -10,9 +10,11 @@
  * recovery probe runs meanwhile).  A watch line of the usual shape (events
  * or a progress notification) is read by etcd_scan_watch without a JSON
  * tree; any other line (created, canceled, an error, anything unusual)
- * by jansson, into the same event array.
+ * by jansson, into the same event array.  A response's events are
+ * applied a bounded slice a loop turn; the rest waits in the view's queue.
  *
- * Owns: the pager of the discovery read, the watch's state, disc_timer.
+ * Owns: the pager of the discovery read, the watch's state, disc_timer,
+ * the queue of watch events not applied yet (view.evq, ev_timer).
  */
 #include "etcd_int.h"
 
@@ -249,8 +251,8 @@ void range_done(etcd *e, call *c, resp *r)
 				          e->eps[c->ep]);
 				continue;
 			}
-			free(view_put(e, &e->pending, e->have_view ? &e->cur : NULL, key, klen, val,
-			              vlen, mr));
+			view_put(e, &e->pending, e->have_view ? &e->cur : NULL, key, klen, val, vlen,
+			         mr);
 			free(key);
 			free(val);
 		}
@@ -299,10 +301,16 @@ static int watch_abort(etcd *e, bool reread, bool rot, const char *fmt, ...)
 	return 1;
 }
 
-/* Applies one watch response's events to the view; the keys they touched
- * are reported on the next loop turn (see etcd_view.c).  Keys and values
- * are decoded into one buffer reused for every event. */
-static void apply_events(etcd *e, const etcd_wev *evs, size_t n)
+#define EV_SLICE_NS 50000000ull /* 50 ms */
+#define EV_SLICE_MAX 4096        /* events */
+
+/* Applies events to the view, in order, until `deadline` (uv_hrtime; at
+ * least one event, at most EV_SLICE_MAX): returns how many.  The keys
+ * they touched are reported on a later loop turn (see etcd_view.c);
+ * `origin_ns` is when they came.
+ * Keys and values are decoded into one buffer reused for every event. */
+static size_t apply_events(etcd *e, const etcd_wev *evs, size_t n, uint64_t origin_ns,
+                           uint64_t deadline)
 {
 	size_t kmax = 0, vmax = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -315,7 +323,10 @@ static void apply_events(etcd *e, const etcd_wev *evs, size_t n)
 	char *buf = e->h->xmalloc(kroom + vmax / 4 * 3 + 4);
 	char *key = buf, *val = buf + kroom;
 	bool any = false;
-	for (size_t i = 0; i < n; i++) {
+	size_t i;
+	for (i = 0; i < n; i++) {
+		if (i == EV_SLICE_MAX || (i > 0 && i % 16 == 0 && uv_hrtime() > deadline))
+			break;
 		const etcd_wev *ev = &evs[i];
 		size_t klen = 0, vlen = 0;
 		if (!ev->key || !etcd_b64_decode(ev->key, ev->key_len, key, &klen) ||
@@ -325,44 +336,133 @@ static void apply_events(etcd *e, const etcd_wev *evs, size_t n)
 		}
 		if (!ev->value)
 			val[0] = '\0';
-		if (ev->mod_rev > e->wrev)
-			e->wrev = ev->mod_rev;
 		if (ev->del)
 			own_key_deleted(e, key, klen, ev->mod_rev);
-		char *t = ev->del ? view_del(e, &e->cur, key, klen)
-		                  : view_put(e, &e->cur, NULL, key, klen, val, vlen, ev->mod_rev);
-		if (!t)
-			continue;
-		free(t);
-		if (!any)
-			e->h->mark_change(e->ctx, e->h->wall_ns());
-		any = true;
+		bool t = ev->del ? view_del(e, &e->cur, key, klen)
+		                 : view_put(e, &e->cur, NULL, key, klen, val, vlen, ev->mod_rev);
+		if (t && !any)
+			e->h->mark_change(e->ctx, origin_ns);
+		any = any || t;
 	}
 	free(buf);
-	e->h->metric_add(e->m_events, (double)n);
+	return i;
 }
 
-/* The events of a response parsed by jansson, as etcd_scan_watch gives
- * them (pointing into the tree). */
-static void apply_json_events(etcd *e, json_t *events)
+/* ---- Watch events not applied yet ----
+ * A watch response of thousands of events (a delete of 10,000 keys in one
+ * request) is applied a slice a loop turn (EV_SLICE_NS or EV_SLICE_MAX
+ * events, whichever comes first), so
+ * /healthz and everything else keep being served: the rest waits in the
+ * view's queue (keys and values copied out of the line), later responses
+ * behind it, so events keep their order.  The revision already counts
+ * them: a stream resumed meanwhile does not ask them again. */
+typedef struct evbatch {
+	struct evbatch *next;
+	etcd_wev *evs; /* point into text */
+	size_t n, done;
+	uint64_t origin_ns;
+	char *text;
+} evbatch;
+
+void evq_clear(etcd *e, view *v)
 {
-	size_t n = json_array_size(events), i;
-	etcd_wev *evs = e->h->xcalloc(n + 1, sizeof(*evs));
-	json_t *ev;
-	json_array_foreach(events, i, ev)
-	{
-		json_t *kv = json_object_get(ev, "kv");
-		const char *type = json_string_value(json_object_get(ev, "type"));
-		etcd_wev *w = &evs[i];
-		w->key = json_string_value(json_object_get(kv, "key"));
-		w->key_len = w->key ? strlen(w->key) : 0;
-		w->value = json_string_value(json_object_get(kv, "value"));
-		w->value_len = w->value ? strlen(w->value) : 0;
-		etcd_json_int64(json_object_get(kv, "mod_revision"), &w->mod_rev);
-		w->del = type && strcmp(type, "DELETE") == 0;
+	while (v->evq) {
+		evbatch *b = v->evq;
+		v->evq = b->next;
+		free(b->evs);
+		free(b->text);
+		free(b);
 	}
-	apply_events(e, evs, n);
-	free(evs);
+	v->evq_tail = NULL;
+	e->h->timer_close(&v->ev_timer);
+}
+
+static void on_ev_timer(uv_timer_t *t)
+{
+	etcd *e = t->data;
+	view *v = &e->cur;
+	uint64_t deadline = uv_hrtime() + EV_SLICE_NS;
+	size_t budget = EV_SLICE_MAX;
+	while (v->evq && budget && uv_hrtime() <= deadline) {
+		evbatch *b = v->evq;
+		size_t k = b->n - b->done < budget ? b->n - b->done : budget;
+		size_t did = apply_events(e, b->evs + b->done, k, b->origin_ns, deadline);
+		b->done += did;
+		budget -= did;
+		if (b->done < b->n)
+			break;
+		v->evq = b->next;
+		if (!v->evq)
+			v->evq_tail = NULL;
+		free(b->evs);
+		free(b->text);
+		free(b);
+	}
+	if (v->evq)
+		uv_timer_start(t, on_ev_timer, 1, 0); /* 1 ms: after the loop polled */
+	else if (e->note)
+		disc_empty_check(e); /* keys came: the note goes */
+}
+
+/* Queues events (copied: they point into a line or a tree that goes). */
+static void evq_push(etcd *e, const etcd_wev *evs, size_t n, uint64_t origin_ns)
+{
+	view *v = &e->cur;
+	size_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += evs[i].key_len + evs[i].value_len;
+	evbatch *b = e->h->xcalloc(1, sizeof(*b));
+	b->evs = e->h->xmalloc(n * sizeof(*b->evs));
+	b->text = e->h->xmalloc(bytes + 1);
+	b->n = n;
+	b->origin_ns = origin_ns;
+	char *p = b->text;
+	for (size_t i = 0; i < n; i++) {
+		b->evs[i] = evs[i];
+		if (evs[i].key) {
+			memcpy(p, evs[i].key, evs[i].key_len);
+			b->evs[i].key = p;
+			p += evs[i].key_len;
+		}
+		if (evs[i].value) {
+			memcpy(p, evs[i].value, evs[i].value_len);
+			b->evs[i].value = p;
+			p += evs[i].value_len;
+		}
+	}
+	if (v->evq_tail)
+		v->evq_tail->next = b;
+	else
+		v->evq = b;
+	v->evq_tail = b;
+	if (!v->ev_timer)
+		v->ev_timer = e->h->timer_new(e->ctx, e);
+	if (!uv_is_active((uv_handle_t *)v->ev_timer))
+		uv_timer_start(v->ev_timer, on_ev_timer, 0, 0);
+}
+
+/* One watch response's events: applied now for a slice (when none wait),
+ * the rest queued. */
+static void watch_events(etcd *e, const etcd_wev *evs, size_t n)
+{
+	uint64_t now = e->h->wall_ns();
+	for (size_t i = 0; i < n; i++)
+		if (evs[i].mod_rev > e->wrev)
+			e->wrev = evs[i].mod_rev;
+	e->h->metric_add(e->m_events, (double)n);
+	size_t done = 0;
+	if (!e->cur.evq) {
+		done = apply_events(e, evs, n, now, uv_hrtime() + EV_SLICE_NS);
+		if (done < n)
+			e->h->log(e->ctx, REGENT_LOG_INFO,
+			          "watch of %s/: a response of %zu events is applied over several loop "
+			          "turns (%zu wait)",
+			          e->prefix, n, n - done);
+	}
+	if (done < n)
+		evq_push(e, evs + done, n - done, now);
+	else if (e->note)
+		disc_empty_check(e); /* keys came: the note goes */
 }
 
 static int watch_line(void *arg, const char *data, size_t len)
@@ -375,13 +475,10 @@ static int watch_line(void *arg, const char *data, size_t len)
 	size_t nev;
 	int64_t frev;
 	if (etcd_scan_watch(e->h, data, len, &evs, &nev, &frev)) { /* the common case, no tree */
-		if (nev > 0) {
-			apply_events(e, evs, nev);
-			if (e->note)
-				disc_empty_check(e); /* keys came: the note goes */
-		} else if (frev > e->wrev) {
+		if (nev > 0)
+			watch_events(e, evs, nev);
+		else if (frev > e->wrev)
 			e->wrev = frev; /* progress notification */
-		}
 		free(evs);
 		return 0;
 	}
@@ -457,9 +554,10 @@ static int watch_line(void *arg, const char *data, size_t len)
 	}
 	json_t *events = json_object_get(res, "events");
 	if (json_array_size(events) > 0) {
-		apply_json_events(e, events);
-		if (e->note)
-			disc_empty_check(e); /* keys came: the note goes */
+		size_t njev;
+		etcd_wev *jevs = etcd_json_events(e->h, events, &njev);
+		watch_events(e, jevs, njev);
+		free(jevs);
 	} else if (hrev > e->wrev)
 		e->wrev = hrev; /* progress notification */
 	json_decref(j);

@@ -116,6 +116,10 @@ typedef struct view {
 	regent_map *dirty;
 	uv_timer_t *pub_timer;
 	uint64_t pub_next_ns;
+	/* watch events received and not applied yet, oldest first: a large
+	 * response is applied a slice a loop turn (etcd_disc.c) */
+	struct evbatch *evq, *evq_tail;
+	uv_timer_t *ev_timer;
 } view;
 
 /* A paged range read: count-limited pages, the limit halved when an
@@ -324,13 +328,15 @@ void range_done(etcd *e, call *c, resp *r);
 void watch_done(etcd *e, call *c, resp *r);
 void watch_start(etcd *e);
 void watch_moved(etcd *e, const char *why);
+void evq_clear(etcd *e, view *v);
 
 /* ---- etcd_view.c ---- */
 void view_init(etcd *e, view *v);
 void view_clear(etcd *e, view *v);
-char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
-               size_t vlen, int64_t mod_rev);
-char *view_del(etcd *e, view *v, const char *key, size_t klen);
+bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
+              size_t vlen, int64_t mod_rev);
+/* key: klen bytes, then a NUL (as etcd_b64_decode leaves it) */
+bool view_del(etcd *e, view *v, const char *key, size_t klen);
 void publish_service(etcd *e, const char *name);
 void publish_all(etcd *e);
 

@@ -410,6 +410,34 @@ bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_we
 	return ok;
 }
 
+etcd_wev *etcd_json_events(const regent_host *h, const json_t *events, size_t *n)
+{
+	*n = json_array_size(events);
+	etcd_wev *evs = h->xcalloc(*n + 1, sizeof(*evs));
+	for (size_t i = 0; i < *n; i++) {
+		const json_t *ev = json_array_get(events, i);
+		const json_t *kv = json_object_get(ev, "kv");
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		etcd_wev *w = &evs[i];
+		w->key = json_string_value(json_object_get(kv, "key"));
+		w->key_len = w->key ? strlen(w->key) : 0;
+		w->value = json_string_value(json_object_get(kv, "value"));
+		w->value_len = w->value ? strlen(w->value) : 0;
+		etcd_json_int64(json_object_get(kv, "mod_revision"), &w->mod_rev);
+		w->del = type && strcmp(type, "DELETE") == 0;
+	}
+	return evs;
+}
+
+bool etcd_wev_equal(const etcd_wev *a, const etcd_wev *b)
+{
+	if (!a->key != !b->key || a->key_len != b->key_len || !a->value != !b->value ||
+	    a->value_len != b->value_len || a->mod_rev != b->mod_rev || a->del != b->del)
+		return false;
+	return (!a->key || memcmp(a->key, b->key, a->key_len) == 0) &&
+	       (!a->value || memcmp(a->value, b->value, a->value_len) == 0);
+}
+
 static const signed char b64_rev[256] = {
 	['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,
 	['H'] = 8,  ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14,

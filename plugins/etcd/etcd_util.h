@@ -72,6 +72,16 @@ typedef struct etcd_wev {
 bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
                      size_t *n, int64_t *rev);
 
+/* The events of a watch response parsed by jansson (`events`, the
+ * result's array), as etcd_scan_watch gives them: pointing into the tree,
+ * which must outlive them.  malloc'd array of *n (never NULL). */
+etcd_wev *etcd_json_events(const regent_host *h, const json_t *events, size_t *n);
+
+/* Whether two events read the same (key, value or its absence,
+ * mod_revision, type): the scanner and jansson must agree (unit test,
+ * fuzzer). */
+bool etcd_wev_equal(const etcd_wev *a, const etcd_wev *b);
+
 /* Decodes n bytes of base64 text (as the host's base64_decode: the
  * alphabet up to the first '=', then only '=') into out, which has room
  * for n / 4 * 3 + 3 bytes plus a NUL.  Returns false on a foreign byte. */

@@ -48,15 +48,29 @@ static void kent_free(etcd *e, kent *k)
 typedef struct dsvc {
 	char *name;
 	bool all;    /* report the whole service (its port key changed) */
-	regent_map *keys; /* printable key -> the instance id it stands for (malloc'd): the keys
-	                     touched */
+	regent_map *keys; /* printable key -> the instance id it stands for (malloc'd), or
+	                     &id_in_key when the key ends with it unescaped: the keys touched */
 } dsvc;
+
+static char id_in_key; /* the id is the key's tail: <prefix>/<service>/<id> */
+
+static void id_free(void *id)
+{
+	if (id != &id_in_key)
+		free(id);
+}
 
 static void dsvc_free(etcd *e, dsvc *d)
 {
-	e->h->map_free(d->keys, free);
+	e->h->map_free(d->keys, id_free);
 	free(d->name);
 	free(d);
+}
+
+/* The id a touched key stands for (see dsvc). */
+static const char *dsvc_id(const etcd *e, const dsvc *d, const char *key, const void *val)
+{
+	return val == &id_in_key ? key + strlen(e->prefix) + strlen(d->name) + 2 : val;
 }
 
 static void dirty_free(etcd *e, view *v)
@@ -75,6 +89,7 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 
 void view_clear(etcd *e, view *v)
 {
+	evq_clear(e, v);
 	dirty_free(e, v);
 	e->h->timer_close(&v->pub_timer);
 	v->pub_next_ns = 0;
@@ -122,13 +137,13 @@ static void view_drop(etcd *e, view *v, kent *k)
  * reported before, so a bad value seen unchanged is not warned again.
  * Keys are held in a printable form (\xNN escapes), which is the key
  * itself for every sane key and still one-to-one for the others.
- * Returns the service name touched (malloc'd) or NULL. */
-char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
-                      const char *val, size_t vlen, int64_t mod_rev)
+ * Returns whether a service was touched. */
+bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
+              size_t vlen, int64_t mod_rev)
 {
 	char *kp = etcd_printable(e->h, key, klen, klen);
 	kent *prevk = e->h->map_get(v->keys, kp);
-	char *touched = prevk && prevk->svc ? e->h->xstrdup(prevk->svc->name) : NULL;
+	bool touched = prevk && prevk->svc;
 	if (prevk && prevk->svc && v == &e->cur)
 		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
 	if (prevk)
@@ -196,19 +211,25 @@ char *view_put(etcd *e, view *v, const view *old, const char *key, size_t klen,
 	s->nkeys++;
 	if (v == &e->cur)
 		touch(e, s->name, k->key, k->id, k->is_port);
-	free(touched); /* the key names its service: the same one */
-	return e->h->xstrdup(s->name);
+	return true;
 }
 
-/* Removes a key; returns the service touched (malloc'd) or NULL. */
-char *view_del(etcd *e, view *v, const char *key, size_t klen)
+/* Removes a key; returns whether a service was touched. */
+bool view_del(etcd *e, view *v, const char *key, size_t klen)
 {
-	char *kp = etcd_printable(e->h, key, klen, klen);
-	kent *k = e->h->map_get(v->keys, kp);
+	/* The key as held (printable): the decoded key itself, NUL-terminated,
+	 * unless a byte needs an escape. */
+	char *kp = NULL;
+	for (size_t i = 0; i < klen && !kp; i++) {
+		unsigned char c = (unsigned char)key[i];
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			kp = etcd_printable(e->h, key, klen, klen);
+	}
+	kent *k = e->h->map_get(v->keys, kp ? kp : key);
 	free(kp);
 	if (!k)
-		return NULL;
-	char *touched = k->svc ? e->h->xstrdup(k->svc->name) : NULL;
+		return false;
+	bool touched = k->svc != NULL;
 	if (k->svc && v == &e->cur)
 		touch(e, k->svc->name, k->key, k->id, k->is_port);
 	view_drop(e, v, k);
@@ -268,7 +289,7 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 			done = false;
 			break;
 		}
-		char *id = val;
+		const char *id = dsvc_id(e, d, key, val);
 		const kent *k = e->h->map_get(e->cur.keys, key);
 		int rc = -1;
 		if (k && k->svc == s && k->inst) {
@@ -283,8 +304,8 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 			e->h->catalog_instance_remove(e->ctx, d->name, id);
 			removed++;
 		}
-		e->h->map_del(d->keys, key); /* frees key (the map's copy) */
-		free(id);
+		e->h->map_del(d->keys, key); /* frees key (the map's copy): id goes last */
+		id_free(val);
 	}
 	if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed%s%s",
@@ -379,7 +400,10 @@ static void touch(etcd *e, const char *svc, const char *key, const char *id, boo
 	if (all) {
 		d->all = true;
 	} else if (!d->all && id && !e->h->map_get(d->keys, key)) {
-		e->h->map_put(d->keys, key, e->h->xstrdup(id));
+		size_t pl = strlen(e->prefix), sl = strlen(svc);
+		bool tail = !strchr(key, '\\') && strlen(key) > pl + sl + 2 &&
+		            strcmp(key + pl + sl + 2, id) == 0;
+		e->h->map_put(d->keys, key, tail ? (void *)&id_in_key : e->h->xstrdup(id));
 	}
 	if (!v->pub_timer)
 		v->pub_timer = e->h->timer_new(e->ctx, e);

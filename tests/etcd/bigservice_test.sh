@@ -6,7 +6,8 @@
 # with 60,000 meta pairs is put twice: /healthz answers throughout, within a generous bound
 # (the paths this guards against stalled for minutes at 100,000); the catalog holds every instance; the big value is skipped with a warning naming its key and
 # the limit.  A fresh agent started with all of it in etcd is sent SIGTERM while it reads and
-# exits within stop_timeout.
+# exits within stop_timeout.  Last, the whole service is deleted in one request and one key put
+# again at once: the deletes (one watch response, applied a slice a loop turn) keep their order.
 source "$(dirname "$0")/lib.sh"
 harness_init
 N=10000
@@ -51,5 +52,24 @@ check "agent b: SIGTERM during its first read honoured within stop_timeout (4 s)
 h_log "agent b exited $(elapsed "$T0") s after SIGTERM ($(daemon_status b))"
 check "agent b: every plugin stopped by itself (none 'did not stop in time')" \
     bash -c "! grep -q 'did not stop in time' '$H_TMP/b.log'"
+# The whole service deleted in one request (one watch response of N events, applied a slice a
+# loop turn), one of its keys put again right after: events keep their order across the slices
+# (that key survives), /healthz answers meanwhile.
+daemon_start sampler2 "$PY" "$E_DIR/ehelp.py" sample "http://127.0.0.1:$STATS/healthz" "$H_TMP/samples2"
+sleep 0.5
+h_etcdctl "$EP" del --prefix /backends/big/ >/dev/null
+h_etcdctl "$EP" put /backends/big/bulk/00042 '{"address":"127.1.9.9","port":8000,"node":"bulk"}' >/dev/null
+check "a delete of all $N in one request is applied over several loop turns (log)" \
+    wait_for --timeout 30 log_has a "watch of /backends/: a response of $N events is applied over several loop turns"
+check "then the catalog holds the one key put again after the delete" \
+    wait_for --timeout 60 catalog_has big 1
+sleep 1
+check "and still that one a second later (the delete applied before it, not after)" catalog_has big 1
+daemon_stop sampler2
+read -r MAXMS FAILED NS < <(ehelp stall "$H_TMP/samples2")
+h_log "/healthz during the delete: $NS samples, max ${MAXMS} ms, $FAILED unanswered"
+check "/healthz answered every sample during the delete ($FAILED unanswered of $NS)" test "$FAILED" -eq 0
+check "/healthz answered within 5 s during the delete (max ${MAXMS} ms)" test "$MAXMS" -lt 5000
+
 finish_agents a b
 harness_summary

@@ -88,24 +88,12 @@ static void check_watch_line(const uint8_t *data, size_t size)
 	int64_t jrev = 0;
 	etcd_json_int64(json_object_get(json_object_get(res, "header"), "revision"), &jrev);
 	CHECK(jrev == rev, "revision %lld, jansson %lld", (long long)rev, (long long)jrev);
-	json_t *events = json_object_get(res, "events");
-	CHECK(json_array_size(events) == n, "%zu events, jansson %zu", n, json_array_size(events));
-	for (size_t i = 0; i < n; i++) {
-		json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
-		const char *type = json_string_value(json_object_get(ev, "type"));
-		const char *k = json_string_value(json_object_get(kv, "key"));
-		const char *v = json_string_value(json_object_get(kv, "value"));
-		int64_t mr = 0;
-		etcd_json_int64(json_object_get(kv, "mod_revision"), &mr);
-		CHECK(k && strlen(k) == evs[i].key_len && memcmp(k, evs[i].key, evs[i].key_len) == 0,
-		      "event %zu: key", i);
-		CHECK(v ? (evs[i].value && strlen(v) == evs[i].value_len &&
-		           memcmp(v, evs[i].value, evs[i].value_len) == 0)
-		        : evs[i].value == NULL,
-		      "event %zu: value", i);
-		CHECK(mr == evs[i].mod_rev, "event %zu: mod_revision", i);
-		CHECK(evs[i].del == (type && strcmp(type, "DELETE") == 0), "event %zu: type", i);
-	}
+	size_t jn;
+	etcd_wev *jevs = etcd_json_events(H, json_object_get(res, "events"), &jn);
+	CHECK(jn == n, "%zu events, jansson %zu", n, jn);
+	for (size_t i = 0; i < n; i++)
+		CHECK(etcd_wev_equal(&evs[i], &jevs[i]), "event %zu differs from jansson's", i);
+	free(jevs);
 	json_decref(j);
 	free(evs);
 }
