@@ -84,8 +84,8 @@ struct regent_cat {
 	uv_loop_t *loop;
 	uv_timer_t timer;
 	uint64_t debounce_ms, max_ms;
-	uint64_t first_ms;    /* when the pending set started (loop clock), 0 = none */
-	uint64_t last_flush_ms; /* loop clock of the last snapshot, 0 = none yet */
+	uint64_t first_ms;    /* when the pending set started (real clock, ms), 0 = none */
+	uint64_t last_flush_ms; /* real clock (ms) when the last snapshot was applied, 0 = none yet */
 	uint64_t origin_ns;
 	regent_map *dirty;    /* names, value unused */
 	regent_catview *views;
@@ -442,9 +442,20 @@ void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns)
 		c->origin_ns = origin_wall_ns;
 }
 
+/* The clock here is the real one, not the loop's cached time: a long
+ * callback (a big watch answer applied in slices) keeps adding changes
+ * while the loop's clock stands still, and the debounce must run from the
+ * last change, not from the start of the loop turn (else every slice got
+ * its own snapshot, each O(service) in the core and the sinks). */
+static uint64_t real_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
 static void schedule(regent_cat *c)
 {
-	uint64_t now = uv_now(c->loop);
+	uint64_t now = real_ms();
+	uint64_t loop_now = uv_now(c->loop);
 	if (!c->first_ms) {
 		c->first_ms = now;
 		/* Leading edge: after a quiet period the first change goes out on
@@ -461,7 +472,7 @@ static void schedule(regent_cat *c)
 	uint64_t due = now + c->debounce_ms;
 	if (due > c->first_ms + c->max_ms)
 		due = c->first_ms + c->max_ms;
-	uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+	uv_timer_start(&c->timer, on_timer, due > loop_now ? due - loop_now : 0, 0);
 }
 
 static void mark_dirty(regent_cat *c, const char *service)
@@ -615,10 +626,8 @@ static void flush(regent_cat *c)
 	 * until the callback returns. */
 	c->current = snap;
 	c->flushed_once = true;
-	c->last_flush_ms = uv_now(c->loop);
-	if (!c->last_flush_ms)
-		c->last_flush_ms = 1;
 	c->origin_ns = 0;
+	c->last_flush_ms = real_ms() | 1; /* changes the sinks make in the callback see it */
 	if (first) {
 		free(changed);
 		changed = regent_xcalloc(snap->n + 1, sizeof(*changed));
@@ -627,6 +636,9 @@ static void flush(regent_cat *c)
 	}
 	if (c->cb)
 		c->cb(c->arg, snap, changed, nchanged);
+	/* The quiet period that earns the next change a leading edge starts
+	 * when the sinks are done with this snapshot. */
+	c->last_flush_ms = real_ms() | 1;
 	free(changed);
 	regent_catalog_unref(old);
 }

@@ -301,6 +301,50 @@ static void trickle_flushes_by_max_delay(void **state)
 	teardown(&loop, c, &f);
 }
 
+/* A callback that keeps the loop busy longer than the debounce while it
+ * adds changes (a big watch answer applied in slices, one a loop turn):
+ * the debounce runs from the last change on the real clock, so the turns
+ * are batched instead of each getting a snapshot of its own. */
+static regent_catview *slow_view;
+static int slow_n;
+
+static void slow_turn(uv_idle_t *h)
+{
+	/* 70 ms of work (longer than the 50 ms debounce), a change every 10 ms */
+	for (int j = 0; j < 7; j++) {
+		uint64_t until = uv_hrtime() + 10 * 1000000ull;
+		while (uv_hrtime() < until)
+			;
+		char name[16];
+		snprintf(name, sizeof(name), "s%d-%d", slow_n, j);
+		set1(slow_view, name, "i1", (uint16_t)(2000 + slow_n * 7 + j));
+	}
+	if (++slow_n >= 8)
+		uv_idle_stop(h);
+}
+
+static void slow_turns_batched(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 50, 2000, on_flush, &f);
+	slow_view = regent_cat_view_new(c, false);
+	slow_n = 0;
+	uv_idle_t idle;
+	uv_idle_init(&loop, &idle);
+	uv_idle_start(&idle, slow_turn);
+	run_ms(&loop, 900); /* 8 turns of 70 ms, then the debounce */
+	uv_close((uv_handle_t *)&idle, NULL);
+	assert_int_equal(slow_n, 8);
+	/* the first turn at once (leading edge), the other 7 in one snapshot
+	 * after the last of them (each turn on its own: 8 snapshots) */
+	assert_int_equal(f.count, 2);
+	assert_int_equal(regent_catalog_services(f.last, NULL), 56);
+	teardown(&loop, c, &f);
+}
+
 static void not_ready_holds_sinks(void **state)
 {
 	(void)state;
@@ -576,6 +620,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(leading_edge_then_batch),
+		cmocka_unit_test(slow_turns_batched),
 		cmocka_unit_test(union_of_stores),
 		cmocka_unit_test(trickle_flushes_by_max_delay),
 		cmocka_unit_test(not_ready_holds_sinks),
