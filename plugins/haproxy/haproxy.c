@@ -492,6 +492,7 @@ static void destroy(void *self)
 	s->annot = NULL;
 	model_teardown(s);
 	s->h->timer_close(&s->t_wretry);
+	hx_ok_shapes_clear(s);
 	free(s->g_want);
 	free(s->g_cand);
 	free(s->g_run);

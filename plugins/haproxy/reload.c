@@ -37,6 +37,9 @@ static void reload_fail(hx *s, const char *why)
 	hx_set_reason(s, &s->reload_err, msg);
 	free(msg);
 	hx_update_health(s);
+	/* The next candidate goes through haproxy -c again: if haproxy
+	 * refused this one, that pins the cause on its services. */
+	hx_ok_shapes_clear(s);
 	s->force_reload = true;
 	hx_ap_unknown(s);
 	hx_drop_pending(s);
@@ -58,6 +61,7 @@ static int confirm_info(void *arg, int status, const char *out)
 	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
 	if (pid && (s->want_worker ? pid == s->want_worker : pid != s->before_admin_pid)) {
 		s->confirm = NULL;
+		hx_tstep(s, T_WORKER);
 		reload_ok(s, pid);
 		return 1;
 	}
@@ -84,8 +88,9 @@ static int confirm_proc(void *arg, int status, const char *out)
 			/* The master has its new worker; wait until the admin socket is
 			 * that worker's. */
 			s->want_worker = pi.worker_pid;
+			hx_tstep(s, T_MASTER);
 			uint64_t now = s->h->now_ms();
-			s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50,
+			s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 20,
 			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
 			                           s->cmd_timeout, confirm_info, s);
 			return 1;
@@ -101,7 +106,7 @@ static void enter_confirm(hx *s)
 	s->want_worker = 0;
 	bool proc = s->master_socket != NULL;
 	s->confirm = hx_poll_start(s->h, s->loop, proc ? s->master_socket : s->admin_socket,
-	                           proc ? "show proc" : "show info", 20, 50, 15000, s->cmd_timeout,
+	                           proc ? "show proc" : "show info", 10, 20, 15000, s->cmd_timeout,
 	                           proc ? confirm_proc : confirm_info, s);
 }
 
@@ -120,6 +125,7 @@ static void on_reload_sent(void *arg, int status, const char *out, size_t len)
 	}
 	if (out[0])
 		hx_log_output(s, REGENT_LOG_WARN, out);
+	hx_tstep(s, T_SENT);
 	enter_confirm(s);
 }
 
@@ -155,6 +161,7 @@ static void on_reload_command(void *arg, const regent_spawn_result *res)
 		reload_fail(s, why);
 		return;
 	}
+	hx_tstep(s, T_SENT);
 	enter_confirm(s);
 }
 
