@@ -1,16 +1,15 @@
 /* pipeline.c - the haproxy sink's file and slow path: rendering
  * config_file from the model, the mirror (runtime changes written into
  * the file), and the pipeline that writes a candidate, checks it with
- * `haproxy -c` (pinning refusals on services), renders it again with the
- * latest servers, dumps the server state and renames it into place before
+ * `haproxy -c` (pinning refusals on services; skipped when every section
+ * is one haproxy accepted before), renders it again with the latest
+ * servers, dumps the server state and renames it into place before
  * reload.c reloads; rate-limited, with the startup hold. */
 #include "sink.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -405,38 +404,6 @@ bool hx_slow_needed(hx *s)
 	/* m.nsdiff counts the services whose wanted shape is not installed
 	 * (kept where either changes): O(1). */
 	return s->force_reload || !streq(s->g_want, s->g_run) || !s->installed_once || s->m.nsdiff;
-}
-
-void hx_tstep(hx *s, tstep t)
-{
-	s->tm[t] = uv_hrtime();
-}
-
-void hx_timing_log(hx *s, const char *how)
-{
-	static const char *const names[T_NSTEPS] = {
-		[T_RENDERED] = "render", [T_WRITTEN] = "write", [T_CHECKED] = "haproxy -c",
-		[T_FINAL] = "final render+write", [T_DUMPED] = "state dump", [T_STATE] = "state write",
-		[T_RENAMED] = "rename", [T_SENT] = "reload sent", [T_MASTER] = "new worker forked",
-		[T_WORKER] = "new worker answers",
-	};
-	if (!s->tm[T_START])
-		return;
-	if (s->h->log_enabled(s->ctx, REGENT_LOG_DEBUG)) {
-		char line[512];
-		size_t n = 0;
-		uint64_t prev = s->tm[T_START], last = prev;
-		for (int i = T_START + 1; i < T_NSTEPS && n < sizeof(line); i++) {
-			if (!s->tm[i])
-				continue;
-			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %.1f ms", n ? ", " : "",
-			                      names[i], (double)(s->tm[i] - prev) / 1e6);
-			prev = last = s->tm[i];
-		}
-		s->h->log(s->ctx, REGENT_LOG_DEBUG, "pipeline %s after %.1f ms: %s", how,
-		          (double)(last - s->tm[T_START]) / 1e6, n ? line : "nothing done");
-	}
-	memset(s->tm, 0, sizeof(s->tm));
 }
 
 void hx_pipeline_done(hx *s)
@@ -1036,67 +1003,4 @@ void hx_schedule_slow(hx *s)
 		return;
 	}
 	start_pipeline(s);
-}
-
-/* ------------------------------------------------------------------ */
-/* Temporary files a dead run left                                    */
-/* ------------------------------------------------------------------ */
-
-/* "BASE.PID-N.new" / "BASE.PID-N.tmp" (or the older "BASE.new" /
- * "BASE.tmp") of a process that is gone: returns true for those. */
-static bool stale_temp(const char *name, const char *base)
-{
-	size_t bl = strlen(base);
-	if (strncmp(name, base, bl) != 0 || name[bl] != '.')
-		return false;
-	const char *rest = name + bl + 1;
-	if (strcmp(rest, "new") == 0 || strcmp(rest, "tmp") == 0)
-		return true;
-	char *end;
-	long pid = strtol(rest, &end, 10);
-	if (end == rest || pid <= 0 || *end != '-')
-		return false;
-	if (!(end[1] >= '0' && end[1] <= '9'))
-		return false;
-	strtoul(end + 1, &end, 10);
-	if (strcmp(end, ".new") != 0 && strcmp(end, ".tmp") != 0)
-		return false;
-	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-}
-
-static void clean_dir_of(hx *s, const char *file)
-{
-	const char *slash = strrchr(file, '/');
-	char *dir = s->h->xasprintf("%.*s", slash == file ? 1 : (int)(slash - file), file);
-	const char *base = slash + 1;
-	DIR *d = opendir(dir);
-	if (!d) {
-		free(dir);
-		return;
-	}
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		if (!stale_temp(e->d_name, base))
-			continue;
-		struct stat st;
-		/* Only a regular file of regent's user (never through a link). */
-		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-		    st.st_uid != geteuid())
-			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-			s->h->log(s->ctx, REGENT_LOG_INFO, "removed %s/%s, a temporary file of a run that is gone",
-			          dir, e->d_name);
-	}
-	closedir(d);
-	free(dir);
-}
-
-/* At start (a small local directory, read once): the temporary files of
- * runs that are gone (killed in the middle of a write) are removed. */
-void hx_clean_temps(hx *s)
-{
-	clean_dir_of(s, s->config_file);
-	clean_dir_of(s, s->state_file); /* its own base name: no overlap */
-	s->h->log(s->ctx, REGENT_LOG_DEBUG, "temporary files of this instance: %s, %s, %s",
-	          s->cand_path, s->tmp_path, s->state_tmp);
 }

@@ -1,10 +1,45 @@
 /* reload.c - the haproxy sink's reload: through the master CLI (show proc
  * before, reload, then the reload counter and the new worker on the admin
  * socket) or through reload_command (then the admin socket's pid), with
- * backoff on failure. */
+ * backoff on failure; and the debug line that says where a pipeline's
+ * time went. */
 #include "sink.h"
 
 #include <errno.h>
+
+/* ---- where a pipeline's time went ---- */
+
+void hx_tstep(hx *s, tstep t)
+{
+	s->tm[t] = uv_hrtime();
+}
+
+void hx_timing_log(hx *s, const char *how)
+{
+	static const char *const names[T_NSTEPS] = {
+		[T_RENDERED] = "render", [T_WRITTEN] = "write", [T_CHECKED] = "haproxy -c",
+		[T_FINAL] = "final render+write", [T_DUMPED] = "state dump", [T_STATE] = "state write",
+		[T_RENAMED] = "rename", [T_SENT] = "reload sent", [T_MASTER] = "new worker forked",
+		[T_WORKER] = "new worker answers",
+	};
+	if (!s->tm[T_START])
+		return;
+	if (s->h->log_enabled(s->ctx, REGENT_LOG_DEBUG)) {
+		char line[512];
+		size_t n = 0;
+		uint64_t prev = s->tm[T_START], last = prev;
+		for (int i = T_START + 1; i < T_NSTEPS && n < sizeof(line); i++) {
+			if (!s->tm[i])
+				continue;
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %.1f ms", n ? ", " : "",
+			                      names[i], (double)(s->tm[i] - prev) / 1e6);
+			prev = last = s->tm[i];
+		}
+		s->h->log(s->ctx, REGENT_LOG_DEBUG, "pipeline %s after %.1f ms: %s", how,
+		          (double)(last - s->tm[T_START]) / 1e6, n ? line : "nothing done");
+	}
+	memset(s->tm, 0, sizeof(s->tm));
+}
 
 /* ---- reload: master CLI or a command, then confirmation ---- */
 
