@@ -246,7 +246,7 @@ static int ready_answer(void *arg, int status, const char *out)
 static void ready_poll(hx_sup *s, uint64_t first_ms)
 {
 	hx_poll_cancel(s->ready);
-	s->ready = hx_poll_start(s->c.h, s->c.loop, s->master_socket, "show proc", first_ms, 20, 0,
+	s->ready = hx_poll_start(s->c.h, s->c.loop, s->master_socket, "show proc", first_ms, 50, 0,
 	                         s->c.cmd_timeout, ready_answer, s);
 }
 

@@ -125,7 +125,7 @@ static int confirm_proc(void *arg, int status, const char *out)
 			s->want_worker = pi.worker_pid;
 			hx_tstep(s, T_MASTER);
 			uint64_t now = s->h->now_ms();
-			s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 20,
+			s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50,
 			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
 			                           s->cmd_timeout, confirm_info, s);
 			return 1;
@@ -141,7 +141,7 @@ static void enter_confirm(hx *s)
 	s->want_worker = 0;
 	bool proc = s->master_socket != NULL;
 	s->confirm = hx_poll_start(s->h, s->loop, proc ? s->master_socket : s->admin_socket,
-	                           proc ? "show proc" : "show info", 10, 20, 15000, s->cmd_timeout,
+	                           proc ? "show proc" : "show info", 20, 50, 15000, s->cmd_timeout,
 	                           proc ? confirm_proc : confirm_info, s);
 }
 
