@@ -953,19 +953,6 @@ static void on_slow_timer(uv_timer_t *t)
  * say) does not empty the routes an earlier run left, for a while. */
 static bool startup_hold(hx *s, uint64_t now)
 {
-	if (!s->cat && !s->recovered && !s->installed_once) {
-		/* A cold start (no file of an earlier run): the first pipeline
-		 * waits for the first snapshot (the core sends one once every
-		 * store has read, even an empty one), up to startup_grace, so
-		 * that haproxy is checked and started once with every service
-		 * instead of started empty and then reloaded with the whole
-		 * catalog (at 10,000 instances a second parse of the file). */
-		if (now >= s->started_ms + s->startup_grace)
-			return false;
-		if (!uv_is_active((uv_handle_t *)s->t_slow))
-			uv_timer_start(s->t_slow, on_slow_timer, s->started_ms + s->startup_grace - now, 0);
-		return true;
-	}
 	if (s->m.grace_over || !s->recovered)
 		return false;
 	bool any = false;

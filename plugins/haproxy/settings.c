@@ -47,8 +47,7 @@ const regent_config_key hx_keys[] = {
 	 "how often to ask haproxy for each server's state and last check (shown by the stats "
 	 "sink's page); 0: never"},
 	{"startup_grace", REGENT_CFG_DURATION, "5s", false, 0, 600000,
-	 "at start, how long an empty catalog waits before it may empty the routes of an earlier run "
-	 "(with no earlier file: how long haproxy's first start waits for the first catalog)"},
+	 "at start, how long an empty catalog waits before it may empty the routes of an earlier run"},
 	{"check_timeout", REGENT_CFG_DURATION, "30s", false, 100, 600000,
 	 "time limit of haproxy -c"},
 	{"command_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
