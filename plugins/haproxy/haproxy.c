@@ -19,13 +19,18 @@
  * threadpool (proc.c).  Pure rendering and parsing live in render.c.
  *
  * This file owns the plugin entry and lifecycle (create, start, stop,
- * destroy, apply), health, the start on trial, the managed master's events
- * and the scheduler (hx_kick); settings.c, runtime.c, pipeline.c and
- * reload.c hold the rest (see sink.h). */
+ * destroy, apply), health, the start on trial, the managed master's events,
+ * the scheduler (hx_kick) and the removal of temporary files dead runs
+ * left; settings.c, runtime.c, pipeline.c and reload.c hold the rest (see
+ * sink.h). */
 #include "sink.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* Health and logging                                                 */
@@ -492,6 +497,7 @@ static void destroy(void *self)
 	s->annot = NULL;
 	model_teardown(s);
 	s->h->timer_close(&s->t_wretry);
+	hx_ok_shapes_clear(s);
 	free(s->g_want);
 	free(s->g_cand);
 	free(s->g_run);
@@ -531,3 +537,66 @@ REGENT_PLUGIN_EXPORT const regent_plugin REGENT_PLUGIN_ENTRY = {
 	.ops = &ops,
 	.sink_ops = &sink_ops,
 };
+
+/* ------------------------------------------------------------------ */
+/* Temporary files a dead run left                                    */
+/* ------------------------------------------------------------------ */
+
+/* "BASE.PID-N.new" / "BASE.PID-N.tmp" (or the older "BASE.new" /
+ * "BASE.tmp") of a process that is gone: returns true for those. */
+static bool stale_temp(const char *name, const char *base)
+{
+	size_t bl = strlen(base);
+	if (strncmp(name, base, bl) != 0 || name[bl] != '.')
+		return false;
+	const char *rest = name + bl + 1;
+	if (strcmp(rest, "new") == 0 || strcmp(rest, "tmp") == 0)
+		return true;
+	char *end;
+	long pid = strtol(rest, &end, 10);
+	if (end == rest || pid <= 0 || *end != '-')
+		return false;
+	if (!(end[1] >= '0' && end[1] <= '9'))
+		return false;
+	strtoul(end + 1, &end, 10);
+	if (strcmp(end, ".new") != 0 && strcmp(end, ".tmp") != 0)
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static void clean_dir_of(hx *s, const char *file)
+{
+	const char *slash = strrchr(file, '/');
+	char *dir = s->h->xasprintf("%.*s", slash == file ? 1 : (int)(slash - file), file);
+	const char *base = slash + 1;
+	DIR *d = opendir(dir);
+	if (!d) {
+		free(dir);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (!stale_temp(e->d_name, base))
+			continue;
+		struct stat st;
+		/* Only a regular file of regent's user (never through a link). */
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_uid != geteuid())
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			s->h->log(s->ctx, REGENT_LOG_INFO, "removed %s/%s, a temporary file of a run that is gone",
+			          dir, e->d_name);
+	}
+	closedir(d);
+	free(dir);
+}
+
+/* At start (a small local directory, read once): the temporary files of
+ * runs that are gone (killed in the middle of a write) are removed. */
+void hx_clean_temps(hx *s)
+{
+	clean_dir_of(s, s->config_file);
+	clean_dir_of(s, s->state_file); /* its own base name: no overlap */
+	s->h->log(s->ctx, REGENT_LOG_DEBUG, "temporary files of this instance: %s, %s, %s",
+	          s->cand_path, s->tmp_path, s->state_tmp);
+}

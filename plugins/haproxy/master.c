@@ -236,8 +236,9 @@ static int ready_answer(void *arg, int status, const char *out)
 	/* The new master has taken what it needed: copy this worker's. */
 	hx_fdkeep_unserve(s->keep);
 	hx_fdkeep_fetch(s->keep);
-	sup_log(s, REGENT_LOG_INFO, "haproxy running: master %ld, worker %ld", pi.master_pid,
-	        pi.worker_pid);
+	sup_log(s, REGENT_LOG_INFO, "haproxy running: master %ld, worker %ld (%.1f ms after the start)",
+	        pi.master_pid, pi.worker_pid,
+	        s->spawn_req_ns ? (double)(uv_hrtime() - s->spawn_req_ns) / 1e6 : 0.0);
 	s->cb(s->arg, HX_SUP_READY, 0, NULL);
 	return 1;
 }

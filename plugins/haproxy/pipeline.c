@@ -1,16 +1,15 @@
 /* pipeline.c - the haproxy sink's file and slow path: rendering
  * config_file from the model, the mirror (runtime changes written into
  * the file), and the pipeline that writes a candidate, checks it with
- * `haproxy -c` (pinning refusals on services), renders it again with the
- * latest servers, dumps the server state and renames it into place before
+ * `haproxy -c` (pinning refusals on services; skipped when every section
+ * is one haproxy accepted before), renders it again with the latest
+ * servers, dumps the server state and renames it into place before
  * reload.c reloads; rate-limited, with the startup hold. */
 #include "sink.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -324,6 +323,82 @@ void hx_maybe_mirror(hx *s)
 /* Slow path: render, check, install, reload                          */
 /* ------------------------------------------------------------------ */
 
+/* A service section as haproxy judges it: its listen block after the bind
+ * line, and its server options.  Name, id and bind address are the
+ * model's (validated names, unique forced ids, validated addresses) and
+ * server lines are validated addresses or `disabled`: two sections with
+ * the same key are accepted or refused alike by haproxy's parser (a port
+ * in use is the model's bind check, and haproxy -c binds nothing anyway). */
+static const char *shape_tail(const shape *p)
+{
+	const char *b = strstr(p->listen, "\n    bind ");
+	const char *nl = b ? strchr(b + 1, '\n') : NULL;
+	return nl ? nl + 1 : p->listen;
+}
+
+static bool ok_shape_has(const hx *s, const shape *p)
+{
+	const char *tail = shape_tail(p), *opts = p->srvopts ? p->srvopts : "";
+	size_t tl = strlen(tail);
+	for (size_t i = 0; i < s->n_ok; i++) {
+		const char *k = s->ok_shapes[i];
+		if (strncmp(k, tail, tl) == 0 && k[tl] == '\x01' && strcmp(k + tl + 1, opts) == 0)
+			return true;
+	}
+	return false;
+}
+
+#define HX_OK_SHAPES_MAX 64
+
+/* haproxy -c accepted the candidate: every section of it is known good. */
+static void ok_shapes_learn(hx *s)
+{
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		if (!v->cand.listen || ok_shape_has(s, &v->cand))
+			continue;
+		if (s->n_ok == HX_OK_SHAPES_MAX) { /* distinct settings are few: the oldest goes */
+			free(s->ok_shapes[0]);
+			memmove(s->ok_shapes, s->ok_shapes + 1, (s->n_ok - 1) * sizeof(*s->ok_shapes));
+			s->n_ok--;
+		}
+		if (!s->ok_shapes)
+			s->ok_shapes = s->h->xcalloc(HX_OK_SHAPES_MAX, sizeof(*s->ok_shapes));
+		s->ok_shapes[s->n_ok++] = s->h->xasprintf("%s\x01%s", shape_tail(&v->cand),
+		                                           v->cand.srvopts ? v->cand.srvopts : "");
+	}
+}
+
+void hx_ok_shapes_clear(hx *s)
+{
+	for (size_t i = 0; i < s->n_ok; i++)
+		free(s->ok_shapes[i]);
+	free(s->ok_shapes);
+	s->ok_shapes = NULL;
+	s->n_ok = 0;
+}
+
+static bool haproxy_running(hx *s);
+
+/* Whether the candidate may skip the separate haproxy -c: haproxy runs
+ * and reloads through its master CLI (a configuration the new master
+ * refuses leaves the old worker serving, and `show proc` says it failed),
+ * this instance's binary and includes passed haproxy -c once, the global
+ * part is the running one and every section is one haproxy accepted (a
+ * service added or removed with the same settings as others, the common
+ * case).  A new setting, server option or global part is checked first,
+ * so that a refusal is pinned on its service as always; a failed reload
+ * forgets the accepted sections (the next candidate is checked). */
+static bool can_skip_check(hx *s)
+{
+	if (!s->checked_once || !s->installed_once || !s->master_socket || !haproxy_running(s) ||
+	    !streq(s->g_cand, s->g_run) || !s->n_ok)
+		return false;
+	for (svc *v = s->m.svcs; v; v = v->next)
+		if (v->cand.listen && !ok_shape_has(s, &v->cand))
+			return false;
+	return true;
+}
+
 bool hx_slow_needed(hx *s)
 {
 	/* m.nsdiff counts the services whose wanted shape is not installed
@@ -333,6 +408,7 @@ bool hx_slow_needed(hx *s)
 
 void hx_pipeline_done(hx *s)
 {
+	hx_timing_log(s, s->tm[T_WORKER] ? "reloaded" : "ended");
 	s->ps = P_IDLE;
 	free(s->cand_text);
 	s->cand_text = NULL;
@@ -393,6 +469,7 @@ static void on_rename(void *arg, int status)
 {
 	hx *s = arg;
 	s->swap = NULL;
+	hx_tstep(s, T_RENAMED);
 	if (status < 0) {
 		write_failed(s, s->config_file, status, NULL);
 		hx_pipeline_done(s);
@@ -417,6 +494,7 @@ static void on_state_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->write = NULL;
+	hx_tstep(s, T_STATE);
 	if (status < 0) {
 		s->h->log(s->ctx, REGENT_LOG_WARN,
 		          "cannot write the server-state file %s: %s (servers start from the config)",
@@ -515,6 +593,7 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 	hx *s = arg;
 	(void)len;
 	s->admin_req = NULL;
+	hx_tstep(s, T_DUMPED);
 	char *text;
 	if (status < 0 || strncmp(out, "1\n", 2) != 0) {
 		s->h->log(s->ctx, REGENT_LOG_WARN,
@@ -539,7 +618,9 @@ void hx_start_dump(hx *s)
 {
 	s->dump_pending = false;
 	if (!haproxy_running(s)) {
-		write_state(s, "1\n");
+		/* Managed and not running: the (re)start removes the state file
+		 * before it spawns haproxy, nothing to write. */
+		do_rename(s);
 		return;
 	}
 	int err = 0;
@@ -567,6 +648,7 @@ void hx_log_output(hx *s, regent_log_level lvl, const char *out)
 
 static void to_dump(hx *s)
 {
+	hx_tstep(s, T_FINAL);
 	s->ps = P_DUMP;
 	s->dump_pending = true;
 	hx_kick(s);
@@ -576,6 +658,8 @@ static void on_final_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->write = NULL;
+	if (!s->checking)
+		hx_tstep(s, T_WRITTEN);
 	if (status < 0) {
 		write_failed(s, s->cand_path, status, why);
 		hx_pipeline_done(s);
@@ -696,6 +780,7 @@ static void on_check(void *arg, const regent_spawn_result *res)
 {
 	hx *s = arg;
 	s->run = NULL;
+	hx_tstep(s, T_CHECKED);
 	/* The exit code when haproxy -c ran and exited, else -1 (not run,
 	 * timed out, killed by a signal: res->error, res->term_signal). */
 	int status = res->error || res->term_signal ? -1 : res->exit_status;
@@ -707,6 +792,7 @@ static void on_check(void *arg, const regent_spawn_result *res)
 	s->verify_only = false;
 	if (status == 0 || status == 2) {
 		s->checked_once = true;
+		ok_shapes_learn(s);
 		if (verify)
 			install_unchanged(s);
 		else
@@ -762,6 +848,7 @@ static void on_check(void *arg, const regent_spawn_result *res)
 static void run_check(hx *s, const char *path)
 {
 	s->ps = P_CHECK;
+	s->checking = true;
 	size_t n = 0;
 	const char **argv = s->h->xcalloc(6 + 2 * s->ninclude, sizeof(*argv));
 	argv[n++] = s->haproxy_bin;
@@ -781,6 +868,7 @@ static void on_cand_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->write = NULL;
+	hx_tstep(s, T_WRITTEN);
 	if (status < 0) {
 		write_failed(s, s->cand_path, status, why);
 		hx_pipeline_done(s);
@@ -806,13 +894,16 @@ static void install_unchanged(hx *s)
 
 static void start_pipeline(hx *s)
 {
+	hx_tstep(s, T_START);
 	for (svc *v = s->m.svcs; v; v = v->next)
 		shape_copy(s->h, &v->cand, &v->want);
 	free(s->g_cand);
 	s->g_cand = s->h->xstrdup(s->g_want);
 	char *text = render_file(s, R_CAND);
+	hx_tstep(s, T_RENDERED);
 	if (s->last_rejected && strcmp(text, s->last_rejected) == 0 && !s->force_reload) {
 		free(text); /* haproxy said no to exactly this: wait for a change */
+		memset(s->tm, 0, sizeof(s->tm));
 		for (svc *v = s->m.svcs; v; v = v->next)
 			shape_clear(&v->cand);
 		free(s->g_cand);
@@ -834,9 +925,19 @@ static void start_pipeline(hx *s)
 		install_unchanged(s);
 		return;
 	}
-	s->ps = P_WRITE_CAND;
+	/* Sections haproxy accepted before: written as the final candidate
+	 * at once (the text is the latest: no render again after a check), the
+	 * fast path waiting from here, and reloaded; the new master checks it. */
+	bool skip = can_skip_check(s);
+	s->checking = false;
+	if (skip)
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "every service section is one haproxy accepted: no separate haproxy -c "
+		          "(the reload's own parse checks it)");
+	s->ps = skip ? P_FINAL : P_WRITE_CAND;
 	int err = 0;
-	s->write = write_file(s, s->cand_path, s->tmp_path, text, on_cand_written, &err);
+	s->write = write_file(s, s->cand_path, s->tmp_path, text,
+	                      skip ? on_final_written : on_cand_written, &err);
 	if (!s->write) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", s->cand_path, strerror(-err));
 		hx_pipeline_done(s);
@@ -889,67 +990,4 @@ void hx_schedule_slow(hx *s)
 		return;
 	}
 	start_pipeline(s);
-}
-
-/* ------------------------------------------------------------------ */
-/* Temporary files a dead run left                                    */
-/* ------------------------------------------------------------------ */
-
-/* "BASE.PID-N.new" / "BASE.PID-N.tmp" (or the older "BASE.new" /
- * "BASE.tmp") of a process that is gone: returns true for those. */
-static bool stale_temp(const char *name, const char *base)
-{
-	size_t bl = strlen(base);
-	if (strncmp(name, base, bl) != 0 || name[bl] != '.')
-		return false;
-	const char *rest = name + bl + 1;
-	if (strcmp(rest, "new") == 0 || strcmp(rest, "tmp") == 0)
-		return true;
-	char *end;
-	long pid = strtol(rest, &end, 10);
-	if (end == rest || pid <= 0 || *end != '-')
-		return false;
-	if (!(end[1] >= '0' && end[1] <= '9'))
-		return false;
-	strtoul(end + 1, &end, 10);
-	if (strcmp(end, ".new") != 0 && strcmp(end, ".tmp") != 0)
-		return false;
-	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-}
-
-static void clean_dir_of(hx *s, const char *file)
-{
-	const char *slash = strrchr(file, '/');
-	char *dir = s->h->xasprintf("%.*s", slash == file ? 1 : (int)(slash - file), file);
-	const char *base = slash + 1;
-	DIR *d = opendir(dir);
-	if (!d) {
-		free(dir);
-		return;
-	}
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		if (!stale_temp(e->d_name, base))
-			continue;
-		struct stat st;
-		/* Only a regular file of regent's user (never through a link). */
-		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-		    st.st_uid != geteuid())
-			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-			s->h->log(s->ctx, REGENT_LOG_INFO, "removed %s/%s, a temporary file of a run that is gone",
-			          dir, e->d_name);
-	}
-	closedir(d);
-	free(dir);
-}
-
-/* At start (a small local directory, read once): the temporary files of
- * runs that are gone (killed in the middle of a write) are removed. */
-void hx_clean_temps(hx *s)
-{
-	clean_dir_of(s, s->config_file);
-	clean_dir_of(s, s->state_file); /* its own base name: no overlap */
-	s->h->log(s->ctx, REGENT_LOG_DEBUG, "temporary files of this instance: %s, %s, %s",
-	          s->cand_path, s->tmp_path, s->state_tmp);
 }

@@ -1,10 +1,45 @@
 /* reload.c - the haproxy sink's reload: through the master CLI (show proc
  * before, reload, then the reload counter and the new worker on the admin
  * socket) or through reload_command (then the admin socket's pid), with
- * backoff on failure. */
+ * backoff on failure; and the debug line that says where a pipeline's
+ * time went. */
 #include "sink.h"
 
 #include <errno.h>
+
+/* ---- where a pipeline's time went ---- */
+
+void hx_tstep(hx *s, tstep t)
+{
+	s->tm[t] = uv_hrtime();
+}
+
+void hx_timing_log(hx *s, const char *how)
+{
+	static const char *const names[T_NSTEPS] = {
+		[T_RENDERED] = "render", [T_WRITTEN] = "write", [T_CHECKED] = "haproxy -c",
+		[T_FINAL] = "final render+write", [T_DUMPED] = "state dump", [T_STATE] = "state write",
+		[T_RENAMED] = "rename", [T_SENT] = "reload sent", [T_MASTER] = "new worker forked",
+		[T_WORKER] = "new worker answers",
+	};
+	if (!s->tm[T_START])
+		return;
+	if (s->h->log_enabled(s->ctx, REGENT_LOG_DEBUG)) {
+		char line[512];
+		size_t n = 0;
+		uint64_t prev = s->tm[T_START], last = prev;
+		for (int i = T_START + 1; i < T_NSTEPS && n < sizeof(line); i++) {
+			if (!s->tm[i])
+				continue;
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %.1f ms", n ? ", " : "",
+			                      names[i], (double)(s->tm[i] - prev) / 1e6);
+			prev = last = s->tm[i];
+		}
+		s->h->log(s->ctx, REGENT_LOG_DEBUG, "pipeline %s after %.1f ms: %s", how,
+		          (double)(last - s->tm[T_START]) / 1e6, n ? line : "nothing done");
+	}
+	memset(s->tm, 0, sizeof(s->tm));
+}
 
 /* ---- reload: master CLI or a command, then confirmation ---- */
 
@@ -37,6 +72,9 @@ static void reload_fail(hx *s, const char *why)
 	hx_set_reason(s, &s->reload_err, msg);
 	free(msg);
 	hx_update_health(s);
+	/* The next candidate goes through haproxy -c again: if haproxy
+	 * refused this one, that pins the cause on its services. */
+	hx_ok_shapes_clear(s);
 	s->force_reload = true;
 	hx_ap_unknown(s);
 	hx_drop_pending(s);
@@ -58,6 +96,7 @@ static int confirm_info(void *arg, int status, const char *out)
 	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
 	if (pid && (s->want_worker ? pid == s->want_worker : pid != s->before_admin_pid)) {
 		s->confirm = NULL;
+		hx_tstep(s, T_WORKER);
 		reload_ok(s, pid);
 		return 1;
 	}
@@ -84,6 +123,7 @@ static int confirm_proc(void *arg, int status, const char *out)
 			/* The master has its new worker; wait until the admin socket is
 			 * that worker's. */
 			s->want_worker = pi.worker_pid;
+			hx_tstep(s, T_MASTER);
 			uint64_t now = s->h->now_ms();
 			s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50,
 			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
@@ -120,6 +160,7 @@ static void on_reload_sent(void *arg, int status, const char *out, size_t len)
 	}
 	if (out[0])
 		hx_log_output(s, REGENT_LOG_WARN, out);
+	hx_tstep(s, T_SENT);
 	enter_confirm(s);
 }
 
@@ -155,6 +196,7 @@ static void on_reload_command(void *arg, const regent_spawn_result *res)
 		reload_fail(s, why);
 		return;
 	}
+	hx_tstep(s, T_SENT);
 	enter_confirm(s);
 }
 

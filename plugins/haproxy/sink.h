@@ -31,6 +31,23 @@ typedef enum {
 	P_CONFIRM,
 } pstate;
 
+/* Where a pipeline's wall time goes: uv_hrtime() when each step ended
+ * (0: not reached), logged at debug level when it ends (hx_timing_log). */
+typedef enum {
+	T_START,     /* the pipeline started (the candidate is rendered next) */
+	T_RENDERED,  /* the candidate's text */
+	T_WRITTEN,   /* the candidate on disk */
+	T_CHECKED,   /* haproxy -c answered */
+	T_FINAL,     /* rendered again with the latest servers (and written) */
+	T_DUMPED,    /* show servers state answered */
+	T_STATE,     /* the server-state file written */
+	T_RENAMED,   /* the candidate renamed over config_file */
+	T_SENT,      /* reload sent on the master CLI (or the command done) */
+	T_MASTER,    /* the master lists the new worker */
+	T_WORKER,    /* the admin socket answers from the new worker */
+	T_NSTEPS,
+} tstep;
+
 typedef struct hx {
 	regent_ctx *ctx;
 	const regent_host *h;
@@ -99,6 +116,15 @@ typedef struct hx {
 	char *cand_text;
 	regent_backoff reload_backoff;
 	char *reload_err, *reject_err;
+	uint64_t tm[T_NSTEPS]; /* this pipeline's steps (uv_hrtime) */
+	/* Service sections haproxy has accepted (haproxy -c or a reload),
+	 * without their name, id and bind lines (pipeline.c shape_key): a
+	 * candidate made only of such sections, under the same global part, is
+	 * reloaded without a separate haproxy -c (the master's own parse checks
+	 * it and keeps the old worker if it refuses). */
+	char **ok_shapes;
+	size_t n_ok;
+	bool checking;     /* this pipeline runs haproxy -c */
 
 	/* mirror */
 	regent_file_write *mirror;
@@ -201,6 +227,14 @@ void hx_spawn(hx *s, const char *const *argv, regent_spawn_cb cb);
  * by signal 9 (Killed)", "timed out after 5000 ms (killed)" or the
  * error's text.  Returns out. */
 const char *hx_spawn_cause(const regent_spawn_result *r, char *out, size_t n);
+/* The end of a step of the pipeline (s->tm), and the debug line that
+ * says where its time went ("render 12 ms, write 3 ms, haproxy -c 410 ms,
+ * ..."), once, when it ends (how: "reloaded", "no reload", ...). */
+void hx_tstep(hx *s, tstep t);
+void hx_timing_log(hx *s, const char *how);
+/* Forgets the sections haproxy accepted (a reload failed: the next
+ * candidate is checked with haproxy -c again); frees them. */
+void hx_ok_shapes_clear(hx *s);
 /* Removes the temporary files of runs that are gone (start). */
 void hx_clean_temps(hx *s);
 
