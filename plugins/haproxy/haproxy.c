@@ -113,13 +113,16 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 			hx_update_health(s);
 		}
 		hx_ap_unknown(s); /* set every server from scratch */
-		if (s->spawn_gen != s->file_gen)
+		if (s->spawn_gen != s->file_gen) {
 			s->force_reload = true; /* it may have read an older file */
+			s->stale_run = true;
+		}
 		hx_kick(s);
 		return;
 	case HX_SUP_DOWN:
 	case HX_SUP_FAILED:
 		s->master_ready = false;
+		s->stale_run = false;
 		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
 		if (ev == HX_SUP_DOWN)
 			s->h->metric_add(s->m_restarts, 1);

@@ -57,6 +57,7 @@ static void reload_ok(hx *s, long worker)
 	          worker, (unsigned long long)took);
 	if (s->sup)
 		hx_sup_listeners_changed(s->sup); /* its copies of the listeners, anew */
+	s->stale_run = false; /* it runs the installed file now */
 	hx_ap_from_file(s);
 	hx_pipeline_done(s);
 }

@@ -143,6 +143,8 @@ bool hx_admin_usable(hx *s)
 		return false;
 	if (s->manage && !s->master_ready)
 		return false;
+	if (s->stale_run)
+		return false; /* an older file runs: the forced reload goes first */
 	return true;
 }
 

@@ -102,6 +102,11 @@ typedef struct hx {
 	/* slow path */
 	pstate ps;
 	bool force_reload;
+	/* haproxy came up on a file older than the installed one (one installed
+	 * while it started, or an adopted master): the fast path waits for the
+	 * forced reload, else it would send `set server` for backends only the
+	 * newer file has ("No such backend"). */
+	bool stale_run;
 	uint64_t last_pipeline_ms;
 	uv_timer_t *t_slow;
 	regent_spawn *run; /* haproxy -c or the reload_command */
