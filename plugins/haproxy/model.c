@@ -12,7 +12,10 @@
  * meanwhile, returning instances come back over the runtime API), and a
  * service whose listener cannot be bound, or whose section haproxy
  * refused, is left out of the configuration and tried again later while
- * every other service goes on. */
+ * every other service goes on; and a third: the listeners and slots of the
+ * file stay within the open-file limit haproxy inherits (a service that
+ * would outgrow it keeps the slots it has, reported), or haproxy would
+ * refuse every configuration while it lasts. */
 #include "model.h"
 
 #include <errno.h>
@@ -20,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* Settings                                                           */
@@ -79,6 +84,21 @@ void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h)
 	m->next_id = HX_FIRST_ID;
 	m->bind_check = true;
 	snprintf(m->bind_addr, sizeof(m->bind_addr), "*");
+	/* haproxy inherits the agent's limits and raises its soft limit up
+	 * to the hard one as it needs */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY)
+		m->fd_limit = (uint64_t)rl.rlim_max;
+	long nc = sysconf(_SC_NPROCESSORS_ONLN);
+	m->ncpu = nc > 0 ? (nc > 64 ? 64 : (unsigned)nc) : 64; /* haproxy's threads */
+}
+
+size_t hx_model_fd_budget(const hx_model *m)
+{
+	if (!m->fd_limit)
+		return SIZE_MAX;
+	uint64_t keep = HX_FD_RESERVE + 3ull * m->ncpu + m->fd_limit * HX_FD_MARGIN_PCT / 100;
+	return m->fd_limit > keep ? (size_t)(m->fd_limit - keep) : 0;
 }
 
 static void shape_clear(shape *p)
@@ -196,6 +216,7 @@ svc *hx_svc_get(hx_model *m, const char *name)
 	v->warn_now.h = m->h;
 	v->name = m->h->xstrdup(name);
 	v->pxid = id_alloc(m);
+	v->slot_max = HX_MAX_SLOTS;
 	v->next = m->svcs; /* sorted again by hx_model_sort() */
 	m->svcs = v;
 	m->unsorted = true;
@@ -256,6 +277,12 @@ static void svc_free(hx_model *m, svc *v)
 			m->ndrain--;
 	if (v->sdiff)
 		m->nsdiff--;
+	m->fd_used -= v->fdn;
+	if (v->capped) {
+		m->ncapped--;
+		m->excl_gen++;
+	}
+	free(v->capped);
 	shape_clear(&v->want);
 	shape_clear(&v->cand);
 	shape_clear(&v->run);
@@ -640,6 +667,41 @@ static bool bind_ok(hx_model *m, svc *v, const shape *want, uint64_t now)
 	return true;
 }
 
+/* A service that wants `wanted` slots (0: no more than it has) and holds
+ * fewer for haproxy's open-file limit is reported: once in the log while
+ * it lasts, in the /healthz note while it lasts. */
+static void set_capped(hx_model *m, svc *v, size_t wanted)
+{
+	if (!wanted) {
+		if (v->capped) {
+			m->h->log(m->ctx, REGENT_LOG_INFO,
+			          "service %s: its %zu server slots fit haproxy's open-file limit again",
+			          v->name, v->want.nslots);
+			free(v->capped);
+			v->capped = NULL;
+			m->ncapped--;
+			m->excl_gen++;
+		}
+		return;
+	}
+	char why[400];
+	snprintf(why, sizeof(why),
+	         "service %s: server slots capped at %zu of %zu wanted: haproxy's open-file "
+	         "limit is %llu (listeners + slots at most %zu, the other services hold %zu)",
+	         v->name, v->want.nslots, wanted, (unsigned long long)m->fd_limit,
+	         hx_model_fd_budget(m), m->fd_used - v->fdn);
+	/* the note keeps the first figures; a new line only when the cap moves */
+	if (!v->capped || v->capped_at != v->want.nslots) {
+		v->capped_at = v->want.nslots;
+		if (!v->capped)
+			m->ncapped++;
+		free(v->capped);
+		v->capped = m->h->xstrdup(why);
+		m->excl_gen++;
+		m->h->log(m->ctx, REGENT_LOG_WARN, "%s", why);
+	}
+}
+
 /* Step 2 of a service: what it wants, and its slots. */
 static void finalize(hx_model *m, svc *v)
 {
@@ -670,7 +732,21 @@ static void finalize(hx_model *m, svc *v)
 	}
 	if (!ok && !(v->excluded && v->has_port))
 		clear_excluded(m, v);
+	size_t wanted = 0;
 	if (ok) {
+		/* haproxy's descriptors: what the others' listeners and slots
+		 * leave.  Growth keeps a tenth of the budget for other services
+		 * (a new one still gets its configured slots); never fewer slots
+		 * than it has (they do not shrink). */
+		size_t budget = hx_model_fd_budget(m), others = m->fd_used - v->fdn;
+		size_t room = budget > others + 1 ? budget - others - 1 : 0;
+		size_t grow = room > budget / 10 ? room - budget / 10 : 0;
+		if (grow < want.nslots) /* its configured slots, if they fit */
+			grow = want.nslots < room ? want.nslots : room;
+		v->slot_max = grow < HX_MAX_SLOTS ? grow : HX_MAX_SLOTS;
+		if (v->slot_max < v->nslots)
+			v->slot_max = v->nslots;
+		v->noslot = 0;
 		hx_plan_apply(m, v);
 		/* Slots never shrink while the service lives.  When the instances
 		 * outgrow them they grow in one step, geometrically with
@@ -691,6 +767,9 @@ static void finalize(hx_model *m, svc *v)
 			if (need > HX_MAX_SLOTS)
 				need = HX_MAX_SLOTS > used ? HX_MAX_SLOTS : used;
 		}
+		wanted = need + v->noslot;
+		if (need > v->slot_max)
+			need = v->slot_max > used ? v->slot_max : used;
 		want.nslots = need;
 		hx_svc_grow(v, need);
 		shape_clear(&v->want);
@@ -705,6 +784,7 @@ static void finalize(hx_model *m, svc *v)
 	}
 	hx_plan_free(v);
 	hx_svc_shape_sync(m, v);
+	set_capped(m, v, ok && wanted > v->want.nslots ? wanted : 0);
 	v->todo = false;
 	warn_end(v);
 }
@@ -810,19 +890,22 @@ svc *hx_model_svc_at_line(hx_model *m, size_t line)
 
 char *hx_model_excluded_note(hx_model *m)
 {
-	if (!m->nexcluded)
+	if (!m->nexcluded && !m->ncapped)
 		return NULL;
 	hx_buf b = {.h = m->h};
-	size_t shown = 0;
+	size_t shown = 0, total = m->nexcluded + m->ncapped;
 	for (svc *v = m->svcs; v; v = v->next) {
-		if (!v->excluded)
-			continue;
-		if (shown == 3) {
-			hx_buf_printf(&b, " (and %zu more)", m->nexcluded - shown);
-			break;
+		for (int k = 0; k < 2; k++) {
+			const char *why = k ? v->capped : v->excluded;
+			if (!why)
+				continue;
+			if (shown == 3) {
+				hx_buf_printf(&b, " (and %zu more)", total - shown);
+				return hx_buf_take(&b);
+			}
+			hx_buf_printf(&b, "%s%s", shown ? "; " : "", why);
+			shown++;
 		}
-		hx_buf_printf(&b, "%s%s", shown ? "; " : "", v->excluded);
-		shown++;
 	}
 	return hx_buf_take(&b);
 }

@@ -21,6 +21,15 @@
  * to HX_EXCLUDE_RETRY_MAX. */
 #define HX_EXCLUDE_RETRY_MS 3000
 #define HX_EXCLUDE_RETRY_MAX_MS 300000
+/* haproxy 2.6 counts one descriptor per listener and per checked server,
+ * plus 10 reserved, its CLI's maxconn, 3 per thread and, with the default
+ * maxconn of 100 when the limit leaves no room, 250 for connections and
+ * pipes (src/haproxy.c, compute_ideal_maxconn/maxsock): over its hard
+ * RLIMIT_NOFILE it refuses the configuration ("Cannot raise FD limit").
+ * The wanted file keeps listeners + slots within the limit less this
+ * reserve (+ 3 per CPU) and HX_FD_MARGIN_PCT percent of the limit. */
+#define HX_FD_RESERVE 512
+#define HX_FD_MARGIN_PCT 5
 
 typedef enum { ST_FREE = 0, ST_READY, ST_DRAIN } slot_state;
 typedef enum { AP_UNKNOWN = 0, AP_MAINT, AP_READY, AP_DRAIN } ap_state;
@@ -137,6 +146,14 @@ typedef struct svc {
 	char *excluded;
 	uint64_t retry_at;
 	unsigned nexcl; /* consecutive exclusions (backoff) */
+	/* haproxy's descriptor budget (model.c): its part of fd_used
+	 * (listener + slots of want), the most slots it may hold now, and why
+	 * it holds fewer than it wants (NULL: not capped) */
+	size_t fdn;
+	size_t slot_max;
+	size_t noslot; /* joining instances the last apply found no slot for */
+	char *capped;
+	size_t capped_at; /* the slots it held when capped was written */
 	/* the file being checked: lines [line0, line1) of the candidate are its */
 	size_t line0, line1;
 	/* during hx_model_update */
@@ -235,6 +252,13 @@ typedef struct hx_model {
 	size_t nsdiff;     /* services whose wanted shape is not the one installed */
 	unsigned excl_gen; /* bumped when the set of excluded services changes */
 	size_t nexcluded;
+	/* haproxy's descriptors: the hard RLIMIT_NOFILE it inherits (0: no
+	 * limit; read at init, set by tests), the listeners and slots of the
+	 * wanted file, the services capped for it */
+	uint64_t fd_limit;
+	unsigned ncpu;
+	size_t fd_used;
+	size_t ncapped;
 } hx_model;
 
 void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h);
@@ -317,8 +341,11 @@ uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat);
 void hx_model_exclude(hx_model *m, svc *v, const char *why);
 /* The service whose section holds line `line` of the candidate, or NULL. */
 svc *hx_model_svc_at_line(hx_model *m, size_t line);
-/* One line naming the excluded services and why (malloc'd), or NULL. */
+/* One line naming the excluded and capped services and why (malloc'd), or
+ * NULL. */
 char *hx_model_excluded_note(hx_model *m);
+/* Listeners + slots the wanted file may hold (SIZE_MAX: no limit). */
+size_t hx_model_fd_budget(const hx_model *m);
 
 /* Logs a per-service warning once: not again while every snapshot since
  * has raised it too. */

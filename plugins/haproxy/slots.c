@@ -301,6 +301,9 @@ bool hx_shape_eq(const shape *a, const shape *b)
 
 void hx_svc_shape_sync(hx_model *m, svc *v)
 {
+	size_t fdn = v->want.listen ? v->want.nslots + 1 : 0; /* haproxy's descriptors */
+	m->fd_used = m->fd_used - v->fdn + fdn;
+	v->fdn = fdn;
 	bool d = !hx_shape_eq(&v->want, &v->run);
 	if (d == v->sdiff)
 		return;
@@ -783,7 +786,7 @@ static bool route(hx_model *m, svc *v, const plan_op *o)
 	if (!sl) {
 		size_t i = fh_take(v);
 		if (i == SIZE_MAX) {
-			if (v->nslots >= HX_MAX_SLOTS)
+			if (v->nslots >= HX_MAX_SLOTS || v->nslots >= v->slot_max)
 				return false;
 			hx_svc_grow(v, v->nslots + 1);
 			i = fh_take(v);
@@ -810,7 +813,13 @@ static bool route(hx_model *m, svc *v, const plan_op *o)
 
 static void warn_no_slot(hx_model *m, svc *v, size_t n)
 {
-	if (n)
+	v->noslot = n;
+	if (n && v->slot_max < HX_MAX_SLOTS)
+		hx_svc_warn(m, v,
+		            "service %s: %zu joining instances find no server slot (%zu slots: "
+		            "haproxy's open-file limit); they wait for draining ones",
+		            v->name, n, v->nslots);
+	else if (n)
 		hx_svc_warn(m, v,
 		            "service %s: %zu joining instances find no server slot (at most %d "
 		            "slots per service); they wait for draining ones",

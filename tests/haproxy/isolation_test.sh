@@ -186,4 +186,30 @@ fi
 echo "  | reloads during the isolation part: $(( $(reloads) - R1 ))"
 
 daemon_stop regent
+
+# --- haproxy's open-file limit (#14.1): an agent whose hard RLIMIT_NOFILE is 1200 (haproxy
+# inherits it); a service of 900 instances would need ~1350 slots, more descriptors than
+# haproxy may open: it is capped and reported, no reload fails, a new service is still routed.
+HX2=$T/hx2; mkdir -p "$HX2"
+P_H=$(free_port); P_T=$(free_port)
+INST2=$T/instances2
+for i in $(seq 1 900); do echo "h-$i huge 127.0.0.1 $((20000 + i))"; done > "$INST2.tmp"
+mv "$INST2.tmp" "$INST2"
+sed -e "s#^file = .*#file = $INST2#" -e "s#^config_file = .*#config_file = $HX2/haproxy.cfg#" \
+    -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-fd#" -e "s#^stats = .*#stats = 127.0.0.1:$(free_port)#" \
+    -e "/^\[sink stats\]/,/^listen/d" -e "/^\[service /,\$d" "$INI" > "$T/fd.ini"
+printf '[service huge]\nport = %s\nmode = tcp\n\n[service tiny]\nport = %s\nmode = http\n' \
+    "$P_H" "$P_T" >> "$T/fd.ini"
+daemon_start regent-fd prlimit --nofile=1024:1200 "$REGENT_BIN" -c "$T/fd.ini" -p "$REGENT_PLUGIN_DIR"
+LOG2=$(daemon_log regent-fd)
+check "fd limit: the big service is capped, logged with the limit" \
+    wait_for --timeout 20 grep -q "service huge: server slots capped at .* open-file limit is 1200" "$LOG2"
+check "fd limit: the big service is routed (its listener accepts)" wait_for --timeout 20 accepts "$P_H"
+{ cat "$INST2"; line t-1 tiny b1; } > "$INST2.tmp"; mv "$INST2.tmp" "$INST2"
+check "fd limit: a new service is routed next to it" wait_for --timeout 20 answers "$P_T" b1
+check "fd limit: haproxy never refused its open-file limit" eval "! grep -rqs 'Cannot raise FD limit' '$LOG2' '$HX2' '$H_TMP/state-hx-fd'"
+n=$(grep -c '^    server ' "$HX2/haproxy.cfg")
+echo "  | server lines in the file: $n"
+check "fd limit: the file's servers stay within the budget (1200 - 518 - 60)" test "$n" -le 622
+daemon_stop regent-fd
 harness_summary

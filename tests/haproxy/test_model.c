@@ -369,6 +369,7 @@ static void model_new(hx_model *m)
 	m->empty_grace = 60000;
 	m->bind_check = false;
 	m->grace_over = true;
+	m->fd_limit = 0; /* not this machine's: test_fd_cap sets a small one */
 	snprintf(m->bind_addr, sizeof(m->bind_addr), "127.0.0.1");
 }
 
@@ -752,6 +753,79 @@ static void test_bind_exclusion(void **st)
 	cat_clear();
 }
 
+/* haproxy's open-file limit (issue 14 point 1): a service growing past what
+ * the limit leaves is capped and reported; the others keep changing and a
+ * new one still gets its slots; the cap lifts when the instances go. */
+static void test_fd_cap(void **st)
+{
+	(void)st;
+	hx_model m;
+	model_new(&m);
+	m.fd_limit = 1000;
+	m.ncpu = 1;
+	size_t budget = hx_model_fd_budget(&m);
+	assert_int_equal(budget, 1000 - HX_FD_RESERVE - 3 - 1000 * HX_FD_MARGIN_PCT / 100);
+	cat_set("big", 1, 9000, NULL);
+	cat_set("small", 1, 9001, NULL);
+	model_update(&m, NULL, 0, true);
+	install(&m);
+	svc *b = hx_svc_find(&m, "big"), *sm = hx_svc_find(&m, "small");
+	assert_int_equal(m.fd_used, 2 * (8 + 1));
+	assert_int_equal(m.ncapped, 0);
+
+	/* big grows far past the budget: capped, routing what fits */
+	nwarn = 0;
+	all_warn[0] = 0;
+	cat_set("big", 2000, 9000, NULL);
+	update(&m, "big");
+	print_message("limit 1000: budget %zu, big %zu slots (%zu used), fds %zu\n", budget,
+	              b->want.nslots, used_slots(b), m.fd_used);
+	assert_true(m.fd_used <= budget);
+	assert_true(b->want.nslots >= 8 && b->want.nslots < 2000);
+	assert_int_equal(used_slots(b), b->want.nslots);
+	assert_non_null(b->capped);
+	assert_int_equal(m.ncapped, 1);
+	assert_non_null(strstr(all_warn, "service big: server slots capped at"));
+	assert_non_null(strstr(all_warn, "haproxy's open-file limit is 1000"));
+	char *note = hx_model_excluded_note(&m);
+	assert_non_null(note);
+	assert_non_null(strstr(note, "service big: server slots capped at"));
+	free(note);
+	install(&m);
+
+	/* the same snapshot again: logged once */
+	size_t before = strlen(all_warn);
+	cat_set("big", 2001, 9000, NULL);
+	update(&m, "big");
+	assert_true(m.fd_used <= budget);
+	assert_non_null(b->capped);
+	assert_null(strstr(all_warn + before, "capped at"));
+
+	/* another service still changes, and a new one gets its slots */
+	cat_set("small", 5, 9001, NULL);
+	update(&m, "small");
+	assert_int_equal(used_slots(sm), 5);
+	cat_set("second", 3, 9002, NULL);
+	update(&m, "second");
+	svc *s2 = hx_svc_find(&m, "second");
+	assert_non_null(s2->want.listen);
+	assert_int_equal(s2->want.nslots, 8);
+	assert_int_equal(used_slots(s2), 3);
+	assert_null(s2->capped);
+	assert_true(m.fd_used <= budget);
+	install(&m);
+
+	/* big shrinks: its slots fit, the cap and the note go */
+	cat_set("big", 10, 9000, NULL);
+	update(&m, "big");
+	assert_null(b->capped);
+	assert_int_equal(m.ncapped, 0);
+	assert_null(hx_model_excluded_note(&m));
+	assert_int_equal(m.fd_used, (b->want.nslots + 1) + 2 * (8 + 1));
+	hx_model_free(&m);
+	cat_clear();
+}
+
 /* ---- the dirty lists (slots.c) the runtime path reads instead of every slot ---- */
 
 /* What haproxy should have for a slot (runtime.c's slot_target). */
@@ -958,7 +1032,7 @@ int main(void)
 		cmocka_unit_test(test_slot_growth),
 		cmocka_unit_test(test_proxy_ids),     cmocka_unit_test(test_port_conflict),
 		cmocka_unit_test(test_empty_grace),   cmocka_unit_test(test_bind_exclusion),
-		cmocka_unit_test(test_dirty_lists),
+		cmocka_unit_test(test_dirty_lists),   cmocka_unit_test(test_fd_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
