@@ -73,6 +73,14 @@ static size_t key_hash(const char *service, const char *id)
 	return (size_t)(x ^ (x >> 29));
 }
 
+/* since_wall_ns when the producer's struct has it (ABI 1.5), else 0. */
+static uint64_t since_of(const regent_annotation *a)
+{
+	return a->size >= offsetof(regent_annotation, since_wall_ns) + sizeof(a->since_wall_ns)
+	               ? a->since_wall_ns
+	               : 0;
+}
+
 static regent_annot *annot_copy(const regent_annotation *a, size_t hash)
 {
 	const char *f[5] = {FIELD(a, service), FIELD(a, id), FIELD(a, label), FIELD(a, state),
@@ -93,6 +101,8 @@ static regent_annot *annot_copy(const regent_annotation *a, size_t hash)
 		*dst[i] = p;
 		p += len[i];
 	}
+	/* ABI 1.5: 0 from an older producer's struct, which ends before it */
+	c->pub.since_wall_ns = since_of(a);
 	c->pub.size = sizeof(c->pub);
 	c->hash = hash;
 	return c;
@@ -121,7 +131,7 @@ static bool text_eq(const char *a, const char *b)
 static bool same_annot(const regent_annot *c, const regent_annotation *a)
 {
 	return text_eq(c->pub.label, FIELD(a, label)) && text_eq(c->pub.state, FIELD(a, state)) &&
-	       text_eq(c->pub.detail, FIELD(a, detail));
+	       text_eq(c->pub.detail, FIELD(a, detail)) && c->pub.since_wall_ns == since_of(a);
 }
 
 /* ---- the table ---- */

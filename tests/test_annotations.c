@@ -269,6 +269,49 @@ static void update_short_struct(void **st)
 	fixture_free(&f);
 }
 
+/* since_wall_ns (ABI 1.5): copied and handed on; a new time alone is a
+ * change (a new copy); a producer of the 1.4 layout (ending after detail)
+ * reads 0 (the field past its size is never read), and its struct with
+ * an unchanged text is the same as a held copy whose time is 0. */
+static void update_since(void **st)
+{
+	(void)st;
+	fixture f;
+	fixture_init(&f, 1);
+	regent_ctx *ctx = &f.ctx[0];
+	regent_annotation a = an("web", "a", "up", "ok");
+	a.since_wall_ns = 1234567890123456789ull;
+	assert_int_equal(update(ctx, &a, 1, NULL, 0), 0);
+	seen *s = list(&f);
+	assert_int_equal(s->n, 1);
+	assert_int_equal(s->a[0]->size, sizeof(regent_annotation));
+	assert_int_equal(s->a[0]->since_wall_ns, 1234567890123456789ull);
+	const regent_annotation *was = s->a[0];
+	assert_int_equal(update(ctx, &a, 1, NULL, 0), 0); /* the same: the copy stays */
+	assert_ptr_equal(list(&f)->a[0], was);
+	a.since_wall_ns += 1000000000ull; /* the time alone: a new copy */
+	assert_int_equal(update(ctx, &a, 1, NULL, 0), 0);
+	s = list(&f);
+	assert_int_equal(s->a[0]->since_wall_ns, 1234567891123456789ull);
+	/* the older layout: the field past its size is garbage, never read */
+	regent_annotation old = an("web", "a", "up", "ok");
+	old.since_wall_ns = 42;
+	old.size = offsetof(regent_annotation, since_wall_ns);
+	assert_int_equal(update(ctx, &old, 1, NULL, 0), 0);
+	s = list(&f);
+	assert_int_equal(s->n, 1);
+	assert_int_equal(s->a[0]->since_wall_ns, 0);
+	assert_string_equal(s->a[0]->detail, "ok");
+	was = s->a[0];
+	assert_int_equal(update(ctx, &old, 1, NULL, 0), 0);
+	assert_ptr_equal(list(&f)->a[0], was);
+	/* annotations_set copies it too */
+	const regent_annotation *items[1] = {&a};
+	assert_int_equal(regent_annotations_set(ctx, items, 1), 0);
+	assert_int_equal(list(&f)->a[0]->since_wall_ns, 1234567891123456789ull);
+	fixture_free(&f);
+}
+
 /* Every refusal changes nothing. */
 static void update_refused(void **st)
 {
@@ -520,6 +563,7 @@ int main(void)
 		cmocka_unit_test(set_sorted_and_kept),
 		cmocka_unit_test(update_put_replace_delete),
 		cmocka_unit_test(update_short_struct),
+		cmocka_unit_test(update_since),
 		cmocka_unit_test(update_refused),
 		cmocka_unit_test(limits),
 		cmocka_unit_test(set_and_update),

@@ -288,7 +288,13 @@ typedef struct regent_annotation {
 	const char *id;       /* instance id */
 	const char *label;    /* the publisher's own name for it ("web/s3"), or NULL */
 	const char *state;    /* one short word: "up", "down", "drain", "maint"... */
-	const char *detail;   /* why, in a few words (a check result), or NULL */
+	const char *detail;   /* why, in a few words (a check result), or NULL; no
+	                       * relative age (it would change every second):
+	                       * that is since_wall_ns */
+	/* ---- ABI 1.5 (appended; read only when size covers it) ---- */
+	uint64_t since_wall_ns; /* when the state last changed (wall clock ns), 0:
+	                         * unknown; a reader words the age itself when it
+	                         * shows it ("changed 12 s ago") */
 } regent_annotation;
 
 /* One change of the catalog, instance by instance (host->changes_foreach,

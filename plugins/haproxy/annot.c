@@ -7,8 +7,10 @@
  * services past 1,000 servers), and soon after the sink changed servers
  * (hx_annot_touch, hx_annot_poke) only those servers (`show stat PROXY 4
  * SID`), keeping every server's last row in between: never per page
- * request.  Only what changed goes to the core: the rows whose state or
- * detail differ from what was published, and the keys of rows that went
+ * request.  Only what changed goes to the core: the rows whose state,
+ * detail or time of the last change (since_wall_ns, ABI 1.5: the age is
+ * worded by the reader, so the detail stays the same while the server
+ * does) differ from what was published, and the keys of rows that went
  * or hold another instance now; a poll that finds every server as it was
  * costs its parse and publishes nothing.  Rows map to instances through
  * the model's slots (sN of service X is slot N-1); free slots are left
@@ -150,8 +152,8 @@ static void sb_num(sbuf *b, long v)
 }
 
 void hx_annot_describe(const char *status, const char *check_status, const char *check_desc,
-                       const char *last_chk, const char *lastchg, char *state, size_t statelen,
-                       char *detail, size_t detaillen)
+                       const char *last_chk, char *state, size_t statelen, char *detail,
+                       size_t detaillen)
 {
 	/* status: "UP", "DOWN", "DRAIN", "MAINT", "MAINT (via px/sv)",
 	 * "MAINT (resolution)", "NOLB", "no check", "UP 1/3" (going down),
@@ -181,7 +183,6 @@ void hx_annot_describe(const char *status, const char *check_status, const char 
 	while (*chk == '*' || *chk == ' ') /* "* L4OK": a check in progress */
 		chk++;
 	const char *why = last_chk && last_chk[0] ? last_chk : check_desc ? check_desc : "";
-	long since = lastchg && lastchg[0] ? strtol(lastchg, NULL, 10) : -1;
 	sbuf d = {detail, 0, detaillen};
 	detail[0] = '\0';
 	if (trans[0])
@@ -195,13 +196,6 @@ void hx_annot_describe(const char *status, const char *check_status, const char 
 		if (d.n)
 			sb_str(&d, " ");
 		sb_add(&d, why, strnlen(why, 120));
-	}
-	if (since >= 0) {
-		if (d.n)
-			sb_str(&d, ", ");
-		sb_str(&d, "changed ");
-		sb_num(&d, since < 120 ? since : since < 7200 ? since / 60 : since / 3600);
-		sb_str(&d, since < 120 ? " s ago" : since < 7200 ? " min ago" : " h ago");
 	}
 	/* Control bytes from haproxy's text never reach the page. */
 	for (char *p = detail; *p; p++)
@@ -271,6 +265,7 @@ typedef struct arow {
 	size_t slot;
 	char state[24];
 	char *detail;
+	uint64_t since_ns; /* when the state last changed (wall ns), 0: unknown */
 	bool seen;  /* in the answer being read */
 	bool dirty; /* changed since published: in hx_annot.dirty */
 	bool pub;   /* the core holds (service, id) as this row published it */
@@ -411,6 +406,33 @@ static void row_set_id(hx_annot *a, arow *r, const char *id)
 		row_dirty(a, r);
 }
 
+/* When the state last changed, in wall ns, from haproxy's lastchg (whole
+ * seconds ago; empty or absent: 0, unknown).  *wall is read once per
+ * answer. */
+static uint64_t row_since(hx_annot *a, const char *lastchg, uint64_t *wall)
+{
+	if (!lastchg || lastchg[0] < '0' || lastchg[0] > '9')
+		return 0;
+	unsigned long long s = strtoull(lastchg, NULL, 10);
+	if (!*wall)
+		*wall = a->h->wall_ns();
+	uint64_t ago = s > *wall / 1000000000ull ? *wall : (uint64_t)s * 1000000000ull;
+	return *wall - ago;
+}
+
+/* Whether the published time moves: lastchg is whole seconds read at a
+ * poll's own moment, so wall - lastchg jitters by up to a second (and the
+ * poll's delay) while nothing happens; it moves when the state or detail
+ * changed, when it was unknown or becomes so, or when it is off by more
+ * than SINCE_SLACK_NS (haproxy changed and came back between polls). */
+#define SINCE_SLACK_NS 3000000000ull
+static bool since_moved(uint64_t was, uint64_t now, bool changed)
+{
+	if (changed || !was || !now)
+		return was != now;
+	return (was > now ? was - now : now - was) > SINCE_SLACK_NS;
+}
+
 /* The rows of one "show stat" answer (one or several commands, each with
  * its header line), each mapped to the instance in its slot now (sN of
  * service X is slot N-1); free slots are left out.  A row whose state or
@@ -422,6 +444,7 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
 	bool any = false;
 	svc *v = NULL; /* the last row's service: rows come by service */
+	uint64_t wall = 0; /* read once per answer, when a row has lastchg */
 	size_t hint = 0;
 	char *stop = out + len, *next;
 	for (char *line = out; line < stop; line = next) {
@@ -478,12 +501,17 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		char detail[200], was[sizeof(r->state)];
 		memcpy(was, r->state, sizeof(was));
 		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
-		                  c_lc >= 0 ? f[c_lc] : NULL, c_ch >= 0 ? f[c_ch] : NULL, r->state,
-		                  sizeof(r->state), detail, sizeof(detail));
+		                  c_lc >= 0 ? f[c_lc] : NULL, r->state, sizeof(r->state), detail,
+		                  sizeof(detail));
 		bool changed = strcmp(was, r->state) != 0;
 		if (!r->detail || strcmp(detail, r->detail) != 0) {
 			free(r->detail);
 			r->detail = a->h->xstrdup(detail);
+			changed = true;
+		}
+		uint64_t since = row_since(a, c_ch >= 0 ? f[c_ch] : NULL, &wall);
+		if (since_moved(r->since_ns, since, changed)) {
+			r->since_ns = since;
 			changed = true;
 		}
 		if (changed && r->id)
@@ -541,6 +569,7 @@ static regent_annotation row_annotation(const arow *r)
 		.label = r->label,
 		.state = r->state,
 		.detail = r->detail,
+		.since_wall_ns = r->since_ns,
 	};
 }
 

@@ -27,10 +27,11 @@ int hx_annot_feed(hx_annot *a, char *answer, bool full);
 
 /* Pure, for the unit test: one row of "show stat" as a state word
  * ("up", "down", "drain", "maint", "nolb"...) and a detail ("L4CON
- * Connection refused, for 12 s"). */
+ * Connection refused"): no age (the row's since_wall_ns carries when it
+ * changed, and the reader words the age). */
 void hx_annot_describe(const char *status, const char *check_status, const char *check_desc,
-                       const char *last_chk, const char *lastchg, char *state, size_t statelen,
-                       char *detail, size_t detaillen);
+                       const char *last_chk, char *state, size_t statelen, char *detail,
+                       size_t detaillen);
 
 /* For the unit test: the next chunk of a polling cycle (annot.c): the
  * services after `after` that haproxy runs, as `show stat NAME 4 -1`

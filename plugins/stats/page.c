@@ -76,6 +76,7 @@ typedef struct notes {
 	const char *pub[MAX_PUBLISHERS]; /* columns, in the core's order */
 	size_t npub;
 	bool oom;
+	uint64_t now_ns; /* wall clock when the page is made: the ages */
 } notes;
 
 static void collect_note(void *arg, const char *publisher, const regent_annotation *a)
@@ -120,6 +121,26 @@ static const char *state_class(const char *st)
 	return "warn";
 }
 
+/* When the annotation's state last changed (ABI 1.5), 0: unknown or a
+ * publisher whose struct ends before the field. */
+static uint64_t note_since(const regent_annotation *a)
+{
+	return a->size >= offsetof(regent_annotation, since_wall_ns) + sizeof(a->since_wall_ns)
+	               ? a->since_wall_ns
+	               : 0;
+}
+
+/* "changed 12 s ago" (under 2 min), "5 min ago" (under 2 h), "3 h ago",
+ * worded when the page is made (the publisher gives the time, not the
+ * age: its text stays the same while the state does). */
+static void age_text(stats_buf *b, uint64_t now_ns, uint64_t since_ns, bool after)
+{
+	uint64_t s = now_ns > since_ns ? (now_ns - since_ns) / 1000000000ull : 0;
+	stats_buf_printf(b, "%schanged %llu %s ago", after ? ", " : "",
+	                 (unsigned long long)(s < 120 ? s : s < 7200 ? s / 60 : s / 3600),
+	                 s < 120 ? "s" : s < 7200 ? "min" : "h");
+}
+
 /* The cells of one row: one per publisher, from the run [from, to) of
  * notes about this instance. */
 static void note_cells(stats_buf *b, const notes *ns, size_t from, size_t to)
@@ -136,9 +157,14 @@ static void note_cells(stats_buf *b, const notes *ns, size_t from, size_t to)
 		stats_buf_printf(b, "<td class=\"state\"><span class=\"%s\">", state_class(a->state));
 		stats_buf_html(b, a->state);
 		stats_buf_puts(b, "</span>");
-		if (a->detail && a->detail[0]) {
+		bool detail = a->detail && a->detail[0];
+		uint64_t since = note_since(a);
+		if (detail || since) {
 			stats_buf_puts(b, " <small>");
-			stats_buf_html(b, a->detail);
+			if (detail)
+				stats_buf_html(b, a->detail);
+			if (since)
+				age_text(b, ns->now_ns, since, detail);
 			stats_buf_puts(b, "</small>");
 		}
 		if (a->label && a->label[0]) {
@@ -441,7 +467,7 @@ void stats_render_page(const regent_host *h, regent_ctx *ctx, const regent_catal
 	                 ok ? "All plugin instances are healthy."
 	                    : "Some plugin instances are unhealthy: see the reason beside each.");
 
-	notes ns = {0};
+	notes ns = {.now_ns = h->wall_ns()};
 	if (v12)
 		h->annotations_foreach(ctx, collect_note, &ns);
 	if (ns.oom)

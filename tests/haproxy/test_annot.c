@@ -1,7 +1,8 @@
 /* test_annot.c - unit test of how the haproxy sink words a server's state
  * for the status page (plugins/haproxy/annot.c, hx_annot_describe): each
  * `show stat` status haproxy 2.6 writes, the check result and its reason,
- * since when, a transition in progress, and haproxy's text kept on one line;
+ * a transition in progress (since when is the annotation's since_wall_ns,
+ * not text: an unchanged server publishes nothing poll after poll), and haproxy's text kept on one line;
  * how a big fleet's poll is cut into chunks of services (hx_annot_chunk);
  * and what goes to the core (hx_annot_feed): only the rows that changed
  * (annotations_update, ABI 1.5), nothing for a poll that found every
@@ -24,10 +25,10 @@
 #include <string.h>
 
 static void describe(const char *status, const char *chk, const char *desc, const char *last,
-                     const char *since, const char *want_state, const char *want_detail)
+                     const char *want_state, const char *want_detail)
 {
 	char st[24], detail[200];
-	hx_annot_describe(status, chk, desc, last, since, st, sizeof(st), detail, sizeof(detail));
+	hx_annot_describe(status, chk, desc, last, st, sizeof(st), detail, sizeof(detail));
 	assert_string_equal(st, want_state);
 	assert_string_equal(detail, want_detail);
 }
@@ -35,33 +36,32 @@ static void describe(const char *status, const char *chk, const char *desc, cons
 static void test_states(void **state)
 {
 	(void)state;
-	describe("UP", "L7OK", "Layer7 check passed", "", "12", "up",
-	         "L7OK Layer7 check passed, changed 12 s ago");
-	describe("DOWN", "L4CON", "Layer4 connection problem", "Connection refused", "300", "down",
-	         "L4CON Connection refused, changed 5 min ago");
-	describe("DRAIN", "L4OK", "Layer4 check passed", "", "7", "drain",
-	         "L4OK Layer4 check passed, changed 7 s ago");
-	describe("MAINT", "", "", "", "7200", "maint", "changed 2 h ago");
-	describe("MAINT (via web/s1)", "", "", "", "", "maint", "(via web/s1)");
-	describe("no check", "", "", "", "5", "up", "not checked, changed 5 s ago");
+	/* no age in the detail: the row's since_wall_ns carries it */
+	describe("UP", "L7OK", "Layer7 check passed", "", "up", "L7OK Layer7 check passed");
+	describe("DOWN", "L4CON", "Layer4 connection problem", "Connection refused", "down",
+	         "L4CON Connection refused");
+	describe("DRAIN", "L4OK", "Layer4 check passed", "", "drain", "L4OK Layer4 check passed");
+	describe("MAINT", "", "", "", "maint", "");
+	describe("MAINT (via web/s1)", "", "", "", "maint", "(via web/s1)");
+	describe("no check", "", "", "", "up", "not checked");
 	describe("UP 1/3", "* L7STS", "Layer7 wrong status", "HTTP status check returned code <503>",
-	         "1", "up", "going down 1/3; L7STS HTTP status check returned code <503>, changed 1 s ago");
-	describe("DOWN 1/2", "L4OK", "", "", "", "down", "going up 1/2; L4OK");
-	describe("NOLB", NULL, NULL, NULL, NULL, "nolb", "");
-	describe("", NULL, NULL, NULL, NULL, "unknown", "");
+	         "up", "going down 1/3; L7STS HTTP status check returned code <503>");
+	describe("DOWN 1/2", "L4OK", "", "", "down", "going up 1/2; L4OK");
+	describe("NOLB", NULL, NULL, NULL, "nolb", "");
+	describe("", NULL, NULL, NULL, "unknown", "");
 }
 
 static void test_one_line(void **state)
 {
 	(void)state;
 	/* Whatever haproxy quotes from a backend stays one line of text. */
-	describe("DOWN", "L7RSP", "", "bad\r\nline", "3", "down", "L7RSP bad  line, changed 3 s ago");
+	describe("DOWN", "L7RSP", "", "bad\r\nline", "down", "L7RSP bad  line");
 	/* A long reason is cut, never overflows. */
 	char big[600];
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	char st[24], detail[64];
-	hx_annot_describe("DOWN", "L7STS", "", big, "1", st, sizeof(st), detail, sizeof(detail));
+	hx_annot_describe("DOWN", "L7STS", "", big, st, sizeof(st), detail, sizeof(detail));
 	assert_int_equal(strlen(detail), sizeof(detail) - 1);
 	assert_string_equal(st, "down");
 }
@@ -122,6 +122,15 @@ static regent_agent fake_agent;
 static regent_cfg_section fake_sec = {.name = "haproxy"};
 static regent_ctx fake_ctx = {.agent = &fake_agent, .sec = &fake_sec, .who = "sink haproxy"};
 static size_t n_update, n_set, last_nput, last_ndel, last_nset;
+
+/* The wall clock the sink reads (host->wall_ns): set by each test. */
+#define SEC 1000000000ull
+static uint64_t fake_wall = 1000000 * SEC;
+
+static uint64_t fake_wall_ns(void)
+{
+	return fake_wall;
+}
 
 static int count_update(regent_ctx *c, const regent_annotation *const *put, size_t nput,
                         const regent_annotation *const *del, size_t ndel)
@@ -199,6 +208,8 @@ static void annot_setup(annot_fixture *f, size_t host_size)
 	f->h = regent_host_table;
 	f->h.annotations_update = count_update;
 	f->h.annotations_set = count_set;
+	f->h.wall_ns = fake_wall_ns;
+	fake_wall = 1000000 * SEC;
 	f->h.size = host_size;
 	hx_model_init(&f->m, &fake_ctx, &f->h);
 	f->v = hx_svc_get(&f->m, "web");
@@ -234,13 +245,38 @@ static void test_publish_changes(void **state)
 	assert_int_equal(last_ndel, 0);
 	listed l = held();
 	assert_int_equal(l.n, 2);
-	held_is(&l, 0, "a", "web/s1", "up", "L4OK Layer4 check passed, changed 5 s ago");
-	held_is(&l, 1, "b", "web/s2", "down", "L4CON Connection refused, changed 7 s ago");
+	held_is(&l, 0, "a", "web/s1", "up", "L4OK Layer4 check passed");
+	held_is(&l, 1, "b", "web/s2", "down", "L4CON Connection refused");
+	/* the time of the change, absolute: the age is the reader's to word */
+	assert_int_equal(l.a[0]->since_wall_ns, fake_wall - 5 * SEC);
+	assert_int_equal(l.a[1]->since_wall_ns, fake_wall - 7 * SEC);
 	const regent_annotation *was_a = l.a[0];
 
 	/* every server as it was: nothing published */
 	assert_int_equal(feed(f.a, all, true), 0);
 	assert_int_equal(n_update, 1);
+
+	/* 2.5 s later, haproxy counting the seconds since each change (its
+	 * whole seconds against a poll's own moment: off by up to one):
+	 * still nothing, the age is not published */
+	fake_wall += 2500000000ull;
+	assert_int_equal(feed(f.a, HDR "web,s1,UP,7,L4OK,,Layer4 check passed\n"
+	                               "web,s2,DOWN,9,L4CON,Connection refused,Layer4 connection "
+	                               "problem\n",
+	                      true),
+	                 0);
+	assert_int_equal(n_update, 1);
+	/* minutes later (the old wording's "min ago" every minute): nothing */
+	fake_wall += 300 * SEC;
+	assert_int_equal(feed(f.a, HDR "web,s1,UP,308,L4OK,,Layer4 check passed\n"
+	                               "web,s2,DOWN,310,L4CON,Connection refused,Layer4 connection "
+	                               "problem\n",
+	                      true),
+	                 0);
+	assert_int_equal(n_update, 1);
+	l = held();
+	assert_ptr_equal(l.a[0], was_a);
+	assert_int_equal(l.a[0]->since_wall_ns, 1000000 * SEC - 5 * SEC);
 
 	/* one server changed, asked alone: that one */
 	assert_int_equal(feed(f.a, HDR "web,s2,UP,0,L4OK,,Layer4 check passed\n", false), 0);
@@ -249,12 +285,22 @@ static void test_publish_changes(void **state)
 	assert_int_equal(last_ndel, 0);
 	l = held();
 	assert_ptr_equal(l.a[0], was_a); /* untouched in the core */
-	held_is(&l, 1, "b", "web/s2", "up", "L4OK Layer4 check passed, changed 0 s ago");
+	held_is(&l, 1, "b", "web/s2", "up", "L4OK Layer4 check passed");
+	assert_int_equal(l.a[1]->since_wall_ns, fake_wall);
 
-	/* the detail alone changed (since when): published */
+	/* one second later, the same: nothing */
+	fake_wall += SEC;
+	assert_int_equal(feed(f.a, HDR "web,s2,UP,1,L4OK,,Layer4 check passed\n", false), 0);
+	assert_int_equal(n_update, 2);
+
+	/* the time alone changed (the server went down and came back between
+	 * two polls): published */
+	fake_wall += 10 * SEC;
 	assert_int_equal(feed(f.a, HDR "web,s2,UP,1,L4OK,,Layer4 check passed\n", false), 0);
 	assert_int_equal(n_update, 3);
 	assert_int_equal(last_nput, 1);
+	l = held();
+	assert_int_equal(l.a[1]->since_wall_ns, fake_wall - SEC);
 
 	/* b left its slot, c took it: b withdrawn, c published */
 	hx_slot_free_id(&f.m, f.v, 1);
@@ -303,13 +349,13 @@ static void test_key_moved(void **state)
 	assert_int_equal(feed(f.a, HDR "web,s3,UP,0,L4OK,,ok\n", false), 0);
 	listed l = held();
 	assert_int_equal(l.n, 2);
-	held_is(&l, 1, "b", "web/s3", "up", "L4OK ok, changed 0 s ago");
+	held_is(&l, 1, "b", "web/s3", "up", "L4OK ok");
 	assert_int_equal(feed(f.a, HDR "web,s2,MAINT,0,,,\n", false), 0);
 	assert_int_equal(last_ndel, 0);
 	l = held();
 	assert_int_equal(l.n, 2);
 	held_is(&l, 0, "a", "web/s1", "up", NULL);
-	held_is(&l, 1, "b", "web/s3", "up", "L4OK ok, changed 0 s ago");
+	held_is(&l, 1, "b", "web/s3", "up", "L4OK ok");
 	annot_teardown(&f);
 }
 
@@ -332,7 +378,8 @@ static void test_older_core(void **state)
 	assert_int_equal(n_update, 0);
 	listed l = held();
 	assert_int_equal(l.n, 2);
-	held_is(&l, 0, "a", "web/s1", "down", "L4CON refused, changed 0 s ago");
+	held_is(&l, 0, "a", "web/s1", "down", "L4CON refused");
+	assert_int_equal(l.a[0]->since_wall_ns, fake_wall);
 	held_is(&l, 1, "b", "web/s2", "up", NULL);
 	annot_teardown(&f);
 }
