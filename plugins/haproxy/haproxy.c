@@ -65,7 +65,7 @@ void hx_report_exclusions(hx *s)
 	if (s->excl_gen == s->m.excl_gen)
 		return;
 	s->excl_gen = s->m.excl_gen;
-	s->h->metric_set(s->m_excluded, (double)s->m.nexcluded);
+	s->h->metric_set(s->m_excluded, (double)(s->m.nexcluded + s->m.ncapped));
 	free(s->excl_note);
 	s->excl_note = hx_model_excluded_note(&s->m);
 	hx_update_health(s);
@@ -335,7 +335,8 @@ static void model_setup(hx *s)
 	m->state_file = s->state_file;
 	s->m_excluded = s->h->metric(s->ctx, REGENT_METRIC_GAUGE, "regent_haproxy_services_excluded",
 	                             "Services left out of haproxy's configuration (port cannot be "
-	                             "bound, or haproxy refused their section); retried.",
+	                             "bound, or haproxy refused their section) or capped by "
+	                             "haproxy's open-file limit; retried.",
 	                             NULL);
 }
 
