@@ -311,20 +311,24 @@ void regent_catalog_unref(const regent_catalog *cc)
 	free(c);
 }
 
-static svc_list *snap_find(const regent_catalog *c, const char *name)
+/* The first index in [from, c->n) whose service name is >= name. */
+static size_t snap_lower(const regent_catalog *c, size_t from, const char *name)
 {
-	size_t lo = 0, hi = c->n;
+	size_t lo = from, hi = c->n;
 	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int r = strcmp(c->svcs[mid]->name, name);
-		if (r == 0)
-			return c->svcs[mid];
-		if (r < 0)
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(c->svcs[mid]->name, name) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return NULL;
+	return lo;
+}
+
+static svc_list *snap_find(const regent_catalog *c, const char *name)
+{
+	size_t i = snap_lower(c, 0, name);
+	return i < c->n && strcmp(c->svcs[i]->name, name) == 0 ? c->svcs[i] : NULL;
 }
 
 size_t regent_catalog_services(const regent_catalog *cat, const char *const **names)
@@ -528,20 +532,6 @@ static bool svc_same(const svc_list *a, const svc_list *b)
 		if (a->pubs[i] != b->pubs[i] && !regent_instance_equal(a->pubs[i], b->pubs[i]))
 			return false;
 	return true;
-}
-
-/* The first index in [from, c->n) whose service name is >= name. */
-static size_t snap_lower(const regent_catalog *c, size_t from, const char *name)
-{
-	size_t lo = from, hi = c->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(c->svcs[mid]->name, name) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 /* Appends old's services [from, to) to snap, sharing their lists: pointer
