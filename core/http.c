@@ -385,6 +385,11 @@ static void on_poll(uv_poll_t *p, int status, int events)
 	http_sock *s = p->data;
 	regent_http *h = s->h;
 	int ev = 0;
+	if (s->parked) { /* no transfer on it: see Sockets */
+		uv_poll_stop(&s->poll);
+		s->events = 0;
+		return;
+	}
 	if (status < 0) {
 		ev = CURL_CSELECT_ERR;
 	} else {
@@ -430,7 +435,16 @@ static void touch_idle(regent_http_req *req)
  * close_cb, which closes the handle first) is parked on REMOVE and taken
  * up again by the next transfer on that socket; other sockets curl may
  * watch (the resolver's) are closed on REMOVE as before, since their fd
- * may be closed and reused without us knowing. */
+ * may be closed and reused without us knowing.
+ *
+ * libuv's uv_poll_start() and uv_poll_stop() each cost an epoll_ctl (and
+ * a start an EPOLL_CTL_ADD at the next poll), even when the events do not
+ * change.  So a parked handle stays started with the events it had
+ * (s->events): the next transfer on that connection, which asks for the
+ * same, costs nothing; the handle is stopped only when curl asks for
+ * other events, or when the idle connection becomes readable while parked
+ * (the server closed it: on_poll stops the handle then, once, and does not
+ * tell curl, which finds the connection dead when it next looks). */
 
 static void sock_closed(uv_handle_t *handle)
 {
@@ -508,8 +522,7 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s && is_ours(h, fd) && !h->torn_down) {
-			uv_poll_stop(&s->poll);
-			s->parked = true;
+			s->parked = true; /* still started with s->events: see Sockets */
 		} else if (s) {
 			sock_close(h, s);
 		}
@@ -549,10 +562,13 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
 		ev |= UV_READABLE;
 	if (what & CURL_POLL_OUT)
 		ev |= UV_WRITABLE;
+	if (ev == s->events)
+		return 0; /* started with these already (a parked handle taken up again) */
 	if (ev)
 		uv_poll_start(&s->poll, ev, on_poll);
 	else
 		uv_poll_stop(&s->poll);
+	s->events = ev;
 	return 0;
 }
 

@@ -100,6 +100,13 @@ class Handler(BaseHTTPRequestHandler):
         path, q = self._query()
         if path == "/hello":
             self._send(200, "hello world")
+        elif path == "/then-close":
+            # a kept-alive answer (no "Connection: close"), then the server
+            # closes the idle connection: the client finds out on its own
+            self._send(200, "bye")
+            self.wfile.flush()
+            time.sleep(0.05)
+            self.close_connection = True
         elif path == "/echo":
             body = self._body()
             self._send(200, body, {

@@ -694,6 +694,47 @@ static void test_idle_timeout(void **state)
 	call_free(&s);
 }
 
+static void count_turn(uv_prepare_t *p)
+{
+	(*(int *)p->data)++;
+}
+
+/* The connection of a finished request stays watched (core/http.c,
+ * Sockets): when the server closes it while idle, the loop is woken once
+ * (the handle is stopped then), not on every turn, and the next request
+ * simply opens a new connection. */
+static void test_idle_connection_closed(void **state)
+{
+	fixture *f = *state;
+	call c = {.f = f};
+	regent_http_opts o = {.size = sizeof o, .url = url(0, "/then-close"), .timeout_ms = 5000};
+	int err = 1;
+	assert_non_null(start(&c, &o, &err));
+	assert_true(run_until(&f->loop, &c.done, 1, 5000));
+	assert_int_equal(c.error, 0);
+	assert_int_equal(c.status, 200);
+	assert_string_equal(c.body, "bye");
+	/* the server closes the idle connection 50 ms after answering */
+	int turns = 0;
+	uv_prepare_t turn;
+	assert_int_equal(uv_prepare_init(&f->loop, &turn), 0);
+	turn.data = &turns;
+	assert_int_equal(uv_prepare_start(&turn, count_turn), 0);
+	run_for(&f->loop, 400);
+	uv_prepare_stop(&turn);
+	uv_close((uv_handle_t *)&turn, NULL);
+	/* the watchdog, the EOF, curl's timers: a handful of turns, not a spin */
+	if (turns > 50)
+		fail_msg("%d loop turns in 400 ms with an idle closed connection", turns);
+	call d = {.f = f};
+	o.url = url(0, "/hello");
+	assert_non_null(start(&d, &o, &err));
+	assert_true(run_until(&f->loop, &d.done, 1, 5000));
+	assert_int_equal(d.error, 0);
+	assert_int_equal(d.status, 200);
+	assert_string_equal(d.body, "hello world");
+}
+
 static void test_connection_refused(void **state)
 {
 	fixture *f = *state;
@@ -1271,6 +1312,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lines_paced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_loop_responsive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_connection_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_in_on_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_from_on_data, setup, teardown),
