@@ -67,6 +67,34 @@ void regent_log_init(void)
 	journal_mode = regent_log_stderr_is_journal();
 }
 
+/* The local time down to the second, formatted once per second (a line
+ * per event: localtime_r and strftime for every line were a good share of
+ * a busy agent's logging). */
+static size_t stamp_seconds(time_t sec, char *out, size_t outlen)
+{
+	static __thread time_t last = (time_t)-1;
+	static __thread char text[32];
+	static __thread size_t len;
+	if (sec != last) {
+		struct tm tm;
+		localtime_r(&sec, &tm);
+		len = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+		last = sec;
+	}
+	if (len >= outlen)
+		return 0;
+	memcpy(out, text, len);
+	return len;
+}
+
+static size_t put(char *line, size_t at, size_t cap, const char *s, size_t n)
+{
+	if (at + n > cap)
+		n = cap > at ? cap - at : 0;
+	memcpy(line + at, s, n);
+	return at + n;
+}
+
 void regent_vlogf(regent_log_level level, const char *who, const char *fmt, va_list ap)
 {
 	if (level > regent_log_threshold)
@@ -78,21 +106,34 @@ void regent_vlogf(regent_log_level level, const char *who, const char *fmt, va_l
 	 * messages, so every control byte (newline, CR, ESC...) and every
 	 * byte that is not UTF-8 is written as \xNN; quotes and backslashes
 	 * stay as they are (JSON values stay readable). */
-	regent_log_escape(raw, rlen, msg, sizeof(msg));
+	size_t mlen = regent_log_escape(raw, rlen, msg, sizeof(msg));
 	if (journal_mode < 0)
 		regent_log_init();
-	char stamp[40] = "";
+	/* "<stamp><level>: <who>: <msg>\n", assembled here and written with
+	 * one call (stderr is unbuffered: one write per line). */
+	char line[sizeof(msg) + 160];
+	size_t n = 0, cap = sizeof(line) - 1;
 	if (journal_mode) {
-		snprintf(stamp, sizeof(stamp), "<%d>", level_prio[level]);
+		n = (size_t)snprintf(line, 8, "<%d>", level_prio[level]);
 	} else {
 		struct timespec ts;
-		struct tm tm;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		localtime_r(&ts.tv_sec, &tm);
-		size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(stamp + n, sizeof(stamp) - n, ".%03ld ", ts.tv_nsec / 1000000);
+		n = stamp_seconds(ts.tv_sec, line, 40);
+		long ms = ts.tv_nsec / 1000000;
+		line[n++] = '.';
+		line[n++] = (char)('0' + ms / 100);
+		line[n++] = (char)('0' + ms / 10 % 10);
+		line[n++] = (char)('0' + ms % 10);
+		line[n++] = ' ';
 	}
-	fprintf(stderr, "%s%s: %s: %s\n", stamp, level_names[level], who ? who : "core", msg);
+	const char *lv = level_names[level], *w = who ? who : "core";
+	n = put(line, n, cap, lv, strlen(lv));
+	n = put(line, n, cap, ": ", 2);
+	n = put(line, n, cap, w, strlen(w));
+	n = put(line, n, cap, ": ", 2);
+	n = put(line, n, cap, msg, mlen);
+	line[n++] = '\n';
+	fwrite(line, 1, n, stderr);
 }
 
 void regent_log(regent_log_level level, const char *who, const char *fmt, ...)

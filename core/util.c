@@ -302,6 +302,15 @@ size_t regent_log_escape(const char *in, size_t inlen, char *out, size_t outlen)
 	const unsigned char *p = (const unsigned char *)(in ? in : "");
 	if (!in)
 		inlen = 0;
+	/* The usual message is printable ASCII throughout: one copy. */
+	size_t plain = 0;
+	while (plain < inlen && p[plain] >= 0x20 && p[plain] < 0x7f)
+		plain++;
+	if (plain == inlen && inlen < outlen) {
+		memcpy(out, p, inlen);
+		out[inlen] = '\0';
+		return inlen;
+	}
 	char tmp[5];
 	size_t total = 0, c;
 	for (size_t i = 0; i < inlen; i += c)

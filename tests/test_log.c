@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "host.h"
@@ -176,6 +177,58 @@ static void escaping(void **state)
 	                         "{\"port\":\"80\\\\\"}\\x0a\\x1b[2J\\xff caf\xc3\xa9\n");
 }
 
+static void local_second(time_t t, char *out, size_t len)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
+/* The seconds of the stamp are formatted once per second (log.c): a line
+ * in the next second carries the next second, and the milliseconds and
+ * the rest of the line are there in every line. */
+static void stamp_follows_clock(void **state)
+{
+	(void)state;
+	regent_log_threshold = REGENT_LOG_INFO;
+	redirect(false);
+	unsetenv("JOURNAL_STREAM");
+	regent_log_init();
+	char s[3][32];
+	time_t t0 = time(NULL);
+	regent_log(REGENT_LOG_INFO, "store etcd", "first");
+	regent_log(REGENT_LOG_INFO, "store etcd", "second %d", 2);
+	while (time(NULL) < t0 + 2)
+		usleep(20000);
+	regent_log(REGENT_LOG_INFO, NULL, "third");
+	time_t t1 = time(NULL);
+	char *got = regent_xstrdup(drain());
+	restore();
+	regex_t re;
+	assert_int_equal(regcomp(&re,
+	                         "^([0-9T:-]{19})\\.[0-9]{3} info: store etcd: first\n"
+	                         "([0-9T:-]{19})\\.[0-9]{3} info: store etcd: second 2\n"
+	                         "([0-9T:-]{19})\\.[0-9]{3} info: core: third\n$",
+	                         REG_EXTENDED),
+	                 0);
+	regmatch_t m[4];
+	int rc = regexec(&re, got, 4, m, 0);
+	regfree(&re);
+	if (rc != 0)
+		fail_msg("not three stamped lines:\n%s", got);
+	for (int i = 1; i <= 3; i++)
+		snprintf(s[i - 1], sizeof(s[0]), "%.*s", (int)(m[i].rm_eo - m[i].rm_so), got + m[i].rm_so);
+	char lo[32], hi[32], mid[32];
+	local_second(t0, lo, sizeof(lo));
+	local_second(t0 + 1, mid, sizeof(mid));
+	local_second(t1, hi, sizeof(hi));
+	/* the first two within [t0, t0 + 1], the third at t0 + 2 or later */
+	assert_true(strcmp(s[0], lo) == 0 || strcmp(s[0], mid) == 0);
+	assert_true(strcmp(s[1], lo) == 0 || strcmp(s[1], mid) == 0);
+	assert_true(strcmp(s[2], mid) > 0 && strcmp(s[2], hi) <= 0);
+	free(got);
+}
+
 static int count(const char *hay, const char *needle)
 {
 	int n = 0;
@@ -225,7 +278,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(journal_priorities),   cmocka_unit_test(stale_journal_stream),
 		cmocka_unit_test(plain_pipe),           cmocka_unit_test(escaping),
-		cmocka_unit_test(unhealthy_warned_once),
+		cmocka_unit_test(unhealthy_warned_once), cmocka_unit_test(stamp_follows_clock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

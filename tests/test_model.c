@@ -343,6 +343,9 @@ static void log_escaping(void **state)
 	assert_string_equal(small, "\\x0a...");
 	regent_log_escape("abcdefg", 7, small, sizeof(small));
 	assert_string_equal(small, "abcdefg");
+	/* plain text one byte too long for the buffer: cut too */
+	assert_int_equal(regent_log_escape("abcdefgh", 8, small, sizeof(small)), 7);
+	assert_string_equal(small, "abcd...");
 	/* surrogates and overlong forms are not UTF-8 */
 	regent_log_escape("\xed\xa0\x80\xc0\xaf", 5, out, sizeof(out));
 	assert_string_equal(out, "\\xed\\xa0\\x80\\xc0\\xaf");
