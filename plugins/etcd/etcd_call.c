@@ -239,6 +239,7 @@ static void answered(etcd *e)
 
 static bool move_calls(etcd *e, size_t bad, bool watch_too, uint64_t before);
 static void probe_fast(etcd *e);
+static bool probe_needed(const etcd *e);
 
 /* A member failed (no answer, refused connection) or had no leader: an
  * election may be under way.  Until a new term is seen (or for
@@ -333,6 +334,10 @@ static void on_call_done(void *arg, const regent_http_result *res)
 		e->leader_back = false;
 	}
 	c->req = NULL;
+	/* The last call the check watched is over (the handler arms it again
+	 * if it starts another): no wake-up for nothing. */
+	if (e->probe_timer && !probe_needed(e))
+		uv_timer_stop(e->probe_timer);
 	json_t *j = r.json;
 	/* (the watch learns "no leader" from its stream: watch_noleader) */
 	e->in_no_leader = no_leader(&r) || (c->op == OP_WATCH && e->watch_noleader);
@@ -426,6 +431,8 @@ int call_start_text(etcd *e, call *c, int op, const char *path, char *text,
 	/* Counted when sent: a watch stream is counted while it is open,
 	 * not when it ends. */
 	e->h->metric_add(e->m_ops[op], 1);
+	if (e->started)
+		probe_want(e); /* the check looks after the calls in flight */
 	return 0;
 }
 
@@ -544,7 +551,10 @@ void auth_done(etcd *e, call *c, resp *r)
  *    leader) and a write or a read waits, every ELECTION_PROBE_MS: the
  *    first answer with a new raft term (saw_term) sends the waiting
  *    writes again and resumes the waiting retries, so regent adds about
- *    one check interval to etcd's own election. */
+ *    one check interval to etcd's own election.
+ * The timer behind these runs only while one of them can apply
+ * (probe_needed): an agent with nothing in flight and nothing waiting is
+ * not woken (a register-only agent between changes and keepalives). */
 /* A write (txn, keepalive) at the current endpoint older than this is
  * suspect: it may have been forwarded to a leader that is gone. */
 #define STUCK_MS 250u
@@ -624,11 +634,26 @@ static bool electing(const etcd *e, uint64_t now)
 	return e->electing_until > now;
 }
 
+/* The check has something to look at: a write or a read waits out a
+ * retry or is in flight, or a watch is open (each of the conditions below
+ * needs one of these).  Otherwise the timer is stopped (an idle agent
+ * wakes for nothing) and armed again by probe_want() when a call starts
+ * or a retry is scheduled. */
+static bool probe_needed(const etcd *e)
+{
+	if (e->stopping)
+		return false;
+	return something_waits(e) ||
+	       (e->check_ms && (busy(e, OP_KEEPALIVE) || busy(e, OP_WATCH)));
+}
+
 static void on_probe_timer(uv_timer_t *t)
 {
 	etcd *e = t->data;
-	if (e->stopping)
+	if (!probe_needed(e)) {
+		uv_timer_stop(t);
 		return;
+	}
 	uint64_t now = e->h->now_ms();
 	bool fast = electing(e, now);
 	uv_timer_set_repeat(t, fast ? ELECTION_PROBE_MS : STUCK_MS);
@@ -657,8 +682,10 @@ static void on_probe_timer(uv_timer_t *t)
 
 void probe_want(etcd *e)
 {
-	if (!e->stopping && e->probe_timer && !uv_is_active((uv_handle_t *)e->probe_timer))
-		uv_timer_start(e->probe_timer, on_probe_timer, STUCK_MS, STUCK_MS);
+	if (e->stopping || !e->probe_timer || uv_is_active((uv_handle_t *)e->probe_timer))
+		return;
+	uint64_t ms = electing(e, e->h->now_ms()) ? ELECTION_PROBE_MS : STUCK_MS;
+	uv_timer_start(e->probe_timer, on_probe_timer, ms, ms);
 }
 
 /* The checks go every ELECTION_PROBE_MS from now on (while electing). */
@@ -666,7 +693,8 @@ static void probe_fast(etcd *e)
 {
 	if (e->stopping || !e->started || !e->probe_timer)
 		return;
-	if (uv_timer_get_repeat(e->probe_timer) != ELECTION_PROBE_MS)
+	if (!uv_is_active((uv_handle_t *)e->probe_timer) ||
+	    uv_timer_get_repeat(e->probe_timer) != ELECTION_PROBE_MS)
 		uv_timer_start(e->probe_timer, on_probe_timer, ELECTION_PROBE_MS, ELECTION_PROBE_MS);
 }
 

@@ -148,8 +148,7 @@ static void on_disc_timer(uv_timer_t *t)
 static void disc_retry(etcd *e, uint64_t ms)
 {
 	uv_timer_start(e->disc_timer, on_disc_timer, ms ? ms : 1, 0);
-	if (ms > PROBE_MS)
-		probe_want(e);
+	probe_want(e); /* (the check runs only while something waits) */
 }
 
 bool disc_waiting(const etcd *e)

@@ -180,8 +180,7 @@ static void on_reg_timer(uv_timer_t *t)
 static void reg_retry(etcd *e, uint64_t ms)
 {
 	uv_timer_start(e->reg_timer, on_reg_timer, ms ? ms : 1, 0);
-	if (ms > PROBE_MS)
-		probe_want(e);
+	probe_want(e); /* (the check runs only while something waits) */
 }
 
 /* The registry answered: a write waiting out its backoff goes now. */
