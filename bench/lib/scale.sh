@@ -25,6 +25,8 @@ usage: bench/run scale [options]
   --no-probe         do not time render_file/apply with perf uprobes
   --profile          also record perf cpu-clock profiles (client during the changes, register
                      side at the largest size during churn); they perturb the CPU numbers
+  --callgrind        register side: run the agents under valgrind callgrind and count the
+                     instructions of each window (load-independent; the times are not then)
   --skip-client | --skip-register
   --build DIR        regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR          results dir (default bench/results)
@@ -371,7 +373,7 @@ EOF2
 }
 
 sc_register() {
-	local sizes=$1 window=$2 churn=$3 profile=$4 maxn
+	local sizes=$1 window=$2 churn=$3 profile=$4 callgrind=${5:-0} maxn
 	maxn=$(printf '%s\n' $sizes | sort -n | tail -1)
 	local ep port n mode p t0 tr s0 s1 c0 c1 pid rss
 	ep=$(etcd_endpoint reg 2>/dev/null)
@@ -398,9 +400,12 @@ sc_register() {
 			wpid=$!
 			wait_for --timeout 10 test -e "$wc.ready" >/dev/null || b_log "register $n ($mode): the watch did not start"
 			t0=$(now_ns)
-			daemon_start "regent-reg-$n-$mode" "$REGENT_BIN" -c "$H_TMP/reg-$n-$mode.ini"
+			local wrap=()
+			((callgrind)) && wrap=(valgrind -q --tool=callgrind --callgrind-out-file="$H_TMP/cg-$n-$mode")
+			daemon_start "regent-reg-$n-$mode" "${wrap[@]}" "$REGENT_BIN" -c "$H_TMP/reg-$n-$mode.ini"
 			pid=$(daemon_pid "regent-reg-$n-$mode")
 			wait "$wpid" || b_log "register $n ($mode): not all keys within 120 s"
+			# (under callgrind: the count starts with the window, callgrind_control -z)
 			tr=$(cat "$wc")
 			b_log "register side, $n local instances ($mode): all registered after $((( ${tr:-$t0} - t0) / 1000000)) ms"
 			sleep 2
@@ -410,15 +415,39 @@ sc_register() {
 				daemon_start perf-reg perf record -q -e cpu-clock -F 1000 --call-graph dwarf,16384 -p "$pid" \
 					-o "$H_TMP/prof-reg.data"
 			fi
+			((callgrind)) && { callgrind_control -z "$pid" >/dev/null || b_log "callgrind_control -z $pid failed"; }
 			s0=$(sc_proxy_snap "proxy-$n-$mode"); c0=$(cpu_ns "$pid")
-			sleep "$window"
+			# Counts over the window that do not depend on the machine's load, unlike the
+			# CPU time: instructions retired (user, kernel; where the CPU has a PMU the
+			# kernel exposes, which a VM often lacks) and system calls made.
+			local ins="- - -"
+			if command -v perf >/dev/null &&
+				perf stat -x, -e instructions:u,instructions:k,raw_syscalls:sys_enter -p "$pid" \
+					-o "$H_TMP/ins-$n-$mode" -- sleep "$window" 2>/dev/null; then
+				ins=$(awk -F, '$3 ~ /^instructions:u/ {u=$1} $3 ~ /^instructions:k/ {k=$1}
+					$3 ~ /^raw_syscalls:sys_enter/ {s=$1}
+					END {print (u ~ /^[0-9]+$/ ? u : "-"), (k ~ /^[0-9]+$/ ? k : "-"),
+						(s ~ /^[0-9]+$/ ? s : "-")}' "$H_TMP/ins-$n-$mode")
+			else
+				sleep "$window"
+			fi
 			s1=$(sc_proxy_snap "proxy-$n-$mode"); c1=$(cpu_ns "$pid")
+			if ((callgrind)); then
+				# The user-space instructions of the window (callgrind's "totals"), in place of
+				# the PMU's (a VM rarely has one); the kernel's are not counted then.
+				callgrind_control -d "$pid" >/dev/null || b_log "callgrind_control -d $pid failed"
+				wait_for --timeout 30 test -s "$H_TMP/cg-$n-$mode.1" >/dev/null ||
+					b_log "register $n ($mode): no callgrind dump"
+				local cg
+				cg=$(awk '/^totals:/ {print $2}' "$H_TMP/cg-$n-$mode.1" 2>/dev/null)
+				[[ "$cg" =~ ^[0-9]+$ ]] && ins="$cg - ${ins##* }"
+			fi
 			if ((prof)); then
 				daemon_stop perf-reg
 				sc_profile_report "$H_TMP/prof-reg.data" register-churn "register side, $n local instances, one change every $ch"
 			fi
 			rss=$(mem_kb "$pid" VmHWM)
-			echo "$n $mode $(((${tr:-0} - t0) / 1000)) $window $ch $c0 $c1 $rss $s0 $s1" >> "$H_TMP/reg.tsv"
+			echo "$n $mode $(((${tr:-0} - t0) / 1000)) $window $ch $c0 $c1 $rss $s0 $s1 $ins" >> "$H_TMP/reg.tsv"
 			daemon_stop "regent-reg-$n-$mode"
 			daemon_stop "proxy-$n-$mode"
 		done
@@ -430,14 +459,18 @@ try:
     floor = [float(l) * 1000 for l in open(sys.argv[2]) if l.strip()]
 except OSError:
     floor = []
+INS_WHAT, INS_HOW = "user + kernel", "perf stat"
 for line in open(sys.argv[1]):
     f = line.split()
     n, mode, treg, win, ch = int(f[0]), f[1], int(f[2]) / 1000.0, float(f[3]), f[4]
     c0, c1, hwm = int(f[5]), int(f[6]), int(f[7])
     s0, s1 = list(map(int, f[8:13])), list(map(int, f[13:18]))
+    ins = [int(x) if x.isdigit() else None for x in f[18:21]] if len(f) >= 21 else [None] * 3
+    if ins[0] is not None and ins[1] is None:
+        INS_WHAT, INS_HOW = "user space", "valgrind callgrind (user space only); load-independent"
     rows[(n, mode)] = dict(treg=treg, win=win, ch=ch, cpu=(c1 - c0) / 1e6, hwm=hwm,
                            req=s1[0] - s0[0], by=(s1[1] + s1[2]) - (s0[1] + s0[2]), txn=s1[3] - s0[3],
-                           ka=s1[4] - s0[4])
+                           ka=s1[4] - s0[4], insu=ins[0], insk=ins[1], sysc=ins[2])
 def ms(d):
     m = re.match(r"^(\d+)(ms|s)$", d)
     return int(m.group(1)) * (1 if m.group(2) == "ms" else 1000)
@@ -467,12 +500,33 @@ for n in sorted({k[0] for k in rows}):
             note="keepalive %d, txn %d in %gs" % (i["ka"], i["txn"], i["win"]))
         row(section=sec, metric="steady state, idle: registry bytes per minute (both directions)", value=bpm, unit="B/min")
         row(section=sec, metric="steady state, idle: agent CPU per minute", value=i["cpu"] * 60 / i["win"], unit="ms/min")
+        if i["insu"] is not None:
+            k = i["insk"] or 0
+            row(section=sec, metric="steady state, idle: agent instructions per minute (%s)" % INS_WHAT,
+                value=(i["insu"] + k) * 60 / i["win"] / 1e6, unit="M/min",
+                note="user %.2f M, kernel %.2f M per minute" %
+                (i["insu"] * 60 / i["win"] / 1e6, k * 60 / i["win"] / 1e6) if i["insk"] is not None else INS_HOW)
+        if i["sysc"] is not None:
+            row(section=sec, metric="steady state, idle: agent system calls per minute",
+                value=i["sysc"] * 60 / i["win"], unit="calls/min", note="perf stat raw_syscalls:sys_enter")
     if i and c:
         nch = c["win"] * 1000.0 / ms(c["ch"])
         req = (c["req"] - i["req"] * c["win"] / i["win"]) / nch
         by = (c["by"] - i["by"] * c["win"] / i["win"]) / nch
         cpu = (c["cpu"] - i["cpu"] * c["win"] / i["win"]) / nch
-        per_change[n] = (req, by, cpu)
+        ins = None
+        if None not in (i["insu"], c["insu"]):
+            insu = (c["insu"] - i["insu"] * c["win"] / i["win"]) / nch
+            insk = (c["insk"] - (i["insk"] or 0) * c["win"] / i["win"]) / nch if c["insk"] is not None else 0
+            ins = insu + insk
+            row(section=sec, metric="per change: agent instructions (%s)" % INS_WHAT, value=ins / 1e3,
+                unit="k/change", note="user %.0f k, kernel %.0f k (perf stat; load-independent)" %
+                (insu / 1e3, insk / 1e3) if c["insk"] is not None else INS_HOW)
+        if i["sysc"] is not None and c["sysc"] is not None:
+            row(section=sec, metric="per change: agent system calls",
+                value=(c["sysc"] - i["sysc"] * c["win"] / i["win"]) / nch, unit="calls/change",
+                note="perf stat raw_syscalls:sys_enter; load-independent")
+        per_change[n] = (req, by, cpu, ins)
         row(section=sec, metric="per change: registry requests", value=req, unit="req/change",
             note="one instance moved every %s; txn %d in %gs" % (c["ch"], c["txn"], c["win"]))
         row(section=sec, metric="per change: registry bytes (both directions)", value=by, unit="B/change")
@@ -488,6 +542,10 @@ if len(per_change) >= 2:
     if per_change[lo][2] > 0:
         ratio = per_change[hi][2] / per_change[lo][2]
         row(section="register, growth", metric="per change: agent CPU at %d vs %d instances" % (hi, lo),
+            value=ratio, unit="x", target="O(1) (<= 1.5x)", missed="met" if ratio <= 1.5 else "MISSED")
+    if per_change[lo][3] and per_change[hi][3] is not None:
+        ratio = per_change[hi][3] / per_change[lo][3]
+        row(section="register, growth", metric="per change: agent instructions at %d vs %d instances" % (hi, lo),
             value=ratio, unit="x", target="O(1) (<= 1.5x)", missed="met" if ratio <= 1.5 else "MISSED")
 if len(per_min) >= 2:
     lo, hi = min(per_min), max(per_min)
@@ -581,7 +639,7 @@ sc_on_exit() {
 
 bench_scale() {
 	local csizes="1000 10000 50000" nsvc="" runs=3 nchg=20 nnew=3 sizes="100 1000 10000" window=30 churn=500ms
-	local probe=1 client=1 reg=1 profile=0 build="" out=""
+	local probe=1 client=1 reg=1 profile=0 callgrind=0 build="" out=""
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--client-sizes) csizes=$2; shift 2 ;;
@@ -595,6 +653,7 @@ bench_scale() {
 		--churn) churn=$2; shift 2 ;;
 		--no-probe) probe=0; shift ;;
 		--profile) profile=1; shift ;;
+		--callgrind) callgrind=1; shift ;;
 		--skip-client) client=0; shift ;;
 		--skip-register) reg=0; shift ;;
 		--build) build=$2; shift 2 ;;
@@ -637,7 +696,7 @@ bench_scale() {
 		title="client at $csizes instances (10 per service)"
 		[[ -n "$nsvc" ]] && title="client at $csizes instances in $nsvc services"
 	fi
-	((reg)) && sc_register "$sizes" "$window" "$churn" "$profile"
+	((reg)) && sc_register "$sizes" "$window" "$churn" "$profile" "$callgrind"
 	((reg)) && title="${title:+$title; }register side at $sizes local instances"
 	bench_report "scale: $title"
 	if ((client)) && [[ -f "${B_CSV%.csv}-growth.md" ]]; then
