@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,64 @@ static void json_round_trip(void **state)
 	assert_true(regent_instance_equal(back, &src));
 	regent_instance_free(back);
 	free(json);
+}
+
+/* What the encoder wrote with a jansson tree for every instance (its
+ * fallback): the fast path must write exactly the same text. */
+static char *encode_by_tree(const regent_instance *inst)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "address", json_string(inst->address));
+	json_object_set_new(o, "port", json_integer(inst->port));
+	json_object_set_new(o, "proto", json_string(regent_proto_name(inst->proto)));
+	json_object_set_new(o, "service_port", json_integer(inst->service_port));
+	json_t *tg = json_array();
+	for (size_t t = 0; t < inst->ntags; t++)
+		json_array_append_new(tg, json_string(inst->tags[t]));
+	json_object_set_new(o, "tags", tg);
+	json_t *mt = json_object();
+	for (size_t m = 0; m < inst->nmeta; m++)
+		json_object_set_new(mt, inst->meta[m].key, json_string(inst->meta[m].value));
+	json_object_set_new(o, "meta", mt);
+	json_object_set_new(o, "node", json_string(inst->node ? inst->node : ""));
+	char *txt = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return txt;
+}
+
+static void encode_same_as_tree(void **state)
+{
+	(void)state;
+	static const char *const tg0[] = {"web", "v2", ""};
+	static const char *const tg1[] = {"caf\xc3\xa9", "a\"b"};
+	static const regent_kv m0[] = {{"a", "1"}, {"b", ""}, {"zz", "x y/z"}};
+	static const regent_kv m1[] = {{"b", "1"}, {"a", "2"}};            /* not sorted */
+	static const regent_kv m2[] = {{"a", "1"}, {"a", "2"}};            /* a duplicate */
+	static const regent_kv m3[] = {{"k", "back\\slash"}, {"l", "\x7f"}}; /* escaped */
+	static const regent_kv m4[] = {{"k", "line\nbreak"}};
+	regent_instance v[12];
+	size_t n = 0;
+	v[n++] = sample();
+	v[n] = sample(), v[n].node = "node-a", v[n].proto = REGENT_PROTO_UDP, n++;
+	v[n] = sample(), v[n].ntags = 0, v[n].nmeta = 0, v[n].port = 0, v[n].service_port = 65535, n++;
+	v[n] = sample(), v[n].tags = tg0, v[n].ntags = 3, v[n].meta = m0, v[n].nmeta = 3, n++;
+	v[n] = sample(), v[n].tags = tg1, v[n].ntags = 2, n++;
+	v[n] = sample(), v[n].meta = m1, v[n].nmeta = 2, n++;
+	v[n] = sample(), v[n].meta = m2, v[n].nmeta = 2, n++;
+	v[n] = sample(), v[n].meta = m3, v[n].nmeta = 2, n++;
+	v[n] = sample(), v[n].meta = m4, v[n].nmeta = 1, n++;
+	v[n] = sample(), v[n].address = "fe80::1%eth0", v[n].node = "", n++;
+	v[n] = sample(), v[n].address = "tab\there", n++;
+	for (size_t k = 0; k < n; k++) {
+		char *want = encode_by_tree(&v[k]);
+		char *got = regent_instance_encode(&v[k]);
+		assert_non_null(want);
+		assert_non_null(got);
+		if (strcmp(want, got) != 0)
+			fail_msg("instance %zu: encoded as\n%s\nnot as\n%s", k, got, want);
+		free(want);
+		free(got);
+	}
 }
 
 static void decode_seed_values(void **state)
@@ -456,7 +515,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(service_names),   cmocka_unit_test(addresses),
 		cmocka_unit_test(copy_and_equal),  cmocka_unit_test(copy_refuses_bad_input),
-		cmocka_unit_test(json_round_trip), cmocka_unit_test(decode_seed_values),
+		cmocka_unit_test(json_round_trip), cmocka_unit_test(encode_same_as_tree),
+		cmocka_unit_test(decode_seed_values),
 		cmocka_unit_test(decode_refuses_garbage), cmocka_unit_test(base64),
 		cmocka_unit_test(backoff),         cmocka_unit_test(limits_and_big_meta),
 		cmocka_unit_test(decode_strict_ports), cmocka_unit_test(strict_number_helpers),
