@@ -297,7 +297,10 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	          .res = res};
 	if (!r.err && res->body && res->body_len) {
 		json_error_t jerr;
-		r.json = json_loadb(res->body, res->body_len, JSON_DISABLE_EOF_CHECK, &jerr);
+		if (c->op == OP_TXN && res->status == 200)
+			r.json = etcd_txn_header(res->body, res->body_len);
+		if (!r.json)
+			r.json = json_loadb(res->body, res->body_len, JSON_DISABLE_EOF_CHECK, &jerr);
 	}
 	/* Errors: {"error":m,"message":m,"code":N} (unary) or, from streams,
 	 * {"error":{"grpc_code":N,"http_code":N,"message":m}}. */

@@ -40,6 +40,11 @@ char *etcd_normalize_prefix(const regent_host *h, const char *p);
  * Returns false when absent or malformed. */
 bool etcd_json_int64(const json_t *v, int64_t *out);
 
+/* The header of a txn's answer ({"header":{...},...}) as {"header":{...}},
+ * without parsing the per-operation responses; NULL when the answer does
+ * not start with a flat header object (parse the whole answer then). */
+json_t *etcd_txn_header(const char *body, size_t len);
+
 /* A printable, bounded rendering of untrusted bytes for log messages
  * (non-printable bytes and backslashes as \xNN, quotes kept, cut at max
  * bytes with "..."). malloc'd. */

@@ -241,9 +241,43 @@ static void test_b64(void **st)
 	assert_false(etcd_b64_decode("L2\0E", 4, out, &n));
 }
 
+/* A txn's answer: only its leading header is parsed (etcd_call.c). */
+static void test_txn_header(void **st)
+{
+	(void)st;
+	const char *ok = "{\"header\":{\"cluster_id\":\"12344236530008248105\",\"member_id\":\"1\","
+	                 "\"revision\":\"3\",\"raft_term\":\"2\"},\"succeeded\":true,\"responses\":"
+	                 "[{\"response_put\":{\"header\":{\"revision\":\"3\"}}}]}";
+	json_t *j = etcd_txn_header(ok, strlen(ok));
+	assert_non_null(j);
+	int64_t v = 0;
+	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "revision"), &v));
+	assert_int_equal(v, 3);
+	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "raft_term"), &v));
+	assert_int_equal(v, 2);
+	assert_int_equal(json_object_size(j), 1);
+	json_decref(j);
+	/* anything else: NULL, and the caller parses the whole answer */
+	const char *other[] = {
+		"{\"error\":\"x\",\"code\":5}",
+		"{\"header\":{\"a\":{\"b\":1}}}",          /* not flat */
+		"{\"header\":{\"a\":[1]}}",
+		"{\"header\":{\"revision\":\"3}\"}}",      /* a '}' in a string: cut, invalid */
+		"{\"header\":{\"revision\":\"3\"",          /* no end */
+		" {\"header\":{}}",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		j = etcd_txn_header(other[i], strlen(other[i]));
+		if (j)
+			fail_msg("answer %zu read as a header", i);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_txn_header),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_numbers),
