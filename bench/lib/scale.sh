@@ -440,7 +440,16 @@ sc_register() {
 					b_log "register $n ($mode): no callgrind dump"
 				local cg
 				cg=$(awk '/^totals:/ {print $2}' "$H_TMP/cg-$n-$mode.1" 2>/dev/null)
-				[[ "$cg" =~ ^[0-9]+$ ]] && ins="$cg - ${ins##* }"
+				# (valgrind's own system calls would count as the agent's: none then)
+				[[ "$cg" =~ ^[0-9]+$ ]] && ins="$cg - -"
+				if [[ "$n" == "$maxn" && "$mode" == churn ]] && command -v callgrind_annotate >/dev/null; then
+					{
+						echo "# callgrind: register side, $n local instances, one change every $ch, ${window}s window"
+						callgrind_annotate --inclusive=yes "$H_TMP/cg-$n-$mode.1" 2>/dev/null | head -60
+						echo "# self"
+						callgrind_annotate "$H_TMP/cg-$n-$mode.1" 2>/dev/null | sed -n '/PROGRAM TOTALS/,/Auto-annotated/p' | head -50
+					} > "${B_CSV%.csv}-callgrind-register-churn.txt"
+				fi
 			fi
 			if ((prof)); then
 				daemon_stop perf-reg

@@ -257,12 +257,24 @@ static void test_txn_header(void **st)
 	assert_int_equal(v, 2);
 	assert_int_equal(json_object_size(j), 1);
 	json_decref(j);
+	/* the fields in another order */
+	const char *swapped = "{\"header\":{\"raft_term\":\"9\",\"revision\":\"12345678901\"},\"succeeded\":true}";
+	j = etcd_txn_header(swapped, strlen(swapped));
+	assert_non_null(j);
+	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "revision"), &v));
+	assert_true(v == 12345678901LL);
+	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "raft_term"), &v));
+	assert_int_equal(v, 9);
+	json_decref(j);
 	/* anything else: NULL, and the caller parses the whole answer */
 	const char *other[] = {
 		"{\"error\":\"x\",\"code\":5}",
 		"{\"header\":{\"a\":{\"b\":1}}}",          /* not flat */
 		"{\"header\":{\"a\":[1]}}",
 		"{\"header\":{\"revision\":\"3}\"}}",      /* a '}' in a string: cut, invalid */
+		"{\"header\":{\"revision\":\"3\"}}",         /* no raft term */
+		"{\"header\":{\"revision\":\"x\",\"raft_term\":\"2\"}}", /* not a number */
+		"{\"header\":{\"revision\":3,\"raft_term\":\"2\"}}",   /* not etcd's string form */
 		"{\"header\":{\"revision\":\"3\"",          /* no end */
 		" {\"header\":{}}",
 		"",
