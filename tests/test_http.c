@@ -733,6 +733,8 @@ static void test_idle_connection_closed(void **state)
 	assert_int_equal(d.error, 0);
 	assert_int_equal(d.status, 200);
 	assert_string_equal(d.body, "hello world");
+	call_free(&c);
+	call_free(&d);
 }
 
 static void test_connection_refused(void **state)
