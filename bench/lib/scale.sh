@@ -447,7 +447,8 @@ sc_register() {
 						echo "# callgrind: register side, $n local instances, one change every $ch, ${window}s window"
 						callgrind_annotate --inclusive=yes "$H_TMP/cg-$n-$mode.1" 2>/dev/null | head -60
 						echo "# self"
-						callgrind_annotate "$H_TMP/cg-$n-$mode.1" 2>/dev/null | sed -n '/PROGRAM TOTALS/,/Auto-annotated/p' | head -50
+						callgrind_annotate --threshold=100 "$H_TMP/cg-$n-$mode.1" 2>/dev/null |
+							sed -n '/PROGRAM TOTALS/,/Auto-annotated/p' | head -60
 					} > "${B_CSV%.csv}-callgrind-register-churn.txt"
 				fi
 			fi
