@@ -436,15 +436,10 @@ static void touch_idle(regent_http_req *req)
  * up again by the next transfer on that socket; other sockets curl may
  * watch (the resolver's) are closed on REMOVE as before, since their fd
  * may be closed and reused without us knowing.
- *
- * libuv's uv_poll_start() and uv_poll_stop() each cost an epoll_ctl (and
- * a start an EPOLL_CTL_ADD at the next poll), even when the events do not
- * change.  So a parked handle stays started with the events it had
- * (s->events): the next transfer on that connection, which asks for the
- * same, costs nothing; the handle is stopped only when curl asks for
- * other events, or when the idle connection becomes readable while parked
- * (the server closed it: on_poll stops the handle then, once, and does not
- * tell curl, which finds the connection dead when it next looks). */
+ * A parked handle stays started with its events (uv_poll_start/stop cost
+ * an epoll_ctl each, even for the same events): the next transfer asking
+ * for the same costs none; if the idle connection becomes readable (the
+ * server closed it), on_poll stops the handle once and curl finds it dead. */
 
 static void sock_closed(uv_handle_t *handle)
 {
