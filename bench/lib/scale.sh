@@ -708,6 +708,7 @@ bench_scale() {
 	fi
 	((reg)) && sc_register "$sizes" "$window" "$churn" "$profile" "$callgrind"
 	((reg)) && title="${title:+$title; }register side at $sizes local instances"
+	((reg && callgrind)) && title="$title (agents under valgrind callgrind: only the instruction rows mean anything)"
 	bench_report "scale: $title"
 	if ((client)) && [[ -f "${B_CSV%.csv}-growth.md" ]]; then
 		echo; cat "${B_CSV%.csv}-growth.md"; echo "Growth:   ${B_CSV%.csv}-growth.md"
