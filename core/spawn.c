@@ -1,15 +1,30 @@
 /* spawn.c - host->spawn (ABI 1.4): a command run on the loop in its own
  * process group, stdout and stderr captured into one bounded text, a
  * timeout that kills the whole group, the exit status reported once.  Each
- * spawn owns its process, pipes and timer and frees itself once they are
- * all closed. */
+ * spawn owns its process, pipe, SIGCHLD watcher and timer and frees itself
+ * once they are all closed.
+ *
+ * The child is started with posix_spawn, not uv_spawn: libuv (1.44) forks,
+ * which marks every page of the agent's heap copy-on-write, and each page
+ * the agent writes afterwards takes a fault (at 100,000 instances, seconds
+ * of kernel time per `haproxy -c`).  glibc's posix_spawn uses
+ * clone(CLONE_VM | CLONE_VFORK): nothing is copied.  The exit is reaped
+ * with waitpid(pid, WNOHANG) of this spawn's own pid when SIGCHLD comes
+ * (a uv_signal_t; libuv's own SIGCHLD watcher for uv_spawn users also
+ * waits only for its own pids). */
 #include "helpers.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
 
 /* The 1.4 opts end at `arg`: a plugin built against 1.4 passes that size,
  * and a core whose opts grew must read a later field only when o->size
@@ -20,15 +35,16 @@
 #define SPAWN_EOF_GRACE_MS 1000 /* after the exit, for a descendant holding the output */
 
 struct regent_spawn {
-	uv_process_t proc;
-	uv_pipe_t out[2];
+	uv_signal_t sigchld;
+	uv_pipe_t out; /* stdout and stderr, one pipe: the output as it came */
 	uv_timer_t timer;
+	pid_t pid;
 	regent_buf text;
 	size_t max, dropped;
 	regent_spawn_cb cb;
 	void *arg;
 	int open_handles;
-	int open_streams; /* pipes not at EOF yet */
+	bool reading;     /* the pipe is not at EOF yet */
 	bool exited, finished, timed_out, cancelled;
 	int exit_status, term_signal;
 	uint64_t start_ms, deadline_ms;
@@ -51,15 +67,14 @@ static void close_handle(regent_spawn *s, uv_handle_t *h)
 	}
 }
 
-/* Closes what is open: the pipes and the timer now, the process once it
- * has exited (a closed process handle is never reaped). */
+/* Closes what is open: the pipe and the timer now, the SIGCHLD watcher
+ * once the process is reaped (never leave a zombie behind). */
 static void close_all(regent_spawn *s)
 {
-	close_handle(s, (uv_handle_t *)&s->out[0]);
-	close_handle(s, (uv_handle_t *)&s->out[1]);
+	close_handle(s, (uv_handle_t *)&s->out);
 	close_handle(s, (uv_handle_t *)&s->timer);
 	if (s->exited)
-		close_handle(s, (uv_handle_t *)&s->proc);
+		close_handle(s, (uv_handle_t *)&s->sigchld);
 }
 
 static void finish(regent_spawn *s)
@@ -87,8 +102,8 @@ static void finish(regent_spawn *s)
 static void kill_group(regent_spawn *s)
 {
 	/* Its own process group (setsid): the command and what it started. */
-	if (s->proc.pid > 0 && kill(-s->proc.pid, SIGKILL) != 0)
-		kill(s->proc.pid, SIGKILL);
+	if (s->pid > 0 && !s->exited && kill(-s->pid, SIGKILL) != 0)
+		kill(s->pid, SIGKILL);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -112,8 +127,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread < 0) {
 		uv_read_stop(st);
-		s->open_streams--;
-		if (s->exited && s->open_streams == 0)
+		s->reading = false;
+		if (s->exited)
 			finish(s);
 	}
 }
@@ -124,22 +139,33 @@ static void on_timer(uv_timer_t *t)
 	if (!s->exited) {
 		s->timed_out = true;
 		kill_group(s);
-		return; /* on_proc_exit follows */
+		return; /* on_sigchld follows */
 	}
 	finish(s); /* exited, a descendant still holds the output open */
 }
 
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
+/* Any child's SIGCHLD: reaps this spawn's own pid only, once it exited. */
+static void on_sigchld(uv_signal_t *h, int signum)
 {
-	regent_spawn *s = p->data;
+	(void)signum;
+	regent_spawn *s = h->data;
+	int st = 0;
+	pid_t r;
+	do
+		r = waitpid(s->pid, &st, WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r == 0 || (r < 0 && errno != ECHILD))
+		return; /* still running */
+	uv_signal_stop(h);
 	s->exited = true;
-	s->exit_status = sig ? -1 : (int)status;
-	s->term_signal = sig;
+	/* ECHILD (reaped by someone else: never by regent) reads as exit -1. */
+	s->term_signal = r > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+	s->exit_status = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	if (s->cancelled || s->finished) {
 		close_all(s);
 		return;
 	}
-	if (s->open_streams == 0) {
+	if (!s->reading) {
 		finish(s);
 		return;
 	}
@@ -147,6 +173,40 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig)
 	if (s->deadline_ms && !s->timed_out && s->deadline_ms > now && s->deadline_ms - now < grace)
 		grace = s->deadline_ms - now;
 	uv_timer_start(&s->timer, on_timer, grace, 0);
+}
+
+/* Starts argv[0] (looked up in the agent's PATH) in a new session (its own
+ * process group), stdin /dev/null, stdout and stderr on out_fd, every
+ * signal at its default and none blocked (as uv_spawn did).  Returns 0 or
+ * -errno (an exec failure too: glibc reports it and reaps that child). */
+static int spawn_child(const regent_spawn_opts *o, int out_fd, pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	int rc = posix_spawn_file_actions_init(&fa);
+	if (rc)
+		return -rc;
+	rc = posix_spawnattr_init(&at);
+	if (rc) {
+		posix_spawn_file_actions_destroy(&fa);
+		return -rc;
+	}
+	if (!(rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) &&
+	    !(rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)) &&
+	    !(rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 2)) &&
+	    !(rc = o->cwd ? posix_spawn_file_actions_addchdir_np(&fa, o->cwd) : 0) &&
+	    !(rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	                                             POSIX_SPAWN_SETSIGDEF)) &&
+	    !(rc = posix_spawnattr_setsigmask(&at, &none)) &&
+	    !(rc = posix_spawnattr_setsigdefault(&at, &all)))
+		rc = posix_spawnp(pid, o->argv[0], &fa, &at, (char *const *)o->argv,
+		                  o->env ? (char *const *)o->env : environ);
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+	return -rc;
 }
 
 regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, int *err)
@@ -159,41 +219,56 @@ regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, in
 		*err = -EINVAL;
 		return NULL;
 	}
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		*err = -errno;
+		return NULL;
+	}
+	if (pfd[1] < 3) { /* the child's stdin is set first: keep clear of 0-2 */
+		int fd = fcntl(pfd[1], F_DUPFD_CLOEXEC, 3);
+		int e = errno;
+		close(pfd[1]);
+		pfd[1] = fd;
+		if (fd < 0) {
+			close(pfd[0]);
+			*err = -e;
+			return NULL;
+		}
+	}
 	regent_spawn *s = regent_xcalloc(1, sizeof(*s));
 	s->cb = o->on_done;
 	s->arg = o->arg;
 	s->max = o->max_output ? o->max_output : SPAWN_OUTPUT_DEFAULT;
 	s->start_ms = regent_now_ms();
-	uv_pipe_init(loop, &s->out[0], 0);
-	uv_pipe_init(loop, &s->out[1], 0);
+	uv_pipe_init(loop, &s->out, 0);
 	uv_timer_init(loop, &s->timer);
-	s->proc.data = s->out[0].data = s->out[1].data = s->timer.data = s;
-	uv_stdio_container_t stdio[3] = {
-		{.flags = UV_IGNORE},
-		{.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&s->out[0]},
-		{.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&s->out[1]},
-	};
-	uv_process_options_t po = {
-		.exit_cb = on_proc_exit,
-		.file = o->argv[0],
-		.args = (char **)o->argv,
-		.env = (char **)o->env,
-		.cwd = o->cwd,
-		.flags = UV_PROCESS_DETACHED, /* setsid: its own process group */
-		.stdio_count = 3,
-		.stdio = stdio,
-	};
-	int rc = uv_spawn(loop, &s->proc, &po);
+	uv_signal_init(loop, &s->sigchld);
+	s->sigchld.data = s->out.data = s->timer.data = s;
+	/* Watching before the child exists: its SIGCHLD cannot be missed. */
+	int rc = uv_signal_start(&s->sigchld, on_sigchld, SIGCHLD);
+	if (rc == 0)
+		rc = spawn_child(o, pfd[1], &s->pid);
+	close(pfd[1]);
+	if (rc == 0)
+		rc = uv_pipe_open(&s->out, pfd[0]);
+	else
+		close(pfd[0]);
+	if (rc < 0 && s->pid > 0) { /* started, its output unreadable: stop it */
+		kill_group(s);
+		close(pfd[0]);
+		s->finished = s->cancelled = true; /* reaped by on_sigchld, no callback */
+		close_all(s);
+		*err = rc;
+		return NULL;
+	}
 	if (rc < 0) {
 		*err = rc;
-		/* uv_spawn initialised the process handle: close it too. */
 		s->finished = s->cancelled = s->exited = true;
 		close_all(s);
 		return NULL;
 	}
-	s->open_streams = 2;
-	uv_read_start((uv_stream_t *)&s->out[0], on_alloc, on_read);
-	uv_read_start((uv_stream_t *)&s->out[1], on_alloc, on_read);
+	s->reading = true;
+	uv_read_start((uv_stream_t *)&s->out, on_alloc, on_read);
 	if (o->timeout_ms) {
 		s->deadline_ms = s->start_ms + o->timeout_ms;
 		uv_timer_start(&s->timer, on_timer, o->timeout_ms, 0);
@@ -210,7 +285,7 @@ void regent_spawn_cancel(regent_spawn *s)
 	if (!s->exited) {
 		kill_group(s);
 		uv_timer_stop(&s->timer);
-		return; /* on_proc_exit reaps it and closes everything */
+		return; /* on_sigchld reaps it and closes everything */
 	}
 	s->finished = true;
 	close_all(s);

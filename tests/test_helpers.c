@@ -582,6 +582,121 @@ static void test_spawn(void **state)
 	assert_false(c.done);
 }
 
+/* What the child gets (posix_spawn, not a fork of the agent): only fds
+ * 0-2 (and what the agent inherited), its own session, no blocked or
+ * ignored signal, the cwd asked for;
+ * and libuv's own SIGCHLD handling still serves a uv_spawn next to it. */
+typedef struct uvchild {
+	bool done;
+	int64_t status;
+} uvchild;
+
+static void on_uv_exit(uv_process_t *p, int64_t status, int sig)
+{
+	(void)sig;
+	uvchild *c = p->data;
+	c->done = true;
+	c->status = status;
+	uv_close((uv_handle_t *)p, NULL);
+}
+
+static void test_spawn_child_state(void **state)
+{
+	fixture *f = *state;
+	/* A descriptor the agent holds without O_CLOEXEC stays; ours must not
+	 * leak (the pipe's read end, the loop's fds). */
+	sstate *s = spawn_run(f,
+	                      "cd /proc/$$/fd && echo fds *; "
+	                      "echo sid $(cut -d' ' -f6 /proc/$$/stat) pid $$",
+	                      10000, 0);
+	assert_int_equal(s->r.exit_status, 0);
+	/* Only 0-2 and what the agent holds without FD_CLOEXEC (inherited
+	 * from whoever started it) reach the child; one more is the shell's
+	 * own directory handle while it lists. */
+	const char *fl = strstr(s->out, "fds ");
+	assert_non_null(fl);
+	int extra = 0;
+	for (const char *q = fl + 4; *q && *q != '\n';) {
+		char *end;
+		long fd = strtol(q, &end, 10);
+		assert_true(end > q);
+		int fdfl = fd > 2 ? fcntl((int)fd, F_GETFD) : 0;
+		if (fd > 2 && (fdfl < 0 || (fdfl & FD_CLOEXEC)))
+			extra++;
+		q = *end == ' ' ? end + 1 : end;
+	}
+	if (extra > 1)
+		print_error("child's descriptors: %s\n", fl);
+	assert_true(extra <= 1);
+	int sid = -1, pid = -2;
+	const char *p = strstr(s->out, "sid ");
+	assert_non_null(p);
+	assert_int_equal(sscanf(p, "sid %d pid %d", &sid, &pid), 2);
+	assert_int_equal(sid, pid);
+	assert_int_not_equal(sid, (int)getsid(0));
+	free(s);
+
+	/* Signals: none blocked, 1-31 at their default, whatever the agent
+	 * blocks or ignores (read by grep itself: a shell clears its mask).
+	 * glibc's posix_spawn leaves its two internal signals, 32 and 33,
+	 * ignored; haproxy and sh use neither. */
+	sigset_t blk, old;
+	sigemptyset(&blk);
+	sigaddset(&blk, SIGUSR2);
+	assert_int_equal(sigprocmask(SIG_BLOCK, &blk, &old), 0);
+	struct sigaction ign = {.sa_handler = SIG_IGN}, oldsa;
+	assert_int_equal(sigaction(SIGUSR1, &ign, &oldsa), 0);
+	sstate g = {0};
+	const char *gargv[] = {"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL};
+	regent_spawn_opts go = {.size = sizeof(go), .argv = gargv, .on_done = on_spawned, .arg = &g};
+	int gerr = 1;
+	assert_non_null(H->spawn(&f->ctx, &go, &gerr));
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	sigaction(SIGUSR1, &oldsa, NULL);
+	assert_true(run_until(f, &g.done, 20000));
+	assert_int_equal(g.r.exit_status, 0);
+	if (!strstr(g.out, "SigBlk:\t0000000000000000\n"))
+		print_error("child's signals: %s\n", g.out);
+	assert_non_null(strstr(g.out, "SigBlk:\t0000000000000000\n"));
+	const char *ig = strstr(g.out, "SigIgn:\t");
+	assert_non_null(ig);
+	assert_int_equal(strtoull(ig + 8, NULL, 16) & 0x7fffffffull, 0);
+
+	/* cwd, and a uv_spawn child exiting while ours runs (and the other way
+	 * round): each exit reaches its own owner. */
+	uvchild uc = {0};
+	uv_process_t up = {.data = &uc};
+	char *uargs[] = {"sh", "-c", "sleep 0.2; exit 5", NULL};
+	uv_process_options_t uo = {.exit_cb = on_uv_exit, .file = "sh", .args = uargs};
+	assert_int_equal(uv_spawn(&f->loop, &up, &uo), 0);
+	sstate c = {0};
+	const char *argv[] = {"sh", "-c", "pwd; sleep 0.4; exit 4", NULL};
+	regent_spawn_opts o = {.size = sizeof(o), .argv = argv, .cwd = f->dir,
+	                       .on_done = on_spawned, .arg = &c};
+	int err = 1;
+	assert_non_null(H->spawn(&f->ctx, &o, &err));
+	assert_true(run_until(f, &c.done, 20000));
+	assert_true(run_until(f, &uc.done, 20000));
+	assert_int_equal(uc.status, 5);
+	assert_int_equal(c.r.exit_status, 4);
+	char want[300];
+	snprintf(want, sizeof(want), "%s\n", f->dir);
+	assert_string_equal(c.out, want);
+	c.done = false;
+	uvchild uc2 = {0};
+	uv_process_t up2 = {.data = &uc2};
+	char *uargs2[] = {"sh", "-c", "sleep 0.4; exit 6", NULL};
+	uo.args = uargs2;
+	assert_int_equal(uv_spawn(&f->loop, &up2, &uo), 0);
+	argv[2] = "exit 7";
+	assert_non_null(H->spawn(&f->ctx, &o, &err));
+	assert_true(run_until(f, &c.done, 20000));
+	assert_int_equal(c.r.exit_status, 7);
+	assert_true(run_until(f, &uc2.done, 20000));
+	assert_int_equal(uc2.status, 6);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
 static void addr_ok(const char *text, int family, const char *host, unsigned port)
 {
 	regent_address a;
@@ -735,6 +850,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_child_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_parts, setup, teardown),
 		cmocka_unit_test(test_address),
 		cmocka_unit_test_setup_teardown(test_cfg_address, setup, teardown),

@@ -408,7 +408,7 @@ typedef void (*regent_spawn_cb)(void *arg, const regent_spawn_result *res);
  * no field past it. */
 typedef struct regent_spawn_opts {
 	size_t size;              /* sizeof(regent_spawn_opts) of the plugin */
-	const char *const *argv;  /* NULL-terminated; argv[0] is looked up in PATH */
+	const char *const *argv;  /* NULL-terminated; argv[0] is looked up in the agent's PATH */
 	const char *const *env;   /* NULL-terminated "K=V", or NULL: the agent's environment */
 	const char *cwd;          /* NULL: the agent's */
 	uint64_t timeout_ms;      /* 0: none; else the command's process group is killed then */
@@ -770,8 +770,9 @@ typedef struct regent_host {
 	                                 int *err);
 	void (*file_write_cancel)(regent_file_write *w);
 
-	/* Runs a command on the loop (uv_spawn, in its own process group,
-	 * stdin /dev/null) and captures stdout and stderr into one text, the
+	/* Runs a command on the loop (posix_spawn, never a fork of the
+	 * agent's heap; in its own process group, stdin /dev/null, signals at
+	 * their default; reaped on SIGCHLD by its own pid) and captures stdout and stderr into one text, the
 	 * first max_output bytes kept and the rest counted.  on_done is called
 	 * once, when the command has exited and its output is read (or, after
 	 * an exit, when the timeout passes while a descendant still holds the

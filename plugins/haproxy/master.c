@@ -317,8 +317,8 @@ static void spawn_now(hx_sup *s)
 	        s->pid, s->config_file, nkeep ? " and the copies of its listening sockets" : "",
 	        s->log_file);
 	/* Where a (re)start's time goes: clearing the state file (threadpool)
-	 * and the fork/exec itself (uv_spawn waits for the exec). */
-	sup_log(s, REGENT_LOG_DEBUG, "spawn timing: state file cleared after %.1f ms, fork+exec %.1f ms",
+	 * and the spawn itself (posix_spawn returns once the exec is done). */
+	sup_log(s, REGENT_LOG_DEBUG, "spawn timing: state file cleared after %.1f ms, spawn+exec %.1f ms",
 	        s->spawn_req_ns ? (double)(t0 - s->spawn_req_ns) / 1e6 : 0.0, (double)(t1 - t0) / 1e6);
 	ready_poll(s, 20);
 }
@@ -581,23 +581,14 @@ int hx_check_binary(const regent_host *h, const char *bin, const char *const *in
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		goto out;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "fork: %s", strerror(errno));
+	pid_t pid = 0;
+	rc = hx_posix_spawn(argv, pfd[1], &pid); /* no fork: see proc.c */
+	if (rc < 0) {
+		snprintf(why, whylen, "%s -c with the includes: cannot run %s: %s", bin, bin,
+		         strerror(-rc));
 		close(pfd[0]);
 		close(pfd[1]);
 		goto out;
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		int dn = open("/dev/null", O_RDONLY);
-		if (dn >= 0)
-			dup2(dn, 0);
-		execvp(argv[0], argv);
-		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
-		_exit(127);
 	}
 	close(pfd[1]);
 	char out[2048];

@@ -1,7 +1,8 @@
 /* proc.c - the haproxy sink's own child process and file swap, on the
- * loop: the long-running managed haproxy master (its output logged line
- * by line), and the checked candidate renamed over the file (rename,
- * fsync of the directory, on libuv's threadpool).  Short commands
+ * loop: the long-running managed haproxy master (its output appended to
+ * a file; posix_spawn, reaped on SIGCHLD), and the checked candidate
+ * renamed over the file (rename, fsync of the directory, on libuv's
+ * threadpool).  Short commands
  * ("haproxy -c", a reload command) run with host->spawn and the files are
  * written with host->file_write (pipeline.c, reload.c).  Each object owns
  * its handles and frees itself once they are closed. */
@@ -11,10 +12,14 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 /* ------------------------------------------------------------------ */
 /* The managed master                                                 */
@@ -22,9 +27,15 @@
 
 /* haproxy must outlive regent: it runs in its own session (no signal of
  * regent's terminal or process group reaches it) and writes its output to
- * a file, never to a pipe that would break when regent exits. */
+ * a file, never to a pipe that would break when regent exits.
+ *
+ * Started with posix_spawn (glibc: clone(CLONE_VM | CLONE_VFORK)), not
+ * uv_spawn, whose fork (libuv 1.44) marks the agent's whole heap
+ * copy-on-write: at 100,000 instances each page written afterwards faults
+ * (core/spawn.c does the same for host->spawn).  Its exit is reaped with
+ * waitpid of its own pid when SIGCHLD comes. */
 struct hx_master {
-	uv_process_t proc;
+	uv_signal_t sigchld;
 	hx_exit_cb on_exit;
 	void *arg;
 	bool exited, released, closed;
@@ -36,16 +47,67 @@ static void master_on_close(uv_handle_t *h)
 	free(h->data);
 }
 
-static void master_exit(uv_process_t *p, int64_t status, int sig)
+static void master_close(hx_master *m)
 {
-	hx_master *m = p->data;
+	if (!m->closed) {
+		m->closed = true;
+		uv_close((uv_handle_t *)&m->sigchld, master_on_close);
+	}
+}
+
+static void master_sigchld(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	hx_master *m = h->data;
+	int st = 0;
+	pid_t r;
+	do
+		r = waitpid(m->pid, &st, WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r == 0 || (r < 0 && errno != ECHILD))
+		return; /* still running */
+	uv_signal_stop(h);
 	m->exited = true;
+	/* ECHILD (reaped elsewhere, never by regent) reads as exit status -1. */
+	int sig = r > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+	int64_t status = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	if (!m->released && m->on_exit)
 		m->on_exit(m->arg, status, sig);
-	else if (m->released && !m->closed) {
-		m->closed = true;
-		uv_close((uv_handle_t *)&m->proc, master_on_close);
+	else
+		master_close(m);
+}
+
+int hx_posix_spawn(char *const *argv, int out_fd, pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	int rc = posix_spawn_file_actions_init(&fa);
+	if (rc)
+		return -rc;
+	rc = posix_spawnattr_init(&at);
+	if (rc) {
+		posix_spawn_file_actions_destroy(&fa);
+		return -rc;
 	}
+	/* out_fd 0 would be replaced by stdin first: it comes from open(2)
+	 * with 0-2 held, so it is not; checked all the same. */
+	if (out_fd == 0)
+		out_fd = -1;
+	if (!(rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) &&
+	    !(rc = out_fd >= 0 ? posix_spawn_file_actions_adddup2(&fa, out_fd, 1)
+	                       : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_RDWR, 0)) &&
+	    !(rc = posix_spawn_file_actions_adddup2(&fa, 1, 2)) &&
+	    !(rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	                                             POSIX_SPAWN_SETSIGDEF)) &&
+	    !(rc = posix_spawnattr_setsigmask(&at, &none)) &&
+	    !(rc = posix_spawnattr_setsigdefault(&at, &all)))
+		rc = posix_spawnp(pid, argv[0], &fa, &at, argv, environ);
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+	return -rc;
 }
 
 hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, int out_fd, hx_exit_cb on_exit,
@@ -58,28 +120,19 @@ hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, int out_fd, hx_ex
 	}
 	m->on_exit = on_exit;
 	m->arg = arg;
-	m->proc.data = m;
-	uv_stdio_container_t stdio[3] = {
-		{.flags = UV_IGNORE},
-		{.flags = out_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE, .data.fd = out_fd},
-		{.flags = out_fd >= 0 ? UV_INHERIT_FD : UV_IGNORE, .data.fd = out_fd},
-	};
-	uv_process_options_t o = {
-		.exit_cb = master_exit,
-		.file = argv[0],
-		.args = (char **)argv,
-		.stdio_count = 3,
-		.stdio = stdio,
-		.flags = UV_PROCESS_DETACHED,
-	};
-	int rc = uv_spawn(loop, &m->proc, &o);
+	uv_signal_init(loop, &m->sigchld);
+	m->sigchld.data = m;
+	/* Watching before the child exists: its SIGCHLD cannot be missed. */
+	int rc = uv_signal_start(&m->sigchld, master_sigchld, SIGCHLD);
+	pid_t pid = 0;
+	if (rc == 0)
+		rc = hx_posix_spawn(argv, out_fd, &pid);
 	if (rc < 0) {
 		*err = rc;
-		m->closed = true;
-		uv_close((uv_handle_t *)&m->proc, master_on_close);
+		master_close(m);
 		return NULL;
 	}
-	m->pid = m->proc.pid;
+	m->pid = pid;
 	return m;
 }
 
@@ -90,8 +143,8 @@ int hx_master_pid(const hx_master *m)
 
 void hx_master_kill(hx_master *m, int sig)
 {
-	if (m && !m->exited)
-		uv_process_kill(&m->proc, sig);
+	if (m && !m->exited && m->pid > 0)
+		kill(m->pid, sig);
 }
 
 void hx_master_release(hx_master *m)
@@ -102,10 +155,7 @@ void hx_master_release(hx_master *m)
 	/* A running master is left running: the handle is closed at once so
 	 * that nothing keeps the loop (and regent's exit) waiting; whoever
 	 * adopts it reaps it through its pidfd (master.c). */
-	if (!m->closed) {
-		m->closed = true;
-		uv_close((uv_handle_t *)&m->proc, master_on_close);
-	}
+	master_close(m);
 }
 
 /* ------------------------------------------------------------------ */
