@@ -19,7 +19,14 @@
  * time, whatever the burst (a small report costs microseconds: no visible
  * delay).
  *
- * Owns: the views' keys, services and decoded instances.
+ * The decoded instances are the core's immutable, reference-counted
+ * blocks (ABI 1.6): an instance reported without decoration (no port key
+ * in its service) is handed as the block itself
+ * (catalog_set_decoded / catalog_instance_set_decoded), and the catalog
+ * keeps a reference instead of a copy; instance_free drops the view's.
+ *
+ * Owns: the views' keys, services and (its references to) the decoded
+ * instances.
  */
 #include "etcd_int.h"
 
@@ -267,6 +274,13 @@ static bool has_instance_ops(const etcd *e)
 	                         sizeof(e->h->catalog_instance_remove);
 }
 
+/* Whether the core shares decoded instances (ABI 1.6) instead of copying
+ * them: then the catalog and this view hold each instance once. */
+static bool has_shared_ops(const etcd *e)
+{
+	return REGENT_HOST_HAS(e->h, catalog_instance_set_decoded);
+}
+
 /* Reports the touched keys of one service, instance by instance, until
  * `deadline` (uv_hrtime): returns false when keys are left (they stay in
  * d), true when d is done. */
@@ -295,7 +309,11 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 		if (k && k->svc == s && k->inst) {
 			regent_instance one;
 			regent_kv *meta = decorate(e, s, k, portbuf, &one);
-			rc = e->h->catalog_instance_set(e->ctx, &one);
+			/* undecorated: the catalog shares the decoded block (ABI 1.6) */
+			if (!meta && has_shared_ops(e))
+				rc = e->h->catalog_instance_set_decoded(e->ctx, k->inst);
+			else
+				rc = e->h->catalog_instance_set(e->ctx, &one);
 			free(meta);
 		}
 		if (rc == 0) {
@@ -326,6 +344,20 @@ void publish_service(etcd *e, const char *name)
 	size_t n = 0;
 	for (kent *k = s->head; k; k = k->next)
 		n += k->inst != NULL;
+	if (!s->port && has_shared_ops(e)) {
+		/* nothing to decorate: the decoded blocks themselves, shared */
+		const regent_instance **list = e->h->xcalloc(n, sizeof(*list));
+		size_t i = 0;
+		for (kent *k = s->head; k; k = k->next)
+			if (k->inst)
+				list[i++] = k->inst;
+		e->h->catalog_set_decoded(e->ctx, name, list, n);
+		free(list);
+		if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
+			e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s", name, n,
+			          n == 1 ? "" : "s");
+		return;
+	}
 	regent_instance *copies = e->h->xcalloc(n, sizeof(*copies));
 	const regent_instance **list = e->h->xcalloc(n, sizeof(*list));
 	regent_kv **metas = e->h->xcalloc(n, sizeof(*metas));
