@@ -632,6 +632,7 @@ static void h_applied(regent_ctx *ctx, const regent_catalog *cat)
 	regent_metric_observe(m, now > origin ? (double)(now - origin) / 1e9 : 0);
 	if (ctx->agent->history)
 		regent_history_applied(ctx->agent->history, ctx->sec->name, cat, regent_now_ms(), now);
+	regent_agent_applied(ctx->agent, origin, now);
 }
 
 /* ---- ABI 1.2: annotations and the recent past ---- */
