@@ -51,7 +51,7 @@ struct regent_annots {
 	regent_map *words;  /* text -> word */
 	regent_annot **tab; /* by service and id: open addressing, linear probing,
 	                     * no tombstones (removal shifts back); NULL: empty */
-	size_t cap, n;      /* cap 0 or a power of two, n <= cap / 2 */
+	size_t cap, n;      /* cap 0 or a power of two, n <= 3/4 cap */
 	unsigned gen;
 	/* foreach's order: the n annotations sorted by service then id, valid
 	 * while !stale (a change frees or adds copies: stale) */
@@ -202,10 +202,10 @@ static size_t tab_find(const struct regent_annots *s, const char *service, const
 	}
 }
 
-/* Room for one more (load at most 1/2). */
+/* Room for one more (load at most 3/4: probes stay short, the table small). */
 static void tab_reserve(struct regent_annots *s)
 {
-	if (2 * (s->n + 1) <= s->cap)
+	if (4 * (s->n + 1) <= 3 * s->cap)
 		return;
 	size_t cap = s->cap ? 2 * s->cap : 16;
 	regent_annot **t = regent_xcalloc(cap, sizeof(*t));

@@ -105,7 +105,7 @@ typedef struct kent {
  * no tombstones), so that each key is held once, in its kent. */
 typedef struct ktab {
 	kent **cell;
-	size_t cap, n; /* cap 0 or a power of two, n <= cap / 2 */
+	size_t cap, n; /* cap 0 or a power of two, n <= 3/4 cap */
 } ktab;
 
 typedef struct ksvc {

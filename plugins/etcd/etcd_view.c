@@ -79,7 +79,7 @@ static kent *kt_get(const ktab *t, const char *key)
 /* Adds k (its key is not in t).  O(1) average. */
 static void kt_put(etcd *e, ktab *t, kent *k)
 {
-	if (2 * (t->n + 1) > t->cap) {
+	if (4 * (t->n + 1) > 3 * t->cap) { /* load at most 3/4 */
 		size_t cap = t->cap ? 2 * t->cap : 64;
 		ktab g = {e->h->xcalloc(cap, sizeof(kent *)), cap, 0};
 		for (size_t i = 0; i < t->cap; i++)
