@@ -111,9 +111,10 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
 /* glibc keeps what is freed for reuse; after a burst (the cold start's
  * full read, a reload's render) much of the heap is free but resident.
  * Once the agent has been quiet for TRIM_QUIET_MS after a snapshot or a
- * reload, malloc_trim(0) gives the free pages back, and once more
- * TRIM_LATE_MS later for what the sinks freed after their own delayed work
- * (a haproxy reload).  Off the hot path: at most two per quiet period. */
+ * sink's apply, malloc_trim(0) gives the free pages back, right after an
+ * apply that took the slow path (regent_agent_applied), and once more
+ * TRIM_LATE_MS later for what the sinks freed after their own delayed
+ * work.  Off the hot path: a few per quiet period, none per fast change. */
 #define TRIM_QUIET_MS 1000
 #define TRIM_LATE_MS 30000
 
@@ -138,6 +139,25 @@ static void trim_when_quiet(regent_agent *a)
 		return;
 	a->trim_late = false;
 	uv_timer_start(a->trim_timer, on_trim, TRIM_QUIET_MS, 0);
+}
+
+/* A sink applied a snapshot (host->applied).  One that took longer than
+ * TRIM_QUIET_MS went through the slow path (a haproxy reload: a render, a
+ * check, answers read back), whose buffers are freed by the next loop
+ * turn: trimmed then, not one quiet second later (the agent may not be
+ * quiet for a while, and whatever reads its RSS right after the change
+ * would count the garbage).  A quick apply only moves the quiet trim. */
+void regent_agent_applied(regent_agent *a, uint64_t origin_wall_ns, uint64_t now_wall_ns)
+{
+	if (!a->trim_timer || a->stopping)
+		return;
+	if (origin_wall_ns && now_wall_ns > origin_wall_ns &&
+	    now_wall_ns - origin_wall_ns > (uint64_t)TRIM_QUIET_MS * 1000000u) {
+		a->trim_late = false;
+		uv_timer_start(a->trim_timer, on_trim, 0, 0);
+	} else {
+		trim_when_quiet(a);
+	}
 }
 
 /* ---- catalog -> sinks ---- */

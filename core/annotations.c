@@ -2,9 +2,12 @@
  * (host->annotations_set, ABI 1.2; host->annotations_update, ABI 1.5) and
  * read back (host->annotations_foreach).  Each plugin instance's
  * annotations live in its context (struct regent_annots): one allocation
- * per annotation (the struct and its strings) in a hash table by service
+ * per annotation (the struct, its id and label) in a hash table by service
  * and id, so that publishing k of them costs O(k) on average whatever the
  * instance holds; an annotation published again unchanged keeps its copy.
+ * The texts that repeat from one annotation to the next (service, state,
+ * detail: "down", "L4CON Connection refused" on thousands of servers) are
+ * held once per instance, reference-counted (words).
  * The order foreach gives (service, then id) is an array of pointers
  * sorted again only when foreach runs after a change (a status page
  * request, not every publish).  Freed with the context (or by an empty
@@ -37,11 +40,18 @@ typedef struct regent_annot {
 	bool mark;             /* counted (annotations_update near the limit) */
 } regent_annot;
 
+/* A text held once for every annotation of one instance that uses it. */
+typedef struct word {
+	size_t refs;
+	char text[];
+} word;
+
 /* One plugin instance's annotations. */
 struct regent_annots {
+	regent_map *words;  /* text -> word */
 	regent_annot **tab; /* by service and id: open addressing, linear probing,
 	                     * no tombstones (removal shifts back); NULL: empty */
-	size_t cap, n;      /* cap 0 or a power of two, n <= cap / 2 */
+	size_t cap, n;      /* cap 0 or a power of two, n <= 3/4 cap */
 	unsigned gen;
 	/* foreach's order: the n annotations sorted by service then id, valid
 	 * while !stale (a change frees or adds copies: stale) */
@@ -81,26 +91,69 @@ static uint64_t since_of(const regent_annotation *a)
 	               : 0;
 }
 
-static regent_annot *annot_copy(const regent_annotation *a, size_t hash)
+/* The instance's copy of text (NULL stays NULL), one more reference. */
+static const char *word_get(struct regent_annots *s, const char *text)
 {
-	const char *f[5] = {FIELD(a, service), FIELD(a, id), FIELD(a, label), FIELD(a, state),
-	                    FIELD(a, detail)};
-	size_t len[5], total = sizeof(regent_annot);
-	for (size_t i = 0; i < 5; i++) {
+	if (!text)
+		return NULL;
+	if (!s->words)
+		s->words = regent_map_new();
+	word *w = regent_map_get(s->words, text);
+	if (!w) {
+		size_t n = strlen(text) + 1;
+		w = regent_xmalloc(sizeof(*w) + n);
+		w->refs = 0;
+		memcpy(w->text, text, n);
+		regent_map_put(s->words, w->text, w);
+	}
+	w->refs++;
+	return w->text;
+}
+
+/* Drops a reference word_get gave. */
+static void word_put(struct regent_annots *s, const char *text)
+{
+	if (!text)
+		return;
+	word *w = (word *)(void *)(text - offsetof(word, text));
+	if (--w->refs == 0) {
+		regent_map_del(s->words, w->text);
+		free(w);
+	}
+}
+
+static void annot_free(struct regent_annots *s, regent_annot *c)
+{
+	if (!c)
+		return;
+	word_put(s, c->pub.service);
+	word_put(s, c->pub.state);
+	word_put(s, c->pub.detail);
+	free(c);
+}
+
+static regent_annot *annot_copy(struct regent_annots *s, const regent_annotation *a, size_t hash)
+{
+	/* id and label in the same allocation; the rest shared (words) */
+	const char *f[2] = {FIELD(a, id), FIELD(a, label)};
+	size_t len[2], total = sizeof(regent_annot);
+	for (size_t i = 0; i < 2; i++) {
 		len[i] = f[i] ? strlen(f[i]) + 1 : 0;
 		total += len[i];
 	}
 	regent_annot *c = regent_xcalloc(1, total);
 	char *p = (char *)(c + 1);
-	const char **dst[5] = {&c->pub.service, &c->pub.id, &c->pub.label, &c->pub.state,
-	                       &c->pub.detail};
-	for (size_t i = 0; i < 5; i++) {
+	const char **dst[2] = {&c->pub.id, &c->pub.label};
+	for (size_t i = 0; i < 2; i++) {
 		if (!f[i])
 			continue;
 		memcpy(p, f[i], len[i]);
 		*dst[i] = p;
 		p += len[i];
 	}
+	c->pub.service = word_get(s, FIELD(a, service));
+	c->pub.state = word_get(s, FIELD(a, state));
+	c->pub.detail = word_get(s, FIELD(a, detail));
 	/* ABI 1.5: 0 from an older producer's struct, which ends before it */
 	c->pub.since_wall_ns = since_of(a);
 	c->pub.size = sizeof(c->pub);
@@ -149,10 +202,10 @@ static size_t tab_find(const struct regent_annots *s, const char *service, const
 	}
 }
 
-/* Room for one more (load at most 1/2). */
+/* Room for one more (load at most 3/4: probes stay short, the table small). */
 static void tab_reserve(struct regent_annots *s)
 {
-	if (2 * (s->n + 1) <= s->cap)
+	if (4 * (s->n + 1) <= 3 * s->cap)
 		return;
 	size_t cap = s->cap ? 2 * s->cap : 16;
 	regent_annot **t = regent_xcalloc(cap, sizeof(*t));
@@ -201,10 +254,10 @@ static void put_one(struct regent_annots *s, const regent_annotation *a)
 		c->gen = s->gen; /* unchanged: the copy stays */
 		return;
 	}
-	regent_annot *copy = annot_copy(a, h);
+	regent_annot *copy = annot_copy(s, a, h);
 	copy->gen = s->gen;
 	if (c)
-		free(c);
+		annot_free(s, c);
 	else
 		s->n++;
 	s->tab[i] = copy;
@@ -221,7 +274,7 @@ static bool del_one(struct regent_annots *s, const regent_annotation *a)
 	if (!c)
 		return false;
 	tab_remove_at(s, i);
-	free(c);
+	annot_free(s, c);
 	s->stale = true;
 	return true;
 }
@@ -239,7 +292,8 @@ void regent_annotations_clear(regent_ctx *ctx)
 	if (!s)
 		return;
 	for (size_t i = 0; i < s->cap; i++)
-		free(s->tab[i]);
+		annot_free(s, s->tab[i]);
+	regent_map_free(s->words, NULL); /* empty by now */
 	free(s->tab);
 	free(s->sorted);
 	free(s);
@@ -309,7 +363,7 @@ int regent_annotations_set(regent_ctx *ctx, const regent_annotation *const *item
 		regent_annot *c = s->tab[i];
 		if (c && c->gen != s->gen) {
 			tab_remove_at(s, i);
-			free(c);
+			annot_free(s, c);
 			s->stale = true;
 			continue;
 		}

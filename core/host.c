@@ -370,6 +370,55 @@ static int h_catalog_instance_set(regent_ctx *ctx, const regent_instance *inst)
 	return 0;
 }
 
+/* The catalog's reference to a block instance_decode gave (ABI 1.6), or,
+ * for what is not such a block (a plugin bug, logged) or names another
+ * service, a copy as catalog_set makes. */
+static regent_inst *store_share(regent_ctx *ctx, const regent_instance *inst, const char *service)
+{
+	regent_inst *in = regent_inst_of_decoded(inst);
+	if (in && strcmp(in->pub.service, service) == 0)
+		return in;
+	if (!in)
+		regent_log(REGENT_LOG_ERROR, ctx->who,
+		           "plugin bug: an instance of service %s handed as decoded was not given by "
+		           "instance_decode (or was freed); copied instead",
+		           service);
+	regent_inst_unref(in);
+	return store_copy(ctx, inst, service);
+}
+
+static int h_catalog_set_decoded(regent_ctx *ctx, const char *service,
+                                 const regent_instance *const *insts, size_t n)
+{
+	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_set_decoded") || !ctx->view)
+		return -EPERM;
+	if (!store_service_ok(ctx, service))
+		return -EINVAL;
+	regent_inst **ins = regent_xcalloc(n + 1, sizeof(*ins));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		regent_inst *in = insts[i] ? store_share(ctx, insts[i], service) : NULL;
+		if (in)
+			ins[k++] = in;
+	}
+	regent_cat_view_set(ctx->view, service, ins, k);
+	free(ins);
+	return 0;
+}
+
+static int h_catalog_instance_set_decoded(regent_ctx *ctx, const regent_instance *inst)
+{
+	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_instance_set_decoded") || !ctx->view)
+		return -EPERM;
+	if (!store_service_ok(ctx, inst ? inst->service : NULL))
+		return -EINVAL;
+	regent_inst *in = store_share(ctx, inst, inst->service);
+	if (!in)
+		return -EINVAL;
+	regent_cat_view_put(ctx->view, in);
+	return 0;
+}
+
 static int h_catalog_instance_remove(regent_ctx *ctx, const char *service, const char *id)
 {
 	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_instance_remove") || !ctx->view)
@@ -583,6 +632,7 @@ static void h_applied(regent_ctx *ctx, const regent_catalog *cat)
 	regent_metric_observe(m, now > origin ? (double)(now - origin) / 1e9 : 0);
 	if (ctx->agent->history)
 		regent_history_applied(ctx->agent->history, ctx->sec->name, cat, regent_now_ms(), now);
+	regent_agent_applied(ctx->agent, origin, now);
 }
 
 /* ---- ABI 1.2: annotations and the recent past ---- */
@@ -748,6 +798,8 @@ const regent_host regent_host_table = {
 	.cfg_address = regent_cfg_address,
 	/* ABI 1.5 */
 	.annotations_update = h_annotations_update,
+	.catalog_set_decoded = h_catalog_set_decoded,
+	.catalog_instance_set_decoded = h_catalog_instance_set_decoded,
 };
 
 /* ---- contexts ---- */

@@ -101,6 +101,10 @@ int regent_agent_start(regent_agent *a);
 int regent_agent_reload(regent_agent *a);
 /* host->started(): a plugin instance proved itself (status 0) or failed. */
 void regent_agent_started(regent_agent *a, regent_ctx *c, int status, const char *reason);
+/* host->applied(): a sink applied a snapshot whose change entered the
+ * agent at origin_wall_ns; heap pages its work freed go back to the system
+ * (at once after a slow apply, else once quiet). */
+void regent_agent_applied(regent_agent *a, uint64_t origin_wall_ns, uint64_t now_wall_ns);
 /* Creates dir (mode 0750) if missing and checks it is a real directory
  * owned by this user and writable by nobody else.  Logs why not as who. */
 int regent_state_dir_prepare(const char *dir, const char *who);

@@ -193,7 +193,24 @@ regent_inst *regent_inst_copy(const regent_instance *src, const char *default_no
 	regent_instance *pub;
 	regent_inst *in = deep_copy(src, default_node, sizeof(regent_inst), &pub);
 	in->refs = 1;
+	in->magic = REGENT_INST_MAGIC;
 	return in;
+}
+
+/* What instance_decode gives: the same block as the catalog's copies. */
+static void decoded_copy(const regent_instance *src, regent_instance **out)
+{
+	regent_inst *in = deep_copy(src, NULL, sizeof(regent_inst), out);
+	in->refs = 1;
+	in->magic = REGENT_INST_MAGIC;
+}
+
+regent_inst *regent_inst_of_decoded(const regent_instance *inst)
+{
+	regent_inst *in = (regent_inst *)inst; /* pub is its first member */
+	if (!in || in->magic != REGENT_INST_MAGIC || in->refs == 0)
+		return NULL;
+	return regent_inst_ref(in);
 }
 
 regent_inst *regent_inst_ref(regent_inst *i)
@@ -204,8 +221,10 @@ regent_inst *regent_inst_ref(regent_inst *i)
 
 void regent_inst_unref(regent_inst *i)
 {
-	if (i && --i->refs == 0)
+	if (i && --i->refs == 0) {
+		i->magic = 0; /* a stale pointer handed back is refused, not shared */
 		free(i);
+	}
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -524,7 +543,7 @@ static int decode_fast(char *text, size_t len, const char *service, const char *
 	tmp.service_port = (uint16_t)sport;
 	if (instance_check(&tmp, NULL, 0) != 0)
 		return 1;
-	deep_copy(&tmp, NULL, sizeof(regent_instance), out);
+	decoded_copy(&tmp, out);
 	return 0;
 }
 
@@ -646,7 +665,7 @@ int regent_instance_decode_ex(const char *json, size_t len, const char *service,
 	}
 	if (instance_check(&tmp, NULL, 0) != 0)
 		goto out;
-	deep_copy(&tmp, NULL, sizeof(regent_instance), out);
+	decoded_copy(&tmp, out);
 	rc = 0;
 out:
 	free(tags);
@@ -657,5 +676,5 @@ out:
 
 void regent_instance_free(regent_instance *inst)
 {
-	free(inst);
+	regent_inst_unref((regent_inst *)inst);
 }

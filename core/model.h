@@ -7,11 +7,17 @@
 #include <regent/plugin.h>
 #include <stddef.h>
 
-/* The core's own immutable, reference-counted copy of an instance. */
+/* The core's own immutable, reference-counted copy of an instance.  The
+ * blocks host->instance_decode gives plugins are these too (ABI 1.6), so
+ * a store's decoded instance and the catalog's are one block
+ * (host->catalog_set_decoded). */
 typedef struct regent_inst {
 	regent_instance pub; /* every pointer points into this allocation */
 	unsigned refs;
+	uint32_t magic;      /* REGENT_INST_MAGIC (in the padding: no cost) */
 } regent_inst;
+
+#define REGENT_INST_MAGIC 0x72696e73u /* "rins" */
 
 /* Hard limits on one instance (from any source or registry): an instance
  * over one is refused as a whole (one warning naming it), so no single
@@ -27,6 +33,10 @@ bool regent_valid_address(const char *addr);
 regent_inst *regent_inst_copy(const regent_instance *src, const char *default_node, char *why,
                               size_t whylen);
 regent_inst *regent_inst_ref(regent_inst *i);
+/* The core's block behind an instance instance_decode gave (ABI 1.6), with
+ * a reference taken, or NULL when inst is not such a block (a plugin bug:
+ * its magic is not there). */
+regent_inst *regent_inst_of_decoded(const regent_instance *inst);
 void regent_inst_unref(regent_inst *i);
 bool regent_instance_equal(const regent_instance *a, const regent_instance *b);
 char *regent_instance_encode(const regent_instance *inst);
@@ -44,6 +54,8 @@ int regent_instance_decode_ex(const char *json, size_t len, const char *service,
  * the value is anything else, valid or not: then the jansson path decides. */
 int regent_instance_decode_fast(const char *json, size_t len, const char *service,
                                 const char *id, regent_instance **out);
+/* Drops the reference instance_decode gave (the block may live on in the
+ * catalog, ABI 1.6). */
 void regent_instance_free(regent_instance *inst);
 const char *regent_proto_name(regent_proto p);
 

@@ -250,6 +250,50 @@ static void update_put_replace_delete(void **st)
 
 /* A producer's struct of an older, shorter layout: the core reads no field
  * past its size (detail absent here). */
+/* The texts annotations share (service, state, detail) are held once per
+ * publisher: one annotation going or changing leaves the others' texts
+ * intact (ASan: no use after free), and an equal text from the caller's
+ * own buffer is found again. */
+static void update_shared_texts(void **st)
+{
+	(void)st;
+	fixture f;
+	fixture_init(&f, 1);
+	regent_ctx *ctx = &f.ctx[0];
+	char detail[32], svc[16];
+	snprintf(detail, sizeof(detail), "L4CON Connection refused");
+	snprintf(svc, sizeof(svc), "web");
+	regent_annotation put[3] = {an(svc, "a", "down", detail), an(svc, "b", "down", detail),
+	                            an("db", "c", "down", NULL)};
+	assert_int_equal(update(ctx, put, 3, NULL, 0), 0);
+	seen *s = list(&f);
+	assert_int_equal(s->n, 3);
+	assert_ptr_equal(s->a[1]->detail, s->a[2]->detail); /* web/a, web/b: one copy */
+	assert_ptr_equal(s->a[0]->state, s->a[1]->state);
+	assert_ptr_equal(s->a[1]->service, s->a[2]->service);
+	memset(detail, 'x', sizeof(detail) - 1); /* the caller's buffers are not held */
+	memset(svc, 'y', sizeof(svc) - 1);
+	/* web/a goes, web/b changes its detail: db/c keeps "down" */
+	regent_annotation del = an("web", "a", "", NULL);
+	regent_annotation chg = an("web", "b", "up", "L4OK");
+	assert_int_equal(update(ctx, &chg, 1, &del, 1), 0);
+	s = list(&f);
+	assert_int_equal(s->n, 2);
+	check(s, 0, "db", "c", "down");
+	assert_null(s->a[0]->detail);
+	check(s, 1, "web", "b", "up");
+	assert_string_equal(s->a[1]->detail, "L4OK");
+	/* the last user of "down" and of "web" went and came back */
+	regent_annotation back[2] = {an("web", "b", "down", "L4CON Connection refused"),
+	                             an("db", "c", "up", NULL)};
+	assert_int_equal(update(ctx, back, 2, NULL, 0), 0);
+	s = list(&f);
+	check(s, 0, "db", "c", "up");
+	check(s, 1, "web", "b", "down");
+	assert_string_equal(s->a[1]->detail, "L4CON Connection refused");
+	fixture_free(&f);
+}
+
 static void update_short_struct(void **st)
 {
 	(void)st;
@@ -562,6 +606,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(set_sorted_and_kept),
 		cmocka_unit_test(update_put_replace_delete),
+		cmocka_unit_test(update_shared_texts),
 		cmocka_unit_test(update_short_struct),
 		cmocka_unit_test(update_since),
 		cmocka_unit_test(update_refused),

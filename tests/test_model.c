@@ -190,6 +190,42 @@ static void encode_same_as_tree(void **state)
 	}
 }
 
+/* ABI 1.6: a decoded block is the core's reference-counted copy, so the
+ * catalog can share it (host->catalog_set_decoded): it outlives the
+ * decoder's instance_free while referenced, and anything else (a struct
+ * that is not such a block, a block already freed) is refused. */
+static void decode_shared_block(void **state)
+{
+	(void)state;
+	regent_instance *d = NULL;
+	const char *v = "{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[\"a\"]}";
+	assert_int_equal(regent_instance_decode(v, strlen(v), "web", "i1", &d), 0);
+	regent_inst *held = regent_inst_of_decoded(d);
+	assert_non_null(held);
+	assert_ptr_equal(&held->pub, d);
+	assert_int_equal(held->refs, 2);
+	regent_instance_free(d); /* the decoder lets go: the catalog's reference stays */
+	assert_int_equal(held->refs, 1);
+	assert_string_equal(held->pub.service, "web");
+	assert_string_equal(held->pub.id, "i1");
+	assert_string_equal(held->pub.tags[0], "a");
+	assert_string_equal(held->pub.node, "");
+	/* the same block as the copy catalog_set would have made */
+	regent_instance src = {.service = "web", .id = "i1", .address = "10.0.0.1", .port = 80,
+	                       .tags = (const char *const[]){"a"}, .ntags = 1};
+	char why[128];
+	regent_inst *copy = regent_inst_copy(&src, "", why, sizeof(why));
+	assert_true(regent_instance_equal(&copy->pub, &held->pub));
+	regent_inst_unref(copy);
+	regent_inst_unref(held);
+	/* not a decoded block: refused (the core then copies it) */
+	struct {
+		regent_instance i;
+		unsigned pad[2];
+	} fake = {.i = src};
+	assert_null(regent_inst_of_decoded(&fake.i));
+}
+
 static void decode_seed_values(void **state)
 {
 	(void)state;
@@ -521,6 +557,7 @@ int main(void)
 		cmocka_unit_test(backoff),         cmocka_unit_test(limits_and_big_meta),
 		cmocka_unit_test(decode_strict_ports), cmocka_unit_test(strict_number_helpers),
 		cmocka_unit_test(log_escaping),    cmocka_unit_test(decode_fast_path),
+		cmocka_unit_test(decode_shared_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 5
+#define REGENT_ABI_MINOR 6
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.
@@ -552,7 +552,10 @@ typedef struct regent_host {
 
 	/* JSON helpers: an instance as the JSON value stores keep, and back.
 	 * encode returns malloc'd text.  decode fills *out with pointers into
-	 * a block that instance_free() releases. */
+	 * a block that instance_free() releases.  Since 1.6 that block is
+	 * immutable and reference-counted: never write into it, and hand it
+	 * to catalog_set_decoded / catalog_instance_set_decoded to have the
+	 * catalog share it instead of copying it. */
 	char *(*instance_encode)(const regent_instance *inst);
 	int (*instance_decode)(const char *json, size_t len, const char *service,
 	                       const char *id, regent_instance **out);
@@ -839,6 +842,25 @@ typedef struct regent_host {
 	 * everything when the instance stops. */
 	int (*annotations_update)(regent_ctx *ctx, const regent_annotation *const *put, size_t nput,
 	                          const regent_annotation *const *del, size_t ndel);
+
+	/* ---- ABI 1.6 ---- (appended; check REGENT_HOST_HAS before calling) */
+
+	/* Stores: catalog_set and catalog_instance_set for instances exactly as
+	 * instance_decode gave them to this plugin (the pointer *out, not a
+	 * copy of the struct; not freed yet): instead of copying each, the
+	 * catalog takes a reference to its block, so an instance the store
+	 * keeps decoded is held once.  The plugin keeps its own reference (it
+	 * still calls instance_free when it drops the instance) and never
+	 * writes into the block; the block is freed when both have let go.
+	 * The instance's service is the one given to instance_decode; for
+	 * catalog_set_decoded it is expected to equal `service` (an instance
+	 * of another service is copied with `service`, as catalog_set does).
+	 * A pointer that is not such a block is a plugin bug: the core logs it
+	 * and copies what it can.  Returns as catalog_set and
+	 * catalog_instance_set. */
+	int (*catalog_set_decoded)(regent_ctx *ctx, const char *service,
+	                           const regent_instance *const *decoded, size_t n);
+	int (*catalog_instance_set_decoded)(regent_ctx *ctx, const regent_instance *decoded);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

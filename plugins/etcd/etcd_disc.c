@@ -270,7 +270,7 @@ void range_done(etcd *e, call *c, resp *r)
 	e->cluster_id = cid ? e->h->xstrdup(cid) : NULL;
 	e->h->log(e->ctx, REGENT_LOG_INFO, "read %s/ at revision %lld from %s: %zu services, %zu keys",
 	          e->prefix, (long long)e->wrev, e->eps[c->ep], e->h->map_size(e->cur.svcs),
-	          e->h->map_size(e->cur.keys));
+	          view_nkeys(&e->cur));
 	e->h->mark_change(e->ctx, e->h->wall_ns());
 	publish_all(e);
 	disc_empty_check(e);
@@ -703,7 +703,7 @@ void disc_empty_cancel(etcd *e)
 
 void disc_empty_check(etcd *e)
 {
-	bool empty = e->h->map_size(e->cur.keys) == 0;
+	bool empty = view_nkeys(&e->cur) == 0;
 	if (!empty) {
 		if (e->note) {
 			e->h->log(e->ctx, REGENT_LOG_INFO, "%s/ holds keys again", e->prefix);

@@ -88,16 +88,25 @@ typedef struct reg {
 	struct reg *dprev, *dnext; /* the dirty list */
 } reg;
 
-/* One key of the discovery view. */
+/* One key of the discovery view: one allocation with its key (printable
+ * form) and, when the key ends with "/<id>" as written, its id (a pointer
+ * into the key; else a copy of its own). */
 typedef struct kent {
-	char *key;
 	int64_t mod_rev;
 	struct ksvc *svc;       /* NULL for a bad key */
-	char *id;               /* instance keys */
+	const char *id;         /* instance keys: into key, or owned (id_owned) */
 	regent_instance *inst;  /* decoded; NULL when bad or a port key */
-	bool is_port, bad;
 	struct kent *prev, *next; /* within the service */
+	bool is_port, bad, id_owned;
+	char key[];             /* NUL-terminated */
 } kent;
+
+/* The view's keys: kent pointers by key (open addressing, linear probing,
+ * no tombstones), so that each key is held once, in its kent. */
+typedef struct ktab {
+	kent **cell;
+	size_t cap, n; /* cap 0 or a power of two, n <= 3/4 cap */
+} ktab;
 
 typedef struct ksvc {
 	char *name;
@@ -107,7 +116,7 @@ typedef struct ksvc {
 } ksvc;
 
 typedef struct view {
-	regent_map *keys; /* key -> kent */
+	ktab keys;        /* key -> kent */
 	regent_map *svcs; /* name -> ksvc */
 	/* watch events: services touched and not reported yet (name -> dsvc:
 	 * the whole service, or the keys touched in it), reported together on
@@ -337,6 +346,11 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
               size_t vlen, int64_t mod_rev);
 /* key: klen bytes, then a NUL (as etcd_b64_decode leaves it) */
 bool view_del(etcd *e, view *v, const char *key, size_t klen);
+/* How many keys the view holds. */
+static inline size_t view_nkeys(const view *v)
+{
+	return v->keys.n;
+}
 void publish_service(etcd *e, const char *name);
 void publish_all(etcd *e);
 

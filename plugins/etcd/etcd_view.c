@@ -19,7 +19,14 @@
  * time, whatever the burst (a small report costs microseconds: no visible
  * delay).
  *
- * Owns: the views' keys, services and decoded instances.
+ * The decoded instances are the core's immutable, reference-counted
+ * blocks (ABI 1.6): an instance reported without decoration (no port key
+ * in its service) is handed as the block itself
+ * (catalog_set_decoded / catalog_instance_set_decoded), and the catalog
+ * keeps a reference instead of a copy; instance_free drops the view's.
+ *
+ * Owns: the views' keys, services and (its references to) the decoded
+ * instances.
  */
 #include "etcd_int.h"
 
@@ -31,7 +38,7 @@
 
 void view_init(etcd *e, view *v)
 {
-	v->keys = e->h->map_new();
+	v->keys = (ktab){0};
 	v->svcs = e->h->map_new();
 }
 
@@ -39,9 +46,70 @@ static void kent_free(etcd *e, kent *k)
 {
 	if (k->inst)
 		e->h->instance_free(k->inst);
-	free(k->id);
-	free(k->key);
+	if (k->id_owned)
+		free((char *)k->id);
 	free(k);
+}
+
+/* ---- the key table ---- */
+
+/* FNV-1a, the high bits folded into the low ones the table uses. */
+static size_t key_hash(const char *key)
+{
+	uint64_t x = 1469598103934665603ull;
+	for (const char *c = key; *c; c++)
+		x = (x ^ (unsigned char)*c) * 1099511628211ull;
+	return (size_t)(x ^ (x >> 29));
+}
+
+/* The cell holding key, or the empty cell where it would go (cap > 0). */
+static size_t kt_slot(const ktab *t, const char *key)
+{
+	size_t mask = t->cap - 1;
+	for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask)
+		if (!t->cell[i] || strcmp(t->cell[i]->key, key) == 0)
+			return i;
+}
+
+static kent *kt_get(const ktab *t, const char *key)
+{
+	return t->cap ? t->cell[kt_slot(t, key)] : NULL;
+}
+
+/* Adds k (its key is not in t).  O(1) average. */
+static void kt_put(etcd *e, ktab *t, kent *k)
+{
+	if (4 * (t->n + 1) > 3 * t->cap) { /* load at most 3/4 */
+		size_t cap = t->cap ? 2 * t->cap : 64;
+		ktab g = {e->h->xcalloc(cap, sizeof(kent *)), cap, 0};
+		for (size_t i = 0; i < t->cap; i++)
+			if (t->cell[i])
+				g.cell[kt_slot(&g, t->cell[i]->key)] = t->cell[i];
+		g.n = t->n;
+		free(t->cell);
+		*t = g;
+	}
+	t->cell[kt_slot(t, k->key)] = k;
+	t->n++;
+}
+
+/* Removes k (held by t), shifting back the entries of its cluster that
+ * probed past it (no tombstones). */
+static void kt_del(ktab *t, const kent *k)
+{
+	size_t mask = t->cap - 1, i = kt_slot(t, k->key);
+	t->cell[i] = NULL;
+	t->n--;
+	for (size_t j = (i + 1) & mask; t->cell[j]; j = (j + 1) & mask) {
+		size_t home = key_hash(t->cell[j]->key) & mask;
+		/* it stays when its home lies cyclically in (i, j] */
+		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			t->cell[i] = t->cell[j];
+			t->cell[j] = NULL;
+			i = j;
+		}
+	}
 }
 
 /* A service touched by watch events and not reported yet. */
@@ -93,27 +161,28 @@ void view_clear(etcd *e, view *v)
 	dirty_free(e, v);
 	e->h->timer_close(&v->pub_timer);
 	v->pub_next_ns = 0;
-	if (!v->keys)
+	for (size_t i = 0; i < v->keys.cap; i++)
+		if (v->keys.cell[i])
+			kent_free(e, v->keys.cell[i]);
+	free(v->keys.cell);
+	v->keys = (ktab){0};
+	if (!v->svcs)
 		return;
 	regent_map_iter it = {0};
 	void *val;
-	while (e->h->map_next(v->keys, &it, NULL, &val))
-		kent_free(e, val);
-	it = (regent_map_iter){0};
 	while (e->h->map_next(v->svcs, &it, NULL, &val)) {
 		ksvc *s = val;
 		free(s->name);
 		free(s);
 	}
-	e->h->map_free(v->keys, NULL);
 	e->h->map_free(v->svcs, NULL);
-	v->keys = v->svcs = NULL;
+	v->svcs = NULL;
 }
 
 /* Unlinks and frees one key (and its service when that was its last). */
 static void view_drop(etcd *e, view *v, kent *k)
 {
-	e->h->map_del(v->keys, k->key);
+	kt_del(&v->keys, k);
 	ksvc *s = k->svc;
 	if (s) {
 		if (k->prev)
@@ -142,18 +211,21 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
               size_t vlen, int64_t mod_rev)
 {
 	char *kp = etcd_printable(e->h, key, klen, klen);
-	kent *prevk = e->h->map_get(v->keys, kp);
+	kent *prevk = kt_get(&v->keys, kp);
 	bool touched = prevk && prevk->svc;
 	if (prevk && prevk->svc && v == &e->cur)
 		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
 	if (prevk)
 		view_drop(e, v, prevk);
-	const kent *seen = old && old->keys ? e->h->map_get(old->keys, kp) : NULL;
+	const kent *seen = old ? kt_get(&old->keys, kp) : NULL;
 	bool quiet = seen && seen->bad && seen->mod_rev == mod_rev;
-	kent *k = e->h->xcalloc(1, sizeof(*k));
-	k->key = kp;
+	size_t kl = strlen(kp);
+	kent *k = e->h->xcalloc(1, sizeof(*k) + kl + 1);
+	memcpy(k->key, kp, kl + 1);
+	free(kp);
+	kp = k->key;
 	k->mod_rev = mod_rev;
-	e->h->map_put(v->keys, k->key, k);
+	kt_put(e, &v->keys, k);
 	char *svc = NULL, *id = NULL;
 	etcd_key_kind kind = etcd_split_key(e->h, key, klen, e->prefix, &svc, &id);
 	const char *why = NULL;
@@ -200,7 +272,17 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 		free(svc);
 	}
 	k->svc = s;
-	k->id = id;
+	/* the id as the key's tail when the key is <prefix>/<service>/<id> as
+	 * written (no escape): not held twice */
+	size_t pl = strlen(e->prefix), sl = strlen(s->name);
+	if (id && kl > pl + sl + 2 && !strchr(k->key, '\\') &&
+	    strcmp(k->key + pl + sl + 2, id) == 0) {
+		k->id = k->key + pl + sl + 2;
+		free(id);
+	} else {
+		k->id = id;
+		k->id_owned = id != NULL;
+	}
 	k->is_port = kind == ETCD_KEY_PORT;
 	if (k->is_port)
 		s->port = port;
@@ -225,7 +307,7 @@ bool view_del(etcd *e, view *v, const char *key, size_t klen)
 		if (c < 0x20 || c >= 0x7f || c == '\\')
 			kp = etcd_printable(e->h, key, klen, klen);
 	}
-	kent *k = e->h->map_get(v->keys, kp ? kp : key);
+	kent *k = kt_get(&v->keys, kp ? kp : key);
 	free(kp);
 	if (!k)
 		return false;
@@ -267,6 +349,13 @@ static bool has_instance_ops(const etcd *e)
 	                         sizeof(e->h->catalog_instance_remove);
 }
 
+/* Whether the core shares decoded instances (ABI 1.6) instead of copying
+ * them: then the catalog and this view hold each instance once. */
+static bool has_shared_ops(const etcd *e)
+{
+	return REGENT_HOST_HAS(e->h, catalog_instance_set_decoded);
+}
+
 /* Reports the touched keys of one service, instance by instance, until
  * `deadline` (uv_hrtime): returns false when keys are left (they stay in
  * d), true when d is done. */
@@ -290,12 +379,16 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 			break;
 		}
 		const char *id = dsvc_id(e, d, key, val);
-		const kent *k = e->h->map_get(e->cur.keys, key);
+		const kent *k = kt_get(&e->cur.keys, key);
 		int rc = -1;
 		if (k && k->svc == s && k->inst) {
 			regent_instance one;
 			regent_kv *meta = decorate(e, s, k, portbuf, &one);
-			rc = e->h->catalog_instance_set(e->ctx, &one);
+			/* undecorated: the catalog shares the decoded block (ABI 1.6) */
+			if (!meta && has_shared_ops(e))
+				rc = e->h->catalog_instance_set_decoded(e->ctx, k->inst);
+			else
+				rc = e->h->catalog_instance_set(e->ctx, &one);
 			free(meta);
 		}
 		if (rc == 0) {
@@ -326,6 +419,20 @@ void publish_service(etcd *e, const char *name)
 	size_t n = 0;
 	for (kent *k = s->head; k; k = k->next)
 		n += k->inst != NULL;
+	if (!s->port && has_shared_ops(e)) {
+		/* nothing to decorate: the decoded blocks themselves, shared */
+		const regent_instance **list = e->h->xcalloc(n, sizeof(*list));
+		size_t i = 0;
+		for (kent *k = s->head; k; k = k->next)
+			if (k->inst)
+				list[i++] = k->inst;
+		e->h->catalog_set_decoded(e->ctx, name, list, n);
+		free(list);
+		if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
+			e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s", name, n,
+			          n == 1 ? "" : "s");
+		return;
+	}
 	regent_instance *copies = e->h->xcalloc(n, sizeof(*copies));
 	const regent_instance **list = e->h->xcalloc(n, sizeof(*list));
 	regent_kv **metas = e->h->xcalloc(n, sizeof(*metas));

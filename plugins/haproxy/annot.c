@@ -39,7 +39,7 @@ struct hx_annot {
 	/* every server's last state (arow, below), and a table by slot */
 	struct arow *rows;
 	size_t nrows, rowcap;
-	size_t *map;
+	uint32_t *map; /* row index + 1, 0: empty (rows < HX_MAX_SLOTS x services) */
 	size_t mapcap;
 	uint64_t next_full; /* when the next full cycle (or its next chunk) is due */
 	/* A fleet of more than CHUNK_SERVERS servers is asked in chunks of
@@ -258,18 +258,21 @@ static int col(char **hdr, size_t nh, const char *name)
 /* One server row as last read: the service and slot, the instance in it
  * (from the model when read), its state and detail, and whether the core
  * has it as it is. */
+/* 64 bytes: one per server slot haproxy reports (16,000 at 10,000
+ * instances with `slots = 16`). */
 typedef struct arow {
 	char *service;     /* one allocation: "NAME\0NAME/sN\0" */
 	const char *label; /* the second string of it: "NAME/sN" */
 	char *id;          /* NULL: dropped (the slot is free now) */
-	size_t slot;
-	char state[24];
 	char *detail;
 	uint64_t since_ns; /* when the state last changed (wall ns), 0: unknown */
+	uint32_t slot;     /* < HX_MAX_SLOTS */
+	char state[17];    /* hx_annot_describe: a status word of at most 16 bytes */
 	bool seen;  /* in the answer being read */
 	bool dirty; /* changed since published: in hx_annot.dirty */
 	bool pub;   /* the core holds (service, id) as this row published it */
 } arow;
+_Static_assert(sizeof(arow) <= 64, "a row is 64 bytes at most");
 
 /* A published key to withdraw (both strings owned). */
 struct hx_annot_del {
@@ -311,12 +314,12 @@ static void rows_clear(hx_annot *a)
 	a->mapcap = 0;
 }
 
-static void map_put(size_t *map, size_t cap, const arow *r, size_t idx)
+static void map_put(uint32_t *map, size_t cap, const arow *r, size_t idx)
 {
 	size_t h = key_hash(r->service, r->slot) & (cap - 1);
 	while (map[h])
 		h = (h + 1) & (cap - 1);
-	map[h] = idx + 1;
+	map[h] = (uint32_t)(idx + 1);
 }
 
 static arow *row_find(hx_annot *a, const char *sname, size_t sn)
@@ -335,13 +338,13 @@ static arow *row_find(hx_annot *a, const char *sname, size_t sn)
 static arow *row_add(hx_annot *a, const char *sname, size_t sn)
 {
 	const regent_host *h = a->h;
-	if (a->nrows == a->rowcap) {
-		a->rowcap = a->rowcap ? 2 * a->rowcap : 64;
+	if (a->nrows == a->rowcap) { /* by half: less left unused than doubling */
+		a->rowcap = a->rowcap ? a->rowcap + a->rowcap / 2 : 64;
 		a->rows = h->xrealloc(a->rows, a->rowcap * sizeof(*a->rows));
 	}
 	if (2 * (a->nrows + 1) > a->mapcap) {
 		size_t cap = a->mapcap ? 2 * a->mapcap : 128;
-		size_t *m = h->xcalloc(cap, sizeof(*m));
+		uint32_t *m = h->xcalloc(cap, sizeof(*m));
 		for (size_t i = 0; i < a->nrows; i++)
 			map_put(m, cap, &a->rows[i], i);
 		free(a->map);
@@ -362,7 +365,7 @@ static arow *row_add(hx_annot *a, const char *sname, size_t sn)
 	memcpy(label + len, "/s", 2);
 	memcpy(label + len + 2, num, nb.n + 1);
 	r->label = label;
-	r->slot = sn;
+	r->slot = (uint32_t)sn;
 	map_put(a->map, a->mapcap, r, a->nrows);
 	a->nrows++;
 	return r;
