@@ -58,20 +58,61 @@ static srv_view slot_as_file(const slot *sl)
 	return f;
 }
 
+/* Every server line is padded with spaces to a width with room for an
+ * address and an instance id (LINE_ROOM bytes more than the slot's
+ * disabled line; a longer line keeps its length), before its "  # id"
+ * comment, else at its end.  A slot that changes is then written over its
+ * own line in place (host->file_patch, ABI 1.6), O(the line), the file
+ * keeping its length; a line that no longer fits makes the mirror write
+ * the whole file (see hx_maybe_mirror). */
+#define LINE_ROOM 64
+
+static size_t line_width(size_t i, const char *srvopts)
+{
+	size_t d = 1;
+	for (size_t n = i + 1; n >= 10; n /= 10)
+		d++;
+	/* "    server sN 0.0.0.0:0<srvopts> disabled" */
+	return strlen("    server s") + d + strlen(" 0.0.0.0:0") + strlen(srvopts) +
+	       strlen(" disabled") + LINE_ROOM;
+}
+
+/* Slot i's line (what the file says of it: its pend view set), appended
+ * to b with its newline, padded to at least width bytes before it. */
+static void render_line(hx_buf *b, size_t i, slot *sl, const char *srvopts, size_t width)
+{
+	sl->pend = slot_as_file(sl);
+	char ab[HX_ADDR_MAX];
+	hx_server_line l = {.enabled = sl->pend.st == AP_READY,
+	                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
+	                    .port = sl->port, .id = sl->id};
+	size_t start = b->len;
+	hx_render_server(b, i, &l, srvopts);
+	size_t len = b->len - start - 1; /* without its newline */
+	if (len >= width)
+		return;
+	size_t pad = width - len;
+	char spaces[LINE_ROOM];
+	memset(spaces, ' ', sizeof(spaces));
+	for (size_t left = pad; left;) {
+		size_t k = left < sizeof(spaces) ? left : sizeof(spaces);
+		hx_buf_add(b, spaces, k);
+		left -= k;
+	}
+	char *line = b->data + start;
+	const char *c = memmem(line, len, "  # ", 4);
+	size_t at = c ? (size_t)(c - line) : len;
+	memmove(line + at + pad, line + at, len + 1 - at);
+	memset(line + at, ' ', pad);
+}
+
 /* One service's part of the file: its listen block and its server lines
  * (each slot's pend view set to what they say). */
 static void render_service(hx_buf *b, svc *v, const shape *p)
 {
 	hx_buf_puts(b, p->listen);
-	for (size_t i = 0; i < p->nslots && i < v->nslots; i++) {
-		slot *sl = &v->slots[i];
-		sl->pend = slot_as_file(sl);
-		char ab[HX_ADDR_MAX];
-		hx_server_line l = {.enabled = sl->pend.st == AP_READY,
-		                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
-		                    .port = sl->port, .id = sl->id};
-		hx_render_server(b, i, &l, p->srvopts);
-	}
+	for (size_t i = 0; i < p->nslots && i < v->nslots; i++)
+		render_line(b, i, &v->slots[i], p->srvopts, line_width(i, p->srvopts));
 	hx_buf_puts(b, "\n");
 }
 
@@ -115,12 +156,7 @@ static bool mirror_service(hx *s, svc *v, hx_buf *b)
 			continue;
 		}
 		sl->rdirty = false;
-		sl->pend = slot_as_file(sl);
-		char ab[HX_ADDR_MAX];
-		hx_server_line l = {.enabled = sl->pend.st == AP_READY,
-		                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
-		                    .port = sl->port, .id = sl->id};
-		hx_render_server(b, i, &l, p->srvopts);
+		render_line(b, i, sl, p->srvopts, line_width(i, p->srvopts));
 	}
 	off[nr] = b->len - start;
 	hx_buf_puts(b, "\n");
@@ -140,7 +176,7 @@ static bool mirror_service(hx *s, svc *v, hx_buf *b)
  * plus O(changed slots) in rendering, and no second copy of the text kept
  * (each service's part is a range of s->file_text).  *changed: whether the
  * text differs from s->file_text. */
-static char *render_mirror(hx *s, bool *changed)
+static char *render_mirror(hx *s, bool *changed, size_t *len)
 {
 	hx_buf b = {.h = s->h};
 	if (s->file_text) {
@@ -165,6 +201,7 @@ static char *render_mirror(hx *s, bool *changed)
 		hx_buf_add(&b, s->file_text + v->moff, v->mlen);
 		v->moff = at;
 	}
+	*len = b.len;
 	char *text = hx_buf_take(&b);
 	*changed = whole ? !s->file_text || strcmp(text, s->file_text) != 0 : diff;
 	return text;
@@ -275,21 +312,147 @@ static regent_file_write *write_file(hx *s, const char *path, const char *tmp, c
 	return s->h->file_write(s->ctx, &o, err);
 }
 
+/* The file on disk is not known any more: the next mirror renders and
+ * writes it whole. */
+static void mirror_unknown(hx *s)
+{
+	free(s->file_text);
+	s->file_text = NULL;
+	s->file_len = 0;
+	mirror_invalidate(s); /* its parts were ranges of that text */
+	s->mirror_force = true;
+}
+
 static void on_mirror_written(void *arg, int status, const char *why)
 {
 	hx *s = arg;
 	s->mirror = NULL;
 	if (status < 0) {
-		free(s->file_text);
-		s->file_text = NULL; /* unknown now: written again by the retry */
-		mirror_invalidate(s); /* its parts were ranges of that text */
-		s->mirror_force = true;
+		mirror_unknown(s); /* written again by the retry */
 		write_failed(s, s->config_file, status, why);
 		return;
 	}
 	write_ok(s);
 	pend_to_file(s, R_RUN);
 	hx_kick(s);
+}
+
+static void on_mirror_patched(void *arg, int status, const char *why)
+{
+	hx *s = arg;
+	if (status == -ESTALE) {
+		/* Replaced or changed behind regent's back: written whole (and
+		 * atomically) at once, with no error. */
+		s->mirror = NULL;
+		s->h->log(s->ctx, REGENT_LOG_WARN, "%s; writing it whole", why);
+		mirror_unknown(s);
+		hx_kick(s);
+		return;
+	}
+	on_mirror_written(arg, status, why);
+}
+
+/* A changed server line as the patch writes it: its service, its offset
+ * in s->file_text, and its bytes in the patch's buffer. */
+typedef struct mline {
+	svc *v;
+	size_t slot, off, boff, len;
+} mline;
+
+/* The mirror as a patch: when every service haproxy runs has its part in
+ * the file as last written (mcached) with the same server lines, and every
+ * changed line (rdirty) renders to the width its line has in the file
+ * (what a whole render would write: see render_line), the changed lines
+ * are written over theirs in s->file_text and handed to host->file_patch
+ * (ABI 1.6) as ranges.  O(services) to find them plus O(changed lines), and
+ * the write is O(changed lines) too, where the whole file is megabytes at
+ * 10,000 servers.  Returns 1 when a patch is under way, 0 when no byte
+ * differs, -1 when only the whole file will do (s->file_text and the
+ * slots' rdirty flags untouched then). */
+static int mirror_patch(hx *s)
+{
+	if (!s->file_text || !s->file_len || !REGENT_HOST_HAS(s->h, file_patch) || !s->h->file_patch)
+		return -1;
+	hx_buf nb = {.h = s->h};
+	mline *ml = NULL;
+	size_t nml = 0, mlcap = 0;
+	int rc = 0;
+	for (svc *v = s->m.svcs; v && rc == 0; v = v->next) {
+		if (!v->run.listen)
+			continue;
+		if (!v->mcached) {
+			rc = -1;
+			break;
+		}
+		if (v->mgen == v->sgen)
+			continue;
+		const shape *p = &v->run;
+		size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
+		if (v->mnr != nr || !v->mloff) {
+			rc = -1;
+			break;
+		}
+		for (size_t i = 0; i < nr; i++) {
+			slot *sl = &v->slots[i];
+			if (!sl->rdirty)
+				continue;
+			size_t o0 = v->mloff[i], o1 = v->mloff[i + 1], b0 = nb.len;
+			render_line(&nb, i, sl, p->srvopts, line_width(i, p->srvopts));
+			if (nb.len - b0 != o1 - o0) { /* the width changed */
+				rc = -1;
+				break;
+			}
+			if (nml == mlcap) {
+				mlcap = mlcap ? 2 * mlcap : 16;
+				ml = s->h->xrealloc(ml, mlcap * sizeof(*ml));
+			}
+			ml[nml++] = (mline){v, i, v->moff + o0, b0, o1 - o0};
+		}
+	}
+	if (rc < 0) {
+		hx_buf_free(&nb);
+		free(ml);
+		return -1;
+	}
+	regent_file_range *rg = s->h->xmalloc((nml ? nml : 1) * sizeof(*rg));
+	size_t nrg = 0;
+	for (size_t k = 0; k < nml; k++) {
+		char *at = s->file_text + ml[k].off;
+		const char *line = nb.data + ml[k].boff;
+		ml[k].v->slots[ml[k].slot].rdirty = false;
+		if (memcmp(at, line, ml[k].len) == 0)
+			continue;
+		memcpy(at, line, ml[k].len);
+		rg[nrg++] = (regent_file_range){.off = ml[k].off, .data = at, .len = ml[k].len};
+	}
+	for (svc *v = s->m.svcs; v; v = v->next)
+		if (v->run.listen && v->mgen != v->sgen) {
+			v->mgen = v->sgen;
+			v->mpend = true;
+		}
+	hx_buf_free(&nb);
+	free(ml);
+	if (!nrg) {
+		free(rg);
+		return 0;
+	}
+	regent_file_patch_opts o = {
+		.size = sizeof(o),
+		.path = s->config_file,
+		.expect_len = s->file_len,
+		.ranges = rg,
+		.nranges = nrg,
+		.on_done = on_mirror_patched,
+		.arg = s,
+	};
+	int err = 0;
+	s->mirror = s->h->file_patch(s->ctx, &o, &err);
+	free(rg);
+	if (!s->mirror) {
+		mirror_unknown(s); /* s->file_text has the change, the file not */
+		write_failed(s, s->config_file, err, NULL);
+	}
+	return 1;
 }
 
 void hx_maybe_mirror(hx *s)
@@ -301,20 +464,21 @@ void hx_maybe_mirror(hx *s)
 		return;
 	s->mirror_gen = s->m.gen;
 	s->mirror_force = false;
+	if (mirror_patch(s) >= 0)
+		return;
 	bool changed;
-	char *text = render_mirror(s, &changed);
+	size_t len;
+	char *text = render_mirror(s, &changed, &len);
 	/* The services' parts are ranges of the new text now. */
 	free(s->file_text);
 	s->file_text = text;
+	s->file_len = len;
 	if (!changed)
 		return;
 	int err = 0;
 	s->mirror = write_file(s, s->config_file, s->tmp_path, text, on_mirror_written, &err);
 	if (!s->mirror) {
-		free(s->file_text);
-		s->file_text = NULL; /* not on disk: unknown */
-		mirror_invalidate(s);
-		s->mirror_force = true;
+		mirror_unknown(s); /* not on disk: unknown */
 		write_failed(s, s->config_file, err, NULL);
 	}
 }
@@ -432,6 +596,7 @@ static void install_done(hx *s)
 	/* The candidate is the installed file now. */
 	free(s->file_text);
 	s->file_text = s->cand_text;
+	s->file_len = strlen(s->file_text);
 	s->cand_text = NULL;
 	pend_to_file(s, R_CAND);
 	for (svc *v = s->m.svcs; v; v = v->next) {

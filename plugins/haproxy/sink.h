@@ -81,6 +81,7 @@ typedef struct hx {
 	regent_metric *m_excluded;
 	char *g_want, *g_cand, *g_run; /* global part (admin socket, stats) */
 	char *file_text;               /* the installed file's text */
+	size_t file_len;               /* its length, when the mirror or an install set it */
 	char *last_rejected;           /* candidate haproxy -c refused */
 	bool rejected_wait;            /* ... and no snapshot since */
 	bool installed_once;
