@@ -129,7 +129,7 @@ static void patch_work(uv_work_t *req)
 	regent_file_write *w = req->data;
 	int fd = open(w->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		fail(w, errno, "cannot open", w->path);
+		fail(w, errno, "cannot write", w->path);
 		return;
 	}
 	struct stat st;
