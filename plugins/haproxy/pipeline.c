@@ -376,6 +376,8 @@ static int mirror_patch(hx *s)
 	hx_buf nb = {.h = s->h};
 	mline *ml = NULL;
 	size_t nml = 0, mlcap = 0;
+	svc **moved = NULL; /* the services whose slots changed (sgen moved) */
+	size_t nmoved = 0, movedcap = 0;
 	int rc = 0;
 	for (svc *v = s->m.svcs; v && rc == 0; v = v->next) {
 		if (!v->run.listen)
@@ -386,6 +388,11 @@ static int mirror_patch(hx *s)
 		}
 		if (v->mgen == v->sgen)
 			continue;
+		if (nmoved == movedcap) {
+			movedcap = movedcap ? 2 * movedcap : 8;
+			moved = s->h->xrealloc(moved, movedcap * sizeof(*moved));
+		}
+		moved[nmoved++] = v;
 		const shape *p = &v->run;
 		size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
 		if (v->mnr != nr || !v->mloff) {
@@ -412,6 +419,7 @@ static int mirror_patch(hx *s)
 	if (rc < 0) {
 		hx_buf_free(&nb);
 		free(ml);
+		free(moved);
 		return -1;
 	}
 	regent_file_range *rg = s->h->xmalloc((nml ? nml : 1) * sizeof(*rg));
@@ -425,13 +433,13 @@ static int mirror_patch(hx *s)
 		memcpy(at, line, ml[k].len);
 		rg[nrg++] = (regent_file_range){.off = ml[k].off, .data = at, .len = ml[k].len};
 	}
-	for (svc *v = s->m.svcs; v; v = v->next)
-		if (v->run.listen && v->mgen != v->sgen) {
-			v->mgen = v->sgen;
-			v->mpend = true;
-		}
+	for (size_t k = 0; k < nmoved; k++) {
+		moved[k]->mgen = moved[k]->sgen;
+		moved[k]->mpend = true;
+	}
 	hx_buf_free(&nb);
 	free(ml);
+	free(moved);
 	if (!nrg) {
 		free(rg);
 		return 0;
