@@ -1,8 +1,10 @@
 /* filewrite.c - host->file_write (ABI 1.4): a file replaced atomically
  * (temporary file created with O_EXCL|O_NOFOLLOW, written, fsynced, renamed
- * over the file, directory fsynced), the blocking steps on libuv's
- * threadpool and the result reported on the loop.  Each write owns a copy
- * of its data and frees itself after its callback. */
+ * over the file, directory fsynced), and host->file_patch (ABI 1.6): ranges
+ * written in place over a file of a known length (pwrite, fdatasync); the
+ * blocking steps on libuv's threadpool and the result reported on the
+ * loop.  Each write owns a copy of its data and frees itself after its
+ * callback. */
 #include "helpers.h"
 #include "util.h"
 
@@ -24,6 +26,11 @@ struct regent_file_write {
 	char *data;
 	size_t len;
 	unsigned mode;
+	/* a patch (file_patch): the ranges, their bytes in data one after
+	 * another; the file's expected length */
+	regent_file_range *ranges;
+	size_t nranges;
+	uint64_t expect_len;
 	regent_file_write_cb cb;
 	void *arg;
 	bool cancelled;
@@ -115,8 +122,52 @@ static void work(uv_work_t *req)
 	}
 }
 
+/* The patch: the file as the plugin knows it (a regular file of
+ * expect_len bytes), each range by one pwrite, then fdatasync. */
+static void patch_work(uv_work_t *req)
+{
+	regent_file_write *w = req->data;
+	int fd = open(w->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		fail(w, errno, "cannot write", w->path);
+		return;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		fail(w, errno, "cannot stat", w->path);
+	} else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != w->expect_len) {
+		w->status = -ESTALE;
+		snprintf(w->why, sizeof(w->why),
+		         "cannot patch %s: it is %s, not the %llu bytes written last: left alone",
+		         w->path, !S_ISREG(st.st_mode) ? "not a regular file" : "another length",
+		         (unsigned long long)w->expect_len);
+	} else {
+		const char *p = w->data;
+		for (size_t i = 0; i < w->nranges && !w->status; i++) {
+			const regent_file_range *r = &w->ranges[i];
+			size_t done = 0;
+			while (done < r->len) {
+				ssize_t n = pwrite(fd, p + done, r->len - done, (off_t)(r->off + done));
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n <= 0) {
+					fail(w, n < 0 ? errno : EIO, "cannot write", w->path);
+					break;
+				}
+				done += (size_t)n;
+			}
+			p += r->len;
+		}
+		if (!w->status && fdatasync(fd) != 0)
+			fail(w, errno, "cannot fdatasync", w->path);
+	}
+	if (close(fd) != 0 && !w->status)
+		fail(w, errno, "cannot close", w->path);
+}
+
 static void write_free(regent_file_write *w)
 {
+	free(w->ranges);
 	free(w->path);
 	free(w->tmp);
 	free(w->dir);
@@ -180,4 +231,52 @@ void regent_file_write_cancel(regent_file_write *w)
 {
 	if (w)
 		w->cancelled = true; /* a write under way finishes; after() frees it */
+}
+
+regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_patch_opts *o,
+                                           int *err)
+{
+	int dummy;
+	if (!err)
+		err = &dummy;
+	if (!loop || !o || o->size < offsetof(regent_file_patch_opts, arg) + sizeof(void *) ||
+	    !o->path || o->path[0] != '/' || !o->on_done || !o->nranges || !o->ranges) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	size_t total = 0;
+	for (size_t i = 0; i < o->nranges; i++) {
+		const regent_file_range *r = &o->ranges[i];
+		if ((r->len && !r->data) || r->off > o->expect_len || r->len > o->expect_len - r->off) {
+			*err = -EINVAL;
+			return NULL;
+		}
+		total += r->len;
+	}
+	regent_file_write *w = regent_xcalloc(1, sizeof(*w));
+	w->path = regent_xstrdup(o->path);
+	w->expect_len = o->expect_len;
+	w->nranges = o->nranges;
+	w->ranges = regent_xmalloc(o->nranges * sizeof(*w->ranges));
+	w->data = regent_xmalloc(total ? total : 1);
+	char *p = w->data;
+	for (size_t i = 0; i < o->nranges; i++) {
+		w->ranges[i] = o->ranges[i];
+		w->ranges[i].data = NULL; /* the bytes are in w->data, in order */
+		if (o->ranges[i].len)
+			memcpy(p, o->ranges[i].data, o->ranges[i].len);
+		p += o->ranges[i].len;
+	}
+	w->len = total;
+	w->cb = o->on_done;
+	w->arg = o->arg;
+	w->work.data = w;
+	int rc = uv_queue_work(loop, &w->work, patch_work, after);
+	if (rc != 0) {
+		write_free(w);
+		*err = rc;
+		return NULL;
+	}
+	*err = 0;
+	return w;
 }

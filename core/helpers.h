@@ -27,6 +27,8 @@ int regent_cfg_address(regent_ctx *ctx, const char *key, regent_address *out);
 regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_write_opts *o,
                                            int *err);
 void regent_file_write_cancel(regent_file_write *w);
+regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_patch_opts *o,
+                                           int *err);
 
 /* spawn.c */
 regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, int *err);

@@ -686,6 +686,11 @@ static regent_file_write *h_file_write(regent_ctx *ctx, const regent_file_write_
 	return regent_file_write_start(h_loop(ctx), opts, err);
 }
 
+static regent_file_write *h_file_patch(regent_ctx *ctx, const regent_file_patch_opts *opts, int *err)
+{
+	return regent_file_patch_start(h_loop(ctx), opts, err);
+}
+
 static regent_spawn *h_spawn(regent_ctx *ctx, const regent_spawn_opts *opts, int *err)
 {
 	return regent_spawn_start(h_loop(ctx), opts, err);
@@ -798,8 +803,10 @@ const regent_host regent_host_table = {
 	.cfg_address = regent_cfg_address,
 	/* ABI 1.5 */
 	.annotations_update = h_annotations_update,
+	/* ABI 1.6 */
 	.catalog_set_decoded = h_catalog_set_decoded,
 	.catalog_instance_set_decoded = h_catalog_instance_set_decoded,
+	.file_patch = h_file_patch,
 };
 
 /* ---- contexts ---- */

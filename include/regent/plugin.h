@@ -389,6 +389,25 @@ typedef struct regent_file_write_opts {
 	void *arg;
 } regent_file_write_opts;
 
+/* In-place patch of a file (host->file_patch, ABI 1.6): ranges of bytes
+ * written over a file of a known length, which keeps its length. */
+typedef struct regent_file_range {
+	uint64_t off;     /* where the bytes go; off + len <= the file's length */
+	const void *data; /* copied by the core */
+	size_t len;
+} regent_file_range;
+/* Grows at the end (ABI rule): size is the plugin's sizeof; the core reads
+ * no field past it. */
+typedef struct regent_file_patch_opts {
+	size_t size;                     /* sizeof(regent_file_patch_opts) of the plugin */
+	const char *path;                /* absolute path of a regular file */
+	uint64_t expect_len;             /* its length now; any other: refused, -ESTALE */
+	const regent_file_range *ranges; /* in any order, not overlapping */
+	size_t nranges;
+	regent_file_write_cb on_done;
+	void *arg;
+} regent_file_patch_opts;
+
 /* Spawning a command (host->spawn, ABI 1.4). */
 typedef struct regent_spawn regent_spawn;
 /* Grows at the end (ABI rule): size is the core's sizeof; read a field
@@ -861,6 +880,23 @@ typedef struct regent_host {
 	int (*catalog_set_decoded)(regent_ctx *ctx, const char *service,
 	                           const regent_instance *const *decoded, size_t n);
 	int (*catalog_instance_set_decoded)(regent_ctx *ctx, const regent_instance *decoded);
+	/* Writes ranges of bytes over a file in place, on the threadpool:
+	 * open (O_WRONLY|O_NOFOLLOW, never created), the file must be a
+	 * regular file of expect_len bytes (else -ESTALE: replaced or changed
+	 * behind the plugin's back; -EINVAL: a range past its end), each
+	 * range with one pwrite, fdatasync, close.  Costs O(bytes in the
+	 * ranges), not O(file): for a file of fixed-width records (the haproxy
+	 * sink's padded server lines) whose change would otherwise rewrite
+	 * megabytes.  Not atomic as a whole: a reader (or a crash) between two
+	 * ranges sees some new and some old; each range is written by one
+	 * system call, so a process that reads the file whole sees each range
+	 * old or new (a power loss during the write can tear a range that
+	 * crosses a disk sector).  Use file_write when the file must change as
+	 * one.  Returns a handle (cancelled with file_write_cancel, same
+	 * rules) or NULL with *err (-EINVAL: no path, a relative path, no
+	 * on_done, no ranges, a range without data); on_done as file_write's. */
+	regent_file_write *(*file_patch)(regent_ctx *ctx, const regent_file_patch_opts *opts,
+	                                 int *err);
 } regent_host;
 
 /* ------------------------------------------------------------------ */

@@ -3,7 +3,8 @@
  * haproxy.c (plugin entry and lifecycle, health, the scheduler),
  * settings.c (configuration keys, validate, reading the settings),
  * runtime.c (the runtime-API fast path: admin socket, drain polling),
- * pipeline.c (rendering, the mirror, write/check/install),
+ * pipeline.c (rendering, file writes, write/check/install),
+ * mirror.c (runtime changes written into the installed file),
  * reload.c (reload through the master CLI or a command, confirmation),
  * annot.c (each server's state published for the stats page, annot.h).
  * The model is model.h, the helpers below it hx.h. */
@@ -81,6 +82,7 @@ typedef struct hx {
 	regent_metric *m_excluded;
 	char *g_want, *g_cand, *g_run; /* global part (admin socket, stats) */
 	char *file_text;               /* the installed file's text */
+	size_t file_len;               /* its length, when the mirror or an install set it */
 	char *last_rejected;           /* candidate haproxy -c refused */
 	bool rejected_wait;            /* ... and no snapshot since */
 	bool installed_once;
@@ -217,12 +219,34 @@ void hx_on_drain_poll(uv_timer_t *t);
 
 /* ---- pipeline.c: the file and the slow path ---- */
 
-void hx_maybe_mirror(hx *s);
+/* Server lines padded to a fixed width per slot (mirror.c writes a
+ * changed one over its old line): the width of slot i's line. */
+size_t hx_line_width(size_t i, const char *srvopts);
+/* Slot i's line with its newline appended to b, padded to width (its
+ * pend view set to what it says). */
+void hx_render_line(hx_buf *b, size_t i, slot *sl, const char *srvopts, size_t width);
+void hx_file_header(hx *s, hx_buf *b, const char *g);
+/* The written file is on disk: the slots' pend views are what it says
+ * (run: after a mirror write, only its services; else the candidate's). */
+void hx_pend_to_file(hx *s, bool run);
+/* A failed write of path: unhealthy with the cause, retried every second;
+ * hx_write_ok clears it. */
+void hx_write_failed(hx *s, const char *path, int err, const char *why);
+void hx_write_ok(hx *s);
+regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, const char *text,
+                                 regent_file_write_cb cb, int *err);
+bool hx_slow_needed(hx *s);
 bool hx_slow_needed(hx *s);
 void hx_schedule_slow(hx *s);
 void hx_pipeline_done(hx *s);
 void hx_drop_pending(hx *s);
 void hx_start_dump(hx *s);
+
+/* ---- mirror.c: runtime changes written into the installed file ---- */
+
+void hx_maybe_mirror(hx *s);
+/* The services' parts of s->file_text are not known (a new text). */
+void hx_mirror_invalidate(hx *s);
 void hx_log_output(hx *s, regent_log_level lvl, const char *out);
 /* Runs argv with host->spawn into s->run (check_timeout, output up to
  * 256 KiB kept); a command that cannot start calls cb at once with

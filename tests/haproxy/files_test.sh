@@ -7,7 +7,9 @@
 #    names, and none is left once the new one has proven itself;
 #  - at start, temporary files of a process that is gone are removed (regular files of ours
 #    only: a symlink, or one of a live pid, stays);
-#  - the generated files (config_file, the state file) are mode 0640.
+#  - the generated files (config_file, the state file) are mode 0640;
+#  - runtime changes are written over their own server lines in place (same inode, no reload),
+#    and the patched file is byte for byte what a new instance's whole render gives.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -121,6 +123,33 @@ check_eq "config_file still mode 640 after the reload" 640 "$(stat -c %a "$CFG")
 if [[ -f "$HX/haproxy.state" ]]; then
     check_eq "the state file is mode 640" 640 "$(stat -c %a "$HX/haproxy.state")"
 fi
+
+# --- the mirror writes runtime changes in place (#15.1) ------------------------------------------
+# Instances join and leave within the 4 slots: no reload; each change is written over its own
+# server lines (host->file_patch), so the file keeps its inode; then a new instance of the sink
+# (a SIGHUP that changes only how long `haproxy -c` may take) renders the whole file from the
+# same catalog, and it must be byte for byte the patched one (a changed text would be written:
+# a SIGHUP that changed timeout_check here failed this check).
+setinst() { printf '%s\n' "$@" > "$INST.tmp" && mv "$INST.tmp" "$INST"; }
+ino0=$(stat -c %i "$CFG")
+nrel0=$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")
+P_X=$(free_port); P_Y=$(free_port)
+setinst "w-1 web 127.0.0.1 $P_B" "w-2 web 127.0.0.1 $P_X" "w-3 web 127.0.0.1 $P_Y"
+check "mirror: w-2 and w-3 written into the file" \
+    wait_for --timeout 10 eval "grep -q '# w-2\$' '$CFG' && grep -q '# w-3\$' '$CFG'"
+setinst "w-1 web 127.0.0.1 $P_B" "w-3 web 127.0.0.1 $P_Y"
+check "mirror: w-2 leaves the file" wait_for --timeout 10 eval "! grep -q '# w-2\$' '$CFG'"
+check_eq "mirror: written in place (same inode, no rename)" "$ino0" "$(stat -c %i "$CFG")"
+check_eq "mirror: no reload for these changes" "$nrel0" "$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")"
+check "mirror: haproxy -c accepts the patched file" haproxy -c -q -f "$CFG"
+cp "$CFG" "$T/patched.cfg"
+ntook=$(grep -c 'sink haproxy: the new configuration took over' "$LOG")
+mkini "$INI" "$CFG" "slots = 4
+check_timeout = 25s"
+daemon_kill regent HUP
+check "mirror: a new instance took over" \
+    wait_for --timeout 20 eval "[[ \$(grep -c 'sink haproxy: the new configuration took over' '$LOG') -gt $ntook ]]"
+check "mirror: its whole render equals the patched file" cmp "$T/patched.cfg" "$CFG"
 
 daemon_stop regent
 harness_summary

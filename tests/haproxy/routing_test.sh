@@ -344,7 +344,7 @@ for bad in 'web;listen' '127.0.0.1#server' 'evil-host' 'tag#x' '{server}' 'HOME'
 done
 check "injection: the file is still valid for haproxy" haproxy -c -q -f "$CFG"
 check "injection: evil-4's line is a plain server line" \
-    grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} check inter 1s  # evil-4\$" "$CFG"
+    grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} check inter 1s +# evil-4\$" "$CFG"
 grep -E 'evil|tag' "$CFG" | sed 's/^/  | file: /'
 
 # --- metrics (with the stats sink) --------------------------------------------------------------

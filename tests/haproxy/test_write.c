@@ -6,7 +6,10 @@
  * followed or removed (the write fails with EEXIST and the link's target
  * is intact); a write into a directory that is not there reports the
  * error.  The checked candidate's swap (proc.c hx_rename) replaces the
- * file and reports a missing candidate. */
+ * file and reports a missing candidate.  host->file_patch (ABI 1.6, the
+ * mirror's in-place write of changed server lines) writes its ranges in
+ * place and refuses a file of another length, a range past the end, a
+ * symlink, a missing file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -183,6 +186,72 @@ static void test_swap(void **st)
 	assert_int_equal(rename_one("e.cfg.new", "e.cfg"), UV_ENOENT); /* no candidate */
 }
 
+/* host->file_patch (ABI 1.6, the mirror's in-place write) over dir/name;
+ * returns the status. */
+static int patch_one(const char *name, uint64_t expect_len, const regent_file_range *r, size_t n)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	regent_agent agent = {.loop = &loop};
+	regent_ctx ctx = {.agent = &agent, .who = "haproxy test", .healthy = true};
+	int status = 1, err = 0;
+	regent_file_patch_opts o = {.size = sizeof(o), .path = path, .expect_len = expect_len,
+	                            .ranges = r, .nranges = n, .on_done = on_done, .arg = &status};
+	if (!regent_host_table.file_patch(&ctx, &o, &err))
+		status = err;
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	return status;
+}
+
+/* Ranges land in place (same inode, same length, the rest untouched); a
+ * file of another length than the plugin expects is left alone (-ESTALE);
+ * a range past the end is refused before anything runs; a symlink at the
+ * path is not followed; a missing file is not created. */
+static void test_patch(void **st)
+{
+	(void)st;
+	const char *text = "    server s1 10.0.0.1:80 check  # a\n    server s2 0.0.0.0:0 check disabled\n";
+	size_t len = strlen(text);
+	assert_int_equal(write_one("p.cfg", text), 0);
+	char p[300];
+	snprintf(p, sizeof(p), "%s/p.cfg", dir);
+	struct stat s0, s1;
+	assert_int_equal(stat(p, &s0), 0);
+	regent_file_range r[2] = {{.off = 14, .data = "10.0.0.9:81", .len = 11},
+	                          {.off = len - 9, .data = "disabled", .len = 8}};
+	assert_int_equal(patch_one("p.cfg", len, r, 2), 0);
+	assert_string_equal(slurp(p), "    server s1 10.0.0.9:81 check  # a\n    server s2 0.0.0.0:0 check disabled\n");
+	assert_int_equal(stat(p, &s1), 0);
+	assert_true(s0.st_ino == s1.st_ino); /* in place: no new file */
+	assert_int_equal((size_t)s1.st_size, len);
+	/* another length: replaced behind the writer's back */
+	regent_file_range bad = {.off = 0, .data = "X", .len = 1};
+	assert_int_equal(patch_one("p.cfg", len + 1, &bad, 1), -ESTALE);
+	assert_string_equal(slurp(p), "    server s1 10.0.0.9:81 check  # a\n    server s2 0.0.0.0:0 check disabled\n");
+	/* past the end */
+	regent_file_range past = {.off = len - 1, .data = "XY", .len = 2};
+	assert_int_equal(patch_one("p.cfg", len, &past, 1), -EINVAL);
+	assert_int_equal(patch_one("p.cfg", len, NULL, 0), -EINVAL);
+	/* a symlink is not followed */
+	char target[300], link[300];
+	snprintf(target, sizeof(target), "%s/victim2", dir);
+	snprintf(link, sizeof(link), "%s/q.cfg", dir);
+	FILE *f = fopen(target, "w");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(patch_one("q.cfg", 9, &bad, 1), -ELOOP);
+	assert_string_equal(slurp(target), "precious\n");
+	/* never created */
+	assert_int_equal(patch_one("none.cfg", 1, &bad, 1), -ENOENT);
+	snprintf(p, sizeof(p), "%s/none.cfg", dir);
+	assert_int_equal(access(p, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -192,6 +261,7 @@ int main(void)
 		cmocka_unit_test(test_directory_in_the_way),
 		cmocka_unit_test(test_missing_dir_reports),
 		cmocka_unit_test(test_swap),
+		cmocka_unit_test(test_patch),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

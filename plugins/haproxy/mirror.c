@@ -1,0 +1,283 @@
+/* mirror.c - the haproxy sink's mirror: every runtime change (a server's
+ * address, port or state set over the admin socket) written into the
+ * installed config_file too, so that a reload or a restart of haproxy
+ * starts from it.  Once per change of the model: the changed server lines
+ * written over theirs in place (host->file_patch, ABI 1.6; the lines are
+ * padded to a fixed width per slot by pipeline.c's hx_render_line), else
+ * the whole file rendered (the unchanged services' parts copied from the
+ * text last written) and replaced atomically (host->file_write).  Owns
+ * s->mirror and each service's m* fields (its part of s->file_text). */
+#include "sink.h"
+
+#include <errno.h>
+
+/* One service's part for the mirror, appended to b, with where each
+ * server line starts: the lines of slots that did not change since the
+ * last one (rdirty clear) are copied from the file as last rendered
+ * (s->file_text), the others rendered.  O(its text) in copies plus
+ * O(changed slots) in rendering.  Returns whether its part changed. */
+static bool mirror_service(hx *s, svc *v, hx_buf *b)
+{
+	const shape *p = &v->run;
+	size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
+	const char *old = v->mcached && s->file_text ? s->file_text + v->moff : NULL;
+	size_t oldlen = old ? v->mlen : 0;
+	bool patch = old && v->mnr == nr && v->mloff;
+	if (!patch) {
+		free(v->mloff);
+		v->mloff = s->h->xcalloc(nr + 1, sizeof(*v->mloff));
+	}
+	size_t *off = v->mloff, start = b->len;
+	if (patch)
+		hx_buf_add(b, old, off[0]);
+	else
+		hx_buf_puts(b, p->listen);
+	for (size_t i = 0; i < nr; i++) {
+		slot *sl = &v->slots[i];
+		size_t o0 = off[i], o1 = off[i + 1]; /* the old offsets, read before they move */
+		off[i] = b->len - start;
+		if (patch && !sl->rdirty) {
+			hx_buf_add(b, old + o0, o1 - o0);
+			continue;
+		}
+		sl->rdirty = false;
+		hx_render_line(b, i, sl, p->srvopts, hx_line_width(i, p->srvopts));
+	}
+	off[nr] = b->len - start;
+	hx_buf_puts(b, "\n");
+	v->moff = start;
+	v->mlen = b->len - start;
+	v->mnr = nr;
+	v->mgen = v->sgen;
+	v->mcached = true;
+	v->mpend = true;
+	return !old || oldlen != v->mlen || memcmp(old, b->data + start, oldlen) != 0;
+}
+
+/* The installed file as it should read now, for the mirror: a service's
+ * part is rendered again only when its slots changed since (v->sgen), and
+ * then only their lines, or a reload installed another shape; the others
+ * are copied from the file as last rendered.  O(file length) in copies
+ * plus O(changed slots) in rendering, and no second copy of the text kept
+ * (each service's part is a range of s->file_text).  *changed: whether the
+ * text differs from s->file_text. */
+static char *render_mirror(hx *s, bool *changed, size_t *len)
+{
+	hx_buf b = {.h = s->h};
+	if (s->file_text) {
+		/* About the last text's size: no doubling and copying on the way
+		 * (a few MB at 10,000 servers). */
+		b.cap = strlen(s->file_text) + 64 * 1024;
+		b.data = s->h->xrealloc(NULL, b.cap);
+		b.data[0] = '\0';
+	}
+	hx_file_header(s, &b, s->g_run);
+	bool diff = false, whole = !s->file_text;
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		if (!v->run.listen)
+			continue;
+		if (!v->mcached)
+			whole = true; /* no part to compare with: the whole text is */
+		if (!v->mcached || v->mgen != v->sgen) {
+			diff |= mirror_service(s, v, &b);
+			continue;
+		}
+		size_t at = b.len;
+		hx_buf_add(&b, s->file_text + v->moff, v->mlen);
+		v->moff = at;
+	}
+	*len = b.len;
+	char *text = hx_buf_take(&b);
+	*changed = whole ? !s->file_text || strcmp(text, s->file_text) != 0 : diff;
+	return text;
+}
+
+void hx_mirror_invalidate(hx *s)
+{
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		free(v->mloff);
+		v->mloff = NULL;
+		v->moff = v->mlen = v->mnr = 0;
+		v->mcached = false;
+	}
+}
+
+/* The file on disk is not known any more: the next mirror renders and
+ * writes it whole. */
+static void mirror_unknown(hx *s)
+{
+	free(s->file_text);
+	s->file_text = NULL;
+	s->file_len = 0;
+	hx_mirror_invalidate(s); /* its parts were ranges of that text */
+	s->mirror_force = true;
+}
+
+static void on_mirror_written(void *arg, int status, const char *why)
+{
+	hx *s = arg;
+	s->mirror = NULL;
+	if (status < 0) {
+		mirror_unknown(s); /* written again by the retry */
+		hx_write_failed(s, s->config_file, status, why);
+		return;
+	}
+	hx_write_ok(s);
+	hx_pend_to_file(s, true);
+	hx_kick(s);
+}
+
+static void on_mirror_patched(void *arg, int status, const char *why)
+{
+	hx *s = arg;
+	if (status == -ESTALE) {
+		/* Replaced or changed behind regent's back: written whole (and
+		 * atomically) at once, with no error. */
+		s->mirror = NULL;
+		s->h->log(s->ctx, REGENT_LOG_WARN, "%s; writing it whole", why);
+		mirror_unknown(s);
+		hx_kick(s);
+		return;
+	}
+	on_mirror_written(arg, status, why);
+}
+
+/* A changed server line as the patch writes it: its service, its offset
+ * in s->file_text, and its bytes in the patch's buffer. */
+typedef struct mline {
+	svc *v;
+	size_t slot, off, boff, len;
+} mline;
+
+/* The mirror as a patch: when every service haproxy runs has its part in
+ * the file as last written (mcached) with the same server lines, and every
+ * changed line (rdirty) renders to the width its line has in the file
+ * (what a whole render would write: see render_line), the changed lines
+ * are written over theirs in s->file_text and handed to host->file_patch
+ * (ABI 1.6) as ranges.  O(services) to find them plus O(changed lines), and
+ * the write is O(changed lines) too, where the whole file is megabytes at
+ * 10,000 servers.  Returns 1 when a patch is under way, 0 when no byte
+ * differs, -1 when only the whole file will do (s->file_text and the
+ * slots' rdirty flags untouched then). */
+static int mirror_patch(hx *s)
+{
+	if (!s->file_text || !s->file_len || !REGENT_HOST_HAS(s->h, file_patch) || !s->h->file_patch)
+		return -1;
+	hx_buf nb = {.h = s->h};
+	mline *ml = NULL;
+	size_t nml = 0, mlcap = 0;
+	svc **moved = NULL; /* the services whose slots changed (sgen moved) */
+	size_t nmoved = 0, movedcap = 0;
+	int rc = 0;
+	for (svc *v = s->m.svcs; v && rc == 0; v = v->next) {
+		if (!v->run.listen)
+			continue;
+		if (!v->mcached) {
+			rc = -1;
+			break;
+		}
+		if (v->mgen == v->sgen)
+			continue;
+		if (nmoved == movedcap) {
+			movedcap = movedcap ? 2 * movedcap : 8;
+			moved = s->h->xrealloc(moved, movedcap * sizeof(*moved));
+		}
+		moved[nmoved++] = v;
+		const shape *p = &v->run;
+		size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
+		if (v->mnr != nr || !v->mloff) {
+			rc = -1;
+			break;
+		}
+		for (size_t i = 0; i < nr; i++) {
+			slot *sl = &v->slots[i];
+			if (!sl->rdirty)
+				continue;
+			size_t o0 = v->mloff[i], o1 = v->mloff[i + 1], b0 = nb.len;
+			hx_render_line(&nb, i, sl, p->srvopts, hx_line_width(i, p->srvopts));
+			if (nb.len - b0 != o1 - o0) { /* the width changed */
+				rc = -1;
+				break;
+			}
+			if (nml == mlcap) {
+				mlcap = mlcap ? 2 * mlcap : 16;
+				ml = s->h->xrealloc(ml, mlcap * sizeof(*ml));
+			}
+			ml[nml++] = (mline){v, i, v->moff + o0, b0, o1 - o0};
+		}
+	}
+	if (rc < 0) {
+		hx_buf_free(&nb);
+		free(ml);
+		free(moved);
+		return -1;
+	}
+	regent_file_range *rg = s->h->xmalloc((nml ? nml : 1) * sizeof(*rg));
+	size_t nrg = 0;
+	for (size_t k = 0; k < nml; k++) {
+		char *at = s->file_text + ml[k].off;
+		const char *line = nb.data + ml[k].boff;
+		ml[k].v->slots[ml[k].slot].rdirty = false;
+		if (memcmp(at, line, ml[k].len) == 0)
+			continue;
+		memcpy(at, line, ml[k].len);
+		rg[nrg++] = (regent_file_range){.off = ml[k].off, .data = at, .len = ml[k].len};
+	}
+	for (size_t k = 0; k < nmoved; k++) {
+		moved[k]->mgen = moved[k]->sgen;
+		moved[k]->mpend = true;
+	}
+	hx_buf_free(&nb);
+	free(ml);
+	free(moved);
+	if (!nrg) {
+		free(rg);
+		return 0;
+	}
+	regent_file_patch_opts o = {
+		.size = sizeof(o),
+		.path = s->config_file,
+		.expect_len = s->file_len,
+		.ranges = rg,
+		.nranges = nrg,
+		.on_done = on_mirror_patched,
+		.arg = s,
+	};
+	int err = 0;
+	s->mirror = s->h->file_patch(s->ctx, &o, &err);
+	free(rg);
+	if (!s->mirror) {
+		mirror_unknown(s); /* s->file_text has the change, the file not */
+		hx_write_failed(s, s->config_file, err, NULL);
+	}
+	return 1;
+}
+
+void hx_maybe_mirror(hx *s)
+{
+	if (s->mirror || s->ps != P_IDLE || !s->installed_once)
+		return;
+	/* Rendered once per change of the model, never per kick. */
+	if (s->m.gen == s->mirror_gen && !s->mirror_force)
+		return;
+	s->mirror_gen = s->m.gen;
+	s->mirror_force = false;
+	if (mirror_patch(s) >= 0)
+		return;
+	bool changed;
+	size_t len;
+	char *text = render_mirror(s, &changed, &len);
+	/* The services' parts are ranges of the new text now. */
+	free(s->file_text);
+	s->file_text = text;
+	s->file_len = len;
+	if (!changed)
+		return;
+	int err = 0;
+	s->mirror = hx_write_file(s, s->config_file, s->tmp_path, text, on_mirror_written, &err);
+	if (!s->mirror) {
+		mirror_unknown(s); /* not on disk: unknown */
+		hx_write_failed(s, s->config_file, err, NULL);
+	}
+}
+
