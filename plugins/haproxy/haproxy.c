@@ -113,6 +113,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 			hx_update_health(s);
 		}
 		hx_ap_unknown(s); /* set every server from scratch */
+		hx_drops_reread(s); /* it read the installed file */
 		if (s->spawn_gen != s->file_gen) {
 			s->force_reload = true; /* it may have read an older file */
 			s->stale_run = true;
@@ -188,6 +189,7 @@ void hx_kick(hx *s)
 		hx_start_dump(s);
 	if (s->learn_pending && hx_admin_usable(s))
 		hx_learn(s);
+	hx_send_drops(s); /* listeners of dropped sections close first */
 	if (hx_admin_usable(s) && !hx_send_cmds(s) && !s->admin_req && hx_any_draining(s) &&
 	    !uv_is_active((uv_handle_t *)s->t_poll))
 		uv_timer_start(s->t_poll, hx_on_drain_poll, 100, 0);
@@ -450,6 +452,11 @@ static void cancel_all(hx *s)
 {
 	hx_cli_cancel(s->admin_req);
 	s->admin_req = NULL;
+	for (size_t i = 0; i < s->ndrop_sent; i++) /* a disable batch's names */
+		free(s->drop_sent[i]);
+	free(s->drop_sent);
+	s->drop_sent = NULL;
+	s->ndrop_sent = 0;
 	hx_cli_cancel(s->master_req);
 	s->master_req = NULL;
 	s->h->spawn_cancel(s->run);

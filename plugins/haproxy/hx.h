@@ -206,8 +206,14 @@ typedef struct hx_master hx_master;
 typedef void (*hx_exit_cb)(void *arg, int64_t status, int term_signal);
 /* Starts argv in its own session, stdout and stderr on out_fd (-1: none),
  * so that it outlives regent. */
-hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, int out_fd, hx_exit_cb on_exit,
-                           void *arg, int *err);
+hx_master *hx_master_spawn(const regent_host *h, uv_loop_t *loop, char *const *argv, int out_fd,
+                           hx_exit_cb on_exit, void *arg, int *err);
+/* The environment haproxy runs with (the master and haproxy -c): the
+ * agent's, with glibc's malloc asking for transparent huge pages
+ * (GLIBC_TUNABLES glibc.malloc.hugetlb=1) unless it says otherwise.
+ * NULL-terminated; hx_env_free() frees it. */
+char **hx_haproxy_env(const regent_host *h);
+void hx_env_free(char **env);
 int hx_master_pid(const hx_master *m);
 void hx_master_kill(hx_master *m, int sig);
 /* Forgets the callback and closes the handle; a running process keeps

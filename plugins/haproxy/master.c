@@ -294,7 +294,7 @@ static void spawn_now(hx_sup *s)
 	s->crash_start = s->crash_pending;
 	s->crash_pending = false;
 	uint64_t t0 = uv_hrtime();
-	s->child = hx_master_spawn(s->c.loop, argv, fd, on_child_exit, s, &err);
+	s->child = hx_master_spawn(s->c.h, s->c.loop, argv, fd, on_child_exit, s, &err);
 	uint64_t t1 = uv_hrtime();
 	if (fd >= 0)
 		close(fd);
