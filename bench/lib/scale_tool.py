@@ -419,6 +419,11 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out, limit=30.0):
                     except OSError:
                         pass
                     time.sleep(0.005)
+                while kind == "remove" and t1r is None and time.monotonic() < end:
+                    if refuses(ports[j]):  # without the runtime close: after the reload
+                        t1r = time.time_ns()
+                    else:
+                        time.sleep(0.005)
             c1 = settle_cpu(pid, idle, limit_s=max(15.0, limit / 2))
             dt = time.monotonic() - t0c
             samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
