@@ -185,11 +185,16 @@ void hx_kick(hx *s)
 		s->spawn_gen = s->file_gen;
 		hx_sup_spawn(s->sup);
 	}
+	/* Listeners of dropped sections close first, before the state dump of
+	 * a reload that may be waiting for the admin socket too: else the
+	 * reload comes first, and the old worker's socket lives on in the
+	 * copies fdkeep.c holds (accepting into a backlog nobody serves) until
+	 * they are fetched again from the new worker. */
+	hx_send_drops(s);
 	if (s->ps == P_DUMP && s->dump_pending && !s->admin_req)
 		hx_start_dump(s);
 	if (s->learn_pending && hx_admin_usable(s))
 		hx_learn(s);
-	hx_send_drops(s); /* listeners of dropped sections close first */
 	if (hx_admin_usable(s) && !hx_send_cmds(s) && !s->admin_req && hx_any_draining(s) &&
 	    !uv_is_active((uv_handle_t *)s->t_poll))
 		uv_timer_start(s->t_poll, hx_on_drain_poll, 100, 0);
