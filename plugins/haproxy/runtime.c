@@ -443,7 +443,9 @@ bool hx_send_drops(hx *s)
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		svc *v = hx_svc_find(&s->m, q[i]);
-		if (!v || v->want.listen || !v->run.listen || v->shut) {
+		if (!v || v->want.listen || !v->run.listen || v->shut || b.len >= 8000) {
+			if (v && b.len >= 8000) /* a line haproxy takes: the rest goes next */
+				hx_model_drop_queue(&s->m, v);
 			free(q[i]);
 			continue;
 		}
