@@ -1,5 +1,6 @@
 /* proc.c - the haproxy sink's own child process and file swap, on the
- * loop: the long-running managed haproxy master (its output logged line
+ * loop: the environment haproxy runs with (the huge-page malloc tunable),
+ * the long-running managed haproxy master (its output logged line
  * by line), and the checked candidate renamed over the file (rename,
  * fsync of the directory, on libuv's threadpool).  Short commands
  * ("haproxy -c", a reload command) run with host->spawn and the files are

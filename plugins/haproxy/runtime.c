@@ -1,7 +1,9 @@
 /* runtime.c - the haproxy sink's fast path: what haproxy has for each
  * server slot, the `set server` batches over the admin socket that bring
  * it to what the model wants (no reload), and drain polling (a leaving
- * instance goes to maintenance once its sessions are done).  Per event it
+ * instance goes to maintenance once its sessions are done), and the
+ * listeners of dropped sections closed before their reload (`disable
+ * frontend`).  Per event it
  * reads the model's dirty lists (slots.c: the slots whose target or
  * haproxy's view changed, the slots draining), never every slot; only a
  * reload or an unknown haproxy queues every slot once. */
