@@ -263,6 +263,11 @@ try:
              note=None if len(ms) == len(ss) else "%d of %d not seen in time" % (len(ss) - len(ms), len(ss)))
         stat(what.split(":")[0] + ": agent CPU", [s["cpu_ms"] - s.get("idle_ms", 0) for s in ss], "ms",
              note="idle subtracted; haproxy -c and the new worker are other processes")
+        if kind == "remove":  # the listener closes before the reload (disable frontend)
+            rs = [s["refused_ms"] for s in ss if s.get("refused_ms") is not None]
+            stat("service removed: etcd delete -> its port refuses connections", rs, "ms",
+                 target="<= 1000 ms", ok=lambda r: r["max"] <= 1000 and len(rs) == len(ss), tried=len(ss),
+                 note="the listener, closed over the runtime API before the reload; the row above waits for the section to be gone after it")
 except (OSError, ValueError):
     pass
 an, fi = open(d + "/rss-end").read().split()

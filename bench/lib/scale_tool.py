@@ -390,6 +390,21 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
     return 0
 
 
+def refuses(port):
+    """The service's listener (bind_address 127.0.0.1) refuses a connection."""
+    c = socket.socket()
+    c.settimeout(1.0)
+    try:
+        c.connect(("127.0.0.1", port))
+        return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        c.close()
+
+
 def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out, limit=30.0):
     e = Etcd(ep)
     idle = idle_rate(pid, 2.0)
@@ -409,19 +424,29 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out, limit=30.0):
                 t1 = wait_state(sock, svc, hk, True, timeout=limit)
             else:
                 e.post("/v3/kv/deleterange", {"key": b64(key)})
-                t1 = None
+                t1 = t1r = None
                 end = time.monotonic() + limit
                 while time.monotonic() < end:  # the listen section is gone after the reload
+                    if t1r is None and refuses(ports[j]):  # its listener closed
+                        t1r = time.time_ns()
                     try:
                         if "Can't find backend" in admin(sock, "show servers state %s" % svc):
                             t1 = time.time_ns()
+                            if t1r is None and refuses(ports[j]):
+                                t1r = t1
                             break
                     except OSError:
                         pass
                     time.sleep(0.005)
+                while kind == "remove" and t1r is None and time.monotonic() < end:
+                    if refuses(ports[j]):  # without the runtime close: after the reload
+                        t1r = time.time_ns()
+                    else:
+                        time.sleep(0.005)
             c1 = settle_cpu(pid, idle, limit_s=max(15.0, limit / 2))
             dt = time.monotonic() - t0c
             samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
+                            "refused_ms": (t1r - t0) / 1e6 if kind == "remove" and t1r else None,
                             "cpu_ms": (c1 - c0) / 1e6, "idle_ms": idle * dt / 1e6,
                             "window_ms": dt * 1000})
     with open(out, "w") as f:

@@ -113,6 +113,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 			hx_update_health(s);
 		}
 		hx_ap_unknown(s); /* set every server from scratch */
+		hx_drops_reread(s); /* it read the installed file */
 		if (s->spawn_gen != s->file_gen) {
 			s->force_reload = true; /* it may have read an older file */
 			s->stale_run = true;
@@ -184,6 +185,12 @@ void hx_kick(hx *s)
 		s->spawn_gen = s->file_gen;
 		hx_sup_spawn(s->sup);
 	}
+	/* Listeners of dropped sections close first, before the state dump of
+	 * a reload that may be waiting for the admin socket too: else the
+	 * reload comes first, and the old worker's socket lives on in the
+	 * copies fdkeep.c holds (accepting into a backlog nobody serves) until
+	 * they are fetched again from the new worker. */
+	hx_send_drops(s);
 	if (s->ps == P_DUMP && s->dump_pending && !s->admin_req)
 		hx_start_dump(s);
 	if (s->learn_pending && hx_admin_usable(s))
@@ -450,6 +457,11 @@ static void cancel_all(hx *s)
 {
 	hx_cli_cancel(s->admin_req);
 	s->admin_req = NULL;
+	for (size_t i = 0; i < s->ndrop_sent; i++) /* a disable batch's names */
+		free(s->drop_sent[i]);
+	free(s->drop_sent);
+	s->drop_sent = NULL;
+	s->ndrop_sent = 0;
 	hx_cli_cancel(s->master_req);
 	s->master_req = NULL;
 	s->h->spawn_cancel(s->run);

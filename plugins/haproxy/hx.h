@@ -206,13 +206,21 @@ typedef struct hx_master hx_master;
 typedef void (*hx_exit_cb)(void *arg, int64_t status, int term_signal);
 /* Starts argv (argv[0] looked up in PATH) with posix_spawn, never a fork
  * of the agent's heap: a new session, stdin /dev/null, stdout and stderr
- * on out_fd (-1: /dev/null), signals at their default and none blocked.
- * Returns 0 with *pid, or -errno (an exec failure too). */
-int hx_posix_spawn(char *const *argv, int out_fd, pid_t *pid);
-/* Starts argv (hx_posix_spawn) so that it outlives regent; its exit is
- * reaped on SIGCHLD (waitpid of its own pid) and reported to on_exit. */
-hx_master *hx_master_spawn(uv_loop_t *loop, char *const *argv, int out_fd, hx_exit_cb on_exit,
-                           void *arg, int *err);
+ * on out_fd (-1: /dev/null), signals at their default and none blocked,
+ * the environment envp (NULL: the agent's).  Returns 0 with *pid, or
+ * -errno (an exec failure too). */
+int hx_posix_spawn(char *const *argv, char *const *envp, int out_fd, pid_t *pid);
+/* Starts argv (hx_posix_spawn, with hx_haproxy_env's environment) so that
+ * it outlives regent; its exit is reaped on SIGCHLD (waitpid of its own
+ * pid) and reported to on_exit. */
+hx_master *hx_master_spawn(const regent_host *h, uv_loop_t *loop, char *const *argv, int out_fd,
+                           hx_exit_cb on_exit, void *arg, int *err);
+/* The environment haproxy runs with (the master and haproxy -c): the
+ * agent's, with glibc's malloc asking for transparent huge pages
+ * (GLIBC_TUNABLES glibc.malloc.hugetlb=1) unless it says otherwise.
+ * NULL-terminated; hx_env_free() frees it. */
+char **hx_haproxy_env(const regent_host *h);
+void hx_env_free(char **env);
 int hx_master_pid(const hx_master *m);
 void hx_master_kill(hx_master *m, int sig);
 /* Forgets the callback and closes the handle; a running process keeps

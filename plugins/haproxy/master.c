@@ -294,7 +294,7 @@ static void spawn_now(hx_sup *s)
 	s->crash_start = s->crash_pending;
 	s->crash_pending = false;
 	uint64_t t0 = uv_hrtime();
-	s->child = hx_master_spawn(s->c.loop, argv, fd, on_child_exit, s, &err);
+	s->child = hx_master_spawn(s->c.h, s->c.loop, argv, fd, on_child_exit, s, &err);
 	uint64_t t1 = uv_hrtime();
 	if (fd >= 0)
 		close(fd);
@@ -582,7 +582,7 @@ int hx_check_binary(const regent_host *h, const char *bin, const char *const *in
 		goto out;
 	}
 	pid_t pid = 0;
-	rc = hx_posix_spawn(argv, pfd[1], &pid); /* no fork: see proc.c */
+	rc = hx_posix_spawn(argv, NULL, pfd[1], &pid); /* no fork: see proc.c */
 	if (rc < 0) {
 		snprintf(why, whylen, "%s -c with the includes: cannot run %s: %s", bin, bin,
 		         strerror(-rc));

@@ -331,6 +331,9 @@ void hx_model_free(hx_model *m)
 		m->svcs = v->next;
 		svc_free(m, v);
 	}
+	for (size_t i = 0; i < m->ndropq; i++)
+		free(m->dropq[i]);
+	free(m->dropq);
 	free(m->tab);
 	free(m->ports);
 	free(m->todo);
@@ -702,6 +705,47 @@ static void set_capped(hx_model *m, svc *v, size_t wanted)
 	}
 }
 
+/* The service's section goes at the next reload (the empty grace, if any,
+ * is over): its listener may close now.  Not while the startup grace
+ * keeps an earlier run's services. */
+void hx_model_drop_queue(hx_model *m, svc *v)
+{
+	if (!v->run.listen || v->want.listen || v->shut || v->dropq ||
+	    (v->recovered && !m->grace_over))
+		return;
+	if (m->ndropq == m->dropqcap) {
+		m->dropqcap = m->dropqcap ? 2 * m->dropqcap : 8;
+		m->dropq = m->h->xrealloc(m->dropq, m->dropqcap * sizeof(*m->dropq));
+	}
+	m->dropq[m->ndropq++] = m->h->xstrdup(v->name);
+	v->dropq = true;
+}
+
+char **hx_model_drops_take(hx_model *m, size_t *n)
+{
+	char **q = m->dropq;
+	*n = m->ndropq;
+	for (size_t i = 0; i < m->ndropq; i++) {
+		svc *v = hx_svc_find(m, q[i]);
+		if (v)
+			v->dropq = false;
+	}
+	m->dropq = NULL;
+	m->ndropq = m->dropqcap = 0;
+	return q;
+}
+
+void hx_model_drops_reset(hx_model *m)
+{
+	for (svc *v = m->svcs; v; v = v->next) {
+		if (v->shut) {
+			v->shut = false;
+			hx_svc_shape_sync(m, v);
+		}
+		hx_model_drop_queue(m, v);
+	}
+}
+
 /* Step 2 of a service: what it wants, and its slots. */
 static void finalize(hx_model *m, svc *v)
 {
@@ -784,6 +828,7 @@ static void finalize(hx_model *m, svc *v)
 	}
 	hx_plan_free(v);
 	hx_svc_shape_sync(m, v);
+	hx_model_drop_queue(m, v);
 	set_capped(m, v, ok && wanted > v->want.nslots ? wanted : 0);
 	v->todo = false;
 	warn_end(v);

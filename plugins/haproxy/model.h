@@ -195,6 +195,11 @@ typedef struct svc {
 	bool qlinked;
 	struct svc *qprev, *qnext;
 	bool sdiff; /* want and run differ (counted in hx_model.nsdiff) */
+	/* Its listener closed over the runtime API ahead of the reload that
+	 * drops its section (`disable frontend`, runtime.c): shut, haproxy's
+	 * running worker has it closed (a reload makes haproxy read the file
+	 * again: cleared then); dropq, its name is in the model's drop queue. */
+	bool shut, dropq;
 
 	/* Its part of the installed file as the mirror rendered it last
 	 * (pipeline.c): rendered again only when sgen moved or the shape
@@ -250,6 +255,10 @@ typedef struct hx_model {
 	svc **todo;
 	size_t ntodo, todocap;
 	size_t nsdiff;     /* services whose wanted shape is not the one installed */
+	/* services whose section haproxy runs and the model drops: their
+	 * listener may close at once (names, malloc'd; svc.dropq) */
+	char **dropq;
+	size_t ndropq, dropqcap;
 	unsigned excl_gen; /* bumped when the set of excluded services changes */
 	size_t nexcluded;
 	/* haproxy's descriptors: the hard RLIMIT_NOFILE it inherits (0: no
@@ -334,6 +343,16 @@ static inline bool hx_slot_live(const svc *v, size_t i)
  * same pointers), not O(n). */
 void hx_model_update(hx_model *m, const regent_catalog *prev, const regent_catalog *cat,
                      const char *const *names, size_t n, bool all);
+/* A reload or a restart made haproxy read the installed file: the
+ * services whose listener was closed over the runtime API are open again
+ * where the file has them; those the model still drops are queued again.
+ * O(services). */
+void hx_model_drops_reset(hx_model *m);
+/* Queues v if haproxy runs its section and the model drops it. */
+void hx_model_drop_queue(hx_model *m, svc *v);
+/* Takes the drop queue (the caller frees each name and the array). */
+char **hx_model_drops_take(hx_model *m, size_t *n);
+
 /* Services whose empty grace ended or whose exclusion is due for a retry
  * are recomputed from cat.  Returns the next such deadline (0: none). */
 uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat);

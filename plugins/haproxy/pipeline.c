@@ -665,11 +665,12 @@ const char *hx_spawn_cause(const regent_spawn_result *r, char *out, size_t n)
 	return out;
 }
 
-void hx_spawn(hx *s, const char *const *argv, regent_spawn_cb cb)
+void hx_spawn(hx *s, const char *const *argv, const char *const *env, regent_spawn_cb cb)
 {
 	regent_spawn_opts o = {
 		.size = sizeof(o),
 		.argv = argv,
+		.env = env,
 		.timeout_ms = s->check_timeout ? s->check_timeout : 30000,
 		.max_output = 256u << 10,
 		.on_done = cb,
@@ -769,7 +770,9 @@ static void run_check(hx *s, const char *path)
 	argv[n++] = "-f";
 	argv[n++] = path;
 	argv[n] = NULL;
-	hx_spawn(s, argv, on_check);
+	char **env = hx_haproxy_env(s->h); /* copied by the spawn */
+	hx_spawn(s, argv, (const char *const *)env, on_check);
+	hx_env_free(env);
 	free(argv);
 }
 

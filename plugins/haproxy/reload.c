@@ -58,6 +58,7 @@ static void reload_ok(hx *s, long worker)
 	if (s->sup)
 		hx_sup_listeners_changed(s->sup); /* its copies of the listeners, anew */
 	s->stale_run = false; /* it runs the installed file now */
+	hx_drops_reread(s);   /* listeners closed before are the file's again */
 	hx_ap_from_file(s);
 	hx_pipeline_done(s);
 }
@@ -208,7 +209,7 @@ static void on_before_info(void *arg, int status, const char *out, size_t len)
 	s->master_req = NULL;
 	s->before_admin_pid = status == 0 ? hx_parse_info_pid(out) : 0;
 	const char *argv[] = {"/bin/sh", "-c", s->reload_command, NULL};
-	hx_spawn(s, argv, on_reload_command);
+	hx_spawn(s, argv, NULL, on_reload_command);
 }
 
 void hx_reload_start(hx *s)

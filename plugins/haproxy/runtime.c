@@ -1,7 +1,9 @@
 /* runtime.c - the haproxy sink's fast path: what haproxy has for each
  * server slot, the `set server` batches over the admin socket that bring
  * it to what the model wants (no reload), and drain polling (a leaving
- * instance goes to maintenance once its sessions are done).  Per event it
+ * instance goes to maintenance once its sessions are done), and the
+ * listeners of dropped sections closed before their reload (`disable
+ * frontend`).  Per event it
  * reads the model's dirty lists (slots.c: the slots whose target or
  * haproxy's view changed, the slots draining), never every slot; only a
  * reload or an unknown haproxy queues every slot once. */
@@ -383,6 +385,97 @@ bool hx_send_cmds(hx *s)
 		return false;
 	}
 	return true;
+}
+
+/* ---- listeners closed ahead of the reload ---- */
+
+/* The batch of `disable frontend` answered.  haproxy 2.6 pauses a TCP
+ * listener by disconnecting it (connect AF_UNSPEC): the port refuses new
+ * connections at once, the sessions in flight go on, and the socket stays
+ * bound (with SO_REUSEADDR, as haproxy and the bind check use, the port
+ * can be bound again) until the reload drops the section.  The answer is
+ * empty when it worked; a frontend the running worker does not have (it
+ * runs an older file) has no listener to close either. */
+static void on_drops(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->admin_req = NULL;
+	char **names = s->drop_sent;
+	size_t n = s->ndrop_sent;
+	s->drop_sent = NULL;
+	s->ndrop_sent = 0;
+	size_t elen = 0;
+	const char *err = status < 0 ? NULL : hx_cli_error(out, &elen);
+	for (size_t i = 0; i < n; i++) {
+		svc *v = hx_svc_find(&s->m, names[i]);
+		if (v && !v->want.listen && v->run.listen) {
+			if (status < 0) {
+				hx_model_drop_queue(&s->m, v); /* tried again */
+			} else {
+				v->shut = true;
+				s->h->log(s->ctx, REGENT_LOG_INFO,
+				          "service %s: listener closed over the runtime API (disable frontend); "
+				          "its section goes with the next reload",
+				          v->name);
+			}
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (status < 0) {
+		admin_failed(s, uv_strerror(status));
+		return;
+	}
+	if (err)
+		s->h->log(s->ctx, REGENT_LOG_DEBUG, "disable frontend: %.*s",
+		          (int)(elen > 200 ? 200 : elen), err);
+	admin_ok(s);
+	hx_kick(s);
+}
+
+bool hx_send_drops(hx *s)
+{
+	if (!s->m.ndropq || s->stopping || s->admin_blocked || s->admin_req || !s->admin_socket ||
+	    (s->manage && !s->master_ready))
+		return false;
+	size_t n;
+	char **q = hx_model_drops_take(&s->m, &n);
+	hx_buf b = {.h = s->h};
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		svc *v = hx_svc_find(&s->m, q[i]);
+		if (!v || v->want.listen || !v->run.listen || v->shut || b.len >= 8000) {
+			if (v && b.len >= 8000) /* a line haproxy takes: the rest goes next */
+				hx_model_drop_queue(&s->m, v);
+			free(q[i]);
+			continue;
+		}
+		hx_buf_printf(&b, "%sdisable frontend %s", k ? ";" : "", v->name);
+		q[k++] = q[i];
+	}
+	if (!k) {
+		free(q);
+		hx_buf_free(&b);
+		return false;
+	}
+	s->drop_sent = q;
+	s->ndrop_sent = k;
+	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&b));
+	int err = 0;
+	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
+	                              on_drops, s, &err);
+	hx_buf_free(&b);
+	if (!s->admin_req) {
+		on_drops(s, err ? err : -EIO, "", 0);
+		return false;
+	}
+	return true;
+}
+
+void hx_drops_reread(hx *s)
+{
+	hx_model_drops_reset(&s->m);
 }
 
 /* Whether every slot haproxy can reach has its state and address (the

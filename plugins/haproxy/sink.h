@@ -100,6 +100,10 @@ typedef struct hx {
 	regent_backoff admin_backoff;
 	bool admin_blocked;
 	char *admin_err;
+	/* `disable frontend` for the services whose section goes (runtime.c):
+	 * the names in the request in flight */
+	char **drop_sent;
+	size_t ndrop_sent;
 
 	/* slow path */
 	pstate ps;
@@ -211,6 +215,13 @@ void hx_ap_unknown(hx *s);
 bool hx_learn(hx *s);
 bool hx_admin_usable(hx *s);
 bool hx_send_cmds(hx *s);
+/* Closes the listeners of the services whose section the next reload
+ * drops (`disable frontend`: new connections refused at once, those in
+ * flight finish); true if a request went out. */
+bool hx_send_drops(hx *s);
+/* haproxy read the installed file again (a reload, a restart): closed
+ * listeners it runs again are queued again. */
+void hx_drops_reread(hx *s);
 bool hx_any_draining(hx *s);
 /* Every slot haproxy can reach has its state and address (weights
  * aside): a snapshot is applied. */
@@ -251,7 +262,7 @@ void hx_log_output(hx *s, regent_log_level lvl, const char *out);
 /* Runs argv with host->spawn into s->run (check_timeout, output up to
  * 256 KiB kept); a command that cannot start calls cb at once with
  * res->error set. */
-void hx_spawn(hx *s, const char *const *argv, regent_spawn_cb cb);
+void hx_spawn(hx *s, const char *const *argv, const char *const *env, regent_spawn_cb cb);
 /* Why a command did not succeed, for logs and reasons: "exit 1", "killed
  * by signal 9 (Killed)", "timed out after 5000 ms (killed)" or the
  * error's text.  Returns out. */

@@ -304,7 +304,8 @@ void hx_svc_shape_sync(hx_model *m, svc *v)
 	size_t fdn = v->want.listen ? v->want.nslots + 1 : 0; /* haproxy's descriptors */
 	m->fd_used = m->fd_used - v->fdn + fdn;
 	v->fdn = fdn;
-	bool d = !hx_shape_eq(&v->want, &v->run);
+	/* A closed listener (svc.shut) that is wanted again needs the reload. */
+	bool d = !hx_shape_eq(&v->want, &v->run) || (v->shut && v->want.listen);
 	if (d == v->sdiff)
 		return;
 	v->sdiff = d;

@@ -2,7 +2,9 @@
 # isolation_test.sh - the haproxy sink (manage = true) against the real haproxy 2.6:
 #  - empty grace (#13.3): a service whose instances all leave keeps its listener (http: 503
 #    at once) and gets its instances back over the runtime API, with no reload; a service
-#    with a short empty_grace loses its listen section after it, through one reload;
+#    with a short empty_grace loses its listen section after it, through one reload, its
+#    listener closed over the runtime API (disable frontend) before that reload, with 0
+#    failed requests on the other services;
 #  - per-service isolation (#14.1): a service whose port is already bound on this host is
 #    left out (logged, /healthz names it, regent_haproxy_services_excluded = 1) while a new
 #    good service added with it is routed; once the port is free it is added.
@@ -136,12 +138,51 @@ check "grace: answers from b1 again" wait_for --timeout 5 answers "$P_G" b1
 check_eq "grace: no reload happened (master reload count)" "$R0" "$(reloads)"
 
 # --- a short empty_grace ends: the section goes through one reload ----------------------------
+# When the grace ends, the listener closes over the runtime API (disable frontend) before the
+# reload that drops the section; a load on the other services meanwhile loses nothing.
+daemon_start drill "${TOOL[@]}" watch "$ADMIN" 60 "$T/drill" "http://127.0.0.1:$P_W/" \
+    "http://127.0.0.1:$P_G/"
+# A connection through short, opened before and used after its listener closed, is answered.
+daemon_start held "$PY" -c "
+import os, socket, sys, time
+c = socket.create_connection(('127.0.0.1', $P_S), timeout=30)
+open('$T/held.open', 'w').close()
+while not os.path.exists('$T/held.go'):
+    time.sleep(0.02)
+c.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+print('answer', c.recv(4096).split(b'\\r\\n')[0].decode()); sys.stdout.flush()"
+check "short: a connection through it is open" wait_for --timeout 10 test -e "$T/held.open"
+sleep 0.3
+L0=$(wc -l < "$LOG")
 write_inst "$(line g-1 grace b1)" "$(line w-1 web b3)"
 check "short: still listening right after its instance left" accepts "$P_S"
+closed_line() { tail -n +"$((L0 + 1))" "$LOG" | grep -n 'service short: listener closed over the runtime API' | head -n 1 | cut -d: -f1; }
+reload_line() { tail -n +"$((L0 + 1))" "$LOG" | grep -n 'haproxy reloaded' | head -n 1 | cut -d: -f1; }
+check "short: its listener is closed over the runtime API once the grace ends" \
+    wait_for --timeout 15 eval '[[ -n "$(closed_line)" ]]'
+touch "$T/held.go"
+check "short: the connection opened before is answered after the listener closed" \
+    wait_for --timeout 10 grep -q '^answer HTTP/1.[01] 200' "$(daemon_log held)"
 check "short: its listen section leaves the file after empty_grace" \
     wait_for --timeout 15 eval "! grep -q '^listen short\$' '$CFG'"
 check "short: the port is closed once haproxy reloaded" wait_for --timeout 10 eval "! accepts $P_S"
+check "short: the reload is logged" wait_for --timeout 10 eval '[[ -n "$(reload_line)" ]]'
+CL=$(closed_line); RL=$(reload_line)
+check "short: the listener was closed before the reload (log lines $CL < $RL)" \
+    test "${CL:-999999}" -lt "${RL:-0}"
 check_eq "short: exactly one reload" "$((R0 + 1))" "$(reloads)"
+check "short: the port can be bound again after the reload" "$PY" -c "
+import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $P_S)); s.listen(1)"
+sleep 0.3
+touch "$T/drill.stop"
+check "drill: the load ended" wait_for --timeout 30 eval '! daemon_alive drill'
+DOUT=$(daemon_log drill)
+sed -n 's/^/  | /p' "$DOUT" | grep -E 'load '
+check "drill: web answered during the removal" grep -Eq "^load http://127.0.0.1:$P_W/ ok=[1-9]" "$DOUT"
+check "drill: grace answered during the removal" grep -Eq "^load http://127.0.0.1:$P_G/ ok=[1-9]" "$DOUT"
+check_eq "drill: failed requests on the other services" "0 0" \
+    "$(sed -n 's/^load .* fail=\([0-9]*\)$/\1/p' "$DOUT" | paste -sd' ')"
 
 # --- isolation: a clashing port next to a new good service ------------------------------------
 daemon_start squatter "$PY" -c "

@@ -696,11 +696,48 @@ static void test_empty_grace(void **st)
 	cat_drop("web");
 	update(&m, "web");
 	assert_non_null(v->want.listen);
+	assert_int_equal(m.ndropq, 0); /* in its grace: the listener stays open */
 	clock_ms += 5001;
 	assert_int_equal(hx_model_tick(&m, &cat), 0);
 	v = hx_svc_find(&m, "web");
 	assert_non_null(v); /* haproxy still runs it until the reload */
 	assert_null(v->want.listen);
+	/* ... and its listener may close at once (disable frontend), once */
+	size_t nd = 0;
+	char **drops = hx_model_drops_take(&m, &nd);
+	assert_int_equal(nd, 1);
+	assert_string_equal(drops[0], "web");
+	free(drops[0]);
+	free(drops);
+	v->shut = true; /* what runtime.c sets once haproxy answered */
+	update(&m, "web");
+	assert_int_equal(m.ndropq, 0); /* closed already: not again */
+	/* back before the reload: the same section, but its listener is
+	 * closed, so the reload is needed all the same */
+	cat_set("web", 2, 0, sp_7000);
+	update(&m, "web");
+	assert_string_equal(v->want.listen, listen);
+	assert_true(v->sdiff);
+	assert_true(m.nsdiff > 0);
+	/* a reload made haproxy read the file: open again, nothing to do */
+	hx_model_drops_reset(&m);
+	assert_false(v->shut);
+	assert_false(v->sdiff);
+	assert_int_equal(m.ndropq, 0);
+	/* gone again after a reload that still had it (one in flight):
+	 * queued again by the reset */
+	cat_drop("web");
+	update(&m, "web");
+	clock_ms += 5001;
+	hx_model_tick(&m, &cat);
+	drops = hx_model_drops_take(&m, &nd);
+	assert_int_equal(nd, 1);
+	free(drops[0]);
+	free(drops);
+	v->shut = true;
+	hx_model_drops_reset(&m); /* the new worker listens again */
+	assert_false(v->shut);
+	assert_int_equal(m.ndropq, 1);
 	free(listen);
 	hx_model_free(&m);
 	cat_clear();

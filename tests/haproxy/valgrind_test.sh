@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # valgrind_test.sh - regent with the haproxy sink (manage = true) under valgrind: start haproxy,
-# fast-path add and remove, a new service (reload), a configuration haproxy rejects, a crash of
+# fast-path add and remove, a new service (reload) and its removal (listener closed over the
+# runtime API, then a reload), a configuration haproxy rejects, a crash of
 # haproxy (restart), then SIGTERM.  No memory error, nothing definitely or indirectly lost.
 # Skipped (exit 77) when valgrind is missing; not registered in a sanitizer build (valgrind and
 # ASan do not mix), and skipped there too if run by hand.
@@ -62,6 +63,7 @@ $1
 
 [service api]
 port = $P_API
+empty_grace = 0
 EOF
 }
 mkcfg ""
@@ -77,6 +79,11 @@ check "fast path: web-2 added" \
     wait_for --timeout 20 eval "'${TOOL[0]}' '${TOOL[1]}' servers '$ADMIN' web | grep -qE ':$B2 2 [04]$'"
 printf 'web-2 web 127.0.0.1 %s\napi-1 api 127.0.0.1 %s\n' "$B2" "$B1" > "$INST"
 check "slow path: api added" wait_for --timeout 30 http_get "http://127.0.0.1:$P_API/"
+printf 'web-2 web 127.0.0.1 %s\n' "$B2" > "$INST"
+check "api removed: its listener closed over the runtime API" \
+    wait_for --timeout 30 grep -q 'service api: listener closed over the runtime API' "$LOG"
+check "api removed: its section leaves the file" \
+    wait_for --timeout 30 eval "! grep -q '^listen api\$' '$HX/haproxy.cfg'"
 mkcfg "server_options = ssl"
 daemon_kill regent HUP
 check "rejected configuration logged" \
