@@ -594,6 +594,11 @@ static int h_annotations_set(regent_ctx *ctx, const regent_annotation *const *it
 	return regent_annotations_set(ctx, items, n);
 }
 
+static int h_validate_purpose(regent_ctx *ctx)
+{
+	return ctx->validate_purpose;
+}
+
 static int h_annotations_update(regent_ctx *ctx, const regent_annotation *const *put,
                                 size_t nput, const regent_annotation *const *del, size_t ndel)
 {
@@ -748,6 +753,7 @@ const regent_host regent_host_table = {
 	.cfg_address = regent_cfg_address,
 	/* ABI 1.5 */
 	.annotations_update = h_annotations_update,
+	.validate_purpose = h_validate_purpose,
 };
 
 /* ---- contexts ---- */

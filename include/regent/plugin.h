@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 5
+#define REGENT_ABI_MINOR 6
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.
@@ -838,7 +838,28 @@ typedef struct regent_host {
 	 * everything when the instance stops. */
 	int (*annotations_update)(regent_ctx *ctx, const regent_annotation *const *put, size_t nput,
 	                          const regent_annotation *const *del, size_t ndel);
+
+	/* ---- ABI 1.6 ---- (appended; check REGENT_HOST_HAS before calling) */
+
+	/* Why validate() runs (REGENT_VALIDATE_*): CHECK for --check-config
+	 * (and whatever else only checks a file), START for the daemon's
+	 * first start (the instance is created and started right after, and
+	 * nothing older runs to be protected: a costly check the start makes
+	 * anyway, such as running an external binary on the configuration,
+	 * may be left to the start, which then fails the instance's start
+	 * with the cause), RELOAD for a SIGHUP's new configuration (checked
+	 * before anything running is replaced).  REGENT_VALIDATE_NONE outside
+	 * validate(). */
+	int (*validate_purpose)(regent_ctx *ctx);
 } regent_host;
+
+/* host->validate_purpose (ABI 1.6). */
+enum {
+	REGENT_VALIDATE_NONE = 0,
+	REGENT_VALIDATE_CHECK = 1,
+	REGENT_VALIDATE_START = 2,
+	REGENT_VALIDATE_RELOAD = 3,
+};
 
 /* ------------------------------------------------------------------ */
 /* The plugin descriptor and its ops tables                            */
