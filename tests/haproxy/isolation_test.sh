@@ -213,6 +213,24 @@ check_contains "cold: the next check pinned the refusal on the bad service" \
 check "cold: bad is not in the file" eval "! grep -q '^listen bad\$' '$HX3/haproxy.cfg'"
 daemon_stop regent-cold
 
+# --- an include haproxy rejects: refused by --check-config; the daemon's start (validate_purpose
+# START, ABI 1.6) leaves that check to the sink's first haproxy -c, whose refusal fails the sink's
+# start, named, while regent keeps running.
+printf 'global\n    no-such-directive-for-regent\n' > "$T/bad-include.cfg"
+sed -e "s#^\[sink haproxy\]\$#[sink haproxy]\ninclude = $T/bad-include.cfg#" \
+    -e "s#^config_file = .*#config_file = $HX3/inc.cfg#" -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-inc#" \
+    "$T/cold.ini" > "$T/inc.ini"
+check_contains "include: --check-config refuses an include haproxy rejects" "$(check_config "$T/inc.ini")" \
+    "refused the configuration"
+daemon_start regent-inc "$REGENT_BIN" -c "$T/inc.ini" -p "$REGENT_PLUGIN_DIR"
+LOG4=$(daemon_log regent-inc)
+check "include: the daemon's start fails the sink's start, naming haproxy -c" \
+    wait_for --timeout 20 grep -q 'sink haproxy: failed to start: haproxy -c rejected the configuration' "$LOG4"
+check "include: the configuration passed the start's validation (regent started)" \
+    grep -q 'core: regent .* starting with' "$LOG4"
+check "include: regent keeps running" daemon_alive regent-inc
+daemon_stop regent-inc
+
 # --- haproxy's open-file limit (#14.1): an agent whose hard RLIMIT_NOFILE is 1200 (haproxy
 # inherits it); a service of 900 instances would need ~1350 slots, more descriptors than
 # haproxy may open: it is capped and reported, no reload fails, a new service is still routed.
