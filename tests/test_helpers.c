@@ -85,11 +85,18 @@ static bool run_until(fixture *f, const bool *flag, uint64_t ms)
 static void test_abi(void **state)
 {
 	(void)state;
-	assert_int_equal(H->abi_minor, 5);
+	assert_int_equal(H->abi_minor, 6);
 	assert_true(REGENT_HOST_HAS(H, health_part));
 	assert_true(REGENT_HOST_HAS(H, xstrdup));
 	assert_true(REGENT_HOST_HAS(H, annotations_update));
 	assert_non_null(H->annotations_update);
+	assert_true(REGENT_HOST_HAS(H, validate_purpose));
+	assert_non_null(H->validate_purpose);
+	/* A 1.5 core's table ends at annotations_update. */
+	regent_host v15 = *H;
+	v15.size = offsetof(regent_host, annotations_update) + sizeof(v15.annotations_update);
+	assert_true(REGENT_HOST_HAS(&v15, annotations_update));
+	assert_false(REGENT_HOST_HAS(&v15, validate_purpose));
 	/* A 1.4 core's table ends at cfg_address. */
 	regent_host v14 = *H;
 	v14.size = offsetof(regent_host, cfg_address) + sizeof(v14.cfg_address);
