@@ -753,6 +753,7 @@ const regent_host regent_host_table = {
 	.cfg_address = regent_cfg_address,
 	/* ABI 1.5 */
 	.annotations_update = h_annotations_update,
+	/* ABI 1.6 */
 	.validate_purpose = h_validate_purpose,
 };
 
