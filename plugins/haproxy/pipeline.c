@@ -376,6 +376,7 @@ void hx_ok_shapes_clear(hx *s)
 	free(s->ok_shapes);
 	s->ok_shapes = NULL;
 	s->n_ok = 0;
+	s->cold_skip_spent = true; /* after a failed reload, every candidate is checked */
 }
 
 static bool haproxy_running(hx *s);
