@@ -684,7 +684,8 @@ int regent_agent_reload(regent_agent *a)
 	                  (unsigned long long)now.tv_nsec / 1000ull,
 	              a->cfg->path);
 	regent_log(REGENT_LOG_INFO, NULL, "reloading %s", a->cfg->path);
-	regent_config *n = regent_config_load(a->cfg->path, a->plugin_dir_override);
+	regent_config *n = regent_config_load_for(a->cfg->path, a->plugin_dir_override,
+	                                          REGENT_VALIDATE_RELOAD);
 	if (n->nerrors) {
 		for (size_t i = 0; i < n->nerrors; i++)
 			regent_log(REGENT_LOG_ERROR, NULL, "%s", n->errors[i]);

@@ -53,6 +53,7 @@ typedef struct regent_config {
 	regent_cfg_section **sections;
 	size_t nsections;
 	regent_cfg_section *agent;    /* always present (defaults when absent) */
+	int validate_purpose;         /* REGENT_VALIDATE_*: why it is validated */
 	const char **service_names;   /* [service X] names, in file order */
 	size_t nservice_names;
 	regent_config_key *service_keys; /* merged declarations */
@@ -80,6 +81,10 @@ regent_config *regent_config_parse(const char *path);
 void regent_config_bind(regent_config *c, const char *plugin_dir_override);
 /* Both: what the agent runs from. */
 regent_config *regent_config_load(const char *path, const char *plugin_dir_override);
+/* The same, saying why it is loaded (REGENT_VALIDATE_*, host->validate_purpose
+ * in the plugins' validate()); regent_config_load checks (CHECK). */
+regent_config *regent_config_load_for(const char *path, const char *plugin_dir_override,
+                                      int purpose);
 regent_config *regent_config_ref(regent_config *c);
 void regent_config_unref(regent_config *c);
 void regent_config_add_error(regent_config *c, int line, const char *fmt, ...) REGENT_PRINTF(3, 4);

@@ -128,6 +128,7 @@ static void plugin_validate(regent_config *c, regent_cfg_section *s)
 		.desc = s->lp->desc,
 		.kind = s->lp->desc->kind,
 		.healthy = true,
+		.validate_purpose = c->validate_purpose ? c->validate_purpose : REGENT_VALIDATE_CHECK,
 	};
 	ctx.who = regent_xasprintf("%s %s", regent_kind_name(ctx.kind), s->name);
 	size_t before = c->nerrors;
@@ -212,7 +213,14 @@ void regent_config_bind(regent_config *c, const char *plugin_dir_override)
 
 regent_config *regent_config_load(const char *path, const char *plugin_dir_override)
 {
+	return regent_config_load_for(path, plugin_dir_override, REGENT_VALIDATE_CHECK);
+}
+
+regent_config *regent_config_load_for(const char *path, const char *plugin_dir_override,
+                                      int purpose)
+{
 	regent_config *c = regent_config_parse(path);
+	c->validate_purpose = purpose;
 	regent_config_bind(c, plugin_dir_override);
 	return c;
 }

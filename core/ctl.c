@@ -373,7 +373,8 @@ static json_t *do_reload(regent_agent *a)
 		/* The reload logged the errors; read them again for the answer. */
 		json_t *errs = json_array();
 		if (rc == -EINVAL) {
-			regent_config *n = regent_config_load(path, a->plugin_dir_override);
+			regent_config *n = regent_config_load_for(path, a->plugin_dir_override,
+			                                          REGENT_VALIDATE_RELOAD);
 			for (size_t i = 0; i < n->nerrors; i++)
 				json_array_append_new(errs, json_string(n->errors[i]));
 			regent_config_unref(n);

@@ -644,6 +644,11 @@ static int h_annotations_set(regent_ctx *ctx, const regent_annotation *const *it
 	return regent_annotations_set(ctx, items, n);
 }
 
+static int h_validate_purpose(regent_ctx *ctx)
+{
+	return ctx->validate_purpose;
+}
+
 static int h_annotations_update(regent_ctx *ctx, const regent_annotation *const *put,
                                 size_t nput, const regent_annotation *const *del, size_t ndel)
 {
@@ -807,6 +812,7 @@ const regent_host regent_host_table = {
 	.catalog_set_decoded = h_catalog_set_decoded,
 	.catalog_instance_set_decoded = h_catalog_instance_set_decoded,
 	.file_patch = h_file_patch,
+	.validate_purpose = h_validate_purpose,
 };
 
 /* ---- contexts ---- */

@@ -23,6 +23,7 @@ typedef enum ctx_state {
 
 struct regent_ctx {
 	regent_agent *agent;          /* NULL while validating */
+	int validate_purpose;         /* while validating: REGENT_VALIDATE_*, else 0 */
 	regent_config *cfg;           /* the config it was created from (ref) */
 	const regent_cfg_section *sec;
 	const regent_plugin *desc;

@@ -107,7 +107,11 @@ int main(int argc, char **argv)
 		return regent_list_plugins(plugin_dir ? plugin_dir : regent_default_plugin_dir(),
 		                           stdout);
 
-	regent_config *cfg = regent_config_load(config, plugin_dir);
+	/* The daemon's first start: a plugin may leave a costly check its start
+	 * makes anyway to that start (host->validate_purpose). */
+	regent_config *cfg = regent_config_load_for(config, plugin_dir,
+	                                            check ? REGENT_VALIDATE_CHECK
+	                                                  : REGENT_VALIDATE_START);
 	if (cfg->nerrors) {
 		print_errors(cfg);
 		regent_config_unref(cfg);

@@ -453,6 +453,40 @@ static void service_key_defaults(void **state)
 	regent_config_unref(c);
 }
 
+/* host->validate_purpose (ABI 1.6): a plugin's validate() knows why it
+ * runs (--check-config, the daemon's first start, a SIGHUP), and nothing
+ * outside validate(). */
+static void validate_purpose(void **state)
+{
+	(void)state;
+	const char *text = "[sink testsink]\n[service web]\nlabel = ?purpose\n";
+	regent_config *c = load(text);
+	char *got = errors_of(c);
+	assert_non_null(strstr(got, "validate purpose 1"));
+	free(got);
+	regent_config_unref(c);
+	const int purposes[] = {REGENT_VALIDATE_START, REGENT_VALIDATE_RELOAD};
+	for (size_t i = 0; i < 2; i++) {
+		c = regent_config_load_for(path, getenv("REGENT_PLUGIN_DIR"), purposes[i]);
+		got = errors_of(c);
+		char want[32];
+		snprintf(want, sizeof(want), "validate purpose %d", purposes[i]);
+		assert_non_null(strstr(got, want));
+		free(got);
+		regent_config_unref(c);
+	}
+	c = load("[sink testsink]\n[service web]\nlabel = a\n");
+	const regent_cfg_section *sink = NULL;
+	for (size_t i = 0; i < c->nsections; i++)
+		if (strcmp(c->sections[i]->header, "sink testsink") == 0)
+			sink = c->sections[i];
+	assert_non_null(sink);
+	regent_ctx *ctx = regent_ctx_new(NULL, c, sink);
+	assert_int_equal(regent_host_table.validate_purpose(ctx), REGENT_VALIDATE_NONE);
+	regent_ctx_free(ctx);
+	regent_config_unref(c);
+}
+
 /* Two plugins declaring one service key: refused at the second's header,
  * naming both; two instances of one plugin share their own keys. */
 static void service_key_clash(void **state)
@@ -504,7 +538,7 @@ int main(void)
 		cmocka_unit_test(missing_file),     cmocka_unit_test(section_equality),
 		cmocka_unit_test(strict_numbers),   cmocka_unit_test(strict_durations),
 		cmocka_unit_test(escaped_values),   cmocka_unit_test(service_key_defaults),
-		cmocka_unit_test(service_key_clash),   cmocka_unit_test(issue17_every_error_at_its_line),
+		cmocka_unit_test(service_key_clash),   cmocka_unit_test(validate_purpose),   cmocka_unit_test(issue17_every_error_at_its_line),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -95,12 +95,15 @@ static void test_abi(void **state)
 	assert_non_null(H->catalog_instance_set_decoded);
 	assert_true(REGENT_HOST_HAS(H, file_patch));
 	assert_non_null(H->file_patch);
+	assert_true(REGENT_HOST_HAS(H, validate_purpose));
+	assert_non_null(H->validate_purpose);
 	/* A 1.5 core's table ends at annotations_update. */
 	regent_host v15 = *H;
 	v15.size = offsetof(regent_host, annotations_update) + sizeof(v15.annotations_update);
 	assert_true(REGENT_HOST_HAS(&v15, annotations_update));
 	assert_false(REGENT_HOST_HAS(&v15, catalog_set_decoded));
 	assert_false(REGENT_HOST_HAS(&v15, file_patch));
+	assert_false(REGENT_HOST_HAS(&v15, validate_purpose));
 	/* A 1.4 core's table ends at cfg_address. */
 	regent_host v14 = *H;
 	v14.size = offsetof(regent_host, cfg_address) + sizeof(v14.cfg_address);

@@ -897,7 +897,25 @@ typedef struct regent_host {
 	 * on_done, no ranges, a range without data); on_done as file_write's. */
 	regent_file_write *(*file_patch)(regent_ctx *ctx, const regent_file_patch_opts *opts,
 	                                 int *err);
+	/* Why validate() runs (REGENT_VALIDATE_*): CHECK for --check-config
+	 * (and whatever else only checks a file), START for the daemon's
+	 * first start (the instance is created and started right after, and
+	 * nothing older runs to be protected: a costly check the start makes
+	 * anyway, such as running an external binary on the configuration,
+	 * may be left to the start, which then fails the instance's start
+	 * with the cause), RELOAD for a SIGHUP's new configuration (checked
+	 * before anything running is replaced).  REGENT_VALIDATE_NONE outside
+	 * validate(). */
+	int (*validate_purpose)(regent_ctx *ctx);
 } regent_host;
+
+/* host->validate_purpose (ABI 1.6). */
+enum {
+	REGENT_VALIDATE_NONE = 0,
+	REGENT_VALIDATE_CHECK = 1,
+	REGENT_VALIDATE_START = 2,
+	REGENT_VALIDATE_RELOAD = 3,
+};
 
 /* ------------------------------------------------------------------ */
 /* The plugin descriptor and its ops tables                            */

@@ -238,7 +238,19 @@ void range_done(etcd *e, call *c, resp *r)
 	json_t *kvs = json_object_get(r->json, "kvs");
 	size_t i;
 	json_t *kv;
-	if (!e->range.find_key)
+	int ep = c->ep; /* the slot is the next page's once that is asked for */
+	bool keys = !e->range.find_key;
+	/* The next page is asked for before this one is decoded: etcd prepares
+	 * it while the agent decodes (each on its own core), instead of one
+	 * waiting for the other page after page.  Answers come one at a time,
+	 * in order (one call slot), on later loop turns. */
+	bool more = pager_after(e, &e->range, r->json, NULL);
+	if (more) {
+		range_page(e);
+		if (e->dstate != D_RANGE)
+			return; /* could not ask: the read starts over after a backoff */
+	}
+	if (keys)
 		json_array_foreach(kvs, i, kv)
 		{
 			char *key, *val;
@@ -247,7 +259,7 @@ void range_done(etcd *e, call *c, resp *r)
 			if (!decode_kv(e, kv, &key, &klen, &val, &vlen, &mr)) {
 				e->h->log(e->ctx, REGENT_LOG_WARN,
 				          "skipped an undecodable entry of %s/ from %s", e->prefix,
-				          e->eps[c->ep]);
+				          e->eps[ep]);
 				continue;
 			}
 			view_put(e, &e->pending, e->have_view ? &e->cur : NULL, key, klen, val, vlen,
@@ -255,10 +267,8 @@ void range_done(etcd *e, call *c, resp *r)
 			free(key);
 			free(val);
 		}
-	if (pager_after(e, &e->range, r->json, NULL)) {
-		range_page(e);
+	if (more)
 		return;
-	}
 	/* Complete: this read replaces the view. */
 	view_clear(e, &e->cur);
 	e->cur = e->pending;
@@ -269,7 +279,7 @@ void range_done(etcd *e, call *c, resp *r)
 	free(e->cluster_id);
 	e->cluster_id = cid ? e->h->xstrdup(cid) : NULL;
 	e->h->log(e->ctx, REGENT_LOG_INFO, "read %s/ at revision %lld from %s: %zu services, %zu keys",
-	          e->prefix, (long long)e->wrev, e->eps[c->ep], e->h->map_size(e->cur.svcs),
+	          e->prefix, (long long)e->wrev, e->eps[ep], e->h->map_size(e->cur.svcs),
 	          view_nkeys(&e->cur));
 	e->h->mark_change(e->ctx, e->h->wall_ns());
 	publish_all(e);

@@ -59,6 +59,8 @@ static void reload_ok(hx *s, long worker)
 		hx_sup_listeners_changed(s->sup); /* its copies of the listeners, anew */
 	s->stale_run = false; /* it runs the installed file now */
 	hx_drops_reread(s);   /* listeners closed before are the file's again */
+	if (s->cold_skip_now)
+		hx_ok_shapes_learn(s); /* the unchecked cold start candidate: accepted */
 	hx_ap_from_file(s);
 	hx_pipeline_done(s);
 }
@@ -77,6 +79,8 @@ static void reload_fail(hx *s, const char *why)
 	/* The next candidate goes through haproxy -c again: if haproxy
 	 * refused this one, that pins the cause on its services. */
 	hx_ok_shapes_clear(s);
+	if (s->cold_skip_now)
+		hx_cold_skip_refused(s);
 	s->force_reload = true;
 	hx_ap_unknown(s);
 	hx_drop_pending(s);

@@ -283,7 +283,13 @@ int hx_validate(regent_ctx *ctx, const regent_host *h)
 				bad = -EINVAL;
 			}
 	}
-	if (!bad) {
+	/* At the daemon's first start the sink's own first haproxy -c (of the
+	 * file it starts haproxy with) checks the same binary and includes, off
+	 * the loop, and a refusal fails the sink's start: the blocking run here
+	 * would only delay everything (50-300 ms before the stores even ask). */
+	bool first_start = REGENT_HOST_HAS(h, validate_purpose) &&
+	                   h->validate_purpose(ctx) == REGENT_VALIDATE_START;
+	if (!bad && !first_start) {
 		char why[1024];
 		int rc = check_binary(ctx, h, why, sizeof(why));
 		if (rc < 0) {

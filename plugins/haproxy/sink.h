@@ -136,6 +136,10 @@ typedef struct hx {
 	char **ok_shapes;
 	size_t n_ok;
 	bool checking;     /* this pipeline runs haproxy -c */
+	/* The managed cold start's first candidate with services went without
+	 * a separate haproxy -c (pipeline.c can_skip_check): spent once; its
+	 * sections are learnt as accepted when the reload succeeds. */
+	bool cold_skip_spent, cold_skip_now;
 
 	/* mirror */
 	regent_file_write *mirror;
@@ -275,6 +279,12 @@ void hx_timing_log(hx *s, const char *how);
 /* Forgets the sections haproxy accepted (a reload failed: the next
  * candidate is checked with haproxy -c again); frees them. */
 void hx_ok_shapes_clear(hx *s);
+/* Learns the candidate's sections as accepted (haproxy -c passed, or the
+ * reload of the cold start's unchecked candidate succeeded). */
+void hx_ok_shapes_learn(hx *s);
+/* The cold start's unchecked candidate was refused at its reload: haproxy
+ * runs no service section (pipeline.c). */
+void hx_cold_skip_refused(hx *s);
 /* Removes the temporary files of runs that are gone (start). */
 void hx_clean_temps(hx *s);
 

@@ -228,6 +228,50 @@ echo "  | reloads during the isolation part: $(( $(reloads) - R1 ))"
 
 daemon_stop regent
 
+# --- a bad service at a cold start (#15): the services arrive after the first haproxy runs (a
+# store still reading), so the first configuration with services goes without a separate
+# haproxy -c; the section haproxy refuses (server_options = ssl wants a CA file) fails that
+# reload, the next candidate is checked, the refusal is pinned on the service and the good one
+# is routed.
+HX3=$T/hx3; mkdir -p "$HX3"
+INST3=$T/instances3; : > "$INST3"
+P_OK=$(free_port); P_BAD=$(free_port)
+sed -e "s#^file = .*#file = $INST3#" -e "s#^config_file = .*#config_file = $HX3/haproxy.cfg#" \
+    -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-cold#" -e "s#^stats = .*#stats = 127.0.0.1:$(free_port)#" \
+    -e "/^\[sink stats\]/,/^listen/d" -e "/^\[service /,\$d" "$INI" > "$T/cold.ini"
+printf '[service okay]\nport = %s\nmode = http\n\n[service bad]\nport = %s\nmode = http\nserver_options = ssl\n' \
+    "$P_OK" "$P_BAD" >> "$T/cold.ini"
+daemon_start regent-cold "$REGENT_BIN" -c "$T/cold.ini" -p "$REGENT_PLUGIN_DIR"
+LOG3=$(daemon_log regent-cold)
+check "cold: the first haproxy runs (no service yet)" wait_for --timeout 20 grep -q 'sink haproxy: ready' "$LOG3"
+printf '%s\n' "$(line o-1 okay b1)" "$(line x-1 bad b2)" > "$INST3.tmp"; mv "$INST3.tmp" "$INST3"
+check "cold: the good service is routed next to the bad one" wait_for --timeout 30 answers "$P_OK" b1
+check "cold: the first configuration with services went without a separate haproxy -c" \
+    grep -q 'cold start: the first configuration with services goes without a separate haproxy -c' "$LOG3"
+check "cold: haproxy refused it at the reload (logged)" grep -q 'haproxy refused the new configuration' "$LOG3"
+check_contains "cold: the next check pinned the refusal on the bad service" \
+    "$(grep 'service bad is not routed' "$LOG3" | head -n 1)" "refused its section"
+check "cold: bad is not in the file" eval "! grep -q '^listen bad\$' '$HX3/haproxy.cfg'"
+daemon_stop regent-cold
+
+# --- an include haproxy rejects: refused by --check-config; the daemon's start (validate_purpose
+# START, ABI 1.6) leaves that check to the sink's first haproxy -c, whose refusal fails the sink's
+# start, named, while regent keeps running.
+printf 'global\n    no-such-directive-for-regent\n' > "$T/bad-include.cfg"
+sed -e "s#^\[sink haproxy\]\$#[sink haproxy]\ninclude = $T/bad-include.cfg#" \
+    -e "s#^config_file = .*#config_file = $HX3/inc.cfg#" -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-inc#" \
+    "$T/cold.ini" > "$T/inc.ini"
+check_contains "include: --check-config refuses an include haproxy rejects" "$(check_config "$T/inc.ini")" \
+    "refused the configuration"
+daemon_start regent-inc "$REGENT_BIN" -c "$T/inc.ini" -p "$REGENT_PLUGIN_DIR"
+LOG4=$(daemon_log regent-inc)
+check "include: the daemon's start fails the sink's start, naming haproxy -c" \
+    wait_for --timeout 20 grep -q 'sink haproxy: failed to start: haproxy -c rejected the configuration' "$LOG4"
+check "include: the configuration passed the start's validation (regent started)" \
+    grep -q 'core: regent .* starting with' "$LOG4"
+check "include: regent keeps running" daemon_alive regent-inc
+daemon_stop regent-inc
+
 # --- haproxy's open-file limit (#14.1): an agent whose hard RLIMIT_NOFILE is 1200 (haproxy
 # inherits it); a service of 900 instances would need ~1350 slots, more descriptors than
 # haproxy may open: it is capped and reported, no reload fails, a new service is still routed.

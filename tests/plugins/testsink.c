@@ -136,6 +136,13 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 			                     label);
 			rc = -EINVAL;
 		}
+		/* test_config's purpose case: says why validate() runs (ABI 1.6). */
+		if (label && strcmp(label, "?purpose") == 0) {
+			h->cfg_service_error(ctx, names[i], "label", "validate purpose %d",
+			                     REGENT_HOST_HAS(h, validate_purpose) ? h->validate_purpose(ctx)
+			                                                          : -1);
+			rc = -EINVAL;
+		}
 	}
 	return rc;
 }
