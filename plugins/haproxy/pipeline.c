@@ -408,7 +408,7 @@ void hx_cold_skip_refused(hx *s)
 		hx_svc_dirty_all(&s->m, v);
 		hx_svc_shape_sync(&s->m, v);
 	}
-	mirror_invalidate(s);
+	hx_mirror_invalidate(s);
 	s->m.gen++;
 }
 
