@@ -338,38 +338,6 @@ static regent_inst *store_copy(regent_ctx *ctx, const regent_instance *inst, con
 	return in;
 }
 
-static int h_catalog_set(regent_ctx *ctx, const char *service, const regent_instance *const *insts,
-                         size_t n)
-{
-	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_set") || !ctx->view)
-		return -EPERM;
-	if (!store_service_ok(ctx, service))
-		return -EINVAL;
-	regent_inst **ins = regent_xcalloc(n + 1, sizeof(*ins));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		regent_inst *in = store_copy(ctx, insts[i], service);
-		if (in)
-			ins[k++] = in;
-	}
-	regent_cat_view_set(ctx->view, service, ins, k);
-	free(ins);
-	return 0;
-}
-
-static int h_catalog_instance_set(regent_ctx *ctx, const regent_instance *inst)
-{
-	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_instance_set") || !ctx->view)
-		return -EPERM;
-	if (!store_service_ok(ctx, inst ? inst->service : NULL))
-		return -EINVAL;
-	regent_inst *in = store_copy(ctx, inst, inst->service);
-	if (!in)
-		return -EINVAL;
-	regent_cat_view_put(ctx->view, in);
-	return 0;
-}
-
 /* The catalog's reference to a block instance_decode gave (ABI 1.6), or,
  * for what is not such a block (a plugin bug, logged) or names another
  * service, a copy as catalog_set makes. */
@@ -387,17 +355,21 @@ static regent_inst *store_share(regent_ctx *ctx, const regent_instance *inst, co
 	return store_copy(ctx, inst, service);
 }
 
-static int h_catalog_set_decoded(regent_ctx *ctx, const char *service,
-                                 const regent_instance *const *insts, size_t n)
+/* catalog_set and catalog_set_decoded: the service's instances, copied or
+ * (decoded blocks) shared. */
+static int view_set(regent_ctx *ctx, const char *what, const char *service,
+                    const regent_instance *const *insts, size_t n, bool shared)
 {
-	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_set_decoded") || !ctx->view)
+	if (!is_kind(ctx, REGENT_KIND_STORE, what) || !ctx->view)
 		return -EPERM;
 	if (!store_service_ok(ctx, service))
 		return -EINVAL;
 	regent_inst **ins = regent_xcalloc(n + 1, sizeof(*ins));
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		regent_inst *in = insts[i] ? store_share(ctx, insts[i], service) : NULL;
+		regent_inst *in = !insts[i] ? NULL
+		                  : shared  ? store_share(ctx, insts[i], service)
+		                            : store_copy(ctx, insts[i], service);
 		if (in)
 			ins[k++] = in;
 	}
@@ -406,17 +378,41 @@ static int h_catalog_set_decoded(regent_ctx *ctx, const char *service,
 	return 0;
 }
 
-static int h_catalog_instance_set_decoded(regent_ctx *ctx, const regent_instance *inst)
+/* catalog_instance_set and catalog_instance_set_decoded. */
+static int view_put(regent_ctx *ctx, const char *what, const regent_instance *inst, bool shared)
 {
-	if (!is_kind(ctx, REGENT_KIND_STORE, "catalog_instance_set_decoded") || !ctx->view)
+	if (!is_kind(ctx, REGENT_KIND_STORE, what) || !ctx->view)
 		return -EPERM;
 	if (!store_service_ok(ctx, inst ? inst->service : NULL))
 		return -EINVAL;
-	regent_inst *in = store_share(ctx, inst, inst->service);
+	regent_inst *in = shared ? store_share(ctx, inst, inst->service)
+	                         : store_copy(ctx, inst, inst->service);
 	if (!in)
 		return -EINVAL;
 	regent_cat_view_put(ctx->view, in);
 	return 0;
+}
+
+static int h_catalog_set(regent_ctx *ctx, const char *service, const regent_instance *const *insts,
+                         size_t n)
+{
+	return view_set(ctx, "catalog_set", service, insts, n, false);
+}
+
+static int h_catalog_instance_set(regent_ctx *ctx, const regent_instance *inst)
+{
+	return view_put(ctx, "catalog_instance_set", inst, false);
+}
+
+static int h_catalog_set_decoded(regent_ctx *ctx, const char *service,
+                                 const regent_instance *const *insts, size_t n)
+{
+	return view_set(ctx, "catalog_set_decoded", service, insts, n, true);
+}
+
+static int h_catalog_instance_set_decoded(regent_ctx *ctx, const regent_instance *inst)
+{
+	return view_put(ctx, "catalog_instance_set_decoded", inst, true);
 }
 
 static int h_catalog_instance_remove(regent_ctx *ctx, const char *service, const char *id)
