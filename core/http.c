@@ -85,9 +85,7 @@ static void maybe_free_client(regent_http *h)
 	}
 }
 
-/* ------------------------------------------------------------------ */
-/* Requests: buffers, headers, freeing                                */
-/* ------------------------------------------------------------------ */
+/* ---- Requests: buffers, headers, freeing ---- */
 
 static int buf_append(regent_http_req *req, const char *data, size_t n)
 {
@@ -288,9 +286,7 @@ static void complete(regent_http_req *req, CURLcode code)
 	}
 }
 
-/* ------------------------------------------------------------------ */
-/* Entering and leaving the client from loop callbacks                */
-/* ------------------------------------------------------------------ */
+/* ---- Entering and leaving the client from loop callbacks ---- */
 
 static void teardown(regent_http *h);
 
@@ -422,9 +418,7 @@ static void touch_idle(regent_http_req *req)
 		uv_timer_start(&req->idle, on_idle, req->idle_ms, 0);
 }
 
-/* ------------------------------------------------------------------ */
-/* libcurl callbacks (run inside curl_multi_socket_action)            */
-/* ------------------------------------------------------------------ */
+/* ---- libcurl callbacks (run inside curl_multi_socket_action) ---- */
 
 /* Sockets.  curl says CURL_POLL_REMOVE when a transfer on a kept-alive
  * connection ends, and asks again for the same socket on the next
@@ -798,9 +792,7 @@ oom:
 	return 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Client                                                             */
-/* ------------------------------------------------------------------ */
+/* ---- Client ---- */
 
 int regent_http_init(regent_http **out, uv_loop_t *loop)
 {
@@ -886,9 +878,7 @@ size_t regent_http_pending(const regent_http *h)
 	return h ? h->npending : 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Requests                                                           */
-/* ------------------------------------------------------------------ */
+/* ---- Requests ---- */
 
 regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opts, int *err)
 {
