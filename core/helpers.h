@@ -33,5 +33,7 @@ regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_pa
 /* spawn.c */
 regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, int *err);
 void regent_spawn_cancel(regent_spawn *s);
+int regent_process_start(const regent_spawn_opts *o, int out_fd, int *pid);
+int regent_process_reap(int pid, bool wait, int *exit_status, int *term_signal);
 
 #endif

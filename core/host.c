@@ -809,6 +809,9 @@ const regent_host regent_host_table = {
 	.catalog_instance_set_decoded = h_catalog_instance_set_decoded,
 	.file_patch = h_file_patch,
 	.validate_purpose = h_validate_purpose,
+	/* ABI 1.7 */
+	.process_start = regent_process_start,
+	.process_reap = regent_process_reap,
 };
 
 /* ---- contexts ---- */

@@ -149,18 +149,11 @@ static void on_sigchld(uv_signal_t *h, int signum)
 {
 	(void)signum;
 	regent_spawn *s = h->data;
-	int st = 0;
-	pid_t r;
-	do
-		r = waitpid(s->pid, &st, WNOHANG);
-	while (r < 0 && errno == EINTR);
-	if (r == 0 || (r < 0 && errno != ECHILD))
+	int r = regent_process_reap(s->pid, false, &s->exit_status, &s->term_signal);
+	if (r == 0 || (r < 0 && r != -ECHILD))
 		return; /* still running */
 	uv_signal_stop(h);
 	s->exited = true;
-	/* ECHILD (reaped by someone else: never by regent) reads as exit -1. */
-	s->term_signal = r > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-	s->exit_status = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	if (s->cancelled || s->finished) {
 		close_all(s);
 		return;
@@ -175,38 +168,76 @@ static void on_sigchld(uv_signal_t *h, int signum)
 	uv_timer_start(&s->timer, on_timer, grace, 0);
 }
 
-/* Starts argv[0] (looked up in the agent's PATH) in a new session (its own
- * process group), stdin /dev/null, stdout and stderr on out_fd, every
- * signal at its default and none blocked (as uv_spawn did).  Returns 0 or
- * -errno (an exec failure too: glibc reports it and reaps that child). */
-static int spawn_child(const regent_spawn_opts *o, int out_fd, pid_t *pid)
+/* host->process_start (ABI 1.7), and the child of every spawn: argv[0]
+ * (looked up in the agent's PATH) in a new session (its own process
+ * group), stdin /dev/null, stdout and stderr on out_fd (< 0: /dev/null),
+ * every signal at its default and none blocked (as uv_spawn did).
+ * Returns 0 or -errno (an exec failure too: glibc reports it and reaps
+ * that child). */
+int regent_process_start(const regent_spawn_opts *o, int out_fd, int *pid)
 {
+	if (!o || !o->argv || !o->argv[0] || !pid)
+		return -EINVAL;
+	int low = -1; /* stdin is set first: an out_fd among 0-2 is moved */
+	if (out_fd >= 0 && out_fd < 3) {
+		low = out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+		if (out_fd < 0)
+			return -errno;
+	}
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, all;
 	sigemptyset(&none);
 	sigfillset(&all);
 	int rc = posix_spawn_file_actions_init(&fa);
-	if (rc)
-		return -rc;
-	rc = posix_spawnattr_init(&at);
-	if (rc) {
+	if (rc == 0 && (rc = posix_spawnattr_init(&at)) != 0)
 		posix_spawn_file_actions_destroy(&fa);
+	if (rc) {
+		if (low >= 0)
+			close(low);
 		return -rc;
 	}
+	pid_t p = 0;
 	if (!(rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) &&
-	    !(rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)) &&
-	    !(rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 2)) &&
+	    !(rc = out_fd >= 0 ? posix_spawn_file_actions_adddup2(&fa, out_fd, 1)
+	                       : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_RDWR, 0)) &&
+	    !(rc = posix_spawn_file_actions_adddup2(&fa, 1, 2)) &&
 	    !(rc = o->cwd ? posix_spawn_file_actions_addchdir_np(&fa, o->cwd) : 0) &&
 	    !(rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
 	                                             POSIX_SPAWN_SETSIGDEF)) &&
 	    !(rc = posix_spawnattr_setsigmask(&at, &none)) &&
 	    !(rc = posix_spawnattr_setsigdefault(&at, &all)))
-		rc = posix_spawnp(pid, o->argv[0], &fa, &at, (char *const *)o->argv,
+		rc = posix_spawnp(&p, o->argv[0], &fa, &at, (char *const *)o->argv,
 		                  o->env ? (char *const *)o->env : environ);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
+	if (low >= 0)
+		close(low);
+	if (rc == 0)
+		*pid = p;
 	return -rc;
+}
+
+/* host->process_reap (ABI 1.7): waitpid of that pid only. */
+int regent_process_reap(int pid, bool wait, int *exit_status, int *term_signal)
+{
+	if (pid <= 0)
+		return -EINVAL;
+	int st = 0;
+	pid_t r;
+	do
+		r = waitpid(pid, &st, wait ? 0 : WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return 0;
+	if (r < 0 && errno != ECHILD)
+		return -errno;
+	/* ECHILD (reaped by someone else: never by regent) reads as exit -1. */
+	if (term_signal)
+		*term_signal = r > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+	if (exit_status)
+		*exit_status = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return r > 0 ? 1 : -ECHILD;
 }
 
 regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, int *err)
@@ -224,17 +255,6 @@ regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, in
 		*err = -errno;
 		return NULL;
 	}
-	if (pfd[1] < 3) { /* the child's stdin is set first: keep clear of 0-2 */
-		int fd = fcntl(pfd[1], F_DUPFD_CLOEXEC, 3);
-		int e = errno;
-		close(pfd[1]);
-		pfd[1] = fd;
-		if (fd < 0) {
-			close(pfd[0]);
-			*err = -e;
-			return NULL;
-		}
-	}
 	regent_spawn *s = regent_xcalloc(1, sizeof(*s));
 	s->cb = o->on_done;
 	s->arg = o->arg;
@@ -246,8 +266,9 @@ regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, in
 	s->sigchld.data = s->out.data = s->timer.data = s;
 	/* Watching before the child exists: its SIGCHLD cannot be missed. */
 	int rc = uv_signal_start(&s->sigchld, on_sigchld, SIGCHLD);
-	if (rc == 0)
-		rc = spawn_child(o, pfd[1], &s->pid);
+	int pid = 0;
+	if (rc == 0 && (rc = regent_process_start(o, pfd[1], &pid)) == 0)
+		s->pid = pid;
 	close(pfd[1]);
 	if (rc == 0)
 		rc = uv_pipe_open(&s->out, pfd[0]);

@@ -85,7 +85,10 @@ static bool run_until(fixture *f, const bool *flag, uint64_t ms)
 static void test_abi(void **state)
 {
 	(void)state;
-	assert_int_equal(H->abi_minor, 6);
+	assert_int_equal(H->abi_minor, 7);
+	assert_true(REGENT_HOST_HAS(H, process_reap));
+	assert_non_null(H->process_start);
+	assert_non_null(H->process_reap);
 	assert_true(REGENT_HOST_HAS(H, health_part));
 	assert_true(REGENT_HOST_HAS(H, xstrdup));
 	assert_true(REGENT_HOST_HAS(H, annotations_update));
@@ -97,6 +100,12 @@ static void test_abi(void **state)
 	assert_non_null(H->file_patch);
 	assert_true(REGENT_HOST_HAS(H, validate_purpose));
 	assert_non_null(H->validate_purpose);
+	/* A 1.6 core's table ends at validate_purpose. */
+	regent_host v16 = *H;
+	v16.size = offsetof(regent_host, validate_purpose) + sizeof(v16.validate_purpose);
+	assert_true(REGENT_HOST_HAS(&v16, validate_purpose));
+	assert_false(REGENT_HOST_HAS(&v16, process_start));
+	assert_false(REGENT_HOST_HAS(&v16, process_reap));
 	/* A 1.5 core's table ends at annotations_update. */
 	regent_host v15 = *H;
 	v15.size = offsetof(regent_host, annotations_update) + sizeof(v15.annotations_update);
@@ -596,6 +605,53 @@ static void test_spawn(void **state)
 	assert_false(c.done);
 }
 
+/* process_start / process_reap (ABI 1.7): a process nothing watches, its
+ * output on the fd given (or /dev/null), reaped by its pid alone. */
+static void test_process(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/regent-test-process-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *argv[] = {"sh", "-c", "echo out; echo err >&2; exit 4", NULL};
+	regent_spawn_opts o = {.size = sizeof(o), .argv = argv};
+	int pid = 0, status = 99, sig = 99;
+	assert_int_equal(H->process_start(&o, fd, &pid), 0);
+	assert_true(pid > 0);
+	assert_int_equal(H->process_reap(pid, true, &status, &sig), 1);
+	assert_int_equal(status, 4);
+	assert_int_equal(sig, 0);
+	char buf[64] = {0};
+	assert_int_equal(pread(fd, buf, sizeof(buf) - 1, 0), 8);
+	assert_string_equal(buf, "out\nerr\n");
+	close(fd);
+	unlink(path);
+	/* Reaped once: a second reap is -ECHILD, read as a signal's end. */
+	assert_int_equal(H->process_reap(pid, false, &status, &sig), -ECHILD);
+	assert_int_equal(status, -1);
+
+	/* Running: 0 without waiting; killed: the signal; cwd and env given. */
+	const char *env[] = {"REGENT_T=x", NULL};
+	const char *sargv[] = {"sh", "-c", "[ \"$REGENT_T\" = x ] && [ \"$(pwd)\" = / ] && exec sleep 30", NULL};
+	regent_spawn_opts so = {.size = sizeof(so), .argv = sargv, .env = env, .cwd = "/"};
+	assert_int_equal(H->process_start(&so, -1, &pid), 0);
+	usleep(200000);
+	assert_int_equal(H->process_reap(pid, false, &status, &sig), 0);
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(H->process_reap(pid, true, &status, &sig), 1);
+	assert_int_equal(sig, SIGTERM);
+	assert_int_equal(status, -1);
+
+	/* Errors: no such command, no argv, a pid that is not ours. */
+	const char *bad[] = {"regent-no-such-command", NULL};
+	regent_spawn_opts bo = {.size = sizeof(bo), .argv = bad};
+	assert_int_equal(H->process_start(&bo, -1, &pid), -ENOENT);
+	regent_spawn_opts no = {.size = sizeof(no)};
+	assert_int_equal(H->process_start(&no, -1, &pid), -EINVAL);
+	assert_int_equal(H->process_reap(1, false, &status, &sig), -ECHILD);
+	assert_int_equal(H->process_reap(0, false, &status, &sig), -EINVAL);
+}
+
 /* What the child gets (posix_spawn, not a fork of the agent): only fds
  * 0-2 (and what the agent inherited), its own session, no blocked or
  * ignored signal, the cwd asked for;
@@ -865,6 +921,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_child_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_process, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_parts, setup, teardown),
 		cmocka_unit_test(test_address),
 		cmocka_unit_test_setup_teardown(test_cfg_address, setup, teardown),

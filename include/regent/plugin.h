@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 6
+#define REGENT_ABI_MINOR 7
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.
@@ -907,6 +907,18 @@ typedef struct regent_host {
 	 * before anything running is replaced).  REGENT_VALIDATE_NONE outside
 	 * validate(). */
 	int (*validate_purpose)(regent_ctx *ctx);
+
+	/* ---- ABI 1.7 ---- */
+
+	/* A process the plugin owns (one that may outlive the agent, or
+	 * waited for in validate()): started as spawn starts its child (argv,
+	 * env, cwd of opts; nothing else read), stdout and stderr on out_fd
+	 * (< 0: /dev/null), and nothing watches it.  0 with *pid, or -errno. */
+	int (*process_start)(const regent_spawn_opts *opts, int out_fd, int *pid);
+	/* waitpid of pid alone (wait: blocks, never on the loop): 1 with
+	 * *exit_status (-1 after a signal) and *term_signal, 0 while it runs,
+	 * -ECHILD (reaped elsewhere; both set as for a signal) or -errno. */
+	int (*process_reap)(int pid, bool wait, int *exit_status, int *term_signal);
 } regent_host;
 
 /* host->validate_purpose (ABI 1.6). */

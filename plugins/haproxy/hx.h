@@ -204,13 +204,13 @@ void hx_write_cancel(hx_write *w);
 
 typedef struct hx_master hx_master;
 typedef void (*hx_exit_cb)(void *arg, int64_t status, int term_signal);
-/* Starts argv (argv[0] looked up in PATH) with posix_spawn, never a fork
- * of the agent's heap: a new session, stdin /dev/null, stdout and stderr
- * on out_fd (-1: /dev/null), signals at their default and none blocked,
- * the environment envp (NULL: the agent's).  Returns 0 with *pid, or
- * -errno (an exec failure too). */
-int hx_posix_spawn(char *const *argv, char *const *envp, int out_fd, pid_t *pid);
-/* Starts argv (hx_posix_spawn, with hx_haproxy_env's environment) so that
+/* Starts argv with host->process_start (posix_spawn: a new session,
+ * stdin /dev/null, stdout and stderr on out_fd (-1: /dev/null), signals at
+ * their default), the environment envp (NULL: the agent's).  Returns 0
+ * with *pid, or -errno (an exec failure too). */
+int hx_process_start(const regent_host *h, char *const *argv, char *const *envp, int out_fd,
+                     int *pid);
+/* Starts argv (hx_process_start, with hx_haproxy_env's environment) so that
  * it outlives regent; its exit is reaped on SIGCHLD (waitpid of its own
  * pid) and reported to on_exit. */
 hx_master *hx_master_spawn(const regent_host *h, uv_loop_t *loop, char *const *argv, int out_fd,

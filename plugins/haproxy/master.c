@@ -581,8 +581,8 @@ int hx_check_binary(const regent_host *h, const char *bin, const char *const *in
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		goto out;
 	}
-	pid_t pid = 0;
-	rc = hx_posix_spawn(argv, NULL, pfd[1], &pid); /* no fork: see proc.c */
+	int pid = 0;
+	rc = hx_process_start(h, argv, NULL, pfd[1], &pid); /* no fork: see proc.c */
 	if (rc < 0) {
 		snprintf(why, whylen, "%s -c with the includes: cannot run %s: %s", bin, bin,
 		         strerror(-rc));
@@ -615,10 +615,9 @@ int hx_check_binary(const regent_host *h, const char *bin, const char *const *in
 	}
 	out[olen] = '\0';
 	close(pfd[0]);
-	int wst = 0;
-	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
-		;
-	int code = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+	int status = -1, sig = 0;
+	h->process_reap(pid, true, &status, &sig);
+	int code = status >= 0 ? status : 128 + sig;
 	if (code == 0 || code == 2)
 		goto out;
 	/* The first line that says something (not the NOTICE banner). */

@@ -12,14 +12,10 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* ------------------------------------------------------------------ */
 /* haproxy's environment                                              */
@@ -75,13 +71,12 @@ void hx_env_free(char **env)
  * regent's terminal or process group reaches it) and writes its output to
  * a file, never to a pipe that would break when regent exits.
  *
- * Started with posix_spawn (glibc: clone(CLONE_VM | CLONE_VFORK)), not
- * uv_spawn, whose fork (libuv 1.44) marks the agent's whole heap
- * copy-on-write: at 100,000 instances each page written afterwards faults
- * (core/spawn.c does the same for host->spawn).  Its exit is reaped with
- * waitpid of its own pid when SIGCHLD comes. */
+ * Started with host->process_start (posix_spawn, never a fork of the
+ * agent's heap, as host->spawn).  Its exit is reaped with
+ * host->process_reap (waitpid of its own pid) when SIGCHLD comes. */
 struct hx_master {
 	uv_signal_t sigchld;
+	const regent_host *h;
 	hx_exit_cb on_exit;
 	void *arg;
 	bool exited, released, closed;
@@ -105,55 +100,24 @@ static void master_sigchld(uv_signal_t *h, int signum)
 {
 	(void)signum;
 	hx_master *m = h->data;
-	int st = 0;
-	pid_t r;
-	do
-		r = waitpid(m->pid, &st, WNOHANG);
-	while (r < 0 && errno == EINTR);
-	if (r == 0 || (r < 0 && errno != ECHILD))
+	int status = -1, sig = 0;
+	int r = m->h->process_reap(m->pid, false, &status, &sig);
+	if (r == 0 || (r < 0 && r != -ECHILD))
 		return; /* still running */
 	uv_signal_stop(h);
 	m->exited = true;
-	/* ECHILD (reaped elsewhere, never by regent) reads as exit status -1. */
-	int sig = r > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-	int64_t status = r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	if (!m->released && m->on_exit)
 		m->on_exit(m->arg, status, sig);
 	else
 		master_close(m);
 }
 
-int hx_posix_spawn(char *const *argv, char *const *envp, int out_fd, pid_t *pid)
+int hx_process_start(const regent_host *h, char *const *argv, char *const *envp, int out_fd,
+                     int *pid)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	int rc = posix_spawn_file_actions_init(&fa);
-	if (rc)
-		return -rc;
-	rc = posix_spawnattr_init(&at);
-	if (rc) {
-		posix_spawn_file_actions_destroy(&fa);
-		return -rc;
-	}
-	/* out_fd 0 would be replaced by stdin first: it comes from open(2)
-	 * with 0-2 held, so it is not; checked all the same. */
-	if (out_fd == 0)
-		out_fd = -1;
-	if (!(rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) &&
-	    !(rc = out_fd >= 0 ? posix_spawn_file_actions_adddup2(&fa, out_fd, 1)
-	                       : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_RDWR, 0)) &&
-	    !(rc = posix_spawn_file_actions_adddup2(&fa, 1, 2)) &&
-	    !(rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-	                                             POSIX_SPAWN_SETSIGDEF)) &&
-	    !(rc = posix_spawnattr_setsigmask(&at, &none)) &&
-	    !(rc = posix_spawnattr_setsigdefault(&at, &all)))
-		rc = posix_spawnp(pid, argv[0], &fa, &at, argv, envp ? envp : environ);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
-	return -rc;
+	regent_spawn_opts o = {.size = sizeof(o), .argv = (const char *const *)argv,
+	                       .env = (const char *const *)envp};
+	return h->process_start(&o, out_fd, pid);
 }
 
 hx_master *hx_master_spawn(const regent_host *h, uv_loop_t *loop, char *const *argv, int out_fd, hx_exit_cb on_exit,
@@ -164,16 +128,17 @@ hx_master *hx_master_spawn(const regent_host *h, uv_loop_t *loop, char *const *a
 		*err = -ENOMEM;
 		return NULL;
 	}
+	m->h = h;
 	m->on_exit = on_exit;
 	m->arg = arg;
 	uv_signal_init(loop, &m->sigchld);
 	m->sigchld.data = m;
 	/* Watching before the child exists: its SIGCHLD cannot be missed. */
 	int rc = uv_signal_start(&m->sigchld, master_sigchld, SIGCHLD);
-	pid_t pid = 0;
+	int pid = 0;
 	if (rc == 0) {
 		char **env = hx_haproxy_env(h);
-		rc = hx_posix_spawn(argv, env, out_fd, &pid);
+		rc = hx_process_start(h, argv, env, out_fd, &pid);
 		hx_env_free(env);
 	}
 	if (rc < 0) {
