@@ -9,7 +9,10 @@ is written there.
 
 For each event: start = Docker's `start` event timeNano -> the first poll in which haproxy
 routes to SERVICE ADDR:PORT; kill = Docker's `kill` event timeNano (regent takes a container
-down on `kill`, before `die`) -> the first poll in which it no longer does.  The path is
+down on `kill`, before `die`) -> the first poll in which it no longer does.  Only polls before
+the driver's next event count: a change not shown by then is "never shown" (before, a kill
+the driver gave up on after its timeout took the same container's next kill, 10 cycles on, as
+its own: ~19 s, which also made the kill p99 ~200 ms by interpolation).  The path is
 "reload" when the worker that shows the change is not the one that ran at the time of the
 event (the change came with a reload), else "fast" (runtime API).
 
@@ -79,8 +82,10 @@ def main():
             pid = p["pid"]
         return pid
 
-    def first(key, field, after):
+    def first(key, field, after, before):
         for p in polls:
+            if p["t"] >= before:
+                break
             if p["t"] >= after and key in p.get(field, ()):
                 return p
         return None
@@ -88,8 +93,12 @@ def main():
     samples = {}
     per = []
     lost = {"start": 0, "kill": 0}
-    for seq, name, svc, addr, port, kind, issued in plan:
+    plan.sort()
+    for i, (seq, name, svc, addr, port, kind, issued) in enumerate(plan):
         key = "%s %s:%s" % (svc, addr, port)
+        # A change shows before the driver's next event, or not at all: a later poll is about
+        # a later event (the same container's next cycle, after the driver's timeout).
+        until = plan[i + 1][6] if i + 1 < len(plan) else float("inf")
         field = "up" if kind == "start" else "down"
         # Docker's event for this request: the first one at or after the API call
         e = next((x for x in evs.get((name, kind), []) if x["tn"] >= issued - 1000000), None)
@@ -98,7 +107,7 @@ def main():
             per.append([seq, name, svc, kind, "", "", "", "no docker event", ""])
             continue
         tn = e["tn"]
-        p = first(key, field, tn)
+        p = first(key, field, tn, until)
         if not p:
             lost[kind] += 1
             per.append([seq, name, svc, kind, tn, "", "", "never shown", ""])
@@ -109,7 +118,7 @@ def main():
         samples.setdefault((kind, "all"), []).append(ms)
         set_ms = ""
         if kind == "start":
-            q = first(key, "set", tn)
+            q = first(key, "set", tn, until)
             if q and q["t"] <= p["t"]:
                 qpath = "reload" if pid_at(tn) != q["pid"] else "fast"
                 set_ms = "%.3f" % ((q["t"] - tn) / 1e6)
