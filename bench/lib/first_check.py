@@ -28,6 +28,7 @@ import io
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -255,6 +256,7 @@ def main():
                                 "target": "0",
                                 "missed": "met" if results[(path, spread, "errors")] == 0
                                 else "MISSED"}) + "\n")
+    shutil.rmtree(d, ignore_errors=True)
     return 0
 
 

@@ -27,6 +27,6 @@ bench_first_check() {
 	"$BENCH_PY" "$BENCH_DIR/lib/first_check.py" "$B_ROWS" "$reserved" "$REPO_DIR/tests/harness" \
 		--inter-ms "$inter" -n "$n" || b_log "first_check.py failed (its rows may be missing)"
 	rm -f "$reserved"
-	trap 'rm -f "$B_MACHINE"' RETURN
 	bench_report "first-check: a joining server's first health check in haproxy $(haproxy -v | awk 'NR == 1 { print $3 }')"
+	rm -f "$B_MACHINE"
 }
