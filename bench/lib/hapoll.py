@@ -6,10 +6,17 @@
 Every interval it sends `show info;show servers state [B]` (one connection, the way any CLI
 client does) and writes one JSON line per poll whose result differs from the previous one:
 
-  {"t": RECV_NS, "s": SEND_NS, "pid": WORKER_PID, "up": [KEY...], "down": [KEY...]}
+  {"t": RECV_NS, "s": SEND_NS, "pid": WORKER_PID, "up": [KEY...], "down": [KEY...],
+   "set": [KEY...], "unset": [KEY...]}
 
 KEY is "backend addr:port".  A server counts as "up" when its admin state has neither a
-maintenance nor a drain flag and its operational state is running (2): haproxy routes to it.
+maintenance nor a drain flag, its operational state is running (2) and its weight is above 0:
+haproxy routes to it.  (The weight matters: a joiner of a checked service leaves maintenance
+at weight 0 and is up for an instant before `health down` lands, and a poll can fall between
+the two commands of the agent's line.)
+It counts as "set" when it has the runtime state the agent gives a joining server: the
+address, no maintenance or drain flag, a weight above 0, whatever its operational state (a
+joiner of a checked service is down until its first check passes, which haproxy schedules).
 `t` is the wall-clock time the answer was complete (an upper bound of when haproxy's state was
 read), `s` when the request was sent.  A poll that fails (the socket is being re-bound by a
 reload) is recorded as {"t":..., "err": "..."} once per failure streak.  At the end a line
@@ -47,9 +54,10 @@ def query(path, cmd, timeout=1.0):
 
 
 def parse(out):
-    """-> (pid, {key: up_bool})"""
+    """-> (pid, {key: up_bool}, {key: set_bool})"""
     pid = 0
     servers = {}
+    sets = {}
     state_part = False
     for line in out.split("\n"):
         if line.startswith("Pid: "):
@@ -70,13 +78,16 @@ def parse(out):
         try:
             op = int(f[5])
             admin = int(f[6])
+            uweight = int(f[7])
         except ValueError:
             continue
         key = "%s %s:%s" % (f[1], f[4], f[18])
-        up = op == 2 and (admin & MAINT_OR_DRAIN) == 0
+        ready = (admin & MAINT_OR_DRAIN) == 0
+        up = op == 2 and ready and uweight > 0
         # Several slots may carry the same addr:port (a disabled slot keeps 0.0.0.0:0): up wins.
         servers[key] = servers.get(key, False) or up
-    return pid, servers
+        sets[key] = sets.get(key, False) or (ready and uweight > 0)
+    return pid, servers, sets
 
 
 def main():
@@ -91,7 +102,7 @@ def main():
     cmd = ("show info;show servers state %s\n" % a.backend).encode()
     interval = a.interval_ms / 1000.0
     end = time.monotonic() + a.max_seconds
-    prev_pid, prev = None, {}
+    prev_pid, prev, prev_set = None, {}, {}
     rtts = []
     failing = False
     with open(a.out, "w", buffering=1) as out:
@@ -110,16 +121,19 @@ def main():
                 continue
             t_ns = time.time_ns()
             failing = False
-            pid, cur = parse(txt)
+            pid, cur, cur_set = parse(txt)
             if pid == 0 or "# be_id" not in txt:
                 time.sleep(interval)
                 continue
             rtts.append(t_ns - s_ns)
             up = sorted(k for k, v in cur.items() if v and not prev.get(k, False))
             down = sorted(k for k, v in prev.items() if v and not cur.get(k, False))
-            if up or down or pid != prev_pid:
-                out.write(json.dumps({"t": t_ns, "s": s_ns, "pid": pid, "up": up, "down": down}) + "\n")
-            prev_pid, prev = pid, cur
+            st = sorted(k for k, v in cur_set.items() if v and not prev_set.get(k, False))
+            unset = sorted(k for k, v in prev_set.items() if v and not cur_set.get(k, False))
+            if up or down or st or unset or pid != prev_pid:
+                out.write(json.dumps({"t": t_ns, "s": s_ns, "pid": pid, "up": up, "down": down,
+                                      "set": st, "unset": unset}) + "\n")
+            prev_pid, prev, prev_set = pid, cur, cur_set
             next_t += interval
             d = next_t - time.monotonic()
             if d > 0:

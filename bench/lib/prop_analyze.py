@@ -9,9 +9,17 @@ is written there.
 
 For each event: start = Docker's `start` event timeNano -> the first poll in which haproxy
 routes to SERVICE ADDR:PORT; kill = Docker's `kill` event timeNano (regent takes a container
-down on `kill`, before `die`) -> the first poll in which it no longer does.  The path is
+down on `kill`, before `die`) -> the first poll in which it no longer does.  Only polls before
+the driver's next event count: a change not shown by then is "never shown" (before, a kill
+the driver gave up on after its timeout took the same container's next kill, 10 cycles on, as
+its own: ~19 s, which also made the kill p99 ~200 ms by interpolation).  The path is
 "reload" when the worker that shows the change is not the one that ran at the time of the
 event (the change came with a reload), else "fast" (runtime API).
+
+A start is also timed to the first poll in which haproxy has the runtime state the agent sets
+for the joiner (address, state ready, weight back; a checked joiner is still down until its
+first check passes): "docker start -> runtime state set", beside "-> haproxy" (routes to it),
+which since a joiner of a checked service starts pending includes haproxy's check schedule.
 """
 import csv
 import glob
@@ -74,49 +82,65 @@ def main():
             pid = p["pid"]
         return pid
 
-    def first(key, field, after):
+    def first(key, field, after, before):
         for p in polls:
-            if p["t"] >= after and key in p[field]:
+            if p["t"] >= before:
+                break
+            if p["t"] >= after and key in p.get(field, ()):
                 return p
         return None
 
     samples = {}
     per = []
     lost = {"start": 0, "kill": 0}
-    for seq, name, svc, addr, port, kind, issued in plan:
+    plan.sort()
+    for i, (seq, name, svc, addr, port, kind, issued) in enumerate(plan):
         key = "%s %s:%s" % (svc, addr, port)
+        # A change shows before the driver's next event, or not at all: a later poll is about
+        # a later event (the same container's next cycle, after the driver's timeout).
+        until = plan[i + 1][6] if i + 1 < len(plan) else float("inf")
         field = "up" if kind == "start" else "down"
         # Docker's event for this request: the first one at or after the API call
         e = next((x for x in evs.get((name, kind), []) if x["tn"] >= issued - 1000000), None)
         if not e:
             lost[kind] += 1
-            per.append([seq, name, svc, kind, "", "", "", "no docker event"])
+            per.append([seq, name, svc, kind, "", "", "", "no docker event", ""])
             continue
         tn = e["tn"]
-        p = first(key, field, tn)
+        p = first(key, field, tn, until)
         if not p:
             lost[kind] += 1
-            per.append([seq, name, svc, kind, tn, "", "", "never shown"])
+            per.append([seq, name, svc, kind, tn, "", "", "never shown", ""])
             continue
         path = "reload" if pid_at(tn) != p["pid"] else "fast"
         ms = (p["t"] - tn) / 1e6
         samples.setdefault((kind, path), []).append(ms)
         samples.setdefault((kind, "all"), []).append(ms)
-        per.append([seq, name, svc, kind, tn, p["t"], "%.3f" % ms, path])
+        set_ms = ""
+        if kind == "start":
+            q = first(key, "set", tn, until)
+            if q and q["t"] <= p["t"]:
+                qpath = "reload" if pid_at(tn) != q["pid"] else "fast"
+                set_ms = "%.3f" % ((q["t"] - tn) / 1e6)
+                samples.setdefault(("set", qpath), []).append((q["t"] - tn) / 1e6)
+                samples.setdefault(("set", "all"), []).append((q["t"] - tn) / 1e6)
+        per.append([seq, name, svc, kind, tn, p["t"], "%.3f" % ms, path, set_ms])
     with open(os.path.join(d, "per-event.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["seq", "container", "service", "event", "docker_time_ns", "haproxy_seen_ns", "ms", "path"])
+        w.writerow(["seq", "container", "service", "event", "docker_time_ns", "haproxy_seen_ns", "ms", "path",
+                    "runtime_state_set_ms"])
         w.writerows(per)
     rows = []
-    for kind in ("start", "kill"):
+    for kind in ("start", "set", "kill"):
         for path in ("fast", "reload", "all"):
             xs = samples.get((kind, path), [])
             if not xs:
                 continue
+            what = ("docker start -> haproxy runtime state set (addr, ready, check pending)"
+                    if kind == "set" else "docker %s -> haproxy" % kind)
             r = {"bench": "propagation", "section": label,
-                 "metric": "docker %s -> haproxy (%s)" % (kind, "fast path" if path == "fast"
-                                                         else "reload" if path == "reload"
-                                                         else "all"),
+                 "metric": "%s (%s)" % (what, "fast path" if path == "fast"
+                                        else "reload" if path == "reload" else "all"),
                  "unit": "ms"}
             r.update(stats_row(xs))
             if path == "fast":
@@ -152,7 +176,7 @@ def main():
             rows.append(r)
     # regent's own share: fast-path p50 minus the pieces' p50
     fl = {w: pct(xs, 50) for w, xs in floors if xs}
-    for kind in ("start", "kill"):
+    for kind in ("start", "set", "kill"):
         xs = samples.get((kind, "fast"), [])
         if not xs:
             continue
@@ -160,7 +184,8 @@ def main():
                      w.startswith("floor: etcd") or w.startswith("floor: consul") or
                      w.startswith("floor: one admin"))
         rows.append({"bench": "propagation", "section": label,
-                     "metric": "regent's share: %s fast-path p50 minus the floors' p50" % kind,
+                     "metric": "regent's share: %s fast-path p50 minus the floors' p50" % (
+                         "start (runtime state set)" if kind == "set" else kind),
                      "value": pct(xs, 50) - pieces, "unit": "ms",
                      "note": "client agent debounce %g ms (leading edge: a change after a quiet period does not wait it)" % debounce})
     with open(rows_f, "a") as f:
