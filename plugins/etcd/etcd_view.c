@@ -54,42 +54,60 @@ static void kent_free(etcd *e, kent *k)
 /* ---- the key table ---- */
 
 /* FNV-1a, the high bits folded into the low ones the table uses. */
-static size_t key_hash(const char *key)
+static uint32_t key_hash(const char *key)
 {
 	uint64_t x = 1469598103934665603ull;
 	for (const char *c = key; *c; c++)
 		x = (x ^ (unsigned char)*c) * 1099511628211ull;
-	return (size_t)(x ^ (x >> 29));
+	x ^= x >> 29;
+	return (uint32_t)(x ^ (x >> 32));
 }
 
-/* The cell holding key, or the empty cell where it would go (cap > 0). */
-static size_t kt_slot(const ktab *t, const char *key)
+/* The cell holding key (hash h), or the empty cell where it would go
+ * (cap > 0).  A key is read only when its hash matches. */
+static size_t kt_slot(const ktab *t, const char *key, uint32_t h)
 {
 	size_t mask = t->cap - 1;
-	for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask)
-		if (!t->cell[i] || strcmp(t->cell[i]->key, key) == 0)
+	for (size_t i = h & mask;; i = (i + 1) & mask)
+		if (!t->cell[i] || (t->hash[i] == h && strcmp(t->cell[i]->key, key) == 0))
 			return i;
+}
+
+static kent *kt_get_h(const ktab *t, const char *key, uint32_t h)
+{
+	return t->cap ? t->cell[kt_slot(t, key, h)] : NULL;
 }
 
 static kent *kt_get(const ktab *t, const char *key)
 {
-	return t->cap ? t->cell[kt_slot(t, key)] : NULL;
+	return t->cap ? kt_get_h(t, key, key_hash(key)) : NULL;
 }
 
-/* Adds k (its key is not in t).  O(1) average. */
+/* Adds k (its key is not in t; k->hash set).  O(1) average. */
 static void kt_put(etcd *e, ktab *t, kent *k)
 {
 	if (4 * (t->n + 1) > 3 * t->cap) { /* load at most 3/4 */
-		size_t cap = t->cap ? 2 * t->cap : 64;
-		ktab g = {e->h->xcalloc(cap, sizeof(kent *)), cap, 0};
-		for (size_t i = 0; i < t->cap; i++)
-			if (t->cell[i])
-				g.cell[kt_slot(&g, t->cell[i]->key)] = t->cell[i];
-		g.n = t->n;
+		size_t cap = t->cap ? 2 * t->cap : 64, mask = cap - 1;
+		ktab g = {e->h->xcalloc(cap, sizeof(kent *)), e->h->xmalloc(cap * sizeof(uint32_t)),
+		          cap, t->n};
+		for (size_t i = 0; i < t->cap; i++) {
+			if (!t->cell[i])
+				continue;
+			size_t j = t->hash[i] & mask;
+			while (g.cell[j])
+				j = (j + 1) & mask;
+			g.cell[j] = t->cell[i];
+			g.hash[j] = t->hash[i];
+		}
 		free(t->cell);
+		free(t->hash);
 		*t = g;
 	}
-	t->cell[kt_slot(t, k->key)] = k;
+	size_t mask = t->cap - 1, i = k->hash & mask;
+	while (t->cell[i])
+		i = (i + 1) & mask;
+	t->cell[i] = k;
+	t->hash[i] = k->hash;
 	t->n++;
 }
 
@@ -97,15 +115,18 @@ static void kt_put(etcd *e, ktab *t, kent *k)
  * probed past it (no tombstones). */
 static void kt_del(ktab *t, const kent *k)
 {
-	size_t mask = t->cap - 1, i = kt_slot(t, k->key);
+	size_t mask = t->cap - 1, i = k->hash & mask;
+	while (t->cell[i] != k)
+		i = (i + 1) & mask;
 	t->cell[i] = NULL;
 	t->n--;
 	for (size_t j = (i + 1) & mask; t->cell[j]; j = (j + 1) & mask) {
-		size_t home = key_hash(t->cell[j]->key) & mask;
+		size_t home = t->hash[j] & mask;
 		/* it stays when its home lies cyclically in (i, j] */
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (!stays) {
 			t->cell[i] = t->cell[j];
+			t->hash[i] = t->hash[j];
 			t->cell[j] = NULL;
 			i = j;
 		}
@@ -165,6 +186,7 @@ void view_clear(etcd *e, view *v)
 		if (v->keys.cell[i])
 			kent_free(e, v->keys.cell[i]);
 	free(v->keys.cell);
+	free(v->keys.hash);
 	v->keys = (ktab){0};
 	if (!v->svcs)
 		return;
@@ -211,13 +233,14 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
               size_t vlen, int64_t mod_rev)
 {
 	char *kp = etcd_printable(e->h, key, klen, klen);
-	kent *prevk = kt_get(&v->keys, kp);
+	uint32_t hash = key_hash(kp);
+	kent *prevk = kt_get_h(&v->keys, kp, hash);
 	bool touched = prevk && prevk->svc;
 	if (prevk && prevk->svc && v == &e->cur)
 		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
 	if (prevk)
 		view_drop(e, v, prevk);
-	const kent *seen = old ? kt_get(&old->keys, kp) : NULL;
+	const kent *seen = old && old->keys.cap ? kt_get_h(&old->keys, kp, hash) : NULL;
 	bool quiet = seen && seen->bad && seen->mod_rev == mod_rev;
 	size_t kl = strlen(kp);
 	kent *k = e->h->xcalloc(1, sizeof(*k) + kl + 1);
@@ -225,6 +248,7 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 	free(kp);
 	kp = k->key;
 	k->mod_rev = mod_rev;
+	k->hash = hash;
 	kt_put(e, &v->keys, k);
 	char *svc = NULL, *id = NULL;
 	etcd_key_kind kind = etcd_split_key(e->h, key, klen, e->prefix, &svc, &id);
