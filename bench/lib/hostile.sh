@@ -278,10 +278,31 @@ hs_scn_a() { # 100,000 instances in one service
 		# (a configuration of ~20,000 server slots needs more descriptors than RLIMIT_NOFILE)
 		hs_fact a.del.refused "$(tail -n +"$((HS_L0 + 1))" "$(hs_log live)" | grep -c 'haproxy reload failed')"
 		hs_fact a.del.fdlimit "$(grep -c 'Cannot raise FD limit' "$H_TMP/state-live/regent.cfg.log" 2>/dev/null)"
+		hs_keep_refused "$HS_L0"
 	else
 		hs_fact a.del.ms timeout
 	fi
 	hs_perf_stop delete
+}
+
+# hs_keep_refused FROMLINE: when the live agent logged a refused reload since line FROMLINE, its
+# causes (the agent's words: distinct, numbers blanked, 3 at most) become a fact for the row's
+# note, and the agent's log, haproxy's log and the generated config are kept beside the results
+# (DIR/<result>-refused/), since the harness removes its directory on exit
+hs_keep_refused() {
+	local log keep
+	log=$(hs_log live)
+	tail -n +"$(($1 + 1))" "$log" | grep -q 'haproxy reload failed' || return 0
+	hs_fact a.del.refused_why "$(tail -n +"$(($1 + 1))" "$log" |
+		sed -n 's/.*haproxy reload failed: \(.*\); retrying in [0-9]* ms.*/\1/p' |
+		sed 's/[0-9][0-9]*/N/g' | sort | uniq -c | sort -rn | head -3 |
+		awk '{ c = $1; $1 = ""; printf "%s%dx:%s", (NR > 1 ? " | " : ""), c, $0 }' | tr ' ' '~')"
+	keep=${B_CSV%.csv}-refused
+	mkdir -p "$keep"
+	cp "$log" "$keep/agent.log"
+	cp "$H_TMP/state-live/"*.log "$keep/" 2>/dev/null
+	cp "$H_TMP/live/hx/regent.cfg" "$keep/" 2>/dev/null
+	b_log "a) reloads refused during the delete: logs kept in $keep"
 }
 
 # hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
@@ -491,6 +512,9 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
       if facts.get("a.del.refused", "0") not in ("0", ""):
           note += "; %s reloads refused by haproxy (its log: 'Cannot raise FD limit' %s times over the run): " \
                   "the runtime changes after it are refused too ('No such server') until a reload passes" % (facts["a.del.refused"], facts.get("a.del.fdlimit", "?"))
+          if facts.get("a.del.refused_why"):
+              note += "; the agent's causes: " + facts["a.del.refused_why"].replace("~", " ") + \
+                      " (logs kept in <result>-refused/)"
       note += "; the emptied service keeps its listener for empty_grace (60 s), so a reload refused until then " \
               "passes only once the service is gone"
       row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),

@@ -224,15 +224,31 @@ static void view_drop(etcd *e, view *v, kent *k)
 	kent_free(e, k);
 }
 
+/* Whether key is held as it is (no byte needs an escape in its printable
+ * form, see view_put). */
+static bool key_plain(const char *key, size_t klen)
+{
+	for (size_t i = 0; i < klen; i++) {
+		unsigned char c = (unsigned char)key[i];
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			return false;
+	}
+	return true;
+}
+
 /* Puts one key/value into v; `old` (may be NULL) is the view that was
  * reported before, so a bad value seen unchanged is not warned again.
  * Keys are held in a printable form (\xNN escapes), which is the key
- * itself for every sane key and still one-to-one for the others.
+ * itself for every sane key and still one-to-one for the others.  A sane
+ * key is split in place: its kent is its one copy, the id the key's tail
+ * in it (nothing else allocated but the decoded instance).
  * Returns whether a service was touched. */
 bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
               size_t vlen, int64_t mod_rev)
 {
-	char *kp = etcd_printable(e->h, key, klen, klen);
+	bool plain = key_plain(key, klen); /* key is NUL-terminated (see apply_events) */
+	char *esc = plain ? NULL : etcd_printable(e->h, key, klen, klen);
+	const char *kp = plain ? key : esc;
 	uint32_t hash = key_hash(kp);
 	kent *prevk = kt_get_h(&v->keys, kp, hash);
 	bool touched = prevk && prevk->svc;
@@ -242,21 +258,27 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 		view_drop(e, v, prevk);
 	const kent *seen = old && old->keys.cap ? kt_get_h(&old->keys, kp, hash) : NULL;
 	bool quiet = seen && seen->bad && seen->mod_rev == mod_rev;
-	size_t kl = strlen(kp);
+	size_t kl = plain ? klen : strlen(kp);
 	kent *k = e->h->xcalloc(1, sizeof(*k) + kl + 1);
 	memcpy(k->key, kp, kl + 1);
-	free(kp);
+	free(esc);
 	kp = k->key;
 	k->mod_rev = mod_rev;
 	k->hash = hash;
 	kt_put(e, &v->keys, k);
-	char *svc = NULL, *id = NULL;
-	etcd_key_kind kind = etcd_split_key(e->h, key, klen, e->prefix, &svc, &id);
+	size_t so, sl, io;
+	etcd_key_kind kind = etcd_split_key_at(key, klen, e->prefix, &so, &sl, &io);
+	char svc[64] = ""; /* a valid name has at most 63 bytes */
+	if (kind != ETCD_KEY_BAD && sl < sizeof(svc))
+		memcpy(svc, key + so, sl), svc[sl] = '\0';
+	/* the id: the key's tail in the kent (sane key), else a copy */
+	char *id_copy = kind == ETCD_KEY_INSTANCE && !plain ? e->h->xstrndup(key + io, klen - io) : NULL;
+	const char *id = kind != ETCD_KEY_INSTANCE ? NULL : plain ? k->key + io : id_copy;
 	const char *why = NULL;
 	int port = 0;
 	if (kind == ETCD_KEY_BAD) {
 		why = "not of the form <prefix>/<service>/<id>";
-	} else if (!e->h->valid_service(svc)) {
+	} else if (sl >= sizeof(svc) || !e->h->valid_service(svc)) {
 		why = "invalid service name (allowed: [A-Za-z0-9][A-Za-z0-9._-]{0,62})";
 	} else if (vlen > e->max_value) {
 		why = "the value is larger than max_value_size";
@@ -283,30 +305,18 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 			          kp, (long long)mod_rev, why, vlen, vp);
 			free(vp);
 		}
-		free(svc);
-		free(id);
+		free(id_copy);
 		return touched;
 	}
 	ksvc *s = e->h->map_get(v->svcs, svc);
 	if (!s) {
 		s = e->h->xcalloc(1, sizeof(*s));
-		s->name = svc;
+		s->name = e->h->xstrdup(svc);
 		e->h->map_put(v->svcs, s->name, s);
-	} else {
-		free(svc);
 	}
 	k->svc = s;
-	/* the id as the key's tail when the key is <prefix>/<service>/<id> as
-	 * written (no escape): not held twice */
-	size_t pl = strlen(e->prefix), sl = strlen(s->name);
-	if (id && kl > pl + sl + 2 && !strchr(k->key, '\\') &&
-	    strcmp(k->key + pl + sl + 2, id) == 0) {
-		k->id = k->key + pl + sl + 2;
-		free(id);
-	} else {
-		k->id = id;
-		k->id_owned = id != NULL;
-	}
+	k->id = id;
+	k->id_owned = id_copy != NULL;
 	k->is_port = kind == ETCD_KEY_PORT;
 	if (k->is_port)
 		s->port = port;
@@ -325,12 +335,7 @@ bool view_del(etcd *e, view *v, const char *key, size_t klen)
 {
 	/* The key as held (printable): the decoded key itself, NUL-terminated,
 	 * unless a byte needs an escape. */
-	char *kp = NULL;
-	for (size_t i = 0; i < klen && !kp; i++) {
-		unsigned char c = (unsigned char)key[i];
-		if (c < 0x20 || c >= 0x7f || c == '\\')
-			kp = etcd_printable(e->h, key, klen, klen);
-	}
+	char *kp = key_plain(key, klen) ? NULL : etcd_printable(e->h, key, klen, klen);
 	kent *k = kt_get(&v->keys, kp ? kp : key);
 	free(kp);
 	if (!k)
