@@ -124,7 +124,7 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
 #define TRIM_QUIET_MS 1000
 #define TRIM_LATE_MS 30000
 #define TRIM_GAP_MS 1000
-#define TRIM_DUTY 20
+#define TRIM_DUTY 100
 
 /* ms until a trim may run (0: now). */
 static uint64_t trim_wait_ms(const regent_agent *a, uint64_t now)
