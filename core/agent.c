@@ -116,15 +116,16 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
  * TRIM_LATE_MS later for what the sinks freed after their own delayed
  * work.  Off the hot path: a few per quiet period, none per fast change.
  * A trim walks the whole heap and each page it gives back costs a TLB
- * shootdown on every CPU running the agent's threads: on a big heap tens
- * of ms.  So trims are spaced: one due sooner than TRIM_GAP_MS, or than
- * TRIM_DUTY times the last one's cost, after the last one ended waits
- * until then (a burst of slow applies, e.g. a 100,000-key delete, gets a
- * trim a second, not one per apply); none is dropped. */
+ * shootdown on every CPU running the agent's threads: after a 100,000-key
+ * delete ~100 ms.  So trims are spaced: one due sooner than TRIM_GAP_MS,
+ * or than TRIM_DUTY times the last one's cost (at most TRIM_LATE_MS),
+ * after the last one ended waits until then (a burst of slow applies gets
+ * one trim, not one per apply; a trim of a usual heap costs well under a
+ * ms: a second apart); none is dropped. */
 #define TRIM_QUIET_MS 1000
 #define TRIM_LATE_MS 30000
 #define TRIM_GAP_MS 1000
-#define TRIM_DUTY 100
+#define TRIM_DUTY 300
 
 /* ms until a trim may run (0: now). */
 static uint64_t trim_wait_ms(const regent_agent *a, uint64_t now)
@@ -134,6 +135,8 @@ static uint64_t trim_wait_ms(const regent_agent *a, uint64_t now)
 	uint64_t gap = (uint64_t)TRIM_GAP_MS * 1000000u;
 	if (TRIM_DUTY * a->trim_cost_ns > gap)
 		gap = TRIM_DUTY * a->trim_cost_ns;
+	if (gap > (uint64_t)TRIM_LATE_MS * 1000000u)
+		gap = (uint64_t)TRIM_LATE_MS * 1000000u;
 	uint64_t due = a->trim_end_ns + gap;
 	return now >= due ? 0 : (due - now + 999999u) / 1000000u;
 }
