@@ -299,10 +299,10 @@ hs_scn_a() { # 100,000 instances in one service
 		# (a configuration of ~20,000 server slots needs more descriptors than RLIMIT_NOFILE)
 		hs_fact a.del.refused "$(tail -n +"$((HS_L0 + 1))" "$(hs_log live)" | grep -c 'haproxy reload failed')"
 		hs_fact a.del.fdlimit "$(grep -c 'Cannot raise FD limit' "$H_TMP/state-live/regent.cfg.log" 2>/dev/null)"
-		hs_keep_refused "$HS_L0"
 	else
 		hs_fact a.del.ms timeout
 	fi
+	hs_keep_refused "$HS_L0" # also when the delete timed out
 	hs_perf_stop delete
 }
 
