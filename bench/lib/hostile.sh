@@ -536,9 +536,9 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
       if facts.get("a.del.refused", "0") not in ("0", ""):
           note += "; %s reloads refused by haproxy (its log: 'Cannot raise FD limit' %s times over the run): " \
                   "the runtime changes after it are refused too ('No such server') until a reload passes" % (facts["a.del.refused"], facts.get("a.del.fdlimit", "?"))
-          if facts.get("a.del.refused_why"):
-              note += "; the agent's causes: " + facts["a.del.refused_why"].replace("~", " ") + \
-                      " (logs kept in <result>-refused/)"
+      if facts.get("a.del.refused_why"):
+          note += "; refused reloads, the agent's causes: " + facts["a.del.refused_why"].replace("~", " ") + \
+                  " (logs kept in <result>-refused/)"
       note += "; the emptied service keeps its listener for empty_grace (60 s), so a reload refused until then " \
               "passes only once the service is gone"
       row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
