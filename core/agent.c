@@ -114,19 +114,48 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
  * sink's apply, malloc_trim(0) gives the free pages back, right after an
  * apply that took the slow path (regent_agent_applied), and once more
  * TRIM_LATE_MS later for what the sinks freed after their own delayed
- * work.  Off the hot path: a few per quiet period, none per fast change. */
+ * work.  Off the hot path: a few per quiet period, none per fast change.
+ * A trim walks the whole heap and each page it gives back costs a TLB
+ * shootdown on every CPU running the agent's threads: after a 100,000-key
+ * delete ~100 ms.  So trims are spaced: one due sooner than TRIM_GAP_MS,
+ * or than TRIM_DUTY times the last one's cost (at most TRIM_LATE_MS),
+ * after the last one ended waits until then (a burst of slow applies gets
+ * one trim, not one per apply; a trim of a usual heap costs well under a
+ * ms: a second apart); none is dropped. */
 #define TRIM_QUIET_MS 1000
 #define TRIM_LATE_MS 30000
+#define TRIM_GAP_MS 1000
+#define TRIM_DUTY 300
+
+/* ms until a trim may run (0: now). */
+static uint64_t trim_wait_ms(const regent_agent *a, uint64_t now)
+{
+	if (!a->trim_end_ns)
+		return 0;
+	uint64_t gap = (uint64_t)TRIM_GAP_MS * 1000000u;
+	if (TRIM_DUTY * a->trim_cost_ns > gap)
+		gap = TRIM_DUTY * a->trim_cost_ns;
+	if (gap > (uint64_t)TRIM_LATE_MS * 1000000u)
+		gap = (uint64_t)TRIM_LATE_MS * 1000000u;
+	uint64_t due = a->trim_end_ns + gap;
+	return now >= due ? 0 : (due - now + 999999u) / 1000000u;
+}
 
 static void on_trim(uv_timer_t *t)
 {
 	regent_agent *a = t->data;
+	uint64_t t0 = uv_hrtime(), wait = trim_wait_ms(a, t0);
+	if (wait) { /* too soon after the last one: this one later */
+		uv_timer_start(t, on_trim, wait, 0);
+		return;
+	}
 #ifdef __GLIBC__
-	uint64_t t0 = uv_hrtime();
 	malloc_trim(0);
-	regent_log(REGENT_LOG_DEBUG, NULL, "memory: free heap pages returned to the system (%.2f ms)",
-	           (double)(uv_hrtime() - t0) / 1e6);
 #endif
+	a->trim_end_ns = uv_hrtime();
+	a->trim_cost_ns = a->trim_end_ns - t0;
+	regent_log(REGENT_LOG_DEBUG, NULL, "memory: free heap pages returned to the system (%.2f ms)",
+	           (double)a->trim_cost_ns / 1e6);
 	if (!a->trim_late) {
 		a->trim_late = true;
 		uv_timer_start(t, on_trim, TRIM_LATE_MS, 0);

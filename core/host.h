@@ -91,6 +91,7 @@ struct regent_agent {
 	bool drained;                 /* `regent ctl drain`: local instances kept out of the stores */
 	uv_timer_t *trim_timer;       /* agent.c: free heap pages back to the system once quiet */
 	bool trim_late;               /* the first trim of this quiet period is done */
+	uint64_t trim_end_ns, trim_cost_ns; /* the last trim: when it ended, what it took */
 };
 
 extern const regent_host regent_host_table;

@@ -301,6 +301,45 @@ static void trickle_flushes_by_max_delay(void **state)
 	teardown(&loop, c, &f);
 }
 
+/* A flush that costs C (here its sinks' callback: 5 ms) spaces the next
+ * one by 200 x C, at most the maximum delay: a change every 30 ms after a
+ * debounce of 20 ms got a snapshot of its own; now one per 300 ms (the
+ * maximum delay), and every change still goes out. */
+static void on_slow_flush(void *arg, const regent_catalog *snap, const char *const *changed,
+                          size_t n)
+{
+	uint64_t until = uv_hrtime() + 5 * 1000000ull;
+	while (uv_hrtime() < until)
+		;
+	on_flush(arg, snap, changed, n);
+}
+
+static void costly_flushes_spaced(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 20, 300, on_slow_flush, &f);
+	trickle_view = regent_cat_view_new(c, false);
+	trickle_n = 0;
+	uv_timer_t t;
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, trickle, 30, 30); /* 40 changes over ~1.2 s */
+	run_ms(&loop, 2000);
+	uv_close((uv_handle_t *)&t, NULL);
+	assert_int_equal(trickle_n, 40);
+	assert_true(f.count >= 2);
+	assert_true(f.count <= 8); /* ~1.2 s / 300 ms + the first and the last */
+	for (int i = 2; i < f.count && i < 64; i++)
+		assert_true(f.at_ms[i] - f.at_ms[i - 1] >= 250);
+	/* the last change went out (each replaces "web" with its one instance) */
+	const regent_instance *const *li = NULL;
+	assert_int_equal(regent_catalog_instances(f.last, "web", &li), 1);
+	assert_string_equal(li[0]->id, "t39");
+	teardown(&loop, c, &f);
+}
+
 /* A callback that keeps the loop busy longer than the debounce while it
  * adds changes (a big watch answer applied in slices, one a loop turn):
  * the debounce runs from the last change on the real clock, so the turns
@@ -620,6 +659,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(leading_edge_then_batch),
+		cmocka_unit_test(costly_flushes_spaced),
 		cmocka_unit_test(slow_turns_batched),
 		cmocka_unit_test(union_of_stores),
 		cmocka_unit_test(trickle_flushes_by_max_delay),

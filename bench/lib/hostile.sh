@@ -33,6 +33,9 @@ usage: bench/run hostile [options]
                   during a)'s whole write (DIR/write.data) and whole delete (DIR/delete.data),
                   with the /healthz samples so far (DIR/PHASE.samples: start_ns latency_ns code)
   --write-delete  in a), only the live agent's whole write and whole delete (for profiling)
+  --callgrind     run the live agent under valgrind callgrind: a)'s whole write and whole delete
+                  counted in instructions (user space; load-independent), with an annotated
+                  profile of each beside the results (use a smaller --instances: ~50x slower)
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR       results dir (default bench/results)
 EOF2
@@ -85,7 +88,10 @@ EOF2
 hs_start() { # NAME: start agent NAME with a /healthz sampler; prints its pid
 	local d=$H_TMP/$1
 	hs_ini "$1"
-	daemon_start "regent-$1" "$REGENT_BIN" -c "$d/client.ini"
+	local wrap=()
+	[[ -n "$HS_CG" && $1 == live ]] &&
+		wrap=(valgrind -q --tool=callgrind --callgrind-out-file="$H_TMP/cg-live")
+	daemon_start "regent-$1" "${wrap[@]}" "$REGENT_BIN" -c "$d/client.ini"
 	daemon_start "sample-$1" "$BENCH_PY" "$BENCH_DIR/lib/hostile_tool.py" sample \
 		"http://127.0.0.1:$(cat "$d/rsp")/healthz" "$d/samples.txt"
 	daemon_pid "regent-$1"
@@ -99,12 +105,27 @@ hs_stop() { # NAME
 # hs_perf_start PHASE / hs_perf_stop PHASE: with --perf DIR, perf records the live agent over a
 # phase into DIR/PHASE.data (its own CPU is not the agent's: cpu_ns reads the agent's threads)
 hs_perf_start() {
+	if [[ -n "$HS_CG" ]]; then # the count starts here
+		callgrind_control -z "$HS_PID" >/dev/null || b_log "callgrind_control -z $HS_PID failed"
+	fi
 	[[ -n "$HS_PERF" ]] || return 0
 	daemon_start "perf-$1" perf record -q -k CLOCK_REALTIME --call-graph dwarf,16384 -F 499 -o "$HS_PERF/$1.data" \
 		-p "$HS_PID"
 	sleep 1 # perf attached
 }
 hs_perf_stop() {
+	if [[ -n "$HS_CG" ]]; then # dump N of the agent: this phase's instructions
+		HS_CGN=$((${HS_CGN:-0} + 1))
+		callgrind_control -d "$HS_PID" >/dev/null || b_log "callgrind_control -d $HS_PID failed"
+		wait_for --timeout 60 test -s "$H_TMP/cg-live.$HS_CGN" >/dev/null || b_log "$1: no callgrind dump"
+		hs_fact "a.$1.ir" "$(awk '/^totals:/ {print $2}' "$H_TMP/cg-live.$HS_CGN" 2>/dev/null)"
+		{
+			echo "# callgrind: the live agent over a)'s whole $1"
+			callgrind_annotate --inclusive=yes "$H_TMP/cg-live.$HS_CGN" 2>/dev/null | head -80
+			echo "# self"
+			callgrind_annotate --threshold=100 "$H_TMP/cg-live.$HS_CGN" 2>/dev/null | sed -n '/PROGRAM TOTALS/,$p' | head -50
+		} > "${B_CSV%.csv}-callgrind-$1.txt"
+	fi
 	[[ -n "$HS_PERF" ]] || return 0
 	daemon_stop "perf-$1" 30
 	cp "$H_TMP/live/samples.txt" "$HS_PERF/$1.samples" # /healthz latencies, to align stalls
@@ -281,7 +302,28 @@ hs_scn_a() { # 100,000 instances in one service
 	else
 		hs_fact a.del.ms timeout
 	fi
+	hs_keep_refused "$HS_L0" # also when the delete timed out
 	hs_perf_stop delete
+}
+
+# hs_keep_refused FROMLINE: when the live agent logged a refused reload since line FROMLINE, its
+# causes (the agent's words: distinct, numbers blanked, 3 at most) become a fact for the row's
+# note, and the agent's log, haproxy's log and the generated config are kept beside the results
+# (DIR/<result>-refused/), since the harness removes its directory on exit
+hs_keep_refused() {
+	local log keep
+	log=$(hs_log live)
+	tail -n +"$(($1 + 1))" "$log" | grep -q 'haproxy reload failed' || return 0
+	hs_fact a.del.refused_why "$(tail -n +"$(($1 + 1))" "$log" |
+		sed -n 's/.*haproxy reload failed: \(.*\); retrying in [0-9]* ms.*/\1/p' |
+		sed 's/[0-9][0-9]*/N/g' | sort | uniq -c | sort -rn | head -3 |
+		awk '{ c = $1; $1 = ""; printf "%s%dx:%s", (NR > 1 ? " | " : ""), c, $0 }' | tr ' ' '~')"
+	keep=${B_CSV%.csv}-refused
+	mkdir -p "$keep"
+	cp "$log" "$keep/agent.log"
+	cp "$H_TMP/state-live/"*.log "$keep/" 2>/dev/null
+	cp "$H_TMP/live/hx/regent.cfg" "$keep/" 2>/dev/null
+	b_log "a) reloads refused during the delete: logs kept in $keep"
 }
 
 # hs_one TAG N WHAT: one change to the big service of N instances (live agent): WHAT = put (a
@@ -448,6 +490,9 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
         row(sec, "live agent: the over-limit warning names the service", int(num("a.cap_warned") or 0), "", "1",
             num("a.cap_warned") == 1)
     cpu_row(sec, "a.live.cpu_ms", "live agent, whole write")
+    if num("a.write.ir") is not None:
+        row(sec, "live agent, whole write: instructions (callgrind, user space)", int(num("a.write.ir")), "",
+            note="load-independent; the agent ran under valgrind (its CPU and latency rows mean little)")
     if num("a.live.applies") is not None:
         row(sec, "live agent, whole write: catalog snapshots handed to the haproxy sink", int(num("a.live.applies")), "",
             note="each settles the service's list and is diffed by the sink: O(its instances)")
@@ -491,11 +536,17 @@ if "a.live.ms" in facts or "a.cold.ms" in facts:
       if facts.get("a.del.refused", "0") not in ("0", ""):
           note += "; %s reloads refused by haproxy (its log: 'Cannot raise FD limit' %s times over the run): " \
                   "the runtime changes after it are refused too ('No such server') until a reload passes" % (facts["a.del.refused"], facts.get("a.del.fdlimit", "?"))
+      if facts.get("a.del.refused_why"):
+          note += "; refused reloads, the agent's causes: " + facts["a.del.refused_why"].replace("~", " ") + \
+                  " (logs kept in <result>-refused/)"
       note += "; the emptied service keeps its listener for empty_grace (60 s), so a reload refused until then " \
               "passes only once the service is gone"
       row(sec, "live agent: delete of all %s (10,000 a request) -> no server routed" % ninst, v if v is not None else facts.get("a.del.ms"),
         "ms", note=note)
     cpu_row(sec, "a.del.cpu_ms", "live agent, the delete")
+    if num("a.delete.ir") is not None:
+        row(sec, "live agent, the delete: instructions (callgrind, user space)", int(num("a.delete.ir")), "",
+            note="load-independent; the agent ran under valgrind (its CPU and latency rows mean little)")
     v = num("a.del.cat_cpu_ms")
     if v is not None:
         row(sec, "live agent, the delete: agent CPU until gone from the catalog", v, "ms",
@@ -534,7 +585,7 @@ EOF2
 
 bench_hostile() {
 	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
-	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL="" HS_PERF="" HS_WD=""
+	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL="" HS_PERF="" HS_WD="" HS_CG="" HS_CGN=0
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--instances) ninst=$2; shift 2 ;;
@@ -547,6 +598,7 @@ bench_hostile() {
 		--state-interval) HS_STATE_INTERVAL=$2; shift 2 ;;
 		--no-haproxy) HS_NO_HAPROXY=1; HS_NO_FRESH=1; shift ;;
 		--write-delete) HS_WD=1; shift ;;
+		--callgrind) HS_CG=1; shift ;;
 		--perf) HS_PERF=$(mkdir -p "$2" && cd "$2" && pwd) || b_die "--perf $2"; shift 2 ;;
 		--build) build=$2; shift 2 ;;
 		--out) out=$2; shift 2 ;;
@@ -560,6 +612,7 @@ bench_hostile() {
 	[[ "$(grep -m1 '^REGENT_SANITIZE:' "$BENCH_BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)" == ON ]] &&
 		tag=hostile-asan
 	[[ -n "$HS_NO_HAPROXY" ]] && tag=$tag-nohaproxy
+	[[ -n "$HS_CG" ]] && tag=$tag-callgrind
 	bench_results_paths "$tag" "$out"
 	B_MACHINE=$(mktemp); bench_machine "$B_MACHINE"
 	# shellcheck source=/dev/null

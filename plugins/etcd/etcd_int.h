@@ -97,14 +97,19 @@ typedef struct kent {
 	const char *id;         /* instance keys: into key, or owned (id_owned) */
 	regent_instance *inst;  /* decoded; NULL when bad or a port key */
 	struct kent *prev, *next; /* within the service */
+	uint32_t hash;          /* of key (etcd_view.c's key_hash), computed once */
 	bool is_port, bad, id_owned;
 	char key[];             /* NUL-terminated */
 } kent;
 
 /* The view's keys: kent pointers by key (open addressing, linear probing,
- * no tombstones), so that each key is held once, in its kent. */
+ * no tombstones), so that each key is held once, in its kent.  Each cell's
+ * hash sits beside it (hash[i] is cell[i]->hash): a probe reads the hash
+ * array in order and follows a kent only when the hash matches, and the
+ * table grows without hashing or reading a key again. */
 typedef struct ktab {
 	kent **cell;
+	uint32_t *hash;
 	size_t cap, n; /* cap 0 or a power of two, n <= 3/4 cap */
 } ktab;
 

@@ -11,11 +11,10 @@
 
 /* ---- keys ---- */
 
-etcd_key_kind etcd_split_key(const regent_host *h, const char *key, size_t len,
-                             const char *prefix, char **service, char **id)
+etcd_key_kind etcd_split_key_at(const char *key, size_t len, const char *prefix, size_t *svc_off,
+                                size_t *svc_len, size_t *id_off)
 {
-	*service = NULL;
-	*id = NULL;
+	*svc_off = *svc_len = *id_off = 0;
 	size_t pl = strlen(prefix);
 	if (len < pl + 1 || memcmp(key, prefix, pl) != 0 || key[pl] != '/')
 		return ETCD_KEY_BAD;
@@ -27,16 +26,23 @@ etcd_key_kind etcd_split_key(const regent_host *h, const char *key, size_t len,
 	const char *slash = memchr(svc, '/', (size_t)(end - svc));
 	if (!slash || slash == svc || slash + 1 >= end)
 		return ETCD_KEY_BAD;
-	size_t sl = (size_t)(slash - svc), il = (size_t)(end - slash - 1);
-	char *s = h->xstrndup(svc, sl); /* no NUL inside: checked above */
-	if (il == 4 && memcmp(slash + 1, "port", 4) == 0) {
-		*service = s;
+	*svc_off = pl + 1;
+	*svc_len = (size_t)(slash - svc);
+	size_t il = (size_t)(end - slash - 1);
+	if (il == 4 && memcmp(slash + 1, "port", 4) == 0)
 		return ETCD_KEY_PORT;
-	}
-	char *i = h->xstrndup(slash + 1, il);
-	*service = s;
-	*id = i;
+	*id_off = (size_t)(slash + 1 - key);
 	return ETCD_KEY_INSTANCE;
+}
+
+etcd_key_kind etcd_split_key(const regent_host *h, const char *key, size_t len,
+                             const char *prefix, char **service, char **id)
+{
+	size_t so, sl, io;
+	etcd_key_kind kind = etcd_split_key_at(key, len, prefix, &so, &sl, &io);
+	*service = kind == ETCD_KEY_BAD ? NULL : h->xstrndup(key + so, sl); /* no NUL inside */
+	*id = kind == ETCD_KEY_INSTANCE ? h->xstrndup(key + io, len - io) : NULL;
+	return kind;
 }
 
 char *etcd_prefix_end(const regent_host *h, const char *p, size_t len, size_t *outlen)

@@ -27,6 +27,11 @@ typedef enum etcd_key_kind {
 etcd_key_kind etcd_split_key(const regent_host *h, const char *key, size_t len,
                              const char *prefix, char **service, char **id);
 
+/* The same, in place: the service is key[*svc_off, +*svc_len), the id
+ * (INSTANCE) the key's tail from *id_off; nothing allocated. */
+etcd_key_kind etcd_split_key_at(const char *key, size_t len, const char *prefix, size_t *svc_off,
+                                size_t *svc_len, size_t *id_off);
+
 /* The range end of a prefix: drop trailing 0xff bytes, increment the last
  * byte.  malloc'd, *outlen bytes (0 and "\0" = to the end of the keyspace). */
 char *etcd_prefix_end(const regent_host *h, const char *p, size_t len, size_t *outlen);

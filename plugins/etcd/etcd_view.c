@@ -54,42 +54,60 @@ static void kent_free(etcd *e, kent *k)
 /* ---- the key table ---- */
 
 /* FNV-1a, the high bits folded into the low ones the table uses. */
-static size_t key_hash(const char *key)
+static uint32_t key_hash(const char *key)
 {
 	uint64_t x = 1469598103934665603ull;
 	for (const char *c = key; *c; c++)
 		x = (x ^ (unsigned char)*c) * 1099511628211ull;
-	return (size_t)(x ^ (x >> 29));
+	x ^= x >> 29;
+	return (uint32_t)(x ^ (x >> 32));
 }
 
-/* The cell holding key, or the empty cell where it would go (cap > 0). */
-static size_t kt_slot(const ktab *t, const char *key)
+/* The cell holding key (hash h), or the empty cell where it would go
+ * (cap > 0).  A key is read only when its hash matches. */
+static size_t kt_slot(const ktab *t, const char *key, uint32_t h)
 {
 	size_t mask = t->cap - 1;
-	for (size_t i = key_hash(key) & mask;; i = (i + 1) & mask)
-		if (!t->cell[i] || strcmp(t->cell[i]->key, key) == 0)
+	for (size_t i = h & mask;; i = (i + 1) & mask)
+		if (!t->cell[i] || (t->hash[i] == h && strcmp(t->cell[i]->key, key) == 0))
 			return i;
+}
+
+static kent *kt_get_h(const ktab *t, const char *key, uint32_t h)
+{
+	return t->cap ? t->cell[kt_slot(t, key, h)] : NULL;
 }
 
 static kent *kt_get(const ktab *t, const char *key)
 {
-	return t->cap ? t->cell[kt_slot(t, key)] : NULL;
+	return t->cap ? kt_get_h(t, key, key_hash(key)) : NULL;
 }
 
-/* Adds k (its key is not in t).  O(1) average. */
+/* Adds k (its key is not in t; k->hash set).  O(1) average. */
 static void kt_put(etcd *e, ktab *t, kent *k)
 {
 	if (4 * (t->n + 1) > 3 * t->cap) { /* load at most 3/4 */
-		size_t cap = t->cap ? 2 * t->cap : 64;
-		ktab g = {e->h->xcalloc(cap, sizeof(kent *)), cap, 0};
-		for (size_t i = 0; i < t->cap; i++)
-			if (t->cell[i])
-				g.cell[kt_slot(&g, t->cell[i]->key)] = t->cell[i];
-		g.n = t->n;
+		size_t cap = t->cap ? 2 * t->cap : 64, mask = cap - 1;
+		ktab g = {e->h->xcalloc(cap, sizeof(kent *)), e->h->xmalloc(cap * sizeof(uint32_t)),
+		          cap, t->n};
+		for (size_t i = 0; i < t->cap; i++) {
+			if (!t->cell[i])
+				continue;
+			size_t j = t->hash[i] & mask;
+			while (g.cell[j])
+				j = (j + 1) & mask;
+			g.cell[j] = t->cell[i];
+			g.hash[j] = t->hash[i];
+		}
 		free(t->cell);
+		free(t->hash);
 		*t = g;
 	}
-	t->cell[kt_slot(t, k->key)] = k;
+	size_t mask = t->cap - 1, i = k->hash & mask;
+	while (t->cell[i])
+		i = (i + 1) & mask;
+	t->cell[i] = k;
+	t->hash[i] = k->hash;
 	t->n++;
 }
 
@@ -97,15 +115,18 @@ static void kt_put(etcd *e, ktab *t, kent *k)
  * probed past it (no tombstones). */
 static void kt_del(ktab *t, const kent *k)
 {
-	size_t mask = t->cap - 1, i = kt_slot(t, k->key);
+	size_t mask = t->cap - 1, i = k->hash & mask;
+	while (t->cell[i] != k)
+		i = (i + 1) & mask;
 	t->cell[i] = NULL;
 	t->n--;
 	for (size_t j = (i + 1) & mask; t->cell[j]; j = (j + 1) & mask) {
-		size_t home = key_hash(t->cell[j]->key) & mask;
+		size_t home = t->hash[j] & mask;
 		/* it stays when its home lies cyclically in (i, j] */
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (!stays) {
 			t->cell[i] = t->cell[j];
+			t->hash[i] = t->hash[j];
 			t->cell[j] = NULL;
 			i = j;
 		}
@@ -165,6 +186,7 @@ void view_clear(etcd *e, view *v)
 		if (v->keys.cell[i])
 			kent_free(e, v->keys.cell[i]);
 	free(v->keys.cell);
+	free(v->keys.hash);
 	v->keys = (ktab){0};
 	if (!v->svcs)
 		return;
@@ -202,37 +224,61 @@ static void view_drop(etcd *e, view *v, kent *k)
 	kent_free(e, k);
 }
 
+/* Whether key is held as it is (no byte needs an escape in its printable
+ * form, see view_put). */
+static bool key_plain(const char *key, size_t klen)
+{
+	for (size_t i = 0; i < klen; i++) {
+		unsigned char c = (unsigned char)key[i];
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			return false;
+	}
+	return true;
+}
+
 /* Puts one key/value into v; `old` (may be NULL) is the view that was
  * reported before, so a bad value seen unchanged is not warned again.
  * Keys are held in a printable form (\xNN escapes), which is the key
- * itself for every sane key and still one-to-one for the others.
+ * itself for every sane key and still one-to-one for the others.  A sane
+ * key is split in place: its kent is its one copy, the id the key's tail
+ * in it (nothing else allocated but the decoded instance).
  * Returns whether a service was touched. */
 bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
               size_t vlen, int64_t mod_rev)
 {
-	char *kp = etcd_printable(e->h, key, klen, klen);
-	kent *prevk = kt_get(&v->keys, kp);
+	bool plain = key_plain(key, klen); /* key is NUL-terminated (see apply_events) */
+	char *esc = plain ? NULL : etcd_printable(e->h, key, klen, klen);
+	const char *kp = plain ? key : esc;
+	uint32_t hash = key_hash(kp);
+	kent *prevk = kt_get_h(&v->keys, kp, hash);
 	bool touched = prevk && prevk->svc;
 	if (prevk && prevk->svc && v == &e->cur)
 		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
 	if (prevk)
 		view_drop(e, v, prevk);
-	const kent *seen = old ? kt_get(&old->keys, kp) : NULL;
+	const kent *seen = old && old->keys.cap ? kt_get_h(&old->keys, kp, hash) : NULL;
 	bool quiet = seen && seen->bad && seen->mod_rev == mod_rev;
-	size_t kl = strlen(kp);
+	size_t kl = plain ? klen : strlen(kp);
 	kent *k = e->h->xcalloc(1, sizeof(*k) + kl + 1);
 	memcpy(k->key, kp, kl + 1);
-	free(kp);
+	free(esc);
 	kp = k->key;
 	k->mod_rev = mod_rev;
+	k->hash = hash;
 	kt_put(e, &v->keys, k);
-	char *svc = NULL, *id = NULL;
-	etcd_key_kind kind = etcd_split_key(e->h, key, klen, e->prefix, &svc, &id);
+	size_t so, sl, io;
+	etcd_key_kind kind = etcd_split_key_at(key, klen, e->prefix, &so, &sl, &io);
+	char svc[64] = ""; /* a valid name has at most 63 bytes */
+	if (kind != ETCD_KEY_BAD && sl < sizeof(svc))
+		memcpy(svc, key + so, sl), svc[sl] = '\0';
+	/* the id: the key's tail in the kent (sane key), else a copy */
+	char *id_copy = kind == ETCD_KEY_INSTANCE && !plain ? e->h->xstrndup(key + io, klen - io) : NULL;
+	const char *id = kind != ETCD_KEY_INSTANCE ? NULL : plain ? k->key + io : id_copy;
 	const char *why = NULL;
 	int port = 0;
 	if (kind == ETCD_KEY_BAD) {
 		why = "not of the form <prefix>/<service>/<id>";
-	} else if (!e->h->valid_service(svc)) {
+	} else if (sl >= sizeof(svc) || !e->h->valid_service(svc)) {
 		why = "invalid service name (allowed: [A-Za-z0-9][A-Za-z0-9._-]{0,62})";
 	} else if (vlen > e->max_value) {
 		why = "the value is larger than max_value_size";
@@ -259,30 +305,18 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 			          kp, (long long)mod_rev, why, vlen, vp);
 			free(vp);
 		}
-		free(svc);
-		free(id);
+		free(id_copy);
 		return touched;
 	}
 	ksvc *s = e->h->map_get(v->svcs, svc);
 	if (!s) {
 		s = e->h->xcalloc(1, sizeof(*s));
-		s->name = svc;
+		s->name = e->h->xstrdup(svc);
 		e->h->map_put(v->svcs, s->name, s);
-	} else {
-		free(svc);
 	}
 	k->svc = s;
-	/* the id as the key's tail when the key is <prefix>/<service>/<id> as
-	 * written (no escape): not held twice */
-	size_t pl = strlen(e->prefix), sl = strlen(s->name);
-	if (id && kl > pl + sl + 2 && !strchr(k->key, '\\') &&
-	    strcmp(k->key + pl + sl + 2, id) == 0) {
-		k->id = k->key + pl + sl + 2;
-		free(id);
-	} else {
-		k->id = id;
-		k->id_owned = id != NULL;
-	}
+	k->id = id;
+	k->id_owned = id_copy != NULL;
 	k->is_port = kind == ETCD_KEY_PORT;
 	if (k->is_port)
 		s->port = port;
@@ -301,12 +335,7 @@ bool view_del(etcd *e, view *v, const char *key, size_t klen)
 {
 	/* The key as held (printable): the decoded key itself, NUL-terminated,
 	 * unless a byte needs an escape. */
-	char *kp = NULL;
-	for (size_t i = 0; i < klen && !kp; i++) {
-		unsigned char c = (unsigned char)key[i];
-		if (c < 0x20 || c >= 0x7f || c == '\\')
-			kp = etcd_printable(e->h, key, klen, klen);
-	}
+	char *kp = key_plain(key, klen) ? NULL : etcd_printable(e->h, key, klen, klen);
 	kent *k = kt_get(&v->keys, kp ? kp : key);
 	free(kp);
 	if (!k)

@@ -22,6 +22,15 @@ static void split_ok(const char *key, const char *prefix, etcd_key_kind kind, co
 	char *s, *i;
 	assert_int_equal(etcd_split_key(H, key, strlen(key), prefix, &s, &i), kind);
 	assert_string_equal(s, svc);
+	/* in place: the same service and id, as offsets into the key */
+	size_t so = 99, sl = 99, io = 99;
+	assert_int_equal(etcd_split_key_at(key, strlen(key), prefix, &so, &sl, &io), kind);
+	assert_int_equal(sl, strlen(svc));
+	assert_memory_equal(key + so, svc, sl);
+	if (id)
+		assert_string_equal(key + io, id);
+	else
+		assert_int_equal(io, 0);
 	if (id)
 		assert_string_equal(i, id);
 	else
@@ -36,6 +45,9 @@ static void split_bad(const char *key, size_t len, const char *prefix)
 	assert_int_equal(etcd_split_key(H, key, len, prefix, &s, &i), ETCD_KEY_BAD);
 	assert_null(s);
 	assert_null(i);
+	size_t so = 99, sl = 99, io = 99;
+	assert_int_equal(etcd_split_key_at(key, len, prefix, &so, &sl, &io), ETCD_KEY_BAD);
+	assert_true(so == 0 && sl == 0 && io == 0);
 }
 
 static void test_split(void **st)
