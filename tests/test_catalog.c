@@ -302,9 +302,9 @@ static void trickle_flushes_by_max_delay(void **state)
 }
 
 /* A flush that costs C (here its sinks' callback: 5 ms) spaces the next
- * one by 200 x C, at most the maximum delay: a change every 30 ms after a
- * debounce of 20 ms got a snapshot of its own; now one per 300 ms (the
- * maximum delay), and every change still goes out. */
+ * one of the same service by 200 x C, at most the maximum delay: a change
+ * every 30 ms after a debounce of 20 ms got a snapshot of its own; now one
+ * per 300 ms (the maximum delay), and every change still goes out. */
 static void on_slow_flush(void *arg, const regent_catalog *snap, const char *const *changed,
                           size_t n)
 {
@@ -337,6 +337,37 @@ static void costly_flushes_spaced(void **state)
 	const regent_instance *const *li = NULL;
 	assert_int_equal(regent_catalog_instances(f.last, "web", &li), 1);
 	assert_string_equal(li[0]->id, "t39");
+	teardown(&loop, c, &f);
+}
+
+/* The spacing holds only the costly flush's service: after a flush of
+ * "web" that cost 5 ms (spacing 1 s, capped at the 300 ms maximum delay),
+ * a lone change of another service 100 ms later (quiet for longer than
+ * the 20 ms debounce) goes out on the next loop turn; one of "web" waits
+ * for the spacing. */
+static void lone_change_after_costly_flush(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 20, 300, on_slow_flush, &f);
+	regent_catview *v = regent_cat_view_new(c, false);
+	set1(v, "web", "a", 1000);
+	run_ms(&loop, 100);
+	assert_int_equal(f.count, 1);
+	uv_update_time(&loop);
+	uint64_t t0 = uv_now(&loop);
+	set1(v, "web", "c", 1002); /* the costly one again, ~100 ms after its flush */
+	run_ms(&loop, 400);
+	assert_int_equal(f.count, 2);
+	assert_true(f.at_ms[1] - t0 >= 100); /* held until ~300 ms after that flush */
+	uv_update_time(&loop);
+	t0 = uv_now(&loop);
+	set1(v, "api", "b", 1001); /* another service, ~200 ms after "web"'s flush */
+	run_ms(&loop, 150);
+	assert_int_equal(f.count, 3);
+	assert_true(f.at_ms[2] - t0 < 40); /* at once (5 ms callback), not ~100 ms later */
 	teardown(&loop, c, &f);
 }
 
@@ -660,6 +691,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(leading_edge_then_batch),
 		cmocka_unit_test(costly_flushes_spaced),
+		cmocka_unit_test(lone_change_after_costly_flush),
 		cmocka_unit_test(slow_turns_batched),
 		cmocka_unit_test(union_of_stores),
 		cmocka_unit_test(trickle_flushes_by_max_delay),
