@@ -468,12 +468,14 @@ static uint64_t real_ms(void)
  * changed) waits until FLUSH_DUTY x C after it (at most the maximum delay,
  * at least the debounce), so its flushes take at most ~1/FLUSH_DUTY of
  * the loop's time while it keeps changing (100,000 instances written 128
- * a transaction: ~2 snapshots a second instead of ~5).  A change of any
- * other service is not held by it (a lone change after a quiet period
+ * a transaction: ~2 snapshots a second instead of ~5).  Only a service of
+ * FLUSH_SPACED_MIN instances or more is held; a change of any other
+ * service is not held by it (a lone change after a quiet period
  * still goes out at once), and a usual flush costs well under the
  * debounce / FLUSH_DUTY.  CPU time, not the wall clock: a loaded machine
  * does not stretch the spacing. */
 #define FLUSH_DUTY 200
+#define FLUSH_SPACED_MIN 1000 /* instances: a smaller service is never held */
 
 static uint64_t flush_gap_ms(const regent_cat *c)
 {
@@ -640,7 +642,7 @@ static void flush_snap(regent_cat *c)
 			changed[nchanged++] = m ? m->name : prev->name;
 	}
 	free(c->biggest);
-	c->biggest = big != SIZE_MAX ? regent_xstrdup(dirty[big]) : NULL;
+	c->biggest = big != SIZE_MAX && big_n >= FLUSH_SPACED_MIN ? regent_xstrdup(dirty[big]) : NULL;
 	regent_map *dmap = c->dirty; /* owns the strings of dirty[] */
 	c->dirty = regent_map_new();
 	if (nchanged == 0 && !first) {

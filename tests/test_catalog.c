@@ -60,6 +60,21 @@ static void set1(regent_catview *v, const char *svc, const char *id, uint16_t po
 	regent_cat_view_set(v, svc, &one, 1);
 }
 
+/* svc as 1,000 instances: id and 999 others (a big service: the flush
+ * spacing holds only services of 1,000 instances or more). */
+#define BIG_N 1000
+static void setbig(regent_catview *v, const char *svc, const char *id, uint16_t port)
+{
+	regent_inst *all[BIG_N];
+	all[0] = mk(svc, id, port);
+	for (int i = 1; i < BIG_N; i++) {
+		char o[16];
+		snprintf(o, sizeof(o), "f%04d", i);
+		all[i] = mk(svc, o, (uint16_t)(3000 + i));
+	}
+	regent_cat_view_set(v, svc, all, BIG_N);
+}
+
 static void set2(regent_catview *v, const char *svc, const char *id1, const char *id2)
 {
 	regent_inst *two[2] = {mk(svc, id1, 1), mk(svc, id2, 2)};
@@ -305,6 +320,15 @@ static void trickle_flushes_by_max_delay(void **state)
  * one of the same service by 200 x C, at most the maximum delay: a change
  * every 30 ms after a debounce of 20 ms got a snapshot of its own; now one
  * per 300 ms (the maximum delay), and every change still goes out. */
+static void trickle_big(uv_timer_t *t)
+{
+	char id[16];
+	snprintf(id, sizeof(id), "t%d", trickle_n++);
+	setbig(trickle_view, "web", id, (uint16_t)(1000 + trickle_n));
+	if (trickle_n >= 40)
+		uv_timer_stop(t);
+}
+
 static void on_slow_flush(void *arg, const regent_catalog *snap, const char *const *changed,
                           size_t n)
 {
@@ -325,7 +349,7 @@ static void costly_flushes_spaced(void **state)
 	trickle_n = 0;
 	uv_timer_t t;
 	uv_timer_init(&loop, &t);
-	uv_timer_start(&t, trickle, 30, 30); /* 40 changes over ~1.2 s */
+	uv_timer_start(&t, trickle_big, 30, 30); /* 40 changes over ~1.2 s */
 	run_ms(&loop, 2000);
 	uv_close((uv_handle_t *)&t, NULL);
 	assert_int_equal(trickle_n, 40);
@@ -333,15 +357,19 @@ static void costly_flushes_spaced(void **state)
 	assert_true(f.count <= 8); /* ~1.2 s / 300 ms + the first and the last */
 	for (int i = 2; i < f.count && i < 64; i++)
 		assert_true(f.at_ms[i] - f.at_ms[i - 1] >= 250);
-	/* the last change went out (each replaces "web" with its one instance) */
+	/* the last change went out (each replaces "web"'s first instance) */
 	const regent_instance *const *li = NULL;
-	assert_int_equal(regent_catalog_instances(f.last, "web", &li), 1);
-	assert_string_equal(li[0]->id, "t39");
+	size_t n = regent_catalog_instances(f.last, "web", &li);
+	assert_int_equal(n, BIG_N);
+	bool last = false;
+	for (size_t i = 0; i < n; i++)
+		last = last || strcmp(li[i]->id, "t39") == 0;
+	assert_true(last);
 	teardown(&loop, c, &f);
 }
 
-/* The spacing holds only the costly flush's service: after a flush of
- * "web" that cost 5 ms (spacing 1 s, capped at the 300 ms maximum delay),
+/* The spacing holds only the costly flush's big service: after a flush of
+ * "web" (1,000 instances) that cost 5 ms (spacing 1 s, capped at the 300 ms maximum delay),
  * a lone change of another service 100 ms later (quiet for longer than
  * the 20 ms debounce) goes out on the next loop turn; one of "web" waits
  * for the spacing. */
@@ -353,12 +381,12 @@ static void lone_change_after_costly_flush(void **state)
 	flushes f = {.loop = &loop};
 	regent_cat *c = regent_cat_new(&loop, 20, 300, on_slow_flush, &f);
 	regent_catview *v = regent_cat_view_new(c, false);
-	set1(v, "web", "a", 1000);
+	setbig(v, "web", "a", 1000);
 	run_ms(&loop, 100);
 	assert_int_equal(f.count, 1);
 	uv_update_time(&loop);
 	uint64_t t0 = uv_now(&loop);
-	set1(v, "web", "c", 1002); /* the costly one again, ~100 ms after its flush */
+	setbig(v, "web", "c", 1002); /* the costly one again, ~100 ms after its flush */
 	run_ms(&loop, 400);
 	assert_int_equal(f.count, 2);
 	assert_true(f.at_ms[1] - t0 >= 100); /* held until ~300 ms after that flush */
@@ -368,6 +396,14 @@ static void lone_change_after_costly_flush(void **state)
 	run_ms(&loop, 150);
 	assert_int_equal(f.count, 3);
 	assert_true(f.at_ms[2] - t0 < 40); /* at once (5 ms callback), not ~100 ms later */
+	/* A small service is never held, even by its own costly flush. */
+	run_ms(&loop, 60);
+	uv_update_time(&loop);
+	t0 = uv_now(&loop);
+	set1(v, "api", "b2", 1003);
+	run_ms(&loop, 150);
+	assert_int_equal(f.count, 4);
+	assert_true(f.at_ms[3] - t0 < 40);
 	teardown(&loop, c, &f);
 }
 
