@@ -16,6 +16,7 @@
 void hx_ap_from_file(hx *s)
 {
 	s->epoch++;
+	hx_conn_reset(s->rt); /* a new worker: its own connection */
 	s->learn_pending = false;
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
@@ -30,6 +31,7 @@ void hx_ap_from_file(hx *s)
 void hx_ap_unknown(hx *s)
 {
 	s->epoch++;
+	hx_conn_reset(s->rt); /* adopted, restarted or reloaded: connect anew */
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap.st = AP_UNKNOWN;
@@ -133,6 +135,15 @@ bool hx_learn(hx *s)
 /* ------------------------------------------------------------------ */
 /* Fast path: the admin socket                                        */
 /* ------------------------------------------------------------------ */
+
+/* A fast-path request: on the persistent connection (small answers,
+ * pipelined), one-shot where there is none. */
+static hx_cli *admin_request(hx *s, const char *cmd, hx_cli_cb cb, int *err)
+{
+	if (s->rt)
+		return hx_conn_request(s->rt, cmd, s->cmd_timeout, cb, s, err);
+	return hx_cli_request(s->h, s->loop, s->admin_socket, cmd, s->cmd_timeout, cb, s, err);
+}
 
 bool hx_admin_usable(hx *s)
 {
@@ -375,8 +386,7 @@ bool hx_send_cmds(hx *s)
 	s->batch_slots = c.nslots;
 	int err = 0;
 	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&c.b));
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&c.b), s->cmd_timeout,
-	                              on_admin_cmds, s, &err);
+	s->admin_req = admin_request(s, hx_buf_str(&c.b), on_admin_cmds, &err);
 	hx_buf_free(&c.b);
 	if (!s->admin_req) {
 		batch_done d = {.s = s, .failed = true};
@@ -463,8 +473,7 @@ bool hx_send_drops(hx *s)
 	s->ndrop_sent = k;
 	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&b));
 	int err = 0;
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
-	                              on_drops, s, &err);
+	s->admin_req = admin_request(s, hx_buf_str(&b), on_drops, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
 		on_drops(s, err ? err : -EIO, "", 0);
@@ -582,8 +591,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 	}
 	int err = 0;
 	s->admin_polling = true;
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
-	                              on_admin_poll, s, &err);
+	s->admin_req = admin_request(s, hx_buf_str(&b), on_admin_poll, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
 		s->admin_polling = false;

@@ -89,6 +89,7 @@ typedef struct hx {
 	const regent_catalog *pending; /* applied() not yet reported */
 
 	/* fast path */
+	hx_conn *rt;      /* the persistent admin-socket connection (cli.c) */
 	hx_cli *admin_req;
 	unsigned batch_epoch; /* of the command batch in flight */
 	size_t batch_slots;
@@ -166,7 +167,7 @@ typedef struct hx {
 
 	/* metrics */
 	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,
-		*m_runtime_err;
+		*m_runtime_err, *m_admin_conns;
 } hx;
 
 static inline bool streq(const char *a, const char *b)
