@@ -219,6 +219,10 @@ void hx_cli_cancel(hx_cli *c)
  *  - retired by hx_conn_reset (a new worker: an old worker keeps answering
  *    on its connections after a reload, so a new one is opened; the
  *    retired one finishes what it has in flight, then closes);
+ *  - asked for its worker's pid when opened (`show info`, behind the
+ *    prompt line), and the socket asked again (one-shot) when it closes
+ *    idle: another pid than the last one without a reset in between is a
+ *    reload regent did not make (on_worker);
  *  - on an error, EOF or a timeout, the requests in flight get it (as a
  *    one-shot request would) and the next connection waits a backoff
  *    (requests in the meantime fail at once with the last error). */
@@ -246,6 +250,10 @@ struct hx_conn {
 	uv_loop_t *loop;
 	char *path;
 	regent_metric *m_opened;
+	hx_conn_worker_cb on_worker;
+	void *worker_arg;
+	long pid; /* the worker the active connection reached (0: not known since a reset) */
+	hx_cli *probe; /* the one-shot `show info` after an idle close */
 	hx_link *active, *links;
 	regent_backoff backoff;
 	uint64_t retry_at;
@@ -349,6 +357,32 @@ static void link_arm(hx_link *l)
 	uv_timer_start(&l->timer, link_timer, at > now ? at - now : 0, 0);
 }
 
+static void worker_seen(hx_conn *c, long pid)
+{
+	long was = c->pid;
+	c->pid = pid;
+	if (was && was != pid && c->on_worker)
+		c->on_worker(c->worker_arg, was, pid);
+}
+
+static void probe_answer(void *arg, int status, const char *out, size_t len)
+{
+	hx_conn *c = arg;
+	(void)len;
+	c->probe = NULL;
+	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
+	if (pid && !c->active) /* else the new connection's own `show info` tells */
+		worker_seen(c, pid);
+}
+
+/* The active connection closes idle: which worker owns the socket now? */
+static void probe(hx_conn *c)
+{
+	int err = 0;
+	if (!c->probe && c->pid)
+		c->probe = hx_cli_request(c->h, c->loop, c->path, "show info", 5000, probe_answer, c, &err);
+}
+
 static void link_timer(uv_timer_t *t)
 {
 	hx_link *l = t->data;
@@ -358,9 +392,13 @@ static void link_timer(uv_timer_t *t)
 		return;
 	}
 	if (!l->head) {
-		if (l->retired || now >= l->last + LINK_IDLE_MS)
+		if (l->retired) {
 			link_close(l);
-		else
+		} else if (now >= l->last + LINK_IDLE_MS) {
+			hx_conn *c = l->c;
+			link_close(l);
+			probe(c);
+		} else
 			link_arm(l);
 		return;
 	}
@@ -514,6 +552,17 @@ static hx_cli *req_new(hx_conn *c, const char *cmd, uint64_t timeout_ms, hx_cli_
 	return r;
 }
 
+/* The `show info` asked on every new connection: which worker it reached. */
+static void link_info(void *arg, int status, const char *out, size_t len)
+{
+	hx_link *l = arg;
+	hx_conn *c = l->c;
+	(void)len;
+	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
+	if (c && c->active == l && pid)
+		worker_seen(c, pid);
+}
+
 static hx_link *link_open(hx_conn *c, uint64_t timeout_ms)
 {
 	hx_link *l = c->h->xcalloc(1, sizeof(*l));
@@ -528,6 +577,7 @@ static hx_link *link_open(hx_conn *c, uint64_t timeout_ms)
 	c->links = l;
 	c->active = l;
 	link_push(l, req_new(c, "prompt", timeout_ms, NULL, NULL));
+	link_push(l, req_new(c, "show info", timeout_ms, link_info, l));
 	uv_pipe_connect(&l->creq, &l->pipe, c->path, link_connected);
 	if (c->m_opened)
 		c->h->metric_add(c->m_opened, 1);
@@ -537,7 +587,7 @@ static hx_link *link_open(hx_conn *c, uint64_t timeout_ms)
 }
 
 hx_conn *hx_conn_new(const regent_host *h, regent_ctx *ctx, uv_loop_t *loop, const char *path,
-                     regent_metric *opened)
+                     regent_metric *opened, hx_conn_worker_cb on_worker, void *arg)
 {
 	hx_conn *c = h->xcalloc(1, sizeof(*c));
 	c->h = h;
@@ -545,6 +595,8 @@ hx_conn *hx_conn_new(const regent_host *h, regent_ctx *ctx, uv_loop_t *loop, con
 	c->loop = loop;
 	c->path = h->xstrdup(path);
 	c->m_opened = opened;
+	c->on_worker = on_worker;
+	c->worker_arg = arg;
 	c->backoff = (regent_backoff){.initial_ms = 100, .max_ms = 2000};
 	return c;
 }
@@ -589,6 +641,9 @@ void hx_conn_reset(hx_conn *c)
 	if (!c)
 		return;
 	c->retry_at = 0; /* a new worker: no backoff from the old one's errors */
+	c->pid = 0;
+	hx_cli_cancel(c->probe);
+	c->probe = NULL;
 	c->h->backoff_reset(&c->backoff);
 	hx_link *l = c->active;
 	if (!l)
@@ -610,6 +665,7 @@ void hx_conn_free(hx_conn *c)
 {
 	if (!c)
 		return;
+	hx_cli_cancel(c->probe);
 	while (c->links)
 		link_close(c->links);
 	free(c->path);

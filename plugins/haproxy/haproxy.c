@@ -123,6 +123,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 	case HX_SUP_DOWN:
 	case HX_SUP_FAILED:
 		s->master_ready = false;
+		hx_conn_reset(s->rt); /* the next worker is a new one, not a surprise */
 		s->stale_run = false;
 		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
 		if (ev == HX_SUP_DOWN)
@@ -407,7 +408,7 @@ static int start(void *self)
 	s->t_wretry = s->h->timer_new(s->ctx, s);
 	recover(s);
 	hx_clean_temps(s);
-	s->rt = hx_conn_new(s->h, s->ctx, s->loop, s->admin_socket, s->m_admin_conns);
+	s->rt = hx_conn_new(s->h, s->ctx, s->loop, s->admin_socket, s->m_admin_conns, hx_on_worker, s);
 	s->annot = hx_annot_new(s->ctx, s->h, s->loop, &s->m, s->admin_socket,
 	                        s->h->cfg_duration_ms(s->ctx, "server_state_interval"),
 	                        s->cmd_timeout);

@@ -196,10 +196,14 @@ void hx_cli_cancel(hx_cli *c);
  * unless cancelled), never before hx_conn_request returns.  It follows
  * haproxy's worker: hx_conn_reset when a new worker answers (a reload, a
  * restart), closed when idle or old, a backoff after an error (NULL with
- * *err meanwhile).  opened (may be NULL) counts the connections. */
+ * *err meanwhile).  opened (may be NULL) counts the connections.
+ * on_worker (may be NULL) is called when a new connection reaches another
+ * worker than the last one without a reset in between (a reload regent did
+ * not make), with both pids. */
 typedef struct hx_conn hx_conn;
+typedef void (*hx_conn_worker_cb)(void *arg, long was, long pid);
 hx_conn *hx_conn_new(const regent_host *h, regent_ctx *ctx, uv_loop_t *loop, const char *path,
-                     regent_metric *opened);
+                     regent_metric *opened, hx_conn_worker_cb on_worker, void *arg);
 hx_cli *hx_conn_request(hx_conn *c, const char *cmd, uint64_t timeout_ms, hx_cli_cb cb, void *arg,
                         int *err);
 void hx_conn_reset(hx_conn *c);

@@ -28,6 +28,21 @@ void hx_ap_from_file(hx *s)
 	}
 }
 
+void hx_on_worker(void *arg, long was, long pid)
+{
+	hx *s = arg;
+	/* A reload or restart of regent's own under way: it resets the
+	 * connection itself once it sees the new worker. */
+	if (s->stopping || s->ps >= P_RENAME || (s->manage && !s->master_ready))
+		return;
+	s->h->log(s->ctx, REGENT_LOG_WARN,
+	          "admin socket %s: another haproxy worker answers (pid %ld, was %ld) without a reload "
+	          "by regent: its server states are read and the differences set",
+	          s->admin_socket, pid, was);
+	hx_ap_unknown(s);
+	hx_kick(s);
+}
+
 void hx_ap_unknown(hx *s)
 {
 	s->epoch++;

@@ -214,6 +214,9 @@ void hx_arm_model_timer(hx *s, uint64_t at);
 /* ---- runtime.c: the fast path ---- */
 
 void hx_ap_from_file(hx *s);
+/* The persistent connection reached another worker, not after a reload or
+ * restart regent saw: its server states are read again (hx_conn_new). */
+void hx_on_worker(void *arg, long was, long pid);
 /* haproxy's state is unknown (adopted, restarted, a failed reload):
  * learnt with one `show servers state` before anything is sent. */
 void hx_ap_unknown(hx *s);
