@@ -25,6 +25,10 @@ usage: bench/run scale [options]
   --no-probe         do not time render_file/apply with perf uprobes
   --profile          also record perf cpu-clock profiles (client during the changes, register
                      side at the largest size during churn); they perturb the CPU numbers
+  --state-interval D client side: the sink's server_state_interval (default its own, 5s); a
+                     long one (1h) keeps the status page's whole-fleet polls out of the change
+                     phase, so per-change counts (system calls, instructions) are not drowned
+                     in them (the page's follow-up on the changed servers stays)
   --callgrind        run the agents under valgrind callgrind and count the instructions of
                      each window (load-independent; the times are not then): register side,
                      and the client side's change phase (its last agent)
@@ -98,6 +102,7 @@ slots           = 16
 check_interval  = 24h     ; nothing listens behind the synthetic fleet: check rarely
 reload_interval = 200ms
 empty_grace     = 0       ; a removed service's listener goes at once (the reload path is measured)
+${SC_STATE_INTERVAL:+server_state_interval = $SC_STATE_INTERVAL}
 
 [sink stats]
 listen = 127.0.0.1:$4
@@ -707,6 +712,7 @@ bench_scale() {
 		--no-probe) probe=0; shift ;;
 		--profile) profile=1; shift ;;
 		--callgrind) callgrind=1; shift ;;
+		--state-interval) export SC_STATE_INTERVAL=$2; shift 2 ;;
 		--skip-client) client=0; shift ;;
 		--skip-register) reg=0; shift ;;
 		--build) build=$2; shift 2 ;;
