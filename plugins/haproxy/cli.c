@@ -219,6 +219,12 @@ void hx_cli_cancel(hx_cli *c)
  *  - retired by hx_conn_reset (a new worker: an old worker keeps answering
  *    on its connections after a reload, so a new one is opened; the
  *    retired one finishes what it has in flight, then closes);
+ *  - after a reset that names the new worker's pid, the first connection
+ *    holds its requests until `show info` says it reached that worker: an
+ *    old worker may still accept on the socket for a moment after the new
+ *    one answered (both hold the listener), and a connection to it would
+ *    carry every change for seconds; another pid: it is closed and the
+ *    socket tried again at once (at most WRONG_MAX times);
  *  - asked for its worker's pid when opened (`show info`, behind the
  *    prompt line), and the socket asked again (one-shot) when it closes
  *    idle: another pid than the last one without a reset in between is a
@@ -229,6 +235,7 @@ void hx_cli_cancel(hx_cli *c)
 #define LINK_IDLE_MS 5000
 #define LINK_AGE_MS 10000
 #define LINK_ANSWER_MAX (8u << 20)
+#define WRONG_MAX 50
 
 struct hx_link {
 	uv_pipe_t pipe;
@@ -239,6 +246,7 @@ struct hx_link {
 	hx_cli *head, *tail; /* queued: those sent first, in order */
 	unsigned long id; /* the connection's number, for logs */
 	bool open, retired, closing;
+	bool hold; /* user requests wait for `show info` (the worker is checked) */
 	int err; /* a write that failed where no callback may run: reported by the timer */
 	int handles;
 	uint64_t born, last;
@@ -253,6 +261,8 @@ struct hx_conn {
 	hx_conn_worker_cb on_worker;
 	void *worker_arg;
 	long pid; /* the worker the active connection reached (0: not known since a reset) */
+	long want_pid; /* the worker a reset named: the next connection must reach it */
+	unsigned wrong;   /* connections that reached another one since */
 	hx_cli *probe; /* the one-shot `show info` after an idle close */
 	hx_link *active, *links;
 	regent_backoff backoff;
@@ -501,6 +511,8 @@ static void link_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
+static void link_info(void *arg, int status, const char *out, size_t len);
+
 static void link_connected(uv_connect_t *req, int status)
 {
 	hx_link *l = req->data;
@@ -521,6 +533,8 @@ static void link_connected(uv_connect_t *req, int status)
 	for (hx_cli *r = l->head; r; r = r->next) {
 		hx_buf_puts(&b, r->cmd);
 		r->sent = true;
+		if (l->hold && r->cb == link_info)
+			break; /* the rest once the worker is the one expected */
 	}
 	rc = link_write(l, hx_buf_str(&b), b.len);
 	hx_buf_free(&b);
@@ -552,6 +566,24 @@ static hx_cli *req_new(hx_conn *c, const char *cmd, uint64_t timeout_ms, hx_cli_
 	return r;
 }
 
+static hx_link *link_open(hx_conn *c, uint64_t timeout_ms);
+
+/* The requests a held link kept back, written now. */
+static void link_release(hx_link *l)
+{
+	l->hold = false;
+	hx_buf b = {.h = l->c->h};
+	for (hx_cli *r = l->head; r; r = r->next)
+		if (!r->sent) {
+			hx_buf_puts(&b, r->cmd);
+			r->sent = true;
+		}
+	int rc = b.len ? link_write(l, hx_buf_str(&b), b.len) : 0;
+	hx_buf_free(&b);
+	if (rc < 0)
+		link_fail(l, rc);
+}
+
 /* The `show info` asked on every new connection: which worker it reached. */
 static void link_info(void *arg, int status, const char *out, size_t len)
 {
@@ -559,7 +591,33 @@ static void link_info(void *arg, int status, const char *out, size_t len)
 	hx_conn *c = l->c;
 	(void)len;
 	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
-	if (c && c->active == l && pid)
+	if (!c || c->active != l)
+		return;
+	if (l->hold && pid != c->want_pid && ++c->wrong <= WRONG_MAX) {
+		/* Not the worker the reset named (an old one still accepting):
+		 * its requests, none sent yet, go to another connection. */
+		hx_cli *q = l->head;
+		l->head = l->tail = NULL;
+		link_close(l);
+		hx_link *n = link_open(c, 5000);
+		for (hx_cli *r = q, *nx; r; r = nx) {
+			nx = r->next;
+			r->next = NULL;
+			link_push(n, r);
+		}
+		link_arm(n);
+		return;
+	}
+	if (l->hold) {
+		if (pid != c->want_pid)
+			c->h->log(c->ctx, REGENT_LOG_WARN,
+			          "admin socket %s: still not worker %ld after %u connections (pid %ld): using it",
+			          c->path, c->want_pid, c->wrong - 1, pid);
+		c->want_pid = 0;
+		c->wrong = 0;
+		link_release(l);
+	}
+	if (pid && !l->closing)
 		worker_seen(c, pid);
 }
 
@@ -573,6 +631,7 @@ static hx_link *link_open(hx_conn *c, uint64_t timeout_ms)
 	uv_timer_init(c->loop, &l->timer);
 	l->pipe.data = l->timer.data = l->creq.data = l;
 	l->handles = 2;
+	l->hold = c->want_pid != 0;
 	l->next = c->links;
 	c->links = l;
 	c->active = l;
@@ -626,7 +685,7 @@ hx_cli *hx_conn_request(hx_conn *c, const char *cmd, uint64_t timeout_ms, hx_cli
 	}
 	hx_cli *r = req_new(c, cmd, timeout_ms, cb, arg);
 	link_push(l, r);
-	if (l->open) {
+	if (l->open && !l->hold) {
 		r->sent = true;
 		int rc = link_write(l, r->cmd, strlen(r->cmd));
 		if (rc < 0 && !l->err)
@@ -636,10 +695,12 @@ hx_cli *hx_conn_request(hx_conn *c, const char *cmd, uint64_t timeout_ms, hx_cli
 	return r;
 }
 
-void hx_conn_reset(hx_conn *c)
+void hx_conn_reset(hx_conn *c, long pid)
 {
 	if (!c)
 		return;
+	c->want_pid = pid;
+	c->wrong = 0;
 	c->retry_at = 0; /* a new worker: no backoff from the old one's errors */
 	c->pid = 0;
 	hx_cli_cancel(c->probe);

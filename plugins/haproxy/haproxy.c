@@ -123,7 +123,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 	case HX_SUP_DOWN:
 	case HX_SUP_FAILED:
 		s->master_ready = false;
-		hx_conn_reset(s->rt); /* the next worker is a new one, not a surprise */
+		hx_conn_reset(s->rt, 0); /* the next worker is a new one, not a surprise */
 		s->stale_run = false;
 		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
 		if (ev == HX_SUP_DOWN)

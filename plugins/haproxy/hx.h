@@ -206,7 +206,9 @@ hx_conn *hx_conn_new(const regent_host *h, regent_ctx *ctx, uv_loop_t *loop, con
                      regent_metric *opened, hx_conn_worker_cb on_worker, void *arg);
 hx_cli *hx_conn_request(hx_conn *c, const char *cmd, uint64_t timeout_ms, hx_cli_cb cb, void *arg,
                         int *err);
-void hx_conn_reset(hx_conn *c);
+/* pid (0: any): the new worker's, when known; the next connection checks
+ * it reached that one before it carries a request. */
+void hx_conn_reset(hx_conn *c, long pid);
 unsigned long hx_conn_opened(const hx_conn *c);
 /* Closes it; requests still on it are dropped without their callbacks. */
 void hx_conn_free(hx_conn *c);

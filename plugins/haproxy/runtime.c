@@ -16,7 +16,7 @@
 void hx_ap_from_file(hx *s)
 {
 	s->epoch++;
-	hx_conn_reset(s->rt); /* a new worker: its own connection */
+	hx_conn_reset(s->rt, s->want_worker); /* a new worker (the master named it): its own connection */
 	s->learn_pending = false;
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
@@ -46,7 +46,7 @@ void hx_on_worker(void *arg, long was, long pid)
 void hx_ap_unknown(hx *s)
 {
 	s->epoch++;
-	hx_conn_reset(s->rt); /* adopted, restarted or reloaded: connect anew */
+	hx_conn_reset(s->rt, 0); /* adopted, restarted or reloaded: connect anew */
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap.st = AP_UNKNOWN;
@@ -152,10 +152,14 @@ bool hx_learn(hx *s)
 /* ------------------------------------------------------------------ */
 
 /* A fast-path request: on the persistent connection (small answers,
- * pipelined), one-shot where there is none. */
+ * pipelined), one-shot where there is none or while a reload is under way
+ * (from the rename to the new worker confirmed): the persistent connection
+ * still reaches the old worker then (it follows at the confirmation), and
+ * a `disable frontend` of a section only the new file has must reach the
+ * new one. */
 static hx_cli *admin_request(hx *s, const char *cmd, hx_cli_cb cb, int *err)
 {
-	if (s->rt)
+	if (s->rt && s->ps < P_RENAME)
 		return hx_conn_request(s->rt, cmd, s->cmd_timeout, cb, s, err);
 	return hx_cli_request(s->h, s->loop, s->admin_socket, cmd, s->cmd_timeout, cb, s, err);
 }
