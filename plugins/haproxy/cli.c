@@ -591,8 +591,11 @@ static void link_info(void *arg, int status, const char *out, size_t len)
 	hx_conn *c = l->c;
 	(void)len;
 	long pid = status == 0 ? hx_parse_info_pid(out) : 0;
-	if (!c || c->active != l)
+	if (!c || c->active != l) {
+		if (c && l->hold) /* reset meanwhile: what it holds goes (as one-shot would) */
+			link_release(l);
 		return;
+	}
 	if (l->hold && pid != c->want_pid && ++c->wrong <= WRONG_MAX) {
 		/* Not the worker the reset named (an old one still accepting):
 		 * its requests, none sent yet, go to another connection. */
