@@ -28,7 +28,8 @@ usage: bench/run scale [options]
   --state-interval D client side: the sink's server_state_interval (default its own, 5s); a
                      long one (1h) keeps the status page's whole-fleet polls out of the change
                      phase, so per-change counts (system calls, instructions) are not drowned
-                     in them (the page's follow-up on the changed servers stays)
+                     in them (the page's follow-up on the changed servers stays); one
+                     change before the windows then brings the page's first whole poll
   --callgrind        run the agents under valgrind callgrind and count the instructions of
                      each window (load-independent; the times are not then): register side,
                      and the client side's change phase (its last agent)
@@ -712,7 +713,7 @@ bench_scale() {
 		--no-probe) probe=0; shift ;;
 		--profile) profile=1; shift ;;
 		--callgrind) callgrind=1; shift ;;
-		--state-interval) export SC_STATE_INTERVAL=$2; shift 2 ;;
+		--state-interval) export SC_STATE_INTERVAL=$2 SC_WARMUP=1; shift 2 ;;
 		--skip-client) client=0; shift ;;
 		--skip-register) reg=0; shift ;;
 		--build) build=$2; shift 2 ;;
