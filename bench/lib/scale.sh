@@ -25,8 +25,14 @@ usage: bench/run scale [options]
   --no-probe         do not time render_file/apply with perf uprobes
   --profile          also record perf cpu-clock profiles (client during the changes, register
                      side at the largest size during churn); they perturb the CPU numbers
-  --callgrind        register side: run the agents under valgrind callgrind and count the
-                     instructions of each window (load-independent; the times are not then)
+  --state-interval D client side: the sink's server_state_interval (default its own, 5s); a
+                     long one (1h) keeps the status page's whole-fleet polls out of the change
+                     phase, so per-change counts (system calls, instructions) are not drowned
+                     in them (the page's follow-up on the changed servers stays); one
+                     change before the windows then brings the page's first whole poll
+  --callgrind        run the agents under valgrind callgrind and count the instructions of
+                     each window (load-independent; the times are not then): register side,
+                     and the client side's change phase (its last agent)
   --skip-client | --skip-register
   --build DIR        regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR          results dir (default bench/results)
@@ -97,6 +103,7 @@ slots           = 16
 check_interval  = 24h     ; nothing listens behind the synthetic fleet: check rarely
 reload_interval = 200ms
 empty_grace     = 0       ; a removed service's listener goes at once (the reload path is measured)
+${SC_STATE_INTERVAL:+server_state_interval = $SC_STATE_INTERVAL}
 
 [sink stats]
 listen = 127.0.0.1:$4
@@ -121,7 +128,7 @@ sc_profile_report() {
 }
 
 sc_client() {
-	local ninst=$1 nsvc=$2 runs=$3 nchg=$4 nnew=$5 probe=$6 profile=$7
+	local ninst=$1 nsvc=$2 runs=$3 nchg=$4 nnew=$5 probe=$6 profile=$7 callgrind=${8:-0} wrap=()
 	local ep port d t0 tc ts r pid c0 cold_cfg=() cold_srv=() cold_cpu=() cold_q=() cold_qcpu=() rss hwm
 	# Each size has its own etcd, work dir and daemon names; waits grow with the size.
 	local W=$H_TMP/c$ninst tmo_cfg=$((60 + ninst / 500)) tmo_srv=$((120 + ninst / 250))
@@ -158,11 +165,12 @@ sc_client() {
 		local cep=$ep label="cold start $i"
 		if ((i > runs)); then # the last run goes through a counting proxy, for the change phase
 			cep=http://127.0.0.1:$(sc_proxy_start "proxy-c$ninst" "$port"); label="through the proxy"
+			((callgrind)) && wrap=(valgrind -q --tool=callgrind --callgrind-out-file="$W/cg-client")
 		fi
 		sc_client_ini "$d" "$cep" "$hsp" "$rsp"
 		"$REGENT_BIN" --check-config -c "$d/client.ini" >/dev/null || b_die "client config"
 		t0=$(now_ns)
-		daemon_start "regent-c$ninst-$i" "$REGENT_BIN" -c "$d/client.ini"
+		daemon_start "regent-c$ninst-$i" "${wrap[@]}" "$REGENT_BIN" -c "$d/client.ini"
 		pid=$(daemon_pid "regent-c$ninst-$i")
 		tc=$("$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" wait-config "$d/hx/regent.cfg" "$nsvc" "$tmo_cfg") ||
 			b_die "client $i: config with $nsvc services not written within $tmo_cfg s"
@@ -192,6 +200,11 @@ sc_client() {
 		s0=$(sc_proxy_snap "proxy-c$ninst")
 		echo "$(now_ns) start" >> "$W/change-windows"
 		b_log "$nchg joins + $nchg leaves at $ninst instances"
+		# The registry traffic is read around the change loop only (not its idle windows), the
+		# system calls (perf stat) and, under callgrind, the instructions over the loop and the
+		# idle window before it (scale_tool.py changes).
+		SC_PROXY_STATS="$H_TMP/proxy-c$ninst.json" SC_SYSCALLS=$(command -v perf >/dev/null && echo 1) \
+		SC_CALLGRIND=$( ((callgrind)) && echo "$W/cg-client") \
 		"$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" changes "$ep" /fleet "$d/hx/haproxy-admin.sock" "$pid" \
 			"$nchg" "$W/changes.json" "$nsvc" || b_log "changes failed"
 		echo "$(now_ns) end" >> "$W/change-windows"
@@ -250,9 +263,32 @@ if ch.get("phase_s"):
         metric="one change: agent CPU, mean over the change phase (all its CPU - idle rate x its length) / changes",
         note="%d changes in %.1f s" % (len(ch["samples"]), ch["phase_s"]))
 n = 2 * nchg
+# Around the change loop only (scale_tool.py changes reads the proxy's counters there); the
+# whole command's window held two 10-s idle windows too (session 8: 734 -> 1,215 B/change).
+if ch.get("proxy0") and ch.get("proxy1"):
+    s0, s1, how = ch["proxy0"], ch["proxy1"], "the change loop only"
+else:
+    how = "the whole changes command, idle windows included"
 row(section="client, %s instances" % ninst, metric="one change: registry traffic to the client agent (watch)",
     value=(s1[1] + s1[2] - s0[1] - s0[2]) / n, unit="bytes/change", target="O(1)",
-    note="requests: %.2f/change (the watch stream is one long request)" % ((s1[0] - s0[0]) / n))
+    note="requests: %.2f/change (the watch stream is one long request); counted over %s" % ((s1[0] - s0[0]) / n, how))
+nch = len(ch["samples"])
+if ch.get("sc_loop") and ch.get("sc_idle") and ch.get("idle_s"):
+    for j, what, ev in ((0, "system calls", "raw_syscalls:sys_enter"), (1, "connect() calls", "syscalls:sys_enter_connect")):
+        lo, idl = ch["sc_loop"][j], ch["sc_idle"][j]
+        if lo is None or idl is None:
+            continue
+        per = (lo - idl / ch["idle_s"] * ch["phase_s"]) / nch
+        row(section="client, %s instances" % ninst, metric="one change: agent %s (idle rate subtracted)" % what,
+            value=per, unit="calls/change",
+            note="perf stat %s; load-independent; %d over the loop (%.1f s), %.1f/s idle" %
+                 (ev, lo, ch["phase_s"], idl / ch["idle_s"]))
+if ch.get("cg_loop") is not None and ch.get("cg_idle") is not None and ch.get("idle_s"):
+    per = (ch["cg_loop"] - ch["cg_idle"] / ch["idle_s"] * ch["phase_s"]) / nch
+    row(section="client, %s instances" % ninst, metric="one change: agent instructions (user space, idle rate subtracted)",
+        value=per / 1e3, unit="k/change",
+        note="valgrind callgrind; load-independent; %.1f M over the loop, %.2f M/s idle" %
+             (ch["cg_loop"] / 1e6, ch["cg_idle"] / ch["idle_s"] / 1e6))
 try:
     nw = json.load(open(d + "/newsvc.json"))["samples"]
     for kind, what in (("add", "new service (reload path): etcd write -> haproxy routes"),
@@ -677,6 +713,7 @@ bench_scale() {
 		--no-probe) probe=0; shift ;;
 		--profile) profile=1; shift ;;
 		--callgrind) callgrind=1; shift ;;
+		--state-interval) export SC_STATE_INTERVAL=$2 SC_WARMUP=1; shift 2 ;;
 		--skip-client) client=0; shift ;;
 		--skip-register) reg=0; shift ;;
 		--build) build=$2; shift 2 ;;
@@ -713,7 +750,7 @@ bench_scale() {
 				continue
 			fi
 			b_log "client side: $ninst instances in $svcs services"
-			sc_client "$ninst" "${nsvc:-$((ninst / 10))}" "$runs" "$nchg" "$nnew" "$probe" "$profile"
+			sc_client "$ninst" "${nsvc:-$((ninst / 10))}" "$runs" "$nchg" "$nnew" "$probe" "$profile" "$callgrind"
 		done
 		sc_growth
 		title="client at $csizes instances (10 per service)"
@@ -721,7 +758,7 @@ bench_scale() {
 	fi
 	((reg)) && sc_register "$sizes" "$window" "$churn" "$profile" "$callgrind"
 	((reg)) && title="${title:+$title; }register side at $sizes local instances"
-	((reg && callgrind)) && title="$title (agents under valgrind callgrind: only the instruction rows mean anything)"
+	((callgrind)) && title="$title (agents under valgrind callgrind: only the instruction rows mean anything)"
 	bench_report "scale: $title"
 	if ((client)) && [[ -f "${B_CSV%.csv}-growth.md" ]]; then
 		echo; cat "${B_CSV%.csv}-growth.md"; echo "Growth:   ${B_CSV%.csv}-growth.md"

@@ -347,12 +347,123 @@ IDLE_SETTLE_S = 6.0
 IDLE_WINDOW_S = 10.0
 
 
+def proxy_snap(path):
+    """[requests, up_bytes, down_bytes] of countproxy's STATS.json (rewritten every 100 ms while
+    something changed: read 250 ms after the moment it stands for)."""
+    time.sleep(0.25)
+    try:
+        with open(path) as f:
+            st = json.load(f)
+        return [st["requests"], st["up_bytes"], st["down_bytes"]]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class SyscallCount:
+    """perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_connect -p PID from start() to
+    stop(): the system calls, and the connect() among them, as (all, connects)."""
+    def __init__(self, pid, path):
+        self.pid, self.path, self.p = pid, path, None
+
+    def start(self):
+        import subprocess
+        self.p = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,syscalls:sys_enter_connect",
+                                   "-p", str(self.pid),
+                                   "-o", self.path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # perf attached
+
+    def stop(self):
+        import signal
+        self.p.send_signal(signal.SIGINT)
+        self.p.wait(timeout=30)
+        n = {}
+        with open(self.path) as f:
+            for line in f:
+                x = line.split(",")
+                if len(x) > 2 and x[0].isdigit():
+                    n[x[2].split("/")[0]] = int(x[0])
+        return [n.get("raw_syscalls:sys_enter"), n.get("syscalls:sys_enter_connect")]
+
+
+class CallgrindCount:
+    """The user-space instructions of a callgrind-run PID between zero() and dump() (its
+    "totals:" line; callgrind_control -z / -d; dumps are OUT.1, OUT.2, ...)."""
+    def __init__(self, pid, out):
+        self.pid, self.out, self.n = pid, out, 0
+
+    def zero(self):
+        import subprocess
+        subprocess.run(["callgrind_control", "-z", str(self.pid)], stdout=subprocess.DEVNULL, check=False)
+
+    def dump(self):
+        import subprocess
+        subprocess.run(["callgrind_control", "-d", str(self.pid)], stdout=subprocess.DEVNULL, check=False)
+        self.n += 1
+        path = "%s.%d" % (self.out, self.n)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith("totals:"):
+                            return int(line.split()[1])
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return None
+
+
+def one_change(e, prefix, sock, j, nsvc, kinds):
+    s = (j * 37) % nsvc
+    svc = "fleet%04d" % s
+    i = 900000 + j
+    key = "%s/%s/fleet-node/x%06d/8000" % (prefix, svc, i)
+    r = e.post("/v3/kv/range", {"key": b64("%s/%s/" % (prefix, svc)),
+                                "range_end": b64("%s/%s0" % (prefix, svc)), "limit": 1})
+    sport = json.loads(base64.b64decode(r["kvs"][0]["value"]))["service_port"]
+    addr, port = "127.2.%d.%d" % (j // 250, j % 250 + 1), 20000 + j
+    for kind in kinds:
+        if kind == "join":
+            e.post("/v3/kv/put", {"key": b64(key), "value": b64(inst_value(addr, port, sport))})
+        else:
+            e.post("/v3/kv/deleterange", {"key": b64(key)})
+        wait_state(sock, svc, "%s %s:%d" % (svc, addr, port), kind == "join")
+    time.sleep(1.0)
+
+
 def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
+    """Environment (all optional): SC_PROXY_STATS: countproxy's STATS.json, read around the change
+    loop only; SC_SYSCALLS=1: perf stat raw_syscalls:sys_enter over the first idle window and over
+    the change loop; SC_CALLGRIND=OUT: the agent runs under callgrind (--callgrind-out-file=OUT):
+    its instructions over the same two windows."""
     e = Etcd(ep)
+    extra = {}
+    if os.environ.get("SC_WARMUP") == "1":
+        # One join and leave before the windows (bench/run scale --state-interval): the status
+        # page's first whole poll, which a long interval leaves to the first change, comes now.
+        one_change(e, prefix, sock, m + 1, nsvc, ("join", "leave"))
+    sysc = SyscallCount(pid, out + ".perf") if os.environ.get("SC_SYSCALLS") == "1" else None
+    cg = CallgrindCount(pid, os.environ["SC_CALLGRIND"]) if os.environ.get("SC_CALLGRIND") else None
     time.sleep(IDLE_SETTLE_S)
+    if sysc:
+        sysc.start()
+    if cg:
+        cg.zero()
+    t = time.monotonic()
     idle_before = idle_rate(pid, IDLE_WINDOW_S)
+    if cg:
+        extra["cg_idle"] = cg.dump()
+    if sysc:
+        extra["sc_idle"] = sysc.stop()
+    extra["idle_s"] = time.monotonic() - t
     idle = idle_before
     samples = []
+    if os.environ.get("SC_PROXY_STATS"):
+        extra["proxy0"] = proxy_snap(os.environ["SC_PROXY_STATS"])
+    if sysc:
+        sysc.start()
+    if cg:
+        cg.zero()
     p0c, p0t = cpu_ns(pid), time.monotonic()
     for j in range(m):
         s = (j * 37) % nsvc
@@ -379,6 +490,12 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
             samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
                             "cpu_ms": (c1 - c0) / 1e6, "window_ms": dt * 1000})
     p1c, p1t = cpu_ns(pid), time.monotonic()
+    if cg:
+        extra["cg_loop"] = cg.dump()
+    if sysc:
+        extra["sc_loop"] = sysc.stop()
+    if os.environ.get("SC_PROXY_STATS"):
+        extra["proxy1"] = proxy_snap(os.environ["SC_PROXY_STATS"])
     idle_after = idle_rate(pid, IDLE_WINDOW_S)
     idle = (idle_before + idle_after) / 2
     for s in samples:  # the mean of both idle windows is subtracted
@@ -386,7 +503,7 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
     with open(out, "w") as f:
         json.dump({"idle_ns_per_s": idle, "idle_before_ns_per_s": idle_before,
                    "idle_after_ns_per_s": idle_after, "phase_cpu_ns": p1c - p0c,
-                   "phase_s": p1t - p0t, "samples": samples}, f)
+                   "phase_s": p1t - p0t, "samples": samples, **extra}, f)
     return 0
 
 

@@ -12,6 +12,10 @@ typedef struct hx_annot hx_annot;
  * every other call then does nothing.  m must outlive it. */
 hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, hx_model *m,
                        const char *admin_socket, uint64_t interval_ms, uint64_t cmd_timeout_ms);
+/* The sink's persistent admin-socket connection (NULL: none): the few
+ * servers the sink just changed are asked on it; whole polls stay
+ * one-shot (their big answers would hold the fast path up). */
+void hx_annot_set_conn(hx_annot *a, hx_conn *conn);
 /* The sink changed this server (slot of service): asked alone soon. */
 void hx_annot_touch(hx_annot *a, const char *service, size_t sn);
 /* Ask haproxy again soon (the sink just changed servers). */

@@ -123,6 +123,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 	case HX_SUP_DOWN:
 	case HX_SUP_FAILED:
 		s->master_ready = false;
+		hx_conn_reset(s->rt, 0); /* the next worker is a new one, not a surprise */
 		s->stale_run = false;
 		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
 		if (ev == HX_SUP_DOWN)
@@ -388,6 +389,9 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->m_runtime_err = h->metric(ctx, REGENT_METRIC_COUNTER,
 	                             "regent_haproxy_runtime_errors_total",
 	                             "Runtime API batches haproxy refused.", NULL);
+	s->m_admin_conns = h->metric(ctx, REGENT_METRIC_COUNTER,
+	                             "regent_haproxy_admin_connections_total",
+	                             "Persistent admin-socket connections opened (fast path).", NULL);
 	hx_update_health(s);
 	*self = s;
 	return 0;
@@ -404,9 +408,11 @@ static int start(void *self)
 	s->t_wretry = s->h->timer_new(s->ctx, s);
 	recover(s);
 	hx_clean_temps(s);
+	s->rt = hx_conn_new(s->h, s->ctx, s->loop, s->admin_socket, s->m_admin_conns, hx_on_worker, s);
 	s->annot = hx_annot_new(s->ctx, s->h, s->loop, &s->m, s->admin_socket,
 	                        s->h->cfg_duration_ms(s->ctx, "server_state_interval"),
 	                        s->cmd_timeout);
+	hx_annot_set_conn(s->annot, s->rt);
 	s->started_ms = s->h->now_ms();
 	s->started = true;
 	s->h->log(s->ctx, REGENT_LOG_INFO, "%s haproxy; file %s, admin socket %s, %s %s",
@@ -492,6 +498,8 @@ static int stop(void *self)
 	hx_drop_pending(s);
 	hx_annot_free(s->annot);
 	s->annot = NULL;
+	hx_conn_free(s->rt); /* after the requests on it were cancelled */
+	s->rt = NULL;
 	bool kill = why == REGENT_STOP_REMOVED || (why == REGENT_STOP_EXIT && !s->keep_running);
 	if (s->sup && hx_sup_stop(s->sup, kill))
 		return REGENT_PENDING;
@@ -511,6 +519,8 @@ static void destroy(void *self)
 	s->h->timer_close(&s->t_slow);
 	hx_annot_free(s->annot); /* before the model it reads */
 	s->annot = NULL;
+	hx_conn_free(s->rt);
+	s->rt = NULL;
 	model_teardown(s);
 	s->h->timer_close(&s->t_wretry);
 	hx_ok_shapes_clear(s);

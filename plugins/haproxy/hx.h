@@ -186,7 +186,32 @@ typedef void (*hx_cli_cb)(void *arg, int status, const char *out, size_t len);
  * NULL with *err on a setup failure. */
 hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
                        uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err);
+/* Also cancels a request made with hx_conn_request. */
 void hx_cli_cancel(hx_cli *c);
+
+/* ---- cli.c: a persistent connection to the admin socket ----
+ * One connection in haproxy's prompt mode, requests pipelined on it (the
+ * fast path's small requests; big answers stay one-shot).  A request is
+ * answered like hx_cli_request's (the same text, status, callback once
+ * unless cancelled), never before hx_conn_request returns.  It follows
+ * haproxy's worker: hx_conn_reset when a new worker answers (a reload, a
+ * restart), closed when idle or old, a backoff after an error (NULL with
+ * *err meanwhile).  opened (may be NULL) counts the connections.
+ * on_worker (may be NULL) is called when a new connection reaches another
+ * worker than the last one without a reset in between (a reload regent did
+ * not make), with both pids. */
+typedef struct hx_conn hx_conn;
+typedef void (*hx_conn_worker_cb)(void *arg, long was, long pid);
+hx_conn *hx_conn_new(const regent_host *h, regent_ctx *ctx, uv_loop_t *loop, const char *path,
+                     regent_metric *opened, hx_conn_worker_cb on_worker, void *arg);
+hx_cli *hx_conn_request(hx_conn *c, const char *cmd, uint64_t timeout_ms, hx_cli_cb cb, void *arg,
+                        int *err);
+/* pid (0: any): the new worker's, when known; the next connection checks
+ * it reached that one before it carries a request. */
+void hx_conn_reset(hx_conn *c, long pid);
+unsigned long hx_conn_opened(const hx_conn *c);
+/* Closes it; requests still on it are dropped without their callbacks. */
+void hx_conn_free(hx_conn *c);
 
 /* ---- proc.c: the checked candidate renamed over the file ---- */
 

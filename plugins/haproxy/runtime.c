@@ -16,6 +16,7 @@
 void hx_ap_from_file(hx *s)
 {
 	s->epoch++;
+	hx_conn_reset(s->rt, s->want_worker); /* a new worker (the master named it): its own connection */
 	s->learn_pending = false;
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
@@ -27,9 +28,25 @@ void hx_ap_from_file(hx *s)
 	}
 }
 
+void hx_on_worker(void *arg, long was, long pid)
+{
+	hx *s = arg;
+	/* A reload or restart of regent's own under way: it resets the
+	 * connection itself once it sees the new worker. */
+	if (s->stopping || s->ps >= P_RENAME || (s->manage && !s->master_ready))
+		return;
+	s->h->log(s->ctx, REGENT_LOG_WARN,
+	          "admin socket %s: another haproxy worker answers (pid %ld, was %ld) without a reload "
+	          "by regent: its server states are read and the differences set",
+	          s->admin_socket, pid, was);
+	hx_ap_unknown(s);
+	hx_kick(s);
+}
+
 void hx_ap_unknown(hx *s)
 {
 	s->epoch++;
+	hx_conn_reset(s->rt, 0); /* adopted, restarted or reloaded: connect anew */
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		for (size_t i = 0; i < v->nslots; i++) {
 			v->slots[i].ap.st = AP_UNKNOWN;
@@ -133,6 +150,19 @@ bool hx_learn(hx *s)
 /* ------------------------------------------------------------------ */
 /* Fast path: the admin socket                                        */
 /* ------------------------------------------------------------------ */
+
+/* A fast-path request: on the persistent connection (small answers,
+ * pipelined), one-shot where there is none or while a reload is under way
+ * (from the rename to the new worker confirmed): the persistent connection
+ * still reaches the old worker then (it follows at the confirmation), and
+ * a `disable frontend` of a section only the new file has must reach the
+ * new one. */
+static hx_cli *admin_request(hx *s, const char *cmd, hx_cli_cb cb, int *err)
+{
+	if (s->rt && s->ps < P_RENAME)
+		return hx_conn_request(s->rt, cmd, s->cmd_timeout, cb, s, err);
+	return hx_cli_request(s->h, s->loop, s->admin_socket, cmd, s->cmd_timeout, cb, s, err);
+}
 
 bool hx_admin_usable(hx *s)
 {
@@ -375,8 +405,7 @@ bool hx_send_cmds(hx *s)
 	s->batch_slots = c.nslots;
 	int err = 0;
 	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&c.b));
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&c.b), s->cmd_timeout,
-	                              on_admin_cmds, s, &err);
+	s->admin_req = admin_request(s, hx_buf_str(&c.b), on_admin_cmds, &err);
 	hx_buf_free(&c.b);
 	if (!s->admin_req) {
 		batch_done d = {.s = s, .failed = true};
@@ -463,8 +492,7 @@ bool hx_send_drops(hx *s)
 	s->ndrop_sent = k;
 	s->h->log(s->ctx, REGENT_LOG_DEBUG, "runtime: %s", hx_buf_str(&b));
 	int err = 0;
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
-	                              on_drops, s, &err);
+	s->admin_req = admin_request(s, hx_buf_str(&b), on_drops, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
 		on_drops(s, err ? err : -EIO, "", 0);
@@ -582,8 +610,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 	}
 	int err = 0;
 	s->admin_polling = true;
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&b), s->cmd_timeout,
-	                              on_admin_poll, s, &err);
+	s->admin_req = admin_request(s, hx_buf_str(&b), on_admin_poll, &err);
 	hx_buf_free(&b);
 	if (!s->admin_req) {
 		s->admin_polling = false;

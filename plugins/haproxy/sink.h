@@ -89,6 +89,7 @@ typedef struct hx {
 	const regent_catalog *pending; /* applied() not yet reported */
 
 	/* fast path */
+	hx_conn *rt;      /* the persistent admin-socket connection (cli.c) */
 	hx_cli *admin_req;
 	unsigned batch_epoch; /* of the command batch in flight */
 	size_t batch_slots;
@@ -166,7 +167,7 @@ typedef struct hx {
 
 	/* metrics */
 	regent_metric *m_runtime, *m_reloads, *m_rejected, *m_reload_fail, *m_restarts,
-		*m_runtime_err;
+		*m_runtime_err, *m_admin_conns;
 } hx;
 
 static inline bool streq(const char *a, const char *b)
@@ -213,6 +214,9 @@ void hx_arm_model_timer(hx *s, uint64_t at);
 /* ---- runtime.c: the fast path ---- */
 
 void hx_ap_from_file(hx *s);
+/* The persistent connection reached another worker, not after a reload or
+ * restart regent saw: its server states are read again (hx_conn_new). */
+void hx_on_worker(void *arg, long was, long pid);
 /* haproxy's state is unknown (adopted, restarted, a failed reload):
  * learnt with one `show servers state` before anything is sent. */
 void hx_ap_unknown(hx *s);

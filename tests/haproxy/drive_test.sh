@@ -148,6 +148,20 @@ check_show "restart: remove web-1 over the admin socket (ms shown)" \
     "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b1]}" down 100
 check_eq "restart: still no reload" "$R0" "$(reloads)"
 
+# --- a reload regent did not make (the user's own SIGUSR2 to the master) ----------------------------
+# regent's persistent admin-socket connection may still reach the old worker (it answers there
+# after a reload); the next connection (at most 10 s later) sees another worker's pid, reads the
+# new worker's server states and sets the differences, so a change made meanwhile is not lost.
+W0=$("${TOOL[@]}" pid "$ADMIN")
+kill -USR2 "$HPID"
+check "outside reload: a new worker answers on the admin socket" \
+    wait_for --timeout 15 eval '[[ "$("${TOOL[@]}" pid "$ADMIN")" =~ ^[0-9]+$ && "$("${TOOL[@]}" pid "$ADMIN")" != "$W0" ]]'
+INSTANCES+=("$(line web-1 web b1)")
+check_show "outside reload: web-1 joins and the new worker has it within 20 s (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b1]}" ready 20000
+check "outside reload: regent noticed the other worker on its admin-socket connection" \
+    wait_for --timeout 15 grep -q 'another haproxy worker answers (pid [0-9]*, was [0-9]*) without a reload by regent' "$LOG"
+
 # --- reload_command instead of the master CLI ----------------------------------------------------
 daemon_stop regent
 mkcfg "$T/regent.ini" "reload_command = kill -USR2 $HPID"

@@ -202,6 +202,26 @@ check_eq "fast path: same worker" "$W0" "$(worker)"
 check "fast path: mirrored into the file (web-4 on b5, web-3 on b8, no web-1)" eval \
     "grep -q '127.0.0.1:${BP[b5]} .*# web-4\$' '$CFG' && grep -q '127.0.0.1:${BP[b8]} .*# web-3\$' '$CFG' && ! grep -q 'web-1' '$CFG'"
 
+# --- the fast path's persistent admin-socket connection (prompt mode) ------------------------------
+# A burst of changes, one file write every 100 ms (debounce 5 ms: a runtime batch each), goes over
+# at most one new connection (regent logs each one it opens; an open one lives 5 s idle).
+opened() { grep -c 'admin socket .*: connection [0-9]* opened (prompt mode)' "$LOG"; }
+batches() { grep -c 'sink haproxy: runtime: set server' "$LOG"; }
+o0=$(opened); b0=$(batches)
+tline() { echo "$1 tcpsvc 127.0.0.$2 ${BP[b4]}"; } # ID LAST-OCTET: never reachable, never picked twice
+for i in 2 3 4; do
+    INSTANCES+=("$(tline tcp-$i "$i")"); render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"; sleep 0.1
+done
+for i in 2 3 4; do
+    INSTANCES=("${INSTANCES[@]/$(tline tcp-$i "$i")}"); render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"; sleep 0.1
+done
+check "persistent connection: the last leave of a burst is out of rotation" \
+    "${TOOL[@]}" wait-down "$ADMIN" tcpsvc "127.0.0.4:${BP[b4]}" 5000
+echo "  | persistent connection: $(( $(batches) - b0 )) runtime batches, $(( $(opened) - o0 )) connections opened ($(opened) in all)"
+check "persistent connection: the burst made at least 3 runtime batches" test $(( $(batches) - b0 )) -ge 3
+check "persistent connection: at most one opened for all of them" test $(( $(opened) - o0 )) -le 1
+check "persistent connection: the fast path runs on one (one opened so far)" test "$(opened)" -ge 1
+
 # --- drain: a request in flight on a leaving instance completes ------------------------------------
 # The request is held by its backend until the test opens a gate file, so the drain window is the
 # test's to close, not a 1.5 s sleep racing a loaded machine (drain_timeout is 45 s, the hold at
@@ -245,7 +265,13 @@ GATE3=$T/reload.gate
 "${TOOL[@]}" get "http://127.0.0.1:$P_SLOW/hold?$GATE3" 60 > "$T/slow3.out" & g3=$!
 check "reload: a held request is in flight" \
     wait_for --timeout 30 eval "[[ \"\$(haproxy_admin_cmd '$ADMIN' 'show stat slowsvc 4 -1' | awk -F, '\$5 == 1')\" ]]"
-R0=$(reloads); W0=$(worker)
+# The persistent connection follows the new worker: a change just before the reload opens it (or
+# uses the open one), the reload leaves it to the old worker, and a change after the reload reaches
+# the new one.
+check_show "reload: tcp-9 joins just before the reload (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances; tline tcp-9 9)" "$ADMIN" tcpsvc "127.0.0.9:${BP[b4]}" ready 2000
+INSTANCES+=("$(tline tcp-9 9)")
+R0=$(reloads); W0=$(worker); L0=$(wc -l < "$LOG")
 INSTANCES+=("$(line api-1 api b9)")
 t0=$(date +%s%N)
 render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
@@ -258,6 +284,13 @@ check_eq "reload: web-2 keeps its server name" "$KEEP_SLOT" "$(slot_of web b2)"
 check_eq "reload: server state survives (weight 7 from the state file)" "7" \
     "$(haproxy_admin_cmd "$ADMIN" "show servers state web" | awk -v s="$KEEP_SLOT" '$4 == s { print $8 }')"
 haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 1" >/dev/null
+check "reload: the admin-socket connection was left to the old worker" \
+    grep -q 'connection [0-9]* left to the worker it reached' <(tail -n "+$((L0 + 1))" "$LOG")
+INSTANCES=("${INSTANCES[@]/$(tline tcp-9 9)}")
+check_show "reload: tcp-9 leaves after the reload, seen by the new worker (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" tcpsvc "127.0.0.9:${BP[b4]}" down 3000
+check "reload: that change went over a new connection" \
+    grep -q 'connection [0-9]* opened (prompt mode)' <(tail -n "+$((L0 + 1))" "$LOG" | sed -n '/haproxy reloaded (worker/,$p')
 check_eq "reload: web keeps serving all instances" "b2 10|b5 10|b8 10|errors 0" \
     "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30 | paste -sd'|')"
 check "the state file was written" test -s "$HX/haproxy.state"
@@ -347,11 +380,32 @@ check "injection: evil-4's line is a plain server line" \
     grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} check inter 1s +# evil-4\$" "$CFG"
 grep -E 'evil|tag' "$CFG" | sed 's/^/  | file: /'
 
+# --- an error answer on the persistent connection is reported as before ---------------------------
+# haproxy loses tcpsvc's free slots behind regent's back (`del server`): the join that follows is
+# refused ("No such server."), logged with haproxy's words, counted, and a reload repairs it.
+free_slots=$("${TOOL[@]}" servers "$ADMIN" tcpsvc | awk '$4 != 0 { print $1 }')
+dels=""; for sv in $free_slots; do dels+="${dels:+;}set server tcpsvc/$sv state maint;del server tcpsvc/$sv"; done
+haproxy_admin_cmd "$ADMIN" "$dels" >/dev/null
+check "error: tcpsvc's free slots are gone from haproxy" \
+    test "$("${TOOL[@]}" servers "$ADMIN" tcpsvc | awk '$4 != 0' | wc -l)" -eq 0
+nerr=$(grep -c 'haproxy refused a runtime change: No such server' "$LOG")
+INSTANCES+=("$(tline tcp-8 8)")
+render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
+check "error: the refused change is logged with haproxy's answer" wait_for --timeout 10 \
+    eval "[[ \$(grep -c 'haproxy refused a runtime change: No such server' '$LOG') -gt $nerr ]]"
+check "error: a reload brings tcp-8 in" "${TOOL[@]}" wait-ready "$ADMIN" tcpsvc "127.0.0.8:${BP[b4]}" 20000
+INSTANCES=("${INSTANCES[@]/$(tline tcp-8 8)}")
+check_show "error: the fast path works again (tcp-8 leaves, ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" tcpsvc "127.0.0.8:${BP[b4]}" down 3000
+
 # --- metrics (with the stats sink) --------------------------------------------------------------
 metric() { http_get "http://127.0.0.1:$P_METRICS/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2 }'; }
 if [[ $HAVE_STATS == 1 ]]; then
     check "metrics: runtime updates counted" test "$(metric 'regent_haproxy_runtime_updates_total{plugin="haproxy"}' | cut -d. -f1)" -ge 4
     check "metrics: reloads counted" test "$(metric 'regent_haproxy_reloads_total{plugin="haproxy"}' | cut -d. -f1)" -ge 1
+    check "metrics: the refused runtime batch counted" test "$(metric 'regent_haproxy_runtime_errors_total{plugin="haproxy"}' | cut -d. -f1)" -ge 1
+    check_eq "metrics: admin-socket connections counted as logged" "$(opened)" \
+        "$(metric 'regent_haproxy_admin_connections_total{plugin="haproxy"}' | cut -d. -f1)"
     check "metrics: the rejected configuration counted" test "$(metric 'regent_haproxy_config_rejected_total{plugin="haproxy"}' | cut -d. -f1)" -ge 1
     check "metrics: propagation latency recorded for the sink" \
         test "$(metric 'regent_propagation_seconds_count{plugin="haproxy"}' | cut -d. -f1)" -ge 5
@@ -370,6 +424,15 @@ hx_track_master "$MASTER"
 check "crash: a new master" test "$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')" != "$MPID"
 check_eq "crash: all instances back" "b1 8|b2 8|b5 8|b7 8|b8 8|errors 0" \
     "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40 | paste -sd'|')"
+L0=$(grep -n "haproxy (pid $MPID) was killed by signal 9" "$LOG" | tail -n 1 | cut -d: -f1)
+INSTANCES+=("$(tline tcp-7 7)")
+check_show "crash: a change after the restart reaches the new haproxy (tcp-7 joins, ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" tcpsvc "127.0.0.7:${BP[b4]}" ready 3000
+check "crash: over a connection opened after it" \
+    grep -q 'connection [0-9]* opened (prompt mode)' <(tail -n "+$((L0 + 1))" "$LOG")
+INSTANCES=("${INSTANCES[@]/$(tline tcp-7 7)}")
+check_show "crash: tcp-7 leaves (ms shown)" \
+    "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" tcpsvc "127.0.0.7:${BP[b4]}" down 3000
 
 # --- regent killed with SIGKILL: the next start adopts the haproxy it left ----------------------
 OLD_M=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')

@@ -41,6 +41,7 @@ node = vg
 state_dir = $T/state
 debounce = 5ms
 stop_timeout = 10s
+log_level = debug
 
 [source testsource]
 file = $INST
@@ -94,6 +95,13 @@ check "haproxy restarted after a crash" wait_for --timeout 30 eval \
     "[[ \"\$(haproxy_master_cmd --sock '$MASTER' 'show proc' 2>/dev/null | awk '\$2 == \"master\" { print \$1 }')\" =~ ^[0-9]+\$ && \"\$(haproxy_master_cmd --sock '$MASTER' 'show proc' | awk '\$2 == \"master\" { print \$1 }')\" != $MPID ]]"
 check "web answers again" wait_for --timeout 30 web_ok
 hx_track_master "$MASTER"
+# The fast path after the restart: a new persistent admin-socket connection, still open (5 s
+# idle) when regent stops.
+printf 'web-1 web 127.0.0.1 %s\nweb-2 web 127.0.0.1 %s\n' "$B1" "$B2" > "$INST"
+check "fast path after the crash: web-1 added" \
+    wait_for --timeout 20 eval "'${TOOL[0]}' '${TOOL[1]}' servers '$ADMIN' web | grep -qE ':$B1 2 [04]$'"
+check "persistent admin-socket connections: one before the crash, one after" \
+    test "$(grep -c 'admin socket .*: connection [0-9]* opened (prompt mode)' "$LOG")" -ge 2
 daemon_kill regent TERM
 check "regent under valgrind exits after SIGTERM" wait_for --timeout 60 eval '! daemon_alive regent'
 check "valgrind: the run finished" grep -q 'ERROR SUMMARY' "$T/vg.out"
