@@ -47,6 +47,11 @@ __attribute__((destructor)) static void spare_free(void)
 	spare = (regent_buffer){0};
 }
 
+size_t hx_cli_spare_cap(void)
+{
+	return spare.cap;
+}
+
 static void on_close(uv_handle_t *h)
 {
 	hx_cli *c = h->data;

@@ -187,6 +187,8 @@ typedef void (*hx_cli_cb)(void *arg, int status, const char *out, size_t len);
 hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
                        uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err);
 void hx_cli_cancel(hx_cli *c);
+/* The capacity of the answer buffer kept for the next request (tests). */
+size_t hx_cli_spare_cap(void);
 
 /* ---- proc.c: the checked candidate renamed over the file ---- */
 
