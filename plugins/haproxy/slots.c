@@ -24,24 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool hx_ip_parse(const char *text, hx_ip *ip)
-{
-	memset(ip, 0, sizeof(*ip));
-	if (!text)
-		return false;
-	if (inet_pton(AF_INET, text, ip->b) == 1)
-		return true;
-	ip->v6 = true;
-	return inet_pton(AF_INET6, text, ip->b) == 1;
-}
-
-const char *hx_ip_str(const hx_ip *ip, char *buf)
-{
-	if (!inet_ntop(ip->v6 ? AF_INET6 : AF_INET, ip->b, buf, HX_ADDR_MAX))
-		buf[0] = '\0';
-	return buf;
-}
-
 static size_t id_hash(const char *s)
 {
 	uint64_t x = 1469598103934665603ull;
