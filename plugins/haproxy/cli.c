@@ -31,12 +31,14 @@ struct hx_cli {
  * servers (~1.5 MB, asked every server_state_interval and after changes)
  * grown from nothing again on each request cost a dozen reallocs and a
  * page fault per fresh 4 KB each time, tens of ms of the agent's CPU per
- * answer on a loaded VM.  Only a buffer of SPARE_MIN to SPARE_MAX is kept,
- * at most one (the biggest); it is freed when the plugin is unloaded or the
- * agent exits (spare_free).  SPARE_MAX fits the periodic answers (`show
- * stat` of up to 1,000 servers, annot.c's chunk: ~0.3 MB); the rare bigger
- * ones (`show servers state` after a start and before a reload: 3.7 MB at
- * 16,000 slots) are freed after use instead of staying resident. */
+ * answer on a loaded VM.  Only a buffer of SPARE_MIN or more is kept, at
+ * most one (the biggest); it is freed when the plugin is unloaded or the
+ * agent exits (spare_free).  A buffer over SPARE_MAX whose answer used
+ * less than a quarter of it is first shrunk to fit that answer: a one-off
+ * big answer (a full `show stat` or `show servers state` after a start or
+ * before a reload: 3.9 and 1.2 MB at 16,000 slots) stays resident only
+ * until the next smaller one, while the periodic answers keep their size
+ * (annot.c's chunks, ~0.4 MB; a single service of 10,000 servers, ~5 MB). */
 #define SPARE_MIN (64u << 10)
 #define SPARE_MAX (1u << 20)
 static regent_buffer spare;
@@ -58,7 +60,14 @@ static void on_close(uv_handle_t *h)
 	if (--c->open_handles > 0)
 		return;
 	free(c->cmd);
-	if (c->out.cap >= SPARE_MIN && c->out.cap <= SPARE_MAX && c->out.cap > spare.cap) {
+	if (c->out.cap > SPARE_MAX && c->out.len < c->out.cap / 4) {
+		size_t cap = SPARE_MIN;
+		while (cap < c->out.len + 1)
+			cap *= 2;
+		c->out.data = c->out.h->xrealloc(c->out.data, cap);
+		c->out.cap = cap;
+	}
+	if (c->out.cap >= SPARE_MIN && c->out.cap > spare.cap) {
 		free(spare.data);
 		spare = c->out.rb;
 		c->out.rb = (regent_buffer){0};

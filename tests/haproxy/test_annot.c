@@ -9,7 +9,7 @@
  * server as it was, the key of a row that went or holds another instance
  * withdrawn (unless the instance moved to a row read since), and the whole
  * list with annotations_set on a core of ABI 1.4.  Also cli.c's kept answer
- * buffer (at most 1 MiB stays between requests). */
+ * buffer (a big one shrinks to fit a smaller answer). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -387,9 +387,9 @@ static void test_older_core(void **state)
 	annot_teardown(&f);
 }
 
-/* ---- cli.c's kept answer buffer: a periodic answer's (up to 1 MiB) is
- * kept for the next request, a bigger one (a full `show servers state`) is
- * freed after use. */
+/* ---- cli.c's kept answer buffer: kept for the next request; one over
+ * 1 MiB that a smaller answer used less than a quarter of is shrunk to fit
+ * it (a one-off full `show servers state` does not stay resident). */
 struct srv1 {
 	uv_pipe_t srv;
 	uv_pipe_t conn;
@@ -470,11 +470,14 @@ static void test_cli_spare(void **state)
 	assert_non_null(mkdtemp(dir));
 	char path[64];
 	snprintf(path, sizeof(path), "%s/admin.sock", dir);
-	assert_int_equal(cli_answer_of(path, 2500000), 0);        /* 4 MiB grown: not kept */
-	assert_int_equal(cli_answer_of(path, 300000), 512u << 10); /* kept */
-	assert_int_equal(cli_answer_of(path, 200000), 512u << 10); /* reused, still kept */
-	assert_int_equal(cli_answer_of(path, 2500000), 0);        /* grown past 1 MiB: freed */
-	assert_int_equal(cli_answer_of(path, 1000), 0);           /* under 64 KiB: not kept */
+	size_t big = 4u << 20, mid = 512u << 10, small = 64u << 10;
+	assert_int_equal(cli_answer_of(path, 2500000), big); /* kept: the next may be as big */
+	assert_int_equal(cli_answer_of(path, 2400000), big); /* reused */
+	assert_int_equal(cli_answer_of(path, 300000), mid);  /* a quarter or less: shrunk to fit */
+	assert_int_equal(cli_answer_of(path, 200000), mid);  /* reused, kept */
+	assert_int_equal(cli_answer_of(path, 2500000), big); /* grown from it */
+	assert_int_equal(cli_answer_of(path, 1000), small);  /* shrunk, never under 64 KiB */
+	assert_int_equal(cli_answer_of(path, 100), small);   /* at most 1 MiB: not shrunk */
 	rmdir(dir);
 }
 
