@@ -187,7 +187,7 @@ typedef struct svc {
 	size_t nin, nvalid;
 	port_count sport, mport;
 	/* instance id -> slot index + 1 (linear probing, no tombstones) */
-	size_t *idt;
+	uint32_t *idt;
 	size_t idtcap, nids;
 	/* free slot indices, a min-heap (lazy: checked when taken) */
 	size_t *fh;

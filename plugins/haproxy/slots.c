@@ -36,12 +36,12 @@ static size_t id_hash(const char *s)
 /* Instance id -> slot                                                */
 /* ------------------------------------------------------------------ */
 
-static void idt_insert(size_t *t, size_t cap, const svc *v, size_t i)
+static void idt_insert(uint32_t *t, size_t cap, const svc *v, size_t i)
 {
 	size_t h = id_hash(v->slots[i].id) & (cap - 1);
 	while (t[h])
 		h = (h + 1) & (cap - 1);
-	t[h] = i + 1;
+	t[h] = (uint32_t)(i + 1); /* i < HX_MAX_SLOTS */
 }
 
 static void idt_rebuild(svc *v)
