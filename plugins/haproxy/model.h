@@ -282,6 +282,8 @@ typedef struct hx_model {
 	size_t ncapped;
 } hx_model;
 
+/* Once per hx_model_free (the model is one of addr.c's owners meanwhile,
+ * at the same address). */
 void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h);
 void hx_model_free(hx_model *m);
 
