@@ -9,7 +9,7 @@
  * server as it was, the key of a row that went or holds another instance
  * withdrawn (unless the instance moved to a row read since), and the whole
  * list with annotations_set on a core of ABI 1.4.  Also cli.c's kept answer
- * buffer (a big one shrinks to fit a smaller answer). */
+ * buffer (over 1 MiB only while big answers follow each other). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -387,9 +387,9 @@ static void test_older_core(void **state)
 	annot_teardown(&f);
 }
 
-/* ---- cli.c's kept answer buffer: kept for the next request; one over
- * 1 MiB that a smaller answer used less than a quarter of is shrunk to fit
- * it (a one-off full `show servers state` does not stay resident). */
+/* ---- cli.c's kept answer buffer: kept for the next request; over 1 MiB
+ * only for a big answer that follows another (a one-off full `show servers
+ * state` does not stay resident), shrunk to fit a much smaller answer. */
 struct srv1 {
 	uv_pipe_t srv;
 	uv_pipe_t conn;
@@ -470,14 +470,14 @@ static void test_cli_spare(void **state)
 	assert_non_null(mkdtemp(dir));
 	char path[64];
 	snprintf(path, sizeof(path), "%s/admin.sock", dir);
-	size_t big = 4u << 20, mid = 512u << 10, small = 64u << 10;
-	assert_int_equal(cli_answer_of(path, 2500000), big); /* kept: the next may be as big */
-	assert_int_equal(cli_answer_of(path, 2400000), big); /* reused */
+	size_t big = 4u << 20, max = 1u << 20, mid = 512u << 10;
+	assert_int_equal(cli_answer_of(path, 2500000), max); /* one-off: 1 MiB of it kept */
+	assert_int_equal(cli_answer_of(path, 2400000), big); /* a second big one: kept whole */
+	assert_int_equal(cli_answer_of(path, 2500000), big); /* reused */
 	assert_int_equal(cli_answer_of(path, 300000), mid);  /* a quarter or less: shrunk to fit */
 	assert_int_equal(cli_answer_of(path, 200000), mid);  /* reused, kept */
-	assert_int_equal(cli_answer_of(path, 2500000), big); /* grown from it */
-	assert_int_equal(cli_answer_of(path, 1000), small);  /* shrunk, never under 64 KiB */
-	assert_int_equal(cli_answer_of(path, 100), small);   /* at most 1 MiB: not shrunk */
+	assert_int_equal(cli_answer_of(path, 2500000), max); /* one-off again */
+	assert_int_equal(cli_answer_of(path, 1000), max);    /* at most 1 MiB: not shrunk */
 	rmdir(dir);
 }
 
