@@ -388,8 +388,9 @@ static void test_older_core(void **state)
 }
 
 /* ---- cli.c's kept answer buffer: kept for the next request; over 1 MiB
- * only for a big answer that follows another (a one-off full `show servers
- * state` does not stay resident), shrunk to fit a much smaller answer. */
+ * only for a big answer that follows another (after a one-off full `show
+ * servers state`, what the answer before needed), shrunk to fit a much
+ * smaller answer. */
 struct srv1 {
 	uv_pipe_t srv;
 	uv_pipe_t conn;
@@ -470,14 +471,14 @@ static void test_cli_spare(void **state)
 	assert_non_null(mkdtemp(dir));
 	char path[64];
 	snprintf(path, sizeof(path), "%s/admin.sock", dir);
-	size_t big = 4u << 20, max = 1u << 20, mid = 512u << 10;
-	assert_int_equal(cli_answer_of(path, 2500000), max); /* one-off: 1 MiB of it kept */
+	size_t big = 4u << 20, mid = 512u << 10, low = 256u << 10, min = 64u << 10;
+	assert_int_equal(cli_answer_of(path, 2500000), min); /* one-off: back to the answer before */
 	assert_int_equal(cli_answer_of(path, 2400000), big); /* a second big one: kept whole */
 	assert_int_equal(cli_answer_of(path, 2500000), big); /* reused */
 	assert_int_equal(cli_answer_of(path, 300000), mid);  /* a quarter or less: shrunk to fit */
-	assert_int_equal(cli_answer_of(path, 200000), mid);  /* reused, kept */
-	assert_int_equal(cli_answer_of(path, 2500000), max); /* one-off again */
-	assert_int_equal(cli_answer_of(path, 1000), max);    /* at most 1 MiB: not shrunk */
+	assert_int_equal(cli_answer_of(path, 200000), mid);  /* at most 1 MiB: kept as it is */
+	assert_int_equal(cli_answer_of(path, 2500000), low); /* one-off: to the 200 KB before */
+	assert_int_equal(cli_answer_of(path, 1000), low);    /* at most 1 MiB: kept as it is */
 	rmdir(dir);
 }
 
