@@ -188,6 +188,8 @@ hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, 
                        uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err);
 /* Also cancels a request made with hx_conn_request. */
 void hx_cli_cancel(hx_cli *c);
+/* The capacity of the answer buffer kept for the next request (tests). */
+size_t hx_cli_spare_cap(void);
 
 /* ---- cli.c: a persistent connection to the admin socket ----
  * One connection in haproxy's prompt mode, requests pipelined on it (the

@@ -91,6 +91,7 @@ void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h)
 		m->fd_limit = (uint64_t)rl.rlim_max;
 	long nc = sysconf(_SC_NPROCESSORS_ONLN);
 	m->ncpu = nc > 0 ? (nc > 64 ? 64 : (unsigned)nc) : 64; /* haproxy's threads */
+	hx_addr_register(m);
 }
 
 size_t hx_model_fd_budget(const hx_model *m)
@@ -322,6 +323,7 @@ void hx_model_gc(hx_model *m)
 	}
 	if (dropped)
 		tab_rebuild(m, m->tabcap);
+	hx_addr_gc(false);
 }
 
 void hx_model_free(hx_model *m)
@@ -339,6 +341,7 @@ void hx_model_free(hx_model *m)
 	free(m->todo);
 	free(m->idused);
 	free(m->idfree);
+	hx_addr_unregister(m);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -876,6 +879,8 @@ void hx_model_update(hx_model *m, const regent_catalog *prev, const regent_catal
 	hx_model_sort(m);
 	if (gc) /* a service goes: the whole list (a reload follows anyway) */
 		hx_model_gc(m);
+	else
+		hx_addr_gc(false); /* the addresses slots no longer hold, amortised */
 }
 
 uint64_t hx_model_tick(hx_model *m, const regent_catalog *cat)

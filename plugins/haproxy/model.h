@@ -34,11 +34,12 @@
 typedef enum { ST_FREE = 0, ST_READY, ST_DRAIN } slot_state;
 typedef enum { AP_UNKNOWN = 0, AP_MAINT, AP_READY, AP_DRAIN } ap_state;
 
-/* An IP address as bytes (the canonical literal's, inet_pton): 17 bytes
- * where the text took 46, compared with memcmp. */
+/* An IP address: a handle into addr.c's table of the distinct addresses
+ * (4 bytes where the bytes took 17 and the text 46); equal addresses have
+ * equal handles.  0 (a zeroed struct) is 0.0.0.0.  A handle is valid while
+ * a slot of a registered model holds it (hx_addr_gc frees the others). */
 typedef struct hx_ip {
-	uint8_t b[16];
-	bool v6;
+	uint32_t h;
 } hx_ip;
 
 /* A literal (any form inet_pton takes) into ip; false if it is not one. */
@@ -47,8 +48,18 @@ bool hx_ip_parse(const char *text, hx_ip *ip);
 const char *hx_ip_str(const hx_ip *ip, char *buf);
 static inline bool hx_ip_eq(const hx_ip *a, const hx_ip *b)
 {
-	return a->v6 == b->v6 && memcmp(a->b, b->b, sizeof(a->b)) == 0;
+	return a->h == b->h;
 }
+struct hx_model;
+/* The table's owners (hx_model_init / hx_model_free); the last one out
+ * frees it. */
+void hx_addr_register(struct hx_model *m);
+void hx_addr_unregister(struct hx_model *m);
+/* Frees the addresses no slot holds, when the table has doubled since the
+ * last time (or always: force).  Only where no handle lives outside a slot. */
+void hx_addr_gc(bool force);
+/* Addresses held in the table (tests). */
+size_t hx_addr_count(void);
 
 /* A server as one party knows it (haproxy, the file on disk...). */
 typedef struct srv_view {
@@ -58,7 +69,7 @@ typedef struct srv_view {
 	uint16_t weight; /* weight + 1 set over the runtime API; 0: the file's */
 } srv_view;
 
-/* A server slot: ~140 bytes (a service has at least `slots` of them). */
+/* A server slot: 80 bytes (a service has at least `slots` of them). */
 typedef struct slot {
 	char *id; /* the instance in this slot; NULL when free */
 	uint64_t drain_since;
@@ -176,7 +187,7 @@ typedef struct svc {
 	size_t nin, nvalid;
 	port_count sport, mport;
 	/* instance id -> slot index + 1 (linear probing, no tombstones) */
-	size_t *idt;
+	uint32_t *idt;
 	size_t idtcap, nids;
 	/* free slot indices, a min-heap (lazy: checked when taken) */
 	size_t *fh;
@@ -217,6 +228,7 @@ typedef struct svc {
 typedef struct hx_model {
 	regent_ctx *ctx;
 	const regent_host *h;
+	struct hx_model *anext; /* addr.c's owners */
 	/* settings the plugin reads once */
 	char bind_addr[HX_ADDR_MAX + 2];
 	bool stats_on;
@@ -270,6 +282,8 @@ typedef struct hx_model {
 	size_t ncapped;
 } hx_model;
 
+/* Once per hx_model_free (the model is one of addr.c's owners meanwhile,
+ * at the same address). */
 void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h);
 void hx_model_free(hx_model *m);
 

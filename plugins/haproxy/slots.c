@@ -24,24 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool hx_ip_parse(const char *text, hx_ip *ip)
-{
-	memset(ip, 0, sizeof(*ip));
-	if (!text)
-		return false;
-	if (inet_pton(AF_INET, text, ip->b) == 1)
-		return true;
-	ip->v6 = true;
-	return inet_pton(AF_INET6, text, ip->b) == 1;
-}
-
-const char *hx_ip_str(const hx_ip *ip, char *buf)
-{
-	if (!inet_ntop(ip->v6 ? AF_INET6 : AF_INET, ip->b, buf, HX_ADDR_MAX))
-		buf[0] = '\0';
-	return buf;
-}
-
 static size_t id_hash(const char *s)
 {
 	uint64_t x = 1469598103934665603ull;
@@ -54,12 +36,12 @@ static size_t id_hash(const char *s)
 /* Instance id -> slot                                                */
 /* ------------------------------------------------------------------ */
 
-static void idt_insert(size_t *t, size_t cap, const svc *v, size_t i)
+static void idt_insert(uint32_t *t, size_t cap, const svc *v, size_t i)
 {
 	size_t h = id_hash(v->slots[i].id) & (cap - 1);
 	while (t[h])
 		h = (h + 1) & (cap - 1);
-	t[h] = i + 1;
+	t[h] = (uint32_t)(i + 1); /* i < HX_MAX_SLOTS */
 }
 
 static void idt_rebuild(svc *v)

@@ -8,7 +8,8 @@
  * (annotations_update, ABI 1.5), nothing for a poll that found every
  * server as it was, the key of a row that went or holds another instance
  * withdrawn (unless the instance moved to a row read since), and the whole
- * list with annotations_set on a core of ABI 1.4. */
+ * list with annotations_set on a core of ABI 1.4.  Also cli.c's kept answer
+ * buffer (over 1 MiB only while big answers follow each other). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include "helpers.h" /* regent_h_strdup */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -614,6 +616,101 @@ static void test_conn(void **state)
 	unlink(path);
 }
 
+/* ---- cli.c's kept answer buffer: kept for the next request; over 1 MiB
+ * only for a big answer that follows another (after a one-off full `show
+ * servers state`, what the answer before needed), shrunk to fit a much
+ * smaller answer. */
+struct srv1 {
+	uv_pipe_t srv;
+	uv_pipe_t conn;
+	uv_write_t wr;
+	char *answer;
+	size_t n;
+	int status;
+	size_t got;
+	bool done;
+};
+
+static void srv1_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void srv1_written(uv_write_t *w, int status)
+{
+	struct srv1 *s = w->data;
+	assert_int_equal(status, 0);
+	uv_close((uv_handle_t *)&s->conn, srv1_closed);
+}
+
+static void srv1_accept(uv_stream_t *l, int status)
+{
+	struct srv1 *s = l->data;
+	assert_int_equal(status, 0);
+	uv_pipe_init(l->loop, &s->conn, 0);
+	assert_int_equal(uv_accept(l, (uv_stream_t *)&s->conn), 0);
+	uv_buf_t b = uv_buf_init(s->answer, (unsigned)s->n);
+	s->wr.data = s;
+	assert_int_equal(uv_write(&s->wr, (uv_stream_t *)&s->conn, &b, 1, srv1_written), 0);
+}
+
+static void cli_answered(void *arg, int status, const char *out, size_t len)
+{
+	struct srv1 *s = arg;
+	(void)out;
+	s->status = status;
+	s->got = len;
+	s->done = true;
+	uv_close((uv_handle_t *)&s->srv, srv1_closed);
+}
+
+/* One request answered with n bytes; returns the kept buffer's capacity
+ * once the request freed itself. */
+static size_t cli_answer_of(const char *path, size_t n)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct srv1 s = {.n = n};
+	s.answer = malloc(n);
+	assert_non_null(s.answer);
+	memset(s.answer, 'x', n);
+	unlink(path);
+	uv_pipe_init(&loop, &s.srv, 0);
+	s.srv.data = &s;
+	assert_int_equal(uv_pipe_bind(&s.srv, path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&s.srv, 4, srv1_accept), 0);
+	int err = 0;
+	hx_cli *c = hx_cli_request(&regent_host_table, &loop, path, "show servers state", 5000, cli_answered,
+	                           &s, &err);
+	assert_non_null(c);
+	uv_run(&loop, UV_RUN_DEFAULT); /* until every handle, the request's too, is closed */
+	assert_true(s.done);
+	assert_int_equal(s.status, 0);
+	assert_int_equal(s.got, n);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(s.answer);
+	unlink(path);
+	return hx_cli_spare_cap();
+}
+
+static void test_cli_spare(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_annot.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[64];
+	snprintf(path, sizeof(path), "%s/admin.sock", dir);
+	size_t big = 4u << 20, mid = 512u << 10, low = 256u << 10, min = 64u << 10;
+	assert_int_equal(cli_answer_of(path, 2500000), min); /* one-off: back to the answer before */
+	assert_int_equal(cli_answer_of(path, 2400000), big); /* a second big one: kept whole */
+	assert_int_equal(cli_answer_of(path, 2500000), big); /* reused */
+	assert_int_equal(cli_answer_of(path, 300000), mid);  /* a quarter or less: shrunk to fit */
+	assert_int_equal(cli_answer_of(path, 200000), mid);  /* at most 1 MiB: kept as it is */
+	assert_int_equal(cli_answer_of(path, 2500000), low); /* one-off: to the 200 KB before */
+	assert_int_equal(cli_answer_of(path, 1000), low);    /* at most 1 MiB: kept as it is */
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -624,6 +721,7 @@ int main(void)
 		cmocka_unit_test(test_key_moved),
 		cmocka_unit_test(test_older_core),
 		cmocka_unit_test(test_conn),
+		cmocka_unit_test(test_cli_spare),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -555,6 +555,66 @@ static void test_incremental(void **st)
 	cat_clear();
 }
 
+/* Addresses are interned handles (addr.c): equal addresses, equal handles;
+ * 0 is 0.0.0.0 (a zeroed view); what no slot holds is freed by the
+ * collection, what a slot or one of its views holds stays readable; the
+ * table goes with the last model.  A slot is 80 bytes. */
+static void test_addresses(void **st)
+{
+	(void)st;
+	assert_true(sizeof(slot) <= 80);
+	hx_model m;
+	model_new(&m);
+	hx_ip a, b, c, z = {7};
+	char ab[HX_ADDR_MAX];
+	assert_true(hx_ip_parse("10.1.0.1", &a));
+	assert_true(hx_ip_parse("10.1.0.1", &b));
+	assert_true(hx_ip_eq(&a, &b));
+	assert_true(hx_ip_parse("::ffff:10.1.0.1", &c));
+	assert_false(hx_ip_eq(&a, &c));
+	assert_string_equal(hx_ip_str(&c, ab), "::ffff:10.1.0.1");
+	assert_true(hx_ip_parse("2001:db8::1", &c));
+	assert_string_equal(hx_ip_str(&c, ab), "2001:db8::1");
+	assert_true(hx_ip_parse("0.0.0.0", &z));
+	assert_int_equal(z.h, 0);
+	assert_false(hx_ip_parse("not an address", &z));
+	assert_int_equal(z.h, 0);
+	assert_string_equal(hx_ip_str(&z, ab), "0.0.0.0");
+	cat_set("web", 3, 8000, NULL); /* 10.0.0.1-3 */
+	update(&m, "web");
+	svc *v = hx_svc_find(&m, "web");
+	slot *s1 = slot_of(v, "web-0000000");
+	assert_non_null(s1);
+	assert_true(hx_ip_parse("10.2.9.9", &s1->ap.addr)); /* what haproxy says */
+	for (int i = 0; i < 1000; i++) { /* held by no slot */
+		char t[32];
+		snprintf(t, sizeof(t), "10.3.%d.%d", i / 250, i % 250);
+		assert_true(hx_ip_parse(t, &b));
+	}
+	assert_true(hx_addr_count() >= 1000);
+	hx_addr_gc(true);
+	assert_int_equal(hx_addr_count(), 4);
+	assert_string_equal(hx_ip_str(&s1->ap.addr, ab), "10.2.9.9");
+	assert_string_equal(hx_ip_str(&s1->addr, ab), "10.0.0.1");
+	assert_string_equal(hx_ip_str(&slot_of(v, "web-0000002")->addr, ab), "10.0.0.3");
+	assert_true(hx_ip_parse("10.0.0.2", &b)); /* held: the same handle */
+	assert_true(hx_ip_eq(&b, &slot_of(v, "web-0000001")->addr));
+	assert_true(hx_ip_parse("10.4.0.1", &b)); /* a freed handle, reused */
+	assert_false(hx_ip_eq(&b, &s1->ap.addr));
+	assert_string_equal(hx_ip_str(&b, ab), "10.4.0.1");
+	/* without force, updates collect once the table has doubled */
+	for (int i = 0; i < 1000; i++) {
+		char t[32];
+		snprintf(t, sizeof(t), "10.5.%d.%d", i / 250, i % 250);
+		assert_true(hx_ip_parse(t, &b));
+	}
+	update(&m, "web");
+	assert_true(hx_addr_count() <= 5);
+	hx_model_free(&m);
+	assert_int_equal(hx_addr_count(), 0);
+	cat_clear();
+}
+
 /* A burst of 200 instances: one growth step (one reload); a climb one by
  * one from 8 to 200: a logarithmic number of steps, not 25. */
 static void test_slot_growth(void **st)
@@ -1066,7 +1126,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_big_service),   cmocka_unit_test(test_incremental),
-		cmocka_unit_test(test_slot_growth),
+		cmocka_unit_test(test_slot_growth),   cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_proxy_ids),     cmocka_unit_test(test_port_conflict),
 		cmocka_unit_test(test_empty_grace),   cmocka_unit_test(test_bind_exclusion),
 		cmocka_unit_test(test_dirty_lists),   cmocka_unit_test(test_fd_cap),
