@@ -31,6 +31,12 @@ void hx_timing_log(hx *s, const char *how)
 		for (int i = T_START + 1; i < T_NSTEPS && n < sizeof(line); i++) {
 			if (!s->tm[i])
 				continue;
+			if (s->tm[i] < prev) { /* ran beside the step before (the state dump) */
+				n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s at +%.1f ms (beside)",
+				                      n ? ", " : "", names[i],
+				                      (double)(s->tm[i] - s->tm[T_START]) / 1e6);
+				continue;
+			}
 			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %.1f ms", n ? ", " : "",
 			                      names[i], (double)(s->tm[i] - prev) / 1e6);
 			prev = last = s->tm[i];
