@@ -299,6 +299,7 @@ void hx_pipeline_done(hx *s)
 	s->ps = P_IDLE;
 	s->join_left = 0;
 	s->join_failed = false;
+	hx_reload_prefetch_drop(s);
 	s->cold_skip_now = false;
 	free(s->cand_text);
 	s->cand_text = NULL;
@@ -913,6 +914,7 @@ static void start_pipeline(hx *s)
 		s->dump_pending = true;
 		if (!s->admin_req)
 			hx_start_dump(s);
+		hx_reload_prefetch(s); /* and the master's counters */
 	}
 }
 

@@ -123,6 +123,11 @@ typedef struct hx {
 	regent_file_write *state_write;
 	int join_left;
 	bool join_failed;
+	/* The master's `show proc` asked for beside those writes (reload.c
+	 * hx_reload_prefetch): 1 in flight, 2 answered (s->before); the reload
+	 * waits for it when it is still in flight. */
+	int early_proc;
+	bool reload_waits;
 	hx_write *swap;           /* the candidate renamed over config_file */
 	hx_cli *master_req;
 	hx_proc_info before;
@@ -299,5 +304,7 @@ void hx_clean_temps(hx *s);
 
 /* The file is installed: reload haproxy and confirm the new worker. */
 void hx_reload_start(hx *s);
+void hx_reload_prefetch(hx *s);
+void hx_reload_prefetch_drop(hx *s);
 
 #endif
