@@ -80,6 +80,13 @@ static void render_service(hx_buf *b, svc *v, const shape *p, bool cand)
 static char *render_file(hx *s, which w)
 {
 	hx_buf b = {.h = s->h};
+	if (s->file_len) {
+		/* About the installed text's size: no doubling and copying on
+		 * the way (a tenth of the agent's CPU for a reload at 10,000). */
+		b.cap = s->file_len + 64 * 1024;
+		b.data = s->h->xrealloc(NULL, b.cap);
+		b.data[0] = '\0';
+	}
 	hx_file_header(s, &b, w == R_RUN ? s->g_run : s->g_cand);
 	/* Lines of the candidate, so that an error haproxy -c reports at a
 	 * line can be pinned on its service. */
