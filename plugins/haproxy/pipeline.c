@@ -79,14 +79,20 @@ static void render_service(hx_buf *b, svc *v, const shape *p, bool cand)
 
 static char *render_file(hx *s, which w)
 {
-	hx_buf b = {.h = s->h};
-	if (s->file_len) {
-		/* About the installed text's size: no doubling and copying on
-		 * the way (a tenth of the agent's CPU for a reload at 10,000). */
-		b.cap = s->file_len + 64 * 1024;
-		b.data = s->h->xrealloc(NULL, b.cap);
-		b.data[0] = '\0';
+	/* Room for about the whole text at once (the installed one's size,
+	 * or the slots' padded widths at a cold start): no doubling and
+	 * copying on the way, a tenth of the agent's CPU for a reload at
+	 * 10,000 instances. */
+	size_t est = s->file_len;
+	for (svc *v = s->m.svcs; v && !s->file_len; v = v->next) {
+		const shape *p = shape_of(v, w); /* + 32: a line's "  # id" */
+		if (p->listen)
+			est += strlen(p->listen) + p->nslots * (hx_line_width(p->nslots, p->srvopts) + 32);
 	}
+	hx_buf b = {.h = s->h};
+	b.cap = est + 64 * 1024;
+	b.data = s->h->xrealloc(NULL, b.cap);
+	b.data[0] = '\0';
 	hx_file_header(s, &b, w == R_RUN ? s->g_run : s->g_cand);
 	/* Lines of the candidate, so that an error haproxy -c reports at a
 	 * line can be pinned on its service. */
