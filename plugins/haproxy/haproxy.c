@@ -192,7 +192,7 @@ void hx_kick(hx *s)
 	 * copies fdkeep.c holds (accepting into a backlog nobody serves) until
 	 * they are fetched again from the new worker. */
 	hx_send_drops(s);
-	if (s->ps == P_DUMP && s->dump_pending && !s->admin_req)
+	if ((s->ps == P_DUMP || s->ps == P_FINAL) && s->dump_pending && !s->admin_req)
 		hx_start_dump(s);
 	if (s->learn_pending && hx_admin_usable(s))
 		hx_learn(s);
@@ -474,6 +474,8 @@ static void cancel_all(hx *s)
 	s->run = NULL;
 	s->h->file_write_cancel(s->write);
 	s->write = NULL;
+	s->h->file_write_cancel(s->state_write);
+	s->state_write = NULL;
 	hx_write_cancel(s->swap);
 	s->swap = NULL;
 	s->h->file_write_cancel(s->mirror);

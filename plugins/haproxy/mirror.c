@@ -3,13 +3,160 @@
  * installed config_file too, so that a reload or a restart of haproxy
  * starts from it.  Once per change of the model: the changed server lines
  * written over theirs in place (host->file_patch, ABI 1.6; the lines are
- * padded to a fixed width per slot by pipeline.c's hx_render_line), else
- * the whole file rendered (the unchanged services' parts copied from the
- * text last written) and replaced atomically (host->file_write).  Owns
- * s->mirror and each service's m* fields (its part of s->file_text). */
+ * padded to a fixed width per slot by hx_render_line, here, which the
+ * candidate's render in pipeline.c uses too), else the whole file
+ * rendered (the unchanged services' parts copied from the text last
+ * written) and replaced atomically (host->file_write).  After a reload the
+ * candidate's layout is taken over (hx_mirror_from_cand): no whole render
+ * again.  Owns s->mirror and each service's m* fields (its part of
+ * s->file_text). */
 #include "sink.h"
 
 #include <errno.h>
+
+/* ---- server lines (the candidate's render in pipeline.c uses them too) ---- */
+
+/* How a slot is written now: ready with its address, or disabled. */
+static srv_view slot_as_file(const slot *sl)
+{
+	srv_view f = {.st = AP_MAINT};
+	if (sl->st == ST_READY) {
+		f.st = AP_READY;
+		f.addr = sl->addr;
+		f.port = sl->port;
+	}
+	return f;
+}
+
+/* Every server line is padded with spaces to a width with room for an
+ * address and an instance id (LINE_ROOM bytes more than the slot's
+ * disabled line; a longer line keeps its length), before its "  # id"
+ * comment, else at its end.  A slot that changes is then written over its
+ * own line in place (host->file_patch, ABI 1.6), O(the line), the file
+ * keeping its length; a line that no longer fits makes the mirror write
+ * the whole file (see hx_maybe_mirror). */
+#define LINE_ROOM 64
+
+size_t hx_line_width(size_t i, const char *srvopts)
+{
+	size_t d = 1;
+	for (size_t n = i + 1; n >= 10; n /= 10)
+		d++;
+	/* "    server sN 0.0.0.0:0<srvopts> disabled" */
+	return strlen("    server s") + d + strlen(" 0.0.0.0:0") + strlen(srvopts) +
+	       strlen(" disabled") + LINE_ROOM;
+}
+
+static size_t put_dec(char *d, size_t v) /* d: 24 bytes; the digits at its end */
+{
+	size_t n = 24;
+	do {
+		d[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return n;
+}
+
+/* hx_render_server's line with hx_render_line's padding, written at once
+ * into out, without printf or a second pass (the render's main cost at
+ * 10,000 servers): its length, or 0 when it does not fit out or srvopts
+ * has a '#' (the general path below then, which pads before the first
+ * "  # "). */
+static size_t line_direct(char *out, size_t cap, size_t i, const hx_server_line *l,
+                          const char *srvopts, size_t width)
+{
+	if (strchr(srvopts, '#'))
+		return 0;
+	size_t n = 0, ol = strlen(srvopts), k;
+	char d[24];
+#define PUT(src, len)                                                                          \
+	do {                                                                                   \
+		if (n + (len) >= cap)                                                          \
+			return 0;                                                              \
+		memcpy(out + n, (src), (len));                                                 \
+		n += (len);                                                                    \
+	} while (0)
+	PUT("    server s", 12);
+	k = put_dec(d, i + 1);
+	PUT(d + k, 24 - k);
+	if (!l->enabled) {
+		PUT(" 0.0.0.0:0", 10);
+		PUT(srvopts, ol);
+		PUT(" disabled", 9);
+	} else {
+		bool v6 = strchr(l->addr, ':') != NULL;
+		PUT(" [", v6 ? 2 : 1);
+		PUT(l->addr, strlen(l->addr));
+		if (v6)
+			PUT("]", 1);
+		PUT(":", 1);
+		k = put_dec(d, (unsigned)l->port);
+		PUT(d + k, 24 - k);
+		PUT(srvopts, ol);
+	}
+	const char *id = l->enabled && l->id && hx_valid_comment_id(l->id) ? l->id : NULL;
+	size_t idl = id ? strlen(id) : 0, total = n + (id ? 4 + idl : 0);
+	if (total < width) {
+		if (n + (width - total) >= cap)
+			return 0;
+		memset(out + n, ' ', width - total);
+		n += width - total;
+	}
+	if (id) {
+		PUT("  # ", 4);
+		PUT(id, idl);
+	}
+	PUT("\n", 1);
+#undef PUT
+	return n;
+}
+
+/* Slot i's line (what the file says of it: its pend view set), appended
+ * to b with its newline, padded to at least width bytes before it. */
+void hx_render_line(hx_buf *b, size_t i, slot *sl, const char *srvopts, size_t width)
+{
+	sl->pend = slot_as_file(sl);
+	char ab[HX_ADDR_MAX];
+	hx_server_line l = {.enabled = sl->pend.st == AP_READY,
+	                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
+	                    .port = sl->port, .id = sl->id};
+	char direct[1024];
+	size_t dn = line_direct(direct, sizeof(direct), i, &l, srvopts, width);
+	if (dn) {
+		hx_buf_add(b, direct, dn);
+		return;
+	}
+	size_t start = b->len;
+	hx_render_server(b, i, &l, srvopts);
+	size_t len = b->len - start - 1; /* without its newline */
+	if (len >= width)
+		return;
+	size_t pad = width - len;
+	char spaces[LINE_ROOM];
+	memset(spaces, ' ', sizeof(spaces));
+	for (size_t left = pad; left;) {
+		size_t k = left < sizeof(spaces) ? left : sizeof(spaces);
+		hx_buf_add(b, spaces, k);
+		left -= k;
+	}
+	char *line = b->data + start;
+	const char *c = memmem(line, len, "  # ", 4);
+	size_t at = c ? (size_t)(c - line) : len;
+	memmove(line + at + pad, line + at, len + 1 - at);
+	memset(line + at, ' ', pad);
+}
+
+void hx_file_header(hx *s, hx_buf *b, const char *g)
+{
+	hx_buf_printf(b,
+	              "# Generated by regent (sink %s): do not edit, regent rewrites this file.\n"
+	              "# Loaded by haproxy after the user's own files; one listen per service.\n\n",
+	              s->h->instance_name(s->ctx));
+	if (g)
+		hx_buf_puts(b, g);
+}
+
+/* ---- the mirror ---- */
 
 /* One service's part for the mirror, appended to b, with where each
  * server line starts: the lines of slots that did not change since the
@@ -99,6 +246,29 @@ void hx_mirror_invalidate(hx *s)
 		v->mloff = NULL;
 		v->moff = v->mlen = v->mnr = 0;
 		v->mcached = false;
+	}
+}
+
+/* The candidate is the installed file now: each service's part of it
+ * where the candidate's render laid it out (pipeline.c render_service), so
+ * the mirror after a reload renders only what changed since (sgen moved
+ * past cmgen), not the whole file again. */
+void hx_mirror_from_cand(hx *s)
+{
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		free(v->mloff);
+		v->mloff = NULL;
+		v->moff = v->mlen = v->mnr = 0;
+		v->mcached = false;
+		if (!v->cand.listen || !v->cmloff)
+			continue;
+		v->mloff = v->cmloff;
+		v->cmloff = NULL;
+		v->moff = v->cmoff;
+		v->mlen = v->cmlen;
+		v->mnr = v->cmnr;
+		v->mgen = v->cmgen;
+		v->mcached = true;
 	}
 }
 

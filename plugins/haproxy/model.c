@@ -290,6 +290,7 @@ static void svc_free(hx_model *m, svc *v)
 	hx_plan_free(v);
 	hx_svc_slots_free(v);
 	free(v->mloff);
+	free(v->cmloff);
 	free(v->warned);
 	free(v->excluded);
 	hx_buf_free(&v->warn_now);

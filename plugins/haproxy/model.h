@@ -223,6 +223,11 @@ typedef struct svc {
 	unsigned mgen;
 	bool mcached;
 	bool mpend; /* its slots' pend views are in the mirror write in flight */
+	/* The same for the candidate last rendered (pipeline.c), taken over
+	 * by the mirror when it is installed (hx_mirror_from_cand). */
+	size_t cmoff, cmlen, cmnr;
+	size_t *cmloff;
+	unsigned cmgen;
 } svc;
 
 typedef struct hx_model {

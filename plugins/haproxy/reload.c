@@ -31,6 +31,12 @@ void hx_timing_log(hx *s, const char *how)
 		for (int i = T_START + 1; i < T_NSTEPS && n < sizeof(line); i++) {
 			if (!s->tm[i])
 				continue;
+			if (s->tm[i] < prev) { /* ran beside the step before (the state dump) */
+				n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s at +%.1f ms (beside)",
+				                      n ? ", " : "", names[i],
+				                      (double)(s->tm[i] - s->tm[T_START]) / 1e6);
+				continue;
+			}
 			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %.1f ms", n ? ", " : "",
 			                      names[i], (double)(s->tm[i] - prev) / 1e6);
 			prev = last = s->tm[i];
@@ -170,6 +176,15 @@ static void on_reload_sent(void *arg, int status, const char *out, size_t len)
 	enter_confirm(s);
 }
 
+static void send_reload(hx *s)
+{
+	int err = 0;
+	s->master_req = hx_cli_request(s->h, s->loop, s->master_socket, "reload", s->cmd_timeout,
+	                               on_reload_sent, s, &err);
+	if (!s->master_req)
+		reload_fail(s, strerror(-err));
+}
+
 static void on_before_proc(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
@@ -182,11 +197,47 @@ static void on_before_proc(void *arg, int status, const char *out, size_t len)
 		reload_fail(s, why);
 		return;
 	}
+	send_reload(s);
+}
+
+/* The master's counters asked for beside the skip path's writes
+ * (hx_reload_prefetch): the reload goes as soon as the files are in. */
+static void on_early_proc(void *arg, int status, const char *out, size_t len)
+{
+	hx *s = arg;
+	(void)len;
+	s->master_req = NULL;
+	bool ok = status == 0 && hx_parse_show_proc(out, &s->before) == 0;
+	s->early_proc = ok ? 2 : 0;
+	if (!s->reload_waits)
+		return;
+	s->reload_waits = false;
+	s->early_proc = 0;
+	if (ok)
+		send_reload(s);
+	else
+		hx_reload_start(s); /* asks again, and says why it fails */
+}
+
+void hx_reload_prefetch(hx *s)
+{
+	if (!s->master_socket || s->master_req || (s->manage && !s->master_ready))
+		return;
 	int err = 0;
-	s->master_req = hx_cli_request(s->h, s->loop, s->master_socket, "reload", s->cmd_timeout,
-	                               on_reload_sent, s, &err);
-	if (!s->master_req)
-		reload_fail(s, strerror(-err));
+	s->master_req = hx_cli_request(s->h, s->loop, s->master_socket, "show proc", s->cmd_timeout,
+	                               on_early_proc, s, &err);
+	s->early_proc = s->master_req ? 1 : 0;
+}
+
+/* A pipeline that ends drops a prefetch it did not use. */
+void hx_reload_prefetch_drop(hx *s)
+{
+	if (s->early_proc == 1) {
+		hx_cli_cancel(s->master_req);
+		s->master_req = NULL;
+	}
+	s->early_proc = 0;
+	s->reload_waits = false;
 }
 
 static void on_reload_command(void *arg, const regent_spawn_result *res)
@@ -226,6 +277,15 @@ void hx_reload_start(hx *s)
 		return;
 	}
 	s->ps = P_RELOAD;
+	if (s->master_socket && s->early_proc == 1) {
+		s->reload_waits = true; /* on_early_proc sends it */
+		return;
+	}
+	if (s->master_socket && s->early_proc == 2) {
+		s->early_proc = 0;
+		send_reload(s);
+		return;
+	}
 	int err = 0;
 	if (s->master_socket)
 		s->master_req = hx_cli_request(s->h, s->loop, s->master_socket, "show proc", s->cmd_timeout,

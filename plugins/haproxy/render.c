@@ -568,6 +568,9 @@ char *hx_filter_state(const regent_host *h, const char *dump,
                       void *arg)
 {
 	hx_buf b = {.h = h};
+	b.cap = strlen(dump) + 1; /* at most the dump: no doubling on the way */
+	b.data = h->xrealloc(NULL, b.cap);
+	b.data[0] = '\0';
 	for (const char *p = dump; p && *p;) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
@@ -583,11 +586,22 @@ char *hx_filter_state(const regent_host *h, const char *dump,
 			} else {
 				/* be_id be_name srv_id srv_name srv_addr srv_op_state
 				 * srv_admin_state ... srv_port (field 18) */
-				char *f[20] = {0}, *save = NULL;
+				/* Split on spaces as strtok_r(" ") would, without its
+				 * per-token strspn/strcspn (most of a 10,000-line
+				 * dump's cost). */
+				char *f[20] = {0}, *c = line;
 				size_t nf = 0;
-				for (char *t = strtok_r(line, " ", &save); t && nf < 20;
-				     t = strtok_r(NULL, " ", &save))
-					f[nf++] = t;
+				while (nf < 20) {
+					while (*c == ' ')
+						c++;
+					if (!*c)
+						break;
+					f[nf++] = c;
+					while (*c && *c != ' ')
+						c++;
+					if (*c)
+						*c++ = '\0';
+				}
 				if (nf >= 19)
 					ok = keep(arg, f[1], f[3], f[4], (unsigned)strtoul(f[18], NULL, 10),
 					          (unsigned)strtoul(f[5], NULL, 10),

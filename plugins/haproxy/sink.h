@@ -118,6 +118,17 @@ typedef struct hx {
 	uv_timer_t *t_slow;
 	regent_spawn *run; /* haproxy -c or the reload_command */
 	regent_file_write *write; /* candidate or state file (host->file_write) */
+	/* The skip path writes the candidate while the old worker's state is
+	 * dumped and its file written (pipeline.c join_done): the rename waits
+	 * for both.  join_left counts the sides still running. */
+	regent_file_write *state_write;
+	int join_left;
+	bool join_failed;
+	/* The master's `show proc` asked for beside those writes (reload.c
+	 * hx_reload_prefetch): 1 in flight, 2 answered (s->before); the reload
+	 * waits for it when it is still in flight. */
+	int early_proc;
+	bool reload_waits;
 	hx_write *swap;           /* the candidate renamed over config_file */
 	hx_cli *master_req;
 	hx_proc_info before;
@@ -266,6 +277,7 @@ void hx_start_dump(hx *s);
 void hx_maybe_mirror(hx *s);
 /* The services' parts of s->file_text are not known (a new text). */
 void hx_mirror_invalidate(hx *s);
+void hx_mirror_from_cand(hx *s);
 void hx_log_output(hx *s, regent_log_level lvl, const char *out);
 /* Runs argv with host->spawn into s->run (check_timeout, output up to
  * 256 KiB kept); a command that cannot start calls cb at once with
@@ -296,5 +308,7 @@ void hx_clean_temps(hx *s);
 
 /* The file is installed: reload haproxy and confirm the new worker. */
 void hx_reload_start(hx *s);
+void hx_reload_prefetch(hx *s);
+void hx_reload_prefetch_drop(hx *s);
 
 #endif

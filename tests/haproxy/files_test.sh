@@ -133,11 +133,14 @@ fi
 setinst() { printf '%s\n' "$@" > "$INST.tmp" && mv "$INST.tmp" "$INST"; }
 ino0=$(stat -c %i "$CFG")
 nrel0=$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")
-P_X=$(free_port); P_Y=$(free_port)
-setinst "w-1 web 127.0.0.1 $P_B" "w-2 web 127.0.0.1 $P_X" "w-3 web 127.0.0.1 $P_Y"
+P_X=$(free_port); P_Y=$(free_port); P_Z=$(free_port)
+setinst "w-1 web 127.0.0.1 $P_B" "w-2 web 127.0.0.1 $P_X" "w-3 web 127.0.0.1 $P_Y" "w-4 web ::1 $P_Z"
 check "mirror: w-2 and w-3 written into the file" \
     wait_for --timeout 10 eval "grep -q '# w-2\$' '$CFG' && grep -q '# w-3\$' '$CFG'"
-setinst "w-1 web 127.0.0.1 $P_B" "w-3 web 127.0.0.1 $P_Y"
+# An IPv6 server line (bracketed, padded before its comment), as hx_render_line writes it directly.
+check "mirror: w-4's IPv6 line" \
+    wait_for --timeout 10 grep -Eq "^    server s[0-9]+ \[::1\]:$P_Z[ a-z0-9]*  # w-4\$" "$CFG"
+setinst "w-1 web 127.0.0.1 $P_B" "w-3 web 127.0.0.1 $P_Y" "w-4 web ::1 $P_Z"
 check "mirror: w-2 leaves the file" wait_for --timeout 10 eval "! grep -q '# w-2\$' '$CFG'"
 check_eq "mirror: written in place (same inode, no rename)" "$ino0" "$(stat -c %i "$CFG")"
 check_eq "mirror: no reload for these changes" "$nrel0" "$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")"

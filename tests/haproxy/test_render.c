@@ -278,12 +278,17 @@ static void test_filter_state(void **st)
 		"1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...\n"
 		"2 web 1 s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
 		"2 web 2 s2 10.0.0.2 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
-		"3 other 1 a 10.9.9.9 2 0 1 1 2 6 3 4 6 0 0 0 - 99 - 0 0 - - 0\n\n";
+		"3 other 1 a 10.9.9.9 2 0 1 1 2 6 3 4 6 0 0 0 - 99 - 0 0 - - 0\n\n"
+		/* fields split as strtok_r(" ") splits them: runs of spaces are
+		 * one separator (kept as they were), a short line is dropped */
+		"  2  web 1   s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0 \n"
+		"2 web 1 s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 -\n";
 	char *f = hx_filter_state(H, dump, keep_s1, NULL);
 	assert_string_equal(f, "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state "
 	                       "srv_admin_state ...\n"
 	                       "2 web 1 s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0\n"
-	                       "3 other 1 a 10.9.9.9 2 0 1 1 2 6 3 4 6 0 0 0 - 99 - 0 0 - - 0\n");
+	                       "3 other 1 a 10.9.9.9 2 0 1 1 2 6 3 4 6 0 0 0 - 99 - 0 0 - - 0\n"
+	                       "  2  web 1   s1 10.0.0.1 2 0 1 1 2 6 3 4 6 0 0 0 - 80 - 0 0 - - 0 \n");
 	free(f);
 }
 
