@@ -413,15 +413,18 @@ class CallgrindCount:
         return None
 
 
-def one_change(e, prefix, sock, j, nsvc, kinds):
-    s = (j * 37) % nsvc
-    svc = "fleet%04d" % s
-    i = 900000 + j
-    key = "%s/%s/fleet-node/x%06d/8000" % (prefix, svc, i)
+def change_target(e, prefix, j, nsvc):
+    """The j-th change's service, key, service port (from any existing instance) and address."""
+    svc = "fleet%04d" % ((j * 37) % nsvc)
+    key = "%s/%s/fleet-node/x%06d/8000" % (prefix, svc, 900000 + j)
     r = e.post("/v3/kv/range", {"key": b64("%s/%s/" % (prefix, svc)),
                                 "range_end": b64("%s/%s0" % (prefix, svc)), "limit": 1})
     sport = json.loads(base64.b64decode(r["kvs"][0]["value"]))["service_port"]
-    addr, port = "127.2.%d.%d" % (j // 250, j % 250 + 1), 20000 + j
+    return svc, key, sport, "127.2.%d.%d" % (j // 250, j % 250 + 1), 20000 + j
+
+
+def one_change(e, prefix, sock, j, nsvc, kinds):
+    svc, key, sport, addr, port = change_target(e, prefix, j, nsvc)
     for kind in kinds:
         if kind == "join":
             e.post("/v3/kv/put", {"key": b64(key), "value": b64(inst_value(addr, port, sport))})
@@ -466,15 +469,7 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
         cg.zero()
     p0c, p0t = cpu_ns(pid), time.monotonic()
     for j in range(m):
-        s = (j * 37) % nsvc
-        svc = "fleet%04d" % s
-        i = 900000 + j
-        key = "%s/%s/fleet-node/x%06d/8000" % (prefix, svc, i)
-        # the service's port, from any existing instance
-        r = e.post("/v3/kv/range", {"key": b64("%s/%s/" % (prefix, svc)),
-                                    "range_end": b64("%s/%s0" % (prefix, svc)), "limit": 1})
-        sport = json.loads(base64.b64decode(r["kvs"][0]["value"]))["service_port"]
-        addr, port = "127.2.%d.%d" % (j // 250, j % 250 + 1), 20000 + j
+        svc, key, sport, addr, port = change_target(e, prefix, j, nsvc)
         hk = "%s %s:%d" % (svc, addr, port)
         for kind in ("join", "leave"):
             c0 = settle_cpu(pid, idle)
