@@ -33,6 +33,7 @@ void cat_put1(const char *name, const char *id, const char *addr, uint16_t port,
               uint16_t sport);
 void cat_set(const char *name, size_t n, long port, uint16_t (*sp)(size_t));
 fsvc *fs(const char *name);
+bool run_wanted(svc *v);
 void install(hx_model *m);
 void model_new(hx_model *m);
 void model_update(hx_model *m, const char *const *names, size_t n, bool all);

@@ -365,18 +365,26 @@ void update(hx_model *m, const char *name)
 	model_update(m, names, 1, false);
 }
 
+/* The service's wanted shape runs (a copy); false when it has none. */
+bool run_wanted(svc *v)
+{
+	free(v->run.listen);
+	free(v->run.srvopts);
+	v->run = (shape){0};
+	if (!v->want.listen)
+		return false;
+	v->run.listen = strdup(v->want.listen);
+	v->run.srvopts = strdup(v->want.srvopts);
+	v->run.nslots = v->want.nslots;
+	v->run.port = v->want.port;
+	return true;
+}
+
 /* What haproxy.c does after a reload: the wanted shapes run. */
 void install(hx_model *m)
 {
 	for (svc *v = m->svcs; v; v = v->next) {
-		free(v->run.listen);
-		free(v->run.srvopts);
-		v->run = (shape){0};
-		if (v->want.listen) {
-			v->run.listen = strdup(v->want.listen);
-			v->run.srvopts = strdup(v->want.srvopts);
-			v->run.nslots = v->want.nslots;
-			v->run.port = v->want.port;
+		if (run_wanted(v)) {
 			for (size_t i = 0; i < v->nslots; i++)
 				v->slots[i].ap.st = v->slots[i].st == ST_READY ? AP_READY : AP_MAINT;
 		}

@@ -82,15 +82,7 @@ static void install_queued(hx_model *m)
 {
 	for (svc *v = m->svcs; v; v = v->next) {
 		bool moved = !hx_shape_eq(&v->run, &v->want);
-		free(v->run.listen);
-		free(v->run.srvopts);
-		v->run = (shape){0};
-		if (v->want.listen) {
-			v->run.listen = strdup(v->want.listen);
-			v->run.srvopts = strdup(v->want.srvopts);
-			v->run.nslots = v->want.nslots;
-			v->run.port = v->want.port;
-		}
+		run_wanted(v);
 		if (moved)
 			hx_svc_dirty_all(m, v);
 		hx_svc_shape_sync(m, v);
