@@ -44,6 +44,15 @@ static regent_config *load(const char *text)
 	return regent_config_load(path, getenv("REGENT_PLUGIN_DIR"));
 }
 
+/* The section with that header, or NULL. */
+static const regent_cfg_section *section_of(const regent_config *c, const char *header)
+{
+	for (size_t i = 0; i < c->nsections; i++)
+		if (strcmp(c->sections[i]->header, header) == 0)
+			return c->sections[i];
+	return NULL;
+}
+
 /* The errors, each with "FILE" standing for the path, joined by '\n'. */
 static char *errors_of(const regent_config *c)
 {
@@ -432,10 +441,7 @@ static void service_key_defaults(void **state)
 	char *got = errors_of(c);
 	assert_string_equal(got, "");
 	free(got);
-	const regent_cfg_section *sink = NULL;
-	for (size_t i = 0; i < c->nsections; i++)
-		if (strcmp(c->sections[i]->header, "sink testsink") == 0)
-			sink = c->sections[i];
+	const regent_cfg_section *sink = section_of(c, "sink testsink");
 	assert_non_null(sink);
 	regent_ctx *ctx = regent_ctx_new(NULL, c, sink);
 	const regent_host *h = &regent_host_table;
@@ -476,10 +482,7 @@ static void validate_purpose(void **state)
 		regent_config_unref(c);
 	}
 	c = load("[sink testsink]\n[service web]\nlabel = a\n");
-	const regent_cfg_section *sink = NULL;
-	for (size_t i = 0; i < c->nsections; i++)
-		if (strcmp(c->sections[i]->header, "sink testsink") == 0)
-			sink = c->sections[i];
+	const regent_cfg_section *sink = section_of(c, "sink testsink");
 	assert_non_null(sink);
 	regent_ctx *ctx = regent_ctx_new(NULL, c, sink);
 	assert_int_equal(regent_host_table.validate_purpose(ctx), REGENT_VALIDATE_NONE);

@@ -119,16 +119,22 @@ static void test_mode_0640(void **st)
 	assert_string_equal(slurp(p), "hello\n");
 }
 
+/* Writes text to path (a fixture file the test then checks). */
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
 static void test_stale_tmp_replaced(void **st)
 {
 	(void)st;
 	char tmp[310], p[300];
 	snprintf(p, sizeof(p), "%s/b.cfg", dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", p);
-	FILE *f = fopen(tmp, "w");
-	assert_non_null(f);
-	fputs("stale half-written text", f);
-	fclose(f);
+	put_file(tmp, "stale half-written text");
 	assert_int_equal(write_one("b.cfg", "fresh\n"), 0);
 	assert_string_equal(slurp(p), "fresh\n");
 	assert_int_equal(access(tmp, F_OK), -1);
@@ -141,10 +147,7 @@ static void test_symlink_not_followed(void **st)
 	snprintf(p, sizeof(p), "%s/c.cfg", dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", p);
 	snprintf(target, sizeof(target), "%s/victim", dir);
-	FILE *f = fopen(target, "w");
-	assert_non_null(f);
-	fputs("precious\n", f);
-	fclose(f);
+	put_file(target, "precious\n");
 	assert_int_equal(symlink(target, tmp), 0);
 	assert_int_equal(write_one("c.cfg", "evil\n"), -EEXIST);
 	assert_string_equal(slurp(target), "precious\n");
@@ -239,10 +242,7 @@ static void test_patch(void **st)
 	char target[300], link[300];
 	snprintf(target, sizeof(target), "%s/victim2", dir);
 	snprintf(link, sizeof(link), "%s/q.cfg", dir);
-	FILE *f = fopen(target, "w");
-	assert_non_null(f);
-	fputs("precious\n", f);
-	fclose(f);
+	put_file(target, "precious\n");
 	assert_int_equal(symlink(target, link), 0);
 	assert_int_equal(patch_one("q.cfg", 9, &bad, 1), -ELOOP);
 	assert_string_equal(slurp(target), "precious\n");
