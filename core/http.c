@@ -111,9 +111,7 @@ static int buf_append(regent_http_req *req, const char *data, size_t n)
 
 static void clear_headers(regent_http_req *req)
 {
-	for (size_t i = 0; i < req->nhdrs; i++)
-		free(req->hdrs[i].name);
-	req->nhdrs = 0;
+	req->hlen = 0;
 }
 
 static void req_closed(uv_handle_t *handle)
@@ -767,24 +765,25 @@ size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdat
 		end--;
 	size_t vlen = (size_t)(end - v);
 
-	if (req->nhdrs == req->caphdrs) {
-		size_t cap = req->caphdrs ? req->caphdrs * 2 : 16;
-		http_header *p = realloc(req->hdrs, cap * sizeof *p);
+	/* One buffer for all of them (one allocation per request, not one
+	 * per header): "name\0value\0", in order. */
+	size_t need = req->hlen + nlen + vlen + 2;
+	if (need > req->hcap) {
+		size_t cap = req->hcap ? req->hcap : 512;
+		while (cap < need)
+			cap *= 2;
+		char *p = realloc(req->hdrs, cap);
 		if (!p)
 			goto oom;
 		req->hdrs = p;
-		req->caphdrs = cap;
+		req->hcap = cap;
 	}
-	char *block = malloc(nlen + vlen + 2);
-	if (!block)
-		goto oom;
+	char *block = req->hdrs + req->hlen;
 	memcpy(block, ptr, nlen);
 	block[nlen] = '\0';
 	memcpy(block + nlen + 1, v, vlen);
 	block[nlen + 1 + vlen] = '\0';
-	req->hdrs[req->nhdrs].name = block;
-	req->hdrs[req->nhdrs].value = block + nlen + 1;
-	req->nhdrs++;
+	req->hlen = need;
 	return n;
 oom:
 	req->abort_err = -ENOMEM;
@@ -990,9 +989,11 @@ const char *regent_http_header(regent_http_req *req, const char *name)
 {
 	if (!req || !name)
 		return NULL;
-	for (size_t i = 0; i < req->nhdrs; i++) {
-		if (!strcasecmp(req->hdrs[i].name, name))
-			return req->hdrs[i].value;
+	for (size_t at = 0; at < req->hlen;) {
+		const char *n = req->hdrs + at, *v = n + strlen(n) + 1;
+		if (!strcasecmp(n, name))
+			return v;
+		at = (size_t)(v + strlen(v) + 1 - req->hdrs);
 	}
 	return NULL;
 }

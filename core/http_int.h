@@ -16,6 +16,10 @@
 #define HTTP_MAX_BODY ((size_t)16 * 1024 * 1024)
 #define HTTP_MSG_SIZE 160
 #define PACE_NS (10u * 1000000u) /* line delivery per loop callback, see Pacing */
+/* libcurl adds "Expect: 100-continue" only to bodies above its
+ * EXPECT_100_THRESHOLD (1 KiB in old releases, 1 MiB in current ones):
+ * a body of at most this needs no "Expect:" to suppress it. */
+#define HTTP_EXPECT_MIN 1024u
 #define HTTP_POOL_MAX 8u /* idle easy handles kept for reuse (http_setup.c) */
 
 typedef enum req_state {
@@ -24,11 +28,6 @@ typedef enum req_state {
 	REQ_DONE,   /* out of curl: final line / on_done running, then freed */
 	REQ_ZOMBIE, /* cancelled while busy: flush() frees it */
 } req_state;
-
-typedef struct http_header {
-	char *name; /* one allocation: "name\0value\0" */
-	const char *value;
-} http_header;
 
 struct regent_http_req {
 	regent_http *h;
@@ -56,8 +55,8 @@ struct regent_http_req {
 	bool fin_pending;     /* the transfer ended with a backlog: finish after it */
 	int fin_err;
 	const char *fin_msg;  /* errbuf, msg or a static curl string */
-	http_header *hdrs;
-	size_t nhdrs, caphdrs;
+	char *hdrs;    /* the response's headers, one buffer: "name\0value\0" each */
+	size_t hlen, hcap;
 	char msg[HTTP_MSG_SIZE]; /* our own error text (curl owns errbuf) */
 	char errbuf[CURL_ERROR_SIZE];
 };

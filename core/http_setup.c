@@ -169,8 +169,10 @@ int regent_http_setup_easy(regent_http_req *req, const regent_http_opts *o)
 			return -ENOMEM;
 		req->hdr_list = l;
 	}
-	if (!have_expect && has_body) {
-		/* No "Expect: 100-continue" round trip for large bodies. */
+	if (!have_expect && has_body && o->body_len > HTTP_EXPECT_MIN) {
+		/* No "Expect: 100-continue" round trip for large bodies (curl
+		 * asks for one only above HTTP_EXPECT_MIN: a smaller body, every
+		 * registry write of one change, needs no header to say so). */
 		struct curl_slist *l = curl_slist_append(req->hdr_list, "Expect:");
 		if (!l)
 			return -ENOMEM;

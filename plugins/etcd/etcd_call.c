@@ -297,9 +297,10 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	          .res = res};
 	if (!r.err && res->body && res->body_len) {
 		json_error_t jerr;
-		if (c->op == OP_TXN && res->status == 200)
-			r.json = etcd_txn_header(res->body, res->body_len);
-		if (!r.json)
+		if (c->op == OP_TXN && res->status == 200 &&
+		    etcd_txn_header_fields(res->body, res->body_len, &r.rev, &r.term))
+			r.hdr = true;
+		else
 			r.json = json_loadb(res->body, res->body_len, JSON_DISABLE_EOF_CHECK, &jerr);
 	}
 	/* Errors: {"error":m,"message":m,"code":N} (unary) or, from streams,
@@ -315,7 +316,7 @@ static void on_call_done(void *arg, const regent_http_result *res)
 		if (!r.msg)
 			r.msg = json_string_value(err);
 	}
-	if (!r.err && r.status == 200 && c->op != OP_WATCH && !json_is_object(r.json)) {
+	if (!r.err && r.status == 200 && c->op != OP_WATCH && !r.hdr && !json_is_object(r.json)) {
 		r.err = -EPROTO;
 		r.msg = "response is not a JSON object";
 	}
@@ -329,9 +330,10 @@ static void on_call_done(void *arg, const regent_http_result *res)
 			election_suspected(e);
 	} else if (c->op != OP_WATCH) {
 		/* c->req still set: nothing restarts this very call */
-		int64_t term = 0;
-		if (etcd_json_int64(json_object_get(json_object_get(r.json, "header"), "raft_term"),
-		                    &term))
+		int64_t term = r.term;
+		if (r.hdr || etcd_json_int64(json_object_get(json_object_get(r.json, "header"),
+		                                             "raft_term"),
+		                             &term))
 			saw_term(e, c, term);
 		answered(e);
 		e->leader_back = false;
@@ -370,7 +372,15 @@ int call_start_on(etcd *e, call *c, int op, const char *path, json_t *body,
 int call_start_text(etcd *e, call *c, int op, const char *path, char *text,
                     regent_http_data_cb on_data)
 {
-	char *url = e->h->xasprintf("%s%s", cur_ep(e), path);
+	/* endpoint + path without a formatted print (every change's txn) */
+	char ubuf[512], *uheap = NULL, *url = ubuf;
+	size_t elen = strlen(cur_ep(e)), plen = strlen(path);
+	if (elen + plen < sizeof(ubuf)) {
+		memcpy(ubuf, cur_ep(e), elen);
+		memcpy(ubuf + elen, path, plen + 1);
+	} else {
+		url = uheap = e->h->xasprintf("%s%s", cur_ep(e), path);
+	}
 	char *auth = e->token && e->token[0] ? e->h->xasprintf("Authorization: %s", e->token) : NULL;
 	const char *headers[4];
 	size_t nh = 0;
@@ -423,7 +433,7 @@ int call_start_text(etcd *e, call *c, int op, const char *path, char *text,
 	c->t0 = e->h->now_ms();
 	int err = 0;
 	c->req = e->h->http_request(e->ctx, &o, &err);
-	free(url);
+	free(uheap);
 	free(auth); /* the token is in the core's copy only */
 	free(text);
 	if (!c->req) {

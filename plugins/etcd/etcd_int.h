@@ -251,8 +251,10 @@ typedef struct resp {
 	long status;
 	int64_t code;    /* gRPC code from an error body, -1 when none */
 	const char *msg; /* error text */
-	json_t *json;    /* parsed body (buffered calls) */
+	json_t *json;    /* parsed body (buffered calls); NULL when hdr */
 	const regent_http_result *res; /* the answer (NULL in a made-up resp) */
+	bool hdr;        /* a txn's success: only its header read (rev, term) */
+	int64_t rev, term;
 } resp;
 
 enum fkind { F_NONE, F_ROTATE, F_AUTH, F_LEASE, F_COMPACTED, F_OTHER };

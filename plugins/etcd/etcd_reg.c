@@ -626,8 +626,9 @@ void txn_done(etcd *e, call *c, resp *r)
 	size_t puts = 0, dels = 0, tried_puts = 0;
 	for (size_t i = 0; i < n; i++)
 		tried_puts += batch[i]->sending != NULL;
-	int64_t rev = 0;
-	etcd_json_int64(json_object_get(json_object_get(r->json, "header"), "revision"), &rev);
+	int64_t rev = r->rev;
+	if (!r->hdr)
+		etcd_json_int64(json_object_get(json_object_get(r->json, "header"), "revision"), &rev);
 	bool debug = e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG);
 	for (size_t i = 0; i < n && fk == F_NONE && current; i++) {
 		reg *g = batch[i];
@@ -773,9 +774,18 @@ void reg_kick(etcd *e)
 /* What the core reports                                              */
 /* ------------------------------------------------------------------ */
 
+/* <prefix>/<service>/<id>, malloc'd (copies, not a formatted print:
+ * once per change). */
 static char *reg_key(etcd *e, const regent_instance *inst)
 {
-	return e->h->xasprintf("%s/%s/%s", e->prefix, inst->service, inst->id);
+	size_t pl = strlen(e->prefix), sl = strlen(inst->service), il = strlen(inst->id);
+	char *k = e->h->xmalloc(pl + sl + il + 3);
+	memcpy(k, e->prefix, pl);
+	k[pl] = '/';
+	memcpy(k + pl + 1, inst->service, sl);
+	k[pl + 1 + sl] = '/';
+	memcpy(k + pl + sl + 2, inst->id, il + 1);
+	return k;
 }
 
 void register_instance(void *self, const regent_instance *inst)

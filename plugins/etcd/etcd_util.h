@@ -45,10 +45,11 @@ char *etcd_normalize_prefix(const regent_host *h, const char *p);
  * Returns false when absent or malformed. */
 bool etcd_json_int64(const json_t *v, int64_t *out);
 
-/* The header of a txn's answer ({"header":{...},...}) as {"header":{...}},
- * without parsing the per-operation responses; NULL when the answer does
- * not start with a flat header object (parse the whole answer then). */
-json_t *etcd_txn_header(const char *body, size_t len);
+/* The revision and raft term of a txn's answer ({"header":{...},...}),
+ * without parsing the per-operation responses or building JSON; false
+ * when the answer does not start with a flat header object holding both
+ * (parse the whole answer then). */
+bool etcd_txn_header_fields(const char *body, size_t len, int64_t *rev, int64_t *term);
 
 /* A printable, bounded rendering of untrusted bytes for log messages
  * (non-printable bytes and backslashes as \xNN, quotes kept, cut at max

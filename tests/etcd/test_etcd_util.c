@@ -260,25 +260,16 @@ static void test_txn_header(void **st)
 	const char *ok = "{\"header\":{\"cluster_id\":\"12344236530008248105\",\"member_id\":\"1\","
 	                 "\"revision\":\"3\",\"raft_term\":\"2\"},\"succeeded\":true,\"responses\":"
 	                 "[{\"response_put\":{\"header\":{\"revision\":\"3\"}}}]}";
-	json_t *j = etcd_txn_header(ok, strlen(ok));
-	assert_non_null(j);
-	int64_t v = 0;
-	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "revision"), &v));
-	assert_int_equal(v, 3);
-	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "raft_term"), &v));
-	assert_int_equal(v, 2);
-	assert_int_equal(json_object_size(j), 1);
-	json_decref(j);
-	/* the fields in another order */
-	const char *swapped = "{\"header\":{\"raft_term\":\"9\",\"revision\":\"12345678901\"},\"succeeded\":true}";
-	j = etcd_txn_header(swapped, strlen(swapped));
-	assert_non_null(j);
-	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "revision"), &v));
-	assert_true(v == 12345678901LL);
-	assert_true(etcd_json_int64(json_object_get(json_object_get(j, "header"), "raft_term"), &v));
-	assert_int_equal(v, 9);
-	json_decref(j);
-	/* anything else: NULL, and the caller parses the whole answer */
+	int64_t rev = 0, term = 0;
+	assert_true(etcd_txn_header_fields(ok, strlen(ok), &rev, &term));
+	assert_int_equal(rev, 3);
+	assert_int_equal(term, 2);
+	/* the fields in another order, other fields between them */
+	const char *swapped = "{\"header\":{\"raft_term\":\"9\",\"x\":1,\"revision\":\"12345678901\"},\"succeeded\":true}";
+	assert_true(etcd_txn_header_fields(swapped, strlen(swapped), &rev, &term));
+	assert_true(rev == 12345678901LL);
+	assert_int_equal(term, 9);
+	/* anything else: false, and the caller parses the whole answer */
 	const char *other[] = {
 		"{\"error\":\"x\",\"code\":5}",
 		"{\"header\":{\"a\":{\"b\":1}}}",          /* not flat */
@@ -288,11 +279,13 @@ static void test_txn_header(void **st)
 		"{\"header\":{\"revision\":\"x\",\"raft_term\":\"2\"}}", /* not a number */
 		"{\"header\":{\"revision\":3,\"raft_term\":\"2\"}}",   /* not etcd's string form */
 		"{\"header\":{\"revision\":\"3\"",          /* no end */
+		"{\"header\":{\"revision\":\"12345678901234567890\",\"raft_term\":\"2\"}}", /* > int64 */
+		"{\"header\":{revision:\"3\",\"raft_term\":\"2\"}}", /* a name not quoted */
 		" {\"header\":{}}",
 		"",
 	};
 	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
-		j = etcd_txn_header(other[i], strlen(other[i]));
+		bool j = etcd_txn_header_fields(other[i], strlen(other[i]), &rev, &term);
 		if (j)
 			fail_msg("answer %zu read as a header", i);
 	}
