@@ -148,7 +148,7 @@ static void free_req(regent_http_req *req)
 	/* Reset or cleaned up while its header list still exists. */
 	CURL *easy = req->easy;
 	req->easy = NULL;
-	regent_http_easy_put(h, easy, !req->was_paused);
+	regent_http_easy_put(h, easy, !req->was_paused, req->shape);
 	curl_slist_free_all(req->hdr_list);
 	clear_headers(req);
 	free(req->hdrs);
@@ -928,12 +928,14 @@ regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opt
 	h->reqs = req;
 
 	int rc;
-	req->easy = regent_http_easy_get(h);
+	bool kept = false;
+	req->shape = regent_http_shape(&o);
+	req->easy = regent_http_easy_get(h, req->shape, &kept);
 	if (!req->easy) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = regent_http_setup_easy(req, &o);
+	rc = regent_http_setup_easy(req, &o, kept);
 	if (rc)
 		goto fail;
 	if (req->idle_ms) {
@@ -959,6 +961,7 @@ regent_http_req *regent_http_request(regent_http *h, const regent_http_opts *opt
 	h->npending++;
 	return req;
 fail:
+	req->shape = 0; /* half set up: reset before it is reused */
 	free_req(req);
 	*err = rc;
 	return NULL;

@@ -52,6 +52,7 @@ struct regent_http_req {
 	size_t boff, blen, bcap; /* back[boff..blen) is pending */
 	bool paused;   /* write_cb returned CURL_WRITEFUNC_PAUSE */
 	bool was_paused; /* ever paused: its easy handle is not reused */
+	unsigned shape;  /* regent_http_shape() of its options */
 	bool fin_pending;     /* the transfer ended with a backlog: finish after it */
 	int fin_err;
 	const char *fin_msg;  /* errbuf, msg or a static curl string */
@@ -86,7 +87,8 @@ struct regent_http {
 	unsigned busy;       /* nesting depth of our loop callbacks */
 	size_t open_handles; /* uv handles not yet through their close callback */
 	bool closing, torn_down;
-	CURL *pool[HTTP_POOL_MAX]; /* idle easy handles, reset, ready for reuse */
+	CURL *pool[HTTP_POOL_MAX]; /* idle easy handles, ready for reuse */
+	unsigned pool_shape[HTTP_POOL_MAX]; /* each one's options kept (0: reset) */
 	size_t npool;
 	size_t easy_created; /* curl_easy_init() calls (tests) */
 };
@@ -99,15 +101,21 @@ curl_socket_t regent_http_open_cb(void *clientp, curlsocktype purpose, struct cu
 int regent_http_close_cb(void *clientp, curl_socket_t fd);
 /* http_setup.c */
 bool regent_http_valid_method(const char *m);
-/* An easy handle for a new request: a pooled one or a new one (NULL when
- * out of memory). */
-CURL *regent_http_easy_get(regent_http *h);
-/* Gives back a request's easy handle (out of the multi handle): reset and
- * pooled when `reuse` and the pool has room, else cleaned up. */
-void regent_http_easy_put(regent_http *h, CURL *easy, bool reuse);
+/* The shape of a request's options (http_setup.c, Reuse): 0, or a
+ * kind whose handles keep their options between requests. */
+unsigned regent_http_shape(const regent_http_opts *o);
+/* An easy handle for a new request of that shape: a pooled one or a new
+ * one (NULL when out of memory); *kept tells that it still has the
+ * options of an earlier request of the same shape. */
+CURL *regent_http_easy_get(regent_http *h, unsigned shape, bool *kept);
+/* Gives back a request's easy handle (out of the multi handle): pooled
+ * when `reuse` and the pool has room (reset unless its shape keeps its
+ * options), else cleaned up. */
+void regent_http_easy_put(regent_http *h, CURL *easy, bool reuse, unsigned shape);
 /* Cleans up every pooled handle (teardown). */
 void regent_http_pool_free(regent_http *h);
-/* Sets up req->easy from o; returns 0 or a negative errno. */
-int regent_http_setup_easy(regent_http_req *req, const regent_http_opts *o);
+/* Sets up req->easy from o (only what differs between requests of its
+ * shape when `kept`); returns 0 or a negative errno. */
+int regent_http_setup_easy(regent_http_req *req, const regent_http_opts *o, bool kept);
 
 #endif

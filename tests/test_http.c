@@ -1229,6 +1229,96 @@ static void test_reuse_options(void **state)
 	assert_int_equal(easy_created(f), 1);
 }
 
+/* Requests of one shape (a POST with a body and a timeout over TCP, a
+ * GET with a timeout) keep their handle's options between them instead
+ * of a reset: each one still has only its own headers, body, method,
+ * timeout and max_body, also after a timeout and an error, and a request
+ * of another shape (a unix socket, no timeout) after them has none of
+ * theirs. */
+static void test_reuse_kept_shape(void **state)
+{
+	fixture *f = *state;
+	const char *h1[] = {"X-Test: one", "X-Other: 1"};
+	call a = {.f = f};
+	regent_http_opts oa = {.size = sizeof oa, .url = url(0, "/echo"), .method = "POST",
+	                       .headers = h1, .nheaders = 2, .body = "abc", .body_len = 3,
+	                       .timeout_ms = 5000};
+	run_one(f, &a, &oa);
+	assert_int_equal(a.error, 0);
+	assert_string_equal(a.x_echo, "one");
+	assert_string_equal(a.body, "abc");
+	call_free(&a);
+	/* the same shape without headers, another body: no X-Test left */
+	call b = {.f = f};
+	regent_http_opts ob = {.size = sizeof ob, .url = url(0, "/echo"), .method = "POST",
+	                       .body = "defgh", .body_len = 5, .timeout_ms = 5000};
+	run_one(f, &b, &ob);
+	assert_int_equal(b.error, 0);
+	assert_string_equal(b.x_echo, "");
+	assert_string_equal(b.x_method, "POST");
+	assert_string_equal(b.body, "defgh");
+	call_free(&b);
+	/* a GET that times out, then a slower one with a longer timeout: not
+	 * cut at the earlier one's */
+	call t = {.f = f};
+	regent_http_opts ot = {.size = sizeof ot, .url = url(0, "/hang"), .timeout_ms = 200};
+	run_one(f, &t, &ot);
+	assert_int_equal(t.error, -ETIMEDOUT);
+	call_free(&t);
+	call w = {.f = f};
+	regent_http_opts ow = {.size = sizeof ow, .url = url(0, "/stream?n=4&delay_ms=100"),
+	                       .timeout_ms = 5000};
+	run_one(f, &w, &ow);
+	assert_int_equal(w.error, 0);
+	assert_true(w.t_done - w.t_start >= 300);
+	call_free(&w);
+	/* a GET with a timeout and a small max_body, then one without it */
+	call m = {.f = f};
+	regent_http_opts om = {.size = sizeof om, .url = url(0, "/big?bytes=5000"), .max_body = 1000,
+	                       .timeout_ms = 5000};
+	run_one(f, &m, &om);
+	assert_int_equal(m.error, -EFBIG);
+	call_free(&m);
+	call g = {.f = f};
+	regent_http_opts og = {.size = sizeof og, .url = url(0, "/big?bytes=5000"), .timeout_ms = 5000};
+	run_one(f, &g, &og);
+	assert_int_equal(g.error, 0);
+	assert_int_equal(g.body_len, 5000);
+	call_free(&g);
+	/* back to a POST with a header after the GETs */
+	call q = {.f = f};
+	const char *h2[] = {"X-Test: two"};
+	regent_http_opts oq = {.size = sizeof oq, .url = url(0, "/echo"), .method = "POST",
+	                       .headers = h2, .nheaders = 1, .body = "xyz", .body_len = 3,
+	                       .timeout_ms = 5000};
+	run_one(f, &q, &oq);
+	assert_string_equal(q.x_echo, "two");
+	assert_string_equal(q.body, "xyz");
+	call_free(&q);
+	/* another shape: a GET over the unix socket without a timeout gets
+	 * no header, body or method of the POSTs */
+	call u = {.f = f};
+	regent_http_opts ou = {.size = sizeof ou, .url = "http://localhost/echo",
+	                       .unix_socket = sock_path};
+	run_one(f, &u, &ou);
+	assert_int_equal(u.error, 0);
+	assert_string_equal(u.x_echo, "");
+	assert_string_equal(u.x_method, "GET");
+	assert_string_equal(u.x_transport, "unix");
+	assert_int_equal(u.body_len, 0);
+	call_free(&u);
+	/* and a POST of the shape after it */
+	call r = {.f = f};
+	regent_http_opts orr = {.size = sizeof orr, .url = url(0, "/echo"), .method = "POST",
+	                        .body = "r", .body_len = 1, .timeout_ms = 5000};
+	run_one(f, &r, &orr);
+	assert_string_equal(r.x_echo, "");
+	assert_string_equal(r.x_transport, "tcp");
+	assert_string_equal(r.body, "r");
+	call_free(&r);
+	assert_int_equal(easy_created(f), 1);
+}
+
 /* The pool is bounded: 20 requests at once need 20 handles; 8 of them
  * (HTTP_POOL_MAX) are kept, the rest cleaned up. */
 static void test_reuse_pool_bounded(void **state)
@@ -1327,6 +1417,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_args, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reuse_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reuse_kept_shape, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reuse_pool_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
