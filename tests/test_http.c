@@ -1092,6 +1092,24 @@ static void run_one(fixture *f, call *c, regent_http_opts *o)
 	assert_int_equal(c->done, 1);
 }
 
+/* A plain GET of /echo (over the unix socket `sock`, or TCP when NULL)
+ * after other requests on the same handle: no header, body, method or
+ * transport of theirs. */
+static void echo_get_bare(fixture *f, const char *sock)
+{
+	call c = {.f = f};
+	regent_http_opts o = {.size = sizeof o, .url = sock ? "http://localhost/echo" : url(0, "/echo"),
+	                      .unix_socket = sock};
+	run_one(f, &c, &o);
+	assert_int_equal(c.error, 0);
+	assert_int_equal(c.status, 200);
+	assert_string_equal(c.x_echo, "");
+	assert_string_equal(c.x_method, "GET");
+	assert_string_equal(c.x_transport, sock ? "unix" : "tcp");
+	assert_int_equal(c.body_len, 0);
+	call_free(&c);
+}
+
 /* Requests one after another share one easy handle, and each one's
  * options are its own: nothing of the one before (headers, body, method,
  * unix socket, timeout, max_body, HEAD, streaming callbacks) carries over,
@@ -1118,16 +1136,7 @@ static void test_reuse_options(void **state)
 
 	/* A plain GET over TCP on the same handle: no header, body, method or
 	 * socket of the POST. */
-	call b = {.f = f};
-	regent_http_opts ob = {.size = sizeof ob, .url = url(0, "/echo")};
-	run_one(f, &b, &ob);
-	assert_int_equal(b.error, 0);
-	assert_int_equal(b.status, 200);
-	assert_string_equal(b.x_echo, "");
-	assert_string_equal(b.x_method, "GET");
-	assert_string_equal(b.x_transport, "tcp");
-	assert_int_equal(b.body_len, 0);
-	call_free(&b);
+	echo_get_bare(f, NULL);
 	assert_int_equal(easy_created(f), 1);
 
 	/* A stream, then a buffered request: the body is buffered again and
@@ -1229,6 +1238,24 @@ static void test_reuse_options(void **state)
 	assert_int_equal(easy_created(f), 1);
 }
 
+/* A POST of the kept shape (a body, a timeout, TCP) to /echo: it sees
+ * only its own headers and body. */
+static void echo_post(fixture *f, const char *const *hdr, size_t nh, const char *body,
+                      const char *want_echo)
+{
+	call c = {.f = f};
+	regent_http_opts o = {.size = sizeof o, .url = url(0, "/echo"), .method = "POST",
+	                      .headers = hdr, .nheaders = nh, .body = body, .body_len = strlen(body),
+	                      .timeout_ms = 5000};
+	run_one(f, &c, &o);
+	assert_int_equal(c.error, 0);
+	assert_string_equal(c.x_echo, want_echo);
+	assert_string_equal(c.x_method, "POST");
+	assert_string_equal(c.x_transport, "tcp");
+	assert_string_equal(c.body, body);
+	call_free(&c);
+}
+
 /* Requests of one shape (a POST with a body and a timeout over TCP, a
  * GET with a timeout) keep their handle's options between them instead
  * of a reset: each one still has only its own headers, body, method,
@@ -1239,25 +1266,9 @@ static void test_reuse_kept_shape(void **state)
 {
 	fixture *f = *state;
 	const char *h1[] = {"X-Test: one", "X-Other: 1"};
-	call a = {.f = f};
-	regent_http_opts oa = {.size = sizeof oa, .url = url(0, "/echo"), .method = "POST",
-	                       .headers = h1, .nheaders = 2, .body = "abc", .body_len = 3,
-	                       .timeout_ms = 5000};
-	run_one(f, &a, &oa);
-	assert_int_equal(a.error, 0);
-	assert_string_equal(a.x_echo, "one");
-	assert_string_equal(a.body, "abc");
-	call_free(&a);
+	echo_post(f, h1, 2, "abc", "one");
 	/* the same shape without headers, another body: no X-Test left */
-	call b = {.f = f};
-	regent_http_opts ob = {.size = sizeof ob, .url = url(0, "/echo"), .method = "POST",
-	                       .body = "defgh", .body_len = 5, .timeout_ms = 5000};
-	run_one(f, &b, &ob);
-	assert_int_equal(b.error, 0);
-	assert_string_equal(b.x_echo, "");
-	assert_string_equal(b.x_method, "POST");
-	assert_string_equal(b.body, "defgh");
-	call_free(&b);
+	echo_post(f, NULL, 0, "defgh", "");
 	/* a GET that times out, then a slower one with a longer timeout: not
 	 * cut at the earlier one's */
 	call t = {.f = f};
@@ -1286,36 +1297,13 @@ static void test_reuse_kept_shape(void **state)
 	assert_int_equal(g.body_len, 5000);
 	call_free(&g);
 	/* back to a POST with a header after the GETs */
-	call q = {.f = f};
 	const char *h2[] = {"X-Test: two"};
-	regent_http_opts oq = {.size = sizeof oq, .url = url(0, "/echo"), .method = "POST",
-	                       .headers = h2, .nheaders = 1, .body = "xyz", .body_len = 3,
-	                       .timeout_ms = 5000};
-	run_one(f, &q, &oq);
-	assert_string_equal(q.x_echo, "two");
-	assert_string_equal(q.body, "xyz");
-	call_free(&q);
+	echo_post(f, h2, 1, "xyz", "two");
 	/* another shape: a GET over the unix socket without a timeout gets
 	 * no header, body or method of the POSTs */
-	call u = {.f = f};
-	regent_http_opts ou = {.size = sizeof ou, .url = "http://localhost/echo",
-	                       .unix_socket = sock_path};
-	run_one(f, &u, &ou);
-	assert_int_equal(u.error, 0);
-	assert_string_equal(u.x_echo, "");
-	assert_string_equal(u.x_method, "GET");
-	assert_string_equal(u.x_transport, "unix");
-	assert_int_equal(u.body_len, 0);
-	call_free(&u);
+	echo_get_bare(f, sock_path);
 	/* and a POST of the shape after it */
-	call r = {.f = f};
-	regent_http_opts orr = {.size = sizeof orr, .url = url(0, "/echo"), .method = "POST",
-	                        .body = "r", .body_len = 1, .timeout_ms = 5000};
-	run_one(f, &r, &orr);
-	assert_string_equal(r.x_echo, "");
-	assert_string_equal(r.x_transport, "tcp");
-	assert_string_equal(r.body, "r");
-	call_free(&r);
+	echo_post(f, NULL, 0, "r", "");
 	assert_int_equal(easy_created(f), 1);
 }
 
