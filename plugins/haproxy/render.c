@@ -641,8 +641,9 @@ const char *hx_cli_error(const char *out, size_t *len)
 		const char *nl = strchr(p, '\n');
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
 		for (size_t i = 0; bad[i]; i++) {
-			const char *hit = strstr(p, bad[i]);
-			if (hit && hit < p + n) {
+			/* within the line: a search to the answer's end made a long
+			 * answer (a batch of 100 commands) quadratic */
+			if (memmem(p, n, bad[i], strlen(bad[i]))) {
 				*len = n;
 				return p;
 			}
