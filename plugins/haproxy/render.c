@@ -50,14 +50,14 @@ bool hx_valid_ip(const char *in, char *out, bool *v6)
 		if (!memcmp(bin, "\0\0\0\0", 4))
 			return false; /* 0.0.0.0 means "the client's destination" to haproxy */
 		*v6 = false;
-		return inet_ntop(AF_INET, bin, out, HX_ADDR_MAX) != NULL;
+		return !out || inet_ntop(AF_INET, bin, out, HX_ADDR_MAX) != NULL;
 	}
 	if (inet_pton(AF_INET6, in, bin) == 1) {
 		static const unsigned char any[16];
 		if (!memcmp(bin, any, 16))
 			return false;
 		*v6 = true;
-		return inet_ntop(AF_INET6, bin, out, HX_ADDR_MAX) != NULL;
+		return !out || inet_ntop(AF_INET6, bin, out, HX_ADDR_MAX) != NULL;
 	}
 	return false;
 }
