@@ -244,15 +244,23 @@ static void q_maybe_unlink(hx_model *m, svc *v)
 
 void hx_rq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg)
 {
-	size_t n = 0;
-	for (size_t k = 0; k < v->nrq; k++) {
+	hx_rq_filter_until(m, v, keep, arg, NULL);
+}
+
+void hx_rq_filter_until(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg,
+                        const bool *stop)
+{
+	size_t n = 0, k = 0;
+	for (; k < v->nrq && !(stop && *stop); k++) {
 		size_t i = v->rq[k];
 		if (i < v->nslots && v->slots[i].rq && keep(arg, v, i))
 			v->rq[n++] = i;
 		else if (i < v->nslots)
 			v->slots[i].rq = false;
 	}
-	v->nrq = n;
+	if (k < v->nrq && n < k) /* stopped: the rest stays as it is */
+		memmove(v->rq + n, v->rq + k, (v->nrq - k) * sizeof(*v->rq));
+	v->nrq = n + (v->nrq - k);
 	q_maybe_unlink(m, v);
 }
 
