@@ -98,6 +98,7 @@ struct regent_cat {
 	bool flushed_once;
 	uint64_t seq;         /* of the newest snapshot */
 	bool leading;         /* a leading-edge flush is scheduled */
+	uint64_t due_ms;      /* real clock (ms) the trailing flush is armed for */
 	regent_cat_flush_cb cb;
 	void *arg;
 };
@@ -206,8 +207,17 @@ static size_t svc_lower_in(const svc_list *s, size_t lo, size_t hi, const char *
 	return lo;
 }
 
+/* Whether id may be in the list: within its first and last ids (an id
+ * past the end, the usual new one, is known absent without a search). */
+static bool svc_may_hold(const svc_list *s, const char *id)
+{
+	return s->n && strcmp(s->pubs[0]->id, id) <= 0 && strcmp(s->pubs[s->n - 1]->id, id) >= 0;
+}
+
 static regent_inst *svc_find(const svc_list *s, const char *id)
 {
+	if (!svc_may_hold(s, id))
+		return NULL;
 	size_t i = svc_lower_in(s, 0, s->n, id);
 	return i < s->n && strcmp(s->pubs[i]->id, id) == 0 ? AT(s, i) : NULL;
 }
@@ -519,6 +529,8 @@ static uint64_t flush_gap_ms(const regent_cat *c)
 
 static void schedule(regent_cat *c)
 {
+	if (c->first_ms && c->leading)
+		return; /* a leading-edge flush is already due */
 	uint64_t now = real_ms();
 	uint64_t loop_now = uv_now(c->loop);
 	bool spaced = c->costly && regent_map_get(c->dirty, c->costly);
@@ -533,14 +545,16 @@ static void schedule(regent_cat *c)
 			uv_timer_start(&c->timer, on_timer, 0, 0);
 			return;
 		}
-	} else if (c->leading) {
-		return; /* a leading-edge flush is already due */
 	}
 	uint64_t due = now + c->debounce_ms;
 	if (c->last_flush_ms && due < c->last_flush_ms + gap)
 		due = c->last_flush_ms + gap; /* spaced by the last flush's cost */
 	if (due > c->first_ms + c->max_ms)
 		due = c->first_ms + c->max_ms;
+	/* the same due time as armed (many changes in one ms): not armed again */
+	if (due == c->due_ms && uv_is_active((uv_handle_t *)&c->timer))
+		return;
+	c->due_ms = due;
 	uv_timer_start(&c->timer, on_timer, due > loop_now ? due - loop_now : 0, 0);
 }
 
@@ -895,12 +909,6 @@ void regent_cat_view_put(regent_catview *v, regent_inst *in)
 	pend_unref(regent_map_put(vs->pend, in->pub.id, in));
 	if (!v->hidden)
 		mark_dirty(v->cat, vs->list->name);
-}
-
-/* Whether id may be in the list: within its first and last ids. */
-static bool svc_may_hold(const svc_list *s, const char *id)
-{
-	return s->n && strcmp(s->pubs[0]->id, id) <= 0 && strcmp(s->pubs[s->n - 1]->id, id) >= 0;
 }
 
 /* A removal is not looked up in the list (a binary search of a big list
