@@ -15,8 +15,9 @@
  * instances)) or instance by instance (regent_cat_view_put/_del, ABI 1.3:
  * O(log n) each).  Single changes wait in the view's per-service pending
  * map and are settled into a new sorted list when the service is merged:
- * O(k log n) comparisons for k changes, plus one copy of the n pointers
- * (the ABI hands sinks one sorted array per service).
+ * O(k log k + k log(n/k)) comparisons for k changes, plus one copy of the
+ * n pointers (the ABI hands sinks one sorted array per service).  A
+ * removal is placed there too, not looked up when it comes.
  *
  * A reload's new store instance reports into a candidate view: kept, but
  * neither merged nor holding up readiness, until it is promoted.  Then it
@@ -97,6 +98,7 @@ struct regent_cat {
 	bool flushed_once;
 	uint64_t seq;         /* of the newest snapshot */
 	bool leading;         /* a leading-edge flush is scheduled */
+	uint64_t due_ms;      /* real clock (ms) the trailing flush is armed for */
 	regent_cat_flush_cb cb;
 	void *arg;
 };
@@ -192,10 +194,9 @@ static void svc_finish(svc_list *s)
 	}
 }
 
-/* The first index in [from, s->n) whose id is >= id. */
-static size_t svc_lower(const svc_list *s, size_t from, const char *id)
+/* The first index in [lo, hi) whose id is >= id (hi if none). */
+static size_t svc_lower_in(const svc_list *s, size_t lo, size_t hi, const char *id)
 {
-	size_t lo = from, hi = s->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		if (strcmp(s->pubs[mid]->id, id) < 0)
@@ -206,10 +207,37 @@ static size_t svc_lower(const svc_list *s, size_t from, const char *id)
 	return lo;
 }
 
+/* Whether id may be in the list: within its first and last ids (an id
+ * past the end, the usual new one, is known absent without a search). */
+static bool svc_may_hold(const svc_list *s, const char *id)
+{
+	return s->n && strcmp(s->pubs[0]->id, id) <= 0 && strcmp(s->pubs[s->n - 1]->id, id) >= 0;
+}
+
 static regent_inst *svc_find(const svc_list *s, const char *id)
 {
-	size_t i = svc_lower(s, 0, id);
+	if (!svc_may_hold(s, id))
+		return NULL;
+	size_t i = svc_lower_in(s, 0, s->n, id);
 	return i < s->n && strcmp(s->pubs[i]->id, id) == 0 ? AT(s, i) : NULL;
+}
+
+/* svc_lower_in from `from` to the end, by doubling steps first: O(log d)
+ * comparisons when the answer is d entries on, so settling k sorted
+ * changes into n costs O(k log(n/k)), not O(k log n), and reads near the
+ * last place. */
+static size_t svc_gallop(const svc_list *s, size_t from, const char *id)
+{
+	size_t lo = from, step = 1;
+	while (lo < s->n && strcmp(s->pubs[lo]->id, id) < 0) {
+		/* pubs[lo] < id: the answer is past lo */
+		size_t next = lo + step;
+		if (next >= s->n || strcmp(s->pubs[next]->id, id) >= 0)
+			return svc_lower_in(s, lo + 1, next < s->n ? next : s->n, id);
+		lo = next + 1;
+		step *= 2;
+	}
+	return lo;
 }
 
 static void pend_unref(void *p)
@@ -235,15 +263,29 @@ static void vsvc_free(void *p)
 	free(vs);
 }
 
-/* Settles the pending changes into a new sorted list: O(k log k + k log n)
- * comparisons and one copy of the n pointers; the old list hands its
- * references over (see svc_list). */
+typedef struct pend_kv {
+	const char *id;
+	void *val;
+} pend_kv;
+
+static int cmp_pend(const void *a, const void *b)
+{
+	return strcmp(((const pend_kv *)a)->id, ((const pend_kv *)b)->id);
+}
+
+/* Settles the pending changes into a new sorted list: O(k log k +
+ * k log(n/k)) comparisons and one copy of the n pointers; the old list
+ * hands its references over (see svc_list). */
 static svc_list *vsvc_list(vsvc *vs)
 {
 	if (!vs->pend)
 		return vs->list;
-	size_t k;
-	const char **ids = regent_map_sorted_keys(vs->pend, &k);
+	size_t k = 0;
+	pend_kv *ids = regent_xmalloc((regent_map_size(vs->pend) + 1) * sizeof(*ids));
+	regent_map_iter it0 = {0};
+	while (regent_map_next(vs->pend, &it0, &ids[k].id, &ids[k].val))
+		k++;
+	qsort(ids, k, sizeof(*ids), cmp_pend);
 	svc_list *o = vs->list;
 	svc_list *s = svc_new(o->name, o->n + k);
 	o->own = regent_xcalloc(k + 1, sizeof(*o->own));
@@ -257,17 +299,17 @@ static svc_list *vsvc_list(vsvc *vs)
 	}
 	size_t w = 0, r = 0;
 	for (size_t i = 0; i < k; i++) {
-		size_t pos = svc_lower(o, r, ids[i]);
+		size_t pos = svc_gallop(o, r, ids[i].id);
 		memcpy(s->pubs + w, o->pubs + r, (pos - r) * sizeof(*s->pubs));
 		w += pos - r;
 		r = pos;
-		if (r < o->n && strcmp(o->pubs[r]->id, ids[i]) == 0) {
+		if (r < o->n && strcmp(o->pubs[r]->id, ids[i].id) == 0) {
 			if (s->owners)
 				owners_add(s->owners, AT(o, r), -1);
 			o->own[o->nown++] = AT(o, r); /* replaced or removed: stays o's */
 			r++;
 		}
-		void *val = regent_map_get(vs->pend, ids[i]);
+		void *val = ids[i].val;
 		if (val != &pend_removed) {
 			s->pubs[w++] = &((regent_inst *)val)->pub; /* the pending map's reference moves */
 			if (s->owners)
@@ -487,6 +529,8 @@ static uint64_t flush_gap_ms(const regent_cat *c)
 
 static void schedule(regent_cat *c)
 {
+	if (c->first_ms && c->leading)
+		return; /* a leading-edge flush is already due */
 	uint64_t now = real_ms();
 	uint64_t loop_now = uv_now(c->loop);
 	bool spaced = c->costly && regent_map_get(c->dirty, c->costly);
@@ -501,14 +545,16 @@ static void schedule(regent_cat *c)
 			uv_timer_start(&c->timer, on_timer, 0, 0);
 			return;
 		}
-	} else if (c->leading) {
-		return; /* a leading-edge flush is already due */
 	}
 	uint64_t due = now + c->debounce_ms;
 	if (c->last_flush_ms && due < c->last_flush_ms + gap)
 		due = c->last_flush_ms + gap; /* spaced by the last flush's cost */
 	if (due > c->first_ms + c->max_ms)
 		due = c->first_ms + c->max_ms;
+	/* the same due time as armed (many changes in one ms): not armed again */
+	if (due == c->due_ms && uv_is_active((uv_handle_t *)&c->timer))
+		return;
+	c->due_ms = due;
 	uv_timer_start(&c->timer, on_timer, due > loop_now ? due - loop_now : 0, 0);
 }
 
@@ -865,6 +911,10 @@ void regent_cat_view_put(regent_catview *v, regent_inst *in)
 		mark_dirty(v->cat, vs->list->name);
 }
 
+/* A removal is not looked up in the list (a binary search of a big list
+ * per key): the settling places it with the others in one walk (an id
+ * the list turns out not to hold removes nothing, and the flush finds the
+ * service unchanged). */
 void regent_cat_view_del(regent_catview *v, const char *service, const char *id)
 {
 	vsvc *vs = regent_map_get(v->svcs, service);
@@ -872,9 +922,8 @@ void regent_cat_view_del(regent_catview *v, const char *service, const char *id)
 		return; /* an unknown service stays unknown */
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);
-	void *pv;
-	const regent_inst *cur = vsvc_get(vs, id, &pv);
-	if (!cur)
+	void *pv = vs->pend ? regent_map_get(vs->pend, id) : NULL;
+	if (pv == &pend_removed || (!pv && !svc_may_hold(vs->list, id)))
 		return;
 	if (pv && !svc_find(vs->list, id)) { /* only pending: forget it */
 		regent_map_del(vs->pend, id);

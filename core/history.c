@@ -212,16 +212,23 @@ typedef struct flush_ctx {
 	size_t listed, more;
 } flush_ctx;
 
+/* One change listed (the caller checked full()). */
 static void note(flush_ctx *f, const char *service, const char *id, const char *what,
                  char *detail)
 {
-	if (f->listed + 1 >= REGENT_HISTORY_CHANGES) {
-		free(detail);
-		f->more++;
-		return;
-	}
 	f->listed++;
 	change_add(f->h, f->snap, service, id, what, detail, f->sinks, f->nsinks, f->wall);
+}
+
+/* Whether the snapshot's lines are all taken: a further change is only
+ * counted ("more"), its words never made (a snapshot of 10,000 changes
+ * formats 49 of them, not 10,000). */
+static bool full(flush_ctx *f)
+{
+	if (f->listed + 1 < REGENT_HISTORY_CHANGES)
+		return false;
+	f->more++;
+	return true;
 }
 
 /* Both lists sorted by id (the catalog's order): one merge walk. */
@@ -235,7 +242,11 @@ static void diff_service(flush_ctx *f, const char *service)
 		/* the same instance in both (most of a big service): no string
 		 * compared, so a change costs O(n) pointer reads */
 		int c = i == on ? 1 : j == nn ? -1 : ov[i] == nv[j] ? 0 : strcmp(ov[i]->id, nv[j]->id);
-		if (c < 0) {
+		if (c < 0 && full(f)) {
+			i++;
+		} else if (c > 0 && full(f)) {
+			j++;
+		} else if (c < 0) {
 			char *e = endpoint(ov[i]);
 			note(f, service, ov[i]->id, "removed", regent_xasprintf("was %s", e));
 			free(e);
@@ -248,7 +259,7 @@ static void diff_service(flush_ctx *f, const char *service)
 			free(e);
 			j++;
 		} else {
-			if (ov[i] != nv[j] && !regent_instance_equal(ov[i], nv[j])) {
+			if (ov[i] != nv[j] && !regent_instance_equal(ov[i], nv[j]) && !full(f)) {
 				char *detail = NULL;
 				const char *what = describe(ov[i], nv[j], &detail);
 				note(f, service, nv[j]->id, what, detail);

@@ -41,16 +41,21 @@ bool regent_valid_address(const char *addr)
 	return addr[0] != '-' && addr[0] != '.';
 }
 
+/* The bytes of an instance id or node name: [A-Za-z0-9._:/@-], one
+ * lookup a byte (every key of a 100,000-instance write). */
+static const bool id_byte[256] = {
+	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+	['.'] = 1, ['_'] = 1, [':'] = 1, ['/'] = 1, ['@'] = 1, ['-'] = 1,
+};
+
 static bool valid_id(const char *id)
 {
-	if (!id || !id[0] || strlen(id) > 255)
+	if (!id || !id[0])
 		return false;
-	for (const char *p = id; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (!(isalnum(c) || strchr("._:/@-", c)))
-			return false;
-	}
-	return true;
+	const char *p = id;
+	while (id_byte[(unsigned char)*p])
+		p++;
+	return !*p && p - id <= 255;
 }
 
 static bool valid_tag(const char *t)

@@ -593,6 +593,8 @@ static void single_instance_changes(void **state)
 	 * no snapshot */
 	regent_cat_view_put(v, mk("web", "w3", 3));
 	regent_cat_view_del(v, "web", "w9");
+	regent_cat_view_del(v, "web", "w0");
+	regent_cat_view_del(v, "web", "w25"); /* between two ids: settled, finds nothing */
 	regent_cat_view_del(v, "nosuch", "x");
 	run_ms(&loop, 60);
 	assert_int_equal(f.count, 2);

@@ -113,6 +113,26 @@ static void copy_refuses_bad_input(void **state)
 	i.id = "id with space";
 	assert_null(regent_inst_copy(&i, "n", why, sizeof(why)));
 	assert_non_null(strstr(why, "invalid instance id"));
+	/* ids: [A-Za-z0-9._:/@-], 255 bytes at most */
+	char id[258];
+	memset(id, 'a', 255);
+	id[255] = '\0';
+	i = sample();
+	i.id = id;
+	regent_inst *ok = regent_inst_copy(&i, "n", why, sizeof(why));
+	assert_non_null(ok);
+	regent_inst_unref(ok);
+	id[255] = 'a';
+	id[256] = '\0';
+	assert_null(regent_inst_copy(&i, "n", why, sizeof(why)));
+	i.id = "Node-1.x_y:80/a@b";
+	ok = regent_inst_copy(&i, "n", why, sizeof(why));
+	assert_non_null(ok);
+	regent_inst_unref(ok);
+	i.id = "a#b";
+	assert_null(regent_inst_copy(&i, "n", why, sizeof(why)));
+	i.id = "a\x80" "b";
+	assert_null(regent_inst_copy(&i, "n", why, sizeof(why)));
 }
 
 static void json_round_trip(void **state)

@@ -345,7 +345,7 @@ static size_t apply_events(etcd *e, const etcd_wev *evs, size_t n, uint64_t orig
 		}
 		if (!ev->value)
 			val[0] = '\0';
-		if (ev->del)
+		if (ev->del && e->regs && e->h->map_size(e->regs)) /* a client registers nothing */
 			own_key_deleted(e, key, klen, ev->mod_rev);
 		bool t = ev->del ? view_del(e, &e->cur, key, klen)
 		                 : view_put(e, &e->cur, NULL, key, klen, val, vlen, ev->mod_rev);

@@ -50,7 +50,8 @@ void hx_buf_free(hx_buf *b);
 
 /* ---- render.c: validation of everything that reaches the file ---- */
 
-/* An IPv4/IPv6 literal, canonicalised into out (HX_ADDR_MAX); *v6 set. */
+/* An IPv4/IPv6 literal, canonicalised into out (HX_ADDR_MAX; NULL: only
+ * checked); *v6 set. */
 bool hx_valid_ip(const char *in, char *out, bool *v6);
 /* An HTTP check path: "/" then [A-Za-z0-9._~!&()*+,;=:@%/?-]{0,200}. */
 bool hx_valid_check_path(const char *p);

@@ -338,6 +338,10 @@ void hx_svc_unqueue(hx_model *m, svc *v);
 /* Removes the entries of v's runtime queue for which keep() returns false
  * (their flag cleared); unlinks v once both lists are empty. */
 void hx_rq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg);
+/* The same, ending the walk once *stop is set (by keep): the entries not
+ * walked stay as they are, so a walk that needs a few costs a few. */
+void hx_rq_filter_until(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg,
+                        const bool *stop);
 /* The same for the drain list (entries no longer draining are dropped
  * first). */
 void hx_dq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg);

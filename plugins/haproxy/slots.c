@@ -244,15 +244,23 @@ static void q_maybe_unlink(hx_model *m, svc *v)
 
 void hx_rq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg)
 {
-	size_t n = 0;
-	for (size_t k = 0; k < v->nrq; k++) {
+	hx_rq_filter_until(m, v, keep, arg, NULL);
+}
+
+void hx_rq_filter_until(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i), void *arg,
+                        const bool *stop)
+{
+	size_t n = 0, k = 0;
+	for (; k < v->nrq && !(stop && *stop); k++) {
 		size_t i = v->rq[k];
 		if (i < v->nslots && v->slots[i].rq && keep(arg, v, i))
 			v->rq[n++] = i;
 		else if (i < v->nslots)
 			v->slots[i].rq = false;
 	}
-	v->nrq = n;
+	if (k < v->nrq && n < k) /* stopped: the rest stays as it is */
+		memmove(v->rq + n, v->rq + k, (v->nrq - k) * sizeof(*v->rq));
+	v->nrq = n + (v->nrq - k);
 	q_maybe_unlink(m, v);
 }
 
@@ -503,8 +511,8 @@ static void count_ports(svc *v, const regent_instance *in, int d)
 #define WARN_INSTANCES 5
 
 /* Whether haproxy can route the instance (TCP, an IP literal and a port):
- * addr gets its canonical address.  An invalid one is warned about when
- * warn is set. */
+ * addr (NULL: only checked) gets its canonical address.  An invalid one
+ * is warned about when warn is set. */
 static bool inst_valid(hx_model *m, svc *v, const regent_instance *in, char *addr, bool warn)
 {
 	bool v6;
@@ -637,10 +645,10 @@ static void plan_full(hx_model *m, svc *v, const regent_instance *const *l, size
 	size_t P = n;
 	char addr[HX_ADDR_MAX];
 	for (size_t j = 0; j < n; j++) {
-		if (!inst_valid(m, v, l[j], addr, true))
+		if (!inst_valid(m, v, l[j], NULL, true))
 			continue;
 		v->nvalid++;
-		if (v->nin < HX_MAX_INSTANCES) {
+		if (v->nin < HX_MAX_INSTANCES && inst_valid(m, v, l[j], addr, false)) {
 			plan_route(m, v, l[j], addr);
 			if (v->nin == HX_MAX_INSTANCES)
 				P = j + 1;
@@ -658,8 +666,7 @@ static bool in_prefix(const svc *v, const regent_instance *in)
 
 static void diff_old(hx_model *m, svc *v, const regent_instance *o)
 {
-	char addr[HX_ADDR_MAX];
-	if (!inst_valid(m, v, o, addr, false))
+	if (!inst_valid(m, v, o, NULL, false))
 		return;
 	v->nvalid--;
 	if (in_prefix(v, o))
@@ -668,11 +675,11 @@ static void diff_old(hx_model *m, svc *v, const regent_instance *o)
 
 static void diff_new(hx_model *m, svc *v, const regent_instance *x)
 {
-	char addr[HX_ADDR_MAX];
-	if (!inst_valid(m, v, x, addr, true))
+	if (!inst_valid(m, v, x, NULL, true))
 		return;
 	v->nvalid++;
-	if (in_prefix(v, x))
+	char addr[HX_ADDR_MAX]; /* canonical only when routed: most of a big service is not */
+	if (in_prefix(v, x) && inst_valid(m, v, x, addr, false))
 		plan_route(m, v, x, addr);
 }
 
@@ -680,8 +687,8 @@ static void diff_new(hx_model *m, svc *v, const regent_instance *x)
  * op updates it). */
 static void diff_mod(hx_model *m, svc *v, const regent_instance *o, const regent_instance *x)
 {
-	char addr[HX_ADDR_MAX], oaddr[HX_ADDR_MAX];
-	bool vo = inst_valid(m, v, o, oaddr, false), vx = inst_valid(m, v, x, addr, true);
+	char addr[HX_ADDR_MAX];
+	bool vo = inst_valid(m, v, o, NULL, false), vx = inst_valid(m, v, x, addr, true);
 	v->nvalid = v->nvalid - vo + vx;
 	if (!in_prefix(v, x))
 		return;
@@ -729,7 +736,7 @@ static void plan_diff(hx_model *m, svc *v, const regent_instance *const *o, size
 	char addr[HX_ADDR_MAX];
 	while (v->nin > HX_MAX_INSTANCES && P > 0) {
 		P--;
-		if (inst_valid(m, v, l[P], addr, false))
+		if (inst_valid(m, v, l[P], NULL, false))
 			plan_unroute(v, l[P]);
 	}
 	while (v->nin < HX_MAX_INSTANCES && P < n) {

@@ -251,6 +251,12 @@ static void test_b64(void **st)
 	assert_false(etcd_b64_decode("L2E*", 4, out, &n));
 	assert_false(etcd_b64_decode("L2E=x", 5, out, &n));
 	assert_false(etcd_b64_decode("L2\0E", 4, out, &n));
+	/* past whole groups: a bad byte, a short tail */
+	assert_false(etcd_b64_decode("L2EvYi9j*2Ev", 12, out, &n));
+	assert_false(etcd_b64_decode("L2EvYi9jL-Ev", 12, out, &n));
+	assert_true(etcd_b64_decode("L2EvYi9", 7, out, &n));
+	assert_int_equal(n, 5);
+	assert_memory_equal(out, "/a/b/", 5);
 }
 
 /* A txn's answer: only its leading header is parsed (etcd_call.c). */

@@ -47,6 +47,22 @@ static bool set_one(void *arg, svc *v, size_t i)
 	return false;
 }
 
+/* A walk that drops `left` entries, then ends (hx_rq_filter_until). */
+typedef struct drop_some {
+	size_t left;
+	bool stop;
+} drop_some;
+
+static bool drop_until(void *arg, svc *v, size_t i)
+{
+	drop_some *d = arg;
+	(void)v;
+	(void)i;
+	if (--d->left == 0)
+		d->stop = true;
+	return false;
+}
+
 static size_t runtime_pass(hx_model *m)
 {
 	nset = 0;
@@ -189,6 +205,27 @@ void test_dirty_lists(void **st)
 	install_queued(&m);
 	assert_int_equal(m.nsdiff, 0);
 	assert_int_equal(runtime_pass(&m), 16);
+	assert_in_step(&m);
+
+	/* a walk that ends early (a full batch): the entries it did not reach
+	 * stay queued, in their order, and a later walk finds them */
+	hx_svc_dirty_all(&m, b);
+	assert_int_equal(b->nrq, 16);
+	size_t was[16];
+	memcpy(was, b->rq, sizeof(was));
+	drop_some d = {.left = 3};
+	hx_rq_filter_until(&m, b, drop_until, &d, &d.stop);
+	assert_true(d.stop);
+	assert_int_equal(b->nrq, 13);
+	for (size_t k = 0; k < 13; k++) {
+		assert_int_equal(b->rq[k], was[k + 3]);
+		assert_true(b->slots[b->rq[k]].rq);
+	}
+	for (size_t k = 0; k < 3; k++)
+		assert_false(b->slots[was[k]].rq);
+	assert_true(b->qlinked);
+	runtime_pass(&m);
+	assert_int_equal(b->nrq, 0);
 	assert_in_step(&m);
 
 	/* a service gone for good: off every list, the counters agree */
