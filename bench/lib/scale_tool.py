@@ -135,8 +135,9 @@ def cmd_ports(n, lo, hi, reserved):
             finally:
                 s.close()
             got.append(p)
-        for p in got:
-            f.write("%d\n" % p)
+        if len(got) == n:  # reserved only when all were found (the caller may try a wider range)
+            for p in got:
+                f.write("%d\n" % p)
     if len(got) < n:
         print("only %d free ports in %d-%d" % (len(got), lo, hi), file=sys.stderr)
         return 1

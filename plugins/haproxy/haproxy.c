@@ -328,6 +328,8 @@ static void model_setup(hx *s)
 	snprintf(m->bind_addr, sizeof(m->bind_addr), "%s", s->bind_addr);
 	m->stats_on = s->stats_on;
 	m->stats_port = s->stats_port;
+	m->maxconn = s->maxconn;
+	m->fd_loose = !s->strict_limits;
 	m->slots_default = s->slots_default;
 	m->retries_default = s->retries_default;
 	m->t_connect = s->t_connect;
@@ -373,7 +375,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->keep_running = h->cfg_bool(ctx, "keep_running");
 	s->g_want = hx_render_global(s->h, s->manage ? s->admin_socket : NULL,
 	                             s->manage ? s->state_file : NULL,
-	                             s->stats_on ? s->stats_bind : NULL);
+	                             s->stats_on ? s->stats_bind : NULL, s->strict_limits, s->maxconn);
 	s->m_runtime = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_haproxy_runtime_updates_total",
 	                         "Server changes applied over haproxy's runtime API (no reload).",
 	                         NULL);

@@ -116,10 +116,11 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 
 /* The global part: the admin socket (manage mode, else NULL), the
  * server-state file every listen loads (declared once here: haproxy reads
- * it once, not once per proxy; NULL: none) and the stats listener (NULL:
+ * it once, not once per proxy; NULL: none), `no strict-limits` unless
+ * strict_limits, `maxconn` if maxconn > 0, and the stats listener (NULL:
  * none). */
 char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
-                       const char *stats_bind);
+                       const char *stats_bind, bool strict_limits, int64_t maxconn);
 
 /* Renders a duration in ms as haproxy text ("1500ms", "2s"). */
 void hx_fmt_ms(char *out, size_t n, uint64_t ms);

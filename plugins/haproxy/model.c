@@ -94,12 +94,19 @@ void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h)
 	hx_addr_register(m);
 }
 
+size_t hx_fd_budget(uint64_t limit, unsigned ncpu, int64_t maxconn)
+{
+	if (!limit)
+		return SIZE_MAX;
+	/* a global maxconn: haproxy counts 2 descriptors per connection */
+	uint64_t keep = HX_FD_RESERVE + 3ull * ncpu + limit * HX_FD_MARGIN_PCT / 100 +
+	                2ull * (uint64_t)(maxconn > 0 ? maxconn : 0);
+	return limit > keep ? (size_t)(limit - keep) : 0;
+}
+
 size_t hx_model_fd_budget(const hx_model *m)
 {
-	if (!m->fd_limit)
-		return SIZE_MAX;
-	uint64_t keep = HX_FD_RESERVE + 3ull * m->ncpu + m->fd_limit * HX_FD_MARGIN_PCT / 100;
-	return m->fd_limit > keep ? (size_t)(m->fd_limit - keep) : 0;
+	return hx_fd_budget(m->fd_limit, m->ncpu, m->maxconn);
 }
 
 static void shape_clear(shape *p)
@@ -694,8 +701,9 @@ static void set_capped(hx_model *m, svc *v, size_t wanted)
 	char why[400];
 	snprintf(why, sizeof(why),
 	         "service %s: server slots capped at %zu of %zu wanted: haproxy's open-file "
-	         "limit is %llu (listeners + slots at most %zu, the other services hold %zu)",
+	         "limit is %llu (%s at most %zu, the other services hold %zu)",
 	         v->name, v->want.nslots, wanted, (unsigned long long)m->fd_limit,
+	         m->fd_loose ? "no strict-limits: listeners" : "listeners + slots",
 	         hx_model_fd_budget(m), m->fd_used - v->fdn);
 	/* the note keeps the first figures; a new line only when the cap moves */
 	if (!v->capped || v->capped_at != v->want.nslots) {
@@ -791,6 +799,8 @@ static void finalize(hx_model *m, svc *v)
 		size_t grow = room > budget / 10 ? room - budget / 10 : 0;
 		if (grow < want.nslots) /* its configured slots, if they fit */
 			grow = want.nslots < room ? want.nslots : room;
+		if (m->fd_loose) /* no strict-limits: only its listener must fit */
+			grow = others < budget ? HX_MAX_SLOTS : 0;
 		v->slot_max = grow < HX_MAX_SLOTS ? grow : HX_MAX_SLOTS;
 		if (v->slot_max < v->nslots)
 			v->slot_max = v->nslots;

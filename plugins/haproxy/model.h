@@ -27,7 +27,11 @@
  * pipes (src/haproxy.c, compute_ideal_maxconn/maxsock): over its hard
  * RLIMIT_NOFILE it refuses the configuration ("Cannot raise FD limit").
  * The wanted file keeps listeners + slots within the limit less this
- * reserve (+ 3 per CPU) and HX_FD_MARGIN_PCT percent of the limit. */
+ * reserve (+ 3 per CPU), HX_FD_MARGIN_PCT percent of the limit and 2 per
+ * connection of a global maxconn.  With `no strict-limits` (strict_limits
+ * = false) haproxy starts anyway and a slot holds a descriptor only while
+ * its check runs: listeners alone are kept within that budget, the margin
+ * is for the checks under way (docs/haproxy.md). */
 #define HX_FD_RESERVE 512
 #define HX_FD_MARGIN_PCT 5
 
@@ -283,6 +287,10 @@ typedef struct hx_model {
 	 * wanted file, the services capped for it */
 	uint64_t fd_limit;
 	unsigned ncpu;
+	/* [sink haproxy] maxconn (0: not set) and strict_limits = false
+	 * (fd_loose): slots cost no descriptor, listeners + 2 x maxconn do */
+	int64_t maxconn;
+	bool fd_loose;
 	size_t fd_used;
 	size_t ncapped;
 } hx_model;
@@ -388,6 +396,9 @@ svc *hx_model_svc_at_line(hx_model *m, size_t line);
 char *hx_model_excluded_note(hx_model *m);
 /* Listeners + slots the wanted file may hold (SIZE_MAX: no limit). */
 size_t hx_model_fd_budget(const hx_model *m);
+/* The same for a hard limit (0: none), haproxy's threads and a global
+ * maxconn (0: none): limit - 512 - 3 x ncpu - 5 % - 2 x maxconn, or 0. */
+size_t hx_fd_budget(uint64_t limit, unsigned ncpu, int64_t maxconn);
 
 /* Logs a per-service warning once: not again while every snapshot since
  * has raised it too. */

@@ -367,16 +367,20 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 }
 
 char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
-                       const char *stats_bind)
+                       const char *stats_bind, bool strict_limits, int64_t maxconn)
 {
 	hx_buf b = {.h = h};
-	if (admin_socket || state_file) {
+	if (admin_socket || state_file || !strict_limits || maxconn > 0) {
 		hx_buf_puts(&b, "global\n");
 		if (admin_socket)
 			hx_buf_printf(&b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
 			              admin_socket);
 		if (state_file)
 			hx_buf_printf(&b, "    server-state-file %s\n", state_file);
+		if (!strict_limits)
+			hx_buf_puts(&b, "    no strict-limits\n");
+		if (maxconn > 0)
+			hx_buf_printf(&b, "    maxconn %lld\n", (long long)maxconn);
 		hx_buf_puts(&b, "\n");
 	}
 	if (stats_bind)

@@ -4,6 +4,7 @@
 #include "sink.h"
 
 #include <errno.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -61,6 +62,13 @@ const regent_config_key hx_keys[] = {
 	 "default health check timeout (0: haproxy's)"},
 	{"check_interval", REGENT_CFG_DURATION, "2s", false, 100, 86400000,
 	 "default health check interval"},
+	{"strict_limits", REGENT_CFG_BOOL, "true", false, 0, 0,
+	 "manage: haproxy refuses to start when its hard open-file limit is below one descriptor "
+	 "per listener and checked server; false: `no strict-limits`, only listeners + 2 x "
+	 "maxconn are budgeted (needs maxconn; docs/haproxy.md)"},
+	{"maxconn", REGENT_CFG_INT, NULL, false, 1, 10000000,
+	 "manage: haproxy's global maxconn (2 descriptors per connection out of the open-file "
+	 "budget); default: haproxy's own"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -138,7 +146,8 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
 	uint16_t sport = 0;
 	bool stats_on = st && strcmp(st, "off") != 0 && parse_stats(st, sb, sizeof(sb), &sport, &lb);
 	char *global = hx_render_global(h, manage ? "/nonexistent/regent-check.sock" : NULL, NULL,
-	                                stats_on ? sb : NULL);
+	                                stats_on ? sb : NULL, h->cfg_bool(ctx, "strict_limits"),
+	                                h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0);
 	const char *const *inc;
 	size_t ninc = h->cfg_list(ctx, "include", &inc);
 	int rc = hx_check_binary(h, h->cfg_string(ctx, "haproxy"), inc, ninc, global,
@@ -169,6 +178,58 @@ static int check_dir(regent_ctx *ctx, const regent_host *h, const char *key, con
 	}
 	free(d);
 	return rc;
+}
+
+/* strict_limits and maxconn: the managed haproxy's global (a driven
+ * haproxy's global is the user's); strict_limits = false needs maxconn;
+ * 2 x maxconn must leave haproxy descriptors for listeners under the hard
+ * open-file limit it inherits (this process's: the daemon's at its start,
+ * the shell's under --check-config). */
+static int check_limits(regent_ctx *ctx, const regent_host *h, bool manage)
+{
+	bool strict = h->cfg_bool(ctx, "strict_limits");
+	bool has_mc = h->cfg_is_set(ctx, "maxconn");
+	int64_t mc = has_mc ? h->cfg_int(ctx, "maxconn") : 0;
+	int rc = 0;
+	static const char *const keys[] = {"strict_limits", "maxconn"};
+	for (size_t i = 0; i < 2; i++)
+		if (!manage && h->cfg_is_set(ctx, keys[i]) && (i == 1 || !strict)) {
+			h->cfg_error(ctx, keys[i],
+			             "needs manage = true (a haproxy regent does not start has its own "
+			             "global section: set `%s` there)",
+			             i ? "maxconn" : "no strict-limits");
+			rc = -EINVAL;
+		}
+	if (rc < 0)
+		return rc;
+	struct rlimit rl;
+	uint64_t lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY
+	                   ? (uint64_t)rl.rlim_max
+	                   : 0;
+	long nc = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned ncpu = nc > 0 ? (nc > 64 ? 64 : (unsigned)nc) : 64;
+	if (!strict && !has_mc) {
+		size_t half = hx_fd_budget(lim, ncpu, 0);
+		h->cfg_error(ctx, "strict_limits",
+		             "false needs maxconn: without it haproxy sizes its connections from the "
+		             "descriptors it counts and, over the hard open-file limit, falls back to "
+		             "maxconn 100; maxconn = %llu would leave half of what the limit (%llu) "
+		             "allows to listeners",
+		             lim ? (unsigned long long)(half / 4) : 10000ull, (unsigned long long)lim);
+		return -EINVAL;
+	}
+	if (has_mc && lim && hx_fd_budget(lim, ncpu, mc) == 0) {
+		h->cfg_error(ctx, "maxconn",
+		             "%lld connections take %lld descriptors (2 each): with haproxy's reserve "
+		             "(%llu) none is left for a listener under the hard open-file limit %llu "
+		             "haproxy inherits from this process (at most %llu)",
+		             (long long)mc, 2 * (long long)mc,
+		             (unsigned long long)(lim - hx_fd_budget(lim, ncpu, 0)),
+		             (unsigned long long)lim,
+		             (unsigned long long)(hx_fd_budget(lim, ncpu, 0) / 2));
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int hx_validate(regent_ctx *ctx, const regent_host *h)
@@ -219,6 +280,8 @@ int hx_validate(regent_ctx *ctx, const regent_host *h)
 		             "not used with manage = true (regent reloads its own haproxy)");
 		bad = -EINVAL;
 	}
+	if (check_limits(ctx, h, manage) < 0)
+		bad = -EINVAL;
 	const char *const *inc;
 	size_t ninc = h->cfg_list(ctx, "include", &inc);
 	for (size_t i = 0; i < ninc; i++)
@@ -305,6 +368,8 @@ void hx_sink_configure(hx *s)
 	regent_ctx *ctx = s->ctx;
 	const regent_host *h = s->h;
 	s->manage = h->cfg_bool(ctx, "manage");
+	s->strict_limits = !s->manage || h->cfg_bool(ctx, "strict_limits");
+	s->maxconn = s->manage && h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0;
 	s->config_file = h->xstrdup(h->cfg_string(ctx, "config_file"));
 	/* Temporary files per instance (pid and a sequence number): during a
 	 * make-before-break trial the old and the new instance both write

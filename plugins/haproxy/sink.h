@@ -61,6 +61,8 @@ typedef struct hx {
 	const char *const *include;
 	size_t ninclude;
 	bool manage;
+	bool strict_limits; /* false: `no strict-limits` in the global part */
+	int64_t maxconn;    /* global maxconn (0: not written) */
 	char stats_bind[80];
 	bool stats_on;
 	char bind_addr[HX_ADDR_MAX + 2];

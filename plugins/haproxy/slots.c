@@ -291,7 +291,8 @@ bool hx_shape_eq(const shape *a, const shape *b)
 
 void hx_svc_shape_sync(hx_model *m, svc *v)
 {
-	size_t fdn = v->want.listen ? v->want.nslots + 1 : 0; /* haproxy's descriptors */
+	/* haproxy's descriptors (no strict-limits: the listener only) */
+	size_t fdn = v->want.listen ? (m->fd_loose ? 1 : v->want.nslots + 1) : 0;
 	m->fd_used = m->fd_used - v->fdn + fdn;
 	v->fdn = fdn;
 	/* A closed listener (svc.shut) that is wanted again needs the reload. */

@@ -7,7 +7,9 @@
 #    failed requests on the other services;
 #  - per-service isolation (#14.1): a service whose port is already bound on this host is
 #    left out (logged, /healthz names it, regent_haproxy_services_excluded = 1) while a new
-#    good service added with it is routed; once the port is free it is added.
+#    good service added with it is routed; once the port is free it is added;
+#  - haproxy's open-file limit (#14.1, #15.6): under a hard limit of 1200 a big service is
+#    capped and reported; with strict_limits = false and maxconn it is routed whole.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -297,4 +299,48 @@ n=$(grep -c '^    server ' "$HX2/haproxy.cfg")
 echo "  | server lines in the file: $n"
 check "fd limit: the file's servers stay within the budget (1200 - 518 - 60)" test "$n" -le 622
 daemon_stop regent-fd
+
+# --- strict_limits = false with a global maxconn (#15.6): the same 900 instances under the same
+# hard limit of 1200 are all routed: haproxy counts ~1,600 descriptors (a slot each, 2 per
+# connection), says it cannot raise its limit and runs; the sink budgets listeners + 2 x maxconn
+# (the first wait is long for ASan, which reads the 900 instances at ~20 ms each).
+# --check-config refuses the key without maxconn, without manage, and a maxconn the limit cannot
+# hold, each at its line.
+HX5=$T/hx5; mkdir -p "$HX5"
+sed -e "s#^config_file = .*#config_file = $HX5/haproxy.cfg#" -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-loose#" \
+    -e "s#^stats = .*#stats = 127.0.0.1:$(free_port)#" "$T/fd.ini" > "$T/loose-base.ini"
+sed -e 's#^\[sink haproxy\]$#[sink haproxy]\nstrict_limits = false#' "$T/loose-base.ini" > "$T/loose-nomc.ini"
+ln=$(grep -n '^strict_limits = false$' "$T/loose-nomc.ini" | cut -d: -f1)
+out=$(check_config "$T/loose-nomc.ini")
+check_contains "strict_limits = false without maxconn: refused at its line" "$out" \
+    "$T/loose-nomc.ini:$ln: sink haproxy.strict_limits: false needs maxconn"
+sed -e 's#^strict_limits = false$#strict_limits = false\nmaxconn = 100#' "$T/loose-nomc.ini" > "$T/loose.ini"
+check "strict_limits = false with maxconn: --check-config accepts it" check_config "$T/loose.ini"
+sed -e 's#^maxconn = 100$#maxconn = 400#' "$T/loose.ini" > "$T/loose-big.ini"
+ln=$(grep -n '^maxconn = 400$' "$T/loose-big.ini" | cut -d: -f1)
+out=$(prlimit --nofile=1024:1200 "$REGENT_BIN" --check-config -c "$T/loose-big.ini" -p "$REGENT_PLUGIN_DIR" 2>&1)
+check_contains "maxconn beyond what the hard limit holds: refused at its line" "$out" \
+    "$T/loose-big.ini:$ln: sink haproxy.maxconn: 400 connections take 800 descriptors"
+sed -e 's#^manage = true$#manage = false\nadmin_socket = /run/none.sock\nreload_command = /bin/true#' \
+    "$T/loose.ini" > "$T/loose-drive.ini"
+out=$(check_config "$T/loose-drive.ini")
+check_contains "strict_limits without manage: refused" "$out" "sink haproxy.strict_limits: needs manage = true"
+check_contains "maxconn without manage: refused" "$out" "sink haproxy.maxconn: needs manage = true"
+daemon_start regent-loose prlimit --nofile=1024:1200 "$REGENT_BIN" -c "$T/loose.ini" -p "$REGENT_PLUGIN_DIR"
+LOG5=$(daemon_log regent-loose)
+routed() { "${TOOL[@]}" servers "$HX5/haproxy-admin.sock" huge | awk '$4 == 0 && $2 !~ /^0\.0\.0\.0:/' | wc -l; }
+check "no strict-limits: all 900 instances of the big service are routed" \
+    wait_for --timeout 120 eval '[[ "$(routed)" -eq 900 ]]'
+check "no strict-limits: the global section says so" grep -qx '    no strict-limits' "$HX5/haproxy.cfg"
+check "no strict-limits: ... with the maxconn" grep -qx '    maxconn 100' "$HX5/haproxy.cfg"
+check_contains "no strict-limits: haproxy runs with that maxconn" \
+    "$(haproxy_admin_cmd "$HX5/haproxy-admin.sock" 'show info')" "Maxconn: 100"
+check "no strict-limits: haproxy counted more than the limit and ran (its warning)" \
+    eval "grep -rqs 'Cannot raise FD limit to [0-9]*, limit is 1200' '$LOG5' '$HX5' '$H_TMP/state-hx-loose'"
+check "no strict-limits: no service capped" eval "! grep -q 'capped at' '$LOG5'"
+n=$(grep -c '^    server ' "$HX5/haproxy.cfg")
+echo "  | server lines in the file: $n (1200 - 518 - 60 - 2 x 100 = 422 listeners allowed)"
+check "no strict-limits: the file holds more slots than the hard limit" test "$n" -gt 1200
+check "no strict-limits: the big service's port accepts" wait_for --timeout 20 accepts "$P_H"
+daemon_stop regent-loose
 harness_summary

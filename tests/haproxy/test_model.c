@@ -917,6 +917,91 @@ static void test_fd_cap(void **st)
 	cat_clear();
 }
 
+/* The budget with a global maxconn and strict_limits = false: 2
+ * descriptors per connection come off it; without strict-limits a slot
+ * costs none (a check's socket exists only while it runs), only the
+ * listeners are kept within the budget, and a service whose listener no
+ * longer fits is capped at no slots and reported. */
+static void test_fd_loose(void **st)
+{
+	(void)st;
+	/* limit - 512 - 3 per CPU - 5 % - 2 x maxconn */
+	assert_int_equal(hx_fd_budget(20000, 2, 0), 18482);
+	assert_int_equal(hx_fd_budget(20000, 2, 4000), 10482);
+	assert_int_equal(hx_fd_budget(1000, 1, 210), 15);
+	assert_int_equal(hx_fd_budget(1000, 1, 300), 0);
+	assert_int_equal(hx_fd_budget(0, 2, 4000), SIZE_MAX);
+
+	/* strict, with maxconn: slots count, within the smaller budget */
+	hx_model m;
+	model_new(&m);
+	m.fd_limit = 1000;
+	m.ncpu = 1;
+	m.maxconn = 100;
+	assert_int_equal(hx_model_fd_budget(&m), 235);
+	cat_set("big", 2000, 9000, NULL);
+	model_update(&m, NULL, 0, true);
+	svc *b = hx_svc_find(&m, "big");
+	assert_true(m.fd_used <= 235);
+	assert_true(b->want.nslots < 235);
+	assert_non_null(b->capped);
+	assert_non_null(strstr(b->capped, "(listeners + slots at most 235"));
+	hx_model_free(&m);
+	cat_clear();
+
+	/* no strict-limits: the same service gets every slot it wants */
+	model_new(&m);
+	m.fd_limit = 1000;
+	m.ncpu = 1;
+	m.maxconn = 210;
+	m.fd_loose = true;
+	size_t budget = hx_model_fd_budget(&m);
+	assert_int_equal(budget, 15);
+	cat_set("big", 2000, 9000, NULL);
+	model_update(&m, NULL, 0, true);
+	install(&m);
+	b = hx_svc_find(&m, "big");
+	assert_int_equal(used_slots(b), 2000);
+	assert_true(b->want.nslots >= 2000);
+	assert_null(b->capped);
+	assert_int_equal(m.ncapped, 0);
+	assert_int_equal(m.fd_used, 1); /* its listener */
+
+	/* 19 more services: 15 listeners fit, the last 5 are capped at no
+	 * slots and reported */
+	nwarn = 0;
+	all_warn[0] = 0;
+	char name[16];
+	for (int i = 1; i < 20; i++) {
+		snprintf(name, sizeof(name), "s%02d", i);
+		cat_set(name, 2, 9000 + i, NULL);
+		update(&m, name);
+	}
+	size_t routed = 0, capped = 0;
+	for (int i = 1; i < 20; i++) {
+		snprintf(name, sizeof(name), "s%02d", i);
+		svc *v = hx_svc_find(&m, name);
+		assert_non_null(v);
+		if (v->capped) {
+			capped++;
+			assert_int_equal(used_slots(v), 0);
+		} else {
+			routed++;
+			assert_int_equal(used_slots(v), 2);
+		}
+	}
+	print_message("no strict-limits, budget %zu: %zu services routed beside big, %zu capped\n",
+	              budget, routed, capped);
+	assert_int_equal(routed, budget - 1);
+	assert_int_equal(capped, 19 - (budget - 1));
+	assert_int_equal(m.ncapped, capped);
+	assert_non_null(strstr(all_warn, "(no strict-limits: listeners at most 15, the other "
+	                                 "services hold 15)"));
+	assert_int_equal(used_slots(b), 2000); /* big kept every slot */
+	hx_model_free(&m);
+	cat_clear();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -925,6 +1010,7 @@ int main(void)
 		cmocka_unit_test(test_proxy_ids),     cmocka_unit_test(test_port_conflict),
 		cmocka_unit_test(test_empty_grace),   cmocka_unit_test(test_bind_exclusion),
 		cmocka_unit_test(test_dirty_lists),   cmocka_unit_test(test_fd_cap),
+		cmocka_unit_test(test_fd_loose),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,16 +167,29 @@ static void test_render(void **st)
 	                                    "    server s2 0.0.0.0:0 check disabled\n"
 	                                    "    server s3 [::1]:81 check\n");
 	hx_buf_free(&b);
-	char *g = hx_render_global(H, "/run/a.sock", "/s/state", "127.0.0.1:1936");
+	char *g = hx_render_global(H, "/run/a.sock", "/s/state", "127.0.0.1:1936", true, 0);
 	assert_non_null(strstr(g, "global\n    stats socket /run/a.sock mode 600 level admin expose-fd listeners\n"
-	                          "    server-state-file /s/state\n"));
+	                          "    server-state-file /s/state\n\n"));
 	assert_non_null(strstr(g, "listen " HX_STATS_PROXY "\n    id 10000\n    bind 127.0.0.1:1936\n"));
 	free(g);
-	g = hx_render_global(H, NULL, NULL, NULL);
+	g = hx_render_global(H, NULL, NULL, NULL, true, 0);
 	assert_string_equal(g, "");
 	free(g);
-	g = hx_render_global(H, NULL, "/s/state", NULL);
+	g = hx_render_global(H, NULL, "/s/state", NULL, true, 0);
 	assert_string_equal(g, "global\n    server-state-file /s/state\n\n");
+	free(g);
+	/* strict_limits = false and a global maxconn, in the global section */
+	g = hx_render_global(H, "/run/a.sock", "/s/state", NULL, false, 4000);
+	assert_string_equal(g, "global\n    stats socket /run/a.sock mode 600 level admin expose-fd listeners\n"
+	                       "    server-state-file /s/state\n"
+	                       "    no strict-limits\n"
+	                       "    maxconn 4000\n\n");
+	free(g);
+	g = hx_render_global(H, NULL, NULL, NULL, true, 250);
+	assert_string_equal(g, "global\n    maxconn 250\n\n");
+	free(g);
+	g = hx_render_global(H, NULL, NULL, NULL, false, 0);
+	assert_string_equal(g, "global\n    no strict-limits\n\n");
 	free(g);
 }
 
