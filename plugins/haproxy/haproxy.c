@@ -306,8 +306,8 @@ static void recover(hx *s)
 	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0 && b.len < (64u << 20))
 		hx_buf_add(&b, tmp, n);
 	fclose(f);
-	s->file_text = hx_buf_take(&b);
-	hx_parse_file(s->file_text, on_file_recovered, on_id_recovered, s);
+	s->recovered_text = hx_buf_take(&b);
+	hx_parse_file(s->recovered_text, on_file_recovered, on_id_recovered, s);
 	hx_model_sort(&s->m);
 	size_t nsvc = 0;
 	for (svc *v = s->m.svcs; v; v = v->next) {
@@ -531,7 +531,7 @@ static void destroy(void *self)
 	free(s->g_want);
 	free(s->g_cand);
 	free(s->g_run);
-	free(s->file_text);
+	free(s->recovered_text);
 	free(s->last_rejected);
 	free(s->cand_text);
 	free(s->admin_err);

@@ -5,11 +5,12 @@
  * written over theirs in place (host->file_patch, ABI 1.6; the lines are
  * padded to a fixed width per slot by hx_render_line, here, which the
  * candidate's render in pipeline.c uses too), else the whole file
- * rendered (the unchanged services' parts copied from the text last
- * written) and replaced atomically (host->file_write).  After a reload the
- * candidate's layout is taken over (hx_mirror_from_cand): no whole render
- * again.  Owns s->mirror and each service's m* fields (its part of
- * s->file_text). */
+ * rendered from the model and replaced atomically (host->file_write).
+ * After a reload the candidate's layout is taken over
+ * (hx_mirror_from_cand): no whole render again.  The file's text is not
+ * kept (megabytes at 10,000 servers): only where each service's part and
+ * each server line lie, and the file's length.  Owns s->mirror and each
+ * service's m* fields. */
 #include "sink.h"
 
 #include <errno.h>
@@ -158,37 +159,20 @@ void hx_file_header(hx *s, hx_buf *b, const char *g)
 
 /* ---- the mirror ---- */
 
-/* One service's part for the mirror, appended to b, with where each
- * server line starts: the lines of slots that did not change since the
- * last one (rdirty clear) are copied from the file as last rendered
- * (s->file_text), the others rendered.  O(its text) in copies plus
- * O(changed slots) in rendering.  Returns whether its part changed. */
-static bool mirror_service(hx *s, svc *v, hx_buf *b)
+/* One service's part for the mirror, rendered whole into b (its listen
+ * block and every server line), with where each server line starts
+ * (v->mloff). */
+static void mirror_service(hx *s, svc *v, hx_buf *b)
 {
 	const shape *p = &v->run;
-	size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots;
-	const char *old = v->mcached && s->file_text ? s->file_text + v->moff : NULL;
-	size_t oldlen = old ? v->mlen : 0;
-	bool patch = old && v->mnr == nr && v->mloff;
-	if (!patch) {
-		free(v->mloff);
-		v->mloff = s->h->xcalloc(nr + 1, sizeof(*v->mloff));
-	}
-	size_t *off = v->mloff, start = b->len;
-	if (patch)
-		hx_buf_add(b, old, off[0]);
-	else
-		hx_buf_puts(b, p->listen);
+	size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots, start = b->len;
+	free(v->mloff);
+	size_t *off = v->mloff = s->h->xcalloc(nr + 1, sizeof(*v->mloff));
+	hx_buf_puts(b, p->listen);
 	for (size_t i = 0; i < nr; i++) {
-		slot *sl = &v->slots[i];
-		size_t o0 = off[i], o1 = off[i + 1]; /* the old offsets, read before they move */
 		off[i] = b->len - start;
-		if (patch && !sl->rdirty) {
-			hx_buf_add(b, old + o0, o1 - o0);
-			continue;
-		}
-		sl->rdirty = false;
-		hx_render_line(b, i, sl, p->srvopts, hx_line_width(i, p->srvopts));
+		v->slots[i].rdirty = false;
+		hx_render_line(b, i, &v->slots[i], p->srvopts, hx_line_width(i, p->srvopts));
 	}
 	off[nr] = b->len - start;
 	hx_buf_puts(b, "\n");
@@ -198,45 +182,61 @@ static bool mirror_service(hx *s, svc *v, hx_buf *b)
 	v->mgen = v->sgen;
 	v->mcached = true;
 	v->mpend = true;
-	return !old || oldlen != v->mlen || memcmp(old, b->data + start, oldlen) != 0;
 }
 
-/* The installed file as it should read now, for the mirror: a service's
- * part is rendered again only when its slots changed since (v->sgen), and
- * then only their lines, or a reload installed another shape; the others
- * are copied from the file as last rendered.  O(file length) in copies
- * plus O(changed slots) in rendering, and no second copy of the text kept
- * (each service's part is a range of s->file_text).  *changed: whether the
- * text differs from s->file_text. */
-static char *render_mirror(hx *s, bool *changed, size_t *len)
+/* The installed file as it should read now, rendered whole from the
+ * model, for when the in-place patch cannot do (a part not known, a line
+ * that outgrew its width): O(file).  The text is not kept once it is
+ * handed to the write (the core copies it); what stays is each part's
+ * place in the file (v->moff, v->mloff) and the file's length. */
+static char *render_mirror(hx *s, size_t *len)
 {
 	hx_buf b = {.h = s->h};
-	if (s->file_text) {
+	if (s->file_len) {
 		/* About the last text's size: no doubling and copying on the way
 		 * (a few MB at 10,000 servers). */
-		b.cap = strlen(s->file_text) + 64 * 1024;
+		b.cap = s->file_len + 64 * 1024;
 		b.data = s->h->xrealloc(NULL, b.cap);
 		b.data[0] = '\0';
 	}
 	hx_file_header(s, &b, s->g_run);
-	bool diff = false, whole = !s->file_text;
-	for (svc *v = s->m.svcs; v; v = v->next) {
-		if (!v->run.listen)
-			continue;
-		if (!v->mcached)
-			whole = true; /* no part to compare with: the whole text is */
-		if (!v->mcached || v->mgen != v->sgen) {
-			diff |= mirror_service(s, v, &b);
-			continue;
-		}
-		size_t at = b.len;
-		hx_buf_add(&b, s->file_text + v->moff, v->mlen);
-		v->moff = at;
-	}
+	for (svc *v = s->m.svcs; v; v = v->next)
+		if (v->run.listen)
+			mirror_service(s, v, &b);
 	*len = b.len;
-	char *text = hx_buf_take(&b);
-	*changed = whole ? !s->file_text || strcmp(text, s->file_text) != 0 : diff;
-	return text;
+	return hx_buf_take(&b);
+}
+
+/* Whether the candidate just rendered (cand: the shapes v->cand and
+ * s->g_cand) is byte for byte the installed file, without keeping the
+ * file's text: before the first install, compared with the text an
+ * earlier run left (read at start); after it, the file is the mirror's,
+ * so it is the candidate when no mirror write is in flight or owed, every
+ * service's part is as the mirror last wrote it (no slot changed since),
+ * and the global part and every service's listen block, server options,
+ * line count and place in the order are the candidate's (the server lines are then rendered
+ * from the same slots, by the same hx_render_line).  False when unsure:
+ * at worst a reload that was not needed, never one skipped. */
+bool hx_mirror_same(hx *s, const char *cand)
+{
+	if (!s->installed_once)
+		return s->recovered_text && strcmp(cand, s->recovered_text) == 0;
+	if (s->mirror || s->mirror_force || !streq(s->g_cand, s->g_run))
+		return false;
+	size_t end = 0; /* the parts lie in the list's order (the candidate's) */
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		const shape *r = &v->run, *c = &v->cand;
+		if (!r->listen != !c->listen)
+			return false;
+		if (!r->listen)
+			continue;
+		size_t nr = c->nslots < v->nslots ? c->nslots : v->nslots;
+		if (!v->mcached || v->mgen != v->sgen || v->mnr != nr || !streq(r->listen, c->listen) ||
+		    !streq(r->srvopts, c->srvopts) || v->moff < end)
+			return false;
+		end = v->moff + v->mlen;
+	}
+	return true;
 }
 
 void hx_mirror_invalidate(hx *s)
@@ -276,10 +276,8 @@ void hx_mirror_from_cand(hx *s)
  * writes it whole. */
 static void mirror_unknown(hx *s)
 {
-	free(s->file_text);
-	s->file_text = NULL;
 	s->file_len = 0;
-	hx_mirror_invalidate(s); /* its parts were ranges of that text */
+	hx_mirror_invalidate(s); /* where its parts lie is not known */
 	s->mirror_force = true;
 }
 
@@ -312,26 +310,39 @@ static void on_mirror_patched(void *arg, int status, const char *why)
 	on_mirror_written(arg, status, why);
 }
 
-/* A changed server line as the patch writes it: its service, its offset
- * in s->file_text, and its bytes in the patch's buffer. */
+/* A changed server line as the patch renders it: its slot, its offset in
+ * the file, its bytes in the patch's buffer, and whether they differ
+ * from the file's. */
 typedef struct mline {
-	svc *v;
-	size_t slot, off, boff, len;
+	slot *sl;
+	size_t off, boff, len;
+	bool write;
 } mline;
+
+/* Whether the line slot sl renders to now (its pend view just set) is the
+ * one the installed file has: both disabled (a disabled line says only
+ * the slot's number and the server options, which its part kept).  A
+ * ready line is written again, as its instance id is not known apart
+ * from the text (a slot taken again at the same address). */
+static bool line_unchanged(const slot *sl)
+{
+	return sl->pend.st == AP_MAINT && sl->file.st == AP_MAINT;
+}
 
 /* The mirror as a patch: when every service haproxy runs has its part in
  * the file as last written (mcached) with the same server lines, and every
  * changed line (rdirty) renders to the width its line has in the file
  * (what a whole render would write: see render_line), the changed lines
- * are written over theirs in s->file_text and handed to host->file_patch
- * (ABI 1.6) as ranges.  O(services) to find them plus O(changed lines), and
- * the write is O(changed lines) too, where the whole file is megabytes at
- * 10,000 servers.  Returns 1 when a patch is under way, 0 when no byte
- * differs, -1 when only the whole file will do (s->file_text and the
- * slots' rdirty flags untouched then). */
+ * are handed to host->file_patch (ABI 1.6) as ranges at their offsets
+ * (the file's text is not kept: v->moff and v->mloff say where each line
+ * lies).  O(services) to find them plus O(changed lines), and the write is
+ * O(changed lines) too, where the whole file is megabytes at 10,000
+ * servers.  Returns 1 when a patch is under way, 0 when no line differs,
+ * -1 when only the whole file will do (the slots' rdirty flags untouched
+ * then). */
 static int mirror_patch(hx *s)
 {
-	if (!s->file_text || !s->file_len || !REGENT_HOST_HAS(s->h, file_patch) || !s->h->file_patch)
+	if (!s->file_len || !REGENT_HOST_HAS(s->h, file_patch) || !s->h->file_patch)
 		return -1;
 	hx_buf nb = {.h = s->h};
 	mline *ml = NULL;
@@ -369,11 +380,14 @@ static int mirror_patch(hx *s)
 				rc = -1;
 				break;
 			}
+			bool write = !line_unchanged(sl);
+			if (!write)
+				nb.len = b0;
 			if (nml == mlcap) {
 				mlcap = mlcap ? 2 * mlcap : 16;
 				ml = s->h->xrealloc(ml, mlcap * sizeof(*ml));
 			}
-			ml[nml++] = (mline){v, i, v->moff + o0, b0, o1 - o0};
+			ml[nml++] = (mline){sl, v->moff + o0, b0, o1 - o0, write};
 		}
 	}
 	if (rc < 0) {
@@ -382,26 +396,23 @@ static int mirror_patch(hx *s)
 		free(moved);
 		return -1;
 	}
-	regent_file_range *rg = s->h->xmalloc((nml ? nml : 1) * sizeof(*rg));
-	size_t nrg = 0;
-	for (size_t k = 0; k < nml; k++) {
-		char *at = s->file_text + ml[k].off;
-		const char *line = nb.data + ml[k].boff;
-		ml[k].v->slots[ml[k].slot].rdirty = false;
-		if (memcmp(at, line, ml[k].len) == 0)
-			continue;
-		memcpy(at, line, ml[k].len);
-		rg[nrg++] = (regent_file_range){.off = ml[k].off, .data = at, .len = ml[k].len};
-	}
 	for (size_t k = 0; k < nmoved; k++) {
 		moved[k]->mgen = moved[k]->sgen;
 		moved[k]->mpend = true;
 	}
-	hx_buf_free(&nb);
-	free(ml);
 	free(moved);
+	regent_file_range *rg = s->h->xmalloc((nml ? nml : 1) * sizeof(*rg));
+	size_t nrg = 0;
+	for (size_t k = 0; k < nml; k++) { /* nb.data has stopped moving */
+		ml[k].sl->rdirty = false;
+		if (ml[k].write)
+			rg[nrg++] = (regent_file_range){.off = ml[k].off, .data = nb.data + ml[k].boff,
+			                                .len = ml[k].len};
+	}
+	free(ml);
 	if (!nrg) {
 		free(rg);
+		hx_buf_free(&nb);
 		return 0;
 	}
 	regent_file_patch_opts o = {
@@ -414,10 +425,11 @@ static int mirror_patch(hx *s)
 		.arg = s,
 	};
 	int err = 0;
-	s->mirror = s->h->file_patch(s->ctx, &o, &err);
+	s->mirror = s->h->file_patch(s->ctx, &o, &err); /* the core copies the bytes */
 	free(rg);
+	hx_buf_free(&nb);
 	if (!s->mirror) {
-		mirror_unknown(s); /* s->file_text has the change, the file not */
+		mirror_unknown(s); /* the file may or may not have the change */
 		hx_write_failed(s, s->config_file, err, NULL);
 	}
 	return 1;
@@ -434,20 +446,14 @@ void hx_maybe_mirror(hx *s)
 	s->mirror_force = false;
 	if (mirror_patch(s) >= 0)
 		return;
-	bool changed;
 	size_t len;
-	char *text = render_mirror(s, &changed, &len);
-	/* The services' parts are ranges of the new text now. */
-	free(s->file_text);
-	s->file_text = text;
+	char *text = render_mirror(s, &len);
 	s->file_len = len;
-	if (!changed)
-		return;
 	int err = 0;
 	s->mirror = hx_write_file(s, s->config_file, s->tmp_path, text, on_mirror_written, &err);
+	free(text); /* the core has its copy */
 	if (!s->mirror) {
 		mirror_unknown(s); /* not on disk: unknown */
 		hx_write_failed(s, s->config_file, err, NULL);
 	}
 }
-

@@ -218,8 +218,8 @@ typedef struct svc {
 
 	/* Its part of the installed file as the mirror rendered it last
 	 * (pipeline.c): rendered again only when sgen moved or the shape
-	 * haproxy runs changed (mcached cleared).  The text is not kept apart:
-	 * it is bytes [moff, moff + mlen) of the plugin's file_text. */
+	 * haproxy runs changed (mcached cleared).  The text is not kept: the
+	 * part is bytes [moff, moff + mlen) of the file on disk. */
 	size_t moff;
 	size_t mlen;
 	size_t *mloff; /* where each server line starts in its part (mnr + 1) */

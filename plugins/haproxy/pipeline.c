@@ -334,10 +334,11 @@ void hx_drop_pending(hx *s)
 static void install_done(hx *s)
 {
 	/* The candidate is the installed file now. */
-	free(s->file_text);
-	s->file_text = s->cand_text;
-	s->file_len = strlen(s->file_text);
+	s->file_len = strlen(s->cand_text);
+	free(s->cand_text); /* not kept: the mirror patches the file by offsets */
 	s->cand_text = NULL;
+	free(s->recovered_text);
+	s->recovered_text = NULL;
 	pend_to_file(s, R_CAND);
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		bool moved = !hx_shape_eq(&v->run, &v->cand);
@@ -880,7 +881,7 @@ static void start_pipeline(hx *s)
 	}
 	s->last_pipeline_ms = s->h->now_ms();
 	s->cand_text = text;
-	bool same = s->file_text && strcmp(text, s->file_text) == 0;
+	bool same = hx_mirror_same(s, text);
 	if (same && !s->force_reload) {
 		if (!s->checked_once) {
 			/* This instance has not proven this binary and these

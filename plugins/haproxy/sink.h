@@ -83,8 +83,11 @@ typedef struct hx {
 	char *excl_note;               /* the excluded services, for /healthz */
 	regent_metric *m_excluded;
 	char *g_want, *g_cand, *g_run; /* global part (admin socket, stats) */
-	char *file_text;               /* the installed file's text */
-	size_t file_len;               /* its length, when the mirror or an install set it */
+	/* The file an earlier run left, as read at start: compared with the
+	 * first candidate (unchanged: no reload), dropped at the first install
+	 * (the installed file's text is not kept after it: see mirror.c). */
+	char *recovered_text;
+	size_t file_len; /* the installed file's length, when the mirror or an install set it */
 	char *last_rejected;           /* candidate haproxy -c refused */
 	bool rejected_wait;            /* ... and no snapshot since */
 	bool installed_once;
@@ -277,9 +280,12 @@ void hx_start_dump(hx *s);
 /* ---- mirror.c: runtime changes written into the installed file ---- */
 
 void hx_maybe_mirror(hx *s);
-/* The services' parts of s->file_text are not known (a new text). */
+/* Where the services' parts lie in the file is not known (a new text). */
 void hx_mirror_invalidate(hx *s);
 void hx_mirror_from_cand(hx *s);
+/* Whether the candidate just rendered (text; the shapes v->cand) is the
+ * installed file byte for byte; false when not sure. */
+bool hx_mirror_same(hx *s, const char *text);
 void hx_log_output(hx *s, regent_log_level lvl, const char *out);
 /* Runs argv with host->spawn into s->run (check_timeout, output up to
  * 256 KiB kept); a command that cannot start calls cb at once with
