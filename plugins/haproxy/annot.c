@@ -22,6 +22,7 @@
 #include "annot.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ struct hx_annot {
 	size_t *dirty;    /* rows to publish (arow.dirty), by index */
 	size_t ndirty, dirtycap;
 	struct hx_annot_del *dels; /* published keys to withdraw */
+	regent_map *details;       /* text -> dword: the rows' details, held once */
 	size_t ndels, delcap;
 	/* servers the sink changed since the last answer: asked alone */
 	struct touch {
@@ -273,8 +275,8 @@ typedef struct arow {
 	char *service;     /* one allocation: "NAME\0NAME/sN\0" */
 	const char *label; /* the second string of it: "NAME/sN" */
 	char *id;          /* NULL: dropped (the slot is free now) */
-	char *detail;
-	uint64_t since_ns; /* when the state last changed (wall ns), 0: unknown */
+	const char *detail; /* a dword's text (detail_get), NULL: none yet */
+	uint64_t since_ns;  /* when the state last changed (wall ns), 0: unknown */
 	uint32_t slot;     /* < HX_MAX_SLOTS */
 	char state[17];    /* hx_annot_describe: a status word of at most 16 bytes */
 	bool seen;  /* in the answer being read */
@@ -282,6 +284,44 @@ typedef struct arow {
 	bool pub;   /* the core holds (service, id) as this row published it */
 } arow;
 _Static_assert(sizeof(arow) <= 64, "a row is 64 bytes at most");
+
+/* A detail held once for every row that says it (at 10,000 servers that
+ * nothing answers, every one says "L4CON Connection refused": ~0.5 MB as
+ * a copy per row), reference-counted, in a map by its text. */
+typedef struct dword {
+	size_t refs;
+	char text[];
+} dword;
+
+static const char *detail_get(hx_annot *a, const char *text)
+{
+	if (!a->details)
+		a->details = a->h->map_new();
+	dword *w = a->h->map_get(a->details, text);
+	if (!w) {
+		size_t n = strlen(text) + 1;
+		w = a->h->xmalloc(sizeof(*w) + n);
+		w->refs = 0;
+		memcpy(w->text, text, n);
+		a->h->map_put(a->details, text, w);
+	}
+	w->refs++;
+	return w->text;
+}
+
+static void detail_put(hx_annot *a, const char *text)
+{
+	if (!text)
+		return;
+	dword *w = (dword *)(void *)(text - offsetof(dword, text));
+	if (--w->refs == 0)
+		free(a->h->map_del(a->details, text));
+}
+
+size_t hx_annot_details(const hx_annot *a)
+{
+	return a->details ? a->h->map_size(a->details) : 0;
+}
 
 /* A published key to withdraw (both strings owned). */
 struct hx_annot_del {
@@ -314,7 +354,7 @@ static void rows_clear(hx_annot *a)
 	for (size_t i = 0; i < a->nrows; i++) {
 		free(a->rows[i].service);
 		free(a->rows[i].id);
-		free(a->rows[i].detail);
+		detail_put(a, a->rows[i].detail);
 	}
 	a->nrows = 0;
 	a->ndirty = 0;
@@ -525,8 +565,8 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		                  sizeof(detail));
 		bool changed = strcmp(was, r->state) != 0;
 		if (!r->detail || strcmp(detail, r->detail) != 0) {
-			free(r->detail);
-			r->detail = a->h->xstrdup(detail);
+			detail_put(a, r->detail);
+			r->detail = detail_get(a, detail);
 			changed = true;
 		}
 		uint64_t since = row_since(a, c_ch >= 0 ? f[c_ch] : NULL, &wall);
@@ -561,7 +601,7 @@ static void rows_sweep(hx_annot *a)
 				free(r->service);
 				free(r->id);
 			}
-			free(r->detail);
+			detail_put(a, r->detail);
 			continue;
 		}
 		a->rows[n++] = *r;
@@ -920,6 +960,8 @@ void hx_annot_free(hx_annot *a)
 	uv_close((uv_handle_t *)a->timer, (uv_close_cb)free);
 	a->h->annotations_set(a->ctx, NULL, 0);
 	rows_clear(a);
+	if (a->details)
+		a->h->map_free(a->details, NULL); /* empty: every row let go */
 	free(a->rows);
 	free(a->dirty);
 	dels_clear(a);

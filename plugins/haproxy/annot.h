@@ -28,6 +28,8 @@ void hx_annot_free(hx_annot *a);
  * some (the rows it has are updated), and what changed published.
  * Returns 0 or the error that the publish or the parse met. */
 int hx_annot_feed(hx_annot *a, char *answer, bool full);
+/* Distinct detail texts the rows hold (each held once; tests). */
+size_t hx_annot_details(const hx_annot *a);
 
 /* Pure, for the unit test: one row of "show stat" as a state word
  * ("up", "down", "drain", "maint", "nolb"...) and a detail ("L4CON

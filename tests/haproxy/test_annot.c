@@ -250,6 +250,7 @@ static void test_publish_changes(void **state)
 	assert_int_equal(l.n, 2);
 	held_is(&l, 0, "a", "web/s1", "up", "L4OK Layer4 check passed");
 	held_is(&l, 1, "b", "web/s2", "down", "L4CON Connection refused");
+	assert_int_equal(hx_annot_details(f.a), 2);
 	/* the time of the change, absolute: the age is the reader's to word */
 	assert_int_equal(l.a[0]->since_wall_ns, fake_wall - 5 * SEC);
 	assert_int_equal(l.a[1]->since_wall_ns, fake_wall - 7 * SEC);
@@ -290,6 +291,7 @@ static void test_publish_changes(void **state)
 	assert_ptr_equal(l.a[0], was_a); /* untouched in the core */
 	held_is(&l, 1, "b", "web/s2", "up", "L4OK Layer4 check passed");
 	assert_int_equal(l.a[1]->since_wall_ns, fake_wall);
+	assert_int_equal(hx_annot_details(f.a), 1); /* both rows say it: held once */
 
 	/* one second later, the same: nothing */
 	fake_wall += SEC;
@@ -332,6 +334,7 @@ static void test_publish_changes(void **state)
 	assert_int_equal(n_update, 6);
 	assert_int_equal(last_ndel, 1);
 	assert_int_equal(held().n, 0);
+	assert_int_equal(hx_annot_details(f.a), 0); /* no row: no detail held */
 	/* not a show stat answer: an error, nothing published */
 	assert_int_equal(feed(f.a, "Unknown command\n", false), -EPROTO);
 	assert_int_equal(n_update, 6);
