@@ -214,9 +214,10 @@ static char *render_mirror(hx *s, size_t *len)
  * so it is the candidate when no mirror write is in flight or owed, every
  * service's part is as the mirror last wrote it (no slot changed since),
  * and the global part and every service's listen block, server options,
- * line count and place in the order are the candidate's (the server lines are then rendered
- * from the same slots, by the same hx_render_line).  False when unsure:
- * at worst a reload that was not needed, never one skipped. */
+ * line count and place in the order are the candidate's (the server
+ * lines are then rendered from the same slots, by the same
+ * hx_render_line).  False when unsure: at worst a reload that was not
+ * needed, never one skipped.  O(services), no text compared. */
 bool hx_mirror_same(hx *s, const char *cand)
 {
 	if (!s->installed_once)
