@@ -167,14 +167,14 @@ static void mirror_service(hx *s, svc *v, hx_buf *b)
 	const shape *p = &v->run;
 	size_t nr = p->nslots < v->nslots ? p->nslots : v->nslots, start = b->len;
 	free(v->mloff);
-	size_t *off = v->mloff = s->h->xcalloc(nr + 1, sizeof(*v->mloff));
+	uint32_t *off = v->mloff = s->h->xcalloc(nr + 1, sizeof(*v->mloff));
 	hx_buf_puts(b, p->listen);
 	for (size_t i = 0; i < nr; i++) {
-		off[i] = b->len - start;
+		off[i] = (uint32_t)(b->len - start);
 		v->slots[i].rdirty = false;
 		hx_render_line(b, i, &v->slots[i], p->srvopts, hx_line_width(i, p->srvopts));
 	}
-	off[nr] = b->len - start;
+	off[nr] = (uint32_t)(b->len - start);
 	hx_buf_puts(b, "\n");
 	v->moff = start;
 	v->mlen = b->len - start;

@@ -194,7 +194,7 @@ typedef struct svc {
 	uint32_t *idt;
 	size_t idtcap, nids;
 	/* free slot indices, a min-heap (lazy: checked when taken) */
-	size_t *fh;
+	uint32_t *fh; /* (slot indices: < HX_MAX_SLOTS, 4 bytes each) */
 	size_t nfh, fhcap;
 	size_t hi;       /* 1 + the highest slot that held an instance */
 	unsigned sgen;   /* bumped by every change of how its slots render */
@@ -205,8 +205,10 @@ typedef struct svc {
 	 * slot.rq), dq the slots that went draining (lazily: checked when
 	 * read, slot.dq).  A service with either non-empty is on the model's
 	 * active list (qprev/qnext). */
-	size_t *rq, nrq, rqcap;
-	size_t *dq, ndq, dqcap;
+	uint32_t *rq;
+	size_t nrq, rqcap;
+	uint32_t *dq;
+	size_t ndq, dqcap;
 	bool qlinked;
 	struct svc *qprev, *qnext;
 	bool sdiff; /* want and run differ (counted in hx_model.nsdiff) */
@@ -222,7 +224,7 @@ typedef struct svc {
 	 * part is bytes [moff, moff + mlen) of the file on disk. */
 	size_t moff;
 	size_t mlen;
-	size_t *mloff; /* where each server line starts in its part (mnr + 1) */
+	uint32_t *mloff; /* where each server line starts in its part (mnr + 1) */
 	size_t mnr;
 	unsigned mgen;
 	bool mcached;
@@ -230,7 +232,7 @@ typedef struct svc {
 	/* The same for the candidate last rendered (pipeline.c), taken over
 	 * by the mirror when it is installed (hx_mirror_from_cand). */
 	size_t cmoff, cmlen, cmnr;
-	size_t *cmloff;
+	uint32_t *cmloff;
 	unsigned cmgen;
 } svc;
 

@@ -55,7 +55,7 @@ static const shape *shape_of(svc *v, which w)
 static void render_service(hx_buf *b, svc *v, const shape *p, bool cand)
 {
 	size_t start = b->len, nr = p->nslots < v->nslots ? p->nslots : v->nslots;
-	size_t *off = NULL;
+	uint32_t *off = NULL; /* a part is far below 4 GB */
 	if (cand) {
 		free(v->cmloff);
 		off = v->cmloff = v->h->xcalloc(nr + 1, sizeof(*off));
@@ -63,11 +63,11 @@ static void render_service(hx_buf *b, svc *v, const shape *p, bool cand)
 	hx_buf_puts(b, p->listen);
 	for (size_t i = 0; i < nr; i++) {
 		if (off)
-			off[i] = b->len - start;
+			off[i] = (uint32_t)(b->len - start);
 		hx_render_line(b, i, &v->slots[i], p->srvopts, hx_line_width(i, p->srvopts));
 	}
 	if (off) {
-		off[nr] = b->len - start;
+		off[nr] = (uint32_t)(b->len - start);
 		v->cmoff = start;
 		v->cmnr = nr;
 		v->cmgen = v->sgen;

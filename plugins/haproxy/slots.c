@@ -123,12 +123,13 @@ static void fh_push(svc *v, size_t i)
 		v->fh[k] = v->fh[(k - 1) / 2];
 		k = (k - 1) / 2;
 	}
-	v->fh[k] = i;
+	v->fh[k] = (uint32_t)i;
 }
 
 static size_t fh_pop(svc *v)
 {
-	size_t top = v->fh[0], last = v->fh[--v->nfh], k = 0;
+	uint32_t top = v->fh[0], last = v->fh[--v->nfh];
+	size_t k = 0;
 	for (;;) {
 		size_t c = 2 * k + 1;
 		if (c >= v->nfh)
@@ -193,13 +194,13 @@ void hx_svc_unqueue(hx_model *m, svc *v)
 	v->qlinked = false;
 }
 
-static void q_push(const regent_host *h, size_t **a, size_t *n, size_t *cap, size_t i)
+static void q_push(const regent_host *h, uint32_t **a, size_t *n, size_t *cap, size_t i)
 {
 	if (*n == *cap) {
 		*cap = *cap ? 2 * *cap : 8;
 		*a = h->xrealloc(*a, *cap * sizeof(**a));
 	}
-	(*a)[(*n)++] = i;
+	(*a)[(*n)++] = (uint32_t)i;
 }
 
 void hx_slot_dirty(hx_model *m, svc *v, size_t i)
@@ -254,7 +255,7 @@ void hx_rq_filter_until(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, siz
 	for (; k < v->nrq && !(stop && *stop); k++) {
 		size_t i = v->rq[k];
 		if (i < v->nslots && v->slots[i].rq && keep(arg, v, i))
-			v->rq[n++] = i;
+			v->rq[n++] = (uint32_t)i;
 		else if (i < v->nslots)
 			v->slots[i].rq = false;
 	}
@@ -271,7 +272,7 @@ void hx_dq_filter(hx_model *m, svc *v, bool (*keep)(void *arg, svc *v, size_t i)
 		size_t i = v->dq[k];
 		if (i < v->nslots && v->slots[i].dq && v->slots[i].st == ST_DRAIN &&
 		    (!keep || keep(arg, v, i)))
-			v->dq[n++] = i;
+			v->dq[n++] = (uint32_t)i;
 		else if (i < v->nslots)
 			v->slots[i].dq = false;
 	}
