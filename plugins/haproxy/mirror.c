@@ -117,6 +117,7 @@ static size_t line_direct(char *out, size_t cap, size_t i, const hx_server_line 
 void hx_render_line(hx_buf *b, size_t i, slot *sl, const char *srvopts, size_t width)
 {
 	sl->pend = slot_as_file(sl);
+	sl->pend_id = true;
 	char ab[HX_ADDR_MAX];
 	hx_server_line l = {.enabled = sl->pend.st == AP_READY,
 	                    .addr = sl->pend.st == AP_READY ? hx_ip_str(&sl->addr, ab) : "",
@@ -321,13 +322,15 @@ typedef struct mline {
 } mline;
 
 /* Whether the line slot sl renders to now (its pend view just set) is the
- * one the installed file has: both disabled (a disabled line says only
- * the slot's number and the server options, which its part kept).  A
- * ready line is written again, as its instance id is not known apart
- * from the text (a slot taken again at the same address). */
+ * one the installed file has: the same state, address and port, and for a
+ * ready line the same instance id (file_id: no other id taken since the
+ * file's line was rendered); the slot's number and the server options are
+ * its part's, unchanged. */
 static bool line_unchanged(const slot *sl)
 {
-	return sl->pend.st == AP_MAINT && sl->file.st == AP_MAINT;
+	const srv_view *p = &sl->pend, *f = &sl->file;
+	return p->st == f->st && hx_ip_eq(&p->addr, &f->addr) && p->port == f->port &&
+	       (p->st != AP_READY || sl->file_id);
 }
 
 /* The mirror as a patch: when every service haproxy runs has its part in

@@ -89,6 +89,10 @@ typedef struct slot {
 	bool rq : 1;         /* in its service's runtime queue (v->rq) */
 	bool dq : 1;         /* in its service's drain list (v->dq) */
 	bool rdirty : 1;     /* how the file writes it changed since the mirror's render */
+	/* the line last rendered (pend), resp. the installed file's line
+	 * (file), shows the instance id the slot holds now (a ready line's
+	 * "  # id"): how the mirror knows a line unchanged without its text */
+	bool pend_id : 1, file_id : 1;
 	bool state_kept : 1; /* the old worker's state line is in the state file */
 	bool state_up : 1;   /* ... and says up */
 } slot;

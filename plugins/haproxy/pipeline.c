@@ -125,8 +125,10 @@ static void pend_to_file(hx *s, which w)
 		if (w == R_RUN && !v->mpend)
 			continue;
 		v->mpend = false;
-		for (size_t i = 0; p->listen && i < p->nslots && i < v->nslots; i++)
+		for (size_t i = 0; p->listen && i < p->nslots && i < v->nslots; i++) {
 			v->slots[i].file = v->slots[i].pend;
+			v->slots[i].file_id = v->slots[i].pend_id;
+		}
 	}
 }
 

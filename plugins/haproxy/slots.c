@@ -334,6 +334,7 @@ static void slot_set_id(svc *v, size_t i, const char *id)
 {
 	v->slots[i].id = v->h->xstrdup(id);
 	v->slots[i].rdirty = true;
+	v->slots[i].pend_id = v->slots[i].file_id = false;
 	idt_add(v, i);
 	if (i + 1 > v->hi)
 		v->hi = i + 1;
