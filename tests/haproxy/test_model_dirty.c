@@ -211,7 +211,7 @@ void test_dirty_lists(void **st)
 	 * stay queued, in their order, and a later walk finds them */
 	hx_svc_dirty_all(&m, b);
 	assert_int_equal(b->nrq, 16);
-	size_t was[16];
+	uint32_t was[16]; /* v->rq holds uint32_t slot indices */
 	memcpy(was, b->rq, sizeof(was));
 	drop_some d = {.left = 3};
 	hx_rq_filter_until(&m, b, drop_until, &d, &d.stop);
