@@ -252,7 +252,36 @@ check "cold: haproxy refused it at the reload (logged)" grep -q 'haproxy refused
 check_contains "cold: the next check pinned the refusal on the bad service" \
     "$(grep 'service bad is not routed' "$LOG3" | head -n 1)" "refused its section"
 check "cold: bad is not in the file" eval "! grep -q '^listen bad\$' '$HX3/haproxy.cfg'"
+check "cold: haproxy's first start waited for services, then started without them (start_wait)" \
+    grep -q 'no service to route within start_wait' "$LOG3"
 daemon_stop regent-cold
+
+# --- a bad service in the registry's first read (#15): haproxy's first start waits for the
+# catalog (start_wait) and starts once with every service, that file not checked separately;
+# haproxy refuses it (its master exits before a worker answers): no restart with that file,
+# the next candidate is checked, the refusal pinned on the bad service, and haproxy started
+# with the good one.
+HX5=$T/hx5; mkdir -p "$HX5"
+INST5=$T/instances5
+printf '%s\n' "$(line o-1 okay b1)" "$(line x-1 bad b2)" > "$INST5"
+sed -e "s#^file = .*#file = $INST5#" -e "s#^config_file = .*#config_file = $HX5/haproxy.cfg#" \
+    -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-direct#" \
+    -e "s#^\[sink haproxy\]\$#[sink haproxy]\nstart_wait = 10s#" "$T/cold.ini" > "$T/direct.ini"
+daemon_start regent-direct "$REGENT_BIN" -c "$T/direct.ini" -p "$REGENT_PLUGIN_DIR"
+LOG5=$(daemon_log regent-direct)
+check "direct: the good service is routed next to the bad one" wait_for --timeout 30 answers "$P_OK" b1
+check "direct: haproxy's first start took the first configuration with services, unchecked" \
+    grep -q 'cold start: haproxy starts once with the first configuration with services' "$LOG5"
+check "direct: haproxy refused it at its start (logged, not restarted with it)" \
+    grep -q 'haproxy exited before its first worker answered' "$LOG5"
+check_contains "direct: the next check pinned the refusal on the bad service" \
+    "$(grep 'service bad is not routed' "$LOG5" | head -n 1)" "refused its section"
+check "direct: bad is not in the file" eval "! grep -q '^listen bad\$' '$HX5/haproxy.cfg'"
+check_eq "direct: haproxy started twice (the refused file, then the checked one), never restarted with the refused file" \
+    "2" "$(grep -c 'started haproxy (master pid' "$LOG5")"
+check_eq "direct: the running haproxy never reloaded" "0" \
+    "$(haproxy_master_cmd --sock "$HX5/haproxy-master.sock" "show proc" | awk '$2 == "master" { print $3 }')"
+daemon_stop regent-direct
 
 # --- an include haproxy rejects: refused by --check-config; the daemon's start (validate_purpose
 # START, ABI 1.6) leaves that check to the sink's first haproxy -c, whose refusal fails the sink's
