@@ -189,13 +189,7 @@ bool hx_cold_start_waits(const hx *s)
 
 static void on_start_wait(uv_timer_t *t)
 {
-	hx *s = t->data;
-	if (!has_services(s, true) && !s->stopping)
-		s->h->log(s->ctx, REGENT_LOG_INFO,
-		          "no service to route within start_wait (%llu ms): haproxy starts without "
-		          "one, and reloads once the registry has them",
-		          (unsigned long long)s->start_wait);
-	hx_kick(s);
+	hx_kick(t->data);
 }
 
 bool hx_first_start_waits(hx *s)
@@ -220,6 +214,12 @@ bool hx_first_start_waits(hx *s)
 			}
 			return true;
 		}
+		/* (hx_kick starts haproxy when this returns false) */
+		s->h->log(s->ctx, REGENT_LOG_INFO,
+		          "no service to route within start_wait (%llu ms): haproxy starts without one, "
+		          "and reloads once the registry has them",
+		          (unsigned long long)s->start_wait);
+		return false;
 	}
 	/* It came: the pipeline that writes it comes first (hx_schedule_slow
 	 * runs it next, at once), and haproxy starts with its file. */

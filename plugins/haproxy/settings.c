@@ -48,10 +48,10 @@ const regent_config_key hx_keys[] = {
 	 "sink's page); 0: never"},
 	{"startup_grace", REGENT_CFG_DURATION, "5s", false, 0, 600000,
 	 "at start, how long an empty catalog waits before it may empty the routes of an earlier run"},
-	{"start_wait", REGENT_CFG_DURATION, "1s", false, 0, 60000,
+	{"start_wait", REGENT_CFG_DURATION, "5s", false, 0, 60000,
 	 "manage, nothing to adopt: how long haproxy's first start waits for the registry's first "
-	 "complete read, to start once with every service instead of empty and then reloaded; 0: "
-	 "at once"},
+	 "complete read (a service to route), to start once with every service instead of empty "
+	 "and then reloaded; 0: at once"},
 	{"check_timeout", REGENT_CFG_DURATION, "30s", false, 100, 600000,
 	 "time limit of haproxy -c"},
 	{"command_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,

@@ -229,8 +229,8 @@ echo "  | reloads during the isolation part: $(( $(reloads) - R1 ))"
 daemon_stop regent
 
 # --- a bad service at a cold start (#15): the services arrive after the first haproxy runs (a
-# store still reading), so the first configuration with services goes without a separate
-# haproxy -c; the section haproxy refuses (server_options = ssl wants a CA file) fails that
+# store still reading past start_wait, here 300 ms), so the first configuration with services
+# goes without a separate haproxy -c; the section haproxy refuses (server_options = ssl wants a CA file) fails that
 # reload, the next candidate is checked, the refusal is pinned on the service and the good one
 # is routed.
 HX3=$T/hx3; mkdir -p "$HX3"
@@ -238,7 +238,8 @@ INST3=$T/instances3; : > "$INST3"
 P_OK=$(free_port); P_BAD=$(free_port)
 sed -e "s#^file = .*#file = $INST3#" -e "s#^config_file = .*#config_file = $HX3/haproxy.cfg#" \
     -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-cold#" -e "s#^stats = .*#stats = 127.0.0.1:$(free_port)#" \
-    -e "/^\[sink stats\]/,/^listen/d" -e "/^\[service /,\$d" "$INI" > "$T/cold.ini"
+    -e "/^\[sink stats\]/,/^listen/d" -e "/^\[service /,\$d" \
+    -e "s#^\[sink haproxy\]\$#[sink haproxy]\nstart_wait = 300ms#" "$INI" > "$T/cold.ini"
 printf '[service okay]\nport = %s\nmode = http\n\n[service bad]\nport = %s\nmode = http\nserver_options = ssl\n' \
     "$P_OK" "$P_BAD" >> "$T/cold.ini"
 daemon_start regent-cold "$REGENT_BIN" -c "$T/cold.ini" -p "$REGENT_PLUGIN_DIR"
@@ -266,7 +267,7 @@ INST5=$T/instances5
 printf '%s\n' "$(line o-1 okay b1)" "$(line x-1 bad b2)" > "$INST5"
 sed -e "s#^file = .*#file = $INST5#" -e "s#^config_file = .*#config_file = $HX5/haproxy.cfg#" \
     -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-direct#" \
-    -e "s#^\[sink haproxy\]\$#[sink haproxy]\nstart_wait = 10s#" "$T/cold.ini" > "$T/direct.ini"
+    -e "s#^start_wait = .*#start_wait = 10s#" "$T/cold.ini" > "$T/direct.ini"
 daemon_start regent-direct "$REGENT_BIN" -c "$T/direct.ini" -p "$REGENT_PLUGIN_DIR"
 LOG5=$(daemon_log regent-direct)
 check "direct: the good service is routed next to the bad one" wait_for --timeout 30 answers "$P_OK" b1
