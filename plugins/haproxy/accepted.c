@@ -157,7 +157,7 @@ bool hx_cold_bare(const hx *s)
 bool hx_can_skip_check(hx *s)
 {
 	if (direct_ahead(s, false)) {
-		s->cold_skip_spent = s->cold_skip_now = s->cold_direct = true;
+		s->cold_skip_spent = s->cold_skip_now = s->cold_direct_now = true;
 		return true;
 	}
 	if (!s->checked_once || !s->installed_once || !s->master_socket || !hx_running(s) ||

@@ -208,7 +208,7 @@ void hx_pipeline_done(hx *s)
 	s->join_left = 0;
 	s->join_failed = false;
 	hx_reload_prefetch_drop(s);
-	s->cold_skip_now = false;
+	s->cold_skip_now = s->cold_direct_now = false;
 	free(s->cand_text);
 	s->cand_text = NULL;
 	for (svc *v = s->m.svcs; v; v = v->next)
@@ -246,6 +246,7 @@ static void install_done(hx *s)
 	s->g_run = s->h->xstrdup(s->g_cand);
 	s->installed_once = true;
 	s->cold_refused = false; /* haproxy may start with it (accepted.c) */
+	s->cold_direct = s->cold_direct_now; /* ... the first start takes it unchecked */
 	s->file_gen++;
 	s->m.gen++; /* the installed shapes are rendered by the mirror now */
 	hx_write_ok(s);
@@ -796,7 +797,7 @@ static void start_pipeline(hx *s)
 	 * fast path waiting from here, and reloaded; the new master checks it. */
 	bool skip = hx_can_skip_check(s);
 	s->checking = false;
-	if (skip && s->cold_direct)
+	if (skip && s->cold_direct_now)
 		s->h->log(s->ctx, REGENT_LOG_DEBUG,
 		          "cold start: haproxy starts once with the first configuration with services, "
 		          "written without a separate haproxy -c (its start parses it; a refusal makes "

@@ -169,12 +169,13 @@ typedef struct hx {
 	/* The managed cold start (accepted.c hx_first_start_waits): haproxy's
 	 * first start waits (t_start, up to start_wait) for the registry's
 	 * first complete read, then starts once with the complete file,
-	 * written without a separate haproxy -c (cold_direct until its worker
+	 * written without a separate haproxy -c (cold_direct_now while its
+	 * pipeline runs, cold_direct once installed until its worker
 	 * answers).  spawned_once: this instance started (or adopted) one.
 	 * cold_refused: that start exited before its worker answered; no
 	 * start until a checked file is installed. */
 	uv_timer_t *t_start;
-	bool spawned_once, cold_direct, cold_refused;
+	bool spawned_once, cold_direct_now, cold_direct, cold_refused;
 	unsigned spawn_mgen; /* m.gen when this instance last started haproxy */
 
 	/* make-before-break start: proven once a configuration passed
@@ -320,7 +321,7 @@ void hx_clean_temps(hx *s);
 /* The candidate may skip it (and is then the final one): every section is
  * one haproxy accepted, or it is the cold start's first file with
  * services (its own start or reload parses it).  Sets cold_skip_now (and
- * cold_direct when haproxy's first start takes it). */
+ * cold_direct_now when haproxy's first start takes it). */
 bool hx_can_skip_check(hx *s);
 /* The cold start's first haproxy is starting with a file with no
  * service: the first candidate with services waits for it. */
