@@ -196,9 +196,9 @@ bool hx_first_start_waits(hx *s)
 {
 	if (s->cold_refused)
 		return true; /* until a checked file is installed (install_done) */
-	if (!first_start_ahead(s))
-		return false;
-	if (!has_services(s, true) && s->start_wait) {
+	if (!first_start_ahead(s) || !s->start_wait)
+		return false; /* 0: at once, with the file with no service */
+	if (!has_services(s, true)) {
 		/* The first snapshot is the registry's first complete read (the
 		 * core holds it until every store has read once): no snapshot
 		 * yet, or one with no service to route (a store that fills at
