@@ -11,6 +11,7 @@
                                                      PREFIX (touches READY once watching)
   scale_tool.py wait-config FILE N TIMEOUT           wall ns when FILE has N service listens
   scale_tool.py wait-serving SOCK N TIMEOUT          wall ns when haproxy routes to >= N servers
+                                                     (the answer read whole; then its first byte)
   scale_tool.py changes EP PREFIX SOCK PID M OUT [NSVC]  M single-instance changes (join / leave)
                                                      in services fleet0000..NSVC-1 (1000)
   scale_tool.py newsvc EP PREFIX SOCK PID M PORTS OUT [LIMIT]  M new services (reload path) and
@@ -79,7 +80,8 @@ def cpu_ns(pid):
     return s
 
 
-def admin(sock, cmd, timeout=5):
+def admin(sock, cmd, timeout=5, first=None):
+    """The answer to cmd; first (a list), if given, gets the wall ns of its first byte."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
@@ -91,6 +93,8 @@ def admin(sock, cmd, timeout=5):
             b = s.recv(1 << 20)
             if not b:
                 break
+            if first is not None and not out:
+                first.append(time.time_ns())
             out.append(b)
         return b"".join(out).decode("utf-8", "replace")
     finally:
@@ -273,11 +277,15 @@ def cmd_wait_config(path, n, timeout):
 
 
 def cmd_wait_serving(sock, n, timeout):
+    """Prints when the answer that lists n servers routed had been read whole, and when its
+    first byte came (haproxy's worker was answering, every server routed: the dump of
+    16,000 servers then takes 0.1-1 s to read)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
-            if len(servers_up(admin(sock, "show servers state"))) >= n:
-                print(time.time_ns())
+            first = []
+            if len(servers_up(admin(sock, "show servers state", first=first))) >= n:
+                print(time.time_ns(), first[0])
                 return 0
         except OSError:
             pass

@@ -303,6 +303,10 @@ hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg);
 void hx_sup_adopt(hx_sup *s, void (*done)(void *arg, int result, const char *why), void *arg);
 /* Starts one (the config file is in place). */
 void hx_sup_spawn(hx_sup *s);
+/* The restart a death scheduled (HX_SUP_DOWN) does not happen: the
+ * caller starts haproxy again itself (hx_sup_spawn), once its file is
+ * worth starting. */
+void hx_sup_hold_restart(hx_sup *s);
 /* A master exists, is starting or restarting (no spawn needed). */
 bool hx_sup_busy(const hx_sup *s);
 bool hx_sup_ready(const hx_sup *s);

@@ -363,6 +363,11 @@ static void restart_now(uv_timer_t *t)
 	hx_sup_spawn(t->data);
 }
 
+void hx_sup_hold_restart(hx_sup *s)
+{
+	uv_timer_stop(s->t_restart);
+}
+
 /* ---- adoption ---- */
 
 static long read_pid_file(const char *path)

@@ -196,111 +196,6 @@ regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, const
 /* Slow path: render, check, install, reload                          */
 /* ------------------------------------------------------------------ */
 
-/* A service section as haproxy judges it: its listen block after the bind
- * line, and its server options.  Name, id and bind address are the
- * model's (validated names, unique forced ids, validated addresses) and
- * server lines are validated addresses or `disabled`: two sections with
- * the same key are accepted or refused alike by haproxy's parser (a port
- * in use is the model's bind check, and haproxy -c binds nothing anyway). */
-static const char *shape_tail(const shape *p)
-{
-	const char *b = strstr(p->listen, "\n    bind ");
-	const char *nl = b ? strchr(b + 1, '\n') : NULL;
-	return nl ? nl + 1 : p->listen;
-}
-
-static bool ok_shape_has(const hx *s, const shape *p)
-{
-	const char *tail = shape_tail(p), *opts = p->srvopts ? p->srvopts : "";
-	size_t tl = strlen(tail);
-	for (size_t i = 0; i < s->n_ok; i++) {
-		const char *k = s->ok_shapes[i];
-		if (strncmp(k, tail, tl) == 0 && k[tl] == '\x01' && strcmp(k + tl + 1, opts) == 0)
-			return true;
-	}
-	return false;
-}
-
-#define HX_OK_SHAPES_MAX 64
-
-/* haproxy -c accepted the candidate (or haproxy reloaded it, after the
- * cold start's unchecked one): every section of it is known good. */
-void hx_ok_shapes_learn(hx *s)
-{
-	for (svc *v = s->m.svcs; v; v = v->next) {
-		if (!v->cand.listen || ok_shape_has(s, &v->cand))
-			continue;
-		if (s->n_ok == HX_OK_SHAPES_MAX) { /* distinct settings are few: the oldest goes */
-			free(s->ok_shapes[0]);
-			memmove(s->ok_shapes, s->ok_shapes + 1, (s->n_ok - 1) * sizeof(*s->ok_shapes));
-			s->n_ok--;
-		}
-		if (!s->ok_shapes)
-			s->ok_shapes = s->h->xcalloc(HX_OK_SHAPES_MAX, sizeof(*s->ok_shapes));
-		s->ok_shapes[s->n_ok++] = s->h->xasprintf("%s\x01%s", shape_tail(&v->cand),
-		                                           v->cand.srvopts ? v->cand.srvopts : "");
-	}
-}
-
-void hx_ok_shapes_clear(hx *s)
-{
-	for (size_t i = 0; i < s->n_ok; i++)
-		free(s->ok_shapes[i]);
-	free(s->ok_shapes);
-	s->ok_shapes = NULL;
-	s->n_ok = 0;
-	s->cold_skip_spent = true; /* after a failed reload, every candidate is checked */
-}
-
-static bool haproxy_running(hx *s);
-
-/* The managed cold start: haproxy runs (or is being started with) the
- * file this instance installed first, with no service haproxy accepted
- * yet, and this is the first candidate since.  At 10,000 instances its
- * separate haproxy -c took 0.3-0.6 s before the file was even in place;
- * instead the reload's own parse checks it (the master keeps the worker
- * of the first file if it refuses).  A refusal is then a failed reload,
- * which makes the next candidate go through haproxy -c and pins the
- * cause on its services as always: a bad service costs the others one
- * failed reload and the reload backoff, it does not keep them out.  Only
- * once per run, never for a driven (unmanaged) haproxy, whose failed
- * first reload would fail the start. */
-static bool cold_skip_open(const hx *s)
-{
-	if (!s->manage || s->cold_skip_spent || s->n_ok)
-		return false;
-	for (const svc *v = s->m.svcs; v; v = v->next)
-		if (v->cand.listen)
-			return true;
-	return false;
-}
-
-/* Whether the candidate may skip the separate haproxy -c: haproxy runs
- * and reloads through its master CLI (a configuration the new master
- * refuses leaves the old worker serving, and `show proc` says it failed),
- * this instance's binary and includes passed haproxy -c once, the global
- * part is the running one and every section is one haproxy accepted (a
- * service added or removed with the same settings as others, the common
- * case).  A new setting, server option or global part is checked first,
- * so that a refusal is pinned on its service as always; a failed reload
- * forgets the accepted sections (the next candidate is checked). */
-static bool can_skip_check(hx *s)
-{
-	if (!s->checked_once || !s->installed_once || !s->master_socket || !haproxy_running(s) ||
-	    !streq(s->g_cand, s->g_run))
-		return false;
-	if (cold_skip_open(s)) {
-		s->cold_skip_spent = s->cold_skip_now = true;
-		return true;
-	}
-	if (!s->n_ok)
-		return false;
-	for (svc *v = s->m.svcs; v; v = v->next)
-		if (v->cand.listen && !ok_shape_has(s, &v->cand))
-			return false;
-	return true;
-}
-
 bool hx_slow_needed(hx *s)
 {
 	/* m.nsdiff counts the services whose wanted shape is not installed
@@ -315,7 +210,7 @@ void hx_pipeline_done(hx *s)
 	s->join_left = 0;
 	s->join_failed = false;
 	hx_reload_prefetch_drop(s);
-	s->cold_skip_now = false;
+	s->cold_skip_now = s->cold_direct_now = false;
 	free(s->cand_text);
 	s->cand_text = NULL;
 	for (svc *v = s->m.svcs; v; v = v->next)
@@ -353,6 +248,8 @@ static void install_done(hx *s)
 	free(s->g_run);
 	s->g_run = s->h->xstrdup(s->g_cand);
 	s->installed_once = true;
+	s->cold_refused = false; /* haproxy may start with it (accepted.c) */
+	s->cold_direct = s->cold_direct_now; /* ... the first start takes it unchecked */
 	s->file_gen++;
 	s->m.gen++; /* the installed shapes are rendered by the mirror now */
 	hx_write_ok(s);
@@ -362,12 +259,12 @@ static void install_done(hx *s)
 	}
 }
 
-/* The reload of the cold start's unchecked candidate failed: haproxy
- * still runs the first file, which had no service section (nothing was
- * accepted before it, cold_skip_open): no section is haproxy's, so the
- * fast path sends nothing for them and the checked candidate that follows
- * leaves a refused service out instead of keeping a section haproxy never
- * ran. */
+/* The reload of the cold start's unchecked candidate failed (haproxy
+ * still runs the first file, which had no service section: nothing was
+ * accepted before it), or haproxy's first start refused it (nothing
+ * runs): no section is haproxy's, so the fast path sends nothing for them
+ * and the checked candidate that follows leaves a refused service out
+ * instead of keeping a section haproxy never ran. */
 void hx_cold_skip_refused(hx *s)
 {
 	for (svc *v = s->m.svcs; v; v = v->next) {
@@ -563,16 +460,11 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 	free(text);
 }
 
-static bool haproxy_running(hx *s)
-{
-	return s->manage ? s->master_ready : true;
-}
-
 /* Runs once the admin channel is free (hx_kick() calls it). */
 void hx_start_dump(hx *s)
 {
 	s->dump_pending = false;
-	if (!haproxy_running(s)) {
+	if (!hx_running(s)) {
 		/* Managed and not running: the (re)start removes the state file
 		 * before it spawns haproxy, nothing to write. */
 		state_side_done(s);
@@ -865,8 +757,16 @@ static void install_unchanged(hx *s)
 static void start_pipeline(hx *s)
 {
 	hx_tstep(s, T_START);
-	for (svc *v = s->m.svcs; v; v = v->next)
-		shape_copy(s->h, &v->cand, &v->want);
+	/* A cold start checks the binary and the includes first, with a file
+	 * with no service (accepted.c hx_cold_bare): haproxy's first start
+	 * takes the services. */
+	bool bare = hx_cold_bare(s);
+	for (svc *v = s->m.svcs; v; v = v->next) {
+		if (bare)
+			shape_clear(&v->cand);
+		else
+			shape_copy(s->h, &v->cand, &v->want);
+	}
 	free(s->g_cand);
 	s->g_cand = s->h->xstrdup(s->g_want);
 	char *text = render_file(s, R_CAND);
@@ -898,9 +798,14 @@ static void start_pipeline(hx *s)
 	/* Sections haproxy accepted before: written as the final candidate
 	 * at once (the text is the latest: no render again after a check), the
 	 * fast path waiting from here, and reloaded; the new master checks it. */
-	bool skip = can_skip_check(s);
+	bool skip = hx_can_skip_check(s);
 	s->checking = false;
-	if (skip && s->cold_skip_now)
+	if (skip && s->cold_direct_now)
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "cold start: haproxy starts once with the first configuration with services, "
+		          "written without a separate haproxy -c (its start parses it; a refusal makes "
+		          "the next one checked)");
+	else if (skip && s->cold_skip_now)
 		s->h->log(s->ctx, REGENT_LOG_DEBUG,
 		          "cold start: the first configuration with services goes without a "
 		          "separate haproxy -c (the reload's own parse checks it; a refusal makes "
@@ -964,25 +869,22 @@ static bool startup_hold(hx *s, uint64_t now)
 	return true;
 }
 
-/* The cold start's first haproxy is being started with the first file:
- * the first candidate with services waits for it (its READY kicks) and
- * then goes without a separate haproxy -c, rather than being checked
- * meanwhile (0.3-0.6 s at 10,000 instances against ~0.1-0.2 s for
- * haproxy to start on the first file). */
-static bool cold_start_waits(const hx *s)
-{
-	return s->manage && !s->proven && !s->master_ready && s->checked_once &&
-	       s->installed_once && !s->cold_skip_spent && !s->n_ok && hx_sup_busy(s->sup);
-}
-
 void hx_schedule_slow(hx *s)
 {
 	if (s->ps != P_IDLE || s->mirror || s->stopping || (s->rejected_wait && !s->force_reload))
 		return;
-	uint64_t now = s->h->now_ms();
-	if (startup_hold(s, now) || cold_start_waits(s))
+	/* The first candidate waits for the look for an haproxy to adopt (a
+	 * connect to the master socket, milliseconds; on_adopted kicks): a
+	 * cold start's first one is a file with no service (hx_cold_bare). */
+	if (s->adopting)
 		return;
-	uint64_t due = s->last_pipeline_ms ? s->last_pipeline_ms + s->reload_interval : 0;
+	uint64_t now = s->h->now_ms();
+	if (startup_hold(s, now) || hx_cold_start_waits(s))
+		return;
+	/* No reload to rate-limit before haproxy's first start. */
+	uint64_t due = s->last_pipeline_ms && !hx_cold_direct_due(s)
+	                   ? s->last_pipeline_ms + s->reload_interval
+	                   : 0;
 	if (s->retry_at > due)
 		due = s->retry_at;
 	if (due > now) {

@@ -447,11 +447,13 @@ static void on_drops(void *arg, int status, const char *out, size_t len)
 	const char *err = status < 0 ? NULL : hx_cli_error(out, &elen);
 	for (size_t i = 0; i < n; i++) {
 		svc *v = hx_svc_find(&s->m, names[i]);
-		if (v && !v->want.listen && v->run.listen) {
+		/* (the skip path's install of the file without it may have come
+		 * first: the reload waits for this answer, closed all the same) */
+		if (v && !v->want.listen && (v->run.listen || status >= 0)) {
 			if (status < 0) {
 				hx_model_drop_queue(&s->m, v); /* tried again */
 			} else {
-				v->shut = true;
+				v->shut = v->run.listen != NULL;
 				s->h->log(s->ctx, REGENT_LOG_INFO,
 				          "service %s: listener closed over the runtime API (disable frontend); "
 				          "its section goes with the next reload",

@@ -49,6 +49,10 @@ const regent_config_key hx_keys[] = {
 	 "sink's page); 0: never"},
 	{"startup_grace", REGENT_CFG_DURATION, "5s", false, 0, 600000,
 	 "at start, how long an empty catalog waits before it may empty the routes of an earlier run"},
+	{"start_wait", REGENT_CFG_DURATION, "5s", false, 0, 60000,
+	 "manage, nothing to adopt: how long haproxy's first start waits for the registry's first "
+	 "complete read (a service to route), to start once with every service instead of empty "
+	 "and then reloaded; 0: at once"},
 	{"check_timeout", REGENT_CFG_DURATION, "30s", false, 100, 600000,
 	 "time limit of haproxy -c"},
 	{"command_timeout", REGENT_CFG_DURATION, "5s", false, 100, 600000,
@@ -402,6 +406,7 @@ void hx_sink_configure(hx *s)
 	s->check_timeout = h->cfg_duration_ms(ctx, "check_timeout");
 	s->cmd_timeout = h->cfg_duration_ms(ctx, "command_timeout");
 	s->startup_grace = h->cfg_duration_ms(ctx, "startup_grace");
+	s->start_wait = h->cfg_duration_ms(ctx, "start_wait");
 	s->slots_default = h->cfg_int(ctx, "slots");
 	s->retries_default = h->cfg_int(ctx, "retries");
 	s->t_connect = h->cfg_duration_ms(ctx, "timeout_connect");

@@ -4,6 +4,7 @@
  * settings.c (configuration keys, validate, reading the settings),
  * runtime.c (the runtime-API fast path: admin socket, drain polling),
  * pipeline.c (rendering, file writes, write/check/install),
+ * accepted.c (when a candidate skips haproxy -c; the managed cold start),
  * mirror.c (runtime changes written into the installed file),
  * reload.c (reload through the master CLI or a command, confirmation),
  * annot.c (each server's state published for the stats page, annot.h).
@@ -68,6 +69,7 @@ typedef struct hx {
 	char bind_addr[HX_ADDR_MAX + 2];
 	uint16_t stats_port;
 	uint64_t reload_interval, drain_timeout, check_timeout, cmd_timeout, startup_grace;
+	uint64_t start_wait; /* manage: the first start waits this long for the first read */
 	uint64_t started_ms;
 	size_t recovered;   /* services in the file of an earlier run */
 	int64_t slots_default, retries_default;
@@ -169,6 +171,17 @@ typedef struct hx {
 	bool master_ready, adopting, keep_running;
 	char *master_err, *pid_file, *log_file, *fd_socket;
 	unsigned spawn_gen;
+	/* The managed cold start (accepted.c hx_first_start_waits): haproxy's
+	 * first start waits (t_start, up to start_wait) for the registry's
+	 * first complete read, then starts once with the complete file,
+	 * written without a separate haproxy -c (cold_direct_now while its
+	 * pipeline runs, cold_direct once installed until its worker
+	 * answers).  spawned_once: this instance started (or adopted) one.
+	 * cold_refused: that start exited before its worker answered; no
+	 * start until a checked file is installed. */
+	uv_timer_t *t_start;
+	bool spawned_once, cold_direct_now, cold_direct, cold_refused;
+	unsigned spawn_mgen; /* m.gen when this instance last started haproxy */
 
 	/* make-before-break start: proven once a configuration passed
 	 * haproxy -c and runs */
@@ -189,6 +202,12 @@ typedef struct hx {
 static inline bool streq(const char *a, const char *b)
 {
 	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* haproxy runs: managed, its master has a worker; driven, assumed. */
+static inline bool hx_running(const hx *s)
+{
+	return s->manage ? s->master_ready : true;
 }
 
 /* Whether a service's servers have an HTTP check (its `check` path, in
@@ -271,7 +290,6 @@ void hx_write_ok(hx *s);
 regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, const char *text,
                                  regent_file_write_cb cb, int *err);
 bool hx_slow_needed(hx *s);
-bool hx_slow_needed(hx *s);
 void hx_schedule_slow(hx *s);
 void hx_pipeline_done(hx *s);
 void hx_drop_pending(hx *s);
@@ -300,17 +318,46 @@ const char *hx_spawn_cause(const regent_spawn_result *r, char *out, size_t n);
  * ..."), once, when it ends (how: "reloaded", "no reload", ...). */
 void hx_tstep(hx *s, tstep t);
 void hx_timing_log(hx *s, const char *how);
+/* The cold start's unchecked candidate was refused at its reload (or its
+ * first start): haproxy runs no service section (pipeline.c). */
+void hx_cold_skip_refused(hx *s);
+/* Removes the temporary files of runs that are gone (start, haproxy.c). */
+void hx_clean_temps(hx *s);
+
+/* ---- accepted.c: when a candidate goes without a separate haproxy -c ---- */
+
+/* The candidate may skip it (and is then the final one): every section is
+ * one haproxy accepted, or it is the cold start's first file with
+ * services (its own start or reload parses it).  Sets cold_skip_now (and
+ * cold_direct_now when haproxy's first start takes it). */
+bool hx_can_skip_check(hx *s);
+/* The cold start's first haproxy is starting with a file with no
+ * service: the first candidate with services waits for it. */
+bool hx_cold_start_waits(const hx *s);
+/* The next candidate is the file haproxy's first start takes: no reload
+ * to rate-limit (reload_interval does not apply). */
+bool hx_cold_direct_due(const hx *s);
+/* The next candidate is the cold start's first: a file with no service
+ * (the binary and the includes checked), the services come after it. */
+bool hx_cold_bare(const hx *s);
+/* Learns the candidate's sections as accepted (haproxy -c passed, or the
+ * reload of the cold start's unchecked candidate succeeded); _run: the
+ * sections haproxy runs (the cold start's unchecked first file, once its
+ * worker answers). */
+void hx_ok_shapes_learn(hx *s);
+void hx_ok_shapes_learn_run(hx *s);
 /* Forgets the sections haproxy accepted (a reload failed: the next
  * candidate is checked with haproxy -c again); frees them. */
 void hx_ok_shapes_clear(hx *s);
-/* Learns the candidate's sections as accepted (haproxy -c passed, or the
- * reload of the cold start's unchecked candidate succeeded). */
-void hx_ok_shapes_learn(hx *s);
-/* The cold start's unchecked candidate was refused at its reload: haproxy
- * runs no service section (pipeline.c). */
-void hx_cold_skip_refused(hx *s);
-/* Removes the temporary files of runs that are gone (start). */
-void hx_clean_temps(hx *s);
+/* The managed first start waits (hx_kick asks before it spawns): for the
+ * registry's first complete read, up to start_wait (t_start kicks when it
+ * ends), then for the pipeline that writes the complete file; after a
+ * refused first start, for a checked file. */
+bool hx_first_start_waits(hx *s);
+/* The cold start's unchecked first file: haproxy exited before its first
+ * worker answered.  The next candidate is checked, and haproxy started
+ * with it. */
+void hx_cold_direct_refused(hx *s);
 
 /* ---- reload.c ---- */
 

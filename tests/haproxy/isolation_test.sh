@@ -231,8 +231,8 @@ echo "  | reloads during the isolation part: $(( $(reloads) - R1 ))"
 daemon_stop regent
 
 # --- a bad service at a cold start (#15): the services arrive after the first haproxy runs (a
-# store still reading), so the first configuration with services goes without a separate
-# haproxy -c; the section haproxy refuses (server_options = ssl wants a CA file) fails that
+# store still reading past start_wait, here 300 ms), so the first configuration with services
+# goes without a separate haproxy -c; the section haproxy refuses (server_options = ssl wants a CA file) fails that
 # reload, the next candidate is checked, the refusal is pinned on the service and the good one
 # is routed.
 HX3=$T/hx3; mkdir -p "$HX3"
@@ -240,7 +240,8 @@ INST3=$T/instances3; : > "$INST3"
 P_OK=$(free_port); P_BAD=$(free_port)
 sed -e "s#^file = .*#file = $INST3#" -e "s#^config_file = .*#config_file = $HX3/haproxy.cfg#" \
     -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-cold#" -e "s#^stats = .*#stats = 127.0.0.1:$(free_port)#" \
-    -e "/^\[sink stats\]/,/^listen/d" -e "/^\[service /,\$d" "$INI" > "$T/cold.ini"
+    -e "/^\[sink stats\]/,/^listen/d" -e "/^\[service /,\$d" \
+    -e "s#^\[sink haproxy\]\$#[sink haproxy]\nstart_wait = 300ms#" "$INI" > "$T/cold.ini"
 printf '[service okay]\nport = %s\nmode = http\n\n[service bad]\nport = %s\nmode = http\nserver_options = ssl\n' \
     "$P_OK" "$P_BAD" >> "$T/cold.ini"
 daemon_start regent-cold "$REGENT_BIN" -c "$T/cold.ini" -p "$REGENT_PLUGIN_DIR"
@@ -254,7 +255,36 @@ check "cold: haproxy refused it at the reload (logged)" grep -q 'haproxy refused
 check_contains "cold: the next check pinned the refusal on the bad service" \
     "$(grep 'service bad is not routed' "$LOG3" | head -n 1)" "refused its section"
 check "cold: bad is not in the file" eval "! grep -q '^listen bad\$' '$HX3/haproxy.cfg'"
+check "cold: haproxy's first start waited for services, then started without them (start_wait)" \
+    grep -q 'no service to route within start_wait' "$LOG3"
 daemon_stop regent-cold
+
+# --- a bad service in the registry's first read (#15): haproxy's first start waits for the
+# catalog (start_wait) and starts once with every service, that file not checked separately;
+# haproxy refuses it (its master exits before a worker answers): no restart with that file,
+# the next candidate is checked, the refusal pinned on the bad service, and haproxy started
+# with the good one.
+HX5=$T/hx5; mkdir -p "$HX5"
+INST5=$T/instances5
+printf '%s\n' "$(line o-1 okay b1)" "$(line x-1 bad b2)" > "$INST5"
+sed -e "s#^file = .*#file = $INST5#" -e "s#^config_file = .*#config_file = $HX5/haproxy.cfg#" \
+    -e "s#^state_dir = .*#state_dir = $H_TMP/state-hx-direct#" \
+    -e "s#^start_wait = .*#start_wait = 10s#" "$T/cold.ini" > "$T/direct.ini"
+daemon_start regent-direct "$REGENT_BIN" -c "$T/direct.ini" -p "$REGENT_PLUGIN_DIR"
+LOG5=$(daemon_log regent-direct)
+check "direct: the good service is routed next to the bad one" wait_for --timeout 30 answers "$P_OK" b1
+check "direct: haproxy's first start took the first configuration with services, unchecked" \
+    grep -q 'cold start: haproxy starts once with the first configuration with services' "$LOG5"
+check "direct: haproxy refused it at its start (logged, not restarted with it)" \
+    grep -q 'haproxy exited before its first worker answered' "$LOG5"
+check_contains "direct: the next check pinned the refusal on the bad service" \
+    "$(grep 'service bad is not routed' "$LOG5" | head -n 1)" "refused its section"
+check "direct: bad is not in the file" eval "! grep -q '^listen bad\$' '$HX5/haproxy.cfg'"
+check_eq "direct: haproxy started twice (the refused file, then the checked one), never restarted with the refused file" \
+    "2" "$(grep -c 'started haproxy (master pid' "$LOG5")"
+check_eq "direct: the running haproxy never reloaded" "0" \
+    "$(haproxy_master_cmd --sock "$HX5/haproxy-master.sock" "show proc" | awk '$2 == "master" { print $3 }')"
+daemon_stop regent-direct
 
 # --- an include haproxy rejects: refused by --check-config; the daemon's start (validate_purpose
 # START, ABI 1.6) leaves that check to the sink's first haproxy -c, whose refusal fails the sink's

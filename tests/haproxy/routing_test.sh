@@ -165,6 +165,12 @@ settled() { ! grep -q . <(find "$HX" -name '*.new') && ! skip_running; }
 
 check "haproxy has a worker" wait_for --timeout 10 eval '[[ -n "$(worker)" ]]'
 hx_track_master "$MASTER"
+# A cold start (#15): the first haproxy -c checks a file with no service, and haproxy starts
+# once with every service (no start with an empty file and reload).
+check "cold start: haproxy started once with every service" \
+    grep -q 'cold start: haproxy starts once with the first configuration with services' "$LOG"
+check_eq "cold start: one haproxy started, never reloaded" "1 0" \
+    "$(grep -c 'started haproxy (master pid' "$LOG") $(reloads)"
 
 # --- round robin ---------------------------------------------------------------------------------
 rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 30)
