@@ -6,6 +6,7 @@
  * reaps it; every test gets its own uv loop and client.
  */
 #include "http.h"
+#include "http_fixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,8 +31,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#define MAX_LINES 64
-
 /* ------------------------------------------------------------------ */
 /* The server child                                                   */
 /* ------------------------------------------------------------------ */
@@ -39,8 +38,8 @@
 static pid_t server_pid = -1;
 static int server_stdin = -1;
 static int server_port;
-static char tmp_dir[64];
-static char sock_path[128];
+char tmp_dir[64];
+char sock_path[128];
 
 static void stop_server(void)
 {
@@ -164,10 +163,6 @@ static int group_teardown(void **state)
 /* Fixture: a loop and a client per test                              */
 /* ------------------------------------------------------------------ */
 
-typedef struct fixture {
-	uv_loop_t loop;
-	regent_http *h;
-} fixture;
 
 static int setup(void **state)
 {
@@ -204,7 +199,7 @@ static void watchdog_fired(uv_timer_t *t)
 	*(bool *)t->data = true;
 }
 
-static void free_handle(uv_handle_t *h)
+void free_handle(uv_handle_t *h)
 {
 	free(h);
 }
@@ -212,7 +207,7 @@ static void free_handle(uv_handle_t *h)
 /* Runs the loop until *counter >= target or ms elapsed.  Returns whether
  * the target was reached.  The callbacks call uv_stop() so that
  * UV_RUN_ONCE returns without waiting for the next event. */
-static bool run_until(uv_loop_t *loop, const int *counter, int target, uint64_t ms)
+bool run_until(uv_loop_t *loop, const int *counter, int target, uint64_t ms)
 {
 	bool expired = false;
 	uv_timer_t *wd = malloc(sizeof *wd);
@@ -226,7 +221,7 @@ static bool run_until(uv_loop_t *loop, const int *counter, int target, uint64_t 
 	return *counter >= target;
 }
 
-static void run_for(uv_loop_t *loop, uint64_t ms)
+void run_for(uv_loop_t *loop, uint64_t ms)
 {
 	int never = 0;
 	run_until(loop, &never, 1, ms);
@@ -236,43 +231,8 @@ static void run_for(uv_loop_t *loop, uint64_t ms)
 /* One request's observations                                         */
 /* ------------------------------------------------------------------ */
 
-typedef struct call {
-	fixture *f;
-	regent_http_req *req;
-	unsigned flags;
-	int done;   /* on_done calls */
-	int *total; /* optional shared counter of on_done calls */
-	int error;
-	long status;
-	bool body_null, body_nul_terminated;
-	char *body;
-	size_t body_len;
-	char error_msg[512];
-	char x_echo[64], x_method[16], ctype[64], x_transport[16];
-	bool have_x_echo, missing_is_null;
-	int data_calls;
-	char *lines[MAX_LINES];
-	int nlines;
-	bool line_had_newline;
-	char *data;
-	size_t data_len;
-	int cancel_at_line; /* cancel itself from on_data at this line */
-	int abort_at_line;  /* return non-zero from on_data at this line */
-	bool abort_chunks;  /* return non-zero from on_data in chunk mode */
-	regent_http_req *cancel_other;   /* cancel this one from on_done */
-	regent_http_req *cancel_other_in_data; /* ... from on_data (inside curl) */
-	bool close_in_done;              /* close the client from on_done */
-	bool cancel_self_in_done;
-	struct call *start_from_data;    /* start this call's request from on_data */
-	struct call *start_from_done;    /* ... or from on_done */
-	const char *chain_url;
-	uint64_t t_start, t_done;
-	int spin_ms;       /* on_data busy for this long per call (a slow consumer) */
-	int *ticks;        /* with spin_ms: the ticker's count, recorded per line */
-	int ticks_at[MAX_LINES];
-} call;
 
-static void call_free(call *c)
+void call_free(call *c)
 {
 	free(c->body);
 	free(c->data);
@@ -291,9 +251,7 @@ static void copy_header(call *c, const char *name, char *dst, size_t cap, bool *
 	snprintf(dst, cap, "%s", v ? v : "");
 }
 
-static regent_http_req *start(call *c, regent_http_opts *o, int *err);
-
-static void on_done(void *arg, const regent_http_result *res)
+void on_done(void *arg, const regent_http_result *res)
 {
 	call *c = arg;
 	c->done++;
@@ -338,7 +296,7 @@ static void on_done(void *arg, const regent_http_result *res)
 	}
 }
 
-static int on_data(void *arg, const char *data, size_t len)
+int on_data(void *arg, const char *data, size_t len)
 {
 	call *c = arg;
 	c->data_calls++;
@@ -391,7 +349,7 @@ static int on_data(void *arg, const char *data, size_t len)
 	return 0;
 }
 
-static regent_http_req *start(call *c, regent_http_opts *o, int *err)
+regent_http_req *start(call *c, regent_http_opts *o, int *err)
 {
 	o->on_done = on_done;
 	if ((c->flags & REGENT_HTTP_LINES) || (o->flags & REGENT_HTTP_LINES) || o->on_data) {
@@ -406,7 +364,7 @@ static regent_http_req *start(call *c, regent_http_opts *o, int *err)
 
 static char url_buf[8][256];
 
-static const char *url(int slot, const char *path)
+const char *url(int slot, const char *path)
 {
 	snprintf(url_buf[slot], sizeof url_buf[slot], "http://127.0.0.1:%d%s", server_port, path);
 	return url_buf[slot];
@@ -763,162 +721,6 @@ static void test_connection_refused(void **state)
 	call_free(&c);
 }
 
-static void test_cancel_in_on_data(void **state)
-{
-	fixture *f = *state;
-	call c = {.f = f, .flags = REGENT_HTTP_LINES, .cancel_at_line = 2};
-	regent_http_opts o = {.size = sizeof o, .url = url(0, "/stream?n=20&delay_ms=30")};
-	int err = 0;
-	assert_non_null(start(&c, &o, &err));
-	assert_false(run_until(&f->loop, &c.done, 1, 1000));
-	assert_int_equal(c.done, 0);
-	assert_int_equal(c.nlines, 2);
-	assert_int_equal(c.data_calls, 2);
-	assert_int_equal(regent_http_pending(f->h), 0);
-	call_free(&c);
-
-	/* All lines in one chunk: nothing after the cancelling line. */
-	call b = {.f = f, .flags = REGENT_HTTP_LINES, .cancel_at_line = 2};
-	regent_http_opts ob = {.size = sizeof ob, .url = url(1, "/stream?n=10&burst=1")};
-	assert_non_null(start(&b, &ob, &err));
-	assert_false(run_until(&f->loop, &b.done, 1, 300));
-	assert_int_equal(b.nlines, 2);
-	assert_int_equal(b.data_calls, 2);
-	assert_int_equal(regent_http_pending(f->h), 0);
-	call_free(&b);
-
-	/* The client still works. */
-	call g = {.f = f};
-	regent_http_opts o2 = {.size = sizeof o2, .url = url(0, "/hello")};
-	assert_non_null(start(&g, &o2, &err));
-	assert_true(run_until(&f->loop, &g.done, 1, 5000));
-	assert_string_equal(g.body, "hello world");
-	call_free(&g);
-}
-
-static void test_abort_from_on_data(void **state)
-{
-	fixture *f = *state;
-	call c = {.f = f, .flags = REGENT_HTTP_LINES, .abort_at_line = 2};
-	regent_http_opts o = {.size = sizeof o, .url = url(0, "/stream?n=20&delay_ms=30")};
-	int err = 0;
-	assert_non_null(start(&c, &o, &err));
-	assert_true(run_until(&f->loop, &c.done, 1, 5000));
-	assert_int_equal(c.error, -ECANCELED);
-	assert_int_equal(c.nlines, 2);
-	assert_string_not_equal(c.error_msg, "");
-	run_for(&f->loop, 100);
-	assert_int_equal(c.done, 1);
-	call_free(&c);
-
-	call b = {.f = f, .flags = REGENT_HTTP_LINES, .abort_at_line = 3};
-	regent_http_opts ob = {.size = sizeof ob, .url = url(1, "/stream?n=10&burst=1")};
-	assert_non_null(start(&b, &ob, &err));
-	assert_true(run_until(&f->loop, &b.done, 1, 5000));
-	assert_int_equal(b.error, -ECANCELED);
-	assert_int_equal(b.nlines, 3);
-	call_free(&b);
-
-	/* Chunk mode aborts too. */
-	call k = {.f = f, .abort_chunks = true};
-	regent_http_opts ok = {.size = sizeof ok, .url = url(2, "/stream?n=10&delay_ms=20"),
-	                       .on_data = on_data};
-	assert_non_null(start(&k, &ok, &err));
-	assert_true(run_until(&f->loop, &k.done, 1, 5000));
-	assert_int_equal(k.error, -ECANCELED);
-	assert_int_equal(k.data_calls, 1);
-	call_free(&k);
-}
-
-static void cancel_timer_cb(uv_timer_t *t)
-{
-	call *c = t->data;
-	regent_http_cancel(c->req);
-	uv_close((uv_handle_t *)t, free_handle);
-}
-
-static void test_cancel_pending(void **state)
-{
-	fixture *f = *state;
-	int err = 0;
-	/* Cancelled before the loop ever ran. */
-	call a = {.f = f};
-	regent_http_opts oa = {.size = sizeof oa, .url = url(0, "/hang")};
-	assert_non_null(start(&a, &oa, &err));
-	/* Cancelled while connected and waiting. */
-	call b = {.f = f};
-	regent_http_opts ob = {.size = sizeof ob, .url = url(1, "/hang"), .idle_timeout_ms = 5000};
-	assert_non_null(start(&b, &ob, &err));
-	assert_int_equal(regent_http_pending(f->h), 2);
-	regent_http_cancel(a.req);
-	assert_int_equal(regent_http_pending(f->h), 1);
-
-	uv_timer_t *t = malloc(sizeof *t);
-	assert_non_null(t);
-	assert_int_equal(uv_timer_init(&f->loop, t), 0);
-	t->data = &b;
-	assert_int_equal(uv_timer_start(t, cancel_timer_cb, 150, 0), 0);
-	run_for(&f->loop, 500);
-	assert_int_equal(a.done, 0);
-	assert_int_equal(b.done, 0);
-	assert_int_equal(regent_http_pending(f->h), 0);
-
-	/* Cancelled from another request's on_done. */
-	call victim = {.f = f};
-	regent_http_opts ov = {.size = sizeof ov, .url = url(2, "/hang")};
-	assert_non_null(start(&victim, &ov, &err));
-	call killer = {.f = f, .cancel_other = victim.req};
-	regent_http_opts ok = {.size = sizeof ok, .url = url(3, "/hello")};
-	assert_non_null(start(&killer, &ok, &err));
-	assert_true(run_until(&f->loop, &killer.done, 1, 5000));
-	assert_int_equal(killer.error, 0);
-	run_for(&f->loop, 300);
-	assert_int_equal(victim.done, 0);
-	assert_int_equal(regent_http_pending(f->h), 0);
-
-	/* Cancelling oneself inside on_done is harmless. */
-	call self = {.f = f, .cancel_self_in_done = true};
-	regent_http_opts os = {.size = sizeof os, .url = url(4, "/hello")};
-	assert_non_null(start(&self, &os, &err));
-	assert_true(run_until(&f->loop, &self.done, 1, 5000));
-	run_for(&f->loop, 50);
-	assert_int_equal(self.done, 1);
-	assert_int_equal(self.error, 0);
-
-	call_free(&a);
-	call_free(&b);
-	call_free(&victim);
-	call_free(&killer);
-	call_free(&self);
-}
-
-static void test_cancel_other_from_on_data(void **state)
-{
-	fixture *f = *state;
-	int err = 0;
-	/* Two streams; the second one's first line (delivered from inside
-	 * libcurl) cancels the first one, which is mid-transfer. */
-	call victim = {.f = f, .flags = REGENT_HTTP_LINES};
-	regent_http_opts ov = {.size = sizeof ov, .url = url(0, "/stream?n=10&delay_ms=40"),
-	                       .idle_timeout_ms = 2000};
-	assert_non_null(start(&victim, &ov, &err));
-	assert_true(run_until(&f->loop, &victim.nlines, 1, 5000));
-	call killer = {.f = f, .flags = REGENT_HTTP_LINES, .cancel_other_in_data = victim.req};
-	regent_http_opts ok = {.size = sizeof ok, .url = url(1, "/stream?n=3&delay_ms=10")};
-	assert_non_null(start(&killer, &ok, &err));
-	assert_true(run_until(&f->loop, &killer.done, 1, 5000));
-	assert_int_equal(killer.error, 0);
-	assert_int_equal(killer.nlines, 4);
-	int seen = victim.nlines;
-	assert_true(seen < 10);
-	run_for(&f->loop, 500);
-	assert_int_equal(victim.done, 0);
-	assert_int_equal(victim.nlines, seen);
-	assert_int_equal(regent_http_pending(f->h), 0);
-	call_free(&victim);
-	call_free(&killer);
-}
-
 static void test_max_body(void **state)
 {
 	fixture *f = *state;
@@ -999,343 +801,6 @@ static void test_many_concurrent(void **state)
 		call_free(&calls[i]);
 	}
 	assert_int_equal(regent_http_pending(f->h), 0);
-}
-
-static void test_requests_from_callbacks(void **state)
-{
-	fixture *f = *state;
-	int err = 0;
-	/* on_data (inside libcurl) starts n1; n1's on_done starts n2. */
-	call n2 = {.f = f, .chain_url = url(1, "/status/201")};
-	call n1 = {.f = f, .chain_url = url(2, "/hello"), .start_from_done = &n2};
-	call s = {.f = f, .flags = REGENT_HTTP_LINES, .start_from_data = &n1};
-	regent_http_opts o = {.size = sizeof o, .url = url(0, "/stream?n=2&delay_ms=10")};
-	assert_non_null(start(&s, &o, &err));
-	assert_true(run_until(&f->loop, &n2.done, 1, 5000));
-	assert_int_equal(s.done, 1);
-	assert_int_equal(s.error, 0);
-	assert_int_equal(s.nlines, 3);
-	assert_int_equal(n1.done, 1);
-	assert_string_equal(n1.body, "hello world");
-	assert_int_equal(n2.error, 0);
-	assert_int_equal(n2.status, 201);
-	assert_int_equal(regent_http_pending(f->h), 0);
-	call_free(&s);
-	call_free(&n1);
-	call_free(&n2);
-}
-
-static void test_close_from_on_done(void **state)
-{
-	fixture *f = *state;
-	int err = 0;
-	call pending = {.f = f};
-	regent_http_opts op = {.size = sizeof op, .url = url(0, "/hang")};
-	assert_non_null(start(&pending, &op, &err));
-	call stream = {.f = f, .flags = REGENT_HTTP_LINES};
-	regent_http_opts os = {.size = sizeof os, .url = url(1, "/stream?n=30&delay_ms=20")};
-	assert_non_null(start(&stream, &os, &err));
-	call closer = {.f = f, .close_in_done = true};
-	regent_http_opts oc = {.size = sizeof oc, .url = url(2, "/hello")};
-	assert_non_null(start(&closer, &oc, &err));
-	assert_true(run_until(&f->loop, &closer.done, 1, 5000));
-	assert_null(f->h);
-	/* Everything closes: the loop runs dry. */
-	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(closer.done, 1);
-	assert_int_equal(pending.done, 0);
-	assert_int_equal(stream.done, 0);
-	call_free(&pending);
-	call_free(&stream);
-	call_free(&closer);
-}
-
-static void test_close_with_pending(void **state)
-{
-	fixture *f = *state;
-	int err = 0;
-	call c[3] = {{.f = f}, {.f = f}, {.f = f, .flags = REGENT_HTTP_LINES}};
-	regent_http_opts o0 = {.size = sizeof o0, .url = url(0, "/hang"), .idle_timeout_ms = 1000};
-	regent_http_opts o1 = {.size = sizeof o1, .url = url(1, "/hello")};
-	regent_http_opts o2 = {.size = sizeof o2, .url = url(2, "/slow-stream")};
-	assert_non_null(start(&c[0], &o0, &err));
-	assert_non_null(start(&c[1], &o1, &err));
-	assert_non_null(start(&c[2], &o2, &err));
-	run_for(&f->loop, 100);
-	regent_http_close(f->h);
-	f->h = NULL;
-	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(c[0].done, 0);
-	assert_int_equal(c[2].done, 0);
-	for (int i = 0; i < 3; i++)
-		call_free(&c[i]);
-}
-
-/* ------------------------------------------------------------------ */
-/* Easy handle reuse (http_setup.c's pool)                            */
-/* ------------------------------------------------------------------ */
-
-static size_t easy_created(fixture *f)
-{
-	size_t created = 0;
-	regent_http_easy_stats(f->h, &created, NULL);
-	return created;
-}
-
-/* Starts one request and runs it to its on_done. */
-static void run_one(fixture *f, call *c, regent_http_opts *o)
-{
-	int err = 1;
-	assert_non_null(start(c, o, &err));
-	assert_int_equal(err, 0);
-	assert_true(run_until(&f->loop, &c->done, 1, 5000));
-	assert_int_equal(c->done, 1);
-}
-
-/* A plain GET of /echo (over the unix socket `sock`, or TCP when NULL)
- * after other requests on the same handle: no header, body, method or
- * transport of theirs. */
-static void echo_get_bare(fixture *f, const char *sock)
-{
-	call c = {.f = f};
-	regent_http_opts o = {.size = sizeof o, .url = sock ? "http://localhost/echo" : url(0, "/echo"),
-	                      .unix_socket = sock};
-	run_one(f, &c, &o);
-	assert_int_equal(c.error, 0);
-	assert_int_equal(c.status, 200);
-	assert_string_equal(c.x_echo, "");
-	assert_string_equal(c.x_method, "GET");
-	assert_string_equal(c.x_transport, sock ? "unix" : "tcp");
-	assert_int_equal(c.body_len, 0);
-	call_free(&c);
-}
-
-/* Requests one after another share one easy handle, and each one's
- * options are its own: nothing of the one before (headers, body, method,
- * unix socket, timeout, max_body, HEAD, streaming callbacks) carries over,
- * also after a stream, a timeout, an error and a cancel. */
-static void test_reuse_options(void **state)
-{
-	fixture *f = *state;
-	int err = 0;
-
-	/* POST with a header and a body, over the unix socket. */
-	call a = {.f = f};
-	const char *hdr[] = {"X-Test: one"};
-	regent_http_opts oa = {.size = sizeof oa, .url = "http://localhost/echo", .method = "POST",
-	                       .headers = hdr, .nheaders = 1, .body = "abc", .body_len = 3,
-	                       .unix_socket = sock_path, .timeout_ms = 5000};
-	run_one(f, &a, &oa);
-	assert_int_equal(a.error, 0);
-	assert_string_equal(a.x_echo, "one");
-	assert_string_equal(a.x_method, "POST");
-	assert_string_equal(a.x_transport, "unix");
-	assert_string_equal(a.body, "abc");
-	call_free(&a);
-	assert_int_equal(easy_created(f), 1);
-
-	/* A plain GET over TCP on the same handle: no header, body, method or
-	 * socket of the POST. */
-	echo_get_bare(f, NULL);
-	assert_int_equal(easy_created(f), 1);
-
-	/* A stream, then a buffered request: the body is buffered again and
-	 * the stream's on_data is not called. */
-	call s = {.f = f, .flags = REGENT_HTTP_LINES};
-	regent_http_opts os = {.size = sizeof os, .url = url(0, "/stream?n=3&delay_ms=10")};
-	run_one(f, &s, &os);
-	assert_int_equal(s.error, 0);
-	assert_int_equal(s.nlines, 4);
-	call g = {.f = f};
-	regent_http_opts og = {.size = sizeof og, .url = url(0, "/hello")};
-	run_one(f, &g, &og);
-	assert_int_equal(g.error, 0);
-	assert_int_equal(g.data_calls, 0);
-	assert_false(g.body_null);
-	assert_string_equal(g.body, "hello world");
-	assert_int_equal(s.nlines, 4);
-	assert_int_equal(s.data_calls, 4);
-	call_free(&s);
-	call_free(&g);
-
-	/* A timeout, then a slower request without one: it is not cut at the
-	 * earlier 200 ms. */
-	call t = {.f = f};
-	regent_http_opts ot = {.size = sizeof ot, .url = url(0, "/hang"), .timeout_ms = 200};
-	run_one(f, &t, &ot);
-	assert_int_equal(t.error, -ETIMEDOUT);
-	call w = {.f = f};
-	regent_http_opts ow = {.size = sizeof ow, .url = url(0, "/stream?n=4&delay_ms=100")};
-	run_one(f, &w, &ow);
-	assert_int_equal(w.error, 0);
-	assert_true(w.t_done - w.t_start >= 300);
-	assert_non_null(strstr(w.body, "{\"done\":true}"));
-	call_free(&t);
-	call_free(&w);
-
-	/* An error (a unix socket nobody listens on), then a PUT without a
-	 * body over TCP. */
-	call e = {.f = f};
-	char missing[160];
-	snprintf(missing, sizeof missing, "%s/none.sock", tmp_dir);
-	regent_http_opts oe = {.size = sizeof oe, .url = "http://localhost/hello",
-	                       .unix_socket = missing};
-	run_one(f, &e, &oe);
-	assert_int_equal(e.error, -ECONNREFUSED);
-	call p = {.f = f};
-	regent_http_opts op = {.size = sizeof op, .url = url(0, "/echo"), .method = "PUT"};
-	run_one(f, &p, &op);
-	assert_int_equal(p.error, 0);
-	assert_string_equal(p.x_method, "PUT");
-	assert_string_equal(p.x_transport, "tcp");
-	assert_int_equal(p.body_len, 0);
-	call_free(&e);
-	call_free(&p);
-
-	/* max_body, HEAD and a custom method do not stay. */
-	call m = {.f = f};
-	regent_http_opts om = {.size = sizeof om, .url = url(0, "/big?bytes=5000"), .max_body = 1000};
-	run_one(f, &m, &om);
-	assert_int_equal(m.error, -EFBIG);
-	call hd = {.f = f};
-	regent_http_opts ohd = {.size = sizeof ohd, .url = url(0, "/hello"), .method = "HEAD"};
-	run_one(f, &hd, &ohd);
-	assert_int_equal(hd.error, 0);
-	assert_int_equal(hd.body_len, 0);
-	call dl = {.f = f};
-	regent_http_opts odl = {.size = sizeof odl, .url = url(0, "/echo"), .method = "DELETE"};
-	run_one(f, &dl, &odl);
-	assert_string_equal(dl.x_method, "DELETE");
-	call big = {.f = f};
-	regent_http_opts obig = {.size = sizeof obig, .url = url(0, "/big?bytes=5000")};
-	run_one(f, &big, &obig);
-	assert_int_equal(big.error, 0);
-	assert_string_equal(big.x_method, "");
-	assert_int_equal(big.body_len, 5000);
-	call_free(&m);
-	call_free(&hd);
-	call_free(&dl);
-	call_free(&big);
-
-	/* A stream cancelled from its on_data, then a POST. */
-	call k = {.f = f, .flags = REGENT_HTTP_LINES, .cancel_at_line = 1};
-	regent_http_opts ok = {.size = sizeof ok, .url = url(0, "/stream?n=20&delay_ms=20")};
-	assert_non_null(start(&k, &ok, &err));
-	assert_false(run_until(&f->loop, &k.done, 1, 300));
-	assert_int_equal(k.nlines, 1);
-	call q = {.f = f};
-	const char *hq[] = {"X-Test: two"};
-	regent_http_opts oq = {.size = sizeof oq, .url = url(0, "/echo"), .method = "POST",
-	                       .headers = hq, .nheaders = 1, .body = "xyz", .body_len = 3};
-	run_one(f, &q, &oq);
-	assert_int_equal(q.error, 0);
-	assert_string_equal(q.x_echo, "two");
-	assert_string_equal(q.body, "xyz");
-	assert_int_equal(k.nlines, 1);
-	call_free(&k);
-	call_free(&q);
-	/* Every request above ran on the first handle. */
-	assert_int_equal(easy_created(f), 1);
-}
-
-/* A POST of the kept shape (a body, a timeout, TCP) to /echo: it sees
- * only its own headers and body. */
-static void echo_post(fixture *f, const char *const *hdr, size_t nh, const char *body,
-                      const char *want_echo)
-{
-	call c = {.f = f};
-	regent_http_opts o = {.size = sizeof o, .url = url(0, "/echo"), .method = "POST",
-	                      .headers = hdr, .nheaders = nh, .body = body, .body_len = strlen(body),
-	                      .timeout_ms = 5000};
-	run_one(f, &c, &o);
-	assert_int_equal(c.error, 0);
-	assert_string_equal(c.x_echo, want_echo);
-	assert_string_equal(c.x_method, "POST");
-	assert_string_equal(c.x_transport, "tcp");
-	assert_string_equal(c.body, body);
-	call_free(&c);
-}
-
-/* Requests of one shape (a POST with a body and a timeout over TCP, a
- * GET with a timeout) keep their handle's options between them instead
- * of a reset: each one still has only its own headers, body, method,
- * timeout and max_body, also after a timeout and an error, and a request
- * of another shape (a unix socket, no timeout) after them has none of
- * theirs. */
-static void test_reuse_kept_shape(void **state)
-{
-	fixture *f = *state;
-	const char *h1[] = {"X-Test: one", "X-Other: 1"};
-	echo_post(f, h1, 2, "abc", "one");
-	/* the same shape without headers, another body: no X-Test left */
-	echo_post(f, NULL, 0, "defgh", "");
-	/* a GET that times out, then a slower one with a longer timeout: not
-	 * cut at the earlier one's */
-	call t = {.f = f};
-	regent_http_opts ot = {.size = sizeof ot, .url = url(0, "/hang"), .timeout_ms = 200};
-	run_one(f, &t, &ot);
-	assert_int_equal(t.error, -ETIMEDOUT);
-	call_free(&t);
-	call w = {.f = f};
-	regent_http_opts ow = {.size = sizeof ow, .url = url(0, "/stream?n=4&delay_ms=100"),
-	                       .timeout_ms = 5000};
-	run_one(f, &w, &ow);
-	assert_int_equal(w.error, 0);
-	assert_true(w.t_done - w.t_start >= 300);
-	call_free(&w);
-	/* a GET with a timeout and a small max_body, then one without it */
-	call m = {.f = f};
-	regent_http_opts om = {.size = sizeof om, .url = url(0, "/big?bytes=5000"), .max_body = 1000,
-	                       .timeout_ms = 5000};
-	run_one(f, &m, &om);
-	assert_int_equal(m.error, -EFBIG);
-	call_free(&m);
-	call g = {.f = f};
-	regent_http_opts og = {.size = sizeof og, .url = url(0, "/big?bytes=5000"), .timeout_ms = 5000};
-	run_one(f, &g, &og);
-	assert_int_equal(g.error, 0);
-	assert_int_equal(g.body_len, 5000);
-	call_free(&g);
-	/* back to a POST with a header after the GETs */
-	const char *h2[] = {"X-Test: two"};
-	echo_post(f, h2, 1, "xyz", "two");
-	/* another shape: a GET over the unix socket without a timeout gets
-	 * no header, body or method of the POSTs */
-	echo_get_bare(f, sock_path);
-	/* and a POST of the shape after it */
-	echo_post(f, NULL, 0, "r", "");
-	assert_int_equal(easy_created(f), 1);
-}
-
-/* The pool is bounded: 20 requests at once need 20 handles; 8 of them
- * (HTTP_POOL_MAX) are kept, the rest cleaned up. */
-static void test_reuse_pool_bounded(void **state)
-{
-	fixture *f = *state;
-	enum { N = 20 };
-	call c[N];
-	int total = 0;
-	for (int round = 0; round < 2; round++) {
-		for (int i = 0; i < N; i++) {
-			memset(&c[i], 0, sizeof c[i]);
-			c[i].f = f;
-			c[i].total = &total;
-			regent_http_opts o = {.size = sizeof o, .url = url(0, "/hello"), .timeout_ms = 5000};
-			int err = 0;
-			assert_non_null(start(&c[i], &o, &err));
-		}
-		assert_true(run_until(&f->loop, &total, N * (round + 1), 10000));
-		for (int i = 0; i < N; i++) {
-			assert_int_equal(c[i].error, 0);
-			assert_string_equal(c[i].body, "hello world");
-			call_free(&c[i]);
-		}
-		size_t created = 0, pooled = 0;
-		regent_http_easy_stats(f->h, &created, &pooled);
-		assert_int_equal(pooled, 8);
-		/* round 2 took the 8 pooled handles and created 12 more */
-		assert_int_equal(created, round == 0 ? N : N + N - 8);
-	}
 }
 
 static void test_invalid_args(void **state)
