@@ -82,3 +82,19 @@ mem_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 # now_ns: wall clock in ns.
 now_ns() { date +%s%N; }
+
+# bench_track_masters: call from the exit trap before harness_cleanup.  A managed haproxy runs
+# in its own session (it outlives regent), so the harness's process-group stop of a regent
+# that had to be SIGKILLed, or of a run cut short, does not reach it even with keep_running =
+# false: every master still answering on a master socket under $H_TMP is recorded as a harness
+# daemon (by its pid and start time: tests/haproxy/hxlib.sh hx_track_master) and stopped with
+# the rest.
+bench_track_masters() {
+	[[ -n "${H_TMP:-}" && -d "$H_TMP" ]] || return 0
+	# shellcheck source=../../tests/haproxy/hxlib.sh
+	source "$REPO_DIR/tests/haproxy/hxlib.sh"
+	local sock
+	while IFS= read -r sock; do
+		hx_track_master "$sock" || true
+	done < <(find "$H_TMP" -name 'haproxy-master.sock' -type s 2>/dev/null)
+}

@@ -618,7 +618,7 @@ bench_hostile() {
 	# shellcheck source=/dev/null
 	source "$REPO_DIR/tests/harness/lib.sh"
 	harness_init
-	trap 'harness_cleanup $?' EXIT
+	trap 'hs_rc=$?; bench_track_masters; harness_cleanup $hs_rc' EXIT
 	: > "$H_TMP/facts"
 	HS_EP=$(etcd_start reg --max-request-bytes 2097152 --quota-backend-bytes 8589934592) || b_die "etcd"
 	HS_PORT_HUGE=$(free_port)

@@ -730,6 +730,7 @@ sc_on_exit() {
 		daemon_stop perf # the probes cannot be deleted while perf uses them
 		sc_probe_clean
 	fi
+	bench_track_masters
 	harness_cleanup "$rc"
 }
 
