@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
 	# build
 	build-essential cmake pkg-config
-	libuv1-dev libcurl4-openssl-dev libjansson-dev libinih-dev libmicrohttpd-dev
+	libuv1-dev libcurl4-gnutls-dev libjansson-dev libinih-dev libmicrohttpd-dev
 	# tests
 	libcmocka-dev valgrind python3 python3-prometheus-client curl procps
 	chromium     # renders the stats page in its test
