@@ -46,13 +46,6 @@ typedef struct regent_annot {
 _Static_assert(sizeof(regent_annot) == sizeof(regent_annotation) + 8, "regent_annot packed");
 #define GEN_MASK 0x7fffffffu
 
-/* A text held once for every annotation of one instance that uses it. */
-typedef struct word {
-	size_t refs;
-	char text[];
-} word;
-
-/* One plugin instance's annotations. */
 struct regent_annots {
 	regent_map *words;  /* text -> word */
 	regent_annot **tab; /* by service and id: open addressing, linear probing,
@@ -100,32 +93,13 @@ static uint64_t since_of(const regent_annotation *a)
 /* The instance's copy of text (NULL stays NULL), one more reference. */
 static const char *word_get(struct regent_annots *s, const char *text)
 {
-	if (!text)
-		return NULL;
-	if (!s->words)
-		s->words = regent_map_new();
-	word *w = regent_map_get(s->words, text);
-	if (!w) {
-		size_t n = strlen(text) + 1;
-		w = regent_xmalloc(sizeof(*w) + n);
-		w->refs = 0;
-		memcpy(w->text, text, n);
-		regent_map_put(s->words, w->text, w);
-	}
-	w->refs++;
-	return w->text;
+	return regent_word_get(&s->words, text);
 }
 
 /* Drops a reference word_get gave. */
 static void word_put(struct regent_annots *s, const char *text)
 {
-	if (!text)
-		return;
-	word *w = (word *)(void *)(text - offsetof(word, text));
-	if (--w->refs == 0) {
-		regent_map_del(s->words, w->text);
-		free(w);
-	}
+	regent_word_put(s->words, text);
 }
 
 static void annot_free(struct regent_annots *s, regent_annot *c)
