@@ -36,7 +36,7 @@ static void check_multi_info(regent_http *h)
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
 		regent_http_req *req = (regent_http_req *)priv;
 		if (!req || req->cancelled || req->state != REQ_ACTIVE)
-			continue; /* a zombie: flush() removes it */
+			continue; /* a zombie: http.c's flush() removes it */
 		regent_http_complete(req, code);
 	}
 }
