@@ -1,8 +1,9 @@
 /* http_int.h - what the files of the core's HTTP client share (http.c:
- * the client, its loop callbacks and line pacing; http_setup.c: the pool
- * of easy handles and setting one up for a request): the request and
- * client structs and the few
- * functions one calls in the other.  Not for plugins (see http.h). */
+ * the client and its requests' lifetime; http_sock.c: the multi handle's
+ * sockets and timer on the loop; http_body.c: response headers, body,
+ * lines and their pacing; http_setup.c: the pool of easy handles and
+ * setting one up for a request): the request and client structs and the
+ * functions one calls in another.  Not for plugins (see http.h). */
 #ifndef REGENT_CORE_HTTP_INT_H
 #define REGENT_CORE_HTTP_INT_H
 
@@ -93,12 +94,40 @@ struct regent_http {
 	size_t easy_created; /* curl_easy_init() calls (tests) */
 };
 
-/* http.c: libcurl's write and header callbacks (userdata: the request). */
-size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
-size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
-/* http.c: libcurl's open/close socket callbacks (clientp: the client). */
+/* http.c: the request's end and the client's entry points. */
+/* Frees the client once torn down and its last uv handle closed. */
+void regent_http_maybe_free(regent_http *h);
+/* Every loop callback into the client: enter first, leave last (leave does
+ * what callbacks deferred, and may free h). */
+void regent_http_enter(regent_http *h);
+void regent_http_leave(regent_http *h);
+/* Takes req out of curl, reports it (unless cancelled) and frees it;
+ * busy, outside libcurl. */
+void regent_http_finish(regent_http_req *req, int err, const char *msg);
+/* A transfer curl finished with code: finished now, or once its backlog
+ * of lines is handed over. */
+void regent_http_complete(regent_http_req *req, CURLcode code);
+/* Data arrived: the idle timeout starts again. */
+void regent_http_touch_idle(regent_http_req *req);
+/* http_sock.c: the multi handle's socket and timer callbacks (userp: the
+ * client), libcurl's open/close socket callbacks (clientp: the client),
+ * and closing a watched socket's handle (teardown). */
+int regent_http_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp);
+int regent_http_timer_cb(CURLM *multi, long timeout_ms, void *userp);
 curl_socket_t regent_http_open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a);
 int regent_http_close_cb(void *clientp, curl_socket_t fd);
+void regent_http_sock_close(regent_http *h, http_sock *s);
+/* http_body.c: libcurl's write and header callbacks (userdata: the request). */
+size_t regent_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+size_t regent_http_header_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+/* Hands the partial line buffer to on_data; non-zero when the transfer
+ * must stop (cancelled, or aborted by on_data). */
+int regent_http_emit_line(regent_http_req *req);
+/* Hands over backlogged lines (paced: within this loop callback's time);
+ * non-zero when the transfer must stop. */
+int regent_http_deliver_backlog(regent_http_req *req, bool paced);
+/* Backlogs are handed over on the next loop turn. */
+void regent_http_pace_later(regent_http *h);
 /* http_setup.c */
 bool regent_http_valid_method(const char *m);
 /* The shape of a request's options (http_setup.c, Reuse): 0, or a

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,13 +144,36 @@ static int cmp_kvp(const void *a, const void *b)
 	return cmp_kv(*(const regent_kv *const *)a, *(const regent_kv *const *)b);
 }
 
-/* Deep copy into a single allocation that starts with `header` bytes. */
+/* The names many instances share (their service, their node), held once
+ * for every copy that uses them and counted: ~20 bytes less per copy
+ * (10,000 instances in 1,000 services on one node: 160-byte malloc chunks
+ * -> 144).  Loop thread only, as every copy (plugin.h). */
+static regent_map *shared_names; /* util.c's words; NULL when none */
+
+static const char *name_get(const char *text)
+{
+	return text[0] ? regent_word_get(&shared_names, text) : ""; /* "": not counted */
+}
+
+static void name_put(const char *text)
+{
+	if (!text || !text[0])
+		return;
+	regent_word_put(shared_names, text);
+	if (regent_map_size(shared_names) == 0) {
+		regent_map_free(shared_names, NULL);
+		shared_names = NULL;
+	}
+}
+
+/* Deep copy into a single allocation that starts with `header` bytes, but
+ * for the service and node names (shared, above). */
 static void *deep_copy(const regent_instance *src, const char *default_node, size_t header,
                        regent_instance **pubp)
 {
 	const char *node = src->node && src->node[0] ? src->node : default_node ? default_node : "";
 	size_t need = header + sizeof(char *) * src->ntags + sizeof(regent_kv) * src->nmeta;
-	need += strlen(src->service) + strlen(src->id) + strlen(src->address) + strlen(node) + 4;
+	need += strlen(src->id) + strlen(src->address) + 2;
 	for (size_t t = 0; t < src->ntags; t++)
 		need += strlen(src->tags[t]) + 1;
 	for (size_t m = 0; m < src->nmeta; m++)
@@ -169,10 +193,10 @@ static void *deep_copy(const regent_instance *src, const char *default_node, siz
 		str += l_;                 \
 	} while (0)
 	*pub = *src;
-	PUT(pub->service, src->service);
+	pub->service = name_get(src->service);
 	PUT(pub->id, src->id);
 	PUT(pub->address, src->address);
-	PUT(pub->node, node);
+	pub->node = name_get(node);
 	for (size_t t = 0; t < src->ntags; t++)
 		PUT(tags[t], src->tags[t]);
 	for (size_t m = 0; m < src->nmeta; m++) {
@@ -228,6 +252,8 @@ void regent_inst_unref(regent_inst *i)
 {
 	if (i && --i->refs == 0) {
 		i->magic = 0; /* a stale pointer handed back is refused, not shared */
+		name_put(i->pub.service);
+		name_put(i->pub.node);
 		free(i);
 	}
 }

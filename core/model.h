@@ -12,7 +12,8 @@
  * a store's decoded instance and the catalog's are one block
  * (host->catalog_set_decoded). */
 typedef struct regent_inst {
-	regent_instance pub; /* every pointer points into this allocation */
+	regent_instance pub; /* every pointer points into this allocation, but
+	                      * service and node: shared names (model.c) */
 	unsigned refs;
 	uint32_t magic;      /* REGENT_INST_MAGIC (in the padding: no cost) */
 } regent_inst;

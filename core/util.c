@@ -1,10 +1,11 @@
 /* util.c - small helpers the whole core shares: checked allocation, time,
  * backoff, base64, strict number and duration parsing, escaping for log
- * lines, a string-keyed hash map and a growable buffer. */
+ * lines, a string-keyed hash map, counted words and a growable buffer. */
 #include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -496,6 +497,42 @@ const char **regent_map_sorted_keys(const regent_map *m, size_t *n)
 	qsort(keys, k, sizeof(*keys), cmp_strp);
 	*n = k;
 	return keys;
+}
+
+/* ---- counted words ---- */
+
+typedef struct word {
+	size_t refs;
+	char text[];
+} word;
+
+const char *regent_word_get(regent_map **words, const char *text)
+{
+	if (!text)
+		return NULL;
+	if (!*words)
+		*words = regent_map_new();
+	word *w = regent_map_get(*words, text);
+	if (!w) {
+		size_t n = strlen(text) + 1;
+		w = regent_xmalloc(sizeof(*w) + n);
+		w->refs = 0;
+		memcpy(w->text, text, n);
+		regent_map_put(*words, w->text, w);
+	}
+	w->refs++;
+	return w->text;
+}
+
+void regent_word_put(regent_map *words, const char *text)
+{
+	if (!text)
+		return;
+	word *w = (word *)(void *)(text - offsetof(word, text));
+	if (--w->refs == 0) {
+		regent_map_del(words, w->text);
+		free(w);
+	}
 }
 
 /* ---- buffer ---- */

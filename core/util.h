@@ -57,6 +57,13 @@ bool regent_map_next(const regent_map *m, regent_map_iter *it, const char **key,
 /* Keys sorted (malloc'd array of borrowed pointers). */
 const char **regent_map_sorted_keys(const regent_map *m, size_t *n);
 
+/* Texts held once for every holder and counted ("words", in a map of
+ * text -> word made on first use): the held copy of text, one more
+ * reference (NULL stays NULL); put drops one (NULL: none) and frees the
+ * word with its last. */
+const char *regent_word_get(regent_map **words, const char *text);
+void regent_word_put(regent_map *words, const char *text);
+
 /* A growable byte buffer: plugin.h's regent_buffer (host->buf_*, ABI 1.4). */
 typedef regent_buffer regent_buf;
 void regent_buf_add(regent_buf *b, const void *data, size_t len);

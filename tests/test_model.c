@@ -79,7 +79,36 @@ static void copy_and_equal(void **state)
 	assert_true(regent_instance_equal(&a->pub, &src));
 	src.port = 18001;
 	assert_false(regent_instance_equal(&a->pub, &src));
+	/* The service and node names are held once for every copy (model.c,
+	 * shared names); each copy's own id and address are its own, and a
+	 * name outlives the copies that let go of it. */
+	char svc[] = "whoami", node[] = "node-a";
+	src.service = svc;
+	src.node = node;
+	regent_inst *b = regent_inst_copy(&src, "other", why, sizeof(why));
+	assert_non_null(b);
+	assert_ptr_equal(b->pub.service, a->pub.service);
+	assert_ptr_equal(b->pub.node, a->pub.node);
+	assert_ptr_not_equal(b->pub.id, a->pub.id);
+	src.node = NULL; /* the default node, "other": a name of its own */
+	regent_inst *c = regent_inst_copy(&src, "other", why, sizeof(why));
+	assert_string_equal(c->pub.node, "other");
+	assert_ptr_not_equal(c->pub.node, a->pub.node);
 	regent_inst_unref(a);
+	svc[0] = node[0] = 'X'; /* the copies hold no pointer into the source */
+	assert_string_equal(b->pub.service, "whoami");
+	assert_string_equal(b->pub.node, "node-a");
+	regent_inst_unref(b);
+	regent_inst *d = regent_inst_copy(&c->pub, "", why, sizeof(why));
+	assert_ptr_equal(d->pub.service, c->pub.service);
+	assert_string_equal(d->pub.node, "other");
+	regent_inst_unref(c);
+	regent_inst_unref(d);
+	src = sample();
+	src.node = ""; /* no owner and no default: "" */
+	regent_inst *e = regent_inst_copy(&src, NULL, why, sizeof(why));
+	assert_string_equal(e->pub.node, "");
+	regent_inst_unref(e);
 }
 
 static void copy_refuses_bad_input(void **state)

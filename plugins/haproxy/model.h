@@ -67,13 +67,14 @@ size_t hx_addr_count(void);
 
 /* A server as one party knows it (haproxy, the file on disk...). */
 typedef struct srv_view {
-	uint8_t st; /* ap_state */
 	hx_ip addr;
 	uint16_t port;
-	uint16_t weight; /* weight + 1 set over the runtime API; 0: the file's */
-} srv_view;
+	uint16_t st : 3;      /* ap_state */
+	uint16_t weight : 13; /* weight + 1 set over the runtime API (1-257); 0: the file's */
+} srv_view; /* 8 bytes: a slot holds four */
 
-/* A server slot: 80 bytes (a service has at least `slots` of them). */
+/* A server slot: 64 bytes (a service has at least `slots` of them;
+ * slots.c asserts the size). */
 typedef struct slot {
 	char *id; /* the instance in this slot; NULL when free */
 	uint64_t drain_since;

@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 16,000 of them at 10,000 instances (slots = 16): 1.0 MB at this size,
+ * 1.28 MB at 80 bytes (a view's state and weight share 16 bits). */
+_Static_assert(sizeof(slot) == 64, "a slot is 64 bytes");
+
 static size_t id_hash(const char *s)
 {
 	uint64_t x = 1469598103934665603ull;
