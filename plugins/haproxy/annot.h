@@ -61,8 +61,9 @@ int hx_csv_col(char **hdr, size_t nh, const char *name);
 /* For the unit test: the next chunk of a polling cycle (annot.c): the
  * services after `after` that haproxy runs, as `show stat NAME 4 -1`
  * commands in cmd, within max_servers slots and max_bytes; returns the
- * last one's name or NULL, *last when none follows. */
+ * last one's name or NULL, *last when none follows, *nservers (if not
+ * NULL) their slots. */
 const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
-                           hx_buf *cmd, bool *last);
+                           hx_buf *cmd, bool *last, size_t *nservers);
 
 #endif
