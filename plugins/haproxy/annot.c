@@ -30,6 +30,7 @@
 
 #define POKE_MS 300
 #define POLL_DUTY 50
+#define BG_DUTY 200
 #define MAX_FIELDS 160
 
 struct hx_annot {
@@ -50,6 +51,7 @@ struct hx_annot {
 	size_t mapcap;
 	uint64_t next_full; /* when the next full cycle (or its next chunk) is due */
 	uint64_t answer_ns; /* the CPU time the last answer took to read */
+	uint64_t ask_cpu;   /* the thread's CPU time when a whole poll or chunk was asked */
 	/* A fleet of more than CHUNK_SERVERS servers is asked in chunks of
 	 * services spread over the interval (a cycle), so that no single poll
 	 * parses every server: the cycle's position (the last service asked;
@@ -78,7 +80,7 @@ struct hx_annot {
 
 /* A cycle's chunk: at most this many servers, and a command line haproxy
  * takes (its CLI reads a line into one buffer). */
-#define CHUNK_SERVERS 1000
+#define CHUNK_SERVERS 500
 #define CHUNK_BYTES 8000
 
 /* More changed servers than this in one poll: their services are asked
@@ -611,6 +613,14 @@ int hx_annot_feed(hx_annot *a, char *answer, bool full)
 
 static void on_answer(void *arg, int status, const char *out, size_t len);
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void touch_free(struct touch *t, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -743,6 +753,8 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 	}
 	a->touched = NULL;
 	a->ntouched = a->touchcap = 0;
+	if (a->asked_kind == HX_ASK_ALL || a->asked_kind == HX_ASK_CHUNK)
+		a->ask_cpu = thread_cpu_ns();
 	return a->asked_kind;
 }
 
@@ -781,14 +793,6 @@ static void ask(uv_timer_t *t)
 		cycle_reset(a);
 		uv_timer_start(a->timer, ask, a->interval, 0);
 	}
-}
-
-static uint64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* How soon a poke asks: POKE_MS, or POLL_DUTY times the last answer's
@@ -840,13 +844,24 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 	bool skip = rc == -E2BIG && kind == HX_ASK_CHUNK;
 	if (skip)
 		a->cycle_partial = true;
+	/* The background polls (all, or a cycle's chunks) take at most
+	 * 1/BG_DUTY of the loop: the next one waits at least BG_DUTY times
+	 * what this one cost, from its ask to its answer read (the reads and
+	 * the parse, and what else the loop did meanwhile: an overestimate) */
+	uint64_t duty = 0;
+	if ((kind == HX_ASK_ALL || kind == HX_ASK_CHUNK) && a->ask_cpu) {
+		uint64_t c = thread_cpu_ns();
+		duty = c > a->ask_cpu ? BG_DUTY * (c - a->ask_cpu) / 1000000u : 0;
+		a->ask_cpu = 0;
+	}
 	if (rc < 0 && !skip) {
 		a->next_full = 0;
 		cycle_reset(a);
 	} else if (kind == HX_ASK_ALL) {
-		a->next_full = now + a->interval;
+		a->next_full = now + (duty > a->interval ? duty : a->interval);
 	} else if (kind == HX_ASK_CHUNK && ends) {
-		a->next_full = a->cycle_start + a->interval > now ? a->cycle_start + a->interval : now;
+		a->next_full = a->cycle_start + a->interval > now + duty ? a->cycle_start + a->interval
+		                                                         : now + duty;
 		cycle_reset(a);
 	} else if (kind == HX_ASK_CHUNK) {
 		/* the cycle's chunks spread over the interval, by their slots (not
@@ -854,7 +869,8 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 		 * took 8 s, not 5) */
 		uint64_t gap = a->interval * a->chunk_servers / (a->cycle_servers ? a->cycle_servers : 1);
 		gap = gap > a->interval ? a->interval : gap;
-		a->next_full = now + (gap < 50 ? 50 : gap);
+		gap = gap > duty ? gap : duty;
+		a->next_full = now + (gap < 10 ? 10 : gap);
 	}
 	uint64_t next = a->next_full > now ? a->next_full - now : 0;
 	/* After a failure, not before the interval: a poke does not make it

@@ -9,9 +9,10 @@
  * server as it was, the key of a row that went or holds another instance
  * withdrawn (unless the instance moved to a row read since), and the whole
  * list with annotations_set on a core of ABI 1.4; what each poll asks: a
- * fleet of more than 1,000 servers in chunks of services from the first
+ * fleet of more than 500 servers in chunks of services from the first
  * poll, past 64 changed servers their services, past 4,096 a new cycle, a
- * chunk too big passed over, a failed poll not asked again at once.  Also cli.c's kept answer
+ * chunk too big passed over, a failed poll not asked again at once, a
+ * costly chunk followed by a longer pause.  Also cli.c's kept answer
  * buffer (over 1 MiB only while big answers follow each other). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void describe(const char *status, const char *chk, const char *desc, const char *last,
@@ -431,16 +433,16 @@ static void reply(hx_annot *a, int status, const char *text)
 	free(copy);
 }
 
-/* Services a, b, c of 400 slots each (1,200 servers: more than one poll's
- * 1,000), instances in the first two slots of each. */
+/* Services a, b, c of 200 slots each (600 servers: more than one poll's
+ * 500), instances in the first two slots of each. */
 static void big_fleet(annot_fixture *f)
 {
 	const char *names[] = {"a", "b", "c"};
 	for (size_t i = 0; i < 3; i++) {
 		svc *v = hx_svc_get(&f->m, names[i]);
-		hx_svc_grow(v, 400);
+		hx_svc_grow(v, 200);
 		v->run.listen = strdup("listen x\n");
-		v->run.nslots = 400;
+		v->run.nslots = 200;
 		char id[8];
 		snprintf(id, sizeof(id), "%s1", names[i]);
 		hx_slot_take(&f->m, v, 0, id);
@@ -486,7 +488,7 @@ static void test_plan(void **state)
 	annot_fixture f;
 	annot_setup(&f, sizeof(regent_host));
 	f.h.now_ms = fake_now_ms;
-	/* 1,204 servers: the first poll, no row held yet, is a chunk, never
+	/* 604 servers: the first poll, no row held yet, is a chunk, never
 	 * every server at once (at 80,000 servers that answer
 	 * was over the limit: it failed, and was asked again after every
 	 * change) */
@@ -497,7 +499,7 @@ static void test_plan(void **state)
 	assert_string_equal(plan(f.a, fake_now = t0, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
 	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
 	assert_int_equal(nheld(), 4);
-	/* the next chunk after 800 of the 1,204 slots' share of the interval
+	/* the next chunk after 400 of the 604 slots' share of the interval
 	 * (3.3 s), not before */
 	assert_string_equal(plan(f.a, fake_now = t0 + 3000, HX_ASK_TOUCHED), "");
 	/* one too big for an answer is passed over, and the cycle it spoilt
@@ -519,7 +521,7 @@ static void test_plan(void **state)
 	assert_string_equal(plan(f.a, fake_now = t1 + 3510, HX_ASK_TOUCHED), "");
 
 	/* past 64 changed servers: their services whole (not every server),
-	 * as many as make up 1,000 servers; the rest with the next poll */
+	 * as many as make up 500 servers; the rest with the next poll */
 	for (size_t i = 0; i < 30; i++) {
 		hx_annot_touch(f.a, "c", i);
 		hx_annot_touch(f.a, "web", i % 4);
@@ -544,7 +546,7 @@ static void test_plan(void **state)
 	reply(f.a, 0, HDR ROWS("c"));
 	/* past 4,096 (a burst): a new cycle, in chunks, from the first */
 	for (size_t i = 0; i < 5000; i++)
-		hx_annot_touch(f.a, "a", i % 400);
+		hx_annot_touch(f.a, "a", i % 200);
 	assert_string_equal(plan(f.a, fake_now = t1 + 3550, HX_ASK_CHUNK),
 	                    "show stat a 4 -1;show stat b 4 -1");
 	/* a chunk that fails otherwise (haproxy restarting): a new cycle
@@ -552,8 +554,20 @@ static void test_plan(void **state)
 	reply(f.a, -ECONNREFUSED, "");
 	assert_string_equal(plan(f.a, fake_now = t1 + 3560, HX_ASK_CHUNK),
 	                    "show stat a 4 -1;show stat b 4 -1");
+	/* a chunk that cost 25 ms of CPU: the next one at least 200 times
+	 * that later (5 s), not at its share of the interval (3.3 s) */
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	uint64_t c0 = (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec, c1 = c0;
+	while (c1 < c0 + 25000000u) {
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+		c1 = (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+	}
 	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
 	assert_int_equal(nheld(), 8);
+	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 4000, HX_ASK_TOUCHED), "");
+	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 8000, HX_ASK_CHUNK),
+	                    "show stat c 4 -1;show stat web 4 -1");
 	annot_teardown(&f);
 }
 
