@@ -3,11 +3,14 @@
  * with annotations_set on an older core): the server's state in haproxy
  * (up, down, drain, maint...) and its last check, keyed by service and
  * instance id, for the stats sink's page.  It asks haproxy's admin socket
- * `show stat -1 4 -1` (server rows only) every interval (in chunks of
- * services past 1,000 servers), and soon after the sink changed servers
- * (hx_annot_touch, hx_annot_poke) only those servers (`show stat PROXY 4
- * SID`), keeping every server's last row in between: never per page
- * request.  Only what changed goes to the core: the rows whose state,
+ * `show stat -1 4 -1` (server rows only) every interval, or, past
+ * CHUNK_SERVERS servers, from the first poll on, in chunks of services
+ * spread over the interval (one answer of every server is O(fleet) in one
+ * loop turn, and past ~16,000 servers over the answer's 8 MB limit); and
+ * soon after the sink changed servers (hx_annot_touch, hx_annot_poke)
+ * only those servers (`show stat PROXY 4 SID`), past MAX_TOUCHED of them
+ * their services, keeping every server's last row in between: never per
+ * page request.  Only what changed goes to the core: the rows whose state,
  * detail or time of the last change (since_wall_ns, ABI 1.5: the age is
  * worded by the reader, so the detail stays the same while the server
  * does) differ from what was published, and the keys of rows that went
@@ -15,10 +18,14 @@
  * costs its parse and publishes nothing.  A poke after a change waits at
  * least POLL_DUTY times what the last answer cost (CPU), so that a burst
  * of changes to thousands of servers does not have them all read again
- * every POKE_MS: polls take at most ~1/POLL_DUTY of the loop.  Rows map to instances through
+ * every POKE_MS; the background polls (all, or a chunk) wait at least
+ * BG_DUTY times what the last one cost, so that at most ~1/BG_DUTY of the
+ * loop goes to them however big the fleet (the cycle then takes longer
+ * than the interval).  Rows map to instances through
  * the model's slots (sN of service X is slot N-1); free slots are left
  * out, a slot still draining an instance that left the catalog is kept.
- * It owns one timer, at most one request, the rows and what it published. */
+ * It owns one timer, at most one request, the rows and what it published;
+ * annot_text.c words a row. */
 #include "annot.h"
 
 #include <errno.h>
