@@ -80,6 +80,9 @@ struct hx_annot {
 	} *touched, *asked;
 	size_t ntouched, touchcap, nasked;
 	int asked_kind; /* HX_ASK_* */
+	char *hdr_text;  /* the last `show stat` header line read, and its columns */
+	size_t hdr_len;
+	int hcol[7];     /* pxname svname status check_status check_desc last_chk lastchg */
 	bool overflow; /* more than TOUCH_MAX touched: a new cycle */
 	bool cycle_partial; /* a chunk of this cycle was passed over */
 	size_t cycle_servers; /* the slots haproxy runs, at the cycle's start */
@@ -370,7 +373,7 @@ static bool since_moved(uint64_t was, uint64_t now, bool changed)
 static int read_rows(hx_annot *a, char *out, size_t len)
 {
 	char *hdr[MAX_FIELDS], *f[MAX_FIELDS];
-	size_t nh = 0, need = 0;
+	size_t nh, need = 0;
 	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
 	bool any = false;
 	svc *v = NULL; /* the last row's service: rows come by service */
@@ -385,17 +388,29 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		if (line[0] == '\0')
 			continue;
 		if (strncmp(line, "# ", 2) == 0) {
-			nh = hx_csv_split(line + 2, hdr, MAX_FIELDS, NULL);
-			c_px = hx_csv_col(hdr, nh, "pxname"), c_sv = hx_csv_col(hdr, nh, "svname");
-			c_st = hx_csv_col(hdr, nh, "status"), c_cs = hx_csv_col(hdr, nh, "check_status");
-			c_cd = hx_csv_col(hdr, nh, "check_desc"), c_lc = hx_csv_col(hdr, nh, "last_chk");
-			c_ch = hx_csv_col(hdr, nh, "lastchg");
+			/* One header per command (a chunk has one per service): the
+			 * columns of the last one seen are kept, and a header that is
+			 * the same text (always, but for another haproxy version) is
+			 * not split and searched again (~10,000 instructions each) */
+			size_t hl = (size_t)((nl ? nl : stop) - line);
 			any = true;
+			if (!a->hdr_text || hl != a->hdr_len || memcmp(line, a->hdr_text, hl) != 0) {
+				free(a->hdr_text);
+				a->hdr_text = a->h->xmalloc(hl + 1);
+				memcpy(a->hdr_text, line, hl + 1);
+				a->hdr_len = hl;
+				nh = hx_csv_split(line + 2, hdr, MAX_FIELDS, NULL);
+				static const char *const names[] = {"pxname",   "svname",     "status",  "check_status",
+				                                    "check_desc", "last_chk", "lastchg"};
+				for (size_t k = 0; k < 7; k++)
+					a->hcol[k] = hx_csv_col(hdr, nh, names[k]);
+			}
+			c_px = a->hcol[0], c_sv = a->hcol[1], c_st = a->hcol[2], c_cs = a->hcol[3];
+			c_cd = a->hcol[4], c_lc = a->hcol[5], c_ch = a->hcol[6];
 			/* a row is split only as far as the last column read */
 			int last = c_px;
-			int cs[] = {c_sv, c_st, c_cs, c_cd, c_lc, c_ch};
-			for (size_t k = 0; k < sizeof(cs) / sizeof(cs[0]); k++)
-				last = cs[k] > last ? cs[k] : last;
+			for (size_t k = 1; k < 7; k++)
+				last = a->hcol[k] > last ? a->hcol[k] : last;
 			need = (size_t)last + 1;
 			continue;
 		}
@@ -979,6 +994,7 @@ void hx_annot_free(hx_annot *a)
 	touch_free(a->touched, a->ntouched);
 	touch_free(a->asked, a->nasked);
 	free(a->cursor);
+	free(a->hdr_text);
 	free(a->socket);
 	free(a);
 }

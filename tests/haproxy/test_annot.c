@@ -490,7 +490,16 @@ static void test_plan_small(void **state)
 	hx_annot_touch(f.a, "web", 1);
 	assert_string_equal(plan(f.a, fake_now = 2, HX_ASK_TOUCHED), "show stat web 4 2");
 	reply(f.a, 0, HDR "web,s2,DOWN,1,L4CON,,refused\n");
-
+	listed l = held();
+	held_is(&l, 1, "b", "web/s2", "down", "L4CON refused");
+	/* the header's columns are kept between answers, but another header
+	 * (another haproxy) is read again */
+	hx_annot_touch(f.a, "web", 1);
+	assert_string_equal(plan(f.a, fake_now = 3, HX_ASK_TOUCHED), "show stat web 4 2");
+	reply(f.a, 0, "# svname,pxname,lastchg,status,check_status,last_chk,check_desc\n"
+	              "s2,web,1,UP,L4OK,,passed\n");
+	l = held();
+	held_is(&l, 1, "b", "web/s2", "up", "L4OK passed");
 	annot_teardown(&f);
 }
 
