@@ -25,7 +25,7 @@
  * the model's slots (sN of service X is slot N-1); free slots are left
  * out, a slot still draining an instance that left the catalog is kept.
  * It owns one timer, at most one request, the rows and what it published;
- * annot_text.c words a row. */
+ * annot_text.c words a row and writes a chunk's commands. */
 #include "annot.h"
 
 #include <errno.h>
@@ -103,44 +103,6 @@ struct hx_annot {
  * them (in chunks past CHUNK_SERVERS). */
 #define MAX_TOUCHED 64
 #define TOUCH_MAX 4096
-
-/* The model's services after `after` (NULL: from the first) that haproxy
- * runs, as `show stat NAME 4 -1` commands appended to cmd: at least one,
- * then as many as keep within max_servers slots and max_bytes of
- * command.  Returns the last one's name (the model's string), or NULL
- * when none is left; *last tells whether none follows it, *nservers (if
- * not NULL) the slots of the services asked. */
-const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
-                           hx_buf *cmd, bool *last, size_t *nservers)
-{
-	svc *v = m->svcs;
-	if (after) {
-		svc *at = hx_svc_find(m, after);
-		if (at)
-			v = at->next;
-		else /* it went: the first one after its name */
-			while (v && strcmp(v->name, after) <= 0)
-				v = v->next;
-	}
-	const char *name = NULL;
-	size_t nserv = 0;
-	for (; v; v = v->next) {
-		if (!v->run.listen)
-			continue;
-		size_t add = strlen(v->name) + 16;
-		if (name && (nserv + v->run.nslots > max_servers || cmd->len + add > max_bytes))
-			break;
-		hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
-		nserv += v->run.nslots;
-		name = v->name;
-	}
-	while (v && !v->run.listen)
-		v = v->next;
-	*last = v == NULL;
-	if (nservers)
-		*nservers = nserv;
-	return name;
-}
 
 static bool host_has_annotations(const regent_host *h)
 {

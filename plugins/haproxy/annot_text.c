@@ -1,7 +1,8 @@
-/* annot_text.c - the text side of the haproxy sink's server states
+/* annot_text.c - the pure helpers of the haproxy sink's server states
  * (annot.c): one `show stat` row's status and check as the state word and
- * detail the status page shows (hx_annot_describe), and haproxy's CSV
- * split in place.  Pure: no state, no allocation. */
+ * detail the status page shows (hx_annot_describe), haproxy's CSV split
+ * in place, and the text of a polling cycle's chunk (hx_annot_chunk, the
+ * model read only).  No state of their own. */
 #include "annot.h"
 
 #include <stdio.h>
@@ -158,3 +159,40 @@ int hx_csv_col(char **hdr, size_t nh, const char *name)
 	return -1;
 }
 
+/* The model's services after `after` (NULL: from the first) that haproxy
+ * runs, as `show stat NAME 4 -1` commands appended to cmd: at least one,
+ * then as many as keep within max_servers slots and max_bytes of
+ * command.  Returns the last one's name (the model's string), or NULL
+ * when none is left; *last tells whether none follows it, *nservers (if
+ * not NULL) the slots of the services asked. */
+const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
+                           hx_buf *cmd, bool *last, size_t *nservers)
+{
+	svc *v = m->svcs;
+	if (after) {
+		svc *at = hx_svc_find(m, after);
+		if (at)
+			v = at->next;
+		else /* it went: the first one after its name */
+			while (v && strcmp(v->name, after) <= 0)
+				v = v->next;
+	}
+	const char *name = NULL;
+	size_t nserv = 0;
+	for (; v; v = v->next) {
+		if (!v->run.listen)
+			continue;
+		size_t add = strlen(v->name) + 16;
+		if (name && (nserv + v->run.nslots > max_servers || cmd->len + add > max_bytes))
+			break;
+		hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
+		nserv += v->run.nslots;
+		name = v->name;
+	}
+	while (v && !v->run.listen)
+		v = v->next;
+	*last = v == NULL;
+	if (nservers)
+		*nservers = nserv;
+	return name;
+}
