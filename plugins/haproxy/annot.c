@@ -39,7 +39,6 @@
 #define POLL_DUTY 50
 #define BG_DUTY 200
 #define MIN_GAP_MS 2 /* between two chunks */
-#define DEFER_MS 1000 /* a background poll after a change, at the soonest */
 #define MAX_FIELDS 160
 
 struct hx_annot {
@@ -90,7 +89,6 @@ struct hx_annot {
 	size_t chunk_servers; /* ... in the chunk asked */
 	size_t cycle_done;    /* ... in the chunks asked so far */
 	bool read_once;       /* a whole poll or cycle was read since the start */
-	uint64_t deferred;    /* ms the background polls waited for changes, this cycle */
 };
 
 /* A cycle's chunk: at most this many servers, and a command line haproxy
@@ -725,7 +723,6 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 			a->in_cycle = true;
 			a->cycle_start = now;
 			a->cycle_servers = a->cycle_done = 0;
-			a->deferred = 0;
 			for (const svc *v = a->m->svcs; v; v = v->next)
 				a->cycle_servers += v->run.listen ? v->run.nslots : 0;
 			rows_unsee(a);
@@ -853,7 +850,6 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 	} else if (kind == HX_ASK_ALL) {
 		a->next_full = now + (duty > a->interval ? duty : a->interval);
 		a->read_once = true;
-		a->deferred = 0;
 	} else if (kind == HX_ASK_CHUNK && ends) {
 		a->next_full = a->cycle_start + a->interval > now + duty ? a->cycle_start + a->interval
 		                                                         : now + duty;
@@ -930,26 +926,10 @@ void hx_annot_touch(hx_annot *a, const char *service, size_t sn)
 		a->ntouched++;
 }
 
-/* The sink just changed servers: the next background poll (a chunk, or
- * every server) waits until DEFER_MS from now, so that it does not fall
- * on the change's own work (haproxy busy writing a chunk while the change's
- * commands wait, the loop parsing one), at most the interval in all per
- * cycle (steady churn delays a cycle by one interval, never starves it). */
-static void defer_background(hx_annot *a)
-{
-	uint64_t now = a->h->now_ms();
-	uint64_t at = a->next_full > now ? a->next_full : now;
-	if (at >= now + DEFER_MS || a->deferred >= a->interval)
-		return;
-	a->deferred += now + DEFER_MS - at;
-	a->next_full = now + DEFER_MS;
-}
-
 void hx_annot_poke(hx_annot *a)
 {
 	if (!a)
 		return;
-	defer_background(a);
 	if (a->req) {
 		a->poked = true; /* ask again once this answer is in */
 		return;
