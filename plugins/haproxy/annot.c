@@ -3,11 +3,14 @@
  * with annotations_set on an older core): the server's state in haproxy
  * (up, down, drain, maint...) and its last check, keyed by service and
  * instance id, for the stats sink's page.  It asks haproxy's admin socket
- * `show stat -1 4 -1` (server rows only) every interval (in chunks of
- * services past 1,000 servers), and soon after the sink changed servers
- * (hx_annot_touch, hx_annot_poke) only those servers (`show stat PROXY 4
- * SID`), keeping every server's last row in between: never per page
- * request.  Only what changed goes to the core: the rows whose state,
+ * `show stat -1 4 -1` (server rows only) every interval, or, past
+ * CHUNK_SERVERS servers, from the first poll on, in chunks of services
+ * spread over the interval (one answer of every server is O(fleet) in one
+ * loop turn, and past ~16,000 servers over the answer's 8 MB limit); and
+ * soon after the sink changed servers (hx_annot_touch, hx_annot_poke)
+ * only those servers (`show stat PROXY 4 SID`), past MAX_TOUCHED of them
+ * their services, keeping every server's last row in between: never per
+ * page request.  Only what changed goes to the core: the rows whose state,
  * detail or time of the last change (since_wall_ns, ABI 1.5: the age is
  * worded by the reader, so the detail stays the same while the server
  * does) differ from what was published, and the keys of rows that went
@@ -15,10 +18,14 @@
  * costs its parse and publishes nothing.  A poke after a change waits at
  * least POLL_DUTY times what the last answer cost (CPU), so that a burst
  * of changes to thousands of servers does not have them all read again
- * every POKE_MS: polls take at most ~1/POLL_DUTY of the loop.  Rows map to instances through
+ * every POKE_MS; the background polls (all, or a chunk) wait at least
+ * BG_DUTY times what the last one cost, so that at most ~1/BG_DUTY of the
+ * loop goes to them however big the fleet (the cycle then takes longer
+ * than the interval).  Rows map to instances through
  * the model's slots (sN of service X is slot N-1); free slots are left
  * out, a slot still draining an instance that left the catalog is kept.
- * It owns one timer, at most one request, the rows and what it published. */
+ * It owns one timer, at most one request, the rows and what it published;
+ * annot_text.c words a row and writes a chunk's commands. */
 #include "annot.h"
 
 #include <errno.h>
@@ -30,6 +37,8 @@
 
 #define POKE_MS 300
 #define POLL_DUTY 50
+#define BG_DUTY 200
+#define MIN_GAP_MS 2 /* between two chunks */
 #define MAX_FIELDS 160
 
 struct hx_annot {
@@ -37,7 +46,7 @@ struct hx_annot {
 	const regent_host *h;
 	hx_model *m;
 	char *socket;
-	hx_conn *conn; /* the sink's persistent connection, for ASK_TOUCHED */
+	hx_conn *conn; /* the sink's persistent connection, for HX_ASK_TOUCHED */
 	uint64_t interval, cmd_timeout;
 	uv_timer_t *timer;
 	hx_cli *req;
@@ -50,6 +59,7 @@ struct hx_annot {
 	size_t mapcap;
 	uint64_t next_full; /* when the next full cycle (or its next chunk) is due */
 	uint64_t answer_ns; /* the CPU time the last answer took to read */
+	uint64_t ask_cpu;   /* the thread's CPU time when a whole poll or chunk was asked */
 	/* A fleet of more than CHUNK_SERVERS servers is asked in chunks of
 	 * services spread over the interval (a cycle), so that no single poll
 	 * parses every server: the cycle's position (the last service asked;
@@ -68,200 +78,34 @@ struct hx_annot {
 		char *service;
 		size_t slot;
 	} *touched, *asked;
-	size_t ntouched, nasked;
-	enum { ASK_TOUCHED, ASK_ALL, ASK_CHUNK } asked_kind;
+	size_t ntouched, touchcap, nasked;
+	int asked_kind; /* HX_ASK_* */
+	char *hdr_text;  /* the last `show stat` header line read, and its columns */
+	size_t hdr_len;
+	int hcol[7];     /* pxname svname status check_status check_desc last_chk lastchg */
+	bool overflow; /* more than TOUCH_MAX touched: a new cycle */
+	bool cycle_partial; /* a chunk of this cycle was passed over */
+	size_t cycle_servers; /* the slots haproxy runs, at the cycle's start */
+	size_t chunk_servers; /* ... in the chunk asked */
+	size_t cycle_done;    /* ... in the chunks asked so far */
+	bool read_once;       /* a whole poll or cycle was read since the start */
 };
 
 /* A cycle's chunk: at most this many servers, and a command line haproxy
  * takes (its CLI reads a line into one buffer). */
-#define CHUNK_SERVERS 1000
+#define CHUNK_SERVERS 500
 #define CHUNK_BYTES 8000
 
-/* More changed servers than this in one poll: ask for all of them. */
+/* More changed servers than this in one poll: their services are asked
+ * whole; more than TOUCH_MAX (a burst, a reload): a new cycle, all of
+ * them (in chunks past CHUNK_SERVERS). */
 #define MAX_TOUCHED 64
-
-/* The model's services after `after` (NULL: from the first) that haproxy
- * runs, as `show stat NAME 4 -1` commands appended to cmd: at least one,
- * then as many as keep within max_servers slots and max_bytes of
- * command.  Returns the last one's name (the model's string), or NULL
- * when none is left; *last tells whether none follows it. */
-const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
-                           hx_buf *cmd, bool *last)
-{
-	svc *v = m->svcs;
-	if (after) {
-		svc *at = hx_svc_find(m, after);
-		if (at)
-			v = at->next;
-		else /* it went: the first one after its name */
-			while (v && strcmp(v->name, after) <= 0)
-				v = v->next;
-	}
-	const char *name = NULL;
-	size_t nserv = 0;
-	for (; v; v = v->next) {
-		if (!v->run.listen)
-			continue;
-		size_t add = strlen(v->name) + 16;
-		if (name && (nserv + v->run.nslots > max_servers || cmd->len + add > max_bytes))
-			break;
-		hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
-		nserv += v->run.nslots;
-		name = v->name;
-	}
-	while (v && !v->run.listen)
-		v = v->next;
-	*last = v == NULL;
-	return name;
-}
+#define TOUCH_MAX 4096
 
 static bool host_has_annotations(const regent_host *h)
 {
 	return h->abi_minor >= 2 &&
 	       h->size >= offsetof(regent_host, annotations_set) + sizeof(h->annotations_set);
-}
-
-/* ---- pure: a row as a state and a detail ---- */
-
-/* Text appended within a fixed buffer (cut at its size, always
- * terminated): what snprintf did, without its format parsing per row. */
-typedef struct sbuf {
-	char *p;
-	size_t n, cap; /* n: bytes written (< cap) */
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t len)
-{
-	if (b->n + 1 >= b->cap)
-		return;
-	if (len > b->cap - 1 - b->n)
-		len = b->cap - 1 - b->n;
-	memcpy(b->p + b->n, s, len);
-	b->n += len;
-	b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void sb_num(sbuf *b, long v)
-{
-	char d[24];
-	size_t i = sizeof(d);
-	unsigned long u = v < 0 ? 0 - (unsigned long)v : (unsigned long)v;
-	do {
-		d[--i] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		d[--i] = '-';
-	sb_add(b, d + i, sizeof(d) - i);
-}
-
-void hx_annot_describe(const char *status, const char *check_status, const char *check_desc,
-                       const char *last_chk, char *state, size_t statelen, char *detail,
-                       size_t detaillen)
-{
-	/* status: "UP", "DOWN", "DRAIN", "MAINT", "MAINT (via px/sv)",
-	 * "MAINT (resolution)", "NOLB", "no check", "UP 1/3" (going down),
-	 * "DOWN 1/2" (going up). */
-	size_t w = strcspn(status, " ");
-	char trans[32] = "";
-	sbuf st = {state, 0, statelen};
-	state[0] = '\0';
-	if (!strncmp(status, "no check", 8)) {
-		sb_str(&st, "up");
-		sb_str(&(sbuf){trans, 0, sizeof(trans)}, "not checked");
-	} else {
-		sb_add(&st, status, w < 16 ? w : 16);
-		for (char *p = state; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		if (!state[0])
-			sb_str(&st, "unknown");
-		const char *rest = status + w + (status[w] == ' ');
-		if (rest[0] >= '0' && rest[0] <= '9')
-			snprintf(trans, sizeof(trans), "going %s %s", !strcmp(state, "up") ? "down" : "up",
-			         rest);
-		else if (rest[0])
-			snprintf(trans, sizeof(trans), "%.30s", rest);
-	}
-	const char *chk = check_status ? check_status : "";
-	while (*chk == '*' || *chk == ' ') /* "* L4OK": a check in progress */
-		chk++;
-	const char *why = last_chk && last_chk[0] ? last_chk : check_desc ? check_desc : "";
-	sbuf d = {detail, 0, detaillen};
-	detail[0] = '\0';
-	if (trans[0])
-		sb_str(&d, trans);
-	if (chk[0]) {
-		if (d.n)
-			sb_str(&d, "; ");
-		sb_str(&d, chk);
-	}
-	if (why[0]) {
-		if (d.n)
-			sb_str(&d, " ");
-		sb_add(&d, why, strnlen(why, 120));
-	}
-	/* Control bytes from haproxy's text never reach the page. */
-	for (char *p = detail; *p; p++)
-		if ((unsigned char)*p < 0x20)
-			*p = ' ';
-}
-
-/* ---- CSV ---- */
-
-/* Splits one CSV line in place into at most max fields (haproxy quotes a
- * field holding a comma or a quote, doubling the quotes).  Returns the
- * number of fields.  A byte loop: most of haproxy's fields are empty or a
- * few digits, where a library call per field costs more than the bytes. */
-static size_t csv_split(char *line, char **f, size_t max, char **rest)
-{
-	size_t n = 0;
-	char *p = line;
-	while (p && n < max) {
-		if (*p == '"') {
-			char *w = ++p;
-			f[n++] = w;
-			while (*p) {
-				if (*p == '"') {
-					if (p[1] == '"') {
-						*w++ = '"';
-						p += 2;
-						continue;
-					}
-					p++;
-					break;
-				}
-				*w++ = *p++;
-			}
-			char *next = strchr(p, ',');
-			*w = '\0'; /* w < p: the closing quote was read */
-			p = next ? next + 1 : NULL;
-		} else {
-			f[n++] = p;
-			while (*p && *p != ',')
-				p++;
-			if (*p)
-				*p++ = '\0';
-			else
-				p = NULL;
-		}
-	}
-	if (rest)
-		*rest = p; /* where the next field starts; NULL: the line ended */
-	return n;
-}
-
-static int col(char **hdr, size_t nh, const char *name)
-{
-	for (size_t i = 0; i < nh; i++)
-		if (!strcmp(hdr[i], name))
-			return (int)i;
-	return -1;
 }
 
 /* ---- the rows: the last state of every server, kept between polls ---- */
@@ -405,14 +249,13 @@ static arow *row_add(hx_annot *a, const char *sname, size_t sn)
 	/* the label is made once per row, not per publish */
 	size_t len = strlen(sname);
 	char num[24];
-	sbuf nb = {num, 0, sizeof(num)};
-	sb_num(&nb, (long)sn + 1);
-	r->service = h->xmalloc(2 * len + nb.n + 4);
+	size_t nn = hx_num_str(num, sizeof(num), (long)sn + 1);
+	r->service = h->xmalloc(2 * len + nn + 4);
 	memcpy(r->service, sname, len + 1);
 	char *label = r->service + len + 1;
 	memcpy(label, sname, len);
 	memcpy(label + len, "/s", 2);
-	memcpy(label + len + 2, num, nb.n + 1);
+	memcpy(label + len + 2, num, nn + 1);
 	r->label = label;
 	r->slot = (uint32_t)sn;
 	map_put(a->map, a->mapcap, r, a->nrows);
@@ -492,7 +335,7 @@ static bool since_moved(uint64_t was, uint64_t now, bool changed)
 static int read_rows(hx_annot *a, char *out, size_t len)
 {
 	char *hdr[MAX_FIELDS], *f[MAX_FIELDS];
-	size_t nh = 0, need = 0;
+	size_t nh, need = 0;
 	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
 	bool any = false;
 	svc *v = NULL; /* the last row's service: rows come by service */
@@ -507,17 +350,29 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		if (line[0] == '\0')
 			continue;
 		if (strncmp(line, "# ", 2) == 0) {
-			nh = csv_split(line + 2, hdr, MAX_FIELDS, NULL);
-			c_px = col(hdr, nh, "pxname"), c_sv = col(hdr, nh, "svname");
-			c_st = col(hdr, nh, "status"), c_cs = col(hdr, nh, "check_status");
-			c_cd = col(hdr, nh, "check_desc"), c_lc = col(hdr, nh, "last_chk");
-			c_ch = col(hdr, nh, "lastchg");
+			/* One header per command (a chunk has one per service): the
+			 * columns of the last one seen are kept, and a header that is
+			 * the same text (always, but for another haproxy version) is
+			 * not split and searched again (~10,000 instructions each) */
+			size_t hl = (size_t)((nl ? nl : stop) - line);
 			any = true;
+			if (!a->hdr_text || hl != a->hdr_len || memcmp(line, a->hdr_text, hl) != 0) {
+				free(a->hdr_text);
+				a->hdr_text = a->h->xmalloc(hl + 1);
+				memcpy(a->hdr_text, line, hl + 1);
+				a->hdr_len = hl;
+				nh = hx_csv_split(line + 2, hdr, MAX_FIELDS, NULL);
+				static const char *const names[] = {"pxname",   "svname",     "status",  "check_status",
+				                                    "check_desc", "last_chk", "lastchg"};
+				for (size_t k = 0; k < 7; k++)
+					a->hcol[k] = hx_csv_col(hdr, nh, names[k]);
+			}
+			c_px = a->hcol[0], c_sv = a->hcol[1], c_st = a->hcol[2], c_cs = a->hcol[3];
+			c_cd = a->hcol[4], c_lc = a->hcol[5], c_ch = a->hcol[6];
 			/* a row is split only as far as the last column read */
 			int last = c_px;
-			int cs[] = {c_sv, c_st, c_cs, c_cd, c_lc, c_ch};
-			for (size_t k = 0; k < sizeof(cs) / sizeof(cs[0]); k++)
-				last = cs[k] > last ? cs[k] : last;
+			for (size_t k = 1; k < 7; k++)
+				last = a->hcol[k] > last ? a->hcol[k] : last;
 			need = (size_t)last + 1;
 			continue;
 		}
@@ -527,7 +382,7 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		 * more (of 16,000 slots, 6,000 may be free) */
 		size_t first = (size_t)(c_px > c_sv ? c_px : c_sv) + 1;
 		char *rest;
-		size_t nf = csv_split(line, f, first, &rest);
+		size_t nf = hx_csv_split(line, f, first, &rest);
 		if (nf < first || f[c_px][0] == '#')
 			continue;
 		if (!v || strcmp(v->name, f[c_px]) != 0)
@@ -548,7 +403,7 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		if (!r && (sn >= v->nslots || !v->slots[sn].id))
 			continue;
 		if (rest && need > nf)
-			nf += csv_split(rest, f + nf, need - nf, NULL);
+			nf += hx_csv_split(rest, f + nf, need - nf, NULL);
 		if (nf < need)
 			continue;
 		if (!r)
@@ -745,6 +600,14 @@ int hx_annot_feed(hx_annot *a, char *answer, bool full)
 
 static void on_answer(void *arg, int status, const char *out, size_t len);
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void touch_free(struct touch *t, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -757,55 +620,139 @@ static void cycle_reset(hx_annot *a)
 	free(a->cursor);
 	a->cursor = NULL;
 	a->in_cycle = false;
+	a->cycle_partial = false;
 }
 
-/* Every interval all servers are asked: at once (`show stat -1 4 -1`) up
- * to CHUNK_SERVERS of them, else in chunks of services spread over the
- * interval, so that a poll parses at most ~CHUNK_SERVERS rows; soon after
- * the sink changed servers, only those (`show stat PROXY 4 SID`: the
- * server ids are the slots' order, s1 = 1), so that a change costs
- * O(changed servers) here, not O(all servers). */
+/* Whether every server haproxy runs fits in one answer of CHUNK_SERVERS
+ * rows (`show stat -1 4 -1`).  Not the rows held: before the first answer
+ * there are none, and a whole poll of 80,000 servers (~40 MB) is over the
+ * answer's limit (cli.c: 8 MB): it failed every time, so no row was ever
+ * held and every change asked it again.  O(services up to the limit). */
+static bool fleet_small(const hx_annot *a)
+{
+	size_t n = 0;
+	for (const svc *v = a->m->svcs; v; v = v->next)
+		if (v->run.listen && (n += v->run.nslots) > CHUNK_SERVERS)
+			return false;
+	return true;
+}
+
+static int touch_cmp(const void *x, const void *y)
+{
+	const struct touch *p = x, *q = y;
+	return strcmp(p->service, q->service);
+}
+
+/* More changed servers than MAX_TOUCHED: their services, whole (`show
+ * stat NAME 4 -1`), as many as keep within CHUNK_SERVERS slots and
+ * CHUNK_BYTES of command (at least one); the servers of the services
+ * left out stay touched, asked with the next poll.  O(t log t) for t
+ * touched servers, never O(the fleet). */
+static void ask_services(hx_annot *a, hx_buf *cmd)
+{
+	qsort(a->touched, a->ntouched, sizeof(*a->touched), touch_cmp);
+	size_t nserv = 0, keep = 0;
+	bool full = false;
+	for (size_t i = 0; i < a->ntouched;) {
+		size_t j = i + 1;
+		while (j < a->ntouched && strcmp(a->touched[j].service, a->touched[i].service) == 0)
+			j++;
+		svc *v = hx_svc_find(a->m, a->touched[i].service);
+		size_t add = strlen(a->touched[i].service) + 16;
+		if (v && v->run.listen && !full && cmd->len &&
+		    (nserv + v->run.nslots > CHUNK_SERVERS || cmd->len + add > CHUNK_BYTES))
+			full = true;
+		if (v && v->run.listen && !full) {
+			hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
+			nserv += v->run.nslots;
+		}
+		for (size_t k = i; k < j; k++) {
+			if (full && v && v->run.listen)
+				a->touched[keep++] = a->touched[k]; /* the next poll's */
+			else
+				free(a->touched[k].service); /* asked, or haproxy does not run it */
+		}
+		i = j;
+	}
+	a->ntouched = keep;
+	if (keep)
+		a->poked = true; /* the rest soon, as a poke would */
+}
+
+/* What the next poll asks, in cmd (empty: nothing yet), and its kind:
+ * every interval all servers, at once (`show stat -1 4 -1`) when the
+ * fleet is CHUNK_SERVERS or fewer, else in chunks of services spread over
+ * the interval, so that a poll parses at most ~CHUNK_SERVERS rows; soon
+ * after the sink changed servers, only those (`show stat PROXY 4 SID`:
+ * the server ids are the slots' order, s1 = 1), or past MAX_TOUCHED of
+ * them their services (ask_services), so that a change costs O(changed
+ * servers) here, not O(all servers); past TOUCH_MAX a new cycle. */
+int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
+{
+	a->poked = false;
+	bool due = now >= a->next_full;
+	bool small = fleet_small(a);
+	if (a->overflow && !small) { /* so many changed: all of them, in chunks */
+		touch_free(a->touched, a->ntouched);
+		a->touched = NULL;
+		a->ntouched = a->touchcap = 0;
+		a->overflow = false;
+		cycle_reset(a);
+		due = true;
+	}
+	if (small && (!a->nrows || a->ntouched > MAX_TOUCHED || a->overflow || due)) {
+		a->asked_kind = HX_ASK_ALL;
+		cycle_reset(a);
+		hx_buf_puts(cmd, "show stat -1 4 -1");
+		touch_free(a->touched, a->ntouched);
+		a->overflow = false;
+	} else if (a->ntouched > MAX_TOUCHED) {
+		a->asked_kind = HX_ASK_SERVICES;
+		ask_services(a, cmd);
+		return a->asked_kind; /* the rest of touched stays */
+	} else if (a->ntouched || !due) {
+		a->asked_kind = HX_ASK_TOUCHED;
+		for (size_t i = 0; i < a->ntouched; i++)
+			hx_buf_printf(cmd, "%sshow stat %s 4 %zu", i ? ";" : "", a->touched[i].service,
+			              a->touched[i].slot + 1);
+		a->asked = a->touched;
+		a->nasked = a->ntouched;
+	} else {
+		a->asked_kind = HX_ASK_CHUNK;
+		if (!a->in_cycle) {
+			a->in_cycle = true;
+			a->cycle_start = now;
+			a->cycle_servers = a->cycle_done = 0;
+			for (const svc *v = a->m->svcs; v; v = v->next)
+				a->cycle_servers += v->run.listen ? v->run.nslots : 0;
+			rows_unsee(a);
+		}
+		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES, cmd,
+		                                  &a->chunk_last, &a->chunk_servers);
+		char *c = last ? strdup(last) : NULL;
+		free(a->cursor);
+		a->cursor = c;
+		if (!last) { /* nothing left that haproxy runs: all of them (none), the cycle ends */
+			hx_buf_puts(cmd, "show stat -1 4 -1");
+			a->asked_kind = HX_ASK_ALL;
+			cycle_reset(a);
+		}
+	}
+	a->touched = NULL;
+	a->ntouched = a->touchcap = 0;
+	if (a->asked_kind == HX_ASK_ALL || a->asked_kind == HX_ASK_CHUNK)
+		a->ask_cpu = thread_cpu_ns();
+	return a->asked_kind;
+}
+
 static void ask(uv_timer_t *t)
 {
 	hx_annot *a = t->data;
 	if (a->req)
 		return;
-	a->poked = false;
 	uint64_t now = a->h->now_ms();
-	bool due = now >= a->next_full;
 	hx_buf cmd = {.h = a->h};
-	if (!a->nrows || a->ntouched > MAX_TOUCHED || (due && a->nrows <= CHUNK_SERVERS)) {
-		a->asked_kind = ASK_ALL;
-		cycle_reset(a);
-		hx_buf_puts(&cmd, "show stat -1 4 -1");
-		touch_free(a->touched, a->ntouched);
-	} else if (a->ntouched || !due) {
-		a->asked_kind = ASK_TOUCHED;
-		for (size_t i = 0; i < a->ntouched; i++)
-			hx_buf_printf(&cmd, "%sshow stat %s 4 %zu", i ? ";" : "", a->touched[i].service,
-			              a->touched[i].slot + 1);
-		a->asked = a->touched;
-		a->nasked = a->ntouched;
-	} else {
-		a->asked_kind = ASK_CHUNK;
-		if (!a->in_cycle) {
-			a->in_cycle = true;
-			a->cycle_start = now;
-			rows_unsee(a);
-		}
-		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES, &cmd,
-		                                  &a->chunk_last);
-		char *c = last ? strdup(last) : NULL;
-		free(a->cursor);
-		a->cursor = c;
-		if (!last) { /* nothing left that haproxy runs: all of them, the cycle ends */
-			hx_buf_puts(&cmd, "show stat -1 4 -1");
-			a->asked_kind = ASK_ALL;
-			cycle_reset(a);
-		}
-	}
-	a->touched = NULL;
-	a->ntouched = 0;
+	hx_annot_plan(a, now, &cmd);
 	if (!cmd.len) { /* nothing to ask yet */
 		hx_buf_free(&cmd);
 		touch_free(a->asked, a->nasked);
@@ -815,7 +762,7 @@ static void ask(uv_timer_t *t)
 		return;
 	}
 	int err = 0;
-	if (a->conn && a->asked_kind == ASK_TOUCHED) /* small: behind the fast path's own */
+	if (a->conn && a->asked_kind == HX_ASK_TOUCHED) /* small: behind the fast path's own */
 		a->req = hx_conn_request(a->conn, hx_buf_str(&cmd), a->cmd_timeout, on_answer, a, &err);
 	else
 		a->req = hx_cli_request(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket,
@@ -835,14 +782,6 @@ static void ask(uv_timer_t *t)
 	}
 }
 
-static uint64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* How soon a poke asks: POKE_MS, or POLL_DUTY times the last answer's
  * cost (at most the interval). */
 static uint64_t poke_ms(const hx_annot *a)
@@ -857,19 +796,26 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 {
 	hx_annot *a = arg;
 	a->req = NULL;
+	hx_annot_answer(a, status, out, len);
+}
+
+void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
+{
 	int rc = status;
 	int kind = a->asked_kind;
 	touch_free(a->asked, a->nasked);
 	a->asked = NULL;
 	a->nasked = 0;
-	bool ends = kind == ASK_ALL || (kind == ASK_CHUNK && a->chunk_last);
+	bool ends = kind == HX_ASK_ALL || (kind == HX_ASK_CHUNK && a->chunk_last);
 	if (rc == 0 && !len)
 		rc = -EPROTO;
 	else if (rc == 0) {
 		/* Read in place: the answer is the request's own buffer, freed
-		 * once this returns (several MB at 10,000 servers: no copy). */
+		 * once this returns (several MB at 10,000 servers: no copy).  A
+		 * cycle a chunk of which failed withdraws nothing at its end (the
+		 * rows of that chunk were not read, not gone). */
 		uint64_t t0 = thread_cpu_ns();
-		rc = take_answer(a, (char *)out, len, kind == ASK_ALL, ends);
+		rc = take_answer(a, (char *)out, len, kind == HX_ASK_ALL, ends && !a->cycle_partial);
 		uint64_t t1 = thread_cpu_ns();
 		a->answer_ns = t1 > t0 ? t1 - t0 : 0;
 	}
@@ -880,24 +826,58 @@ static void on_answer(void *arg, int status, const char *out, size_t len)
 		          rc == -EPROTO ? "not a show stat answer" : uv_strerror(rc));
 	a->last_err = rc < 0 ? rc : 0;
 	uint64_t now = a->h->now_ms();
-	if (rc < 0) {
+	/* A chunk too big for an answer (one service of ~16,000 servers and
+	 * more) is passed over: the cycle goes on, without that chunk. */
+	bool skip = rc == -E2BIG && kind == HX_ASK_CHUNK;
+	if (skip)
+		a->cycle_partial = true;
+	/* The background polls (all, or a cycle's chunks) take at most
+	 * 1/BG_DUTY of the loop: the next one waits at least BG_DUTY times
+	 * what this one cost, from its ask to its answer read (the reads and
+	 * the parse, and what else the loop did meanwhile: an overestimate);
+	 * not before every server was read once (the page complete within
+	 * the interval after a start) */
+	uint64_t duty = 0;
+	if ((kind == HX_ASK_ALL || kind == HX_ASK_CHUNK) && a->ask_cpu) {
+		uint64_t c = thread_cpu_ns();
+		if (a->read_once)
+			duty = c > a->ask_cpu ? BG_DUTY * (c - a->ask_cpu) / 1000000u : 0;
+		a->ask_cpu = 0;
+	}
+	if (rc < 0 && !skip) {
 		a->next_full = 0;
 		cycle_reset(a);
-	} else if (kind == ASK_ALL) {
-		a->next_full = now + a->interval;
-	} else if (kind == ASK_CHUNK && ends) {
-		a->next_full = a->cycle_start + a->interval > now ? a->cycle_start + a->interval : now;
+	} else if (kind == HX_ASK_ALL) {
+		a->next_full = now + (duty > a->interval ? duty : a->interval);
+		a->read_once = true;
+	} else if (kind == HX_ASK_CHUNK && ends) {
+		a->next_full = a->cycle_start + a->interval > now + duty ? a->cycle_start + a->interval
+		                                                         : now + duty;
+		a->read_once = true;
 		cycle_reset(a);
-	} else if (kind == ASK_CHUNK) {
-		/* the cycle's chunks spread over the interval */
-		uint64_t gap = a->interval * CHUNK_SERVERS / (a->nrows ? a->nrows : 1);
-		a->next_full = now + (gap < 50 ? 50 : gap);
+	} else if (kind == HX_ASK_CHUNK) {
+		/* the cycle's chunks spread over the interval by their slots, on
+		 * a schedule from the cycle's start (the answers' own time taken
+		 * in: at 50,000 instances in 80,000 slots, a gap after each answer
+		 * made the cycle 8 s, not 5) */
+		a->cycle_done += a->chunk_servers;
+		size_t all = a->cycle_servers > a->cycle_done ? a->cycle_servers : a->cycle_done;
+		uint64_t due = a->cycle_start + a->interval * a->cycle_done / (all ? all : 1);
+		if (due < now + MIN_GAP_MS)
+			due = now + MIN_GAP_MS;
+		a->next_full = due > now + duty ? due : now + duty;
 	}
 	uint64_t next = a->next_full > now ? a->next_full - now : 0;
-	if (rc < 0)
+	/* After a failure, not before the interval: a poke does not make it
+	 * sooner (a whole poll that fails would be asked again after every
+	 * change), unless only the few changed servers were asked. */
+	bool retry_soon = kind == HX_ASK_TOUCHED;
+	if (rc < 0 && !skip)
 		next = a->interval;
 	uint64_t poke = poke_ms(a);
-	uv_timer_start(a->timer, ask, a->poked && next > poke ? poke : next, 0);
+	if (a->poked && next > poke && (rc == 0 || retry_soon))
+		next = poke;
+	uv_timer_start(a->timer, ask, next, 0);
 }
 
 hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, hx_model *m,
@@ -925,14 +905,21 @@ void hx_annot_set_conn(hx_annot *a, hx_conn *conn)
 
 void hx_annot_touch(hx_annot *a, const char *service, size_t sn)
 {
-	if (!a)
+	if (!a || a->overflow) /* all of them will be asked */
 		return;
-	if (a->ntouched > MAX_TOUCHED) /* all of them will be asked */
+	if (a->ntouched >= TOUCH_MAX) {
+		a->overflow = true;
 		return;
-	struct touch *t = realloc(a->touched, (a->ntouched + 1) * sizeof(*t));
-	if (!t)
-		return;
-	a->touched = t;
+	}
+	if (a->ntouched == a->touchcap) {
+		size_t cap = a->touchcap ? 2 * a->touchcap : 8;
+		struct touch *t = realloc(a->touched, cap * sizeof(*t));
+		if (!t)
+			return;
+		a->touched = t;
+		a->touchcap = cap;
+	}
+	struct touch *t = a->touched;
 	t[a->ntouched].service = strdup(service);
 	t[a->ntouched].slot = sn;
 	if (t[a->ntouched].service)
@@ -969,6 +956,7 @@ void hx_annot_free(hx_annot *a)
 	touch_free(a->touched, a->ntouched);
 	touch_free(a->asked, a->nasked);
 	free(a->cursor);
+	free(a->hdr_text);
 	free(a->socket);
 	free(a);
 }

@@ -20,6 +20,16 @@ void hx_annot_set_conn(hx_annot *a, hx_conn *conn);
 void hx_annot_touch(hx_annot *a, const char *service, size_t sn);
 /* Ask haproxy again soon (the sink just changed servers). */
 void hx_annot_poke(hx_annot *a);
+/* What a poll asks (hx_annot_plan): every server (`show stat -1 4 -1`),
+ * a chunk of services of a polling cycle, the few servers the sink
+ * changed, or the services of more of them. */
+enum { HX_ASK_TOUCHED, HX_ASK_ALL, HX_ASK_CHUNK, HX_ASK_SERVICES };
+/* For the unit test (the timer's own steps): the next poll's command in
+ * cmd (empty: nothing to ask yet) and its kind, at now (ms); then its
+ * answer (status 0 or a negative errno, the text read in place), which
+ * also sets the timer for the next poll. */
+int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd);
+void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len);
 /* Stops asking and withdraws what it published. */
 void hx_annot_free(hx_annot *a);
 
@@ -39,11 +49,21 @@ void hx_annot_describe(const char *status, const char *check_status, const char 
                        const char *last_chk, char *state, size_t statelen, char *detail,
                        size_t detaillen);
 
+/* annot_text.c: v in decimal in out (cap > 21), returns its length. */
+size_t hx_num_str(char *out, size_t cap, long v);
+/* annot_text.c: one CSV line of haproxy's split in place into at most max
+ * fields (a quoted field unquoted); the number of fields, *rest (if not
+ * NULL) where the next field starts, NULL when the line ended. */
+size_t hx_csv_split(char *line, char **f, size_t max, char **rest);
+/* The index of the header field name, or -1. */
+int hx_csv_col(char **hdr, size_t nh, const char *name);
+
 /* For the unit test: the next chunk of a polling cycle (annot.c): the
  * services after `after` that haproxy runs, as `show stat NAME 4 -1`
  * commands in cmd, within max_servers slots and max_bytes; returns the
- * last one's name or NULL, *last when none follows. */
+ * last one's name or NULL, *last when none follows, *nservers (if not
+ * NULL) their slots. */
 const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
-                           hx_buf *cmd, bool *last);
+                           hx_buf *cmd, bool *last, size_t *nservers);
 
 #endif

@@ -50,7 +50,7 @@ struct hx_cli {
  * (a full `show stat` or `show servers state` after a start or before a
  * reload: 3.9 and 1.2 MB at 16,000 slots) shrinks it to what the answer
  * before needed (last_len), an answer under a quarter of it shrinks it to
- * fit, and periodic answers keep their size (annot.c's chunks, ~0.4 MB; a
+ * fit, and periodic answers keep their size (annot.c's chunks, ~0.25 MB; a
  * single service of 10,000 servers polled every interval, ~5 MB, from its
  * second poll). */
 #define SPARE_MIN (64u << 10)

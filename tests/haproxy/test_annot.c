@@ -8,7 +8,11 @@
  * (annotations_update, ABI 1.5), nothing for a poll that found every
  * server as it was, the key of a row that went or holds another instance
  * withdrawn (unless the instance moved to a row read since), and the whole
- * list with annotations_set on a core of ABI 1.4.  Also cli.c's kept answer
+ * list with annotations_set on a core of ABI 1.4; what each poll asks: a
+ * fleet of more than 500 servers in chunks of services from the first
+ * poll, past 64 changed servers their services, past 4,096 a new cycle, a
+ * chunk too big passed over, a failed poll not asked again at once, a
+ * costly chunk followed by a longer pause.  Also cli.c's kept answer
  * buffer (over 1 MiB only while big answers follow each other). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void describe(const char *status, const char *chk, const char *desc, const char *last,
@@ -89,28 +94,30 @@ static void test_chunks(void **state)
 	hx_model_sort(&m);
 	hx_buf cmd = {.h = &h};
 	bool last = false;
-	const char *c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last);
+	size_t nserv = 0;
+	const char *c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last, &nserv);
 	assert_string_equal(c, "s2");
+	assert_int_equal(nserv, 800); /* the slots asked: the cycle's pace */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1;show stat s2 4 -1");
 	assert_false(last);
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s2", 1000, 8000, &cmd, &last);
+	c = hx_annot_chunk(&m, "s2", 1000, 8000, &cmd, &last, NULL);
 	assert_string_equal(c, "s5");
 	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
 	assert_true(last);
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s25", 1000, 8000, &cmd, &last); /* went: the next by name */
+	c = hx_annot_chunk(&m, "s25", 1000, 8000, &cmd, &last, NULL); /* went: the next by name */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s5", 1000, 8000, &cmd, &last);
+	c = hx_annot_chunk(&m, "s5", 1000, 8000, &cmd, &last, NULL);
 	assert_null(c);
 	assert_int_equal(cmd.len, 0);
 	assert_true(last);
 	hx_svc_find(&m, "s1")->run.nslots = 5000; /* bigger than a chunk: alone */
-	c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last);
+	c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last, NULL);
 	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1");
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s1", 1000, 20, &cmd, &last); /* the command line's limit */
+	c = hx_annot_chunk(&m, "s1", 1000, 20, &cmd, &last, NULL); /* the command line's limit */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s2 4 -1");
 	assert_false(last);
 	hx_buf_free(&cmd);
@@ -390,6 +397,196 @@ static void test_older_core(void **state)
 	annot_teardown(&f);
 }
 
+
+/* ---- what each poll asks (hx_annot_plan, hx_annot_answer) ---- */
+
+static void count_held(void *arg, const char *publisher, const regent_annotation *an)
+{
+	(void)publisher;
+	(void)an;
+	(*(size_t *)arg)++;
+}
+
+static size_t nheld(void)
+{
+	size_t n = 0;
+	fake_agent.ctxs = &fake_ctx;
+	regent_annotations_foreach(&fake_agent, count_held, &n);
+	return n;
+}
+
+/* The next poll's command (its kind checked), as a string to compare. */
+static char plan_cmd[9000];
+static const char *plan(hx_annot *a, uint64_t now, int kind)
+{
+	hx_buf cmd = {.h = &regent_host_table};
+	assert_int_equal(hx_annot_plan(a, now, &cmd), kind);
+	snprintf(plan_cmd, sizeof(plan_cmd), "%s", cmd.len ? hx_buf_str(&cmd) : "");
+	hx_buf_free(&cmd);
+	return plan_cmd;
+}
+
+static void reply(hx_annot *a, int status, const char *text)
+{
+	char *copy = strdup(text);
+	hx_annot_answer(a, status, copy, strlen(copy));
+	free(copy);
+}
+
+/* Services a, b, c of 200 slots each (600 servers: more than one poll's
+ * 500), instances in the first two slots of each. */
+static void big_fleet(annot_fixture *f)
+{
+	const char *names[] = {"a", "b", "c"};
+	for (size_t i = 0; i < 3; i++) {
+		svc *v = hx_svc_get(&f->m, names[i]);
+		hx_svc_grow(v, 200);
+		v->run.listen = strdup("listen x\n");
+		v->run.nslots = 200;
+		char id[8];
+		snprintf(id, sizeof(id), "%s1", names[i]);
+		hx_slot_take(&f->m, v, 0, id);
+		snprintf(id, sizeof(id), "%s2", names[i]);
+		hx_slot_take(&f->m, v, 1, id);
+	}
+	hx_model_sort(&f->m);
+}
+
+#define ROWS(s) s ",s1,UP,5,L4OK,,ok\n" s ",s2,UP,5,L4OK,,ok\n"
+
+/* Spends ms of this thread's CPU time. */
+static void burn_cpu(uint64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	uint64_t c0 = (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec, c1 = c0;
+	while (c1 < c0 + ms * 1000000u) {
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+		c1 = (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+	}
+}
+
+static uint64_t fake_now;
+static uint64_t fake_now_ms(void)
+{
+	return fake_now;
+}
+
+static void test_plan_small(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, sizeof(regent_host));
+	f.h.now_ms = fake_now_ms; /* the answers read the same clock as the plans */
+	/* web (4 slots) alone: every server at once, also past 64 changed */
+	assert_string_equal(plan(f.a, fake_now = 0, HX_ASK_ALL), "show stat -1 4 -1");
+	reply(f.a, 0, HDR ROWS("web"));
+	assert_int_equal(nheld(), 2);
+	for (size_t i = 0; i < 70; i++)
+		hx_annot_touch(f.a, "web", i % 4);
+	assert_string_equal(plan(f.a, fake_now = 1, HX_ASK_ALL), "show stat -1 4 -1");
+	reply(f.a, 0, HDR ROWS("web"));
+	/* a few changed servers: those alone */
+	hx_annot_touch(f.a, "web", 1);
+	assert_string_equal(plan(f.a, fake_now = 2, HX_ASK_TOUCHED), "show stat web 4 2");
+	reply(f.a, 0, HDR "web,s2,DOWN,1,L4CON,,refused\n");
+	listed l = held();
+	held_is(&l, 1, "b", "web/s2", "down", "L4CON refused");
+	/* the header's columns are kept between answers, but another header
+	 * (another haproxy) is read again */
+	hx_annot_touch(f.a, "web", 1);
+	assert_string_equal(plan(f.a, fake_now = 3, HX_ASK_TOUCHED), "show stat web 4 2");
+	reply(f.a, 0, "# svname,pxname,lastchg,status,check_status,last_chk,check_desc\n"
+	              "s2,web,1,UP,L4OK,,passed\n");
+	l = held();
+	held_is(&l, 1, "b", "web/s2", "up", "L4OK passed");
+	annot_teardown(&f);
+}
+
+static void test_plan(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, sizeof(regent_host));
+	f.h.now_ms = fake_now_ms;
+	/* 604 servers: the first poll, no row held yet, is a chunk, never
+	 * every server at once (at 80,000 servers that answer
+	 * was over the limit: it failed, and was asked again after every
+	 * change) */
+	big_fleet(&f);
+	hx_svc_find(&f.m, "web")->run.listen = strdup("listen x\n");
+	hx_svc_find(&f.m, "web")->run.nslots = 4;
+	uint64_t t0 = 100000; /* the interval (5 s) is over: a cycle is due */
+	assert_string_equal(plan(f.a, fake_now = t0, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
+	burn_cpu(25); /* costly, but the first cycle since the start: not slowed */
+	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_int_equal(nheld(), 4);
+	/* the next chunk after 400 of the 604 slots' share of the interval
+	 * (3.3 s), not before */
+	assert_string_equal(plan(f.a, fake_now = t0 + 3000, HX_ASK_TOUCHED), "");
+	/* one too big for an answer is passed over, and the cycle it spoilt
+	 * withdraws nothing at its end */
+	assert_string_equal(plan(f.a, fake_now = t0 + 3500, HX_ASK_CHUNK),
+	                    "show stat c 4 -1;show stat web 4 -1");
+	reply(f.a, -E2BIG, "");
+	assert_int_equal(nheld(), 4);
+	/* the next cycle one interval after the last one started: all again */
+	assert_string_equal(plan(f.a, fake_now = t0 + 4900, HX_ASK_TOUCHED), "");
+	uint64_t t1 = t0 + 5000;
+	assert_string_equal(plan(f.a, fake_now = t1, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
+	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f.a, fake_now = t1 + 3500, HX_ASK_CHUNK),
+	                    "show stat c 4 -1;show stat web 4 -1");
+	reply(f.a, 0, HDR ROWS("c") "web,s1,UP,5,L4OK,,ok\n"); /* web/s2 not in it */
+	assert_int_equal(nheld(), 7);
+	/* within the interval: nothing to ask */
+	assert_string_equal(plan(f.a, fake_now = t1 + 3510, HX_ASK_TOUCHED), "");
+
+	/* past 64 changed servers: their services whole (not every server),
+	 * as many as make up 500 servers; the rest with the next poll */
+	for (size_t i = 0; i < 30; i++) {
+		hx_annot_touch(f.a, "c", i);
+		hx_annot_touch(f.a, "web", i % 4);
+		hx_annot_touch(f.a, "a", i);
+		hx_annot_touch(f.a, "gone", i); /* haproxy does not run it: not asked */
+	}
+	assert_string_equal(plan(f.a, fake_now = t1 + 3520, HX_ASK_SERVICES),
+	                    "show stat a 4 -1;show stat c 4 -1;show stat web 4 -1");
+	size_t updates = n_update;
+	reply(f.a, 0, HDR "a,s1,DOWN,1,L4CON,,refused\n" ROWS("c") ROWS("web"));
+	assert_int_equal(n_update, updates + 1); /* a/s1 down, web/s2 back */
+	assert_int_equal(nheld(), 8);
+	for (size_t i = 0; i < 70; i++) {
+		hx_annot_touch(f.a, "a", i);
+		hx_annot_touch(f.a, "b", i);
+		hx_annot_touch(f.a, "c", i);
+	}
+	assert_string_equal(plan(f.a, fake_now = t1 + 3530, HX_ASK_SERVICES),
+	                    "show stat a 4 -1;show stat b 4 -1");
+	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f.a, fake_now = t1 + 3540, HX_ASK_SERVICES), "show stat c 4 -1");
+	reply(f.a, 0, HDR ROWS("c"));
+	/* past 4,096 (a burst): a new cycle, in chunks, from the first */
+	for (size_t i = 0; i < 5000; i++)
+		hx_annot_touch(f.a, "a", i % 200);
+	assert_string_equal(plan(f.a, fake_now = t1 + 3550, HX_ASK_CHUNK),
+	                    "show stat a 4 -1;show stat b 4 -1");
+	/* a chunk that fails otherwise (haproxy restarting): a new cycle
+	 * after the interval */
+	reply(f.a, -ECONNREFUSED, "");
+	assert_string_equal(plan(f.a, fake_now = t1 + 3560, HX_ASK_CHUNK),
+	                    "show stat a 4 -1;show stat b 4 -1");
+	/* a chunk that cost 25 ms of CPU, once a cycle was read: the next one
+	 * at least 200 times that later (5 s), not at its share of the
+	 * interval (3.3 s) */
+	burn_cpu(25);
+	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_int_equal(nheld(), 8);
+	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 4000, HX_ASK_TOUCHED), "");
+	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 8000, HX_ASK_CHUNK),
+	                    "show stat c 4 -1;show stat web 4 -1");
+	annot_teardown(&f);
+}
 
 /* ---- cli.c's persistent connection (hx_conn) against a fake prompt-mode
  * admin socket: every command of a line answered with its text and the
@@ -723,6 +920,8 @@ int main(void)
 		cmocka_unit_test(test_publish_changes),
 		cmocka_unit_test(test_key_moved),
 		cmocka_unit_test(test_older_core),
+		cmocka_unit_test(test_plan_small),
+		cmocka_unit_test(test_plan),
 		cmocka_unit_test(test_conn),
 		cmocka_unit_test(test_cli_spare),
 	};
