@@ -107,6 +107,7 @@ reload_interval = 200ms
 empty_grace     = 0       ; a removed service's listener goes at once (the reload path is measured)
 ${SC_STATE_INTERVAL:+server_state_interval = $SC_STATE_INTERVAL}
 ${SC_START_WAIT:+start_wait = $SC_START_WAIT}
+${SC_MAX_SPREAD:+max_spread_checks = $SC_MAX_SPREAD}
 
 [sink stats]
 listen = 127.0.0.1:$4

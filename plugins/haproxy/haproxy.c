@@ -395,7 +395,8 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->keep_running = h->cfg_bool(ctx, "keep_running");
 	s->g_want = hx_render_global(s->h, s->manage ? s->admin_socket : NULL,
 	                             s->manage ? s->state_file : NULL,
-	                             s->stats_on ? s->stats_bind : NULL, s->strict_limits, s->maxconn);
+	                             s->stats_on ? s->stats_bind : NULL, s->strict_limits, s->maxconn,
+	                             s->spread_ms);
 	s->m_runtime = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_haproxy_runtime_updates_total",
 	                         "Server changes applied over haproxy's runtime API (no reload).",
 	                         NULL);

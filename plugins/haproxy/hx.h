@@ -117,10 +117,11 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 /* The global part: the admin socket (manage mode, else NULL), the
  * server-state file every listen loads (declared once here: haproxy reads
  * it once, not once per proxy; NULL: none), `no strict-limits` unless
- * strict_limits, `maxconn` if maxconn > 0, and the stats listener (NULL:
- * none). */
+ * strict_limits, `maxconn` if maxconn > 0, `max-spread-checks` if
+ * spread_ms > 0, and the stats listener (NULL: none). */
 char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
-                       const char *stats_bind, bool strict_limits, int64_t maxconn);
+                       const char *stats_bind, bool strict_limits, int64_t maxconn,
+                       int64_t spread_ms);
 
 /* Renders a duration in ms as haproxy text ("1500ms", "2s"). */
 void hx_fmt_ms(char *out, size_t n, uint64_t ms);

@@ -367,10 +367,11 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 }
 
 char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
-                       const char *stats_bind, bool strict_limits, int64_t maxconn)
+                       const char *stats_bind, bool strict_limits, int64_t maxconn,
+                       int64_t spread_ms)
 {
 	hx_buf b = {.h = h};
-	if (admin_socket || state_file || !strict_limits || maxconn > 0) {
+	if (admin_socket || state_file || !strict_limits || maxconn > 0 || spread_ms > 0) {
 		hx_buf_puts(&b, "global\n");
 		if (admin_socket)
 			hx_buf_printf(&b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
@@ -381,6 +382,11 @@ char *hx_render_global(const regent_host *h, const char *admin_socket, const cha
 			hx_buf_puts(&b, "    no strict-limits\n");
 		if (maxconn > 0)
 			hx_buf_printf(&b, "    maxconn %lld\n", (long long)maxconn);
+		if (spread_ms > 0) {
+			char d[32];
+			hx_fmt_ms(d, sizeof(d), (uint64_t)spread_ms);
+			hx_buf_printf(&b, "    max-spread-checks %s\n", d);
+		}
 		hx_buf_puts(&b, "\n");
 	}
 	if (stats_bind)

@@ -73,6 +73,10 @@ const regent_config_key hx_keys[] = {
 	{"maxconn", REGENT_CFG_INT, NULL, false, 1, 10000000,
 	 "manage: haproxy's global maxconn (2 descriptors per connection out of the open-file "
 	 "budget); default: haproxy's own"},
+	{"max_spread_checks", REGENT_CFG_DURATION, "20s", false, 0, 3600000,
+	 "manage: haproxy's global max-spread-checks, the longest a new worker spreads its first "
+	 "health checks over (haproxy 2.6 overflows its spread when check_interval x checked "
+	 "servers passes 2^31 ms and runs about half of the checks at once); 0: not written"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -151,7 +155,8 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
 	bool stats_on = st && strcmp(st, "off") != 0 && parse_stats(st, sb, sizeof(sb), &sport, &lb);
 	char *global = hx_render_global(h, manage ? "/nonexistent/regent-check.sock" : NULL, NULL,
 	                                stats_on ? sb : NULL, h->cfg_bool(ctx, "strict_limits"),
-	                                h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0);
+	                                h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0,
+	                                manage ? (int64_t)h->cfg_duration_ms(ctx, "max_spread_checks") : 0);
 	const char *const *inc;
 	size_t ninc = h->cfg_list(ctx, "include", &inc);
 	int rc = hx_check_binary(h, h->cfg_string(ctx, "haproxy"), inc, ninc, global,
@@ -184,8 +189,9 @@ static int check_dir(regent_ctx *ctx, const regent_host *h, const char *key, con
 	return rc;
 }
 
-/* strict_limits and maxconn: the managed haproxy's global (a driven
- * haproxy's global is the user's); strict_limits = false needs maxconn;
+/* strict_limits, maxconn and max_spread_checks: the managed haproxy's
+ * global (a driven haproxy's global is the user's); strict_limits = false
+ * needs maxconn;
  * 2 x maxconn must leave haproxy descriptors for listeners under the hard
  * open-file limit it inherits (this process's: the daemon's at its start,
  * the shell's under --check-config). */
@@ -204,6 +210,13 @@ static int check_limits(regent_ctx *ctx, const regent_host *h, bool manage)
 			             i ? "maxconn" : "no strict-limits");
 			rc = -EINVAL;
 		}
+	if (!manage && h->cfg_is_set(ctx, "max_spread_checks") &&
+	    h->cfg_duration_ms(ctx, "max_spread_checks") > 0) {
+		h->cfg_error(ctx, "max_spread_checks",
+		             "needs manage = true (a haproxy regent does not start has its own global "
+		             "section: set `max-spread-checks` there)");
+		rc = -EINVAL;
+	}
 	if (rc < 0)
 		return rc;
 	struct rlimit rl;
@@ -374,6 +387,7 @@ void hx_sink_configure(hx *s)
 	s->manage = h->cfg_bool(ctx, "manage");
 	s->strict_limits = !s->manage || h->cfg_bool(ctx, "strict_limits");
 	s->maxconn = s->manage && h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0;
+	s->spread_ms = s->manage ? (int64_t)h->cfg_duration_ms(ctx, "max_spread_checks") : 0;
 	s->config_file = h->xstrdup(h->cfg_string(ctx, "config_file"));
 	/* Temporary files per instance (pid and a sequence number): during a
 	 * make-before-break trial the old and the new instance both write

@@ -351,11 +351,13 @@ ln=$(grep -n '^maxconn = 400$' "$T/loose-big.ini" | cut -d: -f1)
 out=$(prlimit --nofile=1024:1200 "$REGENT_BIN" --check-config -c "$T/loose-big.ini" -p "$REGENT_PLUGIN_DIR" 2>&1)
 check_contains "maxconn beyond what the hard limit holds: refused at its line" "$out" \
     "$T/loose-big.ini:$ln: sink haproxy.maxconn: 400 connections take 800 descriptors"
-sed -e 's#^manage = true$#manage = false\nadmin_socket = /run/none.sock\nreload_command = /bin/true#' \
+sed -e 's#^manage = true$#manage = false\nadmin_socket = /run/none.sock\nreload_command = /bin/true\nmax_spread_checks = 30s#' \
     "$T/loose.ini" > "$T/loose-drive.ini"
 out=$(check_config "$T/loose-drive.ini")
 check_contains "strict_limits without manage: refused" "$out" "sink haproxy.strict_limits: needs manage = true"
 check_contains "maxconn without manage: refused" "$out" "sink haproxy.maxconn: needs manage = true"
+check_contains "max_spread_checks without manage: refused" "$out" \
+    "sink haproxy.max_spread_checks: needs manage = true"
 daemon_start regent-loose prlimit --nofile=1024:1200 "$REGENT_BIN" -c "$T/loose.ini" -p "$REGENT_PLUGIN_DIR"
 LOG5=$(daemon_log regent-loose)
 routed() { "${TOOL[@]}" servers "$HX5/haproxy-admin.sock" huge | awk '$4 == 0 && $2 !~ /^0\.0\.0\.0:/' | wc -l; }
@@ -363,6 +365,7 @@ check "no strict-limits: all 900 instances of the big service are routed" \
     wait_for --timeout 120 eval '[[ "$(routed)" -eq 900 ]]'
 check "no strict-limits: the global section says so" grep -qx '    no strict-limits' "$HX5/haproxy.cfg"
 check "no strict-limits: ... with the maxconn" grep -qx '    maxconn 100' "$HX5/haproxy.cfg"
+check "max_spread_checks: its default (20s) in the global section" grep -qx '    max-spread-checks 20s' "$HX5/haproxy.cfg"
 check_contains "no strict-limits: haproxy runs with that maxconn" \
     "$(haproxy_admin_cmd "$HX5/haproxy-admin.sock" 'show info')" "Maxconn: 100"
 check "no strict-limits: haproxy counted more than the limit and ran (its warning)" \
