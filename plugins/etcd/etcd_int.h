@@ -214,6 +214,8 @@ typedef struct etcd {
 	bool watch_created, watch_reread, watch_rotate, watch_noleader;
 	uint64_t watch_t0;
 	char *watch_err;
+	etcd_wev *wev;   /* watch_line's event buffer, kept from line to line (small ones) */
+	size_t wev_cap;
 	regent_backoff disc_bo;
 	uv_timer_t *disc_timer, *probe_timer, *hedge_timer;
 	call hedge; /* the check sent to the next member while the current one is silent */
