@@ -4,7 +4,8 @@
  * nothing reaches sinks when nothing changed, the union of stores, and a
  * store replaced by a reload swaps views without an empty snapshot, and
  * single-instance changes (put, del) merged in id order, and dirty
- * services merged into the sorted service list of the last snapshot. */
+ * services merged into the sorted service list of the last snapshot; the
+ * pending table of single changes (catpend.c) against a model. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "catpend.h"
 #include "metrics.h"
 #include "model.h"
 #include "util.h"
@@ -724,6 +726,82 @@ static void flush_merges_into_sorted_list(void **state)
 	teardown(&loop, c, &f);
 }
 
+/* The pending table (catpend.c) against a plain model: random puts,
+ * removals and forgets of 600 ids (its index grows, and shifts cells back
+ * on each forget), then the settled entries sorted by id, each id once,
+ * with the last change made to it; arrival in id order settles the same. */
+#define PEND_IDS 600
+static void pending_table(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		regent_pend *p = regent_pend_new();
+		int model[PEND_IDS]; /* 0 none, -1 removed, else the port put */
+		memset(model, 0, sizeof(model));
+		char id[16];
+		srand(7 + round);
+		for (int op = 0; op < 6000; op++) {
+			/* round 1: ids in order, each touched once (a bulk write or a range delete) */
+			int k = round ? op : rand() % PEND_IDS;
+			if (round && k >= PEND_IDS)
+				break;
+			snprintf(id, sizeof(id), "i%04d", k);
+			int what = rand() % 4;
+			if (what <= 1) {
+				uint16_t port = (uint16_t)(1 + rand() % 60000);
+				regent_pend_put(p, mk("web", id, port));
+				model[k] = port;
+			} else if (what == 2) {
+				regent_pend_remove(p, id);
+				model[k] = -1;
+			} else {
+				regent_pend_forget(p, id);
+				model[k] = 0;
+			}
+			regent_inst *in = (regent_inst *)1;
+			bool has = regent_pend_get(p, id, &in);
+			assert_int_equal(has, model[k] != 0);
+			assert_true(model[k] > 0 ? in && in->pub.port == model[k] : in == NULL);
+		}
+		size_t want = 0;
+		for (int k = 0; k < PEND_IDS; k++)
+			want += model[k] != 0;
+		assert_int_equal(regent_pend_size(p), want);
+		size_t n;
+		const regent_pend_ent *e = regent_pend_sorted(p, &n);
+		assert_int_equal(n, want);
+		size_t i = 0;
+		for (int k = 0; k < PEND_IDS; k++) {
+			if (!model[k])
+				continue;
+			snprintf(id, sizeof(id), "i%04d", k);
+			assert_string_equal(e[i].id, id);
+			if (model[k] > 0) {
+				assert_non_null(e[i].inst);
+				assert_int_equal(e[i].inst->pub.port, model[k]);
+				regent_inst_unref(e[i].inst); /* handed over */
+			} else {
+				assert_null(e[i].inst);
+			}
+			i++;
+		}
+		regent_pend_free(p, false);
+	}
+	/* freed with its references (nothing settled) */
+	regent_pend *p = regent_pend_new();
+	regent_pend_put(p, mk("web", "a", 1));
+	regent_pend_remove(p, "b");
+	regent_pend_put(p, mk("web", "b", 2)); /* a removal replaced: b is put */
+	regent_inst *in;
+	assert_true(regent_pend_get(p, "b", &in) && in && in->pub.port == 2);
+	regent_pend_remove(p, "a"); /* a put replaced: a is removed, its instance released */
+	assert_true(regent_pend_get(p, "a", &in) && in == NULL);
+	assert_false(regent_pend_get(p, "c", &in));
+	assert_false(regent_pend_get(NULL, "c", &in));
+	assert_int_equal(regent_pend_size(p), 2);
+	regent_pend_free(p, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -738,6 +816,7 @@ int main(void)
 		cmocka_unit_test(catalog_metrics),
 		cmocka_unit_test(single_instance_changes),
 		cmocka_unit_test(flush_merges_into_sorted_list),
+		cmocka_unit_test(pending_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
