@@ -187,6 +187,21 @@ static bool sc_string(scan *s, const char **str, size_t *len)
 	if (!sc_char(s, '"'))
 		return false;
 	const char *b = s->p;
+	/* 8 bytes at a time while none is special: below 0x20, '"', '\\',
+	 * 0x7f or above (each test is exact for "any byte"; the word with one
+	 * goes byte by byte below) */
+	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+	while (s->end - s->p >= 8) {
+		uint64_t x, q, bs, del;
+		memcpy(&x, s->p, 8);
+		q = x ^ (ones * '"');
+		bs = x ^ (ones * '\\');
+		del = x ^ (ones * 0x7f);
+		if ((((x - ones * 0x20) | (q - ones) | (bs - ones) | (del - ones)) & ~x & high) |
+		    (x & high))
+			break;
+		s->p += 8;
+	}
 	while (s->p < s->end && sc_plain[(unsigned char)*s->p])
 		s->p++;
 	if (s->p >= s->end || *s->p != '"')

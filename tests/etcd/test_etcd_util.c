@@ -226,6 +226,23 @@ static void test_scan_watch(void **st)
 	scan_declines("{}");
 	scan_declines("");
 	scan_declines("{\"result\":{" HDR ",\"fragment\":true}}");
+	/* every byte a plain string may not hold, at every place of a 21-byte key (the scanner
+	 * reads 8 bytes at a time, then byte by byte): declined; the plain key is read */
+	static const char bad[] = {'"', '\\', 0x01, 0x1f, 0x7f, (char)0x80, (char)0xc3, (char)0xff};
+	for (size_t b = 0; b < sizeof(bad); b++) {
+		for (int at = 0; at < 21; at++) {
+			char line[160], key[22];
+			memset(key, 'A', 21);
+			key[21] = '\0';
+			key[at] = bad[b];
+			snprintf(line, sizeof(line), "{\"result\":{\"events\":[{\"kv\":{\"key\":\"%s\"}}]}}",
+			         key);
+			scan_declines(line);
+		}
+	}
+	scan_same_as_jansson("{\"result\":{\"events\":[{\"kv\":{\"key\":\"AAAAAAAAAAAAAAAAAAAAA\","
+	                     "\"value\":\" ~!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}\"}}]}}",
+	                     1, 0);
 }
 
 /* The buffer variant: one buffer through lines of different sizes (grown
