@@ -90,6 +90,7 @@ struct regent_cat {
 	uint64_t last_flush_ms; /* real clock (ms) when the last snapshot was applied, 0 = none yet */
 	uint64_t flush_ns;    /* the last flush's CPU time (loop thread), the sinks' callback included */
 	char *biggest;        /* the biggest service the last flush changed, NULL = none */
+	size_t biggest_n;     /* its instances (0 = none) */
 	char *costly;         /* that service when the flush was costly (see schedule), or NULL */
 	uint64_t origin_ns;
 	regent_map *dirty;    /* names, value unused */
@@ -495,13 +496,21 @@ static uint64_t real_ms(void)
  * service is not held by it (a lone change after a quiet period
  * still goes out at once), and a usual flush costs well under the
  * debounce / FLUSH_DUTY.  CPU time, not the wall clock: a loaded machine
- * does not stretch the spacing. */
+ * does not stretch the spacing.  C is at least FLUSH_NS_PER_INST per
+ * instance of that service: what a snapshot costs beyond the flush's own
+ * CPU (the sinks finish their update on later loop turns, and the core's
+ * share got cheap enough that the flush alone understated it: 100,000
+ * instances, 0.5 s apart while they keep changing). */
 #define FLUSH_DUTY 200
 #define FLUSH_SPACED_MIN 1000 /* instances: a smaller service is never held */
+#define FLUSH_NS_PER_INST 25
 
 static uint64_t flush_gap_ms(const regent_cat *c)
 {
-	uint64_t gap = FLUSH_DUTY * c->flush_ns / 1000000u;
+	uint64_t cost = (uint64_t)c->biggest_n * FLUSH_NS_PER_INST;
+	if (cost < c->flush_ns)
+		cost = c->flush_ns;
+	uint64_t gap = FLUSH_DUTY * cost / 1000000u;
 	if (gap > c->max_ms)
 		gap = c->max_ms;
 	return gap > c->debounce_ms ? gap : c->debounce_ms;
@@ -669,6 +678,7 @@ static void flush_snap(regent_cat *c)
 	}
 	free(c->biggest);
 	c->biggest = big != SIZE_MAX && big_n >= FLUSH_SPACED_MIN ? regent_xstrdup(dirty[big]) : NULL;
+	c->biggest_n = c->biggest ? big_n : 0;
 	regent_map *dmap = c->dirty; /* owns the strings of dirty[] */
 	c->dirty = regent_map_new();
 	if (nchanged == 0 && !first) {

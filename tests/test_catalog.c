@@ -370,6 +370,55 @@ static void costly_flushes_spaced(void **state)
 	teardown(&loop, c, &f);
 }
 
+/* A big service is spaced by its size even when its flushes cost little
+ * CPU (the sinks' later work is not in it): 20,000 instances count as
+ * 0.5 ms a snapshot (25 ns each), so 100 ms apart; a change every 30 ms
+ * after a debounce of 20 ms (cheap flushes: each got a snapshot of its
+ * own, ~40) goes out about every 100 ms, the last one too. */
+#define HUGE_N 20000
+static void trickle_huge(uv_timer_t *t)
+{
+	char id[16];
+	snprintf(id, sizeof(id), "t%02d", trickle_n++);
+	regent_cat_view_put(trickle_view, mk("web", id, (uint16_t)(1000 + trickle_n)));
+	if (trickle_n >= 40)
+		uv_timer_stop(t);
+}
+
+static void big_service_spaced_by_size(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 20, 300, on_flush, &f);
+	trickle_view = regent_cat_view_new(c, false);
+	regent_inst **all = malloc(HUGE_N * sizeof(*all));
+	assert_non_null(all);
+	for (int i = 0; i < HUGE_N; i++) {
+		char o[16];
+		snprintf(o, sizeof(o), "h%05d", i);
+		all[i] = mk("web", o, (uint16_t)(1 + i % 60000));
+	}
+	regent_cat_view_set(trickle_view, "web", all, HUGE_N);
+	free(all);
+	run_ms(&loop, 50);
+	assert_int_equal(f.count, 1);
+	trickle_n = 0;
+	uv_timer_t t;
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, trickle_huge, 30, 30); /* 40 changes over ~1.2 s */
+	run_ms(&loop, 2000);
+	uv_close((uv_handle_t *)&t, NULL);
+	assert_int_equal(trickle_n, 40);
+	assert_true(f.count >= 3);
+	assert_true(f.count <= 16); /* ~1.2 s / 100 ms + the first and the last */
+	for (int i = 2; i < f.count && i < 64; i++)
+		assert_true(f.at_ms[i] - f.at_ms[i - 1] >= 90);
+	assert_int_equal(regent_catalog_instances(f.last, "web", NULL), HUGE_N + 40);
+	teardown(&loop, c, &f);
+}
+
 /* The spacing holds only the costly flush's big service: after a flush of
  * "web" (1,000 instances) that cost 5 ms (spacing 1 s, capped at the 300 ms maximum delay),
  * a lone change of another service 100 ms later (quiet for longer than
@@ -808,6 +857,7 @@ int main(void)
 		cmocka_unit_test(leading_edge_then_batch),
 		cmocka_unit_test(costly_flushes_spaced),
 		cmocka_unit_test(lone_change_after_costly_flush),
+		cmocka_unit_test(big_service_spaced_by_size),
 		cmocka_unit_test(slow_turns_batched),
 		cmocka_unit_test(union_of_stores),
 		cmocka_unit_test(trickle_flushes_by_max_delay),
