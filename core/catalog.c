@@ -14,10 +14,11 @@
  * A store reports a service either whole (regent_cat_view_set: O(its
  * instances)) or instance by instance (regent_cat_view_put/_del, ABI 1.3:
  * O(log n) each).  Single changes wait in the view's per-service pending
- * map and are settled into a new sorted list when the service is merged:
- * O(k log k + k log(n/k)) comparisons for k changes, plus one copy of the
- * n pointers (the ABI hands sinks one sorted array per service).  A
- * removal is placed there too, not looked up when it comes.
+ * table (catpend.c) and are settled into a new sorted list when the
+ * service is merged: O(k log k + k log(n/k)) comparisons for k changes
+ * (the sort skipped when they came in id order), plus one copy of the n
+ * pointers (the ABI hands sinks one sorted array per service).  A removal
+ * is placed there too, not looked up when it comes.
  *
  * A reload's new store instance reports into a candidate view: kept, but
  * neither merged nor holding up readiness, until it is promoted.  Then it
@@ -25,6 +26,7 @@
  * until then the old view's instances stay), so a store swap never
  * flushes an empty or half-read catalog. */
 #include "catalog.h"
+#include "catpend.h"
 #include "model.h"
 #include "util.h"
 
@@ -65,10 +67,8 @@ struct regent_catalog {
  * into it yet. */
 typedef struct vsvc {
 	svc_list *list;       /* sorted by id, unique; shared with snapshots */
-	regent_map *pend;     /* id -> regent_inst * (added or replaced) or &pend_removed */
+	regent_pend *pend;    /* id -> instance (added or replaced) or removal; NULL when none */
 } vsvc;
-
-static char pend_removed; /* the value of a pending removal */
 
 struct regent_catview {
 	regent_cat *cat;
@@ -90,6 +90,7 @@ struct regent_cat {
 	uint64_t last_flush_ms; /* real clock (ms) when the last snapshot was applied, 0 = none yet */
 	uint64_t flush_ns;    /* the last flush's CPU time (loop thread), the sinks' callback included */
 	char *biggest;        /* the biggest service the last flush changed, NULL = none */
+	size_t biggest_n;     /* its instances (0 = none) */
 	char *costly;         /* that service when the flush was costly (see schedule), or NULL */
 	uint64_t origin_ns;
 	regent_map *dirty;    /* names, value unused */
@@ -240,12 +241,6 @@ static size_t svc_gallop(const svc_list *s, size_t from, const char *id)
 	return lo;
 }
 
-static void pend_unref(void *p)
-{
-	if (p != &pend_removed)
-		regent_inst_unref(p);
-}
-
 static vsvc *vsvc_new(svc_list *list)
 {
 	vsvc *vs = regent_xcalloc(1, sizeof(*vs));
@@ -258,34 +253,21 @@ static void vsvc_free(void *p)
 	vsvc *vs = p;
 	if (!vs)
 		return;
-	regent_map_free(vs->pend, pend_unref);
+	regent_pend_free(vs->pend, true);
 	svc_unref(vs->list);
 	free(vs);
 }
 
-typedef struct pend_kv {
-	const char *id;
-	void *val;
-} pend_kv;
-
-static int cmp_pend(const void *a, const void *b)
-{
-	return strcmp(((const pend_kv *)a)->id, ((const pend_kv *)b)->id);
-}
-
 /* Settles the pending changes into a new sorted list: O(k log k +
- * k log(n/k)) comparisons and one copy of the n pointers; the old list
- * hands its references over (see svc_list). */
+ * k log(n/k)) comparisons (O(k + k log(n/k)) when they came in id order)
+ * and one copy of the n pointers; the old list hands its references over
+ * (see svc_list). */
 static svc_list *vsvc_list(vsvc *vs)
 {
 	if (!vs->pend)
 		return vs->list;
-	size_t k = 0;
-	pend_kv *ids = regent_xmalloc((regent_map_size(vs->pend) + 1) * sizeof(*ids));
-	regent_map_iter it0 = {0};
-	while (regent_map_next(vs->pend, &it0, &ids[k].id, &ids[k].val))
-		k++;
-	qsort(ids, k, sizeof(*ids), cmp_pend);
+	size_t k;
+	const regent_pend_ent *ids = regent_pend_sorted(vs->pend, &k);
 	svc_list *o = vs->list;
 	svc_list *s = svc_new(o->name, o->n + k);
 	o->own = regent_xcalloc(k + 1, sizeof(*o->own));
@@ -309,9 +291,9 @@ static svc_list *vsvc_list(vsvc *vs)
 			o->own[o->nown++] = AT(o, r); /* replaced or removed: stays o's */
 			r++;
 		}
-		void *val = ids[i].val;
-		if (val != &pend_removed) {
-			s->pubs[w++] = &((regent_inst *)val)->pub; /* the pending map's reference moves */
+		regent_inst *val = ids[i].inst;
+		if (val) {
+			s->pubs[w++] = &val->pub; /* the pending table's reference moves */
 			if (s->owners)
 				owners_add(s->owners, val, +1);
 		}
@@ -319,8 +301,7 @@ static svc_list *vsvc_list(vsvc *vs)
 	memcpy(s->pubs + w, o->pubs + r, (o->n - r) * sizeof(*s->pubs));
 	w += o->n - r;
 	s->n = w;
-	free(ids);
-	regent_map_free(vs->pend, NULL);
+	regent_pend_free(vs->pend, false);
 	vs->pend = NULL;
 	o->next = s; /* o keeps what both have alive through s */
 	s->refs++;
@@ -515,13 +496,21 @@ static uint64_t real_ms(void)
  * service is not held by it (a lone change after a quiet period
  * still goes out at once), and a usual flush costs well under the
  * debounce / FLUSH_DUTY.  CPU time, not the wall clock: a loaded machine
- * does not stretch the spacing. */
+ * does not stretch the spacing.  C is at least FLUSH_NS_PER_INST per
+ * instance of that service: what a snapshot costs beyond the flush's own
+ * CPU (the sinks finish their update on later loop turns, and the core's
+ * share got cheap enough that the flush alone understated it: 100,000
+ * instances, 0.5 s apart while they keep changing). */
 #define FLUSH_DUTY 200
 #define FLUSH_SPACED_MIN 1000 /* instances: a smaller service is never held */
+#define FLUSH_NS_PER_INST 25
 
 static uint64_t flush_gap_ms(const regent_cat *c)
 {
-	uint64_t gap = FLUSH_DUTY * c->flush_ns / 1000000u;
+	uint64_t cost = (uint64_t)c->biggest_n * FLUSH_NS_PER_INST;
+	if (cost < c->flush_ns)
+		cost = c->flush_ns;
+	uint64_t gap = FLUSH_DUTY * cost / 1000000u;
 	if (gap > c->max_ms)
 		gap = c->max_ms;
 	return gap > c->debounce_ms ? gap : c->debounce_ms;
@@ -689,6 +678,7 @@ static void flush_snap(regent_cat *c)
 	}
 	free(c->biggest);
 	c->biggest = big != SIZE_MAX && big_n >= FLUSH_SPACED_MIN ? regent_xstrdup(dirty[big]) : NULL;
+	c->biggest_n = c->biggest ? big_n : 0;
 	regent_map *dmap = c->dirty; /* owns the strings of dirty[] */
 	c->dirty = regent_map_new();
 	if (nchanged == 0 && !first) {
@@ -883,12 +873,11 @@ static vsvc *view_svc(regent_catview *v, const char *service, bool *created)
 }
 
 /* The instance the view holds for an id, pending changes included. */
-static const regent_inst *vsvc_get(const vsvc *vs, const char *id, void **pending)
+static const regent_inst *vsvc_get(const vsvc *vs, const char *id)
 {
-	void *pv = vs->pend ? regent_map_get(vs->pend, id) : NULL;
-	*pending = pv;
-	if (pv)
-		return pv == &pend_removed ? NULL : pv;
+	regent_inst *pv;
+	if (regent_pend_get(vs->pend, id, &pv))
+		return pv;
 	return svc_find(vs->list, id);
 }
 
@@ -896,8 +885,7 @@ void regent_cat_view_put(regent_catview *v, regent_inst *in)
 {
 	bool created;
 	vsvc *vs = view_svc(v, in->pub.service, &created);
-	void *pv;
-	const regent_inst *cur = vsvc_get(vs, in->pub.id, &pv);
+	const regent_inst *cur = vsvc_get(vs, in->pub.id);
 	if (cur && (cur == in || regent_instance_equal(&cur->pub, &in->pub))) {
 		regent_inst_unref(in);
 		if (created && !v->hidden)
@@ -905,8 +893,8 @@ void regent_cat_view_put(regent_catview *v, regent_inst *in)
 		return;
 	}
 	if (!vs->pend)
-		vs->pend = regent_map_new();
-	pend_unref(regent_map_put(vs->pend, in->pub.id, in));
+		vs->pend = regent_pend_new();
+	regent_pend_put(vs->pend, in);
 	if (!v->hidden)
 		mark_dirty(v->cat, vs->list->name);
 }
@@ -922,16 +910,16 @@ void regent_cat_view_del(regent_catview *v, const char *service, const char *id)
 		return; /* an unknown service stays unknown */
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);
-	void *pv = vs->pend ? regent_map_get(vs->pend, id) : NULL;
-	if (pv == &pend_removed || (!pv && !svc_may_hold(vs->list, id)))
-		return;
-	if (pv && !svc_find(vs->list, id)) { /* only pending: forget it */
-		regent_map_del(vs->pend, id);
-		pend_unref(pv);
+	regent_inst *pv;
+	bool pending = regent_pend_get(vs->pend, id, &pv);
+	if ((pending && !pv) || (!pending && !svc_may_hold(vs->list, id)))
+		return; /* removed already, or known absent */
+	if (pending && !svc_find(vs->list, id)) { /* only pending: forget it */
+		regent_pend_forget(vs->pend, id);
 	} else {
 		if (!vs->pend)
-			vs->pend = regent_map_new();
-		pend_unref(regent_map_put(vs->pend, id, &pend_removed));
+			vs->pend = regent_pend_new();
+		regent_pend_remove(vs->pend, id);
 	}
 	if (!v->hidden)
 		mark_dirty(v->cat, vs->list->name);

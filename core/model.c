@@ -456,11 +456,36 @@ static bool vs_char(vscan *s, char c)
 	return false;
 }
 
-static bool vs_string(vscan *s, const char **out)
+/* The bytes of the 8 at p that need a look (below 0x20, '"', '\\', 0x7f or
+ * above), one high bit each: 0 when none; the lowest bit set is exact
+ * (above it a borrow may set more). */
+static uint64_t vs_special8(const char *p)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+	uint64_t x;
+	memcpy(&x, p, 8);
+	uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
+	return ((((x - ones * 0x20) | (q - ones) | (bs - ones) | (del - ones)) & ~x & high) |
+	        (x & high));
+}
+
+static bool vs_string_n(vscan *s, const char **out, size_t *len)
 {
 	if (!vs_char(s, '"'))
 		return false;
 	char *b = s->p;
+	/* 8 bytes at a time up to the first that needs a look (the closing
+	 * quote, usually), then byte by byte */
+	while (s->end - s->p >= 8) {
+		uint64_t m = vs_special8(s->p);
+		if (m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			s->p += __builtin_ctzll(m) / 8;
+#endif
+			break;
+		}
+		s->p += 8;
+	}
 	while (s->p < s->end && *s->p != '"') {
 		unsigned char c = (unsigned char)*s->p;
 		if (c < 0x20 || c >= 0x7f || c == '\\')
@@ -469,9 +494,39 @@ static bool vs_string(vscan *s, const char **out)
 	}
 	if (s->p >= s->end)
 		return false;
+	*len = (size_t)(s->p - b);
 	*s->p++ = '\0'; /* the closing quote: read already */
 	*out = b;
 	return true;
+}
+
+static bool vs_string(vscan *s, const char **out)
+{
+	size_t len;
+	return vs_string_n(s, out, &len);
+}
+
+enum vs_field { VF_ADDRESS, VF_PORT, VF_PROTO, VF_SPORT, VF_NODE, VF_TAGS, VF_META, VF_OTHER };
+
+/* Which field a key names: by its length, then one comparison. */
+static enum vs_field vs_field_of(const char *k, size_t n)
+{
+	switch (n) {
+	case 4:
+		return memcmp(k, "port", 4) == 0   ? VF_PORT
+		       : memcmp(k, "node", 4) == 0 ? VF_NODE
+		       : memcmp(k, "tags", 4) == 0 ? VF_TAGS
+		       : memcmp(k, "meta", 4) == 0 ? VF_META
+		                                   : VF_OTHER;
+	case 5:
+		return memcmp(k, "proto", 5) == 0 ? VF_PROTO : VF_OTHER;
+	case 7:
+		return memcmp(k, "address", 7) == 0 ? VF_ADDRESS : VF_OTHER;
+	case 12:
+		return memcmp(k, "service_port", 12) == 0 ? VF_SPORT : VF_OTHER;
+	default:
+		return VF_OTHER;
+	}
 }
 
 static bool vs_uint(vscan *s, long *out)
@@ -507,30 +562,32 @@ static int decode_fast(char *text, size_t len, const char *service, const char *
 	if (!vs_char(s, '}')) {
 		do {
 			const char *k, *str;
+			size_t kn;
 			unsigned bit;
 			bool ok;
-			if (!vs_string(s, &k) || !vs_char(s, ':'))
+			if (!vs_string_n(s, &k, &kn) || !vs_char(s, ':'))
 				return 1;
-			if (strcmp(k, "address") == 0) {
+			enum vs_field fld = vs_field_of(k, kn);
+			if (fld == VF_ADDRESS) {
 				bit = 1;
 				ok = vs_string(s, &tmp.address);
-			} else if (strcmp(k, "port") == 0) {
+			} else if (fld == VF_PORT) {
 				bit = 2;
 				ok = vs_uint(s, &port);
-			} else if (strcmp(k, "proto") == 0) {
+			} else if (fld == VF_PROTO) {
 				bit = 4;
 				ok = vs_string(s, &str);
 				if (ok && strcmp(str, "udp") == 0)
 					tmp.proto = REGENT_PROTO_UDP;
 				else if (ok && strcmp(str, "tcp") != 0)
 					ok = false;
-			} else if (strcmp(k, "service_port") == 0) {
+			} else if (fld == VF_SPORT) {
 				bit = 8;
 				ok = vs_uint(s, &sport);
-			} else if (strcmp(k, "node") == 0) {
+			} else if (fld == VF_NODE) {
 				bit = 16;
 				ok = vs_string(s, &tmp.node);
-			} else if (strcmp(k, "tags") == 0) {
+			} else if (fld == VF_TAGS) {
 				bit = 32;
 				ok = vs_char(s, '[');
 				if (ok && !vs_char(s, ']')) {
@@ -542,7 +599,7 @@ static int decode_fast(char *text, size_t len, const char *service, const char *
 					ok = ok && vs_char(s, ']');
 				}
 				tmp.tags = tags;
-			} else if (strcmp(k, "meta") == 0) {
+			} else if (fld == VF_META) {
 				bit = 64;
 				ok = vs_char(s, '{');
 				if (ok && !vs_char(s, '}')) {

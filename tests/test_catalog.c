@@ -4,7 +4,8 @@
  * nothing reaches sinks when nothing changed, the union of stores, and a
  * store replaced by a reload swaps views without an empty snapshot, and
  * single-instance changes (put, del) merged in id order, and dirty
- * services merged into the sorted service list of the last snapshot. */
+ * services merged into the sorted service list of the last snapshot; the
+ * pending table of single changes (catpend.c) against a model. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "catpend.h"
 #include "metrics.h"
 #include "model.h"
 #include "util.h"
@@ -365,6 +367,55 @@ static void costly_flushes_spaced(void **state)
 	for (size_t i = 0; i < n; i++)
 		last = last || strcmp(li[i]->id, "t39") == 0;
 	assert_true(last);
+	teardown(&loop, c, &f);
+}
+
+/* A big service is spaced by its size even when its flushes cost little
+ * CPU (the sinks' later work is not in it): 20,000 instances count as
+ * 0.5 ms a snapshot (25 ns each), so 100 ms apart; a change every 30 ms
+ * after a debounce of 20 ms (cheap flushes: each got a snapshot of its
+ * own, ~40) goes out about every 100 ms, the last one too. */
+#define HUGE_N 20000
+static void trickle_huge(uv_timer_t *t)
+{
+	char id[16];
+	snprintf(id, sizeof(id), "t%02d", trickle_n++);
+	regent_cat_view_put(trickle_view, mk("web", id, (uint16_t)(1000 + trickle_n)));
+	if (trickle_n >= 40)
+		uv_timer_stop(t);
+}
+
+static void big_service_spaced_by_size(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 20, 300, on_flush, &f);
+	trickle_view = regent_cat_view_new(c, false);
+	regent_inst **all = malloc(HUGE_N * sizeof(*all));
+	assert_non_null(all);
+	for (int i = 0; i < HUGE_N; i++) {
+		char o[16];
+		snprintf(o, sizeof(o), "h%05d", i);
+		all[i] = mk("web", o, (uint16_t)(1 + i % 60000));
+	}
+	regent_cat_view_set(trickle_view, "web", all, HUGE_N);
+	free(all);
+	run_ms(&loop, 50);
+	assert_int_equal(f.count, 1);
+	trickle_n = 0;
+	uv_timer_t t;
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, trickle_huge, 30, 30); /* 40 changes over ~1.2 s */
+	run_ms(&loop, 2000);
+	uv_close((uv_handle_t *)&t, NULL);
+	assert_int_equal(trickle_n, 40);
+	assert_true(f.count >= 3);
+	assert_true(f.count <= 16); /* ~1.2 s / 100 ms + the first and the last */
+	for (int i = 2; i < f.count && i < 64; i++)
+		assert_true(f.at_ms[i] - f.at_ms[i - 1] >= 90);
+	assert_int_equal(regent_catalog_instances(f.last, "web", NULL), HUGE_N + 40);
 	teardown(&loop, c, &f);
 }
 
@@ -724,12 +775,89 @@ static void flush_merges_into_sorted_list(void **state)
 	teardown(&loop, c, &f);
 }
 
+/* The pending table (catpend.c) against a plain model: random puts,
+ * removals and forgets of 600 ids (its index grows, and shifts cells back
+ * on each forget), then the settled entries sorted by id, each id once,
+ * with the last change made to it; arrival in id order settles the same. */
+#define PEND_IDS 600
+static void pending_table(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		regent_pend *p = regent_pend_new();
+		int model[PEND_IDS]; /* 0 none, -1 removed, else the port put */
+		memset(model, 0, sizeof(model));
+		char id[16];
+		srand(7 + round);
+		for (int op = 0; op < 6000; op++) {
+			/* round 1: ids in order, each touched once (a bulk write or a range delete) */
+			int k = round ? op : rand() % PEND_IDS;
+			if (round && k >= PEND_IDS)
+				break;
+			snprintf(id, sizeof(id), "i%04d", k);
+			int what = rand() % 4;
+			if (what <= 1) {
+				uint16_t port = (uint16_t)(1 + rand() % 60000);
+				regent_pend_put(p, mk("web", id, port));
+				model[k] = port;
+			} else if (what == 2) {
+				regent_pend_remove(p, id);
+				model[k] = -1;
+			} else {
+				regent_pend_forget(p, id);
+				model[k] = 0;
+			}
+			regent_inst *in = (regent_inst *)1;
+			bool has = regent_pend_get(p, id, &in);
+			assert_int_equal(has, model[k] != 0);
+			assert_true(model[k] > 0 ? in && in->pub.port == model[k] : in == NULL);
+		}
+		size_t want = 0;
+		for (int k = 0; k < PEND_IDS; k++)
+			want += model[k] != 0;
+		assert_int_equal(regent_pend_size(p), want);
+		size_t n;
+		const regent_pend_ent *e = regent_pend_sorted(p, &n);
+		assert_int_equal(n, want);
+		size_t i = 0;
+		for (int k = 0; k < PEND_IDS; k++) {
+			if (!model[k])
+				continue;
+			snprintf(id, sizeof(id), "i%04d", k);
+			assert_string_equal(e[i].id, id);
+			if (model[k] > 0) {
+				assert_non_null(e[i].inst);
+				assert_int_equal(e[i].inst->pub.port, model[k]);
+				regent_inst_unref(e[i].inst); /* handed over */
+			} else {
+				assert_null(e[i].inst);
+			}
+			i++;
+		}
+		regent_pend_free(p, false);
+	}
+	/* freed with its references (nothing settled) */
+	regent_pend *p = regent_pend_new();
+	regent_pend_put(p, mk("web", "a", 1));
+	regent_pend_remove(p, "b");
+	regent_pend_put(p, mk("web", "b", 2)); /* a removal replaced: b is put */
+	regent_inst *in;
+	assert_true(regent_pend_get(p, "b", &in) && in && in->pub.port == 2);
+	regent_pend_remove(p, "a"); /* a put replaced: a is removed, its instance released */
+	assert_true(regent_pend_get(p, "a", &in) && in == NULL);
+	assert_false(regent_pend_get(p, "c", &in));
+	assert_false(regent_pend_get(NULL, "c", &in));
+	assert_int_equal(regent_pend_size(p), 2);
+	regent_pend_free(p, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(leading_edge_then_batch),
 		cmocka_unit_test(costly_flushes_spaced),
 		cmocka_unit_test(lone_change_after_costly_flush),
+		cmocka_unit_test(big_service_spaced_by_size),
 		cmocka_unit_test(slow_turns_batched),
 		cmocka_unit_test(union_of_stores),
 		cmocka_unit_test(trickle_flushes_by_max_delay),
@@ -738,6 +866,7 @@ int main(void)
 		cmocka_unit_test(catalog_metrics),
 		cmocka_unit_test(single_instance_changes),
 		cmocka_unit_test(flush_merges_into_sorted_list),
+		cmocka_unit_test(pending_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

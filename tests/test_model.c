@@ -593,6 +593,23 @@ static void decode_fast_path(void **st)
 		o += (size_t)snprintf(big + o, sizeof(big) - o, "%s\"k%d\":\"v\"", m ? "," : "", m);
 	snprintf(big + o, sizeof(big) - o, "}}");
 	fast_same(big, true); /* at the limit */
+	/* each byte a plain string may not hold, at every place of a 21-byte meta value (the
+	 * reader takes 8 bytes at a time, then byte by byte): left to jansson; a plain one is read */
+	static const char bad[] = {'\\', 0x01, 0x1f, 0x7f, (char)0x80, (char)0xc3, (char)0xff};
+	for (size_t b = 0; b < sizeof(bad); b++) {
+		for (int at = 0; at < 21; at++) {
+			char val[22];
+			memset(val, 'a', 21);
+			val[21] = '\0';
+			val[at] = bad[b];
+			snprintf(big, sizeof(big),
+			         "{\"address\":\"10.0.0.1\",\"port\":80,\"meta\":{\"k\":\"%s\"}}", val);
+			fast_same(big, false);
+		}
+	}
+	fast_same("{\"address\":\"10.0.0.1\",\"port\":80,\"node\":\"aaaaaaaaaaaaaaaaaaaaa\","
+	          "\"meta\":{\"k\":\" ~!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}\"}}",
+	          true);
 }
 
 int main(void)

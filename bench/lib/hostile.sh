@@ -35,7 +35,9 @@ usage: bench/run hostile [options]
   --write-delete  in a), only the live agent's whole write and whole delete (for profiling)
   --callgrind     run the live agent under valgrind callgrind: a)'s whole write and whole delete
                   counted in instructions (user space; load-independent), with an annotated
-                  profile of each beside the results (use a smaller --instances: ~50x slower)
+                  profile of each beside the results (use a smaller --instances: ~50x slower);
+                  with REGENT_BENCH_KEEP_CALLGRIND=1 in the environment, the whole profiles too
+                  (<result>-callgrind-PHASE.out.gz)
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR       results dir (default bench/results)
 EOF2
@@ -125,6 +127,9 @@ hs_perf_stop() {
 			echo "# self"
 			callgrind_annotate --threshold=100 "$H_TMP/cg-live.$HS_CGN" 2>/dev/null | sed -n '/PROGRAM TOTALS/,$p' | head -50
 		} > "${B_CSV%.csv}-callgrind-$1.txt"
+		# the whole profile (callgrind_annotate it for any function), when asked
+		[[ -z "${REGENT_BENCH_KEEP_CALLGRIND:-}" ]] ||
+			gzip -c "$H_TMP/cg-live.$HS_CGN" > "${B_CSV%.csv}-callgrind-$1.out.gz"
 	fi
 	[[ -n "$HS_PERF" ]] || return 0
 	daemon_stop "perf-$1" 30

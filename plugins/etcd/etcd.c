@@ -304,6 +304,7 @@ static void destroy(void *self)
 	free(e->file_prev);
 	free(e->cluster_id);
 	free(e->watch_err);
+	free(e->wev);
 	free(e->token);
 	free(e->prefix);
 	free(e->kprefix);

@@ -474,23 +474,33 @@ static void watch_events(etcd *e, const etcd_wev *evs, size_t n)
 		disc_empty_check(e); /* keys came: the note goes */
 }
 
+#define WEV_KEEP 1024 /* events: watch_line's buffer is kept up to this (48 KiB) */
+
 static int watch_line(void *arg, const char *data, size_t len)
 {
 	call *c = arg;
 	etcd *e = c->e;
 	if (len == 0)
 		return 0;
-	etcd_wev *evs;
 	size_t nev;
 	int64_t frev;
-	if (etcd_scan_watch(e->h, data, len, &evs, &nev, &frev)) { /* the common case, no tree */
+	/* the common case, no tree; the event buffer is kept for the next line
+	 * (a fresh one per line was a large malloc, and glibc consolidates its
+	 * fast bins on each), unless a big response grew it */
+	bool scanned = etcd_scan_watch_buf(e->h, data, len, &e->wev, &e->wev_cap, &nev, &frev);
+	if (scanned) {
 		if (nev > 0)
-			watch_events(e, evs, nev);
+			watch_events(e, e->wev, nev);
 		else if (frev > e->wrev)
 			e->wrev = frev; /* progress notification */
-		free(evs);
-		return 0;
 	}
+	if (e->wev_cap > WEV_KEEP) {
+		free(e->wev);
+		e->wev = NULL;
+		e->wev_cap = 0;
+	}
+	if (scanned)
+		return 0;
 	json_error_t jerr;
 	json_t *j = json_loadb(data, len, 0, &jerr);
 	if (!json_is_object(j)) {

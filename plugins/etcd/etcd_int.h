@@ -98,6 +98,8 @@ typedef struct kent {
 	regent_instance *inst;  /* decoded; NULL when bad or a port key */
 	struct kent *prev, *next; /* within the service */
 	uint32_t hash;          /* of key (etcd_view.c's key_hash), computed once */
+	uint32_t dix;           /* touched, not reported yet: 1 + its index in its dsvc's list
+	                         * (etcd_view.c), 0 when not */
 	bool is_port, bad, id_owned;
 	char key[];             /* NUL-terminated */
 } kent;
@@ -118,15 +120,16 @@ typedef struct ksvc {
 	kent *head;
 	size_t nkeys;
 	int port; /* from <prefix>/<svc>/port, 0 when none */
+	struct dsvc *dirty; /* its touched keys not reported yet (cur view), NULL when none */
 } ksvc;
 
 typedef struct view {
 	ktab keys;        /* key -> kent */
 	regent_map *svcs; /* name -> ksvc */
 	/* watch events: services touched and not reported yet (name -> dsvc:
-	 * the whole service, or the keys touched in it), reported together on
-	 * pub_timer; pub_next_ns keeps the time spent reporting a bounded
-	 * share of the loop */
+	 * the whole service, or its keys put and the ids of its keys dropped),
+	 * reported together on pub_timer; pub_next_ns keeps the time spent
+	 * reporting a bounded share of the loop */
 	regent_map *dirty;
 	uv_timer_t *pub_timer;
 	uint64_t pub_next_ns;
@@ -211,6 +214,8 @@ typedef struct etcd {
 	bool watch_created, watch_reread, watch_rotate, watch_noleader;
 	uint64_t watch_t0;
 	char *watch_err;
+	etcd_wev *wev;   /* watch_line's event buffer, kept from line to line (small ones) */
+	size_t wev_cap;
 	regent_backoff disc_bo;
 	uv_timer_t *disc_timer, *probe_timer, *hedge_timer;
 	call hedge; /* the check sent to the next member while the current one is silent */

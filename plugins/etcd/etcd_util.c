@@ -187,6 +187,21 @@ static bool sc_string(scan *s, const char **str, size_t *len)
 	if (!sc_char(s, '"'))
 		return false;
 	const char *b = s->p;
+	/* 8 bytes at a time while none is special: below 0x20, '"', '\\',
+	 * 0x7f or above (each test is exact for "any byte"; the word with one
+	 * goes byte by byte below) */
+	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+	while (s->end - s->p >= 8) {
+		uint64_t x, q, bs, del;
+		memcpy(&x, s->p, 8);
+		q = x ^ (ones * '"');
+		bs = x ^ (ones * '\\');
+		del = x ^ (ones * 0x7f);
+		if ((((x - ones * 0x20) | (q - ones) | (bs - ones) | (del - ones)) & ~x & high) |
+		    (x & high))
+			break;
+		s->p += 8;
+	}
 	while (s->p < s->end && sc_plain[(unsigned char)*s->p])
 		s->p++;
 	if (s->p >= s->end || *s->p != '"')
@@ -349,17 +364,16 @@ static bool sc_header(scan *s, int64_t *rev)
 	return sc_char(s, '}');
 }
 
-static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *n)
+static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *cap, size_t *n)
 {
-	size_t cap = 0;
 	if (!sc_char(s, '['))
 		return false;
 	if (sc_char(s, ']'))
 		return true;
 	do {
-		if (*n == cap) {
-			cap = cap ? 2 * cap : 64;
-			*evs = h->xrealloc(*evs, cap * sizeof(**evs));
+		if (*n == *cap) {
+			*cap = *cap ? 2 * *cap : 64;
+			*evs = h->xrealloc(*evs, *cap * sizeof(**evs));
 		}
 		if (!sc_event(s, &(*evs)[*n]))
 			return false;
@@ -368,12 +382,11 @@ static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *n)
 	return sc_char(s, ']');
 }
 
-bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
-                     size_t *n, int64_t *rev)
+bool etcd_scan_watch_buf(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
+                         size_t *cap, size_t *n, int64_t *rev)
 {
 	scan s = {line, line + len};
 	unsigned seen = 0;
-	*evs = NULL;
 	*n = 0;
 	*rev = 0;
 	bool ok = sc_char(&s, '{');
@@ -395,7 +408,7 @@ bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_we
 			ok = sc_header(&s, rev);
 		} else if (sc_is(k, kn, "events") && !(seen & 2)) {
 			seen |= 2;
-			ok = sc_events(h, &s, evs, n);
+			ok = sc_events(h, &s, evs, cap, n);
 		} else if (sc_is(k, kn, "watch_id") && !(seen & 4)) {
 			seen |= 4;
 			ok = sc_skip_scalar(&s);
@@ -411,10 +424,21 @@ bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_we
 		ok = s.p == s.end;
 	}
 	if (!ok) {
-		free(*evs);
-		*evs = NULL;
 		*n = 0;
 		*rev = 0;
+	}
+	return ok;
+}
+
+bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
+                     size_t *n, int64_t *rev)
+{
+	size_t cap = 0;
+	*evs = NULL;
+	bool ok = etcd_scan_watch_buf(h, line, len, evs, &cap, n, rev);
+	if (!ok) {
+		free(*evs);
+		*evs = NULL;
 	}
 	return ok;
 }

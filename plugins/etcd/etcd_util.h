@@ -83,6 +83,13 @@ typedef struct etcd_wev {
 bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
                      size_t *n, int64_t *rev);
 
+/* The same into a buffer the caller keeps from line to line (*evs, *cap
+ * entries: grown as needed, released by the caller with free()), so a
+ * stream of responses allocates nothing per line.  On false, *n and *rev
+ * are 0 and the buffer is kept. */
+bool etcd_scan_watch_buf(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
+                         size_t *cap, size_t *n, int64_t *rev);
+
 /* The events of a watch response parsed by jansson (`events`, the
  * result's array), as etcd_scan_watch gives them: pointing into the tree,
  * which must outlive them.  malloc'd array of *n (never NULL). */

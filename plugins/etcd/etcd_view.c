@@ -133,33 +133,40 @@ static void kt_del(ktab *t, const kent *k)
 	}
 }
 
-/* A service touched by watch events and not reported yet. */
+/* A service touched by watch events and not reported yet: the whole of
+ * it, or the keys put (their kents, in the order touched; a slot whose
+ * kent went since is NULL) and the ids of the keys dropped (copied, each
+ * NUL-terminated, one after the other).  No string map per key: a touched
+ * kent knows its slot (kent.dix), a dropped one leaves its id here.
+ * Dropped ids are reported before the kents put (see publish_keys). */
 typedef struct dsvc {
 	char *name;
-	bool all;    /* report the whole service (its port key changed) */
-	regent_map *keys; /* printable key -> the instance id it stands for (malloc'd), or
-	                     &id_in_key when the key ends with it unescaped: the keys touched */
+	bool all;      /* report the whole service (its port key changed) */
+	kent **live;
+	size_t nlive, live_cap, live_pos; /* reported up to live_pos */
+	char *gone;
+	size_t gone_len, gone_cap, gone_pos; /* reported up to gone_pos */
 } dsvc;
 
-static char id_in_key; /* the id is the key's tail: <prefix>/<service>/<id> */
-
-static void id_free(void *id)
+/* Forgets d's touched kents (they are reported whole, or the view goes). */
+static void dsvc_release(dsvc *d)
 {
-	if (id != &id_in_key)
-		free(id);
+	for (size_t i = d->live_pos; i < d->nlive; i++)
+		if (d->live[i])
+			d->live[i]->dix = 0;
+	d->nlive = d->live_pos = 0;
 }
 
-static void dsvc_free(etcd *e, dsvc *d)
+static void dsvc_free(etcd *e, view *v, dsvc *d)
 {
-	e->h->map_free(d->keys, id_free);
+	dsvc_release(d);
+	ksvc *s = v->svcs ? e->h->map_get(v->svcs, d->name) : NULL;
+	if (s && s->dirty == d)
+		s->dirty = NULL;
+	free(d->live);
+	free(d->gone);
 	free(d->name);
 	free(d);
-}
-
-/* The id a touched key stands for (see dsvc). */
-static const char *dsvc_id(const etcd *e, const dsvc *d, const char *key, const void *val)
-{
-	return val == &id_in_key ? key + strlen(e->prefix) + strlen(d->name) + 2 : val;
 }
 
 static void dirty_free(etcd *e, view *v)
@@ -169,12 +176,73 @@ static void dirty_free(etcd *e, view *v)
 	regent_map_iter it = {0};
 	void *val;
 	while (e->h->map_next(v->dirty, &it, NULL, &val))
-		dsvc_free(e, val);
+		dsvc_free(e, v, val);
 	e->h->map_free(v->dirty, NULL);
 	v->dirty = NULL;
 }
 
-static void touch(etcd *e, const char *svc, const char *key, const char *id, bool all);
+static void pub_schedule(etcd *e);
+
+/* The touched set of service s of the current view (created). */
+static dsvc *dsvc_of(etcd *e, ksvc *s)
+{
+	view *v = &e->cur;
+	if (s->dirty)
+		return s->dirty;
+	if (!v->dirty)
+		v->dirty = e->h->map_new();
+	dsvc *d = e->h->map_get(v->dirty, s->name);
+	if (!d) {
+		d = e->h->xcalloc(1, sizeof(*d));
+		d->name = e->h->xstrdup(s->name);
+		e->h->map_put(v->dirty, d->name, d);
+	}
+	s->dirty = d;
+	pub_schedule(e);
+	return d;
+}
+
+/* Key k of the current view (of a service) was put: reported later. */
+static void touch_put(etcd *e, kent *k)
+{
+	dsvc *d = dsvc_of(e, k->svc);
+	if (k->is_port) {
+		d->all = true;
+	} else if (!d->all && !k->dix) {
+		if (d->nlive == d->live_cap) {
+			d->live_cap = d->live_cap ? 2 * d->live_cap : 16;
+			d->live = e->h->xrealloc(d->live, d->live_cap * sizeof(*d->live));
+		}
+		d->live[d->nlive++] = k;
+		k->dix = (uint32_t)d->nlive;
+	}
+}
+
+/* Key k of the current view (of a service) goes: its slot is emptied and,
+ * when `report`, its id reported removed. */
+static void touch_drop(etcd *e, kent *k, bool report)
+{
+	dsvc *d = k->dix || report ? dsvc_of(e, k->svc) : NULL;
+	if (k->dix) {
+		d->live[k->dix - 1] = NULL;
+		k->dix = 0;
+	}
+	if (!report)
+		return;
+	if (k->is_port) {
+		d->all = true;
+	} else if (!d->all) {
+		size_t n = strlen(k->id) + 1;
+		if (d->gone_len + n > d->gone_cap) {
+			d->gone_cap = d->gone_cap ? 2 * d->gone_cap : 256;
+			if (d->gone_cap < d->gone_len + n)
+				d->gone_cap = d->gone_len + n;
+			d->gone = e->h->xrealloc(d->gone, d->gone_cap);
+		}
+		memcpy(d->gone + d->gone_len, k->id, n);
+		d->gone_len += n;
+	}
+}
 
 void view_clear(etcd *e, view *v)
 {
@@ -201,9 +269,13 @@ void view_clear(etcd *e, view *v)
 	v->svcs = NULL;
 }
 
-/* Unlinks and frees one key (and its service when that was its last). */
-static void view_drop(etcd *e, view *v, kent *k)
+/* Unlinks and frees one key (and its service when that was its last);
+ * in the current view, a key of a service is reported removed when
+ * `report` (see touch_drop). */
+static void view_drop(etcd *e, view *v, kent *k, bool report)
 {
+	if (v == &e->cur && k->svc)
+		touch_drop(e, k, report);
 	kt_del(&v->keys, k);
 	ksvc *s = k->svc;
 	if (s) {
@@ -252,10 +324,6 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 	uint32_t hash = key_hash(kp);
 	kent *prevk = kt_get_h(&v->keys, kp, hash);
 	bool touched = prevk && prevk->svc;
-	if (prevk && prevk->svc && v == &e->cur)
-		touch(e, prevk->svc->name, kp, prevk->id, prevk->is_port);
-	if (prevk)
-		view_drop(e, v, prevk);
 	const kent *seen = old && old->keys.cap ? kt_get_h(&old->keys, kp, hash) : NULL;
 	bool quiet = seen && seen->bad && seen->mod_rev == mod_rev;
 	size_t kl = plain ? klen : strlen(kp);
@@ -265,7 +333,6 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 	kp = k->key;
 	k->mod_rev = mod_rev;
 	k->hash = hash;
-	kt_put(e, &v->keys, k);
 	size_t so, sl, io;
 	etcd_key_kind kind = etcd_split_key_at(key, klen, e->prefix, &so, &sl, &io);
 	char svc[64] = ""; /* a valid name has at most 63 bytes */
@@ -295,6 +362,9 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 			                     "invalid field)";
 		}
 	}
+	if (prevk) /* the same key: the same service and id; its report is k's now, unless k is bad */
+		view_drop(e, v, prevk, why != NULL);
+	kt_put(e, &v->keys, k);
 	if (why) {
 		k->bad = true;
 		if (!quiet) {
@@ -326,7 +396,7 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 	s->head = k;
 	s->nkeys++;
 	if (v == &e->cur)
-		touch(e, s->name, k->key, k->id, k->is_port);
+		touch_put(e, k);
 	return true;
 }
 
@@ -341,9 +411,7 @@ bool view_del(etcd *e, view *v, const char *key, size_t klen)
 	if (!k)
 		return false;
 	bool touched = k->svc != NULL;
-	if (k->svc && v == &e->cur)
-		touch(e, k->svc->name, k->key, k->id, k->is_port);
-	view_drop(e, v, k);
+	view_drop(e, v, k, true);
 	return touched;
 }
 
@@ -386,8 +454,10 @@ static bool has_shared_ops(const etcd *e)
 }
 
 /* Reports the touched keys of one service, instance by instance, until
- * `deadline` (uv_hrtime): returns false when keys are left (they stay in
- * d), true when d is done. */
+ * `deadline` (uv_hrtime): the ids of the keys dropped first, then the
+ * keys put (a key dropped after it was put is in the first part only, a
+ * key put again after it was dropped in both: its removal goes first).
+ * Returns false when keys are left (they stay in d), true when d is done. */
 static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 {
 	ksvc *s = e->h->map_get(e->cur.svcs, d->name);
@@ -397,20 +467,30 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 	}
 	char portbuf[8];
 	snprintf(portbuf, sizeof(portbuf), "%d", s->port);
-	size_t set = 0, removed = 0;
-	regent_map_iter it = {0};
-	const char *key;
-	void *val;
+	size_t set = 0, removed = 0, n = 0;
 	bool done = true;
-	while (e->h->map_next(d->keys, &it, &key, &val)) {
-		if (uv_hrtime() > deadline) {
+	while (d->gone_pos < d->gone_len) {
+		if (++n % 16 == 0 && uv_hrtime() > deadline) {
 			done = false;
-			break;
+			goto out;
 		}
-		const char *id = dsvc_id(e, d, key, val);
-		const kent *k = kt_get(&e->cur.keys, key);
+		const char *id = d->gone + d->gone_pos;
+		d->gone_pos += strlen(id) + 1;
+		e->h->catalog_instance_remove(e->ctx, d->name, id);
+		removed++;
+	}
+	d->gone_len = d->gone_pos = 0;
+	while (d->live_pos < d->nlive) {
+		if (++n % 16 == 0 && uv_hrtime() > deadline) {
+			done = false;
+			goto out;
+		}
+		kent *k = d->live[d->live_pos++];
+		if (!k)
+			continue; /* dropped since: its id is reported above */
+		k->dix = 0;
 		int rc = -1;
-		if (k && k->svc == s && k->inst) {
+		if (k->inst) {
 			regent_instance one;
 			regent_kv *meta = decorate(e, s, k, portbuf, &one);
 			/* undecorated: the catalog shares the decoded block (ABI 1.6) */
@@ -422,13 +502,13 @@ static bool publish_keys(etcd *e, dsvc *d, uint64_t deadline)
 		}
 		if (rc == 0) {
 			set++;
-		} else { /* gone, bad now, or refused by the core: not in the catalog */
-			e->h->catalog_instance_remove(e->ctx, d->name, id);
+		} else { /* refused by the core: not in the catalog */
+			e->h->catalog_instance_remove(e->ctx, d->name, k->id);
 			removed++;
 		}
-		e->h->map_del(d->keys, key); /* frees key (the map's copy): id goes last */
-		id_free(val);
 	}
+	d->nlive = d->live_pos = 0;
+out:
 	if (e->h->log_enabled(e->ctx, REGENT_LOG_DEBUG))
 		e->h->log(e->ctx, REGENT_LOG_DEBUG, "service %s: %zu instance%s set, %zu removed%s%s",
 		          d->name, set, set == 1 ? "" : "s", removed, s->port ? ", listen port " : "",
@@ -504,7 +584,7 @@ static void on_pub_timer(uv_timer_t *t)
 		if (!e->stopping && !publish_keys(e, ds, t0 + PUB_SLICE_NS))
 			break; /* the slice is spent: the rest on a later turn */
 		e->h->map_del(d, ds->name);
-		dsvc_free(e, ds);
+		dsvc_free(e, v, ds);
 		if (uv_hrtime() > t0 + PUB_SLICE_NS)
 			break;
 	}
@@ -518,29 +598,11 @@ static void on_pub_timer(uv_timer_t *t)
 	}
 }
 
-/* Marks a key of a service of the current view touched (all: the whole
- * service); reported on the next loop turn, or later when the last report
- * was costly. */
-static void touch(etcd *e, const char *svc, const char *key, const char *id, bool all)
+/* Reports the touched services on the next loop turn, or later when the
+ * last report was costly. */
+static void pub_schedule(etcd *e)
 {
 	view *v = &e->cur;
-	if (!v->dirty)
-		v->dirty = e->h->map_new();
-	dsvc *d = e->h->map_get(v->dirty, svc);
-	if (!d) {
-		d = e->h->xcalloc(1, sizeof(*d));
-		d->name = e->h->xstrdup(svc);
-		d->keys = e->h->map_new();
-		e->h->map_put(v->dirty, d->name, d);
-	}
-	if (all) {
-		d->all = true;
-	} else if (!d->all && id && !e->h->map_get(d->keys, key)) {
-		size_t pl = strlen(e->prefix), sl = strlen(svc);
-		bool tail = !strchr(key, '\\') && strlen(key) > pl + sl + 2 &&
-		            strcmp(key + pl + sl + 2, id) == 0;
-		e->h->map_put(d->keys, key, tail ? (void *)&id_in_key : e->h->xstrdup(id));
-	}
 	if (!v->pub_timer)
 		v->pub_timer = e->h->timer_new(e->ctx, e);
 	if (uv_is_active((uv_handle_t *)v->pub_timer))

@@ -86,6 +86,33 @@ del /backends/web/x/c1/80
 wait_for --timeout 5 snap_lacks b '  web .*'
 check "deleting the last instance removes the service" snap_lacks b '  web .*'
 
+# A valid instance whose value turns bad leaves the catalog (its id reported removed), and
+# comes back when valid again. Then a burst on one connection (read by the agent at once, so
+# its keys are reported together): a key put, deleted and put again ends put with its last
+# value; one put then deleted ends absent; a reported key deleted next to a new one.
+put /backends/turn/n1/80 127.0.0.12:80
+check "waited for: snap_has b ' n1/80 127.0.0.12:80'" \
+    wait_for --timeout 5 snap_has b '    n1/80 127\.0\.0\.12:80/tcp node=.*'
+put /backends/turn/n1/80 'not-an-address'
+check "a value turned bad takes its instance out of the catalog" \
+    wait_for --timeout 5 snap_lacks b '  turn .*'
+put /backends/turn/n1/80 127.0.0.13:80
+check "valid again, it is back" wait_for --timeout 5 snap_has b '    n1/80 127\.0\.0\.13:80/tcp node=.*'
+check "the burst is written" "$PY" "$E_DIR/ehelp.py" seq "$EP" \
+    put /backends/burst/a/80 127.0.0.14:80 del /backends/burst/a/80 \
+    put /backends/burst/a/80 127.0.0.15:80 put /backends/burst/b/80 127.0.0.16:80 \
+    del /backends/burst/b/80 del /backends/turn/n1/80 put /backends/turn/n2/80 127.0.0.17:80
+check "waited for: snap_has b ' n2/80 127.0.0.17:80'" \
+    wait_for --timeout 5 snap_has b '    n2/80 127\.0\.0\.17:80/tcp node=.*'
+check "put, deleted, put again: the last value" snap_has b '    a/80 127\.0\.0\.15:80/tcp node=.*'
+check "put, then deleted: absent" snap_lacks b '    b/80 .*'
+check "a reported key deleted in the burst is gone" snap_lacks b '    n1/80 .*'
+check "one instance left in each service" eval "snap_has b '  burst \(1\)' && snap_has b '  turn \(1\)'"
+del /backends/burst/a/80
+del /backends/turn/n2/80
+check "their deletes remove both services" \
+    wait_for --timeout 5 eval "snap_lacks b '  burst .*' && snap_lacks b '  turn .*'"
+
 # A key that needs an escape (a backslash: held as \x5c) takes the view's copying path; an id
 # never holds one, so it is warned, printable; a sane key of the same service is split in place.
 put '/backends/esc/n\1/80' 127.0.0.11:80

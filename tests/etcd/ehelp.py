@@ -29,6 +29,9 @@
                                 default 100)
   ehelp.py meta-put EP KEY NPAIRS
                                 put an instance with NPAIRS meta pairs at KEY
+  ehelp.py seq EP OP...         puts and deletes one after the other on one connection, as
+                                fast as etcd answers (a burst the agent reads at once): OP is
+                                "put KEY VALUE" or "del KEY"
   ehelp.py sample URL OUT       GET URL every 50 ms for ever, one line per request to OUT:
                                 "latency_ms code" (code 0: no answer)
   ehelp.py stall OUT            "max_ms failed n" of OUT's samples since the first answer
@@ -132,6 +135,30 @@ def bulk_put(ep, service, n, batch=100):
         body = json.dumps({"success": ops}).encode()
         with opener.open(ep + "/v3/kv/txn", data=body, timeout=60) as r:
             r.read()
+
+
+def seq(ep, ops):
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlsplit(ep)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    b64 = lambda x: base64.b64encode(x.encode()).decode()
+    i = 0
+    while i < len(ops):
+        if ops[i] == "put":
+            path, body, i = "/v3/kv/put", {"key": b64(ops[i + 1]), "value": b64(ops[i + 2])}, i + 3
+        elif ops[i] == "del":
+            path, body, i = "/v3/kv/deleterange", {"key": b64(ops[i + 1])}, i + 2
+        else:
+            print("seq: unknown op %r" % ops[i], file=sys.stderr)
+            return 1
+        c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = c.getresponse()
+        out = json.loads(r.read())
+        if "header" not in out:
+            print(out, file=sys.stderr)
+            return 1
+    return 0
 
 
 def meta_put(ep, key, npairs):
@@ -384,6 +411,8 @@ def main():
         bulk_put(sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:6]))
     elif cmd == "meta-put":
         meta_put(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "seq":
+        sys.exit(seq(sys.argv[2], sys.argv[3:]))
     elif cmd == "sample":
         sample(sys.argv[2], sys.argv[3])
     elif cmd == "stall":

@@ -226,6 +226,77 @@ static void test_scan_watch(void **st)
 	scan_declines("{}");
 	scan_declines("");
 	scan_declines("{\"result\":{" HDR ",\"fragment\":true}}");
+	/* every byte a plain string may not hold, at every place of a 21-byte key (the scanner
+	 * reads 8 bytes at a time, then byte by byte): declined; the plain key is read */
+	static const char bad[] = {'"', '\\', 0x01, 0x1f, 0x7f, (char)0x80, (char)0xc3, (char)0xff};
+	for (size_t b = 0; b < sizeof(bad); b++) {
+		for (int at = 0; at < 21; at++) {
+			char line[160], key[22];
+			memset(key, 'A', 21);
+			key[21] = '\0';
+			key[at] = bad[b];
+			snprintf(line, sizeof(line), "{\"result\":{\"events\":[{\"kv\":{\"key\":\"%s\"}}]}}",
+			         key);
+			scan_declines(line);
+		}
+	}
+	scan_same_as_jansson("{\"result\":{\"events\":[{\"kv\":{\"key\":\"AAAAAAAAAAAAAAAAAAAAA\","
+	                     "\"value\":\" ~!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}\"}}]}}",
+	                     1, 0);
+}
+
+/* The buffer variant: one buffer through lines of different sizes (grown
+ * past its first 64 events, kept over a declined line), each line read as
+ * etcd_scan_watch reads it. */
+static void scan_buf_same(const char *line, etcd_wev **buf, size_t *cap, bool want_ok)
+{
+	etcd_wev *evs;
+	size_t n, bn = 99;
+	int64_t rev, brev = 99;
+	bool ok = etcd_scan_watch(H, line, strlen(line), &evs, &n, &rev);
+	assert_int_equal(ok, want_ok);
+	etcd_wev *before = *buf;
+	assert_int_equal(etcd_scan_watch_buf(H, line, strlen(line), buf, cap, &bn, &brev), ok);
+	assert_int_equal(bn, n);
+	assert_int_equal(brev, rev);
+	if (!ok)
+		assert_ptr_equal(*buf, before); /* kept */
+	assert_true(bn <= *cap);
+	for (size_t i = 0; i < n; i++)
+		assert_true(etcd_wev_equal(&evs[i], &(*buf)[i]));
+	free(evs);
+}
+
+static void test_scan_watch_buf(void **st)
+{
+	(void)st;
+	etcd_wev *buf = NULL;
+	size_t cap = 0;
+	scan_buf_same("{\"result\":{" HDR ",\"events\":[" PUT1 "," DEL1 "]}}", &buf, &cap, true);
+	assert_int_equal(cap, 64);
+	/* 200 events: the buffer grows; their keys and kinds as written */
+	char *big = malloc(200 * sizeof(PUT1) + 64);
+	assert_non_null(big);
+	char *p = big + sprintf(big, "{\"result\":{\"events\":[");
+	for (int i = 0; i < 200; i++)
+		p += sprintf(p, "%s%s", i ? "," : "", i % 3 ? PUT1 : DEL1);
+	sprintf(p, "]}}");
+	scan_buf_same(big, &buf, &cap, true);
+	assert_int_equal(cap, 256);
+	assert_true(buf[0].del && !buf[1].del && buf[199].del == (199 % 3 == 0));
+	assert_int_equal(buf[1].mod_rev, 1999);
+	/* declined (cut three quarters in, a duplicate key): nothing read, the buffer kept */
+	big[strlen(big) / 4 * 3] = '\0';
+	scan_buf_same(big, &buf, &cap, false);
+	scan_buf_same("{\"result\":{\"events\":[{\"kv\":{\"key\":\"a\",\"key\":\"b\"}}]}}", &buf,
+	              &cap, false);
+	/* a smaller line after them: read into the same buffer */
+	scan_buf_same("{\"result\":{" HDR ",\"events\":[" DEL1 "]}}", &buf, &cap, true);
+	assert_int_equal(cap, 256);
+	assert_true(buf[0].del);
+	scan_buf_same("{\"result\":{" HDR "}}", &buf, &cap, true);
+	free(big);
+	free(buf);
 }
 
 static void test_b64(void **st)
@@ -306,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_printable),
 		cmocka_unit_test(test_scan_watch),
+		cmocka_unit_test(test_scan_watch_buf),
 		cmocka_unit_test(test_b64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

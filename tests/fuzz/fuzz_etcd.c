@@ -72,13 +72,27 @@ static void check_key(const uint8_t *key, size_t klen, const uint8_t *val, size_
 }
 
 /* A watch line the scanner accepts is valid JSON, and jansson reads the
- * same events from it (etcd_disc.c's two paths). */
+ * same events from it (etcd_disc.c's two paths); the buffer variant, with
+ * one buffer kept from input to input as the plugin keeps it from line to
+ * line, reads the same as the allocating one. */
 static void check_watch_line(const uint8_t *data, size_t size)
 {
+	static etcd_wev *buf;
+	static size_t cap;
 	etcd_wev *evs;
-	size_t n;
-	int64_t rev;
-	if (!etcd_scan_watch(H, (const char *)data, size, &evs, &n, &rev)) {
+	size_t n, bn;
+	int64_t rev, brev;
+	bool ok = etcd_scan_watch(H, (const char *)data, size, &evs, &n, &rev);
+	bool bok = etcd_scan_watch_buf(H, (const char *)data, size, &buf, &cap, &bn, &brev);
+	CHECK(bok == ok && bn == n && brev == rev && bn <= cap, "the buffer variant differs");
+	for (size_t i = 0; ok && i < n; i++)
+		CHECK(etcd_wev_equal(&evs[i], &buf[i]), "event %zu differs in the buffer variant", i);
+	if (cap > 1024) { /* as the plugin: a big buffer is not kept */
+		free(buf);
+		buf = NULL;
+		cap = 0;
+	}
+	if (!ok) {
 		CHECK(evs == NULL && n == 0, "output on decline");
 		return;
 	}
