@@ -89,6 +89,12 @@ struct hx_annot {
 	size_t chunk_servers; /* ... in the chunk asked */
 	size_t cycle_done;    /* ... in the chunks asked so far */
 	bool read_once;       /* a whole poll or cycle was read since the start */
+	/* A cycle after the first reads `show servers state` (read_states),
+	 * and `show stat` only for the servers whose state moved; every
+	 * STAT_EVERY-th cycle, and the first after a failure or a burst
+	 * (stat_next), reads `show stat` of every server. */
+	bool states_cycle, stat_next;
+	unsigned nstates; /* `show servers state` cycles since the last `show stat` one */
 };
 
 /* A cycle's chunk: at most this many servers, and a command line haproxy
@@ -101,6 +107,10 @@ struct hx_annot {
  * them (in chunks past CHUNK_SERVERS). */
 #define MAX_TOUCHED 64
 #define TOUCH_MAX 4096
+
+/* One cycle in this many reads `show stat` of every server (1 min at the
+ * default 5 s interval): check texts that changed alone. */
+#define STAT_EVERY 12
 
 static bool host_has_annotations(const regent_host *h)
 {
@@ -116,11 +126,11 @@ static bool host_has_annotations(const regent_host *h)
 /* 64 bytes: one per server slot haproxy reports (16,000 at 10,000
  * instances with `slots = 16`). */
 typedef struct arow {
-	char *service;     /* one allocation: "NAME\0NAME/sN\0" */
-	const char *label; /* the second string of it: "NAME/sN" */
+	char *service;     /* one allocation: "NAME\0NAME/sN\0" (the label) */
 	char *id;          /* NULL: dropped (the slot is free now) */
 	const char *detail; /* a dword's text (detail_get), NULL: none yet */
 	uint64_t since_ns;  /* when the state last changed (wall ns), 0: unknown */
+	uint64_t fp;        /* its last `show servers state` fingerprint, 0: none */
 	uint32_t slot;     /* < HX_MAX_SLOTS */
 	char state[17];    /* hx_annot_describe: a status word of at most 16 bytes */
 	bool seen;  /* in the answer being read */
@@ -256,7 +266,6 @@ static arow *row_add(hx_annot *a, const char *sname, size_t sn)
 	memcpy(label, sname, len);
 	memcpy(label + len, "/s", 2);
 	memcpy(label + len + 2, num, nn + 1);
-	r->label = label;
 	r->slot = (uint32_t)sn;
 	map_put(a->map, a->mapcap, r, a->nrows);
 	a->nrows++;
@@ -304,15 +313,19 @@ static void row_set_id(hx_annot *a, arow *r, const char *id)
 /* When the state last changed, in wall ns, from haproxy's lastchg (whole
  * seconds ago; empty or absent: 0, unknown).  *wall is read once per
  * answer. */
-static uint64_t row_since(hx_annot *a, const char *lastchg, uint64_t *wall)
+static uint64_t since_secs(hx_annot *a, unsigned long long s, uint64_t *wall)
 {
-	if (!lastchg || lastchg[0] < '0' || lastchg[0] > '9')
-		return 0;
-	unsigned long long s = strtoull(lastchg, NULL, 10);
 	if (!*wall)
 		*wall = a->h->wall_ns();
 	uint64_t ago = s > *wall / 1000000000ull ? *wall : (uint64_t)s * 1000000000ull;
 	return *wall - ago;
+}
+
+static uint64_t row_since(hx_annot *a, const char *lastchg, uint64_t *wall)
+{
+	if (!lastchg || lastchg[0] < '0' || lastchg[0] > '9')
+		return 0;
+	return since_secs(a, strtoull(lastchg, NULL, 10), wall);
 }
 
 /* Whether the published time moves: lastchg is whole seconds read at a
@@ -435,6 +448,66 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 	return any ? 0 : -EPROTO;
 }
 
+/* The rows of one `show servers state` answer (a cycle's chunk: one
+ * command per service, each with its version line and header): ~150
+ * bytes a server where `show stat` has ~330 and a header of 1.8 KB per
+ * service, and a row read as far as its 15th field.  It tells whether a
+ * server's state moved, not its words: a row whose fingerprint (status,
+ * check status, health, weights; hx_state_line) differs from the one read
+ * before, or whose time of the last change moved, or that has no detail
+ * yet, or a slot that holds an instance and no row, is touched, to be
+ * asked with `show stat` soon after (hx_annot_touch).  The rest costs
+ * this read only.  A check's text that changes while its status code,
+ * health and state stay (an HTTP check's 503, then 500) is read with the
+ * next `show stat` cycle (every STAT_EVERY) or the next change. */
+static int read_states(hx_annot *a, char *out, size_t len)
+{
+	bool any = false;
+	svc *v = NULL;
+	uint64_t wall = 0;
+	size_t hint = 0;
+	char *stop = out + len, *next;
+	for (char *line = out; line < stop; line = next) {
+		char *nl = memchr(line, '\n', (size_t)(stop - line));
+		char *end = nl ? nl : stop;
+		next = nl ? nl + 1 : stop;
+		if (line[0] == '#') {
+			any = true;
+			continue;
+		}
+		hx_srv_state st;
+		if (!hx_state_line(line, end, &st))
+			continue;
+		if (!v || strcmp(v->name, st.px) != 0)
+			v = hx_svc_find(a->m, st.px);
+		char *e;
+		long idx = st.sv[0] == 's' ? strtol(st.sv + 1, &e, 10) : 0;
+		if (!v || idx < 1 || *e)
+			continue;
+		size_t sn = (size_t)idx - 1;
+		arow *r = hint < a->nrows ? &a->rows[hint] : NULL;
+		if (!r || r->slot != sn || strcmp(r->service, v->name) != 0)
+			r = row_find(a, v->name, sn);
+		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
+		if (!r) {
+			if (id) /* joined between two reads, not by this sink's change */
+				hx_annot_touch(a, v->name, sn);
+			continue;
+		}
+		r->seen = true;
+		hint = (size_t)(r - a->rows) + 1;
+		if (!id != !r->id || (id && strcmp(id, r->id) != 0))
+			row_set_id(a, r, id);
+		bool moved = since_moved(r->since_ns, since_secs(a, st.since_s, &wall), false);
+		if (id && (moved || !r->detail || (r->fp && r->fp != st.fp)))
+			hx_annot_touch(a, v->name, sn);
+		r->fp = st.fp;
+	}
+	if (a->ntouched)
+		a->poked = true;
+	return any ? 0 : -EPROTO;
+}
+
 /* Before a full answer is read: nothing seen yet. */
 static void rows_unsee(hx_annot *a)
 {
@@ -481,7 +554,7 @@ static regent_annotation row_annotation(const arow *r)
 		.size = sizeof(regent_annotation),
 		.service = r->service,
 		.id = r->id,
-		.label = r->label,
+		.label = r->service + strlen(r->service) + 1,
 		.state = r->state,
 		.detail = r->detail,
 		.since_wall_ns = r->since_ns,
@@ -581,11 +654,11 @@ static int publish(hx_annot *a)
 }
 
 /* The part of an answer's handling that needs no loop (hx_annot_feed). */
-static int take_answer(hx_annot *a, char *out, size_t len, bool full, bool ends)
+static int take_answer(hx_annot *a, char *out, size_t len, bool full, bool ends, bool states)
 {
 	if (full)
 		rows_unsee(a);
-	int rc = read_rows(a, out, len);
+	int rc = states ? read_states(a, out, len) : read_rows(a, out, len);
 	if (ends && rc == 0)
 		rows_sweep(a);
 	return rc == 0 ? publish(a) : rc;
@@ -593,7 +666,7 @@ static int take_answer(hx_annot *a, char *out, size_t len, bool full, bool ends)
 
 int hx_annot_feed(hx_annot *a, char *answer, bool full)
 {
-	return take_answer(a, answer, strlen(answer), full, full);
+	return take_answer(a, answer, strlen(answer), full, full, false);
 }
 
 /* ---- the loop ---- */
@@ -698,6 +771,7 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 		a->ntouched = a->touchcap = 0;
 		a->overflow = false;
 		cycle_reset(a);
+		a->stat_next = true; /* every server's words again */
 		due = true;
 	}
 	if (small && (!a->nrows || a->ntouched > MAX_TOUCHED || a->overflow || due)) {
@@ -721,14 +795,19 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 		a->asked_kind = HX_ASK_CHUNK;
 		if (!a->in_cycle) {
 			a->in_cycle = true;
+			/* `show stat` for the first cycle (every row's words), after a
+			 * failure or a burst, and every STAT_EVERY cycles */
+			a->states_cycle = a->read_once && !a->stat_next && a->nstates < STAT_EVERY - 1;
+			a->nstates = a->states_cycle ? a->nstates + 1 : 0;
+			a->stat_next = false;
 			a->cycle_start = now;
 			a->cycle_servers = a->cycle_done = 0;
 			for (const svc *v = a->m->svcs; v; v = v->next)
 				a->cycle_servers += v->run.listen ? v->run.nslots : 0;
 			rows_unsee(a);
 		}
-		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES, cmd,
-		                                  &a->chunk_last, &a->chunk_servers);
+		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES,
+		                                  a->states_cycle, cmd, &a->chunk_last, &a->chunk_servers);
 		char *c = last ? strdup(last) : NULL;
 		free(a->cursor);
 		a->cursor = c;
@@ -815,7 +894,8 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 		 * cycle a chunk of which failed withdraws nothing at its end (the
 		 * rows of that chunk were not read, not gone). */
 		uint64_t t0 = thread_cpu_ns();
-		rc = take_answer(a, (char *)out, len, kind == HX_ASK_ALL, ends && !a->cycle_partial);
+		rc = take_answer(a, (char *)out, len, kind == HX_ASK_ALL, ends && !a->cycle_partial,
+		                 kind == HX_ASK_CHUNK && a->states_cycle);
 		uint64_t t1 = thread_cpu_ns();
 		a->answer_ns = t1 > t0 ? t1 - t0 : 0;
 	}
@@ -846,6 +926,7 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 	}
 	if (rc < 0 && !skip) {
 		a->next_full = 0;
+		a->stat_next = true; /* haproxy may have restarted: every row's words */
 		cycle_reset(a);
 	} else if (kind == HX_ASK_ALL) {
 		a->next_full = now + (duty > a->interval ? duty : a->interval);

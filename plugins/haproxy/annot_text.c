@@ -159,14 +159,79 @@ int hx_csv_col(char **hdr, size_t nh, const char *name)
 	return -1;
 }
 
+/* ---- `show servers state` ---- */
+
+/* An unsigned decimal field of at most 19 digits; false if it is not one
+ * ("-", empty, a sign). */
+static bool state_num(const char *f, const char *e, uint64_t *v)
+{
+	if (f == e || e - f > 19)
+		return false;
+	uint64_t x = 0;
+	for (; f < e; f++) {
+		if (*f < '0' || *f > '9')
+			return false;
+		x = x * 10 + (uint64_t)(*f - '0');
+	}
+	*v = x;
+	return true;
+}
+
+/* One row of `show servers state` (format version 1, haproxy 2.0 and
+ * later: be_id be_name srv_id srv_name srv_addr srv_op_state
+ * srv_admin_state srv_uweight srv_iweight srv_time_since_last_change
+ * srv_check_status srv_check_result srv_check_health srv_check_state
+ * srv_agent_state ..., one space between fields), [line, end): the proxy
+ * and server names NUL-terminated in place, the seconds since the state
+ * last changed, and a fingerprint of everything that makes the server's
+ * `show stat` status and check_status: op and admin state, user weight,
+ * the check's status code, health and state, the agent's state, the
+ * "check in progress" bit left out of both (it comes and goes with every
+ * check; the check's result too, which a check in progress resets and
+ * which follows from its status).  Never 0.  The check's text (last_chk)
+ * is not in it.  Only the first 15 fields are read; false for any other
+ * line (the version line, a header, an error). */
+bool hx_state_line(char *line, const char *end, hx_srv_state *out)
+{
+	char *f[16];
+	size_t n = 0;
+	char *p = line;
+	while (n < 15) {
+		f[n++] = p;
+		char *sp = memchr(p, ' ', (size_t)(end - p));
+		if (!sp) {
+			p = line + (end - line);
+			break;
+		}
+		p = sp + 1;
+	}
+	if (n < 15 || p >= end) /* more fields follow the agent's state */
+		return false;
+	f[15] = p;
+	uint64_t v[15];
+	for (size_t i = 5; i < 15; i++)
+		if (!state_num(f[i], f[i + 1] - 1, &v[i]))
+			return false;
+	f[2][-1] = '\0';
+	f[4][-1] = '\0';
+	out->px = f[1];
+	out->sv = f[3];
+	out->since_s = v[9];
+	out->fp = 1ull << 63 | (v[5] & 0x3) | (v[6] & 0xff) << 2 | (v[7] & 0x1ff) << 10 |
+	          (v[10] & 0xff) << 19 | (v[12] & 0xffff) << 27 | (v[13] & 0xe) << 43 |
+	          (v[14] & 0x1e) << 47;
+	return true;
+}
+
 /* The model's services after `after` (NULL: from the first) that haproxy
- * runs, as `show stat NAME 4 -1` commands appended to cmd: at least one,
+ * runs, as `show stat NAME 4 -1` commands (states: `show servers state
+ * NAME`) appended to cmd: at least one,
  * then as many as keep within max_servers slots and max_bytes of
  * command.  Returns the last one's name (the model's string), or NULL
  * when none is left; *last tells whether none follows it, *nservers (if
  * not NULL) the slots of the services asked. */
 const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
-                           hx_buf *cmd, bool *last, size_t *nservers)
+                           bool states, hx_buf *cmd, bool *last, size_t *nservers)
 {
 	svc *v = m->svcs;
 	if (after) {
@@ -182,10 +247,11 @@ const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, s
 	for (; v; v = v->next) {
 		if (!v->run.listen)
 			continue;
-		size_t add = strlen(v->name) + 16;
+		size_t add = strlen(v->name) + 20;
 		if (name && (nserv + v->run.nslots > max_servers || cmd->len + add > max_bytes))
 			break;
-		hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
+		hx_buf_printf(cmd, states ? "%sshow servers state %s" : "%sshow stat %s 4 -1",
+		              cmd->len ? ";" : "", v->name);
 		nserv += v->run.nslots;
 		name = v->name;
 	}

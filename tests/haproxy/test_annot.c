@@ -95,29 +95,29 @@ static void test_chunks(void **state)
 	hx_buf cmd = {.h = &h};
 	bool last = false;
 	size_t nserv = 0;
-	const char *c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last, &nserv);
+	const char *c = hx_annot_chunk(&m, NULL, 1000, 8000, false, &cmd, &last, &nserv);
 	assert_string_equal(c, "s2");
 	assert_int_equal(nserv, 800); /* the slots asked: the cycle's pace */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1;show stat s2 4 -1");
 	assert_false(last);
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s2", 1000, 8000, &cmd, &last, NULL);
+	c = hx_annot_chunk(&m, "s2", 1000, 8000, false, &cmd, &last, NULL);
 	assert_string_equal(c, "s5");
 	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
 	assert_true(last);
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s25", 1000, 8000, &cmd, &last, NULL); /* went: the next by name */
+	c = hx_annot_chunk(&m, "s25", 1000, 8000, false, &cmd, &last, NULL); /* went: the next by name */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s5", 1000, 8000, &cmd, &last, NULL);
+	c = hx_annot_chunk(&m, "s5", 1000, 8000, false, &cmd, &last, NULL);
 	assert_null(c);
 	assert_int_equal(cmd.len, 0);
 	assert_true(last);
 	hx_svc_find(&m, "s1")->run.nslots = 5000; /* bigger than a chunk: alone */
-	c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last, NULL);
+	c = hx_annot_chunk(&m, NULL, 1000, 8000, false, &cmd, &last, NULL);
 	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1");
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s1", 1000, 20, &cmd, &last, NULL); /* the command line's limit */
+	c = hx_annot_chunk(&m, "s1", 1000, 20, false, &cmd, &last, NULL); /* the command line's limit */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s2 4 -1");
 	assert_false(last);
 	hx_buf_free(&cmd);
@@ -453,6 +453,13 @@ static void big_fleet(annot_fixture *f)
 }
 
 #define ROWS(s) s ",s1,UP,5,L4OK,,ok\n" s ",s2,UP,5,L4OK,,ok\n"
+/* `show servers state` (haproxy 2.6, version 1): a row of service s,
+ * server sN, with its fields from srv_op_state to srv_agent_state (op 2:
+ * running, check status 6: L4OK, health 4, check state 6: configured and
+ * enabled), changed 5 s ago as ROWS says */
+#define SHDR "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state ...\n"
+#define SROW(s, n, st) "3 " s " " n " s" n " 127.0.0.1 " st " 0 0 - 80 - 0 0 - - 0\n"
+#define SROWS(s) SROW(s, "1", "2 0 1 1 5 6 3 4 6 0") SROW(s, "2", "2 0 1 1 5 6 3 4 6 0")
 
 /* Spends ms of this thread's CPU time. */
 static void burn_cpu(uint64_t ms)
@@ -532,12 +539,20 @@ static void test_plan(void **state)
 	assert_int_equal(nheld(), 4);
 	/* the next cycle one interval after the last one started: all again */
 	assert_string_equal(plan(f.a, fake_now = t0 + 4900, HX_ASK_TOUCHED), "");
+	/* a cycle after the first: `show servers state`; the rows it has not
+	 * seen (the chunk passed over) are asked with `show stat` at once */
 	uint64_t t1 = t0 + 5000;
-	assert_string_equal(plan(f.a, fake_now = t1, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
-	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f.a, fake_now = t1, HX_ASK_CHUNK),
+	                    "show servers state a;show servers state b");
+	reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
+	assert_int_equal(nheld(), 4);
 	assert_string_equal(plan(f.a, fake_now = t1 + 3500, HX_ASK_CHUNK),
-	                    "show stat c 4 -1;show stat web 4 -1");
-	reply(f.a, 0, HDR ROWS("c") "web,s1,UP,5,L4OK,,ok\n"); /* web/s2 not in it */
+	                    "show servers state c;show servers state web");
+	reply(f.a, 0, SHDR SROWS("c") SROW("web", "1", "2 0 1 1 5 6 3 4 6 0")); /* web/s2 not in it */
+	assert_int_equal(nheld(), 4);
+	assert_string_equal(plan(f.a, fake_now = t1 + 3501, HX_ASK_TOUCHED),
+	                    "show stat c 4 1;show stat c 4 2;show stat web 4 1");
+	reply(f.a, 0, HDR ROWS("c") "web,s1,UP,5,L4OK,,ok\n");
 	assert_int_equal(nheld(), 7);
 	/* within the interval: nothing to ask */
 	assert_string_equal(plan(f.a, fake_now = t1 + 3510, HX_ASK_TOUCHED), "");
@@ -585,6 +600,74 @@ static void test_plan(void **state)
 	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 4000, HX_ASK_TOUCHED), "");
 	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 8000, HX_ASK_CHUNK),
 	                    "show stat c 4 -1;show stat web 4 -1");
+	annot_teardown(&f);
+}
+
+/* The cycles after the first read `show servers state`: a server whose
+ * fingerprint (state, check status, health) or time of the last change
+ * moved, or that went into a slot between two reads, is asked alone with
+ * `show stat`; one that did not costs nothing more; a check in progress
+ * is not a change; every STAT_EVERY-th cycle reads `show stat`. */
+static void test_states_cycle(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, sizeof(regent_host));
+	f.h.now_ms = fake_now_ms;
+	big_fleet(&f);
+	uint64_t t = 100000;
+	assert_string_equal(plan(f.a, fake_now = t, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
+	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show stat c 4 -1");
+	reply(f.a, 0, HDR ROWS("c"));
+	assert_int_equal(nheld(), 6);
+	size_t updates = n_update;
+	for (int cycle = 1; cycle < 12; cycle++) {
+		t += 5000;
+		assert_string_equal(plan(f.a, fake_now = t, HX_ASK_CHUNK),
+		                    "show servers state a;show servers state b");
+		if (cycle <= 2) { /* as it was; then b/s1's check in progress (7,
+		                   * its result unknown: 0) */
+			if (cycle == 1)
+				reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
+			else
+				reply(f.a, 0, SHDR SROWS("a") SROW("b", "1", "2 0 1 1 5 6 0 4 7 0")
+				                             SROW("b", "2", "2 0 1 1 5 6 3 4 6 0"));
+			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED), "");
+		} else if (cycle == 3) {
+			/* a/s1 down (op 0, L4CON 8, health 0), a/s2 going down (health
+			 * 3), b/s1 changed and came back (changed 1 s ago), b/s3 took
+			 * an instance without this sink's change */
+			hx_slot_take(&f.m, hx_svc_find(&f.m, "b"), 2, "b3");
+			reply(f.a, 0, SHDR SROW("a", "1", "0 0 1 1 0 8 2 0 6 0")
+			                  SROW("a", "2", "2 0 1 1 5 6 3 3 6 0")
+			                  SROW("b", "1", "2 0 1 1 1 6 3 4 6 0")
+			                  SROW("b", "2", "2 0 1 1 5 6 3 4 6 0")
+			                  SROW("b", "3", "2 0 1 1 5 6 3 4 6 0"));
+			assert_int_equal(n_update, updates); /* the words come with `show stat` */
+			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED),
+			                    "show stat a 4 1;show stat a 4 2;show stat b 4 1;show stat b 4 3");
+			reply(f.a, 0, HDR "a,s1,DOWN,0,L4CON,,refused\na,s2,UP 1/3,5,L4OK,,ok\n"
+			                  "b,s1,UP,1,L4OK,,ok\nb,s3,UP,5,L4OK,,ok\n");
+			assert_int_equal(n_update, updates + 1);
+			assert_int_equal(nheld(), 7);
+		} else { /* as it was now: nothing more */
+			reply(f.a, 0, SHDR SROW("a", "1", "0 0 1 1 0 8 2 0 6 0")
+			                  SROW("a", "2", "2 0 1 1 5 6 3 3 6 0")
+			                  SROW("b", "1", "2 0 1 1 1 6 3 4 6 0")
+			                  SROW("b", "2", "2 0 1 1 5 6 3 4 6 0")
+			                  SROW("b", "3", "2 0 1 1 5 6 3 4 6 0"));
+			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED), "");
+		}
+		assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show servers state c");
+		reply(f.a, 0, SHDR SROWS("c"));
+		assert_string_equal(plan(f.a, fake_now = t + 3410, HX_ASK_TOUCHED), "");
+	}
+	assert_int_equal(n_update, updates + 1);
+	assert_int_equal(nheld(), 7);
+	/* the 12th cycle: `show stat` of every server */
+	assert_string_equal(plan(f.a, fake_now = t + 5000, HX_ASK_CHUNK),
+	                    "show stat a 4 -1;show stat b 4 -1");
 	annot_teardown(&f);
 }
 
@@ -922,6 +1005,7 @@ int main(void)
 		cmocka_unit_test(test_older_core),
 		cmocka_unit_test(test_plan_small),
 		cmocka_unit_test(test_plan),
+		cmocka_unit_test(test_states_cycle),
 		cmocka_unit_test(test_conn),
 		cmocka_unit_test(test_cli_spare),
 	};
