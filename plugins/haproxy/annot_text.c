@@ -161,22 +161,6 @@ int hx_csv_col(char **hdr, size_t nh, const char *name)
 
 /* ---- `show servers state` ---- */
 
-/* An unsigned decimal field of at most 19 digits; false if it is not one
- * ("-", empty, a sign). */
-static bool state_num(const char *f, const char *e, uint64_t *v)
-{
-	if (f == e || e - f > 19)
-		return false;
-	uint64_t x = 0;
-	for (; f < e; f++) {
-		if (*f < '0' || *f > '9')
-			return false;
-		x = x * 10 + (uint64_t)(*f - '0');
-	}
-	*v = x;
-	return true;
-}
-
 /* One row of `show servers state` (format version 1, haproxy 2.0 and
  * later: be_id be_name srv_id srv_name srv_addr srv_op_state
  * srv_admin_state srv_uweight srv_iweight srv_time_since_last_change
@@ -189,37 +173,44 @@ static bool state_num(const char *f, const char *e, uint64_t *v)
  * "check in progress" bit left out of both (it comes and goes with every
  * check; the check's result too, which a check in progress resets and
  * which follows from its status).  Never 0.  The check's text (last_chk)
- * is not in it.  Only the first 15 fields are read; false for any other
- * line (the version line, a header, an error). */
+ * is not in it.  Only the first 15 fields are read (a 16th must follow);
+ * false for any other line (the version line, a header, an error). */
 bool hx_state_line(char *line, const char *end, hx_srv_state *out)
 {
-	char *f[16];
-	size_t n = 0;
-	char *p = line;
-	while (n < 15) {
-		f[n++] = p;
-		char *sp = memchr(p, ' ', (size_t)(end - p));
-		if (!sp) {
-			p = line + (end - line);
-			break;
-		}
-		p = sp + 1;
-	}
-	if (n < 15 || p >= end) /* more fields follow the agent's state */
-		return false;
-	f[15] = p;
-	uint64_t v[15];
-	for (size_t i = 5; i < 15; i++)
-		if (!state_num(f[i], f[i + 1] - 1, &v[i]))
+	/* one pass, byte by byte (a call per field cost more than its few
+	 * bytes): five words, then ten numbers each followed by a space */
+	char *p = line, *name[2];
+	for (int i = 0; i < 5; i++) {
+		char *w = p;
+		while (p < end && *p != ' ')
+			p++;
+		if (p == w || p >= end)
 			return false;
-	f[2][-1] = '\0';
-	f[4][-1] = '\0';
-	out->px = f[1];
-	out->sv = f[3];
-	out->since_s = v[9];
-	out->fp = 1ull << 63 | (v[5] & 0x3) | (v[6] & 0xff) << 2 | (v[7] & 0x1ff) << 10 |
-	          (v[10] & 0xff) << 19 | (v[12] & 0xffff) << 27 | (v[13] & 0xe) << 43 |
-	          (v[14] & 0x1e) << 47;
+		if (i == 1 || i == 3) {
+			name[i / 2] = w;
+			*p = '\0';
+		}
+		p++;
+	}
+	uint64_t v[10];
+	for (int i = 0; i < 10; i++) {
+		const char *d = p;
+		uint64_t x = 0;
+		while (p < end && (unsigned)(*p - '0') < 10)
+			x = x * 10 + (uint64_t)(*p++ - '0');
+		if (p == d || p - d > 19 || p >= end || *p != ' ')
+			return false;
+		v[i] = x;
+		p++;
+	}
+	out->px = name[0];
+	out->sv = name[1];
+	out->since_s = v[4];
+	/* op 5, admin 6, uweight 7, check status 10, health 12, check and
+	 * agent state 13 and 14 (iweight 8 follows uweight) */
+	out->fp = 1ull << 63 | (v[0] & 0x3) | (v[1] & 0xff) << 2 | (v[2] & 0x1ff) << 10 |
+	          (v[5] & 0xff) << 19 | (v[7] & 0xffff) << 27 | (v[8] & 0xe) << 43 |
+	          (v[9] & 0x1e) << 47;
 	return true;
 }
 
