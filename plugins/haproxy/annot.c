@@ -40,6 +40,9 @@
 #define POLL_DUTY 50
 #define BG_DUTY 200
 #define MIN_GAP_MS 2 /* between two chunks */
+/* A one-shot poll's answer is read this long after it was asked (a
+ * chunk's ~46 KB of `show servers state` in one read, not ~30) */
+#define LATE_MS 20
 /* A cycle's chunk: at most this many servers, and a command line haproxy
  * takes (its CLI reads a line into one buffer). */
 #define CHUNK_SERVERS 500
@@ -235,8 +238,9 @@ static void ask(uv_timer_t *t)
 	if (a->conn && a->asked_kind == HX_ASK_TOUCHED) /* small: behind the fast path's own */
 		a->req = hx_conn_request(a->conn, hx_buf_str(&cmd), a->cmd_timeout, on_answer, a, &err);
 	else
-		a->req = hx_cli_request(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket,
-		                        hx_buf_str(&cmd), a->cmd_timeout, on_answer, a, &err);
+		a->req = hx_cli_request_late(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket,
+		                             hx_buf_str(&cmd), a->cmd_timeout, LATE_MS, on_answer, a,
+		                             &err);
 	hx_buf_free(&cmd);
 	if (!a->req) {
 		if (err != a->last_err)

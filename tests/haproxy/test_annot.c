@@ -12,8 +12,10 @@
  * fleet of more than 500 servers in chunks of services from the first
  * poll, past 64 changed servers their services, past 4,096 a new cycle, a
  * chunk too big passed over, a failed poll not asked again at once, a
- * costly chunk followed by a longer pause.  Also cli.c's kept answer
- * buffer (over 1 MiB only while big answers follow each other). */
+ * costly chunk followed by a longer pause; the cycles after the first
+ * read `show servers state` and ask `show stat` only for the servers
+ * that moved.  Also cli.c's kept answer buffer (over 1 MiB only while big
+ * answers follow each other) and its late read (hx_cli_request_late). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -947,9 +949,11 @@ static void cli_answered(void *arg, int status, const char *out, size_t len)
 	uv_close((uv_handle_t *)&s->srv, srv1_closed);
 }
 
-/* One request answered with n bytes; returns the kept buffer's capacity
- * once the request freed itself. */
-static size_t cli_answer_of(const char *path, size_t n)
+/* One request answered with n bytes (late_ms: hx_cli_request_late, the
+ * time it took in cli_ms); returns the kept buffer's capacity once the
+ * request freed itself. */
+static uint64_t cli_ms;
+static size_t cli_answer_of(const char *path, size_t n, uint64_t late_ms)
 {
 	uv_loop_t loop;
 	uv_loop_init(&loop);
@@ -963,10 +967,15 @@ static size_t cli_answer_of(const char *path, size_t n)
 	assert_int_equal(uv_pipe_bind(&s.srv, path), 0);
 	assert_int_equal(uv_listen((uv_stream_t *)&s.srv, 4, srv1_accept), 0);
 	int err = 0;
-	hx_cli *c = hx_cli_request(&regent_host_table, &loop, path, "show servers state", 5000, cli_answered,
-	                           &s, &err);
+	uint64_t t0 = uv_now(&loop);
+	hx_cli *c = late_ms ? hx_cli_request_late(&regent_host_table, &loop, path, "show servers state",
+	                                          5000, late_ms, cli_answered, &s, &err)
+	                    : hx_cli_request(&regent_host_table, &loop, path, "show servers state", 5000,
+	                                     cli_answered, &s, &err);
 	assert_non_null(c);
 	uv_run(&loop, UV_RUN_DEFAULT); /* until every handle, the request's too, is closed */
+	uv_update_time(&loop);
+	cli_ms = uv_now(&loop) - t0;
 	assert_true(s.done);
 	assert_int_equal(s.status, 0);
 	assert_int_equal(s.got, n);
@@ -984,13 +993,17 @@ static void test_cli_spare(void **state)
 	char path[64];
 	snprintf(path, sizeof(path), "%s/admin.sock", dir);
 	size_t big = 4u << 20, mid = 512u << 10, low = 256u << 10, min = 64u << 10;
-	assert_int_equal(cli_answer_of(path, 2500000), min); /* one-off: back to the answer before */
-	assert_int_equal(cli_answer_of(path, 2400000), big); /* a second big one: kept whole */
-	assert_int_equal(cli_answer_of(path, 2500000), big); /* reused */
-	assert_int_equal(cli_answer_of(path, 300000), mid);  /* a quarter or less: shrunk to fit */
-	assert_int_equal(cli_answer_of(path, 200000), mid);  /* at most 1 MiB: kept as it is */
-	assert_int_equal(cli_answer_of(path, 2500000), low); /* one-off: to the 200 KB before */
-	assert_int_equal(cli_answer_of(path, 1000), low);    /* at most 1 MiB: kept as it is */
+	assert_int_equal(cli_answer_of(path, 2500000, 0), min); /* one-off: back to the answer before */
+	assert_int_equal(cli_answer_of(path, 2400000, 0), big); /* a second big one: kept whole */
+	assert_int_equal(cli_answer_of(path, 2500000, 0), big); /* reused */
+	assert_int_equal(cli_answer_of(path, 300000, 0), mid);  /* a quarter or less: shrunk to fit */
+	assert_int_equal(cli_answer_of(path, 200000, 0), mid);  /* at most 1 MiB: kept as it is */
+	assert_int_equal(cli_answer_of(path, 2500000, 0), low); /* one-off: to the 200 KB before */
+	assert_int_equal(cli_answer_of(path, 1000, 0), low);    /* at most 1 MiB: kept as it is */
+	/* read late: the whole answer (haproxy closed after writing it into the
+	 * socket's buffer), not before late_ms */
+	cli_answer_of(path, 40000, 60);
+	assert_true(cli_ms >= 60);
 	rmdir(dir);
 }
 
