@@ -146,6 +146,63 @@ static void ask_services(hx_annot *a, hx_buf *cmd)
 		a->poked = true; /* the rest soon, as a poke would */
 }
 
+static void moved_clear(hx_annot *a)
+{
+	touch_free(a->moved, a->nmoved);
+	a->moved = NULL;
+	a->nmoved = a->movedcap = 0;
+}
+
+void hx_rows_moved(hx_annot *a, const char *service, size_t sn)
+{
+	if (a->stat_next)
+		return; /* every server is read again */
+	if (a->nmoved >= TOUCH_MAX) {
+		moved_clear(a);
+		a->stat_next = true;
+		return;
+	}
+	if (a->nmoved == a->movedcap) {
+		a->movedcap = a->movedcap ? 2 * a->movedcap : 16;
+		a->moved = a->h->xrealloc(a->moved, a->movedcap * sizeof(*a->moved));
+	}
+	a->moved[a->nmoved++] = (struct touch){a->h->xstrdup(service), sn};
+}
+
+/* The `show stat` of the servers a `show servers state` chunk found
+ * moved, ahead of the next chunk's commands in cmd (so that they cost the
+ * background's share of the loop, BG_DUTY, not a poll of their own): at
+ * most MAX_TOUCHED servers and half of CHUNK_BYTES of command, by
+ * service, a service with MOVED_WHOLE or more of them whole (one header
+ * for its rows); the rest go with the chunk after.  O(m log m). */
+#define MOVED_WHOLE 4
+static void ask_moved(hx_annot *a, hx_buf *cmd)
+{
+	qsort(a->moved, a->nmoved, sizeof(*a->moved), touch_cmp);
+	size_t i = 0, nserv = 0;
+	while (i < a->nmoved && nserv < MAX_TOUCHED && cmd->len < CHUNK_BYTES / 2) {
+		size_t j = i + 1;
+		while (j < a->nmoved && strcmp(a->moved[j].service, a->moved[i].service) == 0)
+			j++;
+		svc *v = hx_svc_find(a->m, a->moved[i].service);
+		if (v && v->run.listen && j - i >= MOVED_WHOLE) {
+			hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
+			nserv += v->run.nslots;
+		} else if (v && v->run.listen) {
+			for (size_t k = i; k < j; k++)
+				hx_buf_printf(cmd, "%sshow stat %s 4 %zu", cmd->len ? ";" : "", v->name,
+				              a->moved[k].slot + 1);
+			nserv += j - i;
+		}
+		for (size_t k = i; k < j; k++)
+			free(a->moved[k].service);
+		i = j;
+	}
+	memmove(a->moved, a->moved + i, (a->nmoved - i) * sizeof(*a->moved));
+	a->nmoved -= i;
+	a->chunk_mixed = cmd->len > 0;
+}
+
 /* What the next poll asks, in cmd (empty: nothing yet), and its kind:
  * every interval all servers, at once (`show stat -1 4 -1`) when the
  * fleet is CHUNK_SERVERS or fewer, else in chunks of services spread over
@@ -200,6 +257,11 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 				a->cycle_servers += v->run.listen ? v->run.nslots : 0;
 			hx_rows_unsee(a);
 		}
+		a->chunk_mixed = false;
+		if (!a->states_cycle)
+			moved_clear(a); /* read with all of them */
+		else if (a->nmoved)
+			ask_moved(a, cmd);
 		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES,
 		                                  a->states_cycle, cmd, &a->chunk_last, &a->chunk_servers);
 		char *c = last ? strdup(last) : NULL;
@@ -425,6 +487,7 @@ void hx_annot_free(hx_annot *a)
 	hx_rows_free(a);
 	touch_free(a->touched, a->ntouched);
 	touch_free(a->asked, a->nasked);
+	moved_clear(a);
 	free(a->cursor);
 	free(a->hdr_text);
 	free(a->socket);

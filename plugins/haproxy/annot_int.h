@@ -68,6 +68,11 @@ struct hx_annot {
 		size_t slot;
 	} *touched, *asked;
 	size_t ntouched, touchcap, nasked;
+	/* servers a `show servers state` chunk found moved: their `show stat`
+	 * rides on the next chunk (hx_rows_moved) */
+	struct touch *moved;
+	size_t nmoved, movedcap;
+	bool chunk_mixed; /* the chunk asked has `show stat` commands too */
 	int asked_kind; /* HX_ASK_* */
 	char *hdr_text;  /* the last `show stat` header line read, and its columns */
 	size_t hdr_len;
@@ -93,5 +98,9 @@ struct hx_annot {
 void hx_rows_unsee(hx_annot *a);
 int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool states);
 void hx_rows_free(hx_annot *a);
+/* annot.c: a server whose state moved, to be read with `show stat`
+ * along with the next chunk (past TOUCH_MAX of them: a `show stat` cycle
+ * next). */
+void hx_rows_moved(hx_annot *a, const char *service, size_t sn);
 
 #endif

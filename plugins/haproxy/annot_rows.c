@@ -236,6 +236,10 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 			*nl = '\0';
 		if (line[0] == '\0')
 			continue;
+		if (strncmp(line, "# be_id ", 8) == 0) {
+			c_px = -1; /* `show servers state`'s, in a chunk with both */
+			continue;
+		}
 		if (strncmp(line, "# ", 2) == 0) {
 			/* One header per command (a chunk has one per service): the
 			 * columns of the last one seen are kept, and a header that is
@@ -365,7 +369,7 @@ static int read_states(hx_annot *a, char *out, size_t len)
 		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
 		if (!r) {
 			if (id) /* joined between two reads, not by this sink's change */
-				hx_annot_touch(a, v->name, sn);
+				hx_rows_moved(a, v->name, sn);
 			continue;
 		}
 		r->seen = true;
@@ -374,11 +378,9 @@ static int read_states(hx_annot *a, char *out, size_t len)
 			row_set_id(a, r, id);
 		bool moved = since_moved(r->since_ns, since_secs(a, st.since_s, &wall), false);
 		if (id && (moved || !r->detail || (r->fp && r->fp != st.fp)))
-			hx_annot_touch(a, v->name, sn);
+			hx_rows_moved(a, v->name, sn);
 		r->fp = st.fp;
 	}
-	if (a->ntouched)
-		a->poked = true;
 	return any ? 0 : -EPROTO;
 }
 
@@ -531,7 +533,11 @@ int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool 
 {
 	if (full)
 		hx_rows_unsee(a);
+	/* a chunk of `show servers state` may carry `show stat` rows too:
+	 * read_states first (it writes into its own rows only), then those */
 	int rc = states ? read_states(a, out, len) : read_rows(a, out, len);
+	if (states && rc == 0 && a->chunk_mixed)
+		rc = read_rows(a, out, len);
 	if (ends && rc == 0)
 		rows_sweep(a);
 	return rc == 0 ? publish(a) : rc;

@@ -186,10 +186,8 @@ bool hx_state_line(char *line, const char *end, hx_srv_state *out)
 			p++;
 		if (p == w || p >= end)
 			return false;
-		if (i == 1 || i == 3) {
+		if (i == 1 || i == 3)
 			name[i / 2] = w;
-			*p = '\0';
-		}
 		p++;
 	}
 	uint64_t v[10];
@@ -203,6 +201,9 @@ bool hx_state_line(char *line, const char *end, hx_srv_state *out)
 		v[i] = x;
 		p++;
 	}
+	/* a row: the names end (nothing written into another line) */
+	strchr(name[0], ' ')[0] = '\0';
+	strchr(name[1], ' ')[0] = '\0';
 	out->px = name[0];
 	out->sv = name[1];
 	out->since_s = v[4];

@@ -459,7 +459,7 @@ static void big_fleet(annot_fixture *f)
  * server sN, with its fields from srv_op_state to srv_agent_state (op 2:
  * running, check status 6: L4OK, health 4, check state 6: configured and
  * enabled), changed 5 s ago as ROWS says */
-#define SHDR "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state ...\n"
+#define SHDR "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state\n"
 #define SROW(s, n, st) "3 " s " " n " s" n " 127.0.0.1 " st " 0 0 - 80 - 0 0 - - 0\n"
 #define SROWS(s) SROW(s, "1", "2 0 1 1 5 6 3 4 6 0") SROW(s, "2", "2 0 1 1 5 6 3 4 6 0")
 
@@ -542,7 +542,8 @@ static void test_plan(void **state)
 	/* the next cycle one interval after the last one started: all again */
 	assert_string_equal(plan(f.a, fake_now = t0 + 4900, HX_ASK_TOUCHED), "");
 	/* a cycle after the first: `show servers state`; the rows it has not
-	 * seen (the chunk passed over) are asked with `show stat` at once */
+	 * seen (the chunk passed over) are asked with `show stat` with the
+	 * next chunk */
 	uint64_t t1 = t0 + 5000;
 	assert_string_equal(plan(f.a, fake_now = t1, HX_ASK_CHUNK),
 	                    "show servers state a;show servers state b");
@@ -552,10 +553,6 @@ static void test_plan(void **state)
 	                    "show servers state c;show servers state web");
 	reply(f.a, 0, SHDR SROWS("c") SROW("web", "1", "2 0 1 1 5 6 3 4 6 0")); /* web/s2 not in it */
 	assert_int_equal(nheld(), 4);
-	assert_string_equal(plan(f.a, fake_now = t1 + 3501, HX_ASK_TOUCHED),
-	                    "show stat c 4 1;show stat c 4 2;show stat web 4 1");
-	reply(f.a, 0, HDR ROWS("c") "web,s1,UP,5,L4OK,,ok\n");
-	assert_int_equal(nheld(), 7);
 	/* within the interval: nothing to ask */
 	assert_string_equal(plan(f.a, fake_now = t1 + 3510, HX_ASK_TOUCHED), "");
 
@@ -571,7 +568,7 @@ static void test_plan(void **state)
 	                    "show stat a 4 -1;show stat c 4 -1;show stat web 4 -1");
 	size_t updates = n_update;
 	reply(f.a, 0, HDR "a,s1,DOWN,1,L4CON,,refused\n" ROWS("c") ROWS("web"));
-	assert_int_equal(n_update, updates + 1); /* a/s1 down, web/s2 back */
+	assert_int_equal(n_update, updates + 1); /* a/s1 down, c and web read */
 	assert_int_equal(nheld(), 8);
 	for (size_t i = 0; i < 70; i++) {
 		hx_annot_touch(f.a, "a", i);
@@ -647,12 +644,8 @@ static void test_states_cycle(void **state)
 			                  SROW("b", "2", "2 0 1 1 5 6 3 4 6 0")
 			                  SROW("b", "3", "2 0 1 1 5 6 3 4 6 0"));
 			assert_int_equal(n_update, updates); /* the words come with `show stat` */
-			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED),
-			                    "show stat a 4 1;show stat a 4 2;show stat b 4 1;show stat b 4 3");
-			reply(f.a, 0, HDR "a,s1,DOWN,0,L4CON,,refused\na,s2,UP 1/3,5,L4OK,,ok\n"
-			                  "b,s1,UP,1,L4OK,,ok\nb,s3,UP,5,L4OK,,ok\n");
-			assert_int_equal(n_update, updates + 1);
-			assert_int_equal(nheld(), 7);
+			/* no poll of their own: with the next chunk */
+			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED), "");
 		} else { /* as it was now: nothing more */
 			reply(f.a, 0, SHDR SROW("a", "1", "0 0 1 1 0 8 2 0 6 0")
 			                  SROW("a", "2", "2 0 1 1 5 6 3 3 6 0")
@@ -661,8 +654,18 @@ static void test_states_cycle(void **state)
 			                  SROW("b", "3", "2 0 1 1 5 6 3 4 6 0"));
 			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED), "");
 		}
-		assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show servers state c");
-		reply(f.a, 0, SHDR SROWS("c"));
+		if (cycle == 3) {
+			assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK),
+			                    "show stat a 4 1;show stat a 4 2;show stat b 4 1;show stat b 4 3;"
+			                    "show servers state c");
+			reply(f.a, 0, HDR "a,s1,DOWN,0,L4CON,,refused\na,s2,UP 1/3,5,L4OK,,ok\n"
+			                  "b,s1,UP,1,L4OK,,ok\nb,s3,UP,5,L4OK,,ok\n" SHDR SROWS("c"));
+			assert_int_equal(n_update, updates + 1);
+			assert_int_equal(nheld(), 7);
+		} else {
+			assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show servers state c");
+			reply(f.a, 0, SHDR SROWS("c"));
+		}
 		assert_string_equal(plan(f.a, fake_now = t + 3410, HX_ASK_TOUCHED), "");
 	}
 	assert_int_equal(n_update, updates + 1);
