@@ -6,7 +6,11 @@
  * `show stat -1 4 -1` (server rows only) every interval, or, past
  * CHUNK_SERVERS servers, from the first poll on, in chunks of services
  * spread over the interval (one answer of every server is O(fleet) in one
- * loop turn, and past ~16,000 servers over the answer's 8 MB limit); and
+ * loop turn, and past ~16,000 servers over the answer's 8 MB limit).
+ * The cycles after the first ask `show servers state NAME` for the chunk
+ * (a third of the bytes, 15 fields read): the servers whose state moved
+ * there are asked with `show stat` along with the next chunk (ask_moved),
+ * and every STAT_EVERY-th cycle asks `show stat` of all.  And
  * soon after the sink changed servers (hx_annot_touch, hx_annot_poke)
  * only those servers (`show stat PROXY 4 SID`), past MAX_TOUCHED of them
  * their services, keeping every server's last row in between: never per
@@ -24,6 +28,8 @@
  * than the interval).  Rows map to instances through
  * the model's slots (sN of service X is slot N-1); free slots are left
  * out, a slot still draining an instance that left the catalog is kept.
+ * The one-shot polls read their answer LATE_MS after asking (one read,
+ * not a wakeup per command of the chunk).
  * It owns one timer, at most one request and what to ask next;
  * annot_rows.c holds the rows and what was published, annot_text.c words
  * a row, reads a `show servers state` row and writes a chunk's commands. */
