@@ -179,15 +179,17 @@ bool hx_state_line(char *line, const char *end, hx_srv_state *out)
 {
 	/* one pass, byte by byte (a call per field cost more than its few
 	 * bytes): five words, then ten numbers each followed by a space */
-	char *p = line, *name[2];
+	char *p = line, *name[2], *nend[2];
 	for (int i = 0; i < 5; i++) {
 		char *w = p;
 		while (p < end && *p != ' ')
 			p++;
 		if (p == w || p >= end)
 			return false;
-		if (i == 1 || i == 3)
+		if (i == 1 || i == 3) {
 			name[i / 2] = w;
+			nend[i / 2] = p;
+		}
 		p++;
 	}
 	uint64_t v[10];
@@ -202,8 +204,8 @@ bool hx_state_line(char *line, const char *end, hx_srv_state *out)
 		p++;
 	}
 	/* a row: the names end (nothing written into another line) */
-	strchr(name[0], ' ')[0] = '\0';
-	strchr(name[1], ' ')[0] = '\0';
+	*nend[0] = '\0';
+	*nend[1] = '\0';
 	out->px = name[0];
 	out->sv = name[1];
 	out->since_s = v[4];
