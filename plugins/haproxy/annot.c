@@ -6,7 +6,11 @@
  * `show stat -1 4 -1` (server rows only) every interval, or, past
  * CHUNK_SERVERS servers, from the first poll on, in chunks of services
  * spread over the interval (one answer of every server is O(fleet) in one
- * loop turn, and past ~16,000 servers over the answer's 8 MB limit); and
+ * loop turn, and past ~16,000 servers over the answer's 8 MB limit).
+ * The cycles after the first ask `show servers state NAME` for the chunk
+ * (a third of the bytes, 15 fields read): the servers whose state moved
+ * there are asked with `show stat` along with the next chunk (ask_moved),
+ * and every STAT_EVERY-th cycle asks `show stat` of all.  And
  * soon after the sink changed servers (hx_annot_touch, hx_annot_poke)
  * only those servers (`show stat PROXY 4 SID`), past MAX_TOUCHED of them
  * their services, keeping every server's last row in between: never per
@@ -24,9 +28,12 @@
  * than the interval).  Rows map to instances through
  * the model's slots (sN of service X is slot N-1); free slots are left
  * out, a slot still draining an instance that left the catalog is kept.
- * It owns one timer, at most one request, the rows and what it published;
- * annot_text.c words a row and writes a chunk's commands. */
-#include "annot.h"
+ * The one-shot polls read their answer LATE_MS after asking (one read,
+ * not a wakeup per command of the chunk).
+ * It owns one timer, at most one request and what to ask next;
+ * annot_rows.c holds the rows and what was published, annot_text.c words
+ * a row, reads a `show servers state` row and writes a chunk's commands. */
+#include "annot_int.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -39,58 +46,9 @@
 #define POLL_DUTY 50
 #define BG_DUTY 200
 #define MIN_GAP_MS 2 /* between two chunks */
-#define MAX_FIELDS 160
-
-struct hx_annot {
-	regent_ctx *ctx;
-	const regent_host *h;
-	hx_model *m;
-	char *socket;
-	hx_conn *conn; /* the sink's persistent connection, for HX_ASK_TOUCHED */
-	uint64_t interval, cmd_timeout;
-	uv_timer_t *timer;
-	hx_cli *req;
-	bool poked;
-	int last_err; /* logged once per kind of failure */
-	/* every server's last state (arow, below), and a table by slot */
-	struct arow *rows;
-	size_t nrows, rowcap;
-	uint32_t *map; /* row index + 1, 0: empty (rows < HX_MAX_SLOTS x services) */
-	size_t mapcap;
-	uint64_t next_full; /* when the next full cycle (or its next chunk) is due */
-	uint64_t answer_ns; /* the CPU time the last answer took to read */
-	uint64_t ask_cpu;   /* the thread's CPU time when a whole poll or chunk was asked */
-	/* A fleet of more than CHUNK_SERVERS servers is asked in chunks of
-	 * services spread over the interval (a cycle), so that no single poll
-	 * parses every server: the cycle's position (the last service asked;
-	 * NULL: a cycle starts), and when it started. */
-	char *cursor;
-	bool in_cycle, chunk_last;
-	uint64_t cycle_start;
-	bool incremental; /* the core has annotations_update (ABI 1.5) */
-	size_t *dirty;    /* rows to publish (arow.dirty), by index */
-	size_t ndirty, dirtycap;
-	struct hx_annot_del *dels; /* published keys to withdraw */
-	regent_map *details;       /* text -> dword: the rows' details, held once */
-	size_t ndels, delcap;
-	/* servers the sink changed since the last answer: asked alone */
-	struct touch {
-		char *service;
-		size_t slot;
-	} *touched, *asked;
-	size_t ntouched, touchcap, nasked;
-	int asked_kind; /* HX_ASK_* */
-	char *hdr_text;  /* the last `show stat` header line read, and its columns */
-	size_t hdr_len;
-	int hcol[7];     /* pxname svname status check_status check_desc last_chk lastchg */
-	bool overflow; /* more than TOUCH_MAX touched: a new cycle */
-	bool cycle_partial; /* a chunk of this cycle was passed over */
-	size_t cycle_servers; /* the slots haproxy runs, at the cycle's start */
-	size_t chunk_servers; /* ... in the chunk asked */
-	size_t cycle_done;    /* ... in the chunks asked so far */
-	bool read_once;       /* a whole poll or cycle was read since the start */
-};
-
+/* A one-shot poll's answer is read this long after it was asked (a
+ * chunk's ~46 KB of `show servers state` in one read, not ~30) */
+#define LATE_MS 20
 /* A cycle's chunk: at most this many servers, and a command line haproxy
  * takes (its CLI reads a line into one buffer). */
 #define CHUNK_SERVERS 500
@@ -102,500 +60,15 @@ struct hx_annot {
 #define MAX_TOUCHED 64
 #define TOUCH_MAX 4096
 
+/* One cycle in this many reads `show stat` of every server (1 min at the
+ * default 5 s interval): check texts that changed alone. */
+#define STAT_EVERY 12
+
 static bool host_has_annotations(const regent_host *h)
 {
 	return h->abi_minor >= 2 &&
 	       h->size >= offsetof(regent_host, annotations_set) + sizeof(h->annotations_set);
 }
-
-/* ---- the rows: the last state of every server, kept between polls ---- */
-
-/* One server row as last read: the service and slot, the instance in it
- * (from the model when read), its state and detail, and whether the core
- * has it as it is. */
-/* 64 bytes: one per server slot haproxy reports (16,000 at 10,000
- * instances with `slots = 16`). */
-typedef struct arow {
-	char *service;     /* one allocation: "NAME\0NAME/sN\0" */
-	const char *label; /* the second string of it: "NAME/sN" */
-	char *id;          /* NULL: dropped (the slot is free now) */
-	const char *detail; /* a dword's text (detail_get), NULL: none yet */
-	uint64_t since_ns;  /* when the state last changed (wall ns), 0: unknown */
-	uint32_t slot;     /* < HX_MAX_SLOTS */
-	char state[17];    /* hx_annot_describe: a status word of at most 16 bytes */
-	bool seen;  /* in the answer being read */
-	bool dirty; /* changed since published: in hx_annot.dirty */
-	bool pub;   /* the core holds (service, id) as this row published it */
-} arow;
-_Static_assert(sizeof(arow) <= 64, "a row is 64 bytes at most");
-
-/* A detail held once for every row that says it (at 10,000 servers that
- * nothing answers, every one says "L4CON Connection refused": ~0.5 MB as
- * a copy per row), reference-counted, in a map by its text. */
-typedef struct dword {
-	size_t refs;
-	char text[];
-} dword;
-
-static const char *detail_get(hx_annot *a, const char *text)
-{
-	if (!a->details)
-		a->details = a->h->map_new();
-	dword *w = a->h->map_get(a->details, text);
-	if (!w) {
-		size_t n = strlen(text) + 1;
-		w = a->h->xmalloc(sizeof(*w) + n);
-		w->refs = 0;
-		memcpy(w->text, text, n);
-		a->h->map_put(a->details, text, w);
-	}
-	w->refs++;
-	return w->text;
-}
-
-static void detail_put(hx_annot *a, const char *text)
-{
-	if (!text)
-		return;
-	dword *w = (dword *)(void *)(text - offsetof(dword, text));
-	if (--w->refs == 0)
-		free(a->h->map_del(a->details, text));
-}
-
-size_t hx_annot_details(const hx_annot *a)
-{
-	return a->details ? a->h->map_size(a->details) : 0;
-}
-
-/* A published key to withdraw (both strings owned). */
-struct hx_annot_del {
-	char *service, *id;
-};
-
-/* FNV-1a of the name, the slot mixed in, then the high bits folded into
- * the low ones the table uses (else the slots of services whose hashes
- * share their low bits land on the same cells: long probes). */
-static size_t key_hash(const char *sname, size_t sn)
-{
-	uint64_t x = 1469598103934665603ull;
-	for (const char *c = sname; *c; c++)
-		x = (x ^ (unsigned char)*c) * 1099511628211ull;
-	x = (x ^ sn) * 0x9e3779b97f4a7c15ull;
-	return (size_t)(x ^ (x >> 29) ^ (x >> 47));
-}
-
-static void dels_clear(hx_annot *a)
-{
-	for (size_t i = 0; i < a->ndels; i++) {
-		free(a->dels[i].service);
-		free(a->dels[i].id);
-	}
-	a->ndels = 0;
-}
-
-static void rows_clear(hx_annot *a)
-{
-	for (size_t i = 0; i < a->nrows; i++) {
-		free(a->rows[i].service);
-		free(a->rows[i].id);
-		detail_put(a, a->rows[i].detail);
-	}
-	a->nrows = 0;
-	a->ndirty = 0;
-	free(a->map);
-	a->map = NULL;
-	a->mapcap = 0;
-}
-
-static void map_put(uint32_t *map, size_t cap, const arow *r, size_t idx)
-{
-	size_t h = key_hash(r->service, r->slot) & (cap - 1);
-	while (map[h])
-		h = (h + 1) & (cap - 1);
-	map[h] = (uint32_t)(idx + 1);
-}
-
-static arow *row_find(hx_annot *a, const char *sname, size_t sn)
-{
-	if (!a->mapcap)
-		return NULL;
-	for (size_t h = key_hash(sname, sn) & (a->mapcap - 1); a->map[h];
-	     h = (h + 1) & (a->mapcap - 1)) {
-		arow *r = &a->rows[a->map[h] - 1];
-		if (r->slot == sn && strcmp(r->service, sname) == 0)
-			return r;
-	}
-	return NULL;
-}
-
-static arow *row_add(hx_annot *a, const char *sname, size_t sn)
-{
-	const regent_host *h = a->h;
-	if (a->nrows == a->rowcap) { /* by half: less left unused than doubling */
-		a->rowcap = a->rowcap ? a->rowcap + a->rowcap / 2 : 64;
-		a->rows = h->xrealloc(a->rows, a->rowcap * sizeof(*a->rows));
-	}
-	if (2 * (a->nrows + 1) > a->mapcap) {
-		size_t cap = a->mapcap ? 2 * a->mapcap : 128;
-		uint32_t *m = h->xcalloc(cap, sizeof(*m));
-		for (size_t i = 0; i < a->nrows; i++)
-			map_put(m, cap, &a->rows[i], i);
-		free(a->map);
-		a->map = m;
-		a->mapcap = cap;
-	}
-	arow *r = &a->rows[a->nrows];
-	memset(r, 0, sizeof(*r));
-	/* the label is made once per row, not per publish */
-	size_t len = strlen(sname);
-	char num[24];
-	size_t nn = hx_num_str(num, sizeof(num), (long)sn + 1);
-	r->service = h->xmalloc(2 * len + nn + 4);
-	memcpy(r->service, sname, len + 1);
-	char *label = r->service + len + 1;
-	memcpy(label, sname, len);
-	memcpy(label + len, "/s", 2);
-	memcpy(label + len + 2, num, nn + 1);
-	r->label = label;
-	r->slot = (uint32_t)sn;
-	map_put(a->map, a->mapcap, r, a->nrows);
-	a->nrows++;
-	return r;
-}
-
-/* The row has something the core does not: published with the next
- * answer.  O(1). */
-static void row_dirty(hx_annot *a, arow *r)
-{
-	if (r->dirty)
-		return;
-	r->dirty = true;
-	if (a->ndirty == a->dirtycap) {
-		a->dirtycap = a->dirtycap ? 2 * a->dirtycap : 64;
-		a->dirty = a->h->xrealloc(a->dirty, a->dirtycap * sizeof(*a->dirty));
-	}
-	a->dirty[a->ndirty++] = (size_t)(r - a->rows);
-}
-
-/* What the row published goes (its id changed, or the row did): the key
- * is withdrawn with the next publish.  Takes the strings. */
-static void row_withdraw(hx_annot *a, char *service, char *id)
-{
-	if (a->ndels == a->delcap) {
-		a->delcap = a->delcap ? 2 * a->delcap : 16;
-		a->dels = a->h->xrealloc(a->dels, a->delcap * sizeof(*a->dels));
-	}
-	a->dels[a->ndels++] = (struct hx_annot_del){service, id};
-}
-
-/* The row now holds instance id (NULL: its slot is free). */
-static void row_set_id(hx_annot *a, arow *r, const char *id)
-{
-	if (r->pub)
-		row_withdraw(a, a->h->xstrdup(r->service), r->id);
-	else
-		free(r->id);
-	r->pub = false;
-	r->id = a->h->xstrdup(id);
-	if (r->id)
-		row_dirty(a, r);
-}
-
-/* When the state last changed, in wall ns, from haproxy's lastchg (whole
- * seconds ago; empty or absent: 0, unknown).  *wall is read once per
- * answer. */
-static uint64_t row_since(hx_annot *a, const char *lastchg, uint64_t *wall)
-{
-	if (!lastchg || lastchg[0] < '0' || lastchg[0] > '9')
-		return 0;
-	unsigned long long s = strtoull(lastchg, NULL, 10);
-	if (!*wall)
-		*wall = a->h->wall_ns();
-	uint64_t ago = s > *wall / 1000000000ull ? *wall : (uint64_t)s * 1000000000ull;
-	return *wall - ago;
-}
-
-/* Whether the published time moves: lastchg is whole seconds read at a
- * poll's own moment, so wall - lastchg jitters by up to a second (and the
- * poll's delay) while nothing happens; it moves when the state or detail
- * changed, when it was unknown or becomes so, or when it is off by more
- * than SINCE_SLACK_NS (haproxy changed and came back between polls). */
-#define SINCE_SLACK_NS 3000000000ull
-static bool since_moved(uint64_t was, uint64_t now, bool changed)
-{
-	if (changed || !was || !now)
-		return was != now;
-	return (was > now ? was - now : now - was) > SINCE_SLACK_NS;
-}
-
-/* The rows of one "show stat" answer (one or several commands, each with
- * its header line), each mapped to the instance in its slot now (sN of
- * service X is slot N-1); free slots are left out.  A row whose state or
- * detail did not change costs its parse only. */
-static int read_rows(hx_annot *a, char *out, size_t len)
-{
-	char *hdr[MAX_FIELDS], *f[MAX_FIELDS];
-	size_t nh, need = 0;
-	int c_px = -1, c_sv = -1, c_st = -1, c_cs = -1, c_cd = -1, c_lc = -1, c_ch = -1;
-	bool any = false;
-	svc *v = NULL; /* the last row's service: rows come by service */
-	uint64_t wall = 0; /* read once per answer, when a row has lastchg */
-	size_t hint = 0;
-	char *stop = out + len, *next;
-	for (char *line = out; line < stop; line = next) {
-		char *nl = memchr(line, '\n', (size_t)(stop - line));
-		next = nl ? nl + 1 : stop;
-		if (nl)
-			*nl = '\0';
-		if (line[0] == '\0')
-			continue;
-		if (strncmp(line, "# ", 2) == 0) {
-			/* One header per command (a chunk has one per service): the
-			 * columns of the last one seen are kept, and a header that is
-			 * the same text (always, but for another haproxy version) is
-			 * not split and searched again (~10,000 instructions each) */
-			size_t hl = (size_t)((nl ? nl : stop) - line);
-			any = true;
-			if (!a->hdr_text || hl != a->hdr_len || memcmp(line, a->hdr_text, hl) != 0) {
-				free(a->hdr_text);
-				a->hdr_text = a->h->xmalloc(hl + 1);
-				memcpy(a->hdr_text, line, hl + 1);
-				a->hdr_len = hl;
-				nh = hx_csv_split(line + 2, hdr, MAX_FIELDS, NULL);
-				static const char *const names[] = {"pxname",   "svname",     "status",  "check_status",
-				                                    "check_desc", "last_chk", "lastchg"};
-				for (size_t k = 0; k < 7; k++)
-					a->hcol[k] = hx_csv_col(hdr, nh, names[k]);
-			}
-			c_px = a->hcol[0], c_sv = a->hcol[1], c_st = a->hcol[2], c_cs = a->hcol[3];
-			c_cd = a->hcol[4], c_lc = a->hcol[5], c_ch = a->hcol[6];
-			/* a row is split only as far as the last column read */
-			int last = c_px;
-			for (size_t k = 1; k < 7; k++)
-				last = a->hcol[k] > last ? a->hcol[k] : last;
-			need = (size_t)last + 1;
-			continue;
-		}
-		if (c_px < 0 || c_sv < 0 || c_st < 0)
-			continue;
-		/* the proxy and server first: a free slot no row holds costs no
-		 * more (of 16,000 slots, 6,000 may be free) */
-		size_t first = (size_t)(c_px > c_sv ? c_px : c_sv) + 1;
-		char *rest;
-		size_t nf = hx_csv_split(line, f, first, &rest);
-		if (nf < first || f[c_px][0] == '#')
-			continue;
-		if (!v || strcmp(v->name, f[c_px]) != 0)
-			v = hx_svc_find(a->m, f[c_px]);
-		const char *sv = f[c_sv];
-		if (!v || sv[0] != 's')
-			continue;
-		char *end;
-		long idx = strtol(sv + 1, &end, 10);
-		if (*end || idx < 1)
-			continue;
-		size_t sn = (size_t)idx - 1;
-		/* haproxy answers in the same order every time: the row after the
-		 * last one is tried first (no hash, memory read in order) */
-		arow *r = hint < a->nrows ? &a->rows[hint] : NULL;
-		if (!r || r->slot != sn || strcmp(r->service, v->name) != 0)
-			r = row_find(a, v->name, sn);
-		if (!r && (sn >= v->nslots || !v->slots[sn].id))
-			continue;
-		if (rest && need > nf)
-			nf += hx_csv_split(rest, f + nf, need - nf, NULL);
-		if (nf < need)
-			continue;
-		if (!r)
-			r = row_add(a, v->name, sn);
-		r->seen = true;
-		hint = (size_t)(r - a->rows) + 1;
-		const char *id = sn < v->nslots ? v->slots[sn].id : NULL;
-		if (!id != !r->id || (id && strcmp(id, r->id) != 0)) /* copied only when it changed */
-			row_set_id(a, r, id);
-		char detail[200], was[sizeof(r->state)];
-		memcpy(was, r->state, sizeof(was));
-		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
-		                  c_lc >= 0 ? f[c_lc] : NULL, r->state, sizeof(r->state), detail,
-		                  sizeof(detail));
-		bool changed = strcmp(was, r->state) != 0;
-		if (!r->detail || strcmp(detail, r->detail) != 0) {
-			detail_put(a, r->detail);
-			r->detail = detail_get(a, detail);
-			changed = true;
-		}
-		uint64_t since = row_since(a, c_ch >= 0 ? f[c_ch] : NULL, &wall);
-		if (since_moved(r->since_ns, since, changed)) {
-			r->since_ns = since;
-			changed = true;
-		}
-		if (changed && r->id)
-			row_dirty(a, r);
-	}
-	return any ? 0 : -EPROTO;
-}
-
-/* Before a full answer is read: nothing seen yet. */
-static void rows_unsee(hx_annot *a)
-{
-	for (size_t i = 0; i < a->nrows; i++)
-		a->rows[i].seen = false;
-}
-
-/* After it: the rows it did not have go, what they published is withdrawn
- * (the table and the dirty list are rebuilt). */
-static void rows_sweep(hx_annot *a)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < a->nrows; i++) {
-		arow *r = &a->rows[i];
-		if (!r->seen || !r->id) {
-			if (r->pub) {
-				row_withdraw(a, r->service, r->id); /* "NAME\0...": the service */
-			} else {
-				free(r->service);
-				free(r->id);
-			}
-			detail_put(a, r->detail);
-			continue;
-		}
-		a->rows[n++] = *r;
-	}
-	if (n == a->nrows)
-		return;
-	a->nrows = n;
-	a->ndirty = 0;
-	memset(a->map, 0, a->mapcap * sizeof(*a->map));
-	for (size_t i = 0; i < n; i++) {
-		map_put(a->map, a->mapcap, &a->rows[i], i);
-		if (a->rows[i].dirty) {
-			a->rows[i].dirty = false;
-			row_dirty(a, &a->rows[i]);
-		}
-	}
-}
-
-static regent_annotation row_annotation(const arow *r)
-{
-	return (regent_annotation){
-		.size = sizeof(regent_annotation),
-		.service = r->service,
-		.id = r->id,
-		.label = r->label,
-		.state = r->state,
-		.detail = r->detail,
-		.since_wall_ns = r->since_ns,
-	};
-}
-
-/* Whether another row holds this key now (the instance moved to another
- * slot of its service, and that row was read): then the key stays, and
- * that row publishes it again (it may have been overwritten meanwhile by
- * the row that withdraws it). */
-static bool key_held(hx_annot *a, const char *service, const char *id)
-{
-	svc *v = hx_svc_find(a->m, service);
-	slot *sl = v ? hx_slot_find(v, id) : NULL;
-	arow *r = sl ? row_find(a, v->name, (size_t)(sl - v->slots)) : NULL;
-	if (!r || !r->id || strcmp(r->id, id) != 0)
-		return false;
-	row_dirty(a, r);
-	return true;
-}
-
-/* What changed since the last publish, to the core: the dirty rows and
- * the withdrawn keys (host->annotations_update, ABI 1.5: O(changed)). */
-static int publish_changes(hx_annot *a)
-{
-	const regent_host *h = a->h;
-	size_t nd = 0, np = 0;
-	const regent_annotation **del = h->xmalloc((a->ndels + 1) * sizeof(*del));
-	regent_annotation *dk = h->xmalloc((a->ndels + 1) * sizeof(*dk));
-	for (size_t i = 0; i < a->ndels; i++) {
-		if (key_held(a, a->dels[i].service, a->dels[i].id))
-			continue;
-		dk[nd] = (regent_annotation){.size = sizeof(regent_annotation),
-		                             .service = a->dels[i].service, .id = a->dels[i].id};
-		del[nd] = &dk[nd];
-		nd++;
-	}
-	const regent_annotation **put = h->xmalloc((a->ndirty + 1) * sizeof(*put));
-	regent_annotation *pk = h->xmalloc((a->ndirty + 1) * sizeof(*pk));
-	for (size_t i = 0; i < a->ndirty; i++) {
-		const arow *r = &a->rows[a->dirty[i]];
-		if (!r->id)
-			continue;
-		pk[np] = row_annotation(r);
-		put[np] = &pk[np];
-		np++;
-	}
-	int rc = h->annotations_update(a->ctx, put, np, del, nd);
-	free(del);
-	free(dk);
-	free(put);
-	free(pk);
-	return rc;
-}
-
-/* Everything known, to a core without annotations_update (ABI < 1.5). */
-static int publish_all(hx_annot *a)
-{
-	const regent_host *h = a->h;
-	const regent_annotation **list = h->xmalloc((a->nrows + 1) * sizeof(*list));
-	regent_annotation *items = h->xmalloc((a->nrows + 1) * sizeof(*items));
-	size_t n = 0;
-	for (size_t i = 0; i < a->nrows; i++) {
-		const arow *r = &a->rows[i];
-		if (!r->id)
-			continue;
-		items[n] = row_annotation(r);
-		list[n] = &items[n];
-		n++;
-	}
-	int rc = h->annotations_set(a->ctx, list, n);
-	free(list);
-	free(items);
-	return rc;
-}
-
-/* To the core, when anything changed since the last publish: a poll that
- * found every server as it was publishes nothing. */
-static int publish(hx_annot *a)
-{
-	if (!a->ndirty && !a->ndels)
-		return 0;
-	int rc = a->incremental ? publish_changes(a) : publish_all(a);
-	if (rc < 0)
-		return rc; /* kept: tried again with the next answer */
-	if (!a->incremental)
-		for (size_t i = 0; i < a->nrows; i++)
-			a->rows[i].pub = a->rows[i].id != NULL;
-	for (size_t i = 0; i < a->ndirty; i++) {
-		arow *r = &a->rows[a->dirty[i]];
-		r->dirty = false;
-		r->pub = r->id != NULL;
-	}
-	a->ndirty = 0;
-	dels_clear(a);
-	return 0;
-}
-
-/* The part of an answer's handling that needs no loop (hx_annot_feed). */
-static int take_answer(hx_annot *a, char *out, size_t len, bool full, bool ends)
-{
-	if (full)
-		rows_unsee(a);
-	int rc = read_rows(a, out, len);
-	if (ends && rc == 0)
-		rows_sweep(a);
-	return rc == 0 ? publish(a) : rc;
-}
-
-int hx_annot_feed(hx_annot *a, char *answer, bool full)
-{
-	return take_answer(a, answer, strlen(answer), full, full);
-}
-
 /* ---- the loop ---- */
 
 static void on_answer(void *arg, int status, const char *out, size_t len);
@@ -679,6 +152,63 @@ static void ask_services(hx_annot *a, hx_buf *cmd)
 		a->poked = true; /* the rest soon, as a poke would */
 }
 
+static void moved_clear(hx_annot *a)
+{
+	touch_free(a->moved, a->nmoved);
+	a->moved = NULL;
+	a->nmoved = a->movedcap = 0;
+}
+
+void hx_rows_moved(hx_annot *a, const char *service, size_t sn)
+{
+	if (a->stat_next)
+		return; /* every server is read again */
+	if (a->nmoved >= TOUCH_MAX) {
+		moved_clear(a);
+		a->stat_next = true;
+		return;
+	}
+	if (a->nmoved == a->movedcap) {
+		a->movedcap = a->movedcap ? 2 * a->movedcap : 16;
+		a->moved = a->h->xrealloc(a->moved, a->movedcap * sizeof(*a->moved));
+	}
+	a->moved[a->nmoved++] = (struct touch){a->h->xstrdup(service), sn};
+}
+
+/* The `show stat` of the servers a `show servers state` chunk found
+ * moved, ahead of the next chunk's commands in cmd (so that they cost the
+ * background's share of the loop, BG_DUTY, not a poll of their own): at
+ * most MAX_TOUCHED servers and half of CHUNK_BYTES of command, by
+ * service, a service with MOVED_WHOLE or more of them whole (one header
+ * for its rows); the rest go with the chunk after.  O(m log m). */
+#define MOVED_WHOLE 4
+static void ask_moved(hx_annot *a, hx_buf *cmd)
+{
+	qsort(a->moved, a->nmoved, sizeof(*a->moved), touch_cmp);
+	size_t i = 0, nserv = 0;
+	while (i < a->nmoved && nserv < MAX_TOUCHED && cmd->len < CHUNK_BYTES / 2) {
+		size_t j = i + 1;
+		while (j < a->nmoved && strcmp(a->moved[j].service, a->moved[i].service) == 0)
+			j++;
+		svc *v = hx_svc_find(a->m, a->moved[i].service);
+		if (v && v->run.listen && j - i >= MOVED_WHOLE) {
+			hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
+			nserv += v->run.nslots;
+		} else if (v && v->run.listen) {
+			for (size_t k = i; k < j; k++)
+				hx_buf_printf(cmd, "%sshow stat %s 4 %zu", cmd->len ? ";" : "", v->name,
+				              a->moved[k].slot + 1);
+			nserv += j - i;
+		}
+		for (size_t k = i; k < j; k++)
+			free(a->moved[k].service);
+		i = j;
+	}
+	memmove(a->moved, a->moved + i, (a->nmoved - i) * sizeof(*a->moved));
+	a->nmoved -= i;
+	a->chunk_mixed = cmd->len > 0;
+}
+
 /* What the next poll asks, in cmd (empty: nothing yet), and its kind:
  * every interval all servers, at once (`show stat -1 4 -1`) when the
  * fleet is CHUNK_SERVERS or fewer, else in chunks of services spread over
@@ -698,6 +228,7 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 		a->ntouched = a->touchcap = 0;
 		a->overflow = false;
 		cycle_reset(a);
+		a->stat_next = true; /* every server's words again */
 		due = true;
 	}
 	if (small && (!a->nrows || a->ntouched > MAX_TOUCHED || a->overflow || due)) {
@@ -721,14 +252,24 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 		a->asked_kind = HX_ASK_CHUNK;
 		if (!a->in_cycle) {
 			a->in_cycle = true;
+			/* `show stat` for the first cycle (every row's words), after a
+			 * failure or a burst, and every STAT_EVERY cycles */
+			a->states_cycle = a->read_once && !a->stat_next && a->nstates < STAT_EVERY - 1;
+			a->nstates = a->states_cycle ? a->nstates + 1 : 0;
+			a->stat_next = false;
 			a->cycle_start = now;
 			a->cycle_servers = a->cycle_done = 0;
 			for (const svc *v = a->m->svcs; v; v = v->next)
 				a->cycle_servers += v->run.listen ? v->run.nslots : 0;
-			rows_unsee(a);
+			hx_rows_unsee(a);
 		}
-		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES, cmd,
-		                                  &a->chunk_last, &a->chunk_servers);
+		a->chunk_mixed = false;
+		if (!a->states_cycle)
+			moved_clear(a); /* read with all of them */
+		else if (a->nmoved)
+			ask_moved(a, cmd);
+		const char *last = hx_annot_chunk(a->m, a->cursor, CHUNK_SERVERS, CHUNK_BYTES,
+		                                  a->states_cycle, cmd, &a->chunk_last, &a->chunk_servers);
 		char *c = last ? strdup(last) : NULL;
 		free(a->cursor);
 		a->cursor = c;
@@ -765,8 +306,9 @@ static void ask(uv_timer_t *t)
 	if (a->conn && a->asked_kind == HX_ASK_TOUCHED) /* small: behind the fast path's own */
 		a->req = hx_conn_request(a->conn, hx_buf_str(&cmd), a->cmd_timeout, on_answer, a, &err);
 	else
-		a->req = hx_cli_request(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket,
-		                        hx_buf_str(&cmd), a->cmd_timeout, on_answer, a, &err);
+		a->req = hx_cli_request_late(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket,
+		                             hx_buf_str(&cmd), a->cmd_timeout, LATE_MS, on_answer, a,
+		                             &err);
 	hx_buf_free(&cmd);
 	if (!a->req) {
 		if (err != a->last_err)
@@ -815,7 +357,8 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 		 * cycle a chunk of which failed withdraws nothing at its end (the
 		 * rows of that chunk were not read, not gone). */
 		uint64_t t0 = thread_cpu_ns();
-		rc = take_answer(a, (char *)out, len, kind == HX_ASK_ALL, ends && !a->cycle_partial);
+		rc = hx_rows_take(a, (char *)out, len, kind == HX_ASK_ALL, ends && !a->cycle_partial,
+		                  kind == HX_ASK_CHUNK && a->states_cycle);
 		uint64_t t1 = thread_cpu_ns();
 		a->answer_ns = t1 > t0 ? t1 - t0 : 0;
 	}
@@ -846,6 +389,7 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 	}
 	if (rc < 0 && !skip) {
 		a->next_full = 0;
+		a->stat_next = true; /* haproxy may have restarted: every row's words */
 		cycle_reset(a);
 	} else if (kind == HX_ASK_ALL) {
 		a->next_full = now + (duty > a->interval ? duty : a->interval);
@@ -946,15 +490,10 @@ void hx_annot_free(hx_annot *a)
 	hx_cli_cancel(a->req);
 	uv_close((uv_handle_t *)a->timer, (uv_close_cb)free);
 	a->h->annotations_set(a->ctx, NULL, 0);
-	rows_clear(a);
-	if (a->details)
-		a->h->map_free(a->details, NULL); /* empty: every row let go */
-	free(a->rows);
-	free(a->dirty);
-	dels_clear(a);
-	free(a->dels);
+	hx_rows_free(a);
 	touch_free(a->touched, a->ntouched);
 	touch_free(a->asked, a->nasked);
+	moved_clear(a);
 	free(a->cursor);
 	free(a->hdr_text);
 	free(a->socket);

@@ -60,10 +60,20 @@ int hx_csv_col(char **hdr, size_t nh, const char *name);
 
 /* For the unit test: the next chunk of a polling cycle (annot.c): the
  * services after `after` that haproxy runs, as `show stat NAME 4 -1`
- * commands in cmd, within max_servers slots and max_bytes; returns the
+ * commands (states: `show servers state NAME`) in cmd, within max_servers slots and max_bytes; returns the
  * last one's name or NULL, *last when none follows, *nservers (if not
  * NULL) their slots. */
 const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
-                           hx_buf *cmd, bool *last, size_t *nservers);
+                           bool states, hx_buf *cmd, bool *last, size_t *nservers);
+
+/* annot_text.c: one row of `show servers state` (version 1) in
+ * [line, end), the names NUL-terminated in place; false if the line is
+ * not one.  fp: the fields that make the server's status and check
+ * status (never 0); since_s: seconds since its state last changed. */
+typedef struct hx_srv_state {
+	const char *px, *sv;
+	uint64_t since_s, fp;
+} hx_srv_state;
+bool hx_state_line(char *line, const char *end, hx_srv_state *out);
 
 #endif

@@ -159,14 +159,73 @@ int hx_csv_col(char **hdr, size_t nh, const char *name)
 	return -1;
 }
 
+/* ---- `show servers state` ---- */
+
+/* One row of `show servers state` (format version 1, haproxy 2.0 and
+ * later: be_id be_name srv_id srv_name srv_addr srv_op_state
+ * srv_admin_state srv_uweight srv_iweight srv_time_since_last_change
+ * srv_check_status srv_check_result srv_check_health srv_check_state
+ * srv_agent_state ..., one space between fields), [line, end): the proxy
+ * and server names NUL-terminated in place, the seconds since the state
+ * last changed, and a fingerprint of everything that makes the server's
+ * `show stat` status and check_status: op and admin state, user weight,
+ * the check's status code, health and state, the agent's state, the
+ * "check in progress" bit left out of both (it comes and goes with every
+ * check; the check's result too, which a check in progress resets and
+ * which follows from its status).  Never 0.  The check's text (last_chk)
+ * is not in it.  Only the first 15 fields are read (a 16th must follow);
+ * false for any other line (the version line, a header, an error). */
+bool hx_state_line(char *line, const char *end, hx_srv_state *out)
+{
+	/* one pass, byte by byte (a call per field cost more than its few
+	 * bytes): five words, then ten numbers each followed by a space */
+	char *p = line, *name[2], *nend[2];
+	for (int i = 0; i < 5; i++) {
+		char *w = p;
+		while (p < end && *p != ' ')
+			p++;
+		if (p == w || p >= end)
+			return false;
+		if (i == 1 || i == 3) {
+			name[i / 2] = w;
+			nend[i / 2] = p;
+		}
+		p++;
+	}
+	uint64_t v[10];
+	for (int i = 0; i < 10; i++) {
+		const char *d = p;
+		uint64_t x = 0;
+		while (p < end && (unsigned)(*p - '0') < 10)
+			x = x * 10 + (uint64_t)(*p++ - '0');
+		if (p == d || p - d > 19 || p >= end || *p != ' ')
+			return false;
+		v[i] = x;
+		p++;
+	}
+	/* a row: the names end (nothing written into another line) */
+	*nend[0] = '\0';
+	*nend[1] = '\0';
+	out->px = name[0];
+	out->sv = name[1];
+	out->since_s = v[4];
+	/* op 5, admin 6, uweight 7, check status 10, health 12, check and
+	 * agent state 13 and 14 (iweight 8 follows uweight) */
+	out->fp = 1ull << 63 | (v[0] & 0x3) | (v[1] & 0xff) << 2 | (v[2] & 0x1ff) << 10 |
+	          (v[5] & 0xff) << 19 | (v[7] & 0xffff) << 27 | (v[8] & 0xe) << 43 |
+	          (v[9] & 0x1e) << 47;
+	return true;
+}
+
 /* The model's services after `after` (NULL: from the first) that haproxy
- * runs, as `show stat NAME 4 -1` commands appended to cmd: at least one,
+ * runs, as `show stat NAME 4 -1` commands (states: `show servers state
+ * NAME`) appended to cmd: at least one,
  * then as many as keep within max_servers slots and max_bytes of
  * command.  Returns the last one's name (the model's string), or NULL
  * when none is left; *last tells whether none follows it, *nservers (if
  * not NULL) the slots of the services asked. */
 const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, size_t max_bytes,
-                           hx_buf *cmd, bool *last, size_t *nservers)
+                           bool states, hx_buf *cmd, bool *last, size_t *nservers)
 {
 	svc *v = m->svcs;
 	if (after) {
@@ -182,10 +241,11 @@ const char *hx_annot_chunk(hx_model *m, const char *after, size_t max_servers, s
 	for (; v; v = v->next) {
 		if (!v->run.listen)
 			continue;
-		size_t add = strlen(v->name) + 16;
+		size_t add = strlen(v->name) + 20;
 		if (name && (nserv + v->run.nslots > max_servers || cmd->len + add > max_bytes))
 			break;
-		hx_buf_printf(cmd, "%sshow stat %s 4 -1", cmd->len ? ";" : "", v->name);
+		hx_buf_printf(cmd, states ? "%sshow servers state %s" : "%sshow stat %s 4 -1",
+		              cmd->len ? ";" : "", v->name);
 		nserv += v->run.nslots;
 		name = v->name;
 	}

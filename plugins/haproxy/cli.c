@@ -36,6 +36,9 @@ struct hx_cli {
 	size_t mark;      /* where the answer of its current command starts */
 	uint64_t deadline;
 	bool sent;
+	/* hx_cli_request_late: the answer read from this long after the
+	 * command was written, then within timeout_ms */
+	uint64_t late_ms, timeout_ms;
 };
 
 /* The buffer of the biggest answer so far is kept for the next request
@@ -150,6 +153,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
+/* A late request's read starts: the answer is in the socket's buffer by
+ * now (or its first part: the rest is read as it comes). */
+static void on_late(uv_timer_t *t)
+{
+	hx_cli *c = t->data;
+	uv_timer_start(&c->timer, on_timeout, c->timeout_ms, 0);
+	int rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	if (rc < 0)
+		finish(c, rc);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
 	(void)req;
@@ -167,6 +181,8 @@ static void on_write(uv_write_t *req, int status)
 	}
 	c->sh.data = c;
 	uv_shutdown(&c->sh, (uv_stream_t *)&c->pipe, on_shutdown);
+	if (c->late_ms)
+		uv_timer_start(&c->timer, on_late, c->late_ms, 0);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -178,7 +194,7 @@ static void on_connect(uv_connect_t *req, int status)
 		finish(c, status);
 		return;
 	}
-	int rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	int rc = c->late_ms ? 0 : uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 	if (rc < 0) {
 		finish(c, rc);
 		return;
@@ -215,6 +231,18 @@ hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, 
 	c->open_handles = 2;
 	uv_timer_start(&c->timer, on_timeout, timeout_ms ? timeout_ms : 5000, 0);
 	uv_pipe_connect(&c->conn, &c->pipe, path, on_connect);
+	return c;
+}
+
+hx_cli *hx_cli_request_late(const regent_host *h, uv_loop_t *loop, const char *path,
+                            const char *cmd, uint64_t timeout_ms, uint64_t late_ms, hx_cli_cb cb,
+                            void *arg, int *err)
+{
+	hx_cli *c = hx_cli_request(h, loop, path, cmd, timeout_ms, cb, arg, err);
+	if (c) { /* connected later, in the loop */
+		c->late_ms = late_ms;
+		c->timeout_ms = timeout_ms ? timeout_ms : 5000;
+	}
 	return c;
 }
 

@@ -189,6 +189,14 @@ typedef void (*hx_cli_cb)(void *arg, int status, const char *out, size_t len);
  * NULL with *err on a setup failure. */
 hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
                        uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err);
+/* The same, but the answer is read from late_ms after the command was
+ * written (then within timeout_ms): a background poll's answer of many
+ * commands, which haproxy writes one command at a time, is read in one or
+ * a few reads from the socket's buffer instead of a wakeup per command.
+ * For answers that fit the socket's buffer (~200 KB) and can wait. */
+hx_cli *hx_cli_request_late(const regent_host *h, uv_loop_t *loop, const char *path,
+                            const char *cmd, uint64_t timeout_ms, uint64_t late_ms, hx_cli_cb cb,
+                            void *arg, int *err);
 /* Also cancels a request made with hx_conn_request. */
 void hx_cli_cancel(hx_cli *c);
 /* The capacity of the answer buffer kept for the next request (tests). */

@@ -12,8 +12,10 @@
  * fleet of more than 500 servers in chunks of services from the first
  * poll, past 64 changed servers their services, past 4,096 a new cycle, a
  * chunk too big passed over, a failed poll not asked again at once, a
- * costly chunk followed by a longer pause.  Also cli.c's kept answer
- * buffer (over 1 MiB only while big answers follow each other). */
+ * costly chunk followed by a longer pause; the cycles after the first
+ * read `show servers state` and ask `show stat` only for the servers
+ * that moved.  Also cli.c's kept answer buffer (over 1 MiB only while big
+ * answers follow each other) and its late read (hx_cli_request_late). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,29 +97,29 @@ static void test_chunks(void **state)
 	hx_buf cmd = {.h = &h};
 	bool last = false;
 	size_t nserv = 0;
-	const char *c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last, &nserv);
+	const char *c = hx_annot_chunk(&m, NULL, 1000, 8000, false, &cmd, &last, &nserv);
 	assert_string_equal(c, "s2");
 	assert_int_equal(nserv, 800); /* the slots asked: the cycle's pace */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1;show stat s2 4 -1");
 	assert_false(last);
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s2", 1000, 8000, &cmd, &last, NULL);
+	c = hx_annot_chunk(&m, "s2", 1000, 8000, false, &cmd, &last, NULL);
 	assert_string_equal(c, "s5");
 	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
 	assert_true(last);
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s25", 1000, 8000, &cmd, &last, NULL); /* went: the next by name */
+	c = hx_annot_chunk(&m, "s25", 1000, 8000, false, &cmd, &last, NULL); /* went: the next by name */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s4 4 -1;show stat s5 4 -1");
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s5", 1000, 8000, &cmd, &last, NULL);
+	c = hx_annot_chunk(&m, "s5", 1000, 8000, false, &cmd, &last, NULL);
 	assert_null(c);
 	assert_int_equal(cmd.len, 0);
 	assert_true(last);
 	hx_svc_find(&m, "s1")->run.nslots = 5000; /* bigger than a chunk: alone */
-	c = hx_annot_chunk(&m, NULL, 1000, 8000, &cmd, &last, NULL);
+	c = hx_annot_chunk(&m, NULL, 1000, 8000, false, &cmd, &last, NULL);
 	assert_string_equal(hx_buf_str(&cmd), "show stat s1 4 -1");
 	hx_buf_free(&cmd);
-	c = hx_annot_chunk(&m, "s1", 1000, 20, &cmd, &last, NULL); /* the command line's limit */
+	c = hx_annot_chunk(&m, "s1", 1000, 20, false, &cmd, &last, NULL); /* the command line's limit */
 	assert_string_equal(hx_buf_str(&cmd), "show stat s2 4 -1");
 	assert_false(last);
 	hx_buf_free(&cmd);
@@ -453,6 +455,13 @@ static void big_fleet(annot_fixture *f)
 }
 
 #define ROWS(s) s ",s1,UP,5,L4OK,,ok\n" s ",s2,UP,5,L4OK,,ok\n"
+/* `show servers state` (haproxy 2.6, version 1): a row of service s,
+ * server sN, with its fields from srv_op_state to srv_agent_state (op 2:
+ * running, check status 6: L4OK, health 4, check state 6: configured and
+ * enabled), changed 5 s ago as ROWS says */
+#define SHDR "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state\n"
+#define SROW(s, n, st) "3 " s " " n " s" n " 127.0.0.1 " st " 0 0 - 80 - 0 0 - - 0\n"
+#define SROWS(s) SROW(s, "1", "2 0 1 1 5 6 3 4 6 0") SROW(s, "2", "2 0 1 1 5 6 3 4 6 0")
 
 /* Spends ms of this thread's CPU time. */
 static void burn_cpu(uint64_t ms)
@@ -532,13 +541,18 @@ static void test_plan(void **state)
 	assert_int_equal(nheld(), 4);
 	/* the next cycle one interval after the last one started: all again */
 	assert_string_equal(plan(f.a, fake_now = t0 + 4900, HX_ASK_TOUCHED), "");
+	/* a cycle after the first: `show servers state`; the rows it has not
+	 * seen (the chunk passed over) are asked with `show stat` with the
+	 * next chunk */
 	uint64_t t1 = t0 + 5000;
-	assert_string_equal(plan(f.a, fake_now = t1, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
-	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f.a, fake_now = t1, HX_ASK_CHUNK),
+	                    "show servers state a;show servers state b");
+	reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
+	assert_int_equal(nheld(), 4);
 	assert_string_equal(plan(f.a, fake_now = t1 + 3500, HX_ASK_CHUNK),
-	                    "show stat c 4 -1;show stat web 4 -1");
-	reply(f.a, 0, HDR ROWS("c") "web,s1,UP,5,L4OK,,ok\n"); /* web/s2 not in it */
-	assert_int_equal(nheld(), 7);
+	                    "show servers state c;show servers state web");
+	reply(f.a, 0, SHDR SROWS("c") SROW("web", "1", "2 0 1 1 5 6 3 4 6 0")); /* web/s2 not in it */
+	assert_int_equal(nheld(), 4);
 	/* within the interval: nothing to ask */
 	assert_string_equal(plan(f.a, fake_now = t1 + 3510, HX_ASK_TOUCHED), "");
 
@@ -554,7 +568,7 @@ static void test_plan(void **state)
 	                    "show stat a 4 -1;show stat c 4 -1;show stat web 4 -1");
 	size_t updates = n_update;
 	reply(f.a, 0, HDR "a,s1,DOWN,1,L4CON,,refused\n" ROWS("c") ROWS("web"));
-	assert_int_equal(n_update, updates + 1); /* a/s1 down, web/s2 back */
+	assert_int_equal(n_update, updates + 1); /* a/s1 down, c and web read */
 	assert_int_equal(nheld(), 8);
 	for (size_t i = 0; i < 70; i++) {
 		hx_annot_touch(f.a, "a", i);
@@ -585,6 +599,80 @@ static void test_plan(void **state)
 	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 4000, HX_ASK_TOUCHED), "");
 	assert_string_equal(plan(f.a, fake_now = t1 + 3560 + 8000, HX_ASK_CHUNK),
 	                    "show stat c 4 -1;show stat web 4 -1");
+	annot_teardown(&f);
+}
+
+/* The cycles after the first read `show servers state`: a server whose
+ * fingerprint (state, check status, health) or time of the last change
+ * moved, or that went into a slot between two reads, is asked alone with
+ * `show stat`; one that did not costs nothing more; a check in progress
+ * is not a change; every STAT_EVERY-th cycle reads `show stat`. */
+static void test_states_cycle(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, sizeof(regent_host));
+	f.h.now_ms = fake_now_ms;
+	big_fleet(&f);
+	uint64_t t = 100000;
+	assert_string_equal(plan(f.a, fake_now = t, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
+	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show stat c 4 -1");
+	reply(f.a, 0, HDR ROWS("c"));
+	assert_int_equal(nheld(), 6);
+	size_t updates = n_update;
+	for (int cycle = 1; cycle < 12; cycle++) {
+		t += 5000;
+		assert_string_equal(plan(f.a, fake_now = t, HX_ASK_CHUNK),
+		                    "show servers state a;show servers state b");
+		if (cycle <= 2) { /* as it was; then b/s1's check in progress (7,
+		                   * its result unknown: 0) */
+			if (cycle == 1)
+				reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
+			else
+				reply(f.a, 0, SHDR SROWS("a") SROW("b", "1", "2 0 1 1 5 6 0 4 7 0")
+				                             SROW("b", "2", "2 0 1 1 5 6 3 4 6 0"));
+			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED), "");
+		} else if (cycle == 3) {
+			/* a/s1 down (op 0, L4CON 8, health 0), a/s2 going down (health
+			 * 3), b/s1 changed and came back (changed 1 s ago), b/s3 took
+			 * an instance without this sink's change */
+			hx_slot_take(&f.m, hx_svc_find(&f.m, "b"), 2, "b3");
+			reply(f.a, 0, SHDR SROW("a", "1", "0 0 1 1 0 8 2 0 6 0")
+			                  SROW("a", "2", "2 0 1 1 5 6 3 3 6 0")
+			                  SROW("b", "1", "2 0 1 1 1 6 3 4 6 0")
+			                  SROW("b", "2", "2 0 1 1 5 6 3 4 6 0")
+			                  SROW("b", "3", "2 0 1 1 5 6 3 4 6 0"));
+			assert_int_equal(n_update, updates); /* the words come with `show stat` */
+			/* no poll of their own: with the next chunk */
+			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED), "");
+		} else { /* as it was now: nothing more */
+			reply(f.a, 0, SHDR SROW("a", "1", "0 0 1 1 0 8 2 0 6 0")
+			                  SROW("a", "2", "2 0 1 1 5 6 3 3 6 0")
+			                  SROW("b", "1", "2 0 1 1 1 6 3 4 6 0")
+			                  SROW("b", "2", "2 0 1 1 5 6 3 4 6 0")
+			                  SROW("b", "3", "2 0 1 1 5 6 3 4 6 0"));
+			assert_string_equal(plan(f.a, fake_now = t + 10, HX_ASK_TOUCHED), "");
+		}
+		if (cycle == 3) {
+			assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK),
+			                    "show stat a 4 1;show stat a 4 2;show stat b 4 1;show stat b 4 3;"
+			                    "show servers state c");
+			reply(f.a, 0, HDR "a,s1,DOWN,0,L4CON,,refused\na,s2,UP 1/3,5,L4OK,,ok\n"
+			                  "b,s1,UP,1,L4OK,,ok\nb,s3,UP,5,L4OK,,ok\n" SHDR SROWS("c"));
+			assert_int_equal(n_update, updates + 1);
+			assert_int_equal(nheld(), 7);
+		} else {
+			assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show servers state c");
+			reply(f.a, 0, SHDR SROWS("c"));
+		}
+		assert_string_equal(plan(f.a, fake_now = t + 3410, HX_ASK_TOUCHED), "");
+	}
+	assert_int_equal(n_update, updates + 1);
+	assert_int_equal(nheld(), 7);
+	/* the 12th cycle: `show stat` of every server */
+	assert_string_equal(plan(f.a, fake_now = t + 5000, HX_ASK_CHUNK),
+	                    "show stat a 4 -1;show stat b 4 -1");
 	annot_teardown(&f);
 }
 
@@ -864,9 +952,11 @@ static void cli_answered(void *arg, int status, const char *out, size_t len)
 	uv_close((uv_handle_t *)&s->srv, srv1_closed);
 }
 
-/* One request answered with n bytes; returns the kept buffer's capacity
- * once the request freed itself. */
-static size_t cli_answer_of(const char *path, size_t n)
+/* One request answered with n bytes (late_ms: hx_cli_request_late, the
+ * time it took in cli_ms); returns the kept buffer's capacity once the
+ * request freed itself. */
+static uint64_t cli_ms;
+static size_t cli_answer_of(const char *path, size_t n, uint64_t late_ms)
 {
 	uv_loop_t loop;
 	uv_loop_init(&loop);
@@ -880,10 +970,15 @@ static size_t cli_answer_of(const char *path, size_t n)
 	assert_int_equal(uv_pipe_bind(&s.srv, path), 0);
 	assert_int_equal(uv_listen((uv_stream_t *)&s.srv, 4, srv1_accept), 0);
 	int err = 0;
-	hx_cli *c = hx_cli_request(&regent_host_table, &loop, path, "show servers state", 5000, cli_answered,
-	                           &s, &err);
+	uint64_t t0 = uv_now(&loop);
+	hx_cli *c = late_ms ? hx_cli_request_late(&regent_host_table, &loop, path, "show servers state",
+	                                          5000, late_ms, cli_answered, &s, &err)
+	                    : hx_cli_request(&regent_host_table, &loop, path, "show servers state", 5000,
+	                                     cli_answered, &s, &err);
 	assert_non_null(c);
 	uv_run(&loop, UV_RUN_DEFAULT); /* until every handle, the request's too, is closed */
+	uv_update_time(&loop);
+	cli_ms = uv_now(&loop) - t0;
 	assert_true(s.done);
 	assert_int_equal(s.status, 0);
 	assert_int_equal(s.got, n);
@@ -901,13 +996,17 @@ static void test_cli_spare(void **state)
 	char path[64];
 	snprintf(path, sizeof(path), "%s/admin.sock", dir);
 	size_t big = 4u << 20, mid = 512u << 10, low = 256u << 10, min = 64u << 10;
-	assert_int_equal(cli_answer_of(path, 2500000), min); /* one-off: back to the answer before */
-	assert_int_equal(cli_answer_of(path, 2400000), big); /* a second big one: kept whole */
-	assert_int_equal(cli_answer_of(path, 2500000), big); /* reused */
-	assert_int_equal(cli_answer_of(path, 300000), mid);  /* a quarter or less: shrunk to fit */
-	assert_int_equal(cli_answer_of(path, 200000), mid);  /* at most 1 MiB: kept as it is */
-	assert_int_equal(cli_answer_of(path, 2500000), low); /* one-off: to the 200 KB before */
-	assert_int_equal(cli_answer_of(path, 1000), low);    /* at most 1 MiB: kept as it is */
+	assert_int_equal(cli_answer_of(path, 2500000, 0), min); /* one-off: back to the answer before */
+	assert_int_equal(cli_answer_of(path, 2400000, 0), big); /* a second big one: kept whole */
+	assert_int_equal(cli_answer_of(path, 2500000, 0), big); /* reused */
+	assert_int_equal(cli_answer_of(path, 300000, 0), mid);  /* a quarter or less: shrunk to fit */
+	assert_int_equal(cli_answer_of(path, 200000, 0), mid);  /* at most 1 MiB: kept as it is */
+	assert_int_equal(cli_answer_of(path, 2500000, 0), low); /* one-off: to the 200 KB before */
+	assert_int_equal(cli_answer_of(path, 1000, 0), low);    /* at most 1 MiB: kept as it is */
+	/* read late: the whole answer (haproxy closed after writing it into the
+	 * socket's buffer), not before late_ms */
+	cli_answer_of(path, 40000, 60);
+	assert_true(cli_ms >= 60);
 	rmdir(dir);
 }
 
@@ -922,6 +1021,7 @@ int main(void)
 		cmocka_unit_test(test_older_core),
 		cmocka_unit_test(test_plan_small),
 		cmocka_unit_test(test_plan),
+		cmocka_unit_test(test_states_cycle),
 		cmocka_unit_test(test_conn),
 		cmocka_unit_test(test_cli_spare),
 	};
