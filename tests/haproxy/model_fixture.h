@@ -1,5 +1,6 @@
 /* model_fixture.h - the fake catalog and host that tests/haproxy/test_model.c
- * builds for the haproxy model's tests, shared with test_model_dirty.c. */
+ * builds for the haproxy model's tests, shared with test_model_dirty.c and
+ * test_model_fd.c. */
 #ifndef REGENT_TEST_MODEL_FIXTURE_H
 #define REGENT_TEST_MODEL_FIXTURE_H
 
@@ -39,8 +40,15 @@ void model_new(hx_model *m);
 void model_update(hx_model *m, const char *const *names, size_t n, bool all);
 void update(hx_model *m, const char *name);
 uint16_t sp_8080(size_t k);
+size_t used_slots(const svc *v);
+extern int nwarn;           /* warnings the fake host logged */
+extern char all_warn[4096]; /* their texts, one a line */
 
 /* test_model_dirty.c */
 void test_dirty_lists(void **st);
+
+/* test_model_fd.c */
+void test_fd_cap(void **st);
+void test_fd_loose(void **st);
 
 #endif
