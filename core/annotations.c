@@ -73,12 +73,8 @@ static bool text_ok(const char *s, bool required)
 /* FNV-1a over the service, a NUL, the id (a service holds no NUL). */
 static uint32_t key_hash(const char *service, const char *id)
 {
-	uint64_t x = 1469598103934665603ull;
-	for (const char *c = service; *c; c++)
-		x = (x ^ (unsigned char)*c) * 1099511628211ull;
-	x *= 1099511628211ull;
-	for (const char *c = id; *c; c++)
-		x = (x ^ (unsigned char)*c) * 1099511628211ull;
+	uint64_t x = regent_hash_str(REGENT_HASH_SEED, service) * REGENT_HASH_PRIME;
+	x = regent_hash_str(x, id);
 	return (uint32_t)(x ^ (x >> 29));
 }
 

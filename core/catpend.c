@@ -29,9 +29,7 @@ struct regent_pend {
 
 static unsigned id_hash(const char *id)
 {
-	uint64_t x = 1469598103934665603ull; /* FNV-1a */
-	for (const char *c = id; *c; c++)
-		x = (x ^ (unsigned char)*c) * 1099511628211ull;
+	uint64_t x = regent_hash_str(REGENT_HASH_SEED, id);
 	return (unsigned)(x ^ (x >> 32));
 }
 

@@ -349,14 +349,18 @@ struct regent_map {
 	size_t nbuckets, size;
 };
 
-static uint64_t hash_str(const char *s)
+uint64_t regent_hash_str(uint64_t h, const char *s)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
 	for (; *s; s++) {
 		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
+		h *= REGENT_HASH_PRIME;
 	}
 	return h;
+}
+
+static uint64_t hash_str(const char *s)
+{
+	return regent_hash_str(REGENT_HASH_SEED, s);
 }
 
 regent_map *regent_map_new(void)

@@ -43,6 +43,14 @@ void regent_format_duration(int64_t ms, int64_t unit_ms, char *buf, size_t len);
  * and returns the length written. */
 size_t regent_log_escape(const char *in, size_t inlen, char *out, size_t outlen);
 
+/* FNV-1a: regent_hash_str(REGENT_HASH_SEED, s) hashes s; a further call
+ * with the result goes on hashing (a NUL between two strings is one more
+ * multiplication by REGENT_HASH_PRIME).  The map below, the catalog's
+ * pending table and the core's annotations use it. */
+#define REGENT_HASH_SEED 1469598103934665603ull
+#define REGENT_HASH_PRIME 1099511628211ull
+uint64_t regent_hash_str(uint64_t h, const char *s);
+
 /* A string-keyed hash map of void pointers (keys copied); regent_map and
  * regent_map_iter are declared in plugin.h (host->map_*, ABI 1.4). */
 regent_map *regent_map_new(void);
