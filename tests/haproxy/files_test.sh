@@ -153,7 +153,8 @@ check_eq "mirror: no reload for these changes" "$nrel0" "$(grep -c 'sink haproxy
 P_V=$(free_port)
 setinst "w-1 web 127.0.0.1 $P_B" "w-3 web 127.0.0.1 $P_Y" "w-4 web ::1 $P_Z" "a-1 api 127.0.0.1 $P_V"
 check "mirror: api's listen, after a reload" wait_for --timeout 20 grep -q '# a-1$' "$CFG"
-check "mirror: api's reload done" wait_for --timeout 10 settled
+check "mirror: api's reload done" wait_for --timeout 20 eval \
+    "[[ \$(grep -c 'sink haproxy: haproxy reloaded' '$LOG') -gt $nrel0 ]] && settled"
 ino1=$(stat -c %i "$CFG")
 nrel1=$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")
 setinst "a-2 api 127.0.0.1 $P_X" "w-1 web 127.0.0.1 $P_B" "w-4 web ::1 $P_Z" "a-1 api 127.0.0.1 $P_V"
