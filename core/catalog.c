@@ -315,8 +315,13 @@ static regent_catalog *snap_new(size_t n)
 	regent_catalog *c = regent_xcalloc(1, sizeof(*c));
 	c->refs = 1;
 	c->n = n;
-	c->svcs = regent_xcalloc(n + 1, sizeof(*c->svcs));
-	c->names = regent_xcalloc(n + 1, sizeof(*c->names));
+	/* Not zeroed: filled up to c->n by the caller, which ends both with
+	 * NULL (flush_snap); zeroing S pointers per flush is the flush's own
+	 * biggest cost after the copy. */
+	c->svcs = regent_xmalloc((n + 1) * sizeof(*c->svcs));
+	c->names = regent_xmalloc((n + 1) * sizeof(*c->names));
+	c->svcs[n] = NULL;
+	c->names[n] = NULL;
 	return c;
 }
 
@@ -331,8 +336,13 @@ void regent_catalog_unref(const regent_catalog *cc)
 	regent_catalog *c = (regent_catalog *)cc;
 	if (!c || --c->refs > 0)
 		return;
-	for (size_t i = 0; i < c->n; i++)
-		svc_unref(c->svcs[i]);
+	for (size_t i = 0; i < c->n; i++) {
+		svc_list *s = c->svcs[i];
+		if (s->refs > 1)
+			s->refs--; /* the usual case, without a call: S of them per flush */
+		else
+			svc_unref(s);
+	}
 	free(c->svcs);
 	free(c->names);
 	free(c);
@@ -708,6 +718,8 @@ static void flush_snap(regent_cat *c)
 		}
 	}
 	snap_take(snap, old, r, old->n);
+	snap->svcs[snap->n] = NULL;
+	snap->names[snap->n] = NULL;
 	snap->origin_ns = c->origin_ns ? c->origin_ns : regent_wall_ns();
 	snap->seq = ++c->seq;
 	free(next);

@@ -288,7 +288,7 @@ static void on_file_recovered(void *arg, const char *proxy, size_t slotno, const
 	if (!s->h->valid_service(proxy) || slotno >= HX_MAX_SLOTS)
 		return;
 	svc *v = hx_svc_get(&s->m, proxy);
-	hx_svc_grow(v, slotno + 1);
+	hx_svc_grow(&s->m, v, slotno + 1);
 	s->m.gen++;
 	slot *sl = &v->slots[slotno];
 	char canon[HX_ADDR_MAX];

@@ -204,6 +204,11 @@ static char *render_mirror(hx *s, size_t *len)
 	for (svc *v = s->m.svcs; v; v = v->next)
 		if (v->run.listen)
 			mirror_service(s, v, &b);
+	/* Every part haproxy runs is rendered: none moved, and the write
+	 * in flight is whole. */
+	hx_mq_clear(&s->m, HX_MQ_MOVED);
+	s->m.mq_all = false;
+	s->m.mpend_all = true;
 	*len = b.len;
 	return hx_buf_take(&b);
 }
@@ -243,6 +248,7 @@ bool hx_mirror_same(hx *s, const char *cand)
 
 void hx_mirror_invalidate(hx *s)
 {
+	s->m.mq_all = true;
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		free(v->mloff);
 		v->mloff = NULL;
@@ -257,6 +263,7 @@ void hx_mirror_invalidate(hx *s)
  * past cmgen), not the whole file again. */
 void hx_mirror_from_cand(hx *s)
 {
+	s->m.mq_all = true; /* parts uncached, and moved since the candidate's render */
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		free(v->mloff);
 		v->mloff = NULL;
@@ -321,6 +328,12 @@ typedef struct mline {
 	bool write;
 } mline;
 
+static int mline_cmp(const void *a, const void *b)
+{
+	const mline *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
 /* Whether the line slot sl renders to now (its pend view just set) is the
  * one the installed file has: the same state, address and port, and for a
  * ready line the same instance id (file_id: no other id taken since the
@@ -339,9 +352,10 @@ static bool line_unchanged(const slot *sl)
  * (what a whole render would write: see render_line), the changed lines
  * are handed to host->file_patch (ABI 1.6) as ranges at their offsets
  * (the file's text is not kept: v->moff and v->mloff say where each line
- * lies).  O(services) to find them plus O(changed lines), and the write is
- * O(changed lines) too, where the whole file is megabytes at 10,000
- * servers.  Returns 1 when a patch is under way, 0 when no line differs,
+ * lies).  The services are those on HX_MQ_MOVED (mirrorq.c), all of them
+ * only after the layout was reset (mq_all): O(changed services + changed
+ * lines) per change, and the write is O(changed lines) too, where the
+ * whole file is megabytes at 10,000 servers.  Returns 1 when a patch is under way, 0 when no line differs,
  * -1 when only the whole file will do (the slots' rdirty flags untouched
  * then). */
 static int mirror_patch(hx *s)
@@ -354,7 +368,9 @@ static int mirror_patch(hx *s)
 	svc **moved = NULL; /* the services whose slots changed (sgen moved) */
 	size_t nmoved = 0, movedcap = 0;
 	int rc = 0;
-	for (svc *v = s->m.svcs; v && rc == 0; v = v->next) {
+	bool all = s->m.mq_all;
+	for (svc *v = all ? s->m.svcs : s->m.mqhead[HX_MQ_MOVED]; v && rc == 0;
+	     v = all ? v->next : v->mq[HX_MQ_MOVED].next) {
 		if (!v->run.listen)
 			continue;
 		if (!v->mcached) {
@@ -403,8 +419,15 @@ static int mirror_patch(hx *s)
 	for (size_t k = 0; k < nmoved; k++) {
 		moved[k]->mgen = moved[k]->sgen;
 		moved[k]->mpend = true;
+		hx_mq_add(&s->m, HX_MQ_PEND, moved[k]);
 	}
 	free(moved);
+	/* Each service moved is rendered now, or has no part (it gets one only
+	 * with a new layout: mq_all). */
+	hx_mq_clear(&s->m, HX_MQ_MOVED);
+	s->m.mq_all = false;
+	if (!all && nml > 1) /* the ranges in file order, as the walk of every part has them */
+		qsort(ml, nml, sizeof(*ml), mline_cmp);
 	regent_file_range *rg = s->h->xmalloc((nml ? nml : 1) * sizeof(*rg));
 	size_t nrg = 0;
 	for (size_t k = 0; k < nml; k++) { /* nb.data has stopped moving */

@@ -83,6 +83,7 @@ void hx_model_init(hx_model *m, regent_ctx *ctx, const regent_host *h)
 	m->h = h;
 	m->next_id = HX_FIRST_ID;
 	m->bind_check = true;
+	m->mq_all = true; /* no mirror layout yet */
 	snprintf(m->bind_addr, sizeof(m->bind_addr), "*");
 	/* haproxy inherits the agent's limits and raises its soft limit up
 	 * to the hard one as it needs */
@@ -278,6 +279,8 @@ static void svc_free(hx_model *m, svc *v)
 {
 	id_release(m, v->pxid);
 	hx_svc_unqueue(m, v);
+	hx_mq_del(m, HX_MQ_MOVED, v);
+	hx_mq_del(m, HX_MQ_PEND, v);
 	port_unclaim(m, v);
 	set_grace(m, v, false);
 	for (size_t i = 0; i < v->nslots; i++)
@@ -829,7 +832,7 @@ static void finalize(hx_model *m, svc *v)
 		if (need > v->slot_max)
 			need = v->slot_max > used ? v->slot_max : used;
 		want.nslots = need;
-		hx_svc_grow(v, need);
+		hx_svc_grow(m, v, need);
 		shape_clear(&v->want);
 		v->want = want;
 	} else {

@@ -239,7 +239,16 @@ typedef struct svc {
 	size_t cmoff, cmlen, cmnr;
 	uint32_t *cmloff;
 	unsigned cmgen;
+	/* On the model's mirror lists (mirrorq.c): HX_MQ_MOVED, its sgen moved
+	 * since the mirror last rendered it; HX_MQ_PEND, its part is in the
+	 * mirror write in flight (mpend). */
+	struct svc_link {
+		struct svc *prev, *next;
+		bool on;
+	} mq[2];
 } svc;
+
+enum { HX_MQ_MOVED, HX_MQ_PEND };
 
 typedef struct hx_model {
 	regent_ctx *ctx;
@@ -269,6 +278,13 @@ typedef struct hx_model {
 	unsigned next_id;
 
 	unsigned gen;      /* bumped by every change of what the file says */
+	/* The mirror's lists (mirrorq.c), so that a change's in-place patch
+	 * and its completion walk the services it touched, not all: heads of
+	 * HX_MQ_MOVED and HX_MQ_PEND; mq_all, a part may be uncached or moved
+	 * off the list (the mirror's layout was reset): the next patch walks
+	 * every service; mpend_all, the write in flight is whole. */
+	svc *mqhead[2];
+	bool mq_all, mpend_all;
 	/* services with queued or draining slots (slots.c), counters */
 	svc *qhead;
 	size_t ndrain;     /* slots draining (st == ST_DRAIN), every service */
@@ -316,7 +332,7 @@ bool hx_svc_set_id(hx_model *m, svc *v, unsigned id);
 /* ---- slots.c: which instance sits in which slot ---- */
 
 /* At least n slots (new ones free). */
-void hx_svc_grow(svc *v, size_t n);
+void hx_svc_grow(hx_model *m, svc *v, size_t n);
 /* Slot i takes instance id (recovered from a file; the slot is free). */
 void hx_slot_take(hx_model *m, svc *v, size_t i, const char *id);
 /* Slot i is free again (its instance left or drained). */
@@ -348,6 +364,13 @@ void hx_slot_dirty(hx_model *m, svc *v, size_t i);
 void hx_svc_dirty_all(hx_model *m, svc *v);
 /* Moves a slot to a state (keeps the draining count and list). */
 void hx_slot_set_st(hx_model *m, svc *v, size_t i, slot_state st);
+/* The mirror's service lists (mirrorq.c). */
+void hx_mq_add(hx_model *m, int q, svc *v);
+void hx_mq_del(hx_model *m, int q, svc *v);
+void hx_mq_clear(hx_model *m, int q);
+/* How the service's slots render changed (v->sgen moved): on HX_MQ_MOVED. */
+void hx_svc_moved(hx_model *m, svc *v);
+
 /* Drops a service from the active list (it is freed). */
 void hx_svc_unqueue(hx_model *m, svc *v);
 /* Removes the entries of v's runtime queue for which keep() returns false

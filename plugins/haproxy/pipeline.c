@@ -117,10 +117,12 @@ static char *render_file(hx *s, which w)
 }
 
 /* The written file is on disk: it is what haproxy loads next.  After a
- * mirror write, only the services it rendered again. */
+ * mirror patch, only the services it rendered again (HX_MQ_PEND). */
 static void pend_to_file(hx *s, which w)
 {
-	for (svc *v = s->m.svcs; v; v = v->next) {
+	bool all = w == R_CAND || s->m.mpend_all;
+	for (svc *v = all ? s->m.svcs : s->m.mqhead[HX_MQ_PEND]; v;
+	     v = all ? v->next : v->mq[HX_MQ_PEND].next) {
 		const shape *p = shape_of(v, w);
 		if (w == R_RUN && !v->mpend)
 			continue;
@@ -130,6 +132,8 @@ static void pend_to_file(hx *s, which w)
 			v->slots[i].file_id = v->slots[i].pend_id;
 		}
 	}
+	hx_mq_clear(&s->m, HX_MQ_PEND);
+	s->m.mpend_all = false;
 }
 
 void hx_pend_to_file(hx *s, bool run)

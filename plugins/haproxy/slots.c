@@ -315,7 +315,7 @@ void hx_svc_shape_sync(hx_model *m, svc *v)
 /* Slots                                                              */
 /* ------------------------------------------------------------------ */
 
-void hx_svc_grow(svc *v, size_t n)
+void hx_svc_grow(hx_model *m, svc *v, size_t n)
 {
 	if (n <= v->nslots)
 		return;
@@ -331,10 +331,10 @@ void hx_svc_grow(svc *v, size_t n)
 	v->nslots = n;
 	for (size_t i = old; i < n; i++)
 		fh_push(v, i);
-	v->sgen++;
+	hx_svc_moved(m, v);
 }
 
-static void slot_set_id(svc *v, size_t i, const char *id)
+static void slot_set_id(hx_model *m, svc *v, size_t i, const char *id)
 {
 	v->slots[i].id = v->h->xstrdup(id);
 	v->slots[i].rdirty = true;
@@ -342,14 +342,14 @@ static void slot_set_id(svc *v, size_t i, const char *id)
 	idt_add(v, i);
 	if (i + 1 > v->hi)
 		v->hi = i + 1;
-	v->sgen++;
+	hx_svc_moved(m, v);
 }
 
 void hx_slot_take(hx_model *m, svc *v, size_t i, const char *id)
 {
 	if (i >= v->nslots || v->slots[i].id)
 		return;
-	slot_set_id(v, i, id);
+	slot_set_id(m, v, i, id);
 	hx_slot_dirty(m, v, i);
 	m->gen++;
 }
@@ -366,7 +366,7 @@ void hx_slot_free_id(hx_model *m, svc *v, size_t i)
 	hx_slot_dirty(m, v, i);
 	sl->rdirty = true;
 	fh_push(v, i);
-	v->sgen++;
+	hx_svc_moved(m, v);
 	m->gen++;
 }
 
@@ -396,7 +396,7 @@ static void leave(hx_model *m, svc *v, size_t i, uint64_t now)
 			hx_slot_set_st(m, v, i, ST_DRAIN);
 			sl->drain_since = now;
 			sl->rdirty = true;
-			v->sgen++;
+			hx_svc_moved(m, v);
 		}
 	} else {
 		hx_slot_free_id(m, v, i);
@@ -785,10 +785,10 @@ static bool route(hx_model *m, svc *v, const plan_op *o)
 		if (i == SIZE_MAX) {
 			if (v->nslots >= HX_MAX_SLOTS || v->nslots >= v->slot_max)
 				return false;
-			hx_svc_grow(v, v->nslots + 1);
+			hx_svc_grow(m, v, v->nslots + 1);
 			i = fh_take(v);
 		}
-		slot_set_id(v, i, o->id);
+		slot_set_id(m, v, i, o->id);
 		sl = &v->slots[i];
 	}
 	sl->seen = true;
@@ -803,7 +803,7 @@ static bool route(hx_model *m, svc *v, const plan_op *o)
 		hx_slot_set_st(m, v, (size_t)(sl - v->slots), ST_READY);
 		hx_slot_dirty(m, v, (size_t)(sl - v->slots)); /* a move at the same state */
 		sl->rdirty = true;
-		v->sgen++;
+		hx_svc_moved(m, v);
 	}
 	return true;
 }

@@ -27,7 +27,7 @@ mkdir -p "$HX"
 chmod 0750 "$HX"
 CFG=$HX/haproxy.cfg
 MASTER=$HX/haproxy-master.sock
-P_W=$(free_port); P_STATS=$(free_port); P_B=$(free_port)
+P_W=$(free_port); P_STATS=$(free_port); P_B=$(free_port); P_A=$(free_port)
 daemon_start be "${TOOL[@]}" backend "$P_B" b1
 wait_for --timeout 20 http_get "http://127.0.0.1:$P_B/" >/dev/null || { echo "backend did not start" >&2; exit 1; }
 echo "w-1 web 127.0.0.1 $P_B" > "$INST"
@@ -59,6 +59,9 @@ ${3:-}
 [service web]
 port = $P_W
 mode = http
+
+[service api]
+port = $P_A
 EOF
 }
 check_config() { "$REGENT_BIN" --check-config -c "$1" -p "$REGENT_PLUGIN_DIR" 2>&1; }
@@ -144,6 +147,24 @@ setinst "w-1 web 127.0.0.1 $P_B" "w-3 web 127.0.0.1 $P_Y" "w-4 web ::1 $P_Z"
 check "mirror: w-2 leaves the file" wait_for --timeout 10 eval "! grep -q '# w-2\$' '$CFG'"
 check_eq "mirror: written in place (same inode, no rename)" "$ino0" "$(stat -c %i "$CFG")"
 check_eq "mirror: no reload for these changes" "$nrel0" "$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")"
+# Two services changed in one batch: the patch walks the services on its list (mirrorq.c), in
+# the order they changed, and writes their lines in file order; the whole render below must still
+# equal the file.  api's first instance adds its listen (a reload); the batches after it do not.
+P_V=$(free_port)
+setinst "w-1 web 127.0.0.1 $P_B" "w-3 web 127.0.0.1 $P_Y" "w-4 web ::1 $P_Z" "a-1 api 127.0.0.1 $P_V"
+check "mirror: api's listen, after a reload" wait_for --timeout 20 grep -q '# a-1$' "$CFG"
+check "mirror: api's reload done" wait_for --timeout 20 eval \
+    "[[ \$(grep -c 'sink haproxy: haproxy reloaded' '$LOG') -gt $nrel0 ]] && settled"
+ino1=$(stat -c %i "$CFG")
+nrel1=$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")
+setinst "a-2 api 127.0.0.1 $P_X" "w-1 web 127.0.0.1 $P_B" "w-4 web ::1 $P_Z" "a-1 api 127.0.0.1 $P_V"
+check "mirror: a-2 joins and w-3 leaves in one batch" \
+    wait_for --timeout 10 eval "grep -q '# a-2\$' '$CFG' && ! grep -q '# w-3\$' '$CFG'"
+setinst "w-3 web 127.0.0.1 $P_Y" "w-1 web 127.0.0.1 $P_B" "w-4 web ::1 $P_Z" "a-1 api 127.0.0.1 $P_V"
+check "mirror: w-3 joins and a-2 leaves in one batch" \
+    wait_for --timeout 10 eval "grep -q '# w-3\$' '$CFG' && ! grep -q '# a-2\$' '$CFG'"
+check_eq "mirror: both batches written in place" "$ino1" "$(stat -c %i "$CFG")"
+check_eq "mirror: no reload for them" "$nrel1" "$(grep -c 'sink haproxy: haproxy reloaded' "$LOG")"
 check "mirror: haproxy -c accepts the patched file" haproxy -c -q -f "$CFG"
 cp "$CFG" "$T/patched.cfg"
 ntook=$(grep -c 'sink haproxy: the new configuration took over' "$LOG")

@@ -226,7 +226,7 @@ static void annot_setup(annot_fixture *f, size_t host_size)
 	f->h.size = host_size;
 	hx_model_init(&f->m, &fake_ctx, &f->h);
 	f->v = hx_svc_get(&f->m, "web");
-	hx_svc_grow(f->v, 4);
+	hx_svc_grow(&f->m, f->v, 4);
 	hx_slot_take(&f->m, f->v, 0, "a");
 	hx_slot_take(&f->m, f->v, 1, "b");
 	f->a = hx_annot_new(&fake_ctx, &f->h, &f->loop, &f->m, "/nonexistent/admin.sock", 5000,
@@ -443,7 +443,7 @@ static void big_fleet(annot_fixture *f)
 	const char *names[] = {"a", "b", "c"};
 	for (size_t i = 0; i < 3; i++) {
 		svc *v = hx_svc_get(&f->m, names[i]);
-		hx_svc_grow(v, 200);
+		hx_svc_grow(&f->m, v, 200);
 		v->run.listen = strdup("listen x\n");
 		v->run.nslots = 200;
 		char id[8];
