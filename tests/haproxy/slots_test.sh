@@ -11,6 +11,8 @@ set -u
 # shellcheck source=../harness/lib.sh
 source "$REGENT_TEST_DIR/harness/lib.sh"
 harness_init || exit 1
+# shellcheck source=hxlib.sh
+source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
 
 PY=${PYTHON3:-python3}
 TOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
@@ -104,6 +106,8 @@ want_names() { local i; for ((i = 1; i <= $1; i++)); do printf 'b%d\n' "$i"; don
 serves_all() { [[ "$(names_of $(( $1 * 3 )))" == "$(want_names "$1")" ]]; }
 check "8 instances: every one serves through haproxy" wait_for --timeout 30 serves_all 8
 check "haproxy reports its reload count" wait_for --timeout 10 eval '[[ -n "$(reloads)" ]]'
+# keep_running = false stops it with regent; tracked so that the harness stops it by pid if not
+hx_track_master "$MASTER" || true
 
 # --- the keys are rendered ---------------------------------------------------------------------
 section() { awk -v s="listen $1" '$0 == s { on = 1; print; next } /^[^ ]/ { on = 0 } on' "$CFG"; }
@@ -169,6 +173,7 @@ t_start=$(log_ms "$GLOG" 'info: sink haproxy: starting')
 check "startup_grace: haproxy started with the emptied file (logged)" \
     wait_for --timeout 15 grep -q 'info: sink haproxy: started haproxy (master pid' "$GLOG"
 t_run=$(log_ms "$GLOG" 'info: sink haproxy: started haproxy \(master pid')
+wait_for --timeout 5 hx_track_master "$MASTER" || true
 gap=-1
 [[ -n "$t_run" && -n "$t_start" ]] && gap=$(( (t_run - t_start + 86400000) % 86400000 ))
 check "startup_grace: ... no sooner than 2 s after the sink started ($gap ms on regent's clock)" \
