@@ -5,7 +5,9 @@
 # and a per-service override), check_timeout, command_timeout and startup_grace are accepted
 # and rendered; check_timeout gives up a `haproxy -c` that hangs; startup_grace keeps the routes
 # of the run before while the catalog is empty at start, then empties them; command_timeout gives
-# up a request on an admin socket that never answers.  Real haproxy 2.6, real HTTP backends on loopback.
+# up a request on an admin socket that never answers; a stop that races a reload still stops
+# haproxy within stop_timeout with keep_running = false, and leaves it routing with
+# keep_running = true.  Real haproxy 2.6, real HTTP backends on loopback.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -204,4 +206,59 @@ check "command_timeout: ... 1-3 s after the sink started, not the default 5 s ($
     test "$gap" -ge 1000 -a "$gap" -le 3000
 daemon_stop regent-silent
 daemon_stop silent
+
+# --- a stop that races a reload (keep_running = false): haproxy 2.6 acts on pending signals before
+# its CLI, so a master that reads a `reload` sent just before regent's SIGTERM after the signal
+# re-executes as a new master that never saw it, and would serve on.  Made certain here: the master
+# is held (SIGSTOP) while a reload waits on its CLI and regent stops, then let go.  With
+# stop_timeout = 2s (below the 3 s SIGKILL), regent must still have stopped it when it exits.
+RHX=$T/hx-race; mkdir -p "$RHX"
+RMASTER=$RHX/haproxy-master.sock
+{ line 1; line 2; } > "$T/race-instances"
+race_ini() { # KEEP_RUNNING OUT
+    sed -e "s|^config_file = .*|config_file = $RHX/haproxy.cfg|" -e "s|^file = .*|file = $T/race-instances|" \
+        -e "s|^state_dir = .*|state_dir = $T/state-race|" -e "s|^keep_running = .*|keep_running = $1|" \
+        -e 's|^\[agent\]$|[agent]\nstop_timeout = 2s|' "$T/regent.ini" > "$2"
+}
+# race_stop NAME: hold the master, a reload on its CLI, SIGTERM to regent (its own SIGTERM to the
+# master, if any, is pending), let the master go; prints the master's pid
+race_stop() {
+    local m rlog
+    m=$(hx_master_pid "$RMASTER"); rlog=$(daemon_log "$1")
+    kill -STOP "$m"
+    "$PY" -c "
+import socket, sys
+c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); c.sendall(b'reload\n'); c.close()" "$RMASTER"
+    kill -TERM "$(daemon_pid "$1")"
+    wait_for --timeout 10 grep -q 'sink haproxy: stopping$' "$rlog" >/dev/null ||
+        h_die "race: $1 did not log its sink's stop"
+    sleep 0.2
+    kill -CONT "$m"
+    echo "$m"
+}
+race_ini false "$T/race.ini"
+daemon_start regent-race "$REGENT_BIN" -c "$T/race.ini" -p "$REGENT_PLUGIN_DIR"
+RLOG=$(daemon_log regent-race)
+check "race: haproxy runs" wait_for --timeout 30 hx_track_master "$RMASTER"
+M=$(race_stop regent-race)
+check "race: regent exited" daemon_wait_exit regent-race 15
+HLOG=$T/state-race/haproxy.cfg.log
+check "race: haproxy took the reload after regent's SIGTERM (its log: exiting, then reloading)" \
+    eval "grep -A3 'Exiting Master process' '$HLOG' | grep -q 'Reloading HAProxy'"
+check "race: keep_running = false: no haproxy master left running once regent exited" hx_masters_stopped
+check "race: ... stopped within stop_timeout (logged, not given up)" \
+    eval "grep -q 'haproxy (pid $M) stopped' '$RLOG' && ! grep -q 'did not stop in time' '$RLOG'"
+check "race: ... without SIGKILL" eval "! grep -q 'SIGKILL' '$RLOG'"
+# keep_running = true: the same race leaves haproxy running and routing (it took the reload)
+race_ini true "$T/race-keep.ini"
+daemon_start regent-race-keep "$REGENT_BIN" -c "$T/race-keep.ini" -p "$REGENT_PLUGIN_DIR"
+check "race, keep_running = true: haproxy runs" wait_for --timeout 30 hx_track_master "$RMASTER"
+M=$(race_stop regent-race-keep)
+check "race, keep_running = true: regent exited" daemon_wait_exit regent-race-keep 15
+check "race, keep_running = true: a master answers after the reload" \
+    wait_for --timeout 10 eval '[[ -n "$(hx_master_pid "$RMASTER")" ]]'
+check_eq "race, keep_running = true: ... the same master, left running" "$M" "$(hx_master_pid "$RMASTER")"
+race_serves() { [[ "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 6 | awk '$1 ~ /^b[0-9]+$/ { print $1 }' | sort -V | uniq | paste -sd' ')" == "b1 b2" ]]; }
+check "race, keep_running = true: ... and routes" wait_for --timeout 10 race_serves
+daemon_stop "haproxy-master-$M"
 harness_summary
