@@ -207,42 +207,49 @@ check "command_timeout: ... 1-3 s after the sink started, not the default 5 s ($
 daemon_stop regent-silent
 daemon_stop silent
 
-# --- a stop that races a reload (keep_running = false): haproxy 2.6 acts on pending signals before
-# its CLI, so a master that reads a `reload` sent just before regent's SIGTERM after the signal
-# re-executes as a new master that never saw it, and would serve on.  Made certain here: the master
-# is held (SIGSTOP) while a reload waits on its CLI and regent stops, then let go.  With
-# stop_timeout = 2s (below the 3 s SIGKILL), regent must still have stopped it when it exits.
+# --- a stop that races a reload (keep_running = false): a master that reads a `reload` after it
+# acted on regent's SIGTERM (haproxy 2.6 handles pending signals before its CLI, and waits for its
+# workers to exit) re-executes as a new master that never saw the signal, and serves on.  Made
+# certain here: the worker is held (SIGSTOP), so the master that got SIGTERM waits for it; then a
+# reload on its CLI; then the worker is let go.  With stop_timeout = 2s (below the 3 s SIGKILL),
+# regent must still have stopped haproxy when it exits.
 RHX=$T/hx-race; mkdir -p "$RHX"
 RMASTER=$RHX/haproxy-master.sock
+HLOG=$T/state-race/haproxy.cfg.log
 { line 1; line 2; } > "$T/race-instances"
 race_ini() { # KEEP_RUNNING OUT
     sed -e "s|^config_file = .*|config_file = $RHX/haproxy.cfg|" -e "s|^file = .*|file = $T/race-instances|" \
         -e "s|^state_dir = .*|state_dir = $T/state-race|" -e "s|^keep_running = .*|keep_running = $1|" \
         -e 's|^\[agent\]$|[agent]\nstop_timeout = 2s|' "$T/regent.ini" > "$2"
 }
-# race_stop NAME: hold the master, a reload on its CLI, SIGTERM to regent (its own SIGTERM to the
-# master, if any, is pending), let the master go; prints the master's pid
+# race_stop NAME TERMED: hold the worker, SIGTERM to regent, wait for its sink's stop (TERMED = 1:
+# and for the master to act on regent's SIGTERM), a reload on the master CLI, let the worker go;
+# prints the master's pid
 race_stop() {
-    local m rlog
-    m=$(hx_master_pid "$RMASTER"); rlog=$(daemon_log "$1")
-    kill -STOP "$m"
+    local m w n0
+    m=$(hx_master_pid "$RMASTER"); w=$(hx_worker_pid "$RMASTER")
+    n0=$(grep -c 'Exiting Master process' "$HLOG")
+    kill -STOP "$w"
+    kill -TERM "$(daemon_pid "$1")"
+    wait_for --timeout 10 grep -q 'sink haproxy: stopping$' "$(daemon_log "$1")" >/dev/null ||
+        h_die "race: $1 did not log its sink's stop"
+    if [[ $2 == 1 ]]; then
+        wait_for --timeout 10 eval "[[ \$(grep -c 'Exiting Master process' '$HLOG') -gt $n0 ]]" >/dev/null ||
+            h_die "race: the master did not act on regent's SIGTERM"
+    fi
     "$PY" -c "
 import socket, sys
 c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); c.sendall(b'reload\n'); c.close()" "$RMASTER"
-    kill -TERM "$(daemon_pid "$1")"
-    wait_for --timeout 10 grep -q 'sink haproxy: stopping$' "$rlog" >/dev/null ||
-        h_die "race: $1 did not log its sink's stop"
-    sleep 0.2
-    kill -CONT "$m"
+    sleep 0.1
+    kill -CONT "$w"
     echo "$m"
 }
 race_ini false "$T/race.ini"
 daemon_start regent-race "$REGENT_BIN" -c "$T/race.ini" -p "$REGENT_PLUGIN_DIR"
 RLOG=$(daemon_log regent-race)
 check "race: haproxy runs" wait_for --timeout 30 hx_track_master "$RMASTER"
-M=$(race_stop regent-race)
+M=$(race_stop regent-race 1)
 check "race: regent exited" daemon_wait_exit regent-race 15
-HLOG=$T/state-race/haproxy.cfg.log
 check "race: haproxy took the reload after regent's SIGTERM (its log: exiting, then reloading)" \
     eval "grep -A3 'Exiting Master process' '$HLOG' | grep -q 'Reloading HAProxy'"
 check "race: keep_running = false: no haproxy master left running once regent exited" hx_masters_stopped
@@ -253,7 +260,7 @@ check "race: ... without SIGKILL" eval "! grep -q 'SIGKILL' '$RLOG'"
 race_ini true "$T/race-keep.ini"
 daemon_start regent-race-keep "$REGENT_BIN" -c "$T/race-keep.ini" -p "$REGENT_PLUGIN_DIR"
 check "race, keep_running = true: haproxy runs" wait_for --timeout 30 hx_track_master "$RMASTER"
-M=$(race_stop regent-race-keep)
+M=$(race_stop regent-race-keep 0)
 check "race, keep_running = true: regent exited" daemon_wait_exit regent-race-keep 15
 check "race, keep_running = true: a master answers after the reload" \
     wait_for --timeout 10 eval '[[ -n "$(hx_master_pid "$RMASTER")" ]]'
