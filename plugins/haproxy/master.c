@@ -13,7 +13,15 @@
  *
  * A master SIGKILL takes its worker and the listeners with it at once;
  * fdkeep.c holds copies of the listening sockets and the restart after a
- * crash gets them with `-x`, so connections queue instead of being refused. */
+ * crash gets them with `-x`, so connections queue instead of being refused.
+ *
+ * Stopping it (hx_sup_stop with kill): SIGTERM, again every
+ * HX_TERM_EVERY_MS while it runs, SIGKILL after HX_KILL_AFTER_MS, and a
+ * SIGKILL when the core gives up waiting first (stop_timeout shorter):
+ * a master that reads a `reload` regent sent just before the stop after
+ * it acted on the SIGTERM re-executes as a new master that never saw it
+ * (haproxy 2.6 handles pending signals before the CLI), and would serve
+ * on with a new worker. */
 #include "hx.h"
 
 #include <errno.h>
@@ -53,6 +61,7 @@ struct hx_sup {
 	 * a row.  crash_pending: the next spawn is such a restart. */
 	bool crash_start, crash_pending;
 	uint64_t spawn_req_ns; /* hx_sup_spawn() called (uv_hrtime), for the log */
+	unsigned term_sent; /* SIGTERMs sent by the stop so far */
 	bool is_ready, stopping, killing;
 	void (*adopt_done)(void *arg, int result, const char *why);
 	void *adopt_arg;
@@ -487,10 +496,25 @@ long hx_sup_pid(const hx_sup *s)
 	return s->pid;
 }
 
+#define HX_TERM_EVERY_MS 500
+#define HX_KILL_AFTER_MS 3000
+
 static void on_kill_timer(uv_timer_t *t)
 {
 	hx_sup *s = t->data;
-	sup_log(s, REGENT_LOG_WARN, "haproxy (pid %ld) ignored SIGTERM: SIGKILL", s->pid);
+	if (s->term_sent * HX_TERM_EVERY_MS < HX_KILL_AFTER_MS) {
+		if (s->term_sent == 1)
+			sup_log(s, REGENT_LOG_INFO,
+			        "haproxy (pid %ld) still runs %d ms after SIGTERM: SIGTERM again every %d ms "
+			        "(a master that took a reload after the signal runs on as a new one)",
+			        s->pid, HX_TERM_EVERY_MS, HX_TERM_EVERY_MS);
+		s->term_sent++;
+		send_signal(s, SIGTERM);
+		return;
+	}
+	uv_timer_stop(t);
+	sup_log(s, REGENT_LOG_WARN, "haproxy (pid %ld) ignored SIGTERM for %d ms: SIGKILL", s->pid,
+	        HX_KILL_AFTER_MS);
 	send_signal(s, SIGKILL);
 }
 
@@ -518,8 +542,9 @@ bool hx_sup_stop(hx_sup *s, bool kill)
 	}
 	sup_log(s, REGENT_LOG_INFO, "stopping haproxy (pid %ld)", s->pid);
 	s->killing = true;
+	s->term_sent = 1;
 	send_signal(s, SIGTERM);
-	uv_timer_start(s->t_kill, on_kill_timer, 3000, 0);
+	uv_timer_start(s->t_kill, on_kill_timer, HX_TERM_EVERY_MS, HX_TERM_EVERY_MS);
 	return true;
 }
 
@@ -527,6 +552,13 @@ void hx_sup_free(hx_sup *s)
 {
 	if (!s)
 		return;
+	if (s->killing && s->pid) {
+		/* The core stopped waiting (stop_timeout) before it exited: a
+		 * master this stop was to end is never left running. */
+		sup_log(s, REGENT_LOG_WARN, "haproxy (pid %ld) still runs as the sink stops: SIGKILL",
+		        s->pid);
+		send_signal(s, SIGKILL);
+	}
 	s->stopping = true;
 	s->killing = false;
 	quiesce(s);

@@ -33,3 +33,16 @@ hx_track_master() {
     # would restart it is stopped before it.
     sed -i "1i $name" "$H_TMP/.h/order"
 }
+
+# hx_masters_stopped: none of the masters hx_track_master recorded runs any more (a regent with
+# keep_running = false stops its haproxy before it exits); names those that still run.
+hx_masters_stopped() {
+    local d left=""
+    for d in "$H_TMP"/.h/d/haproxy-master-*; do
+        [[ -d "$d" ]] || continue
+        daemon_alive "${d##*/}" && left+=" $(cat "$d/pid")"
+    done
+    [[ -z "$left" ]] && return 0
+    echo "haproxy master(s) still running:$left" >&2
+    return 1
+}

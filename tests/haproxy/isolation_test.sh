@@ -10,11 +10,15 @@
 #    good service added with it is routed; once the port is free it is added;
 #  - haproxy's open-file limit (#14.1, #15.6): under a hard limit of 1200 a big service is
 #    capped and reported; with strict_limits = false and maxconn it is routed whole.
+# Every regent here has keep_running = false: each haproxy master is tracked as a harness daemon
+# (hx_track_master, stopped by pid whatever regent does) and must be gone once its regent exited.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
 source "$REGENT_TEST_DIR/harness/lib.sh"
 harness_init || exit 1
+# shellcheck source=hxlib.sh
+source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
 
 PY=${PYTHON3:-python3}
 TOOL=("$PY" "$REGENT_TEST_DIR/haproxy/hxtool.py")
@@ -116,6 +120,7 @@ answers() { [[ "$(get "$1")" == "200 $2" ]]; }
 check "web answers through haproxy" wait_for --timeout 20 answers "$P_W" b3
 check "grace answers through haproxy" wait_for --timeout 10 answers "$P_G" b1
 check "short answers through haproxy" wait_for --timeout 10 answers "$P_S" b2
+hx_track_master "$MASTER" || true
 
 master_cmd() { haproxy_master_cmd --sock "$MASTER" "$1"; }
 reloads() { master_cmd "show proc" | awk '$2 == "master" { print $3 }'; }
@@ -229,6 +234,7 @@ fi
 echo "  | reloads during the isolation part: $(( $(reloads) - R1 ))"
 
 daemon_stop regent
+check "keep_running = false: its haproxy stopped with regent" hx_masters_stopped
 
 # --- a bad service at a cold start (#15): the services arrive after the first haproxy runs (a
 # store still reading past start_wait, here 300 ms), so the first configuration with services
@@ -247,6 +253,7 @@ printf '[service okay]\nport = %s\nmode = http\n\n[service bad]\nport = %s\nmode
 daemon_start regent-cold "$REGENT_BIN" -c "$T/cold.ini" -p "$REGENT_PLUGIN_DIR"
 LOG3=$(daemon_log regent-cold)
 check "cold: the first haproxy runs (no service yet)" wait_for --timeout 20 grep -q 'sink haproxy: ready' "$LOG3"
+hx_track_master "$HX3/haproxy-master.sock" || true
 printf '%s\n' "$(line o-1 okay b1)" "$(line x-1 bad b2)" > "$INST3.tmp"; mv "$INST3.tmp" "$INST3"
 check "cold: the good service is routed next to the bad one" wait_for --timeout 30 answers "$P_OK" b1
 check "cold: the first configuration with services went without a separate haproxy -c" \
@@ -258,6 +265,7 @@ check "cold: bad is not in the file" eval "! grep -q '^listen bad\$' '$HX3/hapro
 check "cold: haproxy's first start waited for services, then started without them (start_wait)" \
     grep -q 'no service to route within start_wait' "$LOG3"
 daemon_stop regent-cold
+check "cold: its haproxy stopped with regent" hx_masters_stopped
 
 # --- a bad service in the registry's first read (#15): haproxy's first start waits for the
 # catalog (start_wait) and starts once with every service, that file not checked separately;
@@ -273,6 +281,7 @@ sed -e "s#^file = .*#file = $INST5#" -e "s#^config_file = .*#config_file = $HX5/
 daemon_start regent-direct "$REGENT_BIN" -c "$T/direct.ini" -p "$REGENT_PLUGIN_DIR"
 LOG5=$(daemon_log regent-direct)
 check "direct: the good service is routed next to the bad one" wait_for --timeout 30 answers "$P_OK" b1
+hx_track_master "$HX5/haproxy-master.sock" || true
 check "direct: haproxy's first start took the first configuration with services, unchecked" \
     grep -q 'cold start: haproxy starts once with the first configuration with services' "$LOG5"
 check "direct: haproxy refused it at its start (logged, not restarted with it)" \
@@ -285,6 +294,7 @@ check_eq "direct: haproxy started twice (the refused file, then the checked one)
 check_eq "direct: the running haproxy never reloaded" "0" \
     "$(haproxy_master_cmd --sock "$HX5/haproxy-master.sock" "show proc" | awk '$2 == "master" { print $3 }')"
 daemon_stop regent-direct
+check "direct: its haproxy stopped with regent" hx_masters_stopped
 
 # --- an include haproxy rejects: refused by --check-config; the daemon's start (validate_purpose
 # START, ABI 1.6) leaves that check to the sink's first haproxy -c, whose refusal fails the sink's
@@ -302,7 +312,9 @@ check "include: the daemon's start fails the sink's start, naming haproxy -c" \
 check "include: the configuration passed the start's validation (regent started)" \
     grep -q 'core: regent .* starting with' "$LOG4"
 check "include: regent keeps running" daemon_alive regent-inc
+hx_track_master "$HX3/haproxy-master.sock" || true
 daemon_stop regent-inc
+check "include: no haproxy left running" hx_masters_stopped
 
 # --- haproxy's open-file limit (#14.1): an agent whose hard RLIMIT_NOFILE is 1200 (haproxy
 # inherits it); a service of 900 instances would need ~1350 slots, more descriptors than
@@ -322,6 +334,7 @@ LOG2=$(daemon_log regent-fd)
 check "fd limit: the big service is capped, logged with the limit" \
     wait_for --timeout 20 grep -q "service huge: server slots capped at .* open-file limit is 1200" "$LOG2"
 check "fd limit: the big service is routed (its listener accepts)" wait_for --timeout 20 accepts "$P_H"
+hx_track_master "$HX2/haproxy-master.sock" || true
 { cat "$INST2"; line t-1 tiny b1; } > "$INST2.tmp"; mv "$INST2.tmp" "$INST2"
 check "fd limit: a new service is routed next to it" wait_for --timeout 20 answers "$P_T" b1
 check "fd limit: haproxy never refused its open-file limit" eval "! grep -rqs 'Cannot raise FD limit' '$LOG2' '$HX2' '$H_TMP/state-hx-fd'"
@@ -329,6 +342,7 @@ n=$(grep -c '^    server ' "$HX2/haproxy.cfg")
 echo "  | server lines in the file: $n"
 check "fd limit: the file's servers stay within the budget (1200 - 518 - 60)" test "$n" -le 622
 daemon_stop regent-fd
+check "fd limit: its haproxy stopped with regent" hx_masters_stopped
 
 # --- strict_limits = false with a global maxconn (#15.6): the same 900 instances under the same
 # hard limit of 1200 are all routed: haproxy counts ~1,600 descriptors (a slot each, 2 per
@@ -363,6 +377,7 @@ LOG5=$(daemon_log regent-loose)
 routed() { "${TOOL[@]}" servers "$HX5/haproxy-admin.sock" huge | awk '$4 == 0 && $2 !~ /^0\.0\.0\.0:/' | wc -l; }
 check "no strict-limits: all 900 instances of the big service are routed" \
     wait_for --timeout 120 eval '[[ "$(routed)" -eq 900 ]]'
+hx_track_master "$HX5/haproxy-master.sock" || true
 check "no strict-limits: the global section says so" grep -qx '    no strict-limits' "$HX5/haproxy.cfg"
 check "no strict-limits: ... with the maxconn" grep -qx '    maxconn 100' "$HX5/haproxy.cfg"
 check "max_spread_checks: its default (20s) in the global section" grep -qx '    max-spread-checks 20s' "$HX5/haproxy.cfg"
@@ -376,4 +391,5 @@ echo "  | server lines in the file: $n (1200 - 518 - 60 - 2 x 100 = 422 listener
 check "no strict-limits: the file holds more slots than the hard limit" test "$n" -gt 1200
 check "no strict-limits: the big service's port accepts" wait_for --timeout 20 accepts "$P_H"
 daemon_stop regent-loose
+check "no strict-limits: its haproxy stopped with regent" hx_masters_stopped
 harness_summary

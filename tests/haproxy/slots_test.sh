@@ -5,7 +5,9 @@
 # and a per-service override), check_timeout, command_timeout and startup_grace are accepted
 # and rendered; check_timeout gives up a `haproxy -c` that hangs; startup_grace keeps the routes
 # of the run before while the catalog is empty at start, then empties them; command_timeout gives
-# up a request on an admin socket that never answers.  Real haproxy 2.6, real HTTP backends on loopback.
+# up a request on an admin socket that never answers; a stop that races a reload still stops
+# haproxy within stop_timeout with keep_running = false, and leaves it routing with
+# keep_running = true.  Real haproxy 2.6, real HTTP backends on loopback.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -204,4 +206,66 @@ check "command_timeout: ... 1-3 s after the sink started, not the default 5 s ($
     test "$gap" -ge 1000 -a "$gap" -le 3000
 daemon_stop regent-silent
 daemon_stop silent
+
+# --- a stop that races a reload (keep_running = false): a master that reads a `reload` after it
+# acted on regent's SIGTERM (haproxy 2.6 handles pending signals before its CLI, and waits for its
+# workers to exit) re-executes as a new master that never saw the signal, and serves on.  Made
+# certain here: the worker is held (SIGSTOP), so the master that got SIGTERM waits for it; then a
+# reload on its CLI; then the worker is let go.  With stop_timeout = 2s (below the 3 s SIGKILL),
+# regent must still have stopped haproxy when it exits.
+RHX=$T/hx-race; mkdir -p "$RHX"
+RMASTER=$RHX/haproxy-master.sock
+HLOG=$T/state-race/haproxy.cfg.log
+{ line 1; line 2; } > "$T/race-instances"
+race_ini() { # KEEP_RUNNING OUT
+    sed -e "s|^config_file = .*|config_file = $RHX/haproxy.cfg|" -e "s|^file = .*|file = $T/race-instances|" \
+        -e "s|^state_dir = .*|state_dir = $T/state-race|" -e "s|^keep_running = .*|keep_running = $1|" \
+        -e 's|^\[agent\]$|[agent]\nstop_timeout = 2s|' "$T/regent.ini" > "$2"
+}
+# race_stop NAME TERMED: hold the worker, SIGTERM to regent, wait for its sink's stop (TERMED = 1:
+# and for the master to act on regent's SIGTERM), a reload on the master CLI, let the worker go;
+# prints the master's pid
+race_stop() {
+    local m w n0
+    m=$(hx_master_pid "$RMASTER"); w=$(hx_worker_pid "$RMASTER")
+    n0=$(grep -c 'Exiting Master process' "$HLOG")
+    kill -STOP "$w"
+    kill -TERM "$(daemon_pid "$1")"
+    wait_for --timeout 10 grep -q 'sink haproxy: stopping$' "$(daemon_log "$1")" >/dev/null ||
+        h_die "race: $1 did not log its sink's stop"
+    if [[ $2 == 1 ]]; then
+        wait_for --timeout 10 eval "[[ \$(grep -c 'Exiting Master process' '$HLOG') -gt $n0 ]]" >/dev/null ||
+            h_die "race: the master did not act on regent's SIGTERM"
+    fi
+    "$PY" -c "
+import socket, sys
+c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); c.sendall(b'reload\n'); c.close()" "$RMASTER"
+    sleep 0.1
+    kill -CONT "$w"
+    echo "$m"
+}
+race_ini false "$T/race.ini"
+daemon_start regent-race "$REGENT_BIN" -c "$T/race.ini" -p "$REGENT_PLUGIN_DIR"
+RLOG=$(daemon_log regent-race)
+check "race: haproxy runs" wait_for --timeout 30 hx_track_master "$RMASTER"
+M=$(race_stop regent-race 1)
+check "race: regent exited" daemon_wait_exit regent-race 15
+check "race: haproxy took the reload after regent's SIGTERM (its log: exiting, then reloading)" \
+    eval "grep -A3 'Exiting Master process' '$HLOG' | grep -q 'Reloading HAProxy'"
+check "race: keep_running = false: no haproxy master left running once regent exited" hx_masters_stopped
+check "race: ... stopped within stop_timeout (logged, not given up)" \
+    eval "grep -q 'haproxy (pid $M) stopped' '$RLOG' && ! grep -q 'did not stop in time' '$RLOG'"
+check "race: ... without SIGKILL" eval "! grep -q 'SIGKILL' '$RLOG'"
+# keep_running = true: the same race leaves haproxy running and routing (it took the reload)
+race_ini true "$T/race-keep.ini"
+daemon_start regent-race-keep "$REGENT_BIN" -c "$T/race-keep.ini" -p "$REGENT_PLUGIN_DIR"
+check "race, keep_running = true: haproxy runs" wait_for --timeout 30 hx_track_master "$RMASTER"
+M=$(race_stop regent-race-keep 0)
+check "race, keep_running = true: regent exited" daemon_wait_exit regent-race-keep 15
+check "race, keep_running = true: a master answers after the reload" \
+    wait_for --timeout 10 eval '[[ -n "$(hx_master_pid "$RMASTER")" ]]'
+check_eq "race, keep_running = true: ... the same master, left running" "$M" "$(hx_master_pid "$RMASTER")"
+race_serves() { [[ "$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 6 | awk '$1 ~ /^b[0-9]+$/ { print $1 }' | sort -V | uniq | paste -sd' ')" == "b1 b2" ]]; }
+check "race, keep_running = true: ... and routes" wait_for --timeout 10 race_serves
+daemon_stop "haproxy-master-$M"
 harness_summary
