@@ -396,7 +396,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->g_want = hx_render_global(s->h, s->manage ? s->admin_socket : NULL,
 	                             s->manage ? s->state_file : NULL,
 	                             s->stats_on ? s->stats_bind : NULL, s->strict_limits, s->maxconn,
-	                             s->spread_ms);
+	                             s->spread_ms, s->manage && s->ninclude == 0);
 	s->m_runtime = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_haproxy_runtime_updates_total",
 	                         "Server changes applied over haproxy's runtime API (no reload).",
 	                         NULL);

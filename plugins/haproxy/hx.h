@@ -118,10 +118,13 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
  * server-state file every listen loads (declared once here: haproxy reads
  * it once, not once per proxy; NULL: none), `no strict-limits` unless
  * strict_limits, `maxconn` if maxconn > 0, `max-spread-checks` if
- * spread_ms > 0, and the stats listener (NULL: none). */
+ * spread_ms > 0, `httpclient.ssl.verify none` if no_hc_ca (haproxy 2.6
+ * then does not load the system CA store for its Lua-only httpclient at
+ * every start, reload and -c; only where no user include can hold Lua),
+ * and the stats listener (NULL: none). */
 char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
                        const char *stats_bind, bool strict_limits, int64_t maxconn,
-                       int64_t spread_ms);
+                       int64_t spread_ms, bool no_hc_ca);
 
 /* Renders a duration in ms as haproxy text ("1500ms", "2s"). */
 void hx_fmt_ms(char *out, size_t n, uint64_t ms);

@@ -368,10 +368,10 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 
 char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
                        const char *stats_bind, bool strict_limits, int64_t maxconn,
-                       int64_t spread_ms)
+                       int64_t spread_ms, bool no_hc_ca)
 {
 	hx_buf b = {.h = h};
-	if (admin_socket || state_file || !strict_limits || maxconn > 0 || spread_ms > 0) {
+	if (admin_socket || state_file || !strict_limits || maxconn > 0 || spread_ms > 0 || no_hc_ca) {
 		hx_buf_puts(&b, "global\n");
 		if (admin_socket)
 			hx_buf_printf(&b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
@@ -387,6 +387,8 @@ char *hx_render_global(const regent_host *h, const char *admin_socket, const cha
 			hx_fmt_ms(d, sizeof(d), (uint64_t)spread_ms);
 			hx_buf_printf(&b, "    max-spread-checks %s\n", d);
 		}
+		if (no_hc_ca) /* nothing in the file uses the httpclient: skip its CA store */
+			hx_buf_puts(&b, "    httpclient.ssl.verify none\n");
 		hx_buf_puts(&b, "\n");
 	}
 	if (stats_bind)

@@ -153,12 +153,13 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
 	bool lb = false;
 	uint16_t sport = 0;
 	bool stats_on = st && strcmp(st, "off") != 0 && parse_stats(st, sb, sizeof(sb), &sport, &lb);
+	const char *const *inc;
+	size_t ninc = h->cfg_list(ctx, "include", &inc);
 	char *global = hx_render_global(h, manage ? "/nonexistent/regent-check.sock" : NULL, NULL,
 	                                stats_on ? sb : NULL, h->cfg_bool(ctx, "strict_limits"),
 	                                h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0,
-	                                manage ? (int64_t)h->cfg_duration_ms(ctx, "max_spread_checks") : 0);
-	const char *const *inc;
-	size_t ninc = h->cfg_list(ctx, "include", &inc);
+	                                manage ? (int64_t)h->cfg_duration_ms(ctx, "max_spread_checks") : 0,
+	                                manage && ninc == 0);
 	int rc = hx_check_binary(h, h->cfg_string(ctx, "haproxy"), inc, ninc, global,
 	                         h->cfg_duration_ms(ctx, "check_timeout"), why, whylen);
 	free(global);

@@ -95,6 +95,8 @@ daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
 check "regent routes web" wait_for --timeout 30 http_get "http://127.0.0.1:$P_W/"
 hx_track_master "$MASTER"
 check "ready (the sink proved itself)" wait_for --timeout 15 grep -q 'info: sink haproxy: ready' "$LOG"
+check "manage, no include: the global skips the httpclient's CA store" \
+    grep -qx '    httpclient.ssl.verify none' "$CFG"
 for f in "$CFG.new" "$CFG.999999999-3.new" "$HX/haproxy.state.999999999-3.tmp"; do
     check "start: the leftover $(basename "$f") is removed" test ! -e "$f"
 done
