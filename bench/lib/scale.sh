@@ -30,6 +30,8 @@ usage: bench/run scale [options]
                      phase, so per-change counts (system calls, instructions) are not drowned
                      in them (the page's follow-up on the changed servers stays); one
                      change before the windows then brings the page's first whole poll
+  --threads N        client side: the sink's threads (haproxy's nbthread; default: not
+                     written, haproxy runs one thread per CPU)
   --callgrind        run the agents under valgrind callgrind and count the instructions of
                      each window (load-independent; the times are not then): register side,
                      and the client side's change phase (its last agent)
@@ -106,6 +108,7 @@ check_interval  = 24h     ; nothing listens behind the synthetic fleet: check ra
 reload_interval = 200ms
 empty_grace     = 0       ; a removed service's listener goes at once (the reload path is measured)
 ${SC_STATE_INTERVAL:+server_state_interval = $SC_STATE_INTERVAL}
+${SC_THREADS:+threads         = $SC_THREADS}
 ${SC_START_WAIT:+start_wait = $SC_START_WAIT}
 ${SC_MAX_SPREAD:+max_spread_checks = $SC_MAX_SPREAD}
 
@@ -753,6 +756,7 @@ bench_scale() {
 		--profile) profile=1; shift ;;
 		--callgrind) callgrind=1; shift ;;
 		--state-interval) export SC_STATE_INTERVAL=$2 SC_WARMUP=1; shift 2 ;;
+		--threads) export SC_THREADS=$2; shift 2 ;;
 		--skip-client) client=0; shift ;;
 		--skip-register) reg=0; shift ;;
 		--build) build=$2; shift 2 ;;

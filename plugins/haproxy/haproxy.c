@@ -393,10 +393,17 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->reload_backoff = (regent_backoff){.initial_ms = 1000, .max_ms = 30000};
 	model_setup(s);
 	s->keep_running = h->cfg_bool(ctx, "keep_running");
-	s->g_want = hx_render_global(s->h, s->manage ? s->admin_socket : NULL,
-	                             s->manage ? s->state_file : NULL,
-	                             s->stats_on ? s->stats_bind : NULL, s->strict_limits, s->maxconn,
-	                             s->spread_ms);
+	hx_global_opts go = {
+		.admin_socket = s->manage ? s->admin_socket : NULL,
+		.state_file = s->manage ? s->state_file : NULL,
+		.stats_bind = s->stats_on ? s->stats_bind : NULL,
+		.strict_limits = s->strict_limits,
+		.maxconn = s->maxconn,
+		.spread_ms = s->spread_ms,
+		.threads = s->threads,
+		.no_hc_ca = s->manage && s->ninclude == 0,
+	};
+	s->g_want = hx_render_global(s->h, &go);
 	s->m_runtime = h->metric(ctx, REGENT_METRIC_COUNTER, "regent_haproxy_runtime_updates_total",
 	                         "Server changes applied over haproxy's runtime API (no reload).",
 	                         NULL);

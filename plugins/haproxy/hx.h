@@ -114,14 +114,23 @@ typedef struct hx_server_line {
 
 void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const char *srvopts);
 
-/* The global part: the admin socket (manage mode, else NULL), the
- * server-state file every listen loads (declared once here: haproxy reads
- * it once, not once per proxy; NULL: none), `no strict-limits` unless
- * strict_limits, `maxconn` if maxconn > 0, `max-spread-checks` if
- * spread_ms > 0, and the stats listener (NULL: none). */
-char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
-                       const char *stats_bind, bool strict_limits, int64_t maxconn,
-                       int64_t spread_ms);
+/* What the global part holds (hx_render_global). */
+typedef struct hx_global_opts {
+	const char *admin_socket; /* manage mode, else NULL */
+	const char *state_file;   /* declared once here: haproxy reads it once, not per proxy */
+	const char *stats_bind;   /* the stats listener (NULL: none) */
+	bool strict_limits;       /* false: `no strict-limits` */
+	int64_t maxconn;          /* > 0: `maxconn` */
+	int64_t spread_ms;        /* > 0: `max-spread-checks` */
+	int64_t threads;          /* > 0: `nbthread` */
+	bool no_hc_ca;            /* `httpclient.ssl.verify none`: haproxy 2.6 then does not load
+	                           * the system CA store for its Lua-only httpclient at every
+	                           * start, reload and -c (only where no include can hold Lua) */
+} hx_global_opts;
+
+/* The global part (with a `global` section only when something is in it),
+ * then the stats listener. */
+char *hx_render_global(const regent_host *h, const hx_global_opts *o);
 
 /* Renders a duration in ms as haproxy text ("1500ms", "2s"). */
 void hx_fmt_ms(char *out, size_t n, uint64_t ms);

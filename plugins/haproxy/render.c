@@ -366,29 +366,33 @@ void hx_render_server(hx_buf *b, size_t slot, const hx_server_line *l, const cha
 	hx_buf_puts(b, "\n");
 }
 
-char *hx_render_global(const regent_host *h, const char *admin_socket, const char *state_file,
-                       const char *stats_bind, bool strict_limits, int64_t maxconn,
-                       int64_t spread_ms)
+char *hx_render_global(const regent_host *h, const hx_global_opts *o)
 {
 	hx_buf b = {.h = h};
-	if (admin_socket || state_file || !strict_limits || maxconn > 0 || spread_ms > 0) {
+	if (o->admin_socket || o->state_file || !o->strict_limits || o->maxconn > 0 ||
+	    o->spread_ms > 0 || o->threads > 0 || o->no_hc_ca) {
 		hx_buf_puts(&b, "global\n");
-		if (admin_socket)
+		if (o->admin_socket)
 			hx_buf_printf(&b, "    stats socket %s mode 600 level admin expose-fd listeners\n",
-			              admin_socket);
-		if (state_file)
-			hx_buf_printf(&b, "    server-state-file %s\n", state_file);
-		if (!strict_limits)
+			              o->admin_socket);
+		if (o->state_file)
+			hx_buf_printf(&b, "    server-state-file %s\n", o->state_file);
+		if (!o->strict_limits)
 			hx_buf_puts(&b, "    no strict-limits\n");
-		if (maxconn > 0)
-			hx_buf_printf(&b, "    maxconn %lld\n", (long long)maxconn);
-		if (spread_ms > 0) {
+		if (o->maxconn > 0)
+			hx_buf_printf(&b, "    maxconn %lld\n", (long long)o->maxconn);
+		if (o->spread_ms > 0) {
 			char d[32];
-			hx_fmt_ms(d, sizeof(d), (uint64_t)spread_ms);
+			hx_fmt_ms(d, sizeof(d), (uint64_t)o->spread_ms);
 			hx_buf_printf(&b, "    max-spread-checks %s\n", d);
 		}
+		if (o->threads > 0) /* haproxy 2.6 builds Lua's proxy lists once per thread, + 1 */
+			hx_buf_printf(&b, "    nbthread %lld\n", (long long)o->threads);
+		if (o->no_hc_ca) /* nothing in the file uses the httpclient: skip its CA store */
+			hx_buf_puts(&b, "    httpclient.ssl.verify none\n");
 		hx_buf_puts(&b, "\n");
 	}
+	const char *stats_bind = o->stats_bind;
 	if (stats_bind)
 		hx_buf_printf(&b,
 		              "listen " HX_STATS_PROXY "\n"

@@ -77,6 +77,10 @@ const regent_config_key hx_keys[] = {
 	 "manage: haproxy's global max-spread-checks, the longest a new worker spreads its first "
 	 "health checks over (haproxy 2.6 overflows its spread when check_interval x checked "
 	 "servers passes 2^31 ms and runs about half of the checks at once); 0: not written"},
+	{"threads", REGENT_CFG_INT, "0", false, 0, 64,
+	 "manage: haproxy's global nbthread (haproxy 2.6 builds its Lua lists of every proxy and "
+	 "server once per thread, plus once, at every start and reload); 0: not written "
+	 "(haproxy's own: one per CPU)"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -153,12 +157,18 @@ static int check_binary(regent_ctx *ctx, const regent_host *h, char *why, size_t
 	bool lb = false;
 	uint16_t sport = 0;
 	bool stats_on = st && strcmp(st, "off") != 0 && parse_stats(st, sb, sizeof(sb), &sport, &lb);
-	char *global = hx_render_global(h, manage ? "/nonexistent/regent-check.sock" : NULL, NULL,
-	                                stats_on ? sb : NULL, h->cfg_bool(ctx, "strict_limits"),
-	                                h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0,
-	                                manage ? (int64_t)h->cfg_duration_ms(ctx, "max_spread_checks") : 0);
 	const char *const *inc;
 	size_t ninc = h->cfg_list(ctx, "include", &inc);
+	hx_global_opts go = {
+		.admin_socket = manage ? "/nonexistent/regent-check.sock" : NULL,
+		.stats_bind = stats_on ? sb : NULL,
+		.strict_limits = h->cfg_bool(ctx, "strict_limits"),
+		.maxconn = h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0,
+		.spread_ms = manage ? (int64_t)h->cfg_duration_ms(ctx, "max_spread_checks") : 0,
+		.threads = manage ? h->cfg_int(ctx, "threads") : 0,
+		.no_hc_ca = manage && ninc == 0,
+	};
+	char *global = hx_render_global(h, &go);
 	int rc = hx_check_binary(h, h->cfg_string(ctx, "haproxy"), inc, ninc, global,
 	                         h->cfg_duration_ms(ctx, "check_timeout"), why, whylen);
 	free(global);
@@ -189,7 +199,7 @@ static int check_dir(regent_ctx *ctx, const regent_host *h, const char *key, con
 	return rc;
 }
 
-/* strict_limits, maxconn and max_spread_checks: the managed haproxy's
+/* strict_limits, maxconn, max_spread_checks and threads: the managed haproxy's
  * global (a driven haproxy's global is the user's); strict_limits = false
  * needs maxconn;
  * 2 x maxconn must leave haproxy descriptors for listeners under the hard
@@ -210,13 +220,17 @@ static int check_limits(regent_ctx *ctx, const regent_host *h, bool manage)
 			             i ? "maxconn" : "no strict-limits");
 			rc = -EINVAL;
 		}
-	if (!manage && h->cfg_is_set(ctx, "max_spread_checks") &&
-	    h->cfg_duration_ms(ctx, "max_spread_checks") > 0) {
-		h->cfg_error(ctx, "max_spread_checks",
-		             "needs manage = true (a haproxy regent does not start has its own global "
-		             "section: set `max-spread-checks` there)");
-		rc = -EINVAL;
-	}
+	static const char *const gkeys[][2] = {{"max_spread_checks", "max-spread-checks"},
+	                                       {"threads", "nbthread"}};
+	for (size_t i = 0; i < 2; i++)
+		if (!manage && h->cfg_is_set(ctx, gkeys[i][0]) &&
+		    (i ? h->cfg_int(ctx, "threads") : (int64_t)h->cfg_duration_ms(ctx, gkeys[i][0])) > 0) {
+			h->cfg_error(ctx, gkeys[i][0],
+			             "needs manage = true (a haproxy regent does not start has its own "
+			             "global section: set `%s` there)",
+			             gkeys[i][1]);
+			rc = -EINVAL;
+		}
 	if (rc < 0)
 		return rc;
 	struct rlimit rl;
@@ -388,6 +402,7 @@ void hx_sink_configure(hx *s)
 	s->strict_limits = !s->manage || h->cfg_bool(ctx, "strict_limits");
 	s->maxconn = s->manage && h->cfg_is_set(ctx, "maxconn") ? h->cfg_int(ctx, "maxconn") : 0;
 	s->spread_ms = s->manage ? (int64_t)h->cfg_duration_ms(ctx, "max_spread_checks") : 0;
+	s->threads = s->manage ? h->cfg_int(ctx, "threads") : 0;
 	s->config_file = h->xstrdup(h->cfg_string(ctx, "config_file"));
 	/* Temporary files per instance (pid and a sequence number): during a
 	 * make-before-break trial the old and the new instance both write

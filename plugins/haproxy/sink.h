@@ -65,6 +65,7 @@ typedef struct hx {
 	bool strict_limits; /* false: `no strict-limits` in the global part */
 	int64_t maxconn;    /* global maxconn (0: not written) */
 	int64_t spread_ms;  /* global max-spread-checks (0: not written) */
+	int64_t threads;    /* global nbthread (0: not written) */
 	char stats_bind[80];
 	bool stats_on;
 	char bind_addr[HX_ADDR_MAX + 2];

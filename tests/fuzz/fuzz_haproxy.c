@@ -196,7 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(got[i].has_id == has && (!has || strcmp(got[i].id, id) == 0),
 		      "slot %zu id \"%s\" read back as \"%s\"", i + 1, id, got[i].id);
 	}
-	char *g = hx_render_global(H, NULL, NULL, bind, true, 0, 0);
+	hx_global_opts go = {.stats_bind = bind, .strict_limits = true};
+	char *g = hx_render_global(H, &go);
 	CHECK(fz_clean(g, strlen(g), "\n"), "global");
 	free(g);
 done:

@@ -79,8 +79,12 @@ done
 mkini "$T/st.ini" "$CFG" "state_file = $T/open-0777/haproxy.state"
 check_contains "state_file in a directory others can write: refused, named" \
     "$(check_config "$T/st.ini")" "the directory $T/open-0777 of $T/open-0777/haproxy.state is writable by others"
-mkini "$INI" "$CFG"
+mkini "$INI" "$CFG" "threads = 1"
 check "dir mode 0750: --check-config accepts it" check_config "$INI"
+sed -e 's#^manage = true$#manage = false\nadmin_socket = /run/none.sock\nreload_command = /bin/true#' \
+    -e 's#^threads = 1$#threads = 2#' "$INI" > "$T/thr-drive.ini"
+check_contains "threads without manage: refused, named" "$(check_config "$T/thr-drive.ini")" \
+    "sink haproxy.threads: needs manage = true (a haproxy regent does not start has its own global section: set \`nbthread\` there)"
 
 # --- leftovers of a run that is gone -----------------------------------------------------------
 echo stale > "$CFG.new"                       # the older fixed name
@@ -95,6 +99,11 @@ daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
 check "regent routes web" wait_for --timeout 30 http_get "http://127.0.0.1:$P_W/"
 hx_track_master "$MASTER"
 check "ready (the sink proved itself)" wait_for --timeout 15 grep -q 'info: sink haproxy: ready' "$LOG"
+check "manage, no include: the global skips the httpclient's CA store" \
+    grep -qx '    httpclient.ssl.verify none' "$CFG"
+check "threads = 1: nbthread in the global section" grep -qx '    nbthread 1' "$CFG"
+check_eq "threads = 1: the worker runs one thread" 1 \
+    "$(haproxy_master_cmd --sock "$MASTER" "@1 show info" 2>/dev/null | awk -F': ' '$1 == "Nbthread" { print $2 }')"
 for f in "$CFG.new" "$CFG.999999999-3.new" "$HX/haproxy.state.999999999-3.tmp"; do
     check "start: the leftover $(basename "$f") is removed" test ! -e "$f"
 done

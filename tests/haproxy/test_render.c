@@ -136,6 +136,21 @@ static void test_parse_port(void **st)
 		assert_false(hx_parse_port(bad[i], &p));
 }
 
+
+/* hx_render_global with the options in a row (threads 0 unless said) */
+static char *render_global(const char *admin, const char *state, const char *stats, bool strict,
+                           int64_t maxconn, int64_t spread_ms, bool no_hc_ca)
+{
+	hx_global_opts o = {.admin_socket = admin,
+	                    .state_file = state,
+	                    .stats_bind = stats,
+	                    .strict_limits = strict,
+	                    .maxconn = maxconn,
+	                    .spread_ms = spread_ms,
+	                    .no_hc_ca = no_hc_ca};
+	return hx_render_global(H, &o);
+}
+
 static void test_render(void **st)
 {
 	(void)st;
@@ -167,39 +182,58 @@ static void test_render(void **st)
 	                                    "    server s2 0.0.0.0:0 check disabled\n"
 	                                    "    server s3 [::1]:81 check\n");
 	hx_buf_free(&b);
-	char *g = hx_render_global(H, "/run/a.sock", "/s/state", "127.0.0.1:1936", true, 0, 0);
+	char *g = render_global("/run/a.sock", "/s/state", "127.0.0.1:1936", true, 0, 0, false);
 	assert_non_null(strstr(g, "global\n    stats socket /run/a.sock mode 600 level admin expose-fd listeners\n"
 	                          "    server-state-file /s/state\n\n"));
 	assert_non_null(strstr(g, "listen " HX_STATS_PROXY "\n    id 10000\n    bind 127.0.0.1:1936\n"));
 	free(g);
-	g = hx_render_global(H, NULL, NULL, NULL, true, 0, 0);
+	g = render_global(NULL, NULL, NULL, true, 0, 0, false);
 	assert_string_equal(g, "");
 	free(g);
-	g = hx_render_global(H, NULL, "/s/state", NULL, true, 0, 0);
+	g = render_global(NULL, "/s/state", NULL, true, 0, 0, false);
 	assert_string_equal(g, "global\n    server-state-file /s/state\n\n");
 	free(g);
 	/* strict_limits = false and a global maxconn, in the global section */
-	g = hx_render_global(H, "/run/a.sock", "/s/state", NULL, false, 4000, 0);
+	g = render_global("/run/a.sock", "/s/state", NULL, false, 4000, 0, false);
 	assert_string_equal(g, "global\n    stats socket /run/a.sock mode 600 level admin expose-fd listeners\n"
 	                       "    server-state-file /s/state\n"
 	                       "    no strict-limits\n"
 	                       "    maxconn 4000\n\n");
 	free(g);
-	g = hx_render_global(H, NULL, NULL, NULL, true, 250, 0);
+	g = render_global(NULL, NULL, NULL, true, 250, 0, false);
 	assert_string_equal(g, "global\n    maxconn 250\n\n");
 	free(g);
-	g = hx_render_global(H, NULL, NULL, NULL, false, 0, 0);
+	g = render_global(NULL, NULL, NULL, false, 0, 0, false);
 	assert_string_equal(g, "global\n    no strict-limits\n\n");
 	free(g);
 	/* max_spread_checks: a cap on the first checks' spread, after maxconn */
-	g = hx_render_global(H, "/run/a.sock", "/s/state", NULL, true, 250, 20000);
+	g = render_global("/run/a.sock", "/s/state", NULL, true, 250, 20000, false);
 	assert_string_equal(g, "global\n    stats socket /run/a.sock mode 600 level admin expose-fd listeners\n"
 	                       "    server-state-file /s/state\n"
 	                       "    maxconn 250\n"
 	                       "    max-spread-checks 20s\n\n");
 	free(g);
-	g = hx_render_global(H, NULL, NULL, NULL, true, 0, 1500);
+	g = render_global(NULL, NULL, NULL, true, 0, 1500, false);
 	assert_string_equal(g, "global\n    max-spread-checks 1500ms\n\n");
+	free(g);
+	/* no_hc_ca (manage, no include): the httpclient's CA store not loaded, last */
+	g = render_global("/run/a.sock", "/s/state", NULL, true, 0, 20000, true);
+	assert_string_equal(g, "global\n    stats socket /run/a.sock mode 600 level admin expose-fd listeners\n"
+	                       "    server-state-file /s/state\n"
+	                       "    max-spread-checks 20s\n"
+	                       "    httpclient.ssl.verify none\n\n");
+	free(g);
+	g = render_global(NULL, NULL, NULL, true, 0, 0, true);
+	assert_string_equal(g, "global\n    httpclient.ssl.verify none\n\n");
+	free(g);
+	/* threads: nbthread, before the httpclient line */
+	hx_global_opts o = {.strict_limits = true, .threads = 1, .no_hc_ca = true};
+	g = hx_render_global(H, &o);
+	assert_string_equal(g, "global\n    nbthread 1\n    httpclient.ssl.verify none\n\n");
+	free(g);
+	o = (hx_global_opts){.strict_limits = true, .threads = 4};
+	g = hx_render_global(H, &o);
+	assert_string_equal(g, "global\n    nbthread 4\n\n");
 	free(g);
 }
 
