@@ -14,7 +14,7 @@
 typedef struct arow {
 	const char *service; /* a name word (annot_rows.c: one per service, counted);
 	                      * the label "NAME/sN" is written when published */
-	char *id;          /* the slot's id, shared (hx_id_ref); NULL: dropped (the slot is free now) */
+	char *id;          /* the slot's id, shared (hx_cstr_ref); NULL: dropped (the slot is free now) */
 	const char *detail; /* a dword's text (detail_get), NULL: none yet */
 	uint64_t since_ns;  /* when the state last changed (wall ns), 0: unknown */
 	uint64_t fp;        /* its last `show servers state` fingerprint, 0: none */

@@ -91,7 +91,7 @@ static void dels_clear(hx_annot *a)
 {
 	for (size_t i = 0; i < a->ndels; i++) {
 		word_put(a, a->names, a->dels[i].service);
-		hx_id_put(a->dels[i].id);
+		hx_cstr_put(a->dels[i].id);
 	}
 	a->ndels = 0;
 }
@@ -100,7 +100,7 @@ static void rows_clear(hx_annot *a)
 {
 	for (size_t i = 0; i < a->nrows; i++) {
 		word_put(a, a->names, a->rows[i].service);
-		hx_id_put(a->rows[i].id);
+		hx_cstr_put(a->rows[i].id);
 		detail_put(a, a->rows[i].detail);
 	}
 	a->nrows = 0;
@@ -191,9 +191,9 @@ static void row_set_id(hx_annot *a, arow *r, char *id)
 	if (r->pub)
 		row_withdraw(a, word_ref(r->service), r->id);
 	else
-		hx_id_put(r->id);
+		hx_cstr_put(r->id);
 	r->pub = false;
-	r->id = hx_id_ref(id);
+	r->id = hx_cstr_ref(id);
 	if (r->id)
 		row_dirty(a, r);
 }
@@ -417,7 +417,7 @@ static void rows_sweep(hx_annot *a)
 				row_withdraw(a, r->service, r->id); /* the row's references */
 			} else {
 				word_put(a, a->names, r->service);
-				hx_id_put(r->id);
+				hx_cstr_put(r->id);
 			}
 			detail_put(a, r->detail);
 			continue;

@@ -90,7 +90,7 @@ static void test_chunks(void **state)
 	for (size_t i = 0; i < 5; i++) {
 		svc *v = hx_svc_get(&m, names[i]);
 		if (strcmp(names[i], "s3") != 0) { /* s3: not in haproxy's file */
-			v->run.listen = strdup("listen x\n");
+			v->run.listen = hx_cstr_new(&h, "listen x\n"); /* the model's counted texts */
 			v->run.nslots = 400;
 		}
 	}
@@ -444,7 +444,7 @@ static void big_fleet(annot_fixture *f)
 	for (size_t i = 0; i < 3; i++) {
 		svc *v = hx_svc_get(&f->m, names[i]);
 		hx_svc_grow(&f->m, v, 200);
-		v->run.listen = strdup("listen x\n");
+		v->run.listen = hx_cstr_new(&f->h, "listen x\n");
 		v->run.nslots = 200;
 		char id[8];
 		snprintf(id, sizeof(id), "%s1", names[i]);
@@ -524,7 +524,7 @@ static void test_plan(void **state)
 	 * was over the limit: it failed, and was asked again after every
 	 * change) */
 	big_fleet(&f);
-	hx_svc_find(&f.m, "web")->run.listen = strdup("listen x\n");
+	hx_svc_find(&f.m, "web")->run.listen = hx_cstr_new(&f.h, "listen x\n");
 	hx_svc_find(&f.m, "web")->run.nslots = 4;
 	uint64_t t0 = 100000; /* the interval (5 s) is over: a cycle is due */
 	assert_string_equal(plan(f.a, fake_now = t0, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
