@@ -74,6 +74,11 @@ size_t hx_annot_details(const hx_annot *a)
 	return a->details ? a->h->map_size(a->details) : 0;
 }
 
+size_t hx_annot_names(const hx_annot *a)
+{
+	return a->names ? a->h->map_size(a->names) : 0;
+}
+
 
 /* FNV-1a of the name, the slot mixed in, then the high bits folded into
  * the low ones the table uses (else the slots of services whose hashes
