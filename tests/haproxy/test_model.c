@@ -745,6 +745,9 @@ static void test_empty_grace(void **st)
 	cat_set("web", 2, 0, sp_7000);
 	update(&m, "web");
 	assert_string_equal(v->want.listen, listen);
+	/* rendered again as haproxy runs it: the installed text, shared */
+	assert_ptr_equal(v->want.listen, v->run.listen);
+	assert_ptr_equal(v->want.srvopts, v->run.srvopts);
 	assert_int_equal(v->empty_since, 0);
 	assert_false(v->in_grace);
 	/* empty again, and the grace runs out */
