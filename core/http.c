@@ -46,6 +46,7 @@
 #include "http_int.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,9 +58,33 @@
 
 static bool curl_ready;
 
+/* Debian's libcurl links libssh2 (scp, sftp), whose global init, run by
+ * curl_global_init, initialises OpenSSL's libcrypto for it (ciphers,
+ * engines, the configuration file): ~1.4 MB of libcrypto's pages and its
+ * heap in an agent that never enables those protocols (CURLOPT_PROTOCOLS:
+ * http and https; TLS is libcurl's own backend, GnuTLS or OpenSSL, set up
+ * by libcurl itself).  When libssh2 is in the process, its global init is
+ * done first without crypto (LIBSSH2_INIT_NO_CRYPTO, libssh2 >= 1.2.5):
+ * libcurl's libssh2_init(0) then finds it done.  Never cleaned up, as
+ * curl_global_init is not. */
+#define SSH2_INIT_NO_CRYPTO 0x0001
+static void ssh2_init_light(void)
+{
+	void *lib = dlopen("libssh2.so.1", RTLD_LAZY | RTLD_NOLOAD);
+	if (!lib)
+		return; /* a libcurl without SSH: nothing to do */
+	int (*init)(int);
+	void *sym = dlsym(lib, "libssh2_init");
+	memcpy(&init, &sym, sizeof(init)); /* POSIX: a function's address */
+	if (sym)
+		init(SSH2_INIT_NO_CRYPTO);
+	dlclose(lib); /* a reference dropped: libcurl's link keeps it loaded */
+}
+
 static int global_init(void)
 {
 	if (!curl_ready) {
+		ssh2_init_light();
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 			return -EIO;
 		curl_ready = true;

@@ -101,7 +101,8 @@ typedef struct kent {
 	uint32_t dix;           /* touched, not reported yet: 1 + its index in its dsvc's list
 	                         * (etcd_view.c), 0 when not */
 	bool is_port, bad, id_owned;
-	char key[];             /* NUL-terminated */
+	bool tail;              /* key holds the tail after <prefix>/<service>/ (the id) */
+	char key[];             /* NUL-terminated (allocated from offsetof(kent, key)) */
 } kent;
 
 /* The view's keys: kent pointers by key (open addressing, linear probing,

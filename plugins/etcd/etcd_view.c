@@ -63,24 +63,36 @@ static uint32_t key_hash(const char *key)
 	return (uint32_t)(x ^ (x >> 32));
 }
 
+/* Whether k is key: its text, or for a key held by its tail (kent.tail)
+ * prefix "/" service "/" tail. */
+static bool kent_is(const kent *k, const char *prefix, const char *key)
+{
+	if (!k->tail)
+		return strcmp(k->key, key) == 0;
+	size_t pl = strlen(prefix), sl = strlen(k->svc->name);
+	return strncmp(key, prefix, pl) == 0 && key[pl] == '/' &&
+	       strncmp(key + pl + 1, k->svc->name, sl) == 0 && key[pl + 1 + sl] == '/' &&
+	       strcmp(key + pl + 1 + sl + 1, k->key) == 0;
+}
+
 /* The cell holding key (hash h), or the empty cell where it would go
  * (cap > 0).  A key is read only when its hash matches. */
-static size_t kt_slot(const ktab *t, const char *key, uint32_t h)
+static size_t kt_slot(const ktab *t, const char *prefix, const char *key, uint32_t h)
 {
 	size_t mask = t->cap - 1;
 	for (size_t i = h & mask;; i = (i + 1) & mask)
-		if (!t->cell[i] || (t->hash[i] == h && strcmp(t->cell[i]->key, key) == 0))
+		if (!t->cell[i] || (t->hash[i] == h && kent_is(t->cell[i], prefix, key)))
 			return i;
 }
 
-static kent *kt_get_h(const ktab *t, const char *key, uint32_t h)
+static kent *kt_get_h(const ktab *t, const char *prefix, const char *key, uint32_t h)
 {
-	return t->cap ? t->cell[kt_slot(t, key, h)] : NULL;
+	return t->cap ? t->cell[kt_slot(t, prefix, key, h)] : NULL;
 }
 
-static kent *kt_get(const ktab *t, const char *key)
+static kent *kt_get(const ktab *t, const char *prefix, const char *key)
 {
-	return t->cap ? kt_get_h(t, key, key_hash(key)) : NULL;
+	return t->cap ? kt_get_h(t, prefix, key, key_hash(key)) : NULL;
 }
 
 /* Adds k (its key is not in t; k->hash set).  O(1) average. */
@@ -312,8 +324,11 @@ static bool key_plain(const char *key, size_t klen)
  * reported before, so a bad value seen unchanged is not warned again.
  * Keys are held in a printable form (\xNN escapes), which is the key
  * itself for every sane key and still one-to-one for the others.  A sane
- * key is split in place: its kent is its one copy, the id the key's tail
- * in it (nothing else allocated but the decoded instance).
+ * instance key is held by its tail, the id (kent.tail: the prefix and the
+ * service are known), any other key whole; the kent is its one copy
+ * (nothing else allocated but the decoded instance).  At 10,000 keys such
+ * as /fleet/fleet0001/fleet-node/i000001/8000 that is 96-byte chunks
+ * instead of 128 (-0.3 MB).
  * Returns whether a service was touched. */
 bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, const char *val,
               size_t vlen, int64_t mod_rev)
@@ -322,27 +337,21 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 	char *esc = plain ? NULL : etcd_printable(e->h, key, klen, klen);
 	const char *kp = plain ? key : esc;
 	uint32_t hash = key_hash(kp);
-	kent *prevk = kt_get_h(&v->keys, kp, hash);
+	kent *prevk = kt_get_h(&v->keys, e->prefix, kp, hash);
 	bool touched = prevk && prevk->svc;
-	const kent *seen = old && old->keys.cap ? kt_get_h(&old->keys, kp, hash) : NULL;
+	const kent *seen = old && old->keys.cap ? kt_get_h(&old->keys, e->prefix, kp, hash) : NULL;
 	bool quiet = seen && seen->bad && seen->mod_rev == mod_rev;
-	size_t kl = plain ? klen : strlen(kp);
-	kent *k = e->h->xcalloc(1, sizeof(*k) + kl + 1);
-	memcpy(k->key, kp, kl + 1);
-	free(esc);
-	kp = k->key;
-	k->mod_rev = mod_rev;
-	k->hash = hash;
 	size_t so, sl, io;
 	etcd_key_kind kind = etcd_split_key_at(key, klen, e->prefix, &so, &sl, &io);
 	char svc[64] = ""; /* a valid name has at most 63 bytes */
 	if (kind != ETCD_KEY_BAD && sl < sizeof(svc))
 		memcpy(svc, key + so, sl), svc[sl] = '\0';
-	/* the id: the key's tail in the kent (sane key), else a copy */
+	/* the id: the key's tail (sane key), else a copy */
 	char *id_copy = kind == ETCD_KEY_INSTANCE && !plain ? e->h->xstrndup(key + io, klen - io) : NULL;
-	const char *id = kind != ETCD_KEY_INSTANCE ? NULL : plain ? k->key + io : id_copy;
+	const char *id = kind != ETCD_KEY_INSTANCE ? NULL : plain ? key + io : id_copy;
 	const char *why = NULL;
 	int port = 0;
+	regent_instance *inst = NULL;
 	if (kind == ETCD_KEY_BAD) {
 		why = "not of the form <prefix>/<service>/<id>";
 	} else if (sl >= sizeof(svc) || !e->h->valid_service(svc)) {
@@ -354,14 +363,29 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 		if (!port)
 			why = "the listen port is not a number in 1..65535";
 	} else {
-		int rc = e->h->instance_decode(val, vlen, svc, id, &k->inst);
-		if (rc != 0 || !k->inst) {
-			k->inst = NULL;
+		int rc = e->h->instance_decode(val, vlen, svc, id, &inst);
+		if (rc != 0 || !inst) {
+			inst = NULL;
 			why = rc == -E2BIG ? "over a per-instance limit (64 KiB of JSON, 64 tags, 64 meta pairs)"
 			                   : "the value is neither an instance's JSON nor ip:port (or has an "
 			                     "invalid field)";
 		}
 	}
+	/* held by its tail: a sane instance key with a service (a bad one whole) */
+	bool tail = !why && plain && kind == ETCD_KEY_INSTANCE;
+	const char *text = tail ? key + io : kp;
+	size_t tl = strlen(text);
+	/* the fixed part's padding holds the text's first bytes (never less
+	 * than the struct) */
+	size_t size = offsetof(kent, key) + tl + 1;
+	kent *k = e->h->xcalloc(1, size > sizeof(kent) ? size : sizeof(kent));
+	memcpy(k->key, text, tl + 1);
+	k->tail = tail;
+	k->inst = inst;
+	k->mod_rev = mod_rev;
+	k->hash = hash;
+	if (plain && kind == ETCD_KEY_INSTANCE)
+		id = tail ? k->key : k->key + io;
 	if (prevk) /* the same key: the same service and id; its report is k's now, unless k is bad */
 		view_drop(e, v, prevk, why != NULL);
 	kt_put(e, &v->keys, k);
@@ -376,8 +400,10 @@ bool view_put(etcd *e, view *v, const view *old, const char *key, size_t klen, c
 			free(vp);
 		}
 		free(id_copy);
+		free(esc);
 		return touched;
 	}
+	free(esc);
 	ksvc *s = e->h->map_get(v->svcs, svc);
 	if (!s) {
 		s = e->h->xcalloc(1, sizeof(*s));
@@ -406,7 +432,7 @@ bool view_del(etcd *e, view *v, const char *key, size_t klen)
 	/* The key as held (printable): the decoded key itself, NUL-terminated,
 	 * unless a byte needs an escape. */
 	char *kp = key_plain(key, klen) ? NULL : etcd_printable(e->h, key, klen, klen);
-	kent *k = kt_get(&v->keys, kp ? kp : key);
+	kent *k = kt_get(&v->keys, e->prefix, kp ? kp : key);
 	free(kp);
 	if (!k)
 		return false;

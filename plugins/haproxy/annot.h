@@ -40,6 +40,9 @@ void hx_annot_free(hx_annot *a);
 int hx_annot_feed(hx_annot *a, char *answer, bool full);
 /* Distinct detail texts the rows hold (each held once; tests). */
 size_t hx_annot_details(const hx_annot *a);
+/* Distinct service names the rows and the keys to withdraw hold (each
+ * held once; tests). */
+size_t hx_annot_names(const hx_annot *a);
 
 /* Pure, for the unit test: one row of "show stat" as a state word
  * ("up", "down", "drain", "maint", "nolb"...) and a detail ("L4CON

@@ -12,8 +12,9 @@
 /* 64 bytes: one per server slot haproxy reports (16,000 at 10,000
  * instances with `slots = 16`). */
 typedef struct arow {
-	char *service;     /* one allocation: "NAME\0NAME/sN\0" (the label) */
-	char *id;          /* NULL: dropped (the slot is free now) */
+	const char *service; /* a name word (annot_rows.c: one per service, counted);
+	                      * the label "NAME/sN" is written when published */
+	char *id;          /* the slot's id, shared (hx_cstr_ref); NULL: dropped (the slot is free now) */
 	const char *detail; /* a dword's text (detail_get), NULL: none yet */
 	uint64_t since_ns;  /* when the state last changed (wall ns), 0: unknown */
 	uint64_t fp;        /* its last `show servers state` fingerprint, 0: none */
@@ -25,9 +26,10 @@ typedef struct arow {
 } arow;
 _Static_assert(sizeof(arow) <= 64, "a row is 64 bytes at most");
 
-/* A published key to withdraw (both strings owned). */
+/* A published key to withdraw (a reference to each: a name word, an id). */
 struct hx_annot_del {
-	char *service, *id;
+	const char *service;
+	char *id;
 };
 
 struct hx_annot {
@@ -61,6 +63,7 @@ struct hx_annot {
 	size_t ndirty, dirtycap;
 	struct hx_annot_del *dels; /* published keys to withdraw */
 	regent_map *details;       /* text -> dword: the rows' details, held once */
+	regent_map *names;         /* text -> dword: the rows' service names, held once */
 	size_t ndels, delcap;
 	/* servers the sink changed since the last answer: asked alone */
 	struct touch {

@@ -112,9 +112,18 @@ size_t hx_model_fd_budget(const hx_model *m)
 
 static void shape_clear(shape *p)
 {
-	free(p->listen);
-	free(p->srvopts);
+	hx_cstr_put(p->listen);
+	hx_cstr_put(p->srvopts);
 	memset(p, 0, sizeof(*p));
+}
+
+/* *t becomes a reference to other's text when both say the same. */
+static void text_share(char **t, char *other)
+{
+	if (*t && other && *t != other && strcmp(*t, other) == 0) {
+		hx_cstr_put(*t);
+		*t = hx_cstr_ref(other);
+	}
 }
 
 static size_t name_hash(const char *s)
@@ -387,10 +396,13 @@ static bool build_shape(hx_model *m, svc *v, long port, shape *out)
 	ss.c.state_file = m->state_file;
 	char t[32];
 	hx_fmt_ms(t, sizeof(t), inter);
-	out->listen = hx_render_listen(m->h, &ss.c);
+	char *listen = hx_render_listen(m->h, &ss.c);
+	out->listen = hx_cstr_new(m->h, listen); /* counted, to its size */
+	free(listen);
 	hx_buf o = {.h = m->h};
 	hx_buf_printf(&o, " check inter %s%s", t, hx_buf_str(&ss.srvopts));
-	out->srvopts = hx_buf_take(&o);
+	out->srvopts = hx_cstr_new(m->h, hx_buf_str(&o));
+	hx_buf_free(&o);
 	out->nslots = (size_t)(ss.slots > 0 ? ss.slots : m->slots_default);
 	out->port = (uint16_t)port;
 	out->checked = ss.c.check_path != NULL;
@@ -642,13 +654,13 @@ static void clear_excluded(hx_model *m, svc *v)
 
 /* An excluded service that haproxy runs keeps the section it runs (its
  * instances still change over the runtime API); a new one stays out. */
-static void keep_running(hx_model *m, svc *v)
+static void keep_running(svc *v)
 {
 	shape_clear(&v->want);
 	if (!v->run.listen)
 		return;
-	v->want.listen = m->h->xstrdup(v->run.listen);
-	v->want.srvopts = m->h->xstrdup(v->run.srvopts);
+	v->want.listen = hx_cstr_ref(v->run.listen);
+	v->want.srvopts = hx_cstr_ref(v->run.srvopts);
 	v->want.nslots = v->run.nslots;
 	v->want.port = v->run.port;
 	v->want.checked = v->run.checked;
@@ -781,7 +793,7 @@ static void finalize(hx_model *m, svc *v)
 	if (ok && !bind_ok(m, v, &want, now)) {
 		hx_svc_warn(m, v, "%s", v->excluded);
 		shape_clear(&want);
-		keep_running(m, v);
+		keep_running(v);
 		if (v->want.listen) {
 			want = v->want; /* the running section, with the latest instances */
 			memset(&v->want, 0, sizeof(v->want));
@@ -833,6 +845,9 @@ static void finalize(hx_model *m, svc *v)
 			need = v->slot_max > used ? v->slot_max : used;
 		want.nslots = need;
 		hx_svc_grow(m, v, need);
+		/* a text rendered again as haproxy runs it: the installed one's */
+		text_share(&want.listen, v->run.listen);
+		text_share(&want.srvopts, v->run.srvopts);
 		shape_clear(&v->want);
 		v->want = want;
 	} else {
@@ -939,7 +954,7 @@ void hx_model_exclude(hx_model *m, svc *v, const char *why)
 	         v->run.listen ? "keeps the section haproxy runs" : "is not routed", why);
 	m->h->log(m->ctx, REGENT_LOG_WARN, "%s", msg);
 	set_excluded(m, v, msg, m->h->now_ms());
-	keep_running(m, v);
+	keep_running(v);
 	hx_svc_shape_sync(m, v);
 	m->gen++;
 }

@@ -76,7 +76,8 @@ typedef struct srv_view {
 /* A server slot: 64 bytes (a service has at least `slots` of them;
  * slots.c asserts the size). */
 typedef struct slot {
-	char *id; /* the instance in this slot; NULL when free */
+	char *id; /* the instance in this slot (hx_cstr_new: shared, counted; the state
+	           * page's row holds a reference too); NULL when free */
 	uint64_t drain_since;
 	srv_view ap;   /* what haproxy has, as last confirmed */
 	srv_view sent; /* in the admin request in flight */
@@ -100,6 +101,8 @@ typedef struct slot {
 
 /* The part of a service that only a reload can change. */
 typedef struct shape {
+	/* counted copies (hx_cstr_new), shared by want, cand and run when equal
+	 * (1,000 services: one listen block each instead of two or three) */
 	char *listen;  /* the listen block without servers; NULL: absent */
 	char *srvopts; /* appended to every server line */
 	size_t nslots;
@@ -340,6 +343,16 @@ void hx_slot_free_id(hx_model *m, svc *v, size_t i);
 /* The slot holding instance id, or NULL.  O(1). */
 slot *hx_slot_find(svc *v, const char *id);
 void hx_svc_slots_free(svc *v);
+/* A counted copy of a string (NULL stays NULL; the first reference is
+ * the caller's): a slot's instance id, which the state page's row
+ * (annot_rows.c) shares instead of holding its own (10,000 ids of 24
+ * bytes: 0.3 MB), and a shape's texts, which the installed shape shares
+ * with the wanted one.  hx_cstr_ref takes one more reference (NULL stays
+ * NULL), hx_cstr_put drops one and frees the copy with the last (NULL:
+ * nothing).  Never written through once made. */
+char *hx_cstr_new(const regent_host *h, const char *s);
+char *hx_cstr_ref(char *s);
+void hx_cstr_put(char *s);
 /* The plan of a service (v->plan, allocated) from its previous list (old)
  * and the new one (l): only the changed instances, unless `full` or the
  * service's routed set was never computed (then every instance). */

@@ -20,16 +20,19 @@
 
 static void shape_clear(shape *p)
 {
-	free(p->listen);
-	free(p->srvopts);
+	hx_cstr_put(p->listen);
+	hx_cstr_put(p->srvopts);
 	memset(p, 0, sizeof(*p));
 }
 
+/* The texts shared (counted), not copied. */
 static void shape_copy(const regent_host *h, shape *dst, const shape *src)
 {
-	shape_clear(dst);
-	dst->listen = h->xstrdup(src->listen);
-	dst->srvopts = h->xstrdup(src->srvopts);
+	(void)h;
+	char *listen = hx_cstr_ref(src->listen), *srvopts = hx_cstr_ref(src->srvopts);
+	shape_clear(dst); /* after the references: src may be dst */
+	dst->listen = listen;
+	dst->srvopts = srvopts;
 	dst->nslots = src->listen ? src->nslots : 0;
 	dst->port = src->port;
 	dst->checked = src->checked;

@@ -20,6 +20,7 @@
 #include "model.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,9 +335,43 @@ void hx_svc_grow(hx_model *m, svc *v, size_t n)
 	hx_svc_moved(m, v);
 }
 
+/* The count sits before the text, in the same allocation: 4 + 25 bytes
+ * for a 24-byte id fit malloc's 32-byte chunk as a plain copy does. */
+typedef struct hx_cstr {
+	uint32_t refs;
+	char text[];
+} hx_cstr;
+
+char *hx_cstr_new(const regent_host *h, const char *id)
+{
+	if (!id)
+		return NULL;
+	size_t n = strlen(id) + 1;
+	hx_cstr *c = h->xcalloc(1, sizeof(*c) + n); /* the model's helpers: xcalloc, xrealloc */
+	c->refs = 1;
+	memcpy(c->text, id, n);
+	return c->text;
+}
+
+char *hx_cstr_ref(char *id)
+{
+	if (id)
+		((hx_cstr *)(void *)(id - offsetof(hx_cstr, text)))->refs++;
+	return id;
+}
+
+void hx_cstr_put(char *id)
+{
+	if (!id)
+		return;
+	hx_cstr *c = (hx_cstr *)(void *)(id - offsetof(hx_cstr, text));
+	if (--c->refs == 0)
+		free(c);
+}
+
 static void slot_set_id(hx_model *m, svc *v, size_t i, const char *id)
 {
-	v->slots[i].id = v->h->xstrdup(id);
+	v->slots[i].id = hx_cstr_new(v->h, id);
 	v->slots[i].rdirty = true;
 	v->slots[i].pend_id = v->slots[i].file_id = false;
 	idt_add(v, i);
@@ -359,7 +394,7 @@ void hx_slot_free_id(hx_model *m, svc *v, size_t i)
 	slot *sl = &v->slots[i];
 	if (sl->id) {
 		idt_del(v, i);
-		free(sl->id);
+		hx_cstr_put(sl->id);
 		sl->id = NULL;
 	}
 	hx_slot_set_st(m, v, i, ST_FREE);
@@ -373,7 +408,7 @@ void hx_slot_free_id(hx_model *m, svc *v, size_t i)
 void hx_svc_slots_free(svc *v)
 {
 	for (size_t i = 0; i < v->nslots; i++)
-		free(v->slots[i].id);
+		hx_cstr_put(v->slots[i].id);
 	free(v->slots);
 	free(v->rq);
 	free(v->dq);

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "annot.h"
+#include "annot_int.h" /* annot.h, and the rows (their sharing is asserted) */
 #include "annot_cli_tests.h"
 #include "core.h"
 #include "host.h" /* regent_host_table */    /* regent_xcalloc */
@@ -90,7 +90,7 @@ static void test_chunks(void **state)
 	for (size_t i = 0; i < 5; i++) {
 		svc *v = hx_svc_get(&m, names[i]);
 		if (strcmp(names[i], "s3") != 0) { /* s3: not in haproxy's file */
-			v->run.listen = strdup("listen x\n");
+			v->run.listen = hx_cstr_new(&h, "listen x\n"); /* the model's counted texts */
 			v->run.nslots = 400;
 		}
 	}
@@ -261,6 +261,12 @@ static void test_publish_changes(void **state)
 	held_is(&l, 0, "a", "web/s1", "up", "L4OK Layer4 check passed");
 	held_is(&l, 1, "b", "web/s2", "down", "L4CON Connection refused");
 	assert_int_equal(hx_annot_details(f.a), 2);
+	assert_int_equal(hx_annot_names(f.a), 1); /* both rows' service: held once */
+	/* the rows hold the slots' own ids, not copies (annot_int.h) */
+	assert_int_equal(f.a->nrows, 2);
+	assert_ptr_equal(f.a->rows[0].id, hx_slot_find(f.v, "a")->id);
+	assert_ptr_equal(f.a->rows[1].id, hx_slot_find(f.v, "b")->id);
+	assert_ptr_equal(f.a->rows[0].service, f.a->rows[1].service);
 	/* the time of the change, absolute: the age is the reader's to word */
 	assert_int_equal(l.a[0]->since_wall_ns, fake_wall - 5 * SEC);
 	assert_int_equal(l.a[1]->since_wall_ns, fake_wall - 7 * SEC);
@@ -345,6 +351,7 @@ static void test_publish_changes(void **state)
 	assert_int_equal(last_ndel, 1);
 	assert_int_equal(held().n, 0);
 	assert_int_equal(hx_annot_details(f.a), 0); /* no row: no detail held */
+	assert_int_equal(hx_annot_names(f.a), 0);   /* nor a service name */
 	/* not a show stat answer: an error, nothing published */
 	assert_int_equal(feed(f.a, "Unknown command\n", false), -EPROTO);
 	assert_int_equal(n_update, 6);
@@ -444,7 +451,7 @@ static void big_fleet(annot_fixture *f)
 	for (size_t i = 0; i < 3; i++) {
 		svc *v = hx_svc_get(&f->m, names[i]);
 		hx_svc_grow(&f->m, v, 200);
-		v->run.listen = strdup("listen x\n");
+		v->run.listen = hx_cstr_new(&f->h, "listen x\n");
 		v->run.nslots = 200;
 		char id[8];
 		snprintf(id, sizeof(id), "%s1", names[i]);
@@ -524,7 +531,7 @@ static void test_plan(void **state)
 	 * was over the limit: it failed, and was asked again after every
 	 * change) */
 	big_fleet(&f);
-	hx_svc_find(&f.m, "web")->run.listen = strdup("listen x\n");
+	hx_svc_find(&f.m, "web")->run.listen = hx_cstr_new(&f.h, "listen x\n");
 	hx_svc_find(&f.m, "web")->run.nslots = 4;
 	uint64_t t0 = 100000; /* the interval (5 s) is over: a cycle is due */
 	assert_string_equal(plan(f.a, fake_now = t0, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");

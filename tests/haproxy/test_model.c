@@ -365,16 +365,17 @@ void update(hx_model *m, const char *name)
 	model_update(m, names, 1, false);
 }
 
-/* The service's wanted shape runs (a copy); false when it has none. */
+/* The service's wanted shape runs (its texts shared, as the pipeline
+ * does); false when it has none. */
 bool run_wanted(svc *v)
 {
-	free(v->run.listen);
-	free(v->run.srvopts);
+	hx_cstr_put(v->run.listen);
+	hx_cstr_put(v->run.srvopts);
 	v->run = (shape){0};
 	if (!v->want.listen)
 		return false;
-	v->run.listen = strdup(v->want.listen);
-	v->run.srvopts = strdup(v->want.srvopts);
+	v->run.listen = hx_cstr_ref(v->want.listen);
+	v->run.srvopts = hx_cstr_ref(v->want.srvopts);
 	v->run.nslots = v->want.nslots;
 	v->run.port = v->want.port;
 	return true;
@@ -744,6 +745,9 @@ static void test_empty_grace(void **st)
 	cat_set("web", 2, 0, sp_7000);
 	update(&m, "web");
 	assert_string_equal(v->want.listen, listen);
+	/* rendered again as haproxy runs it: the installed text, shared */
+	assert_ptr_equal(v->want.listen, v->run.listen);
+	assert_ptr_equal(v->want.srvopts, v->run.srvopts);
 	assert_int_equal(v->empty_since, 0);
 	assert_false(v->in_grace);
 	/* empty again, and the grace runs out */
