@@ -91,6 +91,7 @@ sc_client_ini() { # DIR ENDPOINT STATS_PORT REGENT_STATS_PORT
 node = scale-client
 state_dir = $H_TMP/state-scale-client
 ${SC_LOG_LEVEL:+log_level = $SC_LOG_LEVEL}
+${SC_START_TIMEOUT:+start_timeout = $SC_START_TIMEOUT}
 
 [store etcd]
 endpoints = $2
@@ -754,7 +755,7 @@ bench_scale() {
 		--churn) churn=$2; shift 2 ;;
 		--no-probe) probe=0; shift ;;
 		--profile) profile=1; shift ;;
-		--callgrind) callgrind=1; shift ;;
+		--callgrind) callgrind=1; export SC_START_TIMEOUT=600s; shift ;; # 50,000 under valgrind: > 30 s
 		--state-interval) export SC_STATE_INTERVAL=$2 SC_WARMUP=1; shift 2 ;;
 		--threads) export SC_THREADS=$2; shift 2 ;;
 		--skip-client) client=0; shift ;;
