@@ -276,8 +276,10 @@ cpu = [s["cpu_ms"] - s["idle_ms"] for s in ch["samples"]]
 r = {"section": "client, %s instances" % ninst, "metric": "one change: agent CPU (etcd write -> agent idle again; idle rate subtracted)",
      "n": len(cpu), "p50": pct(cpu, 50), "p90": pct(cpu, 90), "p99": pct(cpu, 99), "max": max(cpu),
      "unit": "ms", "target": "<= 1 ms", "missed": "met" if pct(cpu, 90) <= 1 else "MISSED",
-     "note": "p90 checked; idle agent %.3f ms CPU/s (%.3f before the changes, %.3f after; each over 10 s, "
-             "6 s after the cold start's quiet point)" % (ch["idle_ns_per_s"] / 1e6,
+     "note": "p90 checked; a window at least 450 ms (the sink reads the changed servers back after 300 ms), "
+             "mean %.0f ms; idle agent %.3f ms CPU/s (%.3f before the changes, %.3f after; each over 10 s, "
+             "6 s after the cold start's quiet point)" % (
+             sum(s["window_ms"] for s in ch["samples"]) / len(ch["samples"]), ch["idle_ns_per_s"] / 1e6,
              ch.get("idle_before_ns_per_s", 0) / 1e6, ch.get("idle_after_ns_per_s", 0) / 1e6)}
 row(**r)
 if ch.get("phase_s"):
