@@ -72,6 +72,11 @@ struct regent_catalog {
 	struct regent_catalog *next;
 	svc_list **own;
 	size_t nown;
+	/* An older snapshot's `next` is this one (one of refs): once that is
+	 * the only reference left and this one has a `next` too, nobody reads
+	 * its arrays any more and they go (a holder of an old snapshot keeps
+	 * the newer ones' re-merged lists alive, not S pointers each). */
+	bool linked;
 };
 
 /* A view's service: its sorted list and the single changes not settled
@@ -345,6 +350,15 @@ const regent_catalog *regent_catalog_ref(const regent_catalog *cat)
 void regent_catalog_unref(const regent_catalog *cc)
 {
 	regent_catalog *c = (regent_catalog *)cc;
+	if (c && c->refs == 2 && c->linked && c->next) {
+		c->refs--; /* only the older snapshot's link is left */
+		free(c->svcs);
+		free(c->names);
+		c->svcs = NULL;
+		c->names = NULL;
+		c->n = 0;
+		return;
+	}
 	while (c && --c->refs == 0) { /* a loop, not recursion: chains may be long */
 		regent_catalog *next = c->next;
 		svc_list **held = next ? c->own : c->svcs;
@@ -355,6 +369,8 @@ void regent_catalog_unref(const regent_catalog *cc)
 		free(c->svcs);
 		free(c->names);
 		free(c);
+		if (next)
+			next->linked = false; /* the reference dropped next is that link */
 		c = next;
 	}
 }
@@ -738,6 +754,7 @@ static void flush_snap(regent_cat *c)
 	snap->names[snap->n] = NULL;
 	old->next = snap; /* old keeps what both have alive through snap */
 	snap->refs++;
+	snap->linked = true;
 	snap->origin_ns = c->origin_ns ? c->origin_ns : regent_wall_ns();
 	snap->seq = ++c->seq;
 	free(next);
