@@ -64,18 +64,14 @@ struct regent_catalog {
 	uint64_t origin_ns;
 	size_t total;
 	uint64_t seq;         /* 1, 2, ... per flush; 0 for the initial empty one */
-	/* Until a newer snapshot is flushed from this one, it holds one
-	 * reference of each list in svcs.  Then the newer one (`next`, which
-	 * this one references) takes over the references of the lists both
-	 * have, and this one keeps only those of its lists at the places the
-	 * flush re-merged (`own`): no write into the S lists per flush. */
+	/* It holds a reference of each list in svcs until a newer one is
+	 * flushed from it: that one (`next`, referenced) takes over those of
+	 * the lists both have; this one keeps those it re-merged (`own`).
+	 * `linked`: an older one's `next` is this one; when that link is all
+	 * that holds it, its arrays go (nobody reads them). */
 	struct regent_catalog *next;
 	svc_list **own;
 	size_t nown;
-	/* An older snapshot's `next` is this one (one of refs): once that is
-	 * the only reference left and this one has a `next` too, nobody reads
-	 * its arrays any more and they go (a holder of an old snapshot keeps
-	 * the newer ones' re-merged lists alive, not S pointers each). */
 	bool linked;
 };
 
@@ -350,8 +346,8 @@ const regent_catalog *regent_catalog_ref(const regent_catalog *cat)
 void regent_catalog_unref(const regent_catalog *cc)
 {
 	regent_catalog *c = (regent_catalog *)cc;
-	if (c && c->refs == 2 && c->linked && c->next) {
-		c->refs--; /* only the older snapshot's link is left */
+	if (c && c->refs == 2 && c->linked && c->next) { /* only the link left */
+		c->refs--;
 		free(c->svcs);
 		free(c->names);
 		c->svcs = NULL;
