@@ -9,7 +9,10 @@
  * together with the list of changed services.  Snapshots share the
  * per-service lists that did not change, so a flush of k dirty services
  * costs O(k log services) comparisons plus one copy of the service
- * pointers (the ABI hands sinks one sorted array of names).
+ * pointers (the ABI hands sinks one sorted array of names).  A snapshot
+ * settled into the next one hands it the references of the lists both
+ * have (as lists do with instances, below), so neither the flush nor the
+ * release of the older snapshot touches the S lists.
  *
  * A store reports a service either whole (regent_cat_view_set: O(its
  * instances)) or instance by instance (regent_cat_view_put/_del, ABI 1.3:
@@ -61,6 +64,15 @@ struct regent_catalog {
 	uint64_t origin_ns;
 	size_t total;
 	uint64_t seq;         /* 1, 2, ... per flush; 0 for the initial empty one */
+	/* It holds a reference of each list in svcs until a newer one is
+	 * flushed from it: that one (`next`, referenced) takes over those of
+	 * the lists both have; this one keeps those it re-merged (`own`).
+	 * `linked`: an older one's `next` is this one; when that link is all
+	 * that holds it, its arrays go (nobody reads them). */
+	struct regent_catalog *next;
+	svc_list **own;
+	size_t nown;
+	bool linked;
 };
 
 /* A view's service: its sorted list and the single changes not settled
@@ -334,18 +346,29 @@ const regent_catalog *regent_catalog_ref(const regent_catalog *cat)
 void regent_catalog_unref(const regent_catalog *cc)
 {
 	regent_catalog *c = (regent_catalog *)cc;
-	if (!c || --c->refs > 0)
+	if (c && c->refs == 2 && c->linked && c->next) { /* only the link left */
+		c->refs--;
+		free(c->svcs);
+		free(c->names);
+		c->svcs = NULL;
+		c->names = NULL;
+		c->n = 0;
 		return;
-	for (size_t i = 0; i < c->n; i++) {
-		svc_list *s = c->svcs[i];
-		if (s->refs > 1)
-			s->refs--; /* the usual case, without a call: S of them per flush */
-		else
-			svc_unref(s);
 	}
-	free(c->svcs);
-	free(c->names);
-	free(c);
+	while (c && --c->refs == 0) { /* a loop, not recursion: chains may be long */
+		regent_catalog *next = c->next;
+		svc_list **held = next ? c->own : c->svcs;
+		size_t nheld = next ? c->nown : c->n;
+		for (size_t i = 0; i < nheld; i++)
+			svc_unref(held[i]);
+		free(c->own);
+		free(c->svcs);
+		free(c->names);
+		free(c);
+		if (next)
+			next->linked = false; /* the reference dropped next is that link */
+		c = next;
+	}
 }
 
 /* The first index in [from, c->n) whose service name is >= name. */
@@ -613,14 +636,13 @@ static bool svc_same(const svc_list *a, const svc_list *b)
 }
 
 /* Appends old's services [from, to) to snap, sharing their lists: pointer
- * copies and reference counts, no string compared. */
+ * copies only (old hands snap its references of them, see flush_snap), no
+ * string compared, no list touched. */
 static void snap_take(regent_catalog *snap, const regent_catalog *old, size_t from, size_t to)
 {
 	size_t n = to - from;
 	memcpy(snap->svcs + snap->n, old->svcs + from, n * sizeof(*snap->svcs));
 	memcpy(snap->names + snap->n, old->names + from, n * sizeof(*snap->names));
-	for (size_t i = from; i < to; i++)
-		old->svcs[i]->refs++;
 	snap->n += n;
 }
 
@@ -704,13 +726,19 @@ static void flush_snap(regent_cat *c)
 	regent_catalog *snap = snap_new(old->n + ndirty);
 	snap->n = 0;
 	snap->total = old->total;
+	/* old keeps its references of the lists at the dirty places (each
+	 * next[i] came with its own reference) and hands snap the others. */
+	old->own = regent_xmalloc((ndirty ? ndirty : 1) * sizeof(*old->own));
+	old->nown = 0;
 	size_t r = 0; /* old's services before r are placed */
 	for (size_t i = 0; i < ndirty; i++) {
 		size_t pos = snap_lower(old, r, dirty[i]);
 		snap_take(snap, old, r, pos);
 		r = pos;
-		if (r < old->n && strcmp(old->svcs[r]->name, dirty[i]) == 0)
+		if (r < old->n && strcmp(old->svcs[r]->name, dirty[i]) == 0) {
+			old->own[old->nown++] = old->svcs[r];
 			snap->total -= old->svcs[r++]->n; /* replaced by next[i], or gone */
+		}
 		if (next[i]) {
 			snap->svcs[snap->n] = next[i];
 			snap->names[snap->n++] = next[i]->name;
@@ -720,6 +748,9 @@ static void flush_snap(regent_cat *c)
 	snap_take(snap, old, r, old->n);
 	snap->svcs[snap->n] = NULL;
 	snap->names[snap->n] = NULL;
+	old->next = snap; /* old keeps what both have alive through snap */
+	snap->refs++;
+	snap->linked = true;
 	snap->origin_ns = c->origin_ns ? c->origin_ns : regent_wall_ns();
 	snap->seq = ++c->seq;
 	free(next);

@@ -91,6 +91,7 @@ sc_client_ini() { # DIR ENDPOINT STATS_PORT REGENT_STATS_PORT
 node = scale-client
 state_dir = $H_TMP/state-scale-client
 ${SC_LOG_LEVEL:+log_level = $SC_LOG_LEVEL}
+${SC_START_TIMEOUT:+start_timeout = $SC_START_TIMEOUT}
 
 [store etcd]
 endpoints = $2
@@ -272,11 +273,23 @@ for kind, what in (("join", "instance joins"), ("leave", "instance leaves")):
          ok=lambda r: r["p99"] <= 10 and len(ms) == len(ss),
          note=None if len(ms) == len(ss) else "%d of %d not seen" % (len(ss) - len(ms), len(ss)))
 cpu = [s["cpu_ms"] - s["idle_ms"] for s in ch["samples"]]
+# The idle rate subtracted is the mean of the windows before and after the changes.  When they
+# differ by more than 0.2 ms per change window (at 50,000 with the default poll: 13.0 before,
+# 5.2 after, haproxy's first checks still coming in; session 12 read p90 -0.12 ms), what is
+# left is mostly the error of that guess: the row is not called met then.
+win_s = sum(s["window_ms"] for s in ch["samples"]) / len(ch["samples"]) / 1e3
+idle_gap_ms = abs(ch.get("idle_before_ns_per_s", 0) - ch.get("idle_after_ns_per_s", 0)) / 1e6 * win_s
+verdict = "met" if pct(cpu, 90) <= 1 else "MISSED"
+if verdict == "met" and idle_gap_ms > 0.2:
+    verdict = "UNSURE"
 r = {"section": "client, %s instances" % ninst, "metric": "one change: agent CPU (etcd write -> agent idle again; idle rate subtracted)",
      "n": len(cpu), "p50": pct(cpu, 50), "p90": pct(cpu, 90), "p99": pct(cpu, 99), "max": max(cpu),
-     "unit": "ms", "target": "<= 1 ms", "missed": "met" if pct(cpu, 90) <= 1 else "MISSED",
-     "note": "p90 checked; idle agent %.3f ms CPU/s (%.3f before the changes, %.3f after; each over 10 s, "
-             "6 s after the cold start's quiet point)" % (ch["idle_ns_per_s"] / 1e6,
+     "unit": "ms", "target": "<= 1 ms", "missed": verdict,
+     "note": ("not called met: the idle rates before and after differ by %.2f ms per window; " % idle_gap_ms
+              if verdict == "UNSURE" else "") + "p90 checked; a window at least 450 ms (the sink reads the changed servers back after 300 ms), "
+             "mean %.0f ms; idle agent %.3f ms CPU/s (%.3f before the changes, %.3f after; each over 10 s, "
+             "6 s after the cold start's quiet point)" % (
+             sum(s["window_ms"] for s in ch["samples"]) / len(ch["samples"]), ch["idle_ns_per_s"] / 1e6,
              ch.get("idle_before_ns_per_s", 0) / 1e6, ch.get("idle_after_ns_per_s", 0) / 1e6)}
 row(**r)
 if ch.get("phase_s"):
@@ -705,7 +718,9 @@ if len(sizes) >= 2:
     if a and b and a.get("p90"):
         ratio = b["p90"] / a["p90"] if a["p90"] > 0 else float("inf")
         out.append(dict(bench="scale", section="client, growth", metric="one change: agent CPU (p90) at %d vs %d instances" % (hi, lo),
-                        value=ratio, unit="x", target="flat (<= 1.5x)", missed="met" if ratio <= 1.5 else "MISSED"))
+                        value=ratio, unit="x", target="flat (<= 1.5x)",
+                        missed="UNSURE" if "UNSURE" in (a.get("missed"), b.get("missed")) else
+                        "met" if 0 < ratio <= 1.5 else "MISSED"))
     for m in ("agent RSS after cold start (VmRSS)", "cold start: exec -> haproxy config written (every listen section)"):
         lo, hi = span(m)
         a, b = by.get((m, lo)), by.get((m, hi))
@@ -754,7 +769,7 @@ bench_scale() {
 		--churn) churn=$2; shift 2 ;;
 		--no-probe) probe=0; shift ;;
 		--profile) profile=1; shift ;;
-		--callgrind) callgrind=1; shift ;;
+		--callgrind) callgrind=1; export SC_START_TIMEOUT=600s; shift ;; # 50,000 under valgrind: > 30 s
 		--state-interval) export SC_STATE_INTERVAL=$2 SC_WARMUP=1; shift 2 ;;
 		--threads) export SC_THREADS=$2; shift 2 ;;
 		--skip-client) client=0; shift ;;
