@@ -32,6 +32,9 @@ usage: bench/run hostile [options]
   --perf DIR      record the live agent with perf (DWARF call graphs, wall-clock timestamps)
                   during a)'s whole write (DIR/write.data) and whole delete (DIR/delete.data),
                   with the /healthz samples so far (DIR/PHASE.samples: start_ns latency_ns code)
+  --write-rate R  in a), write the instances at most R keys a second (default 0: as fast as
+                  etcd takes them, ~6,000-10,000 a second here): the writer's pace, which the
+                  write's agent CPU should not follow
   --write-delete  in a), only the live agent's whole write and whole delete (for profiling)
   --callgrind     run the live agent under valgrind callgrind: a)'s whole write and whole delete
                   counted in instructions (user space; load-independent), with an annotated
@@ -212,7 +215,7 @@ hs_scn_a() { # 100,000 instances in one service
 	b_log "a) $n instances in service huge (live agent)"
 	hs_perf_start write
 	c0=$(cpu_ns "$HS_PID"); HS_L0=$(wc -l < "$(hs_log live)"); HS_AP0=$(hs_applies live)
-	read -r t0 t1 < <(HS_TOOL bulk "$HS_EP" /fleet huge "$n" "$HS_PORT_HUGE") || b_die "bulk write"
+	read -r t0 t1 < <(HS_TOOL bulk "$HS_EP" /fleet huge "$n" "$HS_PORT_HUGE" "$HS_RATE") || b_die "bulk write"
 	b_log "a) written in $(hs_ms "$t0" "$t1") ms"
 	local tcat
 	if tcat=$(hs_wait_cat huge "$n" live); then
@@ -483,7 +486,9 @@ def cold_rows(sec, tag, what):
 if "a.live.ms" in facts or "a.cold.ms" in facts:
     sec = "a) %s instances in one service" % ninst
     exp = min(int(ninst), 10000)
-    row(sec, "write: %s keys, txns of 128 puts" % ninst, num("a.write_ms"), "ms", note="the writer's time, for scale")
+    row(sec, "write: %s keys, txns of 128 puts" % ninst, num("a.write_ms"), "ms",
+        note="the writer's time, for scale" + ("; paced at %s keys/s (--write-rate)" % facts["a.rate"]
+                                               if facts.get("a.rate", "0") != "0" else ""))
     v = num("a.live.cat_ms")
     row(sec, "live agent: last write -> the catalog holds all %s (/metrics)" % ninst, v if v is not None else facts.get("a.live.cat_ms"),
         "ms", "<= 1000 ms", v is not None and v <= 1000)
@@ -590,7 +595,7 @@ EOF2
 
 bench_hostile() {
 	local ninst=100000 nmeta=60000 nbig=15 bigb=1400000 reps=3 only="a b c" build="" out=""
-	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL="" HS_PERF="" HS_WD="" HS_CG="" HS_CGN=0
+	HS_NO_FRESH="" HS_NO_HAPROXY="" HS_IDLE_BIG_NS="" HS_STATE_INTERVAL="" HS_PERF="" HS_WD="" HS_CG="" HS_CGN=0 HS_RATE=0
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--instances) ninst=$2; shift 2 ;;
@@ -603,6 +608,7 @@ bench_hostile() {
 		--state-interval) HS_STATE_INTERVAL=$2; shift 2 ;;
 		--no-haproxy) HS_NO_HAPROXY=1; HS_NO_FRESH=1; shift ;;
 		--write-delete) HS_WD=1; shift ;;
+		--write-rate) HS_RATE=$2; [[ $2 =~ ^[0-9]+$ ]] || b_die "--write-rate $2: keys a second, an integer"; shift 2 ;;
 		--callgrind) HS_CG=1; shift ;;
 		--perf) HS_PERF=$(mkdir -p "$2" && cd "$2" && pwd) || b_die "--perf $2"; shift 2 ;;
 		--build) build=$2; shift 2 ;;
@@ -648,8 +654,9 @@ bench_hostile() {
 	[[ " $only " == *" b "* ]] && hs_scn_b "$nmeta" "$reps"
 	[[ " $only " == *" c "* ]] && hs_scn_c "$nbig" "$bigb"
 	hs_stop live
+	hs_fact a.rate "$HS_RATE"
 	hs_rows "$ninst" "$nmeta" "$nbig" "$bigb"
 	cp "$H_TMP/facts" "${B_CSV%.csv}.facts"
-	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR")${HS_NO_HAPROXY:+, no haproxy sink}${HS_STATE_INTERVAL:+, server_state_interval $HS_STATE_INTERVAL})"
+	bench_report "hostile: $ninst instances in one service, $nmeta meta pairs in one value, $nbig values of $bigb bytes ($(basename "$BENCH_BUILD_DIR")${HS_NO_HAPROXY:+, no haproxy sink}${HS_STATE_INTERVAL:+, server_state_interval $HS_STATE_INTERVAL}$([[ $HS_RATE == 0 ]] || echo ", written at $HS_RATE keys/s"))"
 	rm -f "$B_MACHINE" "$B_ROWS"
 }
