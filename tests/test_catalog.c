@@ -397,25 +397,33 @@ static void trickle_huge(uv_timer_t *t)
 		uv_timer_stop(t);
 }
 
+/* A catalog (debounce 20 ms, maximum delay 300 ms) whose view
+ * (trickle_view) holds "web" with n instances, its first snapshot out. */
+static regent_cat *huge_cat(uv_loop_t *loop, flushes *f, int n)
+{
+	regent_cat *c = regent_cat_new(loop, 20, 300, on_flush, f);
+	trickle_view = regent_cat_view_new(c, false);
+	regent_inst **all = malloc((size_t)n * sizeof(*all));
+	assert_non_null(all);
+	for (int i = 0; i < n; i++) {
+		char o[16];
+		snprintf(o, sizeof(o), "h%05d", i);
+		all[i] = mk("web", o, (uint16_t)(1 + i % 60000));
+	}
+	regent_cat_view_set(trickle_view, "web", all, (size_t)n);
+	free(all);
+	run_ms(loop, 50);
+	assert_int_equal(f->count, 1);
+	return c;
+}
+
 static void big_service_spaced_by_size(void **state)
 {
 	(void)state;
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	flushes f = {.loop = &loop};
-	regent_cat *c = regent_cat_new(&loop, 20, 300, on_flush, &f);
-	trickle_view = regent_cat_view_new(c, false);
-	regent_inst **all = malloc(HUGE_N * sizeof(*all));
-	assert_non_null(all);
-	for (int i = 0; i < HUGE_N; i++) {
-		char o[16];
-		snprintf(o, sizeof(o), "h%05d", i);
-		all[i] = mk("web", o, (uint16_t)(1 + i % 60000));
-	}
-	regent_cat_view_set(trickle_view, "web", all, HUGE_N);
-	free(all);
-	run_ms(&loop, 50);
-	assert_int_equal(f.count, 1);
+	regent_cat *c = huge_cat(&loop, &f, HUGE_N);
 	trickle_n = 0;
 	uv_timer_t t;
 	uv_timer_init(&loop, &t);
@@ -451,20 +459,8 @@ static void huge_service_spaced_past_max_delay(void **state)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	flushes f = {.loop = &loop};
-	regent_cat *c = regent_cat_new(&loop, 20, 300, on_flush, &f);
-	trickle_view = regent_cat_view_new(c, false);
+	regent_cat *c = huge_cat(&loop, &f, LONG_N);
 	other_view = trickle_view;
-	regent_inst **all = malloc(LONG_N * sizeof(*all));
-	assert_non_null(all);
-	for (int i = 0; i < LONG_N; i++) {
-		char o[16];
-		snprintf(o, sizeof(o), "h%05d", i);
-		all[i] = mk("web", o, (uint16_t)(1 + i % 60000));
-	}
-	regent_cat_view_set(trickle_view, "web", all, LONG_N);
-	free(all);
-	run_ms(&loop, 50);
-	assert_int_equal(f.count, 1);
 	trickle_n = 0;
 	uv_timer_t t, o;
 	uv_timer_init(&loop, &t);
