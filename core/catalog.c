@@ -510,21 +510,15 @@ static uint64_t real_ms(void)
  * debounce / FLUSH_DUTY.  CPU time, not the wall clock: a loaded machine
  * does not stretch the spacing.
  *
- * C is at least FLUSH_NS_PER_INST per instance of that service: what a
- * snapshot of it costs the agent beyond the flush's own CPU, the sinks'
- * work on later loop turns (the haproxy sink's runtime changes, its state
- * poll of the servers it moved) and the history.  At 100,000 instances
- * (bench/run hostile, session 12): ~2 ms a snapshot while a write only
- * appends unrouted instances, 50-80 ms when a range delete moves the
- * 10,000 routed ones, and every snapshot while the service keeps changing
- * costs that again.  So 10,000 instances are spaced 200 ms, 100,000 2 s
- * (0.5 s before session 12, when the maximum delay capped every service):
- * the documented trade-off is that a service of 25,000 instances or more,
- * while it keeps changing, reaches the sinks up to 2 s late.  Its hold
- * never holds another service past that one's own maximum delay: such a
- * flush goes out without it (flush_snap, hold_costly), and it stays
- * pending until its time.  A lone change of it after a quiet period still
- * goes out at once (leading edge). */
+ * C is at least FLUSH_NS_PER_INST per instance: what a snapshot costs
+ * beyond the flush, on later loop turns (the haproxy sink's runtime
+ * changes and its state poll of the servers it moved: at 100,000, ~2 ms a
+ * snapshot of a write, 50-80 ms when a range delete moves the 10,000
+ * routed ones).  So 10,000 instances are 200 ms apart, 100,000 2 s: the
+ * documented trade-off is that a service of 25,000 or more, while it keeps
+ * changing, reaches the sinks up to 2 s late.  That hold never holds
+ * another service past its own maximum delay: the flush goes out without
+ * it (hold_costly), which stays pending until its time. */
 #define FLUSH_DUTY 200
 #define FLUSH_SPACED_MIN 1000 /* instances: a smaller service is never held */
 #define FLUSH_NS_PER_INST 100
@@ -670,15 +664,16 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* A flush that held the costly service, or carried no service of
- * FLUSH_SPACED_MIN instances, leaves its spacing as it was: a change of a
- * usual service in between does not end it. */
+/* A flush that did not carry the costly service (held, or not pending)
+ * and no other service of FLUSH_SPACED_MIN instances leaves its spacing
+ * as it was: a change of a usual service in between does not end it. */
 static void flush(regent_cat *c)
 {
+	bool had = c->costly && regent_map_get(c->dirty, c->costly);
 	uint64_t t0 = thread_cpu_ns();
 	bool held = flush_snap(c);
 	uint64_t t1 = thread_cpu_ns();
-	if (c->costly && (held || !c->biggest)) {
+	if (c->costly && (held || (!had && !c->biggest))) {
 		free(c->biggest);
 		c->biggest = NULL;
 		return;
@@ -699,10 +694,8 @@ static void flush(regent_cat *c)
  * the maximum delay (schedule): true when held. */
 static bool hold_costly(regent_cat *c)
 {
-	if (!c->costly || c->costly_gap_ms <= c->max_ms || real_ms() >= c->costly_until_ms ||
-	    !regent_map_del(c->dirty, c->costly))
-		return false;
-	return true;
+	return c->costly && c->costly_gap_ms > c->max_ms && real_ms() < c->costly_until_ms &&
+	       regent_map_del(c->dirty, c->costly);
 }
 
 /* Puts a held costly service back (in the new pending set) and arms the
@@ -797,7 +790,8 @@ static bool flush_snap(regent_cat *c)
 	 * until the callback returns. */
 	c->current = snap;
 	c->flushed_once = true;
-	c->origin_ns = 0;
+	if (!held) /* else the held service's first change stays the origin of its snapshot */
+		c->origin_ns = 0;
 	c->last_flush_ms = real_ms() | 1; /* changes the sinks make in the callback see it */
 	if (first) {
 		free(changed);
