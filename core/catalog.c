@@ -103,7 +103,9 @@ struct regent_cat {
 	uint64_t flush_ns;    /* the last flush's CPU time (loop thread), the sinks' callback included */
 	char *biggest;        /* the biggest service the last flush changed, NULL = none */
 	size_t biggest_n;     /* its instances (0 = none) */
-	char *costly;         /* that service when the flush was costly (see schedule), or NULL */
+	char *costly;         /* the last costly flush's biggest service (see schedule), or NULL */
+	uint64_t costly_gap_ms;   /* its spacing */
+	uint64_t costly_until_ms; /* real clock (ms): not flushed again before (its last flush + gap) */
 	uint64_t origin_ns;
 	regent_map *dirty;    /* names, value unused */
 	regent_catview *views;
@@ -521,32 +523,53 @@ static uint64_t real_ms(void)
 /* A flush of a big service costs O(its instances) in the core and in
  * every sink: after a flush that took C of the loop thread's CPU, the
  * next one that carries the same service (the biggest the costly flush
- * changed) waits until FLUSH_DUTY x C after it (at most the maximum delay,
- * at least the debounce), so its flushes take at most ~1/FLUSH_DUTY of
- * the loop's time while it keeps changing (100,000 instances written 128
- * a transaction: ~2 snapshots a second instead of ~5).  Only a service of
- * FLUSH_SPACED_MIN instances or more is held; a change of any other
- * service is not held by it (a lone change after a quiet period
+ * changed) waits until FLUSH_DUTY x C after it (at least the debounce, at
+ * most the maximum delay, or FLUSH_LONG_CAP_MS for a service of
+ * FLUSH_LONG_MIN instances or more), so its snapshots take at most
+ * ~1/FLUSH_DUTY of the loop's time while it keeps changing.  Only a
+ * service of FLUSH_SPACED_MIN instances or more is held; a change of any
+ * other service is not held by it (a lone change after a quiet period
  * still goes out at once), and a usual flush costs well under the
  * debounce / FLUSH_DUTY.  CPU time, not the wall clock: a loaded machine
- * does not stretch the spacing.  C is at least FLUSH_NS_PER_INST per
- * instance of that service: what a snapshot costs beyond the flush's own
- * CPU (the sinks finish their update on later loop turns, and the core's
- * share got cheap enough that the flush alone understated it: 100,000
- * instances, 0.5 s apart while they keep changing). */
+ * does not stretch the spacing.
+ *
+ * C is at least FLUSH_NS_PER_INST per instance: what a snapshot costs
+ * beyond the flush, on later loop turns (the haproxy sink's runtime
+ * changes and its state poll of the servers it moved: at 100,000, ~2 ms a
+ * snapshot of a write, 50-80 ms when a range delete moves the 10,000
+ * routed ones).  So 10,000 instances are 200 ms apart, 100,000 2 s: the
+ * documented trade-off is that a service of 25,000 or more, while it keeps
+ * changing, reaches the sinks up to 2 s late.  That hold never holds
+ * another service past its own maximum delay: the flush goes out without
+ * it (hold_costly), which stays pending until its time. */
 #define FLUSH_DUTY 200
 #define FLUSH_SPACED_MIN 1000 /* instances: a smaller service is never held */
-#define FLUSH_NS_PER_INST 25
+#define FLUSH_NS_PER_INST 100
+#define FLUSH_LONG_MIN 20000 /* instances: the spacing may pass the maximum delay */
+#define FLUSH_LONG_CAP_MS 2000
 
 static uint64_t flush_gap_ms(const regent_cat *c)
 {
+	bool lng = c->biggest_n >= FLUSH_LONG_MIN;
 	uint64_t cost = (uint64_t)c->biggest_n * FLUSH_NS_PER_INST;
 	if (cost < c->flush_ns)
 		cost = c->flush_ns;
 	uint64_t gap = FLUSH_DUTY * cost / 1000000u;
-	if (gap > c->max_ms)
-		gap = c->max_ms;
+	uint64_t cap = lng && FLUSH_LONG_CAP_MS > c->max_ms ? FLUSH_LONG_CAP_MS : c->max_ms;
+	if (gap > cap)
+		gap = cap;
 	return gap > c->debounce_ms ? gap : c->debounce_ms;
+}
+
+/* The timer armed for real-clock time `due` (ms). */
+static void arm(regent_cat *c, uint64_t due)
+{
+	uint64_t loop_now = uv_now(c->loop);
+	/* the same due time as armed (many changes in one ms): not armed again */
+	if (due == c->due_ms && uv_is_active((uv_handle_t *)&c->timer))
+		return;
+	c->due_ms = due;
+	uv_timer_start(&c->timer, on_timer, due > loop_now ? due - loop_now : 0, 0);
 }
 
 static void schedule(regent_cat *c)
@@ -554,30 +577,31 @@ static void schedule(regent_cat *c)
 	if (c->first_ms && c->leading)
 		return; /* a leading-edge flush is already due */
 	uint64_t now = real_ms();
-	uint64_t loop_now = uv_now(c->loop);
 	bool spaced = c->costly && regent_map_get(c->dirty, c->costly);
-	uint64_t gap = spaced ? flush_gap_ms(c) : c->debounce_ms;
+	/* spaced: not before the costly service's last flush + its gap */
+	uint64_t not_before = spaced ? c->costly_until_ms
+	                             : c->last_flush_ms ? c->last_flush_ms + c->debounce_ms : 0;
 	if (!c->first_ms) {
 		c->first_ms = now;
 		/* Leading edge: after a quiet period the first change goes out on
 		 * the next loop iteration (what the same callback changes next
 		 * still joins it). */
-		if (!c->last_flush_ms || now >= c->last_flush_ms + gap) {
+		if (now >= not_before) {
 			c->leading = true;
 			uv_timer_start(&c->timer, on_timer, 0, 0);
 			return;
 		}
 	}
 	uint64_t due = now + c->debounce_ms;
-	if (c->last_flush_ms && due < c->last_flush_ms + gap)
-		due = c->last_flush_ms + gap; /* spaced by the last flush's cost */
-	if (due > c->first_ms + c->max_ms)
+	if (due < not_before)
+		due = not_before; /* spaced by the last flush's cost */
+	/* A long hold (past the maximum delay) of the costly service alone is
+	 * not capped; with other services pending the flush goes out at their
+	 * maximum delay, without it (flush_snap). */
+	bool long_hold = spaced && c->costly_gap_ms > c->max_ms && regent_map_size(c->dirty) == 1;
+	if (!long_hold && due > c->first_ms + c->max_ms)
 		due = c->first_ms + c->max_ms;
-	/* the same due time as armed (many changes in one ms): not armed again */
-	if (due == c->due_ms && uv_is_active((uv_handle_t *)&c->timer))
-		return;
-	c->due_ms = due;
-	uv_timer_start(&c->timer, on_timer, due > loop_now ? due - loop_now : 0, 0);
+	arm(c, due);
 }
 
 static void mark_dirty(regent_cat *c, const char *service)
@@ -651,7 +675,7 @@ static void snap_take(regent_catalog *snap, const regent_catalog *old, size_t fr
  * inserted: one merge walk of two sorted lists (the dirty names, sorted,
  * each placed by a binary search from the previous one), so a change of
  * k services costs O(k log S) comparisons plus S pointer copies. */
-static void flush_snap(regent_cat *c);
+static bool flush_snap(regent_cat *c);
 
 /* A flush, timed (see schedule). */
 static uint64_t thread_cpu_ns(void)
@@ -662,28 +686,62 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A flush that did not carry the costly service (held, or not pending)
+ * and no other service of FLUSH_SPACED_MIN instances leaves its spacing
+ * as it was: a change of a usual service in between does not end it. */
 static void flush(regent_cat *c)
 {
+	bool had = c->costly && regent_map_get(c->dirty, c->costly);
 	uint64_t t0 = thread_cpu_ns();
-	flush_snap(c);
+	bool held = flush_snap(c);
 	uint64_t t1 = thread_cpu_ns();
+	if (c->costly && (held || (!had && !c->biggest))) {
+		free(c->biggest);
+		c->biggest = NULL;
+		return;
+	}
 	c->flush_ns = t1 > t0 ? t1 - t0 : 0;
 	free(c->costly);
 	c->costly = NULL;
-	if (c->biggest && flush_gap_ms(c) > c->debounce_ms) {
+	uint64_t gap = c->biggest ? flush_gap_ms(c) : 0;
+	if (gap > c->debounce_ms) {
 		c->costly = c->biggest;
 		c->biggest = NULL;
+		c->costly_gap_ms = gap;
+		c->costly_until_ms = c->last_flush_ms + gap;
 	}
 }
 
-static void flush_snap(regent_cat *c)
+/* Takes the costly service out of the pending set when it is held past
+ * the maximum delay (schedule): true when held. */
+static bool hold_costly(regent_cat *c)
+{
+	return c->costly && c->costly_gap_ms > c->max_ms && real_ms() < c->costly_until_ms &&
+	       regent_map_del(c->dirty, c->costly);
+}
+
+/* Puts a held costly service back (in the new pending set) and arms the
+ * timer for its time. */
+static void rehold_costly(regent_cat *c)
+{
+	regent_map_put(c->dirty, c->costly, (void *)1);
+	c->first_ms = real_ms();
+	arm(c, c->costly_until_ms);
+}
+
+static bool flush_snap(regent_cat *c)
 {
 	uv_timer_stop(&c->timer);
 	c->leading = false;
 	if (!regent_cat_ready(c))
-		return; /* sync_end of the last view flushes */
+		return false; /* sync_end of the last view flushes */
 	bool first = !c->flushed_once;
 	c->first_ms = 0;
+	bool held = hold_costly(c);
+	if (held && regent_map_size(c->dirty) == 0) {
+		rehold_costly(c);
+		return true;
+	}
 	size_t ndirty;
 	const char **dirty = regent_map_sorted_keys(c->dirty, &ndirty);
 	regent_catalog *old = c->current;
@@ -713,6 +771,8 @@ static void flush_snap(regent_cat *c)
 	c->biggest_n = c->biggest ? big_n : 0;
 	regent_map *dmap = c->dirty; /* owns the strings of dirty[] */
 	c->dirty = regent_map_new();
+	if (held)
+		rehold_costly(c);
 	if (nchanged == 0 && !first) {
 		for (size_t i = 0; i < ndirty; i++)
 			svc_unref(next[i]);
@@ -720,8 +780,9 @@ static void flush_snap(regent_cat *c)
 		free(changed);
 		free(dirty);
 		regent_map_free(dmap, NULL);
-		c->origin_ns = 0;
-		return;
+		if (!held)
+			c->origin_ns = 0;
+		return held;
 	}
 	regent_catalog *snap = snap_new(old->n + ndirty);
 	snap->n = 0;
@@ -760,7 +821,8 @@ static void flush_snap(regent_cat *c)
 	 * until the callback returns. */
 	c->current = snap;
 	c->flushed_once = true;
-	c->origin_ns = 0;
+	if (!held) /* else the held service's first change stays the origin of its snapshot */
+		c->origin_ns = 0;
 	c->last_flush_ms = real_ms() | 1; /* changes the sinks make in the callback see it */
 	if (first) {
 		free(changed);
@@ -775,6 +837,7 @@ static void flush_snap(regent_cat *c)
 	c->last_flush_ms = real_ms() | 1;
 	free(changed);
 	regent_catalog_unref(old);
+	return held;
 }
 
 static void on_timer(uv_timer_t *t)

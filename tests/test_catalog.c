@@ -384,9 +384,9 @@ static void costly_flushes_spaced(void **state)
 
 /* A big service is spaced by its size even when its flushes cost little
  * CPU (the sinks' later work is not in it): 20,000 instances count as
- * 0.5 ms a snapshot (25 ns each), so 100 ms apart; a change every 30 ms
+ * 2 ms a snapshot (100 ns each), so 400 ms apart; a change every 30 ms
  * after a debounce of 20 ms (cheap flushes: each got a snapshot of its
- * own, ~40) goes out about every 100 ms, the last one too. */
+ * own, ~40) goes out about every 400 ms, the last one too. */
 #define HUGE_N 20000
 static void trickle_huge(uv_timer_t *t)
 {
@@ -397,25 +397,33 @@ static void trickle_huge(uv_timer_t *t)
 		uv_timer_stop(t);
 }
 
+/* A catalog (debounce 20 ms, maximum delay 300 ms) whose view
+ * (trickle_view) holds "web" with n instances, its first snapshot out. */
+static regent_cat *huge_cat(uv_loop_t *loop, flushes *f, int n)
+{
+	regent_cat *c = regent_cat_new(loop, 20, 300, on_flush, f);
+	trickle_view = regent_cat_view_new(c, false);
+	regent_inst **all = malloc((size_t)n * sizeof(*all));
+	assert_non_null(all);
+	for (int i = 0; i < n; i++) {
+		char o[16];
+		snprintf(o, sizeof(o), "h%05d", i);
+		all[i] = mk("web", o, (uint16_t)(1 + i % 60000));
+	}
+	regent_cat_view_set(trickle_view, "web", all, (size_t)n);
+	free(all);
+	run_ms(loop, 50);
+	assert_int_equal(f->count, 1);
+	return c;
+}
+
 static void big_service_spaced_by_size(void **state)
 {
 	(void)state;
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	flushes f = {.loop = &loop};
-	regent_cat *c = regent_cat_new(&loop, 20, 300, on_flush, &f);
-	trickle_view = regent_cat_view_new(c, false);
-	regent_inst **all = malloc(HUGE_N * sizeof(*all));
-	assert_non_null(all);
-	for (int i = 0; i < HUGE_N; i++) {
-		char o[16];
-		snprintf(o, sizeof(o), "h%05d", i);
-		all[i] = mk("web", o, (uint16_t)(1 + i % 60000));
-	}
-	regent_cat_view_set(trickle_view, "web", all, HUGE_N);
-	free(all);
-	run_ms(&loop, 50);
-	assert_int_equal(f.count, 1);
+	regent_cat *c = huge_cat(&loop, &f, HUGE_N);
 	trickle_n = 0;
 	uv_timer_t t;
 	uv_timer_init(&loop, &t);
@@ -424,10 +432,63 @@ static void big_service_spaced_by_size(void **state)
 	uv_close((uv_handle_t *)&t, NULL);
 	assert_int_equal(trickle_n, 40);
 	assert_true(f.count >= 3);
-	assert_true(f.count <= 16); /* ~1.2 s / 100 ms + the first and the last */
+	assert_true(f.count <= 7); /* ~1.2 s / 400 ms + the set, the first and the last */
 	for (int i = 2; i < f.count && i < 64; i++)
-		assert_true(f.at_ms[i] - f.at_ms[i - 1] >= 90);
+		assert_true(f.at_ms[i] - f.at_ms[i - 1] >= 360);
 	assert_int_equal(regent_catalog_instances(f.last, "web", NULL), HUGE_N + 40);
+	teardown(&loop, c, &f);
+}
+
+/* A service of 20,000 instances or more may be spaced past the maximum
+ * delay (FLUSH_LONG_MIN): 25,000 count as 2.5 ms a snapshot (100 ns each),
+ * so 500 ms apart with a maximum delay of 300 ms; a change every 30 ms
+ * goes out about every 500 ms, the last one too.  A change of another
+ * service meanwhile is not held by it: out within its maximum delay. */
+#define LONG_N 25000
+static regent_catview *other_view;
+static uint64_t other_at;
+static void put_other(uv_timer_t *t)
+{
+	other_at = uv_now(t->loop);
+	set1(other_view, "api", "b", 1001);
+}
+
+static void huge_service_spaced_past_max_delay(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = huge_cat(&loop, &f, LONG_N);
+	other_view = trickle_view;
+	trickle_n = 0;
+	uv_timer_t t, o;
+	uv_timer_init(&loop, &t);
+	uv_timer_init(&loop, &o);
+	uv_timer_start(&t, trickle_huge, 30, 30); /* 40 changes over ~1.2 s */
+	uv_timer_start(&o, put_other, 650, 0);
+	run_ms(&loop, 2600);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_close((uv_handle_t *)&o, NULL);
+	assert_int_equal(trickle_n, 40);
+	int webs = 0, apis = 0;
+	uint64_t prev = f.at_ms[0];
+	for (int i = 1; i < f.count && i < 64; i++) {
+		if (strstr(f.changed[i], "api;")) {
+			apis++;
+			assert_true(f.at_ms[i] - other_at <= 300 + 40); /* its own maximum delay */
+		}
+		if (!strstr(f.changed[i], "web;"))
+			continue;
+		if (webs++ > 0)
+			assert_true(f.at_ms[i] - prev >= 450); /* past the 300 ms maximum delay */
+		prev = f.at_ms[i];
+	}
+	assert_int_equal(apis, 1);
+	assert_true(webs >= 2);
+	assert_true(webs <= 5); /* ~1.2 s / 500 ms + the first and the last */
+	assert_int_equal(regent_catalog_instances(f.last, "web", NULL), LONG_N + 40);
+	assert_int_equal(regent_catalog_instances(f.last, "api", NULL), 1);
 	teardown(&loop, c, &f);
 }
 
@@ -959,6 +1020,7 @@ int main(void)
 		cmocka_unit_test(costly_flushes_spaced),
 		cmocka_unit_test(lone_change_after_costly_flush),
 		cmocka_unit_test(big_service_spaced_by_size),
+		cmocka_unit_test(huge_service_spaced_past_max_delay),
 		cmocka_unit_test(slow_turns_batched),
 		cmocka_unit_test(union_of_stores),
 		cmocka_unit_test(trickle_flushes_by_max_delay),

@@ -6,8 +6,9 @@ the agent's /healthz, /proc).  Loopback only, stdlib only.
                                                      request: start_ns latency_ns code (0 = failed)
   hostile_tool.py stall OUT T0_NS T1_NS              JSON: the samples overlapping [T0, T1]: n,
                                                      max_ms, p99_ms, failed, still_open_ms
-  hostile_tool.py bulk EP PREFIX SVC N SPORT         N instances of SVC (txns of 128 puts);
-                                                     prints start_ns end_ns
+  hostile_tool.py bulk EP PREFIX SVC N SPORT [RATE]  N instances of SVC (txns of 128 puts), at
+                                                     most RATE keys a second (0 or none: as fast
+                                                     as etcd takes them); prints start_ns end_ns
   hostile_tool.py meta EP KEY NPAIRS SEED            one instance value with NPAIRS meta pairs;
                                                      prints end_ns bytes
   hostile_tool.py big EP PREFIX N BYTES              N values of BYTES under PREFIX/bigNN/x;
@@ -134,10 +135,11 @@ def cmd_stall(out, t0, t1):
     return 0
 
 
-def cmd_bulk(ep, prefix, svc, n, sport):
+def cmd_bulk(ep, prefix, svc, n, sport, rate=0.0):
     e = Etcd(ep)
     ops = []
     t0 = time.time_ns()
+    m0 = time.monotonic()
     for i in range(n):
         key = "%s/%s/hostile-node/i%06d/8000" % (prefix, svc, i)
         addr = "127.3.%d.%d" % (i // 250 % 250, i % 250 + 1)
@@ -145,6 +147,8 @@ def cmd_bulk(ep, prefix, svc, n, sport):
         if len(ops) == 128:
             e.post("/v3/kv/txn", {"success": ops})
             ops = []
+            if rate > 0:  # paced: key i + 1 not before (i + 1) / rate s after the start
+                time.sleep(max(0.0, m0 + (i + 1) / rate - time.monotonic()))
     if ops:
         e.post("/v3/kv/txn", {"success": ops})
     print(t0, time.time_ns())
@@ -396,7 +400,7 @@ def main():
     if c == "stall":
         return cmd_stall(a[1], int(a[2]), int(a[3]))
     if c == "bulk":
-        return cmd_bulk(a[1], a[2], a[3], int(a[4]), int(a[5]))
+        return cmd_bulk(a[1], a[2], a[3], int(a[4]), int(a[5]), float(a[6]) if len(a) > 6 else 0.0)
     if c == "meta":
         return cmd_meta(a[1], a[2], int(a[3]), a[4])
     if c == "big":
