@@ -27,60 +27,16 @@
  * neither merged nor holding up readiness, until it is promoted.  Then it
  * replaces the old view in one change (once it has completed a full read;
  * until then the old view's instances stay), so a store swap never
- * flushes an empty or half-read catalog. */
-#include "catalog.h"
-#include "catpend.h"
-#include "model.h"
+ * flushes an empty or half-read catalog.
+ *
+ * The lists and snapshots themselves, and the plugins' reads of a
+ * snapshot, are catsvc.c's. */
+#include "catsvc.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
-
-/* A service's instances, immutable once built (snapshots share it).  A
- * list holds one reference of each of its instances, until a newer list
- * is settled from it: the newer one then takes over the references of the
- * instances both have, and the older one keeps a reference to the newer
- * one (`next`) plus its own references of the instances the newer one
- * dropped (`own`).  So settling a change never touches the instances kept
- * (no write into n instances, which a fork, haproxy's, has made
- * copy-on-write), and each instance is freed once no list holds it. */
-typedef struct svc_list {
-	unsigned refs;
-	char *name;
-	size_t n;
-	const regent_instance **pubs;   /* sorted by id; each the `pub` of a regent_inst (AT) */
-	regent_map *owners;             /* owner -> count (uintptr_t), NULL until asked */
-	struct svc_list *next;          /* settled into this one: holds what both have */
-	regent_inst **own;              /* then: the instances only this one holds */
-	size_t nown;
-} svc_list;
-
-struct regent_catalog {
-	unsigned refs;
-	size_t n;
-	svc_list **svcs;      /* sorted by name */
-	const char **names;
-	uint64_t origin_ns;
-	size_t total;
-	uint64_t seq;         /* 1, 2, ... per flush; 0 for the initial empty one */
-	/* It holds a reference of each list in svcs until a newer one is
-	 * flushed from it: that one (`next`, referenced) takes over those of
-	 * the lists both have; this one keeps those it re-merged (`own`).
-	 * `linked`: an older one's `next` is this one; when that link is all
-	 * that holds it, its arrays go (nobody reads them). */
-	struct regent_catalog *next;
-	svc_list **own;
-	size_t nown;
-	bool linked;
-};
-
-/* A view's service: its sorted list and the single changes not settled
- * into it yet. */
-typedef struct vsvc {
-	svc_list *list;       /* sorted by id, unique; shared with snapshots */
-	regent_pend *pend;    /* id -> instance (added or replaced) or removal; NULL when none */
-} vsvc;
 
 struct regent_catview {
 	regent_cat *cat;
@@ -118,329 +74,6 @@ struct regent_cat {
 	void *arg;
 };
 
-/* The core's instance behind the i-th entry: `pub` is regent_inst's first
- * member, so the public pointer converts back (one array serves both). */
-static regent_inst *AT(const svc_list *s, size_t i)
-{
-	return (regent_inst *)s->pubs[i];
-}
-
-static svc_list *svc_new(const char *name, size_t n)
-{
-	svc_list *s = regent_xcalloc(1, sizeof(*s));
-	s->refs = 1;
-	s->name = regent_xstrdup(name);
-	s->n = n;
-	s->pubs = regent_xmalloc((n + 1) * sizeof(*s->pubs)); /* filled by the caller */
-	return s;
-}
-
-static void svc_unref(void *p)
-{
-	svc_list *s = p;
-	while (s && --s->refs == 0) { /* a loop, not recursion: chains may be long */
-		svc_list *next = s->next;
-		if (next) {
-			for (size_t i = 0; i < s->nown; i++)
-				regent_inst_unref(s->own[i]);
-		} else {
-			for (size_t i = 0; i < s->n; i++)
-				regent_inst_unref(AT(s, i));
-		}
-		free(s->own);
-		free(s->pubs);
-		free(s->name);
-		regent_map_free(s->owners, NULL);
-		free(s);
-		s = next;
-	}
-}
-
-/* Who owns an instance, for the by-node counts: its node, or (the seed's
- * "ip:port" values) the address it was registered with, the host's. */
-static const char *owner_of(const regent_instance *inst)
-{
-	return inst->node && inst->node[0] ? inst->node : inst->address;
-}
-
-static void owners_add(regent_map *m, const regent_inst *in, int d)
-{
-	const char *o = owner_of(&in->pub);
-	uintptr_t c = (uintptr_t)regent_map_get(m, o) + (uintptr_t)(intptr_t)d;
-	if (c)
-		regent_map_put(m, o, (void *)c);
-	else
-		regent_map_del(m, o);
-}
-
-typedef struct ranked {
-	regent_inst *inst;
-	size_t rank; /* position in the input: the first of equal ids wins */
-} ranked;
-
-static int cmp_ranked(const void *a, const void *b)
-{
-	const ranked *x = a, *y = b;
-	int r = strcmp(x->inst->pub.id, y->inst->pub.id);
-	if (r)
-		return r;
-	return x->rank < y->rank ? -1 : x->rank > y->rank;
-}
-
-/* Sorts by id, drops later duplicates of an id (first wins). */
-static void svc_finish(svc_list *s)
-{
-	size_t n = s->n;
-	if (n > 1) {
-		ranked *r = regent_xmalloc(sizeof(*r) * n);
-		for (size_t i = 0; i < n; i++)
-			r[i] = (ranked){AT(s, i), i};
-		qsort(r, n, sizeof(*r), cmp_ranked);
-		size_t w = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (w > 0 && strcmp(s->pubs[w - 1]->id, r[i].inst->pub.id) == 0) {
-				regent_inst_unref(r[i].inst);
-				continue;
-			}
-			s->pubs[w++] = &r[i].inst->pub;
-		}
-		s->n = w;
-		free(r);
-	}
-}
-
-/* The first index in [lo, hi) whose id is >= id (hi if none). */
-static size_t svc_lower_in(const svc_list *s, size_t lo, size_t hi, const char *id)
-{
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(s->pubs[mid]->id, id) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Whether id may be in the list: within its first and last ids (an id
- * past the end, the usual new one, is known absent without a search). */
-static bool svc_may_hold(const svc_list *s, const char *id)
-{
-	return s->n && strcmp(s->pubs[0]->id, id) <= 0 && strcmp(s->pubs[s->n - 1]->id, id) >= 0;
-}
-
-static regent_inst *svc_find(const svc_list *s, const char *id)
-{
-	if (!svc_may_hold(s, id))
-		return NULL;
-	size_t i = svc_lower_in(s, 0, s->n, id);
-	return i < s->n && strcmp(s->pubs[i]->id, id) == 0 ? AT(s, i) : NULL;
-}
-
-/* svc_lower_in from `from` to the end, by doubling steps first: O(log d)
- * comparisons when the answer is d entries on, so settling k sorted
- * changes into n costs O(k log(n/k)), not O(k log n), and reads near the
- * last place. */
-static size_t svc_gallop(const svc_list *s, size_t from, const char *id)
-{
-	size_t lo = from, step = 1;
-	while (lo < s->n && strcmp(s->pubs[lo]->id, id) < 0) {
-		/* pubs[lo] < id: the answer is past lo */
-		size_t next = lo + step;
-		if (next >= s->n || strcmp(s->pubs[next]->id, id) >= 0)
-			return svc_lower_in(s, lo + 1, next < s->n ? next : s->n, id);
-		lo = next + 1;
-		step *= 2;
-	}
-	return lo;
-}
-
-static vsvc *vsvc_new(svc_list *list)
-{
-	vsvc *vs = regent_xcalloc(1, sizeof(*vs));
-	vs->list = list;
-	return vs;
-}
-
-static void vsvc_free(void *p)
-{
-	vsvc *vs = p;
-	if (!vs)
-		return;
-	regent_pend_free(vs->pend, true);
-	svc_unref(vs->list);
-	free(vs);
-}
-
-/* Settles the pending changes into a new sorted list: O(k log k +
- * k log(n/k)) comparisons (O(k + k log(n/k)) when they came in id order)
- * and one copy of the n pointers; the old list hands its references over
- * (see svc_list). */
-static svc_list *vsvc_list(vsvc *vs)
-{
-	if (!vs->pend)
-		return vs->list;
-	size_t k;
-	const regent_pend_ent *ids = regent_pend_sorted(vs->pend, &k);
-	svc_list *o = vs->list;
-	svc_list *s = svc_new(o->name, o->n + k);
-	o->own = regent_xcalloc(k + 1, sizeof(*o->own));
-	if (o->owners) { /* carried over with the changes: O(owners + k) */
-		s->owners = regent_map_new();
-		regent_map_iter it = {0};
-		const char *key;
-		void *val;
-		while (regent_map_next(o->owners, &it, &key, &val))
-			regent_map_put(s->owners, key, val);
-	}
-	size_t w = 0, r = 0;
-	for (size_t i = 0; i < k; i++) {
-		size_t pos = svc_gallop(o, r, ids[i].id);
-		memcpy(s->pubs + w, o->pubs + r, (pos - r) * sizeof(*s->pubs));
-		w += pos - r;
-		r = pos;
-		if (r < o->n && strcmp(o->pubs[r]->id, ids[i].id) == 0) {
-			if (s->owners)
-				owners_add(s->owners, AT(o, r), -1);
-			o->own[o->nown++] = AT(o, r); /* replaced or removed: stays o's */
-			r++;
-		}
-		regent_inst *val = ids[i].inst;
-		if (val) {
-			s->pubs[w++] = &val->pub; /* the pending table's reference moves */
-			if (s->owners)
-				owners_add(s->owners, val, +1);
-		}
-	}
-	memcpy(s->pubs + w, o->pubs + r, (o->n - r) * sizeof(*s->pubs));
-	w += o->n - r;
-	s->n = w;
-	regent_pend_free(vs->pend, false);
-	vs->pend = NULL;
-	o->next = s; /* o keeps what both have alive through s */
-	s->refs++;
-	svc_unref(o);
-	vs->list = s;
-	return s;
-}
-
-static regent_catalog *snap_new(size_t n)
-{
-	regent_catalog *c = regent_xcalloc(1, sizeof(*c));
-	c->refs = 1;
-	c->n = n;
-	/* Not zeroed: filled up to c->n by the caller, which ends both with
-	 * NULL (flush_snap); zeroing S pointers per flush is the flush's own
-	 * biggest cost after the copy. */
-	c->svcs = regent_xmalloc((n + 1) * sizeof(*c->svcs));
-	c->names = regent_xmalloc((n + 1) * sizeof(*c->names));
-	c->svcs[n] = NULL;
-	c->names[n] = NULL;
-	return c;
-}
-
-const regent_catalog *regent_catalog_ref(const regent_catalog *cat)
-{
-	((regent_catalog *)cat)->refs++;
-	return cat;
-}
-
-void regent_catalog_unref(const regent_catalog *cc)
-{
-	regent_catalog *c = (regent_catalog *)cc;
-	if (c && c->refs == 2 && c->linked && c->next) { /* only the link left */
-		c->refs--;
-		free(c->svcs);
-		free(c->names);
-		c->svcs = NULL;
-		c->names = NULL;
-		c->n = 0;
-		return;
-	}
-	while (c && --c->refs == 0) { /* a loop, not recursion: chains may be long */
-		regent_catalog *next = c->next;
-		svc_list **held = next ? c->own : c->svcs;
-		size_t nheld = next ? c->nown : c->n;
-		for (size_t i = 0; i < nheld; i++)
-			svc_unref(held[i]);
-		free(c->own);
-		free(c->svcs);
-		free(c->names);
-		free(c);
-		if (next)
-			next->linked = false; /* the reference dropped next is that link */
-		c = next;
-	}
-}
-
-/* The first index in [from, c->n) whose service name is >= name. */
-static size_t snap_lower(const regent_catalog *c, size_t from, const char *name)
-{
-	size_t lo = from, hi = c->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(c->svcs[mid]->name, name) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static svc_list *snap_find(const regent_catalog *c, const char *name)
-{
-	size_t i = snap_lower(c, 0, name);
-	return i < c->n && strcmp(c->svcs[i]->name, name) == 0 ? c->svcs[i] : NULL;
-}
-
-size_t regent_catalog_services(const regent_catalog *cat, const char *const **names)
-{
-	if (names)
-		*names = cat->names;
-	return cat->n;
-}
-
-size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
-                                const regent_instance *const **insts)
-{
-	svc_list *s = snap_find(cat, service);
-	if (insts)
-		*insts = s ? s->pubs : NULL;
-	return s ? s->n : 0;
-}
-
-void regent_catalog_owners(const regent_catalog *cat, const char *service,
-                           void (*fn)(void *arg, const char *owner, size_t count), void *arg)
-{
-	svc_list *s = snap_find(cat, service);
-	if (!s)
-		return;
-	if (!s->owners) { /* once per list; lists are shared by snapshots */
-		s->owners = regent_map_new();
-		for (size_t i = 0; i < s->n; i++)
-			owners_add(s->owners, AT(s, i), +1);
-	}
-	regent_map_iter it = {0};
-	const char *key;
-	void *val;
-	while (regent_map_next(s->owners, &it, &key, &val))
-		fn(arg, key, (size_t)(uintptr_t)val);
-}
-
-uint64_t regent_catalog_origin_ns(const regent_catalog *snap)
-{
-	return snap->origin_ns;
-}
-
-size_t regent_catalog_total(const regent_catalog *snap)
-{
-	return snap->total;
-}
-
-uint64_t regent_catalog_seq(const regent_catalog *snap)
-{
-	return snap->seq;
-}
 
 /* ---- the catalog object ---- */
 
@@ -456,7 +89,7 @@ regent_cat *regent_cat_new(uv_loop_t *loop, uint64_t debounce_ms, uint64_t max_d
 	c->debounce_ms = debounce_ms;
 	c->max_ms = max_delay_ms < debounce_ms ? debounce_ms : max_delay_ms;
 	c->dirty = regent_map_new();
-	c->current = snap_new(0);
+	c->current = regent_snap_new(0);
 	c->cb = cb;
 	c->arg = arg;
 	return c;
@@ -622,7 +255,7 @@ static svc_list *merge(regent_cat *c, const char *service)
 		if (v->hidden)
 			continue;
 		vsvc *vs = regent_map_get(v->svcs, service);
-		svc_list *s = vs ? vsvc_list(vs) : NULL;
+		svc_list *s = vs ? regent_vsvc_list(vs) : NULL;
 		if (s) {
 			nlists++;
 			only = s;
@@ -635,15 +268,15 @@ static svc_list *merge(regent_cat *c, const char *service)
 		only->refs++;
 		return only;
 	}
-	svc_list *m = svc_new(service, total);
+	svc_list *m = regent_svc_new(service, total);
 	size_t k = 0;
 	for (regent_catview *v = c->views; v; v = v->next) {
 		vsvc *vs = v->hidden ? NULL : regent_map_get(v->svcs, service);
-		svc_list *s = vs ? vsvc_list(vs) : NULL;
+		svc_list *s = vs ? regent_vsvc_list(vs) : NULL;
 		for (size_t i = 0; s && i < s->n; i++)
-			m->pubs[k++] = &regent_inst_ref(AT(s, i))->pub;
+			m->pubs[k++] = &regent_inst_ref(regent_svc_at(s, i))->pub;
 	}
-	svc_finish(m);
+	regent_svc_finish(m);
 	return m;
 }
 
@@ -750,7 +383,7 @@ static bool flush_snap(regent_cat *c)
 	const char **changed = regent_xcalloc(ndirty + 1, sizeof(*changed));
 	size_t nchanged = 0, big = SIZE_MAX, big_n = 0;
 	for (size_t i = 0; i < ndirty; i++) {
-		svc_list *prev = snap_find(old, dirty[i]);
+		svc_list *prev = regent_snap_find(old, dirty[i]);
 		svc_list *m = merge(c, dirty[i]);
 		size_t n = m ? m->n : prev ? prev->n : 0;
 		if (big == SIZE_MAX || n > big_n) {
@@ -758,7 +391,7 @@ static bool flush_snap(regent_cat *c)
 			big_n = n;
 		}
 		if (m && prev && svc_same(m, prev)) {
-			svc_unref(m);
+			regent_svc_unref(m);
 			next[i] = (prev->refs++, prev);
 			continue;
 		}
@@ -775,7 +408,7 @@ static bool flush_snap(regent_cat *c)
 		rehold_costly(c);
 	if (nchanged == 0 && !first) {
 		for (size_t i = 0; i < ndirty; i++)
-			svc_unref(next[i]);
+			regent_svc_unref(next[i]);
 		free(next);
 		free(changed);
 		free(dirty);
@@ -784,7 +417,7 @@ static bool flush_snap(regent_cat *c)
 			c->origin_ns = 0;
 		return held;
 	}
-	regent_catalog *snap = snap_new(old->n + ndirty);
+	regent_catalog *snap = regent_snap_new(old->n + ndirty);
 	snap->n = 0;
 	snap->total = old->total;
 	/* old keeps its references of the lists at the dirty places (each
@@ -793,7 +426,7 @@ static bool flush_snap(regent_cat *c)
 	old->nown = 0;
 	size_t r = 0; /* old's services before r are placed */
 	for (size_t i = 0; i < ndirty; i++) {
-		size_t pos = snap_lower(old, r, dirty[i]);
+		size_t pos = regent_snap_lower(old, r, dirty[i]);
 		snap_take(snap, old, r, pos);
 		r = pos;
 		if (r < old->n && strcmp(old->svcs[r]->name, dirty[i]) == 0) {
@@ -899,7 +532,7 @@ void regent_cat_view_free(regent_catview *v)
 	}
 	if (!v->hidden)
 		mark_all(v);
-	regent_map_free(v->svcs, vsvc_free);
+	regent_map_free(v->svcs, regent_vsvc_free);
 	regent_map_free(v->seen, NULL);
 	free(v);
 	if (regent_cat_ready(c) && !c->flushed_once)
@@ -943,22 +576,22 @@ void regent_cat_view_promote(regent_catview *v, regent_catview *old)
 
 void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **insts, size_t n)
 {
-	svc_list *s = svc_new(service, n);
+	svc_list *s = regent_svc_new(service, n);
 	for (size_t i = 0; i < n; i++)
 		s->pubs[i] = &insts[i]->pub;
-	svc_finish(s);
+	regent_svc_finish(s);
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);
 	vsvc *vs = regent_map_get(v->svcs, service);
-	if (vs && svc_same(vsvc_list(vs), s)) {
-		svc_unref(s);
+	if (vs && svc_same(regent_vsvc_list(vs), s)) {
+		regent_svc_unref(s);
 		return;
 	}
 	if (vs) {
-		svc_unref(vs->list);
+		regent_svc_unref(vs->list);
 		vs->list = s;
 	} else {
-		regent_map_put(v->svcs, service, vsvc_new(s));
+		regent_map_put(v->svcs, service, regent_vsvc_new(s));
 	}
 	if (!v->hidden)
 		mark_dirty(v->cat, service);
@@ -972,7 +605,7 @@ static vsvc *view_svc(regent_catview *v, const char *service, bool *created)
 	vsvc *vs = regent_map_get(v->svcs, service);
 	*created = !vs;
 	if (!vs) {
-		vs = vsvc_new(svc_new(service, 0));
+		vs = regent_vsvc_new(regent_svc_new(service, 0));
 		regent_map_put(v->svcs, service, vs);
 	}
 	return vs;
@@ -984,7 +617,7 @@ static const regent_inst *vsvc_get(const vsvc *vs, const char *id)
 	regent_inst *pv;
 	if (regent_pend_get(vs->pend, id, &pv))
 		return pv;
-	return svc_find(vs->list, id);
+	return regent_svc_find(vs->list, id);
 }
 
 void regent_cat_view_put(regent_catview *v, regent_inst *in)
@@ -1018,9 +651,9 @@ void regent_cat_view_del(regent_catview *v, const char *service, const char *id)
 		regent_map_put(v->seen, service, (void *)1);
 	regent_inst *pv;
 	bool pending = regent_pend_get(vs->pend, id, &pv);
-	if ((pending && !pv) || (!pending && !svc_may_hold(vs->list, id)))
+	if ((pending && !pv) || (!pending && !regent_svc_may_hold(vs->list, id)))
 		return; /* removed already, or known absent */
-	if (pending && !svc_find(vs->list, id)) { /* only pending: forget it */
+	if (pending && !regent_svc_find(vs->list, id)) { /* only pending: forget it */
 		regent_pend_forget(vs->pend, id);
 	} else {
 		if (!vs->pend)
@@ -1039,7 +672,7 @@ void regent_cat_view_remove(regent_catview *v, const char *service)
 	if (!v->hidden)
 		mark_dirty(v->cat, service); /* before the name goes with the list */
 	regent_map_del(v->svcs, service);
-	vsvc_free(old);
+	regent_vsvc_free(old);
 }
 
 void regent_cat_view_sync_begin(regent_catview *v)
@@ -1061,7 +694,7 @@ void regent_cat_view_sync_end(regent_catview *v)
 			if (!v->hidden)
 				mark_dirty(v->cat, name);
 			regent_map_del(v->svcs, name); /* name freed: mark first */
-			vsvc_free(val);
+			regent_vsvc_free(val);
 		}
 	}
 	regent_map_free(v->seen, NULL);
