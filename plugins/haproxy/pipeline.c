@@ -407,16 +407,11 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
  * (an instance that joined during the reload).  Without a check, or when
  * no server of the service is proven (a new service, every instance
  * replaced while the reload ran), such a server starts up, as haproxy
- * starts it: pending, the service would answer 503 until the checks pass. */
-static char *state_text(hx *s, const char *dump)
+ * starts it: pending, the service would answer 503 until the checks pass.
+ * The old worker's lines come in chunks of services (state_chunk), the
+ * pending ones once every chunk is in (add_pending). */
+static void add_pending(hx *s, hx_buf *b)
 {
-	for (svc *v = s->m.svcs; v; v = v->next)
-		for (size_t i = 0; i < v->nslots; i++)
-			v->slots[i].state_kept = v->slots[i].state_up = false;
-	char *kept = hx_filter_state(s->h, dump, keep_state_line, s);
-	hx_buf b = {.h = s->h};
-	hx_buf_puts(&b, kept);
-	free(kept);
 	size_t npending = 0;
 	for (svc *v = s->m.svcs; v; v = v->next) {
 		if (!hx_shape_checked(&v->cand))
@@ -433,7 +428,7 @@ static char *state_text(hx *s, const char *dump)
 			if (sl->pend.st != AP_READY || sl->state_kept)
 				continue;
 			char ab[HX_ADDR_MAX];
-			hx_state_pending_line(&b, v->pxid, v->name, i, hx_ip_str(&sl->pend.addr, ab),
+			hx_state_pending_line(b, v->pxid, v->name, i, hx_ip_str(&sl->pend.addr, ab),
 			                      sl->pend.port, w, ssl);
 			npending++;
 		}
@@ -441,7 +436,79 @@ static char *state_text(hx *s, const char *dump)
 	if (npending)
 		s->h->log(s->ctx, REGENT_LOG_DEBUG,
 		          "server-state file: %zu server(s) of checked services start pending", npending);
-	return hx_buf_take(&b);
+}
+
+/* A chunk's answer (`show servers state NAME` for each of its services):
+ * its kept lines appended to the file's text, the version and column
+ * header lines only once, first, as load-server-state-from-file wants
+ * them. */
+static void state_chunk(hx *s, const char *out)
+{
+	char *kept = hx_filter_state(s->h, out, keep_state_line, s);
+	for (const char *p = kept; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) + 1 : strlen(p);
+		bool hdr = p[0] == '#' || (p[0] == '1' && p[1] == '\n');
+		if (!hdr || !s->st_hdr) {
+			hx_buf_add(&s->st_text, p, l);
+			s->st_hdr = s->st_hdr || p[0] == '#';
+		}
+		p += l;
+	}
+	free(kept);
+}
+
+/* Every chunk is in (or the dump gave up): the file written. */
+static void dump_done(hx *s)
+{
+	hx_tstep(s, T_DUMPED);
+	free(s->st_cursor);
+	s->st_cursor = NULL;
+	char *text;
+	if (s->st_hdr) {
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "server state dumped in %u request(s) of `show servers state` per service",
+		          s->st_reqs);
+		add_pending(s, &s->st_text);
+		text = hx_buf_take(&s->st_text);
+	} else { /* nothing read: the new worker starts from the config */
+		hx_buf_free(&s->st_text);
+		text = s->h->xstrdup("1\n");
+	}
+	s->st_text = (hx_buf){.h = s->h};
+	s->st_hdr = false;
+	write_state(s, text);
+	free(text);
+}
+
+bool hx_state_answer_ok(int status, const char *out)
+{
+	return status >= 0 && (strncmp(out, "1\n", 2) == 0 || strstr(out, "\n1\n"));
+}
+
+/* The admin socket's answers are read in chunks of services (each well
+ * under cli.c's answer limit whatever the fleet's size; one `show servers
+ * state` of 80,000 servers is 6 MB, past 8 MiB with long names): at most
+ * STATE_CHUNK_BYTES of commands (haproxy reads a command line into one
+ * buffer) and one server per KB of the limit. */
+#define STATE_CHUNK_BYTES 8000
+
+bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
+{
+	hx_buf cmd = {.h = s->h};
+	size_t max = hx_cli_answer_max() >> 10;
+	const char *name = hx_annot_chunk(&s->m, s->st_cursor, max, STATE_CHUNK_BYTES, true, &cmd,
+	                                  &s->st_last, NULL);
+	if (name) {
+		char *c = s->h->xstrdup(name);
+		free(s->st_cursor);
+		s->st_cursor = c;
+		s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&cmd),
+		                              s->cmd_timeout, cb, s, err);
+		s->st_reqs++;
+	}
+	hx_buf_free(&cmd);
+	return name && s->admin_req;
 }
 
 static void on_dump(void *arg, int status, const char *out, size_t len)
@@ -449,19 +516,22 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 	hx *s = arg;
 	(void)len;
 	s->admin_req = NULL;
-	hx_tstep(s, T_DUMPED);
-	char *text;
-	if (status < 0 || strncmp(out, "1\n", 2) != 0) {
+	bool ok = hx_state_answer_ok(status, out);
+	int err = 0;
+	/* the next chunk's request goes first: haproxy answers it while this
+	 * one is read */
+	bool more = ok && !s->st_last && hx_state_next(s, on_dump, &err);
+	if (ok)
+		state_chunk(s, out);
+	if (more)
+		return;
+	if (!ok || err < 0)
 		s->h->log(s->ctx, REGENT_LOG_WARN,
-		          "cannot dump the server state over %s (%s); the new worker starts from the "
-		          "config",
-		          s->admin_socket, status < 0 ? uv_strerror(status) : "unexpected answer");
-		text = s->h->xstrdup("1\n");
-	} else {
-		text = state_text(s, out);
-	}
-	write_state(s, text);
-	free(text);
+		          "cannot dump the server state over %s (%s); the servers of the services not "
+		          "dumped start from the config",
+		          s->admin_socket,
+		          !ok ? (status < 0 ? uv_strerror(status) : "unexpected answer") : strerror(-err));
+	dump_done(s);
 }
 
 /* Runs once the admin channel is free (hx_kick() calls it). */
@@ -474,11 +544,24 @@ void hx_start_dump(hx *s)
 		state_side_done(s);
 		return;
 	}
+	for (svc *v = s->m.svcs; v; v = v->next)
+		for (size_t i = 0; i < v->nslots; i++)
+			v->slots[i].state_kept = v->slots[i].state_up = false;
+	free(s->st_cursor);
+	s->st_cursor = NULL;
+	hx_buf_free(&s->st_text);
+	s->st_text = (hx_buf){.h = s->h};
+	s->st_hdr = false;
+	s->st_reqs = 0;
 	int err = 0;
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
-	                              on_dump, s, &err);
-	if (!s->admin_req)
-		write_state(s, "1\n");
+	if (!hx_state_next(s, on_dump, &err)) {
+		if (err < 0)
+			s->h->log(s->ctx, REGENT_LOG_WARN,
+			          "cannot dump the server state over %s (%s); the new worker starts from "
+			          "the config",
+			          s->admin_socket, strerror(-err));
+		dump_done(s);
+	}
 }
 
 void hx_log_output(hx *s, regent_log_level lvl, const char *out)
