@@ -304,6 +304,12 @@ bool hx_slow_needed(hx *s);
 void hx_schedule_slow(hx *s);
 void hx_pipeline_done(hx *s);
 void hx_drop_pending(hx *s);
+/* pipeline.c: the state file's text written (or given up, servers
+ * starting from the config), then the rename; hx_state_side_done: the
+ * state side is over. */
+void hx_write_state(hx *s, const char *text);
+void hx_state_side_done(hx *s);
+/* ---- statedump.c: the server-state file before a reload ---- */
 void hx_start_dump(hx *s);
 /* The next chunk of `show servers state NAME` commands for the services
  * haproxy runs after s->st_cursor (NULL: from the first), sent as one
