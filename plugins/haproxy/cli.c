@@ -69,7 +69,7 @@ __attribute__((destructor)) static void spare_free(void)
 
 /* The longest answer read (an answer past it fails with E2BIG): 8 MiB,
  * REGENT_HX_ANSWER_MAX (bytes) in tests, to show that the chunked reads
- * (pipeline.c hx_state_next) carry a fleet whose whole answer would not
+ * (statedump.c hx_state_next) carry a fleet whose whole answer would not
  * fit. */
 size_t hx_cli_answer_max(void)
 {

@@ -115,7 +115,7 @@ static size_t learn_rows(hx *s, const char *out)
 	return n;
 }
 
-/* One chunk of services' states (pipeline.c hx_state_next); the next
+/* One chunk of services' states (statedump.c hx_state_next); the next
  * chunk is asked before this one is read. */
 static void on_learn(void *arg, int status, const char *out, size_t len)
 {
@@ -126,6 +126,8 @@ static void on_learn(void *arg, int status, const char *out, size_t len)
 		hx_kick(s);
 		return;
 	}
+	if (hx_state_retry(s, status, on_learn))
+		return;
 	bool ok = hx_state_answer_ok(status, out);
 	int err = 0;
 	bool more = ok && !s->st_last && hx_state_next(s, on_learn, &err);

@@ -166,11 +166,11 @@ typedef struct hx {
 	unsigned file_gen; /* bumped by every install */
 	bool dump_pending;
 	/* The chunked `show servers state NAME` reads of a dump or a learn
-	 * (pipeline.c hx_state_next): the last service asked, whether it was
+	 * (statedump.c hx_state_next): the last service asked, whether it was
 	 * the last one, and the dump's state-file text so far (st_hdr: its
 	 * two header lines are in). */
 	char *st_cursor;
-	bool st_last, st_hdr;
+	bool st_last, st_hdr, st_whole; /* st_whole: one request for every server */
 	hx_buf st_text;
 	size_t learn_rows; /* the rows a learn read so far */
 	unsigned st_reqs;  /* the requests (chunks) of this dump or learn */
@@ -316,6 +316,9 @@ void hx_start_dump(hx *s);
  * request on the admin socket (s->admin_req) answered to cb; false when no
  * service is left or the request could not go out (*err). */
 bool hx_state_next(hx *s, hx_cli_cb cb, int *err);
+/* A whole answer past the limit (E2BIG): asked again per chunk; true if
+ * that request went out. */
+bool hx_state_retry(hx *s, int status, hx_cli_cb cb);
 /* Whether a (chunk's) answer to `show servers state` is one. */
 bool hx_state_answer_ok(int status, const char *out);
 
