@@ -104,8 +104,8 @@ static void dump_done(hx *s)
 	char *text;
 	if (s->st_hdr) {
 		s->h->log(s->ctx, REGENT_LOG_DEBUG,
-		          "server state dumped in %u request(s) of `show servers state` per service",
-		          s->st_reqs);
+		          "server state dumped in %u request(s) of `show servers state` (%s)",
+		          s->st_reqs, s->st_whole ? "every server" : "per chunk of services");
 		add_pending(s, &s->st_text);
 		text = hx_buf_take(&s->st_text);
 	} else { /* nothing read: the new worker starts from the config */
