@@ -577,6 +577,8 @@ static void destroy(void *self)
 	free(s->tmp_path);
 	free(s->state_file);
 	free(s->state_tmp);
+	free(s->st_cursor);
+	hx_buf_free(&s->st_text);
 	free(s->admin_socket);
 	free(s->master_socket);
 	free(s->reload_command);

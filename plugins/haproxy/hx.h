@@ -210,6 +210,8 @@ hx_cli *hx_cli_request_late(const regent_host *h, uv_loop_t *loop, const char *p
 void hx_cli_cancel(hx_cli *c);
 /* The capacity of the answer buffer kept for the next request (tests). */
 size_t hx_cli_spare_cap(void);
+/* The longest answer a request reads (8 MiB; a test may lower it). */
+size_t hx_cli_answer_max(void);
 
 /* ---- cli.c: a persistent connection to the admin socket ----
  * One connection in haproxy's prompt mode, requests pipelined on it (the

@@ -5,7 +5,8 @@
  * `haproxy -c` (pinning refusals on services; skipped when every section
  * is one haproxy accepted before), renders it again with the latest
  * servers, dumps the server state (beside the candidate's write when the
- * check is skipped) and renames it into place before reload.c reloads;
+ * check is skipped; statedump.c) and renames it into place before
+ * reload.c reloads;
  * rate-limited, with the startup hold. */
 #include "sink.h"
 
@@ -340,7 +341,7 @@ static void join_step(hx *s)
 
 /* The state file is written (or given up): the rename, once the
  * candidate is written too. */
-static void state_side_done(hx *s)
+void hx_state_side_done(hx *s)
 {
 	if (s->join_left)
 		join_step(s);
@@ -359,10 +360,10 @@ static void on_state_written(void *arg, int status, const char *why)
 		          s->state_file, why);
 		unlink_state(s);
 	}
-	state_side_done(s);
+	hx_state_side_done(s);
 }
 
-static void write_state(hx *s, const char *text)
+void hx_write_state(hx *s, const char *text)
 {
 	if (!s->join_left)
 		s->ps = P_WRITE_STATE;
@@ -370,118 +371,8 @@ static void write_state(hx *s, const char *text)
 	s->state_write = hx_write_file(s, s->state_file, s->state_tmp, text, on_state_written, &err);
 	if (!s->state_write) {
 		s->h->log(s->ctx, REGENT_LOG_WARN, "cannot write %s: %s", s->state_file, strerror(-err));
-		state_side_done(s);
+		hx_state_side_done(s);
 	}
-}
-
-/* A state line survives only where the candidate has the same server
- * ready at the same address: haproxy prefers the state file's address over
- * the configuration's, so anything else must come from the file.  Its
- * admin state may say "disabled by the configuration" (0x04: a slot the
- * runtime API filled), which the new file undoes; any other admin flag
- * (maintenance, drain) drops it. */
-static bool keep_state_line(void *arg, const char *px, const char *sv, const char *addr,
-                            unsigned port, unsigned op, unsigned admin)
-{
-	hx *s = arg;
-	svc *v = hx_svc_find(&s->m, px);
-	if (!v || !v->cand.listen || sv[0] != 's') /* only our proxies read this file */
-		return false;
-	char *end;
-	long idx = strtol(sv + 1, &end, 10);
-	if (*end || idx < 1 || (size_t)idx > v->cand.nslots || (size_t)idx > v->nslots)
-		return false;
-	slot *sl = &v->slots[idx - 1];
-	const srv_view *f = &sl->pend;
-	hx_ip ip;
-	bool keep = f->st == AP_READY && hx_ip_parse(addr, &ip) && hx_ip_eq(&f->addr, &ip) &&
-	            f->port == port &&
-	            (admin & ~0x04u) == 0;
-	sl->state_kept = keep;
-	sl->state_up = keep && op == 2;
-	return keep;
-}
-
-/* The state file the new worker loads carries each server's verdict: the
- * old worker's line where it has one (a server that passed its check comes
- * up, one that did not stays down), and for a service with a check that
- * keeps at least one server the old worker had up, a pending line (down
- * until `rise` passing checks) for every server the old worker did not run
- * (an instance that joined during the reload).  Without a check, or when
- * no server of the service is proven (a new service, every instance
- * replaced while the reload ran), such a server starts up, as haproxy
- * starts it: pending, the service would answer 503 until the checks pass. */
-static char *state_text(hx *s, const char *dump)
-{
-	for (svc *v = s->m.svcs; v; v = v->next)
-		for (size_t i = 0; i < v->nslots; i++)
-			v->slots[i].state_kept = v->slots[i].state_up = false;
-	char *kept = hx_filter_state(s->h, dump, keep_state_line, s);
-	hx_buf b = {.h = s->h};
-	hx_buf_puts(&b, kept);
-	free(kept);
-	size_t npending = 0;
-	for (svc *v = s->m.svcs; v; v = v->next) {
-		if (!hx_shape_checked(&v->cand))
-			continue;
-		bool proven = false;
-		for (size_t i = 0; i < v->cand.nslots && i < v->nslots && !proven; i++)
-			proven = v->slots[i].pend.st == AP_READY && v->slots[i].state_up;
-		if (!proven)
-			continue;
-		unsigned w = hx_shape_weight(&v->cand);
-		bool ssl = v->cand.ssl;
-		for (size_t i = 0; i < v->cand.nslots && i < v->nslots; i++) {
-			const slot *sl = &v->slots[i];
-			if (sl->pend.st != AP_READY || sl->state_kept)
-				continue;
-			char ab[HX_ADDR_MAX];
-			hx_state_pending_line(&b, v->pxid, v->name, i, hx_ip_str(&sl->pend.addr, ab),
-			                      sl->pend.port, w, ssl);
-			npending++;
-		}
-	}
-	if (npending)
-		s->h->log(s->ctx, REGENT_LOG_DEBUG,
-		          "server-state file: %zu server(s) of checked services start pending", npending);
-	return hx_buf_take(&b);
-}
-
-static void on_dump(void *arg, int status, const char *out, size_t len)
-{
-	hx *s = arg;
-	(void)len;
-	s->admin_req = NULL;
-	hx_tstep(s, T_DUMPED);
-	char *text;
-	if (status < 0 || strncmp(out, "1\n", 2) != 0) {
-		s->h->log(s->ctx, REGENT_LOG_WARN,
-		          "cannot dump the server state over %s (%s); the new worker starts from the "
-		          "config",
-		          s->admin_socket, status < 0 ? uv_strerror(status) : "unexpected answer");
-		text = s->h->xstrdup("1\n");
-	} else {
-		text = state_text(s, out);
-	}
-	write_state(s, text);
-	free(text);
-}
-
-/* Runs once the admin channel is free (hx_kick() calls it). */
-void hx_start_dump(hx *s)
-{
-	s->dump_pending = false;
-	if (!hx_running(s)) {
-		/* Managed and not running: the (re)start removes the state file
-		 * before it spawns haproxy, nothing to write. */
-		state_side_done(s);
-		return;
-	}
-	int err = 0;
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
-	                              on_dump, s, &err);
-	if (!s->admin_req)
-		write_state(s, "1\n");
 }
 
 void hx_log_output(hx *s, regent_log_level lvl, const char *out)

@@ -61,7 +61,7 @@ void hx_ap_unknown(hx *s)
 	s->learn_pending = true;
 }
 
-/* ---- learning what haproxy has: one `show servers state` ---- */
+/* ---- learning what haproxy has: `show servers state`, per chunk of services ---- */
 
 /* One line of the dump (be_id be_name srv_id srv_name srv_addr
  * srv_op_state srv_admin_state srv_uweight ... srv_port (field 18)): the
@@ -97,6 +97,26 @@ static void learn_line(hx *s, char *line)
 	hx_slot_dirty(&s->m, v, idx - 1);
 }
 
+static size_t learn_rows(hx *s, const char *out)
+{
+	size_t n = 0;
+	for (const char *p = out; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+		char line[2048];
+		if (l && l < sizeof(line) && p[0] != '#' && !(l == 1 && p[0] == '1')) {
+			memcpy(line, p, l);
+			line[l] = '\0';
+			learn_line(s, line);
+			n++;
+		}
+		p = nl ? nl + 1 : p + l;
+	}
+	return n;
+}
+
+/* One chunk of services' states (statedump.c hx_state_next); the next
+ * chunk is asked before this one is read. */
 static void on_learn(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
@@ -106,41 +126,43 @@ static void on_learn(void *arg, int status, const char *out, size_t len)
 		hx_kick(s);
 		return;
 	}
-	s->learn_pending = false;
-	if (status < 0 || strncmp(out, "1\n", 2) != 0) {
-		s->h->log(s->ctx, REGENT_LOG_DEBUG,
-		          "cannot read the server states over %s (%s): every server is set", s->admin_socket,
-		          status < 0 ? uv_strerror(status) : "unexpected answer");
-		hx_kick(s);
+	if (hx_state_retry(s, status, on_learn))
 		return;
-	}
-	size_t n = 0;
-	for (const char *p = out; *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t l = nl ? (size_t)(nl - p) : strlen(p);
-		char line[2048];
-		if (l && l < sizeof(line) && p[0] != '#') {
-			memcpy(line, p, l);
-			line[l] = '\0';
-			learn_line(s, line);
-			n++;
-		}
-		p = nl ? nl + 1 : p + l;
-	}
-	s->h->log(s->ctx, REGENT_LOG_DEBUG, "read %zu server states from haproxy: only differences are set",
-	          n);
+	bool ok = hx_state_answer_ok(status, out);
+	int err = 0;
+	bool more = ok && !s->st_last && hx_state_next(s, on_learn, &err);
+	if (ok)
+		s->learn_rows += learn_rows(s, out);
+	if (more)
+		return;
+	s->learn_pending = false;
+	free(s->st_cursor);
+	s->st_cursor = NULL;
+	if (!ok || err < 0)
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "cannot read the server states over %s (%s): every server not read (%zu were) "
+		          "is set",
+		          s->admin_socket,
+		          !ok ? (status < 0 ? uv_strerror(status) : "unexpected answer") : strerror(-err),
+		          s->learn_rows);
+	else
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "read %zu server states from haproxy in %u request(s): only differences are set",
+		          s->learn_rows, s->st_reqs);
 	hx_kick(s);
 }
 
-/* Asks haproxy for every server's state once (the admin channel is
- * free); true if the request went out. */
+/* Asks haproxy for every server's state (the admin channel is free), in
+ * chunks of services; true if the first request went out. */
 bool hx_learn(hx *s)
 {
 	int err = 0;
 	s->batch_epoch = s->epoch;
-	s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show servers state", s->cmd_timeout,
-	                              on_learn, s, &err);
-	if (!s->admin_req) {
+	s->learn_rows = 0;
+	s->st_reqs = 0;
+	free(s->st_cursor);
+	s->st_cursor = NULL;
+	if (!hx_state_next(s, on_learn, &err)) {
 		s->learn_pending = false;
 		return false;
 	}

@@ -166,6 +166,15 @@ typedef struct hx {
 	regent_file_write *mirror;
 	unsigned file_gen; /* bumped by every install */
 	bool dump_pending;
+	/* The chunked `show servers state NAME` reads of a dump or a learn
+	 * (statedump.c hx_state_next): the last service asked, whether it was
+	 * the last one, and the dump's state-file text so far (st_hdr: its
+	 * two header lines are in). */
+	char *st_cursor;
+	bool st_last, st_hdr, st_whole; /* st_whole: one request for every server */
+	hx_buf st_text;
+	size_t learn_rows; /* the rows a learn read so far */
+	unsigned st_reqs;  /* the requests (chunks) of this dump or learn */
 	uint64_t retry_at;
 
 	/* managed master (master.c) */
@@ -255,7 +264,8 @@ void hx_ap_from_file(hx *s);
  * restart regent saw: its server states are read again (hx_conn_new). */
 void hx_on_worker(void *arg, long was, long pid);
 /* haproxy's state is unknown (adopted, restarted, a failed reload):
- * learnt with one `show servers state` before anything is sent. */
+ * learnt with `show servers state` (per chunk of services) before anything
+ * is sent. */
 void hx_ap_unknown(hx *s);
 bool hx_learn(hx *s);
 bool hx_admin_usable(hx *s);
@@ -295,7 +305,23 @@ bool hx_slow_needed(hx *s);
 void hx_schedule_slow(hx *s);
 void hx_pipeline_done(hx *s);
 void hx_drop_pending(hx *s);
+/* pipeline.c: the state file's text written (or given up, servers
+ * starting from the config), then the rename; hx_state_side_done: the
+ * state side is over. */
+void hx_write_state(hx *s, const char *text);
+void hx_state_side_done(hx *s);
+/* ---- statedump.c: the server-state file before a reload ---- */
 void hx_start_dump(hx *s);
+/* The next chunk of `show servers state NAME` commands for the services
+ * haproxy runs after s->st_cursor (NULL: from the first), sent as one
+ * request on the admin socket (s->admin_req) answered to cb; false when no
+ * service is left or the request could not go out (*err). */
+bool hx_state_next(hx *s, hx_cli_cb cb, int *err);
+/* A whole answer past the limit (E2BIG): asked again per chunk; true if
+ * that request went out. */
+bool hx_state_retry(hx *s, int status, hx_cli_cb cb);
+/* Whether a (chunk's) answer to `show servers state` is one. */
+bool hx_state_answer_ok(int status, const char *out);
 
 /* ---- mirror.c: runtime changes written into the installed file ---- */
 

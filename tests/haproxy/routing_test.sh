@@ -86,6 +86,7 @@ stats = 127.0.0.1:$P_STATS
 reload_interval = 3s
 check_interval = 1s
 drain_timeout = 45s
+slots = 32
 
 $STATS_SINK
 
@@ -146,6 +147,12 @@ check_contains "--check-config: drive mode needs admin_socket" \
 # ---------------------------------------------------------------------------------------------
 # start
 
+# The reload's state dump and the read of every server's state after an adoption ask `show servers
+# state` per chunk of services: this run lowers cli.c's answer limit (8 MiB, past which an answer
+# fails) to 4 KB, below the whole answer of the test's services of 32 slots (checked before the
+# reload), as a fleet of ~110,000 slots or long service names exceeds 8 MiB; one request for every
+# server would fail and the new worker lose every server's state (the weight and DOWN checks below).
+export REGENT_HX_ANSWER_MAX=4096
 daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
 LOG=$(daemon_log regent)
 web_ok() { http_get "http://127.0.0.1:$P_WEB/" >/dev/null; }
@@ -268,6 +275,21 @@ check "drain: then in maintenance" "${TOOL[@]}" wait-down "$ADMIN" slowsvc "127.
 # --- slow path: a new service comes through a reload ------------------------------------------------
 KEEP_SLOT=$(slot_of web b2)
 haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 7" >/dev/null
+# web-9's address has nothing listening: its checks fail, haproxy has it DOWN; the new worker must
+# start it DOWN from the state file (else up, routed, until its checks fail again).
+P_DEAD=$(free_port)
+INSTANCES+=("web-9 web 127.0.0.1 $P_DEAD")
+render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
+dead_slot() { "${TOOL[@]}" servers "$ADMIN" web | awk -v a="127.0.0.1:$P_DEAD" '$2 == a && $4 == 0 { print $1 }'; }
+check "reload: web-9 (nothing listening) joins web" wait_for --timeout 10 eval '[[ -n "$(dead_slot)" ]]'
+DEAD_SLOT=$(dead_slot)
+dead_op() { haproxy_admin_cmd "$ADMIN" "show servers state web" | awk -v s="$DEAD_SLOT" '$4 == s { print $6 }'; }
+check "reload: web-9 is DOWN before the reload" wait_for --timeout 10 eval '[[ "$(dead_op)" == 0 ]]'
+full=$(haproxy_admin_cmd "$ADMIN" "show servers state" | wc -c)
+check "reload: the whole server-state answer ($full bytes) exceeds the answer limit ($REGENT_HX_ANSWER_MAX)" \
+    test "$full" -gt "$REGENT_HX_ANSWER_MAX"
+HLOG=$T/state/haproxy.cfg.log
+HL0=$(wc -l < "$HLOG" 2>/dev/null || echo 0)
 # The request is held by its backend until the test opens a gate after the reload (as in the
 # drain case above): a fixed 1.5 s request raced the poll below on a loaded machine (python's
 # start alone can take most of it), failing "in flight" now and then, and could end before the
@@ -295,6 +317,12 @@ check_eq "reload: web-2 keeps its server name" "$KEEP_SLOT" "$(slot_of web b2)"
 check_eq "reload: server state survives (weight 7 from the state file)" "7" \
     "$(haproxy_admin_cmd "$ADMIN" "show servers state web" | awk -v s="$KEEP_SLOT" '$4 == s { print $8 }')"
 haproxy_admin_cmd "$ADMIN" "set server web/$KEEP_SLOT weight 1" >/dev/null
+check "reload: the state was dumped in chunks of services" \
+    eval "tail -n +$((L0 + 1)) '$LOG' | grep -Eq 'server state dumped in ([2-9]|[1-9][0-9]+) request' && ! tail -n +$((L0 + 1)) '$LOG' | grep -q 'cannot dump the server state'"
+check "reload: web-9 starts DOWN in the new worker, from the state file" \
+    eval "tail -n +$((HL0 + 1)) '$HLOG' | grep -q 'web/$DEAD_SLOT is DOWN, changed from server-state'"
+INSTANCES=("${INSTANCES[@]/web-9 web 127.0.0.1 $P_DEAD}")
+render_instances > "$INST.tmp" && mv "$INST.tmp" "$INST"
 check "reload: the admin-socket connection was left to the old worker" \
     grep -q 'connection [0-9]* left to the worker it reached' <(tail -n "+$((L0 + 1))" "$LOG")
 INSTANCES=("${INSTANCES[@]/$(tline tcp-9 9)}")
@@ -471,7 +499,7 @@ check_eq "restart: the same master" "$OLD_M" "$(master_cmd "show proc" | awk '$2
 check "restart: the sink proved itself (ready)" wait_for --timeout 15 grep -q "haproxy: ready" "$LOG"
 # the adopted haproxy's server states are read once; nothing changed, so nothing is sent
 check "restart: the adopted haproxy's server states are read" \
-    wait_for --timeout 10 eval "tail -n +$((L0 + 1)) '$LOG' | grep -q 'server states from haproxy: only differences are set'"
+    wait_for --timeout 10 eval "tail -n +$((L0 + 1)) '$LOG' | grep -Eq 'server states from haproxy in ([2-9]|[1-9][0-9]+) request.s.: only differences are set'"
 check_eq "restart: no runtime command re-sends what haproxy has" 0 \
     "$(tail -n +$((L0 + 1)) "$LOG" | grep -c 'runtime: set server')"
 
