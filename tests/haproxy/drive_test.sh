@@ -40,7 +40,13 @@ defaults
 listen userfe
     bind 127.0.0.1:$P_USER
     server u 127.0.0.1:${BP[u]}
+
+# the user's own big backend (never used: its servers disabled): regent does not count it
+# when it guesses the size of `show servers state`, so with the answer limit made small for
+# this test the whole answer passes it and the dump is asked again per chunk of services
+backend userbig
 EOF
+for ((i = 0; i < 300; i++)); do echo "    server big$i 127.0.0.1:9 disabled"; done >> "$T/user.cfg"
 echo "# regent writes this file" > "$RCFG"
 haproxy_start_master "$T/user.cfg" "$RCFG" >/dev/null || exit 1
 HPID=$HAPROXY_PID
@@ -92,6 +98,9 @@ user_sum() { sha256sum < "$T/user.cfg"; }
 U0=$(user_sum)
 R0=$(reloads)
 
+# regent's two services (8 slots each) are guessed at ~4 KB, under half this limit: the state dump
+# asks every server at once, and the user's 300 servers (~25 KB) take the answer past the limit
+export REGENT_HX_ANSWER_MAX=16384
 daemon_start regent "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
 LOG=$(daemon_log regent)
 web_ok() { http_get "http://127.0.0.1:$P_WEB/" >/dev/null; }
@@ -127,6 +136,11 @@ api_ok() { [[ "$(http_get "http://127.0.0.1:$P_API/")" == b4 ]]; }
 check "new service api: served after a reload" wait_for --timeout 10 api_ok
 check_eq "new service api: one reload" "$((R0 + 1))" "$(reloads)"
 check "the state file was written beside the file" test -s "$T/haproxy.state"
+check "the whole state answer passed the answer limit: asked again per chunk of services" \
+    grep -q 'pass the answer limit: asked per chunk of services' "$LOG"
+check "the state was dumped per chunk of services, in more than one request" \
+    grep -qE 'server state dumped in ([2-9]|[1-9][0-9]+) request\(s\) of .* \(per chunk of services\)' "$LOG"
+check "the state file carries web's servers" grep -qE '^[0-9]+ web [0-9]+ [^ ]+ 127[.]0[.]0[.]1 ' "$T/haproxy.state"
 
 # --- restart regent: the file is up to date, nothing to reload, same server names -----------------
 SLOT=$("${TOOL[@]}" servers "$ADMIN" web | awk -v a="127.0.0.1:${BP[b3]}" '$2 == a { print $1 }')
