@@ -76,7 +76,11 @@ size_t hx_cli_answer_max(void)
 	static size_t max;
 	if (!max) {
 		const char *e = getenv("REGENT_HX_ANSWER_MAX");
-		unsigned long long v = e ? strtoull(e, NULL, 10) : 0;
+		char *end = NULL;
+		/* digits only (no sign, blank or trailing text), else the default */
+		unsigned long long v = e && *e >= '0' && *e <= '9' ? strtoull(e, &end, 10) : 0;
+		if (end && *end)
+			v = 0;
 		max = v >= 1024 && v <= (8u << 20) ? (size_t)v : (8u << 20);
 	}
 	return max;
