@@ -926,6 +926,7 @@ void regent_agent_free(regent_agent *a)
 	if (!a)
 		return;
 	regent_localset_free(a->local);
+	regent_annotations_scratch_free(a);
 	if (a->counts_of)
 		regent_catalog_unref(a->counts_of);
 	free(a->counts_text);

@@ -11,7 +11,11 @@
  * The order foreach gives (service, then id) is an array of pointers
  * sorted again only when foreach runs after a change (a status page
  * request, not every publish).  Freed with the context (or by an empty
- * set).  The core does not interpret them. */
+ * set).  Or (host->annotations_source, ABI 1.8) the instance keeps none:
+ * foreach asks the plugin's source for them and lists copies (one block
+ * each, a scratch list on the agent) freed once control is back on the
+ * loop.  The core does not interpret them. */
+#include "helpers.h"
 #include "host.h"
 #include "log.h"
 #include "model.h"
@@ -56,6 +60,19 @@ struct regent_annots {
 	 * while !stale (a change frees or adds copies: stale) */
 	regent_annot **sorted;
 	bool stale;
+	/* annotations_source (ABI 1.8): the plugin's, read at each foreach
+	 * (nothing above is held then) */
+	void (*source)(void *self, void (*emit)(void *emit_arg, const regent_annotation *a),
+	               void *emit_arg);
+	void *self;
+};
+
+/* What foreach copied of one source's annotations: valid until control
+ * is back on the loop. */
+struct regent_annot_scratch {
+	struct regent_annot_scratch *next;
+	regent_annotation **v; /* each one block: the struct, then its texts */
+	size_t n, cap, skipped;
 };
 
 /* Reads a field of a producer's struct only if its size covers it. */
@@ -324,10 +341,10 @@ int regent_annotations_set(regent_ctx *ctx, const regent_annotation *const *item
 	for (size_t i = 0; i < n; i++)
 		if (!put_ok(items[i]))
 			return refuse(ctx, "item", i, n);
-	if (!n) {
+	if (!n || (ctx->annots && ctx->annots->source)) /* a source is replaced */
 		regent_annotations_clear(ctx);
+	if (!n)
 		return 0;
-	}
 	struct regent_annots *s = annots_of(ctx);
 	s->gen = (s->gen + 1) & GEN_MASK;
 	for (size_t i = 0; i < n; i++)
@@ -403,6 +420,8 @@ int regent_annotations_update(regent_ctx *ctx, const regent_annotation *const *p
 			return refuse(ctx, "to publish", i, nput);
 	if (!nput && !ndel)
 		return 0;
+	if (ctx->annots && ctx->annots->source) /* a source is replaced: from nothing */
+		regent_annotations_clear(ctx);
 	struct regent_annots *s = annots_of(ctx);
 	if (s->n + nput > annot_max) {
 		size_t after = count_after(s, put, nput, del, ndel);
@@ -437,17 +456,119 @@ static regent_annot **sorted_of(struct regent_annots *s)
 	return s->sorted;
 }
 
+int regent_annotations_source(regent_ctx *ctx,
+                              void (*source)(void *self,
+                                             void (*emit)(void *emit_arg,
+                                                          const regent_annotation *a),
+                                             void *emit_arg),
+                              void *self)
+{
+	regent_annotations_clear(ctx);
+	if (source) {
+		struct regent_annots *s = annots_of(ctx);
+		s->source = source;
+		s->self = self;
+	}
+	return 0;
+}
+
+/* One emitted item, copied whole into one block (skipped when
+ * annotations_set would refuse it, or past the limit). */
+static void scratch_emit(void *arg, const regent_annotation *a)
+{
+	struct regent_annot_scratch *sc = arg;
+	if (!put_ok(a) || sc->n >= annot_max) {
+		sc->skipped++;
+		return;
+	}
+	const char *f[5] = {FIELD(a, service), FIELD(a, id), FIELD(a, label), FIELD(a, state),
+	                    FIELD(a, detail)};
+	size_t len[5], total = sizeof(regent_annotation);
+	for (size_t i = 0; i < 5; i++) {
+		len[i] = f[i] ? strlen(f[i]) + 1 : 0;
+		total += len[i];
+	}
+	regent_annotation *c = regent_xmalloc(total);
+	*c = (regent_annotation){.size = sizeof(*c), .since_wall_ns = since_of(a)};
+	const char **dst[5] = {&c->service, &c->id, &c->label, &c->state, &c->detail};
+	char *p = (char *)(c + 1);
+	for (size_t i = 0; i < 5; i++) {
+		if (!f[i])
+			continue;
+		memcpy(p, f[i], len[i]);
+		*dst[i] = p;
+		p += len[i];
+	}
+	if (sc->n == sc->cap) {
+		sc->cap = sc->cap ? 2 * sc->cap : 64;
+		sc->v = regent_xrealloc(sc->v, sc->cap * sizeof(*sc->v));
+	}
+	sc->v[sc->n++] = c;
+}
+
+void regent_annotations_scratch_free(regent_agent *a)
+{
+	while (a && a->annot_scratch) {
+		struct regent_annot_scratch *sc = a->annot_scratch;
+		a->annot_scratch = sc->next;
+		for (size_t i = 0; i < sc->n; i++)
+			free(sc->v[i]);
+		free(sc->v);
+		free(sc);
+	}
+}
+
+static void on_scratch_timer(uv_timer_t *t)
+{
+	regent_agent *a = t->data;
+	regent_annotations_scratch_free(a);
+	regent_timer_close(&a->annot_timer);
+}
+
+/* A source's annotations now, sorted: copies on the agent's scratch list,
+ * freed once control is back on the loop (a timer of 0 ms; without a loop,
+ * by the next foreach or the agent's end). */
+static struct regent_annot_scratch *source_read(regent_agent *a, regent_ctx *c)
+{
+	struct regent_annots *s = c->annots;
+	struct regent_annot_scratch *sc = regent_xcalloc(1, sizeof(*sc));
+	sc->next = a->annot_scratch;
+	a->annot_scratch = sc;
+	s->source(s->self, scratch_emit, sc);
+	if (sc->skipped)
+		regent_log(REGENT_LOG_ERROR, c->who,
+		           "plugin bug: %zu annotation(s) of its source skipped (invalid service "
+		           "name, empty id or state, a text over %d bytes, or over %zu items)",
+		           sc->skipped, ANNOT_TEXT_MAX, annot_max);
+	qsort(sc->v, sc->n, sizeof(*sc->v), cmp_item);
+	if (a->loop && !a->annot_timer) {
+		a->annot_timer = regent_timer_new(a->loop, a);
+		uv_timer_start(a->annot_timer, on_scratch_timer, 0, 0);
+	}
+	return sc;
+}
+
 void regent_annotations_foreach(regent_agent *a,
                                 void (*fn)(void *arg, const char *publisher,
                                            const regent_annotation *an),
                                 void *arg)
 {
+	if (a && !a->loop) /* no loop (a unit test): the last call's copies go now */
+		regent_annotations_scratch_free(a);
 	/* An instance on trial is not listed (the running one it is to
 	 * replace speaks for the section, as in /healthz); one stopping is no
 	 * longer on the list. */
 	for (regent_ctx *c = a ? a->ctxs : NULL; c; c = c->next) {
 		struct regent_annots *s = c->annots;
-		if (c->replaces || !s || !s->n)
+		if (c->replaces || !s)
+			continue;
+		if (s->source) {
+			struct regent_annot_scratch *sc = source_read(a, c);
+			for (size_t i = 0, n = sc->n; i < n; i++)
+				fn(arg, c->sec->name, sc->v[i]);
+			continue;
+		}
+		if (!s->n)
 			continue;
 		regent_annot **v = sorted_of(s);
 		for (size_t i = 0, n = s->n; i < n; i++)

@@ -3,8 +3,9 @@
  * over the file, directory fsynced), and host->file_patch (ABI 1.6): ranges
  * written in place over a file of a known length (pwrite, fdatasync); the
  * blocking steps on libuv's threadpool and the result reported on the
- * loop.  Each write owns a copy of its data and frees itself after its
- * callback. */
+ * loop.  Each write holds its data (a copy, or with host->file_write_take,
+ * ABI 1.8, the plugin's own buffer, released once: never copied) and frees
+ * itself after its callback. */
 #include "helpers.h"
 #include "util.h"
 
@@ -23,8 +24,12 @@
 struct regent_file_write {
 	uv_work_t work;
 	char *path, *tmp, *dir;
-	char *data;
+	const char *data;
 	size_t len;
+	/* data's one release, after the callback (or when the write cannot
+	 * start): free() of the core's copy, or the plugin's release */
+	void (*release)(void *arg);
+	void *release_arg;
 	unsigned mode;
 	/* a patch (file_patch): the ranges, their bytes in data one after
 	 * another; the file's expected length */
@@ -171,7 +176,8 @@ static void write_free(regent_file_write *w)
 	free(w->path);
 	free(w->tmp);
 	free(w->dir);
-	free(w->data);
+	if (w->release)
+		w->release(w->release_arg);
 	free(w);
 }
 
@@ -187,31 +193,29 @@ static void after(uv_work_t *req, int status)
 	write_free(w);
 }
 
-regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_write_opts *o,
-                                           int *err)
+/* Checks the opts; NULL with *err when they cannot start a write. */
+static bool write_opts_ok(uv_loop_t *loop, const regent_file_write_opts *o)
 {
-	int dummy;
-	if (!err)
-		err = &dummy;
-	if (!loop || !o || o->size < FILE_WRITE_OPTS_SIZE_1_4 || !o->path ||
-	    o->path[0] != '/' || !o->on_done || (o->len && !o->data) ||
-	    (o->tmp_path && o->tmp_path[0] != '/')) {
-		*err = -EINVAL;
-		return NULL;
-	}
+	if (!loop || !o || o->size < FILE_WRITE_OPTS_SIZE_1_4 || !o->path || o->path[0] != '/' ||
+	    !o->on_done || (o->len && !o->data) || (o->tmp_path && o->tmp_path[0] != '/'))
+		return false;
+	return strrchr(o->path, '/')[1] != '\0'; /* not a directory path */
+}
+
+/* Queues the write of data (held by w->release from here on). */
+static regent_file_write *write_start(uv_loop_t *loop, const regent_file_write_opts *o,
+                                      const char *data, void (*release)(void *), void *rarg,
+                                      int *err)
+{
 	const char *slash = strrchr(o->path, '/');
-	if (!slash[1]) { /* a directory path */
-		*err = -EINVAL;
-		return NULL;
-	}
 	regent_file_write *w = regent_xcalloc(1, sizeof(*w));
+	w->data = data;
+	w->release = release;
+	w->release_arg = rarg;
 	w->path = regent_xstrdup(o->path);
 	w->tmp = o->tmp_path ? regent_xstrdup(o->tmp_path) : regent_xasprintf("%s.tmp", o->path);
 	w->dir = slash == o->path ? regent_xstrdup("/")
 	                          : regent_xasprintf("%.*s", (int)(slash - o->path), o->path);
-	w->data = regent_xmalloc(o->len);
-	if (o->len)
-		memcpy(w->data, o->data, o->len);
 	w->len = o->len;
 	w->mode = o->mode ? o->mode : 0644;
 	w->cb = o->on_done;
@@ -225,6 +229,43 @@ regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_wr
 	}
 	*err = 0;
 	return w;
+}
+
+regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_write_opts *o,
+                                           int *err)
+{
+	int dummy;
+	if (!err)
+		err = &dummy;
+	if (!write_opts_ok(loop, o)) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	char *copy = regent_xmalloc(o->len ? o->len : 1);
+	if (o->len)
+		memcpy(copy, o->data, o->len);
+	return write_start(loop, o, copy, free, copy, err);
+}
+
+regent_file_write *regent_file_write_take_start(uv_loop_t *loop, const regent_file_write_opts *o,
+                                                void (*release)(void *arg), void *release_arg,
+                                                int *err)
+{
+	int dummy;
+	if (!err)
+		err = &dummy;
+	/* The buffer is released once whatever happens: here when refused */
+	void *data = o && o->size >= FILE_WRITE_OPTS_SIZE_1_4 ? (void *)(uintptr_t)o->data : NULL;
+	if (!release) {
+		release = free;
+		release_arg = data;
+	}
+	if (!write_opts_ok(loop, o)) {
+		release(release_arg);
+		*err = -EINVAL;
+		return NULL;
+	}
+	return write_start(loop, o, data, release, release_arg, err);
 }
 
 void regent_file_write_cancel(regent_file_write *w)
@@ -258,8 +299,11 @@ regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_pa
 	w->expect_len = o->expect_len;
 	w->nranges = o->nranges;
 	w->ranges = regent_xmalloc(o->nranges * sizeof(*w->ranges));
-	w->data = regent_xmalloc(total ? total : 1);
-	char *p = w->data;
+	char *bytes = regent_xmalloc(total ? total : 1);
+	w->data = bytes;
+	w->release = free;
+	w->release_arg = bytes;
+	char *p = bytes;
 	for (size_t i = 0; i < o->nranges; i++) {
 		w->ranges[i] = o->ranges[i];
 		w->ranges[i].data = NULL; /* the bytes are in w->data, in order */

@@ -26,6 +26,11 @@ int regent_cfg_address(regent_ctx *ctx, const char *key, regent_address *out);
 /* filewrite.c */
 regent_file_write *regent_file_write_start(uv_loop_t *loop, const regent_file_write_opts *o,
                                            int *err);
+/* host->file_write_take (ABI 1.8): o->data is held, not copied, and
+ * released once (release NULL: free) */
+regent_file_write *regent_file_write_take_start(uv_loop_t *loop, const regent_file_write_opts *o,
+                                                void (*release)(void *arg), void *release_arg,
+                                                int *err);
 void regent_file_write_cancel(regent_file_write *w);
 regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_patch_opts *o,
                                            int *err);

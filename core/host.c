@@ -653,6 +653,18 @@ static int h_annotations_update(regent_ctx *ctx, const regent_annotation *const 
 	return regent_annotations_update(ctx, put, nput, del, ndel);
 }
 
+static int h_annotations_source(regent_ctx *ctx,
+                                void (*source)(void *self,
+                                               void (*emit)(void *emit_arg,
+                                                            const regent_annotation *a),
+                                               void *emit_arg),
+                                void *self)
+{
+	if (!ctx->agent)
+		return -EPERM;
+	return regent_annotations_source(ctx, source, self);
+}
+
 static void h_annotations_foreach(regent_ctx *ctx,
                                   void (*fn)(void *arg, const char *publisher,
                                              const regent_annotation *a),
@@ -685,6 +697,13 @@ static uv_timer_t *h_timer_new(regent_ctx *ctx, void *data)
 static regent_file_write *h_file_write(regent_ctx *ctx, const regent_file_write_opts *opts, int *err)
 {
 	return regent_file_write_start(h_loop(ctx), opts, err);
+}
+
+static regent_file_write *h_file_write_take(regent_ctx *ctx, const regent_file_write_opts *opts,
+                                            void (*release)(void *arg), void *release_arg,
+                                            int *err)
+{
+	return regent_file_write_take_start(h_loop(ctx), opts, release, release_arg, err);
 }
 
 static regent_file_write *h_file_patch(regent_ctx *ctx, const regent_file_patch_opts *opts, int *err)
@@ -812,6 +831,9 @@ const regent_host regent_host_table = {
 	/* ABI 1.7 */
 	.process_start = regent_process_start,
 	.process_reap = regent_process_reap,
+	/* ABI 1.8 */
+	.file_write_take = h_file_write_take,
+	.annotations_source = h_annotations_source,
 };
 
 /* ---- contexts ---- */

@@ -92,6 +92,10 @@ struct regent_agent {
 	uv_timer_t *trim_timer;       /* agent.c: free heap pages back to the system once quiet */
 	bool trim_late;               /* the first trim of this quiet period is done */
 	uint64_t trim_end_ns, trim_cost_ns; /* the last trim: when it ended, what it took */
+	/* annotations.c: the copies foreach gave of sources' annotations (ABI
+	 * 1.8), freed once control is back on the loop (the timer) */
+	struct regent_annot_scratch *annot_scratch;
+	uv_timer_t *annot_timer;
 };
 
 extern const regent_host regent_host_table;
@@ -126,6 +130,17 @@ int regent_annotations_update(regent_ctx *ctx, const regent_annotation *const *p
 void regent_annotations_clear(regent_ctx *ctx);
 /* How many annotations the instance holds. */
 size_t regent_annotations_count(const regent_ctx *ctx);
+/* host->annotations_source (ABI 1.8): the instance's annotations read
+ * from the plugin at each foreach; source NULL: none. */
+int regent_annotations_source(regent_ctx *ctx,
+                              void (*source)(void *self,
+                                             void (*emit)(void *emit_arg,
+                                                          const regent_annotation *a),
+                                             void *emit_arg),
+                              void *self);
+/* Frees the copies foreach made of sources' annotations (its timer does
+ * it on the loop; regent_agent_free and a unit test without a loop). */
+void regent_annotations_scratch_free(regent_agent *a);
 /* For the unit test: the limit (0: the real one, 1,000,000). */
 void regent_annotations_set_max(size_t max);
 void regent_annotations_foreach(regent_agent *a,

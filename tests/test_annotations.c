@@ -5,7 +5,9 @@
  * a changed one is copied again, a withdrawn one goes; a refused call
  * changes nothing (-EINVAL, -E2BIG at the limit); set and update mix; a
  * random mix of puts and deletions matches a plain model; a publisher that
- * stops drops its items and one on trial is not listed. */
+ * stops drops its items and one on trial is not listed; a source (ABI
+ * 1.8) is read at each foreach, sorted, its invalid items skipped, and set
+ * or update replace it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,6 +72,7 @@ static void fixture_free(fixture *f)
 {
 	for (size_t i = 0; i < 3; i++)
 		regent_annotations_clear(&f->ctx[i]);
+	regent_annotations_scratch_free(&f->agent);
 }
 
 static seen *list(fixture *f)
@@ -601,6 +604,81 @@ static void publishers(void **st)
 	assert_int_equal(list(&f)->n, 0);
 }
 
+/* ---- a source (annotations_source, ABI 1.8) ---- */
+
+typedef struct src {
+	size_t n, calls;
+	regent_annotation items[4];
+} src;
+
+/* Emits the items from a stack copy each time: the core must copy them. */
+static void src_emit(void *self, void (*emit)(void *arg, const regent_annotation *a), void *arg)
+{
+	src *s = self;
+	s->calls++;
+	for (size_t i = 0; i < s->n; i++) {
+		char label[32];
+		snprintf(label, sizeof(label), "L%zu", i);
+		regent_annotation a = s->items[i];
+		a.label = label;
+		emit(arg, &a);
+		memset(label, 'x', sizeof(label) - 1); /* gone after the call */
+	}
+}
+
+static void source(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_init(&f, 2);
+	regent_ctx *ctx = &f.ctx[0];
+	src s = {.n = 4,
+	         .items = {an("web", "b", "up", NULL), an("api", "z", "down", "L4CON refused"),
+	                   an("bad name", "x", "up", NULL), an("web", "a", "maint", NULL)}};
+	assert_int_equal(regent_annotations_source(ctx, src_emit, &s), 0);
+	regent_annotation other = an("api", "a", "up", NULL);
+	const regent_annotation *po = &other;
+	assert_int_equal(regent_annotations_set(&f.ctx[1], &po, 1), 0);
+	seen *l = list(&f);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(l->n, 4); /* the invalid service name skipped */
+	check(l, 0, "api", "z", "down");
+	assert_string_equal(l->a[0]->detail, "L4CON refused");
+	assert_string_equal(l->a[0]->label, "L1");
+	check(l, 1, "web", "a", "maint");
+	assert_string_equal(l->a[1]->label, "L3");
+	check(l, 2, "web", "b", "up");
+	assert_string_equal(l->publisher[2], "haproxy");
+	check(l, 3, "api", "a", "up");
+	assert_string_equal(l->publisher[3], "haproxy edge");
+	assert_int_equal(regent_annotations_count(ctx), 0); /* nothing held */
+	/* read again at each foreach: a change is there at once */
+	s.items[0].state = "drain";
+	l = list(&f);
+	assert_int_equal(s.calls, 2);
+	check(l, 2, "web", "b", "drain");
+	/* on trial: not asked */
+	f.ctx[0].replaces = &f.ctx[1];
+	l = list(&f);
+	assert_int_equal(s.calls, 2);
+	f.ctx[0].replaces = NULL;
+	/* an update replaces the source, from nothing */
+	regent_annotation one = an("web", "c", "up", NULL);
+	assert_int_equal(update(ctx, &one, 1, NULL, 0), 0);
+	l = list(&f);
+	assert_int_equal(s.calls, 2);
+	assert_int_equal(l->n, 2);
+	check(l, 0, "web", "c", "up");
+	/* a source again, then none */
+	assert_int_equal(regent_annotations_source(ctx, src_emit, &s), 0);
+	assert_int_equal(regent_annotations_count(ctx), 0);
+	assert_int_equal(list(&f)->n, 4);
+	assert_int_equal(regent_annotations_source(ctx, NULL, NULL), 0);
+	assert_int_equal(list(&f)->n, 1);
+	assert_int_equal(s.calls, 3);
+	fixture_free(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -614,6 +692,7 @@ int main(void)
 		cmocka_unit_test(set_and_update),
 		cmocka_unit_test(random_against_model),
 		cmocka_unit_test(publishers),
+		cmocka_unit_test(source),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

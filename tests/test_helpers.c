@@ -85,7 +85,16 @@ static bool run_until(fixture *f, const bool *flag, uint64_t ms)
 static void test_abi(void **state)
 {
 	(void)state;
-	assert_int_equal(H->abi_minor, 7);
+	assert_int_equal(H->abi_minor, 8);
+	assert_true(REGENT_HOST_HAS(H, annotations_source));
+	assert_non_null(H->file_write_take);
+	assert_non_null(H->annotations_source);
+	/* A 1.7 core's table ends at process_reap. */
+	regent_host v17 = *H;
+	v17.size = offsetof(regent_host, process_reap) + sizeof(v17.process_reap);
+	assert_true(REGENT_HOST_HAS(&v17, process_reap));
+	assert_false(REGENT_HOST_HAS(&v17, file_write_take));
+	assert_false(REGENT_HOST_HAS(&v17, annotations_source));
 	assert_true(REGENT_HOST_HAS(H, process_reap));
 	assert_non_null(H->process_start);
 	assert_non_null(H->process_reap);
@@ -395,6 +404,79 @@ static char *slurp(const char *path)
 	d[n] = '\0';
 	fclose(fp);
 	return d;
+}
+
+/* file_write_take (ABI 1.8): the buffer written where it lies and
+ * released once, after on_done; a refused call releases it at once. */
+typedef struct taken {
+	wstate *w;
+	int released;
+	bool done_before; /* on_done had run when it was released */
+} taken;
+
+static void on_release(void *arg)
+{
+	taken *t = arg;
+	t->released++;
+	t->done_before = t->w->done;
+}
+
+static void test_file_write_take(void **state)
+{
+	fixture *f = *state;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/taken.cfg", f->dir);
+	wstate w = {0};
+	taken t = {.w = &w};
+	char *text = strdup("global\n  maxconn 10\n");
+	regent_file_write_opts o = {.size = sizeof(o), .path = path, .data = text,
+	                            .len = strlen(text), .on_done = on_written, .arg = &w};
+	int err = 1;
+	assert_non_null(H->file_write_take(&f->ctx, &o, on_release, &t, &err));
+	assert_int_equal(err, 0);
+	assert_true(run_until(f, &w.done, 10000));
+	assert_int_equal(w.status, 0);
+	assert_int_equal(t.released, 1);
+	assert_true(t.done_before);
+	char *got = slurp(path);
+	assert_string_equal(got, text);
+	free(got);
+	free(text); /* released: the test's again */
+	/* release NULL: the core frees it (valgrind and ASan see it freed once) */
+	memset(&w, 0, sizeof(w));
+	o.data = strdup("second\n");
+	o.len = 7;
+	assert_non_null(H->file_write_take(&f->ctx, &o, NULL, NULL, &err));
+	assert_true(run_until(f, &w.done, 10000));
+	got = slurp(path);
+	assert_string_equal(got, "second\n");
+	free(got);
+	/* refused (a relative path): released before the call returns */
+	t.released = 0;
+	o.path = "relative.cfg";
+	o.data = "x";
+	o.len = 1;
+	assert_null(H->file_write_take(&f->ctx, &o, on_release, &t, &err));
+	assert_int_equal(err, -EINVAL);
+	assert_int_equal(t.released, 1);
+	o.data = strdup("y");
+	assert_null(H->file_write_take(&f->ctx, &o, NULL, NULL, &err)); /* freed by the core */
+	/* cancelled: no on_done, released once the write ended */
+	memset(&w, 0, sizeof(w));
+	t.released = 0;
+	o.path = path;
+	o.data = "third\n";
+	o.len = 6;
+	H->file_write_cancel(H->file_write_take(&f->ctx, &o, on_release, &t, &err));
+	bool released = false;
+	for (uint64_t end = regent_now_ms() + 10000; !released && regent_now_ms() < end;) {
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		released = t.released == 1;
+		if (!released)
+			usleep(2000);
+	}
+	assert_true(released);
+	assert_false(w.done);
 }
 
 static void test_file_write(void **state)
@@ -919,6 +1001,7 @@ int main(void)
 		cmocka_unit_test(test_http_describe),
 		cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_write_take, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_child_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_process, setup, teardown),

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 7
+#define REGENT_ABI_MINOR 8
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.
@@ -382,7 +382,7 @@ typedef struct regent_file_write_opts {
 	size_t size;              /* sizeof(regent_file_write_opts) of the plugin */
 	const char *path;         /* absolute path of the file to replace */
 	const char *tmp_path;     /* NULL: path + ".tmp" (same directory: rename is atomic) */
-	const void *data;         /* copied by the core */
+	const void *data;         /* copied by the core (file_write_take, ABI 1.8: held) */
 	size_t len;
 	unsigned mode;            /* permissions of the new file (umask not applied); 0 = 0644 */
 	regent_file_write_cb on_done;
@@ -919,6 +919,52 @@ typedef struct regent_host {
 	 * *exit_status (-1 after a signal) and *term_signal, 0 while it runs,
 	 * -ECHILD (reaped elsewhere; both set as for a signal) or -errno. */
 	int (*process_reap)(int pid, bool wait, int *exit_status, int *term_signal);
+
+	/* ---- ABI 1.8 ---- */
+
+	/* file_write without the copy: the core writes opts->data where it
+	 * lies, for a text of megabytes that would otherwise be held twice
+	 * while it is written (the haproxy sink's configuration).  The
+	 * buffer is the core's to release from the call on, whatever
+	 * happens: release(release_arg) is called exactly once, on the loop,
+	 * when the core no longer reads it: after on_done returned, after a
+	 * cancelled write ended, or before file_write_take returns NULL (the
+	 * caller then never frees it itself).  release NULL: the core calls
+	 * free(opts->data) (a buffer of malloc, host->xmalloc or a
+	 * regent_buffer taken over).  Until released, the plugin may read the
+	 * bytes but never change or free them (a counted text: release drops
+	 * the core's reference).  Otherwise as file_write: same opts, errors,
+	 * on_done, file_write_cancel. */
+	regent_file_write *(*file_write_take)(regent_ctx *ctx, const regent_file_write_opts *opts,
+	                                      void (*release)(void *arg), void *release_arg,
+	                                      int *err);
+
+	/* Annotations the core reads from the plugin when asked instead of
+	 * holding copies: for a plugin that keeps the state of each item
+	 * anyway (the haproxy sink's server rows), whose annotations would
+	 * otherwise be held twice.  Replaces whatever this instance published
+	 * (annotations_set or _update, which in turn replace the source when
+	 * called later).  Each annotations_foreach then calls
+	 * source(self, emit, emit_arg) on the loop; the source calls
+	 * emit(emit_arg, a) once for each annotation it publishes now, in any
+	 * order, each key (service, id) once.  a and its texts are read
+	 * during that emit call only: the core copies what its reader gets
+	 * (sorted as annotations_foreach promises, freed once control returns
+	 * to the loop), and skips an item annotations_set would refuse
+	 * (logged once per foreach).  The source must not call the host's
+	 * annotation entries.  source NULL publishes nothing (as
+	 * annotations_set with n = 0).  self must stay valid until this
+	 * instance calls annotations_source, _set or _update again or stops:
+	 * clear it (NULL) before freeing self outside of destroy().  The core
+	 * drops the source when the instance stops.  Cost: nothing held per
+	 * annotation; O(n log n) per foreach (a status page request), none
+	 * per change.  Returns 0, or -EPERM from validate(). */
+	int (*annotations_source)(regent_ctx *ctx,
+	                          void (*source)(void *self,
+	                                         void (*emit)(void *emit_arg,
+	                                                      const regent_annotation *a),
+	                                         void *emit_arg),
+	                          void *self);
 } regent_host;
 
 /* host->validate_purpose (ABI 1.6). */
