@@ -438,6 +438,7 @@ hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, h
 	uv_timer_init(loop, t);
 	t->data = a;
 	uv_timer_start(t, ask, POKE_MS, 0);
+	hx_rows_source(a);
 	return a;
 }
 

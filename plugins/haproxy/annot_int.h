@@ -59,6 +59,8 @@ struct hx_annot {
 	bool in_cycle, chunk_last;
 	uint64_t cycle_start;
 	bool incremental; /* the core has annotations_update (ABI 1.5) */
+	bool sourced;     /* the core reads the rows (annotations_source, ABI 1.8):
+	                   * nothing is published, no dirty list, no keys withdrawn */
 	size_t *dirty;    /* rows to publish (arow.dirty), by index */
 	size_t ndirty, dirtycap;
 	struct hx_annot_del *dels; /* published keys to withdraw */
@@ -101,6 +103,10 @@ struct hx_annot {
 void hx_rows_unsee(hx_annot *a);
 int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool states);
 void hx_rows_free(hx_annot *a);
+/* annot_rows.c: the core reads the rows when asked (annotations_source,
+ * ABI 1.8) instead of holding copies, when it can; else they are
+ * published (annotations_update, _set). */
+void hx_rows_source(hx_annot *a);
 /* annot.c: a server whose state moved, to be read with `show stat`
  * along with the next chunk (past TOUCH_MAX of them: a `show stat` cycle
  * next). */

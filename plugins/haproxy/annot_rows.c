@@ -4,9 +4,11 @@
  * slot, each with its state word, detail (held once per text) and time of
  * the last change, read from `show stat` (read_rows) or, as far as whether
  * it moved, from `show servers state` (read_states: a row that moved is
- * touched, to be read with `show stat`); and what goes to the core: only
- * the rows that changed and the keys withdrawn (publish).  It owns the
- * rows, their details and the keys to withdraw. */
+ * touched, to be read with `show stat`); and what goes to the core: the
+ * rows themselves, read by the core when asked (rows_source,
+ * host->annotations_source, ABI 1.8: no copy held by the core), or, on an
+ * older core, only the rows that changed and the keys withdrawn
+ * (publish).  It owns the rows, their details and the keys to withdraw. */
 #include "annot_int.h"
 
 #include <errno.h>
@@ -16,6 +18,9 @@
 #include <string.h>
 
 #define MAX_FIELDS 160
+/* rows_source's label on the stack: "NAME/sN" up to the core's 256 bytes
+ * of a text (a longer one the core would refuse) */
+#define LABEL_MAX 272
 
 /* A text held once for every row that says it, reference-counted, in a
  * map by its text: a detail (at 10,000 servers that nothing answers, every
@@ -169,7 +174,7 @@ static arow *row_add(hx_annot *a, const char *sname, size_t sn)
  * answer.  O(1). */
 static void row_dirty(hx_annot *a, arow *r)
 {
-	if (r->dirty)
+	if (r->dirty || a->sourced) /* a source has nothing to publish */
 		return;
 	r->dirty = true;
 	if (a->ndirty == a->dirtycap) {
@@ -526,6 +531,32 @@ static int publish_changes(hx_annot *a)
 	free(pk);
 	free(labels);
 	return rc;
+}
+
+/* The rows that hold an instance, to the core's annotations_foreach
+ * (annotations_source, ABI 1.8): each read where it lies, its label
+ * written on the stack. */
+static void rows_source(void *self, void (*emit)(void *arg, const regent_annotation *an),
+                        void *arg)
+{
+	hx_annot *a = self;
+	for (size_t i = 0; i < a->nrows; i++) {
+		const arow *r = &a->rows[i];
+		if (!r->id || !r->state[0])
+			continue;
+		char label[LABEL_MAX], *lp = label;
+		if (label_room(r) > sizeof(label))
+			continue; /* a service name is far shorter */
+		regent_annotation an = row_annotation(r, &lp);
+		emit(arg, &an);
+	}
+}
+
+void hx_rows_source(hx_annot *a)
+{
+	const regent_host *h = a->h;
+	a->sourced = REGENT_HOST_HAS(h, annotations_source) && h->annotations_source &&
+	             h->annotations_source(a->ctx, rows_source, a) == 0;
 }
 
 /* Everything known, to a core without annotations_update (ABI < 1.5). */

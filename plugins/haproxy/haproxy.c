@@ -562,8 +562,8 @@ static void destroy(void *self)
 	free(s->g_cand);
 	free(s->g_run);
 	free(s->recovered_text);
-	free(s->last_rejected);
-	free(s->cand_text);
+	hx_text_put(s->last_rejected);
+	hx_text_put(s->cand_text);
 	free(s->admin_err);
 	free(s->reload_err);
 	free(s->reject_err);

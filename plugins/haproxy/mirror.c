@@ -477,8 +477,8 @@ void hx_maybe_mirror(hx *s)
 	char *text = render_mirror(s, &len);
 	s->file_len = len;
 	int err = 0;
-	s->mirror = hx_write_file(s, s->config_file, s->tmp_path, text, on_mirror_written, &err);
-	free(text); /* the core has its copy */
+	s->mirror = hx_write_file(s, s->config_file, s->tmp_path, text, false, on_mirror_written,
+	                          &err); /* takes text */
 	if (!s->mirror) {
 		mirror_unknown(s); /* not on disk: unknown */
 		hx_write_failed(s, s->config_file, err, NULL);

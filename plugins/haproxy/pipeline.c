@@ -117,7 +117,7 @@ static char *render_file(hx *s, which w)
 		if (w == R_CAND)
 			v->line1 = line;
 	}
-	return hx_buf_take(&b);
+	return hx_text_new(&b);
 }
 
 /* The written file is on disk: it is what haproxy loads next.  After a
@@ -181,11 +181,58 @@ void hx_write_ok(hx *s)
 	hx_update_health(s);
 }
 
+/* A counted text: the count before the bytes, in one allocation. */
+typedef struct hx_text {
+	size_t refs;
+	char text[];
+} hx_text;
+
+static hx_text *text_of(char *t)
+{
+	return (hx_text *)(void *)(t - offsetof(hx_text, text));
+}
+
+char *hx_text_new(hx_buf *b)
+{
+	size_t len = b->len, need = sizeof(hx_text) + len + 1;
+	char *p = b->data;
+	if (!p || b->cap < need) /* the render's room is its estimate + 64 KiB: rarely */
+		p = b->h->xrealloc(p, need);
+	memmove(p + sizeof(hx_text), b->data ? p : "", b->data ? len + 1 : 1);
+	if (b->cap > need + need / 8) /* kept: no slack */
+		p = b->h->xrealloc(p, need);
+	b->rb = (regent_buffer){0};
+	hx_text *t = (hx_text *)(void *)p;
+	t->refs = 1;
+	return t->text;
+}
+
+char *hx_text_ref(char *t)
+{
+	if (t)
+		text_of(t)->refs++;
+	return t;
+}
+
+void hx_text_put(char *t)
+{
+	if (t && --text_of(t)->refs == 0)
+		free(text_of(t));
+}
+
+static void text_release(void *t)
+{
+	hx_text_put(t);
+}
+
 /* Writes text to path through tmp (host->file_write: O_EXCL|O_NOFOLLOW,
  * fsync, rename, directory fsync), mode 0640: haproxy's group may read,
- * nobody else. */
-regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, const char *text,
-                                 regent_file_write_cb cb, int *err)
+ * nobody else.  The core writes the text where it lies
+ * (host->file_write_take, ABI 1.8: the configuration of megabytes is not
+ * held twice) and releases it; a core before 1.8 copies it, and it is
+ * released here. */
+regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, char *text,
+                                 bool counted, regent_file_write_cb cb, int *err)
 {
 	regent_file_write_opts o = {
 		.size = sizeof(o),
@@ -197,7 +244,15 @@ regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, const
 		.on_done = cb,
 		.arg = s,
 	};
-	return s->h->file_write(s->ctx, &o, err);
+	if (REGENT_HOST_HAS(s->h, file_write_take) && s->h->file_write_take)
+		return s->h->file_write_take(s->ctx, &o, counted ? text_release : NULL,
+		                             counted ? text : NULL, err);
+	regent_file_write *w = s->h->file_write(s->ctx, &o, err);
+	if (counted)
+		hx_text_put(text);
+	else
+		free(text);
+	return w;
 }
 
 /* ------------------------------------------------------------------ */
@@ -219,7 +274,7 @@ void hx_pipeline_done(hx *s)
 	s->join_failed = false;
 	hx_reload_prefetch_drop(s);
 	s->cold_skip_now = s->cold_direct_now = false;
-	free(s->cand_text);
+	hx_text_put(s->cand_text);
 	s->cand_text = NULL;
 	for (svc *v = s->m.svcs; v; v = v->next)
 		shape_clear(&v->cand);
@@ -240,7 +295,7 @@ static void install_done(hx *s)
 {
 	/* The candidate is the installed file now. */
 	s->file_len = strlen(s->cand_text);
-	free(s->cand_text); /* not kept: the mirror patches the file by offsets */
+	hx_text_put(s->cand_text); /* not kept: the mirror patches the file by offsets */
 	s->cand_text = NULL;
 	free(s->recovered_text);
 	s->recovered_text = NULL;
@@ -363,12 +418,13 @@ static void on_state_written(void *arg, int status, const char *why)
 	hx_state_side_done(s);
 }
 
-void hx_write_state(hx *s, const char *text)
+void hx_write_state(hx *s, char *text)
 {
 	if (!s->join_left)
 		s->ps = P_WRITE_STATE;
 	int err = 0;
-	s->state_write = hx_write_file(s, s->state_file, s->state_tmp, text, on_state_written, &err);
+	s->state_write =
+		hx_write_file(s, s->state_file, s->state_tmp, text, false, on_state_written, &err);
 	if (!s->state_write) {
 		s->h->log(s->ctx, REGENT_LOG_WARN, "cannot write %s: %s", s->state_file, strerror(-err));
 		hx_state_side_done(s);
@@ -435,14 +491,15 @@ static void final_render(hx *s)
 	s->ps = P_FINAL;
 	char *text = render_file(s, R_CAND);
 	if (strcmp(text, s->cand_text) == 0) {
-		free(text);
+		hx_text_put(text);
 		to_dump(s);
 		return;
 	}
-	free(s->cand_text);
+	hx_text_put(s->cand_text);
 	s->cand_text = text;
 	int err = 0;
-	s->write = hx_write_file(s, s->cand_path, s->tmp_path, text, on_final_written, &err);
+	s->write = hx_write_file(s, s->cand_path, s->tmp_path, hx_text_ref(text), true,
+	                         on_final_written, &err);
 	if (!s->write) {
 		hx_write_failed(s, s->cand_path, err, NULL);
 		hx_pipeline_done(s);
@@ -573,7 +630,7 @@ static void on_check(void *arg, const regent_spawn_result *res)
 		uv_fs_t req;
 		uv_fs_unlink(NULL, &req, s->cand_path, NULL);
 		uv_fs_req_cleanup(&req);
-		free(s->cand_text);
+		hx_text_put(s->cand_text);
 		s->cand_text = NULL;
 		hx_pipeline_done(s);
 		return;
@@ -583,7 +640,7 @@ static void on_check(void *arg, const regent_spawn_result *res)
 	                   : "haproxy rejected the latest configuration (see the log); the "
 	                     "previous one runs");
 	hx_update_health(s);
-	free(s->last_rejected);
+	hx_text_put(s->last_rejected);
 	s->last_rejected = s->cand_text;
 	s->cand_text = NULL;
 	s->rejected_wait = true;
@@ -670,7 +727,7 @@ static void start_pipeline(hx *s)
 	char *text = render_file(s, R_CAND);
 	hx_tstep(s, T_RENDERED);
 	if (s->last_rejected && strcmp(text, s->last_rejected) == 0 && !s->force_reload) {
-		free(text); /* haproxy said no to exactly this: wait for a change */
+		hx_text_put(text); /* haproxy said no to exactly this: wait for a change */
 		memset(s->tm, 0, sizeof(s->tm));
 		for (svc *v = s->m.svcs; v; v = v->next)
 			shape_clear(&v->cand);
@@ -715,8 +772,8 @@ static void start_pipeline(hx *s)
 	s->ps = skip ? P_FINAL : P_WRITE_CAND;
 	int err = 0;
 	const char *path = skip ? s->config_file : s->cand_path;
-	s->write = hx_write_file(s, path, s->tmp_path, text, skip ? on_final_written : on_cand_written,
-	                         &err);
+	s->write = hx_write_file(s, path, s->tmp_path, hx_text_ref(text), true,
+	                         skip ? on_final_written : on_cand_written, &err);
 	if (!s->write) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "cannot write %s: %s", path, strerror(-err));
 		hx_pipeline_done(s);

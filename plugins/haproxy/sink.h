@@ -92,7 +92,7 @@ typedef struct hx {
 	 * (the installed file's text is not kept after it: see mirror.c). */
 	char *recovered_text;
 	size_t file_len; /* the installed file's length, when the mirror or an install set it */
-	char *last_rejected;           /* candidate haproxy -c refused */
+	char *last_rejected;           /* candidate haproxy -c refused (counted, hx_text_*) */
 	bool rejected_wait;            /* ... and no snapshot since */
 	bool installed_once;
 	const regent_catalog *pending; /* applied() not yet reported */
@@ -145,7 +145,7 @@ typedef struct hx {
 	long want_worker;
 	uint64_t confirm_deadline;
 	hx_poll *confirm;
-	char *cand_text;
+	char *cand_text;          /* counted (hx_text_*): the core holds one while writing it */
 	regent_backoff reload_backoff;
 	char *reload_err, *reject_err;
 	uint64_t tm[T_NSTEPS]; /* this pipeline's steps (uv_hrtime) */
@@ -299,8 +299,17 @@ void hx_pend_to_file(hx *s, bool run);
  * hx_write_ok clears it. */
 void hx_write_failed(hx *s, const char *path, int err, const char *why);
 void hx_write_ok(hx *s);
-regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, const char *text,
-                                 regent_file_write_cb cb, int *err);
+/* Writes text (malloc'd, or counted: hx_text_new) atomically; the text is
+ * the write's from the call on (never freed by the caller): a plain one is
+ * freed, a counted one loses the reference given. */
+regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, char *text,
+                                 bool counted, regent_file_write_cb cb, int *err);
+/* A text kept while the core writes it (the configuration): the buffer's
+ * bytes in a counted block, no copy (hx_text_put the reference, NULL:
+ * nothing; hx_text_ref another). */
+char *hx_text_new(hx_buf *b);
+char *hx_text_ref(char *t);
+void hx_text_put(char *t);
 bool hx_slow_needed(hx *s);
 void hx_schedule_slow(hx *s);
 void hx_pipeline_done(hx *s);
@@ -308,7 +317,7 @@ void hx_drop_pending(hx *s);
 /* pipeline.c: the state file's text written (or given up, servers
  * starting from the config), then the rename; hx_state_side_done: the
  * state side is over. */
-void hx_write_state(hx *s, const char *text);
+void hx_write_state(hx *s, char *text); /* takes text (malloc'd) */
 void hx_state_side_done(hx *s);
 /* ---- statedump.c: the server-state file before a reload ---- */
 void hx_start_dump(hx *s);

@@ -114,8 +114,7 @@ static void dump_done(hx *s)
 	}
 	s->st_text = (hx_buf){.h = s->h};
 	s->st_hdr = false;
-	hx_write_state(s, text);
-	free(text);
+	hx_write_state(s, text); /* takes it */
 }
 
 /* A service haproxy may have a section of: the running file's or the

@@ -234,6 +234,10 @@ static void annot_setup(annot_fixture *f, size_t host_size)
 	assert_non_null(f->a);
 }
 
+/* A core of ABI 1.7: annotations published (annotations_update), held by
+ * the core; from 1.8 the core reads the rows (test_source). */
+#define HOST_1_7 offsetof(regent_host, file_write_take)
+
 static void annot_teardown(annot_fixture *f)
 {
 	hx_annot_free(f->a); /* withdraws everything */
@@ -242,13 +246,14 @@ static void annot_teardown(annot_fixture *f)
 	assert_int_equal(uv_loop_close(&f->loop), 0);
 	hx_model_free(&f->m);
 	regent_annotations_clear(&fake_ctx);
+	regent_annotations_scratch_free(&fake_agent);
 }
 
 static void test_publish_changes(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, sizeof(regent_host));
+	annot_setup(&f, HOST_1_7);
 	const char *all = HDR "web,s1,UP,5,L4OK,,Layer4 check passed\n"
 	                      "web,s2,DOWN,7,L4CON,Connection refused,Layer4 connection problem\n"
 	                      "web,s3,MAINT,9,,,\n"; /* a free slot: left out */
@@ -365,7 +370,7 @@ static void test_key_moved(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, sizeof(regent_host));
+	annot_setup(&f, HOST_1_7);
 	assert_int_equal(feed(f.a, HDR "web,s1,UP,5,L4OK,,ok\nweb,s2,UP,5,L4OK,,ok\n", true), 0);
 	hx_slot_free_id(&f.m, f.v, 1);
 	hx_slot_take(&f.m, f.v, 2, "b");
@@ -379,6 +384,39 @@ static void test_key_moved(void **state)
 	assert_int_equal(l.n, 2);
 	held_is(&l, 0, "a", "web/s1", "up", NULL);
 	held_is(&l, 1, "b", "web/s3", "up", "L4OK ok");
+	annot_teardown(&f);
+}
+
+/* A core of ABI 1.8: the core reads the rows when listing them
+ * (annotations_source): nothing published, nothing copied per change, the
+ * list as the rows are now. */
+static void test_source(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, sizeof(regent_host));
+	const char *all = HDR "web,s1,UP,5,L4OK,,Layer4 check passed\n"
+	                      "web,s2,DOWN,7,L4CON,Connection refused,Layer4 connection problem\n"
+	                      "web,s3,MAINT,9,,,\n"; /* a free slot: left out */
+	assert_int_equal(feed(f.a, all, true), 0);
+	assert_int_equal(n_update + n_set, 0);
+	listed l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 0, "a", "web/s1", "up", "L4OK Layer4 check passed");
+	held_is(&l, 1, "b", "web/s2", "down", NULL);
+	assert_int_equal(l.a[0]->since_wall_ns, fake_wall - 5 * SEC);
+	/* a change is seen at once, still nothing published */
+	assert_int_equal(feed(f.a, HDR "web,s1,DOWN,0,L4CON,,refused\n", false), 0);
+	l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 0, "a", "web/s1", "down", "L4CON refused");
+	/* an instance leaves its slot: its row goes with the next full read */
+	hx_slot_free_id(&f.m, f.v, 1);
+	assert_int_equal(feed(f.a, HDR "web,s1,UP,5,L4OK,,ok\n", true), 0);
+	l = held();
+	assert_int_equal(l.n, 1);
+	held_is(&l, 0, "a", "web/s1", "up", "L4OK ok");
+	assert_int_equal(n_update + n_set, 0);
 	annot_teardown(&f);
 }
 
@@ -493,7 +531,7 @@ static void test_plan_small(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, sizeof(regent_host));
+	annot_setup(&f, HOST_1_7);
 	f.h.now_ms = fake_now_ms; /* the answers read the same clock as the plans */
 	/* web (4 slots) alone: every server at once, also past 64 changed */
 	assert_string_equal(plan(f.a, fake_now = 0, HX_ASK_ALL), "show stat -1 4 -1");
@@ -524,7 +562,7 @@ static void test_plan(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, sizeof(regent_host));
+	annot_setup(&f, HOST_1_7);
 	f.h.now_ms = fake_now_ms;
 	/* 604 servers: the first poll, no row held yet, is a chunk, never
 	 * every server at once (at 80,000 servers that answer
@@ -619,7 +657,7 @@ static void test_states_cycle(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, sizeof(regent_host));
+	annot_setup(&f, HOST_1_7);
 	f.h.now_ms = fake_now_ms;
 	big_fleet(&f);
 	uint64_t t = 100000;
@@ -692,6 +730,7 @@ int main(void)
 		cmocka_unit_test(test_chunks),
 		cmocka_unit_test(test_publish_changes),
 		cmocka_unit_test(test_key_moved),
+		cmocka_unit_test(test_source),
 		cmocka_unit_test(test_older_core),
 		cmocka_unit_test(test_plan_small),
 		cmocka_unit_test(test_plan),
