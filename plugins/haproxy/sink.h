@@ -145,7 +145,9 @@ typedef struct hx {
 	long want_worker;
 	uint64_t confirm_deadline;
 	hx_poll *confirm;
-	char *cand_text;          /* counted (hx_text_*): the core holds one while writing it */
+	char *cand_text;          /* counted (hx_text_*): the core holds one while writing it;
+	                           * dropped once final (cand_final): then only its length */
+	size_t cand_len;
 	regent_backoff reload_backoff;
 	char *reload_err, *reject_err;
 	uint64_t tm[T_NSTEPS]; /* this pipeline's steps (uv_hrtime) */
