@@ -89,12 +89,10 @@ static void test_abi(void **state)
 	assert_true(REGENT_HOST_HAS(H, annotations_source));
 	assert_non_null(H->file_write_take);
 	assert_non_null(H->annotations_source);
-	/* A 1.7 core's table ends at process_reap. */
-	regent_host v17 = *H;
-	v17.size = offsetof(regent_host, process_reap) + sizeof(v17.process_reap);
-	assert_true(REGENT_HOST_HAS(&v17, process_reap));
-	assert_false(REGENT_HOST_HAS(&v17, file_write_take));
-	assert_false(REGENT_HOST_HAS(&v17, annotations_source));
+	/* A 1.7 core's table ends at process_reap: the 1.8 entries lie past it. */
+	size_t end17 = offsetof(regent_host, process_reap) + sizeof(H->process_reap);
+	assert_true(offsetof(regent_host, file_write_take) >= end17);
+	assert_true(offsetof(regent_host, annotations_source) > end17);
 	assert_true(REGENT_HOST_HAS(H, process_reap));
 	assert_non_null(H->process_start);
 	assert_non_null(H->process_reap);
