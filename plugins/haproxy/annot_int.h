@@ -9,8 +9,8 @@
 /* One server row as last read: the service and slot, the instance in it
  * (from the model when read), its state and detail, and whether the core
  * has it as it is. */
-/* 64 bytes: one per server slot haproxy reports (16,000 at 10,000
- * instances with `slots = 16`). */
+/* 56 bytes: one per server slot that holds an instance (10,000 at 10,000
+ * instances). */
 typedef struct arow {
 	const char *service; /* a name word (annot_rows.c: one per service, counted);
 	                      * the label "NAME/sN" is written when published */
@@ -18,13 +18,14 @@ typedef struct arow {
 	const char *detail; /* a dword's text (detail_get), NULL: none yet */
 	uint64_t since_ns;  /* when the state last changed (wall ns), 0: unknown */
 	uint64_t fp;        /* its last `show servers state` fingerprint, 0: none */
+	const char *state; /* a word (annot_rows.c, held once per text):
+	                    * hx_annot_describe's status word; NULL: none yet */
 	uint32_t slot;     /* < HX_MAX_SLOTS */
-	char state[17];    /* hx_annot_describe: a status word of at most 16 bytes */
 	bool seen;  /* in the answer being read */
 	bool dirty; /* changed since published: in hx_annot.dirty */
 	bool pub;   /* the core holds (service, id) as this row published it */
 } arow;
-_Static_assert(sizeof(arow) <= 64, "a row is 64 bytes at most");
+_Static_assert(sizeof(arow) <= 56, "a row is 56 bytes at most");
 
 /* A published key to withdraw (a reference to each: a name word, an id). */
 struct hx_annot_del {
@@ -66,6 +67,7 @@ struct hx_annot {
 	struct hx_annot_del *dels; /* published keys to withdraw */
 	regent_map *details;       /* text -> dword: the rows' details, held once */
 	regent_map *names;         /* text -> dword: the rows' service names, held once */
+	regent_map *states;        /* text -> dword: the rows' state words, held once */
 	size_t ndels, delcap;
 	/* servers the sink changed since the last answer: asked alone */
 	struct touch {

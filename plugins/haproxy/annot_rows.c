@@ -112,6 +112,7 @@ static void rows_clear(hx_annot *a)
 		word_put(a, a->names, a->rows[i].service);
 		hx_cstr_put(a->rows[i].id);
 		detail_put(a, a->rows[i].detail);
+		word_put(a, a->states, a->rows[i].state);
 	}
 	a->nrows = 0;
 	a->ndirty = 0;
@@ -148,7 +149,7 @@ static arow *row_add(hx_annot *a, const char *sname, size_t sn)
 		a->rowcap = a->rowcap ? a->rowcap + a->rowcap / 2 : 64;
 		a->rows = h->xrealloc(a->rows, a->rowcap * sizeof(*a->rows));
 	}
-	if (2 * (a->nrows + 1) > a->mapcap) {
+	if (4 * (a->nrows + 1) > 3 * a->mapcap) { /* load at most 3/4: 64 KB at 10,000 */
 		size_t cap = a->mapcap ? 2 * a->mapcap : 128;
 		uint32_t *m = h->xcalloc(cap, sizeof(*m));
 		for (size_t i = 0; i < a->nrows; i++)
@@ -328,12 +329,15 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 		char *id = sn < v->nslots ? v->slots[sn].id : NULL;
 		if (id != r->id && (!id || !r->id || strcmp(id, r->id) != 0))
 			row_set_id(a, r, id);
-		char detail[200], was[sizeof(r->state)];
-		memcpy(was, r->state, sizeof(was));
+		char detail[200], state[17]; /* a status word of at most 16 bytes */
 		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
-		                  c_lc >= 0 ? f[c_lc] : NULL, r->state, sizeof(r->state), detail,
+		                  c_lc >= 0 ? f[c_lc] : NULL, state, sizeof(state), detail,
 		                  sizeof(detail));
-		bool changed = strcmp(was, r->state) != 0;
+		bool changed = !r->state || strcmp(state, r->state) != 0;
+		if (changed) {
+			word_put(a, a->states, r->state);
+			r->state = word_get(a, &a->states, state);
+		}
 		if (!r->detail || strcmp(detail, r->detail) != 0) {
 			detail_put(a, r->detail);
 			r->detail = detail_get(a, detail);
@@ -430,6 +434,7 @@ static void rows_sweep(hx_annot *a)
 				hx_cstr_put(r->id);
 			}
 			detail_put(a, r->detail);
+			word_put(a, a->states, r->state);
 			continue;
 		}
 		a->rows[n++] = *r;
@@ -548,7 +553,7 @@ static void rows_source(void *self, void (*emit)(void *arg, const regent_annotat
 	hx_annot *a = self;
 	for (size_t i = 0; i < a->nrows; i++) {
 		const arow *r = &a->rows[i];
-		if (!r->id || !r->state[0])
+		if (!r->id || !r->state || !r->state[0])
 			continue;
 		char label[LABEL_MAX], *lp = label;
 		if (label_room(r) > sizeof(label))
@@ -638,6 +643,8 @@ void hx_rows_free(hx_annot *a)
 		a->h->map_free(a->details, NULL); /* empty: every row let go */
 	if (a->names)
 		a->h->map_free(a->names, NULL);
+	if (a->states)
+		a->h->map_free(a->states, NULL);
 	free(a->rows);
 	free(a->dirty);
 	dels_clear(a);
