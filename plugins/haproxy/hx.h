@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/wait.h>
 
 #define HX_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
 #define HX_STATS_PROXY "regent-stats"
@@ -273,8 +274,16 @@ void hx_env_free(char **env);
 int hx_master_pid(const hx_master *m);
 void hx_master_kill(hx_master *m, int sig);
 /* Forgets the callback and closes the handle; a running process keeps
- * running (an adopter reaps it through a pidfd). */
-void hx_master_release(hx_master *m);
+ * running (an adopter reaps it through a pidfd).  killed: it was just sent
+ * SIGKILL and nobody adopts it: the handle stays until its exit is reaped
+ * (no zombie), then closes. */
+void hx_master_release(hx_master *m, bool killed);
+/* waitid()'s P_PIDFD (Linux 5.4): glibc declares it as an enumerator only
+ * (no macro to test with #ifdef); an older kernel answers EINVAL. */
+#define HX_P_PIDFD ((idtype_t)3)
+/* Reaps the process behind pidfd (a child of this process, adopted through
+ * it, just sent SIGKILL) once it exits, and closes pidfd (taken over). */
+void hx_pidfd_reap(uv_loop_t *loop, int pidfd);
 
 /* ---- cli.c: poll a CLI socket until an answer says so ---- */
 
