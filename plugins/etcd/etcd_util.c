@@ -340,10 +340,11 @@ static bool sc_event(scan *s, etcd_wev *ev)
 	return (seen & 2) && sc_char(s, '}');
 }
 
-/* "header": {"revision": N, other scalars} */
-static bool sc_header(scan *s, int64_t *rev)
+/* "header": {"revision": N, other scalars}; a range answer's also its
+ * "raft_term" and "cluster_id" (term, cid: NULL when not wanted) */
+static bool sc_header(scan *s, int64_t *rev, int64_t *term, const char **cid, size_t *cidn)
 {
-	bool seen = false;
+	unsigned seen = 0;
 	if (!sc_char(s, '{'))
 		return false;
 	if (sc_char(s, '}'))
@@ -354,9 +355,17 @@ static bool sc_header(scan *s, int64_t *rev)
 		if (!sc_string(s, &k, &kn) || !sc_char(s, ':'))
 			return false;
 		if (sc_is(k, kn, "revision")) {
-			if (seen || !sc_int64(s, rev))
+			if ((seen & 1) || !sc_int64(s, rev))
 				return false;
-			seen = true;
+			seen |= 1;
+		} else if (term && sc_is(k, kn, "raft_term")) {
+			if ((seen & 2) || !sc_int64(s, term))
+				return false;
+			seen |= 2;
+		} else if (cid && sc_is(k, kn, "cluster_id")) {
+			if ((seen & 4) || !sc_string(s, cid, cidn))
+				return false;
+			seen |= 4;
 		} else if (!sc_skip_scalar(s)) {
 			return false;
 		}
@@ -405,7 +414,7 @@ bool etcd_scan_watch_buf(const regent_host *h, const char *line, size_t len, etc
 			break;
 		if (sc_is(k, kn, "header") && !(seen & 1)) {
 			seen |= 1;
-			ok = sc_header(&s, rev);
+			ok = sc_header(&s, rev, NULL, NULL, NULL);
 		} else if (sc_is(k, kn, "events") && !(seen & 2)) {
 			seen |= 2;
 			ok = sc_events(h, &s, evs, cap, n);
@@ -439,6 +448,88 @@ bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_we
 	if (!ok) {
 		free(*evs);
 		*evs = NULL;
+	}
+	return ok;
+}
+
+/* true or false */
+static bool sc_bool(scan *s, bool *out)
+{
+	sc_ws(s);
+	size_t left = (size_t)(s->end - s->p);
+	if (left >= 4 && memcmp(s->p, "true", 4) == 0) {
+		s->p += 4;
+		*out = true;
+		return true;
+	}
+	if (left >= 5 && memcmp(s->p, "false", 5) == 0) {
+		s->p += 5;
+		*out = false;
+		return true;
+	}
+	return false;
+}
+
+/* "kvs": [{kv}, ..] */
+static bool sc_kvs(const regent_host *h, scan *s, etcd_range *r, size_t *cap)
+{
+	if (!sc_char(s, '['))
+		return false;
+	if (sc_char(s, ']'))
+		return true;
+	do {
+		if (r->n == *cap) {
+			*cap = *cap ? 2 * *cap : 256;
+			r->kvs = h->xrealloc(r->kvs, *cap * sizeof(*r->kvs));
+		}
+		etcd_wev *kv = &r->kvs[r->n];
+		*kv = (etcd_wev){0};
+		if (!sc_kv(s, kv))
+			return false;
+		r->n++;
+	} while (sc_char(s, ','));
+	return sc_char(s, ']');
+}
+
+bool etcd_scan_range(const regent_host *h, const char *body, size_t len, etcd_range *r)
+{
+	scan s = {body, body + len};
+	unsigned seen = 0;
+	size_t cap = 0;
+	*r = (etcd_range){0};
+	bool ok = sc_char(&s, '{');
+	if (ok && !sc_char(&s, '}')) {
+		do {
+			const char *k;
+			size_t kn;
+			ok = sc_string(&s, &k, &kn) && sc_char(&s, ':');
+			if (!ok)
+				break;
+			if (sc_is(k, kn, "header") && !(seen & 1)) {
+				seen |= 1;
+				ok = sc_header(&s, &r->rev, &r->term, &r->cid, &r->cid_len);
+			} else if (sc_is(k, kn, "kvs") && !(seen & 2)) {
+				seen |= 2;
+				ok = sc_kvs(h, &s, r, &cap);
+			} else if (sc_is(k, kn, "more") && !(seen & 4)) {
+				seen |= 4;
+				ok = sc_bool(&s, &r->more);
+			} else if (sc_is(k, kn, "count") && !(seen & 8)) {
+				seen |= 8;
+				ok = sc_skip_scalar(&s);
+			} else {
+				ok = false; /* an error, a duplicate, anything new */
+			}
+		} while (ok && sc_char(&s, ','));
+		ok = ok && sc_char(&s, '}');
+	}
+	if (ok) {
+		sc_ws(&s);
+		ok = s.p == s.end && (seen & 1);
+	}
+	if (!ok) {
+		free(r->kvs);
+		*r = (etcd_range){0};
 	}
 	return ok;
 }
