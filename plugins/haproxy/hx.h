@@ -54,6 +54,10 @@ void hx_buf_free(hx_buf *b);
 /* An IPv4/IPv6 literal, canonicalised into out (HX_ADDR_MAX; NULL: only
  * checked); *v6 set. */
 bool hx_valid_ip(const char *in, char *out, bool *v6);
+/* An IPv4 address as inet_ntop writes it (dotted decimal, at most 16
+ * bytes with the NUL) without its sprintf: ~1,700 instructions a call,
+ * twice per instance at a cold start.  Returns out. */
+char *hx_ip4_str(const unsigned char b[4], char *out);
 /* An HTTP check path: "/" then [A-Za-z0-9._~!&()*+,;=:@%/?-]{0,200}. */
 bool hx_valid_check_path(const char *p);
 /* An absolute file path safe to write into haproxy's config unquoted. */
