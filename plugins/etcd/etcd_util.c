@@ -252,6 +252,21 @@ static bool sc_is(const char *k, size_t n, const char *lit)
 	return strlen(lit) == n && memcmp(k, lit, n) == 0;
 }
 
+/* An object member's name and its colon. */
+static bool sc_name(scan *s, const char **k, size_t *kn)
+{
+	return sc_string(s, k, kn) && sc_char(s, ':');
+}
+
+/* Whether member k is lit, the first time (bit of *seen then set). */
+static bool sc_first(const char *k, size_t kn, const char *lit, unsigned bit, unsigned *seen)
+{
+	if (!sc_is(k, kn, lit) || (*seen & bit))
+		return false;
+	*seen |= bit;
+	return true;
+}
+
 /* Skips a scalar of the subset (string or integer). */
 static bool sc_skip_scalar(scan *s)
 {
@@ -373,6 +388,16 @@ static bool sc_header(scan *s, int64_t *rev, int64_t *term, const char **cid, si
 	return sc_char(s, '}');
 }
 
+/* Room for entry n of *arr (*cap entries, grown to first, then doubled). */
+static etcd_wev *sc_room(const regent_host *h, etcd_wev **arr, size_t *cap, size_t n, size_t first)
+{
+	if (n == *cap) {
+		*cap = *cap ? 2 * *cap : first;
+		*arr = h->xrealloc(*arr, *cap * sizeof(**arr));
+	}
+	return &(*arr)[n];
+}
+
 static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *cap, size_t *n)
 {
 	if (!sc_char(s, '['))
@@ -380,11 +405,7 @@ static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *cap
 	if (sc_char(s, ']'))
 		return true;
 	do {
-		if (*n == *cap) {
-			*cap = *cap ? 2 * *cap : 64;
-			*evs = h->xrealloc(*evs, *cap * sizeof(**evs));
-		}
-		if (!sc_event(s, &(*evs)[*n]))
+		if (!sc_event(s, sc_room(h, evs, cap, *n, 64)))
 			return false;
 		(*n)++;
 	} while (sc_char(s, ','));
@@ -409,21 +430,16 @@ bool etcd_scan_watch_buf(const regent_host *h, const char *line, size_t len, etc
 	while (ok) {
 		const char *k;
 		size_t kn;
-		ok = sc_string(&s, &k, &kn) && sc_char(&s, ':');
-		if (!ok)
+		if (!(ok = sc_name(&s, &k, &kn)))
 			break;
-		if (sc_is(k, kn, "header") && !(seen & 1)) {
-			seen |= 1;
+		if (sc_first(k, kn, "header", 1, &seen))
 			ok = sc_header(&s, rev, NULL, NULL, NULL);
-		} else if (sc_is(k, kn, "events") && !(seen & 2)) {
-			seen |= 2;
+		else if (sc_first(k, kn, "events", 2, &seen))
 			ok = sc_events(h, &s, evs, cap, n);
-		} else if (sc_is(k, kn, "watch_id") && !(seen & 4)) {
-			seen |= 4;
+		else if (sc_first(k, kn, "watch_id", 4, &seen))
 			ok = sc_skip_scalar(&s);
-		} else {
+		else
 			ok = false; /* created, canceled, a duplicate, anything new */
-		}
 		if (ok && !sc_char(&s, ','))
 			break;
 	}
@@ -478,11 +494,7 @@ static bool sc_kvs(const regent_host *h, scan *s, etcd_range *r, size_t *cap)
 	if (sc_char(s, ']'))
 		return true;
 	do {
-		if (r->n == *cap) {
-			*cap = *cap ? 2 * *cap : 256;
-			r->kvs = h->xrealloc(r->kvs, *cap * sizeof(*r->kvs));
-		}
-		etcd_wev *kv = &r->kvs[r->n];
+		etcd_wev *kv = sc_room(h, &r->kvs, cap, r->n, 256);
 		*kv = (etcd_wev){0};
 		if (!sc_kv(s, kv))
 			return false;
@@ -502,24 +514,18 @@ bool etcd_scan_range(const regent_host *h, const char *body, size_t len, etcd_ra
 		do {
 			const char *k;
 			size_t kn;
-			ok = sc_string(&s, &k, &kn) && sc_char(&s, ':');
-			if (!ok)
+			if (!(ok = sc_name(&s, &k, &kn)))
 				break;
-			if (sc_is(k, kn, "header") && !(seen & 1)) {
-				seen |= 1;
+			if (sc_first(k, kn, "header", 1, &seen))
 				ok = sc_header(&s, &r->rev, &r->term, &r->cid, &r->cid_len);
-			} else if (sc_is(k, kn, "kvs") && !(seen & 2)) {
-				seen |= 2;
+			else if (sc_first(k, kn, "kvs", 2, &seen))
 				ok = sc_kvs(h, &s, r, &cap);
-			} else if (sc_is(k, kn, "more") && !(seen & 4)) {
-				seen |= 4;
+			else if (sc_first(k, kn, "more", 4, &seen))
 				ok = sc_bool(&s, &r->more);
-			} else if (sc_is(k, kn, "count") && !(seen & 8)) {
-				seen |= 8;
+			else if (sc_first(k, kn, "count", 8, &seen))
 				ok = sc_skip_scalar(&s);
-			} else {
+			else
 				ok = false; /* an error, a duplicate, anything new */
-			}
 		} while (ok && sc_char(&s, ','));
 		ok = ok && sc_char(&s, '}');
 	}
@@ -534,21 +540,26 @@ bool etcd_scan_range(const regent_host *h, const char *body, size_t len, etcd_ra
 	return ok;
 }
 
+etcd_wev etcd_json_kv(const json_t *kv)
+{
+	etcd_wev w = {0};
+	w.key = json_string_value(json_object_get(kv, "key"));
+	w.key_len = w.key ? strlen(w.key) : 0;
+	w.value = json_string_value(json_object_get(kv, "value"));
+	w.value_len = w.value ? strlen(w.value) : 0;
+	etcd_json_int64(json_object_get(kv, "mod_revision"), &w.mod_rev);
+	return w;
+}
+
 etcd_wev *etcd_json_events(const regent_host *h, const json_t *events, size_t *n)
 {
 	*n = json_array_size(events);
 	etcd_wev *evs = h->xcalloc(*n + 1, sizeof(*evs));
 	for (size_t i = 0; i < *n; i++) {
 		const json_t *ev = json_array_get(events, i);
-		const json_t *kv = json_object_get(ev, "kv");
 		const char *type = json_string_value(json_object_get(ev, "type"));
-		etcd_wev *w = &evs[i];
-		w->key = json_string_value(json_object_get(kv, "key"));
-		w->key_len = w->key ? strlen(w->key) : 0;
-		w->value = json_string_value(json_object_get(kv, "value"));
-		w->value_len = w->value ? strlen(w->value) : 0;
-		etcd_json_int64(json_object_get(kv, "mod_revision"), &w->mod_rev);
-		w->del = type && strcmp(type, "DELETE") == 0;
+		evs[i] = etcd_json_kv(json_object_get(ev, "kv"));
+		evs[i].del = type && strcmp(type, "DELETE") == 0;
 	}
 	return evs;
 }

@@ -110,6 +110,10 @@ typedef struct etcd_range {
 } etcd_range;
 bool etcd_scan_range(const regent_host *h, const char *body, size_t len, etcd_range *r);
 
+/* A kv object parsed by jansson, as the scanners read one (pointing into
+ * the tree; del false). */
+etcd_wev etcd_json_kv(const json_t *kv);
+
 /* The events of a watch response parsed by jansson (`events`, the
  * result's array), as etcd_scan_watch gives them: pointing into the tree,
  * which must outlive them.  malloc'd array of *n (never NULL). */

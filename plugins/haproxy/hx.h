@@ -285,6 +285,10 @@ void hx_master_release(hx_master *m, bool killed);
 /* waitid()'s P_PIDFD (Linux 5.4): glibc declares it as an enumerator only
  * (no macro to test with #ifdef); an older kernel answers EINVAL. */
 #define HX_P_PIDFD ((idtype_t)3)
+/* waitid(P_PIDFD, WNOHANG): true when the child behind pidfd was reaped
+ * (its exit status, or the signal that ended it); false while it runs, or
+ * when it is not this process's child (ECHILD). */
+bool hx_pidfd_reaped(int pidfd, int64_t *status, int *sig);
 /* Reaps the process behind pidfd (a child of this process, adopted through
  * it, just sent SIGKILL) once it exits, and closes pidfd (taken over). */
 void hx_pidfd_reap(uv_loop_t *loop, int pidfd);

@@ -187,11 +187,10 @@ static void on_pidfd(uv_poll_t *p, int status, int events)
 	hx_sup *s = p->data;
 	/* Our own child left by the instance this one replaced: reap it
 	 * (ECHILD for one an earlier regent started). */
-	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	if (waitid(HX_P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
-		bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
-		gone(s, sig ? 0 : si.si_status, sig ? si.si_status : 0, true);
+	int64_t st;
+	int sig;
+	if (hx_pidfd_reaped(s->pidfd, &st, &sig)) {
+		gone(s, st, sig, true);
 		return;
 	}
 	gone(s, 0, 0, false);

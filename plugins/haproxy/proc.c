@@ -195,14 +195,26 @@ static void pidfd_reap_closed(uv_handle_t *h)
 	free(r);
 }
 
+bool hx_pidfd_reaped(int pidfd, int64_t *status, int *sig)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	if (waitid(HX_P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) != 0 || !si.si_pid)
+		return false;
+	bool killed = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+	*status = killed ? 0 : si.si_status;
+	*sig = killed ? si.si_status : 0;
+	return true;
+}
+
 static void pidfd_reap_ready(uv_poll_t *p, int status, int events)
 {
 	(void)status;
 	(void)events;
 	pidfd_reap *r = p->data;
-	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	(void)waitid(HX_P_PIDFD, (id_t)r->pidfd, &si, WEXITED | WNOHANG);
+	int64_t st;
+	int sig;
+	(void)hx_pidfd_reaped(r->pidfd, &st, &sig);
 	uv_poll_stop(p);
 	uv_close((uv_handle_t *)p, pidfd_reap_closed);
 }

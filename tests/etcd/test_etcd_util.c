@@ -275,13 +275,7 @@ static void range_same_as_jansson(const char *body, size_t want_n, bool want_mor
 	json_t *kvs = json_object_get(j, "kvs");
 	assert_int_equal(json_array_size(kvs), rg.n);
 	for (size_t i = 0; i < rg.n; i++) {
-		json_t *kv = json_array_get(kvs, i);
-		etcd_wev w = {0};
-		w.key = json_string_value(json_object_get(kv, "key"));
-		w.key_len = w.key ? strlen(w.key) : 0;
-		w.value = json_string_value(json_object_get(kv, "value"));
-		w.value_len = w.value ? strlen(w.value) : 0;
-		etcd_json_int64(json_object_get(kv, "mod_revision"), &w.mod_rev);
+		etcd_wev w = etcd_json_kv(json_array_get(kvs, i));
 		assert_true(etcd_wev_equal(&rg.kvs[i], &w));
 	}
 	json_decref(j);

@@ -137,13 +137,7 @@ static void check_range(const uint8_t *data, size_t size)
 	json_t *kvs = json_object_get(j, "kvs");
 	CHECK(json_array_size(kvs) == rg.n, "%zu kvs, jansson %zu", rg.n, json_array_size(kvs));
 	for (size_t i = 0; i < rg.n; i++) {
-		json_t *kv = json_array_get(kvs, i);
-		etcd_wev w = {0};
-		w.key = json_string_value(json_object_get(kv, "key"));
-		w.key_len = w.key ? strlen(w.key) : 0;
-		w.value = json_string_value(json_object_get(kv, "value"));
-		w.value_len = w.value ? strlen(w.value) : 0;
-		etcd_json_int64(json_object_get(kv, "mod_revision"), &w.mod_rev);
+		etcd_wev w = etcd_json_kv(json_array_get(kvs, i));
 		CHECK(etcd_wev_equal(&rg.kvs[i], &w), "kv %zu differs from jansson's", i);
 	}
 	json_decref(j);
