@@ -295,13 +295,22 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	          .code = -1,
 	          .msg = res->error_msg,
 	          .res = res};
+	etcd_range rg = {0};
 	if (!r.err && res->body && res->body_len) {
 		json_error_t jerr;
 		if (c->op == OP_TXN && res->status == 200 &&
-		    etcd_txn_header_fields(res->body, res->body_len, &r.rev, &r.term))
+		    etcd_txn_header_fields(res->body, res->body_len, &r.rev, &r.term)) {
 			r.hdr = true;
-		else
+		} else if (c->op == OP_RANGE && res->status == 200 &&
+		           etcd_scan_range(e->h, res->body, res->body_len, &rg)) {
+			/* The discovery's pages (2.9 MB for 10,000 keys) without a
+			 * JSON tree: ~460 M instructions of jansson's at 10,000. */
+			r.range = &rg;
+			r.rev = rg.rev;
+			r.term = rg.term;
+		} else {
 			r.json = json_loadb(res->body, res->body_len, JSON_DISABLE_EOF_CHECK, &jerr);
+		}
 	}
 	/* Errors: {"error":m,"message":m,"code":N} (unary) or, from streams,
 	 * {"error":{"grpc_code":N,"http_code":N,"message":m}}. */
@@ -316,7 +325,8 @@ static void on_call_done(void *arg, const regent_http_result *res)
 		if (!r.msg)
 			r.msg = json_string_value(err);
 	}
-	if (!r.err && r.status == 200 && c->op != OP_WATCH && !r.hdr && !json_is_object(r.json)) {
+	if (!r.err && r.status == 200 && c->op != OP_WATCH && !r.hdr && !r.range &&
+	    !json_is_object(r.json)) {
 		r.err = -EPROTO;
 		r.msg = "response is not a JSON object";
 	}
@@ -331,9 +341,9 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	} else if (c->op != OP_WATCH) {
 		/* c->req still set: nothing restarts this very call */
 		int64_t term = r.term;
-		if (r.hdr || etcd_json_int64(json_object_get(json_object_get(r.json, "header"),
-		                                             "raft_term"),
-		                             &term))
+		if (r.hdr || (r.range && term > 0) ||
+		    etcd_json_int64(json_object_get(json_object_get(r.json, "header"), "raft_term"),
+		                    &term))
 			saw_term(e, c, term);
 		answered(e);
 		e->leader_back = false;
@@ -348,6 +358,7 @@ static void on_call_done(void *arg, const regent_http_result *res)
 	e->in_no_leader = no_leader(&r) || (c->op == OP_WATCH && e->watch_noleader);
 	handlers[c->op](e, c, &r); /* may free e (stop finished) */
 	json_decref(j);
+	free(rg.kvs);
 }
 
 /* Starts call `op` in its slot (body is stolen).  Returns 0 or a

@@ -73,14 +73,10 @@ static void pager_set_next(etcd *e, pager *p, char *key, size_t klen)
 	p->next_len = klen + 1;
 }
 
-bool pager_after(etcd *e, pager *p, json_t *json, int *skipped)
+/* After a page: key (malloc'd, taken; NULL when the page had none or it
+ * did not decode) is its last one, more etcd's "more". */
+static bool pager_next(etcd *e, pager *p, bool more, char *key, size_t klen, int *skipped)
 {
-	json_t *kvs = json_object_get(json, "kvs");
-	size_t n = json_array_size(kvs);
-	const char *k64 = n ? json_string_value(json_object_get(json_array_get(kvs, n - 1), "key"))
-	                    : NULL;
-	size_t klen = 0;
-	char *key = k64 ? e->h->base64_decode(k64, &klen) : NULL;
 	if (p->find_key) {
 		p->find_key = false;
 		if (!key)
@@ -97,12 +93,39 @@ bool pager_after(etcd *e, pager *p, json_t *json, int *skipped)
 		pager_set_next(e, p, key, klen);
 		return true;
 	}
-	if (json_is_true(json_object_get(json, "more")) && key) {
+	if (more && key) {
 		pager_set_next(e, p, key, klen);
 		return true;
 	}
 	free(key);
 	return false;
+}
+
+bool pager_after(etcd *e, pager *p, json_t *json, int *skipped)
+{
+	json_t *kvs = json_object_get(json, "kvs");
+	size_t n = json_array_size(kvs);
+	const char *k64 = n ? json_string_value(json_object_get(json_array_get(kvs, n - 1), "key"))
+	                    : NULL;
+	size_t klen = 0;
+	char *key = k64 ? e->h->base64_decode(k64, &klen) : NULL;
+	return pager_next(e, p, json_is_true(json_object_get(json, "more")), key, klen, skipped);
+}
+
+/* The same for a page read by etcd_scan_range. */
+static bool pager_after_scanned(etcd *e, pager *p, const etcd_range *rg)
+{
+	const etcd_wev *last = rg->n ? &rg->kvs[rg->n - 1] : NULL;
+	size_t klen = 0;
+	char *key = NULL;
+	if (last) {
+		key = e->h->xmalloc(last->key_len / 4 * 3 + 4);
+		if (!etcd_b64_decode(last->key, last->key_len, key, &klen)) {
+			free(key);
+			key = NULL;
+		}
+	}
+	return pager_next(e, p, rg->more, key, klen, NULL);
 }
 
 bool decode_kv(etcd *e, json_t *kv, char **key, size_t *klen, char **val, size_t *vlen,
@@ -214,6 +237,62 @@ static void range_fail(etcd *e, call *c, resp *r)
 	disc_retry(e, retry_delay(e, &e->disc_bo, r, moved));
 }
 
+static void undecodable(etcd *e, int ep)
+{
+	e->h->log(e->ctx, REGENT_LOG_WARN, "skipped an undecodable entry of %s/ from %s", e->prefix,
+	          e->eps[ep]);
+}
+
+/* A page's entries into the view being read: parsed by jansson ... */
+static void put_json(etcd *e, json_t *kvs, int ep)
+{
+	size_t i;
+	json_t *kv;
+	json_array_foreach(kvs, i, kv)
+	{
+		char *key, *val;
+		size_t klen = 0, vlen = 0;
+		int64_t mr;
+		if (!decode_kv(e, kv, &key, &klen, &val, &vlen, &mr)) {
+			undecodable(e, ep);
+			continue;
+		}
+		view_put(e, &e->pending, e->have_view ? &e->cur : NULL, key, klen, val, vlen, mr);
+		free(key);
+		free(val);
+	}
+}
+
+/* ... or read by etcd_scan_range: keys and values decoded into one buffer
+ * reused for the page (view_put copies what it keeps). */
+static void put_scanned(etcd *e, const etcd_range *rg, int ep)
+{
+	size_t kmax = 0, vmax = 0;
+	for (size_t i = 0; i < rg->n; i++) {
+		if (rg->kvs[i].key_len > kmax)
+			kmax = rg->kvs[i].key_len;
+		if (rg->kvs[i].value_len > vmax)
+			vmax = rg->kvs[i].value_len;
+	}
+	size_t kroom = kmax / 4 * 3 + 4;
+	char *buf = e->h->xmalloc(kroom + vmax / 4 * 3 + 4);
+	char *key = buf, *val = buf + kroom;
+	for (size_t i = 0; i < rg->n; i++) {
+		const etcd_wev *kv = &rg->kvs[i];
+		size_t klen = 0, vlen = 0;
+		if (!etcd_b64_decode(kv->key, kv->key_len, key, &klen) ||
+		    (kv->value && !etcd_b64_decode(kv->value, kv->value_len, val, &vlen))) {
+			undecodable(e, ep);
+			continue;
+		}
+		if (!kv->value)
+			val[0] = '\0';
+		view_put(e, &e->pending, e->have_view ? &e->cur : NULL, key, klen, val, vlen,
+		         kv->mod_rev);
+	}
+	free(buf);
+}
+
 void range_done(etcd *e, call *c, resp *r)
 {
 	if (failure_kind(r) != F_NONE) {
@@ -224,9 +303,11 @@ void range_done(etcd *e, call *c, resp *r)
 		range_fail(e, c, r);
 		return;
 	}
+	const etcd_range *rg = r->range;
 	json_t *hdr = json_object_get(r->json, "header");
 	int64_t rev = 0;
-	if (!etcd_json_int64(json_object_get(hdr, "revision"), &rev) || rev <= 0) {
+	if (rg ? (rev = rg->rev) <= 0
+	       : !etcd_json_int64(json_object_get(hdr, "revision"), &rev) || rev <= 0) {
 		r->err = -EPROTO;
 		r->msg = "range answer without header.revision";
 		range_fail(e, c, r);
@@ -234,41 +315,35 @@ void range_done(etcd *e, call *c, resp *r)
 	}
 	if (!e->range.rev)
 		e->range.rev = rev;
-	const char *cid = json_string_value(json_object_get(hdr, "cluster_id"));
+	/* (copied now: the answer is gone once the next page is asked for) */
+	char *cid = NULL;
+	if (rg && rg->cid)
+		cid = e->h->xstrndup(rg->cid, rg->cid_len);
+	else if (!rg && json_string_value(json_object_get(hdr, "cluster_id")))
+		cid = e->h->xstrdup(json_string_value(json_object_get(hdr, "cluster_id")));
 	json_t *kvs = json_object_get(r->json, "kvs");
-	size_t i;
-	json_t *kv;
 	int ep = c->ep; /* the slot is the next page's once that is asked for */
 	bool keys = !e->range.find_key;
 	/* The next page is asked for before this one is decoded: etcd prepares
 	 * it while the agent decodes (each on its own core), instead of one
 	 * waiting for the other page after page.  Answers come one at a time,
 	 * in order (one call slot), on later loop turns. */
-	bool more = pager_after(e, &e->range, r->json, NULL);
+	bool more = rg ? pager_after_scanned(e, &e->range, rg) : pager_after(e, &e->range, r->json, NULL);
 	if (more) {
 		range_page(e);
-		if (e->dstate != D_RANGE)
+		if (e->dstate != D_RANGE) {
+			free(cid);
 			return; /* could not ask: the read starts over after a backoff */
-	}
-	if (keys)
-		json_array_foreach(kvs, i, kv)
-		{
-			char *key, *val;
-			size_t klen = 0, vlen = 0;
-			int64_t mr;
-			if (!decode_kv(e, kv, &key, &klen, &val, &vlen, &mr)) {
-				e->h->log(e->ctx, REGENT_LOG_WARN,
-				          "skipped an undecodable entry of %s/ from %s", e->prefix,
-				          e->eps[ep]);
-				continue;
-			}
-			view_put(e, &e->pending, e->have_view ? &e->cur : NULL, key, klen, val, vlen,
-			         mr);
-			free(key);
-			free(val);
 		}
-	if (more)
+	}
+	if (keys && rg)
+		put_scanned(e, rg, ep);
+	else if (keys)
+		put_json(e, kvs, ep);
+	if (more) {
+		free(cid);
 		return;
+	}
 	/* Complete: this read replaces the view. */
 	view_clear(e, &e->cur);
 	e->cur = e->pending;
@@ -277,7 +352,7 @@ void range_done(etcd *e, call *c, resp *r)
 	e->wrev = e->range.rev;
 	pager_reset(&e->range);
 	free(e->cluster_id);
-	e->cluster_id = cid ? e->h->xstrdup(cid) : NULL;
+	e->cluster_id = cid;
 	e->h->log(e->ctx, REGENT_LOG_INFO, "read %s/ at revision %lld from %s: %zu services, %zu keys",
 	          e->prefix, (long long)e->wrev, e->eps[ep], e->h->map_size(e->cur.svcs),
 	          view_nkeys(&e->cur));

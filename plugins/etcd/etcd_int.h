@@ -261,6 +261,9 @@ typedef struct resp {
 	const regent_http_result *res; /* the answer (NULL in a made-up resp) */
 	bool hdr;        /* a txn's success: only its header read (rev, term) */
 	int64_t rev, term;
+	/* a range answer of the common shape, read without a JSON tree
+	 * (etcd_scan_range; json NULL, rev and term its header's) */
+	const etcd_range *range;
 } resp;
 
 enum fkind { F_NONE, F_ROTATE, F_AUTH, F_LEASE, F_COMPACTED, F_OTHER };

@@ -252,6 +252,21 @@ static bool sc_is(const char *k, size_t n, const char *lit)
 	return strlen(lit) == n && memcmp(k, lit, n) == 0;
 }
 
+/* An object member's name and its colon. */
+static bool sc_name(scan *s, const char **k, size_t *kn)
+{
+	return sc_string(s, k, kn) && sc_char(s, ':');
+}
+
+/* Whether member k is lit, the first time (bit of *seen then set). */
+static bool sc_first(const char *k, size_t kn, const char *lit, unsigned bit, unsigned *seen)
+{
+	if (!sc_is(k, kn, lit) || (*seen & bit))
+		return false;
+	*seen |= bit;
+	return true;
+}
+
 /* Skips a scalar of the subset (string or integer). */
 static bool sc_skip_scalar(scan *s)
 {
@@ -340,10 +355,11 @@ static bool sc_event(scan *s, etcd_wev *ev)
 	return (seen & 2) && sc_char(s, '}');
 }
 
-/* "header": {"revision": N, other scalars} */
-static bool sc_header(scan *s, int64_t *rev)
+/* "header": {"revision": N, other scalars}; a range answer's also its
+ * "raft_term" and "cluster_id" (term, cid: NULL when not wanted) */
+static bool sc_header(scan *s, int64_t *rev, int64_t *term, const char **cid, size_t *cidn)
 {
-	bool seen = false;
+	unsigned seen = 0;
 	if (!sc_char(s, '{'))
 		return false;
 	if (sc_char(s, '}'))
@@ -354,14 +370,32 @@ static bool sc_header(scan *s, int64_t *rev)
 		if (!sc_string(s, &k, &kn) || !sc_char(s, ':'))
 			return false;
 		if (sc_is(k, kn, "revision")) {
-			if (seen || !sc_int64(s, rev))
+			if ((seen & 1) || !sc_int64(s, rev))
 				return false;
-			seen = true;
+			seen |= 1;
+		} else if (term && sc_is(k, kn, "raft_term")) {
+			if ((seen & 2) || !sc_int64(s, term))
+				return false;
+			seen |= 2;
+		} else if (cid && sc_is(k, kn, "cluster_id")) {
+			if ((seen & 4) || !sc_string(s, cid, cidn))
+				return false;
+			seen |= 4;
 		} else if (!sc_skip_scalar(s)) {
 			return false;
 		}
 	} while (sc_char(s, ','));
 	return sc_char(s, '}');
+}
+
+/* Room for entry n of *arr (*cap entries, grown to first, then doubled). */
+static etcd_wev *sc_room(const regent_host *h, etcd_wev **arr, size_t *cap, size_t n, size_t first)
+{
+	if (n == *cap) {
+		*cap = *cap ? 2 * *cap : first;
+		*arr = h->xrealloc(*arr, *cap * sizeof(**arr));
+	}
+	return &(*arr)[n];
 }
 
 static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *cap, size_t *n)
@@ -371,11 +405,7 @@ static bool sc_events(const regent_host *h, scan *s, etcd_wev **evs, size_t *cap
 	if (sc_char(s, ']'))
 		return true;
 	do {
-		if (*n == *cap) {
-			*cap = *cap ? 2 * *cap : 64;
-			*evs = h->xrealloc(*evs, *cap * sizeof(**evs));
-		}
-		if (!sc_event(s, &(*evs)[*n]))
+		if (!sc_event(s, sc_room(h, evs, cap, *n, 64)))
 			return false;
 		(*n)++;
 	} while (sc_char(s, ','));
@@ -400,21 +430,16 @@ bool etcd_scan_watch_buf(const regent_host *h, const char *line, size_t len, etc
 	while (ok) {
 		const char *k;
 		size_t kn;
-		ok = sc_string(&s, &k, &kn) && sc_char(&s, ':');
-		if (!ok)
+		if (!(ok = sc_name(&s, &k, &kn)))
 			break;
-		if (sc_is(k, kn, "header") && !(seen & 1)) {
-			seen |= 1;
-			ok = sc_header(&s, rev);
-		} else if (sc_is(k, kn, "events") && !(seen & 2)) {
-			seen |= 2;
+		if (sc_first(k, kn, "header", 1, &seen))
+			ok = sc_header(&s, rev, NULL, NULL, NULL);
+		else if (sc_first(k, kn, "events", 2, &seen))
 			ok = sc_events(h, &s, evs, cap, n);
-		} else if (sc_is(k, kn, "watch_id") && !(seen & 4)) {
-			seen |= 4;
+		else if (sc_first(k, kn, "watch_id", 4, &seen))
 			ok = sc_skip_scalar(&s);
-		} else {
+		else
 			ok = false; /* created, canceled, a duplicate, anything new */
-		}
 		if (ok && !sc_char(&s, ','))
 			break;
 	}
@@ -443,21 +468,98 @@ bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_we
 	return ok;
 }
 
+/* true or false */
+static bool sc_bool(scan *s, bool *out)
+{
+	sc_ws(s);
+	size_t left = (size_t)(s->end - s->p);
+	if (left >= 4 && memcmp(s->p, "true", 4) == 0) {
+		s->p += 4;
+		*out = true;
+		return true;
+	}
+	if (left >= 5 && memcmp(s->p, "false", 5) == 0) {
+		s->p += 5;
+		*out = false;
+		return true;
+	}
+	return false;
+}
+
+/* "kvs": [{kv}, ..] */
+static bool sc_kvs(const regent_host *h, scan *s, etcd_range *r, size_t *cap)
+{
+	if (!sc_char(s, '['))
+		return false;
+	if (sc_char(s, ']'))
+		return true;
+	do {
+		etcd_wev *kv = sc_room(h, &r->kvs, cap, r->n, 256);
+		*kv = (etcd_wev){0};
+		if (!sc_kv(s, kv))
+			return false;
+		r->n++;
+	} while (sc_char(s, ','));
+	return sc_char(s, ']');
+}
+
+bool etcd_scan_range(const regent_host *h, const char *body, size_t len, etcd_range *r)
+{
+	scan s = {body, body + len};
+	unsigned seen = 0;
+	size_t cap = 0;
+	*r = (etcd_range){0};
+	bool ok = sc_char(&s, '{');
+	if (ok && !sc_char(&s, '}')) {
+		do {
+			const char *k;
+			size_t kn;
+			if (!(ok = sc_name(&s, &k, &kn)))
+				break;
+			if (sc_first(k, kn, "header", 1, &seen))
+				ok = sc_header(&s, &r->rev, &r->term, &r->cid, &r->cid_len);
+			else if (sc_first(k, kn, "kvs", 2, &seen))
+				ok = sc_kvs(h, &s, r, &cap);
+			else if (sc_first(k, kn, "more", 4, &seen))
+				ok = sc_bool(&s, &r->more);
+			else if (sc_first(k, kn, "count", 8, &seen))
+				ok = sc_skip_scalar(&s);
+			else
+				ok = false; /* an error, a duplicate, anything new */
+		} while (ok && sc_char(&s, ','));
+		ok = ok && sc_char(&s, '}');
+	}
+	if (ok) {
+		sc_ws(&s);
+		ok = s.p == s.end && (seen & 1);
+	}
+	if (!ok) {
+		free(r->kvs);
+		*r = (etcd_range){0};
+	}
+	return ok;
+}
+
+etcd_wev etcd_json_kv(const json_t *kv)
+{
+	etcd_wev w = {0};
+	w.key = json_string_value(json_object_get(kv, "key"));
+	w.key_len = w.key ? strlen(w.key) : 0;
+	w.value = json_string_value(json_object_get(kv, "value"));
+	w.value_len = w.value ? strlen(w.value) : 0;
+	etcd_json_int64(json_object_get(kv, "mod_revision"), &w.mod_rev);
+	return w;
+}
+
 etcd_wev *etcd_json_events(const regent_host *h, const json_t *events, size_t *n)
 {
 	*n = json_array_size(events);
 	etcd_wev *evs = h->xcalloc(*n + 1, sizeof(*evs));
 	for (size_t i = 0; i < *n; i++) {
 		const json_t *ev = json_array_get(events, i);
-		const json_t *kv = json_object_get(ev, "kv");
 		const char *type = json_string_value(json_object_get(ev, "type"));
-		etcd_wev *w = &evs[i];
-		w->key = json_string_value(json_object_get(kv, "key"));
-		w->key_len = w->key ? strlen(w->key) : 0;
-		w->value = json_string_value(json_object_get(kv, "value"));
-		w->value_len = w->value ? strlen(w->value) : 0;
-		etcd_json_int64(json_object_get(kv, "mod_revision"), &w->mod_rev);
-		w->del = type && strcmp(type, "DELETE") == 0;
+		evs[i] = etcd_json_kv(json_object_get(ev, "kv"));
+		evs[i].del = type && strcmp(type, "DELETE") == 0;
 	}
 	return evs;
 }

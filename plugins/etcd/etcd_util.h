@@ -90,6 +90,30 @@ bool etcd_scan_watch(const regent_host *h, const char *line, size_t len, etcd_we
 bool etcd_scan_watch_buf(const regent_host *h, const char *line, size_t len, etcd_wev **evs,
                          size_t *cap, size_t *n, int64_t *rev);
 
+/* A range answer (/v3/kv/range) of the common shape, {"header":
+ * {"cluster_id", "member_id", "revision", "raft_term"}, "kvs": [{"key",
+ * "value", "mod_revision", "create_revision", "version", "lease"}, ..],
+ * "more": bool, "count"}, read as etcd_scan_watch reads a watch line (the
+ * same subset of JSON; anything else returns false with nothing to free,
+ * and the caller parses it with jansson).  The discovery's first read of
+ * 10,000 keys is ~2.9 MB of such text.  On true: kvs (malloc'd, NULL when
+ * n is 0; key and value point into body, del false), the header's
+ * revision and raft_term (0 when absent), its cluster_id (NULL when
+ * absent; cid_len bytes into body, no NUL), more. */
+typedef struct etcd_range {
+	etcd_wev *kvs;
+	size_t n;
+	int64_t rev, term;
+	const char *cid;
+	size_t cid_len;
+	bool more;
+} etcd_range;
+bool etcd_scan_range(const regent_host *h, const char *body, size_t len, etcd_range *r);
+
+/* A kv object parsed by jansson, as the scanners read one (pointing into
+ * the tree; del false). */
+etcd_wev etcd_json_kv(const json_t *kv);
+
 /* The events of a watch response parsed by jansson (`events`, the
  * result's array), as etcd_scan_watch gives them: pointing into the tree,
  * which must outlive them.  malloc'd array of *n (never NULL). */

@@ -130,7 +130,9 @@ const char *hx_ip_str(const hx_ip *ip, char *buf)
 {
 	static const raw_ip zero;
 	const raw_ip *r = ip->h && ip->h < A.n ? &A.ips[ip->h] : &zero;
-	if (!inet_ntop(r->v6 ? AF_INET6 : AF_INET, r->b, buf, HX_ADDR_MAX))
+	if (!r->v6)
+		return hx_ip4_str(r->b, buf);
+	if (!inet_ntop(AF_INET6, r->b, buf, HX_ADDR_MAX))
 		buf[0] = '\0';
 	return buf;
 }

@@ -127,7 +127,7 @@ static void gone(hx_sup *s, int64_t status, int sig, bool known)
 	s->ready = NULL;
 	unwatch(s);
 	if (s->child) {
-		hx_master_release(s->child);
+		hx_master_release(s->child, false);
 		s->child = NULL;
 	}
 	if (s->killing || s->stopping) {
@@ -185,17 +185,14 @@ static void on_pidfd(uv_poll_t *p, int status, int events)
 	(void)status;
 	(void)events;
 	hx_sup *s = p->data;
-#ifdef P_PIDFD
 	/* Our own child left by the instance this one replaced: reap it
 	 * (ECHILD for one an earlier regent started). */
-	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	if (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
-		bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
-		gone(s, sig ? 0 : si.si_status, sig ? si.si_status : 0, true);
+	int64_t st;
+	int sig;
+	if (hx_pidfd_reaped(s->pidfd, &st, &sig)) {
+		gone(s, st, sig, true);
 		return;
 	}
-#endif
 	gone(s, 0, 0, false);
 }
 
@@ -559,11 +556,20 @@ void hx_sup_free(hx_sup *s)
 		        s->pid);
 		send_signal(s, SIGKILL);
 	}
+	bool killed = s->killing && s->pid;
 	s->stopping = true;
 	s->killing = false;
 	quiesce(s);
+	/* Adopted: a child of this process if the instance it replaced started
+	 * it (reaped through the pidfd, once the watch's handle is closed:
+	 * one poll handle an fd), init's otherwise. */
+	int reap_fd = killed && !s->child ? s->pidfd : -1;
+	if (reap_fd >= 0)
+		s->pidfd = -1;
 	unwatch(s);
-	hx_master_release(s->child); /* left running */
+	if (reap_fd >= 0)
+		hx_pidfd_reap(s->c.loop, reap_fd);
+	hx_master_release(s->child, killed); /* left running, or reaped once dead */
 	hx_fdkeep_free(s->keep);
 	s->c.h->timer_close(&s->t_restart);
 	s->c.h->timer_close(&s->t_kill);

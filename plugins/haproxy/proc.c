@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -161,15 +162,75 @@ void hx_master_kill(hx_master *m, int sig)
 		kill(m->pid, sig);
 }
 
-void hx_master_release(hx_master *m)
+void hx_master_release(hx_master *m, bool killed)
 {
 	if (!m || m->released)
 		return;
 	m->released = true;
+	/* A master just sent SIGKILL (a stop that outlived stop_timeout, say)
+	 * has nobody else to reap it: its SIGCHLD is still awaited, here, and
+	 * the handle closes once its exit is reaped (master_sigchld), rather
+	 * than a zombie for the rest of regent's life.  SIGKILL ends even a
+	 * stopped process: the wait is short, and at shutdown the loop waits
+	 * for it. */
+	if (killed && !m->exited)
+		return;
 	/* A running master is left running: the handle is closed at once so
 	 * that nothing keeps the loop (and regent's exit) waiting; whoever
 	 * adopts it reaps it through its pidfd (master.c). */
 	master_close(m);
+}
+
+/* ---- the reap of an adopted master of ours after a SIGKILL ---- */
+
+typedef struct pidfd_reap {
+	uv_poll_t poll;
+	int pidfd;
+} pidfd_reap;
+
+static void pidfd_reap_closed(uv_handle_t *h)
+{
+	pidfd_reap *r = h->data;
+	close(r->pidfd);
+	free(r);
+}
+
+bool hx_pidfd_reaped(int pidfd, int64_t *status, int *sig)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	if (waitid(HX_P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) != 0 || !si.si_pid)
+		return false;
+	bool killed = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+	*status = killed ? 0 : si.si_status;
+	*sig = killed ? si.si_status : 0;
+	return true;
+}
+
+static void pidfd_reap_ready(uv_poll_t *p, int status, int events)
+{
+	(void)status;
+	(void)events;
+	pidfd_reap *r = p->data;
+	int64_t st;
+	int sig;
+	(void)hx_pidfd_reaped(r->pidfd, &st, &sig);
+	uv_poll_stop(p);
+	uv_close((uv_handle_t *)p, pidfd_reap_closed);
+}
+
+void hx_pidfd_reap(uv_loop_t *loop, int pidfd)
+{
+	pidfd_reap *r = calloc(1, sizeof(*r));
+	if (!r || uv_poll_init(loop, &r->poll, pidfd) < 0) {
+		free(r);
+		close(pidfd);
+		return;
+	}
+	r->pidfd = pidfd;
+	r->poll.data = r;
+	if (uv_poll_start(&r->poll, UV_READABLE, pidfd_reap_ready) < 0)
+		pidfd_reap_ready(&r->poll, 0, 0);
 }
 
 /* ------------------------------------------------------------------ */

@@ -41,6 +41,23 @@ void hx_buf_free(hx_buf *b)
 
 /* ---- validation ---- */
 
+char *hx_ip4_str(const unsigned char b[4], char *out)
+{
+	char *p = out;
+	for (int i = 0; i < 4; i++) {
+		unsigned v = b[i];
+		if (i)
+			*p++ = '.';
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+	}
+	*p = '\0';
+	return out;
+}
+
 bool hx_valid_ip(const char *in, char *out, bool *v6)
 {
 	unsigned char bin[16];
@@ -50,7 +67,9 @@ bool hx_valid_ip(const char *in, char *out, bool *v6)
 		if (!memcmp(bin, "\0\0\0\0", 4))
 			return false; /* 0.0.0.0 means "the client's destination" to haproxy */
 		*v6 = false;
-		return !out || inet_ntop(AF_INET, bin, out, HX_ADDR_MAX) != NULL;
+		if (out)
+			hx_ip4_str(bin, out);
+		return true;
 	}
 	if (inet_pton(AF_INET6, in, bin) == 1) {
 		static const unsigned char any[16];

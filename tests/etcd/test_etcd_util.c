@@ -245,6 +245,97 @@ static void test_scan_watch(void **st)
 	                     1, 0);
 }
 
+/* A range answer: what the jansson path reads (etcd_disc.c range_done:
+ * header revision, raft_term, cluster_id, each kv, more) must be what the
+ * scanner reads, for every answer the scanner accepts. */
+static void range_same_as_jansson(const char *body, size_t want_n, bool want_more)
+{
+	etcd_range rg;
+	assert_true(etcd_scan_range(H, body, strlen(body), &rg));
+	assert_int_equal(rg.n, want_n);
+	assert_int_equal(rg.more, want_more);
+	json_error_t jerr;
+	json_t *j = json_loads(body, 0, &jerr);
+	assert_non_null(j);
+	json_t *hdr = json_object_get(j, "header");
+	int64_t jrev = 0, jterm = 0;
+	etcd_json_int64(json_object_get(hdr, "revision"), &jrev);
+	etcd_json_int64(json_object_get(hdr, "raft_term"), &jterm);
+	assert_int_equal(rg.rev, jrev);
+	assert_int_equal(rg.term, jterm);
+	const char *cid = json_string_value(json_object_get(hdr, "cluster_id"));
+	if (cid) {
+		assert_non_null(rg.cid);
+		assert_int_equal(rg.cid_len, strlen(cid));
+		assert_memory_equal(rg.cid, cid, rg.cid_len);
+	} else {
+		assert_null(rg.cid);
+	}
+	assert_int_equal(rg.more, json_is_true(json_object_get(j, "more")));
+	json_t *kvs = json_object_get(j, "kvs");
+	assert_int_equal(json_array_size(kvs), rg.n);
+	for (size_t i = 0; i < rg.n; i++) {
+		etcd_wev w = etcd_json_kv(json_array_get(kvs, i));
+		assert_true(etcd_wev_equal(&rg.kvs[i], &w));
+	}
+	json_decref(j);
+	free(rg.kvs);
+}
+
+static void range_declines(const char *body)
+{
+	etcd_range rg;
+	assert_false(etcd_scan_range(H, body, strlen(body), &rg));
+	assert_null(rg.kvs);
+	assert_int_equal(rg.n, 0);
+	assert_int_equal(rg.rev, 0);
+}
+
+#define KV1 "{\"key\":\"L2EvYi9j\",\"create_revision\":\"1999\",\"mod_revision\":\"1999\"," \
+            "\"version\":\"1\",\"value\":\"eyJhIjoxfQ==\"}"
+#define KV2 "{\"key\":\"L2EvYi9k\",\"mod_revision\":\"2000\",\"lease\":\"7\"}"
+
+static void test_scan_range(void **st)
+{
+	(void)st;
+	range_same_as_jansson("{" HDR ",\"kvs\":[" KV1 "," KV2 "],\"more\":true,\"count\":\"3\"}", 2,
+	                      true);
+	range_same_as_jansson("{" HDR ",\"kvs\":[" KV1 "],\"count\":\"1\"}", 1, false);
+	range_same_as_jansson(" { \"kvs\" : [ " KV2 " ] , \"more\" : false , " HDR " } \n", 1, false);
+	range_same_as_jansson("{" HDR "}", 0, false); /* an empty prefix */
+	range_same_as_jansson("{\"header\":{\"revision\":5},\"kvs\":[]}", 0, false);
+	range_same_as_jansson("{\"header\":{\"revision\":\"5\"},\"kvs\":[{\"key\":\"eA==\"}],"
+	                      "\"more\":true}",
+	                      1, true); /* keys_only */
+	/* 300 kvs: the array grows past its first 256 */
+	char *big = malloc(300 * sizeof(KV1) + 256);
+	assert_non_null(big);
+	char *p = big + sprintf(big, "{" HDR ",\"kvs\":[");
+	for (int i = 0; i < 300; i++)
+		p += sprintf(p, "%s" KV1, i ? "," : "");
+	sprintf(p, "],\"more\":true,\"count\":\"301\"}");
+	range_same_as_jansson(big, 300, true);
+	free(big);
+	/* what the jansson path handles */
+	range_declines("{\"error\":\"etcdserver: mvcc: required revision has been compacted\","
+	               "\"code\":11,\"message\":\"etcdserver: mvcc: required revision has been compacted\"}");
+	range_declines("{\"kvs\":[" KV1 "]}"); /* no header */
+	range_declines("{" HDR ",\"kvs\":[" KV1 "],\"more\":1}");
+	range_declines("{" HDR ",\"kvs\":[" KV1 "],\"more\":tru}");
+	range_declines("{" HDR ",\"kvs\":[" KV1 "],\"more\":true,\"more\":false}");
+	range_declines("{" HDR "," HDR "}");
+	range_declines("{\"header\":{\"revision\":\"1\",\"raft_term\":\"2\",\"raft_term\":\"3\"}}");
+	range_declines("{\"header\":{\"revision\":\"1\",\"cluster_id\":\"\\u0041\"}}");
+	range_declines("{" HDR ",\"kvs\":[{\"key\":\"a\",\"x\":1}]}");
+	range_declines("{" HDR ",\"kvs\":[{\"value\":\"a\"}]}");
+	range_declines("{" HDR ",\"kvs\":[" KV1 ",]}");
+	range_declines("{" HDR ",\"kvs\":[" KV1 "]");
+	range_declines("{" HDR ",\"kvs\":[" KV1 "]} x");
+	range_declines("{" HDR ",\"other\":1}");
+	range_declines("{}");
+	range_declines("");
+}
+
 /* The buffer variant: one buffer through lines of different sizes (grown
  * past its first 64 events, kept over a declined line), each line read as
  * etcd_scan_watch reads it. */
@@ -378,6 +469,7 @@ int main(void)
 		cmocka_unit_test(test_printable),
 		cmocka_unit_test(test_scan_watch),
 		cmocka_unit_test(test_scan_watch_buf),
+		cmocka_unit_test(test_scan_range),
 		cmocka_unit_test(test_b64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

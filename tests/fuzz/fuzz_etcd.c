@@ -112,6 +112,38 @@ static void check_watch_line(const uint8_t *data, size_t size)
 	free(evs);
 }
 
+/* A range answer the scanner accepts is valid JSON, and jansson reads the
+ * same header, kvs and "more" from it (etcd_disc.c range_done's two
+ * paths). */
+static void check_range(const uint8_t *data, size_t size)
+{
+	etcd_range rg;
+	if (!etcd_scan_range(H, (const char *)data, size, &rg)) {
+		CHECK(rg.kvs == NULL && rg.n == 0 && rg.rev == 0, "output on decline");
+		return;
+	}
+	json_t *j = json_loadb((const char *)data, size, 0, NULL);
+	CHECK(j != NULL, "range scanner accepted what jansson refuses");
+	json_t *hdr = json_object_get(j, "header");
+	int64_t jrev = 0, jterm = 0;
+	etcd_json_int64(json_object_get(hdr, "revision"), &jrev);
+	etcd_json_int64(json_object_get(hdr, "raft_term"), &jterm);
+	CHECK(jrev == rg.rev && jterm == rg.term, "range header differs from jansson's");
+	const char *cid = json_string_value(json_object_get(hdr, "cluster_id"));
+	CHECK(!cid == !rg.cid && (!cid || (strlen(cid) == rg.cid_len &&
+	                                   memcmp(cid, rg.cid, rg.cid_len) == 0)),
+	      "cluster_id differs from jansson's");
+	CHECK(rg.more == json_is_true(json_object_get(j, "more")), "more differs from jansson's");
+	json_t *kvs = json_object_get(j, "kvs");
+	CHECK(json_array_size(kvs) == rg.n, "%zu kvs, jansson %zu", rg.n, json_array_size(kvs));
+	for (size_t i = 0; i < rg.n; i++) {
+		etcd_wev w = etcd_json_kv(json_array_get(kvs, i));
+		CHECK(etcd_wev_equal(&rg.kvs[i], &w), "kv %zu differs from jansson's", i);
+	}
+	json_decref(j);
+	free(rg.kvs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool quiet;
@@ -130,6 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!nul)
 		check_value("svc", "n1/abc/80", data, size);
 	check_watch_line(data, size);
+	check_range(data, size);
 
 	char *p = etcd_printable(H, (const char *)data, size, 80);
 	CHECK(fz_clean(p, strlen(p), ""), "printable \"%s\"", p);

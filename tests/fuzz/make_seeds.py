@@ -55,6 +55,11 @@ put("etcd", "plain6", b"/backends/whoami/x\0[::1]:80")
 put("etcd", "port", b"/backends/whoami/port\0" + b"8000\n")
 put("etcd", "bad", b"/backends/web/id\0" + b"127.0.0.1:+80")
 put("etcd", "value-only", json.dumps(inst).encode())
+# a range answer page (the discovery's read; etcd_scan_range)
+put("etcd", "range", b'{"header":{"cluster_id":"14841639068965178418","member_id":"1","revision":"80",'
+    b'"raft_term":"2"},"kvs":[{"key":"L2ZsZWV0L2Evbi8x","create_revision":"5","mod_revision":"5",'
+    b'"version":"1","value":"MTI3LjAuMC4xOjgw"},{"key":"L2ZsZWV0L2IvcG9ydA==","mod_revision":"6",'
+    b'"lease":"7"}],"more":true,"count":"3"}')
 
 # consul: /v1/health/service and /v1/catalog/services answers
 health = [

@@ -12,6 +12,7 @@
 #include "host.h" /* the core's host table (regent_core) */
 #include "hx.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,24 @@ static void test_valid_ip(void **st)
 	for (size_t i = 0; bad[i]; i++)
 		assert_false(hx_valid_ip(bad[i], out, &v6));
 	assert_false(hx_valid_ip(NULL, out, &v6));
+}
+
+/* hx_ip4_str writes what inet_ntop writes, for every byte value in every
+ * position. */
+static void test_ip4_str(void **st)
+{
+	(void)st;
+	char a[HX_ADDR_MAX], b[HX_ADDR_MAX];
+	for (unsigned v = 0; v < 256; v++)
+		for (int pos = 0; pos < 4; pos++) {
+			unsigned char ip[4] = {1, 22, 203, 4};
+			ip[pos] = (unsigned char)v;
+			assert_ptr_equal(hx_ip4_str(ip, a), a);
+			assert_non_null(inet_ntop(AF_INET, ip, b, sizeof(b)));
+			assert_string_equal(a, b);
+		}
+	unsigned char top[4] = {255, 255, 255, 255};
+	assert_string_equal(hx_ip4_str(top, a), "255.255.255.255");
 }
 
 static void test_check_path(void **st)
@@ -395,7 +414,8 @@ static void test_fmt_ms(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_ip),      cmocka_unit_test(test_check_path),
+		cmocka_unit_test(test_valid_ip),      cmocka_unit_test(test_ip4_str),
+		cmocka_unit_test(test_check_path),
 		cmocka_unit_test(test_paths_ids),     cmocka_unit_test(test_bind),
 		cmocka_unit_test(test_server_options), cmocka_unit_test(test_render),
 		cmocka_unit_test(test_server_options_split), cmocka_unit_test(test_parse_port),
