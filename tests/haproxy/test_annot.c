@@ -222,6 +222,7 @@ static void annot_setup(annot_fixture *f, size_t host_size)
 	f->h.annotations_update = count_update;
 	f->h.annotations_set = count_set;
 	f->h.wall_ns = fake_wall_ns;
+	f->h.metric = NULL; /* the fake agent keeps no metrics (the poll's CPU counter: routing_test) */
 	fake_wall = 1000000 * SEC;
 	f->h.size = host_size;
 	hx_model_init(&f->m, &fake_ctx, &f->h);
