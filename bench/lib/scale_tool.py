@@ -453,6 +453,26 @@ class SyscallCount:
         return [n.get("raw_syscalls:sys_enter"), n.get("syscalls:sys_enter_connect")]
 
 
+class StraceCount:
+    """strace -f -c -p PID from start() to stop(), its table written to PREFIX.NAME (the
+    system calls by name, every thread: SC_STRACE=PREFIX, for profiling; it slows the agent, so
+    the CPU figures of such a run are not to be used)."""
+    def __init__(self, pid, prefix):
+        self.pid, self.prefix, self.p = pid, prefix, None
+
+    def start(self, name):
+        import subprocess
+        self.p = subprocess.Popen(["strace", "-f", "-c", "-o", "%s.%s" % (self.prefix, name),
+                                   "-p", str(self.pid)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached
+
+    def stop(self):
+        import signal
+        self.p.send_signal(signal.SIGINT)
+        self.p.wait(timeout=30)
+
+
 class CallgrindCount:
     """The user-space instructions of a callgrind-run PID between zero() and dump() (its
     "totals:" line; callgrind_control -z / -d; dumps are OUT.1, OUT.2, ...)."""
@@ -518,7 +538,10 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
     sysc = SyscallCount(pid, out + ".perf") if os.environ.get("SC_SYSCALLS") == "1" else None
     cg = CallgrindCount(pid, os.environ["SC_CALLGRIND"]) if os.environ.get("SC_CALLGRIND") else None
     meter = PollMeter(os.environ.get("SC_METRICS_URL"), pid)
+    st = StraceCount(pid, os.environ["SC_STRACE"]) if os.environ.get("SC_STRACE") else None
     time.sleep(IDLE_SETTLE_S)
+    if st:
+        st.start("idle")
     if sysc:
         sysc.start()
     if cg:
@@ -529,6 +552,9 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
         extra["cg_idle"] = cg.dump()
     if sysc:
         extra["sc_idle"] = sysc.stop()
+    if st:
+        st.stop()
+        st.start("loop")
     extra["idle_s"] = time.monotonic() - t
     idle = idle_before
     samples = []
@@ -571,6 +597,8 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
         extra["cg_loop"] = cg.dump()
     if sysc:
         extra["sc_loop"] = sysc.stop()
+    if st:
+        st.stop()
     if os.environ.get("SC_PROXY_STATS"):
         extra["proxy1"] = proxy_snap(os.environ["SC_PROXY_STATS"])
     idle_after, poll_after, idle_after_s = idle_rate_poll(pid, meter, IDLE_WINDOW_S)
