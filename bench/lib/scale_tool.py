@@ -456,13 +456,14 @@ class SyscallCount:
 class StraceCount:
     """strace -f -c -p PID from start() to stop(), its table written to PREFIX.NAME (the
     system calls by name, every thread: SC_STRACE=PREFIX, for profiling; it slows the agent, so
-    the CPU figures of such a run are not to be used)."""
+    the CPU figures of such a run are not to be used); SC_STRACE_TT=1: every call, timed."""
     def __init__(self, pid, prefix):
         self.pid, self.prefix, self.p = pid, prefix, None
 
     def start(self, name):
         import subprocess
-        self.p = subprocess.Popen(["strace", "-f", "-c", "-o", "%s.%s" % (self.prefix, name),
+        how = ["-tt", "-e", "trace=!clock_nanosleep"] if os.environ.get("SC_STRACE_TT") else ["-c"]
+        self.p = subprocess.Popen(["strace", "-f"] + how + ["-o", "%s.%s" % (self.prefix, name),
                                    "-p", str(self.pid)], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached

@@ -308,10 +308,15 @@ static void ask(uv_timer_t *t)
 	hx_annot *a = t->data;
 	if (a->req)
 		return;
-	uint64_t t0 = a->m_poll_cpu ? hx_thread_cpu_ns() : 0;
+	/* A background poll's start (no clock read for the read-back a
+	 * change asks: one system call per change; a whole poll for touched
+	 * servers that comes due meanwhile counts from its plan's end) */
+	uint64_t t0 = a->m_poll_cpu && !a->ntouched && !a->overflow ? hx_thread_cpu_ns() : 0;
 	uint64_t now = a->h->now_ms();
 	hx_buf cmd = {.h = a->h};
 	hx_annot_plan(a, now, &cmd);
+	if (!t0)
+		t0 = a->ask_cpu;
 	if (!cmd.len) { /* nothing to ask yet */
 		a->asked_bg = false;
 		hx_buf_free(&cmd);
@@ -331,7 +336,7 @@ static void ask(uv_timer_t *t)
 	hx_buf_free(&cmd);
 	if (a->asked_bg && a->m_poll_cpu) { /* the poll's CPU: this, its request's, its answer's */
 		uint64_t t1 = hx_thread_cpu_ns();
-		a->poll_cpu_ns = t1 > t0 ? t1 - t0 : 0;
+		a->poll_cpu_ns = t0 && t1 > t0 ? t1 - t0 : 0;
 		hx_cli_meter(a->req, &a->poll_cpu_ns);
 	}
 	if (!a->req) {
