@@ -343,13 +343,16 @@ row(section="client, %s instances" % ninst, metric="one change: registry traffic
     note="requests: %.2f/change (the watch stream is one long request); counted over %s" % ((s1[0] - s0[0]) / n, how))
 nch = len(ch["samples"])
 if ch.get("sc_loop") and ch.get("sc_idle") and ch.get("idle_s"):
-    for j, what, ev in ((0, "system calls", "raw_syscalls:sys_enter"), (1, "connect() calls", "syscalls:sys_enter_connect")):
+    for j, what, ev in ((0, "system calls", "raw_syscalls:sys_enter"), (1, "connect() calls", "syscalls:sys_enter_connect"),
+                        (2, "context switches", "context-switches")):
+        if j >= len(ch["sc_loop"]):
+            continue
         lo, idl = ch["sc_loop"][j], ch["sc_idle"][j]
         if lo is None or idl is None:
             continue
         per = (lo - idl / ch["idle_s"] * ch["phase_s"]) / nch
         row(section="client, %s instances" % ninst, metric="one change: agent %s (idle rate subtracted)" % what,
-            value=per, unit="calls/change",
+            value=per, unit="switches/change" if j == 2 else "calls/change",
             note="perf stat %s; load-independent; %d over the loop (%.1f s), %.1f/s idle" %
                  (ev, lo, ch["phase_s"], idl / ch["idle_s"]))
 if ch.get("cg_loop") is not None and ch.get("cg_idle") is not None and ch.get("idle_s"):

@@ -428,14 +428,17 @@ def proxy_snap(path):
 
 
 class SyscallCount:
-    """perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_connect -p PID from start() to
-    stop(): the system calls, and the connect() among them, as (all, connects)."""
+    """perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_connect,context-switches -p PID
+    from start() to stop(): the system calls, the connect() among them, and the agent's
+    threads' context switches (each sleep and wakeup: the loop's and the pool's hand-offs), as
+    (all, connects, switches)."""
     def __init__(self, pid, path):
         self.pid, self.path, self.p = pid, path, None
 
     def start(self):
         import subprocess
-        self.p = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,syscalls:sys_enter_connect",
+        self.p = subprocess.Popen(["perf", "stat", "-x,", "-e",
+                                   "raw_syscalls:sys_enter,syscalls:sys_enter_connect,context-switches",
                                    "-p", str(self.pid),
                                    "-o", self.path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)  # perf attached
@@ -450,7 +453,8 @@ class SyscallCount:
                 x = line.split(",")
                 if len(x) > 2 and x[0].isdigit():
                     n[x[2].split("/")[0]] = int(x[0])
-        return [n.get("raw_syscalls:sys_enter"), n.get("syscalls:sys_enter_connect")]
+        return [n.get("raw_syscalls:sys_enter"), n.get("syscalls:sys_enter_connect"),
+                n.get("context-switches")]
 
 
 class StraceCount:

@@ -489,6 +489,11 @@ void hx_annot_touch(hx_annot *a, const char *service, size_t sn)
 {
 	if (!a || a->overflow) /* all of them will be asked */
 		return;
+	/* the same server again (a leave's drain, then its maint, within one
+	 * poke): asked once, not once per command */
+	if (a->ntouched && a->touched[a->ntouched - 1].slot == sn &&
+	    strcmp(a->touched[a->ntouched - 1].service, service) == 0)
+		return;
 	if (a->ntouched >= TOUCH_MAX) {
 		a->overflow = true;
 		return;
