@@ -34,6 +34,8 @@ regent_file_write *regent_file_write_take_start(uv_loop_t *loop, const regent_fi
 void regent_file_write_cancel(regent_file_write *w);
 regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_patch_opts *o,
                                            int *err);
+/* The fdatasync calls patches made so far (tests). */
+uint64_t regent_file_patch_syncs(void);
 
 /* spawn.c */
 regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, int *err);

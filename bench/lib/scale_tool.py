@@ -329,6 +329,58 @@ def idle_rate(pid, seconds=3.0):
     return (cpu_ns(pid) - c0) / (time.monotonic() - t0)  # ns of CPU per second
 
 
+POLL_METRIC = "regent_haproxy_state_poll_cpu_seconds_total"
+
+
+class PollMeter:
+    """The agent's CPU ns on the haproxy sink's background state poll so far (its counter
+    regent_haproxy_state_poll_cpu_seconds_total, summed over sink instances; 0 without the
+    metric or URL), read over one kept-alive connection, so that the scrape leaves no connection
+    to close in the window that follows it (its CPU falls before the reading of the agent's
+    CPU that opens a window, or after the one that closes it)."""
+
+    def __init__(self, url, pid):
+        self.u = urllib.parse.urlsplit(url) if url else None
+        self.c = None
+        self.pid = pid
+        self.scrape_ns = 0  # the agent's CPU over the scrapes (~2 ms each at 10,000 instances)
+
+    def ns(self):
+        if not self.u:
+            return 0
+        c0 = cpu_ns(self.pid)
+        try:
+            return self._read()
+        finally:
+            self.scrape_ns += cpu_ns(self.pid) - c0
+
+    def _read(self):
+        for _ in range(2):  # once more on a connection the agent closed (idle timeout)
+            try:
+                if self.c is None:
+                    self.c = http.client.HTTPConnection(self.u.hostname, self.u.port, timeout=10)
+                self.c.request("GET", self.u.path or "/metrics")
+                r = self.c.getresponse()
+                text = r.read().decode()
+                return int(round(sum(float(ln.split()[-1]) for ln in text.splitlines()
+                                     if ln.startswith(POLL_METRIC + "{")) * 1e9))
+            except (OSError, http.client.HTTPException, ValueError):
+                if self.c:
+                    self.c.close()
+                self.c = None
+        return 0
+
+
+def idle_rate_poll(pid, meter, seconds):
+    """The idle rate (ns of CPU per second) and the poll's CPU ns over the same window."""
+    p0 = meter.ns()
+    c0, t0 = cpu_ns(pid), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = cpu_ns(pid), time.monotonic()
+    p1 = meter.ns()
+    return (c1 - c0) / (t1 - t0), p1 - p0, t1 - t0
+
+
 def cmd_quiet(pid, max_ms_per_s, timeout):
     """Wall ns and CPU ns when PID's CPU over the last second fell below max_ms_per_s."""
     end = time.monotonic() + timeout
@@ -376,14 +428,17 @@ def proxy_snap(path):
 
 
 class SyscallCount:
-    """perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_connect -p PID from start() to
-    stop(): the system calls, and the connect() among them, as (all, connects)."""
+    """perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_connect,context-switches -p PID
+    from start() to stop(): the system calls, the connect() among them, and the agent's
+    threads' context switches (each sleep and wakeup: the loop's and the pool's hand-offs), as
+    (all, connects, switches)."""
     def __init__(self, pid, path):
         self.pid, self.path, self.p = pid, path, None
 
     def start(self):
         import subprocess
-        self.p = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,syscalls:sys_enter_connect",
+        self.p = subprocess.Popen(["perf", "stat", "-x,", "-e",
+                                   "raw_syscalls:sys_enter,syscalls:sys_enter_connect,context-switches",
                                    "-p", str(self.pid),
                                    "-o", self.path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)  # perf attached
@@ -398,7 +453,29 @@ class SyscallCount:
                 x = line.split(",")
                 if len(x) > 2 and x[0].isdigit():
                     n[x[2].split("/")[0]] = int(x[0])
-        return [n.get("raw_syscalls:sys_enter"), n.get("syscalls:sys_enter_connect")]
+        return [n.get("raw_syscalls:sys_enter"), n.get("syscalls:sys_enter_connect"),
+                n.get("context-switches")]
+
+
+class StraceCount:
+    """strace -f -c -p PID from start() to stop(), its table written to PREFIX.NAME (the
+    system calls by name, every thread: SC_STRACE=PREFIX, for profiling; it slows the agent, so
+    the CPU figures of such a run are not to be used); SC_STRACE_TT=1: every call, timed."""
+    def __init__(self, pid, prefix):
+        self.pid, self.prefix, self.p = pid, prefix, None
+
+    def start(self, name):
+        import subprocess
+        how = ["-tt", "-e", "trace=!clock_nanosleep"] if os.environ.get("SC_STRACE_TT") else ["-c"]
+        self.p = subprocess.Popen(["strace", "-f"] + how + ["-o", "%s.%s" % (self.prefix, name),
+                                   "-p", str(self.pid)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached
+
+    def stop(self):
+        import signal
+        self.p.send_signal(signal.SIGINT)
+        self.p.wait(timeout=30)
 
 
 class CallgrindCount:
@@ -454,7 +531,9 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
     """Environment (all optional): SC_PROXY_STATS: countproxy's STATS.json, read around the change
     loop only; SC_SYSCALLS=1: perf stat raw_syscalls:sys_enter over the first idle window and over
     the change loop; SC_CALLGRIND=OUT: the agent runs under callgrind (--callgrind-out-file=OUT):
-    its instructions over the same two windows."""
+    its instructions over the same two windows; SC_METRICS_URL: the agent's /metrics, whose
+    haproxy state-poll CPU counter is read around each change window and each idle window (the
+    poll's CPU then comes out of a change's, and out of the idle rate subtracted)."""
     e = Etcd(ep)
     extra = {}
     if os.environ.get("SC_WARMUP") == "1":
@@ -463,17 +542,24 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
         one_change(e, prefix, sock, m + 1, nsvc, ("join", "leave"))
     sysc = SyscallCount(pid, out + ".perf") if os.environ.get("SC_SYSCALLS") == "1" else None
     cg = CallgrindCount(pid, os.environ["SC_CALLGRIND"]) if os.environ.get("SC_CALLGRIND") else None
+    meter = PollMeter(os.environ.get("SC_METRICS_URL"), pid)
+    st = StraceCount(pid, os.environ["SC_STRACE"]) if os.environ.get("SC_STRACE") else None
     time.sleep(IDLE_SETTLE_S)
+    if st:
+        st.start("idle")
     if sysc:
         sysc.start()
     if cg:
         cg.zero()
     t = time.monotonic()
-    idle_before = idle_rate(pid, IDLE_WINDOW_S)
+    idle_before, poll_before, idle_before_s = idle_rate_poll(pid, meter, IDLE_WINDOW_S)
     if cg:
         extra["cg_idle"] = cg.dump()
     if sysc:
         extra["sc_idle"] = sysc.stop()
+    if st:
+        st.stop()
+        st.start("loop")
     extra["idle_s"] = time.monotonic() - t
     idle = idle_before
     samples = []
@@ -483,12 +569,19 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
         sysc.start()
     if cg:
         cg.zero()
+    pp0 = meter.ns()
+    sc0 = meter.scrape_ns
     p0c, p0t = cpu_ns(pid), time.monotonic()
     for j in range(m):
         svc, key, sport, addr, port = change_target(e, prefix, j, nsvc)
         hk = "%s %s:%d" % (svc, addr, port)
         for kind in ("join", "leave"):
-            c0 = settle_cpu(pid, idle)
+            settle_cpu(pid, idle)
+            # the poll's counter read just before the window opens and just after it closes
+            # (not when it stood still over the idle window: --state-interval 1h, whose
+            # per-change system calls the scrapes would swell)
+            q0 = meter.ns() if poll_before else 0
+            c0 = cpu_ns(pid)
             t0c = time.monotonic()
             t0 = time.time_ns()
             if kind == "join":
@@ -498,22 +591,35 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
             t1 = wait_state(sock, svc, hk, kind == "join")
             c1 = settle_cpu(pid, idle, not_before=t0c + CHANGE_TAIL_S)
             dt = time.monotonic() - t0c
+            q1 = meter.ns() if poll_before else 0
             samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
-                            "cpu_ms": (c1 - c0) / 1e6, "window_ms": dt * 1000})
+                            "cpu_ms": (c1 - c0) / 1e6, "window_ms": dt * 1000,
+                            "poll_ms": (q1 - q0) / 1e6})
     p1c, p1t = cpu_ns(pid), time.monotonic()
+    sc1 = meter.scrape_ns  # the scrapes around each window, in the phase (not in a window)
+    pp1 = meter.ns()
     if cg:
         extra["cg_loop"] = cg.dump()
     if sysc:
         extra["sc_loop"] = sysc.stop()
+    if st:
+        st.stop()
     if os.environ.get("SC_PROXY_STATS"):
         extra["proxy1"] = proxy_snap(os.environ["SC_PROXY_STATS"])
-    idle_after = idle_rate(pid, IDLE_WINDOW_S)
+    idle_after, poll_after, idle_after_s = idle_rate_poll(pid, meter, IDLE_WINDOW_S)
     idle = (idle_before + idle_after) / 2
+    # the idle rate without the poll: what the agent spends idle on anything else
+    idle_np = (idle_before * idle_before_s - poll_before + idle_after * idle_after_s - poll_after) / (
+        idle_before_s + idle_after_s)
     for s in samples:  # the mean of both idle windows is subtracted
         s["idle_ms"] = idle * s["window_ms"] / 1e3 / 1e6
+        s["idle_np_ms"] = idle_np * s["window_ms"] / 1e3 / 1e6
     with open(out, "w") as f:
         json.dump({"idle_ns_per_s": idle, "idle_before_ns_per_s": idle_before,
                    "idle_after_ns_per_s": idle_after, "phase_cpu_ns": p1c - p0c,
+                   "idle_nopoll_ns_per_s": idle_np, "poll_metric": bool(meter.u),
+                   "poll_idle_ns": [poll_before, poll_after],
+                   "idle_windows_s": [idle_before_s, idle_after_s], "phase_poll_ns": pp1 - pp0, "phase_scrape_ns": sc1 - sc0,
                    "phase_s": p1t - p0t, "samples": samples, **extra}, f)
     return 0
 

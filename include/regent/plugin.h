@@ -406,7 +406,20 @@ typedef struct regent_file_patch_opts {
 	size_t nranges;
 	regent_file_write_cb on_done;
 	void *arg;
+	/* REGENT_FILE_PATCH_* (read only when size covers it: a core that
+	 * does not know a flag, or a plugin built before it, syncs as before) */
+	unsigned flags;
 } regent_file_patch_opts;
+/* No fdatasync after the ranges: they are in the page cache (every reader
+ * sees them at once) and reach the disk with the kernel's writeback (~30 s
+ * at most), not before on_done.  Only for a file nothing reads after a
+ * power loss before the plugin has compared it with the text it wants
+ * and rewritten it whole (file_write) when it differs: the haproxy sink's
+ * config_file when regent starts that haproxy itself (its start renders
+ * the file, compares, and writes it before haproxy is started).  With the
+ * sync, too, a power loss between the write and the sync's end can leave
+ * a range that crosses a page half old, half new. */
+#define REGENT_FILE_PATCH_NO_SYNC 1u
 
 /* Spawning a command (host->spawn, ABI 1.4). */
 typedef struct regent_spawn regent_spawn;
@@ -884,7 +897,8 @@ typedef struct regent_host {
 	 * open (O_WRONLY|O_NOFOLLOW, never created), the file must be a
 	 * regular file of expect_len bytes (else -ESTALE: replaced or changed
 	 * behind the plugin's back; -EINVAL: a range past its end), each
-	 * range with one pwrite, fdatasync, close.  Costs O(bytes in the
+	 * range with one pwrite, fdatasync (none with
+	 * REGENT_FILE_PATCH_NO_SYNC: see there), close.  Costs O(bytes in the
 	 * ranges), not O(file): for a file of fixed-width records (the haproxy
 	 * sink's padded server lines) whose change would otherwise rewrite
 	 * megabytes.  Not atomic as a whole: a reader (or a crash) between two

@@ -29,7 +29,12 @@
  * the model's slots (sN of service X is slot N-1); free slots are left
  * out, a slot still draining an instance that left the catalog is kept.
  * The one-shot polls read their answer LATE_MS after asking (one read,
- * not a wakeup per command of the chunk).
+ * not a wakeup per command of the chunk).  The loop's CPU time of the
+ * background polls (whole polls and chunks: the ask, the request's
+ * callbacks, the answer's parse; not the read-back of the servers a
+ * change touched, which is that change's cost) is counted in
+ * regent_haproxy_state_poll_cpu_seconds_total (bench/lib/scale.sh takes
+ * it out of a change's CPU).
  * It owns one timer, at most one request and what to ask next;
  * annot_rows.c holds the rows and what was published, annot_text.c words
  * a row, reads a `show servers state` row and writes a chunk's commands. */
@@ -73,13 +78,6 @@ static bool host_has_annotations(const regent_host *h)
 
 static void on_answer(void *arg, int status, const char *out, size_t len);
 
-static uint64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void touch_free(struct touch *t, size_t n)
 {
@@ -222,6 +220,7 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 	a->poked = false;
 	bool due = now >= a->next_full;
 	bool small = fleet_small(a);
+	bool bg_all = due || !a->nrows; /* a whole poll not only for touched servers */
 	if (a->overflow && !small) { /* so many changed: all of them, in chunks */
 		touch_free(a->touched, a->ntouched);
 		a->touched = NULL;
@@ -282,8 +281,26 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 	a->touched = NULL;
 	a->ntouched = a->touchcap = 0;
 	if (a->asked_kind == HX_ASK_ALL || a->asked_kind == HX_ASK_CHUNK)
-		a->ask_cpu = thread_cpu_ns();
+		a->ask_cpu = hx_thread_cpu_ns();
+	a->asked_bg = a->asked_kind == HX_ASK_CHUNK || (a->asked_kind == HX_ASK_ALL && bg_all);
 	return a->asked_kind;
+}
+
+/* A background poll's CPU time on the loop (a->poll_cpu_ns: its ask and
+ * its request's callbacks, hx_cli_meter; plus from t0 on: its answer's
+ * callback) to regent_haproxy_state_poll_cpu_seconds_total. */
+static void poll_cpu_count(hx_annot *a, uint64_t t0)
+{
+	if (!a->asked_bg || !a->m_poll_cpu)
+		return;
+	uint64_t ns = a->poll_cpu_ns;
+	if (t0) {
+		uint64_t t1 = hx_thread_cpu_ns();
+		ns += t1 > t0 ? t1 - t0 : 0;
+	}
+	a->h->metric_add(a->m_poll_cpu, (double)ns / 1e9);
+	a->poll_cpu_ns = 0;
+	a->asked_bg = false;
 }
 
 static void ask(uv_timer_t *t)
@@ -291,10 +308,17 @@ static void ask(uv_timer_t *t)
 	hx_annot *a = t->data;
 	if (a->req)
 		return;
+	/* A background poll's start (no clock read for the read-back a
+	 * change asks: one system call per change; a whole poll for touched
+	 * servers that comes due meanwhile counts from its plan's end) */
+	uint64_t t0 = a->m_poll_cpu && !a->ntouched && !a->overflow ? hx_thread_cpu_ns() : 0;
 	uint64_t now = a->h->now_ms();
 	hx_buf cmd = {.h = a->h};
 	hx_annot_plan(a, now, &cmd);
+	if (!t0)
+		t0 = a->ask_cpu;
 	if (!cmd.len) { /* nothing to ask yet */
+		a->asked_bg = false;
 		hx_buf_free(&cmd);
 		touch_free(a->asked, a->nasked);
 		a->asked = NULL;
@@ -310,7 +334,13 @@ static void ask(uv_timer_t *t)
 		                             hx_buf_str(&cmd), a->cmd_timeout, LATE_MS, on_answer, a,
 		                             &err);
 	hx_buf_free(&cmd);
+	if (a->asked_bg && a->m_poll_cpu) { /* the poll's CPU: this, its request's, its answer's */
+		uint64_t t1 = hx_thread_cpu_ns();
+		a->poll_cpu_ns = t0 && t1 > t0 ? t1 - t0 : 0;
+		hx_cli_meter(a->req, &a->poll_cpu_ns);
+	}
 	if (!a->req) {
+		poll_cpu_count(a, 0);
 		if (err != a->last_err)
 			a->h->log(a->ctx, REGENT_LOG_WARN, "server states: cannot ask %s: %s", a->socket,
 			          strerror(-err));
@@ -337,8 +367,10 @@ static uint64_t poke_ms(const hx_annot *a)
 static void on_answer(void *arg, int status, const char *out, size_t len)
 {
 	hx_annot *a = arg;
+	uint64_t t0 = a->asked_bg && a->m_poll_cpu ? hx_thread_cpu_ns() : 0;
 	a->req = NULL;
 	hx_annot_answer(a, status, out, len);
+	poll_cpu_count(a, t0);
 }
 
 void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
@@ -356,10 +388,10 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 		 * once this returns (several MB at 10,000 servers: no copy).  A
 		 * cycle a chunk of which failed withdraws nothing at its end (the
 		 * rows of that chunk were not read, not gone). */
-		uint64_t t0 = thread_cpu_ns();
+		uint64_t t0 = hx_thread_cpu_ns();
 		rc = hx_rows_take(a, (char *)out, len, kind == HX_ASK_ALL, ends && !a->cycle_partial,
 		                  kind == HX_ASK_CHUNK && a->states_cycle);
-		uint64_t t1 = thread_cpu_ns();
+		uint64_t t1 = hx_thread_cpu_ns();
 		a->answer_ns = t1 > t0 ? t1 - t0 : 0;
 	}
 	if (rc < 0 && rc != a->last_err)
@@ -382,7 +414,7 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 	 * the interval after a start) */
 	uint64_t duty = 0;
 	if ((kind == HX_ASK_ALL || kind == HX_ASK_CHUNK) && a->ask_cpu) {
-		uint64_t c = thread_cpu_ns();
+		uint64_t c = hx_thread_cpu_ns();
 		if (a->read_once)
 			duty = c > a->ask_cpu ? BG_DUTY * (c - a->ask_cpu) / 1000000u : 0;
 		a->ask_cpu = 0;
@@ -435,6 +467,12 @@ hx_annot *hx_annot_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, h
 	                .interval = interval_ms, .cmd_timeout = cmd_timeout_ms, .timer = t,
 	                .incremental = REGENT_HOST_HAS(h, annotations_update) &&
 	                               h->annotations_update != NULL};
+	if (REGENT_HOST_HAS(h, metric) && h->metric)
+		a->m_poll_cpu = h->metric(
+		    ctx, REGENT_METRIC_COUNTER, "regent_haproxy_state_poll_cpu_seconds_total",
+		    "Loop thread CPU time of the background server-state poll (whole polls and chunks: "
+		    "ask, answer read and parse), not the read-back after a change.",
+		    NULL);
 	uv_timer_init(loop, t);
 	t->data = a;
 	uv_timer_start(t, ask, POKE_MS, 0);
@@ -451,6 +489,11 @@ void hx_annot_set_conn(hx_annot *a, hx_conn *conn)
 void hx_annot_touch(hx_annot *a, const char *service, size_t sn)
 {
 	if (!a || a->overflow) /* all of them will be asked */
+		return;
+	/* the same server again (a leave's drain, then its maint, within one
+	 * poke): asked once, not once per command */
+	if (a->ntouched && a->touched[a->ntouched - 1].slot == sn &&
+	    strcmp(a->touched[a->ntouched - 1].service, service) == 0)
 		return;
 	if (a->ntouched >= TOUCH_MAX) {
 		a->overflow = true;

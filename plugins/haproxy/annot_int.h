@@ -52,6 +52,12 @@ struct hx_annot {
 	uint64_t next_full; /* when the next full cycle (or its next chunk) is due */
 	uint64_t answer_ns; /* the CPU time the last answer took to read */
 	uint64_t ask_cpu;   /* the thread's CPU time when a whole poll or chunk was asked */
+	/* the request asked is a background poll (a chunk, or a whole poll not
+	 * only for touched servers): its CPU so far, counted in m_poll_cpu
+	 * once its answer is read (NULL: the host has no metrics) */
+	bool asked_bg;
+	uint64_t poll_cpu_ns;
+	regent_metric *m_poll_cpu;
 	/* A fleet of more than CHUNK_SERVERS servers is asked in chunks of
 	 * services spread over the interval (a cycle), so that no single poll
 	 * parses every server: the cycle's position (the last service asked;

@@ -6,13 +6,15 @@
  * mode, requests pipelined on it and their answers cut at the prompts.
  * Also the one "poll a CLI until an answer says so" helper (hx_poll) every
  * wait on the master CLI or the admin socket uses.  It keeps the biggest
- * one-shot answer's buffer for the next request (see spare). */
+ * one-shot answer's buffer for the next request (see spare), and counts a
+ * one-shot request's CPU time on the loop when asked (hx_cli_meter). */
 #include "hx.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <time.h>
 
 typedef struct hx_link hx_link;
 
@@ -39,6 +41,11 @@ struct hx_cli {
 	/* hx_cli_request_late: the answer read from this long after the
 	 * command was written, then within timeout_ms */
 	uint64_t late_ms, timeout_ms;
+	/* hx_cli_meter: the loop thread's CPU time of this request's callbacks
+	 * is added to *meter (from meter_t0, the current callback's start)
+	 * until its answer is handed over */
+	uint64_t *meter;
+	uint64_t meter_t0;
 };
 
 /* The buffer of the biggest answer so far is kept for the next request
@@ -84,6 +91,30 @@ size_t hx_cli_answer_max(void)
 		max = v >= 1024 && v <= (8u << 20) ? (size_t)v : (8u << 20);
 	}
 	return max;
+}
+
+uint64_t hx_thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A metered request's callback starts and ends (meter_out also before the
+ * answer's callback, which counts its own part). */
+static void meter_in(hx_cli *c)
+{
+	if (c->meter)
+		c->meter_t0 = hx_thread_cpu_ns();
+}
+
+static void meter_out(hx_cli *c)
+{
+	if (c->meter) {
+		uint64_t t = hx_thread_cpu_ns();
+		*c->meter += t > c->meter_t0 ? t - c->meter_t0 : 0;
+	}
 }
 
 size_t hx_cli_spare_cap(void)
@@ -135,11 +166,14 @@ static void finish(hx_cli *c, int status)
 		return;
 	c->done = true;
 	close_all(c); /* the buffer stays valid until the close callbacks */
+	meter_out(c);
+	c->meter = NULL; /* the callback counts its own part; the closes are not */
 	c->cb(c->arg, status, hx_buf_str(&c->out), c->out.len);
 }
 
 static void on_timeout(uv_timer_t *t)
 {
+	meter_in(t->data);
 	finish(t->data, -ETIMEDOUT);
 }
 
@@ -152,11 +186,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof(scratch);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void read_in(hx_cli *c, ssize_t nread, const uv_buf_t *buf)
 {
-	hx_cli *c = s->data;
-	if (c->done)
-		return;
 	if (nread > 0) {
 		if (c->out.len + (size_t)nread > hx_cli_answer_max()) {
 			finish(c, -E2BIG);
@@ -172,15 +203,35 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
+/* A one-shot request's: called by libuv right before each read(2), so a
+ * metered request's read counts from here (the system call's copy
+ * included) to on_read's end. */
+static void on_alloc_cli(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	meter_in(h->data);
+	on_alloc(h, suggested, buf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	hx_cli *c = s->data;
+	if (c->done)
+		return;
+	read_in(c, nread, buf); /* metered from on_alloc_cli */
+	meter_out(c); /* nothing once finished (meter cleared); c lives until its closes */
+}
+
 /* A late request's read starts: the answer is in the socket's buffer by
  * now (or its first part: the rest is read as it comes). */
 static void on_late(uv_timer_t *t)
 {
 	hx_cli *c = t->data;
+	meter_in(c);
 	uv_timer_start(&c->timer, on_timeout, c->timeout_ms, 0);
-	int rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	int rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc_cli, on_read);
 	if (rc < 0)
 		finish(c, rc);
+	meter_out(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -194,6 +245,7 @@ static void on_write(uv_write_t *req, int status)
 	hx_cli *c = req->data;
 	if (c->done)
 		return;
+	meter_in(c);
 	if (status < 0) {
 		finish(c, status);
 		return;
@@ -202,6 +254,7 @@ static void on_write(uv_write_t *req, int status)
 	uv_shutdown(&c->sh, (uv_stream_t *)&c->pipe, on_shutdown);
 	if (c->late_ms)
 		uv_timer_start(&c->timer, on_late, c->late_ms, 0);
+	meter_out(c);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -209,11 +262,12 @@ static void on_connect(uv_connect_t *req, int status)
 	hx_cli *c = req->data;
 	if (c->done)
 		return;
+	meter_in(c);
 	if (status < 0) {
 		finish(c, status);
 		return;
 	}
-	int rc = c->late_ms ? 0 : uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	int rc = c->late_ms ? 0 : uv_read_start((uv_stream_t *)&c->pipe, on_alloc_cli, on_read);
 	if (rc < 0) {
 		finish(c, rc);
 		return;
@@ -223,6 +277,7 @@ static void on_connect(uv_connect_t *req, int status)
 	rc = uv_write(&c->wr, (uv_stream_t *)&c->pipe, &b, 1, on_write);
 	if (rc < 0)
 		finish(c, rc);
+	meter_out(c);
 }
 
 hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
@@ -265,10 +320,17 @@ hx_cli *hx_cli_request_late(const regent_host *h, uv_loop_t *loop, const char *p
 	return c;
 }
 
+void hx_cli_meter(hx_cli *c, uint64_t *cpu_ns)
+{
+	if (c && !c->ln)
+		c->meter = cpu_ns;
+}
+
 void hx_cli_cancel(hx_cli *c)
 {
 	if (!c || c->done)
 		return;
+	c->meter = NULL;
 	c->done = true;
 	if (!c->ln)
 		close_all(c);

@@ -213,6 +213,14 @@ hx_cli *hx_cli_request_late(const regent_host *h, uv_loop_t *loop, const char *p
                             void *arg, int *err);
 /* Also cancels a request made with hx_conn_request. */
 void hx_cli_cancel(hx_cli *c);
+/* A one-shot request adds the loop thread's CPU time of its callbacks (the
+ * connect, write, reads: what the loop spends on it) to *cpu_ns, up to the
+ * answer's callback (excluded: it counts its own), not after a cancel;
+ * *cpu_ns must outlive the request or its cancel.  Not for hx_conn
+ * requests (their link's callbacks serve several). */
+void hx_cli_meter(hx_cli *c, uint64_t *cpu_ns);
+/* The calling thread's CPU time, ns (CLOCK_THREAD_CPUTIME_ID; 0 if none). */
+uint64_t hx_thread_cpu_ns(void);
 /* The capacity of the answer buffer kept for the next request (tests). */
 size_t hx_cli_spare_cap(void);
 /* The longest answer a request reads (8 MiB; a test may lower it). */

@@ -450,6 +450,9 @@ static int mirror_patch(hx *s)
 		.nranges = nrg,
 		.on_done = on_mirror_patched,
 		.arg = s,
+		/* a managed haproxy starts only from a file the sink's start
+		 * compared or rewrote (core/filewrite.c, patch_work) */
+		.flags = s->manage ? REGENT_FILE_PATCH_NO_SYNC : 0,
 	};
 	int err = 0;
 	s->mirror = s->h->file_patch(s->ctx, &o, &err); /* the core copies the bytes */

@@ -458,6 +458,12 @@ if [[ $HAVE_STATS == 1 ]]; then
     check "metrics: the rejected configuration counted" test "$(metric 'regent_haproxy_config_rejected_total{plugin="haproxy"}' | cut -d. -f1)" -ge 1
     check "metrics: propagation latency recorded for the sink" \
         test "$(metric 'regent_propagation_seconds_count{plugin="haproxy"}' | cut -d. -f1)" -ge 5
+    # the background state poll's CPU (every server_state_interval, 5 s here) is counted: it grows
+    POLLM='regent_haproxy_state_poll_cpu_seconds_total{plugin="haproxy"}'
+    poll_cpu_grew() { awk -v a="$1" -v b="$(metric "$POLLM")" 'BEGIN { exit !(b != "" && b + 0 > a + 0) }'; }
+    PC0=$(metric "$POLLM")
+    check "metrics: the state poll's CPU is counted (${PC0:-none} s so far)" test -n "$PC0"
+    check "metrics: ... and grows while the poll runs" wait_for --timeout 15 poll_cpu_grew "${PC0:-0}"
     http_get "http://127.0.0.1:$P_METRICS/metrics" | grep -E '^regent_haproxy|^regent_propagation_seconds_(sum|count)\{plugin="haproxy"' | sed 's/^/  | /'
 else
     harness_skip "metrics checks: the stats sink is not built here"
@@ -491,7 +497,9 @@ daemon_alive regent && kill -KILL "$(daemon_pid regent)"
 check "regent SIGKILLed: it is gone" wait_for --timeout 10 eval '! daemon_alive regent'
 check "regent SIGKILLed: its haproxy is left running and serving" web_ok
 L0=$(wc -l < "$LOG")
-daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
+# restarted with a state poll of once an hour: its counter does not grow after the first poll
+sed 's/^\[sink haproxy\]$/[sink haproxy]\nserver_state_interval = 1h/' "$INI" > "$T/slowpoll.ini"
+daemon_start regent "$REGENT_BIN" -c "$T/slowpoll.ini" -p "$REGENT_PLUGIN_DIR"
 check "restart: the haproxy left by the killed regent is adopted" \
     wait_for --timeout 15 grep -q "adopted the running haproxy (master pid $OLD_M" "$LOG"
 check "restart: web answers" wait_for --timeout 20 web_ok
@@ -502,6 +510,13 @@ check "restart: the adopted haproxy's server states are read" \
     wait_for --timeout 10 eval "tail -n +$((L0 + 1)) '$LOG' | grep -Eq 'server states from haproxy in ([2-9]|[1-9][0-9]+) request.s.: only differences are set'"
 check_eq "restart: no runtime command re-sends what haproxy has" 0 \
     "$(tail -n +$((L0 + 1)) "$LOG" | grep -c 'runtime: set server')"
+if [[ $HAVE_STATS == 1 ]]; then
+    check "restart: the first state poll is counted" wait_for --timeout 10 poll_cpu_grew 0
+    PC1=$(metric "$POLLM")
+    sleep 6   # longer than the default 5 s interval
+    check_eq "restart: server_state_interval = 1h: the state poll's CPU stays at ${PC1:-?} s" \
+        "$PC1" "$(metric "$POLLM")"
+fi
 
 # --- stop: haproxy outlives regent (keep_running defaults to true) --------------------------------
 MPID=$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "host.h" /* the core's host table and ctx (regent_core) */
+#include "helpers.h" /* regent_file_patch_syncs */
 #include "hx.h"
 
 #include <errno.h>
@@ -191,7 +192,8 @@ static void test_swap(void **st)
 
 /* host->file_patch (ABI 1.6, the mirror's in-place write) over dir/name;
  * returns the status. */
-static int patch_one(const char *name, uint64_t expect_len, const regent_file_range *r, size_t n)
+static int patch_opts(const char *name, uint64_t expect_len, const regent_file_range *r, size_t n,
+                      size_t size, unsigned flags)
 {
 	char path[300];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -200,13 +202,40 @@ static int patch_one(const char *name, uint64_t expect_len, const regent_file_ra
 	regent_agent agent = {.loop = &loop};
 	regent_ctx ctx = {.agent = &agent, .who = "haproxy test", .healthy = true};
 	int status = 1, err = 0;
-	regent_file_patch_opts o = {.size = sizeof(o), .path = path, .expect_len = expect_len,
-	                            .ranges = r, .nranges = n, .on_done = on_done, .arg = &status};
+	regent_file_patch_opts o = {.size = size, .path = path, .expect_len = expect_len,
+	                            .ranges = r, .nranges = n, .on_done = on_done, .arg = &status,
+	                            .flags = flags};
 	if (!regent_host_table.file_patch(&ctx, &o, &err))
 		status = err;
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 	return status;
+}
+
+static int patch_one(const char *name, uint64_t expect_len, const regent_file_range *r, size_t n)
+{
+	return patch_opts(name, expect_len, r, n, sizeof(regent_file_patch_opts), 0);
+}
+
+/* REGENT_FILE_PATCH_NO_SYNC: the bytes land, with no fdatasync; without
+ * it, or from a plugin whose opts end before flags (an older one), one. */
+static void test_patch_no_sync(void **st)
+{
+	(void)st;
+	assert_int_equal(write_one("n.cfg", "    server s1 0.0.0.0:0 disabled\n"), 0);
+	char p[300];
+	snprintf(p, sizeof(p), "%s/n.cfg", dir);
+	regent_file_range r = {.off = 14, .data = "1.2.3.4", .len = 7};
+	uint64_t n0 = regent_file_patch_syncs();
+	assert_int_equal(patch_opts("n.cfg", 33, &r, 1, sizeof(regent_file_patch_opts),
+	                            REGENT_FILE_PATCH_NO_SYNC), 0);
+	assert_string_equal(slurp(p), "    server s1 1.2.3.4:0 disabled\n");
+	assert_int_equal(regent_file_patch_syncs(), n0);
+	assert_int_equal(patch_one("n.cfg", 33, &r, 1), 0);
+	assert_int_equal(regent_file_patch_syncs(), n0 + 1);
+	assert_int_equal(patch_opts("n.cfg", 33, &r, 1, offsetof(regent_file_patch_opts, flags),
+	                            REGENT_FILE_PATCH_NO_SYNC), 0);
+	assert_int_equal(regent_file_patch_syncs(), n0 + 2);
 }
 
 /* Ranges land in place (same inode, same length, the rest untouched); a
@@ -262,6 +291,7 @@ int main(void)
 		cmocka_unit_test(test_missing_dir_reports),
 		cmocka_unit_test(test_swap),
 		cmocka_unit_test(test_patch),
+		cmocka_unit_test(test_patch_no_sync),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
