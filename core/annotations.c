@@ -540,7 +540,8 @@ static struct regent_annot_scratch *source_read(regent_agent *a, regent_ctx *c)
 		           "plugin bug: %zu annotation(s) of its source skipped (invalid service "
 		           "name, empty id or state, a text over %d bytes, or over %zu items)",
 		           sc->skipped, ANNOT_TEXT_MAX, annot_max);
-	qsort(sc->v, sc->n, sizeof(*sc->v), cmp_item);
+	if (sc->n) /* an empty list has no array (qsort's first argument is nonnull) */
+		qsort(sc->v, sc->n, sizeof(*sc->v), cmp_item);
 	if (a->loop && !a->annot_timer) {
 		a->annot_timer = regent_timer_new(a->loop, a);
 		uv_timer_start(a->annot_timer, on_scratch_timer, 0, 0);

@@ -669,13 +669,21 @@ static void source(void **state)
 	assert_int_equal(s.calls, 2);
 	assert_int_equal(l->n, 2);
 	check(l, 0, "web", "c", "up");
+	/* a source that has nothing to say yet (haproxy not answered): none
+	 * listed, no sort of an empty list */
+	size_t keep = s.n;
+	s.n = 0;
+	assert_int_equal(regent_annotations_source(ctx, src_emit, &s), 0);
+	assert_int_equal(list(&f)->n, 1);
+	assert_int_equal(s.calls, 3);
+	s.n = keep;
 	/* a source again, then none */
 	assert_int_equal(regent_annotations_source(ctx, src_emit, &s), 0);
 	assert_int_equal(regent_annotations_count(ctx), 0);
 	assert_int_equal(list(&f)->n, 4);
 	assert_int_equal(regent_annotations_source(ctx, NULL, NULL), 0);
 	assert_int_equal(list(&f)->n, 1);
-	assert_int_equal(s.calls, 3);
+	assert_int_equal(s.calls, 4);
 	fixture_free(&f);
 }
 
