@@ -383,7 +383,7 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 		return;
 	}
 	admin_ok(s);
-	hx_annot_poke(s->annot); /* the page shows the new states soon */
+	s->annot_poke = true; /* the page shows the new states soon (hx_send_cmds) */
 	s->h->metric_add(s->m_runtime, (double)nchanged);
 	hx_kick(s);
 }
@@ -430,6 +430,14 @@ bool hx_send_cmds(hx *s)
 	}
 	if (!c.b.len) {
 		hx_buf_free(&c.b);
+		/* The burst is sent: the state poll reads the servers it changed
+		 * now (hx_annot_poke), once, not after every batch of it (a
+		 * slide of 10,000 servers is ~100 batches; a read of a service
+		 * of 20,000 servers after every few of them was read ~25 times) */
+		if (s->annot_poke) {
+			s->annot_poke = false;
+			hx_annot_poke(s->annot);
+		}
 		return false;
 	}
 	s->batch_epoch = s->epoch;

@@ -103,6 +103,9 @@ typedef struct hx {
 	unsigned batch_epoch; /* of the command batch in flight */
 	size_t batch_slots;
 	bool admin_polling;
+	/* a batch changed servers: the state poll is poked once the burst is
+	 * sent (hx_send_cmds finds nothing left), not after every batch */
+	bool annot_poke;
 	bool learn_pending; /* read haproxy's server states before sending */
 	unsigned epoch;
 	uv_timer_t *t_poll;  /* drain polling */
