@@ -673,7 +673,9 @@ const char *hx_cli_error(const char *out, size_t *len)
 	for (const char *p = out; p && *p;) {
 		const char *nl = strchr(p, '\n');
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
-		for (size_t i = 0; bad[i]; i++) {
+		/* (an empty line, most commands' answer, holds none: not searched
+		 * 17 times) */
+		for (size_t i = 0; n && bad[i]; i++) {
 			/* within the line: a search to the answer's end made a long
 			 * answer (a batch of 100 commands) quadratic */
 			if (memmem(p, n, bad[i], strlen(bad[i]))) {
