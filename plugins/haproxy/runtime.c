@@ -64,24 +64,36 @@ void hx_ap_unknown(hx *s)
 /* ---- learning what haproxy has: `show servers state`, per chunk of services ---- */
 
 /* One line of the dump (be_id be_name srv_id srv_name srv_addr
- * srv_op_state srv_admin_state srv_uweight ... srv_port (field 18)): the
- * server's view, for a live slot of ours. */
-static void learn_line(hx *s, char *line)
+ * srv_op_state srv_admin_state srv_uweight ... srv_port (field 18)),
+ * NUL-terminated, split in place: the server's view, for a live slot of
+ * ours.  *v is the last line's service (lines come by service). */
+static void learn_line(hx *s, char *line, svc **v)
 {
-	char *f[20] = {0}, *save = NULL;
+	char *f[20] = {0};
 	size_t nf = 0;
-	for (char *t = strtok_r(line, " ", &save); t && nf < 20; t = strtok_r(NULL, " ", &save))
-		f[nf++] = t;
+	for (char *p = line; *p && nf < 20;) { /* fields between runs of spaces, as strtok */
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		f[nf++] = p;
+		while (*p && *p != ' ')
+			p++;
+		if (*p)
+			*p++ = '\0';
+	}
 	if (nf < 19)
 		return;
-	svc *v = hx_svc_find(&s->m, f[1]);
-	if (!v || f[3][0] != 's')
+	if (!*v || strcmp((*v)->name, f[1]) != 0)
+		*v = hx_svc_find(&s->m, f[1]);
+	svc *sv = *v;
+	if (!sv || f[3][0] != 's')
 		return;
 	char *end;
 	unsigned long idx = strtoul(f[3] + 1, &end, 10);
-	if (*end || idx < 1 || idx > v->nslots || !hx_slot_live(v, idx - 1))
+	if (*end || idx < 1 || idx > sv->nslots || !hx_slot_live(sv, idx - 1))
 		return;
-	slot *sl = &v->slots[idx - 1];
+	slot *sl = &sv->slots[idx - 1];
 	unsigned admin = (unsigned)strtoul(f[6], NULL, 10);
 	unsigned long uw = strtoul(f[7], NULL, 10), port = strtoul(f[18], NULL, 10);
 	srv_view a = {.st = AP_READY};
@@ -92,31 +104,29 @@ static void learn_line(hx *s, char *line)
 	if (a.st != AP_MAINT && (!hx_ip_parse(f[4], &a.addr) || !port || port > 65535))
 		return; /* unknown: set from scratch */
 	a.port = (uint16_t)port;
-	a.weight = uw == hx_shape_weight(&v->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
+	a.weight = uw == hx_shape_weight(&sv->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
 	sl->ap = a;
-	hx_slot_dirty(&s->m, v, idx - 1);
+	hx_slot_dirty(&s->m, sv, idx - 1);
 }
 
-static size_t learn_rows(hx *s, const char *out)
+/* A chunk's rows, read in place (the answer is the request's own buffer:
+ * no copy of each line, one lookup of the service per service). */
+static void learn_chunk(hx *s, char *out)
 {
-	size_t n = 0;
-	for (const char *p = out; *p;) {
-		const char *nl = strchr(p, '\n');
+	svc *v = NULL;
+	for (char *p = out; *p;) {
+		char *nl = strchr(p, '\n');
 		size_t l = nl ? (size_t)(nl - p) : strlen(p);
-		char line[2048];
-		if (l && l < sizeof(line) && p[0] != '#' && !(l == 1 && p[0] == '1')) {
-			memcpy(line, p, l);
-			line[l] = '\0';
-			learn_line(s, line);
-			n++;
+		if (l && l < 2048 && p[0] != '#' && !(l == 1 && p[0] == '1')) {
+			p[l] = '\0';
+			learn_line(s, p, &v);
+			s->learn_rows++;
 		}
 		p = nl ? nl + 1 : p + l;
 	}
-	return n;
 }
 
-/* One chunk of services' states (statedump.c hx_state_next); the next
- * chunk is asked before this one is read. */
+/* One chunk of services' states (statedump.c hx_state_step). */
 static void on_learn(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
@@ -126,14 +136,9 @@ static void on_learn(void *arg, int status, const char *out, size_t len)
 		hx_kick(s);
 		return;
 	}
-	if (hx_state_retry(s, status, on_learn))
-		return;
-	bool ok = hx_state_answer_ok(status, out);
-	int err = 0;
-	bool more = ok && !s->st_last && hx_state_next(s, on_learn, &err);
-	if (ok)
-		s->learn_rows += learn_rows(s, out);
-	if (more)
+	bool ok;
+	int err;
+	if (hx_state_step(s, status, out, on_learn, learn_chunk, &ok, &err))
 		return;
 	s->learn_pending = false;
 	free(s->st_cursor);
