@@ -70,18 +70,7 @@ void hx_ap_unknown(hx *s)
 static void learn_line(hx *s, char *line, svc **v)
 {
 	char *f[20] = {0};
-	size_t nf = 0;
-	for (char *p = line; *p && nf < 20;) { /* fields between runs of spaces, as strtok */
-		while (*p == ' ')
-			p++;
-		if (!*p)
-			break;
-		f[nf++] = p;
-		while (*p && *p != ' ')
-			p++;
-		if (*p)
-			*p++ = '\0';
-	}
+	size_t nf = hx_state_fields(line, f, 20);
 	if (nf < 19)
 		return;
 	if (!*v || strcmp((*v)->name, f[1]) != 0)

@@ -648,6 +648,20 @@ static void test_plan(void **state)
 	annot_teardown(&f);
 }
 
+/* A fixture on the plans' clock with big_fleet, and its first cycle from
+ * t: a and b, then c 3.4 s later (their share of the 5 s interval), every
+ * row read. */
+static void first_cycle(annot_fixture *f, uint64_t t)
+{
+	annot_setup(f, HOST_1_7); /* the published rows counted (n_update) */
+	f->h.now_ms = fake_now_ms;
+	big_fleet(f);
+	assert_string_equal(plan(f->a, fake_now = t, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
+	reply(f->a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f->a, fake_now = t + 3400, HX_ASK_CHUNK), "show stat c 4 -1");
+	reply(f->a, 0, HDR ROWS("c"));
+}
+
 /* A burst of changes (a slide of a big service's routed window: its
  * servers set batch after batch) while the background cycle is due: the
  * due chunk goes first and the changed servers after the poke's wait, not
@@ -658,14 +672,8 @@ static void test_plan_burst(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, sizeof(regent_host));
-	f.h.now_ms = fake_now_ms;
-	big_fleet(&f);
 	uint64_t t = 100000;
-	assert_string_equal(plan(f.a, fake_now = t, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
-	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
-	assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show stat c 4 -1");
-	reply(f.a, 0, HDR ROWS("c"));
+	first_cycle(&f, t);
 	/* 100 changed servers of a, when the next cycle is due: its chunk */
 	for (size_t i = 0; i < 100; i++)
 		hx_annot_touch(f.a, "a", i);
@@ -696,14 +704,8 @@ static void test_states_cycle(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, HOST_1_7);
-	f.h.now_ms = fake_now_ms;
-	big_fleet(&f);
 	uint64_t t = 100000;
-	assert_string_equal(plan(f.a, fake_now = t, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
-	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
-	assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show stat c 4 -1");
-	reply(f.a, 0, HDR ROWS("c"));
+	first_cycle(&f, t);
 	assert_int_equal(nheld(), 6);
 	size_t updates = n_update;
 	for (int cycle = 1; cycle < 12; cycle++) {
