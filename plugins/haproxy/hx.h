@@ -179,6 +179,10 @@ char *hx_filter_state(const regent_host *h, const char *dump,
                                    unsigned port, unsigned op, unsigned admin),
                       void *arg);
 
+/* Splits a `show servers state` row in place into at most max fields (runs
+ * of spaces between them, as strtok_r(" ") would); returns how many. */
+size_t hx_state_fields(char *line, char **f, size_t max);
+
 /* Appends to a server-state file (haproxy 2.6's 25 fields) the line of a
  * server that has not passed its check yet: stopped, health 0, so that the
  * worker that loads it waits for `rise` passing checks before the first

@@ -595,6 +595,25 @@ void hx_parse_show_stat(const char *out,
 	}
 }
 
+size_t hx_state_fields(char *line, char **f, size_t max)
+{
+	/* split on spaces as strtok_r(" ") would, without its per-token
+	 * strspn/strcspn (most of a 10,000-line dump's cost) */
+	size_t nf = 0;
+	for (char *c = line; nf < max;) {
+		while (*c == ' ')
+			c++;
+		if (!*c)
+			break;
+		f[nf++] = c;
+		while (*c && *c != ' ')
+			c++;
+		if (*c)
+			*c++ = '\0';
+	}
+	return nf;
+}
+
 char *hx_filter_state(const regent_host *h, const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
                                    unsigned port, unsigned op, unsigned admin),
@@ -619,22 +638,8 @@ char *hx_filter_state(const regent_host *h, const char *dump,
 			} else {
 				/* be_id be_name srv_id srv_name srv_addr srv_op_state
 				 * srv_admin_state ... srv_port (field 18) */
-				/* Split on spaces as strtok_r(" ") would, without its
-				 * per-token strspn/strcspn (most of a 10,000-line
-				 * dump's cost). */
-				char *f[20] = {0}, *c = line;
-				size_t nf = 0;
-				while (nf < 20) {
-					while (*c == ' ')
-						c++;
-					if (!*c)
-						break;
-					f[nf++] = c;
-					while (*c && *c != ' ')
-						c++;
-					if (*c)
-						*c++ = '\0';
-				}
+				char *f[20] = {0};
+				size_t nf = hx_state_fields(line, f, 20);
 				if (nf >= 19)
 					ok = keep(arg, f[1], f[3], f[4], (unsigned)strtoul(f[18], NULL, 10),
 					          (unsigned)strtoul(f[5], NULL, 10),
@@ -673,7 +678,9 @@ const char *hx_cli_error(const char *out, size_t *len)
 	for (const char *p = out; p && *p;) {
 		const char *nl = strchr(p, '\n');
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
-		for (size_t i = 0; bad[i]; i++) {
+		/* (an empty line, most commands' answer, holds none: not searched
+		 * 17 times) */
+		for (size_t i = 0; n && bad[i]; i++) {
 			/* within the line: a search to the answer's end made a long
 			 * answer (a batch of 100 commands) quadratic */
 			if (memmem(p, n, bad[i], strlen(bad[i]))) {

@@ -64,24 +64,25 @@ void hx_ap_unknown(hx *s)
 /* ---- learning what haproxy has: `show servers state`, per chunk of services ---- */
 
 /* One line of the dump (be_id be_name srv_id srv_name srv_addr
- * srv_op_state srv_admin_state srv_uweight ... srv_port (field 18)): the
- * server's view, for a live slot of ours. */
-static void learn_line(hx *s, char *line)
+ * srv_op_state srv_admin_state srv_uweight ... srv_port (field 18)),
+ * NUL-terminated, split in place: the server's view, for a live slot of
+ * ours.  *v is the last line's service (lines come by service). */
+static void learn_line(hx *s, char *line, svc **v)
 {
-	char *f[20] = {0}, *save = NULL;
-	size_t nf = 0;
-	for (char *t = strtok_r(line, " ", &save); t && nf < 20; t = strtok_r(NULL, " ", &save))
-		f[nf++] = t;
+	char *f[20] = {0};
+	size_t nf = hx_state_fields(line, f, 20);
 	if (nf < 19)
 		return;
-	svc *v = hx_svc_find(&s->m, f[1]);
-	if (!v || f[3][0] != 's')
+	if (!*v || strcmp((*v)->name, f[1]) != 0)
+		*v = hx_svc_find(&s->m, f[1]);
+	svc *sv = *v;
+	if (!sv || f[3][0] != 's')
 		return;
 	char *end;
 	unsigned long idx = strtoul(f[3] + 1, &end, 10);
-	if (*end || idx < 1 || idx > v->nslots || !hx_slot_live(v, idx - 1))
+	if (*end || idx < 1 || idx > sv->nslots || !hx_slot_live(sv, idx - 1))
 		return;
-	slot *sl = &v->slots[idx - 1];
+	slot *sl = &sv->slots[idx - 1];
 	unsigned admin = (unsigned)strtoul(f[6], NULL, 10);
 	unsigned long uw = strtoul(f[7], NULL, 10), port = strtoul(f[18], NULL, 10);
 	srv_view a = {.st = AP_READY};
@@ -92,31 +93,29 @@ static void learn_line(hx *s, char *line)
 	if (a.st != AP_MAINT && (!hx_ip_parse(f[4], &a.addr) || !port || port > 65535))
 		return; /* unknown: set from scratch */
 	a.port = (uint16_t)port;
-	a.weight = uw == hx_shape_weight(&v->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
+	a.weight = uw == hx_shape_weight(&sv->run) || uw > 256 ? 0 : (uint16_t)(uw + 1);
 	sl->ap = a;
-	hx_slot_dirty(&s->m, v, idx - 1);
+	hx_slot_dirty(&s->m, sv, idx - 1);
 }
 
-static size_t learn_rows(hx *s, const char *out)
+/* A chunk's rows, read in place (the answer is the request's own buffer:
+ * no copy of each line, one lookup of the service per service). */
+static void learn_chunk(hx *s, char *out)
 {
-	size_t n = 0;
-	for (const char *p = out; *p;) {
-		const char *nl = strchr(p, '\n');
+	svc *v = NULL;
+	for (char *p = out; *p;) {
+		char *nl = strchr(p, '\n');
 		size_t l = nl ? (size_t)(nl - p) : strlen(p);
-		char line[2048];
-		if (l && l < sizeof(line) && p[0] != '#' && !(l == 1 && p[0] == '1')) {
-			memcpy(line, p, l);
-			line[l] = '\0';
-			learn_line(s, line);
-			n++;
+		if (l && l < 2048 && p[0] != '#' && !(l == 1 && p[0] == '1')) {
+			p[l] = '\0';
+			learn_line(s, p, &v);
+			s->learn_rows++;
 		}
 		p = nl ? nl + 1 : p + l;
 	}
-	return n;
 }
 
-/* One chunk of services' states (statedump.c hx_state_next); the next
- * chunk is asked before this one is read. */
+/* One chunk of services' states (statedump.c hx_state_step). */
 static void on_learn(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
@@ -126,14 +125,9 @@ static void on_learn(void *arg, int status, const char *out, size_t len)
 		hx_kick(s);
 		return;
 	}
-	if (hx_state_retry(s, status, on_learn))
-		return;
-	bool ok = hx_state_answer_ok(status, out);
-	int err = 0;
-	bool more = ok && !s->st_last && hx_state_next(s, on_learn, &err);
-	if (ok)
-		s->learn_rows += learn_rows(s, out);
-	if (more)
+	bool ok;
+	int err;
+	if (hx_state_step(s, status, out, on_learn, learn_chunk, &ok, &err))
 		return;
 	s->learn_pending = false;
 	free(s->st_cursor);
@@ -245,6 +239,35 @@ static srv_view slot_target(slot *sl)
 	return t;
 }
 
+/* The commands of one slot, composed without printf (a slide of the
+ * routed window of a 10,000-instance service sends ~30,000 of them):
+ * "set server NAME/sN " once, each command's words after it. */
+typedef struct slot_text {
+	hx_buf *b;
+	char srv[96]; /* "set server NAME/sN " (a name is at most 63 bytes) */
+	size_t srvlen;
+} slot_text;
+
+static void st_cmd(slot_text *t, const char *what, size_t len)
+{
+	if (t->b->len)
+		hx_buf_add(t->b, ";", 1);
+	hx_buf_add(t->b, t->srv, t->srvlen);
+	hx_buf_add(t->b, what, len);
+}
+
+#define ST_CMD(t, lit) st_cmd((t), lit, sizeof(lit) - 1)
+
+/* "WORD N" (a weight, a port) after the server's prefix. */
+static void st_cmd_num(slot_text *t, const char *word, unsigned long n)
+{
+	char w[48];
+	size_t l = strlen(word);
+	memcpy(w, word, l);
+	l += hx_num_str(w + l, sizeof(w) - l, (long)n);
+	st_cmd(t, w, l);
+}
+
 /* Appends the commands that bring one slot from ap to its target; returns
  * how many. */
 static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
@@ -257,14 +280,27 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 	          a->weight == sl->weight)
 		return 0;
 	srv_view t = slot_target(sl);
-	char srv[160];
-	snprintf(srv, sizeof(srv), "%s/s%zu", v->name, i + 1);
+	slot_text x = {.b = b};
+	size_t nl = strlen(v->name);
+	if (nl > 63)
+		nl = 63;
+	memcpy(x.srv, "set server ", 11);
+	memcpy(x.srv + 11, v->name, nl);
+	memcpy(x.srv + 11 + nl, "/s", 2);
+	x.srvlen = 13 + nl;
+	x.srvlen += hx_num_str(x.srv + x.srvlen, sizeof(x.srv) - x.srvlen - 1, (long)(i + 1));
+	x.srv[x.srvlen++] = ' ';
 	int n = 0;
 	if (t.st == AP_READY) {
 		if (a->st == AP_UNKNOWN || !hx_ip_eq(&a->addr, &t.addr) || a->port != t.port) {
-			char ab[HX_ADDR_MAX];
-			hx_buf_printf(b, "%sset server %s addr %s port %u", b->len ? ";" : "", srv,
-			              hx_ip_str(&t.addr, ab), (unsigned)t.port);
+			char ab[HX_ADDR_MAX], w[HX_ADDR_MAX + 24];
+			size_t l = strlen(hx_ip_str(&t.addr, ab));
+			memcpy(w, "addr ", 5);
+			memcpy(w + 5, ab, l);
+			memcpy(w + 5 + l, " port ", 6);
+			l += 11;
+			l += hx_num_str(w + l, sizeof(w) - l, (long)t.port);
+			st_cmd(&x, w, l);
 			n++;
 		}
 		unsigned w = t.weight ? t.weight - 1u : hx_shape_weight(&v->run);
@@ -274,36 +310,36 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 			 * passed `rise` checks.  Leaving maintenance puts a server up
 			 * for an instant before "health down" lands, so it leaves at
 			 * weight 0 (never picked) and gets its weight back after. */
-			hx_buf_printf(b,
-			              "%sset server %s weight 0;set server %s state ready;set server %s "
-			              "health down;set server %s weight %u",
-			              b->len ? ";" : "", srv, srv, srv, srv, w);
+			ST_CMD(&x, "weight 0");
+			ST_CMD(&x, "state ready");
+			ST_CMD(&x, "health down");
+			st_cmd_num(&x, "weight ", w);
 			n += 4;
 		} else {
 			/* The weight before the state: a joining instance at weight 0
 			 * (drained by its owner) never takes a request. */
 			if (a->weight != t.weight) {
-				hx_buf_printf(b, "%sset server %s weight %u", b->len ? ";" : "", srv, w);
+				st_cmd_num(&x, "weight ", w);
 				n++;
 			}
 			if (a->st != AP_READY) {
-				hx_buf_printf(b, "%sset server %s state ready", b->len ? ";" : "", srv);
+				ST_CMD(&x, "state ready");
 				n++;
 				/* Without a check, a joining instance counts as up at once;
 				 * haproxy's connect checks take it out if it fails them. */
 				if (a->st == AP_MAINT) {
-					hx_buf_printf(b, ";set server %s health up", srv);
+					ST_CMD(&x, "health up");
 					n++;
 				}
 			}
 		}
 	} else if (t.st == AP_DRAIN) {
 		if (a->st != AP_DRAIN) {
-			hx_buf_printf(b, "%sset server %s state drain", b->len ? ";" : "", srv);
+			ST_CMD(&x, "state drain");
 			n++;
 		}
 	} else if (a->st != AP_MAINT) {
-		hx_buf_printf(b, "%sset server %s state maint", b->len ? ";" : "", srv);
+		ST_CMD(&x, "state maint");
 		n++;
 	}
 	if (n) {
@@ -383,7 +419,7 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 		return;
 	}
 	admin_ok(s);
-	hx_annot_poke(s->annot); /* the page shows the new states soon */
+	s->annot_poke = true; /* the page shows the new states soon (hx_send_cmds) */
 	s->h->metric_add(s->m_runtime, (double)nchanged);
 	hx_kick(s);
 }
@@ -430,6 +466,14 @@ bool hx_send_cmds(hx *s)
 	}
 	if (!c.b.len) {
 		hx_buf_free(&c.b);
+		/* The burst is sent: the state poll reads the servers it changed
+		 * now (hx_annot_poke), once, not after every batch of it (a
+		 * slide of 10,000 servers is ~100 batches; a read of a service
+		 * of 20,000 servers after every few of them was read ~25 times) */
+		if (s->annot_poke) {
+			s->annot_poke = false;
+			hx_annot_poke(s->annot);
+		}
 		return false;
 	}
 	s->batch_epoch = s->epoch;

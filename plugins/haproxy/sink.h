@@ -103,6 +103,9 @@ typedef struct hx {
 	unsigned batch_epoch; /* of the command batch in flight */
 	size_t batch_slots;
 	bool admin_polling;
+	/* a batch changed servers: the state poll is poked once the burst is
+	 * sent (hx_send_cmds finds nothing left), not after every batch */
+	bool annot_poke;
 	bool learn_pending; /* read haproxy's server states before sending */
 	unsigned epoch;
 	uv_timer_t *t_poll;  /* drain polling */
@@ -328,11 +331,14 @@ void hx_start_dump(hx *s);
  * request on the admin socket (s->admin_req) answered to cb; false when no
  * service is left or the request could not go out (*err). */
 bool hx_state_next(hx *s, hx_cli_cb cb, int *err);
-/* A whole answer past the limit (E2BIG): asked again per chunk; true if
- * that request went out. */
-bool hx_state_retry(hx *s, int status, hx_cli_cb cb);
-/* Whether a (chunk's) answer to `show servers state` is one. */
-bool hx_state_answer_ok(int status, const char *out);
+/* One answer of a chunked read (the dump's on_dump, the learn's on_learn,
+ * answered to cb): a whole answer past the limit is asked again per chunk,
+ * else the next chunk is asked before this one is read (read(s, out), when
+ * it is an answer to `show servers state`: *ok).  True while the read goes
+ * on (a request went out); false at its end, *ok false when this answer
+ * was not one, *err < 0 when the next request could not go out. */
+bool hx_state_step(hx *s, int status, const char *out, hx_cli_cb cb,
+                   void (*read)(hx *s, char *out), bool *ok, int *err);
 
 /* ---- mirror.c: runtime changes written into the installed file ---- */
 

@@ -552,6 +552,30 @@ static void count_ports(svc *v, const regent_instance *in, int d)
 /* Instance warnings per computation of a service (the rest are counted). */
 #define WARN_INSTANCES 5
 
+/* A dotted quad as inet_pton(AF_INET) takes it (four decimal parts of
+ * 0-255, none with a leading zero) other than 0.0.0.0: its own canonical
+ * form (what inet_ntop writes).  The common address checked in ~40
+ * instructions instead of inet_pton's ~350 (a snapshot of a service of
+ * 100,000 instances checks each changed one); false only says "not this
+ * form": hx_valid_ip decides then. */
+static bool quad_ok(const char *s)
+{
+	unsigned any = 0;
+	for (int part = 0; part < 4; part++) {
+		if (part && *s++ != '.')
+			return false;
+		if (*s < '0' || *s > '9')
+			return false;
+		unsigned x = (unsigned)(*s++ - '0');
+		for (int k = 0; k < 2 && x && *s >= '0' && *s <= '9'; k++)
+			x = 10 * x + (unsigned)(*s++ - '0');
+		if (x > 255 || (*s >= '0' && *s <= '9'))
+			return false; /* past 255, a fourth digit, or a leading zero */
+		any |= x;
+	}
+	return *s == '\0' && any;
+}
+
 /* Whether haproxy can route the instance (TCP, an IP literal and a port):
  * addr (NULL: only checked) gets its canonical address.  An invalid one
  * is warned about when warn is set. */
@@ -560,7 +584,10 @@ static bool inst_valid(hx_model *m, svc *v, const regent_instance *in, char *add
 	bool v6;
 	if (in->proto != REGENT_PROTO_TCP)
 		return false; /* haproxy proxies TCP only */
-	if (!hx_valid_ip(in->address, addr, &v6) || in->port == 0) {
+	bool quad = in->port && in->address && quad_ok(in->address);
+	if (quad && addr)
+		memcpy(addr, in->address, strlen(in->address) + 1); /* at most 16 bytes */
+	if (!quad && (!hx_valid_ip(in->address, addr, &v6) || in->port == 0)) {
 		if (warn && v->plan->nwarned++ < WARN_INSTANCES)
 			hx_svc_warn(m, v,
 			            "service %s: instance %s skipped: address \"%.80s\" port %u is not an "

@@ -79,7 +79,7 @@ static void add_pending(hx *s, hx_buf *b)
  * its kept lines appended to the file's text, the version and column
  * header lines only once, first, as load-server-state-from-file wants
  * them. */
-static void state_chunk(hx *s, const char *out)
+static void state_chunk(hx *s, char *out)
 {
 	char *kept = hx_filter_state(s->h, out, keep_state_line, s);
 	for (const char *p = kept; *p;) {
@@ -126,7 +126,7 @@ static bool state_asked(const svc *v)
 	return v->run.listen || v->cand.listen;
 }
 
-bool hx_state_answer_ok(int status, const char *out)
+static bool state_answer_ok(int status, const char *out)
 {
 	return status >= 0 && (strncmp(out, "1\n", 2) == 0 || strstr(out, "\n1\n") ||
 	                       strncmp(out, "Can't find backend", 18) == 0);
@@ -149,7 +149,7 @@ bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
 	 * asked in one request, as fast as before (per service, each command's
 	 * header adds ~300 bytes and haproxy answers ~35% slower); past the
 	 * limit anyway (the user's own proxies in drive mode), it is asked
-	 * again per chunk (hx_state_retry). */
+	 * again per chunk (state_retry). */
 	s->st_whole = false;
 	if (!s->st_reqs) {
 		size_t est = 0;
@@ -199,7 +199,9 @@ bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
 	return name && s->admin_req;
 }
 
-bool hx_state_retry(hx *s, int status, hx_cli_cb cb)
+/* A whole answer past the limit (E2BIG): asked again per chunk; true if
+ * that request went out. */
+static bool state_retry(hx *s, int status, hx_cli_cb cb)
 {
 	if (status != -E2BIG || !s->st_whole)
 		return false;
@@ -210,21 +212,29 @@ bool hx_state_retry(hx *s, int status, hx_cli_cb cb)
 	return hx_state_next(s, cb, &err);
 }
 
+bool hx_state_step(hx *s, int status, const char *out, hx_cli_cb cb,
+                   void (*read)(hx *s, char *out), bool *ok, int *err)
+{
+	if (state_retry(s, status, cb))
+		return true;
+	*ok = state_answer_ok(status, out);
+	*err = 0;
+	/* the next chunk's request goes first: haproxy answers it while this
+	 * one is read */
+	bool more = *ok && !s->st_last && hx_state_next(s, cb, err);
+	if (*ok)
+		read(s, (char *)out); /* the request's own buffer (hx_cli_cb) */
+	return more;
+}
+
 static void on_dump(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
 	(void)len;
 	s->admin_req = NULL;
-	if (hx_state_retry(s, status, on_dump))
-		return;
-	bool ok = hx_state_answer_ok(status, out);
-	int err = 0;
-	/* the next chunk's request goes first: haproxy answers it while this
-	 * one is read */
-	bool more = ok && !s->st_last && hx_state_next(s, on_dump, &err);
-	if (ok)
-		state_chunk(s, out);
-	if (more)
+	bool ok;
+	int err;
+	if (hx_state_step(s, status, out, on_dump, state_chunk, &ok, &err))
 		return;
 	if (!ok || err < 0)
 		s->h->log(s->ctx, REGENT_LOG_WARN,

@@ -651,6 +651,53 @@ static void test_plan(void **state)
 	annot_teardown(&f);
 }
 
+/* A fixture on the plans' clock with big_fleet, and its first cycle from
+ * t: a and b, then c 3.4 s later (their share of the 5 s interval), every
+ * row read. */
+static void first_cycle(annot_fixture *f, uint64_t t)
+{
+	annot_setup(f, HOST_1_7); /* the published rows counted (n_update) */
+	f->h.now_ms = fake_now_ms;
+	big_fleet(f);
+	assert_string_equal(plan(f->a, fake_now = t, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
+	reply(f->a, 0, HDR ROWS("a") ROWS("b"));
+	assert_string_equal(plan(f->a, fake_now = t + 3400, HX_ASK_CHUNK), "show stat c 4 -1");
+	reply(f->a, 0, HDR ROWS("c"));
+}
+
+/* A burst of changes (a slide of a big service's routed window: its
+ * servers set batch after batch) while the background cycle is due: the
+ * due chunk goes first and the changed servers after the poke's wait, not
+ * at once: each read of the changed servers found the background due and
+ * the next one was asked at once (a service of 20,000 slots read ~25
+ * times in one slide). */
+static void test_plan_burst(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	uint64_t t = 100000;
+	first_cycle(&f, t);
+	/* 100 changed servers of a, when the next cycle is due: its chunk */
+	for (size_t i = 0; i < 100; i++)
+		hx_annot_touch(f.a, "a", i);
+	assert_string_equal(plan(f.a, fake_now = t + 5000, HX_ASK_CHUNK),
+	                    "show servers state a;show servers state b");
+	reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
+	/* then the changed ones, after the poke's wait (300 ms): kept */
+	assert_int_equal(uv_timer_get_due_in(f.a->timer), 300);
+	assert_string_equal(plan(f.a, fake_now = t + 5300, HX_ASK_SERVICES), "show stat a 4 -1");
+	reply(f.a, 0, HDR ROWS("a"));
+	/* and more of them while the background is not due: at the cycle's
+	 * next chunk (its share of the interval), not at once */
+	assert_int_equal(uv_timer_get_due_in(f.a->timer), 3333 - 300);
+	for (size_t i = 0; i < 100; i++)
+		hx_annot_touch(f.a, "b", i);
+	assert_string_equal(plan(f.a, fake_now = t + 5310, HX_ASK_SERVICES), "show stat b 4 -1");
+	reply(f.a, 0, HDR ROWS("b"));
+	assert_int_equal(uv_timer_get_due_in(f.a->timer), 3333 - 310);
+	annot_teardown(&f);
+}
+
 /* The cycles after the first read `show servers state`: a server whose
  * fingerprint (state, check status, health) or time of the last change
  * moved, or that went into a slot between two reads, is asked alone with
@@ -660,14 +707,8 @@ static void test_states_cycle(void **state)
 {
 	(void)state;
 	annot_fixture f;
-	annot_setup(&f, HOST_1_7);
-	f.h.now_ms = fake_now_ms;
-	big_fleet(&f);
 	uint64_t t = 100000;
-	assert_string_equal(plan(f.a, fake_now = t, HX_ASK_CHUNK), "show stat a 4 -1;show stat b 4 -1");
-	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
-	assert_string_equal(plan(f.a, fake_now = t + 3400, HX_ASK_CHUNK), "show stat c 4 -1");
-	reply(f.a, 0, HDR ROWS("c"));
+	first_cycle(&f, t);
 	assert_int_equal(nheld(), 6);
 	size_t updates = n_update;
 	for (int cycle = 1; cycle < 12; cycle++) {
@@ -737,6 +778,7 @@ int main(void)
 		cmocka_unit_test(test_older_core),
 		cmocka_unit_test(test_plan_small),
 		cmocka_unit_test(test_plan),
+		cmocka_unit_test(test_plan_burst),
 		cmocka_unit_test(test_states_cycle),
 		cmocka_unit_test(test_conn),
 		cmocka_unit_test(test_cli_spare),

@@ -610,6 +610,88 @@ static void test_addresses(void **st)
 	cat_clear();
 }
 
+/* Which addresses are routed: what inet_pton takes (either family) but
+ * the unspecified address, in its canonical form; the dotted quads
+ * slots.c checks without inet_pton among them (hand-picked edges, 2,000
+ * random quads of 0-269, some with a leading zero or a byte changed, and
+ * 1,000 random strings over digits, dots and colons), at the first
+ * computation of the service and as single changes. */
+static bool pton_ok(const char *a, char *canon)
+{
+	unsigned char b[16];
+	static const unsigned char zero[16];
+	if (inet_pton(AF_INET, a, b) == 1)
+		return memcmp(b, zero, 4) != 0 && inet_ntop(AF_INET, b, canon, HX_ADDR_MAX);
+	if (inet_pton(AF_INET6, a, b) == 1)
+		return memcmp(b, zero, 16) != 0 && inet_ntop(AF_INET6, b, canon, HX_ADDR_MAX);
+	return false;
+}
+
+static void test_address_forms(void **st)
+{
+	(void)st;
+	static const char *const picked[] = {
+		"10.0.0.1", "255.255.255.255", "0.0.0.1", "1.0.0.0", "0.0.0.0", "01.2.3.4",
+		"1.2.3.04", "1.2.3.00", "1.2.3.256", "1.2.3.1000", "1.2.3", "1.2.3.4.5", "1..2.3",
+		".1.2.3", "1.2.3.", "1.2.3.4 ", " 1.2.3.4", "1.2.3.-4", "::1", "::", "::ffff:1.2.3.4",
+		"2001:db8::1", "", "a.b.c.d", "999.1.1.1", "100.200.250.255"};
+	size_t npicked = sizeof(picked) / sizeof(picked[0]), n = npicked + 3000;
+	char **addrs = calloc(n, sizeof(*addrs));
+	srand(14);
+	for (size_t i = 0; i < n; i++) {
+		if (i < npicked) {
+			addrs[i] = strdup(picked[i]);
+			continue;
+		}
+		static const char alpha[] = "0123459.:af";
+		addrs[i] = calloc(24, 1);
+		if (i % 3) { /* four parts of 0-269, some with a leading zero */
+			for (int k = 0, o = 0; k < 4; k++)
+				o += snprintf(addrs[i] + o, (size_t)(24 - o), rand() % 20 ? "%s%d" : "%s0%d",
+				              k ? "." : "", rand() % 270);
+			if (rand() % 8 == 0) /* a byte changed */
+				addrs[i][(size_t)rand() % strlen(addrs[i])] = alpha[rand() % 11];
+			continue;
+		}
+		size_t len = 1 + (size_t)rand() % 17;
+		for (size_t k = 0; k < len; k++)
+			addrs[i][k] = alpha[rand() % (int)(sizeof(alpha) - 1)];
+	}
+	hx_model m;
+	model_new(&m);
+	cat_set("forms", 0, 8000, NULL);
+	cat_indiv("forms");
+	char id[32], canon[HX_ADDR_MAX], ab[HX_ADDR_MAX];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "f%05zu", i);
+		cat_put1("forms", id, addrs[i], 8000, 0);
+		if (i == n / 2)
+			update(&m, "forms"); /* the first half computed whole, the rest as changes */
+	}
+	update(&m, "forms");
+	svc *v = hx_svc_find(&m, "forms");
+	assert_non_null(v);
+	size_t nok = 0;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "f%05zu", i);
+		slot *sl = slot_of(v, id);
+		bool ok = pton_ok(addrs[i], canon);
+		if (ok != (sl != NULL))
+			fail_msg("address \"%s\": %s by inet_pton, %s", addrs[i], ok ? "taken" : "refused",
+			         sl ? "routed" : "not routed");
+		if (sl)
+			assert_string_equal(hx_ip_str(&sl->addr, ab), canon);
+		nok += ok;
+	}
+	print_message("%zu of %zu addresses routed\n", nok, n);
+	assert_true(nok > n / 4 && nok < n - n / 4); /* both sides well covered */
+	hx_model_free(&m);
+	cat_clear();
+	for (size_t i = 0; i < n; i++)
+		free(addrs[i]);
+	free(addrs);
+}
+
 /* A burst of 200 instances: one growth step (one reload); a climb one by
  * one from 8 to 200: a logarithmic number of steps, not 25. */
 static void test_slot_growth(void **st)
@@ -856,7 +938,7 @@ int main(void)
 		cmocka_unit_test(test_proxy_ids),     cmocka_unit_test(test_port_conflict),
 		cmocka_unit_test(test_empty_grace),   cmocka_unit_test(test_bind_exclusion),
 		cmocka_unit_test(test_dirty_lists),   cmocka_unit_test(test_fd_cap),
-		cmocka_unit_test(test_fd_loose),
+		cmocka_unit_test(test_fd_loose),     cmocka_unit_test(test_address_forms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
