@@ -283,7 +283,8 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 			 * asked again at once: a slide of 10,000 servers read its
 			 * service of 20,000 ~25 times) */
 			a->poked = true;
-			a->ask_cpu = thread_cpu_ns();
+			a->ask_cpu = hx_thread_cpu_ns();
+			a->asked_bg = true; /* a background chunk: its CPU is the poll's */
 			return a->asked_kind;
 		}
 	}
