@@ -254,12 +254,13 @@ void hx_conn_free(hx_conn *c);
 
 typedef struct hx_write hx_write;
 typedef void (*hx_write_cb)(void *arg, int status);
-/* Renames from over to, then fsyncs to's directory, on the threadpool
- * (the files themselves are written with host->file_write).  The callback
- * runs once unless hx_write_cancel() was called; NULL with *err when it
- * cannot start. */
-hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, hx_write_cb cb, void *arg,
-                    int *err);
+/* Renames from over to, then (sync) fsyncs to's directory, on the
+ * threadpool (the files themselves are written with host->file_write;
+ * no sync: as REGENT_FILE_WRITE_NO_SYNC, for a managed haproxy's file).
+ * The callback runs once unless hx_write_cancel() was called; NULL with
+ * *err when it cannot start. */
+hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync, hx_write_cb cb,
+                    void *arg, int *err);
 void hx_write_cancel(hx_write *w);
 
 /* ---- proc.c: the managed haproxy master process ---- */
