@@ -105,6 +105,12 @@ typedef struct hx_svc_cfg {
 	uint64_t t_connect, t_client, t_server, t_check, inter; /* ms */
 	bool state_global;       /* load-server-state-from-file global (manage mode) */
 	const char *state_file;  /* else: local, server-state-file-name (drive mode) */
+	/* The options every server of the section shares (" check inter 2s
+	 * ..."), written once as the block's last line, `default-server`
+	 * (haproxy copies it into each server declared after it, as if on its
+	 * line: every server keyword but `id` is a default-server keyword);
+	 * NULL or "": no such line. */
+	const char *server_defaults;
 } hx_svc_cfg;
 
 /* The listen block without its server lines (malloc'd). */
