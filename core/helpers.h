@@ -36,6 +36,9 @@ regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_pa
                                            int *err);
 /* The fdatasync calls patches made so far (tests). */
 uint64_t regent_file_patch_syncs(void);
+/* The fsync calls whole-file writes made so far, the file's and the
+ * directory's (tests). */
+uint64_t regent_file_write_syncs(void);
 
 /* spawn.c */
 regent_spawn *regent_spawn_start(uv_loop_t *loop, const regent_spawn_opts *o, int *err);

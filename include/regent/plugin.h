@@ -387,7 +387,26 @@ typedef struct regent_file_write_opts {
 	unsigned mode;            /* permissions of the new file (umask not applied); 0 = 0644 */
 	regent_file_write_cb on_done;
 	void *arg;
+	/* REGENT_FILE_WRITE_* (read only when size covers it: a core that
+	 * does not know a flag, or a plugin built before it, syncs as before;
+	 * no ABI bump) */
+	unsigned flags;
 } regent_file_write_opts;
+/* No fsync of the new file and none of its directory: still created with
+ * O_EXCL|O_NOFOLLOW, written and renamed over the file, so every reader
+ * sees the old file or the new one whole, but the new text reaches the
+ * disk with the kernel's writeback (~30 s at most), not before on_done;
+ * a power loss before then can leave the old file, the new one, or (the
+ * rename on disk before the data) a file that is empty or has zeroed
+ * blocks, or no file where there was none.  Only for a file nothing
+ * reads after a power loss before the plugin has read it back, compared
+ * it with the text it wants and rewritten it when they differ (or
+ * removed it): the haproxy sink's config_file and server-state file when
+ * regent starts that haproxy itself (no haproxy outlives a power loss;
+ * the sink's start reads the file back and writes it before haproxy
+ * starts, and each start removes the state file first).  A write error
+ * the sync would have reported (EIO at writeback) goes unreported. */
+#define REGENT_FILE_WRITE_NO_SYNC 1u
 
 /* In-place patch of a file (host->file_patch, ABI 1.6): ranges of bytes
  * written over a file of a known length, which keeps its length. */
@@ -792,7 +811,8 @@ typedef struct regent_host {
 	/* Atomic file replacement, on libuv's threadpool (the loop never
 	 * waits on the disk): writes opts->data to the temporary path, created
 	 * with O_CREAT|O_EXCL|O_NOFOLLOW and opts->mode, fsyncs it, renames it
-	 * over opts->path and fsyncs the directory.  A temporary file left by
+	 * over opts->path and fsyncs the directory (neither fsync with
+	 * REGENT_FILE_WRITE_NO_SYNC: see there).  A temporary file left by
 	 * a crash is removed first only when it is a regular file of this
 	 * user; anything else there (a symlink, another user's file) is left
 	 * alone and the write fails with -EEXIST.  On any failure the

@@ -326,6 +326,19 @@ static void recover(hx *s)
 	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0 && b.len < (64u << 20))
 		hx_buf_add(&b, tmp, n);
 	fclose(f);
+	if (b.len && memchr(b.data, '\0', b.len)) {
+		/* Blocks of zeros: the rename reached the disk before the data
+		 * (a power loss after a write without fsync, see hx_write_file).
+		 * Nothing of it is kept, and it is never taken for a render (a
+		 * render that is the text before the zeros would compare equal):
+		 * written again before haproxy starts. */
+		s->h->log(s->ctx, REGENT_LOG_WARN,
+		          "%s has NUL bytes (cut short by a power loss?): its slots are not kept, "
+		          "and it is written again",
+		          s->config_file);
+		hx_buf_free(&b);
+		return;
+	}
 	s->recovered_text = hx_buf_take(&b);
 	hx_parse_file(s->recovered_text, on_file_recovered, on_id_recovered, s);
 	hx_model_sort(&s->m);

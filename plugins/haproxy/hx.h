@@ -105,6 +105,12 @@ typedef struct hx_svc_cfg {
 	uint64_t t_connect, t_client, t_server, t_check, inter; /* ms */
 	bool state_global;       /* load-server-state-from-file global (manage mode) */
 	const char *state_file;  /* else: local, server-state-file-name (drive mode) */
+	/* The options every server of the section shares (" check inter 2s
+	 * ..."), written once as the block's last line, `default-server`
+	 * (haproxy copies it into each server declared after it, as if on its
+	 * line: every server keyword but `id` is a default-server keyword);
+	 * NULL or "": no such line. */
+	const char *server_defaults;
 } hx_svc_cfg;
 
 /* The listen block without its server lines (malloc'd). */
@@ -258,12 +264,13 @@ void hx_conn_free(hx_conn *c);
 
 typedef struct hx_write hx_write;
 typedef void (*hx_write_cb)(void *arg, int status);
-/* Renames from over to, then fsyncs to's directory, on the threadpool
- * (the files themselves are written with host->file_write).  The callback
- * runs once unless hx_write_cancel() was called; NULL with *err when it
- * cannot start. */
-hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, hx_write_cb cb, void *arg,
-                    int *err);
+/* Renames from over to, then (sync) fsyncs to's directory, on the
+ * threadpool (the files themselves are written with host->file_write;
+ * no sync: as REGENT_FILE_WRITE_NO_SYNC, for a managed haproxy's file).
+ * The callback runs once unless hx_write_cancel() was called; NULL with
+ * *err when it cannot start. */
+hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync, hx_write_cb cb,
+                    void *arg, int *err);
 void hx_write_cancel(hx_write *w);
 
 /* ---- proc.c: the managed haproxy master process ---- */

@@ -396,13 +396,16 @@ static bool build_shape(hx_model *m, svc *v, long port, shape *out)
 	ss.c.state_file = m->state_file;
 	char t[32];
 	hx_fmt_ms(t, sizeof(t), inter);
+	/* Every server of the section has the same options: the listen's
+	 * default-server line, not each server line (render.c). */
+	hx_buf o = {.h = m->h};
+	hx_buf_printf(&o, " check inter %s%s", t, hx_buf_str(&ss.srvopts));
+	ss.c.server_defaults = hx_buf_str(&o);
 	char *listen = hx_render_listen(m->h, &ss.c);
 	out->listen = hx_cstr_new(m->h, listen); /* counted, to its size */
 	free(listen);
-	hx_buf o = {.h = m->h};
-	hx_buf_printf(&o, " check inter %s%s", t, hx_buf_str(&ss.srvopts));
-	out->srvopts = hx_cstr_new(m->h, hx_buf_str(&o));
 	hx_buf_free(&o);
+	out->srvopts = hx_cstr_new(m->h, "");
 	out->nslots = (size_t)(ss.slots > 0 ? ss.slots : m->slots_default);
 	out->port = (uint16_t)port;
 	out->checked = ss.c.check_path != NULL;

@@ -104,7 +104,9 @@ typedef struct shape {
 	/* counted copies (hx_cstr_new), shared by want, cand and run when equal
 	 * (1,000 services: one listen block each instead of two or three) */
 	char *listen;  /* the listen block without servers; NULL: absent */
-	char *srvopts; /* appended to every server line */
+	/* appended to every server line: "" (the options every server shares
+	 * are the listen block's default-server line) */
+	char *srvopts;
 	size_t nslots;
 	uint16_t port; /* its listener's port */
 	/* from the parsed settings (not searched in the text): */

@@ -230,7 +230,17 @@ static void text_release(void *t)
  * nobody else.  The core writes the text where it lies
  * (host->file_write_take, ABI 1.8: the configuration of megabytes is not
  * held twice) and releases it; a core before 1.8 copies it, and it is
- * released here. */
+ * released here.  No fsync when regent starts haproxy itself (manage =
+ * true: REGENT_FILE_WRITE_NO_SYNC; a core that does not know it syncs):
+ * that haproxy reads config_file only after this run's start read it
+ * back and compared it with its render (haproxy.c recover, mirror.c
+ * hx_mirror_same) or wrote it, and the state file only after this run
+ * wrote it (master.c hx_sup_spawn removes it before every start); no
+ * haproxy outlives a power loss, so what one leaves on the disk (the old
+ * file, the new one, an empty or zeroed one, none) is read back and
+ * rewritten before any haproxy reads it.  A haproxy regent only drives
+ * (manage = false) may be started by the system before regent: its files
+ * keep the syncs. */
 regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, char *text,
                                  bool counted, regent_file_write_cb cb, int *err)
 {
@@ -243,6 +253,7 @@ regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, char 
 		.mode = 0640,
 		.on_done = cb,
 		.arg = s,
+		.flags = s->manage ? REGENT_FILE_WRITE_NO_SYNC : 0,
 	};
 	if (REGENT_HOST_HAS(s->h, file_write_take) && s->h->file_write_take)
 		return s->h->file_write_take(s->ctx, &o, counted ? text_release : NULL,
@@ -370,7 +381,7 @@ static void do_rename(hx *s)
 {
 	s->ps = P_RENAME;
 	int err = 0;
-	s->swap = hx_rename(s->loop, s->cand_path, s->config_file, on_rename, s, &err);
+	s->swap = hx_rename(s->loop, s->cand_path, s->config_file, !s->manage, on_rename, s, &err);
 	if (!s->swap) {
 		hx_write_failed(s, s->config_file, err, NULL);
 		hx_pipeline_done(s);

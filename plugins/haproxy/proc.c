@@ -239,7 +239,8 @@ void hx_pidfd_reap(uv_loop_t *loop, int pidfd)
 
 /* The files themselves are written by host->file_write (pipeline.c); the
  * candidate, checked by haproxy -c where it lies, is swapped in here:
- * rename, then the directory's fsync, on libuv's threadpool. */
+ * rename, then the directory's fsync (none for a managed haproxy's file:
+ * see hx_write_file), on libuv's threadpool. */
 typedef enum {
 	W_RENAME,
 	W_DIROPEN,
@@ -251,6 +252,7 @@ struct hx_write {
 	uv_loop_t *loop;
 	uv_fs_t req;
 	w_step step;
+	bool sync; /* the directory's fsync after the rename */
 	char *path, *tmp, *dir;
 	uv_file fd;
 	int status;
@@ -276,8 +278,8 @@ static void w_next(uv_fs_t *req)
 	int rc = 0;
 	switch (w->step) {
 	case W_RENAME:
-		if (res < 0) {
-			w->status = (int)res;
+		if (res < 0 || !w->sync) {
+			w->status = res < 0 ? (int)res : 0;
 			w_done(w);
 			return;
 		}
@@ -318,8 +320,8 @@ static char *dir_of(const char *path)
 	return d;
 }
 
-hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, hx_write_cb cb, void *arg,
-                    int *err)
+hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync, hx_write_cb cb,
+                    void *arg, int *err)
 {
 	hx_write *w = calloc(1, sizeof(*w));
 	if (!w) {
@@ -340,6 +342,7 @@ hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, hx_write_
 	w->arg = arg;
 	w->req.data = w;
 	w->step = W_RENAME;
+	w->sync = sync;
 	int rc = uv_fs_rename(loop, &w->req, w->tmp, w->path, w_next);
 	if (rc < 0) {
 		*err = rc;

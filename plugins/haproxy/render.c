@@ -368,6 +368,13 @@ char *hx_render_listen(const regent_host *h, const hx_svc_cfg *c)
 		              "    load-server-state-from-file local\n"
 		              "    server-state-file-name %s\n",
 		              c->state_file);
+	/* Last: it applies to the servers declared after it.  Once per
+	 * section instead of on each server line: 16,000 server lines (10,000
+	 * instances) repeating " check inter 24h" cost haproxy 119 M of the
+	 * 513 M instructions of haproxy -c (callgrind; the server keyword
+	 * lookups) and the file 266 KB of its 2.1 MB. */
+	if (c->server_defaults && c->server_defaults[0])
+		hx_buf_printf(&b, "    default-server%s\n", c->server_defaults);
 	return hx_buf_take(&b);
 }
 

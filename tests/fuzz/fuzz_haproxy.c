@@ -128,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.t_server = 60000,
 		.t_check = 0,
 		.state_file = hx_valid_file_path(f[6]) ? f[6] : NULL,
+		.server_defaults = srvopts, /* as the plugin: once, not on each server line */
 	};
 	listen = hx_render_listen(H, &cfg);
 	hx_buf_puts(&out, listen);
@@ -141,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		enabled[i] = hx_valid_ip(addr, canon[i], &v6) &&
 		             regent_parse_port(port, strlen(port), &ports[i]) == 0;
 		hx_server_line l = {.enabled = enabled[i], .addr = canon[i], .port = ports[i], .id = id};
-		hx_render_server(&out, i, &l, srvopts);
+		hx_render_server(&out, i, &l, "");
 		if (!enabled[i])
 			continue;
 		/* The runtime API command the plugin sends for this slot. */

@@ -9,7 +9,9 @@
 #    only: a symlink, or one of a live pid, stays);
 #  - the generated files (config_file, the state file) are mode 0640;
 #  - runtime changes are written over their own server lines in place (same inode, no reload),
-#    and the patched file is byte for byte what a new instance's whole render gives.
+#    and the patched file is byte for byte what a new instance's whole render gives;
+#  - after a power loss (haproxy gone, config_file its text plus zeroed blocks, the state file
+#    garbage: what writes without fsync may leave), the next start rewrites it and routes.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -183,6 +185,27 @@ daemon_kill regent HUP
 check "mirror: a new instance took over" \
     wait_for --timeout 20 eval "[[ \$(grep -c 'sink haproxy: the new configuration took over' '$LOG') -gt $ntook ]]"
 check "mirror: its whole render equals the patched file" cmp "$T/patched.cfg" "$CFG"
+
+# --- after a power loss (#15: a managed haproxy's files are written without fsync) -------------
+# No haproxy outlives a power loss, and what the unsynced writes left on the disk is read back
+# before haproxy starts: here config_file is its text followed by blocks of zeros (the rename on
+# the disk before the data's last blocks) and the state file is garbage.  The next start says so,
+# keeps no slot of the file, writes it again (no NUL), and haproxy starts and routes.
+mpid=$(hx_master_pid "$MASTER")
+hx_track_master "$MASTER"
+daemon_stop regent
+[[ -n "$mpid" ]] && daemon_stop "haproxy-master-$mpid"
+check "power loss: haproxy is gone" eval "! hx_master_pid '$MASTER' | grep -q ."
+truncate -s +8192 "$CFG"
+printf 'garbage\0\0\0\n' > "$HX/haproxy.state"
+nnul=$(grep -c 'has NUL bytes' "$LOG")
+daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
+check "power loss: the torn file is named" wait_for --timeout 20 eval \
+    "[[ \$(grep -c 'has NUL bytes (cut short by a power loss?)' '$LOG') -gt $nnul ]]"
+check "power loss: regent routes web again" wait_for --timeout 30 http_get "http://127.0.0.1:$P_W/"
+hx_track_master "$MASTER"
+check "power loss: config_file written again, no NUL" eval "tr -d '\\000' < '$CFG' | cmp -s - '$CFG'"
+check "power loss: haproxy -c accepts it" haproxy -c -q -f "$CFG"
 
 daemon_stop regent
 harness_summary

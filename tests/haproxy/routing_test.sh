@@ -426,7 +426,16 @@ for bad in 'web;listen' '127.0.0.1#server' 'evil-host' 'tag#x' '{server}' 'HOME'
 done
 check "injection: the file is still valid for haproxy" haproxy -c -q -f "$CFG"
 check "injection: evil-4's line is a plain server line" \
-    grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} check inter 1s +# evil-4\$" "$CFG"
+    grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} +# evil-4\$" "$CFG"
+# The options web's servers share, once (its default-server line, before its servers); no server
+# line repeats them.
+web_defaults_once() {
+    awk '/^listen web$/ { w = 1; next } /^listen / { w = 0 }
+         w && /^    default-server/ { n++; l = $0 }
+         w && /^    server / && (/ check/ || !n) { bad++ }
+         END { exit !(n == 1 && !bad && l == "    default-server check inter 1s") }' "$CFG"
+}
+check "web's shared server options: once, its default-server line" web_defaults_once
 grep -E 'evil|tag' "$CFG" | sed 's/^/  | file: /'
 
 # --- an error answer on the persistent connection is reported as before ---------------------------

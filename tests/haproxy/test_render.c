@@ -183,7 +183,16 @@ static void test_render(void **st)
 	assert_non_null(strstr(l, "    option redispatch 1\n"));
 	assert_non_null(strstr(l, "    load-server-state-from-file global\n"));
 	assert_null(strstr(l, "server-state-file-name")); /* declared once, in global */
+	assert_null(strstr(l, "default-server")); /* no shared server options: no line */
 	free(l);
+	/* the options every server shares: once, the block's last line (before the servers) */
+	c.server_defaults = " check inter 2s weight 5";
+	l = hx_render_listen(H, &c);
+	size_t ll = strlen(l), dl = strlen("    default-server check inter 2s weight 5\n");
+	assert_true(ll > dl);
+	assert_string_equal(l + ll - dl, "    default-server check inter 2s weight 5\n");
+	free(l);
+	c.server_defaults = NULL;
 	c.state_global = false; /* drive mode: the user's global is theirs */
 	c.state_file = "/s/state";
 	l = hx_render_listen(H, &c);

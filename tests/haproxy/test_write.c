@@ -9,7 +9,8 @@
  * file and reports a missing candidate.  host->file_patch (ABI 1.6, the
  * mirror's in-place write of changed server lines) writes its ranges in
  * place and refuses a file of another length, a range past the end, a
- * symlink, a missing file. */
+ * symlink, a missing file.  REGENT_FILE_WRITE_NO_SYNC and
+ * REGENT_FILE_PATCH_NO_SYNC drop the syncs (counted), nothing else. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +18,7 @@
 #include <cmocka.h>
 
 #include "host.h" /* the core's host table and ctx (regent_core) */
-#include "helpers.h" /* regent_file_patch_syncs */
+#include "helpers.h" /* regent_file_patch_syncs, regent_file_write_syncs */
 #include "hx.h"
 
 #include <errno.h>
@@ -52,9 +53,9 @@ static void on_done(void *arg, int status, const char *why)
 		assert_non_null(strstr(why, dir)); /* the cause names the file */
 }
 
-/* Writes text to dir/name through dir/name.tmp as the sink does; returns
- * the status. */
-static int write_one(const char *name, const char *text)
+/* Writes text to dir/name through dir/name.tmp as the sink does (opts
+ * of size bytes, flags); returns the status. */
+static int write_opts(const char *name, const char *text, size_t size, unsigned flags)
 {
 	char path[300], tmp[310];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -64,14 +65,19 @@ static int write_one(const char *name, const char *text)
 	regent_agent agent = {.loop = &loop};
 	regent_ctx ctx = {.agent = &agent, .who = "haproxy test", .healthy = true};
 	int status = 1, err = 0;
-	regent_file_write_opts o = {.size = sizeof(o), .path = path, .tmp_path = tmp, .data = text,
+	regent_file_write_opts o = {.size = size, .path = path, .tmp_path = tmp, .data = text,
 	                            .len = strlen(text), .mode = 0640, .on_done = on_done,
-	                            .arg = &status};
+	                            .arg = &status, .flags = flags};
 	if (!regent_host_table.file_write(&ctx, &o, &err))
 		status = err;
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 	return status;
+}
+
+static int write_one(const char *name, const char *text)
+{
+	return write_opts(name, text, sizeof(regent_file_write_opts), 0);
 }
 
 static void on_renamed(void *arg, int status)
@@ -87,7 +93,7 @@ static int rename_one(const char *from, const char *to)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	int status = 1, err = 0;
-	if (!hx_rename(&loop, f, t, on_renamed, &status, &err))
+	if (!hx_rename(&loop, f, t, true, on_renamed, &status, &err))
 		status = err;
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
@@ -238,6 +244,45 @@ static void test_patch_no_sync(void **st)
 	assert_int_equal(regent_file_patch_syncs(), n0 + 2);
 }
 
+/* REGENT_FILE_WRITE_NO_SYNC (a managed haproxy's files: pipeline.c
+ * hx_write_file): the file replaced as always (mode 0640, a new inode by
+ * the rename, the temporary file gone, a symlink planted at the
+ * temporary path refused), with no fsync; without it, or from a plugin
+ * whose opts end before flags (an older one), two (file, directory). */
+static void test_write_no_sync(void **st)
+{
+	(void)st;
+	char p[300], tmp[310], target[300];
+	snprintf(p, sizeof(p), "%s/w.cfg", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+	assert_int_equal(write_one("w.cfg", "old\n"), 0);
+	struct stat s0, s1;
+	assert_int_equal(stat(p, &s0), 0);
+	uint64_t n0 = regent_file_write_syncs();
+	assert_int_equal(write_opts("w.cfg", "new\n", sizeof(regent_file_write_opts),
+	                            REGENT_FILE_WRITE_NO_SYNC), 0);
+	assert_int_equal(regent_file_write_syncs(), n0);
+	assert_string_equal(slurp(p), "new\n");
+	assert_int_equal(stat(p, &s1), 0);
+	assert_true(s0.st_ino != s1.st_ino); /* renamed over, not written in place */
+	assert_int_equal(s1.st_mode & 0777, 0640);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(write_one("w.cfg", "synced\n"), 0);
+	assert_int_equal(regent_file_write_syncs(), n0 + 2);
+	assert_int_equal(write_opts("w.cfg", "older plugin\n", offsetof(regent_file_write_opts, flags),
+	                            REGENT_FILE_WRITE_NO_SYNC), 0);
+	assert_int_equal(regent_file_write_syncs(), n0 + 4);
+	assert_string_equal(slurp(p), "older plugin\n");
+	/* still O_EXCL|O_NOFOLLOW: a symlink at the temporary path is refused */
+	snprintf(target, sizeof(target), "%s/victim3", dir);
+	put_file(target, "precious\n");
+	assert_int_equal(symlink(target, tmp), 0);
+	assert_int_equal(write_opts("w.cfg", "evil\n", sizeof(regent_file_write_opts),
+	                            REGENT_FILE_WRITE_NO_SYNC), -EEXIST);
+	assert_string_equal(slurp(target), "precious\n");
+	assert_string_equal(slurp(p), "older plugin\n");
+}
+
 /* Ranges land in place (same inode, same length, the rest untouched); a
  * file of another length than the plugin expects is left alone (-ESTALE);
  * a range past the end is refused before anything runs; a symlink at the
@@ -292,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_swap),
 		cmocka_unit_test(test_patch),
 		cmocka_unit_test(test_patch_no_sync),
+		cmocka_unit_test(test_write_no_sync),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
