@@ -11,16 +11,22 @@
  * clone(CLONE_VM | CLONE_VFORK): nothing is copied.  The exit is reaped
  * with waitpid(pid, WNOHANG) of this spawn's own pid when SIGCHLD comes
  * (a uv_signal_t; libuv's own SIGCHLD watcher for uv_spawn users also
- * waits only for its own pids). */
+ * waits only for its own pids).  argv[0] is looked up in PATH here
+ * (find_command), not by posix_spawnp: a missing command is refused
+ * before anything starts wherever the libc cannot report a failed exec.
+ * The timeout counts from the spawn in regent_now_ms, not from the loop's
+ * clock (see on_timer). */
 #include "helpers.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -137,6 +143,14 @@ static void on_timer(uv_timer_t *t)
 {
 	regent_spawn *s = t->data;
 	if (!s->exited) {
+		/* The timer counted from the loop's clock, which is the time of
+		 * its turn's start: a spawn made late in a long turn (or after
+		 * the loop's thread waited) would be killed before timeout_ms. */
+		uint64_t now = regent_now_ms();
+		if (now < s->deadline_ms) {
+			uv_timer_start(t, on_timer, s->deadline_ms - now, 0);
+			return;
+		}
 		s->timed_out = true;
 		kill_group(s);
 		return; /* on_sigchld follows */
@@ -168,16 +182,77 @@ static void on_sigchld(uv_signal_t *h, int signum)
 	uv_timer_start(&s->timer, on_timer, grace, 0);
 }
 
+/* 0 when path is a regular file this process may execute, else -errno. */
+static int executable(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || access(path, X_OK) != 0)
+		return -EACCES;
+	return 0;
+}
+
+/* The file execvp would run for cmd: cmd itself when it has a '/', else
+ * the first executable file of that name in the agent's PATH (unset:
+ * /bin:/usr/bin; an empty entry is the working directory), into buf.
+ * Looked up here rather than left to posix_spawnp, so that a missing
+ * command is refused before anything starts on any platform: glibc
+ * reports an exec failure from its CLONE_VM child, which a libc that
+ * forks, or valgrind (it runs that clone as a fork), cannot; the spawn
+ * then "succeeded" and its child exited 127.  0, -ENOENT, -EACCES (one
+ * was found but cannot be run) or -ENAMETOOLONG. */
+static int find_command(const char *cmd, char *buf, size_t len)
+{
+	size_t cl = strlen(cmd);
+	if (!cl)
+		return -ENOENT;
+	if (strchr(cmd, '/')) {
+		if (cl >= len)
+			return -ENAMETOOLONG;
+		memcpy(buf, cmd, cl + 1);
+		return executable(buf);
+	}
+	const char *path = getenv("PATH");
+	if (!path)
+		path = "/bin:/usr/bin";
+	int rc = -ENOENT;
+	for (const char *p = path;; p++) {
+		const char *end = strchr(p, ':');
+		size_t dl = end ? (size_t)(end - p) : strlen(p);
+		if (dl + 2 + cl < len) {
+			if (dl)
+				memcpy(buf, p, dl);
+			else
+				buf[dl++] = '.';
+			buf[dl] = '/';
+			memcpy(buf + dl + 1, cmd, cl + 1);
+			int r = executable(buf);
+			if (r == 0)
+				return 0;
+			if (r == -EACCES)
+				rc = -EACCES; /* as execvp: said if nothing later runs */
+		}
+		if (!end)
+			return rc;
+		p = end;
+	}
+}
+
 /* host->process_start (ABI 1.7), and the child of every spawn: argv[0]
- * (looked up in the agent's PATH) in a new session (its own process
- * group), stdin /dev/null, stdout and stderr on out_fd (< 0: /dev/null),
- * every signal at its default and none blocked (as uv_spawn did).
- * Returns 0 or -errno (an exec failure too: glibc reports it and reaps
- * that child). */
+ * (looked up in the agent's PATH, by find_command) in a new session (its
+ * own process group), stdin /dev/null, stdout and stderr on out_fd (< 0:
+ * /dev/null), every signal at its default and none blocked (as uv_spawn
+ * did).  Returns 0 or -errno (a missing command before anything starts,
+ * an exec failure too where glibc reports it). */
 int regent_process_start(const regent_spawn_opts *o, int out_fd, int *pid)
 {
 	if (!o || !o->argv || !o->argv[0] || !pid)
 		return -EINVAL;
+	char file[PATH_MAX];
+	int found = find_command(o->argv[0], file, sizeof(file));
+	if (found < 0)
+		return found;
 	int low = -1; /* stdin is set first: an out_fd among 0-2 is moved */
 	if (out_fd >= 0 && out_fd < 3) {
 		low = out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
@@ -207,8 +282,8 @@ int regent_process_start(const regent_spawn_opts *o, int out_fd, int *pid)
 	                                             POSIX_SPAWN_SETSIGDEF)) &&
 	    !(rc = posix_spawnattr_setsigmask(&at, &none)) &&
 	    !(rc = posix_spawnattr_setsigdefault(&at, &all)))
-		rc = posix_spawnp(&p, o->argv[0], &fa, &at, (char *const *)o->argv,
-		                  o->env ? (char *const *)o->env : environ);
+		rc = posix_spawn(&p, file, &fa, &at, (char *const *)o->argv,
+		                 o->env ? (char *const *)o->env : environ);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
 	if (low >= 0)

@@ -4,10 +4,10 @@
  * valid JSON), the map's key-copy rule, URL escaping (UTF-8 bytes, nothing
  * cut), the HTTP-result describer, timers closed from their own callback,
  * the atomic write (content, mode, a stale temporary file, a symlink at
- * the temporary path refused, a missing directory, cancel), spawn (output,
- * exit status, the bound on output, a timeout that kills the process group,
- * cancel, a missing command), per-part health and ADDRESS values handed
- * over parsed (cfg_address: families, socket address, the size rule). */
+ * the temporary path refused, a missing directory, cancel), per-part
+ * health and ADDRESS values handed over parsed (cfg_address: families,
+ * socket address, the size rule).  spawn and process_start are in
+ * test_helpers_spawn.c; the fixture both use is test_helpers.h. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,22 +25,14 @@
 
 #include "helpers.h"
 #include "host.h"
+#include "test_helpers.h"
 #include "loader.h"
 #include "log.h"
 #include "model.h"
 #include "report.h"
 #include "util.h"
 
-static const regent_host *H = &regent_host_table;
-
-typedef struct fixture {
-	uv_loop_t loop;
-	regent_agent agent;
-	regent_ctx ctx;
-	char dir[64];
-} fixture;
-
-static int setup(void **state)
+int helpers_setup(void **state)
 {
 	fixture *f = calloc(1, sizeof(*f));
 	uv_loop_init(&f->loop);
@@ -54,7 +46,7 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
+int helpers_teardown(void **state)
 {
 	fixture *f = *state;
 	char cmd[128];
@@ -66,12 +58,13 @@ static int teardown(void **state)
 	free(f->ctx.last_warning);
 	uv_run(&f->loop, UV_RUN_DEFAULT); /* closes what the test left closing */
 	assert_int_equal(uv_loop_close(&f->loop), 0);
+	for (size_t i = 0; i < f->nkeep; i++) /* what those last callbacks may have written */
+		free(f->keep[i]);
 	free(f);
 	return 0;
 }
 
-/* Runs the loop until *flag is set or ms pass; returns the flag. */
-static bool run_until(fixture *f, const bool *flag, uint64_t ms)
+bool run_until(fixture *f, const bool *flag, uint64_t ms)
 {
 	uint64_t end = regent_now_ms() + ms;
 	while (!*flag && regent_now_ms() < end) {
@@ -80,6 +73,24 @@ static bool run_until(fixture *f, const bool *flag, uint64_t ms)
 			usleep(2000);
 	}
 	return *flag;
+}
+
+void *fx_keep(fixture *f, size_t size)
+{
+	assert_true(f->nkeep < FX_KEEP_MAX);
+	return f->keep[f->nkeep++] = calloc(1, size);
+}
+
+char *slurp(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return NULL;
+	char *d = calloc(1, 4096);
+	size_t n = fread(d, 1, 4095, fp);
+	d[n] = '\0';
+	fclose(fp);
+	return d;
 }
 
 static void test_abi(void **state)
@@ -392,18 +403,6 @@ static void on_written(void *arg, int status, const char *why)
 	snprintf(w->why, sizeof(w->why), "%s", why);
 }
 
-static char *slurp(const char *path)
-{
-	FILE *fp = fopen(path, "r");
-	if (!fp)
-		return NULL;
-	char *d = calloc(1, 4096);
-	size_t n = fread(d, 1, 4095, fp);
-	d[n] = '\0';
-	fclose(fp);
-	return d;
-}
-
 /* file_write_take (ABI 1.8): the buffer written where it lies and
  * released once, after on_done; a refused call releases it at once. */
 typedef struct taken {
@@ -424,57 +423,58 @@ static void test_file_write_take(void **state)
 	fixture *f = *state;
 	char path[128];
 	snprintf(path, sizeof(path), "%s/taken.cfg", f->dir);
-	wstate w = {0};
-	taken t = {.w = &w};
+	wstate *w = fx_keep(f, sizeof(*w)); /* a late on_done writes here */
+	taken *t = fx_keep(f, sizeof(*t));
+	t->w = w;
 	char *text = strdup("global\n  maxconn 10\n");
 	regent_file_write_opts o = {.size = sizeof(o), .path = path, .data = text,
-	                            .len = strlen(text), .on_done = on_written, .arg = &w};
+	                            .len = strlen(text), .on_done = on_written, .arg = w};
 	int err = 1;
-	assert_non_null(H->file_write_take(&f->ctx, &o, on_release, &t, &err));
+	assert_non_null(H->file_write_take(&f->ctx, &o, on_release, t, &err));
 	assert_int_equal(err, 0);
-	assert_true(run_until(f, &w.done, 10000));
-	assert_int_equal(w.status, 0);
-	assert_int_equal(t.released, 1);
-	assert_true(t.done_before);
+	assert_true(run_until(f, &w->done, 10000));
+	assert_int_equal(w->status, 0);
+	assert_int_equal(t->released, 1);
+	assert_true(t->done_before);
 	char *got = slurp(path);
 	assert_string_equal(got, text);
 	free(got);
 	free(text); /* released: the test's again */
 	/* release NULL: the core frees it (valgrind and ASan see it freed once) */
-	memset(&w, 0, sizeof(w));
+	memset(w, 0, sizeof(*w));
 	o.data = strdup("second\n");
 	o.len = 7;
 	assert_non_null(H->file_write_take(&f->ctx, &o, NULL, NULL, &err));
-	assert_true(run_until(f, &w.done, 10000));
+	assert_true(run_until(f, &w->done, 10000));
 	got = slurp(path);
 	assert_string_equal(got, "second\n");
 	free(got);
 	/* refused (a relative path): released before the call returns */
-	t.released = 0;
+	t->released = 0;
 	o.path = "relative.cfg";
 	o.data = "x";
 	o.len = 1;
-	assert_null(H->file_write_take(&f->ctx, &o, on_release, &t, &err));
+	assert_null(H->file_write_take(&f->ctx, &o, on_release, t, &err));
 	assert_int_equal(err, -EINVAL);
-	assert_int_equal(t.released, 1);
+	assert_int_equal(t->released, 1);
 	o.data = strdup("y");
 	assert_null(H->file_write_take(&f->ctx, &o, NULL, NULL, &err)); /* freed by the core */
 	/* cancelled: no on_done, released once the write ended */
-	memset(&w, 0, sizeof(w));
-	t.released = 0;
+	memset(w, 0, sizeof(*w));
+	t->released = 0;
 	o.path = path;
 	o.data = "third\n";
 	o.len = 6;
-	H->file_write_cancel(H->file_write_take(&f->ctx, &o, on_release, &t, &err));
+	H->file_write_cancel(H->file_write_take(&f->ctx, &o, on_release, t, &err));
 	bool released = false;
 	for (uint64_t end = regent_now_ms() + 10000; !released && regent_now_ms() < end;) {
 		uv_run(&f->loop, UV_RUN_NOWAIT);
-		released = t.released == 1;
+		released = t->released == 1;
 		if (!released)
 			usleep(2000);
 	}
 	assert_true(released);
-	assert_false(w.done);
+	assert_false(w->done);
 }
 
 static void test_file_write(void **state)
@@ -483,14 +483,14 @@ static void test_file_write(void **state)
 	char path[128], tmp[140], target[140];
 	snprintf(path, sizeof(path), "%s/out.json", f->dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	wstate w = {0};
+	wstate *w = fx_keep(f, sizeof(*w)); /* a late on_done writes here */
 	regent_file_write_opts o = {.size = sizeof(o), .path = path, .data = "{\"a\":1}\n", .len = 8,
-	                            .mode = 0640, .on_done = on_written, .arg = &w};
+	                            .mode = 0640, .on_done = on_written, .arg = w};
 	int err = 1;
 	assert_non_null(H->file_write(&f->ctx, &o, &err));
 	assert_int_equal(err, 0);
-	assert_true(run_until(f, &w.done, 10000));
-	assert_int_equal(w.status, 0);
+	assert_true(run_until(f, &w->done, 10000));
+	assert_int_equal(w->status, 0);
 	char *got = slurp(path);
 	assert_string_equal(got, "{\"a\":1}\n");
 	free(got);
@@ -503,13 +503,13 @@ static void test_file_write(void **state)
 	FILE *fp = fopen(tmp, "w");
 	fputs("stale", fp);
 	fclose(fp);
-	memset(&w, 0, sizeof(w));
+	memset(w, 0, sizeof(*w));
 	o.data = "second";
 	o.len = 6;
 	o.mode = 0600;
 	assert_non_null(H->file_write(&f->ctx, &o, &err));
-	assert_true(run_until(f, &w.done, 10000));
-	assert_int_equal(w.status, 0);
+	assert_true(run_until(f, &w->done, 10000));
+	assert_int_equal(w->status, 0);
 	got = slurp(path);
 	assert_string_equal(got, "second");
 	free(got);
@@ -522,14 +522,14 @@ static void test_file_write(void **state)
 	fputs("precious", fp);
 	fclose(fp);
 	assert_int_equal(symlink(target, tmp), 0);
-	memset(&w, 0, sizeof(w));
+	memset(w, 0, sizeof(*w));
 	o.data = "evil";
 	o.len = 4;
 	assert_non_null(H->file_write(&f->ctx, &o, &err));
-	assert_true(run_until(f, &w.done, 10000));
-	assert_int_equal(w.status, -EEXIST);
-	assert_non_null(strstr(w.why, "a symbolic link"));
-	assert_non_null(strstr(w.why, tmp));
+	assert_true(run_until(f, &w->done, 10000));
+	assert_int_equal(w->status, -EEXIST);
+	assert_non_null(strstr(w->why, "a symbolic link"));
+	assert_non_null(strstr(w->why, tmp));
 	got = slurp(target);
 	assert_string_equal(got, "precious");
 	free(got);
@@ -543,15 +543,15 @@ static void test_file_write(void **state)
 	/* A missing directory: the error names the file, nothing is left. */
 	char missing[160];
 	snprintf(missing, sizeof(missing), "%s/nodir/out.json", f->dir);
-	memset(&w, 0, sizeof(w));
+	memset(w, 0, sizeof(*w));
 	o.path = missing;
 	assert_non_null(H->file_write(&f->ctx, &o, &err));
-	assert_true(run_until(f, &w.done, 10000));
-	assert_int_equal(w.status, -ENOENT);
-	assert_non_null(strstr(w.why, "nodir/out.json.tmp"));
+	assert_true(run_until(f, &w->done, 10000));
+	assert_int_equal(w->status, -ENOENT);
+	assert_non_null(strstr(w->why, "nodir/out.json.tmp"));
 
 	/* Cancelled: no callback, the write itself still completes cleanly. */
-	memset(&w, 0, sizeof(w));
+	memset(w, 0, sizeof(*w));
 	o.path = path;
 	o.data = "third";
 	o.len = 5;
@@ -559,15 +559,15 @@ static void test_file_write(void **state)
 	assert_non_null(fw);
 	H->file_write_cancel(fw);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_false(w.done);
+	assert_false(w->done);
 	assert_int_not_equal(access(tmp, F_OK), 0);
 
 	/* mode 0: 0644, not an unreadable file. */
-	memset(&w, 0, sizeof(w));
+	memset(w, 0, sizeof(*w));
 	o.mode = 0;
 	assert_non_null(H->file_write(&f->ctx, &o, &err));
-	assert_true(run_until(f, &w.done, 10000));
-	assert_int_equal(w.status, 0);
+	assert_true(run_until(f, &w->done, 10000));
+	assert_int_equal(w->status, 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0644);
 
@@ -579,272 +579,6 @@ static void test_file_write(void **state)
 	o.on_done = NULL;
 	assert_null(H->file_write(&f->ctx, &o, &err));
 	assert_int_equal(err, -EINVAL);
-}
-
-typedef struct sstate {
-	bool done;
-	regent_spawn_result r;
-	char out[70000];
-} sstate;
-
-static void on_spawned(void *arg, const regent_spawn_result *r)
-{
-	sstate *s = arg;
-	s->done = true;
-	s->r = *r;
-	assert_int_equal(strlen(r->output), r->output_len);
-	memcpy(s->out, r->output, r->output_len + 1);
-	s->r.output = s->out;
-}
-
-static sstate *spawn_run(fixture *f, const char *script, uint64_t timeout_ms, size_t max_output)
-{
-	sstate *s = calloc(1, sizeof(*s));
-	const char *argv[] = {"sh", "-c", script, NULL};
-	regent_spawn_opts o = {.size = sizeof(o), .argv = argv, .timeout_ms = timeout_ms,
-	                       .max_output = max_output, .on_done = on_spawned, .arg = s};
-	int err = 1;
-	assert_non_null(H->spawn(&f->ctx, &o, &err));
-	assert_int_equal(err, 0);
-	assert_true(run_until(f, &s->done, 20000));
-	return s;
-}
-
-static void test_spawn(void **state)
-{
-	fixture *f = *state;
-	sstate *s = spawn_run(f, "echo out; echo err >&2; exit 3", 10000, 0);
-	assert_int_equal(s->r.error, 0);
-	assert_int_equal(s->r.exit_status, 3);
-	assert_int_equal(s->r.term_signal, 0);
-	assert_non_null(strstr(s->out, "out\n"));
-	assert_non_null(strstr(s->out, "err\n"));
-	assert_int_equal(s->r.output_dropped, 0);
-	free(s);
-
-	/* Output past max_output: kept up to it, the rest counted. */
-	s = spawn_run(f, "head -c 5000 /dev/zero | tr '\\0' x", 10000, 1000);
-	assert_int_equal(s->r.exit_status, 0);
-	assert_int_equal(s->r.output_len, 1000);
-	assert_int_equal(s->r.output_dropped, 4000);
-	free(s);
-
-	/* The timeout kills the command and what it started (its process
-	 * group): a grandchild holding the output open does not keep it. */
-	char pidfile[128], cmd[256];
-	snprintf(pidfile, sizeof(pidfile), "%s/grandchild.pid", f->dir);
-	snprintf(cmd, sizeof(cmd), "sleep 60 & echo $! > '%s'; echo started; wait", pidfile);
-	s = spawn_run(f, cmd, 300, 0);
-	assert_int_equal(s->r.error, -ETIMEDOUT);
-	assert_int_equal(s->r.term_signal, SIGKILL);
-	assert_int_equal(s->r.exit_status, -1);
-	assert_non_null(strstr(s->out, "started"));
-	assert_true(s->r.elapsed_ms >= 300 && s->r.elapsed_ms < 10000);
-	char *pid = slurp(pidfile);
-	assert_non_null(pid);
-	pid_t gp = (pid_t)atoi(pid);
-	free(pid);
-	bool gone = false; /* killed, then reaped by init */
-	for (int i = 0; i < 500 && !gone; i++) {
-		char proc[64];
-		snprintf(proc, sizeof(proc), "/proc/%d/stat", (int)gp);
-		char *st = slurp(proc);
-		gone = !st || strstr(st, ") Z ") != NULL;
-		free(st);
-		if (!gone)
-			usleep(10000);
-	}
-	assert_true(gone);
-	free(s);
-
-	/* Cancelled: killed, no callback. */
-	char marker[128];
-	snprintf(marker, sizeof(marker), "%s/marker", f->dir);
-	snprintf(cmd, sizeof(cmd), "sleep 0.5; touch '%s'", marker);
-	sstate c = {0};
-	const char *argv[] = {"sh", "-c", cmd, NULL};
-	regent_spawn_opts o = {.size = sizeof(o), .argv = argv, .on_done = on_spawned, .arg = &c};
-	int err;
-	regent_spawn *sp = H->spawn(&f->ctx, &o, &err);
-	assert_non_null(sp);
-	H->spawn_cancel(sp);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	usleep(800000);
-	assert_false(c.done);
-	assert_int_not_equal(access(marker, F_OK), 0);
-
-	/* A missing command: refused at once, no callback. */
-	const char *nope[] = {"regent-no-such-command", NULL};
-	o.argv = nope;
-	assert_null(H->spawn(&f->ctx, &o, &err));
-	assert_int_equal(err, -ENOENT);
-	o.argv = NULL;
-	assert_null(H->spawn(&f->ctx, &o, &err));
-	assert_int_equal(err, -EINVAL);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_false(c.done);
-}
-
-/* process_start / process_reap (ABI 1.7): a process nothing watches, its
- * output on the fd given (or /dev/null), reaped by its pid alone. */
-static void test_process(void **state)
-{
-	(void)state;
-	char path[] = "/tmp/regent-test-process-XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	const char *argv[] = {"sh", "-c", "echo out; echo err >&2; exit 4", NULL};
-	regent_spawn_opts o = {.size = sizeof(o), .argv = argv};
-	int pid = 0, status = 99, sig = 99;
-	assert_int_equal(H->process_start(&o, fd, &pid), 0);
-	assert_true(pid > 0);
-	assert_int_equal(H->process_reap(pid, true, &status, &sig), 1);
-	assert_int_equal(status, 4);
-	assert_int_equal(sig, 0);
-	char buf[64] = {0};
-	assert_int_equal(pread(fd, buf, sizeof(buf) - 1, 0), 8);
-	assert_string_equal(buf, "out\nerr\n");
-	close(fd);
-	unlink(path);
-	/* Reaped once: a second reap is -ECHILD, read as a signal's end. */
-	assert_int_equal(H->process_reap(pid, false, &status, &sig), -ECHILD);
-	assert_int_equal(status, -1);
-
-	/* Running: 0 without waiting; killed: the signal; cwd and env given. */
-	const char *env[] = {"REGENT_T=x", NULL};
-	const char *sargv[] = {"sh", "-c", "[ \"$REGENT_T\" = x ] && [ \"$(pwd)\" = / ] && exec sleep 30", NULL};
-	regent_spawn_opts so = {.size = sizeof(so), .argv = sargv, .env = env, .cwd = "/"};
-	assert_int_equal(H->process_start(&so, -1, &pid), 0);
-	usleep(200000);
-	assert_int_equal(H->process_reap(pid, false, &status, &sig), 0);
-	assert_int_equal(kill(pid, SIGTERM), 0);
-	assert_int_equal(H->process_reap(pid, true, &status, &sig), 1);
-	assert_int_equal(sig, SIGTERM);
-	assert_int_equal(status, -1);
-
-	/* Errors: no such command, no argv, a pid that is not ours. */
-	const char *bad[] = {"regent-no-such-command", NULL};
-	regent_spawn_opts bo = {.size = sizeof(bo), .argv = bad};
-	assert_int_equal(H->process_start(&bo, -1, &pid), -ENOENT);
-	regent_spawn_opts no = {.size = sizeof(no)};
-	assert_int_equal(H->process_start(&no, -1, &pid), -EINVAL);
-	assert_int_equal(H->process_reap(1, false, &status, &sig), -ECHILD);
-	assert_int_equal(H->process_reap(0, false, &status, &sig), -EINVAL);
-}
-
-/* What the child gets (posix_spawn, not a fork of the agent): only fds
- * 0-2 (and what the agent inherited), its own session, no blocked or
- * ignored signal, the cwd asked for;
- * and libuv's own SIGCHLD handling still serves a uv_spawn next to it. */
-typedef struct uvchild {
-	bool done;
-	int64_t status;
-} uvchild;
-
-static void on_uv_exit(uv_process_t *p, int64_t status, int sig)
-{
-	(void)sig;
-	uvchild *c = p->data;
-	c->done = true;
-	c->status = status;
-	uv_close((uv_handle_t *)p, NULL);
-}
-
-static void test_spawn_child_state(void **state)
-{
-	fixture *f = *state;
-	/* A descriptor the agent holds without O_CLOEXEC stays; ours must not
-	 * leak (the pipe's read end, the loop's fds). */
-	sstate *s = spawn_run(f,
-	                      "cd /proc/$$/fd && echo fds *; "
-	                      "echo sid $(cut -d' ' -f6 /proc/$$/stat) pid $$",
-	                      10000, 0);
-	assert_int_equal(s->r.exit_status, 0);
-	/* Only 0-2 and what the agent holds without FD_CLOEXEC (inherited
-	 * from whoever started it) reach the child; one more is the shell's
-	 * own directory handle while it lists. */
-	const char *fl = strstr(s->out, "fds ");
-	assert_non_null(fl);
-	int extra = 0;
-	for (const char *q = fl + 4; *q && *q != '\n';) {
-		char *end;
-		long fd = strtol(q, &end, 10);
-		assert_true(end > q);
-		int fdfl = fd > 2 ? fcntl((int)fd, F_GETFD) : 0;
-		if (fd > 2 && (fdfl < 0 || (fdfl & FD_CLOEXEC)))
-			extra++;
-		q = *end == ' ' ? end + 1 : end;
-	}
-	if (extra > 1)
-		print_error("child's descriptors: %s\n", fl);
-	assert_true(extra <= 1);
-	int sid = -1, pid = -2;
-	const char *p = strstr(s->out, "sid ");
-	assert_non_null(p);
-	assert_int_equal(sscanf(p, "sid %d pid %d", &sid, &pid), 2);
-	assert_int_equal(sid, pid);
-	assert_int_not_equal(sid, (int)getsid(0));
-	free(s);
-
-	/* Signals: none blocked, 1-31 at their default, whatever the agent
-	 * blocks or ignores (read by grep itself: a shell clears its mask).
-	 * glibc's posix_spawn leaves its two internal signals, 32 and 33,
-	 * ignored; haproxy and sh use neither. */
-	sigset_t blk, old;
-	sigemptyset(&blk);
-	sigaddset(&blk, SIGUSR2);
-	assert_int_equal(sigprocmask(SIG_BLOCK, &blk, &old), 0);
-	struct sigaction ign = {.sa_handler = SIG_IGN}, oldsa;
-	assert_int_equal(sigaction(SIGUSR1, &ign, &oldsa), 0);
-	sstate g = {0};
-	const char *gargv[] = {"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL};
-	regent_spawn_opts go = {.size = sizeof(go), .argv = gargv, .on_done = on_spawned, .arg = &g};
-	int gerr = 1;
-	assert_non_null(H->spawn(&f->ctx, &go, &gerr));
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	sigaction(SIGUSR1, &oldsa, NULL);
-	assert_true(run_until(f, &g.done, 20000));
-	assert_int_equal(g.r.exit_status, 0);
-	if (!strstr(g.out, "SigBlk:\t0000000000000000\n"))
-		print_error("child's signals: %s\n", g.out);
-	assert_non_null(strstr(g.out, "SigBlk:\t0000000000000000\n"));
-	const char *ig = strstr(g.out, "SigIgn:\t");
-	assert_non_null(ig);
-	assert_int_equal(strtoull(ig + 8, NULL, 16) & 0x7fffffffull, 0);
-
-	/* cwd, and a uv_spawn child exiting while ours runs (and the other way
-	 * round): each exit reaches its own owner. */
-	uvchild uc = {0};
-	uv_process_t up = {.data = &uc};
-	char *uargs[] = {"sh", "-c", "sleep 0.2; exit 5", NULL};
-	uv_process_options_t uo = {.exit_cb = on_uv_exit, .file = "sh", .args = uargs};
-	assert_int_equal(uv_spawn(&f->loop, &up, &uo), 0);
-	sstate c = {0};
-	const char *argv[] = {"sh", "-c", "pwd; sleep 0.4; exit 4", NULL};
-	regent_spawn_opts o = {.size = sizeof(o), .argv = argv, .cwd = f->dir,
-	                       .on_done = on_spawned, .arg = &c};
-	int err = 1;
-	assert_non_null(H->spawn(&f->ctx, &o, &err));
-	assert_true(run_until(f, &c.done, 20000));
-	assert_true(run_until(f, &uc.done, 20000));
-	assert_int_equal(uc.status, 5);
-	assert_int_equal(c.r.exit_status, 4);
-	char want[300];
-	snprintf(want, sizeof(want), "%s\n", f->dir);
-	assert_string_equal(c.out, want);
-	c.done = false;
-	uvchild uc2 = {0};
-	uv_process_t up2 = {.data = &uc2};
-	char *uargs2[] = {"sh", "-c", "sleep 0.4; exit 6", NULL};
-	uo.args = uargs2;
-	assert_int_equal(uv_spawn(&f->loop, &up2, &uo), 0);
-	argv[2] = "exit 7";
-	assert_non_null(H->spawn(&f->ctx, &o, &err));
-	assert_true(run_until(f, &c.done, 20000));
-	assert_int_equal(c.r.exit_status, 7);
-	assert_true(run_until(f, &uc2.done, 20000));
-	assert_int_equal(uc2.status, 6);
-	uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
 static void addr_ok(const char *text, int family, const char *host, unsigned port)
@@ -991,21 +725,22 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_abi),
-		cmocka_unit_test_setup_teardown(test_older_plugin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_older_plugin, helpers_setup, helpers_teardown),
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_buffer),
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_url_escape),
 		cmocka_unit_test(test_http_describe),
-		cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_file_write_take, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn_child_state, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_process, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_health_parts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timers, helpers_setup, helpers_teardown),
+		cmocka_unit_test_setup_teardown(test_file_write, helpers_setup, helpers_teardown),
+		cmocka_unit_test_setup_teardown(test_file_write_take, helpers_setup, helpers_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn, helpers_setup, helpers_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_deadline, helpers_setup, helpers_teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_child_state, helpers_setup, helpers_teardown),
+		cmocka_unit_test_setup_teardown(test_process, helpers_setup, helpers_teardown),
+		cmocka_unit_test_setup_teardown(test_health_parts, helpers_setup, helpers_teardown),
 		cmocka_unit_test(test_address),
-		cmocka_unit_test_setup_teardown(test_cfg_address, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cfg_address, helpers_setup, helpers_teardown),
 		cmocka_unit_test(test_health_report),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

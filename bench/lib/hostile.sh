@@ -43,6 +43,9 @@ usage: bench/run hostile [options]
                   (<result>-callgrind-PHASE.out.gz)
   --build DIR     regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR       results dir (default bench/results)
+environment: HS_LOG_LEVEL=debug runs the agents at that log level (the haproxy sink's pipeline
+  line: where each reload's time went); REGENT_BENCH_KEEP_LOGS=DIR copies the live agent's log,
+  haproxy's output and the last generated config into DIR at the end
 EOF2
 }
 
@@ -66,6 +69,7 @@ hs_ini() { # NAME: writes $H_TMP/NAME/client.ini; ports in $H_TMP/NAME/{hsp,rsp}
 node = hostile-$1
 state_dir = $H_TMP/state-$1
 metrics_per_service = true
+${HS_LOG_LEVEL:+log_level = $HS_LOG_LEVEL}
 
 [store etcd]
 endpoints = $HS_EP
@@ -681,6 +685,11 @@ bench_hostile() {
 	[[ " $only " == *" b "* ]] && hs_scn_b "$nmeta" "$reps"
 	[[ " $only " == *" c "* ]] && hs_scn_c "$nbig" "$bigb"
 	hs_stop live
+	if [[ -n "${REGENT_BENCH_KEEP_LOGS:-}" ]]; then # the live agent's log, haproxy's, the config
+		mkdir -p "$REGENT_BENCH_KEEP_LOGS"
+		cp "$(hs_log live)" "$REGENT_BENCH_KEEP_LOGS/agent.log"
+		cp "$H_TMP/state-live/"*.log "$H_TMP/live/hx/regent.cfg" "$REGENT_BENCH_KEEP_LOGS/" 2>/dev/null
+	fi
 	hs_fact a.rate "$HS_RATE"
 	hs_rows "$ninst" "$nmeta" "$nbig" "$bigb"
 	cp "$H_TMP/facts" "${B_CSV%.csv}.facts"

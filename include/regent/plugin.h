@@ -833,10 +833,12 @@ typedef struct regent_host {
 	 * an exit, when the timeout passes while a descendant still holds the
 	 * output open), unless spawn_cancel was called: that kills the process
 	 * group (SIGKILL) and no callback follows (spawn_cancel(NULL) does
-	 * nothing).  At the timeout the process
-	 * group is killed with SIGKILL and error is -ETIMEDOUT.  Returns NULL
-	 * with *err when it cannot start (-ENOENT: no such command in PATH,
-	 * -EACCES, -EINVAL: no argv or on_done); no callback then. */
+	 * nothing).  At the timeout (timeout_ms after this call, however late
+	 * in the loop's turn it is made) the process group is killed with
+	 * SIGKILL and error is -ETIMEDOUT.  Returns NULL with *err when it
+	 * cannot start (-ENOENT: no such command in PATH, -EACCES: none that
+	 * can be run, both found before anything starts; -EINVAL: no argv or
+	 * on_done); no callback then. */
 	regent_spawn *(*spawn)(regent_ctx *ctx, const regent_spawn_opts *opts, int *err);
 	void (*spawn_cancel)(regent_spawn *s);
 

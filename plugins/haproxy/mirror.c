@@ -43,9 +43,9 @@ size_t hx_line_width(size_t i, const char *srvopts)
 	size_t d = 1;
 	for (size_t n = i + 1; n >= 10; n /= 10)
 		d++;
-	/* "    server sN 0.0.0.0:0<srvopts> disabled" */
-	return strlen("    server s") + d + strlen(" 0.0.0.0:0") + strlen(srvopts) +
-	       strlen(" disabled") + LINE_ROOM;
+	/* "    server sN 0.0.0.0:0 id N<srvopts> disabled" */
+	return strlen("    server s") + d + strlen(" 0.0.0.0:0") + strlen(" id ") + d +
+	       strlen(srvopts) + strlen(" disabled") + LINE_ROOM;
 }
 
 static size_t put_dec(char *d, size_t v) /* d: 24 bytes; the digits at its end */
@@ -78,10 +78,13 @@ static size_t line_direct(char *out, size_t cap, size_t i, const hx_server_line 
 		n += (len);                                                                    \
 	} while (0)
 	PUT("    server s", 12);
-	k = put_dec(d, i + 1);
-	PUT(d + k, 24 - k);
+	size_t sk = put_dec(d, i + 1);
+	char sd[24];
+	memcpy(sd, d, sizeof(sd)); /* the slot's number: its name and its id */
+	PUT(d + sk, 24 - sk);
 	if (!l->enabled) {
-		PUT(" 0.0.0.0:0", 10);
+		PUT(" 0.0.0.0:0 id ", 14);
+		PUT(sd + sk, 24 - sk);
 		PUT(srvopts, ol);
 		PUT(" disabled", 9);
 	} else {
@@ -93,6 +96,8 @@ static size_t line_direct(char *out, size_t cap, size_t i, const hx_server_line 
 		PUT(":", 1);
 		k = put_dec(d, (unsigned)l->port);
 		PUT(d + k, 24 - k);
+		PUT(" id ", 4);
+		PUT(sd + sk, 24 - sk);
 		PUT(srvopts, ol);
 	}
 	const char *id = l->enabled && l->id && hx_valid_comment_id(l->id) ? l->id : NULL;

@@ -426,7 +426,7 @@ for bad in 'web;listen' '127.0.0.1#server' 'evil-host' 'tag#x' '{server}' 'HOME'
 done
 check "injection: the file is still valid for haproxy" haproxy -c -q -f "$CFG"
 check "injection: evil-4's line is a plain server line" \
-    grep -qE "^    server s[0-9]+ 127\.0\.0\.1:${BP[b7]} +# evil-4\$" "$CFG"
+    grep -qE "^    server s([0-9]+) 127\.0\.0\.1:${BP[b7]} id \\1 +# evil-4\$" "$CFG"
 # The options web's servers share, once (its default-server line, before its servers); no server
 # line repeats them.
 web_defaults_once() {
