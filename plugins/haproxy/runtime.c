@@ -387,6 +387,22 @@ static void batch_finish(hx *s, batch_done *d)
 	}
 }
 
+static void on_stat_row(void *arg, const char *px, const char *sv, long scur);
+
+/* Where the answer of a batch's drain checks (hx_send_cmds: `show stat`
+ * after the `set server` commands) begins: its first "# pxname" header
+ * line, else NULL (no check in the batch). */
+static const char *stat_part(const char *out)
+{
+	for (const char *p = out; p && *p;) {
+		if (strncmp(p, "# pxname,", 9) == 0)
+			return p;
+		p = strchr(p, '\n');
+		p = p ? p + 1 : NULL;
+	}
+	return NULL;
+}
+
 static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
@@ -401,23 +417,34 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 		admin_failed(s, uv_strerror(status));
 		return;
 	}
+	/* The `set server` commands' answers are searched for an error, not
+	 * the drain checks' rows after them (a check's text may say "error") */
+	const char *stat = stat_part(out);
+	char *cmds = stat ? s->h->xasprintf("%.*s", (int)(stat - out), out) : NULL;
+	const char *ans = cmds ? cmds : out;
 	size_t elen = 0;
-	const char *err = hx_cli_error(out, &elen);
+	const char *err = hx_cli_error(ans, &elen);
 	d.err = err != NULL;
 	batch_finish(s, &d);
+	/* A slot the batch put in drain with no session left is free at once
+	 * (its maintenance goes with the next batch): no drain poll for it */
+	if (stat && !err)
+		hx_parse_show_stat(stat, on_stat_row, s);
 	if (err) {
 		s->h->metric_add(s->m_runtime_err, 1);
 		char what[300];
 		snprintf(what, sizeof(what), "haproxy refused a runtime change: %.*s", (int)(elen > 200 ? 200 : elen),
 		         err);
 		s->h->log(s->ctx, REGENT_LOG_WARN, "%s", what);
-		if (strstr(out, "No such backend") || strstr(out, "No such server")) {
+		if (strstr(ans, "No such backend") || strstr(ans, "No such server")) {
 			/* haproxy does not run the file regent installed: reload it. */
 			s->force_reload = true;
 		}
+		free(cmds);
 		admin_failed(s, "a runtime change was refused");
 		return;
 	}
+	free(cmds);
 	admin_ok(s);
 	s->annot_poke = true; /* the page shows the new states soon (hx_send_cmds) */
 	s->h->metric_add(s->m_runtime, (double)nchanged);
@@ -430,9 +457,14 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 typedef struct batch {
 	hx *s;
 	hx_buf b;
-	size_t nslots;
+	hx_buf chk; /* the drain checks: `show stat NAME 4 SID` of the slots put in drain */
+	size_t nslots, nchk;
 	bool full; /* the walk ends: the rest waits for the next batch */
 } batch;
+
+/* At most this many drain checks ride on a batch (the rest are polled:
+ * hx_on_drain_poll); the line stays well within haproxy's 16 KB. */
+#define BATCH_DRAIN_CHECKS 16
 
 static bool batch_slot(void *arg, svc *v, size_t i)
 {
@@ -448,6 +480,10 @@ static bool batch_slot(void *arg, svc *v, size_t i)
 		hx_slot_free_id(&c->s->m, v, i);
 	if (slot_cmds(&c->b, v, i, sl)) {
 		c->nslots++;
+		if (sl->sent.st == AP_DRAIN && c->nchk < BATCH_DRAIN_CHECKS) {
+			hx_buf_printf(&c->chk, "%sshow stat %s 4 %zu", c->nchk ? ";" : "", v->name, i + 1);
+			c->nchk++;
+		}
 		c->full = c->b.len >= 8000;
 		return true;
 	}
@@ -458,12 +494,21 @@ static bool batch_slot(void *arg, svc *v, size_t i)
  * O(the queue up to the batch's last slot), not O(the whole queue). */
 bool hx_send_cmds(hx *s)
 {
-	batch c = {.s = s, .b = {.h = s->h}};
+	batch c = {.s = s, .b = {.h = s->h}, .chk = {.h = s->h}};
 	for (svc *v = s->m.qhead, *next; v && !c.full; v = next) {
 		next = v->qnext;
 		if (v->nrq)
 			hx_rq_filter_until(&s->m, v, batch_slot, &c, &c.full);
 	}
+	if (c.nchk) {
+		/* The drain check of a leaving instance in the same exchange as
+		 * its drain (on_admin_cmds): none left, and it goes to
+		 * maintenance with the next batch, not after a drain poll of its
+		 * own (a leave was four exchanges with haproxy, now three) */
+		hx_buf_add(&c.b, ";", 1);
+		hx_buf_add(&c.b, c.chk.data, c.chk.len);
+	}
+	hx_buf_free(&c.chk);
 	if (!c.b.len) {
 		hx_buf_free(&c.b);
 		/* The burst is sent: the state poll reads the servers it changed
@@ -686,6 +731,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 		}
 	}
 	int err = 0;
+	s->h->log(s->ctx, REGENT_LOG_DEBUG, "drain poll: %s", hx_buf_str(&b));
 	s->admin_polling = true;
 	s->admin_req = admin_request(s, hx_buf_str(&b), on_admin_poll, &err);
 	hx_buf_free(&b);
