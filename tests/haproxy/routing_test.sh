@@ -195,6 +195,10 @@ check_show "add web-4: ready in haproxy within 100 ms, its check pending (ms sho
     "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b5]}" ready 100
 check_show "add web-4: up once its check passed (rise 2 x 1 s; ms shown)" \
     "${TOOL[@]}" wait-up "$ADMIN" web "127.0.0.1:${BP[b5]}" 5000
+# The batch reads its server back for the status page in the same exchange (runtime.c), not in
+# an exchange of the page's own 300 ms later.
+check "add web-4: read back for the page in its batch's own exchange" \
+    grep -q 'runtime: set server web/s[0-9]* addr .*;show stat web 4 [0-9]*$' "$LOG"
 rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40)
 check_contains "add web-4: requests reach it" "$(printf '%s\n' "$rr" | paste -sd' ')" "b5 10"
 
