@@ -4,6 +4,7 @@
  * new instance starts beside the running one and replaces it only once it
  * has proven itself), and shuts down in reverse order. */
 #include "build_config.h"
+#include "helpers.h"
 #include "host.h"
 #include "config.h"
 #include "loader.h"
@@ -927,6 +928,7 @@ void regent_agent_free(regent_agent *a)
 		return;
 	regent_localset_free(a->local);
 	regent_annotations_scratch_free(a);
+	regent_file_patch_forget_all(); /* the descriptors patches kept (filewrite.c) */
 	if (a->counts_of)
 		regent_catalog_unref(a->counts_of);
 	free(a->counts_text);

@@ -3,7 +3,8 @@
  * over the file, directory fsynced; neither fsync with
  * REGENT_FILE_WRITE_NO_SYNC), and host->file_patch (ABI 1.6): ranges
  * written in place over a file of a known length (pwrite, fdatasync unless
- * REGENT_FILE_PATCH_NO_SYNC); the
+ * REGENT_FILE_PATCH_NO_SYNC), through a descriptor kept from one patch to
+ * the next while it is the file at the path (checked by lstat); the
  * blocking steps on libuv's threadpool and the result reported on the
  * loop.  Each write holds its data (a copy, or with host->file_write_take,
  * ABI 1.8, the plugin's own buffer, released once: never copied) and frees
@@ -13,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -100,6 +102,97 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
+/* ---- the kept descriptor of a patched file ---- */
+
+/* A file patched once keeps its descriptor open for the next patch (the
+ * haproxy sink patches its config file once per change: open, fstat and
+ * close were 3 of a change's ~26 system calls).  Safety: the descriptor is
+ * written through only while it is the file at the path.  Each patch
+ * lstat()s the path (no symlink followed) and compares its device and
+ * inode with the kept descriptor's: while we hold the descriptor its
+ * inode cannot be freed and its number reused, so equal means the same
+ * file; anything else (renamed over by the core's file_write, by a
+ * plugin's own rename such as the haproxy sink's candidate swap, replaced
+ * or removed by someone else, a symlink now) closes it and the path is
+ * opened anew, exactly as without a kept one.  A whole-file write of the
+ * core drops the path's descriptor as it renames, under the same lock, and
+ * any error of a patch drops it too.  The lock serialises patches and that
+ * rename (pool threads only, never the loop).  At most KEEP_MAX files (the
+ * least recently patched goes); regent_file_patch_forget_all() closes
+ * them at the agent's end. */
+#define KEEP_MAX 4
+
+typedef struct kept_fd {
+	char *path;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	uint64_t used; /* patch_clock when last used: the oldest is evicted */
+} kept_fd;
+
+static pthread_mutex_t keep_lock = PTHREAD_MUTEX_INITIALIZER;
+static kept_fd keep[KEEP_MAX];
+static uint64_t patch_clock;
+/* open() calls made by patches (tests: the descriptor is kept). */
+static uint64_t patch_opens;
+
+uint64_t regent_file_patch_opens(void)
+{
+	return __atomic_load_n(&patch_opens, __ATOMIC_RELAXED);
+}
+
+static kept_fd *keep_find(const char *path) /* keep_lock held */
+{
+	for (size_t i = 0; i < KEEP_MAX; i++)
+		if (keep[i].path && strcmp(keep[i].path, path) == 0)
+			return &keep[i];
+	return NULL;
+}
+
+static void keep_drop(kept_fd *k) /* keep_lock held */
+{
+	if (!k || !k->path)
+		return;
+	close(k->fd);
+	free(k->path);
+	*k = (kept_fd){.fd = -1};
+}
+
+/* The path's descriptor is no longer the file there (a rename over
+ * it); keep_lock held. */
+static void keep_forget_locked(const char *path)
+{
+	keep_drop(keep_find(path));
+}
+
+void regent_file_patch_forget_all(void)
+{
+	pthread_mutex_lock(&keep_lock);
+	for (size_t i = 0; i < KEEP_MAX; i++)
+		keep_drop(&keep[i]);
+	pthread_mutex_unlock(&keep_lock);
+}
+
+/* Keeps fd (st: its fstat) for path; keep_lock held.  The slot of path,
+ * else a free one, else the least recently used one. */
+static void keep_put(const char *path, int fd, const struct stat *st)
+{
+	kept_fd *k = keep_find(path), *old = &keep[0];
+	for (size_t i = 0; !k && i < KEEP_MAX; i++) {
+		if (!keep[i].path) {
+			k = &keep[i];
+			break;
+		}
+		if (keep[i].used < old->used)
+			old = &keep[i];
+	}
+	if (!k)
+		k = old;
+	keep_drop(k);
+	*k = (kept_fd){.path = regent_xstrdup(path), .fd = fd, .dev = st->st_dev, .ino = st->st_ino,
+	               .used = ++patch_clock};
+}
+
 /* fsync calls made by whole-file writes, the file's and the directory's
  * (tests: REGENT_FILE_WRITE_NO_SYNC). */
 static uint64_t write_syncs;
@@ -148,8 +241,16 @@ static void work(uv_work_t *req)
 		fail(w, errno, "cannot fsync", w->tmp);
 	if (close(fd) != 0 && !w->status)
 		fail(w, errno, "cannot close", w->tmp);
-	if (!w->status && rename(w->tmp, w->path) != 0)
-		fail(w, errno, "cannot rename the temporary file over", w->path);
+	if (!w->status) {
+		/* the kept patch descriptor (below) is not the file at the path
+		 * once this rename is done: dropped with it, under its lock */
+		pthread_mutex_lock(&keep_lock);
+		if (rename(w->tmp, w->path) != 0)
+			fail(w, errno, "cannot rename the temporary file over", w->path);
+		else
+			keep_forget_locked(w->path);
+		pthread_mutex_unlock(&keep_lock);
+	}
 	if (w->status) {
 		unlink(w->tmp); /* ours: created above */
 		return;
@@ -173,6 +274,36 @@ uint64_t regent_file_patch_syncs(void)
 	return __atomic_load_n(&patch_syncs, __ATOMIC_RELAXED);
 }
 
+/* The file at w->path for a patch, with *st its stat, from the kept
+ * descriptor when it is still the file there, else opened anew (and kept
+ * by the caller on success); -1 with w->status on failure.  keep_lock
+ * held. */
+static int patch_fd(regent_file_write *w, struct stat *st, bool *fresh)
+{
+	kept_fd *k = keep_find(w->path);
+	*fresh = false;
+	if (k) {
+		if (lstat(w->path, st) == 0 && st->st_dev == k->dev && st->st_ino == k->ino) {
+			k->used = ++patch_clock;
+			return k->fd;
+		}
+		keep_drop(k); /* another file at the path now, or none */
+	}
+	__atomic_add_fetch(&patch_opens, 1, __ATOMIC_RELAXED);
+	int fd = open(w->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		fail(w, errno, "cannot write", w->path);
+		return -1;
+	}
+	if (fstat(fd, st) != 0) {
+		fail(w, errno, "cannot stat", w->path);
+		close(fd);
+		return -1;
+	}
+	*fresh = true;
+	return fd;
+}
+
 /* The patch: the file as the plugin knows it (a regular file of
  * expect_len bytes), each range by one pwrite, then fdatasync, unless
  * the plugin said no (REGENT_FILE_PATCH_NO_SYNC).  Why the haproxy sink
@@ -191,19 +322,19 @@ uint64_t regent_file_patch_syncs(void)
  * its file keeps the sync.  The sync was ~130 us of the thread's CPU
  * and 3 context switches per patch, ext4 on the bench VM, vs ~35 us for
  * open, fstat, pwrite and close (a change's CPU at 10,000 instances is
- * ~0.7 ms). */
+ * ~0.7 ms); with the kept descriptor (above) a patch is lstat and pwrite. */
 static void patch_work(uv_work_t *req)
 {
 	regent_file_write *w = req->data;
-	int fd = open(w->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	bool fresh;
+	pthread_mutex_lock(&keep_lock);
+	int fd = patch_fd(w, &st, &fresh);
 	if (fd < 0) {
-		fail(w, errno, "cannot write", w->path);
+		pthread_mutex_unlock(&keep_lock);
 		return;
 	}
-	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		fail(w, errno, "cannot stat", w->path);
-	} else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != w->expect_len) {
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != w->expect_len) {
 		w->status = -ESTALE;
 		snprintf(w->why, sizeof(w->why),
 		         "cannot patch %s: it is %s, not the %llu bytes written last: left alone",
@@ -232,8 +363,16 @@ static void patch_work(uv_work_t *req)
 				fail(w, errno, "cannot fdatasync", w->path);
 		}
 	}
-	if (close(fd) != 0 && !w->status)
-		fail(w, errno, "cannot close", w->path);
+	if (!w->status && fresh) {
+		keep_put(w->path, fd, &st);
+	} else if (w->status) {
+		/* any error: nothing kept (a kept one is closed here) */
+		if (fresh)
+			close(fd);
+		else
+			keep_drop(keep_find(w->path));
+	}
+	pthread_mutex_unlock(&keep_lock);
 }
 
 static void write_free(regent_file_write *w)

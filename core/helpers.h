@@ -36,6 +36,11 @@ regent_file_write *regent_file_patch_start(uv_loop_t *loop, const regent_file_pa
                                            int *err);
 /* The fdatasync calls patches made so far (tests). */
 uint64_t regent_file_patch_syncs(void);
+/* The open calls patches made so far: a patched file's descriptor is kept
+ * for the next patch of the path (tests). */
+uint64_t regent_file_patch_opens(void);
+/* Closes the descriptors kept for patches (the agent's end). */
+void regent_file_patch_forget_all(void);
 /* The fsync calls whole-file writes made so far, the file's and the
  * directory's (tests). */
 uint64_t regent_file_write_syncs(void);

@@ -10,7 +10,9 @@
  * The cycles after the first ask `show servers state NAME` for the chunk
  * (a third of the bytes, 15 fields read): the servers whose state moved
  * there are asked with `show stat` along with the next chunk (ask_moved),
- * and every STAT_EVERY-th cycle asks `show stat` of all.  And
+ * and every STAT_EVERY-th cycle asks `show stat` of all.  A small
+ * runtime batch reads its servers back in its own exchange and hands the
+ * rows here (hx_annot_rows, runtime.c).  Else
  * soon after the sink changed servers (hx_annot_touch, hx_annot_poke)
  * only those servers (`show stat PROXY 4 SID`), past MAX_TOUCHED of them
  * their services, keeping every server's last row in between: never per
@@ -522,6 +524,21 @@ void hx_annot_touch(hx_annot *a, const char *service, size_t sn)
 	t[a->ntouched].slot = sn;
 	if (t[a->ntouched].service)
 		a->ntouched++;
+}
+
+bool hx_annot_can_take(const hx_annot *a)
+{
+	return a && !a->req && !a->overflow;
+}
+
+void hx_annot_rows(hx_annot *a, char *answer, size_t len)
+{
+	if (!a)
+		return;
+	int rc = hx_rows_take(a, answer, len, false, false, false);
+	if (rc < 0)
+		a->h->log(a->ctx, REGENT_LOG_DEBUG, "server states: the read-back of a change: %s",
+		          rc == -EPROTO ? "not a show stat answer" : strerror(-rc));
 }
 
 void hx_annot_poke(hx_annot *a)

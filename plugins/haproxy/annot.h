@@ -20,6 +20,14 @@ void hx_annot_set_conn(hx_annot *a, hx_conn *conn);
 void hx_annot_touch(hx_annot *a, const char *service, size_t sn);
 /* Ask haproxy again soon (the sink just changed servers). */
 void hx_annot_poke(hx_annot *a);
+/* Whether rows read now would stand: no poll in flight, asked before,
+ * whose answer may come after and say what was before (false for NULL). */
+bool hx_annot_can_take(const hx_annot *a);
+/* `show stat PROXY 4 SID` rows the sink read with its own commands (the
+ * read-back of the servers a batch changed, in the batch's exchange:
+ * runtime.c), taken as the answer of a poll of those servers would be
+ * (read in place, len bytes, NUL-terminated) and what changed published. */
+void hx_annot_rows(hx_annot *a, char *answer, size_t len);
 /* What a poll asks (hx_annot_plan): every server (`show stat -1 4 -1`),
  * a chunk of services of a polling cycle, the few servers the sink
  * changed, or the services of more of them. */

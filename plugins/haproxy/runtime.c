@@ -1,6 +1,8 @@
 /* runtime.c - the haproxy sink's fast path: what haproxy has for each
  * server slot, the `set server` batches over the admin socket that bring
- * it to what the model wants (no reload), and drain polling (a leaving
+ * it to what the model wants (no reload), each small batch reading its
+ * servers back in the same exchange (for the status page, and a leaving
+ * instance's drain check), and drain polling (a leaving
  * instance goes to maintenance once its sessions are done), and the
  * listeners of dropped sections closed before their reload (`disable
  * frontend`).  Per event it
@@ -354,6 +356,7 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 typedef struct batch_done {
 	hx *s;
 	bool same, err, failed;
+	bool fed; /* the batch's own read-back went to the page: nothing to touch */
 	size_t left; /* slots of the batch not met yet: the walk ends at the last */
 	bool done;
 } batch_done;
@@ -371,7 +374,7 @@ static bool on_batch_slot(void *arg, svc *v, size_t i)
 		return true;
 	if (d->same)
 		sl->ap = d->err ? (srv_view){.st = AP_UNKNOWN} : sl->sent;
-	if (!d->err)
+	if (!d->err && !d->fed)
 		hx_annot_touch(d->s->annot, v->name, i);
 	return true;
 }
@@ -387,12 +390,29 @@ static void batch_finish(hx *s, batch_done *d)
 	}
 }
 
+static void on_stat_row(void *arg, const char *px, const char *sv, long scur);
+
+/* Where the answer of a batch's drain checks (hx_send_cmds: `show stat`
+ * after the `set server` commands) begins: its first "# pxname" header
+ * line, else NULL (no check in the batch). */
+static const char *stat_part(const char *out)
+{
+	for (const char *p = out; p && *p;) {
+		if (strncmp(p, "# pxname,", 9) == 0)
+			return p;
+		p = strchr(p, '\n');
+		p = p ? p + 1 : NULL;
+	}
+	return NULL;
+}
+
 static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
 	unsigned epoch = s->batch_epoch;
 	size_t nchanged = s->batch_slots;
-	(void)len;
+	bool readback = s->batch_readback;
+	s->batch_readback = false;
 	s->admin_req = NULL;
 	batch_done d = {.s = s, .same = epoch == s->epoch};
 	if (status < 0) {
@@ -401,25 +421,45 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 		admin_failed(s, uv_strerror(status));
 		return;
 	}
+	/* The `set server` commands' answers are searched for an error, not
+	 * the drain checks' rows after them (a check's text may say "error") */
+	const char *stat = stat_part(out);
+	char *cmds = stat ? s->h->xasprintf("%.*s", (int)(stat - out), out) : NULL;
+	const char *ans = cmds ? cmds : out;
 	size_t elen = 0;
-	const char *err = hx_cli_error(out, &elen);
+	const char *err = hx_cli_error(ans, &elen);
 	d.err = err != NULL;
+	/* The batch's read-back (hx_send_cmds) is the page's look at these
+	 * servers, as a poll after the change would be, unless a poll asked
+	 * before may answer after it (then they are touched as before) */
+	d.fed = readback && d.same && stat && !err && hx_annot_can_take(s->annot);
 	batch_finish(s, &d);
+	/* A slot the batch put in drain with no session left is free at once
+	 * (its maintenance goes with the next batch): no drain poll for it */
+	if (stat && !err)
+		hx_parse_show_stat(stat, on_stat_row, s);
+	/* then the rows to the page (read in place: after the parse above,
+	 * which copies each line), a freed slot's row left out */
+	if (d.fed)
+		hx_annot_rows(s->annot, (char *)(uintptr_t)stat, len - (size_t)(stat - out));
 	if (err) {
 		s->h->metric_add(s->m_runtime_err, 1);
 		char what[300];
 		snprintf(what, sizeof(what), "haproxy refused a runtime change: %.*s", (int)(elen > 200 ? 200 : elen),
 		         err);
 		s->h->log(s->ctx, REGENT_LOG_WARN, "%s", what);
-		if (strstr(out, "No such backend") || strstr(out, "No such server")) {
+		if (strstr(ans, "No such backend") || strstr(ans, "No such server")) {
 			/* haproxy does not run the file regent installed: reload it. */
 			s->force_reload = true;
 		}
+		free(cmds);
 		admin_failed(s, "a runtime change was refused");
 		return;
 	}
+	free(cmds);
 	admin_ok(s);
-	s->annot_poke = true; /* the page shows the new states soon (hx_send_cmds) */
+	if (!d.fed)
+		s->annot_poke = true; /* the page shows the new states soon (hx_send_cmds) */
 	s->h->metric_add(s->m_runtime, (double)nchanged);
 	hx_kick(s);
 }
@@ -430,9 +470,19 @@ static void on_admin_cmds(void *arg, int status, const char *out, size_t len)
 typedef struct batch {
 	hx *s;
 	hx_buf b;
-	size_t nslots;
+	hx_buf chk; /* the drain checks: `show stat NAME 4 SID` of the slots put in drain */
+	hx_buf rb;  /* the read-back: `show stat NAME 4 SID` of every slot, while BATCH_READBACK */
+	size_t nslots, nchk;
 	bool full; /* the walk ends: the rest waits for the next batch */
 } batch;
+
+/* At most this many drain checks ride on a batch (the rest are polled:
+ * hx_on_drain_poll); the line stays well within haproxy's 16 KB. */
+#define BATCH_DRAIN_CHECKS 16
+/* A batch of at most this many servers reads them back in the same
+ * exchange for the page (annot.c hx_annot_rows), the drain checks among
+ * them; a bigger one is read back by the page's own poll (touched). */
+#define BATCH_READBACK 16
 
 static bool batch_slot(void *arg, svc *v, size_t i)
 {
@@ -448,6 +498,12 @@ static bool batch_slot(void *arg, svc *v, size_t i)
 		hx_slot_free_id(&c->s->m, v, i);
 	if (slot_cmds(&c->b, v, i, sl)) {
 		c->nslots++;
+		if (c->s->annot && c->nslots <= BATCH_READBACK)
+			hx_buf_printf(&c->rb, "%sshow stat %s 4 %zu", c->rb.len ? ";" : "", v->name, i + 1);
+		if (sl->sent.st == AP_DRAIN && c->nchk < BATCH_DRAIN_CHECKS) {
+			hx_buf_printf(&c->chk, "%sshow stat %s 4 %zu", c->nchk ? ";" : "", v->name, i + 1);
+			c->nchk++;
+		}
 		c->full = c->b.len >= 8000;
 		return true;
 	}
@@ -458,12 +514,26 @@ static bool batch_slot(void *arg, svc *v, size_t i)
  * O(the queue up to the batch's last slot), not O(the whole queue). */
 bool hx_send_cmds(hx *s)
 {
-	batch c = {.s = s, .b = {.h = s->h}};
+	batch c = {.s = s, .b = {.h = s->h}, .chk = {.h = s->h}, .rb = {.h = s->h}};
 	for (svc *v = s->m.qhead, *next; v && !c.full; v = next) {
 		next = v->qnext;
 		if (v->nrq)
 			hx_rq_filter_until(&s->m, v, batch_slot, &c, &c.full);
 	}
+	/* The servers read back in the same exchange (on_admin_cmds): for the
+	 * page, instead of its own ask POKE_MS later (a change was two
+	 * exchanges with haproxy and a leave four: now one and two), and a
+	 * leaving instance's drain check among them: none left, it goes to
+	 * maintenance with the next batch, not after a drain poll of its own.
+	 * A bigger batch carries its drain checks only. */
+	s->batch_readback = c.rb.len && c.nslots <= BATCH_READBACK;
+	hx_buf *tail = s->batch_readback ? &c.rb : c.nchk ? &c.chk : NULL;
+	if (c.b.len && tail) {
+		hx_buf_add(&c.b, ";", 1);
+		hx_buf_add(&c.b, tail->data, tail->len);
+	}
+	hx_buf_free(&c.chk);
+	hx_buf_free(&c.rb);
 	if (!c.b.len) {
 		hx_buf_free(&c.b);
 		/* The burst is sent: the state poll reads the servers it changed
@@ -686,6 +756,7 @@ void hx_on_drain_poll(uv_timer_t *t)
 		}
 	}
 	int err = 0;
+	s->h->log(s->ctx, REGENT_LOG_DEBUG, "drain poll: %s", hx_buf_str(&b));
 	s->admin_polling = true;
 	s->admin_req = admin_request(s, hx_buf_str(&b), on_admin_poll, &err);
 	hx_buf_free(&b);

@@ -102,6 +102,7 @@ typedef struct hx {
 	hx_cli *admin_req;
 	unsigned batch_epoch; /* of the command batch in flight */
 	size_t batch_slots;
+	bool batch_readback; /* the batch reads its servers back (runtime.c) */
 	bool admin_polling;
 	/* a batch changed servers: the state poll is poked once the burst is
 	 * sent (hx_send_cmds finds nothing left), not after every batch */

@@ -195,9 +195,15 @@ check_show "add web-4: ready in haproxy within 100 ms, its check pending (ms sho
     "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b5]}" ready 100
 check_show "add web-4: up once its check passed (rise 2 x 1 s; ms shown)" \
     "${TOOL[@]}" wait-up "$ADMIN" web "127.0.0.1:${BP[b5]}" 5000
+# The batch reads its server back for the status page in the same exchange (runtime.c), not in
+# an exchange of the page's own 300 ms later.
+check "add web-4: read back for the page in its batch's own exchange" \
+    grep -q 'runtime: set server web/s[0-9]* addr .*;show stat web 4 [0-9]*$' "$LOG"
 rr=$("${TOOL[@]}" rr "http://127.0.0.1:$P_WEB/" 40)
 check_contains "add web-4: requests reach it" "$(printf '%s\n' "$rr" | paste -sd' ')" "b5 10"
 
+polls() { grep -c 'sink haproxy: drain poll: ' "$LOG"; }
+p0=$(polls)
 INSTANCES=("${INSTANCES[@]/$(line web-1 web b1)}")
 check_show "remove web-1: out of rotation within 100 ms (ms shown)" \
     "${TOOL[@]}" write-wait "$INST" "$(render_instances)" "$ADMIN" web "127.0.0.1:${BP[b1]}" down 100
@@ -207,6 +213,11 @@ check_contains "remove web-1: the others share the load" "$(printf '%s\n' "$rr" 
     "b2 10 b3 10 b5 10 errors 0"
 check "remove web-1: drained, then in maintenance" \
     "${TOOL[@]}" wait-down "$ADMIN" web "127.0.0.1:${BP[b1]}" 3000
+# With no session left, its drain check rode on its drain's exchange (`set server ... state
+# drain;show stat web 4 N`): maintenance came with the next batch, no drain poll of its own.
+check "remove web-1: its drain checked in its drain's own exchange" \
+    grep -q 'runtime: set server web/s[0-9]* state drain;show stat web 4 [0-9]*$' "$LOG"
+check_eq "remove web-1: no drain poll for it" "$p0" "$(polls)"
 
 MOVE_SLOT=$(slot_of web b3)
 INSTANCES=("${INSTANCES[@]/$(line web-3 web b3)/$(line web-3 web b8)}")

@@ -14,7 +14,8 @@
  * chunk too big passed over, a failed poll not asked again at once, a
  * costly chunk followed by a longer pause; the cycles after the first
  * read `show servers state` and ask `show stat` only for the servers
- * that moved.  cli.c's connection, kept answer buffer and late read are
+ * that moved; a runtime batch's read-back taken as such a poll's answer.
+ * cli.c's connection, kept answer buffer and late read are
  * in test_annot_cli.c (the same executable). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -561,6 +562,34 @@ static void test_plan_small(void **state)
 	annot_teardown(&f);
 }
 
+/* A runtime batch's read-back (runtime.c: `show stat B 4 N` after its
+ * `set server` commands, one header per command): its rows taken as a
+ * poll's of those servers (hx_annot_rows), what changed published; taken
+ * only while no poll is in flight (its answer may be older) and no burst
+ * overflowed the touched list. */
+static void test_rows_readback(void **state)
+{
+	(void)state;
+	annot_fixture f;
+	annot_setup(&f, HOST_1_7);
+	assert_false(hx_annot_can_take(NULL));
+	assert_true(hx_annot_can_take(f.a));
+	char *rb = strdup(HDR "web,s1,UP,0,L4OK,,passed\n\n" HDR "web,s2,DRAIN,0,L4OK,,passed\n\n");
+	hx_annot_rows(f.a, rb, strlen(rb));
+	free(rb);
+	listed l = held();
+	assert_int_equal(l.n, 2);
+	held_is(&l, 0, "a", "web/s1", "up", "L4OK passed");
+	held_is(&l, 1, "b", "web/s2", "drain", "L4OK passed");
+	f.a->req = (hx_cli *)f.a; /* a poll in flight (never dereferenced here) */
+	assert_false(hx_annot_can_take(f.a));
+	f.a->req = NULL;
+	for (size_t i = 0; i <= 4096; i++)
+		hx_annot_touch(f.a, "web", i % 4 == 0 ? 0 : 1 + i % 3);
+	assert_false(hx_annot_can_take(f.a)); /* overflowed: all of them asked */
+	annot_teardown(&f);
+}
+
 static void test_plan(void **state)
 {
 	(void)state;
@@ -777,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_source),
 		cmocka_unit_test(test_older_core),
 		cmocka_unit_test(test_plan_small),
+		cmocka_unit_test(test_rows_readback),
 		cmocka_unit_test(test_plan),
 		cmocka_unit_test(test_plan_burst),
 		cmocka_unit_test(test_states_cycle),

@@ -10,7 +10,9 @@
  * mirror's in-place write of changed server lines) writes its ranges in
  * place and refuses a file of another length, a range past the end, a
  * symlink, a missing file.  REGENT_FILE_WRITE_NO_SYNC and
- * REGENT_FILE_PATCH_NO_SYNC drop the syncs (counted), nothing else. */
+ * REGENT_FILE_PATCH_NO_SYNC drop the syncs (counted), nothing else.  A
+ * patch's descriptor is kept for the next one only while it is the file
+ * at the path. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +20,7 @@
 #include <cmocka.h>
 
 #include "host.h" /* the core's host table and ctx (regent_core) */
-#include "helpers.h" /* regent_file_patch_syncs, regent_file_write_syncs */
+#include "helpers.h" /* regent_file_patch_syncs, _opens, regent_file_write_syncs */
 #include "hx.h"
 
 #include <errno.h>
@@ -326,6 +328,65 @@ static void test_patch(void **st)
 	assert_int_equal(access(p, F_OK), -1);
 }
 
+/* The descriptor a patch keeps for the next patch of the path: not opened
+ * again while it is the file there; the file at the path patched (never
+ * the kept one) once something else is there: the core's whole-file
+ * write, a rename over it from outside, the file moved away and another
+ * put there, a symlink to the very same file (refused, as a first patch
+ * of it is); after any of these, and after forget_all, opened anew. */
+static void test_patch_kept_fd(void **st)
+{
+	(void)st;
+	const char *t0 = "    server s1 0.0.0.0:0 disabled\n";
+	size_t len = strlen(t0);
+	char p[300], q[300], old[300];
+	snprintf(p, sizeof(p), "%s/k.cfg", dir);
+	snprintf(q, sizeof(q), "%s/k.new", dir);
+	snprintf(old, sizeof(old), "%s/k.old", dir);
+	assert_int_equal(write_one("k.cfg", t0), 0);
+	regent_file_range a = {.off = 14, .data = "1.1.1.1", .len = 7},
+	                  b = {.off = 14, .data = "2.2.2.2", .len = 7};
+	uint64_t n0 = regent_file_patch_opens();
+	assert_int_equal(patch_one("k.cfg", len, &a, 1), 0);
+	assert_int_equal(regent_file_patch_opens(), n0 + 1);
+	assert_int_equal(patch_one("k.cfg", len, &b, 1), 0); /* kept: no open */
+	assert_int_equal(regent_file_patch_opens(), n0 + 1);
+	assert_string_equal(slurp(p), "    server s1 2.2.2.2:0 disabled\n");
+	/* the core's whole-file write renames over it */
+	assert_int_equal(write_one("k.cfg", t0), 0);
+	assert_int_equal(patch_one("k.cfg", len, &a, 1), 0);
+	assert_string_equal(slurp(p), "    server s1 1.1.1.1:0 disabled\n");
+	assert_int_equal(regent_file_patch_opens(), n0 + 2);
+	/* renamed over from outside (as the sink's candidate swap does) */
+	put_file(q, t0);
+	assert_int_equal(rename(q, p), 0);
+	assert_int_equal(patch_one("k.cfg", len, &b, 1), 0);
+	assert_string_equal(slurp(p), "    server s1 2.2.2.2:0 disabled\n");
+	assert_int_equal(regent_file_patch_opens(), n0 + 3);
+	/* moved away, another file put there: the one at the path changes */
+	assert_int_equal(rename(p, old), 0);
+	put_file(p, t0);
+	assert_int_equal(patch_one("k.cfg", len, &a, 1), 0);
+	assert_string_equal(slurp(p), "    server s1 1.1.1.1:0 disabled\n");
+	assert_string_equal(slurp(old), "    server s1 2.2.2.2:0 disabled\n");
+	assert_int_equal(regent_file_patch_opens(), n0 + 4);
+	/* a symlink at the path to the kept file itself: not followed */
+	assert_int_equal(rename(p, old), 0);
+	assert_int_equal(symlink(old, p), 0);
+	assert_int_equal(patch_one("k.cfg", len, &b, 1), -ELOOP);
+	assert_string_equal(slurp(old), "    server s1 1.1.1.1:0 disabled\n");
+	assert_int_equal(unlink(p), 0);
+	/* gone: not created, and an error drops what was kept */
+	assert_int_equal(patch_one("k.cfg", len, &b, 1), -ENOENT);
+	put_file(p, t0);
+	assert_int_equal(patch_one("k.cfg", len, &b, 1), 0);
+	uint64_t n1 = regent_file_patch_opens();
+	regent_file_patch_forget_all();
+	assert_int_equal(patch_one("k.cfg", len, &a, 1), 0);
+	assert_int_equal(regent_file_patch_opens(), n1 + 1);
+	assert_string_equal(slurp(p), "    server s1 1.1.1.1:0 disabled\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_patch),
 		cmocka_unit_test(test_patch_no_sync),
 		cmocka_unit_test(test_write_no_sync),
+		cmocka_unit_test(test_patch_kept_fd),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
