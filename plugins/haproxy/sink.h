@@ -177,6 +177,7 @@ typedef struct hx {
 	 * two header lines are in). */
 	char *st_cursor;
 	bool st_last, st_hdr, st_whole; /* st_whole: one request for every server */
+	bool st_ok; /* the dump's current answer had a state answer's line */
 	hx_buf st_text;
 	size_t learn_rows; /* the rows a learn read so far */
 	unsigned st_reqs;  /* the requests (chunks) of this dump or learn */
