@@ -632,7 +632,7 @@ static void on_stat_row(void *arg, const char *px, const char *sv, long scur)
 	if (sl->st != ST_DRAIN || sl->ap.st != AP_DRAIN)
 		return;
 	uint64_t now = s->h->now_ms();
-	bool timed_out = now - sl->drain_since >= s->drain_timeout;
+	bool timed_out = hx_slot_draining_ms(sl, now) >= s->drain_timeout;
 	if (scur == 0 || timed_out) {
 		s->h->log(s->ctx, timed_out && scur ? REGENT_LOG_WARN : REGENT_LOG_DEBUG,
 		          "%s/s%ld: instance %s drained%s (%ld sessions left)", v->name, idx, sl->id,
