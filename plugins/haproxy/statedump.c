@@ -4,8 +4,9 @@
  * after an adoption, runtime.c, reads the same chunks), filtered to the
  * lines the new worker may load, with pending lines for the servers it did
  * not run, written as one file (version line, column header, rows).  The
- * dump's answers are read line by line as they come (hx_cli_request_lines)
- * and filtered into the file's text: no answer is held whole. */
+ * answers (the dump's, the learn's) are read line by line as they come
+ * (hx_cli_request_lines), the dump's filtered into the file's text: no
+ * answer is held whole. */
 #include "sink.h"
 
 #include <errno.h>
@@ -77,18 +78,13 @@ static void add_pending(hx *s, hx_buf *b)
 		          "server-state file: %zu server(s) of checked services start pending", npending);
 }
 
-/* A line of the dump's answer, as it is read (hx_cli_request_lines: the
- * answer is never held whole, 2.1 MB at 16,000 servers, nor its filtered
- * copy): a row kept goes to the file's text, the version and column header
- * lines only once, first, as load-server-state-from-file wants them.  The
- * version line ("1") or haproxy's "Can't find backend." for a section it
- * lacks says the answer is one to `show servers state` (st_ok). */
-static void dump_line(void *arg, char *line, size_t len)
+/* A line of the dump's answer, as it is read (hx_state_next: the answer
+ * is never held whole, 2.1 MB at 16,000 servers, nor its filtered copy): a
+ * row kept goes to the file's text, the version and column header lines
+ * only once, first, as load-server-state-from-file wants them. */
+static void dump_line(hx *s, char *line, size_t len)
 {
-	hx *s = arg;
 	bool version = len == 1 && line[0] == '1';
-	if (version || strncmp(line, "Can't find backend", 18) == 0)
-		s->st_ok = true;
 	if (!hx_filter_state_line(line, len, keep_state_line, s))
 		return;
 	if (!(version || line[0] == '#') || !s->st_hdr) {
@@ -141,10 +137,15 @@ static bool state_asked(const svc *v)
 	return v->run.listen || v->cand.listen;
 }
 
-static bool state_answer_ok(int status, const char *out)
+/* Every line of a state answer: the version line ("1") or haproxy's
+ * "Can't find backend." for a section it lacks says the answer is one to
+ * `show servers state` (st_ok); then the reader's (st_line). */
+static void state_line(void *arg, char *line, size_t len)
 {
-	return status >= 0 && (strncmp(out, "1\n", 2) == 0 || strstr(out, "\n1\n") ||
-	                       strncmp(out, "Can't find backend", 18) == 0);
+	hx *s = arg;
+	if ((len == 1 && line[0] == '1') || strncmp(line, "Can't find backend", 18) == 0)
+		s->st_ok = true;
+	s->st_line(s, line, len);
 }
 
 /* The admin socket's answers are read in chunks of services (each well
@@ -154,20 +155,18 @@ static bool state_answer_ok(int status, const char *out)
  * buffer) and one server per KB of the limit. */
 #define STATE_CHUNK_BYTES 8000
 
-static hx_cli *state_request(hx *s, const char *cmd, hx_cli_cb cb, hx_cli_line_cb line, int *err)
+static hx_cli *state_request(hx *s, const char *cmd, hx_cli_cb cb, int *err)
 {
 	s->st_ok = false;
 	s->st_reqs++;
-	if (line)
-		return hx_cli_request_lines(s->h, s->loop, s->admin_socket, cmd, s->cmd_timeout, line,
-		                            cb, s, err);
-	return hx_cli_request(s->h, s->loop, s->admin_socket, cmd, s->cmd_timeout, cb, s, err);
+	return hx_cli_request_lines(s->h, s->loop, s->admin_socket, cmd, s->cmd_timeout, state_line,
+	                            cb, s, err);
 }
 
-/* hx_state_next's; line: the answer read line by line (the dump). */
-static bool state_next(hx *s, hx_cli_cb cb, hx_cli_line_cb line, int *err)
+bool hx_state_next(hx *s, hx_cli_cb cb, void (*line)(hx *s, char *text, size_t len), int *err)
 {
 	hx_buf cmd = {.h = s->h};
+	s->st_line = line;
 	size_t max = hx_cli_answer_max() >> 10, nserv = 0;
 	svc *v = s->m.svcs;
 	/* A fleet whose answer is estimated under half the limit (~200 bytes
@@ -175,7 +174,7 @@ static bool state_next(hx *s, hx_cli_cb cb, hx_cli_line_cb line, int *err)
 	 * asked in one request, as fast as before (per service, each command's
 	 * header adds ~300 bytes and haproxy answers ~35% slower); past the
 	 * limit anyway (the user's own proxies in drive mode), it is asked
-	 * again per chunk (state_retry; the dump: on_dump). */
+	 * again per chunk (hx_state_step). */
 	s->st_whole = false;
 	if (!s->st_reqs) {
 		size_t est = 0;
@@ -185,7 +184,7 @@ static bool state_next(hx *s, hx_cli_cb cb, hx_cli_line_cb line, int *err)
 				                 (200 + 2 * strlen(w->name));
 		if (est && est < hx_cli_answer_max() / 2) {
 			s->st_whole = s->st_last = true;
-			s->admin_req = state_request(s, "show servers state", cb, line, err);
+			s->admin_req = state_request(s, "show servers state", cb, err);
 			return s->admin_req != NULL;
 		}
 	}
@@ -215,43 +214,26 @@ static bool state_next(hx *s, hx_cli_cb cb, hx_cli_line_cb line, int *err)
 		char *c = s->h->xstrdup(name);
 		free(s->st_cursor);
 		s->st_cursor = c;
-		s->admin_req = state_request(s, hx_buf_str(&cmd), cb, line, err);
+		s->admin_req = state_request(s, hx_buf_str(&cmd), cb, err);
 	}
 	hx_buf_free(&cmd);
 	return name && s->admin_req;
 }
 
-bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
+bool hx_state_step(hx *s, int status, hx_cli_cb cb, void (*restart)(hx *s), bool *ok, int *err)
 {
-	return state_next(s, cb, NULL, err);
-}
-
-/* A whole answer past the limit (E2BIG): asked again per chunk; true if
- * that request went out. */
-static bool state_retry(hx *s, int status, hx_cli_cb cb)
-{
-	if (status != -E2BIG || !s->st_whole)
-		return false;
-	s->h->log(s->ctx, REGENT_LOG_DEBUG,
-	          "the server states over %s pass the answer limit: asked per chunk of services",
-	          s->admin_socket);
-	int err = 0;
-	return hx_state_next(s, cb, &err);
-}
-
-bool hx_state_step(hx *s, int status, const char *out, hx_cli_cb cb,
-                   void (*read)(hx *s, char *out), bool *ok, int *err)
-{
-	if (state_retry(s, status, cb))
-		return true;
-	*ok = state_answer_ok(status, out);
 	*err = 0;
-	/* the next chunk's request goes first: haproxy answers it while this
-	 * one is read */
-	bool more = *ok && !s->st_last && hx_state_next(s, cb, err);
-	if (*ok)
-		read(s, (char *)out); /* the request's own buffer (hx_cli_cb) */
-	return more;
+	if (status == -E2BIG && s->st_whole) { /* asked again per chunk */
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "the server states over %s pass the answer limit: asked per chunk of services",
+		          s->admin_socket);
+		if (restart)
+			restart(s);
+		if (hx_state_next(s, cb, s->st_line, err))
+			return true;
+	}
+	*ok = status >= 0 && s->st_ok;
+	return *ok && !s->st_last && hx_state_next(s, cb, s->st_line, err);
 }
 
 static void on_dump(void *arg, int status, const char *out, size_t len)
@@ -260,17 +242,9 @@ static void on_dump(void *arg, int status, const char *out, size_t len)
 	(void)out; /* the lines were read as they came (dump_line) */
 	(void)len;
 	s->admin_req = NULL;
-	int err = 0;
-	if (status == -E2BIG && s->st_whole) { /* asked again per chunk, from nothing */
-		s->h->log(s->ctx, REGENT_LOG_DEBUG,
-		          "the server states over %s pass the answer limit: asked per chunk of services",
-		          s->admin_socket);
-		dump_reset(s);
-		if (state_next(s, on_dump, dump_line, &err))
-			return;
-	}
-	bool ok = status >= 0 && s->st_ok;
-	if (ok && !s->st_last && state_next(s, on_dump, dump_line, &err))
+	bool ok;
+	int err;
+	if (hx_state_step(s, status, on_dump, dump_reset, &ok, &err))
 		return;
 	if (!ok || err < 0)
 		s->h->log(s->ctx, REGENT_LOG_WARN,
@@ -296,7 +270,7 @@ void hx_start_dump(hx *s)
 	s->st_cursor = NULL;
 	s->st_reqs = 0;
 	int err = 0;
-	if (!state_next(s, on_dump, dump_line, &err)) {
+	if (!hx_state_next(s, on_dump, dump_line, &err)) {
 		if (err < 0)
 			s->h->log(s->ctx, REGENT_LOG_WARN,
 			          "cannot dump the server state over %s (%s); the new worker starts from "
