@@ -339,13 +339,18 @@ static size_t cli_answer_of(const char *path, size_t n, uint64_t late_ms)
 	return hx_cli_spare_cap();
 }
 
+/* A fresh directory (dir, a mkdtemp template) and the socket path in it. */
+static void tmp_socket(char *dir, char *path, size_t n)
+{
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, n, "%s/admin.sock", dir);
+}
+
 void test_cli_spare(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/test_annot.XXXXXX";
-	assert_non_null(mkdtemp(dir));
-	char path[64];
-	snprintf(path, sizeof(path), "%s/admin.sock", dir);
+	char dir[] = "/tmp/test_annot.XXXXXX", path[64];
+	tmp_socket(dir, path, sizeof(path));
 	size_t big = 4u << 20, mid = 512u << 10, low = 256u << 10, min = 64u << 10;
 	assert_int_equal(cli_answer_of(path, 2500000, 0), min); /* one-off: back to the answer before */
 	assert_int_equal(cli_answer_of(path, 2400000, 0), big); /* a second big one: kept whole */
@@ -416,10 +421,8 @@ static int cli_lines_of(const char *path, const char *text, size_t *nlines, size
 void test_cli_lines(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/test_annot.XXXXXX";
-	assert_non_null(mkdtemp(dir));
-	char path[64];
-	snprintf(path, sizeof(path), "%s/admin.sock", dir);
+	char dir[] = "/tmp/test_annot.XXXXXX", path[64];
+	tmp_socket(dir, path, sizeof(path));
 	size_t cap0 = hx_cli_spare_cap();
 	/* 20,000 rows of ~150 bytes (3 MB: many reads, rows cut by them), an
 	 * empty line, and a last row without its newline */
