@@ -94,14 +94,15 @@ typedef struct reg {
 typedef struct kent {
 	int64_t mod_rev;
 	struct ksvc *svc;       /* NULL for a bad key */
-	const char *id;         /* instance keys: into key, or owned (id_owned) */
-	regent_instance *inst;  /* decoded; NULL when bad or a port key */
+	regent_instance *inst;  /* decoded; NULL when bad or a port key.  An
+	                         * instance key's id is inst->id (etcd_view.c
+	                         * kent_id): not held here again */
 	struct kent *prev, *next; /* within the service */
 	uint32_t hash;          /* of key (etcd_view.c's key_hash), computed once */
 	uint32_t dix;           /* touched, not reported yet: 1 + its index in its dsvc's list
 	                         * (etcd_view.c), 0 when not */
-	bool is_port, bad, id_owned;
-	bool tail;              /* key holds the tail after <prefix>/<service>/ (the id) */
+	bool is_port, bad;
+	bool tail;              /* the key is <prefix>/<service>/<inst->id>: key holds "" */
 	char key[];             /* NUL-terminated (allocated from offsetof(kent, key)) */
 } kent;
 

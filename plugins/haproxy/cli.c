@@ -6,7 +6,9 @@
  * mode, requests pipelined on it and their answers cut at the prompts.
  * Also the one "poll a CLI until an answer says so" helper (hx_poll) every
  * wait on the master CLI or the admin socket uses.  It keeps the biggest
- * one-shot answer's buffer for the next request (see spare), and counts a
+ * one-shot answer's buffer for the next request (see spare), hands a big
+ * answer over line by line as it is read when asked (hx_cli_request_lines:
+ * no buffer of the whole answer), and counts a
  * one-shot request's CPU time on the loop when asked (hx_cli_meter). */
 #include "hx.h"
 
@@ -46,6 +48,10 @@ struct hx_cli {
 	 * until its answer is handed over */
 	uint64_t *meter;
 	uint64_t meter_t0;
+	/* hx_cli_request_lines: each line handed over as it is read; out holds
+	 * only a line not complete yet, total counts the answer's bytes */
+	hx_cli_line_cb line;
+	size_t total;
 };
 
 /* The buffer of the biggest answer so far is kept for the next request
@@ -128,6 +134,11 @@ static void on_close(uv_handle_t *h)
 	if (--c->open_handles > 0)
 		return;
 	free(c->cmd);
+	if (c->line) { /* its buffer held one line: not the answers' spare */
+		hx_buf_free(&c->out);
+		free(c);
+		return;
+	}
 	size_t len = c->out.len, want = 0;
 	if (c->out.cap > SPARE_MAX && len > SPARE_MAX && last_len <= SPARE_MAX)
 		want = last_len + 1; /* a one-off */
@@ -164,11 +175,18 @@ static void finish(hx_cli *c, int status)
 {
 	if (c->done)
 		return;
+	if (c->line && status == 0 && c->out.len) /* the last line, without its newline */
+		c->line(c->arg, c->out.data, c->out.len);
+	if (c->done) /* cancelled by that line's callback */
+		return;
 	c->done = true;
 	close_all(c); /* the buffer stays valid until the close callbacks */
 	meter_out(c);
 	c->meter = NULL; /* the callback counts its own part; the closes are not */
-	c->cb(c->arg, status, hx_buf_str(&c->out), c->out.len);
+	if (c->line)
+		c->cb(c->arg, status, "", c->total);
+	else
+		c->cb(c->arg, status, hx_buf_str(&c->out), c->out.len);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -186,9 +204,48 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof(scratch);
 }
 
+/* The longest line a line-mode request holds (a state row is ~200 bytes). */
+#define LINE_MAX_BYTES (64u << 10)
+
+/* Line mode: every complete line handed over from the read's own buffer
+ * (the loop's scratch: writable, the newline made a NUL), the piece of a
+ * line a read cut held in out until its end comes. */
+static void read_lines(hx_cli *c, char *p, size_t n)
+{
+	char *end = p + n;
+	while (p < end && !c->done) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		if (c->out.len + l > LINE_MAX_BYTES) {
+			finish(c, -E2BIG);
+			return;
+		}
+		if (!nl) {
+			hx_buf_add(&c->out, p, l);
+			return;
+		}
+		*nl = '\0';
+		if (c->out.len) {
+			hx_buf_add(&c->out, p, l);
+			size_t ll = c->out.len;
+			c->out.len = 0; /* emptied first: the callback may cancel */
+			c->line(c->arg, c->out.data, ll);
+		} else {
+			c->line(c->arg, p, l);
+		}
+		p = nl + 1;
+	}
+}
+
 static void read_in(hx_cli *c, ssize_t nread, const uv_buf_t *buf)
 {
-	if (nread > 0) {
+	if (nread > 0 && c->line) {
+		c->total += (size_t)nread;
+		if (c->total > hx_cli_answer_max())
+			finish(c, -E2BIG);
+		else
+			read_lines(c, buf->base, (size_t)nread);
+	} else if (nread > 0) {
 		if (c->out.len + (size_t)nread > hx_cli_answer_max()) {
 			finish(c, -E2BIG);
 			return;
@@ -199,7 +256,7 @@ static void read_in(hx_cli *c, ssize_t nread, const uv_buf_t *buf)
 	} else if (nread < 0) {
 		/* A reset after the answer (haproxy closing a connection whose
 		 * write side we already shut) still leaves a full answer. */
-		finish(c, nread == UV_ECONNRESET && c->out.len ? 0 : (int)nread);
+		finish(c, nread == UV_ECONNRESET && (c->out.len || c->total) ? 0 : (int)nread);
 	}
 }
 
@@ -280,8 +337,8 @@ static void on_connect(uv_connect_t *req, int status)
 	meter_out(c);
 }
 
-hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
-                       uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err)
+static hx_cli *request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
+                       uint64_t timeout_ms, hx_cli_line_cb line, hx_cli_cb cb, void *arg, int *err)
 {
 	struct sockaddr_un sa;
 	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
@@ -291,7 +348,8 @@ hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, 
 	hx_cli *c = h->xcalloc(1, sizeof(*c));
 	c->cmd = h->xasprintf("%s\n", cmd);
 	c->out.h = h;
-	if (spare.data) { /* reused: length 0, its memory kept (plugin.h) */
+	c->line = line;
+	if (spare.data && !line) { /* reused: length 0, its memory kept (plugin.h) */
 		c->out.rb = spare;
 		c->out.len = 0;
 		c->out.data[0] = '\0';
@@ -306,6 +364,19 @@ hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, 
 	uv_timer_start(&c->timer, on_timeout, timeout_ms ? timeout_ms : 5000, 0);
 	uv_pipe_connect(&c->conn, &c->pipe, path, on_connect);
 	return c;
+}
+
+hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
+                       uint64_t timeout_ms, hx_cli_cb cb, void *arg, int *err)
+{
+	return request(h, loop, path, cmd, timeout_ms, NULL, cb, arg, err);
+}
+
+hx_cli *hx_cli_request_lines(const regent_host *h, uv_loop_t *loop, const char *path,
+                             const char *cmd, uint64_t timeout_ms, hx_cli_line_cb line,
+                             hx_cli_cb cb, void *arg, int *err)
+{
+	return request(h, loop, path, cmd, timeout_ms, line, cb, arg, err);
 }
 
 hx_cli *hx_cli_request_late(const regent_host *h, uv_loop_t *loop, const char *path,

@@ -184,6 +184,11 @@ char *hx_filter_state(const regent_host *h, const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
                                    unsigned port, unsigned op, unsigned admin),
                       void *arg);
+/* The same for one line (len bytes at p, no newline): whether it stays. */
+bool hx_filter_state_line(const char *p, size_t len,
+                          bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
+                                       unsigned port, unsigned op, unsigned admin),
+                          void *arg);
 
 /* Splits a `show servers state` row in place into at most max fields (runs
  * of spaces between them, as strtok_r(" ") would); returns how many. */
@@ -221,6 +226,16 @@ hx_cli *hx_cli_request(const regent_host *h, uv_loop_t *loop, const char *path, 
 hx_cli *hx_cli_request_late(const regent_host *h, uv_loop_t *loop, const char *path,
                             const char *cmd, uint64_t timeout_ms, uint64_t late_ms, hx_cli_cb cb,
                             void *arg, int *err);
+/* Each line of the answer handed over as it is read (NUL-terminated in
+ * place of its newline, writable until the callback returns; the last one
+ * also without a newline), then cb once with status and an empty text
+ * (len: the answer's bytes): memory for one line, not the answer.  The
+ * answer limit (hx_cli_answer_max, E2BIG) counts the whole answer; a line
+ * over 64 KB fails with E2BIG. */
+typedef void (*hx_cli_line_cb)(void *arg, char *line, size_t len);
+hx_cli *hx_cli_request_lines(const regent_host *h, uv_loop_t *loop, const char *path,
+                             const char *cmd, uint64_t timeout_ms, hx_cli_line_cb line,
+                             hx_cli_cb cb, void *arg, int *err);
 /* Also cancels a request made with hx_conn_request. */
 void hx_cli_cancel(hx_cli *c);
 /* A one-shot request adds the loop thread's CPU time of its callbacks (the

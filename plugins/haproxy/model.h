@@ -73,16 +73,18 @@ typedef struct srv_view {
 	uint16_t weight : 13; /* weight + 1 set over the runtime API (1-257); 0: the file's */
 } srv_view; /* 8 bytes: a slot holds four */
 
-/* A server slot: 64 bytes (a service has at least `slots` of them;
+/* A server slot: 56 bytes (a service has at least `slots` of them;
  * slots.c asserts the size). */
 typedef struct slot {
 	char *id; /* the instance in this slot (hx_cstr_new: shared, counted; the state
 	           * page's row holds a reference too); NULL when free */
-	uint64_t drain_since;
 	srv_view ap;   /* what haproxy has, as last confirmed */
 	srv_view sent; /* in the admin request in flight */
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
+	/* when it went draining: the low 32 bits of now_ms (hx_slot_draining_ms
+	 * reads how long ago, exact up to 49 days; drain_timeout is at most 1 h) */
+	uint32_t drain_since;
 	hx_ip addr;
 	uint16_t port;
 	uint16_t weight; /* the instance's meta weight + 1 (0-256); 0: none */
@@ -115,13 +117,19 @@ typedef struct shape {
 	unsigned weight; /* server_options weight N, else haproxy's 1 */
 } shape;
 
+/* How long slot sl has been draining at now (now_ms), in ms. */
+static inline uint32_t hx_slot_draining_ms(const slot *sl, uint64_t now)
+{
+	return (uint32_t)now - sl->drain_since; /* modulo 2^32 */
+}
+
 /* A port -> count table (the listen port is the most common one). */
 typedef struct port_count {
 	uint32_t *keys; /* port + 1; 0 empty */
 	uint32_t *cnt;
-	size_t cap, used, distinct;
 	long best;      /* the most common (ties: the lowest); 0 none */
-	size_t best_n;
+	uint32_t cap, used, distinct; /* (at most 65,536 ports) */
+	uint32_t best_n; /* (at most HX_MAX_INSTANCES) */
 } port_count;
 
 /* What one snapshot changes in a service's routed instances (slots.c):
@@ -146,10 +154,12 @@ typedef struct hx_plan {
 	size_t nwarned;
 } hx_plan;
 
+/* A service: 680 bytes (1,000 of them at 10,000 instances; model.c asserts
+ * the size).  Its fields of 8 bytes first, those of 4, then the flags, so
+ * that no padding sits between them. */
 typedef struct svc {
 	const regent_host *h; /* the host's allocators (ABI 1.4): the model's */
 	char *name;
-	unsigned pxid; /* forced proxy id, stable while the service lives */
 	shape want; /* from the latest snapshot */
 	shape cand; /* in the slow path's candidate file */
 	shape run;  /* in the installed file (what haproxy runs) */
@@ -158,19 +168,14 @@ typedef struct svc {
 	size_t cap;    /* allocated */
 	char *warned;     /* warnings of the previous snapshot ("\nmsg\nmsg\n") */
 	hx_buf warn_now;  /* ... and of this one */
-	bool in_cat;
-	bool recovered; /* read from an earlier run's file: kept through the startup grace */
 	/* port planning (valid once the service was computed) */
 	long port;
-	bool explicit_port, has_port, conflict;
 	uint64_t empty_since; /* had a listen and no instance since then; 0: not empty */
-	bool in_grace;        /* ... and keeps its listen for [service] empty_grace */
-	uint64_t grace_until;
+	uint64_t grace_until; /* (in_grace) */
 	/* excluded from the configuration: why (NULL: included) and when it is
 	 * tried again */
 	char *excluded;
 	uint64_t retry_at;
-	unsigned nexcl; /* consecutive exclusions (backoff) */
 	/* haproxy's descriptor budget (model.c): its part of fd_used
 	 * (listener + slots of want), the most slots it may hold now, and why
 	 * it holds fewer than it wants (NULL: not capped) */
@@ -181,11 +186,9 @@ typedef struct svc {
 	size_t capped_at; /* the slots it held when capped was written */
 	/* the file being checked: lines [line0, line1) of the candidate are its */
 	size_t line0, line1;
-	/* during hx_model_update */
-	bool todo;
-	/* its claim in the port table (model.c): port (0: none), explicit */
+	/* its claim in the port table (model.c): port (0: none), explicit
+	 * (pclaim_expl) */
 	long pclaim;
-	bool pclaim_expl;
 	struct svc *pnext; /* the next claimant of that port (explicit first, then by name) */
 	struct hx_plan *plan;
 	struct svc *next; /* sorted by name */
@@ -194,39 +197,32 @@ typedef struct svc {
 	 * prefix of the catalog's list (sorted by id) up to and including
 	 * `bound` holds `nin` valid instances, at most HX_MAX_INSTANCES; the
 	 * whole list holds `nvalid`.  Their service_port and meta port counts
-	 * give the listen port. */
-	bool synced;     /* the above matches the last catalog the model saw */
-	bool routing;    /* the slots hold the routed instances (else none) */
+	 * give the listen port.  (synced: the above matches the last catalog
+	 * the model saw; routing: the slots hold the routed instances, else
+	 * none.) */
 	char *bound;
 	size_t nin, nvalid;
 	port_count sport, mport;
-	/* instance id -> slot index + 1 (linear probing, no tombstones) */
+	/* instance id -> slot index + 1 (linear probing, no tombstones, filled to
+	 * 3/4 at most: 10 ids in 16 cells) */
 	uint32_t *idt;
 	size_t idtcap, nids;
 	/* free slot indices, a min-heap (lazy: checked when taken) */
 	uint32_t *fh; /* (slot indices: < HX_MAX_SLOTS, 4 bytes each) */
 	size_t nfh, fhcap;
 	size_t hi;       /* 1 + the highest slot that held an instance */
-	unsigned sgen;   /* bumped by every change of how its slots render */
 
 	/* Dirty lists (slots.c), so that the runtime path works in proportion
 	 * to what changed: rq holds the slots whose target or haproxy view
 	 * changed since the runtime path last found them in step (each once,
 	 * slot.rq), dq the slots that went draining (lazily: checked when
 	 * read, slot.dq).  A service with either non-empty is on the model's
-	 * active list (qprev/qnext). */
+	 * active list (qprev/qnext, qlinked). */
 	uint32_t *rq;
 	size_t nrq, rqcap;
 	uint32_t *dq;
 	size_t ndq, dqcap;
-	bool qlinked;
 	struct svc *qprev, *qnext;
-	bool sdiff; /* want and run differ (counted in hx_model.nsdiff) */
-	/* Its listener closed over the runtime API ahead of the reload that
-	 * drops its section (`disable frontend`, runtime.c): shut, haproxy's
-	 * running worker has it closed (a reload makes haproxy read the file
-	 * again: cleared then); dropq, its name is in the model's drop queue. */
-	bool shut, dropq;
 
 	/* Its part of the installed file as the mirror rendered it last
 	 * (pipeline.c): rendered again only when sgen moved or the shape
@@ -236,14 +232,10 @@ typedef struct svc {
 	size_t mlen;
 	uint32_t *mloff; /* where each server line starts in its part (mnr + 1) */
 	size_t mnr;
-	unsigned mgen;
-	bool mcached;
-	bool mpend; /* its slots' pend views are in the mirror write in flight */
 	/* The same for the candidate last rendered (pipeline.c), taken over
 	 * by the mirror when it is installed (hx_mirror_from_cand). */
 	size_t cmoff, cmlen, cmnr;
 	uint32_t *cmloff;
-	unsigned cmgen;
 	/* On the model's mirror lists (mirrorq.c): HX_MQ_MOVED, its sgen moved
 	 * since the mirror last rendered it; HX_MQ_PEND, its part is in the
 	 * mirror write in flight (mpend). */
@@ -251,6 +243,28 @@ typedef struct svc {
 		struct svc *prev, *next;
 		bool on;
 	} mq[2];
+
+	unsigned pxid;  /* forced proxy id, stable while the service lives */
+	unsigned nexcl; /* consecutive exclusions (backoff) */
+	unsigned sgen;  /* bumped by every change of how its slots render */
+	unsigned mgen, cmgen; /* (the mirror's and the candidate's, above) */
+
+	bool in_cat;
+	bool recovered; /* read from an earlier run's file: kept through the startup grace */
+	bool explicit_port, has_port, conflict;
+	bool in_grace;  /* ... and keeps its listen for [service] empty_grace */
+	bool todo;      /* during hx_model_update */
+	bool pclaim_expl;
+	bool synced, routing; /* (the routed instances, above) */
+	bool qlinked;   /* on the model's active list */
+	bool sdiff; /* want and run differ (counted in hx_model.nsdiff) */
+	/* Its listener closed over the runtime API ahead of the reload that
+	 * drops its section (`disable frontend`, runtime.c): shut, haproxy's
+	 * running worker has it closed (a reload makes haproxy read the file
+	 * again: cleared then); dropq, its name is in the model's drop queue. */
+	bool shut, dropq;
+	bool mcached;
+	bool mpend; /* its slots' pend views are in the mirror write in flight */
 } svc;
 
 enum { HX_MQ_MOVED, HX_MQ_PEND };
@@ -269,6 +283,9 @@ typedef struct hx_model {
 	const char *state_file; /* else each loads this one (drive mode) */
 	bool bind_check;   /* test a new listener's port before including it */
 	bool grace_over;   /* the startup grace (recovered services) is over */
+	/* "" as a counted copy (hx_cstr_new), the srvopts of every shape the
+	 * model builds: referenced, not one copy per shape */
+	char *no_opts;
 
 	/* services: a sorted list, and an open-addressing table by name */
 	svc *svcs;

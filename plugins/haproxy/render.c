@@ -629,6 +629,26 @@ size_t hx_state_fields(char *line, char **f, size_t max)
 	return nf;
 }
 
+bool hx_filter_state_line(const char *p, size_t len,
+                          bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
+                                       unsigned port, unsigned op, unsigned admin),
+                          void *arg)
+{
+	char line[2048];
+	if (len == 0 || len >= sizeof(line))
+		return false;
+	memcpy(line, p, len);
+	line[len] = '\0';
+	if (line[0] == '#' || strcmp(line, "1") == 0)
+		return true;
+	/* be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state
+	 * ... srv_port (field 18) */
+	char *f[20] = {0};
+	size_t nf = hx_state_fields(line, f, 20);
+	return nf >= 19 && keep(arg, f[1], f[3], f[4], (unsigned)strtoul(f[18], NULL, 10),
+	                        (unsigned)strtoul(f[5], NULL, 10), (unsigned)strtoul(f[6], NULL, 10));
+}
+
 char *hx_filter_state(const regent_host *h, const char *dump,
                       bool (*keep)(void *arg, const char *px, const char *sv, const char *addr,
                                    unsigned port, unsigned op, unsigned admin),
@@ -641,27 +661,7 @@ char *hx_filter_state(const regent_host *h, const char *dump,
 	for (const char *p = dump; p && *p;) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		char line[2048];
-		bool ok = false;
-		if (len == 0) {
-			ok = false;
-		} else if (len < sizeof(line)) {
-			memcpy(line, p, len);
-			line[len] = '\0';
-			if (line[0] == '#' || strcmp(line, "1") == 0) {
-				ok = true;
-			} else {
-				/* be_id be_name srv_id srv_name srv_addr srv_op_state
-				 * srv_admin_state ... srv_port (field 18) */
-				char *f[20] = {0};
-				size_t nf = hx_state_fields(line, f, 20);
-				if (nf >= 19)
-					ok = keep(arg, f[1], f[3], f[4], (unsigned)strtoul(f[18], NULL, 10),
-					          (unsigned)strtoul(f[5], NULL, 10),
-					          (unsigned)strtoul(f[6], NULL, 10));
-			}
-		}
-		if (ok) {
+		if (hx_filter_state_line(p, len, keep, arg)) {
 			hx_buf_add(&b, p, len);
 			hx_buf_puts(&b, "\n");
 		}

@@ -100,27 +100,24 @@ static void learn_line(hx *s, char *line, svc **v)
 	hx_slot_dirty(&s->m, sv, idx - 1);
 }
 
-/* A chunk's rows, read in place (the answer is the request's own buffer:
- * no copy of each line, one lookup of the service per service). */
-static void learn_chunk(hx *s, char *out)
+/* A row of a chunk's answer, as it is read (statedump.c hx_state_next:
+ * the answer is never held whole), in place; none once haproxy changed
+ * since the learn began (it is learnt again). */
+static void learn_row(hx *s, char *line, size_t len)
 {
-	svc *v = NULL;
-	for (char *p = out; *p;) {
-		char *nl = strchr(p, '\n');
-		size_t l = nl ? (size_t)(nl - p) : strlen(p);
-		if (l && l < 2048 && p[0] != '#' && !(l == 1 && p[0] == '1')) {
-			p[l] = '\0';
-			learn_line(s, p, &v);
-			s->learn_rows++;
-		}
-		p = nl ? nl + 1 : p + l;
-	}
+	if (s->batch_epoch != s->epoch || !len || len >= 2048 || line[0] == '#' ||
+	    (len == 1 && line[0] == '1'))
+		return;
+	svc *v = NULL; /* (the model may change between two reads: looked up per row) */
+	learn_line(s, line, &v);
+	s->learn_rows++;
 }
 
 /* One chunk of services' states (statedump.c hx_state_step). */
 static void on_learn(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
+	(void)out; /* the rows were read as they came (learn_row) */
 	(void)len;
 	s->admin_req = NULL;
 	if (s->batch_epoch != s->epoch) { /* haproxy changed since: learnt again if unknown */
@@ -129,7 +126,7 @@ static void on_learn(void *arg, int status, const char *out, size_t len)
 	}
 	bool ok;
 	int err;
-	if (hx_state_step(s, status, out, on_learn, learn_chunk, &ok, &err))
+	if (hx_state_step(s, status, on_learn, NULL, &ok, &err))
 		return;
 	s->learn_pending = false;
 	free(s->st_cursor);
@@ -158,7 +155,7 @@ bool hx_learn(hx *s)
 	s->st_reqs = 0;
 	free(s->st_cursor);
 	s->st_cursor = NULL;
-	if (!hx_state_next(s, on_learn, &err)) {
+	if (!hx_state_next(s, on_learn, learn_row, &err)) {
 		s->learn_pending = false;
 		return false;
 	}
@@ -702,7 +699,7 @@ static void on_stat_row(void *arg, const char *px, const char *sv, long scur)
 	if (sl->st != ST_DRAIN || sl->ap.st != AP_DRAIN)
 		return;
 	uint64_t now = s->h->now_ms();
-	bool timed_out = now - sl->drain_since >= s->drain_timeout;
+	bool timed_out = hx_slot_draining_ms(sl, now) >= s->drain_timeout;
 	if (scur == 0 || timed_out) {
 		s->h->log(s->ctx, timed_out && scur ? REGENT_LOG_WARN : REGENT_LOG_DEBUG,
 		          "%s/s%ld: instance %s drained%s (%ld sessions left)", v->name, idx, sl->id,

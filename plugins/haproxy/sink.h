@@ -178,6 +178,8 @@ typedef struct hx {
 	 * two header lines are in). */
 	char *st_cursor;
 	bool st_last, st_hdr, st_whole; /* st_whole: one request for every server */
+	bool st_ok; /* the current answer had a state answer's line */
+	void (*st_line)(struct hx *s, char *line, size_t len); /* the dump's or the learn's */
 	hx_buf st_text;
 	size_t learn_rows; /* the rows a learn read so far */
 	unsigned st_reqs;  /* the requests (chunks) of this dump or learn */
@@ -329,17 +331,20 @@ void hx_state_side_done(hx *s);
 void hx_start_dump(hx *s);
 /* The next chunk of `show servers state NAME` commands for the services
  * haproxy runs after s->st_cursor (NULL: from the first), sent as one
- * request on the admin socket (s->admin_req) answered to cb; false when no
- * service is left or the request could not go out (*err). */
-bool hx_state_next(hx *s, hx_cli_cb cb, int *err);
-/* One answer of a chunked read (the dump's on_dump, the learn's on_learn,
- * answered to cb): a whole answer past the limit is asked again per chunk,
- * else the next chunk is asked before this one is read (read(s, out), when
- * it is an answer to `show servers state`: *ok).  True while the read goes
- * on (a request went out); false at its end, *ok false when this answer
- * was not one, *err < 0 when the next request could not go out. */
-bool hx_state_step(hx *s, int status, const char *out, hx_cli_cb cb,
-                   void (*read)(hx *s, char *out), bool *ok, int *err);
+ * request on the admin socket (s->admin_req) answered to cb, each line of
+ * its answer handed to line(s, text, len) as it is read (writable,
+ * NUL-terminated: cli.c hx_cli_request_lines; the answer is never held
+ * whole); false when no service is left or the request could not go out
+ * (*err). */
+bool hx_state_next(hx *s, hx_cli_cb cb, void (*line)(hx *s, char *text, size_t len), int *err);
+/* The end of one answer of such a read (the dump's on_dump, the learn's
+ * on_learn, answered to cb): a whole answer past the limit is asked again
+ * per chunk (restart(s) first, unless NULL: the lines read so far are
+ * read again), else the next chunk is asked.  True while the read goes on
+ * (a request went out); false at its end, *ok false when this answer was
+ * not one to `show servers state`, *err < 0 when the next request could
+ * not go out. */
+bool hx_state_step(hx *s, int status, hx_cli_cb cb, void (*restart)(hx *s), bool *ok, int *err);
 
 /* ---- mirror.c: runtime changes written into the installed file ---- */
 

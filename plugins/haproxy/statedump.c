@@ -3,7 +3,10 @@
  * answer well under cli.c's limit whatever the fleet's size; the learn
  * after an adoption, runtime.c, reads the same chunks), filtered to the
  * lines the new worker may load, with pending lines for the servers it did
- * not run, written as one file (version line, column header, rows). */
+ * not run, written as one file (version line, column header, rows).  The
+ * answers (the dump's, the learn's) are read line by line as they come
+ * (hx_cli_request_lines), the dump's filtered into the file's text: no
+ * answer is held whole. */
 #include "sink.h"
 
 #include <errno.h>
@@ -45,7 +48,7 @@ static bool keep_state_line(void *arg, const char *px, const char *sv, const cha
  * no server of the service is proven (a new service, every instance
  * replaced while the reload ran), such a server starts up, as haproxy
  * starts it: pending, the service would answer 503 until the checks pass.
- * The old worker's lines come in chunks of services (state_chunk), the
+ * The old worker's lines come in chunks of services (dump_line), the
  * pending ones once every chunk is in (add_pending). */
 static void add_pending(hx *s, hx_buf *b)
 {
@@ -75,24 +78,32 @@ static void add_pending(hx *s, hx_buf *b)
 		          "server-state file: %zu server(s) of checked services start pending", npending);
 }
 
-/* A chunk's answer (`show servers state NAME` for each of its services):
- * its kept lines appended to the file's text, the version and column
- * header lines only once, first, as load-server-state-from-file wants
- * them. */
-static void state_chunk(hx *s, char *out)
+/* A line of the dump's answer, as it is read (hx_state_next: the answer
+ * is never held whole, 2.1 MB at 16,000 servers, nor its filtered copy): a
+ * row kept goes to the file's text, the version and column header lines
+ * only once, first, as load-server-state-from-file wants them. */
+static void dump_line(hx *s, char *line, size_t len)
 {
-	char *kept = hx_filter_state(s->h, out, keep_state_line, s);
-	for (const char *p = kept; *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t l = nl ? (size_t)(nl - p) + 1 : strlen(p);
-		bool hdr = p[0] == '#' || (p[0] == '1' && p[1] == '\n');
-		if (!hdr || !s->st_hdr) {
-			hx_buf_add(&s->st_text, p, l);
-			s->st_hdr = s->st_hdr || p[0] == '#';
-		}
-		p += l;
+	bool version = len == 1 && line[0] == '1';
+	if (!hx_filter_state_line(line, len, keep_state_line, s))
+		return;
+	if (!(version || line[0] == '#') || !s->st_hdr) {
+		hx_buf_add(&s->st_text, line, len);
+		hx_buf_add(&s->st_text, "\n", 1);
+		s->st_hdr = s->st_hdr || line[0] == '#';
 	}
-	free(kept);
+}
+
+/* The dump's text and the slots' marks from nothing (a new dump, or the
+ * whole answer given up for chunks after some of its lines were read). */
+static void dump_reset(hx *s)
+{
+	for (svc *v = s->m.svcs; v; v = v->next)
+		for (size_t i = 0; i < v->nslots; i++)
+			v->slots[i].state_kept = v->slots[i].state_up = false;
+	hx_buf_free(&s->st_text);
+	s->st_text = (hx_buf){.h = s->h};
+	s->st_hdr = false;
 }
 
 /* Every chunk is in (or the dump gave up): the file written. */
@@ -126,10 +137,15 @@ static bool state_asked(const svc *v)
 	return v->run.listen || v->cand.listen;
 }
 
-static bool state_answer_ok(int status, const char *out)
+/* Every line of a state answer: the version line ("1") or haproxy's
+ * "Can't find backend." for a section it lacks says the answer is one to
+ * `show servers state` (st_ok); then the reader's (st_line). */
+static void state_line(void *arg, char *line, size_t len)
 {
-	return status >= 0 && (strncmp(out, "1\n", 2) == 0 || strstr(out, "\n1\n") ||
-	                       strncmp(out, "Can't find backend", 18) == 0);
+	hx *s = arg;
+	if ((len == 1 && line[0] == '1') || strncmp(line, "Can't find backend", 18) == 0)
+		s->st_ok = true;
+	s->st_line(s, line, len);
 }
 
 /* The admin socket's answers are read in chunks of services (each well
@@ -139,9 +155,18 @@ static bool state_answer_ok(int status, const char *out)
  * buffer) and one server per KB of the limit. */
 #define STATE_CHUNK_BYTES 8000
 
-bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
+static hx_cli *state_request(hx *s, const char *cmd, hx_cli_cb cb, int *err)
+{
+	s->st_ok = false;
+	s->st_reqs++;
+	return hx_cli_request_lines(s->h, s->loop, s->admin_socket, cmd, s->cmd_timeout, state_line,
+	                            cb, s, err);
+}
+
+bool hx_state_next(hx *s, hx_cli_cb cb, void (*line)(hx *s, char *text, size_t len), int *err)
 {
 	hx_buf cmd = {.h = s->h};
+	s->st_line = line;
 	size_t max = hx_cli_answer_max() >> 10, nserv = 0;
 	svc *v = s->m.svcs;
 	/* A fleet whose answer is estimated under half the limit (~200 bytes
@@ -149,7 +174,7 @@ bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
 	 * asked in one request, as fast as before (per service, each command's
 	 * header adds ~300 bytes and haproxy answers ~35% slower); past the
 	 * limit anyway (the user's own proxies in drive mode), it is asked
-	 * again per chunk (state_retry). */
+	 * again per chunk (hx_state_step). */
 	s->st_whole = false;
 	if (!s->st_reqs) {
 		size_t est = 0;
@@ -159,9 +184,7 @@ bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
 				                 (200 + 2 * strlen(w->name));
 		if (est && est < hx_cli_answer_max() / 2) {
 			s->st_whole = s->st_last = true;
-			s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, "show servers state",
-			                              s->cmd_timeout, cb, s, err);
-			s->st_reqs++;
+			s->admin_req = state_request(s, "show servers state", cb, err);
 			return s->admin_req != NULL;
 		}
 	}
@@ -191,50 +214,37 @@ bool hx_state_next(hx *s, hx_cli_cb cb, int *err)
 		char *c = s->h->xstrdup(name);
 		free(s->st_cursor);
 		s->st_cursor = c;
-		s->admin_req = hx_cli_request(s->h, s->loop, s->admin_socket, hx_buf_str(&cmd),
-		                              s->cmd_timeout, cb, s, err);
-		s->st_reqs++;
+		s->admin_req = state_request(s, hx_buf_str(&cmd), cb, err);
 	}
 	hx_buf_free(&cmd);
 	return name && s->admin_req;
 }
 
-/* A whole answer past the limit (E2BIG): asked again per chunk; true if
- * that request went out. */
-static bool state_retry(hx *s, int status, hx_cli_cb cb)
+bool hx_state_step(hx *s, int status, hx_cli_cb cb, void (*restart)(hx *s), bool *ok, int *err)
 {
-	if (status != -E2BIG || !s->st_whole)
-		return false;
-	s->h->log(s->ctx, REGENT_LOG_DEBUG,
-	          "the server states over %s pass the answer limit: asked per chunk of services",
-	          s->admin_socket);
-	int err = 0;
-	return hx_state_next(s, cb, &err);
-}
-
-bool hx_state_step(hx *s, int status, const char *out, hx_cli_cb cb,
-                   void (*read)(hx *s, char *out), bool *ok, int *err)
-{
-	if (state_retry(s, status, cb))
-		return true;
-	*ok = state_answer_ok(status, out);
 	*err = 0;
-	/* the next chunk's request goes first: haproxy answers it while this
-	 * one is read */
-	bool more = *ok && !s->st_last && hx_state_next(s, cb, err);
-	if (*ok)
-		read(s, (char *)out); /* the request's own buffer (hx_cli_cb) */
-	return more;
+	if (status == -E2BIG && s->st_whole) { /* asked again per chunk */
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "the server states over %s pass the answer limit: asked per chunk of services",
+		          s->admin_socket);
+		if (restart)
+			restart(s);
+		if (hx_state_next(s, cb, s->st_line, err))
+			return true;
+	}
+	*ok = status >= 0 && s->st_ok;
+	return *ok && !s->st_last && hx_state_next(s, cb, s->st_line, err);
 }
 
 static void on_dump(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
+	(void)out; /* the lines were read as they came (dump_line) */
 	(void)len;
 	s->admin_req = NULL;
 	bool ok;
 	int err;
-	if (hx_state_step(s, status, out, on_dump, state_chunk, &ok, &err))
+	if (hx_state_step(s, status, on_dump, dump_reset, &ok, &err))
 		return;
 	if (!ok || err < 0)
 		s->h->log(s->ctx, REGENT_LOG_WARN,
@@ -255,17 +265,12 @@ void hx_start_dump(hx *s)
 		hx_state_side_done(s);
 		return;
 	}
-	for (svc *v = s->m.svcs; v; v = v->next)
-		for (size_t i = 0; i < v->nslots; i++)
-			v->slots[i].state_kept = v->slots[i].state_up = false;
+	dump_reset(s);
 	free(s->st_cursor);
 	s->st_cursor = NULL;
-	hx_buf_free(&s->st_text);
-	s->st_text = (hx_buf){.h = s->h};
-	s->st_hdr = false;
 	s->st_reqs = 0;
 	int err = 0;
-	if (!hx_state_next(s, on_dump, &err)) {
+	if (!hx_state_next(s, on_dump, dump_line, &err)) {
 		if (err < 0)
 			s->h->log(s->ctx, REGENT_LOG_WARN,
 			          "cannot dump the server state over %s (%s); the new worker starts from "

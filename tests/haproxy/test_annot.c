@@ -812,6 +812,7 @@ int main(void)
 		cmocka_unit_test(test_states_cycle),
 		cmocka_unit_test(test_conn),
 		cmocka_unit_test(test_cli_spare),
+		cmocka_unit_test(test_cli_lines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

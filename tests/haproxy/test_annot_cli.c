@@ -1,9 +1,10 @@
 /* test_annot_cli.c - the haproxy sink's admin-socket client (plugins/
  * haproxy/cli.c) as the state poll uses it: the persistent connection
  * (hx_conn) against a fake prompt-mode socket, the kept answer buffer (over
- * 1 MiB only while big answers follow each other) and the late read
- * (hx_cli_request_late).  Part of the haproxy_annot executable: its cases
- * are listed in test_annot.c's main (annot_cli_tests.h). */
+ * 1 MiB only while big answers follow each other), the late read
+ * (hx_cli_request_late) and the line mode (hx_cli_request_lines).  Part of
+ * the haproxy_annot executable: its cases are listed in test_annot.c's
+ * main (annot_cli_tests.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -338,13 +339,18 @@ static size_t cli_answer_of(const char *path, size_t n, uint64_t late_ms)
 	return hx_cli_spare_cap();
 }
 
+/* A fresh directory (dir, a mkdtemp template) and the socket path in it. */
+static void tmp_socket(char *dir, char *path, size_t n)
+{
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, n, "%s/admin.sock", dir);
+}
+
 void test_cli_spare(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/test_annot.XXXXXX";
-	assert_non_null(mkdtemp(dir));
-	char path[64];
-	snprintf(path, sizeof(path), "%s/admin.sock", dir);
+	char dir[] = "/tmp/test_annot.XXXXXX", path[64];
+	tmp_socket(dir, path, sizeof(path));
 	size_t big = 4u << 20, mid = 512u << 10, low = 256u << 10, min = 64u << 10;
 	assert_int_equal(cli_answer_of(path, 2500000, 0), min); /* one-off: back to the answer before */
 	assert_int_equal(cli_answer_of(path, 2400000, 0), big); /* a second big one: kept whole */
@@ -357,5 +363,88 @@ void test_cli_spare(void **state)
 	 * socket's buffer), not before late_ms */
 	cli_answer_of(path, 40000, 60);
 	assert_true(cli_ms >= 60);
+	rmdir(dir);
+}
+
+/* ---- cli.c's line mode (hx_cli_request_lines, the reload's state dump):
+ * every line handed over in order as it is read, lines cut by the reads
+ * joined, the last one without its newline too, then the callback with the
+ * answer's length; the kept answer buffer neither taken nor grown; a line
+ * over 64 KB fails the request (E2BIG). */
+struct lines {
+	struct srv1 s;      /* first: cli_answered's view of the argument */
+	const char *answer; /* what the lines must add up to, newlines cut */
+	size_t at;          /* how far they matched */
+	size_t n;
+	bool bad;
+};
+
+static void on_line(void *arg, char *line, size_t len)
+{
+	struct lines *l = arg;
+	l->n++;
+	if (strlen(line) != len || memcmp(l->answer + l->at, line, len) != 0)
+		l->bad = true;
+	l->at += len;
+	if (l->answer[l->at] == '\n')
+		l->at++;
+}
+
+/* One request answered with `answer` in line mode: its status, the lines
+ * handed over (*nlines) and the answer's length as the callback had it. */
+static int cli_lines_of(const char *path, const char *text, size_t *nlines, size_t *len)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct lines l = {.s = {.answer = (char *)text, .n = strlen(text)}, .answer = text};
+	unlink(path);
+	uv_pipe_init(&loop, &l.s.srv, 0);
+	l.s.srv.data = &l.s;
+	assert_int_equal(uv_pipe_bind(&l.s.srv, path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&l.s.srv, 4, srv1_accept), 0);
+	int err = 0;
+	hx_cli *c = hx_cli_request_lines(&regent_host_table, &loop, path, "show servers state", 5000,
+	                                 on_line, cli_answered, &l, &err);
+	assert_non_null(c);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_true(l.s.done);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	unlink(path);
+	assert_false(l.bad);
+	*nlines = l.n;
+	*len = l.s.got;
+	if (l.s.status == 0)
+		assert_int_equal(l.at, strlen(text));
+	return l.s.status;
+}
+
+void test_cli_lines(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_annot.XXXXXX", path[64];
+	tmp_socket(dir, path, sizeof(path));
+	size_t cap0 = hx_cli_spare_cap();
+	/* 20,000 rows of ~150 bytes (3 MB: many reads, rows cut by them), an
+	 * empty line, and a last row without its newline */
+	size_t rows = 20000, n = 0;
+	char *a = malloc(rows * 160 + 64);
+	assert_non_null(a);
+	n += (size_t)sprintf(a + n, "1\n# be_id be_name srv_id\n");
+	for (size_t i = 0; i < rows; i++)
+		n += (size_t)sprintf(a + n, "%zu fleet%04zu %zu s%zu 127.1.%zu.%zu 2 0 1 1 %0100zu 1\n",
+		                     i, i / 10, i % 16 + 1, i % 16 + 1, i / 250, i % 250, i);
+	n += (size_t)sprintf(a + n, "\nlast 1 2 3");
+	size_t nl = 0, len = 0;
+	assert_int_equal(cli_lines_of(path, a, &nl, &len), 0);
+	assert_int_equal(nl, rows + 4); /* "1", "#...", the rows, "", "last..." */
+	assert_int_equal(len, n);
+	assert_int_equal(hx_cli_spare_cap(), cap0); /* one line held, not the answer */
+	/* a line over 64 KB: E2BIG, the lines before it handed over */
+	memset(a, 'y', 70000);
+	a[10] = '\n';
+	a[70000] = '\0';
+	assert_int_equal(cli_lines_of(path, a, &nl, &len), -E2BIG);
+	assert_int_equal(nl, 1);
+	free(a);
 	rmdir(dir);
 }
