@@ -477,35 +477,31 @@ class API(object):
 
     # ---------------- agent: reads ----------------
 
-    def agent_services(self, req):
+    def _agent_listing(self, req, table, render):
+        """/v1/agent/services and /v1/agent/checks: every entry of table
+        rendered, none for the anonymous token (filtered, said by the header
+        when a token was carried)."""
         emu = self.emu
         ident = self.identity(req)
         with emu.cond:
             out = {}
             filtered = False
-            for sid in sorted(emu.services):
+            for key in sorted(table):
                 if ident == "anon":
                     filtered = True
                     continue
-                out[sid] = render_agent_service(emu.services[sid], self.cfg.datacenter)
+                out[key] = render(table[key])
         hdr = ({"X-Consul-Results-Filtered-By-ACLs": "true"}
                if filtered and self.carried_token(req) else None)
         return self.json(out, 200, hdr)
 
+    def agent_services(self, req):
+        return self._agent_listing(
+            req, self.emu.services, lambda svc: render_agent_service(svc, self.cfg.datacenter))
+
     def agent_checks(self, req):
-        emu = self.emu
-        ident = self.identity(req)
-        with emu.cond:
-            out = {}
-            filtered = False
-            for cid in sorted(emu.checks):
-                if ident == "anon":
-                    filtered = True
-                    continue
-                out[cid] = render_check(emu.checks[cid].hc, with_index=False)
-        hdr = ({"X-Consul-Results-Filtered-By-ACLs": "true"}
-               if filtered and self.carried_token(req) else None)
-        return self.json(out, 200, hdr)
+        return self._agent_listing(
+            req, self.emu.checks, lambda st: render_check(st.hc, with_index=False))
 
     def agent_self(self, req):
         ident = self.identity(req)

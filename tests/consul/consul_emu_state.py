@@ -310,6 +310,21 @@ class Emulator(object):
         st.last_output = output
         st.ttl_deadline = now + st.ttl
 
+    def _check_state(self, hc, ct, initial, old, now):
+        """The agent's state of check hc (its type ct) as added now: the reap
+        interval raised to the minimum (with the agent's log line), the TTL
+        started (CheckTTL.Start()), in sync when old had the same check."""
+        reap_after = ct.get("DeregisterCriticalServiceAfter", 0.0)
+        if reap_after > 0 and reap_after < self.cfg.min_deregister:
+            log("check %s has deregister interval below minimum of %s"
+                % (hc["CheckID"], go_duration_string(self.cfg.min_deregister)))
+            reap_after = self.cfg.min_deregister
+        st = CheckState(hc, ct.get("TTL", 0.0), reap_after if reap_after > 0 else 0.0)
+        st.initial_status = initial
+        st.in_sync = old is not None and _same_check(old.hc, hc)
+        st.ttl_deadline = now + st.ttl
+        return st
+
     def add_service_locked(self, svc, chk_types, replace_existing_checks):
         sid = svc["ID"]
         existing = {cid: False for cid, st in self.checks.items()
@@ -342,17 +357,7 @@ class Emulator(object):
         now = time.monotonic()
         for hc, ct, initial in new_checks:
             cid = hc["CheckID"]
-            old_st = self.checks.get(cid)
-            reap_after = ct.get("DeregisterCriticalServiceAfter", 0.0)
-            if reap_after > 0 and reap_after < self.cfg.min_deregister:
-                log("check %s has deregister interval below minimum of %s"
-                    % (cid, go_duration_string(self.cfg.min_deregister)))
-                reap_after = self.cfg.min_deregister
-            st = CheckState(hc, ct.get("TTL", 0.0), reap_after if reap_after > 0 else 0.0)
-            st.initial_status = initial
-            st.in_sync = old_st is not None and _same_check(old_st.hc, hc)
-            st.ttl_deadline = now + st.ttl          # CheckTTL.Start()
-            self.checks[cid] = st
+            self.checks[cid] = self._check_state(hc, ct, initial, self.checks.get(cid), now)
         if replace_existing_checks:
             for cid, keep in existing.items():
                 if not keep:
@@ -363,16 +368,7 @@ class Emulator(object):
     def add_check_locked(self, hc, ct):
         cid = hc["CheckID"]
         existing = self.checks.get(cid)
-        reap_after = ct.get("DeregisterCriticalServiceAfter", 0.0)
-        if reap_after > 0 and reap_after < self.cfg.min_deregister:
-            log("check %s has deregister interval below minimum of %s"
-                % (cid, go_duration_string(self.cfg.min_deregister)))
-            reap_after = self.cfg.min_deregister
-        st = CheckState(hc, ct.get("TTL", 0.0), reap_after if reap_after > 0 else 0.0)
-        st.initial_status = hc["Status"]
-        st.in_sync = existing is not None and _same_check(existing.hc, hc)
-        st.ttl_deadline = time.monotonic() + st.ttl
-        self.checks[cid] = st
+        self.checks[cid] = self._check_state(hc, ct, hc["Status"], existing, time.monotonic())
         if existing is not None:
             # Agent.AddCheck snapshots the previous state to avoid flapping
             self.update_check_locked(cid, existing.hc["Status"], existing.hc["Output"])
