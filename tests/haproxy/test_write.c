@@ -12,7 +12,9 @@
  * symlink, a missing file.  REGENT_FILE_WRITE_NO_SYNC and
  * REGENT_FILE_PATCH_NO_SYNC drop the syncs (counted), nothing else.  A
  * patch's descriptor is kept for the next one only while it is the file
- * at the path. */
+ * at the path.  Patches have a writer thread of their own: one is written
+ * and reported while libuv's pool is taken, patches land in the order
+ * they were asked, a cancelled one is not reported. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -387,6 +389,154 @@ static void test_patch_kept_fd(void **st)
 	assert_string_equal(slurp(p), "    server s1 1.1.1.1:0 disabled\n");
 }
 
+/* ---- the patch writer thread (core/filepatch.c) ---- */
+
+/* libuv's pool held by works that wait until the patch is done (or 5 s):
+ * patches have a thread of their own, so one is written and reported
+ * while every pool thread is taken (by a reload's fsyncs, say).  Through
+ * the pool it would wait behind them: the 5 s guard ends the wait and the
+ * test fails instead of hanging. */
+#define BUSY 16 /* more than the pool's threads (UV_THREADPOOL_SIZE, 4 by default) */
+typedef struct busy {
+	uv_mutex_t mu;
+	uv_cond_t cond;
+	bool release;
+	int patched; /* the patch's status, 1 until on_done */
+	bool timed_out;
+	uv_timer_t guard;
+	uv_work_t works[BUSY];
+} busy;
+
+static void busy_work(uv_work_t *req)
+{
+	busy *b = req->data;
+	uv_mutex_lock(&b->mu);
+	while (!b->release)
+		uv_cond_wait(&b->cond, &b->mu);
+	uv_mutex_unlock(&b->mu);
+}
+
+static void busy_after(uv_work_t *req, int status)
+{
+	(void)req;
+	assert_int_equal(status, 0);
+}
+
+static void busy_release(busy *b)
+{
+	uv_mutex_lock(&b->mu);
+	b->release = true;
+	uv_cond_broadcast(&b->cond);
+	uv_mutex_unlock(&b->mu);
+	if (!uv_is_closing((uv_handle_t *)&b->guard))
+		uv_close((uv_handle_t *)&b->guard, NULL);
+}
+
+static void busy_patched(void *arg, int status, const char *why)
+{
+	busy *b = arg;
+	(void)why;
+	b->patched = status;
+	busy_release(b);
+}
+
+static void busy_guard(uv_timer_t *t)
+{
+	busy *b = t->data;
+	b->timed_out = true;
+	busy_release(b);
+}
+
+static void test_patch_beside_busy_pool(void **st)
+{
+	(void)st;
+	const char *text = "    server s1 0.0.0.0:0 disabled\n";
+	assert_int_equal(write_one("busy.cfg", text), 0);
+	char p[300];
+	snprintf(p, sizeof(p), "%s/busy.cfg", dir);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	busy *b = calloc(1, sizeof(*b));
+	assert_non_null(b);
+	uv_mutex_init(&b->mu);
+	uv_cond_init(&b->cond);
+	b->patched = 1;
+	for (int i = 0; i < BUSY; i++) {
+		b->works[i].data = b;
+		assert_int_equal(uv_queue_work(&loop, &b->works[i], busy_work, busy_after), 0);
+	}
+	uv_timer_init(&loop, &b->guard);
+	b->guard.data = b;
+	uv_timer_start(&b->guard, busy_guard, 5000, 0);
+	regent_agent agent = {.loop = &loop};
+	regent_ctx ctx = {.agent = &agent, .who = "haproxy test", .healthy = true};
+	regent_file_range r = {.off = 14, .data = "1.2.3.4", .len = 7};
+	regent_file_patch_opts o = {.size = sizeof(o), .path = p, .expect_len = strlen(text),
+	                            .ranges = &r, .nranges = 1, .on_done = busy_patched, .arg = b,
+	                            .flags = REGENT_FILE_PATCH_NO_SYNC};
+	int err = 0;
+	assert_non_null(regent_host_table.file_patch(&ctx, &o, &err));
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_false(b->timed_out);
+	assert_int_equal(b->patched, 0);
+	assert_string_equal(slurp(p), "    server s1 1.2.3.4:0 disabled\n");
+	uv_cond_destroy(&b->cond);
+	uv_mutex_destroy(&b->mu);
+	free(b);
+}
+
+/* Patches queued one after another land in that order (one writer), each
+ * reported once; a cancelled one is written but not reported; the writer
+ * stops with forget_all and the next patch starts it again. */
+typedef struct seen {
+	int n;
+	int status[3];
+} seen;
+
+static void on_seen(void *arg, int status, const char *why)
+{
+	seen *s = arg;
+	(void)why;
+	assert_true(s->n < 3);
+	s->status[s->n++] = status;
+}
+
+static void test_patch_order_cancel(void **st)
+{
+	(void)st;
+	const char *text = "    server s1 0.0.0.0:0 disabled\n";
+	assert_int_equal(write_one("ord.cfg", text), 0);
+	char p[300];
+	snprintf(p, sizeof(p), "%s/ord.cfg", dir);
+	for (int round = 0; round < 2; round++) {
+		uv_loop_t loop;
+		uv_loop_init(&loop);
+		regent_agent agent = {.loop = &loop};
+		regent_ctx ctx = {.agent = &agent, .who = "haproxy test", .healthy = true};
+		seen s = {0};
+		const char *addrs[] = {"1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"};
+		regent_file_write *w[4];
+		for (int i = 0; i < 4; i++) {
+			regent_file_range r = {.off = 14, .data = addrs[i], .len = 7};
+			regent_file_patch_opts o = {.size = sizeof(o), .path = p,
+			                            .expect_len = strlen(text), .ranges = &r, .nranges = 1,
+			                            .on_done = on_seen, .arg = &s,
+			                            .flags = REGENT_FILE_PATCH_NO_SYNC};
+			int err = 0;
+			w[i] = regent_host_table.file_patch(&ctx, &o, &err);
+			assert_non_null(w[i]);
+		}
+		regent_file_write_cancel(w[3]);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		assert_int_equal(uv_loop_close(&loop), 0);
+		assert_int_equal(s.n, 3);
+		assert_int_equal(s.status[0] | s.status[1] | s.status[2], 0);
+		assert_string_equal(slurp(p), "    server s1 4.4.4.4:0 disabled\n");
+		regent_file_patch_forget_all(); /* the writer joined; round 2 starts it again */
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -400,6 +550,8 @@ int main(void)
 		cmocka_unit_test(test_patch_no_sync),
 		cmocka_unit_test(test_write_no_sync),
 		cmocka_unit_test(test_patch_kept_fd),
+		cmocka_unit_test(test_patch_beside_busy_pool),
+		cmocka_unit_test(test_patch_order_cancel),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
