@@ -31,9 +31,7 @@
  * the model's slots (sN of service X is slot N-1); free slots are left
  * out, a slot still draining an instance that left the catalog is kept.
  * The one-shot polls read their answer LATE_MS after asking (one read,
- * not a wakeup per command of the chunk); a cycle's chunk is read when
- * the next chunk is due, which is then asked in the same turn of the
- * loop: one wakeup per chunk, not two (hx_annot_chunk_late_ms).  The loop's CPU time of the
+ * not a wakeup per command of the chunk).  The loop's CPU time of the
  * background polls (whole polls and chunks: the ask, the request's
  * callbacks, the answer's parse; not the read-back of the servers a
  * change touched, which is that change's cost) is counted in
@@ -300,41 +298,19 @@ int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 	return a->asked_kind;
 }
 
-/* How long after its ask a background chunk's answer is read: when the
- * next chunk is due (the cycle's schedule, below in hx_annot_answer), so
- * that reading it and asking the next one take one wakeup of the loop,
- * not two (the answer waits in the socket's buffer meanwhile: ~46 KB of
- * its 200 KB); LATE_MS for the last chunk of a cycle (its end withdraws
- * the rows not seen, not to be held back), for a chunk that carries
- * touched servers' reads, and while the cycle runs behind.  At most
- * LATE_MAX_MS.  0: not a chunk read late. */
-#define LATE_MAX_MS 1000
-uint64_t hx_annot_chunk_late_ms(const hx_annot *a, uint64_t now)
-{
-	if (a->asked_kind != HX_ASK_CHUNK || a->chunk_last || a->poked || a->nasked)
-		return 0;
-	size_t done = a->cycle_done + a->chunk_servers;
-	size_t all = a->cycle_servers > done ? a->cycle_servers : done;
-	uint64_t due = a->cycle_start + a->interval * done / (all ? all : 1);
-	if (due <= now + LATE_MS)
-		return 0;
-	return due - now > LATE_MAX_MS ? LATE_MAX_MS : due - now;
-}
-
 /* A background poll's CPU time on the loop (a->poll_cpu_ns: its ask and
  * its request's callbacks, hx_cli_meter; plus from t0 on: its answer's
  * callback) to regent_haproxy_state_poll_cpu_seconds_total. */
 static void poll_cpu_count(hx_annot *a, uint64_t t0)
 {
-	if (!a->asked_bg)
+	if (!a->asked_bg || !a->m_poll_cpu)
 		return;
 	uint64_t ns = a->poll_cpu_ns;
 	if (t0) {
 		uint64_t t1 = hx_thread_cpu_ns();
 		ns += t1 > t0 ? t1 - t0 : 0;
 	}
-	if (a->m_poll_cpu)
-		a->h->metric_add(a->m_poll_cpu, (double)ns / 1e9);
+	a->h->metric_add(a->m_poll_cpu, (double)ns / 1e9);
 	a->poll_cpu_ns = 0;
 	a->asked_bg = false;
 }
@@ -347,7 +323,7 @@ static void ask(uv_timer_t *t)
 	/* A background poll's start (no clock read for the read-back a
 	 * change asks: one system call per change; a whole poll for touched
 	 * servers that comes due meanwhile counts from its plan's end) */
-	uint64_t t0 = !a->ntouched && !a->overflow ? hx_thread_cpu_ns() : 0;
+	uint64_t t0 = a->m_poll_cpu && !a->ntouched && !a->overflow ? hx_thread_cpu_ns() : 0;
 	uint64_t now = a->h->now_ms();
 	hx_buf cmd = {.h = a->h};
 	hx_annot_plan(a, now, &cmd);
@@ -365,16 +341,12 @@ static void ask(uv_timer_t *t)
 	int err = 0;
 	if (a->conn && a->asked_kind == HX_ASK_TOUCHED) /* small: behind the fast path's own */
 		a->req = hx_conn_request(a->conn, hx_buf_str(&cmd), a->cmd_timeout, on_answer, a, &err);
-	else {
-		uint64_t late = hx_annot_chunk_late_ms(a, now);
-		a->late_read = late > 0;
-		a->asked_ms = now;
+	else
 		a->req = hx_cli_request_late(a->h, uv_handle_get_loop((uv_handle_t *)t), a->socket,
-		                             hx_buf_str(&cmd), a->cmd_timeout, late ? late : LATE_MS,
-		                             on_answer, a, &err);
-	}
+		                             hx_buf_str(&cmd), a->cmd_timeout, LATE_MS, on_answer, a,
+		                             &err);
 	hx_buf_free(&cmd);
-	if (a->asked_bg) { /* the poll's CPU: this, its request's, its answer's */
+	if (a->asked_bg && a->m_poll_cpu) { /* the poll's CPU: this, its request's, its answer's */
 		uint64_t t1 = hx_thread_cpu_ns();
 		a->poll_cpu_ns = t0 && t1 > t0 ? t1 - t0 : 0;
 		hx_cli_meter(a->req, &a->poll_cpu_ns);
@@ -407,7 +379,7 @@ static uint64_t poke_ms(const hx_annot *a)
 static void on_answer(void *arg, int status, const char *out, size_t len)
 {
 	hx_annot *a = arg;
-	uint64_t t0 = a->asked_bg ? hx_thread_cpu_ns() : 0;
+	uint64_t t0 = a->asked_bg && a->m_poll_cpu ? hx_thread_cpu_ns() : 0;
 	a->req = NULL;
 	hx_annot_answer(a, status, out, len);
 	poll_cpu_count(a, t0);
@@ -453,17 +425,10 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 	 * not before every server was read once (the page complete within
 	 * the interval after a start) */
 	uint64_t duty = 0;
-	bool late = a->late_read;
-	a->late_read = false;
 	if ((kind == HX_ASK_ALL || kind == HX_ASK_CHUNK) && a->ask_cpu) {
 		uint64_t c = hx_thread_cpu_ns();
-		/* (a chunk read late: the loop did other work for a while in
-		 * between; the poll's own CPU, its meter and the parse, instead) */
-		uint64_t cost = late                 ? a->poll_cpu_ns + a->answer_ns
-		                : c > a->ask_cpu     ? c - a->ask_cpu
-		                                     : 0;
 		if (a->read_once)
-			duty = BG_DUTY * cost / 1000000u;
+			duty = c > a->ask_cpu ? BG_DUTY * (c - a->ask_cpu) / 1000000u : 0;
 		a->ask_cpu = 0;
 	}
 	if (rc < 0 && !skip) {
@@ -486,13 +451,9 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 		a->cycle_done += a->chunk_servers;
 		size_t all = a->cycle_servers > a->cycle_done ? a->cycle_servers : a->cycle_done;
 		uint64_t due = a->cycle_start + a->interval * a->cycle_done / (all ? all : 1);
-		/* (read late, at the next chunk's time: it is asked at once, at
-		 * the loop's next turn, not after a wakeup of its own; the duty
-		 * counted from this chunk's ask, which was that long ago) */
-		uint64_t from = late ? a->asked_ms : now;
 		if (due < now + MIN_GAP_MS)
-			due = late ? now : now + MIN_GAP_MS;
-		a->next_full = due > from + duty ? due : from + duty;
+			due = now + MIN_GAP_MS;
+		a->next_full = due > now + duty ? due : now + duty;
 	}
 	uint64_t next = a->next_full > now ? a->next_full - now : 0;
 	/* After a failure, not before the interval: a poke does not make it

@@ -96,10 +96,6 @@ struct hx_annot {
 	size_t chunk_servers; /* ... in the chunk asked */
 	size_t cycle_done;    /* ... in the chunks asked so far */
 	bool read_once;       /* a whole poll or cycle was read since the start */
-	/* the chunk asked is read when the next one is due, not LATE_MS after
-	 * (annot.c hx_annot_chunk_late_ms): its answer and the next ask share a wakeup */
-	bool late_read;
-	uint64_t asked_ms; /* when the request in flight was asked (now_ms) */
 	/* A cycle after the first reads `show servers state` (read_states),
 	 * and `show stat` only for the servers whose state moved; every
 	 * STAT_EVERY-th cycle, and the first after a failure or a burst
@@ -123,9 +119,5 @@ void hx_rows_source(hx_annot *a);
  * along with the next chunk (past TOUCH_MAX of them: a `show stat` cycle
  * next). */
 void hx_rows_moved(hx_annot *a, const char *service, size_t sn);
-
-/* annot.c: how long after its ask the chunk just planned is read (the
- * next chunk's time, at most 1 s; 0: LATE_MS, as any one-shot poll). */
-uint64_t hx_annot_chunk_late_ms(const hx_annot *a, uint64_t now);
 
 #endif

@@ -694,59 +694,6 @@ static void first_cycle(annot_fixture *f, uint64_t t)
 	reply(f->a, 0, HDR ROWS("c"));
 }
 
-/* A cycle's chunk is read when the next one is due and that one is
- * asked at once (one wakeup of the loop per chunk, not two): the late
- * read's time is the cycle's schedule (at most 1 s), none for the last
- * chunk of a cycle; the answer of a chunk read late puts the next ask at
- * the loop's next turn, that of a chunk read LATE_MS after its ask 2 ms
- * on (MIN_GAP_MS); the duty of a chunk read late counts from its ask. */
-static void test_plan_late(void **state)
-{
-	(void)state;
-	annot_fixture f;
-	uint64_t t = 100000;
-	first_cycle(&f, t);
-	uint64_t t1 = t + 5000;
-	assert_string_equal(plan(f.a, fake_now = t1, HX_ASK_CHUNK),
-	                    "show servers state a;show servers state b");
-	/* the next chunk at 400 of 600 servers: 3,333 ms on; read 1 s on */
-	assert_int_equal(hx_annot_chunk_late_ms(f.a, t1), 1000);
-	assert_int_equal(hx_annot_chunk_late_ms(f.a, t1 + 2800), 533);
-	assert_int_equal(hx_annot_chunk_late_ms(f.a, t1 + 3320), 0); /* behind: LATE_MS */
-	f.a->late_read = true;
-	f.a->asked_ms = t1;
-	fake_now = t1 + 3333;
-	reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
-	assert_int_equal(uv_timer_get_due_in(f.a->timer), 0);
-	assert_false(f.a->late_read);
-	assert_string_equal(plan(f.a, fake_now, HX_ASK_CHUNK), "show servers state c");
-	assert_int_equal(hx_annot_chunk_late_ms(f.a, fake_now), 0); /* the cycle's last */
-	reply(f.a, 0, SHDR SROWS("c"));
-	/* the next cycle's first chunk, read LATE_MS after its ask: the next
-	 * chunk MIN_GAP_MS after its answer when that is past its time */
-	uint64_t t2 = t1 + 5000;
-	assert_string_equal(plan(f.a, fake_now = t2, HX_ASK_CHUNK),
-	                    "show servers state a;show servers state b");
-	fake_now = t2 + 3400;
-	reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
-	assert_int_equal(uv_timer_get_due_in(f.a->timer), 2);
-	/* a chunk read late that cost 20 ms (its meter and parse): the next
-	 * one 4 s (BG_DUTY x 20 ms) after its ask, not after its answer (and
-	 * not at its share of the interval, 3.3 s) */
-	assert_string_equal(plan(f.a, fake_now += 2, HX_ASK_CHUNK), "show servers state c");
-	reply(f.a, 0, SHDR SROWS("c"));
-	uint64_t t3 = t2 + 5000;
-	assert_string_equal(plan(f.a, fake_now = t3, HX_ASK_CHUNK),
-	                    "show servers state a;show servers state b");
-	f.a->late_read = true;
-	f.a->asked_ms = t3;
-	f.a->poll_cpu_ns = 20000000;
-	fake_now = t3 + 1000;
-	reply(f.a, 0, SHDR SROWS("a") SROWS("b"));
-	assert_int_equal(uv_timer_get_due_in(f.a->timer), 4000 - 1000);
-	annot_teardown(&f);
-}
-
 /* A burst of changes (a slide of a big service's routed window: its
  * servers set batch after batch) while the background cycle is due: the
  * due chunk goes first and the changed servers after the poke's wait, not
@@ -861,7 +808,6 @@ int main(void)
 		cmocka_unit_test(test_plan_small),
 		cmocka_unit_test(test_rows_readback),
 		cmocka_unit_test(test_plan),
-		cmocka_unit_test(test_plan_late),
 		cmocka_unit_test(test_plan_burst),
 		cmocka_unit_test(test_states_cycle),
 		cmocka_unit_test(test_conn),
