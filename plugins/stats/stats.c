@@ -390,21 +390,36 @@ static void on_timer(uv_timer_t *t);
  * last connections close inside a run, MHD_get_timeout() may then say
  * "no timeout" and nothing would ever run MHD again: the listener would
  * stall for good.  So run again while connections keep closing, and when
- * MHD wants no timer, still look again every IDLE_RUN_MS. */
+ * MHD wants no timer, still look again every IDLE_RUN_MS while that can
+ * matter: connections are open (one may close inside a run, and the limit
+ * is reached only with some open), or the last run closed some.  With no
+ * connection open and nothing closed by the last run, that run started
+ * below the limit and so put the listener back: no timer then, and an
+ * agent with no stats client connected is not woken. */
 #define IDLE_RUN_MS 1000
 static void pump(stats *s)
 {
 	if (!s->d)
 		return;
+	bool closed_some = false;
 	for (int i = 0; i < 4; i++) {
 		uint64_t closed = s->closed_conns;
 		MHD_run(s->d);
-		if (s->closed_conns == closed)
+		closed_some = s->closed_conns != closed;
+		if (!closed_some)
 			break;
 	}
+	bool guard = s->open_conns > 0 || closed_some;
 	MHD_UNSIGNED_LONG_LONG to = 0;
-	if (MHD_get_timeout(s->d, &to) != MHD_YES || to > IDLE_RUN_MS)
+	if (MHD_get_timeout(s->d, &to) != MHD_YES) {
+		if (!guard) {
+			uv_timer_stop(s->timer);
+			return;
+		}
 		to = IDLE_RUN_MS;
+	} else if (guard && to > IDLE_RUN_MS) {
+		to = IDLE_RUN_MS;
+	}
 	uv_timer_start(s->timer, on_timer, (uint64_t)to, 0);
 }
 
