@@ -240,6 +240,7 @@ static void answered(etcd *e)
 static bool move_calls(etcd *e, size_t bad, bool watch_too, uint64_t before);
 static void probe_fast(etcd *e);
 static bool probe_needed(const etcd *e);
+static void on_probe_timer(uv_timer_t *t);
 
 /* A member failed (no answer, refused connection) or had no leader: an
  * election may be under way.  Until a new term is seen (or for
@@ -578,10 +579,17 @@ void auth_done(etcd *e, call *c, resp *r)
  *    one check interval to etcd's own election.
  * The timer behind these runs only while one of them can apply
  * (probe_needed): an agent with nothing in flight and nothing waiting is
- * not woken (a register-only agent between changes and keepalives). */
+ * not woken (a register-only agent between changes and keepalives).  It
+ * fires every STUCK_MS (ELECTION_PROBE_MS while electing) only while a
+ * write or a read is in flight or waits; with only the watch open it
+ * fires when the watch's check is due (probe_delay): an idle watching
+ * agent wakes once per check_interval, not four times. */
 /* A write (txn, keepalive) at the current endpoint older than this is
  * suspect: it may have been forwarded to a leader that is gone. */
 #define STUCK_MS 250u
+/* The loop's timers and now_ms() read different clocks: a check due
+ * within this is due now. */
+#define PROBE_SLACK_MS 5u
 
 static bool write_stuck(const etcd *e, uint64_t now)
 {
@@ -671,29 +679,47 @@ static bool probe_needed(const etcd *e)
 	       (e->check_ms && (busy(e, OP_KEEPALIVE) || busy(e, OP_WATCH)));
 }
 
-static void on_probe_timer(uv_timer_t *t)
+/* How long until the timer has something to look at (while probe_needed):
+ * every ELECTION_PROBE_MS while electing, every STUCK_MS while a write or
+ * a read is in flight or waits (a write may get stuck, a retry may be
+ * resumed), else (only the watch open) when its check is due. */
+static uint64_t probe_delay(const etcd *e, uint64_t now)
 {
-	etcd *e = t->data;
-	if (!probe_needed(e)) {
-		uv_timer_stop(t);
+	if (electing(e, now))
+		return ELECTION_PROBE_MS;
+	if (something_waits(e) || busy(e, OP_KEEPALIVE) || !e->check_ms)
+		return STUCK_MS;
+	uint64_t due = e->last_check + e->check_ms;
+	/* (due now, or the check still in flight: look again in STUCK_MS) */
+	return due > now + PROBE_SLACK_MS ? due - now : STUCK_MS;
+}
+
+/* The timer fires within ms from now (sooner if it was due sooner). */
+static void probe_arm(etcd *e, uint64_t ms)
+{
+	if (uv_is_active((uv_handle_t *)e->probe_timer) &&
+	    uv_timer_get_due_in(e->probe_timer) <= ms)
 		return;
-	}
-	uint64_t now = e->h->now_ms();
+	uv_timer_start(e->probe_timer, on_probe_timer, ms, 0);
+}
+
+static void probe_check(etcd *e, uint64_t now)
+{
 	bool fast = electing(e, now);
-	uv_timer_set_repeat(t, fast ? ELECTION_PROBE_MS : STUCK_MS);
 	if (busy(e, OP_PROBE))
 		return;
 	uint64_t since = now - e->last_check;
 	bool recovering = disc_waiting(e) || uv_is_active((uv_handle_t *)e->reg_timer);
-	/* (a few ms of slack: the timer fires about every ELECTION_PROBE_MS) */
+	/* (a few ms of slack: the timer fires about every ELECTION_PROBE_MS,
+	 * or when the check is due by the loop's clock) */
 	/* (no fast checks while no member answers at all: an outage, not an
 	 * election; PROBE_MS then) */
 	bool answering = e->last_answer && now - e->last_answer < 1000;
 	bool due = (fast && answering && something_waits(e) &&
-	            since + 5 >= ELECTION_PROBE_MS) ||
+	            since + PROBE_SLACK_MS >= ELECTION_PROBE_MS) ||
 	           (recovering && since >= PROBE_MS) ||
 	           (e->check_ms && write_stuck(e, now) && since >= STUCK_MS) ||
-	           (e->check_ms && busy(e, OP_WATCH) && since >= e->check_ms);
+	           (e->check_ms && busy(e, OP_WATCH) && since + PROBE_SLACK_MS >= e->check_ms);
 	if (!due)
 		return;
 	if (e->user && !e->token)
@@ -704,12 +730,24 @@ static void on_probe_timer(uv_timer_t *t)
 		uv_timer_start(e->hedge_timer, on_hedge_timer, HEDGE_MS, 0);
 }
 
+static void on_probe_timer(uv_timer_t *t)
+{
+	etcd *e = t->data;
+	if (!probe_needed(e))
+		return; /* (a one-shot timer: stopped) */
+	uint64_t now = e->h->now_ms();
+	probe_check(e, now);
+	if (probe_needed(e))
+		uv_timer_start(t, on_probe_timer, probe_delay(e, now), 0);
+}
+
+/* A call started or a retry was scheduled: the timer fires soon enough
+ * for it (STUCK_MS), or when the watch's check is due. */
 void probe_want(etcd *e)
 {
-	if (e->stopping || !e->probe_timer || uv_is_active((uv_handle_t *)e->probe_timer))
+	if (e->stopping || !e->probe_timer || !probe_needed(e))
 		return;
-	uint64_t ms = electing(e, e->h->now_ms()) ? ELECTION_PROBE_MS : STUCK_MS;
-	uv_timer_start(e->probe_timer, on_probe_timer, ms, ms);
+	probe_arm(e, probe_delay(e, e->h->now_ms()));
 }
 
 /* The checks go every ELECTION_PROBE_MS from now on (while electing). */
@@ -717,9 +755,7 @@ static void probe_fast(etcd *e)
 {
 	if (e->stopping || !e->started || !e->probe_timer)
 		return;
-	if (!uv_is_active((uv_handle_t *)e->probe_timer) ||
-	    uv_timer_get_repeat(e->probe_timer) != ELECTION_PROBE_MS)
-		uv_timer_start(e->probe_timer, on_probe_timer, ELECTION_PROBE_MS, ELECTION_PROBE_MS);
+	probe_arm(e, ELECTION_PROBE_MS);
 }
 
 /* Moves the calls waiting at endpoint bad (all of them, or only the

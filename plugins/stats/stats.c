@@ -38,7 +38,8 @@ typedef struct stats {
 	uv_poll_t *poll;
 	uv_timer_t *timer;
 	const regent_catalog *cat; /* newest applied snapshot (referenced) */
-	unsigned open_conns;
+	unsigned open_conns, max_conns;
+	bool full; /* the limit was reached: MHD's listener may be out (pump) */
 	uint64_t closed_conns;
 	regent_metric *m_conns, *m_conns_total;
 	uint64_t log_window_ms;
@@ -334,7 +335,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	(void)c;
 	(void)socket_context;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		s->open_conns++;
+		if (++s->open_conns >= s->max_conns)
+			s->full = true;
 		s->h->metric_add(s->m_conns_total, 1);
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
 		s->closed_conns++;
@@ -390,21 +392,39 @@ static void on_timer(uv_timer_t *t);
  * last connections close inside a run, MHD_get_timeout() may then say
  * "no timeout" and nothing would ever run MHD again: the listener would
  * stall for good.  So run again while connections keep closing, and when
- * MHD wants no timer, still look again every IDLE_RUN_MS. */
+ * MHD wants no timer, still look again every IDLE_RUN_MS while that can
+ * matter: since the limit was reached (full), until a run that closed
+ * nothing started below the limit (so put the listener back).  Without
+ * the limit reached the listener never left: no timer then, and an agent
+ * with no stats client connected, or one scraped now and then, is not
+ * woken for it. */
 #define IDLE_RUN_MS 1000
 static void pump(stats *s)
 {
 	if (!s->d)
 		return;
+	bool closed_some = false;
 	for (int i = 0; i < 4; i++) {
 		uint64_t closed = s->closed_conns;
+		bool below = s->open_conns < s->max_conns;
 		MHD_run(s->d);
-		if (s->closed_conns == closed)
+		closed_some = s->closed_conns != closed;
+		if (!closed_some) {
+			if (below && s->open_conns < s->max_conns)
+				s->full = false; /* (the limit not reached again in it) */
 			break;
+		}
 	}
 	MHD_UNSIGNED_LONG_LONG to = 0;
-	if (MHD_get_timeout(s->d, &to) != MHD_YES || to > IDLE_RUN_MS)
+	if (MHD_get_timeout(s->d, &to) != MHD_YES) {
+		if (!s->full) {
+			uv_timer_stop(s->timer);
+			return;
+		}
 		to = IDLE_RUN_MS;
+	} else if (s->full && to > IDLE_RUN_MS) {
+		to = IDLE_RUN_MS;
+	}
 	uv_timer_start(s->timer, on_timer, (uint64_t)to, 0);
 }
 
@@ -448,6 +468,7 @@ static void shutdown_server(stats *s)
 		s->d = NULL;
 	}
 	s->open_conns = 0;
+	s->full = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -491,11 +512,13 @@ static int start(void *self)
 	}
 	uint64_t timeout_ms = h->cfg_duration_ms(s->ctx, "timeout");
 	unsigned timeout_s = (unsigned)((timeout_ms + 999) / 1000);
+	s->max_conns = (unsigned)h->cfg_int(s->ctx, "max_connections");
+	s->full = false;
 	s->d = MHD_start_daemon(
 	    MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, /* first, so MHD prints nothing itself */
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->cfg_int(s->ctx, "max_connections"),
+	    MHD_OPTION_CONNECTION_LIMIT, s->max_conns,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 	    (unsigned)h->cfg_int(s->ctx, "max_connections_per_ip"),
 	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,

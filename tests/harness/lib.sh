@@ -448,6 +448,17 @@ free_port() {
 
 h__varname() { local v=${1//[^A-Za-z0-9_]/_}; printf '%s\n' "$v"; }
 
+# loop_wakeups PID SECS: how many times a second the main thread of PID (regent's event loop)
+# slept and woke over SECS seconds: its voluntary context switches, one for each epoll_wait that
+# slept (a timer or an event ended it).  A count, not a time: it does not depend on the load.
+loop_wakeups() {
+    local f="/proc/$1/task/$1/status" a b
+    a=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$f") || return 1
+    sleep "$2"
+    b=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$f") || return 1
+    awk -v a="$a" -v b="$b" -v s="$2" 'BEGIN { printf "%.2f\n", (b - a) / s }'
+}
+
 # http_get URL: body of a GET (curl, 5 s timeout, fails on HTTP errors).
 http_get()  { curl -sS --fail --noproxy '*' -m 5 "$1"; }
 # http_code URL: the HTTP status code (000 if no answer).

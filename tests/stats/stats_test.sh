@@ -207,6 +207,34 @@ check_show "at a connection limit of 2 the listener recovers once they time out"
     "${CHECK[@]}" limit "http://127.0.0.1:$PORT3" 2 "$TIMEOUT" "$INST" "$T/sink-small.out"
 daemon_stop regent-small
 
+# No client connected: the listener's loop is not woken (the 1 s look at MHD runs only after
+# its connection limit was reached), the next client is served at once, and once it is gone
+# the loop sleeps again (a scrape now and then leaves no timer behind).
+PORT4=$(free_port)
+cat > "$T/quiet.ini" <<EOF
+[agent]
+node = quiet
+state_dir = $T/state-quiet
+
+[store teststore]
+
+[sink stats]
+listen = 127.0.0.1:$PORT4
+timeout = ${TIMEOUT}s
+EOF
+daemon_start regent-quiet "$REGENT_BIN" -c "$T/quiet.ini" -p "$REGENT_PLUGIN_DIR"
+check "waited for: {CHECK[@]} health http://127.0.0.1:PORT4 200" wait_for --timeout 20 "${CHECK[@]}" health "http://127.0.0.1:$PORT4" 200
+sleep $((TIMEOUT + 1)) # the last client's connection gone (at worst by the idle timeout)
+w=$(loop_wakeups "$(daemon_pid regent-quiet)" 5)
+check "with no client connected the agent's loop sleeps ($w wakeups/s; 1/s with a 1 s tick)" \
+    awk -v w="$w" 'BEGIN { exit !(w < 0.3) }'
+check_show "after that quiet the next client is served" "${CHECK[@]}" health "http://127.0.0.1:$PORT4" 200
+sleep 0.3 # its connection closed on the server's side
+w=$(loop_wakeups "$(daemon_pid regent-quiet)" 2)
+check "a client served and gone leaves no 1 s look behind ($w wakeups/s; 0.5/s with one)" \
+    awk -v w="$w" 'BEGIN { exit !(w < 0.3) }'
+daemon_stop regent-quiet
+
 # max_connections_per_ip and max_header_size: 2 connections held from 127.0.0.1, a third from
 # the same address is refused while 127.0.0.2 still gets in; a header over 4096 bytes is
 # refused, a small one served.
