@@ -4,7 +4,7 @@
  * (up, down, drain, maint...) and its last check, keyed by service and
  * instance id, for the stats sink's page.  It asks haproxy's admin socket
  * `show stat -1 4 -1` (server rows only) every interval, or, past
- * WHOLE_SERVERS servers, from the first poll on, in chunks of services
+ * CHUNK_SERVERS servers, from the first poll on, in chunks of services
  * spread over the interval (one answer of every server is O(fleet) in one
  * loop turn, and past ~16,000 servers over the answer's 8 MB limit).
  * The cycles after the first ask `show servers state NAME` for the chunk
@@ -57,18 +57,9 @@
  * chunk's ~46 KB of `show servers state` in one read, not ~30) */
 #define LATE_MS 20
 /* A cycle's chunk: at most this many servers, and a command line haproxy
- * takes (its CLI reads a line into one buffer).  1,000 servers: at 10,000
- * instances (16,000 slots) 16 chunks a cycle, not 32, each a connection
- * and two wakeups; the agent's idle CPU 4.2-4.5 -> 3.3 ms/s, its wakeups
- * 16.5 -> 13.7/s, a chunk's parse at most ~0.5 ms.  Not 2,000: its `show
- * servers state` answer (~200 KB) no longer fits the admin socket's
- * buffer, haproxy writes it as the agent reads, and the read took ~25
- * wakeups a chunk (40/s) although the CPU fell further (2.6 ms/s). */
-#define CHUNK_SERVERS 1000
+ * takes (its CLI reads a line into one buffer). */
+#define CHUNK_SERVERS 500
 #define CHUNK_BYTES 8000
-/* Up to this many servers, every server in one `show stat -1 4 -1` each
- * interval (~330 bytes a server: 500 fit the socket's buffer). */
-#define WHOLE_SERVERS 500
 
 /* More changed servers than this in one poll: their services are asked
  * whole; more than TOUCH_MAX (a burst, a reload): a new cycle, all of
@@ -105,7 +96,7 @@ static void cycle_reset(hx_annot *a)
 	a->cycle_partial = false;
 }
 
-/* Whether every server haproxy runs fits in one answer of WHOLE_SERVERS
+/* Whether every server haproxy runs fits in one answer of CHUNK_SERVERS
  * rows (`show stat -1 4 -1`).  Not the rows held: before the first answer
  * there are none, and a whole poll of 80,000 servers (~40 MB) is over the
  * answer's limit (cli.c: 8 MB): it failed every time, so no row was ever
@@ -114,7 +105,7 @@ static bool fleet_small(const hx_annot *a)
 {
 	size_t n = 0;
 	for (const svc *v = a->m->svcs; v; v = v->next)
-		if (v->run.listen && (n += v->run.nslots) > WHOLE_SERVERS)
+		if (v->run.listen && (n += v->run.nslots) > CHUNK_SERVERS)
 			return false;
 	return true;
 }
@@ -220,7 +211,7 @@ static void ask_moved(hx_annot *a, hx_buf *cmd)
 
 /* What the next poll asks, in cmd (empty: nothing yet), and its kind:
  * every interval all servers, at once (`show stat -1 4 -1`) when the
- * fleet is WHOLE_SERVERS or fewer, else in chunks of services spread over
+ * fleet is CHUNK_SERVERS or fewer, else in chunks of services spread over
  * the interval, so that a poll parses at most ~CHUNK_SERVERS rows; soon
  * after the sink changed servers, only those (`show stat PROXY 4 SID`:
  * the server ids are the slots' order, s1 = 1), or past MAX_TOUCHED of

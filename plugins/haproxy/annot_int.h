@@ -58,7 +58,7 @@ struct hx_annot {
 	bool asked_bg;
 	uint64_t poll_cpu_ns;
 	regent_metric *m_poll_cpu;
-	/* A fleet of more than WHOLE_SERVERS servers is asked in chunks of
+	/* A fleet of more than CHUNK_SERVERS servers is asked in chunks of
 	 * services spread over the interval (a cycle), so that no single poll
 	 * parses every server: the cycle's position (the last service asked;
 	 * NULL: a cycle starts), and when it started. */

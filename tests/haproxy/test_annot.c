@@ -9,8 +9,8 @@
  * server as it was, the key of a row that went or holds another instance
  * withdrawn (unless the instance moved to a row read since), and the whole
  * list with annotations_set on a core of ABI 1.4; what each poll asks: a
- * fleet of more than 500 servers in chunks of services (up to 1,000
- * servers each) from the first poll, past 64 changed servers their services, past 4,096 a new cycle, a
+ * fleet of more than 500 servers in chunks of services from the first
+ * poll, past 64 changed servers their services, past 4,096 a new cycle, a
  * chunk too big passed over, a failed poll not asked again at once, a
  * costly chunk followed by a longer pause; the cycles after the first
  * read `show servers state` and ask `show stat` only for the servers
@@ -483,17 +483,16 @@ static void reply(hx_annot *a, int status, const char *text)
 	free(copy);
 }
 
-/* Services a, b, c of 400 slots each (1,200 servers: more than one
- * whole poll's 500 and one chunk's 1,000), instances in the first two
- * slots of each. */
+/* Services a, b, c of 200 slots each (600 servers: more than one poll's
+ * 500), instances in the first two slots of each. */
 static void big_fleet(annot_fixture *f)
 {
 	const char *names[] = {"a", "b", "c"};
 	for (size_t i = 0; i < 3; i++) {
 		svc *v = hx_svc_get(&f->m, names[i]);
-		hx_svc_grow(&f->m, v, 400);
+		hx_svc_grow(&f->m, v, 200);
 		v->run.listen = hx_cstr_new(&f->h, "listen x\n");
-		v->run.nslots = 400;
+		v->run.nslots = 200;
 		char id[8];
 		snprintf(id, sizeof(id), "%s1", names[i]);
 		hx_slot_take(&f->m, v, 0, id);
@@ -597,7 +596,7 @@ static void test_plan(void **state)
 	annot_fixture f;
 	annot_setup(&f, HOST_1_7);
 	f.h.now_ms = fake_now_ms;
-	/* 1,204 servers: the first poll, no row held yet, is a chunk, never
+	/* 604 servers: the first poll, no row held yet, is a chunk, never
 	 * every server at once (at 80,000 servers that answer
 	 * was over the limit: it failed, and was asked again after every
 	 * change) */
@@ -609,7 +608,7 @@ static void test_plan(void **state)
 	burn_cpu(25); /* costly, but the first cycle since the start: not slowed */
 	reply(f.a, 0, HDR ROWS("a") ROWS("b"));
 	assert_int_equal(nheld(), 4);
-	/* the next chunk after 800 of the 1,204 slots' share of the interval
+	/* the next chunk after 400 of the 604 slots' share of the interval
 	 * (3.3 s), not before */
 	assert_string_equal(plan(f.a, fake_now = t0 + 3000, HX_ASK_TOUCHED), "");
 	/* one too big for an answer is passed over, and the cycle it spoilt
@@ -636,7 +635,7 @@ static void test_plan(void **state)
 	assert_string_equal(plan(f.a, fake_now = t1 + 3510, HX_ASK_TOUCHED), "");
 
 	/* past 64 changed servers: their services whole (not every server),
-	 * as many as make up 1,000 servers; the rest with the next poll */
+	 * as many as make up 500 servers; the rest with the next poll */
 	for (size_t i = 0; i < 30; i++) {
 		hx_annot_touch(f.a, "c", i);
 		hx_annot_touch(f.a, "web", i % 4);
