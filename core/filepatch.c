@@ -293,7 +293,7 @@ static void on_handle_closed(uv_handle_t *h)
 /* True (and the patch's end under way) when the writer is done with w. */
 static bool look(regent_file_write *w)
 {
-	if (w->open_handles < 2 || !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
+	if (uv_is_closing((uv_handle_t *)&w->look) || !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
 		return false;
 	uv_close((uv_handle_t *)&w->look, on_handle_closed);
 	uv_close((uv_handle_t *)&w->check, on_handle_closed);
@@ -339,8 +339,10 @@ static int writer_queue(uv_loop_t *loop, regent_file_write *w)
 	else
 		wq_head = w;
 	wq_tail = w;
-	/* (the handles are the loop thread's: set up before the writer can
-	 * mark w done, which only the loop thread reads) */
+	pthread_mutex_unlock(&wq_lock);
+	pthread_cond_signal(&wq_cond); /* after the unlock: the writer wakes once */
+	/* The look-outs (only this thread reads w->done: the writer may have
+	 * marked it already) */
 	w->open_handles = 2;
 	w->check_ms = CHECK_FIRST_MS;
 	uv_prepare_init(loop, &w->look);
@@ -350,8 +352,6 @@ static int writer_queue(uv_loop_t *loop, regent_file_write *w)
 	uv_timer_init(loop, &w->check);
 	w->check.data = w;
 	uv_timer_start(&w->check, on_check, w->check_ms, 0);
-	pthread_mutex_unlock(&wq_lock);
-	pthread_cond_signal(&wq_cond); /* after the unlock: the writer wakes once */
 	return 0;
 }
 
