@@ -4,7 +4,9 @@
  * epoll mode, driven from the core's loop by a uv_poll_t on MHD's epoll fd
  * and a uv_timer_t armed from MHD_get_timeout(): no thread, no blocking
  * call.  It owns the listening socket, the MHD daemon, those two handles
- * and a reference to the newest catalog snapshot it was handed. */
+ * and a reference to the newest catalog snapshot it was handed.  A reload
+ * that replaces or removes it drains it (begin_drain): it stops
+ * accepting at once and answers the connections it holds before it goes. */
 #include "listener.h"
 #include "page.h"
 #include "render.h"
@@ -27,6 +29,7 @@
 #define STATS_VERSION REGENT_PLUGIN_VERSION /* regent's own (CMakeLists.txt) */
 #define LOG_BURST 10          /* MHD messages logged per minute, the rest counted */
 #define LOG_WINDOW_MS 60000
+#define DRAIN_MS 2000         /* a replaced instance answers what it holds this long at most */
 
 typedef struct stats {
 	regent_ctx *ctx;
@@ -40,6 +43,10 @@ typedef struct stats {
 	const regent_catalog *cat; /* newest applied snapshot (referenced) */
 	unsigned open_conns, max_conns;
 	bool full; /* the limit was reached: MHD's listener may be out (pump) */
+	bool draining;            /* stopped by a reload: no longer accepting (begin_drain) */
+	uint64_t drain_start_ms;  /* now_ms() when the drain began ... */
+	uint64_t drain_deadline;  /* ... and when it ends, answered or not */
+	unsigned drain_held;      /* connections open when it began */
 	uint64_t closed_conns;
 	regent_metric *m_conns, *m_conns_total;
 	uint64_t log_window_ms;
@@ -137,6 +144,8 @@ static enum MHD_Result reply(stats *s, struct MHD_Connection *c, stats_route r, 
 	}
 	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (s->draining) /* the client's next request goes to the new instance */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result rc = MHD_queue_response(c, code, resp);
 	MHD_destroy_response(resp);
 	count_request(s, r, code);
@@ -383,9 +392,33 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* ------------------------------------------------------------------ */
 
 static void on_timer(uv_timer_t *t);
+static void finish_drain(stats *s);
 
-/* Runs MHD (it never blocks in external mode), then arms the timer with
- * the longest wait MHD allows.
+/* Arms the timer with the longest wait MHD allows (see pump), and while
+ * draining no later than the drain's deadline. */
+#define IDLE_RUN_MS 1000
+static void arm_timer(stats *s)
+{
+	MHD_UNSIGNED_LONG_LONG to = 0;
+	bool has = MHD_get_timeout(s->d, &to) == MHD_YES;
+	if (s->draining) {
+		uint64_t now = s->h->now_ms();
+		uint64_t left = s->drain_deadline > now ? s->drain_deadline - now : 0;
+		if (!has || to > left)
+			to = left;
+	} else if (!has) {
+		if (!s->full) {
+			uv_timer_stop(s->timer);
+			return;
+		}
+		to = IDLE_RUN_MS;
+	} else if (s->full && to > IDLE_RUN_MS) {
+		to = IDLE_RUN_MS;
+	}
+	uv_timer_start(s->timer, on_timer, (uint64_t)to, 0);
+}
+
+/* Runs MHD (it never blocks in external mode), then arms the timer.
  *
  * At its connection limit MHD takes the listening socket out of its epoll
  * set, and puts it back only at the start of a later MHD_run().  When the
@@ -397,8 +430,11 @@ static void on_timer(uv_timer_t *t);
  * nothing started below the limit (so put the listener back).  Without
  * the limit reached the listener never left: no timer then, and an agent
  * with no stats client connected, or one scraped now and then, is not
- * woken for it. */
-#define IDLE_RUN_MS 1000
+ * woken for it.
+ *
+ * While draining, a run after which no connection is left, or one at the
+ * deadline, ends the drain: the core may free s in it, so callers touch
+ * nothing after pump(). */
 static void pump(stats *s)
 {
 	if (!s->d)
@@ -415,17 +451,11 @@ static void pump(stats *s)
 			break;
 		}
 	}
-	MHD_UNSIGNED_LONG_LONG to = 0;
-	if (MHD_get_timeout(s->d, &to) != MHD_YES) {
-		if (!s->full) {
-			uv_timer_stop(s->timer);
-			return;
-		}
-		to = IDLE_RUN_MS;
-	} else if (s->full && to > IDLE_RUN_MS) {
-		to = IDLE_RUN_MS;
+	if (s->draining && (s->open_conns == 0 || s->h->now_ms() >= s->drain_deadline)) {
+		finish_drain(s);
+		return;
 	}
-	uv_timer_start(s->timer, on_timer, (uint64_t)to, 0);
+	arm_timer(s);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -469,6 +499,55 @@ static void shutdown_server(stats *s)
 	}
 	s->open_conns = 0;
 	s->full = false;
+	s->draining = false;
+}
+
+/* A reload replaced or removed this instance: it stops accepting at once
+ * and answers the connections it holds, up to DRAIN_MS, without blocking
+ * the loop.  MHD_quiesce_daemon takes the listening socket out of MHD's
+ * epoll set and gives it back; closing that descriptor here leaves a
+ * replacement on the same address (which holds its own dup of the socket,
+ * listener.c) serving the kernel's accept queue, and closes the port when
+ * nobody else holds it.  Stopping at once instead would close a connection
+ * this instance accepted but had not answered yet: a reload would cost
+ * that client its request (stats_http: "no request failed while they
+ * swapped").  Responses from now on carry "Connection: close", so a
+ * keep-alive client sends its next request to the new instance.  False
+ * when nothing is open, so nothing to wait for. */
+static bool begin_drain(stats *s)
+{
+	MHD_socket fd = MHD_quiesce_daemon(s->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	if (s->open_conns == 0 || !s->poll || !s->timer)
+		return false;
+	s->draining = true;
+	s->full = false;
+	s->drain_held = s->open_conns;
+	s->drain_start_ms = s->h->now_ms();
+	s->drain_deadline = s->drain_start_ms + DRAIN_MS;
+	arm_timer(s); /* not pump(): the core must see REGENT_PENDING first */
+	return true;
+}
+
+/* The drain is over (pump): stops MHD, then tells the core, which destroys
+ * s in host->stopped(). */
+static void finish_drain(stats *s)
+{
+	unsigned left = s->open_conns;
+	uint64_t ms = s->h->now_ms() - s->drain_start_ms;
+	if (left)
+		s->h->log(s->ctx, REGENT_LOG_WARN,
+		          "HTTP listener %s: closing %u of the %u connections it held when a "
+		          "reload stopped it, still open after %llu ms",
+		          s->addr_text, left, s->drain_held, (unsigned long long)ms);
+	else
+		s->h->log(s->ctx, REGENT_LOG_INFO,
+		          "HTTP listener %s: answered the %u connections it held when a reload "
+		          "stopped it, in %llu ms",
+		          s->addr_text, s->drain_held, (unsigned long long)ms);
+	shutdown_server(s);
+	s->h->stopped(s->ctx);
 }
 
 /* ------------------------------------------------------------------ */
@@ -568,9 +647,18 @@ static int start(void *self)
 	return 0;
 }
 
+/* A reload that replaces or removes the section drains it (begin_drain,
+ * REGENT_PENDING); the agent's exit stops it at once, so SIGTERM is never
+ * held up by a client. */
 static int stop(void *self)
 {
-	shutdown_server(self);
+	stats *s = self;
+	const regent_host *h = s->h;
+	regent_stop_reason why =
+	    REGENT_HOST_HAS(h, stop_reason) ? h->stop_reason(s->ctx) : REGENT_STOP_EXIT;
+	if ((why == REGENT_STOP_REPLACED || why == REGENT_STOP_REMOVED) && s->d && begin_drain(s))
+		return REGENT_PENDING;
+	shutdown_server(s);
 	return 0;
 }
 
