@@ -21,6 +21,9 @@ and 1 (with the reason on stderr) when it does not:
   limit    BASE MAX TIMEOUT FILE SINKFILE
                                  MAX held connections: new ones wait, the loop still applies
                                  changes (seen by testsink), the listener recovers after TIMEOUT
+  swap     BASE PID LOG N        N connections held across a reload that replaces the sink
+                                 (SIGHUP to PID, LOG says when it took over) are all answered;
+                                 prints what it saw (see cmd_swap)
 
 FILE uses testsource's format: ID SERVICE ADDRESS PORT [udp] [tag,tag].
 Uses Debian's python3-prometheus-client for the exposition format.
@@ -30,8 +33,10 @@ import http.client
 import json
 import os
 import selectors
+import signal
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -396,6 +401,95 @@ def raw_exchange(base, data, timeout=5):
         s.close()
 
 
+def read_reply(s, timeout):
+    """One HTTP reply's head on s: (status line, {header: value} lowercased), or ("", {})
+    when s was closed (or reset) before a whole reply came."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            d = s.recv(4096)
+            if not d:
+                return "", {}
+            data += d
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        want = int(hdrs.get("content-length", "0"))
+        while len(body) < want:
+            d = s.recv(4096)
+            if not d:
+                return "", {}
+            body += d
+        return lines[0], hdrs
+    except (OSError, ValueError):
+        return "", {}
+
+
+def took_over_count(log):
+    with open(log, errors="replace") as f:
+        return f.read().count("sink stats: the new configuration took over")
+
+
+def cmd_swap(base, pid, log, n):
+    """A reload that replaces the sink on the same address, with connections the old
+    instance holds: N/2 that sent nothing yet, N/2 that sent part of a request, and one
+    that sends a header byte every 0.2 s and never ends its request.  Once they are all
+    accepted (a /metrics request answered after them: the accept queue is first in,
+    first out), SIGHUP to PID; once LOG says the new instance took over, each completes
+    its request.  Prints "answered=A/N trickle_closed=SECONDS": A should be N (the old
+    instance answers what it held), and the trickling one closed by the drain's bound
+    (seconds after the take-over; -1 when still open 6 s after it).  (No keep-alive
+    connection: libmicrohttpd 0.9.75 closes every connection after its reply when the
+    reply is queued at once, as the sink does.)"""
+    n = int(n)
+    u = urllib.parse.urlsplit(base)
+    addr = (u.hostname, u.port)
+    req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    held = [socket.create_connection(addr, timeout=10) for _ in range(n)]
+    for s in held[n // 2:]:
+        s.sendall(req)
+    trickle = socket.create_connection(addr, timeout=10)
+    trickle.sendall(req)
+    if request(base, "/metrics", timeout=10)[0] != 200:
+        fail("/metrics not answered before the reload")
+    before = took_over_count(log)
+    stop = threading.Event()
+    took = [0.0]
+    closed = [-1.0]
+
+    def trickler():  # a header byte every 0.2 s until the server closes
+        while not stop.wait(0.2):
+            try:
+                trickle.sendall(b"X")
+                if not still_open(trickle):
+                    raise OSError("closed")
+            except OSError:
+                if took[0]:
+                    closed[0] = time.monotonic() - took[0]
+                return
+
+    t = threading.Thread(target=trickler)
+    t.start()
+    try:
+        os.kill(int(pid), signal.SIGHUP)
+        deadline = time.monotonic() + 15 * SLOW
+        while took_over_count(log) <= before:
+            if time.monotonic() > deadline:
+                fail("no take-over logged within %d s of the SIGHUP" % (15 * SLOW))
+            time.sleep(0.01)
+        took[0] = time.monotonic()
+        for i, s in enumerate(held):
+            s.sendall(req + b"\r\n" if i < n // 2 else b"\r\n")
+        answered = sum(1 for s in held if read_reply(s, 10)[0].startswith("HTTP/1.1 200"))
+        while closed[0] < 0 and time.monotonic() - took[0] < 6:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join()
+    print("answered=%d/%d trickle_closed=%.2f" % (answered, n, closed[0]))
+
+
 def cmd_bad(base):
     errors = []
 
@@ -636,7 +730,7 @@ def main():
         fail(__doc__)
     cmds = {"catalog": cmd_catalog, "local": cmd_local, "metrics": cmd_metrics,
             "health": cmd_health, "metric": cmd_metric, "html": cmd_html, "bad": cmd_bad, "slow": cmd_slow,
-            "limit": cmd_limit, "state": cmd_state, "change": cmd_change, "plots": cmd_plots}
+            "limit": cmd_limit, "swap": cmd_swap, "state": cmd_state, "change": cmd_change, "plots": cmd_plots}
     fn = cmds.get(sys.argv[1])
     if not fn:
         fail("unknown subcommand %s" % sys.argv[1])

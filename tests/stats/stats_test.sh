@@ -7,7 +7,9 @@
 # against the known catalog, /v1/catalog and /v1/local after changes,
 # /healthz 200 -> 503 -> 200, the HTML page as rendered by headless
 # Chromium, bad requests, 200 slow clients, the connection limit, a
-# port already in use, a SIGHUP that moves the listener, a clean stop; and,
+# port already in use, a SIGHUP that moves the listener, a SIGHUP that
+# replaces the sink on the same address (no request lost: the old instance
+# answers the connections it held, within its 2 s drain), a clean stop; and,
 # when plugins/etcd is built, /healthz and /v1/catalog with a real etcd that
 # goes down and comes back.
 set -u
@@ -302,7 +304,8 @@ check "a SIGHUP to a non-loopback listen is refused" \
 check "and the running listener keeps serving" "${CHECK[@]}" health "$BASE" 200
 
 PORT2=$(free_port)
-mkcfg "$CFG" "127.0.0.1:$PORT2"
+# (timeout 10 s from here on: the swap below holds silent connections across a reload)
+TIMEOUT=10 mkcfg "$CFG" "127.0.0.1:$PORT2"
 kill -HUP "$(daemon_pid regent)"
 check "after SIGHUP the listener moves to the new port" \
     wait_for --timeout 10 "${CHECK[@]}" health "http://127.0.0.1:$PORT2" 200
@@ -311,8 +314,12 @@ check "the catalog is served on the new port" \
     "${CHECK[@]}" catalog "http://127.0.0.1:$PORT2" "$INST" "$NODE"
 
 # A reload that changes the sink but keeps its address: make-before-break,
-# the new instance joins the running listener (SO_REUSEPORT, this process
-# only), serves, and the old one is retired; requests meanwhile all answer.
+# the new instance shares the running listener (a dup of its socket, so one
+# accept queue), serves, and the old one is retired.  The old one drains:
+# it stops accepting, answers what it holds (up to 2 s), then stops, so no
+# request fails meanwhile.  The swap helper holds 20 connections on the old
+# instance (10 silent, 10 mid-request) and a trickling one, sends the SIGHUP,
+# and completes them after the take-over.
 nreq_fail() { # COUNT requests to /healthz, one at a time: prints how many failed
     local i bad=0
     for ((i = 0; i < $1; i++)); do
@@ -320,15 +327,21 @@ nreq_fail() { # COUNT requests to /healthz, one at a time: prints how many faile
     done
     echo "$bad"
 }
-MAXC=250 mkcfg "$CFG" "127.0.0.1:$PORT2"
+MAXC=250 TIMEOUT=10 mkcfg "$CFG" "127.0.0.1:$PORT2"
 nreq_fail 150 >"$T/swap.fail" &
 loadpid=$!
 sleep 0.2
-kill -HUP "$(daemon_pid regent)"
-check "a stats change on the same address: the old instance is replaced" \
-    wait_for --timeout 15 grep -q "sink stats: the new configuration took over" "$LOG"
+swap=$("${CHECK[@]}" swap "http://127.0.0.1:$PORT2" "$(daemon_pid regent)" "$LOG" 20)
+echo "  | swap: $swap"
+check_contains "a stats change on the same address: the old instance is replaced" "$swap" answered=
 wait "$loadpid"
 check_eq "... and no request failed while they swapped" 0 "$(cat "$T/swap.fail")"
+check_contains "... the 20 connections the old instance held (10 silent, 10 mid-request) were all answered by it" \
+    "$swap" "answered=20/20 "
+drained=$(grep -o 'closing 1 of the [0-9]* connections it held when a reload stopped it, still open after [0-9]* ms' "$LOG" |
+          tail -n 1 | grep -o '[0-9]* ms' | cut -d' ' -f1)
+check "... the one that never finished its request was closed at the drain's 2 s bound (${drained:-?} ms)" \
+    test "${drained:-0}" -ge 2000 -a "${drained:-0}" -lt 4000
 check "... the new instance serves" "${CHECK[@]}" health "http://127.0.0.1:$PORT2" 200
 check "... and was not refused" bash -c "! grep -q 'sink stats.*refused' '$LOG'"
 
