@@ -31,7 +31,8 @@
 #define LOG_WINDOW_MS 60000
 #define DRAIN_MS 2000         /* a replaced instance answers what it holds this long at most */
 
-typedef struct stats {
+typedef struct stats stats;
+struct stats {
 	regent_ctx *ctx;
 	const regent_host *h;
 	struct sockaddr_storage addr;
@@ -47,11 +48,17 @@ typedef struct stats {
 	uint64_t drain_start_ms;  /* now_ms() when the drain began ... */
 	uint64_t drain_deadline;  /* ... and when it ends, answered or not */
 	unsigned drain_held;      /* connections open when it began */
+	bool drain_cut;           /* the agent's exit cut it short (stop) */
+	struct stats *next_drain; /* in drains */
 	uint64_t closed_conns;
 	regent_metric *m_conns, *m_conns_total;
 	uint64_t log_window_ms;
 	unsigned log_count, log_suppressed;
-} stats;
+};
+
+/* The instances draining now (begin_drain), so that the agent's exit cuts
+ * their drains short (stop).  Only the loop's thread touches it. */
+static stats *drains;
 
 static const regent_config_key keys[] = {
 	{"listen", REGENT_CFG_ADDRESS, "127.0.0.1:9150", false, 0, 0,
@@ -499,7 +506,14 @@ static void shutdown_server(stats *s)
 	}
 	s->open_conns = 0;
 	s->full = false;
-	s->draining = false;
+	if (s->draining) {
+		for (stats **pp = &drains; *pp; pp = &(*pp)->next_drain)
+			if (*pp == s) {
+				*pp = s->next_drain;
+				break;
+			}
+		s->draining = false;
+	}
 }
 
 /* A reload replaced or removed this instance: it stops accepting at once
@@ -522,6 +536,8 @@ static bool begin_drain(stats *s)
 	if (s->open_conns == 0 || !s->poll || !s->timer)
 		return false;
 	s->draining = true;
+	s->next_drain = drains;
+	drains = s;
 	s->full = false;
 	s->drain_held = s->open_conns;
 	s->drain_start_ms = s->h->now_ms();
@@ -539,8 +555,9 @@ static void finish_drain(stats *s)
 	if (left)
 		s->h->log(s->ctx, REGENT_LOG_WARN,
 		          "HTTP listener %s: closing %u of the %u connections it held when a "
-		          "reload stopped it, still open after %llu ms",
-		          s->addr_text, left, s->drain_held, (unsigned long long)ms);
+		          "reload stopped it, still open after %llu ms%s",
+		          s->addr_text, left, s->drain_held, (unsigned long long)ms,
+		          s->drain_cut ? " (the agent is stopping)" : "");
 	else
 		s->h->log(s->ctx, REGENT_LOG_INFO,
 		          "HTTP listener %s: answered the %u connections it held when a reload "
@@ -647,9 +664,23 @@ static int start(void *self)
 	return 0;
 }
 
+/* The agent exits: drains on this loop end at its next turn (not here:
+ * the core must not see another instance stop inside this one's stop()). */
+static void cut_drains(stats *s)
+{
+	uv_loop_t *loop = s->h->loop(s->ctx);
+	for (stats *d = drains; d; d = d->next_drain)
+		if (d->h->loop(d->ctx) == loop) {
+			d->drain_deadline = d->h->now_ms();
+			d->drain_cut = true;
+			uv_timer_start(d->timer, on_timer, 0, 0);
+		}
+}
+
 /* A reload that replaces or removes the section drains it (begin_drain,
- * REGENT_PENDING); the agent's exit stops it at once, so SIGTERM is never
- * held up by a client. */
+ * REGENT_PENDING); the agent's exit stops it at once, and cuts short the
+ * drain of an instance a reload just replaced, so SIGTERM is never held up
+ * by a client. */
 static int stop(void *self)
 {
 	stats *s = self;
@@ -658,6 +689,8 @@ static int stop(void *self)
 	    REGENT_HOST_HAS(h, stop_reason) ? h->stop_reason(s->ctx) : REGENT_STOP_EXIT;
 	if ((why == REGENT_STOP_REPLACED || why == REGENT_STOP_REMOVED) && s->d && begin_drain(s))
 		return REGENT_PENDING;
+	if (why == REGENT_STOP_EXIT)
+		cut_drains(s);
 	shutdown_server(s);
 	return 0;
 }

@@ -21,9 +21,10 @@ and 1 (with the reason on stderr) when it does not:
   limit    BASE MAX TIMEOUT FILE SINKFILE
                                  MAX held connections: new ones wait, the loop still applies
                                  changes (seen by testsink), the listener recovers after TIMEOUT
-  swap     BASE PID LOG N        N connections held across a reload that replaces the sink
+  swap     BASE PID LOG N [term] N connections held across a reload that replaces the sink
                                  (SIGHUP to PID, LOG says when it took over) are all answered;
-                                 prints what it saw (see cmd_swap)
+                                 with term, SIGTERM right after the take-over; prints what it
+                                 saw (see cmd_swap)
 
 FILE uses testsource's format: ID SERVICE ADDRESS PORT [udp] [tag,tag].
 Uses Debian's python3-prometheus-client for the exposition format.
@@ -431,7 +432,16 @@ def took_over_count(log):
         return f.read().count("sink stats: the new configuration took over")
 
 
-def cmd_swap(base, pid, log, n):
+def gone(pid):
+    """True once PID has exited (gone, or a zombie its parent has not reaped yet)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def cmd_swap(base, pid, log, n, mode=""):
     """A reload that replaces the sink on the same address, with connections the old
     instance holds: N/2 that sent nothing yet, N/2 that sent part of a request, and one
     that sends a header byte every 0.2 s and never ends its request.  Once they are all
@@ -439,7 +449,9 @@ def cmd_swap(base, pid, log, n):
     first out), SIGHUP to PID; once LOG says the new instance took over, each completes
     its request.  Prints "answered=A/N trickle_closed=SECONDS": A should be N (the old
     instance answers what it held), and the trickling one closed by the drain's bound
-    (seconds after the take-over; -1 when still open 6 s after it).  (No keep-alive
+    (seconds after the take-over; -1 when still open 6 s after it).  With mode "term",
+    SIGTERM right after the take-over instead, and " exit=SECONDS" (the time PID took to
+    exit after it) is added: the old instance's drain is cut short.  (No keep-alive
     connection: libmicrohttpd 0.9.75 closes every connection after its reply when the
     reply is queued at once, as the sink does.)"""
     n = int(n)
@@ -455,6 +467,7 @@ def cmd_swap(base, pid, log, n):
         fail("/metrics not answered before the reload")
     before = took_over_count(log)
     stop = threading.Event()
+    extra = ""
     took = [0.0]
     closed = [-1.0]
 
@@ -479,6 +492,11 @@ def cmd_swap(base, pid, log, n):
                 fail("no take-over logged within %d s of the SIGHUP" % (15 * SLOW))
             time.sleep(0.01)
         took[0] = time.monotonic()
+        if mode == "term":
+            os.kill(int(pid), signal.SIGTERM)
+            while not gone(int(pid)) and time.monotonic() - took[0] < 15 * SLOW:
+                time.sleep(0.01)
+            extra = " exit=%.2f" % (time.monotonic() - took[0])
         for i, s in enumerate(held):
             s.sendall(req + b"\r\n" if i < n // 2 else b"\r\n")
         answered = sum(1 for s in held if read_reply(s, 10)[0].startswith("HTTP/1.1 200"))
@@ -487,7 +505,7 @@ def cmd_swap(base, pid, log, n):
     finally:
         stop.set()
         t.join()
-    print("answered=%d/%d trickle_closed=%.2f" % (answered, n, closed[0]))
+    print("answered=%d/%d trickle_closed=%.2f%s" % (answered, n, closed[0], extra))
 
 
 def cmd_bad(base):
