@@ -526,8 +526,10 @@ static void shutdown_server(stats *s)
  * this instance accepted but had not answered yet: a reload would cost
  * that client its request (stats_http: "no request failed while they
  * swapped").  Responses from now on carry "Connection: close", so a
- * keep-alive client sends its next request to the new instance.  False
- * when nothing is open, so nothing to wait for. */
+ * keep-alive client sends its next request to the new instance (with
+ * libmicrohttpd 0.9.75 every connection closes after its reply anyway:
+ * it does so when the reply is queued at once, as here).  False when
+ * nothing is open, so nothing to wait for. */
 static bool begin_drain(stats *s)
 {
 	MHD_socket fd = MHD_quiesce_daemon(s->d);
@@ -542,7 +544,9 @@ static bool begin_drain(stats *s)
 	s->drain_held = s->open_conns;
 	s->drain_start_ms = s->h->now_ms();
 	s->drain_deadline = s->drain_start_ms + DRAIN_MS;
-	arm_timer(s); /* not pump(): the core must see REGENT_PENDING first */
+	/* A run at the loop's next turn, not pump() now: the core must see
+	 * REGENT_PENDING before the drain can end. */
+	uv_timer_start(s->timer, on_timer, 0, 0);
 	return true;
 }
 
