@@ -564,9 +564,10 @@ static void finish_drain(stats *s)
 		          s->drain_cut ? " (the agent is stopping)" : "");
 	else
 		s->h->log(s->ctx, REGENT_LOG_INFO,
-		          "HTTP listener %s: answered the %u connections it held when a reload "
+		          "HTTP listener %s: answered the %u connection%s it held when a reload "
 		          "stopped it, in %llu ms",
-		          s->addr_text, s->drain_held, (unsigned long long)ms);
+		          s->addr_text, s->drain_held, s->drain_held == 1 ? "" : "s",
+		          (unsigned long long)ms);
 	shutdown_server(s);
 	s->h->stopped(s->ctx);
 }
