@@ -44,6 +44,7 @@ struct stats {
 	const regent_catalog *cat; /* newest applied snapshot (referenced) */
 	unsigned open_conns, max_conns;
 	bool full; /* the limit was reached: MHD's listener may be out (pump) */
+	regent_stats_listener *lst; /* the socket it listens on (listener.c), while it does */
 	bool draining;            /* stopped by a reload: no longer accepting (begin_drain) */
 	uint64_t drain_start_ms;  /* now_ms() when the drain began ... */
 	uint64_t drain_deadline;  /* ... and when it ends, answered or not */
@@ -487,7 +488,7 @@ static void on_closed(uv_handle_t *h)
 
 static int open_listener(stats *s, int *out)
 {
-	return regent_stats_listen(&s->addr, s->addrlen, out);
+	return regent_stats_listen(&s->addr, s->addrlen, out, &s->lst);
 }
 
 /* Stops serving: closes the handles first (so libuv forgets the epoll fd
@@ -504,6 +505,8 @@ static void shutdown_server(stats *s)
 		MHD_stop_daemon(s->d);
 		s->d = NULL;
 	}
+	regent_stats_unlisten(s->lst); /* the port closes unless a replacement serves it */
+	s->lst = NULL;
 	s->open_conns = 0;
 	s->full = false;
 	if (s->draining) {
@@ -535,6 +538,8 @@ static bool begin_drain(stats *s)
 	MHD_socket fd = MHD_quiesce_daemon(s->d);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	regent_stats_unlisten(s->lst);
+	s->lst = NULL;
 	if (s->open_conns == 0 || !s->poll || !s->timer)
 		return false;
 	s->draining = true;
@@ -630,6 +635,8 @@ static int start(void *self)
 		/* MHD may or may not have closed the socket on its failure path. */
 		if (fcntl(fd, F_GETFD) >= 0)
 			close(fd);
+		regent_stats_unlisten(s->lst);
+		s->lst = NULL;
 		h->log(s->ctx, REGENT_LOG_ERROR,
 		       "cannot start the HTTP server on %s (libmicrohttpd refused its options)",
 		       s->addr_text);
