@@ -743,10 +743,30 @@ def cmd_limit(base, maxc, timeout, path, sinkfile):
         fail("%d held connections were not closed by the timeout" % held)
 
 
+def cmd_openfds(base, pid):
+    """process_open_fds is the agent's real count (its /proc/PID/fd, read around the scrape;
+    the scrape's own connection may count)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    fddir = "/proc/%d/fd" % int(pid)
+    before = len(os.listdir(fddir))
+    status, _, body = request(base, "/metrics")
+    after = len(os.listdir(fddir))
+    if status != 200:
+        fail("/metrics: status %d" % status)
+    got = [s.value for f in text_string_to_metric_families(body.decode("utf-8"))
+           for s in f.samples if s.name == "process_open_fds"]
+    if len(got) != 1:
+        fail("process_open_fds: %r" % got)
+    lo, hi = min(before, after), max(before, after) + 1
+    if not lo <= got[0] <= hi:
+        fail("process_open_fds %r, but /proc/%s/fd has %d before and %d after the scrape"
+             % (got[0], pid, before, after))
+
+
 def main():
     if len(sys.argv) < 2:
         fail(__doc__)
-    cmds = {"catalog": cmd_catalog, "local": cmd_local, "metrics": cmd_metrics,
+    cmds = {"catalog": cmd_catalog, "local": cmd_local, "metrics": cmd_metrics, "openfds": cmd_openfds,
             "health": cmd_health, "metric": cmd_metric, "html": cmd_html, "bad": cmd_bad, "slow": cmd_slow,
             "limit": cmd_limit, "swap": cmd_swap, "state": cmd_state, "change": cmd_change, "plots": cmd_plots}
     fn = cmds.get(sys.argv[1])

@@ -127,6 +127,7 @@ check "/v1/catalog equals the known catalog" wait_for --timeout 10 "${CHECK[@]}"
 check "/v1/local equals this host's instances" "${CHECK[@]}" local "$BASE" "$INST" "$NODE"
 wait_for --timeout 10 "${CHECK[@]}" metrics "$BASE" "$INST" "$NODE"
 check_show "/metrics parses and matches the catalog" "${CHECK[@]}" metrics "$BASE" "$INST" "$NODE"
+check_show "process_open_fds is the agent's own count" "${CHECK[@]}" openfds "$BASE" "$(daemon_pid regent)"
 
 # Changes: one gone, one moved, one new service, one udp instance more.
 cat > "$INST" <<'EOF'
