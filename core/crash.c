@@ -39,6 +39,7 @@
 #endif
 #endif
 
+#ifndef REGENT_CRASH_SANITIZER
 #define FRAMES_MAX 64
 
 static const struct {
@@ -173,6 +174,8 @@ static void on_fatal(int sig, siginfo_t *si, void *uctx)
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
+
+#endif /* !REGENT_CRASH_SANITIZER */
 
 int regent_crash_report_install(bool stderr_is_journal)
 {
