@@ -119,9 +119,10 @@ harness_init() {
     export NO_PROXY='*' no_proxy='*'
     unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
     export DOCKER_CONFIG="$H_TMP/.h/docker-cli"
-    # A daemon's fatal messages land in its log: glibc's (malloc's "double free", a failed
-    # check of the stack protector...) go to stderr, not to the controlling tty that a test
-    # run from a terminal has.
+    # A daemon's fatal messages land in its log: an older glibc wrote its own (malloc's
+    # "double free", a failed check of the stack protector...) to the controlling tty, when
+    # there was one, unless this is set; Debian 12's glibc 2.36 no longer reads it and always
+    # writes them to stderr.
     export LIBC_FATAL_STDERR_=1
     trap 'h__on_exit' EXIT
     trap 'exit 130' INT
