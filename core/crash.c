@@ -161,7 +161,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uctx)
 			put(&l, ", code ");
 			put_num(&l, (uintmax_t)(unsigned)si->si_code, 10, 0);
 		}
-		put(&l, "; backtrace (addr2line -f -e FILE +OFFSET):\n");
+		put(&l, "; backtrace (addr2line -f -e FILE OFFSET):\n");
 		write_all(l.b, l.n);
 		void *frames[FRAMES_MAX];
 		int n = backtrace(frames, FRAMES_MAX);
