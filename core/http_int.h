@@ -68,6 +68,7 @@ typedef struct http_sock {
 	regent_http *h;
 	curl_socket_t fd;
 	bool parked; /* curl stopped watching it; kept for the socket's next transfer */
+	bool established; /* curl asked to read it: connected (see Sockets, http_sock.c) */
 	int events;  /* UV_READABLE/UV_WRITABLE the handle is started with (0: stopped) */
 	struct http_sock *prev, *next;
 } http_sock;

@@ -94,7 +94,18 @@ static void on_poll(uv_poll_t *p, int status, int events)
  * A parked handle stays started with its events (uv_poll_start/stop cost
  * an epoll_ctl each, even for the same events): the next transfer asking
  * for the same costs none; if the idle connection becomes readable (the
- * server closed it), on_poll stops the handle once and curl finds it dead. */
+ * server closed it), on_poll stops the handle once and curl finds it dead.
+ * Only an established socket is parked: one curl asked to read, so its
+ * connect is done.  A socket still connecting when its transfer ends (a
+ * request cancelled mid-connect) is closed by libcurl 7.88.0-8.1.x
+ * without close_cb (curl issue 11439, fixed in 8.2.0; Debian 12 ships
+ * 7.88.1): a handle parked on it would stay started on a closed fd, and
+ * libuv's next epoll_ctl on that fd fails (EBADF) and abort()s, without a
+ * word, in uv_run (consul_restart's client, a service's read cancelled as
+ * the service left the catalog).  So such a socket's handle is closed on
+ * REMOVE and the fd forgotten as ours; and a handle still kept for an fd
+ * number open_cb gets again belonged to a socket closed behind our back:
+ * closed there. */
 
 static void sock_closed(uv_handle_t *handle)
 {
@@ -139,6 +150,9 @@ curl_socket_t regent_http_open_cb(void *clientp, curlsocktype purpose, struct cu
 	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 	if (fd == CURL_SOCKET_BAD || h->torn_down)
 		return fd;
+	http_sock *stale = sock_find(h, fd);
+	if (stale) /* its socket was closed without close_cb: see Sockets */
+		regent_http_sock_close(h, stale);
 	if ((size_t)fd >= h->nours) {
 		size_t n = (size_t)fd + 16;
 		unsigned char *o = realloc(h->ours, n);
@@ -171,11 +185,14 @@ int regent_http_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, voi
 	(void)easy;
 
 	if (what == CURL_POLL_REMOVE) {
-		if (s && is_ours(h, fd) && !h->torn_down) {
+		if (s && is_ours(h, fd) && s->established && !h->torn_down) {
 			s->parked = true; /* still started with s->events: see Sockets */
-		} else if (s) {
-			regent_http_sock_close(h, s);
+			return 0;
 		}
+		if (is_ours(h, fd) && !(s && s->established))
+			h->ours[fd] = 0; /* maybe closed without close_cb: see Sockets */
+		if (s)
+			regent_http_sock_close(h, s);
 		return 0;
 	}
 	if (h->torn_down)
@@ -208,8 +225,10 @@ int regent_http_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, voi
 		}
 	}
 	int ev = 0;
-	if (what & CURL_POLL_IN)
+	if (what & CURL_POLL_IN) {
 		ev |= UV_READABLE;
+		s->established = true; /* connecting, curl asks only to write */
+	}
 	if (what & CURL_POLL_OUT)
 		ev |= UV_WRITABLE;
 	if (ev == s->events)

@@ -5,9 +5,11 @@
 #include "ctl.h"
 #include "host.h"
 #include "config.h"
+#include "crash.h"
 #include "loader.h"
 #include "log.h"
 
+#include <errno.h>
 #include <getopt.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -58,6 +60,9 @@ int main(int argc, char **argv)
 	regent_log_init(); /* stderr is the journal or not: decided once */
 	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
 		return regent_ctl_main(argc - 1, argv + 1);
+	/* A fatal signal leaves its name and a backtrace in the log (crash.c) */
+	if (regent_crash_report_install(regent_log_stderr_is_journal()) < 0)
+		regent_log(REGENT_LOG_WARN, NULL, "no report of fatal signals: %s", strerror(errno));
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"check-config", no_argument, NULL, 't'},

@@ -80,6 +80,7 @@ const char *url(int slot, const char *path);
 void test_cancel_in_on_data(void **state);
 void test_abort_from_on_data(void **state);
 void test_cancel_pending(void **state);
+void test_cancel_connecting(void **state);
 void test_cancel_other_from_on_data(void **state);
 void test_requests_from_callbacks(void **state);
 void test_close_from_on_done(void **state);

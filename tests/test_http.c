@@ -862,6 +862,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_in_on_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_from_on_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_connecting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_other_from_on_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_body, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),

@@ -1,15 +1,21 @@
 /*
  * test_http_cancel.c - core/http.c's cancel, abort and close paths: a
  * request cancelled or aborted from its own callbacks or another's, a
- * pending one cancelled, requests started from callbacks, the client
- * closed from on_done or with requests pending.  Part of the test_http
+ * pending one cancelled, one cancelled while its socket connects,
+ * requests started from callbacks, the client closed from on_done or
+ * with requests pending.  Part of the test_http
  * executable (its fixture: http_fixture.h).
  */
 #include "http_fixture.h"
+#include "http_int.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* cmocka needs these first. */
 #include <setjmp.h>
@@ -241,4 +247,85 @@ void test_close_with_pending(void **state)
 	assert_int_equal(c[2].done, 0);
 	for (int i = 0; i < 3; i++)
 		call_free(&c[i]);
+}
+
+/* ---- a request cancelled while its socket connects ---- */
+
+typedef struct connecting {
+	fixture *f;
+	call *c;
+	bool cancelled;
+	int fd; /* the connecting socket the cancel closed */
+} connecting;
+
+/* Before the loop's poll of the turn in which curl started the connect
+ * (its uv_poll_t started for writing, not yet given to epoll): cancel. */
+static void cancel_when_connecting(uv_prepare_t *p)
+{
+	connecting *k = p->data;
+	http_sock *s = k->f->h->socks;
+	if (k->cancelled || !s || !(s->events & UV_WRITABLE))
+		return;
+	k->fd = s->fd;
+	k->cancelled = true;
+	regent_http_cancel(k->c->req);
+	uv_prepare_stop(p);
+}
+
+/* libcurl 7.88.0-8.1.x closes a socket still connecting without
+ * close_cb when its transfer is removed (curl issue 11439): its handle
+ * must not be kept.  A parked one stayed started on the closed fd and
+ * libuv abort()ed at the next poll (epoll_ctl: EBADF); consul_restart's
+ * client died so.  The connect is held pending by a listener whose
+ * accept queue is full (SYNs to it are dropped). */
+void test_cancel_connecting(void **state)
+{
+	fixture *f = *state;
+	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(ls >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t slen = sizeof sa;
+	assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(ls, 0), 0);
+	assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &slen), 0);
+	int fill[3];
+	for (size_t i = 0; i < 3; i++) { /* the queue's one place taken, then SYNs dropped */
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		assert_true(fill[i] >= 0);
+		(void)connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+	}
+	usleep(50 * 1000);
+
+	char u[64];
+	snprintf(u, sizeof u, "http://127.0.0.1:%u/", (unsigned)ntohs(sa.sin_port));
+	call c = {.f = f};
+	regent_http_opts o = {.size = sizeof o, .url = u, .timeout_ms = 5000};
+	connecting k = {.f = f, .c = &c, .fd = -1};
+	uv_prepare_t *p = malloc(sizeof *p);
+	assert_non_null(p);
+	uv_prepare_init(&f->loop, p);
+	p->data = &k;
+	uv_prepare_start(p, cancel_when_connecting);
+	int err = 0;
+	assert_non_null(start(&c, &o, &err));
+	run_for(&f->loop, 300); /* the poll after the cancel: an abort() here before the fix */
+	assert_true(k.cancelled);
+	assert_int_equal(c.done, 0);
+	/* nothing kept for the closed socket, nor its fd number taken as ours */
+	for (http_sock *s = f->h->socks; s; s = s->next)
+		assert_int_not_equal(s->fd, k.fd);
+	assert_true((size_t)k.fd >= f->h->nours || !f->h->ours[k.fd]);
+	uv_close((uv_handle_t *)p, free_handle);
+
+	/* The client still works, also on the closed socket's fd number. */
+	call g = {.f = f};
+	regent_http_opts og = {.size = sizeof og, .url = url(0, "/hello")};
+	assert_non_null(start(&g, &og, &err));
+	assert_true(run_until(&f->loop, &g.done, 1, 5000));
+	assert_int_equal(g.error, 0);
+	assert_string_equal(g.body, "hello world");
+	call_free(&g);
+	for (size_t i = 0; i < 3; i++)
+		close(fill[i]);
+	close(ls);
 }

@@ -3,10 +3,17 @@
  * Line format:  ID SERVICE ADDRESS PORT [udp] [tag,tag] ; '#' comments.
  * require_file makes start() fail when the file is missing (a source that
  * cannot start); confirm_after / confirm_error make start() pending and
- * confirm or fail later through host->started() (make-before-break tests). */
+ * confirm or fail later through host->started() (make-before-break tests).
+ * crash (with crash_after) crashes the process on purpose: "abort"
+ * (abort()), "segv" (a write through a null pointer), "stack" (unbounded
+ * recursion: a stack overflow) or "thread" (abort() on a thread of its
+ * own), for tests/crash/crash_test.sh and the core's fatal-signal report
+ * (core/crash.c).  Test-only, never installed: the daemon itself has no
+ * crash switch. */
 #include <regent/plugin.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +24,7 @@ typedef struct state {
 	const regent_host *host;
 	uv_timer_t *timer;
 	uv_timer_t *confirm;
+	uv_timer_t *crash;
 	char *last;
 } state;
 
@@ -30,8 +38,52 @@ static const regent_config_key keys[] = {
 	 "is called this long after"},
 	{"confirm_error", REGENT_CFG_STRING, NULL, false, 0, 0,
 	 "with confirm_after: host->started() reports this failure instead"},
+	{"crash", REGENT_CFG_STRING, "none", false, 0, 0,
+	 "none, or crash the process crash_after the start: abort, segv, stack or thread"},
+	{"crash_after", REGENT_CFG_DURATION, "100ms", false, 0, 60000, "see crash"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
+
+static const char *const crash_ways[] = {"none", "abort", "segv", "stack", "thread"};
+
+/* Each frame keeps a buffer the compiler cannot drop, and calls itself
+ * before using it (no tail call); `deeper` is never 0, which the compiler
+ * cannot know. */
+static volatile int deeper = 1;
+
+static int __attribute__((noinline)) recurse(volatile char *prev, int depth)
+{
+	volatile char buf[512];
+	buf[0] = (char)depth;
+	buf[511] = prev ? prev[0] : 0;
+	if (!deeper)
+		return buf[0];
+	return recurse(buf, depth + 1) + buf[511];
+}
+
+static void *abort_thread(void *arg)
+{
+	(void)arg;
+	abort();
+}
+
+static void on_crash(uv_timer_t *t)
+{
+	state *s = t->data;
+	const char *how = s->host->cfg_string(s->ctx, "crash");
+	s->host->log(s->ctx, REGENT_LOG_INFO, "crashing now (%s), as configured", how);
+	if (strcmp(how, "segv") == 0) {
+		volatile int *p = NULL;
+		*p = 1;
+	} else if (strcmp(how, "stack") == 0) {
+		recurse(NULL, 0);
+	} else if (strcmp(how, "thread") == 0) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, abort_thread, NULL) == 0)
+			pthread_join(th, NULL);
+	}
+	abort();
+}
 
 static char *slurp(const regent_host *h, const char *path)
 {
@@ -109,7 +161,12 @@ static int validate(regent_ctx *ctx, const regent_host *h)
 		h->cfg_error(ctx, "file", "must be an absolute path, got \"%s\"", f);
 		return -EINVAL;
 	}
-	return 0;
+	const char *how = h->cfg_string(ctx, "crash");
+	for (size_t i = 0; i < sizeof(crash_ways) / sizeof(crash_ways[0]); i++)
+		if (strcmp(how, crash_ways[i]) == 0)
+			return 0;
+	h->cfg_error(ctx, "crash", "expected none, abort, segv, stack or thread, got \"%s\"", how);
+	return -EINVAL;
 }
 
 static int create(regent_ctx *ctx, const regent_host *h, void **self)
@@ -144,6 +201,10 @@ static int start(void *self)
 	uint64_t iv = s->host->cfg_duration_ms(s->ctx, "interval");
 	tick(s->timer); /* the first listing from inside start(), as the ABI allows */
 	uv_timer_start(s->timer, tick, iv, iv);
+	if (strcmp(s->host->cfg_string(s->ctx, "crash"), "none") != 0) {
+		s->crash = s->host->timer_new(s->ctx, s);
+		uv_timer_start(s->crash, on_crash, s->host->cfg_duration_ms(s->ctx, "crash_after"), 0);
+	}
 	uint64_t after = s->host->cfg_duration_ms(s->ctx, "confirm_after");
 	if (after == 0)
 		return 0;
@@ -159,6 +220,8 @@ static int stop(void *self)
 		uv_timer_stop(s->timer);
 	if (s->confirm)
 		uv_timer_stop(s->confirm);
+	if (s->crash)
+		uv_timer_stop(s->crash);
 	return 0;
 }
 
@@ -167,6 +230,7 @@ static void destroy(void *self)
 	state *s = self;
 	s->host->timer_close(&s->timer);
 	s->host->timer_close(&s->confirm);
+	s->host->timer_close(&s->crash);
 	free(s->last);
 	free(s);
 }
