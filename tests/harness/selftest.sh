@@ -199,9 +199,25 @@ crashing() {
     harness_summary
 }
 
+# A process the test started outside daemon_start, with a path under $H_TMP in its command line
+# (as a haproxy master regent spawns), still running at the end: the cleanup kills it and says so.
+stray() {
+    # shellcheck source=lib.sh
+    source "$HERE/lib.sh"
+    harness_init || exit 1
+    setsid "$H_PY" -c 'import time; time.sleep(300)' "$H_TMP/stray.cfg" </dev/null >/dev/null 2>&1 &
+    echo "$! $(h__starttime $!)" > "$1"
+    check "a check that passes" true
+    harness_summary
+}
+
 if [[ "${1:-}" == --inner ]]; then
     inner
     exit 1  # not reached: inner exits
+fi
+if [[ "${1:-}" == --stray ]]; then
+    stray "$2"
+    exit
 fi
 if [[ "${1:-}" == --crash ]]; then
     crashing "$2"
@@ -236,6 +252,21 @@ for sig in SEGV ABRT; do
 done
 out=$(bash "$HERE/selftest.sh" --crash TERM 2>&1); rc=$?
 ck "a daemon dying of SIGTERM is not a crash (rc=$rc)" test "$rc" -eq 0
+out=$(bash "$HERE/selftest.sh" --stray "$OUT/stray" 2>&1)
+read -r spid sst < "$OUT/stray"
+# alive PID START: that process (same start time) runs and is not a zombie
+alive_pid() {
+    local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    [[ "${20}" == "$2" && "$1" != Z ]]
+}
+for _ in $(seq 50); do alive_pid "$spid" "$sst" || break; sleep 0.1; done
+ck "a process left with H_TMP in its command line is killed by the cleanup (pid $spid)" \
+    eval '! alive_pid "$spid" "$sst"'
+alive_pid "$spid" "$sst" && kill -KILL "$spid"
+ck "... and named in the log" grep -q "warning: pid $spid outlived the test" <<<"$out"
 
 alive=""
 while read -r name pid st; do
