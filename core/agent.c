@@ -128,6 +128,31 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
 #define TRIM_GAP_MS 1000
 #define TRIM_DUTY 300
 
+/* What is freed outside any apply (the stats sink's status page or
+ * /v1/catalog: 1.3 and 1.6 MB at 8,000 instances, read by a person or a
+ * tool) stayed resident until the next apply's trim: in a fleet without
+ * changes, for good.  So the loop asks glibc how much of the heap is free
+ * (mallinfo2: a walk of its free lists, tens of us) at most every
+ * HEAP_CHECK_MS, and when that grew by HEAP_FREED_MIN or more since the
+ * last trim, a trim follows once quiet (spaced as above; one already due,
+ * such as the late one, is brought forward).  The free bytes are compared
+ * with those right after the last trim, not with zero: a trim gives the
+ * pages of free chunks back but the chunks stay free, so a fragmented heap
+ * would otherwise be trimmed at every look.  No wakeup of its own while
+ * the agent is busy or idle: the look rides on a loop turn that happens
+ * anyway (a uv_check_t after each poll), and only a loop that went quiet
+ * after some activity is woken once, HEAP_CHECK_MS after its last turn
+ * (a timer pushed back at every turn, not holding the loop alive); that
+ * wakeup does not push it again, so an idle agent is not woken again. */
+#define HEAP_CHECK_MS 10000
+#define HEAP_FREED_MIN (1024u * 1024u)
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#define HEAP_FREE_BYTES() ((size_t)mallinfo2().fordblks)
+#else
+#define HEAP_FREE_BYTES() ((size_t)0)
+#endif
+
 /* ms until a trim may run (0: now). */
 static uint64_t trim_wait_ms(const regent_agent *a, uint64_t now)
 {
@@ -155,12 +180,46 @@ static void on_trim(uv_timer_t *t)
 #endif
 	a->trim_end_ns = uv_hrtime();
 	a->trim_cost_ns = a->trim_end_ns - t0;
+	a->heap_free_after = HEAP_FREE_BYTES();
 	regent_log(REGENT_LOG_DEBUG, NULL, "memory: free heap pages returned to the system (%.2f ms)",
 	           (double)a->trim_cost_ns / 1e6);
 	if (!a->trim_late) {
 		a->trim_late = true;
 		uv_timer_start(t, on_trim, TRIM_LATE_MS, 0);
 	}
+}
+
+static void trim_when_quiet(regent_agent *a);
+
+static void heap_look(regent_agent *a)
+{
+	a->heap_checked_ms = uv_now(a->loop);
+	size_t free_now = HEAP_FREE_BYTES();
+	if (free_now >= a->heap_free_after + HEAP_FREED_MIN) {
+		regent_log(REGENT_LOG_DEBUG, NULL,
+		           "memory: %zu KiB of the heap free (%zu KiB after the last trim): a trim once quiet",
+		           free_now / 1024, a->heap_free_after / 1024);
+		trim_when_quiet(a);
+	}
+}
+
+static void on_heap_check(uv_timer_t *t)
+{
+	heap_look(t->data);
+}
+
+/* After each poll of the loop.  A poll that ended because the timer is due
+ * is left to the timer (libuv runs check handles before the next turn's
+ * timers): pushing it back then would make every expiry a turn, and wake
+ * an idle loop every HEAP_CHECK_MS for good. */
+static void on_heap_turn(uv_check_t *c)
+{
+	regent_agent *a = c->data;
+	if (uv_is_active((uv_handle_t *)a->heap_check) && uv_timer_get_due_in(a->heap_check) == 0)
+		return;
+	if (uv_now(a->loop) - a->heap_checked_ms >= HEAP_CHECK_MS)
+		heap_look(a);
+	uv_timer_start(a->heap_check, on_heap_check, HEAP_CHECK_MS, 0);
 }
 
 static void trim_when_quiet(regent_agent *a)
@@ -548,6 +607,17 @@ regent_agent *regent_agent_new(uv_loop_t *loop, regent_config *cfg, const char *
 	a->trim_timer = regent_xcalloc(1, sizeof(*a->trim_timer));
 	uv_timer_init(loop, a->trim_timer);
 	a->trim_timer->data = a;
+	a->heap_check = regent_xcalloc(1, sizeof(*a->heap_check));
+	uv_timer_init(loop, a->heap_check);
+	a->heap_check->data = a;
+	uv_unref((uv_handle_t *)a->heap_check);
+	a->heap_turn = regent_xcalloc(1, sizeof(*a->heap_turn));
+	uv_check_init(loop, a->heap_turn);
+	a->heap_turn->data = a;
+	uv_unref((uv_handle_t *)a->heap_turn);
+	a->heap_checked_ms = uv_now(loop);
+	if (HEAP_FREE_BYTES()) /* glibc: the look can tell */
+		uv_check_start(a->heap_turn, on_heap_turn);
 	apply_agent_settings(a);
 	int rc = regent_http_init(&a->http, loop);
 	if (rc < 0)
@@ -856,6 +926,12 @@ static void finish_shutdown(regent_agent *a)
 	if (a->trim_timer)
 		uv_close((uv_handle_t *)a->trim_timer, (uv_close_cb)free);
 	a->trim_timer = NULL;
+	if (a->heap_check)
+		uv_close((uv_handle_t *)a->heap_check, (uv_close_cb)free);
+	a->heap_check = NULL;
+	if (a->heap_turn)
+		uv_close((uv_handle_t *)a->heap_turn, (uv_close_cb)free);
+	a->heap_turn = NULL;
 	regent_cat_free(a->cat);
 	a->cat = NULL;
 	regent_history_free(a->history);

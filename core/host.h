@@ -92,6 +92,13 @@ struct regent_agent {
 	uv_timer_t *trim_timer;       /* agent.c: free heap pages back to the system once quiet */
 	bool trim_late;               /* the first trim of this quiet period is done */
 	uint64_t trim_end_ns, trim_cost_ns; /* the last trim: when it ended, what it took */
+	/* agent.c: a trim after a big free outside any apply: the look at the
+	 * heap after a loop turn, the timer for it once the loop is quiet,
+	 * when it last looked (loop ms), the free bytes after the last trim */
+	uv_check_t *heap_turn;
+	uv_timer_t *heap_check;
+	uint64_t heap_checked_ms;
+	size_t heap_free_after;
 	/* annotations.c: the copies foreach gave of sources' annotations (ABI
 	 * 1.8), freed once control is back on the loop (the timer) */
 	struct regent_annot_scratch *annot_scratch;
