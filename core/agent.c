@@ -133,8 +133,10 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
  * tool) stayed resident until the next apply's trim: in a fleet without
  * changes, for good.  So the loop asks glibc how much of the heap is free
  * (mallinfo2: a walk of its free lists, tens of us) at most every
- * HEAP_CHECK_MS, and when that grew by HEAP_FREED_MIN or more since the
- * last trim, a trim follows once quiet (spaced as above; one already due,
+ * HEAP_CHECK_MS, and when that grew since the last trim by HEAP_FREED_MIN
+ * and by a quarter of what is in use (a buffer a regular scrape of
+ * /metrics frees and takes again is no reason: trimming it each time
+ * would only cost its page faults again), a trim follows once quiet (spaced as above; one already due,
  * such as the late one, is brought forward).  The free bytes are compared
  * with those right after the last trim, not with zero: a trim gives the
  * pages of free chunks back but the chunks stay free, so a fragmented heap
@@ -149,6 +151,7 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
 #define HEAP_FREE_BYTES() ((size_t)mallinfo2().fordblks)
+#define HAVE_HEAP_LOOK 1
 #else
 #define HEAP_FREE_BYTES() ((size_t)0)
 #endif
@@ -194,13 +197,17 @@ static void trim_when_quiet(regent_agent *a);
 static void heap_look(regent_agent *a)
 {
 	a->heap_checked_ms = uv_now(a->loop);
-	size_t free_now = HEAP_FREE_BYTES();
-	if (free_now >= a->heap_free_after + HEAP_FREED_MIN) {
+#ifdef HAVE_HEAP_LOOK
+	struct mallinfo2 mi = mallinfo2();
+	size_t min = mi.uordblks / 4 > HEAP_FREED_MIN ? mi.uordblks / 4 : HEAP_FREED_MIN;
+	if (mi.fordblks >= a->heap_free_after + min) {
 		regent_log(REGENT_LOG_DEBUG, NULL,
-		           "memory: %zu KiB of the heap free (%zu KiB after the last trim): a trim once quiet",
-		           free_now / 1024, a->heap_free_after / 1024);
+		           "memory: %zu KiB of the heap free (%zu KiB after the last trim, %zu KiB in "
+		           "use): a trim once quiet",
+		           mi.fordblks / 1024, a->heap_free_after / 1024, mi.uordblks / 1024);
 		trim_when_quiet(a);
 	}
+#endif
 }
 
 static void on_heap_check(uv_timer_t *t)

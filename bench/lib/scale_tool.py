@@ -606,7 +606,15 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
         st.stop()
     if os.environ.get("SC_PROXY_STATS"):
         extra["proxy1"] = proxy_snap(os.environ["SC_PROXY_STATS"])
+    if cg:
+        cg.zero()
     idle_after, poll_after, idle_after_s = idle_rate_poll(pid, meter, IDLE_WINDOW_S)
+    if cg:
+        # Under valgrind the agent runs ~50x slower: the first idle window may still hold the
+        # tail of the warm-up (--state-interval: the status page's first whole poll), so the
+        # instructions are counted idle after the loop too (scale.sh subtracts the lower rate)
+        extra["cg_idle_after"] = cg.dump()
+        extra["cg_idle_after_s"] = idle_after_s
     idle = (idle_before + idle_after) / 2
     # the idle rate without the poll: what the agent spends idle on anything else
     idle_np = (idle_before * idle_before_s - poll_before + idle_after * idle_after_s - poll_after) / (
