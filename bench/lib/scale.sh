@@ -119,6 +119,15 @@ EOF2
 	mkdir -p "$1/hx"
 }
 
+# sc_cg_annotate DUMP LINES TITLE: a callgrind dump's hot spots as text (inclusive, then self).
+sc_cg_annotate() {
+	echo "# callgrind: $3"
+	callgrind_annotate --inclusive=yes "$1" 2>/dev/null | head -"$2"
+	echo "# self"
+	callgrind_annotate --threshold=100 "$1" 2>/dev/null |
+		sed -n '/PROGRAM TOTALS/,/Auto-annotated/p' | head -"$2"
+}
+
 # sc_profile_report DATA NAME TITLE: the profile's hot spots (regent's own threads only) as
 # text next to the results.
 sc_profile_report() {
@@ -233,13 +242,9 @@ sc_client() {
 		s1=$(sc_proxy_snap "proxy-c$ninst")
 		if ((callgrind)) && [[ -s "$W/cg-client.2" ]] && command -v callgrind_annotate >/dev/null; then
 			# where the change loop's instructions went (dump 2: the loop; 1 and 3 are idle)
-			{
-				echo "# callgrind: client, $ninst instances, $nchg joins + $nchg leaves (the loop's dump)"
-				callgrind_annotate --inclusive=yes "$W/cg-client.2" 2>/dev/null | head -80
-				echo "# self"
-				callgrind_annotate --threshold=100 "$W/cg-client.2" 2>/dev/null |
-					sed -n '/PROGRAM TOTALS/,/Auto-annotated/p' | head -80
-			} > "${B_CSV%.csv}-callgrind-client-$ninst.txt"
+			sc_cg_annotate "$W/cg-client.2" 80 \
+				"client, $ninst instances, $nchg joins + $nchg leaves (the loop's dump)" \
+				> "${B_CSV%.csv}-callgrind-client-$ninst.txt"
 		fi
 		if ((profile)); then
 			daemon_stop "perf-c$ninst"
@@ -593,13 +598,9 @@ sc_register() {
 				# (valgrind's own system calls would count as the agent's: none then)
 				[[ "$cg" =~ ^[0-9]+$ ]] && ins="$cg - -"
 				if [[ "$n" == "$maxn" && "$mode" == churn ]] && command -v callgrind_annotate >/dev/null; then
-					{
-						echo "# callgrind: register side, $n local instances, one change every $ch, ${window}s window"
-						callgrind_annotate --inclusive=yes "$H_TMP/cg-$n-$mode.1" 2>/dev/null | head -60
-						echo "# self"
-						callgrind_annotate --threshold=100 "$H_TMP/cg-$n-$mode.1" 2>/dev/null |
-							sed -n '/PROGRAM TOTALS/,/Auto-annotated/p' | head -60
-					} > "${B_CSV%.csv}-callgrind-register-churn.txt"
+					sc_cg_annotate "$H_TMP/cg-$n-$mode.1" 60 \
+						"register side, $n local instances, one change every $ch, ${window}s window" \
+						> "${B_CSV%.csv}-callgrind-register-churn.txt"
 				fi
 			fi
 			if ((prof)); then
