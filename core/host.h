@@ -118,6 +118,11 @@ void regent_agent_started(regent_agent *a, regent_ctx *c, int status, const char
  * agent at origin_wall_ns; heap pages its work freed go back to the system
  * (at once after a slow apply, else once quiet). */
 void regent_agent_applied(regent_agent *a, uint64_t origin_wall_ns, uint64_t now_wall_ns);
+/* agent_mem.c: the trim timer and the heap look, set up and closed with
+ * the agent; a trim once the agent has been quiet for a second. */
+void regent_agent_mem_init(regent_agent *a);
+void regent_agent_mem_close(regent_agent *a);
+void regent_agent_trim_when_quiet(regent_agent *a);
 /* Creates dir (mode 0750) if missing and checks it is a real directory
  * owned by this user and writable by nobody else.  Logs why not as who. */
 int regent_state_dir_prepare(const char *dir, const char *who);
