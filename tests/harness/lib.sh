@@ -127,6 +127,18 @@ harness_init() {
     trap 'h__on_exit' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+    # The watchdog: a test's shell killed without its EXIT trap (ctest's timeout sends SIGKILL)
+    # would leave every daemon running, each in a process group of its own.  A process in a
+    # session of its own waits for the test's shell to end and, if the cleanup did not run (its
+    # $H_TMP is still there), runs it; its log is $H_TMP/.h/watchdog.log until then.  (Its
+    # command line names no path under $H_TMP: h__leftovers leaves it alone.)
+    local owner=$BASHPID # (expanded in the background job, $BASHPID would be the job's)
+    H_WATCH_OWNER=$owner H_WATCH_LIB="$H_LIB_DIR/lib.sh" setsid bash -c '
+        while kill -0 "$H_WATCH_OWNER" 2>/dev/null; do sleep 1; done
+        [[ -d "$H_TMP/.h" ]] || exit 0
+        echo "the test (pid $H_WATCH_OWNER) ended without its cleanup: the watchdog runs it" >&2
+        source "$H_WATCH_LIB" && H_OWNER_PID=$BASHPID && harness_cleanup 1' \
+        </dev/null >>"$H_TMP/.h/watchdog.log" 2>&1 &
     h_log "H_TMP=$H_TMP"
 }
 

@@ -211,9 +211,25 @@ stray() {
     harness_summary
 }
 
+# A test's shell killed with SIGKILL (as ctest's timeout does): no EXIT trap, so the watchdog must
+# stop its daemon and remove its H_TMP.
+killed() {
+    # shellcheck source=lib.sh
+    source "$HERE/lib.sh"
+    harness_init || exit 1
+    daemon_start k-sleep sleep 300
+    local p; p=$(daemon_pid k-sleep)
+    echo "$p $(h__starttime "$p") $H_TMP" > "$1.tmp" && mv "$1.tmp" "$1"
+    exec sleep 300 # (the shell's pid, the watchdog's owner, is then this sleep's)
+}
+
 if [[ "${1:-}" == --inner ]]; then
     inner
     exit 1  # not reached: inner exits
+fi
+if [[ "${1:-}" == --killed ]]; then
+    killed "$2"
+    exit
 fi
 if [[ "${1:-}" == --stray ]]; then
     stray "$2"
@@ -266,6 +282,15 @@ for _ in $(seq 50); do alive_pid "$spid" "$sst" || break; sleep 0.1; done
 ck "a process left with H_TMP in its command line is killed by the cleanup (pid $spid)" \
     eval '! alive_pid "$spid" "$sst"'
 alive_pid "$spid" "$sst" && kill -KILL "$spid"
+bash "$HERE/selftest.sh" --killed "$OUT/killed" >/dev/null 2>&1 &
+kb=$!
+for _ in $(seq 100); do [[ -s "$OUT/killed" ]] && break; sleep 0.1; done
+read -r kpid kst ktmp < "$OUT/killed"
+kill -KILL "$kb"
+for _ in $(seq 100); do alive_pid "$kpid" "$kst" || [[ -e "$ktmp" ]] || break; sleep 0.1; done
+ck "a test killed with SIGKILL: the watchdog stops its daemon (pid $kpid)" eval '! alive_pid "$kpid" "$kst"'
+ck "... and removes its H_TMP ($ktmp)" test ! -e "$ktmp"
+alive_pid "$kpid" "$kst" && kill -KILL "$kpid"
 ck "... and named in the log" grep -q "warning: pid $spid outlived the test" <<<"$out"
 
 alive=""
