@@ -13,6 +13,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <stdbool.h>
 #include <stdlib.h>
 
 /* glibc keeps what is freed for reuse; after a burst (the cold start's
@@ -44,10 +45,10 @@
  * /metrics frees and takes again is no reason: trimming it each time
  * would only cost its page faults again), a trim follows once quiet
  * (spaced as above; one already due, such as the late one, is brought
- * forward).  The free bytes are compared
- * with those right after the last trim, not with zero: a trim gives the
- * pages of free chunks back but the chunks stay free, so a fragmented heap
- * would otherwise be trimmed at every look.  No wakeup of its own while
+ * forward).  The free bytes are compared with those right after the last
+ * trim, not with zero: a trim gives the pages of free chunks back but the
+ * chunks stay free, so a fragmented heap would otherwise be trimmed at
+ * every look.  No wakeup of its own while
  * the agent is busy or idle: the look rides on a loop turn that happens
  * anyway (a uv_check_t after each poll), and only a loop that went quiet
  * after some activity is woken once, HEAP_CHECK_MS after its last turn
@@ -56,12 +57,20 @@
 #define HEAP_CHECK_MS 10000
 #define HEAP_FREED_MIN (1024u * 1024u)
 
+/* The heap's free and in-use bytes (glibc 2.33+: mallinfo2); false where
+ * the allocator cannot tell (then no look is made). */
+static bool heap_bytes(size_t *free_bytes, size_t *used_bytes)
+{
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-#define HEAP_FREE_BYTES() ((size_t)mallinfo2().fordblks)
-#define HAVE_HEAP_LOOK 1
+	struct mallinfo2 mi = mallinfo2();
+	*free_bytes = mi.fordblks;
+	*used_bytes = mi.uordblks;
+	return mi.fordblks || mi.uordblks;
 #else
-#define HEAP_FREE_BYTES() ((size_t)0)
+	*free_bytes = *used_bytes = 0;
+	return false;
 #endif
+}
 
 /* ms until a trim may run (0: now). */
 static uint64_t trim_wait_ms(const regent_agent *a, uint64_t now)
@@ -90,7 +99,8 @@ static void on_trim(uv_timer_t *t)
 #endif
 	a->trim_end_ns = uv_hrtime();
 	a->trim_cost_ns = a->trim_end_ns - t0;
-	a->heap_free_after = HEAP_FREE_BYTES();
+	size_t used;
+	heap_bytes(&a->heap_free_after, &used);
 	regent_log(REGENT_LOG_DEBUG, NULL, "memory: free heap pages returned to the system (%.2f ms)",
 	           (double)a->trim_cost_ns / 1e6);
 	if (!a->trim_late) {
@@ -102,17 +112,17 @@ static void on_trim(uv_timer_t *t)
 static void heap_look(regent_agent *a)
 {
 	a->heap_checked_ms = uv_now(a->loop);
-#ifdef HAVE_HEAP_LOOK
-	struct mallinfo2 mi = mallinfo2();
-	size_t min = mi.uordblks / 4 > HEAP_FREED_MIN ? mi.uordblks / 4 : HEAP_FREED_MIN;
-	if (mi.fordblks >= a->heap_free_after + min) {
+	size_t free_now, used;
+	if (!heap_bytes(&free_now, &used))
+		return;
+	size_t min = used / 4 > HEAP_FREED_MIN ? used / 4 : HEAP_FREED_MIN;
+	if (free_now >= a->heap_free_after + min) {
 		regent_log(REGENT_LOG_DEBUG, NULL,
 		           "memory: %zu KiB of the heap free (%zu KiB after the last trim, %zu KiB in "
 		           "use): a trim once quiet",
-		           mi.fordblks / 1024, a->heap_free_after / 1024, mi.uordblks / 1024);
+		           free_now / 1024, a->heap_free_after / 1024, used / 1024);
 		regent_agent_trim_when_quiet(a);
 	}
-#endif
 }
 
 static void on_heap_check(uv_timer_t *t)
@@ -176,7 +186,8 @@ void regent_agent_mem_init(regent_agent *a)
 	a->heap_turn->data = a;
 	uv_unref((uv_handle_t *)a->heap_turn);
 	a->heap_checked_ms = uv_now(loop);
-	if (HEAP_FREE_BYTES()) /* glibc: the look can tell */
+	size_t free_now, used;
+	if (heap_bytes(&free_now, &used)) /* the look can tell */
 		uv_check_start(a->heap_turn, on_heap_turn);
 }
 
