@@ -14,11 +14,17 @@ static int fd = -1;
 static char path[64];
 static char plugin_dir[] = "/tmp/regent-fuzz-noplugins-XXXXXX";
 
+static void remove_plugin_dir(void)
+{
+	rmdir(plugin_dir);
+}
+
 static void setup(void)
 {
 	fd = memfd_create("regent-fuzz.ini", 0);
 	if (fd < 0 || !mkdtemp(plugin_dir))
 		abort();
+	atexit(remove_plugin_dir); /* every run left an empty directory in /tmp */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	regent_log_threshold = REGENT_LOG_ERROR;
 }
