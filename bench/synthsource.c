@@ -1,7 +1,9 @@
 /* synthsource.c - a benchmark-only source: reports `count` synthetic
  * instances spread over `services` services, and optionally moves one
  * instance to a new port every `churn` interval, so the register side can
- * be measured without Docker.
+ * be measured without Docker.  Every instance's service port is 8000, or
+ * with `service_port_base` B the s-th service's is B + s (a client then
+ * gives each service a listener of its own: bench/run soak).
  *
  * The full listing is reported from a zero-delay timer, not from start():
  * the core ignores reports a source makes before its start() has returned
@@ -18,7 +20,7 @@ typedef struct state {
 	uv_timer_t *timer;
 	uint64_t every;
 	bool listed;
-	int64_t count, services, next;
+	int64_t count, services, next, port_base;
 	unsigned gen;
 } state;
 
@@ -26,6 +28,8 @@ static const regent_config_key keys[] = {
 	{"count", REGENT_CFG_INT, "1000", false, 1, 1000000, "instances to report"},
 	{"services", REGENT_CFG_INT, "100", false, 1, 100000, "services they spread over"},
 	{"address", REGENT_CFG_STRING, "127.0.0.1", false, 0, 0, "address of every instance"},
+	{"service_port_base", REGENT_CFG_INT, "0", false, 0, 65535,
+	 "service port of the first service, the next one's +1 (0: every service 8000)"},
 	{"churn", REGENT_CFG_DURATION, "0ms", false, 0, 3600000,
 	 "move one instance to another port this often (0 = never)"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
@@ -41,7 +45,7 @@ static void report(state *s, int64_t i, unsigned gen)
 		.id = id,
 		.address = s->host->cfg_string(s->ctx, "address"),
 		.port = (uint16_t)(10000 + (i + gen) % 50000),
-		.service_port = 8000,
+		.service_port = (uint16_t)(s->port_base ? s->port_base + i % s->services : 8000),
 	};
 	s->host->local_up(s->ctx, &in);
 }
@@ -80,6 +84,13 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	s->host = h;
 	s->count = h->cfg_int(ctx, "count");
 	s->services = h->cfg_int(ctx, "services");
+	s->port_base = h->cfg_int(ctx, "service_port_base");
+	if (s->port_base && s->port_base + s->services - 1 > 65535) {
+		h->log(ctx, REGENT_LOG_ERROR, "service_port_base %lld + %lld services passes port 65535",
+		       (long long)s->port_base, (long long)s->services);
+		free(s);
+		return -EINVAL;
+	}
 	*self = s;
 	return 0;
 }
