@@ -437,6 +437,8 @@ static bool flush_snap(regent_cat *c)
 	old->own = regent_xmalloc((ndirty ? ndirty : 1) * sizeof(*old->own));
 	old->nown = 0;
 	size_t r = 0; /* old's services before r are placed */
+	svc_tally moved;
+	regent_tally_init(&moved);
 	for (size_t i = 0; i < ndirty; i++) {
 		size_t pos = regent_snap_lower(old, r, dirty[i]);
 		snap_take(snap, old, r, pos);
@@ -452,8 +454,9 @@ static bool flush_snap(regent_cat *c)
 			snap->names[snap->n++] = next[i]->name;
 			snap->total += next[i]->n;
 		}
-		regent_svc_count_nodes(c->nodes, was, next[i]);
+		regent_svc_count_nodes(&moved, was, next[i]);
 	}
+	regent_tally_apply(&moved, c->nodes);
 	snap->nodes = regent_map_size(c->nodes);
 	snap_take(snap, old, r, old->n);
 	snap->svcs[snap->n] = NULL;

@@ -48,25 +48,79 @@ static const char *owner_of(const regent_instance *inst)
 	return inst->node && inst->node[0] ? inst->node : inst->address;
 }
 
-static void owners_add(regent_map *m, const regent_instance *in, int d)
+static void owners_add(regent_map *m, const char *owner, intptr_t d)
 {
-	const char *o = owner_of(in);
-	uintptr_t c = (uintptr_t)regent_map_get(m, o) + (uintptr_t)(intptr_t)d;
+	uintptr_t c = (uintptr_t)regent_map_get(m, owner) + (uintptr_t)d;
 	if (c)
-		regent_map_put(m, o, (void *)c);
+		regent_map_put(m, owner, (void *)c);
 	else
-		regent_map_del(m, o);
+		regent_map_del(m, owner);
 }
 
-void regent_svc_count_nodes(regent_map *nodes, const svc_list *was, const svc_list *now)
+/* Count moves are gathered by the owner's pointer before they reach the
+ * map: a node's name is one string shared by every instance on it
+ * (model.c), so a flush that walks n instances costs n pointer probes and
+ * one map update per owner, not two string-hashed lookups per instance.
+ * (An address is not shared: each copy of one is its own entry, the sum
+ * is the same.) */
+void regent_tally_init(svc_tally *t)
+{
+	memset(t->local, 0, sizeof(t->local));
+	t->slots = t->local;
+	t->cap = REGENT_ARRAY_LEN(t->local);
+	t->used = 0;
+}
+
+static svc_tally_slot *tally_slot_of(svc_tally_slot *slots, size_t cap, const char *owner)
+{
+	uint64_t h = (uint64_t)(uintptr_t)owner * 0x9e3779b97f4a7c15u;
+	size_t i = (size_t)(h ^ (h >> 32)) & (cap - 1);
+	while (slots[i].owner && slots[i].owner != owner)
+		i = (i + 1) & (cap - 1);
+	return &slots[i];
+}
+
+static void tally_add(svc_tally *t, const regent_instance *in, intptr_t d)
+{
+	const char *o = owner_of(in);
+	svc_tally_slot *sl = tally_slot_of(t->slots, t->cap, o);
+	if (!sl->owner) {
+		if (2 * (t->used + 1) > t->cap) {
+			size_t cap = t->cap * 2;
+			svc_tally_slot *n = regent_xcalloc(cap, sizeof(*n));
+			for (size_t i = 0; i < t->cap; i++)
+				if (t->slots[i].owner)
+					*tally_slot_of(n, cap, t->slots[i].owner) = t->slots[i];
+			if (t->slots != t->local)
+				free(t->slots);
+			t->slots = n;
+			t->cap = cap;
+			sl = tally_slot_of(n, cap, o);
+		}
+		sl->owner = o;
+		t->used++;
+	}
+	sl->d += d;
+}
+
+void regent_tally_apply(svc_tally *t, regent_map *nodes)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->slots[i].owner && t->slots[i].d)
+			owners_add(nodes, t->slots[i].owner, t->slots[i].d);
+	if (t->slots != t->local)
+		free(t->slots);
+}
+
+void regent_svc_count_nodes(svc_tally *t, const svc_list *was, const svc_list *now)
 {
 	if (was == now)
 		return;
 	if (was && now && was->next == now) { /* settled: what it dropped out, what it added in */
 		for (size_t i = 0; i < was->nown; i++)
-			owners_add(nodes, &was->own[i]->pub, -1);
+			tally_add(t, &was->own[i]->pub, -1);
 		for (size_t i = 0; i < now->nadded; i++)
-			owners_add(nodes, &now->added[i]->pub, +1);
+			tally_add(t, &now->added[i]->pub, +1);
 		return;
 	}
 	/* Both sorted by id, unique: one walk, a count moved only for an id
@@ -80,12 +134,13 @@ void regent_svc_count_nodes(regent_map *nodes, const svc_list *was, const svc_li
 			i++;
 		if (r >= 0)
 			j++;
-		if (r == 0 && (a == b || strcmp(owner_of(a), owner_of(b)) == 0))
+		if (r == 0 && (a == b || owner_of(a) == owner_of(b) ||
+		               strcmp(owner_of(a), owner_of(b)) == 0))
 			continue;
 		if (r <= 0)
-			owners_add(nodes, a, -1);
+			tally_add(t, a, -1);
 		if (r >= 0)
-			owners_add(nodes, b, +1);
+			tally_add(t, b, +1);
 	}
 }
 

@@ -86,12 +86,28 @@ bool regent_svc_may_hold(const svc_list *s, const char *id);
 /* The instance of that id, or NULL: O(log n). */
 regent_inst *regent_svc_find(const svc_list *s, const char *id);
 
-/* Moves the by-owner counts (owner -> count as uintptr_t; an owner is
- * the instance's node, else its address) in `nodes` from list `was` to
- * list `now` (either NULL: none): O(changes) when `now` was settled from
- * `was`, else one walk of both (O(n) comparisons, a map update per
- * instance that differs). */
-void regent_svc_count_nodes(regent_map *nodes, const svc_list *was, const svc_list *now);
+/* The by-owner counts a flush moves (an owner is the instance's node,
+ * else its address), gathered by the owner string's pointer, then applied
+ * to a map of owner -> count (uintptr_t) at one update per owner. */
+typedef struct svc_tally_slot {
+	const char *owner;
+	intptr_t d;
+} svc_tally_slot;
+
+typedef struct svc_tally {
+	svc_tally_slot *slots;
+	size_t cap, used;        /* cap: a power of two, at most half used */
+	svc_tally_slot local[32];
+} svc_tally;
+
+void regent_tally_init(svc_tally *t);
+/* Gathers the counts moved from list `was` to list `now` (either NULL:
+ * none): O(changes) when `now` was settled from `was`, else one walk of
+ * both (O(n) comparisons, a probe per instance that differs). */
+void regent_svc_count_nodes(svc_tally *t, const svc_list *was, const svc_list *now);
+/* Applies the gathered moves to `nodes` (an owner at 0 goes) and frees
+ * what the tally holds. */
+void regent_tally_apply(svc_tally *t, regent_map *nodes);
 
 /* A view's service over `list` (the reference moves in). */
 vsvc *regent_vsvc_new(svc_list *list);

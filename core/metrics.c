@@ -187,14 +187,31 @@ void regent_metrics_write(regent_metrics *m, regent_buf *out)
  * wants (names and addresses are validated, this is a second guard). */
 static void write_label(regent_buf *out, const char *v)
 {
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			regent_buf_printf(out, "\\%c", *v);
-		else if (*v == '\n')
-			regent_buf_add(out, "\\n", 2);
-		else
-			regent_buf_add(out, v, 1);
+	for (;;) {
+		size_t run = strcspn(v, "\\\"\n");
+		regent_buf_add(out, v, run);
+		v += run;
+		if (!*v)
+			return;
+		regent_buf_add(out, *v == '\n' ? "\\n" : *v == '"' ? "\\\"" : "\\\\", 2);
+		v++;
 	}
+}
+
+/* One series `prefix label"} count` (prefix ends with the opening quote):
+ * no printf per line, a per-service page has one per service and node. */
+static void write_labelled(regent_buf *out, const char *prefix, const char *label, size_t count)
+{
+	char num[24];
+	size_t i = sizeof(num);
+	num[--i] = '\n';
+	do
+		num[--i] = (char)('0' + count % 10);
+	while ((count /= 10) && i > 0);
+	regent_buf_add(out, prefix, strlen(prefix));
+	write_label(out, label);
+	regent_buf_add(out, "\"} ", 3);
+	regent_buf_add(out, num + i, sizeof(num) - i);
 }
 
 /* The default mode reads three figures the flush keeps with the snapshot
@@ -209,11 +226,9 @@ void regent_cat_metrics_write(const regent_cat *c, bool per_service, regent_buf 
 	if (per_service) {
 		regent_buf_printf(out, "# HELP regent_catalog_instances Instances in the catalog, by "
 		                       "service.\n# TYPE regent_catalog_instances gauge\n");
-		for (size_t i = 0; i < n; i++) {
-			regent_buf_printf(out, "regent_catalog_instances{service=\"");
-			write_label(out, names[i]);
-			regent_buf_printf(out, "\"} %zu\n", regent_catalog_count_at(cat, i));
-		}
+		for (size_t i = 0; i < n; i++)
+			write_labelled(out, "regent_catalog_instances{service=\"", names[i],
+			               regent_catalog_count_at(cat, i));
 	} else {
 		regent_buf_printf(out,
 		                  "# HELP regent_catalog_instances Instances in the catalog (by service "
@@ -235,11 +250,9 @@ void regent_cat_metrics_write(const regent_cat *c, bool per_service, regent_buf 
 	const regent_map *bynode = regent_cat_nodes(c);
 	size_t nn;
 	const char **nodes = regent_map_sorted_keys(bynode, &nn);
-	for (size_t i = 0; i < nn; i++) {
-		regent_buf_printf(out, "regent_catalog_node_instances{node=\"");
-		write_label(out, nodes[i]);
-		regent_buf_printf(out, "\"} %zu\n", (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
-	}
+	for (size_t i = 0; i < nn; i++)
+		write_labelled(out, "regent_catalog_node_instances{node=\"", nodes[i],
+		               (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
 	free(nodes);
 }
 
