@@ -12,7 +12,11 @@
  * pointers (the ABI hands sinks one sorted array of names).  A snapshot
  * settled into the next one hands it the references of the lists both
  * have (as lists do with instances, below), so neither the flush nor the
- * release of the older snapshot touches the S lists.
+ * release of the older snapshot touches the S lists.  The flush also keeps
+ * the catalog's instances by owning node (for the /metrics gauges) by
+ * moving the changed services' counts out and in: O(changes) for a
+ * settled service, O(its instances) for one set whole, never a walk of
+ * the catalog.
  *
  * A store reports a service either whole (regent_cat_view_set: O(its
  * instances)) or instance by instance (regent_cat_view_put/_del, ABI 1.3:
@@ -66,6 +70,7 @@ struct regent_cat {
 	regent_map *dirty;    /* names, value unused */
 	regent_catview *views;
 	regent_catalog *current;
+	regent_map *nodes;    /* current's instances by owner (regent_svc_count_nodes) */
 	bool flushed_once;
 	uint64_t seq;         /* of the newest snapshot */
 	bool leading;         /* a leading-edge flush is scheduled */
@@ -90,6 +95,7 @@ regent_cat *regent_cat_new(uv_loop_t *loop, uint64_t debounce_ms, uint64_t max_d
 	c->max_ms = max_delay_ms < debounce_ms ? debounce_ms : max_delay_ms;
 	c->dirty = regent_map_new();
 	c->current = regent_snap_new(0);
+	c->nodes = regent_map_new();
 	c->cb = cb;
 	c->arg = arg;
 	return c;
@@ -114,6 +120,7 @@ void regent_cat_free(regent_cat *c)
 		regent_cat_view_free(c->views);
 	regent_map_free(c->dirty, NULL);
 	regent_catalog_unref(c->current);
+	regent_map_free(c->nodes, NULL);
 	free(c->biggest);
 	free(c->costly);
 	uv_close((uv_handle_t *)&c->timer, on_close);
@@ -122,6 +129,11 @@ void regent_cat_free(regent_cat *c)
 const regent_catalog *regent_cat_current(const regent_cat *c)
 {
 	return c->current;
+}
+
+const regent_map *regent_cat_nodes(const regent_cat *c)
+{
+	return c->nodes;
 }
 
 bool regent_cat_ready(const regent_cat *c)
@@ -425,20 +437,27 @@ static bool flush_snap(regent_cat *c)
 	old->own = regent_xmalloc((ndirty ? ndirty : 1) * sizeof(*old->own));
 	old->nown = 0;
 	size_t r = 0; /* old's services before r are placed */
+	svc_tally moved;
+	regent_tally_init(&moved);
 	for (size_t i = 0; i < ndirty; i++) {
 		size_t pos = regent_snap_lower(old, r, dirty[i]);
 		snap_take(snap, old, r, pos);
 		r = pos;
+		svc_list *was = NULL;
 		if (r < old->n && strcmp(old->svcs[r]->name, dirty[i]) == 0) {
-			old->own[old->nown++] = old->svcs[r];
-			snap->total -= old->svcs[r++]->n; /* replaced by next[i], or gone */
+			was = old->svcs[r++];
+			old->own[old->nown++] = was;
+			snap->total -= was->n; /* replaced by next[i], or gone */
 		}
 		if (next[i]) {
 			snap->svcs[snap->n] = next[i];
 			snap->names[snap->n++] = next[i]->name;
 			snap->total += next[i]->n;
 		}
+		regent_svc_count_nodes(&moved, was, next[i]);
 	}
+	regent_tally_apply(&moved, c->nodes);
+	snap->nodes = regent_map_size(c->nodes);
 	snap_take(snap, old, r, old->n);
 	snap->svcs[snap->n] = NULL;
 	snap->names[snap->n] = NULL;

@@ -29,13 +29,14 @@ void regent_cat_flush_now(regent_cat *c);
 /* Lowers the origin time (wall ns) of the pending change set. */
 void regent_cat_mark(regent_cat *c, uint64_t origin_wall_ns);
 uint64_t regent_catalog_origin_ns(const regent_catalog *snap);
-/* A service's instances counted by owner (the node, else the address):
- * fn once per owner, in no order.  Counted once per service list and
- * carried over through single-instance changes, so O(owners) per call
- * after the first. */
-void regent_catalog_owners(const regent_catalog *cat, const char *service,
-                           void (*fn)(void *arg, const char *owner, size_t count), void *arg);
+/* The catalog's instances by owner (an instance's node, else its
+ * address): owner -> count (uintptr_t) for the current snapshot, kept by
+ * each flush in proportion to what changed (borrowed; changes at the next
+ * flush). */
+const regent_map *regent_cat_nodes(const regent_cat *c);
+/* Instances, and owners of instances, in the snapshot: O(1). */
 size_t regent_catalog_total(const regent_catalog *snap);
+size_t regent_catalog_nodes(const regent_catalog *snap);
 /* 1, 2, ... in flush order (0: the empty catalog before the first flush). */
 uint64_t regent_catalog_seq(const regent_catalog *snap);
 
@@ -71,12 +72,15 @@ void regent_cat_view_sync_end(regent_catview *v);
 size_t regent_catalog_services(const regent_catalog *cat, const char *const **names);
 size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
                                 const regent_instance *const **insts);
+/* The instances of the i-th service (in the order of the names): O(1). */
+size_t regent_catalog_count_at(const regent_catalog *cat, size_t i);
 const regent_catalog *regent_catalog_ref(const regent_catalog *cat);
 void regent_catalog_unref(const regent_catalog *cat);
 
-/* metrics.c: the catalog's gauges in the Prometheus text format.  By
- * default a fixed number of series (services, instances, nodes); with
- * per_service one series per service and one per owning node. */
-void regent_catalog_metrics_write(const regent_catalog *cat, bool per_service, regent_buf *out);
+/* metrics.c: the current snapshot's gauges in the Prometheus text
+ * format.  By default a fixed number of series (services, instances,
+ * nodes), read from figures the flush keeps: O(1).  With per_service one
+ * series per service and one per owning node: O(services + nodes). */
+void regent_cat_metrics_write(const regent_cat *c, bool per_service, regent_buf *out);
 
 #endif

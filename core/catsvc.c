@@ -1,8 +1,9 @@
 /* catsvc.c - the catalog's immutable parts (see catsvc.h): service lists
  * (built, sorted, settled from a view's pending changes, found,
- * released), and snapshots with the plugins' reads of them
- * (regent_catalog_*).  The flush that builds snapshots and the views are
- * catalog.c's. */
+ * released, and what a new one moves in the by-node counts), and
+ * snapshots with the plugins' reads of them (regent_catalog_*).  The
+ * flush that builds snapshots, the by-node counts it keeps, and the views
+ * are catalog.c's. */
 #include "catsvc.h"
 #include "util.h"
 
@@ -32,9 +33,9 @@ void regent_svc_unref(void *p)
 				regent_inst_unref(regent_svc_at(s, i));
 		}
 		free(s->own);
+		free(s->added);
 		free(s->pubs);
 		free(s->name);
-		regent_map_free(s->owners, NULL);
 		free(s);
 		s = next;
 	}
@@ -47,14 +48,100 @@ static const char *owner_of(const regent_instance *inst)
 	return inst->node && inst->node[0] ? inst->node : inst->address;
 }
 
-static void owners_add(regent_map *m, const regent_inst *in, int d)
+static void owners_add(regent_map *m, const char *owner, intptr_t d)
 {
-	const char *o = owner_of(&in->pub);
-	uintptr_t c = (uintptr_t)regent_map_get(m, o) + (uintptr_t)(intptr_t)d;
+	uintptr_t c = (uintptr_t)regent_map_get(m, owner) + (uintptr_t)d;
 	if (c)
-		regent_map_put(m, o, (void *)c);
+		regent_map_put(m, owner, (void *)c);
 	else
-		regent_map_del(m, o);
+		regent_map_del(m, owner);
+}
+
+/* Count moves are gathered by the owner's pointer before they reach the
+ * map: a node's name is one string shared by every instance on it
+ * (model.c), so a flush that walks n instances costs n pointer probes and
+ * one map update per owner, not two string-hashed lookups per instance.
+ * (An address is not shared: each copy of one is its own entry, the sum
+ * is the same.) */
+void regent_tally_init(svc_tally *t)
+{
+	memset(t->local, 0, sizeof(t->local));
+	t->slots = t->local;
+	t->cap = REGENT_ARRAY_LEN(t->local);
+	t->used = 0;
+}
+
+static svc_tally_slot *tally_slot_of(svc_tally_slot *slots, size_t cap, const char *owner)
+{
+	uint64_t h = (uint64_t)(uintptr_t)owner * 0x9e3779b97f4a7c15u;
+	size_t i = (size_t)(h ^ (h >> 32)) & (cap - 1);
+	while (slots[i].owner && slots[i].owner != owner)
+		i = (i + 1) & (cap - 1);
+	return &slots[i];
+}
+
+static void tally_add(svc_tally *t, const regent_instance *in, intptr_t d)
+{
+	const char *o = owner_of(in);
+	svc_tally_slot *sl = tally_slot_of(t->slots, t->cap, o);
+	if (!sl->owner) {
+		if (2 * (t->used + 1) > t->cap) {
+			size_t cap = t->cap * 2;
+			svc_tally_slot *n = regent_xcalloc(cap, sizeof(*n));
+			for (size_t i = 0; i < t->cap; i++)
+				if (t->slots[i].owner)
+					*tally_slot_of(n, cap, t->slots[i].owner) = t->slots[i];
+			if (t->slots != t->local)
+				free(t->slots);
+			t->slots = n;
+			t->cap = cap;
+			sl = tally_slot_of(n, cap, o);
+		}
+		sl->owner = o;
+		t->used++;
+	}
+	sl->d += d;
+}
+
+void regent_tally_apply(svc_tally *t, regent_map *nodes)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->slots[i].owner && t->slots[i].d)
+			owners_add(nodes, t->slots[i].owner, t->slots[i].d);
+	if (t->slots != t->local)
+		free(t->slots);
+}
+
+void regent_svc_count_nodes(svc_tally *t, const svc_list *was, const svc_list *now)
+{
+	if (was == now)
+		return;
+	if (was && now && was->next == now) { /* settled: what it dropped out, what it added in */
+		for (size_t i = 0; i < was->nown; i++)
+			tally_add(t, &was->own[i]->pub, -1);
+		for (size_t i = 0; i < now->nadded; i++)
+			tally_add(t, &now->added[i]->pub, +1);
+		return;
+	}
+	/* Both sorted by id, unique: one walk, a count moved only for an id
+	 * on one side, or on both with another owner. */
+	size_t na = was ? was->n : 0, nb = now ? now->n : 0, i = 0, j = 0;
+	while (i < na || j < nb) {
+		const regent_instance *a = i < na ? was->pubs[i] : NULL;
+		const regent_instance *b = j < nb ? now->pubs[j] : NULL;
+		int r = !a ? 1 : !b ? -1 : a == b ? 0 : strcmp(a->id, b->id);
+		if (r <= 0)
+			i++;
+		if (r >= 0)
+			j++;
+		if (r == 0 && (a == b || owner_of(a) == owner_of(b) ||
+		               strcmp(owner_of(a), owner_of(b)) == 0))
+			continue;
+		if (r <= 0)
+			tally_add(t, a, -1);
+		if (r >= 0)
+			tally_add(t, b, +1);
+	}
 }
 
 typedef struct ranked {
@@ -169,14 +256,7 @@ svc_list *regent_vsvc_list(vsvc *vs)
 	svc_list *o = vs->list;
 	svc_list *s = regent_svc_new(o->name, o->n + k);
 	o->own = regent_xcalloc(k + 1, sizeof(*o->own));
-	if (o->owners) { /* carried over with the changes: O(owners + k) */
-		s->owners = regent_map_new();
-		regent_map_iter it = {0};
-		const char *key;
-		void *val;
-		while (regent_map_next(o->owners, &it, &key, &val))
-			regent_map_put(s->owners, key, val);
-	}
+	s->added = regent_xcalloc(k + 1, sizeof(*s->added));
 	size_t w = 0, r = 0;
 	for (size_t i = 0; i < k; i++) {
 		size_t pos = svc_gallop(o, r, ids[i].id);
@@ -184,16 +264,13 @@ svc_list *regent_vsvc_list(vsvc *vs)
 		w += pos - r;
 		r = pos;
 		if (r < o->n && strcmp(o->pubs[r]->id, ids[i].id) == 0) {
-			if (s->owners)
-				owners_add(s->owners, regent_svc_at(o, r), -1);
 			o->own[o->nown++] = regent_svc_at(o, r); /* replaced or removed: stays o's */
 			r++;
 		}
 		regent_inst *val = ids[i].inst;
 		if (val) {
 			s->pubs[w++] = &val->pub; /* the pending table's reference moves */
-			if (s->owners)
-				owners_add(s->owners, val, +1);
+			s->added[s->nadded++] = val;
 		}
 	}
 	memcpy(s->pubs + w, o->pubs + r, (o->n - r) * sizeof(*s->pubs));
@@ -293,22 +370,9 @@ size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
 	return s ? s->n : 0;
 }
 
-void regent_catalog_owners(const regent_catalog *cat, const char *service,
-                           void (*fn)(void *arg, const char *owner, size_t count), void *arg)
+size_t regent_catalog_count_at(const regent_catalog *cat, size_t i)
 {
-	svc_list *s = regent_snap_find(cat, service);
-	if (!s)
-		return;
-	if (!s->owners) { /* once per list; lists are shared by snapshots */
-		s->owners = regent_map_new();
-		for (size_t i = 0; i < s->n; i++)
-			owners_add(s->owners, regent_svc_at(s, i), +1);
-	}
-	regent_map_iter it = {0};
-	const char *key;
-	void *val;
-	while (regent_map_next(s->owners, &it, &key, &val))
-		fn(arg, key, (size_t)(uintptr_t)val);
+	return i < cat->n ? cat->svcs[i]->n : 0;
 }
 
 uint64_t regent_catalog_origin_ns(const regent_catalog *snap)
@@ -319,6 +383,11 @@ uint64_t regent_catalog_origin_ns(const regent_catalog *snap)
 size_t regent_catalog_total(const regent_catalog *snap)
 {
 	return snap->total;
+}
+
+size_t regent_catalog_nodes(const regent_catalog *snap)
+{
+	return snap->nodes;
 }
 
 uint64_t regent_catalog_seq(const regent_catalog *snap)

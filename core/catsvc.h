@@ -1,8 +1,9 @@
 /* catsvc.h - the catalog's immutable parts (catalog.c's own, not the
  * plugins'): a service's sorted instance list, shared by the snapshots
  * and a view's service, and the snapshot itself.  catsvc.c builds,
- * settles, finds and releases them and answers the plugins' snapshot
- * reads (regent_catalog_*, catalog.h); catalog.c decides when to flush. */
+ * settles, finds and releases them, counts what a changed list moves
+ * between nodes, and answers the plugins' snapshot reads
+ * (regent_catalog_*, catalog.h); catalog.c decides when to flush. */
 #ifndef REGENT_CATSVC_H
 #define REGENT_CATSVC_H
 
@@ -27,10 +28,14 @@ typedef struct svc_list {
 	char *name;
 	size_t n;
 	const regent_instance **pubs;   /* sorted by id; each the `pub` of a regent_inst (regent_svc_at) */
-	regent_map *owners;             /* owner -> count (uintptr_t), NULL until asked */
 	struct svc_list *next;          /* settled into this one: holds what both have */
 	regent_inst **own;              /* then: the instances only this one holds */
 	size_t nown;
+	/* Settled from an older list (whose `next` is this one): the instances
+	 * this one added (borrowed: it holds them), so this one's by-node
+	 * counts are the older one's minus its `own` plus these: O(changes). */
+	regent_inst **added;
+	size_t nadded;
 } svc_list;
 
 struct regent_catalog {
@@ -40,6 +45,7 @@ struct regent_catalog {
 	const char **names;
 	uint64_t origin_ns;
 	size_t total;
+	size_t nodes;         /* owners (regent_svc_count_nodes) of its instances */
 	uint64_t seq;         /* 1, 2, ... per flush; 0 for the initial empty one */
 	/* It holds a reference of each list in svcs until a newer one is
 	 * flushed from it: that one (`next`, referenced) takes over those of
@@ -79,6 +85,29 @@ void regent_svc_finish(svc_list *s);
 bool regent_svc_may_hold(const svc_list *s, const char *id);
 /* The instance of that id, or NULL: O(log n). */
 regent_inst *regent_svc_find(const svc_list *s, const char *id);
+
+/* The by-owner counts a flush moves (an owner is the instance's node,
+ * else its address), gathered by the owner string's pointer, then applied
+ * to a map of owner -> count (uintptr_t) at one update per owner. */
+typedef struct svc_tally_slot {
+	const char *owner;
+	intptr_t d;
+} svc_tally_slot;
+
+typedef struct svc_tally {
+	svc_tally_slot *slots;
+	size_t cap, used;        /* cap: a power of two, at most half used */
+	svc_tally_slot local[32];
+} svc_tally;
+
+void regent_tally_init(svc_tally *t);
+/* Gathers the counts moved from list `was` to list `now` (either NULL:
+ * none): O(changes) when `now` was settled from `was`, else one walk of
+ * both (O(n) comparisons, a probe per instance that differs). */
+void regent_svc_count_nodes(svc_tally *t, const svc_list *was, const svc_list *now);
+/* Applies the gathered moves to `nodes` (an owner at 0 goes) and frees
+ * what the tally holds. */
+void regent_tally_apply(svc_tally *t, regent_map *nodes);
 
 /* A view's service over `list` (the reference moves in). */
 vsvc *regent_vsvc_new(svc_list *list);

@@ -2,7 +2,8 @@
  * place for every plugin, and their Prometheus text exposition, which
  * ends with the standard process_* metrics read from /proc (the core
  * writes process_start_time_seconds itself); and the catalog's gauges,
- * bounded by default whatever the fleet's size. */
+ * bounded by default whatever the fleet's size and read from figures the
+ * catalog's flush keeps (O(1) a scrape). */
 #include "catalog.h"
 #include "metrics.h"
 #include "util.h"
@@ -186,70 +187,73 @@ void regent_metrics_write(regent_metrics *m, regent_buf *out)
  * wants (names and addresses are validated, this is a second guard). */
 static void write_label(regent_buf *out, const char *v)
 {
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			regent_buf_printf(out, "\\%c", *v);
-		else if (*v == '\n')
-			regent_buf_add(out, "\\n", 2);
-		else
-			regent_buf_add(out, v, 1);
+	for (;;) {
+		size_t run = strcspn(v, "\\\"\n");
+		regent_buf_add(out, v, run);
+		v += run;
+		if (!*v)
+			return;
+		regent_buf_add(out, *v == '\n' ? "\\n" : *v == '"' ? "\\\"" : "\\\\", 2);
+		v++;
 	}
 }
 
-/* Adds one service's by-owner counts (see regent_catalog_owners) into the
- * whole catalog's. */
-static void count_owner(void *arg, const char *owner, size_t count)
+/* One series `prefix label"} count` (prefix ends with the opening quote):
+ * no printf per line, a per-service page has one per service and node. */
+static void write_labelled(regent_buf *out, const char *prefix, const char *label, size_t count)
 {
-	regent_map *bynode = arg;
-	uintptr_t c = (uintptr_t)regent_map_get(bynode, owner);
-	regent_map_put(bynode, owner, (void *)(c + count));
+	char num[24];
+	size_t i = sizeof(num);
+	num[--i] = '\n';
+	do
+		num[--i] = (char)('0' + count % 10);
+	while ((count /= 10) && i > 0);
+	regent_buf_add(out, prefix, strlen(prefix));
+	write_label(out, label);
+	regent_buf_add(out, "\"} ", 3);
+	regent_buf_add(out, num + i, sizeof(num) - i);
 }
 
-void regent_catalog_metrics_write(const regent_catalog *cat, bool per_service, regent_buf *out)
+/* The default mode reads three figures the flush keeps with the snapshot
+ * (O(1) a scrape whatever the fleet's size); per_service walks the
+ * snapshot's sorted services and the catalog's by-node counts (O(services
+ * + nodes), one sort of the node names). */
+void regent_cat_metrics_write(const regent_cat *c, bool per_service, regent_buf *out)
 {
+	const regent_catalog *cat = regent_cat_current(c);
 	const char *const *names;
-	size_t n = regent_catalog_services(cat, &names), total = 0;
-	regent_map *bynode = regent_map_new();
-	if (per_service)
+	size_t n = regent_catalog_services(cat, &names);
+	if (per_service) {
 		regent_buf_printf(out, "# HELP regent_catalog_instances Instances in the catalog, by "
 		                       "service.\n# TYPE regent_catalog_instances gauge\n");
-	for (size_t i = 0; i < n; i++) {
-		size_t k = regent_catalog_instances(cat, names[i], NULL);
-		total += k;
-		if (per_service) {
-			regent_buf_printf(out, "regent_catalog_instances{service=\"");
-			write_label(out, names[i]);
-			regent_buf_printf(out, "\"} %zu\n", k);
-		}
-		regent_catalog_owners(cat, names[i], count_owner, bynode);
-	}
-	if (!per_service)
+		for (size_t i = 0; i < n; i++)
+			write_labelled(out, "regent_catalog_instances{service=\"", names[i],
+			               regent_catalog_count_at(cat, i));
+	} else {
 		regent_buf_printf(out,
 		                  "# HELP regent_catalog_instances Instances in the catalog (by service "
 		                  "with [agent] metrics_per_service = true).\n"
 		                  "# TYPE regent_catalog_instances gauge\nregent_catalog_instances %zu\n",
-		                  total);
+		                  regent_catalog_total(cat));
+	}
 	regent_buf_printf(out,
 	                  "# HELP regent_catalog_services Services in the catalog.\n"
 	                  "# TYPE regent_catalog_services gauge\nregent_catalog_services %zu\n"
 	                  "# HELP regent_catalog_nodes Hosts owning instances in the catalog.\n"
 	                  "# TYPE regent_catalog_nodes gauge\nregent_catalog_nodes %zu\n",
-	                  n, regent_map_size(bynode));
-	if (per_service) {
-		regent_buf_printf(out, "# HELP regent_catalog_node_instances Instances in the catalog, "
-		                       "by owning node (the address for entries that name no node)."
-		                       "\n# TYPE regent_catalog_node_instances gauge\n");
-		size_t nn;
-		const char **nodes = regent_map_sorted_keys(bynode, &nn);
-		for (size_t i = 0; i < nn; i++) {
-			regent_buf_printf(out, "regent_catalog_node_instances{node=\"");
-			write_label(out, nodes[i]);
-			regent_buf_printf(out, "\"} %zu\n",
-			                  (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
-		}
-		free(nodes);
-	}
-	regent_map_free(bynode, NULL);
+	                  n, regent_catalog_nodes(cat));
+	if (!per_service)
+		return;
+	regent_buf_printf(out, "# HELP regent_catalog_node_instances Instances in the catalog, "
+	                       "by owning node (the address for entries that name no node)."
+	                       "\n# TYPE regent_catalog_node_instances gauge\n");
+	const regent_map *bynode = regent_cat_nodes(c);
+	size_t nn;
+	const char **nodes = regent_map_sorted_keys(bynode, &nn);
+	for (size_t i = 0; i < nn; i++)
+		write_labelled(out, "regent_catalog_node_instances{node=\"", nodes[i],
+		               (size_t)(uintptr_t)regent_map_get(bynode, nodes[i]));
+	free(nodes);
 }
 
 /* ---- process_* (the names the Prometheus client libraries use) ---- */

@@ -20,10 +20,11 @@ void regent_report_metrics(regent_agent *a, regent_buf *out)
 	const regent_catalog *cat = regent_cat_current(a->cat);
 	const regent_cfg_value *per = regent_cfg_find(a->cfg->agent, "metrics_per_service");
 	bool per_service = per && per->i;
-	/* Rendered once per catalog snapshot: a scrape costs O(services), not O(instances). */
+	/* Rendered once per catalog snapshot: by default from figures the flush
+	 * keeps (O(1)); per service O(services + nodes), once per snapshot. */
 	if (a->counts_of != cat || !a->counts_text || a->counts_per != per_service) {
 		regent_buf c = {0};
-		regent_catalog_metrics_write(cat, per_service, &c);
+		regent_cat_metrics_write(a->cat, per_service, &c);
 		regent_buf_add(&c, "", 1);
 		if (a->counts_of)
 			regent_catalog_unref(a->counts_of);

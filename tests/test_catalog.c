@@ -251,7 +251,7 @@ static void catalog_metrics(void **state)
 	assert_int_equal(regent_catalog_services(f.last, NULL), 1001);
 
 	regent_buf b = {0};
-	regent_catalog_metrics_write(f.last, false, &b);
+	regent_cat_metrics_write(c, false, &b);
 	assert_string_equal(b.data,
 	                    "# HELP regent_catalog_instances Instances in the catalog (by service "
 	                    "with [agent] metrics_per_service = true).\n"
@@ -262,7 +262,7 @@ static void catalog_metrics(void **state)
 	                    "# TYPE regent_catalog_nodes gauge\nregent_catalog_nodes 2\n");
 	regent_buf_free(&b);
 
-	regent_catalog_metrics_write(f.last, true, &b);
+	regent_cat_metrics_write(c, true, &b);
 	size_t per_svc = 0;
 	for (const char *p = b.data; (p = strstr(p, "regent_catalog_instances{service=\"")); p++)
 		per_svc++;
