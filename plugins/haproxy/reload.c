@@ -1,8 +1,9 @@
 /* reload.c - the haproxy sink's reload: through the master CLI (show proc
  * before, reload, then the reload counter and the new worker on the admin
  * socket) or through reload_command (then the admin socket's pid), with
- * backoff on failure; and the debug line that says where a pipeline's
- * time went. */
+ * backoff on failure, after waiting out a master that re-executes for
+ * another reload (wait_master); and the debug line that says where a
+ * pipeline's time went. */
 #include "sink.h"
 
 #include <errno.h>
@@ -157,14 +158,21 @@ static void enter_confirm(hx *s)
 	                           proc ? confirm_proc : confirm_info, s);
 }
 
+static void wait_master(hx *s, int status);
+
 static void on_reload_sent(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
 	(void)len;
 	s->master_req = NULL;
 	/* The master re-executes itself and closes the connection: an EOF or a
-	 * reset is the normal answer.  Only "could not connect" is an error. */
-	if (status == UV_ENOENT || status == UV_ECONNREFUSED || status == UV_ETIMEDOUT) {
+	 * reset is the normal answer.  Only "could not connect" is an error,
+	 * but for a master that is re-executing for another reload. */
+	if (status == UV_ENOENT || status == UV_ECONNREFUSED) {
+		wait_master(s, status);
+		return;
+	}
+	if (status == UV_ETIMEDOUT) {
 		char why[256];
 		snprintf(why, sizeof(why), "master socket %s: %s", s->master_socket, uv_strerror(status));
 		reload_fail(s, why);
@@ -185,11 +193,65 @@ static void send_reload(hx *s)
 		reload_fail(s, strerror(-err));
 }
 
+/* The master CLI refuses connections (or its socket is not there) while
+ * haproxy's master re-executes itself for a reload: another one than
+ * ours, e.g. the previous instance's during a configuration reload's
+ * hand-over (its reload and the new instance's first one a few ms apart),
+ * or an operator's.  That takes ~0.2 s at 200 services and seconds at
+ * thousands.  Rather than failing the reload (an error, unhealthy, a
+ * backoff of a second or more), the master CLI is asked every
+ * MASTER_WAIT_POLL_MS until it answers, then the reload goes; only a
+ * master that stays away MASTER_WAIT_MS fails it. */
+#define MASTER_WAIT_MS 15000
+#define MASTER_WAIT_POLL_MS 50
+
+static int on_master_back(void *arg, int status, const char *out)
+{
+	hx *s = arg;
+	if (status == -ETIMEDOUT) {
+		s->confirm = NULL;
+		char why[300];
+		snprintf(why, sizeof(why), "master socket %s: no answer for %d s after it refused a "
+		         "connection", s->master_socket, MASTER_WAIT_MS / 1000);
+		reload_fail(s, why);
+		return 1;
+	}
+	if (status < 0)
+		return 0; /* still away: ask again */
+	s->confirm = NULL;
+	if (hx_parse_show_proc(out, &s->before) < 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "master socket %s: unexpected answer to show proc",
+		         s->master_socket);
+		reload_fail(s, why);
+		return 1;
+	}
+	s->h->log(s->ctx, REGENT_LOG_INFO, "master socket %s answers again: reloading",
+	          s->master_socket);
+	send_reload(s);
+	return 1;
+}
+
+static void wait_master(hx *s, int status)
+{
+	s->h->log(s->ctx, REGENT_LOG_INFO,
+	          "master socket %s: %s (haproxy's master re-executing for another reload?): "
+	          "waiting for it before reloading",
+	          s->master_socket, uv_strerror(status));
+	s->confirm = hx_poll_start(s->h, s->loop, s->master_socket, "show proc", MASTER_WAIT_POLL_MS,
+	                           MASTER_WAIT_POLL_MS, MASTER_WAIT_MS, s->cmd_timeout,
+	                           on_master_back, s);
+}
+
 static void on_before_proc(void *arg, int status, const char *out, size_t len)
 {
 	hx *s = arg;
 	(void)len;
 	s->master_req = NULL;
+	if (status == UV_ENOENT || status == UV_ECONNREFUSED) {
+		wait_master(s, status);
+		return;
+	}
 	if (status < 0 || hx_parse_show_proc(out, &s->before) < 0) {
 		char why[256];
 		snprintf(why, sizeof(why), "master socket %s: %s", s->master_socket,
