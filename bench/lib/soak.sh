@@ -2,7 +2,7 @@
 # bench/lib/soak.sh - `bench/run soak`: does an agent that runs for a long time keep its
 # memory, descriptors, threads and haproxy processes, and its catalog right?
 #
-# One etcd; a register agent (the synthsource plugin: INSTANCES instances in SERVICES services,
+# One etcd (or a Consul agent: --store consul); a register agent (the synthsource plugin: INSTANCES instances in SERVICES services,
 # one of them moved to another port every CHURN) and a client agent (store etcd + sink haproxy,
 # manage = true + sink stats) watching them.  For DURATION: both agents get SIGHUP every HUP
 # with one key of their file changed (a plugin instance replaced each time), a service of 5
@@ -21,6 +21,8 @@ usage: bench/run soak [options]
   --new-service D    a service added and removed every D (default 30s; 0: never)
   --sample D         sample every D (default 10s)
   --warmup D         the figures compared start after D (default 10% of the run, at least 60s)
+  --store S          etcd (default) or consul: tests/consul/consul_emulator.py, or a real
+                     `consul agent -dev` with REGENT_CONSUL_MODE=real
   --build DIR        regent build dir (default $REGENT_BUILD_DIR or <repo>/build)
   --out DIR          results dir (default bench/results)
   --smoke            a short run (the test suite's bench_soak_smoke): the growth rows are
@@ -49,7 +51,7 @@ soak_on_exit() {
 }
 
 bench_soak() {
-	local duration=30m ninst=2000 nsvc=200 churn=100ms hup=60s newsvc=30s sample=10s warmup="" build="" out="" smoke=False
+	local duration=30m ninst=2000 nsvc=200 churn=100ms hup=60s newsvc=30s sample=10s warmup="" build="" out="" smoke=False store=etcd
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--duration) duration=$2; shift 2 ;;
@@ -63,6 +65,7 @@ bench_soak() {
 		--build) build=$2; shift 2 ;;
 		--out) out=$2; shift 2 ;;
 		--smoke) smoke=True; shift ;;
+		--store) store=$2; shift 2 ;;
 		-h | --help) soak_usage; return 0 ;;
 		*) soak_usage >&2; return 2 ;;
 		esac
@@ -82,21 +85,38 @@ bench_soak() {
 		warm_s=$((dur_s / 10)); ((warm_s >= 60)) || warm_s=60
 	fi
 	((sample_s >= 1)) || b_die "--sample: at least 1s"
+	[[ "$store" == etcd || "$store" == consul ]] || b_die "--store: etcd or consul"
 
 	bench_setup_build "$build"
-	bench_need_plugins etcd haproxy stats synthsource
+	bench_need_plugins "$store" haproxy stats synthsource
 	command -v haproxy >/dev/null || b_die "haproxy not installed (apt-get install haproxy)"
-	command -v etcd >/dev/null || b_die "etcd not installed (apt-get install etcd-server)"
-	bench_results_paths soak "$out"
+	[[ "$store" != etcd ]] || command -v etcd >/dev/null || b_die "etcd not installed (apt-get install etcd-server)"
+	bench_results_paths "soak-$store" "$out"
 	# shellcheck source=/dev/null
 	source "$REPO_DIR/tests/harness/lib.sh"
-	harness_init
+	local ep base W store_sec reg_toggle
+	if [[ "$store" == consul ]]; then
+		export REGENT_TEST_DIR=$REPO_DIR/tests
+		# shellcheck source=/dev/null
+		source "$REPO_DIR/tests/consul/consul_lib.sh"
+		consul_test_init >/dev/null
+	else
+		harness_init
+	fi
 	trap 'soak_on_exit' EXIT
-
-	local ep base W=$H_TMP/soak
+	W=$H_TMP/soak
 	mkdir -p "$W/hx"
-	etcd_start soak >/dev/null || b_die "etcd"
-	ep=$(etcd_endpoint soak)
+	if [[ "$store" == consul ]]; then
+		agent_start >/dev/null || b_die "the Consul agent did not start"
+		ep=$AGENT_URL
+		store_sec=$(printf '[store consul]\naddress = %s\n' "$ep")
+		reg_toggle='["store consul", "timeout", "10s", "11s"]'
+	else
+		etcd_start soak >/dev/null || b_die "etcd"
+		ep=$(etcd_endpoint soak)
+		store_sec=$(printf '[store etcd]\nendpoints = %s\nprefix    = /fleet\n' "$ep")
+		reg_toggle='["store etcd", "check_interval", "1s", "2s"]'
+	fi
 	# The services' listeners: nsvc consecutive ports (synthsource's service_port_base), and
 	# 8 more for the services the soak adds.
 	base=$("$BENCH_PY" "$BENCH_DIR/lib/soak_tool.py" base "$((nsvc + 8))" 12000 19999 "$H_TMP/.h/ports") ||
@@ -114,10 +134,8 @@ services = $nsvc
 churn    = $churn
 service_port_base = $base
 
-[store etcd]
-endpoints = $ep
-prefix    = /fleet
-check_interval = 1s
+$store_sec
+$([[ $store == etcd ]] && echo "check_interval = 1s" || echo "timeout = 10s")
 EOF2
 	local hsp rsp
 	hsp=$(free_port); rsp=$(free_port)
@@ -127,9 +145,7 @@ node = soak-client
 state_dir = $W/state-client
 control_socket = $W/client.sock
 
-[store etcd]
-endpoints = $ep
-prefix    = /fleet
+$store_sec
 
 [sink haproxy]
 manage          = true
@@ -155,14 +171,15 @@ EOF2
 	ports=$(seq -s, "$((base + nsvc))" "$((base + nsvc + 7))")
 	"$BENCH_PY" - "$W/spec.json" <<EOF2
 import json, sys
-json.dump({"duration_s": $dur_s, "warmup_s": $warm_s, "sample_s": $sample_s, "hup_s": $hup_s,
+json.dump({"store": "$store", "duration_s": $dur_s, "warmup_s": $warm_s, "sample_s": $sample_s, "hup_s": $hup_s,
            "newsvc_s": $new_s, "smoke": $smoke, "ep": "$ep", "prefix": "/fleet", "instances": $ninst, "out": "$W",
            "metrics": "http://127.0.0.1:$rsp/metrics", "haproxy_cfg": "$W/hx/regent.cfg",
            "newsvc_ports": [$ports],
            "agents": {"client": {"pid": $(daemon_pid soak-client), "ini": "$W/client.ini",
                                  "toggle": ["sink haproxy", "reload_interval", "200ms", "250ms"]},
                       "register": {"pid": $(daemon_pid soak-register), "ini": "$W/register.ini",
-                                   "toggle": ["store etcd", "check_interval", "1s", "2s"]}}},
+                                   "toggle": $reg_toggle,
+                                   "churn_key": ["source synthsource", "churn"]}}},
           open(sys.argv[1], "w"))
 EOF2
 	"$BENCH_PY" "$BENCH_DIR/lib/soak_tool.py" run "$W/spec.json" >> "$B_ROWS" || b_log "the soak's driver failed"
@@ -170,13 +187,18 @@ EOF2
 	for name in client register; do
 		n=$(grep -c "configuration reloaded" "$(daemon_log "soak-$name")")
 		e=$(grep -c " error: \| fatal: " "$(daemon_log "soak-$name")")
-		printf '{"bench":"soak","section":"%s agent","metric":"lines logged at level error (the whole run)","value":%d,"target":"0","missed":"%s","note":"%d reloads logged"}\n' \
-			"$name" "$e" "$([[ $e == 0 ]] && echo met || echo MISSED)" "$n" >> "$B_ROWS"
+		printf '{"bench":"soak","section":"%s agent","metric":"lines logged at level error (the whole run)","value":%d,"target":"0","missed":"%s","note":"%d reloads logged; warnings and errors in %s"}\n' \
+			"$name" "$e" "$([[ $e == 0 ]] && echo met || echo MISSED)" "$n" "$(basename "${B_CSV%.csv}")-$name-warnings.log" >> "$B_ROWS"
 	done
 	cp "$W/samples.json" "${B_CSV%.csv}-samples.json" 2>/dev/null
+	# The agents' warnings and errors are kept next to the results (the harness removes its
+	# directory at exit).
+	for name in client register; do
+		grep -E " (warn|error|fatal): " "$(daemon_log "soak-$name")" > "${B_CSV%.csv}-$name-warnings.log" || true
+	done
 	daemon_stop soak-client
 	daemon_stop soak-register
-	bench_report "soak: $ninst instances in $nsvc services for $duration (one moves every $churn, SIGHUP every $hup, a service added and removed every $newsvc)"
+	bench_report "soak ($store): $ninst instances in $nsvc services for $duration (one moves every $churn, SIGHUP every $hup, a service added and removed every $newsvc)"
 	echo "Samples:  ${B_CSV%.csv}-samples.json"
 	! grep -q '"missed": "MISSED"' "$B_ROWS"
 }
