@@ -9,10 +9,22 @@
  *    service), that appeared, or whose tags changed is marked dirty.
  *    Every registration regent makes carries its hash in the check's
  *    Notes, so any change of a regent instance changes its check.  A
- *    registration change that moves neither (a foreign service without
- *    checks changing its address) is caught by the service list's index
- *    moving while no check did (one plain read of the checks tells):
- *    every service is read again then (see sweep_all).
+ *    registration change that moves neither (a foreign instance without
+ *    a check added, removed or changing its address) moves only the
+ *    service list's index:
+ *     - a service whose last read had an instance without a check of its
+ *       own ("check-less") is read again whenever the list's index moves
+ *       (sweep_checkless; at most once every CHECKLESS_GAP_MS): the
+ *       checks cannot tell, since under churn of other services' checks
+ *       their index is always at or past the list's.  A fleet of regent
+ *       registrations only (all with checks) has none of these.
+ *     - a move while no check did (one plain read of the checks tells)
+ *       makes every service be read again (sweep_all).  That is what
+ *       catches, on a quiet catalog, a first check-less instance in a
+ *       service whose instances all had checks, or a foreign checked
+ *       registration changed without touching its check; under churn of
+ *       other checks such a change waits until the service is read for
+ *       another reason (a limit: see docs/consul.md).
  *  - a queue of dirty services read with /v1/health/service/<name>
  *    (non-blocking), at most CONSUL_READ_CAP at a time, each replacing
  *    that service in the catalog (catalog_set).
@@ -24,8 +36,9 @@
  *    Consul's servers always register) is a filtered one, whether or not
  *    the header says so (Consul strips it when the request had no token):
  *    the last catalog is kept and the store reports unhealthy.
- * So the agent sees at most 2 + CONSUL_READ_CAP connections from discovery
- * (Consul allows 200 per client IP by default). */
+ * So the agent sees at most 3 + CONSUL_READ_CAP connections from discovery
+ * (the two watches, the plain read of the checks, the reads; Consul allows
+ * 200 per client IP by default). */
 #include "consul_int.h"
 
 #include <inttypes.h>
@@ -39,6 +52,8 @@
 #define FAST_MS 100        /* an answer with a new index sooner than this is churn:
                             * more than ten changes a second, sustained */
 #define WARNED_MAX 1024    /* invalid service names remembered */
+#define CHECKLESS_GAP_MS 1000 /* between two re-reads of the check-less services
+                               * for a moved service list */
 
 static void watch_issue(consul_watch *w);
 static void check_sync(consul *c);
@@ -326,6 +341,8 @@ static void svc_free(consul_svc *s)
 	}
 	if (s->failing && c->disc_failing)
 		c->disc_failing--;
+	if (s->checkless && c->checkless_n)
+		c->checkless_n--;
 	free(s->name);
 	free(s->path);
 	free(s);
@@ -413,6 +430,13 @@ static void on_read_done(void *arg, const regent_http_result *res)
 		c->h->log(c->ctx, REGENT_LOG_WARN, "service %s: skipped %zu instance%s from Consul: %s",
 		          s->name, skipped, skipped == 1 ? "" : "s", why);
 	c->h->catalog_set(c->ctx, s->name, in.ptrs, in.n);
+	if (in.checkless != s->checkless) {
+		s->checkless = in.checkless;
+		if (in.checkless)
+			c->checkless_n++;
+		else
+			c->checkless_n--;
+	}
 	consul_instances_free(&in);
 	s->first_done = true;
 	c->h->backoff_reset(&c->read_bo);
@@ -515,6 +539,44 @@ static void sweep_all(consul *c)
 		mark_dirty(v);
 }
 
+/* The service list moved: a check-less instance (its service's last read
+ * had one) may have been added, removed or changed in place, which moves
+ * no check, whatever the checks' index says (under churn of other checks
+ * it is always past the list's).  Its services are read again, at most
+ * once every CHECKLESS_GAP_MS. */
+static void sweep_checkless(consul *c)
+{
+	c->checkless_last = c->h->now_ms();
+	c->h->log(c->ctx, REGENT_LOG_DEBUG,
+	          "the service list moved: reading the %zu services with instances without a "
+	          "check again",
+	          c->checkless_n);
+	regent_map_iter it = {0};
+	void *v;
+	while (c->h->map_next(c->svcs, &it, NULL, &v))
+		if (((consul_svc *)v)->checkless)
+			mark_dirty(v);
+	pump_reads(c);
+}
+
+static void on_checkless_timer(uv_timer_t *t)
+{
+	consul *c = t->data;
+	if (!c->stopping && c->checkless_n)
+		sweep_checkless(c);
+}
+
+static void checkless_moved(consul *c)
+{
+	if (!c->checkless_n || uv_is_active((uv_handle_t *)c->checkless_timer))
+		return;
+	uint64_t now = c->h->now_ms(), due = c->checkless_last + CHECKLESS_GAP_MS;
+	if (!c->checkless_last || now >= due)
+		sweep_checkless(c);
+	else
+		uv_timer_start(c->checkless_timer, on_checkless_timer, due - now, 0);
+}
+
 static bool on_services(consul_watch *w, regent_http_req *req, const regent_http_result *res,
                         uint64_t got, bool filtered)
 {
@@ -597,11 +659,17 @@ static bool on_services(consul_watch *w, regent_http_req *req, const regent_http
 		svc_free(sv);
 		explained = true;
 	}
+	/* Any move (a new service may hide another change in the same
+	 * answer): the services known to hold check-less instances. */
+	if (w->index && got > w->index)
+		checkless_moved(c);
 	/* The list moved and nothing above says why.  A registration and its
 	 * checks are written at one raft index, so the checks explain it when
 	 * their index reaches this one: one plain read of them tells.  If it
 	 * stays below, a registration changed without touching any check
-	 * (only foreign registrations do that): every service is read again. */
+	 * (only foreign registrations do that): every service is read again.
+	 * (Under churn of other checks, their index is always past the list's:
+	 * that is why the check-less services are read above whatever it says.) */
 	if (w->index && got > w->index && !explained && c->state->index < got) {
 		if (got > c->pending_move)
 			c->pending_move = got;
@@ -732,6 +800,9 @@ void consul_disc_start(consul *c)
 	c->svcs = c->h->map_new();
 	c->warned = c->h->map_new();
 	c->read_timer = c->h->timer_new(c->ctx, c);
+	c->checkless_timer = c->h->timer_new(c->ctx, c);
+	c->checkless_n = 0;
+	c->checkless_last = 0;
 	c->read_bo.initial_ms = 100;
 	c->read_bo.max_ms = 10000;
 	c->catalog = watch_new(c, "the service list", "/v1/catalog/services", on_services);
@@ -770,6 +841,7 @@ void consul_disc_stop(consul *c)
 		c->h->map_free(c->warned, NULL);
 	c->warned = NULL;
 	c->h->timer_close(&c->read_timer);
+	c->h->timer_close(&c->checkless_timer);
 	if (c->probe_req)
 		c->h->http_cancel(c->probe_req);
 	c->probe_req = NULL;

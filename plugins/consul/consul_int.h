@@ -50,6 +50,7 @@ typedef struct consul_svc {
 	uint64_t sig;      /* signature of its checks in /v1/health/state/any */
 	uint64_t tags_sig; /* of its tags in /v1/catalog/services */
 	bool first_done, dirty, queued, failing, seen;
+	bool checkless;    /* its last read had an instance without a check of its own */
 	regent_http_req *req;
 	struct consul_svc *qprev, *qnext;
 } consul_svc;
@@ -138,6 +139,9 @@ struct consul {
 	size_t reads;
 	uv_timer_t *read_timer;
 	uint64_t pending_move; /* service list index not (yet) explained by a check change */
+	size_t checkless_n;    /* services with checkless set */
+	uint64_t checkless_last; /* when they were last marked dirty for a list move (ms) */
+	uv_timer_t *checkless_timer; /* the next such sweep, CHECKLESS_GAP_MS after that */
 	/* no token configured: whether the agent enforces ACLs (GET
 	 * /v1/agent/self answered 403), so that an answer holding nothing
 	 * usable is a filtered one */

@@ -413,6 +413,18 @@ static bool checks_serving(json_t *checks, unsigned states)
 	return true;
 }
 
+/* A check of the instance itself (ServiceID set), not only the node's. */
+static bool has_own_check(json_t *checks)
+{
+	size_t n = json_is_array(checks) ? json_array_size(checks) : 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *sid = jstr(json_array_get(checks, i), "ServiceID");
+		if (sid && sid[0])
+			return true;
+	}
+	return false;
+}
+
 int consul_parse_health(const regent_host *h, const char *body, size_t len, const char *service,
                         unsigned states, consul_instances *out, size_t *skipped, char *why,
                         size_t whylen)
@@ -447,6 +459,8 @@ int consul_parse_health(const regent_host *h, const char *body, size_t len, cons
 		const char *sname = jstr(svc, "Service");
 		if (sname && strcmp(sname, service) != 0)
 			SKIP("instance %.80s is of service \"%.80s\"", id, sname);
+		if (!has_own_check(json_object_get(e, "Checks")))
+			out->checkless = true;
 		if (!checks_serving(json_object_get(e, "Checks"), states))
 			continue; /* not serving: not an error */
 		json_t *port = json_object_get(svc, "Port");

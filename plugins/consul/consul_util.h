@@ -115,12 +115,15 @@ typedef struct consul_instances {
 	size_t n;
 	void **blocks;       /* allocations owned here */
 	size_t nblocks;
+	bool checkless;      /* some entry (serving or not, skipped or not) has no check
+	                      * of its own, only the node's: its changes move no check */
 } consul_instances;
 #define CONSUL_STATE_PASSING 0x1u
 #define CONSUL_STATE_WARNING 0x2u
 /* states: which check statuses count as serving (an entry is taken only
  * when every one of its checks is in them).  Entries with the meta
- * "regent-id" get that id. */
+ * "regent-id" get that id.  out->checkless: an entry without a check whose
+ * ServiceID is set (a registration without a check). */
 int consul_parse_health(const regent_host *h, const char *body, size_t len, const char *service,
                         unsigned states, consul_instances *out, size_t *skipped, char *why,
                         size_t whylen);

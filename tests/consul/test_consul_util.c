@@ -312,6 +312,47 @@ static void test_health(void **st)
 	consul_instances_free(&in);
 }
 
+/* checkless: an entry with only the node's check (a registration without
+ * a check), whether it is taken or not. */
+static void test_health_checkless(void **st)
+{
+	(void)st;
+	const char *checked =
+		"[{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},"
+		" \"Service\":{\"ID\":\"a\",\"Service\":\"web\",\"Port\":1},"
+		" \"Checks\":[{\"CheckID\":\"serfHealth\",\"ServiceID\":\"\",\"Status\":\"passing\"},"
+		"            {\"CheckID\":\"service:a\",\"ServiceID\":\"a\",\"Status\":\"passing\"}]}]";
+	const char *mixed =
+		"[{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},"
+		" \"Service\":{\"ID\":\"a\",\"Service\":\"web\",\"Port\":1},"
+		" \"Checks\":[{\"CheckID\":\"service:a\",\"ServiceID\":\"a\",\"Status\":\"critical\"}]},"
+		"{\"Node\":{\"Node\":\"n1\",\"Address\":\"10.0.0.1\"},"
+		" \"Service\":{\"ID\":\"b\",\"Service\":\"web\"},"
+		" \"Checks\":[{\"CheckID\":\"serfHealth\",\"ServiceID\":\"\",\"Status\":\"passing\"}]}]";
+	consul_instances in;
+	size_t skipped;
+	char why[128];
+	assert_int_equal(consul_parse_health(H, checked, strlen(checked), "web", CONSUL_STATE_PASSING,
+	                                     &in, &skipped, why, sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 1);
+	assert_false(in.checkless);
+	consul_instances_free(&in);
+	/* a not serving (critical), b skipped (no port) but without a check */
+	assert_int_equal(consul_parse_health(H, mixed, strlen(mixed), "web", CONSUL_STATE_PASSING,
+	                                     &in, &skipped, why, sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 0);
+	assert_int_equal(skipped, 1);
+	assert_true(in.checkless);
+	consul_instances_free(&in);
+	assert_int_equal(consul_parse_health(H, "[]", 2, "web", CONSUL_STATE_PASSING, &in, &skipped,
+	                                     why, sizeof(why)),
+	                 0);
+	assert_false(in.checkless);
+	consul_instances_free(&in);
+}
+
 static void test_health_states_and_rid(void **st)
 {
 	(void)st;
@@ -403,6 +444,7 @@ int main(void)
 		cmocka_unit_test(test_meta_limit),    cmocka_unit_test(test_index),
 		cmocka_unit_test(test_services),      cmocka_unit_test(test_health),
 		cmocka_unit_test(test_redact),        cmocka_unit_test(test_health_states_and_rid),
+		cmocka_unit_test(test_health_checkless),
 		cmocka_unit_test(test_state_and_agent_services),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
