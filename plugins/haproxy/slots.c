@@ -200,7 +200,7 @@ void hx_svc_unqueue(hx_model *m, svc *v)
 	v->qlinked = false;
 }
 
-static void q_push(const regent_host *h, uint32_t **a, size_t *n, size_t *cap, size_t i)
+static void q_push(const regent_host *h, uint32_t **a, uint32_t *n, uint32_t *cap, size_t i)
 {
 	if (*n == *cap) {
 		*cap = *cap ? 2 * *cap : 8;
@@ -876,9 +876,9 @@ static void warn_no_slot(hx_model *m, svc *v, size_t n)
 	v->noslot = n;
 	if (n && v->slot_max < HX_MAX_SLOTS)
 		hx_svc_warn(m, v,
-		            "service %s: %zu joining instances find no server slot (%zu slots: "
+		            "service %s: %zu joining instances find no server slot (%u slots: "
 		            "haproxy's open-file limit); they wait for draining ones",
-		            v->name, n, v->nslots);
+		            v->name, n, (unsigned)v->nslots);
 	else if (n)
 		hx_svc_warn(m, v,
 		            "service %s: %zu joining instances find no server slot (at most %d "
