@@ -366,6 +366,7 @@ void hx_model_free(hx_model *m)
 	free(m->todo);
 	free(m->idused);
 	free(m->idfree);
+	free(m->sent);
 	hx_cstr_put(m->no_opts); /* freed here unless a shape outlives the model */
 	hx_addr_unregister(m);
 	memset(m, 0, sizeof(*m));

@@ -71,15 +71,15 @@ typedef struct srv_view {
 	uint16_t port;
 	uint16_t st : 3;      /* ap_state */
 	uint16_t weight : 13; /* weight + 1 set over the runtime API (1-257); 0: the file's */
-} srv_view; /* 8 bytes: a slot holds four */
+} srv_view; /* 8 bytes: a slot holds three */
 
-/* A server slot: 56 bytes (a service has at least `slots` of them;
- * slots.c asserts the size). */
+/* A server slot: 48 bytes (a service has at least `slots` of them;
+ * slots.c asserts the size).  What its admin request in flight asked is
+ * not here but in the model's table of the batch (hx_model.sent). */
 typedef struct slot {
 	char *id; /* the instance in this slot (hx_cstr_new: shared, counted; the state
 	           * page's row holds a reference too); NULL when free */
 	srv_view ap;   /* what haproxy has, as last confirmed */
-	srv_view sent; /* in the admin request in flight */
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
 	/* when it went draining: the low 32 bits of now_ms (hx_slot_draining_ms
@@ -341,6 +341,19 @@ typedef struct hx_model {
 	bool fd_loose;
 	size_t fd_used;
 	size_t ncapped;
+	/* The view each slot of the runtime batch in flight was sent (what
+	 * its `set server` commands ask: haproxy's once they are answered;
+	 * slot.inflight), by service and slot (open addressing, linear
+	 * probing; runtime.c): a batch is at most a few hundred slots (8,000
+	 * bytes of commands), so held here and not as a view in each of the
+	 * 16,000 slots at 10,000 instances (128 KB).  Emptied when the batch
+	 * is answered or fails; freed with the model. */
+	struct hx_sent {
+		const svc *v; /* NULL: an empty cell */
+		uint32_t i;
+		srv_view view;
+	} *sent;
+	size_t sentcap, nsent;
 } hx_model;
 
 /* Once per hx_model_free (the model is one of addr.c's owners meanwhile,

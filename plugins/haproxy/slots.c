@@ -28,7 +28,7 @@
 /* 16,000 of them at 10,000 instances (slots = 16): 0.9 MB at this size,
  * 1.0 MB at 64 bytes (drain_since in 64 bits), 1.28 MB at 80 (a view's
  * state and weight share 16 bits). */
-_Static_assert(sizeof(slot) == 56, "a slot is 56 bytes");
+_Static_assert(sizeof(slot) == 48, "a slot is 48 bytes");
 
 static size_t id_hash(const char *s)
 {
