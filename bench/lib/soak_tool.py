@@ -31,11 +31,10 @@ import sys
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scale_tool import b64, cpu_ns  # noqa: E402  (the bench's shared helpers)
+
 KIB = 1024
-
-
-def b64(s):
-    return base64.b64encode(s.encode()).decode()
 
 
 class Etcd:
@@ -147,17 +146,6 @@ def proc_status(pid):
             elif k == "Threads":
                 out[k] = int(v)
     return out
-
-
-def cpu_ns(pid):
-    s = 0
-    for t in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
-                s += int(f.read().split()[0])
-        except OSError:
-            pass
-    return s
 
 
 def cmdline(pid):
