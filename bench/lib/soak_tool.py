@@ -32,34 +32,25 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scale_tool import b64, cpu_ns  # noqa: E402  (the bench's shared helpers)
+import scale_tool  # noqa: E402  (the bench's shared helpers)
+from scale_tool import b64, cpu_ns  # noqa: E402
 
 KIB = 1024
 
 
-class Etcd:
+class Etcd(scale_tool.Etcd):
+    """scale_tool's client, connecting again once when its kept connection broke (a soak
+    outlives idle connections), with the soak's writes and reads."""
     def __init__(self, ep, prefix):
-        u = urllib.parse.urlsplit(ep)
-        self.host, self.port = u.hostname, u.port
-        self.prefix = prefix
-        self.c = None
+        super().__init__(ep)
+        self.ep, self.prefix = ep, prefix
 
     def post(self, path, body):
-        for attempt in (1, 2):
-            try:
-                if self.c is None:
-                    self.c = http.client.HTTPConnection(self.host, self.port, timeout=30)
-                self.c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-                r = self.c.getresponse()
-                data = r.read()
-                if r.status != 200:
-                    raise RuntimeError("%s: %d %s" % (path, r.status, data[:200]))
-                return json.loads(data)
-            except (OSError, http.client.HTTPException):
-                self.c = None
-                if attempt == 2:
-                    raise
-        return None
+        try:
+            return super().post(path, body)
+        except (OSError, http.client.HTTPException):
+            super().__init__(self.ep)
+            return super().post(path, body)
 
     def add_service(self, name, n, sport):
         ops = []
@@ -85,11 +76,6 @@ class Etcd:
             if not r.get("more"):
                 return out
             key = base64.b64decode(kvs[-1]["key"]).decode() + "\0"
-
-    def count(self, prefix):
-        r = self.post("/v3/kv/range", {"key": b64(prefix), "range_end": b64(prefix[:-1] + chr(ord(prefix[-1]) + 1)),
-                                       "count_only": True})
-        return int(r.get("count", 0))
 
 
 class Consul:
