@@ -193,6 +193,20 @@ static void send_reload(hx *s)
 		reload_fail(s, strerror(-err));
 }
 
+/* The master's `show proc` before the reload (its counters, to confirm
+ * the reload by), then the reload; or why not. */
+static void reload_after_proc(hx *s, int status, const char *out)
+{
+	if (status < 0 || hx_parse_show_proc(out, &s->before) < 0) {
+		char why[256];
+		snprintf(why, sizeof(why), "master socket %s: %s", s->master_socket,
+		         status < 0 ? uv_strerror(status) : "unexpected answer to show proc");
+		reload_fail(s, why);
+		return;
+	}
+	send_reload(s);
+}
+
 /* The master CLI refuses connections (or its socket is not there) while
  * haproxy's master re-executes itself for a reload: another one than
  * ours, e.g. the previous instance's during a configuration reload's
@@ -219,16 +233,9 @@ static int on_master_back(void *arg, int status, const char *out)
 	if (status < 0)
 		return 0; /* still away: ask again */
 	s->confirm = NULL;
-	if (hx_parse_show_proc(out, &s->before) < 0) {
-		char why[300];
-		snprintf(why, sizeof(why), "master socket %s: unexpected answer to show proc",
-		         s->master_socket);
-		reload_fail(s, why);
-		return 1;
-	}
 	s->h->log(s->ctx, REGENT_LOG_INFO, "master socket %s answers again: reloading",
 	          s->master_socket);
-	send_reload(s);
+	reload_after_proc(s, status, out);
 	return 1;
 }
 
@@ -248,18 +255,10 @@ static void on_before_proc(void *arg, int status, const char *out, size_t len)
 	hx *s = arg;
 	(void)len;
 	s->master_req = NULL;
-	if (status == UV_ENOENT || status == UV_ECONNREFUSED) {
+	if (status == UV_ENOENT || status == UV_ECONNREFUSED)
 		wait_master(s, status);
-		return;
-	}
-	if (status < 0 || hx_parse_show_proc(out, &s->before) < 0) {
-		char why[256];
-		snprintf(why, sizeof(why), "master socket %s: %s", s->master_socket,
-		         status < 0 ? uv_strerror(status) : "unexpected answer to show proc");
-		reload_fail(s, why);
-		return;
-	}
-	send_reload(s);
+	else
+		reload_after_proc(s, status, out);
 }
 
 /* The master's counters asked for beside the skip path's writes
