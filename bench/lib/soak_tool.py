@@ -33,7 +33,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scale_tool  # noqa: E402  (the bench's shared helpers)
-from scale_tool import b64, cpu_ns  # noqa: E402
+from scale_tool import b64, cpu_ns, inst_value  # noqa: E402
 
 KIB = 1024
 
@@ -96,20 +96,20 @@ class Consul:
         finally:
             c.close()
 
-    def count(self, prefix):
-        """Instances whose every check passes (what a client with health_states = passing
-        routes to); `prefix` is not used (Consul has no key prefix)."""
+    def passing(self):
+        """The agent's services whose every check passes (what a client with health_states =
+        passing routes to), by service ID."""
         svcs = self.req("GET", "/v1/agent/services")
         checks = self.req("GET", "/v1/agent/checks")
         bad = {c.get("ServiceID") for c in checks.values() if c.get("Status") != "passing"}
-        return sum(1 for sid, v in svcs.items() if v.get("Service") != "consul" and sid not in bad)
+        return {sid: v for sid, v in svcs.items() if v.get("Service") != "consul" and sid not in bad}
+
+    def count(self, prefix):
+        """`prefix` is not used (Consul has no key prefix)."""
+        return len(self.passing())
 
     def instances(self):
-        svcs = self.req("GET", "/v1/agent/services")
-        checks = self.req("GET", "/v1/agent/checks")
-        bad = {c.get("ServiceID") for c in checks.values() if c.get("Status") != "passing"}
-        return {(v["Service"], v.get("Address", ""), int(v["Port"])) for sid, v in svcs.items()
-                if v.get("Service") != "consul" and sid not in bad}
+        return {(v["Service"], v.get("Address", ""), int(v["Port"])) for v in self.passing().values()}
 
     def add_service(self, name, n, sport):
         for i in range(n):
@@ -153,14 +153,20 @@ def haproxy_procs(cfg):
     return n
 
 
-def metrics(url):
+def get(url, path, timeout=30):
+    """The body of GET path on url's host and port."""
     u = urllib.parse.urlsplit(url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-    c.request("GET", u.path)
-    body = c.getresponse().read().decode()
-    c.close()
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        return c.getresponse().read()
+    finally:
+        c.close()
+
+
+def metrics(url):
     m = {}
-    for line in body.splitlines():
+    for line in get(url, urllib.parse.urlsplit(url).path, 10).decode().splitlines():
         if line and not line.startswith("#"):
             k, _, v = line.rpartition(" ")
             try:
@@ -172,17 +178,8 @@ def metrics(url):
 
 def client_instances(url):
     """{(service, address, port)} of the client's catalog (the stats sink's /v1/catalog)."""
-    u = urllib.parse.urlsplit(url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-    c.request("GET", "/v1/catalog")
-    doc = json.loads(c.getresponse().read())
-    c.close()
+    doc = json.loads(get(url, "/v1/catalog"))
     return {(name, i["address"], int(i["port"])) for name, insts in doc["services"].items() for i in insts}
-
-
-def inst_value(addr, port, sport):
-    return json.dumps({"address": addr, "port": port, "proto": "tcp", "service_port": sport,
-                       "node": "soak-writer", "tags": [], "meta": {}}, separators=(",", ":"))
 
 
 def set_key(path, section, key, value):
