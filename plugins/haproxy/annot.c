@@ -29,7 +29,9 @@
  * loop goes to them however big the fleet (the cycle then takes longer
  * than the interval).  Rows map to instances through
  * the model's slots (sN of service X is slot N-1); free slots are left
- * out, a slot still draining an instance that left the catalog is kept.
+ * out, a slot still draining an instance that left the catalog is kept;
+ * a slot's new instance is not shown with an answer asked before the
+ * model moved (ask_gen), nor before haproxy has it (annot_rows.c).
  * The one-shot polls read their answer LATE_MS after asking (one read,
  * not a wakeup per command of the chunk).  The loop's CPU time of the
  * background polls (whole polls and chunks: the ask, the request's
@@ -220,6 +222,7 @@ static void ask_moved(hx_annot *a, hx_buf *cmd)
 int hx_annot_plan(hx_annot *a, uint64_t now, hx_buf *cmd)
 {
 	a->poked = false;
+	a->ask_gen = a->m->gen; /* what the answer is as of (hx_annot_answer) */
 	bool due = now >= a->next_full;
 	bool small = fleet_small(a);
 	bool bg_all = due || !a->nrows; /* a whole poll not only for touched servers */
@@ -402,7 +405,7 @@ void hx_annot_answer(hx_annot *a, int status, const char *out, size_t len)
 		 * rows of that chunk were not read, not gone). */
 		uint64_t t0 = hx_thread_cpu_ns();
 		rc = hx_rows_take(a, (char *)out, len, kind == HX_ASK_ALL, ends && !a->cycle_partial,
-		                  kind == HX_ASK_CHUNK && a->states_cycle);
+		                  kind == HX_ASK_CHUNK && a->states_cycle, a->m->gen != a->ask_gen);
 		uint64_t t1 = hx_thread_cpu_ns();
 		a->answer_ns = t1 > t0 ? t1 - t0 : 0;
 	}
@@ -535,7 +538,7 @@ void hx_annot_rows(hx_annot *a, char *answer, size_t len)
 {
 	if (!a)
 		return;
-	int rc = hx_rows_take(a, answer, len, false, false, false);
+	int rc = hx_rows_take(a, answer, len, false, false, false, false);
 	if (rc < 0)
 		a->h->log(a->ctx, REGENT_LOG_DEBUG, "server states: the read-back of a change: %s",
 		          rc == -EPROTO ? "not a show stat answer" : strerror(-rc));

@@ -24,6 +24,11 @@ typedef struct arow {
 	bool seen;  /* in the answer being read */
 	bool dirty; /* changed since published: in hx_annot.dirty */
 	bool pub;   /* the core holds (service, id) as this row published it */
+	/* Its instance took the slot since haproxy last checked it: the check's
+	 * words (detail) may be the previous server's (haproxy keeps them
+	 * across `set server addr`), so they are not shown until they change
+	 * or the server is up (annot_rows.c, row_newcomer). */
+	bool held;
 } arow;
 _Static_assert(sizeof(arow) <= 56, "a row is 56 bytes at most");
 
@@ -43,6 +48,10 @@ struct hx_annot {
 	uv_timer_t *timer;
 	hx_cli *req;
 	bool poked;
+	/* the model's gen (hx_model.gen) when the request in flight was asked:
+	 * an answer read after the model moved may be older than a slot's
+	 * new instance (annot_rows.c) */
+	unsigned ask_gen;
 	int last_err; /* logged once per kind of failure */
 	/* every server's last state (arow, below), and a table by slot */
 	struct arow *rows;
@@ -106,10 +115,13 @@ struct hx_annot {
 
 /* annot_rows.c: before a full answer or a cycle is read, no row seen;
  * one answer read (full: every server asked; ends: the last of a cycle,
- * the rows not seen go; states: `show servers state`, else `show stat`)
- * and what changed published, 0 or an error; everything freed. */
+ * the rows not seen go; states: `show servers state`, else `show stat`;
+ * stale: asked before the model last moved, so a slot that has another
+ * instance now may be answered as it was before) and what changed
+ * published, 0 or an error; everything freed. */
 void hx_rows_unsee(hx_annot *a);
-int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool states);
+int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool states,
+                 bool stale);
 void hx_rows_free(hx_annot *a);
 /* annot_rows.c: the core reads the rows when asked (annotations_source,
  * ABI 1.8) instead of holding copies, when it can; else they are

@@ -8,7 +8,9 @@
  * rows themselves, read by the core when asked (rows_source,
  * host->annotations_source, ABI 1.8: no copy held by the core), or, on an
  * older core, only the rows that changed and the keys withdrawn
- * (publish).  It owns the rows, their details and the keys to withdraw. */
+ * (publish).  A slot that changed hands never shows its new instance with
+ * the previous server's state or check (row_newcomer, slot_confirmed,
+ * arow.held).  It owns the rows, their details and the keys to withdraw. */
 #include "annot_int.h"
 
 #include <errno.h>
@@ -204,9 +206,53 @@ static void row_set_id(hx_annot *a, arow *r, char *id)
 	else
 		hx_cstr_put(r->id);
 	r->pub = false;
+	r->held = false;
 	r->id = hx_cstr_ref(id);
 	if (r->id)
 		row_dirty(a, r);
+}
+
+/* The instance in the row's slot now, if another one than the row had
+ * (the slot changed hands since it was read, or the row is new): the row
+ * takes it and returns true. */
+static bool row_newcomer(hx_annot *a, arow *r, char *id)
+{
+	if (id == r->id || (id && r->id && strcmp(id, r->id) == 0))
+		return false;
+	row_set_id(a, r, id);
+	return id != NULL;
+}
+
+/* Whether haproxy runs the slot's instance in its server, as far as the
+ * sink knows (its last confirmed view, slot.ap: set when a runtime
+ * batch is answered, a file loaded or haproxy's states learnt): until
+ * then, what haproxy says of the server is the previous instance's. */
+static bool slot_confirmed(const slot *sl)
+{
+	return (sl->ap.st == AP_READY || sl->ap.st == AP_DRAIN) && sl->ap.port == sl->port &&
+	       hx_ip_eq(&sl->ap.addr, &sl->addr);
+}
+
+/* How long after a server's last change of state haproxy has surely
+ * checked it (ms): its interval, the check's timeout, another interval
+ * and a second of slack (a reused slot's new instance joins `health
+ * down`: a change of state). */
+static uint64_t checked_within_ms(const hx_annot *a)
+{
+	const hx_model *m = a->m;
+	uint64_t inter = m->inter ? m->inter : 2000;
+	return 2 * inter + (m->t_check ? m->t_check : inter) + 1000;
+}
+
+/* A slot's new instance whose state the answer cannot tell (asked before
+ * the slot changed hands, or `show servers state`, which has no words):
+ * not shown (no state) until `show stat` reads it again; the words it has
+ * (the slot's previous server's) held for that read (arow.held). */
+static void row_unknown(hx_annot *a, arow *r)
+{
+	word_put(a, a->states, r->state);
+	r->state = NULL;
+	r->held = true;
 }
 
 /* When the state last changed, in wall ns, from haproxy's lastchg (whole
@@ -244,7 +290,7 @@ static bool since_moved(uint64_t was, uint64_t now, bool changed)
  * its header line), each mapped to the instance in its slot now (sN of
  * service X is slot N-1); free slots are left out.  A row whose state or
  * detail did not change costs its parse only. */
-static int read_rows(hx_annot *a, char *out, size_t len)
+static int read_rows(hx_annot *a, char *out, size_t len, bool stale)
 {
 	char *hdr[MAX_FIELDS], *f[MAX_FIELDS];
 	size_t nh, need = 0;
@@ -322,28 +368,60 @@ static int read_rows(hx_annot *a, char *out, size_t len)
 			nf += hx_csv_split(rest, f + nf, need - nf, NULL);
 		if (nf < need)
 			continue;
+		/* a slot that took an instance since every server was read has
+		 * no row yet: a newcomer as one in a row of another instance (but
+		 * not at the start: those held their slot before) */
+		bool added = !r;
 		if (!r)
 			r = row_add(a, v->name, sn);
 		r->seen = true;
 		hint = (size_t)(r - a->rows) + 1;
-		char *id = sn < v->nslots ? v->slots[sn].id : NULL;
-		if (id != r->id && (!id || !r->id || strcmp(id, r->id) != 0))
-			row_set_id(a, r, id);
+		bool fresh = row_newcomer(a, r, sn < v->nslots ? v->slots[sn].id : NULL) &&
+		             (!added || a->read_once);
 		char detail[200], state[17]; /* a status word of at most 16 bytes */
 		hx_annot_describe(f[c_st], c_cs >= 0 ? f[c_cs] : NULL, c_cd >= 0 ? f[c_cd] : NULL,
 		                  c_lc >= 0 ? f[c_lc] : NULL, state, sizeof(state), detail,
 		                  sizeof(detail));
-		bool changed = !r->state || strcmp(state, r->state) != 0;
-		if (changed) {
+		bool words = !r->detail || strcmp(detail, r->detail) != 0;
+		if (words) {
+			detail_put(a, r->detail);
+			r->detail = detail_get(a, detail);
+		}
+		/* A slot's new instance (or one not shown yet for that reason)
+		 * whose server this answer may not be: asked before the model
+		 * moved (perhaps before the slot changed hands: asked again, on
+		 * the sink's connection, without a poll's late read), or haproxy
+		 * not yet told (the runtime batch that tells it reads it back or
+		 * asks it).  Not shown with that state; the words are held for
+		 * the next read. */
+		bool pending = fresh || (r->held && !r->state);
+		if (pending && (stale || !slot_confirmed(&v->slots[sn]))) {
+			row_unknown(a, r);
+			if (stale) {
+				hx_annot_touch(a, v->name, sn);
+				a->poked = true;
+			}
+			continue;
+		}
+		bool changed = words || !r->state || strcmp(state, r->state) != 0;
+		if (!r->state || strcmp(state, r->state) != 0) {
 			word_put(a, a->states, r->state);
 			r->state = word_get(a, &a->states, state);
 		}
-		if (!r->detail || strcmp(detail, r->detail) != 0) {
-			detail_put(a, r->detail);
-			r->detail = detail_get(a, detail);
+		uint64_t since = row_since(a, c_ch >= 0 ? f[c_ch] : NULL, &wall);
+		/* A new instance's check words are the slot's previous server's
+		 * until haproxy checks the new address (it keeps them across `set
+		 * server addr`; a checked instance joins `health down`, a change
+		 * of state): held, not shown, until they change, it is up (checks
+		 * passed since) or its state is older than a check surely is
+		 * (checked_within_ms: the same words again, its own now). */
+		bool hold = (fresh || r->held) && !(r->held && words) && strcmp(state, "up") != 0 &&
+		            c_cs >= 0 && f[c_cs][0] && since &&
+		            wall - since < checked_within_ms(a) * 1000000ull;
+		if (hold != r->held) {
+			r->held = hold;
 			changed = true;
 		}
-		uint64_t since = row_since(a, c_ch >= 0 ? f[c_ch] : NULL, &wall);
 		if (since_moved(r->since_ns, since, changed)) {
 			r->since_ns = since;
 			changed = true;
@@ -402,10 +480,11 @@ static int read_states(hx_annot *a, char *out, size_t len)
 		}
 		r->seen = true;
 		hint = (size_t)(r - a->rows) + 1;
-		if (id != r->id && (!id || !r->id || strcmp(id, r->id) != 0))
-			row_set_id(a, r, id);
+		bool fresh = row_newcomer(a, r, id);
+		if (fresh) /* its state is the previous instance's: not shown until read */
+			row_unknown(a, r);
 		bool moved = since_moved(r->since_ns, since_secs(a, st.since_s, &wall), false);
-		if (id && (moved || !r->detail || (r->fp && r->fp != st.fp)))
+		if (id && (fresh || moved || !r->detail || (r->fp && r->fp != st.fp)))
 			hx_rows_moved(a, v->name, sn);
 		r->fp = st.fp;
 	}
@@ -485,7 +564,7 @@ static regent_annotation row_annotation(const arow *r, char **labels)
 		.id = r->id,
 		.label = label_write(labels, r),
 		.state = r->state,
-		.detail = r->detail,
+		.detail = r->held ? NULL : r->detail,
 		.since_wall_ns = r->since_ns,
 	};
 }
@@ -499,8 +578,8 @@ static bool key_held(hx_annot *a, const char *service, const char *id)
 	svc *v = hx_svc_find(a->m, service);
 	slot *sl = v ? hx_slot_find(v, id) : NULL;
 	arow *r = sl ? row_find(a, v->name, (size_t)(sl - v->slots)) : NULL;
-	if (!r || !r->id || strcmp(r->id, id) != 0)
-		return false;
+	if (!r || !r->id || !r->state || strcmp(r->id, id) != 0)
+		return false; /* (a row with no state yet publishes nothing) */
 	row_dirty(a, r);
 	return true;
 }
@@ -529,7 +608,7 @@ static int publish_changes(hx_annot *a)
 	char *labels = h->xmalloc(room), *lp = labels;
 	for (size_t i = 0; i < a->ndirty; i++) {
 		const arow *r = &a->rows[a->dirty[i]];
-		if (!r->id)
+		if (!r->id || !r->state)
 			continue;
 		pk[np] = row_annotation(r, &lp);
 		put[np] = &pk[np];
@@ -582,7 +661,7 @@ static int publish_all(hx_annot *a)
 	char *labels = h->xmalloc(room), *lp = labels;
 	for (size_t i = 0; i < a->nrows; i++) {
 		const arow *r = &a->rows[i];
-		if (!r->id)
+		if (!r->id || !r->state)
 			continue;
 		items[n] = row_annotation(r, &lp);
 		list[n] = &items[n];
@@ -606,26 +685,27 @@ static int publish(hx_annot *a)
 		return rc; /* kept: tried again with the next answer */
 	if (!a->incremental)
 		for (size_t i = 0; i < a->nrows; i++)
-			a->rows[i].pub = a->rows[i].id != NULL;
+			a->rows[i].pub = a->rows[i].id && a->rows[i].state;
 	for (size_t i = 0; i < a->ndirty; i++) {
 		arow *r = &a->rows[a->dirty[i]];
 		r->dirty = false;
-		r->pub = r->id != NULL;
+		r->pub = r->id && r->state;
 	}
 	a->ndirty = 0;
 	dels_clear(a);
 	return 0;
 }
 
-int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool states)
+int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool states,
+                 bool stale)
 {
 	if (full)
 		hx_rows_unsee(a);
 	/* a chunk of `show servers state` may carry `show stat` rows too:
 	 * read_states first (it writes into its own rows only), then those */
-	int rc = states ? read_states(a, out, len) : read_rows(a, out, len);
+	int rc = states ? read_states(a, out, len) : read_rows(a, out, len, stale);
 	if (states && rc == 0 && a->chunk_mixed)
-		rc = read_rows(a, out, len);
+		rc = read_rows(a, out, len, stale);
 	if (ends && rc == 0)
 		rows_sweep(a);
 	return rc == 0 ? publish(a) : rc;
@@ -633,7 +713,7 @@ int hx_rows_take(hx_annot *a, char *out, size_t len, bool full, bool ends, bool 
 
 int hx_annot_feed(hx_annot *a, char *answer, bool full)
 {
-	return hx_rows_take(a, answer, strlen(answer), full, full, false);
+	return hx_rows_take(a, answer, strlen(answer), full, full, false, false);
 }
 
 void hx_rows_free(hx_annot *a)
