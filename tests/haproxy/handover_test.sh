@@ -10,7 +10,8 @@
 # the running instance falls due.  A load runs through haproxy to a service of two real
 # backends all along.  Checks: no "cannot patch", "another haproxy worker answers", "still
 # not worker", failed reload or refused runtime change in the log; every hand-over done; the
-# final regent.cfg and haproxy's servers are the registry's; 0 failed requests.
+# final regent.cfg and haproxy's servers are the registry's; 0 failed requests.  Then an edit
+# of regent.cfg and a reload made by someone else are still seen and logged.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../etcd/lib.sh
@@ -118,6 +119,22 @@ BAD='cannot patch|another haproxy worker answers|still not worker|reload failed|
 check "no hand-over warning in the log (cannot patch, another worker, failed reload)" \
     eval "! grep -Eq '$BAD' '$LOG'"
 grep -E "$BAD" "$LOG" | head -10 >&2
+
+# A change made by someone else is still seen after the hand-overs: regent.cfg edited (another
+# length), then an instance moved (the mirror's patch finds the edit and writes the file whole);
+# a reload an operator made on the master CLI (the new worker is logged and its states read).
+echo "# an operator's line" >> "$HX/regent.cfg"
+h_etcdctl "$EP" put /ho/c000/handover/i0/80 \
+    "{\"address\":\"127.0.9.1\",\"port\":21999,\"proto\":\"tcp\",\"node\":\"handover\",\"tags\":[],\"meta\":{},\"service_port\":${cports[0]}}" >/dev/null
+check "an edit of regent.cfg by someone else is still seen (cannot patch ... writing it whole)" \
+    wait_for --timeout 10 grep -q "cannot patch $HX/regent.cfg: it is another length.*writing it whole" "$LOG"
+check "... and the file is regent's again" \
+    wait_for --timeout 10 eval "! grep -q \"an operator's line\" '$HX/regent.cfg'"
+check "an operator's reload of haproxy" haproxy_master_cmd --sock "$HX/master.sock" reload
+h_etcdctl "$EP" put /ho/c000/handover/i0/80 \
+    "{\"address\":\"127.0.9.1\",\"port\":21998,\"proto\":\"tcp\",\"node\":\"handover\",\"tags\":[],\"meta\":{},\"service_port\":${cports[0]}}" >/dev/null
+check "... is still seen (another haproxy worker answers)" \
+    wait_for --timeout 20 grep -q "another haproxy worker answers (pid [0-9]*, was [0-9]*) without a reload by regent" "$LOG"
 finish_agents regent
 if [[ -n "${HANDOVER_KEEP_LOG:-}" ]]; then cp "$LOG" "$HANDOVER_KEEP_LOG"; fi
 harness_summary
