@@ -199,6 +199,12 @@ void hx_kick(hx *s)
 {
 	if (s->stopping || !s->started || s->failed)
 		return;
+	if (s->ho_waiting)
+		return; /* the file and haproxy are still the previous instance's */
+	if (s->yielding) {
+		hx_ho_kick(s); /* a new instance takes over: nothing new starts */
+		return;
+	}
 	if (s->manage && s->installed_once && !s->adopting && !hx_sup_busy(s->sup) &&
 	    s->ps == P_IDLE && !s->mirror && !hx_first_start_waits(s)) {
 		s->spawn_gen = s->file_gen;
@@ -242,6 +248,12 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 	(void)n;
 	if (s->stopping || s->failed)
 		return;
+	if (s->ho_waiting) { /* applied once the file and haproxy are this instance's */
+		if (s->ho_cat)
+			s->h->catalog_unref(s->ho_cat);
+		s->ho_cat = s->h->catalog_ref(cat);
+		return;
+	}
 	hx_drop_pending(s);
 	s->pending = s->h->catalog_ref(cat);
 	s->rejected_wait = false; /* a change: a rejected configuration may be tried again */
@@ -450,7 +462,6 @@ static int start(void *self)
 	s->t_model = s->h->timer_new(s->ctx, s);
 	s->t_wretry = s->h->timer_new(s->ctx, s);
 	s->t_start = s->h->timer_new(s->ctx, s);
-	recover(s);
 	hx_clean_temps(s);
 	s->rt = hx_conn_new(s->h, s->ctx, s->loop, s->admin_socket, s->m_admin_conns, hx_on_worker, s);
 	s->annot = hx_annot_new(s->ctx, s->h, s->loop, &s->m, s->admin_socket,
@@ -493,14 +504,33 @@ static int start(void *self)
 			.crash_window = 10000,
 		};
 		s->sup = hx_sup_new(&c, on_sup, s);
+	}
+	/* The instance this one replaces (a reload) yields the file and
+	 * haproxy to it, once what it has in flight ended (handover.c). */
+	if (!hx_ho_start(s))
+		hx_own_begin(s);
+	/* Proven once the first configuration passed haproxy -c and runs:
+	 * until then the instance it replaces keeps working. */
+	return REGENT_PENDING;
+}
+
+void hx_own_begin(hx *s)
+{
+	s->ho_waiting = false;
+	s->ho_began = true;
+	recover(s);
+	if (s->manage) {
 		/* An haproxy an earlier run left (or the instance this one
 		 * replaces runs) is adopted, never stopped and restarted. */
 		s->adopting = true;
 		hx_sup_adopt(s->sup, on_adopted, s);
 	}
-	/* Proven once the first configuration passed haproxy -c and runs:
-	 * until then the instance it replaces keeps working. */
-	return REGENT_PENDING;
+	const regent_catalog *cat = s->ho_cat; /* what came while waiting */
+	s->ho_cat = NULL;
+	if (cat) {
+		apply(s, cat, NULL, 0); /* the first snapshot: every service */
+		s->h->catalog_unref(cat);
+	}
 }
 
 static void cancel_all(hx *s)
@@ -546,6 +576,7 @@ static int stop(void *self)
 	s->annot = NULL;
 	hx_conn_free(s->rt); /* after the requests on it were cancelled */
 	s->rt = NULL;
+	hx_ho_leave(s); /* nothing of this instance runs now */
 	bool kill = why == REGENT_STOP_REMOVED || (why == REGENT_STOP_EXIT && !s->keep_running);
 	if (s->sup && hx_sup_stop(s->sup, kill))
 		return REGENT_PENDING;
@@ -557,6 +588,7 @@ static void destroy(void *self)
 	hx *s = self;
 	s->stopping = true;
 	cancel_all(s);
+	hx_ho_forget(s);
 	hx_drop_pending(s);
 	hx_sup_free(s->sup); /* never kills: stop() decided */
 	s->sup = NULL;

@@ -288,7 +288,7 @@ void hx_mirror_from_cand(hx *s)
 
 /* The file on disk is not known any more: the next mirror renders and
  * writes it whole. */
-static void mirror_unknown(hx *s)
+void hx_mirror_unknown(hx *s)
 {
 	s->file_len = 0;
 	hx_mirror_invalidate(s); /* where its parts lie is not known */
@@ -300,7 +300,7 @@ static void on_mirror_written(void *arg, int status, const char *why)
 	hx *s = arg;
 	s->mirror = NULL;
 	if (status < 0) {
-		mirror_unknown(s); /* written again by the retry */
+		hx_mirror_unknown(s); /* written again by the retry */
 		hx_write_failed(s, s->config_file, status, why);
 		return;
 	}
@@ -317,7 +317,7 @@ static void on_mirror_patched(void *arg, int status, const char *why)
 		 * atomically) at once, with no error. */
 		s->mirror = NULL;
 		s->h->log(s->ctx, REGENT_LOG_WARN, "%s; writing it whole", why);
-		mirror_unknown(s);
+		hx_mirror_unknown(s);
 		hx_kick(s);
 		return;
 	}
@@ -464,7 +464,7 @@ static int mirror_patch(hx *s)
 	free(rg);
 	hx_buf_free(&nb);
 	if (!s->mirror) {
-		mirror_unknown(s); /* the file may or may not have the change */
+		hx_mirror_unknown(s); /* the file may or may not have the change */
 		hx_write_failed(s, s->config_file, err, NULL);
 	}
 	return 1;
@@ -488,7 +488,7 @@ void hx_maybe_mirror(hx *s)
 	s->mirror = hx_write_file(s, s->config_file, s->tmp_path, text, false, on_mirror_written,
 	                          &err); /* takes text */
 	if (!s->mirror) {
-		mirror_unknown(s); /* not on disk: unknown */
+		hx_mirror_unknown(s); /* not on disk: unknown */
 		hx_write_failed(s, s->config_file, err, NULL);
 	}
 }

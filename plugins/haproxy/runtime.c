@@ -34,8 +34,10 @@ void hx_on_worker(void *arg, long was, long pid)
 {
 	hx *s = arg;
 	/* A reload or restart of regent's own under way: it resets the
-	 * connection itself once it sees the new worker. */
-	if (s->stopping || s->ps >= P_RENAME || (s->manage && !s->master_ready))
+	 * connection itself once it sees the new worker.  Yielding: the new
+	 * instance of a reload drives haproxy now (handover.c); it is that
+	 * one's worker, read again if this one drives again. */
+	if (s->stopping || s->yielding || s->ps >= P_RENAME || (s->manage && !s->master_ready))
 		return;
 	s->h->log(s->ctx, REGENT_LOG_WARN,
 	          "admin socket %s: another haproxy worker answers (pid %ld, was %ld) without a reload "

@@ -7,7 +7,8 @@
  * accepted.c (when a candidate skips haproxy -c; the managed cold start),
  * mirror.c (runtime changes written into the installed file),
  * reload.c (reload through the master CLI or a command, confirmation),
- * annot.c (each server's state published for the stats page, annot.h).
+ * annot.c (each server's state published for the stats page, annot.h),
+ * handover.c (a reload's new instance taking over from the running one).
  * The model is model.h, the helpers below it hx.h. */
 #ifndef REGENT_HX_SINK_H
 #define REGENT_HX_SINK_H
@@ -210,6 +211,17 @@ typedef struct hx {
 	char *write_err;
 	uv_timer_t *t_wretry;
 
+	/* The make-before-break hand-over (handover.c): ho_next links the
+	 * live instances; ho_peer is, for the running instance, the new one
+	 * taking over (yielding: it starts nothing more), for the new one the
+	 * instance it takes over from.  ho_waiting: the new one waits for the
+	 * running one's work in flight to end before it reads the file and
+	 * adopts haproxy (ho_began once it did; ho_cat the latest snapshot
+	 * meanwhile, applied then). */
+	struct hx *ho_next, *ho_peer;
+	bool yielding, ho_waiting, ho_began;
+	const regent_catalog *ho_cat;
+
 	/* server states for the rest of the agent (annot.c) */
 	hx_annot *annot;
 
@@ -262,6 +274,25 @@ void hx_report_exclusions(hx *s);
 void hx_trial_fail(hx *s, int err, const char *why);
 /* Runs whatever is due now (every event ends with it). */
 void hx_kick(hx *s);
+/* The new instance reads the file an earlier run (or the instance it
+ * replaces) left, adopts haproxy and applies the latest snapshot: it
+ * drives both from here on. */
+void hx_own_begin(hx *s);
+
+/* ---- handover.c: a reload's new instance taking over ---- */
+
+/* At start: s is listed, and the running instance of the same file or
+ * haproxy, if any, yields to it.  True when s must wait for that one's
+ * work in flight (hx_own_begin follows then), false when s begins now. */
+bool hx_ho_start(hx *s);
+/* hx_kick of a yielding instance: only the reload under way goes on;
+ * once nothing is in flight, the new instance begins. */
+void hx_ho_kick(hx *s);
+/* stop(): the hand-over s is part of ends (the running one drives again
+ * if s was the new one that did not take over).  hx_ho_forget (destroy)
+ * also unlists s. */
+void hx_ho_leave(hx *s);
+void hx_ho_forget(hx *s);
 /* The next empty grace end or exclusion retry (0: none). */
 void hx_arm_model_timer(hx *s, uint64_t at);
 
@@ -351,6 +382,9 @@ bool hx_state_step(hx *s, int status, hx_cli_cb cb, void (*restart)(hx *s), bool
 void hx_maybe_mirror(hx *s);
 /* Where the services' parts lie in the file is not known (a new text). */
 void hx_mirror_invalidate(hx *s);
+/* The file on disk is not known any more: the next mirror renders and
+ * writes it whole. */
+void hx_mirror_unknown(hx *s);
 void hx_mirror_from_cand(hx *s);
 /* Whether the candidate just rendered (text; the shapes v->cand) is the
  * installed file byte for byte; false when not sure. */

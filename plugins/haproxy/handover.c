@@ -1,0 +1,158 @@
+/* handover.c - the haproxy sink's make-before-break hand-over: a SIGHUP
+ * that changes [sink haproxy] starts a new instance beside the running
+ * one (core/agent.c), and both would drive the same config_file and the
+ * same haproxy.  The core gives the running instance no snapshot while the
+ * new one is on trial, but what it had under way went on: a reload held
+ * back by reload_interval fell due, an empty grace ended, a mirror patch
+ * was in flight.  Its file then replaced the new instance's (whose next
+ * patch found "another length" and wrote the whole file over it) and its
+ * reload was taken by the new instance for someone else's ("another
+ * haproxy worker answers"), or the reverse; haproxy could run the old
+ * instance's file while the new one believed it ran its own.
+ *
+ * Here exactly one instance drives haproxy and the file at any time.  An
+ * instance that starts finds the running one of the same config_file,
+ * admin or master socket (the instances of this plugin in this process:
+ * one [sink haproxy] section, so at most that one) and takes over from it:
+ * the running one yields at once (hx_kick starts nothing any more: no
+ * pipeline, mirror write, runtime change, restart; what it has in flight
+ * ends), and the new one reads the file and adopts haproxy only once the
+ * running one has nothing in flight (hx_ho_kick).  If the new one fails
+ * its trial (or a newer reload abandons it), the running one drives again,
+ * and when the new one had begun it treats the file and haproxy as unknown
+ * (written whole, server states read back, one reload).  A change made by
+ * anyone else is seen as before.  Owns the list of live instances and the
+ * hx ho_* fields. */
+#include "sink.h"
+
+static hx *live; /* started and not destroyed, newest first (the loop's thread only) */
+
+/* Whether a and b drive the same haproxy or the same file. */
+static bool same_target(const hx *a, const hx *b)
+{
+	return streq(a->config_file, b->config_file) || streq(a->admin_socket, b->admin_socket) ||
+	       (a->master_socket && b->master_socket && streq(a->master_socket, b->master_socket));
+}
+
+/* Nothing of s touches the file or haproxy any more until it starts
+ * something new: no pipeline step, write, admin or master request or
+ * command under way. */
+static bool quiet(const hx *s)
+{
+	return s->ps == P_IDLE && !s->mirror && !s->write && !s->state_write && !s->swap &&
+	       !s->admin_req && !s->master_req && !s->run && !s->confirm;
+}
+
+/* The running one's last step in flight ends in its hx_kick, which
+ * begins the new one (hx_ho_kick); the new one also looks every
+ * WAIT_POLL_MS while it waits, in case that kick never comes (a step
+ * that ends without one). */
+#define WAIT_POLL_MS 20
+
+static void on_wait_poll(uv_timer_t *t)
+{
+	hx *s = t->data;
+	if (!s->ho_waiting || s->stopping) {
+		uv_timer_stop(t);
+		return;
+	}
+	if (s->ho_peer)
+		hx_ho_kick(s->ho_peer);
+}
+
+bool hx_ho_start(hx *s)
+{
+	hx *old = NULL;
+	for (hx *o = live; o && !old; o = o->ho_next)
+		if (o->started && !o->stopping && !o->failed && !o->yielding && !o->ho_peer &&
+		    same_target(o, s))
+			old = o;
+	s->ho_next = live;
+	live = s;
+	if (!old)
+		return false;
+	old->yielding = true;
+	old->ho_peer = s;
+	s->ho_peer = old;
+	s->h->log(old->ctx, REGENT_LOG_INFO,
+	          "a new instance takes over %s and haproxy: this one starts nothing from now on",
+	          s->config_file);
+	if (quiet(old))
+		return false;
+	s->ho_waiting = true;
+	uv_timer_start(s->t_poll, on_wait_poll, WAIT_POLL_MS, WAIT_POLL_MS);
+	s->h->log(s->ctx, REGENT_LOG_INFO,
+	          "waiting for the previous instance's work in flight (%s) to end before taking "
+	          "over %s and haproxy",
+	          old->ps != P_IDLE ? "a reload" : old->mirror ? "a write of the file"
+	                                                       : "a request to haproxy",
+	          s->config_file);
+	return true;
+}
+
+void hx_ho_kick(hx *s)
+{
+	/* A reload under way ends as it would have (hx_kick's part of it:
+	 * listener closes before the state dump, the dump once the admin
+	 * socket is free). */
+	if (s->ps != P_IDLE) {
+		hx_send_drops(s);
+		if ((s->ps == P_DUMP || s->ps == P_FINAL) && s->dump_pending && !s->admin_req)
+			hx_start_dump(s);
+	}
+	hx *n = s->ho_peer;
+	if (n && n->ho_waiting && !n->stopping && quiet(s)) {
+		uv_timer_stop(n->t_poll);
+		s->h->log(n->ctx, REGENT_LOG_DEBUG, "the previous instance is idle: taking over %s",
+		          n->config_file);
+		hx_own_begin(n);
+	}
+}
+
+/* The running instance s drives again after its successor stopped
+ * without taking over.  A successor that had begun may have written the
+ * file, set servers or reloaded: what s knew of them is dropped. */
+static void resume(hx *s, bool touched)
+{
+	s->yielding = false;
+	s->h->log(s->ctx, REGENT_LOG_INFO,
+	          "the new instance did not take over: this one drives %s and haproxy again%s",
+	          s->config_file, touched ? " (the file written whole, server states read back, "
+	                                    "one reload)" : "");
+	if (!touched || s->stopping)
+		return;
+	hx_mirror_unknown(s);
+	hx_ap_unknown(s);
+	s->force_reload = true;
+	/* no kick here: the core hands s the whole catalog (agent.c
+	 * trial_failed), or stops it next (shutdown) */
+}
+
+void hx_ho_leave(hx *s)
+{
+	if (s->ho_cat)
+		s->h->catalog_unref(s->ho_cat);
+	s->ho_cat = NULL;
+	hx *p = s->ho_peer;
+	s->ho_peer = NULL;
+	if (p) {
+		p->ho_peer = NULL;
+		if (p->yielding)
+			resume(p, s->ho_began); /* s was the new one */
+		else if (p->ho_waiting && !p->stopping) {
+			uv_timer_stop(p->t_poll);
+			hx_own_begin(p); /* s was the running one: nothing of it runs now */
+		}
+	}
+}
+
+void hx_ho_forget(hx *s)
+{
+	hx_ho_leave(s);
+	for (hx **pp = &live; *pp; pp = &(*pp)->ho_next)
+		if (*pp == s) {
+			*pp = s->ho_next;
+			break;
+		}
+	s->ho_next = NULL;
+}
