@@ -1,19 +1,22 @@
 /* addr.c - the haproxy sink's server addresses, interned (model.h, hx_ip):
- * a slot's address and its four views of the server (what haproxy has,
- * what was sent, what the installed and the pending file say) each hold a
- * 4-byte handle into one table of the distinct addresses instead of the
- * 17-byte address: a slot was 80 bytes instead of 128 (16,000 slots at
- * 10,000 instances: 2.05 -> 1.28 MB, plus 0.33 MB of table for 10,000
- * distinct addresses; 64 bytes since the views are 8 bytes, 1.0 MB).  Equal addresses have equal handles, so comparing
- * two is comparing handles.
- * Handle 0 is the all-zero IPv4 address, what a zeroed view holds.
+ * a slot's address and its views of the server (what haproxy has, what
+ * the installed and the pending file say, and in the model's table of the
+ * runtime batch in flight what was sent) each hold a 4-byte handle into
+ * one table of the distinct addresses instead of the 17-byte address: a
+ * slot was 80 bytes instead of 128 (16,000 slots at 10,000 instances:
+ * 2.05 -> 1.28 MB, plus 0.33 MB of table for 10,000 distinct addresses;
+ * 64 bytes since the views are 8 bytes, 48 since the sent view is in the
+ * batch's table: 0.77 MB).  Equal addresses have equal handles, so
+ * comparing two is comparing handles.  Handle 0 is the all-zero IPv4
+ * address, what a zeroed view holds.
  *
  * Nothing counts references.  hx_addr_gc (from hx_model_gc, where no
- * handle lives outside a slot) marks the handles the slots of every
- * registered model hold and frees the others, once the table holds twice
- * what was live after the last collection (+64): O(1) amortised per
- * address interned.  One table for the plugin (one loop thread), owned by
- * the registered models: it is freed when the last one unregisters. */
+ * handle lives outside a slot or the batch table) marks the handles the
+ * slots and the batch table of every registered model hold and frees the
+ * others, once the table holds twice what was live after the last
+ * collection (+64): O(1) amortised per address interned.  One table for
+ * the plugin (one loop thread), owned by the registered models: it is
+ * freed when the last one unregisters. */
 #include "model.h"
 
 #include <arpa/inet.h>
@@ -172,16 +175,19 @@ void hx_addr_gc(bool force)
 {
 	if (!A.n || (!force && used() < 2 * A.live + 64))
 		return;
-	for (hx_model *m = A.models; m; m = m->anext)
+	for (hx_model *m = A.models; m; m = m->anext) {
 		for (svc *v = m->svcs; v; v = v->next)
 			for (size_t i = 0; i < v->nslots; i++) {
 				const slot *sl = &v->slots[i];
 				mark(sl->addr);
 				mark(sl->ap.addr);
-				mark(sl->sent.addr);
 				mark(sl->file.addr);
 				mark(sl->pend.addr);
 			}
+		for (size_t k = 0; k < m->sentcap; k++) /* the batch in flight's */
+			if (m->sent[k].v)
+				mark(m->sent[k].view.addr);
+	}
 	for (uint32_t hd = 1; hd < A.n; hd++) {
 		if ((A.fl[hd] & (A_USED | A_MARK)) == A_USED) {
 			A.fl[hd] = 0;

@@ -9,9 +9,9 @@
 void hx_mq_add(hx_model *m, int q, svc *v)
 {
 	struct svc_link *l = &v->mq[q];
-	if (l->on)
+	if (v->mq_on[q])
 		return;
-	l->on = true;
+	v->mq_on[q] = true;
 	l->prev = NULL;
 	l->next = m->mqhead[q];
 	if (l->next)
@@ -22,7 +22,7 @@ void hx_mq_add(hx_model *m, int q, svc *v)
 void hx_mq_del(hx_model *m, int q, svc *v)
 {
 	struct svc_link *l = &v->mq[q];
-	if (!l->on)
+	if (!v->mq_on[q])
 		return;
 	if (l->prev)
 		l->prev->mq[q].next = l->next;
@@ -31,7 +31,7 @@ void hx_mq_del(hx_model *m, int q, svc *v)
 	if (l->next)
 		l->next->mq[q].prev = l->prev;
 	l->prev = l->next = NULL;
-	l->on = false;
+	v->mq_on[q] = false;
 }
 
 void hx_mq_clear(hx_model *m, int q)

@@ -28,7 +28,7 @@
 
 /* 1,000 services at 10,000 instances: 688-byte malloc chunks (784 when the
  * fields were in the order of their topics, with padding between). */
-_Static_assert(sizeof(svc) == 680, "a service is 680 bytes");
+_Static_assert(sizeof(svc) == 576, "a service is 576 bytes");
 
 /* ------------------------------------------------------------------ */
 /* Settings                                                           */
@@ -366,6 +366,7 @@ void hx_model_free(hx_model *m)
 	free(m->todo);
 	free(m->idused);
 	free(m->idfree);
+	free(m->sent);
 	hx_cstr_put(m->no_opts); /* freed here unless a shape outlives the model */
 	hx_addr_unregister(m);
 	memset(m, 0, sizeof(*m));
@@ -484,9 +485,9 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	}
 	if (v->nvalid > v->nin)
 		hx_svc_warn(m, v,
-		            "service %s: %zu instances over the limit of %d per service are not routed "
+		            "service %s: %u instances over the limit of %d per service are not routed "
 		            "(the first %d by instance id are)",
-		            v->name, v->nvalid - v->nin, HX_MAX_INSTANCES, HX_MAX_INSTANCES);
+		            v->name, (unsigned)(v->nvalid - v->nin), HX_MAX_INSTANCES, HX_MAX_INSTANCES);
 	if (v->nin == 0 && (v->want.listen || v->run.listen) && v->port > 0) {
 		/* Briefly empty?  Its listen stays for the grace period: haproxy
 		 * answers 503 (http) or closes (tcp) meanwhile, and returning

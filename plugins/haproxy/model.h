@@ -71,15 +71,15 @@ typedef struct srv_view {
 	uint16_t port;
 	uint16_t st : 3;      /* ap_state */
 	uint16_t weight : 13; /* weight + 1 set over the runtime API (1-257); 0: the file's */
-} srv_view; /* 8 bytes: a slot holds four */
+} srv_view; /* 8 bytes: a slot holds three */
 
-/* A server slot: 56 bytes (a service has at least `slots` of them;
- * slots.c asserts the size). */
+/* A server slot: 48 bytes (a service has at least `slots` of them;
+ * slots.c asserts the size).  What its admin request in flight asked is
+ * not here but in the model's table of the batch (hx_model.sent). */
 typedef struct slot {
 	char *id; /* the instance in this slot (hx_cstr_new: shared, counted; the state
 	           * page's row holds a reference too); NULL when free */
 	srv_view ap;   /* what haproxy has, as last confirmed */
-	srv_view sent; /* in the admin request in flight */
 	srv_view file; /* what the installed file says */
 	srv_view pend; /* what the file being written says */
 	/* when it went draining: the low 32 bits of now_ms (hx_slot_draining_ms
@@ -154,9 +154,11 @@ typedef struct hx_plan {
 	size_t nwarned;
 } hx_plan;
 
-/* A service: 680 bytes (1,000 of them at 10,000 instances; model.c asserts
+/* A service: 576 bytes (1,000 of them at 10,000 instances; model.c asserts
  * the size).  Its fields of 8 bytes first, those of 4, then the flags, so
- * that no padding sits between them. */
+ * that no padding sits between them; counts of slots, instances and ids
+ * are 32 bits (at most HX_MAX_SLOTS, or a service's instances), where a
+ * size_t each made it 680 bytes. */
 typedef struct svc {
 	const regent_host *h; /* the host's allocators (ABI 1.4): the model's */
 	char *name;
@@ -164,8 +166,8 @@ typedef struct svc {
 	shape cand; /* in the slow path's candidate file */
 	shape run;  /* in the installed file (what haproxy runs) */
 	slot *slots;
-	size_t nslots; /* meaningful */
-	size_t cap;    /* allocated */
+	uint32_t nslots; /* meaningful */
+	uint32_t cap;    /* allocated */
 	char *warned;     /* warnings of the previous snapshot ("\nmsg\nmsg\n") */
 	hx_buf warn_now;  /* ... and of this one */
 	/* port planning (valid once the service was computed) */
@@ -179,13 +181,11 @@ typedef struct svc {
 	/* haproxy's descriptor budget (model.c): its part of fd_used
 	 * (listener + slots of want), the most slots it may hold now, and why
 	 * it holds fewer than it wants (NULL: not capped) */
-	size_t fdn;
-	size_t slot_max;
-	size_t noslot; /* joining instances the last apply found no slot for */
+	uint32_t fdn;
+	uint32_t slot_max;
 	char *capped;
-	size_t capped_at; /* the slots it held when capped was written */
-	/* the file being checked: lines [line0, line1) of the candidate are its */
-	size_t line0, line1;
+	uint32_t noslot; /* joining instances the last apply found no slot for */
+	uint32_t capped_at; /* the slots it held when capped was written */
 	/* its claim in the port table (model.c): port (0: none), explicit
 	 * (pclaim_expl) */
 	long pclaim;
@@ -201,16 +201,15 @@ typedef struct svc {
 	 * the model saw; routing: the slots hold the routed instances, else
 	 * none.) */
 	char *bound;
-	size_t nin, nvalid;
+	uint32_t nin, nvalid;
 	port_count sport, mport;
 	/* instance id -> slot index + 1 (linear probing, no tombstones, filled to
 	 * 3/4 at most: 10 ids in 16 cells) */
 	uint32_t *idt;
-	size_t idtcap, nids;
+	uint32_t idtcap, nids;
 	/* free slot indices, a min-heap (lazy: checked when taken) */
 	uint32_t *fh; /* (slot indices: < HX_MAX_SLOTS, 4 bytes each) */
-	size_t nfh, fhcap;
-	size_t hi;       /* 1 + the highest slot that held an instance */
+	uint32_t nfh, fhcap;
 
 	/* Dirty lists (slots.c), so that the runtime path works in proportion
 	 * to what changed: rq holds the slots whose target or haproxy view
@@ -219,9 +218,9 @@ typedef struct svc {
 	 * read, slot.dq).  A service with either non-empty is on the model's
 	 * active list (qprev/qnext, qlinked). */
 	uint32_t *rq;
-	size_t nrq, rqcap;
+	uint32_t nrq, rqcap;
 	uint32_t *dq;
-	size_t ndq, dqcap;
+	uint32_t ndq, dqcap;
 	struct svc *qprev, *qnext;
 
 	/* Its part of the installed file as the mirror rendered it last
@@ -231,23 +230,26 @@ typedef struct svc {
 	size_t moff;
 	size_t mlen;
 	uint32_t *mloff; /* where each server line starts in its part (mnr + 1) */
-	size_t mnr;
+	uint32_t mnr;
+	uint32_t hi; /* 1 + the highest slot that held an instance (slots.c) */
 	/* The same for the candidate last rendered (pipeline.c), taken over
 	 * by the mirror when it is installed (hx_mirror_from_cand). */
-	size_t cmoff, cmlen, cmnr;
+	size_t cmoff, cmlen;
 	uint32_t *cmloff;
 	/* On the model's mirror lists (mirrorq.c): HX_MQ_MOVED, its sgen moved
 	 * since the mirror last rendered it; HX_MQ_PEND, its part is in the
-	 * mirror write in flight (mpend). */
+	 * mirror write in flight (mpend); mq_on[q]: it is on list q (below). */
 	struct svc_link {
 		struct svc *prev, *next;
-		bool on;
 	} mq[2];
 
 	unsigned pxid;  /* forced proxy id, stable while the service lives */
 	unsigned nexcl; /* consecutive exclusions (backoff) */
 	unsigned sgen;  /* bumped by every change of how its slots render */
 	unsigned mgen, cmgen; /* (the mirror's and the candidate's, above) */
+	uint32_t cmnr;        /* (the candidate's mnr, above) */
+	/* the file being checked: lines [line0, line1) of the candidate are its */
+	uint32_t line0, line1;
 
 	bool in_cat;
 	bool recovered; /* read from an earlier run's file: kept through the startup grace */
@@ -255,14 +257,15 @@ typedef struct svc {
 	bool in_grace;  /* ... and keeps its listen for [service] empty_grace */
 	bool todo;      /* during hx_model_update */
 	bool pclaim_expl;
-	bool synced, routing; /* (the routed instances, above) */
+	bool synced : 1, routing : 1; /* (the routed instances, above) */
 	bool qlinked;   /* on the model's active list */
 	bool sdiff; /* want and run differ (counted in hx_model.nsdiff) */
+	bool mq_on[2]; /* on the mirror's list HX_MQ_MOVED, HX_MQ_PEND (mq, above) */
 	/* Its listener closed over the runtime API ahead of the reload that
 	 * drops its section (`disable frontend`, runtime.c): shut, haproxy's
 	 * running worker has it closed (a reload makes haproxy read the file
 	 * again: cleared then); dropq, its name is in the model's drop queue. */
-	bool shut, dropq;
+	bool shut : 1, dropq : 1;
 	bool mcached;
 	bool mpend; /* its slots' pend views are in the mirror write in flight */
 } svc;
@@ -338,6 +341,19 @@ typedef struct hx_model {
 	bool fd_loose;
 	size_t fd_used;
 	size_t ncapped;
+	/* The view each slot of the runtime batch in flight was sent (what
+	 * its `set server` commands ask: haproxy's once they are answered;
+	 * slot.inflight), by service and slot (open addressing, linear
+	 * probing; runtime.c): a batch is at most a few hundred slots (8,000
+	 * bytes of commands), so held here and not as a view in each of the
+	 * 16,000 slots at 10,000 instances (128 KB).  Emptied when the batch
+	 * is answered or fails; freed with the model. */
+	struct hx_sent {
+		const svc *v; /* NULL: an empty cell */
+		uint32_t i;
+		srv_view view;
+	} *sent;
+	size_t sentcap, nsent;
 } hx_model;
 
 /* Once per hx_model_free (the model is one of addr.c's owners meanwhile,

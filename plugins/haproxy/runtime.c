@@ -269,9 +269,68 @@ static void st_cmd_num(slot_text *t, const char *word, unsigned long n)
 	st_cmd(t, w, l);
 }
 
+/* ---- the views the batch in flight was sent (hx_model.sent) ---- */
+
+static size_t sent_hash(const svc *v, size_t i)
+{
+	uint64_t x = ((uint64_t)(uintptr_t)v ^ ((uint64_t)i << 40)) * 0x9e3779b97f4a7c15ull;
+	return (size_t)(x ^ (x >> 29) ^ (x >> 47));
+}
+
+/* The cell of slot i of v, or the empty one where it would go (sentcap > 0). */
+static size_t sent_cell(const hx_model *m, const svc *v, size_t i)
+{
+	size_t mask = m->sentcap - 1;
+	for (size_t k = sent_hash(v, i) & mask;; k = (k + 1) & mask)
+		if (!m->sent[k].v || (m->sent[k].v == v && m->sent[k].i == i))
+			return k;
+}
+
+/* Slot i of v goes in the batch, asking view t.  O(1) average. */
+static void sent_put(hx_model *m, const svc *v, size_t i, srv_view t)
+{
+	if (4 * (m->nsent + 1) > 3 * m->sentcap) { /* filled to 3/4 at most */
+		struct hx_sent *old = m->sent;
+		size_t oldcap = m->sentcap;
+		m->sentcap = oldcap ? 2 * oldcap : 64;
+		m->sent = m->h->xcalloc(m->sentcap, sizeof(*m->sent));
+		for (size_t k = 0; k < oldcap; k++)
+			if (old[k].v)
+				m->sent[sent_cell(m, old[k].v, old[k].i)] = old[k];
+		free(old);
+	}
+	size_t k = sent_cell(m, v, i);
+	if (!m->sent[k].v) {
+		m->sent[k].v = v;
+		m->sent[k].i = (uint32_t)i;
+		m->nsent++;
+	}
+	m->sent[k].view = t;
+}
+
+/* What slot i of v was sent; unknown if it is not in the batch. */
+static srv_view sent_get(const hx_model *m, const svc *v, size_t i)
+{
+	if (m->nsent) {
+		size_t k = sent_cell(m, v, i);
+		if (m->sent[k].v)
+			return m->sent[k].view;
+	}
+	return (srv_view){.st = AP_UNKNOWN};
+}
+
+/* The batch was answered or failed: O(its table, sized by the largest
+ * batch). */
+static void sent_clear(hx_model *m)
+{
+	if (m->nsent)
+		memset(m->sent, 0, m->sentcap * sizeof(*m->sent));
+	m->nsent = 0;
+}
+
 /* Appends the commands that bring one slot from ap to its target; returns
- * how many. */
-static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
+ * how many, the target in *sent. */
+static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl, srv_view *sent)
 {
 	const srv_view *a = &sl->ap;
 	/* The common case, a slot haproxy already has right, costs no text. */
@@ -344,7 +403,7 @@ static int slot_cmds(hx_buf *b, const svc *v, size_t i, slot *sl)
 		n++;
 	}
 	if (n) {
-		sl->sent = t;
+		*sent = t;
 		sl->inflight = true;
 	}
 	return n;
@@ -372,7 +431,7 @@ static bool on_batch_slot(void *arg, svc *v, size_t i)
 	if (d->failed)
 		return true;
 	if (d->same)
-		sl->ap = d->err ? (srv_view){.st = AP_UNKNOWN} : sl->sent;
+		sl->ap = d->err ? (srv_view){.st = AP_UNKNOWN} : sent_get(&d->s->m, v, i);
 	if (!d->err && !d->fed)
 		hx_annot_touch(d->s->annot, v->name, i);
 	return true;
@@ -387,6 +446,7 @@ static void batch_finish(hx *s, batch_done *d)
 		next = v->qnext;
 		hx_rq_filter_until(&s->m, v, on_batch_slot, d, &d->done);
 	}
+	sent_clear(&s->m);
 }
 
 static void on_stat_row(void *arg, const char *px, const char *sv, long scur);
@@ -495,11 +555,13 @@ static bool batch_slot(void *arg, svc *v, size_t i)
 	 * it never got there) is simply free. */
 	if (sl->st == ST_DRAIN && sl->ap.st == AP_MAINT)
 		hx_slot_free_id(&c->s->m, v, i);
-	if (slot_cmds(&c->b, v, i, sl)) {
+	srv_view t;
+	if (slot_cmds(&c->b, v, i, sl, &t)) {
+		sent_put(&c->s->m, v, i, t);
 		c->nslots++;
 		if (c->s->annot && c->nslots <= BATCH_READBACK)
 			hx_buf_printf(&c->rb, "%sshow stat %s 4 %zu", c->rb.len ? ";" : "", v->name, i + 1);
-		if (sl->sent.st == AP_DRAIN && c->nchk < BATCH_DRAIN_CHECKS) {
+		if (t.st == AP_DRAIN && c->nchk < BATCH_DRAIN_CHECKS) {
 			hx_buf_printf(&c->chk, "%sshow stat %s 4 %zu", c->nchk ? ";" : "", v->name, i + 1);
 			c->nchk++;
 		}
