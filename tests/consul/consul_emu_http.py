@@ -228,7 +228,6 @@ class API(object):
         return self._dispatch(req)
 
     def _dispatch(self, req):
-        self.pace(req)
         for pattern, prefix, methods, fn in self.routes:
             if (prefix and req.path.startswith(pattern)) or (not prefix and req.path == pattern):
                 if req.method == "OPTIONS":
