@@ -87,12 +87,14 @@ typedef struct reg {
 	uint64_t op_sent;  /* when the request in flight was sent (loop ms) */
 	uint64_t synced_at;/* when the agent acknowledged body (loop ms) */
 	uint64_t ok_sent;  /* when its last acknowledged register or pass was sent (0: unknown) */
-	bool demoted;      /* its TTL ran out before its pass could go: behind the live ones */
+	bool demoted;      /* its TTL ran out before its pass could go: on c->dhead, passed
+	                    * only when no live check's pass is due */
 	size_t hidx;       /* 1-based slot in c->pheap (passes by deadline); 0: none due */
 	unsigned seen;     /* c->relist_gen when the last relist showed it */
 	regent_http_req *req;
 	struct reg *prev, *next;   /* every entry */
 	struct reg *wprev, *wnext; /* the work list */
+	struct reg *dprev, *dnext; /* the demoted list */
 } reg;
 
 /* The state file as read (consul_state.c). */
@@ -128,6 +130,7 @@ struct consul {
 	struct reg *head, *tail;
 	struct reg *whead, *wtail; /* entries that may need a register/deregister/free */
 	struct reg **pheap;      /* entries that get TTL passes, a min-heap on pass_at */
+	struct reg *dhead, *dtail; /* demoted: their TTL ran out, passed with spare capacity */
 	size_t pheap_n, pheap_cap;
 	size_t inflight, inflight_pass;
 	size_t n_synced;         /* entries with synced set (the registered gauge) */
@@ -234,7 +237,8 @@ void consul_state_file_free(consul *c, consul_state_file *f);
 
 /* consul_sched.c: the passes by deadline and the work list */
 void consul_pass_at(consul *c, reg *r, uint64_t at); /* next TTL pass of r due at `at` (loop ms) */
-void consul_pass_cancel(consul *c, reg *r);          /* no pass of r due */
+void consul_pass_cancel(consul *c, reg *r);          /* no pass of r due (nor demoted) */
+void consul_pass_demote(consul *c, reg *r);          /* from the heap to the demoted list */
 bool consul_pass_wanted(const reg *r);               /* the agent holds r for us: pass it */
 void consul_set_synced(consul *c, reg *r, bool v);   /* r->synced, counted in c->n_synced */
 void consul_work_add(consul *c, reg *r);

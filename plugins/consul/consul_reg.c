@@ -425,7 +425,6 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 				consul_set_synced(c, r, true);
 				start_wait_clear(c, r);
 				r->ok_sent = r->op_sent;
-				r->demoted = false;
 				/* A replaced registration keeps its check's status: pass
 				 * it now; a new one starts passing. */
 				consul_pass_at(c, r, r->op_was_known ? now_ms(c) : r->op_sent + pass_every(c));
@@ -480,7 +479,6 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			reg_ok(c, r);
 			c->write_ok = true;
 			r->ok_sent = r->op_sent;
-			r->demoted = false;
 			/* The next one ttl/3 after this one was sent: the agent reset
 			 * the TTL no earlier than that. */
 			if (consul_pass_wanted(r))
@@ -599,18 +597,22 @@ static void pump(consul *c)
 	while (c->inflight < MAX_INFLIGHT && c->pheap_n && !c->pass_hold &&
 	       c->pheap[0]->pass_at <= now + PASS_BATCH_MS) {
 		reg *r = c->pheap[0];
-		if (!r->demoted && r->ok_sent && now >= r->ok_sent + c->ttl_ms) {
-			/* Its TTL ran out already (the agent is slower than the passes
-			 * due): a late pass cannot keep it passing, but could make one
-			 * still passing miss.  It goes after those. */
-			r->demoted = true;
-			consul_pass_at(c, r, r->pass_at + c->ttl_ms);
+		if (r->ok_sent && now >= r->ok_sent + c->ttl_ms) {
+			consul_pass_demote(c, r); /* its TTL ran out already */
 			continue;
 		}
 		consul_pass_cancel(c, r);
 		if (r->req)
 			continue; /* a register in flight: passes resume once it is answered */
 		reg_send(c, r, OP_PASS, r->pass_path, NULL);
+	}
+	/* Spare capacity (no live pass due): the demoted ones, oldest first. */
+	while (c->inflight < MAX_INFLIGHT && c->dhead && !c->pass_hold &&
+	       !(c->pheap_n && c->pheap[0]->pass_at <= now + PASS_BATCH_MS)) {
+		reg *r = c->dhead;
+		consul_pass_cancel(c, r);
+		if (!r->req)
+			reg_send(c, r, OP_PASS, r->pass_path, NULL);
 	}
 	if (c->pheap_n && !c->pass_hold && c->pheap[0]->pass_at > now + PASS_BATCH_MS)
 		uv_timer_start(c->pass_timer, on_pass_timer, c->pheap[0]->pass_at - now, 0);

@@ -4,7 +4,8 @@
  * its TTL is passed first whatever the order the entries were made in;
  * and the work list (c->whead) of the entries that may need a register, a
  * deregister or to be freed, so a request's answer does not walk every
- * entry.  Also the count of acknowledged registrations (the gauge).
+ * entry; and the demoted list, checks whose TTL ran out, passed only when
+ * no live check's pass is due.  Also the count of acknowledged registrations (the gauge).
  *
  * Owns: the heap's array (freed by consul_reg_destroy) and the list links.
  */
@@ -54,7 +55,23 @@ static void heap_down(consul *c, size_t i)
 	heap_set(c, i, r);
 }
 
-void consul_pass_cancel(consul *c, reg *r)
+static void demoted_del(consul *c, reg *r)
+{
+	if (!r->demoted)
+		return;
+	r->demoted = false;
+	if (r->dprev)
+		r->dprev->dnext = r->dnext;
+	else
+		c->dhead = r->dnext;
+	if (r->dnext)
+		r->dnext->dprev = r->dprev;
+	else
+		c->dtail = r->dprev;
+	r->dprev = r->dnext = NULL;
+}
+
+static void heap_del(consul *c, reg *r)
 {
 	if (!r->hidx)
 		return;
@@ -69,9 +86,35 @@ void consul_pass_cancel(consul *c, reg *r)
 	heap_down(c, last->hidx - 1);
 }
 
+void consul_pass_cancel(consul *c, reg *r)
+{
+	heap_del(c, r);
+	demoted_del(c, r);
+}
+
+/* r's TTL ran out before its pass could go (the agent is slower than the
+ * passes due): a late pass cannot keep it in ?passing but would take the
+ * slot of a check still passing.  It waits, in the order it ran out, for a
+ * moment when no live check's pass is due. */
+void consul_pass_demote(consul *c, reg *r)
+{
+	heap_del(c, r);
+	if (r->demoted)
+		return;
+	r->demoted = true;
+	r->dnext = NULL;
+	r->dprev = c->dtail;
+	if (c->dtail)
+		c->dtail->dnext = r;
+	else
+		c->dhead = r;
+	c->dtail = r;
+}
+
 /* The next TTL pass of r is due at `at` (loop ms). */
 void consul_pass_at(consul *c, reg *r, uint64_t at)
 {
+	demoted_del(c, r);
 	if (r->hidx) {
 		r->pass_at = at;
 		heap_up(c, r->hidx - 1);
