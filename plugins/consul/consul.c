@@ -265,7 +265,7 @@ static int start(void *self)
 		free(l);
 	}
 	c->m_rereg = h->metric(c->ctx, REGENT_METRIC_COUNTER, "regent_consul_reregistrations_total",
-	                       "Times every instance was registered again (agent restarted).",
+	                       "Times instances the agent forgot were registered again.",
 	                       NULL);
 	c->m_registered = h->metric(c->ctx, REGENT_METRIC_GAUGE, "regent_consul_registered",
 	                            "Instances the Consul agent acknowledged.", NULL);

@@ -4,6 +4,7 @@
  *   consul_reg.c   registration: the table of services, register / pass /
  *                  deregister, the reconcile of a start, the stop-time
  *                  deregistrations
+ *   consul_sched.c the registration side's queues: passes by deadline, work
  *   consul_state.c the state file that hands the registered services from
  *                  a reload's old instance to its replacement
  *   consul_disc.c  discovery
@@ -73,16 +74,27 @@ typedef struct reg {
 	bool synced;       /* the agent acknowledged body */
 	bool known;        /* the agent may hold the service */
 	bool adopted;      /* held by the agent on start, not claimed by a source yet */
-	bool pass_due;
+	bool in_work;      /* on the work list (a register, deregister or free may be due) */
+	bool start_wait;   /* its body was due when the start's listing was answered:
+	                    * the start waits for it (c->start_todo) */
 	bool waiting;      /* failed: waits for the retry timer */
 	bool failed;       /* the last attempt failed */
 	bool rejected;     /* 400: not retried until the instance changes */
 	bool stop_todo;    /* stopping: a deregistration still to send */
 	reg_op op;         /* in flight */
 	bool op_was_known; /* a register that replaces a known service */
-	uint64_t op_epoch;
+	uint64_t pass_at;  /* when its next TTL pass is due (loop ms), while hidx != 0 */
+	uint64_t op_sent;  /* when the request in flight was sent (loop ms) */
+	uint64_t synced_at;/* when the agent acknowledged body (loop ms) */
+	uint64_t ok_sent;  /* when its last acknowledged register or pass was sent (0: unknown) */
+	bool demoted;      /* its TTL ran out before its pass could go: on c->dhead, passed
+	                    * only when no live check's pass is due */
+	size_t hidx;       /* 1-based slot in c->pheap (passes by deadline); 0: none due */
+	unsigned seen;     /* c->relist_gen when the last relist showed it */
 	regent_http_req *req;
-	struct reg *prev, *next;
+	struct reg *prev, *next;   /* every entry */
+	struct reg *wprev, *wnext; /* the work list */
+	struct reg *dprev, *dnext; /* the demoted list */
 } reg;
 
 /* The state file as read (consul_state.c). */
@@ -116,8 +128,23 @@ struct consul {
 	/* registration (consul.c) */
 	regent_map *regs;        /* Consul service id -> struct reg */
 	struct reg *head, *tail;
-	size_t inflight;
-	uint64_t epoch;
+	struct reg *whead, *wtail; /* entries that may need a register/deregister/free */
+	struct reg **pheap;      /* entries that get TTL passes, a min-heap on pass_at */
+	struct reg *dhead, *dtail; /* demoted: their TTL ran out, passed with spare capacity */
+	size_t pheap_n, pheap_cap;
+	size_t inflight, inflight_pass;
+	size_t n_synced;         /* entries with synced set (the registered gauge) */
+	bool pass_hold;          /* a pass failed: passes wait for the retry timer */
+	bool write_ok;           /* the agent accepted a register or a pass */
+	bool spread_first;       /* a reload's hand-over: first passes spread (consul_reg.c) */
+	/* a pass answered "unknown check": which services did the agent lose? */
+	regent_http_req *relist_req;
+	uv_timer_t *relist_timer;  /* the next listing, ttl/3 after the previous one */
+	uint64_t relist_sent;
+	unsigned relist_gen;
+	bool relist_again;
+	size_t relist_n;         /* registered again since the last log line */
+	char *relist_why;        /* the first lost check's instance id */
 	size_t reg_failing;
 	regent_backoff reg_bo;
 	uv_timer_t *pass_timer, *retry_timer, *list_timer, *adopt_timer;
@@ -127,6 +154,7 @@ struct consul {
 	bool list_failing;
 	regent_http_req *list_req;
 	bool start_pending;/* host->started() not called yet */
+	size_t start_todo; /* entries with start_wait set */
 	size_t adopted_n, kept_n;
 	/* discovery (consul_disc.c) */
 	bool watching;
@@ -196,6 +224,9 @@ void consul_state_changed(consul *c); /* the set of held services changed */
 /* A stopping instance of this section deregisters at the same agent: the
  * start waits (re-reads the file) so its requests cannot overtake those. */
 bool consul_state_gate(consul *c);
+/* Another instance of this process owned the file when this one started
+ * (a reload): it keeps the services passing until this one is ready. */
+bool consul_state_handover(consul *c);
 /* At stop: marks r->stop_todo on the services to deregister and returns
  * why in *because; the file is handed over, restored or removed. */
 size_t consul_state_on_stop(consul *c, regent_stop_reason why, const char **because);
@@ -203,6 +234,15 @@ void consul_state_stopped(consul *c); /* the stop's deregistrations are answered
 void consul_state_close(consul *c);
 bool consul_state_read(consul *c, const char *text, consul_state_file *f);
 void consul_state_file_free(consul *c, consul_state_file *f);
+
+/* consul_sched.c: the passes by deadline and the work list */
+void consul_pass_at(consul *c, reg *r, uint64_t at); /* next TTL pass of r due at `at` (loop ms) */
+void consul_pass_cancel(consul *c, reg *r);          /* no pass of r due (nor demoted) */
+void consul_pass_demote(consul *c, reg *r);          /* from the heap to the demoted list */
+bool consul_pass_wanted(const reg *r);               /* the agent holds r for us: pass it */
+void consul_set_synced(consul *c, reg *r, bool v);   /* r->synced, counted in c->n_synced */
+void consul_work_add(consul *c, reg *r);
+void consul_work_del(consul *c, reg *r);
 
 /* consul_disc.c */
 void consul_disc_start(consul *c);

@@ -4,8 +4,12 @@
  * check with DeregisterCriticalServiceAfter), kept passing with
  * PUT /v1/agent/check/pass/<check> every ttl/3, removed with
  * PUT /v1/agent/service/deregister/<id>.  At most MAX_INFLIGHT requests at
- * a time; failures wait for one shared backoff timer.  A pass answered 404
- * means the agent forgot us (it restarted): everything is registered again.
+ * a time, REG_SHARE of them registers/deregisters while passes are due;
+ * passes go by deadline (a min-heap on the time each is due), registers
+ * and deregisters from a work list; failures wait for one shared backoff
+ * timer.  A pass answered 404 means the agent forgot that service (it
+ * restarted, or reaped it): one listing of the agent tells which others it
+ * lost, and only those are registered again.
  *
  * The reconcile of a start: GET /v1/agent/services; the services a regent
  * of this node registered are adopted (kept passing) and those no source
@@ -13,8 +17,9 @@
  * changes nothing in any catalog.  The stop: what to deregister is decided
  * with the state file (consul_state.c), then STOP_INFLIGHT at a time.
  *
- * Owns: the registration table (struct reg), its timers (pass, retry,
- * list, adopt), the listing request, the stop-time deregistrations.
+ * Owns: the registration table (struct reg), the pass heap and the work
+ * list over it, its timers (pass, retry, list, adopt), the listing
+ * requests, the stop-time deregistrations.
  */
 #include "consul_int.h"
 
@@ -25,6 +30,8 @@
 #include <string.h>
 
 #define MAX_INFLIGHT 16         /* registration-side requests at once */
+#define REG_SHARE 8             /* of which registers/deregisters while passes are due */
+#define PASS_BATCH_MS 25        /* a pass due this soon goes with the ones due now */
 #define STOP_REQ_TIMEOUT_MS 3000
 #define STOP_INFLIGHT 64        /* deregistrations at once when stopping */
 
@@ -32,12 +39,46 @@
 static void pump(consul *c);
 static reg *reg_get_cid(consul *c, const char *cid, const char *rid, const char *service);
 
+static uint64_t now_ms(consul *c)
+{
+	return uv_now(c->h->loop(c->ctx));
+}
+
+static uint64_t pass_every(consul *c)
+{
+	return c->ttl_ms / 3 ? c->ttl_ms / 3 : 1;
+}
+
+/* r no longer holds up the start: acknowledged, refused, replaced by a
+ * newer body (changes after the start are not waited for: under churn
+ * there is always one) or gone. */
+static void start_wait_clear(consul *c, reg *r)
+{
+	if (!r->start_wait)
+		return;
+	r->start_wait = false;
+	c->start_todo--;
+}
+
+static void req_cancel(consul *c, reg *r)
+{
+	if (!r->req)
+		return;
+	c->h->http_cancel(r->req);
+	r->req = NULL;
+	c->inflight--;
+	if (r->op == OP_PASS)
+		c->inflight_pass--;
+	r->op = OP_NONE;
+}
+
 static void reg_unlink_free(consul *c, reg *r)
 {
-	if (r->req) {
-		c->h->http_cancel(r->req);
-		c->inflight--;
-	}
+	start_wait_clear(c, r);
+	req_cancel(c, r);
+	consul_pass_cancel(c, r);
+	consul_work_del(c, r);
+	consul_set_synced(c, r, false);
 	if (r->failed && c->reg_failing)
 		c->reg_failing--;
 	if (r->prev)
@@ -61,18 +102,15 @@ static void reg_unlink_free(consul *c, reg *r)
 
 static void update_registered_gauge(consul *c)
 {
-	if (!c->m_registered)
-		return;
-	size_t n = 0;
-	for (reg *r = c->head; r; r = r->next)
-		n += r->synced && r->body;
-	c->h->metric_set(c->m_registered, (double)n);
+	if (c->m_registered)
+		c->h->metric_set(c->m_registered, (double)c->n_synced);
 }
 
 static void on_retry(uv_timer_t *t)
 {
 	consul *c = t->data;
-	for (reg *r = c->head; r; r = r->next)
+	c->pass_hold = false;
+	for (reg *r = c->whead; r; r = r->wnext)
 		r->waiting = false;
 	pump(c);
 }
@@ -122,43 +160,129 @@ static void reg_ok(consul *c, reg *r)
 	}
 }
 
-/* Register everything again (the agent lost our services). */
-static void local_again(void *arg, const regent_instance *inst);
+/* ---- the agent lost services: find which with one listing ---- */
 
-static void lost_all(consul *c, const char *why)
+/* The agent no longer holds r: register it again (no pass until then). */
+static void lost_one(consul *c, reg *r)
 {
-	size_t n = 0;
-	c->epoch++;
-	reg *next;
-	for (reg *r = c->head; r; r = next) {
-		next = r->next;
-		if (r->req && r->op == OP_PASS) {
-			c->h->http_cancel(r->req);
-			r->req = NULL;
-			r->op = OP_NONE;
-			c->inflight--;
-		}
-		r->pass_due = false;
-		r->adopted = false;
-		if (!r->body) {
-			if (!r->req) {
-				reg_unlink_free(c, r);
-				continue;
-			}
-			r->known = false;
-			continue;
-		}
-		r->synced = false;
-		r->known = false;
+	consul_pass_cancel(c, r);
+	r->known = false;
+	if (r->adopted) {
+		r->adopted = false; /* nothing to keep: gone */
+	} else if (r->body) {
+		consul_set_synced(c, r, false);
 		r->rejected = false;
-		n++;
+		c->relist_n++;
 	}
-	c->h->log(c->ctx, REGENT_LOG_WARN, "%s: registering %zu instance%s again", why, n,
-	          n == 1 ? "" : "s");
-	if (c->m_rereg)
-		c->h->metric_add(c->m_rereg, 1);
-	/* Re-assert the local set as the core knows it. */
-	c->h->local_foreach(c->ctx, local_again, c);
+	consul_work_add(c, r);
+}
+
+static void relist_issue(consul *c);
+
+/* The agent's services after a pass was answered "unknown check": those
+ * acknowledged before the listing was sent and absent from it are lost
+ * (the agent restarted, or reaped them).  Only they are registered again:
+ * a check that expired and was reaped costs one register, not one per
+ * instance. */
+static void on_relist_done(void *arg, const regent_http_result *res)
+{
+	consul *c = arg;
+	c->relist_req = NULL;
+	consul_agent_services as;
+	char why[256] = "", what[200];
+	c->h->http_describe(res, what, sizeof(what));
+	bool ok = !res->error && res->status == 200 &&
+	          consul_parse_agent_services(c->h, res->body, res->body_len, c->h->node(c->ctx),
+	                                      &as, why, sizeof(why)) == 0;
+	if (!ok) {
+		consul_count(c, c->m_err, M_LIST);
+		c->h->log(c->ctx, REGENT_LOG_DEBUG,
+		          "cannot list the services of the Consul agent at %s: %s%s; only the "
+		          "instances whose pass was refused are registered again",
+		          c->shown, what, why);
+	} else {
+		c->relist_gen++;
+		for (size_t i = 0; i < as.n; i++) {
+			reg *r = c->h->map_get(c->regs, as.v[i].cid);
+			if (r)
+				r->seen = c->relist_gen;
+		}
+		consul_agent_services_free(&as);
+		for (reg *r = c->head; r; r = r->next)
+			if (r->seen != c->relist_gen && r->known && !r->req && consul_pass_wanted(r) &&
+			    (r->adopted || r->synced_at < c->relist_sent))
+				lost_one(c, r);
+	}
+	if (c->relist_again) {
+		/* More checks were refused meanwhile: one more listing, then one
+		 * line for all. */
+		c->relist_again = false;
+		relist_issue(c);
+	}
+	if (c->relist_n && !c->relist_req) {
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "the Consul agent at %s no longer knows the check of %s (it restarted, or "
+		          "reaped the service): registering %zu instance%s again",
+		          c->shown, c->relist_why ? c->relist_why : "?", c->relist_n,
+		          c->relist_n == 1 ? "" : "s");
+		if (c->m_rereg)
+			c->h->metric_add(c->m_rereg, 1);
+		c->relist_n = 0;
+	}
+	if (!c->relist_req) {
+		free(c->relist_why);
+		c->relist_why = NULL;
+	}
+	update_registered_gauge(c);
+	pump(c);
+}
+
+static void on_relist_timer(uv_timer_t *t)
+{
+	relist_issue(t->data);
+}
+
+/* At most one listing each ttl/3 (a listing of thousands of services is
+ * heavy for the agent): an instance lost meanwhile is registered again at
+ * once, the listing that finds the others (and the log line) waits. */
+static void relist_issue(consul *c)
+{
+	if (c->relist_req) {
+		c->relist_again = true;
+		return;
+	}
+	uint64_t now = now_ms(c);
+	if (c->relist_gen && now < c->relist_sent + pass_every(c)) {
+		if (!uv_is_active((uv_handle_t *)c->relist_timer))
+			uv_timer_start(c->relist_timer, on_relist_timer,
+			               c->relist_sent + pass_every(c) - now, 0);
+		return;
+	}
+	int err = 0;
+	c->relist_sent = now_ms(c);
+	c->relist_req = consul_send(c, "GET", "/v1/agent/services", NULL, c->timeout_ms,
+	                            on_relist_done, c, &err);
+	if (c->relist_req)
+		consul_count(c, c->m_req, M_LIST);
+}
+
+/* A pass of r was answered "unknown check". */
+static void lost_check(consul *c, reg *r)
+{
+	if (!c->relist_why)
+		c->relist_why = c->h->xstrdup(r->id);
+	lost_one(c, r);
+	relist_issue(c);
+	if (!c->relist_req && c->relist_n && !uv_is_active((uv_handle_t *)c->relist_timer)) {
+		/* No listing possible: say so now. */
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "the Consul agent at %s no longer knows the check of %s (it restarted, or "
+		          "reaped the service): registering %zu instance%s again",
+		          c->shown, c->relist_why, c->relist_n, c->relist_n == 1 ? "" : "s");
+		c->relist_n = 0;
+		free(c->relist_why);
+		c->relist_why = NULL;
+	}
 	update_registered_gauge(c);
 	consul_update_health(c);
 }
@@ -166,14 +290,19 @@ static void lost_all(consul *c, const char *why)
 static void on_reg_done(void *arg, const regent_http_result *res);
 
 /* start() returned REGENT_PENDING: tell the core once the agent answered
- * the listing and every registration or refresh then due was answered. */
+ * the listing, acknowledged every registration that was due when it
+ * answered (c->start_todo: what changes later, as under churn, is not
+ * waited for) and, when it holds anything for us, took one write (a
+ * register or a TTL pass: the token may write).  The passes of what the
+ * agent already holds are not waited for: they go on by deadline; in a
+ * reload, the running instance keeps them passing until this one is
+ * ready. */
 static void maybe_started(consul *c)
 {
-	if (!c->start_pending || c->listing || c->stopping || c->inflight)
+	if (!c->start_pending || c->listing || c->stopping || c->start_todo)
 		return;
-	for (reg *r = c->head; r; r = r->next)
-		if ((r->body && !r->synced && !r->rejected) || r->pass_due)
-			return;
+	if (!c->write_ok && c->pheap_n + c->inflight_pass > 0)
+		return;
 	c->start_pending = false;
 	size_t local = 0;
 	for (reg *r = c->head; r; r = r->next)
@@ -254,6 +383,8 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 	r->req = NULL;
 	r->op = OP_NONE;
 	c->inflight--;
+	if (op == OP_PASS)
+		c->inflight_pass--;
 	char what[300];
 	c->h->http_describe(res, what, sizeof(what));
 	bool ok = !res->error && res->status >= 200 && res->status < 300;
@@ -289,16 +420,20 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			r->known = r->op_was_known;
 		if (ok) {
 			reg_ok(c, r);
-			if (r->op_epoch == c->epoch && r->body && r->sent &&
-			    strcmp(r->body, r->sent) == 0) {
-				r->synced = true;
-				/* A replaced registration keeps its check's status. */
-				r->pass_due = r->op_was_known;
+			c->write_ok = true;
+			if (r->body && r->sent && strcmp(r->body, r->sent) == 0) {
+				consul_set_synced(c, r, true);
+				start_wait_clear(c, r);
+				r->ok_sent = r->op_sent;
+				/* A replaced registration keeps its check's status: pass
+				 * it now; a new one starts passing. */
+				consul_pass_at(c, r, r->op_was_known ? now_ms(c) : r->op_sent + pass_every(c));
 				c->h->log(c->ctx, REGENT_LOG_DEBUG, "registered %s (%s)", r->id,
 				          r->service);
 			}
 		} else if (res->status == 400) {
 			r->rejected = true;
+			start_wait_clear(c, r);
 			if (r->failed) {
 				r->failed = false;
 				c->reg_failing--;
@@ -320,6 +455,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 		}
 		free(r->sent);
 		r->sent = NULL;
+		consul_work_add(c, r); /* changed meanwhile, or failed: more to do */
 		update_registered_gauge(c);
 		break;
 	case OP_DEREGISTER:
@@ -328,10 +464,6 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			r->known = false;
 			c->h->log(c->ctx, REGENT_LOG_DEBUG, "deregistered %s%s", r->id,
 			          ok ? "" : " (the agent did not know it)");
-			if (!r->body) {
-				reg_unlink_free(c, r);
-				r = NULL;
-			}
 		} else if (res->status == 403) {
 			reg_fail(c, r, REGENT_LOG_ERROR,
 			         "Consul refused to deregister %s: %s (ACL: check the token)", r->id,
@@ -340,33 +472,35 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			reg_fail(c, r, REGENT_LOG_WARN, "cannot deregister %s at %s: %s", r->id,
 			         c->shown, what);
 		}
+		consul_work_add(c, r); /* freed there once done */
 		break;
 	case OP_PASS:
 		if (ok) {
 			reg_ok(c, r);
-			r->pass_due = false;
-		} else if (consul_unknown_check(res) && r->adopted) {
-			/* Adopted on start and gone since (reaped): nothing to keep. */
-			reg_ok(c, r);
-			r->pass_due = false;
-			r->adopted = false;
-			r->known = false;
+			c->write_ok = true;
+			r->ok_sent = r->op_sent;
+			/* The next one ttl/3 after this one was sent: the agent reset
+			 * the TTL no earlier than that. */
+			if (consul_pass_wanted(r))
+				consul_pass_at(c, r, r->op_sent + pass_every(c));
 		} else if (consul_unknown_check(res)) {
-			if (r->op_epoch == c->epoch) {
-				char *why = c->h->xasprintf("the Consul agent at %s no longer knows the check "
-				                      "of %s (it restarted, or reaped the service)",
-				                      c->shown, r->id);
-				lost_all(c, why);
-				free(why);
-			}
-		} else if (res->status == 403) {
-			reg_fail(c, r, REGENT_LOG_ERROR,
-			         "Consul refused the TTL pass of %s: %s (ACL: check the token)", r->id,
-			         what);
-			start_failed(c, -EACCES, c->reg_problem);
+			reg_ok(c, r);
+			lost_check(c, r);
 		} else {
-			reg_fail(c, r, REGENT_LOG_WARN, "cannot pass the TTL check of %s at %s: %s",
-			         r->id, c->shown, what);
+			/* Still due: first in line again once the retry timer fires. */
+			if (consul_pass_wanted(r))
+				consul_pass_at(c, r, r->op_sent);
+			c->pass_hold = true;
+			if (res->status == 403) {
+				reg_fail(c, r, REGENT_LOG_ERROR,
+				         "Consul refused the TTL pass of %s: %s (ACL: check the token)",
+				         r->id, what);
+				start_failed(c, -EACCES, c->reg_problem);
+			} else {
+				reg_fail(c, r, REGENT_LOG_WARN, "cannot pass the TTL check of %s at %s: %s",
+				         r->id, c->shown, what);
+			}
+			r->waiting = false; /* the hold, not the entry, waits */
 		}
 		break;
 	default:
@@ -376,77 +510,115 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 	maybe_started(c);
 }
 
-/* Starts the request entry r needs, if any.  Returns false when r was
- * freed. */
-static bool reg_step(consul *c, reg *r)
+static regent_http_req *reg_send(consul *c, reg *r, reg_op op, const char *path,
+                                 const char *body)
 {
-	if (r->req || r->waiting)
-		return true;
-	const char *method = "PUT", *path = NULL, *body = NULL;
-	reg_op op = OP_NONE;
-	if (r->body && !r->synced && !r->rejected) {
-		op = OP_REGISTER;
-		path = "/v1/agent/service/register";
-		body = r->body;
-	} else if (!r->body && r->adopted) {
-		/* Held on start, no source claimed it yet: keep it passing. */
-		if (!r->pass_due)
-			return true;
-		op = OP_PASS;
-		path = r->pass_path;
-	} else if (!r->body && r->known) {
-		op = OP_DEREGISTER;
-		path = r->dereg_path;
-	} else if (!r->body) {
-		reg_unlink_free(c, r);
-		return false;
-	} else if (r->synced && r->pass_due) {
-		op = OP_PASS;
-		path = r->pass_path;
-	} else {
-		return true;
-	}
 	int err = 0;
 	r->op = op;
-	r->op_epoch = c->epoch;
 	r->op_was_known = r->known;
-	r->req = consul_send(c, method, path, body, c->timeout_ms, on_reg_done, r, &err);
+	r->op_sent = now_ms(c);
+	r->req = consul_send(c, "PUT", path, body, c->timeout_ms, on_reg_done, r, &err);
 	if (!r->req) {
 		r->op = OP_NONE;
+		if (op == OP_PASS) {
+			consul_pass_at(c, r, r->op_sent);
+			c->pass_hold = true;
+		}
 		reg_fail(c, r, REGENT_LOG_ERROR, "cannot send a request for %s to %s: %s", r->id,
 		         c->shown, strerror(-err));
-		return true;
+		if (op == OP_PASS)
+			r->waiting = false;
+		return NULL;
 	}
 	c->inflight++;
+	if (op == OP_PASS)
+		c->inflight_pass++;
 	int mop = op == OP_REGISTER ? M_REGISTER : op == OP_DEREGISTER ? M_DEREGISTER : M_PASS;
 	consul_count(c, c->m_req, mop);
-	if (op == OP_REGISTER) {
+	return r->req;
+}
+
+/* Starts the register or deregister r needs, if any; takes r off the work
+ * list when it needs nothing (or frees it).  Returns whether it sent. */
+static bool reg_step(consul *c, reg *r)
+{
+	if (r->req) {
+		consul_work_del(c, r); /* back on it when answered */
+		return false;
+	}
+	if (r->waiting)
+		return false;
+	if (r->body && !r->synced && !r->rejected) {
+		if (!reg_send(c, r, OP_REGISTER, "/v1/agent/service/register", r->body))
+			return false;
 		free(r->sent);
 		r->sent = c->h->xstrdup(r->body);
 		r->known = true; /* the agent may hold it from now on */
+		consul_work_del(c, r);
+		return true;
 	}
-	return true;
+	if (!r->body && r->known && !r->adopted) {
+		if (!reg_send(c, r, OP_DEREGISTER, r->dereg_path, NULL))
+			return false;
+		consul_work_del(c, r);
+		return true;
+	}
+	if (!r->body && !r->known)
+		reg_unlink_free(c, r);
+	else
+		consul_work_del(c, r); /* in sync, or adopted: passes only */
+	return false;
 }
 
+static void on_pass_timer(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+/* Registers and deregisters take at most REG_SHARE slots while passes are
+ * due, passes the rest: neither starves the other.  Passes go by deadline
+ * (the heap), each ttl/3 after the previous one of its check was sent, so
+ * when the agent is slower than the passes due, every check is still
+ * passed in turn, the oldest first, rather than the same ones again. */
 static void pump(consul *c)
 {
 	if (c->stopping || !c->started || c->listing)
 		return;
+	uint64_t now = now_ms(c);
+	bool pass_due = c->pheap_n && !c->pass_hold && c->pheap[0]->pass_at <= now + PASS_BATCH_MS;
+	size_t reg_cap = pass_due ? REG_SHARE : MAX_INFLIGHT;
 	reg *next;
-	for (reg *r = c->head; r && c->inflight < MAX_INFLIGHT; r = next) {
-		next = r->next;
+	for (reg *r = c->whead; r && c->inflight < MAX_INFLIGHT &&
+	                        c->inflight - c->inflight_pass < reg_cap;
+	     r = next) {
+		next = r->wnext;
 		reg_step(c, r);
 	}
+	while (c->inflight < MAX_INFLIGHT && c->pheap_n && !c->pass_hold &&
+	       c->pheap[0]->pass_at <= now + PASS_BATCH_MS) {
+		reg *r = c->pheap[0];
+		if (r->ok_sent && now >= r->ok_sent + c->ttl_ms) {
+			consul_pass_demote(c, r); /* its TTL ran out already */
+			continue;
+		}
+		consul_pass_cancel(c, r);
+		if (r->req)
+			continue; /* a register in flight: passes resume once it is answered */
+		reg_send(c, r, OP_PASS, r->pass_path, NULL);
+	}
+	/* Spare capacity (no live pass due): the demoted ones, oldest first. */
+	while (c->inflight < MAX_INFLIGHT && c->dhead && !c->pass_hold &&
+	       !(c->pheap_n && c->pheap[0]->pass_at <= now + PASS_BATCH_MS)) {
+		reg *r = c->dhead;
+		consul_pass_cancel(c, r);
+		if (!r->req)
+			reg_send(c, r, OP_PASS, r->pass_path, NULL);
+	}
+	if (c->pheap_n && !c->pass_hold && c->pheap[0]->pass_at > now + PASS_BATCH_MS)
+		uv_timer_start(c->pass_timer, on_pass_timer, c->pheap[0]->pass_at - now, 0);
+	else
+		uv_timer_stop(c->pass_timer);
 	consul_state_changed(c);
-}
-
-static void on_pass_tick(uv_timer_t *t)
-{
-	consul *c = t->data;
-	for (reg *r = c->head; r; r = r->next)
-		if ((r->body && r->synced) || r->adopted)
-			r->pass_due = true;
-	pump(c);
 }
 
 /* The entry of a Consul service id, created when missing. */
@@ -497,6 +669,7 @@ static bool want(consul *c, const regent_instance *inst)
 		          "not \"consul-...\", at most %d pairs; proto, service_port, node, regent-id "
 		          "and regent-hash are regent's own)",
 		          inst->id, dropped, CONSUL_META_MAX);
+	start_wait_clear(c, r); /* a newer body: not waited for */
 	free(r->body);
 	r->body = body;
 	memcpy(r->hash, hash, sizeof(hash));
@@ -508,10 +681,11 @@ static bool want(consul *c, const regent_instance *inst)
 	if ((r->adopted || (r->known && !r->synced && !r->req)) && r->agent_hash[0] &&
 	    strcmp(r->agent_hash, hash) == 0) {
 		/* The agent holds exactly this since before the start: keep it,
-		 * refresh its TTL at once. */
+		 * and its place among the passes (or pass it now). */
 		r->adopted = false;
-		r->synced = true;
-		r->pass_due = true;
+		consul_set_synced(c, r, true);
+		if (!r->hidx && !r->req)
+			consul_pass_at(c, r, now_ms(c));
 		r->agent_hash[0] = '\0';
 		c->kept_n++;
 		c->h->log(c->ctx, REGENT_LOG_DEBUG, "kept %s (%s) as the agent holds it", r->id,
@@ -519,14 +693,11 @@ static bool want(consul *c, const regent_instance *inst)
 	} else {
 		r->adopted = false;
 		r->agent_hash[0] = '\0';
-		r->synced = false;
+		consul_set_synced(c, r, false);
+		consul_pass_cancel(c, r);
 	}
+	consul_work_add(c, r);
 	return true;
-}
-
-static void local_again(void *arg, const regent_instance *inst)
-{
-	want(arg, inst);
 }
 
 void consul_register_instance(void *self, const regent_instance *inst)
@@ -548,21 +719,25 @@ void consul_deregister_instance(void *self, const regent_instance *inst)
 	free(cid);
 	if (!r)
 		return;
+	start_wait_clear(c, r);
 	free(r->body);
 	r->body = NULL;
-	r->synced = false;
+	consul_set_synced(c, r, false);
 	r->rejected = false;
-	r->pass_due = false;
+	if (!r->adopted)
+		consul_pass_cancel(c, r);
 	if (r->failed) {
 		/* Whatever failed for the registration no longer matters. */
 		r->failed = false;
 		c->reg_failing--;
 		consul_update_health(c);
 	}
-	if (!r->known && !r->req)
+	if (!r->known && !r->req) {
 		reg_unlink_free(c, r);
-	else
+	} else {
+		consul_work_add(c, r);
 		pump(c);
+	}
 	update_registered_gauge(c);
 }
 
@@ -582,7 +757,8 @@ static void on_adopt_timer(uv_timer_t *t)
 	for (reg *r = c->head; r; r = r->next)
 		if (r->adopted) {
 			r->adopted = false;
-			r->pass_due = false;
+			consul_pass_cancel(c, r);
+			consul_work_add(c, r);
 			n++;
 		}
 	if (n)
@@ -643,16 +819,24 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		c->list_failing = false;
 		consul_update_health(c);
 	}
+	/* What the agent holds is passed from now on.  In a reload the running
+	 * instance passed each within the last ttl/3, so each has 2/3 of its
+	 * TTL left: the first passes are spread over ttl/6 rather than sent in
+	 * one burst on top of the old instance's.  After a restart (nobody
+	 * passed them meanwhile) they are all due now, the first is sent first
+	 * either way (it proves the token may write). */
+	uint64_t now = now_ms(c), spread = c->spread_first ? pass_every(c) / 2 : 0;
 	for (size_t i = 0; i < as.n; i++) {
 		const consul_agent_service *a = &as.v[i];
 		reg *r = c->h->map_get(c->regs, a->cid);
+		uint64_t first = now + (as.n > 1 ? spread * i / (as.n - 1) : 0);
 		c->adopted_n++;
 		if (r && r->body) {
 			/* Reported by a source before the agent answered. */
 			r->known = true;
 			if (strcmp(r->hash, a->hash) == 0) {
-				r->synced = true;
-				r->pass_due = true;
+				consul_set_synced(c, r, true);
+				consul_pass_at(c, r, first);
 				c->kept_n++;
 				c->h->log(c->ctx, REGENT_LOG_DEBUG, "kept %s (%s) as the agent holds it",
 				          r->id, r->service);
@@ -664,11 +848,17 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		r = reg_get_cid(c, a->cid, a->rid, a->service);
 		r->known = true;
 		r->adopted = true;
-		r->pass_due = true; /* refresh its TTL at once */
+		consul_pass_at(c, r, first);
 		snprintf(r->agent_hash, sizeof(r->agent_hash), "%s", a->hash);
 	}
 	consul_agent_services_free(&as);
 	c->listing = false;
+	/* The start waits for what is due now, not for what changes later. */
+	for (reg *r = c->head; r; r = r->next)
+		if (r->body && !r->synced && !r->rejected) {
+			r->start_wait = true;
+			c->start_todo++;
+		}
 	if (c->adopted_n)
 		c->h->log(c->ctx, REGENT_LOG_INFO,
 		          "the agent at %s holds %zu service%s this node registered before: kept "
@@ -711,8 +901,8 @@ void consul_reg_start(consul *c)
 	c->retry_timer = c->h->timer_new(c->ctx, c);
 	c->list_timer = c->h->timer_new(c->ctx, c);
 	c->adopt_timer = c->h->timer_new(c->ctx, c);
-	uint64_t every = c->ttl_ms / 3 ? c->ttl_ms / 3 : 1;
-	uv_timer_start(c->pass_timer, on_pass_tick, every, every);
+	c->relist_timer = c->h->timer_new(c->ctx, c);
+	c->spread_first = consul_state_handover(c);
 	c->listing = true;
 	c->start_pending = true;
 	list_issue(c);
@@ -731,22 +921,22 @@ static const char *reason_name(regent_stop_reason r)
 
 int consul_reg_stop(consul *c, regent_stop_reason why)
 {
-	uv_timer_t *timers[] = {c->pass_timer, c->retry_timer, c->list_timer, c->adopt_timer};
-	for (size_t i = 0; i < 4; i++)
+	uv_timer_t *timers[] = {c->pass_timer, c->retry_timer, c->list_timer, c->adopt_timer,
+	                        c->relist_timer};
+	for (size_t i = 0; i < 5; i++)
 		if (timers[i])
 			uv_timer_stop(timers[i]);
 	if (c->list_req) {
 		c->h->http_cancel(c->list_req);
 		c->list_req = NULL;
 	}
+	if (c->relist_req) {
+		c->h->http_cancel(c->relist_req);
+		c->relist_req = NULL;
+	}
 	size_t held = 0;
 	for (reg *r = c->head; r; r = r->next) {
-		if (r->req) {
-			c->h->http_cancel(r->req);
-			r->req = NULL;
-			r->op = OP_NONE;
-			c->inflight--;
-		}
+		req_cancel(c, r);
 		held += r->known;
 	}
 	const char *because = "";
@@ -776,11 +966,20 @@ void consul_reg_destroy(consul *c)
 	if (c->list_req)
 		c->h->http_cancel(c->list_req);
 	c->list_req = NULL;
+	if (c->relist_req)
+		c->h->http_cancel(c->relist_req);
+	c->relist_req = NULL;
 	while (c->head)
 		reg_unlink_free(c, c->head);
+	free(c->pheap);
+	c->pheap = NULL;
+	c->pheap_n = c->pheap_cap = 0;
+	free(c->relist_why);
+	c->relist_why = NULL;
 	c->stop_pending = 0;
 	c->h->timer_close(&c->pass_timer);
 	c->h->timer_close(&c->retry_timer);
 	c->h->timer_close(&c->list_timer);
 	c->h->timer_close(&c->adopt_timer);
+	c->h->timer_close(&c->relist_timer);
 }

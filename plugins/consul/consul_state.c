@@ -384,6 +384,16 @@ bool consul_state_gate(consul *c)
 	return busy;
 }
 
+bool consul_state_handover(consul *c)
+{
+	consul_state_file f;
+	bool yes = consul_state_read(c, c->state_prev, &f) && f.ours_pid &&
+	           strcmp(f.owner, c->token) != 0 && strcmp(f.agent, c->agent_id) == 0 &&
+	           !f.deregistering;
+	consul_state_file_free(c, &f);
+	return yes;
+}
+
 /* Marks every service the agent may hold for deregistration. */
 static size_t mark(consul *c, const regent_map *keep, bool keep_sourced)
 {

@@ -8,6 +8,7 @@ Python 3 standard library only.
 import random
 import re
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -156,6 +157,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
         if emu.cfg.verbose:
             log("%s %s -> %d" % (method, self.path, resp.status))
+        self.server.api.count(method, path, resp.status)
         self._send(resp, method)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
@@ -167,6 +169,9 @@ class API(object):
     def __init__(self, emu):
         self.emu = emu
         self.cfg = emu.cfg
+        self.pace_lock = threading.Lock()
+        self.pace_next = 0.0
+        self.counts = {}
         # (pattern, is_prefix, allowed methods, function)
         self.routes = [
             ("/v1/agent/service/register", False, ("PUT",), self.agent_service_register),
@@ -192,7 +197,37 @@ class API(object):
 
     # ---------------- plumbing ----------------
 
+    def pace(self, req):
+        """--agent-rate N: the agent's writes (PUT /v1/agent/...) are answered
+        at most N a second, one after the other in arrival order: an agent
+        saturated by its callers.  Only the answer is late; what it does is
+        unchanged."""
+        rate = self.cfg.agent_rate
+        if rate <= 0 or req.method != "PUT" or not req.path.startswith("/v1/agent/"):
+            return
+        with self.pace_lock:
+            now = time.monotonic()
+            slot = max(now, self.pace_next)
+            self.pace_next = slot + 1.0 / rate
+        if slot > now:
+            time.sleep(slot - now)
+
+    def count(self, method, path, status):
+        """Requests answered, by method, route and status (logged at exit)."""
+        route = "other"
+        for pattern, prefix, _methods, _fn in self.routes:
+            if (prefix and path.startswith(pattern)) or (not prefix and path == pattern):
+                route = pattern
+                break
+        key = "%s %s %d" % (method, route, status)
+        with self.pace_lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+
     def dispatch(self, req):
+        self.pace(req)
+        return self._dispatch(req)
+
+    def _dispatch(self, req):
         for pattern, prefix, methods, fn in self.routes:
             if (prefix and req.path.startswith(pattern)) or (not prefix and req.path == pattern):
                 if req.method == "OPTIONS":

@@ -395,6 +395,9 @@ class Emulator(object):
         for cid, st in list(self.checks.items()):
             if st.ttl > 0 and st.ttl_deadline is not None and now >= st.ttl_deadline:
                 st.ttl_deadline = None
+                # Consul's agent logs this at WARN ("Check missed TTL, is now critical")
+                log("%s check %s missed its TTL, is now critical"
+                    % (time.strftime("%H:%M:%S", time.localtime()), cid))
                 out = "TTL expired"
                 if st.last_output:
                     out = "TTL expired (last output before timeout follows): " + st.last_output

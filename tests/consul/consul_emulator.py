@@ -59,6 +59,9 @@ def main(argv=None):
                         "(default: forget everything, like -dev)")
     p.add_argument("--compact-json", action="store_true",
                    help="compact JSON (a non-dev agent); default is -dev's pretty JSON")
+    p.add_argument("--agent-rate", type=float, default=0.0, metavar="N",
+                   help="answer the agent's writes (PUT /v1/agent/...) at most N a second, "
+                        "in arrival order: a saturated agent (default 0: unlimited)")
     p.add_argument("--verbose", action="store_true")
     cfg = p.parse_args(argv)
     if cfg.reap_mode == "real":
@@ -67,6 +70,8 @@ def main(argv=None):
         cfg.reap_interval, cfg.min_deregister = 0.3, 1.0
     if cfg.reap_interval <= 0:
         p.error("--reap-interval must be > 0")
+    if cfg.agent_rate < 0:
+        p.error("--agent-rate must be >= 0")
     if cfg.http_max_conns_per_client < 0:
         p.error("--http-max-conns-per-client must be >= 0")
     log("reaper every %s, DeregisterCriticalServiceAfter floor %s, %s connections per client"
@@ -103,6 +108,8 @@ def main(argv=None):
     server.shutdown()
     server.server_close()
     emu.save_state()
+    log("requests answered (method route status: count): %s"
+        % ", ".join("%s: %d" % kv for kv in sorted(server.api.counts.items())))
     t_sched.join(2.0)
     return 0
 

@@ -703,6 +703,30 @@ class OldAgentTest(EmulatorTest):
                          (404, UNKNOWN_CHECK % "service:gone"))
 
 
+class AgentRateTest(EmulatorTest):
+    """--agent-rate N: the agent's writes answered at most N a second, in
+    arrival order; reads are not slowed; TTL misses are logged."""
+    emulator_args = ("--agent-rate", "20", "--reap-mode", "fast")
+
+    def test_writes_paced_reads_not(self):
+        e = self.emu
+        t0 = time.monotonic()
+        for _ in range(6):
+            self.assertEqual(e.put("/v1/agent/check/pass/service:gone")[0], 404)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.24)  # 5 gaps of 50 ms
+        t0 = time.monotonic()
+        for _ in range(6):
+            self.assertEqual(e.get("/v1/agent/services")[0], 200)
+        self.assertLess(time.monotonic() - t0, 0.24)
+
+    def test_ttl_miss_logged(self):
+        e = self.emu
+        reg = {"ID": "a", "Name": "web", "Port": 80,
+               "Check": {"CheckID": "service:a", "TTL": "1s"}}
+        self.assertEqual(e.put("/v1/agent/service/register", reg)[0], 200)
+        self.assertTrue(self.wait_for(lambda: "check service:a missed its TTL" in e.stderr(), 5))
+
+
 class RealReapFloorsTest(EmulatorTest):
     """Default (and --reap-mode real): Consul's fixed floors, 1m and 30s."""
 
