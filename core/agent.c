@@ -679,8 +679,13 @@ int regent_agent_reload(regent_agent *a)
 		catch_up[i] = c->kind == REGENT_KIND_SINK;
 	}
 	/* Removed sections stop (reverse start order); changed ones get a new
-	 * instance below.  An instance whose start failed has nothing to keep:
-	 * it is stopped and its section started afresh. */
+	 * instance below.  An instance whose start failed (or that does not
+	 * run) is stopped and its section started afresh, as a restart of the
+	 * agent would: stopped with REGENT_STOP_EXIT, so what outlives an agent
+	 * (registrations, a managed haproxy) is kept for the new instance to
+	 * take over.  A store that registered most of a host's instances but
+	 * missed start_timeout would otherwise deregister them all at the
+	 * operator's next SIGHUP, and a sink kill the haproxy that serves. */
 	for (size_t i = nrun; i-- > 0;) {
 		regent_ctx *c = run[i];
 		const regent_cfg_section *ns = find_section(n, c->sec->header);
@@ -696,8 +701,10 @@ int regent_agent_reload(regent_agent *a)
 			continue;
 		}
 		regent_log(REGENT_LOG_INFO, c->who, "stopping (%s)",
-		           ns ? "configuration changed" : "section removed");
-		c->stop_reason = REGENT_STOP_REMOVED;
+		           !ns ? "section removed"
+		               : "configuration changed; its start had failed: started afresh, what "
+		                 "it set up kept for the new instance as at a restart");
+		c->stop_reason = ns ? REGENT_STOP_EXIT : REGENT_STOP_REMOVED;
 		ctx_stop(a, c);
 		run[i] = NULL;
 	}

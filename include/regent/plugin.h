@@ -329,8 +329,10 @@ typedef struct regent_history_point {
 
 /* Why stop() is called (host->stop_reason, ABI 1.1). */
 typedef enum regent_stop_reason {
-	REGENT_STOP_EXIT = 0, /* the agent exits (SIGTERM, restart, upgrade): keep what
-	                       * outlives the agent (registrations, a managed haproxy) */
+	REGENT_STOP_EXIT = 0, /* the agent exits (SIGTERM, restart, upgrade), or a reload
+	                       * starts this section afresh because its start had failed:
+	                       * keep what outlives the agent (registrations, a managed
+	                       * haproxy) for the next instance to take over */
 	REGENT_STOP_REPLACED, /* a reload's new instance of this section has proven
 	                       * itself and took over */
 	REGENT_STOP_REMOVED,  /* a reload removed the section: undo what it set up */
