@@ -179,6 +179,24 @@ static void lost_one(consul *c, reg *r)
 
 static void relist_issue(consul *c);
 
+/* The line (and the counter) for the instances registered again since the
+ * last one, once no listing is left to find more. */
+static void report_lost(consul *c)
+{
+	if (c->relist_n) {
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "the Consul agent at %s no longer knows the check of %s (it restarted, or "
+		          "reaped the service): registering %zu instance%s again",
+		          c->shown, c->relist_why ? c->relist_why : "?", c->relist_n,
+		          c->relist_n == 1 ? "" : "s");
+		if (c->m_rereg)
+			c->h->metric_add(c->m_rereg, 1);
+		c->relist_n = 0;
+	}
+	free(c->relist_why);
+	c->relist_why = NULL;
+}
+
 /* The agent's services after a pass was answered "unknown check": those
  * acknowledged before the listing was sent and absent from it are lost
  * (the agent restarted, or reaped them).  Only they are registered again:
@@ -219,20 +237,8 @@ static void on_relist_done(void *arg, const regent_http_result *res)
 		c->relist_again = false;
 		relist_issue(c);
 	}
-	if (c->relist_n && !c->relist_req) {
-		c->h->log(c->ctx, REGENT_LOG_WARN,
-		          "the Consul agent at %s no longer knows the check of %s (it restarted, or "
-		          "reaped the service): registering %zu instance%s again",
-		          c->shown, c->relist_why ? c->relist_why : "?", c->relist_n,
-		          c->relist_n == 1 ? "" : "s");
-		if (c->m_rereg)
-			c->h->metric_add(c->m_rereg, 1);
-		c->relist_n = 0;
-	}
-	if (!c->relist_req) {
-		free(c->relist_why);
-		c->relist_why = NULL;
-	}
+	if (!c->relist_req)
+		report_lost(c);
 	update_registered_gauge(c);
 	pump(c);
 }
@@ -259,7 +265,7 @@ static void relist_issue(consul *c)
 		return;
 	}
 	int err = 0;
-	c->relist_sent = now_ms(c);
+	c->relist_sent = now;
 	c->relist_req = consul_send(c, "GET", "/v1/agent/services", NULL, c->timeout_ms,
 	                            on_relist_done, c, &err);
 	if (c->relist_req)
@@ -273,21 +279,19 @@ static void lost_check(consul *c, reg *r)
 		c->relist_why = c->h->xstrdup(r->id);
 	lost_one(c, r);
 	relist_issue(c);
-	if (!c->relist_req && c->relist_n && !uv_is_active((uv_handle_t *)c->relist_timer)) {
-		/* No listing possible: say so now. */
-		c->h->log(c->ctx, REGENT_LOG_WARN,
-		          "the Consul agent at %s no longer knows the check of %s (it restarted, or "
-		          "reaped the service): registering %zu instance%s again",
-		          c->shown, c->relist_why, c->relist_n, c->relist_n == 1 ? "" : "s");
-		c->relist_n = 0;
-		free(c->relist_why);
-		c->relist_why = NULL;
-	}
+	if (!c->relist_req && c->relist_n && !uv_is_active((uv_handle_t *)c->relist_timer))
+		report_lost(c); /* no listing possible: say so now */
 	update_registered_gauge(c);
 	consul_update_health(c);
 }
 
 static void on_reg_done(void *arg, const regent_http_result *res);
+
+/* The request counters' label of a registration-side request. */
+static int op_metric(reg_op op)
+{
+	return op == OP_REGISTER ? M_REGISTER : op == OP_DEREGISTER ? M_DEREGISTER : M_PASS;
+}
 
 /* start() returned REGENT_PENDING: tell the core once the agent answered
  * the listing, acknowledged every registration that was due when it
@@ -388,7 +392,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 	char what[300];
 	c->h->http_describe(res, what, sizeof(what));
 	bool ok = !res->error && res->status >= 200 && res->status < 300;
-	int mop = op == OP_REGISTER ? M_REGISTER : op == OP_DEREGISTER ? M_DEREGISTER : M_PASS;
+	int mop = op_metric(op);
 	if (!ok)
 		consul_count(c, c->m_err, mop);
 
@@ -533,7 +537,7 @@ static regent_http_req *reg_send(consul *c, reg *r, reg_op op, const char *path,
 	c->inflight++;
 	if (op == OP_PASS)
 		c->inflight_pass++;
-	int mop = op == OP_REGISTER ? M_REGISTER : op == OP_DEREGISTER ? M_DEREGISTER : M_PASS;
+	int mop = op_metric(op);
 	consul_count(c, c->m_req, mop);
 	return r->req;
 }
@@ -575,6 +579,13 @@ static void on_pass_timer(uv_timer_t *t)
 	pump(t->data);
 }
 
+/* Whether a live check's pass is due now (or within PASS_BATCH_MS) and
+ * may go (no failed pass holding them all). */
+static bool pass_due_now(const consul *c, uint64_t now)
+{
+	return c->pheap_n && !c->pass_hold && c->pheap[0]->pass_at <= now + PASS_BATCH_MS;
+}
+
 /* Registers and deregisters take at most REG_SHARE slots while passes are
  * due, passes the rest: neither starves the other.  Passes go by deadline
  * (the heap), each ttl/3 after the previous one of its check was sent, so
@@ -585,8 +596,7 @@ static void pump(consul *c)
 	if (c->stopping || !c->started || c->listing)
 		return;
 	uint64_t now = now_ms(c);
-	bool pass_due = c->pheap_n && !c->pass_hold && c->pheap[0]->pass_at <= now + PASS_BATCH_MS;
-	size_t reg_cap = pass_due ? REG_SHARE : MAX_INFLIGHT;
+	size_t reg_cap = pass_due_now(c, now) ? REG_SHARE : MAX_INFLIGHT;
 	reg *next;
 	for (reg *r = c->whead; r && c->inflight < MAX_INFLIGHT &&
 	                        c->inflight - c->inflight_pass < reg_cap;
@@ -594,8 +604,7 @@ static void pump(consul *c)
 		next = r->wnext;
 		reg_step(c, r);
 	}
-	while (c->inflight < MAX_INFLIGHT && c->pheap_n && !c->pass_hold &&
-	       c->pheap[0]->pass_at <= now + PASS_BATCH_MS) {
+	while (c->inflight < MAX_INFLIGHT && pass_due_now(c, now)) {
 		reg *r = c->pheap[0];
 		if (r->ok_sent && now >= r->ok_sent + c->ttl_ms) {
 			consul_pass_demote(c, r); /* its TTL ran out already */
@@ -607,14 +616,13 @@ static void pump(consul *c)
 		reg_send(c, r, OP_PASS, r->pass_path, NULL);
 	}
 	/* Spare capacity (no live pass due): the demoted ones, oldest first. */
-	while (c->inflight < MAX_INFLIGHT && c->dhead && !c->pass_hold &&
-	       !(c->pheap_n && c->pheap[0]->pass_at <= now + PASS_BATCH_MS)) {
+	while (c->inflight < MAX_INFLIGHT && c->dhead && !c->pass_hold && !pass_due_now(c, now)) {
 		reg *r = c->dhead;
 		consul_pass_cancel(c, r);
 		if (!r->req)
 			reg_send(c, r, OP_PASS, r->pass_path, NULL);
 	}
-	if (c->pheap_n && !c->pass_hold && c->pheap[0]->pass_at > now + PASS_BATCH_MS)
+	if (c->pheap_n && !c->pass_hold && !pass_due_now(c, now))
 		uv_timer_start(c->pass_timer, on_pass_timer, c->pheap[0]->pass_at - now, 0);
 	else
 		uv_timer_stop(c->pass_timer);
