@@ -45,6 +45,8 @@ struct regent_ctx {
 	char *start_error;            /* why the start failed: unhealthy with it */
 	char *note;                   /* shown beside the health: a refused reload */
 	unsigned generation;          /* the reload that created it */
+	uv_timer_t *inherit_timer;    /* a source started afresh: the bound on the claims it
+	                               * inherited (agent.c, drop_inherited) */
 	/* stores */
 	regent_catview *view;
 	/* health */
