@@ -183,6 +183,56 @@ static void set_text(char **field, char *text)
 static void ctx_stop(regent_agent *a, regent_ctx *c);
 static void on_trial_timer(uv_timer_t *t);
 
+/* A source that inherited the local instances of the instance it followed
+ * (inherit()): those it has not reported again go now (it is ready, or
+ * its time is up).  Those its first full listing lacked went at its
+ * resync_end already. */
+static void drop_inherited(regent_agent *a, regent_ctx *c, const char *when)
+{
+	if (c->inherit_timer)
+		uv_timer_stop(c->inherit_timer);
+	size_t n = regent_localset_drop_inherited(a->local, c);
+	if (n)
+		regent_log(REGENT_LOG_WARN, c->who,
+		           "%zu local instance%s the previous instance reported and this one did not "
+		           "report again %s: down",
+		           n, n == 1 ? "" : "s", when);
+}
+
+static void on_inherit_timer(uv_timer_t *t)
+{
+	regent_ctx *c = t->data;
+	char *when = regent_xasprintf("within %.1f s (twice start_timeout)",
+	                              2.0 * (double)start_timeout_ms(c->agent) / 1000.0);
+	drop_inherited(c->agent, c, when);
+	free(when);
+}
+
+/* A reload's new instance `to` of a source inherits the local instances
+ * `from` reported, so that they stay up (the stores see nothing) until it
+ * has had its chance to report them: `from` is a source whose start had
+ * failed, started afresh (source_heir), or the instance replaced by a
+ * candidate proven at once before its first full listing (take_over: a
+ * source whose start() returns 0 and lists asynchronously, as docker
+ * does).  One it does not report again goes at the end of its first full
+ * listing (core/localset.c), when it says it is ready (started(ctx, 0):
+ * a source lists first), and at the latest twice start_timeout from now. */
+static void inherit(regent_agent *a, regent_ctx *from, regent_ctx *to)
+{
+	size_t n = regent_localset_hand_over(a->local, from, to);
+	if (n == 0)
+		return;
+	regent_log(REGENT_LOG_INFO, from->who,
+	           "%zu local instance%s kept up for the new instance to report again", n,
+	           n == 1 ? "" : "s");
+	if (!to->inherit_timer) {
+		to->inherit_timer = regent_xcalloc(1, sizeof(*to->inherit_timer));
+		uv_timer_init(a->loop, to->inherit_timer);
+		to->inherit_timer->data = to;
+	}
+	uv_timer_start(to->inherit_timer, on_inherit_timer, 2 * start_timeout_ms(a), 0);
+}
+
 /* The candidate c has proven itself: it takes the place of the instance
  * it replaces, which is stopped (REPLACED). */
 static void take_over(regent_agent *a, regent_ctx *c)
@@ -198,6 +248,8 @@ static void take_over(regent_agent *a, regent_ctx *c)
 	regent_log(REGENT_LOG_INFO, c->who, "the new configuration took over; stopping the previous "
 	                                     "instance");
 	old->stop_reason = REGENT_STOP_REPLACED;
+	if (c->kind == REGENT_KIND_SOURCE && !c->listed && !c->started_called)
+		inherit(a, old, c); /* proven at once, before its first listing */
 	ctx_stop(a, old); /* a source: ids the new one reports too stay up */
 }
 
@@ -218,31 +270,6 @@ static void trial_failed(regent_agent *a, regent_ctx *c, const char *reason)
 	ctx_stop(a, c); /* a source: only ids the old one does not report go */
 	if (old->kind == REGENT_KIND_SINK && running(old) && regent_cat_flushed(a->cat))
 		apply_all(a, old); /* it got nothing during the trial */
-}
-
-/* A source started afresh at a reload inherited the local instances its
- * failed predecessor reported (see regent_agent_reload): those it has not
- * reported again go now (it is ready, or its time is up).  Those its
- * first full resync did not list went at its resync_end already. */
-static void drop_inherited(regent_agent *a, regent_ctx *c, const char *when)
-{
-	if (c->inherit_timer)
-		uv_timer_stop(c->inherit_timer);
-	size_t n = regent_localset_drop_inherited(a->local, c);
-	if (n)
-		regent_log(REGENT_LOG_WARN, c->who,
-		           "%zu local instance%s the previous instance reported and this one did not "
-		           "report again %s: down",
-		           n, n == 1 ? "" : "s", when);
-}
-
-static void on_inherit_timer(uv_timer_t *t)
-{
-	regent_ctx *c = t->data;
-	char *when = regent_xasprintf("within %.1f s (twice start_timeout)",
-	                              2.0 * (double)start_timeout_ms(c->agent) / 1000.0);
-	drop_inherited(c->agent, c, when);
-	free(when);
 }
 
 /* started(ctx, 0) (or start() returned 0 from a PENDING path). */
@@ -551,25 +578,12 @@ static int start_section(regent_agent *a, const regent_cfg_section *s)
 	return start_ctx(a, regent_ctx_new(a, a->cfg, s));
 }
 
-/* The instance of s that replaces the source c, whose start had failed:
- * it inherits c's local instances, so they stay up (the stores see
- * nothing) until it has had its chance to report them.  One it does not
- * report again goes at its first full resync's end (core/localset.c), or
- * when it is ready (started(ctx, 0)), and at the latest twice
- * start_timeout after its start, whether it is ready or not. */
+/* The instance of s that replaces the source c, whose start had failed
+ * (started afresh): it inherits c's local instances. */
 static regent_ctx *source_heir(regent_agent *a, regent_ctx *c, const regent_cfg_section *s)
 {
 	regent_ctx *h = regent_ctx_new(a, a->cfg, s);
-	size_t n = regent_localset_hand_over(a->local, c, h);
-	if (n == 0)
-		return h;
-	regent_log(REGENT_LOG_INFO, c->who,
-	           "%zu local instance%s kept up for the new instance to report again", n,
-	           n == 1 ? "" : "s");
-	h->inherit_timer = regent_xcalloc(1, sizeof(*h->inherit_timer));
-	uv_timer_init(a->loop, h->inherit_timer);
-	h->inherit_timer->data = h;
-	uv_timer_start(h->inherit_timer, on_inherit_timer, 2 * start_timeout_ms(a), 0);
+	inherit(a, c, h);
 	return h;
 }
 

@@ -15,6 +15,9 @@
 #     start_timeout after the SIGHUP.  Then a new instance reports them again (and fails);
 #     the next one inherits them, and a SIGHUP that REMOVES the section deletes them at once,
 #     as for any removed source.
+#  3. agent e: a running source (not failed) replaced by a new instance proven at once
+#     (start() returns 0) that lists 1 s later, as docker does: the instances it lists again
+#     see no event (before, the take-over dropped them all until that listing).
 source "$(dirname "$0")/lib.sh"
 harness_init
 EP=$(etcd_start s1) || exit 1
@@ -123,7 +126,29 @@ check "2: a removed section: stopped as removed" wait_for --timeout 10 log_has d
 check "2: a removed section deregisters its inherited instances" wait_for --timeout 10 nkeys_is "$EP" 0
 check "2: at once, not at the bound" lt "$(elapsed "$t3")" "$((2 * START_TIMEOUT)).0"
 check_eq "2: 2 DELETE events for the removal" 2 "$(tail -n +"$((n3 + 1))" "$H_TMP/w.log" | grep -c '^DELETE$')"
+finish_agents d
+
+# ---- 3. a candidate proven at once, before its first listing --------------------------------
+printf 'e/e1/80 web 127.0.0.8 8080\ne/e2/80 web 127.0.0.9 8080\ne/e3/80 web 127.0.0.10 8080\n' > "$H_TMP/e1.inst"
+printf 'e/e1/80 web 127.0.0.8 8080\ne/e2/80 web 127.0.0.9 8080\ne/e5/80 web 127.0.0.11 8080\n' > "$H_TMP/e2.inst"
+conf e "$H_TMP/e1.inst"
+agent_start e
+check "3: 3 keys registered" wait_for --timeout 15 nkeys_is "$EP" 3
+n4=$(wlines)
+conf e "$H_TMP/e2.inst" "list_after = 1s"
+daemon_kill e HUP
+check "3: the new instance took over at once" \
+    wait_for --timeout 10 log_has e "the new configuration took over; stopping the previous instance"
+check "3: its instances kept for the new instance" \
+    wait_for --timeout 10 log_has e "3 local instances kept up for the new instance to report again"
+check "3: e5 registered (the new instance listed)" wait_for --timeout 10 has_key e/e5/80
+check "3: e3 deregistered" wait_for --timeout 10 lacks_key e/e3/80
+for id in e1 e2; do
+    check_eq "3: $id: no DELETE event (never deregistered)" 0 "$(events "$n4" DELETE e/$id/80)"
+    check_eq "3: $id: no PUT event (not even rewritten)" 0 "$(events "$n4" PUT e/$id/80)"
+done
+check_eq "3: e3 (not listed again): one DELETE" 1 "$(events "$n4" DELETE e/e3/80)"
 
 daemon_stop w
-finish_agents d
+finish_agents e
 harness_summary
