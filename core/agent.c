@@ -467,8 +467,8 @@ static void ctx_stop(regent_agent *a, regent_ctx *c)
 	if (c->kind == REGENT_KIND_SOURCE) {
 		/* At shutdown the stores drop everything at once (lease revoke),
 		 * so only a source stopped by a reload takes its instances down
-		 * (those another source, its replacement, still reports stay; one
-		 * started afresh has been handed them before: none left here). */
+		 * (those another source, its replacement, still reports stay;
+		 * those handed to a new instance, inherit(), are not its own). */
 		if (a->stopping)
 			regent_localset_forget_owner(a->local, c);
 		else

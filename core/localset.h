@@ -37,8 +37,8 @@ void regent_localset_drop_owner(regent_localset *ls, const void *owner);
 /* Forgets the owner's instances without reporting them down (shutdown). */
 void regent_localset_forget_owner(regent_localset *ls, const void *owner);
 /* Gives every claim of `from` to `to` as inherited (a reload's new
- * instance of a source whose start had failed): nothing is reported, the
- * instances stay up.  A claim `to` reports again (local_up) is its own;
+ * instance of a source: core/agent.c, inherit()): nothing is reported,
+ * the instances stay up.  A claim `to` reports again (local_up) is its own;
  * one it does not report in its next full resync goes at that
  * resync_end, like any other.  Where `to` has a claim already, `from`'s
  * goes.  Returns the number handed over. */
