@@ -158,7 +158,7 @@ void regent_localset_resync_begin(regent_localset *ls, const void *owner)
 	}
 }
 
-enum { ALL, STALE, INHERITED };
+enum { ALL, STALE, INHERITED, STALE_OR_INHERITED };
 
 static size_t drop_matching(regent_localset *ls, const void *owner, int which, bool report)
 {
@@ -168,7 +168,8 @@ static size_t drop_matching(regent_localset *ls, const void *owner, int which, b
 	while (regent_map_next(ls->byid, &it, NULL, &v)) {
 		entry *e = v;
 		claim *c = find_claim(e, owner);
-		if (c && (which == ALL || (which == STALE ? c->stale : c->inherited))) {
+		if (c && (which == ALL || (which != INHERITED && c->stale) ||
+		          (which != STALE && c->inherited))) {
 			drop_claim(ls, e, (size_t)(c - e->claims), report);
 			n++;
 		}
@@ -176,9 +177,11 @@ static size_t drop_matching(regent_localset *ls, const void *owner, int which, b
 	return n;
 }
 
+/* A full listing ended: what it did not report goes, inherited claims
+ * too (a hand-over in the middle of the listing left them unmarked). */
 void regent_localset_resync_end(regent_localset *ls, const void *owner)
 {
-	drop_matching(ls, owner, STALE, true);
+	drop_matching(ls, owner, STALE_OR_INHERITED, true);
 }
 
 void regent_localset_drop_owner(regent_localset *ls, const void *owner)

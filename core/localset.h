@@ -40,7 +40,7 @@ void regent_localset_forget_owner(regent_localset *ls, const void *owner);
  * instance of a source: core/agent.c, inherit()): nothing is reported,
  * the instances stay up.  A claim `to` reports again (local_up) is its own;
  * one it does not report in its next full resync goes at that
- * resync_end, like any other.  Where `to` has a claim already, `from`'s
+ * resync_end, like any other (a hand-over during that resync too).  Where `to` has a claim already, `from`'s
  * goes.  Returns the number handed over. */
 size_t regent_localset_hand_over(regent_localset *ls, const void *from, const void *to);
 /* Takes down the owner's inherited claims it has not reported again;

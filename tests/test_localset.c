@@ -248,6 +248,30 @@ static void handed_to_heir(void **state)
 	regent_localset_free(ls);
 }
 
+/* The hand-over comes while the heir's listing is under way (a candidate
+ * proven at once whose listing began in start()): its resync_end still
+ * takes down what the listing did not report, inherited or not. */
+static void handed_during_listing(void **state)
+{
+	(void)state;
+	rec r = {""};
+	regent_localset *ls = regent_localset_new(&ops, &r);
+	regent_localset_up(ls, &src_a, mk("a", 1));
+	regent_localset_up(ls, &src_a, mk("b", 2));
+	regent_localset_up(ls, &src_a, mk("c", 3));
+	regent_localset_resync_begin(ls, &src_a2);
+	regent_localset_up(ls, &src_a2, mk("a", 1)); /* a candidate: reported before the hand-over */
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_hand_over(ls, &src_a, &src_a2), 2);
+	regent_localset_drop_owner(ls, &src_a);
+	regent_localset_up(ls, &src_a2, mk("b", 2)); /* after it */
+	assert_string_equal(r.log, "");
+	regent_localset_resync_end(ls, &src_a2);
+	assert_string_equal(r.log, "down c;");
+	assert_int_equal(regent_localset_size(ls), 2);
+	regent_localset_free(ls);
+}
+
 /* A heir that reports one by one (no resync): drop_inherited (its ready, or
  * the bound) takes down what it did not report; a claim the heir already
  * had wins over the inherited one. */
@@ -292,6 +316,7 @@ int main(void)
 		cmocka_unit_test(replacement_fails),
 		cmocka_unit_test(resync_of_one_owner),
 		cmocka_unit_test(handed_to_heir),
+		cmocka_unit_test(handed_during_listing),
 		cmocka_unit_test(heir_without_resync),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
