@@ -183,6 +183,56 @@ static void set_text(char **field, char *text)
 static void ctx_stop(regent_agent *a, regent_ctx *c);
 static void on_trial_timer(uv_timer_t *t);
 
+/* A source that inherited the local instances of the instance it followed
+ * (inherit()): those it has not reported again go now (it is ready, or
+ * its time is up).  Those its first full listing lacked went at its
+ * resync_end already. */
+static void drop_inherited(regent_agent *a, regent_ctx *c, const char *when)
+{
+	if (c->inherit_timer)
+		uv_timer_stop(c->inherit_timer);
+	size_t n = regent_localset_drop_inherited(a->local, c);
+	if (n)
+		regent_log(REGENT_LOG_WARN, c->who,
+		           "%zu local instance%s the previous instance reported and this one did not "
+		           "report again %s: down",
+		           n, n == 1 ? "" : "s", when);
+}
+
+static void on_inherit_timer(uv_timer_t *t)
+{
+	regent_ctx *c = t->data;
+	char *when = regent_xasprintf("within %.1f s (twice start_timeout)",
+	                              2.0 * (double)start_timeout_ms(c->agent) / 1000.0);
+	drop_inherited(c->agent, c, when);
+	free(when);
+}
+
+/* A reload's new instance `to` of a source inherits the local instances
+ * `from` reported, so that they stay up (the stores see nothing) until it
+ * has had its chance to report them: `from` is a source whose start had
+ * failed, started afresh (source_heir), or the instance replaced by a
+ * candidate proven at once before its first full listing (take_over: a
+ * source whose start() returns 0 and lists asynchronously, as docker
+ * does).  One it does not report again goes at the end of its first full
+ * listing (core/localset.c), when it says it is ready (started(ctx, 0):
+ * a source lists first), and at the latest twice start_timeout from now. */
+static void inherit(regent_agent *a, regent_ctx *from, regent_ctx *to)
+{
+	size_t n = regent_localset_hand_over(a->local, from, to);
+	if (n == 0)
+		return;
+	regent_log(REGENT_LOG_INFO, from->who,
+	           "%zu local instance%s kept up for the new instance to report again", n,
+	           n == 1 ? "" : "s");
+	if (!to->inherit_timer) {
+		to->inherit_timer = regent_xcalloc(1, sizeof(*to->inherit_timer));
+		uv_timer_init(a->loop, to->inherit_timer);
+		to->inherit_timer->data = to;
+	}
+	uv_timer_start(to->inherit_timer, on_inherit_timer, 2 * start_timeout_ms(a), 0);
+}
+
 /* The candidate c has proven itself: it takes the place of the instance
  * it replaces, which is stopped (REPLACED). */
 static void take_over(regent_agent *a, regent_ctx *c)
@@ -198,6 +248,8 @@ static void take_over(regent_agent *a, regent_ctx *c)
 	regent_log(REGENT_LOG_INFO, c->who, "the new configuration took over; stopping the previous "
 	                                     "instance");
 	old->stop_reason = REGENT_STOP_REPLACED;
+	if (c->kind == REGENT_KIND_SOURCE && !c->listed && !c->started_called)
+		inherit(a, old, c); /* proven at once, before its first listing */
 	ctx_stop(a, old); /* a source: ids the new one reports too stay up */
 }
 
@@ -229,6 +281,8 @@ static void trial_passed(regent_agent *a, regent_ctx *c)
 		uv_timer_stop(c->trial_timer);
 	regent_log(REGENT_LOG_INFO, c->who, "ready");
 	set_text(&c->start_error, NULL);
+	if (c->inherit_timer)
+		drop_inherited(a, c, "before it was ready");
 	if (c->replaces)
 		take_over(a, c);
 }
@@ -348,6 +402,10 @@ static void ctx_destroy(regent_agent *a, regent_ctx *c)
 		uv_close((uv_handle_t *)c->trial_timer, (uv_close_cb)free);
 		c->trial_timer = NULL;
 	}
+	if (c->inherit_timer) {
+		uv_close((uv_handle_t *)c->inherit_timer, (uv_close_cb)free);
+		c->inherit_timer = NULL;
+	}
 	if (c->state != CTX_NEW)
 		c->desc->ops->destroy(c->self);
 	if (c->view)
@@ -401,13 +459,16 @@ static void ctx_stop(regent_agent *a, regent_ctx *c)
 	}
 	if (c->trial_timer)
 		uv_timer_stop(c->trial_timer);
+	if (c->inherit_timer)
+		uv_timer_stop(c->inherit_timer);
 	unlink_ctx(&a->ctxs, c);
 	c->next = a->dying;
 	a->dying = c;
 	if (c->kind == REGENT_KIND_SOURCE) {
 		/* At shutdown the stores drop everything at once (lease revoke),
 		 * so only a source stopped by a reload takes its instances down
-		 * (those another source, its replacement, still reports stay). */
+		 * (those another source, its replacement, still reports stay;
+		 * those handed to a new instance, inherit(), are not its own). */
 		if (a->stopping)
 			regent_localset_forget_owner(a->local, c);
 		else
@@ -506,11 +567,24 @@ static void append_ctx(regent_agent *a, regent_ctx *c)
 	*pp = c;
 }
 
-static int start_section(regent_agent *a, const regent_cfg_section *s)
+static int start_ctx(regent_agent *a, regent_ctx *c)
 {
-	regent_ctx *c = regent_ctx_new(a, a->cfg, s);
 	append_ctx(a, c);
 	return ctx_start(a, c);
+}
+
+static int start_section(regent_agent *a, const regent_cfg_section *s)
+{
+	return start_ctx(a, regent_ctx_new(a, a->cfg, s));
+}
+
+/* The instance of s that replaces the source c, whose start had failed
+ * (started afresh): it inherits c's local instances. */
+static regent_ctx *source_heir(regent_agent *a, regent_ctx *c, const regent_cfg_section *s)
+{
+	regent_ctx *h = regent_ctx_new(a, a->cfg, s);
+	inherit(a, c, h);
+	return h;
 }
 
 /* Starts the new instance of old's changed section beside it (listed
@@ -662,6 +736,7 @@ int regent_agent_reload(regent_agent *a)
 	regent_ctx **run = regent_xcalloc(nctx + 1, sizeof(*run));
 	regent_ctx **replace = regent_xcalloc(nctx + 1, sizeof(*replace));
 	bool *catch_up = regent_xcalloc(nctx + 1, sizeof(*catch_up));
+	bool *heir = regent_xcalloc(nctx + 1, sizeof(*heir));
 	size_t nrun = 0, nchanged = 0;
 	for (regent_ctx *c = a->ctxs; c; c = c->next)
 		if (!c->replaces)
@@ -685,7 +760,9 @@ int regent_agent_reload(regent_agent *a)
 	 * (registrations, a managed haproxy) is kept for the new instance to
 	 * take over.  A store that registered most of a host's instances but
 	 * missed start_timeout would otherwise deregister them all at the
-	 * operator's next SIGHUP, and a sink kill the haproxy that serves. */
+	 * operator's next SIGHUP, and a sink kill the haproxy that serves; a
+	 * source hands its local instances to its new instance (source_heir),
+	 * which is created here and started in its place below. */
 	for (size_t i = nrun; i-- > 0;) {
 		regent_ctx *c = run[i];
 		const regent_cfg_section *ns = find_section(n, c->sec->header);
@@ -705,8 +782,10 @@ int regent_agent_reload(regent_agent *a)
 		               : "configuration changed; its start had failed: started afresh, what "
 		                 "it set up kept for the new instance as at a restart");
 		c->stop_reason = ns ? REGENT_STOP_EXIT : REGENT_STOP_REMOVED;
+		heir[i] = ns && ns->lp && c->kind == REGENT_KIND_SOURCE;
+		regent_ctx *h = heir[i] ? source_heir(a, c, ns) : NULL;
 		ctx_stop(a, c);
-		run[i] = NULL;
+		run[i] = h;
 	}
 	/* Start what is new or changed, stores first. */
 	size_t failures = 0;
@@ -720,6 +799,9 @@ int regent_agent_reload(regent_agent *a)
 				k++;
 			if (k == nrun) {
 				if (start_section(a, s) < 0)
+					failures++;
+			} else if (heir[k]) {
+				if (start_ctx(a, run[k]) < 0)
 					failures++;
 			} else if (replace[k]) {
 				regent_ctx *c = replace[k];
@@ -756,6 +838,7 @@ int regent_agent_reload(regent_agent *a)
 	regent_agent_trim_when_quiet(a);
 	free(replace);
 	free(catch_up);
+	free(heir);
 	free(run);
 	regent_config_unref(old_cfg);
 	return 0;

@@ -310,8 +310,10 @@ static void h_local_resync_begin(regent_ctx *ctx)
 
 static void h_local_resync_end(regent_ctx *ctx)
 {
-	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_end") && reporting(ctx))
+	if (is_kind(ctx, REGENT_KIND_SOURCE, "local_resync_end") && reporting(ctx)) {
 		regent_localset_resync_end(ctx->agent->local, ctx);
+		ctx->listed = true;
+	}
 }
 
 /* ---- stores ---- */

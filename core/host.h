@@ -45,6 +45,9 @@ struct regent_ctx {
 	char *start_error;            /* why the start failed: unhealthy with it */
 	char *note;                   /* shown beside the health: a refused reload */
 	unsigned generation;          /* the reload that created it */
+	uv_timer_t *inherit_timer;    /* a source that inherited claims: their bound (agent.c,
+	                               * drop_inherited) */
+	bool listed;                  /* a source: ended a full listing (local_resync_end) */
 	/* stores */
 	regent_catview *view;
 	/* health */

@@ -1,8 +1,10 @@
 /* localset.c - the local set: instance id -> (published instance, the
  * sources that report it).  Reports only real changes: an identical
  * re-report is a no-op, a full resync takes down exactly what its source
- * no longer reports, and an id reported by two sources (a reload's new
- * source on trial beside the old one) goes down only when both let go. */
+ * no longer reports, an id reported by two sources (a reload's new
+ * source on trial beside the old one) goes down only when both let go,
+ * and a source's claims can be handed to its successor (inherited) to be
+ * confirmed by the successor's reports or dropped later. */
 #include "localset.h"
 #include "model.h"
 #include "util.h"
@@ -15,6 +17,7 @@ typedef struct claim {
 	const void *owner;
 	regent_inst *inst; /* this owner's version (one reference) */
 	bool stale;
+	bool inherited;    /* handed over from a predecessor, not reported since */
 } claim;
 
 typedef struct entry {
@@ -85,7 +88,7 @@ int regent_localset_up(regent_localset *ls, const void *owner, regent_inst *inst
 	if (!e) {
 		e = regent_xcalloc(1, sizeof(*e));
 		e->claims = regent_xcalloc(1, sizeof(*e->claims));
-		e->claims[0] = (claim){owner, inst, false};
+		e->claims[0] = (claim){owner, inst, false, false};
 		e->n = 1;
 		e->pub = regent_inst_ref(inst);
 		regent_map_put(ls->byid, inst->pub.id, e);
@@ -101,10 +104,11 @@ int regent_localset_up(regent_localset *ls, const void *owner, regent_inst *inst
 				return -EEXIST;
 			}
 		e->claims = regent_xrealloc(e->claims, (e->n + 1) * sizeof(*e->claims));
-		e->claims[e->n++] = (claim){owner, inst, false};
+		e->claims[e->n++] = (claim){owner, inst, false, false};
 		return 0; /* a later claim is not published while the first holds */
 	}
 	c->stale = false;
+	c->inherited = false;
 	if (regent_instance_equal(&c->inst->pub, &inst->pub)) {
 		regent_inst_unref(inst);
 		return 0;
@@ -154,31 +158,67 @@ void regent_localset_resync_begin(regent_localset *ls, const void *owner)
 	}
 }
 
-static void drop_matching(regent_localset *ls, const void *owner, bool only_stale, bool report)
+enum { ALL, STALE, INHERITED, STALE_OR_INHERITED };
+
+static size_t drop_matching(regent_localset *ls, const void *owner, int which, bool report)
 {
 	regent_map_iter it = {0};
 	void *v;
+	size_t n = 0;
 	while (regent_map_next(ls->byid, &it, NULL, &v)) {
 		entry *e = v;
 		claim *c = find_claim(e, owner);
-		if (c && (!only_stale || c->stale))
+		if (c && (which == ALL || (which != INHERITED && c->stale) ||
+		          (which != STALE && c->inherited))) {
 			drop_claim(ls, e, (size_t)(c - e->claims), report);
+			n++;
+		}
 	}
+	return n;
 }
 
+/* A full listing ended: what it did not report goes, inherited claims
+ * too (a hand-over in the middle of the listing left them unmarked). */
 void regent_localset_resync_end(regent_localset *ls, const void *owner)
 {
-	drop_matching(ls, owner, true, true);
+	drop_matching(ls, owner, STALE_OR_INHERITED, true);
 }
 
 void regent_localset_drop_owner(regent_localset *ls, const void *owner)
 {
-	drop_matching(ls, owner, false, true);
+	drop_matching(ls, owner, ALL, true);
 }
 
 void regent_localset_forget_owner(regent_localset *ls, const void *owner)
 {
-	drop_matching(ls, owner, false, false);
+	drop_matching(ls, owner, ALL, false);
+}
+
+size_t regent_localset_hand_over(regent_localset *ls, const void *from, const void *to)
+{
+	regent_map_iter it = {0};
+	void *v;
+	size_t n = 0;
+	while (regent_map_next(ls->byid, &it, NULL, &v)) {
+		entry *e = v;
+		claim *c = find_claim(e, from);
+		if (!c)
+			continue;
+		if (find_claim(e, to)) { /* to reports it already: its own claim stays */
+			drop_claim(ls, e, (size_t)(c - e->claims), true);
+			continue;
+		}
+		c->owner = to;
+		c->stale = false;
+		c->inherited = true;
+		n++;
+	}
+	return n;
+}
+
+size_t regent_localset_drop_inherited(regent_localset *ls, const void *owner)
+{
+	return drop_matching(ls, owner, INHERITED, true);
 }
 
 void regent_localset_foreach(regent_localset *ls, void (*fn)(void *arg, regent_inst *inst),

@@ -36,6 +36,16 @@ void regent_localset_resync_end(regent_localset *ls, const void *owner);
 void regent_localset_drop_owner(regent_localset *ls, const void *owner);
 /* Forgets the owner's instances without reporting them down (shutdown). */
 void regent_localset_forget_owner(regent_localset *ls, const void *owner);
+/* Gives every claim of `from` to `to` as inherited (a reload's new
+ * instance of a source: core/agent.c, inherit()): nothing is reported,
+ * the instances stay up.  A claim `to` reports again (local_up) is its own;
+ * one it does not report in its next full resync goes at that
+ * resync_end, like any other (a hand-over during that resync too).  Where `to` has a claim already, `from`'s
+ * goes.  Returns the number handed over. */
+size_t regent_localset_hand_over(regent_localset *ls, const void *from, const void *to);
+/* Takes down the owner's inherited claims it has not reported again;
+ * returns how many. */
+size_t regent_localset_drop_inherited(regent_localset *ls, const void *owner);
 void regent_localset_foreach(regent_localset *ls, void (*fn)(void *arg, regent_inst *inst),
                              void *arg);
 size_t regent_localset_size(const regent_localset *ls);

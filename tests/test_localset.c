@@ -1,7 +1,9 @@
 /* test_localset.c - the local set reports only real changes, a full
  * resync takes down exactly what vanished, and an id reported by a source
  * and its replacement on trial is counted once: retiring either one takes
- * down only what the other does not report. */
+ * down only what the other does not report; claims handed to a source's
+ * heir (a reload starting a failed source afresh) stay up until the heir
+ * has reported or dropped them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,7 +32,7 @@ static void on_down(void *arg, regent_inst *inst)
 	snprintf(r->log + l, sizeof(r->log) - l, "down %s;", inst->pub.id);
 }
 
-static const int src_a = 1, src_b = 2, src_a2 = 3;
+static const int src_a = 1, src_b = 2, src_a2 = 3, src_h = 4;
 
 /* src_a2 is src_a's replacement (a reload's new instance); src_b is an
  * unrelated source. */
@@ -205,6 +207,106 @@ static void resync_of_one_owner(void **state)
 	regent_localset_free(ls);
 }
 
+static bool down_in(const rec *r, const char *id)
+{
+	char want[64];
+	snprintf(want, sizeof(want), "down %s;", id);
+	return strstr(r->log, want) != NULL;
+}
+
+/* A source started afresh (src_h) inherits src_a's claims: nothing is
+ * reported; its first resync keeps what it lists and takes down the rest. */
+static void handed_to_heir(void **state)
+{
+	(void)state;
+	rec r = {""};
+	regent_localset *ls = regent_localset_new(&ops, &r);
+	regent_localset_up(ls, &src_a, mk("a", 1));
+	regent_localset_up(ls, &src_a, mk("b", 2));
+	regent_localset_up(ls, &src_a, mk("c", 3));
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_hand_over(ls, &src_a, &src_h), 3);
+	assert_string_equal(r.log, "");
+	assert_int_equal(regent_localset_size(ls), 3);
+	/* the predecessor owns nothing now: its drop (ctx_stop) reports nothing */
+	regent_localset_drop_owner(ls, &src_a);
+	assert_int_equal(regent_localset_down(ls, &src_a, "a"), -2);
+	assert_string_equal(r.log, "");
+	/* an unrelated source still may not report them */
+	assert_int_equal(regent_localset_up(ls, &src_b, mk("a", 9)), -17);
+	regent_localset_resync_begin(ls, &src_h);
+	regent_localset_up(ls, &src_h, mk("a", 1)); /* same: nothing */
+	regent_localset_up(ls, &src_h, mk("b", 7)); /* changed */
+	regent_localset_up(ls, &src_h, mk("d", 4)); /* new */
+	regent_localset_resync_end(ls, &src_h);
+	assert_string_equal(r.log, "chg b:7;up d:4;down c;");
+	/* what it reported is its own: nothing inherited is left */
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_drop_inherited(ls, &src_h), 0);
+	assert_string_equal(r.log, "");
+	assert_int_equal(regent_localset_size(ls), 3);
+	regent_localset_free(ls);
+}
+
+/* The hand-over comes while the heir's listing is under way (a candidate
+ * proven at once whose listing began in start()): its resync_end still
+ * takes down what the listing did not report, inherited or not. */
+static void handed_during_listing(void **state)
+{
+	(void)state;
+	rec r = {""};
+	regent_localset *ls = regent_localset_new(&ops, &r);
+	regent_localset_up(ls, &src_a, mk("a", 1));
+	regent_localset_up(ls, &src_a, mk("b", 2));
+	regent_localset_up(ls, &src_a, mk("c", 3));
+	regent_localset_resync_begin(ls, &src_a2);
+	regent_localset_up(ls, &src_a2, mk("a", 1)); /* a candidate: reported before the hand-over */
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_hand_over(ls, &src_a, &src_a2), 2);
+	regent_localset_drop_owner(ls, &src_a);
+	regent_localset_up(ls, &src_a2, mk("b", 2)); /* after it */
+	assert_string_equal(r.log, "");
+	regent_localset_resync_end(ls, &src_a2);
+	assert_string_equal(r.log, "down c;");
+	assert_int_equal(regent_localset_size(ls), 2);
+	regent_localset_free(ls);
+}
+
+/* A heir that reports one by one (no resync): drop_inherited (its ready, or
+ * the bound) takes down what it did not report; a claim the heir already
+ * had wins over the inherited one. */
+static void heir_without_resync(void **state)
+{
+	(void)state;
+	rec r = {""};
+	regent_localset *ls = regent_localset_new(&ops, &r);
+	regent_localset_up(ls, &src_a, mk("a", 1));
+	regent_localset_up(ls, &src_a, mk("b", 2));
+	regent_localset_up(ls, &src_a, mk("c", 3));
+	regent_localset_up(ls, &src_a2, mk("c", 8)); /* shared (may_share) */
+	r.log[0] = '\0';
+	/* c: src_a2's own claim stays, src_a's goes (its version 8 published) */
+	assert_int_equal(regent_localset_hand_over(ls, &src_a, &src_a2), 2);
+	assert_string_equal(r.log, "chg c:8;");
+	r.log[0] = '\0';
+	regent_localset_up(ls, &src_a2, mk("a", 1));
+	assert_string_equal(r.log, "");
+	assert_int_equal(regent_localset_drop_inherited(ls, &src_a2), 1);
+	assert_string_equal(r.log, "down b;");
+	assert_false(down_in(&r, "a"));
+	assert_int_equal(regent_localset_drop_inherited(ls, &src_a2), 0);
+	r.log[0] = '\0';
+	regent_localset_foreach(ls, count, &r);
+	assert_string_equal(r.log, "a:1;c:8;");
+	/* a heir stopped by a reload that removes its section drops all */
+	r.log[0] = '\0';
+	assert_int_equal(regent_localset_hand_over(ls, &src_a2, &src_h), 2);
+	regent_localset_drop_owner(ls, &src_h);
+	assert_true(down_in(&r, "a") && down_in(&r, "c"));
+	assert_int_equal(regent_localset_size(ls), 0);
+	regent_localset_free(ls);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +315,9 @@ int main(void)
 		cmocka_unit_test(shared_by_replacement),
 		cmocka_unit_test(replacement_fails),
 		cmocka_unit_test(resync_of_one_owner),
+		cmocka_unit_test(handed_to_heir),
+		cmocka_unit_test(handed_during_listing),
+		cmocka_unit_test(heir_without_resync),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -332,7 +332,8 @@ typedef enum regent_stop_reason {
 	REGENT_STOP_EXIT = 0, /* the agent exits (SIGTERM, restart, upgrade), or a reload
 	                       * starts this section afresh because its start had failed:
 	                       * keep what outlives the agent (registrations, a managed
-	                       * haproxy) for the next instance to take over */
+	                       * haproxy) for the next instance to take over (a source's
+	                       * local instances: the core hands them to it) */
 	REGENT_STOP_REPLACED, /* a reload's new instance of this section has proven
 	                       * itself and took over */
 	REGENT_STOP_REMOVED,  /* a reload removed the section: undo what it set up */
@@ -550,7 +551,8 @@ typedef struct regent_host {
 
 	/* Sources: report this host's instances.  resync_begin/end bracket a
 	 * full listing: whatever this source reported before and did not
-	 * report again between them is taken down. */
+	 * report again between them is taken down (and what it inherited from
+	 * a failed predecessor: docs/plugin-api.md, Lifecycle). */
 	int (*local_up)(regent_ctx *ctx, const regent_instance *inst);
 	int (*local_down)(regent_ctx *ctx, const char *id);
 	void (*local_resync_begin)(regent_ctx *ctx);

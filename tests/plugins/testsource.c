@@ -3,7 +3,9 @@
  * Line format:  ID SERVICE ADDRESS PORT [udp] [tag,tag] ; '#' comments.
  * require_file makes start() fail when the file is missing (a source that
  * cannot start); confirm_after / confirm_error make start() pending and
- * confirm or fail later through host->started() (make-before-break tests).
+ * confirm or fail later through host->started() (make-before-break tests);
+ * list_after delays the first listing past start() (a source that lists
+ * asynchronously, like docker).
  * crash (with crash_after) crashes the process on purpose: "abort"
  * (abort()), "segv" (a write through a null pointer), "stack" (unbounded
  * recursion: a stack overflow) or "thread" (abort() on a thread of its
@@ -31,6 +33,8 @@ typedef struct state {
 static const regent_config_key keys[] = {
 	{"file", REGENT_CFG_STRING, NULL, true, 0, 0, "file listing the instances"},
 	{"interval", REGENT_CFG_DURATION, "100ms", false, 10, 60000, "how often to re-read it"},
+	{"list_after", REGENT_CFG_DURATION, "0ms", false, 0, 60000,
+	 "0: the first listing from inside start(); else this long after start()"},
 	{"require_file", REGENT_CFG_BOOL, "false", false, 0, 0,
 	 "start() fails (-ENOENT) when the file does not exist"},
 	{"confirm_after", REGENT_CFG_DURATION, "0ms", false, 0, 60000,
@@ -199,8 +203,10 @@ static int start(void *self)
 	}
 	s->timer = s->host->timer_new(s->ctx, s);
 	uint64_t iv = s->host->cfg_duration_ms(s->ctx, "interval");
-	tick(s->timer); /* the first listing from inside start(), as the ABI allows */
-	uv_timer_start(s->timer, tick, iv, iv);
+	uint64_t first = s->host->cfg_duration_ms(s->ctx, "list_after");
+	if (first == 0)
+		tick(s->timer); /* the first listing from inside start(), as the ABI allows */
+	uv_timer_start(s->timer, tick, first ? first : iv, iv);
 	if (strcmp(s->host->cfg_string(s->ctx, "crash"), "none") != 0) {
 		s->crash = s->host->timer_new(s->ctx, s);
 		uv_timer_start(s->crash, on_crash, s->host->cfg_duration_ms(s->ctx, "crash_after"), 0);
