@@ -109,6 +109,30 @@ void hx_ho_kick(hx *s)
 	}
 }
 
+void hx_ho_carry(hx *s)
+{
+	const hx *old = s->ho_peer;
+	if (!old || !old->m.svcs)
+		return;
+	uint64_t now = s->h->now_ms();
+	size_t ngrace = 0;
+	for (const svc *o = old->m.svcs; o; o = o->next) {
+		if (!o->want.listen || o->port <= 0 || (o->in_grace && o->grace_until <= now))
+			continue;
+		svc *v = hx_svc_find(&s->m, o->name);
+		if (!v)
+			continue; /* not in the file: never installed */
+		v->ho_listen = true;
+		v->port = o->port;
+		v->empty_since = o->empty_since; /* 0: if empty here, since now */
+		ngrace += o->in_grace;
+	}
+	if (ngrace)
+		s->h->log(s->ctx, REGENT_LOG_INFO,
+		          "%zu services in their empty grace keep it (the previous instance's deadline)",
+		          ngrace);
+}
+
 /* The running instance s drives again after its successor stopped
  * without taking over.  A successor that had begun may have written the
  * file, set servers or reloaded: what s knew of them is dropped. */
@@ -136,12 +160,16 @@ void hx_ho_leave(hx *s)
 	hx *p = s->ho_peer;
 	s->ho_peer = NULL;
 	if (p) {
-		p->ho_peer = NULL;
-		if (p->yielding)
+		if (p->yielding) {
+			p->ho_peer = NULL;
 			resume(p, s->ho_began); /* s was the new one */
-		else if (p->ho_waiting && !p->stopping) {
+		} else if (p->ho_waiting && !p->stopping) {
 			uv_timer_stop(p->t_poll);
-			hx_own_begin(p); /* s was the running one: nothing of it runs now */
+			hx_own_begin(p); /* s was the running one: nothing of it runs now (its
+			                  * model is still there for hx_ho_carry) */
+			p->ho_peer = NULL;
+		} else {
+			p->ho_peer = NULL;
 		}
 	}
 }

@@ -519,6 +519,7 @@ void hx_own_begin(hx *s)
 	s->ho_waiting = false;
 	s->ho_began = true;
 	recover(s);
+	hx_ho_carry(s); /* the empty graces of the instance it takes over from */
 	if (s->manage) {
 		/* An haproxy an earlier run left (or the instance this one
 		 * replaces runs) is adopted, never stopped and restarted. */

@@ -285,6 +285,12 @@ void hx_own_begin(hx *s);
  * haproxy, if any, yields to it.  True when s must wait for that one's
  * work in flight (hx_own_begin follows then), false when s begins now. */
 bool hx_ho_start(hx *s);
+/* hx_own_begin, after the file was read: the services whose listen the
+ * instance s takes over from had (routed, or in their empty grace) and
+ * that have no instance here keep it for what is left of their empty
+ * grace, counted from when they emptied there (model.h ho_listen): a
+ * service removed just before the SIGHUP is not dropped at once. */
+void hx_ho_carry(hx *s);
 /* hx_kick of a yielding instance: only the reload under way goes on;
  * once nothing is in flight, the new instance begins. */
 void hx_ho_kick(hx *s);
