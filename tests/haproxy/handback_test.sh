@@ -17,7 +17,12 @@
 #     (reload_interval) and the new instance takes over; gz keeps answering 503 (its listener
 #     open) until its grace ends, counted from its removal, not from the hand-over, then its port
 #     is closed.
-# Both parts: 0 failed requests through haproxy, no "cannot patch", "another haproxy worker
+#  3. A rename of a new instance in flight when a newer SIGHUP abandons it (every rename held
+#     1.5 s on the loop by the plugin's test knob REGENT_HX_TEST_RENAME_DELAY_MS) does not land
+#     over the file the running instance wrote whole when it resumed: regent.cfg and haproxy
+#     run the running configuration (not the abandoned one's global maxconn), and the next
+#     change patches the file in place.
+# All parts: 0 failed requests through haproxy, no "cannot patch", "another haproxy worker
 # answers", "still not worker", failed reload or refused runtime change in the log.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
@@ -34,6 +39,7 @@ DRIVE=("$PY" "$REGENT_TEST_DIR/haproxy/handover_drive.py")
 NSVC=20
 CHURN_S=${CHURN_S:-7}
 GRACE_S=6
+RENAME_DELAY_MS=${RENAME_DELAY_MS:-1500}
 
 T=$H_TMP
 HX=$T/hx
@@ -96,7 +102,7 @@ EOF
 write_ini 800
 check "the config passes --check-config" \
     "$REGENT_BIN" --check-config -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR"
-daemon_start regent "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR" -L debug
+daemon_start regent env REGENT_HX_TEST_RENAME_DELAY_MS="$RENAME_DELAY_MS" "$REGENT_BIN" -c "$T/regent.ini" -p "$REGENT_PLUGIN_DIR" -L debug
 LOG=$(daemon_log regent)
 RPID=$(daemon_pid regent)
 spec=$(printf '{"web": [], "web_port": 0, "churn": %d, "per": 4, "churn_ports": [%s], "seconds": %d}' \
@@ -174,6 +180,37 @@ check "then its port closes (the grace was not started again by the new instance
     wait_for --timeout 6 eval '[[ "$(gz_code)" == 000 ]]'
 check "... at the end of the grace (removed $((SECONDS - t0)) s ago, the grace is $GRACE_S s)" \
     eval "(( SECONDS - t0 <= GRACE_S + 4 ))"
+
+# ---- 3. a write of a new instance in flight when it is abandoned ----
+# Every rename of a candidate over regent.cfg is held RENAME_DELAY_MS on the loop (the plugin's
+# test knob: a slow disk or a busy threadpool).  A configuration with a global `maxconn` (a
+# candidate that differs: haproxy -c, then the rename) starts a new instance; once its rename is
+# under way a newer SIGHUP restores the running configuration: the new instance is abandoned
+# and the running one resumes (the file written whole, one reload).  The abandoned rename must
+# not land over that file: the running one waits for it.
+renames() { grep -c "sink haproxy (new): renaming the candidate over .* in $RENAME_DELAY_MS ms" "$LOG"; }
+r0=$(renames)
+write_ini 900 "maxconn = 4321"
+kill -HUP "$RPID"
+check "the new instance's rename is under way (held $RENAME_DELAY_MS ms)" \
+    wait_for --timeout 20 eval "[[ \$(renames) -gt $r0 ]]"
+write_ini 900
+kill -HUP "$RPID"
+check "a newer reload abandons the new instance" \
+    wait_for --timeout 10 grep -q "abandoned: a newer reload superseded its configuration" "$LOG"
+check "the running instance drives again, the file written whole" \
+    wait_for --timeout 10 eval "[[ \$(grep -c 'the new instance did not take over: this one drives .* again (the file written whole' '$LOG') -ge 2 ]]"
+sleep "$(awk -v ms="$RENAME_DELAY_MS" 'BEGIN { print ms / 1000 + 1.5 }')" # the abandoned rename has landed
+check "regent.cfg is the running configuration's (no maxconn 4321 of the abandoned one)" \
+    eval "! grep -q 'maxconn 4321' '$HX/regent.cfg'"
+check "... and so is haproxy's (show info: no Maxconn 4321)" \
+    eval "! haproxy_admin_cmd '$HX/haproxy-admin.sock' 'show info' | grep -q '^Maxconn: 4321'"
+h_etcdctl "$EP" put /hb/c001/handover/i0/80 \
+    "{\"address\":\"127.0.9.2\",\"port\":21999,\"proto\":\"tcp\",\"node\":\"handover\",\"tags\":[],\"meta\":{},\"service_port\":${cports[1]}}" >/dev/null
+"${DRIVE[@]}" expect "$EP" /hb/ > "$T/want"
+check "a change after it is in regent.cfg (patched in place: no 'cannot patch' below)" \
+    wait_for --timeout 10 file_is_registry
+check "... and in haproxy" wait_for --timeout 10 run_is_registry
 
 touch "$T/load.stop"
 daemon_wait_exit load 15 >/dev/null
