@@ -21,8 +21,14 @@
  * its trial (or a newer reload abandons it), the running one drives again,
  * and when the new one had begun it treats the file and haproxy as unknown
  * (written whole, server states read back, one reload).  A change made by
- * anyone else is seen as before.  Owns the list of live instances and the
- * hx ho_* fields. */
+ * anyone else is seen as before.
+ *
+ * Also here: the new instance carries the running one's listens over
+ * (hx_ho_carry: a service in its empty grace keeps what is left of it),
+ * and the writes of the file in flight are jobs whose end is seen even
+ * after their instance stopped (hx_job_*: a stopped instance's write
+ * lands before anyone writes or begins again).  Owns the list of live
+ * instances, the jobs in flight and the hx ho_* fields. */
 #include "sink.h"
 
 static hx *live; /* started and not destroyed, newest first (the loop's thread only) */
