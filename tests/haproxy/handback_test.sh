@@ -171,6 +171,9 @@ write_ini 900
 kill -HUP "$RPID"
 check "the new instance takes over" \
     wait_for --timeout 15 eval "[[ \$(grep -c 'sink haproxy: the new configuration took over' '$LOG') -gt $took0 ]]"
+t_took=$((SECONDS - t0))
+check "... inside the grace, early enough to be seen (at +$t_took s, before +$((GRACE_S - 2)) s)" \
+    eval "(( t_took <= GRACE_S - 2 ))"
 # Until 1 s before its grace ends (counted from its removal): its listener stays (503).
 codes=""
 while ((SECONDS < t0 + GRACE_S - 1)); do codes+=" $(gz_code)"; sleep 0.2; done
@@ -198,6 +201,14 @@ write_ini 900
 kill -HUP "$RPID"
 check "a newer reload abandons the new instance" \
     wait_for --timeout 10 grep -q "abandoned: a newer reload superseded its configuration" "$LOG"
+# ms_of PATTERN: the time of day (ms) of the last log line matching PATTERN
+ms_of() {
+    grep "$1" "$LOG" | tail -1 |
+        awk '{ split(substr($1, 12), a, ":"); printf "%d\n", (a[1] * 3600 + a[2] * 60 + a[3]) * 1000 }'
+}
+held=$(( $(ms_of "abandoned: a newer reload") - $(ms_of "(new): renaming the candidate over") ))
+check "... while its rename was still held ($held ms after it began, of $RENAME_DELAY_MS)" \
+    eval "(( held >= 0 && held < RENAME_DELAY_MS ))"
 check "the running instance drives again, the file written whole" \
     wait_for --timeout 10 eval "[[ \$(grep -c 'the new instance did not take over: this one drives .* again (the file written whole' '$LOG') -ge 2 ]]"
 sleep "$(awk -v ms="$RENAME_DELAY_MS" 'BEGIN { print ms / 1000 + 1.5 }')" # the abandoned rename has landed
