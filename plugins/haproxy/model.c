@@ -501,11 +501,10 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 			v->has_port = true; /* the port it had */
 			return;
 		}
-		v->ho_listen = false; /* its grace is over */
 	} else if (v->nin) {
 		v->empty_since = 0;
-		v->ho_listen = false; /* routed as any other from here */
 	}
+	v->ho_listen = false; /* carried over for the grace only (handover.c hx_ho_carry) */
 	if (!listed)
 		return;
 	bool expl;
