@@ -205,6 +205,8 @@ void hx_kick(hx *s)
 		hx_ho_kick(s); /* a new instance takes over: nothing new starts */
 		return;
 	}
+	if (hx_ho_held(s))
+		return; /* a write of an instance that stopped still lands (handover.c) */
 	if (s->manage && s->installed_once && !s->adopting && !hx_sup_busy(s->sup) &&
 	    s->ps == P_IDLE && !s->mirror && !hx_first_start_waits(s)) {
 		s->spawn_gen = s->file_gen;
@@ -519,6 +521,7 @@ void hx_own_begin(hx *s)
 	s->ho_waiting = false;
 	s->ho_began = true;
 	recover(s);
+	hx_ho_carry(s); /* the empty graces of the instance it takes over from */
 	if (s->manage) {
 		/* An haproxy an earlier run left (or the instance this one
 		 * replaces runs) is adopted, never stopped and restarted. */
@@ -546,13 +549,12 @@ static void cancel_all(hx *s)
 	s->master_req = NULL;
 	s->h->spawn_cancel(s->run);
 	s->run = NULL;
-	s->h->file_write_cancel(s->write);
+	/* The writes go on without s (not cancelled: they would land unseen),
+	 * and the other instance waits for them (handover.c). */
+	hx_jobs_orphan(s);
 	s->write = NULL;
-	s->h->file_write_cancel(s->state_write);
 	s->state_write = NULL;
-	hx_write_cancel(s->swap);
 	s->swap = NULL;
-	s->h->file_write_cancel(s->mirror);
 	s->mirror = NULL;
 	hx_poll_cancel(s->confirm);
 	s->confirm = NULL;

@@ -287,6 +287,10 @@ typedef void (*hx_write_cb)(void *arg, int status);
 hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync, hx_write_cb cb,
                     void *arg, int *err);
 void hx_write_cancel(hx_write *w);
+/* Tests only: REGENT_HX_TEST_RENAME_DELAY_MS (read once; 0 when unset)
+ * holds every hx_rename that long on the loop before it goes to the
+ * threadpool: a rename still in flight when its instance stops. */
+uint64_t hx_rename_test_delay(void);
 
 /* ---- proc.c: the managed haproxy master process ---- */
 

@@ -453,8 +453,8 @@ static int mirror_patch(hx *s)
 		.expect_len = s->file_len,
 		.ranges = rg,
 		.nranges = nrg,
-		.on_done = on_mirror_patched,
-		.arg = s,
+		.on_done = hx_job_file_done,
+		.arg = hx_job_new(s, on_mirror_patched, NULL), /* its end seen after s stopped */
 		/* a managed haproxy starts only from a file the sink's start
 		 * compared or rewrote (core/filewrite.c, patch_work) */
 		.flags = s->manage ? REGENT_FILE_PATCH_NO_SYNC : 0,
@@ -464,6 +464,7 @@ static int mirror_patch(hx *s)
 	free(rg);
 	hx_buf_free(&nb);
 	if (!s->mirror) {
+		hx_job_unstarted(o.arg);
 		hx_mirror_unknown(s); /* the file may or may not have the change */
 		hx_write_failed(s, s->config_file, err, NULL);
 	}

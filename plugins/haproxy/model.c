@@ -488,7 +488,7 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 		            "service %s: %u instances over the limit of %d per service are not routed "
 		            "(the first %d by instance id are)",
 		            v->name, (unsigned)(v->nvalid - v->nin), HX_MAX_INSTANCES, HX_MAX_INSTANCES);
-	if (v->nin == 0 && (v->want.listen || v->run.listen) && v->port > 0) {
+	if (v->nin == 0 && (v->want.listen || v->run.listen || v->ho_listen) && v->port > 0) {
 		/* Briefly empty?  Its listen stays for the grace period: haproxy
 		 * answers 503 (http) or closes (tcp) meanwhile, and returning
 		 * instances get their slots over the runtime API. */
@@ -504,6 +504,7 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	} else if (v->nin) {
 		v->empty_since = 0;
 	}
+	v->ho_listen = false; /* carried over for the grace only (handover.c hx_ho_carry) */
 	if (!listed)
 		return;
 	bool expl;

@@ -266,6 +266,11 @@ typedef struct svc {
 	 * running worker has it closed (a reload makes haproxy read the file
 	 * again: cleared then); dropq, its name is in the model's drop queue. */
 	bool shut : 1, dropq : 1;
+	/* The instance this one took over from had its listen (routed, or in
+	 * its empty grace since empty_since) on port (handover.c
+	 * hx_ho_carry): an empty one keeps it for what is left of the grace,
+	 * as it would have there, though this model never had it. */
+	bool ho_listen : 1;
 	bool mcached;
 	bool mpend; /* its slots' pend views are in the mirror write in flight */
 } svc;

@@ -258,18 +258,23 @@ regent_file_write *hx_write_file(hx *s, const char *path, const char *tmp, char 
 		.data = text,
 		.len = strlen(text),
 		.mode = 0640,
-		.on_done = cb,
-		.arg = s,
+		.on_done = hx_job_file_done,
+		.arg = hx_job_new(s, cb, NULL), /* its end seen even after s stopped */
 		.flags = s->manage ? REGENT_FILE_WRITE_NO_SYNC : 0,
 	};
-	if (REGENT_HOST_HAS(s->h, file_write_take) && s->h->file_write_take)
-		return s->h->file_write_take(s->ctx, &o, counted ? text_release : NULL,
-		                             counted ? text : NULL, err);
-	regent_file_write *w = s->h->file_write(s->ctx, &o, err);
-	if (counted)
-		hx_text_put(text);
-	else
-		free(text);
+	regent_file_write *w;
+	if (REGENT_HOST_HAS(s->h, file_write_take) && s->h->file_write_take) {
+		w = s->h->file_write_take(s->ctx, &o, counted ? text_release : NULL,
+		                          counted ? text : NULL, err);
+	} else {
+		w = s->h->file_write(s->ctx, &o, err);
+		if (counted)
+			hx_text_put(text);
+		else
+			free(text);
+	}
+	if (!w)
+		hx_job_unstarted(o.arg);
 	return w;
 }
 
@@ -388,8 +393,15 @@ static void do_rename(hx *s)
 {
 	s->ps = P_RENAME;
 	int err = 0;
-	s->swap = hx_rename(s->loop, s->cand_path, s->config_file, !s->manage, on_rename, s, &err);
+	hx_job *j = hx_job_new(s, NULL, on_rename); /* its end seen even after s stopped */
+	if (hx_rename_test_delay())
+		s->h->log(s->ctx, REGENT_LOG_DEBUG,
+		          "renaming the candidate over %s in %llu ms (REGENT_HX_TEST_RENAME_DELAY_MS)",
+		          s->config_file, (unsigned long long)hx_rename_test_delay());
+	s->swap = hx_rename(s->loop, s->cand_path, s->config_file, !s->manage, hx_job_rename_done, j,
+	                    &err);
 	if (!s->swap) {
+		hx_job_unstarted(j);
 		hx_write_failed(s, s->config_file, err, NULL);
 		hx_pipeline_done(s);
 	}

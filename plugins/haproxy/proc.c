@@ -258,6 +258,7 @@ struct hx_write {
 	int status;
 	hx_write_cb cb;
 	void *arg;
+	uv_timer_t *delay; /* REGENT_HX_TEST_RENAME_DELAY_MS (hx_rename_test_delay) */
 };
 
 static void w_done(hx_write *w)
@@ -320,6 +321,36 @@ static char *dir_of(const char *path)
 	return d;
 }
 
+uint64_t hx_rename_test_delay(void)
+{
+	static long long ms = -1;
+	if (ms < 0) {
+		const char *e = getenv("REGENT_HX_TEST_RENAME_DELAY_MS");
+		ms = e ? strtoll(e, NULL, 10) : 0;
+		if (ms < 0 || ms > 60000)
+			ms = 0;
+	}
+	return (uint64_t)ms;
+}
+
+static void on_delay_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* The test delay is over: the rename goes to the threadpool. */
+static void on_delay(uv_timer_t *t)
+{
+	hx_write *w = t->data;
+	w->delay = NULL;
+	uv_close((uv_handle_t *)t, on_delay_closed);
+	int rc = uv_fs_rename(w->loop, &w->req, w->tmp, w->path, w_next);
+	if (rc < 0) {
+		w->status = rc;
+		w_done(w);
+	}
+}
+
 hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync, hx_write_cb cb,
                     void *arg, int *err)
 {
@@ -343,6 +374,18 @@ hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync
 	w->req.data = w;
 	w->step = W_RENAME;
 	w->sync = sync;
+	uint64_t delay = hx_rename_test_delay();
+	if (delay) { /* a slow disk or a busy threadpool, for the tests */
+		w->delay = malloc(sizeof(*w->delay));
+		if (w->delay && uv_timer_init(loop, w->delay) == 0) {
+			w->delay->data = w;
+			uv_timer_start(w->delay, on_delay, delay, 0);
+			*err = 0;
+			return w;
+		}
+		free(w->delay);
+		w->delay = NULL;
+	}
 	int rc = uv_fs_rename(loop, &w->req, w->tmp, w->path, w_next);
 	if (rc < 0) {
 		*err = rc;

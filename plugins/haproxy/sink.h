@@ -285,6 +285,28 @@ void hx_own_begin(hx *s);
  * haproxy, if any, yields to it.  True when s must wait for that one's
  * work in flight (hx_own_begin follows then), false when s begins now. */
 bool hx_ho_start(hx *s);
+/* A write of config_file, the state file or the candidate in flight
+ * (handover.c): its callback (cb, or rcb for hx_rename) goes through
+ * hx_job_file_done / hx_job_rename_done with the job as arg, so that its
+ * end is seen even once its instance stopped.  hx_job_unstarted: the
+ * write did not start (no callback).  hx_jobs_orphan (cancel_all): s's
+ * writes land without it, and until they have, hx_ho_held is true: no
+ * instance begins or starts anything (their callbacks are never cancelled
+ * with file_write_cancel or hx_write_cancel: the write would still land,
+ * unseen). */
+typedef struct hx_job hx_job;
+hx_job *hx_job_new(hx *s, regent_file_write_cb cb, hx_write_cb rcb);
+void hx_job_file_done(void *arg, int status, const char *why);
+void hx_job_rename_done(void *arg, int status);
+void hx_job_unstarted(hx_job *j);
+void hx_jobs_orphan(hx *s);
+bool hx_ho_held(const hx *s);
+/* hx_own_begin, after the file was read: the services whose listen the
+ * instance s takes over from had (routed, or in their empty grace) and
+ * that have no instance here keep it for what is left of their empty
+ * grace, counted from when they emptied there (model.h ho_listen): a
+ * service removed just before the SIGHUP is not dropped at once. */
+void hx_ho_carry(hx *s);
 /* hx_kick of a yielding instance: only the reload under way goes on;
  * once nothing is in flight, the new instance begins. */
 void hx_ho_kick(hx *s);

@@ -15,6 +15,11 @@ straight into etcd (v3 JSON gateway, loopback only) and SIGHUPs the agent at cho
       that the running sink instance's held-back reload falls due while the new instance
       starts (the hand-over).  The round's services go again in the next round.  Prints
       "rounds N moves M" at the end.
+  handover_drive.py churn EP PREFIX SPEC_JSON
+      SPEC_JSON: {"web": [[addr, port], ...], "web_port": P, "churn": NSVC, "per": N,
+                  "churn_ports": [P, ...], "seconds": S}
+      Registers web (unless empty) and the NSVC churn services as `run` does, then moves one churn instance
+      every 20 ms for S seconds (no SIGHUP: the test sends its own).  Prints "moves M".
   handover_drive.py expect EP PREFIX
       Every service and its "addr:port" instances in the registry, one "SVC ADDR:PORT" line
       each, sorted.
@@ -129,6 +134,31 @@ def run(ep, prefix, pid, ini, spec):
     print("rounds %d moves %d" % (spec["rounds"], moves))
 
 
+def churn_only(ep, prefix, spec):
+    e = Etcd(ep)
+    if spec["web"]:
+        put_service(e, prefix, "web", spec["web"], spec["web_port"])
+    churn = {}
+    for k in range(spec["churn"]):
+        name = "c%03d" % k
+        churn[name] = [("127.0.9.%d" % (k + 1), 20000 + i) for i in range(spec["per"])]
+        put_service(e, prefix, name, churn[name], spec["churn_ports"][k])
+    rnd = random.Random(11)
+    names = sorted(churn)
+    moves = 0
+    end = time.monotonic() + spec["seconds"]
+    while time.monotonic() < end:
+        k = moves % len(names)
+        name = names[k]
+        i = rnd.randrange(spec["per"])
+        a, p = churn[name][i]
+        churn[name][i] = (a, 20000 + (p - 20000 + spec["per"]) % 1000)
+        put_service(e, prefix, name, churn[name], spec["churn_ports"][k])
+        moves += 1
+        time.sleep(0.02)
+    print("moves %d" % moves)
+
+
 def expect(ep, prefix):
     e = Etcd(ep)
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -144,6 +174,8 @@ def expect(ep, prefix):
 def main(a):
     if a[:1] == ["run"] and len(a) == 6:
         run(a[1], a[2], int(a[3]), a[4], json.loads(a[5]))
+    elif a[:1] == ["churn"] and len(a) == 4:
+        churn_only(a[1], a[2], json.loads(a[3]))
     elif a[:1] == ["expect"] and len(a) == 3:
         expect(a[1], a[2])
     else:
