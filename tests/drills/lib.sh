@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# tests/drills/lib.sh - what the store drills share (registration_restart.sh, hup_together.sh):
+# tests/drills/lib.sh - what the store drills share (registration_restart.sh, hup_together.sh,
+# client_restart.sh):
 # the store they run against, its section in the agents' configs, the bounded load through the
 # client's haproxy and its count, the client's catalog and metrics.  On top of tests/etcd/lib.sh
 # (regent agents with testsource) and tests/harness/lib.sh (daemons by pid, ports).

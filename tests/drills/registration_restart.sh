@@ -7,8 +7,10 @@
 #
 # DRILL_KILL=KILL: the crash case (drills registration_crash, registration_crash_consul): the
 # backend agent SIGKILLed and started again RESTART_SEC later (default 1; the shipped unit's
-# Restart=on-failure waits RestartSec=5s), as systemd's Restart= does.  Within ttl (10 s) the
-# store re-attaches to the lease all the same (etcd writes its id to a file when granted).
+# Restart=on-failure waits RestartSec=5s), as systemd's Restart= does.  Back within two thirds
+# of ttl (10 s; the last keepalive or pass went out at most ttl/3 before the kill), the store
+# re-attaches to the lease all the same (etcd: its id is in the lease file from the grant on) or
+# adopts the services the Consul agent still holds, their checks still passing.
 #
 # DRILL_STORE=consul (drills registration_restart_consul, registration_crash_consul): backend
 # and client on the Consul emulator (tests/drills/lib.sh).  The new regent adopts the services
