@@ -7,7 +7,8 @@
 #
 #   source "$REGENT_TEST_DIR/consul/consul_lib.sh"
 #   consul_test_init                 # harness_init + mode (exits 77 when real is impossible)
-#   agent_start [TOKEN]              # -> $AGENT_PORT, $AGENT_URL
+#   agent_start [TOKEN]              # -> $AGENT_PORT, $AGENT_URL (also consul_agent_start:
+#                                    # tests/etcd/lib.sh's agent_start, sourced after, is regent)
 #   regent_start NAME INI            # daemon "regent-NAME", log $H_TMP/regent-NAME.log
 #   last_snapshot FILE               # the last "apply ... end" block of a testsink file
 set -u
@@ -43,8 +44,10 @@ consul_test_init() {
 	fi
 }
 
-# agent_start [TOKEN]: a fresh agent on loopback (daemon "consul").
-agent_start() {
+# agent_start [TOKEN]: a fresh agent on loopback (daemon "consul").  consul_agent_start is the
+# same under a name that does not clash with tests/etcd/lib.sh (the drills source both).
+agent_start() { consul_agent_start "$@"; }
+consul_agent_start() {
 	AGENT_TOKEN=${1:-}
 	if [[ $CONSUL_MODE == emulator ]]; then
 		local args=(--http-addr 127.0.0.1 --port "${AGENT_PORT:-0}" --reap-interval 0.3

@@ -5,33 +5,48 @@
 # client must see nothing: 0 failed requests, its /v1/catalog unchanged, no catalog change
 # applied to its sinks and no watch event received.
 #
+# DRILL_KILL=KILL: the crash case (drills registration_crash, registration_crash_consul): the
+# backend agent SIGKILLed and started again RESTART_SEC later (default 1; the shipped unit's
+# Restart=on-failure waits RestartSec=5s), as systemd's Restart= does.  Back within two thirds
+# of ttl (10 s; the last keepalive or pass went out at most ttl/3 before the kill), the store
+# re-attaches to the lease all the same (etcd: its id is in the lease file from the grant on) or
+# adopts the services the Consul agent still holds, their checks still passing.
+#
+# DRILL_STORE=consul (drills registration_restart_consul, registration_crash_consul): backend
+# and client on the Consul emulator (tests/drills/lib.sh).  The new regent adopts the services
+# the agent holds and passes their checks at once; the same assertions with Consul's
+# equivalents: no register and no deregister at the agent, no TTL missed (the emulator's log)
+# and no check of the backend's ever seen critical (/v1/health/state/critical, every 0.25 s),
+# nothing reaped, and no service read again by the client (its "watch events").
+#
 # Backends: two loopback python http servers, registered by the backend agent through the
 # testsource plugin (no dockerd needed).  RESTARTS (default 10; DRILL_SMOKE=1: 3).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/../.." && pwd)
-build=${REGENT_BUILD:-$src/build}
-export REGENT_TEST_DIR=$src/tests REGENT_BIN=$build/core/regent REGENT_PLUGIN_DIR=$build/plugins
-export REGENT_SOURCE_DIR=$src
-# shellcheck source=../etcd/lib.sh
-source "$src/tests/etcd/lib.sh"
-harness_init
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+drill_init
 RESTARTS=${RESTARTS:-10}
 [[ "${DRILL_SMOKE:-0}" == 1 ]] && RESTARTS=${RESTARTS_SMOKE:-3}
+KILL=${DRILL_KILL:-TERM}
+case $KILL in TERM | KILL) ;; *) echo "DRILL_KILL must be TERM or KILL, got $KILL" >&2; exit 2 ;; esac
+RESTART_SEC=${RESTART_SEC:-1}
 PY=${PYTHON3:-python3}
+drill=$([[ $KILL == KILL ]] && echo registration_crash || echo registration_restart)
+[[ $DRILL_STORE == consul ]] && drill+=_consul
 
-EP=$(etcd_start reg) || exit 1
+drill_store_start reg || exit 1
 P1=$(free_port 127.0.0.2)
 P2=$(free_port 127.0.0.3)
 mkdir -p "$H_TMP/www" && echo hello > "$H_TMP/www/index.html"
 daemon_start web1 "$PY" -m http.server --bind 127.0.0.2 --directory "$H_TMP/www" "$P1"
 daemon_start web2 "$PY" -m http.server --bind 127.0.0.3 --directory "$H_TMP/www" "$P2"
 
-# The backend agent: testsource + etcd (default stop behaviour: keep the lease).
+# The backend agent: testsource + the store (default stop behaviour: keep the registrations).
 printf 'b/w1/80 web 127.0.0.2 %s\nb/w2/80 web 127.0.0.3 %s\n' "$P1" "$P2" > "$H_TMP/b.inst"
-AGENT_TTL=10 AGENT_KEEP=1 AGENT_NO_SINK=1 agent_config b "$EP"
+drill_agent_config b
 
-# The client agent: etcd + a managed haproxy + stats.
+# The client agent: the store + a managed haproxy + stats.
 HP=$(free_port)
 HS=$(free_port)
 RS=$(free_port)
@@ -41,9 +56,7 @@ cat > "$H_TMP/c.ini" <<EOF
 node = c
 state_dir = $H_TMP/c.state
 
-[store etcd]
-endpoints = $EP
-ttl = 10
+$(drill_store_section)
 
 [sink haproxy]
 manage          = true
@@ -65,28 +78,32 @@ EOF
 agent_start b
 agent_start c
 fail=0
-up() { [[ "$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -m 2 "http://127.0.0.1:$HP/")" == 200 ]]; }
-if ! wait_for --timeout 60 up; then
+if ! wait_for --timeout 60 drill_up "$HP"; then
 	echo "drill: haproxy never routed to the backends" >&2
 	fail=1
 fi
 sleep 2 # both servers up in haproxy's checks
-metric() { curl -s --noproxy '*' -m 5 "http://127.0.0.1:$RS/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
-cat0=$(curl -s --noproxy '*' -m 5 "http://127.0.0.1:$RS/v1/catalog" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); d.pop("generated", None); print(json.dumps(d.get("services", d), sort_keys=True))')
-applies0=$(metric 'regent_sink_applies_total')
-events0=$(metric 'regent_store_watch_events_total')
+ev=$(drill_events_metric)
+cat0=$(drill_catalog "$RS")
+applies0=$(drill_metric "$RS" 'regent_sink_applies_total')
+events0=$(drill_metric "$RS" "$ev")
+[[ $DRILL_STORE == consul ]] && drill_consul_begin b
 
-daemon_start load "$PY" "$src/tests/e2e/loadgen.py" --url "http://127.0.0.1:$HP/" \
-	--out "$H_TMP/load.jsonl" --duration 600 --stop-file "$H_TMP/load.stop" --threads 2 --interval 0.01
+drill_load_start "$HP"
 sleep 1
 done_n=0
 cur=b
 for ((i = 1; i <= RESTARTS; i++)); do
-	daemon_stop "$cur"
+	if [[ $KILL == KILL ]]; then
+		daemon_kill "$cur" KILL
+		sleep "$RESTART_SEC"
+	else
+		daemon_stop "$cur"
+	fi
 	wait_for --timeout 30 agent_gone "$cur" || { echo "drill: restart $i: the old agent did not exit" >&2; fail=1; break; }
 	cur=b$i # each run under its own daemon name and log
 	agent_start_as "$cur" b
-	if ! wait_for --timeout 20 log_has "$cur" 'store etcd: ready'; then
+	if ! wait_for --timeout 20 log_has "$cur" "store $DRILL_STORE: ready"; then
 		echo "drill: restart $i: the backend's store did not become ready" >&2
 		fail=1
 		break
@@ -95,26 +112,39 @@ for ((i = 1; i <= RESTARTS; i++)); do
 	sleep 0.5
 done
 sleep 2
-touch "$H_TMP/load.stop"
-wait_for --timeout 15 bash -c "! kill -0 $(daemon_pid load) 2>/dev/null" || true
-daemon_stop load
-cat1=$(curl -s --noproxy '*' -m 5 "http://127.0.0.1:$RS/v1/catalog" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); d.pop("generated", None); print(json.dumps(d.get("services", d), sort_keys=True))')
-applies1=$(metric 'regent_sink_applies_total')
-events1=$(metric 'regent_store_watch_events_total')
-read -r total failed < <("$PY" -c '
-import json, sys
-n = f = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line); n += 1; f += r.get("status") != 200
-print(n, f)' "$H_TMP/load.jsonl")
+drill_load_stop
+cat1=$(drill_catalog "$RS")
+applies1=$(drill_metric "$RS" 'regent_sink_applies_total')
+events1=$(drill_metric "$RS" "$ev")
+read -r total failed _ < <(drill_load_count)
 changes=$((applies1 - applies0))
 events=$((events1 - events0))
 same=yes
 [[ "$cat0" == "$cat1" && -n "$cat0" ]] || same=no
-reattached=$(cat "$H_TMP"/b*.log | grep -c 're-attached to lease')
-echo "drill: $done_n restarts, $total requests, $failed failed; client: catalog unchanged=$same, sink applies +$changes, watch events +$events; backend re-attached $reattached times" >&2
-echo "DRILL|registration_restart|backend agent restarted ${done_n}x (SIGTERM, start)|$total|$failed|-|client catalog unchanged=$same, sink applies +$changes, watch events +$events"
-[[ $done_n -eq $RESTARTS && $failed -eq 0 && $total -gt 0 && $same == yes && $changes -eq 0 && $events -eq 0 ]] || fail=1
+how=$([[ $KILL == KILL ]] && echo "SIGKILLed and started again ${RESTART_SEC} s later" || echo "restarted")
+case_=$([[ $KILL == KILL ]] && echo "backend agent SIGKILL, start ${RESTART_SEC} s later, ${done_n}x" ||
+	echo "backend agent restarted ${done_n}x (SIGTERM, start)")
+note="client catalog unchanged=$same, sink applies +$changes, $(drill_events_name) +$events"
+ok=yes
+if [[ $DRILL_STORE == consul ]]; then
+	agent=$(drill_consul_end) || ok=no
+	adopted=$(cat "$H_TMP"/b*.log | grep -c 'store consul: ready: the agent at .* held 2 services this node registered before')
+	echo "drill: backend $how $done_n times, $total requests, $failed failed; $note; backend adopted its 2 services $adopted times" >&2
+	echo "drill: $agent" >&2
+	note+="; $agent"
+	[[ $adopted -eq $done_n ]] || ok=no
+else
+	reattached=$(cat "$H_TMP"/b*.log | grep -c 're-attached to lease')
+	if [[ $KILL == KILL ]]; then
+		echo "drill: backend $how $done_n times, $total requests, $failed failed; $note; backend re-attached $reattached times" >&2
+		[[ $reattached -eq $done_n ]] || ok=no
+		note+="; re-attached $reattached times"
+	else
+		echo "drill: $done_n restarts, $total requests, $failed failed; client: catalog unchanged=$same, sink applies +$changes, watch events +$events; backend re-attached $reattached times" >&2
+	fi
+fi
+echo "DRILL|$drill|$case_|$total|$failed|-|$note"
+[[ $ok == yes && $done_n -eq $RESTARTS && $failed -eq 0 && $total -gt 0 && $same == yes && $changes -eq 0 && $events -eq 0 ]] || fail=1
 daemon_stop c
 daemon_stop "$cur"
 exit $fail

@@ -20,7 +20,8 @@ lt() { "$PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2
 # agent with node NAME, testsource reading $H_TMP/NAME.inst (if it exists at the time),
 # store etcd and a testsink writing $H_TMP/NAME.sink (unless AGENT_NO_SINK=1).  The agent's
 # state_dir is $H_TMP/NAME.state.  SIGTERM revokes the lease (deregister_on_stop = true) unless
-# AGENT_KEEP=1 (the default behaviour: the lease and its keys outlive a stop).
+# AGENT_KEEP=1 (the default behaviour: the lease and its keys outlive a stop).  AGENT_STORE=TEXT
+# writes TEXT, another store's section, instead of [store etcd] (tests/drills/lib.sh).
 agent_config() {
     local name=$1 eps=$2; shift 2
     local f="$H_TMP/$name.ini" line
@@ -30,9 +31,13 @@ agent_config() {
         if [[ -f "$H_TMP/$name.inst" ]]; then
             printf '[source testsource]\nfile = %s\ninterval = 50ms\n\n' "$H_TMP/$name.inst"
         fi
-        printf '[store etcd]\nendpoints = %s\nttl = %s\nbackoff_initial = 100ms\nbackoff_max = 1s\n' \
-            "$eps" "${AGENT_TTL:-3}"
-        if [[ "${AGENT_KEEP:-0}" != 1 ]]; then printf 'deregister_on_stop = true\n'; fi
+        if [[ -n "${AGENT_STORE:-}" ]]; then
+            printf '%s\n' "$AGENT_STORE"
+        else
+            printf '[store etcd]\nendpoints = %s\nttl = %s\nbackoff_initial = 100ms\nbackoff_max = 1s\n' \
+                "$eps" "${AGENT_TTL:-3}"
+            if [[ "${AGENT_KEEP:-0}" != 1 ]]; then printf 'deregister_on_stop = true\n'; fi
+        fi
         for line in "$@"; do printf '%s\n' "$line"; done
         if [[ "${AGENT_NO_SINK:-0}" != 1 ]]; then
             printf '\n[sink testsink]\nfile = %s\n' "$H_TMP/$name.sink"

@@ -1,0 +1,150 @@
+# shellcheck shell=bash
+# tests/drills/lib.sh - what the store drills share (registration_restart.sh, hup_together.sh,
+# client_restart.sh):
+# the store they run against, its section in the agents' configs, the bounded load through the
+# client's haproxy and its count, the client's catalog and metrics.  On top of tests/etcd/lib.sh
+# (regent agents with testsource) and tests/harness/lib.sh (daemons by pid, ports).
+#
+#   DRILL_STORE=etcd     the default: a real etcd on loopback
+#   DRILL_STORE=consul   the Consul emulator (tests/consul/consul_emulator.py, request log on),
+#                        or a real `consul agent -dev` with REGENT_CONSUL_MODE=real
+#                        (tests/consul/consul_lib.sh; exits 77 without a consul binary)
+#
+#   source "$here/lib.sh"              # sets REGENT_* from REGENT_BUILD (default build/)
+#   drill_init                         # harness_init (and the Consul mode)
+#   drill_store_start NAME             # -> $DRILL_ADDR: etcd's endpoint or the agent's URL
+#   drill_store_section [LINE...]      # "[store S]" for $DRILL_ADDR, ttl 10 s, then LINE...
+#   drill_agent_config NAME [LINE...]  # a backend agent's $H_TMP/NAME.ini (testsource from
+#                                      # $H_TMP/NAME.inst, no sink, stop keeps registrations)
+#   drill_up PORT / drill_catalog PORT / drill_metric PORT NAME
+#   drill_load_start PORT / drill_load_stop / drill_load_count   # -> "requests failed refused"
+#   drill_events_metric / drill_events_name   # the client's store events: etcd's watch
+#                                             # events, Consul's service reads
+#   drill_consul_begin NODE / drill_consul_end  # Consul: what the agent saw meanwhile
+D_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+D_BUILD=${REGENT_BUILD:-$D_SRC/build}
+export REGENT_SOURCE_DIR=${REGENT_SOURCE_DIR:-$D_SRC}
+export REGENT_TEST_DIR=${REGENT_TEST_DIR:-$D_SRC/tests}
+export REGENT_BIN=${REGENT_BIN:-$D_BUILD/core/regent}
+export REGENT_PLUGIN_DIR=${REGENT_PLUGIN_DIR:-$D_BUILD/plugins}
+export PYTHON3=${PYTHON3:-python3}
+DRILL_STORE=${DRILL_STORE:-etcd}
+[[ $DRILL_STORE == etcd || $DRILL_STORE == consul ]] ||
+	{ echo "DRILL_STORE must be etcd or consul, got $DRILL_STORE" >&2; exit 2; }
+# consul_lib.sh first: its agent_start (the Consul agent; also consul_agent_start) is then
+# replaced by etcd/lib.sh's (a regent agent).
+if [[ $DRILL_STORE == consul ]]; then
+	# shellcheck source=../consul/consul_lib.sh
+	source "$REGENT_TEST_DIR/consul/consul_lib.sh"
+fi
+# shellcheck source=../etcd/lib.sh
+source "$REGENT_TEST_DIR/etcd/lib.sh"
+
+drill_init() {
+	if [[ $DRILL_STORE == consul ]]; then consul_test_init; else harness_init || exit 1; fi
+}
+
+drill_store_start() {
+	if [[ $DRILL_STORE == consul ]]; then
+		EMU_VERBOSE=1 consul_agent_start || return 1
+		DRILL_ADDR=$AGENT_URL
+	else
+		DRILL_ADDR=$(etcd_start "$1") || return 1
+	fi
+}
+
+drill_store_section() {
+	local line
+	if [[ $DRILL_STORE == consul ]]; then
+		printf '[store consul]\naddress = %s\nttl = 10s\n' "$DRILL_ADDR"
+	else
+		printf '[store etcd]\nendpoints = %s\nttl = 10\n' "$DRILL_ADDR"
+	fi
+	for line in "$@"; do printf '%s\n' "$line"; done
+}
+
+drill_agent_config() {
+	local name=$1; shift
+	if [[ $DRILL_STORE == consul ]]; then
+		AGENT_STORE=$(drill_store_section "$@") AGENT_NO_SINK=1 agent_config "$name" ""
+	else
+		AGENT_TTL=10 AGENT_KEEP=1 AGENT_NO_SINK=1 agent_config "$name" "$DRILL_ADDR" "$@"
+	fi
+}
+
+# drill_up PORT: the client's haproxy answers 200 on PORT.
+drill_up() { [[ "$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -m 2 "http://127.0.0.1:$1/")" == 200 ]]; }
+# drill_catalog PORT: the stats sink's /v1/catalog on PORT, without its time stamp.
+drill_catalog() {
+	curl -s --noproxy '*' -m 5 "http://127.0.0.1:$1/v1/catalog" | "$PYTHON3" -c 'import json,sys; d=json.load(sys.stdin); d.pop("generated", None); print(json.dumps(d.get("services", d), sort_keys=True))'
+}
+# drill_metric PORT NAME: the sum of the stats sink's series of NAME (0 when it has none).
+drill_metric() { curl -s --noproxy '*' -m 5 "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
+
+# drill_load_start PORT: tests/e2e/loadgen.py through the client's haproxy on PORT (2 threads, a
+# new connection per request, 10 ms apart each) until drill_load_stop; one line per request in
+# $H_TMP/load.jsonl.
+drill_load_start() {
+	daemon_start load "$PYTHON3" "$REGENT_TEST_DIR/e2e/loadgen.py" --url "http://127.0.0.1:$1/" \
+		--out "$H_TMP/load.jsonl" --duration 600 --stop-file "$H_TMP/load.stop" --threads 2 --interval 0.01
+}
+drill_load_stop() {
+	touch "$H_TMP/load.stop"
+	wait_for --timeout 15 bash -c "! kill -0 $(daemon_pid load) 2>/dev/null" || true
+	daemon_stop load
+}
+# drill_load_count: "<requests> <failed> <refused>" of the load's log.
+drill_load_count() {
+	"$PYTHON3" -c '
+import json, sys
+n = f = r = 0
+for line in open(sys.argv[1]):
+    d = json.loads(line); n += 1
+    if d.get("status") != 200:
+        f += 1; r += "refused" in (d.get("error") or "").lower()
+print(n, f, r)' "$H_TMP/load.jsonl"
+}
+
+# What a client's store counts when the registry tells it something changed: etcd's watch
+# events; Consul's reads of a service (one per service whose checks or tags moved).
+drill_events_metric() {
+	if [[ $DRILL_STORE == consul ]]; then echo regent_consul_service_reads_total
+	else echo regent_store_watch_events_total; fi
+}
+drill_events_name() { if [[ $DRILL_STORE == consul ]]; then echo "service reads"; else echo "watch events"; fi; }
+
+# drill_consul_begin NODE: before the faults, counts the emulator's request log and starts a
+# poller of the agent's critical checks of NODE's services (daemon "critpoll", every 0.25 s: the
+# agent's view, real or emulated).  drill_consul_end: stops it and prints "agent: registers +R,
+# deregisters +D, TTLs missed +M, reaped +P; critical checks seen C in N polls"; returns 1 when
+# any of these is not 0 (or nothing was polled).  The request log exists in emulator mode only.
+drill_consul_begin() {
+	read -r D_REGS0 D_DEREGS0 D_MISSED0 D_REAPED0 < <(drill_consul_counts)
+	daemon_start critpoll bash -c "while :; do
+		n=\$(curl -s -m 2 --noproxy '*' '$AGENT_URL/v1/health/state/critical' | grep -oE '\"ServiceID\": ?\"$1:' | wc -l)
+		echo \"poll \$n\"; sleep 0.25; done"
+}
+drill_consul_end() {
+	local polls crit r d m p ok=0 agent
+	daemon_stop critpoll
+	read -r polls crit < <(awk '/^poll /{n++; if ($2 > m) m = $2} END{print n + 0, m + 0}' "$(daemon_log critpoll)")
+	read -r r d m p < <(drill_consul_counts)
+	if [[ $CONSUL_MODE == emulator ]]; then
+		agent="agent: registers +$((r - D_REGS0)), deregisters +$((d - D_DEREGS0)), TTLs missed +$((m - D_MISSED0)), reaped +$((p - D_REAPED0))"
+		[[ $r == "$D_REGS0" && $d == "$D_DEREGS0" && $m == "$D_MISSED0" && $p == "$D_REAPED0" ]] || ok=1
+	else
+		agent="agent: real consul (no request log)"
+	fi
+	[[ $crit -eq 0 && $polls -gt 0 ]] || ok=1
+	echo "$agent; critical checks seen $crit in $polls polls"
+	return $ok
+}
+# drill_consul_counts: "<registers> <deregisters> <TTLs missed> <services reaped>" so far, from
+# the emulator's request log (emulator mode only: "- - - -" against a real agent).
+drill_consul_counts() {
+	local l
+	l=$(daemon_log consul)
+	if [[ $CONSUL_MODE != emulator ]]; then echo "- - - -"; return 0; fi
+	echo "$(grep -c 'PUT /v1/agent/service/register -> ' "$l") $(grep -c 'PUT /v1/agent/service/deregister/.* -> ' "$l")" \
+	     "$(grep -c 'missed its TTL' "$l") $(grep -c 'critical for too long' "$l")"
+}
