@@ -506,6 +506,10 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			}
 			r->waiting = false; /* the hold, not the entry, waits */
 		}
+		/* A change (or a removal) that came while the pass was in flight
+		 * waited for this answer (reg_step): its register or deregister
+		 * goes now (reg_step takes r off again when it needs nothing). */
+		consul_work_add(c, r);
 		break;
 	default:
 		break;
