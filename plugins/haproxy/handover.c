@@ -34,8 +34,8 @@
 static hx *live; /* started and not destroyed, newest first (the loop's thread only) */
 
 /* The writes of config_file, the state file and the candidate in flight,
- * every instance's (hx_job_*): the core's file_write_cancel and
- * hx_write_cancel only forget the callback, the write itself still lands.
+ * every instance's (hx_job_*): the core's file_write_cancel only
+ * forgets the callback (hx_rename has no cancel), the write still lands.
  * So an instance that stops does not cancel them: its jobs lose it
  * (orphans) and their end is still seen here.  While an orphan is in
  * flight no instance begins or starts anything (a failed new instance's

@@ -282,11 +282,11 @@ typedef void (*hx_write_cb)(void *arg, int status);
 /* Renames from over to, then (sync) fsyncs to's directory, on the
  * threadpool (the files themselves are written with host->file_write;
  * no sync: as REGENT_FILE_WRITE_NO_SYNC, for a managed haproxy's file).
- * The callback runs once unless hx_write_cancel() was called; NULL with
- * *err when it cannot start. */
+ * The callback runs once (the write is never cancelled: handover.c
+ * sees its end even after its instance stopped); NULL with *err when it
+ * cannot start. */
 hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync, hx_write_cb cb,
                     void *arg, int *err);
-void hx_write_cancel(hx_write *w);
 /* Tests only: REGENT_HX_TEST_RENAME_DELAY_MS (read once; 0 when unset)
  * holds every hx_rename that long on the loop before it goes to the
  * threadpool: a rename still in flight when its instance stops. */

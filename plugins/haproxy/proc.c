@@ -395,9 +395,3 @@ hx_write *hx_rename(uv_loop_t *loop, const char *from, const char *to, bool sync
 	}
 	return w;
 }
-
-void hx_write_cancel(hx_write *w)
-{
-	if (w)
-		w->cb = NULL; /* the threadpool work finishes; nobody hears about it */
-}

@@ -292,7 +292,7 @@ bool hx_ho_start(hx *s);
  * write did not start (no callback).  hx_jobs_orphan (cancel_all): s's
  * writes land without it, and until they have, hx_ho_held is true: no
  * instance begins or starts anything (their callbacks are never cancelled
- * with file_write_cancel or hx_write_cancel: the write would still land,
+ * with file_write_cancel: the write would still land,
  * unseen). */
 typedef struct hx_job hx_job;
 hx_job *hx_job_new(hx *s, regent_file_write_cb cb, hx_write_cb rcb);
