@@ -182,7 +182,19 @@ static void on_pace(uv_idle_t *t)
 			regent_http_finish(r, r->fin_err, r->fin_msg);
 		} else if (r->paused) {
 			r->paused = false;
-			curl_easy_pause(r->easy, CURLPAUSE_CONT); /* may call write_cb at once */
+			/* May call write_cb at once with what curl held.  If write_cb
+			 * refuses it (a line over the limit, on_data aborting), the
+			 * error is returned here, and only here: curl does not report
+			 * it through the multi handle nor watch the socket again, so
+			 * the transfer would sit silent (a watch: until its idle
+			 * timeout).  It ends now. */
+			CURLcode cc = curl_easy_pause(r->easy, CURLPAUSE_CONT);
+			if (r->cancelled)
+				continue; /* a zombie now: freed when the client is left */
+			if (cc != CURLE_OK || r->abort_err) {
+				regent_http_complete(r, cc);
+				continue;
+			}
 			more = more || r->blen > r->boff;
 		}
 	}

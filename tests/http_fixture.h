@@ -51,6 +51,7 @@ typedef struct call {
 	const char *chain_url;
 	uint64_t t_start, t_done;
 	int spin_ms;       /* on_data busy for this long per call (a slow consumer) */
+	int spin_first_ms; /* on_data busy for this long on its first call only */
 	int *ticks;        /* with spin_ms: the ticker's count, recorded per line */
 	int ticks_at[MAX_LINES];
 } call;

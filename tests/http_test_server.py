@@ -128,7 +128,10 @@ class Handler(BaseHTTPRequestHandler):
             split = q.get("split") == "1"
             self._start_chunked()
             if q.get("burst") == "1":
-                text = "".join('{"i":%d}%s' % (i, eol) for i in range(n))
+                pad = int(q.get("pad", 0))
+                fmt = '{"i":%d' + (',"p":"' + "x" * pad + '"' if pad else "") + '}%s'
+                text = "".join(fmt % (i, eol) for i in range(n))
+                text += "x" * int(q.get("long", 0)) + (eol if q.get("long") else "")
                 self._chunk(text + '{"done":true}')
                 self._end_chunks()
                 return

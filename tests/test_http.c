@@ -301,8 +301,8 @@ int on_data(void *arg, const char *data, size_t len)
 	call *c = arg;
 	c->data_calls++;
 	uv_stop(&c->f->loop);
-	if (c->spin_ms) {
-		uint64_t until = now_ms() + (uint64_t)c->spin_ms;
+	if (c->spin_ms || (c->spin_first_ms && c->data_calls == 1)) {
+		uint64_t until = now_ms() + (uint64_t)(c->spin_ms ? c->spin_ms : c->spin_first_ms);
 		while (now_ms() < until)
 			;
 	}
@@ -623,6 +623,51 @@ static void test_lines_paced(void **state)
 	call_free(&c);
 }
 
+/* Pacing meets the line limit: a line longer than max_body whose start
+ * waited in the backlog while curl was paused.  Line 0 takes 15 ms, so the
+ * rest of curl's first 16 KiB read waits in the backlog and the next read
+ * is held in curl (paused); once the backlog is handed over, unpausing
+ * gives that read back at once and the line passes the limit inside
+ * curl_easy_pause().  The request must end with -EFBIG then, not stall
+ * (it used to: the write error was returned by curl_easy_pause(), which
+ * nobody looked at, and curl no longer watched the socket). */
+static void test_lines_too_long_paced(void **state)
+{
+	fixture *f = *state;
+	/* A connection already open: no connect-time curl timer still due that
+	 * would drive curl again by chance (its 200 ms happy-eyeballs timer did,
+	 * on a fresh connection). */
+	call w = {.f = f};
+	regent_http_opts ow = {.size = sizeof ow, .url = url(0, "/hello")};
+	int err = 0;
+	assert_non_null(start(&w, &ow, &err));
+	assert_true(run_until(&f->loop, &w.done, 1, 5000));
+	assert_int_equal(w.error, 0);
+	call_free(&w);
+
+	call c = {.f = f, .flags = REGENT_HTTP_LINES, .spin_first_ms = 15};
+	regent_http_opts o = {.size = sizeof o, .url = url(0, "/stream?n=1&burst=1&long=100000"),
+	                      .max_body = 20000, .timeout_ms = 60000};
+	assert_non_null(start(&c, &o, &err));
+	assert_true(run_until(&f->loop, &c.done, 1, 3000));
+	assert_int_equal(c.error, -EFBIG);
+	assert_non_null(strstr(c.error_msg, "line longer than 20000 bytes"));
+	assert_int_equal(c.nlines, 1);
+	assert_string_equal(c.lines[0], "{\"i\":0}");
+	call_free(&c);
+
+	/* The same with on_data aborting at a line of that second read
+	 * (lines of ~600 bytes: line 40 is past the first 16 KiB). */
+	call a = {.f = f, .flags = REGENT_HTTP_LINES, .spin_first_ms = 15, .abort_at_line = 40};
+	regent_http_opts oa = {.size = sizeof oa, .url = url(0, "/stream?n=60&burst=1&pad=600"),
+	                       .timeout_ms = 60000};
+	assert_non_null(start(&a, &oa, &err));
+	assert_true(run_until(&f->loop, &a.done, 1, 3000));
+	assert_int_equal(a.error, -ECANCELED);
+	assert_int_equal(a.nlines, 40);
+	call_free(&a);
+}
+
 static void test_idle_timeout(void **state)
 {
 	fixture *f = *state;
@@ -855,6 +900,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stream_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lines_paced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lines_too_long_paced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_loop_responsive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_connection_closed, setup, teardown),
