@@ -51,6 +51,7 @@ cat >"$T/good.ini" <<EOF2
 [agent]
 node = cli-test
 debounce = 20ms
+state_dir = $T/state
 [source testsource]
 file = $T/instances.txt
 interval = 50ms

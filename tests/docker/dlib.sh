@@ -38,7 +38,10 @@ dk() { docker_cmd d1 "$@"; }
 regent_ini() {
     local name=$1; shift
     {
-        printf '[agent]\nnode = %s\nhost_ip = 127.0.0.1\ndebounce = 10ms\nstop_timeout = 2s\n\n' "$NODE"
+        # state_dir: the test's own (the default, /var/lib/regent, is the machine's: a
+        # managed haproxy's pid file and fd socket, a drain, shared by tests run side by side)
+        printf '[agent]\nnode = %s\nhost_ip = 127.0.0.1\ndebounce = 10ms\nstop_timeout = 2s\n' "$NODE"
+        printf 'state_dir = %s\n\n' "$H_TMP/$name.state"
         printf '[source docker]\nsocket = %s\nallow_loopback = true\nping_interval = 1s\n' "$DK_SOCK"
         printf 'ping_timeout = 1s\nrequest_timeout = 3s\nretry_max = 1s\n'
         local l; for l in "$@"; do printf '%s\n' "$l"; done
