@@ -57,8 +57,8 @@ for _ in range(int(sys.argv[3])):
 			-c "$cmd" >/dev/null || b_die "container c$c did not start"
 	done
 	local ini=$H_TMP/r.ini store=$H_TMP/r.store
-	printf '[agent]\nnode = b1\nhost_ip = 127.0.0.1\n\n[source docker]\nsocket = %s\nallow_loopback = true\n\n[store teststore]\nlog = %s\n' \
-		"$sock" "$store" > "$ini"
+	printf '[agent]\nnode = b1\nhost_ip = 127.0.0.1\nstate_dir = %s\n\n[source docker]\nsocket = %s\nallow_loopback = true\n\n[store teststore]\nlog = %s\n' \
+		"$ini.state" "$sock" "$store" > "$ini"
 	: > "$store"
 	daemon_start regent "$REGENT_BIN" -c "$ini" --plugin-dir "$REGENT_PLUGIN_DIR" --log-level info
 	local t0 up
