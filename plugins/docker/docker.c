@@ -463,9 +463,13 @@ static void handle_event(state *st, const dk_event *ev)
 		return;
 	case DK_EV_DIE:
 	case DK_EV_DESTROY:
-		if (c)
+		if (c) {
 			dk_ctr_remove(st, c, true, ev->action == DK_EV_DIE ? "died" : "was removed",
 			           ev->time_ns);
+			/* Its inspect, if in flight, was cancelled: its slot goes to
+			 * a queued one now (no answer will come to free it). */
+			pump(st);
+		}
 		return;
 	case DK_EV_OTHER:
 		return;

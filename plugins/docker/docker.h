@@ -96,8 +96,11 @@ ctr *dk_ctr_new(state *st, const char *id, const char *name);
  * watch (no report). */
 void dk_ctr_free_up(ctr *c);
 void dk_ctr_down(state *st, ctr *c, const char *why, uint64_t origin_ns);
+/* Cancels c's inspect (in flight or queued).  A slot freed that way goes to
+ * no queued inspect by itself: the caller pumps the queue (docker.c). */
 void dk_ctr_unqueue(state *st, ctr *c);
-/* Forgets c, taking its instances down first when report is set. */
+/* Forgets c, taking its instances down first when report is set (its
+ * inspect cancelled: see dk_ctr_unqueue). */
 void dk_ctr_remove(state *st, ctr *c, bool report, const char *why, uint64_t origin_ns);
 bool dk_stop_signal(const ctr *c, int sig);
 /* An inspect answer: what c should have now (may free c). */
