@@ -10,7 +10,9 @@
  * Pacing (LINES mode).  A stream that fell behind (a watch's backlog:
  * megabytes arriving in one read) must not hold the loop: lines are handed
  * to on_data for at most PACE_NS per loop callback (checked after each
- * line); what arrived beyond that waits in the request's backlog, and
+ * line; each request with lines waiting gets one at least, so that none
+ * waits behind another's backlog for as long as that one keeps growing);
+ * what arrived beyond that waits in the request's backlog, and
  * while it does, curl is paused (CURL_WRITEFUNC_PAUSE: the data stays in
  * curl, the socket is not read, the sender is held back by TCP).  The
  * `pace` idle handle (the next loop turn, after the I/O that waited)
@@ -78,15 +80,19 @@ static bool turn_spent(const regent_http *h)
 }
 
 /* Lines mode: split data into lines, the partial one kept in buf.  With
- * `paced`, stops once this loop callback's time is spent: *used says how
- * far it got (everything when it did not stop). */
+ * `paced`, stops once this loop callback's time is spent, but after one
+ * line at least: *used says how far it got (everything when it did not
+ * stop).  (At least one: on_pace walks the requests in one order every
+ * turn, and one whose turn always came after a stream with a backlog
+ * longer than the turn got no line at all, for as long as that stream
+ * kept sending.) */
 static int deliver_lines(regent_http_req *req, const char *data, size_t n, bool paced,
                          size_t *used)
 {
 	size_t pos = 0;
 	*used = n;
 	while (pos < n) {
-		if (paced && turn_spent(req->h)) {
+		if (paced && pos > 0 && turn_spent(req->h)) {
 			*used = pos;
 			return 0;
 		}

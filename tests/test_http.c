@@ -668,6 +668,62 @@ static void test_lines_too_long_paced(void **state)
 	call_free(&a);
 }
 
+/* Two streams with a backlog share each loop turn: the newer one's, however
+ * long, does not keep the older one from every turn.  (It did: on_pace
+ * walks the requests newest first; the first spent the turn's PACE_NS and
+ * every other one got no line while it kept a backlog, its idle timer
+ * touched all the while: silent for as long as the other stream kept
+ * sending.)  A (older): 40 lines of 5 ms each, behind after its first read;
+ * B (newer): 3,000 lines of 1 ms each, always behind.  A must end long
+ * before B. */
+typedef struct heavy {
+	int lines, done, error;
+} heavy;
+
+static int heavy_line(void *arg, const char *data, size_t len)
+{
+	(void)data;
+	(void)len;
+	heavy *b = arg;
+	b->lines++;
+	uint64_t until = now_ms() + 1;
+	while (now_ms() < until)
+		;
+	return 0;
+}
+
+static void heavy_done(void *arg, const regent_http_result *res)
+{
+	heavy *b = arg;
+	b->error = res->error;
+	b->done++;
+}
+
+static void test_lines_paced_fair(void **state)
+{
+	fixture *f = *state;
+	call a = {.f = f, .flags = REGENT_HTTP_LINES, .spin_ms = 5};
+	regent_http_opts oa = {.size = sizeof oa, .url = url(0, "/stream?n=40&burst=1&pad=600"),
+	                       .timeout_ms = 60000};
+	int err = 0;
+	assert_non_null(start(&a, &oa, &err));
+	assert_true(run_until(&f->loop, &a.data_calls, 1, 3000)); /* A is reading */
+	heavy b = {0};
+	regent_http_opts ob = {.size = sizeof ob, .url = url(1, "/stream?n=3000&burst=1&pad=600"),
+	                       .flags = REGENT_HTTP_LINES, .on_data = heavy_line,
+	                       .on_done = heavy_done, .arg = &b, .timeout_ms = 60000};
+	regent_http_req *rb = regent_http_request(f->h, &ob, &err);
+	assert_non_null(rb);
+	assert_true(run_until(&f->loop, &a.done, 1, 30000));
+	assert_int_equal(a.error, 0);
+	assert_int_equal(a.nlines, 41);
+	/* B was still behind: A was not held until B's backlog was gone */
+	assert_int_equal(b.done, 0);
+	assert_true(b.lines < 2500);
+	regent_http_cancel(rb);
+	call_free(&a);
+}
+
 static void test_idle_timeout(void **state)
 {
 	fixture *f = *state;
@@ -901,6 +957,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lines_paced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lines_too_long_paced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lines_paced_fair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_loop_responsive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_connection_closed, setup, teardown),
