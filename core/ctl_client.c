@@ -94,6 +94,13 @@ static int ask(const char *path, const char *request, json_t **answer)
 		fprintf(stderr, "regent ctl: socket: %s\n", strerror(errno));
 		return -1;
 	}
+	/* Before connect(): a unix socket's connect waits while the agent's
+	 * backlog is full (an agent that accepts nothing: its loop busy or
+	 * stopped), for as long as SO_SNDTIMEO says, which is forever unless
+	 * set.  It waited there for good once set only after. */
+	struct timeval tv = {.tv_sec = ANSWER_TIMEOUT_S};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		const char *hint = "";
@@ -104,13 +111,13 @@ static int ask(const char *path, const char *request, json_t **answer)
 			hint = " (run as root or as a member of the group regent)";
 		else if (e == ECONNREFUSED)
 			hint = " (nobody answers: regent is not running, or this is not its socket)";
+		else if (e == EAGAIN || e == EWOULDBLOCK)
+			hint = " (the agent accepted no connection within 60 s: its loop is busy or "
+			       "stopped)";
 		fprintf(stderr, "regent ctl: cannot connect to %s: %s%s\n", path, strerror(e), hint);
 		close(fd);
 		return -1;
 	}
-	struct timeval tv = {.tv_sec = ANSWER_TIMEOUT_S};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	char *line = regent_xasprintf("%s\n", request);
 	size_t len = strlen(line), off = 0;
 	while (off < len) {
