@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ANSWER_TIMEOUT_S 60
+#define ANSWER_TIMEOUT_MS 60000 /* --timeout's default */
 #define MAX_ANSWER (64u << 20)
 
 static void ctl_usage(FILE *out)
@@ -42,6 +42,8 @@ static void ctl_usage(FILE *out)
 	        "  -c, --config FILE  read the socket path from FILE\n"
 	        "  -j, --json         print the agent's JSON answer\n"
 	        "  -w, --wait D       with drain: wait D after the deregistration (50ms, 10s, 1m)\n"
+	        "  -t, --timeout D    give up when the agent has not accepted the connection, or\n"
+	        "                     not answered, within D (default 60s)\n"
 	        "  -h, --help         this text\n"
 	        "exit status: 0 done, 1 the agent refused or cannot be reached, 2 usage\n",
 	        REGENT_CTL_DEFAULT_SOCKET);
@@ -80,7 +82,9 @@ static char *socket_from_config(const char *file)
 
 /* ---- talking to the agent ---- */
 
-static int ask(const char *path, const char *request, json_t **answer)
+/* within: the timeout as the user wrote it, for the messages. */
+static int ask(const char *path, const char *request, uint64_t timeout_ms, const char *within,
+               json_t **answer)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -98,7 +102,8 @@ static int ask(const char *path, const char *request, json_t **answer)
 	 * backlog is full (an agent that accepts nothing: its loop busy or
 	 * stopped), for as long as SO_SNDTIMEO says, which is forever unless
 	 * set.  It waited there for good once set only after. */
-	struct timeval tv = {.tv_sec = ANSWER_TIMEOUT_S};
+	struct timeval tv = {.tv_sec = (time_t)(timeout_ms / 1000),
+	                     .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -111,10 +116,13 @@ static int ask(const char *path, const char *request, json_t **answer)
 			hint = " (run as root or as a member of the group regent)";
 		else if (e == ECONNREFUSED)
 			hint = " (nobody answers: regent is not running, or this is not its socket)";
-		else if (e == EAGAIN || e == EWOULDBLOCK)
-			hint = " (the agent accepted no connection within 60 s: its loop is busy or "
-			       "stopped)";
-		fprintf(stderr, "regent ctl: cannot connect to %s: %s%s\n", path, strerror(e), hint);
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			fprintf(stderr, "regent ctl: cannot connect to %s: the agent accepted no "
+			                "connection within %s (its loop is busy or stopped)\n",
+			        path, within);
+		else
+			fprintf(stderr, "regent ctl: cannot connect to %s: %s%s\n", path, strerror(e),
+			        hint);
 		close(fd);
 		return -1;
 	}
@@ -141,8 +149,11 @@ static int ask(const char *path, const char *request, json_t **answer)
 			continue;
 		if (n < 0) {
 			int e = errno;
-			fprintf(stderr, "regent ctl: %s: reading the answer: %s\n", path,
-			        e == EAGAIN || e == EWOULDBLOCK ? "no answer within 60 s" : strerror(e));
+			if (e == EAGAIN || e == EWOULDBLOCK)
+				fprintf(stderr, "regent ctl: %s: reading the answer: no answer within %s\n",
+				        path, within);
+			else
+				fprintf(stderr, "regent ctl: %s: reading the answer: %s\n", path, strerror(e));
 			regent_buf_free(&in);
 			close(fd);
 			return -1;
@@ -373,15 +384,16 @@ int regent_ctl_main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"json", no_argument, NULL, 'j'},
 		{"wait", required_argument, NULL, 'w'},
+		{"timeout", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *sock = NULL, *config = NULL, *wait_arg = NULL;
+	const char *sock = NULL, *config = NULL, *wait_arg = NULL, *timeout_arg = "60 s";
 	bool json = false;
-	uint64_t wait_ms = 0;
+	uint64_t wait_ms = 0, timeout_ms = ANSWER_TIMEOUT_MS;
 	int ch;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "s:c:jw:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:c:jw:t:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's': sock = optarg; break;
 		case 'c': config = optarg; break;
@@ -391,6 +403,15 @@ int regent_ctl_main(int argc, char **argv)
 			if (parse_wait(optarg, &wait_ms) != 0) {
 				fprintf(stderr, "regent ctl: --wait: expected a duration such as 500ms, 10s or "
 				                "1m, got \"%s\"\n",
+				        optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			timeout_arg = optarg;
+			if (parse_wait(optarg, &timeout_ms) != 0 || timeout_ms == 0) {
+				fprintf(stderr, "regent ctl: --timeout: expected a duration above 0 such as "
+				                "500ms, 10s or 1m, got \"%s\"\n",
 				        optarg);
 				return 2;
 			}
@@ -448,7 +469,7 @@ int regent_ctl_main(int argc, char **argv)
 	}
 	char *request = arg ? regent_xasprintf("%s %s", cmd, arg) : regent_xstrdup(cmd);
 	json_t *ans = NULL;
-	int rc = ask(sock, request, &ans);
+	int rc = ask(sock, request, timeout_ms, timeout_arg, &ans);
 	free(request);
 	if (rc < 0) {
 		free(from_cfg);
