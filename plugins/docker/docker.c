@@ -519,6 +519,17 @@ static void on_stream_done(void *arg, const regent_http_result *res)
 		snprintf(d, sizeof d, "the daemon closed it");
 	else
 		describe(st, res, d, sizeof d);
+	if (res->error == -EFBIG) {
+		/* An event longer than EVENT_LINE_MAX (labels of megabytes)
+		 * cannot be read.  Resumed from the last event seen, the stream
+		 * would send it again and fail again, for good; the listing that
+		 * follows covers it, so the stream resumes from that listing. */
+		st->last_ns = 0;
+		fail(st, "event stream lost: an event longer than %u bytes: skipped, the "
+		         "containers are listed again and events followed from there",
+		     EVENT_LINE_MAX);
+		return;
+	}
 	fail(st, "event stream lost: %s", d);
 }
 
