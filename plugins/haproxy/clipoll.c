@@ -53,7 +53,7 @@ static void poll_answer(void *arg, int status, const char *out, size_t len)
 	if (p->done)
 		return;
 	if (p->deadline && uv_now(p->loop) >= p->deadline) {
-		p->fn(p->arg, -ETIMEDOUT, "");
+		p->fn(p->arg, HX_POLL_EXPIRED, "");
 		if (!p->done)
 			poll_finish(p);
 		return;

@@ -10,6 +10,7 @@
 
 #include <regent/plugin.h>
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -334,10 +335,13 @@ void hx_pidfd_reap(uv_loop_t *loop, int pidfd);
 /* ---- cli.c: poll a CLI socket until an answer says so ---- */
 
 typedef struct hx_poll hx_poll;
-/* Called with each answer (status 0) or failure (negative errno): return 0
- * to ask again after the interval, anything else to finish with it.  At
- * the deadline it is called once more with -ETIMEDOUT (result ignored). */
+/* Called with each answer (status 0) or failure (negative errno; one
+ * request's own command timeout is -ETIMEDOUT, a failure like another):
+ * return 0 to ask again after the interval, anything else to finish with
+ * it.  At the deadline it is called once more with HX_POLL_EXPIRED (result
+ * ignored), a status no request gives. */
 typedef int (*hx_poll_fn)(void *arg, int status, const char *out);
+#define HX_POLL_EXPIRED (-ETIME)
 hx_poll *hx_poll_start(const regent_host *h, uv_loop_t *loop, const char *path, const char *cmd,
                        uint64_t first_ms, uint64_t interval_ms, uint64_t timeout_ms,
                        uint64_t cmd_timeout_ms, hx_poll_fn fn, void *arg);

@@ -101,7 +101,7 @@ static void reload_fail(hx *s, const char *why)
 static int confirm_info(void *arg, int status, const char *out)
 {
 	hx *s = arg;
-	if (status == -ETIMEDOUT) {
+	if (status == HX_POLL_EXPIRED) { /* (one slow answer: asked again) */
 		s->confirm = NULL;
 		reload_fail(s, "the new worker did not show up in time");
 		return 1;
@@ -119,7 +119,7 @@ static int confirm_info(void *arg, int status, const char *out)
 static int confirm_proc(void *arg, int status, const char *out)
 {
 	hx *s = arg;
-	if (status == -ETIMEDOUT) {
+	if (status == HX_POLL_EXPIRED) { /* (one slow answer: asked again) */
 		s->confirm = NULL;
 		reload_fail(s, "the new worker did not show up in time");
 		return 1;
@@ -222,7 +222,7 @@ static void reload_after_proc(hx *s, int status, const char *out)
 static int on_master_back(void *arg, int status, const char *out)
 {
 	hx *s = arg;
-	if (status == -ETIMEDOUT) {
+	if (status == HX_POLL_EXPIRED) { /* (one slow answer: asked again) */
 		s->confirm = NULL;
 		char why[300];
 		snprintf(why, sizeof(why), "master socket %s: no answer for %d s after it refused a "

@@ -6,5 +6,6 @@
 void test_conn(void **state);
 void test_cli_spare(void **state);
 void test_cli_lines(void **state);
+void test_poll_slow_answer(void **state);
 
 #endif

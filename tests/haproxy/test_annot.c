@@ -906,6 +906,7 @@ int main(void)
 		cmocka_unit_test(test_conn),
 		cmocka_unit_test(test_cli_spare),
 		cmocka_unit_test(test_cli_lines),
+		cmocka_unit_test(test_poll_slow_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -448,3 +448,108 @@ void test_cli_lines(void **state)
 	free(a);
 	rmdir(dir);
 }
+
+/* ---- clipoll.c: one slow answer is not the poll's deadline.  The reload's
+ * confirmation polls the master CLI for up to 15 s, each request bounded by
+ * command_timeout; a master busy re-executing (a big configuration) may not
+ * answer one request in time.  That request's -ETIMEDOUT is a failure like
+ * another (asked again); only the deadline says HX_POLL_EXPIRED.  (Both were
+ * -ETIMEDOUT: the reload was failed at the first slow answer, "the new
+ * worker did not show up in time", with an error, a forced reload and the
+ * server states re-read.)  The fake socket holds its first connection
+ * unanswered and answers the next ones at once. */
+struct slowsrv {
+	uv_pipe_t srv;
+	uv_pipe_t held, conn;
+	uv_write_t wr;
+	int accepted;
+	int statuses[8], n, last;
+	bool answered, expired;
+};
+
+static void slow_written(uv_write_t *w, int status)
+{
+	struct slowsrv *s = w->data;
+	assert_int_equal(status, 0);
+	uv_close((uv_handle_t *)&s->conn, srv1_closed);
+}
+
+static void slow_accept(uv_stream_t *l, int status)
+{
+	struct slowsrv *s = l->data;
+	assert_int_equal(status, 0);
+	if (s->accepted++ == 0) { /* held: never answered */
+		uv_pipe_init(l->loop, &s->held, 0);
+		assert_int_equal(uv_accept(l, (uv_stream_t *)&s->held), 0);
+		return;
+	}
+	uv_pipe_init(l->loop, &s->conn, 0);
+	assert_int_equal(uv_accept(l, (uv_stream_t *)&s->conn), 0);
+	static char ok_line[] = "ok\n";
+	uv_buf_t b = uv_buf_init(ok_line, 3);
+	s->wr.data = s;
+	assert_int_equal(uv_write(&s->wr, (uv_stream_t *)&s->conn, &b, 1, slow_written), 0);
+}
+
+static int slow_fn(void *arg, int status, const char *out)
+{
+	struct slowsrv *s = arg;
+	if (s->n < 8)
+		s->statuses[s->n++] = status;
+	s->last = status;
+	if (status == HX_POLL_EXPIRED) {
+		s->expired = true;
+		return 1;
+	}
+	if (status == 0 && strncmp(out, "ok", 2) == 0) {
+		s->answered = true;
+		return 1;
+	}
+	return 0; /* ask again */
+}
+
+void test_poll_slow_answer(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_annot.XXXXXX", path[64];
+	tmp_socket(dir, path, sizeof(path));
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct slowsrv s = {0};
+	uv_pipe_init(&loop, &s.srv, 0);
+	s.srv.data = &s;
+	assert_int_equal(uv_pipe_bind(&s.srv, path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&s.srv, 4, slow_accept), 0);
+	/* each request 100 ms at most, the poll 3 s */
+	hx_poll *p = hx_poll_start(&regent_host_table, &loop, path, "show proc", 0, 20, 3000, 100,
+	                           slow_fn, &s);
+	assert_non_null(p);
+	while (!s.answered && !s.expired)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_true(s.n >= 2);
+	assert_int_equal(s.statuses[0], -ETIMEDOUT); /* the held request's own timeout */
+	assert_false(s.expired);                     /* not taken for the deadline */
+	assert_true(s.answered);                     /* asked again, answered */
+	uv_close((uv_handle_t *)&s.held, srv1_closed);
+	uv_close((uv_handle_t *)&s.srv, srv1_closed);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	unlink(path);
+	rmdir(dir);
+
+	/* The deadline still ends it: nothing answers at all. */
+	char dir2[] = "/tmp/test_annot.XXXXXX", path2[64];
+	tmp_socket(dir2, path2, sizeof(path2));
+	uv_loop_init(&loop);
+	struct slowsrv z = {0};
+	p = hx_poll_start(&regent_host_table, &loop, path2, "show proc", 0, 20, 300, 100, slow_fn, &z);
+	assert_non_null(p);
+	while (!z.answered && !z.expired && uv_run(&loop, UV_RUN_ONCE))
+		; /* (ends when the poll ended, whatever it said last) */
+	assert_true(z.expired);
+	assert_int_equal(z.last, HX_POLL_EXPIRED);
+	assert_int_equal(z.statuses[0], -ENOENT); /* no socket: failures, asked again */
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	rmdir(dir2);
+}
