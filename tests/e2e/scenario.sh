@@ -90,10 +90,17 @@ scenario_up() {
 		wait_for --timeout 15 http_get "$SC_REGISTRY/v1/status/leader" >/dev/null || return 1 ;;
 	*) echo "scenario_up: etcd or consul, not '$SC_STORE'" >&2; return 1 ;;
 	esac
-	dockerd_start b1 >/dev/null || return 1
-	dockerd_start b2 >/dev/null || return 1
-	image_build_whoami b1 "$SC_IMAGE" >/dev/null || return 1
-	image_build_whoami b2 "$SC_IMAGE" >/dev/null || return 1
+	# The two backend hosts' dockerd and image side by side (they share nothing; the harness
+	# keeps its state in files, so b2's start in a background job is recorded and stopped like
+	# b1's; its DOCKER_SOCK_b2 export is lost there: docker_sock b2 gives it).
+	local b2
+	{ dockerd_start b2 >/dev/null && image_build_whoami b2 "$SC_IMAGE" >/dev/null; } &
+	b2=$!
+	if ! { dockerd_start b1 >/dev/null && image_build_whoami b1 "$SC_IMAGE" >/dev/null; }; then
+		wait "$b2"
+		return 1
+	fi
+	wait "$b2" || return 1
 	write_configs
 	local f
 	for f in backend-1 backend-2 client; do

@@ -116,7 +116,12 @@ for i in 0 1; do
 done
 check "haproxy routes web" wait_for --timeout 30 up
 check "haproxy runs" wait_for --timeout 10 hx_track_master "$HX/master.sock"
-sleep 1 # both web servers up in haproxy's checks
+# both web servers up in haproxy's checks (status UP, last check passed: was a fixed 1 s sleep)
+web_checked() {
+    [[ $(haproxy_admin_cmd "$HX/haproxy-admin.sock" "show stat web 4 -1" |
+         awk -F, '$18 == "UP" && $37 == "L7OK"' | wc -l) -eq 2 ]]
+}
+check "both web servers up in haproxy's checks" wait_for --timeout 10 web_checked
 daemon_start load "$PY" "$REGENT_TEST_DIR/e2e/loadgen.py" --url "http://127.0.0.1:$HP/" \
     --out "$T/load.jsonl" --duration 90 --stop-file "$T/load.stop" --threads 2 --interval 0.01
 

@@ -249,6 +249,53 @@ export H_PID_LOG="$OUT/pids" H_REPORT="$OUT/report"
 links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)
 start=$SECONDS
 
+# alive PID START: that process (same start time) runs and is not a zombie
+alive_pid() {
+    local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    [[ "${20}" == "$2" && "$1" != Z ]]
+}
+# The harness runs that end badly on purpose (a crash, a stray process, a test killed with
+# SIGKILL) share nothing with the inner run (each has its own H_TMP and daemons): they run beside
+# it, in the background, and each of their checks is judged at once, as it comes, into
+# $OUT/sub.results ("RC<TAB>DESC"); ck counts them once the inner run is done.
+SUB_CHECKS=9
+rec() {
+    local d=$1; shift
+    if "$@"; then printf '0\t%s\n' "$d"; else printf '1\t%s\n' "$d"; fi >> "$OUT/sub.results"
+}
+subruns() {
+    local sig out rc spid sst kb kpid kst ktmp
+    for sig in SEGV ABRT; do
+        out=$(bash "$HERE/selftest.sh" --crash "$sig" 2>&1); rc=$?
+        rec "a daemon dying of SIG$sig fails a run whose checks all passed (rc=$rc)" test "$rc" -eq 1
+        rec "... and the harness names the daemon and the signal" grep -q "crasher (pid [0-9]*) died of signal [0-9]* ($sig)" <<<"$out"
+    done
+    out=$(bash "$HERE/selftest.sh" --crash TERM 2>&1); rc=$?
+    rec "a daemon dying of SIGTERM is not a crash (rc=$rc)" test "$rc" -eq 0
+    out=$(bash "$HERE/selftest.sh" --stray "$OUT/stray" 2>&1)
+    read -r spid sst < "$OUT/stray"
+    for _ in $(seq 50); do alive_pid "$spid" "$sst" || break; sleep 0.1; done
+    rec "a process left with H_TMP in its command line is killed by the cleanup (pid $spid)" \
+        eval '! alive_pid "$spid" "$sst"'
+    alive_pid "$spid" "$sst" && kill -KILL "$spid"
+    bash "$HERE/selftest.sh" --killed "$OUT/killed" >/dev/null 2>&1 &
+    kb=$!
+    for _ in $(seq 100); do [[ -s "$OUT/killed" ]] && break; sleep 0.1; done
+    read -r kpid kst ktmp < "$OUT/killed"
+    kill -KILL "$kb"
+    for _ in $(seq 100); do alive_pid "$kpid" "$kst" || [[ -e "$ktmp" ]] || break; sleep 0.1; done
+    rec "a test killed with SIGKILL: the watchdog stops its daemon (pid $kpid)" eval '! alive_pid "$kpid" "$kst"'
+    rec "... and removes its H_TMP ($ktmp)" test ! -e "$ktmp"
+    alive_pid "$kpid" "$kst" && kill -KILL "$kpid"
+    rec "... and named in the log" grep -q "warning: pid $spid outlived the test" <<<"$out"
+}
+: > "$OUT/sub.results"
+subruns &
+subpid=$!
+
 bash "$HERE/selftest.sh" --inner
 inner_rc=$?
 
@@ -261,37 +308,10 @@ ck() {
 # inner ends with harness_summary's status: 0 only if none of its checks failed and no daemon
 # crashed (its failed checks are counted above as well).
 ck "inner run exited 0 (rc=$inner_rc)" test "$inner_rc" -eq 0
-for sig in SEGV ABRT; do
-    out=$(bash "$HERE/selftest.sh" --crash "$sig" 2>&1); rc=$?
-    ck "a daemon dying of SIG$sig fails a run whose checks all passed (rc=$rc)" test "$rc" -eq 1
-    ck "... and the harness names the daemon and the signal" grep -q "crasher (pid [0-9]*) died of signal [0-9]* ($sig)" <<<"$out"
-done
-out=$(bash "$HERE/selftest.sh" --crash TERM 2>&1); rc=$?
-ck "a daemon dying of SIGTERM is not a crash (rc=$rc)" test "$rc" -eq 0
-out=$(bash "$HERE/selftest.sh" --stray "$OUT/stray" 2>&1)
-read -r spid sst < "$OUT/stray"
-# alive PID START: that process (same start time) runs and is not a zombie
-alive_pid() {
-    local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    [[ "${20}" == "$2" && "$1" != Z ]]
-}
-for _ in $(seq 50); do alive_pid "$spid" "$sst" || break; sleep 0.1; done
-ck "a process left with H_TMP in its command line is killed by the cleanup (pid $spid)" \
-    eval '! alive_pid "$spid" "$sst"'
-alive_pid "$spid" "$sst" && kill -KILL "$spid"
-bash "$HERE/selftest.sh" --killed "$OUT/killed" >/dev/null 2>&1 &
-kb=$!
-for _ in $(seq 100); do [[ -s "$OUT/killed" ]] && break; sleep 0.1; done
-read -r kpid kst ktmp < "$OUT/killed"
-kill -KILL "$kb"
-for _ in $(seq 100); do alive_pid "$kpid" "$kst" || [[ -e "$ktmp" ]] || break; sleep 0.1; done
-ck "a test killed with SIGKILL: the watchdog stops its daemon (pid $kpid)" eval '! alive_pid "$kpid" "$kst"'
-ck "... and removes its H_TMP ($ktmp)" test ! -e "$ktmp"
-alive_pid "$kpid" "$kst" && kill -KILL "$kpid"
-ck "... and named in the log" grep -q "warning: pid $spid outlived the test" <<<"$out"
+wait "$subpid"
+while IFS=$'\t' read -r r d; do ck "$d" test "$r" -eq 0; done < "$OUT/sub.results"
+ck "the runs beside it judged their $SUB_CHECKS checks ($(wc -l < "$OUT/sub.results"))" \
+    test "$(wc -l < "$OUT/sub.results")" -eq "$SUB_CHECKS"
 
 alive=""
 while read -r name pid st; do

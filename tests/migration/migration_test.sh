@@ -44,10 +44,16 @@ PY=${PYTHON3:-python3}
 HOLD=${MIGRATION_HOLD:-4}     # seconds of load per step
 
 IMAGE=jwilder/whoami:latest
-ETCD=$(etcd_start registry --enable-v2) || { h_die "etcd"; harness_summary; exit 1; }
-dockerd_start b1 >/dev/null && dockerd_start b2 >/dev/null || { harness_summary; exit 1; }
-image_build_whoami b1 "$IMAGE" >/dev/null && image_build_whoami b2 "$IMAGE" >/dev/null ||
-	{ harness_summary; exit 1; }
+# The registry and the two backend hosts' dockerd and image start side by side (they share
+# nothing; the harness keeps its state in files, so the background jobs' daemons are recorded
+# and stopped like the others; their exports are lost there: docker_sock bN gives the socket).
+{ dockerd_start b1 >/dev/null && image_build_whoami b1 "$IMAGE" >/dev/null; } &
+b1_job=$!
+{ dockerd_start b2 >/dev/null && image_build_whoami b2 "$IMAGE" >/dev/null; } &
+b2_job=$!
+ETCD=$(etcd_start registry --enable-v2) || { h_die "etcd"; wait "$b1_job" "$b2_job"; harness_summary; exit 1; }
+wait "$b1_job" || { wait "$b2_job"; h_die "dockerd b1"; harness_summary; exit 1; }
+wait "$b2_job" || { h_die "dockerd b2"; harness_summary; exit 1; }
 
 # One port, free on every address involved: the containers listen on it
 # (host network, 127.0.0.2/.3) and the clients' haproxy binds it (the seed's
