@@ -131,10 +131,10 @@ class Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.streams += 1
             if srv.streams == 1:
-                srv.start(1, {})
-                srv.start(2, {'big': 'x' * HUGE_LABEL})
+                huge_start(srv, 1, {})
+                huge_start(srv, 2, {'big': 'x' * HUGE_LABEL})
             elif srv.streams == 2:
-                threading.Timer(0.3, srv.start, (3, {})).start()
+                threading.Timer(0.3, huge_start, (srv, 3, {})).start()
         self.send_response(200)
         self.send_header('Content-Type', 'application/json')
         self.send_header('Transfer-Encoding', 'chunked')
@@ -186,7 +186,6 @@ def main(argv):
     srv.ids = {cid(i): i for i in range(1, n + 1)} if burst else {}
     srv.lock = threading.RLock()
     srv.events, srv.streams = [], 0
-    srv.start = lambda i, labels: huge_start(srv, i, labels)
     srv.stop = threading.Event()
     try:
         srv.serve_forever()
