@@ -54,6 +54,9 @@ static const regent_config_key keys[] = {
 	 "how long a blocking query waits for a change"},
 	{"timeout", REGENT_CFG_DURATION, "10s", false, 100, 300000,
 	 "timeout of a single non-blocking request"},
+	{"max_response_size", REGENT_CFG_INT, "67108864", false, 65536, 1073741824,
+	 "bytes: the largest answer read (a service's health answer is ~3 KB an instance, "
+	 "the datacenter's checks ~0.5 KB each)"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -98,6 +101,7 @@ regent_http_req *consul_send(consul *c, const char *method, const char *path,
 		.body_len = body ? strlen(body) : 0,
 		.timeout_ms = timeout_ms,
 		.connect_timeout_ms = timeout_ms < 5000 ? timeout_ms : 5000,
+		.max_body = c->max_body,
 		.ca_file = c->ca,
 		.cert_file = c->cert,
 		.key_file = c->key,
@@ -107,6 +111,17 @@ regent_http_req *consul_send(consul *c, const char *method, const char *path,
 	regent_http_req *r = c->h->http_request(c->ctx, &o, err);
 	free(url);
 	return r;
+}
+
+void consul_describe(consul *c, const regent_http_result *res, char *buf, size_t len)
+{
+	if (res->error == -EFBIG)
+		snprintf(buf, len,
+		         "the answer is larger than max_response_size (%zu bytes): raise [store "
+		         "consul] max_response_size",
+		         c->max_body);
+	else
+		c->h->http_describe(res, buf, len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -236,6 +251,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	c->dereg_ms = h->cfg_duration_ms(ctx, "deregister_after");
 	c->wait_ms = h->cfg_duration_ms(ctx, "wait");
 	c->timeout_ms = h->cfg_duration_ms(ctx, "timeout");
+	c->max_body = (size_t)h->cfg_int(ctx, "max_response_size");
 	c->reconcile_ms = h->cfg_duration_ms(ctx, "reconcile_wait");
 	c->dereg_on_stop = h->cfg_bool(ctx, "deregister_on_stop");
 	const char *const *st;

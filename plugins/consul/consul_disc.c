@@ -140,7 +140,7 @@ static void on_watch_done(void *arg, const regent_http_result *res)
 	w->req = NULL;
 	if (res->error || res->status != 200) {
 		char d[300];
-		c->h->http_describe(res, d, sizeof(d));
+		consul_describe(c, res, d, sizeof(d));
 		if (res->status == 403)
 			watch_fail(w, REGENT_LOG_ERROR,
 			           "Consul refused to read %s: %s (ACL: the token is unknown or lacks "
@@ -392,7 +392,7 @@ static void on_read_done(void *arg, const regent_http_result *res)
 	c->reads--;
 	if (res->error || res->status != 200) {
 		char d[300];
-		c->h->http_describe(res, d, sizeof(d));
+		consul_describe(c, res, d, sizeof(d));
 		if (res->status == 403)
 			read_fail(s, REGENT_LOG_ERROR,
 			          "Consul refused to read the health of service %s: %s (ACL: the token is "

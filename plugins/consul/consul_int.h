@@ -123,6 +123,7 @@ struct consul {
 	const char *const *ignore;
 	size_t nignore;
 	uint64_t ttl_ms, dereg_ms, wait_ms, timeout_ms, reconcile_ms;
+	size_t max_body; /* max_response_size */
 	unsigned states;   /* CONSUL_STATE_* that count as serving */
 	bool dereg_on_stop;
 	/* registration (consul.c) */
@@ -209,6 +210,9 @@ void consul_count(consul *c, regent_metric **m, int op);
 void consul_update_health(consul *c);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
+/* http_describe, or for an answer over max_response_size the setting to
+ * raise. */
+void consul_describe(consul *c, const regent_http_result *res, char *buf, size_t len);
 
 /* consul_reg.c */
 void consul_reg_start(consul *c);   /* timers, then the listing of the agent's services */

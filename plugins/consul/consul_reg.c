@@ -208,7 +208,7 @@ static void on_relist_done(void *arg, const regent_http_result *res)
 	c->relist_req = NULL;
 	consul_agent_services as;
 	char why[256] = "", what[200];
-	c->h->http_describe(res, what, sizeof(what));
+	consul_describe(c, res, what, sizeof(what));
 	bool ok = !res->error && res->status == 200 &&
 	          consul_parse_agent_services(c->h, res->body, res->body_len, c->h->node(c->ctx),
 	                                      &as, why, sizeof(why)) == 0;
@@ -390,7 +390,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 	if (op == OP_PASS)
 		c->inflight_pass--;
 	char what[300];
-	c->h->http_describe(res, what, sizeof(what));
+	consul_describe(c, res, what, sizeof(what));
 	bool ok = !res->error && res->status >= 200 && res->status < 300;
 	int mop = op_metric(op);
 	if (!ok)
@@ -790,7 +790,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 	consul *c = arg;
 	c->list_req = NULL;
 	char what[200];
-	c->h->http_describe(res, what, sizeof(what));
+	consul_describe(c, res, what, sizeof(what));
 	bool ok = !res->error && res->status == 200;
 	consul_agent_services as;
 	char why[256] = "";

@@ -7,7 +7,9 @@
 #     unknown check with 500 `Unknown check "..."`: registered again;
 #  3. deregister_after under 1m: --check-config warns with the effective time;
 #  4. health_states: a `warning` instance is served only with
-#     `health_states = passing, warning`.
+#     `health_states = passing, warning`;
+#  5. max_response_size: a service's health answer over it is refused with the setting named,
+#     and the default reads it.
 source "$REGENT_TEST_DIR/consul/consul_lib.sh"
 consul_test_init
 T=$H_TMP
@@ -68,6 +70,47 @@ agent_curl PUT /v1/agent/check/fail/service:w1 >/dev/null
 check "passing, warning: a critical instance leaves" wait_for --timeout 20 snapshot_lacks "$T/w.sink" "/w1 127.0.0.6:7001"
 daemon_stop regent-w
 daemon_stop regent-p
+
+# ---- 5. max_response_size: a service's health answer is ~3 KB an instance, so 16 MiB (the
+# HTTP layer's default limit, all this store had before) held ~5,400 instances and a bigger
+# service could never be read. The limit is a setting (64 MiB by default); an answer over it is
+# refused with the setting named, and a client with room reads the service whole.
+"$PYTHON3" - "$AGENT_URL" "$SECRET" <<'PY' || echo "registering the wide service failed"
+import json, sys, urllib.request
+base, tok = sys.argv[1], sys.argv[2]
+op = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for i in range(120):
+    body = json.dumps({"ID": "wide%d" % i, "Name": "wide", "Address": "127.0.0.8",
+                       "Port": 20000 + i, "Check": {"TTL": "1h", "Status": "passing"}}).encode()
+    req = urllib.request.Request(base + "/v1/agent/service/register", data=body, method="PUT",
+                                 headers={"X-Consul-Token": tok})
+    op.open(req, timeout=10).read()
+PY
+wide_bytes=$(agent_curl GET /v1/health/service/wide | wc -c)
+checks_bytes=$(agent_curl GET /v1/health/state/any | wc -c)
+# room for every other answer (the datacenter's checks), not for the wide service's
+limit=$((checks_bytes + 16384)); ((limit < 65536)) && limit=65536
+echo "# wide: $wide_bytes bytes of health for 120 instances; all checks: $checks_bytes bytes; limit $limit"
+check "max_response_size: the wide service's answer is over the limit, the others' under it" \
+	test "$wide_bytes" -gt "$((limit + 4096))"
+{ printf '[agent]\nnode = client-4\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-4"; store_section
+  printf 'max_response_size = %s\n[sink testsink]\nfile = %s\n' "$limit" "$T/n.sink"; } >"$T/n.ini"
+{ printf '[agent]\nnode = client-5\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-5"; store_section
+  printf '[sink testsink]\nfile = %s\n' "$T/q.sink"; } >"$T/q.ini"
+regent_start n "$T/n.ini"
+regent_start q "$T/q.ini"
+check "max_response_size: an answer over it is refused with the setting named" wait_for --timeout 20 \
+	grep -qF "cannot read the health of service wide from $AGENT_URL: the answer is larger than max_response_size ($limit bytes): raise [store consul] max_response_size" "$(regent_log n)"
+check "max_response_size: the store says it is unhealthy" \
+	wait_for --timeout 5 grep -q 'store consul: unhealthy: .*larger than max_response_size' "$(regent_log n)"
+wide120() { [[ $(last_snapshot "$T/q.sink" | grep -c ' 127\.0\.0\.8:2[0-9]*/tcp') -eq 120 ]]; }
+check "max_response_size: the default (64 MiB) reads all 120 instances" wait_for --timeout 30 wide120
+daemon_stop regent-n
+daemon_stop regent-q
+sed 's/^max_response_size = .*/max_response_size = 1000/' "$T/n.ini" >"$T/bad.ini"
+out=$("$REGENT_BIN" --check-config -c "$T/bad.ini" --plugin-dir "$REGENT_PLUGIN_DIR" 2>&1)
+check_contains "max_response_size below 64 KiB: refused at --check-config" "$out" "max_response_size"
+check "max_response_size below 64 KiB: --check-config fails" bash -c "! '$REGENT_BIN' --check-config -c '$T/bad.ini' --plugin-dir '$REGENT_PLUGIN_DIR' >/dev/null 2>&1"
 
 # ---- 2. an old agent: 500 Unknown check "..." means "register again"
 if [[ $CONSUL_MODE == emulator ]]; then
