@@ -106,10 +106,26 @@ static const regent_localset_ops local_ops = {local_on_up, local_on_down, local_
 
 /* ---- catalog -> sinks ---- */
 
+/* A sink that did not ask for snapshots with unknown services
+ * (host->catalog_want_unknown) gets none before its first without any:
+ * then the whole snapshot, as a first apply. */
 static void apply_sink(regent_agent *a, regent_ctx *c, const regent_catalog *snap,
                        const char *const *changed, size_t n)
 {
 	const regent_sink_ops *so = c->desc->sink_ops;
+	if (!c->applied && !c->want_unknown && regent_catalog_unknown(snap, NULL)) {
+		if (!c->held_first)
+			regent_log(REGENT_LOG_INFO, c->who,
+			           "no catalog yet: %zu service%s not read from the registry yet",
+			           regent_catalog_unknown(snap, NULL),
+			           regent_catalog_unknown(snap, NULL) == 1 ? " is" : "s are");
+		c->held_first = true;
+		return;
+	}
+	if (c->held_first)
+		n = regent_catalog_services(snap, &changed);
+	c->held_first = false;
+	c->applied = true;
 	so->apply(c->self, snap, changed, n);
 	char *l = regent_xasprintf("plugin=\"%s\"", c->sec->name);
 	regent_metric_add(regent_metrics_get(a->metrics, REGENT_METRIC_COUNTER,

@@ -33,6 +33,13 @@
  * until then the old view's instances stay), so a store swap never
  * flushes an empty or half-read catalog.
  *
+ * A store may report a service as unknown (listed by the registry, its
+ * instances not readable yet: ABI 1.9) so that its first full read can end
+ * without it; a snapshot names such services (sorted copies, built again
+ * only when a view's set of them changed) and holds no list for them.  A
+ * promoted candidate that reports a service unknown takes over the old
+ * view's list of it.
+ *
  * The lists and snapshots themselves, and the plugins' reads of a
  * snapshot, are catsvc.c's. */
 #include "catsvc.h"
@@ -46,6 +53,7 @@ struct regent_catview {
 	regent_cat *cat;
 	regent_map *svcs;     /* name -> vsvc */
 	regent_map *seen;     /* during a sync: names set */
+	regent_map *unknown;  /* names listed but not read (set_unknown), none in svcs; value unused */
 	bool watching, in_sync, synced;
 	bool hidden;          /* a candidate: not merged, not awaited */
 	bool promoted;        /* replaces `replaces` at its first full read */
@@ -74,6 +82,7 @@ struct regent_cat {
 	bool flushed_once;
 	uint64_t seq;         /* of the newest snapshot */
 	bool leading;         /* a leading-edge flush is scheduled */
+	bool unk_dirty;       /* a view's unknown names changed since the last flush */
 	uint64_t due_ms;      /* real clock (ms) the trailing flush is armed for */
 	regent_cat_flush_cb cb;
 	void *arg;
@@ -374,6 +383,63 @@ static void rehold_costly(regent_cat *c)
 	arm(c, c->costly_until_ms);
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names some visible view reports unknown and no visible view
+ * holds, sorted, unique, copied: O(U log U) for U unknown names (none in
+ * the usual case). */
+static char **unknown_names(regent_cat *c, size_t *n)
+{
+	size_t total = 0;
+	for (regent_catview *v = c->views; v; v = v->next)
+		if (!v->hidden && v->unknown)
+			total += regent_map_size(v->unknown);
+	*n = 0;
+	if (!total)
+		return NULL;
+	char **out = regent_xcalloc(total, sizeof(*out));
+	for (regent_catview *v = c->views; v; v = v->next) {
+		if (v->hidden || !v->unknown)
+			continue;
+		regent_map_iter it = {0};
+		const char *name;
+		while (regent_map_next(v->unknown, &it, &name, NULL)) {
+			bool known = false;
+			for (regent_catview *w = c->views; w && !known; w = w->next)
+				known = !w->hidden && regent_map_get(w->svcs, name);
+			if (!known)
+				out[(*n)++] = regent_xstrdup(name);
+		}
+	}
+	qsort(out, *n, sizeof(*out), name_cmp);
+	size_t k = 0;
+	for (size_t i = 0; i < *n; i++) {
+		if (k && strcmp(out[k - 1], out[i]) == 0)
+			free(out[i]);
+		else
+			out[k++] = out[i];
+	}
+	*n = k;
+	if (!k) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static bool same_names(char **a, size_t na, char **b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
 static bool flush_snap(regent_cat *c)
 {
 	uv_timer_stop(&c->timer);
@@ -418,7 +484,24 @@ static bool flush_snap(regent_cat *c)
 	c->dirty = regent_map_new();
 	if (held)
 		rehold_costly(c);
-	if (nchanged == 0 && !first) {
+	/* The unknown names: built again when a view's changed, else old's. */
+	size_t nunk = 0;
+	char **unk = NULL;
+	bool unk_changed = false;
+	if (c->unk_dirty) {
+		c->unk_dirty = false;
+		unk = unknown_names(c, &nunk);
+		unk_changed = !same_names(unk, nunk, old->unknown, old->nunknown);
+	} else {
+		nunk = old->nunknown;
+		unk = nunk ? regent_xcalloc(nunk, sizeof(*unk)) : NULL;
+		for (size_t i = 0; i < nunk; i++)
+			unk[i] = regent_xstrdup(old->unknown[i]);
+	}
+	if (nchanged == 0 && !first && !unk_changed) {
+		for (size_t i = 0; i < nunk; i++)
+			free(unk[i]);
+		free(unk);
 		for (size_t i = 0; i < ndirty; i++)
 			regent_svc_unref(next[i]);
 		free(next);
@@ -466,6 +549,8 @@ static bool flush_snap(regent_cat *c)
 	snap->linked = true;
 	snap->origin_ns = c->origin_ns ? c->origin_ns : regent_wall_ns();
 	snap->seq = ++c->seq;
+	snap->unknown = unk;
+	snap->nunknown = nunk;
 	free(next);
 	free(dirty);
 	regent_map_free(dmap, NULL);
@@ -532,6 +617,22 @@ static void mark_all(regent_catview *v)
 	const char *name;
 	while (regent_map_next(v->svcs, &it, &name, NULL))
 		mark_dirty(v->cat, name);
+	if (v->unknown && regent_map_size(v->unknown)) {
+		v->cat->unk_dirty = true;
+		regent_map_iter iu = {0};
+		while (regent_map_next(v->unknown, &iu, &name, NULL))
+			mark_dirty(v->cat, name);
+	}
+}
+
+/* The service is known to the view now (set, put, removed): no longer
+ * unknown. */
+static void known_now(regent_catview *v, const char *service)
+{
+	if (!v->unknown || !regent_map_del(v->unknown, service))
+		return;
+	if (!v->hidden)
+		v->cat->unk_dirty = true;
 }
 
 void regent_cat_view_free(regent_catview *v)
@@ -553,6 +654,7 @@ void regent_cat_view_free(regent_catview *v)
 		mark_all(v);
 	regent_map_free(v->svcs, regent_vsvc_free);
 	regent_map_free(v->seen, NULL);
+	regent_map_free(v->unknown, NULL);
 	free(v);
 	if (regent_cat_ready(c) && !c->flushed_once)
 		schedule(c);
@@ -564,8 +666,28 @@ static void swap_in(regent_catview *v)
 {
 	v->hidden = false;
 	v->promoted = false;
-	mark_all(v);
 	regent_catview *old = v->replaces;
+	if (old && v->unknown && regent_map_size(v->unknown)) {
+		/* What the new instance could not read yet keeps the old one's
+		 * instances (the last known), moved over. */
+		size_t n;
+		const char **names = regent_map_sorted_keys(v->unknown, &n);
+		char **copy = regent_xcalloc(n + 1, sizeof(*copy));
+		for (size_t i = 0; i < n; i++)
+			copy[i] = regent_xstrdup(names[i]);
+		free(names);
+		for (size_t i = 0; i < n; i++) {
+			vsvc *vs = regent_map_get(old->svcs, copy[i]);
+			if (vs) {
+				regent_map_del(old->svcs, copy[i]);
+				regent_map_put(v->svcs, copy[i], vs);
+				regent_map_del(v->unknown, copy[i]);
+			}
+			free(copy[i]);
+		}
+		free(copy);
+	}
+	mark_all(v);
 	v->replaces = NULL;
 	if (old) {
 		old->replaced_by = NULL;
@@ -601,6 +723,7 @@ void regent_cat_view_set(regent_catview *v, const char *service, regent_inst **i
 	regent_svc_finish(s);
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);
+	known_now(v, service);
 	vsvc *vs = regent_map_get(v->svcs, service);
 	if (vs && svc_same(regent_vsvc_list(vs), s)) {
 		regent_svc_unref(s);
@@ -621,6 +744,7 @@ static vsvc *view_svc(regent_catview *v, const char *service, bool *created)
 {
 	if (v->in_sync)
 		regent_map_put(v->seen, service, (void *)1);
+	known_now(v, service);
 	vsvc *vs = regent_map_get(v->svcs, service);
 	*created = !vs;
 	if (!vs) {
@@ -685,6 +809,11 @@ void regent_cat_view_del(regent_catview *v, const char *service, const char *id)
 
 void regent_cat_view_remove(regent_catview *v, const char *service)
 {
+	if (v->unknown && regent_map_get(v->unknown, service)) {
+		if (!v->hidden)
+			mark_dirty(v->cat, service);
+		known_now(v, service);
+	}
 	vsvc *old = regent_map_get(v->svcs, service);
 	if (!old)
 		return;
@@ -692,6 +821,22 @@ void regent_cat_view_remove(regent_catview *v, const char *service)
 		mark_dirty(v->cat, service); /* before the name goes with the list */
 	regent_map_del(v->svcs, service);
 	regent_vsvc_free(old);
+}
+
+void regent_cat_view_set_unknown(regent_catview *v, const char *service)
+{
+	if (v->in_sync)
+		regent_map_put(v->seen, service, (void *)1);
+	if (regent_map_get(v->svcs, service))
+		return; /* its last instances stay */
+	if (!v->unknown)
+		v->unknown = regent_map_new();
+	if (regent_map_put(v->unknown, service, (void *)1))
+		return; /* unknown already */
+	if (!v->hidden) {
+		v->cat->unk_dirty = true;
+		mark_dirty(v->cat, service);
+	}
 }
 
 void regent_cat_view_sync_begin(regent_catview *v)
@@ -714,6 +859,14 @@ void regent_cat_view_sync_end(regent_catview *v)
 				mark_dirty(v->cat, name);
 			regent_map_del(v->svcs, name); /* name freed: mark first */
 			regent_vsvc_free(val);
+		}
+	}
+	regent_map_iter iu = {0};
+	while (v->unknown && regent_map_next(v->unknown, &iu, &name, NULL)) {
+		if (!regent_map_get(v->seen, name)) {
+			if (!v->hidden)
+				mark_dirty(v->cat, name);
+			known_now(v, name); /* forgotten */
 		}
 	}
 	regent_map_free(v->seen, NULL);

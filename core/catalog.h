@@ -66,10 +66,18 @@ void regent_cat_view_put(regent_catview *v, regent_inst *inst);
 /* One instance removed by id (the service stays known, maybe empty; an
  * unknown service is left alone). */
 void regent_cat_view_del(regent_catview *v, const char *service, const char *id);
+/* The registry lists the service but the store could not read it yet:
+ * counts as reported during a sync; left alone when the view holds the
+ * service already.  regent_cat_view_set/_put make it known, _remove
+ * forgets it. */
+void regent_cat_view_set_unknown(regent_catview *v, const char *service);
 void regent_cat_view_sync_begin(regent_catview *v);
 void regent_cat_view_sync_end(regent_catview *v);
 
 size_t regent_catalog_services(const regent_catalog *cat, const char *const **names);
+/* The services listed but never read (regent_cat_view_set_unknown) and
+ * known to no view, sorted; absent from regent_catalog_services. */
+size_t regent_catalog_unknown(const regent_catalog *cat, const char *const **names);
 size_t regent_catalog_instances(const regent_catalog *cat, const char *service,
                                 const regent_instance *const **insts);
 /* The instances of the i-th service (in the order of the names): O(1). */

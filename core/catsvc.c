@@ -316,6 +316,7 @@ void regent_catalog_unref(const regent_catalog *cc)
 		c->svcs = NULL;
 		c->names = NULL;
 		c->n = 0;
+		regent_snap_unknown_free(c);
 		return;
 	}
 	while (c && --c->refs == 0) { /* a loop, not recursion: chains may be long */
@@ -327,6 +328,7 @@ void regent_catalog_unref(const regent_catalog *cc)
 		free(c->own);
 		free(c->svcs);
 		free(c->names);
+		regent_snap_unknown_free(c);
 		free(c);
 		if (next)
 			next->linked = false; /* the reference dropped next is that link */
@@ -359,6 +361,22 @@ size_t regent_catalog_services(const regent_catalog *cat, const char *const **na
 	if (names)
 		*names = cat->names;
 	return cat->n;
+}
+
+void regent_snap_unknown_free(regent_catalog *c)
+{
+	for (size_t i = 0; i < c->nunknown; i++)
+		free(c->unknown[i]);
+	free(c->unknown);
+	c->unknown = NULL;
+	c->nunknown = 0;
+}
+
+size_t regent_catalog_unknown(const regent_catalog *cat, const char *const **names)
+{
+	if (names)
+		*names = (const char *const *)cat->unknown;
+	return cat->nunknown;
 }
 
 size_t regent_catalog_instances(const regent_catalog *cat, const char *service,

@@ -56,6 +56,10 @@ struct regent_catalog {
 	svc_list **own;
 	size_t nown;
 	bool linked;
+	/* Services listed but never read (host->catalog_set_unknown), sorted,
+	 * its own copies; NULL when none (the usual case). */
+	char **unknown;
+	size_t nunknown;
 };
 
 /* A view's service: its sorted list and the single changes not settled
@@ -120,6 +124,8 @@ svc_list *regent_vsvc_list(vsvc *vs);
 regent_catalog *regent_snap_new(size_t n);
 /* The first index in [from, c->n) whose service name is >= name. */
 size_t regent_snap_lower(const regent_catalog *c, size_t from, const char *name);
+/* Frees the snapshot's unknown names (and empties the list). */
+void regent_snap_unknown_free(regent_catalog *c);
 /* The snapshot's list of that service, or NULL. */
 svc_list *regent_snap_find(const regent_catalog *c, const char *name);
 

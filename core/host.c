@@ -433,6 +433,19 @@ static void h_catalog_remove(regent_ctx *ctx, const char *service)
 		regent_cat_view_remove(ctx->view, service);
 }
 
+static void h_catalog_set_unknown(regent_ctx *ctx, const char *service)
+{
+	if (is_kind(ctx, REGENT_KIND_STORE, "catalog_set_unknown") && ctx->view &&
+	    store_service_ok(ctx, service))
+		regent_cat_view_set_unknown(ctx->view, service);
+}
+
+static void h_catalog_want_unknown(regent_ctx *ctx)
+{
+	if (is_kind(ctx, REGENT_KIND_SINK, "catalog_want_unknown"))
+		ctx->want_unknown = true;
+}
+
 static void h_catalog_sync_begin(regent_ctx *ctx)
 {
 	if (is_kind(ctx, REGENT_KIND_STORE, "catalog_sync_begin") && ctx->view)
@@ -836,6 +849,10 @@ const regent_host regent_host_table = {
 	/* ABI 1.8 */
 	.file_write_take = h_file_write_take,
 	.annotations_source = h_annotations_source,
+	/* ABI 1.9 */
+	.catalog_set_unknown = h_catalog_set_unknown,
+	.catalog_unknown = regent_catalog_unknown,
+	.catalog_want_unknown = h_catalog_want_unknown,
 };
 
 /* ---- contexts ---- */

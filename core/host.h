@@ -48,6 +48,10 @@ struct regent_ctx {
 	uv_timer_t *inherit_timer;    /* a source that inherited claims: their bound (agent.c,
 	                               * drop_inherited) */
 	bool listed;                  /* a source: ended a full listing (local_resync_end) */
+	/* sinks (agent.c apply_sink) */
+	bool want_unknown;            /* host->catalog_want_unknown: takes partial snapshots */
+	bool applied;                 /* got a snapshot */
+	bool held_first;              /* a snapshot with unknown services was held back */
 	/* stores */
 	regent_catview *view;
 	/* health */

@@ -5,7 +5,8 @@
  * store replaced by a reload swaps views without an empty snapshot, and
  * single-instance changes (put, del) merged in id order, and dirty
  * services merged into the sorted service list of the last snapshot; the
- * pending table of single changes (catpend.c) against a model. */
+ * pending table of single changes (catpend.c) against a model; unknown
+ * services (ABI 1.9). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -675,6 +676,107 @@ static void candidate_views_swap(void **state)
 	teardown(&loop, c, &f);
 }
 
+static void expect_ids(const regent_catalog *cat, const char *svc, const char *want);
+
+/* The unknown names of a snapshot, joined with ';'. */
+static char *unknown_of(const regent_catalog *cat)
+{
+	static char buf[256];
+	const char *const *names;
+	size_t n = regent_catalog_unknown(cat, &names);
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		strcat(buf, names[i]);
+		strcat(buf, ";");
+	}
+	return buf;
+}
+
+/* ABI 1.9: a service the store lists but cannot read (set_unknown) ends a
+ * full read without holding the first snapshot; it is absent from the
+ * services and listed as unknown until set, forgotten by a removal or a
+ * read that no longer lists it; a view that knows the service ignores it;
+ * a store's replacement that reports it unknown keeps the old one's
+ * instances. */
+static void unknown_services(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	flushes f = {.loop = &loop};
+	regent_cat *c = regent_cat_new(&loop, 10, 50, on_flush, &f);
+	regent_catview *a = regent_cat_view_new(c, true);
+	regent_cat_view_sync_begin(a);
+	set1(a, "web", "w1", 1);
+	regent_cat_view_set_unknown(a, "wide");
+	regent_cat_view_set_unknown(a, "api");
+	regent_cat_view_set_unknown(a, "api"); /* twice: once */
+	regent_cat_view_sync_end(a);
+	run_until(&loop, &f, 1, 500);
+	assert_int_equal(f.count, 1);
+	assert_string_equal(f.changed[0], "web;");
+	assert_int_equal(regent_catalog_services(f.last, NULL), 1);
+	assert_string_equal(unknown_of(f.last), "api;wide;");
+	assert_int_equal(regent_catalog_instances(f.last, "wide", NULL), 0);
+	/* wide read: known, in the changes, no longer unknown */
+	set2(a, "wide", "x1", "x2");
+	run_until(&loop, &f, 2, 500);
+	assert_int_equal(f.count, 2);
+	assert_string_equal(f.changed[1], "wide;");
+	assert_string_equal(unknown_of(f.last), "api;");
+	/* a known service is not made unknown (its last instances stay) */
+	regent_cat_view_set_unknown(a, "wide");
+	run_ms(&loop, 60);
+	assert_int_equal(f.count, 2);
+	/* api removed from the registry: a snapshot without it, nothing changed */
+	regent_cat_view_remove(a, "api");
+	run_until(&loop, &f, 3, 500);
+	assert_int_equal(f.count, 3);
+	assert_string_equal(f.changed[2], "");
+	assert_string_equal(unknown_of(f.last), "");
+	assert_int_equal(regent_catalog_unknown(f.last, NULL), 0);
+	/* one unknown put by instance: known at once */
+	regent_cat_view_set_unknown(a, "db");
+	run_until(&loop, &f, 4, 500);
+	assert_string_equal(unknown_of(f.last), "db;");
+	regent_cat_view_put(a, mk("db", "d1", 7));
+	run_until(&loop, &f, 5, 500);
+	assert_string_equal(f.changed[4], "db;");
+	assert_string_equal(unknown_of(f.last), "");
+	/* another store knows a service this one cannot read: known, its instances */
+	regent_catview *b = regent_cat_view_new(c, true);
+	regent_cat_view_sync_begin(b);
+	regent_cat_view_set_unknown(b, "web");
+	regent_cat_view_set_unknown(b, "gone");
+	regent_cat_view_sync_end(b);
+	run_until(&loop, &f, 6, 500);
+	assert_string_equal(unknown_of(f.last), "gone;");
+	assert_int_equal(regent_catalog_instances(f.last, "web", NULL), 1);
+	/* a full read that no longer lists it forgets it */
+	regent_cat_view_sync_begin(b);
+	regent_cat_view_sync_end(b);
+	run_until(&loop, &f, 7, 500);
+	assert_string_equal(unknown_of(f.last), "");
+	regent_cat_view_free(b);
+	run_ms(&loop, 60);
+	/* a reload's store that cannot read wide keeps the old one's wide */
+	int n0 = f.count;
+	regent_catview *cand = regent_cat_view_new_candidate(c, true);
+	regent_cat_view_sync_begin(cand);
+	set1(cand, "web", "w9", 9);
+	regent_cat_view_set_unknown(cand, "wide");
+	regent_cat_view_set_unknown(cand, "new");
+	regent_cat_view_sync_end(cand);
+	regent_cat_view_promote(cand, a);
+	run_until(&loop, &f, n0 + 1, 500);
+	assert_int_equal(f.count, n0 + 1);
+	expect_ids(f.last, "wide", "x1;x2;");
+	expect_ids(f.last, "web", "w9;");
+	assert_int_equal(regent_catalog_instances(f.last, "db", NULL), 0); /* gone with a */
+	assert_string_equal(unknown_of(f.last), "new;");
+	teardown(&loop, c, &f);
+}
+
 static void expect_ids(const regent_catalog *cat, const char *svc, const char *want)
 {
 	const regent_instance *const *insts;
@@ -1031,6 +1133,7 @@ int main(void)
 		cmocka_unit_test(flush_merges_into_sorted_list),
 		cmocka_unit_test(held_snapshots_chain),
 		cmocka_unit_test(pending_table),
+		cmocka_unit_test(unknown_services),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

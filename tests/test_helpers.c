@@ -96,7 +96,14 @@ char *slurp(const char *path)
 static void test_abi(void **state)
 {
 	(void)state;
-	assert_int_equal(H->abi_minor, 8);
+	assert_int_equal(H->abi_minor, 9);
+	assert_true(REGENT_HOST_HAS(H, catalog_want_unknown));
+	assert_non_null(H->catalog_set_unknown);
+	assert_non_null(H->catalog_unknown);
+	assert_non_null(H->catalog_want_unknown);
+	/* A 1.8 core's table ends at annotations_source: the 1.9 entries lie past it. */
+	size_t end18 = offsetof(regent_host, annotations_source) + sizeof(H->annotations_source);
+	assert_true(offsetof(regent_host, catalog_set_unknown) >= end18);
 	assert_true(REGENT_HOST_HAS(H, annotations_source));
 	assert_non_null(H->file_write_take);
 	assert_non_null(H->annotations_source);

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 8
+#define REGENT_ABI_MINOR 9
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.
@@ -1005,6 +1005,31 @@ typedef struct regent_host {
 	                                                      const regent_annotation *a),
 	                                         void *emit_arg),
 	                          void *self);
+
+	/* ---- ABI 1.9 ---- */
+
+	/* Stores: the registry lists this service but its instances could not
+	 * be read yet (its first read keeps failing: an answer over the size
+	 * limit, a token that may not read its nodes).  Between
+	 * catalog_sync_begin and _end it counts as reported, so a first full
+	 * read can end without it; catalog_set (or instance_set) makes it
+	 * known, catalog_remove forgets it.  A service this store's view
+	 * holds already is left as it is (its last instances stay: that is
+	 * what a later failed read should keep).  When a reload's new store
+	 * instance takes over, a service it reports unknown keeps the
+	 * instances the old instance had. */
+	void (*catalog_set_unknown)(regent_ctx *ctx, const char *service);
+	/* Sinks: the services of the snapshot that are unknown (listed by the
+	 * registry, never read by this agent), sorted by name; absent from
+	 * catalog_services.  A sink that serves such a service from before
+	 * (an earlier run's file) should keep it as it is.  The array and
+	 * its strings live as long as the snapshot. */
+	size_t (*catalog_unknown)(const regent_catalog *cat, const char *const **names);
+	/* Sinks, from create() or start(): this sink takes snapshots that have
+	 * unknown services.  By default a sink gets none until its first
+	 * snapshot without any (what every sink got before 1.9: a first
+	 * catalog waits for every service), then every snapshot. */
+	void (*catalog_want_unknown)(regent_ctx *ctx);
 } regent_host;
 
 /* host->validate_purpose (ABI 1.6). */

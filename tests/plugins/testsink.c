@@ -2,7 +2,8 @@
  * stdout or appended to a file, so tests and the demo can watch the
  * catalog change.  confirm_after / confirm_error make start() pending and
  * confirm or fail later through host->started(); stop() prints its reason
- * (make-before-break tests). */
+ * (make-before-break tests).  unknown = true takes snapshots with
+ * unknown services and prints them. */
 #include <regent/plugin.h>
 
 #include <errno.h>
@@ -25,6 +26,9 @@ static const regent_config_key keys[] = {
 	 "is called this long after"},
 	{"confirm_error", REGENT_CFG_STRING, NULL, false, 0, 0,
 	 "with confirm_after: host->started() reports this failure instead"},
+	{"unknown", REGENT_CFG_BOOL, "false", false, 0, 0,
+	 "take snapshots with unknown services (host->catalog_want_unknown, ABI 1.9) and print "
+	 "each as an \"unknown NAME\" line"},
 	{NULL, 0, NULL, false, 0, 0, NULL},
 };
 
@@ -58,6 +62,10 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 			        insts[j]->port, insts[j]->proto == REGENT_PROTO_UDP ? "udp" : "tcp",
 			        insts[j]->node ? insts[j]->node : "");
 	}
+	const char *const *unk;
+	size_t nu = REGENT_HOST_HAS(h, catalog_unknown) ? h->catalog_unknown(cat, &unk) : 0;
+	for (size_t i = 0; i < nu; i++)
+		fprintf(s->out, "unknown %s\n", unk[i]);
 	fprintf(s->out, "end\n");
 	fflush(s->out);
 	h->applied(s->ctx, cat);
@@ -78,6 +86,8 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		free(s);
 		return -e;
 	}
+	if (h->cfg_bool(ctx, "unknown") && REGENT_HOST_HAS(h, catalog_want_unknown))
+		h->catalog_want_unknown(ctx);
 	*self = s;
 	return 0;
 }
