@@ -54,6 +54,9 @@ static const regent_config_key keys[] = {
 	 "how long a blocking query waits for a change"},
 	{"timeout", REGENT_CFG_DURATION, "10s", false, 100, 300000,
 	 "timeout of a single non-blocking request"},
+	{"first_read_wait", REGENT_CFG_DURATION, "10s", false, 0, 3600000,
+	 "how long the first read of the catalog waits for every service; then the services "
+	 "not read yet are unknown to the sinks until read (0: wait for all)"},
 	{"max_response_size", REGENT_CFG_INT, "67108864", false, 65536, 1073741824,
 	 "bytes: the largest answer read (a service's health answer is ~3 KB an instance, "
 	 "the datacenter's checks ~0.5 KB each)"},
@@ -252,6 +255,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 	c->wait_ms = h->cfg_duration_ms(ctx, "wait");
 	c->timeout_ms = h->cfg_duration_ms(ctx, "timeout");
 	c->max_body = (size_t)h->cfg_int(ctx, "max_response_size");
+	c->first_wait_ms = h->cfg_duration_ms(ctx, "first_read_wait");
 	c->reconcile_ms = h->cfg_duration_ms(ctx, "reconcile_wait");
 	c->dereg_on_stop = h->cfg_bool(ctx, "deregister_on_stop");
 	const char *const *st;

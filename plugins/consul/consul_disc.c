@@ -57,6 +57,7 @@
 
 static void watch_issue(consul_watch *w);
 static void check_sync(consul *c);
+static void on_first_timer(uv_timer_t *t);
 static void pump_reads(consul *c);
 
 /* ------------------------------------------------------------------ */
@@ -742,20 +743,67 @@ static bool on_state(consul_watch *w, regent_http_req *req, const regent_http_re
 /* sync and lifecycle                                                 */
 /* ------------------------------------------------------------------ */
 
+/* The first full read ends once every service listed has been read, or,
+ * past first_read_wait, with those not read yet reported unknown (sinks
+ * keep what they serve for them, and route the rest): one service whose
+ * reads keep failing must not hold every other one back for good.  Each
+ * joins once read (on_read_done's catalog_set). */
 static void check_sync(consul *c)
 {
 	if (!c->sync_open || !c->state || !c->state->done_once)
 		return;
 	regent_map_iter it = {0};
 	void *v;
+	size_t missing = 0;
 	while (c->h->map_next(c->svcs, &it, NULL, &v))
-		if (!((consul_svc *)v)->first_done)
-			return;
+		missing += !((consul_svc *)v)->first_done;
+	if (missing && !c->first_expired) {
+		/* The bound runs from here: the list and the checks are read,
+		 * the services' reads under way. */
+		if (c->first_wait_ms && !c->first_armed) {
+			c->first_armed = true;
+			uv_timer_start(c->first_timer, on_first_timer, c->first_wait_ms, 0);
+		}
+		return;
+	}
+	if (missing) {
+		char names[256] = "";
+		size_t len = 0, shown = 0;
+		regent_map_iter im = {0};
+		while (c->h->map_next(c->svcs, &im, NULL, &v)) {
+			consul_svc *s = v;
+			if (s->first_done)
+				continue;
+			c->h->catalog_set_unknown(c->ctx, s->name);
+			if (shown < 5 && len < sizeof(names)) {
+				int k = snprintf(names + len, sizeof(names) - len, "%s%s", shown ? ", " : "",
+				                 s->name);
+				len += k > 0 ? (size_t)k : 0;
+				shown++;
+			}
+		}
+		c->h->log(c->ctx, REGENT_LOG_WARN,
+		          "read the catalog but %zu of its %zu services after %llu ms (first_read_wait): "
+		          "%s%s not read yet (%s); the sinks route the others, keep what they served "
+		          "for these, and get each once it is read",
+		          missing, c->h->map_size(c->svcs), (unsigned long long)c->first_wait_ms, names,
+		          missing > shown ? ", ..." : "",
+		          c->disc_problem[0] ? c->disc_problem : "no answer yet");
+	}
+	uv_timer_stop(c->first_timer);
 	c->h->catalog_sync_end(c->ctx);
 	c->sync_open = false;
 	c->synced_once = true;
-	c->h->log(c->ctx, REGENT_LOG_INFO, "read the catalog: %zu service%s", c->h->map_size(c->svcs),
-	          c->h->map_size(c->svcs) == 1 ? "" : "s");
+	if (!missing)
+		c->h->log(c->ctx, REGENT_LOG_INFO, "read the catalog: %zu service%s",
+		          c->h->map_size(c->svcs), c->h->map_size(c->svcs) == 1 ? "" : "s");
+}
+
+static void on_first_timer(uv_timer_t *t)
+{
+	consul *c = t->data;
+	c->first_expired = true;
+	check_sync(c);
 }
 
 static void probe_issue(consul *c);
@@ -800,6 +848,8 @@ void consul_disc_start(consul *c)
 	c->svcs = c->h->map_new();
 	c->warned = c->h->map_new();
 	c->read_timer = c->h->timer_new(c->ctx, c);
+	c->first_timer = c->h->timer_new(c->ctx, c);
+	c->first_expired = c->first_armed = false;
 	c->checkless_timer = c->h->timer_new(c->ctx, c);
 	c->checkless_n = 0;
 	c->checkless_last = 0;
@@ -841,6 +891,7 @@ void consul_disc_stop(consul *c)
 		c->h->map_free(c->warned, NULL);
 	c->warned = NULL;
 	c->h->timer_close(&c->read_timer);
+	c->h->timer_close(&c->first_timer);
 	c->h->timer_close(&c->checkless_timer);
 	if (c->probe_req)
 		c->h->http_cancel(c->probe_req);

@@ -180,6 +180,10 @@ struct consul {
 	regent_backoff read_bo;
 	regent_map *warned;      /* invalid service names already warned about */
 	bool sync_open, synced_once;
+	uint64_t first_wait_ms;  /* first_read_wait (0: no bound) */
+	uv_timer_t *first_timer; /* started with the first full read: its bound */
+	bool first_armed;        /* the bound started (the list and the checks were read) */
+	bool first_expired;      /* the bound passed: services not read yet go as unknown */
 	size_t disc_failing;
 	char disc_problem[320];
 	/* the state file (consul_state.c) */

@@ -262,6 +262,10 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 	/* Only the services that changed are computed again; the first
 	 * snapshot computes every one (and those of an earlier run's file). */
 	bool all = s->cat == NULL;
+	/* A service unknown before (never read) is computed from scratch
+	 * once known: its slots are an earlier run's, not prev's. */
+	if (s->cat && s->h->catalog_unknown(s->cat, NULL))
+		all = true;
 	const regent_catalog *prev = s->cat; /* read by the update: unref'd after it */
 	s->cat = s->h->catalog_ref(cat);
 	hx_model_update(&s->m, prev, cat, changed, n, all);
@@ -415,6 +419,10 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		return -ENOMEM;
 	s->ctx = ctx;
 	s->h = h;
+	/* Snapshots with unknown services (never read: ABI 1.9) come at once;
+	 * an earlier run's file that routes one is kept as it is until it is
+	 * read (pipeline.c, startup_hold). */
+	h->catalog_want_unknown(ctx);
 	hx_sink_configure(s);
 	s->admin_backoff = (regent_backoff){.initial_ms = 200, .max_ms = 10000};
 	s->reload_backoff = (regent_backoff){.initial_ms = 1000, .max_ms = 30000};

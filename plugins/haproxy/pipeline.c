@@ -843,12 +843,50 @@ static void on_slow_timer(uv_timer_t *t)
 	hx_kick(t->data);
 }
 
+/* A service of the earlier run's file that the catalog lists as unknown
+ * (the registry has it, the store could not read it yet), or NULL. */
+static const char *recovered_unknown(hx *s, size_t *n)
+{
+	const char *const *names;
+	size_t nu = s->cat ? s->h->catalog_unknown(s->cat, &names) : 0;
+	const char *first = NULL;
+	*n = 0;
+	for (size_t i = 0; i < nu; i++) {
+		svc *v = hx_svc_find(&s->m, names[i]);
+		if (v && v->recovered) {
+			first = first ? first : v->name;
+			(*n)++;
+		}
+	}
+	return first;
+}
+
 /* At start, a catalog with no routable service (a store still reading,
- * say) does not empty the routes an earlier run left, for a while. */
+ * say) does not empty the routes an earlier run left, for a while; and
+ * while a service that the earlier run's file routes is unknown to the
+ * catalog, the file stays as it is (haproxy keeps routing it as it did),
+ * however long: its servers are not known to be gone. */
 static bool startup_hold(hx *s, uint64_t now)
 {
 	if (s->m.grace_over || !s->recovered)
 		return false;
+	size_t nheld;
+	const char *held = recovered_unknown(s, &nheld);
+	if (held) {
+		if (!s->unknown_hold_logged)
+			s->h->log(s->ctx, REGENT_LOG_WARN,
+			          "keeping %s as it is: it routes service %s%s, which the registry lists "
+			          "but the store could not read yet; the file changes once %s read",
+			          s->config_file, held, nheld > 1 ? " (and others)" : "",
+			          nheld > 1 ? "they are" : "it is");
+		s->unknown_hold_logged = true;
+		uv_timer_stop(s->t_slow);
+		return true;
+	}
+	if (s->unknown_hold_logged)
+		s->h->log(s->ctx, REGENT_LOG_INFO, "every service %s routes is read: applying the catalog",
+		          s->config_file);
+	s->unknown_hold_logged = false;
 	bool any = false;
 	for (svc *v = s->m.svcs; v && !any; v = v->next)
 		any = v->want.listen != NULL;

@@ -75,6 +75,7 @@ typedef struct hx {
 	uint64_t start_wait; /* manage: the first start waits this long for the first read */
 	uint64_t started_ms;
 	size_t recovered;   /* services in the file of an earlier run */
+	bool unknown_hold_logged; /* startup_hold: said why the earlier run's file is kept */
 	int64_t slots_default, retries_default;
 	uint64_t t_connect, t_client, t_server, t_check, inter;
 

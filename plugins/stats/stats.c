@@ -217,9 +217,22 @@ static void catalog_json(stats *s, stats_buf *b)
 			}
 			stats_buf_puts(b, "]");
 		}
-		h->catalog_unref(cat);
 	}
-	stats_buf_puts(b, "\n}}\n");
+	stats_buf_puts(b, "\n}");
+	/* Listed by the registry, not read yet (ABI 1.9): only when there are. */
+	const char *const *unk;
+	size_t nu = cat ? h->catalog_unknown(cat, &unk) : 0;
+	if (nu) {
+		stats_buf_puts(b, ",\n\"unknown\":[");
+		for (size_t i = 0; i < nu; i++) {
+			stats_buf_puts(b, i ? "," : "");
+			stats_buf_json_string(b, unk[i]);
+		}
+		stats_buf_puts(b, "]");
+	}
+	if (cat)
+		h->catalog_unref(cat);
+	stats_buf_puts(b, "}\n");
 }
 
 typedef struct local_list {
@@ -588,6 +601,7 @@ static int create(regent_ctx *ctx, const regent_host *h, void **self)
 		return -ENOMEM;
 	s->ctx = ctx;
 	s->h = h;
+	h->catalog_want_unknown(ctx); /* shows a catalog with unknown services as it is */
 	int rc = parse_config(ctx, h, &s->addr, &s->addrlen, false);
 	if (rc < 0) {
 		free(s);

@@ -94,13 +94,25 @@ echo "# wide: $wide_bytes bytes of health for 120 instances; all checks: $checks
 check "max_response_size: the wide service's answer is over the limit, the others' under it" \
 	test "$wide_bytes" -gt "$((limit + 4096))"
 { printf '[agent]\nnode = client-4\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-4"; store_section
-  printf 'max_response_size = %s\n[sink testsink]\nfile = %s\n' "$limit" "$T/n.sink"; } >"$T/n.ini"
+  printf 'max_response_size = %s\nfirst_read_wait = 1s\n' "$limit"
+  printf '[sink testsink]\nfile = %s\nunknown = true\n' "$T/n.sink"
+  printf '[sink testsink plain]\nfile = %s\n' "$T/n2.sink"; } >"$T/n.ini"
 { printf '[agent]\nnode = client-5\nstate_dir = %s\ndebounce = 10ms\n' "$H_TMP/state-client-5"; store_section
   printf '[sink testsink]\nfile = %s\n' "$T/q.sink"; } >"$T/q.ini"
 regent_start n "$T/n.ini"
 regent_start q "$T/q.ini"
 check "max_response_size: an answer over it is refused with the setting named" wait_for --timeout 20 \
 	grep -qF "cannot read the health of service wide from $AGENT_URL: the answer is larger than max_response_size ($limit bytes): raise [store consul] max_response_size" "$(regent_log n)"
+# wide cannot be read: after first_read_wait the catalog goes out without it, wide unknown
+check "first_read_wait: the store publishes the catalog without the service it cannot read" \
+	wait_for --timeout 20 grep -qE 'store consul: read the catalog but 1 of its [0-9]+ services after 1000 ms \(first_read_wait\): wide not read yet' "$(regent_log n)"
+check "first_read_wait: a sink that takes unknown services routes the others" \
+	wait_for --timeout 5 snapshot_has "$T/n.sink" "/w2 127.0.0.6:7002"
+check "first_read_wait: ... and is told that wide is unknown" snapshot_has "$T/n.sink" "unknown wide"
+check "first_read_wait: ... with none of wide's instances" snapshot_lacks "$T/n.sink" "127.0.0.8:"
+check "first_read_wait: a sink that did not ask for unknown services gets nothing yet" \
+	bash -c "! grep -q '^apply' '$T/n2.sink' 2>/dev/null"
+check "first_read_wait: ... and says why" grep -q 'sink plain: no catalog yet: 1 service is not read from the registry yet' "$(regent_log n)"
 check "max_response_size: the store says it is unhealthy" \
 	wait_for --timeout 5 grep -q 'store consul: unhealthy: .*larger than max_response_size' "$(regent_log n)"
 wide120() { [[ $(last_snapshot "$T/q.sink" | grep -c ' 127\.0\.0\.8:2[0-9]*/tcp') -eq 120 ]]; }
