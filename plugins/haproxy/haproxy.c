@@ -243,6 +243,19 @@ void hx_kick(hx *s)
 /* Plugin interface                                                   */
 /* ------------------------------------------------------------------ */
 
+/* Whether two snapshots have the same unknown services (sorted lists). */
+static bool same_unknown(const regent_host *h, const regent_catalog *a, const regent_catalog *b)
+{
+	const char *const *na, *const *nb;
+	size_t ka = h->catalog_unknown(a, &na), kb = h->catalog_unknown(b, &nb);
+	if (ka != kb)
+		return false;
+	for (size_t i = 0; i < ka; i++)
+		if (strcmp(na[i], nb[i]) != 0)
+			return false;
+	return true;
+}
+
 static void apply(void *self, const regent_catalog *cat, const char *const *changed, size_t n)
 {
 	hx *s = self;
@@ -263,8 +276,9 @@ static void apply(void *self, const regent_catalog *cat, const char *const *chan
 	 * snapshot computes every one (and those of an earlier run's file). */
 	bool all = s->cat == NULL;
 	/* A service unknown before (never read) is computed from scratch
-	 * once known: its slots are an earlier run's, not prev's. */
-	if (s->cat && s->h->catalog_unknown(s->cat, NULL))
+	 * once known: its slots are an earlier run's, not prev's.  Once per
+	 * change of the unknown services, not per snapshot while they last. */
+	if (s->cat && !same_unknown(s->h, s->cat, cat))
 		all = true;
 	const regent_catalog *prev = s->cat; /* read by the update: unref'd after it */
 	s->cat = s->h->catalog_ref(cat);
