@@ -35,8 +35,9 @@
  *
  * A store may report a service as unknown (listed by the registry, its
  * instances not readable yet: ABI 1.9) so that its first full read can end
- * without it; a snapshot names such services (sorted copies, built again
- * only when a view's set of them changed) and holds no list for them.  A
+ * without it; a snapshot names such services (sorted copies, gathered from
+ * the views at each flush: nothing to do when there are none) and holds no
+ * list for them.  A
  * promoted candidate that reports a service unknown takes over the old
  * view's list of it.
  *
@@ -82,7 +83,6 @@ struct regent_cat {
 	bool flushed_once;
 	uint64_t seq;         /* of the newest snapshot */
 	bool leading;         /* a leading-edge flush is scheduled */
-	bool unk_dirty;       /* a view's unknown names changed since the last flush */
 	uint64_t due_ms;      /* real clock (ms) the trailing flush is armed for */
 	regent_cat_flush_cb cb;
 	void *arg;
@@ -484,20 +484,12 @@ static bool flush_snap(regent_cat *c)
 	c->dirty = regent_map_new();
 	if (held)
 		rehold_costly(c);
-	/* The unknown names: built again when a view's changed, else old's. */
-	size_t nunk = 0;
-	char **unk = NULL;
-	bool unk_changed = false;
-	if (c->unk_dirty) {
-		c->unk_dirty = false;
-		unk = unknown_names(c, &nunk);
-		unk_changed = !same_names(unk, nunk, old->unknown, old->nunknown);
-	} else {
-		nunk = old->nunknown;
-		unk = nunk ? regent_xcalloc(nunk, sizeof(*unk)) : NULL;
-		for (size_t i = 0; i < nunk; i++)
-			unk[i] = regent_xstrdup(old->unknown[i]);
-	}
+	/* The unknown names, from the views (a walk of the views when there
+	 * are none): whatever changed them, another view's set or removal
+	 * included, shows. */
+	size_t nunk;
+	char **unk = unknown_names(c, &nunk);
+	bool unk_changed = !same_names(unk, nunk, old->unknown, old->nunknown);
 	if (nchanged == 0 && !first && !unk_changed) {
 		for (size_t i = 0; i < nunk; i++)
 			free(unk[i]);
@@ -618,7 +610,6 @@ static void mark_all(regent_catview *v)
 	while (regent_map_next(v->svcs, &it, &name, NULL))
 		mark_dirty(v->cat, name);
 	if (v->unknown && regent_map_size(v->unknown)) {
-		v->cat->unk_dirty = true;
 		regent_map_iter iu = {0};
 		while (regent_map_next(v->unknown, &iu, &name, NULL))
 			mark_dirty(v->cat, name);
@@ -629,10 +620,8 @@ static void mark_all(regent_catview *v)
  * unknown. */
 static void known_now(regent_catview *v, const char *service)
 {
-	if (!v->unknown || !regent_map_del(v->unknown, service))
-		return;
-	if (!v->hidden)
-		v->cat->unk_dirty = true;
+	if (v->unknown)
+		regent_map_del(v->unknown, service);
 }
 
 void regent_cat_view_free(regent_catview *v)
@@ -833,10 +822,8 @@ void regent_cat_view_set_unknown(regent_catview *v, const char *service)
 		v->unknown = regent_map_new();
 	if (regent_map_put(v->unknown, service, (void *)1))
 		return; /* unknown already */
-	if (!v->hidden) {
-		v->cat->unk_dirty = true;
+	if (!v->hidden)
 		mark_dirty(v->cat, service);
-	}
 }
 
 void regent_cat_view_sync_begin(regent_catview *v)
