@@ -315,6 +315,67 @@ static json_t *load_answer(const char *body, size_t len, json_type want, char *w
 	return root;
 }
 
+static size_t skip_ws(const char *b, size_t len, size_t pos)
+{
+	while (pos < len && (b[pos] == ' ' || b[pos] == '\t' || b[pos] == '\n' || b[pos] == '\r'))
+		pos++;
+	return pos;
+}
+
+/* Calls fn on each element of the JSON array in body, parsed one at a
+ * time (jansson's JSON_DISABLE_EOF_CHECK: one value, then the position
+ * after it), so that one element's tree is held at a time: the tree of a
+ * whole answer is ~10x its size (a 16 MB health answer of 10,000
+ * instances: 180 MB at its peak).  Returns 0; -EINVAL with why (not an
+ * array, not JSON, fn's error); -EAGAIN at an element that is neither an
+ * object nor an array (jansson may read past a bare value: the caller
+ * parses the whole answer instead). */
+static int array_each(const char *body, size_t len, int (*fn)(json_t *e, void *arg), void *arg,
+                      char *why, size_t whylen)
+{
+	body = body ? body : "";
+	size_t pos = skip_ws(body, len, 0);
+	if (pos >= len || body[pos] != '[') {
+		json_t *any = load_answer(body, len, JSON_ARRAY, why, whylen); /* says why */
+		json_decref(any);
+		return -EINVAL;
+	}
+	pos = skip_ws(body, len, pos + 1);
+	bool first = true;
+	for (;;) {
+		if (first && pos < len && body[pos] == ']')
+			break;
+		if (pos < len && body[pos] != '{' && body[pos] != '[')
+			return -EAGAIN;
+		json_error_t err;
+		json_t *e = json_loadb(body + pos, len - pos, JSON_DISABLE_EOF_CHECK, &err);
+		if (!e) {
+			WHY("not JSON: %s (byte %zu)", err.text, pos + (size_t)(err.position > 0 ? err.position : 0));
+			return -EINVAL;
+		}
+		pos += (size_t)err.position;
+		int rc = fn(e, arg);
+		json_decref(e);
+		if (rc < 0)
+			return rc;
+		first = false;
+		pos = skip_ws(body, len, pos);
+		if (pos < len && body[pos] == ',') {
+			pos = skip_ws(body, len, pos + 1);
+			continue;
+		}
+		if (pos < len && body[pos] == ']')
+			break;
+		WHY("not JSON: ',' or ']' expected (byte %zu)", pos);
+		return -EINVAL;
+	}
+	if (skip_ws(body, len, pos + 1) != len) {
+		WHY("not JSON: end of file expected (byte %zu)", pos + 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int consul_parse_services(const regent_host *h, const char *body, size_t len, consul_services *out,
                           char *why, size_t whylen)
 {
@@ -369,7 +430,8 @@ bool consul_tags_match(const char *const *tags, size_t ntags, const char *const 
 /* Records p (an h->x* allocation) as owned by s. */
 static void *own(const regent_host *h, consul_instances *s, void *p)
 {
-	s->blocks = h->xrealloc(s->blocks, sizeof(*s->blocks) * (s->nblocks + 1));
+	if ((s->nblocks & (s->nblocks - 1)) == 0) /* 0, 1, 2, 4...: grown by doubling */
+		s->blocks = h->xrealloc(s->blocks, sizeof(*s->blocks) * (s->nblocks ? 2 * s->nblocks : 1));
 	s->blocks[s->nblocks++] = p;
 	return p;
 }
@@ -425,6 +487,182 @@ static bool has_own_check(json_t *checks)
 	return false;
 }
 
+/* What health_entry reads and fills, for one answer. */
+typedef struct health_ctx {
+	const regent_host *h;
+	consul_instances *out;
+	const char *service;
+	unsigned states;
+	size_t *skipped;
+	char *why;
+	size_t whylen;
+	size_t cap; /* of out->v */
+} health_ctx;
+
+/* The next instance of out (its array grown by doubling). */
+static regent_instance *health_slot(const regent_host *h, consul_instances *out, health_ctx *x)
+{
+	if (out->n == x->cap) {
+		x->cap = x->cap ? 2 * x->cap : 16;
+		out->v = h->xrealloc(out->v, x->cap * sizeof(*out->v));
+	}
+	return &out->v[out->n];
+}
+
+/* Copies what in points to (its id, address, node, tags and meta, read
+ * from one element's tree, which goes right after) into one block owned
+ * by out. */
+static void pack_instance(const regent_host *h, consul_instances *out, regent_instance *in)
+{
+	size_t chars = 0;
+	const char *str[3] = {in->id, in->address, in->node};
+	for (int k = 0; k < 3; k++)
+		chars += str[k] ? strlen(str[k]) + 1 : 0;
+	for (size_t t = 0; t < in->ntags; t++)
+		chars += strlen(in->tags[t]) + 1;
+	for (size_t m = 0; m < in->nmeta; m++)
+		chars += strlen(in->meta[m].key) + strlen(in->meta[m].value) + 2;
+	size_t head = (in->ntags + 1) * sizeof(char *) + (in->nmeta + 1) * sizeof(regent_kv);
+	char *blk = own(h, out, h->xmalloc(head + chars));
+	const char **tags = (const char **)(void *)blk;
+	regent_kv *kv = (regent_kv *)(void *)(blk + (in->ntags + 1) * sizeof(char *));
+	char *p = blk + head;
+#define PUT(dst, src)                          \
+	do {                                   \
+		size_t l_ = strlen(src) + 1;   \
+		memcpy(p, (src), l_);          \
+		(dst) = p;                     \
+		p += l_;                       \
+	} while (0)
+	for (size_t t = 0; t < in->ntags; t++)
+		PUT(tags[t], in->tags[t]);
+	tags[in->ntags] = NULL;
+	for (size_t m = 0; m < in->nmeta; m++) {
+		PUT(kv[m].key, in->meta[m].key);
+		PUT(kv[m].value, in->meta[m].value);
+	}
+	memset(&kv[in->nmeta], 0, sizeof(kv[0]));
+	if (in->id)
+		PUT(in->id, in->id);
+	if (in->address)
+		PUT(in->address, in->address);
+	if (in->node)
+		PUT(in->node, in->node);
+#undef PUT
+	in->tags = tags;
+	in->meta = kv;
+}
+
+/* One entry of /v1/health/service: an instance appended to x->out, or
+ * skipped (counted, the first reason in why), or not serving. */
+static void health_entry(json_t *e, health_ctx *x)
+{
+	const regent_host *h = x->h;
+	consul_instances *out = x->out;
+	const char *service = x->service;
+	unsigned states = x->states;
+	size_t *skipped = x->skipped;
+	char *why = x->why;
+	size_t whylen = x->whylen;
+#define SKIP(...)                                          \
+	do {                                               \
+		if (*skipped == 0)                         \
+			WHY(__VA_ARGS__);                  \
+		(*skipped)++;                              \
+		return;                                    \
+	} while (0)
+	json_t *svc = json_object_get(e, "Service");
+	json_t *nodeo = json_object_get(e, "Node");
+	if (!json_is_object(svc))
+		SKIP("an entry without a Service object");
+	const char *id = jstr(svc, "ID");
+	if (!id || !id[0])
+		SKIP("an entry without a Service.ID");
+	const char *sname = jstr(svc, "Service");
+	if (sname && strcmp(sname, service) != 0)
+		SKIP("instance %.80s is of service \"%.80s\"", id, sname);
+	if (!has_own_check(json_object_get(e, "Checks")))
+		out->checkless = true;
+	if (!checks_serving(json_object_get(e, "Checks"), states))
+		return; /* not serving: not an error */
+	json_t *port = json_object_get(svc, "Port");
+	if (!json_is_integer(port) || json_integer_value(port) < 1 ||
+	    json_integer_value(port) > 65535)
+		SKIP("instance %.80s has no usable Port", id);
+	regent_instance *in = health_slot(h, out, x);
+	memset(in, 0, sizeof(*in));
+	in->service = service;
+	in->port = (uint16_t)json_integer_value(port);
+	in->service_port = in->port;
+	in->proto = REGENT_PROTO_TCP;
+	const char *addr = jstr(svc, "Address");
+	if (!addr || !addr[0])
+		addr = json_is_object(nodeo) ? jstr(nodeo, "Address") : NULL;
+	in->address = addr ? addr : "";
+	const char *cnode = json_is_object(nodeo) ? jstr(nodeo, "Node") : NULL;
+	json_t *tags = json_object_get(svc, "Tags");
+	size_t nt = json_is_array(tags) ? json_array_size(tags) : 0;
+	const char **tv = own(h, out, h->xcalloc(nt + 1, sizeof(*tv)));
+	for (size_t t = 0; t < nt; t++) {
+		json_t *tj = json_array_get(tags, t);
+		if (json_is_string(tj))
+			tv[in->ntags++] = json_string_value(tj);
+	}
+	in->tags = tv;
+	json_t *meta = json_object_get(svc, "Meta");
+	size_t nm = json_is_object(meta) ? json_object_size(meta) : 0;
+	regent_kv *kv = own(h, out, h->xcalloc(nm + 1, sizeof(*kv)));
+	bool ours = false;
+	const char *rid = NULL, *mk;
+	json_t *mv;
+	if (nm)
+		json_object_foreach(meta, mk, mv)
+		{
+			const char *val = json_is_string(mv) ? json_string_value(mv) : NULL;
+			if (!val)
+				SKIP("instance %.80s: meta %.80s is not a string", id, mk);
+			if (strcmp(mk, CONSUL_META_PROTO) == 0) {
+				if (strcmp(val, "udp") == 0)
+					in->proto = REGENT_PROTO_UDP;
+				else if (strcmp(val, "tcp") != 0)
+					SKIP("instance %.80s: unknown proto \"%.20s\"", id, val);
+			} else if (strcmp(mk, CONSUL_META_SERVICE_PORT) == 0) {
+				if (!parse_port(val, &in->service_port))
+					SKIP("instance %.80s: bad service_port \"%.20s\"", id,
+					     val);
+			} else if (strcmp(mk, CONSUL_META_NODE) == 0) {
+				in->node = val;
+				ours = true;
+			} else if (strcmp(mk, CONSUL_META_ID) == 0) {
+				rid = val;
+			} else if (strcmp(mk, CONSUL_META_HASH) == 0) {
+				/* regent's own bookkeeping */
+			} else {
+				kv[in->nmeta].key = mk;
+				kv[in->nmeta++].value = val;
+			}
+		}
+	in->meta = kv;
+	if (ours) {
+		in->id = rid && rid[0] ? rid : id;
+	} else {
+		/* Not registered by regent: Consul IDs are unique per
+		 * node only. */
+		in->id = own(h, out, h->xasprintf("%s/%s", cnode ? cnode : "", id));
+		in->node = cnode;
+	}
+	pack_instance(h, out, in);
+	out->n++;
+	return;
+}
+#undef SKIP
+
+static int health_each(json_t *e, void *arg)
+{
+	health_entry(e, arg);
+	return 0;
+}
+
 int consul_parse_health(const regent_host *h, const char *body, size_t len, const char *service,
                         unsigned states, consul_instances *out, size_t *skipped, char *why,
                         size_t whylen)
@@ -433,107 +671,62 @@ int consul_parse_health(const regent_host *h, const char *body, size_t len, cons
 	*skipped = 0;
 	if (why && whylen)
 		why[0] = '\0';
-	json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
-	if (!root)
-		return -EINVAL;
-	size_t n = json_array_size(root);
-	out->root = root;
-	out->v = h->xcalloc(n + 1, sizeof(*out->v));
-	out->ptrs = h->xcalloc(n + 1, sizeof(*out->ptrs));
-#define SKIP(...)                                          \
-	do {                                               \
-		if (*skipped == 0)                         \
-			WHY(__VA_ARGS__);                  \
-		(*skipped)++;                              \
-		goto next;                                 \
-	} while (0)
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(root, i);
-		json_t *svc = json_object_get(e, "Service");
-		json_t *nodeo = json_object_get(e, "Node");
-		if (!json_is_object(svc))
-			SKIP("an entry without a Service object");
-		const char *id = jstr(svc, "ID");
-		if (!id || !id[0])
-			SKIP("an entry without a Service.ID");
-		const char *sname = jstr(svc, "Service");
-		if (sname && strcmp(sname, service) != 0)
-			SKIP("instance %.80s is of service \"%.80s\"", id, sname);
-		if (!has_own_check(json_object_get(e, "Checks")))
-			out->checkless = true;
-		if (!checks_serving(json_object_get(e, "Checks"), states))
-			continue; /* not serving: not an error */
-		json_t *port = json_object_get(svc, "Port");
-		if (!json_is_integer(port) || json_integer_value(port) < 1 ||
-		    json_integer_value(port) > 65535)
-			SKIP("instance %.80s has no usable Port", id);
-		regent_instance *in = &out->v[out->n];
-		memset(in, 0, sizeof(*in));
-		in->service = service;
-		in->port = (uint16_t)json_integer_value(port);
-		in->service_port = in->port;
-		in->proto = REGENT_PROTO_TCP;
-		const char *addr = jstr(svc, "Address");
-		if (!addr || !addr[0])
-			addr = json_is_object(nodeo) ? jstr(nodeo, "Address") : NULL;
-		in->address = addr ? addr : "";
-		const char *cnode = json_is_object(nodeo) ? jstr(nodeo, "Node") : NULL;
-		json_t *tags = json_object_get(svc, "Tags");
-		size_t nt = json_is_array(tags) ? json_array_size(tags) : 0;
-		const char **tv = own(h, out, h->xcalloc(nt + 1, sizeof(*tv)));
-		for (size_t t = 0; t < nt; t++) {
-			json_t *tj = json_array_get(tags, t);
-			if (json_is_string(tj))
-				tv[in->ntags++] = json_string_value(tj);
-		}
-		in->tags = tv;
-		json_t *meta = json_object_get(svc, "Meta");
-		size_t nm = json_is_object(meta) ? json_object_size(meta) : 0;
-		regent_kv *kv = own(h, out, h->xcalloc(nm + 1, sizeof(*kv)));
-		bool ours = false;
-		const char *rid = NULL, *mk;
-		json_t *mv;
-		if (nm)
-			json_object_foreach(meta, mk, mv)
-			{
-				const char *val = json_is_string(mv) ? json_string_value(mv) : NULL;
-				if (!val)
-					SKIP("instance %.80s: meta %.80s is not a string", id, mk);
-				if (strcmp(mk, CONSUL_META_PROTO) == 0) {
-					if (strcmp(val, "udp") == 0)
-						in->proto = REGENT_PROTO_UDP;
-					else if (strcmp(val, "tcp") != 0)
-						SKIP("instance %.80s: unknown proto \"%.20s\"", id, val);
-				} else if (strcmp(mk, CONSUL_META_SERVICE_PORT) == 0) {
-					if (!parse_port(val, &in->service_port))
-						SKIP("instance %.80s: bad service_port \"%.20s\"", id,
-						     val);
-				} else if (strcmp(mk, CONSUL_META_NODE) == 0) {
-					in->node = val;
-					ours = true;
-				} else if (strcmp(mk, CONSUL_META_ID) == 0) {
-					rid = val;
-				} else if (strcmp(mk, CONSUL_META_HASH) == 0) {
-					/* regent's own bookkeeping */
-				} else {
-					kv[in->nmeta].key = mk;
-					kv[in->nmeta++].value = val;
-				}
-			}
-		in->meta = kv;
-		if (ours) {
-			in->id = rid && rid[0] ? rid : id;
-		} else {
-			/* Not registered by regent: Consul IDs are unique per
-			 * node only. */
-			in->id = own(h, out, h->xasprintf("%s/%s", cnode ? cnode : "", id));
-			in->node = cnode;
-		}
-		out->ptrs[out->n] = in;
-		out->n++;
-	next:;
+	health_ctx x = {h, out, service, states, skipped, why, whylen, 0};
+	int rc = array_each(body, len, health_each, &x, why, whylen);
+	if (rc == -EAGAIN) { /* an element that is not an object: the whole tree */
+		consul_instances_free(out);
+		*skipped = 0;
+		x.cap = 0;
+		json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
+		if (!root)
+			return -EINVAL;
+		for (size_t i = 0; i < json_array_size(root); i++)
+			health_entry(json_array_get(root, i), &x);
+		json_decref(root);
+		rc = 0;
 	}
-#undef SKIP
+	if (rc < 0) {
+		consul_instances_free(out);
+		return rc;
+	}
+	out->ptrs = h->xcalloc(out->n + 1, sizeof(*out->ptrs));
+	for (size_t i = 0; i < out->n; i++)
+		out->ptrs[i] = &out->v[i];
+	return 0;
+}
+
+/* What state_check adds to, for one answer. */
+typedef struct state_ctx {
+	const regent_host *host;
+	regent_map *sigs;
+	uint64_t *node_sig;
+	size_t n;
+} state_ctx;
+
+static void state_check(json_t *c, state_ctx *x)
+{
+	const char *node = jstr(c, "Node"), *cid = jstr(c, "CheckID");
+	const char *st = jstr(c, "Status"), *svc = jstr(c, "ServiceName");
+	json_t *mi = json_object_get(c, "ModifyIndex");
+	uint64_t h = FNV_INIT;
+	h = fnv64(node ? node : "", node ? strlen(node) + 1 : 1, h);
+	h = fnv64(cid ? cid : "", cid ? strlen(cid) + 1 : 1, h);
+	h = fnv64(st ? st : "", st ? strlen(st) + 1 : 1, h);
+	uint64_t m = json_is_integer(mi) ? (uint64_t)json_integer_value(mi) : 0;
+	h = fnv64(&m, sizeof(m), h);
+	x->n++;
+	/* Order-free: a sum of the checks' hashes. */
+	if (!svc || !svc[0]) {
+		*x->node_sig += h;
+		return;
+	}
+	uint64_t prev = (uint64_t)(uintptr_t)x->host->map_get(x->sigs, svc);
+	x->host->map_put(x->sigs, svc, (void *)(uintptr_t)((prev + h) | 1));
+}
+
+static int state_each(json_t *c, void *arg)
+{
+	state_check(c, arg);
 	return 0;
 }
 
@@ -541,31 +734,29 @@ int consul_parse_state(const regent_host *host, const char *body, size_t len, re
                        uint64_t *node_sig, char *why, size_t whylen)
 {
 	*node_sig = 0;
-	json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
-	if (!root)
-		return -EINVAL;
-	size_t n = json_array_size(root);
-	for (size_t i = 0; i < n; i++) {
-		json_t *c = json_array_get(root, i);
-		const char *node = jstr(c, "Node"), *cid = jstr(c, "CheckID");
-		const char *st = jstr(c, "Status"), *svc = jstr(c, "ServiceName");
-		json_t *mi = json_object_get(c, "ModifyIndex");
-		uint64_t h = FNV_INIT;
-		h = fnv64(node ? node : "", node ? strlen(node) + 1 : 1, h);
-		h = fnv64(cid ? cid : "", cid ? strlen(cid) + 1 : 1, h);
-		h = fnv64(st ? st : "", st ? strlen(st) + 1 : 1, h);
-		uint64_t m = json_is_integer(mi) ? (uint64_t)json_integer_value(mi) : 0;
-		h = fnv64(&m, sizeof(m), h);
-		/* Order-free: a sum of the checks' hashes. */
-		if (!svc || !svc[0]) {
-			*node_sig += h;
-			continue;
+	state_ctx x = {host, sigs, node_sig, 0};
+	int rc = array_each(body, len, state_each, &x, why, whylen);
+	if (rc == -EAGAIN) { /* an element that is not an object: the whole tree */
+		json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
+		if (!root)
+			return -EINVAL;
+		/* the sums start again: sigs only gains keys, their sums restart */
+		*node_sig = 0;
+		x.n = 0;
+		for (size_t i = 0; i < json_array_size(root); i++) {
+			json_t *c = json_array_get(root, i);
+			const char *svc = jstr(c, "ServiceName");
+			if (svc && svc[0])
+				host->map_put(sigs, svc, (void *)(uintptr_t)0);
 		}
-		uint64_t prev = (uint64_t)(uintptr_t)host->map_get(sigs, svc);
-		host->map_put(sigs, svc, (void *)(uintptr_t)((prev + h) | 1));
+		for (size_t i = 0; i < json_array_size(root); i++)
+			state_check(json_array_get(root, i), &x);
+		json_decref(root);
+		rc = 0;
 	}
-	json_decref(root);
-	return (int)(n > INT32_MAX ? INT32_MAX : n);
+	if (rc < 0)
+		return rc;
+	return (int)(x.n > INT32_MAX ? INT32_MAX : x.n);
 }
 
 int consul_parse_agent_services(const regent_host *h, const char *body, size_t len,

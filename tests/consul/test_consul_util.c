@@ -302,6 +302,38 @@ static void test_health(void **st)
 	                 -EINVAL);
 	assert_int_equal(consul_parse_health(H, "nope", 4, "web", CONSUL_STATE_PASSING, &in, &skipped, why, sizeof(why)),
 	                 -EINVAL);
+	/* Read one element at a time (array_each): JSON's whitespace and
+	 * punctuation between elements, a bare value among them (the whole
+	 * tree instead: skipped as before), and what is not JSON. */
+	const char *ws = " \n[ {\"Service\":{\"ID\":\"a\",\"Port\":1},\"Node\":{\"Address\":\"10.0.0.1\"}} ,\r\n"
+	                 "\t{\"Service\":{\"ID\":\"b\",\"Port\":2,\"Tags\":[\"x\",\"y\"],"
+	                 "\"Meta\":{\"k\":\"v\"}},\"Node\":{\"Node\":\"n\",\"Address\":\"10.0.0.2\"}} ] \n";
+	assert_int_equal(consul_parse_health(H, ws, strlen(ws), "web", CONSUL_STATE_PASSING, &in, &skipped, why,
+	                                     sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 2);
+	assert_string_equal(in.ptrs[1]->id, "n/b");
+	assert_string_equal(in.ptrs[1]->address, "10.0.0.2");
+	assert_int_equal(in.ptrs[1]->ntags, 2);
+	assert_string_equal(in.ptrs[1]->tags[1], "y");
+	assert_int_equal(in.ptrs[1]->nmeta, 1);
+	assert_string_equal(in.ptrs[1]->meta[0].value, "v");
+	consul_instances_free(&in);
+	const char *bare = "[1, \"s\", {\"Service\":{\"ID\":\"a\",\"Port\":1}}]";
+	assert_int_equal(consul_parse_health(H, bare, strlen(bare), "web", CONSUL_STATE_PASSING, &in, &skipped, why,
+	                                     sizeof(why)),
+	                 0);
+	assert_int_equal(in.n, 1);
+	assert_int_equal(skipped, 2);
+	consul_instances_free(&in);
+	const char *bad[] = {"[{} {}]", "[{}]x", "[{},]", "[{}", "[", " ", "[{\"a\":}]"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(consul_parse_health(H, bad[i], strlen(bad[i]), "web", CONSUL_STATE_PASSING, &in,
+		                                     &skipped, why, sizeof(why)),
+		                 -EINVAL);
+		assert_int_equal(in.n, 0);
+		assert_true(strncmp(why, "not JSON", 8) == 0 || strncmp(why, "not a JSON", 10) == 0);
+	}
 	/* A different service's entry is not taken. */
 	const char *other = "[{\"Service\":{\"ID\":\"x\",\"Service\":\"db\",\"Port\":1}}]";
 	assert_int_equal(consul_parse_health(H, other, strlen(other), "web", CONSUL_STATE_PASSING, &in, &skipped, why,
@@ -409,6 +441,18 @@ static void test_state_and_agent_services(void **st)
 	assert_true(H->map_get(m1, "web") != H->map_get(m2, "web"));
 	assert_non_null(H->map_get(m1, "web"));
 	assert_int_equal(consul_parse_state(H, "{}", 2, m1, &n1, why, sizeof(why)), -EINVAL);
+	/* a bare value among the checks: the whole tree, the same sums */
+	regent_map *m3 = H->map_new();
+	uint64_t n3;
+	char *b3 = malloc(strlen(b) + 8);
+	snprintf(b3, strlen(b) + 8, "[7,%s", b + 1);
+	assert_int_equal(consul_parse_state(H, b3, strlen(b3), m3, &n3, why, sizeof(why)), 4);
+	/* (the bare value counts as a node-level check, as it always did) */
+	assert_true(H->map_get(m3, "web") == H->map_get(m2, "web"));
+	assert_true(H->map_get(m3, "db") == H->map_get(m2, "db"));
+	free(b3);
+	H->map_free(m3, NULL);
+	assert_int_equal(consul_parse_state(H, "[{},{}", 6, m1, &n1, why, sizeof(why)), -EINVAL);
 	H->map_free(m1, NULL);
 	H->map_free(m2, NULL);
 
