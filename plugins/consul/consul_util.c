@@ -497,6 +497,11 @@ typedef struct health_ctx {
 	char *why;
 	size_t whylen;
 	size_t cap; /* of out->v */
+	/* One entry's tag and meta pointers, reused: pack_instance copies
+	 * what they point to, so nothing per instance stays behind. */
+	const char **tags;
+	regent_kv *kv;
+	size_t tcap, kcap;
 } health_ctx;
 
 /* The next instance of out (its array grown by doubling). */
@@ -602,7 +607,11 @@ static void health_entry(json_t *e, health_ctx *x)
 	const char *cnode = json_is_object(nodeo) ? jstr(nodeo, "Node") : NULL;
 	json_t *tags = json_object_get(svc, "Tags");
 	size_t nt = json_is_array(tags) ? json_array_size(tags) : 0;
-	const char **tv = own(h, out, h->xcalloc(nt + 1, sizeof(*tv)));
+	if (nt + 1 > x->tcap) {
+		x->tcap = nt + 1;
+		x->tags = h->xrealloc(x->tags, x->tcap * sizeof(*x->tags));
+	}
+	const char **tv = x->tags;
 	for (size_t t = 0; t < nt; t++) {
 		json_t *tj = json_array_get(tags, t);
 		if (json_is_string(tj))
@@ -611,7 +620,11 @@ static void health_entry(json_t *e, health_ctx *x)
 	in->tags = tv;
 	json_t *meta = json_object_get(svc, "Meta");
 	size_t nm = json_is_object(meta) ? json_object_size(meta) : 0;
-	regent_kv *kv = own(h, out, h->xcalloc(nm + 1, sizeof(*kv)));
+	if (nm + 1 > x->kcap) {
+		x->kcap = nm + 1;
+		x->kv = h->xrealloc(x->kv, x->kcap * sizeof(*x->kv));
+	}
+	regent_kv *kv = x->kv;
 	bool ours = false;
 	const char *rid = NULL, *mk;
 	json_t *mv;
@@ -643,15 +656,17 @@ static void health_entry(json_t *e, health_ctx *x)
 			}
 		}
 	in->meta = kv;
+	char *fid = NULL;
 	if (ours) {
 		in->id = rid && rid[0] ? rid : id;
 	} else {
 		/* Not registered by regent: Consul IDs are unique per
 		 * node only. */
-		in->id = own(h, out, h->xasprintf("%s/%s", cnode ? cnode : "", id));
+		in->id = fid = h->xasprintf("%s/%s", cnode ? cnode : "", id);
 		in->node = cnode;
 	}
 	pack_instance(h, out, in);
+	free(fid);
 	out->n++;
 	return;
 }
@@ -671,20 +686,20 @@ int consul_parse_health(const regent_host *h, const char *body, size_t len, cons
 	*skipped = 0;
 	if (why && whylen)
 		why[0] = '\0';
-	health_ctx x = {h, out, service, states, skipped, why, whylen, 0};
+	health_ctx x = {h, out, service, states, skipped, why, whylen, 0, NULL, NULL, 0, 0};
 	int rc = array_each(body, len, health_each, &x, why, whylen);
 	if (rc == -EAGAIN) { /* an element that is not an object: the whole tree */
 		consul_instances_free(out);
 		*skipped = 0;
 		x.cap = 0;
 		json_t *root = load_answer(body, len, JSON_ARRAY, why, whylen);
-		if (!root)
-			return -EINVAL;
-		for (size_t i = 0; i < json_array_size(root); i++)
+		for (size_t i = 0; root && i < json_array_size(root); i++)
 			health_entry(json_array_get(root, i), &x);
+		rc = root ? 0 : -EINVAL;
 		json_decref(root);
-		rc = 0;
 	}
+	free(x.tags);
+	free(x.kv);
 	if (rc < 0) {
 		consul_instances_free(out);
 		return rc;
