@@ -286,7 +286,6 @@ void hx_model_sort(hx_model *m)
 	m->unsorted = false;
 }
 
-static void port_unclaim(hx_model *m, svc *v);
 static void set_grace(hx_model *m, svc *v, bool on);
 
 static void svc_free(hx_model *m, svc *v)
@@ -295,7 +294,7 @@ static void svc_free(hx_model *m, svc *v)
 	hx_svc_unqueue(m, v);
 	hx_mq_del(m, HX_MQ_MOVED, v);
 	hx_mq_del(m, HX_MQ_PEND, v);
-	port_unclaim(m, v);
+	hx_port_unclaim(m, v);
 	set_grace(m, v, false);
 	for (size_t i = 0; i < v->nslots; i++)
 		if (v->slots[i].st == ST_DRAIN)
@@ -522,82 +521,12 @@ static void compute(hx_model *m, const regent_catalog *prev, const regent_catalo
 	v->has_port = true;
 }
 
-/* Ports: each port's claimants in a list, explicit ones first, then by
- * name; the first holds it, the others conflict, and the stats port is
- * taken.  A table by port, so that an update touches only the ports of
- * the services it computed (O(claimants of those ports)), never every
- * service. */
-static struct port_cell *port_cell(hx_model *m, long port, bool add)
-{
-	if (add && 2 * (m->nports + 1) > m->portcap) {
-		size_t cap = m->portcap ? 2 * m->portcap : 64;
-		struct port_cell *t = m->h->xcalloc(cap, sizeof(*t));
-		for (size_t i = 0; i < m->portcap; i++) {
-			if (!m->ports[i].port)
-				continue;
-			size_t h = (m->ports[i].port * 2654435761u) & (cap - 1);
-			while (t[h].port)
-				h = (h + 1) & (cap - 1);
-			t[h] = m->ports[i];
-		}
-		free(m->ports);
-		m->ports = t;
-		m->portcap = cap;
-	}
-	if (!m->portcap)
-		return NULL;
-	uint32_t key = (uint32_t)port;
-	size_t h = (key * 2654435761u) & (m->portcap - 1);
-	while (m->ports[h].port && m->ports[h].port != key)
-		h = (h + 1) & (m->portcap - 1);
-	if (!m->ports[h].port) {
-		if (!add)
-			return NULL;
-		m->ports[h].port = key;
-		m->nports++;
-	}
-	return &m->ports[h];
-}
-
-static bool claim_before(const svc *x, const svc *y)
-{
-	if (x->pclaim_expl != y->pclaim_expl)
-		return x->pclaim_expl;
-	return strcmp(x->name, y->name) < 0;
-}
-
-static void port_unclaim(hx_model *m, svc *v)
-{
-	if (!v->pclaim)
-		return;
-	struct port_cell *c = port_cell(m, v->pclaim, false);
-	for (svc **pp = c ? &c->head : NULL; pp && *pp; pp = &(*pp)->pnext)
-		if (*pp == v) {
-			*pp = v->pnext;
-			break;
-		}
-	v->pnext = NULL;
-	v->pclaim = 0;
-}
-
-static void port_claim(hx_model *m, svc *v, long port, bool expl)
-{
-	v->pclaim = port;
-	v->pclaim_expl = expl;
-	struct port_cell *c = port_cell(m, port, true);
-	svc **pp = &c->head;
-	while (*pp && claim_before(*pp, v))
-		pp = &(*pp)->pnext;
-	v->pnext = *pp;
-	*pp = v;
-}
-
 /* Every claimant of a port: conflict unless first (or the stats port);
  * one whose outcome flips is computed again (finalized below). */
 static void port_settle(hx_model *m, const regent_catalog *cat, const char *const *names,
                         size_t nnames, long port)
 {
-	struct port_cell *c = port_cell(m, port, false);
+	struct port_cell *c = hx_port_cell(m, port, false);
 	for (svc *v = c ? c->head : NULL; v; v = v->pnext) {
 		bool conflict = v != c->head || (m->stats_on && port == m->stats_port);
 		if (conflict != v->conflict) {
@@ -620,9 +549,9 @@ static void resolve_ports(hx_model *m, const regent_catalog *cat, const char *co
 		if (p != v->pclaim || (p && v->explicit_port != v->pclaim_expl)) {
 			if (v->pclaim)
 				touched[nt++] = v->pclaim;
-			port_unclaim(m, v);
+			hx_port_unclaim(m, v);
 			if (p)
-				port_claim(m, v, p, v->explicit_port);
+				hx_port_claim(m, v, p, v->explicit_port);
 		}
 		if (p)
 			touched[nt++] = p;

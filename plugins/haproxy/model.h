@@ -408,6 +408,16 @@ void hx_model_gc(hx_model *m);
 /* Keeps the list sorted by name after services were added. */
 void hx_model_sort(hx_model *m);
 
+/* ---- ports.c: port claims ---- */
+/* Port's cell in the model's table (added, with no claimant, when `add`),
+ * or NULL (not there and !add). */
+struct port_cell *hx_port_cell(hx_model *m, long port, bool add);
+/* v claims port (expl: its [service] port): placed among the port's
+ * claimants, explicit ones first, then by name. */
+void hx_port_claim(hx_model *m, svc *v, long port, bool expl);
+/* v's claim (if any) withdrawn. */
+void hx_port_unclaim(hx_model *m, svc *v);
+
 /* ---- slots.c: dirty lists ---- */
 
 /* Slot i of v may no longer be what haproxy has (its target, haproxy's
