@@ -172,6 +172,13 @@ sc_client() {
 	r=$("$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" bulk "$ep" /fleet "$nsvc" "$ninst" "$W/svc-ports") ||
 		b_die "bulk write"
 	b_log "written in ${r}s"
+	# The cold start's floor: what etcd needs to answer the agent's first read (3 times).
+	: > "$W/range-floor"
+	for i in 1 2 3; do
+		"$BENCH_PY" "$BENCH_DIR/lib/scale_tool.py" range-floor "$ep" /fleet 1000 >> "$W/range-floor" ||
+			b_log "the range floor's read failed"
+	done
+	b_log "a plain client reads the $ninst keys in pages of 1,000 in $(cut -d' ' -f1 "$W/range-floor" | paste -sd' ') ms (one range: $(cut -d' ' -f2 "$W/range-floor" | paste -sd' ') ms)"
 	if [[ "$probe" == 1 ]] && sc_probe_setup; then
 		daemon_start perf perf record -q -k monotonic -e 'probe_haproxy:rbench_*' -a -o "$W/probes.data"
 		sleep 1
@@ -437,6 +444,14 @@ if ans_ok:
         unit="ms", note="the row above reads that answer whole (16,000 servers at 10,000 instances: "
         "0.1-1 s); haproxy routes from its first byte", **mm(ans_ok))
 row(metric="cold start: agent CPU until then", unit="ms", **mm(cpu))
+try:
+    fl = [tuple(float(x) for x in l.split()) for l in open(d + "/range-floor") if l.strip()]
+except OSError:
+    fl = []
+if fl:
+    row(metric="floor: a plain client reads every key as the agent's first read does (pages of 1,000 at one revision, each after the last answer)",
+        unit="ms", note="etcd's own time for the read the config waits for; one range of them all: %s ms"
+        % " / ".join("%.0f" % f[1] for f in fl), **mm([f[0] for f in fl]))
 if q and min(q) > 0:
     row(metric="cold start: exec -> agent idle again (<= 10 ms CPU/s)", unit="ms", **mm(q))
     row(metric="cold start: agent CPU until idle again", unit="ms", **mm(qcpu))

@@ -5,6 +5,12 @@
   scale_tool.py ports N LO HI RESERVED_FILE          N ports free on 127.0.0.1 in [LO, HI]
   scale_tool.py bulk EP PREFIX NSVC NINST PORTS      write NINST instances in NSVC services
   scale_tool.py wait-count EP PREFIX N TIMEOUT       wall ns when PREFIX holds >= N keys
+  scale_tool.py range-floor EP PREFIX PAGE           what etcd needs to answer the agent's first
+                                                     read: ms for every key under PREFIX in pages
+                                                     of PAGE keys at one revision, each asked
+                                                     after the last answer (as the agent does),
+                                                     then ms for one range of them all; the
+                                                     answers read whole, not parsed
   scale_tool.py rawreg EP PREFIX N                   the register side's floor: N keys under one
                                                      lease in 128-op txns, 16 in flight; seconds
   scale_tool.py watch-count EP PREFIX N TIMEOUT READY  wall ns when a watch saw N keys put under
@@ -164,6 +170,44 @@ def cmd_bulk(ep, prefix, nsvc, ninst, portsf):
     if ops:
         e.post("/v3/kv/txn", {"success": ops})
     print("%.3f" % (time.monotonic() - t0))
+    return 0
+
+
+def cmd_range_floor(ep, prefix, page):
+    u = urllib.parse.urlsplit(ep)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    end = base64.b64encode(prefix_end(prefix + "/")).decode()
+
+    def ask(body):
+        c.request("POST", "/v3/kv/range", json.dumps(body), {"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError("range: %d %s" % (r.status, data[:200]))
+        return data
+
+    t0 = time.monotonic()
+    key, rev = b64(prefix + "/"), 0
+    while True:
+        body = {"key": key, "range_end": end, "limit": page}
+        if rev:
+            body["revision"] = rev
+        data = ask(body)
+        # only what the next page needs: the revision and the last key
+        # (a key's base64 has no quote; the answer lists kvs in key order)
+        if not rev:
+            i = data.find(b'"revision":"')
+            rev = int(data[i + 12:data.index(b'"', i + 12)])
+        more = b'"more":true' in data
+        i = data.rfind(b'"key":"')
+        if i < 0 or not more:
+            break
+        last = base64.b64decode(data[i + 7:data.index(b'"', i + 7)])
+        key = base64.b64encode(last + b"\0").decode()
+    t1 = time.monotonic()
+    ask({"key": b64(prefix + "/"), "range_end": end, "revision": rev})
+    t2 = time.monotonic()
+    print("%.1f %.1f" % ((t1 - t0) * 1000, (t2 - t1) * 1000))
     return 0
 
 
@@ -703,6 +747,8 @@ def main():
         return cmd_ports(int(a[1]), int(a[2]), int(a[3]), a[4])
     if c == "bulk":
         return cmd_bulk(a[1], a[2], int(a[3]), int(a[4]), a[5])
+    if c == "range-floor":
+        return cmd_range_floor(a[1], a[2], int(a[3]))
     if c == "rawreg":
         return cmd_rawreg(a[1], a[2], int(a[3]))
     if c == "wait-count":
