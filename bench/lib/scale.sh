@@ -66,16 +66,19 @@ print(s["requests"], s["up_bytes"], s["down_bytes"], b.get("/v3/kv/txn",0), b.ge
 # (the sink's handling of one catalog snapshot)
 SC_PROBES=0
 sc_probe_setup() {
-	local so=$REGENT_PLUGIN_DIR/haproxy.so a
+	local so=$REGENT_PLUGIN_DIR/haproxy.so a r
 	command -v perf >/dev/null || return 1
 	if [[ ! -e /sys/kernel/tracing/uprobe_events ]]; then
 		mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || return 1
 		SC_TRACEFS_MOUNTED=1
 	fi
+	# by address: apply is a common name, and render_file may be a clone of the compiler's
+	# (render_file.constprop.0), which perf probe does not take by name
 	a=$(nm "$so" 2>/dev/null | awk '$3 == "apply" { print "0x" $1; exit }')
-	[[ -n "$a" ]] || return 1
+	r=$(nm "$so" 2>/dev/null | awk '$3 == "render_file" || $3 ~ /^render_file\./ { print "0x" $1; exit }')
+	[[ -n "$a" && -n "$r" ]] || return 1
 	perf probe -q -d 'probe_haproxy:rbench_*' >/dev/null 2>&1
-	perf probe -q -x "$so" -a 'rbench_rf=render_file' -a 'rbench_rf_ret=render_file%return' \
+	perf probe -q -x "$so" -a "rbench_rf=$r" -a "rbench_rf_ret=$r%return" \
 		-a "rbench_ap=$a" -a "rbench_ap_ret=$a%return" >/dev/null 2>&1 || { sc_probe_clean; return 1; }
 	SC_PROBES=1
 }
