@@ -1,8 +1,11 @@
 /* fuzz_consul.c - libFuzzer harness: plugins/consul/consul_util.c on
- * untrusted Consul answers.  The input is decoded as /v1/health/service and
- * /v1/catalog/services bodies; the string helpers get it as text.
+ * untrusted Consul answers.  The input is decoded as /v1/health/service,
+ * /v1/catalog/services, /v1/health/state/any and /v1/agent/services
+ * bodies; the string helpers get it as text.
  * Checked: an instance the core accepts renders a registration body that
- * is a JSON object; messages and escaped paths carry no control byte. */
+ * is a JSON object; messages and escaped paths carry no control byte; a
+ * state answer read twice gives the same signatures, none of them 0, and
+ * a count of checks or -EINVAL; an agent's service has its ids. */
 #include "consul_util.h"
 #include "core.h"
 #include "helpers.h"
@@ -66,6 +69,55 @@ static void check_services(const uint8_t *data, size_t size)
 	consul_services_free(&s);
 }
 
+/* The signatures of one state answer: name -> sig, and the node's. */
+static int read_state(const uint8_t *data, size_t size, regent_map *sigs, uint64_t *node_sig)
+{
+	char why[256] = "";
+	int rc = consul_parse_state(H, (const char *)data, size, sigs, node_sig, why, sizeof(why));
+	CHECK(rc >= 0 || rc == -EINVAL, "consul_parse_state returned %d", rc);
+	CHECK(fz_clean(why, strlen(why), ""), "why \"%s\"", why);
+	return rc;
+}
+
+static void check_state(const uint8_t *data, size_t size)
+{
+	regent_map *a = H->map_new(), *b = H->map_new();
+	uint64_t na = 0, nb = 0;
+	int ra = read_state(data, size, a, &na);
+	int rb = read_state(data, size, b, &nb);
+	CHECK(ra == rb, "two reads of one answer: %d, then %d checks", ra, rb);
+	if (ra >= 0) {
+		CHECK(na == nb, "the node's signature differs between two reads");
+		CHECK(H->map_size(a) == H->map_size(b), "%zu, then %zu services", H->map_size(a),
+		      H->map_size(b));
+		regent_map_iter it = {0};
+		const char *k;
+		void *v;
+		while (H->map_next(a, &it, &k, &v)) {
+			CHECK((uintptr_t)v != 0, "service \"%s\": signature 0", k);
+			CHECK(H->map_get(b, k) == v, "service \"%s\": another signature on a second read", k);
+		}
+	}
+	H->map_free(a, NULL);
+	H->map_free(b, NULL);
+}
+
+static void check_agent_services(const uint8_t *data, size_t size)
+{
+	consul_agent_services s;
+	char why[256] = "";
+	if (consul_parse_agent_services(H, (const char *)data, size, "node-1", &s, why, sizeof(why)) <
+	    0) {
+		CHECK(fz_clean(why, strlen(why), ""), "why \"%s\"", why);
+		return;
+	}
+	for (size_t i = 0; i < s.n; i++) {
+		CHECK(s.v[i].cid != NULL && s.v[i].rid != NULL, "service %zu without its ids", i);
+		CHECK(s.v[i].hash != NULL, "service %zu without a hash (\"\" when none)", i);
+	}
+	consul_agent_services_free(&s);
+}
+
 static void check_strings(const uint8_t *data, size_t size)
 {
 	char *s = fz_strndup(data, size);
@@ -101,6 +153,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	check_health(data, size);
 	check_services(data, size);
+	check_state(data, size);
+	check_agent_services(data, size);
 	check_strings(data, size);
 	return 0;
 }

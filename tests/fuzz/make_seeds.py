@@ -79,6 +79,25 @@ health = [
 put("consul", "health.json", json.dumps(health))
 put("consul", "services.json",
     json.dumps({"consul": [], "web": ["v1", "Blue"], "odd": None, "x": [1, "t"]}))
+# /v1/health/state/any (node-level and service checks) and /v1/agent/services
+state = [
+    {"Node": "n1", "CheckID": "serfHealth", "Status": "passing", "ServiceName": "",
+     "ModifyIndex": 12},
+    {"Node": "n1", "CheckID": "service:backend-1/abc/80", "Status": "passing",
+     "ServiceName": "web", "ServiceID": "backend-1/abc/80", "ModifyIndex": 40},
+    {"Node": "n2", "CheckID": "c2", "Status": "critical", "ServiceName": "web",
+     "ModifyIndex": 41},
+    {"Node": "n2", "CheckID": "c3", "Status": "warning", "ServiceName": "db"},
+]
+put("consul", "state.json", json.dumps(state))
+put("consul", "state-bare.json", json.dumps(state[:2] + [7, "x"]))
+put("consul", "agent-services.json", json.dumps({
+    "backend-1/abc/80": {"ID": "backend-1/abc/80", "Service": "web",
+                         "Meta": {"node": "node-1", "proto": "tcp", "regent-id": "abc",
+                                  "regent-hash": "f00"}},
+    "old": {"ID": "old", "Service": "web", "Meta": {"node": "node-1", "proto": "tcp"}},
+    "other": {"ID": "other", "Service": "db", "Meta": {"node": "node-2", "proto": "tcp"}},
+    "x": 3}))
 put("consul", "address", "http://user:pw@127.0.0.1:8500/prefix")
 put("consul", "unix", "unix:///run/consul.sock")
 
