@@ -636,11 +636,19 @@ class API(object):
         def compute():
             _, entries, filtered = self._service_entries(name, tags, ident)
             obj = []
+            # one pass over the checks, in check id order: the node's, then
+            # each service's (sorting every check once per entry made an
+            # answer of 10,000 entries take ~45 s)
+            node_checks, by_service = [], {}
+            for cid in sorted(emu.cat_checks):
+                c = emu.cat_checks[cid]
+                sid = c.get("ServiceID")
+                if not sid:
+                    node_checks.append(c)
+                else:
+                    by_service.setdefault(sid, []).append(c)
             for s in entries:
-                checks = [emu.cat_checks[c] for c in sorted(emu.cat_checks)
-                          if not emu.cat_checks[c].get("ServiceID")]
-                checks += [emu.cat_checks[c] for c in sorted(emu.cat_checks)
-                           if emu.cat_checks[c].get("ServiceID") == s["ID"]]
+                checks = node_checks + by_service.get(s["ID"], [])
                 if passing and any(c["Status"] != PASSING for c in checks):
                     continue
                 obj.append({"Node": dict(emu.node),
