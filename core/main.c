@@ -17,6 +17,40 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+/* The daemon's soft open-file limit raised to its hard one (at most
+ * FD_SOFT_MAX): systemd starts services with 1024:524288 and asks those
+ * that need more to raise the soft limit themselves (systemd.exec(5),
+ * LimitNOFILE=).  regent needs more with a big fleet: the haproxy sink
+ * holds a copy of every listening socket (fdkeep.c: ~1,000 services are
+ * past 1024), agent-run checks hold a socket each.  Nothing here uses
+ * select().  haproxy, which inherits the limits, sizes itself from the
+ * larger of the two (compute_ideal_maxconn), so it is unchanged. */
+#define FD_SOFT_MAX 1048576
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > FD_SOFT_MAX ? FD_SOFT_MAX
+	                                                                         : rl.rlim_max;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		regent_log(REGENT_LOG_WARN, NULL,
+		           "open files: cannot raise the soft limit from %llu to %llu: %s",
+		           (unsigned long long)was, (unsigned long long)want, strerror(errno));
+	else if (want == rl.rlim_max)
+		regent_log(REGENT_LOG_INFO, NULL, "open files: soft limit raised from %llu to %llu (the hard limit)",
+		           (unsigned long long)was, (unsigned long long)want);
+	else
+		regent_log(REGENT_LOG_INFO, NULL, "open files: soft limit raised from %llu to %llu (the hard limit is higher)",
+		           (unsigned long long)was, (unsigned long long)want);
+}
 
 static void usage(FILE *out)
 {
@@ -145,6 +179,7 @@ int main(int argc, char **argv)
 	regent_config_unref(cfg);
 	regent_agent_handle_signals(a);
 	regent_log(REGENT_LOG_INFO, NULL, "regent %s starting with %s", REGENT_VERSION, config);
+	raise_fd_limit();
 	a->on_exit = on_agent_exit;
 	int rc = regent_ctl_start(a, &the_ctl);
 	if (rc < 0) {

@@ -24,14 +24,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define KEEP_BATCH 253 /* haproxy's MAX_SEND_FD */
-#define KEEP_MAX 4096  /* more listeners than this: not kept */
+/* What the copies must leave free of the agent's open-file soft limit
+ * (regent raises it to the hard one at start): its own connections, the
+ * stats page's, checks; at least this many, or a tenth of the limit. */
+#define KEEP_SPARE 256
 
 typedef struct keep_conn keep_conn;
 struct keep_conn {
@@ -113,6 +118,29 @@ void hx_fdkeep_drop(hx_fdkeep *k)
 
 /* ---- fetching from the worker (threadpool: blocking, 1 s timeouts) ---- */
 
+/* How many more descriptors the agent may hold (its soft RLIMIT_NOFILE
+ * less those open now, the copies held included, and the spare); -1: no
+ * limit.  Counting /proc/self/fd is O(open fds), on the work thread. */
+static long fd_room(unsigned long long *limit)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return -1;
+	*limit = (unsigned long long)rl.rlim_cur;
+	long open = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		for (struct dirent *e; (e = readdir(d));)
+			open += e->d_name[0] != '.';
+		closedir(d);
+	} else {
+		open = (long)(rl.rlim_cur / 2); /* unknown: half of it in use */
+	}
+	long spare = rl.rlim_cur / 10 > KEEP_SPARE ? (long)(rl.rlim_cur / 10) : KEEP_SPARE;
+	long room = (long)rl.rlim_cur - open - spare;
+	return room > 0 ? room : 0;
+}
+
 static void fetch_work(uv_work_t *w)
 {
 	keep_fetch *f = w->data;
@@ -137,8 +165,17 @@ static void fetch_work(uv_work_t *w)
 		         "no fd count in the answer to _getsocks (is the socket `expose-fd listeners`?)");
 		goto out;
 	}
-	if (count <= 0 || count > KEEP_MAX) {
+	if (count <= 0) {
 		snprintf(f->err, sizeof(f->err), "_getsocks announced %d sockets", count);
+		goto out;
+	}
+	unsigned long long limit = 0;
+	long room = fd_room(&limit);
+	if (room >= 0 && count > room) {
+		snprintf(f->err, sizeof(f->err),
+		         "%d sockets would leave too few of the agent's %llu open files (room for %ld; "
+		         "raise the hard limit, LimitNOFILE=)",
+		         count, limit, room);
 		goto out;
 	}
 	f->fds = f->h->xmalloc((size_t)count * sizeof(int));
