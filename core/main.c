@@ -45,10 +45,12 @@ static void raise_fd_limit(void)
 		           "open files: cannot raise the soft limit from %llu to %llu: %s",
 		           (unsigned long long)was, (unsigned long long)want, strerror(errno));
 	else if (want == rl.rlim_max)
-		regent_log(REGENT_LOG_INFO, NULL, "open files: soft limit raised from %llu to %llu (the hard limit)",
+		regent_log(REGENT_LOG_INFO, NULL,
+		           "open files: soft limit raised from %llu to %llu (the hard limit)",
 		           (unsigned long long)was, (unsigned long long)want);
 	else
-		regent_log(REGENT_LOG_INFO, NULL, "open files: soft limit raised from %llu to %llu (the hard limit is higher)",
+		regent_log(REGENT_LOG_INFO, NULL,
+		           "open files: soft limit raised from %llu to %llu (the hard limit is higher)",
 		           (unsigned long long)was, (unsigned long long)want);
 }
 
