@@ -295,9 +295,16 @@ ch = json.load(open(d + "/changes.json"))
 for kind, what in (("join", "instance joins"), ("leave", "instance leaves")):
     ss = [s for s in ch["samples"] if s["kind"] == kind]
     ms = [s["ms"] for s in ss if s["ms"] is not None]
+    # etcd's own answer to the write (its commit, WAL synced) inside each sample: where the
+    # slowest changes spent their time, etcd or after it (the agent, haproxy, the bench's poll)
+    acks = [s["ack_ms"] for s in ss if s["ms"] is not None and "ack_ms" in s]
+    slow = sorted((s for s in ss if s["ms"] is not None and "ack_ms" in s), key=lambda s: -s["ms"])[:3]
+    note = [] if len(ms) == len(ss) else ["%d of %d not seen" % (len(ss) - len(ms), len(ss))]
+    if acks:
+        note.append("etcd's answer to the write (in the figure): p50 %.2f, max %.2f ms; the slowest: %s" % (
+            pct(acks, 50), max(acks), ", ".join("%.1f ms (etcd %.1f)" % (s["ms"], s["ack_ms"]) for s in slow)))
     stat("one change (%s): etcd write -> haproxy updated" % what, ms, "ms", target="p99 <= 10 ms", tried=len(ss),
-         ok=lambda r: r["p99"] <= 10 and len(ms) == len(ss),
-         note=None if len(ms) == len(ss) else "%d of %d not seen" % (len(ss) - len(ms), len(ss)))
+         ok=lambda r: r["p99"] <= 10 and len(ms) == len(ss), note="; ".join(note) or None)
 old = [s["cpu_ms"] - s["idle_ms"] for s in ch["samples"]]
 # With the haproxy sink's state-poll counter (regent_haproxy_state_poll_cpu_seconds_total, read
 # around every window): a change's CPU is its window's CPU - the poll's CPU in that window - the

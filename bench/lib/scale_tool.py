@@ -632,11 +632,12 @@ def cmd_changes(ep, prefix, sock, pid, m, out, nsvc=1000):
                 e.post("/v3/kv/put", {"key": b64(key), "value": b64(inst_value(addr, port, sport))})
             else:
                 e.post("/v3/kv/deleterange", {"key": b64(key)})
+            ta = time.time_ns()  # etcd answered the write (committed: its WAL synced)
             t1 = wait_state(sock, svc, hk, kind == "join")
             c1 = settle_cpu(pid, idle, not_before=t0c + CHANGE_TAIL_S)
             dt = time.monotonic() - t0c
             q1 = meter.ns() if poll_before else 0
-            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
+            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None, "ack_ms": (ta - t0) / 1e6,
                             "cpu_ms": (c1 - c0) / 1e6, "window_ms": dt * 1000,
                             "poll_ms": (q1 - q0) / 1e6})
     p1c, p1t = cpu_ns(pid), time.monotonic()
@@ -731,7 +732,7 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out, limit=30.0):
                         time.sleep(0.005)
             c1 = settle_cpu(pid, idle, limit_s=max(15.0, limit / 2))
             dt = time.monotonic() - t0c
-            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
+            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None, "ack_ms": (ta - t0) / 1e6,
                             "refused_ms": (t1r - t0) / 1e6 if kind == "remove" and t1r else None,
                             "cpu_ms": (c1 - c0) / 1e6, "idle_ms": idle * dt / 1e6,
                             "window_ms": dt * 1000})
