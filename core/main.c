@@ -44,14 +44,10 @@ static void raise_fd_limit(void)
 		regent_log(REGENT_LOG_WARN, NULL,
 		           "open files: cannot raise the soft limit from %llu to %llu: %s",
 		           (unsigned long long)was, (unsigned long long)want, strerror(errno));
-	else if (want == rl.rlim_max)
-		regent_log(REGENT_LOG_INFO, NULL,
-		           "open files: soft limit raised from %llu to %llu (the hard limit)",
-		           (unsigned long long)was, (unsigned long long)want);
 	else
-		regent_log(REGENT_LOG_INFO, NULL,
-		           "open files: soft limit raised from %llu to %llu (the hard limit is higher)",
-		           (unsigned long long)was, (unsigned long long)want);
+		regent_log(REGENT_LOG_INFO, NULL, "open files: soft limit raised from %llu to %llu (%s)",
+		           (unsigned long long)was, (unsigned long long)want,
+		           want == rl.rlim_max ? "the hard limit" : "the hard limit is higher");
 }
 
 static void usage(FILE *out)
