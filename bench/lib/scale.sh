@@ -297,8 +297,9 @@ for kind, what in (("join", "instance joins"), ("leave", "instance leaves")):
     ms = [s["ms"] for s in ss if s["ms"] is not None]
     # etcd's own answer to the write (its commit, WAL synced) inside each sample: where the
     # slowest changes spent their time, etcd or after it (the agent, haproxy, the bench's poll)
-    acks = [s["ack_ms"] for s in ss if s["ms"] is not None and "ack_ms" in s]
-    slow = sorted((s for s in ss if s["ms"] is not None and "ack_ms" in s), key=lambda s: -s["ms"])[:3]
+    timed = [s for s in ss if s["ms"] is not None and "ack_ms" in s]
+    acks = [s["ack_ms"] for s in timed]
+    slow = sorted(timed, key=lambda s: -s["ms"])[:3]
     note = [] if len(ms) == len(ss) else ["%d of %d not seen" % (len(ss) - len(ms), len(ss))]
     if acks:
         note.append("etcd's answer to the write (in the figure): p50 %.2f, max %.2f ms; the slowest: %s" % (

@@ -732,7 +732,7 @@ def cmd_newsvc(ep, prefix, sock, pid, m, portsf, out, limit=30.0):
                         time.sleep(0.005)
             c1 = settle_cpu(pid, idle, limit_s=max(15.0, limit / 2))
             dt = time.monotonic() - t0c
-            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None, "ack_ms": (ta - t0) / 1e6,
+            samples.append({"kind": kind, "ms": (t1 - t0) / 1e6 if t1 else None,
                             "refused_ms": (t1r - t0) / 1e6 if kind == "remove" and t1r else None,
                             "cpu_ms": (c1 - c0) / 1e6, "idle_ms": idle * dt / 1e6,
                             "window_ms": dt * 1000})
