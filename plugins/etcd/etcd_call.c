@@ -75,8 +75,10 @@ void health_refresh(etcd *e)
 	report(e, COMP_DISC);
 }
 
-/* A part of the plugin failed: log once per distinct cause (repeats at
- * debug level), mark unhealthy. */
+/* A part of the plugin failed: mark it unhealthy with this reason and log
+ * it, a repeat quietly (etcd_failure_note: one warning for a registry away,
+ * however many retries and members, and a reminder a minute); comp_ok says
+ * when it works again. */
 void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
 {
 	char msg[768];
@@ -84,11 +86,20 @@ void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	bool repeat = e->err[comp] && strcmp(e->err[comp], msg) == 0;
+	etcd_failure *f = &e->failure[comp];
+	uint64_t now = e->h->now_ms();
+	bool same = e->err[comp] && strcmp(e->err[comp], msg) == 0;
+	bool remind;
+	f->failing = e->err[comp] != NULL;
+	regent_log_level at = etcd_failure_note(f, level, same, now, &remind);
 	/* logged as the health reason reads ("<component>: <msg>"), so the
 	 * core says "unhealthy (the warning above)" instead of repeating it */
-	e->h->log(e->ctx, repeat ? REGENT_LOG_DEBUG : level, "%s: %s", comp_names[comp], msg);
-	if (!repeat) {
+	if (remind)
+		e->h->log(e->ctx, at, "%s: %s (failing for %llu s, %u failures)", comp_names[comp], msg,
+		          (unsigned long long)((now - f->since) / 1000), f->count);
+	else
+		e->h->log(e->ctx, at, "%s: %s", comp_names[comp], msg);
+	if (!same) {
 		free(e->err[comp]);
 		e->err[comp] = e->h->xstrdup(msg);
 	}
@@ -99,11 +110,15 @@ void comp_ok(etcd *e, int comp)
 {
 	e->quiet_refusals = 0;
 	if (e->err[comp]) {
-		e->h->log(e->ctx, REGENT_LOG_INFO, "%s works again (through %s)", comp_names[comp],
-		          cur_ep(e));
+		const etcd_failure *f = &e->failure[comp];
+		uint64_t took = e->h->now_ms() - f->since;
+		e->h->log(e->ctx, REGENT_LOG_INFO, "%s works again (through %s) after %llu.%llu s and %u failure%s",
+		          comp_names[comp], cur_ep(e), (unsigned long long)(took / 1000),
+		          (unsigned long long)(took % 1000 / 100), f->count, f->count == 1 ? "" : "s");
 		free(e->err[comp]);
 		e->err[comp] = NULL;
 	}
+	e->failure[comp].failing = false;
 	report(e, comp);
 }
 

@@ -17,6 +17,7 @@ wait_for --timeout 10 snap_has a '  web \(3\)'
 check "registered and discovered before the outage" snap_has a '  web \(3\)'
 
 sink_lines=$(wc -l < "$H_TMP/a.sink")
+log_lines=$(wc -l < "$H_TMP/a.log")
 etcd_stop o1
 t_down=$(now)
 echo "a/c3/80 web 127.0.0.4 8080" >> "$H_TMP/a.inst" # a change while etcd is away
@@ -28,6 +29,13 @@ check "the sink was not handed a shrunken service meanwhile" \
 check "the plugin reports itself unhealthy" log_has a 'store etcd: unhealthy'
 check "retries are spaced by the backoff (not a busy loop)" \
     test "$(grep -c 'lost\|cannot' "$H_TMP/a.log")" -lt 80
+# One warning per failing part for the outage (each retry words its failure anew: "after N
+# ms"), the retries at debug level; a reminder would come only after a minute.
+since() { tail -n +$((log_lines + 1)) "$H_TMP/a.log"; }
+warned=$(since | grep -cE 'warn: store etcd: (registration|discovery): ')
+retried=$(since | grep -cE 'debug: store etcd: (registration|discovery): ')
+check "one warning per failing part for the outage ($warned), the retries at debug level ($retried)" \
+    test "$warned" -ge 1 -a "$warned" -le 2 -a "$retried" -ge 2
 
 down=$(elapsed "$t_down")
 etcd_restart o1
@@ -42,6 +50,8 @@ check "and the catalog is complete again (${took_cat} s)" snap_has a '  web \(4\
 check "other agents' instances kept" snap_has a '    other/c9/80 127.0.0.9:8000/tcp node=other'
 wait_for --timeout 5 log_has a 'info: store etcd: healthy'
 check "healthy again" log_has a 'info: store etcd: healthy'
+check "the end of the outage is logged with its length and its failures" \
+    log_has a 'info: store etcd: (registration|discovery) works again \(through [^)]*\) after [0-9]+\.[0-9] s and [0-9]+ failures'
 lease=$(h_etcdctl "$EP" get --prefix /backends/web/a -w json | ehelp leases | awk '{print $2}' | sort -u)
 check_eq "all of the agent's keys share one live lease" 1 "$(wc -w <<<"$lease")"
 check_contains "with the 3 s TTL" "$(h_etcdctl "$EP" lease timetolive "$lease")" "granted with TTL(3s)"
