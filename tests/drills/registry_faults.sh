@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# tests/drills/registry_faults.sh - the registry fails under a client that routes a steady load
+# through the haproxy it manages: a 3-member etcd cluster, a backend agent registering two
+# loopback http servers through it, the client watching it (both list every member, the leader
+# first, the client with the default backoff).  The design's rule for a registry that fails
+# (docs/etcd.md "Failures"): keep running, keep serving the last known catalog, never empty
+# haproxy because a read failed, resume when the registry answers again.  Each case counts the
+# requests that failed while it happened; the bar is 0, with the same haproxy master, no
+# reload and the client's /v1/catalog the same after as before:
+#   a. the member the client watches through SIGKILLed, started again FAULT_SEC later;
+#   b. the member the client watches through then frozen (SIGSTOP) for FAULT_SEC, then resumed;
+#   c. every member SIGKILLed: etcd away for OUTAGE s (twice the backend's ttl: its lease is
+#      kept by etcd, which extends leases when a leader is elected again), then all started
+#      again; then a new backend instance must be routed (time from its registration to the
+#      first answer from it, printed; bound 10 s), still without a reload (a free slot).
+# DRILL_SMOKE=1 (the test suite's drill_registry_smoke): ttl 4 s, FAULT_SEC 3, OUTAGE 8.
+# Full: ttl 10 s, FAULT_SEC 5, OUTAGE 20.
+# Rows: DRILL|registry_faults|<case>|requests|failed|recovery|note.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+drill_init
+# shellcheck source=../haproxy/hxlib.sh
+source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
+if [[ $DRILL_STORE != etcd ]]; then
+	echo "registry_faults: an etcd drill (a 3-member cluster); DRILL_STORE=$DRILL_STORE not supported" >&2
+	exit 77
+fi
+if [[ "${DRILL_SMOKE:-0}" == 1 ]]; then TTL=4 FAULT_SEC=3 OUTAGE=8; else TTL=10 FAULT_SEC=5 OUTAGE=20; fi
+TTL=${DRILL_TTL:-$TTL}
+OUTAGE=${DRILL_OUTAGE:-$OUTAGE}
+PY=${PYTHON3:-python3}
+drill=registry_faults
+
+EPS=$(etcd_cluster_start 3 rf) || exit 1
+leader=$(etcd_leader "$EPS") || { echo "drill: no etcd leader" >&2; exit 1; }
+order=$(etcd_endpoint "$leader")
+for e in ${EPS//,/ }; do [[ "$e" == "$(etcd_endpoint "$leader")" ]] || order+=", $e"; done
+
+# Three loopback http servers, each answering its own name; w3 joins in case c.
+declare -A PORT
+for i in 1 2 3; do
+	PORT[$i]=$(free_port "127.0.0.$((i + 1))")
+	mkdir -p "$H_TMP/www$i" && echo "w$i" > "$H_TMP/www$i/index.html"
+done
+daemon_start web1 "$PY" -m http.server --bind 127.0.0.2 --directory "$H_TMP/www1" "${PORT[1]}"
+daemon_start web2 "$PY" -m http.server --bind 127.0.0.3 --directory "$H_TMP/www2" "${PORT[2]}"
+printf 'b/w1/80 web 127.0.0.2 %s\nb/w2/80 web 127.0.0.3 %s\n' "${PORT[1]}" "${PORT[2]}" > "$H_TMP/b.inst"
+AGENT_TTL=$TTL AGENT_KEEP=1 AGENT_NO_SINK=1 agent_config b "$order"
+
+HP=$(free_port); HS=$(free_port); RS=$(free_port)
+mkdir -p "$H_TMP/haproxy"
+chmod 0750 "$H_TMP/haproxy"
+cat > "$H_TMP/c.ini" <<EOF
+[agent]
+node = c
+state_dir = $H_TMP/c.state
+
+[store etcd]
+endpoints = $order
+
+[sink haproxy]
+manage          = true
+config_file     = $H_TMP/haproxy/regent.cfg
+master_socket   = $H_TMP/haproxy/master.sock
+bind_address    = 127.0.0.1
+stats           = 127.0.0.1:$HS
+reload_interval = 200ms
+
+[sink stats]
+listen = 127.0.0.1:$RS
+
+[service web]
+port           = $HP
+mode           = http
+check          = /
+check_interval = 500ms
+EOF
+agent_start b
+agent_start c
+if ! wait_for --timeout 60 drill_up "$HP"; then
+	echo "drill: haproxy never routed to the backends" >&2
+	exit 1
+fi
+hx_track_master "$H_TMP/haproxy/master.sock"
+sleep 2 # both servers up in haproxy's checks
+M0=$(hx_master_pid "$H_TMP/haproxy/master.sock")
+cat0=$(drill_catalog "$RS")
+fail=0
+# bad WHAT: a failed claim, named as the harness's checks name theirs (tests/mutation/run
+# shows it).
+bad() { echo "not ok - $*" >&2; fail=1; }
+
+# watched_member: the etcd member (its name) the client's watch runs on now, from its log.
+watched_member() {
+	local ep f
+	ep=$(grep -oE 'watching /backends/ from revision [0-9]+ on http://[0-9.:]+' "$H_TMP/c.log" | tail -n 1)
+	ep=${ep##* on }
+	for f in "$H_TMP"/.h/etcd/rf?.client; do
+		if [[ "http://127.0.0.1:$(cat "$f")" == "$ep" ]]; then f=${f##*/}; echo "${f%.client}"; return 0; fi
+	done
+	return 1
+}
+# case_begin: a fresh load; case_end NAME RECOVERY NOTE [EXPECT_CATALOG]: stops the load,
+# checks it and the client (same master, no reload, the catalog as before or as given) and
+# prints the row.
+case_begin() {
+	rm -f "$H_TMP/load.stop" "$H_TMP/load.jsonl"
+	R0=$(drill_metric "$RS" regent_haproxy_reloads_total)
+	drill_load_start "$HP"
+	sleep 1
+}
+case_end() {
+	local name=$1 recovery=$2 note=$3 want=${4:-$cat0} total failed refused m r c ok=yes
+	sleep 2
+	drill_load_stop
+	read -r total failed refused < <(drill_load_count)
+	m=$(hx_master_pid "$H_TMP/haproxy/master.sock")
+	r=$(drill_metric "$RS" regent_haproxy_reloads_total)
+	c=$(drill_catalog "$RS")
+	[[ -n "$m" && "$m" == "$M0" ]] || { ok=no; note+="${note:+; }haproxy master changed ($M0 -> ${m:-none})"; }
+	[[ "$r" == "$R0" ]] || { ok=no; note+="${note:+; }haproxy reloaded ($R0 -> $r)"; }
+	[[ -n "$c" && "$c" == "$want" ]] || { ok=no; note+="${note:+; }the client's catalog differs"; }
+	[[ $total -gt 0 && $failed -eq 0 ]] || ok=no
+	echo "drill: $name: $total requests, $failed failed ($refused refused)${note:+; $note}" >&2
+	echo "DRILL|$drill|$name|$total|$failed|$recovery|$refused refused${note:+; $note}"
+	mv "$H_TMP/load.jsonl" "$H_TMP/load-${name%%.*}.jsonl" 2>/dev/null
+	if [[ $ok == yes ]]; then echo "ok - $name: 0 of $total requests failed" >&2
+	else bad "$name: $failed of $total requests failed${note:+; $note}"; fi
+}
+# member_back NAME: the etcd member NAME answers again.
+member_back() { etcd_healthy "$(etcd_endpoint "$1")"; }
+
+# nwatch: how many times the client's log says it started watching.
+nwatch() { grep -c 'watching /backends/ from revision' "$H_TMP/c.log"; }
+watching_again() { [[ $(nwatch) -gt $1 ]]; }
+
+# ---- a. the watched member SIGKILLed, started again -------------------------------------------
+case_begin
+m=$(watched_member) || { echo "drill: a: no watch in the client's log" >&2; exit 1; }
+w=$(nwatch)
+t=$(now)
+etcd_kill "$m"
+if wait_for --timeout 30 watching_again "$w"; then moved="$(elapsed "$t") s"; else moved=-; bad "a: the client did not watch again within 30 s of the kill"; fi
+after=$(watched_member)
+[[ -n "$after" && "$after" != "$m" ]] || bad "a: the watch did not move off $m"
+sleep "$FAULT_SEC"
+etcd_restart "$m"
+wait_for --timeout 30 member_back "$m" || bad "a: $m did not come back"
+case_end "a. the member the client watches through ($m) SIGKILLed, started again ${FAULT_SEC} s later" \
+	"watching on $after $moved after the kill" "" ""
+
+# ---- b. the watched member frozen, resumed ----------------------------------------------------
+case_begin
+m=$(watched_member) || { echo "drill: b: no watch in the client's log" >&2; exit 1; }
+w=$(nwatch)
+t=$(now)
+kill -STOP "$(daemon_pid "etcd-$m")"
+if wait_for --timeout "$FAULT_SEC" watching_again "$w"; then moved="watching on $(watched_member) $(elapsed "$t") s after the freeze"; else moved="the watch stayed"; fi
+sleep "$FAULT_SEC"
+kill -CONT "$(daemon_pid "etcd-$m")"
+wait_for --timeout 30 member_back "$m" || bad "b: $m did not answer again"
+case_end "b. the member the client watches through ($m) frozen (SIGSTOP) ${FAULT_SEC}+ s, resumed" \
+	"$moved" "" ""
+
+# ---- c. every member killed: etcd away for OUTAGE s, back; then a join ---------------------------
+case_begin
+w=$(nwatch)
+lb=$(wc -l < "$H_TMP/b.log") lc=$(wc -l < "$H_TMP/c.log")
+for m in rf1 rf2 rf3; do etcd_kill "$m"; done
+sleep "$OUTAGE"
+hz=$(http_code "http://127.0.0.1:$RS/healthz")
+for m in rf1 rf2 rf3; do etcd_restart "$m" --no-wait; done
+t=$(now)
+back=yes
+for m in rf1 rf2 rf3; do wait_for --timeout 60 member_back "$m" || back=no; done
+[[ $back == yes ]] || bad "c: the cluster did not come back"
+wait_for --timeout 30 watching_again "$w" || bad "c: the client never watched again"
+back_in=$(elapsed "$t")
+# The outage in the agents' logs: one warning per failing part however many retries (each
+# through another member and port), and its end with its length.
+warns() { tail -n +$(($2 + 1)) "$H_TMP/$1.log" | grep -cE 'warn: store etcd: (registration|discovery): '; }
+wb=$(warns b "$lb") wc=$(warns c "$lc")
+[[ $wb -ge 1 && $wb -le 2 && $wc -ge 1 && $wc -le 2 ]] ||
+	bad "c: the outage logged $wb (backend) and $wc (client) warnings, want 1 or 2 each"
+ended() { tail -n +$(($2 + 1)) "$H_TMP/$1.log" | grep -qE 'store etcd: (registration|discovery) works again .* after [0-9.]+ s and [0-9]+ failures'; }
+wait_for --timeout 10 ended b "$lb" && wait_for --timeout 10 ended c "$lc" ||
+	bad "c: an agent did not log the outage's end"
+cat1=$(drill_catalog "$RS")
+[[ "$cat1" == "$cat0" ]] || bad "c: the client's catalog after the outage differs"
+# w3 joins: from its line in the backend's source to haproxy answering from it.
+daemon_start web3 "$PY" -m http.server --bind 127.0.0.4 --directory "$H_TMP/www3" "${PORT[3]}"
+wait_for --timeout 10 bash -c "curl -s -m 1 --noproxy '*' http://127.0.0.4:${PORT[3]}/ | grep -qx w3" ||
+	bad "c: the third backend does not answer"
+t3=$(now)
+printf 'b/w3/80 web 127.0.0.4 %s\n' "${PORT[3]}" >> "$H_TMP/b.inst"
+from_w3() { curl -s -m 2 --noproxy '*' "http://127.0.0.1:$HP/" | grep -qx w3; }
+if wait_for --timeout 10 from_w3; then join="$(elapsed "$t3") s"; else join="not within 10 s"; bad "c: the join was not answered through haproxy within 10 s"; fi
+want=$(drill_catalog "$RS")
+n=$(grep -o '127\.0\.0\.[234]' <<< "$want" | sort -u | wc -l)
+[[ $n -eq 3 ]] || bad "c: the client's catalog has $n of the 3 instances"
+case_end "c. every etcd member SIGKILLed, etcd away ${OUTAGE} s (ttl ${TTL} s), started again; then a join" \
+	"watching again $back_in s after etcd was started" "/healthz $hz during the outage; warnings logged: backend $wb, client $wc; the catalog after it as before; the join (w3) answered through haproxy $join after its registration" "$want"
+
+daemon_stop c
+daemon_stop b
+exit $fail
