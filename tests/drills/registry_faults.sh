@@ -14,7 +14,7 @@
 #      again; then a new backend instance must be routed (time from its registration to the
 #      first answer from it, printed; bound 10 s), still without a reload (a free slot).
 # DRILL_SMOKE=1 (the test suite's drill_registry_smoke): ttl 4 s, FAULT_SEC 3, OUTAGE 8.
-# Full: ttl 10 s, FAULT_SEC 5, OUTAGE 20.
+# Full: ttl 10 s, FAULT_SEC 5, OUTAGE 20.  DRILL_TTL, DRILL_FAULT_SEC and DRILL_OUTAGE override.
 # Rows: DRILL|registry_faults|<case>|requests|failed|recovery|note.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +29,7 @@ if [[ $DRILL_STORE != etcd ]]; then
 fi
 if [[ "${DRILL_SMOKE:-0}" == 1 ]]; then TTL=4 FAULT_SEC=3 OUTAGE=8; else TTL=10 FAULT_SEC=5 OUTAGE=20; fi
 TTL=${DRILL_TTL:-$TTL}
+FAULT_SEC=${DRILL_FAULT_SEC:-$FAULT_SEC}
 OUTAGE=${DRILL_OUTAGE:-$OUTAGE}
 PY=${PYTHON3:-python3}
 drill=registry_faults
