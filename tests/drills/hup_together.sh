@@ -41,9 +41,7 @@ daemon_start web2 "$PY" -m http.server --bind 127.0.0.3 --directory "$H_TMP/www"
 printf 'b1/w1/80 web 127.0.0.2 %s\n' "$P1" > "$H_TMP/b1.inst"
 printf 'b2/w2/80 web 127.0.0.3 %s\n' "$P2" > "$H_TMP/b2.inst"
 
-HP=$(free_port); HS=$(free_port); RS=$(free_port)
-mkdir -p "$H_TMP/haproxy"
-chmod 0750 "$H_TMP/haproxy"
+drill_client_ports
 # configs VALUE: every host's config with $knob = VALUE in its store section
 configs() {
     local extra=() client=("backoff_initial = 100ms" "backoff_max = $1")
@@ -59,22 +57,7 @@ state_dir = $H_TMP/c.state
 
 $(drill_store_section "${client[@]}")
 
-[sink haproxy]
-manage          = true
-config_file     = $H_TMP/haproxy/regent.cfg
-master_socket   = $H_TMP/haproxy/master.sock
-bind_address    = 127.0.0.1
-stats           = 127.0.0.1:$HS
-reload_interval = 200ms
-
-[sink stats]
-listen = 127.0.0.1:$RS
-
-[service web]
-port           = $HP
-mode           = http
-check          = /
-check_interval = 500ms
+$(drill_client_sinks)
 EOF
 }
 configs "${vals[0]}"

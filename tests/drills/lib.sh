@@ -16,6 +16,8 @@
 #   drill_store_section [LINE...]      # "[store S]" for $DRILL_ADDR, ttl 10 s, then LINE...
 #   drill_agent_config NAME [LINE...]  # a backend agent's $H_TMP/NAME.ini (testsource from
 #                                      # $H_TMP/NAME.inst, no sink, stop keeps registrations)
+#   drill_client_ports / drill_client_sinks [LINE...]  # the client's ports and its sinks'
+#                                      # sections (managed haproxy, stats, service web)
 #   drill_up PORT / drill_catalog PORT / drill_metric PORT NAME
 #   drill_load_start PORT / drill_load_stop / drill_load_count   # -> "requests failed refused"
 #   drill_events_metric / drill_events_name   # the client's store events: etcd's watch
@@ -70,6 +72,26 @@ drill_agent_config() {
 	else
 		AGENT_TTL=10 AGENT_KEEP=1 AGENT_NO_SINK=1 agent_config "$name" "$DRILL_ADDR" "$@"
 	fi
+}
+
+# drill_client_ports: HP (the service web through the client's haproxy), HS (haproxy's stats
+# listener) and RS (the client's stats sink), and the haproxy sink's directory $H_TMP/haproxy.
+drill_client_ports() {
+	HP=$(free_port); HS=$(free_port); RS=$(free_port)
+	mkdir -p "$H_TMP/haproxy" && chmod 0750 "$H_TMP/haproxy"
+}
+# drill_client_sinks [LINE...]: the client's sinks and service: [sink haproxy] managed in
+# $H_TMP/haproxy (LINE... added to it), [sink stats] on RS, [service web] on HP with an http
+# check every 500 ms.
+drill_client_sinks() {
+	local line
+	printf '[sink haproxy]\nmanage          = true\n'
+	for line in "$@"; do printf '%s\n' "$line"; done
+	printf 'config_file     = %s\nmaster_socket   = %s\nbind_address    = 127.0.0.1\n' \
+		"$H_TMP/haproxy/regent.cfg" "$H_TMP/haproxy/master.sock"
+	printf 'stats           = 127.0.0.1:%s\nreload_interval = 200ms\n\n' "$HS"
+	printf '[sink stats]\nlisten = 127.0.0.1:%s\n\n' "$RS"
+	printf '[service web]\nport           = %s\nmode           = http\ncheck          = /\ncheck_interval = 500ms\n' "$HP"
 }
 
 # drill_up PORT: the client's haproxy answers 200 on PORT.

@@ -47,10 +47,7 @@ printf 'b/w1/80 web 127.0.0.2 %s\nb/w2/80 web 127.0.0.3 %s\n' "$P1" "$P2" > "$H_
 drill_agent_config b
 
 # The client agent: the store + a managed haproxy + stats.
-HP=$(free_port)
-HS=$(free_port)
-RS=$(free_port)
-mkdir -p "$H_TMP/haproxy"
+drill_client_ports
 cat > "$H_TMP/c.ini" <<EOF
 [agent]
 node = c
@@ -58,22 +55,7 @@ state_dir = $H_TMP/c.state
 
 $(drill_store_section)
 
-[sink haproxy]
-manage          = true
-keep_running    = false
-config_file     = $H_TMP/haproxy/regent.cfg
-bind_address    = 127.0.0.1
-stats           = 127.0.0.1:$HS
-reload_interval = 200ms
-
-[sink stats]
-listen = 127.0.0.1:$RS
-
-[service web]
-port           = $HP
-mode           = http
-check          = /
-check_interval = 500ms
+$(drill_client_sinks "keep_running = false")
 EOF
 agent_start b
 agent_start c

@@ -50,9 +50,7 @@ daemon_start web2 "$PY" -m http.server --bind 127.0.0.3 --directory "$H_TMP/www2
 printf 'b/w1/80 web 127.0.0.2 %s\nb/w2/80 web 127.0.0.3 %s\n' "${PORT[1]}" "${PORT[2]}" > "$H_TMP/b.inst"
 AGENT_TTL=$TTL AGENT_KEEP=1 AGENT_NO_SINK=1 agent_config b "$order"
 
-HP=$(free_port); HS=$(free_port); RS=$(free_port)
-mkdir -p "$H_TMP/haproxy"
-chmod 0750 "$H_TMP/haproxy"
+drill_client_ports
 cat > "$H_TMP/c.ini" <<EOF
 [agent]
 node = c
@@ -61,22 +59,7 @@ state_dir = $H_TMP/c.state
 [store etcd]
 endpoints = $order
 
-[sink haproxy]
-manage          = true
-config_file     = $H_TMP/haproxy/regent.cfg
-master_socket   = $H_TMP/haproxy/master.sock
-bind_address    = 127.0.0.1
-stats           = 127.0.0.1:$HS
-reload_interval = 200ms
-
-[sink stats]
-listen = 127.0.0.1:$RS
-
-[service web]
-port           = $HP
-mode           = http
-check          = /
-check_interval = 500ms
+$(drill_client_sinks)
 EOF
 agent_start b
 agent_start c
