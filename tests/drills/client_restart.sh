@@ -47,13 +47,7 @@ EOF
 agent_start b
 agent_start c
 fail=0
-if ! wait_for --timeout 60 drill_up "$HP"; then
-	echo "drill: haproxy never routed to the backends" >&2
-	exit 1
-fi
-hx_track_master "$H_TMP/haproxy/master.sock"
-sleep 2 # both servers up in haproxy's checks
-M0=$(hx_master_pid "$H_TMP/haproxy/master.sock")
+drill_client_ready
 cat0=$(drill_catalog "$RS")
 [[ $DRILL_STORE == consul ]] && drill_consul_begin b
 

@@ -69,13 +69,7 @@ done
 agent_start b1
 agent_start b2
 agent_start c
-if ! wait_for --timeout 60 drill_up "$HP"; then
-    echo "drill: haproxy never routed to the backends" >&2
-    exit 1
-fi
-hx_track_master "$H_TMP/haproxy/master.sock"
-sleep 2 # both servers up in haproxy's checks
-M0=$(hx_master_pid "$H_TMP/haproxy/master.sock")
+drill_client_ready
 
 [[ $DRILL_STORE == consul ]] && drill_consul_begin b
 drill_load_start "$HP"

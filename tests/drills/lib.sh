@@ -18,6 +18,7 @@
 #                                      # $H_TMP/NAME.inst, no sink, stop keeps registrations)
 #   drill_client_ports / drill_client_sinks [LINE...]  # the client's ports and its sinks'
 #                                      # sections (managed haproxy, stats, service web)
+#   drill_client_ready                 # routed, master tracked, M0 = its pid
 #   drill_up PORT / drill_catalog PORT / drill_metric PORT NAME
 #   drill_load_start PORT / drill_load_stop / drill_load_count   # -> "requests failed refused"
 #   drill_events_metric / drill_events_name   # the client's store events: etcd's watch
@@ -92,6 +93,19 @@ drill_client_sinks() {
 	printf 'stats           = 127.0.0.1:%s\nreload_interval = 200ms\n\n' "$HS"
 	printf '[sink stats]\nlisten = 127.0.0.1:%s\n\n' "$RS"
 	printf '[service web]\nport           = %s\nmode           = http\ncheck          = /\ncheck_interval = 500ms\n' "$HP"
+}
+
+# drill_client_ready: waits until the client's haproxy routes web (ends the drill when it never
+# does), tracks its master (tests/haproxy/hxlib.sh, sourced by the drill) and gives haproxy's
+# checks time to see both servers up; M0 = the master's pid.
+drill_client_ready() {
+	if ! wait_for --timeout 60 drill_up "$HP"; then
+		echo "drill: haproxy never routed to the backends" >&2
+		exit 1
+	fi
+	hx_track_master "$H_TMP/haproxy/master.sock"
+	sleep 2 # both servers up in haproxy's checks
+	M0=$(hx_master_pid "$H_TMP/haproxy/master.sock")
 }
 
 # drill_up PORT: the client's haproxy answers 200 on PORT.

@@ -63,13 +63,7 @@ $(drill_client_sinks)
 EOF
 agent_start b
 agent_start c
-if ! wait_for --timeout 60 drill_up "$HP"; then
-	echo "drill: haproxy never routed to the backends" >&2
-	exit 1
-fi
-hx_track_master "$H_TMP/haproxy/master.sock"
-sleep 2 # both servers up in haproxy's checks
-M0=$(hx_master_pid "$H_TMP/haproxy/master.sock")
+drill_client_ready
 cat0=$(drill_catalog "$RS")
 fail=0
 # bad WHAT: a failed claim, named as the harness's checks name theirs (tests/mutation/run
