@@ -42,17 +42,7 @@ node = churn
 state_dir = $T/state
 debounce = 5ms
 
-[source testsource]
-file = $INST
-interval = 10ms
-
-[store teststore]
-
-[sink haproxy]
-manage = true
-keep_running = false
-config_file = $HX/haproxy.cfg
-bind_address = 127.0.0.1
+$(hx_local_sections "$INST")
 stats = 127.0.0.1:$P_STATS
 reload_interval = 200ms
 check_interval = 1s

@@ -39,17 +39,7 @@ debounce = 5ms
 state_dir = $T/state
 log_level = debug
 
-[source testsource]
-file = $T/instances
-interval = 10ms
-
-[store teststore]
-
-[sink haproxy]
-manage = true
-keep_running = false
-config_file = $HX/haproxy.cfg
-bind_address = 127.0.0.1
+$(hx_local_sections "$T/instances")
 check_interval = 1s
 slots = 1
 EOF

@@ -5,6 +5,15 @@
 # master CLI socket SOCK as a harness daemon (by its pid and start time), so that the harness
 # stops it at exit like every daemon the test started, even when the test fails half-way.
 
+# hx_local_sections FILE: the config sections of an agent that feeds itself (testsource reading
+# FILE every 10 ms, teststore) into a managed haproxy that stops with it, its file in $HX and
+# bound to 127.0.0.1; the [sink haproxy] section is left open for the test's own keys.
+hx_local_sections() {
+    printf '[source testsource]\nfile = %s\ninterval = 10ms\n\n[store teststore]\n\n' "$1"
+    printf '[sink haproxy]\nmanage = true\nkeep_running = false\nconfig_file = %s\nbind_address = 127.0.0.1\n' \
+        "$HX/haproxy.cfg"
+}
+
 # hx_master_pid SOCK: the master's pid as it reports it, or nothing.
 hx_master_pid() {
     haproxy_master_cmd --sock "$1" "show proc" 2>/dev/null | awk '$2 == "master" { print $1; exit }'

@@ -34,17 +34,7 @@ state_dir = $T/state
 debounce = 5ms
 log_level = debug
 
-[source testsource]
-file = $INST
-interval = 10ms
-
-[store teststore]
-
-[sink haproxy]
-manage = true
-keep_running = false
-config_file = $HX/haproxy.cfg
-bind_address = 127.0.0.1
+$(hx_local_sections "$INST")
 reload_interval = 200ms
 ; 2 s: the first check of a server a new worker starts without its state comes late enough
 ; (haproxy spreads the first checks over the interval) for the samples to see it up

@@ -25,17 +25,7 @@ node = busy-test
 debounce = 5ms
 state_dir = $T/state
 
-[source testsource]
-file = $T/instances
-interval = 10ms
-
-[store teststore]
-
-[sink haproxy]
-manage = true
-keep_running = false
-config_file = $HX/haproxy.cfg
-bind_address = 127.0.0.1
+$(hx_local_sections "$T/instances")
 check_interval = 1s
 
 [service web]

@@ -43,17 +43,7 @@ debounce = 5ms
 stop_timeout = 10s
 log_level = debug
 
-[source testsource]
-file = $INST
-interval = 10ms
-
-[store teststore]
-
-[sink haproxy]
-manage = true
-keep_running = false
-config_file = $HX/haproxy.cfg
-bind_address = 127.0.0.1
+$(hx_local_sections "$INST")
 stats = 127.0.0.1:$P_STATS
 reload_interval = 100ms
 
