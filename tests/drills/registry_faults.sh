@@ -124,10 +124,16 @@ member_back() { etcd_healthy "$(etcd_endpoint "$1")"; }
 nwatch() { grep -c 'watching /backends/ from revision' "$H_TMP/c.log"; }
 watching_again() { [[ $(nwatch) -gt $1 ]]; }
 
+# case_on_watched X: case_begin, then m = the member the client watches through and w = how
+# many times it started watching so far.
+case_on_watched() {
+	case_begin
+	m=$(watched_member) || { echo "drill: $1: no watch in the client's log" >&2; exit 1; }
+	w=$(nwatch)
+}
+
 # ---- a. the watched member SIGKILLed, started again -------------------------------------------
-case_begin
-m=$(watched_member) || { echo "drill: a: no watch in the client's log" >&2; exit 1; }
-w=$(nwatch)
+case_on_watched a
 t=$(now)
 etcd_kill "$m"
 if wait_for --timeout 30 watching_again "$w"; then moved="$(elapsed "$t") s"; else moved=-; bad "a: the client did not watch again within 30 s of the kill"; fi
@@ -140,9 +146,7 @@ case_end "a. the member the client watches through ($m) SIGKILLed, started again
 	"watching on $after $moved after the kill" "" ""
 
 # ---- b. the watched member frozen, resumed ----------------------------------------------------
-case_begin
-m=$(watched_member) || { echo "drill: b: no watch in the client's log" >&2; exit 1; }
-w=$(nwatch)
+case_on_watched b
 t=$(now)
 kill -STOP "$(daemon_pid "etcd-$m")"
 if wait_for --timeout "$FAULT_SEC" watching_again "$w"; then moved="watching on $(watched_member) $(elapsed "$t") s after the freeze"; else moved="the watch stayed"; fi
@@ -158,9 +162,7 @@ case_end "b. the member the client watches through ($m) frozen (SIGSTOP) ${FAULT
 # event's: two writes outside its prefix, everything before them compacted, then its member
 # killed: the watch resumed on another member from that revision is canceled ("compacted") and
 # the prefix read again, which must change nothing.
-case_begin
-m=$(watched_member) || { echo "drill: c: no watch in the client's log" >&2; exit 1; }
-w=$(nwatch)
+case_on_watched c
 ncanc=$(grep -c 'canceled: compacted' "$H_TMP/c.log")
 h_etcdctl "$EPS" put /drill/other 1 >/dev/null && h_etcdctl "$EPS" put /drill/other 2 >/dev/null ||
 	bad "c: cannot write to etcd"
