@@ -90,8 +90,7 @@ void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
 	uint64_t now = e->h->now_ms();
 	bool same = e->err[comp] && strcmp(e->err[comp], msg) == 0;
 	bool remind;
-	f->failing = e->err[comp] != NULL; /* err[] says whether the part is failing */
-	regent_log_level at = etcd_failure_note(f, level, same, now, &remind);
+	regent_log_level at = etcd_failure_note(f, e->err[comp] != NULL, level, same, now, &remind);
 	/* logged as the health reason reads ("<component>: <msg>"), so the
 	 * core says "unhealthy (the warning above)" instead of repeating it */
 	if (remind)

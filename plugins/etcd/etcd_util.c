@@ -699,12 +699,12 @@ bool etcd_txn_header_fields(const char *body, size_t len, int64_t *rev, int64_t 
 
 /* ---- failures, as logged ---- */
 
-regent_log_level etcd_failure_note(etcd_failure *f, regent_log_level level, bool same_text,
-                                   uint64_t now, bool *remind)
+regent_log_level etcd_failure_note(etcd_failure *f, bool ongoing, regent_log_level level,
+                                   bool same_text, uint64_t now, bool *remind)
 {
 	*remind = false;
-	if (!f->failing) {
-		*f = (etcd_failure){.failing = true, .since = now, .said = now, .level = level, .count = 1};
+	if (!ongoing) {
+		*f = (etcd_failure){.since = now, .said = now, .level = level, .count = 1};
 		return level;
 	}
 	f->count++;

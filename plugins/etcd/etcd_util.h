@@ -138,17 +138,17 @@ bool etcd_b64_decode(const char *s, size_t n, char *out, size_t *outlen);
  * logged when it comes. */
 #define ETCD_REMIND_MS 60000
 typedef struct etcd_failure {
-	bool failing;            /* a failure not yet followed by a success */
 	uint64_t since, said;    /* its first failure; when it was last logged at its level */
 	regent_log_level level;  /* the level it was logged at */
 	unsigned count;          /* failures since `since` */
 } etcd_failure;
 
-/* Records a failure at now (ms) worded as before (same_text) or not, and
+/* Records a failure at now (ms), the first of a new one unless the part was
+ * failing already (ongoing), worded as before (same_text) or not, and
  * returns the level to log it at (REGENT_LOG_DEBUG for a quiet repeat);
  * *remind is set when this is the reminder (the caller adds how long and
  * how many). */
-regent_log_level etcd_failure_note(etcd_failure *f, regent_log_level level, bool same_text,
-                                   uint64_t now, bool *remind);
+regent_log_level etcd_failure_note(etcd_failure *f, bool ongoing, regent_log_level level,
+                                   bool same_text, uint64_t now, bool *remind);
 
 #endif
