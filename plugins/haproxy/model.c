@@ -278,6 +278,14 @@ static svc *merge_sort(svc *l, size_t n)
 	return head.next;
 }
 
+void hx_model_recovered(hx_model *m)
+{
+	for (svc *v = m->svcs; v; v = v->next) {
+		v->recovered = true;
+		hx_svc_shape_sync(m, v);
+	}
+}
+
 void hx_model_sort(hx_model *m)
 {
 	if (!m->unsorted)

@@ -179,7 +179,9 @@ typedef struct svc {
 	char *excluded;
 	uint64_t retry_at;
 	/* haproxy's descriptor budget (model.c): its part of fd_used
-	 * (listener + slots of want), the most slots it may hold now, and why
+	 * (listener + slots of want; through the startup grace, of an earlier
+	 * run's file until routed: hx_svc_shape_sync), the most slots it may
+	 * hold now, and why
 	 * it holds fewer than it wants (NULL: not capped) */
 	uint32_t fdn;
 	uint32_t slot_max;
@@ -407,6 +409,10 @@ void hx_plan_free(svc *v);
 void hx_model_gc(hx_model *m);
 /* Keeps the list sorted by name after services were added. */
 void hx_model_sort(hx_model *m);
+/* Marks every service as read from an earlier run's file (svc.recovered:
+ * kept through the startup grace) and counts the slots the file gave each
+ * against haproxy's descriptor budget until the catalog routes it. */
+void hx_model_recovered(hx_model *m);
 
 /* ---- ports.c: port claims ---- */
 /* Port's cell in the model's table (added, with no claimant, when `add`),

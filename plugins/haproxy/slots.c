@@ -309,8 +309,15 @@ bool hx_shape_eq(const shape *a, const shape *b)
 
 void hx_svc_shape_sync(hx_model *m, svc *v)
 {
-	/* haproxy's descriptors (no strict-limits: the listener only) */
-	size_t fdn = v->want.listen ? (m->fd_loose ? 1 : v->want.nslots + 1) : 0;
+	/* haproxy's descriptors (no strict-limits: the listener only): the
+	 * wanted section's, or, through the startup grace, the slots of a
+	 * service an earlier run's file gave it and the catalog has not
+	 * routed yet (haproxy may run them; counted from hx_model_recovered,
+	 * so that the first services computed after a restart do not take
+	 * the room those hold) */
+	size_t nslots = v->want.listen ? v->want.nslots
+	                : v->recovered && !m->grace_over ? v->nslots : 0;
+	size_t fdn = v->want.listen || nslots ? (m->fd_loose ? 1 : nslots + 1) : 0;
 	m->fd_used = m->fd_used - v->fdn + fdn;
 	v->fdn = fdn;
 	/* A closed listener (svc.shut) that is wanted again needs the reload. */

@@ -50,5 +50,6 @@ void test_dirty_lists(void **st);
 /* test_model_fd.c */
 void test_fd_cap(void **st);
 void test_fd_loose(void **st);
+void test_fd_recovered(void **st);
 
 #endif

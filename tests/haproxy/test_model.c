@@ -938,7 +938,8 @@ int main(void)
 		cmocka_unit_test(test_proxy_ids),     cmocka_unit_test(test_port_conflict),
 		cmocka_unit_test(test_empty_grace),   cmocka_unit_test(test_bind_exclusion),
 		cmocka_unit_test(test_dirty_lists),   cmocka_unit_test(test_fd_cap),
-		cmocka_unit_test(test_fd_loose),     cmocka_unit_test(test_address_forms),
+		cmocka_unit_test(test_fd_loose),     cmocka_unit_test(test_fd_recovered),
+		cmocka_unit_test(test_address_forms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

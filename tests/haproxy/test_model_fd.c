@@ -88,6 +88,50 @@ void test_fd_cap(void **st)
 	cat_clear();
 }
 
+/* After a restart the slots an earlier run's file gave each service count
+ * in the budget from the start (hx_model_recovered): the first services the
+ * catalog routes do not take the room the others' kept slots hold (they
+ * never shrink), so the sum stays within haproxy's limit.  (Counted only
+ * once computed, the first service grew into that room and the file needed
+ * more descriptors than haproxy may open: every reload refused.) */
+void test_fd_recovered(void **st)
+{
+	(void)st;
+	hx_model m;
+	model_new(&m);
+	m.fd_limit = 1000;
+	m.ncpu = 1;
+	m.grace_over = false; /* a start: the startup grace keeps the file's services */
+	size_t budget = hx_model_fd_budget(&m);
+	assert_int_equal(budget, 435);
+	/* the file: "a" held 8 slots (capped then), ten others 38 each */
+	const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"};
+	for (size_t i = 0; i < 11; i++) {
+		svc *v = hx_svc_get(&m, names[i]);
+		size_t n = i ? 38 : 8;
+		hx_svc_grow(&m, v, n);
+		v->want.nslots = n;
+	}
+	hx_model_sort(&m);
+	hx_model_recovered(&m);
+	assert_int_equal(m.fd_used, 8 + 10 * 38 + 11);
+	/* the catalog: 30 instances each; "a" is computed first */
+	for (size_t i = 0; i < 11; i++)
+		cat_set(names[i], 30, 9000 + (long)i, NULL);
+	model_update(&m, NULL, 0, true);
+	svc *a = hx_svc_find(&m, "a");
+	print_message("limit 1000: budget %zu, a %zu slots, fds %zu\n", budget, a->want.nslots,
+	              m.fd_used);
+	assert_true(m.fd_used <= budget);
+	assert_non_null(a->capped);
+	for (size_t i = 1; i < 11; i++)
+		assert_int_equal(used_slots(hx_svc_find(&m, names[i])), 30);
+	install(&m);
+	assert_true(m.fd_used <= budget);
+	hx_model_free(&m);
+	cat_clear();
+}
+
 /* The budget with a global maxconn and strict_limits = false: 2
  * descriptors per connection come off it; without strict-limits a slot
  * costs none (a check's socket exists only while it runs), only the
