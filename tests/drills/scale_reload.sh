@@ -49,7 +49,7 @@ bad() { echo "not ok - $*" >&2; fail=1; }
 
 drill_store_start sr || exit 1
 # The fleet's listen ports: one per service, from the harness's allocator.
-for ((i = 0; i < NSVC; i++)); do free_port; done > "$H_TMP/fleet-ports" || exit 1
+free_ports "$NSVC" > "$H_TMP/fleet-ports" || exit 1
 t=$(now)
 "$PY" "$REGENT_SOURCE_DIR/bench/lib/scale_tool.py" bulk "$DRILL_ADDR" /backends "$NSVC" "$FLEET" \
 	"$H_TMP/fleet-ports" > /dev/null || { echo "drill: writing the fleet failed" >&2; exit 1; }

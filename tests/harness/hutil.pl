@@ -2,9 +2,11 @@
 # hutil.pl - the harness helpers called in loops (perl-base only: starts in ~10 ms where
 # python3 takes 100-600 ms on a loaded 2-core machine; tests call these hundreds of times).
 #
-#   hutil.pl free-port ADDR RESERVED_FILE   print a TCP port free on ADDR (IPv4), in 20000-32000,
-#                                           not yet in RESERVED_FILE nor handed to another test
-#                                           in the last hour (the chosen port is appended to both)
+#   hutil.pl free-port ADDR RESERVED_FILE [N]
+#                                           print N (default 1) TCP ports free on ADDR (IPv4), in
+#                                           20000-32000, not yet in RESERVED_FILE nor handed to
+#                                           another test in the last hour (each chosen port is
+#                                           appended to both), one a line, under one lock
 #   hutil.pl unix-cmd PATH CMD [TIMEOUT]    send CMD + "\n" to a unix stream socket, shut the
 #                                           write side, print everything read until EOF (haproxy
 #                                           admin and master CLI); exit 1 on a socket error
@@ -23,7 +25,9 @@ my $SHARED_FILE = $ENV{REGENT_PORTS_FILE} || "/tmp/regent-test-ports";
 my $SHARED_TTL = 3600;
 
 sub free_port {
-    my ($addr, $reserved_file) = @_;
+    my ($addr, $reserved_file, $want) = @_;
+    $want = 1 unless defined $want;
+    die "free-port: bad count $want\n" unless $want =~ /^\d+$/ && $want >= 1 && $want <= 4000;
     my $ip = inet_aton($addr) or die "free-port: bad address $addr\n";
     open(my $f, "+>>", $reserved_file) or die "free-port: $reserved_file: $!\n";
     open(my $g, "+>>", $SHARED_FILE) or die "free-port: $SHARED_FILE: $!\n";
@@ -41,27 +45,34 @@ sub free_port {
         push @order, $p[0] unless exists $shared{$p[0]};
         $shared{$p[0]} = $p[1];
     }
-    for (1 .. 2000) {
+    my @got;
+    for (1 .. 2000 * $want) {
+        last if @got == $want;
         my $port = 20000 + int(rand(12001));
         next if $reserved{$port} || exists $shared{$port};
         socket(my $s, AF_INET, SOCK_STREAM, 0) or die "free-port: socket: $!\n";
         my $ok = bind($s, pack_sockaddr_in($port, $ip));
         close($s);
         next unless $ok;
-        print $f "$port\n";
-        $f->flush();
+        push @got, $port;
         push @order, $port;
         $shared{$port} = $now;
+    }
+    if (@got) {
+        print $f map { "$_\n" } @got;
+        $f->flush();
         # rewrite the shared file in place (the lock is on it): without the stale entries
         truncate($g, 0) or die "free-port: truncate $SHARED_FILE: $!\n";
         seek($g, 0, SEEK_SET);
         print $g map { "$_ $shared{$_}\n" } @order;
         $g->flush();
-        print "$port\n";
-        return 0;
     }
-    print STDERR "free-port: no free port found on $addr\n";
-    return 1;
+    if (@got < $want) {
+        print STDERR "free-port: only " . scalar(@got) . " of $want free ports found on $addr\n";
+        return 1;
+    }
+    print map { "$_\n" } @got;
+    return 0;
 }
 
 sub unix_cmd {
@@ -97,7 +108,7 @@ sub unix_cmd {
 }
 
 my $op = shift(@ARGV) // "";
-if ($op eq "free-port" && @ARGV == 2) { exit free_port(@ARGV); }
+if ($op eq "free-port" && (@ARGV == 2 || @ARGV == 3)) { exit free_port(@ARGV); }
 if ($op eq "unix-cmd" && (@ARGV == 2 || @ARGV == 3)) { exit unix_cmd(@ARGV); }
-print STDERR "usage: hutil.pl free-port ADDR RESERVED_FILE | unix-cmd PATH CMD [TIMEOUT]\n";
+print STDERR "usage: hutil.pl free-port ADDR RESERVED_FILE [N] | unix-cmd PATH CMD [TIMEOUT]\n";
 exit 2;

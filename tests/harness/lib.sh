@@ -486,6 +486,11 @@ free_port() {
     h__need_init || return 1
     perl "$H_LIB_DIR/hutil.pl" free-port "${1:-127.0.0.1}" "$H_TMP/.h/ports"
 }
+# free_ports N [ADDR]: N such ports, one a line (one call, one lock: a fleet's listen ports).
+free_ports() {
+    h__need_init || return 1
+    perl "$H_LIB_DIR/hutil.pl" free-port "${2:-127.0.0.1}" "$H_TMP/.h/ports" "$1"
+}
 
 h__varname() { local v=${1//[^A-Za-z0-9_]/_}; printf '%s\n' "$v"; }
 

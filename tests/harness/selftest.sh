@@ -20,6 +20,10 @@ inner() {
     check "free_port gives two distinct ports" test -n "$p1" -a -n "$p2" -a "$p1" != "$p2"
     check "free_port port is bindable on 127.0.0.1" \
         "$H_PY" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p1))"
+    local many
+    many=$(free_ports 50)
+    check_eq "free_ports 50 gives 50 distinct ports" 50 "$(sort -u <<< "$many" | grep -c .)"
+    check "free_ports gives none free_port gave" eval '! grep -qxE "$p1|$p2" <<< "$many"'
     local t0=$SECONDS
     check "wait_for false times out and fails" eval '! wait_for false --timeout 1 2>/dev/null'
     check "wait_for timeout respected" test $((SECONDS - t0)) -le 3
