@@ -19,6 +19,7 @@
 #   drill_client_ports / drill_client_sinks [LINE...]  # the client's ports and its sinks'
 #                                      # sections (managed haproxy, stats, service web)
 #   drill_client_ready                 # routed, master tracked, M0 = its pid
+#   bad / drill_reloads / drill_case_begin / drill_case_end   # a drill's cases (below)
 #   drill_up PORT / drill_catalog PORT / drill_metric PORT NAME
 #   drill_load_start PORT / drill_load_stop / drill_load_count   # -> "requests failed refused"
 #   drill_events_metric / drill_events_name   # the client's store events: etcd's watch
@@ -139,6 +140,50 @@ for line in open(sys.argv[1]):
     if d.get("status") != 200:
         f += 1; r += "refused" in (d.get("error") or "").lower()
 print(n, f, r)' "$H_TMP/load.jsonl"
+}
+
+# The cases of a drill with a managed client (drill_client_ports/_sinks/_ready; M0 its master):
+#   bad WHAT                     a failed claim, named as the harness's checks name theirs
+#                                (tests/mutation/run shows it); sets fail=1
+#   drill_reloads                how many times haproxy's master reloaded (its own count)
+#   drill_case_begin             a fresh load through HP; R0 = drill_reloads
+#   drill_case_end NAME RECOVERY NOTE RELOADS [CATALOG]
+#                                stops the load and checks it (requests, 0 failed) and the
+#                                client: the same master, RELOADS = none (no reload since the
+#                                case began) or some (at least one), its /v1/catalog equal to
+#                                CATALOG when one is given; prints the row (DRILL|$drill|...).
+# (fail and drill are the drill's own: its verdict, and its name in the rows)
+# shellcheck disable=SC2034
+bad() { echo "not ok - $*" >&2; fail=1; }
+drill_reloads() { haproxy_master_cmd --sock "$H_TMP/haproxy/master.sock" "show proc" 2>/dev/null | awk '$2 == "master" { print $3 }'; }
+drill_case_begin() {
+	rm -f "$H_TMP/load.stop" "$H_TMP/load.jsonl"
+	R0=$(drill_reloads)
+	drill_load_start "$HP"
+	sleep 1
+}
+# shellcheck disable=SC2154
+drill_case_end() {
+	local name=$1 recovery=$2 note=$3 reloads=$4 want=${5:-} total failed refused m r c ok=yes
+	sleep 2
+	drill_load_stop
+	read -r total failed refused < <(drill_load_count)
+	m=$(hx_master_pid "$H_TMP/haproxy/master.sock")
+	r=$(drill_reloads)
+	[[ -n "$m" && "$m" == "$M0" ]] || { ok=no; note+="${note:+; }haproxy master changed ($M0 -> ${m:-none})"; }
+	if [[ $reloads == none && "$r" != "$R0" ]]; then ok=no; note+="${note:+; }haproxy reloaded ($R0 -> $r)"; fi
+	if [[ $reloads == some && "$r" == "$R0" ]]; then ok=no; note+="${note:+; }no reload"; fi
+	if [[ -n "$want" ]]; then
+		c=$(drill_catalog "$RS")
+		[[ -n "$c" && "$c" == "$want" ]] || { ok=no; note+="${note:+; }the client's catalog differs"; }
+	fi
+	[[ $reloads == some ]] && note+="${note:+; }reloads $R0 -> $r"
+	[[ $total -gt 0 && $failed -eq 0 ]] || ok=no
+	echo "drill: $name: $total requests, $failed failed ($refused refused)${note:+; $note}" >&2
+	echo "DRILL|$drill|$name|$total|$failed|$recovery|$refused refused${note:+; $note}"
+	mv "$H_TMP/load.jsonl" "$H_TMP/load-${name%%.*}.jsonl" 2>/dev/null
+	if [[ $ok == yes ]]; then echo "ok - $name: 0 of $total requests failed" >&2
+	else bad "$name: $failed of $total requests failed${note:+; $note}"; fi
 }
 
 # What a client's store counts when the registry tells it something changed: etcd's watch

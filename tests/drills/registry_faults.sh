@@ -42,6 +42,7 @@ if ((3 * FAULT_SEC + TTL > 3 * TTL)); then
 	exit 2
 fi
 PY=${PYTHON3:-python3}
+# shellcheck disable=SC2034 # (drill_case_end names the rows with it)
 drill=registry_faults
 
 EPS=$(etcd_cluster_start 3 rf) || exit 1
@@ -76,10 +77,6 @@ agent_start c
 drill_client_ready
 cat0=$(drill_catalog "$RS")
 fail=0
-# bad WHAT: a failed claim, named as the harness's checks name theirs (tests/mutation/run
-# shows it).
-bad() { echo "not ok - $*" >&2; fail=1; }
-
 # watched_member: the etcd member (its name) the client's watch runs on now, from its log.
 watched_member() {
 	local ep f
@@ -90,33 +87,9 @@ watched_member() {
 	done
 	return 1
 }
-# case_begin: a fresh load; case_end NAME RECOVERY NOTE [EXPECT_CATALOG]: stops the load,
-# checks it and the client (same master, no reload, the catalog as before or as given) and
-# prints the row.
-case_begin() {
-	rm -f "$H_TMP/load.stop" "$H_TMP/load.jsonl"
-	R0=$(drill_metric "$RS" regent_haproxy_reloads_total)
-	drill_load_start "$HP"
-	sleep 1
-}
-case_end() {
-	local name=$1 recovery=$2 note=$3 want=${4:-$cat0} total failed refused m r c ok=yes
-	sleep 2
-	drill_load_stop
-	read -r total failed refused < <(drill_load_count)
-	m=$(hx_master_pid "$H_TMP/haproxy/master.sock")
-	r=$(drill_metric "$RS" regent_haproxy_reloads_total)
-	c=$(drill_catalog "$RS")
-	[[ -n "$m" && "$m" == "$M0" ]] || { ok=no; note+="${note:+; }haproxy master changed ($M0 -> ${m:-none})"; }
-	[[ "$r" == "$R0" ]] || { ok=no; note+="${note:+; }haproxy reloaded ($R0 -> $r)"; }
-	[[ -n "$c" && "$c" == "$want" ]] || { ok=no; note+="${note:+; }the client's catalog differs"; }
-	[[ $total -gt 0 && $failed -eq 0 ]] || ok=no
-	echo "drill: $name: $total requests, $failed failed ($refused refused)${note:+; $note}" >&2
-	echo "DRILL|$drill|$name|$total|$failed|$recovery|$refused refused${note:+; $note}"
-	mv "$H_TMP/load.jsonl" "$H_TMP/load-${name%%.*}.jsonl" 2>/dev/null
-	if [[ $ok == yes ]]; then echo "ok - $name: 0 of $total requests failed" >&2
-	else bad "$name: $failed of $total requests failed${note:+; $note}"; fi
-}
+# case_end NAME RECOVERY NOTE [CATALOG]: drill_case_end with no reload and the catalog as
+# before the faults (or as given).
+case_end() { drill_case_end "$1" "$2" "$3" none "${4:-$cat0}"; }
 # member_back NAME: the etcd member NAME answers again.
 member_back() { etcd_healthy "$(etcd_endpoint "$1")"; }
 
@@ -127,7 +100,7 @@ watching_again() { [[ $(nwatch) -gt $1 ]]; }
 # case_on_watched X: case_begin, then m = the member the client watches through and w = how
 # many times it started watching so far.
 case_on_watched() {
-	case_begin
+	drill_case_begin
 	m=$(watched_member) || { echo "drill: $1: no watch in the client's log" >&2; exit 1; }
 	w=$(nwatch)
 }
@@ -184,7 +157,7 @@ case_end "c. etcd compacted past the client's revision, then the member it watch
 	"$moved" "" ""
 
 # ---- d. every member killed: etcd away for OUTAGE s, back; then a join ---------------------------
-case_begin
+drill_case_begin
 w=$(nwatch)
 lb=$(wc -l < "$H_TMP/b.log") lc=$(wc -l < "$H_TMP/c.log")
 # the member the client watches through last, so that its watch is lost once

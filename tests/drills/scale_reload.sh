@@ -43,9 +43,9 @@ FLEET=${FLEET:-10000}
 NSVC=${NSVC:-200}
 FD_LIMIT=${DRILL_FD_LIMIT:-12000}
 PY=${PYTHON3:-python3}
+# shellcheck disable=SC2034 # (drill_case_end names the rows with it)
 drill=scale_reload
 fail=0
-bad() { echo "not ok - $*" >&2; fail=1; }
 
 drill_store_start sr || exit 1
 # The fleet's listen ports: one per service, from the harness's allocator.
@@ -107,35 +107,6 @@ cat0=$(drill_catalog "$RS")
 [[ $cat0 == *'"web"'* && $cat0 == *'"fleet0000"'* ]] || bad "the client's catalog lists web and the fleet"
 cur=c
 
-# reloads: how many times haproxy's master reloaded (its own count: the client's metric starts
-# again with each client).
-reloads() { haproxy_master_cmd --sock "$H_TMP/haproxy/master.sock" "show proc" 2>/dev/null | awk '$2 == "master" { print $3 }'; }
-# case_begin / case_end NAME RECOVERY NOTE RELOADS: a fresh load; then the load stopped and
-# counted, the master the same, RELOADS = "none" (no reload) or "some" (at least one).
-case_begin() {
-	rm -f "$H_TMP/load.stop" "$H_TMP/load.jsonl"
-	R0=$(reloads)
-	drill_load_start "$HP"
-	sleep 1
-}
-case_end() {
-	local name=$1 recovery=$2 note=$3 want=$4 total failed refused m r ok=yes
-	sleep 2
-	drill_load_stop
-	read -r total failed refused < <(drill_load_count)
-	m=$(hx_master_pid "$H_TMP/haproxy/master.sock")
-	r=$(reloads)
-	[[ -n "$m" && "$m" == "$M0" ]] || { ok=no; note+="${note:+; }haproxy master changed ($M0 -> ${m:-none})"; }
-	if [[ $want == none && "$r" != "$R0" ]]; then ok=no; note+="${note:+; }haproxy reloaded ($R0 -> $r)"; fi
-	if [[ $want == some && "$r" == "$R0" ]]; then ok=no; note+="${note:+; }no reload"; fi
-	note+="${note:+; }reloads $R0 -> $r"
-	[[ $total -gt 0 && $failed -eq 0 ]] || ok=no
-	echo "drill: $name: $total requests, $failed failed ($refused refused); $note" >&2
-	echo "DRILL|$drill|$name|$total|$failed|$recovery|$refused refused; $note"
-	mv "$H_TMP/load.jsonl" "$H_TMP/load-${name%%.*}.jsonl" 2>/dev/null
-	if [[ $ok == yes ]]; then echo "ok - $name: 0 of $total requests failed" >&2
-	else bad "$name: $failed of $total requests failed; $note"; fi
-}
 # accepts PORT / refuses PORT: a TCP connect to 127.0.0.1:PORT succeeds / is refused.
 accepts() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 # gone_from_haproxy NAME: haproxy (its current worker) has no proxy NAME.
@@ -146,7 +117,7 @@ catalog_as_at_start() { [[ "$(drill_catalog "$RS")" == "$cat0" ]]; }
 same_catalog() { wait_for --timeout 10 catalog_as_at_start || bad "$1: the client's catalog differs from the start's"; }
 
 # ---- a. new services, one at a time: each a reload ------------------------------------------
-case_begin
+drill_case_begin
 declare -a NPORT
 times=()
 for ((i = 1; i <= ROUNDS; i++)); do
@@ -158,10 +129,10 @@ for ((i = 1; i <= ROUNDS; i++)); do
 	if wait_for --timeout 30 accepts "${NPORT[i]}"; then times+=("$(elapsed "$t")")
 	else times+=(-); bad "a: new$i's listener did not accept within 30 s"; fi
 done
-case_end "a. $ROUNDS new services, one at a time (reload each)" "${times[*]} s" "listening after ${times[*]} s" some
+drill_case_end "a. $ROUNDS new services, one at a time (reload each)" "${times[*]} s" "listening after ${times[*]} s" some
 
 # ---- b. the same services deleted: each a reload ---------------------------------------------
-case_begin
+drill_case_begin
 times=()
 for ((i = 1; i <= ROUNDS; i++)); do
 	t=$(now)
@@ -169,11 +140,11 @@ for ((i = 1; i <= ROUNDS; i++)); do
 	if wait_for --timeout 30 gone_from_haproxy "new$i"; then times+=("$(elapsed "$t")")
 	else times+=(-); bad "b: new$i still in haproxy 30 s after its deletion"; fi
 done
-case_end "b. the $ROUNDS services deleted, one at a time (reload each)" "${times[*]} s" "gone after ${times[*]} s" some
+drill_case_end "b. the $ROUNDS services deleted, one at a time (reload each)" "${times[*]} s" "gone after ${times[*]} s" some
 same_catalog b
 
 # ---- c. the client agent restarted (SIGTERM, start): haproxy adopted ---------------------------
-case_begin
+drill_case_begin
 t=$(now)
 daemon_stop "$cur"
 wait_for --timeout 30 agent_gone "$cur" || bad "c: the client did not exit"
@@ -184,12 +155,12 @@ if wait_for --timeout 60 log_has "$cur" "store etcd: ready" && wait_for --timeou
 else
 	back=-; bad "c: the restarted client was not ready within 60 s"
 fi
-case_end "c. client agent SIGTERM + start (haproxy adopted)" "$back" "ready again after $back" none
+drill_case_end "c. client agent SIGTERM + start (haproxy adopted)" "$back" "ready again after $back" none
 grep -q "sink haproxy: adopted the running haproxy (master pid $M0" "$H_TMP/$cur.log" || bad "c: the restarted client's log does not say it adopted haproxy"
 same_catalog c
 
 # ---- d. the client SIGHUPed with a changed [sink haproxy] -------------------------------------
-case_begin
+drill_case_begin
 took_over() { grep -c "the new configuration took over" "$H_TMP/$cur.log"; }
 took_over_since() { [[ $(took_over) -gt $1 ]]; }
 n0=$(took_over)
@@ -201,7 +172,7 @@ if wait_for --timeout 60 took_over_since "$n0"; then
 else
 	back=-; bad "d: the new sink instance was not ready within 60 s of the SIGHUP"
 fi
-case_end "d. client SIGHUP, [sink haproxy] changed (adopted)" "$back" "new sink ready after $back" none
+drill_case_end "d. client SIGHUP, [sink haproxy] changed (adopted)" "$back" "new sink ready after $back" none
 same_catalog d
 
 daemon_stop "$cur"
