@@ -315,9 +315,9 @@ void hx_svc_shape_sync(hx_model *m, svc *v)
 	 * routed yet (haproxy may run them; counted from hx_model_recovered,
 	 * so that the first services computed after a restart do not take
 	 * the room those hold) */
-	size_t nslots = v->want.listen ? v->want.nslots
-	                : v->recovered && !m->grace_over ? v->nslots : 0;
-	size_t fdn = v->want.listen || nslots ? (m->fd_loose ? 1 : nslots + 1) : 0;
+	bool counted = v->want.listen || (v->recovered && !m->grace_over);
+	size_t nslots = v->want.listen ? v->want.nslots : v->nslots;
+	size_t fdn = counted ? (m->fd_loose ? 1 : nslots + 1) : 0;
 	m->fd_used = m->fd_used - v->fdn + fdn;
 	v->fdn = fdn;
 	/* A closed listener (svc.shut) that is wanted again needs the reload. */
