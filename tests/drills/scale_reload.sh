@@ -107,12 +107,12 @@ cat0=$(drill_catalog "$RS")
 [[ $cat0 == *'"web"'* && $cat0 == *'"fleet0000"'* ]] || bad "the client's catalog lists web and the fleet"
 cur=c
 
-# accepts PORT / refuses PORT: a TCP connect to 127.0.0.1:PORT succeeds / is refused.
+# accepts PORT: a TCP connect to 127.0.0.1:PORT succeeds.
 accepts() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 # gone_from_haproxy NAME: haproxy (its current worker) has no proxy NAME.
 gone_from_haproxy() { haproxy_admin_cmd "$ADMIN" "show servers state $1" 2>&1 | grep -q "Can't find backend"; }
 etcdctl_() { h_etcdctl "$DRILL_ADDR" "$@"; }
-# same_catalog WHAT: the client's catalog is cat0 again (within 10 s).
+# same_catalog WHAT: the client's catalog is cat0 again (within 10 s); else a failed claim.
 catalog_as_at_start() { [[ "$(drill_catalog "$RS")" == "$cat0" ]]; }
 same_catalog() { wait_for --timeout 10 catalog_as_at_start || bad "$1: the client's catalog differs from the start's"; }
 
