@@ -374,10 +374,7 @@ static void recover(hx *s)
 	s->recovered_text = hx_buf_take(&b);
 	hx_parse_file(s->recovered_text, on_file_recovered, on_id_recovered, s);
 	hx_model_sort(&s->m);
-	hx_model_recovered(&s->m);
-	size_t nsvc = 0;
-	for (svc *v = s->m.svcs; v; v = v->next)
-		nsvc++;
+	size_t nsvc = hx_model_recovered(&s->m);
 	s->recovered = nsvc;
 	if (nsvc)
 		s->h->log(s->ctx, REGENT_LOG_INFO, "%s: kept the server slots of %zu services",

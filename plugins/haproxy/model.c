@@ -278,12 +278,14 @@ static svc *merge_sort(svc *l, size_t n)
 	return head.next;
 }
 
-void hx_model_recovered(hx_model *m)
+size_t hx_model_recovered(hx_model *m)
 {
-	for (svc *v = m->svcs; v; v = v->next) {
+	size_t n = 0;
+	for (svc *v = m->svcs; v; v = v->next, n++) {
 		v->recovered = true;
 		hx_svc_shape_sync(m, v);
 	}
+	return n;
 }
 
 void hx_model_sort(hx_model *m)

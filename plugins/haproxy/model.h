@@ -411,8 +411,9 @@ void hx_model_gc(hx_model *m);
 void hx_model_sort(hx_model *m);
 /* Marks every service as read from an earlier run's file (svc.recovered:
  * kept through the startup grace) and counts the slots the file gave each
- * against haproxy's descriptor budget until the catalog routes it. */
-void hx_model_recovered(hx_model *m);
+ * against haproxy's descriptor budget until the catalog routes it; returns
+ * how many services there are. */
+size_t hx_model_recovered(hx_model *m);
 
 /* ---- ports.c: port claims ---- */
 /* Port's cell in the model's table (added, with no claimant, when `add`),
