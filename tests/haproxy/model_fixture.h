@@ -1,6 +1,13 @@
 /* model_fixture.h - the fake catalog and host that tests/haproxy/test_model.c
  * builds for the haproxy model's tests, shared with test_model_dirty.c and
- * test_model_fd.c. */
+ * test_model_fd.c.
+ *
+ * Each test keeps its hx_model in a static variable, not on its stack: a
+ * failed assertion leaves the test before hx_model_free, and the model
+ * stays registered with the sink's address table (plugins/haproxy/addr.c).
+ * On the stack, the next test's model took the dead one's place and the
+ * next address collection walked a list through it without end; static,
+ * the failed model stays valid and the next tests run (and report). */
 #ifndef REGENT_TEST_MODEL_FIXTURE_H
 #define REGENT_TEST_MODEL_FIXTURE_H
 

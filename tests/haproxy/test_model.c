@@ -417,7 +417,7 @@ static uint16_t sp_mixed(size_t k)
 static void test_big_service(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	cat_set("big", 100000, 0, sp_mixed);
 	nwarn = 0;
@@ -471,7 +471,7 @@ uint16_t sp_8080(size_t k)
 static void test_incremental(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	cat_set("big", 100000, 0, sp_8080);
 	cat_indiv("big");
@@ -558,7 +558,7 @@ static void test_addresses(void **st)
 {
 	(void)st;
 	assert_true(sizeof(slot) <= 80);
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	hx_ip a, b, c, z = {7};
 	char ab[HX_ADDR_MAX];
@@ -657,7 +657,7 @@ static void test_address_forms(void **st)
 		for (size_t k = 0; k < len; k++)
 			addrs[i][k] = alpha[rand() % (int)(sizeof(alpha) - 1)];
 	}
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	cat_set("forms", 0, 8000, NULL);
 	cat_indiv("forms");
@@ -697,7 +697,7 @@ static void test_address_forms(void **st)
 static void test_slot_growth(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	cat_set("burst", 1, 8000, NULL);
 	update(&m, "burst");
@@ -735,7 +735,7 @@ static void test_slot_growth(void **st)
 static void test_proxy_ids(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	char name[32];
 	for (int i = 0; i < 2000; i++) {
@@ -782,7 +782,7 @@ static uint16_t sp_7000(size_t k)
 static void test_port_conflict(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	m.empty_grace = 0;
 	cat_set("alpha", 2, 0, sp_7000);
@@ -805,7 +805,7 @@ static void test_port_conflict(void **st)
 static void test_empty_grace(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	m.empty_grace = 5000; /* the [service] key is read the same way (svc_dur) */
 	cat_set("web", 3, 0, sp_7000);
@@ -899,7 +899,7 @@ static void test_bind_exclusion(void **st)
 	long port = ntohs(a.sin_port);
 	assert_true(hx_bind_test("127.0.0.1", (unsigned)port) < 0);
 
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	m.bind_check = true;
 	cat_set("clash", 1, port, NULL);

@@ -113,7 +113,7 @@ static void install_queued(hx_model *m)
 void test_dirty_lists(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	cat_set("a", 5, 0, sp_8080);
 	cat_set("b", 3, 0, NULL);

@@ -21,7 +21,7 @@
 void test_fd_cap(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	m.fd_limit = 1000;
 	m.ncpu = 1;
@@ -97,7 +97,7 @@ void test_fd_cap(void **st)
 void test_fd_recovered(void **st)
 {
 	(void)st;
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	m.fd_limit = 1000;
 	m.ncpu = 1;
@@ -148,7 +148,7 @@ void test_fd_loose(void **st)
 	assert_int_equal(hx_fd_budget(0, 2, 4000), SIZE_MAX);
 
 	/* strict, with maxconn: slots count, within the smaller budget */
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	model_new(&m);
 	m.fd_limit = 1000;
 	m.ncpu = 1;
