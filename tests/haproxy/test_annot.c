@@ -87,7 +87,7 @@ static void test_chunks(void **state)
 {
 	(void)state;
 	regent_host h = regent_host_table; /* the core's own: the model and hx_buf grow through it */
-	hx_model m;
+	static hx_model m; /* static: see model_fixture.h */
 	hx_model_init(&m, NULL, &h);
 	const char *names[] = {"s5", "s1", "s3", "s2", "s4"};
 	for (size_t i = 0; i < 5; i++) {
@@ -264,7 +264,7 @@ static void annot_teardown(annot_fixture *f)
 static void test_publish_changes(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, HOST_1_7);
 	const char *all = HDR "web,s1,UP,5,L4OK,,Layer4 check passed\n"
 	                      "web,s2,DOWN,7,L4CON,Connection refused,Layer4 connection problem\n"
@@ -381,7 +381,7 @@ static void test_publish_changes(void **state)
 static void test_key_moved(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, HOST_1_7);
 	assert_int_equal(feed(f.a, HDR "web,s1,UP,5,L4OK,,ok\nweb,s2,UP,5,L4OK,,ok\n", true), 0);
 	hx_slot_free_id(&f.m, f.v, 1);
@@ -405,7 +405,7 @@ static void test_key_moved(void **state)
 static void test_source(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, sizeof(regent_host));
 	const char *all = HDR "web,s1,UP,5,L4OK,,Layer4 check passed\n"
 	                      "web,s2,DOWN,7,L4CON,Connection refused,Layer4 connection problem\n"
@@ -437,7 +437,7 @@ static void test_source(void **state)
 static void test_older_core(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, offsetof(regent_host, annotations_update));
 	const char *all = HDR "web,s1,UP,5,L4OK,,ok\nweb,s2,UP,5,L4OK,,ok\n";
 	assert_int_equal(feed(f.a, all, true), 0);
@@ -542,7 +542,7 @@ static uint64_t fake_now_ms(void)
 static void test_plan_small(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, HOST_1_7);
 	f.h.now_ms = fake_now_ms; /* the answers read the same clock as the plans */
 	/* web (4 slots) alone: every server at once, also past 64 changed */
@@ -580,7 +580,7 @@ static void test_plan_small(void **state)
 static void test_rows_readback(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, HOST_1_7);
 	assert_false(hx_annot_can_take(NULL));
 	assert_true(hx_annot_can_take(f.a));
@@ -603,7 +603,7 @@ static void test_rows_readback(void **state)
 static void test_plan(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, HOST_1_7);
 	f.h.now_ms = fake_now_ms;
 	/* 604 servers: the first poll, no row held yet, is a chunk, never
@@ -713,7 +713,7 @@ static void first_cycle(annot_fixture *f, uint64_t t)
 static void test_plan_burst(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	uint64_t t = 100000;
 	first_cycle(&f, t);
 	/* 100 changed servers of a, when the next cycle is due: its chunk */
@@ -745,7 +745,7 @@ static void test_plan_burst(void **state)
 static void test_states_cycle(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	uint64_t t = 100000;
 	first_cycle(&f, t);
 	assert_int_equal(nheld(), 6);
@@ -828,7 +828,7 @@ static listed s2_read(annot_fixture *f, uint64_t now, const char *row)
 static void test_slot_reused(void **state)
 {
 	(void)state;
-	annot_fixture f;
+	static annot_fixture f; /* static: see model_fixture.h */
 	annot_setup(&f, sizeof(regent_host)); /* the core reads the rows (ABI 1.8) */
 	f.h.now_ms = fake_now_ms;
 	f.m.inter = 300; /* check_interval: held at most 2 x 300 + 300 + 1000 ms */
