@@ -524,6 +524,8 @@ static int start(void *self)
 			.crash_window = 10000,
 		};
 		s->sup = hx_sup_new(&c, on_sup, s);
+		s->out = hx_output_new(s->ctx, s->h, s->loop, s->log_file,
+		                       (uint64_t)s->h->cfg_int(s->ctx, "output_max_size"));
 	}
 	/* The instance this one replaces (a reload) yields the file and
 	 * haproxy to it, once what it has in flight ended (handover.c). */
@@ -597,6 +599,8 @@ static int stop(void *self)
 	hx_conn_free(s->rt); /* after the requests on it were cancelled */
 	s->rt = NULL;
 	hx_ho_leave(s); /* nothing of this instance runs now */
+	hx_output_free(s->out); /* the instance that replaces this one keeps it */
+	s->out = NULL;
 	bool kill = why == REGENT_STOP_REMOVED || (why == REGENT_STOP_EXIT && !s->keep_running);
 	if (s->sup && hx_sup_stop(s->sup, kill))
 		return REGENT_PENDING;
@@ -612,6 +616,8 @@ static void destroy(void *self)
 	hx_drop_pending(s);
 	hx_sup_free(s->sup); /* never kills: stop() decided */
 	s->sup = NULL;
+	hx_output_free(s->out);
+	s->out = NULL;
 	s->h->timer_close(&s->t_poll);
 	s->h->timer_close(&s->t_retry);
 	s->h->timer_close(&s->t_slow);

@@ -347,6 +347,17 @@ hx_poll *hx_poll_start(const regent_host *h, uv_loop_t *loop, const char *path, 
                        uint64_t cmd_timeout_ms, hx_poll_fn fn, void *arg);
 void hx_poll_cancel(hx_poll *p);
 
+/* ---- output.c: a managed haproxy's output file kept bounded ---- */
+
+typedef struct hx_output hx_output;
+/* Every minute (and a second after this call), past max bytes, path is
+ * copied to path.1 and truncated on libuv's threadpool (logged).  NULL
+ * (nothing done) when path is NULL or max is 0. */
+hx_output *hx_output_new(regent_ctx *ctx, const regent_host *h, uv_loop_t *loop, const char *path,
+                         uint64_t max);
+/* Stops the checks; a job in flight frees it when it ends.  NULL: nothing. */
+void hx_output_free(hx_output *o);
+
 /* ---- master.c: the managed haproxy (spawn, adopt, restart, stop) ---- */
 
 typedef struct hx_sup hx_sup;

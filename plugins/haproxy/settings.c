@@ -73,6 +73,9 @@ const regent_config_key hx_keys[] = {
 	{"maxconn", REGENT_CFG_INT, NULL, false, 1, 10000000,
 	 "manage: haproxy's global maxconn (2 descriptors per connection out of the open-file "
 	 "budget); default: haproxy's own"},
+	{"output_max_size", REGENT_CFG_INT, "16777216", false, 0, 1099511627776,
+	 "manage: bytes haproxy's output file (<state_dir>/<config name>.log) may reach before "
+	 "regent keeps it as <file>.1 and empties it (checked every minute); 0: never"},
 	{"max_spread_checks", REGENT_CFG_DURATION, "20s", false, 0, 3600000,
 	 "manage: haproxy's global max-spread-checks, the longest a new worker spreads its first "
 	 "health checks over (haproxy 2.6 overflows its spread when check_interval x checked "

@@ -189,6 +189,7 @@ typedef struct hx {
 
 	/* managed master (master.c) */
 	hx_sup *sup;
+	hx_output *out; /* output.c: haproxy's output file kept within output_max_size */
 	bool master_ready, adopting, keep_running;
 	char *master_err, *pid_file, *log_file, *fd_socket;
 	unsigned spawn_gen;

@@ -11,7 +11,9 @@
 #  - runtime changes are written over their own server lines in place (same inode, no reload),
 #    and the patched file is byte for byte what a new instance's whole render gives;
 #  - after a power loss (haproxy gone, config_file its text plus zeroed blocks, the state file
-#    garbage: what writes without fsync may leave), the next start rewrites it and routes.
+#    garbage: what writes without fsync may leave), the next start rewrites it and routes;
+#  - haproxy's output file past output_max_size is kept as .log.1 and emptied, haproxy writing
+#    on into it (no NUL); a step that fails is named once and the next check trims it.
 set -u
 : "${REGENT_BIN:?}" "${REGENT_PLUGIN_DIR:?}" "${REGENT_TEST_DIR:?}"
 # shellcheck source=../harness/lib.sh
@@ -153,7 +155,7 @@ check "mirror: w-2 and w-3 written into the file" \
     wait_for --timeout 10 eval "grep -q '# w-2\$' '$CFG' && grep -q '# w-3\$' '$CFG'"
 # An IPv6 server line (bracketed, padded before its comment), as hx_render_line writes it directly.
 check "mirror: w-4's IPv6 line" \
-    wait_for --timeout 10 grep -Eq "^    server s[0-9]+ \[::1\]:$P_Z[ a-z0-9]*  # w-4\$" "$CFG"
+    wait_for --timeout 10 grep -Eq "^    server s[0-9]+ \[::1\]:${P_Z}[ a-z0-9]*  # w-4\$" "$CFG"
 setinst "w-1 web 127.0.0.1 $P_B" "w-3 web 127.0.0.1 $P_Y" "w-4 web ::1 $P_Z"
 check "mirror: w-2 leaves the file" wait_for --timeout 10 eval "! grep -q '# w-2\$' '$CFG'"
 check_eq "mirror: written in place (same inode, no rename)" "$ino0" "$(stat -c %i "$CFG")"
@@ -217,6 +219,62 @@ check "power loss: regent routes web again" wait_for --timeout 30 http_get "http
 hx_track_master "$MASTER"
 check "power loss: config_file written again, no NUL" eval "tr -d '\\000' < '$CFG' | cmp -s - '$CFG'"
 check "power loss: haproxy -c accepts it" haproxy -c -q -f "$CFG"
+
+# --- haproxy's output file kept bounded (output_max_size) ---------------------------------------
+# haproxy appends its output to <state_dir>/<config name>.log for as long as it runs (lines per
+# runtime change and health change): past output_max_size regent copies it to .log.1 and empties
+# it, haproxy writing on into the emptied file (O_APPEND: no hole of NULs before its next line).
+# A check every 200 ms here instead of every minute (REGENT_HX_TEST_OUTPUT_CHECK_MS).
+OUT=$T/state/haproxy.cfg.log
+daemon_stop regent
+check "output: haproxy wrote its output file" test -s "$OUT"
+out0=$(stat -c %s "$OUT")
+mkini "$INI" "$CFG" "slots = 4
+output_max_size = 1000"
+export REGENT_HX_TEST_OUTPUT_CHECK_MS=200
+daemon_start regent "$REGENT_BIN" -c "$INI" -p "$REGENT_PLUGIN_DIR"
+unset REGENT_HX_TEST_OUTPUT_CHECK_MS
+check "output: past the limit, kept as .log.1 and started anew (logged)" wait_for --timeout 20 \
+    grep -q "haproxy's output $OUT passed output_max_size (1000 bytes): its [0-9]* bytes kept as $OUT.1, the file started anew" "$LOG"
+check "output: .log.1 holds what the file had (at least its $out0 bytes)" \
+    eval "[[ \$(stat -c %s '$OUT.1') -ge $out0 ]]"
+check "output: no temporary copy left" test ! -e "$OUT.1.tmp"
+check "output: the file emptied" eval "[[ \$(stat -c %s '$OUT') -lt 1000 ]]"
+toggle() { # w-2 joins or leaves until haproxy's output file holds more than $1 bytes; a copy
+    local i                 # of it then in $T/out.snap (before the next check could trim it)
+    for ((i = 0; i < 120; i++)); do
+        if ((i % 2 == 0)); then
+            setinst "w-1 web 127.0.0.1 $P_B" "w-2 web 127.0.0.1 $P_X"
+            wait_for --timeout 10 grep -q '# w-2$' "$CFG" || return 1
+        else
+            setinst "w-1 web 127.0.0.1 $P_B"
+            wait_for --timeout 10 eval "! grep -q '# w-2\$' '$CFG'" || return 1
+        fi
+        cp "$OUT" "$T/out.snap"
+        [[ $(stat -c %s "$T/out.snap") -gt $1 ]] && return 0
+    done
+    return 1
+}
+# One join or leave writes at most ~250 bytes: the copy is taken well before 1000.
+check "output: haproxy writes on into the emptied file" toggle 300
+check "output: no NUL in it (haproxy appends at its new end)" \
+    eval "tr -d '\\000' < '$T/out.snap' | cmp -s - '$T/out.snap'"
+check "output: haproxy's lines of the changes are there" grep -q 'Server web/s[0-9]* is' "$T/out.snap"
+# A step that fails (the temporary copy's name taken by a directory) is named once, the file
+# left as it is; once the way is free the next check trims it.
+mkdir "$OUT.1.tmp"
+ntrim=$(grep -c "haproxy's output $OUT passed output_max_size" "$LOG")
+check "output: past the limit again" toggle 1000
+check "output: the failure names the step, the file and the cause" wait_for --timeout 10 \
+    grep -q "haproxy's output $OUT: cannot keep it within output_max_size (1000 bytes): cannot create $OUT.1.tmp: Is a directory; tried again every 200 ms" "$LOG"
+sleep 1
+check_eq "output: named once, not at every check" 1 \
+    "$(grep -c "haproxy's output $OUT: cannot keep it within output_max_size" "$LOG")"
+check "output: the file left as it was" eval "[[ \$(stat -c %s '$OUT') -gt 1000 ]]"
+rmdir "$OUT.1.tmp"
+check "output: trimmed once the way is free" wait_for --timeout 10 eval \
+    "[[ \$(grep -c \"haproxy's output $OUT passed output_max_size\" '$LOG') -gt $ntrim ]]"
+check "output: routes all along" http_get "http://127.0.0.1:$P_W/"
 
 daemon_stop regent
 harness_summary
