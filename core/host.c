@@ -853,6 +853,8 @@ const regent_host regent_host_table = {
 	.catalog_set_unknown = h_catalog_set_unknown,
 	.catalog_unknown = regent_catalog_unknown,
 	.catalog_want_unknown = h_catalog_want_unknown,
+	/* ABI 1.10 */
+	.failure_note = regent_failure_note,
 };
 
 /* ---- contexts ---- */

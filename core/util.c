@@ -108,6 +108,29 @@ void regent_backoff_reset(regent_backoff *b)
 	b->current_ms = 0;
 }
 
+regent_log_level regent_failure_note(regent_failure *f, bool ongoing, regent_log_level level,
+                                     bool same_text, uint64_t now, bool *remind)
+{
+	*remind = false;
+	if (!ongoing) {
+		*f = (regent_failure){.since = now, .said = now, .level = level, .count = 1};
+		return level;
+	}
+	f->count++;
+	bool quiet = same_text || (level == REGENT_LOG_WARN && f->level == REGENT_LOG_WARN);
+	if (!quiet) {
+		f->said = now;
+		f->level = level;
+		return level;
+	}
+	if (now - f->said >= REGENT_FAILURE_REMIND_MS) {
+		f->said = now;
+		*remind = true;
+		return f->level;
+	}
+	return REGENT_LOG_DEBUG;
+}
+
 /* ---- base64 (RFC 4648, with padding) ---- */
 
 static const char b64chars[] =

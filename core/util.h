@@ -22,6 +22,11 @@ uint64_t regent_now_ms(void);
 uint64_t regent_wall_ns(void);
 uint64_t regent_backoff_next(regent_backoff *b);
 void regent_backoff_reset(regent_backoff *b);
+/* host->failure_note: a failure's repeats quiet, a reminder every
+ * REGENT_FAILURE_REMIND_MS (plugin.h, ABI 1.10). */
+#define REGENT_FAILURE_REMIND_MS 60000
+regent_log_level regent_failure_note(regent_failure *f, bool ongoing, regent_log_level level,
+                                     bool same_text, uint64_t now, bool *remind);
 char *regent_base64_encode(const void *data, size_t len);
 void *regent_base64_decode(const char *text, size_t *len);
 /* Strict numbers (no sign, blank, base prefix, exponent or trailing byte):

@@ -96,7 +96,14 @@ char *slurp(const char *path)
 static void test_abi(void **state)
 {
 	(void)state;
-	assert_int_equal(H->abi_minor, 9);
+	assert_int_equal(H->abi_minor, 10);
+	assert_true(REGENT_HOST_HAS(H, failure_note));
+	assert_non_null(H->failure_note);
+	/* A 1.9 core's table ends at catalog_want_unknown: failure_note lies past it. */
+	regent_host v19 = *H;
+	v19.size = offsetof(regent_host, catalog_want_unknown) + sizeof(v19.catalog_want_unknown);
+	assert_true(REGENT_HOST_HAS(&v19, catalog_want_unknown));
+	assert_false(REGENT_HOST_HAS(&v19, failure_note));
 	assert_true(REGENT_HOST_HAS(H, catalog_want_unknown));
 	assert_non_null(H->catalog_set_unknown);
 	assert_non_null(H->catalog_unknown);
@@ -705,6 +712,48 @@ static void test_health_parts(void **state)
 /* /healthz (report.c, jansson): one entry per section, reasons and notes
  * escaped as JSON, text that is not UTF-8 written \xNN, "ok" false when
  * one plugin is unhealthy, the refused reload's note at the top. */
+/* host->failure_note (ABI 1.10): a daemon away is one warning, the retries
+ * (each worded anew) at debug, a reminder a minute; an error is logged when
+ * it comes, as is another error. */
+static void test_failure_note(void **state)
+{
+	(void)state;
+	regent_failure f = {0};
+	bool remind = true;
+	assert_int_equal(H->failure_note(&f, false, REGENT_LOG_WARN, false, 1000, &remind), REGENT_LOG_WARN);
+	assert_false(remind);
+	assert_int_equal(f.since, 1000);
+	assert_int_equal(f.count, 1);
+	/* other texts at warning level, then the same text: quiet */
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_WARN, false, 2000, &remind), REGENT_LOG_DEBUG);
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_WARN, true, 3000, &remind), REGENT_LOG_DEBUG);
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_WARN, false, 1000 + REGENT_FAILURE_REMIND_MS - 1, &remind),
+	                 REGENT_LOG_DEBUG);
+	assert_false(remind);
+	/* a minute after it was said: the reminder, at its level; then quiet again */
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_WARN, false, 1000 + REGENT_FAILURE_REMIND_MS, &remind),
+	                 REGENT_LOG_WARN);
+	assert_true(remind);
+	assert_int_equal(f.count, 5);
+	assert_int_equal(f.since, 1000);
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_WARN, false, 2000 + REGENT_FAILURE_REMIND_MS, &remind),
+	                 REGENT_LOG_DEBUG);
+	assert_false(remind);
+	/* an error is a new cause: logged, and so is another error after it */
+	uint64_t t = 3000 + REGENT_FAILURE_REMIND_MS;
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_ERROR, false, t, &remind), REGENT_LOG_ERROR);
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_ERROR, false, t + 1, &remind), REGENT_LOG_ERROR);
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_ERROR, true, t + 2, &remind), REGENT_LOG_DEBUG);
+	/* a warning after the error is logged (the part's cause changed) */
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_WARN, false, t + 3, &remind), REGENT_LOG_WARN);
+	assert_int_equal(H->failure_note(&f, true, REGENT_LOG_WARN, false, t + 4, &remind), REGENT_LOG_DEBUG);
+	/* the part worked again: the next failure is a new one */
+	assert_int_equal(H->failure_note(&f, false, REGENT_LOG_WARN, false, t + 10, &remind),
+	                 REGENT_LOG_WARN);
+	assert_int_equal(f.count, 1);
+	assert_int_equal(f.since, t + 10);
+}
+
 static void test_health_report(void **state)
 {
 	(void)state;
@@ -749,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_address),
 		cmocka_unit_test_setup_teardown(test_cfg_address, helpers_setup, helpers_teardown),
 		cmocka_unit_test(test_health_report),
+		cmocka_unit_test(test_failure_note),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 9
+#define REGENT_ABI_MINOR 10
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.
@@ -265,6 +265,16 @@ typedef struct regent_backoff {
 	uint64_t max_ms;     /* cap (default 30000 when 0) */
 	uint64_t current_ms; /* state: 0 = next delay is initial_ms */
 } regent_backoff;
+
+/* A part of a plugin that keeps failing (a daemon away, retried), as
+ * host->failure_note (ABI 1.10) logs it; the plugin owns it, zeroed to
+ * start.  Frozen for major 1, like regent_backoff. */
+typedef struct regent_failure {
+	uint64_t since; /* its first failure (host->now_ms) */
+	uint64_t said;  /* when it was last logged at its level */
+	regent_log_level level; /* that level */
+	unsigned count; /* failures since `since`, the first included */
+} regent_failure;
 
 /* ------------------------------------------------------------------ */
 /* The host table                                                     */
@@ -1030,6 +1040,26 @@ typedef struct regent_host {
 	 * snapshot without any (what every sink got before 1.9: a first
 	 * catalog waits for every service), then every snapshot. */
 	void (*catalog_want_unknown)(regent_ctx *ctx);
+
+	/* ---- ABI 1.10 ---- */
+
+	/* One warning for an outage, not one per retry.  Call it at each
+	 * failure of a part of the plugin, before logging it: ongoing says the
+	 * part had failed already and not worked since, same_text that this
+	 * failure reads as the last one.  Returns the level to log this one at
+	 * and counts it in *f:
+	 *  - a first failure (ongoing false): level, *f started anew at now_ms;
+	 *  - a quiet repeat (the same text, or a warning after a warning: the
+	 *    same daemon away, through another address): REGENT_LOG_DEBUG, but
+	 *    once a minute since it was last said the level it was said at,
+	 *    with *remind set (add how long and how many: f->since, f->count);
+	 *  - anything else (another text at error level, any after an error):
+	 *    level.
+	 * When the part works again, f->since and f->count say how long it
+	 * failed and how often ("... works again after 8.9 s and 17
+	 * failures"). */
+	regent_log_level (*failure_note)(regent_failure *f, bool ongoing, regent_log_level level,
+	                                 bool same_text, uint64_t now_ms, bool *remind);
 } regent_host;
 
 /* host->validate_purpose (ABI 1.6). */

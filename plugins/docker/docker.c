@@ -247,10 +247,20 @@ static void fail(state *st, const char *fmt, ...)
 	st->ph = PH_WAIT;
 	st->failures++;
 	uint64_t delay = st->h->backoff_next(&st->bo);
-	st->h->log(st->ctx, REGENT_LOG_WARN, "%s; docker at %s: retrying in %llu ms (keeping %zu "
+	/* One warning for an outage: the retries at debug level, a reminder a
+	 * minute; the resync says how long it lasted. */
+	bool remind;
+	uint64_t now = st->h->now_ms();
+	regent_log_level at =
+	        st->h->failure_note(&st->fail_log, st->failing, REGENT_LOG_WARN, false, now, &remind);
+	char since[96] = "";
+	if (remind)
+		snprintf(since, sizeof since, "failing for %llu s, %u failures; ",
+		         (unsigned long long)((now - st->fail_log.since) / 1000), st->fail_log.count);
+	st->h->log(st->ctx, at, "%s; docker at %s: retrying in %llu ms (%skeeping %zu "
 	           "known containers until the next full listing, except those whose "
 	           "process exits meanwhile)", msg, st->socket,
-	           (unsigned long long)delay, st->nctrs);
+	           (unsigned long long)delay, since, st->nctrs);
 	char reason[600];
 	snprintf(reason, sizeof reason, "docker at %s: %s", st->socket, msg);
 	st->h->set_health(st->ctx, false, reason);
@@ -381,9 +391,16 @@ static void sync_done(state *st)
 	h->local_resync_end(st->ctx);
 	if (st->m_resyncs)
 		h->metric_add(st->m_resyncs, 1);
+	char after[96] = "";
+	if (st->failing) {
+		uint64_t took = h->now_ms() - st->fail_log.since;
+		snprintf(after, sizeof after, " after %llu.%llu s and %u failure%s",
+		         (unsigned long long)(took / 1000), (unsigned long long)(took % 1000 / 100),
+		         st->fail_log.count, st->fail_log.count == 1 ? "" : "s");
+	}
 	h->log(st->ctx, st->failing || !st->synced_once ? REGENT_LOG_INFO : REGENT_LOG_DEBUG,
-	       "%s docker at %s: %zu running container%s, %zu instance%s up",
-	       st->synced_once ? "resynced with" : "synced with", st->socket, st->nctrs,
+	       "%s docker at %s%s: %zu running container%s, %zu instance%s up",
+	       st->synced_once ? "resynced with" : "synced with", st->socket, after, st->nctrs,
 	       st->nctrs == 1 ? "" : "s", ninst, ninst == 1 ? "" : "s");
 	st->synced_once = true;
 	st->failing = false;

@@ -82,6 +82,7 @@ struct state {
 	size_t seen_next;
 	bool synced_once, failing;
 	unsigned failures;
+	regent_failure fail_log; /* how the current outage was logged (host->failure_note) */
 	regent_metric *m_events, *m_resyncs, *m_errors, *m_containers, *m_skipped, *m_reconnects;
 	regent_metric *m_checks, *m_check_fail;
 	size_t nchecks; /* checkers alive */

@@ -76,7 +76,7 @@ void health_refresh(etcd *e)
 }
 
 /* A part of the plugin failed: mark it unhealthy with this reason and log
- * it, a repeat quietly (etcd_failure_note: one warning for a registry away,
+ * it, a repeat quietly (host->failure_note: one warning for a registry away,
  * however many retries and members, and a reminder a minute); comp_ok says
  * when it works again. */
 void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
@@ -86,11 +86,11 @@ void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	etcd_failure *f = &e->failure[comp];
+	regent_failure *f = &e->failure[comp];
 	uint64_t now = e->h->now_ms();
 	bool same = e->err[comp] && strcmp(e->err[comp], msg) == 0;
 	bool remind;
-	regent_log_level at = etcd_failure_note(f, e->err[comp] != NULL, level, same, now, &remind);
+	regent_log_level at = e->h->failure_note(f, e->err[comp] != NULL, level, same, now, &remind);
 	/* logged as the health reason reads ("<component>: <msg>"), so the
 	 * core says "unhealthy (the warning above)" instead of repeating it */
 	if (remind)
@@ -109,7 +109,7 @@ void comp_ok(etcd *e, int comp)
 {
 	e->quiet_refusals = 0;
 	if (e->err[comp]) {
-		const etcd_failure *f = &e->failure[comp];
+		const regent_failure *f = &e->failure[comp];
 		uint64_t took = e->h->now_ms() - f->since;
 		e->h->log(e->ctx, REGENT_LOG_INFO, "%s works again (through %s) after %llu.%llu s and %u failure%s",
 		          comp_names[comp], cur_ep(e), (unsigned long long)(took / 1000),

@@ -235,7 +235,7 @@ typedef struct etcd {
 
 	/* health */
 	char *err[COMP_N];
-	etcd_failure failure[COMP_N]; /* how each part's failure was logged (comp_fail, comp_ok) */
+	regent_failure failure[COMP_N]; /* how each part's failure was logged (comp_fail, comp_ok) */
 	char *note;             /* healthy, but worth saying (an empty prefix) */
 	regent_http_req *v2req; /* the v2 look-up behind the empty-prefix note */
 

@@ -696,28 +696,3 @@ bool etcd_txn_header_fields(const char *body, size_t len, int64_t *rev, int64_t 
 	}
 	return have_rev && have_term;
 }
-
-/* ---- failures, as logged ---- */
-
-regent_log_level etcd_failure_note(etcd_failure *f, bool ongoing, regent_log_level level,
-                                   bool same_text, uint64_t now, bool *remind)
-{
-	*remind = false;
-	if (!ongoing) {
-		*f = (etcd_failure){.since = now, .said = now, .level = level, .count = 1};
-		return level;
-	}
-	f->count++;
-	bool quiet = same_text || (level == REGENT_LOG_WARN && f->level == REGENT_LOG_WARN);
-	if (!quiet) {
-		f->said = now;
-		f->level = level;
-		return level;
-	}
-	if (now - f->said >= ETCD_REMIND_MS) {
-		f->said = now;
-		*remind = true;
-		return f->level;
-	}
-	return REGENT_LOG_DEBUG;
-}

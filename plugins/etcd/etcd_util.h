@@ -129,26 +129,4 @@ bool etcd_wev_equal(const etcd_wev *a, const etcd_wev *b);
  * for n / 4 * 3 + 3 bytes plus a NUL.  Returns false on a foreign byte. */
 bool etcd_b64_decode(const char *s, size_t n, char *out, size_t *outlen);
 
-/* How a part of the plugin (registration, discovery, auth) logs its
- * failures: one failure at its level, then, while the part keeps failing,
- * a quiet repeat (the same text, or another text at warning level after a
- * warning: a registry away, each retry through another member and port) at
- * debug level, with a reminder at the failure's level every
- * ETCD_REMIND_MS.  Another text at error level, or any after an error, is
- * logged when it comes. */
-#define ETCD_REMIND_MS 60000
-typedef struct etcd_failure {
-	uint64_t since, said;    /* its first failure; when it was last logged at its level */
-	regent_log_level level;  /* the level it was logged at */
-	unsigned count;          /* failures since `since` */
-} etcd_failure;
-
-/* Records a failure at now (ms), the first of a new one unless the part was
- * failing already (ongoing), worded as before (same_text) or not, and
- * returns the level to log it at (REGENT_LOG_DEBUG for a quiet repeat);
- * *remind is set when this is the reminder (the caller adds how long and
- * how many). */
-regent_log_level etcd_failure_note(etcd_failure *f, bool ongoing, regent_log_level level,
-                                   bool same_text, uint64_t now, bool *remind);
-
 #endif

@@ -59,11 +59,15 @@ echo "regent: $(grep -o 'watching the processes of .*' "$LOG" | head -n 1)" >&2
 check "while dockerd is down: nothing else deregistered" \
     bash -c "! grep '^deregister' '$H_TMP/r1.store' | grep -v '/$(s12 "$id_gone")/'"
 check "retries are logged with their cause" grep -qE 'listing containers: .*(connect|Connection refused|No such file).*retrying in [0-9]+ ms' "$LOG"
+check "one warning for the outage, the retries at debug level" bash -c \
+    "[[ \$(grep -cE 'warn: source docker: .*retrying in' '$LOG') -eq 1 && \$(grep -cE 'debug: source docker: .*retrying in' '$LOG') -ge 1 ]]"
 dockerd_restart d1 || { check "dockerd restarted" false; harness_summary; exit 1; }
 dl_events_start
 dk rm -f rm1 >/dev/null
 id_new1=$(run_whoami new1 ${P18405})
 check "resynced after the dockerd restart" wait_for --timeout 10 bash -c "[[ \$(grep -c 'resynced with docker' '$LOG') -gt $n0 ]]"
+check "the resync says how long the outage lasted" \
+    grep -qE "resynced with docker at .* after [0-9]+\.[0-9] s and [0-9]+ failures?: " "$LOG"
 check "the new container is registered" wait_for --timeout 5 store_has r1 "^register $NODE/$(s12 "$id_new1")/${P18405} "
 sleep 0.5
 check_eq "after dockerd kill+restart: local set matches docker ps" "$(expected_ids)" "$(local_ids r1)"

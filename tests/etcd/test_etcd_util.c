@@ -459,47 +459,6 @@ static void test_txn_header(void **st)
 	}
 }
 
-/* A registry away: one warning, the retries (each worded anew) at debug, a
- * reminder a minute; an error is logged when it comes, as is another error. */
-static void test_failure_note(void **state)
-{
-	(void)state;
-	etcd_failure f = {0};
-	bool remind = true;
-	assert_int_equal(etcd_failure_note(&f, false, REGENT_LOG_WARN, false, 1000, &remind), REGENT_LOG_WARN);
-	assert_false(remind);
-	assert_int_equal(f.since, 1000);
-	assert_int_equal(f.count, 1);
-	/* other texts at warning level, then the same text: quiet */
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_WARN, false, 2000, &remind), REGENT_LOG_DEBUG);
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_WARN, true, 3000, &remind), REGENT_LOG_DEBUG);
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_WARN, false, 1000 + ETCD_REMIND_MS - 1, &remind),
-	                 REGENT_LOG_DEBUG);
-	assert_false(remind);
-	/* a minute after it was said: the reminder, at its level; then quiet again */
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_WARN, false, 1000 + ETCD_REMIND_MS, &remind),
-	                 REGENT_LOG_WARN);
-	assert_true(remind);
-	assert_int_equal(f.count, 5);
-	assert_int_equal(f.since, 1000);
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_WARN, false, 2000 + ETCD_REMIND_MS, &remind),
-	                 REGENT_LOG_DEBUG);
-	assert_false(remind);
-	/* an error is a new cause: logged, and so is another error after it */
-	uint64_t t = 3000 + ETCD_REMIND_MS;
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_ERROR, false, t, &remind), REGENT_LOG_ERROR);
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_ERROR, false, t + 1, &remind), REGENT_LOG_ERROR);
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_ERROR, true, t + 2, &remind), REGENT_LOG_DEBUG);
-	/* a warning after the error is logged (the part's cause changed) */
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_WARN, false, t + 3, &remind), REGENT_LOG_WARN);
-	assert_int_equal(etcd_failure_note(&f, true, REGENT_LOG_WARN, false, t + 4, &remind), REGENT_LOG_DEBUG);
-	/* the part worked again: the next failure is a new one */
-	assert_int_equal(etcd_failure_note(&f, false, REGENT_LOG_WARN, false, t + 10, &remind),
-	                 REGENT_LOG_WARN);
-	assert_int_equal(f.count, 1);
-	assert_int_equal(f.since, t + 10);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -512,7 +471,6 @@ int main(void)
 		cmocka_unit_test(test_scan_watch_buf),
 		cmocka_unit_test(test_scan_range),
 		cmocka_unit_test(test_b64),
-		cmocka_unit_test(test_failure_note),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
