@@ -67,7 +67,7 @@ done
 check "regent contains no test-only plugin" bash -c "! grep -E '/(test[a-z]*|broken_[a-z]*|synthsource|[a-z]+_[a-z]+)\.so$' '$T/regent.list'"
 check "regent's plugins are all in ${multiarch}/regent/plugins" bash -c "! grep '\.so$' '$T/regent.list' | grep -v '^/usr/lib/$multiarch/regent/plugins/'"
 check "regent.ini is a conffile" grep -qx /etc/regent/regent.ini <(dpkg-deb -f "$DEB" Conffiles 2>/dev/null; dpkg-deb --ctrl-tarfile "$DEB" | tar -xOf - ./conffiles)
-for f in /usr/include/regent/plugin.h "/usr/lib/$multiarch/pkgconfig/regent-plugin.pc" \
+for f in /usr/include/regent/plugin.h /usr/include/regent/plugin_host.h "/usr/lib/$multiarch/pkgconfig/regent-plugin.pc" \
 	"/usr/lib/$multiarch/cmake/regent/regentConfig.cmake" "/usr/lib/$multiarch/cmake/regent/regentConfigVersion.cmake" \
 	/usr/share/doc/regent-dev/examples/jsonfile/jsonfile.c /usr/share/doc/regent-dev/examples/jsonfile/Makefile \
 	/usr/share/doc/regent-dev/examples/jsonfile/CMakeLists.txt \

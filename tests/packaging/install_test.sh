@@ -35,6 +35,8 @@ check "the unit's reload checks the same file" \
 check "the shipped regent.ini names itself and the installed docs" \
 	bash -c "head -1 '$R$CONFIG' | grep -qxF '; $CONFIG - regent'\''s configuration (regent.ini(5)).' && grep -qF '$PREFIX/share/doc/regent/NAME.md' '$R$CONFIG'"
 check "plugin.h installed, identical to the source" cmp -s "$R$PREFIX/include/regent/plugin.h" "$REGENT_SOURCE_DIR/include/regent/plugin.h"
+check "plugin_host.h (the host table, which plugin.h includes) installed, identical to the source" \
+    cmp -s "$R$PREFIX/include/regent/plugin_host.h" "$REGENT_SOURCE_DIR/include/regent/plugin_host.h"
 check "regent-plugin.pc installed" [ -f "$R$PREFIX/$LIBDIR/pkgconfig/regent-plugin.pc" ]
 check "CMake package config installed" [ -f "$R$PREFIX/$LIBDIR/cmake/regent/regentConfig.cmake" -a -f "$R$PREFIX/$LIBDIR/cmake/regent/regentConfigVersion.cmake" ]
 check "regent.ini installed in sysconfdir" [ -f "$R$CONFIG" ]
@@ -190,6 +192,7 @@ abi_build() { # NAME MAJOR MINOR [CPPFLAGS]: the example built against a patched
 	sed -e "s/^#define REGENT_ABI_MAJOR .*/#define REGENT_ABI_MAJOR $2/" \
 	    -e "s/^#define REGENT_ABI_MINOR .*/#define REGENT_ABI_MINOR $3/" \
 		"$R$PREFIX/include/regent/plugin.h" >"$d/include/regent/plugin.h"
+	cp "$R$PREFIX/include/regent/plugin_host.h" "$d/include/regent/"
 	grep -q "^#define REGENT_ABI_MAJOR $2\$" "$d/include/regent/plugin.h" || return 1
 	cp "$T/jsonfile/jsonfile.c" "$T/jsonfile/Makefile" "$d/src/"
 	make -C "$d/src" CPPFLAGS="-I$d/include ${4:-}" >"$d/make.log" 2>&1 || { cat "$d/make.log"; return 1; }
