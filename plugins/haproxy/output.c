@@ -44,6 +44,7 @@ struct hx_output {
 	/* the job's outcome (set on the pool, read on the loop) */
 	int err;
 	const char *what; /* the step that failed */
+	const char *file; /* the file it was on (path or tmp) */
 	uint64_t moved;   /* bytes copied into old: 0 when under the limit */
 };
 
@@ -63,81 +64,74 @@ static int write_all(int fd, const char *buf, size_t n)
 	return 0;
 }
 
+/* The job's failure: the step, the file it was on, the cause. */
+static void failed(hx_output *o, const char *what, const char *file, int err)
+{
+	o->what = what;
+	o->file = file;
+	o->err = err;
+}
+
 /* On the pool: stat, and past the limit copy, truncate, rename. */
 static void job(uv_work_t *w)
 {
 	hx_output *o = w->data;
 	o->err = 0;
-	o->what = NULL;
 	o->moved = 0;
 	int in = open(o->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (in < 0) {
-		if (errno != ENOENT) { /* not written yet: nothing to do */
-			o->err = -errno;
-			o->what = "open";
-		}
+		if (errno != ENOENT) /* not written yet: nothing to do */
+			failed(o, "open", o->path, -errno);
 		return;
 	}
 	struct stat st;
 	if (fstat(in, &st) < 0) {
-		o->err = -errno;
-		o->what = "stat";
+		failed(o, "stat", o->path, -errno);
 		close(in);
 		return;
 	}
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size <= o->max) {
-		if (!S_ISREG(st.st_mode)) {
-			o->err = -EINVAL;
-			o->what = "trim (not a regular file)";
-		}
+		if (!S_ISREG(st.st_mode))
+			failed(o, "trim (not a regular file)", o->path, -EINVAL);
 		close(in);
 		return;
 	}
 	int out = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (out < 0) {
-		o->err = -errno;
-		o->what = "create";
+		failed(o, "create", o->tmp, -errno);
 		close(in);
 		return;
 	}
 	char buf[32768];
 	off_t off = 0;
-	int err = 0;
+	int err;
 	for (;;) { /* to the end as it is now, however much it grew meanwhile */
 		ssize_t n = pread(in, buf, sizeof(buf), off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			err = -errno;
-			o->what = "read";
+			failed(o, "read", o->path, -errno);
 			break;
 		}
 		if (n == 0)
 			break;
 		if ((err = write_all(out, buf, (size_t)n)) < 0) {
-			o->what = "write";
+			failed(o, "write", o->tmp, err);
 			break;
 		}
 		off += n;
 	}
-	if (!err && ftruncate(in, 0) < 0) {
-		err = -errno;
-		o->what = "truncate";
-	}
-	if (close(out) < 0 && !err) {
-		err = -errno;
-		o->what = "write";
-	}
+	if (!o->err && ftruncate(in, 0) < 0)
+		failed(o, "truncate", o->path, -errno);
+	if (close(out) < 0 && !o->err)
+		failed(o, "write", o->tmp, -errno);
 	close(in);
-	if (!err && rename(o->tmp, o->old) < 0) {
-		err = -errno;
-		o->what = "rename";
-	}
-	if (err)
+	if (!o->err && rename(o->tmp, o->old) < 0)
+		failed(o, "rename", o->tmp, -errno);
+	if (o->err)
 		unlink(o->tmp);
 	else
 		o->moved = (uint64_t)off;
-	o->err = err;
 }
 
 static void free_now(hx_output *o)
@@ -163,10 +157,7 @@ static void job_done(uv_work_t *w, int status)
 			o->h->log(o->ctx, REGENT_LOG_WARN,
 			          "haproxy's output %s: cannot keep it within output_max_size (%llu bytes): "
 			          "cannot %s %s: %s; tried again every %llu %s",
-			          o->path, (unsigned long long)o->max, o->what,
-			          strcmp(o->what, "create") == 0 || strcmp(o->what, "rename") == 0 ? o->tmp
-			                                                                           : o->path,
-			          strerror(-o->err),
+			          o->path, (unsigned long long)o->max, o->what, o->file, strerror(-o->err),
 			          (unsigned long long)(o->every_ms % 1000 ? o->every_ms : o->every_ms / 1000),
 			          o->every_ms % 1000 ? "ms" : "s");
 		o->warned = true;
