@@ -709,9 +709,6 @@ static void test_health_parts(void **state)
 	assert_null(c->health_note);
 }
 
-/* /healthz (report.c, jansson): one entry per section, reasons and notes
- * escaped as JSON, text that is not UTF-8 written \xNN, "ok" false when
- * one plugin is unhealthy, the refused reload's note at the top. */
 /* host->failure_note (ABI 1.10): a daemon away is one warning, the retries
  * (each worded anew) at debug, a reminder a minute; an error is logged when
  * it comes, as is another error. */
@@ -754,6 +751,9 @@ static void test_failure_note(void **state)
 	assert_int_equal(f.since, t + 10);
 }
 
+/* /healthz (report.c, jansson): one entry per section, reasons and notes
+ * escaped as JSON, text that is not UTF-8 written \xNN, "ok" false when
+ * one plugin is unhealthy, the refused reload's note at the top. */
 static void test_health_report(void **state)
 {
 	(void)state;
