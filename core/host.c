@@ -855,6 +855,8 @@ const regent_host regent_host_table = {
 	.catalog_want_unknown = h_catalog_want_unknown,
 	/* ABI 1.10 */
 	.failure_note = regent_failure_note,
+	/* ABI 1.11 */
+	.failure_text = regent_failure_text,
 };
 
 /* ---- contexts ---- */

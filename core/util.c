@@ -131,6 +131,15 @@ regent_log_level regent_failure_note(regent_failure *f, bool ongoing, regent_log
 	return REGENT_LOG_DEBUG;
 }
 
+const char *regent_failure_text(const regent_failure *f, uint64_t now, char *buf, size_t size)
+{
+	uint64_t took = now > f->since ? now - f->since : 0;
+	if (size)
+		snprintf(buf, size, "%llu.%llu s and %u failure%s", (unsigned long long)(took / 1000),
+		         (unsigned long long)(took % 1000 / 100), f->count, f->count == 1 ? "" : "s");
+	return buf;
+}
+
 /* ---- base64 (RFC 4648, with padding) ---- */
 
 static const char b64chars[] =

@@ -27,6 +27,8 @@ void regent_backoff_reset(regent_backoff *b);
 #define REGENT_FAILURE_REMIND_MS 60000
 regent_log_level regent_failure_note(regent_failure *f, bool ongoing, regent_log_level level,
                                      bool same_text, uint64_t now, bool *remind);
+/* host->failure_text (ABI 1.11): "8.9 s and 17 failures". */
+const char *regent_failure_text(const regent_failure *f, uint64_t now, char *buf, size_t size);
 char *regent_base64_encode(const void *data, size_t len);
 void *regent_base64_decode(const char *text, size_t *len);
 /* Strict numbers (no sign, blank, base prefix, exponent or trailing byte):

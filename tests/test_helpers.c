@@ -96,7 +96,14 @@ char *slurp(const char *path)
 static void test_abi(void **state)
 {
 	(void)state;
-	assert_int_equal(H->abi_minor, 10);
+	assert_int_equal(H->abi_minor, 11);
+	assert_true(REGENT_HOST_HAS(H, failure_text));
+	assert_non_null(H->failure_text);
+	/* A 1.10 core's table ends at failure_note: failure_text lies past it. */
+	regent_host v110 = *H;
+	v110.size = offsetof(regent_host, failure_note) + sizeof(v110.failure_note);
+	assert_true(REGENT_HOST_HAS(&v110, failure_note));
+	assert_false(REGENT_HOST_HAS(&v110, failure_text));
 	assert_true(REGENT_HOST_HAS(H, failure_note));
 	assert_non_null(H->failure_note);
 	/* A 1.9 core's table ends at catalog_want_unknown: failure_note lies past it. */
@@ -751,6 +758,29 @@ static void test_failure_note(void **state)
 	assert_int_equal(f.since, t + 10);
 }
 
+/* host->failure_text (ABI 1.11): how long and how often, tenths of a
+ * second, "failure" once; cut short (NUL-terminated) in a small buffer. */
+static void test_failure_text(void **state)
+{
+	(void)state;
+	char buf[48];
+	regent_failure f = {.since = 1000, .count = 1};
+	assert_ptr_equal(H->failure_text(&f, 1000, buf, sizeof buf), buf);
+	assert_string_equal(buf, "0.0 s and 1 failure");
+	f.count = 17;
+	assert_string_equal(H->failure_text(&f, 9999, buf, sizeof buf), "8.9 s and 17 failures");
+	f.count = 4294967295u;
+	f.since = 0;
+	H->failure_text(&f, UINT64_MAX, buf, sizeof buf);
+	assert_string_equal(buf, "18446744073709551.6 s and 4294967295 failures");
+	/* a clock read before since (never by the host's now_ms): 0 s, not a wrap */
+	f = (regent_failure){.since = 5000, .count = 2};
+	assert_string_equal(H->failure_text(&f, 4000, buf, sizeof buf), "0.0 s and 2 failures");
+	char small[8];
+	assert_string_equal(H->failure_text(&f, 7000, small, sizeof small), "2.0 s a");
+	assert_ptr_equal(H->failure_text(&f, 7000, small, 0), small);
+}
+
 /* /healthz (report.c, jansson): one entry per section, reasons and notes
  * escaped as JSON, text that is not UTF-8 written \xNN, "ok" false when
  * one plugin is unhealthy, the refused reload's note at the top. */
@@ -799,6 +829,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cfg_address, helpers_setup, helpers_teardown),
 		cmocka_unit_test(test_health_report),
 		cmocka_unit_test(test_failure_note),
+		cmocka_unit_test(test_failure_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 #define REGENT_ABI_MAJOR 1
-#define REGENT_ABI_MINOR 10
+#define REGENT_ABI_MINOR 11
 
 /* The oldest minor of REGENT_ABI_MAJOR this plugin needs (ABI 1.4): define
  * it before including this header to load into older cores too, e.g.

@@ -795,6 +795,16 @@ typedef struct regent_host {
 	 * failures"). */
 	regent_log_level (*failure_note)(regent_failure *f, bool ongoing, regent_log_level level,
 	                                 bool same_text, uint64_t now_ms, bool *remind);
+
+	/* ---- ABI 1.11 ---- */
+
+	/* How long the failure *f has lasted at now_ms and how often, in the
+	 * words every plugin uses: "8.9 s and 17 failures" ("1 failure"),
+	 * tenths of a second, for a reminder ("... (still failing after %s)")
+	 * and for the part's end ("... works again after %s").  Writes at
+	 * most size bytes into buf, NUL included (cut short when it does not
+	 * fit; 48 bytes always do), and returns buf. */
+	const char *(*failure_text)(const regent_failure *f, uint64_t now_ms, char *buf, size_t size);
 } regent_host;
 
 /* host->validate_purpose (ABI 1.6). */

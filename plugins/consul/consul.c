@@ -82,6 +82,30 @@ void consul_update_health(consul *c)
 	c->h->health_part(c->ctx, "discovery", !c->disc_failing, c->disc_problem);
 }
 
+void consul_outage_note(consul *c, regent_failure *f, bool ongoing, regent_log_level level,
+                        const char *msg, const char *then)
+{
+	uint64_t now = c->h->now_ms();
+	bool remind;
+	/* Any failure at the level the outage was told at repeats it (the
+	 * texts name each registration or service): only a new level is news. */
+	regent_log_level at =
+	        c->h->failure_note(f, ongoing, level, ongoing && f->level == level, now, &remind);
+	char took[48];
+	if (remind)
+		c->h->log(c->ctx, at, "%s; %s (still failing after %s)", msg, then,
+		          c->h->failure_text(f, now, took, sizeof took));
+	else
+		c->h->log(c->ctx, at, "%s; %s", msg, then);
+}
+
+void consul_outage_end(consul *c, const regent_failure *f, const char *what)
+{
+	char took[48];
+	c->h->log(c->ctx, REGENT_LOG_INFO, "%s again after %s", what,
+	          c->h->failure_text(f, c->h->now_ms(), took, sizeof took));
+}
+
 regent_http_req *consul_send(consul *c, const char *method, const char *path,
                                  const char *body, uint64_t timeout_ms,
                                  regent_http_done_cb cb, void *arg, int *err)

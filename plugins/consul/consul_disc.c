@@ -66,13 +66,13 @@ static void pump_reads(consul *c);
 
 static void disc_problem(consul *c, bool *failing, regent_log_level level, const char *msg)
 {
-	bool first = c->disc_failing == 0;
+	bool ongoing = c->disc_failing > 0;
 	if (!*failing) {
 		*failing = true;
 		c->disc_failing++;
 	}
-	c->h->log(c->ctx, first ? level : REGENT_LOG_DEBUG, "%s; keeping the last catalog, retrying",
-	          msg);
+	consul_outage_note(c, &c->disc_outage, ongoing, level, msg,
+	                   "keeping the last catalog, retrying");
 	snprintf(c->disc_problem, sizeof(c->disc_problem), "%s", msg);
 	consul_update_health(c);
 }
@@ -84,7 +84,9 @@ static void disc_ok(consul *c, bool *failing)
 	*failing = false;
 	c->disc_failing--;
 	if (c->disc_failing == 0) {
-		c->h->log(c->ctx, REGENT_LOG_INFO, "reading the catalog from %s again", c->shown);
+		char what[300];
+		snprintf(what, sizeof what, "reading the catalog from %s", c->shown);
+		consul_outage_end(c, &c->disc_outage, what);
 		consul_update_health(c);
 	}
 }

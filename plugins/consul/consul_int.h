@@ -147,6 +147,7 @@ struct consul {
 	size_t relist_n;         /* registered again since the last log line */
 	char *relist_why;        /* the first lost check's instance id */
 	size_t reg_failing;
+	regent_failure reg_outage; /* since the side first failed (consul_outage_note) */
 	regent_backoff reg_bo;
 	uv_timer_t *pass_timer, *retry_timer, *list_timer, *adopt_timer;
 	char reg_problem[320];
@@ -185,6 +186,7 @@ struct consul {
 	bool first_armed;        /* the bound started (the list and the checks were read) */
 	bool first_expired;      /* the bound passed: services not read yet go as unknown */
 	size_t disc_failing;
+	regent_failure disc_outage;
 	char disc_problem[320];
 	/* the state file (consul_state.c) */
 	char *state_path;  /* NULL: no usable state_dir */
@@ -212,6 +214,14 @@ enum { M_REGISTER, M_DEREGISTER, M_PASS, M_CATALOG, M_HEALTH, M_LIST };
 /* consul.c */
 void consul_count(consul *c, regent_metric **m, int op);
 void consul_update_health(consul *c);
+/* A failure of one side (registration or discovery), logged as "MSG; THEN"
+ * at the level host->failure_note gives it: one line for an outage,
+ * repeats at debug, a reminder a minute.  ongoing: the side had failed and
+ * not worked since.  consul_outage_end logs WHAT "again after 8.9 s and 17
+ * failures" when the side works again. */
+void consul_outage_note(consul *c, regent_failure *f, bool ongoing, regent_log_level level,
+                        const char *msg, const char *then);
+void consul_outage_end(consul *c, const regent_failure *f, const char *what);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
 /* http_describe, or for an answer over max_response_size the setting to

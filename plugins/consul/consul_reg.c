@@ -123,6 +123,13 @@ static void schedule_retry(consul *c)
 	uv_timer_start(c->retry_timer, on_retry, d, 0);
 }
 
+static void reg_works_again(consul *c)
+{
+	char what[300];
+	snprintf(what, sizeof what, "Consul agent at %s accepts requests", c->shown);
+	consul_outage_end(c, &c->reg_outage, what);
+}
+
 /* A registration-side request failed: retry later, report. */
 static void reg_fail(consul *c, reg *r, regent_log_level level, const char *fmt, ...)
 	REGENT_PRINTF(4, 5);
@@ -133,14 +140,13 @@ static void reg_fail(consul *c, reg *r, regent_log_level level, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	bool first = c->reg_failing == 0;
+	bool ongoing = c->reg_failing || c->list_failing;
 	if (!r->failed) {
 		r->failed = true;
 		c->reg_failing++;
 	}
 	r->waiting = true;
-	/* One line per outage; the rest at debug level. */
-	c->h->log(c->ctx, first ? level : REGENT_LOG_DEBUG, "%s; retrying", msg);
+	consul_outage_note(c, &c->reg_outage, ongoing, level, msg, "retrying");
 	snprintf(c->reg_problem, sizeof(c->reg_problem), "%s", msg);
 	consul_update_health(c);
 	schedule_retry(c);
@@ -152,9 +158,8 @@ static void reg_ok(consul *c, reg *r)
 	if (r && r->failed) {
 		r->failed = false;
 		c->reg_failing--;
-		if (c->reg_failing == 0) {
-			c->h->log(c->ctx, REGENT_LOG_INFO, "Consul agent at %s accepts requests again",
-			          c->shown);
+		if (c->reg_failing == 0 && !c->list_failing) {
+			reg_works_again(c);
 			consul_update_health(c);
 		}
 	}
@@ -819,8 +824,8 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		snprintf(c->reg_problem, sizeof(c->reg_problem),
 		         "cannot list the services of the Consul agent at %s: %s%s", c->shown, what,
 		         res->status == 403 ? " (ACL: the token is unknown or lacks agent read)" : "");
-		c->h->log(c->ctx, c->list_failing ? REGENT_LOG_DEBUG : REGENT_LOG_WARN, "%s; retrying",
-		          c->reg_problem);
+		consul_outage_note(c, &c->reg_outage, c->reg_failing || c->list_failing, REGENT_LOG_WARN,
+		                   c->reg_problem, "retrying");
 		c->list_failing = true;
 		consul_update_health(c);
 		uv_timer_start(c->list_timer, on_list_timer, c->h->backoff_next(&c->reg_bo), 0);
@@ -829,6 +834,8 @@ static void on_list_done(void *arg, const regent_http_result *res)
 	c->h->backoff_reset(&c->reg_bo);
 	if (c->list_failing) {
 		c->list_failing = false;
+		if (c->reg_failing == 0)
+			reg_works_again(c);
 		consul_update_health(c);
 	}
 	/* What the agent holds is passed from now on.  In a reload the running

@@ -253,10 +253,10 @@ static void fail(state *st, const char *fmt, ...)
 	uint64_t now = st->h->now_ms();
 	regent_log_level at =
 	        st->h->failure_note(&st->fail_log, st->failing, REGENT_LOG_WARN, false, now, &remind);
-	char since[96] = "";
+	char since[96] = "", took[48];
 	if (remind)
-		snprintf(since, sizeof since, "failing for %llu s, %u failures; ",
-		         (unsigned long long)((now - st->fail_log.since) / 1000), st->fail_log.count);
+		snprintf(since, sizeof since, "still failing after %s; ",
+		         st->h->failure_text(&st->fail_log, now, took, sizeof took));
 	st->h->log(st->ctx, at, "%s; docker at %s: retrying in %llu ms (%skeeping %zu "
 	           "known containers until the next full listing, except those whose "
 	           "process exits meanwhile)", msg, st->socket,
@@ -391,13 +391,10 @@ static void sync_done(state *st)
 	h->local_resync_end(st->ctx);
 	if (st->m_resyncs)
 		h->metric_add(st->m_resyncs, 1);
-	char after[96] = "";
-	if (st->failing) {
-		uint64_t took = h->now_ms() - st->fail_log.since;
-		snprintf(after, sizeof after, " after %llu.%llu s and %u failure%s",
-		         (unsigned long long)(took / 1000), (unsigned long long)(took % 1000 / 100),
-		         st->fail_log.count, st->fail_log.count == 1 ? "" : "s");
-	}
+	char after[96] = "", took[48];
+	if (st->failing)
+		snprintf(after, sizeof after, " after %s",
+		         h->failure_text(&st->fail_log, h->now_ms(), took, sizeof took));
 	h->log(st->ctx, st->failing || !st->synced_once ? REGENT_LOG_INFO : REGENT_LOG_DEBUG,
 	       "%s docker at %s%s: %zu running container%s, %zu instance%s up",
 	       st->synced_once ? "resynced with" : "synced with", st->socket, after, st->nctrs,

@@ -93,9 +93,10 @@ void comp_fail(etcd *e, int comp, regent_log_level level, const char *fmt, ...)
 	regent_log_level at = e->h->failure_note(f, e->err[comp] != NULL, level, same, now, &remind);
 	/* logged as the health reason reads ("<component>: <msg>"), so the
 	 * core says "unhealthy (the warning above)" instead of repeating it */
+	char took[48];
 	if (remind)
-		e->h->log(e->ctx, at, "%s: %s (failing for %llu s, %u failures)", comp_names[comp], msg,
-		          (unsigned long long)((now - f->since) / 1000), f->count);
+		e->h->log(e->ctx, at, "%s: %s (still failing after %s)", comp_names[comp], msg,
+		          e->h->failure_text(f, now, took, sizeof took));
 	else
 		e->h->log(e->ctx, at, "%s: %s", comp_names[comp], msg);
 	if (!same) {
@@ -109,11 +110,9 @@ void comp_ok(etcd *e, int comp)
 {
 	e->quiet_refusals = 0;
 	if (e->err[comp]) {
-		const regent_failure *f = &e->failure[comp];
-		uint64_t took = e->h->now_ms() - f->since;
-		e->h->log(e->ctx, REGENT_LOG_INFO, "%s works again (through %s) after %llu.%llu s and %u failure%s",
-		          comp_names[comp], cur_ep(e), (unsigned long long)(took / 1000),
-		          (unsigned long long)(took % 1000 / 100), f->count, f->count == 1 ? "" : "s");
+		char took[48];
+		e->h->log(e->ctx, REGENT_LOG_INFO, "%s works again (through %s) after %s", comp_names[comp],
+		          cur_ep(e), e->h->failure_text(&e->failure[comp], e->h->now_ms(), took, sizeof took));
 		free(e->err[comp]);
 		e->err[comp] = NULL;
 	}

@@ -91,6 +91,21 @@ check "client sees web1 after the restart" wait_for --timeout 15 snapshot_has "$
 check "client sees api1 after the restart" wait_for --timeout 15 snapshot_has "$T/c.sink" "backend-2/api1/80"
 check "backend healthy again" wait_for --timeout 15 grep -q "store consul: healthy" "$(regent_log a)"
 check "client healthy again" wait_for --timeout 15 grep -q "store consul: healthy" "$(regent_log c)"
+# One warning per side for the outage, however many retries (host->failure_note); its end
+# says how long it lasted and how often it failed.
+warns() { grep -cE "(warn|error): store consul: .*$2" "$(regent_log "$1")"; }
+failures() { # NAME WHAT: the failures the outage's end line counts
+	sed -nE "s/^.* info: store consul: $2 again after [0-9]+\.[0-9] s and ([0-9]+) failures?\$/\1/p" \
+		"$(regent_log "$1")" | tail -1
+}
+fa=$(failures a "Consul agent at \S+ accepts requests") fc=$(failures c "reading the catalog from \S+")
+echo "# outage: backend $fa failed requests, client $fc failed reads"
+check "backend: the end of the outage with its length and failures" test -n "$fa"
+check "client: the end of the outage with its length and failures" test -n "$fc"
+check "backend: retried more than once (${fa:-0} failures)" test "${fa:-0}" -ge 2
+check "client: retried more than once (${fc:-0} failures)" test "${fc:-0}" -ge 2
+check_eq "backend: one warning for the outage's registrations" 1 "$(warns a '; retrying$')"
+check_eq "client: one warning for the outage's reads" 1 "$(warns c 'keeping the last catalog, retrying$')"
 if all_snapshots_have "$T/c.sink" "backend-1/web1/80" "$((down_lines + 1))"; then
 	echo "# the client's catalog kept web1 throughout the restart"
 else
