@@ -56,6 +56,13 @@ void hx_update_health(hx *s)
 	};
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
 		s->h->health_part(s->ctx, parts[i].part, parts[i].reason == NULL, parts[i].reason);
+	/* a note, not a failure: haproxy runs, with its own command line */
+	const char *stale = s->sup ? hx_sup_stale(s->sup) : NULL;
+	char note[700];
+	if (stale)
+		snprintf(note, sizeof note, "started with another command line (%.500s): applies when "
+		         "haproxy starts anew", stale);
+	s->h->health_part(s->ctx, "command line", true, stale ? note : NULL);
 }
 
 /* Services left out of the configuration: the metric, and a /healthz note
@@ -108,10 +115,8 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 	switch (ev) {
 	case HX_SUP_READY:
 		s->master_ready = true;
-		if (s->master_err) {
-			hx_set_reason(s, &s->master_err, NULL);
-			hx_update_health(s);
-		}
+		hx_set_reason(s, &s->master_err, NULL);
+		hx_update_health(s); /* and the command line's note, gone after a start */
 		/* Its first start took this instance's complete file, with no
 		 * state file and nothing written into it since: it runs what the
 		 * file says (no need to read 16,000 server states back at 10,000

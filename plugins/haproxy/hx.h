@@ -401,6 +401,10 @@ void hx_sup_hold_restart(hx_sup *s);
 bool hx_sup_busy(const hx_sup *s);
 bool hx_sup_ready(const hx_sup *s);
 long hx_sup_pid(const hx_sup *s);
+/* The adopted master runs another binary or other includes than this
+ * instance would start it with: what differs (NULL: the same, or started
+ * by this instance). */
+const char *hx_sup_stale(const hx_sup *s);
 /* kill: SIGTERM (SIGKILL after 3 s), HX_SUP_STOPPED once gone; returns
  * true when that is pending.  !kill: leaves haproxy running. */
 bool hx_sup_stop(hx_sup *s, bool kill);

@@ -65,6 +65,9 @@ struct hx_sup {
 	bool is_ready, stopping, killing;
 	void (*adopt_done)(void *arg, int result, const char *why);
 	void *adopt_arg;
+	/* The adopted master's command line differs from the one this instance
+	 * starts haproxy with (its binary or includes): what, until a start. */
+	char *stale;
 };
 
 static void sup_log(hx_sup *s, regent_log_level lvl, const char *fmt, ...) REGENT_PRINTF(3, 4);
@@ -260,6 +263,8 @@ static void ready_poll(hx_sup *s, uint64_t first_ms)
 
 static void spawn_now(hx_sup *s)
 {
+	free(s->stale); /* the master it starts runs this instance's command line */
+	s->stale = NULL;
 	char *mopt = s->c.h->xasprintf("%s,mode,600", s->master_socket);
 	char **argv = s->c.h->xcalloc(12 + 2 * s->c.ninclude, sizeof(*argv));
 	size_t n = 0;
@@ -388,11 +393,48 @@ static long read_pid_file(const char *path)
 	return pid;
 }
 
+/* A master's command line, "a" "b" ... as haproxy's reloads run it again
+ * (argv[0] from PATH, every -f in order), against this instance's: NULL
+ * when the binary and the -f files before config_file are the same, else
+ * what differs ("binary haproxy, not /opt/...; includes a.cfg, not a.cfg
+ * b.cfg"), allocated. */
+static char *cmdline_stale(hx_sup *s, const char *buf, size_t n)
+{
+	regent_buffer was = {0}, want = {0};
+	bool same = true;
+	size_t k = 0;
+	for (const char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		const char *next = a + strlen(a) + 1;
+		if (next >= buf + n || strcmp(a, "-f") != 0 || strcmp(next, s->config_file) == 0)
+			continue;
+		s->c.h->buf_printf(&was, "%s%s", was.len ? " " : "", next);
+		same = same && k < s->c.ninclude && strcmp(next, s->c.include[k]) == 0;
+		k++;
+	}
+	same = same && k == s->c.ninclude;
+	bool bin = strcmp(buf, s->bin) == 0;
+	char *out = NULL;
+	if (!same || !bin) {
+		for (size_t i = 0; i < s->c.ninclude; i++)
+			s->c.h->buf_printf(&want, "%s%s", i ? " " : "", s->c.include[i]);
+		out = s->c.h->xasprintf("%s%s%s%s%s%s%s%s%s", bin ? "" : "binary ", bin ? "" : buf,
+		                        bin ? "" : ", not ", bin ? "" : s->bin,
+		                        bin || same ? "" : "; ", same ? "" : "includes ",
+		                        same ? "" : (was.len ? was.data : "none"), same ? "" : ", not ",
+		                        same ? "" : (want.len ? want.data : "none"));
+	}
+	s->c.h->buf_free(&was);
+	s->c.h->buf_free(&want);
+	return out;
+}
+
 /* argv of pid has "-S" "<sock>[,...]" and "-f" "<config_file>", and the
- * pid file it names with "-p" (if any) says pid. */
-static bool cmdline_ours(hx_sup *s, long pid, char *why, size_t whylen)
+ * pid file it names with "-p" (if any) says pid; *stale: what else in it
+ * differs from this instance's (cmdline_stale). */
+static bool cmdline_ours(hx_sup *s, long pid, char *why, size_t whylen, char **stale)
 {
 	char path[64], buf[8192];
+	*stale = NULL;
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -427,6 +469,8 @@ static bool cmdline_ours(hx_sup *s, long pid, char *why, size_t whylen)
 	}
 	if (!sock || !file)
 		snprintf(why, whylen, "its command line has no %s", !file ? "-f <config_file>" : "-S <master_socket>");
+	else
+		*stale = cmdline_stale(s, buf, (size_t)n);
 	return sock && file;
 }
 
@@ -441,8 +485,10 @@ static int probe_answer(void *arg, int status, const char *out)
 		done(s->adopt_arg, 0, NULL);
 		return 1;
 	}
-	char why[512] = "";
-	cmdline_ours(s, pi.master_pid, why, sizeof(why));
+	char why[512] = "", *stale = NULL;
+	cmdline_ours(s, pi.master_pid, why, sizeof(why), &stale);
+	free(s->stale);
+	s->stale = stale;
 	if (why[0]) {
 		char msg[800];
 		snprintf(msg, sizeof(msg),
@@ -459,6 +505,12 @@ static int probe_answer(void *arg, int status, const char *out)
 	watch(s);
 	sup_log(s, REGENT_LOG_INFO, "adopted the running haproxy (master pid %ld, worker %ld) on %s",
 	        pi.master_pid, pi.worker_pid, s->master_socket);
+	if (s->stale)
+		sup_log(s, REGENT_LOG_WARN,
+		        "the running haproxy (master pid %ld) was started with another command line "
+		        "(%s): its reloads run that one again, so this configuration's binary and "
+		        "includes apply only when haproxy starts anew",
+		        pi.master_pid, s->stale);
 	done(s->adopt_arg, 1, NULL);
 	ready_poll(s, 0);
 	return 1;
@@ -491,6 +543,11 @@ bool hx_sup_ready(const hx_sup *s)
 long hx_sup_pid(const hx_sup *s)
 {
 	return s->pid;
+}
+
+const char *hx_sup_stale(const hx_sup *s)
+{
+	return s->stale;
 }
 
 #define HX_TERM_EVERY_MS 500
@@ -575,6 +632,7 @@ void hx_sup_free(hx_sup *s)
 	s->c.h->timer_close(&s->t_kill);
 	s->c.h->timer_close(&s->t_alive);
 	free(s->bin);
+	free(s->stale);
 	free(s->config_file);
 	free(s->master_socket);
 	free(s->pid_file);
