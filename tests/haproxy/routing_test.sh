@@ -518,21 +518,22 @@ check "regent SIGKILLed: it is gone" wait_for --timeout 10 eval '! daemon_alive 
 check "regent SIGKILLed: its haproxy is left running and serving" web_ok
 L0=$(wc -l < "$LOG")
 # restarted with a state poll of once an hour: its counter does not grow after the first poll;
-# and with an include the running haproxy was not started with: its reloads re-execute its own
-# command line, so the include applies only at haproxy's next start, which regent says (log,
-# /healthz note) instead of letting it pass for applied.
+# and with a binary (the same, through a link) and an include the running haproxy was not
+# started with: its reloads re-execute its own command line, so they apply only at haproxy's
+# next start, which regent says (log, /healthz note) instead of letting them pass for applied.
 printf '# an include added while haproxy runs\n' > "$T/extra.cfg"
-sed 's/^\[sink haproxy\]$/[sink haproxy]\nserver_state_interval = 1h\ninclude = '"${T//\//\\/}"'\/extra.cfg/' \
+ln -s "$(command -v haproxy)" "$T/hxbin"
+sed 's/^\[sink haproxy\]$/[sink haproxy]\nserver_state_interval = 1h\ninclude = '"${T//\//\\/}"'\/extra.cfg\nhaproxy = '"${T//\//\\/}"'\/hxbin/' \
     "$INI" > "$T/slowpoll.ini"
 daemon_start regent "$REGENT_BIN" -c "$T/slowpoll.ini" -p "$REGENT_PLUGIN_DIR"
 check "restart: the haproxy left by the killed regent is adopted" \
     wait_for --timeout 15 grep -q "adopted the running haproxy (master pid $OLD_M" "$LOG"
 check "restart: the include the running haproxy lacks is named (applies at its next start)" \
-    grep -qF "the running haproxy (master pid $OLD_M) was started with another command line (includes none, not $T/extra.cfg)" "$LOG"
+    grep -qF "the running haproxy (master pid $OLD_M) was started with another command line (binary haproxy, not $T/hxbin; includes none, not $T/extra.cfg)" "$LOG"
 if [[ $HAVE_STATS == 1 ]]; then
     check_contains "restart: /healthz notes the command line" \
         "$(http_get "http://127.0.0.1:$P_METRICS/healthz")" \
-        "command line: started with another command line (includes none, not $T/extra.cfg)"
+        "command line: started with another command line (binary haproxy, not $T/hxbin; includes none, not $T/extra.cfg)"
 fi
 check "restart: web answers" wait_for --timeout 20 web_ok
 check_eq "restart: the same master" "$OLD_M" "$(master_cmd "show proc" | awk '$2 == "master" { print $1 }')"
