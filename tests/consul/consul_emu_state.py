@@ -135,11 +135,14 @@ class Emulator(object):
                 continue
             st = CheckState(hc, c.get("ttl", 0.0), c.get("reap_after", 0.0))
             expires = c.get("expires")
+            if st.ttl <= 0 or expires is None or expires <= wall:
+                # Consul's agent (agent.go loadChecks) brings a persisted check back critical
+                # "to avoid placing potentially unhealthy services into the active pool",
+                # whatever its definition's Status; only a TTL check's state that has not
+                # expired yet is restored over that (loadCheckState).
+                hc["Status"] = CRITICAL
+                hc["Output"] = ""
             if st.ttl > 0:
-                if expires is None or expires <= wall:
-                    # persisted state expired: the check comes back as registered
-                    hc["Status"] = c.get("initial_status") or CRITICAL
-                    hc["Output"] = ""
                 st.ttl_deadline = now + st.ttl
             st.initial_status = c.get("initial_status") or CRITICAL
             self.checks[hc["CheckID"]] = st

@@ -9,6 +9,9 @@
 #   consul_test_init                 # harness_init + mode (exits 77 when real is impossible)
 #   agent_start [TOKEN]              # -> $AGENT_PORT, $AGENT_URL (also consul_agent_start:
 #                                    # tests/etcd/lib.sh's agent_start, sourced after, is regent)
+#                                    # AGENT_DATA_DIR=DIR: the agent keeps its services, checks
+#                                    # and check state there across restarts (the emulator's
+#                                    # --state-file DIR/emulator-state.json; -data-dir DIR)
 #   regent_start NAME INI            # daemon "regent-NAME", log $H_TMP/regent-NAME.log
 #   last_snapshot FILE               # the last "apply ... end" block of a testsink file
 set -u
@@ -49,11 +52,13 @@ consul_test_init() {
 agent_start() { consul_agent_start "$@"; }
 consul_agent_start() {
 	AGENT_TOKEN=${1:-}
+	[[ -z "${AGENT_DATA_DIR:-}" ]] || mkdir -p "$AGENT_DATA_DIR" || return 1
 	if [[ $CONSUL_MODE == emulator ]]; then
 		local args=(--http-addr 127.0.0.1 --port "${AGENT_PORT:-0}" --reap-interval 0.3
 		            --min-deregister 1 --check-update-interval 0)
 		[[ -n "$AGENT_TOKEN" ]] && args+=(--acl-token "$AGENT_TOKEN")
 		[[ -n "${EMU_VERBOSE:-}" ]] && args+=(--verbose)   # one log line per request
+		[[ -n "${AGENT_DATA_DIR:-}" ]] && args+=(--state-file "$AGENT_DATA_DIR/emulator-state.json")
 		# shellcheck disable=SC2206
 		[[ -n "${EMU_EXTRA:-}" ]] && args+=($EMU_EXTRA)    # more emulator options
 		local log skip=0
@@ -78,7 +83,8 @@ consul_agent_start() {
 		daemon_start consul consul agent -dev -node regent-test -bind 127.0.0.1 \
 			-client 127.0.0.1 -http-port "$AGENT_PORT" -dns-port -1 -grpc-port -1 \
 			-serf-lan-port "$AGENT_SERF" -serf-wan-port "$AGENT_SERFW" \
-			-server-port "$AGENT_SERVER" ${hcl:+-hcl "$hcl"} || return 1
+			-server-port "$AGENT_SERVER" ${hcl:+-hcl "$hcl"} \
+			${AGENT_DATA_DIR:+-data-dir "$AGENT_DATA_DIR"} || return 1
 	fi
 	AGENT_URL="http://127.0.0.1:$AGENT_PORT"
 	wait_for --timeout 30 agent_ready || return 1

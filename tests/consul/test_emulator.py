@@ -792,6 +792,28 @@ class LifecycleTest(EmulatorTest):
         os.remove(state)
         os.rmdir(tmp)
 
+    def test_state_file_check_whose_ttl_ran_out_comes_back_critical(self):
+        # Consul's agent restores a persisted check critical, whatever the Status it was
+        # registered with, unless its TTL state has not expired (agent.go loadChecks,
+        # loadCheckState).
+        tmp = tempfile.mkdtemp()
+        state = os.path.join(tmp, "state.json")
+        a = self.start_other("--state-file", state)
+        a.register({"ID": "w1", "Name": "web", "Check": {"TTL": "1s", "Status": "passing"}})
+        a.register({"ID": "w2", "Name": "web", "Check": {"TTL": "30s", "Status": "passing"}})
+        a.put("/v1/agent/check/pass/service:w2?note=up")
+        time.sleep(0.3)  # the state file is written within 50 ms of a change
+        os.kill(a.pid, signal.SIGKILL)
+        a.proc.wait(5)
+        time.sleep(1.2)
+        b = self.start_other("--state-file", state)
+        checks = b.get("/v1/agent/checks")[2]
+        self.assertEqual(checks["service:w1"]["Status"], "critical")
+        self.assertEqual((checks["service:w2"]["Status"], checks["service:w2"]["Output"]),
+                         ("passing", "up"))
+        os.remove(state)
+        os.rmdir(tmp)
+
 
 if __name__ == "__main__":
     unittest.main()

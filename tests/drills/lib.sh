@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # tests/drills/lib.sh - what the store drills share (registration_restart.sh, hup_together.sh,
-# client_restart.sh):
+# client_restart.sh, registry_faults.sh, registry_faults_consul.sh...):
 # the store they run against, its section in the agents' configs, the bounded load through the
 # client's haproxy and its count, the client's catalog and metrics.  On top of tests/etcd/lib.sh
 # (regent agents with testsource) and tests/harness/lib.sh (daemons by pid, ports).
@@ -13,7 +13,8 @@
 #   source "$here/lib.sh"              # sets REGENT_* from REGENT_BUILD (default build/)
 #   drill_init                         # harness_init (and the Consul mode)
 #   drill_store_start NAME             # -> $DRILL_ADDR: etcd's endpoint or the agent's URL
-#   drill_store_section [LINE...]      # "[store S]" for $DRILL_ADDR, ttl 10 s, then LINE...
+#   drill_store_section [LINE...]      # "[store S]" for $DRILL_ADDR, ttl $DRILL_STORE_TTL s
+#                                      # (default 10), then LINE...
 #   drill_agent_config NAME [LINE...]  # a backend agent's $H_TMP/NAME.ini (testsource from
 #                                      # $H_TMP/NAME.inst, no sink, stop keeps registrations)
 #   drill_client_ports / drill_client_sinks [LINE...]  # the client's ports and its sinks'
@@ -25,6 +26,8 @@
 #   drill_events_metric / drill_events_name   # the client's store events: etcd's watch
 #                                             # events, Consul's service reads
 #   drill_consul_begin NODE / drill_consul_end  # Consul: what the agent saw meanwhile
+#   drill_webs / drill_web_start / drill_web_line / drill_join / drill_sleep_rest  # backends
+#                                      # w1..wN on 127.0.0.2.., a join, a fault's length
 D_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 D_BUILD=${REGENT_BUILD:-$D_SRC/build}
 export REGENT_SOURCE_DIR=${REGENT_SOURCE_DIR:-$D_SRC}
@@ -60,9 +63,9 @@ drill_store_start() {
 drill_store_section() {
 	local line
 	if [[ $DRILL_STORE == consul ]]; then
-		printf '[store consul]\naddress = %s\nttl = 10s\n' "$DRILL_ADDR"
+		printf '[store consul]\naddress = %s\nttl = %ss\n' "$DRILL_ADDR" "${DRILL_STORE_TTL:-10}"
 	else
-		printf '[store etcd]\nendpoints = %s\nttl = 10\n' "$DRILL_ADDR"
+		printf '[store etcd]\nendpoints = %s\nttl = %s\n' "$DRILL_ADDR" "${DRILL_STORE_TTL:-10}"
 	fi
 	for line in "$@"; do printf '%s\n' "$line"; done
 }
@@ -186,6 +189,49 @@ drill_case_end() {
 	else bad "$name: $failed of $total requests failed${note:+; $note}"; fi
 }
 
+# The backends of a drill with a join (registry_faults, registry_faults_consul): loopback http
+# servers, the I-th on 127.0.0.(I+1):PORT[I], answering "wI" (the caller declares PORT: declare
+# -A PORT); the backend agent b's instance lines in $H_TMP/b.inst.
+#   drill_webs N                 ports and pages for N servers (none started)
+#   drill_web_start I            starts server I (daemon webI)
+#   drill_web_line I             server I's line for b.inst ("b/wI/80 web 127.0.0.(I+1) PORT")
+#   drill_join I                 server I joins: started, its line added to b.inst, then the
+#                                client's haproxy (HP) must answer from it within 10 s;
+#                                JOIN = "X s" from its line to the first answer (or "not within
+#                                10 s"), WANT = the client's catalog (RS) then, which must hold
+#                                the I instances; bad otherwise
+#   drill_sleep_rest T SECS      sleeps what is left of SECS since T (now)
+drill_webs() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		PORT[$i]=$(free_port "127.0.0.$((i + 1))")
+		mkdir -p "$H_TMP/www$i" && echo "w$i" > "$H_TMP/www$i/index.html"
+	done
+}
+drill_web_start() {
+	daemon_start "web$1" "$PYTHON3" -m http.server --bind "127.0.0.$(($1 + 1))" --directory "$H_TMP/www$1" "${PORT[$1]}"
+}
+drill_web_line() { printf 'b/w%s/80 web 127.0.0.%s %s\n' "$1" "$(($1 + 1))" "${PORT[$1]}"; }
+# shellcheck disable=SC2034 # (JOIN and WANT are the caller's)
+drill_join() {
+	local i=$1 t n
+	drill_web_start "$i"
+	wait_for --timeout 10 bash -c "curl -s -m 1 --noproxy '*' http://127.0.0.$((i + 1)):${PORT[$i]}/ | grep -qx w$i" ||
+		bad "the joining backend w$i does not answer"
+	t=$(now)
+	drill_web_line "$i" >> "$H_TMP/b.inst"
+	# shellcheck disable=SC2317 # (called by wait_for)
+	from_joined() { curl -s -m 2 --noproxy '*' "http://127.0.0.1:$HP/" | grep -qx "w$i"; }
+	if wait_for --timeout 10 from_joined; then JOIN="$(elapsed "$t") s"
+	else JOIN="not within 10 s"; bad "the join (w$i) was not answered through haproxy within 10 s"; fi
+	WANT=$(drill_catalog "$RS")
+	n=$(grep -oE '127\.0\.0\.[0-9]+' <<< "$WANT" | sort -u | wc -l)
+	[[ $n -eq $i ]] || bad "the client's catalog has $n of the $i instances after the join"
+}
+drill_sleep_rest() {
+	"$PYTHON3" -c 'import sys,time; time.sleep(max(0.0, float(sys.argv[2]) - (time.time() - float(sys.argv[1]))))' "$1" "$2"
+}
+
 # What a client's store counts when the registry tells it something changed: etcd's watch
 # events; Consul's reads of a service (one per service whose checks or tags moved).
 drill_events_metric() {
@@ -201,6 +247,7 @@ drill_events_name() { if [[ $DRILL_STORE == consul ]]; then echo "service reads"
 # any of these is not 0 (or nothing was polled).  The request log exists in emulator mode only.
 drill_consul_begin() {
 	read -r D_REGS0 D_DEREGS0 D_MISSED0 D_REAPED0 < <(drill_consul_counts)
+	: > "$(daemon_log critpoll)" # this run's polls only
 	daemon_start critpoll bash -c "while :; do
 		n=\$(curl -s -m 2 --noproxy '*' '$AGENT_URL/v1/health/state/critical' | grep -oE '\"ServiceID\": ?\"$1:' | wc -l)
 		echo \"poll \$n\"; sleep 0.25; done"

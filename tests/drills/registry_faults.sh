@@ -51,14 +51,12 @@ order=$(etcd_endpoint "$leader")
 for e in ${EPS//,/ }; do [[ "$e" == "$(etcd_endpoint "$leader")" ]] || order+=", $e"; done
 
 # Three loopback http servers, each answering its own name; w3 joins in case c.
+# shellcheck disable=SC2034 # (lib.sh's drill_web* use it)
 declare -A PORT
-for i in 1 2 3; do
-	PORT[$i]=$(free_port "127.0.0.$((i + 1))")
-	mkdir -p "$H_TMP/www$i" && echo "w$i" > "$H_TMP/www$i/index.html"
-done
-daemon_start web1 "$PY" -m http.server --bind 127.0.0.2 --directory "$H_TMP/www1" "${PORT[1]}"
-daemon_start web2 "$PY" -m http.server --bind 127.0.0.3 --directory "$H_TMP/www2" "${PORT[2]}"
-printf 'b/w1/80 web 127.0.0.2 %s\nb/w2/80 web 127.0.0.3 %s\n' "${PORT[1]}" "${PORT[2]}" > "$H_TMP/b.inst"
+drill_webs 3
+drill_web_start 1
+drill_web_start 2
+{ drill_web_line 1; drill_web_line 2; } > "$H_TMP/b.inst"
 AGENT_TTL=$TTL AGENT_KEEP=1 AGENT_NO_SINK=1 agent_config b "$order"
 
 drill_client_ports
@@ -123,8 +121,7 @@ case_on_watched b
 t=$(now)
 kill -STOP "$(daemon_pid "etcd-$m")"
 if wait_for --timeout "$FAULT_SEC" watching_again "$w"; then moved="watching on $(watched_member) $(elapsed "$t") s after the freeze"; else moved="the watch stayed"; fi
-# frozen FAULT_SEC in all
-"$PY" -c 'import sys,time; time.sleep(max(0.0, float(sys.argv[1]) - (time.time() - float(sys.argv[2]))))' "$FAULT_SEC" "$t"
+drill_sleep_rest "$t" "$FAULT_SEC" # frozen FAULT_SEC in all
 kill -CONT "$(daemon_pid "etcd-$m")"
 wait_for --timeout 30 member_back "$m" || bad "b: $m did not answer again"
 case_end "b. the member the client watches through ($m) frozen (SIGSTOP) ${FAULT_SEC} s, resumed" \
@@ -187,18 +184,9 @@ wb=$(warns b "$lb") wc=$(warns c "$lc") fb=$(failures b "$lb") fc=$(failures c "
 cat1=$(drill_catalog "$RS")
 [[ "$cat1" == "$cat0" ]] || bad "d: the client's catalog after the outage differs"
 # w3 joins: from its line in the backend's source to haproxy answering from it.
-daemon_start web3 "$PY" -m http.server --bind 127.0.0.4 --directory "$H_TMP/www3" "${PORT[3]}"
-wait_for --timeout 10 bash -c "curl -s -m 1 --noproxy '*' http://127.0.0.4:${PORT[3]}/ | grep -qx w3" ||
-	bad "d: the third backend does not answer"
-t3=$(now)
-printf 'b/w3/80 web 127.0.0.4 %s\n' "${PORT[3]}" >> "$H_TMP/b.inst"
-from_w3() { curl -s -m 2 --noproxy '*' "http://127.0.0.1:$HP/" | grep -qx w3; }
-if wait_for --timeout 10 from_w3; then join="$(elapsed "$t3") s"; else join="not within 10 s"; bad "d: the join was not answered through haproxy within 10 s"; fi
-want=$(drill_catalog "$RS")
-n=$(grep -o '127\.0\.0\.[234]' <<< "$want" | sort -u | wc -l)
-[[ $n -eq 3 ]] || bad "d: the client's catalog has $n of the 3 instances"
+drill_join 3
 case_end "d. every etcd member SIGKILLed, etcd away ${OUTAGE} s (ttl ${TTL} s), started again; then a join" \
-	"watching again $back_in s after etcd was started" "/healthz $hz during the outage; warnings logged: backend $wb for $fb failures, client $wc for $fc; the catalog after it as before; the join (w3) answered through haproxy $join after its registration" "$want"
+	"watching again $back_in s after etcd was started" "/healthz $hz during the outage; warnings logged: backend $wb for $fb failures, client $wc for $fc; the catalog after it as before; the join (w3) answered through haproxy $JOIN after its registration" "$WANT"
 
 daemon_stop c
 daemon_stop b
