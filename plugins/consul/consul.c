@@ -77,13 +77,19 @@ void consul_count(consul *c, regent_metric **m, int op)
  * discovery; the host joins them. */
 void consul_update_health(consul *c)
 {
-	c->h->health_part(c->ctx, "registration", !(c->reg_failing || c->list_failing),
-	                  c->reg_problem);
-	c->h->health_part(c->ctx, "discovery", !c->disc_failing, c->disc_problem);
+	/* The reasons read as the sides' warnings (consul_outage_note), so the
+	 * core says "unhealthy (the warning above)" instead of a second one;
+	 * a side that works again has no note (its last problem is past). */
+	char regr[400], discr[400];
+	bool reg_ok = !(c->reg_failing || c->list_failing), disc_ok = !c->disc_failing;
+	snprintf(regr, sizeof regr, "%s; %s", c->reg_problem, CONSUL_REG_THEN);
+	snprintf(discr, sizeof discr, "%s; %s", c->disc_problem, CONSUL_DISC_THEN);
+	c->h->health_part(c->ctx, "registration", reg_ok, reg_ok ? NULL : regr);
+	c->h->health_part(c->ctx, "discovery", disc_ok, disc_ok ? NULL : discr);
 }
 
 void consul_outage_note(consul *c, regent_failure *f, bool ongoing, regent_log_level level,
-                        const char *msg, const char *then)
+                        const char *part, const char *msg, const char *then)
 {
 	uint64_t now = c->h->now_ms();
 	bool remind;
@@ -93,10 +99,10 @@ void consul_outage_note(consul *c, regent_failure *f, bool ongoing, regent_log_l
 	        c->h->failure_note(f, ongoing, level, ongoing && f->level == level, now, &remind);
 	char took[48];
 	if (remind)
-		c->h->log(c->ctx, at, "%s; %s (still failing after %s)", msg, then,
+		c->h->log(c->ctx, at, "%s: %s; %s (still failing after %s)", part, msg, then,
 		          c->h->failure_text(f, now, took, sizeof took));
 	else
-		c->h->log(c->ctx, at, "%s; %s", msg, then);
+		c->h->log(c->ctx, at, "%s: %s; %s", part, msg, then);
 }
 
 void consul_outage_end(consul *c, const regent_failure *f, const char *what)

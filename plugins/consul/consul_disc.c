@@ -71,9 +71,8 @@ static void disc_problem(consul *c, bool *failing, regent_log_level level, const
 		*failing = true;
 		c->disc_failing++;
 	}
-	consul_outage_note(c, &c->disc_outage, ongoing, level, msg,
-	                   "keeping the last catalog, retrying");
 	snprintf(c->disc_problem, sizeof(c->disc_problem), "%s", msg);
+	consul_outage_note(c, &c->disc_outage, ongoing, level, "discovery", msg, CONSUL_DISC_THEN);
 	consul_update_health(c);
 }
 

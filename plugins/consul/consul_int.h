@@ -214,13 +214,16 @@ enum { M_REGISTER, M_DEREGISTER, M_PASS, M_CATALOG, M_HEALTH, M_LIST };
 /* consul.c */
 void consul_count(consul *c, regent_metric **m, int op);
 void consul_update_health(consul *c);
-/* A failure of one side (registration or discovery), logged as "MSG; THEN"
- * at the level host->failure_note gives it: one line for an outage,
- * repeats at debug, a reminder a minute.  ongoing: the side had failed and
- * not worked since.  consul_outage_end logs WHAT "again after 8.9 s and 17
- * failures" when the side works again. */
+/* A failure of one side (PART: registration or discovery), logged as
+ * "PART: MSG; THEN" (its health reason reads the same) at the level
+ * host->failure_note gives it: one line for an outage, repeats at debug, a
+ * reminder a minute.  ongoing: the side had failed and not worked since.
+ * consul_outage_end logs WHAT "again after 8.9 s and 17 failures" when the
+ * side works again. */
+#define CONSUL_REG_THEN "retrying"
+#define CONSUL_DISC_THEN "keeping the last catalog, retrying"
 void consul_outage_note(consul *c, regent_failure *f, bool ongoing, regent_log_level level,
-                        const char *msg, const char *then);
+                        const char *part, const char *msg, const char *then);
 void consul_outage_end(consul *c, const regent_failure *f, const char *what);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);

@@ -146,8 +146,8 @@ static void reg_fail(consul *c, reg *r, regent_log_level level, const char *fmt,
 		c->reg_failing++;
 	}
 	r->waiting = true;
-	consul_outage_note(c, &c->reg_outage, ongoing, level, msg, "retrying");
 	snprintf(c->reg_problem, sizeof(c->reg_problem), "%s", msg);
+	consul_outage_note(c, &c->reg_outage, ongoing, level, "registration", msg, CONSUL_REG_THEN);
 	consul_update_health(c);
 	schedule_retry(c);
 }
@@ -825,7 +825,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		         "cannot list the services of the Consul agent at %s: %s%s", c->shown, what,
 		         res->status == 403 ? " (ACL: the token is unknown or lacks agent read)" : "");
 		consul_outage_note(c, &c->reg_outage, c->reg_failing || c->list_failing, REGENT_LOG_WARN,
-		                   c->reg_problem, "retrying");
+		                   "registration", c->reg_problem, CONSUL_REG_THEN);
 		c->list_failing = true;
 		consul_update_health(c);
 		uv_timer_start(c->list_timer, on_list_timer, c->h->backoff_next(&c->reg_bo), 0);

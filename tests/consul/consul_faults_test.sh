@@ -106,6 +106,9 @@ check "backend: retried more than once (${fa:-0} failures)" test "${fa:-0}" -ge 
 check "client: retried more than once (${fc:-0} failures)" test "${fc:-0}" -ge 2
 check_eq "backend: one warning for the outage's registrations" 1 "$(warns a '; retrying$')"
 check_eq "client: one warning for the outage's reads" 1 "$(warns c 'keeping the last catalog, retrying$')"
+# The store's warning reads as its health reason: the core says "unhealthy (the warning above)".
+check_eq "backend: no second warning from the core" 0 "$(grep -c 'warn: store consul: unhealthy' "$(regent_log a)")"
+check_eq "client: no second warning from the core" 0 "$(grep -c 'warn: store consul: unhealthy' "$(regent_log c)")"
 if all_snapshots_have "$T/c.sink" "backend-1/web1/80" "$((down_lines + 1))"; then
 	echo "# the client's catalog kept web1 throughout the restart"
 else

@@ -119,7 +119,7 @@ check "first_read_wait: a sink that did not ask for unknown services gets nothin
 	bash -c "! grep -q '^apply' '$T/n2.sink' 2>/dev/null"
 check "first_read_wait: ... and says why" grep -q 'sink plain: no catalog yet: 1 service is not read from the registry yet' "$(regent_log n)"
 check "max_response_size: the store says it is unhealthy" \
-	wait_for --timeout 5 grep -q 'store consul: unhealthy: .*larger than max_response_size' "$(regent_log n)"
+	wait_for --timeout 5 grep -qE 'store consul: (unhealthy: )?discovery: .*larger than max_response_size' "$(regent_log n)"
 wide120() { [[ $(last_snapshot "$T/q.sink" | grep -c ' 127\.0\.0\.8:2[0-9]*/tcp') -eq 120 ]]; }
 check "max_response_size: the default (64 MiB) reads all 120 instances" wait_for --timeout 30 wide120
 daemon_stop regent-n
