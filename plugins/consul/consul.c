@@ -334,6 +334,7 @@ static int start(void *self)
 	       c->token_hdr ? ", with an ACL token" : "",
 	       c->watching ? ", watching the catalog" : ", registering only",
 	       c->states & CONSUL_STATE_WARNING ? " (passing and warning count)" : "");
+	c->recover_timer = h->timer_new(c->ctx, c);
 	if (c->watching)
 		consul_disc_start(c);
 	consul_reg_start(c);
@@ -345,6 +346,7 @@ static int stop(void *self)
 	consul *c = self;
 	regent_stop_reason why = c->h->stop_reason(c->ctx);
 	c->stopping = true;
+	consul_recover_stop(c);
 	/* Discovery ends at once. */
 	consul_disc_stop(c);
 	return consul_reg_stop(c, why);
@@ -354,6 +356,7 @@ static void destroy(void *self)
 {
 	consul *c = self;
 	c->stopping = true;
+	consul_recover_stop(c);
 	consul_reg_destroy(c);
 	consul_disc_stop(c);
 	consul_state_close(c);

@@ -132,6 +132,7 @@ static void watch_fail(consul_watch *w, regent_log_level level, const char *fmt,
 	disc_problem(c, &w->failing, level, msg);
 	consul_count(c, c->m_err, w == c->catalog ? M_CATALOG : M_HEALTH);
 	watch_schedule(w, c->h->backoff_next(&w->bo));
+	consul_recover_want(c);
 }
 
 static void on_watch_done(void *arg, const regent_http_result *res)
@@ -383,6 +384,7 @@ static void read_fail(consul_svc *s, regent_log_level level, const char *fmt, ..
 	consul_count(c, c->m_err, M_HEALTH);
 	if (!uv_is_active((uv_handle_t *)c->read_timer))
 		uv_timer_start(c->read_timer, on_read_timer, c->h->backoff_next(&c->read_bo), 0);
+	consul_recover_want(c);
 }
 
 static void on_read_done(void *arg, const regent_http_result *res)
@@ -821,6 +823,7 @@ static void on_probe_done(void *arg, const regent_http_result *res)
 	if (res->error) {
 		/* The agent is not there yet: ask again before reading. */
 		uv_timer_start(c->probe_timer, on_probe_timer, c->h->backoff_next(&c->read_bo), 0);
+		consul_recover_want(c);
 		return;
 	}
 	c->h->backoff_reset(&c->read_bo);
@@ -842,6 +845,39 @@ static void probe_issue(consul *c)
 	                           c, &err);
 	if (!c->probe_req)
 		uv_timer_start(c->probe_timer, on_probe_timer, c->h->backoff_next(&c->read_bo), 0);
+}
+
+/* A watch, a service's read or the ACL question waits out a backoff. */
+static bool watch_waits(const consul_watch *w)
+{
+	return w && w->failing && !w->req && uv_is_active((uv_handle_t *)w->timer);
+}
+
+bool consul_disc_waiting(consul *c)
+{
+	if (!c->svcs)
+		return false; /* not started, or stopped */
+	return watch_waits(c->catalog) || watch_waits(c->state) ||
+	       (c->disc_failing && uv_is_active((uv_handle_t *)c->read_timer)) ||
+	       (!c->probe_req && uv_is_active((uv_handle_t *)c->probe_timer));
+}
+
+void consul_disc_resume(consul *c)
+{
+	if (!c->svcs)
+		return;
+	consul_watch *ws[] = {c->catalog, c->state};
+	for (size_t i = 0; i < 2; i++)
+		if (watch_waits(ws[i]))
+			watch_issue(ws[i]); /* (stops its timer) */
+	if (c->disc_failing && uv_is_active((uv_handle_t *)c->read_timer)) {
+		uv_timer_stop(c->read_timer);
+		on_read_timer(c->read_timer);
+	}
+	if (!c->probe_req && uv_is_active((uv_handle_t *)c->probe_timer)) {
+		uv_timer_stop(c->probe_timer);
+		probe_issue(c);
+	}
 }
 
 void consul_disc_start(consul *c)

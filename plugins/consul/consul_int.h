@@ -187,6 +187,10 @@ struct consul {
 	bool first_expired;      /* the bound passed: services not read yet go as unknown */
 	size_t disc_failing;
 	regent_failure disc_outage;
+	/* the recovery check (consul_recover.c) */
+	uv_timer_t *recover_timer;
+	regent_http_req *recover_req;
+	bool recover_away; /* it went unanswered since the sides began to wait */
 	char disc_problem[320];
 	/* the state file (consul_state.c) */
 	char *state_path;  /* NULL: no usable state_dir */
@@ -225,6 +229,19 @@ void consul_update_health(consul *c);
 void consul_outage_note(consul *c, regent_failure *f, bool ongoing, regent_log_level level,
                         const char *part, const char *msg, const char *then);
 void consul_outage_end(consul *c, const regent_failure *f, const char *what);
+
+/* consul_recover.c: a side began to wait out a retry's backoff: check the
+ * agent once a second, and when it answers again after it did not, resume
+ * what waits (consul_reg_resume, consul_disc_resume).  stop: at stop and
+ * destroy. */
+void consul_recover_want(consul *c);
+void consul_recover_stop(consul *c);
+/* consul_reg.c / consul_disc.c: whether a retry waits out its backoff, and
+ * sending those retries now. */
+bool consul_reg_waiting(consul *c);
+void consul_reg_resume(consul *c);
+bool consul_disc_waiting(consul *c);
+void consul_disc_resume(consul *c);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
 /* http_describe, or for an answer over max_response_size the setting to

@@ -121,6 +121,27 @@ static void schedule_retry(consul *c)
 		return;
 	uint64_t d = c->h->backoff_next(&c->reg_bo);
 	uv_timer_start(c->retry_timer, on_retry, d, 0);
+	consul_recover_want(c);
+}
+
+bool consul_reg_waiting(consul *c)
+{
+	return (c->retry_timer && uv_is_active((uv_handle_t *)c->retry_timer)) ||
+	       (c->list_failing && c->list_timer && uv_is_active((uv_handle_t *)c->list_timer));
+}
+
+static void on_list_timer(uv_timer_t *t);
+
+void consul_reg_resume(consul *c)
+{
+	if (c->retry_timer && uv_is_active((uv_handle_t *)c->retry_timer)) {
+		uv_timer_stop(c->retry_timer);
+		on_retry(c->retry_timer);
+	}
+	if (c->list_failing && c->list_timer && uv_is_active((uv_handle_t *)c->list_timer)) {
+		uv_timer_stop(c->list_timer);
+		on_list_timer(c->list_timer);
+	}
 }
 
 static void reg_works_again(consul *c)
@@ -829,6 +850,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		c->list_failing = true;
 		consul_update_health(c);
 		uv_timer_start(c->list_timer, on_list_timer, c->h->backoff_next(&c->reg_bo), 0);
+		consul_recover_want(c);
 		return;
 	}
 	c->h->backoff_reset(&c->reg_bo);
