@@ -77,7 +77,7 @@ echo "== tests (ASan+UBSan)"
 # and they cost about 400 s that the 25-minute budget does not have.  The libFuzzer smokes (in
 # the normal pass) run their harnesses with ASan+UBSan.  A new module needs an entry here.
 ASAN_ENTRIES='^(test_(http|model|config|config_parse|log|loader|localset|catalog|catalog_gauges|history|helpers|annotations)|build_tree_plugins|cli'
-ASAN_ENTRIES+='|docker_(decode|config|garbage|checks|burst|bigevent)|etcd_(unit|reload|source_afresh|bigvalue|failover)|consul_(util|reload|checkless|handover|afresh|limits|faults)'
+ASAN_ENTRIES+='|docker_(decode|config|garbage|checks|burst|bigevent)|etcd_(unit|reload|source_afresh|bigvalue|failover)|consul_(util|reload|checkless|handover|afresh|limits|faults|settle)'
 ASAN_ENTRIES+='|haproxy_(render|model|write|annot|slots|files|master_busy|handover|handback)|stats_(render|http|listener)|reload|metrics|ctl)$'
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

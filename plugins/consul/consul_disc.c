@@ -87,7 +87,60 @@ static void disc_ok(consul *c, bool *failing)
 		snprintf(what, sizeof what, "reading the catalog from %s", c->shown);
 		consul_outage_end(c, &c->disc_outage, what);
 		consul_update_health(c);
+		if (c->recover_away) /* the agent was away, back before the check saw it */
+			consul_disc_settle(c);
 	}
+}
+
+void consul_disc_settle(consul *c)
+{
+	c->settle_until = c->h->now_ms() + CONSUL_SETTLE_MS;
+	c->settle_held = 0;
+}
+
+/* The settle after an outage ended: the services whose removals it held
+ * are read again (a check still critical now is one its owner did not
+ * pass: its instance goes). */
+static void queue_push(consul *c, consul_svc *s);
+
+static void on_settle_timer(uv_timer_t *t)
+{
+	consul *c = t->data;
+	regent_map_iter it = {0};
+	void *v;
+	while (c->h->map_next(c->svcs, &it, NULL, &v)) {
+		consul_svc *s = v;
+		if (s->held) {
+			s->held = false;
+			queue_push(c, s);
+		}
+	}
+	c->h->log(c->ctx, REGENT_LOG_INFO, "settle over: reading %zu held service%s again",
+	          c->settle_held, c->settle_held == 1 ? "" : "s");
+	c->settle_held = 0;
+	pump_reads(c);
+}
+
+/* A read of s that would remove instances within the settle: held (true),
+ * read again once it ends. */
+static bool settle_holds(consul *c, consul_svc *s, size_t n)
+{
+	uint64_t now = c->h->now_ms();
+	if (!s->first_done || n >= s->last_n || now >= c->settle_until)
+		return false;
+	if (s->held)
+		return true; /* read again within the settle: still held */
+	s->held = true;
+	if (c->settle_held++ == 0)
+		c->h->log(c->ctx, REGENT_LOG_INFO,
+		          "the Consul agent at %s answers again: a read that removes instances "
+		          "(service %s: %zu of %zu) waits %llu ms, until their owners can pass the "
+		          "checks the agent restored critical, and is read again then",
+		          c->shown, s->name, s->last_n - n, s->last_n,
+		          (unsigned long long)(c->settle_until - now));
+	if (!uv_is_active((uv_handle_t *)c->settle_timer))
+		uv_timer_start(c->settle_timer, on_settle_timer, c->settle_until - now, 0);
+	return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -430,10 +483,19 @@ static void on_read_done(void *arg, const regent_http_result *res)
 		pump_reads(c);
 		return;
 	}
+	if (settle_holds(c, s, in.n)) {
+		consul_instances_free(&in);
+		c->h->backoff_reset(&c->read_bo);
+		disc_ok(c, &s->failing);
+		check_sync(c);
+		pump_reads(c);
+		return;
+	}
 	if (skipped)
 		c->h->log(c->ctx, REGENT_LOG_WARN, "service %s: skipped %zu instance%s from Consul: %s",
 		          s->name, skipped, skipped == 1 ? "" : "s", why);
 	c->h->catalog_set(c->ctx, s->name, in.ptrs, in.n);
+	s->last_n = in.n;
 	if (in.checkless != s->checkless) {
 		s->checkless = in.checkless;
 		if (in.checkless)
@@ -857,9 +919,7 @@ bool consul_disc_waiting(consul *c)
 {
 	if (!c->svcs)
 		return false; /* not started, or stopped */
-	return watch_waits(c->catalog) || watch_waits(c->state) ||
-	       (c->disc_failing && uv_is_active((uv_handle_t *)c->read_timer)) ||
-	       (!c->probe_req && uv_is_active((uv_handle_t *)c->probe_timer));
+	return c->disc_failing || (!c->probe_req && uv_is_active((uv_handle_t *)c->probe_timer));
 }
 
 void consul_disc_resume(consul *c)
@@ -888,6 +948,9 @@ void consul_disc_start(consul *c)
 	c->first_timer = c->h->timer_new(c->ctx, c);
 	c->first_expired = c->first_armed = false;
 	c->checkless_timer = c->h->timer_new(c->ctx, c);
+	c->settle_timer = c->h->timer_new(c->ctx, c);
+	c->settle_until = 0;
+	c->settle_held = 0;
 	c->checkless_n = 0;
 	c->checkless_last = 0;
 	c->read_bo.initial_ms = 100;
@@ -930,6 +993,7 @@ void consul_disc_stop(consul *c)
 	c->h->timer_close(&c->read_timer);
 	c->h->timer_close(&c->first_timer);
 	c->h->timer_close(&c->checkless_timer);
+	c->h->timer_close(&c->settle_timer);
 	if (c->probe_req)
 		c->h->http_cancel(c->probe_req);
 	c->probe_req = NULL;

@@ -51,6 +51,8 @@ typedef struct consul_svc {
 	uint64_t sig;      /* signature of its checks in /v1/health/state/any */
 	uint64_t tags_sig; /* of its tags in /v1/catalog/services */
 	bool first_done, dirty, queued, failing, seen;
+	bool held;         /* a read that removed instances waits for the settle (consul_disc.c) */
+	size_t last_n;     /* instances its last applied read had */
 	bool checkless;    /* its last read had an instance without a check of its own */
 	regent_http_req *req;
 	struct consul_svc *qprev, *qnext;
@@ -187,6 +189,14 @@ struct consul {
 	bool first_expired;      /* the bound passed: services not read yet go as unknown */
 	size_t disc_failing;
 	regent_failure disc_outage;
+	/* After the agent was away (the recovery check went unanswered) and
+	 * answers again: until settle_until, a read that removes instances of
+	 * a service is held and read again at its end (an agent that comes
+	 * back after a ttl restores its checks critical until their owners
+	 * pass them again, within about a second). */
+	uint64_t settle_until; /* now_ms + CONSUL_SETTLE_MS at the outage's end */
+	uv_timer_t *settle_timer;
+	size_t settle_held; /* services held in this settle */
 	/* the recovery check (consul_recover.c) */
 	uv_timer_t *recover_timer;
 	regent_http_req *recover_req;
@@ -224,6 +234,10 @@ void consul_update_health(consul *c);
  * reminder a minute.  ongoing: the side had failed and not worked since.
  * consul_outage_end logs WHAT "again after 8.9 s and 17 failures" when the
  * side works again. */
+/* How long after discovery works again a read that removes instances is
+ * held (consul_disc.c settle_holds): the owners' recovery check (a
+ * second) and their passes, with room for a loaded machine. */
+#define CONSUL_SETTLE_MS 3000
 #define CONSUL_REG_THEN "retrying"
 #define CONSUL_DISC_THEN "keeping the last catalog, retrying"
 void consul_outage_note(consul *c, regent_failure *f, bool ongoing, regent_log_level level,
@@ -236,12 +250,16 @@ void consul_outage_end(consul *c, const regent_failure *f, const char *what);
  * destroy. */
 void consul_recover_want(consul *c);
 void consul_recover_stop(consul *c);
-/* consul_reg.c / consul_disc.c: whether a retry waits out its backoff, and
- * sending those retries now. */
+/* consul_reg.c / consul_disc.c: whether a side failed and has not worked
+ * since (a retry waits out its backoff, or is in flight), and sending the
+ * retries that wait now. */
 bool consul_reg_waiting(consul *c);
 void consul_reg_resume(consul *c);
 bool consul_disc_waiting(consul *c);
 void consul_disc_resume(consul *c);
+/* The agent was away and answers again: for CONSUL_SETTLE_MS a read that
+ * removes instances is held (consul_disc.c). */
+void consul_disc_settle(consul *c);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
 /* http_describe, or for an answer over max_response_size the setting to

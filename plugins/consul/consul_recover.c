@@ -4,7 +4,13 @@
  * no ACL) tells when the agent answers again after it was unreachable;
  * then every waiting retry goes at once, so both sides resume within about
  * a second of the agent's return whatever the outage length (the design's
- * rule for a registry that fails), not at the end of their backoff.
+ * rule for a registry that fails), not at the end of their backoff.  The
+ * check runs for as long as a side has failed and not worked since (a
+ * retry in flight included: the check's phase and what it saw are kept).
+ *
+ * A return also opens discovery's settle (consul_disc_settle): an agent
+ * back after a ttl restores its checks critical until their owners pass
+ * them again, so for a moment a read that would remove instances waits.
  *
  * Only a return resumes: the check must have failed (no answer: refused,
  * reset, timed out) since the side began to wait, then been answered.  An
@@ -31,12 +37,19 @@ static void on_recover_done(void *arg, const regent_http_result *res)
 	consul *c = arg;
 	c->recover_req = NULL;
 	if (res->error) {
+		if (!c->recover_away)
+			c->h->log(c->ctx, REGENT_LOG_DEBUG, "recovery check: no answer from %s",
+			          c->shown);
 		c->recover_away = true;
 		return;
 	}
+	c->h->log(c->ctx, REGENT_LOG_DEBUG, "recovery check: %s answers (HTTP %ld)%s", c->shown,
+	          res->status, c->recover_away ? "" : "; it answered before too");
 	if (!c->recover_away)
 		return;
 	c->recover_away = false;
+	if (c->watching)
+		consul_disc_settle(c);
 	if (!waiting(c))
 		return;
 	c->h->log(c->ctx, REGENT_LOG_INFO,

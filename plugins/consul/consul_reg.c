@@ -126,8 +126,8 @@ static void schedule_retry(consul *c)
 
 bool consul_reg_waiting(consul *c)
 {
-	return (c->retry_timer && uv_is_active((uv_handle_t *)c->retry_timer)) ||
-	       (c->list_failing && c->list_timer && uv_is_active((uv_handle_t *)c->list_timer));
+	return c->reg_failing || c->list_failing ||
+	       (c->retry_timer && uv_is_active((uv_handle_t *)c->retry_timer));
 }
 
 static void on_list_timer(uv_timer_t *t);
