@@ -35,15 +35,7 @@ printf 'b/w1/80 web 127.0.0.2 %s\nb/w2/80 web 127.0.0.3 %s\n' "$P1" "$P2" > "$H_
 drill_agent_config b
 
 drill_client_ports
-cat > "$H_TMP/c.ini" <<EOF
-[agent]
-node = c
-state_dir = $H_TMP/c.state
-
-$(drill_store_section)
-
-$(drill_client_sinks)
-EOF
+drill_client_config
 agent_start b
 agent_start c
 fail=0

@@ -17,6 +17,7 @@
 #                                      # (default 10), then LINE...
 #   drill_agent_config NAME [LINE...]  # a backend agent's $H_TMP/NAME.ini (testsource from
 #                                      # $H_TMP/NAME.inst, no sink, stop keeps registrations)
+#   drill_client_config [LINE...]     # the client's $H_TMP/c.ini (store, sinks + LINE...)
 #   drill_client_ports / drill_client_sinks [LINE...]  # the client's ports and its sinks'
 #                                      # sections (managed haproxy, stats, service web)
 #   drill_client_ready                 # routed, master tracked, M0 = its pid
@@ -85,6 +86,13 @@ drill_client_ports() {
 	HP=$(free_port); HS=$(free_port); RS=$(free_port)
 	mkdir -p "$H_TMP/haproxy" && chmod 0750 "$H_TMP/haproxy"
 }
+# drill_client_config [LINE...]: the client agent's $H_TMP/c.ini (node c, the store's section,
+# the client's sinks: drill_client_sinks LINE...).
+drill_client_config() {
+	{ printf '[agent]\nnode = c\nstate_dir = %s\n\n' "$H_TMP/c.state"
+	  drill_store_section; printf '\n'; drill_client_sinks "$@"; } > "$H_TMP/c.ini"
+}
+
 # drill_client_sinks [LINE...]: the client's sinks and service: [sink haproxy] managed in
 # $H_TMP/haproxy (LINE... added to it), [sink stats] on RS, [service web] on HP with an http
 # check every 500 ms.

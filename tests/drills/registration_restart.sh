@@ -48,15 +48,7 @@ drill_agent_config b
 
 # The client agent: the store + a managed haproxy + stats.
 drill_client_ports
-cat > "$H_TMP/c.ini" <<EOF
-[agent]
-node = c
-state_dir = $H_TMP/c.state
-
-$(drill_store_section)
-
-$(drill_client_sinks "keep_running = false")
-EOF
+drill_client_config "keep_running = false"
 agent_start b
 agent_start c
 fail=0

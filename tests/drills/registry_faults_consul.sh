@@ -73,15 +73,7 @@ drill_web_start 2
 drill_agent_config b
 
 drill_client_ports
-cat > "$H_TMP/c.ini" <<EOF
-[agent]
-node = c
-state_dir = $H_TMP/c.state
-
-$(drill_store_section)
-
-$(drill_client_sinks)
-EOF
+drill_client_config
 agent_start b
 agent_start c
 drill_client_ready
