@@ -250,6 +250,15 @@ void consul_outage_end(consul *c, const regent_failure *f, const char *what);
  * destroy. */
 void consul_recover_want(consul *c);
 void consul_recover_stop(consul *c);
+/* consul_reg.c: sends what the work list and the pass heap hold, within
+ * the in-flight limits; a pass every ttl/3; the registered gauge. */
+void consul_pump(consul *c);
+uint64_t consul_pass_every(const consul *c);
+void consul_registered_gauge(consul *c);
+/* consul_relist.c: a pass of r was answered "unknown check": register it
+ * again, and find with one listing which others the agent lost. */
+void consul_lost_check(consul *c, reg *r);
+
 /* consul_reg.c / consul_disc.c: whether a side failed and has not worked
  * since (a retry waits out its backoff, or is in flight), and sending the
  * retries that wait now. */

@@ -9,7 +9,7 @@
  * and deregisters from a work list; failures wait for one shared backoff
  * timer.  A pass answered 404 means the agent forgot that service (it
  * restarted, or reaped it): one listing of the agent tells which others it
- * lost, and only those are registered again.
+ * lost, and only those are registered again (consul_relist.c).
  *
  * The reconcile of a start: GET /v1/agent/services; the services a regent
  * of this node registered are adopted (kept passing) and those no source
@@ -36,7 +36,6 @@
 #define STOP_INFLIGHT 64        /* deregistrations at once when stopping */
 
 
-static void pump(consul *c);
 static reg *reg_get_cid(consul *c, const char *cid, const char *rid, const char *service);
 
 static uint64_t now_ms(consul *c)
@@ -44,7 +43,7 @@ static uint64_t now_ms(consul *c)
 	return uv_now(c->h->loop(c->ctx));
 }
 
-static uint64_t pass_every(consul *c)
+uint64_t consul_pass_every(const consul *c)
 {
 	return c->ttl_ms / 3 ? c->ttl_ms / 3 : 1;
 }
@@ -100,7 +99,7 @@ static void reg_unlink_free(consul *c, reg *r)
 	free(r);
 }
 
-static void update_registered_gauge(consul *c)
+void consul_registered_gauge(consul *c)
 {
 	if (c->m_registered)
 		c->h->metric_set(c->m_registered, (double)c->n_synced);
@@ -112,7 +111,7 @@ static void on_retry(uv_timer_t *t)
 	c->pass_hold = false;
 	for (reg *r = c->whead; r; r = r->wnext)
 		r->waiting = false;
-	pump(c);
+	consul_pump(c);
 }
 
 static void schedule_retry(consul *c)
@@ -184,131 +183,6 @@ static void reg_ok(consul *c, reg *r)
 			consul_update_health(c);
 		}
 	}
-}
-
-/* ---- the agent lost services: find which with one listing ---- */
-
-/* The agent no longer holds r: register it again (no pass until then). */
-static void lost_one(consul *c, reg *r)
-{
-	consul_pass_cancel(c, r);
-	r->known = false;
-	if (r->adopted) {
-		r->adopted = false; /* nothing to keep: gone */
-	} else if (r->body) {
-		consul_set_synced(c, r, false);
-		r->rejected = false;
-		c->relist_n++;
-	}
-	consul_work_add(c, r);
-}
-
-static void relist_issue(consul *c);
-
-/* The line (and the counter) for the instances registered again since the
- * last one, once no listing is left to find more. */
-static void report_lost(consul *c)
-{
-	if (c->relist_n) {
-		c->h->log(c->ctx, REGENT_LOG_WARN,
-		          "the Consul agent at %s no longer knows the check of %s (it restarted, or "
-		          "reaped the service): registering %zu instance%s again",
-		          c->shown, c->relist_why ? c->relist_why : "?", c->relist_n,
-		          c->relist_n == 1 ? "" : "s");
-		if (c->m_rereg)
-			c->h->metric_add(c->m_rereg, 1);
-		c->relist_n = 0;
-	}
-	free(c->relist_why);
-	c->relist_why = NULL;
-}
-
-/* The agent's services after a pass was answered "unknown check": those
- * acknowledged before the listing was sent and absent from it are lost
- * (the agent restarted, or reaped them).  Only they are registered again:
- * a check that expired and was reaped costs one register, not one per
- * instance. */
-static void on_relist_done(void *arg, const regent_http_result *res)
-{
-	consul *c = arg;
-	c->relist_req = NULL;
-	consul_agent_services as;
-	char why[256] = "", what[200];
-	consul_describe(c, res, what, sizeof(what));
-	bool ok = !res->error && res->status == 200 &&
-	          consul_parse_agent_services(c->h, res->body, res->body_len, c->h->node(c->ctx),
-	                                      &as, why, sizeof(why)) == 0;
-	if (!ok) {
-		consul_count(c, c->m_err, M_LIST);
-		c->h->log(c->ctx, REGENT_LOG_DEBUG,
-		          "cannot list the services of the Consul agent at %s: %s%s; only the "
-		          "instances whose pass was refused are registered again",
-		          c->shown, what, why);
-	} else {
-		c->relist_gen++;
-		for (size_t i = 0; i < as.n; i++) {
-			reg *r = c->h->map_get(c->regs, as.v[i].cid);
-			if (r)
-				r->seen = c->relist_gen;
-		}
-		consul_agent_services_free(&as);
-		for (reg *r = c->head; r; r = r->next)
-			if (r->seen != c->relist_gen && r->known && !r->req && consul_pass_wanted(r) &&
-			    (r->adopted || r->synced_at < c->relist_sent))
-				lost_one(c, r);
-	}
-	if (c->relist_again) {
-		/* More checks were refused meanwhile: one more listing, then one
-		 * line for all. */
-		c->relist_again = false;
-		relist_issue(c);
-	}
-	if (!c->relist_req)
-		report_lost(c);
-	update_registered_gauge(c);
-	pump(c);
-}
-
-static void on_relist_timer(uv_timer_t *t)
-{
-	relist_issue(t->data);
-}
-
-/* At most one listing each ttl/3 (a listing of thousands of services is
- * heavy for the agent): an instance lost meanwhile is registered again at
- * once, the listing that finds the others (and the log line) waits. */
-static void relist_issue(consul *c)
-{
-	if (c->relist_req) {
-		c->relist_again = true;
-		return;
-	}
-	uint64_t now = now_ms(c);
-	if (c->relist_gen && now < c->relist_sent + pass_every(c)) {
-		if (!uv_is_active((uv_handle_t *)c->relist_timer))
-			uv_timer_start(c->relist_timer, on_relist_timer,
-			               c->relist_sent + pass_every(c) - now, 0);
-		return;
-	}
-	int err = 0;
-	c->relist_sent = now;
-	c->relist_req = consul_send(c, "GET", "/v1/agent/services", NULL, c->timeout_ms,
-	                            on_relist_done, c, &err);
-	if (c->relist_req)
-		consul_count(c, c->m_req, M_LIST);
-}
-
-/* A pass of r was answered "unknown check". */
-static void lost_check(consul *c, reg *r)
-{
-	if (!c->relist_why)
-		c->relist_why = c->h->xstrdup(r->id);
-	lost_one(c, r);
-	relist_issue(c);
-	if (!c->relist_req && c->relist_n && !uv_is_active((uv_handle_t *)c->relist_timer))
-		report_lost(c); /* no listing possible: say so now */
-	update_registered_gauge(c);
-	consul_update_health(c);
 }
 
 static void on_reg_done(void *arg, const regent_http_result *res);
@@ -457,7 +331,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 				r->ok_sent = r->op_sent;
 				/* A replaced registration keeps its check's status: pass
 				 * it now; a new one starts passing. */
-				consul_pass_at(c, r, r->op_was_known ? now_ms(c) : r->op_sent + pass_every(c));
+				consul_pass_at(c, r, r->op_was_known ? now_ms(c) : r->op_sent + consul_pass_every(c));
 				c->h->log(c->ctx, REGENT_LOG_DEBUG, "registered %s (%s)", r->id,
 				          r->service);
 			}
@@ -486,7 +360,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 		free(r->sent);
 		r->sent = NULL;
 		consul_work_add(c, r); /* changed meanwhile, or failed: more to do */
-		update_registered_gauge(c);
+		consul_registered_gauge(c);
 		break;
 	case OP_DEREGISTER:
 		if (ok || res->status == 404) {
@@ -512,10 +386,10 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 			/* The next one ttl/3 after this one was sent: the agent reset
 			 * the TTL no earlier than that. */
 			if (consul_pass_wanted(r))
-				consul_pass_at(c, r, r->op_sent + pass_every(c));
+				consul_pass_at(c, r, r->op_sent + consul_pass_every(c));
 		} else if (consul_unknown_check(res)) {
 			reg_ok(c, r);
-			lost_check(c, r);
+			consul_lost_check(c, r);
 		} else {
 			/* Still due: first in line again once the retry timer fires. */
 			if (consul_pass_wanted(r))
@@ -540,7 +414,7 @@ static void on_reg_done(void *arg, const regent_http_result *res)
 	default:
 		break;
 	}
-	pump(c);
+	consul_pump(c);
 	maybe_started(c);
 }
 
@@ -606,7 +480,7 @@ static bool reg_step(consul *c, reg *r)
 
 static void on_pass_timer(uv_timer_t *t)
 {
-	pump(t->data);
+	consul_pump(t->data);
 }
 
 /* Whether a live check's pass is due now (or within PASS_BATCH_MS) and
@@ -621,7 +495,7 @@ static bool pass_due_now(const consul *c, uint64_t now)
  * (the heap), each ttl/3 after the previous one of its check was sent, so
  * when the agent is slower than the passes due, every check is still
  * passed in turn, the oldest first, rather than the same ones again. */
-static void pump(consul *c)
+void consul_pump(consul *c)
 {
 	if (c->stopping || !c->started || c->listing)
 		return;
@@ -744,7 +618,7 @@ void consul_register_instance(void *self, const regent_instance *inst)
 	if (c->stopping)
 		return;
 	if (want(c, inst))
-		pump(c);
+		consul_pump(c);
 }
 
 void consul_deregister_instance(void *self, const regent_instance *inst)
@@ -774,9 +648,9 @@ void consul_deregister_instance(void *self, const regent_instance *inst)
 		reg_unlink_free(c, r);
 	} else {
 		consul_work_add(c, r);
-		pump(c);
+		consul_pump(c);
 	}
-	update_registered_gauge(c);
+	consul_registered_gauge(c);
 }
 
 /* ---- the reconcile of a start ---- */
@@ -804,7 +678,7 @@ static void on_adopt_timer(uv_timer_t *t)
 		          "deregistering %zu service%s this node registered before the start and no "
 		          "source reports any more",
 		          n, n == 1 ? "" : "s");
-	pump(c);
+	consul_pump(c);
 }
 
 /* The agent's services: those a regent of this node registered are
@@ -866,7 +740,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 	 * one burst on top of the old instance's.  After a restart (nobody
 	 * passed them meanwhile) they are all due now, the first is sent first
 	 * either way (it proves the token may write). */
-	uint64_t now = now_ms(c), spread = c->spread_first ? pass_every(c) / 2 : 0;
+	uint64_t now = now_ms(c), spread = c->spread_first ? consul_pass_every(c) / 2 : 0;
 	for (size_t i = 0; i < as.n; i++) {
 		const consul_agent_service *a = &as.v[i];
 		reg *r = c->h->map_get(c->regs, a->cid);
@@ -906,7 +780,7 @@ static void on_list_done(void *arg, const regent_http_result *res)
 		          "passing; those no source reports within %" PRIu64 " ms are deregistered",
 		          c->shown, c->adopted_n, c->adopted_n == 1 ? "" : "s", c->reconcile_ms);
 	uv_timer_start(c->adopt_timer, on_adopt_timer, c->reconcile_ms, 0);
-	pump(c);
+	consul_pump(c);
 	maybe_started(c);
 }
 
