@@ -106,6 +106,9 @@ static void queue_push(consul *c, consul_svc *s);
 static void on_settle_timer(uv_timer_t *t)
 {
 	consul *c = t->data;
+	/* Over, whatever now_ms() reads (the loop's timers run on another
+	 * clock): the reads below are taken. */
+	c->settle_until = 0;
 	regent_map_iter it = {0};
 	void *v;
 	while (c->h->map_next(c->svcs, &it, NULL, &v)) {

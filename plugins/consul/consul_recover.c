@@ -43,10 +43,8 @@ static void on_recover_done(void *arg, const regent_http_result *res)
 		c->recover_away = true;
 		return;
 	}
-	c->h->log(c->ctx, REGENT_LOG_DEBUG, "recovery check: %s answers (HTTP %ld)%s", c->shown,
-	          res->status, c->recover_away ? "" : "; it answered before too");
 	if (!c->recover_away)
-		return;
+		return; /* it answers all along: the sides keep their own backoff */
 	c->recover_away = false;
 	if (c->watching)
 		consul_disc_settle(c);

@@ -30,7 +30,8 @@
 # plugins/consul/consul_recover.c, once a second; the rest is the machine's load).  FAULT_SEC is
 # long enough for the retries' backoff to grow past that bound (a pass's to ttl/3 = 10 s, a
 # read's to 10 s): without the check each side waited out its backoff, 2-14 s.
-# DRILL_SMOKE=1 (the test suite's drill_consul_faults_smoke): ttl 15 s, FAULT_SEC 8, OUTAGE 20.
+# DRILL_SMOKE=1 (the test suite's drill_consul_faults_smoke, DRILL_CASES=ad): ttl 15 s,
+# FAULT_SEC 8, OUTAGE 20.
 # Full: ttl 30 s, FAULT_SEC 10, OUTAGE 40.  DRILL_TTL, DRILL_FAULT_SEC, DRILL_OUTAGE and
 # DRILL_RESUME_BOUND override; DRILL_CASES (default abd) picks cases.  In d the client reads the
 # checks the agent restored critical, often before the backend passed them again: its settle
