@@ -400,7 +400,7 @@ static long read_pid_file(const char *path)
  * b.cfg"), allocated. */
 static char *cmdline_stale(hx_sup *s, const char *buf, size_t n)
 {
-	regent_buffer was = {0}, want = {0};
+	regent_buffer was = {0};
 	bool same = true;
 	size_t k = 0;
 	for (const char *a = buf; a < buf + n; a += strlen(a) + 1) {
@@ -412,20 +412,19 @@ static char *cmdline_stale(hx_sup *s, const char *buf, size_t n)
 		k++;
 	}
 	same = same && k == s->c.ninclude;
-	bool bin = strcmp(buf, s->bin) == 0;
-	char *out = NULL;
-	if (!same || !bin) {
+	regent_buffer out = {0};
+	if (strcmp(buf, s->bin) != 0)
+		s->c.h->buf_printf(&out, "binary %s, not %s", buf, s->bin);
+	if (!same) {
+		regent_buffer want = {0};
 		for (size_t i = 0; i < s->c.ninclude; i++)
 			s->c.h->buf_printf(&want, "%s%s", i ? " " : "", s->c.include[i]);
-		out = s->c.h->xasprintf("%s%s%s%s%s%s%s%s%s", bin ? "" : "binary ", bin ? "" : buf,
-		                        bin ? "" : ", not ", bin ? "" : s->bin,
-		                        bin || same ? "" : "; ", same ? "" : "includes ",
-		                        same ? "" : (was.len ? was.data : "none"), same ? "" : ", not ",
-		                        same ? "" : (want.len ? want.data : "none"));
+		s->c.h->buf_printf(&out, "%sincludes %s, not %s", out.len ? "; " : "",
+		                   was.len ? was.data : "none", want.len ? want.data : "none");
+		s->c.h->buf_free(&want);
 	}
 	s->c.h->buf_free(&was);
-	s->c.h->buf_free(&want);
-	return out;
+	return out.data; /* taken over (NULL: nothing differs) */
 }
 
 /* argv of pid has "-S" "<sock>[,...]" and "-f" "<config_file>", and the
