@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -789,8 +790,7 @@ class LifecycleTest(EmulatorTest):
         self.assertEqual([x["Service"]["ID"] for x in entries], ["w1"])
         self.assertEqual(entries[0]["Checks"][1]["Status"], "passing")
         self.assertGreater(b.index("/v1/health/service/web"), idx)
-        os.remove(state)
-        os.rmdir(tmp)
+        self.stop_then_remove(b, tmp)
 
     def test_state_file_check_whose_ttl_ran_out_comes_back_critical(self):
         # Consul's agent restores a persisted check critical, whatever the Status it was
@@ -811,8 +811,14 @@ class LifecycleTest(EmulatorTest):
         self.assertEqual(checks["service:w1"]["Status"], "critical")
         self.assertEqual((checks["service:w2"]["Status"], checks["service:w2"]["Output"]),
                          ("passing", "up"))
-        os.remove(state)
-        os.rmdir(tmp)
+        self.stop_then_remove(b, tmp)
+
+    def stop_then_remove(self, emu, tmp):
+        # The emulator writes its state file (state.json.tmp, then renamed) within 50 ms of
+        # a change, restoring included: stop it before its directory goes.
+        os.kill(emu.pid, signal.SIGTERM)
+        self.assertEqual(emu.proc.wait(5), 0)
+        shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

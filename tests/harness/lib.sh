@@ -47,6 +47,7 @@ check() {
         H_PASS=$((H_PASS + 1)); printf 'ok - %s\n' "$desc"
     else
         H_FAIL=$((H_FAIL + 1)); H_FAILED=1; printf 'not ok - %s\n' "$desc"
+        H_FAILED_CHECKS+="not ok - $desc"$'\n'
         tail -n 20 "$out" | sed 's/^/  | /' >&2
     fi
     rm -f "$out"
@@ -200,6 +201,8 @@ harness_cleanup() {
     if [[ "$rc" -ne 0 || "${H_FAILED:-0}" -ne 0 || "${H_FAIL:-0}" -ne 0 ]]; then
         h_log "failure (exit $rc): daemon logs follow"
         harness_dump_logs "${H_LOG_LINES:-40}"
+        # again after the logs: a CI excerpt shows a failing test's last lines
+        [[ -z "${H_FAILED_CHECKS:-}" ]] || printf 'the checks that failed (above, in order):\n%s' "$H_FAILED_CHECKS" >&2
     fi
     local -a names=()
     mapfile -t names < <(tac "$H_TMP/.h/order")
