@@ -199,6 +199,8 @@ bool hx_ho_start(hx *s)
 		return true;
 	}
 	old->yielding = true;
+	if (old->sup)
+		hx_sup_yield(old->sup, true);
 	old->ho_peer = s;
 	s->ho_peer = old;
 	s->h->log(old->ctx, REGENT_LOG_INFO,
@@ -268,6 +270,8 @@ void hx_ho_carry(hx *s)
 static void resume(hx *s, bool touched)
 {
 	s->yielding = false;
+	if (s->sup)
+		hx_sup_yield(s->sup, false);
 	s->h->log(s->ctx, REGENT_LOG_INFO,
 	          "the new instance did not take over: this one drives %s and haproxy again%s",
 	          s->config_file, touched ? " (the file written whole, server states read back, "

@@ -60,8 +60,9 @@ void hx_update_health(hx *s)
 	const char *stale = s->sup ? hx_sup_stale(s->sup) : NULL;
 	char note[700];
 	if (stale)
-		snprintf(note, sizeof note, "started with another command line (%.500s): applies when "
-		         "haproxy starts anew", stale);
+		snprintf(note, sizeof note, "started with another command line (%.500s): replaced at "
+		         "the next reload (make before break), else applies when haproxy starts anew",
+		         stale);
 	s->h->health_part(s->ctx, "command line", true, stale ? note : NULL);
 }
 
@@ -136,6 +137,8 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 			s->force_reload = true; /* it may have read an older file */
 			s->stale_run = true;
 		}
+		if (hx_sup_stale(s->sup))
+			s->force_reload = true; /* a replacement: reload.c */
 		hx_kick(s);
 		return;
 	case HX_SUP_DOWN:
@@ -144,7 +147,7 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 		hx_conn_reset(s->rt, 0); /* the next worker is a new one, not a surprise */
 		s->stale_run = false;
 		s->spawn_gen = s->file_gen; /* the restart reads the installed file */
-		if (ev == HX_SUP_DOWN)
+		if (ev == HX_SUP_DOWN && why) /* (none: replaced while this one yields) */
 			s->h->metric_add(s->m_restarts, 1);
 		hx_set_reason(s, &s->master_err, why);
 		hx_update_health(s);
@@ -165,6 +168,11 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 		return;
 	case HX_SUP_STOPPED:
 		s->h->stopped(s->ctx);
+		return;
+	case HX_SUP_REPLACED:
+	case HX_SUP_REPLACE_FAILED:
+		hx_update_health(s); /* the command line's note, gone once replaced */
+		hx_reload_replaced(s, ev == HX_SUP_REPLACED ? hx_sup_worker(s->sup) : 0, why);
 		return;
 	}
 }

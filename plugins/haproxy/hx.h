@@ -382,6 +382,8 @@ typedef enum {
 	HX_SUP_DOWN,     /* it died; a restart is scheduled (why says when) */
 	HX_SUP_FAILED,   /* cannot start it (err); retried (why says when) */
 	HX_SUP_STOPPED,  /* stopped on request (hx_sup_stop with kill) */
+	HX_SUP_REPLACED, /* hx_sup_replace: the new master has a worker */
+	HX_SUP_REPLACE_FAILED, /* hx_sup_replace: it had none (err, why); the old one serves */
 } hx_sup_event;
 typedef void (*hx_sup_cb)(void *arg, hx_sup_event ev, int err, const char *why);
 
@@ -405,6 +407,19 @@ long hx_sup_pid(const hx_sup *s);
  * instance would start it with: what differs (NULL: the same, or started
  * by this instance). */
 const char *hx_sup_stale(const hx_sup *s);
+/* Make before break, for a stale adopted master: a new master with this
+ * instance's command line starts beside it on the copies of the listening
+ * sockets (-x); once it has a worker the old one gets SIGUSR1 and
+ * HX_SUP_REPLACED follows, else the new one is stopped (SIGUSR1) and
+ * HX_SUP_REPLACE_FAILED.  0: started; -EINVAL: not stale; -EAGAIN: not
+ * now; -ENOTCONN: no copies of the listeners; other -errno: no pidfd. */
+int hx_sup_replace(hx_sup *s);
+/* The worker the master's `show proc` named when it was last found ready. */
+long hx_sup_worker(const hx_sup *s);
+/* A new instance drives haproxy (handover.c): a master that exits
+ * meanwhile (one it replaced) gives HX_SUP_DOWN with no reason and is not
+ * restarted; false: this one drives again. */
+void hx_sup_yield(hx_sup *s, bool yielding);
 /* kill: SIGTERM (SIGKILL after 3 s), HX_SUP_STOPPED once gone; returns
  * true when that is pending.  !kill: leaves haproxy running. */
 bool hx_sup_stop(hx_sup *s, bool kill);

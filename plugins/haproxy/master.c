@@ -15,6 +15,17 @@
  * fdkeep.c holds copies of the listening sockets and the restart after a
  * crash gets them with `-x`, so connections queue instead of being refused.
  *
+ * Replacing an adopted master whose command line is not this instance's
+ * (hx_sup_replace: another binary or other includes, which its own reloads
+ * would never apply): make before break.  A new master starts beside it
+ * with `-x` and the copies, so both workers accept on the same sockets;
+ * once the new one has a worker the old master gets SIGUSR1 (its worker
+ * finishes what it serves, then both exit).  A new master that fails
+ * first is stopped the same soft way and the old one is kept: haproxy
+ * renames its sockets over the master and admin socket paths as it binds,
+ * before a later bind can fail, so those paths are hard-linked first
+ * (PATH.regent-old) and renamed back, and the pid file rewritten.
+ *
  * Stopping it (hx_sup_stop with kill): SIGTERM, again every
  * HX_TERM_EVERY_MS while it runs, SIGKILL after HX_KILL_AFTER_MS, and a
  * SIGKILL when the core gives up waiting first (stop_timeout shorter):
@@ -68,6 +79,16 @@ struct hx_sup {
 	/* The adopted master's command line differs from the one this instance
 	 * starts haproxy with (its binary or includes): what, until a start. */
 	char *stale;
+	long worker; /* the running worker, as the master last said */
+	/* hx_sup_replace: the master being replaced (old_pid, through its
+	 * pidfd), signalled once the new one has a worker, then watched until
+	 * it exits (old_watch: reaped if it is this process's child). */
+	bool replacing;
+	long old_pid;
+	int old_pidfd;
+	uv_poll_t *old_watch;
+	char *admin_path; /* the worker's admin socket (NULL: none) */
+	bool yielding;    /* a new instance drives haproxy: no restart from here */
 };
 
 static void sup_log(hx_sup *s, regent_log_level lvl, const char *fmt, ...) REGENT_PRINTF(3, 4);
@@ -95,12 +116,14 @@ hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
 	s->cb = cb;
 	s->arg = arg;
 	s->pidfd = -1;
+	s->old_pidfd = -1;
 	s->backoff = (regent_backoff){.initial_ms = 500, .max_ms = 30000};
 	s->t_restart = s->c.h->timer_new(s->c.ctx, s);
 	s->t_kill = s->c.h->timer_new(s->c.ctx, s);
 	s->t_alive = s->c.h->timer_new(s->c.ctx, s);
 	if (cfg->admin_socket && cfg->fd_socket)
 		s->keep = hx_fdkeep_new(cfg->ctx, cfg->h, cfg->loop, cfg->admin_socket, cfg->fd_socket);
+	s->admin_path = cfg->admin_socket ? cfg->h->xstrdup(cfg->admin_socket) : NULL;
 	s->c.admin_socket = s->c.fd_socket = NULL; /* the keeper has its copies */
 	return s;
 }
@@ -119,11 +142,28 @@ static void unwatch(hx_sup *s)
 }
 
 static void restart_now(uv_timer_t *t);
+static void watch(hx_sup *s);
+static void replace_abort(hx_sup *s, int err, const char *why);
 
 /* The master is gone (exit status known for a child only). */
 static void gone(hx_sup *s, int64_t status, int sig, bool known)
 {
 	long pid = s->pid;
+	if (s->replacing) {
+		char why[256];
+		if (sig)
+			snprintf(why, sizeof(why), "the new haproxy (pid %ld) was killed by signal %d "
+			         "before it had a worker", pid, sig);
+		else if (known)
+			snprintf(why, sizeof(why), "the new haproxy (pid %ld) exited with status %lld "
+			         "before it had a worker (its output: %s)", pid, (long long)status,
+			         s->log_file);
+		else
+			snprintf(why, sizeof(why), "the new haproxy (pid %ld) exited before it had a "
+			         "worker (its output: %s)", pid, s->log_file);
+		replace_abort(s, -ECHILD, why);
+		return;
+	}
 	s->pid = 0;
 	s->is_ready = false;
 	hx_poll_cancel(s->ready);
@@ -142,6 +182,14 @@ static void gone(hx_sup *s, int64_t status, int sig, bool known)
 			sup_log(s, REGENT_LOG_INFO, "haproxy (pid %ld) stopped", pid);
 			s->cb(s->arg, HX_SUP_STOPPED, 0, NULL);
 		}
+		return;
+	}
+	if (s->yielding) {
+		/* Replaced by the new instance (or died meanwhile): that one runs
+		 * haproxy; this one starts one again only if it drives again. */
+		sup_log(s, REGENT_LOG_INFO, "haproxy (pid %ld) exited while a new instance takes over "
+		        "haproxy: not restarted by this one", pid);
+		s->cb(s->arg, HX_SUP_DOWN, 0, NULL);
 		return;
 	}
 	/* The first crash restarts at once; only crashes in a row (a restarted
@@ -231,23 +279,207 @@ static void send_signal(hx_sup *s, int sig)
 		kill((pid_t)s->pid, sig);
 }
 
+/* ---- replacing a master: make before break ---- */
+
+static long read_pid_file(const char *path);
+
+#define HX_REPLACE_WAIT_MS 15000
+
+static void old_unwatch(hx_sup *s)
+{
+	if (s->old_watch) {
+		uv_poll_stop(s->old_watch);
+		uv_close((uv_handle_t *)s->old_watch, (uv_close_cb)free);
+		s->old_watch = NULL;
+	}
+	if (s->old_pidfd >= 0)
+		close(s->old_pidfd);
+	s->old_pidfd = -1;
+	s->old_pid = 0;
+}
+
+static void on_old_exit(uv_poll_t *p, int status, int events)
+{
+	(void)status;
+	(void)events;
+	hx_sup *s = p->data;
+	int64_t st;
+	int sig;
+	(void)hx_pidfd_reaped(s->old_pidfd, &st, &sig); /* ours: reaped; else init's */
+	sup_log(s, REGENT_LOG_INFO, "the replaced haproxy (master pid %ld) has exited", s->old_pid);
+	old_unwatch(s);
+}
+
+/* The socket paths the old master and worker answer on, hard-linked
+ * (keep), then dropped (the new ones answer) or renamed back (restore). */
+enum { PATHS_KEEP, PATHS_DROP, PATHS_RESTORE };
+
+static void old_paths(hx_sup *s, int how)
+{
+	const char *paths[] = {s->master_socket, s->admin_path};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		if (!paths[i])
+			continue;
+		char *kept = s->c.h->xasprintf("%s.regent-old", paths[i]);
+		if (how == PATHS_KEEP) {
+			(void)unlink(kept);
+			if (link(paths[i], kept) < 0)
+				sup_log(s, REGENT_LOG_DEBUG, "cannot link %s to %s: %s (not restored if the "
+				        "new master fails)", paths[i], kept, strerror(errno));
+		} else if (how == PATHS_DROP) {
+			(void)unlink(kept);
+		} else if (rename(kept, paths[i]) < 0 && errno != ENOENT) {
+			sup_log(s, REGENT_LOG_WARN, "cannot rename %s back to %s: %s", kept, paths[i],
+			        strerror(errno));
+		}
+		free(kept);
+	}
+	if (how != PATHS_RESTORE || !s->pid_file[0])
+		return;
+	long named = read_pid_file(s->pid_file);
+	if (named == s->old_pid || named < 0)
+		return;
+	/* the failed one may have written its own (small local file) */
+	FILE *f = fopen(s->pid_file, "we");
+	if (f) {
+		fprintf(f, "%ld\n", s->old_pid);
+		fclose(f);
+	}
+}
+
+/* The new master has a worker: the old one finishes what it serves. */
+static void retire_old(hx_sup *s)
+{
+	s->replacing = false;
+	old_paths(s, PATHS_DROP);
+	syscall(SYS_pidfd_send_signal, s->old_pidfd, SIGUSR1, NULL, 0);
+	s->old_watch = s->c.h->xcalloc(1, sizeof(*s->old_watch));
+	uv_poll_init(s->c.loop, s->old_watch, s->old_pidfd);
+	s->old_watch->data = s;
+	uv_poll_start(s->old_watch, UV_READABLE, on_old_exit);
+}
+
+/* The new master did not get a worker (why): it is stopped the soft way
+ * (what its worker took, if any, it finishes), the old one kept. */
+static void replace_abort(hx_sup *s, int err, const char *why)
+{
+	hx_poll_cancel(s->ready);
+	s->ready = NULL;
+	if (s->child) {
+		hx_master_kill(s->child, SIGUSR1);
+		hx_master_release(s->child, false);
+		s->child = NULL;
+	}
+	hx_fdkeep_unserve(s->keep);
+	old_paths(s, PATHS_RESTORE);
+	s->replacing = false;
+	s->pid = s->old_pid;
+	s->old_pid = 0;
+	close(s->old_pidfd); /* watched anew (gone at once if it died meanwhile) */
+	s->old_pidfd = -1;
+	s->is_ready = true; /* it kept serving */
+	watch(s);
+	if (s->stopping) {
+		sup_log(s, REGENT_LOG_INFO, "the replacement of haproxy (master pid %ld) is called off "
+		        "(stopping): %s", s->pid, why);
+		return;
+	}
+	sup_log(s, REGENT_LOG_ERROR, "cannot replace haproxy (master pid %ld): %s; it keeps serving "
+	        "with its own command line", s->pid, why);
+	s->cb(s->arg, HX_SUP_REPLACE_FAILED, err, why);
+}
+
+static void spawn_now(hx_sup *s);
+
+int hx_sup_replace(hx_sup *s)
+{
+	if (!s->stale)
+		return -EINVAL;
+	if (!s->pid || !s->is_ready || s->replacing || s->stopping || s->prep || s->probe)
+		return -EAGAIN;
+	if (!hx_fdkeep_count(s->keep))
+		return -ENOTCONN; /* no copies of the listeners to hand it */
+	int fd = s->pidfd;
+	if (s->child || fd < 0) { /* this process's child, or watched without a pidfd */
+		fd = (int)syscall(SYS_pidfd_open, (pid_t)s->pid, 0);
+		if (fd < 0)
+			return -errno;
+	} else {
+		s->pidfd = -1; /* taken over: unwatch() leaves it open */
+	}
+	old_unwatch(s); /* one replaced before, still finishing: not watched any more */
+	unwatch(s);
+	if (s->child) {
+		hx_master_release(s->child, false); /* its exit is read on the pidfd */
+		s->child = NULL;
+	}
+	s->old_pid = s->pid;
+	s->old_pidfd = fd;
+	old_paths(s, PATHS_KEEP);
+	s->pid = 0;
+	s->is_ready = false;
+	s->replacing = true;
+	hx_poll_cancel(s->ready);
+	s->ready = NULL;
+	s->spawn_req_ns = uv_hrtime();
+	sup_log(s, REGENT_LOG_INFO, "replacing haproxy (master pid %ld), started with another command "
+	        "line (%s): a new master starts beside it on the same listening sockets",
+	        s->old_pid, s->stale);
+	spawn_now(s);
+	return 0;
+}
+
+long hx_sup_worker(const hx_sup *s)
+{
+	return s->worker;
+}
+
+void hx_sup_yield(hx_sup *s, bool yielding)
+{
+	s->yielding = yielding;
+}
+
 /* ---- ready: the master has a worker ---- */
 
 static int ready_answer(void *arg, int status, const char *out)
 {
 	hx_sup *s = arg;
 	hx_proc_info pi;
+	if (status == HX_POLL_EXPIRED) { /* replacing only: the others wait */
+		s->ready = NULL;
+		char why[160];
+		snprintf(why, sizeof(why), "the new haproxy (pid %ld) had no worker after %d s", s->pid,
+		         HX_REPLACE_WAIT_MS / 1000);
+		replace_abort(s, -ETIMEDOUT, why);
+		return 1;
+	}
 	if (status == -ETIMEDOUT || status != 0 || hx_parse_show_proc(out, &pi) < 0 || !pi.worker_pid ||
 	    pi.master_pid != s->pid)
 		return 0;
 	s->ready = NULL;
 	s->is_ready = true;
-	/* The new master has taken what it needed: copy this worker's. */
+	s->worker = pi.worker_pid;
+	/* The new master has taken what it needed: copy this worker's (a
+	 * replacement's once its worker answers on the admin socket: until
+	 * then the old worker may, stopping; reload.c). */
 	hx_fdkeep_unserve(s->keep);
-	hx_fdkeep_fetch(s->keep);
+	if (!s->replacing)
+		hx_fdkeep_fetch(s->keep);
 	sup_log(s, REGENT_LOG_INFO, "haproxy running: master %ld, worker %ld (%.1f ms after the start)",
 	        pi.master_pid, pi.worker_pid,
 	        s->spawn_req_ns ? (double)(uv_hrtime() - s->spawn_req_ns) / 1e6 : 0.0);
+	if (s->replacing) {
+		long old = s->old_pid;
+		retire_old(s);
+		free(s->stale);
+		s->stale = NULL;
+		sup_log(s, REGENT_LOG_INFO,
+		        "replaced haproxy (master pid %ld) with master %ld running this configuration's "
+		        "command line; the old one finishes its connections and exits (SIGUSR1)",
+		        old, pi.master_pid);
+		s->cb(s->arg, HX_SUP_REPLACED, 0, NULL);
+		return 1;
+	}
 	s->cb(s->arg, HX_SUP_READY, 0, NULL);
 	return 1;
 }
@@ -255,16 +487,19 @@ static int ready_answer(void *arg, int status, const char *out)
 static void ready_poll(hx_sup *s, uint64_t first_ms)
 {
 	hx_poll_cancel(s->ready);
-	s->ready = hx_poll_start(s->c.h, s->c.loop, s->master_socket, "show proc", first_ms, 50, 0,
-	                         s->c.cmd_timeout, ready_answer, s);
+	s->ready = hx_poll_start(s->c.h, s->c.loop, s->master_socket, "show proc", first_ms, 50,
+	                         s->replacing ? HX_REPLACE_WAIT_MS : 0, s->c.cmd_timeout,
+	                         ready_answer, s);
 }
 
 /* ---- spawn ---- */
 
 static void spawn_now(hx_sup *s)
 {
-	free(s->stale); /* the master it starts runs this instance's command line */
-	s->stale = NULL;
+	if (!s->replacing) { /* the master it starts runs this instance's command line */
+		free(s->stale);
+		s->stale = NULL;
+	}
 	char *mopt = s->c.h->xasprintf("%s,mode,600", s->master_socket);
 	char **argv = s->c.h->xcalloc(12 + 2 * s->c.ninclude, sizeof(*argv));
 	size_t n = 0;
@@ -276,7 +511,7 @@ static void spawn_now(hx_sup *s)
 	argv[n++] = s->pid_file;
 	/* After a crash: the listening sockets from regent's copies (haproxy
 	 * only warns and binds anew if that fails). */
-	size_t nkeep = s->crash_pending ? hx_fdkeep_count(s->keep) : 0;
+	size_t nkeep = s->crash_pending || s->replacing ? hx_fdkeep_count(s->keep) : 0;
 	if (nkeep) {
 		int kerr = hx_fdkeep_serve(s->keep);
 		if (kerr == 0) {
@@ -311,6 +546,12 @@ static void spawn_now(hx_sup *s)
 		close(fd);
 	free(argv);
 	free(mopt);
+	if (!s->child && s->replacing) {
+		char why[512];
+		snprintf(why, sizeof(why), "cannot start %s: %s", s->bin, uv_strerror(err));
+		replace_abort(s, err, why);
+		return;
+	}
 	if (!s->child) {
 		hx_fdkeep_unserve(s->keep);
 		hx_fdkeep_drop(s->keep);
@@ -324,9 +565,9 @@ static void spawn_now(hx_sup *s)
 		return;
 	}
 	s->pid = hx_master_pid(s->child);
-	sup_log(s, REGENT_LOG_INFO, "started haproxy (master pid %ld) with %s%s; its output goes to %s",
+	sup_log(s, REGENT_LOG_INFO, "started haproxy (master pid %ld) with %s%s%s; its output goes to %s",
 	        s->pid, s->config_file, nkeep ? " and the copies of its listening sockets" : "",
-	        s->log_file);
+	        s->replacing ? ", beside the one it replaces" : "", s->log_file);
 	/* Where a (re)start's time goes: clearing the state file (threadpool)
 	 * and the spawn itself (posix_spawn returns once the exec is done). */
 	sup_log(s, REGENT_LOG_DEBUG, "spawn timing: state file cleared after %.1f ms, spawn+exec %.1f ms",
@@ -507,8 +748,8 @@ static int probe_answer(void *arg, int status, const char *out)
 	if (s->stale)
 		sup_log(s, REGENT_LOG_WARN,
 		        "the running haproxy (master pid %ld) was started with another command line "
-		        "(%s): its reloads run that one again, so this configuration's binary and "
-		        "includes apply only when haproxy starts anew",
+		        "(%s): its own reloads would run that one again, so it is replaced at the "
+		        "next reload (a new master beside it, make before break)",
 		        pi.master_pid, s->stale);
 	done(s->adopt_arg, 1, NULL);
 	ready_poll(s, 0);
@@ -583,12 +824,17 @@ static void quiesce(hx_sup *s)
 bool hx_sup_stop(hx_sup *s, bool kill)
 {
 	s->stopping = true;
+	if (s->replacing)
+		replace_abort(s, -ECANCELED, "regent stops");
 	quiesce(s);
 	hx_fdkeep_unserve(s->keep);
 	if (kill)
 		hx_fdkeep_drop(s->keep);
 	if (!kill || !s->pid) {
-		if (s->pid)
+		if (s->pid && s->yielding)
+			sup_log(s, REGENT_LOG_INFO, "leaving haproxy (master pid %ld) running, to the new "
+			        "instance", s->pid);
+		else if (s->pid)
 			sup_log(s, REGENT_LOG_INFO, "leaving haproxy (master pid %ld) running with %s",
 			        s->pid, s->config_file);
 		return false;
@@ -615,6 +861,9 @@ void hx_sup_free(hx_sup *s)
 	bool killed = s->killing && s->pid;
 	s->stopping = true;
 	s->killing = false;
+	if (s->replacing)
+		replace_abort(s, -ECANCELED, "regent stops");
+	old_unwatch(s);
 	quiesce(s);
 	/* Adopted: a child of this process if the instance it replaced started
 	 * it (reaped through the pidfd, once the watch's handle is closed:
@@ -631,6 +880,7 @@ void hx_sup_free(hx_sup *s)
 	s->c.h->timer_close(&s->t_kill);
 	s->c.h->timer_close(&s->t_alive);
 	free(s->bin);
+	free(s->admin_path);
 	free(s->stale);
 	free(s->config_file);
 	free(s->master_socket);

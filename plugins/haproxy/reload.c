@@ -1,6 +1,8 @@
 /* reload.c - the haproxy sink's reload: through the master CLI (show proc
  * before, reload, then the reload counter and the new worker on the admin
- * socket) or through reload_command (then the admin socket's pid), with
+ * socket), by replacing an adopted master that runs another command line
+ * (master.c hx_sup_replace: a new master beside it, then the new worker on
+ * the admin socket) or through reload_command (then the admin socket's pid), with
  * backoff on failure, after waiting out a master that re-executes for
  * another reload (wait_master); and the debug line that says where a
  * pipeline's time went. */
@@ -328,6 +330,29 @@ static void on_before_info(void *arg, int status, const char *out, size_t len)
 	hx_spawn(s, argv, NULL, on_reload_command);
 }
 
+/* The replacement's end (master.c): its new worker, or why there is none
+ * (the old master serves on, with its own command line; retried like a
+ * failed reload). */
+void hx_reload_replaced(hx *s, long worker, const char *why)
+{
+	if (s->ps != P_RELOAD)
+		return;
+	if (!worker) {
+		reload_fail(s, why);
+		/* A SIGHUP's instance on trial: the configuration cannot run, the
+		 * running instance goes on (as when haproxy -c refuses it). */
+		if (!s->proven && s->ho_peer)
+			hx_trial_fail(s, -EIO, why);
+		return;
+	}
+	hx_tstep(s, T_MASTER);
+	s->ps = P_CONFIRM;
+	s->want_worker = worker;
+	s->confirm_deadline = s->h->now_ms() + 15000;
+	s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50, 15000,
+	                           s->cmd_timeout, confirm_info, s);
+}
+
 void hx_reload_start(hx *s)
 {
 	s->force_reload = false;
@@ -338,6 +363,21 @@ void hx_reload_start(hx *s)
 		return;
 	}
 	s->ps = P_RELOAD;
+	if (s->sup && hx_sup_stale(s->sup)) {
+		/* Its own reload would run its own command line again. */
+		hx_reload_prefetch_drop(s);
+		int rc = hx_sup_replace(s->sup);
+		if (rc == 0) {
+			hx_tstep(s, T_SENT);
+			return; /* hx_reload_replaced */
+		}
+		s->h->log(s->ctx, REGENT_LOG_INFO,
+		          "haproxy (master pid %ld) is reloaded, not replaced (%s): its command line "
+		          "stays its own until it starts anew",
+		          hx_sup_pid(s->sup),
+		          rc == -ENOTCONN ? "no copies of its listening sockets to hand a new master"
+		                          : strerror(-rc));
+	}
 	if (s->master_socket && s->early_proc == 1) {
 		s->reload_waits = true; /* on_early_proc sends it */
 		return;

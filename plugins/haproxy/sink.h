@@ -472,6 +472,8 @@ void hx_cold_direct_refused(hx *s);
 
 /* The file is installed: reload haproxy and confirm the new worker. */
 void hx_reload_start(hx *s);
+/* A replacement (hx_sup_replace) ended: the new worker, or 0 and why. */
+void hx_reload_replaced(hx *s, long worker, const char *why);
 void hx_reload_prefetch(hx *s);
 void hx_reload_prefetch_drop(hx *s);
 

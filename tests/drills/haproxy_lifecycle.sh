@@ -13,6 +13,12 @@
 #   e. the config directory (a tmpfs) read-only, a catalog change, then writable again:
 #      /healthz 503 naming the write meanwhile, the file up to date soon after with no other
 #      change, 0 failed requests
+#   f. SIGHUP with a change haproxy's own reload cannot apply (an include added: the running
+#      master's reloads re-run its own command line): regent replaces the master, make before
+#      break (a new master beside it on the same listening sockets, then SIGUSR1 to the old
+#      one).  First an include that passes haproxy -c but cannot start (it binds a port a
+#      backend holds): the new master fails, the old one serves on, the failure is logged;
+#      then one that can: a new master running it, the old one gone.  0 failed requests.
 # Rows: DRILL|haproxy_lifecycle|<case>|<requests>|<failed>|<recovery>|<note>.  Root (tmpfs).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +33,7 @@ harness_init || exit 1
 source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
 
 SMOKE=${DRILL_SMOKE:-0}
-CASES=${DRILL_CASES:-abcde}   # a subset, e.g. DRILL_CASES=ad
+CASES=${DRILL_CASES:-abcdef}   # a subset, e.g. DRILL_CASES=ad
 want() { [[ "$CASES" == *"$1"* ]]; }
 HOLD=$([[ $SMOKE == 1 ]] && echo 1 || echo 5)   # load seconds around each fault
 PY=${PYTHON3:-python3}
@@ -314,6 +320,51 @@ if want e; then
     check_eq "e: read-only config dir: 0 failed requests (of $n)" 0 "$f"
     echo "  | file up to date $took ms after the directory turned writable"
     row "e. config dir read-only, then writable" "$n" "$f" "$took ms" "file rewritten by the retry timer"
+fi
+
+# ---- f. SIGHUP adding an include: the master replaced, make before break -------------------------
+if want f; then
+    check "f: both services answer before the change" wait_for --timeout 10 both_ok
+    M0=$(master)
+    printf 'global\n    log-tag regent-drill-f\n' > "$T/good-include.cfg"
+    printf 'listen occupied\n    mode tcp\n    bind 127.0.0.1:%s\n    server s 127.0.0.1:%s\n' \
+        "$P_B3" "$P_B1" > "$T/unstartable-include.cfg"
+    nrep=$(grep -c 'replaced haproxy (master pid' "$LOG")
+    nfail=$(grep -c "cannot replace haproxy (master pid $M0)" "$LOG")
+    load_start f
+    sleep "$HOLD"
+    mkini "include = $T/unstartable-include.cfg"
+    daemon_kill client HUP
+    check "f: an include that cannot start: the replacement fails (logged)" \
+        wait_for --timeout 30 eval "[[ \$(grep -c 'cannot replace haproxy (master pid $M0)' '$LOG') -gt $nfail ]]"
+    grep "cannot replace haproxy (master pid $M0)" "$LOG" | tail -1 | sed 's/^/  | /'
+    check "f: ... the old master serves on" kill -0 "$M0"
+    check "f: ... the new configuration is refused, the previous one runs (/healthz)" \
+        wait_for --timeout 10 eval "healthz | grep -q 'new configuration refused: .*new haproxy .*before it had a worker.*the previous one runs'"
+    check "f: ... the master socket answers from the old master again" eval "[[ \$(master) == $M0 ]]"
+    sleep "$HOLD"
+    mkini "include = $T/good-include.cfg"
+    t0=$(date +%s%N)
+    daemon_kill client HUP
+    check "f: regent replaces the master (logged)" \
+        wait_for --timeout 30 eval "[[ \$(grep -c 'replaced haproxy (master pid $M0)' '$LOG') -gt $nrep ]]"
+    took=$(( ($(date +%s%N) - t0) / 1000000 ))
+    M1=$(grep -o "replaced haproxy (master pid $M0) with master [0-9]*" "$LOG" | awk '{ print $NF }' | tail -n 1)
+    check "f: the new master answers on the master socket (was $M0, now ${M1:-none})" \
+        wait_for --timeout 10 eval "[[ -n '$M1' && \$(master) == '$M1' ]]"
+    hx_track_master "$MASTER"
+    check "f: the new master runs the include" grep -qF "$T/good-include.cfg" "/proc/$M1/cmdline"
+    check "f: the old master exits once its worker finished" wait_for --timeout 20 eval "! kill -0 $M0 2>/dev/null"
+    check "f: regent saw it exit" wait_for --timeout 5 grep -q "the replaced haproxy (master pid $M0) has exited" "$LOG"
+    check "f: one master runs this configuration (no other restarted beside it)" \
+        eval "[[ \$(pgrep -f -- '-S $MASTER' | grep -vx '$M1' | xargs -r ps -o pid=,ppid= -p | awk -v m='$M1' '\$2 != m' | wc -l) == 0 ]]"
+    check "f: /healthz has no command-line note any more" eval "! healthz | grep -q 'another command line'"
+    sleep "$HOLD"
+    read -r n f < <(load_stop f)
+    check_eq "f: include added, master replaced: 0 failed requests (of $n)" 0 "$f"
+    check "f: still routing to b1 and b2" both_ok
+    grep -E 'replacing haproxy|replaced haproxy|has exited' "$LOG" | tail -3 | sed 's/^/  | /'
+    row "f. SIGHUP adding an include (master replaced)" "$n" "$f" "$took ms" "master $M0 -> $M1, make before break"
 fi
 
 # The harness stops the tracked haproxy masters; regent first, so that it does not restart one.
