@@ -365,6 +365,28 @@ if want f; then
     check "f: still routing to b1 and b2" both_ok
     grep -E 'replacing haproxy|replaced haproxy|has exited' "$LOG" | tail -3 | sed 's/^/  | /'
     row "f. SIGHUP adding an include (master replaced)" "$n" "$f" "$took ms" "master $M0 -> $M1, make before break"
+    # The same through a restart: regent stopped, the include taken out, started again: the
+    # adopted master (with the include) is replaced by one without.
+    n0=$(nready)
+    load_start f2
+    sleep "$HOLD"
+    daemon_stop client
+    mkini
+    t0=$(date +%s%N)
+    start_client
+    check "f: restarted without the include: the master replaced again" \
+        wait_for --timeout 30 grep -q "replaced haproxy (master pid $M1) with master" "$LOG"
+    took=$(( ($(date +%s%N) - t0) / 1000000 ))
+    M2=$(grep -o "replaced haproxy (master pid $M1) with master [0-9]*" "$LOG" | awk '{ print $NF }' | tail -n 1)
+    check "f: ... the new one answers (${M2:-none})" wait_for --timeout 10 eval "[[ -n '$M2' && \$(master) == '$M2' ]]"
+    hx_track_master "$MASTER"
+    check "f: ... and runs no include" eval "! grep -qF '$T/good-include.cfg' /proc/$M2/cmdline"
+    check "f: ... the old master exits" wait_for --timeout 20 eval "! kill -0 $M1 2>/dev/null"
+    check "f: ... the restarted regent proved itself" wait_for --timeout 30 eval '[[ $(nready) -gt $n0 ]]'
+    sleep "$HOLD"
+    read -r n f < <(load_stop f2)
+    check_eq "f: restart taking the include out, master replaced: 0 failed requests (of $n)" 0 "$f"
+    row "f. restart taking the include out (master replaced)" "$n" "$f" "$took ms" "master $M1 -> $M2"
 fi
 
 # The harness stops the tracked haproxy masters; regent first, so that it does not restart one.
