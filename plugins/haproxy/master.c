@@ -3,8 +3,8 @@
  * the one the instance this one replaces runs), watching it, restarting it
  * when it dies and stopping it when asked.  haproxy outlives regent: it
  * runs in its own session, writes its output to a file and is watched
- * through a pidfd when it is not regent's child.  Also --check-config's
- * blocking `haproxy -c` (hx_check_binary).
+ * through a pidfd when it is not regent's child (--check-config's
+ * blocking `haproxy -c` is checkbin.c).
  *
  * Identity of an haproxy found on the master socket (never adopt or kill
  * a stranger): it answers `show proc`, the pid file (if there is one)
@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -128,16 +127,31 @@ hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
 	return s;
 }
 
+/* A master's exit, read on its pidfd (pidwatch_open), and the end of it. */
+static uv_poll_t *pidwatch_open(hx_sup *s, int fd, uv_poll_cb cb)
+{
+	uv_poll_t *w = s->c.h->xcalloc(1, sizeof(*w));
+	uv_poll_init(s->c.loop, w, fd);
+	w->data = s;
+	uv_poll_start(w, UV_READABLE, cb);
+	return w;
+}
+
+static void pidwatch_close(uv_poll_t **w, int *fd)
+{
+	if (*w) {
+		uv_poll_stop(*w);
+		uv_close((uv_handle_t *)*w, (uv_close_cb)free);
+		*w = NULL;
+	}
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 static void unwatch(hx_sup *s)
 {
-	if (s->pidwatch) {
-		uv_poll_stop(s->pidwatch);
-		uv_close((uv_handle_t *)s->pidwatch, (uv_close_cb)free);
-		s->pidwatch = NULL;
-	}
-	if (s->pidfd >= 0)
-		close(s->pidfd);
-	s->pidfd = -1;
+	pidwatch_close(&s->pidwatch, &s->pidfd);
 	uv_timer_stop(s->t_alive);
 }
 
@@ -260,10 +274,7 @@ static void watch(hx_sup *s)
 	int fd = (int)syscall(SYS_pidfd_open, (pid_t)s->pid, 0);
 	if (fd >= 0) {
 		s->pidfd = fd;
-		s->pidwatch = s->c.h->xcalloc(1, sizeof(*s->pidwatch));
-		uv_poll_init(s->c.loop, s->pidwatch, fd);
-		s->pidwatch->data = s;
-		uv_poll_start(s->pidwatch, UV_READABLE, on_pidfd);
+		s->pidwatch = pidwatch_open(s, fd, on_pidfd);
 		return;
 	}
 	uv_timer_start(s->t_alive, on_alive_timer, 100, 100);
@@ -287,14 +298,7 @@ static long read_pid_file(const char *path);
 
 static void old_unwatch(hx_sup *s)
 {
-	if (s->old_watch) {
-		uv_poll_stop(s->old_watch);
-		uv_close((uv_handle_t *)s->old_watch, (uv_close_cb)free);
-		s->old_watch = NULL;
-	}
-	if (s->old_pidfd >= 0)
-		close(s->old_pidfd);
-	s->old_pidfd = -1;
+	pidwatch_close(&s->old_watch, &s->old_pidfd);
 	s->old_pid = 0;
 }
 
@@ -353,10 +357,7 @@ static void retire_old(hx_sup *s)
 	s->replacing = false;
 	old_paths(s, PATHS_DROP);
 	syscall(SYS_pidfd_send_signal, s->old_pidfd, SIGUSR1, NULL, 0);
-	s->old_watch = s->c.h->xcalloc(1, sizeof(*s->old_watch));
-	uv_poll_init(s->c.loop, s->old_watch, s->old_pidfd);
-	s->old_watch->data = s;
-	uv_poll_start(s->old_watch, UV_READABLE, on_old_exit);
+	s->old_watch = pidwatch_open(s, s->old_pidfd, on_old_exit);
 }
 
 /* The new master did not get a worker (why): it is stopped the soft way
@@ -893,104 +894,3 @@ void hx_sup_free(hx_sup *s)
 	else
 		free(s);
 }
-
-/* ------------------------------------------------------------------ */
-/* --check-config: haproxy -c, blocking (validate runs off the loop)   */
-/* ------------------------------------------------------------------ */
-
-int hx_check_binary(const regent_host *h, const char *bin, const char *const *inc, size_t ninc,
-                    const char *global, uint64_t timeout_ms, char *why, size_t whylen)
-{
-	const char *td = getenv("TMPDIR");
-	char *tmp = h->xasprintf("%s/regent-haproxy-check-XXXXXX", td && *td ? td : "/tmp");
-	int fd = mkstemp(tmp);
-	if (fd < 0 || write(fd, global, strlen(global)) != (ssize_t)strlen(global)) {
-		snprintf(why, whylen, "cannot write a temporary file %s: %s", tmp, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-			unlink(tmp);
-		}
-		free(tmp);
-		return 0; /* not haproxy's fault: the real check runs at start */
-	}
-	close(fd);
-	char **argv = h->xcalloc(6 + 2 * ninc, sizeof(*argv));
-	size_t n = 0;
-	argv[n++] = (char *)bin;
-	argv[n++] = "-c";
-	for (size_t i = 0; i < ninc; i++) {
-		argv[n++] = "-f";
-		argv[n++] = (char *)inc[i];
-	}
-	argv[n++] = "-f";
-	argv[n++] = tmp;
-	int pfd[2];
-	int rc = 0;
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "pipe: %s", strerror(errno));
-		goto out;
-	}
-	int pid = 0;
-	rc = hx_process_start(h, argv, NULL, pfd[1], &pid); /* no fork: see proc.c */
-	if (rc < 0) {
-		snprintf(why, whylen, "%s -c with the includes: cannot run %s: %s", bin, bin,
-		         strerror(-rc));
-		close(pfd[0]);
-		close(pfd[1]);
-		goto out;
-	}
-	close(pfd[1]);
-	char out[2048];
-	size_t olen = 0;
-	uint64_t deadline = uv_hrtime() / 1000000 + timeout_ms;
-	for (;;) {
-		uint64_t now = uv_hrtime() / 1000000;
-		if (now >= deadline) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
-		int pr = poll(&pf, 1, (int)(deadline - now));
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			continue;
-		ssize_t r = read(pfd[0], out + olen, sizeof(out) - 1 - olen);
-		if (r <= 0)
-			break;
-		olen += (size_t)r;
-		if (olen >= sizeof(out) - 1)
-			olen = sizeof(out) - 1; /* keep reading to EOF, keep the start */
-	}
-	out[olen] = '\0';
-	close(pfd[0]);
-	int status = -1, sig = 0;
-	h->process_reap(pid, true, &status, &sig);
-	int code = status >= 0 ? status : 128 + sig;
-	if (code == 0 || code == 2)
-		goto out;
-	/* The first line that says something (not the NOTICE banner). */
-	char *line = out, *best = NULL;
-	while (line && *line) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		if (!best && *line && !strstr(line, "[NOTICE]"))
-			best = line;
-		line = nl ? nl + 1 : NULL;
-	}
-	if (code == 127)
-		rc = -ENOENT;
-	else
-		rc = -EINVAL;
-	snprintf(why, whylen, "%s -c with the includes%s: %.300s", bin,
-	         code == 127 ? "" : " refused the configuration",
-	         best ? best : (code == 137 ? "timed out" : "no output"));
-out:
-	unlink(tmp);
-	free(tmp);
-	free(argv);
-	return rc;
-}
-
