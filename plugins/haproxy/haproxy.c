@@ -169,6 +169,17 @@ static void on_sup(void *arg, hx_sup_event ev, int err, const char *why)
 	case HX_SUP_STOPPED:
 		s->h->stopped(s->ctx);
 		return;
+	case HX_SUP_EXE_REPLACED:
+		/* A package upgrade: a reload re-executes the master's argv[0],
+		 * the new file (its workers follow, seamlessly). */
+		s->h->log(s->ctx, REGENT_LOG_INFO, "haproxy (master pid %ld) runs a binary since "
+		          "replaced (%s): reloading, so that it runs the new one",
+		          hx_sup_pid(s->sup), why);
+		if (!s->yielding) {
+			s->force_reload = true;
+			hx_kick(s);
+		}
+		return;
 	case HX_SUP_REPLACED:
 	case HX_SUP_REPLACE_FAILED:
 		hx_update_health(s); /* the command line's note, gone once replaced */

@@ -384,6 +384,7 @@ typedef enum {
 	HX_SUP_STOPPED,  /* stopped on request (hx_sup_stop with kill) */
 	HX_SUP_REPLACED, /* hx_sup_replace: the new master has a worker */
 	HX_SUP_REPLACE_FAILED, /* hx_sup_replace: it had none (err, why); the old one serves */
+	HX_SUP_EXE_REPLACED,   /* the master's binary was replaced on disk (why names it) */
 } hx_sup_event;
 typedef void (*hx_sup_cb)(void *arg, hx_sup_event ev, int err, const char *why);
 

@@ -26,6 +26,11 @@
  * before a later bind can fail, so those paths are hard-linked first
  * (PATH.regent-old) and renamed back, and the pid file rewritten.
  *
+ * A binary replaced on disk (a package upgrade): the running master's
+ * /proc/PID/exe ends in " (deleted)".  Looked at every HX_EXE_EVERY_MS; the
+ * sink is told once (HX_SUP_EXE_REPLACED) and reloads: the master
+ * re-executes its argv[0], which is the new file.
+ *
  * Stopping it (hx_sup_stop with kill): SIGTERM, again every
  * HX_TERM_EVERY_MS while it runs, SIGKILL after HX_KILL_AFTER_MS, and a
  * SIGKILL when the core gives up waiting first (stop_timeout shorter):
@@ -59,7 +64,8 @@ struct hx_sup {
 	long pid;         /* the master (child or adopted), 0: none */
 	int pidfd;        /* adopted: exit notice */
 	uv_poll_t *pidwatch;
-	uv_timer_t *t_restart, *t_kill, *t_alive;
+	uv_timer_t *t_restart, *t_kill, *t_alive, *t_exe;
+	bool exe_noted; /* its binary was found replaced on disk, and said */
 	hx_poll *ready, *probe;
 	hx_fdkeep *keep; /* copies of the listeners (NULL: none kept) */
 	uv_fs_t *prep; /* the state file's removal before a start */
@@ -120,6 +126,7 @@ hx_sup *hx_sup_new(const hx_sup_cfg *cfg, hx_sup_cb cb, void *arg)
 	s->t_restart = s->c.h->timer_new(s->c.ctx, s);
 	s->t_kill = s->c.h->timer_new(s->c.ctx, s);
 	s->t_alive = s->c.h->timer_new(s->c.ctx, s);
+	s->t_exe = s->c.h->timer_new(s->c.ctx, s);
 	if (cfg->admin_socket && cfg->fd_socket)
 		s->keep = hx_fdkeep_new(cfg->ctx, cfg->h, cfg->loop, cfg->admin_socket, cfg->fd_socket);
 	s->admin_path = cfg->admin_socket ? cfg->h->xstrdup(cfg->admin_socket) : NULL;
@@ -440,6 +447,42 @@ void hx_sup_yield(hx_sup *s, bool yielding)
 	s->yielding = yielding;
 }
 
+/* ---- its binary replaced on disk ---- */
+
+#define HX_EXE_EVERY_MS 5000
+
+static void on_exe_timer(uv_timer_t *t)
+{
+	hx_sup *s = t->data;
+	if (!s->pid || !s->is_ready || s->replacing || s->stopping)
+		return;
+	char path[64], exe[4096];
+	snprintf(path, sizeof(path), "/proc/%ld/exe", s->pid);
+	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+	if (n < 0) {
+		if (errno == EACCES || errno == EPERM) { /* another user's: not ours to read */
+			sup_log(s, REGENT_LOG_DEBUG, "cannot read %s: %s; a replaced binary is not "
+			        "noticed", path, strerror(errno));
+			uv_timer_stop(t);
+		}
+		return;
+	}
+	exe[n] = '\0';
+	static const char del[] = " (deleted)";
+	bool deleted = (size_t)n > sizeof(del) - 1 && strcmp(exe + n - (sizeof(del) - 1), del) == 0;
+	if (!deleted) {
+		s->exe_noted = false;
+		return;
+	}
+	if (s->exe_noted)
+		return; /* said once; a reload did not change it */
+	s->exe_noted = true;
+	exe[n - (ssize_t)(sizeof(del) - 1)] = '\0';
+	char why[4200];
+	snprintf(why, sizeof(why), "%s was replaced on disk", exe);
+	s->cb(s->arg, HX_SUP_EXE_REPLACED, 0, why);
+}
+
 /* ---- ready: the master has a worker ---- */
 
 static int ready_answer(void *arg, int status, const char *out)
@@ -460,6 +503,8 @@ static int ready_answer(void *arg, int status, const char *out)
 	s->ready = NULL;
 	s->is_ready = true;
 	s->worker = pi.worker_pid;
+	if (!uv_is_active((uv_handle_t *)s->t_exe))
+		uv_timer_start(s->t_exe, on_exe_timer, HX_EXE_EVERY_MS, HX_EXE_EVERY_MS);
 	/* The new master has taken what it needed: copy this worker's (a
 	 * replacement's once its worker answers on the admin socket: until
 	 * then the old worker may, stopping; reload.c). */
@@ -820,6 +865,7 @@ static void quiesce(hx_sup *s)
 	hx_poll_cancel(s->probe);
 	s->probe = NULL;
 	uv_timer_stop(s->t_restart);
+	uv_timer_stop(s->t_exe);
 }
 
 bool hx_sup_stop(hx_sup *s, bool kill)
@@ -880,6 +926,7 @@ void hx_sup_free(hx_sup *s)
 	s->c.h->timer_close(&s->t_restart);
 	s->c.h->timer_close(&s->t_kill);
 	s->c.h->timer_close(&s->t_alive);
+	s->c.h->timer_close(&s->t_exe);
 	free(s->bin);
 	free(s->admin_path);
 	free(s->stale);

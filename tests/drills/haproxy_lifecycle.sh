@@ -19,6 +19,10 @@
 #      one).  First an include that passes haproxy -c but cannot start (it binds a port a
 #      backend holds): the new master fails, the old one serves on, the failure is logged;
 #      then one that can: a new master running it, the old one gone.  0 failed requests.
+#      Then a restart that takes the include out: replaced again, 0 failed.
+#   g. haproxy's binary upgraded in place (a package upgrade: the file renamed over): regent
+#      notices the master runs a deleted file and reloads it (the master re-executes the new
+#      one, same pid): 0 failed requests, the master's /proc/PID/exe the new file.
 # Rows: DRILL|haproxy_lifecycle|<case>|<requests>|<failed>|<recovery>|<note>.  Root (tmpfs).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +37,7 @@ harness_init || exit 1
 source "$REGENT_TEST_DIR/haproxy/hxlib.sh"
 
 SMOKE=${DRILL_SMOKE:-0}
-CASES=${DRILL_CASES:-abcdef}   # a subset, e.g. DRILL_CASES=ad
+CASES=${DRILL_CASES:-abcdefg}   # a subset, e.g. DRILL_CASES=ad
 want() { [[ "$CASES" == *"$1"* ]]; }
 HOLD=$([[ $SMOKE == 1 ]] && echo 1 || echo 5)   # load seconds around each fault
 PY=${PYTHON3:-python3}
@@ -387,6 +391,41 @@ if want f; then
     read -r n f < <(load_stop f2)
     check_eq "f: restart taking the include out, master replaced: 0 failed requests (of $n)" 0 "$f"
     row "f. restart taking the include out (master replaced)" "$n" "$f" "$took ms" "master $M1 -> $M2"
+fi
+
+# ---- g. haproxy's binary upgraded in place --------------------------------------------------------
+if want g; then
+    cp "$(command -v haproxy)" "$T/hxbin"
+    mkini "haproxy = $T/hxbin"
+    M0=$(master)
+    nrep=$(grep -c 'replaced haproxy (master pid' "$LOG")
+    daemon_kill client HUP
+    check "g: the client runs haproxy from a copy of the binary (the master replaced)" \
+        wait_for --timeout 30 eval "[[ \$(grep -c 'replaced haproxy (master pid' '$LOG') -gt $nrep ]]"
+    M1=$(grep -o "replaced haproxy (master pid $M0) with master [0-9]*" "$LOG" | awk '{ print $NF }' | tail -n 1)
+    check "g: ... its master answers (${M1:-none})" wait_for --timeout 10 eval "[[ -n '$M1' && \$(master) == '$M1' ]]"
+    hx_track_master "$MASTER"
+    check "g: ... and runs the copy" eval "[[ \$(readlink /proc/$M1/exe) == '$T/hxbin' ]]"
+    check "g: the old master exits" wait_for --timeout 20 eval "! kill -0 $M0 2>/dev/null"
+    R0=$(reloads)
+    load_start g
+    sleep "$HOLD"
+    # the upgrade: the new file written beside, renamed over (dpkg's way)
+    cp "$(command -v haproxy)" "$T/hxbin.dpkg-new"
+    mv -f "$T/hxbin.dpkg-new" "$T/hxbin"
+    t0=$(date +%s%N)
+    check "g: the master now runs a deleted file" eval "readlink /proc/$M1/exe | grep -q ' (deleted)\$'"
+    check "g: regent notices and reloads (logged)" \
+        wait_for --timeout 20 grep -q "haproxy (master pid $M1) runs a binary since replaced ($T/hxbin was replaced on disk)" "$LOG"
+    check "g: ... the master re-executed the new file" \
+        wait_for --timeout 15 eval "[[ \$(readlink /proc/$M1/exe) == '$T/hxbin' ]]"
+    took=$(( ($(date +%s%N) - t0) / 1000000 ))
+    check "g: ... through a reload (same master $M1)" wait_for --timeout 10 eval "[[ \$(master) == $M1 && \$(reloads) -gt $R0 ]]"
+    sleep "$HOLD"
+    read -r n f < <(load_stop g)
+    check_eq "g: binary upgraded in place: 0 failed requests (of $n)" 0 "$f"
+    check "g: still routing to b1 and b2" both_ok
+    row "g. haproxy binary upgraded in place" "$n" "$f" "$took ms" "reloaded by regent; master $M1 runs the new file"
 fi
 
 # The harness stops the tracked haproxy masters; regent first, so that it does not restart one.
