@@ -163,25 +163,35 @@ static void unwatch(hx_sup *s)
 }
 
 static void restart_now(uv_timer_t *t);
-static void watch(hx_sup *s);
 static void replace_abort(hx_sup *s, int err, const char *why);
+static void on_pidfd(uv_poll_t *p, int status, int events);
+
+/* How a master ended, for a message: "exited", "was killed by signal 9",
+ * "exited with status 1" (the status known for a child only). */
+static const char *exit_words(char *buf, size_t n, int64_t status, int sig, bool known)
+{
+	if (!known)
+		snprintf(buf, n, "exited");
+	else if (sig)
+		snprintf(buf, n, "was killed by signal %d", sig);
+	else
+		snprintf(buf, n, "exited with status %lld", (long long)status);
+	return buf;
+}
 
 /* The master is gone (exit status known for a child only). */
 static void gone(hx_sup *s, int64_t status, int sig, bool known)
 {
 	long pid = s->pid;
+	char how[64], why[512];
+	exit_words(how, sizeof(how), status, sig, known);
 	if (s->replacing) {
-		char why[256];
 		if (sig)
-			snprintf(why, sizeof(why), "the new haproxy (pid %ld) was killed by signal %d "
-			         "before it had a worker", pid, sig);
-		else if (known)
-			snprintf(why, sizeof(why), "the new haproxy (pid %ld) exited with status %lld "
-			         "before it had a worker (its output: %s)", pid, (long long)status,
-			         s->log_file);
+			snprintf(why, sizeof(why), "the new haproxy (pid %ld) %s before it had a worker",
+			         pid, how);
 		else
-			snprintf(why, sizeof(why), "the new haproxy (pid %ld) exited before it had a "
-			         "worker (its output: %s)", pid, s->log_file);
+			snprintf(why, sizeof(why), "the new haproxy (pid %ld) %s before it had a worker "
+			         "(its output: %s)", pid, how, s->log_file);
 		replace_abort(s, -ECHILD, why);
 		return;
 	}
@@ -232,16 +242,8 @@ static void gone(hx_sup *s, int64_t status, int sig, bool known)
 		hx_fdkeep_unserve(s->keep);
 		hx_fdkeep_drop(s->keep);
 	}
-	char why[256];
-	if (!known)
-		snprintf(why, sizeof(why), "haproxy (pid %ld) exited; restarting in %llu ms", pid,
-		         (unsigned long long)d);
-	else if (sig)
-		snprintf(why, sizeof(why), "haproxy (pid %ld) was killed by signal %d; restarting in %llu ms",
-		         pid, sig, (unsigned long long)d);
-	else
-		snprintf(why, sizeof(why), "haproxy (pid %ld) exited with status %lld; restarting in %llu ms",
-		         pid, (long long)status, (unsigned long long)d);
+	snprintf(why, sizeof(why), "haproxy (pid %ld) %s; restarting in %llu ms", pid, how,
+	         (unsigned long long)d);
 	sup_log(s, REGENT_LOG_ERROR, "%s", why);
 	uv_timer_start(s->t_restart, restart_now, d, 0);
 	s->cb(s->arg, HX_SUP_DOWN, 0, why);
@@ -383,10 +385,12 @@ static void replace_abort(hx_sup *s, int err, const char *why)
 	s->replacing = false;
 	s->pid = s->old_pid;
 	s->old_pid = 0;
-	close(s->old_pidfd); /* watched anew (gone at once if it died meanwhile) */
+	/* watched again through the pidfd held since the replacement began
+	 * (gone at once if it died meanwhile) */
+	s->pidfd = s->old_pidfd;
 	s->old_pidfd = -1;
+	s->pidwatch = pidwatch_open(s, s->pidfd, on_pidfd);
 	s->is_ready = true; /* it kept serving */
-	watch(s);
 	if (s->stopping) {
 		sup_log(s, REGENT_LOG_INFO, "the replacement of haproxy (master pid %ld) is called off "
 		        "(stopping): %s", s->pid, why);

@@ -100,6 +100,8 @@ static void reload_fail(hx *s, const char *why)
 
 /* Confirmation: the master's reload counter moves (a higher failed count:
  * refused), then the admin socket answers from the new worker. */
+#define CONFIRM_MS 15000
+
 static int confirm_info(void *arg, int status, const char *out)
 {
 	hx *s = arg;
@@ -116,6 +118,18 @@ static int confirm_info(void *arg, int status, const char *out)
 		return 1;
 	}
 	return 0;
+}
+
+/* The master has its new worker: wait until the admin socket is that
+ * worker's (by the deadline the confirmation began with). */
+static void confirm_worker(hx *s, long worker)
+{
+	s->want_worker = worker;
+	hx_tstep(s, T_MASTER);
+	uint64_t now = s->h->now_ms();
+	s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50,
+	                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
+	                           s->cmd_timeout, confirm_info, s);
 }
 
 static int confirm_proc(void *arg, int status, const char *out)
@@ -135,14 +149,7 @@ static int confirm_proc(void *arg, int status, const char *out)
 			return 1;
 		}
 		if (pi.worker_pid) {
-			/* The master has its new worker; wait until the admin socket is
-			 * that worker's. */
-			s->want_worker = pi.worker_pid;
-			hx_tstep(s, T_MASTER);
-			uint64_t now = s->h->now_ms();
-			s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50,
-			                           s->confirm_deadline > now ? s->confirm_deadline - now : 1,
-			                           s->cmd_timeout, confirm_info, s);
+			confirm_worker(s, pi.worker_pid);
 			return 1;
 		}
 	}
@@ -152,11 +159,11 @@ static int confirm_proc(void *arg, int status, const char *out)
 static void enter_confirm(hx *s)
 {
 	s->ps = P_CONFIRM;
-	s->confirm_deadline = s->h->now_ms() + 15000;
+	s->confirm_deadline = s->h->now_ms() + CONFIRM_MS;
 	s->want_worker = 0;
 	bool proc = s->master_socket != NULL;
 	s->confirm = hx_poll_start(s->h, s->loop, proc ? s->master_socket : s->admin_socket,
-	                           proc ? "show proc" : "show info", 20, 50, 15000, s->cmd_timeout,
+	                           proc ? "show proc" : "show info", 20, 50, CONFIRM_MS, s->cmd_timeout,
 	                           proc ? confirm_proc : confirm_info, s);
 }
 
@@ -345,12 +352,9 @@ void hx_reload_replaced(hx *s, long worker, const char *why)
 			hx_trial_fail(s, -EIO, why);
 		return;
 	}
-	hx_tstep(s, T_MASTER);
 	s->ps = P_CONFIRM;
-	s->want_worker = worker;
-	s->confirm_deadline = s->h->now_ms() + 15000;
-	s->confirm = hx_poll_start(s->h, s->loop, s->admin_socket, "show info", 0, 50, 15000,
-	                           s->cmd_timeout, confirm_info, s);
+	s->confirm_deadline = s->h->now_ms() + CONFIRM_MS;
+	confirm_worker(s, worker);
 }
 
 void hx_reload_start(hx *s)
