@@ -1,13 +1,13 @@
 /* consul.c - the Consul store plugin: its configuration keys and their
  * validation, the instance's lifecycle (create, start, stop, destroy:
  * stop hands registration to consul_reg.c, the state file to
- * consul_state.c, discovery to consul_disc.c), the HTTP helpers every
+ * consul_state.c, discovery to consul_disc.c and consul_read.c), the HTTP helpers every
  * part sends its requests with (host->http_request on the core's loop)
  * and the plugin's health.
  *
  * Registration, the reconcile of a start and the stop-time
  * deregistrations: consul_reg.c; the reload handoff: consul_state.c;
- * discovery: consul_disc.c.  The ACL token goes out only as the
+ * discovery: consul_disc.c, consul_read.c.  The ACL token goes out only as the
  * X-Consul-Token header and is never logged.
  *
  * Owns: the instance (struct consul), its configuration, its metrics. */

@@ -7,7 +7,10 @@
  *   consul_sched.c the registration side's queues: passes by deadline, work
  *   consul_state.c the state file that hands the registered services from
  *                  a reload's old instance to its replacement
- *   consul_disc.c  discovery
+ *   consul_disc.c  discovery: the blocking queries (the service list, the
+ *                  checks) that mark services dirty
+ *   consul_read.c  discovery per service: the reads, their queue, the
+ *                  settle, discovery's failure accounting
  * Not installed; every name here is hidden in the plugin's .so. */
 #ifndef REGENT_CONSUL_INT_H
 #define REGENT_CONSUL_INT_H
@@ -51,7 +54,7 @@ typedef struct consul_svc {
 	uint64_t sig;      /* signature of its checks in /v1/health/state/any */
 	uint64_t tags_sig; /* of its tags in /v1/catalog/services */
 	bool first_done, dirty, queued, failing, seen;
-	bool held;         /* a read that removed instances waits for the settle (consul_disc.c) */
+	bool held;         /* a read that removed instances waits for the settle (consul_read.c) */
 	size_t last_n;     /* instances its last applied read had */
 	bool checkless;    /* its last read had an instance without a check of its own */
 	regent_http_req *req;
@@ -267,7 +270,7 @@ void consul_reg_resume(consul *c);
 bool consul_disc_waiting(consul *c);
 void consul_disc_resume(consul *c);
 /* The agent was away and answers again: for CONSUL_SETTLE_MS a read that
- * removes instances is held (consul_disc.c). */
+ * removes instances is held (consul_read.c). */
 void consul_disc_settle(consul *c);
 regent_http_req *consul_send(consul *c, const char *method, const char *path, const char *body,
                              uint64_t timeout_ms, regent_http_done_cb cb, void *arg, int *err);
@@ -312,5 +315,21 @@ void consul_work_del(consul *c, reg *r);
 /* consul_disc.c */
 void consul_disc_start(consul *c);
 void consul_disc_stop(consul *c); /* cancels everything; idempotent */
+/* After a read: the catalog's readiness and health follow what has been
+ * read (the first sync once every service was read). */
+void consul_disc_sync(consul *c);
+
+/* consul_read.c: discovery's side failing (*failing: this watch's or
+ * read's flag; the side fails while any is set) and working again. */
+void consul_disc_problem(consul *c, bool *failing, regent_log_level level, const char *msg);
+void consul_disc_ok(consul *c, bool *failing);
+/* A service of the list: created when the list names it, freed when it
+ * leaves (its read cancelled, its queue entry dropped). */
+consul_svc *consul_svc_new(consul *c, const char *name);
+void consul_svc_free(consul_svc *s);
+void consul_svc_free_v(void *s); /* (as a map's free function) */
+void consul_svc_dirty(consul_svc *s); /* read it again (queued) */
+void consul_pump_reads(consul *c);    /* start queued reads, up to CONSUL_READ_CAP */
+void consul_reads_resume(consul *c);  /* failed reads waiting out the backoff: now */
 
 #endif
