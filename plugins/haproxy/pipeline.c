@@ -163,12 +163,20 @@ static void on_wretry(uv_timer_t *t)
 
 /* A write of config_file (or of its candidate) failed: unhealthy with the
  * cause, and tried again every second until it works, with no new change
- * needed. */
+ * needed.  The message always opens with "cannot write PATH" (the file
+ * meant), whichever step failed: the core's why names the step and its
+ * own file ("cannot create the temporary file PATH.N.tmp: ..."), which
+ * alone would not say which file is not being written. */
 void hx_write_failed(hx *s, const char *path, int err, const char *why)
 {
-	char *msg = why && *why ? s->h->xasprintf("%s; retrying every second", why)
-	                        : s->h->xasprintf("cannot write %s: %s; retrying every second", path,
-	                                          uv_strerror(err));
+	size_t pl = strlen(path);
+	bool named = why && strncmp(why, "cannot write ", 13) == 0 && strncmp(why + 13, path, pl) == 0 &&
+	             why[13 + pl] == ':';
+	char *msg = named ? s->h->xasprintf("%s; retrying every second", why)
+	            : why && *why
+	                ? s->h->xasprintf("cannot write %s: %s; retrying every second", path, why)
+	                : s->h->xasprintf("cannot write %s: %s; retrying every second", path,
+	                                  uv_strerror(err));
 	if (!streq(msg, s->write_err)) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
 		hx_set_reason(s, &s->write_err, msg);

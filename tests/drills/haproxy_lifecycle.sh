@@ -309,7 +309,10 @@ if want e; then
     sleep 1
     mount -o remount,ro "$HX"
     reg 3 "$P_B3"
-    unhealthy() { [[ "$(healthz_code)" == 503 ]] && healthz | grep -q 'cannot write'; }
+    # (whichever step failed, the reason opens with the file meant: the in-place patch's
+    # "cannot write CFG: ..." or the whole write's "cannot write CFG: cannot create the
+    # temporary file ...": the mirror writes whole after a layout reset, e.g. a restarted master)
+    unhealthy() { [[ "$(healthz_code)" == 503 ]] && healthz | grep -qF "cannot write $CFG: "; }
     check "e: /healthz 503 naming the failed write" wait_for --timeout 15 unhealthy
     echo "  | /healthz: $(healthz | head -c 300)"
     check "e: the file does not have b3 yet (read-only)" eval "! grep -q ':$P_B3 ' '$CFG'"
