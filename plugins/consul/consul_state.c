@@ -97,9 +97,9 @@ static void q_written(void *arg, int status, const char *why)
 	if (status < 0 && q->nusers) {
 		consul *c = q->users[0];
 		c->h->log(c->ctx, REGENT_LOG_WARN,
-		          "%s; a reload will leave services registered that the new instance does not "
-		          "hold (they leave after ttl + deregister_after)",
-		          why);
+		          "cannot write %s: %s; a reload will leave services registered that the new "
+		          "instance does not hold (they leave after ttl + deregister_after)",
+		          q->path, why && *why ? why : strerror(-status));
 	}
 	if (q->waiting) {
 		q->waiting = false;
