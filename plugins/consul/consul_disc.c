@@ -91,16 +91,13 @@ static void watch_fail(consul_watch *w, regent_log_level level, const char *fmt,
 static void watch_fail(consul_watch *w, regent_log_level level, const char *fmt, ...)
 {
 	consul *c = w->c;
-	char msg[320];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	/* The index of a restarted agent starts low again: read afresh. */
 	w->index = 0;
 	w->churn = 0;
-	consul_disc_problem(c, &w->failing, level, msg);
-	consul_count(c, c->m_err, w == c->catalog ? M_CATALOG : M_HEALTH);
+	va_list ap;
+	va_start(ap, fmt);
+	consul_disc_problem(c, &w->failing, w == c->catalog ? M_CATALOG : M_HEALTH, level, fmt, ap);
+	va_end(ap);
 	watch_schedule(w, c->h->backoff_next(&w->bo));
 	consul_recover_want(c);
 }

@@ -320,8 +320,10 @@ void consul_disc_stop(consul *c); /* cancels everything; idempotent */
 void consul_disc_sync(consul *c);
 
 /* consul_read.c: discovery's side failing (*failing: this watch's or
- * read's flag; the side fails while any is set) and working again. */
-void consul_disc_problem(consul *c, bool *failing, regent_log_level level, const char *msg);
+ * read's flag; the side fails while any is set: the message fmt/ap noted
+ * as the outage's, the error metric of op counted) and working again. */
+void consul_disc_problem(consul *c, bool *failing, int op, regent_log_level level, const char *fmt,
+                         va_list ap) REGENT_PRINTF(5, 0);
 void consul_disc_ok(consul *c, bool *failing);
 /* A service of the list: created when the list names it, freed when it
  * leaves (its read cancelled, its queue entry dropped). */

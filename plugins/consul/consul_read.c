@@ -13,7 +13,8 @@
  *  - the settle after the agent was away: a read that would remove
  *    instances is held until the owners can pass the checks the agent
  *    restored critical, then read again (settle_timer);
- *  - discovery's failure accounting (consul_disc_problem/ok), shared with
+ *  - discovery's failure accounting (consul_disc_problem/ok: the message,
+ *    the outage's note, the error metric), shared with
  *    the blocking queries of consul_disc.c: the side is failing while any
  *    watch or read is.
  * The blocking queries that mark services dirty live in consul_disc.c. */
@@ -28,8 +29,11 @@
 /* failures                                                           */
 /* ------------------------------------------------------------------ */
 
-void consul_disc_problem(consul *c, bool *failing, regent_log_level level, const char *msg)
+void consul_disc_problem(consul *c, bool *failing, int op, regent_log_level level, const char *fmt,
+                         va_list ap)
 {
+	char msg[320];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	bool ongoing = c->disc_failing > 0;
 	if (!*failing) {
 		*failing = true;
@@ -38,6 +42,7 @@ void consul_disc_problem(consul *c, bool *failing, regent_log_level level, const
 	snprintf(c->disc_problem, sizeof(c->disc_problem), "%s", msg);
 	consul_outage_note(c, &c->disc_outage, ongoing, level, "discovery", msg, CONSUL_DISC_THEN);
 	consul_update_health(c);
+	consul_count(c, c->m_err, op);
 }
 
 void consul_disc_ok(consul *c, bool *failing)
@@ -221,14 +226,11 @@ static void read_fail(consul_svc *s, regent_log_level level, const char *fmt, ..
 static void read_fail(consul_svc *s, regent_log_level level, const char *fmt, ...)
 {
 	consul *c = s->c;
-	char msg[320];
+	s->dirty = true; /* read it again after the backoff */
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	consul_disc_problem(c, &s->failing, M_HEALTH, level, fmt, ap);
 	va_end(ap);
-	s->dirty = true; /* read it again after the backoff */
-	consul_disc_problem(c, &s->failing, level, msg);
-	consul_count(c, c->m_err, M_HEALTH);
 	if (!uv_is_active((uv_handle_t *)c->read_timer))
 		uv_timer_start(c->read_timer, on_read_timer, c->h->backoff_next(&c->read_bo), 0);
 	consul_recover_want(c);
