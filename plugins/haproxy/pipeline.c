@@ -169,14 +169,14 @@ static void on_wretry(uv_timer_t *t)
  * alone would not say which file is not being written. */
 void hx_write_failed(hx *s, const char *path, int err, const char *why)
 {
-	size_t pl = strlen(path);
-	bool named = why && strncmp(why, "cannot write ", 13) == 0 && strncmp(why + 13, path, pl) == 0 &&
-	             why[13 + pl] == ':';
-	char *msg = named ? s->h->xasprintf("%s; retrying every second", why)
-	            : why && *why
-	                ? s->h->xasprintf("cannot write %s: %s; retrying every second", path, why)
-	                : s->h->xasprintf("cannot write %s: %s; retrying every second", path,
-	                                  uv_strerror(err));
+	static const char lead[] = "cannot write ";
+	const char *cause = why && *why ? why : uv_strerror(err);
+	size_t ll = sizeof(lead) - 1, pl = strlen(path);
+	/* (an in-place patch's own failure already reads "cannot write PATH: ...") */
+	bool named = strncmp(cause, lead, ll) == 0 && strncmp(cause + ll, path, pl) == 0 &&
+	             cause[ll + pl] == ':';
+	char *msg = named ? s->h->xasprintf("%s; retrying every second", cause)
+	                  : s->h->xasprintf("cannot write %s: %s; retrying every second", path, cause);
 	if (!streq(msg, s->write_err)) {
 		s->h->log(s->ctx, REGENT_LOG_ERROR, "%s", msg);
 		hx_set_reason(s, &s->write_err, msg);
